@@ -1,0 +1,41 @@
+// The memory ABI between the data plane and its host (TypeScript loader and the
+// AF_PACKET addon). All of it lives in the wasm linear memory, laid out once by
+// init() and never moved afterwards (memory only grows inside init), so the
+// addon may keep raw pointers into it.
+//
+//   in slots   MAX_BATCH slots of SLOT_SIZE bytes. A received frame is written
+//              at slot + HEADROOM (or HEADROOM-4 when the receiver re-inserts an
+//              802.1Q tag that the kernel moved to PACKET_AUXDATA).
+//   in desc    MAX_BATCH x 8 bytes:  u16 off (frame start inside its slot),
+//              u16 len, u16 port (port index), u16 flags (0).
+//   out desc   MAX_OUT x 16 bytes:  u16 port, u16 hdrLen, u32 dataPtr,
+//              u16 dataLen, u16 inIndex, u32 vn (internal VN index).
+//              An output frame is hdr[0..hdrLen) followed by
+//              mem[dataPtr .. dataPtr+dataLen): a gather list of two pieces,
+//              so flood copies share the inner frame (VPP-style buffer chains).
+//   out hdrs   MAX_OUT x HDR_SLOT bytes: the header piece of output i.
+//
+// process(n) handles in desc[0..n) and returns the number of outputs; the
+// exported global `consumed` says how many inputs it took (fewer than n only
+// when the output area could not hold the worst case of the next frame; the
+// host then calls again with the rest).
+
+export const SLOT_SIZE: u32 = 2048;
+export const HEADROOM: u32 = 128;
+export const MAX_BATCH: u32 = 256;
+export const IN_DESC: u32 = 8;
+export const OUT_DESC: u32 = 16;
+export const HDR_SLOT: u32 = 128;
+export const MAX_OUT: u32 = 8192;
+
+// in desc field offsets
+export const I_OFF: u32 = 0;
+export const I_LEN: u32 = 2;
+export const I_PORT: u32 = 4;
+// out desc field offsets
+export const O_PORT: u32 = 0;
+export const O_HDRLEN: u32 = 2;
+export const O_DATA: u32 = 4;
+export const O_DATALEN: u32 = 8;
+export const O_IN: u32 = 10;
+export const O_VN: u32 = 12;

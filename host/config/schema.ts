@@ -1,0 +1,82 @@
+// JSON schema of the configuration file (INTERFACES.md), validated with ajv.
+// Formats follow PROTOCOL.md §2: identifiers, MACs, tags 1..4094, VN ids 1..2^24-1.
+export const ID = "^[A-Za-z0-9._-]{1,64}$";
+export const MAC = "^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$";
+export const UUID = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$";
+const ip = { type: "string", minLength: 2, maxLength: 49 };
+const vnRef = { anyOf: [{ type: "integer", minimum: 1, maximum: 16777215 }, { type: "string", minLength: 1, maxLength: 64 }] };
+
+export const profileSchema = {
+  type: "object",
+  additionalProperties: false,
+  required: ["encap"],
+  properties: {
+    encap: { enum: ["vxlan", "geneve", "nvgre"] },
+    service: { enum: ["l2", "l3"], default: "l2" },
+    mtu: { type: "integer", minimum: 68, maximum: 9000, default: 1500 },
+    portSecurity: { type: "boolean", default: false },
+    arpSuppress: { type: "boolean", default: false },
+    learn: { enum: ["explicit", "glean"], default: "explicit" },
+    qos: { type: "object", additionalProperties: false, properties: {
+      pcp: { type: "integer", minimum: 0, maximum: 7 }, dscp: { type: "integer", minimum: 0, maximum: 63 } } },
+    acl: { type: "array" },
+  },
+} as const;
+
+export const configSchema = {
+  type: "object",
+  additionalProperties: false,
+  required: ["nve", "underlay"],
+  properties: {
+    nve: { type: "string", pattern: ID },
+    broker: { type: "string", pattern: "^(mqtts?|wss?|tcp)://" },
+    underlay: {
+      type: "object", additionalProperties: false, required: ["port", "ip", "mac"],
+      properties: {
+        port: { type: "string", minLength: 1, maxLength: 15 },
+        ip,
+        mac: { type: "string", pattern: MAC },
+        gatewayMac: { type: "string", pattern: MAC },
+        udpPort: { type: "integer", minimum: 1, maximum: 65535, default: 4789 },
+        genevePort: { type: "integer", minimum: 1, maximum: 65535, default: 6081 },
+      },
+    },
+    ports: { type: "array", default: [], items: {
+      type: "object", additionalProperties: false, required: ["name"],
+      properties: { name: { type: "string", minLength: 1, maxLength: 15 },
+                    hypervisors: { type: "array", default: [], items: { type: "string", pattern: ID } } } } },
+    vns: { type: "array", default: [], items: {
+      type: "object", additionalProperties: false, required: ["id", "vni", "profile"],
+      properties: { id: { type: "integer", minimum: 1, maximum: 16777215 },
+                    name: { type: "string", pattern: UUID }, alias: { type: "string", minLength: 1, maxLength: 64 },
+                    vni: { type: "integer", minimum: 1, maximum: 16777215 }, profile: profileSchema } } },
+    vnics: { type: "array", default: [], items: {
+      type: "object", additionalProperties: false, required: ["vnic", "port", "vns"],
+      properties: { vnic: { type: "string", pattern: UUID }, port: { type: "string" },
+                    state: { enum: ["active", "associated"], default: "active" },
+                    vns: { type: "array", minItems: 1, items: {
+                      type: "object", additionalProperties: false, required: ["vn", "tag", "addrs"],
+                      properties: { vn: vnRef, tag: { type: "integer", minimum: 1, maximum: 4094 },
+                                    addrs: { type: "array", minItems: 1, items: {
+                                      type: "object", additionalProperties: false, required: ["mac"],
+                                      properties: { mac: { type: "string", pattern: MAC }, ips: { type: "array", items: ip } } } } } } } } } },
+    remotes: { type: "array", default: [], items: {
+      type: "object", additionalProperties: false, required: ["nve", "ip"],
+      properties: { nve: { type: "string", pattern: ID }, ip,
+                    vns: { type: "array", default: [], items: vnRef },
+                    addrs: { type: "array", default: [], items: {
+                      type: "object", additionalProperties: false, required: ["vn", "mac"],
+                      properties: { vn: vnRef, mac: { type: "string", pattern: MAC }, ips: { type: "array", items: ip } } } } } } },
+    timers: { type: "object", additionalProperties: false, default: {},
+      properties: { holdMs: { type: "integer", minimum: 0, default: 10000 },
+                    agentHoldMs: { type: "integer", minimum: 0, default: 30000 },
+                    tagQuarantineMs: { type: "integer", minimum: 0, default: 5000 } } },
+    limits: { type: "object", additionalProperties: false, default: {},
+      properties: { maxPayload: { type: "integer", minimum: 1024, default: 262144 } } },
+    auth: { type: "object", additionalProperties: false, properties: {
+      passwordFile: { type: "string" }, aclFile: { type: "string" },
+      tls: { type: "object", additionalProperties: false, required: ["cert", "key", "ca"],
+             properties: { cert: { type: "string" }, key: { type: "string" }, ca: { type: "string" } } } } },
+    ima: {},
+  },
+} as const;

@@ -1,0 +1,49 @@
+// The data plane's programming contract: every table change is one of these
+// plain, JSON-serialisable operations. The control plane (host/control), the
+// static configuration (host/config) and the worker pool (host/io) all speak
+// it, so one list of ops can be applied to an in-process DataPlane or posted to
+// every worker thread and acknowledged only when all of them have it.
+//
+// VNs are named by their VN id (1..16777215, PROTOCOL.md §2); ports by name;
+// MACs as "02:00:5e:00:00:01"; IPs as text (IPv4 or IPv6, or a CIDR prefix).
+
+export type Encap = "vxlan" | "geneve" | "nvgre";
+
+export interface VnProfile {
+  encap: Encap;
+  service?: "l2" | "l3";
+  mtu: number;
+  portSecurity?: boolean;
+  arpSuppress?: boolean;
+  learn?: "explicit" | "glean";
+  qos?: { pcp?: number; dscp?: number };
+}
+
+export type DpOp =
+  /** The underlay: our source MAC/IP, the next hop, the VXLAN UDP port, the port it lives on. */
+  | { op: "underlay"; port: string; ip: string; mac: string; gatewayMac: string; udpPort?: number; genevePort?: number }
+  /** An access (802.1Q trunk) port toward one or more hypervisors. */
+  | { op: "port"; port: string }
+  /** Create or update a VN (its profile may change while traffic flows). */
+  | { op: "vn"; vn: number; vni: number; profile: VnProfile }
+  | { op: "vn.del"; vn: number }
+  /** (port, tag) -> VN: a VAP in the Connected state (RFC 8394 §3). */
+  | { op: "tag"; port: string; tag: number; vn: number }
+  | { op: "tag.del"; port: string; tag: number }
+  /** A MAC of a local VNIC behind `port`; `active` false = Associated (no traffic). */
+  | { op: "mac.local"; vn: number; mac: string; port: string; active: boolean }
+  /** A MAC behind the remote NVE whose underlay address is `nve`. */
+  | { op: "mac.remote"; vn: number; mac: string; nve: string }
+  | { op: "mac.del"; vn: number; mac: string }
+  /** An IP (or prefix) bound to a MAC in a VN (port security, ARP/ND suppression). */
+  | { op: "ip"; vn: number; ip: string; mac: string }
+  | { op: "ip.del"; vn: number; ip: string }
+  /** Remote NVE `nve` serves the VN: it is on the VN's flood list. */
+  | { op: "flood.join"; vn: number; nve: string }
+  | { op: "flood.leave"; vn: number; nve: string };
+
+/** Anything that can take a list of ops atomically (between two batches). */
+export interface DataPlaneProgrammer {
+  /** Resolves once every data plane instance has applied all of `ops`. Rejects, applying none, on a bad op. */
+  apply(ops: DpOp[]): Promise<void>;
+}

@@ -1,0 +1,73 @@
+// Builds the project: the AssemblyScript data plane (release and debug wasm),
+// the TypeScript host, tests and benchmarks (esbuild, one output file per
+// source file, ESM), and the native packet I/O addon when its build file exists.
+// Flags: --wasm, --host, --addon build only that part; none builds all.
+import { readdirSync, statSync, existsSync, mkdirSync } from "node:fs";
+import { join, dirname } from "node:path";
+import { fileURLToPath } from "node:url";
+import { spawnSync } from "node:child_process";
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+const args = new Set(process.argv.slice(2));
+const all = !args.has("--wasm") && !args.has("--host") && !args.has("--addon");
+
+function walk(dir, out = []) {
+  if (!existsSync(dir)) return out;
+  for (const name of readdirSync(dir)) {
+    const p = join(dir, name);
+    if (name === "node_modules" || name === "build") continue;
+    if (statSync(p).isDirectory()) walk(p, out);
+    else if (p.endsWith(".ts") && !p.endsWith(".d.ts")) out.push(p);
+  }
+  return out;
+}
+
+async function buildWasm() {
+  const asc = (await import("assemblyscript/asc")).default;
+  mkdirSync(join(root, "build"), { recursive: true });
+  for (const target of ["release", "debug"]) {
+    const { error, stderr } = await asc.main(
+      ["--config", join(root, "asconfig.json"), "--target", target],
+      { stdout: process.stdout, stderr: process.stderr },
+    );
+    if (error) {
+      console.error(`build: assembly/ (${target}) failed: ${error.message}`);
+      process.exit(1);
+    }
+    void stderr;
+  }
+}
+
+async function buildHost() {
+  const esbuild = await import("esbuild");
+  const entryPoints = [...walk(join(root, "host")), ...walk(join(root, "test")), ...walk(join(root, "bench"))];
+  await esbuild.build({
+    entryPoints,
+    outdir: join(root, "dist"),
+    outbase: root,
+    format: "esm",
+    platform: "node",
+    target: "node20",
+    sourcemap: "inline",
+    logLevel: "warning",
+  });
+}
+
+function buildAddon() {
+  const gypDir = join(root, "host", "io", "native");
+  if (!existsSync(join(gypDir, "binding.gyp"))) return;
+  if (process.platform !== "linux") return; // AF_PACKET is Linux-only
+  const npmGyp = [
+    join(dirname(process.execPath), "..", "lib", "node_modules", "npm", "node_modules", "node-gyp", "bin", "node-gyp.js"),
+  ].find((p) => existsSync(p));
+  const cmd = npmGyp ? [process.execPath, [npmGyp, "rebuild"]] : ["node-gyp", ["rebuild"]];
+  const r = spawnSync(cmd[0], cmd[1], { cwd: gypDir, stdio: ["ignore", "ignore", "inherit"] });
+  if (r.status !== 0) {
+    console.error(`build: the packet I/O addon in ${gypDir} failed to build (node-gyp exit ${r.status}); --io afpacket will be unavailable`);
+    process.exit(1);
+  }
+}
+
+if (all || args.has("--wasm")) await buildWasm();
+if (all || args.has("--host")) await buildHost();
+if (all || args.has("--addon")) buildAddon();

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs the Debian packages that the lab and the tests need, when missing.
+# Runs as root on a fresh Debian machine (README quick start); elsewhere it
+# only reports what is missing.
+set -euo pipefail
+need=()
+have() { command -v "$1" >/dev/null 2>&1; }
+have mosquitto || need+=(mosquitto)
+have mosquitto_passwd || need+=(mosquitto-clients)
+have tshark || need+=(tshark)
+have ovs-vswitchd || need+=(openvswitch-switch)
+have trafgen || need+=(netsniff-ng)
+have iperf3 || need+=(iperf3)
+have ping || need+=(iputils-ping)
+have clang || need+=(clang)
+[ -e /usr/include/bpf/bpf_helpers.h ] || need+=(libbpf-dev)
+have ip || need+=(iproute2)
+have openssl || need+=(openssl)
+have tcpdump || need+=(tcpdump)
+[ ${#need[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" != 0 ]; then
+  echo "system-deps: missing ${need[*]}; run as root or: apt-get install ${need[*]}" >&2
+  exit 0
+fi
+echo "system-deps: installing ${need[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+# tshark asks whether non-root users may capture: answer no, non-interactively.
+echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections 2>/dev/null || true
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
