@@ -1,0 +1,66 @@
+// Encoding and decoding of nvo3-hv/1 payloads (PROTOCOL.md §1, §2): JSON in
+// UTF-8, size-limited, validated with the ajv schemas. Decoding never throws:
+// every fault becomes a ProtocolError carrying the request id when one is usable.
+import type { IClientPublishOptions } from "mqtt";
+import { ProtocolError } from "./errors.js";
+import { OPS, validators, describeAjvError, type OpName } from "./schemas.js";
+import type { Request } from "./types.js";
+
+export const DEFAULT_MAX_PAYLOAD = 256 * 1024;
+const OP_SET = new Set<string>(OPS);
+
+export type Decoded = { ok: true; req: Request } | { ok: false; id: string | null; error: ProtocolError };
+
+/** Best-effort id of an unparseable or oversized payload: only a well-formed id near the start counts. */
+function sniffId(buf: Uint8Array): string | null {
+  const head = Buffer.from(buf.subarray(0, 256)).toString("utf8");
+  const m = /^\s*\{\s*"id"\s*:\s*"([^"\\]{1,64})"/.exec(head);
+  return m ? m[1] : null;
+}
+
+export function decodeRequest(payload: Uint8Array, maxPayload = DEFAULT_MAX_PAYLOAD): Decoded {
+  if (payload.length > maxPayload) // PROTOCOL.md §1: larger requests are answered with too-large
+    return { ok: false, id: sniffId(payload), error: new ProtocolError("too-large", `payload of ${payload.length} bytes exceeds the maximum of ${maxPayload}`) };
+  let msg: unknown;
+  try {
+    msg = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(payload));
+  } catch (e) {
+    return { ok: false, id: sniffId(payload), error: new ProtocolError("bad-request", `not valid UTF-8 JSON: ${(e as Error).message}`) };
+  }
+  if (typeof msg !== "object" || msg === null || Array.isArray(msg))
+    return { ok: false, id: null, error: new ProtocolError("bad-request", "a request must be a JSON object") };
+  const o = msg as Record<string, unknown>;
+  const id = typeof o.id === "string" && o.id.length >= 1 && o.id.length <= 64 ? o.id : null;
+  if (id === null)
+    return { ok: false, id: null, error: new ProtocolError("bad-request", '"id" must be a string of 1 to 64 characters', "id") };
+  if (typeof o.op !== "string")
+    return { ok: false, id, error: new ProtocolError("bad-request", '"op" must be a string', "op") };
+  if (!OP_SET.has(o.op))
+    return { ok: false, id, error: new ProtocolError("unknown-op", `unknown op "${o.op.slice(0, 64)}"`, "op") };
+  const validate = validators[o.op as OpName];
+  if (!validate(o)) {
+    const errs = validate.errors!;
+    const e = errs.find((x) => x.keyword === "oneOf") ?? errs[0];
+    const d = describeAjvError(e);
+    return { ok: false, id, error: new ProtocolError("bad-request", `${d.field || "request"}: ${d.message}`, d.field || undefined) };
+  }
+  return { ok: true, req: o as unknown as Request };
+}
+
+export function encode(msg: unknown): Buffer {
+  return Buffer.from(JSON.stringify(msg), "utf8");
+}
+
+/** Publish options: QoS 1 always; on MQTT 5 the content type, payload format and echoed correlation data (§1). */
+export function publishOptions(protocolVersion: number, retain = false, correlationData?: Buffer): IClientPublishOptions {
+  const o: IClientPublishOptions = { qos: 1, retain };
+  if (protocolVersion === 5) {
+    o.properties = { contentType: "application/json", payloadFormatIndicator: true };
+    if (correlationData) o.properties.correlationData = correlationData;
+  }
+  return o;
+}
+
+export function errorResponse(id: string | null, err: ProtocolError): object {
+  return { id, ok: false, error: err.toWire() };
+}

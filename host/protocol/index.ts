@@ -1,0 +1,7 @@
+// nvo3-hv/1: topics, codec, schemas, error codes (PROTOCOL.md §1–§5).
+export * from "./topics.js";
+export * from "./errors.js";
+export * from "./types.js";
+export * from "./codec.js";
+export * from "./addr.js";
+export { OPS, validators, validateResponse, eventValidators, validateNveStatus, requestSchemas, eventSchemas } from "./schemas.js";

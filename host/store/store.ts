@@ -1,0 +1,86 @@
+// The NVE's persistent state behind one interface (STYLE.md: "a store interface
+// comes with one shared conformance suite that every implementation runs";
+// test/support/store-conformance.ts). Implementations: memory.ts here, LMDB later.
+//
+// Contract:
+// - Collections are named key/value maps of JSON-able records; keys are strings.
+// - Reads are synchronous (as lmdb-js reads are) and return copies: mutating a
+//   returned record never changes the store.
+// - `transaction(fn)` runs `fn` synchronously against a writer that sees its own
+//   writes; if `fn` throws, nothing of it is written (atomic across collections,
+//   PROTOCOL.md §2 "all-or-nothing"). The promise resolves once the writes are
+//   durable, which is when the NVE may answer (§2). Transactions apply in call order.
+// - Deadlines are absolute wall-clock milliseconds (Date.now() scale), never
+//   durations, so a timer survives a restart: the NVE re-arms from `due()`.
+// - The store carries a schema version; opening a store written with another
+//   version fails with StoreSchemaError instead of misreading it.
+
+export const STORE_SCHEMA_VERSION = 1;
+
+/** One VNIC (RFC 8394 §3 TSI) and everything it contains (seed §3.1): VN → MAC → IPs. */
+export interface VnicRecord {
+  vnic: string;
+  /** the End Device ({hv}) that owns it */
+  hv: string;
+  /** the NVE port it is behind */
+  port: string;
+  /** Associated (no traffic) or Activated (RFC 8394 §3); Init = no record */
+  state: "associated" | "active";
+  vns: { vn: number; addrs: { mac: string; ips: string[] }[] }[];
+  /** set while departing by migration (PROTOCOL.md §2 vnic.deactivate): absolute deadline */
+  hold?: { until: number };
+}
+
+/** A VAP in the Connected state (RFC 8394 §3): (port, VN) → Local_Tag. Key `${port}|${vn}`. */
+export interface VapRecord { port: string; vn: number; tag: number }
+/** A freed tag not reusable before `until` (absolute ms). Key `${port}|${tag}`. */
+export interface QuarantineRecord { port: string; tag: number; vn: number; until: number }
+/** An End Device's liveness as last seen (PROTOCOL.md §3). Key: hv. */
+export interface HvRecord { hv: string; online: boolean; since: number }
+/** A pending deadline (absolute ms). Key: `${kind}|${subject}`. */
+export interface TimerRecord { kind: "migration-hold" | "agent-hold"; subject: string; due: number }
+
+export interface Collections {
+  vnics: VnicRecord;
+  vaps: VapRecord;
+  quarantine: QuarantineRecord;
+  hvs: HvRecord;
+  timers: TimerRecord;
+  meta: unknown;
+}
+export type CollectionName = keyof Collections;
+export const COLLECTIONS: CollectionName[] = ["vnics", "vaps", "quarantine", "hvs", "timers", "meta"];
+
+export interface StoreReader {
+  get<C extends CollectionName>(c: C, key: string): Collections[C] | undefined;
+  /** Every entry whose key starts with `prefix` (all when omitted), sorted by key (UTF-16 code unit order). */
+  list<C extends CollectionName>(c: C, prefix?: string): [string, Collections[C]][];
+}
+
+export interface StoreWriter extends StoreReader {
+  put<C extends CollectionName>(c: C, key: string, value: Collections[C]): void;
+  del(c: CollectionName, key: string): void;
+}
+
+export interface Store extends StoreReader {
+  /** The schema version the open store holds (equals STORE_SCHEMA_VERSION once opened). */
+  readonly schemaVersion: number;
+  transaction<T>(fn: (tx: StoreWriter) => T): Promise<T>;
+  /** Timers whose deadline is at or before `now`, earliest first (ties by key). */
+  due(now: number): [string, TimerRecord][];
+  /** The earliest timer deadline, or undefined when there is none. */
+  nextDue(): number | undefined;
+  close(): Promise<void>;
+}
+
+export class StoreSchemaError extends Error {
+  constructor(public found: unknown, public expected: number, where: string) {
+    super(`${where}: store schema version ${JSON.stringify(found)} is not the supported version ${expected}`);
+  }
+}
+
+export const keys = {
+  vap: (port: string, vn: number) => `${port}|${vn}`,
+  quarantine: (port: string, tag: number) => `${port}|${tag}`,
+  timer: (kind: TimerRecord["kind"], subject: string) => `${kind}|${subject}`,
+};
