@@ -60,7 +60,10 @@ function buildAddon() {
   const npmGyp = [
     join(dirname(process.execPath), "..", "lib", "node_modules", "npm", "node_modules", "node-gyp", "bin", "node-gyp.js"),
   ].find((p) => existsSync(p));
-  const cmd = npmGyp ? [process.execPath, [npmGyp, "rebuild"]] : ["node-gyp", ["rebuild"]];
+  // Use the headers installed with this node (no download: the build must work offline).
+  const prefix = join(dirname(process.execPath), "..");
+  const gypArgs = ["rebuild", ...(existsSync(join(prefix, "include", "node", "node_api.h")) ? [`--nodedir=${prefix}`] : [])];
+  const cmd = npmGyp ? [process.execPath, [npmGyp, ...gypArgs]] : ["node-gyp", gypArgs];
   const r = spawnSync(cmd[0], cmd[1], { cwd: gypDir, stdio: ["ignore", "ignore", "inherit"] });
   if (r.status !== 0) {
     console.error(`build: the packet I/O addon in ${gypDir} failed to build (node-gyp exit ${r.status}); --io afpacket will be unavailable`);

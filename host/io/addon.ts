@@ -1,0 +1,54 @@
+// Loads the native AF_PACKET addon (host/io/native, built by
+// `node scripts/build.mjs --addon` and at `npm install`) and types its API.
+import { createRequire } from "node:module";
+import { existsSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+
+export interface OpenOptions {
+  /** TPACKET_V3 block size in bytes: a power of two, at least one page. */
+  blockSize?: number;
+  blockCount?: number;
+  /** How long the kernel holds a partly filled block before handing it over (latency at low rates). */
+  blockTimeoutMs?: number;
+  /** PACKET_FANOUT (hash) group id 0..65535; omit for a socket of its own. */
+  fanout?: number;
+  /** Open the socket in this network namespace (e.g. /run/netns/nvl-x); the calling thread stays where it is. */
+  netns?: string;
+  /** PACKET_QDISC_BYPASS: 1 sends straight to the driver. */
+  qdiscBypass?: number;
+}
+
+export interface SocketStats {
+  rxFrames: number; rxBytes: number; txFrames: number; txBytes: number; txErrors: number;
+  /** Frames longer than a slot (or truncated by the ring): dropped before the data plane. */
+  oversize: number;
+  /** PACKET_STATISTICS: frames the kernel dropped because the ring was full. */
+  kernelDrops: number;
+  kernelFreezes: number;
+}
+
+export interface PacketAddon {
+  open(ifname: string, opts?: OpenOptions): number;
+  close(handle: number): void;
+  recv(handle: number, mem: ArrayBuffer, slotBase: number, slotSize: number, headroom: number,
+       inDescBase: number, first: number, max: number, port: number, timeoutMs: number): number;
+  send(handlesByPort: number[], mem: ArrayBuffer, outDescBase: number, hdrBase: number, hdrSlot: number, count: number): number;
+  poll(handles: number[], timeoutMs: number, wakeFd?: number): number;
+  eventfd(): number;
+  wake(fd: number): void;
+  closeFd(fd: number): void;
+  stats(handle: number): SocketStats;
+}
+
+export const addonPath = fileURLToPath(new URL("../../../host/io/native/build/Release/nvedge_afpacket.node", import.meta.url));
+
+let cached: PacketAddon | undefined;
+
+/** The addon, or a clear error saying how to build it. */
+export function loadAddon(): PacketAddon {
+  if (cached) return cached;
+  if (process.platform !== "linux") throw new Error("--io afpacket needs Linux (AF_PACKET)");
+  if (!existsSync(addonPath)) throw new Error(`the packet I/O addon is not built (${addonPath} missing): run node scripts/build.mjs --addon`);
+  cached = createRequire(import.meta.url)(addonPath) as PacketAddon;
+  return cached;
+}

@@ -1,0 +1,612 @@
+// Packet I/O for nvedge: AF_PACKET sockets with a memory-mapped TPACKET_V3
+// receive ring, and sendmmsg() with a two-piece gather list per frame. Frames
+// are copied from the ring straight into the WebAssembly memory's slots and
+// sent straight out of it (the in-desc / out-desc ABI of assembly/abi.ts).
+// Only batching and the ring protocol live here; everything else is in
+// host/io/afpacket.ts and worker.ts.
+//
+// Exports:
+//   open(ifname, opts) -> handle        opts: { blockSize, blockCount, blockTimeoutMs,
+//                                               fanout (group id, -1 none), netns (path), qdiscBypass }
+//   recv(handle, mem, slotBase, slotSize, headroom, inDescBase, first, max, port, timeoutMs) -> count
+//   send(handles[], mem, outDescBase, hdrBase, hdrSlot, count) -> sent
+//   poll(handles[], timeoutMs, wakeFd) -> number of ready descriptors (0 on timeout)
+//   eventfd() -> fd; wake(fd)           so another thread can cut a poll() short
+//   stats(handle) -> { rxFrames, rxBytes, txFrames, txBytes, txErrors, oversize, kernelDrops, kernelFreezes }
+//   close(handle)
+#include <node_api.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <net/if.h>
+#include <linux/if_packet.h>
+#include <linux/if_ether.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+
+#define MAX_HANDLES 256
+#define MAX_PORTS 1024
+
+struct sock {
+  int fd;
+  char ifname[IFNAMSIZ];
+  uint8_t *ring;
+  size_t ringLen;
+  unsigned blockSize, blockCount;
+  unsigned block;                      // block being read
+  unsigned left;                       // packets still to read in it (0: not started)
+  struct tpacket3_hdr *next;           // next packet in it
+  uint64_t rxFrames, rxBytes, txFrames, txBytes, txErrors, oversize, kernelDrops, kernelFreezes;
+};
+
+static struct sock *handles[MAX_HANDLES];
+static pthread_mutex_t handlesLock = PTHREAD_MUTEX_INITIALIZER;
+
+// ---- N-API helpers --------------------------------------------------------
+
+static napi_value throwErr(napi_env env, const char *msg) {
+  napi_throw_error(env, NULL, msg);
+  return NULL;
+}
+
+static int getU32(napi_env env, napi_value v, uint32_t *out) {
+  return napi_get_value_uint32(env, v, out) == napi_ok;
+}
+
+static int getI32(napi_env env, napi_value v, int32_t *out) {
+  return napi_get_value_int32(env, v, out) == napi_ok;
+}
+
+static int optU32(napi_env env, napi_value obj, const char *key, uint32_t *out) {
+  bool has = false;
+  napi_value v;
+  napi_valuetype t;
+  if (napi_has_named_property(env, obj, key, &has) != napi_ok || !has) return 1;
+  napi_get_named_property(env, obj, key, &v);
+  napi_typeof(env, v, &t);
+  if (t == napi_undefined) return 1;
+  return getU32(env, v, out);
+}
+
+static struct sock *getSock(napi_env env, napi_value v) {
+  uint32_t h;
+  if (!getU32(env, v, &h) || h >= MAX_HANDLES || !handles[h]) return NULL;
+  return handles[h];
+}
+
+static napi_value num(napi_env env, double d) {
+  napi_value v;
+  napi_create_double(env, d, &v);
+  return v;
+}
+
+// ---- open -----------------------------------------------------------------
+
+// Runs the whole socket setup; on failure fills msg and returns -1.
+static int setup(struct sock *s, const char *ifname, uint32_t blockSize, uint32_t blockCount,
+                 uint32_t tov, int32_t fanout, int qdiscBypass, char *msg, size_t msgLen) {
+  unsigned ifindex = if_nametoindex(ifname);
+  if (ifindex == 0) {
+    if (errno == ENODEV || errno == ENXIO) snprintf(msg, msgLen, "interface %s does not exist", ifname);
+    else snprintf(msg, msgLen, "interface %s: %s", ifname, strerror(errno));
+    return -1;
+  }
+  // Protocol 0 until bind(): a socket opened with ETH_P_ALL would queue every
+  // frame of every interface before it is bound to ours.
+  s->fd = socket(AF_PACKET, SOCK_RAW, 0);
+  if (s->fd < 0) {
+    if (errno == EPERM || errno == EACCES)
+      snprintf(msg, msgLen, "interface %s: opening an AF_PACKET socket needs CAP_NET_RAW (run as root or grant cap_net_raw)", ifname);
+    else snprintf(msg, msgLen, "interface %s: socket(AF_PACKET): %s", ifname, strerror(errno));
+    return -1;
+  }
+  struct ifreq ifr;
+  memset(&ifr, 0, sizeof ifr);
+  strncpy(ifr.ifr_name, ifname, IFNAMSIZ - 1);
+  if (ioctl(s->fd, SIOCGIFFLAGS, &ifr) < 0) {
+    snprintf(msg, msgLen, "interface %s: SIOCGIFFLAGS: %s", ifname, strerror(errno));
+    return -1;
+  }
+  if (!(ifr.ifr_flags & IFF_UP)) {
+    snprintf(msg, msgLen, "interface %s is down (ip link set %s up)", ifname, ifname);
+    return -1;
+  }
+  int v = TPACKET_V3;
+  if (setsockopt(s->fd, SOL_PACKET, PACKET_VERSION, &v, sizeof v) < 0) {
+    snprintf(msg, msgLen, "interface %s: PACKET_VERSION TPACKET_V3: %s", ifname, strerror(errno));
+    return -1;
+  }
+  struct tpacket_req3 req;
+  memset(&req, 0, sizeof req);
+  req.tp_block_size = blockSize;
+  req.tp_block_nr = blockCount;
+  req.tp_frame_size = 2048;
+  req.tp_frame_nr = (blockSize / 2048) * blockCount;
+  req.tp_retire_blk_tov = tov;
+  if (setsockopt(s->fd, SOL_PACKET, PACKET_RX_RING, &req, sizeof req) < 0) {
+    snprintf(msg, msgLen, "interface %s: PACKET_RX_RING (%u blocks of %u bytes): %s", ifname, blockCount, blockSize, strerror(errno));
+    return -1;
+  }
+  s->ringLen = (size_t)blockSize * blockCount;
+  s->ring = mmap(NULL, s->ringLen, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_LOCKED | MAP_POPULATE, s->fd, 0);
+  if (s->ring == MAP_FAILED) s->ring = mmap(NULL, s->ringLen, PROT_READ | PROT_WRITE, MAP_SHARED, s->fd, 0);
+  if (s->ring == MAP_FAILED) {
+    s->ring = NULL;
+    snprintf(msg, msgLen, "interface %s: mmap of the receive ring: %s", ifname, strerror(errno));
+    return -1;
+  }
+  s->blockSize = blockSize;
+  s->blockCount = blockCount;
+  // What we send must never come back to us through our own tap.
+  v = 1;
+  if (setsockopt(s->fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &v, sizeof v) < 0) {
+    snprintf(msg, msgLen, "interface %s: PACKET_IGNORE_OUTGOING: %s", ifname, strerror(errno));
+    return -1;
+  }
+  if (qdiscBypass) {
+    v = 1;
+    setsockopt(s->fd, SOL_PACKET, PACKET_QDISC_BYPASS, &v, sizeof v);
+  }
+  struct sockaddr_ll sll;
+  memset(&sll, 0, sizeof sll);
+  sll.sll_family = AF_PACKET;
+  sll.sll_protocol = htons(ETH_P_ALL);
+  sll.sll_ifindex = (int)ifindex;
+  if (bind(s->fd, (struct sockaddr *)&sll, sizeof sll) < 0) {
+    snprintf(msg, msgLen, "interface %s: bind: %s", ifname, strerror(errno));
+    return -1;
+  }
+  if (fanout >= 0) {
+    // Hash fanout keeps each flow on one socket (so one worker), in order.
+    int arg = (fanout & 0xffff) | (PACKET_FANOUT_HASH << 16);
+    if (setsockopt(s->fd, SOL_PACKET, PACKET_FANOUT, &arg, sizeof arg) < 0) {
+      snprintf(msg, msgLen, "interface %s: PACKET_FANOUT group %d: %s", ifname, fanout & 0xffff, strerror(errno));
+      return -1;
+    }
+  }
+  return 0;
+}
+
+static void freeSock(struct sock *s) {
+  if (s->ring) munmap(s->ring, s->ringLen);
+  if (s->fd >= 0) close(s->fd);
+  free(s);
+}
+
+static napi_value Open(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  char ifname[IFNAMSIZ + 1];
+  size_t len = 0;
+  if (argc < 1 || napi_get_value_string_utf8(env, argv[0], ifname, sizeof ifname, &len) != napi_ok)
+    return throwErr(env, "open: interface name must be a string");
+  if (len == 0 || len >= IFNAMSIZ) return throwErr(env, "open: interface name must be 1 to 15 characters");
+  uint32_t blockSize = 1 << 18, blockCount = 16, tov = 1, bypass = 0;
+  int32_t fanout = -1;
+  char netns[256] = "";
+  if (argc >= 2) {
+    napi_valuetype t;
+    napi_typeof(env, argv[1], &t);
+    if (t == napi_object) {
+      napi_value v;
+      bool has;
+      if (!optU32(env, argv[1], "blockSize", &blockSize) || !optU32(env, argv[1], "blockCount", &blockCount) ||
+          !optU32(env, argv[1], "blockTimeoutMs", &tov) || !optU32(env, argv[1], "qdiscBypass", &bypass))
+        return throwErr(env, "open: blockSize, blockCount, blockTimeoutMs, qdiscBypass must be non-negative integers");
+      if (napi_has_named_property(env, argv[1], "fanout", &has) == napi_ok && has) {
+        napi_get_named_property(env, argv[1], "fanout", &v);
+        napi_typeof(env, v, &t);
+        if (t != napi_undefined && !getI32(env, v, &fanout)) return throwErr(env, "open: fanout must be an integer group id");
+      }
+      if (napi_has_named_property(env, argv[1], "netns", &has) == napi_ok && has) {
+        napi_get_named_property(env, argv[1], "netns", &v);
+        napi_typeof(env, v, &t);
+        if (t == napi_string) napi_get_value_string_utf8(env, v, netns, sizeof netns, &len);
+      }
+    }
+  }
+  long page = sysconf(_SC_PAGESIZE);
+  if (blockSize < 4096 || blockSize % page != 0 || (blockSize & (blockSize - 1)) != 0)
+    return throwErr(env, "open: blockSize must be a power of two and at least one page");
+  if (blockCount < 1 || blockCount > 65536) return throwErr(env, "open: blockCount must be 1..65536");
+
+  struct sock *s = calloc(1, sizeof *s);
+  if (!s) return throwErr(env, "open: out of memory");
+  s->fd = -1;
+  memcpy(s->ifname, ifname, IFNAMSIZ);
+  char msg[320];
+  int rc;
+  if (netns[0]) {
+    // A socket belongs to the network namespace it was created in; switch this
+    // thread into the target namespace only for the setup, then back.
+    int self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+    int target = open(netns, O_RDONLY | O_CLOEXEC);
+    if (self < 0 || target < 0) {
+      if (self >= 0) close(self);
+      if (target >= 0) close(target);
+      free(s);
+      snprintf(msg, sizeof msg, "interface %s: network namespace %s: %s", ifname, netns, strerror(errno));
+      return throwErr(env, msg);
+    }
+    if (setns(target, CLONE_NEWNET) < 0) {
+      snprintf(msg, sizeof msg, "interface %s: setns %s: %s", ifname, netns, strerror(errno));
+      close(self);
+      close(target);
+      free(s);
+      return throwErr(env, msg);
+    }
+    rc = setup(s, ifname, blockSize, blockCount, tov, fanout, bypass, msg, sizeof msg);
+    int back = setns(self, CLONE_NEWNET);
+    close(self);
+    close(target);
+    if (back < 0) abort(); // this thread would run in the wrong namespace from now on
+  } else {
+    rc = setup(s, ifname, blockSize, blockCount, tov, fanout, bypass, msg, sizeof msg);
+  }
+  if (rc < 0) {
+    freeSock(s);
+    return throwErr(env, msg);
+  }
+  pthread_mutex_lock(&handlesLock);
+  int h = -1;
+  for (int i = 0; i < MAX_HANDLES; i++)
+    if (!handles[i]) { handles[i] = s; h = i; break; }
+  pthread_mutex_unlock(&handlesLock);
+  if (h < 0) {
+    freeSock(s);
+    return throwErr(env, "open: too many open interfaces");
+  }
+  return num(env, h);
+}
+
+static napi_value Close(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  uint32_t h;
+  if (argc < 1 || !getU32(env, argv[0], &h) || h >= MAX_HANDLES) return throwErr(env, "close: bad handle");
+  pthread_mutex_lock(&handlesLock);
+  struct sock *s = handles[h];
+  handles[h] = NULL;
+  pthread_mutex_unlock(&handlesLock);
+  if (s) freeSock(s);
+  return NULL;
+}
+
+// ---- receive --------------------------------------------------------------
+
+static inline struct tpacket_block_desc *blockAt(struct sock *s, unsigned i) {
+  return (struct tpacket_block_desc *)(s->ring + (size_t)i * s->blockSize);
+}
+
+static inline void putU16(uint8_t *p, uint16_t v) { p[0] = v & 0xff; p[1] = v >> 8; }
+
+static napi_value Recv(napi_env env, napi_callback_info info) {
+  size_t argc = 10;
+  napi_value argv[10];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 10) return throwErr(env, "recv: expects 10 arguments");
+  struct sock *s = getSock(env, argv[0]);
+  if (!s) return throwErr(env, "recv: bad handle");
+  void *memp;
+  size_t memLen;
+  if (napi_get_arraybuffer_info(env, argv[1], &memp, &memLen) != napi_ok) return throwErr(env, "recv: memory must be an ArrayBuffer");
+  uint8_t *mem = memp;
+  uint32_t slotBase, slotSize, headroom, inDescBase, first, max, port;
+  int32_t timeout;
+  if (!getU32(env, argv[2], &slotBase) || !getU32(env, argv[3], &slotSize) || !getU32(env, argv[4], &headroom) ||
+      !getU32(env, argv[5], &inDescBase) || !getU32(env, argv[6], &first) || !getU32(env, argv[7], &max) ||
+      !getU32(env, argv[8], &port) || !getI32(env, argv[9], &timeout))
+    return throwErr(env, "recv: arguments must be non-negative integers");
+  if (headroom < 4 || headroom >= slotSize || port > 0xffff ||
+      (uint64_t)slotBase + (uint64_t)(first + max) * slotSize > memLen ||
+      (uint64_t)inDescBase + (uint64_t)(first + max) * 8 > memLen)
+    return throwErr(env, "recv: slots or descriptors outside the memory");
+  uint32_t room = slotSize - headroom;
+  uint32_t n = 0;
+  while (n < max) {
+    if (s->left == 0) {
+      struct tpacket_block_desc *b = blockAt(s, s->block);
+      if (!(__atomic_load_n(&b->hdr.bh1.block_status, __ATOMIC_ACQUIRE) & TP_STATUS_USER)) {
+        if (n > 0 || timeout <= 0) break;
+        struct pollfd p = { .fd = s->fd, .events = POLLIN | POLLERR };
+        int r = poll(&p, 1, timeout);
+        timeout = 0; // wait at most once
+        if (r <= 0) break;
+        continue;
+      }
+      s->left = b->hdr.bh1.num_pkts;
+      s->next = (struct tpacket3_hdr *)((uint8_t *)b + b->hdr.bh1.offset_to_first_pkt);
+      if (s->left == 0) { // an empty block retired by the timer
+        __atomic_store_n(&b->hdr.bh1.block_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
+        s->block = (s->block + 1) % s->blockCount;
+        continue;
+      }
+    }
+    struct tpacket3_hdr *h = s->next;
+    uint8_t *frame = (uint8_t *)h + h->tp_mac;
+    uint32_t len = h->tp_snaplen;
+    // veth and most NICs move the 802.1Q tag into the packet's metadata
+    // (PACKET_AUXDATA / tp_vlan_tci); the data plane needs it back in the
+    // frame (IEEE 802.1Q: TPID at offset 12, TCI at 14), so write the frame 4
+    // bytes earlier in the slot with the tag in front of the EtherType.
+    int tagged = (h->tp_status & TP_STATUS_VLAN_VALID) != 0;
+    uint32_t total = len + (tagged ? 4 : 0);
+    if (tagged && len < 12) tagged = 0, total = len; // a runt: leave it to the data plane's `truncated`
+    if (h->tp_len != h->tp_snaplen || len > room) {
+      s->oversize++;
+    } else {
+      uint32_t i = first + n;
+      uint8_t *slot = mem + slotBase + (size_t)i * slotSize;
+      uint32_t off = headroom;
+      if (tagged) {
+        off = headroom - 4;
+        uint8_t *d = slot + off;
+        uint16_t tpid = (h->tp_status & TP_STATUS_VLAN_TPID_VALID) && h->hv1.tp_vlan_tpid ? h->hv1.tp_vlan_tpid : ETH_P_8021Q;
+        uint16_t tci = h->hv1.tp_vlan_tci;
+        memcpy(d, frame, 12);
+        d[12] = tpid >> 8; d[13] = tpid & 0xff;
+        d[14] = tci >> 8; d[15] = tci & 0xff;
+        memcpy(d + 16, frame + 12, len - 12);
+      } else {
+        memcpy(slot + off, frame, len);
+      }
+      uint8_t *desc = mem + inDescBase + (size_t)i * 8;
+      putU16(desc, off);
+      putU16(desc + 2, total);
+      putU16(desc + 4, port);
+      putU16(desc + 6, 0);
+      s->rxFrames++;
+      s->rxBytes += total;
+      n++;
+    }
+    s->next = (struct tpacket3_hdr *)((uint8_t *)h + h->tp_next_offset);
+    if (--s->left == 0) {
+      // Every frame of the block is copied out: hand it back to the kernel.
+      struct tpacket_block_desc *b = blockAt(s, s->block);
+      __atomic_store_n(&b->hdr.bh1.block_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
+      s->block = (s->block + 1) % s->blockCount;
+    }
+  }
+  return num(env, n);
+}
+
+// ---- send -----------------------------------------------------------------
+
+// Per-thread scratch (each worker thread has its own), grown on demand.
+static __thread struct mmsghdr *tMsgs;
+static __thread struct iovec *tIov;
+static __thread uint32_t *tOrder;
+static __thread uint32_t tCap;
+
+static int grow(uint32_t n) {
+  if (n <= tCap) return 1;
+  struct mmsghdr *m = realloc(tMsgs, n * sizeof *m);
+  if (!m) return 0;
+  tMsgs = m;
+  struct iovec *v = realloc(tIov, 2 * n * sizeof *v);
+  if (!v) return 0;
+  tIov = v;
+  uint32_t *o = realloc(tOrder, n * sizeof *o);
+  if (!o) return 0;
+  tOrder = o;
+  tCap = n;
+  return 1;
+}
+
+static inline uint16_t getU16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
+static inline uint32_t getU32le(const uint8_t *p) { return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24); }
+
+static napi_value Send(napi_env env, napi_callback_info info) {
+  size_t argc = 6;
+  napi_value argv[6];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 6) return throwErr(env, "send: expects 6 arguments");
+  // handles[] is indexed by the data plane's port index (-1: no socket).
+  uint32_t nports;
+  bool isArr;
+  if (napi_is_array(env, argv[0], &isArr) != napi_ok || !isArr) return throwErr(env, "send: handles must be an array");
+  napi_get_array_length(env, argv[0], &nports);
+  if (nports > MAX_PORTS) return throwErr(env, "send: too many ports");
+  struct sock *byPort[MAX_PORTS];
+  uint32_t counts[MAX_PORTS + 1];
+  for (uint32_t p = 0; p < nports; p++) {
+    napi_value v;
+    int32_t h;
+    napi_get_element(env, argv[0], p, &v);
+    byPort[p] = getI32(env, v, &h) && h >= 0 && h < MAX_HANDLES ? handles[h] : NULL;
+  }
+  void *memp;
+  size_t memLen;
+  if (napi_get_arraybuffer_info(env, argv[1], &memp, &memLen) != napi_ok) return throwErr(env, "send: memory must be an ArrayBuffer");
+  uint8_t *mem = memp;
+  uint32_t outDescBase, hdrBase, hdrSlot, count;
+  if (!getU32(env, argv[2], &outDescBase) || !getU32(env, argv[3], &hdrBase) || !getU32(env, argv[4], &hdrSlot) ||
+      !getU32(env, argv[5], &count))
+    return throwErr(env, "send: arguments must be non-negative integers");
+  if ((uint64_t)outDescBase + (uint64_t)count * 16 > memLen || (uint64_t)hdrBase + (uint64_t)count * hdrSlot > memLen)
+    return throwErr(env, "send: descriptors outside the memory");
+  if (count == 0) return num(env, 0);
+  if (!grow(count)) return throwErr(env, "send: out of memory");
+
+  // Counting sort of the outputs by port, so each socket gets one sendmmsg()
+  // for all of its frames, in their original order.
+  memset(counts, 0, (nports + 1) * sizeof counts[0]);
+  uint64_t dropped = 0;
+  for (uint32_t j = 0; j < count; j++) {
+    uint16_t p = getU16(mem + outDescBase + (size_t)j * 16);
+    if (p < nports && byPort[p]) counts[p + 1]++;
+  }
+  for (uint32_t p = 0; p < nports; p++) counts[p + 1] += counts[p];
+  for (uint32_t j = 0; j < count; j++) {
+    const uint8_t *d = mem + outDescBase + (size_t)j * 16;
+    uint16_t p = getU16(d);
+    if (p >= nports || !byPort[p]) { dropped++; continue; }
+    uint32_t k = counts[p]++;
+    uint16_t hdrLen = getU16(d + 2);
+    uint32_t dataPtr = getU32le(d + 4);
+    uint16_t dataLen = getU16(d + 8);
+    if (hdrLen > hdrSlot || (uint64_t)dataPtr + dataLen > memLen) return throwErr(env, "send: an out-desc points outside the memory");
+    struct iovec *v = tIov + 2 * k;
+    v[0].iov_base = mem + hdrBase + (size_t)j * hdrSlot;
+    v[0].iov_len = hdrLen;
+    v[1].iov_base = mem + dataPtr;
+    v[1].iov_len = dataLen;
+    struct msghdr *m = &tMsgs[k].msg_hdr;
+    memset(m, 0, sizeof *m);
+    m->msg_iov = v;
+    m->msg_iovlen = 2;
+    tOrder[k] = hdrLen + dataLen;
+  }
+  // counts[p] is now the end of port p's run; its start is the previous end.
+  uint32_t sent = 0, start = 0;
+  for (uint32_t p = 0; p < nports; p++) {
+    uint32_t end = counts[p];
+    struct sock *s = byPort[p];
+    uint32_t i = start;
+    while (s && i < end) {
+      uint32_t chunk = end - i > 1024 ? 1024 : end - i;
+      int r = sendmmsg(s->fd, tMsgs + i, chunk, 0);
+      if (r < 0) {
+        if (errno == EINTR) continue;
+        // The first frame of the run failed (link down, too big, no buffers):
+        // count it and go on with the next.
+        s->txErrors++;
+        i++;
+        continue;
+      }
+      for (int q = 0; q < r; q++) s->txBytes += tOrder[i + q];
+      s->txFrames += (uint64_t)r;
+      sent += (uint32_t)r;
+      i += (uint32_t)r;
+    }
+    start = end;
+  }
+  (void)dropped; // the caller sees them as count - sent
+  return num(env, sent);
+}
+
+// ---- poll / wake / stats --------------------------------------------------
+
+static napi_value Poll(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  uint32_t n;
+  bool isArr;
+  if (argc < 2 || napi_is_array(env, argv[0], &isArr) != napi_ok || !isArr) return throwErr(env, "poll: handles must be an array");
+  napi_get_array_length(env, argv[0], &n);
+  if (n > MAX_HANDLES) return throwErr(env, "poll: too many handles");
+  struct pollfd p[MAX_HANDLES + 1];
+  uint32_t k = 0;
+  for (uint32_t i = 0; i < n; i++) {
+    napi_value v;
+    napi_get_element(env, argv[0], i, &v);
+    struct sock *s = getSock(env, v);
+    if (!s) return throwErr(env, "poll: bad handle");
+    p[k].fd = s->fd;
+    p[k].events = POLLIN | POLLERR;
+    p[k].revents = 0;
+    k++;
+  }
+  int32_t timeout, wakeFd = -1;
+  if (!getI32(env, argv[1], &timeout)) return throwErr(env, "poll: timeout must be an integer");
+  if (argc >= 3) getI32(env, argv[2], &wakeFd);
+  if (wakeFd >= 0) {
+    p[k].fd = wakeFd;
+    p[k].events = POLLIN;
+    p[k].revents = 0;
+    k++;
+  }
+  int r = poll(p, k, timeout);
+  if (r < 0 && errno != EINTR) return throwErr(env, strerror(errno));
+  if (wakeFd >= 0 && (p[k - 1].revents & POLLIN)) {
+    uint64_t c;
+    if (read(wakeFd, &c, sizeof c) < 0) { /* already drained by a racing read */ }
+  }
+  return num(env, r < 0 ? 0 : r);
+}
+
+static napi_value EventFd(napi_env env, napi_callback_info info) {
+  int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (fd < 0) return throwErr(env, strerror(errno));
+  return num(env, fd);
+}
+
+static napi_value Wake(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int32_t fd;
+  if (argc < 1 || !getI32(env, argv[0], &fd) || fd < 0) return throwErr(env, "wake: bad fd");
+  uint64_t one = 1;
+  if (write(fd, &one, sizeof one) < 0 && errno != EAGAIN) return throwErr(env, strerror(errno));
+  return NULL;
+}
+
+static napi_value CloseFd(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int32_t fd;
+  if (argc < 1 || !getI32(env, argv[0], &fd) || fd < 0) return throwErr(env, "closeFd: bad fd");
+  close(fd);
+  return NULL;
+}
+
+static void setNum(napi_env env, napi_value o, const char *k, double d) {
+  napi_set_named_property(env, o, k, num(env, d));
+}
+
+static napi_value Stats(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  struct sock *s = argc ? getSock(env, argv[0]) : NULL;
+  if (!s) return throwErr(env, "stats: bad handle");
+  // PACKET_STATISTICS resets on every read, so accumulate.
+  struct tpacket_stats_v3 st;
+  socklen_t l = sizeof st;
+  if (getsockopt(s->fd, SOL_PACKET, PACKET_STATISTICS, &st, &l) == 0) {
+    s->kernelDrops += st.tp_drops;
+    s->kernelFreezes += st.tp_freeze_q_cnt;
+  }
+  napi_value o;
+  napi_create_object(env, &o);
+  setNum(env, o, "rxFrames", (double)s->rxFrames);
+  setNum(env, o, "rxBytes", (double)s->rxBytes);
+  setNum(env, o, "txFrames", (double)s->txFrames);
+  setNum(env, o, "txBytes", (double)s->txBytes);
+  setNum(env, o, "txErrors", (double)s->txErrors);
+  setNum(env, o, "oversize", (double)s->oversize);
+  setNum(env, o, "kernelDrops", (double)s->kernelDrops);
+  setNum(env, o, "kernelFreezes", (double)s->kernelFreezes);
+  return o;
+}
+
+NAPI_MODULE_INIT() {
+  napi_property_descriptor d[] = {
+    { "open", NULL, Open, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "close", NULL, Close, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "recv", NULL, Recv, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "send", NULL, Send, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "poll", NULL, Poll, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "eventfd", NULL, EventFd, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "wake", NULL, Wake, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "closeFd", NULL, CloseFd, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "stats", NULL, Stats, NULL, NULL, NULL, napi_enumerable, NULL },
+  };
+  napi_define_properties(env, exports, sizeof d / sizeof d[0], d);
+  return exports;
+}

@@ -1,0 +1,111 @@
+// Network namespaces and veth pairs for the packet I/O tests and benchmarks.
+// Every name starts with `nvl-` and carries a random part, so runs never clash
+// and a leftover is recognisable; callers remove them in a finally block.
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
+
+export function isRoot(): boolean {
+  return typeof process.getuid === "function" && process.getuid() === 0;
+}
+
+function ip(...args: string[]): string {
+  return execFileSync("ip", args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
+}
+
+export interface Netns {
+  name: string;
+  /** For the addon's `netns` option. */
+  path: string;
+  /** Runs a command inside the namespace (synchronously). */
+  run(cmd: string, args: string[], input?: string | Buffer): string;
+  /** Creates a veth pair inside the namespace, both ends up; returns their names. */
+  veth(tag?: string): [string, string];
+  remove(): void;
+}
+
+export function tmpNetns(tag = "io"): Netns {
+  const rnd = randomBytes(3).toString("hex");
+  const name = `nvl-${tag}-${rnd}`;
+  ip("netns", "add", name);
+  const ns: Netns = {
+    name,
+    path: `/run/netns/${name}`,
+    run(cmd, args, input) {
+      return execFileSync("ip", ["netns", "exec", name, cmd, ...args], {
+        encoding: "utf8", input, stdio: ["pipe", "pipe", "pipe"], timeout: 20000,
+      });
+    },
+    veth(t = "") {
+      const base = `nvl-${randomBytes(3).toString("hex")}${t}`.slice(0, 13);
+      const a = `${base}a`, b = `${base}b`;
+      ip("-n", name, "link", "add", a, "type", "veth", "peer", "name", b);
+      // No addresses and no IPv6 on test links: the kernel must not add its
+      // own frames (router solicitations, DAD) to what a test counts.
+      for (const d of [a, b]) {
+        ns.run("sysctl", ["-qw", `net.ipv6.conf.${d}.disable_ipv6=1`]);
+        ip("-n", name, "link", "set", d, "up");
+      }
+      return [a, b];
+    },
+    remove() {
+      try { ip("netns", "del", name); } catch { /* already gone */ }
+    },
+  };
+  try {
+    ns.run("sysctl", ["-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"]);
+    ns.run("ip", ["link", "set", "lo", "up"]);
+  } catch (e) {
+    ns.remove();
+    throw e;
+  }
+  return ns;
+}
+
+/** Sends raw frames out of `ifname` with a plain Python AF_PACKET socket (an injector independent of the addon). */
+export function injectFrames(ns: Netns, ifname: string, frames: Uint8Array[]): void {
+  const script = [
+    "import socket,sys",
+    "s=socket.socket(socket.AF_PACKET,socket.SOCK_RAW)",
+    `s.bind((${JSON.stringify(ifname)},0))`,
+    "for l in sys.stdin.read().split():",
+    "    s.send(bytes.fromhex(l))",
+  ].join("\n");
+  ns.run("python3", ["-c", script], frames.map((f) => Buffer.from(f).toString("hex")).join("\n"));
+}
+
+/** A bounded tcpdump capture on `ifname`; `stop()` returns the frames (802.1Q tags as on the wire). */
+export async function capture(ns: Netns, ifname: string, count: number, timeoutMs = 5000): Promise<{ done: Promise<Uint8Array[]> }> {
+  const child: ChildProcess = spawn("ip", ["netns", "exec", ns.name, "timeout", String(Math.ceil(timeoutMs / 1000)),
+    "tcpdump", "-i", ifname, "-Q", "in", "-U", "-n", "-w", "-", "-c", String(count)], { stdio: ["ignore", "pipe", "pipe"] });
+  const chunks: Buffer[] = [];
+  child.stdout!.on("data", (c: Buffer) => chunks.push(c));
+  let err = "";
+  await new Promise<void>((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`tcpdump did not start: ${err}`)), 5000);
+    child.stderr!.on("data", (c: Buffer) => {
+      err += c.toString();
+      if (err.includes("listening on")) { clearTimeout(t); resolve(); }
+    });
+    child.on("exit", () => { clearTimeout(t); reject(new Error(`tcpdump exited: ${err}`)); });
+  });
+  const done = new Promise<Uint8Array[]>((resolve) => {
+    child.on("close", () => resolve(parsePcap(Buffer.concat(chunks))));
+  });
+  return { done };
+}
+
+/** The frames of a classic pcap file (microsecond or nanosecond, either byte order). */
+export function parsePcap(buf: Buffer): Uint8Array[] {
+  if (buf.length < 24) return [];
+  const magic = buf.readUInt32LE(0);
+  const le = magic === 0xa1b2c3d4 || magic === 0xa1b23c4d;
+  const u32 = (o: number) => (le ? buf.readUInt32LE(o) : buf.readUInt32BE(o));
+  const out: Uint8Array[] = [];
+  for (let o = 24; o + 16 <= buf.length;) {
+    const incl = u32(o + 8);
+    if (o + 16 + incl > buf.length) break;
+    out.push(new Uint8Array(buf.subarray(o + 16, o + 16 + incl)));
+    o += 16 + incl;
+  }
+  return out;
+}
