@@ -1,0 +1,170 @@
+// The topic ACL of PROTOCOL.md §1 and §6, as pure data plus the matching
+// rules. One module feeds both the embedded broker (host/broker/embedded.ts)
+// and the generator of Mosquitto's acl_file (host/broker/mosquitto-acl.ts), so
+// the two brokers cannot drift apart; test/broker.test.ts runs one table of
+// topics through both.
+//
+// Semantics follow Mosquitto's acl_file, because that is what the generated
+// file must reproduce:
+// - every identity gets the agent rules (Mosquitto `pattern` lines apply to all
+//   users, "even if the user keyword has previously been given", mosquitto.conf(5));
+//   identities listed as NVE, IMA or operator get their role's rules on top;
+// - an access is granted when any rule of the right kind grants it; there are
+//   no deny rules (a Mosquitto `deny` would also deny reads of the same topic).
+
+/** PROTOCOL.md §1: identifiers in topics match this. */
+export const IDENTITY_RE = /^[A-Za-z0-9._-]{1,64}$/;
+
+export function isValidIdentity(id: unknown): id is string {
+  return typeof id === "string" && IDENTITY_RE.test(id);
+}
+
+export type Access = "read" | "write";
+/** `%u` stands for the identity, as in Mosquitto's `pattern` lines. */
+export interface AclRule { access: Access; topic: string }
+
+export type Role = "agent" | "nve" | "ima" | "operator";
+
+export const ROLE_RULES: Record<Role, readonly AclRule[]> = {
+  // PROTOCOL.md §1: an agent {hv} writes only its request and status topics
+  // and reads only its own tree and the NVEs' retained status.
+  agent: [
+    { access: "write", topic: "nvo3/v1/nve/+/req/%u" },
+    { access: "write", topic: "nvo3/v1/nve/+/status/%u" },
+    { access: "read", topic: "nvo3/v1/hv/%u/#" },
+    { access: "read", topic: "nvo3/v1/nve/+/status" },
+  ],
+  // An NVE serves its own request tree, answers any agent (it checks that the
+  // agent is on one of its ports itself, PROTOCOL.md §2 `hello`), and is an
+  // IMA client (§6).
+  nve: [
+    { access: "read", topic: "nvo3/v1/nve/%u/#" },
+    { access: "write", topic: "nvo3/v1/hv/+/rsp" },
+    { access: "write", topic: "nvo3/v1/hv/+/evt" },
+    { access: "write", topic: "nvo3/v1/nve/%u/status" },
+    { access: "write", topic: "nvo3/v1/ima/req/%u" },
+    { access: "read", topic: "nvo3/v1/ima/rsp/%u" },
+    { access: "read", topic: "nvo3/v1/ima/vn/#" },
+    { access: "read", topic: "nvo3/v1/ima/vtep/#" },
+    { access: "read", topic: "nvo3/v1/ima/bind/#" },
+  ],
+  // §6: the IMA is the only writer of the nvo3/v1/ima/ tree except the request
+  // topics, which belong to their requesters. An acl_file cannot say "all but
+  // req/" without also denying the IMA's reads of req/+, so the tree is listed
+  // subtree by subtree (the IMA's own req topic is included: it is not another's).
+  ima: [
+    { access: "write", topic: "nvo3/v1/ima/vn/#" },
+    { access: "write", topic: "nvo3/v1/ima/vtep/#" },
+    { access: "write", topic: "nvo3/v1/ima/bind/#" },
+    { access: "write", topic: "nvo3/v1/ima/rsp/#" },
+    { access: "write", topic: "nvo3/v1/ima/req/%u" },
+    { access: "read", topic: "nvo3/v1/ima/req/+" },
+    { access: "read", topic: "nvo3/v1/nve/+/status" },
+  ],
+  // §6: operators talk to the IMA on the same request topics as NVEs and see
+  // the catalog.
+  operator: [
+    { access: "write", topic: "nvo3/v1/ima/req/%u" },
+    { access: "read", topic: "nvo3/v1/ima/rsp/%u" },
+    { access: "read", topic: "nvo3/v1/ima/vn/#" },
+  ],
+};
+
+export interface AclRoles { nves?: readonly string[]; imas?: readonly string[]; operators?: readonly string[] }
+
+export function rolesOf(identity: string, roles: AclRoles): Role[] {
+  const out: Role[] = ["agent"];
+  if (roles.nves?.includes(identity)) out.push("nve");
+  if ((roles.imas ?? ["ima"]).includes(identity)) out.push("ima");
+  if (roles.operators?.includes(identity)) out.push("operator");
+  return out;
+}
+
+export function substitute(topic: string, identity: string): string {
+  return topic.split("/").map((level) => (level === "%u" ? identity : level)).join("/");
+}
+
+/** The concrete read and write filters of one identity. */
+export interface Grants { identity: string; read: string[]; write: string[] }
+
+export function grantsFor(identity: string, roles: AclRoles): Grants {
+  if (!isValidIdentity(identity)) throw new AclError(`identity ${JSON.stringify(identity)} does not match ${IDENTITY_RE}`);
+  const g: Grants = { identity, read: [], write: [] };
+  for (const role of rolesOf(identity, roles)) {
+    for (const r of ROLE_RULES[role]) g[r.access].push(substitute(r.topic, identity));
+  }
+  return g;
+}
+
+export class AclError extends Error {}
+
+/** Validates the role lists (every name an identity, PROTOCOL.md §1). */
+export function checkRoles(roles: AclRoles): void {
+  for (const key of ["nves", "imas", "operators"] as const) {
+    for (const id of roles[key] ?? []) {
+      if (!isValidIdentity(id)) throw new AclError(`${key}: identity ${JSON.stringify(id)} does not match ${IDENTITY_RE}`);
+    }
+  }
+}
+
+/** A PUBLISH topic name: non-empty, no wildcards, no NUL [MQTT-4.7.3-1, MQTT-3.3.2-2]. */
+export function isTopicName(t: string): boolean {
+  return t.length > 0 && !/[+#\u0000]/.test(t);
+}
+
+/** A SUBSCRIBE filter: `#` only as the whole last level, `+` only as a whole level [MQTT-4.7.1-2, MQTT-4.7.1-3]. */
+export function isTopicFilter(f: string): boolean {
+  if (f.length === 0 || f.includes("\u0000")) return false;
+  const levels = f.split("/");
+  for (let i = 0; i < levels.length; i++) {
+    const l = levels[i];
+    if (l.includes("#") && (l !== "#" || i !== levels.length - 1)) return false;
+    if (l.includes("+") && l !== "+") return false;
+  }
+  return true;
+}
+
+/** MQTT 3.1.1 §4.7: does `filter` match the topic name `topic`? */
+export function topicMatches(filter: string, topic: string): boolean {
+  const f = filter.split("/");
+  const t = topic.split("/");
+  // [MQTT-4.7.2-1] a filter starting with a wildcard does not match $-topics
+  if (topic.startsWith("$") && (f[0] === "+" || f[0] === "#")) return false;
+  for (let i = 0; i < f.length; i++) {
+    if (f[i] === "#") return true; // also matches the parent level ("a/#" matches "a")
+    if (i >= t.length) return false;
+    if (f[i] !== "+" && f[i] !== t[i]) return false;
+  }
+  return f.length === t.length;
+}
+
+/**
+ * Is every topic matched by `filter` also matched by `grant`? A subscription is
+ * allowed only then, so a wildcard cannot read beyond the grant (the same test
+ * Mosquitto applies to SUBSCRIBE, `mosquitto_sub_matches_acl`).
+ */
+export function filterWithin(filter: string, grant: string): boolean {
+  const f = filter.split("/");
+  const g = grant.split("/");
+  for (let i = 0; i < f.length; i++) {
+    if (i < g.length && g[i] === "#") return true;
+    if (f[i] === "#") return false; // f covers level i-1 and any depth; g needs level i to exist
+    if (i >= g.length) return false;
+    if (g[i] === "+") continue;     // f[i] is a literal or "+": both within "+"
+    if (f[i] !== g[i]) return false; // f[i] "+" is wider than a literal
+  }
+  if (g.length === f.length) return true;
+  return g.length === f.length + 1 && g[f.length] === "#";
+}
+
+export function canPublish(g: Grants, topic: string): boolean {
+  return isTopicName(topic) && g.write.some((w) => topicMatches(w, topic));
+}
+
+export function canRead(g: Grants, topic: string): boolean {
+  return isTopicName(topic) && g.read.some((r) => topicMatches(r, topic));
+}
+
+export function canSubscribe(g: Grants, filter: string): boolean {
+  return isTopicFilter(filter) && g.read.some((r) => filterWithin(filter, r));
+}

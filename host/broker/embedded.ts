@@ -1,0 +1,241 @@
+// The embedded MQTT broker (issue 3 "Brokers"): aedes (MQTT 3.1.1) in-process,
+// started by `nvedge run` when no broker is configured. It enforces the topic
+// ACL of PROTOCOL.md §1/§6 (host/broker/acl.ts, shared with the Mosquitto
+// acl_file generator) and the identities of INTERFACES.md `auth`:
+// - passwordFile: Mosquitto's password file; the username is the identity;
+// - tls: TLS with client certificates signed by `ca` (RFC 8394 Req-11, mutual
+//   authentication); the certificate's CN is the identity;
+// - neither: loopback only, the username is the identity (a laptop lab).
+// Every authentication result is logged (STANDARDS.md: "log every
+// authentication result").
+import { createServer as createNetServer, type Server, type Socket } from "node:net";
+import { createServer as createTlsServer, type TLSSocket } from "node:tls";
+import { readFileSync } from "node:fs";
+import { isIP } from "node:net";
+import { Aedes } from "aedes";
+import { grantsFor, checkRoles, canPublish, canRead, canSubscribe, isValidIdentity, IDENTITY_RE, type Grants, type AclRoles } from "./acl.js";
+import { loadPasswordFile, verifyPassword, type PasswordEntry } from "./passwd.js";
+
+export interface BrokerOptions {
+  host?: string;
+  port?: number;
+  passwordFile?: string;
+  tls?: { cert: string; key: string; ca: string };
+  nves?: string[];
+  imas?: string[];
+  operators?: string[];
+  maxPayload?: number;
+  log?: (line: string) => void;
+}
+
+export interface EmbeddedBroker { url: string; port: number; close(): Promise<void> }
+
+export class BrokerConfigError extends Error {}
+
+/** PROTOCOL.md §1 default maximum payload. */
+export const DEFAULT_MAX_PAYLOAD = 256 * 1024;
+
+/**
+ * The broker's own packet limit. It is well above the protocol's maxPayload so
+ * that an oversized request still reaches the NVE, which answers `too-large`
+ * (PROTOCOL.md §1); only packets beyond this cut the connection, to bound memory.
+ */
+export function brokerPacketLimit(maxPayload: number): number {
+  return 2 * maxPayload + 64 * 1024; // + room for the topic and the fixed/variable headers
+}
+
+export function isLoopbackHost(host: string): boolean {
+  if (host === "localhost") return true;
+  if (isIP(host) === 4) return host.startsWith("127.");
+  if (isIP(host) === 6) return host === "::1" || /^::ffff:127\./i.test(host);
+  return false;
+}
+
+// Where denied PUBLISHes go: a $-topic that no filter can reach ([MQTT-4.7.2-1])
+// and that canSubscribe never grants.
+const DENIED_SINK = "$nvedge/denied";
+
+interface ConnLike { remoteAddress?: string; remotePort?: number; getPeerCertificate?: TLSSocket["getPeerCertificate"] }
+interface AedesClientLike { id: string; conn: ConnLike; _parser?: any }
+
+function readPem(path: string, what: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (e) {
+    throw new BrokerConfigError(`auth.tls.${what}: cannot read ${path} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  }
+}
+
+/**
+ * Caps the MQTT remaining length a client may announce. aedes (1.2) has no
+ * such option and would buffer up to 256 MB per packet; the parser's length
+ * state is wrapped so an oversized packet is refused as soon as its fixed
+ * header arrives, before its body is buffered.
+ */
+function limitPacketSize(client: AedesClientLike, limit: number, log: (l: string) => void): void {
+  const parser = client._parser;
+  if (!parser || typeof parser._parseLength !== "function") return;
+  const parseLength = parser._parseLength;
+  parser._parseLength = function (this: any) {
+    const ok = parseLength.call(this);
+    if (ok && this.packet.length > limit) {
+      log(`broker: client ${client.id ?? "?"} from ${client.conn.remoteAddress}: packet of ${this.packet.length} bytes exceeds the broker limit of ${limit}; disconnecting`);
+      this._emitError(new Error(`packet of ${this.packet.length} bytes exceeds the broker limit of ${limit}`));
+      return false;
+    }
+    return ok;
+  };
+}
+
+export async function startEmbeddedBroker(o: BrokerOptions): Promise<EmbeddedBroker> {
+  const host = o.host ?? "127.0.0.1";
+  const port = o.port ?? 1883;
+  const log = o.log ?? (() => {});
+  const maxPayload = o.maxPayload ?? DEFAULT_MAX_PAYLOAD;
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new BrokerConfigError(`broker: port ${port} is not 0..65535`);
+  if (!Number.isInteger(maxPayload) || maxPayload < 1) throw new BrokerConfigError(`broker: maxPayload ${maxPayload} is not a positive integer`);
+  const roles: AclRoles = { nves: o.nves ?? [], imas: o.imas ?? ["ima"], operators: o.operators ?? [] };
+  try {
+    checkRoles(roles);
+  } catch (e) {
+    throw new BrokerConfigError(`broker: ${(e as Error).message}`);
+  }
+  if (!o.passwordFile && !o.tls && !isLoopbackHost(host)) {
+    throw new BrokerConfigError(`broker: refusing to listen on ${host} without authentication; without auth.passwordFile or auth.tls the embedded broker listens on loopback only (INTERFACES.md auth)`);
+  }
+  const users: Map<string, PasswordEntry> | undefined = o.passwordFile ? loadPasswordFile(o.passwordFile) : undefined;
+  const tlsFiles = o.tls ? { cert: readPem(o.tls.cert, "cert"), key: readPem(o.tls.key, "key"), ca: readPem(o.tls.ca, "ca") } : undefined;
+  const method = tlsFiles ? (users ? "tls+password" : "tls") : users ? "password" : "username";
+  const limit = brokerPacketLimit(maxPayload);
+
+  const grants = new WeakMap<object, Grants>();
+  const broker = await Aedes.createBroker({ heartbeatInterval: 60_000 });
+
+  // Every refusal answers CONNACK 5 "not authorized" (MQTT 3.1.1 §3.2.2.3), as
+  // Mosquitto 2 does, so clients see the same code on either broker.
+  const refuse = (client: AedesClientLike, who: string, why: string, code: 5, cb: (e: any, ok: boolean | null) => void) => {
+    log(`auth refused: method=${method} identity=${who} client=${JSON.stringify(client.id)} from=${client.conn.remoteAddress}: ${why}`);
+    const err: Error & { returnCode?: number } = new Error(why);
+    err.returnCode = code;
+    cb(err, null);
+  };
+
+  broker.authenticate = (client: any, username: string | undefined, password: Buffer | undefined, cb: any) => {
+    const c = client as AedesClientLike;
+    let identity: string | undefined = username;
+    if (tlsFiles) {
+      // The handshake already required a certificate chaining to `ca`
+      // (rejectUnauthorized); the identity is its subject CN.
+      const cert = c.conn.getPeerCertificate?.();
+      const cn = cert?.subject?.CN;
+      const cnText = Array.isArray(cn) ? cn.join(",") : cn;
+      if (!cnText || !isValidIdentity(cnText)) return refuse(c, JSON.stringify(cnText ?? null), `certificate CN ${JSON.stringify(cnText ?? null)} does not match ${IDENTITY_RE}`, 5, cb);
+      if (username !== undefined && username !== cnText) return refuse(c, cnText, `username ${JSON.stringify(username)} differs from the certificate CN`, 5, cb);
+      identity = cnText;
+    } else if (username === undefined) {
+      return refuse(c, "-", "no username (the username is the identity)", 5, cb);
+    }
+    if (!isValidIdentity(identity)) return refuse(c, JSON.stringify(identity), `username does not match ${IDENTITY_RE}`, 5, cb);
+    const id = identity;
+    const accept = () => {
+      grants.set(client, grantsFor(id, roles));
+      log(`auth ok: method=${method} identity=${id} client=${JSON.stringify(c.id)} from=${c.conn.remoteAddress}`);
+      cb(null, true);
+    };
+    if (!users) return accept();
+    verifyPassword(users, id, password).then((r) => {
+      if (r === "ok") accept();
+      else refuse(c, id, r, 5, cb);
+    }, (e) => refuse(c, id, `password check failed: ${(e as Error).message}`, 5, cb));
+  };
+
+  broker.authorizePublish = (client: any, packet: any, cb: any) => {
+    const g = client ? grants.get(client) : undefined;
+    if (!g) return cb(new Error("publish without an authenticated identity"));
+    if (canPublish(g, packet.topic)) return cb(null);
+    log(`acl: ${g.identity} may not publish to ${packet.topic}; dropped`);
+    // [MQTT-3.3.5-2] a server that refuses a PUBLISH either acknowledges it as
+    // usual or closes the connection. Closing would make MQTT.js resend the
+    // stored QoS 1 message after every reconnect, forever; so, as Mosquitto
+    // does, acknowledge and drop: the packet is redirected to a topic nobody
+    // can subscribe to, never retained.
+    packet.topic = DENIED_SINK;
+    packet.retain = false;
+    packet.payload = Buffer.alloc(0);
+    cb(null);
+  };
+
+  broker.authorizeSubscribe = (client: any, sub: any, cb: any) => {
+    const g = client ? grants.get(client) : undefined;
+    if (g && canSubscribe(g, sub.topic)) return cb(null, sub);
+    log(`acl: ${g?.identity ?? "?"} may not subscribe to ${sub.topic}; SUBACK 0x80`);
+    cb(null, null); // negated: SUBACK return code 0x80 (MQTT 3.1.1 §3.9.3)
+  };
+
+  // Each delivered message is checked again, as Mosquitto checks READ per
+  // message: retained messages and anything a granted filter might reach.
+  broker.authorizeForward = (client: any, packet: any) => {
+    const g = grants.get(client);
+    return g && canRead(g, packet.topic) ? packet : null;
+  };
+
+  const sockets = new Set<Socket>();
+  const track = (s: Socket) => {
+    sockets.add(s);
+    s.once("close", () => sockets.delete(s));
+  };
+  const onConn = (conn: Socket) => {
+    track(conn);
+    const client = broker.handle(conn as any, undefined as any) as unknown as AedesClientLike;
+    limitPacketSize(client, limit, log);
+  };
+
+  let server: Server;
+  if (tlsFiles) {
+    server = createTlsServer({
+      cert: tlsFiles.cert, key: tlsFiles.key, ca: tlsFiles.ca,
+      requestCert: true, rejectUnauthorized: true, minVersion: "TLSv1.2",
+    }, onConn);
+    server.on("connection", track);
+    server.on("tlsClientError", (err: Error, s: TLSSocket) => {
+      log(`auth refused: method=${method} identity=- from=${s?.remoteAddress}: TLS handshake failed: ${err.message}`);
+    });
+  } else {
+    server = createNetServer(onConn);
+  }
+
+  await new Promise<void>((resolve, reject) => {
+    const onError = (e: NodeJS.ErrnoException) => {
+      reject(new BrokerConfigError(`broker: cannot listen on ${host}:${port}: ${e.code ?? e.message}`));
+    };
+    server.once("error", onError);
+    server.listen(port, host, () => {
+      server.off("error", onError);
+      resolve();
+    });
+  }).catch(async (e) => {
+    await new Promise<void>((r) => broker.close(() => r()));
+    throw e;
+  });
+
+  const addr = server.address();
+  const realPort = typeof addr === "object" && addr ? addr.port : port;
+  const hostInUrl = isIP(host) === 6 ? `[${host}]` : host;
+  const url = `${tlsFiles ? "mqtts" : "mqtt"}://${hostInUrl}:${realPort}`;
+  log(`broker: embedded MQTT 3.1.1 broker on ${url} (auth ${method}, packet limit ${limit} bytes)`);
+
+  let closing: Promise<void> | undefined;
+  return {
+    url,
+    port: realPort,
+    close() {
+      closing ??= (async () => {
+        await new Promise<void>((r) => broker.close(() => r()));
+        const done = new Promise<void>((r) => server.close(() => r()));
+        for (const s of sockets) s.destroy(); // half-done handshakes aedes never saw
+        await done;
+      })();
+      return closing;
+    },
+  };
+}
