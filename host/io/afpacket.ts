@@ -1,0 +1,219 @@
+// `nvedge run --io afpacket --workers N`: one worker thread per core, each
+// with its own DataPlane and its own AF_PACKET socket per interface, the
+// sockets of one interface joined in one PACKET_FANOUT (hash) group so the
+// kernel spreads flows over the workers (worker.ts runs the loop).
+//
+// The pool is the data plane's programmer (host/dataplane/ops.ts): apply()
+// posts the ops to every worker and resolves only when every worker has
+// applied them, so a change is acknowledged only once all of the data plane
+// has it (PROTOCOL.md §2: answer only after the change is programmed).
+import { Worker, MessageChannel, type MessagePort } from "node:worker_threads";
+import { availableParallelism } from "node:os";
+import { loadAddon, type OpenOptions } from "./addon.js";
+import type { DataPlaneProgrammer, DpOp } from "../dataplane/ops.js";
+import type { NveConfig } from "../config/types.js";
+import type { FromWorker, ToWorker, WorkerInit, WorkerIoStats } from "./worker.js";
+
+export interface AfPacketOptions {
+  /** The interfaces come from it: the underlay port and every access port. */
+  config?: Pick<NveConfig, "underlay" | "ports">;
+  /** Or name them directly (used when no config is given). */
+  interfaces?: string[];
+  /** Worker threads; default one per core. */
+  workers?: number;
+  /** Ring and socket options for every socket (addon.ts OpenOptions). */
+  ring?: Omit<OpenOptions, "fanout">;
+  /** Passed to DataPlane.create in every worker. */
+  dataplane?: { macLog2?: number; ipLog2?: number };
+  /** Applied in every worker before startAfPacket resolves. */
+  ops?: DpOp[];
+  /** How long an idle worker sleeps in poll() between checks (it is woken early for control messages). */
+  idlePollMs?: number;
+}
+
+/** A DataPlaneError from a worker, re-thrown on the main thread with the same name and message. */
+export class WorkerApplyError extends Error {
+  constructor(name: string, message: string) {
+    super(message);
+    this.name = name;
+  }
+}
+
+interface Pending { left: number; results: unknown[]; error?: Error; resolve(v: unknown[]): void; reject(e: Error): void }
+
+export class WorkerPool implements DataPlaneProgrammer {
+  private seq = 0;
+  private pending = new Map<number, Pending>();
+  private exited = 0;
+  private stopping = false;
+  /** Resolves when every worker has ended; rejects if one fails while running. */
+  readonly closed: Promise<void>;
+  private closedResolve!: () => void;
+  private closedReject!: (e: Error) => void;
+
+  constructor(
+    private readonly workers: Worker[],
+    private readonly ports: MessagePort[],
+    private readonly ctl: Int32Array,
+    private readonly wakeFds: number[],
+    readonly interfaces: string[],
+  ) {
+    this.closed = new Promise((res, rej) => { this.closedResolve = res; this.closedReject = rej; });
+    this.closed.catch(() => { /* observed through closed by whoever cares */ });
+    workers.forEach((w, id) => {
+      w.on("message", (m: FromWorker) => this.onMessage(m));
+      w.on("error", (e) => this.fail(new Error(`packet I/O worker ${id}: ${e.message}`)));
+      w.on("exit", (code) => {
+        this.exited++;
+        if (!this.stopping) this.fail(new Error(`packet I/O worker ${id} exited (code ${code})`));
+        if (this.exited === workers.length) {
+          for (const fd of wakeFds) loadAddon().closeFd(fd);
+          this.closedResolve();
+        }
+      });
+    });
+  }
+
+  get size(): number {
+    return this.workers.length;
+  }
+
+  private fail(e: Error): void {
+    for (const p of this.pending.values()) p.reject(e);
+    this.pending.clear();
+    this.closedReject(e);
+    if (!this.stopping) void this.stop();
+  }
+
+  private onMessage(m: FromWorker): void {
+    if (m.type !== "applied" && m.type !== "counters") {
+      if (m.type === "error") this.fail(new Error(m.message));
+      return;
+    }
+    const p = this.pending.get(m.seq);
+    if (!p) return;
+    if (m.type === "applied" && m.error && !p.error) p.error = new WorkerApplyError(m.error.name, m.error.message);
+    if (m.type === "counters") p.results.push({ counters: m.counters, io: m.io });
+    if (--p.left === 0) {
+      this.pending.delete(m.seq);
+      if (p.error) p.reject(p.error);
+      else p.resolve(p.results);
+    }
+  }
+
+  private broadcast(msg: (seq: number) => ToWorker): Promise<unknown[]> {
+    if (this.stopping) return Promise.reject(new Error("the packet I/O workers are stopped"));
+    const seq = ++this.seq;
+    const done = new Promise<unknown[]>((resolve, reject) => {
+      this.pending.set(seq, { left: this.workers.length, results: [], resolve, reject });
+    });
+    this.post(msg(seq));
+    return done;
+  }
+
+  private post(m: ToWorker): void {
+    const addon = loadAddon();
+    this.ports.forEach((port, id) => {
+      port.postMessage(m);
+      // Raise the flag after the message is queued: the worker drains its
+      // port whenever it sees the flag, so nothing is missed.
+      Atomics.store(this.ctl, id, 1);
+      addon.wake(this.wakeFds[id]);
+    });
+  }
+
+  /**
+   * Applies `ops` in every worker. Every worker holds the same tables and
+   * applies the same ops in the same order, so a bad op is refused by all of
+   * them alike (DataPlane.apply applies none of a list it refuses).
+   */
+  async apply(ops: DpOp[]): Promise<void> {
+    await this.broadcast((seq) => ({ type: "apply", seq, ops }));
+  }
+
+  /** Counters summed over the workers (same shape as DataPlane.counters()), and per-interface socket figures. */
+  async counters(): Promise<{ counters: Record<string, unknown>; io: Record<string, WorkerIoStats> }> {
+    const all = (await this.broadcast((seq) => ({ type: "counters", seq }))) as { counters: Record<string, unknown>; io: Record<string, WorkerIoStats> }[];
+    const counters: Record<string, unknown> = {};
+    const io: Record<string, WorkerIoStats> = {};
+    for (const r of all) {
+      sumInto(counters, r.counters);
+      sumInto(io as unknown as Record<string, unknown>, r.io);
+    }
+    return { counters, io };
+  }
+
+  /** Stops every worker (bounded: a worker that does not stop within 5 s is terminated). */
+  async stop(): Promise<void> {
+    if (this.stopping) return this.closed.catch(() => undefined);
+    this.stopping = true;
+    this.post({ type: "stop", seq: ++this.seq });
+    const timer = setTimeout(() => { for (const w of this.workers) void w.terminate(); }, 5000);
+    await this.closed.catch(() => undefined);
+    clearTimeout(timer);
+  }
+}
+
+/** Adds every number of `src` into `dst`, key by key, at any depth. */
+function sumInto(dst: Record<string, unknown>, src: unknown): void {
+  if (!src || typeof src !== "object") return;
+  for (const [k, v] of Object.entries(src as Record<string, unknown>)) {
+    if (typeof v === "number") dst[k] = ((dst[k] as number | undefined) ?? 0) + v;
+    else if (v && typeof v === "object") {
+      if (!dst[k] || typeof dst[k] !== "object") dst[k] = {};
+      sumInto(dst[k] as Record<string, unknown>, v);
+    }
+  }
+}
+
+/** The fanout group of an interface: unique per process and interface within a namespace. */
+function fanoutGroup(i: number): number {
+  return ((process.pid * 131) + i * 7919) & 0xffff;
+}
+
+/**
+ * Starts the workers, opens every interface in each, applies `ops`, and
+ * resolves once all of them run. Rejects with the first worker's error (e.g.
+ * "interface eth9 does not exist") after stopping the others.
+ */
+export async function startAfPacket(opts: AfPacketOptions): Promise<WorkerPool> {
+  const interfaces = opts.interfaces ?? (opts.config ? [opts.config.underlay.port, ...opts.config.ports.map((p) => p.name)] : []);
+  if (interfaces.length === 0) throw new Error("--io afpacket: no interfaces to open");
+  const n = opts.workers ?? availableParallelism();
+  if (!Number.isInteger(n) || n < 1 || n > 64) throw new Error(`--workers: expected an integer 1..64, got ${opts.workers}`);
+  const addon = loadAddon();
+  const ctl = new Int32Array(new SharedArrayBuffer(4 * n));
+  const workers: Worker[] = [];
+  const ports: MessagePort[] = [];
+  const wakeFds: number[] = [];
+  const fanout = interfaces.map((_, i) => fanoutGroup(i));
+  for (let id = 0; id < n; id++) {
+    const { port1, port2 } = new MessageChannel();
+    const wakeFd = addon.eventfd();
+    const init: WorkerInit = {
+      id, interfaces, fanout, ring: opts.ring ?? {}, dataplane: opts.dataplane ?? {},
+      ctl: ctl.buffer as SharedArrayBuffer, port: port2, wakeFd, idlePollMs: opts.idlePollMs ?? 100,
+    };
+    workers.push(new Worker(new URL("./worker.js", import.meta.url), { workerData: init, transferList: [port2] }));
+    ports.push(port1);
+    wakeFds.push(wakeFd);
+  }
+  const pool = new WorkerPool(workers, ports, ctl, wakeFds, interfaces);
+  // Every worker reports ready (sockets open) or an error.
+  const ready = Promise.all(workers.map((w) => new Promise<void>((resolve, reject) => {
+    const on = (m: FromWorker) => {
+      if (m.type === "ready") { w.off("message", on); resolve(); }
+      else if (m.type === "error") { w.off("message", on); reject(new Error(m.message)); }
+    };
+    w.on("message", on);
+    w.once("exit", () => reject(new Error("a packet I/O worker exited during start-up")));
+  })));
+  try {
+    await Promise.race([ready, pool.closed.then(() => { throw new Error("the packet I/O workers ended during start-up"); })]);
+    if (opts.ops?.length) await pool.apply(opts.ops);
+  } catch (e) {
+    await pool.stop();
+    throw e;
+  }
+  return pool;
+}

@@ -1,0 +1,174 @@
+// One packet I/O worker thread (started by afpacket.ts): its own DataPlane
+// (its own WebAssembly instance), its own AF_PACKET socket per interface in
+// that interface's PACKET_FANOUT group, and a synchronous loop:
+//   recv from every socket into the batch -> dp.process(n) once -> send -> repeat.
+// Nothing is allocated per frame and JS crosses into wasm once per batch.
+//
+// Control messages (table ops, counter reads, stop) arrive on a MessagePort
+// that the loop drains synchronously (receiveMessageOnPort) whenever the main
+// thread has raised this worker's flag in the shared control array; the main
+// thread also writes this worker's eventfd so an idle poll() returns at once.
+import { workerData, parentPort, receiveMessageOnPort, type MessagePort } from "node:worker_threads";
+import { loadAddon, type OpenOptions, type SocketStats } from "./addon.js";
+import type { DpOp } from "../dataplane/ops.js";
+
+export interface WorkerInit {
+  id: number;
+  interfaces: string[];
+  /** Fanout group per interface (same order), shared by all workers. */
+  fanout: number[];
+  ring: OpenOptions;
+  dataplane: { macLog2?: number; ipLog2?: number };
+  /** Int32 per worker: non-zero when messages wait on `port`. */
+  ctl: SharedArrayBuffer;
+  port: MessagePort;
+  wakeFd: number;
+  idlePollMs: number;
+}
+
+export type ToWorker =
+  | { type: "apply"; seq: number; ops: DpOp[] }
+  | { type: "counters"; seq: number }
+  | { type: "stop"; seq: number };
+
+export type FromWorker =
+  | { type: "ready"; id: number }
+  | { type: "error"; id: number; message: string }
+  | { type: "applied"; id: number; seq: number; error?: { name: string; message: string } }
+  | { type: "counters"; id: number; seq: number; counters: unknown; io: Record<string, WorkerIoStats> }
+  | { type: "stopped"; id: number };
+
+export interface WorkerIoStats extends SocketStats {
+  /** Outputs for a port this worker has no socket for, or refused by the kernel. */
+  unsent: number;
+  batches: number;
+}
+
+/** What the worker needs of host/dataplane/dataplane.ts (the lead's DataPlane). */
+interface Dp {
+  apply(ops: DpOp[]): void;
+  portIndex(name: string): number;
+  counters(): unknown;
+  memory: WebAssembly.Memory;
+  layout: { slotBase: number; slotSize: number; headroom: number; maxBatch: number; inDescBase: number; outDescBase: number; hdrBase: number; hdrSlot: number; maxOut: number };
+  process(n: number): number;
+  consumed: number;
+}
+
+const UNKNOWN_PORT = 0xffff; // no such port index: the data plane counts the frame as `unknown-port`
+
+async function main(): Promise<void> {
+  const init = workerData as WorkerInit;
+  const post = (m: FromWorker) => parentPort!.postMessage(m);
+  const addon = loadAddon();
+  const { DataPlane } = (await import(dataplaneModule)) as { DataPlane: { create(o: object): Promise<Dp> } };
+  const dp = await DataPlane.create(init.dataplane);
+  const handles: number[] = [];
+  try {
+    init.interfaces.forEach((name, i) => handles.push(addon.open(name, { ...init.ring, fanout: init.fanout[i] })));
+  } catch (e) {
+    for (const h of handles) addon.close(h);
+    post({ type: "error", id: init.id, message: (e as Error).message });
+    return;
+  }
+  post({ type: "ready", id: init.id });
+
+  const ctl = new Int32Array(init.ctl);
+  const mem = dp.memory.buffer; // never grows after create()
+  const L = dp.layout;
+  const S = handles.length;
+  const portOf = new Array<number>(S).fill(UNKNOWN_PORT);
+  let byPort: number[] = [];
+  let unsent = 0, batches = 0;
+  let running = true;
+
+  // Port indices come from the data plane once a {op:"port"}/{op:"underlay"}
+  // names the interface; every worker applies the same ops in the same order,
+  // so all of them agree.
+  const remap = () => {
+    byPort = [];
+    init.interfaces.forEach((name, s) => {
+      const idx = dp.portIndex(name);
+      portOf[s] = idx >= 0 ? idx : UNKNOWN_PORT;
+      if (idx >= 0) {
+        while (byPort.length <= idx) byPort.push(-1);
+        byPort[idx] = handles[s];
+      }
+    });
+  };
+
+  const drain = () => {
+    for (;;) {
+      const m = receiveMessageOnPort(init.port);
+      if (!m) return;
+      const msg = m.message as ToWorker;
+      if (msg.type === "apply") {
+        try {
+          dp.apply(msg.ops);
+          remap();
+          post({ type: "applied", id: init.id, seq: msg.seq });
+        } catch (e) {
+          post({ type: "applied", id: init.id, seq: msg.seq, error: { name: (e as Error).name, message: (e as Error).message } });
+        }
+      } else if (msg.type === "counters") {
+        const io: Record<string, WorkerIoStats> = {};
+        init.interfaces.forEach((name, s) => {
+          io[name] = { ...addon.stats(handles[s]), unsent: s === 0 ? unsent : 0, batches: s === 0 ? batches : 0 };
+        });
+        post({ type: "counters", id: init.id, seq: msg.seq, counters: dp.counters(), io });
+      } else if (msg.type === "stop") {
+        running = false;
+      }
+    }
+  };
+
+  const sendOut = (outs: number) => {
+    if (outs === 0) return;
+    unsent += outs - addon.send(byPort, mem, L.outDescBase, L.hdrBase, L.hdrSlot, outs);
+  };
+
+  let rot = 0;
+  while (running) {
+    if (Atomics.load(ctl, init.id) !== 0) {
+      Atomics.store(ctl, init.id, 0);
+      drain();
+      if (!running) break;
+    }
+    // Fill one batch from all sockets, starting at a different one each time
+    // so a busy interface cannot starve the others.
+    let n = 0;
+    for (let k = 0; k < S && n < L.maxBatch; k++) {
+      const s = (rot + k) % S;
+      n += addon.recv(handles[s], mem, L.slotBase, L.slotSize, L.headroom, L.inDescBase, n, L.maxBatch - n, portOf[s], 0);
+    }
+    rot = rot + 1 === S ? 0 : rot + 1;
+    if (n === 0) {
+      addon.poll(handles, init.idlePollMs, init.wakeFd);
+      continue;
+    }
+    batches++;
+    sendOut(dp.process(n));
+    // The output area filled before every input was taken: send what is there
+    // and go on with the rest (assembly/abi.ts).
+    let done = dp.consumed;
+    while (done < n) {
+      sendOut(processRest(dp, done, n));
+      done += dp.consumed;
+    }
+  }
+  for (const h of handles) addon.close(h);
+  post({ type: "stopped", id: init.id });
+}
+
+/** Processes inputs [from, n) of the current batch; returns the output count. */
+function processRest(dp: Dp, from: number, n: number): number {
+  const withFrom = dp as Dp & { process(n: number, from?: number): number };
+  return withFrom.process(n, from);
+}
+
+// Resolved at run time so this file builds before the data plane module exists.
+const dataplaneModule = "../dataplane/dataplane.js";
+
+main().catch((e) => {
+  parentPort!.postMessage({ type: "error", id: (workerData as WorkerInit).id, message: (e as Error).stack ?? String(e) } satisfies FromWorker);
+});
