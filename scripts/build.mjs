@@ -10,6 +10,9 @@ import { spawnSync } from "node:child_process";
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const args = new Set(process.argv.slice(2));
 const all = !args.has("--wasm") && !args.has("--host") && !args.has("--addon");
+// The AssemblyScript compiler reads a "--wasm" from process.argv itself (to
+// load a compiler build); hide our flag from it.
+process.argv = process.argv.filter((a) => a !== "--wasm");
 
 function walk(dir, out = []) {
   if (!existsSync(dir)) return out;
@@ -62,7 +65,7 @@ function buildAddon() {
   ].find((p) => existsSync(p));
   // Use the headers installed with this node (no download: the build must work offline).
   const prefix = join(dirname(process.execPath), "..");
-  const gypArgs = ["rebuild", ...(existsSync(join(prefix, "include", "node", "node_api.h")) ? [`--nodedir=${prefix}`] : [])];
+  const gypArgs = ["rebuild", "--loglevel=warn", ...(existsSync(join(prefix, "include", "node", "node_api.h")) ? [`--nodedir=${prefix}`] : [])];
   const cmd = npmGyp ? [process.execPath, [npmGyp, ...gypArgs]] : ["node-gyp", gypArgs];
   const r = spawnSync(cmd[0], cmd[1], { cwd: gypDir, stdio: ["ignore", "ignore", "inherit"] });
   if (r.status !== 0) {
