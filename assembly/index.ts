@@ -1,0 +1,122 @@
+// nvedge data plane: the module's exports. One call per batch (process), the
+// rest is table programming (control.ts) and layout/counter discovery for the
+// host. See abi.ts for the memory contract.
+import { SLOT_SIZE, HEADROOM, MAX_BATCH, IN_DESC, OUT_DESC, HDR_SLOT, MAX_OUT, I_OFF, I_LEN, I_PORT } from "./abi";
+import { layoutFixed, slotBase, inDescBase, outDescBase, hdrBase, scratch, portKind, portCtr, globalCtr,
+         dropCtr, vnCtr, traceBase, floodPool, floodPoolCap, tunCap, ctrInc, PORT_ACCESS, PORT_UNDERLAY,
+         PORT_CTR, PC_RX_FRAMES, PC_RX_BYTES, GC_RX, GC_FORWARDED, MAX_PORTS, TRACE_REC, MAX_VNS,
+         MAX_REMOTES, MAX_LOCAL_PER_VN } from "./state";
+import { t64Init } from "./tables/hash64";
+import { tipInit } from "./tables/haship";
+import { macTab, ipTab, vniTab, remoteTab, prefixInit } from "./tables/index";
+import { controlInit } from "./control";
+import { accessFrame } from "./pipeline/access";
+import { underlayFrame } from "./pipeline/underlay";
+import { resetOut, setCurIn, outCount } from "./pipeline/emit";
+import { drop, setCur } from "./pipeline/common";
+import { D_FRAME_TOO_LONG, D_UNKNOWN_PORT, NUM_DROPS } from "./drops";
+
+export { dropNamesPtr, dropNamesLen } from "./drops";
+export { setPort, setUnderlay, setVn, delVn, setTag, setRemote, delRemote, setVtep, setFlood, buildTunnel,
+         setMacLocal, setMacRemote, delMac, getMac, setIp, delIp, setPrefix, purgeVn } from "./control";
+export { setPrefixCount } from "./tables/index";
+export { setTrace } from "./pipeline/common";
+
+/** Inputs taken by the last process() call. */
+export let consumed: u32 = 0;
+/** The most outputs one frame can make (1 + flood list + local ports), kept by the host. */
+let worstFanout: u32 = 64;
+let ready = false;
+
+/**
+ * Lays out every table once. macLog2/ipLog2: slots in the MAC and IP tables
+ * (2^21 slots hold 1,000,000 bindings at under half load); tunLog2: prebuilt
+ * outer headers; floodCap: entries in the flood-list pool.
+ */
+export function init(macLog2: u32, ipLog2: u32, tunLog2: u32, floodCap: u32): void {
+  if (ready) return;
+  layoutFixed(tunLog2, floodCap);
+  t64Init(macTab, macLog2);
+  tipInit(ipTab, ipLog2);
+  t64Init(vniTab, 15);
+  tipInit(remoteTab, 13);
+  prefixInit();
+  controlInit();
+  ready = true;
+}
+
+export function setWorstFanout(n: u32): void { worstFanout = n; }
+
+export function process(n: u32): u32 {
+  resetOut();
+  if (n > MAX_BATCH) n = MAX_BATCH;
+  let i: u32 = 0;
+  for (; i < n; i++) {
+    if (outCount + worstFanout > MAX_OUT) break;
+    setCurIn(i);
+    const d = inDescBase + (<usize>i << 3);
+    const off = <u32>load<u16>(d, I_OFF);
+    const len = <u32>load<u16>(d, I_LEN);
+    const port = <u32>load<u16>(d, I_PORT);
+    const p = slotBase + <usize>i * SLOT_SIZE + off;
+    const before = outCount;
+    ctrInc(globalCtr, GC_RX, 1);
+    if (port >= MAX_PORTS) {
+      setCur(0, -1);
+      drop(D_UNKNOWN_PORT);
+      continue;
+    }
+    const pc = portCtr + (<usize>port * PORT_CTR << 3);
+    ctrInc(pc, PC_RX_FRAMES, 1);
+    ctrInc(pc, PC_RX_BYTES, len);
+    // a descriptor that points outside its slot is refused before any read
+    if (off + len > SLOT_SIZE) { setCur(port, -1); drop(D_FRAME_TOO_LONG); continue; }
+    const kind = load<u8>(portKind + port);
+    if (kind == PORT_ACCESS) accessFrame(port, p, len);
+    else if (kind == PORT_UNDERLAY) underlayFrame(port, p, len);
+    else { setCur(port, -1); drop(D_UNKNOWN_PORT); continue; }
+    if (outCount != before) ctrInc(globalCtr, GC_FORWARDED, 1);
+  }
+  consumed = i;
+  return outCount;
+}
+
+// Layout discovery (abi.ts)
+export function slotBasePtr(): usize { return slotBase; }
+export function inDescPtr(): usize { return inDescBase; }
+export function outDescPtr(): usize { return outDescBase; }
+export function hdrBasePtr(): usize { return hdrBase; }
+export function scratchPtr(): usize { return scratch; }
+export function floodPoolPtr(): usize { return floodPool; }
+export function floodPoolSize(): u32 { return floodPoolCap; }
+export function tunnelCapacity(): u32 { return tunCap; }
+export function globalCtrPtr(): usize { return globalCtr; }
+export function dropCtrPtr(): usize { return dropCtr; }
+export function portCtrPtr(): usize { return portCtr; }
+export function vnCtrPtr(): usize { return vnCtr; }
+export function tracePtr(): usize { return traceBase; }
+export function macCount(): u32 { return macTab.count; }
+export function macCapacity(): u32 { return macTab.limit; }
+export function macSlots(): u32 { return macTab.mask + 1; }
+export function ipCount(): u32 { return ipTab.count; }
+export function ipCapacity(): u32 { return ipTab.limit; }
+export function ipSlots(): u32 { return ipTab.mask + 1; }
+export function constants(which: u32): u32 {
+  switch (which) {
+    case 0: return SLOT_SIZE;
+    case 1: return HEADROOM;
+    case 2: return MAX_BATCH;
+    case 3: return IN_DESC;
+    case 4: return OUT_DESC;
+    case 5: return HDR_SLOT;
+    case 6: return MAX_OUT;
+    case 7: return MAX_PORTS;
+    case 8: return MAX_VNS;
+    case 9: return MAX_REMOTES;
+    case 10: return MAX_LOCAL_PER_VN;
+    case 11: return NUM_DROPS;
+    case 12: return TRACE_REC;
+    default: return 0;
+  }
+}
+void I_OFF; void I_LEN; void I_PORT; void outDescBase; void HEADROOM;

@@ -1,0 +1,163 @@
+// Access side: a frame from a hypervisor's 802.1Q trunk (RFC 8394 §2: the
+// End Device tags each VN with a locally significant VID negotiated per port).
+//   parse tag -> (port, VID) -> VN -> source checks -> ARP/ND suppression
+//   -> destination lookup -> hairpin | encapsulate | flood
+import { ld16, ldMac, ld8 } from "../util";
+import { vlanMap, vnPtr, vnCtr, ctrInc, VN_CTR, VC_RX, VC_ENCAP, VC_FLOOD,
+         VN_FLAGS, VN_MTU, VN_FLOOD_PTR, VN_FLOOD_N, VN_NLOCAL, VN_LOCAL,
+         VNF_PORTSEC, VNF_ARPSUP, floodPool } from "../state";
+import { macLookup, ip4Lookup, ip6Lookup, MK_KIND, MK_LOCAL, MK_REMOTE, ML_ACTIVE,
+         ML_PORT_SHIFT, ML_PORT_MASK, ML_TAG_MASK, MR_TUN_MASK } from "../tables/index";
+import { ETHERTYPE_VLAN, ETHERTYPE_QINQ, ETHERTYPE_QINQ_OLD, ETHERTYPE_IPV4, ETHERTYPE_ARP,
+         ETHERTYPE_IPV6, VID_MASK, PCP_SHIFT, DOT1Q_HLEN } from "../proto/ethernet";
+import { IPPROTO_ICMPV6 } from "../proto/ipv4";
+import { ARP_OP, ARP_SHA, ARP_SPA, ARP_TPA, ARP_LEN, ARP_OP_REQUEST } from "../proto/arp";
+import * as D from "../drops";
+import { drop, setCur, trace, flowHash, TR_VN, TR_LOOKUP, TR_ACTION, TR_DST, TR_SRC,
+         LK_LOCAL, LK_REMOTE, LK_BROADCAST, LK_UNKNOWN, LK_SUPPRESSED,
+         AC_HAIRPIN, AC_ENCAP, AC_FLOOD, AC_REPLY } from "./common";
+import { emitTagged, outCount } from "./emit";
+import { emitEncap } from "./encap";
+import { arpReply, ndReply, isDadOrNotNs } from "./suppress";
+
+export function accessFrame(port: u32, p: usize, len: u32): void {
+  setCur(port, -1);
+  if (len < DOT1Q_HLEN) { drop(D.D_TRUNCATED); return; }
+  const tpid = ld16(p + 12);
+  if (tpid == ETHERTYPE_QINQ || tpid == ETHERTYPE_QINQ_OLD) { drop(D.D_DOUBLE_TAGGED); return; }
+  if (tpid != ETHERTYPE_VLAN) { drop(D.D_UNTAGGED); return; }
+  const tci = ld16(p + 14);
+  const vid = tci & VID_MASK;
+  const etype = ld16(p + 16);
+  // An 802.1Q frame whose payload is another tag is double-tagged too.
+  if (etype == ETHERTYPE_VLAN || etype == ETHERTYPE_QINQ || etype == ETHERTYPE_QINQ_OLD) { drop(D.D_DOUBLE_TAGGED); return; }
+  if (vid == 0) { drop(D.D_PRIORITY_TAGGED); return; }
+  const vn1 = <u32>load<u16>(vlanMap + ((<usize>port << 12) + vid) * 2);
+  if (vn1 == 0) { drop(D.D_UNKNOWN_VID); return; } // also VID 4095: never mapped
+  const vn = vn1 - 1;
+  setCur(port, <i32>vn);
+  trace(TR_VN, vn1);
+  const v = vnPtr(vn);
+  ctrInc(vnCtr + (<usize>vn * VN_CTR << 3), VC_RX, 1);
+  // PROTOCOL.md §5: mtu is the VN's IP MTU, the inner frame minus 14 bytes.
+  if (len - DOT1Q_HLEN > <u32>load<u16>(v, VN_MTU)) { drop(D.D_MTU_EXCEEDED); return; }
+  const flags = <u32>load<u8>(v, VN_FLAGS);
+  const src = ldMac(p + 6);
+  const l3 = p + DOT1Q_HLEN;
+  const l3len = len - DOT1Q_HLEN;
+
+  // Source: an Associated VNIC sends nothing (RFC 8394 §3: traffic flows
+  // only when Activated); with port security the source MAC must be a VNIC
+  // of this VN behind this port, and its source IP one bound to that MAC
+  // (seed §5, anti-spoofing).
+  const sv = macLookup(vn, src);
+  trace(TR_SRC, sv);
+  if ((sv & MK_KIND) == MK_LOCAL && (sv & ML_ACTIVE) == 0) { drop(D.D_VNIC_INACTIVE); return; }
+  if (flags & VNF_PORTSEC) {
+    if ((sv & MK_KIND) != MK_LOCAL || ((sv >> ML_PORT_SHIFT) & ML_PORT_MASK) != port) { drop(D.D_SPOOFED_MAC); return; }
+    if (!sourceIpOk(vn, src, etype, l3, l3len)) { drop(D.D_SPOOFED_IP); return; }
+  }
+
+  // RFC 9161: answer ARP requests / neighbour solicitations for known
+  // bindings locally; gratuitous ARP, DAD and unknown targets are flooded.
+  if (flags & VNF_ARPSUP) {
+    if (etype == ETHERTYPE_ARP && l3len >= ARP_LEN && ld16(l3 + ARP_OP) == ARP_OP_REQUEST
+        && ld16(l3) == 1 && ld16(l3 + 2) == ETHERTYPE_IPV4 && ld16(l3 + 4) == 0x0604
+        && load<u32>(l3 + ARP_SPA) != load<u32>(l3 + ARP_TPA)) {
+      const m = ip4Lookup(vn, l3 + ARP_TPA);
+      if (m != u64.MAX_VALUE) {
+        trace(TR_LOOKUP, LK_SUPPRESSED);
+        trace(TR_ACTION, AC_REPLY);
+        arpReply(port, tci, p, m, vn);
+        return;
+      }
+    } else if (etype == ETHERTYPE_IPV6 && !isDadOrNotNs(l3, l3len)) {
+      const m = ip6Lookup(vn, l3 + 40 + 8);
+      if (m != u64.MAX_VALUE) {
+        trace(TR_LOOKUP, LK_SUPPRESSED);
+        trace(TR_ACTION, AC_REPLY);
+        ndReply(port, tci, p, m, vn);
+        return;
+      }
+    }
+  }
+
+  const pcp = tci >> PCP_SHIFT;
+  const dst = ldMac(p);
+  if ((dst >> 40) & 1) { trace(TR_LOOKUP, LK_BROADCAST); flood(port, tci, p, len, vn, v, etype, l3, l3len); return; }
+  const dv = macLookup(vn, dst);
+  trace(TR_DST, dv);
+  const kind = dv & MK_KIND;
+  if (kind == MK_REMOTE) {
+    trace(TR_LOOKUP, LK_REMOTE);
+    trace(TR_ACTION, AC_ENCAP);
+    emitEncap(dv & MR_TUN_MASK, p, len, pcp, flowHash(p, etype, l3, l3len), vn);
+    ctrInc(vnCtr + (<usize>vn * VN_CTR << 3), VC_ENCAP, 1);
+    return;
+  }
+  if (kind == MK_LOCAL) {
+    trace(TR_LOOKUP, LK_LOCAL);
+    const dport = (dv >> ML_PORT_SHIFT) & ML_PORT_MASK;
+    // Two End Devices behind the same port share its bridged network (RFC
+    // 8394 Req-1/Req-2): that network delivers between them, so a frame for
+    // a VNIC on the ingress port is filtered, as a bridge would.
+    if (dport == port) { drop(D.D_SAME_PORT); return; }
+    if ((dv & ML_ACTIVE) == 0) { drop(D.D_DST_INACTIVE); return; }
+    trace(TR_ACTION, AC_HAIRPIN);
+    emitTagged(dport, dv & ML_TAG_MASK, tci, p, p + 16, len - 16, vn);
+    return;
+  }
+  trace(TR_LOOKUP, LK_UNKNOWN);
+  flood(port, tci, p, len, vn, v, etype, l3, l3len);
+}
+
+/** Head-end replication: one copy per remote NVE on the VN's flood list, one per other local port. */
+function flood(port: u32, tci: u32, p: usize, len: u32, vn: u32, v: usize, etype: u32, l3: usize, l3len: u32): void {
+  trace(TR_ACTION, AC_FLOOD);
+  const before = outCount;
+  const n = load<u32>(v, VN_FLOOD_N);
+  if (n > 0) {
+    const hash = flowHash(p, etype, l3, l3len);
+    const pcp = tci >> PCP_SHIFT;
+    const list = floodPool + (<usize>load<u32>(v, VN_FLOOD_PTR) << 2);
+    for (let i: u32 = 0; i < n; i++) emitEncap(load<u32>(list + (<usize>i << 2)), p, len, pcp, hash, vn);
+  }
+  const nl = ld8(v + VN_NLOCAL);
+  for (let i: u32 = 0; i < nl; i++) {
+    const e = load<u32>(v + VN_LOCAL + (<usize>i << 2));
+    const lp = e >> 16;
+    if (lp == port) continue; // never back out of the ingress port
+    emitTagged(lp, e & 0xfff, tci, p, p + 16, len - 16, vn);
+  }
+  if (outCount == before) { drop(D.D_FLOOD_EMPTY); return; }
+  ctrInc(vnCtr + (<usize>vn * VN_CTR << 3), VC_FLOOD, 1);
+}
+
+/** Seed §5: the source IP of IPv4, ARP and IPv6 must be bound to the source MAC. */
+function sourceIpOk(vn: u32, src: u64, etype: u32, l3: usize, l3len: u32): bool {
+  if (etype == ETHERTYPE_IPV4) {
+    if (l3len < 20) return false;
+    if (load<u32>(l3 + 12) == 0) return true; // 0.0.0.0: DHCP discovery
+    return ip4Lookup(vn, l3 + 12) == src;
+  }
+  if (etype == ETHERTYPE_ARP) {
+    if (l3len < ARP_LEN) return false;
+    if (ldMac(l3 + ARP_SHA) != src) return false; // sender hardware address spoofed
+    if (load<u32>(l3 + ARP_SPA) == 0) return true; // ARP probe (RFC 5227)
+    return ip4Lookup(vn, l3 + ARP_SPA) == src;
+  }
+  if (etype == ETHERTYPE_IPV6) {
+    if (l3len < 40) return false;
+    const a0 = load<u64>(l3 + 8);
+    const a1 = load<u64>(l3 + 16);
+    if (a0 == 0 && a1 == 0) return true; // :: (DAD, RFC 4862 §5.4)
+    // fe80::/64 with the modified EUI-64 of the source MAC (RFC 4291 App. A)
+    if (load<u32>(l3 + 8) == 0x80fe && load<u32>(l3 + 12) == 0) {
+      const eui: u64 = ((src >> 24) << 40) | (<u64>0xfffe << 24) | (src & 0xffffff);
+      const want = eui ^ (<u64>0x02 << 56);
+      if (bswap<u64>(a1) == want) return true;
+    }
+    return ip6Lookup(vn, l3 + 8) == src;
+  }
+  return true;
+}

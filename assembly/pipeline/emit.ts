@@ -1,0 +1,49 @@
+// Output: every frame that leaves is an out-desc plus its header slot
+// (assembly/abi.ts). These helpers write both and count the transmit side.
+import { HDR_SLOT, OUT_DESC, O_PORT, O_HDRLEN, O_DATA, O_DATALEN, O_IN, O_VN } from "../abi";
+import { hdrBase, outDescBase, portCtr, vnCtr, globalCtr, ctrInc, PORT_CTR, VN_CTR,
+         PC_TX_FRAMES, PC_TX_BYTES, VC_TX, GC_OUTPUTS } from "../state";
+import { st16 } from "../util";
+import { ETHERTYPE_VLAN } from "../proto/ethernet";
+
+export let outCount: u32 = 0;
+export let curIn: u32 = 0;
+
+export function resetOut(): void { outCount = 0; }
+export function setCurIn(i: u32): void { curIn = i; }
+
+/** The header slot the next output will use. */
+@inline export function nextHdr(): usize {
+  return hdrBase + <usize>outCount * HDR_SLOT;
+}
+
+/** Commits the next output: `hdrLen` bytes already written at nextHdr(), then data. */
+@inline export function commit(port: u32, hdrLen: u32, data: usize, dataLen: u32, vn: u32): void {
+  const d = outDescBase + <usize>outCount * OUT_DESC;
+  store<u16>(d, <u16>port, O_PORT);
+  store<u16>(d, <u16>hdrLen, O_HDRLEN);
+  store<u32>(d, <u32>data, O_DATA);
+  store<u16>(d, <u16>dataLen, O_DATALEN);
+  store<u16>(d, <u16>curIn, O_IN);
+  store<u32>(d, vn, O_VN);
+  outCount++;
+  const pc = portCtr + (<usize>port * PORT_CTR << 3);
+  ctrInc(pc, PC_TX_FRAMES, 1);
+  ctrInc(pc, PC_TX_BYTES, <u64>(hdrLen + dataLen));
+  ctrInc(vnCtr + (<usize>vn * VN_CTR << 3), VC_TX, 1);
+  ctrInc(globalCtr, GC_OUTPUTS, 1);
+}
+
+/**
+ * A frame to a local VNIC's port with that port's tag: the 12 MAC bytes from
+ * `macs`, then 0x8100 and the TCI (PCP/DEI kept from `pcpDei`, VID = tag),
+ * then `data` (the frame from its EtherType on).
+ */
+@inline export function emitTagged(port: u32, tag: u32, pcpDei: u32, macs: usize, data: usize, dataLen: u32, vn: u32): void {
+  const h = nextHdr();
+  store<u64>(h, load<u64>(macs));
+  store<u32>(h, load<u32>(macs, 8), 8);
+  st16(h + 12, ETHERTYPE_VLAN);
+  st16(h + 14, (pcpDei & 0xf000) | tag);
+  commit(port, 16, data, dataLen, vn);
+}

@@ -1,0 +1,75 @@
+// ARP and neighbour-discovery suppression (RFC 9161 §3): the NVE answers for
+// bindings it knows, out of the port and tag the request came from.
+import { ld16, st16, st32, stMac, csumAdd, csumFold } from "../util";
+import { nextHdr, commit } from "./emit";
+import { ETHERTYPE_VLAN, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6 } from "../proto/ethernet";
+import { ARP_SHA, ARP_SPA, ARP_TPA, ARP_OP_REPLY } from "../proto/arp";
+import { IPPROTO_ICMPV6 } from "../proto/ipv4";
+import { ND_NS, ND_NA, ND_OPT_TARGET_LLADDR, NA_FLAG_SOLICITED, NA_FLAG_OVERRIDE, NA_LEN } from "../proto/icmp6";
+
+/** The ARP reply to the request at p (RFC 826): `mac` owns the target IP. Padded to 64 bytes. */
+export function arpReply(port: u32, tci: u32, p: usize, mac: u64, vn: u32): void {
+  const h = nextHdr();
+  const a = p + 18;
+  memory.copy(h, p + 6, 6); // to the requester
+  stMac(h + 6, mac);
+  st16(h + 12, ETHERTYPE_VLAN);
+  st16(h + 14, tci);
+  st16(h + 16, ETHERTYPE_ARP);
+  const r = h + 18;
+  st32(r, 0x00010800); // htype 1, ptype IPv4
+  st32(r + 4, 0x06040000 | ARP_OP_REPLY);
+  stMac(r + ARP_SHA, mac);
+  store<u32>(r + ARP_SPA, load<u32>(a + ARP_TPA));
+  memory.copy(r + 18, a + ARP_SHA, 6); // tha = requester's sha
+  store<u32>(r + ARP_TPA, load<u32>(a + ARP_SPA));
+  memory.fill(h + 46, 0, 18); // pad to the 64-byte minimum of a tagged frame
+  commit(port, 64, p, 0, vn);
+}
+
+/**
+ * True unless l3 holds a neighbour solicitation we may answer: ICMPv6 type
+ * 135, code 0, hop limit 255 (RFC 4861 §7.1.1), a full target, and a source
+ * that is not :: (DAD probes, RFC 4862 §5.4, are flooded so the owner can
+ * defend its address).
+ */
+export function isDadOrNotNs(l3: usize, l3len: u32): bool {
+  if (l3len < 40 + 24) return true;
+  if (<u32>load<u8>(l3 + 6) != IPPROTO_ICMPV6 || <u32>load<u8>(l3 + 7) != 255) return true;
+  if (<u32>load<u8>(l3 + 40) != ND_NS || <u32>load<u8>(l3 + 41) != 0) return true;
+  if (ld16(l3 + 4) < 24) return true;
+  return load<u64>(l3 + 8) == 0 && load<u64>(l3 + 16) == 0;
+}
+
+/** The solicited neighbour advertisement (RFC 4861 §4.4, §7.2.4) answering the NS at p. */
+export function ndReply(port: u32, tci: u32, p: usize, mac: u64, vn: u32): void {
+  const h = nextHdr();
+  const ns = p + 18;
+  memory.copy(h, p + 6, 6);
+  stMac(h + 6, mac);
+  st16(h + 12, ETHERTYPE_VLAN);
+  st16(h + 14, tci);
+  st16(h + 16, ETHERTYPE_IPV6);
+  const ip = h + 18;
+  st32(ip, 0x60000000);
+  st16(ip + 4, NA_LEN);
+  store<u8>(ip + 6, <u8>IPPROTO_ICMPV6);
+  store<u8>(ip + 7, 255);
+  memory.copy(ip + 8, ns + 48, 16); // source: the target address
+  memory.copy(ip + 24, ns + 8, 16); // destination: the soliciting node
+  const ic = ip + 40;
+  st32(ic, ND_NA << 24); // type, code 0, checksum 0 for now
+  st32(ic + 4, NA_FLAG_SOLICITED | NA_FLAG_OVERRIDE);
+  memory.copy(ic + 8, ns + 48, 16);
+  store<u8>(ic + 24, <u8>ND_OPT_TARGET_LLADDR);
+  store<u8>(ic + 25, 1);
+  stMac(ic + 26, mac);
+  // checksum over the pseudo-header (RFC 8200 §8.1) and the message
+  let s: u64 = <u64>NA_LEN + <u64>IPPROTO_ICMPV6;
+  s = csumAdd(s, ip + 8, 32);
+  s = csumAdd(s, ic, NA_LEN);
+  st16(ic + 2, ~csumFold(s) & 0xffff);
+  commit(port, 18 + 40 + NA_LEN, p, 0, vn);
+}
+
+export { ETHERTYPE_IPV4 };

@@ -1,0 +1,16 @@
+// ICMPv6 neighbour discovery (RFC 4861 §4.3, §4.4), offsets from the ICMPv6 header.
+//  type(1) code(1) checksum(2) | NS: reserved(4) | NA: R S O flags + reserved(4)
+//  target address(16) | options: type(1) length(1, in 8-byte units) link-layer address(6)
+export const ICMP6_TYPE: u32 = 0;
+export const ICMP6_CODE: u32 = 1;
+export const ICMP6_CSUM: u32 = 2;
+export const ICMP6_FLAGS: u32 = 4;
+export const ND_TARGET: u32 = 8;
+export const ND_OPTS: u32 = 24;
+export const ND_NS: u32 = 135;
+export const ND_NA: u32 = 136;
+export const ND_OPT_TARGET_LLADDR: u32 = 2;
+export const NA_FLAG_SOLICITED: u32 = 0x40000000;
+export const NA_FLAG_OVERRIDE: u32 = 0x20000000;
+/** An NA with one target link-layer option: 24 + 8 bytes. */
+export const NA_LEN: u32 = 32;

@@ -1,0 +1,86 @@
+// Open-addressing hash table with 64-bit keys (linear probing, backward-shift
+// deletion so no tombstones accumulate under churn). Used for the MAC table
+// (key = (VN index + 1) << 48 | MAC) and the VNI map (key = VNI).
+// Slot: u64 key (0 = empty) | u32 value | u32 aux = 16 bytes.
+// Updates happen between batches on a single thread, so a reader never sees
+// a half-written slot (issue 2: "updates never expose a half-written entry").
+import { mix64 } from "../util";
+import { alloc } from "../state";
+
+export const H64_SLOT: u32 = 16;
+
+export class Table64 {
+  base: usize = 0;
+  mask: u32 = 0;
+  count: u32 = 0;
+  limit: u32 = 0; // refuse inserts beyond 7/8 load: probes stay short
+}
+
+export function t64Init(t: Table64, log2: u32): void {
+  const n: u32 = 1 << log2;
+  t.base = alloc(<usize>n * H64_SLOT);
+  t.mask = n - 1;
+  t.count = 0;
+  t.limit = n - (n >> 3);
+}
+
+@inline export function t64Home(t: Table64, key: u64): u32 {
+  return <u32>mix64(key) & t.mask;
+}
+
+/** The slot holding `key`, or 0. */
+@inline export function t64Find(t: Table64, key: u64): usize {
+  let i = t64Home(t, key);
+  while (true) {
+    const s = t.base + (<usize>i << 4);
+    const k = load<u64>(s);
+    if (k == key) return s;
+    if (k == 0) return 0;
+    i = (i + 1) & t.mask;
+  }
+}
+
+/** Inserts or updates; false when the table is full. */
+export function t64Put(t: Table64, key: u64, val: u32, aux: u32): bool {
+  let i = t64Home(t, key);
+  while (true) {
+    const s = t.base + (<usize>i << 4);
+    const k = load<u64>(s);
+    if (k == key || k == 0) {
+      if (k == 0) {
+        if (t.count >= t.limit) return false;
+        t.count++;
+      }
+      store<u32>(s, val, 8);
+      store<u32>(s, aux, 12);
+      store<u64>(s, key); // key last: the slot is complete before it is found
+      return true;
+    }
+    i = (i + 1) & t.mask;
+  }
+}
+
+export function t64Del(t: Table64, key: u64): bool {
+  const s0 = t64Find(t, key);
+  if (s0 == 0) return false;
+  let i = <u32>((s0 - t.base) >> 4);
+  // backward-shift: move later members of the cluster into the hole when
+  // their home position does not lie cyclically between the hole and them
+  let j = i;
+  while (true) {
+    j = (j + 1) & t.mask;
+    const sj = t.base + (<usize>j << 4);
+    const kj = load<u64>(sj);
+    if (kj == 0) break;
+    const h = t64Home(t, kj);
+    const between = i <= j ? (h > i && h <= j) : (h > i || h <= j);
+    if (between) continue;
+    const si = t.base + (<usize>i << 4);
+    store<u64>(si, load<u64>(sj, 8), 8);
+    store<u64>(si, kj);
+    i = j;
+  }
+  store<u64>(t.base + (<usize>i << 4), 0);
+  t.count--;
+  return true;
+}

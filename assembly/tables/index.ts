@@ -1,0 +1,74 @@
+// The forwarding tables and the keys they use.
+//   macTab:    (VN, MAC) -> local VNIC (port, tag, active) or remote (tunnel)
+//   ipTab:     (VN, IP)  -> MAC            (port security, ARP/ND suppression)
+//   vniTab:    (encap, VNI/VSID) -> VN     (decapsulation)
+//   remoteTab: underlay IP -> remote NVE   (the flood-list source check)
+//   prefixes:  (VN, IP prefix) -> MAC      (a VNIC that terminates a range, PROTOCOL.md §2 `ip`)
+import { Table64, t64Find } from "./hash64";
+import { TableIp, tipFind } from "./haship";
+import { alloc } from "../state";
+
+export const macTab = new Table64();
+export const ipTab = new TableIp();
+export const vniTab = new Table64();
+export const remoteTab = new TableIp();
+
+// MAC value: kind in bits 31-30.
+export const MK_LOCAL: u32 = 0x40000000;
+export const MK_REMOTE: u32 = 0x80000000;
+export const MK_KIND: u32 = 0xc0000000;
+export const ML_ACTIVE: u32 = 0x20000000;
+export const ML_PORT_SHIFT: u32 = 16;
+export const ML_PORT_MASK: u32 = 0x3f;
+export const ML_TAG_MASK: u32 = 0xfff;
+export const MR_TUN_MASK: u32 = 0x00ffffff;
+
+export const IP6_TAG: u32 = 0x80000000;
+
+@inline export function macKey(vn: u32, mac: u64): u64 {
+  return (<u64>(vn + 1) << 48) | mac;
+}
+
+/** The MAC entry's value, or 0 when (vn, mac) is unknown. */
+@inline export function macLookup(vn: u32, mac: u64): u32 {
+  const s = t64Find(macTab, macKey(vn, mac));
+  return s == 0 ? 0 : load<u32>(s, 8);
+}
+
+/** MAC bound to the IPv4 address at p (network order) in vn, or u64.MAX_VALUE. */
+@inline export function ip4Lookup(vn: u32, p: usize): u64 {
+  const s = tipFind(ipTab, vn + 1, <u64>load<u32>(p), 0);
+  if (s != 0) return load<u64>(s, 24);
+  return prefixCount == 0 ? u64.MAX_VALUE : prefixLookup(vn + 1, p, 4);
+}
+
+@inline export function ip6Lookup(vn: u32, p: usize): u64 {
+  const s = tipFind(ipTab, (vn + 1) | IP6_TAG, load<u64>(p), load<u64>(p, 8));
+  if (s != 0) return load<u64>(s, 24);
+  return prefixCount == 0 ? u64.MAX_VALUE : prefixLookup((vn + 1) | IP6_TAG, p, 16);
+}
+
+// Prefix bindings: few (load balancers' VIP ranges), scanned only after an
+// exact lookup missed. Entry: u32 tag | u32 prefix length | 16-byte address | u64 MAC.
+export const MAX_PREFIXES: u32 = 1024;
+export let prefixBase: usize = 0;
+export let prefixCount: u32 = 0;
+export function prefixInit(): void { prefixBase = alloc(<usize>MAX_PREFIXES * 32); }
+export function setPrefixCount(n: u32): void { prefixCount = n; }
+
+function prefixLookup(tag: u32, p: usize, alen: u32): u64 {
+  for (let i: u32 = 0; i < prefixCount; i++) {
+    const e = prefixBase + (<usize>i << 5);
+    if (load<u32>(e) != tag) continue;
+    const plen = load<u32>(e, 4);
+    let ok = true;
+    let bits = plen;
+    for (let b: u32 = 0; b < alen && bits > 0; b++) {
+      const m: u32 = bits >= 8 ? 0xff : (0xff << (8 - bits)) & 0xff;
+      if (((<u32>load<u8>(p + b) ^ <u32>load<u8>(e + 8 + b)) & m) != 0) { ok = false; break; }
+      bits = bits >= 8 ? bits - 8 : 0;
+    }
+    if (ok) return load<u64>(e, 24);
+  }
+  return u64.MAX_VALUE;
+}

@@ -1,0 +1,69 @@
+// Byte-order and checksum helpers. Wasm is little-endian; every wire field is
+// network byte order (big-endian), so loads and stores go through bswap.
+
+@inline export function ld8(p: usize): u32 { return <u32>load<u8>(p); }
+@inline export function ld16(p: usize): u32 { return <u32>bswap<u16>(load<u16>(p)); }
+@inline export function ld32(p: usize): u32 { return bswap<u32>(load<u32>(p)); }
+@inline export function st8(p: usize, v: u32): void { store<u8>(p, <u8>v); }
+@inline export function st16(p: usize, v: u32): void { store<u16>(p, bswap<u16>(<u16>v)); }
+@inline export function st32(p: usize, v: u32): void { store<u32>(p, bswap<u32>(v)); }
+
+/** A 48-bit MAC read as an integer, first octet most significant. */
+@inline export function ldMac(p: usize): u64 {
+  return (<u64>ld16(p) << 32) | <u64>ld32(p + 2);
+}
+@inline export function stMac(p: usize, m: u64): void {
+  st16(p, <u32>(m >> 32));
+  st32(p + 2, <u32>m);
+}
+
+/**
+ * Ones' complement sum (RFC 1071) of `len` bytes at `p`, added to `acc`, not
+ * folded. Sums 32-bit little-endian words into a 64-bit accumulator; the
+ * byte-swap at fold time makes the result the big-endian sum (RFC 1071 §2(B):
+ * the sum is byte-order independent up to a final swap).
+ */
+export function csumAdd(acc: u64, p: usize, len: u32): u64 {
+  let s: u64 = 0;
+  let i: u32 = 0;
+  while (i + 8 <= len) {
+    const w = load<u64>(p + i);
+    s += (w & 0xffffffff) + (w >> 32);
+    i += 8;
+  }
+  if (i + 4 <= len) { s += <u64>load<u32>(p + i); i += 4; }
+  if (i + 2 <= len) { s += <u64>load<u16>(p + i); i += 2; }
+  if (i < len) s += <u64>load<u8>(p + i);
+  // fold the little-endian sum to 16 bits, then swap to network order
+  while (s >> 16) s = (s & 0xffff) + (s >> 16);
+  return acc + <u64>bswap<u16>(<u16>s);
+}
+
+/** Folds a 64-bit accumulator of 16-bit big-endian words to 16 bits (not complemented). */
+@inline export function csumFold(s: u64): u32 {
+  s = (s & 0xffffffff) + (s >> 32);
+  s = (s & 0xffff) + (s >> 16);
+  s = (s & 0xffff) + (s >> 16);
+  s = (s & 0xffff) + (s >> 16);
+  return <u32>s;
+}
+
+/** 64-bit mixer (a murmur3/splitmix finaliser) for table hashes and the flow hash. */
+@inline export function mix64(x: u64): u64 {
+  x ^= x >> 33;
+  x *= 0xff51afd7ed558ccd;
+  x ^= x >> 33;
+  x *= 0xc4ceb9fe1a85ec53;
+  x ^= x >> 33;
+  return x;
+}
+
+/** Copies 96 bytes with four... six 16-byte SIMD moves: the prebuilt outer header plus slack. */
+@inline export function copy96(dst: usize, src: usize): void {
+  v128.store(dst, v128.load(src));
+  v128.store(dst + 16, v128.load(src + 16));
+  v128.store(dst + 32, v128.load(src + 32));
+  v128.store(dst + 48, v128.load(src + 48));
+  v128.store(dst + 64, v128.load(src + 64));
+  v128.store(dst + 80, v128.load(src + 80));
+}

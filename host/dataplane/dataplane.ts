@@ -1,0 +1,644 @@
+// The host side of the data plane: loads the WebAssembly module, keeps the
+// bookkeeping the tables need (VN indices, remote NVEs, tunnels and their
+// reference counts, flood-list blocks) and programs the tables with DpOps.
+// Hot path: process(n), one call per batch over frames already in memory.
+import { readFileSync } from "node:fs";
+import type { DpOp, VnProfile } from "./ops.js";
+import { parseMac, parseIp, isUnicastMac, type Mac, type Ip } from "./addr.js";
+
+export class DataPlaneError extends Error {
+  constructor(public index: number, public field: string, message: string) {
+    super(`op ${index}${field ? ` (${field})` : ""}: ${message}`);
+  }
+}
+
+interface Exports {
+  memory: WebAssembly.Memory;
+  consumed: WebAssembly.Global;
+  init(mac: number, ip: number, tun: number, flood: number): void;
+  process(n: number): number;
+  [fn: string]: any;
+}
+
+export interface Layout {
+  slotBase: number; slotSize: number; headroom: number; maxBatch: number;
+  inDescBase: number; outDescBase: number; hdrBase: number; hdrSlot: number; maxOut: number;
+}
+
+export interface CreateOptions { macLog2?: number; ipLog2?: number; tunLog2?: number; floodCap?: number; debug?: boolean }
+
+const ENCAP = { vxlan: 1, geneve: 2, nvgre: 3 } as const;
+const VNF_PORTSEC = 1, VNF_ARPSUP = 2, VNF_DSCP_FIXED = 4;
+const MK_KIND = 0xc0000000, MK_LOCAL = 0x40000000, MK_REMOTE = 0x80000000;
+
+interface VnState {
+  idx: number; vni: number; profile: VnProfile;
+  flood: Set<number>; // remote indices
+  floodOff: number; floodCap: number;
+  locals: number; // (port, tag) pairs
+}
+interface RemoteState { idx: number; ip: Ip; refs: number }
+interface TunnelState { t: number; vnIdx: number; r: number; refs: number }
+
+const modules = new Map<string, WebAssembly.Module>();
+function wasmModule(debug: boolean): WebAssembly.Module {
+  const name = debug ? "dataplane.debug.wasm" : "dataplane.wasm";
+  let m = modules.get(name);
+  if (!m) {
+    const url = new URL(`../../../build/${name}`, import.meta.url);
+    let bytes: Buffer;
+    try { bytes = readFileSync(url); } catch {
+      throw new Error(`the data plane ${url.pathname} is missing: run npm run build`);
+    }
+    m = new WebAssembly.Module(bytes);
+    modules.set(name, m);
+  }
+  return m;
+}
+
+export class DataPlane {
+  readonly memory: WebAssembly.Memory;
+  readonly layout: Layout;
+  readonly dropNames: string[];
+  consumed = 0;
+  private ex: Exports;
+  private u8: Uint8Array;
+  private dv: DataView;
+  private ports = new Map<string, number>();
+  private portNames: string[] = [];
+  private underlayPort = -1;
+  private underlayIs6 = false;
+  private vns = new Map<number, VnState>();
+  private vnById: (number | undefined)[] = []; // vn index -> vn id
+  private freeVnIdx: number[] = [];
+  private remotes = new Map<string, RemoteState>();
+  private freeRemote: number[] = [];
+  private nextRemote = 0;
+  private tunnels = new Map<number, TunnelState>();
+  private freeTun: number[] = [];
+  private nextTun = 0;
+  private tags = new Map<number, number>(); // port << 12 | tag -> vn id
+  private portTagOf = new Map<string, number>(); // `${vnId}:${port}` -> tag
+  private prefixes: { vnIdx: number; ip: Ip; mac: Mac }[] = [];
+  private floodFree = new Map<number, number[]>(); // capacity -> offsets
+  private floodNext = 0;
+  private readonly maxRemotes: number;
+  private readonly maxVns: number;
+  private readonly maxPorts: number;
+  private readonly tunCap: number;
+  private readonly floodCap: number;
+
+  private constructor(ex: Exports) {
+    this.ex = ex;
+    this.memory = ex.memory;
+    this.u8 = new Uint8Array(ex.memory.buffer);
+    this.dv = new DataView(ex.memory.buffer);
+    const c = (i: number) => ex.constants(i) as number;
+    this.layout = {
+      slotBase: ex.slotBasePtr(), slotSize: c(0), headroom: c(1), maxBatch: c(2),
+      inDescBase: ex.inDescPtr(), outDescBase: ex.outDescPtr(), hdrBase: ex.hdrBasePtr(), hdrSlot: c(5), maxOut: c(6),
+    };
+    this.maxPorts = c(7);
+    this.maxVns = c(8);
+    this.maxRemotes = c(9);
+    this.tunCap = ex.tunnelCapacity();
+    this.floodCap = ex.floodPoolSize();
+    const p = ex.dropNamesPtr() as number;
+    const n = ex.dropNamesLen() as number;
+    this.dropNames = String.fromCharCode(...new Uint16Array(ex.memory.buffer, p, n)).split(",");
+  }
+
+  /** A new, independent data plane instance with its own memory and tables. */
+  static async create(o: CreateOptions = {}): Promise<DataPlane> {
+    const inst = await WebAssembly.instantiate(wasmModule(!!o.debug), {});
+    const ex = inst.exports as unknown as Exports;
+    ex.init(o.macLog2 ?? 21, o.ipLog2 ?? 21, o.tunLog2 ?? 16, o.floodCap ?? 1 << 20);
+    return new DataPlane(ex);
+  }
+
+  portIndex(name: string): number { return this.ports.get(name) ?? -1; }
+  portName(i: number): string { return this.portNames[i] ?? `#${i}`; }
+  get portList(): string[] { return [...this.portNames]; }
+  vnIndex(vnId: number): number { return this.vns.get(vnId)?.idx ?? -1; }
+  vnId(idx: number): number | undefined { return this.vnById[idx]; }
+
+  /** Bindings and table fill, for `show` and the bench's bytes per binding. */
+  stats() {
+    const e = this.ex;
+    return {
+      macs: e.macCount() as number, macCapacity: e.macCapacity() as number, macSlots: e.macSlots() as number,
+      ips: e.ipCount() as number, ipCapacity: e.ipCapacity() as number, ipSlots: e.ipSlots() as number,
+      macBytesPerSlot: 16, ipBytesPerSlot: 32,
+      vns: this.vns.size, remotes: this.remotes.size, tunnels: this.tunnels.size,
+    };
+  }
+
+  // ---------------------------------------------------------------- programming
+
+  /**
+   * Applies the ops in order, between two batches. Every op is checked
+   * first (syntax, references, capacity) so a bad list applies nothing.
+   */
+  apply(ops: DpOp[]): void {
+    this.validate(ops);
+    for (let i = 0; i < ops.length; i++) this.applyOne(ops[i], i);
+    this.updateFanout();
+  }
+
+  private validate(ops: DpOp[]): void {
+    const ports = new Set(this.ports.keys());
+    const vns = new Set(this.vns.keys());
+    const vnKeys = new Map<string, number>();
+    for (const [id, v] of this.vns) vnKeys.set(`${v.profile.encap}:${v.vni}`, id);
+    let newMacs = 0, newIps = 0;
+    let ulIs6: boolean | undefined = this.underlayPort >= 0 ? this.underlayIs6 : undefined;
+    const fail = (i: number, f: string, m: string): never => { throw new DataPlaneError(i, f, m); };
+    const needVn = (i: number, vn: unknown) => {
+      if (!vns.has(vn as number)) fail(i, "vn", `unknown VN ${vn}`);
+    };
+    const needPort = (i: number, p: unknown) => {
+      if (typeof p !== "string" || !ports.has(p)) fail(i, "port", `unknown port ${JSON.stringify(p)}`);
+    };
+    const needMac = (i: number, m: unknown) => {
+      const mac = parseMac(m as string);
+      if (!mac || !isUnicastMac(mac)) fail(i, "mac", `not a unicast MAC: ${JSON.stringify(m)}`);
+    };
+    const needRemoteIp = (i: number, s: unknown) => {
+      const ip = parseIp(s as string, false);
+      if (!ip) fail(i, "nve", `not an IP address: ${JSON.stringify(s)}`);
+      if (ulIs6 === undefined) fail(i, "nve", "no underlay configured");
+      if (ip!.is6 !== ulIs6) fail(i, "nve", `${s} is not of the underlay's address family`);
+    };
+    ops.forEach((op, i) => {
+      if (!op || typeof op !== "object") fail(i, "", "not an object");
+      switch (op.op) {
+        case "underlay": {
+          if (typeof op.port !== "string" || !op.port) fail(i, "port", "missing");
+          const ip = parseIp(op.ip, false);
+          if (!ip) fail(i, "ip", `not an IP address: ${JSON.stringify(op.ip)}`);
+          if (!parseMac(op.mac)) fail(i, "mac", `not a MAC: ${JSON.stringify(op.mac)}`);
+          if (!parseMac(op.gatewayMac)) fail(i, "gatewayMac", `not a MAC: ${JSON.stringify(op.gatewayMac)}`);
+          if (this.remotes.size && ip!.is6 !== this.underlayIs6) fail(i, "ip", "cannot change the underlay's address family while remotes exist");
+          if (!ports.has(op.port) && ports.size >= this.maxPorts) fail(i, "port", "too many ports");
+          ports.add(op.port);
+          ulIs6 = ip!.is6;
+          break;
+        }
+        case "port":
+          if (typeof op.port !== "string" || !op.port) fail(i, "port", "missing");
+          if (!ports.has(op.port) && ports.size >= this.maxPorts) fail(i, "port", `at most ${this.maxPorts} ports`);
+          ports.add(op.port);
+          break;
+        case "vn": {
+          if (!Number.isInteger(op.vn) || op.vn < 1 || op.vn > 0xffffff) fail(i, "vn", `VN id out of range: ${op.vn}`);
+          if (!Number.isInteger(op.vni) || op.vni < 1 || op.vni > 0xffffff) fail(i, "vni", `VNI out of range: ${op.vni}`);
+          const p = op.profile;
+          if (!p || !(p.encap in ENCAP)) fail(i, "profile.encap", `unknown encapsulation ${JSON.stringify(p?.encap)}`);
+          if (p.encap === "nvgre" && (op.vni <= 0xfff || op.vni === 0xffffff)) fail(i, "vni", `VSID ${op.vni} is reserved (RFC 7637 §3.2)`);
+          if (!Number.isInteger(p.mtu) || p.mtu < 68 || p.mtu > 9000) fail(i, "profile.mtu", `MTU out of range: ${p.mtu}`);
+          const key = `${p.encap}:${op.vni}`;
+          const owner = vnKeys.get(key);
+          if (owner !== undefined && owner !== op.vn) fail(i, "vni", `${p.encap} VNI ${op.vni} already used by VN ${owner}`);
+          for (const [k, id] of vnKeys) if (id === op.vn) vnKeys.delete(k);
+          vnKeys.set(key, op.vn);
+          if (!vns.has(op.vn) && vns.size >= this.maxVns) fail(i, "vn", `at most ${this.maxVns} VNs`);
+          vns.add(op.vn);
+          break;
+        }
+        case "vn.del": needVn(i, op.vn); vns.delete(op.vn); break;
+        case "tag":
+          needPort(i, op.port); needVn(i, op.vn);
+          if (op.port === this.underlayPortName()) fail(i, "port", "the underlay port carries no tags");
+          if (!Number.isInteger(op.tag) || op.tag < 1 || op.tag > 4094) fail(i, "tag", `VID out of range: ${op.tag}`);
+          break;
+        case "tag.del": needPort(i, op.port); break;
+        case "mac.local": needVn(i, op.vn); needMac(i, op.mac); needPort(i, op.port); newMacs++; break;
+        case "mac.remote": needVn(i, op.vn); needMac(i, op.mac); needRemoteIp(i, op.nve); newMacs++; break;
+        case "mac.del": needVn(i, op.vn); needMac(i, op.mac); break;
+        case "ip": {
+          needVn(i, op.vn); needMac(i, op.mac);
+          if (!parseIp(op.ip)) fail(i, "ip", `not an IP address or prefix: ${JSON.stringify(op.ip)}`);
+          newIps++;
+          break;
+        }
+        case "ip.del": needVn(i, op.vn); if (!parseIp(op.ip)) fail(i, "ip", `not an IP address or prefix: ${JSON.stringify(op.ip)}`); break;
+        case "flood.join": case "flood.leave": needVn(i, op.vn); needRemoteIp(i, op.nve); break;
+        default: fail(i, "op", `unknown op ${JSON.stringify((op as { op: unknown }).op)}`);
+      }
+    });
+    const st = this.stats();
+    if (st.macs + newMacs > st.macCapacity) fail(0, "mac", `MAC table full (${st.macCapacity} bindings)`);
+    if (st.ips + newIps > st.ipCapacity) fail(0, "ip", `IP table full (${st.ipCapacity} bindings)`);
+  }
+
+  private underlayPortName(): string | undefined {
+    return this.underlayPort >= 0 ? this.portNames[this.underlayPort] : undefined;
+  }
+
+  private check(rc: number, i: number, what: string): void {
+    if (rc !== 0) throw new DataPlaneError(i, what, rc === 1 ? "table full" : "out of range");
+  }
+
+  private ensurePort(name: string): number {
+    let p = this.ports.get(name);
+    if (p === undefined) {
+      p = this.portNames.length;
+      this.ports.set(name, p);
+      this.portNames.push(name);
+    }
+    return p;
+  }
+
+  private scratchWrite(bytes: Uint8Array, at = 0): void {
+    this.u8.set(bytes, this.ex.scratchPtr() + at);
+  }
+
+  private applyOne(op: DpOp, i: number): void {
+    const ex = this.ex;
+    switch (op.op) {
+      case "underlay": {
+        const p = this.ensurePort(op.port);
+        const ip = parseIp(op.ip, false)!;
+        const s = new Uint8Array(32);
+        const m = parseMac(op.mac)!, g = parseMac(op.gatewayMac)!;
+        s.set(macBytesOf(m), 0); s.set(macBytesOf(g), 8); s.set(ip.bytes, 16);
+        this.scratchWrite(s);
+        this.check(ex.setPort(p, 2), i, "port");
+        this.check(ex.setUnderlay(p, ip.is6 ? 1 : 0, op.udpPort ?? 4789, op.genevePort ?? 6081), i, "underlay");
+        this.underlayPort = p;
+        this.underlayIs6 = ip.is6;
+        for (const t of this.tunnels.values()) ex.buildTunnel(t.t, t.vnIdx, t.r);
+        break;
+      }
+      case "port": {
+        const p = this.ensurePort(op.port);
+        if (p !== this.underlayPort) this.check(ex.setPort(p, 1), i, "port");
+        break;
+      }
+      case "vn": {
+        const p = op.profile;
+        const flags = (p.portSecurity ? VNF_PORTSEC : 0) | (p.arpSuppress ? VNF_ARPSUP : 0) |
+          (p.qos?.dscp !== undefined ? VNF_DSCP_FIXED : 0);
+        let v = this.vns.get(op.vn);
+        if (!v) {
+          const idx = this.freeVnIdx.pop() ?? this.vnById.length;
+          v = { idx, vni: op.vni, profile: p, flood: new Set(), floodOff: 0, floodCap: 0, locals: 0 };
+          this.vns.set(op.vn, v);
+          this.vnById[idx] = op.vn;
+        }
+        v.vni = op.vni;
+        v.profile = { ...p };
+        this.check(ex.setVn(v.idx, op.vni, ENCAP[p.encap], p.mtu, flags, p.qos?.dscp ?? 0), i, "vn");
+        // seed §4.5: a profile change reaches the data plane at once; the
+        // prebuilt headers of this VN follow it
+        for (const t of this.tunnels.values()) if (t.vnIdx === v.idx) ex.buildTunnel(t.t, t.vnIdx, t.r);
+        break;
+      }
+      case "vn.del": {
+        const v = this.vns.get(op.vn)!;
+        // seed §3.1: deleting an entity deletes everything it contains
+        for (const [k, id] of [...this.tags]) if (id === op.vn) this.unmapTag(k >> 12, k & 0xfff);
+        ex.setFlood(v.idx, 0, 0);
+        ex.purgeVn(v.idx);
+        for (const [key, t] of [...this.tunnels]) if (t.vnIdx === v.idx) {
+          ex.setVtep(v.idx, t.r, 0);
+          this.tunnels.delete(key);
+          this.freeTun.push(t.t);
+          this.releaseRemote(t.r);
+        }
+        this.floodRelease(v);
+        this.prefixes = this.prefixes.filter((x) => x.vnIdx !== v.idx);
+        this.writePrefixes();
+        ex.delVn(v.idx);
+        this.vns.delete(op.vn);
+        this.vnById[v.idx] = undefined;
+        this.freeVnIdx.push(v.idx);
+        for (const k of [...this.portTagOf.keys()]) if (k.startsWith(`${op.vn}:`)) this.portTagOf.delete(k);
+        break;
+      }
+      case "tag": {
+        const port = this.ports.get(op.port)!;
+        const v = this.vns.get(op.vn)!;
+        const key = (port << 12) | op.tag;
+        const old = this.tags.get(key);
+        if (old === op.vn) break;
+        if (old !== undefined) this.unmapTag(port, op.tag);
+        this.check(ex.setTag(port, op.tag, v.idx + 1), i, "tag");
+        v.locals++;
+        this.tags.set(key, op.vn);
+        this.portTagOf.set(`${op.vn}:${port}`, op.tag);
+        break;
+      }
+      case "tag.del": {
+        const port = this.ports.get(op.port)!;
+        if (this.tags.has((port << 12) | op.tag)) this.unmapTag(port, op.tag);
+        break;
+      }
+      case "mac.local": {
+        const v = this.vns.get(op.vn)!;
+        const port = this.ports.get(op.port)!;
+        const tag = this.portTagOf.get(`${op.vn}:${port}`);
+        if (tag === undefined) throw new DataPlaneError(i, "port", `VN ${op.vn} has no tag on port ${op.port}`);
+        const m = parseMac(op.mac)!;
+        const prev = ex.getMac(v.idx, m.hi, m.lo) >>> 0;
+        this.check(ex.setMacLocal(v.idx, m.hi, m.lo, port, tag, op.active ? 1 : 0), i, "mac");
+        this.releaseMacTarget(prev);
+        break;
+      }
+      case "mac.remote": {
+        const v = this.vns.get(op.vn)!;
+        const m = parseMac(op.mac)!;
+        const t = this.acquireTunnel(v.idx, op.nve);
+        const prev = ex.getMac(v.idx, m.hi, m.lo) >>> 0;
+        this.check(ex.setMacRemote(v.idx, m.hi, m.lo, t.t), i, "mac");
+        this.releaseMacTarget(prev);
+        break;
+      }
+      case "mac.del": {
+        const v = this.vns.get(op.vn)!;
+        const m = parseMac(op.mac)!;
+        const prev = ex.getMac(v.idx, m.hi, m.lo) >>> 0;
+        ex.delMac(v.idx, m.hi, m.lo);
+        this.releaseMacTarget(prev);
+        break;
+      }
+      case "ip": case "ip.del": {
+        const v = this.vns.get(op.vn)!;
+        const ip = parseIp(op.ip)!;
+        const isFull = ip.prefix === null || ip.prefix === (ip.is6 ? 128 : 32);
+        if (isFull) {
+          this.scratchWrite(ip.bytes);
+          if (op.op === "ip") { const m = parseMac(op.mac)!; this.check(ex.setIp(v.idx, ip.is6 ? 1 : 0, m.hi, m.lo), i, "ip"); }
+          else ex.delIp(v.idx, ip.is6 ? 1 : 0);
+        } else {
+          const same = (x: { vnIdx: number; ip: Ip }) => x.vnIdx === v.idx && x.ip.is6 === ip.is6 &&
+            x.ip.prefix === ip.prefix && x.ip.bytes.every((b, j) => b === ip.bytes[j]);
+          this.prefixes = this.prefixes.filter((x) => !same(x));
+          if (op.op === "ip") {
+            if (this.prefixes.length >= 1024) throw new DataPlaneError(i, "ip", "at most 1024 prefix bindings");
+            this.prefixes.push({ vnIdx: v.idx, ip, mac: parseMac(op.mac)! });
+          }
+          this.writePrefixes();
+        }
+        break;
+      }
+      case "flood.join": {
+        const v = this.vns.get(op.vn)!;
+        const r = this.remotes.get(parseIp(op.nve, false)!.text);
+        if (r && v.flood.has(r.idx)) break;
+        const t = this.acquireTunnel(v.idx, op.nve);
+        v.flood.add(t.r);
+        ex.setVtep(v.idx, t.r, 1);
+        this.writeFlood(v);
+        break;
+      }
+      case "flood.leave": {
+        const v = this.vns.get(op.vn)!;
+        const r = this.remotes.get(parseIp(op.nve, false)!.text);
+        if (!r || !v.flood.has(r.idx)) break;
+        v.flood.delete(r.idx);
+        ex.setVtep(v.idx, r.idx, 0);
+        this.writeFlood(v);
+        this.releaseTunnel(this.tunnels.get(v.idx * this.maxRemotes + r.idx)!);
+        break;
+      }
+    }
+  }
+
+  private unmapTag(port: number, tag: number): void {
+    const key = (port << 12) | tag;
+    const vnId = this.tags.get(key);
+    if (vnId === undefined) return;
+    this.ex.setTag(port, tag, 0);
+    this.tags.delete(key);
+    const v = this.vns.get(vnId);
+    if (v) v.locals--;
+    if (this.portTagOf.get(`${vnId}:${port}`) === tag) this.portTagOf.delete(`${vnId}:${port}`);
+  }
+
+  private acquireRemote(ipText: string): RemoteState {
+    const ip = parseIp(ipText, false)!;
+    let r = this.remotes.get(ip.text);
+    if (!r) {
+      const idx = this.freeRemote.pop() ?? this.nextRemote++;
+      if (idx >= this.maxRemotes) throw new Error(`at most ${this.maxRemotes} remote NVEs`);
+      this.scratchWrite(ip.bytes);
+      if (this.ex.setRemote(idx, ip.is6 ? 1 : 0) !== 0) throw new Error("remote NVE table full");
+      r = { idx, ip, refs: 0 };
+      this.remotes.set(ip.text, r);
+    }
+    r.refs++;
+    return r;
+  }
+
+  private releaseRemote(idx: number): void {
+    for (const [k, r] of this.remotes) if (r.idx === idx) {
+      if (--r.refs > 0) return;
+      this.ex.delRemote(idx, r.ip.is6 ? 1 : 0);
+      this.remotes.delete(k);
+      this.freeRemote.push(idx);
+      return;
+    }
+  }
+
+  private acquireTunnel(vnIdx: number, nve: string): TunnelState {
+    const ip = parseIp(nve, false)!;
+    const existing = this.remotes.get(ip.text);
+    if (existing) {
+      const t = this.tunnels.get(vnIdx * this.maxRemotes + existing.idx);
+      if (t) { t.refs++; return t; }
+    }
+    const r = this.acquireRemote(nve);
+    const tIdx = this.freeTun.pop() ?? this.nextTun++;
+    if (tIdx >= this.tunCap) throw new Error(`at most ${this.tunCap} tunnels`);
+    this.ex.buildTunnel(tIdx, vnIdx, r.idx);
+    const t = { t: tIdx, vnIdx, r: r.idx, refs: 1 };
+    this.tunnels.set(vnIdx * this.maxRemotes + r.idx, t);
+    return t;
+  }
+
+  private releaseTunnel(t: TunnelState | undefined): void {
+    if (!t || --t.refs > 0) return;
+    this.tunnels.delete(t.vnIdx * this.maxRemotes + t.r);
+    this.freeTun.push(t.t);
+    this.releaseRemote(t.r);
+  }
+
+  /** A MAC entry was overwritten or removed: drop its hold on a tunnel. */
+  private releaseMacTarget(prev: number): void {
+    if (((prev & MK_KIND) >>> 0) !== MK_REMOTE) return;
+    const tIdx = prev & 0x00ffffff;
+    for (const t of this.tunnels.values()) if (t.t === tIdx) { this.releaseTunnel(t); return; }
+  }
+
+  private floodAlloc(cap: number): number {
+    const free = this.floodFree.get(cap);
+    if (free?.length) return free.pop()!;
+    if (this.floodNext + cap > this.floodCap) throw new Error("flood-list pool exhausted");
+    const off = this.floodNext;
+    this.floodNext += cap;
+    return off;
+  }
+
+  private floodRelease(v: VnState): void {
+    if (!v.floodCap) return;
+    const l = this.floodFree.get(v.floodCap) ?? [];
+    l.push(v.floodOff);
+    this.floodFree.set(v.floodCap, l);
+    v.floodCap = 0;
+  }
+
+  /** Writes the VN's flood list into a fresh block, then flips the VN to it. */
+  private writeFlood(v: VnState): void {
+    const list = [...v.flood].map((r) => this.tunnels.get(v.idx * this.maxRemotes + r)!.t);
+    if (list.length > 1024) throw new Error("flood lists hold at most 1024 remote NVEs");
+    let cap = 4;
+    while (cap < list.length) cap *= 2;
+    const off = this.floodAlloc(cap);
+    const base = this.ex.floodPoolPtr() + off * 4;
+    list.forEach((t, j) => this.dv.setUint32(base + j * 4, t, true));
+    this.ex.setFlood(v.idx, off, list.length);
+    this.floodRelease(v);
+    v.floodOff = off;
+    v.floodCap = cap;
+  }
+
+  private writePrefixes(): void {
+    this.prefixes.forEach((x, j) => {
+      this.scratchWrite(x.ip.bytes);
+      this.ex.setPrefix(j, x.vnIdx, x.ip.is6 ? 1 : 0, x.ip.prefix, x.mac.hi, x.mac.lo);
+    });
+    this.ex.setPrefixCount(this.prefixes.length);
+  }
+
+  private updateFanout(): void {
+    let worst = 1;
+    for (const v of this.vns.values()) worst = Math.max(worst, v.flood.size + v.locals + 1);
+    this.ex.setWorstFanout(worst);
+  }
+
+  // ---------------------------------------------------------------- frames
+
+  /** Hot path: handles in-desc[0..n), returns the output count; sets `consumed`. */
+  process(n: number): number {
+    const out = this.ex.process(n);
+    this.consumed = this.ex.consumed.value as number;
+    return out;
+  }
+
+  /** Copies frame bytes into slot i with its in-desc. */
+  load(i: number, port: number, frame: Uint8Array): void {
+    const L = this.layout;
+    const room = L.slotSize - L.headroom;
+    const p = L.slotBase + i * L.slotSize + L.headroom;
+    this.u8.set(frame.length > room ? frame.subarray(0, room) : frame, p);
+    const d = L.inDescBase + i * 8;
+    this.dv.setUint16(d, L.headroom, true);
+    this.dv.setUint16(d + 2, Math.min(frame.length, 0xffff), true);
+    this.dv.setUint16(d + 4, port, true);
+    this.dv.setUint16(d + 6, 0, true);
+  }
+
+  /** Output j as one contiguous frame (a copy). */
+  output(j: number): { port: number; frame: Uint8Array; in: number; vn: number } {
+    const L = this.layout;
+    const d = L.outDescBase + j * 16;
+    const port = this.dv.getUint16(d, true);
+    const hl = this.dv.getUint16(d + 2, true);
+    const dp = this.dv.getUint32(d + 4, true);
+    const dl = this.dv.getUint16(d + 8, true);
+    const frame = new Uint8Array(hl + dl);
+    const h = L.hdrBase + j * L.hdrSlot;
+    frame.set(this.u8.subarray(h, h + hl), 0);
+    frame.set(this.u8.subarray(dp, dp + dl), hl);
+    return { port, frame, in: this.dv.getUint16(d + 10, true), vn: this.dv.getUint32(d + 12, true) };
+  }
+
+  /** Convenience for tools and tests (copies): every output of `frames` entering `port`. */
+  run(port: string, frames: Uint8Array[]): { port: string; frame: Uint8Array; in: number }[] {
+    const pi = this.ports.get(port);
+    const out: { port: string; frame: Uint8Array; in: number }[] = [];
+    let next = 0;
+    while (next < frames.length) {
+      const n = Math.min(this.layout.maxBatch, frames.length - next);
+      for (let i = 0; i < n; i++) this.load(i, pi ?? 0xffff, frames[next + i]);
+      const k = this.process(n);
+      for (let j = 0; j < k; j++) {
+        const o = this.output(j);
+        out.push({ port: this.portName(o.port), frame: o.frame, in: next + o.in });
+      }
+      next += this.consumed;
+    }
+    return out;
+  }
+
+  /** One frame through the pipeline with every decision recorded. */
+  trace(port: string, frame: Uint8Array): { steps: string[]; outputs: { port: string; frame: Uint8Array }[]; drop?: string } {
+    const before = this.counters().drops;
+    this.ex.setTrace(1);
+    const base = this.ex.tracePtr();
+    this.u8.fill(0, base, base + 32);
+    let outputs;
+    try { outputs = this.run(port, [frame]); } finally { this.ex.setTrace(0); }
+    const f = (k: number) => this.dv.getUint32(base + k, true);
+    const after = this.counters().drops;
+    const drop = Object.keys(after).find((k) => after[k] !== before[k]);
+    const steps: string[] = [];
+    const pi = this.ports.get(port);
+    steps.push(`port ${port}: ${pi === undefined ? "unknown" : pi === this.underlayPort ? "underlay" : "access"}, ${frame.length} bytes`);
+    const vni = f(8);
+    if (vni) steps.push(`vni ${vni}`);
+    const vnIdx = f(4);
+    if (vnIdx) {
+      const id = this.vnById[vnIdx - 1];
+      const v = id !== undefined ? this.vns.get(id) : undefined;
+      steps.push(`vn ${id} (vni ${v?.vni}, ${v?.profile.encap}, mtu ${v?.profile.mtu})`);
+    }
+    const src = f(28) >>> 0;
+    if (src && (src & MK_KIND) >>> 0 === MK_LOCAL) steps.push(`source: local VNIC on ${this.portName((src >> 16) & 0x3f)}${src & 0x20000000 ? "" : " (inactive)"}`);
+    const lk = ["", "local", "remote", "broadcast/multicast", "unknown unicast", "answered locally (ARP/ND suppression)"][f(12)];
+    if (lk) {
+      const dv = f(24) >>> 0;
+      let detail = "";
+      if ((dv & MK_KIND) >>> 0 === MK_LOCAL) detail = ` -> port ${this.portName((dv >> 16) & 0x3f)} tag ${dv & 0xfff}`;
+      if ((dv & MK_KIND) >>> 0 === MK_REMOTE) {
+        const t = [...this.tunnels.values()].find((x) => x.t === (dv & 0xffffff));
+        const r = t && [...this.remotes.values()].find((x) => x.idx === t.r);
+        detail = ` -> NVE ${r?.ip.text ?? "?"}`;
+      }
+      steps.push(`lookup: ${lk}${detail}`);
+    }
+    const ac = ["", "hairpin (re-tag to the local port)", "encapsulate", "flood", "decapsulate", "reply"][f(16)];
+    if (ac) steps.push(`action: ${ac}`);
+    for (const o of outputs) steps.push(`out ${o.port}: ${o.frame.length} bytes`);
+    if (drop) steps.push(`drop: ${drop}`);
+    return { steps, outputs: outputs.map(({ port, frame }) => ({ port, frame })), drop };
+  }
+
+  // ---------------------------------------------------------------- counters
+
+  counters() {
+    const g = this.ex.globalCtrPtr() as number;
+    const rd = (p: number) => Number(this.dv.getBigUint64(p, true));
+    const drops: Record<string, number> = {};
+    const dp = this.ex.dropCtrPtr() as number;
+    this.dropNames.forEach((n, i) => { drops[n] = rd(dp + i * 8); });
+    const ports: Record<string, { rxFrames: number; rxBytes: number; txFrames: number; txBytes: number; drops: number }> = {};
+    const pp = this.ex.portCtrPtr() as number;
+    this.portNames.forEach((n, i) => {
+      const b = pp + i * 64;
+      ports[n] = { rxFrames: rd(b), rxBytes: rd(b + 8), txFrames: rd(b + 16), txBytes: rd(b + 24), drops: rd(b + 32) };
+    });
+    const vns: Record<string, { rxFrames: number; txFrames: number; encap: number; decap: number; flood: number; drops: number }> = {};
+    const vp = this.ex.vnCtrPtr() as number;
+    for (const [id, v] of this.vns) {
+      const b = vp + v.idx * 64;
+      vns[String(id)] = { rxFrames: rd(b), txFrames: rd(b + 8), encap: rd(b + 16), decap: rd(b + 24), flood: rd(b + 32), drops: rd(b + 40) };
+    }
+    return { frames: { rx: rd(g), forwarded: rd(g + 8), outputs: rd(g + 16), dropped: rd(g + 24) }, drops, ports, vns };
+  }
+}
+
+function macBytesOf(m: Mac): Uint8Array {
+  return Uint8Array.of(m.hi >> 8, m.hi & 0xff, m.lo >>> 24, (m.lo >>> 16) & 0xff, (m.lo >>> 8) & 0xff, m.lo & 0xff);
+}
