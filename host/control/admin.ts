@@ -1,0 +1,133 @@
+// The NVE's local admin API: a unix socket (default `<store dir>/nvedge.sock`)
+// speaking JSON lines, one request → one response. `nvedge show` reads views
+// through it; operators use it for the NVE-initiated changes of RFC 8394 Req-6
+// and Req-9 (PROTOCOL.md §4 events are sent to the End Devices concerned):
+//   {"cmd":"show","what":"bindings"|"vns"|"ports"|"counters"|"hv","hv"?: ID}
+//   {"cmd":"vnic.remove","vnic":UUID,"reason"?:TEXT}
+//   {"cmd":"vn.disconnect","vnic":UUID,"vn":REF,"reason"?:TEXT}
+//   {"cmd":"addr.disassociate","vnic":UUID,"vn":REF,"addrs":[{mac,ips?}],"reason"?:TEXT}
+//   {"cmd":"vn.remove","vn":REF}     {"cmd":"vn.set-profile","vn":REF,"profile":{...}}     {"cmd":"drain"}
+// Answers: {"ok":true,"result":…} or {"ok":false,"error":{"code","message"}}.
+// The socket is created mode 0600: only the NVE's own user may use it.
+import { createServer, connect, type Server } from "node:net";
+import { chmodSync, existsSync, unlinkSync } from "node:fs";
+import { ProtocolError } from "../protocol/errors.js";
+import type { NveCore } from "./core.js";
+
+export interface AdminOptions {
+  path: string;
+  core: NveCore;
+  counters?: () => unknown | Promise<unknown>;
+  log?: (l: string) => void;
+}
+
+type Msg = Record<string, unknown>;
+
+async function handle(o: AdminOptions, m: Msg): Promise<unknown> {
+  const c = o.core;
+  const str = (k: string) => {
+    if (typeof m[k] !== "string") throw new ProtocolError("bad-request", `"${k}" must be a string`, k);
+    return m[k] as string;
+  };
+  const reason = typeof m.reason === "string" ? m.reason : undefined;
+  switch (m.cmd) {
+    case "show":
+      switch (m.what) {
+        case "bindings": return c.bindings();
+        case "vns": return c.vns();
+        case "ports": return c.ports();
+        case "hv": return c.viewHv(str("hv"));
+        case "counters":
+          if (!o.counters) throw new ProtocolError("bad-request", "this NVE runs without a data plane that keeps counters");
+          return await o.counters();
+        default: throw new ProtocolError("bad-request", `show: unknown view ${JSON.stringify(m.what)} (bindings, vns, ports, counters, hv)`, "what");
+      }
+    case "vnic.remove": return c.removeVnic(str("vnic"), reason);
+    case "vn.disconnect": return c.disconnectVnic(str("vnic"), m.vn as never, reason);
+    case "addr.disassociate":
+      if (!Array.isArray(m.addrs)) throw new ProtocolError("bad-request", '"addrs" must be an array', "addrs");
+      return c.disassociate(str("vnic"), m.vn as never, m.addrs as never, reason);
+    case "vn.remove": return c.removeVn(m.vn as never, reason);
+    case "vn.set-profile": return c.setProfile(m.vn as never, m.profile as never);
+    case "drain": return c.drain();
+    default: throw new ProtocolError("unknown-op", `unknown admin command ${JSON.stringify(m.cmd)}`, "cmd");
+  }
+}
+
+export async function startAdmin(o: AdminOptions): Promise<{ path: string; close(): Promise<void> }> {
+  if (existsSync(o.path)) {
+    // A stale socket from a crashed run is replaced; a live one means another NVE uses this store.
+    const live = await new Promise<boolean>((res) => {
+      const s = connect(o.path, () => { s.destroy(); res(true); });
+      s.on("error", () => res(false));
+    });
+    if (live) throw new Error(`${o.path}: another NVE is already serving this admin socket`);
+    unlinkSync(o.path);
+  }
+  const server: Server = createServer((sock) => {
+    let buf = "";
+    sock.setEncoding("utf8");
+    sock.on("data", (d: string) => {
+      buf += d;
+      if (buf.length > 1 << 20) return sock.destroy();
+      let nl: number;
+      while ((nl = buf.indexOf("\n")) >= 0) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        let m: Msg;
+        try {
+          m = JSON.parse(line);
+        } catch {
+          sock.write(JSON.stringify({ ok: false, error: { code: "bad-request", message: "not JSON" } }) + "\n");
+          continue;
+        }
+        handle(o, m).then(
+          (result) => sock.write(JSON.stringify({ ok: true, result: result ?? null }) + "\n"),
+          (e) => {
+            const err = e instanceof ProtocolError ? e.toWire() : { code: "internal", message: (e as Error).message };
+            sock.write(JSON.stringify({ ok: false, error: err }) + "\n");
+          },
+        );
+        if (m.cmd !== "show") o.log?.(`admin: ${JSON.stringify(m)}`);
+      }
+    });
+    sock.on("error", () => {});
+  });
+  await new Promise<void>((res, rej) => {
+    server.once("error", rej);
+    server.listen(o.path, () => res());
+  });
+  chmodSync(o.path, 0o600);
+  return {
+    path: o.path,
+    close: () => new Promise<void>((res) => server.close(() => {
+      try { unlinkSync(o.path); } catch { /* gone */ }
+      res();
+    })),
+  };
+}
+
+/** One admin request (used by `nvedge show` and tests). */
+export function adminRequest(path: string, msg: Msg, timeoutMs = 10_000): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const s = connect(path);
+    let buf = "";
+    const timer = setTimeout(() => { s.destroy(); reject(new Error(`${path}: no answer within ${timeoutMs} ms`)); }, timeoutMs);
+    s.on("connect", () => s.write(JSON.stringify(msg) + "\n"));
+    s.setEncoding("utf8");
+    s.on("data", (d: string) => {
+      buf += d;
+      const nl = buf.indexOf("\n");
+      if (nl < 0) return;
+      clearTimeout(timer);
+      s.end();
+      const r = JSON.parse(buf.slice(0, nl)) as { ok: boolean; result?: unknown; error?: { code: string; message: string } };
+      if (r.ok) resolve(r.result);
+      else reject(Object.assign(new Error(r.error!.message), { code: r.error!.code }));
+    });
+    s.on("error", (e) => {
+      clearTimeout(timer);
+      reject(new Error(`${path}: cannot reach the NVE's admin socket (${(e as NodeJS.ErrnoException).code ?? e.message}); is \`nvedge run\` running with this store?`));
+    });
+  });
+}

@@ -1,0 +1,403 @@
+// The NVE service's core, transport-free: requests in (raw payloads from {hv}),
+// responses and events out. Every change runs as one Txn, serially: built,
+// stored, programmed (`await programmer.apply(ops)`), then committed to the
+// in-memory model and answered (PROTOCOL.md §2). The MQTT side is service.ts.
+import { randomUUID } from "node:crypto";
+import { Ajv } from "ajv";
+import type { NveConfig } from "../config/types.js";
+import { profileSchema } from "../config/schema.js";
+import type { DataPlaneProgrammer, DpOp, VnProfile } from "../dataplane/ops.js";
+import { decodeRequest, errorResponse, DEFAULT_MAX_PAYLOAD } from "../protocol/codec.js";
+import { ProtocolError } from "../protocol/errors.js";
+import { normIp, normMac } from "../protocol/addr.js";
+import type { Addr, Event, SyncVnic, VnRef } from "../protocol/types.js";
+import type { Store } from "../store/store.js";
+import { VnCatalog } from "./catalog.js";
+import { realClock, type Clock } from "./clock.js";
+import { DEFAULT_LIMITS, type HandlerCtx, type Limits, type Settings } from "./context.js";
+import { dispatch } from "./handlers/index.js";
+import { sync } from "./handlers/sync.js";
+import { Model, configHv, isConfigHv, splitKey } from "./model.js";
+import { staticOps, staticVnics } from "./static.js";
+import { Txn } from "./txn.js";
+import { viewVnic } from "./vnic.js";
+
+export interface NveCoreOptions {
+  config: NveConfig;
+  store: Store;
+  programmer: DataPlaneProgrammer;
+  clock?: Clock;
+  log?: (line: string) => void;
+  bootId?: string;
+  limits?: Partial<Limits>;
+  /** NVE-initiated events (PROTOCOL.md §4) to deliver to {hv}. */
+  onEvent?: (hv: string, event: Event) => void;
+}
+
+const validateProfile = new Ajv({ strict: false, useDefaults: true }).compile(profileSchema);
+const NVE_HV = "@nve"; // the NVE itself, for timer-driven and operator changes
+
+export class NveCore {
+  readonly model: Model;
+  readonly catalog: VnCatalog;
+  readonly settings: Settings;
+  readonly clock: Clock;
+  onEvent: (hv: string, event: Event) => void;
+  private readonly hvPort = new Map<string, string>();
+  private readonly syncs = new Map<string, { syncId: string; vnics: SyncVnic[] }>();
+  private queue: Promise<unknown> = Promise.resolve();
+  private timer: unknown = undefined;
+  private timerDue: number | undefined;
+  private buckets = new Map<string, { tokens: number; at: number }>();
+  private closed = false;
+  private readonly log: (line: string) => void;
+
+  private constructor(private readonly o: NveCoreOptions) {
+    const cfg = o.config;
+    this.clock = o.clock ?? realClock;
+    this.log = o.log ?? (() => {});
+    this.onEvent = o.onEvent ?? (() => {});
+    this.catalog = VnCatalog.fromConfig(structuredClone(cfg));
+    this.model = new Model(cfg.ports.map((p) => p.name));
+    for (const p of cfg.ports) for (const hv of p.hypervisors) this.hvPort.set(hv, p.name);
+    this.settings = {
+      nve: cfg.nve, bootId: o.bootId ?? randomUUID(),
+      holdMs: cfg.timers?.holdMs ?? 10000, agentHoldMs: cfg.timers?.agentHoldMs ?? 30000,
+      tagQuarantineMs: cfg.timers?.tagQuarantineMs ?? 5000,
+      maxPayload: cfg.limits?.maxPayload ?? DEFAULT_MAX_PAYLOAD,
+      limits: { ...DEFAULT_LIMITS, ...o.limits },
+    };
+  }
+
+  /** Restores the store, programs the static config and everything stored, before anything is answered (§3). */
+  static async open(o: NveCoreOptions): Promise<NveCore> {
+    const core = new NveCore(o);
+    core.model.load(o.store);
+    await o.programmer.apply([...staticOps(o.config, core.catalog), ...core.model.programAll()]);
+    const stat = staticVnics(o.config, core.catalog);
+    for (const p of o.config.ports) {
+      const hv = configHv(p.name);
+      await core.transact(hv, p.name, (ctx) => sync(ctx, { id: "config", op: "sync", syncId: randomUUID(), vnics: stat.get(p.name) ?? [], final: true }));
+    }
+    core.log(`NVE ${core.settings.nve} ready: bootId ${core.settings.bootId}, ${core.model.vnics.size} VNICs restored/configured`);
+    core.armTimer();
+    return core;
+  }
+
+  portOf(hv: string): string | undefined {
+    return this.hvPort.get(hv);
+  }
+
+  hypervisors(): string[] {
+    return [...this.hvPort.keys()];
+  }
+
+  private enqueue<T>(fn: () => Promise<T>): Promise<T> {
+    const p = this.queue.then(fn);
+    this.queue = p.catch(() => {});
+    return p;
+  }
+
+  /** One all-or-nothing change: build → store → program → commit → log/events/timers. */
+  private async transact<T>(hv: string, port: string, build: (ctx: HandlerCtx) => T): Promise<T> {
+    const tx = new Txn(this.model, this.clock.now(), this.settings.tagQuarantineMs);
+    const ctx: HandlerCtx = { hv, port, tx, now: tx.now, catalog: this.catalog, settings: this.settings, syncs: this.syncs };
+    const out = build(ctx);
+    const f = tx.finish();
+    if (!f.empty) await this.o.store.transaction(f.write);
+    if (f.ops.length) {
+      try {
+        await this.o.programmer.apply(f.ops);
+      } catch (e) {
+        if (!f.empty) await this.o.store.transaction(f.revert);
+        this.log(`data plane refused ${f.ops.length} ops: ${(e as Error).message}`);
+        throw new ProtocolError("internal", `the data plane refused the change: ${(e as Error).message}`);
+      }
+    }
+    f.commit();
+    for (const l of tx.logs) this.log(l);
+    for (const e of tx.events) this.onEvent(e.hv, e.event);
+    if (tx.timerChanges.size) this.armTimer();
+    return out;
+  }
+
+  private takeToken(hv: string): boolean {
+    const { ratePerSecond, rateBurst } = this.settings.limits;
+    if (ratePerSecond <= 0) return true;
+    const now = this.clock.now();
+    const b = this.buckets.get(hv) ?? { tokens: rateBurst || ratePerSecond, at: now };
+    b.tokens = Math.min(rateBurst || ratePerSecond, b.tokens + ((now - b.at) / 1000) * ratePerSecond);
+    b.at = now;
+    this.buckets.set(hv, b);
+    if (b.tokens < 1) return false;
+    b.tokens -= 1;
+    return true;
+  }
+
+  /** A request payload from {hv} (the broker vouches for the identity, §1) → the response to publish. */
+  async request(hv: string, payload: Uint8Array): Promise<Record<string, unknown>> {
+    const d = decodeRequest(payload, this.settings.maxPayload);
+    if (!d.ok) {
+      this.log(`request from ${hv} refused: ${d.error.code}: ${d.error.message}`);
+      return errorResponse(d.id, d.error) as Record<string, unknown>;
+    }
+    const req = d.req;
+    const port = this.hvPort.get(hv);
+    if (!port) {
+      this.log(`authorization: ${hv} refused (${req.op}): not listed in any port's hypervisors`);
+      return errorResponse(req.id, new ProtocolError("not-authorized", `${hv} is not a hypervisor of NVE ${this.settings.nve}`)) as Record<string, unknown>;
+    }
+    if (req.op === "hello") this.log(`authorization: ${hv} accepted on port ${port}`);
+    if (!this.takeToken(hv))
+      return errorResponse(req.id, new ProtocolError("rate-limited", `more than ${this.settings.limits.ratePerSecond} requests per second from ${hv}`)) as Record<string, unknown>;
+    return this.enqueue(async () => {
+      if (this.closed) return errorResponse(req.id, new ProtocolError("internal", "the NVE is shutting down")) as Record<string, unknown>;
+      try {
+        const reply = await this.transact(hv, port, (ctx) => dispatch(ctx, req));
+        return { id: req.id, ok: true, ...reply() };
+      } catch (e) {
+        if (e instanceof ProtocolError) {
+          this.log(`request ${req.id} (${req.op}) from ${hv}: ${e.code}: ${e.message}`);
+          return errorResponse(req.id, e) as Record<string, unknown>;
+        }
+        this.log(`request ${req.id} (${req.op}) from ${hv}: internal error: ${(e as Error).stack ?? e}`);
+        return errorResponse(req.id, new ProtocolError("internal", (e as Error).message)) as Record<string, unknown>;
+      }
+    });
+  }
+
+  /** An agent's retained status (PROTOCOL.md §3): a will starts the agentHoldMs timer. */
+  agentStatus(hv: string, online: boolean): Promise<void> {
+    const port = this.hvPort.get(hv);
+    if (!port) return Promise.resolve();
+    return this.enqueue(() => this.transact(hv, port, (ctx) => {
+      const prev = this.model.hvs.get(hv);
+      if (online) {
+        if (!prev?.online) ctx.tx.putHv({ hv, online: true, since: ctx.now });
+        ctx.tx.clearTimer("agent-hold", hv);
+        if (!prev?.online) ctx.tx.log(`agent ${hv}: online`);
+        return;
+      }
+      if (prev?.online === false) return; // already counting (or held forever)
+      ctx.tx.putHv({ hv, online: false, since: ctx.now });
+      const hold = this.settings.agentHoldMs;
+      if (hold > 0) ctx.tx.setTimer("agent-hold", hv, ctx.now + hold);
+      ctx.tx.log(`agent ${hv}: offline (will); forwarding kept ${hold > 0 ? `for ${hold} ms` : "until it returns (agentHoldMs 0)"}`);
+    })).catch((e) => this.log(`agent status ${hv}: ${(e as Error).message}`));
+  }
+
+  private armTimer(): void {
+    if (this.closed) return;
+    let next: number | undefined;
+    for (const t of this.model.timers.values()) if (next === undefined || t.due < next) next = t.due;
+    if (next === this.timerDue) return;
+    if (this.timer !== undefined) this.clock.clearTimer(this.timer);
+    this.timer = undefined;
+    this.timerDue = next;
+    if (next === undefined) return;
+    this.timer = this.clock.setTimer(() => {
+      this.timer = undefined;
+      this.timerDue = undefined;
+      this.enqueue(() => this.fireTimers()).catch((e) => this.log(`timers: ${(e as Error).message}`));
+    }, next - this.clock.now());
+  }
+
+  /** Migration holds and agent holds that ran out: purge, as a shutdown (PROTOCOL.md §2, §3). */
+  private async fireTimers(): Promise<void> {
+    if (this.closed) return;
+    const now = this.clock.now();
+    const due = [...this.model.timers.values()].filter((t) => t.due <= now);
+    if (due.length === 0) return this.armTimer();
+    await this.transact(NVE_HV, "", (ctx) => {
+      for (const t of due) {
+        ctx.tx.clearTimer(t.kind, t.subject);
+        if (t.kind === "migration-hold") {
+          const r = ctx.tx.peek(t.subject);
+          if (r?.hold && r.hold.until <= now) {
+            ctx.tx.del(r.vnic);
+            ctx.tx.log(`VNIC ${r.vnic}: migration hold of ${this.settings.holdMs} ms expired, bindings purged`);
+          }
+        } else {
+          const ids = ctx.tx.vnicsOf(t.subject);
+          for (const id of ids) ctx.tx.del(id);
+          ctx.tx.log(`agent ${t.subject}: not back within agentHoldMs (${this.settings.agentHoldMs} ms): ${ids.length} VNICs deactivated (shutdown)`);
+        }
+      }
+    });
+    this.armTimer();
+  }
+
+  // ---------------------------------------------------------------- NVE-initiated (Req-6, Req-9)
+
+  private ownerTxn<T>(vnic: string, build: (ctx: HandlerCtx, hv: string) => T): Promise<T> {
+    return this.enqueue(() => {
+      const r = this.model.vnics.get(vnic);
+      if (!r) throw new ProtocolError("unknown-vnic", `no VNIC ${vnic} on this NVE`, "vnic");
+      return this.transact(r.hv, r.port, (ctx) => build(ctx, r.hv));
+    });
+  }
+
+  /** An operator removes a VNIC: every VN is disconnected and the owner told (vn.disconnected, Req-6). */
+  removeVnic(vnic: string, reason = "operator"): Promise<void> {
+    return this.ownerTxn(vnic, (ctx, hv) => {
+      const r = ctx.tx.peek(vnic)!;
+      for (const b of r.vns) if (!isConfigHv(hv)) ctx.tx.emit(hv, { event: "vn.disconnected", vnic, vn: this.catalog.full(b.vn), reason });
+      ctx.tx.del(vnic);
+      ctx.tx.clearTimer("migration-hold", vnic);
+      ctx.tx.log(`operator: VNIC ${vnic} removed (${reason})`);
+    });
+  }
+
+  /** The NVE disconnects one VNIC from one VN (Req-6). */
+  disconnectVnic(vnic: string, vnRef: VnRef | number | string, reason = "operator"): Promise<void> {
+    return this.ownerTxn(vnic, (ctx, hv) => {
+      const vn = this.catalog.resolve(vnRef).id;
+      const r = ctx.tx.edit(vnic)!;
+      if (!r.vns.some((b) => b.vn === vn)) throw new ProtocolError("not-connected", `VNIC ${vnic} is not connected to VN ${vn}`, "vn");
+      r.vns = r.vns.filter((b) => b.vn !== vn);
+      r.vns.length ? ctx.tx.put(r) : ctx.tx.del(vnic);
+      if (!isConfigHv(hv)) ctx.tx.emit(hv, { event: "vn.disconnected", vnic, vn: this.catalog.full(vn), reason });
+      ctx.tx.log(`operator: VNIC ${vnic} disconnected from VN ${vn} (${reason})`);
+    });
+  }
+
+  /** The NVE de-associates addresses of a VNIC (Req-9): addr.disassociated to the owner. */
+  disassociate(vnic: string, vnRef: VnRef | number | string, addrs: Addr[], reason = "operator"): Promise<void> {
+    return this.ownerTxn(vnic, (ctx, hv) => {
+      const vn = this.catalog.resolve(vnRef).id;
+      const r = ctx.tx.edit(vnic)!;
+      const b = r.vns.find((x) => x.vn === vn);
+      if (!b) throw new ProtocolError("not-connected", `VNIC ${vnic} is not connected to VN ${vn}`, "vn");
+      const removed: Addr[] = [];
+      for (const a of addrs) {
+        const mac = normMac(a.mac);
+        const e = b.addrs.find((x) => x.mac === mac);
+        if (!e) continue;
+        if (!a.ips?.length) {
+          b.addrs = b.addrs.filter((x) => x !== e);
+          removed.push({ mac, ips: e.ips });
+        } else {
+          const drop = new Set(a.ips.map(normIp));
+          removed.push({ mac, ips: e.ips.filter((ip) => drop.has(ip)) });
+          e.ips = e.ips.filter((ip) => !drop.has(ip));
+        }
+      }
+      ctx.tx.put(r);
+      if (!isConfigHv(hv) && removed.length) ctx.tx.emit(hv, { event: "addr.disassociated", vnic, vn: this.catalog.full(vn), addrs: removed, reason });
+      ctx.tx.log(`operator: VNIC ${vnic} VN ${vn}: ${removed.length} addresses de-associated (${reason})`);
+    });
+  }
+
+  /** The operator removes a VN: every VNIC is disconnected from it (containment, seed §3.1), then the VN leaves the data plane. */
+  removeVn(vnRef: VnRef | number | string, reason = "vn-removed"): Promise<number> {
+    return this.enqueue(() => this.transact(NVE_HV, "", (ctx) => {
+      const vn = this.catalog.resolve(vnRef).id;
+      let n = 0;
+      for (const [id, rec] of this.model.vnics) {
+        if (!rec.vns.some((b) => b.vn === vn)) continue;
+        const r = ctx.tx.edit(id)!;
+        r.vns = r.vns.filter((b) => b.vn !== vn);
+        r.vns.length ? ctx.tx.put(r) : ctx.tx.del(id);
+        if (!isConfigHv(r.hv)) ctx.tx.emit(r.hv, { event: "vn.disconnected", vnic: id, vn: this.catalog.full(vn), reason });
+        n++;
+      }
+      ctx.tx.tail.push({ op: "vn.del", vn });
+      ctx.tx.log(`operator: VN ${vn} removed, ${n} VNICs disconnected`);
+      return n;
+    })).then((n) => {
+      this.catalog.remove(this.catalog.resolve(vnRef).id);
+      return n;
+    });
+  }
+
+  /** A VN's profile changes (seed §4.5): reprogrammed, and every End Device using the VN is told (vn.profile event). */
+  setProfile(vnRef: VnRef | number | string, profile: VnProfile): Promise<void> {
+    return this.enqueue(async () => {
+      const v = this.catalog.resolve(vnRef);
+      const p = structuredClone(profile);
+      if (!validateProfile(p)) throw new ProtocolError("bad-request", `profile: ${validateProfile.errors?.[0]?.instancePath} ${validateProfile.errors?.[0]?.message}`, "profile");
+      const ops: DpOp[] = [{ op: "vn", vn: v.id, vni: v.vni, profile: p as VnProfile }];
+      await this.o.programmer.apply(ops);
+      this.catalog.setProfile(v.id, p as VnProfile);
+      const hvs = new Set<string>();
+      for (const r of this.model.vnics.values()) if (r.vns.some((b) => b.vn === v.id) && !isConfigHv(r.hv)) hvs.add(r.hv);
+      for (const hv of hvs) this.onEvent(hv, { event: "vn.profile", vn: this.catalog.full(v.id), profile: p as VnProfile });
+      this.log(`operator: VN ${v.id} profile changed; ${hvs.size} End Devices told`);
+    });
+  }
+
+  /** Maintenance: every End Device of this NVE gets nve.draining (PROTOCOL.md §4). */
+  drain(): string[] {
+    const hvs = this.hypervisors();
+    for (const hv of hvs) this.onEvent(hv, { event: "nve.draining" });
+    this.log(`operator: draining, ${hvs.length} End Devices told`);
+    return hvs;
+  }
+
+  // ---------------------------------------------------------------- views (nvedge show)
+
+  private tagOf = (port: string, vn: number) => this.model.vaps.get(`${port}|${vn}`)?.tag;
+
+  /** The NVE's view of one End Device (the `show` op). */
+  viewHv(hv: string): Record<string, unknown> {
+    const ids = [...(this.model.byHv.get(hv) ?? [])].sort();
+    return { port: this.hvPort.get(hv), vnics: ids.map((id) => viewVnic({ catalog: this.catalog, tagOf: this.tagOf }, this.model.vnics.get(id)!)) };
+  }
+
+  bindings(): Record<string, unknown>[] {
+    const rows: Record<string, unknown>[] = [];
+    const ipsOf = new Map<string, string[]>();
+    for (const [k, o] of this.model.ipOwner) {
+      const [vn, ip] = splitKey(k);
+      const mk = `${vn}|${o.mac}`;
+      ipsOf.set(mk, [...(ipsOf.get(mk) ?? []), ip]);
+    }
+    for (const [k, owner] of this.model.macOwner) {
+      const [vn, mac] = splitKey(k);
+      const r = this.model.vnics.get(owner)!;
+      const row: Record<string, unknown> = { vn, mac, ips: ipsOf.get(k) ?? [], where: "local", port: r.port, tag: this.tagOf(r.port, vn),
+        vnic: owner, hv: r.hv, state: r.state };
+      if (r.hold) row.holdUntil = r.hold.until;
+      rows.push(row);
+    }
+    for (const rem of this.o.config.remotes)
+      for (const a of rem.addrs) {
+        const vn = this.catalog.resolve(a.vn).id;
+        rows.push({ vn, mac: normMac(a.mac), ips: (a.ips ?? []).map(normIp), where: "remote", nve: rem.nve, ip: rem.ip });
+      }
+    return rows.sort((a, b) => (a.vn as number) - (b.vn as number) || String(a.mac).localeCompare(String(b.mac)));
+  }
+
+  vns(): Record<string, unknown>[] {
+    return this.catalog.all().map((v) => ({
+      id: v.id, name: v.name, alias: v.alias, vni: v.vni, encap: v.profile.encap, mtu: v.profile.mtu,
+      ports: [...this.model.vaps.values()].filter((x) => x.vn === v.id)
+        .map((x) => ({ port: x.port, tag: x.tag, vnics: this.model.vapCount.get(`${x.port}|${v.id}`) ?? 0 })),
+    }));
+  }
+
+  ports(): Record<string, unknown>[] {
+    const now = this.clock.now();
+    return this.o.config.ports.map((p) => {
+      const alloc = this.model.alloc(p.name);
+      return {
+        port: p.name,
+        hypervisors: p.hypervisors.map((hv) => {
+          const h = this.model.hvs.get(hv);
+          const t = this.model.timers.get(`agent-hold|${hv}`);
+          return { hv, state: h ? (h.online ? "online" : "offline") : "unknown", vnics: this.model.byHv.get(hv)?.size ?? 0, ...(t ? { holdUntil: t.due } : {}) };
+        }),
+        vaps: [...alloc.tags].sort((a, b) => a[0] - b[0]).map(([tag, vn]) => ({ tag, vn, vnics: this.model.vapCount.get(`${p.name}|${vn}`) ?? 0 })),
+        quarantine: [...alloc.quarantine].filter(([, q]) => q.until > now).map(([tag, q]) => ({ tag, vn: q.vn, until: q.until })),
+      };
+    });
+  }
+
+  /** Waits for every queued change, then refuses new ones and stops the timer. */
+  async close(): Promise<void> {
+    await this.queue;
+    this.closed = true;
+    if (this.timer !== undefined) this.clock.clearTimer(this.timer);
+    this.timer = undefined;
+  }
+}

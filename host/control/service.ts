@@ -1,0 +1,123 @@
+// The NVE side of nvo3-hv/1 over MQTT (PROTOCOL.md §1–§4): subscribes to its
+// request topics and its agents' statuses, answers on nvo3/v1/hv/{hv}/rsp,
+// sends events on …/evt, and keeps a retained status with a fresh bootId and
+// a will (§3). All state logic is in core.ts.
+import mqtt, { type MqttClient, type IClientOptions } from "mqtt";
+import { readFileSync } from "node:fs";
+import { encode, publishOptions } from "../protocol/codec.js";
+import { parseNveTopic, topics } from "../protocol/topics.js";
+import { PROTOCOL_VERSION, type Event } from "../protocol/types.js";
+import { NveCore, type NveCoreOptions } from "./core.js";
+
+export interface BrokerConnection {
+  url: string;
+  username?: string;
+  password?: string;
+  protocolVersion?: 4 | 5;
+  /** PEM file paths: TLS with a client certificate (Req-11 mutual authentication). */
+  tls?: { cert: string; key: string; ca: string };
+  reconnectPeriodMs?: number;
+}
+
+export interface NveServiceOptions extends NveCoreOptions {
+  broker: BrokerConnection;
+}
+
+export function mqttOptions(b: BrokerConnection, clientId: string, will: { topic: string; payload: string }): IClientOptions {
+  const o: IClientOptions = {
+    clientId, protocolVersion: b.protocolVersion ?? 4, clean: true, reconnectPeriod: b.reconnectPeriodMs ?? 1000,
+    connectTimeout: 10_000, keepalive: 30,
+    will: { topic: will.topic, payload: Buffer.from(will.payload), qos: 1, retain: true },
+  };
+  if (b.username !== undefined) o.username = b.username;
+  if (b.password !== undefined) o.password = b.password;
+  if (b.tls) {
+    o.ca = readFileSync(b.tls.ca);
+    o.cert = readFileSync(b.tls.cert);
+    o.key = readFileSync(b.tls.key);
+    o.rejectUnauthorized = true;
+  }
+  return o;
+}
+
+export class NveService {
+  private constructor(readonly core: NveCore, readonly client: MqttClient, private pv: number, private log: (l: string) => void) {}
+
+  static async start(o: NveServiceOptions): Promise<NveService> {
+    const log = o.log ?? (() => {});
+    // §3: restore and program everything before answering anything.
+    const core = await NveCore.open(o);
+    const nve = o.config.nve;
+    const pv = o.broker.protocolVersion ?? 4;
+    const client = await mqtt.connectAsync(o.broker.url, mqttOptions(
+      { username: nve, ...o.broker },
+      `nvedge-${nve}-${core.settings.bootId.slice(0, 8)}`,
+      { topic: topics.nveStatus(nve), payload: JSON.stringify({ state: "offline" }) },
+    ));
+    const svc = new NveService(core, client, pv, log);
+    core.onEvent = (hv, ev) => svc.sendEvent(hv, ev);
+    client.on("message", (topic, payload, packet) => svc.onMessage(topic, payload, packet.properties?.correlationData));
+    client.on("error", (e) => log(`mqtt: ${e.message}`));
+    client.on("offline", () => log("mqtt: broker connection lost, reconnecting"));
+    client.on("connect", () => {
+      log("mqtt: reconnected");
+      void svc.announce();
+    });
+    const granted = await client.subscribeAsync([topics.reqAll(nve), topics.hvStatusAll(nve)], { qos: 1 });
+    for (const g of granted) if (g.qos === 128) throw new Error(`the broker refused the subscription ${g.topic} for ${nve} (check its ACL)`);
+    await svc.announce();
+    log(`mqtt: ${nve} serving nvo3-hv/${PROTOCOL_VERSION} at ${o.broker.url} (MQTT ${pv === 5 ? "5" : "3.1.1"})`);
+    return svc;
+  }
+
+  /** The retained online status with this run's bootId (a new bootId tells agents to resync, §3). */
+  private async announce(): Promise<void> {
+    const s = this.core.settings;
+    const body = { state: "online", bootId: s.bootId, protocol: PROTOCOL_VERSION };
+    await this.client.publishAsync(topics.nveStatus(s.nve), encode(body), publishOptions(this.pv, true)).catch((e) => this.log(`mqtt: status: ${e.message}`));
+  }
+
+  private onMessage(topic: string, payload: Buffer, corr?: Buffer): void {
+    const t = parseNveTopic(this.core.settings.nve, topic);
+    if (!t) return;
+    if (t.kind === "status") {
+      if (payload.length === 0) return; // a cleared retained status
+      let state: unknown;
+      try {
+        state = (JSON.parse(payload.toString("utf8")) as { state?: unknown }).state;
+      } catch {
+        this.log(`agent status from ${t.hv}: not JSON, ignored`);
+        return;
+      }
+      if (state === "online" || state === "offline") void this.core.agentStatus(t.hv, state === "online");
+      return;
+    }
+    this.core.request(t.hv, payload).then((rsp) => {
+      if (!this.client.connected && this.client.disconnecting) return;
+      this.client.publish(topics.rsp(t.hv), encode(rsp), publishOptions(this.pv, false, corr), (e) => {
+        if (e) this.log(`mqtt: response to ${t.hv}: ${e.message}`);
+      });
+    }, (e) => this.log(`request from ${t.hv}: ${(e as Error).message}`));
+  }
+
+  sendEvent(hv: string, ev: Event): void {
+    this.client.publish(topics.evt(hv), encode(ev), publishOptions(this.pv), (e) => {
+      if (e) this.log(`mqtt: event to ${hv}: ${e.message}`);
+    });
+  }
+
+  /** Graceful stop: waits for queued changes, publishes the offline status (the will covers crashes), disconnects. */
+  async stop(): Promise<void> {
+    await this.core.close();
+    if (this.client.connected)
+      await this.client.publishAsync(topics.nveStatus(this.core.settings.nve), encode({ state: "offline" }), publishOptions(this.pv, true)).catch(() => {});
+    await this.client.endAsync();
+  }
+
+  /** For tests: drop the connection without a DISCONNECT, so the broker publishes the will (a crash). */
+  async kill(): Promise<void> {
+    await this.core.close();
+    (this.client as unknown as { stream?: { destroy(): void } }).stream?.destroy();
+    await this.client.endAsync(true);
+  }
+}

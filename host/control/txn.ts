@@ -1,0 +1,273 @@
+// One all-or-nothing change of the NVE's state (PROTOCOL.md §2). Handlers read
+// the post-state through it and write whole VNIC records; finish() derives the
+// rest: VAP transitions and tag allocation (RFC 8394 §3), the DpOps for exactly
+// the bindings whose (port, active) or IP→MAC changed, and the store writes.
+// Nothing outside the Txn changes until commit(), after storing and programming.
+import type { DpOp } from "../dataplane/ops.js";
+import { ProtocolError } from "../protocol/errors.js";
+import type { Event } from "../protocol/types.js";
+import type { HvRecord, QuarantineRecord, StoreWriter, TimerRecord, VnicRecord } from "../store/store.js";
+import { keys } from "../store/store.js";
+import { Model, ipKey, macKey, splitKey, splitVapKey, vapKey } from "./model.js";
+
+const stateName = (r: VnicRecord | null | undefined) => (!r ? "Init" : r.state === "active" ? "Activated" : "Associated");
+
+export class Txn {
+  readonly vnicChanges = new Map<string, VnicRecord | null>();
+  readonly hvChanges = new Map<string, HvRecord>();
+  readonly timerChanges = new Map<string, TimerRecord | null>();
+  private macOv = new Map<string, string | null>();
+  private ipOv = new Map<string, { vnic: string; mac: string } | null>();
+  private countDelta = new Map<string, number>();
+  private hvDelta = new Map<string, number>();
+  private tagHints = new Map<string, { tag: number; strict: boolean }>();
+  private allocated = new Map<string, number>();
+  private freed = new Map<string, { tag: number; q?: QuarantineRecord }>();
+  readonly events: { hv: string; event: Event }[] = [];
+  /** Ops appended after the derived ones (e.g. vn.del once every VAP of the VN is gone). */
+  readonly tail: DpOp[] = [];
+  readonly logs: string[] = [];
+  private finished = false;
+
+  constructor(readonly model: Model, readonly now: number, private quarantineMs: number) {}
+
+  /** The post-state record (read-only view; copy before editing, see edit()). */
+  peek(id: string): VnicRecord | undefined {
+    if (this.vnicChanges.has(id)) return this.vnicChanges.get(id) ?? undefined;
+    return this.model.vnics.get(id);
+  }
+
+  /** A private deep copy of the post-state record, to modify and put(). */
+  edit(id: string): VnicRecord | undefined {
+    const r = this.peek(id);
+    return r ? structuredClone(r) : undefined;
+  }
+
+  macOwner(vn: number, mac: string): string | undefined {
+    const k = macKey(vn, mac);
+    return this.macOv.has(k) ? this.macOv.get(k) ?? undefined : this.model.macOwner.get(k);
+  }
+
+  ipOwner(vn: number, ip: string): { vnic: string; mac: string } | undefined {
+    const k = ipKey(vn, ip);
+    return this.ipOv.has(k) ? this.ipOv.get(k) ?? undefined : this.model.ipOwner.get(k);
+  }
+
+  /** VNICs of an End Device in the post-state. */
+  vnicsOf(hv: string): string[] {
+    const out = new Set(this.model.byHv.get(hv) ?? []);
+    for (const [id, r] of this.vnicChanges) {
+      if (r && r.hv === hv) out.add(id);
+      else out.delete(id);
+    }
+    return [...out];
+  }
+
+  /** How many VNICs an End Device holds in the post-state. */
+  countOf(hv: string): number {
+    return (this.model.byHv.get(hv)?.size ?? 0) + (this.hvDelta.get(hv) ?? 0);
+  }
+
+  vapTag(port: string, vn: number): number | undefined {
+    const k = vapKey(port, vn);
+    if (this.freed.has(k)) return undefined;
+    return this.allocated.get(k) ?? this.model.vaps.get(k)?.tag;
+  }
+
+  /** A requested tag: `strict` ones fail with tag-conflict, others (sync) are preferences. */
+  hintTag(port: string, vn: number, tag: number, strict: boolean): void {
+    this.tagHints.set(vapKey(port, vn), { tag, strict });
+  }
+
+  put(r: VnicRecord): void {
+    this.replace(r.vnic, r);
+  }
+
+  del(id: string): void {
+    if (this.peek(id)) this.replace(id, null);
+  }
+
+  private replace(id: string, next: VnicRecord | null): void {
+    if (this.finished) throw new Error("transaction already finished");
+    const prev = this.peek(id);
+    if (prev) this.hvDelta.set(prev.hv, (this.hvDelta.get(prev.hv) ?? 0) - 1);
+    if (next) this.hvDelta.set(next.hv, (this.hvDelta.get(next.hv) ?? 0) + 1);
+    if (prev) {
+      for (const b of prev.vns) {
+        const vk = vapKey(prev.port, b.vn);
+        this.countDelta.set(vk, (this.countDelta.get(vk) ?? 0) - 1);
+        for (const a of b.addrs) {
+          const mk = macKey(b.vn, a.mac);
+          if (this.macOwner(b.vn, a.mac) === id) this.macOv.set(mk, null);
+          for (const ip of a.ips) if (this.ipOwner(b.vn, ip)?.vnic === id) this.ipOv.set(ipKey(b.vn, ip), null);
+        }
+      }
+    }
+    if (next) {
+      for (const b of next.vns) {
+        const vk = vapKey(next.port, b.vn);
+        this.countDelta.set(vk, (this.countDelta.get(vk) ?? 0) + 1);
+        for (const a of b.addrs) {
+          this.macOv.set(macKey(b.vn, a.mac), id);
+          for (const ip of a.ips) this.ipOv.set(ipKey(b.vn, ip), { vnic: id, mac: a.mac });
+        }
+      }
+    }
+    this.vnicChanges.set(id, next);
+  }
+
+  setTimer(kind: TimerRecord["kind"], subject: string, due: number): void {
+    this.timerChanges.set(keys.timer(kind, subject), { kind, subject, due });
+  }
+
+  clearTimer(kind: TimerRecord["kind"], subject: string): void {
+    const k = keys.timer(kind, subject);
+    if (this.timerChanges.get(k) || this.model.timers.has(k)) this.timerChanges.set(k, null);
+  }
+
+  putHv(h: HvRecord): void {
+    this.hvChanges.set(h.hv, h);
+  }
+
+  emit(hv: string, event: Event): void {
+    this.events.push({ hv, event });
+  }
+
+  log(line: string): void {
+    this.logs.push(line);
+  }
+
+  /** Derives tags, DpOps and store writes. Throws ProtocolError (tag-conflict, tag-exhausted), changing nothing. */
+  finish(): { ops: DpOp[]; write: (tx: StoreWriter) => void; revert: (tx: StoreWriter) => void; commit: () => void; empty: boolean } {
+    this.finished = true;
+    const m = this.model;
+    const now = this.now;
+    // VAPs: Disconnected ⇄ Connected (RFC 8394 §3) when the VNIC count crosses zero.
+    const tagDel: DpOp[] = [];
+    const tagAdd: DpOp[] = [];
+    const toAllocate: string[] = [];
+    for (const [k, d] of this.countDelta) {
+      if (d === 0) continue;
+      const pre = m.vapCount.get(k) ?? 0;
+      const post = pre + d;
+      if (pre > 0 && post === 0) {
+        const vap = m.vaps.get(k)!;
+        const q = this.quarantineMs > 0 ? { port: vap.port, tag: vap.tag, vn: vap.vn, until: now + this.quarantineMs } : undefined;
+        this.freed.set(k, { tag: vap.tag, q });
+        tagDel.push({ op: "tag.del", port: vap.port, tag: vap.tag });
+        this.log(`VAP ${vap.port}/VN ${vap.vn}: Connected → Disconnected, tag ${vap.tag} freed${q ? `, quarantined until ${new Date(q.until).toISOString()}` : ""}`);
+      } else if (pre === 0 && post > 0) toAllocate.push(k);
+    }
+    const takenByPort = new Map<string, Set<number>>();
+    for (const k of toAllocate) {
+      const [port, vn] = splitVapKey(k);
+      const alloc = m.alloc(port);
+      let taken = takenByPort.get(port);
+      if (!taken) takenByPort.set(port, (taken = new Set()));
+      const hint = this.tagHints.get(k);
+      let tag: number | undefined;
+      if (hint && !taken.has(hint.tag) && alloc.available(hint.tag, vn, now)) tag = hint.tag;
+      else if (hint?.strict) {
+        const owner = alloc.tags.get(hint.tag);
+        throw new ProtocolError("tag-conflict", owner !== undefined
+          ? `tag ${hint.tag} on port ${port} is VN ${owner}'s`
+          : `tag ${hint.tag} on port ${port} is taken or in quarantine`, "tag");
+      } else tag = alloc.lowest(vn, now, taken);
+      if (tag === undefined) throw new ProtocolError("tag-exhausted", `no free tag left on port ${port}`, "vn");
+      taken.add(tag);
+      this.allocated.set(k, tag);
+      tagAdd.push({ op: "tag", port, tag, vn });
+      this.log(`VAP ${port}/VN ${vn}: Disconnected → Connected, tag ${tag}`);
+    }
+    // Bindings: compare pre and post per (VN, MAC) and (VN, IP): unchanged → no op.
+    const macDel: DpOp[] = [];
+    const macSet: DpOp[] = [];
+    for (const [k, postOwner] of this.macOv) {
+      const preOwner = m.macOwner.get(k);
+      const pre = preOwner !== undefined ? m.vnics.get(preOwner) : undefined;
+      const post = postOwner ? this.peek(postOwner) : undefined;
+      const [vn, mac] = splitKey(k);
+      if (!post) {
+        if (pre) macDel.push({ op: "mac.del", vn, mac });
+      } else if (!pre || pre.port !== post.port || pre.state !== post.state) {
+        macSet.push({ op: "mac.local", vn, mac, port: post.port, active: post.state === "active" });
+      }
+    }
+    const ipDel: DpOp[] = [];
+    const ipSet: DpOp[] = [];
+    for (const [k, post] of this.ipOv) {
+      const pre = m.ipOwner.get(k);
+      const [vn, ip] = splitKey(k);
+      if (!post) {
+        if (pre) ipDel.push({ op: "ip.del", vn, ip });
+      } else if (!pre || pre.mac !== post.mac) ipSet.push({ op: "ip", vn, ip, mac: post.mac });
+    }
+    for (const [id, r] of this.vnicChanges) {
+      const prev = m.vnics.get(id);
+      const a = stateName(prev), b = stateName(r);
+      if (a !== b || (prev && r && (prev.port !== r.port || prev.hv !== r.hv)))
+        this.log(`VNIC ${id}: ${a}${prev ? ` (${prev.hv}@${prev.port})` : ""} → ${b}${r ? ` (${r.hv}@${r.port})` : ""}${r?.hold ? " held for migration" : ""}`);
+    }
+    const ops = [...ipDel, ...macDel, ...tagAdd, ...macSet, ...ipSet, ...tagDel, ...this.tail];
+    const empty = this.vnicChanges.size === 0 && this.hvChanges.size === 0 && this.timerChanges.size === 0;
+
+    const write = (tx: StoreWriter) => {
+      for (const [id, r] of this.vnicChanges) r ? tx.put("vnics", id, r) : tx.del("vnics", id);
+      for (const [k, f] of this.freed) {
+        tx.del("vaps", k);
+        if (f.q) tx.put("quarantine", keys.quarantine(f.q.port, f.q.tag), f.q);
+      }
+      for (const [k, tag] of this.allocated) {
+        const [port, vn] = splitVapKey(k);
+        tx.put("vaps", k, { port, vn, tag });
+        if (m.alloc(port).quarantine.has(tag)) tx.del("quarantine", keys.quarantine(port, tag));
+      }
+      for (const [k, t] of this.timerChanges) t ? tx.put("timers", k, t) : tx.del("timers", k);
+      for (const [k, h] of this.hvChanges) tx.put("hvs", k, h);
+    };
+
+    // Puts back what write() overwrote, from the model (still the pre-state): used
+    // when the data plane refuses the ops after the store took the change.
+    const revert = (tx: StoreWriter) => {
+      const back = <V>(c: "vnics" | "vaps" | "timers" | "hvs", k: string, v: V | undefined) => (v ? tx.put(c, k, v as never) : tx.del(c, k));
+      for (const id of this.vnicChanges.keys()) back("vnics", id, m.vnics.get(id));
+      for (const k of [...this.freed.keys(), ...this.allocated.keys()]) back("vaps", k, m.vaps.get(k));
+      for (const [k, f] of this.freed) if (f.q) {
+        const old = m.alloc(f.q.port).quarantine.get(f.tag);
+        old ? tx.put("quarantine", keys.quarantine(f.q.port, f.tag), { port: f.q.port, tag: f.tag, ...old }) : tx.del("quarantine", keys.quarantine(f.q.port, f.tag));
+        void k;
+      }
+      for (const [k, tag] of this.allocated) {
+        const [port] = splitVapKey(k);
+        const old = m.alloc(port).quarantine.get(tag);
+        if (old) tx.put("quarantine", keys.quarantine(port, tag), { port, tag, ...old });
+      }
+      for (const k of this.timerChanges.keys()) back("timers", k, m.timers.get(k));
+      for (const k of this.hvChanges.keys()) back("hvs", k, m.hvs.get(k));
+    };
+
+    const commit = () => {
+      for (const [id, r] of this.vnicChanges) {
+        const prev = m.vnics.get(id);
+        if (prev) m.index(prev, false);
+        if (r) m.index(r, true);
+      }
+      // index() rebuilt owners from whole records; overlay entries settle any ordering between records.
+      for (const [k, o] of this.macOv) o ? m.macOwner.set(k, o) : m.macOwner.delete(k);
+      for (const [k, o] of this.ipOv) o ? m.ipOwner.set(k, o) : m.ipOwner.delete(k);
+      for (const [k, f] of this.freed) {
+        const [port] = splitVapKey(k);
+        m.vaps.delete(k);
+        m.alloc(port).release(f.tag, f.q);
+      }
+      for (const [k, tag] of this.allocated) {
+        const [port, vn] = splitVapKey(k);
+        m.vaps.set(k, { port, vn, tag });
+        m.alloc(port).take(tag, vn);
+      }
+      for (const [k, t] of this.timerChanges) t ? m.timers.set(k, t) : m.timers.delete(k);
+      for (const [k, h] of this.hvChanges) m.hvs.set(k, h);
+    };
+    return { ops, write, revert, commit, empty: empty && this.tail.length === 0 };
+  }
+}

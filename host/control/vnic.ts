@@ -1,0 +1,146 @@
+// VNIC-level helpers shared by the handlers: ownership and migration arrival,
+// address claims with conflict/move rules, containment (seed §3.1).
+import { ProtocolError } from "../protocol/errors.js";
+import { normIp, normMac } from "../protocol/addr.js";
+import type { Addr } from "../protocol/types.js";
+import type { VnicRecord } from "../store/store.js";
+import type { HandlerCtx } from "./context.js";
+import { isConfigHv } from "./model.js";
+
+export type AddrSet = { mac: string; ips: string[] }[];
+
+/** Canonical, merged addresses (one entry per MAC, IPs deduplicated). */
+export function normAddrs(addrs: Addr[]): AddrSet {
+  const byMac = new Map<string, Set<string>>();
+  for (const a of addrs) {
+    const mac = normMac(a.mac);
+    if (!byMac.has(mac)) byMac.set(mac, new Set());
+    for (const ip of a.ips ?? []) byMac.get(mac)!.add(normIp(ip));
+  }
+  return [...byMac].map(([mac, ips]) => ({ mac, ips: [...ips] }));
+}
+
+/**
+ * The requester's post-state copy of a VNIC, or undefined (Init). Another End
+ * Device's VNIC may be taken over only by an activation of a VNIC departing by
+ * migration or flagged as a migration arrival (PROTOCOL.md §2, RFC 8394 Req-13):
+ * it then moves to the requester's port (seed §4.3: "associate the addresses
+ * with a different port/tag pair", no withdraw).
+ */
+export function acquire(ctx: HandlerCtx, id: string, o: { activating: boolean; migration?: boolean }): VnicRecord | undefined {
+  const r = ctx.tx.edit(id);
+  if (!r) return undefined;
+  if (isConfigHv(r.hv) && !isConfigHv(ctx.hv)) throw new ProtocolError("not-authorized", `VNIC ${id} is static configuration of this NVE`, "vnic");
+  if (r.hv !== ctx.hv) {
+    if (!(o.activating && (r.hold || o.migration)))
+      throw new ProtocolError("not-authorized", `VNIC ${id} is attached by another End Device`, "vnic");
+    ctx.tx.log(`VNIC ${id}: migration from ${r.hv}@${r.port} to ${ctx.hv}@${ctx.port}`);
+    r.hv = ctx.hv;
+  }
+  if (o.activating) {
+    if (r.hold) {
+      delete r.hold;
+      ctx.tx.clearTimer("migration-hold", id);
+    }
+    if (o.migration) ctx.tx.log(`VNIC ${id}: activation flagged as hot migration (Req-13)`);
+    r.port = ctx.port;
+  }
+  return r;
+}
+
+/** The requester's own VNIC, which must exist (unknown-vnic). */
+export function owned(ctx: HandlerCtx, id: string): VnicRecord {
+  const r = acquire(ctx, id, { activating: false });
+  if (!r) throw new ProtocolError("unknown-vnic", `no VNIC ${id} on this NVE`, "vnic");
+  return r;
+}
+
+export function newVnic(ctx: HandlerCtx, id: string, state: VnicRecord["state"]): VnicRecord {
+  if (ctx.tx.countOf(ctx.hv) >= ctx.settings.limits.maxVnicsPerHv)
+    throw new ProtocolError("limit-exceeded", `${ctx.hv} already has ${ctx.settings.limits.maxVnicsPerHv} VNICs`, "vnic");
+  return { vnic: id, hv: ctx.hv, port: ctx.port, state, vns: [] };
+}
+
+/** Connects the VNIC to the VN (creating the VNIC↔VN entry); applies a requested tag. */
+export function connect(ctx: HandlerCtx, r: VnicRecord, vn: number, tag: number | undefined, strict: boolean): void {
+  if (!r.vns.some((b) => b.vn === vn)) {
+    if (r.vns.length >= 64) throw new ProtocolError("limit-exceeded", `VNIC ${r.vnic} is already connected to 64 VNs`, "vn");
+    r.vns.push({ vn, addrs: [] });
+  }
+  if (tag !== undefined) {
+    const have = ctx.tx.vapTag(r.port, vn);
+    if (have !== undefined && have !== tag) {
+      if (strict) throw new ProtocolError("tag-conflict", `VN ${vn} already uses tag ${have} on port ${r.port} (one tag per port and VN, Req-2)`, "tag");
+    } else if (have === undefined) ctx.tx.hintTag(r.port, vn, tag, strict);
+  }
+}
+
+/** Removes a MAC (and its IPs) or some IPs from a departing VNIC that loses them to another one (a move). */
+function takeFrom(ctx: HandlerCtx, ownerId: string, vn: number, mac: string, ip?: string): void {
+  const owner = ctx.tx.edit(ownerId)!;
+  const b = owner.vns.find((x) => x.vn === vn)!;
+  const a = b.addrs.find((x) => x.mac === mac)!;
+  let moved: { mac: string; ips: string[] };
+  if (ip === undefined) {
+    b.addrs = b.addrs.filter((x) => x.mac !== mac);
+    moved = { mac, ips: a.ips };
+  } else {
+    a.ips = a.ips.filter((x) => x !== ip);
+    moved = { mac, ips: [ip] };
+  }
+  ctx.tx.put(owner);
+  ctx.tx.emit(owner.hv, { event: "addr.disassociated", vnic: ownerId, vn: ctx.catalog.full(vn), addrs: [moved], reason: "moved" });
+  ctx.tx.log(`VNIC ${ownerId}: ${ip ?? mac} in VN ${vn} moved to a new owner while departing by migration`);
+}
+
+const departing = (ctx: HandlerCtx, id: string) => !!ctx.tx.peek(id)?.hold;
+
+/**
+ * Union of `addrs` into the VNIC's VN entry (PROTOCOL.md §2 addr.associate,
+ * Req-8, Req-10). A MAC or IP of another VNIC of the VN: address-conflict,
+ * unless that VNIC is departing by migration (then it moves).
+ */
+export function associate(ctx: HandlerCtx, r: VnicRecord, vn: number, addrs: AddrSet, field = "addrs"): void {
+  const b = r.vns.find((x) => x.vn === vn);
+  if (!b) throw new ProtocolError("not-connected", `VNIC ${r.vnic} is not connected to VN ${vn}`, "vn");
+  addrs.forEach((a, i) => {
+    const owner = ctx.tx.macOwner(vn, a.mac);
+    if (owner !== undefined && owner !== r.vnic) {
+      if (!departing(ctx, owner)) throw new ProtocolError("address-conflict", `MAC ${a.mac} is bound to another VNIC in VN ${vn}`, `${field}[${i}].mac`);
+      takeFrom(ctx, owner, vn, a.mac);
+    }
+    let entry = b.addrs.find((x) => x.mac === a.mac);
+    if (!entry) b.addrs.push((entry = { mac: a.mac, ips: [] }));
+    a.ips.forEach((ip, j) => {
+      const o = ctx.tx.ipOwner(vn, ip);
+      if (o && o.vnic !== r.vnic) {
+        if (!departing(ctx, o.vnic)) throw new ProtocolError("address-conflict", `IP ${ip} is bound to another VNIC in VN ${vn}`, `${field}[${i}].ips[${j}]`);
+        takeFrom(ctx, o.vnic, vn, o.mac, ip);
+      }
+      // An IP is bound to one MAC (Req-10 "IP-MAC pair" update): drop it from this VNIC's other MACs.
+      for (const other of b.addrs) if (other !== entry && other.ips.includes(ip)) other.ips = other.ips.filter((x) => x !== ip);
+      if (!entry!.ips.includes(ip)) entry!.ips.push(ip);
+    });
+  });
+  const n = b.addrs.reduce((s, a) => s + 1 + a.ips.length, 0);
+  if (n > ctx.settings.limits.maxAddrsPerVnic)
+    throw new ProtocolError("limit-exceeded", `VNIC ${r.vnic} would hold ${n} addresses in VN ${vn} (limit ${ctx.settings.limits.maxAddrsPerVnic})`, field);
+}
+
+/** The vn.connect / vnic.attach result (PROTOCOL.md §2). */
+export function connectResult(ctx: HandlerCtx, port: string, vn: number): () => Record<string, unknown> {
+  return () => {
+    const v = ctx.catalog.get(vn)!;
+    return { tag: ctx.tx.vapTag(port, vn), vn: ctx.catalog.full(vn), vni: v.vni, mtu: v.profile.mtu, profile: v.profile };
+  };
+}
+
+/** The NVE's view of one VNIC in the shape of a sync entry (PROTOCOL.md §2 show). */
+export function viewVnic(ctx: { catalog: { full(id: number): unknown }; tagOf(port: string, vn: number): number | undefined }, r: VnicRecord) {
+  const out: Record<string, unknown> = {
+    vnic: r.vnic, state: r.state,
+    vns: r.vns.map((b) => ({ vn: ctx.catalog.full(b.vn), tag: ctx.tagOf(r.port, b.vn), addrs: b.addrs.map((a) => ({ mac: a.mac, ips: a.ips })) })),
+  };
+  if (r.hold) out.holdUntil = r.hold.until;
+  return out;
+}
