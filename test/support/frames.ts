@@ -210,3 +210,41 @@ export function tagOf(vnId: number, port: string, pcp = 0): E.Tag {
 }
 
 export const BROADCAST = { mac: "ff:ff:ff:ff:ff:ff", ip4: "10.255.255.255", ip6: "ff02::1" };
+
+// ---------------------------------------------------------------- running frames
+
+/** The part of host/dataplane's DataPlane the tests drive (kept structural so this file needs no import of it). */
+export interface Counters {
+  frames: { rx: number; forwarded: number; outputs: number; dropped: number };
+  drops: Record<string, number>;
+  ports: Record<string, { rxFrames: number; rxBytes: number; txFrames: number; txBytes: number; drops: number }>;
+  vns: Record<string, { rxFrames: number; txFrames: number; encap: number; decap: number; flood: number; drops: number }>;
+}
+export interface DpLike {
+  apply(ops: DpOp[]): void;
+  run(port: string, frames: Uint8Array[]): { port: string; frame: Uint8Array; in: number }[];
+  counters(): Counters;
+}
+
+/** The drop reasons whose counters grew between two snapshots, with by how much. */
+export function dropDelta(before: Counters, after: Counters): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [k, v] of Object.entries(after.drops)) if (v !== (before.drops[k] ?? 0)) out[k] = v - (before.drops[k] ?? 0);
+  return out;
+}
+
+export interface Sent {
+  outs: { port: string; frame: E.Bytes }[];
+  /** The one reason counted for the frame, or undefined if none was. */
+  drop?: string;
+  drops: Record<string, number>;
+}
+
+/** Feeds one frame into `port`; returns what left and what drop counter moved. */
+export function send(dp: DpLike, port: string, frame: E.Bytes): Sent {
+  const before = dp.counters();
+  const outs = dp.run(port, [frame]).map((o) => ({ port: o.port, frame: o.frame }));
+  const drops = dropDelta(before, dp.counters());
+  const names = Object.keys(drops);
+  return { outs, drops, drop: names.length === 1 && drops[names[0]] === 1 ? names[0] : undefined };
+}
