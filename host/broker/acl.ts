@@ -91,7 +91,10 @@ export function grantsFor(identity: string, roles: AclRoles): Grants {
   if (!isValidIdentity(identity)) throw new AclError(`identity ${JSON.stringify(identity)} does not match ${IDENTITY_RE}`);
   const g: Grants = { identity, read: [], write: [] };
   for (const role of rolesOf(identity, roles)) {
-    for (const r of ROLE_RULES[role]) g[r.access].push(substitute(r.topic, identity));
+    for (const r of ROLE_RULES[role]) {
+      const t = substitute(r.topic, identity);
+      if (!g[r.access].includes(t)) g[r.access].push(t); // e.g. an IMA's status read is also an agent's
+    }
   }
   return g;
 }
