@@ -132,7 +132,7 @@ export class WorkerPool implements DataPlaneProgrammer {
   }
 
   /** Counters summed over the workers (same shape as DataPlane.counters()), and per-interface socket figures. */
-  async counters(): Promise<{ counters: Record<string, unknown>; io: Record<string, WorkerIoStats> }> {
+  async counters(): Promise<{ counters: Record<string, unknown>; io: Record<string, WorkerIoStats>; perWorker: { rx: number; forwarded: number; dropped: number }[] }> {
     const all = (await this.broadcast((seq) => ({ type: "counters", seq }))) as { counters: Record<string, unknown>; io: Record<string, WorkerIoStats> }[];
     const counters: Record<string, unknown> = {};
     const io: Record<string, WorkerIoStats> = {};
@@ -140,7 +140,11 @@ export class WorkerPool implements DataPlaneProgrammer {
       sumInto(counters, r.counters);
       sumInto(io as unknown as Record<string, unknown>, r.io);
     }
-    return { counters, io };
+    const perWorker = all.map((r) => {
+      const f = (r.counters as { frames: { rx: number; forwarded: number; dropped: number } }).frames;
+      return { rx: f.rx, forwarded: f.forwarded, dropped: f.dropped };
+    });
+    return { counters, io, perWorker };
   }
 
   /** Stops every worker (bounded: a worker that does not stop within 5 s is terminated). */

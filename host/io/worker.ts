@@ -75,6 +75,7 @@ async function main(): Promise<void> {
 
   const ctl = new Int32Array(init.ctl);
   const mem = dp.memory.buffer; // never grows after create()
+  const u8 = new Uint8Array(mem);
   const L = dp.layout;
   const S = handles.length;
   const portOf = new Array<number>(S).fill(UNKNOWN_PORT);
@@ -148,22 +149,21 @@ async function main(): Promise<void> {
     }
     batches++;
     sendOut(dp.process(n));
-    // The output area filled before every input was taken: send what is there
-    // and go on with the rest (assembly/abi.ts).
+    // The output area filled before every input was taken (a long flood
+    // list): send what is there, move the rest to the front of the batch and
+    // go on (assembly/abi.ts: process() always starts at in-desc 0). Rare, so
+    // the copy does not matter.
     let done = dp.consumed;
-    while (done < n) {
-      sendOut(processRest(dp, done, n));
-      done += dp.consumed;
+    while (done < n && done > 0) {
+      n -= done;
+      u8.copyWithin(L.slotBase, L.slotBase + done * L.slotSize, L.slotBase + (done + n) * L.slotSize);
+      u8.copyWithin(L.inDescBase, L.inDescBase + done * 8, L.inDescBase + (done + n) * 8);
+      sendOut(dp.process(n));
+      done = dp.consumed;
     }
   }
   for (const h of handles) addon.close(h);
   post({ type: "stopped", id: init.id });
-}
-
-/** Processes inputs [from, n) of the current batch; returns the output count. */
-function processRest(dp: Dp, from: number, n: number): number {
-  const withFrom = dp as Dp & { process(n: number, from?: number): number };
-  return withFrom.process(n, from);
 }
 
 // Resolved at run time so this file builds before the data plane module exists.
