@@ -11,6 +11,7 @@
 import { workerData, parentPort, receiveMessageOnPort, type MessagePort } from "node:worker_threads";
 import { loadAddon, type OpenOptions, type SocketStats } from "./addon.js";
 import type { DpOp } from "../dataplane/ops.js";
+import { DataPlane } from "../dataplane/dataplane.js";
 
 export interface WorkerInit {
   id: number;
@@ -44,24 +45,12 @@ export interface WorkerIoStats extends SocketStats {
   batches: number;
 }
 
-/** What the worker needs of host/dataplane/dataplane.ts (the lead's DataPlane). */
-interface Dp {
-  apply(ops: DpOp[]): void;
-  portIndex(name: string): number;
-  counters(): unknown;
-  memory: WebAssembly.Memory;
-  layout: { slotBase: number; slotSize: number; headroom: number; maxBatch: number; inDescBase: number; outDescBase: number; hdrBase: number; hdrSlot: number; maxOut: number };
-  process(n: number): number;
-  consumed: number;
-}
-
 const UNKNOWN_PORT = 0xffff; // no such port index: the data plane counts the frame as `unknown-port`
 
 async function main(): Promise<void> {
   const init = workerData as WorkerInit;
   const post = (m: FromWorker) => parentPort!.postMessage(m);
   const addon = loadAddon();
-  const { DataPlane } = (await import(dataplaneModule)) as { DataPlane: { create(o: object): Promise<Dp> } };
   const dp = await DataPlane.create(init.dataplane);
   const handles: number[] = [];
   try {
@@ -165,9 +154,6 @@ async function main(): Promise<void> {
   for (const h of handles) addon.close(h);
   post({ type: "stopped", id: init.id });
 }
-
-// Resolved at run time so this file builds before the data plane module exists.
-const dataplaneModule = "../dataplane/dataplane.js";
 
 main().catch((e) => {
   parentPort!.postMessage({ type: "error", id: (workerData as WorkerInit).id, message: (e as Error).stack ?? String(e) } satisfies FromWorker);
