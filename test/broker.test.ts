@@ -9,13 +9,15 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import mqtt, { type MqttClient, type IClientOptions } from "mqtt";
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, rmSync, readFileSync } from "node:fs";
+import { mkdtempSync, rmSync, readFileSync, writeFileSync, copyFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, dirname } from "node:path";
+import { fileURLToPath } from "node:url";
 import { startEmbeddedBroker, brokerPacketLimit, BrokerConfigError, type BrokerOptions } from "../host/broker/embedded.js";
 import { grantsFor, canPublish, canRead, canSubscribe, type AclRoles } from "../host/broker/acl.js";
-import { startMosquitto, type RunningMosquitto } from "./support/mosquitto.js";
+import { startMosquitto, spawnMosquitto, freePort, type RunningMosquitto } from "./support/mosquitto.js";
+import { mosquittoAclFile } from "../host/broker/mosquitto-acl.js";
 import { makePki } from "./support/pki.js";
 
 // ---- clients -------------------------------------------------------------
@@ -503,6 +505,59 @@ test("embedded: loopback only without auth, clear errors for bad options, port 0
     assert.ok(b4.port > 0 && b4.url === `mqtt://127.0.0.1:${b4.port}`);
   } finally {
     await b4.close();
+  }
+});
+
+// ---- the files shipped for users ------------------------------------------
+
+const repo = join(dirname(fileURLToPath(import.meta.url)), "..", ".."); // dist/test -> repo root
+
+test("etc/mosquitto: acl.example is what the generator writes; nvedge.conf runs with a certificate on 8883 and passwords on loopback 1883", async () => {
+  const shippedAcl = readFileSync(join(repo, "etc", "mosquitto", "acl.example"), "utf8");
+  assert.is(shippedAcl, mosquittoAclFile({ nves: ["nve-a", "nve-b"], imas: ["ima"], operators: ["admin"] }), "regenerate etc/mosquitto/acl.example");
+  const dir = mkdtempSync(join(tmpdir(), "nvl-mosquitto-shipped-"));
+  const clean = new Cleanup();
+  let proc: Awaited<ReturnType<typeof spawnMosquitto>> | undefined;
+  try {
+    // lay out /etc/mosquitto/nvedge/ as the README says, in a temp dir
+    const pki = makePki(join(dir, "pki"), ["hv-1", "nve-a"]);
+    copyFileSync(pki.caFile, join(dir, "ca.crt"));
+    copyFileSync(pki.serverCert, join(dir, "server.crt"));
+    copyFileSync(pki.serverKey, join(dir, "server.key"));
+    execFileSync("mosquitto_passwd", ["-c", "-b", join(dir, "passwd"), "nve-a", "pw-nve-a"]);
+    writeFileSync(join(dir, "acl"), shippedAcl);
+    const [tlsPort, plainPort] = [await freePort(), await freePort()];
+    let conf = readFileSync(join(repo, "etc", "mosquitto", "nvedge.conf"), "utf8");
+    for (const [from, to] of [
+      ["/etc/mosquitto/nvedge/", `${dir}/`], ["listener 8883\n", `listener ${tlsPort} 127.0.0.1\n`],
+      ["listener 1883 127.0.0.1\n", `listener ${plainPort} 127.0.0.1\n`], ["persistence true\n", "persistence false\n"],
+      ["persistence_location /var/lib/mosquitto/\n", ""],
+    ]) {
+      assert.ok(conf.includes(from), `nvedge.conf has ${JSON.stringify(from)}`);
+      conf = conf.replaceAll(from, to);
+    }
+    conf = `${process.getuid?.() === 0 ? "user root\n" : ""}log_dest stderr\nlog_type all\n${conf}`;
+    writeFileSync(join(dir, "mosquitto.conf"), conf);
+    proc = await spawnMosquitto(join(dir, "mosquitto.conf"), [tlsPort, plainPort], dir);
+    const ca = readFileSync(pki.caFile);
+    const hv = clean.add(await connectClient(`mqtts://127.0.0.1:${tlsPort}`, { ca, cert: readFileSync(pki.certFor("hv-1").cert), key: readFileSync(pki.certFor("hv-1").key), protocolVersion: 5 }));
+    const nve = clean.add(await connectClient(`mqtt://127.0.0.1:${plainPort}`, { username: "nve-a", password: "pw-nve-a", protocolVersion: 5 }));
+    assert.equal(await subscribe(nve, ["nvo3/v1/nve/nve-a/#"]), [1]);
+    await hv.publishAsync("nvo3/v1/nve/nve-a/req/hv-1", "from hv-1", { qos: 1 });
+    const spoof = await hv.publishAsync("nvo3/v1/nve/nve-a/req/hv-2", "as hv-2", { qos: 1 }).then(() => "acked", (e: Error) => e.message);
+    assert.match(spoof, /Not authorized/i, "the CN is the identity the ACL applies to");
+    assert.ok(await waitFor(() => nve.got.length >= 1));
+    await sleep(150);
+    assert.equal(nve.got.map((g) => g.payload), ["from hv-1"]);
+    assert.ok(await connectClient(`mqtts://127.0.0.1:${tlsPort}`, { ca, protocolVersion: 5 }).then(() => false, () => true), "TLS without a client certificate is refused");
+    assert.ok(await connectClient(`mqtt://127.0.0.1:${plainPort}`, { username: "nve-a", password: "nope", protocolVersion: 5 }).then(() => false, () => true), "a wrong password is refused");
+  } catch (e) {
+    if (proc) console.error(proc.log().slice(-3000));
+    throw e;
+  } finally {
+    await clean.run();
+    if (proc) await proc.close();
+    rmSync(dir, { recursive: true, force: true });
   }
 });
 

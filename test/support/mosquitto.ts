@@ -47,7 +47,18 @@ function installExitHook(): void {
   });
 }
 
-function freePort(): Promise<number> {
+
+function canConnect(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const c = connect({ port, host: "127.0.0.1" });
+    const done = (ok: boolean) => { c.destroy(); resolve(ok); };
+    c.once("connect", () => done(true));
+    c.once("error", () => done(false));
+    c.setTimeout(500, () => done(false));
+  });
+}
+
+export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = createServer();
     s.once("error", reject);
@@ -59,14 +70,50 @@ function freePort(): Promise<number> {
   });
 }
 
-function canConnect(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const c = connect({ port, host: "127.0.0.1" });
-    const done = (ok: boolean) => { c.destroy(); resolve(ok); };
-    c.once("connect", () => done(true));
-    c.once("error", () => done(false));
-    c.setTimeout(500, () => done(false));
-  });
+export interface MosquittoProcess { log(): string; close(): Promise<void> }
+
+/**
+ * Runs `mosquitto -c conf` (a file already written in `dir`) and waits until
+ * every port in `ports` accepts connections (bounded: 5 s). close() stops it
+ * and removes `dir`; process exit does the same.
+ */
+export async function spawnMosquitto(conf: string, ports: number[], dir: string): Promise<MosquittoProcess> {
+  installExitHook();
+  let stderr = "";
+  const child = spawn("mosquitto", ["-c", conf], { stdio: ["ignore", "ignore", "pipe"] });
+  child.stderr!.on("data", (d: Buffer) => { stderr = (stderr + d.toString()).slice(-200_000); });
+  const entry = { child, dir };
+  running.add(entry);
+  let exitCode: number | null | undefined;
+  const exited = new Promise<void>((resolve) => child.once("exit", (code) => { exitCode = code; running.delete(entry); resolve(); }));
+
+  const deadline = Date.now() + 5000;
+  const pending = new Set(ports);
+  while (pending.size > 0 && Date.now() < deadline && exitCode === undefined) {
+    for (const p of [...pending]) if (await canConnect(p)) pending.delete(p);
+    if (pending.size > 0) await new Promise((r) => setTimeout(r, 50));
+  }
+  if (pending.size > 0) {
+    child.kill("SIGKILL");
+    await exited;
+    throw new Error(`mosquitto did not start listening on 127.0.0.1:${[...pending].join(",")}${exitCode !== undefined ? ` (exit ${exitCode})` : ""}: ${stderr.trim().split("\n").slice(-3).join(" | ")}`);
+  }
+  let closing: Promise<void> | undefined;
+  return {
+    log: () => stderr,
+    close() {
+      closing ??= (async () => {
+        if (exitCode === undefined) {
+          child.kill("SIGTERM");
+          const t = setTimeout(() => child.kill("SIGKILL"), 3000);
+          await exited;
+          clearTimeout(t);
+        }
+        rmSync(dir, { recursive: true, force: true });
+      })();
+      return closing;
+    },
+  };
 }
 
 async function startOnce(o: MosquittoOptions, dir: string, pki: Pki | undefined): Promise<RunningMosquitto> {
@@ -101,30 +148,7 @@ async function startOnce(o: MosquittoOptions, dir: string, pki: Pki | undefined)
   // these files (in a 0700 dir); "user root" keeps it as the test's own user.
   if (process.getuid?.() === 0) lines.unshift("user root");
   writeFileSync(conf, lines.join("\n") + "\n");
-
-  let stderr = "";
-  const child = spawn("mosquitto", ["-c", conf], { stdio: ["ignore", "ignore", "pipe"] });
-  child.stderr!.on("data", (d: Buffer) => { stderr = (stderr + d.toString()).slice(-200_000); });
-  const entry = { child, dir };
-  running.add(entry);
-  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
-  exited.then(() => running.delete(entry));
-
-  const deadline = Date.now() + 5000;
-  let up = false;
-  let exitCode: number | null | undefined;
-  exited.then((c) => { exitCode = c; });
-  while (Date.now() < deadline && exitCode === undefined) {
-    if (await canConnect(port)) { up = true; break; }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  if (!up) {
-    child.kill("SIGKILL");
-    await exited;
-    throw new Error(`mosquitto did not start on 127.0.0.1:${port}${exitCode !== undefined ? ` (exit ${exitCode})` : ""}: ${stderr.trim().split("\n").slice(-3).join(" | ")}`);
-  }
-
-  let closing: Promise<void> | undefined;
+  const proc = await spawnMosquitto(conf, [port], dir);
   return {
     url: `${pki ? "mqtts" : "mqtt"}://127.0.0.1:${port}`,
     port,
@@ -132,19 +156,8 @@ async function startOnce(o: MosquittoOptions, dir: string, pki: Pki | undefined)
     aclFile,
     dir,
     pki,
-    log: () => stderr,
-    close() {
-      closing ??= (async () => {
-        if (child.exitCode === null && child.signalCode === null) {
-          child.kill("SIGTERM");
-          const t = setTimeout(() => child.kill("SIGKILL"), 3000);
-          await exited;
-          clearTimeout(t);
-        }
-        rmSync(dir, { recursive: true, force: true });
-      })();
-      return closing;
-    },
+    log: proc.log,
+    close: proc.close,
   };
 }
 
