@@ -3,6 +3,9 @@
 //   recv-only:         the addon copies frames from the ring into wasm slots (main thread).
 //   encap, N workers:  startAfPacket with N workers: tagged frames in on the
 //                      trunk veth, VXLAN out on the underlay veth, counted at its peer.
+//   decap, N workers:  VXLAN in on the underlay veth, tagged frames out of the trunk.
+// cpuUsPerFrame is this process's CPU time (all threads, including the kernel
+// work done on them: our sends run the veth peer's receive path) per frame out.
 // Prints one JSON line per figure; `node dist/bench/io.js` runs it alone.
 // Needs root; every run is bounded (DURATION_MS per case) and removes its namespace.
 import { spawn, type ChildProcess } from "node:child_process";
@@ -30,6 +33,23 @@ function trafgenConf(): string {
   10, 0, 0, 1, 10, 0, 0, 2,
   0x04, dinc(0, 255, 1), c16(9), c16(22), c16(0),
   fill(0x00, 14)
+}
+`;
+}
+
+/** VXLAN from the remote VTEP 192.0.2.2 to us: outer 110 bytes around a 60-byte inner frame to the VM (64 bytes once re-tagged). */
+function trafgenDecapConf(): string {
+  return `{
+  0x02, 0x00, 0x00, 0x00, 0x01, 0x01, 0x02, 0x00, 0x00, 0x00, 0x01, 0xfe, c16(0x0800),
+  0x45, 0x00, c16(96), c16(0), c16(0x4000), 64, 17, csumip(14, 33),
+  192, 0, 2, 2, 192, 0, 2, 1,
+  0xc0, dinc(0, 255, 1), c16(4789), c16(76), c16(0),
+  0x08, 0, 0, 0, 0x00, 0x13, 0x88, 0,
+  ${macBytes(VM_MAC)}, ${macBytes(REMOTE_MAC)}, c16(0x0800),
+  0x45, 0x00, c16(46), c16(0), c16(0x4000), 64, 17, csumip(64, 83),
+  10, 0, 0, 2, 10, 0, 0, 1,
+  c16(9), c16(1024), c16(26), c16(0),
+  fill(0x00, 18)
 }
 `;
 }
@@ -99,7 +119,10 @@ async function recvOnly(ns: Netns, gen: string, dev: string, conf: string): Prom
   }
 }
 
-async function encap(ns: Netns, gen: string, trunk: string, underlay: string, sink: string, conf: string, workers: number): Promise<object> {
+/** Frames from `gen` (peer of `inPort`) through N workers, counted arriving at `sink`. */
+async function forward(name: string, ns: Netns, gen: string, inPort: string, sink: string, ports: { trunk: string; underlay: string },
+  conf: string, workers: number, outFrameBytes: number): Promise<object> {
+  const { trunk, underlay } = ports;
   const pool = await startAfPacket({
     interfaces: [trunk, underlay], workers, ring: { netns: ns.path, blockSize: 1 << 20, blockCount: 16 },
     dataplane: { macLog2: 12, ipLog2: 12 }, ops: encapOps(trunk, underlay),
@@ -107,16 +130,18 @@ async function encap(ns: Netns, gen: string, trunk: string, underlay: string, si
   const tg = trafgen(ns, gen, conf, DURATION_MS + WARMUP_MS + 1000);
   try {
     await sleep(WARMUP_MS);
-    const a = linkStats(ns, sink), g = linkStats(ns, gen), t1 = Date.now();
+    const a = linkStats(ns, sink), g = linkStats(ns, gen), t1 = Date.now(), cpu0 = process.cpuUsage();
     await sleep(DURATION_MS);
+    const cpu = process.cpuUsage(cpu0), cpuUs = cpu.user + cpu.system;
     const b = linkStats(ns, sink), g2 = linkStats(ns, gen), secs = (Date.now() - t1) / 1000;
     const c = await pool.counters();
     const frames = c.counters.frames as Record<string, number>;
-    const io = c.io[trunk];
-    return { bench: "io.encap", frameBytes: 64, outFrameBytes: 64 + 50, workers, seconds: +secs.toFixed(2),
+    const io = c.io[inPort];
+    return { bench: name, frameBytes: name === "io.encap" ? 64 : 110, outFrameBytes, workers, seconds: +secs.toFixed(2),
       offeredFps: Math.round((g2.tx - g.tx) / secs), fps: Math.round((b.rx - a.rx) / secs),
-      kernelDrops: io.kernelDrops, dpRx: frames.rx, dpDropped: frames.dropped, batches: io.batches,
-      framesPerBatch: +(frames.rx / Math.max(1, io.batches)).toFixed(1) };
+      kernelDrops: io.kernelDrops, dpRx: frames.rx, dpDropped: frames.dropped, batches: c.loop.batches,
+      framesPerBatch: +(frames.rx / Math.max(1, c.loop.batches)).toFixed(1), perWorkerRx: c.perWorker.map((w) => w.rx),
+      cpuUsPerFrame: +(cpuUs / Math.max(1, b.rx - a.rx)).toFixed(2) };
   } finally {
     tg.kill("SIGINT");
     await exited(tg);
@@ -135,12 +160,15 @@ export async function runIoBench(): Promise<object[]> {
   const ns = tmpNetns("bio");
   const dir = mkdtempSync(join(tmpdir(), "nvl-bench-io-"));
   try {
-    const conf = join(dir, "frame.cfg");
+    const conf = join(dir, "frame.cfg"), decapConf = join(dir, "vxlan.cfg");
     writeFileSync(conf, trafgenConf());
-    const [gen, trunk] = ns.veth("t");
-    const [underlay, sink] = ns.veth("u");
-    emit(await recvOnly(ns, gen, trunk, conf));
-    for (const w of [1, 2]) emit(await encap(ns, gen, trunk, underlay, sink, conf, w));
+    writeFileSync(decapConf, trafgenDecapConf());
+    const [hv, trunk] = ns.veth("t");
+    const [underlay, remote] = ns.veth("u");
+    emit(await recvOnly(ns, hv, trunk, conf));
+    const ports = { trunk, underlay };
+    for (const w of [1, 2]) emit(await forward("io.encap", ns, hv, trunk, remote, ports, conf, w, 64 + 50));
+    for (const w of [1, 2]) emit(await forward("io.decap", ns, remote, underlay, hv, ports, decapConf, w, 64));
   } finally {
     ns.remove();
     rmSync(dir, { recursive: true, force: true });

@@ -12,7 +12,8 @@ import { availableParallelism } from "node:os";
 import { loadAddon, type OpenOptions } from "./addon.js";
 import type { DataPlaneProgrammer, DpOp } from "../dataplane/ops.js";
 import type { NveConfig } from "../config/types.js";
-import type { FromWorker, ToWorker, WorkerInit, WorkerIoStats } from "./worker.js";
+import type { FromWorker, ToWorker, WorkerInit, LoopStats } from "./worker.js";
+import type { SocketStats } from "./addon.js";
 
 export interface AfPacketOptions {
   /** The interfaces come from it: the underlay port and every access port. */
@@ -37,6 +38,13 @@ export class WorkerApplyError extends Error {
     super(message);
     this.name = name;
   }
+}
+
+export interface PoolCounters {
+  counters: Record<string, unknown>;
+  io: Record<string, SocketStats>;
+  loop: LoopStats;
+  perWorker: { rx: number; forwarded: number; dropped: number; batches: number }[];
 }
 
 interface Pending { left: number; results: unknown[]; error?: Error; resolve(v: unknown[]): void; reject(e: Error): void }
@@ -93,7 +101,7 @@ export class WorkerPool implements DataPlaneProgrammer {
     const p = this.pending.get(m.seq);
     if (!p) return;
     if (m.type === "applied" && m.error && !p.error) p.error = new WorkerApplyError(m.error.name, m.error.message);
-    if (m.type === "counters") p.results.push({ counters: m.counters, io: m.io });
+    if (m.type === "counters") p.results.push({ counters: m.counters, io: m.io, loop: m.loop });
     if (--p.left === 0) {
       this.pending.delete(m.seq);
       if (p.error) p.reject(p.error);
@@ -131,20 +139,25 @@ export class WorkerPool implements DataPlaneProgrammer {
     await this.broadcast((seq) => ({ type: "apply", seq, ops }));
   }
 
-  /** Counters summed over the workers (same shape as DataPlane.counters()), and per-interface socket figures. */
-  async counters(): Promise<{ counters: Record<string, unknown>; io: Record<string, WorkerIoStats>; perWorker: { rx: number; forwarded: number; dropped: number }[] }> {
-    const all = (await this.broadcast((seq) => ({ type: "counters", seq }))) as { counters: Record<string, unknown>; io: Record<string, WorkerIoStats> }[];
-    const counters: Record<string, unknown> = {};
-    const io: Record<string, WorkerIoStats> = {};
+  /**
+   * Counters summed over the workers (`counters` has the shape of
+   * DataPlane.counters()), each interface's socket figures summed over its
+   * sockets (`io`), the loops' figures (`loop`) and each worker's own totals.
+   */
+  async counters(): Promise<PoolCounters> {
+    type One = { counters: Record<string, unknown>; io: Record<string, SocketStats>; loop: LoopStats };
+    const all = (await this.broadcast((seq) => ({ type: "counters", seq }))) as One[];
+    const out = { counters: {}, io: {}, loop: {} } as PoolCounters;
     for (const r of all) {
-      sumInto(counters, r.counters);
-      sumInto(io as unknown as Record<string, unknown>, r.io);
+      sumInto(out.counters, r.counters);
+      sumInto(out.io as unknown as Record<string, unknown>, r.io);
+      sumInto(out.loop as unknown as Record<string, unknown>, r.loop);
     }
-    const perWorker = all.map((r) => {
+    out.perWorker = all.map((r) => {
       const f = (r.counters as { frames: { rx: number; forwarded: number; dropped: number } }).frames;
-      return { rx: f.rx, forwarded: f.forwarded, dropped: f.dropped };
+      return { rx: f.rx, forwarded: f.forwarded, dropped: f.dropped, batches: r.loop.batches };
     });
-    return { counters, io, perWorker };
+    return out;
   }
 
   /** Stops every worker (bounded: a worker that does not stop within 5 s is terminated). */

@@ -36,13 +36,16 @@ export type FromWorker =
   | { type: "ready"; id: number }
   | { type: "error"; id: number; message: string }
   | { type: "applied"; id: number; seq: number; error?: { name: string; message: string } }
-  | { type: "counters"; id: number; seq: number; counters: unknown; io: Record<string, WorkerIoStats> }
+  | { type: "counters"; id: number; seq: number; counters: unknown; io: Record<string, SocketStats>; loop: LoopStats }
   | { type: "stopped"; id: number };
 
-export interface WorkerIoStats extends SocketStats {
-  /** Outputs for a port this worker has no socket for, or refused by the kernel. */
-  unsent: number;
+export interface LoopStats {
+  /** Batches processed (one dp.process call each, more only when the output area filled). */
   batches: number;
+  /** Outputs the data plane produced. */
+  outputs: number;
+  /** Outputs for a port with no socket in this worker, or refused by the kernel (link down, too big). */
+  unsent: number;
 }
 
 const UNKNOWN_PORT = 0xffff; // no such port index: the data plane counts the frame as `unknown-port`
@@ -69,7 +72,7 @@ async function main(): Promise<void> {
   const S = handles.length;
   const portOf = new Array<number>(S).fill(UNKNOWN_PORT);
   let byPort: number[] = [];
-  let unsent = 0, batches = 0;
+  const loop: LoopStats = { batches: 0, outputs: 0, unsent: 0 };
   let running = true;
 
   // Port indices come from the data plane once a {op:"port"}/{op:"underlay"}
@@ -101,11 +104,9 @@ async function main(): Promise<void> {
           post({ type: "applied", id: init.id, seq: msg.seq, error: { name: (e as Error).name, message: (e as Error).message } });
         }
       } else if (msg.type === "counters") {
-        const io: Record<string, WorkerIoStats> = {};
-        init.interfaces.forEach((name, s) => {
-          io[name] = { ...addon.stats(handles[s]), unsent: s === 0 ? unsent : 0, batches: s === 0 ? batches : 0 };
-        });
-        post({ type: "counters", id: init.id, seq: msg.seq, counters: dp.counters(), io });
+        const io: Record<string, SocketStats> = {};
+        init.interfaces.forEach((name, s) => { io[name] = addon.stats(handles[s]); });
+        post({ type: "counters", id: init.id, seq: msg.seq, counters: dp.counters(), io, loop: { ...loop } });
       } else if (msg.type === "stop") {
         running = false;
       }
@@ -114,7 +115,8 @@ async function main(): Promise<void> {
 
   const sendOut = (outs: number) => {
     if (outs === 0) return;
-    unsent += outs - addon.send(byPort, mem, L.outDescBase, L.hdrBase, L.hdrSlot, outs);
+    loop.outputs += outs;
+    loop.unsent += outs - addon.send(byPort, mem, L.outDescBase, L.hdrBase, L.hdrSlot, outs);
   };
 
   let rot = 0;
@@ -136,7 +138,7 @@ async function main(): Promise<void> {
       addon.poll(handles, init.idlePollMs, init.wakeFd);
       continue;
     }
-    batches++;
+    loop.batches++;
     sendOut(dp.process(n));
     // The output area filled before every input was taken (a long flood
     // list): send what is there, move the rest to the front of the batch and
