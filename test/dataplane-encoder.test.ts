@@ -174,7 +174,7 @@ test("tshark dissects every kind cleanly, with the fields we put in", () => {
   assert.is(st[8], "eth:ethertype:vlan:ethertype:ipv6:icmpv6");
   assert.equal(r.frames[0].fields["vxlan.vni"], ["5000"]);
   assert.equal(r.frames[1].fields["vxlan.vni"], [String(0xabcdef)]);
-  // Wireshark checksum status: 0 Bad, 1 Good, 2 Unverified.
+  // Wireshark checksum status: 0 Bad, 1 Good, 2 Unverified, 3 Not present.
   assert.equal(r.frames[1].fields["udp.checksum.status"].slice(0, 1), ["1"], "outer IPv6 UDP checksum verified good");
   assert.equal(r.frames[0].fields["ip.checksum.status"].slice(0, 1), ["1"], "outer IPv4 header checksum good");
   assert.equal(r.frames[3].fields["geneve.option.class"], ["0x0102"]);
