@@ -34,7 +34,7 @@ async function produce(family: F.Family): Promise<Produced[]> {
     const { L1, L2 } = F.locals(v.id);
     const { R1 } = F.remotes(v.id);
     const tun = kind === "nvgre" ? "gre" : `udp:${kind}`;
-    const vniField = kind === "vxlan" ? { "vxlan.vni": [String(v.vni)] }
+    const vniField: Record<string, string[]> = kind === "vxlan" ? { "vxlan.vni": [String(v.vni)] }
       : kind === "geneve" ? { "geneve.vni": ["0x" + v.vni.toString(16).padStart(6, "0")] } : {};
     for (const f of one(dp, F.ACC1, F.accessFrame(L1, R1, { pcp: 5 }), `${kind} encap`)) {
       out.push({ label: `${kind} encap`, frame: f, stack: `eth:ethertype:${ip}:${tun}:${innerStack}`,
