@@ -437,6 +437,45 @@ for (const v of [4, 5] as const) {
   });
 }
 
+test("embedded: a client id stays with its identity (no takeover of another hypervisor's session or will)", async () => {
+  const clean = new Cleanup();
+  try {
+    const b = clean.add(await embedded());
+    const nve = clean.add(await connectClient(b.url, { username: "nve-a" }));
+    await subscribe(nve, ["nvo3/v1/nve/nve-a/#"]);
+    const will = { topic: "nvo3/v1/nve/nve-a/status/hv-1", payload: Buffer.from("hv-1 offline"), qos: 1 as const };
+    const hv1 = clean.add(await connectClient(b.url, { username: "hv-1", clientId: "agent-hv-1", will }));
+    let hv1Closed = false;
+    hv1.on("close", () => { hv1Closed = true; });
+    const stolen = await connectClient(b.url, { username: "hv-2", clientId: "agent-hv-1" }).then(() => null, (e: Error) => e);
+    assert.match(String(stolen?.message), /Not authorized/i);
+    await sleep(200);
+    assert.not.ok(hv1Closed, "hv-1 keeps its connection");
+    assert.is(nve.got.length, 0, "and its will did not fire");
+    assert.match(b.log(), /auth refused: method=username identity=hv-2 .*client id "agent-hv-1" belongs to identity hv-1/);
+    // the same identity may take its own session over (an agent reconnecting)
+    const again = clean.add(await connectClient(b.url, { username: "hv-1", clientId: "agent-hv-1" }));
+    assert.ok(await waitFor(() => hv1Closed), "the older connection of hv-1 is replaced");
+    await again.endAsync();
+    // a clean session's id is free once its holder is gone
+    // (the broker sees the socket close a moment after the client does: retry, bounded)
+    let free: Client | null = null;
+    for (let i = 0; i < 40 && !free; i++) {
+      free = await connectClient(b.url, { username: "hv-2", clientId: "agent-hv-1" }).catch(() => null);
+      if (!free) await sleep(25);
+    }
+    assert.ok(free, "hv-2 may use the id once hv-1's clean session is gone");
+    await free!.endAsync();
+    // a persistent session (cleanSession=false) keeps its id bound to its identity
+    const p = await connectClient(b.url, { username: "hv-1", clientId: "agent-hv-1-p", clean: false });
+    await p.endAsync();
+    assert.ok(await connectClient(b.url, { username: "hv-2", clientId: "agent-hv-1-p" }).then(() => false, () => true));
+    clean.add(await connectClient(b.url, { username: "hv-1", clientId: "agent-hv-1-p", clean: false }));
+  } finally {
+    await clean.run();
+  }
+});
+
 // ---- sizes, configuration errors -----------------------------------------
 
 for (const which of ["embedded", "mosquitto4", "mosquitto5"] as const) {

@@ -109,6 +109,13 @@ export async function startEmbeddedBroker(o: BrokerOptions): Promise<EmbeddedBro
   const limit = brokerPacketLimit(maxPayload);
 
   const grants = new WeakMap<object, Grants>();
+  // Client id -> the identity that holds it. MQTT lets a CONNECT with a client
+  // id in use take the session over [MQTT-3.1.4-2]; across identities that
+  // would let one hypervisor disconnect another's agent (firing its will, so
+  // the NVE starts the agentHoldMs purge clock, PROTOCOL.md §3). A client id
+  // therefore stays with the identity that has it while connected, and for
+  // as long as its persistent session (cleanSession=false) exists.
+  const owners = new Map<string, { identity: string; client: object; clean: boolean }>();
   const broker = await Aedes.createBroker({ heartbeatInterval: 60_000 });
 
   // Every refusal answers CONNACK 5 "not authorized" (MQTT 3.1.1 §3.2.2.3), as
@@ -138,6 +145,9 @@ export async function startEmbeddedBroker(o: BrokerOptions): Promise<EmbeddedBro
     if (!isValidIdentity(identity)) return refuse(c, JSON.stringify(identity), `username does not match ${IDENTITY_RE}`, 5, cb);
     const id = identity;
     const accept = () => {
+      const owner = owners.get(c.id);
+      if (owner && owner.identity !== id) return refuse(c, id, `client id ${JSON.stringify(c.id)} belongs to identity ${owner.identity}`, 5, cb);
+      owners.set(c.id, { identity: id, client, clean: (client as { clean?: boolean }).clean !== false });
       grants.set(client, grantsFor(id, roles));
       log(`auth ok: method=${method} identity=${id} client=${JSON.stringify(c.id)} from=${c.conn.remoteAddress}`);
       cb(null, true);
@@ -188,6 +198,10 @@ export async function startEmbeddedBroker(o: BrokerOptions): Promise<EmbeddedBro
     track(conn);
     const client = broker.handle(conn as any, undefined as any) as unknown as AedesClientLike;
     limitPacketSize(client, limit, log);
+    conn.once("close", () => {
+      const owner = owners.get(client.id);
+      if (owner && owner.client === client && owner.clean) owners.delete(client.id);
+    });
   };
 
   let server: Server;
