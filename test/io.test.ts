@@ -233,6 +233,30 @@ if (!isRoot()) {
     }
   });
 
+  test("a link going down wakes poll once, then poll sleeps again; frames flow when it is back up", () => {
+    const ns = tmpNetns();
+    let h = -1;
+    try {
+      const [a, b] = ns.veth();
+      h = addon.open(b, { netns: ns.path, blockSize: 1 << 16, blockCount: 2 });
+      ns.run("ip", ["link", "set", b, "down"]);
+      // ENETDOWN is reported once (POLLERR) and cleared, not left raised forever.
+      assert.is(addon.poll([h], 1000), 1);
+      assert.is(addon.poll([h], 100), 0);
+      ns.run("ip", ["link", "set", b, "up"]);
+      injectFrames(ns, a, [untagged]);
+      const mem = new WebAssembly.Memory({ initial: 64 });
+      let n = 0;
+      const deadline = Date.now() + 3000;
+      while (n < 1 && Date.now() < deadline) n += addon.recv(h, mem.buffer, L.slotBase, L.slotSize, L.headroom, L.inDescBase, 0, 8, 0, 100);
+      assert.is(n, 1);
+      assert.equal(slotFrame(mem, 0).frame, untagged);
+    } finally {
+      if (h >= 0) addon.close(h);
+      ns.remove();
+    }
+  });
+
   test("poll returns early when woken through the eventfd", () => {
     const ns = tmpNetns();
     let h = -1;

@@ -531,6 +531,16 @@ static napi_value Poll(napi_env env, napi_callback_info info) {
   }
   int r = poll(p, k, timeout);
   if (r < 0 && errno != EINTR) return throwErr(env, strerror(errno));
+  // A socket error (ENETDOWN when the link goes down, ENODEV when it is
+  // deleted) keeps POLLERR raised until read; clear it so an idle worker
+  // sleeps instead of spinning. Frames resume by themselves when the link is up.
+  for (uint32_t i = 0; r > 0 && i < n; i++) {
+    if (p[i].revents & POLLERR) {
+      int soerr;
+      socklen_t l = sizeof soerr;
+      getsockopt(p[i].fd, SOL_SOCKET, SO_ERROR, &soerr, &l);
+    }
+  }
   if (wakeFd >= 0 && (p[k - 1].revents & POLLIN)) {
     uint64_t c;
     if (read(wakeFd, &c, sizeof c) < 0) { /* already drained by a racing read */ }
