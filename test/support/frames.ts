@@ -120,8 +120,11 @@ export function unknownMac(vnId: number): string {
   return hostAddrs(vnId, 0x77).mac;
 }
 
-/** The DpOp list that programs the fixture into a DataPlane for one underlay family. */
+/** The DpOp list that programs the fixture into a DataPlane for one underlay family (a fresh copy each call). */
 export function fixtureOps(f: Family): DpOp[] {
+  return structuredClone(buildOps(f));
+}
+function buildOps(f: Family): DpOp[] {
   const ops: DpOp[] = [
     { op: "underlay", port: UPLINK, ip: underlayIp(f), mac: UNDERLAY_MAC, gatewayMac: GATEWAY_MAC, udpPort: VXLAN_PORT,
       genevePort: GENEVE_PORT },
@@ -148,8 +151,11 @@ function uuid(vnId: number, n: number): string {
   return `00000000-0000-4000-8000-${vnId.toString(16).padStart(6, "0")}${n.toString(16).padStart(6, "0")}`;
 }
 
-/** The same fixture as an INTERFACES.md configuration file (JSON-serialisable). */
+/** The same fixture as an INTERFACES.md configuration file (JSON-serialisable; a fresh copy each call, free to edit). */
 export function fixtureConfig(f: Family): Record<string, unknown> {
+  return structuredClone(buildConfig(f));
+}
+function buildConfig(f: Family): Record<string, unknown> {
   return {
     nve: "nve-test",
     underlay: { port: UPLINK, ip: underlayIp(f), mac: UNDERLAY_MAC, gatewayMac: GATEWAY_MAC, udpPort: VXLAN_PORT, genevePort: GENEVE_PORT },
