@@ -1,0 +1,530 @@
+// The mapping authority's state machine (PROTOCOL.md §6, issue 6), transport
+// free: a batch of requests in, the responses, the store writes and the
+// retained publishes out. The MQTT side (service.ts) runs one batch at a time:
+// run() → store (durable) → publish (acknowledged) → answer, so nothing is
+// answered before it is stored and visible (§2), and a batch amortises the
+// LMDB commit over many requests.
+//
+// Rules, each enforced below with its source:
+// - the catalog: id, name and alias and VNI are unique; vn.create fills what is
+//   missing; operator ops only for the configured operators (§6);
+// - an NVE announces only in VNs it joined (vtep.join) (§6);
+// - MAC mobility (RFC 7432 §15): a higher seq wins, on equal seq the lower
+//   underlay IP wins; a MAC that moves more than `dupMoves` times within
+//   `dupWindowMs` is flagged duplicate and frozen where it is.
+import { randomUUID } from "node:crypto";
+import { isIPv4, isIPv6 } from "node:net";
+import { Ajv } from "ajv";
+import { profileSchema } from "../config/schema.js";
+import type { VnProfile } from "../dataplane/ops.js";
+import { normIp, normMac } from "../protocol/addr.js";
+import { errorResponse } from "../protocol/codec.js";
+import { ProtocolError } from "../protocol/errors.js";
+import { decodeImaRequest, imaTopics, IMA_OPERATOR_OPS, type BindRecord, type VnRecord, type VtepRecord } from "../protocol/ima.js";
+import type { VnRef } from "../protocol/types.js";
+import type { ImaCollection, ImaDb, StoredBind, StoredVn, StoredVtep } from "./db.js";
+
+export interface ImaSettings {
+  /** the IMA's identity */
+  ima: string;
+  /** identities allowed to change the catalog (§6) */
+  operators: string[];
+  /** RFC 7432 §15 duplicate detection: more than `dupMoves` moves within `dupWindowMs` freezes the MAC */
+  dupMoves: number;
+  dupWindowMs: number;
+  maxPayload: number;
+  /** first VNI handed out by vn.create (4096: valid for VXLAN, Geneve and NVGRE, RFC 7637 §3.2) */
+  vniBase: number;
+}
+
+export const DEFAULT_IMA_SETTINGS: ImaSettings = {
+  ima: "ima", operators: [], dupMoves: 5, dupWindowMs: 180_000, maxPayload: 256 * 1024, vniBase: 4096,
+};
+
+/** A VN as seeded from the IMA's configuration file (`vns`): like vn.create's fields. */
+export interface VnSeed { id?: number; name?: string; alias?: string; vni?: number; profile?: Partial<VnProfile> }
+
+export interface Publish { topic: string; payload: string }
+export interface BatchResult {
+  responses: { who: string; rsp: Record<string, unknown> }[];
+  writes: { c: ImaCollection; key: string; value: unknown }[];
+  publishes: Publish[];
+  /** puts memory back as it was before the batch (the store refused it) */
+  undo(): void;
+}
+
+const validateProfile = new Ajv({ strict: false, useDefaults: true }).compile(profileSchema);
+const MAX_VN = 16777215;
+const MAX_SEQ = 4294967295;
+
+/** A profile with defaults filled and keys in one order, so equal profiles are equal strings. */
+export function canonProfile(p: unknown, field = "profile"): VnProfile {
+  const c = structuredClone(p ?? { encap: "vxlan" }) as Record<string, unknown>;
+  if (!validateProfile(c)) {
+    const e = validateProfile.errors![0];
+    throw new ProtocolError("bad-request", `${field}${e.instancePath.replace(/\//g, ".")}: ${e.message}`, field);
+  }
+  const out: Record<string, unknown> = {};
+  for (const k of ["encap", "service", "mtu", "portSecurity", "arpSuppress", "learn"]) if (c[k] !== undefined) out[k] = c[k];
+  if (c.qos) {
+    const q = c.qos as Record<string, unknown>;
+    out.qos = { ...(q.pcp !== undefined ? { pcp: q.pcp } : {}), ...(q.dscp !== undefined ? { dscp: q.dscp } : {}) };
+  }
+  if (c.acl !== undefined) out.acl = c.acl;
+  return out as unknown as VnProfile;
+}
+
+/** 16 bytes per address (IPv4 as ::ffff:a.b.c.d, RFC 4291 §2.5.5.2), for the RFC 7432 §15 "lower IP" rule. */
+export function ipBytes(ip: string): Buffer {
+  if (isIPv4(ip)) return Buffer.from([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, ...ip.split(".").map(Number)]);
+  if (!isIPv6(ip)) throw new Error(`not an IP address: ${ip}`);
+  const canon = new URL(`http://[${ip}]`).hostname.slice(1, -1);
+  const [h, t] = canon.includes("::") ? canon.split("::") : [canon, undefined];
+  const head = h ? h.split(":") : [];
+  const tail = t ? t.split(":") : [];
+  const groups = t === undefined ? head : [...head, ...Array(8 - head.length - tail.length).fill("0"), ...tail];
+  const b = Buffer.alloc(16);
+  groups.forEach((g, i) => b.writeUInt16BE(parseInt(g, 16), i * 2));
+  return b;
+}
+
+/** RFC 7432 §15 winner between two announcements of one MAC: higher seq, then lower underlay IP. */
+export function beats(a: { seq: number; ip: string }, b: { seq: number; ip: string }): boolean {
+  if (a.seq !== b.seq) return a.seq > b.seq;
+  return Buffer.compare(ipBytes(a.ip), ipBytes(b.ip)) < 0;
+}
+
+const vtepKey = (vn: number, nve: string) => `${vn}|${nve}`;
+const bindKey = (vn: number, mac: string) => `${vn}|${mac}`;
+
+export function vnRecord(v: StoredVn): VnRecord {
+  const r: Record<string, unknown> = { name: v.name, id: v.id };
+  if (v.alias !== undefined) r.alias = v.alias;
+  r.vni = v.vni;
+  r.profile = v.profile;
+  return r as unknown as VnRecord;
+}
+
+export function bindRecord(b: StoredBind): BindRecord {
+  const r: BindRecord = { nve: b.nve, ip: b.ip, ips: b.ips, seq: b.seq };
+  if (b.frozen) r.duplicate = true;
+  return r;
+}
+
+export class ImaCore {
+  readonly vns = new Map<number, StoredVn>();
+  private byName = new Map<string, number>();
+  private byAlias = new Map<string, number>();
+  private byVni = new Map<number, number>();
+  readonly vteps = new Map<string, StoredVtep>();
+  private vtepsOf = new Map<number, Set<string>>();
+  readonly binds = new Map<string, StoredBind>();
+  private bindsOf = new Map<number, Set<string>>();
+  /** topic → payload the broker acknowledged last (mirrors the `pub` collection) */
+  readonly published = new Map<string, string>();
+  private undoLog: (() => void)[] | null = null;
+  private batchUndo: (() => void)[] = [];
+  private dirty = new Map<string, { c: ImaCollection; key: string }>();
+  private logs: string[] = [];
+
+  constructor(readonly settings: ImaSettings, private readonly now: () => number = Date.now, private readonly log: (l: string) => void = () => {}) {}
+
+  /** Restores memory from the store. */
+  load(db: ImaDb): void {
+    for (const [k, v] of db.list("vns")) this.set("vns", k, v, false);
+    for (const [k, v] of db.list("vteps")) this.set("vteps", k, v, false);
+    for (const [k, v] of db.list("binds")) this.set("binds", k, v, false);
+    for (const [k, v] of db.list("pub")) this.published.set(k, v);
+  }
+
+  // ------------------------------------------------------------ memory with indexes and undo
+
+  private set(c: "vns" | "vteps" | "binds", key: string, value: any, track = true): void {
+    const map = (c === "vns" ? this.vns : c === "vteps" ? this.vteps : this.binds) as Map<any, any>;
+    const mk = c === "vns" ? Number(key) : key;
+    const prev = map.get(mk);
+    if (track && this.undoLog) this.undoLog.push(() => this.set(c, key, prev ?? null, false));
+    if (track) this.dirty.set(`${c}|${key}`, { c, key });
+    if (prev) this.unindex(c, prev);
+    if (value) {
+      map.set(mk, value);
+      this.index(c, value);
+    } else map.delete(mk);
+  }
+
+  private index(c: string, v: any): void {
+    if (c === "vns") {
+      this.byName.set(v.name, v.id);
+      if (v.alias !== undefined) this.byAlias.set(v.alias, v.id);
+      this.byVni.set(v.vni, v.id);
+    } else {
+      const idx = c === "vteps" ? this.vtepsOf : this.bindsOf;
+      let s = idx.get(v.vn);
+      if (!s) idx.set(v.vn, (s = new Set()));
+      s.add(c === "vteps" ? v.nve : v.mac);
+    }
+  }
+
+  private unindex(c: string, v: any): void {
+    if (c === "vns") {
+      this.byName.delete(v.name);
+      if (v.alias !== undefined) this.byAlias.delete(v.alias);
+      this.byVni.delete(v.vni);
+    } else {
+      const idx = c === "vteps" ? this.vtepsOf : this.bindsOf;
+      const s = idx.get(v.vn);
+      s?.delete(c === "vteps" ? v.nve : v.mac);
+      if (s && s.size === 0) idx.delete(v.vn);
+    }
+  }
+
+  // ------------------------------------------------------------ publishing
+
+  /** The retained payload a key should have now ("" = no retained message). */
+  private desired(c: "vns" | "vteps" | "binds", key: string): Publish {
+    if (c === "vns") {
+      const v = this.vns.get(Number(key));
+      return { topic: imaTopics.vn(Number(key)), payload: v ? JSON.stringify(vnRecord(v)) : "" };
+    }
+    const i = key.indexOf("|");
+    const vn = Number(key.slice(0, i));
+    const rest = key.slice(i + 1);
+    if (c === "vteps") {
+      const t = this.vteps.get(key);
+      return { topic: imaTopics.vtep(vn, rest), payload: t ? JSON.stringify({ ip: t.ip } satisfies VtepRecord) : "" };
+    }
+    const b = this.binds.get(key);
+    return { topic: imaTopics.bind(vn, rest), payload: b && !b.withdrawn ? JSON.stringify(bindRecord(b)) : "" };
+  }
+
+  private differs(p: Publish): boolean {
+    return (this.published.get(p.topic) ?? "") !== p.payload;
+  }
+
+  /** Everything whose retained message differs from what the broker last acknowledged (a restart: issue 6). */
+  pendingPublishes(): Publish[] {
+    const out: Publish[] = [];
+    const seen = new Set<string>();
+    const consider = (p: Publish) => {
+      seen.add(p.topic);
+      if (this.differs(p)) out.push(p);
+    };
+    for (const id of this.vns.keys()) consider(this.desired("vns", String(id)));
+    for (const k of this.vteps.keys()) consider(this.desired("vteps", k));
+    for (const k of this.binds.keys()) consider(this.desired("binds", k));
+    // Retained messages of things that no longer exist: clear them.
+    for (const t of this.published.keys()) if (!seen.has(t)) out.push({ topic: t, payload: "" });
+    return out;
+  }
+
+  /** Every retained message as it should be (after the broker lost its state). */
+  allPublishes(): Publish[] {
+    const out: Publish[] = [];
+    for (const id of this.vns.keys()) out.push(this.desired("vns", String(id)));
+    for (const k of this.vteps.keys()) out.push(this.desired("vteps", k));
+    for (const k of this.binds.keys()) { const p = this.desired("binds", k); if (p.payload) out.push(p); }
+    return out;
+  }
+
+  /** The broker acknowledged these: returns the `pub` writes that record it. */
+  published_(ps: Publish[]): { c: ImaCollection; key: string; value: unknown }[] {
+    return ps.map((p) => {
+      if (p.payload) this.published.set(p.topic, p.payload);
+      else this.published.delete(p.topic);
+      return { c: "pub" as const, key: p.topic, value: p.payload || null };
+    });
+  }
+
+  // ------------------------------------------------------------ batches
+
+  /** Seeds the catalog from the configuration (a new store only). */
+  seed(vns: VnSeed[], where = "vns"): BatchResult {
+    return this.batch((run) => {
+      vns.forEach((s, i) => run(() => {
+        try {
+          this.create({ vn: { id: s.id, name: s.name, alias: s.alias }, vni: s.vni, profile: s.profile }, true);
+        } catch (e) {
+          if (e instanceof ProtocolError) throw new ProtocolError(e.code, `${where}[${i}]: ${e.message}`, e.field);
+          throw e;
+        }
+      }));
+    });
+  }
+
+  /** Runs requests in order, each all-or-nothing; returns their responses and the batch's writes and publishes. */
+  run(reqs: { who: string; payload: Uint8Array }[]): BatchResult {
+    const responses: BatchResult["responses"] = [];
+    const res = this.batch((attempt) => {
+      for (const { who, payload } of reqs) responses.push({ who, rsp: this.one(who, payload, attempt) });
+    });
+    res.responses = responses;
+    return res;
+  }
+
+  private batch(body: (attempt: <T>(fn: () => T) => T) => void): BatchResult {
+    const batchUndo: (() => void)[] = (this.batchUndo = []);
+    this.dirty = new Map();
+    this.logs = [];
+    const attempt = <T>(fn: () => T): T => {
+      const mine: (() => void)[] = [];
+      this.undoLog = mine;
+      try {
+        const r = fn();
+        batchUndo.push(...mine);
+        return r;
+      } catch (e) {
+        for (let i = mine.length - 1; i >= 0; i--) mine[i]();
+        throw e;
+      } finally {
+        this.undoLog = null;
+      }
+    };
+    try {
+      body(attempt);
+    } catch (e) {
+      for (let i = batchUndo.length - 1; i >= 0; i--) batchUndo[i]();
+      this.dirty = new Map();
+      throw e;
+    }
+    const writes: BatchResult["writes"] = [];
+    const publishes: Publish[] = [];
+    for (const { c, key } of this.dirty.values()) {
+      const coll = c as "vns" | "vteps" | "binds";
+      const map = (coll === "vns" ? this.vns : coll === "vteps" ? this.vteps : this.binds) as Map<any, any>;
+      writes.push({ c, key, value: map.get(coll === "vns" ? Number(key) : key) ?? null });
+      const p = this.desired(coll, key);
+      if (this.differs(p)) publishes.push(p);
+    }
+    for (const l of this.logs) this.log(l);
+    return { responses: [], writes, publishes, undo: () => { for (let i = batchUndo.length - 1; i >= 0; i--) batchUndo[i](); } };
+  }
+
+  private one(who: string, payload: Uint8Array, attempt: <T>(fn: () => T) => T): Record<string, unknown> {
+    const d = decodeImaRequest(payload, this.settings.maxPayload);
+    if (!d.ok) {
+      this.logs.push(`ima: request from ${who} refused: ${d.error.code}: ${d.error.message}`);
+      return errorResponse(d.id, d.error) as Record<string, unknown>;
+    }
+    const r = d.req;
+    try {
+      if ((IMA_OPERATOR_OPS as readonly string[]).includes(r.op) && !this.settings.operators.includes(who))
+        throw new ProtocolError("not-authorized", `${who} is not an operator of IMA ${this.settings.ima} (its configuration's "operators")`, "op");
+      const out = attempt(() => this.dispatch(who, r));
+      return { id: r.id, ok: true, ...out };
+    } catch (e) {
+      if (!(e instanceof ProtocolError)) {
+        this.logs.push(`ima: request ${r.id} (${r.op}) from ${who}: internal error: ${(e as Error).stack ?? e}`);
+        return errorResponse(r.id, new ProtocolError("internal", (e as Error).message)) as Record<string, unknown>;
+      }
+      this.logs.push(`ima: request ${r.id} (${r.op}) from ${who}: ${e.code}: ${e.message}`);
+      return errorResponse(r.id, e) as Record<string, unknown>;
+    }
+  }
+
+  private dispatch(who: string, r: Record<string, any>): Record<string, unknown> {
+    switch (r.op) {
+      case "vn.resolve": return this.result(this.resolve(r.vn));
+      case "vtep.join": return this.join(who, r.vn, r.ip);
+      case "vtep.leave": return this.leave(who, r.vn);
+      case "bind.announce": return this.announce(who, r.vn, r.mac, r.ips ?? [], r.seq);
+      case "bind.withdraw": return this.withdraw(who, r.vn, r.mac);
+      case "vn.create": return this.result(this.create(r, false));
+      case "vn.delete": return this.remove(r.vn);
+      case "vn.set-profile": return this.setProfile(r.vn, r.profile);
+      case "vn.list": return { vns: [...this.vns.values()].sort((a, b) => a.id - b.id).map(vnRecord) };
+    }
+    throw new ProtocolError("unknown-op", `unknown op "${r.op}"`, "op");
+  }
+
+  /** §2: responses carry every reference that exists, plus the VNI and profile. */
+  private result(v: StoredVn): Record<string, unknown> {
+    const vn: Record<string, unknown> = { id: v.id, name: v.name };
+    if (v.alias !== undefined) vn.alias = v.alias;
+    return { vn, vni: v.vni, profile: v.profile };
+  }
+
+  resolve(ref: VnRef, field = "vn"): StoredVn {
+    let id: number | undefined;
+    if ("id" in ref) id = ref.id;
+    else if ("name" in ref) id = this.byName.get(ref.name);
+    else if ("alias" in ref) id = this.byAlias.get(ref.alias);
+    const v = id === undefined ? undefined : this.vns.get(id);
+    if (!v) throw new ProtocolError("unknown-vn", `no VN ${JSON.stringify(ref)} in the IMA's catalog`, field);
+    return v;
+  }
+
+  // ------------------------------------------------------------ catalog (operators)
+
+  private create(r: Record<string, any>, seeding: boolean): StoredVn {
+    const v = (r.vn ?? {}) as { id?: number; name?: string; alias?: string };
+    for (const k of ["alias", "name"] as const)
+      if (r[k] !== undefined && v[k] !== undefined && r[k] !== v[k])
+        throw new ProtocolError("bad-request", `${k} given twice with different values (${JSON.stringify(r[k])} and vn.${k} ${JSON.stringify(v[k])})`, k);
+    const alias: string | undefined = v.alias ?? r.alias;
+    const name: string | undefined = v.name ?? r.name;
+    if (alias === undefined && !seeding) throw new ProtocolError("bad-request", "alias: is required (PROTOCOL.md §6 vn.create)", "alias");
+    const profile = canonProfile(r.profile);
+    // Idempotence (§2): the same create again returns the same VN and changes nothing.
+    const existing = alias !== undefined ? this.byAlias.get(alias) : name !== undefined ? this.byName.get(name) : undefined;
+    if (existing !== undefined) {
+      const e = this.vns.get(existing)!;
+      const same = (v.id === undefined || v.id === e.id) && (name === undefined || name === e.name) && (alias === undefined || alias === e.alias)
+        && (r.vni === undefined || r.vni === e.vni) && (r.profile === undefined || JSON.stringify(profile) === JSON.stringify(e.profile));
+      if (same) return e;
+      if (alias !== undefined && this.byAlias.has(alias)) throw new ProtocolError("bad-request", `alias "${alias}" is already VN ${existing}'s`, "alias");
+      throw new ProtocolError("bad-request", `name ${name} is already VN ${existing}'s`, "name");
+    }
+    if (v.id !== undefined && this.vns.has(v.id))
+      throw new ProtocolError("bad-request", `VN id ${v.id} already exists${this.vns.get(v.id)!.alias !== undefined ? ` (alias "${this.vns.get(v.id)!.alias}")` : ""}`, "vn.id");
+    if (name !== undefined && this.byName.has(name)) throw new ProtocolError("bad-request", `name ${name} is already VN ${this.byName.get(name)}'s`, "name");
+    if (alias !== undefined && this.byName.has(alias)) throw new ProtocolError("bad-request", `alias "${alias}" is VN ${this.byName.get(alias)}'s name`, "alias");
+    if (r.vni !== undefined && this.byVni.has(r.vni)) throw new ProtocolError("bad-request", `VNI ${r.vni} is already VN ${this.byVni.get(r.vni)}'s`, "vni");
+    let id = v.id;
+    if (id === undefined) {
+      id = 1;
+      while (this.vns.has(id) && id <= MAX_VN) id++;
+      if (id > MAX_VN) throw new ProtocolError("limit-exceeded", "every VN id 1..16777215 is taken", "vn.id");
+    }
+    let vni: number | undefined = r.vni;
+    if (vni === undefined) {
+      vni = this.settings.vniBase;
+      while ((this.byVni.has(vni) || vni === 0xffffff) && vni <= MAX_VN) vni++;
+      if (vni > MAX_VN) throw new ProtocolError("limit-exceeded", `every VNI from ${this.settings.vniBase} up is taken`, "vni");
+    }
+    checkVni(profile, vni);
+    const rec: StoredVn = { id, name: name ?? randomUUID(), ...(alias !== undefined ? { alias } : {}), vni, profile };
+    this.set("vns", String(id), rec);
+    this.logs.push(`ima: VN ${id} created (alias ${alias ?? "-"}, name ${rec.name}, VNI ${vni}, ${profile.encap})`);
+    return rec;
+  }
+
+  private remove(ref: VnRef): Record<string, unknown> {
+    const v = this.resolve(ref);
+    // Seed §3.1 containment: the VN's flood list and bindings go with it.
+    const vteps = [...(this.vtepsOf.get(v.id) ?? [])];
+    const macs = [...(this.bindsOf.get(v.id) ?? [])];
+    for (const nve of vteps) this.set("vteps", vtepKey(v.id, nve), null);
+    for (const mac of macs) this.set("binds", bindKey(v.id, mac), null);
+    this.set("vns", String(v.id), null);
+    this.logs.push(`ima: VN ${v.id} deleted with ${vteps.length} flood-list entries and ${macs.length} bindings`);
+    return this.result(v);
+  }
+
+  private setProfile(ref: VnRef, p: unknown): Record<string, unknown> {
+    const v = this.resolve(ref);
+    const profile = canonProfile(p);
+    checkVni(profile, v.vni);
+    if (JSON.stringify(profile) !== JSON.stringify(v.profile)) {
+      this.set("vns", String(v.id), { ...v, profile });
+      this.logs.push(`ima: VN ${v.id} profile changed (seed §4.5)`);
+    }
+    return this.result(this.vns.get(v.id)!);
+  }
+
+  // ------------------------------------------------------------ flood lists
+
+  private join(who: string, ref: VnRef, ipText: string): Record<string, unknown> {
+    const v = this.resolve(ref);
+    const ip = normIp(ipText);
+    const k = vtepKey(v.id, who);
+    const cur = this.vteps.get(k);
+    if (!cur || cur.ip !== ip) {
+      this.set("vteps", k, { vn: v.id, nve: who, ip });
+      // The NVE's bindings in this VN carry its underlay address: follow a change.
+      for (const mac of this.bindsOf.get(v.id) ?? []) {
+        const b = this.binds.get(bindKey(v.id, mac))!;
+        if (b.nve === who && b.ip !== ip) this.set("binds", bindKey(v.id, mac), { ...b, ip });
+      }
+      this.logs.push(`ima: ${who} (${ip}) joined the flood list of VN ${v.id}`);
+    }
+    return this.result(v);
+  }
+
+  private leave(who: string, ref: VnRef): Record<string, unknown> {
+    const v = this.resolve(ref);
+    const k = vtepKey(v.id, who);
+    if (this.vteps.has(k)) {
+      this.set("vteps", k, null);
+      // Containment (seed §3.1): an NVE that no longer serves the VN has no bindings in it.
+      let n = 0;
+      for (const mac of this.bindsOf.get(v.id) ?? []) {
+        const b = this.binds.get(bindKey(v.id, mac))!;
+        if (b.nve === who && !b.withdrawn) {
+          this.set("binds", bindKey(v.id, mac), { ...b, withdrawn: true, frozen: undefined });
+          n++;
+        }
+      }
+      this.logs.push(`ima: ${who} left the flood list of VN ${v.id}; ${n} of its bindings withdrawn`);
+    }
+    return {};
+  }
+
+  // ------------------------------------------------------------ bindings (RFC 7432 §15)
+
+  private announce(who: string, ref: VnRef, macText: string, ipsText: string[], seq: number | undefined): Record<string, unknown> {
+    const v = this.resolve(ref);
+    const vtep = this.vteps.get(vtepKey(v.id, who));
+    if (!vtep) throw new ProtocolError("not-connected", `${who} has not joined VN ${v.id} (vtep.join first, PROTOCOL.md §6)`, "vn");
+    const mac = normMac(macText);
+    const ips = [...new Set(ipsText.map(normIp))].sort();
+    const k = bindKey(v.id, mac);
+    const cur = this.binds.get(k);
+    const now = this.now();
+    const mine = { nve: who, ip: vtep.ip };
+    let next: StoredBind;
+    if (!cur) {
+      next = { vn: v.id, mac, ...mine, ips, seq: seq ?? 0, moves: [] };
+    } else if (cur.nve === who) {
+      // The holder again (an IP update, a repeat, or a return after its own withdraw).
+      next = { ...cur, ...mine, ips, seq: Math.max(cur.seq, seq ?? cur.seq), withdrawn: undefined };
+    } else {
+      const want = seq ?? Math.min(cur.seq + 1, MAX_SEQ);
+      if (!cur.withdrawn) {
+        if (cur.frozen)
+          throw new ProtocolError("address-conflict", `MAC ${mac} in VN ${v.id} is frozen at ${cur.nve} as a duplicate (moved more than ${this.settings.dupMoves} times in ${this.settings.dupWindowMs / 1000} s, RFC 7432 §15); moves are refused until ${cur.nve} withdraws it`, "mac");
+        if (!beats({ seq: want, ip: vtep.ip }, cur))
+          throw new ProtocolError("address-conflict", want < cur.seq
+            ? `MAC ${mac} in VN ${v.id} is at ${cur.nve} with sequence ${cur.seq}, higher than ${want} (RFC 7432 §15)`
+            : `MAC ${mac} in VN ${v.id} is at ${cur.nve} with the same sequence ${want} and a lower underlay IP ${cur.ip} (RFC 7432 §15)`, "seq");
+      }
+      // A move. RFC 7432 §15: N moves within M seconds mark the MAC a duplicate.
+      const recent = cur.moves.filter((t) => now - t < this.settings.dupWindowMs);
+      if (recent.length + 1 > this.settings.dupMoves && !cur.withdrawn) {
+        // The freeze is the IMA's own decision and outlives the refused request:
+        // it is logged in the batch's undo (store failure), not the request's.
+        const reqUndo = this.undoLog;
+        this.undoLog = this.batchUndo;
+        this.set("binds", k, { ...cur, moves: recent, frozen: true });
+        this.undoLog = reqUndo;
+        this.logs.push(`ALERT ima: duplicate MAC ${mac} in VN ${v.id}: move ${recent.length + 1} in ${this.settings.dupWindowMs / 1000} s (${cur.nve} → ${who}); frozen at ${cur.nve} (RFC 7432 §15)`);
+        throw new ProtocolError("address-conflict", `MAC ${mac} in VN ${v.id} moved more than ${this.settings.dupMoves} times in ${this.settings.dupWindowMs / 1000} s: flagged duplicate and frozen at ${cur.nve} (RFC 7432 §15); this move is refused`, "mac");
+      }
+      next = { vn: v.id, mac, ...mine, ips, seq: cur.withdrawn ? Math.max(want, cur.seq + 1) : want, moves: [...recent, now] };
+      if (next.seq > MAX_SEQ) next.seq = MAX_SEQ;
+      this.logs.push(`ima: MAC ${mac} in VN ${v.id} moved ${cur.nve} → ${who} (seq ${cur.seq} → ${next.seq})`);
+    }
+    if (next.frozen === undefined) delete next.frozen;
+    if (next.withdrawn === undefined) delete next.withdrawn;
+    if (!cur || JSON.stringify(cur) !== JSON.stringify(next)) this.set("binds", k, next);
+    return { vn: { id: v.id }, mac, seq: next.seq };
+  }
+
+  private withdraw(who: string, ref: VnRef, macText: string): Record<string, unknown> {
+    const v = this.resolve(ref);
+    const mac = normMac(macText);
+    const k = bindKey(v.id, mac);
+    const cur = this.binds.get(k);
+    // Only the holder withdraws; a withdraw by an NVE the MAC moved away from changes nothing.
+    if (cur && !cur.withdrawn && cur.nve === who) {
+      const next: StoredBind = { ...cur, withdrawn: true };
+      delete next.frozen;
+      this.set("binds", k, next);
+    }
+    return {};
+  }
+}
+
+function checkVni(profile: VnProfile, vni: number): void {
+  if (profile.encap === "nvgre" && (vni <= 0xfff || vni === 0xffffff))
+    throw new ProtocolError("bad-request", `VSID ${vni} is reserved for NVGRE (RFC 7637 §3.2: 0-0xFFF and 0xFFFFFF)`, "vni");
+}

@@ -1,0 +1,189 @@
+// The IMA over MQTT (PROTOCOL.md §6): reads requests on nvo3/v1/ima/req/+,
+// answers on nvo3/v1/ima/rsp/{who}, and keeps the retained tree
+// nvo3/v1/ima/{vn,vtep,bind}/… equal to its state. All state logic is in
+// core.ts. Nothing here assumes one broker process: the IMA only publishes,
+// subscribes and relies on retained messages and QoS 1, which a cluster of
+// brokers provides as well.
+//
+// The MQTT session is persistent (clean: false, a fixed client id): requests
+// sent while the IMA restarts wait at the broker and are answered when it is
+// back. When the broker comes back without our session (it restarted and may
+// have lost its retained messages) the whole tree is published again.
+import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
+import { readFileSync } from "node:fs";
+import { encode, publishOptions } from "../protocol/codec.js";
+import { imaTopics, parseImaTopic } from "../protocol/ima.js";
+import type { BrokerConnection } from "../control/service.js";
+import { ImaCore, DEFAULT_IMA_SETTINGS, type ImaSettings, type Publish, type VnSeed } from "./core.js";
+import { openImaDb, type ImaDb } from "./db.js";
+
+export interface ImaServiceOptions {
+  settings?: Partial<ImaSettings>;
+  broker: BrokerConnection;
+  /** a directory (LMDB) or an open ImaDb */
+  store: string | ImaDb;
+  /** seeded into the catalog when the store is new (the configuration's `vns`) */
+  seed?: VnSeed[];
+  now?: () => number;
+  log?: (line: string) => void;
+  /** most requests handled in one store transaction */
+  maxBatch?: number;
+}
+
+export interface ImaStats { batches: number; requests: number; published: number }
+
+export function imaMqttOptions(b: BrokerConnection, clientId: string, clean: boolean): IClientOptions {
+  const o: IClientOptions = {
+    clientId, protocolVersion: b.protocolVersion ?? 4, clean, reconnectPeriod: b.reconnectPeriodMs ?? 1000,
+    connectTimeout: 10_000, keepalive: 30,
+  };
+  if (b.protocolVersion === 5 && !clean) o.properties = { sessionExpiryInterval: 0xffffffff };
+  if (b.username !== undefined) o.username = b.username;
+  if (b.password !== undefined) o.password = b.password;
+  if (b.tls) {
+    o.ca = readFileSync(b.tls.ca);
+    o.cert = readFileSync(b.tls.cert);
+    o.key = readFileSync(b.tls.key);
+    o.rejectUnauthorized = true;
+  }
+  return o;
+}
+
+interface Pending { who: string; payload: Buffer; corr?: Buffer }
+
+export class ImaService {
+  readonly stats: ImaStats = { batches: 0, requests: 0, published: 0 };
+  private queue: Pending[] = [];
+  private pumping: Promise<void> | undefined;
+  private ready = false;
+  private closed = false;
+
+  private constructor(readonly core: ImaCore, private readonly db: ImaDb, private readonly ownDb: boolean, readonly client: MqttClient,
+    private readonly pv: number, private readonly log: (l: string) => void, private readonly maxBatch: number) {}
+
+  static async start(o: ImaServiceOptions): Promise<ImaService> {
+    const log = o.log ?? (() => {});
+    const settings: ImaSettings = { ...DEFAULT_IMA_SETTINGS, ...o.settings };
+    const db = typeof o.store === "string" ? openImaDb(o.store) : o.store;
+    const ownDb = typeof o.store === "string";
+    try {
+      const core = new ImaCore(settings, o.now ?? Date.now, log);
+      core.load(db);
+      if (db.isNew && o.seed?.length) {
+        const r = core.seed(o.seed);
+        await db.write(r.writes);
+        log(`ima: new store, ${o.seed.length} VNs seeded from the configuration`);
+      }
+      const pv = o.broker.protocolVersion ?? 4;
+      const client = await mqtt.connectAsync(o.broker.url, imaMqttOptions({ username: settings.ima, ...o.broker }, `nvedge-ima-${settings.ima}`, false));
+      const svc = new ImaService(core, db, ownDb, client, pv, log, o.maxBatch ?? 512);
+      client.on("message", (topic, payload, packet) => svc.onMessage(topic, payload, packet.properties?.correlationData));
+      client.on("error", (e) => log(`ima: mqtt: ${e.message}`));
+      client.on("offline", () => log("ima: mqtt: broker connection lost, reconnecting"));
+      client.on("connect", (connack) => {
+        if (connack.sessionPresent) return log("ima: mqtt: reconnected");
+        // The broker lost our session, so it may have lost the retained tree too.
+        log("ima: mqtt: reconnected without our session: publishing the whole tree again");
+        void svc.resubscribe().then(() => svc.enqueuePublish(core.allPublishes()));
+      });
+      await svc.resubscribe();
+      // A restart publishes only what differs from what the broker acknowledged (issue 6).
+      const pending = core.pendingPublishes();
+      await svc.publish(pending);
+      log(`ima: ${settings.ima} serving PROTOCOL.md §6 at ${o.broker.url}: ${core.vns.size} VNs, ${core.vteps.size} flood-list entries, ${core.binds.size} bindings; ${pending.length} retained messages published at start`);
+      svc.ready = true;
+      svc.kick();
+      return svc;
+    } catch (e) {
+      if (ownDb) await db.close().catch(() => {});
+      throw e;
+    }
+  }
+
+  private async resubscribe(): Promise<void> {
+    const granted = await this.client.subscribeAsync(imaTopics.reqAll, { qos: 1 });
+    for (const g of granted) if (g.qos === 128) throw new Error(`the broker refused the subscription ${g.topic} for the IMA (check its ACL: is this identity listed in imas?)`);
+  }
+
+  private onMessage(topic: string, payload: Buffer, corr?: Buffer): void {
+    const t = parseImaTopic(topic);
+    if (!t || t.kind !== "req" || this.closed) return;
+    this.queue.push({ who: t.who, payload, corr });
+    this.kick();
+  }
+
+  private kick(): void {
+    if (!this.ready || this.pumping || this.closed) return;
+    this.pumping = this.pump().finally(() => {
+      this.pumping = undefined;
+      if (this.queue.length) this.kick();
+    });
+  }
+
+  private republish: Publish[] = [];
+  private enqueuePublish(ps: Publish[]): void {
+    this.republish.push(...ps);
+    this.kick();
+  }
+
+  private async pump(): Promise<void> {
+    while (!this.closed && (this.queue.length || this.republish.length)) {
+      if (this.republish.length) {
+        const ps = this.republish.splice(0);
+        await this.publish(ps).catch((e) => this.log(`ima: republish: ${(e as Error).message}`));
+        continue;
+      }
+      const batch = this.queue.splice(0, this.maxBatch);
+      await this.runBatch(batch);
+    }
+  }
+
+  /** One batch: state → store (durable) → retained publishes (acknowledged) → responses (§2). */
+  private async runBatch(batch: Pending[]): Promise<void> {
+    this.stats.batches++;
+    this.stats.requests += batch.length;
+    const r = this.core.run(batch);
+    let responses = r.responses.map((x) => x.rsp);
+    try {
+      await this.db.write(r.writes);
+    } catch (e) {
+      r.undo();
+      this.log(`ima: store write failed, ${batch.length} requests refused: ${(e as Error).message}`);
+      responses = responses.map((rsp) => (rsp.ok ? { id: rsp.id, ok: false, error: { code: "internal", message: `the IMA could not store the change: ${(e as Error).message}` } } : rsp));
+      r.publishes.length = 0;
+    }
+    await this.publish(r.publishes).catch((e) => this.log(`ima: publish: ${(e as Error).message}`));
+    batch.forEach((p, i) => {
+      this.client.publish(imaTopics.rsp(p.who), encode(responses[i]), publishOptions(this.pv, false, p.corr), (e) => {
+        if (e && !this.closed) this.log(`ima: response to ${p.who}: ${e.message}`);
+      });
+    });
+  }
+
+  /** Publishes retained messages, waits for every PUBACK, then records them as published. */
+  private async publish(ps: Publish[]): Promise<void> {
+    if (ps.length === 0) return;
+    await Promise.all(ps.map((p) => this.client.publishAsync(p.topic, p.payload, publishOptions(this.pv, true))));
+    this.stats.published += ps.length;
+    await this.db.write(this.core.published_(ps));
+  }
+
+  /** Waits for the batch in progress, then disconnects and closes the store. */
+  async stop(): Promise<void> {
+    this.ready = false;
+    await this.pumping;
+    this.closed = true;
+    await this.client.endAsync();
+    if (this.ownDb) await this.db.close();
+  }
+
+  /** For tests: drop the connection as a crash would (no DISCONNECT), keep the session at the broker. */
+  async kill(): Promise<void> {
+    this.closed = true;
+    this.ready = false;
+    (this.client as unknown as { stream?: { destroy(): void } }).stream?.destroy();
+    await this.client.endAsync(true);
+    await this.pumping?.catch(() => {});
+    if (this.ownDb) await this.db.close();
+  }
+}

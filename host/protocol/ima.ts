@@ -1,0 +1,152 @@
+// NVE ↔ IMA messages (PROTOCOL.md §6): topics, request schemas and decoding,
+// and the retained record shapes. Requests and responses follow §2 (same id
+// rules, same error body, same codes: host/protocol/errors.ts); the schemas
+// share the formats (mac, ip, vn reference, profile) of host/protocol/schemas.ts.
+import { isIP } from "node:net";
+import { ProtocolError } from "./errors.js";
+import { ajv, describeAjvError, vnRefSchema } from "./schemas.js";
+import { profileSchema, UUID } from "../config/schema.js";
+import { ROOT, IDENT } from "./topics.js";
+import type { VnRef } from "./types.js";
+import type { VnProfile } from "../dataplane/ops.js";
+
+export const IMA_ROOT = `${ROOT}ima/`;
+
+export const imaTopics = {
+  /** requests of NVE / operator {who} */
+  req: (who: string) => `${IMA_ROOT}req/${who}`,
+  reqAll: `${IMA_ROOT}req/+`,
+  rsp: (who: string) => `${IMA_ROOT}rsp/${who}`,
+  vn: (id: number) => `${IMA_ROOT}vn/${id}`,
+  vnAll: `${IMA_ROOT}vn/+`,
+  vtep: (id: number, nve: string) => `${IMA_ROOT}vtep/${id}/${nve}`,
+  vtepVn: (id: number) => `${IMA_ROOT}vtep/${id}/+`,
+  bind: (id: number, mac: string) => `${IMA_ROOT}bind/${id}/${mac}`,
+  bindVn: (id: number) => `${IMA_ROOT}bind/${id}/+`,
+};
+
+export type ImaTopic =
+  | { kind: "req" | "rsp"; who: string }
+  | { kind: "vn"; vn: number }
+  | { kind: "vtep"; vn: number; nve: string }
+  | { kind: "bind"; vn: number; mac: string };
+
+const MAC_LEVEL = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
+
+/** Splits a topic of the nvo3/v1/ima/ tree, or null when it is not one of §6's. */
+export function parseImaTopic(topic: string): ImaTopic | null {
+  if (!topic.startsWith(IMA_ROOT)) return null;
+  const p = topic.slice(IMA_ROOT.length).split("/");
+  const vnOf = (s: string) => (/^[1-9][0-9]{0,7}$/.test(s) && Number(s) <= 16777215 ? Number(s) : undefined);
+  if ((p[0] === "req" || p[0] === "rsp") && p.length === 2 && IDENT.test(p[1])) return { kind: p[0], who: p[1] };
+  const vn = vnOf(p[1] ?? "");
+  if (vn === undefined) return null;
+  if (p[0] === "vn" && p.length === 2) return { kind: "vn", vn };
+  if (p[0] === "vtep" && p.length === 3 && IDENT.test(p[2])) return { kind: "vtep", vn, nve: p[2] };
+  if (p[0] === "bind" && p.length === 3 && MAC_LEVEL.test(p[2])) return { kind: "bind", vn, mac: p[2] };
+  return null;
+}
+
+/** The retained VN record, `nvo3/v1/ima/vn/{id}`. */
+export interface VnRecord { id: number; name: string; alias?: string; vni: number; profile: VnProfile }
+/** The retained flood-list entry, `nvo3/v1/ima/vtep/{id}/{nve}`. */
+export interface VtepRecord { ip: string }
+/**
+ * The retained binding, `nvo3/v1/ima/bind/{id}/{mac}`: the NVE that has the MAC,
+ * its underlay IP, the MAC's IPs and its mobility sequence number (RFC 7432 §15).
+ * `duplicate` (an addition to §6's fields) is set while the MAC is frozen.
+ */
+export interface BindRecord { nve: string; ip: string; ips: string[]; seq: number; duplicate?: boolean }
+
+export const IMA_NVE_OPS = ["vn.resolve", "vtep.join", "vtep.leave", "bind.announce", "bind.withdraw"] as const;
+export const IMA_OPERATOR_OPS = ["vn.create", "vn.delete", "vn.set-profile", "vn.list"] as const;
+export const IMA_OPS = [...IMA_NVE_OPS, ...IMA_OPERATOR_OPS] as const;
+export type ImaOpName = (typeof IMA_OPS)[number];
+
+export type ImaRequest =
+  | { id: string; op: "vn.resolve"; vn: VnRef }
+  | { id: string; op: "vtep.join"; vn: VnRef; ip: string }
+  | { id: string; op: "vtep.leave"; vn: VnRef; ip?: string }
+  | { id: string; op: "bind.announce"; vn: VnRef; mac: string; ips?: string[]; seq?: number }
+  | { id: string; op: "bind.withdraw"; vn: VnRef; mac: string }
+  | { id: string; op: "vn.create"; vn?: { id?: number; name?: string; alias?: string }; alias?: string; name?: string; vni?: number; profile?: VnProfile }
+  | { id: string; op: "vn.delete"; vn: VnRef }
+  | { id: string; op: "vn.set-profile"; vn: VnRef; profile: VnProfile }
+  | { id: string; op: "vn.list" };
+
+const reqId = { type: "string", minLength: 1, maxLength: 64 };
+const vnId = { type: "integer", minimum: 1, maximum: 16777215 };
+const mac = { type: "string", format: "mac" };
+/** An underlay address: a plain IPv4/IPv6 address, no prefix. */
+const hostIp = { type: "string", format: "host-ip" };
+const seq = { type: "integer", minimum: 0, maximum: 4294967295 }; // RFC 7432 §7.7: 32-bit sequence number
+const base = { id: reqId, op: { type: "string" } };
+function req(required: string[], properties: Record<string, unknown>) {
+  return { type: "object", additionalProperties: false, required: ["id", "op", ...required], properties: { ...base, ...properties } };
+}
+
+ajv.addFormat("host-ip", { type: "string", validate: (s: string) => isIP(s) !== 0 && !s.includes("%") });
+
+/**
+ * PROTOCOL.md §6 gives vn.create the fields alias, id, vni, name and profile;
+ * a top-level `id` is already the request id (§2), so the VN's id travels in
+ * `vn` — `{"op":"vn.create","vn":{"id":100,"alias":"blue"},"vni":5000}` — and
+ * `alias`/`name` are accepted either there or at the top level.
+ */
+export const imaRequestSchemas: Record<ImaOpName, object> = {
+  "vn.resolve": req(["vn"], { vn: vnRefSchema }),
+  "vtep.join": req(["vn", "ip"], { vn: vnRefSchema, ip: hostIp }),
+  "vtep.leave": req(["vn"], { vn: vnRefSchema, ip: hostIp }),
+  "bind.announce": req(["vn", "mac"], { vn: vnRefSchema, mac, ips: { type: "array", maxItems: 4096, items: { type: "string", format: "ip" } }, seq }),
+  "bind.withdraw": req(["vn", "mac"], { vn: vnRefSchema, mac }),
+  "vn.create": req([], {
+    vn: { type: "object", additionalProperties: false, minProperties: 1, properties: {
+      id: vnId, name: { type: "string", pattern: UUID }, alias: { type: "string", minLength: 1, maxLength: 64 } } },
+    alias: { type: "string", minLength: 1, maxLength: 64 }, name: { type: "string", pattern: UUID },
+    vni: vnId, profile: profileSchema,
+  }),
+  "vn.delete": req(["vn"], { vn: vnRefSchema }),
+  "vn.set-profile": req(["vn", "profile"], { vn: vnRefSchema, profile: profileSchema }),
+  "vn.list": req([], {}),
+};
+
+const validators = Object.fromEntries(IMA_OPS.map((op) => [op, ajv.compile(imaRequestSchemas[op])])) as Record<ImaOpName, ReturnType<typeof ajv.compile>>;
+const OP_SET = new Set<string>(IMA_OPS);
+
+export type ImaDecoded = { ok: true; req: Record<string, any> & { id: string; op: ImaOpName } } | { ok: false; id: string | null; error: ProtocolError };
+
+function sniffId(buf: Uint8Array): string | null {
+  const head = Buffer.from(buf.subarray(0, 256)).toString("utf8");
+  const m = /^\s*\{\s*"id"\s*:\s*"([^"\\]{1,64})"/.exec(head);
+  return m ? m[1] : null;
+}
+
+/** Decodes one IMA request (§2 rules): never throws. */
+export function decodeImaRequest(payload: Uint8Array, maxPayload: number): ImaDecoded {
+  if (payload.length > maxPayload)
+    return { ok: false, id: sniffId(payload), error: new ProtocolError("too-large", `payload of ${payload.length} bytes exceeds the maximum of ${maxPayload}`) };
+  let msg: unknown;
+  try {
+    msg = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(payload));
+  } catch (e) {
+    return { ok: false, id: sniffId(payload), error: new ProtocolError("bad-request", `not valid UTF-8 JSON: ${(e as Error).message}`) };
+  }
+  if (typeof msg !== "object" || msg === null || Array.isArray(msg))
+    return { ok: false, id: null, error: new ProtocolError("bad-request", "a request must be a JSON object") };
+  const o = msg as Record<string, unknown>;
+  const id = typeof o.id === "string" && o.id.length >= 1 && o.id.length <= 64 ? o.id : null;
+  if (id === null) return { ok: false, id: null, error: new ProtocolError("bad-request", '"id" must be a string of 1 to 64 characters', "id") };
+  if (typeof o.op !== "string") return { ok: false, id, error: new ProtocolError("bad-request", '"op" must be a string', "op") };
+  if (!OP_SET.has(o.op)) return { ok: false, id, error: new ProtocolError("unknown-op", `unknown op "${o.op.slice(0, 64)}" (the IMA serves ${IMA_OPS.join(", ")})`, "op") };
+  const v = validators[o.op as ImaOpName];
+  // Profiles are validated on a copy by the IMA (defaults filled there), so the
+  // schema check here must not mutate; ajv is compiled without useDefaults.
+  if (!v(o)) {
+    const errs = v.errors!;
+    const e = errs.find((x) => x.keyword === "oneOf") ?? errs[0];
+    const d = describeAjvError(e);
+    if (e.keyword === "format" && (e.params as { format: string }).format === "host-ip") d.message = "not an IPv4 or IPv6 address";
+    return { ok: false, id, error: new ProtocolError("bad-request", `${d.field || "request"}: ${d.message}`, d.field || undefined) };
+  }
+  return { ok: true, req: o as ImaDecoded extends { ok: true; req: infer R } ? R : never };
+}
