@@ -257,6 +257,36 @@ if (!isRoot()) {
     }
   });
 
+  test("frames with a checksum left to offload are counted (csumNotReady) until offload is off", () => {
+    const ns = tmpNetns();
+    let h = -1;
+    try {
+      const [a, b] = ns.veth();
+      ns.run("ip", ["addr", "add", "10.9.0.1/24", "dev", a]);
+      ns.run("ip", ["neigh", "add", "10.9.0.2", "lladdr", "02:00:00:00:00:02", "dev", a]);
+      h = addon.open(b, { netns: ns.path, blockSize: 1 << 16, blockCount: 2 });
+      const mem = new WebAssembly.Memory({ initial: 64 });
+      const udpOut = () => ns.run("python3", ["-c", "import socket;socket.socket(socket.AF_INET,socket.SOCK_DGRAM).sendto(b'x'*18,('10.9.0.2',9))"]);
+      const recvOne = () => {
+        let n = 0;
+        const deadline = Date.now() + 3000;
+        while (n < 1 && Date.now() < deadline) n += addon.recv(h, mem.buffer, L.slotBase, L.slotSize, L.headroom, L.inDescBase, 0, 8, 0, 100);
+        return n;
+      };
+      udpOut();
+      assert.is(recvOne(), 1);
+      assert.is(addon.stats(h).csumNotReady, 1);
+      ns.run("ethtool", ["-K", a, "tx", "off"]);
+      udpOut();
+      assert.is(recvOne(), 1);
+      assert.is(addon.stats(h).csumNotReady, 1);
+      assert.is(addon.stats(h).rxFrames, 2);
+    } finally {
+      if (h >= 0) addon.close(h);
+      ns.remove();
+    }
+  });
+
   test("poll returns early when woken through the eventfd", () => {
     const ns = tmpNetns();
     let h = -1;

@@ -22,6 +22,8 @@ export interface SocketStats {
   rxFrames: number; rxBytes: number; txFrames: number; txBytes: number; txErrors: number;
   /** Frames longer than a slot (or truncated by the ring): dropped before the data plane. */
   oversize: number;
+  /** Frames whose L4 checksum the sender left to offload (TP_STATUS_CSUMNOTREADY): forwarded, but the far end will drop them. */
+  csumNotReady: number;
   /** PACKET_STATISTICS: frames the kernel dropped because the ring was full. */
   kernelDrops: number;
   kernelFreezes: number;

@@ -12,7 +12,7 @@
 //   send(handles[], mem, outDescBase, hdrBase, hdrSlot, count) -> sent
 //   poll(handles[], timeoutMs, wakeFd) -> number of ready descriptors (0 on timeout)
 //   eventfd() -> fd; wake(fd)           so another thread can cut a poll() short
-//   stats(handle) -> { rxFrames, rxBytes, txFrames, txBytes, txErrors, oversize, kernelDrops, kernelFreezes }
+//   stats(handle) -> { rxFrames, rxBytes, txFrames, txBytes, txErrors, oversize, csumNotReady, kernelDrops, kernelFreezes }
 //   close(handle)
 #include <node_api.h>
 #include <errno.h>
@@ -46,7 +46,7 @@ struct sock {
   unsigned block;                      // block being read
   unsigned left;                       // packets still to read in it (0: not started)
   struct tpacket3_hdr *next;           // next packet in it
-  uint64_t rxFrames, rxBytes, txFrames, txBytes, txErrors, oversize, kernelDrops, kernelFreezes;
+  uint64_t rxFrames, rxBytes, txFrames, txBytes, txErrors, oversize, csumNotReady, kernelDrops, kernelFreezes;
 };
 
 static struct sock *handles[MAX_HANDLES];
@@ -367,6 +367,10 @@ static napi_value Recv(napi_env env, napi_callback_info info) {
       putU16(desc + 2, total);
       putU16(desc + 4, port);
       putU16(desc + 6, 0);
+      // A frame from a local stack with checksum offload still carries a
+      // partial L4 checksum; forwarded as is, the far end drops it. Counted so
+      // it shows: turn offloads off on such sources (ethtool -K DEV tx off).
+      if (h->tp_status & TP_STATUS_CSUMNOTREADY) s->csumNotReady++;
       s->rxFrames++;
       s->rxBytes += total;
       n++;
@@ -600,6 +604,7 @@ static napi_value Stats(napi_env env, napi_callback_info info) {
   setNum(env, o, "txBytes", (double)s->txBytes);
   setNum(env, o, "txErrors", (double)s->txErrors);
   setNum(env, o, "oversize", (double)s->oversize);
+  setNum(env, o, "csumNotReady", (double)s->csumNotReady);
   setNum(env, o, "kernelDrops", (double)s->kernelDrops);
   setNum(env, o, "kernelFreezes", (double)s->kernelFreezes);
   return o;
