@@ -385,6 +385,21 @@ test("embedded TLS (Req-11): a certificate from our CA is required, its CN is th
   }
 });
 
+test("embedded TLS: an NVE can serve its broker and connect to it with one certificate (CN = its name)", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "nvl-pki-"));
+  const clean = new Cleanup();
+  try {
+    const pki = makePki(dir, ["nve-a"]);
+    const own = pki.certFor("nve-a");
+    const b = clean.add(await embedded({ tls: { cert: own.cert, key: own.key, ca: pki.caFile } }));
+    const nve = clean.add(await connectClient(b.url, { ca: readFileSync(pki.caFile), cert: readFileSync(own.cert), key: readFileSync(own.key) }));
+    assert.equal(await subscribe(nve, ["nvo3/v1/nve/nve-a/#", "nvo3/v1/nve/nve-b/#"]), [1, 128]);
+  } finally {
+    await clean.run();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test("embedded TLS + password file: both the certificate and the password must match", async () => {
   const dir = mkdtempSync(join(tmpdir(), "nvl-pki-"));
   const clean = new Cleanup();

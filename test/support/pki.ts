@@ -1,8 +1,9 @@
 // A throw-away PKI for tests (issue 3: "Tests generate their own CA and
 // certificates"), made with the openssl CLI: a CA, a server certificate for
 // 127.0.0.1/localhost and one client certificate per identity with
-// CN=identity (the identity of INTERFACES.md `auth.tls`). EC P-256 keys keep
-// generation fast.
+// CN=identity (the identity of INTERFACES.md `auth.tls`). Every leaf
+// certificate is valid for both TLS ends on 127.0.0.1/localhost. EC P-256
+// keys keep generation fast.
 import { execFileSync } from "node:child_process";
 import { mkdirSync, writeFileSync, existsSync } from "node:fs";
 import { join } from "node:path";
@@ -44,7 +45,7 @@ export function makePki(dir: string, identities: string[], caName = "nvedge test
     "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"], dir);
   keyAndCsr(dir, "server", "localhost");
   sign(dir, "server", "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n" +
-    "extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n");
+    "extendedKeyUsage=serverAuth,clientAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n");
   const certFor = (id: string) => {
     // file names are derived from the identity, which is restricted to
     // [A-Za-z0-9._-] by PROTOCOL.md §1; anything else is refused here
@@ -52,7 +53,10 @@ export function makePki(dir: string, identities: string[], caName = "nvedge test
     const name = `client-${id}`;
     if (!existsSync(join(dir, `${name}.crt`))) {
       keyAndCsr(dir, name, id);
-      sign(dir, name, "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n");
+      // also usable as the broker's own certificate (serverAuth, 127.0.0.1/localhost):
+      // an NVE with auth.tls serves its embedded broker and connects to it with one certificate
+      sign(dir, name, "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n" +
+        "extendedKeyUsage=clientAuth,serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n");
     }
     return { cert: join(dir, `${name}.crt`), key: join(dir, `${name}.key`) };
   };
