@@ -109,10 +109,10 @@ const PROBES = ["#", "nvo3/v1/#", "nvo3/v1/hv/+/rsp", "nvo3/v1/nve/+/req/+", "nv
 
 interface Broker { name: string; url: string; protocolVersion: 4 | 5; embedded: boolean; log: () => string; close(): Promise<void> }
 
-async function embedded(o: Partial<BrokerOptions> = {}): Promise<Broker & { lines: string[] }> {
+async function embedded(o: Partial<BrokerOptions> = {}): Promise<Broker & { lines: string[]; reload(): void }> {
   const lines: string[] = [];
   const b = await startEmbeddedBroker({ port: 0, ...ROLES, log: (l) => lines.push(l), ...o } as BrokerOptions);
-  return { name: "embedded", url: b.url, protocolVersion: 4, embedded: true, lines, log: () => lines.join("\n"), close: () => b.close() };
+  return { name: "embedded", url: b.url, protocolVersion: 4, embedded: true, lines, log: () => lines.join("\n"), close: () => b.close(), reload: () => b.reload() };
 }
 
 async function mosquitto(v: 4 | 5, o: { tls?: boolean; maxPayload?: number } = {}): Promise<Broker & { m: RunningMosquitto }> {
@@ -338,6 +338,27 @@ test("embedded: an older $6$ (SHA-512) password file from mosquitto_passwd -H sh
   }
 });
 
+test("embedded: reload() re-reads the password file; a broken file is refused and the old one stays", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "nvl-broker-"));
+  const clean = new Cleanup();
+  try {
+    const f = join(dir, "passwd");
+    execFileSync("mosquitto_passwd", ["-c", "-b", f, "hv-1", "one"]);
+    const b = clean.add(await embedded({ passwordFile: f }));
+    const refused = (u: string, p: string) => connectClient(b.url, { username: u, password: p }).then((c) => { c.end(true); return false; }, () => true);
+    execFileSync("mosquitto_passwd", ["-b", f, "hv-2", "two"]);
+    assert.ok(await refused("hv-2", "two"), "not before reload");
+    b.reload();
+    assert.not.ok(await refused("hv-2", "two"), "after reload");
+    writeFileSync(f, "hv-1:plaintext\n");
+    assert.throws(() => b.reload(), /auth\.passwordFile: .*passwd:1: user hv-1: unsupported hash/);
+    assert.not.ok(await refused("hv-1", "one"), "the previous file still applies");
+  } finally {
+    await clean.run();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 // ---- TLS with client certificates (Req-11) -----------------------------------
 
 test("embedded TLS (Req-11): a certificate from our CA is required, its CN is the identity", async () => {
@@ -532,8 +553,7 @@ test("embedded: loopback only without auth, clear errors for bad options, port 0
   await refuse({ tls: { cert: "/nonexistent/nvl.crt", key: "/nonexistent/nvl.key", ca: "/nonexistent/ca.crt" } }, /auth\.tls\.cert: cannot read \/nonexistent\/nvl\.crt \(ENOENT\)/);
   await refuse({ maxPayload: 0 }, /maxPayload 0/);
   await refuse({ port: 70000 }, /port 70000/);
-  const e = await startEmbeddedBroker({ port: 0, passwordFile: "/nonexistent/nvl-passwd" }).then(() => null, (err: Error) => err);
-  assert.match(String(e?.message), /\/nonexistent\/nvl-passwd: cannot read the password file/);
+  await refuse({ passwordFile: "/nonexistent/nvl-passwd" }, /^auth\.passwordFile: \/nonexistent\/nvl-passwd: cannot read the password file \(ENOENT\)/);
   // a taken port is a clear error, not a crash
   const blocker = createServer();
   await new Promise<void>((r) => blocker.listen(0, "127.0.0.1", () => r()));

@@ -28,7 +28,13 @@ export interface BrokerOptions {
   log?: (line: string) => void;
 }
 
-export interface EmbeddedBroker { url: string; port: number; close(): Promise<void> }
+export interface EmbeddedBroker {
+  url: string;
+  port: number;
+  /** Re-reads the password file (as Mosquitto does on SIGHUP); on an error the old one stays and the error is thrown. */
+  reload(): void;
+  close(): Promise<void>;
+}
 
 export class BrokerConfigError extends Error {}
 
@@ -103,7 +109,14 @@ export async function startEmbeddedBroker(o: BrokerOptions): Promise<EmbeddedBro
   if (!o.passwordFile && !o.tls && !isLoopbackHost(host)) {
     throw new BrokerConfigError(`broker: refusing to listen on ${host} without authentication; without auth.passwordFile or auth.tls the embedded broker listens on loopback only (INTERFACES.md auth)`);
   }
-  const users: Map<string, PasswordEntry> | undefined = o.passwordFile ? loadPasswordFile(o.passwordFile) : undefined;
+  const readUsers = (path: string) => {
+    try {
+      return loadPasswordFile(path);
+    } catch (e) {
+      throw new BrokerConfigError(`auth.passwordFile: ${(e as Error).message}`);
+    }
+  };
+  let users: Map<string, PasswordEntry> | undefined = o.passwordFile ? readUsers(o.passwordFile) : undefined;
   const tlsFiles = o.tls ? { cert: readPem(o.tls.cert, "cert"), key: readPem(o.tls.key, "key"), ca: readPem(o.tls.ca, "ca") } : undefined;
   const method = tlsFiles ? (users ? "tls+password" : "tls") : users ? "password" : "username";
   const limit = brokerPacketLimit(maxPayload);
@@ -163,7 +176,7 @@ export async function startEmbeddedBroker(o: BrokerOptions): Promise<EmbeddedBro
     const g = client ? grants.get(client) : undefined;
     if (!g) return cb(new Error("publish without an authenticated identity"));
     if (canPublish(g, packet.topic)) return cb(null);
-    log(`acl: ${g.identity} may not publish to ${packet.topic}; dropped`);
+    log(`acl: ${g.identity} may not publish to ${JSON.stringify(packet.topic)}; dropped`);
     // [MQTT-3.3.5-2] a server that refuses a PUBLISH either acknowledges it as
     // usual or closes the connection. Closing would make MQTT.js resend the
     // stored QoS 1 message after every reconnect, forever; so, as Mosquitto
@@ -178,7 +191,7 @@ export async function startEmbeddedBroker(o: BrokerOptions): Promise<EmbeddedBro
   broker.authorizeSubscribe = (client: any, sub: any, cb: any) => {
     const g = client ? grants.get(client) : undefined;
     if (g && canSubscribe(g, sub.topic)) return cb(null, sub);
-    log(`acl: ${g?.identity ?? "?"} may not subscribe to ${sub.topic}; SUBACK 0x80`);
+    log(`acl: ${g?.identity ?? "?"} may not subscribe to ${JSON.stringify(sub.topic)}; SUBACK 0x80`);
     cb(null, null); // negated: SUBACK return code 0x80 (MQTT 3.1.1 §3.9.3)
   };
 
@@ -242,6 +255,11 @@ export async function startEmbeddedBroker(o: BrokerOptions): Promise<EmbeddedBro
   return {
     url,
     port: realPort,
+    reload() {
+      if (!o.passwordFile) return;
+      users = readUsers(o.passwordFile);
+      log(`broker: reloaded ${o.passwordFile} (${users.size} users)`);
+    },
     close() {
       closing ??= (async () => {
         await new Promise<void>((r) => broker.close(() => r()));
