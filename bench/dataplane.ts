@@ -488,7 +488,7 @@ function memoryFigures(dp: DataPlane) {
 }
 
 export async function runDataplaneBench(opts: BenchOptions = {}): Promise<object[]> {
-  const quick = opts.quick ?? process.argv.includes("--quick");
+  const quick = opts.quick || process.argv.includes("--quick") || process.env.NVEDGE_BENCH_QUICK === "1";
   // rounds alternate wasm and C, so both see the same machine (2 shared cores here)
   const rounds = quick ? 1 : 3;
   const runMs = Number(process.env.NVEDGE_BENCH_MS ?? (quick ? 300 : 500));

@@ -1,0 +1,105 @@
+// `npm run bench`: every bench module that exists, in order, each row one
+// JSON line on stdout as it comes. A module that is missing or fails (e.g.
+// not root) is skipped with {"case": "<name>", "skipped": "<reason>"}.
+//   node dist/bench/run.js [--only NAME] [--quick]
+// NAME is one of the module names below. --quick shortens every run (the
+// modules read it from their options and from NVEDGE_BENCH_QUICK=1).
+import { fileURLToPath } from "node:url";
+
+interface Module { name: string; file: string; fn: string }
+
+const MODULES: Module[] = [
+  { name: "dataplane", file: "./dataplane.js", fn: "runDataplaneBench" },
+  { name: "control", file: "./control.js", fn: "runControlBench" },
+  { name: "io", file: "./io.js", fn: "runIoBench" },
+  { name: "race", file: "./race.js", fn: "runRaceBench" },
+];
+
+export interface RunOptions { only?: string; quick?: boolean }
+
+export function parseArgs(argv: string[]): RunOptions {
+  const o: RunOptions = {};
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === "--quick") o.quick = true;
+    else if (a === "--only") {
+      const v = argv[++i];
+      if (!v) throw new Error("--only needs a module name");
+      o.only = v;
+    } else if (a.startsWith("--only=")) o.only = a.slice(7);
+    else throw new Error(`unknown argument ${JSON.stringify(a)} (usage: bench [--only NAME] [--quick])`);
+  }
+  if (o.only && !MODULES.some((m) => m.name === o.only)) {
+    throw new Error(`--only ${o.only}: no such bench (one of ${MODULES.map((m) => m.name).join(", ")})`);
+  }
+  return o;
+}
+
+const line = (r: object) => process.stdout.write(JSON.stringify(r) + "\n");
+
+/**
+ * Runs one module. Its rows are printed as they come: modules print each row
+ * themselves (so a long module shows progress); a returned row that the
+ * module did not print is printed here, so each row appears exactly once.
+ */
+async function runModule(m: Module, quick: boolean): Promise<object[]> {
+  let mod: Record<string, unknown>;
+  try {
+    mod = await import(m.file);
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    const reason = err.code === "ERR_MODULE_NOT_FOUND" && String(err.message).includes(m.file.slice(2))
+      ? `bench/${m.name}.ts does not exist`
+      : `cannot load bench/${m.name}: ${err.message.split("\n")[0]}`;
+    const r = { case: m.name, skipped: reason };
+    line(r);
+    return [r];
+  }
+  const fn = mod[m.fn];
+  if (typeof fn !== "function") {
+    const r = { case: m.name, skipped: `bench/${m.name} exports no ${m.fn}()` };
+    line(r);
+    return [r];
+  }
+  const printed = new Set<string>();
+  const log = console.log;
+  console.log = (...args: unknown[]) => {
+    if (args.length === 1 && typeof args[0] === "string") printed.add(args[0]);
+    log(...args);
+  };
+  try {
+    const rows = await (fn as (o: { quick: boolean }) => Promise<object[]>)({ quick });
+    console.log = log;
+    for (const r of Array.isArray(rows) ? rows : []) {
+      const s = JSON.stringify(r);
+      if (!printed.has(s)) line(r);
+    }
+    return rows;
+  } catch (e) {
+    console.log = log;
+    const r = { case: m.name, skipped: `failed: ${(e as Error).message.split("\n")[0]}` };
+    line(r);
+    return [r];
+  } finally {
+    console.log = log;
+  }
+}
+
+export async function runAll(o: RunOptions): Promise<object[]> {
+  if (o.quick) process.env.NVEDGE_BENCH_QUICK = "1";
+  const all: object[] = [];
+  for (const m of MODULES) {
+    if (o.only && m.name !== o.only) continue;
+    all.push(...await runModule(m, !!o.quick));
+  }
+  return all;
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  let o: RunOptions;
+  try { o = parseArgs(process.argv.slice(2)); } catch (e) {
+    console.error(`bench: ${(e as Error).message}`);
+    process.exit(2);
+  }
+  runAll(o).then(() => process.exit(0), (e) => { console.error(`bench: ${(e as Error).message}`); process.exit(1); });
+}
