@@ -1,0 +1,422 @@
+// The mapping authority (PROTOCOL.md §6, issue 6) through a real broker: the
+// embedded one with the IMA/operator/NVE roles of its ACL. Every op and rule:
+// catalog ops for operators only, flood lists, announcements only after a join,
+// RFC 7432 §15 mobility (higher seq wins, equal seq → lower underlay IP, the
+// same winner in either order), duplicate detection and freezing, LMDB state
+// across a restart that republishes nothing unchanged, and malformed requests.
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import mqtt, { type MqttClient } from "mqtt";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { startEmbeddedBroker, type EmbeddedBroker } from "../host/broker/embedded.js";
+import { ImaService } from "../host/ima/service.js";
+import type { ImaSettings, VnSeed } from "../host/ima/core.js";
+
+const NVES = ["nve-a", "nve-b", "nve-c"];
+const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+const M1 = "02:00:5e:00:00:01";
+
+interface Peer { c: MqttClient; who: string; got: { topic: string; payload: string; retain: boolean }[]; req(op: string, body?: Record<string, unknown>): Promise<any>; raw(payload: string | Buffer, id?: string | null): Promise<any> }
+
+async function peer(url: string, who: string, extra: string[] = []): Promise<Peer> {
+  const c = await mqtt.connectAsync(url, { username: who, clientId: `t-${who}-${Math.random().toString(16).slice(2)}`, reconnectPeriod: 0 });
+  const got: Peer["got"] = [];
+  const waiting = new Map<string | null, (r: any) => void>();
+  c.on("message", (topic, payload, packet) => {
+    got.push({ topic, payload: payload.toString(), retain: packet.retain });
+    if (topic === `nvo3/v1/ima/rsp/${who}`) {
+      const r = JSON.parse(payload.toString());
+      const w = waiting.get(r.id);
+      if (w) { waiting.delete(r.id); w(r); }
+    }
+  });
+  await c.subscribeAsync([`nvo3/v1/ima/rsp/${who}`, ...extra], { qos: 1 });
+  let n = 0;
+  const send = (id: string | null, payload: string | Buffer) => new Promise<any>((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`no response to ${payload.toString().slice(0, 80)}`)), 5000);
+    waiting.set(id, (r) => { clearTimeout(t); resolve(r); });
+    c.publish(`nvo3/v1/ima/req/${who}`, payload, { qos: 1 });
+  });
+  return {
+    c, who, got,
+    req: (op, body = {}) => { const id = `r${++n}`; return send(id, JSON.stringify({ id, op, ...body })); },
+    raw: (payload, id = null) => send(id, payload),
+  };
+}
+
+interface Env { broker: EmbeddedBroker; ima: ImaService; dir: string; peers: Peer[]; clock: { t: number }; logs: string[];
+  restart(o?: { seed?: VnSeed[] }): Promise<ImaService>; close(): Promise<void> }
+
+async function env(o: { settings?: Partial<ImaSettings>; seed?: VnSeed[] } = {}): Promise<Env> {
+  const broker = await startEmbeddedBroker({ port: 0, nves: NVES, imas: ["ima"], operators: ["alice"] });
+  const dir = mkdtempSync(join(tmpdir(), "nvl-ima-"));
+  const clock = { t: 1_000_000 };
+  const logs: string[] = [];
+  const start = (seed?: VnSeed[]) => ImaService.start({ settings: { operators: ["alice"], ...o.settings }, broker: { url: broker.url, reconnectPeriodMs: 0 },
+    store: join(dir, "store"), seed, now: () => clock.t, log: (l) => logs.push(l) });
+  const e: Env = {
+    broker, dir, clock, logs, peers: [], ima: await start(o.seed),
+    async restart(r = {}) {
+      await e.ima.stop();
+      e.ima = await start(r.seed);
+      return e.ima;
+    },
+    async close() {
+      for (const p of e.peers) await p.c.endAsync(true).catch(() => {});
+      await e.ima.stop().catch(() => {});
+      await broker.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  return e;
+}
+
+async function withEnv(o: Parameters<typeof env>[0], fn: (e: Env, p: (who: string, extra?: string[]) => Promise<Peer>) => Promise<void>) {
+  const e = await env(o);
+  try {
+    await fn(e, async (who, extra) => { const x = await peer(e.broker.url, who, extra); e.peers.push(x); return x; });
+  } finally {
+    await e.close();
+  }
+}
+
+/** Waits until `cond` holds (bounded: 3 s). */
+async function until(cond: () => boolean, what: string): Promise<void> {
+  const end = Date.now() + 3000;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+/** The retained message a watcher holds for a topic ("" = none), as a fresh subscriber sees it. */
+async function retained(url: string, topic: string): Promise<string> {
+  const c = await mqtt.connectAsync(url, { username: "nve-c", clientId: `w-${Math.random().toString(16).slice(2)}`, reconnectPeriod: 0 });
+  try {
+    let payload = "";
+    c.on("message", (t, p) => { if (t === topic) payload = p.toString(); });
+    await c.subscribeAsync(topic, { qos: 1 });
+    await new Promise((r) => setTimeout(r, 50)); // retained messages follow the SUBACK at once
+    return payload;
+  } finally {
+    await c.endAsync(true);
+  }
+}
+
+const blueProfile = { encap: "vxlan", service: "l2", mtu: 1500, portSecurity: false, arpSuppress: false, learn: "explicit" };
+
+// ---- catalog ----------------------------------------------------------------
+
+test("vn.create fills id, VNI and name; publishes the retained VN; vn.list and vn.resolve", async () => {
+  await withEnv({}, async (e, p) => {
+    const alice = await p("alice");
+    const r = await alice.req("vn.create", { alias: "blue" });
+    assert.ok(r.ok, JSON.stringify(r));
+    assert.is(r.vn.id, 1);
+    assert.is(r.vn.alias, "blue");
+    assert.match(r.vn.name, UUID_RE);
+    assert.is(r.vni, 4096);
+    assert.equal(r.profile, blueProfile);
+    const r2 = await alice.req("vn.create", { vn: { id: 100, alias: "red" }, vni: 5000, profile: { encap: "geneve", mtu: 1400 } });
+    assert.ok(r2.ok, JSON.stringify(r2));
+    assert.is(r2.vn.id, 100);
+    assert.is(r2.vni, 5000);
+    assert.is(r2.profile.encap, "geneve");
+    const third = await alice.req("vn.create", { alias: "green" });
+    assert.is(third.vn.id, 2, "the lowest free id");
+    assert.is(third.vni, 4097, "the lowest free VNI from 4096");
+    const rec = JSON.parse(await retained(e.broker.url, "nvo3/v1/ima/vn/100"));
+    assert.equal(rec, { name: r2.vn.name, id: 100, alias: "red", vni: 5000, profile: { ...blueProfile, encap: "geneve", mtu: 1400 } });
+    const list = await alice.req("vn.list");
+    assert.equal(list.vns.map((v: any) => v.id), [1, 2, 100]);
+    const nve = await p("nve-a");
+    for (const ref of [{ id: 100 }, { alias: "red" }, { name: r2.vn.name }]) {
+      const res = await nve.req("vn.resolve", { vn: ref });
+      assert.ok(res.ok, JSON.stringify(res));
+      assert.equal(res.vn, { id: 100, name: r2.vn.name, alias: "red" });
+      assert.is(res.vni, 5000);
+    }
+    const unknown = await nve.req("vn.resolve", { vn: { alias: "nope" } });
+    assert.is(unknown.error.code, "unknown-vn");
+  });
+});
+
+test("vn.create: duplicates are refused with a clear error naming the field; a repeat is idempotent", async () => {
+  await withEnv({}, async (e, p) => {
+    const alice = await p("alice");
+    const first = await alice.req("vn.create", { vn: { id: 100, alias: "blue" }, vni: 5000 });
+    assert.ok(first.ok);
+    const again = await alice.req("vn.create", { vn: { id: 100, alias: "blue" }, vni: 5000 });
+    assert.ok(again.ok, "the same create again succeeds");
+    assert.equal(again, { ...first, id: again.id });
+    const cases: [Record<string, unknown>, string, RegExp][] = [
+      [{ alias: "blue", vni: 6000 }, "alias", /alias "blue" is already VN 100/],
+      [{ vn: { id: 100, alias: "red" } }, "vn.id", /VN id 100 already exists/],
+      [{ alias: "red", vni: 5000 }, "vni", /VNI 5000 is already VN 100/],
+      [{ alias: "red", name: first.vn.name }, "name", /is already VN 100/],
+      [{ alias: "red", vni: 100, profile: { encap: "nvgre" } }, "vni", /reserved for NVGRE/],
+      [{ vni: 7000 }, "alias", /is required/],
+      [{ alias: "red", profile: { encap: "ipip" } }, "profile.encap", /must be one of/],
+      [{ alias: "red", vn: { alias: "blue" } }, "alias", /given twice/],
+    ];
+    for (const [body, field, msg] of cases) {
+      const r = await alice.req("vn.create", body);
+      assert.is(r.ok, false, JSON.stringify(body));
+      assert.is(r.error.code, "bad-request", JSON.stringify(r));
+      assert.is(r.error.field, field, JSON.stringify(r));
+      assert.match(r.error.message, msg);
+    }
+    const list = await alice.req("vn.list");
+    assert.is(list.vns.length, 1, "no refused create changed anything");
+  });
+});
+
+test("operator ops are refused for identities that are not operators", async () => {
+  await withEnv({}, async (e, p) => {
+    const alice = await p("alice");
+    await alice.req("vn.create", { vn: { id: 7, alias: "blue" } });
+    const nve = await p("nve-a");
+    for (const [op, body] of [["vn.create", { alias: "x" }], ["vn.delete", { vn: { id: 7 } }], ["vn.set-profile", { vn: { id: 7 }, profile: { encap: "geneve" } }], ["vn.list", {}]] as const) {
+      const r = await nve.req(op, body);
+      assert.is(r.ok, false, op);
+      assert.is(r.error.code, "not-authorized", op);
+      assert.match(r.error.message, /not an operator/);
+    }
+    assert.is((await alice.req("vn.list")).vns.length, 1);
+    assert.is((await alice.req("vn.list")).vns[0].profile.encap, "vxlan");
+  });
+});
+
+test("vn.set-profile publishes the changed record once; vn.delete clears the VN, its flood list and bindings", async () => {
+  await withEnv({}, async (e, p) => {
+    const alice = await p("alice");
+    const watch = await p("nve-c", ["nvo3/v1/ima/vn/+", "nvo3/v1/ima/vtep/7/+", "nvo3/v1/ima/bind/7/+"]);
+    await alice.req("vn.create", { vn: { id: 7, alias: "blue" } });
+    const a = await p("nve-a");
+    assert.ok((await a.req("vtep.join", { vn: { id: 7 }, ip: "192.0.2.1" })).ok);
+    assert.ok((await a.req("bind.announce", { vn: { alias: "blue" }, mac: M1, ips: ["10.0.0.1"] })).ok);
+    const r = await alice.req("vn.set-profile", { vn: { alias: "blue" }, profile: { encap: "geneve", qos: { dscp: 10 } } });
+    assert.ok(r.ok, JSON.stringify(r));
+    assert.is(r.profile.encap, "geneve");
+    await until(() => watch.got.some((g) => g.topic === "nvo3/v1/ima/vn/7" && g.payload.includes("geneve")), "profile publish");
+    const before = watch.got.length;
+    assert.ok((await alice.req("vn.set-profile", { vn: { id: 7 }, profile: { qos: { dscp: 10 }, encap: "geneve" } })).ok);
+    const bad = await alice.req("vn.set-profile", { vn: { id: 7 }, profile: { encap: "geneve", mtu: 20 } });
+    assert.is(bad.error.code, "bad-request");
+    assert.is(bad.error.field, "profile.mtu");
+    await new Promise((res) => setTimeout(res, 50));
+    assert.is(watch.got.length, before, "an unchanged or refused profile publishes nothing");
+    const d = await alice.req("vn.delete", { vn: { id: 7 } });
+    assert.ok(d.ok);
+    assert.is(await retained(e.broker.url, "nvo3/v1/ima/vn/7"), "");
+    assert.is(await retained(e.broker.url, "nvo3/v1/ima/vtep/7/nve-a"), "");
+    assert.is(await retained(e.broker.url, `nvo3/v1/ima/bind/7/${M1}`), "");
+    assert.is((await alice.req("vn.delete", { vn: { id: 7 } })).error.code, "unknown-vn");
+    assert.is((await a.req("bind.announce", { vn: { id: 7 }, mac: M1 })).error.code, "unknown-vn");
+  });
+});
+
+// ---- flood lists and bindings -------------------------------------------
+
+test("vtep.join/leave publish the flood list; announcements need a join; leave withdraws the NVE's bindings", async () => {
+  await withEnv({ seed: [{ id: 100, alias: "blue", vni: 5000 }] }, async (e, p) => {
+    const a = await p("nve-a");
+    const refused = await a.req("bind.announce", { vn: { id: 100 }, mac: M1 });
+    assert.is(refused.error.code, "not-connected");
+    assert.match(refused.error.message, /has not joined VN 100/);
+    const j = await a.req("vtep.join", { vn: { alias: "blue" }, ip: "192.0.2.1" });
+    assert.ok(j.ok);
+    assert.is(j.vni, 5000);
+    assert.equal(JSON.parse(await retained(e.broker.url, "nvo3/v1/ima/vtep/100/nve-a")), { ip: "192.0.2.1" });
+    const an = await a.req("bind.announce", { vn: { id: 100 }, mac: "02:00:5E:00:00:01", ips: ["10.0.0.1", "2001:DB8::1"] });
+    assert.ok(an.ok, JSON.stringify(an));
+    assert.is(an.seq, 0);
+    assert.equal(JSON.parse(await retained(e.broker.url, `nvo3/v1/ima/bind/100/${M1}`)), { nve: "nve-a", ip: "192.0.2.1", ips: ["10.0.0.1", "2001:db8::1"], seq: 0 });
+    // The underlay address follows a re-join with another IP.
+    assert.ok((await a.req("vtep.join", { vn: { id: 100 }, ip: "192.0.2.9" })).ok);
+    assert.is(JSON.parse(await retained(e.broker.url, `nvo3/v1/ima/bind/100/${M1}`)).ip, "192.0.2.9");
+    const bad = await a.req("vtep.join", { vn: { id: 100 }, ip: "10.0.0.0/24" });
+    assert.is(bad.error.code, "bad-request");
+    assert.is(bad.error.field, "ip");
+    assert.ok((await a.req("vtep.leave", { vn: { id: 100 } })).ok);
+    assert.is(await retained(e.broker.url, "nvo3/v1/ima/vtep/100/nve-a"), "");
+    assert.is(await retained(e.broker.url, `nvo3/v1/ima/bind/100/${M1}`), "", "leaving withdrew the binding (containment)");
+    assert.ok((await a.req("vtep.leave", { vn: { id: 100 } })).ok, "idempotent");
+  });
+});
+
+test("bind.withdraw clears the retained binding; a withdraw by another NVE changes nothing", async () => {
+  await withEnv({ seed: [{ id: 100, alias: "blue" }] }, async (e, p) => {
+    const a = await p("nve-a"), b = await p("nve-b");
+    await a.req("vtep.join", { vn: { id: 100 }, ip: "192.0.2.1" });
+    await b.req("vtep.join", { vn: { id: 100 }, ip: "192.0.2.2" });
+    await a.req("bind.announce", { vn: { id: 100 }, mac: M1, ips: [] });
+    assert.ok((await b.req("bind.withdraw", { vn: { id: 100 }, mac: M1 })).ok);
+    assert.is(JSON.parse(await retained(e.broker.url, `nvo3/v1/ima/bind/100/${M1}`)).nve, "nve-a");
+    assert.ok((await a.req("bind.withdraw", { vn: { id: 100 }, mac: M1 })).ok);
+    assert.is(await retained(e.broker.url, `nvo3/v1/ima/bind/100/${M1}`), "");
+    // The sequence continues after a withdraw: the next NVE's announcement is a move (seq 1).
+    const r = await b.req("bind.announce", { vn: { id: 100 }, mac: M1 });
+    assert.is(r.seq, 1);
+  });
+});
+
+test("RFC 7432 §15: a higher seq wins, a lower one is refused, and without seq the IMA takes the next", async () => {
+  await withEnv({ seed: [{ id: 100, alias: "blue" }] }, async (e, p) => {
+    const a = await p("nve-a"), b = await p("nve-b");
+    await a.req("vtep.join", { vn: { id: 100 }, ip: "192.0.2.1" });
+    await b.req("vtep.join", { vn: { id: 100 }, ip: "192.0.2.2" });
+    assert.is((await a.req("bind.announce", { vn: { id: 100 }, mac: M1, seq: 4 })).seq, 4);
+    const low = await b.req("bind.announce", { vn: { id: 100 }, mac: M1, seq: 3 });
+    assert.is(low.error.code, "address-conflict");
+    assert.is(low.error.field, "seq");
+    assert.match(low.error.message, /sequence 4, higher than 3/);
+    assert.is((await b.req("bind.announce", { vn: { id: 100 }, mac: M1 })).seq, 5, "no seq: the next one");
+    assert.is(JSON.parse(await retained(e.broker.url, `nvo3/v1/ima/bind/100/${M1}`)).nve, "nve-b");
+    assert.is((await a.req("bind.announce", { vn: { id: 100 }, mac: M1, seq: 9 })).seq, 9);
+    const rec = JSON.parse(await retained(e.broker.url, `nvo3/v1/ima/bind/100/${M1}`));
+    assert.equal(rec, { nve: "nve-a", ip: "192.0.2.1", ips: [], seq: 9 });
+  });
+});
+
+test("the sequence race: two NVEs announce the same MAC with the same seq; the lower underlay IP wins in either order", async () => {
+  for (const order of [["nve-a", "nve-b"], ["nve-b", "nve-a"]]) {
+    await withEnv({ seed: [{ id: 100, alias: "blue" }] }, async (e, p) => {
+      const peers = { "nve-a": await p("nve-a"), "nve-b": await p("nve-b") } as Record<string, Peer>;
+      // nve-b has the lower underlay IP.
+      await peers["nve-a"].req("vtep.join", { vn: { id: 100 }, ip: "192.0.2.20" });
+      await peers["nve-b"].req("vtep.join", { vn: { id: 100 }, ip: "192.0.2.3" });
+      const [first, second] = order;
+      const r = [await peers[first].req("bind.announce", { vn: { id: 100 }, mac: M1, seq: 7 }),
+        await peers[second].req("bind.announce", { vn: { id: 100 }, mac: M1, seq: 7 })];
+      const byWho = Object.fromEntries(order.map((w, i) => [w, r[i]]));
+      assert.ok(byWho["nve-b"].ok, JSON.stringify(byWho));
+      assert.is(JSON.parse(await retained(e.broker.url, `nvo3/v1/ima/bind/100/${M1}`)).nve, "nve-b", `order ${order}`);
+      if (first === "nve-a") assert.ok(byWho["nve-a"].ok, "the first announcement stands until the better one arrives");
+      else {
+        assert.is(byWho["nve-a"].error.code, "address-conflict");
+        assert.match(byWho["nve-a"].error.message, /same sequence 7 and a lower underlay IP 192.0.2.3/);
+      }
+    });
+  }
+});
+
+test("duplicate detection: more than 5 moves in 180 s freezes the MAC where it is; further moves are refused", async () => {
+  await withEnv({ seed: [{ id: 100, alias: "blue" }] }, async (e, p) => {
+    const a = await p("nve-a"), b = await p("nve-b");
+    await a.req("vtep.join", { vn: { id: 100 }, ip: "192.0.2.1" });
+    await b.req("vtep.join", { vn: { id: 100 }, ip: "192.0.2.2" });
+    await a.req("bind.announce", { vn: { id: 100 }, mac: M1 });
+    const who = [b, a, b, a, b];
+    for (const [i, x] of who.entries()) {
+      e.clock.t += 10_000;
+      const r = await x.req("bind.announce", { vn: { id: 100 }, mac: M1 });
+      assert.ok(r.ok, `move ${i + 1}: ${JSON.stringify(r)}`);
+      assert.is(r.seq, i + 1);
+    }
+    e.clock.t += 10_000;
+    const sixth = await a.req("bind.announce", { vn: { id: 100 }, mac: M1 });
+    assert.is(sixth.error.code, "address-conflict");
+    assert.is(sixth.error.field, "mac");
+    assert.match(sixth.error.message, /moved more than 5 times in 180 s: flagged duplicate and frozen at nve-b/);
+    assert.equal(JSON.parse(await retained(e.broker.url, `nvo3/v1/ima/bind/100/${M1}`)), { nve: "nve-b", ip: "192.0.2.2", ips: [], seq: 5, duplicate: true });
+    assert.ok(e.logs.some((l) => /^ALERT ima: duplicate MAC 02:00:5e:00:00:01 in VN 100/.test(l)), "alert logged");
+    e.clock.t += 600_000;
+    const later = await a.req("bind.announce", { vn: { id: 100 }, mac: M1, seq: 99 });
+    assert.is(later.error.code, "address-conflict", "frozen even with a higher seq, even later");
+    assert.match(later.error.message, /frozen at nve-b as a duplicate/);
+    // The holder may still update its IPs; its withdraw lifts the freeze.
+    assert.ok((await b.req("bind.announce", { vn: { id: 100 }, mac: M1, ips: ["10.0.0.5"] })).ok);
+    assert.ok((await b.req("bind.withdraw", { vn: { id: 100 }, mac: M1 })).ok);
+    assert.ok((await a.req("bind.announce", { vn: { id: 100 }, mac: M1 })).ok);
+  });
+});
+
+test("duplicate detection is configurable and counts only moves within the window", async () => {
+  await withEnv({ seed: [{ id: 100, alias: "blue" }], settings: { dupMoves: 2, dupWindowMs: 60_000 } }, async (e, p) => {
+    const a = await p("nve-a"), b = await p("nve-b");
+    await a.req("vtep.join", { vn: { id: 100 }, ip: "192.0.2.1" });
+    await b.req("vtep.join", { vn: { id: 100 }, ip: "192.0.2.2" });
+    await a.req("bind.announce", { vn: { id: 100 }, mac: M1 });
+    assert.ok((await b.req("bind.announce", { vn: { id: 100 }, mac: M1 })).ok);
+    assert.ok((await a.req("bind.announce", { vn: { id: 100 }, mac: M1 })).ok);
+    e.clock.t += 61_000; // both moves leave the window
+    assert.ok((await b.req("bind.announce", { vn: { id: 100 }, mac: M1 })).ok);
+    assert.ok((await a.req("bind.announce", { vn: { id: 100 }, mac: M1 })).ok);
+    const third = await b.req("bind.announce", { vn: { id: 100 }, mac: M1 });
+    assert.is(third.error.field, "mac");
+    assert.match(third.error.message, /more than 2 times in 60 s/);
+  });
+});
+
+// ---- persistence ------------------------------------------------------------
+
+test("restart: state comes back from LMDB and nothing unchanged is published again; the seed applies to a new store only", async () => {
+  await withEnv({ seed: [{ id: 100, alias: "blue", vni: 5000 }] }, async (e, p) => {
+    const a = await p("nve-a");
+    await a.req("vtep.join", { vn: { id: 100 }, ip: "192.0.2.1" });
+    await a.req("bind.announce", { vn: { id: 100 }, mac: M1, ips: ["10.0.0.1"] });
+    const alice = await p("alice");
+    await alice.req("vn.create", { vn: { id: 200, alias: "red" } });
+    const watch = await p("nve-c", ["nvo3/v1/ima/vn/+", "nvo3/v1/ima/vtep/+/+", "nvo3/v1/ima/bind/+/+"]);
+    await until(() => watch.got.length === 4, "the retained tree");
+    const ima = await e.restart({ seed: [{ id: 300, alias: "green" }] });
+    assert.is(ima.stats.published, 0, "a restart publishes nothing that did not change");
+    const list = await alice.req("vn.list");
+    assert.equal(list.vns.map((v: any) => v.id), [100, 200], "seed ignored on an existing store");
+    const res = await a.req("bind.announce", { vn: { id: 100 }, mac: M1, ips: ["10.0.0.1"] });
+    assert.is(res.seq, 0);
+    await new Promise((r) => setTimeout(r, 50));
+    assert.is(watch.got.length, 4, "an unchanged announcement after the restart publishes nothing");
+    await a.req("bind.announce", { vn: { id: 100 }, mac: M1, ips: ["10.0.0.2"] });
+    await until(() => watch.got.length === 5, "the changed binding");
+    assert.match(watch.got[4].payload, /10\.0\.0\.2/);
+  });
+});
+
+test("a change the broker never acknowledged is published at the next start", async () => {
+  await withEnv({ seed: [{ id: 100, alias: "blue" }] }, async (e, p) => {
+    const a = await p("nve-a");
+    await a.req("vtep.join", { vn: { id: 100 }, ip: "192.0.2.1" });
+    await e.ima.stop();
+    // The store holds a state whose retained message was never published: a
+    // binding written directly, as if the IMA crashed between store and publish.
+    const { openImaDb } = await import("../host/ima/db.js");
+    const db = openImaDb(join(e.dir, "store"));
+    await db.write([{ c: "binds", key: `100|${M1}`, value: { vn: 100, mac: M1, nve: "nve-a", ip: "192.0.2.1", ips: [], seq: 3, moves: [] } }]);
+    await db.close();
+    const ima = await e.restart();
+    assert.is(ima.stats.published, 1, "exactly the missing message");
+    assert.is(JSON.parse(await retained(e.broker.url, `nvo3/v1/ima/bind/100/${M1}`)).seq, 3);
+  });
+});
+
+// ---- malformed requests -----------------------------------------------------
+
+test("malformed requests get §2 errors and change nothing", async () => {
+  await withEnv({ seed: [{ id: 100, alias: "blue" }] }, async (e, p) => {
+    const a = await p("nve-a");
+    const notJson = await a.raw("{nope");
+    assert.is(notJson.id, null);
+    assert.is(notJson.error.code, "bad-request");
+    const op = await a.req("vn.frobnicate");
+    assert.is(op.error.code, "unknown-op");
+    const mac = await a.req("bind.announce", { vn: { id: 100 }, mac: "01:00:5e:00:00:01" });
+    assert.is(mac.error.code, "bad-request");
+    assert.is(mac.error.field, "mac");
+    const ip = await a.req("bind.announce", { vn: { id: 100 }, mac: M1, ips: ["10.0.0.1/8"] });
+    assert.is(ip.error.field, "ips[0]");
+    const vn = await a.req("vtep.join", { vn: { id: 100, alias: "x" }, ip: "192.0.2.1" });
+    assert.is(vn.error.field, "vn");
+    const seq = await a.req("bind.announce", { vn: { id: 100 }, mac: M1, seq: -1 });
+    assert.is(seq.error.field, "seq");
+    const big = await a.raw(JSON.stringify({ id: "big", op: "vn.resolve", vn: { id: 100 }, pad: "x".repeat(300 * 1024) }), "big");
+    assert.is(big.id, "big");
+    assert.is(big.error.code, "too-large");
+    assert.is(await retained(e.broker.url, "nvo3/v1/ima/vtep/100/nve-a"), "");
+  });
+});
+
+test.run();
