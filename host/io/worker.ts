@@ -46,6 +46,10 @@ export interface LoopStats {
   outputs: number;
   /** Outputs for a port with no socket in this worker, or refused by the kernel (link down, too big). */
   unsent: number;
+  /** Times the output area filled before a batch was done (the rest went in a further process call). */
+  partial: number;
+  /** Inputs the data plane would not take even with an empty output area (never expected). */
+  unprocessed: number;
 }
 
 const UNKNOWN_PORT = 0xffff; // no such port index: the data plane counts the frame as `unknown-port`
@@ -72,7 +76,7 @@ async function main(): Promise<void> {
   const S = handles.length;
   const portOf = new Array<number>(S).fill(UNKNOWN_PORT);
   let byPort: number[] = [];
-  const loop: LoopStats = { batches: 0, outputs: 0, unsent: 0 };
+  const loop: LoopStats = { batches: 0, outputs: 0, unsent: 0, partial: 0, unprocessed: 0 };
   let running = true;
 
   // Port indices come from the data plane once a {op:"port"}/{op:"underlay"}
@@ -146,12 +150,14 @@ async function main(): Promise<void> {
     // the copy does not matter.
     let done = dp.consumed;
     while (done < n && done > 0) {
+      loop.partial++;
       n -= done;
       u8.copyWithin(L.slotBase, L.slotBase + done * L.slotSize, L.slotBase + (done + n) * L.slotSize);
       u8.copyWithin(L.inDescBase, L.inDescBase + done * 8, L.inDescBase + (done + n) * 8);
       sendOut(dp.process(n));
       done = dp.consumed;
     }
+    if (done === 0) loop.unprocessed += n;
   }
   for (const h of handles) addon.close(h);
   post({ type: "stopped", id: init.id });

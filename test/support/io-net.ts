@@ -74,9 +74,9 @@ export function injectFrames(ns: Netns, ifname: string, frames: Uint8Array[]): v
 }
 
 /** A bounded tcpdump capture on `ifname`; `stop()` returns the frames (802.1Q tags as on the wire). */
-export async function capture(ns: Netns, ifname: string, count: number, timeoutMs = 5000): Promise<{ done: Promise<Uint8Array[]> }> {
+export async function capture(ns: Netns, ifname: string, count: number, timeoutMs = 5000, filter: string[] = []): Promise<{ done: Promise<Uint8Array[]> }> {
   const child: ChildProcess = spawn("ip", ["netns", "exec", ns.name, "timeout", String(Math.ceil(timeoutMs / 1000)),
-    "tcpdump", "-i", ifname, "-Q", "in", "-U", "-n", "-w", "-", "-c", String(count)], { stdio: ["ignore", "pipe", "pipe"] });
+    "tcpdump", "-i", ifname, "-Q", "in", "-U", "-n", "-B", "8192", "-w", "-", "-c", String(count), ...filter], { stdio: ["ignore", "pipe", "pipe"] });
   const chunks: Buffer[] = [];
   child.stdout!.on("data", (c: Buffer) => chunks.push(c));
   let err = "";
