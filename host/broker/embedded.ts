@@ -78,9 +78,14 @@ function readPem(path: string, what: string): Buffer {
  * state is wrapped so an oversized packet is refused as soon as its fixed
  * header arrives, before its body is buffered.
  */
+let warnedNoLimit = false;
 function limitPacketSize(client: AedesClientLike, limit: number, log: (l: string) => void): void {
   const parser = client._parser;
-  if (!parser || typeof parser._parseLength !== "function") return;
+  if (!parser || typeof parser._parseLength !== "function") {
+    if (!warnedNoLimit) log("broker: warning: this aedes/mqtt-packet version cannot be given a packet size limit; packets up to 256 MB are accepted");
+    warnedNoLimit = true;
+    return;
+  }
   const parseLength = parser._parseLength;
   parser._parseLength = function (this: any) {
     const ok = parseLength.call(this);
