@@ -18,7 +18,8 @@ import { startAfPacket } from "../host/io/afpacket.js";
 import type { DpOp } from "../host/dataplane/ops.js";
 import { isRoot, tmpNetns, type Netns } from "../test/support/io-net.js";
 
-const DURATION_MS = Number(process.env.NVEDGE_BENCH_MS ?? 3000);
+// NVEDGE_BENCH_QUICK=1 (npm run bench -- --quick) shortens every case.
+let DURATION_MS = 3000;
 const WARMUP_MS = 500;
 
 const VM_MAC = "02:00:5e:00:00:01", REMOTE_MAC = "02:00:5e:00:00:02";
@@ -110,7 +111,7 @@ async function recvOnly(ns: Netns, gen: string, dev: string, conf: string): Prom
     const secs = (Date.now() - t1) / 1000;
     const offered = (linkStats(ns, gen).tx - sent0) / secs;
     const st = addon.stats(h);
-    return { bench: "io.recv-only", frameBytes: 64, workers: 1, seconds: +secs.toFixed(2),
+    return { case: "io.recv-only", frameBytes: 64, workers: 1, seconds: +secs.toFixed(2),
       offeredFps: Math.round(offered), fps: Math.round((got - mark) / secs), kernelDrops: st.kernelDrops };
   } finally {
     tg.kill("SIGINT");
@@ -137,7 +138,7 @@ async function forward(name: string, ns: Netns, gen: string, inPort: string, sin
     const c = await pool.counters();
     const frames = c.counters.frames as Record<string, number>;
     const io = c.io[inPort];
-    return { bench: name, frameBytes: name === "io.encap" ? 64 : 110, outFrameBytes, workers, seconds: +secs.toFixed(2),
+    return { case: name, frameBytes: name === "io.encap" ? 64 : 110, outFrameBytes, workers, seconds: +secs.toFixed(2),
       offeredFps: Math.round((g2.tx - g.tx) / secs), fps: Math.round((b.rx - a.rx) / secs),
       kernelDrops: io.kernelDrops, dpRx: frames.rx, dpDropped: frames.dropped, batches: c.loop.batches,
       framesPerBatch: +(frames.rx / Math.max(1, c.loop.batches)).toFixed(1), perWorkerRx: c.perWorker.map((w) => w.rx),
@@ -149,9 +150,10 @@ async function forward(name: string, ns: Netns, gen: string, inPort: string, sin
   }
 }
 
-export async function runIoBench(): Promise<object[]> {
+export async function runIoBench(o: { quick?: boolean } = {}): Promise<object[]> {
+  DURATION_MS = Number(process.env.NVEDGE_BENCH_MS ?? (o.quick || process.env.NVEDGE_BENCH_QUICK === "1" ? 1000 : 3000));
   if (!isRoot()) {
-    const r = { bench: "io", skipped: "needs root (network namespaces, CAP_NET_RAW)" };
+    const r = { case: "io", skipped: "needs root (network namespaces, CAP_NET_RAW)" };
     console.log(JSON.stringify(r));
     return [r];
   }
