@@ -7,6 +7,18 @@
 // posts the ops to every worker and resolves only when every worker has
 // applied them, so a change is acknowledged only once all of the data plane
 // has it (PROTOCOL.md §2: answer only after the change is programmed).
+//
+// Use (nvedge run --io afpacket --workers N):
+//   const pool = await startAfPacket({ config, workers: N });   // opens every port of the config
+//   ... NveCore({ programmer: pool }) ...; counters: () => pool.counters()
+//   pool.closed.catch(fatal);  on shutdown: await pool.stop()
+// Operational notes (seen on veth, true of NICs too):
+// - Frames above a slot (1920 bytes) are not delivered and counted as
+//   `oversize`: a local sender with TSO/GSO makes such frames, and one with tx
+//   checksum offload leaves L4 checksums unfinished (`csumNotReady`); turn
+//   both off on such sources (`ethtool -K DEV tx off` does both).
+// - The underlay MTU must hold the inner MTU plus the encapsulation (50 bytes
+//   VXLAN/IPv4, 70 IPv6); a frame the kernel refuses is counted in `txErrors`.
 import { Worker, MessageChannel, type MessagePort } from "node:worker_threads";
 import { availableParallelism } from "node:os";
 import { loadAddon, type OpenOptions } from "./addon.js";
