@@ -186,6 +186,18 @@ test("hairpin: DEI bit is carried through the re-tag", async () => {
   eqBytes(out.frame, E.insertTag(E.stripTag(frame), { vid: 20, pcp: 3, dei: 1 }), "DEI hairpin");
 });
 
+test("VN isolation: a destination MAC that exists only in another VN is unknown unicast in this one", async () => {
+  const dp = await dpFor(4);
+  const { L1 } = F.locals(100);
+  const elsewhere = F.locals(200).L2; // behind acc2, VN 200
+  const remoteElsewhere = F.remotes(300).R1; // behind nve-r1, VN 300
+  for (const to of [elsewhere, remoteElsewhere]) {
+    const frame = F.accessFrame(L1, to);
+    expectFlood(F.send(dp, F.ACC1, frame), { family: 4, vnId: 100, frame, inPort: F.ACC1, remotes: F.REMOTES, localPorts: [F.ACC2],
+                                             label: `to ${to.mac} of VN ${to.vn}` });
+  }
+});
+
 test("same port: a local destination behind the ingress port is dropped (same-port), never sent back", async () => {
   const dp = await dpFor(4);
   const { L1, L4 } = F.locals(100);

@@ -111,6 +111,42 @@ test("decap flood: broadcast, multicast and unknown unicast go to every local po
   }
 });
 
+test("decap: bytes after the outer IP packet (Ethernet padding, a trailing FCS) are not part of the inner frame", async () => {
+  for (const family of [4, 6] as F.Family[]) {
+    const dp = await dpFor(family);
+    for (const kind of KINDS) {
+      const v = F.vnByEncap(kind);
+      const { L1 } = F.locals(v.id);
+      const { R1 } = F.remotes(v.id);
+      const inner = F.innerFrame(R1, L1);
+      // The IP total length / payload length and the UDP length end before the 4 trailing bytes.
+      const f = E.concat(F.fromRemote(R1NVE, family, v.id, inner), E.fromHex("deadbeef"));
+      delivered(F.send(dp, F.UPLINK, f), F.ACC1, E.insertTag(inner, F.tagOf(v.id, F.ACC1)), `${kind}/IPv${family} with 4 trailing bytes`);
+    }
+  }
+});
+
+test("decap: an outer IPv4 header with options (IHL 6) is a valid header (RFC 791 §3.1)", async () => {
+  const dp = await dpFor(4);
+  const { L1 } = F.locals(100);
+  const { R1 } = F.remotes(100);
+  const inner = F.innerFrame(R1, L1);
+  // Four NOP options (type 1), checksum over the 24-byte header.
+  const f = F.fromRemote(R1NVE, 4, 100, inner, { ipv4: { options: E.u8(1, 1, 1, 1) } });
+  assert.is(f[14], 0x46);
+  delivered(F.send(dp, F.UPLINK, f), F.ACC1, E.insertTag(inner, F.tagOf(100, F.ACC1)), "IPv4 with options");
+});
+
+test("decap: VNs are isolated; a MAC known only in another VN is unknown unicast here (flooded in this VN's tags)", async () => {
+  const dp = await dpFor(4);
+  const { R1 } = F.remotes(100);
+  const other = F.locals(200).L2; // on acc2, but in VN 200
+  const inner = F.innerFrame(R1, other);
+  const s = F.send(dp, F.UPLINK, F.fromRemote(R1NVE, 4, 100, inner));
+  assert.equal(s.outs.map((o) => o.port).sort(), [F.ACC1, F.ACC2], "flooded in VN 100");
+  for (const o of s.outs) eqBytes(o.frame, E.insertTag(inner, F.tagOf(100, o.port)), `VN 100 tag on ${o.port}`);
+});
+
 // ------------------------------------------------------------------ underlay drops
 
 /** Re-encodes an IPv4 underlay frame after `edit` changed header bytes, with a correct header checksum again. */
