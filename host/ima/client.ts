@@ -492,9 +492,15 @@ export class ImaClient {
     if (l && (l.active || a) && (!a || a.ips !== ipsKey(l.ips))) {
       if (this.joined.get(vn) !== this.ip) return; // announced once the join is acknowledged (workVn kicks)
       const r = this.records.get(k);
-      // RFC 7432 §15: a MAC arriving from another NVE is announced with the next sequence number.
+      // RFC 7432 §15: a first announcement carries sequence 0, a MAC arriving from
+      // another NVE the next sequence number after the one published. The VN's
+      // retained bindings arrived before the join's answer (they follow the
+      // SUBACK, and the join is sent after it), so `r` is current. Two NVEs
+      // announcing the same MAC with the same number then resolve by underlay IP
+      // at the IMA, in whatever order they arrive. An update of our own binding
+      // carries no seq: the IMA keeps it.
       const body: Record<string, unknown> = { vn: { id: vn }, mac, ips: l.ips };
-      if (r && r.nve !== this.nve && !a) body.seq = r.seq + 1;
+      if (!a) body.seq = r ? (r.nve !== this.nve ? Math.min(r.seq + 1, 4294967295) : r.seq) : 0;
       try {
         const rsp = await this.request("bind.announce", body);
         if (this.local.get(k) === l) this.announced.set(k, { ips: ipsKey(l.ips), seq: rsp.seq ?? 0 });
