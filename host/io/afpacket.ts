@@ -195,9 +195,12 @@ function sumInto(dst: Record<string, unknown>, src: unknown): void {
   }
 }
 
-/** The fanout group of an interface: unique per process and interface within a namespace. */
-function fanoutGroup(i: number): number {
-  return ((process.pid * 131) + i * 7919) & 0xffff;
+// A fanout group id is per network namespace and bound to one interface, so
+// each pool and interface gets its own: derived from the pid (other processes)
+// and a per-process pool count (several pools in one process, as in tests).
+let pools = 0;
+function fanoutGroup(pool: number, i: number): number {
+  return (process.pid * 131 + pool * 509 + i * 7919) & 0xffff;
 }
 
 /**
@@ -215,7 +218,8 @@ export async function startAfPacket(opts: AfPacketOptions): Promise<WorkerPool> 
   const workers: Worker[] = [];
   const ports: MessagePort[] = [];
   const wakeFds: number[] = [];
-  const fanout = interfaces.map((_, i) => fanoutGroup(i));
+  const poolNo = pools++;
+  const fanout = interfaces.map((_, i) => fanoutGroup(poolNo, i));
   for (let id = 0; id < n; id++) {
     const { port1, port2 } = new MessageChannel();
     const wakeFd = addon.eventfd();
