@@ -287,6 +287,29 @@ if (!isRoot()) {
     }
   });
 
+  test("recv and send refuse slots and descriptors outside the memory", () => {
+    const ns = tmpNetns();
+    let h = -1;
+    try {
+      const [, b] = ns.veth();
+      h = addon.open(b, { netns: ns.path, blockSize: 1 << 16, blockCount: 2 });
+      const mem = new WebAssembly.Memory({ initial: 1 }); // 64 KiB: room for 31 slots at most
+      assert.throws(() => addon.recv(h, mem.buffer, 0, 2048, 128, 0, 0xffffffff, 2, 0, 0), /outside the memory/);
+      assert.throws(() => addon.recv(h, mem.buffer, 0, 2048, 128, 0, 0, 64, 0, 0), /outside the memory/);
+      const dv = new DataView(mem.buffer);
+      dv.setUint16(0, 0, true);       // port 0
+      dv.setUint16(2, 0, true);       // no header piece
+      dv.setUint32(4, 65000, true);   // data piece running past the end
+      dv.setUint16(8, 1000, true);
+      assert.throws(() => addon.send([h], mem.buffer, 0, 1024, 128, 1), /outside the memory/);
+      assert.is(addon.stats(h).txFrames, 0);
+      assert.throws(() => addon.recv(999, mem.buffer, 0, 2048, 128, 0, 0, 1, 0, 0), /bad handle/);
+    } finally {
+      if (h >= 0) addon.close(h);
+      ns.remove();
+    }
+  });
+
   test("poll returns early when woken through the eventfd", () => {
     const ns = tmpNetns();
     let h = -1;

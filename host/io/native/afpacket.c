@@ -310,8 +310,8 @@ static napi_value Recv(napi_env env, napi_callback_info info) {
       !getU32(env, argv[8], &port) || !getI32(env, argv[9], &timeout))
     return throwErr(env, "recv: arguments must be non-negative integers");
   if (headroom < 4 || headroom >= slotSize || port > 0xffff ||
-      (uint64_t)slotBase + (uint64_t)(first + max) * slotSize > memLen ||
-      (uint64_t)inDescBase + (uint64_t)(first + max) * 8 > memLen)
+      (uint64_t)slotBase + ((uint64_t)first + max) * slotSize > memLen ||
+      (uint64_t)inDescBase + ((uint64_t)first + max) * 8 > memLen)
     return throwErr(env, "recv: slots or descriptors outside the memory");
   uint32_t room = slotSize - headroom;
   uint32_t n = 0;
