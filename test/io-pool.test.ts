@@ -9,6 +9,7 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { startAfPacket, type WorkerPool } from "../host/io/afpacket.js";
 import type { DpOp } from "../host/dataplane/ops.js";
+import { DataPlaneError } from "../host/dataplane/dataplane.js";
 import { isRoot, tmpNetns, injectFrames, capture, type Netns } from "./support/io-net.js";
 import { ethernet, ipv4Packet, udp, overlayFrame, bytesDiff, ETH_IPV4, IPPROTO_UDP } from "./support/encoder.js";
 
@@ -115,6 +116,8 @@ if (!isRoot()) {
       } catch (e) { err = e as Error; }
       assert.ok(err, "the bad op was refused");
       assert.match(err!.message, /^op 1\b/); // the DataPlane's message, naming the op at fault
+      assert.instance(err, DataPlaneError);
+      assert.is((err as DataPlaneError).index, 1);
       // Nothing changed: tag 10 still forwards, in whichever worker the flows land.
       let cap = await capture(l.ns, l.peer, 16, 4000);
       injectFrames(l.ns, l.hv, [...Array(16).keys()].map((i) => tagged(inner(i), 10)));

@@ -23,6 +23,7 @@ import { Worker, MessageChannel, type MessagePort } from "node:worker_threads";
 import { availableParallelism } from "node:os";
 import { loadAddon, type OpenOptions } from "./addon.js";
 import type { DataPlaneProgrammer, DpOp } from "../dataplane/ops.js";
+import { DataPlaneError } from "../dataplane/dataplane.js";
 import type { NveConfig } from "../config/types.js";
 import type { FromWorker, ToWorker, WorkerInit, LoopStats } from "./worker.js";
 import type { SocketStats } from "./addon.js";
@@ -44,12 +45,12 @@ export interface AfPacketOptions {
   idlePollMs?: number;
 }
 
-/** A DataPlaneError from a worker, re-thrown on the main thread with the same name and message. */
-export class WorkerApplyError extends Error {
-  constructor(name: string, message: string) {
-    super(message);
-    this.name = name;
-  }
+/** An error a worker's DataPlane.apply threw, as the same class (DataPlaneError: same index, field, message). */
+function applyError(e: { name: string; message: string; index?: number; field?: string }): Error {
+  const err = e.index !== undefined ? new DataPlaneError(e.index, e.field ?? "", "") : new Error();
+  err.message = e.message;
+  if (e.index === undefined) err.name = e.name;
+  return err;
 }
 
 export interface PoolCounters {
@@ -112,7 +113,7 @@ export class WorkerPool implements DataPlaneProgrammer {
     }
     const p = this.pending.get(m.seq);
     if (!p) return;
-    if (m.type === "applied" && m.error && !p.error) p.error = new WorkerApplyError(m.error.name, m.error.message);
+    if (m.type === "applied" && m.error && !p.error) p.error = applyError(m.error);
     if (m.type === "counters") p.results.push({ counters: m.counters, io: m.io, loop: m.loop });
     if (--p.left === 0) {
       this.pending.delete(m.seq);

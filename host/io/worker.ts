@@ -11,7 +11,7 @@
 import { workerData, parentPort, receiveMessageOnPort, type MessagePort } from "node:worker_threads";
 import { loadAddon, type OpenOptions, type SocketStats } from "./addon.js";
 import type { DpOp } from "../dataplane/ops.js";
-import { DataPlane } from "../dataplane/dataplane.js";
+import { DataPlane, DataPlaneError } from "../dataplane/dataplane.js";
 
 export interface WorkerInit {
   id: number;
@@ -35,7 +35,7 @@ export type ToWorker =
 export type FromWorker =
   | { type: "ready"; id: number }
   | { type: "error"; id: number; message: string }
-  | { type: "applied"; id: number; seq: number; error?: { name: string; message: string } }
+  | { type: "applied"; id: number; seq: number; error?: { name: string; message: string; index?: number; field?: string } }
   | { type: "counters"; id: number; seq: number; counters: unknown; io: Record<string, SocketStats>; loop: LoopStats }
   | { type: "stopped"; id: number };
 
@@ -105,7 +105,9 @@ async function main(): Promise<void> {
           remap();
           post({ type: "applied", id: init.id, seq: msg.seq });
         } catch (e) {
-          post({ type: "applied", id: init.id, seq: msg.seq, error: { name: (e as Error).name, message: (e as Error).message } });
+          const err = e as Error & { index?: number; field?: string };
+          post({ type: "applied", id: init.id, seq: msg.seq, error: { name: err.name, message: err.message,
+            ...(e instanceof DataPlaneError ? { index: err.index, field: err.field } : {}) } });
         }
       } else if (msg.type === "counters") {
         const io: Record<string, SocketStats> = {};
