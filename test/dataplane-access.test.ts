@@ -156,6 +156,19 @@ test("entropy: UDP source port in 49152-65535, stable per flow, spread across fl
   }
 });
 
+test("entropy: the same flow gets the same source port in every data plane instance (worker threads share flows)", async () => {
+  const a = await fresh(4);
+  const b = await fresh(4);
+  const { L1 } = F.locals(100);
+  const { R1 } = F.remotes(100);
+  for (let i = 0; i < 32; i++) {
+    const frame = F.accessFrame(L1, R1, { srcPort: 3000 + i });
+    const ea = E.viewOverlay(only(F.send(a, F.ACC1, frame), "a").frame, "vxlan").entropy;
+    const eb = E.viewOverlay(only(F.send(b, F.ACC1, frame), "b").frame, "vxlan").entropy;
+    assert.is(ea, eb, `flow ${i}: ${ea} in one instance, ${eb} in another`);
+  }
+});
+
 // ------------------------------------------------------------------ hairpin
 
 test("hairpin: local → local on another port is re-tagged with the destination port's tag, not encapsulated", async () => {
@@ -386,6 +399,25 @@ test("port security: spoofed source MAC, spoofed source IP and an inactive VNIC 
       dropped(F.send(dp, F.ACC1, F.accessFrame(L3, R1)), "vnic-inactive", `VN ${vnId}: associated-only VNIC`);
     }
   }
+});
+
+test("port security: ARP and ND may not claim another VNIC's address (ARP sha/spa, NA target)", async () => {
+  const dp = await dpFor(4);
+  const { L1, L2 } = F.locals(100);
+  const { R1 } = F.remotes(100);
+  // ARP from L1's MAC announcing L2's MAC as the sender hardware address.
+  const sha = E.arpFrame({ op: 1, src: L1.mac, sha: L2.mac, tag: F.tagOf(100, F.ACC1), spa: L1.ip4, tpa: R1.ip4 });
+  const s1 = F.send(dp, F.ACC1, sha);
+  assert.is(s1.outs.length, 0, "ARP with a foreign sender MAC forwarded");
+  assert.ok(s1.drop === "spoofed-mac" || s1.drop === "spoofed-ip", JSON.stringify(s1.drops));
+  // An unsolicited NA from L1 (its own MAC and IPv6 source) advertising L2's address with L1's MAC: the IPv6
+  // equivalent of an ARP reply with a foreign spa (RFC 4861 §4.4: the target is the address being advertised),
+  // which poisons every neighbour cache in the VN if flooded.
+  const na = E.ethernet({ dst: "33:33:00:00:00:01", src: L1.mac, tags: [F.tagOf(100, F.ACC1)], type: E.ETH_IPV6,
+    payload: E.neighborAdvertisement({ src: L1.ip6, dst: "ff02::1", target: L2.ip6, override: true, tll: L1.mac }) });
+  const s2 = F.send(dp, F.ACC1, na);
+  assert.equal(s2.outs.map((o) => o.port), [], "NA claiming L2's IPv6 address was forwarded");
+  assert.equal(s2.drops, { "spoofed-ip": 1 });
 });
 
 test("port security allows 0.0.0.0, :: and the EUI-64 link-local address of the source MAC", async () => {
