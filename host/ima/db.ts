@@ -29,8 +29,9 @@ export interface ImaCollections { vns: StoredVn; vteps: StoredVtep; binds: Store
 export class ImaDbError extends Error {}
 
 export interface ImaDb {
-  /** true when this open created the store (the catalog is then seeded from the configuration) */
+  /** true until markSeeded(): the catalog is then seeded from the configuration */
   readonly isNew: boolean;
+  markSeeded(): Promise<void>;
   list<C extends ImaCollection>(c: C): [string, ImaCollections[C]][];
   /** Writes (value) or deletes (null) atomically; resolves once durable. */
   write(changes: { c: ImaCollection; key: string; value: unknown }[]): Promise<void>;
@@ -63,7 +64,10 @@ export function openImaDb(dir: string): ImaDb {
     pub: root.openDB({ name: "pub" }),
   };
   return {
-    isNew: found === undefined,
+    isNew: meta.get("seeded") === undefined,
+    async markSeeded() {
+      await meta.put("seeded", true);
+    },
     list(c) {
       const out: [string, any][] = [];
       for (const { key, value } of dbs[c].getRange({})) out.push([String(key), value]);

@@ -69,10 +69,14 @@ export class ImaService {
     try {
       const core = new ImaCore(settings, o.now ?? Date.now, log);
       core.load(db);
-      if (db.isNew && o.seed?.length) {
-        const r = core.seed(o.seed);
-        await db.write(r.writes);
-        log(`ima: new store, ${o.seed.length} VNs seeded from the configuration`);
+      if (db.isNew) {
+        // A seed that fails leaves the store new, so a corrected file seeds it next time.
+        if (o.seed?.length) {
+          const r = core.seed(o.seed);
+          await db.write(r.writes);
+          log(`ima: new store, ${o.seed.length} VNs seeded from the configuration`);
+        }
+        await db.markSeeded();
       }
       const pv = o.broker.protocolVersion ?? 4;
       const client = await mqtt.connectAsync(o.broker.url, imaMqttOptions({ username: settings.ima, ...o.broker }, `nvedge-ima-${settings.ima}`, false));

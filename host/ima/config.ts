@@ -1,0 +1,74 @@
+// The IMA's configuration file (INTERFACES.md `nvedge ima run`): its identity
+// `ima`, `broker`, `auth`, `operators` and `vns` (seeded into the catalog when
+// the store is new), plus the RFC 7432 §15 duplicate-detection numbers.
+// JSON, or YAML when the name ends in .yaml/.yml; every error names the key.
+import { readFileSync } from "node:fs";
+import { parse as parseYaml } from "yaml";
+import { Ajv } from "ajv";
+import { ConfigError } from "../config/load.js";
+import { ID, UUID, profileSchema } from "../config/schema.js";
+import type { VnSeed } from "./core.js";
+
+export interface ImaConfig {
+  ima: string;
+  broker?: string;
+  auth?: { username?: string; password?: string; passwordFile?: string; aclFile?: string; tls?: { cert: string; key: string; ca: string } };
+  operators: string[];
+  vns: VnSeed[];
+  duplicate: { moves: number; windowMs: number };
+  limits: { maxPayload: number };
+}
+
+const vnId = { type: "integer", minimum: 1, maximum: 16777215 };
+export const imaConfigSchema = {
+  type: "object", additionalProperties: false,
+  properties: {
+    ima: { type: "string", pattern: ID, default: "ima" },
+    broker: { type: "string", pattern: "^(mqtts?|wss?|tcp)://" },
+    auth: { type: "object", additionalProperties: false, properties: {
+      username: { type: "string", pattern: ID }, password: { type: "string" },
+      // the broker's files (INTERFACES.md auth), accepted so one file can serve both
+      passwordFile: { type: "string" }, aclFile: { type: "string" },
+      tls: { type: "object", additionalProperties: false, required: ["cert", "key", "ca"],
+        properties: { cert: { type: "string" }, key: { type: "string" }, ca: { type: "string" } } } } },
+    operators: { type: "array", default: [], items: { type: "string", pattern: ID } },
+    vns: { type: "array", default: [], items: { type: "object", additionalProperties: false,
+      properties: { id: vnId, name: { type: "string", pattern: UUID }, alias: { type: "string", minLength: 1, maxLength: 64 }, vni: vnId, profile: profileSchema } } },
+    duplicate: { type: "object", additionalProperties: false, default: {}, properties: {
+      moves: { type: "integer", minimum: 1, default: 5 }, windowMs: { type: "integer", minimum: 1, default: 180000 } } },
+    limits: { type: "object", additionalProperties: false, default: {}, properties: { maxPayload: { type: "integer", minimum: 1024, default: 262144 } } },
+  },
+} as const;
+
+const validate = new Ajv({ allErrors: false, useDefaults: true, strict: false }).compile(imaConfigSchema);
+
+export function parseImaConfig(text: string, file: string): ImaConfig {
+  let raw: unknown;
+  const yaml = /\.ya?ml$/i.test(file);
+  try {
+    raw = yaml ? parseYaml(text) : JSON.parse(text);
+  } catch (e) {
+    throw new ConfigError(file, "", `not valid ${yaml ? "YAML" : "JSON"}: ${(e as Error).message}`);
+  }
+  if (!validate(raw)) {
+    const err = validate.errors![0];
+    const key = err.instancePath.replace(/^\//, "").replace(/\//g, ".") || "(top level)";
+    const detail = err.keyword === "additionalProperties"
+      ? `unknown key "${(err.params as { additionalProperty: string }).additionalProperty}"`
+      : err.keyword === "enum" ? `${err.message} (${(err.params as { allowedValues: unknown[] }).allowedValues.join(", ")})` : err.message;
+    throw new ConfigError(file, key, detail ?? "invalid");
+  }
+  return raw as ImaConfig;
+}
+
+/** No file: the defaults (identity `ima`, no operators, no VNs). */
+export function loadImaConfig(file: string | undefined): ImaConfig {
+  if (file === undefined) return parseImaConfig("{}", "(defaults)");
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (e) {
+    throw new ConfigError(file, "", `cannot read: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  return parseImaConfig(text, file);
+}
