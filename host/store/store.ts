@@ -15,6 +15,8 @@
 // - The store carries a schema version; opening a store written with another
 //   version fails with StoreSchemaError instead of misreading it.
 
+import type { VnProfile } from "../dataplane/ops.js";
+
 export const STORE_SCHEMA_VERSION = 1;
 
 /** One VNIC (RFC 8394 §3 TSI) and everything it contains (seed §3.1): VN → MAC → IPs. */
@@ -40,16 +42,29 @@ export interface HvRecord { hv: string; online: boolean; since: number }
 /** A pending deadline (absolute ms). Key: `${kind}|${subject}`. */
 export interface TimerRecord { kind: "migration-hold" | "agent-hold"; subject: string; due: number }
 
+/**
+ * A VN of the catalog learned from the IMA (PROTOCOL.md §6 `nvo3/v1/ima/vn/{id}`),
+ * cached so a restarted NVE forwards before the IMA answers (issue 4). Key: String(id).
+ */
+export interface VnRecord { id: number; name?: string; alias?: string; vni: number; profile: VnProfile }
+/** A remote binding learned from the IMA (§6 `ima/bind/{id}/{mac}`), cached likewise. Key: `${vn}|${mac}`. */
+export interface RemoteRecord { vn: number; mac: string; nve: string; ip: string; ips: string[]; seq: number }
+/** A remote NVE on a VN's flood list (§6 `ima/vtep/{id}/{nve}`), cached likewise. Key: `${vn}|${nve}`. */
+export interface VtepRecord { vn: number; nve: string; ip: string }
+
 export interface Collections {
   vnics: VnicRecord;
   vaps: VapRecord;
   quarantine: QuarantineRecord;
   hvs: HvRecord;
   timers: TimerRecord;
+  vns: VnRecord;
+  remotes: RemoteRecord;
+  vteps: VtepRecord;
   meta: unknown;
 }
 export type CollectionName = keyof Collections;
-export const COLLECTIONS: CollectionName[] = ["vnics", "vaps", "quarantine", "hvs", "timers", "meta"];
+export const COLLECTIONS: CollectionName[] = ["vnics", "vaps", "quarantine", "hvs", "timers", "vns", "remotes", "vteps", "meta"];
 
 export interface StoreReader {
   get<C extends CollectionName>(c: C, key: string): Collections[C] | undefined;
@@ -83,4 +98,6 @@ export const keys = {
   vap: (port: string, vn: number) => `${port}|${vn}`,
   quarantine: (port: string, tag: number) => `${port}|${tag}`,
   timer: (kind: TimerRecord["kind"], subject: string) => `${kind}|${subject}`,
+  remote: (vn: number, mac: string) => `${vn}|${mac}`,
+  vtep: (vn: number, nve: string) => `${vn}|${nve}`,
 };

@@ -1,0 +1,376 @@
+// The LMDB Store (issue 4): the NVE's state on disk behind the Store interface
+// (store.ts), passing the same conformance suite as memory.ts.
+//
+// Layout: one LMDB environment per store directory, one named sub-database per
+// collection (STYLE.md, lmdb-js usage), msgpack values, string keys. The `meta`
+// database holds `schemaVersion`; an older store is upgraded by the migration
+// table (lmdb-migrations.ts), one step N → N+1 per synchronous LMDB
+// transaction that also writes N+1, so a crash mid-upgrade leaves version N
+// intact. A newer, corrupt or foreign store is refused and left untouched.
+//
+// Writes: Store.transaction(fn) runs fn synchronously against an overlay of its
+// own puts/deletes (reads fall through to LMDB), so a throwing fn writes
+// nothing. The overlay is then queued as ONE lmdb-js batch: the writes of every
+// collection go into the same LMDB transaction (all-or-nothing across
+// collections, PROTOCOL.md §2). Until that transaction is committed the overlay
+// stays visible to readers, so reads see transactions in call order exactly as
+// the memory store does.
+//
+// Durability (PROTOCOL.md §2: the NVE answers only after the change is durable):
+// the promise resolves only once lmdb-js reports the commit *flushed* (fsync'd).
+// Options, and why:
+// - noSync: false, noMetaSync: false: never skip the fsync of data or meta pages
+//   (with them a crash of the machine may lose or corrupt acknowledged commits);
+// - useWritemap: false: pages are written with pwrite, so a stray pointer cannot
+//   scribble on the map and a crash cannot leave half-written pages visible;
+// - overlappingSync: true (lmdb-js's default on POSIX): the fsync of commit N
+//   runs after the write lock is released, overlapping commit N+1, so several
+//   queued transactions share one flush (group commit). lmdb-js then resolves a
+//   write at *commit*, not at flush; we therefore also wait for `flushed`;
+// - commitDelay: 0, eventTurnBatching: true: commit as soon as the event turn
+//   ends (lowest latency); batching comes from the overlapping flushes.
+// A process crash (SIGKILL) loses nothing committed (the kernel holds the pages);
+// a machine crash loses at most commits that were not yet flushed, and those
+// were never acknowledged.
+import { open, type Database, type RootDatabase } from "lmdb";
+import { closeSync, existsSync, mkdirSync, openSync, readSync, statSync } from "node:fs";
+import { join } from "node:path";
+import {
+  COLLECTIONS, STORE_SCHEMA_VERSION, StoreSchemaError,
+  type CollectionName, type Collections, type Store, type StoreWriter, type TimerRecord,
+} from "./store.js";
+import { lockStoreDir, type StoreLock } from "./lmdb-lock.js";
+import { MIGRATIONS, detectLegacyVersion, type Migration } from "./lmdb-migrations.js";
+
+export { StoreLockedError } from "./lmdb-lock.js";
+
+/** A store directory that cannot be read as an nvedge store. Nothing in it was changed. */
+export class StoreCorruptError extends Error {
+  constructor(readonly dir: string, detail: string) {
+    super(`${dir}: the store is corrupt or is not an nvedge store (${detail}); it was left untouched: ` +
+      "restore it from a backup, or move it aside and start with an empty --store directory (agents then re-sync their state)");
+  }
+}
+
+/** A store from a newer (or otherwise unknown) schema. Nothing in it was changed. */
+export class LmdbSchemaError extends StoreSchemaError {
+  constructor(readonly dir: string, found: unknown, expected: number, detail: string) {
+    super(found, expected, dir);
+    this.message = `${dir}: store schema version ${JSON.stringify(found)} ${detail} (this nvedge supports version ${expected}); ` +
+      "it was left untouched: run the nvedge release that wrote it, or move it aside and start with an empty --store directory";
+  }
+}
+
+export interface LmdbStoreOptions {
+  /** The schema this code writes (tests open with other versions). */
+  schemaVersion?: number;
+  /** version N → the step to N+1 (tests pass their own). */
+  migrations?: Record<number, Migration>;
+  log?: (line: string) => void;
+}
+
+/** LMDB's largest key (lmdb-js keys of the default 4 KiB pages), in UTF-8 bytes. */
+const MAX_KEY_BYTES = 1978;
+const DELETED = Symbol("deleted");
+type Overlay = Map<CollectionName, Map<string, unknown>>;
+const copy = <T>(v: T): T => (v === undefined ? v : structuredClone(v));
+const LMDB_MAGIC = 0xbeefc0de;
+
+/**
+ * Refuses a data.mdb that LMDB would misread or crash on: no LMDB magic in its
+ * meta pages, or a file shorter than the pages its newest meta page refers to
+ * (a truncated copy: reading past the end of a memory map kills the process
+ * with SIGBUS instead of raising an error).
+ */
+function checkDataFile(dir: string, file: string): void {
+  const size = statSync(file).size;
+  if (size === 0) return; // created, never committed: LMDB initialises it
+  const fd = openSync(file, "r");
+  try {
+    const head = Buffer.alloc(Math.min(size, 256));
+    readSync(fd, head, 0, head.length, 0);
+    // The meta struct follows the page header (16 or 24 bytes by LMDB build).
+    let m = -1;
+    for (let o = 0; o + 4 <= Math.min(64, head.length); o += 4) if (head.readUInt32LE(o) === LMDB_MAGIC) { m = o; break; }
+    if (m < 0) throw new StoreCorruptError(dir, `${file} has no LMDB header`);
+    const pageSize = head.readUInt32LE(m + 24); // FREE_DBI's md_pad holds the page size
+    if (pageSize < 512 || pageSize > 65536 || (pageSize & (pageSize - 1)) !== 0)
+      throw new StoreCorruptError(dir, `${file} has an invalid page size ${pageSize}`);
+    if (size < 2 * pageSize) throw new StoreCorruptError(dir, `${file} is truncated (${size} bytes, less than its two meta pages)`);
+    const metas: { last: bigint; txn: bigint }[] = [];
+    for (const page of [0, 1]) {
+      const b = Buffer.alloc(m + 136);
+      readSync(fd, b, 0, b.length, page * pageSize);
+      if (b.readUInt32LE(m) !== LMDB_MAGIC) throw new StoreCorruptError(dir, `${file}: meta page ${page} is damaged`);
+      metas.push({ last: b.readBigUInt64LE(m + 120), txn: b.readBigUInt64LE(m + 128) });
+    }
+    const newest = metas[0].txn >= metas[1].txn ? metas[0] : metas[1];
+    const need = (newest.last + 1n) * BigInt(pageSize);
+    if (BigInt(size) < need) throw new StoreCorruptError(dir, `${file} is truncated (${size} bytes, its last transaction needs ${need})`);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function wrapNative(dir: string, e: unknown): Error {
+  const msg = (e as Error)?.message ?? String(e);
+  if (e instanceof StoreCorruptError || e instanceof StoreSchemaError) return e;
+  if (/MDB_(INVALID|CORRUPTED|PAGE_NOTFOUND|VERSION_MISMATCH|BAD_TXN|BAD_VALSIZE)|not an LMDB|corrupt/i.test(msg))
+    return new StoreCorruptError(dir, msg);
+  return new Error(`${dir}: cannot open the store: ${msg}`);
+}
+
+export class LmdbStore implements Store {
+  private closed = false;
+  private inflight: Overlay[] = [];
+
+  private constructor(
+    readonly dir: string,
+    readonly schemaVersion: number,
+    private readonly root: RootDatabase,
+    private readonly dbs: Map<CollectionName, Database>,
+    private readonly lock: StoreLock,
+  ) {}
+
+  /** Opens (creating when new) the store in `dir`; see the errors above. */
+  static async open(dir: string, opts: LmdbStoreOptions = {}): Promise<LmdbStore> {
+    const want = opts.schemaVersion ?? STORE_SCHEMA_VERSION;
+    const migrations = opts.migrations ?? MIGRATIONS;
+    if (existsSync(dir) && !statSync(dir).isDirectory()) throw new StoreCorruptError(dir, "it is a file, not a directory");
+    mkdirSync(dir, { recursive: true });
+    const lock = await lockStoreDir(dir);
+    let root: RootDatabase | undefined;
+    try {
+      const dataFile = join(dir, "data.mdb");
+      const isNew = !existsSync(dataFile) || statSync(dataFile).size === 0;
+      if (!isNew) checkDataFile(dir, dataFile);
+      try {
+        root = open({
+          path: dir, maxDbs: 32, encoding: "msgpack",
+          noSync: false, noMetaSync: false, useWritemap: false, overlappingSync: true, commitDelay: 0, eventTurnBatching: true,
+        });
+      } catch (e) {
+        throw wrapNative(dir, e);
+      }
+      const r = root;
+      const found = readVersion(dir, r);
+      let version: number;
+      if (found === undefined) {
+        // A new environment: write the version with the collections.
+        r.transactionSync(() => {
+          for (const c of COLLECTIONS) r.openDB({ name: c });
+          r.openDB({ name: "meta" }).put("schemaVersion", want);
+        });
+        version = want;
+      } else {
+        if (typeof found !== "number" || !Number.isInteger(found) || found < 0)
+          throw new LmdbSchemaError(dir, found, want, "is not a version number");
+        if (found > want) throw new LmdbSchemaError(dir, found, want, "is newer than this nvedge");
+        for (let v = found; v < want; v++) {
+          if (!migrations[v]) throw new LmdbSchemaError(dir, found, want, `has no migration path from version ${v} to ${v + 1}`);
+        }
+        for (let v = found; v < want; v++) {
+          const step = migrations[v];
+          // One step per synchronous transaction, with its version bump (crash-safe upgrade).
+          r.transactionSync(() => {
+            step({ root: r, db: (name) => r.openDB({ name }) });
+            r.openDB({ name: "meta" }).put("schemaVersion", v + 1);
+          });
+          opts.log?.(`${dir}: store upgraded from schema version ${v} to ${v + 1}`);
+        }
+        version = want;
+        if (found < want) await flushed(r);
+      }
+      // Collections added since the store was created are created empty here
+      // (the version check above already accepted the store).
+      const dbs = new Map<CollectionName, Database>();
+      r.transactionSync(() => {
+        for (const c of COLLECTIONS) dbs.set(c, r.openDB({ name: c }));
+      });
+      const store = new LmdbStore(dir, version, r, dbs, lock);
+      store.list("meta"); // every meta record must decode
+      return store;
+    } catch (e) {
+      if (root) await root.close().catch(() => {});
+      await lock.release();
+      throw e;
+    }
+  }
+
+  private db(c: CollectionName): Database {
+    if (this.closed) throw new Error(`${this.dir}: store is closed`);
+    const d = this.dbs.get(c);
+    if (!d) throw new Error(`unknown collection "${c}"`);
+    return d;
+  }
+
+  private read(c: CollectionName, key: string): unknown {
+    for (let i = this.inflight.length - 1; i >= 0; i--) {
+      const m = this.inflight[i].get(c);
+      if (m && m.has(key)) {
+        const v = m.get(key);
+        return v === DELETED ? undefined : copy(v);
+      }
+    }
+    try {
+      return this.db(c).get(key); // decoded afresh: already a copy
+    } catch (e) {
+      throw this.decodeError(c, key, e);
+    }
+  }
+
+  private decodeError(c: CollectionName, key: string, e: unknown): Error {
+    if (this.closed || /unknown collection/.test((e as Error).message)) return e as Error;
+    return new StoreCorruptError(this.dir, `collection ${c}, key ${JSON.stringify(key)}: ${(e as Error).message}`);
+  }
+
+  private range(c: CollectionName, prefix: string): [string, unknown][] {
+    const out: [string, unknown][] = [];
+    let key = "";
+    try {
+      for (const e of this.db(c).getRange(prefix ? { start: prefix } : {})) {
+        key = String(e.key);
+        if (!key.startsWith(prefix)) break;
+        out.push([key, e.value]);
+      }
+    } catch (e) {
+      throw this.decodeError(c, key, e);
+    }
+    if (this.inflight.length) {
+      const merged = new Map(out);
+      for (const o of this.inflight)
+        for (const [k, v] of o.get(c) ?? []) if (k.startsWith(prefix)) v === DELETED ? merged.delete(k) : merged.set(k, copy(v));
+      return sortByKey([...merged]);
+    }
+    return sortByKey(out);
+  }
+
+  get<C extends CollectionName>(c: C, key: string): Collections[C] | undefined {
+    return this.read(c, key) as Collections[C] | undefined;
+  }
+
+  list<C extends CollectionName>(c: C, prefix = ""): [string, Collections[C]][] {
+    return this.range(c, prefix) as [string, Collections[C]][];
+  }
+
+  async transaction<T>(fn: (tx: StoreWriter) => T): Promise<T> {
+    const pending: Overlay = new Map();
+    const store = this;
+    const tx: StoreWriter = {
+      get(c, key) {
+        const p = pending.get(c)?.get(key);
+        if (p === DELETED) return undefined;
+        return p !== undefined ? copy(p) as never : store.get(c, key);
+      },
+      list(c, prefix = "") {
+        const merged = new Map(store.range(c, prefix));
+        for (const [k, v] of pending.get(c) ?? []) if (k.startsWith(prefix)) v === DELETED ? merged.delete(k) : merged.set(k, copy(v));
+        return sortByKey([...merged]) as never;
+      },
+      put(c, key, value) {
+        store.db(c);
+        if (typeof key !== "string" || key === "") throw new Error(`bad key ${JSON.stringify(key)}`);
+        if (Buffer.byteLength(key) > MAX_KEY_BYTES) throw new Error(`key of ${Buffer.byteLength(key)} bytes in ${c}: LMDB keys are at most ${MAX_KEY_BYTES}`);
+        if (value === undefined) throw new Error("put of undefined: use del");
+        if (!pending.has(c)) pending.set(c, new Map());
+        pending.get(c)!.set(key, copy(value)); // structuredClone also rejects what msgpack could not write back
+      },
+      del(c, key) {
+        store.db(c);
+        if (!pending.has(c)) pending.set(c, new Map());
+        pending.get(c)!.set(key, DELETED);
+      },
+    };
+    const result = fn(tx); // throws → the overlay is dropped, nothing queued
+    if (result instanceof Promise) throw new Error("transaction callbacks must be synchronous");
+    if (pending.size === 0) return result;
+    this.inflight.push(pending);
+    let committed: Promise<unknown>;
+    let durable: Promise<unknown>;
+    try {
+      // One batch = one LMDB transaction for every collection touched.
+      committed = this.root.batch(() => {
+        for (const [c, m] of pending) {
+          const d = this.db(c);
+          for (const [k, v] of m) v === DELETED ? d.remove(k) : d.put(k, v);
+        }
+      });
+      // Taken now: the flush of the commit that will hold this batch (or a later one).
+      durable = flushed(this.root);
+    } catch (e) {
+      this.inflight.splice(this.inflight.indexOf(pending), 1);
+      throw e;
+    }
+    try {
+      await committed;
+    } finally {
+      this.inflight.splice(this.inflight.indexOf(pending), 1);
+    }
+    await durable;
+    return result;
+  }
+
+  due(now: number): [string, TimerRecord][] {
+    return this.list("timers").filter(([, t]) => t.due <= now).sort((a, b) => a[1].due - b[1].due || (a[0] < b[0] ? -1 : 1));
+  }
+
+  nextDue(): number | undefined {
+    let min: number | undefined;
+    for (const [, t] of this.list("timers")) if (min === undefined || t.due < min) min = t.due;
+    return min;
+  }
+
+  /** Bytes the environment uses on disk (data.mdb). */
+  diskBytes(): number {
+    return statSync(join(this.dir, "data.mdb")).size;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    await flushed(this.root).catch(() => {});
+    this.closed = true;
+    await this.root.close();
+    await this.lock.release();
+  }
+}
+
+function flushed(root: RootDatabase): Promise<unknown> {
+  return new Promise((resolve, reject) => (root.flushed as PromiseLike<unknown>).then(resolve, reject));
+}
+
+/** Keys in UTF-16 code unit order (the Store contract); LMDB returns UTF-8 byte order, equal for all but astral characters. */
+function sortByKey<V>(rows: [string, V][]): [string, V][] {
+  for (let i = 1; i < rows.length; i++) {
+    if (rows[i - 1][0] > rows[i][0]) return rows.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+  }
+  return rows;
+}
+
+/** The stored schema version, without creating anything; undefined for a new (empty) environment. */
+function readVersion(dir: string, root: RootDatabase): unknown {
+  let names: string[];
+  try {
+    names = [...root.getKeys()].map(String);
+  } catch (e) {
+    throw wrapNative(dir, e);
+  }
+  if (names.includes("meta")) {
+    let v: unknown;
+    try {
+      v = root.openDB({ name: "meta", create: false } as { name: string }).get("schemaVersion");
+    } catch (e) {
+      throw new StoreCorruptError(dir, `meta: ${(e as Error).message}`);
+    }
+    if (v === undefined) throw new StoreCorruptError(dir, "its meta database has no schema version");
+    return v;
+  }
+  const legacy = detectLegacyVersion(root, names);
+  if (legacy !== undefined) return legacy;
+  if (names.length === 0) return undefined;
+  throw new StoreCorruptError(dir, `an LMDB environment nvedge did not write (databases: ${names.slice(0, 5).join(", ")})`);
+}
+
+/** Opens the NVE's store in `dir` (INTERFACES.md `nvedge run --store DIR`). */
+export function openLmdbStore(dir: string, opts: LmdbStoreOptions = {}): Promise<LmdbStore> {
+  return LmdbStore.open(dir, opts);
+}

@@ -1,0 +1,258 @@
+// The LMDB store (issue 4): the shared conformance suite, plus what only a
+// store on disk has: refusing a corrupt, newer or locked directory without
+// touching it, the version 0 → 1 migration, and durability across processes.
+import { suite } from "uvu";
+import * as assert from "uvu/assert";
+import { spawn, spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, truncateSync, existsSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, dirname } from "node:path";
+import { fileURLToPath } from "node:url";
+import { open } from "lmdb";
+import { storeConformance } from "./support/store-conformance.js";
+import { LmdbSchemaError, LmdbStore, StoreCorruptError, StoreLockedError, openLmdbStore } from "../host/store/lmdb.js";
+import { writeV0 } from "../host/store/lmdb-migrations.js";
+import { STORE_SCHEMA_VERSION, StoreSchemaError, type VnicRecord } from "../host/store/store.js";
+
+const tmp = () => mkdtempSync(join(tmpdir(), "nvedge-store-"));
+
+storeConformance("lmdb", {
+  fresh: async () => {
+    const dir = tmp();
+    return { open: (v?: number) => openLmdbStore(dir, { schemaVersion: v }), cleanup: async () => rmSync(dir, { recursive: true, force: true }) };
+  },
+});
+
+/** Every file of the directory with its hash: "untouched" means this is unchanged. lock.mdb is LMDB's reader table, not data. */
+function snapshot(dir: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const f of readdirSync(dir).sort()) {
+    if (f === "lock.mdb") continue;
+    out[f] = createHash("sha256").update(readFileSync(join(dir, f))).digest("hex");
+  }
+  return out;
+}
+
+async function expectError<E>(p: Promise<unknown>, cls: new (...a: never[]) => E): Promise<E> {
+  try {
+    const s = await p;
+    await (s as LmdbStore).close();
+  } catch (e) {
+    assert.instance(e, cls, `expected ${cls.name}, got ${(e as Error).message}`);
+    return e as E;
+  }
+  throw new assert.Assertion({ message: `expected ${cls.name}, the store opened` } as never);
+}
+
+const U1 = "0d6c8a8e-2f5b-4a8e-8d2e-5f1a4f0e9b01";
+const rec: VnicRecord = { vnic: U1, hv: "hv-1", port: "eth2", state: "active", vns: [{ vn: 100, addrs: [{ mac: "02:00:5e:00:00:01", ips: ["10.0.0.1"] }] }] };
+
+async function filled(): Promise<string> {
+  const dir = tmp();
+  const s = await openLmdbStore(dir);
+  await s.transaction((tx) => {
+    tx.put("vnics", U1, rec);
+    tx.put("vaps", "eth2|100", { port: "eth2", vn: 100, tag: 10 });
+    tx.put("vns", "100", { id: 100, vni: 5000, alias: "blue", profile: { encap: "vxlan", mtu: 1500 } });
+    tx.put("remotes", "100|02:00:5e:00:00:02", { vn: 100, mac: "02:00:5e:00:00:02", nve: "nve-b", ip: "192.0.2.2", ips: ["10.0.0.2"], seq: 3 });
+    tx.put("vteps", "100|nve-b", { vn: 100, nve: "nve-b", ip: "192.0.2.2" });
+  });
+  await s.close();
+  return dir;
+}
+
+const e = suite("lmdb store: refusals and migration");
+
+e("the catalog and the IMA's remote bindings persist with the rest (issue 4)", async () => {
+  const dir = await filled();
+  try {
+    const s = await openLmdbStore(dir);
+    assert.equal(s.get("vns", "100")?.vni, 5000);
+    assert.equal(s.list("remotes"), [["100|02:00:5e:00:00:02", { vn: 100, mac: "02:00:5e:00:00:02", nve: "nve-b", ip: "192.0.2.2", ips: ["10.0.0.2"], seq: 3 }]]);
+    assert.equal(s.get("vteps", "100|nve-b")?.ip, "192.0.2.2");
+    await s.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+e("a second open of a store in use fails with a clear error naming the directory and the holder", async () => {
+  const dir = await filled();
+  const s = await openLmdbStore(dir);
+  try {
+    const before = snapshot(dir);
+    const err = await expectError(openLmdbStore(dir), StoreLockedError);
+    assert.match(err.message, dir);
+    assert.match(err.message, `pid ${process.pid}`);
+    assert.match(err.message, /another running NVE/);
+    assert.equal(snapshot(dir), before);
+    assert.equal(s.get("vnics", U1), rec, "the holder still works");
+  } finally {
+    await s.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+e("another process holding the store: refused; once it is killed (SIGKILL, no cleanup) the store opens", async () => {
+  const dir = await filled();
+  const here = dirname(fileURLToPath(import.meta.url));
+  const lmdbJs = join(here, "..", "host", "store", "lmdb.js");
+  const child = spawn(process.execPath, ["--input-type=module", "-e",
+    `import { openLmdbStore } from ${JSON.stringify(lmdbJs)}; await openLmdbStore(${JSON.stringify(dir)}); console.log("held"); setInterval(() => {}, 1000);`],
+  { stdio: ["ignore", "pipe", "inherit"] });
+  try {
+    await new Promise<void>((res, rej) => {
+      const t = setTimeout(() => rej(new Error("child did not open the store in 10 s")), 10_000);
+      child.stdout!.on("data", (d) => { if (String(d).includes("held")) { clearTimeout(t); res(); } });
+      child.on("exit", (c) => rej(new Error(`child exited ${c}`)));
+    });
+    const err = await expectError(openLmdbStore(dir), StoreLockedError);
+    assert.match(err.message, `pid ${child.pid}`);
+    child.kill("SIGKILL");
+    await new Promise((r) => child.once("exit", r));
+    assert.ok(existsSync(join(dir, "nvedge.lock")), "the killed holder left its pid file behind");
+    const s = await openLmdbStore(dir);
+    assert.equal(s.get("vnics", U1), rec);
+    await s.close();
+  } finally {
+    child.kill("SIGKILL");
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+e("a store from a newer schema is refused and left untouched", async () => {
+  const dir = await filled();
+  try {
+    const s = await openLmdbStore(dir, { schemaVersion: STORE_SCHEMA_VERSION + 1, migrations: { [STORE_SCHEMA_VERSION]: () => {} } });
+    assert.is(s.schemaVersion, STORE_SCHEMA_VERSION + 1);
+    await s.close();
+    const before = snapshot(dir);
+    const err = await expectError(openLmdbStore(dir), StoreSchemaError);
+    assert.instance(err, LmdbSchemaError);
+    assert.match(err.message, dir);
+    assert.match(err.message, `version ${STORE_SCHEMA_VERSION + 1} is newer`);
+    assert.match(err.message, /left untouched/);
+    assert.equal(snapshot(dir), before);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+e("corrupt stores are refused and left untouched: garbage, truncated, undecodable record, foreign LMDB, a file", async () => {
+  const dirs: string[] = [];
+  try {
+    // garbage data.mdb
+    const g = tmp(); dirs.push(g);
+    writeFileSync(join(g, "data.mdb"), Buffer.alloc(65536, 0x5a));
+    // truncated copy of a real store
+    const t = await filled(); dirs.push(t);
+    truncateSync(join(t, "data.mdb"), statSync(join(t, "data.mdb")).size - 4096);
+    // a foreign LMDB environment
+    const f = tmp(); dirs.push(f);
+    const other = open({ path: f });
+    other.putSync("hello", "world");
+    await other.close();
+    for (const dir of [g, t, f]) {
+      const before = snapshot(dir);
+      const err = await expectError(openLmdbStore(dir), StoreCorruptError);
+      assert.match(err.message, dir);
+      assert.match(err.message, /left untouched/);
+      assert.equal(snapshot(dir), before, dir);
+    }
+    // an undecodable record: refused when read, with the collection and key
+    const u = await filled(); dirs.push(u);
+    const raw = open({ path: u, maxDbs: 32 });
+    raw.openDB({ name: "vnics", encoding: "binary" }).putSync(U1, Buffer.from([0xc1, 0xc1, 0xc1]));
+    await raw.close();
+    const s = await openLmdbStore(u);
+    try {
+      assert.throws(() => s.list("vnics"), (x: Error) => x instanceof StoreCorruptError && x.message.includes(u) && x.message.includes("vnics"));
+    } finally {
+      await s.close();
+    }
+    // a file where the directory should be
+    const file = join(tmp(), "store"); dirs.push(dirname(file));
+    writeFileSync(file, "not a directory");
+    const err = await expectError(openLmdbStore(file), StoreCorruptError);
+    assert.match(err.message, /not a directory/);
+    assert.is(readFileSync(file, "utf8"), "not a directory");
+  } finally {
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  }
+});
+
+e("a version 0 store (one database, `collection/key` records) is migrated to version 1 with every record", async () => {
+  const dir = tmp();
+  try {
+    const r = open({ path: dir, maxDbs: 32 });
+    writeV0(r, [
+      ["vnics", U1, rec],
+      ["vaps", "eth2|100", { port: "eth2", vn: 100, tag: 10 }],
+      ["timers", `migration-hold|${U1}`, { kind: "migration-hold", subject: U1, due: 1234 }],
+    ]);
+    await r.close();
+    const logs: string[] = [];
+    const s = await openLmdbStore(dir, { log: (l) => logs.push(l) });
+    assert.is(s.schemaVersion, 1);
+    assert.equal(s.get("vnics", U1), rec);
+    assert.equal(s.list("vaps"), [["eth2|100", { port: "eth2", vn: 100, tag: 10 }]]);
+    assert.is(s.nextDue(), 1234);
+    assert.match(logs.join("\n"), /from schema version 0 to 1/);
+    await s.close();
+    // The root database no longer holds version 0 records; reopening does not migrate again.
+    const r2 = open({ path: dir, maxDbs: 32 });
+    assert.not.ok([...r2.getKeys()].map(String).some((k) => k.includes("/")));
+    await r2.close();
+    logs.length = 0;
+    const s2 = await openLmdbStore(dir, { log: (l) => logs.push(l) });
+    assert.equal(s2.get("vnics", U1), rec);
+    assert.equal(logs, []);
+    await s2.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+e("a migration that fails leaves the store at its old version, and a store with no path forward is refused", async () => {
+  const dir = tmp();
+  try {
+    const r = open({ path: dir, maxDbs: 32 });
+    writeV0(r, [["vnics", U1, rec]]);
+    await r.close();
+    const before = snapshot(dir);
+    await expectError(openLmdbStore(dir, { migrations: { 0: () => { throw new Error("step failed"); } } }), Error);
+    const r2 = open({ path: dir, maxDbs: 32 });
+    assert.is(r2.get("meta/schemaVersion"), 0);
+    assert.equal(r2.get(`vnics/${U1}`), rec);
+    await r2.close();
+    const err = await expectError(openLmdbStore(dir, { migrations: {} }), StoreSchemaError);
+    assert.match(err.message, /no migration path from version 0 to 1/);
+    void before;
+    const s = await openLmdbStore(dir);
+    assert.equal(s.get("vnics", U1), rec);
+    await s.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+e("an acknowledged transaction is on disk: a new process reads it", async () => {
+  const dir = tmp();
+  try {
+    const s = await openLmdbStore(dir);
+    await s.transaction((tx) => { tx.put("vnics", U1, rec); tx.put("hvs", "hv-1", { hv: "hv-1", online: true, since: 7 }); });
+    await s.close();
+    const here = dirname(fileURLToPath(import.meta.url));
+    const lmdbJs = join(here, "..", "host", "store", "lmdb.js");
+    const r = spawnSync(process.execPath, ["--input-type=module", "-e",
+      `import { openLmdbStore } from ${JSON.stringify(lmdbJs)}; const s = await openLmdbStore(${JSON.stringify(dir)}); console.log(JSON.stringify([s.get("vnics", ${JSON.stringify(U1)}), s.get("hvs", "hv-1")])); await s.close();`],
+    { encoding: "utf8", timeout: 20_000 });
+    assert.is(r.status, 0, r.stderr);
+    assert.equal(JSON.parse(r.stdout), [rec, { hv: "hv-1", online: true, since: 7 }]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+e.run();
