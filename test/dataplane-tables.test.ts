@@ -6,6 +6,7 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { DataPlane, DataPlaneError } from "../host/dataplane/dataplane.js";
+import type { DpOp } from "../host/dataplane/ops.js";
 import * as E from "./support/encoder.js";
 import * as F from "./support/frames.js";
 
@@ -297,6 +298,39 @@ test("apply: an op that can only fail once the ops before it ran (mac.local in a
   const dp = await fresh(4);
   await expectRejected(dp, "mac.local with no tag for the VN on the port",
     { op: "mac.local", vn: 951, mac: "02:00:5e:09:51:01", port: F.ACC1, active: true });
+});
+
+test("apply: a 1,025th remote on a flood list refuses the whole list with a DataPlaneError", async () => {
+  const dp = await fresh(4);
+  const { L1 } = F.locals(100);
+  const floodCopies = () => F.send(dp, F.ACC1, F.accessFrame(L1, F.BROADCAST)).outs.filter((o) => o.port === F.UPLINK).length;
+  assert.is(floodCopies(), 3);
+  // 3 + 1022 = 1025 remotes on VN 100's flood list: one too many (issue 2: "flood lists of up to 1,024 remote NVEs").
+  const tooMany: DpOp[] = Array.from({ length: 1022 }, (_, k) => ({ op: "flood.join", vn: 100, nve: `198.${18 + (k >> 8)}.${k & 0xff}.9` }));
+  let err: unknown;
+  try { dp.apply(tooMany); } catch (e) { err = e; }
+  assert.is(floodCopies(), 3, `nothing of the refused list applied (threw ${err})`);
+  assert.instance(err, DataPlaneError, `1025-remote flood list: ${err}`);
+  dp.apply(tooMany.slice(0, 1021));
+  assert.is(floodCopies(), 1024, "exactly 1,024 is fine");
+});
+
+test("apply: more remote NVEs than the remote table holds refuse the whole list with a DataPlaneError", async () => {
+  const { L1 } = F.locals(100);
+  // More distinct remote NVEs (5,000) than the remote table holds (4,096 in assembly/state.ts), in one list.
+  const dp2 = await DataPlane.create({ macLog2: 14, ipLog2: 12 });
+  dp2.apply(F.fixtureOps(4));
+  const { R1 } = F.remotes(100);
+  const many: DpOp[] = Array.from({ length: 5000 }, (_, k) => ({ op: "mac.remote", vn: 100, mac: E.macText(E.u8(2, 0x44, 0, 0, k >> 8, k)),
+                                                                nve: `198.${18 + (k >> 8)}.${k & 0xff}.3` }));
+  many.unshift({ op: "mac.del", vn: 100, mac: R1.mac });
+  let err: unknown;
+  try { dp2.apply(many); } catch (e) { err = e; }
+  assert.equal(F.send(dp2, F.ACC1, F.accessFrame(L1, R1)).outs.map((o) => o.port), [F.UPLINK],
+    `the mac.del before the refused ops was applied (threw ${err})`);
+  assert.instance(err, DataPlaneError, `5000 remote NVEs: ${err}`);
+  const first = { mac: E.macText(E.u8(2, 0x44, 0, 0, 0, 5)), ip4: "10.1.9.9", ip6: "2001:db8:1::99" };
+  assert.is(F.send(dp2, F.ACC1, F.accessFrame(L1, first)).outs.length, F.REMOTES.length + 1, "none of the refused bindings installed");
 });
 
 test("output area: a batch whose floods overflow maxOut is finished over several process() calls, nothing lost", async () => {
