@@ -339,7 +339,7 @@ export class NveCore {
   private tagOf = (port: string, vn: number) => this.model.vaps.get(`${port}|${vn}`)?.tag;
 
   /** The NVE's view of one End Device (the `show` op). */
-  viewHv(hv: string): Record<string, unknown> {
+  viewHv(hv: string): { port: string | undefined; vnics: Record<string, unknown>[] } {
     const ids = [...(this.model.byHv.get(hv) ?? [])].sort();
     return { port: this.hvPort.get(hv), vnics: ids.map((id) => viewVnic({ catalog: this.catalog, tagOf: this.tagOf }, this.model.vnics.get(id)!)) };
   }

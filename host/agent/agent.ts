@@ -1,0 +1,389 @@
+// The hypervisor-side agent library (PROTOCOL.md §1–§4): a hypervisor
+// integration calls attach/detach/associate/activate/deactivate/migrate-out/
+// migrate-in; the agent keeps the desired state (optionally in a file), and
+// after any reconnect or a new NVE bootId it sends `hello` then `sync` so the
+// NVE's state equals it again (§3). NVE-initiated events (§4) update the
+// desired state and are re-emitted as "event".
+import { EventEmitter } from "node:events";
+import { randomUUID } from "node:crypto";
+import { readFileSync, writeFileSync, renameSync, existsSync } from "node:fs";
+import mqtt, { type MqttClient } from "mqtt";
+import { encode, publishOptions } from "../protocol/codec.js";
+import { topics } from "../protocol/topics.js";
+import { eventValidators, validateNveStatus, validateResponse } from "../protocol/schemas.js";
+import { ERROR_CODES, type ErrorCode } from "../protocol/errors.js";
+import { normIp, normMac } from "../protocol/addr.js";
+import type { Addr, ConnectResult, DeactivateReason, Event, HelloResult, VnFull, VnRef } from "../protocol/types.js";
+import { mqttOptions, type BrokerConnection } from "../control/service.js";
+
+export class AgentError extends Error {
+  constructor(public code: ErrorCode | "timeout" | "closed", message: string, public field?: string) {
+    super(`${code}: ${message}${field ? ` (${field})` : ""}`);
+  }
+}
+
+export interface DesiredVn { vn: VnFull | VnRef; tag?: number; addrs: { mac: string; ips: string[] }[] }
+export interface DesiredVnic { vnic: string; state: "active" | "associated"; vns: DesiredVn[] }
+
+export interface AgentOptions {
+  broker: BrokerConnection;
+  hv: string;
+  nve: string;
+  /** JSON file keeping the desired state across agent restarts */
+  statePath?: string;
+  requestTimeoutMs?: number;
+  agentName?: string;
+  log?: (line: string) => void;
+}
+
+const sameVn = (a: VnFull | VnRef, b: VnFull | VnRef) => {
+  const x = a as Partial<VnFull>, y = b as Partial<VnFull>;
+  return (x.id !== undefined && x.id === y.id) || (x.name !== undefined && x.name === y.name) || (x.alias !== undefined && x.alias === y.alias);
+};
+
+function mergeAddrs(into: { mac: string; ips: string[] }[], addrs: Addr[]): void {
+  for (const a of addrs) {
+    const mac = normMac(a.mac);
+    let e = into.find((x) => x.mac === mac);
+    if (!e) into.push((e = { mac, ips: [] }));
+    for (const ip of a.ips ?? []) {
+      const n = normIp(ip);
+      for (const o of into) if (o !== e) o.ips = o.ips.filter((x) => x !== n);
+      if (!e.ips.includes(n)) e.ips.push(n);
+    }
+  }
+}
+
+/** A wire VN reference names exactly one of id, name, alias (PROTOCOL.md §2). */
+function minimalRef(v: VnFull | VnRef): VnRef {
+  const x = v as Partial<VnFull>;
+  return x.id !== undefined ? { id: x.id } : x.name !== undefined ? { name: x.name } : { alias: x.alias! };
+}
+
+export class Agent extends EventEmitter {
+  readonly desired = new Map<string, DesiredVnic>();
+  helloResult?: HelloResult;
+  /** bootId of the NVE as last seen (hello or its retained status) */
+  nveBootId?: string;
+  private pending = new Map<string, { resolve(v: Record<string, unknown>): void; reject(e: Error): void; timer: NodeJS.Timeout }>();
+  private seq = 0;
+  private resyncing: Promise<void> | undefined;
+  private resyncAgain = false;
+  private closed = false;
+  private readonly log: (l: string) => void;
+  private readonly pv: number;
+  syncs = 0;
+
+  private constructor(readonly o: AgentOptions, readonly client: MqttClient) {
+    super();
+    this.log = o.log ?? (() => {});
+    this.pv = o.broker.protocolVersion ?? 4;
+  }
+
+  /** Connects, announces itself (retained online + will), then hello + sync. */
+  static async start(o: AgentOptions): Promise<Agent> {
+    const client = mqtt.connect(o.broker.url, {
+      ...mqttOptions({ username: o.hv, ...o.broker }, `nvedge-agent-${o.hv}-${randomUUID().slice(0, 8)}`,
+        { topic: topics.hvStatus(o.nve, o.hv), payload: JSON.stringify({ state: "offline" }) }),
+      manualConnect: true,
+    });
+    const a = new Agent(o, client);
+    a.loadState();
+    client.on("message", (topic, payload) => a.onMessage(topic, payload));
+    client.on("error", (e) => a.log(`mqtt: ${e.message}`));
+    let first = true;
+    const connected = new Promise<void>((resolve, reject) => {
+      client.once("error", (e) => first && reject(e));
+      client.on("connect", () => {
+        void a.onConnect(first).then(first ? resolve : undefined, first ? reject : undefined);
+        first = false;
+      });
+    });
+    client.connect();
+    await connected;
+    return a;
+  }
+
+  private async onConnect(first: boolean): Promise<void> {
+    if (!first) this.log("mqtt: reconnected: hello + sync");
+    const granted = await this.client.subscribeAsync([topics.rsp(this.o.hv), topics.evt(this.o.hv), topics.nveStatus(this.o.nve)], { qos: 1 });
+    for (const g of granted) if (g.qos === 128) throw new AgentError("not-authorized", `the broker refused the subscription ${g.topic}`);
+    await this.client.publishAsync(topics.hvStatus(this.o.nve, this.o.hv), encode({ state: "online" }), publishOptions(this.pv, true));
+    await this.resync().catch((e) => {
+      if (first) throw e;
+      this.log(`resync after reconnect failed: ${(e as Error).message}`);
+    });
+  }
+
+  private onMessage(topic: string, payload: Buffer): void {
+    let msg: Record<string, unknown>;
+    try {
+      msg = JSON.parse(payload.toString("utf8"));
+    } catch {
+      return this.log(`${topic}: not JSON, ignored`);
+    }
+    if (topic === topics.rsp(this.o.hv)) {
+      if (!validateResponse(msg)) return this.log(`response not in the protocol's shape, ignored`);
+      const p = typeof msg.id === "string" ? this.pending.get(msg.id) : undefined;
+      if (!p) return;
+      this.pending.delete(msg.id as string);
+      clearTimeout(p.timer);
+      if (msg.ok) p.resolve(msg);
+      else {
+        const e = msg.error as { code: string; message: string; field?: string };
+        p.reject(new AgentError((ERROR_CODES as readonly string[]).includes(e.code) ? e.code as ErrorCode : "internal", e.message, e.field));
+      }
+    } else if (topic === topics.evt(this.o.hv)) {
+      const v = eventValidators[msg.event as string];
+      if (!v || !v(msg)) return this.log(`event not in the protocol's shape, ignored: ${payload.toString().slice(0, 200)}`);
+      this.applyEvent(msg as unknown as Event);
+      this.emit("event", msg);
+    } else if (topic === topics.nveStatus(this.o.nve)) {
+      if (payload.length === 0 || !validateNveStatus(msg)) return;
+      this.emit("nve-status", msg);
+      if (msg.state === "online" && typeof msg.bootId === "string" && this.nveBootId !== undefined && msg.bootId !== this.nveBootId) {
+        this.log(`NVE ${this.o.nve} restarted (bootId ${msg.bootId}): hello + sync`);
+        this.nveBootId = msg.bootId;
+        this.resync().catch((e) => this.log(`resync after NVE restart failed: ${(e as Error).message}`));
+      }
+    }
+  }
+
+  /** NVE-initiated changes (Req-6, Req-9): the desired state follows them. */
+  private applyEvent(ev: Event): void {
+    if (ev.event === "vn.disconnected") {
+      const d = this.desired.get(ev.vnic);
+      if (d) {
+        d.vns = d.vns.filter((b) => !sameVn(b.vn, ev.vn));
+        if (d.vns.length === 0) this.desired.delete(ev.vnic);
+        this.saveState();
+      }
+    } else if (ev.event === "addr.disassociated") {
+      const b = this.desired.get(ev.vnic)?.vns.find((x) => sameVn(x.vn, ev.vn));
+      if (b) {
+        for (const a of ev.addrs) {
+          const e = b.addrs.find((x) => x.mac === a.mac);
+          if (!e) continue;
+          if (!a.ips?.length) b.addrs = b.addrs.filter((x) => x !== e);
+          else e.ips = e.ips.filter((ip) => !a.ips!.includes(ip));
+        }
+        this.saveState();
+      }
+    }
+    this.log(`event from NVE: ${JSON.stringify(ev)}`);
+  }
+
+  /** One request/response exchange (PROTOCOL.md §2). Rejects with AgentError carrying the error code. */
+  request(op: string, fields: Record<string, unknown> = {}, timeoutMs = this.o.requestTimeoutMs ?? 10_000): Promise<Record<string, unknown>> {
+    if (this.closed) return Promise.reject(new AgentError("closed", "the agent is stopped"));
+    const id = `${this.o.hv.slice(0, 40)}-${++this.seq}`;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        reject(new AgentError("timeout", `no response to ${op} ${id} within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.pending.set(id, { resolve, reject, timer });
+      this.client.publish(topics.req(this.o.nve, this.o.hv), encode({ id, op, ...fields }), publishOptions(this.pv), (e) => {
+        if (e && this.pending.delete(id)) {
+          clearTimeout(timer);
+          reject(new AgentError("internal", `publish failed: ${e.message}`));
+        }
+      });
+    });
+  }
+
+  /** hello then sync of the whole desired state (PROTOCOL.md §3). Coalesces concurrent calls. */
+  resync(): Promise<void> {
+    if (this.resyncing) {
+      this.resyncAgain = true;
+      return this.resyncing;
+    }
+    const run = async () => {
+      do {
+        this.resyncAgain = false;
+        const h = (await this.request("hello", { agent: this.o.agentName ?? "nvedge-agent", capabilities: ["sync"] })) as unknown as HelloResult;
+        this.helloResult = h;
+        this.nveBootId = h.bootId;
+        await this.syncNow(h.maxPayload);
+      } while (this.resyncAgain);
+    };
+    this.resyncing = run().finally(() => (this.resyncing = undefined));
+    return this.resyncing;
+  }
+
+  private async syncNow(maxPayload: number): Promise<void> {
+    const syncId = randomUUID();
+    const entries = [...this.desired.values()].map((d) => ({
+      vnic: d.vnic, state: d.state,
+      vns: d.vns.map((b) => ({ vn: minimalRef(b.vn), ...(b.tag !== undefined ? { tag: b.tag } : {}), addrs: b.addrs })),
+    }));
+    // Chunks stay well under the NVE's maxPayload (PROTOCOL.md §2 "in as many chunks as needed").
+    const budget = Math.max(1024, Math.floor(maxPayload / 2));
+    const chunks: typeof entries[] = [[]];
+    let size = 0;
+    for (const e of entries) {
+      const n = JSON.stringify(e).length + 1;
+      if (size + n > budget && chunks[chunks.length - 1].length) {
+        chunks.push([]);
+        size = 0;
+      }
+      chunks[chunks.length - 1].push(e);
+      size += n;
+    }
+    let rsp: Record<string, unknown> = {};
+    for (let i = 0; i < chunks.length; i++) rsp = await this.request("sync", { syncId, vnics: chunks[i], final: i === chunks.length - 1 });
+    for (const t of (rsp.tags as { vn: VnFull; tag: number }[]) ?? [])
+      for (const d of this.desired.values()) for (const b of d.vns) if (sameVn(b.vn, t.vn)) b.tag = t.tag;
+    this.syncs++;
+    this.saveState();
+    this.emit("synced", rsp);
+  }
+
+  private vnEntry(vnic: string, vn: VnFull | VnRef, state: DesiredVnic["state"]): DesiredVn {
+    let d = this.desired.get(vnic);
+    if (!d) this.desired.set(vnic, (d = { vnic, state, vns: [] }));
+    let b = d.vns.find((x) => sameVn(x.vn, vn));
+    if (!b) d.vns.push((b = { vn, addrs: [] }));
+    b.vn = vn;
+    return b;
+  }
+
+  /** vnic.attach: connect + associate + activate (seed §3.1 Figure 2). */
+  async attach(vnic: string, vn: VnRef, addrs: Addr[], o: { tag?: number; migration?: boolean } = {}): Promise<ConnectResult> {
+    const r = (await this.request("vnic.attach", { vnic, vn, addrs, ...(o.tag ? { tag: o.tag } : {}), ...(o.migration ? { migration: true } : {}) })) as unknown as ConnectResult;
+    const b = this.vnEntry(vnic, r.vn, "active");
+    b.tag = r.tag;
+    mergeAddrs(b.addrs, addrs);
+    this.desired.get(vnic)!.state = "active";
+    this.saveState();
+    return r;
+  }
+
+  /** vn.connect (activate:false pre-associates). */
+  async connect(vnic: string, vn: VnRef, o: { tag?: number; activate?: boolean } = {}): Promise<ConnectResult> {
+    const r = (await this.request("vn.connect", { vnic, vn, ...(o.tag ? { tag: o.tag } : {}), ...(o.activate === false ? { activate: false } : {}) })) as unknown as ConnectResult;
+    const existed = this.desired.has(vnic);
+    const b = this.vnEntry(vnic, r.vn, o.activate === false ? "associated" : "active");
+    b.tag = r.tag;
+    if (o.activate !== false) this.desired.get(vnic)!.state = "active";
+    else if (!existed) this.desired.get(vnic)!.state = "associated";
+    this.saveState();
+    return r;
+  }
+
+  /** vn.disconnect of one VN, or of every VN (the VNIC goes back to Init). */
+  async detach(vnic: string, vn?: VnRef): Promise<void> {
+    if (vn) {
+      await this.request("vn.disconnect", { vnic, vn });
+      const d = this.desired.get(vnic);
+      if (d) {
+        d.vns = d.vns.filter((b) => !sameVn(b.vn, vn));
+        if (!d.vns.length) this.desired.delete(vnic);
+      }
+    } else {
+      await this.request("vnic.deactivate", { vnic, reason: "shutdown" });
+      this.desired.delete(vnic);
+    }
+    this.saveState();
+  }
+
+  async associate(vnic: string, vn: VnRef, addrs: Addr[]): Promise<void> {
+    await this.request("addr.associate", { vnic, vn, addrs });
+    const b = this.desired.get(vnic)?.vns.find((x) => sameVn(x.vn, vn));
+    if (b) mergeAddrs(b.addrs, addrs);
+    this.saveState();
+  }
+
+  async disassociate(vnic: string, vn: VnRef, addrs: Addr[]): Promise<void> {
+    await this.request("addr.disassociate", { vnic, vn, addrs });
+    const b = this.desired.get(vnic)?.vns.find((x) => sameVn(x.vn, vn));
+    if (b)
+      for (const a of addrs) {
+        const mac = normMac(a.mac);
+        if (!a.ips?.length) b.addrs = b.addrs.filter((x) => x.mac !== mac);
+        else {
+          const e = b.addrs.find((x) => x.mac === mac);
+          if (e) e.ips = e.ips.filter((ip) => !a.ips!.map(normIp).includes(ip));
+        }
+      }
+    this.saveState();
+  }
+
+  async activate(vnic: string, o: { migration?: boolean } = {}): Promise<void> {
+    await this.request("vnic.activate", { vnic, ...(o.migration ? { migration: true } : {}) });
+    const d = this.desired.get(vnic);
+    if (d) d.state = "active";
+    this.saveState();
+  }
+
+  async deactivate(vnic: string, reason: DeactivateReason): Promise<void> {
+    await this.request("vnic.deactivate", { vnic, reason });
+    if (reason === "shutdown" || reason === "migration") this.desired.delete(vnic);
+    else {
+      const d = this.desired.get(vnic);
+      if (d) d.state = "associated";
+    }
+    this.saveState();
+  }
+
+  /** The VM leaves this hypervisor by hot migration (seed §4.4): the NVE holds its bindings for holdMs. */
+  migrateOut(vnic: string): Promise<void> {
+    return this.deactivate(vnic, "migration");
+  }
+
+  /** The VM arrives by hot migration (Req-13): attach each VN flagged as a migration. */
+  async migrateIn(vnic: string, vns: { vn: VnRef; addrs: Addr[]; tag?: number }[]): Promise<ConnectResult[]> {
+    const out: ConnectResult[] = [];
+    for (const b of vns) out.push(await this.attach(vnic, b.vn, b.addrs, { tag: b.tag, migration: true }));
+    return out;
+  }
+
+  /** The NVE's view of this hypervisor (the `show` op). */
+  show(): Promise<Record<string, unknown>> {
+    return this.request("show");
+  }
+
+  vnProfile(vn: VnRef): Promise<Record<string, unknown>> {
+    return this.request("vn.profile", { vn });
+  }
+
+  get connected(): boolean {
+    return this.client.connected;
+  }
+
+  private loadState(): void {
+    const p = this.o.statePath;
+    if (!p || !existsSync(p)) return;
+    try {
+      const s = JSON.parse(readFileSync(p, "utf8")) as { vnics: DesiredVnic[] };
+      for (const d of s.vnics) this.desired.set(d.vnic, d);
+    } catch (e) {
+      throw new Error(`${p}: cannot read the agent's state: ${(e as Error).message}`);
+    }
+  }
+
+  private saveState(): void {
+    const p = this.o.statePath;
+    if (!p) return;
+    try {
+      writeFileSync(`${p}.tmp`, JSON.stringify({ hv: this.o.hv, nve: this.o.nve, vnics: [...this.desired.values()] }, null, 1));
+      renameSync(`${p}.tmp`, p); // atomic: a crash leaves the old or the new file, never half of one
+    } catch (e) {
+      this.log(`${p}: cannot save the desired state: ${(e as Error).message}`);
+      this.emit("state-error", e);
+    }
+  }
+
+  /** Graceful stop: the retained status says offline; the will covers a crash. */
+  async stop(): Promise<void> {
+    this.closed = true;
+    for (const p of this.pending.values()) {
+      clearTimeout(p.timer);
+      p.reject(new AgentError("closed", "the agent is stopped"));
+    }
+    this.pending.clear();
+    if (this.client.connected)
+      await this.client.publishAsync(topics.hvStatus(this.o.nve, this.o.hv), encode({ state: "offline" }), publishOptions(this.pv, true)).catch(() => {});
+    await this.client.endAsync();
+  }
+}

@@ -1,0 +1,209 @@
+// Fixtures for the control-plane suites: brokers (embedded aedes, Mosquitto with
+// MQTT 3.1.1 and with MQTT 5), an NVE service with a recording programmer over a
+// real DataPlane, agents, raw MQTT clients, and an injectable clock.
+import { execFileSync } from "node:child_process";
+import mqtt, { type MqttClient } from "mqtt";
+import { DataPlane } from "../../host/dataplane/dataplane.js";
+import type { DataPlaneProgrammer, DpOp } from "../../host/dataplane/ops.js";
+import { parseConfig } from "../../host/config/load.js";
+import type { NveConfig } from "../../host/config/types.js";
+import { startEmbeddedBroker } from "../../host/broker/embedded.js";
+import { startMosquitto } from "./mosquitto.js";
+import { NveService } from "../../host/control/service.js";
+import type { Clock } from "../../host/control/clock.js";
+import type { Limits } from "../../host/control/context.js";
+import { MemoryStore, newMemoryBacking, type MemoryBacking } from "../../host/store/memory.js";
+import { Agent } from "../../host/agent/agent.js";
+import { topics } from "../../host/protocol/topics.js";
+
+export const NVE = "nve-a";
+export const HVS = ["hv-1", "hv-2", "hv-3", "hv-4"]; // hv-1, hv-2 on eth2 (Req-2); hv-3 on eth3; hv-4 on eth4
+export const VN_BLUE = { id: 100, name: "6f1c3c52-6c0e-4c5e-9a57-0c8f2a2f6a10", alias: "blue" };
+export const VN_RED = { id: 200, name: "7a2d4d63-7d1f-4d6f-8b68-1d9f3b3f7b21", alias: "red" };
+export const VN_GREEN = { id: 300, alias: "green" };
+
+export interface RunningBroker {
+  name: string;
+  url: string;
+  protocolVersion: 4 | 5;
+  creds(identity: string): { username: string; password?: string };
+  close(): Promise<void>;
+}
+export interface BrokerFixture { name: string; start(identities: string[], nves: string[]): Promise<RunningBroker> }
+
+export function mosquittoAvailable(): boolean {
+  try {
+    execFileSync("mosquitto", ["-h"], { stdio: "ignore", timeout: 5000 });
+    return true;
+  } catch (e) {
+    return (e as { status?: number }).status !== undefined; // `-h` exits non-zero but runs
+  }
+}
+
+const password = (id: string) => `pw-${id}-secret`;
+
+/** Every broker the suite must pass through: embedded, and Mosquitto (3.1.1 and 5) when installed. */
+export function brokerFixtures(): BrokerFixture[] {
+  const out: BrokerFixture[] = [{
+    name: "embedded aedes (3.1.1)",
+    async start(_ids, nves) {
+      const b = await startEmbeddedBroker({ host: "127.0.0.1", port: 0, nves });
+      return { name: this.name, url: b.url, protocolVersion: 4, creds: (id) => ({ username: id }), close: () => b.close() };
+    },
+  }];
+  if (mosquittoAvailable())
+    for (const pv of [4, 5] as const)
+      out.push({
+        name: `mosquitto (MQTT ${pv === 4 ? "3.1.1" : "5"})`,
+        async start(ids, nves) {
+          const m = await startMosquitto({ users: Object.fromEntries(ids.map((i) => [i, password(i)])), nves });
+          return { name: this.name, url: m.url, protocolVersion: pv, creds: (id) => ({ username: id, password: password(id) }), close: () => m.close() };
+        },
+      });
+  return out;
+}
+
+/** Records every batch of ops and applies it to a real DataPlane (so a bad op is refused as in production). */
+export class RecordingProgrammer implements DataPlaneProgrammer {
+  batches: DpOp[][] = [];
+  failNext: Error | undefined;
+  constructor(readonly dp: DataPlane) {}
+  static async create(): Promise<RecordingProgrammer> {
+    return new RecordingProgrammer(await DataPlane.create({ macLog2: 14, ipLog2: 14 }));
+  }
+  async apply(ops: DpOp[]): Promise<void> {
+    if (this.failNext) {
+      const e = this.failNext;
+      this.failNext = undefined;
+      throw e;
+    }
+    this.dp.apply(ops);
+    this.batches.push(ops);
+  }
+  mark(): number {
+    return this.batches.length;
+  }
+  since(mark: number): DpOp[] {
+    return this.batches.slice(mark).flat();
+  }
+}
+
+/** A clock the test moves by hand; timers fire synchronously inside advance(). */
+export class FakeClock implements Clock {
+  private timers = new Map<number, { at: number; fn: () => void }>();
+  private seq = 0;
+  constructor(public t = 1_800_000_000_000) {}
+  now(): number {
+    return this.t;
+  }
+  setTimer(fn: () => void, ms: number): unknown {
+    const id = ++this.seq;
+    this.timers.set(id, { at: this.t + Math.max(0, ms), fn });
+    return id;
+  }
+  clearTimer(h: unknown): void {
+    this.timers.delete(h as number);
+  }
+  advance(ms: number): void {
+    this.t += ms;
+    for (const [id, tm] of [...this.timers].sort((a, b) => a[1].at - b[1].at)) {
+      if (tm.at > this.t) continue;
+      this.timers.delete(id);
+      tm.fn();
+    }
+  }
+}
+
+/** NVE names the brokers accept (each test takes a fresh one so retained statuses never leak between tests). */
+export const NVE_POOL = Array.from({ length: 80 }, (_, i) => `nve-t${i}`);
+let nveSeq = 0;
+export function nextNve(): string {
+  return NVE_POOL[nveSeq++ % NVE_POOL.length];
+}
+
+export function baseConfig(over: Partial<Record<string, unknown>> = {}, nve = NVE): NveConfig {
+  return parseConfig(JSON.stringify({
+    nve,
+    underlay: { port: "eth1", ip: "192.0.2.1", mac: "02:00:00:00:01:01", gatewayMac: "02:00:00:00:01:fe" },
+    ports: [{ name: "eth2", hypervisors: ["hv-1", "hv-2"] }, { name: "eth3", hypervisors: ["hv-3"] }, { name: "eth4", hypervisors: ["hv-4"] }],
+    vns: [
+      { ...VN_BLUE, vni: 5000, profile: { encap: "vxlan", mtu: 1450, portSecurity: true, arpSuppress: true } },
+      { ...VN_RED, vni: 6000, profile: { encap: "geneve", mtu: 1400 } },
+      { ...VN_GREEN, vni: 7000, profile: { encap: "nvgre", mtu: 1458 } },
+    ],
+    remotes: [{ nve: "nve-b", ip: "192.0.2.2", vns: [100], addrs: [{ vn: 100, mac: "02:00:5e:00:0b:01", ips: ["10.0.0.200"] }] }],
+    timers: { holdMs: 10000, agentHoldMs: 30000, tagQuarantineMs: 5000 },
+    ...over,
+  }), "test-config.json");
+}
+
+export interface RunningNve {
+  svc: NveService;
+  prog: RecordingProgrammer;
+  clock: FakeClock;
+  backing: MemoryBacking;
+  logs: string[];
+  stop(): Promise<void>;
+}
+
+export async function startNve(b: RunningBroker, o: { config?: NveConfig; backing?: MemoryBacking; clock?: FakeClock; limits?: Partial<Limits>; prog?: RecordingProgrammer } = {}): Promise<RunningNve> {
+  const backing = o.backing ?? newMemoryBacking();
+  const store = await MemoryStore.open({ backing });
+  const prog = o.prog ?? await RecordingProgrammer.create();
+  const clock = o.clock ?? new FakeClock();
+  const logs: string[] = [];
+  const config = o.config ?? baseConfig();
+  const svc = await NveService.start({
+    config, store, programmer: prog, clock, limits: o.limits, log: (l) => logs.push(l),
+    broker: { url: b.url, protocolVersion: b.protocolVersion, ...b.creds(config.nve), reconnectPeriodMs: 200 },
+  });
+  return { svc, prog, clock, backing, logs, stop: () => svc.stop() };
+}
+
+export async function startAgent(b: RunningBroker, hv: string, o: { statePath?: string; nve?: string } = {}): Promise<Agent> {
+  return Agent.start({ broker: { url: b.url, protocolVersion: b.protocolVersion, ...b.creds(hv), reconnectPeriodMs: 200 }, hv, nve: o.nve ?? NVE, statePath: o.statePath, requestTimeoutMs: 5000 });
+}
+
+/** A bare MQTT client acting as {identity}: sends raw payloads and collects what arrives on its rsp/evt topics. */
+export async function rawClient(b: RunningBroker, identity: string, nve = NVE) {
+  const c: MqttClient = await mqtt.connectAsync(b.url, { protocolVersion: b.protocolVersion, ...b.creds(identity), clientId: `raw-${identity}-${Math.random().toString(36).slice(2, 8)}`, reconnectPeriod: 0 });
+  const got: { topic: string; msg: any }[] = [];
+  const waiters: { pred: (m: any) => boolean; resolve: (m: any) => void }[] = [];
+  c.on("message", (topic, payload) => {
+    let msg: any;
+    try { msg = JSON.parse(payload.toString()); } catch { msg = payload.toString(); }
+    got.push({ topic, msg });
+    for (const w of [...waiters]) if (w.pred(msg)) { waiters.splice(waiters.indexOf(w), 1); w.resolve(msg); }
+  });
+  await c.subscribeAsync([topics.rsp(identity), topics.evt(identity)], { qos: 1 });
+  const waitFor = (pred: (m: any) => boolean, ms = 5000) => new Promise<any>((resolve, reject) => {
+    const hit = got.find((g) => pred(g.msg));
+    if (hit) return resolve(hit.msg);
+    const t = setTimeout(() => reject(new Error(`no matching message within ${ms} ms`)), ms);
+    waiters.push({ pred, resolve: (m) => { clearTimeout(t); resolve(m); } });
+  });
+  return {
+    client: c,
+    got,
+    /** publishes raw bytes as a request of {asHv} (default: itself) and waits for the response with `id` (null for id-less). */
+    async send(payload: string | Buffer, id: string | null, asHv = identity, ms = 5000) {
+      const seen = got.length;
+      await c.publishAsync(topics.req(nve, asHv), Buffer.isBuffer(payload) ? payload : Buffer.from(payload), { qos: 1 });
+      return waitFor((m) => m && m.id === id && got.indexOf(got.find((g) => g.msg === m)!) >= seen, ms);
+    },
+    request(op: string, fields: Record<string, unknown> = {}, id = `r-${Math.random().toString(36).slice(2, 10)}`) {
+      return this.send(JSON.stringify({ id, op, ...fields }), id);
+    },
+    waitFor,
+    close: () => c.endAsync(true),
+  };
+}
+
+export async function until(cond: () => boolean | Promise<boolean>, ms = 5000, what = "condition"): Promise<void> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (await cond()) return;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+}
