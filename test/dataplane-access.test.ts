@@ -364,6 +364,37 @@ test("ND suppression (RFC 9161): an NS for a known IPv6 address is answered with
   }
 });
 
+test("ARP/ND suppression answers only well-formed requests (RFC 826 fields, RFC 4861 §7.1.1 NS validity)", async () => {
+  const dp = await dpFor(4);
+  const { L1, L2 } = F.locals(100);
+  const req = E.arpFrame({ op: 1, src: L1.mac, tag: F.tagOf(100, F.ACC1), spa: L1.ip4, tpa: L2.ip4 });
+  const edit = (f: Uint8Array, fn: (c: Uint8Array) => void) => { const c = f.slice(); fn(c); return c; };
+  const notAnswered = (s: F.Sent, label: string) =>
+    assert.not.ok(s.outs.some((o) => o.port === F.ACC1), `${label}: answered (${s.outs.map((o) => o.port)})`);
+  notAnswered(F.send(dp, F.ACC1, edit(req, (c) => { c[20] = 0x86; c[21] = 0xdd; })), "ARP for protocol 0x86dd");
+  notAnswered(F.send(dp, F.ACC1, edit(req, (c) => { c[22] = 8; })), "ARP with hlen 8");
+  notAnswered(F.send(dp, F.ACC1, edit(req, (c) => { c[25] = 3; })), "ARP op 3");
+  const nsIp = E.solicitedNode(L2.ip6);
+  const ns = E.ethernet({ dst: E.ipv6MulticastMac(nsIp), src: L1.mac, tags: [F.tagOf(100, F.ACC1)], type: E.ETH_IPV6,
+    payload: E.neighborSolicitation({ src: L1.ip6, dst: nsIp, target: L2.ip6, sll: L1.mac }) });
+  notAnswered(F.send(dp, F.ACC1, edit(ns, (c) => { c[18 + 7] = 64; })), "NS with hop limit 64");
+  notAnswered(F.send(dp, F.ACC1, E.ethernet({ dst: E.ipv6MulticastMac(nsIp), src: L1.mac, tags: [F.tagOf(100, F.ACC1)], type: E.ETH_IPV6,
+    payload: E.ipv6Packet({ src: L1.ip6, dst: nsIp, nextHeader: 58, hopLimit: 255,
+      payload: E.icmpv6(L1.ip6, nsIp, 135, 1, E.concat(E.be32(0), E.ipv6(L2.ip6), E.lladdrOption(1, L1.mac))) }) })), "NS with code 1");
+  notAnswered(F.send(dp, F.ACC1, E.ethernet({ dst: E.ipv6MulticastMac(nsIp), src: L1.mac, tags: [F.tagOf(100, F.ACC1)], type: E.ETH_IPV6,
+    payload: E.neighborSolicitation({ src: L1.ip6, dst: nsIp, target: "ff02::1", sll: L1.mac }) })), "NS for a multicast target");
+  // §7.1.1: "The ICMP checksum is valid" is the first validity condition; an NS failing it was never sent by anyone.
+  notAnswered(F.send(dp, F.ACC1, edit(ns, (c) => { c[18 + 40 + 2] ^= 0xff; })), "NS with a bad ICMPv6 checksum");
+});
+
+test("a truncated ARP frame is counted as truncated, not as spoofing", async () => {
+  const dp = await dpFor(4);
+  const { L1, L2 } = F.locals(100);
+  const req = E.arpFrame({ op: 1, src: L1.mac, tag: F.tagOf(100, F.ACC1), spa: L1.ip4, tpa: L2.ip4 });
+  // 40 bytes: the tag, the ARP header and sha/spa (L1's own, bound), but no tha/tpa.
+  dropped(F.send(dp, F.ACC1, req.subarray(0, 40)), "truncated", "ARP cut after the sender address");
+});
+
 test("ND: an NS for an unknown target is flooded", async () => {
   const dp = await dpFor(4);
   const { L1 } = F.locals(100);
