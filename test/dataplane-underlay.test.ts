@@ -258,6 +258,9 @@ function underlayDropCases(family: F.Family): DropCase[] {
   add("NVGRE unknown VSID", ng({ vsid: 0x12345 }), "unknown-vni");
   // The inner frame.
   add("inner 802.1Q-tagged frame (VXLAN)", good(100, {}, undefined, E.insertTag(inner, { vid: 10 })), "inner-tagged");
+  add("inner 802.1ad S-tagged frame (VXLAN)", good(100, {}, undefined, E.insertTag(inner, { tpid: E.ETH_QINQ, vid: 10 })), "inner-tagged");
+  add("inner IP packet above the VN's MTU (1501 in VN 100)", good(100, {}, undefined, F.innerFrame(R1, L1, { payloadLen: 1501 - 28 })),
+    "mtu-exceeded");
   add("inner 802.1Q-tagged frame (NVGRE)", good(300, {}, undefined, E.insertTag(nIn, { vid: 12 })), "inner-tagged");
   add("inner dst is a remote MAC (split horizon)", good(100, {}, undefined, F.innerFrame(R1, R2)), "split-horizon");
   add("inner dst is an Associated-only VNIC", good(100, {}, undefined, F.innerFrame(R1, L3)), "dst-inactive");
