@@ -191,7 +191,9 @@ function fuzz(dp: DataPlane, seedList: Seed[], count: number, seed: number, doub
     if (kind < 8) {
       // Pure random bytes, any length up to the slot.
       len = rnd() % (room(off) + 1);
-      for (let k = 0; k < len; k += 4) dv.setUint32(p + k, rnd(), true);
+      let k = 0;
+      for (; k + 4 <= len; k += 4) dv.setUint32(p + k, rnd(), true);
+      for (; k < len; k++) mem[p + k] = rnd() & 0xff;
     } else {
       mem.set(s.frame, p);
       len = s.frame.length;
@@ -226,7 +228,7 @@ function fuzz(dp: DataPlane, seedList: Seed[], count: number, seed: number, doub
     if (kind >= 30 && kind < 96 && (rnd() & 1)) fixChecksums(mem, p, len);
     // A descriptor that claims more than the slot holds (frame-too-long), or nothing at all.
     const lr = rnd() % 1000;
-    if (lr === 0) len = room(off) + 1 + (rnd() % 60000);
+    if (lr === 0) len = Math.min(0xffff, room(off) + 1 + (rnd() % 60000));
     else if (lr === 1) len = 0;
     offs[i] = off;
     lens[i] = len;
