@@ -1,0 +1,150 @@
+// `nvedge agent run|attach|detach|activate|deactivate|associate|disassociate|show`
+// (INTERFACES.md). `run` is the daemon (host/agent/daemon.ts); the others are
+// one-shot requests to it over its control socket.
+import { UsageError, parseOpts, required } from "./args.js";
+import { startAgentDaemon, daemonRequest } from "../agent/daemon.js";
+import { isIdent } from "../protocol/topics.js";
+import { isIpOrPrefix, isUnicastMac } from "../protocol/addr.js";
+import type { VnRef } from "../protocol/types.js";
+
+const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+const defaultSocket = () => process.env.NVEDGE_AGENT_SOCKET ?? `${process.env.XDG_RUNTIME_DIR ?? "/tmp"}/nvedge-agent.sock`;
+
+const HELP = `usage:
+  nvedge agent run --broker URL --hv ID --nve ID [--state FILE] [--socket PATH] [--mqtt 4|5]
+                   [--tls-cert FILE --tls-key FILE --tls-ca FILE]      (password: env NVEDGE_MQTT_PASSWORD)
+  nvedge agent attach --vnic UUID --vn REF --mac MAC [--ip IP]... [--tag N] [--migration] [--socket PATH]
+  nvedge agent associate|disassociate --vnic UUID --vn REF --mac MAC [--ip IP]... [--socket PATH]
+  nvedge agent detach --vnic UUID [--vn REF] [--socket PATH]
+  nvedge agent activate --vnic UUID [--migration] [--socket PATH]
+  nvedge agent deactivate --vnic UUID --reason shutdown|migration|suspend [--socket PATH]
+  nvedge agent show [--json] [--socket PATH]
+REF is a VN id (number), name (uuid) or alias. The socket defaults to $NVEDGE_AGENT_SOCKET or $XDG_RUNTIME_DIR/nvedge-agent.sock.`;
+
+function vnRef(s: string): VnRef {
+  if (/^\d+$/.test(s)) {
+    const id = Number(s);
+    if (id < 1 || id > 16777215) throw new UsageError(`--vn ${s}: a VN id is 1..16777215`);
+    return { id };
+  }
+  if (UUID_RE.test(s)) return { name: s };
+  if (s.length < 1 || s.length > 64) throw new UsageError(`--vn "${s}": an alias is 1..64 characters`);
+  return { alias: s };
+}
+
+function vnicOf(v: string | undefined): string {
+  const s = required(v, "--vnic", HELP);
+  if (!UUID_RE.test(s)) throw new UsageError(`--vnic ${s}: not a lower-case RFC 4122 UUID`);
+  return s;
+}
+
+function addrsOf(mac: string | undefined, ips: string[] | undefined, macRequired: boolean) {
+  if (mac === undefined) {
+    if (macRequired) throw new UsageError(`missing --mac\n${HELP}`);
+    return [];
+  }
+  if (!isUnicastMac(mac)) throw new UsageError(`--mac ${mac}: not a unicast, non-zero MAC (xx:xx:xx:xx:xx:xx)`);
+  for (const ip of ips ?? []) if (!isIpOrPrefix(ip)) throw new UsageError(`--ip ${ip}: not an IPv4/IPv6 address or prefix`);
+  return [{ mac, ...(ips?.length ? { ips } : {}) }];
+}
+
+function table(rows: string[][]): string {
+  const w = rows[0].map((_, i) => Math.max(...rows.map((r) => (r[i] ?? "").length)));
+  return rows.map((r) => r.map((c, i) => (c ?? "").padEnd(w[i])).join("  ").trimEnd()).join("\n");
+}
+
+const spec = {
+  broker: { type: "string" }, hv: { type: "string" }, nve: { type: "string" }, state: { type: "string" }, socket: { type: "string" },
+  mqtt: { type: "string" }, "tls-cert": { type: "string" }, "tls-key": { type: "string" }, "tls-ca": { type: "string" },
+  vnic: { type: "string" }, vn: { type: "string" }, mac: { type: "string" }, ip: { type: "string", multiple: true },
+  tag: { type: "string" }, migration: { type: "boolean" }, reason: { type: "string" }, json: { type: "boolean" },
+} as const;
+
+export async function agentCommand(argv: string[]): Promise<number> {
+  const [sub, ...rest] = argv;
+  if (!sub || sub === "--help" || sub === "-h") {
+    console.log(HELP);
+    return sub ? 0 : 2;
+  }
+  const p = parseOpts(rest, spec, HELP);
+  if (!p) return 0;
+  const v = p.values;
+  const socket = v.socket ?? defaultSocket();
+  const ask = (msg: Record<string, unknown>) => daemonRequest(socket, msg);
+  switch (sub) {
+    case "run": {
+      const url = required(v.broker, "--broker", HELP);
+      if (!/^(mqtts?|wss?|tcp):\/\//.test(url)) throw new UsageError(`--broker ${url}: expected mqtt://, mqtts://, ws:// or wss://`);
+      const hv = required(v.hv, "--hv", HELP);
+      const nve = required(v.nve, "--nve", HELP);
+      for (const [k, x] of [["--hv", hv], ["--nve", nve]]) if (!isIdent(x)) throw new UsageError(`${k} ${x}: must match ^[A-Za-z0-9._-]{1,64}$`);
+      const pv = v.mqtt === undefined ? 4 : Number(v.mqtt);
+      if (pv !== 4 && pv !== 5) throw new UsageError(`--mqtt ${v.mqtt}: 4 (3.1.1) or 5`);
+      const tlsParts = [v["tls-cert"], v["tls-key"], v["tls-ca"]];
+      if (tlsParts.some((x) => x !== undefined) && tlsParts.some((x) => x === undefined)) throw new UsageError("--tls-cert, --tls-key and --tls-ca go together");
+      const log = (l: string) => console.error(`${new Date().toISOString()} agent ${hv}: ${l}`);
+      const d = await startAgentDaemon({
+        hv, nve, statePath: v.state, socketPath: socket, log,
+        broker: { url, username: hv, password: process.env.NVEDGE_MQTT_PASSWORD, protocolVersion: pv as 4 | 5,
+          tls: v["tls-cert"] ? { cert: v["tls-cert"]!, key: v["tls-key"]!, ca: v["tls-ca"]! } : undefined },
+      });
+      log(`running: broker ${url}, NVE ${nve}, control socket ${socket}, ${d.agent.desired.size} VNICs desired`);
+      await new Promise<void>((resolve) => {
+        const stop = () => resolve();
+        process.once("SIGINT", stop);
+        process.once("SIGTERM", stop);
+      });
+      await d.close();
+      return 0;
+    }
+    case "attach": {
+      const r = await ask({ cmd: "attach", vnic: vnicOf(v.vnic), vn: vnRef(required(v.vn, "--vn", HELP)), addrs: addrsOf(v.mac, v.ip, true),
+        ...(v.tag !== undefined ? { tag: tagOf(v.tag) } : {}), ...(v.migration ? { migration: true } : {}) }) as Record<string, any>;
+      console.log(v.json ? JSON.stringify(r) : `attached: VN ${r.vn.alias ?? r.vn.id} tag ${r.tag} (vni ${r.vni}, mtu ${r.mtu}, ${r.profile.encap})`);
+      return 0;
+    }
+    case "associate":
+    case "disassociate":
+      await ask({ cmd: sub, vnic: vnicOf(v.vnic), vn: vnRef(required(v.vn, "--vn", HELP)), addrs: addrsOf(v.mac, v.ip, true) });
+      console.log(`${sub}d`);
+      return 0;
+    case "detach":
+      await ask({ cmd: "detach", vnic: vnicOf(v.vnic), ...(v.vn ? { vn: vnRef(v.vn) } : {}) });
+      console.log("detached");
+      return 0;
+    case "activate":
+      await ask({ cmd: "activate", vnic: vnicOf(v.vnic), ...(v.migration ? { migration: true } : {}) });
+      console.log("activated");
+      return 0;
+    case "deactivate": {
+      const reason = required(v.reason, "--reason", HELP);
+      if (!["shutdown", "migration", "suspend"].includes(reason)) throw new UsageError(`--reason ${reason}: shutdown, migration or suspend`);
+      await ask({ cmd: "deactivate", vnic: vnicOf(v.vnic), reason });
+      console.log("deactivated");
+      return 0;
+    }
+    case "show": {
+      const r = await ask({ cmd: "show" }) as Record<string, any>;
+      if (v.json) {
+        console.log(JSON.stringify(r, null, 1));
+        return 0;
+      }
+      console.log(`agent ${r.hv} → NVE ${r.nve}: ${r.connected ? "connected" : "disconnected"}, NVE bootId ${r.bootId ?? "-"}, port ${r.nveView?.port ?? "-"}`);
+      const rows = [["VNIC", "STATE", "VN", "TAG", "MAC", "IPS"]];
+      for (const d of (r.nveView?.vnics ?? []) as any[])
+        for (const b of d.vns) for (const a of b.addrs.length ? b.addrs : [{ mac: "-", ips: [] }])
+          rows.push([d.vnic, d.state + (d.holdUntil ? " (held)" : ""), String(b.vn.alias ?? b.vn.id), String(b.tag ?? "-"), a.mac, a.ips.join(",")]);
+      console.log(table(rows));
+      if (r.nveView?.error) console.log(`(NVE view unavailable: ${r.nveView.error})`);
+      return 0;
+    }
+    default:
+      throw new UsageError(`unknown agent command "${sub}"\n${HELP}`);
+  }
+}
+
+function tagOf(s: string): number {
+  const n = Number(s);
+  if (!/^\d+$/.test(s) || n < 1 || n > 4094) throw new UsageError(`--tag ${s}: an 802.1Q VID 1..4094`);
+  return n;
+}
