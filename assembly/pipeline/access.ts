@@ -11,6 +11,7 @@ import { macLookup, ip4Lookup, ip6Lookup, MK_KIND, MK_LOCAL, MK_REMOTE, ML_ACTIV
 import { ETHERTYPE_VLAN, ETHERTYPE_QINQ, ETHERTYPE_QINQ_OLD, ETHERTYPE_IPV4, ETHERTYPE_ARP,
          ETHERTYPE_IPV6, VID_MASK, PCP_SHIFT, DOT1Q_HLEN } from "../proto/ethernet";
 import { IPPROTO_ICMPV6 } from "../proto/ipv4";
+import { ND_NA } from "../proto/icmp6";
 import { ARP_OP, ARP_SHA, ARP_SPA, ARP_TPA, ARP_LEN, ARP_OP_REQUEST } from "../proto/arp";
 import * as D from "../drops";
 import { drop, setCur, trace, flowHash, TR_VN, TR_LOOKUP, TR_ACTION, TR_DST, TR_SRC,
@@ -55,7 +56,8 @@ export function accessFrame(port: u32, p: usize, len: u32): void {
   if ((sv & MK_KIND) == MK_LOCAL && (sv & ML_ACTIVE) == 0) { drop(D.D_VNIC_INACTIVE); return; }
   if (flags & VNF_PORTSEC) {
     if ((sv & MK_KIND) != MK_LOCAL || ((sv >> ML_PORT_SHIFT) & ML_PORT_MASK) != port) { drop(D.D_SPOOFED_MAC); return; }
-    if (!sourceIpOk(vn, src, etype, l3, l3len)) { drop(D.D_SPOOFED_IP); return; }
+    const why = sourceIpCheck(vn, src, etype, l3, l3len);
+    if (why != OK) { drop(why); return; }
   }
 
   // RFC 9161: answer ARP requests / neighbour solicitations for known
@@ -133,31 +135,49 @@ function flood(port: u32, tci: u32, p: usize, len: u32, vn: u32, v: usize, etype
   ctrInc(vnCtr + (<usize>vn * VN_CTR << 3), VC_FLOOD, 1);
 }
 
-/** Seed §5: the source IP of IPv4, ARP and IPv6 must be bound to the source MAC. */
-function sourceIpOk(vn: u32, src: u64, etype: u32, l3: usize, l3len: u32): bool {
+/**
+ * The IPv6 address at p belongs to the VNIC with MAC `src`: bound to it, or
+ * its fe80::/64 address with the modified EUI-64 of that MAC (RFC 4291 App. A).
+ */
+function ip6Owned(vn: u32, p: usize, src: u64): bool {
+  if (load<u32>(p) == 0x80fe && load<u32>(p + 4) == 0) {
+    const eui: u64 = ((src >> 24) << 40) | (<u64>0xfffe << 24) | (src & 0xffffff);
+    if (bswap<u64>(load<u64>(p + 8)) == (eui ^ (<u64>0x02 << 56))) return true;
+  }
+  return ip6Lookup(vn, p) == src;
+}
+
+const OK: u32 = 0xffffffff;
+
+/**
+ * Seed §5: the source IP of IPv4, ARP and IPv6 must be bound to the source
+ * MAC. Returns OK or the drop reason (a header too short to check is
+ * truncated, not spoofed).
+ */
+function sourceIpCheck(vn: u32, src: u64, etype: u32, l3: usize, l3len: u32): u32 {
   if (etype == ETHERTYPE_IPV4) {
-    if (l3len < 20) return false;
-    if (load<u32>(l3 + 12) == 0) return true; // 0.0.0.0: DHCP discovery
-    return ip4Lookup(vn, l3 + 12) == src;
+    if (l3len < 20) return D.D_TRUNCATED;
+    if (load<u32>(l3 + 12) == 0) return OK; // 0.0.0.0: DHCP discovery
+    return ip4Lookup(vn, l3 + 12) == src ? OK : D.D_SPOOFED_IP;
   }
   if (etype == ETHERTYPE_ARP) {
-    if (l3len < ARP_LEN) return false;
-    if (ldMac(l3 + ARP_SHA) != src) return false; // sender hardware address spoofed
-    if (load<u32>(l3 + ARP_SPA) == 0) return true; // ARP probe (RFC 5227)
-    return ip4Lookup(vn, l3 + ARP_SPA) == src;
+    if (l3len < ARP_LEN) return D.D_TRUNCATED;
+    if (ldMac(l3 + ARP_SHA) != src) return D.D_SPOOFED_MAC; // sender hardware address spoofed
+    if (load<u32>(l3 + ARP_SPA) == 0) return OK; // ARP probe (RFC 5227)
+    return ip4Lookup(vn, l3 + ARP_SPA) == src ? OK : D.D_SPOOFED_IP;
   }
   if (etype == ETHERTYPE_IPV6) {
-    if (l3len < 40) return false;
+    if (l3len < 40) return D.D_TRUNCATED;
     const a0 = load<u64>(l3 + 8);
     const a1 = load<u64>(l3 + 16);
-    if (a0 == 0 && a1 == 0) return true; // :: (DAD, RFC 4862 §5.4)
-    // fe80::/64 with the modified EUI-64 of the source MAC (RFC 4291 App. A)
-    if (load<u32>(l3 + 8) == 0x80fe && load<u32>(l3 + 12) == 0) {
-      const eui: u64 = ((src >> 24) << 40) | (<u64>0xfffe << 24) | (src & 0xffffff);
-      const want = eui ^ (<u64>0x02 << 56);
-      if (bswap<u64>(a1) == want) return true;
+    // :: is the source of DAD probes (RFC 4862 §5.4)
+    if (!(a0 == 0 && a1 == 0) && !ip6Owned(vn, l3 + 8, src)) return D.D_SPOOFED_IP;
+    // A neighbour advertisement claims its target address (RFC 4861 §4.4):
+    // the target must be the sender's own, as the sender IP of ARP is.
+    if (<u32>load<u8>(l3 + 6) == IPPROTO_ICMPV6 && l3len >= 40 + 24 && <u32>load<u8>(l3 + 40) == ND_NA) {
+      if (!ip6Owned(vn, l3 + 48, src)) return D.D_SPOOFED_IP;
     }
-    return ip6Lookup(vn, l3 + 8) == src;
+    return OK;
   }
-  return true;
+  return OK;
 }

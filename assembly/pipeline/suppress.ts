@@ -37,8 +37,15 @@ export function isDadOrNotNs(l3: usize, l3len: u32): bool {
   if (l3len < 40 + 24) return true;
   if (<u32>load<u8>(l3 + 6) != IPPROTO_ICMPV6 || <u32>load<u8>(l3 + 7) != 255) return true;
   if (<u32>load<u8>(l3 + 40) != ND_NS || <u32>load<u8>(l3 + 41) != 0) return true;
-  if (ld16(l3 + 4) < 24) return true;
-  return load<u64>(l3 + 8) == 0 && load<u64>(l3 + 16) == 0;
+  const plen = ld16(l3 + 4);
+  if (plen < 24 || <u32>40 + plen > l3len) return true;
+  if (load<u8>(l3 + 48) == 0xff) return true; // a multicast target is invalid (§7.1.1)
+  if (load<u64>(l3 + 8) == 0 && load<u64>(l3 + 16) == 0) return true;
+  // §7.1.1: the ICMP checksum must be valid
+  let s: u64 = <u64>plen + <u64>IPPROTO_ICMPV6;
+  s = csumAdd(s, l3 + 8, 32);
+  s = csumAdd(s, l3 + 40, plen);
+  return csumFold(s) != 0xffff;
 }
 
 /** The solicited neighbour advertisement (RFC 4861 §4.4, §7.2.4) answering the NS at p. */

@@ -1,17 +1,50 @@
 // Address parsing shared by the data plane host and the control plane:
 // MACs per PROTOCOL.md §2 ("02:00:5e:10:00:01"), IPv4/IPv6 addresses and
 // CIDR prefixes as network-order bytes.
-import { isIPv4, isIPv6 } from "node:net";
+import { isIPv6 } from "node:net";
 
-export interface Mac { hi: number; lo: number; text: string }
+export interface Mac { hi: number; lo: number }
 export interface Ip { is6: boolean; bytes: Uint8Array; prefix: number | null; text: string }
 
-const MAC_RE = /^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/;
+// Hex digit values by char code (-1 = not a hex digit). Parsing is on the
+// restart path (a million bindings reprogrammed), so no regex, no split.
+const HEX = new Int8Array(128).fill(-1);
+for (let i = 0; i < 10; i++) HEX[48 + i] = i;
+for (let i = 0; i < 6; i++) { HEX[65 + i] = 10 + i; HEX[97 + i] = 10 + i; }
+
+function hexByte(s: string, i: number): number {
+  const a = s.charCodeAt(i), b = s.charCodeAt(i + 1);
+  const x = a < 128 ? HEX[a] : -1, y = b < 128 ? HEX[b] : -1;
+  return x < 0 || y < 0 ? -1 : (x << 4) | y;
+}
 
 export function parseMac(s: string): Mac | null {
-  if (typeof s !== "string" || !MAC_RE.test(s)) return null;
-  const b = s.split(":").map((x) => parseInt(x, 16));
-  return { hi: (b[0] << 8) | b[1], lo: ((b[2] << 24) | (b[3] << 16) | (b[4] << 8) | b[5]) >>> 0, text: s.toLowerCase() };
+  if (typeof s !== "string" || s.length !== 17) return null;
+  let hi = 0, lo = 0;
+  for (let k = 0; k < 6; k++) {
+    if (k > 0 && s.charCodeAt(3 * k - 1) !== 58) return null; // ':'
+    const b = hexByte(s, 3 * k);
+    if (b < 0) return null;
+    if (k < 2) hi = (hi << 8) | b; else lo = ((lo << 8) | b) >>> 0;
+  }
+  return { hi, lo };
+}
+
+/** Dotted-quad IPv4 into b[0..4); false when malformed (no leading zeros, RFC 6943 §3.1.1). */
+function parse4(s: string, b: Uint8Array): boolean {
+  let part = 0, val = 0, digits = 0;
+  for (let i = 0; i <= s.length; i++) {
+    const c = i < s.length ? s.charCodeAt(i) : 46;
+    if (c === 46) {
+      if (digits === 0 || part > 3) return false;
+      b[part++] = val; val = 0; digits = 0;
+    } else if (c >= 48 && c <= 57) {
+      if (digits > 0 && val === 0) return false;
+      val = val * 10 + (c - 48);
+      if (++digits > 3 || val > 255) return false;
+    } else return false;
+  }
+  return part === 4;
 }
 
 /** A unicast MAC that may name a VNIC (PROTOCOL.md §2: not multicast, not all-zero). */
@@ -43,6 +76,8 @@ function v6Bytes(s: string): Uint8Array {
   return out;
 }
 
+const TMP4 = new Uint8Array(4);
+
 /** An address, or with allowPrefix a CIDR prefix; null when malformed. */
 export function parseIp(s: string, allowPrefix = true): Ip | null {
   if (typeof s !== "string" || s.length > 49) return null;
@@ -56,10 +91,10 @@ export function parseIp(s: string, allowPrefix = true): Ip | null {
     if (!/^\d{1,3}$/.test(p)) return null;
     prefix = Number(p);
   }
-  if (isIPv4(addr)) {
+  if (addr.length <= 15 && parse4(addr, TMP4)) {
     if (prefix !== null && prefix > 32) return null;
     const bytes = new Uint8Array(16);
-    addr.split(".").forEach((x, i) => { bytes[i] = Number(x); });
+    bytes[0] = TMP4[0]; bytes[1] = TMP4[1]; bytes[2] = TMP4[2]; bytes[3] = TMP4[3];
     if (prefix !== null && hostBitsSet(bytes, 4, prefix)) return null;
     return { is6: false, bytes, prefix, text: s };
   }

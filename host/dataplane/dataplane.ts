@@ -50,7 +50,7 @@ function wasmModule(debug: boolean): WebAssembly.Module {
     try { bytes = readFileSync(url); } catch {
       throw new Error(`the data plane ${url.pathname} is missing: run npm run build`);
     }
-    m = new WebAssembly.Module(bytes);
+    m = new WebAssembly.Module(new Uint8Array(bytes));
     modules.set(name, m);
   }
   return m;
@@ -75,6 +75,8 @@ export class DataPlane {
   private freeRemote: number[] = [];
   private nextRemote = 0;
   private tunnels = new Map<number, TunnelState>();
+  private tunByIdx: (TunnelState | undefined)[] = [];
+  private remoteByIdx: (RemoteState | undefined)[] = [];
   private freeTun: number[] = [];
   private nextTun = 0;
   private tags = new Map<number, number>(); // port << 12 | tag -> vn id
@@ -152,6 +154,14 @@ export class DataPlane {
     for (const [id, v] of this.vns) vnKeys.set(`${v.profile.encap}:${v.vni}`, id);
     let newMacs = 0, newIps = 0;
     let ulIs6: boolean | undefined = this.underlayPort >= 0 ? this.underlayIs6 : undefined;
+    // (port, tag) -> VN as the list would leave it, so a mac.local can be
+    // checked against the tags that earlier ops of the same list map
+    const tagMap = new Map<string, number>();
+    for (const [k, vn] of this.tags) tagMap.set(`${this.portNames[k >> 12]}|${k & 0xfff}`, vn);
+    const vnOnPort = (vn: number, port: string) => {
+      for (const [k, v] of tagMap) if (v === vn && k.startsWith(`${port}|`)) return true;
+      return false;
+    };
     const fail = (i: number, f: string, m: string): never => { throw new DataPlaneError(i, f, m); };
     const needVn = (i: number, vn: unknown) => {
       if (!vns.has(vn as number)) fail(i, "vn", `unknown VN ${vn}`);
@@ -205,14 +215,22 @@ export class DataPlane {
           vns.add(op.vn);
           break;
         }
-        case "vn.del": needVn(i, op.vn); vns.delete(op.vn); break;
+        case "vn.del":
+          needVn(i, op.vn); vns.delete(op.vn);
+          for (const [k, v] of [...tagMap]) if (v === op.vn) tagMap.delete(k);
+          break;
         case "tag":
           needPort(i, op.port); needVn(i, op.vn);
           if (op.port === this.underlayPortName()) fail(i, "port", "the underlay port carries no tags");
           if (!Number.isInteger(op.tag) || op.tag < 1 || op.tag > 4094) fail(i, "tag", `VID out of range: ${op.tag}`);
+          tagMap.set(`${op.port}|${op.tag}`, op.vn);
           break;
-        case "tag.del": needPort(i, op.port); break;
-        case "mac.local": needVn(i, op.vn); needMac(i, op.mac); needPort(i, op.port); newMacs++; break;
+        case "tag.del": needPort(i, op.port); tagMap.delete(`${op.port}|${op.tag}`); break;
+        case "mac.local":
+          needVn(i, op.vn); needMac(i, op.mac); needPort(i, op.port);
+          if (!vnOnPort(op.vn, op.port)) fail(i, "port", `VN ${op.vn} has no tag on port ${op.port}`);
+          newMacs++;
+          break;
         case "mac.remote": needVn(i, op.vn); needMac(i, op.mac); needRemoteIp(i, op.nve); newMacs++; break;
         case "mac.del": needVn(i, op.vn); needMac(i, op.mac); break;
         case "ip": {
@@ -303,6 +321,7 @@ export class DataPlane {
         for (const [key, t] of [...this.tunnels]) if (t.vnIdx === v.idx) {
           ex.setVtep(v.idx, t.r, 0);
           this.tunnels.delete(key);
+          this.tunByIdx[t.t] = undefined;
           this.freeTun.push(t.t);
           this.releaseRemote(t.r);
         }
@@ -426,19 +445,19 @@ export class DataPlane {
       if (this.ex.setRemote(idx, ip.is6 ? 1 : 0) !== 0) throw new Error("remote NVE table full");
       r = { idx, ip, refs: 0 };
       this.remotes.set(ip.text, r);
+      this.remoteByIdx[idx] = r;
     }
     r.refs++;
     return r;
   }
 
   private releaseRemote(idx: number): void {
-    for (const [k, r] of this.remotes) if (r.idx === idx) {
-      if (--r.refs > 0) return;
-      this.ex.delRemote(idx, r.ip.is6 ? 1 : 0);
-      this.remotes.delete(k);
-      this.freeRemote.push(idx);
-      return;
-    }
+    const r = this.remoteByIdx[idx];
+    if (!r || --r.refs > 0) return;
+    this.ex.delRemote(idx, r.ip.is6 ? 1 : 0);
+    this.remotes.delete(r.ip.text);
+    this.remoteByIdx[idx] = undefined;
+    this.freeRemote.push(idx);
   }
 
   private acquireTunnel(vnIdx: number, nve: string): TunnelState {
@@ -454,12 +473,14 @@ export class DataPlane {
     this.ex.buildTunnel(tIdx, vnIdx, r.idx);
     const t = { t: tIdx, vnIdx, r: r.idx, refs: 1 };
     this.tunnels.set(vnIdx * this.maxRemotes + r.idx, t);
+    this.tunByIdx[tIdx] = t;
     return t;
   }
 
   private releaseTunnel(t: TunnelState | undefined): void {
     if (!t || --t.refs > 0) return;
     this.tunnels.delete(t.vnIdx * this.maxRemotes + t.r);
+    this.tunByIdx[t.t] = undefined;
     this.freeTun.push(t.t);
     this.releaseRemote(t.r);
   }
@@ -467,8 +488,7 @@ export class DataPlane {
   /** A MAC entry was overwritten or removed: drop its hold on a tunnel. */
   private releaseMacTarget(prev: number): void {
     if (((prev & MK_KIND) >>> 0) !== MK_REMOTE) return;
-    const tIdx = prev & 0x00ffffff;
-    for (const t of this.tunnels.values()) if (t.t === tIdx) { this.releaseTunnel(t); return; }
+    this.releaseTunnel(this.tunByIdx[prev & 0x00ffffff]);
   }
 
   private floodAlloc(cap: number): number {
@@ -602,8 +622,8 @@ export class DataPlane {
       let detail = "";
       if ((dv & MK_KIND) >>> 0 === MK_LOCAL) detail = ` -> port ${this.portName((dv >> 16) & 0x3f)} tag ${dv & 0xfff}`;
       if ((dv & MK_KIND) >>> 0 === MK_REMOTE) {
-        const t = [...this.tunnels.values()].find((x) => x.t === (dv & 0xffffff));
-        const r = t && [...this.remotes.values()].find((x) => x.idx === t.r);
+        const t = this.tunByIdx[dv & 0xffffff];
+        const r = t && this.remoteByIdx[t.r];
         detail = ` -> NVE ${r?.ip.text ?? "?"}`;
       }
       steps.push(`lookup: ${lk}${detail}`);
