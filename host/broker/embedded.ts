@@ -214,6 +214,9 @@ export async function startEmbeddedBroker(o: BrokerOptions): Promise<EmbeddedBro
   };
   const onConn = (conn: Socket) => {
     track(conn);
+    // Small request/response packets: without TCP_NODELAY, Nagle's algorithm
+    // and delayed ACKs add ~40 ms per hop.
+    conn.setNoDelay?.(true);
     const client = broker.handle(conn as any, undefined as any) as unknown as AedesClientLike;
     limitPacketSize(client, limit, log);
     conn.once("close", () => {
