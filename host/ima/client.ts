@@ -35,7 +35,7 @@ import type { VnRef } from "../protocol/types.js";
 import type { BrokerConnection } from "../control/service.js";
 import { realClock, type Clock } from "../control/clock.js";
 import { beats } from "./core.js";
-import { imaMqttOptions } from "./service.js";
+import { imaMqttOptions, tcpNoDelay } from "./service.js";
 
 /** One local binding as the NVE holds it (its VnicRecord's (VN, MAC, IPs), the VNIC's port and state). */
 export interface LocalBinding { vn: number; mac: string; ips: string[]; port: string; active: boolean }
@@ -140,6 +140,7 @@ export class ImaClient {
       if (!o.broker) throw new Error("ImaClient: give either client or broker");
       client = await mqtt.connectAsync(o.broker.url, imaMqttOptions({ username: o.nve, ...o.broker }, `nvedge-${o.nve}-ima-${Math.random().toString(16).slice(2, 10)}`, true));
     }
+    if (own) tcpNoDelay(client);
     const c = new ImaClient(client, own, o);
     client.on("message", c.onMessage);
     // Retained messages arrive again after a reconnect with a clean session; the
