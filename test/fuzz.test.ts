@@ -422,10 +422,10 @@ function checkCounters(dp: DataPlane, stats: Stats, label: string): void {
 test(`fuzz: ${TOTAL} random, truncated and bit-flipped frames through both sides, IPv4 and IPv6 underlays, no trap, nothing lost`, async () => {
   const t0 = Date.now();
   const results: string[] = [];
-  // Share: 42.5% IPv4 underlay, 42.5% IPv6 underlay, 10% through the debug build (runtime asserts on), and 5% with
+  // Share: 44% IPv4 underlay, 44% IPv6 underlay, 10% through the debug build (runtime asserts on), and 2% with
   // 1,000 remotes on two VNs' flood lists, so floods overflow the output area and batches finish over several calls.
-  const plan: [F.Family, boolean, number, number][] = [[4, false, 0.425, 0], [6, false, 0.425, 0], [4, true, 0.05, 0], [6, true, 0.05, 0],
-                                                        [4, false, 0.05, 1000]];
+  const plan: [F.Family, boolean, number, number][] = [[4, false, 0.44, 0], [6, false, 0.44, 0], [4, true, 0.05, 0], [6, true, 0.05, 0],
+                                                        [4, false, 0.02, 1000]];
   let fed = 0;
   const reached = new Set<string>();
   for (const [i, [family, debug, share, bigFlood]] of plan.entries()) {
