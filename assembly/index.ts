@@ -3,7 +3,7 @@
 // host. See abi.ts for the memory contract.
 import { SLOT_SIZE, HEADROOM, MAX_BATCH, IN_DESC, OUT_DESC, HDR_SLOT, MAX_OUT, I_OFF, I_LEN, I_PORT } from "./abi";
 import { layoutFixed, slotBase, inDescBase, outDescBase, hdrBase, scratch, portKind, portCtr, globalCtr,
-         dropCtr, vnCtr, traceBase, floodPool, floodPoolCap, tunCap, ctrInc, PORT_ACCESS, PORT_UNDERLAY,
+         dropCtr, vnCtr, traceBase, floodPool, floodPoolCap, tunCap, ctrInc, PORT_ACCESS, PORT_NONE,
          PORT_CTR, PC_RX_FRAMES, PC_RX_BYTES, GC_RX, GC_FORWARDED, MAX_PORTS, TRACE_REC, MAX_VNS,
          MAX_REMOTES, MAX_LOCAL_PER_VN } from "./state";
 import { t64Init } from "./tables/hash64";
@@ -13,7 +13,7 @@ import { controlInit } from "./control";
 import { accessFrame } from "./pipeline/access";
 import { underlayFrame } from "./pipeline/underlay";
 import { resetOut, setCurIn, outCount } from "./pipeline/emit";
-import { drop, setCur } from "./pipeline/common";
+import { drop, dropNoPort, setCur } from "./pipeline/common";
 import { D_FRAME_TOO_LONG, D_UNKNOWN_PORT, NUM_DROPS } from "./drops";
 
 export { dropNamesPtr, dropNamesLen } from "./drops";
@@ -61,20 +61,16 @@ export function process(n: u32): u32 {
     const p = slotBase + <usize>i * SLOT_SIZE + off;
     const before = outCount;
     ctrInc(globalCtr, GC_RX, 1);
-    if (port >= MAX_PORTS) {
-      setCur(0, -1);
-      drop(D_UNKNOWN_PORT);
-      continue;
-    }
+    const kind = port < MAX_PORTS ? load<u8>(portKind + port) : PORT_NONE;
+    // a frame from a port we do not serve is charged to no port's counters
+    if (kind == PORT_NONE) { setCur(0, -1); dropNoPort(D_UNKNOWN_PORT); continue; }
     const pc = portCtr + (<usize>port * PORT_CTR << 3);
     ctrInc(pc, PC_RX_FRAMES, 1);
     ctrInc(pc, PC_RX_BYTES, len);
     // a descriptor that points outside its slot is refused before any read
     if (off + len > SLOT_SIZE) { setCur(port, -1); drop(D_FRAME_TOO_LONG); continue; }
-    const kind = load<u8>(portKind + port);
     if (kind == PORT_ACCESS) accessFrame(port, p, len);
-    else if (kind == PORT_UNDERLAY) underlayFrame(port, p, len);
-    else { setCur(port, -1); drop(D_UNKNOWN_PORT); continue; }
+    else underlayFrame(port, p, len);
     if (outCount != before) ctrInc(globalCtr, GC_FORWARDED, 1);
   }
   consumed = i;

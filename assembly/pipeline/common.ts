@@ -39,6 +39,13 @@ export const AC_REPLY: u32 = 5;
   if (traceOn) store<u32>(traceBase + <usize>curIn * TRACE_REC + field, v);
 }
 
+/** A drop that belongs to no port (a frame from a port we do not serve). */
+export function dropNoPort(reason: u32): void {
+  ctrInc(dropCtr, reason, 1);
+  ctrInc(globalCtr, GC_DROPPED, 1);
+  trace(TR_DROP, reason + 1);
+}
+
 /** Counts a drop under its reason, the ingress port and (once known) the VN. */
 export function drop(reason: u32): void {
   ctrInc(dropCtr, reason, 1);
