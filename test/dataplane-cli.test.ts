@@ -12,6 +12,7 @@ import { fileURLToPath } from "node:url";
 import { readPcap, writePcap, encodePcap, type PcapPacket } from "../host/pcap/pcap.js";
 import * as E from "./support/encoder.js";
 import * as F from "./support/frames.js";
+import { dissectFile, problems, stack, tsharkAvailable } from "./support/tshark.js";
 
 // dist/test/x.js → the repository root.
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
@@ -87,6 +88,15 @@ for (const family of [4, 6] as F.Family[]) {
       assert.is(c.vns["100"].encap, 1);
       assert.is(c.vns["200"].decap, 1);
       assert.match(r.stdout, /6 frames in/);
+      // The captures the command wrote are what tshark expects of classic pcap: read and dissected cleanly.
+      if (tsharkAvailable()) {
+        for (const port of [F.UPLINK, F.ACC2]) {
+          const d = dissectFile(join(out, `${port}.pcap`));
+          assert.is(d.length, port === F.UPLINK ? 4 : 3);
+          for (const fr of d) assert.equal(problems(fr), [], `${port}.pcap frame ${fr.number} (${stack(fr)})`);
+          if (port === F.UPLINK) assert.ok(d.every((fr) => stack(fr).includes(":udp:vxlan:eth:")), "uplink.pcap holds VXLAN");
+        }
+      }
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
