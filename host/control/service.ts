@@ -40,6 +40,28 @@ export function mqttOptions(b: BrokerConnection, clientId: string, will: { topic
   return o;
 }
 
+// Network errors while connecting at start: keep retrying (every reconnectPeriod)
+// instead of failing, because the data plane already forwards from the store
+// (issue 4; PROTOCOL.md §3). Anything else (e.g. a refused CONNACK) still fails start.
+const RETRYABLE = new Set(["ECONNREFUSED", "ECONNRESET", "EHOSTUNREACH", "ENETUNREACH", "ETIMEDOUT", "EAI_AGAIN", "EPIPE"]);
+
+function connectWhenReachable(url: string, log: (l: string) => void, opts: IClientOptions): Promise<MqttClient> {
+  return new Promise((resolve, reject) => {
+    const client = mqtt.connect(url, opts);
+    const onError = (e: Error & { code?: unknown }) => {
+      if (typeof e.code === "string" && RETRYABLE.has(e.code)) return log(`mqtt: ${url}: ${e.message}; forwarding continues, retrying`);
+      client.off("error", onError);
+      client.end(true);
+      reject(e);
+    };
+    client.on("error", onError);
+    client.once("connect", () => {
+      client.off("error", onError);
+      resolve(client);
+    });
+  });
+}
+
 export class NveService {
   private constructor(readonly core: NveCore, readonly client: MqttClient, private pv: number, private log: (l: string) => void) {}
 
@@ -49,7 +71,7 @@ export class NveService {
     const core = await NveCore.open(o);
     const nve = o.config.nve;
     const pv = o.broker.protocolVersion ?? 4;
-    const client = await mqtt.connectAsync(o.broker.url, mqttOptions(
+    const client = await connectWhenReachable(o.broker.url, log, mqttOptions(
       { username: nve, ...o.broker },
       `nvedge-${nve}-${core.settings.bootId.slice(0, 8)}`,
       { topic: topics.nveStatus(nve), payload: JSON.stringify({ state: "offline" }) },

@@ -1,0 +1,416 @@
+// Issue 4, "what it must show":
+// - crash: an NVE process on an LMDB store, under a steady stream of
+//   attach/detach/migrate requests from a test agent over a real broker, is
+//   killed with SIGKILL at random moments (>= 20 times); after each restart its
+//   state equals exactly the acknowledged requests (an unanswered request is
+//   applied entirely or not at all), checked through the `show` op and by frames
+//   through the restarted process's data plane;
+// - restart: with bindings in place, a restarted NVE forwards again before it
+//   reaches any broker (no agent action), tags are unchanged, an expired
+//   migration hold fires at start and an unexpired one keeps its deadline.
+//
+// The NVE process is NVE_CHILD below: exactly the parts `nvedge run --io none
+// --store DIR` assembles (config loader, LMDB store, NveService over a DataPlane),
+// plus a line protocol on stdin/stdout to trace frames through its data plane
+// (`nvedge trace` only sees the static config, and --io none has no ports).
+import { suite } from "uvu";
+import * as assert from "uvu/assert";
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { createInterface } from "node:readline";
+import mqtt, { type MqttClient } from "mqtt";
+import { startEmbeddedBroker, type EmbeddedBroker } from "../host/broker/embedded.js";
+import { udpFrame, hex } from "./support/encoder.js";
+
+const DIST = join(dirname(fileURLToPath(import.meta.url)), "..");
+const NVE = "nve-a";
+const REMOTE_MAC = "02:00:5e:00:00:99";
+const PORT_OF: Record<string, string> = { "hv-1": "eth2", "hv-2": "eth3" };
+const OTHER: Record<string, string> = { "hv-1": "hv-2", "hv-2": "hv-1" };
+
+function config(holdMs: number) {
+  return {
+    nve: NVE,
+    underlay: { port: "eth1", ip: "192.0.2.1", mac: "02:00:00:00:01:01", gatewayMac: "02:00:00:00:01:fe", udpPort: 4789 },
+    ports: [{ name: "eth2", hypervisors: ["hv-1"] }, { name: "eth3", hypervisors: ["hv-2"] }],
+    vns: [{ id: 100, alias: "blue", vni: 5000,
+      profile: { encap: "vxlan", service: "l2", mtu: 1500, portSecurity: true, arpSuppress: true, learn: "explicit" } }],
+    vnics: [],
+    remotes: [{ nve: "nve-b", ip: "192.0.2.2", vns: [100], addrs: [{ vn: 100, mac: REMOTE_MAC, ips: ["10.0.0.99"] }] }],
+    timers: { holdMs, agentHoldMs: 0, tagQuarantineMs: 5000 },
+  };
+}
+
+const NVE_CHILD = `
+import { createInterface } from "node:readline";
+import { loadConfig } from ${JSON.stringify(join(DIST, "host/config/load.js"))};
+import { openLmdbStore } from ${JSON.stringify(join(DIST, "host/store/lmdb.js"))};
+import { DataPlane } from ${JSON.stringify(join(DIST, "host/dataplane/dataplane.js"))};
+import { NveService } from ${JSON.stringify(join(DIST, "host/control/service.js"))};
+const [cfgFile, dir, url] = process.argv.slice(1);
+const out = (o) => process.stdout.write(JSON.stringify(o) + "\\n");
+const config = loadConfig(cfgFile);
+const store = await openLmdbStore(dir);
+const dp = await DataPlane.create({ macLog2: 12, ipLog2: 12 });
+let applies = 0;
+createInterface({ input: process.stdin }).on("line", (l) => {
+  const q = JSON.parse(l);
+  const r = dp.trace(q.port, Buffer.from(q.frame, "hex"));
+  out({ id: q.id, drop: r.drop ?? null, outputs: r.outputs.map((o) => o.port) });
+});
+const svc = await NveService.start({
+  config, store, broker: { url, reconnectPeriodMs: 100 },
+  programmer: { apply: async (ops) => { dp.apply(ops); if (applies++ === 0) out({ programmed: true }); } },
+  log: (l) => process.stderr.write(l + "\\n"),
+});
+out({ connected: true, bootId: svc.core.settings.bootId });
+`;
+
+class NveProcess {
+  private lines = new Map<string, (v: Record<string, unknown>) => void>();
+  private waiters: { key: string; resolve: (v: Record<string, unknown>) => void }[] = [];
+  private seq = 0;
+  stderr = "";
+  readonly events: Record<string, unknown>[] = [];
+  readonly exited: Promise<number | null>;
+  private constructor(readonly child: ChildProcess) {
+    createInterface({ input: child.stdout! }).on("line", (l) => {
+      const m = JSON.parse(l) as Record<string, unknown>;
+      if (typeof m.id === "string" && this.lines.has(m.id)) {
+        this.lines.get(m.id)!(m);
+        this.lines.delete(m.id);
+        return;
+      }
+      this.events.push(m);
+      this.waiters = this.waiters.filter((w) => (m[w.key] ? (w.resolve(m), false) : true));
+    });
+    child.stderr!.on("data", (d) => { this.stderr = (this.stderr + d).slice(-20000); });
+    this.exited = new Promise((r) => child.once("exit", (c) => r(c)));
+  }
+  static start(cfgFile: string, dir: string, url: string): NveProcess {
+    const child = spawn(process.execPath, ["--input-type=module", "-e", NVE_CHILD, cfgFile, dir, url], { stdio: ["pipe", "pipe", "pipe"] });
+    return new NveProcess(child);
+  }
+  /** Resolves with the first stdout event that has `key` (e.g. "programmed", "connected"). */
+  waitFor(key: string, ms = 15_000): Promise<Record<string, unknown>> {
+    const seen = this.events.find((m) => m[key]);
+    if (seen) return Promise.resolve(seen);
+    return new Promise((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`NVE: no "${key}" within ${ms} ms; stderr:\n${this.stderr}`)), ms);
+      this.waiters.push({ key, resolve: (v) => { clearTimeout(t); resolve(v); } });
+      void this.exited.then((c) => { clearTimeout(t); reject(new Error(`NVE exited (${c}) before "${key}"; stderr:\n${this.stderr}`)); });
+    });
+  }
+  trace(port: string, frame: Uint8Array): Promise<{ drop: string | null; outputs: string[] }> {
+    const id = `t${this.seq++}`;
+    return new Promise((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`NVE: no trace answer in 5 s (exit ${this.child.exitCode}); stderr:\n${this.stderr}`)), 5000);
+      this.lines.set(id, (m) => { clearTimeout(t); resolve({ drop: m.drop as string | null, outputs: m.outputs as string[] }); });
+      this.child.stdin!.write(JSON.stringify({ id, port, frame: hex(frame) }) + "\n");
+    });
+  }
+  async kill(): Promise<void> {
+    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill("SIGKILL");
+    await this.exited;
+  }
+}
+
+/** A hypervisor's raw protocol client (PROTOCOL.md §1/§2): requests with ids, responses by id. */
+class HvClient {
+  private pending = new Map<string, (r: Record<string, unknown>) => void>();
+  private n = 0;
+  private constructor(readonly hv: string, readonly client: MqttClient) {
+    client.on("message", (_t, p) => {
+      const r = JSON.parse(p.toString()) as Record<string, unknown>;
+      const f = this.pending.get(r.id as string);
+      if (f) { this.pending.delete(r.id as string); f(r); }
+    });
+  }
+  static async connect(url: string, hv: string): Promise<HvClient> {
+    const c = await mqtt.connectAsync(url, { username: hv, clientId: `${hv}-${process.pid}-${Math.random().toString(16).slice(2, 8)}`, reconnectPeriod: 100, protocolVersion: 4 });
+    await c.subscribeAsync(`nvo3/v1/hv/${hv}/rsp`, { qos: 1 });
+    return new HvClient(hv, c);
+  }
+  /** Sends a request; resolves with the response, or never (the caller races it against the kill). */
+  send(op: string, body: Record<string, unknown>): Promise<Record<string, unknown>> {
+    const id = `${this.hv}-${this.n++}`;
+    const p = new Promise<Record<string, unknown>>((r) => this.pending.set(id, r));
+    this.client.publish(`nvo3/v1/nve/${NVE}/req/${this.hv}`, JSON.stringify({ id, op, ...body }), { qos: 1 });
+    return p;
+  }
+  async request(op: string, body: Record<string, unknown> = {}, ms = 10_000): Promise<Record<string, unknown>> {
+    let t: NodeJS.Timeout | undefined;
+    const r = await Promise.race([this.send(op, body), new Promise<never>((_, rej) => { t = setTimeout(() => rej(new Error(`${this.hv}: no answer to ${op} in ${ms} ms`)), ms); })]);
+    clearTimeout(t);
+    return r;
+  }
+  forget(): void { this.pending.clear(); }
+  close(): Promise<void> { return this.client.endAsync(true); }
+}
+
+// ---------------------------------------------------------------- the VNICs and their expected state
+
+interface Vnic { id: string; mac: string; ip: string }
+const vnics: Vnic[] = Array.from({ length: 12 }, (_, i) => ({
+  id: `0d6c8a8e-2f5b-4a8e-8d2e-${(0x5f1a4f0e9b00 + i).toString(16)}`,
+  mac: `02:00:5e:01:00:${(0x10 + i).toString(16)}`,
+  ip: `10.0.1.${10 + i}`,
+}));
+/** Init (undefined), or owned by an End Device: Activated, or Associated and held (migration departure). */
+type State = { hv: string; state: "active" | "associated"; held: boolean } | undefined;
+const same = (a: State, b: State) => JSON.stringify(a ?? null) === JSON.stringify(b ?? null);
+const addrsOf = (v: Vnic) => [{ mac: v.mac, ips: [v.ip] }];
+
+/** What the NVE says about every VNIC (the show op from both End Devices). */
+async function observe(c: Record<string, HvClient>): Promise<{ states: Map<string, State>; tags: Record<string, number | undefined> }> {
+  const states = new Map<string, State>();
+  const tags: Record<string, number | undefined> = {};
+  for (const hv of ["hv-1", "hv-2"]) {
+    const r = await c[hv].request("show");
+    assert.ok(r.ok, `show from ${hv}: ${JSON.stringify(r)}`);
+    for (const x of r.vnics as { vnic: string; state: "active" | "associated"; holdUntil?: number; vns: { vn: { id: number }; tag: number; addrs: unknown }[] }[]) {
+      assert.not.ok(states.has(x.vnic), `${x.vnic} shown to both End Devices`);
+      const v = vnics.find((y) => y.id === x.vnic);
+      assert.ok(v, `show lists an unknown VNIC ${x.vnic}`);
+      assert.is(x.vns.length, 1);
+      assert.equal(x.vns[0].addrs, addrsOf(v!), `addresses of ${x.vnic}`);
+      tags[PORT_OF[hv]] = x.vns[0].tag;
+      states.set(x.vnic, { hv, state: x.state, held: x.holdUntil !== undefined });
+    }
+  }
+  return { states, tags };
+}
+
+/** A frame from the VNIC's MAC/IP to the remote binding, on `port` with its VN tag. */
+const probe = (v: Vnic, tag: number) => udpFrame({ dst: REMOTE_MAC, src: v.mac, tag: { vid: tag }, srcIp: v.ip, dstIp: "10.0.0.99" });
+
+/** The data plane agrees with `st`: an active VNIC's frames are encapsulated from its port only; a held one's are dropped as inactive. */
+async function checkDataPlane(nve: NveProcess, v: Vnic, st: State, tags: Record<string, number | undefined>): Promise<void> {
+  for (const [hv, port] of Object.entries(PORT_OF)) {
+    const tag = tags[port];
+    if (tag === undefined) continue;
+    const r = await nve.trace(port, probe(v, tag));
+    const here = st?.hv === hv;
+    if (here && st!.state === "active") assert.equal(r, { drop: null, outputs: ["eth1"] }, `${v.id} active on ${port}`);
+    else if (here) assert.equal(r, { drop: "vnic-inactive", outputs: [] }, `${v.id} held on ${port}`);
+    else if (st?.state === "associated") {
+      // Held on the other port: the data plane may report the MAC as inactive or as not this port's.
+      assert.equal(r.outputs, [], `${v.id} held on the other port, sent from ${port}`);
+      assert.ok(r.drop === "spoofed-mac" || r.drop === "vnic-inactive", `${v.id} held elsewhere, from ${port}: ${r.drop}`);
+    } else assert.equal(r, { drop: "spoofed-mac", outputs: [] }, `${v.id} not on ${port}: ${JSON.stringify(st)}`);
+  }
+}
+
+function writeConfig(dir: string, holdMs: number): string {
+  const f = join(dir, "nve.json");
+  writeFileSync(f, JSON.stringify(config(holdMs)));
+  return f;
+}
+
+// ---------------------------------------------------------------- crash
+
+const crash = suite("crash: SIGKILL under load, state = acknowledged requests");
+
+crash("20+ SIGKILLs at random moments under attach/detach/migrate: show and the data plane match the acknowledged requests", async () => {
+  const work = mkdtempSync(join(tmpdir(), "nvedge-crash-"));
+  const storeDir = join(work, "store");
+  const cfg = writeConfig(work, 600_000);
+  let broker: EmbeddedBroker | undefined;
+  let nve: NveProcess | undefined;
+  const clients: Record<string, HvClient> = {};
+  const deadline = Date.now() + 150_000; // bounded: the loop stops early rather than run on
+  let seed = 0x9e3779b9 ^ Number(process.env.CRASH_SEED ?? Date.now() & 0xffff);
+  const rnd = () => ((seed = (Math.imul(seed ^ (seed >>> 15), 0x2c1b3c6d) + 0x6d2b79f5) >>> 0) / 2 ** 32);
+  const expected = new Map<string, State>();
+  const portTags: Record<string, number> = {};
+  let acked = 0, unanswered = 0, applied = 0, kills = 0;
+  try {
+    broker = await startEmbeddedBroker({ host: "127.0.0.1", port: 0, nves: [NVE] });
+    for (const hv of ["hv-1", "hv-2"]) clients[hv] = await HvClient.connect(broker.url, hv);
+    for (let cycle = 0; ; cycle++) {
+      nve = NveProcess.start(cfg, storeDir, broker.url);
+      await nve.waitFor("connected");
+      for (const hv of ["hv-1", "hv-2"]) {
+        const h = await clients[hv].request("hello", { agent: "crash-test", capabilities: [] });
+        assert.ok(h.ok, JSON.stringify(h));
+      }
+      // After a restart: exactly the acknowledged state (uncertain VNICs resolved first, all-or-nothing).
+      const seen = await observe(clients);
+      for (const v of vnics) {
+        const e = expected.get(v.id);
+        const o = seen.states.get(v.id);
+        if (e && "uncertain" in (e as object)) {
+          const u = e as unknown as { uncertain: [State, State] };
+          assert.ok(same(o, u.uncertain[0]) || same(o, u.uncertain[1]),
+            `cycle ${cycle}: ${v.id} is ${JSON.stringify(o)}, neither before ${JSON.stringify(u.uncertain[0])} nor after ${JSON.stringify(u.uncertain[1])}`);
+          if (same(o, u.uncertain[1]) && !same(u.uncertain[0], u.uncertain[1])) applied++;
+          expected.set(v.id, o);
+        } else assert.equal(o ?? null, e ?? null, `cycle ${cycle}: ${v.id} after restart`);
+      }
+      // Tags never change across a restart (the anchors keep both VAPs connected).
+      for (const [port, tag] of Object.entries(portTags)) assert.is(seen.tags[port], tag, `cycle ${cycle}: tag of ${port}`);
+      for (const v of vnics) await checkDataPlane(nve, v, expected.get(v.id), seen.tags);
+      if (cycle === 0) {
+        // Anchors: VNIC 0 on hv-1, VNIC 1 on hv-2, never touched again.
+        for (const [i, hv] of [[0, "hv-1"], [1, "hv-2"]] as const) {
+          const r = await clients[hv].request("vnic.attach", { vnic: vnics[i].id, vn: { id: 100 }, addrs: addrsOf(vnics[i]) });
+          assert.ok(r.ok, JSON.stringify(r));
+          portTags[PORT_OF[hv]] = r.tag as number;
+          expected.set(vnics[i].id, { hv, state: "active", held: false });
+        }
+      }
+      // Every restart so far was verified; stop after 20 kills, or at the time bound.
+      if (kills >= 20 || Date.now() > deadline) {
+        await nve.kill();
+        break;
+      }
+      // Load: up to 4 outstanding requests on distinct VNICs, until a random kill moment.
+      const busy = new Map<string, { before: State; after: State; done: boolean }>();
+      const killAt = Date.now() + 150 + rnd() * 600;
+      const inflight: Promise<void>[] = [];
+      let stop = false;
+      const worker = async () => {
+        while (!stop && Date.now() < killAt) {
+          const free = vnics.slice(2).filter((v) => !busy.has(v.id));
+          const v = free[Math.floor(rnd() * free.length)];
+          const before = expected.get(v.id);
+          let hv: string, op: string, body: Record<string, unknown>, after: State;
+          if (!before) {
+            hv = rnd() < 0.5 ? "hv-1" : "hv-2";
+            op = "vnic.attach"; body = { vnic: v.id, vn: { id: 100 }, addrs: addrsOf(v) };
+            after = { hv, state: "active", held: false };
+          } else if (before.held) {
+            hv = OTHER[before.hv];
+            op = "vnic.activate"; body = { vnic: v.id, migration: true };
+            after = { hv, state: "active", held: false };
+          } else if (rnd() < 0.5) {
+            hv = before.hv; op = "vnic.deactivate"; body = { vnic: v.id, reason: "shutdown" }; after = undefined;
+          } else {
+            hv = before.hv; op = "vnic.deactivate"; body = { vnic: v.id, reason: "migration" };
+            after = { hv, state: "associated", held: true };
+          }
+          const b = { before, after, done: false };
+          busy.set(v.id, b);
+          const r = await Promise.race([clients[hv].send(op, body), nve!.exited.then(() => undefined)]);
+          if (!r) return; // killed while outstanding: uncertain
+          assert.ok(r.ok, `${op} ${v.id} from ${hv}: ${JSON.stringify(r)}`);
+          if (op === "vnic.attach") assert.is(r.tag, portTags[PORT_OF[hv]], "attach answers the port's tag");
+          expected.set(v.id, after);
+          b.done = true;
+          busy.delete(v.id);
+          acked++;
+        }
+      };
+      for (let w = 0; w < 4; w++) inflight.push(worker());
+      await new Promise((r) => setTimeout(r, Math.max(0, killAt - Date.now())));
+      stop = true;
+      await nve.kill();
+      kills++;
+      await Promise.all(inflight);
+      for (const c of Object.values(clients)) c.forget();
+      for (const [id, b] of busy) {
+        if (b.done) continue;
+        unanswered++;
+        expected.set(id, { uncertain: [b.before, b.after] } as never);
+      }
+      nve = undefined;
+    }
+    assert.ok(kills >= 20, `only ${kills} kills within the time bound`);
+    assert.ok(acked > kills * 3, `too few acknowledged requests (${acked}) for a steady stream`);
+    console.log(`  crash: ${kills} SIGKILLs, ${acked} acknowledged requests, ${unanswered} unanswered at the kill (${applied} of them found applied)`);
+  } finally {
+    await nve?.kill();
+    for (const c of Object.values(clients)) await c.close().catch(() => {});
+    await broker?.close();
+    rmSync(work, { recursive: true, force: true });
+  }
+});
+
+crash.run();
+
+// ---------------------------------------------------------------- restart
+
+const restart = suite("restart: forwarding resumes from the store before the broker, timers resume");
+
+restart("with bindings in place a restarted NVE forwards before it reaches a broker; tags kept; expired hold fires, unexpired keeps its deadline", async () => {
+  const work = mkdtempSync(join(tmpdir(), "nvedge-restart-"));
+  const storeDir = join(work, "store");
+  const HOLD = 2500;
+  const cfg = writeConfig(work, HOLD);
+  let broker: EmbeddedBroker | undefined;
+  let nve: NveProcess | undefined;
+  const clients: Record<string, HvClient> = {};
+  const [a, b, c, d] = vnics;
+  try {
+    broker = await startEmbeddedBroker({ host: "127.0.0.1", port: 0, nves: [NVE] });
+    const port = broker.port;
+    nve = NveProcess.start(cfg, storeDir, broker.url);
+    await nve.waitFor("connected");
+    for (const hv of ["hv-1", "hv-2"]) clients[hv] = await HvClient.connect(broker.url, hv);
+    const attach = async (hv: string, v: Vnic) => {
+      const r = await clients[hv].request("vnic.attach", { vnic: v.id, vn: { id: 100 }, addrs: addrsOf(v) });
+      assert.ok(r.ok, JSON.stringify(r));
+      return r.tag as number;
+    };
+    const tag2 = await attach("hv-1", a);
+    const tag3 = await attach("hv-2", b);
+    await attach("hv-1", c);
+    await attach("hv-2", d);
+    // Hairpin between the two VMs (different ports): A → B leaves eth3 re-tagged.
+    const aToB = udpFrame({ dst: b.mac, src: a.mac, tag: { vid: tag2 }, srcIp: a.ip, dstIp: b.ip });
+    assert.equal(await nve.trace("eth2", aToB), { drop: null, outputs: ["eth3"] });
+    // C departs by migration now: its hold will have expired by the restart.
+    assert.ok((await clients["hv-1"].request("vnic.deactivate", { vnic: c.id, reason: "migration" })).ok);
+    const cHeld = Date.now();
+    await new Promise((r) => setTimeout(r, HOLD + 300 - (Date.now() - cHeld)));
+    // D departs just before the crash: its hold is still running at the restart.
+    const dRsp = await clients["hv-2"].request("vnic.deactivate", { vnic: d.id, reason: "migration" });
+    assert.ok(dRsp.ok);
+    const dHeld = Date.now();
+    await nve.kill(); // SIGKILL: no shutdown path runs
+    await broker.close();
+    broker = undefined;
+
+    // No broker at all: the NVE must still program the data plane and forward.
+    nve = NveProcess.start(cfg, storeDir, `mqtt://127.0.0.1:${port}`);
+    await nve.waitFor("programmed");
+    await new Promise((r) => setTimeout(r, 200)); // the expired hold fires on its own (timer armed at start)
+    assert.not.ok(nve.events.some((m) => m.connected), "no broker was reachable");
+    assert.equal(await nve.trace("eth2", aToB), { drop: null, outputs: ["eth3"] }, "A → B forwarded after the restart");
+    const bToA = udpFrame({ dst: a.mac, src: b.mac, tag: { vid: tag3 }, srcIp: b.ip, dstIp: a.ip });
+    assert.equal(await nve.trace("eth3", bToA), { drop: null, outputs: ["eth2"] }, "B → A forwarded after the restart");
+    assert.equal(await nve.trace("eth2", probe(c, tag2)), { drop: "spoofed-mac", outputs: [] }, "C's expired hold purged it");
+    assert.equal(await nve.trace("eth3", probe(d, tag3)), { drop: "vnic-inactive", outputs: [] }, "D still held (Associated)");
+
+    // The broker comes back: show confirms tags and D's absolute deadline.
+    broker = await startEmbeddedBroker({ host: "127.0.0.1", port, nves: [NVE] });
+    await nve.waitFor("connected");
+    for (const hv of ["hv-1", "hv-2"]) { await clients[hv].close(); clients[hv] = await HvClient.connect(broker.url, hv); }
+    const s1 = await clients["hv-1"].request("show");
+    const s2 = await clients["hv-2"].request("show");
+    const v1 = s1.vnics as { vnic: string; vns: { tag: number }[] }[];
+    const v2 = s2.vnics as { vnic: string; state: string; holdUntil?: number; vns: { tag: number }[] }[];
+    assert.equal(v1.map((x) => x.vnic), [a.id], "C is gone");
+    assert.is(v1[0].vns[0].tag, tag2, "tags never change across a restart");
+    assert.equal(v2.map((x) => x.vnic).sort(), [b.id, d.id].sort());
+    const dv = v2.find((x) => x.vnic === d.id)!;
+    assert.is(dv.state, "associated");
+    assert.ok(dv.holdUntil! >= dHeld - 1000 + HOLD && dv.holdUntil! <= dHeld + HOLD, `D's deadline kept: ${dv.holdUntil} vs ${dHeld + HOLD}`);
+    assert.is(v2[0].vns[0].tag, tag3);
+    // D's remaining time runs out after the restart: purged then, not before.
+    await new Promise((r) => setTimeout(r, Math.max(0, dv.holdUntil! + 300 - Date.now())));
+    assert.equal(await nve.trace("eth3", probe(d, tag3)), { drop: "spoofed-mac", outputs: [] }, "D purged when its hold ran out");
+    const s3 = await clients["hv-2"].request("show");
+    assert.equal((s3.vnics as { vnic: string }[]).map((x) => x.vnic), [b.id]);
+  } finally {
+    await nve?.kill();
+    for (const x of Object.values(clients)) await x.close().catch(() => {});
+    await broker?.close();
+    rmSync(work, { recursive: true, force: true });
+  }
+});
+
+restart.run();
