@@ -33,6 +33,10 @@ const VMS = QUICK ? 1000 : 5000;
 const VNS = 10;
 const MIGRATIONS = QUICK ? 100 : 1000;
 const STEP_TIMEOUT_MS = 20_000;
+// Everything (broker, IMA, 50 clients) shares one event loop here, so a request
+// may wait behind tens of thousands of deliveries during the initial load; a
+// long request timeout keeps the clients from piling retries on top.
+const REQUEST_TIMEOUT_MS = 120_000;
 const TOTAL_TIMEOUT_MS = 15 * 60_000;
 
 const nveName = (i: number) => `nve-${String(i).padStart(2, "0")}`;
@@ -97,7 +101,7 @@ export async function runImaBench(): Promise<object[]> {
     const local = (v: number, active: boolean): LocalBinding => ({ vn: vmVn(v), mac: vmMac(v), ips: [vmIp(v)], port: "eth2", active });
     for (let i = 0; i < NVES; i++) {
       const c: ImaClient = await ImaClient.start({
-        nve: names[i], ip: nveIp(i), broker: { url: broker.url, reconnectPeriodMs: 0 }, programmer: programmer(i), timeoutMs: STEP_TIMEOUT_MS,
+        nve: names[i], ip: nveIp(i), broker: { url: broker.url, reconnectPeriodMs: 0 }, programmer: programmer(i), timeoutMs: REQUEST_TIMEOUT_MS,
         // The NVE withdraws a binding that moved away (addr.disassociated reason moved).
         onMoved: (vn, mac) => c.applyLocal([{ vn, mac, gone: true }]),
         log: (l) => { if (/refused|retrying/.test(l)) console.error(`${names[i]}: ${l}`); },
@@ -116,10 +120,12 @@ export async function runImaBench(): Promise<object[]> {
     const vnsAll = Array.from({ length: VNS }, (_, i) => i + 1);
     await Promise.all(clients.map((c) => c.setServed(vnsAll)));
     for (let v = 0; v < VMS; v++) where[v] = v % NVES;
+    // NVE after NVE (as NVEs come up), each announcing all its VMs at once.
     for (let i = 0; i < NVES; i++) {
       const mine: LocalBinding[] = [];
       for (let v = i; v < VMS; v += NVES) mine.push(local(v, true));
       clients[i].applyLocal(mine);
+      await clients[i].idle();
     }
     const expected = NVES * VMS - VMS; // every NVE has every VM but its own as remote
     while (remoteCount < expected) {
