@@ -613,7 +613,8 @@ export function controlSuite(fx: BrokerFixture): void {
     assert.is((await a.request("vn.profile", { vn: BLUE })).ok, true);
   });
 
-  t("tag-exhausted: a port with every tag 1..4094 in use refuses one more VN; nothing changes", async (e) => {
+  // NVE logic with a big config: once, through the first broker, keeps the suite short.
+  if (fx === brokerFixtures()[0] || fx.name.startsWith("embedded")) t("tag-exhausted: a port with every tag 1..4094 in use refuses one more VN; nothing changes", async (e) => {
     const vns = Array.from({ length: 4095 }, (_, i) => ({ id: 1000 + i, vni: 10000 + i, profile: { encap: "vxlan", mtu: 1450 } }));
     await e.start({ over: { vns, remotes: [] } });
     const r = await e.raw("hv-3");

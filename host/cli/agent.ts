@@ -2,7 +2,7 @@
 // (INTERFACES.md). `run` is the daemon (host/agent/daemon.ts); the others are
 // one-shot requests to it over its control socket.
 import { UsageError, parseOpts, required } from "./args.js";
-import { startAgentDaemon, daemonRequest } from "../agent/daemon.js";
+import { daemonRequest } from "../agent/control-client.js";
 import { isIdent } from "../protocol/topics.js";
 import { isIpOrPrefix, isUnicastMac } from "../protocol/addr.js";
 import type { VnRef } from "../protocol/types.js";
@@ -83,6 +83,7 @@ export async function agentCommand(argv: string[]): Promise<number> {
       const tlsParts = [v["tls-cert"], v["tls-key"], v["tls-ca"]];
       if (tlsParts.some((x) => x !== undefined) && tlsParts.some((x) => x === undefined)) throw new UsageError("--tls-cert, --tls-key and --tls-ca go together");
       const log = (l: string) => console.error(`${new Date().toISOString()} agent ${hv}: ${l}`);
+      const { startAgentDaemon } = await import("../agent/daemon.js");
       const d = await startAgentDaemon({
         hv, nve, statePath: v.state, socketPath: socket, log,
         broker: { url, username: hv, password: process.env.NVEDGE_MQTT_PASSWORD, protocolVersion: pv as 4 | 5,

@@ -207,3 +207,49 @@ export async function until(cond: () => boolean | Promise<boolean>, ms = 5000, w
   }
   throw new Error(`timed out after ${ms} ms waiting for ${what}`);
 }
+
+export async function freePort(): Promise<number> {
+  const { createServer } = await import("node:net");
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const a = s.address();
+      const port = typeof a === "object" && a ? a.port : 0;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** Runs `nvedge ARGS` as a child process; the caller must stop it (stop() waits for the exit, SIGKILL after 5 s). */
+export async function spawnNvedge(args: string[], env: Record<string, string> = {}) {
+  const { spawn } = await import("node:child_process");
+  const { fileURLToPath } = await import("node:url");
+  const bin = fileURLToPath(new URL("../../../bin/nvedge.js", import.meta.url));
+  const child = spawn(process.execPath, [bin, ...args], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env } });
+  let out = "", err = "";
+  child.stdout!.on("data", (d) => (out += d));
+  child.stderr!.on("data", (d) => (err += d));
+  const exited = new Promise<number | null>((r) => child.once("exit", (code, sig) => r(code ?? (sig ? 128 : null))));
+  return {
+    child, exited,
+    out: () => out, err: () => err,
+    async stop(signal: NodeJS.Signals = "SIGTERM") {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill(signal);
+        const t = setTimeout(() => child.kill("SIGKILL"), 5000);
+        await exited;
+        clearTimeout(t);
+      }
+    },
+  };
+}
+
+/** Runs `nvedge ARGS` to completion (bounded by `ms`). */
+export async function runNvedge(args: string[], ms = 20_000): Promise<{ code: number | null; out: string; err: string }> {
+  const p = await spawnNvedge(args);
+  const t = setTimeout(() => p.child.kill("SIGKILL"), ms);
+  const code = await p.exited;
+  clearTimeout(t);
+  return { code, out: p.out(), err: p.err() };
+}
