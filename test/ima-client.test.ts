@@ -43,7 +43,7 @@ async function until(cond: () => boolean, what: string, ms = 4000): Promise<void
   }
 }
 
-interface World { url: string; broker: (who: string) => BrokerConnection; ima: ImaService; nve(who: string, o?: Partial<ImaClientOptions>): Promise<Nve>;
+interface World { url: string; broker: (who: string) => BrokerConnection; ima: ImaService; restartIma(): Promise<void>; nve(who: string, o?: Partial<ImaClientOptions>): Promise<Nve>;
   op(op: string, body: Record<string, unknown>): Promise<any>; close(): Promise<void> }
 
 async function world(o: { seed?: VnSeed[]; mosquitto?: boolean } = {}): Promise<World> {
@@ -52,7 +52,8 @@ async function world(o: { seed?: VnSeed[]; mosquitto?: boolean } = {}): Promise<
   const b = o.mosquitto ? await startMosquitto({ users, ...roles }) : await startEmbeddedBroker({ port: 0, ...roles });
   const conn = (who: string): BrokerConnection => ({ url: b.url, username: who, reconnectPeriodMs: 0, ...(o.mosquitto ? { password: users[who] } : {}) });
   const dir = mkdtempSync(join(tmpdir(), "nvl-imac-"));
-  const ima = await ImaService.start({ settings: { operators: ["alice"] }, broker: conn("ima"), store: dir, seed: o.seed ?? [{ id: 100, alias: "blue", vni: 5000 }] });
+  const startIma = () => ImaService.start({ settings: { operators: ["alice"] }, broker: conn("ima"), store: dir, seed: o.seed ?? [{ id: 100, alias: "blue", vni: 5000 }] });
+  const ima = await startIma();
   const nves: Nve[] = [];
   const op = async (name: string, body: Record<string, unknown>) => {
     const c = await mqtt.connectAsync(b.url, { username: "alice", ...(o.mosquitto ? { password: users.alice } : {}), reconnectPeriod: 0 });
@@ -65,8 +66,11 @@ async function world(o: { seed?: VnSeed[]; mosquitto?: boolean } = {}): Promise<
       await c.endAsync(true);
     }
   };
-  return {
+  const w: World = {
     url: b.url, broker: conn, ima, op,
+    async restartIma() {
+      w.ima = await startIma();
+    },
     async nve(who, extra = {}) {
       const n: Nve = { c: undefined as unknown as ImaClient, rec: new Recorder(), moved: [], dups: [], profiles: [], deleted: [] };
       n.c = await ImaClient.start({ nve: who, ip: IP[who], broker: conn(who), programmer: n.rec, timeoutMs: 3000,
@@ -77,11 +81,12 @@ async function world(o: { seed?: VnSeed[]; mosquitto?: boolean } = {}): Promise<
     },
     async close() {
       for (const n of nves) await n.c.stop().catch(() => {});
-      await ima.stop().catch(() => {});
+      await w.ima.stop().catch(() => {});
       await b.close();
       rmSync(dir, { recursive: true, force: true });
     },
   };
+  return w;
 }
 
 async function withWorld(o: Parameters<typeof world>[0], fn: (w: World) => Promise<void>) {
@@ -231,6 +236,38 @@ test("a restarted client withdraws what its NVE no longer has and re-sends nothi
     await again.c.idle();
     assert.is(w.ima.stats.published, publishedBefore + 1, "only M2's withdrawal was published");
     assert.equal(again.c.view().announced.map((x) => x.mac), [M1]);
+  });
+});
+
+test("resolve: VN references through the IMA (cached from the retained catalog); unknown ones are refused", async () => {
+  await withWorld({}, async (w) => {
+    const a = await w.nve("nve-a");
+    const byId = await a.c.resolve(100);
+    assert.is(byId.alias, "blue");
+    assert.is(byId.vni, 5000);
+    assert.equal(await a.c.resolve({ alias: "blue" }), byId);
+    assert.equal(await a.c.resolve(byId.name), byId);
+    const r = await w.op("vn.create", { alias: "late" });
+    assert.ok(r.ok);
+    const late = await a.c.resolve("late");
+    assert.is(late.id, r.vn.id);
+    const e = await a.c.resolve("nope").catch((x) => x);
+    assert.is(e.code, "unknown-vn");
+  });
+});
+
+test("requests sent while the IMA is down are answered when it is back (persistent session); nothing is lost", async () => {
+  await withWorld({}, async (w) => {
+    const a = await w.nve("nve-a"), b = await w.nve("nve-b");
+    await a.c.setServed([100]);
+    await b.c.setServed([100]);
+    await Promise.all([a.c.idle(), b.c.idle()]);
+    await w.ima.kill();
+    a.c.applyLocal([active(M1, ["10.0.0.1"])]);
+    await new Promise((r) => setTimeout(r, 100));
+    assert.not.ok(b.rec.has({ op: "mac.remote", vn: 100, mac: M1, nve: IP["nve-a"] }));
+    await w.restartIma();
+    await until(() => b.rec.has({ op: "mac.remote", vn: 100, mac: M1, nve: IP["nve-a"] }), "the queued announcement answered");
   });
 });
 
