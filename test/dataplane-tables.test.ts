@@ -254,6 +254,40 @@ for (const family of [4, 6] as F.Family[]) {
   });
 }
 
+test("tag changes: unicast to a local VNIC follows its (port, VN) tag; a removed or remapped tag never carries the old VN", async () => {
+  // RFC 8394 §3: the Local_Tag belongs to the VAP (port, VN); once it is released or given to another VN, the
+  // VN's frames must not leave with it, or they land in the other VN (the hypervisor maps VID -> VN).
+  const vidOf = (f: Uint8Array) => ((f[14] << 8) | f[15]) & 0xfff;
+  const { L1, L2 } = F.locals(100);
+  const { R1 } = F.remotes(100);
+  const toL1 = () => [F.accessFrame(L2, L1), F.fromRemote(F.REMOTES[0], 4, 100, F.innerFrame(R1, L1))];
+  const ports = [F.ACC2, F.UPLINK];
+
+  // Released: tag.del of VN 100's tag on acc1.
+  let dp = await fresh(4);
+  dp.apply([{ op: "tag.del", port: F.ACC1, tag: 10 }]);
+  toL1().forEach((f, i) => {
+    const s = F.send(dp, ports[i], f);
+    assert.equal(s.outs.filter((o) => o.port === F.ACC1).map((o) => vidOf(o.frame)), [], `${ports[i]}→L1 after tag.del: left acc1 with VID 10`);
+  });
+  // Re-tagged: VN 100 now uses VID 30 on acc1; unicast and flood agree.
+  dp.apply([{ op: "tag", port: F.ACC1, tag: 30, vn: 100 }]);
+  toL1().forEach((f, i) => {
+    const s = F.send(dp, ports[i], f);
+    assert.equal(s.outs.map((o) => [o.port, vidOf(o.frame)]), [[F.ACC1, 30]], `${ports[i]}→L1 after re-tag to 30`);
+  });
+  assert.equal(F.send(dp, F.ACC2, F.accessFrame(L2, F.BROADCAST)).outs.filter((o) => o.port === F.ACC1).map((o) => vidOf(o.frame)), [30]);
+
+  // Remapped: VID 10 on acc1 handed to VN 200 directly.
+  dp = await fresh(4);
+  dp.apply([{ op: "tag", port: F.ACC1, tag: 10, vn: 200 }]);
+  toL1().forEach((f, i) => {
+    const s = F.send(dp, ports[i], f);
+    assert.equal(s.outs.filter((o) => o.port === F.ACC1 && vidOf(o.frame) === 10).length, 0,
+      `${ports[i]}→L1 (VN 100) left acc1 with VID 10, which is now VN 200`);
+  });
+});
+
 /** Applies [mac.del R1, vn 951, `op`] expecting a DataPlaneError at op 2 and no change at all. */
 async function expectRejected(dp: DataPlane, name: string, op: unknown): Promise<void> {
   const { L1 } = F.locals(100);
