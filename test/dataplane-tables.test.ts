@@ -254,6 +254,50 @@ for (const family of [4, 6] as F.Family[]) {
   });
 }
 
+test("prefix bindings (ops.ts: an IP or prefix bound to a MAC) widen port security for that MAC only", async () => {
+  const dp = await fresh(4);
+  const { L1, L2 } = F.locals(100);
+  const { R1 } = F.remotes(100);
+  dp.apply([{ op: "ip", vn: 100, ip: "10.1.50.0/24", mac: L1.mac }, { op: "ip", vn: 100, ip: "2001:db8:1:50::/64", mac: L1.mac }]);
+  encapTo(F.send(dp, F.ACC1, F.accessFrame({ ...L1, ip4: "10.1.50.7" }, R1)), F.REMOTES[0].ip4, "L1 from inside its /24");
+  encapTo(F.send(dp, F.ACC1, F.accessFrame({ ...L1, ip6: "2001:db8:1:50::9" }, R1, { family: 6 })), F.REMOTES[0].ip4, "L1 from inside its /64");
+  dropped(F.send(dp, F.ACC1, F.accessFrame({ ...L1, ip4: "10.1.51.7" }, R1)), "spoofed-ip", "L1 outside the prefix");
+  dropped(F.send(dp, F.ACC2, F.accessFrame({ ...L2, ip4: "10.1.50.7" }, R1)), "spoofed-ip", "L2 inside L1's prefix");
+  dp.apply([{ op: "ip.del", vn: 100, ip: "10.1.50.0/24" }]);
+  dropped(F.send(dp, F.ACC1, F.accessFrame({ ...L1, ip4: "10.1.50.7" }, R1)), "spoofed-ip", "after the prefix is deleted");
+});
+
+test("underlay change: every prebuilt outer header takes the new source MAC/IP and next hop; decap follows the new address", async () => {
+  const dp = await fresh(4);
+  const { L1 } = F.locals(100);
+  const { R1 } = F.remotes(100);
+  dp.apply([{ op: "underlay", port: F.UPLINK, ip: "192.0.2.5", mac: "02:00:00:00:05:05", gatewayMac: "02:00:00:00:05:fe", udpPort: 4789, genevePort: 6081 }]);
+  const u: E.Underlay = { srcMac: "02:00:00:00:05:05", dstMac: "02:00:00:00:05:fe", src: "192.0.2.5", dst: F.REMOTES[0].ip4 };
+  for (const vnId of [100, 200, 300]) {
+    const frame = F.accessFrame(F.locals(vnId).L1, F.remotes(vnId).R1);
+    const out = F.send(dp, F.ACC1, frame).outs[0].frame;
+    const kind = F.vn(vnId).profile.encap;
+    const v = E.viewOverlay(out, kind);
+    eqBytes(out, E.overlayFrame(u, { kind, vni: F.vn(vnId).vni, entropy: v.entropy }, E.stripTag(frame)), `VN ${vnId} after the change`);
+  }
+  const inner = F.innerFrame(R1, L1);
+  dropped(F.send(dp, F.UPLINK, F.fromRemote(F.REMOTES[0], 4, 100, inner)), "not-our-mac", "to the old underlay MAC");
+  const toNew = E.overlayFrame({ srcMac: F.GATEWAY_MAC, dstMac: u.srcMac, src: F.REMOTES[0].ip4, dst: u.src }, { kind: "vxlan", vni: 5000, entropy: 5 }, inner);
+  assert.equal(F.send(dp, F.UPLINK, toNew).outs.map((o) => o.port), [F.ACC1], "to the new one");
+});
+
+test("vn.del deletes what the VN contained (seed §3.1): a re-created VN starts with no bindings and no flood list", async () => {
+  const dp = await fresh(4);
+  const { L1 } = F.locals(100);
+  const { R1 } = F.remotes(100);
+  dp.apply([{ op: "vn.del", vn: 100 }, { op: "vn", vn: 100, vni: 5000, profile: F.vn(100).profile },
+            { op: "tag", port: F.ACC1, tag: 10, vn: 100 }, { op: "tag", port: F.ACC2, tag: 20, vn: 100 }]);
+  dropped(F.send(dp, F.ACC1, F.accessFrame(L1, R1)), "spoofed-mac", "L1's binding went with the VN");
+  dp.apply([{ op: "mac.local", vn: 100, mac: L1.mac, port: F.ACC1, active: true }, { op: "ip", vn: 100, ip: L1.ip4, mac: L1.mac }]);
+  assert.equal(F.send(dp, F.ACC1, F.accessFrame(L1, R1)).outs.map((o) => o.port), [F.ACC2], "R1 unknown and no remote on the flood list");
+  dropped(F.send(dp, F.UPLINK, F.fromRemote(F.REMOTES[0], 4, 100, F.innerFrame(R1, L1))), "unknown-vtep", "nve-r1 left with the VN");
+});
+
 test("tag changes: unicast to a local VNIC follows its (port, VN) tag; a removed or remapped tag never carries the old VN", async () => {
   // RFC 8394 §3: the Local_Tag belongs to the VAP (port, VN); once it is released or given to another VN, the
   // VN's frames must not leave with it, or they land in the other VN (the hypervisor maps VID -> VN).
