@@ -298,6 +298,34 @@ test("vn.del deletes what the VN contained (seed §3.1): a re-created VN starts 
   dropped(F.send(dp, F.UPLINK, F.fromRemote(F.REMOTES[0], 4, 100, F.innerFrame(R1, L1))), "unknown-vtep", "nve-r1 left with the VN");
 });
 
+test("MAC mobility (RFC 7432 §15 moves as ops): remote → local → other remote → back, churn leaves no stale tunnel", async () => {
+  const dp = await fresh(6);
+  const { L1 } = F.locals(100);
+  const X = "2001:db8:ffff::77", Y = "2001:db8:ffff::78";
+  const to = { mac: "02:00:5e:01:77:01", ip4: "10.1.0.77", ip6: "2001:db8:1::77" };
+  const frame = F.accessFrame(L1, to);
+  const base = dp.stats();
+  dp.apply([{ op: "mac.remote", vn: 100, mac: to.mac, nve: X }]);
+  encapTo(F.send(dp, F.ACC1, frame), X, "behind X");
+  dp.apply([{ op: "mac.local", vn: 100, mac: to.mac, port: F.ACC2, active: true }]);
+  const local = F.send(dp, F.ACC1, frame);
+  assert.equal(local.outs.map((o) => o.port), [F.ACC2], "moved behind acc2: hairpin");
+  eqBytes(local.outs[0].frame, E.insertTag(E.stripTag(frame), F.tagOf(100, F.ACC2)), "hairpin after the move");
+  dp.apply([{ op: "mac.remote", vn: 100, mac: to.mac, nve: Y }]);
+  const viaY = encapTo(F.send(dp, F.ACC1, frame), Y, "behind Y");
+  const v = E.viewOverlay(viaY, "vxlan");
+  eqBytes(viaY, E.overlayFrame({ ...F.underlayTo(Y, 6), flowLabel: v.flowLabel }, { kind: "vxlan", vni: 5000, entropy: v.entropy },
+    E.stripTag(frame)), "tunnel to Y built on demand");
+  for (let i = 0; i < 50; i++) {
+    dp.apply([{ op: "mac.remote", vn: 100, mac: to.mac, nve: i & 1 ? X : Y }, { op: "mac.del", vn: 100, mac: to.mac },
+              { op: "mac.remote", vn: 100, mac: to.mac, nve: i & 1 ? Y : X }]);
+  }
+  encapTo(F.send(dp, F.ACC1, frame), Y, "after churn, behind Y");
+  dp.apply([{ op: "mac.del", vn: 100, mac: to.mac }]);
+  const end = dp.stats();
+  assert.equal([end.macs, end.remotes, end.tunnels], [base.macs, base.remotes, base.tunnels], "X and Y tunnels released with their last binding");
+});
+
 test("tag changes: unicast to a local VNIC follows its (port, VN) tag; a removed or remapped tag never carries the old VN", async () => {
   // RFC 8394 §3: the Local_Tag belongs to the VAP (port, VN); once it is released or given to another VN, the
   // VN's frames must not leave with it, or they land in the other VN (the hypervisor maps VID -> VN).
