@@ -179,7 +179,8 @@ function fuzz(dp: DataPlane, seedList: Seed[], count: number, seed: number, doub
     const slot = L.slotBase + i * L.slotSize;
     mem.fill(fill, slot, slot + L.slotSize);
     const r = rnd();
-    const off = (r & 15) === 0 ? L.headroom - 4 : L.headroom;
+    // Mostly the ABI's two offsets (headroom, or headroom-4 for a re-inserted tag); 1 in 32 anywhere in 0..399.
+    const off = (r & 31) === 1 ? rnd() % 400 : (r & 15) === 0 ? L.headroom - 4 : L.headroom;
     const kind = (r >>> 4) % 100;
     const s = seedList[rnd() % seedList.length];
     let port = portIdx.get(s.port)!;
