@@ -509,4 +509,41 @@ test("raw batch ABI: descriptors per assembly/abi.ts, unknown port index counted
   eqBytes(hp.frame, E.insertTag(E.stripTag(frames[1][1]), F.tagOf(100, F.ACC2)), "hairpin from an offset-124 slot");
 });
 
+test("raw batch ABI: a frame anywhere in its slot (offsets 0, 124, 128, 300) gives the same encap, hairpin and decap bytes", async () => {
+  for (const family of [4, 6] as F.Family[]) {
+    const dp = await fresh(family);
+    const L = dp.layout;
+    const { L1, L2 } = F.locals(200);
+    const { R1 } = F.remotes(200);
+    const inputs: [string, Uint8Array][] = [
+      [F.ACC1, F.accessFrame(L1, R1, { payloadLen: 300 })],
+      [F.ACC1, F.accessFrame(L1, L2)],
+      [F.UPLINK, F.fromRemote(F.REMOTES[0], family, 200, F.innerFrame(R1, L2))],
+    ];
+    for (const off of [0, 124, 128, 300]) {
+      const u8 = new Uint8Array(dp.memory.buffer);
+      const dv = new DataView(dp.memory.buffer);
+      inputs.forEach(([port, f], i) => {
+        const slot = L.slotBase + i * L.slotSize;
+        u8.fill(0xee, slot, slot + L.slotSize);
+        u8.set(f, slot + off);
+        const d = L.inDescBase + i * 8;
+        dv.setUint16(d, off, true);
+        dv.setUint16(d + 2, f.length, true);
+        dv.setUint16(d + 4, dp.portIndex(port), true);
+        dv.setUint16(d + 6, 0, true);
+      });
+      const n = dp.process(inputs.length);
+      assert.is(n, 3, `offset ${off}: outputs`);
+      const outs = Array.from({ length: n }, (_, j) => dp.output(j)).sort((a, b) => a.in - b.in);
+      const enc = outs[0].frame;
+      const v = E.viewOverlay(enc, "geneve");
+      eqBytes(enc, E.overlayFrame({ ...F.underlayTo(F.REMOTES[0], family), flowLabel: v.flowLabel }, { kind: "geneve", vni: 6000, entropy: v.entropy },
+        E.stripTag(inputs[0][1])), `IPv${family} offset ${off}: encap`);
+      eqBytes(outs[1].frame, E.insertTag(E.stripTag(inputs[1][1]), F.tagOf(200, F.ACC2)), `IPv${family} offset ${off}: hairpin`);
+      eqBytes(outs[2].frame, E.insertTag(F.innerFrame(R1, L2), F.tagOf(200, F.ACC2)), `IPv${family} offset ${off}: decap`);
+    }
+  }
+});
+
 test.run();
