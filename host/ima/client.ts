@@ -280,6 +280,8 @@ export class ImaClient {
       return;
     }
     this.vns.set(id, rec);
+    // A served VN that the IMA did not know when we tried to join: join now.
+    if (!prev && this.served.has(id) && this.joined.get(id) !== this.ip) this.kick(`vn|${id}`);
     const before = this.o.current?.(id) ?? prev;
     if (!this.served.has(id) || !before) return;
     if (before.vni === rec.vni && stable(before.profile) === stable(rec.profile)) return;
