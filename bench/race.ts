@@ -28,6 +28,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { cpus } from "node:os";
 import { sh, have, sleep, netnsPids, killPids } from "../host/lab/sh.js";
+import { parsePcap } from "../host/pcap/pcap.js";
 
 export interface RaceTopo {
   gen: string;            // namespace of the hypervisor side (trafgen for encap, counter for decap)
@@ -56,7 +57,7 @@ export interface Dut {
   start(t: RaceTopo): Promise<() => Promise<void>>;
 }
 
-export interface RaceResult { case: string; mpps?: number; ratio?: number; ratioRps?: number; frames?: number; seconds?: number; error?: string; skipped?: string }
+export interface RaceResult { case: string; mpps?: number; ratio?: number; ratioRps?: number; invalid?: string; frames?: number; seconds?: number; error?: string; skipped?: string }
 
 const root = fileURLToPath(new URL("../../", import.meta.url));
 
@@ -333,6 +334,55 @@ async function measure(genNs: string, genDev: string, conf: string, countNs: str
   return { mpps: Math.round(((b - a) / secs / 1e6) * 1000) / 1000, frames: b - a, seconds: Math.round(secs * 1000) / 1000 };
 }
 
+// ---- what the DUT produced ----------------------------------------------------
+
+/** A bounded tcpdump of `count` frames arriving on ns/dev while `send` runs. */
+async function captureWhile(ns: string, dev: string, count: number, send: () => Promise<void>): Promise<Uint8Array[]> {
+  const child = spawn("ip", ["netns", "exec", ns, "timeout", "5", "tcpdump", "-i", dev, "-Q", "in", "-U", "-n", "-w", "-", "-c", String(count)],
+    { stdio: ["ignore", "pipe", "pipe"] });
+  const chunks: Buffer[] = [];
+  child.stdout!.on("data", (c: Buffer) => chunks.push(c));
+  let err = "";
+  const closed = new Promise<void>((r) => child.on("close", () => r()));
+  await new Promise<void>((resolve) => {
+    const t = setTimeout(resolve, 3000);
+    child.stderr!.on("data", (c: Buffer) => { err += c; if (err.includes("listening on")) { clearTimeout(t); resolve(); } });
+    child.on("exit", () => { clearTimeout(t); resolve(); });
+  });
+  await send();
+  await closed;
+  const buf = Buffer.concat(chunks);
+  return buf.length >= 24 ? parsePcap(buf, `tcpdump ${ns}/${dev}`).packets.map((p) => p.frame) : [];
+}
+
+const macHex = (m: string) => m.replace(/:/g, "");
+
+/**
+ * Checks a few frames the DUT produced, so a rate is never reported for
+ * wrong output: encap = outer Ethernet to the next hop, IPv4/UDP 4789, VXLAN
+ * flags 0x08 and the VNI (RFC 7348 §5), the inner frame untagged to the
+ * remote VM; decap = tagged with the VID (802.1Q) to the VM.
+ */
+async function verify(t: RaceTopo, dir: "encap" | "decap"): Promise<string | undefined> {
+  const frames = dir === "encap"
+    ? await captureWhile(t.sink, t.underlay, 3, () => trafgen(t.gen, t.trunk, encapFrameConf(t), t.workDir, 3000, 20))
+    : await captureWhile(t.gen, t.trunk, 3, () => trafgen(t.sink, t.underlay, decapFrameConf(t), t.workDir, 3000, 20));
+  if (!frames.length) return "no frame arrived";
+  for (const f of frames.map((x) => Buffer.from(x))) {
+    if (dir === "encap") {
+      if (f.length < 50 + 14) return `frame of ${f.length} bytes`;
+      if (f.subarray(0, 6).toString("hex") !== macHex(t.nextHopMac)) return `outer dst ${f.subarray(0, 6).toString("hex")}`;
+      if (f.readUInt16BE(12) !== 0x0800 || f[23] !== 17 || f.readUInt16BE(36) !== 4789) return "not IPv4/UDP 4789";
+      if (f[42] !== 0x08 || f.readUIntBE(46, 3) !== t.vni) return `VXLAN flags ${f[42]} VNI ${f.readUIntBE(46, 3)}`;
+      if (f.subarray(50, 56).toString("hex") !== macHex(t.remoteVmMac) || f.readUInt16BE(62) !== 0x0800) return "inner frame not the VM's, or still tagged";
+    } else {
+      if (f.subarray(0, 6).toString("hex") !== macHex(t.vmMac)) return `dst ${f.subarray(0, 6).toString("hex")}`;
+      if (f.readUInt16BE(12) !== 0x8100 || (f.readUInt16BE(14) & 0x0fff) !== t.vid || f.readUInt16BE(16) !== 0x0800) return "not tagged with the VID";
+    }
+  }
+  return undefined;
+}
+
 // ---- the race ---------------------------------------------------------------
 
 export interface RaceOptions { seconds?: number; duts?: Dut[]; print?: (r: RaceResult) => void }
@@ -370,6 +420,10 @@ export async function runRace(o: RaceOptions = {}): Promise<RaceResult[]> {
             ? await measure(t.gen, t.trunk, encapFrameConf(t), ceiling ? t.dut : t.sink, ceiling ? t.trunk : t.underlay, seconds, t.workDir)
             : await measure(t.sink, t.underlay, decapFrameConf(t), ceiling ? t.dut : t.gen, ceiling ? t.underlay : t.trunk, seconds, t.workDir);
           const res: RaceResult = { case: `race-${dut.name}-${dir}`, mpps: r.mpps, frames: r.frames, seconds: r.seconds };
+          if (!ceiling) {
+            const bad = await verify(t, dir);
+            if (bad) res.invalid = bad;
+          }
           if (dut.name.startsWith("kernel")) baseline[`${dut.name}-${dir}`] = r.mpps;
           else if (dut.name.startsWith("nvedge")) {
             // ratio: nvedge / the kernel as configured out of the box; ratioRps: / the kernel given the second core too.
@@ -393,8 +447,9 @@ export async function runRace(o: RaceOptions = {}): Promise<RaceResult[]> {
 }
 
 /** The bench entry (bench/run.ts): prints each case as a JSON line as it finishes and returns them all. */
-export async function runRaceBench(): Promise<object[]> {
-  return runRace({ print: (r) => console.log(JSON.stringify(r)) });
+export async function runRaceBench(o: { quick?: boolean } = {}): Promise<object[]> {
+  const quick = o.quick || process.env.NVEDGE_BENCH_QUICK === "1";
+  return runRace({ seconds: quick ? 1 : undefined, print: (r) => console.log(JSON.stringify(r)) });
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
