@@ -17,6 +17,7 @@ have clang || need+=(clang)
 have ip || need+=(iproute2)
 have openssl || need+=(openssl)
 have tcpdump || need+=(tcpdump)
+have ethtool || need+=(ethtool)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ]; then
   echo "system-deps: missing ${need[*]}; run as root or: apt-get install ${need[*]}" >&2
