@@ -13,6 +13,7 @@ import { join } from "node:path";
 import { startEmbeddedBroker, type EmbeddedBroker } from "../host/broker/embedded.js";
 import { ImaService } from "../host/ima/service.js";
 import type { ImaSettings, VnSeed } from "../host/ima/core.js";
+import { startMosquitto } from "./support/mosquitto.js";
 
 const NVES = ["nve-a", "nve-b", "nve-c"];
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -20,8 +21,11 @@ const M1 = "02:00:5e:00:00:01";
 
 interface Peer { c: MqttClient; who: string; got: { topic: string; payload: string; retain: boolean }[]; req(op: string, body?: Record<string, unknown>): Promise<any>; raw(payload: string | Buffer, id?: string | null): Promise<any> }
 
+const PASSWORDS: Record<string, string> = { ima: "pw-ima", alice: "pw-alice", "nve-a": "pw-a", "nve-b": "pw-b", "nve-c": "pw-c" };
+let usePasswords = false;
+
 async function peer(url: string, who: string, extra: string[] = []): Promise<Peer> {
-  const c = await mqtt.connectAsync(url, { username: who, clientId: `t-${who}-${Math.random().toString(16).slice(2)}`, reconnectPeriod: 0 });
+  const c = await mqtt.connectAsync(url, { username: who, ...(usePasswords ? { password: PASSWORDS[who] } : {}), clientId: `t-${who}-${Math.random().toString(16).slice(2)}`, reconnectPeriod: 0 });
   const got: Peer["got"] = [];
   const waiting = new Map<string | null, (r: any) => void>();
   c.on("message", (topic, payload, packet) => {
@@ -46,15 +50,18 @@ async function peer(url: string, who: string, extra: string[] = []): Promise<Pee
   };
 }
 
-interface Env { broker: EmbeddedBroker; ima: ImaService; dir: string; peers: Peer[]; clock: { t: number }; logs: string[];
+interface Env { broker: { url: string; close(): Promise<void> }; ima: ImaService; dir: string; peers: Peer[]; clock: { t: number }; logs: string[];
   restart(o?: { seed?: VnSeed[] }): Promise<ImaService>; close(): Promise<void> }
 
-async function env(o: { settings?: Partial<ImaSettings>; seed?: VnSeed[] } = {}): Promise<Env> {
-  const broker = await startEmbeddedBroker({ port: 0, nves: NVES, imas: ["ima"], operators: ["alice"] });
+async function env(o: { settings?: Partial<ImaSettings>; seed?: VnSeed[]; mosquitto?: boolean } = {}): Promise<Env> {
+  usePasswords = !!o.mosquitto;
+  const broker = o.mosquitto
+    ? await startMosquitto({ users: PASSWORDS, nves: NVES, imas: ["ima"], operators: ["alice"] })
+    : await startEmbeddedBroker({ port: 0, nves: NVES, imas: ["ima"], operators: ["alice"] });
   const dir = mkdtempSync(join(tmpdir(), "nvl-ima-"));
   const clock = { t: 1_000_000 };
   const logs: string[] = [];
-  const start = (seed?: VnSeed[]) => ImaService.start({ settings: { operators: ["alice"], ...o.settings }, broker: { url: broker.url, reconnectPeriodMs: 0 },
+  const start = (seed?: VnSeed[]) => ImaService.start({ settings: { operators: ["alice"], ...o.settings }, broker: { url: broker.url, reconnectPeriodMs: 0, ...(o.mosquitto ? { password: PASSWORDS.ima } : {}) },
     store: join(dir, "store"), seed, now: () => clock.t, log: (l) => logs.push(l) });
   const e: Env = {
     broker, dir, clock, logs, peers: [], ima: await start(o.seed),
@@ -93,7 +100,7 @@ async function until(cond: () => boolean, what: string): Promise<void> {
 
 /** The retained message a watcher holds for a topic ("" = none), as a fresh subscriber sees it. */
 async function retained(url: string, topic: string): Promise<string> {
-  const c = await mqtt.connectAsync(url, { username: "nve-c", clientId: `w-${Math.random().toString(16).slice(2)}`, reconnectPeriod: 0 });
+  const c = await mqtt.connectAsync(url, { username: "nve-c", ...(usePasswords ? { password: PASSWORDS["nve-c"] } : {}), clientId: `w-${Math.random().toString(16).slice(2)}`, reconnectPeriod: 0 });
   try {
     let payload = "";
     c.on("message", (t, p) => { if (t === topic) payload = p.toString(); });
@@ -416,6 +423,24 @@ test("malformed requests get §2 errors and change nothing", async () => {
     assert.is(big.id, "big");
     assert.is(big.error.code, "too-large");
     assert.is(await retained(e.broker.url, "nvo3/v1/ima/vtep/100/nve-a"), "");
+  });
+});
+
+test("through Mosquitto (generated acl_file, passwords): the race, the duplicate freeze, operator-only ops and a restart", async () => {
+  await withEnv({ mosquitto: true, seed: [{ id: 100, alias: "blue" }], settings: { dupMoves: 1 } }, async (e, p) => {
+    const a = await p("nve-a"), b = await p("nve-b"), alice = await p("alice");
+    assert.is((await a.req("vn.create", { alias: "x" })).error.code, "not-authorized");
+    assert.ok((await alice.req("vn.create", { alias: "x" })).ok);
+    await a.req("vtep.join", { vn: { id: 100 }, ip: "192.0.2.20" });
+    await b.req("vtep.join", { vn: { id: 100 }, ip: "192.0.2.3" });
+    assert.ok((await a.req("bind.announce", { vn: { id: 100 }, mac: M1, seq: 2 })).ok);
+    assert.ok((await b.req("bind.announce", { vn: { id: 100 }, mac: M1, seq: 2 })).ok, "equal seq, lower IP: a move");
+    const again = await a.req("bind.announce", { vn: { id: 100 }, mac: M1, seq: 3 });
+    assert.is(again.error.field, "mac", "a second move within the window with dupMoves 1: frozen");
+    assert.equal(JSON.parse(await retained(e.broker.url, `nvo3/v1/ima/bind/100/${M1}`)), { nve: "nve-b", ip: "192.0.2.3", ips: [], seq: 2, duplicate: true });
+    const ima = await e.restart();
+    assert.is(ima.stats.published, 0);
+    assert.is((await a.req("bind.announce", { vn: { id: 100 }, mac: M1, seq: 9 })).error.field, "mac", "still frozen after a restart");
   });
 });
 

@@ -17,7 +17,7 @@ and MAC bindings between NVEs, published retained under nvo3/v1/ima/.
                   duplicate {moves, windowMs} (RFC 7432 §15, default 5 in 180000)
   --broker URL    overrides the file's broker (default mqtt://127.0.0.1:1883)
   --store DIR     LMDB directory (default ./nvedge-ima-data)
-  --password PW   the identity's broker password (also NVEDGE_PASSWORD)`;
+  --password PW   the identity's broker password (also $NVEDGE_MQTT_PASSWORD or $NVEDGE_PASSWORD)`;
 
 export async function imaCommand(argv: string[]): Promise<number> {
   const [sub, ...rest] = argv;
@@ -37,7 +37,7 @@ export async function imaCommand(argv: string[]): Promise<number> {
   try {
     ima = await ImaService.start({
       settings: { ima: cfg.ima, operators: cfg.operators, dupMoves: cfg.duplicate.moves, dupWindowMs: cfg.duplicate.windowMs, maxPayload: cfg.limits.maxPayload },
-      broker: { url, username: cfg.auth?.username ?? cfg.ima, password: o.password ?? cfg.auth?.password ?? process.env.NVEDGE_PASSWORD, tls: cfg.auth?.tls },
+      broker: { url, username: cfg.auth?.username ?? cfg.ima, password: o.password ?? cfg.auth?.password ?? process.env.NVEDGE_MQTT_PASSWORD ?? process.env.NVEDGE_PASSWORD, tls: cfg.auth?.tls },
       store: o.store ?? "./nvedge-ima-data",
       seed: cfg.vns,
       log,

@@ -10,7 +10,7 @@ import type { VnRecord } from "../protocol/ima-topics.js";
 import { parseOpts, UsageError } from "./args.js";
 
 const COMMON = `  --broker URL      the broker (default $NVEDGE_BROKER or mqtt://127.0.0.1:1883)
-  --as NAME         operator identity (default "operator"); --password PW (or $NVEDGE_PASSWORD)
+  --as NAME         operator identity (default "operator"); --password PW (or $NVEDGE_MQTT_PASSWORD)
   --cert F --key F --ca F   TLS client certificate (the certificate's CN is the identity)
   --timeout MS      how long to wait for the IMA (default 10000)
   --json            machine-readable output`;
@@ -95,7 +95,7 @@ export async function operatorRequest(v: Values, op: string, body: Record<string
     }
   };
   const client = await mqtt.connectAsync(url, {
-    username: who, password: (v.password as string | undefined) ?? process.env.NVEDGE_PASSWORD,
+    username: who, password: (v.password as string | undefined) ?? process.env.NVEDGE_MQTT_PASSWORD ?? process.env.NVEDGE_PASSWORD,
     clientId: `nvedge-vn-${who}-${randomBytes(4).toString("hex")}`, reconnectPeriod: 0, connectTimeout: timeout,
     ...(tls ? { ca: read(v.ca as string, "--ca"), cert: read(v.cert as string, "--cert"), key: read(v.key as string, "--key"), rejectUnauthorized: true } : {}),
   }).catch((e) => {
