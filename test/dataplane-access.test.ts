@@ -169,6 +169,20 @@ test("entropy: the same flow gets the same source port in every data plane insta
   }
 });
 
+test("entropy: every fragment of one inner IPv4 datagram gets the same source port (one underlay path, no reordering)", async () => {
+  const dp = await dpFor(4);
+  const { L1 } = F.locals(100);
+  const { R1 } = F.remotes(100);
+  // Non-first fragments carry no UDP header, so a hash that used the ports of the first one would split the datagram.
+  const frag = (mf: boolean, off: number, payload: Uint8Array) => E.ethernet({ dst: R1.mac, src: L1.mac, tags: [F.tagOf(100, F.ACC1)],
+    type: E.ETH_IPV4, pad: true, payload: E.ipv4Packet({ src: L1.ip4, dst: R1.ip4, protocol: E.IPPROTO_UDP, id: 0x1234, df: false, mf,
+                                                         fragOffset: off, payload }) });
+  const first = E.udp({ src: L1.ip4, dst: R1.ip4, srcPort: 1111, dstPort: 2222, payload: new Uint8Array(1000) }).subarray(0, 64);
+  const ent = (f: Uint8Array) => E.viewOverlay(only(F.send(dp, F.ACC1, f), "fragment").frame, "vxlan").entropy;
+  const e = [ent(frag(true, 0, first)), ent(frag(true, 8, new Uint8Array(64))), ent(frag(false, 16, new Uint8Array(64)))];
+  assert.equal(new Set(e).size, 1, `fragments got source ports ${e}`);
+});
+
 // ------------------------------------------------------------------ hairpin
 
 test("hairpin: local → local on another port is re-tagged with the destination port's tag, not encapsulated", async () => {
