@@ -53,7 +53,7 @@ async function peer(url: string, who: string, extra: string[] = []): Promise<Pee
 interface Env { broker: { url: string; close(): Promise<void> }; ima: ImaService; dir: string; peers: Peer[]; clock: { t: number }; logs: string[];
   restart(o?: { seed?: VnSeed[] }): Promise<ImaService>; close(): Promise<void> }
 
-async function env(o: { settings?: Partial<ImaSettings>; seed?: VnSeed[]; mosquitto?: boolean } = {}): Promise<Env> {
+async function env(o: { settings?: Partial<ImaSettings>; seed?: VnSeed[]; mosquitto?: boolean; nveHoldMs?: number } = {}): Promise<Env> {
   usePasswords = !!o.mosquitto;
   const broker = o.mosquitto
     ? await startMosquitto({ users: PASSWORDS, nves: NVES, imas: ["ima"], operators: ["alice"] })
@@ -62,7 +62,7 @@ async function env(o: { settings?: Partial<ImaSettings>; seed?: VnSeed[]; mosqui
   const clock = { t: 1_000_000 };
   const logs: string[] = [];
   const start = (seed?: VnSeed[]) => ImaService.start({ settings: { operators: ["alice"], ...o.settings }, broker: { url: broker.url, reconnectPeriodMs: 0, ...(o.mosquitto ? { password: PASSWORDS.ima } : {}) },
-    store: join(dir, "store"), seed, now: () => clock.t, log: (l) => logs.push(l) });
+    store: join(dir, "store"), seed, now: () => clock.t, nveHoldMs: o.nveHoldMs, log: (l) => logs.push(l) });
   const e: Env = {
     broker, dir, clock, logs, peers: [], ima: await start(o.seed),
     async restart(r = {}) {
@@ -397,6 +397,32 @@ test("a change the broker never acknowledged is published at the next start", as
     const ima = await e.restart();
     assert.is(ima.stats.published, 1, "exactly the missing message");
     assert.is(JSON.parse(await retained(e.broker.url, `nvo3/v1/ima/bind/100/${M1}`)).seq, 3);
+  });
+});
+
+test("an NVE offline beyond nveHoldMs leaves its flood lists and its bindings are withdrawn; one back in time keeps them", async () => {
+  await withEnv({ seed: [{ id: 100, alias: "blue" }], nveHoldMs: 150 }, async (e, p) => {
+    const a = await p("nve-a"), b = await p("nve-b");
+    await a.req("vtep.join", { vn: { id: 100 }, ip: "192.0.2.1" });
+    await b.req("vtep.join", { vn: { id: 100 }, ip: "192.0.2.2" });
+    await a.req("bind.announce", { vn: { id: 100 }, mac: M1 });
+    await b.req("bind.announce", { vn: { id: 100 }, mac: "02:00:5e:00:00:02" });
+    const status = (c: Peer, state: string) => c.c.publishAsync(`nvo3/v1/nve/${c.who}/status`, JSON.stringify({ state }), { qos: 1, retain: true });
+    await status(a, "offline");
+    await status(b, "offline");
+    await new Promise((r) => setTimeout(r, 30));
+    await status(b, "online");
+    await until(() => e.logs.some((l) => /nve-a offline beyond its hold: left 1 flood lists, 1 bindings withdrawn/.test(l)), "the purge");
+    await new Promise((r) => setTimeout(r, 200));
+    assert.is(await retained(e.broker.url, "nvo3/v1/ima/vtep/100/nve-a"), "");
+    assert.is(await retained(e.broker.url, `nvo3/v1/ima/bind/100/${M1}`), "");
+    assert.is(JSON.parse(await retained(e.broker.url, "nvo3/v1/ima/bind/100/02:00:5e:00:00:02")).nve, "nve-b", "back in time: kept");
+    assert.ok(await retained(e.broker.url, "nvo3/v1/ima/vtep/100/nve-b"));
+    // Back again: it joins and announces anew; the sequence continues.
+    await a.req("vtep.join", { vn: { id: 100 }, ip: "192.0.2.1" });
+    assert.is((await a.req("bind.announce", { vn: { id: 100 }, mac: M1 })).seq, 0);
+    await a.c.publishAsync("nvo3/v1/nve/nve-a/status", "", { qos: 1, retain: true });
+    await b.c.publishAsync("nvo3/v1/nve/nve-b/status", "", { qos: 1, retain: true });
   });
 });
 

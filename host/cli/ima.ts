@@ -14,7 +14,8 @@ and MAC bindings between NVEs, published retained under nvo3/v1/ima/.
 
   --config FILE   JSON or YAML: ima (identity, default "ima"), broker, auth
                   (password or tls), operators, vns (seeded into a new store),
-                  duplicate {moves, windowMs} (RFC 7432 §15, default 5 in 180000)
+                  duplicate {moves, windowMs} (RFC 7432 §15, default 5 in 180000),
+                  nveHoldMs (withdraw an offline NVE's bindings after it; 0 = never)
   --broker URL    overrides the file's broker (default mqtt://127.0.0.1:1883)
   --store DIR     LMDB directory (default ./nvedge-ima-data)
   --password PW   the identity's broker password (also $NVEDGE_MQTT_PASSWORD or $NVEDGE_PASSWORD)`;
@@ -40,6 +41,7 @@ export async function imaCommand(argv: string[]): Promise<number> {
       broker: { url, username: cfg.auth?.username ?? cfg.ima, password: o.password ?? cfg.auth?.password ?? process.env.NVEDGE_MQTT_PASSWORD ?? process.env.NVEDGE_PASSWORD, tls: cfg.auth?.tls },
       store: o.store ?? "./nvedge-ima-data",
       seed: cfg.vns,
+      nveHoldMs: cfg.nveHoldMs,
       log,
     });
   } catch (e) {

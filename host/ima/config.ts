@@ -17,6 +17,8 @@ export interface ImaConfig {
   vns: VnSeed[];
   duplicate: { moves: number; windowMs: number };
   limits: { maxPayload: number };
+  /** how long an NVE may stay offline before its flood-list entries and bindings are withdrawn (0 = never) */
+  nveHoldMs: number;
 }
 
 const vnId = { type: "integer", minimum: 1, maximum: 16777215 };
@@ -36,6 +38,7 @@ export const imaConfigSchema = {
       properties: { id: vnId, name: { type: "string", pattern: UUID }, alias: { type: "string", minLength: 1, maxLength: 64 }, vni: vnId, profile: profileSchema } } },
     duplicate: { type: "object", additionalProperties: false, default: {}, properties: {
       moves: { type: "integer", minimum: 1, default: 5 }, windowMs: { type: "integer", minimum: 1, default: 180000 } } },
+    nveHoldMs: { type: "integer", minimum: 0, default: 0 },
     limits: { type: "object", additionalProperties: false, default: {}, properties: { maxPayload: { type: "integer", minimum: 1024, default: 262144 } } },
   },
 } as const;

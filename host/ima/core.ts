@@ -299,6 +299,27 @@ export class ImaCore {
     return { responses: [], writes, publishes, undo: () => { for (let i = batchUndo.length - 1; i >= 0; i--) batchUndo[i](); } };
   }
 
+  /**
+   * An NVE that stayed offline (its will, PROTOCOL.md §3) longer than the
+   * configured hold: it leaves every flood list and its bindings are withdrawn
+   * (containment, seed §3.1). If it comes back, its IMA client joins and
+   * announces again.
+   */
+  purgeNve(nve: string): BatchResult {
+    return this.batch((attempt) => attempt(() => {
+      let vteps = 0, binds = 0;
+      for (const [k, t] of [...this.vteps]) if (t.nve === nve) { this.set("vteps", k, null); vteps++; }
+      for (const [k, b] of [...this.binds]) {
+        if (b.nve !== nve || b.withdrawn) continue;
+        const next: StoredBind = { ...b, withdrawn: true };
+        delete next.frozen;
+        this.set("binds", k, next);
+        binds++;
+      }
+      if (vteps || binds) this.logs.push(`ima: ${nve} offline beyond its hold: left ${vteps} flood lists, ${binds} bindings withdrawn`);
+    }));
+  }
+
   private one(who: string, payload: Uint8Array, attempt: <T>(fn: () => T) => T): Record<string, unknown> {
     const d = decodeImaRequest(payload, this.settings.maxPayload);
     if (!d.ok) {

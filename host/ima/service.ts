@@ -14,6 +14,8 @@ import { readFileSync } from "node:fs";
 import { encode, publishOptions } from "../protocol/codec.js";
 import { imaTopics, parseImaTopic } from "../protocol/ima.js";
 import type { BrokerConnection } from "../control/service.js";
+import { realClock, type Clock } from "../control/clock.js";
+import { ROOT } from "../protocol/topics.js";
 import { ImaCore, DEFAULT_IMA_SETTINGS, type ImaSettings, type Publish, type VnSeed } from "./core.js";
 import { openImaDb, type ImaDb } from "./db.js";
 
@@ -28,6 +30,12 @@ export interface ImaServiceOptions {
   log?: (line: string) => void;
   /** most requests handled in one store transaction */
   maxBatch?: number;
+  /**
+   * How long an NVE may stay offline (its retained status says so, PROTOCOL.md
+   * §3) before its flood-list entries and bindings are withdrawn; 0 = never.
+   */
+  nveHoldMs?: number;
+  clock?: Clock;
 }
 
 export interface ImaStats { batches: number; requests: number; published: number }
@@ -61,6 +69,7 @@ export function tcpNoDelay(client: MqttClient): void {
 }
 
 interface Pending { who: string; payload: Buffer; corr?: Buffer }
+const NVE_STATUS = /^nvo3\/v1\/nve\/([A-Za-z0-9._-]{1,64})\/status$/;
 
 export class ImaService {
   readonly stats: ImaStats = { batches: 0, requests: 0, published: 0 };
@@ -68,6 +77,10 @@ export class ImaService {
   private pumping: Promise<void> | undefined;
   private ready = false;
   private closed = false;
+  private purges: string[] = [];
+  private offline = new Map<string, unknown>();
+  nveHoldMs = 0;
+  clock: Clock = realClock;
 
   private constructor(readonly core: ImaCore, private readonly db: ImaDb, private readonly ownDb: boolean, readonly client: MqttClient,
     private readonly pv: number, private readonly log: (l: string) => void, private readonly maxBatch: number) {}
@@ -93,6 +106,8 @@ export class ImaService {
       const client = await mqtt.connectAsync(o.broker.url, imaMqttOptions({ username: settings.ima, ...o.broker }, `nvedge-ima-${settings.ima}`, false));
       tcpNoDelay(client);
       const svc = new ImaService(core, db, ownDb, client, pv, log, o.maxBatch ?? 512);
+      svc.nveHoldMs = o.nveHoldMs ?? 0;
+      svc.clock = o.clock ?? realClock;
       client.on("message", (topic, payload, packet) => svc.onMessage(topic, payload, packet.properties?.correlationData));
       client.on("error", (e) => log(`ima: mqtt: ${e.message}`));
       client.on("offline", () => log("ima: mqtt: broker connection lost, reconnecting"));
@@ -117,22 +132,48 @@ export class ImaService {
   }
 
   private async resubscribe(): Promise<void> {
-    const granted = await this.client.subscribeAsync(imaTopics.reqAll, { qos: 1 });
+    const filters = [imaTopics.reqAll, ...(this.nveHoldMs > 0 ? [`${ROOT}nve/+/status`] : [])];
+    const granted = await this.client.subscribeAsync(filters, { qos: 1 });
     for (const g of granted) if (g.qos === 128) throw new Error(`the broker refused the subscription ${g.topic} for the IMA (check its ACL: is this identity listed in imas?)`);
   }
 
   private onMessage(topic: string, payload: Buffer, corr?: Buffer): void {
+    const st = NVE_STATUS.exec(topic);
+    if (st) return this.onNveStatus(st[1], payload);
     const t = parseImaTopic(topic);
     if (!t || t.kind !== "req" || this.closed) return;
     this.queue.push({ who: t.who, payload, corr });
     this.kick();
   }
 
+  /** An NVE's retained status: offline starts its hold, online cancels it. */
+  private onNveStatus(nve: string, payload: Buffer): void {
+    if (this.closed || this.nveHoldMs <= 0) return;
+    let state: unknown;
+    try {
+      state = payload.length ? (JSON.parse(payload.toString("utf8")) as { state?: unknown }).state : undefined;
+    } catch {
+      return;
+    }
+    const t = this.offline.get(nve);
+    if (state === "online") {
+      if (t !== undefined) this.clock.clearTimer(t);
+      this.offline.delete(nve);
+    } else if (state === "offline" && t === undefined) {
+      this.log(`ima: ${nve} is offline; its bindings stay for ${this.nveHoldMs} ms`);
+      this.offline.set(nve, this.clock.setTimer(() => {
+        this.offline.delete(nve);
+        this.purges.push(nve);
+        this.kick();
+      }, this.nveHoldMs));
+    }
+  }
+
   private kick(): void {
     if (!this.ready || this.pumping || this.closed) return;
     this.pumping = this.pump().finally(() => {
       this.pumping = undefined;
-      if (this.queue.length) this.kick();
+      if (this.queue.length || this.purges.length || this.republish.length) this.kick();
     });
   }
 
@@ -143,7 +184,20 @@ export class ImaService {
   }
 
   private async pump(): Promise<void> {
-    while (!this.closed && (this.queue.length || this.republish.length)) {
+    while (!this.closed && (this.queue.length || this.republish.length || this.purges.length)) {
+      if (this.purges.length) {
+        const nve = this.purges.shift()!;
+        const r = this.core.purgeNve(nve);
+        try {
+          await this.db.write(r.writes);
+        } catch (e) {
+          r.undo();
+          this.log(`ima: purging ${nve}: ${(e as Error).message}`);
+          continue;
+        }
+        await this.publish(r.publishes).catch((e) => this.log(`ima: publish: ${(e as Error).message}`));
+        continue;
+      }
       if (this.republish.length) {
         const ps = this.republish.splice(0);
         await this.publish(ps).catch((e) => this.log(`ima: republish: ${(e as Error).message}`));
@@ -197,6 +251,7 @@ export class ImaService {
     this.ready = false;
     await this.pumping;
     this.closed = true;
+    for (const t of this.offline.values()) this.clock.clearTimer(t);
     await this.client.endAsync();
     await this.pubLog;
     if (this.ownDb) await this.db.close();
@@ -205,6 +260,7 @@ export class ImaService {
   /** For tests: drop the connection as a crash would (no DISCONNECT), keep the session at the broker. */
   async kill(): Promise<void> {
     this.closed = true;
+    for (const t of this.offline.values()) this.clock.clearTimer(t);
     this.ready = false;
     (this.client as unknown as { stream?: { destroy(): void } }).stream?.destroy();
     await this.client.endAsync(true);
