@@ -186,7 +186,8 @@ export async function runDemo(o: DemoOptions): Promise<number> {
         await Promise.race([sleep(1000), stopped]);
         if (stopping) break;
         const now = await snapshot(lab);
-        process.stdout.write(`\r[${String(Math.round((Date.now() - start) / 1000)).padStart(4)} s] ${line(lab, prev, now)}   `);
+        const dp = nveUp ? await dataPlaneCounters(lab) : "";
+        process.stdout.write(`\r[${String(Math.round((Date.now() - start) / 1000)).padStart(4)} s] ${line(lab, prev, now)}${dp}   `);
         prev = now;
         const dead = procs.filter((p) => p.exited !== undefined && !p.name.startsWith("ping"));
         if (dead.length) { say(`\n${dead.map((p) => `${p.name} exited (${p.exited}), see ${p.log}`).join("; ")}`); break; }
@@ -260,4 +261,26 @@ function line(d: LabDescription, a: Snap, b: Snap): string {
   const parts = d.nves.map((n) => `${n.id}: ${n.ports.map((p) => `${p.name} ${rate(`${n.ns}/${p.name}`)}`).join(" ")} ul ${rate(`${n.ns}/${n.underlay.iface}`)}`);
   parts.push(`kvx ul ${rate(`${d.kernelVxlan.ns}/${d.kernelVxlan.underlay.iface}`)}`);
   return parts.join(" | ") + "  (rx/tx)";
+}
+
+/** The NVEs' own data-plane totals over their admin sockets (`nvedge show counters`), or "" when they do not answer. */
+async function dataPlaneCounters(d: LabDescription): Promise<string> {
+  let adminRequest: (path: string, msg: { cmd: string; what: string }, timeoutMs?: number) => Promise<unknown>;
+  try {
+    ({ adminRequest } = await import("../control/admin.js") as any);
+  } catch {
+    return "";
+  }
+  const parts: string[] = [];
+  for (const n of d.nves) {
+    try {
+      const r = await adminRequest(`${d.stateDir}/${n.id}-store/nvedge.sock`, { cmd: "show", what: "counters" }, 1000) as any;
+      const c = r.counters ?? r;
+      const top = Object.entries(c.drops as Record<string, number>).filter(([, v]) => v > 0).sort((a, b) => b[1] - a[1])[0];
+      parts.push(`${n.id} fwd ${c.frames.forwarded} drop ${c.frames.dropped}${top ? ` (${top[0]} ${top[1]})` : ""}`);
+    } catch {
+      parts.push(`${n.id} -`);
+    }
+  }
+  return ` || data plane: ${parts.join(", ")}`;
 }
