@@ -255,4 +255,24 @@ e("an acknowledged transaction is on disk: a new process reads it", async () => 
   }
 });
 
+e("commit() (pipelining): visible to reads at once, in call order; `durable` resolves once on disk", async () => {
+  const dir = tmp();
+  try {
+    const s = await openLmdbStore(dir);
+    const a = await s.commit((tx) => tx.put("hvs", "hv-1", { hv: "hv-1", online: true, since: 1 }));
+    const b = await s.commit((tx) => { tx.put("hvs", "hv-1", { hv: "hv-1", online: false, since: 2 }); tx.put("vnics", U1, rec); return 42; });
+    assert.is(b.result, 42);
+    assert.equal(s.get("hvs", "hv-1"), { hv: "hv-1", online: false, since: 2 }, "the later commit wins before anything is flushed");
+    assert.equal(s.list("vnics").map(([k]) => k), [U1]);
+    await Promise.all([a.durable, b.durable]);
+    await s.close();
+    const s2 = await openLmdbStore(dir);
+    assert.equal(s2.get("hvs", "hv-1"), { hv: "hv-1", online: false, since: 2 });
+    assert.equal(s2.get("vnics", U1), rec);
+    await s2.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 e.run();

@@ -29,6 +29,10 @@
 //   write at *commit*, not at flush; we therefore also wait for `flushed`;
 // - commitDelay: 0, eventTurnBatching: true: commit as soon as the event turn
 //   ends (lowest latency); batching comes from the overlapping flushes.
+// Store.commit() is the pipelined form: it resolves once the change is queued and
+// visible, with `durable` for the flush, so the NVE core can start the next
+// request while this one is flushed and still answer each only when durable
+// (host/control/core.ts request()); queued batches share one fsync.
 // A process crash (SIGKILL) loses nothing committed (the kernel holds the pages);
 // a machine crash loses at most commits that were not yet flushed, and those
 // were never acknowledged.
@@ -254,6 +258,13 @@ export class LmdbStore implements Store {
   }
 
   async transaction<T>(fn: (tx: StoreWriter) => T): Promise<T> {
+    const { result, durable } = await this.commit(fn);
+    await durable;
+    return result;
+  }
+
+  /** Store.commit: queued and visible now (the overlay), `durable` once flushed; see the header. */
+  async commit<T>(fn: (tx: StoreWriter) => T): Promise<{ result: T; durable: Promise<void> }> {
     const pending: Overlay = new Map();
     const store = this;
     const tx: StoreWriter = {
@@ -283,10 +294,10 @@ export class LmdbStore implements Store {
     };
     const result = fn(tx); // throws → the overlay is dropped, nothing queued
     if (result instanceof Promise) throw new Error("transaction callbacks must be synchronous");
-    if (pending.size === 0) return result;
+    if (pending.size === 0) return { result, durable: Promise.resolve() };
     this.inflight.push(pending);
     let committed: Promise<unknown>;
-    let durable: Promise<unknown>;
+    let flush: Promise<unknown>;
     try {
       // One batch = one LMDB transaction for every collection touched.
       committed = this.root.batch(() => {
@@ -296,18 +307,17 @@ export class LmdbStore implements Store {
         }
       });
       // Taken now: the flush of the commit that will hold this batch (or a later one).
-      durable = flushed(this.root);
+      flush = flushed(this.root);
     } catch (e) {
       this.inflight.splice(this.inflight.indexOf(pending), 1);
       throw e;
     }
-    try {
-      await committed;
-    } finally {
-      this.inflight.splice(this.inflight.indexOf(pending), 1);
-    }
-    await durable;
-    return result;
+    const done = committed.finally(() => this.inflight.splice(this.inflight.indexOf(pending), 1));
+    const durable = done.then(() => flush).then(() => undefined, (e: Error) => {
+      throw new Error(`${this.dir}: the store could not commit a transaction: ${e.message}`);
+    });
+    durable.catch(() => {}); // the caller awaits it; never an unhandled rejection here
+    return { result, durable };
   }
 
   due(now: number): [string, TimerRecord][] {

@@ -81,6 +81,13 @@ export interface Store extends StoreReader {
   /** The schema version the open store holds (equals STORE_SCHEMA_VERSION once opened). */
   readonly schemaVersion: number;
   transaction<T>(fn: (tx: StoreWriter) => T): Promise<T>;
+  /**
+   * Optional, for pipelining (group commit): as transaction(), but resolves as soon
+   * as the change is applied in call order and visible to reads, with `durable`
+   * resolving once it is on disk (rejecting if it could not be committed). A caller
+   * may run its next transaction before `durable`, but must not acknowledge before it.
+   */
+  commit?<T>(fn: (tx: StoreWriter) => T): Promise<{ result: T; durable: Promise<void> }>;
   /** Timers whose deadline is at or before `now`, earliest first (ties by key). */
   due(now: number): [string, TimerRecord][];
   /** The earliest timer deadline, or undefined when there is none. */
