@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { Model } from "../host/control/model.js";
 import { Txn } from "../host/control/txn.js";
 import type { VnicRecord } from "../host/store/store.js";
-import { bindingKeys, localChangesFor, localBindingsOf, servedVnsOf } from "../host/ima/nve-glue.js";
+import { bindingKeys, localChangesFor, localBindingsOf, servedVnsOf, vnRefsOf } from "../host/ima/nve-glue.js";
 import { startEmbeddedBroker } from "../host/broker/embedded.js";
 import { ImaService } from "../host/ima/service.js";
 import { ImaClient } from "../host/ima/client.js";
@@ -44,6 +44,12 @@ test("the glue turns committed transactions into the client's desired state", ()
   r = commit(model, (tx) => tx.del(U1));
   assert.equal(r.changes, [{ vn: 100, mac: M1, gone: true }]);
   assert.equal([...r.served], []);
+});
+
+test("vnRefsOf lists the VN references of agent requests", () => {
+  assert.equal(vnRefsOf({ op: "vn.connect", vn: { alias: "blue" } }), [{ alias: "blue" }]);
+  assert.equal(vnRefsOf({ op: "hello" }), []);
+  assert.equal(vnRefsOf({ op: "sync", vnics: [{ vns: [{ vn: { id: 1 } }, { vn: { name: "x" } }] }, { vns: [] }] }), [{ id: 1 }, { name: "x" }]);
 });
 
 test("through a real IMA: a migration within the NVE sends nothing; shutdown withdraws; the last VAP leaves", async () => {

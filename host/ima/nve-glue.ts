@@ -63,3 +63,13 @@ export function localBindingsOf(m: ModelView): LocalBinding[] {
 export function servedVnsOf(m: ModelView): Set<number> {
   return new Set([...m.vaps.values()].map((v) => v.vn));
 }
+
+/**
+ * The VN references of an agent request (PROTOCOL.md §2), so the NVE can
+ * resolve the ones its catalog lacks through the IMA (client.resolve) before
+ * the request's transaction, whose handlers resolve synchronously.
+ */
+export function vnRefsOf(req: { op: string; vn?: unknown; vnics?: { vns?: { vn?: unknown }[] }[] }): unknown[] {
+  if (req.op === "sync") return (req.vnics ?? []).flatMap((v) => (v.vns ?? []).map((b) => b.vn)).filter((x) => x !== undefined);
+  return req.vn !== undefined ? [req.vn] : [];
+}
