@@ -48,7 +48,19 @@ export async function runCommand(argv: string[]): Promise<number> {
   const brokerUrl = v.broker ?? cfg.broker;
   if (brokerUrl !== undefined && !/^(mqtts?|wss?|tcp):\/\//.test(brokerUrl)) throw new UsageError(`--broker ${brokerUrl}: expected mqtt://, mqtts://, ws:// or wss://`);
   const storeDir = resolve(v.store ?? "nvedge-data");
-  const log = (l: string) => console.error(`${new Date().toISOString()} ${cfg.nve}: ${l}`);
+  // Buffered: one write per event-loop turn (stderr to a pipe is a synchronous
+  // write per call on Linux; a burst of requests logs thousands of state changes).
+  let logBuf: string[] = [];
+  const flushLog = () => {
+    const lines = logBuf;
+    logBuf = [];
+    if (lines.length) process.stderr.write(lines.join(""));
+  };
+  const log = (l: string) => {
+    if (logBuf.length === 0) setImmediate(flushLog);
+    logBuf.push(`${new Date().toISOString()} ${cfg.nve}: ${l}\n`);
+  };
+  process.once("exit", flushLog);
   const cleanup: (() => Promise<unknown>)[] = [];
   const shutdown = async () => {
     for (const c of cleanup.reverse()) await c().catch((e) => log(`shutdown: ${(e as Error).message}`));

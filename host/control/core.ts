@@ -10,8 +10,8 @@ import type { DataPlaneProgrammer, DpOp, VnProfile } from "../dataplane/ops.js";
 import { decodeRequest, errorResponse, DEFAULT_MAX_PAYLOAD } from "../protocol/codec.js";
 import { ProtocolError } from "../protocol/errors.js";
 import { normIp, normMac } from "../protocol/addr.js";
-import type { Addr, Event, SyncVnic, VnRef } from "../protocol/types.js";
-import type { Store } from "../store/store.js";
+import type { Addr, Event, Request, SyncVnic, VnRef } from "../protocol/types.js";
+import type { Store, StoreWriter } from "../store/store.js";
 import { VnCatalog } from "./catalog.js";
 import { realClock, type Clock } from "./clock.js";
 import { DEFAULT_LIMITS, type HandlerCtx, type Limits, type Settings } from "./context.js";
@@ -19,7 +19,7 @@ import { dispatch } from "./handlers/index.js";
 import { sync } from "./handlers/sync.js";
 import { Model, configHv, isConfigHv, splitKey } from "./model.js";
 import { staticOps, staticVnics } from "./static.js";
-import { Txn } from "./txn.js";
+import { Txn, replay, type Finished } from "./txn.js";
 import { viewVnic } from "./vnic.js";
 
 export interface NveCoreOptions {
@@ -46,6 +46,10 @@ export class NveCore {
   private readonly hvPort = new Map<string, string>();
   private readonly syncs = new Map<string, { syncId: string; vnics: SyncVnic[] }>();
   private queue: Promise<unknown> = Promise.resolve();
+  private pending: { hv: string; port: string; req: Request; resolve(r: Record<string, unknown>): void }[] = [];
+  private batchQueued = false;
+  /** The last pipelined store commit's durability (see transact). */
+  private durable: Promise<void> = Promise.resolve();
   private timer: unknown = undefined;
   private timerDue: number | undefined;
   private buckets = new Map<string, { tokens: number; at: number }>();
@@ -99,12 +103,17 @@ export class NveCore {
   }
 
   /** One all-or-nothing change: build → store → program → commit → log/events/timers. */
-  private async transact<T>(hv: string, port: string, build: (ctx: HandlerCtx) => T): Promise<T> {
+  private async transact<T>(hv: string, port: string, build: (ctx: HandlerCtx) => T, pipelined = false): Promise<T> {
     const tx = new Txn(this.model, this.clock.now(), this.settings.tagQuarantineMs);
     const ctx: HandlerCtx = { hv, port, tx, now: tx.now, catalog: this.catalog, settings: this.settings, syncs: this.syncs };
     const out = build(ctx);
     const f = tx.finish();
-    if (!f.empty) await this.o.store.transaction(f.write);
+    // A store that pipelines (Store.commit, e.g. LMDB) lets the next change start
+    // while this one is flushed; requests are still answered only once durable
+    // (PROTOCOL.md §2): request() awaits `this.durable`, flushes complete in order.
+    let durable: Promise<void> | undefined;
+    if (!f.empty && this.o.store.commit && pipelined) durable = (await this.o.store.commit(f.write)).durable;
+    else if (!f.empty) await this.o.store.transaction(f.write);
     if (f.ops.length) {
       try {
         await this.o.programmer.apply(f.ops);
@@ -116,7 +125,10 @@ export class NveCore {
     }
     f.commit();
     for (const l of tx.logs) this.log(l);
-    for (const e of tx.events) this.onEvent(e.hv, e.event);
+    if (durable) this.durable = durable;
+    const events = tx.events;
+    if (durable) void durable.then(() => { for (const e of events) this.onEvent(e.hv, e.event); }, () => {});
+    else for (const e of events) this.onEvent(e.hv, e.event);
     if (tx.timerChanges.size) this.armTimer();
     return out;
   }
@@ -150,20 +162,102 @@ export class NveCore {
     if (req.op === "hello") this.log(`authorization: ${hv} accepted on port ${port}`);
     if (!this.takeToken(hv))
       return errorResponse(req.id, new ProtocolError("rate-limited", `more than ${this.settings.limits.ratePerSecond} requests per second from ${hv}`)) as Record<string, unknown>;
-    return this.enqueue(async () => {
-      if (this.closed) return errorResponse(req.id, new ProtocolError("internal", "the NVE is shutting down")) as Record<string, unknown>;
-      try {
-        const reply = await this.transact(hv, port, (ctx) => dispatch(ctx, req));
-        return { id: req.id, ok: true, ...reply() };
-      } catch (e) {
-        if (e instanceof ProtocolError) {
-          this.log(`request ${req.id} (${req.op}) from ${hv}: ${e.code}: ${e.message}`);
-          return errorResponse(req.id, e) as Record<string, unknown>;
-        }
-        this.log(`request ${req.id} (${req.op}) from ${hv}: internal error: ${(e as Error).stack ?? e}`);
-        return errorResponse(req.id, new ProtocolError("internal", (e as Error).message)) as Record<string, unknown>;
+    return new Promise((resolve) => {
+      this.pending.push({ hv, port, req, resolve });
+      if (!this.batchQueued) {
+        this.batchQueued = true;
+        void this.enqueue(() => this.processBatch());
       }
     });
+  }
+
+  /**
+   * Group commit: every request waiting when the queue reaches this point is
+   * built in order, each seeing the ones before it (optimistic commit to the
+   * model), then all are stored in one store transaction and programmed with
+   * one programmer.apply(), and answered only once durable and programmed
+   * (PROTOCOL.md §2). A store that pipelines (Store.commit, e.g. LMDB) lets the
+   * next group start while this one is flushed. If the store or the data plane
+   * refuses the group, the model is put back and the requests run again one by
+   * one, so only the faulty one fails (all-or-nothing per request).
+   */
+  private async processBatch(): Promise<void> {
+    this.batchQueued = false;
+    const batch = this.pending.splice(0, this.pending.length);
+    if (batch.length === 0) return;
+    if (this.closed) {
+      for (const b of batch) b.resolve(errorResponse(b.req.id, new ProtocolError("internal", "the NVE is shutting down")) as Record<string, unknown>);
+      return;
+    }
+    const savedSyncs = new Map([...this.syncs].map(([k, v]) => [k, { syncId: v.syncId, vnics: [...v.vnics] }]));
+    const now = this.clock.now();
+    const results: Record<string, unknown>[] = [];
+    const done: { f: Finished; tx: Txn }[] = [];
+    for (const b of batch) {
+      const tx = new Txn(this.model, now, this.settings.tagQuarantineMs);
+      const ctx: HandlerCtx = { hv: b.hv, port: b.port, tx, now, catalog: this.catalog, settings: this.settings, syncs: this.syncs };
+      try {
+        const reply = dispatch(ctx, b.req);
+        const f = tx.finish();
+        f.commit();
+        done.push({ f, tx });
+        results.push({ id: b.req.id, ok: true, ...reply() });
+      } catch (e) {
+        results.push(this.failure(b.hv, b.req, e));
+      }
+    }
+    const ops = done.flatMap((d) => d.f.ops);
+    const changed = done.filter((d) => !d.f.empty);
+    let durable: Promise<void> | undefined;
+    try {
+      if (changed.length) {
+        const write = (w: StoreWriter) => { for (const d of changed) replay(w, d.f.writes); };
+        if (this.o.store.commit) durable = (await this.o.store.commit(write)).durable;
+        else await this.o.store.transaction(write);
+      }
+      try {
+        if (ops.length) await this.o.programmer.apply(ops);
+      } catch (e) {
+        if (changed.length) await this.o.store.transaction((w) => { for (const d of [...changed].reverse()) replay(w, d.f.reverts); });
+        throw e;
+      }
+    } catch (e) {
+      for (const d of [...done].reverse()) d.f.undo();
+      this.syncs.clear();
+      for (const [k, v] of savedSyncs) this.syncs.set(k, v);
+      if (batch.length === 1) {
+        this.log(`data plane or store refused ${ops.length} ops: ${(e as Error).message}`);
+        batch[0].resolve(errorResponse(batch[0].req.id, new ProtocolError("internal", `the change could not be stored or programmed: ${(e as Error).message}`)) as Record<string, unknown>);
+        return;
+      }
+      // one by one, so only the request at fault fails
+      for (const b of batch) {
+        b.resolve(await this.transact(b.hv, b.port, (ctx) => dispatch(ctx, b.req)).then(
+          (reply) => ({ id: b.req.id, ok: true, ...reply() }), (err) => this.failure(b.hv, b.req, err)));
+      }
+      return;
+    }
+    for (const d of done) for (const l of d.tx.logs) this.log(l);
+    if (done.some((d) => d.tx.timerChanges.size)) this.armTimer();
+    const answer = () => {
+      for (const d of done) for (const ev of d.tx.events) this.onEvent(ev.hv, ev.event);
+      batch.forEach((b, i) => b.resolve(results[i]));
+    };
+    if (!durable) return answer();
+    this.durable = durable;
+    durable.then(answer, (e) => {
+      this.log(`FATAL: ${(e as Error).message}; the state in memory is ahead of the store: restart this NVE`);
+      for (const b of batch) b.resolve(errorResponse(b.req.id, new ProtocolError("internal", (e as Error).message)) as Record<string, unknown>);
+    });
+  }
+
+  private failure(hv: string, req: Request, e: unknown): Record<string, unknown> {
+    if (e instanceof ProtocolError) {
+      this.log(`request ${req.id} (${req.op}) from ${hv}: ${e.code}: ${e.message}`);
+      return errorResponse(req.id, e) as Record<string, unknown>;
+    }
+    this.log(`request ${req.id} (${req.op}) from ${hv}: internal error: ${(e as Error).stack ?? e}`);
+    return errorResponse(req.id, new ProtocolError("internal", (e as Error).message)) as Record<string, unknown>;
   }
 
   /** An agent's retained status (PROTOCOL.md §3): a will starts the agentHoldMs timer. */

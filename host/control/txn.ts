@@ -6,9 +6,28 @@
 import type { DpOp } from "../dataplane/ops.js";
 import { ProtocolError } from "../protocol/errors.js";
 import type { Event } from "../protocol/types.js";
-import type { HvRecord, QuarantineRecord, StoreWriter, TimerRecord, VnicRecord } from "../store/store.js";
+import type { CollectionName, HvRecord, QuarantineRecord, StoreWriter, TimerRecord, VnicRecord } from "../store/store.js";
 import { keys } from "../store/store.js";
 import { Model, ipKey, macKey, splitKey, splitVapKey, vapKey } from "./model.js";
+
+export type StoreOp = ["put", CollectionName, string, unknown] | ["del", CollectionName, string];
+
+export function replay(tx: StoreWriter, ops: StoreOp[]): void {
+  for (const o of ops) o[0] === "put" ? tx.put(o[1], o[2], o[3] as never) : tx.del(o[1], o[2]);
+}
+
+export interface Finished {
+  ops: DpOp[];
+  writes: StoreOp[];
+  reverts: StoreOp[];
+  write: (tx: StoreWriter) => void;
+  revert: (tx: StoreWriter) => void;
+  /** Applies the change to the model (after it is stored and programmed, or optimistically inside a group). */
+  commit: () => void;
+  /** Puts the model back as it was before commit(). */
+  undo: () => void;
+  empty: boolean;
+}
 
 const stateName = (r: VnicRecord | null | undefined) => (!r ? "Init" : r.state === "active" ? "Activated" : "Associated");
 
@@ -138,7 +157,7 @@ export class Txn {
   }
 
   /** Derives tags, DpOps and store writes. Throws ProtocolError (tag-conflict, tag-exhausted), changing nothing. */
-  finish(): { ops: DpOp[]; write: (tx: StoreWriter) => void; revert: (tx: StoreWriter) => void; commit: () => void; empty: boolean } {
+  finish(): Finished {
     this.finished = true;
     const m = this.model;
     const now = this.now;
@@ -211,42 +230,47 @@ export class Txn {
     const ops = [...ipDel, ...macDel, ...tagAdd, ...macSet, ...ipSet, ...tagDel, ...this.tail];
     const empty = this.vnicChanges.size === 0 && this.hvChanges.size === 0 && this.timerChanges.size === 0;
 
-    const write = (tx: StoreWriter) => {
-      for (const [id, r] of this.vnicChanges) r ? tx.put("vnics", id, r) : tx.del("vnics", id);
-      for (const [k, f] of this.freed) {
-        tx.del("vaps", k);
-        if (f.q) tx.put("quarantine", keys.quarantine(f.q.port, f.q.tag), f.q);
-      }
-      for (const [k, tag] of this.allocated) {
-        const [port, vn] = splitVapKey(k);
-        tx.put("vaps", k, { port, vn, tag });
-        if (m.alloc(port).quarantine.has(tag)) tx.del("quarantine", keys.quarantine(port, tag));
-      }
-      for (const [k, t] of this.timerChanges) t ? tx.put("timers", k, t) : tx.del("timers", k);
-      for (const [k, h] of this.hvChanges) tx.put("hvs", k, h);
-    };
+    // Store writes and their inverse are computed now, from the pre-state, so a
+    // group of transactions (core.ts batches) can be stored and reverted as one.
+    const writes: StoreOp[] = [];
+    const put = (c: CollectionName, k: string, v: unknown) => writes.push(["put", c, k, v]);
+    const del = (c: CollectionName, k: string) => writes.push(["del", c, k]);
+    for (const [id, r] of this.vnicChanges) r ? put("vnics", id, r) : del("vnics", id);
+    for (const [k, f] of this.freed) {
+      del("vaps", k);
+      if (f.q) put("quarantine", keys.quarantine(f.q.port, f.q.tag), f.q);
+    }
+    for (const [k, tag] of this.allocated) {
+      const [port, vn] = splitVapKey(k);
+      put("vaps", k, { port, vn, tag });
+      if (m.alloc(port).quarantine.has(tag)) del("quarantine", keys.quarantine(port, tag));
+    }
+    for (const [k, t] of this.timerChanges) t ? put("timers", k, t) : del("timers", k);
+    for (const [k, h] of this.hvChanges) put("hvs", k, h);
 
-    // Puts back what write() overwrote, from the model (still the pre-state): used
-    // when the data plane refuses the ops after the store took the change.
-    const revert = (tx: StoreWriter) => {
-      const back = <V>(c: "vnics" | "vaps" | "timers" | "hvs", k: string, v: V | undefined) => (v ? tx.put(c, k, v as never) : tx.del(c, k));
-      for (const id of this.vnicChanges.keys()) back("vnics", id, m.vnics.get(id));
-      for (const k of [...this.freed.keys(), ...this.allocated.keys()]) back("vaps", k, m.vaps.get(k));
-      for (const [k, f] of this.freed) if (f.q) {
-        const old = m.alloc(f.q.port).quarantine.get(f.tag);
-        old ? tx.put("quarantine", keys.quarantine(f.q.port, f.tag), { port: f.q.port, tag: f.tag, ...old }) : tx.del("quarantine", keys.quarantine(f.q.port, f.tag));
-        void k;
-      }
-      for (const [k, tag] of this.allocated) {
-        const [port] = splitVapKey(k);
-        const old = m.alloc(port).quarantine.get(tag);
-        if (old) tx.put("quarantine", keys.quarantine(port, tag), { port, tag, ...old });
-      }
-      for (const k of this.timerChanges.keys()) back("timers", k, m.timers.get(k));
-      for (const k of this.hvChanges.keys()) back("hvs", k, m.hvs.get(k));
-    };
+    const reverts: StoreOp[] = [];
+    const back = (c: CollectionName, k: string, v: unknown) => reverts.push(v !== undefined ? ["put", c, k, v] : ["del", c, k]);
+    for (const id of this.vnicChanges.keys()) back("vnics", id, m.vnics.get(id));
+    for (const k of [...this.freed.keys(), ...this.allocated.keys()]) back("vaps", k, m.vaps.get(k));
+    const qTags: [string, number][] = [...[...this.freed.values()].filter((f) => f.q).map((f): [string, number] => [f.q!.port, f.tag]),
+      ...[...this.allocated].map(([k, tag]): [string, number] => [splitVapKey(k)[0], tag])];
+    for (const [port, tag] of qTags) {
+      const old = m.alloc(port).quarantine.get(tag);
+      back("quarantine", keys.quarantine(port, tag), old ? { port, tag, ...old } : undefined);
+    }
+    for (const k of this.timerChanges.keys()) back("timers", k, m.timers.get(k));
+    for (const k of this.hvChanges.keys()) back("hvs", k, m.hvs.get(k));
 
+    let undo: () => void = () => {};
     const commit = () => {
+      // What commit() overwrites, so undo() can put the model back (a group whose ops the data plane refused).
+      const preVnics = new Map([...this.vnicChanges.keys()].map((id) => [id, m.vnics.get(id)]));
+      const preMac = new Map([...this.macOv.keys()].map((k) => [k, m.macOwner.get(k)]));
+      const preIp = new Map([...this.ipOv.keys()].map((k) => [k, m.ipOwner.get(k)]));
+      const preVaps = new Map([...this.freed.keys(), ...this.allocated.keys()].map((k) => [k, m.vaps.get(k)]));
+      const preQ = qTags.map(([port, tag]) => [port, tag, m.alloc(port).quarantine.get(tag)] as const);
+      const preTimers = new Map([...this.timerChanges.keys()].map((k) => [k, m.timers.get(k)]));
+      const preHvs = new Map([...this.hvChanges.keys()].map((k) => [k, m.hvs.get(k)]));
       for (const [id, r] of this.vnicChanges) {
         const prev = m.vnics.get(id);
         if (prev) m.index(prev, false);
@@ -267,7 +291,24 @@ export class Txn {
       }
       for (const [k, t] of this.timerChanges) t ? m.timers.set(k, t) : m.timers.delete(k);
       for (const [k, h] of this.hvChanges) m.hvs.set(k, h);
+      undo = () => {
+        for (const [id, pre] of preVnics) {
+          const cur = m.vnics.get(id);
+          if (cur) m.index(cur, false);
+          if (pre) m.index(pre, true);
+        }
+        for (const [k, o] of preMac) o !== undefined ? m.macOwner.set(k, o) : m.macOwner.delete(k);
+        for (const [k, o] of preIp) o !== undefined ? m.ipOwner.set(k, o) : m.ipOwner.delete(k);
+        for (const [k, f] of this.freed) m.alloc(splitVapKey(k)[0]).tags.set(f.tag, splitVapKey(k)[1]);
+        for (const [k, tag] of this.allocated) m.alloc(splitVapKey(k)[0]).tags.delete(tag);
+        for (const [k, v] of preVaps) v ? m.vaps.set(k, v) : m.vaps.delete(k);
+        for (const [port, tag, q] of preQ) q ? m.alloc(port).quarantine.set(tag, q) : m.alloc(port).quarantine.delete(tag);
+        for (const [k, v] of preTimers) v ? m.timers.set(k, v) : m.timers.delete(k);
+        for (const [k, v] of preHvs) v ? m.hvs.set(k, v) : m.hvs.delete(k);
+      };
     };
-    return { ops, write, revert, commit, empty: empty && this.tail.length === 0 };
+    const write = (tx: StoreWriter) => replay(tx, writes);
+    const revert = (tx: StoreWriter) => replay(tx, reverts);
+    return { ops, writes, reverts, write, revert, commit, undo: () => undo(), empty: empty && this.tail.length === 0 };
   }
 }

@@ -1,0 +1,198 @@
+// Control-plane bench (issue 3): vnic.attach operations per second and the
+// request→response latency (p50/p99) with 100 agents and 10,000 VNICs, through
+// the embedded broker and through Mosquitto (3.1.1) when installed. The NVE is
+// a real `nvedge run --io none --memory-store` process (its embedded broker in
+// the same process, as deployed); the 100 agents (host/agent) run here.
+// Cases: "max" (every agent keeps `window` requests outstanding), "paced"
+// (a fixed offered load spread over the agents), and detach (shutdown) at max.
+//   node dist/bench/control.js            (NVEDGE_BENCH_QUICK=1: 1,000 VNICs; NVEDGE_BENCH_BROKER=embedded|mosquitto: one only)
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { spawn, execFileSync } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { performance } from "node:perf_hooks";
+import { Agent } from "../host/agent/agent.js";
+import { adminRequest } from "../host/control/admin.js";
+
+const AGENTS = 100;
+const PORTS = 10;
+const VNS = 100;
+const WINDOW = 4;
+
+interface Broker { name: string; url?: string; creds(id: string): { username: string; password?: string }; close(): Promise<void> }
+
+function pct(sorted: number[], p: number): number {
+  if (!sorted.length) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+}
+const r2 = (x: number) => Math.round(x * 100) / 100;
+
+function uuid(a: number, i: number, set: number): string {
+  return `00000000-${set.toString(16).padStart(4, "0")}-4000-8000-${a.toString(16).padStart(4, "0")}${i.toString(16).padStart(8, "0")}`;
+}
+function mac(a: number, i: number, set: number): string {
+  const b = [0x02, set & 0xff, a & 0xff, (i >> 16) & 0xff, (i >> 8) & 0xff, i & 0xff];
+  return b.map((x) => x.toString(16).padStart(2, "0")).join(":");
+}
+
+function config(nve: string) {
+  return {
+    nve,
+    underlay: { port: "eth0", ip: "192.0.2.1", mac: "02:00:00:00:01:01", gatewayMac: "02:00:00:00:01:fe" },
+    ports: Array.from({ length: PORTS }, (_, p) => ({ name: `acc${p}`, hypervisors: Array.from({ length: AGENTS / PORTS }, (_, h) => `hv-${p * (AGENTS / PORTS) + h}`) })),
+    vns: Array.from({ length: VNS }, (_, v) => ({ id: v + 1, alias: `vn${v + 1}`, vni: 10000 + v, profile: { encap: "vxlan", mtu: 1450 } })),
+    timers: { holdMs: 10000, agentHoldMs: 30000, tagQuarantineMs: 5000 },
+  };
+}
+
+type Job = (a: Agent) => Promise<unknown>;
+
+/** Runs jobs[agent][k] with `window` outstanding per agent; returns latencies in ms. */
+async function runMax(agents: Agent[], jobs: Job[][], window: number): Promise<{ lat: number[]; errors: number; secs: number }> {
+  const lat: number[] = [];
+  let errors = 0;
+  const t0 = performance.now();
+  await Promise.all(agents.map(async (a, ai) => {
+    let next = 0;
+    const lane = async () => {
+      while (next < jobs[ai].length) {
+        const job = jobs[ai][next++];
+        const t = performance.now();
+        await job(a).then(() => lat.push(performance.now() - t), () => errors++);
+      }
+    };
+    await Promise.all(Array.from({ length: window }, lane));
+  }));
+  return { lat, errors, secs: (performance.now() - t0) / 1000 };
+}
+
+/** Offers `rate` requests per second in total, round-robin over the agents (bounded by the job count). */
+async function runPaced(agents: Agent[], jobs: Job[][], rate: number): Promise<{ lat: number[]; errors: number; secs: number }> {
+  const lat: number[] = [];
+  let errors = 0;
+  const total = jobs.reduce((s, j) => s + j.length, 0);
+  const cursor = jobs.map(() => 0);
+  const inflight: Promise<unknown>[] = [];
+  let issued = 0, ai = 0;
+  const t0 = performance.now();
+  while (issued < total) {
+    const due = Math.min(total, Math.floor(((performance.now() - t0) / 1000) * rate) + 1);
+    while (issued < due) {
+      while (cursor[ai] >= jobs[ai].length) ai = (ai + 1) % agents.length;
+      const job = jobs[ai][cursor[ai]++];
+      const a = agents[ai];
+      ai = (ai + 1) % agents.length;
+      issued++;
+      const t = performance.now();
+      inflight.push(job(a).then(() => lat.push(performance.now() - t), () => errors++));
+    }
+    await new Promise((r) => setTimeout(r, 1));
+  }
+  await Promise.all(inflight);
+  return { lat, errors, secs: (performance.now() - t0) / 1000 };
+}
+
+function row(broker: string, mode: string, op: string, vnics: number, r: { lat: number[]; errors: number; secs: number }, extra: object = {}) {
+  const s = [...r.lat].sort((a, b) => a - b);
+  const out = {
+    case: `control.${op}`, broker, mode, agents: AGENTS, vnics, ...extra,
+    ops_per_s: Math.round(r.lat.length / r.secs), p50_ms: r2(pct(s, 50)), p99_ms: r2(pct(s, 99)), max_ms: r2(s[s.length - 1] ?? NaN),
+    errors: r.errors, secs: r2(r.secs),
+  };
+  console.log(JSON.stringify(out));
+  return out;
+}
+
+async function startBroker(kind: "embedded" | "mosquitto", nve: string): Promise<Broker> {
+  if (kind === "embedded") return { name: "embedded", creds: (id) => ({ username: id }), close: async () => {} };
+  const { startMosquitto } = await import("../test/support/mosquitto.js");
+  const ids = [nve, ...Array.from({ length: AGENTS }, (_, i) => `hv-${i}`)];
+  const pw = (id: string) => `bench-${id}`;
+  const m = await startMosquitto({ users: Object.fromEntries(ids.map((i) => [i, pw(i)])), nves: [nve] });
+  return { name: "mosquitto-3.1.1", url: m.url, creds: (id) => ({ username: id, password: pw(id) }), close: () => m.close() };
+}
+
+async function freePort(): Promise<number> {
+  const { createServer } = await import("node:net");
+  return new Promise((res, rej) => {
+    const s = createServer();
+    s.once("error", rej);
+    s.listen(0, "127.0.0.1", () => {
+      const a = s.address();
+      s.close(() => res(typeof a === "object" && a ? a.port : 0));
+    });
+  });
+}
+
+async function benchOne(kind: "embedded" | "mosquitto", perAgent: number): Promise<object[]> {
+  const nve = "nve-bench";
+  const dir = mkdtempSync("/tmp/nvl-bench-control-");
+  const broker = await startBroker(kind, nve);
+  const port = await freePort();
+  const url = broker.url ?? `mqtt://127.0.0.1:${port}`;
+  writeFileSync(`${dir}/nve.json`, JSON.stringify(config(nve)));
+  const bin = fileURLToPath(new URL("../../bin/nvedge.js", import.meta.url));
+  const args = [bin, "run", "--config", `${dir}/nve.json`, "--memory-store", "--store", dir, ...(broker.url ? ["--broker", broker.url] : ["--listen", `127.0.0.1:${port}`])];
+  // NVEDGE_BENCH_NVE_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/p") profiles the NVE process.
+  const nodeArgs = (process.env.NVEDGE_BENCH_NVE_NODE_ARGS ?? "").split(" ").filter(Boolean);
+  const child = spawn(process.execPath, [...nodeArgs, ...args], { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, NVEDGE_MQTT_PASSWORD: broker.creds(nve).password ?? "" } });
+  let err = "";
+  child.stderr!.on("data", (d) => (err = (err + d).slice(-4000)));
+  const agents: Agent[] = [];
+  const rows: object[] = [];
+  try {
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      if (await adminRequest(`${dir}/nvedge.sock`, { cmd: "show", what: "vns" }, 1000).then(() => true, () => false)) break;
+      if (Date.now() > deadline || child.exitCode !== null) throw new Error(`the NVE did not start: ${err.trim().split("\n").slice(-2).join(" | ")}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    for (let i = 0; i < AGENTS; i += 20)
+      agents.push(...await Promise.all(Array.from({ length: Math.min(20, AGENTS - i) }, (_, k) =>
+        Agent.start({ broker: { url, ...broker.creds(`hv-${i + k}`) }, hv: `hv-${i + k}`, nve, requestTimeoutMs: 30_000 }))));
+    const vnics = AGENTS * perAgent;
+    const attachJobs = (set: number) => agents.map((_, a) => Array.from({ length: perAgent }, (_, i): Job =>
+      (ag) => ag.attach(uuid(a, i, set), { id: ((a * perAgent + i) % VNS) + 1 }, [{ mac: mac(a, i, set), ips: [`10.${set}.${a}.${i % 250 + 1}`] }])));
+    rows.push(row(broker.name, "max", "attach", vnics, await runMax(agents, attachJobs(1), WINDOW), { window: WINDOW }));
+    rows.push(row(broker.name, "paced", "attach", vnics, await runPaced(agents, attachJobs(2), 2000), { offered_per_s: 2000 }));
+    const detachJobs = (set: number) => agents.map((_, a) => Array.from({ length: perAgent }, (_, i): Job => (ag) => ag.detach(uuid(a, i, set))));
+    rows.push(row(broker.name, "max", "detach", vnics, await runMax(agents, detachJobs(1), WINDOW), { window: WINDOW }));
+    return rows;
+  } finally {
+    await Promise.all(agents.map((a) => a.stop().catch(() => {})));
+    child.kill("SIGTERM");
+    await new Promise((r) => (child.exitCode !== null ? r(null) : child.once("exit", r)));
+    await broker.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function mosquittoInstalled(): boolean {
+  try {
+    execFileSync("mosquitto", ["-h"], { stdio: "ignore", timeout: 5000 });
+    return true;
+  } catch (e) {
+    return (e as { status?: number }).status !== undefined;
+  }
+}
+
+export async function runControlBench(o: { quick?: boolean } = {}): Promise<object[]> {
+  const quick = o.quick || process.env.NVEDGE_BENCH_QUICK === "1";
+  const perAgent = quick ? 10 : 100;
+  const only = process.env.NVEDGE_BENCH_BROKER;
+  const rows = only === "mosquitto" ? [] : await benchOne("embedded", perAgent);
+  if (only === "embedded") return rows;
+  if (mosquittoInstalled()) rows.push(...await benchOne("mosquitto", perAgent));
+  else {
+    const r = { case: "control.attach", broker: "mosquitto", skipped: "mosquitto is not installed" };
+    console.log(JSON.stringify(r));
+    rows.push(r);
+  }
+  return rows;
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  runControlBench().then(() => process.exit(0), (e) => {
+    console.error(`bench/control: ${(e as Error).message}`);
+    process.exit(1);
+  });
+}
