@@ -2,7 +2,7 @@
 // Arguments that do not fit in numbers (addresses) are passed through the
 // scratch area. The host keeps the bookkeeping (index allocation, reference
 // counts) in host/dataplane/dataplane.ts; these functions only write tables.
-import { scratch, portKind, vlanMap, vnPtr, tunPtr, tunCap, vtepBits, MAX_PORTS, MAX_VNS, MAX_REMOTES,
+import { scratch, portKind, vlanMap, vnPortTag, vnPtr, tunPtr, tunCap, vtepBits, MAX_PORTS, MAX_VNS, MAX_REMOTES,
          MAX_LOCAL_PER_VN, VN_VNI, VN_ENCAP, VN_FLAGS, VN_DSCP, VN_NLOCAL, VN_MTU, VN_FLOOD_PTR, VN_FLOOD_N,
          VN_LOCAL, VNF_DSCP_FIXED, VNF_LIVE, ENC_VXLAN, ENC_GENEVE, ENC_NVGRE, TUN_SIZE, TUN_HDR, alloc } from "./state";
 import { t64Put, t64Del, t64Find } from "./tables/hash64";
@@ -93,6 +93,23 @@ function localDel(vn: u32, port: u32, vid: u32): void {
   }
 }
 
+/**
+ * The tag a VN's local VNICs on `port` are reached with: the VN's first
+ * (port, tag) pair on that port, 0 when it has none. Unicast to a local VNIC
+ * reads it at forwarding time, so a tag removed or remapped never carries
+ * that VN's frames again (RFC 8394 §3: the VAP's Local_Tag).
+ */
+function refreshPortTag(vn: u32, port: u32): void {
+  const v = vnPtr(vn);
+  const n = <u32>load<u8>(v, VN_NLOCAL);
+  let tag: u32 = 0;
+  for (let i: u32 = 0; i < n; i++) {
+    const e = load<u32>(v + VN_LOCAL + (<usize>i << 2));
+    if ((e >> 16) == port) { tag = e & 0xfff; break; }
+  }
+  store<u16>(vnPortTag + ((<usize>vn * MAX_PORTS + port) << 1), <u16>tag);
+}
+
 /** (port, vid) -> vn + 1 (0 unmaps). Keeps each VN's list of local (port, tag) for flooding. */
 export function setTag(port: u32, vid: u32, vn1: u32): i32 {
   if (port >= MAX_PORTS || vid == 0 || vid >= 4095 || vn1 > MAX_VNS) return E_RANGE;
@@ -106,8 +123,12 @@ export function setTag(port: u32, vid: u32, vn1: u32): i32 {
     store<u32>(v + VN_LOCAL + (<usize>n << 2), (port << 16) | vid);
     store<u8>(v, <u8>(n + 1), VN_NLOCAL);
   }
-  if (old != 0) localDel(old - 1, port, vid);
+  if (old != 0) {
+    localDel(old - 1, port, vid);
+    refreshPortTag(old - 1, port);
+  }
   store<u16>(slot, <u16>vn1);
+  if (vn1 != 0) refreshPortTag(vn1 - 1, port);
   return OK;
 }
 

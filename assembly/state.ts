@@ -74,6 +74,7 @@ export let tunCap: u32 = 0;
 export let floodPool: usize = 0; // u32 tunnel indices, sub-allocated by the host
 export let floodPoolCap: u32 = 0;
 export let vtepBits: usize = 0; // MAX_VNS x MAX_REMOTES bits: remote r is on VN v's flood list
+export let vnPortTag: usize = 0; // MAX_VNS x MAX_PORTS x u16: the VN's tag on that port now, 0 = none
 export let globalCtr: usize = 0;
 export let dropCtr: usize = 0;
 export let portCtr: usize = 0;
@@ -101,6 +102,7 @@ export function layoutFixed(tunLog2: u32, floodCap: u32): void {
   floodPoolCap = floodCap;
   floodPool = alloc(<usize>floodCap * 4);
   vtepBits = alloc(<usize>MAX_VNS * MAX_REMOTES / 8);
+  vnPortTag = alloc(<usize>MAX_VNS * MAX_PORTS * 2);
   globalCtr = alloc(8 * 8);
   dropCtr = alloc(<usize>NUM_DROPS * 8);
   portCtr = alloc(<usize>MAX_PORTS * PORT_CTR * 8);
@@ -116,6 +118,11 @@ export { alloc };
   const p = base + (<usize>idx << 3);
   store<u64>(p, load<u64>(p) + by);
 }
+/** The tag VN vn uses on port now (0: the VAP is disconnected). */
+@inline export function tagOf(vn: u32, port: u32): u32 {
+  return <u32>load<u16>(vnPortTag + ((<usize>vn * MAX_PORTS + port) << 1));
+}
+
 @inline export function vtepAllowed(vn: u32, r: u32): bool {
   const bit = <usize>vn * MAX_REMOTES + r;
   return (load<u8>(vtepBits + (bit >> 3)) & (<u8>1 << <u8>(bit & 7))) != 0;

@@ -3,7 +3,7 @@
 //   parse tag -> (port, VID) -> VN -> source checks -> ARP/ND suppression
 //   -> destination lookup -> hairpin | encapsulate | flood
 import { ld16, ldMac, ld8 } from "../util";
-import { vlanMap, vnPtr, vnCtr, ctrInc, VN_CTR, VC_RX, VC_ENCAP, VC_FLOOD,
+import { vlanMap, vnPtr, tagOf, vnCtr, ctrInc, VN_CTR, VC_RX, VC_ENCAP, VC_FLOOD,
          VN_FLAGS, VN_MTU, VN_FLOOD_PTR, VN_FLOOD_N, VN_NLOCAL, VN_LOCAL,
          VNF_PORTSEC, VNF_ARPSUP, floodPool } from "../state";
 import { macLookup, ip4Lookup, ip6Lookup, MK_KIND, MK_LOCAL, MK_REMOTE, ML_ACTIVE,
@@ -104,9 +104,11 @@ export function accessFrame(port: u32, p: usize, len: u32): void {
     // 8394 Req-1/Req-2): that network delivers between them, so a frame for
     // a VNIC on the ingress port is filtered, as a bridge would.
     if (dport == port) { drop(D.D_SAME_PORT); return; }
-    if ((dv & ML_ACTIVE) == 0) { drop(D.D_DST_INACTIVE); return; }
+    const dtag = tagOf(vn, dport);
+    // inactive, or its VAP on that port is gone: it cannot receive
+    if ((dv & ML_ACTIVE) == 0 || dtag == 0) { drop(D.D_DST_INACTIVE); return; }
     trace(TR_ACTION, AC_HAIRPIN);
-    emitTagged(dport, dv & ML_TAG_MASK, tci, p, p + 16, len - 16, vn);
+    emitTagged(dport, dtag, tci, p, p + 16, len - 16, vn);
     return;
   }
   trace(TR_LOOKUP, LK_UNKNOWN);

@@ -3,7 +3,7 @@
 // its VNI/VSID, check the sender is on the VN's flood list, and deliver the
 // inner frame to local ports only (split horizon: never back into the overlay).
 import { ld16, ld32, ldMac, csumAdd, csumFold } from "../util";
-import { vnPtr, vnCtr, ctrInc, VN_CTR, VC_RX, VC_DECAP, VC_FLOOD, VN_MTU, VN_NLOCAL, VN_LOCAL,
+import { vnPtr, tagOf, vnCtr, ctrInc, VN_CTR, VC_RX, VC_DECAP, VC_FLOOD, VN_MTU, VN_NLOCAL, VN_LOCAL,
          vtepAllowed, ENC_VXLAN, ENC_GENEVE, ENC_NVGRE } from "../state";
 import { macLookup, vniTab, remoteTab, MK_KIND, MK_LOCAL, MK_REMOTE, ML_ACTIVE, ML_PORT_SHIFT,
          ML_PORT_MASK, ML_TAG_MASK, IP6_TAG } from "../tables/index";
@@ -169,9 +169,11 @@ export function underlayFrame(port: u32, p: usize, len: u32): void {
   const kind = dv & MK_KIND;
   if (kind == MK_LOCAL) {
     trace(TR_LOOKUP, LK_LOCAL);
-    if ((dv & ML_ACTIVE) == 0) { drop(D.D_DST_INACTIVE); return; }
+    const dport = (dv >> ML_PORT_SHIFT) & ML_PORT_MASK;
+    const dtag = tagOf(vn, dport);
+    if ((dv & ML_ACTIVE) == 0 || dtag == 0) { drop(D.D_DST_INACTIVE); return; }
     trace(TR_ACTION, AC_DECAP);
-    emitTagged((dv >> ML_PORT_SHIFT) & ML_PORT_MASK, dv & ML_TAG_MASK, 0, inner, inner + 12, ilen - 12, vn);
+    emitTagged(dport, dtag, 0, inner, inner + 12, ilen - 12, vn);
     ctrInc(vnCtr + (<usize>vn * VN_CTR << 3), VC_DECAP, 1);
     return;
   }

@@ -153,6 +153,24 @@ export class DataPlane {
     const vnKeys = new Map<string, number>();
     for (const [id, v] of this.vns) vnKeys.set(`${v.profile.encap}:${v.vni}`, id);
     let newMacs = 0, newIps = 0;
+    // flood lists and remote NVEs as the list would leave them (limits are
+    // checked before anything is applied)
+    const floodOf = new Map<number, Set<string>>();
+    const flood = (vn: number) => {
+      let f = floodOf.get(vn);
+      if (!f) {
+        const v = this.vns.get(vn);
+        f = new Set(v ? [...v.flood].map((r) => this.remoteByIdx[r]!.ip.text) : []);
+        floodOf.set(vn, f);
+      }
+      return f;
+    };
+    const newRemotes = new Set<string>();
+    const remoteRef = (i: number, nve: string) => {
+      const t = parseIp(nve, false)!.text;
+      if (!this.remotes.has(t)) newRemotes.add(t);
+      if (this.remotes.size + newRemotes.size > this.maxRemotes) fail(i, "nve", `at most ${this.maxRemotes} remote NVEs`);
+    };
     let ulIs6: boolean | undefined = this.underlayPort >= 0 ? this.underlayIs6 : undefined;
     // (port, tag) -> VN as the list would leave it, so a mac.local can be
     // checked against the tags that earlier ops of the same list map
@@ -231,7 +249,7 @@ export class DataPlane {
           if (!vnOnPort(op.vn, op.port)) fail(i, "port", `VN ${op.vn} has no tag on port ${op.port}`);
           newMacs++;
           break;
-        case "mac.remote": needVn(i, op.vn); needMac(i, op.mac); needRemoteIp(i, op.nve); newMacs++; break;
+        case "mac.remote": needVn(i, op.vn); needMac(i, op.mac); needRemoteIp(i, op.nve); remoteRef(i, op.nve); newMacs++; break;
         case "mac.del": needVn(i, op.vn); needMac(i, op.mac); break;
         case "ip": {
           needVn(i, op.vn); needMac(i, op.mac);
@@ -240,7 +258,14 @@ export class DataPlane {
           break;
         }
         case "ip.del": needVn(i, op.vn); if (!parseIp(op.ip)) fail(i, "ip", `not an IP address or prefix: ${JSON.stringify(op.ip)}`); break;
-        case "flood.join": case "flood.leave": needVn(i, op.vn); needRemoteIp(i, op.nve); break;
+        case "flood.join": {
+          needVn(i, op.vn); needRemoteIp(i, op.nve); remoteRef(i, op.nve);
+          const f = flood(op.vn);
+          f.add(parseIp(op.nve, false)!.text);
+          if (f.size > 1024) fail(i, "nve", "flood lists hold at most 1024 remote NVEs");
+          break;
+        }
+        case "flood.leave": needVn(i, op.vn); needRemoteIp(i, op.nve); flood(op.vn).delete(parseIp(op.nve, false)!.text); break;
         default: fail(i, "op", `unknown op ${JSON.stringify((op as { op: unknown }).op)}`);
       }
     });
