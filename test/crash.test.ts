@@ -338,7 +338,7 @@ const restart = suite("restart: forwarding resumes from the store before the bro
 restart("with bindings in place a restarted NVE forwards before it reaches a broker; tags kept; expired hold fires, unexpired keeps its deadline", async () => {
   const work = mkdtempSync(join(tmpdir(), "nvedge-restart-"));
   const storeDir = join(work, "store");
-  const HOLD = 2500;
+  const HOLD = 8000; // long enough for a restart on a loaded machine to happen before D expires
   const cfg = writeConfig(work, HOLD);
   let broker: EmbeddedBroker | undefined;
   let nve: NveProcess | undefined;
