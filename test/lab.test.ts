@@ -115,9 +115,15 @@ if (missing) {
     assert.equal(fromVm(await cap.done), [], "no frame from a parked port");
 
     await setPortTag(h.ovs.db, v.ovsPort, tag);
-    cap = await capture(nve.ns, h.nvePort, { count: 1, timeoutMs: 4000, direction: "in", filter: ["ether", "src", v.mac] });
-    ping();
-    const frames = fromVm(await cap.done);
+    cap = await capture(nve.ns, h.nvePort, { count: 1, timeoutMs: 8000, direction: "in", filter: ["ether", "src", v.mac] });
+    // OVS applies the new tag to its cached datapath flows when its revalidator
+    // runs, a little after ovs-vsctl returns: ask (ARP) again until a frame shows.
+    let got: Uint8Array[] | undefined;
+    for (let i = 0; i < 6 && !got; i++) {
+      ns(v.ns).run(["ping", "-c", "1", "-W", "1", "10.0.0.99"]);
+      got = await Promise.race([cap.done, new Promise<undefined>((r) => setTimeout(r, 200))]);
+    }
+    const frames = fromVm(got ?? await cap.done);
     assert.ok(frames.length >= 1, "the VM's ARP request reached the NVE's end of the trunk");
     const f = Buffer.from(frames[0]);
     assert.is(f.readUInt16BE(12), 0x8100, "802.1Q TPID");
@@ -125,6 +131,7 @@ if (missing) {
     assert.is(f.readUInt16BE(16), 0x0806, "inner EtherType: ARP");
 
     await clearPortTag(h.ovs.db, v.ovsPort);
+    await new Promise((r) => setTimeout(r, 500)); // the revalidator's turn (see above)
     cap = await capture(nve.ns, h.nvePort, { count: 50, timeoutMs: 2000, direction: "in" });
     ping();
     assert.equal(fromVm(await cap.done), [], "no frame after clearPortTag");
