@@ -275,4 +275,38 @@ e("commit() (pipelining): visible to reads at once, in call order; `durable` res
   }
 });
 
+e("nvedge run refuses a locked, newer or corrupt --store with one line naming the directory (exit 1), store untouched", async () => {
+  const here = dirname(fileURLToPath(import.meta.url));
+  const bin = join(here, "..", "..", "bin", "nvedge.js");
+  const work = tmp();
+  const cfg = join(work, "nve.json");
+  writeFileSync(cfg, JSON.stringify({
+    nve: "nve-a", underlay: { port: "eth1", ip: "192.0.2.1", mac: "02:00:00:00:01:01", gatewayMac: "02:00:00:00:01:fe", udpPort: 4789 },
+    ports: [{ name: "eth2", hypervisors: ["hv-1"] }], vns: [], vnics: [], remotes: [],
+  }));
+  const locked = await filled();
+  const newer = await filled();
+  const corrupt = tmp();
+  writeFileSync(join(corrupt, "data.mdb"), Buffer.alloc(8192, 0x33));
+  const holder = await openLmdbStore(locked);
+  try {
+    const s = await openLmdbStore(newer, { schemaVersion: STORE_SCHEMA_VERSION + 1, migrations: { [STORE_SCHEMA_VERSION]: () => {} } });
+    await s.close();
+    for (const [dir, re] of [[locked, /in use by another running NVE/], [newer, /is newer than this nvedge/], [corrupt, /corrupt/]] as const) {
+      const before = snapshot(dir);
+      const r = spawnSync(process.execPath, [bin, "run", "--config", cfg, "--io", "none", "--store", dir, "--broker", "mqtt://127.0.0.1:1"],
+        { encoding: "utf8", timeout: 20_000 });
+      assert.is(r.status, 1, `${dir}: ${r.stderr}`);
+      const lines = r.stderr.trim().split("\n");
+      assert.is(lines.length, 1, r.stderr);
+      assert.match(lines[0], dir);
+      assert.match(lines[0], re);
+      assert.equal(snapshot(dir), before, dir);
+    }
+  } finally {
+    await holder.close();
+    for (const d of [work, locked, newer, corrupt]) rmSync(d, { recursive: true, force: true });
+  }
+});
+
 e.run();
