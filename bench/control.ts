@@ -148,7 +148,7 @@ async function benchOne(kind: "embedded" | "mosquitto", perAgent: number): Promi
     }
     for (let i = 0; i < AGENTS; i += 20)
       agents.push(...await Promise.all(Array.from({ length: Math.min(20, AGENTS - i) }, (_, k) =>
-        Agent.start({ broker: { url, ...broker.creds(`hv-${i + k}`) }, hv: `hv-${i + k}`, nve, requestTimeoutMs: 30_000 }))));
+        Agent.start({ broker: { url, ...broker.creds(`hv-${i + k}`) }, hv: `hv-${i + k}`, nve, requestTimeoutMs: 5_000, retries: 5 }))));
     const vnics = AGENTS * perAgent;
     const attachJobs = (set: number) => agents.map((_, a) => Array.from({ length: perAgent }, (_, i): Job =>
       (ag) => ag.attach(uuid(a, i, set), { id: ((a * perAgent + i) % VNS) + 1 }, [{ mac: mac(a, i, set), ips: [`10.${set}.${a}.${i % 250 + 1}`] }])));

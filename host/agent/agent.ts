@@ -31,7 +31,10 @@ export interface AgentOptions {
   nve: string;
   /** JSON file keeping the desired state across agent restarts */
   statePath?: string;
+  /** per attempt (default 10 s) */
   requestTimeoutMs?: number;
+  /** attempts after the first (default 2) */
+  retries?: number;
   agentName?: string;
   log?: (line: string) => void;
 }
@@ -173,22 +176,40 @@ export class Agent extends EventEmitter {
     this.log(`event from NVE: ${JSON.stringify(ev)}`);
   }
 
-  /** One request/response exchange (PROTOCOL.md §2). Rejects with AgentError carrying the error code. */
-  request(op: string, fields: Record<string, unknown> = {}, timeoutMs = this.o.requestTimeoutMs ?? 10_000): Promise<Record<string, unknown>> {
+  /**
+   * One request/response exchange (PROTOCOL.md §2). Rejects with AgentError
+   * carrying the error code. A request unanswered within `timeoutMs` is sent
+   * again with the same id (`retries` times): every op is idempotent (§2), and a
+   * loaded broker may drop QoS 1 messages beyond its queue limits.
+   */
+  request(op: string, fields: Record<string, unknown> = {}, timeoutMs = this.o.requestTimeoutMs ?? 10_000, retries = this.o.retries ?? 2): Promise<Record<string, unknown>> {
     if (this.closed) return Promise.reject(new AgentError("closed", "the agent is stopped"));
     const id = `${this.o.hv.slice(0, 40)}-${++this.seq}`;
+    const payload = encode({ id, op, ...fields });
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.pending.delete(id);
-        reject(new AgentError("timeout", `no response to ${op} ${id} within ${timeoutMs} ms`));
-      }, timeoutMs);
-      this.pending.set(id, { resolve, reject, timer });
-      this.client.publish(topics.req(this.o.nve, this.o.hv), encode({ id, op, ...fields }), publishOptions(this.pv), (e) => {
-        if (e && this.pending.delete(id)) {
-          clearTimeout(timer);
+      let left = retries;
+      const send = () => this.client.publish(topics.req(this.o.nve, this.o.hv), payload, publishOptions(this.pv), (e) => {
+        const p = this.pending.get(id);
+        if (e && p) {
+          this.pending.delete(id);
+          clearTimeout(p.timer);
           reject(new AgentError("internal", `publish failed: ${e.message}`));
         }
       });
+      const arm = (): NodeJS.Timeout => setTimeout(() => {
+        const p = this.pending.get(id);
+        if (!p) return;
+        if (left-- > 0 && !this.closed) {
+          this.log(`no response to ${op} ${id} within ${timeoutMs} ms: sending it again`);
+          p.timer = arm();
+          send();
+          return;
+        }
+        this.pending.delete(id);
+        reject(new AgentError("timeout", `no response to ${op} ${id} within ${timeoutMs} ms (${retries + 1} attempts)`));
+      }, timeoutMs);
+      this.pending.set(id, { resolve, reject, timer: arm() });
+      send();
     });
   }
 
