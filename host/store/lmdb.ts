@@ -36,7 +36,7 @@
 // A process crash (SIGKILL) loses nothing committed (the kernel holds the pages);
 // a machine crash loses at most commits that were not yet flushed, and those
 // were never acknowledged.
-import { open, type Database, type RootDatabase } from "lmdb";
+import { asBinary, open, type Database, type RootDatabase } from "lmdb";
 import { closeSync, existsSync, mkdirSync, openSync, readSync, statSync } from "node:fs";
 import { join } from "node:path";
 import {
@@ -76,8 +76,8 @@ export interface LmdbStoreOptions {
 /** LMDB's largest key (lmdb-js keys of the default 4 KiB pages), in UTF-8 bytes. */
 const MAX_KEY_BYTES = 1978;
 const DELETED = Symbol("deleted");
-type Overlay = Map<CollectionName, Map<string, unknown>>;
-const copy = <T>(v: T): T => (v === undefined ? v : structuredClone(v));
+/** Writes not yet committed to LMDB: msgpack bytes (encoded at put: a copy, and the bytes LMDB stores) or DELETED. */
+type Overlay = Map<CollectionName, Map<string, Buffer | typeof DELETED>>;
 const LMDB_MAGIC = 0xbeefc0de;
 
 /**
@@ -212,8 +212,8 @@ export class LmdbStore implements Store {
     for (let i = this.inflight.length - 1; i >= 0; i--) {
       const m = this.inflight[i].get(c);
       if (m && m.has(key)) {
-        const v = m.get(key);
-        return v === DELETED ? undefined : copy(v);
+        const v = m.get(key)!;
+        return v === DELETED ? undefined : this.decode(c, v);
       }
     }
     try {
@@ -221,6 +221,15 @@ export class LmdbStore implements Store {
     } catch (e) {
       throw this.decodeError(c, key, e);
     }
+  }
+
+  private decode(c: CollectionName, bytes: Buffer): unknown {
+    return (this.db(c) as unknown as { encoder: { decode(b: Buffer): unknown } }).encoder.decode(bytes);
+  }
+
+  private encode(c: CollectionName, v: unknown): Buffer {
+    // A copy of the encoder's (reused) output buffer.
+    return Buffer.from((this.db(c) as unknown as { encoder: { encode(v: unknown): Uint8Array } }).encoder.encode(v));
   }
 
   private decodeError(c: CollectionName, key: string, e: unknown): Error {
@@ -243,7 +252,7 @@ export class LmdbStore implements Store {
     if (this.inflight.length) {
       const merged = new Map(out);
       for (const o of this.inflight)
-        for (const [k, v] of o.get(c) ?? []) if (k.startsWith(prefix)) v === DELETED ? merged.delete(k) : merged.set(k, copy(v));
+        for (const [k, v] of o.get(c) ?? []) if (k.startsWith(prefix)) v === DELETED ? merged.delete(k) : merged.set(k, this.decode(c, v));
       return sortByKey([...merged]);
     }
     return sortByKey(out);
@@ -271,11 +280,11 @@ export class LmdbStore implements Store {
       get(c, key) {
         const p = pending.get(c)?.get(key);
         if (p === DELETED) return undefined;
-        return p !== undefined ? copy(p) as never : store.get(c, key);
+        return p !== undefined ? store.decode(c, p) as never : store.get(c, key);
       },
       list(c, prefix = "") {
         const merged = new Map(store.range(c, prefix));
-        for (const [k, v] of pending.get(c) ?? []) if (k.startsWith(prefix)) v === DELETED ? merged.delete(k) : merged.set(k, copy(v));
+        for (const [k, v] of pending.get(c) ?? []) if (k.startsWith(prefix)) v === DELETED ? merged.delete(k) : merged.set(k, store.decode(c, v));
         return sortByKey([...merged]) as never;
       },
       put(c, key, value) {
@@ -284,7 +293,7 @@ export class LmdbStore implements Store {
         if (Buffer.byteLength(key) > MAX_KEY_BYTES) throw new Error(`key of ${Buffer.byteLength(key)} bytes in ${c}: LMDB keys are at most ${MAX_KEY_BYTES}`);
         if (value === undefined) throw new Error("put of undefined: use del");
         if (!pending.has(c)) pending.set(c, new Map());
-        pending.get(c)!.set(key, copy(value)); // structuredClone also rejects what msgpack could not write back
+        pending.get(c)!.set(key, store.encode(c, value));
       },
       del(c, key) {
         store.db(c);
@@ -303,7 +312,7 @@ export class LmdbStore implements Store {
       committed = this.root.batch(() => {
         for (const [c, m] of pending) {
           const d = this.db(c);
-          for (const [k, v] of m) v === DELETED ? d.remove(k) : d.put(k, v);
+          for (const [k, v] of m) v === DELETED ? d.remove(k) : d.put(k, asBinary(v));
         }
       });
       // Taken now: the flush of the commit that will hold this batch (or a later one).
