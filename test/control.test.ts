@@ -573,6 +573,25 @@ export function controlSuite(fx: BrokerFixture): void {
     assert.ok(e.run.logs.some((l) => l.includes("request from hv-1 refused: bad-request")));
   });
 
+  if (fx.name.includes("MQTT 5")) t("MQTT 5: responses carry contentType application/json and payloadFormatIndicator, and echo correlationData (PROTOCOL.md §1)", async (e) => {
+    await e.start();
+    const mqtt = (await import("mqtt")).default;
+    const c = await mqtt.connectAsync(b.url, { protocolVersion: 5, ...b.creds("hv-1"), reconnectPeriod: 0 });
+    try {
+      const got = new Promise<{ payload: Buffer; props: any }>((resolve) => c.on("message", (_t, payload, packet) => resolve({ payload, props: packet.properties })));
+      await c.subscribeAsync("nvo3/v1/hv/hv-1/rsp", { qos: 1 });
+      await c.publishAsync(`nvo3/v1/nve/${e.nve}/req/hv-1`, JSON.stringify({ id: "c5", op: "hello", agent: "v5" }),
+        { qos: 1, properties: { correlationData: Buffer.from("corr-42"), contentType: "application/json" } });
+      const r = await got;
+      assert.is(JSON.parse(r.payload.toString()).id, "c5");
+      assert.is(r.props.contentType, "application/json");
+      assert.is(r.props.payloadFormatIndicator, true);
+      assert.is(Buffer.from(r.props.correlationData).toString(), "corr-42");
+    } finally {
+      await c.endAsync(true);
+    }
+  });
+
   t("a request on another hypervisor's topic is refused by the broker ACL; state unchanged (Req-11)", async (e) => {
     await e.start();
     const victim = await e.agent("hv-2");
