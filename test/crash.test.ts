@@ -9,10 +9,12 @@
 //   reaches any broker (no agent action), tags are unchanged, an expired
 //   migration hold fires at start and an unexpired one keeps its deadline.
 //
-// The NVE process is NVE_CHILD below: exactly the parts `nvedge run --io none
-// --store DIR` assembles (config loader, LMDB store, NveService over a DataPlane),
-// plus a line protocol on stdin/stdout to trace frames through its data plane
-// (`nvedge trace` only sees the static config, and --io none has no ports).
+// The crash test runs the real `nvedge run --io none --store DIR --broker URL`
+// and traces frames through its live data plane over the admin socket. The
+// restart test needs the data plane before any broker is reachable, when
+// `nvedge run` has no admin socket yet (it starts once connected), so its NVE
+// is NVE_CHILD below: the same parts `nvedge run` assembles (config loader,
+// LMDB store, NveService over a DataPlane) plus a stdin/stdout trace protocol.
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { spawn, type ChildProcess } from "node:child_process";
@@ -23,6 +25,7 @@ import { fileURLToPath } from "node:url";
 import { createInterface } from "node:readline";
 import mqtt, { type MqttClient } from "mqtt";
 import { startEmbeddedBroker, type EmbeddedBroker } from "../host/broker/embedded.js";
+import { adminRequest } from "../host/control/admin.js";
 import { udpFrame, hex } from "./support/encoder.js";
 
 const DIST = join(dirname(fileURLToPath(import.meta.url)), "..");
@@ -118,6 +121,48 @@ class NveProcess {
   }
 }
 
+/**
+ * The NVE as operators run it: `nvedge run --config FILE --io none --store DIR
+ * --broker URL`; its data plane is traced through the admin socket's `trace`.
+ */
+class CliNve {
+  stderr = "";
+  readonly exited: Promise<number | null>;
+  private constructor(readonly child: ChildProcess, readonly admin: string) {
+    child.stderr!.on("data", (d) => { this.stderr = (this.stderr + d).slice(-20000); });
+    this.exited = new Promise((r) => child.once("exit", (c) => r(c)));
+  }
+  static start(cfgFile: string, dir: string, url: string, admin: string): CliNve {
+    const child = spawn(process.execPath, [join(DIST, "..", "bin", "nvedge.js"), "run", "--config", cfgFile, "--io", "none", "--store", dir,
+      "--broker", url, "--admin-socket", admin], { stdio: ["ignore", "ignore", "pipe"] });
+    return new CliNve(child, admin);
+  }
+  /** Ready = restored, connected and serving its admin socket. */
+  async waitReady(ms = 30_000): Promise<void> {
+    const until = Date.now() + ms;
+    let dead = false;
+    void this.exited.then(() => { dead = true; });
+    for (;;) {
+      if (dead) throw new Error(`nvedge run exited (${this.child.exitCode}); stderr:\n${this.stderr}`);
+      try {
+        await adminRequest(this.admin, { cmd: "show", what: "ports" }, 2000);
+        return;
+      } catch {
+        if (Date.now() > until) throw new Error(`nvedge run: admin socket not ready in ${ms} ms; stderr:\n${this.stderr}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+  }
+  async trace(port: string, frame: Uint8Array): Promise<{ drop: string | null; outputs: string[] }> {
+    const r = await adminRequest(this.admin, { cmd: "trace", port, frame: hex(frame) }) as { drop: string | null; outputs: { port: string }[] };
+    return { drop: r.drop, outputs: r.outputs.map((o) => o.port) };
+  }
+  async kill(): Promise<void> {
+    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill("SIGKILL");
+    await this.exited;
+  }
+}
+
 /** A hypervisor's raw protocol client (PROTOCOL.md §1/§2): requests with ids, responses by id. */
 class HvClient {
   private pending = new Map<string, (r: Record<string, unknown>) => void>();
@@ -188,7 +233,7 @@ async function observe(c: Record<string, HvClient>): Promise<{ states: Map<strin
 const probe = (v: Vnic, tag: number) => udpFrame({ dst: REMOTE_MAC, src: v.mac, tag: { vid: tag }, srcIp: v.ip, dstIp: "10.0.0.99" });
 
 /** The data plane agrees with `st`: an active VNIC's frames are encapsulated from its port only; a held one's are dropped as inactive. */
-async function checkDataPlane(nve: NveProcess, v: Vnic, st: State, tags: Record<string, number | undefined>): Promise<void> {
+async function checkDataPlane(nve: { trace: NveProcess["trace"] }, v: Vnic, st: State, tags: Record<string, number | undefined>): Promise<void> {
   for (const [hv, port] of Object.entries(PORT_OF)) {
     const tag = tags[port];
     if (tag === undefined) continue;
@@ -219,7 +264,7 @@ crash("20+ SIGKILLs at random moments under attach/detach/migrate: show and the 
   const storeDir = join(work, "store");
   const cfg = writeConfig(work, 600_000);
   let broker: EmbeddedBroker | undefined;
-  let nve: NveProcess | undefined;
+  let nve: CliNve | undefined;
   const clients: Record<string, HvClient> = {};
   const deadline = Date.now() + 150_000; // bounded: the loop stops early rather than run on
   let seed = 0x9e3779b9 ^ Number(process.env.CRASH_SEED ?? Date.now() & 0xffff);
@@ -231,8 +276,8 @@ crash("20+ SIGKILLs at random moments under attach/detach/migrate: show and the 
     broker = await startEmbeddedBroker({ host: "127.0.0.1", port: 0, nves: [NVE] });
     for (const hv of ["hv-1", "hv-2"]) clients[hv] = await HvClient.connect(broker.url, hv);
     for (let cycle = 0; ; cycle++) {
-      nve = NveProcess.start(cfg, storeDir, broker.url);
-      await nve.waitFor("connected");
+      nve = CliNve.start(cfg, storeDir, broker.url, join(work, "admin.sock"));
+      await nve.waitReady();
       for (const hv of ["hv-1", "hv-2"]) {
         const h = await clients[hv].request("hello", { agent: "crash-test", capabilities: [] });
         assert.ok(h.ok, JSON.stringify(h));

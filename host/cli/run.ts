@@ -80,11 +80,16 @@ export async function runCommand(argv: string[]): Promise<number> {
 
     let programmer: DataPlaneProgrammer;
     let counters: () => unknown;
+    let trace: ((port: string, frame: Uint8Array) => unknown) | undefined;
     if (io === "none") {
       const { DataPlane } = await import("../dataplane/dataplane.js");
       const dp = await DataPlane.create();
       programmer = { apply: async (ops) => dp.apply(ops) };
       counters = () => dp.counters();
+      trace = (port, frame) => {
+        const r = dp.trace(port, frame);
+        return { steps: r.steps, drop: r.drop ?? null, outputs: r.outputs.map((x) => ({ port: x.port, frame: Buffer.from(x.frame).toString("hex") })) };
+      };
     } else {
       const here = dirname(fileURLToPath(import.meta.url));
       if (!existsSync(join(here, "..", "io", "afpacket.js"))) throw new Error("--io afpacket: the packet I/O module (host/io/afpacket) is not built in this installation");
@@ -114,7 +119,7 @@ export async function runCommand(argv: string[]): Promise<number> {
     const { startAdmin } = await import("../control/admin.js");
     const adminPath = v["admin-socket"] ?? join(storeDir, "nvedge.sock");
     mkdirSync(dirname(adminPath), { recursive: true });
-    const admin = await startAdmin({ path: adminPath, core: svc.core, counters, log });
+    const admin = await startAdmin({ path: adminPath, core: svc.core, counters, trace, log });
     cleanup.push(() => admin.close());
     log(`running: --io ${io}, store ${v["memory-store"] ? "(memory)" : storeDir}, admin socket ${adminPath}`);
     await new Promise<void>((res) => {

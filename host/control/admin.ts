@@ -7,6 +7,7 @@
 //   {"cmd":"vn.disconnect","vnic":UUID,"vn":REF,"reason"?:TEXT}
 //   {"cmd":"addr.disassociate","vnic":UUID,"vn":REF,"addrs":[{mac,ips?}],"reason"?:TEXT}
 //   {"cmd":"vn.remove","vn":REF}     {"cmd":"vn.set-profile","vn":REF,"profile":{...}}     {"cmd":"drain"}
+//   {"cmd":"trace","port":NAME,"frame":HEX}   one frame through the running data plane (its decisions, outputs as hex)
 // Answers: {"ok":true,"result":…} or {"ok":false,"error":{"code","message"}}.
 // The socket is created mode 0600: only the NVE's own user may use it.
 import { createServer, connect, type Server } from "node:net";
@@ -18,6 +19,8 @@ export interface AdminOptions {
   path: string;
   core: NveCore;
   counters?: () => unknown | Promise<unknown>;
+  /** One frame through the running data plane (like `nvedge trace`, but on the live tables). */
+  trace?: (port: string, frame: Uint8Array) => unknown;
   log?: (l: string) => void;
 }
 
@@ -50,6 +53,12 @@ async function handle(o: AdminOptions, m: Msg): Promise<unknown> {
     case "vn.remove": return c.removeVn(m.vn as never, reason);
     case "vn.set-profile": return c.setProfile(m.vn as never, m.profile as never);
     case "drain": return c.drain();
+    case "trace": {
+      if (!o.trace) throw new ProtocolError("bad-request", "this NVE's data plane cannot trace frames (--io afpacket)");
+      const hex = str("frame");
+      if (!/^([0-9a-fA-F]{2})+$/.test(hex)) throw new ProtocolError("bad-request", `"frame" must be hex bytes`, "frame");
+      return o.trace(str("port"), Buffer.from(hex, "hex"));
+    }
     default: throw new ProtocolError("unknown-op", `unknown admin command ${JSON.stringify(m.cmd)}`, "cmd");
   }
 }
