@@ -154,6 +154,10 @@ async function benchOne(kind: "embedded" | "mosquitto", perAgent: number): Promi
       (ag) => ag.attach(uuid(a, i, set), { id: ((a * perAgent + i) % VNS) + 1 }, [{ mac: mac(a, i, set), ips: [`10.${set}.${a}.${i % 250 + 1}`] }])));
     rows.push(row(broker.name, "max", "attach", vnics, await runMax(agents, attachJobs(1), WINDOW), { window: WINDOW }));
     rows.push(row(broker.name, "paced", "attach", vnics, await runPaced(agents, attachJobs(2), 2000), { offered_per_s: 2000 }));
+    // the latency floor: one agent, one request at a time
+    const serial = agents.map((_, a) => (a === 0 ? Array.from({ length: Math.min(500, perAgent * 5) }, (_, i): Job =>
+      (ag) => ag.attach(uuid(0, i, 3), { id: (i % VNS) + 1 }, [{ mac: mac(0, i, 3) }])) : []));
+    rows.push(row(broker.name, "serial", "attach", serial[0].length, await runMax(agents, serial, 1), { window: 1, agents_busy: 1 }));
     const detachJobs = (set: number) => agents.map((_, a) => Array.from({ length: perAgent }, (_, i): Job => (ag) => ag.detach(uuid(a, i, set))));
     rows.push(row(broker.name, "max", "detach", vnics, await runMax(agents, detachJobs(1), WINDOW), { window: WINDOW }));
     return rows;

@@ -14,7 +14,7 @@ import { eventValidators, validateNveStatus, validateResponse } from "../protoco
 import { ERROR_CODES, type ErrorCode } from "../protocol/errors.js";
 import { normIp, normMac } from "../protocol/addr.js";
 import type { Addr, ConnectResult, DeactivateReason, Event, HelloResult, VnFull, VnRef } from "../protocol/types.js";
-import { mqttOptions, type BrokerConnection } from "../control/service.js";
+import { mqttOptions, tcpNoDelay, type BrokerConnection } from "../control/service.js";
 
 export class AgentError extends Error {
   constructor(public code: ErrorCode | "timeout" | "closed", message: string, public field?: string) {
@@ -98,6 +98,7 @@ export class Agent extends EventEmitter {
     const connected = new Promise<void>((resolve, reject) => {
       client.once("error", (e) => first && reject(e));
       client.on("connect", () => {
+        tcpNoDelay(client);
         void a.onConnect(first).then(first ? resolve : undefined, first ? reject : undefined);
         first = false;
       });

@@ -40,6 +40,16 @@ export function mqttOptions(b: BrokerConnection, clientId: string, will: { topic
   return o;
 }
 
+/**
+ * Requests and responses are small and latency-bound: switch Nagle off on the
+ * client's socket (every connect makes a new one), or a request may wait for
+ * the peer's delayed ACK (~40 ms) behind the previous one.
+ */
+export function tcpNoDelay(client: MqttClient): void {
+  const stream = (client as unknown as { stream?: { setNoDelay?: (on: boolean) => void } }).stream;
+  stream?.setNoDelay?.(true);
+}
+
 // Network errors while connecting at start: keep retrying (every reconnectPeriod)
 // instead of failing, because the data plane already forwards from the store
 // (issue 4; PROTOCOL.md §3). Anything else (e.g. a refused CONNACK) still fails start.
@@ -48,6 +58,7 @@ const RETRYABLE = new Set(["ECONNREFUSED", "ECONNRESET", "EHOSTUNREACH", "ENETUN
 function connectWhenReachable(url: string, log: (l: string) => void, opts: IClientOptions): Promise<MqttClient> {
   return new Promise((resolve, reject) => {
     const client = mqtt.connect(url, opts);
+    client.on("connect", () => tcpNoDelay(client));
     const onError = (e: Error & { code?: unknown }) => {
       if (typeof e.code === "string" && RETRYABLE.has(e.code)) return log(`mqtt: ${url}: ${e.message}; forwarding continues, retrying`);
       client.off("error", onError);
