@@ -1,0 +1,98 @@
+// The NVE core without a broker: group commit (many requests stored in one
+// transaction and programmed with one apply), its all-or-nothing fallback when
+// the data plane refuses the group, the store always matching the model, and a
+// sync of unchanged state writing nothing (PROTOCOL.md §2, §3).
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import { NveCore } from "../host/control/core.js";
+import { MemoryStore, newMemoryBacking, type MemoryBacking } from "../host/store/memory.js";
+import type { Store, StoreWriter } from "../host/store/store.js";
+import type { DpOp } from "../host/dataplane/ops.js";
+import { RecordingProgrammer, FakeClock, baseConfig } from "./support/control-harness.js";
+
+const u = (n: number) => `00000000-0000-4000-8000-${n.toString(16).padStart(12, "0")}`;
+const m = (n: number) => `02:00:5e:00:00:${n.toString(16).padStart(2, "0")}`;
+const req = (o: Record<string, unknown>) => Buffer.from(JSON.stringify(o));
+
+/** Counts what reaches the store, per collection. */
+function counting(inner: Store) {
+  const puts: Record<string, number> = {};
+  let txns = 0;
+  const s: Store = Object.create(inner);
+  s.transaction = <T>(fn: (tx: StoreWriter) => T) => {
+    txns++;
+    return inner.transaction((tx) => fn({
+      get: (c, k) => tx.get(c, k), list: (c, p) => tx.list(c, p),
+      put: (c, k, v) => { puts[c] = (puts[c] ?? 0) + 1; tx.put(c, k, v); },
+      del: (c, k) => { puts[c] = (puts[c] ?? 0) + 1; tx.del(c, k); },
+    }));
+  };
+  return { store: s, puts, txns: () => txns };
+}
+
+async function open(backing: MemoryBacking, prog: RecordingProgrammer) {
+  const c = counting(await MemoryStore.open({ backing }));
+  const core = await NveCore.open({ config: baseConfig(), store: c.store, programmer: prog, clock: new FakeClock() });
+  return { core, ...c };
+}
+
+const views = (core: NveCore) => JSON.stringify([core.bindings(), core.vns(), core.ports(), ["hv-1", "hv-2", "hv-3"].map((h) => core.viewHv(h))]);
+
+test("concurrent requests are stored in one transaction and programmed with one apply; answered with each one's own result (Req-2)", async () => {
+  const backing = newMemoryBacking();
+  const prog = await RecordingProgrammer.create();
+  const { core, txns } = await open(backing, prog);
+  const t0 = txns(), b0 = prog.mark();
+  const rs = await Promise.all([1, 2, 3, 4].map((i) => core.request(i % 2 ? "hv-1" : "hv-2",
+    req({ id: `a${i}`, op: "vnic.attach", vnic: u(i), vn: { id: 100 }, addrs: [{ mac: m(i) }] }))));
+  assert.equal(rs.map((r) => [r.id, r.ok, r.tag]), [["a1", true, 1], ["a2", true, 1], ["a3", true, 1], ["a4", true, 1]]);
+  assert.is(txns() - t0, 1, "one store transaction for the group");
+  assert.is(prog.batches.length - b0, 1, "one apply for the group");
+  assert.is(prog.since(b0).filter((o) => o.op === "tag").length, 1, "the shared VAP is created once");
+  await core.close();
+});
+
+test("a group the data plane refuses is undone and replayed one by one: only the faulty request fails, store = model", async () => {
+  const backing = newMemoryBacking();
+  const base = await RecordingProgrammer.create();
+  // refuses any list containing MAC m(3) (as a full table would)
+  const prog = Object.assign(Object.create(base), {
+    async apply(ops: DpOp[]) {
+      if (ops.some((o) => "mac" in o && o.mac === m(3))) throw new Error("table full");
+      return base.apply(ops);
+    },
+  }) as RecordingProgrammer;
+  const { core } = await open(backing, prog);
+  await core.request("hv-1", req({ id: "pre", op: "vnic.attach", vnic: u(9), vn: { alias: "red" }, addrs: [{ mac: m(9) }] }));
+  const rs = await Promise.all([1, 2, 3, 4].map((i) => core.request("hv-1",
+    req({ id: `a${i}`, op: "vnic.attach", vnic: u(i), vn: { id: 100 }, addrs: [{ mac: m(i), ips: [`10.0.0.${i}`] }] }))));
+  assert.equal(rs.map((r) => [r.id, r.ok, (r.error as any)?.code ?? null]), [["a1", true, null], ["a2", true, null], ["a3", false, "internal"], ["a4", true, null]]);
+  assert.equal(core.viewHv("hv-1").vnics.map((v: any) => v.vnic), [u(1), u(2), u(4), u(9)]);
+  // the store holds exactly what the model holds: a fresh core on it shows the same
+  const v1 = views(core);
+  await core.close();
+  const again = await open(backing, await RecordingProgrammer.create());
+  assert.is(views(again.core), v1);
+  await again.core.close();
+});
+
+test("a sync that repeats the NVE's state writes nothing to the store and emits no op (PROTOCOL.md §3)", async () => {
+  const backing = newMemoryBacking();
+  const prog = await RecordingProgrammer.create();
+  const { core, puts } = await open(backing, prog);
+  await core.request("hv-1", req({ id: "h", op: "hello", agent: "t" }));
+  await core.request("hv-1", req({ id: "a", op: "vnic.attach", vnic: u(1), vn: { id: 100 }, addrs: [{ mac: m(1), ips: ["10.0.0.1"] }], tag: 9 }));
+  await core.request("hv-1", req({ id: "b", op: "vn.connect", vnic: u(2), vn: { alias: "red" }, activate: false }));
+  const view = core.viewHv("hv-1");
+  const before = { ...puts };
+  const mark = prog.mark();
+  const r = await core.request("hv-1", req({ id: "s", op: "sync", syncId: "31111111-2222-4333-8444-555555555555", final: true,
+    vnics: view.vnics.map((v: any) => ({ vnic: v.vnic, state: v.state, vns: v.vns.map((b: any) => ({ vn: { id: b.vn.id }, tag: b.tag, addrs: b.addrs })) })) }));
+  assert.is(r.ok, true, JSON.stringify(r));
+  assert.equal(r.tags, [{ vn: { id: 100, name: "6f1c3c52-6c0e-4c5e-9a57-0c8f2a2f6a10", alias: "blue" }, tag: 9 }, { vn: { id: 200, name: "7a2d4d63-7d1f-4d6f-8b68-1d9f3b3f7b21", alias: "red" }, tag: 1 }]);
+  assert.equal(puts, before, "no store write");
+  assert.equal(prog.since(mark), [], "no data-plane op");
+  await core.close();
+});
+
+test.run();
