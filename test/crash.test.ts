@@ -18,6 +18,7 @@
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { spawn, type ChildProcess } from "node:child_process";
+import { randomUUID } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -66,7 +67,7 @@ createInterface({ input: process.stdin }).on("line", (l) => {
 });
 const svc = await NveService.start({
   config, store, broker: { url, reconnectPeriodMs: 100 },
-  programmer: { apply: async (ops) => { dp.apply(ops); if (applies++ === 0) out({ programmed: true }); } },
+  programmer: { apply: async (ops) => { dp.apply(ops); out(applies++ === 0 ? { programmed: true } : { apply: ops.length }); } },
   log: (l) => process.stderr.write(l + "\\n"),
 });
 out({ connected: true, bootId: svc.core.settings.bootId });
@@ -450,6 +451,14 @@ restart("with bindings in place a restarted NVE forwards before it reaches a bro
     assert.equal(await nve.trace("eth3", probe(d, tag3)), { drop: "spoofed-mac", outputs: [] }, "D purged when its hold ran out");
     const s3 = await clients["hv-2"].request("show");
     assert.equal((s3.vnics as { vnic: string }[]).map((x) => x.vnic), [b.id]);
+    // The new bootId makes agents sync (PROTOCOL.md §3): a sync equal to the store changes nothing.
+    const applied = nve.events.filter((m) => m.apply).length;
+    const sy = await clients["hv-1"].request("sync", { syncId: randomUUID(), final: true,
+      vnics: [{ vnic: a.id, state: "active", vns: [{ vn: { id: 100 }, tag: tag2, addrs: addrsOf(a) }] }] });
+    assert.ok(sy.ok, JSON.stringify(sy));
+    assert.equal((sy.tags as { tag: number }[]).map((t) => t.tag), [tag2], "no tag change");
+    await new Promise((r) => setTimeout(r, 200));
+    assert.is(nve.events.filter((m) => m.apply).length, applied, "no data plane rewrite");
   } finally {
     await nve?.kill();
     for (const x of Object.values(clients)) await x.close().catch(() => {});
