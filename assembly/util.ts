@@ -23,7 +23,7 @@
  * byte-swap at fold time makes the result the big-endian sum (RFC 1071 §2(B):
  * the sum is byte-order independent up to a final swap).
  */
-export function csumAdd(acc: u64, p: usize, len: u32): u64 {
+@inline export function csumAdd(acc: u64, p: usize, len: u32): u64 {
   let s: u64 = 0;
   let i: u32 = 0;
   while (i + 8 <= len) {

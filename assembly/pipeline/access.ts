@@ -156,7 +156,7 @@ const OK: u32 = 0xffffffff;
  * MAC. Returns OK or the drop reason (a header too short to check is
  * truncated, not spoofed).
  */
-function sourceIpCheck(vn: u32, src: u64, etype: u32, l3: usize, l3len: u32): u32 {
+@inline function sourceIpCheck(vn: u32, src: u64, etype: u32, l3: usize, l3len: u32): u32 {
   if (etype == ETHERTYPE_IPV4) {
     if (l3len < 20) return D.D_TRUNCATED;
     if (load<u32>(l3 + 12) == 0) return OK; // 0.0.0.0: DHCP discovery

@@ -61,7 +61,7 @@ export function drop(reason: u32): void {
  * first fragments, both ports. `l3` is the inner L3 header, `l3len` the bytes
  * available from it. Stable per flow; different flows spread over the range.
  */
-export function flowHash(macs: usize, etype: u32, l3: usize, l3len: u32): u32 {
+@inline export function flowHash(macs: usize, etype: u32, l3: usize, l3len: u32): u32 {
   let h: u64 = load<u64>(macs) ^ (<u64>load<u32>(macs, 8) << 21);
   if (etype == ETHERTYPE_IPV4 && l3len >= 20) {
     h = mix64(h ^ load<u64>(l3, 12));

@@ -24,7 +24,7 @@ export const TK_NVGRE6: u32 = 6;
  * from its EtherType (p + 16) as the data piece, so the tag is stripped
  * without moving a byte (RFC 7348 §6.1: the encapsulator strips the tag).
  */
-export function emitEncap(t: u32, p: usize, len: u32, pcp: u32, hash: u32, vn: u32): void {
+@inline export function emitEncap(t: u32, p: usize, len: u32, pcp: u32, hash: u32, vn: u32): void {
   const e = tunPtr(t);
   const h = nextHdr();
   copy96(h, e + TUN_HDR);
