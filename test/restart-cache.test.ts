@@ -77,4 +77,36 @@ test("cached VN, flood list and remote binding program a fresh data plane after 
   }
 });
 
+test("NveCore.open programs the cache with the stored VNICs: a VNIC of a cached VN reaches a cached remote after a restart", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "nvedge-cache-"));
+  try {
+    let s = await openLmdbStore(dir);
+    await s.transaction((tx) => {
+      cacheVn(tx, { id: 200, vni: 6000, alias: "red", profile });
+      cacheVtep(tx, { vn: 200, nve: "nve-b", ip: "192.0.2.2" });
+      cacheRemote(tx, { vn: 200, mac: REMOTE.mac, nve: "nve-b", ip: "192.0.2.2", ips: [REMOTE.ip], seq: 1 });
+      tx.put("vnics", "0d6c8a8e-2f5b-4a8e-8d2e-5f1a4f0e9b01", { vnic: "0d6c8a8e-2f5b-4a8e-8d2e-5f1a4f0e9b01", hv: "hv-1", port: "eth2", state: "active",
+        vns: [{ vn: 200, addrs: [{ mac: LOCAL.mac, ips: [LOCAL.ip] }] }] });
+      tx.put("vaps", "eth2|200", { port: "eth2", vn: 200, tag: 20 });
+    });
+    await s.close();
+    s = await openLmdbStore(dir);
+    const dp = await DataPlane.create({ macLog2: 10, ipLog2: 10 });
+    const { NveCore } = await import("../host/control/core.js");
+    const core = await NveCore.open({ config: cfg, store: s, programmer: { apply: async (ops) => dp.apply(ops) } });
+    try {
+      assert.is(core.catalog.resolve("red").id, 200);
+      const r = dp.trace("eth2", udpFrame({ dst: REMOTE.mac, src: LOCAL.mac, tag: { vid: 20 }, srcIp: LOCAL.ip, dstIp: REMOTE.ip }));
+      assert.is(r.drop, undefined, r.steps.join("\n"));
+      assert.equal(r.outputs.map((o) => o.port), ["eth1"]);
+      assert.equal([...r.outputs[0].frame.subarray(30, 34)], [192, 0, 2, 2]);
+    } finally {
+      await core.close();
+      await s.close();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test.run();

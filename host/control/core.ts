@@ -19,6 +19,7 @@ import { dispatch } from "./handlers/index.js";
 import { sync } from "./handlers/sync.js";
 import { Model, configHv, isConfigHv, splitKey } from "./model.js";
 import { staticOps, staticVnics } from "./static.js";
+import { cachedOps, cachedVns } from "./restore.js";
 import { Txn, replay, type Finished } from "./txn.js";
 import { viewVnic } from "./vnic.js";
 
@@ -77,7 +78,10 @@ export class NveCore {
   static async open(o: NveCoreOptions): Promise<NveCore> {
     const core = new NveCore(o);
     core.model.load(o.store);
-    await o.programmer.apply([...staticOps(o.config, core.catalog), ...core.model.programAll()]);
+    // The IMA cache (VNs, flood lists, remote bindings) forwards before the IMA answers (issue 4; restore.ts).
+    const ops = [...staticOps(o.config, core.catalog), ...cachedOps(o.store, o.config), ...core.model.programAll()];
+    for (const v of cachedVns(o.store)) if (!core.catalog.get(v.id)) core.catalog.add(v);
+    await o.programmer.apply(ops);
     const stat = staticVnics(o.config, core.catalog);
     for (const p of o.config.ports) {
       const hv = configHv(p.name);
