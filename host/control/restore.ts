@@ -8,9 +8,10 @@
 // from the first frame. The IMA's answers later replace the cache (a record the
 // IMA no longer has is withdrawn like any withdrawal).
 //
-// Wiring (host/control/core.ts NveCore.open, one line each):
-//   for (const v of cachedVns(o.store)) if (!core.catalog.get(v.id)) core.catalog.add(v);
-//   await o.programmer.apply([...staticOps(o.config, core.catalog), ...cachedOps(o.store, o.config), ...core.model.programAll()]);
+// Read side: NveCore.open (host/control/core.ts) programs cachedOps() with the
+// static config and the stored VNICs, and adds cachedVns() to its catalog.
+// Write side: the IMA client (host/ima/client.ts) should call the cache*
+// functions in a store transaction for what it learns (not wired yet).
 import type { NveConfig, VnConfig } from "../config/types.js";
 import type { DpOp } from "../dataplane/ops.js";
 import { keys, type RemoteRecord, type StoreReader, type StoreWriter, type VnRecord, type VtepRecord } from "../store/store.js";
