@@ -135,6 +135,10 @@ async function startOnce(o: MosquittoOptions, dir: string, pki: Pki | undefined)
     // above maxPayload, so the NVE sees an oversized request and answers too-large (PROTOCOL.md §1)
     `max_packet_size ${brokerPacketLimit(o.maxPayload ?? DEFAULT_MAX_PAYLOAD)}`,
     `acl_file ${aclFile}`,
+    // requests/responses are small and latency-bound: without it each one can wait ~40 ms for a delayed ACK
+    "set_tcp_nodelay true",
+    // the NVE is the one subscriber of every agent's requests: a burst (all agents resyncing) must queue, not drop
+    "max_queued_messages 100000",
     `listener ${port} 127.0.0.1`,
   ];
   if (pki) {
