@@ -259,7 +259,7 @@ static inline void copy96(u8 *dst, const u8 *src) { memcpy(dst, src, 96); }
 /* ---------------------------------------------------------------- state.ts */
 
 static u8 *slotBase, *inDescBase, *outDescBase, *hdrBase, *scratch, *portKind, *vlanMap, *vnBase,
-  *tunBase, *floodPool, *vtepBits, *globalCtr, *dropCtr, *portCtr, *vnCtr, *traceBase, *remoteIps, *prefixBase;
+  *tunBase, *floodPool, *vtepBits, *vnPortTag, *globalCtr, *dropCtr, *portCtr, *vnCtr, *traceBase, *remoteIps, *prefixBase;
 static u32 tunCap, floodPoolCap, prefixCount;
 
 static void layoutFixed(u32 tunLog2, u32 floodCap) {
@@ -276,6 +276,7 @@ static void layoutFixed(u32 tunLog2, u32 floodCap) {
   floodPoolCap = floodCap;
   floodPool = alloc((size_t)floodCap * 4);
   vtepBits = alloc((size_t)MAX_VNS * MAX_REMOTES / 8);
+  vnPortTag = alloc((size_t)MAX_VNS * MAX_PORTS * 2);
   globalCtr = alloc(8 * 8);
   dropCtr = alloc((size_t)NUM_DROPS * 8);
   portCtr = alloc((size_t)MAX_PORTS * PORT_CTR * 8);
@@ -289,6 +290,8 @@ static inline void ctrInc(u8 *base, u32 idx, u64 by) {
   u8 *p = base + ((size_t)idx << 3);
   wr64(p, rd64(p) + by);
 }
+/* state.ts tagOf: the tag VN vn uses on port now (0: the VAP is disconnected) */
+static inline u32 tagOf(u32 vn, u32 port) { return rd16(vnPortTag + (((size_t)vn * MAX_PORTS + port) << 1)); }
 static inline int vtepAllowed(u32 vn, u32 r) {
   size_t bit = (size_t)vn * MAX_REMOTES + r;
   return (vtepBits[bit >> 3] & (u8)(1u << (bit & 7))) != 0;
@@ -736,9 +739,10 @@ static void accessFrame(u32 port, const u8 *p, u32 len) {
     trace(TR_LOOKUP, LK_LOCAL);
     u32 dport = (dv >> ML_PORT_SHIFT) & ML_PORT_MASK;
     if (dport == port) { drop(D_SAME_PORT); return; }
-    if ((dv & ML_ACTIVE) == 0) { drop(D_DST_INACTIVE); return; }
+    u32 dtag = tagOf(vn, dport);
+    if ((dv & ML_ACTIVE) == 0 || dtag == 0) { drop(D_DST_INACTIVE); return; }
     trace(TR_ACTION, AC_HAIRPIN);
-    emitTagged(dport, dv & ML_TAG_MASK, tci, p, p + 16, len - 16, vn);
+    emitTagged(dport, dtag, tci, p, p + 16, len - 16, vn);
     return;
   }
   trace(TR_LOOKUP, LK_UNKNOWN);
@@ -764,6 +768,16 @@ static void floodLocal(u32 vn, u8 *v, const u8 *inner, u32 ilen) {
   ctrInc(vnCtr + ((size_t)vn * VN_CTR << 3), VC_FLOOD, 1);
 }
 
+/* underlay.ts ip4Sum20: the folded sum of a 20-byte IPv4 header, straight-line */
+static inline u32 ip4Sum20(const u8 *ip) {
+  u64 s = ((u64)rd32(ip) + (u64)rd32(ip + 4)) + ((u64)rd32(ip + 8) + (u64)rd32(ip + 12)) + (u64)rd32(ip + 16);
+  s = (s & 0xffffffffu) + (s >> 32);
+  s = (s & 0xffff) + (s >> 16);
+  s = (s & 0xffff) + (s >> 16);
+  s = (s & 0xffff) + (s >> 16);
+  return __builtin_bswap16((u16)s);
+}
+
 static void underlayFrame(u32 port, const u8 *p, u32 len) {
   setCur(port, -1);
   if (len < 14) { drop(D_TRUNCATED); return; }
@@ -773,7 +787,9 @@ static void underlayFrame(u32 port, const u8 *p, u32 len) {
   const u8 *ip = p + 14;
   const u8 *l4;
   u32 l4len, proto, srcTag;
-  u64 s0, s1, pseudo = 0;
+  u64 s0, s1;
+  const u8 *addrs; /* source+destination addresses, for the UDP pseudo-header */
+  u32 alen;
   if (et == ETHERTYPE_IPV4) {
     if (ulIs6) { drop(D_NOT_OUR_IP); return; }
     if (len < 14 + 20) { drop(D_TRUNCATED); return; }
@@ -782,7 +798,7 @@ static void underlayFrame(u32 port, const u8 *p, u32 len) {
     u32 tot = ld16(ip + 2);
     if ((vi >> 4) != 4 || ihl < 20 || tot < ihl) { drop(D_BAD_IP_HEADER); return; }
     if (14u + tot > len) { drop(D_TRUNCATED); return; }
-    if (csumFold(csumAdd(0, ip, ihl)) != 0xffff) { drop(D_BAD_IP_CHECKSUM); return; }
+    if (ihl == 20 ? ip4Sum20(ip) != 0xffff : csumFold(csumAdd(0, ip, ihl)) != 0xffff) { drop(D_BAD_IP_CHECKSUM); return; }
     if ((u64)rd32(ip + 16) != ulIp0) { drop(D_NOT_OUR_IP); return; }
     u32 frag = ld16(ip + 6);
     if ((frag & IP4_MF) != 0 || (frag & IP4_OFFMASK) != 0) { drop(D_FRAGMENT); return; }
@@ -792,7 +808,8 @@ static void underlayFrame(u32 port, const u8 *p, u32 len) {
     srcTag = 4;
     s0 = (u64)rd32(ip + 12);
     s1 = 0;
-    if (proto == IPPROTO_UDP) pseudo = csumAdd((u64)IPPROTO_UDP + (u64)l4len, ip + 12, 8);
+    addrs = ip + 12;
+    alen = 8;
   } else if (et == ETHERTYPE_IPV6) {
     if (!ulIs6) { drop(D_NOT_OUR_IP); return; }
     if (len < 14 + 40) { drop(D_TRUNCATED); return; }
@@ -807,7 +824,8 @@ static void underlayFrame(u32 port, const u8 *p, u32 len) {
     srcTag = 6;
     s0 = rd64(ip + 8);
     s1 = rd64(ip + 16);
-    if (proto == IPPROTO_UDP) pseudo = csumAdd((u64)IPPROTO_UDP + (u64)l4len, ip + 8, 32);
+    addrs = ip + 8;
+    alen = 32;
   } else { drop(D_NOT_IP); return; }
 
   u32 enc, vni, ilen;
@@ -818,7 +836,10 @@ static void underlayFrame(u32 port, const u8 *p, u32 len) {
     if (ul != l4len) { drop(D_BAD_UDP_LENGTH); return; }
     u32 dport = ld16(l4 + 2);
     if (dport != vxlanPort && dport != genevePort) { drop(D_NOT_OVERLAY); return; }
-    if (rd16(l4 + 6) != 0 && csumFold(csumAdd(pseudo, l4, l4len)) != 0xffff) { drop(D_BAD_UDP_CHECKSUM); return; }
+    if (rd16(l4 + 6) != 0) {
+      u64 pseudo = csumAdd((u64)IPPROTO_UDP + (u64)l4len, addrs, alen);
+      if (csumFold(csumAdd(pseudo, l4, l4len)) != 0xffff) { drop(D_BAD_UDP_CHECKSUM); return; }
+    }
     const u8 *t = l4 + 8;
     u32 tl = l4len - 8;
     if (dport == vxlanPort) {
@@ -884,9 +905,11 @@ static void underlayFrame(u32 port, const u8 *p, u32 len) {
   u32 kind = dv & MK_KIND;
   if (kind == MK_LOCAL) {
     trace(TR_LOOKUP, LK_LOCAL);
-    if ((dv & ML_ACTIVE) == 0) { drop(D_DST_INACTIVE); return; }
+    u32 dport = (dv >> ML_PORT_SHIFT) & ML_PORT_MASK;
+    u32 dtag = tagOf(vn, dport);
+    if ((dv & ML_ACTIVE) == 0 || dtag == 0) { drop(D_DST_INACTIVE); return; }
     trace(TR_ACTION, AC_DECAP);
-    emitTagged((dv >> ML_PORT_SHIFT) & ML_PORT_MASK, dv & ML_TAG_MASK, 0, inner, inner + 12, ilen - 12, vn);
+    emitTagged(dport, dtag, 0, inner, inner + 12, ilen - 12, vn);
     ctrInc(vnCtr + ((size_t)vn * VN_CTR << 3), VC_DECAP, 1);
     return;
   }
@@ -1087,6 +1110,12 @@ static void loadCase(Rd *r, Case *c) {
   n = gu32(r);
   v[VN_NLOCAL] = (u8)n;
   for (u32 i = 0; i < n; i++) wr32(v + VN_LOCAL + ((size_t)i << 2), gu32(r));
+  /* control.ts refreshPortTag: the VN's first (port, tag) pair on each port */
+  memset(vnPortTag + (size_t)vn * MAX_PORTS * 2, 0, MAX_PORTS * 2);
+  for (u32 i = n; i-- > 0;) {
+    u32 e = rd32(v + VN_LOCAL + ((size_t)i << 2));
+    wr16(vnPortTag + (((size_t)vn * MAX_PORTS + (e >> 16)) << 1), (u16)(e & 0xfff));
+  }
   memset(vtepBits, 0, (size_t)MAX_VNS * MAX_REMOTES / 8);
   n = gu32(r);
   for (u32 i = 0; i < n; i++) {
