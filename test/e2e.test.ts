@@ -25,11 +25,11 @@ import { shAsync, sleep } from "../host/lab/sh.js";
 const TCP_BYTES = 1 << 20;
 
 /**
- * tshark's TCP conversation analysis (resets, retransmissions, window
- * events): how two kernels' TCP went, not whether the frames nvedge wrote are
+ * tshark's TCP conversation analysis (resets, retransmissions, duplicate
+ * SACKs, window events): how two kernels' TCP went under load, not whether the frames nvedge wrote are
  * well formed, which is what the dissection judges.
  */
-const TCP_CONVERSATION = /^(Connection reset \(RST\)|.*retransmission.*|Duplicate ACK.*|.*out-of-order.*|Previous segment.*not captured.*|ACKed segment that wasn't captured.*|.*[Ww]indow (full|update).*|.*[Zz]ero window.*|.*[Kk]eep-[Aa]live.*)$/;
+const TCP_CONVERSATION = /^(Connection reset \(RST\)|D-SACK Sequence|.*retransmission.*|Duplicate ACK.*|.*out-of-order.*|Previous segment.*not captured.*|ACKed segment that wasn't captured.*|.*[Ww]indow (full|update).*|.*[Zz]ero window.*|.*[Kk]eep-[Aa]live.*)$/;
 
 // ---- reading overlay frames (independent of nvedge's code) ------------------
 
