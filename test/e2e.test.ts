@@ -110,6 +110,12 @@ if (missing) {
         }
       }
     }
+    // `--workers` took: one data plane per worker thread, each reporting its own totals.
+    for (const [nve, n] of [["nve-a", 2], ["nve-b", 1]] as const) {
+      const r = spawnSync(process.execPath, [BIN, "show", "counters", "--json", "--store", s.storeOf(nve)], { encoding: "utf8", timeout: 10_000 });
+      assert.is(r.status, 0, r.stderr);
+      assert.is((JSON.parse(r.stdout).perWorker as unknown[]).length, n, `${nve} runs ${n} worker(s)`);
+    }
     // One tag per (port, VN) (RFC 8394 Req-7): the two VNs on hv1's port differ.
     assert.is.not(s.tags.vm11, s.tags.vm12);
   });
