@@ -5,7 +5,7 @@
 // the same process, as deployed); the 100 agents (host/agent) run here.
 // Cases: "max" (every agent keeps `window` requests outstanding), "paced"
 // (a fixed offered load spread over the agents), and detach (shutdown) at max.
-//   node dist/bench/control.js            (NVEDGE_BENCH_QUICK=1: 1,000 VNICs; NVEDGE_BENCH_BROKER=embedded|mosquitto: one only)
+//   node dist/bench/control.js            (NVEDGE_BENCH_QUICK=1: 1,000 VNICs; NVEDGE_BENCH_BROKER=embedded|embedded-thread|mosquitto: one only)
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { spawn, execFileSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
@@ -123,15 +123,17 @@ async function freePort(): Promise<number> {
   });
 }
 
-async function benchOne(kind: "embedded" | "mosquitto", perAgent: number): Promise<object[]> {
+async function benchOne(kind: "embedded" | "mosquitto", perAgent: number, threaded = false): Promise<object[]> {
   const nve = "nve-bench";
   const dir = mkdtempSync("/tmp/nvl-bench-control-");
   const broker = await startBroker(kind, nve);
+  if (threaded) broker.name += "-thread";
   const port = await freePort();
   const url = broker.url ?? `mqtt://127.0.0.1:${port}`;
   writeFileSync(`${dir}/nve.json`, JSON.stringify(config(nve)));
   const bin = fileURLToPath(new URL("../../bin/nvedge.js", import.meta.url));
-  const args = [bin, "run", "--config", `${dir}/nve.json`, "--memory-store", "--store", dir, ...(broker.url ? ["--broker", broker.url] : ["--listen", `127.0.0.1:${port}`])];
+  const args = [bin, "run", "--config", `${dir}/nve.json`, "--memory-store", "--store", dir,
+    ...(broker.url ? ["--broker", broker.url] : ["--listen", `127.0.0.1:${port}`, ...(threaded ? ["--broker-thread"] : [])])];
   // NVEDGE_BENCH_NVE_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/p") profiles the NVE process.
   const nodeArgs = (process.env.NVEDGE_BENCH_NVE_NODE_ARGS ?? "").split(" ").filter(Boolean);
   const child = spawn(process.execPath, [...nodeArgs, ...args], { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, NVEDGE_MQTT_PASSWORD: broker.creds(nve).password ?? "" } });
@@ -183,8 +185,11 @@ export async function runControlBench(o: { quick?: boolean } = {}): Promise<obje
   const quick = o.quick || process.env.NVEDGE_BENCH_QUICK === "1";
   const perAgent = quick ? 10 : 100;
   const only = process.env.NVEDGE_BENCH_BROKER;
-  const rows = only === "mosquitto" ? [] : await benchOne("embedded", perAgent);
-  if (only === "embedded") return rows;
+  const want = (k: string) => !only || only === k;
+  const rows: object[] = [];
+  if (want("embedded")) rows.push(...await benchOne("embedded", perAgent));
+  if (want("embedded-thread")) rows.push(...await benchOne("embedded", perAgent, true));
+  if (!want("mosquitto")) return rows;
   if (mosquittoInstalled()) rows.push(...await benchOne("mosquitto", perAgent));
   else {
     const r = { case: "control.attach", broker: "mosquitto", skipped: "mosquitto is not installed" };

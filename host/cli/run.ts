@@ -15,19 +15,20 @@ import type { DataPlaneProgrammer } from "../dataplane/ops.js";
 import type { Store } from "../store/store.js";
 
 const HELP = `usage: nvedge run --config FILE [--broker URL] [--io none|afpacket] [--workers N] [--store DIR]
-                  [--admin-socket PATH] [--listen HOST:PORT] [--mqtt 4|5] [--memory-store]
+                  [--admin-socket PATH] [--listen HOST:PORT] [--mqtt 4|5] [--memory-store] [--broker-thread]
   --broker URL        an external broker; without it (and without "broker" in FILE) the embedded
                       broker listens on --listen (default 127.0.0.1:1883)
   --io none           control plane + in-process data plane, no packet I/O (default)
   --store DIR         LMDB store directory (default ./nvedge-data); --memory-store keeps state in memory only
   --admin-socket P    the local admin socket (default <store>/nvedge.sock)
+  --broker-thread     run the embedded broker on its own thread (MQTT and the NVE on two cores)
   NVEDGE_MQTT_PASSWORD (env): the NVE's password when the broker requires one`;
 
 export async function runCommand(argv: string[]): Promise<number> {
   const p = parseOpts(argv, {
     config: { type: "string" }, broker: { type: "string" }, io: { type: "string" }, workers: { type: "string" },
     store: { type: "string" }, "admin-socket": { type: "string" }, listen: { type: "string" }, mqtt: { type: "string" },
-    "memory-store": { type: "boolean" },
+    "memory-store": { type: "boolean" }, "broker-thread": { type: "boolean" },
   }, HELP);
   if (!p) return 0;
   const v = p.values;
@@ -103,9 +104,12 @@ export async function runCommand(argv: string[]): Promise<number> {
 
     let url = brokerUrl;
     if (!url) {
-      const { startEmbeddedBroker } = await import("../broker/embedded.js");
-      const b = await startEmbeddedBroker({ host: listenHost, port: listenPort, nves: [cfg.nve], passwordFile: cfg.auth?.passwordFile,
-        tls: cfg.auth?.tls, maxPayload: cfg.limits.maxPayload, log: (l) => log(`broker: ${l}`) });
+      // --broker-thread: on its own worker thread, so MQTT packet handling and the NVE's requests use two cores.
+      const b = v["broker-thread"]
+        ? await (await import("../control/broker-thread.js")).startBrokerThread({ host: listenHost, port: listenPort, nves: [cfg.nve],
+            passwordFile: cfg.auth?.passwordFile, tls: cfg.auth?.tls, maxPayload: cfg.limits.maxPayload }, (l) => log(`broker: ${l}`))
+        : await (await import("../broker/embedded.js")).startEmbeddedBroker({ host: listenHost, port: listenPort, nves: [cfg.nve],
+            passwordFile: cfg.auth?.passwordFile, tls: cfg.auth?.tls, maxPayload: cfg.limits.maxPayload, log: (l) => log(`broker: ${l}`) });
       cleanup.push(() => b.close());
       url = cfg.auth?.tls ? b.url.replace(/^mqtt:/, "mqtts:") : b.url;
       log(`embedded broker on ${b.url}`);

@@ -1,0 +1,47 @@
+// The embedded broker (host/broker/embedded.ts) on its own worker thread, so
+// `nvedge run` spreads MQTT packet handling and the NVE's request processing
+// over two cores. The same file is the worker's entry point.
+import { Worker, isMainThread, parentPort, workerData } from "node:worker_threads";
+import type { BrokerOptions } from "../broker/embedded.js";
+
+type FromBroker = { type: "ready"; url: string; port: number } | { type: "log"; line: string } | { type: "error"; message: string } | { type: "closed" };
+
+export async function startBrokerThread(o: Omit<BrokerOptions, "log">, log: (l: string) => void = () => {}): Promise<{ url: string; port: number; close(): Promise<void> }> {
+  const w = new Worker(new URL(import.meta.url), { workerData: { __brokerThread: true, opts: o } });
+  const closed = new Promise<void>((res) => w.once("exit", () => res()));
+  const ready = await new Promise<{ url: string; port: number }>((resolve, reject) => {
+    w.on("message", (m: FromBroker) => {
+      if (m.type === "log") log(m.line);
+      else if (m.type === "ready") resolve(m);
+      else if (m.type === "error") reject(new Error(m.message));
+    });
+    w.once("error", reject);
+    w.once("exit", (code) => reject(new Error(`the broker thread exited (${code}) before it was ready`)));
+  });
+  return {
+    ...ready,
+    async close() {
+      w.postMessage({ type: "close" });
+      const t = setTimeout(() => void w.terminate(), 5000);
+      await closed;
+      clearTimeout(t);
+    },
+  };
+}
+
+if (!isMainThread && parentPort && (workerData as { __brokerThread?: boolean } | undefined)?.__brokerThread === true) {
+  const port = parentPort;
+  const { startEmbeddedBroker } = await import("../broker/embedded.js");
+  try {
+    const b = await startEmbeddedBroker({ ...(workerData as { opts: BrokerOptions }).opts, log: (line) => port.postMessage({ type: "log", line }) });
+    port.postMessage({ type: "ready", url: b.url, port: b.port });
+    port.on("message", async (m: { type: string }) => {
+      if (m.type !== "close") return;
+      await b.close().catch(() => {});
+      port.close();
+    });
+  } catch (e) {
+    port.postMessage({ type: "error", message: (e as Error).message });
+    port.close();
+  }
+}
