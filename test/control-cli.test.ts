@@ -71,6 +71,30 @@ test("nvedge run (embedded broker, LMDB store) + nvedge show; restart restores b
   }
 });
 
+test("nvedge run --broker-thread: the embedded broker on its own thread serves agents; SIGTERM stops everything (exit 0)", async () => {
+  const dir = mkdtempSync("/tmp/nvl-run-");
+  const port = await freePort();
+  writeFileSync(`${dir}/nve.json`, JSON.stringify(config("nve-thr")));
+  const nve = await spawnNvedge(["run", "--config", `${dir}/nve.json`, "--memory-store", "--store", dir, "--listen", `127.0.0.1:${port}`, "--broker-thread"]);
+  let agent: Agent | undefined;
+  try {
+    await until(async () => adminRequest(`${dir}/nvedge.sock`, { cmd: "show", what: "vns" }).then(() => true, () => false), 20000, `admin socket (${nve.err()})`);
+    agent = await Agent.start({ broker: { url: `mqtt://127.0.0.1:${port}`, reconnectPeriodMs: 200 }, hv: "hv-2", nve: "nve-thr", requestTimeoutMs: 5000 });
+    assert.is((await agent.attach(V1, { id: 100 }, [{ mac: "02:00:5e:00:00:01" }])).tag, 1);
+    const rows = (await adminRequest(`${dir}/nvedge.sock`, { cmd: "show", what: "bindings" })) as any[];
+    assert.is(rows.find((r) => r.where === "local").hv, "hv-2");
+    assert.match(nve.err(), /auth ok: method=username identity=hv-2/, "the broker thread's log reaches the NVE's log");
+    await agent.stop();
+    agent = undefined;
+    await nve.stop();
+    assert.is(await nve.exited, 0);
+  } finally {
+    await agent?.stop().catch(() => {});
+    await nve.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test("nvedge run / show errors: bad config exits 2 naming the file and key; no NVE behind the socket exits 1", async () => {
   const dir = mkdtempSync("/tmp/nvl-run-");
   try {
