@@ -311,10 +311,17 @@ if (missing) {
     }
   });
 
+  e2e("PACKET_FANOUT spread the flows above over both of nve-a's workers", async () => {
+    const r = await shAsync([process.execPath, BIN, "show", "counters", "--json", "--store", st().storeOf("nve-a")], { timeoutMs: 10_000 });
+    const per = JSON.parse(r.stdout).perWorker as { rx: number; forwarded: number }[];
+    assert.is(per.length, 2);
+    assert.ok(per.every((w) => w.rx > 0 && w.forwarded > 0), `both workers of nve-a forwarded frames: ${JSON.stringify(per)}`);
+  });
+
   e2e("teardown: no namespace, OVS daemon, nvedge process or file of the lab is left", async () => {
-    const stack = st();
-    const uls = linkStats(stack.lab.underlay.ns, nveNs("nve-a").underlay.routerPort);
-    assert.ok(uls.rxPackets > 0, "the underlay carried traffic");
+    if (!s) throw new Error("the stack is not up (see the first test's failure)");
+    const stack = s;
+    assert.ok(linkStats(stack.lab.underlay.ns, stack.lab.nves[0].underlay.routerPort).rxPackets > 0, "the underlay carried traffic");
     const left = await stack.close();
     assert.equal(left, { namespaces: [], pids: [], stateDir: false });
     const r = await shAsync(["ip", "-j", "netns", "list"]);
