@@ -113,6 +113,7 @@ export class NveService {
   private onMessage(topic: string, payload: Buffer, corr?: Buffer): void {
     const t = parseNveTopic(this.core.settings.nve, topic);
     if (!t) return;
+    this.cork(); // the PUBACKs of the requests parsed from one read leave in one write
     if (t.kind === "status") {
       if (payload.length === 0) return; // a cleared retained status
       let state: unknown;
@@ -127,13 +128,33 @@ export class NveService {
     }
     this.core.request(t.hv, payload).then((rsp) => {
       if (!this.client.connected && this.client.disconnecting) return;
+      this.cork();
       this.client.publish(topics.rsp(t.hv), encode(rsp), publishOptions(this.pv, false, corr), (e) => {
         if (e) this.log(`mqtt: response to ${t.hv}: ${e.message}`);
       });
     }, (e) => this.log(`request from ${t.hv}: ${(e as Error).message}`));
   }
 
+  private corked = false;
+
+  /**
+   * A group of requests is answered in one go (core.ts group commit): gather
+   * the responses' packets into one socket write instead of one (or several,
+   * mqtt-packet writes a packet in pieces) per response.
+   */
+  private cork(): void {
+    const stream = (this.client as unknown as { stream?: { cork?(): void; uncork?(): void } }).stream;
+    if (this.corked || !stream?.cork || !stream.uncork) return;
+    stream.cork();
+    this.corked = true;
+    process.nextTick(() => {
+      this.corked = false;
+      stream.uncork!();
+    });
+  }
+
   sendEvent(hv: string, ev: Event): void {
+    this.cork();
     this.client.publish(topics.evt(hv), encode(ev), publishOptions(this.pv), (e) => {
       if (e) this.log(`mqtt: event to ${hv}: ${e.message}`);
     });
