@@ -13,6 +13,8 @@ const MODULES: Module[] = [
   { name: "control", file: "./control.js", fn: "runControlBench" },
   { name: "io", file: "./io.js", fn: "runIoBench" },
   { name: "race", file: "./race.js", fn: "runRaceBench" },
+  { name: "store", file: "./store.js", fn: "runStoreBench" },
+  { name: "ima", file: "./ima.js", fn: "runImaBench" },
 ];
 
 export interface RunOptions { only?: string; quick?: boolean }
