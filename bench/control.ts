@@ -139,6 +139,8 @@ async function benchOne(kind: "embedded" | "mosquitto", perAgent: number, thread
   const child = spawn(process.execPath, [...nodeArgs, ...args], { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, NVEDGE_MQTT_PASSWORD: broker.creds(nve).password ?? "" } });
   let err = "";
   child.stderr!.on("data", (d) => (err = (err + d).slice(-4000)));
+  const killChild = () => child.kill("SIGKILL"); // the bench dying must not leave the NVE behind
+  process.once("exit", killChild);
   const agents: Agent[] = [];
   const rows: object[] = [];
   try {
@@ -165,6 +167,7 @@ async function benchOne(kind: "embedded" | "mosquitto", perAgent: number, thread
     return rows;
   } finally {
     await Promise.all(agents.map((a) => a.stop().catch(() => {})));
+    process.off("exit", killChild);
     child.kill("SIGTERM");
     await new Promise((r) => (child.exitCode !== null ? r(null) : child.once("exit", r)));
     await broker.close();
