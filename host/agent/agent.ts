@@ -4,6 +4,12 @@
 // after any reconnect or a new NVE bootId it sends `hello` then `sync` so the
 // NVE's state equals it again (§3). NVE-initiated events (§4) update the
 // desired state and are re-emitted as "event".
+//
+// The port driver (driver.ts, e.g. Open vSwitch) puts the tag the NVE returned
+// on the VM's bridge port (RFC 8394 Req-7): after attach/connect, and after
+// every sync for any port whose tag differs from what was last set (a failed
+// set is retried there); a port whose binding went away (detach, shutdown or
+// migration deactivate, an NVE-initiated `vn.disconnected`) is cleared.
 import { EventEmitter } from "node:events";
 import { randomUUID } from "node:crypto";
 import { readFileSync, writeFileSync, renameSync, existsSync } from "node:fs";
@@ -15,14 +21,16 @@ import { ERROR_CODES, type ErrorCode } from "../protocol/errors.js";
 import { normIp, normMac } from "../protocol/addr.js";
 import type { Addr, ConnectResult, DeactivateReason, Event, HelloResult, VnFull, VnRef } from "../protocol/types.js";
 import { mqttOptions, tcpNoDelay, type BrokerConnection } from "../control/service.js";
+import { PORT_NAME_RE, driverMessage, noPortDriver, type PortDriver } from "./driver.js";
 
 export class AgentError extends Error {
-  constructor(public code: ErrorCode | "timeout" | "closed", message: string, public field?: string) {
+  constructor(public code: ErrorCode | "timeout" | "closed" | "driver", message: string, public field?: string) {
     super(`${code}: ${message}${field ? ` (${field})` : ""}`);
   }
 }
 
-export interface DesiredVn { vn: VnFull | VnRef; tag?: number; addrs: { mac: string; ips: string[] }[] }
+/** `port`: the VM's bridge port (OVS port name) that carries this VN's tag, when the agent drives one. */
+export interface DesiredVn { vn: VnFull | VnRef; tag?: number; port?: string; addrs: { mac: string; ips: string[] }[] }
 export interface DesiredVnic { vnic: string; state: "active" | "associated"; vns: DesiredVn[] }
 
 export interface AgentOptions {
@@ -37,6 +45,8 @@ export interface AgentOptions {
   retries?: number;
   agentName?: string;
   log?: (line: string) => void;
+  /** puts the NVE's tags on the VMs' bridge ports (default: none) */
+  driver?: PortDriver;
 }
 
 const sameVn = (a: VnFull | VnRef, b: VnFull | VnRef) => {
@@ -57,6 +67,8 @@ function mergeAddrs(into: { mac: string; ips: string[] }[], addrs: Addr[]): void
   }
 }
 
+const portsOf = (vns: DesiredVn[]): string[] => vns.map((b) => b.port).filter((p): p is string => !!p);
+
 /** A wire VN reference names exactly one of id, name, alias (PROTOCOL.md §2). */
 function minimalRef(v: VnFull | VnRef): VnRef {
   const x = v as Partial<VnFull>;
@@ -76,11 +88,16 @@ export class Agent extends EventEmitter {
   private readonly log: (l: string) => void;
   private readonly pv: number;
   syncs = 0;
+  readonly driver: PortDriver;
+  /** port → the tag last set on it ("unknown": a set failed or not yet re-asserted since a restart); absent = cleared */
+  private readonly driven = new Map<string, number | "unknown">();
+  private driveChain: Promise<unknown> = Promise.resolve();
 
   private constructor(readonly o: AgentOptions, readonly client: MqttClient) {
     super();
     this.log = o.log ?? (() => {});
     this.pv = o.broker.protocolVersion ?? 4;
+    this.driver = o.driver ?? noPortDriver;
   }
 
   /** Connects, announces itself (retained online + will), then hello + sync. */
@@ -158,9 +175,11 @@ export class Agent extends EventEmitter {
     if (ev.event === "vn.disconnected") {
       const d = this.desired.get(ev.vnic);
       if (d) {
+        const gone = d.vns.filter((b) => sameVn(b.vn, ev.vn));
         d.vns = d.vns.filter((b) => !sameVn(b.vn, ev.vn));
         if (d.vns.length === 0) this.desired.delete(ev.vnic);
         this.saveState();
+        void this.driveTags(portsOf(gone)); // failures are logged and emitted; the next sync retries
       }
     } else if (ev.event === "addr.disassociated") {
       const b = this.desired.get(ev.vnic)?.vns.find((x) => sameVn(x.vn, ev.vn));
@@ -258,6 +277,9 @@ export class Agent extends EventEmitter {
       for (const d of this.desired.values()) for (const b of d.vns) if (sameVn(b.vn, t.vn)) b.tag = t.tag;
     this.syncs++;
     this.saveState();
+    // Every port whose tag differs from what the NVE holds now, and every port
+    // a failed set/clear left behind (the NVE side is done: not a sync failure).
+    await this.driveTags();
     this.emit("synced", rsp);
   }
 
@@ -270,43 +292,86 @@ export class Agent extends EventEmitter {
     return b;
   }
 
-  /** vnic.attach: connect + associate + activate (seed §3.1 Figure 2). */
-  async attach(vnic: string, vn: VnRef, addrs: Addr[], o: { tag?: number; migration?: boolean } = {}): Promise<ConnectResult> {
+  /**
+   * A port named for (vnic, vn) must be a valid name and belong to no other
+   * binding: an access port carries one tag. Checked before anything is sent,
+   * so a bad port changes nothing.
+   */
+  private checkPort(vnic: string, vn: VnRef, port: string | undefined): void {
+    if (port === undefined) return;
+    if (typeof port !== "string" || !PORT_NAME_RE.test(port)) throw new AgentError("bad-request", `port ${JSON.stringify(port)}: not a valid port name`, "port");
+    for (const d of this.desired.values())
+      for (const b of d.vns)
+        if (b.port === port && !(d.vnic === vnic && sameVn(b.vn, vn)))
+          throw new AgentError("bad-request", `port "${port}" already carries VNIC ${d.vnic} in VN ${JSON.stringify(minimalRef(b.vn))}`, "port");
+  }
+
+  /** After the NVE answered: the binding's port takes its tag; a driver failure fails the call (the NVE side stays, the next sync retries). */
+  private async driveAfter(what: string, vnic: string, b: DesiredVn, oldPort: string | undefined): Promise<void> {
+    if (!b.port && !oldPort) return;
+    const errors = await this.driveTags([oldPort, b.port].filter((p): p is string => !!p));
+    const err = (b.port && errors.get(b.port)) || (oldPort && errors.get(oldPort));
+    if (err)
+      throw new AgentError("driver", `${err} (${this.driver.name}); ${what} of VNIC ${vnic} holds at the NVE with tag ${b.tag}, the agent sets the port again at the next sync`, "port");
+  }
+
+  /** vnic.attach: connect + associate + activate (seed §3.1 Figure 2). `port`: the VM's bridge port, which takes the tag. */
+  async attach(vnic: string, vn: VnRef, addrs: Addr[], o: { tag?: number; migration?: boolean; port?: string } = {}): Promise<ConnectResult> {
+    this.checkPort(vnic, vn, o.port);
     const r = (await this.request("vnic.attach", { vnic, vn, addrs, ...(o.tag ? { tag: o.tag } : {}), ...(o.migration ? { migration: true } : {}) })) as unknown as ConnectResult;
     const b = this.vnEntry(vnic, r.vn, "active");
+    const oldPort = b.port;
     b.tag = r.tag;
+    if (o.port !== undefined) b.port = o.port;
     mergeAddrs(b.addrs, addrs);
     this.desired.get(vnic)!.state = "active";
     this.saveState();
+    await this.driveAfter("the attach", vnic, b, oldPort !== b.port ? oldPort : undefined);
     return r;
   }
 
   /** vn.connect (activate:false pre-associates). */
-  async connect(vnic: string, vn: VnRef, o: { tag?: number; activate?: boolean } = {}): Promise<ConnectResult> {
+  async connect(vnic: string, vn: VnRef, o: { tag?: number; activate?: boolean; port?: string } = {}): Promise<ConnectResult> {
+    this.checkPort(vnic, vn, o.port);
     const r = (await this.request("vn.connect", { vnic, vn, ...(o.tag ? { tag: o.tag } : {}), ...(o.activate === false ? { activate: false } : {}) })) as unknown as ConnectResult;
     const existed = this.desired.has(vnic);
     const b = this.vnEntry(vnic, r.vn, o.activate === false ? "associated" : "active");
+    const oldPort = b.port;
     b.tag = r.tag;
+    if (o.port !== undefined) b.port = o.port;
     if (o.activate !== false) this.desired.get(vnic)!.state = "active";
     else if (!existed) this.desired.get(vnic)!.state = "associated";
     this.saveState();
+    await this.driveAfter("the connect", vnic, b, oldPort !== b.port ? oldPort : undefined);
     return r;
+  }
+
+  /** Clears the ports of bindings that went away; a failure fails the call (the NVE side is done, the next sync retries). */
+  private async clearAfter(what: string, ports: string[]): Promise<void> {
+    if (!ports.length) return;
+    const errors = await this.driveTags(ports);
+    const err = ports.map((p) => errors.get(p)).find((e) => e);
+    if (err) throw new AgentError("driver", `${err} (${this.driver.name}); ${what} is done at the NVE, the agent clears the port again at the next sync`, "port");
   }
 
   /** vn.disconnect of one VN, or of every VN (the VNIC goes back to Init). */
   async detach(vnic: string, vn?: VnRef): Promise<void> {
+    let gone: DesiredVn[] = [];
     if (vn) {
       await this.request("vn.disconnect", { vnic, vn });
       const d = this.desired.get(vnic);
       if (d) {
+        gone = d.vns.filter((b) => sameVn(b.vn, vn));
         d.vns = d.vns.filter((b) => !sameVn(b.vn, vn));
         if (!d.vns.length) this.desired.delete(vnic);
       }
     } else {
       await this.request("vnic.deactivate", { vnic, reason: "shutdown" });
+      gone = this.desired.get(vnic)?.vns ?? [];
       this.desired.delete(vnic);
     }
     this.saveState();
+    await this.clearAfter(`the detach of VNIC ${vnic}`, portsOf(gone));
   }
 
   async associate(vnic: string, vn: VnRef, addrs: Addr[]): Promise<void> {
@@ -338,14 +403,19 @@ export class Agent extends EventEmitter {
     this.saveState();
   }
 
+  /** `suspend` keeps the port's tag (Associated: the NVE holds the bindings); `shutdown` and `migration` clear it: the VM is gone from here. */
   async deactivate(vnic: string, reason: DeactivateReason): Promise<void> {
     await this.request("vnic.deactivate", { vnic, reason });
-    if (reason === "shutdown" || reason === "migration") this.desired.delete(vnic);
-    else {
+    let gone: DesiredVn[] = [];
+    if (reason === "shutdown" || reason === "migration") {
+      gone = this.desired.get(vnic)?.vns ?? [];
+      this.desired.delete(vnic);
+    } else {
       const d = this.desired.get(vnic);
       if (d) d.state = "associated";
     }
     this.saveState();
+    await this.clearAfter(`the deactivation (${reason}) of VNIC ${vnic}`, portsOf(gone));
   }
 
   /** The VM leaves this hypervisor by hot migration (seed §4.4): the NVE holds its bindings for holdMs. */
@@ -354,9 +424,9 @@ export class Agent extends EventEmitter {
   }
 
   /** The VM arrives by hot migration (Req-13): attach each VN flagged as a migration. */
-  async migrateIn(vnic: string, vns: { vn: VnRef; addrs: Addr[]; tag?: number }[]): Promise<ConnectResult[]> {
+  async migrateIn(vnic: string, vns: { vn: VnRef; addrs: Addr[]; tag?: number; port?: string }[]): Promise<ConnectResult[]> {
     const out: ConnectResult[] = [];
-    for (const b of vns) out.push(await this.attach(vnic, b.vn, b.addrs, { tag: b.tag, migration: true }));
+    for (const b of vns) out.push(await this.attach(vnic, b.vn, b.addrs, { tag: b.tag, migration: true, port: b.port }));
     return out;
   }
 
@@ -373,12 +443,73 @@ export class Agent extends EventEmitter {
     return this.client.connected;
   }
 
+  /** What the driver last did per port (for `show`): a tag, "unknown" (failed or not yet re-asserted). */
+  portState(): Record<string, number | "unknown"> {
+    return Object.fromEntries(this.driven);
+  }
+
+  /** port → tag the desired state asks for. */
+  private wantedTags(): Map<string, number> {
+    const want = new Map<string, number>();
+    for (const d of this.desired.values()) for (const b of d.vns) if (b.port && b.tag !== undefined) want.set(b.port, b.tag);
+    return want;
+  }
+
+  /**
+   * Makes the driven ports (only `ports`, or all of them) equal to the desired
+   * state: set where the tag differs from the last one set, clear where no
+   * binding names the port any more. Serialized (one bridge transaction at a
+   * time, in call order). Returns port → one-line error for what failed; a
+   * failed set leaves the port "unknown" and a failed clear keeps it listed, so
+   * the next full pass (every sync) tries again.
+   */
+  driveTags(ports?: Iterable<string>): Promise<Map<string, string>> {
+    if (!this.driver.enabled) return Promise.resolve(new Map());
+    const run = async () => {
+      const want = this.wantedTags();
+      const todo = new Set(ports ?? [...want.keys(), ...this.driven.keys()]);
+      const errors = new Map<string, string>();
+      let changed = false;
+      for (const port of todo) {
+        const tag = want.get(port), had = this.driven.get(port);
+        if (tag === had || (tag === undefined && had === undefined)) continue;
+        changed = true;
+        try {
+          if (tag !== undefined) {
+            await this.driver.setTag(port, tag);
+            this.driven.set(port, tag);
+            this.log(`${this.driver.name}: port ${port} tag ${tag}`);
+          } else {
+            await this.driver.clearTag(port);
+            this.driven.delete(port);
+            this.log(`${this.driver.name}: port ${port} cleared`);
+          }
+        } catch (e) {
+          if (tag !== undefined) this.driven.set(port, "unknown");
+          const message = driverMessage(port, e);
+          errors.set(port, message);
+          this.log(`${this.driver.name}: ${tag !== undefined ? `setting tag ${tag} on` : "clearing"} port ${port} failed: ${message}`);
+          this.emit("driver-error", { port, tag, message });
+        }
+      }
+      if (changed) this.saveState();
+      return errors;
+    };
+    const p = this.driveChain.then(run, run);
+    this.driveChain = p.catch(() => {});
+    return p;
+  }
+
   private loadState(): void {
     const p = this.o.statePath;
     if (!p || !existsSync(p)) return;
     try {
-      const s = JSON.parse(readFileSync(p, "utf8")) as { vnics: DesiredVnic[] };
+      const s = JSON.parse(readFileSync(p, "utf8")) as { vnics: DesiredVnic[]; ports?: Record<string, unknown> };
       for (const d of s.vnics) this.desired.set(d.vnic, d);
+      // Whatever the last run set may have changed since: re-assert every
+      // desired port and clear the others at the first sync.
+      for (const port of Object.keys(s.ports ?? {})) this.driven.set(port, "unknown");
+      for (const d of s.vnics) for (const port of portsOf(d.vns)) this.driven.set(port, "unknown");
     } catch (e) {
       throw new Error(`${p}: cannot read the agent's state: ${(e as Error).message}`);
     }
@@ -388,7 +519,7 @@ export class Agent extends EventEmitter {
     const p = this.o.statePath;
     if (!p) return;
     try {
-      writeFileSync(`${p}.tmp`, JSON.stringify({ hv: this.o.hv, nve: this.o.nve, vnics: [...this.desired.values()] }, null, 1));
+      writeFileSync(`${p}.tmp`, JSON.stringify({ hv: this.o.hv, nve: this.o.nve, vnics: [...this.desired.values()], ports: this.portState() }, null, 1));
       renameSync(`${p}.tmp`, p); // atomic: a crash leaves the old or the new file, never half of one
     } catch (e) {
       this.log(`${p}: cannot save the desired state: ${(e as Error).message}`);
@@ -404,6 +535,7 @@ export class Agent extends EventEmitter {
       p.reject(new AgentError("closed", "the agent is stopped"));
     }
     this.pending.clear();
+    await this.driveChain; // a bridge transaction under way finishes (each is bounded by the driver's timeout)
     if (this.client.connected)
       await this.client.publishAsync(topics.hvStatus(this.o.nve, this.o.hv), encode({ state: "offline" }), publishOptions(this.pv, true)).catch(() => {});
     await this.client.endAsync();

@@ -1,11 +1,11 @@
 // `nvedge agent run`: the agent library behind a local control socket (unix,
 // JSON lines, mode 0600) that the one-shot commands (`nvedge agent attach|…`)
 // and hypervisor hooks talk to. One request → one response:
-//   {"cmd":"attach","vnic":UUID,"vn":REF,"addrs":[{mac,ips?}],"tag"?:N,"migration"?:BOOL}
-//   {"cmd":"connect","vnic","vn","tag"?,"activate"?}  {"cmd":"detach","vnic","vn"?}
+//   {"cmd":"attach","vnic":UUID,"vn":REF,"addrs":[{mac,ips?}],"tag"?:N,"migration"?:BOOL,"port"?:OVSPORT}
+//   {"cmd":"connect","vnic","vn","tag"?,"activate"?,"port"?}  {"cmd":"detach","vnic","vn"?}
 //   {"cmd":"associate"|"disassociate","vnic","vn","addrs"}
 //   {"cmd":"activate","vnic","migration"?}  {"cmd":"deactivate","vnic","reason"}
-//   {"cmd":"migrate-out","vnic"}  {"cmd":"migrate-in","vnic","vns":[{vn,addrs,tag?}]}
+//   {"cmd":"migrate-out","vnic"}  {"cmd":"migrate-in","vnic","vns":[{vn,addrs,tag?,port?}]}
 //   {"cmd":"show"}  {"cmd":"resync"}
 // → {"ok":true,"result":…} | {"ok":false,"error":{"code","message","field"?}}
 import { createServer, connect, type Server } from "node:net";
@@ -19,8 +19,8 @@ async function handle(agent: Agent, m: Msg): Promise<unknown> {
   const vnic = m.vnic as string;
   const vn = m.vn as VnRef;
   switch (m.cmd) {
-    case "attach": return agent.attach(vnic, vn, m.addrs ?? [], { tag: m.tag, migration: m.migration });
-    case "connect": return agent.connect(vnic, vn, { tag: m.tag, activate: m.activate });
+    case "attach": return agent.attach(vnic, vn, m.addrs ?? [], { tag: m.tag, migration: m.migration, port: m.port });
+    case "connect": return agent.connect(vnic, vn, { tag: m.tag, activate: m.activate, port: m.port });
     case "detach": return agent.detach(vnic, m.vn);
     case "associate": return agent.associate(vnic, vn, m.addrs ?? []);
     case "disassociate": return agent.disassociate(vnic, vn, m.addrs ?? []);
@@ -31,7 +31,7 @@ async function handle(agent: Agent, m: Msg): Promise<unknown> {
     case "resync": return agent.resync();
     case "show": {
       const nve = await agent.show().catch((e: Error) => ({ error: e.message }));
-      return { hv: agent.o.hv, nve: agent.o.nve, connected: agent.connected, bootId: agent.nveBootId, desired: [...agent.desired.values()], nveView: nve };
+      return { hv: agent.o.hv, nve: agent.o.nve, connected: agent.connected, bootId: agent.nveBootId, desired: [...agent.desired.values()], driver: agent.driver.name, ports: agent.portState(), nveView: nve };
     }
     default: throw new AgentError("unknown-op", `unknown command ${JSON.stringify(m.cmd)}`);
   }

@@ -6,6 +6,7 @@ import { daemonRequest } from "../agent/control-client.js";
 import { isIdent } from "../protocol/topics.js";
 import { isIpOrPrefix, isUnicastMac } from "../protocol/addr.js";
 import type { VnRef } from "../protocol/types.js";
+import { PORT_NAME_RE, checkOvsDb } from "../agent/driver.js";
 
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const defaultSocket = () => process.env.NVEDGE_AGENT_SOCKET ?? `${process.env.XDG_RUNTIME_DIR ?? "/tmp"}/nvedge-agent.sock`;
@@ -13,13 +14,15 @@ const defaultSocket = () => process.env.NVEDGE_AGENT_SOCKET ?? `${process.env.XD
 const HELP = `usage:
   nvedge agent run --broker URL --hv ID --nve ID [--state FILE] [--socket PATH] [--mqtt 4|5]
                    [--tls-cert FILE --tls-key FILE --tls-ca FILE]      (password: env NVEDGE_MQTT_PASSWORD)
-  nvedge agent attach --vnic UUID --vn REF --mac MAC [--ip IP]... [--tag N] [--migration] [--socket PATH]
+                   [--ovs-db unix:PATH|tcp:IP:PORT]   (default $NVEDGE_OVS_DB; none: no bridge ports are driven)
+  nvedge agent attach --vnic UUID --vn REF --mac MAC [--ip IP]... [--tag N] [--migration] [--port OVSPORT] [--json] [--socket PATH]
   nvedge agent associate|disassociate --vnic UUID --vn REF --mac MAC [--ip IP]... [--socket PATH]
   nvedge agent detach --vnic UUID [--vn REF] [--socket PATH]
   nvedge agent activate --vnic UUID [--migration] [--socket PATH]
   nvedge agent deactivate --vnic UUID --reason shutdown|migration|suspend [--socket PATH]
   nvedge agent show [--json] [--socket PATH]
-REF is a VN id (number), name (uuid) or alias. The socket defaults to $NVEDGE_AGENT_SOCKET or $XDG_RUNTIME_DIR/nvedge-agent.sock.`;
+REF is a VN id (number), name (uuid) or alias. --port names the VM's OVS port: the agent sets its tag to
+the one the NVE returns (and again after a sync), and parks it on detach. The socket defaults to $NVEDGE_AGENT_SOCKET or $XDG_RUNTIME_DIR/nvedge-agent.sock.`;
 
 function vnRef(s: string): VnRef {
   if (/^\d+$/.test(s)) {
@@ -58,6 +61,7 @@ const spec = {
   mqtt: { type: "string" }, "tls-cert": { type: "string" }, "tls-key": { type: "string" }, "tls-ca": { type: "string" },
   vnic: { type: "string" }, vn: { type: "string" }, mac: { type: "string" }, ip: { type: "string", multiple: true },
   tag: { type: "string" }, migration: { type: "boolean" }, reason: { type: "string" }, json: { type: "boolean" },
+  "ovs-db": { type: "string" }, port: { type: "string" },
 } as const;
 
 export async function agentCommand(argv: string[]): Promise<number> {
@@ -82,14 +86,20 @@ export async function agentCommand(argv: string[]): Promise<number> {
       if (pv !== 4 && pv !== 5) throw new UsageError(`--mqtt ${v.mqtt}: 4 (3.1.1) or 5`);
       const tlsParts = [v["tls-cert"], v["tls-key"], v["tls-ca"]];
       if (tlsParts.some((x) => x !== undefined) && tlsParts.some((x) => x === undefined)) throw new UsageError("--tls-cert, --tls-key and --tls-ca go together");
+      const ovsDb = v["ovs-db"] ?? (process.env.NVEDGE_OVS_DB || undefined);
+      if (ovsDb !== undefined) {
+        const bad = checkOvsDb(ovsDb);
+        if (bad) throw new UsageError(`${v["ovs-db"] !== undefined ? "--ovs-db" : "NVEDGE_OVS_DB"}: ${bad}`);
+      }
       const log = (l: string) => console.error(`${new Date().toISOString()} agent ${hv}: ${l}`);
       const { startAgentDaemon } = await import("../agent/daemon.js");
+      const { OvsPortDriver, noPortDriver } = await import("../agent/driver.js");
       const d = await startAgentDaemon({
-        hv, nve, statePath: v.state, socketPath: socket, log,
+        hv, nve, statePath: v.state, socketPath: socket, log, driver: ovsDb !== undefined ? new OvsPortDriver(ovsDb) : noPortDriver,
         broker: { url, username: hv, password: process.env.NVEDGE_MQTT_PASSWORD, protocolVersion: pv as 4 | 5,
           tls: v["tls-cert"] ? { cert: v["tls-cert"]!, key: v["tls-key"]!, ca: v["tls-ca"]! } : undefined },
       });
-      log(`running: broker ${url}, NVE ${nve}, control socket ${socket}, ${d.agent.desired.size} VNICs desired`);
+      log(`running: broker ${url}, NVE ${nve}, control socket ${socket}, ${d.agent.desired.size} VNICs desired, port driver ${d.agent.driver.name}`);
       await new Promise<void>((resolve) => {
         const stop = () => resolve();
         process.once("SIGINT", stop);
@@ -100,8 +110,8 @@ export async function agentCommand(argv: string[]): Promise<number> {
     }
     case "attach": {
       const r = await ask({ cmd: "attach", vnic: vnicOf(v.vnic), vn: vnRef(required(v.vn, "--vn", HELP)), addrs: addrsOf(v.mac, v.ip, true),
-        ...(v.tag !== undefined ? { tag: tagOf(v.tag) } : {}), ...(v.migration ? { migration: true } : {}) }) as Record<string, any>;
-      console.log(v.json ? JSON.stringify(r) : `attached: VN ${r.vn.alias ?? r.vn.id} tag ${r.tag} (vni ${r.vni}, mtu ${r.mtu}, ${r.profile.encap})`);
+        ...(v.tag !== undefined ? { tag: tagOf(v.tag) } : {}), ...(v.migration ? { migration: true } : {}), ...(v.port !== undefined ? { port: portOf(v.port) } : {}) }) as Record<string, any>;
+      console.log(v.json ? JSON.stringify(r) : `attached: VN ${r.vn.alias ?? r.vn.id} tag ${r.tag} (vni ${r.vni}, mtu ${r.mtu}, ${r.profile.encap})${v.port !== undefined ? ` on port ${v.port}` : ""}`);
       return 0;
     }
     case "associate":
@@ -142,6 +152,11 @@ export async function agentCommand(argv: string[]): Promise<number> {
     default:
       throw new UsageError(`unknown agent command "${sub}"\n${HELP}`);
   }
+}
+
+function portOf(s: string): string {
+  if (!PORT_NAME_RE.test(s)) throw new UsageError(`--port ${JSON.stringify(s)}: not a valid OVS port name`);
+  return s;
 }
 
 function tagOf(s: string): number {
