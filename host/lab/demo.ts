@@ -1,7 +1,7 @@
 // `nvedge lab demo` (what `npm start` runs): the lab up, the embedded broker,
 // the two NVEs (`nvedge run --io afpacket` in their namespaces), one agent per
-// hypervisor (`nvedge agent run` in its namespace, with the OVS driver's
-// database in $NVEDGE_OVS_DB), the VMs attached, a bounded ping between every
+// hypervisor (`nvedge agent run --ovs-db` in its namespace), the VMs attached
+// with `--port` so the agent tags their OVS ports itself, a bounded ping between every
 // interesting pair, then a live line of counters until Ctrl-C (SIGINT/SIGTERM)
 // or --duration; everything is taken down at the end, whatever happened.
 //
@@ -112,7 +112,7 @@ export async function runDemo(o: DemoOptions): Promise<number> {
       const agentSock = (h: { id: string }) => `${logDir}/agent-${h.id}.sock`;
       for (const h of lab.hypervisors) {
         spawnIn(`agent-${h.id}`, h.ns, [process.execPath, BIN, "agent", "run", "--broker", brokerUrl, "--hv", h.id, "--nve", h.nve,
-          "--state", `${logDir}/agent-${h.id}.json`, "--socket", agentSock(h)], { NVEDGE_OVS_DB: h.ovs.db });
+          "--state", `${logDir}/agent-${h.id}.json`, "--socket", agentSock(h), "--ovs-db", h.ovs.db]);
       }
       // Bounded wait until every agent's control socket answers.
       for (const h of lab.hypervisors) {
@@ -127,12 +127,11 @@ export async function runDemo(o: DemoOptions): Promise<number> {
         const h = lab.hypervisors.find((x) => x.id === v.hv)!;
         const vn = lab.vns.find((x) => x.id === v.vn)!;
         const r = await shAsync([process.execPath, BIN, "agent", "attach", "--vnic", v.vnic, "--vn", vn.alias, "--mac", v.mac, "--ip", v.ip,
-          "--json", "--socket", agentSock(h)], { allowFail: true, timeoutMs: 15_000 });
+          "--port", v.ovsPort, "--json", "--socket", agentSock(h)], { allowFail: true, timeoutMs: 15_000 });
         let tag: number | undefined;
         try { tag = (JSON.parse(r.stdout) as { tag: number }).tag; } catch { /* reported below */ }
         if (r.code === 0 && tag) {
-          // What the agent's OVS driver does with the tag the NVE returned (ovs-driver.ts).
-          await setPortTag(h.ovs.db, v.ovsPort, tag);
+          // The agent put the tag on the VM's OVS port itself (--port, host/agent/driver.ts).
           say(`  attach ${v.name} (${v.mac} ${v.ip}, VN ${vn.alias}) on ${h.id}: tag ${tag} -> OVS port ${v.ovsPort}`);
         } else {
           say(`  attach ${v.name} on ${h.id}: FAILED: ${(r.stderr.trim() || r.stdout.trim()).split("\n").pop() ?? ""}`);

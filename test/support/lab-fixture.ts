@@ -3,8 +3,8 @@
 // namespace through the lab's loopback/unix-socket relays (host/lab/relay.ts),
 // both NVEs (`nvedge run --io afpacket`) in their namespaces, one agent daemon
 // per hypervisor (`nvedge agent run`), every VM attached with
-// `nvedge agent attach` and its OVS port given the tag the NVE returned (the
-// agent's OVS driver, host/lab/ovs-driver.ts) — the sequence `nvedge lab demo`
+// `nvedge agent attach --port` so the agent gives its OVS port the tag the NVE
+// returned (the agent's port driver, host/agent/driver.ts) — the sequence `nvedge lab demo`
 // runs (host/lab/demo.ts), which keeps it inside one function, so the steps
 // are taken here from the same building blocks.
 //
@@ -22,7 +22,7 @@ import { createWriteStream, existsSync, mkdirSync, mkdtempSync, readdirSync, rea
 import { fileURLToPath } from "node:url";
 import { labUp, labDown } from "../../host/lab/engine.js";
 import { labOvsInstances, labNamespaces, describeLab, type LabDescription, type LabVm } from "../../host/lab/topology.js";
-import { setPortTag, getPortTag } from "../../host/lab/ovs-driver.js";
+import { getPortTag } from "../../host/lab/ovs-driver.js";
 import { ovsPids } from "../../host/lab/ovs.js";
 import { pipeBoth } from "../../host/lab/relay.js";
 import { shAsync, sleep, netnsList } from "../../host/lab/sh.js";
@@ -196,7 +196,7 @@ export async function startLabStack(o: StackOptions = {}): Promise<LabStack> {
     const agentSock = (hv: string) => `${logDir}/agent-${hv}.sock`;
     for (const h of lab.hypervisors) {
       spawnIn(`agent-${h.id}`, h.ns, [process.execPath, BIN, "agent", "run", "--broker", brokerUrl, "--hv", h.id, "--nve", h.nve,
-        "--state", `${logDir}/agent-${h.id}.json`, "--socket", agentSock(h.id)], { NVEDGE_OVS_DB: h.ovs.db });
+        "--state", `${logDir}/agent-${h.id}.json`, "--socket", agentSock(h.id), "--ovs-db", h.ovs.db]);
     }
     await waitFor("the agents to connect to their NVEs", 20_000, async () => {
       if (dead().length) throw new Error(`exited: ${dead().join(", ")}\n${logs()}`);
@@ -208,16 +208,15 @@ export async function startLabStack(o: StackOptions = {}): Promise<LabStack> {
       return true;
     }, () => logs());
 
-    // Attach every VM through its hypervisor's agent; the NVE's tag goes on the VM's OVS port.
+    // Attach every VM through its hypervisor's agent, which puts the NVE's tag on the VM's OVS port.
     const tags: Record<string, number> = {};
     for (const v of lab.vms) {
       const h = lab.hypervisors.find((x) => x.id === v.hv)!;
       const vn = lab.vns.find((x) => x.id === v.vn)!;
       const r = await shAsync([process.execPath, BIN, "agent", "attach", "--vnic", v.vnic, "--vn", vn.alias, "--mac", v.mac, "--ip", v.ip,
-        "--json", "--socket", agentSock(h.id)], { allowFail: true, timeoutMs: 20_000 });
+        "--port", v.ovsPort, "--json", "--socket", agentSock(h.id)], { allowFail: true, timeoutMs: 20_000 });
       if (r.code !== 0) throw new Error(`nvedge agent attach ${v.name} on ${h.id} failed (${r.code}): ${r.stderr.trim()}\n${logs()}`);
       const tag = (JSON.parse(r.stdout) as { tag: number }).tag;
-      await setPortTag(h.ovs.db, v.ovsPort, tag);
       if (await getPortTag(h.ovs.db, v.ovsPort) !== tag) throw new Error(`OVS port ${v.ovsPort} did not take tag ${tag}`);
       tags[v.name] = tag;
     }
