@@ -103,12 +103,14 @@ export async function runCommand(argv: string[]): Promise<number> {
     }
 
     let url = brokerUrl;
+    // The IMA (PROTOCOL.md §6) is the only writer of nvo3/v1/ima/: the embedded broker's ACL names it and its operators.
+    const imaRoles = cfg.ima ? { imas: [cfg.ima.id], operators: cfg.ima.operators } : {};
     if (!url) {
       // --broker-thread: on its own worker thread, so MQTT packet handling and the NVE's requests use two cores.
       const b = v["broker-thread"]
-        ? await (await import("../control/broker-thread.js")).startBrokerThread({ host: listenHost, port: listenPort, nves: [cfg.nve],
+        ? await (await import("../control/broker-thread.js")).startBrokerThread({ host: listenHost, port: listenPort, nves: [cfg.nve], ...imaRoles,
             passwordFile: cfg.auth?.passwordFile, tls: cfg.auth?.tls, maxPayload: cfg.limits.maxPayload }, (l) => log(`broker: ${l}`))
-        : await (await import("../broker/embedded.js")).startEmbeddedBroker({ host: listenHost, port: listenPort, nves: [cfg.nve],
+        : await (await import("../broker/embedded.js")).startEmbeddedBroker({ host: listenHost, port: listenPort, nves: [cfg.nve], ...imaRoles,
             passwordFile: cfg.auth?.passwordFile, tls: cfg.auth?.tls, maxPayload: cfg.limits.maxPayload, log: (l) => log(`broker: ${l}`) });
       cleanup.push(() => b.close());
       url = cfg.auth?.tls ? b.url.replace(/^mqtt:/, "mqtts:") : b.url;
@@ -120,6 +122,11 @@ export async function runCommand(argv: string[]): Promise<number> {
       broker: { url, username: cfg.nve, password: process.env.NVEDGE_MQTT_PASSWORD, protocolVersion: pv as 4 | 5, tls: cfg.auth?.tls },
     });
     cleanup.push(() => svc.stop());
+    if (cfg.ima) {
+      const { startNveIma } = await import("../ima/nve-wire.js");
+      const ima = await startNveIma({ config: cfg, core: svc.core, client: svc.client, programmer, store, log });
+      cleanup.push(() => ima.stop()); // runs before svc.stop (cleanup runs in reverse)
+    }
     const { startAdmin } = await import("../control/admin.js");
     const adminPath = v["admin-socket"] ?? join(storeDir, "nvedge.sock");
     mkdirSync(dirname(adminPath), { recursive: true });

@@ -77,6 +77,11 @@ export const configSchema = {
       passwordFile: { type: "string" }, aclFile: { type: "string" },
       tls: { type: "object", additionalProperties: false, required: ["cert", "key", "ca"],
              properties: { cert: { type: "string" }, key: { type: "string" }, ca: { type: "string" } } } } },
-    ima: {},
+    // The mapping authority (PROTOCOL.md §6): present = the NVE uses it (issue 6).
+    // `id` is its identity for the embedded broker's ACL (the only writer of
+    // nvo3/v1/ima/), `operators` the identities allowed to change its catalog.
+    ima: { type: "object", additionalProperties: false, properties: {
+      id: { type: "string", pattern: ID, default: "ima" },
+      operators: { type: "array", default: [], items: { type: "string", pattern: ID } } } },
   },
 } as const;

@@ -15,4 +15,6 @@ export interface NveConfig {
   timers: { holdMs: number; agentHoldMs: number; tagQuarantineMs: number };
   limits: { maxPayload: number };
   auth?: { passwordFile?: string; aclFile?: string; tls?: { cert: string; key: string; ca: string } };
+  /** present = the NVE uses the mapping authority (PROTOCOL.md §6) */
+  ima?: { id: string; operators: string[] };
 }

@@ -4,7 +4,7 @@
 // in-memory model and answered (PROTOCOL.md §2). The MQTT side is service.ts.
 import { randomUUID } from "node:crypto";
 import { Ajv } from "ajv";
-import type { NveConfig } from "../config/types.js";
+import type { NveConfig, VnConfig } from "../config/types.js";
 import { profileSchema } from "../config/schema.js";
 import type { DataPlaneProgrammer, DpOp, VnProfile } from "../dataplane/ops.js";
 import { decodeRequest, errorResponse, DEFAULT_MAX_PAYLOAD } from "../protocol/codec.js";
@@ -19,7 +19,9 @@ import { dispatch } from "./handlers/index.js";
 import { sync } from "./handlers/sync.js";
 import { Model, configHv, isConfigHv, splitKey } from "./model.js";
 import { staticOps, staticVnics } from "./static.js";
-import { cachedOps, cachedVns } from "./restore.js";
+import { cacheVn, cachedOps, cachedVns } from "./restore.js";
+import { bindingKeys, localChangesFor, servedVnsOf, vnRefsOf } from "../ima/nve-glue.js";
+import type { LocalChange } from "../ima/client.js";
 import { Txn, replay, type Finished } from "./txn.js";
 import { viewVnic } from "./vnic.js";
 
@@ -35,6 +37,17 @@ export interface NveCoreOptions {
   onEvent?: (hv: string, event: Event) => void;
 }
 
+/**
+ * The NVE's side of the mapping authority (host/ima/client.ts ImaClient,
+ * PROTOCOL.md §6), told after every committed change: the VNs served (flood
+ * lists) and the local bindings touched (announce/withdraw, seed §4.3).
+ */
+export interface ImaLink {
+  setServed(vns: Iterable<number>): Promise<void>;
+  applyLocal(changes: LocalChange[]): void;
+  resolve(ref: VnRef): Promise<VnConfig>;
+}
+
 const validateProfile = new Ajv({ strict: false, useDefaults: true }).compile(profileSchema);
 const NVE_HV = "@nve"; // the NVE itself, for timer-driven and operator changes
 
@@ -44,6 +57,8 @@ export class NveCore {
   readonly settings: Settings;
   readonly clock: Clock;
   onEvent: (hv: string, event: Event) => void;
+  /** Set once the IMA client runs (host/cli/run.ts); absent = no IMA. */
+  ima: ImaLink | undefined;
   private readonly hvPort = new Map<string, string>();
   private readonly syncs = new Map<string, { syncId: string; vnics: SyncVnic[] }>();
   private queue: Promise<unknown> = Promise.resolve();
@@ -127,7 +142,9 @@ export class NveCore {
         throw new ProtocolError("internal", `the data plane refused the change: ${(e as Error).message}`);
       }
     }
+    const keys = this.ima ? bindingKeys(tx.vnicChanges, this.model.vnics) : undefined;
     f.commit();
+    this.toIma(keys);
     for (const l of tx.logs) this.log(l);
     if (durable) this.durable = durable;
     const events = tx.events;
@@ -135,6 +152,50 @@ export class NveCore {
     else for (const e of events) this.onEvent(e.hv, e.event);
     if (tx.timerChanges.size) this.armTimer();
     return out;
+  }
+
+  /**
+   * After a commit: the IMA client's desired state follows the model (issue 6):
+   * flood lists joined/left with the first/last VAP of a VN, bindings announced
+   * on activation and withdrawn when they go; a migration hold keeps them
+   * announced (seed §4.3), which the client decides from the committed records.
+   */
+  private toIma(keys: Set<string> | undefined): void {
+    const ima = this.ima;
+    if (!ima || !keys) return;
+    void ima.setServed(servedVnsOf(this.model)).catch((e) => this.log(`ima: flood lists: ${(e as Error).message}`));
+    if (keys.size) ima.applyLocal(localChangesFor(keys, this.model));
+  }
+
+  /**
+   * VN references this NVE's catalog lacks are resolved through the IMA
+   * (PROTOCOL.md §6 vn.resolve) before the request's transaction, whose handlers
+   * resolve synchronously: added to the catalog, cached in the store (issue 4)
+   * and programmed. A VN the IMA does not know is left to the handler (unknown-vn).
+   */
+  private async resolveRefs(req: Request): Promise<void> {
+    const ima = this.ima;
+    if (!ima) return;
+    for (const ref of vnRefsOf(req as Parameters<typeof vnRefsOf>[0])) {
+      if (!ref || typeof ref !== "object") continue;
+      try {
+        this.catalog.resolve(ref as VnRef);
+        continue;
+      } catch { /* not in the catalog: ask the IMA */ }
+      let v: VnConfig;
+      try {
+        v = await ima.resolve(ref as VnRef);
+      } catch (e) {
+        this.log(`ima: cannot resolve VN ${JSON.stringify(ref)}: ${(e as Error).message}`);
+        continue;
+      }
+      if (this.catalog.get(v.id)) continue;
+      const rec: VnConfig = { id: v.id, vni: v.vni, profile: v.profile, ...(v.name ? { name: v.name } : {}), ...(v.alias ? { alias: v.alias } : {}) };
+      await this.o.store.transaction((w) => cacheVn(w, rec));
+      await this.o.programmer.apply([{ op: "vn", vn: rec.id, vni: rec.vni, profile: rec.profile }]);
+      if (!this.catalog.get(rec.id)) this.catalog.add(rec);
+      this.log(`ima: VN ${rec.id} (${rec.alias ?? rec.name ?? ""}) resolved through the IMA`);
+    }
   }
 
   private takeToken(hv: string): boolean {
@@ -166,6 +227,7 @@ export class NveCore {
     if (req.op === "hello") this.log(`authorization: ${hv} accepted on port ${port}`);
     if (!this.takeToken(hv))
       return errorResponse(req.id, new ProtocolError("rate-limited", `more than ${this.settings.limits.ratePerSecond} requests per second from ${hv}`)) as Record<string, unknown>;
+    if (this.ima) await this.resolveRefs(req);
     return new Promise((resolve) => {
       this.pending.push({ hv, port, req, resolve });
       if (!this.batchQueued) {
@@ -197,12 +259,14 @@ export class NveCore {
     const now = this.clock.now();
     const results: Record<string, unknown>[] = [];
     const done: { f: Finished; tx: Txn }[] = [];
+    const imaKeys = new Set<string>();
     for (const b of batch) {
       const tx = new Txn(this.model, now, this.settings.tagQuarantineMs);
       const ctx: HandlerCtx = { hv: b.hv, port: b.port, tx, now, catalog: this.catalog, settings: this.settings, syncs: this.syncs };
       try {
         const reply = dispatch(ctx, b.req);
         const f = tx.finish();
+        if (this.ima) for (const k of bindingKeys(tx.vnicChanges, this.model.vnics)) imaKeys.add(k);
         f.commit();
         done.push({ f, tx });
         results.push({ id: b.req.id, ok: true, ...reply() });
@@ -241,6 +305,7 @@ export class NveCore {
       }
       return;
     }
+    this.toIma(imaKeys);
     for (const d of done) for (const l of d.tx.logs) this.log(l);
     if (done.some((d) => d.tx.timerChanges.size)) this.armTimer();
     const answer = () => {

@@ -1,0 +1,70 @@
+// Wires the IMA client (client.ts) into a running NVE (host/control NveCore),
+// issue 6 "The NVE side": started after the NVE restored its store and connected
+// (NveService.start), on the NVE's own MQTT connection; stopped before it.
+//   - desired state at start: the VNs served and the local bindings restored;
+//   - after every commit NveCore tells it what changed (NveCore.ima, core.ts toIma);
+//   - VN references the config lacks are resolved through it (core.ts resolveRefs);
+//   - what the IMA publishes is programmed and cached in the store (nve-cache.ts);
+//   - a binding that moved to another NVE is de-associated here and the agent
+//     told (addr.disassociated, reason `moved`; RFC 7432 §15), a profile change
+//     reaches the agents (vn.profile, seed §4.5), a deleted VN is removed.
+import type { MqttClient } from "mqtt";
+import type { NveConfig } from "../config/types.js";
+import type { DataPlaneProgrammer } from "../dataplane/ops.js";
+import type { Store } from "../store/store.js";
+import type { NveCore } from "../control/core.js";
+import { ImaClient } from "./client.js";
+import { ImaCacheWriter } from "./nve-cache.js";
+import { localBindingsOf, localChangesFor, servedVnsOf } from "./nve-glue.js";
+
+export interface NveImaOptions {
+  config: NveConfig;
+  core: NveCore;
+  client: MqttClient;
+  programmer: DataPlaneProgrammer;
+  store: Store;
+  log: (line: string) => void;
+  timeoutMs?: number;
+}
+
+export async function startNveIma(o: NveImaOptions): Promise<{ client: ImaClient; stop(): Promise<void> }> {
+  const { core, log } = o;
+  const served0 = servedVnsOf(core.model), local0 = localBindingsOf(core.model);
+  const cache = new ImaCacheWriter(o.store, new Set(o.config.vns.map((v) => v.id)), log);
+  const ima = await ImaClient.start({
+    nve: o.config.nve, ip: o.config.underlay.ip, client: o.client, programmer: cache.wrap(o.programmer),
+    served: served0, local: local0,
+    current: (id) => core.catalog.get(id),
+    onMoved: (vn, mac, by) => {
+      const owner = core.model.macOwner.get(`${vn}|${mac}`);
+      if (!owner) return;
+      log(`ima: MAC ${mac} in VN ${vn} moved to ${by?.nve ?? "another NVE"}: de-associated from VNIC ${owner}`);
+      core.disassociate(owner, vn, [{ mac }], "moved").catch((e) => log(`ima: de-associating moved ${mac}: ${(e as Error).message}`));
+    },
+    onProfile: (rec) => {
+      if (core.catalog.get(rec.id)) core.setProfile(rec.id, rec.profile).catch((e) => log(`ima: VN ${rec.id} profile: ${(e as Error).message}`));
+    },
+    onVnDeleted: (vn) => {
+      if (core.catalog.get(vn)) core.removeVn(vn, "vn-deleted").catch((e) => log(`ima: VN ${vn} deleted: ${(e as Error).message}`));
+      cache.vnDeleted(vn).catch((e) => log(`ima cache: ${(e as Error).message}`));
+    },
+    onDuplicate: (vn, mac, msg) => log(`ALERT duplicate MAC ${mac} in VN ${vn} (RFC 7432 §15): ${msg}`),
+    timeoutMs: o.timeoutMs,
+    log,
+  });
+  cache.client = ima;
+  core.ima = ima;
+  // Changes committed while the client subscribed: catch up (the client ignores what did not change).
+  void ima.setServed(servedVnsOf(core.model)).catch((e) => log(`ima: flood lists: ${(e as Error).message}`));
+  const keys = new Set([...local0.map((b) => `${b.vn}|${b.mac}`), ...core.model.macOwner.keys()]);
+  ima.applyLocal(localChangesFor(keys, core.model).filter((c) => "gone" in c || !local0.some((b) => b.vn === c.vn && b.mac === c.mac && b.active === c.active && b.port === c.port && b.ips.join() === c.ips.join())));
+  log(`ima: client started (${servedVnsOf(core.model).size} VNs served, ${localBindingsOf(core.model).length} local bindings)`);
+  return {
+    client: ima,
+    async stop() {
+      core.ima = undefined;
+      await ima.stop();
+      await cache.close();
+    },
+  };
+}
