@@ -9,7 +9,7 @@
 //   host/lab/ovs-driver.ts for the ovs-vsctl transactions.
 // - noPortDriver: no bridge to drive (no OVS database configured; the
 //   hypervisor tags by other means, or a test of the protocol alone).
-import { clearPortTag, setPortTag, OvsDriverError } from "../lab/ovs-driver.js";
+import { clearPortTag, setPortTag } from "../lab/ovs-driver.js";
 
 export interface PortDriver {
   /** For logs and error messages, e.g. "OVS unix:/run/openvswitch/db.sock". */
@@ -52,8 +52,8 @@ export const noPortDriver: PortDriver = {
   clearTag: async () => {},
 };
 
-/** One line: the driver's own message (OvsDriverError already names the port/database) or the port plus the error. */
+/** One line naming the port: the driver's own message when it does (OvsDriverError does), else the port plus the error. */
 export function driverMessage(port: string, e: unknown): string {
-  const m = (e as Error)?.message ?? String(e);
-  return e instanceof OvsDriverError && m.includes(port) ? m : `port "${port}": ${m}`;
+  const m = ((e as Error)?.message ?? String(e)).trim().split("\n")[0];
+  return m.includes(port) ? m : `port "${port}": ${m}`;
 }
