@@ -81,11 +81,17 @@ export let portCtr: usize = 0;
 export let vnCtr: usize = 0;
 export let traceBase: usize = 0;
 
+/**
+ * Zeroed memory, cache-line aligned. No memory.fill: the stub runtime's bump
+ * allocator hands out memory never used before (nothing here frees: heap.free
+ * is never called), and memory.grow's new pages are zero (WebAssembly spec,
+ * "grow" zero-fills). Filling would write every page of the ~110 MB of tables
+ * at create() and fault it in (issue 4: restart time); untouched pages stay
+ * unmapped until a binding lands there.
+ */
 function alloc(size: usize): usize {
   const p = heap.alloc(size + 64);
-  const a = (p + 63) & ~<usize>63; // cache-line aligned
-  memory.fill(a, 0, size);
-  return a;
+  return (p + 63) & ~<usize>63;
 }
 
 export function layoutFixed(tunLog2: u32, floodCap: u32): void {

@@ -78,6 +78,35 @@ function v6Bytes(s: string): Uint8Array {
 
 const TMP4 = new Uint8Array(4);
 
+/**
+ * A plain dotted-quad IPv4 address as an unsigned 32-bit number (network order:
+ * the first byte is the top byte), or -1 when `s` is anything else (IPv6, a
+ * prefix, malformed: use parseIp). No allocation: a restart reprograms a
+ * million of them (issue 4).
+ */
+export function ip4Value(s: string): number {
+  if (typeof s !== "string" || s.length > 15 || !parse4(s, TMP4)) return -1;
+  return ((TMP4[0] << 24) | (TMP4[1] << 16) | (TMP4[2] << 8) | TMP4[3]) >>> 0;
+}
+
+/**
+ * A unicast MAC (as parseMac + isUnicastMac accept) into hi[i], lo[i] (lo as
+ * its signed 32-bit pattern); false otherwise. No allocation (issue 4 restart).
+ */
+export function unicastMacInto(s: string, hi: Int32Array, lo: Int32Array, i: number): boolean {
+  if (typeof s !== "string" || s.length !== 17) return false;
+  let h = 0, l = 0;
+  for (let k = 0; k < 6; k++) {
+    if (k > 0 && s.charCodeAt(3 * k - 1) !== 58) return false; // ':'
+    const b = hexByte(s, 3 * k);
+    if (b < 0) return false;
+    if (k < 2) h = (h << 8) | b; else l = (l << 8) | b;
+  }
+  if ((h & 0x0100) !== 0 || (h === 0 && l === 0)) return false;
+  hi[i] = h; lo[i] = l;
+  return true;
+}
+
 /** An address, or with allowPrefix a CIDR prefix; null when malformed. */
 export function parseIp(s: string, allowPrefix = true): Ip | null {
   if (typeof s !== "string" || s.length > 49) return null;

@@ -4,7 +4,7 @@
 // Hot path: process(n), one call per batch over frames already in memory.
 import { readFileSync } from "node:fs";
 import type { DpOp, VnProfile } from "./ops.js";
-import { parseMac, parseIp, isUnicastMac, type Mac, type Ip } from "./addr.js";
+import { parseMac, parseIp, ip4Value, unicastMacInto, type Mac, type Ip } from "./addr.js";
 
 export class DataPlaneError extends Error {
   constructor(public index: number, public field: string, message: string) {
@@ -84,6 +84,14 @@ export class DataPlane {
   private prefixes: { vnIdx: number; ip: Ip; mac: Mac }[] = [];
   private floodFree = new Map<number, number[]>(); // capacity -> offsets
   private floodNext = 0;
+  private readonly scratch: number;
+  // What validate() parsed, by op index, for applyOne to use without parsing
+  // again (issue 4: a restart programs a million bindings in one apply): the
+  // op's MAC as its top 16 and low 32 bits, an "ip" op's plain IPv4 address
+  // as a number (-1: IPv6 or a prefix, parsed again on the slow path).
+  private pHi = new Int32Array(0);
+  private pLo = new Int32Array(0);
+  private pIp4 = new Float64Array(0);
   private readonly maxRemotes: number;
   private readonly maxVns: number;
   private readonly maxPorts: number;
@@ -100,6 +108,7 @@ export class DataPlane {
       slotBase: ex.slotBasePtr(), slotSize: c(0), headroom: c(1), maxBatch: c(2),
       inDescBase: ex.inDescPtr(), outDescBase: ex.outDescPtr(), hdrBase: ex.hdrBasePtr(), hdrSlot: c(5), maxOut: c(6),
     };
+    this.scratch = ex.scratchPtr();
     this.maxPorts = c(7);
     this.maxVns = c(8);
     this.maxRemotes = c(9);
@@ -142,9 +151,23 @@ export class DataPlane {
    * first (syntax, references, capacity) so a bad list applies nothing.
    */
   apply(ops: DpOp[]): void {
-    this.validate(ops);
-    for (let i = 0; i < ops.length; i++) this.applyOne(ops[i], i);
-    this.updateFanout();
+    if (this.pHi.length < ops.length) {
+      this.pHi = new Int32Array(ops.length);
+      this.pLo = new Int32Array(ops.length);
+      this.pIp4 = new Float64Array(ops.length);
+    }
+    try {
+      this.validate(ops);
+      for (let i = 0; i < ops.length; i++) this.applyOne(ops[i], i);
+      this.updateFanout();
+    } finally {
+      // a restart's million ops need big arrays once; do not keep them
+      if (this.pHi.length > 65536) {
+        this.pHi = new Int32Array(0);
+        this.pLo = new Int32Array(0);
+        this.pIp4 = new Float64Array(0);
+      }
+    }
   }
 
   private validate(ops: DpOp[]): void {
@@ -176,9 +199,18 @@ export class DataPlane {
     // checked against the tags that earlier ops of the same list map
     const tagMap = new Map<string, number>();
     for (const [k, vn] of this.tags) tagMap.set(`${this.portNames[k >> 12]}|${k & 0xfff}`, vn);
+    // memo of vnOnPort: a restart's list has a mac.local per MAC (issue 4), so
+    // the tag map is scanned once per (VN, port), not once per op; tag changes clear it
+    const onPort = new Map<string, boolean>();
     const vnOnPort = (vn: number, port: string) => {
-      for (const [k, v] of tagMap) if (v === vn && k.startsWith(`${port}|`)) return true;
-      return false;
+      const mk = `${vn}|${port}`;
+      let on = onPort.get(mk);
+      if (on === undefined) {
+        on = false;
+        for (const [k, v] of tagMap) if (v === vn && k.startsWith(`${port}|`)) { on = true; break; }
+        onPort.set(mk, on);
+      }
+      return on;
     };
     const fail = (i: number, f: string, m: string): never => { throw new DataPlaneError(i, f, m); };
     const needVn = (i: number, vn: unknown) => {
@@ -187,9 +219,14 @@ export class DataPlane {
     const needPort = (i: number, p: unknown) => {
       if (typeof p !== "string" || !ports.has(p)) fail(i, "port", `unknown port ${JSON.stringify(p)}`);
     };
+    const { pHi, pLo, pIp4 } = this;
     const needMac = (i: number, m: unknown) => {
-      const mac = parseMac(m as string);
-      if (!mac || !isUnicastMac(mac)) fail(i, "mac", `not a unicast MAC: ${JSON.stringify(m)}`);
+      if (!unicastMacInto(m as string, pHi, pLo, i)) fail(i, "mac", `not a unicast MAC: ${JSON.stringify(m)}`);
+    };
+    const needIp = (i: number, s: string) => {
+      const v4 = ip4Value(s);
+      pIp4[i] = v4;
+      if (v4 < 0 && !parseIp(s)) fail(i, "ip", `not an IP address or prefix: ${JSON.stringify(s)}`);
     };
     const needRemoteIp = (i: number, s: unknown) => {
       const ip = parseIp(s as string, false);
@@ -236,14 +273,16 @@ export class DataPlane {
         case "vn.del":
           needVn(i, op.vn); vns.delete(op.vn);
           for (const [k, v] of [...tagMap]) if (v === op.vn) tagMap.delete(k);
+          onPort.clear();
           break;
         case "tag":
           needPort(i, op.port); needVn(i, op.vn);
           if (op.port === this.underlayPortName()) fail(i, "port", "the underlay port carries no tags");
           if (!Number.isInteger(op.tag) || op.tag < 1 || op.tag > 4094) fail(i, "tag", `VID out of range: ${op.tag}`);
           tagMap.set(`${op.port}|${op.tag}`, op.vn);
+          onPort.clear();
           break;
-        case "tag.del": needPort(i, op.port); tagMap.delete(`${op.port}|${op.tag}`); break;
+        case "tag.del": needPort(i, op.port); tagMap.delete(`${op.port}|${op.tag}`); onPort.clear(); break;
         case "mac.local":
           needVn(i, op.vn); needMac(i, op.mac); needPort(i, op.port);
           if (!vnOnPort(op.vn, op.port)) fail(i, "port", `VN ${op.vn} has no tag on port ${op.port}`);
@@ -253,11 +292,11 @@ export class DataPlane {
         case "mac.del": needVn(i, op.vn); needMac(i, op.mac); break;
         case "ip": {
           needVn(i, op.vn); needMac(i, op.mac);
-          if (!parseIp(op.ip)) fail(i, "ip", `not an IP address or prefix: ${JSON.stringify(op.ip)}`);
+          needIp(i, op.ip);
           newIps++;
           break;
         }
-        case "ip.del": needVn(i, op.vn); if (!parseIp(op.ip)) fail(i, "ip", `not an IP address or prefix: ${JSON.stringify(op.ip)}`); break;
+        case "ip.del": needVn(i, op.vn); needIp(i, op.ip); break;
         case "flood.join": {
           needVn(i, op.vn); needRemoteIp(i, op.nve); remoteRef(i, op.nve);
           const f = flood(op.vn);
@@ -293,7 +332,7 @@ export class DataPlane {
   }
 
   private scratchWrite(bytes: Uint8Array, at = 0): void {
-    this.u8.set(bytes, this.ex.scratchPtr() + at);
+    this.u8.set(bytes, this.scratch + at);
   }
 
   private applyOne(op: DpOp, i: number): void {
@@ -383,18 +422,18 @@ export class DataPlane {
         const port = this.ports.get(op.port)!;
         const tag = this.portTagOf.get(`${op.vn}:${port}`);
         if (tag === undefined) throw new DataPlaneError(i, "port", `VN ${op.vn} has no tag on port ${op.port}`);
-        const m = parseMac(op.mac)!;
-        const prev = ex.getMac(v.idx, m.hi, m.lo) >>> 0;
-        this.check(ex.setMacLocal(v.idx, m.hi, m.lo, port, tag, op.active ? 1 : 0), i, "mac");
+        const hi = this.pHi[i], lo = this.pLo[i] >>> 0;
+        const prev = ex.getMac(v.idx, hi, lo) >>> 0;
+        this.check(ex.setMacLocal(v.idx, hi, lo, port, tag, op.active ? 1 : 0), i, "mac");
         this.releaseMacTarget(prev);
         break;
       }
       case "mac.remote": {
         const v = this.vns.get(op.vn)!;
-        const m = parseMac(op.mac)!;
+        const hi = this.pHi[i], lo = this.pLo[i] >>> 0;
         const t = this.acquireTunnel(v.idx, op.nve);
-        const prev = ex.getMac(v.idx, m.hi, m.lo) >>> 0;
-        this.check(ex.setMacRemote(v.idx, m.hi, m.lo, t.t), i, "mac");
+        const prev = ex.getMac(v.idx, hi, lo) >>> 0;
+        this.check(ex.setMacRemote(v.idx, hi, lo, t.t), i, "mac");
         this.releaseMacTarget(prev);
         break;
       }
@@ -408,6 +447,15 @@ export class DataPlane {
       }
       case "ip": case "ip.del": {
         const v = this.vns.get(op.vn)!;
+        // a plain IPv4 address as validate() parsed it, straight into the
+        // scratch area in network order (no allocation, issue 4); IPv6 and prefixes below
+        const v4 = this.pIp4[i];
+        if (v4 >= 0) {
+          this.dv.setUint32(this.scratch, v4, false);
+          if (op.op === "ip") this.check(ex.setIp(v.idx, 0, this.pHi[i], this.pLo[i] >>> 0), i, "ip");
+          else ex.delIp(v.idx, 0);
+          break;
+        }
         const ip = parseIp(op.ip)!;
         const isFull = ip.prefix === null || ip.prefix === (ip.is6 ? 128 : 32);
         if (isFull) {
