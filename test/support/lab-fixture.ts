@@ -27,7 +27,7 @@ import { ovsPids } from "../../host/lab/ovs.js";
 import { pipeBoth } from "../../host/lab/relay.js";
 import { shAsync, sleep, netnsList } from "../../host/lab/sh.js";
 import { startEmbeddedBroker } from "../../host/broker/embedded.js";
-import { parsePcap } from "../../host/pcap/pcap.js";
+import { parsePcap, type PcapPacket } from "../../host/pcap/pcap.js";
 
 const ROOT = fileURLToPath(new URL("../../../", import.meta.url));
 export const BIN = `${ROOT}bin/nvedge.js`;
@@ -45,6 +45,11 @@ export interface DpCounters {
 export interface StackOptions {
   /** Worker threads per NVE (`nvedge run --workers`); default 1. */
   workers?: Record<string, number>;
+  /**
+   * Runs the mapping authority (`nvedge ima run`, PROTOCOL.md §6) seeded with
+   * the lab's VNs, and gives every NVE config an `ima` key (issue 6).
+   */
+  ima?: boolean;
   log?: (line: string) => void;
 }
 
@@ -64,6 +69,8 @@ export interface LabStack {
   dead(): string[];
   /** A scratch directory inside the state directory. */
   scratch: string;
+  /** The control socket of a hypervisor's agent daemon (`nvedge agent ... --socket`). */
+  agentSocket(hv: string): string;
   close(): Promise<Leftovers>;
 }
 
@@ -121,8 +128,8 @@ export async function startLabStack(o: StackOptions = {}): Promise<LabStack> {
   const spawnIn = (name: string, ns: string, argv: string[], env: NodeJS.ProcessEnv = {}): Proc => {
     const log = `${logDir}/${name}.log`;
     const out = createWriteStream(log);
-    // `ip netns exec` execs the command: the child's pid is the command's.
-    const child = spawn("ip", ["netns", "exec", ns, ...argv], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env } });
+    // `ip netns exec` execs the command: the child's pid is the command's. ns "" = the root namespace.
+    const child = ns === "" ? spawn(argv[0], argv.slice(1), { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env } }) : spawn("ip", ["netns", "exec", ns, ...argv], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env } });
     child.stdout!.pipe(out);
     child.stderr!.pipe(out);
     const p: Proc = { name, child, log };
@@ -174,8 +181,22 @@ export async function startLabStack(o: StackOptions = {}): Promise<LabStack> {
     const brokerUrl = `mqtt://127.0.0.1:${MQTT_PORT}`;
 
     const storeOf = (nve: string) => `${stateDir}/${nve}-store`;
+    const configOf = new Map(lab.nves.map((n) => [n.id, n.config]));
+    if (o.ima) {
+      // The IMA in the root namespace, straight on the broker's loopback port; seeded with the
+      // VNs the NVE configs define (the same records, so the catalogs agree from the start).
+      const vns = (JSON.parse(readFileSync(lab.nves[0].config, "utf8")) as { vns: unknown[] }).vns;
+      writeFileSync(`${logDir}/ima.json`, JSON.stringify({ ima: "ima", vns }));
+      const ima = spawnIn("ima", "", [process.execPath, BIN, "ima", "run", "--config", `${logDir}/ima.json`, "--broker", `mqtt://127.0.0.1:${b.port}`, "--store", `${stateDir}/ima-store`]);
+      await waitFor("the IMA to serve", 15_000, () => { if (ima.exit !== undefined) throw new Error(logs("ima")); return readLog(ima).includes("serving PROTOCOL.md"); }, () => logs("ima"));
+      for (const n of lab.nves) {
+        const file = `${logDir}/${n.id}.ima.json`;
+        writeFileSync(file, JSON.stringify({ ...JSON.parse(readFileSync(n.config, "utf8")), ima: { id: "ima" } }));
+        configOf.set(n.id, file);
+      }
+    }
     for (const n of lab.nves) {
-      spawnIn(n.id, n.ns, [process.execPath, BIN, "run", "--config", n.config, "--broker", brokerUrl, "--io", "afpacket",
+      spawnIn(n.id, n.ns, [process.execPath, BIN, "run", "--config", configOf.get(n.id)!, "--broker", brokerUrl, "--io", "afpacket",
         "--workers", String(o.workers?.[n.id] ?? 1), "--store", storeOf(n.id)]);
     }
     const counters = async (nve: string): Promise<DpCounters> => {
@@ -225,7 +246,7 @@ export async function startLabStack(o: StackOptions = {}): Promise<LabStack> {
     const scratch = `${stateDir}/scratch`;
     mkdirSync(scratch);
     return {
-      lab, tags, storeOf, counters, logs, dead, scratch, close,
+      lab, tags, storeOf, counters, logs, dead, scratch, close, agentSocket: agentSock,
       vm: (name) => {
         const v = lab.vms.find((x) => x.name === name);
         if (!v) throw new Error(`no VM ${name} in the lab`);
@@ -375,6 +396,8 @@ export async function injectFrames(ns: string, ifname: string, frames: Uint8Arra
 export interface Sniffer {
   /** Stops the capture (after a moment for the last frames to land) and returns every frame seen. */
   stop(): Promise<Uint8Array[]>;
+  /** As stop(), with each frame's capture timestamp. */
+  stopTimed(): Promise<PcapPacket[]>;
 }
 
 /**
@@ -399,17 +422,16 @@ export async function sniff(ns: string, ifname: string, o: { filter?: string[]; 
     });
     child.on("exit", () => { clearTimeout(t); reject(new Error(`tcpdump on ${ns}/${ifname} exited: ${err.trim()}`)); });
   });
-  return {
-    async stop() {
-      await sleep(200);
-      child.kill("SIGTERM");
-      await Promise.race([closed, sleep(3000)]);
-      child.kill("SIGKILL");
-      const buf = Buffer.concat(chunks);
-      if (buf.length < 24) throw new Error(`tcpdump on ${ns}/${ifname} wrote no capture: ${err.trim()}`);
-      return parsePcap(buf, `tcpdump ${ns}/${ifname}`).packets.map((p) => p.frame);
-    },
+  const stopTimed = async (): Promise<PcapPacket[]> => {
+    await sleep(200);
+    child.kill("SIGTERM");
+    await Promise.race([closed, sleep(3000)]);
+    child.kill("SIGKILL");
+    const buf = Buffer.concat(chunks);
+    if (buf.length < 24) throw new Error(`tcpdump on ${ns}/${ifname} wrote no capture: ${err.trim()}`);
+    return parsePcap(buf, `tcpdump ${ns}/${ifname}`).packets;
   };
+  return { stopTimed, stop: async () => (await stopTimed()).map((p) => p.frame) };
 }
 
 /** Per-reason drop increases between two counter snapshots (only the reasons that moved). */
