@@ -104,6 +104,9 @@ export class NveCore {
     }
     core.log(`NVE ${core.settings.nve} ready: bootId ${core.settings.bootId}, ${core.model.vnics.size} VNICs restored/configured`);
     core.armTimer();
+    // The (VN, IP) index is built after the data plane is programmed (issue 4:
+    // restart time), in the next turn, before the broker connection can bring a request.
+    setImmediate(() => core.model.warm());
     return core;
   }
 

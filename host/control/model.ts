@@ -27,7 +27,13 @@ export class Model {
   readonly hvs = new Map<string, HvRecord>();
   readonly timers = new Map<string, TimerRecord>();
   readonly macOwner = new Map<string, string>();
-  readonly ipOwner = new Map<string, { vnic: string; mac: string }>();
+  /**
+   * (VN, IP) -> owner, built on first use from `vnics` (then kept in step by
+   * index()): a restart with a million addresses programs the data plane from
+   * the records (programAll) without waiting for this index (issue 4); the
+   * first request that needs it, or warm(), builds it.
+   */
+  private ipIdx: Map<string, { vnic: string; mac: string }> | undefined;
   readonly vapCount = new Map<string, number>();
   readonly byHv = new Map<string, Set<string>>();
   readonly allocators = new Map<string, TagAllocator>();
@@ -40,6 +46,26 @@ export class Model {
     let a = this.allocators.get(port);
     if (!a) this.allocators.set(port, (a = new TagAllocator(port)));
     return a;
+  }
+
+  get ipOwner(): Map<string, { vnic: string; mac: string }> {
+    if (this.ipIdx) return this.ipIdx;
+    const m = new Map<string, { vnic: string; mac: string }>();
+    for (const r of this.vnics.values())
+      for (const b of r.vns) {
+        const pre = `${b.vn}|`;
+        for (const a of b.addrs) {
+          if (a.ips.length === 0) continue;
+          const owner = { vnic: r.vnic, mac: a.mac }; // shared by its IPs: owners are never mutated
+          for (const ip of a.ips) m.set(pre + ip, owner);
+        }
+      }
+    return (this.ipIdx = m);
+  }
+
+  /** Builds the lazy indexes now (after the data plane is programmed, before requests arrive). */
+  warm(): void {
+    void this.ipOwner;
   }
 
   /** Restores everything from the store (PROTOCOL.md §3: before answering anything). */
@@ -57,41 +83,50 @@ export class Model {
   index(r: VnicRecord, add: boolean): void {
     if (add) {
       this.vnics.set(r.vnic, r);
-      if (!this.byHv.has(r.hv)) this.byHv.set(r.hv, new Set());
-      this.byHv.get(r.hv)!.add(r.vnic);
+      let hv = this.byHv.get(r.hv);
+      if (!hv) this.byHv.set(r.hv, (hv = new Set()));
+      hv.add(r.vnic);
     } else {
       this.vnics.delete(r.vnic);
       this.byHv.get(r.hv)?.delete(r.vnic);
     }
+    const ips = this.ipIdx; // not built yet: it will be, from `vnics`
     for (const b of r.vns) {
       const k = vapKey(r.port, b.vn);
       const n = (this.vapCount.get(k) ?? 0) + (add ? 1 : -1);
       if (n > 0) this.vapCount.set(k, n);
       else this.vapCount.delete(k);
       for (const a of b.addrs) {
-        if (add) this.macOwner.set(macKey(b.vn, a.mac), r.vnic);
-        else if (this.macOwner.get(macKey(b.vn, a.mac)) === r.vnic) this.macOwner.delete(macKey(b.vn, a.mac));
-        for (const ip of a.ips) {
-          if (add) this.ipOwner.set(ipKey(b.vn, ip), { vnic: r.vnic, mac: a.mac });
-          else if (this.ipOwner.get(ipKey(b.vn, ip))?.vnic === r.vnic) this.ipOwner.delete(ipKey(b.vn, ip));
-        }
+        const mk = macKey(b.vn, a.mac);
+        if (add) this.macOwner.set(mk, r.vnic);
+        else if (this.macOwner.get(mk) === r.vnic) this.macOwner.delete(mk);
+        if (!ips) continue;
+        if (add) {
+          const owner = { vnic: r.vnic, mac: a.mac };
+          for (const ip of a.ips) ips.set(ipKey(b.vn, ip), owner);
+        } else for (const ip of a.ips) if (ips.get(ipKey(b.vn, ip))?.vnic === r.vnic) ips.delete(ipKey(b.vn, ip));
       }
     }
   }
 
-  /** Ops that program the whole VNIC state into a fresh data plane (restart). */
+  /**
+   * Ops that program the whole VNIC state into a fresh data plane (restart),
+   * straight from the records in index order: a binding claimed twice (never in
+   * a consistent store) ends as the indexes have it, the later record winning.
+   */
   programAll(): DpOp[] {
     const ops: DpOp[] = [];
     for (const v of this.vaps.values()) ops.push({ op: "tag", port: v.port, tag: v.tag, vn: v.vn });
-    for (const [k, owner] of this.macOwner) {
-      const r = this.vnics.get(owner)!;
-      const [vn, mac] = splitKey(k);
-      ops.push({ op: "mac.local", vn, mac, port: r.port, active: r.state === "active" });
+    const ipOps: DpOp[] = [];
+    for (const r of this.vnics.values()) {
+      const active = r.state === "active";
+      for (const b of r.vns)
+        for (const a of b.addrs) {
+          ops.push({ op: "mac.local", vn: b.vn, mac: a.mac, port: r.port, active });
+          for (const ip of a.ips) ipOps.push({ op: "ip", vn: b.vn, ip, mac: a.mac });
+        }
     }
-    for (const [k, o] of this.ipOwner) {
-      const [vn, ip] = splitKey(k);
-      ops.push({ op: "ip", vn, ip, mac: o.mac });
-    }
+    for (const op of ipOps) ops.push(op);
     return ops;
   }
 }
