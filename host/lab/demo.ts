@@ -13,7 +13,7 @@
 //   with the agent's OVS driver (ovs-driver.ts), as the agent would.
 import { createServer, connect, type Server } from "node:net";
 import { spawn, type ChildProcess } from "node:child_process";
-import { createWriteStream, existsSync, mkdirSync, rmSync } from "node:fs";
+import { createWriteStream, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { labUp, labDown } from "./engine.js";
 import { setPortTag } from "./ovs-driver.js";
@@ -62,7 +62,9 @@ export async function runDemo(o: DemoOptions): Promise<number> {
     const spawnIn = (name: string, ns: string, argv: string[], env: NodeJS.ProcessEnv = {}): Proc => {
       const log = `${logDir}/${name}.log`;
       const out = createWriteStream(log);
-      const child = spawn("ip", ["netns", "exec", ns, ...argv], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env } });
+      // ns "" = the root namespace (the IMA, next to the broker)
+      const child = ns === "" ? spawn(argv[0], argv.slice(1), { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env } })
+        : spawn("ip", ["netns", "exec", ns, ...argv], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env } });
       child.stdout!.pipe(out);
       child.stderr!.pipe(out);
       const p: Proc = { name, child, log };
@@ -95,9 +97,28 @@ export async function runDemo(o: DemoOptions): Promise<number> {
     const nveUp = have.run && have.addon;
     const dynamic = nveUp && have.agent;
 
+    // The mapping authority (PROTOCOL.md §6, issue 6) with the agents: seeded with the
+    // lab's VNs; each NVE's config gets an `ima` key so it announces its VMs and follows moves.
+    const configOf = new Map(lab.nves.map((n) => [n.id, dynamic ? n.config : n.staticConfig]));
+    if (dynamic && existsSync(`${root}dist/host/cli/ima.js`)) {
+      const vns = (JSON.parse(readFileSync(lab.nves[0].config, "utf8")) as { vns: unknown[] }).vns;
+      writeFileSync(`${logDir}/ima.json`, JSON.stringify({ ima: "ima", vns }));
+      const ima = spawnIn("ima", "", [process.execPath, BIN, "ima", "run", "--config", `${logDir}/ima.json`, "--broker", `mqtt://127.0.0.1:${b.port}`, "--store", `${lab.stateDir}/ima-store`]);
+      const deadline = Date.now() + 15_000;
+      const serving = () => { try { return readFileSync(ima.log, "utf8").includes("serving PROTOCOL.md"); } catch { return false; } };
+      while (!stopping && Date.now() < deadline && ima.exited === undefined && !serving()) await sleep(200);
+      if (serving()) {
+        for (const n of lab.nves) {
+          const file = `${logDir}/${n.id}.ima.json`;
+          writeFileSync(file, JSON.stringify({ ...JSON.parse(readFileSync(n.config, "utf8")), ima: { id: "ima" } }));
+          configOf.set(n.id, file);
+        }
+        say(`IMA: nvedge ima run in the root namespace (log ${ima.log})`);
+      } else say(`IMA: did not come up (see ${ima.log}); the NVEs run without it`);
+    }
     if (nveUp) {
       for (const n of lab.nves) {
-        spawnIn(n.id, n.ns, [process.execPath, BIN, "run", "--config", dynamic ? n.config : n.staticConfig, "--broker", brokerUrl,
+        spawnIn(n.id, n.ns, [process.execPath, BIN, "run", "--config", configOf.get(n.id)!, "--broker", brokerUrl,
           "--io", "afpacket", "--workers", String(o.workers ?? 1), "--store", `${lab.stateDir}/${n.id}-store`]);
       }
       // Bounded wait until each NVE's admin socket exists (it is up and has its store open).

@@ -1,0 +1,110 @@
+// The NVE wired to the mapping authority (issue 6 "The NVE side";
+// host/ima/nve-wire.ts, NveCore.ima): a real NveService and a real ImaService
+// on the embedded broker, an agent speaking raw nvo3-hv/1, a second NVE as a
+// bare IMA client. Checks: a VN the NVE's config lacks is resolved through the
+// IMA (and cached in the store, and programmed); an attach is announced; a
+// binding and flood-list entry announced elsewhere are programmed and written
+// to the store's IMA cache (issue 4); a move to another NVE with a higher
+// sequence de-associates the local binding and tells the agent (`moved`,
+// RFC 7432 §15); a profile change at the IMA reaches the agent (`vn.profile`,
+// seed §4.5); a disconnect withdraws and leaves the flood list.
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import mqtt from "mqtt";
+import { startEmbeddedBroker } from "../host/broker/embedded.js";
+import { ImaService } from "../host/ima/service.js";
+import { ImaClient } from "../host/ima/client.js";
+import { startNveIma } from "../host/ima/nve-wire.js";
+import { NveService } from "../host/control/service.js";
+import { MemoryStore } from "../host/store/memory.js";
+import type { DpOp } from "../host/dataplane/ops.js";
+import { baseConfig, rawClient, until, RecordingProgrammer, type RunningBroker } from "./support/control-harness.js";
+
+const VNIC = "0d6c8a8e-2f5b-4a8e-8d2e-5f1a4f0e9b01";
+const M1 = "02:00:5e:00:09:01", M2 = "02:00:5e:00:09:02";
+const VIOLET = { id: 400, alias: "violet", vni: 9000, profile: { encap: "vxlan" as const, mtu: 1450 } };
+const has = (ops: DpOp[], o: Record<string, unknown>) => ops.some((x) => Object.entries(o).every(([k, v]) => JSON.stringify((x as unknown as Record<string, unknown>)[k]) === JSON.stringify(v)));
+
+test("an NVE with an ima key: resolve, announce, remote bindings cached, moved, profile, withdraw", async () => {
+  const b = await startEmbeddedBroker({ host: "127.0.0.1", port: 0, nves: ["nve-a", "nve-b"], imas: ["ima"], operators: ["alice"] });
+  const rb: RunningBroker = { name: "embedded", url: b.url, protocolVersion: 4, creds: (id) => ({ username: id }), close: () => b.close() };
+  const dir = mkdtempSync(join(tmpdir(), "nvl-imanve-"));
+  const cleanup: (() => Promise<unknown>)[] = [() => b.close(), async () => rmSync(dir, { recursive: true, force: true })];
+  try {
+    const config = baseConfig({ ima: { id: "ima" } });
+    assert.equal(config.ima, { id: "ima", operators: [] }, "the ima key's defaults");
+    const blue = config.vns.find((v) => v.id === 100)!;
+    const ima = await ImaService.start({ settings: { operators: ["alice"] }, broker: { url: b.url, username: "ima", reconnectPeriodMs: 0 }, store: dir,
+      seed: [{ id: blue.id, name: blue.name, alias: blue.alias, vni: blue.vni, profile: blue.profile }, VIOLET] });
+    cleanup.unshift(() => ima.stop());
+    const store = await MemoryStore.open();
+    const prog = await RecordingProgrammer.create();
+    const logs: string[] = [];
+    const svc = await NveService.start({ config, store, programmer: prog, log: (l) => logs.push(l), broker: { url: b.url, username: "nve-a", reconnectPeriodMs: 200 } });
+    cleanup.unshift(() => svc.stop());
+    const wired = await startNveIma({ config, core: svc.core, client: svc.client, programmer: prog, store, log: (l) => logs.push(l) });
+    cleanup.unshift(() => wired.stop());
+    const hv = await rawClient(rb, "hv-1");
+    cleanup.unshift(() => hv.close());
+
+    // A VN the config does not define: resolved through the IMA before the transaction.
+    assert.not.ok(svc.core.catalog.get(400));
+    const att = await hv.request("vnic.attach", { vnic: VNIC, vn: { alias: "violet" }, addrs: [{ mac: M1, ips: ["10.9.0.1"] }] });
+    assert.ok(att.ok, JSON.stringify(att));
+    assert.is(att.vn.id, 400);
+    assert.is(att.vni, 9000);
+    assert.ok(has(prog.since(0), { op: "vn", vn: 400, vni: 9000 }), "the resolved VN was programmed");
+    assert.is(store.get("vns", "400")?.vni, 9000, "and cached in the store");
+    const none = await hv.request("vn.connect", { vnic: VNIC, vn: { alias: "no-such-vn" } });
+    assert.is(none.error?.code, "unknown-vn", "a VN the IMA does not know either: unknown-vn");
+
+    // Announced (seq 0) after the flood-list join.
+    await until(() => wired.client.view().announced.some((a) => a.vn === 400 && a.mac === M1), 5000, "nve-a's announcement");
+    assert.equal(wired.client.view().joined, [400]);
+
+    // Another NVE on VN violet with a binding of its own: programmed and cached.
+    const progB: DpOp[] = [];
+    const nveB = await ImaClient.start({ nve: "nve-b", ip: "192.0.2.2", broker: { url: b.url, username: "nve-b", reconnectPeriodMs: 0 },
+      programmer: { apply: async (ops) => { progB.push(...ops); } }, served: [400], local: [{ vn: 400, mac: M2, ips: ["10.9.0.2"], port: "p1", active: true }] });
+    cleanup.unshift(() => nveB.stop());
+    await until(() => has(prog.since(0), { op: "mac.remote", vn: 400, mac: M2, nve: "192.0.2.2" }) && has(prog.since(0), { op: "flood.join", vn: 400, nve: "192.0.2.2" }), 5000, "nve-b's binding and flood entry at nve-a");
+    await until(() => store.get("remotes", `400|${M2}`)?.ip === "192.0.2.2" && store.get("vteps", "400|nve-b")?.ip === "192.0.2.2", 5000, "the IMA cache in nve-a's store");
+    assert.is(store.get("vteps", "400|nve-a"), undefined, "its own flood-list entry is not cached");
+
+    // The VM moves to nve-b: announced there with the next sequence; nve-a de-associates and tells its agent.
+    nveB.applyLocal([{ vn: 400, mac: M1, ips: ["10.9.0.1"], port: "p1", active: true }]);
+    const ev = await hv.waitFor((m) => m?.event === "addr.disassociated");
+    assert.is(ev.reason, "moved");
+    assert.is(ev.vnic, VNIC);
+    assert.equal(ev.addrs.map((a: { mac: string }) => a.mac), [M1]);
+    await until(() => !svc.core.model.macOwner.has(`400|${M1}`), 5000, "nve-a to drop its binding");
+    await until(() => has(prog.since(0), { op: "mac.remote", vn: 400, mac: M1, nve: "192.0.2.2" }), 5000, "nve-a forwarding M1 to nve-b");
+    await until(() => store.get("remotes", `400|${M1}`)?.nve === "nve-b", 5000, "the moved binding cached");
+
+    // A profile change at the IMA reaches the data plane and the agent.
+    const alice = await mqtt.connectAsync(b.url, { username: "alice", reconnectPeriod: 0 });
+    cleanup.unshift(() => alice.endAsync(true));
+    await alice.subscribeAsync("nvo3/v1/ima/rsp/alice", { qos: 1 });
+    const rsp = new Promise<any>((res) => alice.on("message", (_t, p) => res(JSON.parse(p.toString()))));
+    await alice.publishAsync("nvo3/v1/ima/req/alice", JSON.stringify({ id: "p1", op: "vn.set-profile", vn: { id: 400 }, profile: { encap: "vxlan", mtu: 1400 } }), { qos: 1 });
+    assert.ok((await rsp).ok);
+    const pe = await hv.waitFor((m) => m?.event === "vn.profile");
+    assert.is(pe.vn.id, 400);
+    assert.is(pe.profile.mtu, 1400);
+    await until(() => prog.since(0).some((o: DpOp) => o.op === "vn" && o.vn === 400 && o.profile.mtu === 1400), 5000, "the new profile programmed");
+    await until(() => store.get("vns", "400")?.profile.mtu === 1400, 5000, "and cached");
+
+    // The last VAP of VN violet goes: nve-a leaves its flood list.
+    const disc = await hv.request("vn.disconnect", { vnic: VNIC, vn: { id: 400 } });
+    assert.ok(disc.ok, JSON.stringify(disc));
+    await until(() => wired.client.view().joined.length === 0, 5000, "nve-a to leave VN 400's flood list");
+    await until(() => !nveB.vteps.get(400)?.has("nve-a"), 5000, "nve-b to see nve-a leave");
+  } finally {
+    for (const c of cleanup) await c().catch(() => {});
+  }
+});
+
+test.run();
