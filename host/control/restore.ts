@@ -10,8 +10,9 @@
 //
 // Read side: NveCore.open (host/control/core.ts) programs cachedOps() with the
 // static config and the stored VNICs, and adds cachedVns() to its catalog.
-// Write side: the IMA client (host/ima/client.ts) should call the cache*
-// functions in a store transaction for what it learns (not wired yet).
+// Write side: host/ima/nve-cache.ts (started by host/ima/nve-wire.ts with the
+// IMA client) calls the cache* functions in a store transaction for what the
+// client learns.
 import type { NveConfig, VnConfig } from "../config/types.js";
 import type { DpOp } from "../dataplane/ops.js";
 import { keys, type RemoteRecord, type StoreReader, type StoreWriter, type VnRecord, type VtepRecord } from "../store/store.js";
