@@ -102,6 +102,11 @@ export async function runCommand(argv: string[]): Promise<number> {
       counters = () => pool.counters();
     }
 
+    // Restored and programmed before the broker, MQTT and the admin socket are even
+    // loaded: forwarding resumes first (issue 4: restart time; PROTOCOL.md §3).
+    const { NveCore } = await import("../control/core.js");
+    const core = await NveCore.open({ config: cfg, store, programmer, log });
+
     let url = brokerUrl;
     // The IMA (PROTOCOL.md §6) is the only writer of nvo3/v1/ima/: the embedded broker's ACL names it and its operators.
     const imaRoles = cfg.ima ? { imas: [cfg.ima.id], operators: cfg.ima.operators } : {};
@@ -118,7 +123,7 @@ export async function runCommand(argv: string[]): Promise<number> {
     }
     const { NveService } = await import("../control/service.js");
     const svc = await NveService.start({
-      config: cfg, store, programmer, log,
+      config: cfg, store, programmer, log, core,
       broker: { url, username: cfg.nve, password: process.env.NVEDGE_MQTT_PASSWORD, protocolVersion: pv as 4 | 5, tls: cfg.auth?.tls },
     });
     cleanup.push(() => svc.stop());

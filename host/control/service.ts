@@ -21,6 +21,8 @@ export interface BrokerConnection {
 
 export interface NveServiceOptions extends NveCoreOptions {
   broker: BrokerConnection;
+  /** The core, already opened on these options (restored and programmed: nvedge run does it before loading MQTT). */
+  core?: NveCore;
 }
 
 export function mqttOptions(b: BrokerConnection, clientId: string, will: { topic: string; payload: string }): IClientOptions {
@@ -79,7 +81,7 @@ export class NveService {
   static async start(o: NveServiceOptions): Promise<NveService> {
     const log = o.log ?? (() => {});
     // §3: restore and program everything before answering anything.
-    const core = await NveCore.open(o);
+    const core = o.core ?? await NveCore.open(o);
     const nve = o.config.nve;
     const pv = o.broker.protocolVersion ?? 4;
     const client = await connectWhenReachable(o.broker.url, log, mqttOptions(
