@@ -8,8 +8,7 @@
 //   {"cmd":"migrate-out","vnic"}  {"cmd":"migrate-in","vnic","vns":[{vn,addrs,tag?,port?}]}
 //   {"cmd":"show"}  {"cmd":"resync"}
 // → {"ok":true,"result":…} | {"ok":false,"error":{"code","message","field"?}}
-import { createServer, connect, type Server } from "node:net";
-import { chmodSync, existsSync, unlinkSync } from "node:fs";
+import { serveJsonLines, claimSocketPath } from "../ipc/jsonl-socket.js";
 import { Agent, AgentError, type AgentOptions } from "./agent.js";
 import type { VnRef } from "../protocol/types.js";
 
@@ -40,50 +39,26 @@ async function handle(agent: Agent, m: Msg): Promise<unknown> {
 export interface AgentDaemon { agent: Agent; socketPath: string; close(): Promise<void> }
 
 export async function startAgentDaemon(o: AgentOptions & { socketPath: string }): Promise<AgentDaemon> {
-  if (existsSync(o.socketPath)) {
-    const live = await new Promise<boolean>((res) => {
-      const s = connect(o.socketPath, () => { s.destroy(); res(true); });
-      s.on("error", () => res(false));
-    });
-    if (live) throw new Error(`${o.socketPath}: another agent is already listening there`);
-    unlinkSync(o.socketPath);
-  }
+  const inUse = "another agent is already listening there";
+  // refuse a live socket before the agent connects anywhere
+  await claimSocketPath(o.socketPath, inUse);
   const agent = await Agent.start(o);
-  const server: Server = createServer((sock) => {
-    let buf = "";
-    sock.setEncoding("utf8");
-    sock.on("error", () => {});
-    sock.on("data", (d: string) => {
-      buf += d;
-      if (buf.length > 4 << 20) return sock.destroy();
-      let nl: number;
-      while ((nl = buf.indexOf("\n")) >= 0) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        let m: Msg;
-        try {
-          m = JSON.parse(line);
-        } catch {
-          sock.write(JSON.stringify({ ok: false, error: { code: "bad-request", message: "not JSON" } }) + "\n");
-          continue;
-        }
-        handle(agent, m).then(
-          (result) => sock.write(JSON.stringify({ ok: true, result: result ?? null }) + "\n"),
-          (e) => sock.write(JSON.stringify({ ok: false, error: e instanceof AgentError ? { code: e.code, message: e.message, field: e.field } : { code: "internal", message: (e as Error).message } }) + "\n"),
-        );
-      }
+  let srv;
+  try {
+    srv = await serveJsonLines({
+      path: o.socketPath, inUse, maxBytes: 4 << 20,
+      handle: (m) => handle(agent, m as Msg),
+      toError: (e) => e instanceof AgentError ? { code: e.code, message: e.message, field: e.field } : { code: "internal", message: (e as Error).message },
     });
-  });
-  await new Promise<void>((res, rej) => {
-    server.once("error", rej);
-    server.listen(o.socketPath, () => res());
-  });
-  chmodSync(o.socketPath, 0o600);
+  } catch (e) {
+    await agent.stop();
+    throw e;
+  }
+  const server = srv;
   return {
     agent, socketPath: o.socketPath,
     async close() {
-      await new Promise<void>((res) => server.close(() => res()));
-      try { unlinkSync(o.socketPath); } catch { /* gone */ }
+      await server.close();
       await agent.stop();
     },
   };

@@ -10,8 +10,7 @@
 //   {"cmd":"trace","port":NAME,"frame":HEX}   one frame through the running data plane (its decisions, outputs as hex)
 // Answers: {"ok":true,"result":…} or {"ok":false,"error":{"code","message"}}.
 // The socket is created mode 0600: only the NVE's own user may use it.
-import { createServer, connect, type Server } from "node:net";
-import { chmodSync, existsSync, unlinkSync } from "node:fs";
+import { serveJsonLines, requestJsonLine, type Msg } from "../ipc/jsonl-socket.js";
 import { ProtocolError } from "../protocol/errors.js";
 import type { NveCore } from "./core.js";
 
@@ -24,7 +23,6 @@ export interface AdminOptions {
   log?: (l: string) => void;
 }
 
-type Msg = Record<string, unknown>;
 
 async function handle(o: AdminOptions, m: Msg): Promise<unknown> {
   const c = o.core;
@@ -64,79 +62,20 @@ async function handle(o: AdminOptions, m: Msg): Promise<unknown> {
 }
 
 export async function startAdmin(o: AdminOptions): Promise<{ path: string; close(): Promise<void> }> {
-  if (existsSync(o.path)) {
-    // A stale socket from a crashed run is replaced; a live one means another NVE uses this store.
-    const live = await new Promise<boolean>((res) => {
-      const s = connect(o.path, () => { s.destroy(); res(true); });
-      s.on("error", () => res(false));
-    });
-    if (live) throw new Error(`${o.path}: another NVE is already serving this admin socket`);
-    unlinkSync(o.path);
-  }
-  const server: Server = createServer((sock) => {
-    let buf = "";
-    sock.setEncoding("utf8");
-    sock.on("data", (d: string) => {
-      buf += d;
-      if (buf.length > 1 << 20) return sock.destroy();
-      let nl: number;
-      while ((nl = buf.indexOf("\n")) >= 0) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        let m: Msg;
-        try {
-          m = JSON.parse(line);
-        } catch {
-          sock.write(JSON.stringify({ ok: false, error: { code: "bad-request", message: "not JSON" } }) + "\n");
-          continue;
-        }
-        handle(o, m).then(
-          (result) => sock.write(JSON.stringify({ ok: true, result: result ?? null }) + "\n"),
-          (e) => {
-            const err = e instanceof ProtocolError ? e.toWire() : { code: "internal", message: (e as Error).message };
-            sock.write(JSON.stringify({ ok: false, error: err }) + "\n");
-          },
-        );
-        if (m.cmd !== "show") o.log?.(`admin: ${JSON.stringify(m)}`);
-      }
-    });
-    sock.on("error", () => {});
-  });
-  await new Promise<void>((res, rej) => {
-    server.once("error", rej);
-    server.listen(o.path, () => res());
-  });
-  chmodSync(o.path, 0o600);
-  return {
+  const srv = await serveJsonLines({
     path: o.path,
-    close: () => new Promise<void>((res) => server.close(() => {
-      try { unlinkSync(o.path); } catch { /* gone */ }
-      res();
-    })),
-  };
+    // a live socket means another NVE uses this store
+    inUse: "another NVE is already serving this admin socket",
+    maxBytes: 1 << 20,
+    handle: (m) => handle(o, m),
+    toError: (e) => e instanceof ProtocolError ? e.toWire() : { code: "internal", message: (e as Error).message },
+    onRequest: (m) => { if (m.cmd !== "show") o.log?.(`admin: ${JSON.stringify(m)}`); },
+  });
+  return { path: o.path, close: srv.close };
 }
 
 /** One admin request (used by `nvedge show` and tests). */
 export function adminRequest(path: string, msg: Msg, timeoutMs = 10_000): Promise<unknown> {
-  return new Promise((resolve, reject) => {
-    const s = connect(path);
-    let buf = "";
-    const timer = setTimeout(() => { s.destroy(); reject(new Error(`${path}: no answer within ${timeoutMs} ms`)); }, timeoutMs);
-    s.on("connect", () => s.write(JSON.stringify(msg) + "\n"));
-    s.setEncoding("utf8");
-    s.on("data", (d: string) => {
-      buf += d;
-      const nl = buf.indexOf("\n");
-      if (nl < 0) return;
-      clearTimeout(timer);
-      s.end();
-      const r = JSON.parse(buf.slice(0, nl)) as { ok: boolean; result?: unknown; error?: { code: string; message: string } };
-      if (r.ok) resolve(r.result);
-      else reject(Object.assign(new Error(r.error!.message), { code: r.error!.code }));
-    });
-    s.on("error", (e) => {
-      clearTimeout(timer);
-      reject(new Error(`${path}: cannot reach the NVE's admin socket (${(e as NodeJS.ErrnoException).code ?? e.message}); is \`nvedge run\` running with this store?`));
-    });
-  });
+  return requestJsonLine(path, msg, timeoutMs,
+    (why) => `cannot reach the NVE's admin socket (${why}); is \`nvedge run\` running with this store?`);
 }
