@@ -110,23 +110,30 @@ export class Model {
   }
 
   /**
-   * Ops that program the whole VNIC state into a fresh data plane (restart),
-   * straight from the records in index order: a binding claimed twice (never in
-   * a consistent store) ends as the indexes have it, the later record winning.
+   * Ops that program the whole VNIC state into a fresh data plane (restart):
+   * the tags, then one local.bulk op per port straight from the records in
+   * index order (a binding claimed twice, never in a consistent store, ends as
+   * the indexes have it: the later record wins). Flat arrays, no object per
+   * binding (issue 4: a million addresses).
    */
   programAll(): DpOp[] {
     const ops: DpOp[] = [];
     for (const v of this.vaps.values()) ops.push({ op: "tag", port: v.port, tag: v.tag, vn: v.vn });
-    const ipOps: DpOp[] = [];
+    const byPort = new Map<string, Extract<DpOp, { op: "local.bulk" }>>();
     for (const r of this.vnics.values()) {
+      let b = byPort.get(r.port);
+      if (!b) byPort.set(r.port, (b = { op: "local.bulk", port: r.port, vn: [], mac: [], active: [], ipStart: [0], ips: [] }));
       const active = r.state === "active";
-      for (const b of r.vns)
-        for (const a of b.addrs) {
-          ops.push({ op: "mac.local", vn: b.vn, mac: a.mac, port: r.port, active });
-          for (const ip of a.ips) ipOps.push({ op: "ip", vn: b.vn, ip, mac: a.mac });
+      for (const x of r.vns)
+        for (const a of x.addrs) {
+          b.vn.push(x.vn);
+          b.mac.push(a.mac);
+          b.active.push(active);
+          for (const ip of a.ips) b.ips.push(ip);
+          b.ipStart.push(b.ips.length);
         }
     }
-    for (const op of ipOps) ops.push(op);
+    for (const b of byPort.values()) ops.push(b);
     return ops;
   }
 }

@@ -92,6 +92,8 @@ export class DataPlane {
   private pHi = new Int32Array(0);
   private pLo = new Int32Array(0);
   private pIp4 = new Float64Array(0);
+  /** local.bulk ops by index: their MACs (hi/lo) and plain IPv4 addresses (ip4, -1 otherwise), parsed by validate(). */
+  private bulk = new Map<number, { hi: Int32Array; lo: Int32Array; ip4: Float64Array }>();
   private readonly maxRemotes: number;
   private readonly maxVns: number;
   private readonly maxPorts: number;
@@ -161,6 +163,7 @@ export class DataPlane {
       for (let i = 0; i < ops.length; i++) this.applyOne(ops[i], i);
       this.updateFanout();
     } finally {
+      this.bulk.clear();
       // a restart's million ops need big arrays once; do not keep them
       if (this.pHi.length > 65536) {
         this.pHi = new Int32Array(0);
@@ -288,6 +291,34 @@ export class DataPlane {
           if (!vnOnPort(op.vn, op.port)) fail(i, "port", `VN ${op.vn} has no tag on port ${op.port}`);
           newMacs++;
           break;
+        case "local.bulk": {
+          needPort(i, op.port);
+          const n = Array.isArray(op.mac) ? op.mac.length : -1;
+          if (n < 0 || !Array.isArray(op.vn) || op.vn.length !== n || !Array.isArray(op.active) || op.active.length !== n ||
+              !Array.isArray(op.ipStart) || op.ipStart.length !== n + 1 || op.ipStart[0] !== 0 || !Array.isArray(op.ips) || op.ipStart[n] !== op.ips.length)
+            fail(i, "", "local.bulk: vn, mac, active (n entries each), ipStart (n + 1, from 0 to the length of ips) and ips do not line up");
+          const b = { hi: new Int32Array(n), lo: new Int32Array(n), ip4: new Float64Array(op.ips.length) };
+          let vnId = -1;
+          for (let k = 0; k < n; k++) {
+            if (op.vn[k] !== vnId) {
+              vnId = op.vn[k];
+              if (!vns.has(vnId)) fail(i, `vn[${k}]`, `unknown VN ${vnId}`);
+              if (!vnOnPort(vnId, op.port)) fail(i, `vn[${k}]`, `VN ${vnId} has no tag on port ${op.port}`);
+            }
+            if (!unicastMacInto(op.mac[k], b.hi, b.lo, k)) fail(i, `mac[${k}]`, `not a unicast MAC: ${JSON.stringify(op.mac[k])}`);
+            const from = op.ipStart[k], to = op.ipStart[k + 1];
+            if (!Number.isInteger(to) || to < from) fail(i, `ipStart[${k + 1}]`, `not an index from ${from} to ${op.ips.length}: ${to}`);
+            for (let j = from; j < to; j++) {
+              const v4 = ip4Value(op.ips[j]);
+              b.ip4[j] = v4;
+              if (v4 < 0 && !parseIp(op.ips[j])) fail(i, `ips[${j}]`, `not an IP address or prefix: ${JSON.stringify(op.ips[j])}`);
+            }
+          }
+          this.bulk.set(i, b);
+          newMacs += n;
+          newIps += op.ips.length;
+          break;
+        }
         case "mac.remote": needVn(i, op.vn); needMac(i, op.mac); needRemoteIp(i, op.nve); remoteRef(i, op.nve); newMacs++; break;
         case "mac.del": needVn(i, op.vn); needMac(i, op.mac); break;
         case "ip": {
@@ -447,30 +478,30 @@ export class DataPlane {
       }
       case "ip": case "ip.del": {
         const v = this.vns.get(op.vn)!;
-        // a plain IPv4 address as validate() parsed it, straight into the
-        // scratch area in network order (no allocation, issue 4); IPv6 and prefixes below
-        const v4 = this.pIp4[i];
-        if (v4 >= 0) {
-          this.dv.setUint32(this.scratch, v4, false);
-          if (op.op === "ip") this.check(ex.setIp(v.idx, 0, this.pHi[i], this.pLo[i] >>> 0), i, "ip");
-          else ex.delIp(v.idx, 0);
-          break;
-        }
-        const ip = parseIp(op.ip)!;
-        const isFull = ip.prefix === null || ip.prefix === (ip.is6 ? 128 : 32);
-        if (isFull) {
-          this.scratchWrite(ip.bytes);
-          if (op.op === "ip") { const m = parseMac(op.mac)!; this.check(ex.setIp(v.idx, ip.is6 ? 1 : 0, m.hi, m.lo), i, "ip"); }
-          else ex.delIp(v.idx, ip.is6 ? 1 : 0);
-        } else {
-          const same = (x: { vnIdx: number; ip: Ip }) => x.vnIdx === v.idx && x.ip.is6 === ip.is6 &&
-            x.ip.prefix === ip.prefix && x.ip.bytes.every((b, j) => b === ip.bytes[j]);
-          this.prefixes = this.prefixes.filter((x) => !same(x));
-          if (op.op === "ip") {
-            if (this.prefixes.length >= 1024) throw new DataPlaneError(i, "ip", "at most 1024 prefix bindings");
-            this.prefixes.push({ vnIdx: v.idx, ip, mac: parseMac(op.mac)! });
+        this.ipOp(op.op === "ip", v, op.ip, this.pIp4[i], this.pHi[i], this.pLo[i], op.op === "ip" ? op.mac : "", i);
+        break;
+      }
+      case "local.bulk": {
+        const b = this.bulk.get(i)!;
+        const port = this.ports.get(op.port)!;
+        const n = op.mac.length;
+        // as n mac.local ops then the ip ops (ops.ts), without an object per binding
+        let vnId = -1, v: VnState | undefined, tag: number | undefined;
+        for (let k = 0; k < n; k++) {
+          if (op.vn[k] !== vnId) {
+            vnId = op.vn[k];
+            v = this.vns.get(vnId)!;
+            tag = this.portTagOf.get(`${vnId}:${port}`);
           }
-          this.writePrefixes();
+          if (tag === undefined) throw new DataPlaneError(i, `vn[${k}]`, `VN ${vnId} has no tag on port ${op.port}`);
+          const prev = ex.getMac(v!.idx, b.hi[k], b.lo[k]) >>> 0;
+          this.check(ex.setMacLocal(v!.idx, b.hi[k], b.lo[k], port, tag, op.active[k] ? 1 : 0), i, "mac");
+          this.releaseMacTarget(prev);
+        }
+        vnId = -1;
+        for (let k = 0; k < n; k++) {
+          if (op.vn[k] !== vnId) v = this.vns.get((vnId = op.vn[k]))!;
+          for (let j = op.ipStart[k], e = op.ipStart[k + 1]; j < e; j++) this.ipOp(true, v!, op.ips[j], b.ip4[j], b.hi[k], b.lo[k], op.mac[k], i);
         }
         break;
       }
@@ -494,6 +525,37 @@ export class DataPlane {
         this.releaseTunnel(this.tunnels.get(v.idx * this.maxRemotes + r.idx)!);
         break;
       }
+    }
+  }
+
+  /**
+   * An "ip" (add) or "ip.del" op. v4: the plain IPv4 address validate() parsed
+   * (-1: IPv6 or a prefix, parsed here); hi/lo: the MAC validate() parsed.
+   */
+  private ipOp(add: boolean, v: VnState, text: string, v4: number, hi: number, lo: number, macText: string, i: number): void {
+    const ex = this.ex;
+    if (v4 >= 0) {
+      // straight into the scratch area in network order: no allocation (issue 4)
+      this.dv.setUint32(this.scratch, v4, false);
+      if (add) this.check(ex.setIp(v.idx, 0, hi, lo >>> 0), i, "ip");
+      else ex.delIp(v.idx, 0);
+      return;
+    }
+    const ip = parseIp(text)!;
+    const isFull = ip.prefix === null || ip.prefix === (ip.is6 ? 128 : 32);
+    if (isFull) {
+      this.scratchWrite(ip.bytes);
+      if (add) this.check(ex.setIp(v.idx, ip.is6 ? 1 : 0, hi, lo >>> 0), i, "ip");
+      else ex.delIp(v.idx, ip.is6 ? 1 : 0);
+    } else {
+      const same = (x: { vnIdx: number; ip: Ip }) => x.vnIdx === v.idx && x.ip.is6 === ip.is6 &&
+        x.ip.prefix === ip.prefix && x.ip.bytes.every((b, j) => b === ip.bytes[j]);
+      this.prefixes = this.prefixes.filter((x) => !same(x));
+      if (add) {
+        if (this.prefixes.length >= 1024) throw new DataPlaneError(i, "ip", "at most 1024 prefix bindings");
+        this.prefixes.push({ vnIdx: v.idx, ip, mac: parseMac(macText)! });
+      }
+      this.writePrefixes();
     }
   }
 

@@ -32,6 +32,15 @@ export type DpOp =
   | { op: "tag.del"; port: string; tag: number }
   /** A MAC of a local VNIC behind `port`; `active` false = Associated (no traffic). */
   | { op: "mac.local"; vn: number; mac: string; port: string; active: boolean }
+  /**
+   * Every local binding of one port in one op (a restart reprograms them all,
+   * issue 4): the same as `{op:"mac.local", vn: vn[k], mac: mac[k], port,
+   * active: active[k]}` for each k, then `{op:"ip", vn: vn[k], ip, mac: mac[k]}`
+   * for each ip of ips[ipStart[k] .. ipStart[k+1]) (ipStart has one more entry
+   * than mac). Flat arrays instead of a million small objects: cheap to build,
+   * to post to the packet I/O workers and to collect.
+   */
+  | { op: "local.bulk"; port: string; vn: number[]; mac: string[]; active: boolean[]; ipStart: number[]; ips: string[] }
   /** A MAC behind the remote NVE whose underlay address is `nve`. */
   | { op: "mac.remote"; vn: number; mac: string; nve: string }
   | { op: "mac.del"; vn: number; mac: string }
