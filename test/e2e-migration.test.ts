@@ -150,6 +150,8 @@ if (missing) {
       await waitFor("nve-a to de-associate vm11 (moved)", 10_000, () => !bindings("nve-a").some((b) => b.mac === vm11.mac && b.where === "local" && b.state === "active"));
       await waitFor("hv1's agent to hear addr.disassociated (moved)", 10_000,
         () => /addr\.disassociated[^\n]*moved|moved[^\n]*addr\.disassociated/.test(stack.logs("agent-hv1", 400)), () => stack.logs("agent-hv1", 40) + stack.logs("nve-a", 40));
+      await waitFor("nve-a to show vm11 at nve-b (from the IMA)", 10_000,
+        () => bindings("nve-a").some((b) => b.mac === vm11.mac && b.where === "remote" && (b as { nve?: string }).nve === "nve-b"));
       const atB = bindings("nve-b").find((b) => b.mac === vm11.mac && b.where === "local");
       assert.is(atB?.state, "active");
       assert.is(atB?.hv, "hv2");

@@ -83,6 +83,8 @@ test("an NVE with an ima key: resolve, announce, remote bindings cached, moved, 
     await until(() => !svc.core.model.macOwner.has(`400|${M1}`), 5000, "nve-a to drop its binding");
     await until(() => has(prog.since(0), { op: "mac.remote", vn: 400, mac: M1, nve: "192.0.2.2" }), 5000, "nve-a forwarding M1 to nve-b");
     await until(() => store.get("remotes", `400|${M1}`)?.nve === "nve-b", 5000, "the moved binding cached");
+    const shown = svc.core.bindings().find((r) => r.mac === M1);
+    assert.equal([shown?.where, shown?.nve, shown?.source], ["remote", "nve-b", "ima"], "nvedge show bindings: M1 is at nve-b");
 
     // A profile change at the IMA reaches the data plane and the agent.
     const alice = await mqtt.connectAsync(b.url, { username: "alice", reconnectPeriod: 0 });

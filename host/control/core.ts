@@ -46,6 +46,8 @@ export interface ImaLink {
   setServed(vns: Iterable<number>): Promise<void>;
   applyLocal(changes: LocalChange[]): void;
   resolve(ref: VnRef): Promise<VnConfig>;
+  /** Bindings the IMA publishes at other NVEs (for `nvedge show bindings`). */
+  remoteBindings?(): { vn: number; mac: string; ips: string[]; nve: string; ip: string; seq: number }[];
 }
 
 const validateProfile = new Ajv({ strict: false, useDefaults: true }).compile(profileSchema);
@@ -531,6 +533,7 @@ export class NveCore {
         const vn = this.catalog.resolve(a.vn).id;
         rows.push({ vn, mac: normMac(a.mac), ips: (a.ips ?? []).map(normIp), where: "remote", nve: rem.nve, ip: rem.ip });
       }
+    for (const r of this.ima?.remoteBindings?.() ?? []) rows.push({ ...r, where: "remote", source: "ima" });
     return rows.sort((a, b) => (a.vn as number) - (b.vn as number) || String(a.mac).localeCompare(String(b.mac)));
   }
 

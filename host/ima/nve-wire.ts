@@ -53,7 +53,15 @@ export async function startNveIma(o: NveImaOptions): Promise<{ client: ImaClient
     log,
   });
   cache.client = ima;
-  core.ima = ima;
+  core.ima = {
+    setServed: (vns) => ima.setServed(vns),
+    applyLocal: (changes) => ima.applyLocal(changes),
+    resolve: (ref) => ima.resolve(ref),
+    remoteBindings: () => [...ima.records].filter(([, r]) => r.nve !== ima.nve).map(([k, r]) => {
+      const i = k.indexOf("|");
+      return { vn: Number(k.slice(0, i)), mac: k.slice(i + 1), ips: [...r.ips], nve: r.nve, ip: r.ip, seq: r.seq };
+    }),
+  };
   // Changes committed while the client subscribed: catch up (the client ignores what did not change).
   void ima.setServed(servedVnsOf(core.model)).catch((e) => log(`ima: flood lists: ${(e as Error).message}`));
   const keys = new Set([...local0.map((b) => `${b.vn}|${b.mac}`), ...core.model.macOwner.keys()]);
