@@ -75,9 +75,28 @@ export const ajv = new Ajv({ allErrors: false, strict: false });
 ajv.addFormat("mac", { type: "string", validate: isUnicastMac });
 ajv.addFormat("ip", { type: "string", validate: isIpOrPrefix });
 
-export const validators = Object.fromEntries(OPS.map((op) => [op, ajv.compile(requestSchemas[op])])) as Record<OpName, ValidateFunction>;
+/**
+ * name -> validator, each compiled on first use: compiling them all costs a
+ * few hundred ms at import, on the restart path of `nvedge run` before the
+ * data plane is programmed (issue 4). Keys enumerate as before.
+ */
+function lazyValidators<K extends string>(schemas: Record<K, object>): Record<K, ValidateFunction> {
+  const out = {} as Record<K, ValidateFunction>;
+  for (const k of Object.keys(schemas) as K[])
+    Object.defineProperty(out, k, {
+      enumerable: true, configurable: true,
+      get() {
+        const v = ajv.compile(schemas[k]);
+        Object.defineProperty(out, k, { value: v, enumerable: true });
+        return v;
+      },
+    });
+  return out;
+}
+
+export const validators = lazyValidators(requestSchemas as Record<OpName, object>);
 export const validateResponse = ajv.compile(responseSchema);
-export const eventValidators = Object.fromEntries(Object.entries(eventSchemas).map(([k, s]) => [k, ajv.compile(s)])) as Record<string, ValidateFunction>;
+export const eventValidators = lazyValidators(eventSchemas);
 export const validateNveStatus = ajv.compile(nveStatusSchema);
 
 /** ajv's first error → a field path ("addrs[0].mac") and a message naming the value's fault. */
