@@ -19,7 +19,7 @@ import { ImaService } from "../host/ima/service.js";
 import { ImaClient } from "../host/ima/client.js";
 import { startNveIma } from "../host/ima/nve-wire.js";
 import { NveService } from "../host/control/service.js";
-import { MemoryStore } from "../host/store/memory.js";
+import { MemoryStore, newMemoryBacking } from "../host/store/memory.js";
 import type { DpOp } from "../host/dataplane/ops.js";
 import { baseConfig, rawClient, until, RecordingProgrammer, type RunningBroker } from "./support/control-harness.js";
 
@@ -40,12 +40,13 @@ test("an NVE with an ima key: resolve, announce, remote bindings cached, moved, 
     const ima = await ImaService.start({ settings: { operators: ["alice"] }, broker: { url: b.url, username: "ima", reconnectPeriodMs: 0 }, store: dir,
       seed: [{ id: blue.id, name: blue.name, alias: blue.alias, vni: blue.vni, profile: blue.profile }, VIOLET] });
     cleanup.unshift(() => ima.stop());
-    const store = await MemoryStore.open();
+    const backing = newMemoryBacking();
+    const store = await MemoryStore.open({ backing });
     const prog = await RecordingProgrammer.create();
     const logs: string[] = [];
-    const svc = await NveService.start({ config, store, programmer: prog, log: (l) => logs.push(l), broker: { url: b.url, username: "nve-a", reconnectPeriodMs: 200 } });
+    let svc = await NveService.start({ config, store, programmer: prog, log: (l) => logs.push(l), broker: { url: b.url, username: "nve-a", reconnectPeriodMs: 200 } });
     cleanup.unshift(() => svc.stop());
-    const wired = await startNveIma({ config, core: svc.core, client: svc.client, programmer: prog, store, log: (l) => logs.push(l) });
+    let wired = await startNveIma({ config, core: svc.core, client: svc.client, programmer: prog, store, log: (l) => logs.push(l) });
     cleanup.unshift(() => wired.stop());
     const hv = await rawClient(rb, "hv-1");
     cleanup.unshift(() => hv.close());
@@ -98,6 +99,23 @@ test("an NVE with an ima key: resolve, announce, remote bindings cached, moved, 
     assert.is(pe.profile.mtu, 1400);
     await until(() => prog.since(0).some((o: DpOp) => o.op === "vn" && o.vn === 400 && o.profile.mtu === 1400), 5000, "the new profile programmed");
     await until(() => store.get("vns", "400")?.profile.mtu === 1400, 5000, "and cached");
+
+    // A restart (issue 4): the store's IMA cache is in the data plane before anything is answered.
+    await wired.stop();
+    await svc.stop();
+    await store.close();
+    const store2 = await MemoryStore.open({ backing });
+    const prog2 = await RecordingProgrammer.create();
+    svc = await NveService.start({ config, store: store2, programmer: prog2, log: (l) => logs.push(l), broker: { url: b.url, username: "nve-a", reconnectPeriodMs: 200 } });
+    cleanup.unshift(() => svc.stop());
+    const opened = prog2.since(0);
+    assert.ok(opened.some((o) => o.op === "vn" && o.vn === 400 && o.profile.mtu === 1400), "the cached VN, with its new profile");
+    assert.ok(has(opened, { op: "mac.remote", vn: 400, mac: M1, nve: "192.0.2.2" }), "the moved binding, from the cache");
+    assert.ok(has(opened, { op: "mac.remote", vn: 400, mac: M2, nve: "192.0.2.2" }));
+    assert.ok(has(opened, { op: "flood.join", vn: 400, nve: "192.0.2.2" }));
+    wired = await startNveIma({ config, core: svc.core, client: svc.client, programmer: prog2, store: store2, log: (l) => logs.push(l) });
+    cleanup.unshift(() => wired.stop());
+    await until(() => wired.client.view().joined.includes(400), 5000, "the restarted NVE back on VN 400's flood list");
 
     // The last VAP of VN violet goes: nve-a leaves its flood list.
     const disc = await hv.request("vn.disconnect", { vnic: VNIC, vn: { id: 400 } });
