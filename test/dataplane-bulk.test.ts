@@ -87,6 +87,7 @@ test("local.bulk: a bad entry refuses the whole list, naming the entry, and appl
     ["VN without a tag on the port", (op) => { op.port = F.UPLINK; }, "vn[0]"],
     ["arrays that do not line up", (op) => { op.ipStart.pop(); }, ""],
     ["ipStart going backwards", (op) => { op.ipStart[5] = op.ipStart[4] - 1; }, "ipStart[5]"],
+    ["ipStart past the end of ips", (op) => { op.ipStart[2] = op.ips.length + 5; }, "ipStart[2]"],
   ];
   for (const [label, spoil, field] of cases) {
     const dp = await fresh();

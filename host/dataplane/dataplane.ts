@@ -307,7 +307,7 @@ export class DataPlane {
             }
             if (!unicastMacInto(op.mac[k], b.hi, b.lo, k)) fail(i, `mac[${k}]`, `not a unicast MAC: ${JSON.stringify(op.mac[k])}`);
             const from = op.ipStart[k], to = op.ipStart[k + 1];
-            if (!Number.isInteger(to) || to < from) fail(i, `ipStart[${k + 1}]`, `not an index from ${from} to ${op.ips.length}: ${to}`);
+            if (!Number.isInteger(to) || to < from || to > op.ips.length) fail(i, `ipStart[${k + 1}]`, `not an index from ${from} to ${op.ips.length}: ${to}`);
             for (let j = from; j < to; j++) {
               const v4 = ip4Value(op.ips[j]);
               b.ip4[j] = v4;
