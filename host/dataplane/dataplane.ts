@@ -80,6 +80,7 @@ export class DataPlane {
   private freeTun: number[] = [];
   private nextTun = 0;
   private tags = new Map<number, number>(); // port << 12 | tag -> vn id
+  private vnKeyOwner = new Map<string, number>(); // "encap:vni" -> vn id
   private portTagOf = new Map<string, number>(); // `${vnId}:${port}` -> tag
   private prefixes: { vnIdx: number; ip: Ip; mac: Mac }[] = [];
   private floodFree = new Map<number, number[]>(); // capacity -> offsets
@@ -174,10 +175,19 @@ export class DataPlane {
   }
 
   private validate(ops: DpOp[]): void {
-    const ports = new Set(this.ports.keys());
-    const vns = new Set(this.vns.keys());
-    const vnKeys = new Map<string, number>();
-    for (const [id, v] of this.vns) vnKeys.set(`${v.profile.encap}:${v.vni}`, id);
+    // The state as the list would leave it, as overlays on the live state
+    // (nothing proportional to the tables is copied per apply()).
+    const ports = new SetOverlay<string>(this.ports);
+    const vns = new SetOverlay<number>(this.vns);
+    // (encap:VNI) -> VN id, and each VN's key, as the list would leave them
+    const keyOwner = new Map<string, number | null>();
+    const keyOfVn = new Map<number, string | null>();
+    const ownerOf = (key: string) => keyOwner.has(key) ? keyOwner.get(key)! : this.vnKeyOwner.get(key) ?? null;
+    const keyOf = (vn: number) => {
+      if (keyOfVn.has(vn)) return keyOfVn.get(vn)!;
+      const v = this.vns.get(vn);
+      return v ? `${v.profile.encap}:${v.vni}` : null;
+    };
     let newMacs = 0, newIps = 0;
     // flood lists and remote NVEs as the list would leave them (limits are
     // checked before anything is applied)
@@ -200,17 +210,29 @@ export class DataPlane {
     let ulIs6: boolean | undefined = this.underlayPort >= 0 ? this.underlayIs6 : undefined;
     // (port, tag) -> VN as the list would leave it, so a mac.local can be
     // checked against the tags that earlier ops of the same list map
-    const tagMap = new Map<string, number>();
-    for (const [k, vn] of this.tags) tagMap.set(`${this.portNames[k >> 12]}|${k & 0xfff}`, vn);
+    const deletedVns = new Set<number>();
+    // (port|tag) -> VN (null: unmapped) changed by this list, over this.tags
+    const tagOverlay = new Map<string, number | null>();
+    const tagVn = (port: string, tag: number): number | null => {
+      const k = `${port}|${tag}`;
+      if (tagOverlay.has(k)) return tagOverlay.get(k)!;
+      const pi = this.ports.get(port);
+      return pi === undefined ? null : this.tags.get((pi << 12) | tag) ?? null;
+    };
     // memo of vnOnPort: a restart's list has a mac.local per MAC (issue 4), so
-    // the tag map is scanned once per (VN, port), not once per op; tag changes clear it
+    // it is worked out once per (VN, port), not once per op; tag changes clear it
     const onPort = new Map<string, boolean>();
     const vnOnPort = (vn: number, port: string) => {
       const mk = `${vn}|${port}`;
       let on = onPort.get(mk);
       if (on === undefined) {
         on = false;
-        for (const [k, v] of tagMap) if (v === vn && k.startsWith(`${port}|`)) { on = true; break; }
+        for (const [k, v] of tagOverlay) if (v === vn && k.startsWith(`${port}|`)) { on = true; break; }
+        if (!on && !deletedVns.has(vn)) {
+          const pi = this.ports.get(port);
+          const live = pi === undefined ? undefined : this.portTagOf.get(`${vn}:${pi}`);
+          on = live !== undefined && tagVn(port, live) === vn;
+        }
         onPort.set(mk, on);
       }
       return on;
@@ -265,27 +287,32 @@ export class DataPlane {
           if (p.encap === "nvgre" && (op.vni <= 0xfff || op.vni === 0xffffff)) fail(i, "vni", `VSID ${op.vni} is reserved (RFC 7637 §3.2)`);
           if (!Number.isInteger(p.mtu) || p.mtu < 68 || p.mtu > 9000) fail(i, "profile.mtu", `MTU out of range: ${p.mtu}`);
           const key = `${p.encap}:${op.vni}`;
-          const owner = vnKeys.get(key);
-          if (owner !== undefined && owner !== op.vn) fail(i, "vni", `${p.encap} VNI ${op.vni} already used by VN ${owner}`);
-          for (const [k, id] of vnKeys) if (id === op.vn) vnKeys.delete(k);
-          vnKeys.set(key, op.vn);
+          const owner = ownerOf(key);
+          if (owner !== null && owner !== op.vn) fail(i, "vni", `${p.encap} VNI ${op.vni} already used by VN ${owner}`);
+          const old = keyOf(op.vn);
+          if (old !== null) keyOwner.set(old, null);
+          keyOwner.set(key, op.vn);
+          keyOfVn.set(op.vn, key);
           if (!vns.has(op.vn) && vns.size >= this.maxVns) fail(i, "vn", `at most ${this.maxVns} VNs`);
           vns.add(op.vn);
           break;
         }
         case "vn.del":
           needVn(i, op.vn); vns.delete(op.vn);
-          for (const [k, v] of [...tagMap]) if (v === op.vn) tagMap.delete(k);
+          { const old = keyOf(op.vn); if (old !== null) keyOwner.set(old, null); keyOfVn.set(op.vn, null); }
+          // seed §3.1: its tags go with it
+          for (const [k, v] of tagOverlay) if (v === op.vn) tagOverlay.set(k, null);
+          deletedVns.add(op.vn);
           onPort.clear();
           break;
         case "tag":
           needPort(i, op.port); needVn(i, op.vn);
           if (op.port === this.underlayPortName()) fail(i, "port", "the underlay port carries no tags");
           if (!Number.isInteger(op.tag) || op.tag < 1 || op.tag > 4094) fail(i, "tag", `VID out of range: ${op.tag}`);
-          tagMap.set(`${op.port}|${op.tag}`, op.vn);
+          tagOverlay.set(`${op.port}|${op.tag}`, op.vn);
           onPort.clear();
           break;
-        case "tag.del": needPort(i, op.port); tagMap.delete(`${op.port}|${op.tag}`); onPort.clear(); break;
+        case "tag.del": needPort(i, op.port); tagOverlay.set(`${op.port}|${op.tag}`, null); onPort.clear(); break;
         case "mac.local":
           needVn(i, op.vn); needMac(i, op.mac); needPort(i, op.port);
           if (!vnOnPort(op.vn, op.port)) fail(i, "port", `VN ${op.vn} has no tag on port ${op.port}`);
@@ -399,8 +426,10 @@ export class DataPlane {
           this.vns.set(op.vn, v);
           this.vnById[idx] = op.vn;
         }
+        if (this.vnKeyOwner.get(`${v.profile.encap}:${v.vni}`) === op.vn) this.vnKeyOwner.delete(`${v.profile.encap}:${v.vni}`);
         v.vni = op.vni;
         v.profile = { ...p };
+        this.vnKeyOwner.set(`${p.encap}:${op.vni}`, op.vn);
         this.check(ex.setVn(v.idx, op.vni, ENCAP[p.encap], p.mtu, flags, p.qos?.dscp ?? 0), i, "vn");
         // seed §4.5: a profile change reaches the data plane at once; the
         // prebuilt headers of this VN follow it
@@ -425,6 +454,7 @@ export class DataPlane {
         this.writePrefixes();
         ex.delVn(v.idx);
         this.vns.delete(op.vn);
+        this.vnKeyOwner.delete(`${v.profile.encap}:${v.vni}`);
         this.vnById[v.idx] = undefined;
         this.freeVnIdx.push(v.idx);
         for (const k of [...this.portTagOf.keys()]) if (k.startsWith(`${op.vn}:`)) this.portTagOf.delete(k);
@@ -796,4 +826,15 @@ export class DataPlane {
 
 function macBytesOf(m: Mac): Uint8Array {
   return Uint8Array.of(m.hi >> 8, m.hi & 0xff, m.lo >>> 24, (m.lo >>> 16) & 0xff, (m.lo >>> 8) & 0xff, m.lo & 0xff);
+}
+
+/** A set as an op list would leave it: the live keys plus the list's additions, minus its removals. */
+class SetOverlay<K> {
+  private added = new Set<K>();
+  private removed = new Set<K>();
+  constructor(private base: { has(k: K): boolean; readonly size: number }) {}
+  has(k: K): boolean { return this.added.has(k) || (!this.removed.has(k) && this.base.has(k)); }
+  add(k: K): void { this.removed.delete(k); if (!this.base.has(k)) this.added.add(k); }
+  delete(k: K): void { this.added.delete(k); if (this.base.has(k)) this.removed.add(k); }
+  get size(): number { return this.base.size + this.added.size - this.removed.size; }
 }
