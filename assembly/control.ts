@@ -7,7 +7,7 @@ import { scratch, portKind, vlanMap, vnPortTag, vnPtr, tunPtr, tunCap, vtepBits,
          VN_LOCAL, VNF_DSCP_FIXED, VNF_LIVE, ENC_VXLAN, ENC_GENEVE, ENC_NVGRE, TUN_SIZE, TUN_HDR, alloc } from "./state";
 import { t64Put, t64Del, t64Find } from "./tables/hash64";
 import { tipPut, tipDel } from "./tables/haship";
-import { macTab, ipTab, vniTab, remoteTab, macKey, MK_LOCAL, MK_REMOTE, ML_ACTIVE, ML_PORT_SHIFT,
+import { macTab, ipTab, vniTab, remoteTab, macKey, macRawOf, macRaw, MK_LOCAL, MK_REMOTE, ML_ACTIVE, ML_PORT_SHIFT,
          IP6_TAG, prefixBase, MAX_PREFIXES } from "./tables/index";
 import { setUlIdentity } from "./pipeline/underlay";
 import { TK_VXLAN4, TK_VXLAN6, TK_GENEVE4, TK_GENEVE6, TK_NVGRE4, TK_NVGRE6 } from "./pipeline/encap";
@@ -42,7 +42,7 @@ export function setUnderlay(port: u32, is6: bool, vx: u32, gn: u32): i32 {
   memory.copy(changetype<usize>(ul), scratch, 32);
   ulPort = port; ulIs6 = is6; vxPort = vx; gnPort = gn;
   const a = changetype<usize>(ul) + 16;
-  setUlIdentity(ldMac(changetype<usize>(ul)), is6, is6 ? load<u64>(a) : <u64>load<u32>(a), is6 ? load<u64>(a, 8) : 0, vx, gn);
+  setUlIdentity(macRaw(changetype<usize>(ul)), is6, is6 ? load<u64>(a) : <u64>load<u32>(a), is6 ? load<u64>(a, 8) : 0, vx, gn);
   return OK;
 }
 
@@ -245,24 +245,24 @@ export function buildTunnel(t: u32, vn: u32, r: u32): i32 {
 export function setMacLocal(vn: u32, hi: u32, lo: u32, port: u32, tag: u32, active: bool): i32 {
   if (vn >= MAX_VNS || port >= MAX_PORTS || tag > 4094) return E_RANGE;
   const val = MK_LOCAL | (active ? ML_ACTIVE : 0) | (port << ML_PORT_SHIFT) | tag;
-  return t64Put(macTab, macKey(vn, mac(hi, lo)), val, 0) ? OK : E_FULL;
+  return t64Put(macTab, macKey(vn, macRawOf(mac(hi, lo))), val, 0) ? OK : E_FULL;
 }
 
 export function setMacRemote(vn: u32, hi: u32, lo: u32, t: u32): i32 {
   if (vn >= MAX_VNS || t >= tunCap) return E_RANGE;
-  return t64Put(macTab, macKey(vn, mac(hi, lo)), MK_REMOTE | t, 0) ? OK : E_FULL;
+  return t64Put(macTab, macKey(vn, macRawOf(mac(hi, lo))), MK_REMOTE | t, 0) ? OK : E_FULL;
 }
 
 export function delMac(vn: u32, hi: u32, lo: u32): i32 {
   if (vn >= MAX_VNS) return E_RANGE;
-  t64Del(macTab, macKey(vn, mac(hi, lo)));
+  t64Del(macTab, macKey(vn, macRawOf(mac(hi, lo))));
   return OK;
 }
 
 /** The MAC entry's value (tables/index.ts encoding), 0 when absent. */
 export function getMac(vn: u32, hi: u32, lo: u32): u32 {
   if (vn >= MAX_VNS) return 0;
-  const s = t64Find(macTab, macKey(vn, mac(hi, lo)));
+  const s = t64Find(macTab, macKey(vn, macRawOf(mac(hi, lo))));
   return s == 0 ? 0 : load<u32>(s, 8);
 }
 

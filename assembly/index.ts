@@ -7,9 +7,8 @@ import { layoutFixed, slotBase, inDescBase, outDescBase, hdrBase, scratch, portK
          PORT_CTR, PC_RX_FRAMES, PC_RX_BYTES, GC_RX, GC_FORWARDED, MAX_PORTS, TRACE_REC, MAX_VNS, vlanMap,
          MAX_REMOTES, MAX_LOCAL_PER_VN } from "./state";
 import { t64Init, t64Home } from "./tables/hash64";
-import { ldMac } from "./util";
 import { tipInit } from "./tables/haship";
-import { macTab, ipTab, vniTab, remoteTab, prefixInit, macKey } from "./tables/index";
+import { macTab, ipTab, vniTab, remoteTab, prefixInit, macKey, macRaw } from "./tables/index";
 import { controlInit } from "./control";
 import { accessFrame } from "./pipeline/access";
 import { underlayFrame } from "./pipeline/underlay";
@@ -74,8 +73,8 @@ function prefetchBatch(n: u32): void {
     const vid = <u32>bswap<u16>(load<u16>(p + 14)) & 0xfff;
     const vn1 = <u32>load<u16>(vlanMap + ((<usize>port << 12) + vid) * 2);
     if (vn1 == 0) continue;
-    const hs = t64Home(macTab, macKey(vn1 - 1, ldMac(p + 6)));
-    const hd = t64Home(macTab, macKey(vn1 - 1, ldMac(p)));
+    const hs = t64Home(macTab, macKey(vn1 - 1, macRaw(p + 6)));
+    const hd = t64Home(macTab, macKey(vn1 - 1, macRaw(p)));
     sink ^= load<u64>(base + (<usize>(hs & mask) << 4)) ^ load<u64>(base + (<usize>(hd & mask) << 4));
   }
   warmSink = sink;

@@ -6,7 +6,7 @@ import { ld16, ldMac, ld8 } from "../util";
 import { vlanMap, vnPtr, tagOf, vnCtr, ctrInc, VN_CTR, VC_RX, VC_ENCAP, VC_FLOOD,
          VN_FLAGS, VN_MTU, VN_FLOOD_PTR, VN_FLOOD_N, VN_NLOCAL, VN_LOCAL,
          VNF_PORTSEC, VNF_ARPSUP, floodPool } from "../state";
-import { macLookup, ip4Lookup, ip6Lookup, MK_KIND, MK_LOCAL, MK_REMOTE, ML_ACTIVE,
+import { macLookup, macRaw, ip4Lookup, ip6Lookup, MK_KIND, MK_LOCAL, MK_REMOTE, ML_ACTIVE,
          ML_PORT_SHIFT, ML_PORT_MASK, ML_TAG_MASK, MR_TUN_MASK } from "../tables/index";
 import { ETHERTYPE_VLAN, ETHERTYPE_QINQ, ETHERTYPE_QINQ_OLD, ETHERTYPE_IPV4, ETHERTYPE_ARP,
          ETHERTYPE_IPV6, VID_MASK, PCP_SHIFT, DOT1Q_HLEN } from "../proto/ethernet";
@@ -43,7 +43,6 @@ export function accessFrame(port: u32, p: usize, len: u32): void {
   // PROTOCOL.md §5: mtu is the VN's IP MTU, the inner frame minus 14 bytes.
   if (len - DOT1Q_HLEN > <u32>load<u16>(v, VN_MTU)) { drop(D.D_MTU_EXCEEDED); return; }
   const flags = <u32>load<u8>(v, VN_FLAGS);
-  const src = ldMac(p + 6);
   const l3 = p + DOT1Q_HLEN;
   const l3len = len - DOT1Q_HLEN;
 
@@ -51,12 +50,12 @@ export function accessFrame(port: u32, p: usize, len: u32): void {
   // only when Activated); with port security the source MAC must be a VNIC
   // of this VN behind this port, and its source IP one bound to that MAC
   // (seed §5, anti-spoofing).
-  const sv = macLookup(vn, src);
+  const sv = macLookup(vn, macRaw(p + 6)); // len >= 18: the 8-byte read is in the frame
   trace(TR_SRC, sv);
   if ((sv & MK_KIND) == MK_LOCAL && (sv & ML_ACTIVE) == 0) { drop(D.D_VNIC_INACTIVE); return; }
   if (flags & VNF_PORTSEC) {
     if ((sv & MK_KIND) != MK_LOCAL || ((sv >> ML_PORT_SHIFT) & ML_PORT_MASK) != port) { drop(D.D_SPOOFED_MAC); return; }
-    const why = sourceIpCheck(vn, src, etype, l3, l3len);
+    const why = sourceIpCheck(vn, ldMac(p + 6), etype, l3, l3len);
     if (why != OK) { drop(why); return; }
   }
 
@@ -85,8 +84,8 @@ export function accessFrame(port: u32, p: usize, len: u32): void {
   }
 
   const pcp = tci >> PCP_SHIFT;
-  const dst = ldMac(p);
-  if ((dst >> 40) & 1) { trace(TR_LOOKUP, LK_BROADCAST); flood(port, tci, p, len, vn, v, etype, l3, l3len); return; }
+  const dst = macRaw(p);
+  if (dst & 1) { trace(TR_LOOKUP, LK_BROADCAST); flood(port, tci, p, len, vn, v, etype, l3, l3len); return; }
   const dv = macLookup(vn, dst);
   trace(TR_DST, dv);
   const kind = dv & MK_KIND;

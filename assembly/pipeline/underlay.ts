@@ -2,11 +2,11 @@
 // traffic addressed to us, check each header per its RFC, find the VN by
 // its VNI/VSID, check the sender is on the VN's flood list, and deliver the
 // inner frame to local ports only (split horizon: never back into the overlay).
-import { ld16, ld32, ldMac, csumAdd, csumFold } from "../util";
+import { ld16, ld32, csumAdd, csumFold } from "../util";
 import { vnPtr, tagOf, vnCtr, ctrInc, VN_CTR, VC_RX, VC_DECAP, VC_FLOOD, VN_MTU, VN_NLOCAL, VN_LOCAL,
          vtepAllowed, ENC_VXLAN, ENC_GENEVE, ENC_NVGRE } from "../state";
 import { macLookup, vniTab, remoteTab, MK_KIND, MK_LOCAL, MK_REMOTE, ML_ACTIVE, ML_PORT_SHIFT,
-         ML_PORT_MASK, ML_TAG_MASK, IP6_TAG } from "../tables/index";
+         ML_PORT_MASK, ML_TAG_MASK, IP6_TAG, macRaw } from "../tables/index";
 import { t64Find } from "../tables/hash64";
 import { tipFind } from "../tables/haship";
 import { ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETHERTYPE_VLAN, ETHERTYPE_QINQ, ETHERTYPE_QINQ_OLD,
@@ -46,7 +46,8 @@ export function setUlIdentity(mac: u64, is6: bool, a0: u64, a1: u64, vx: u32, gn
 export function underlayFrame(port: u32, p: usize, len: u32): void {
   setCur(port, -1);
   if (len < 14) { drop(D.D_TRUNCATED); return; }
-  if (ldMac(p) != ulMac) { drop(D.D_NOT_OUR_MAC); return; }
+  // ulMac is in the raw form setUnderlay stores (len >= 14: the 8-byte read is in the frame)
+  if (macRaw(p) != ulMac) { drop(D.D_NOT_OUR_MAC); return; }
   const et = ld16(p + 12);
   if (et == ETHERTYPE_VLAN || et == ETHERTYPE_QINQ || et == ETHERTYPE_QINQ_OLD) { drop(D.D_UNDERLAY_TAGGED); return; }
   const ip = p + 14;
@@ -179,8 +180,8 @@ export function underlayFrame(port: u32, p: usize, len: u32): void {
   // STANDARDS.md: the decapsulator drops an inner 802.1Q-tagged frame (RFC 7348 §6.1, RFC 7637 §4)
   if (iet == ETHERTYPE_VLAN || iet == ETHERTYPE_QINQ || iet == ETHERTYPE_QINQ_OLD) { drop(D.D_INNER_TAGGED); return; }
   if (ilen - 14 > <u32>load<u16>(v, VN_MTU)) { drop(D.D_MTU_EXCEEDED); return; }
-  const dst = ldMac(inner);
-  if ((dst >> 40) & 1) { trace(TR_LOOKUP, LK_BROADCAST); floodLocal(vn, v, inner, ilen); return; }
+  const dst = macRaw(inner); // ilen >= 14
+  if (dst & 1) { trace(TR_LOOKUP, LK_BROADCAST); floodLocal(vn, v, inner, ilen); return; }
   const dv = macLookup(vn, dst);
   trace(TR_DST, dv);
   const kind = dv & MK_KIND;

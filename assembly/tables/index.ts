@@ -25,6 +25,16 @@ export const MR_TUN_MASK: u32 = 0x00ffffff;
 
 export const IP6_TAG: u32 = 0x80000000;
 
+// MAC key: (VN index + 1) << 48 | the MAC's 6 bytes as they lie in the frame,
+// read little-endian (first octet least significant). Wasm has no byte-swap
+// instruction (bswap is 4-6 ALU ops, bench/README.md finding 6), so the
+// per-frame lookups use the raw load; the control path converts once.
+
+/** The 6 MAC bytes at p as a raw little-endian integer (reads 8 bytes: the caller ensures p + 8 is in the frame). */
+@inline export function macRaw(p: usize): u64 { return load<u64>(p) & 0xffffffffffff; }
+/** The raw form of a MAC held as an integer with its first octet most significant. */
+@inline export function macRawOf(m: u64): u64 { return bswap<u64>(m) >> 16; }
+
 @inline export function macKey(vn: u32, mac: u64): u64 {
   return (<u64>(vn + 1) << 48) | mac;
 }

@@ -221,6 +221,11 @@ static inline void st16(u8 *p, u32 v) { wr16(p, __builtin_bswap16((u16)v)); }
 static inline void st32(u8 *p, u32 v) { wr32(p, __builtin_bswap32(v)); }
 static inline u64 ldMac(const u8 *p) { return ((u64)ld16(p) << 32) | (u64)ld32(p + 2); }
 static inline void stMac(u8 *p, u64 m) { st16(p, (u32)(m >> 32)); st32(p + 2, (u32)m); }
+/* assembly/tables/index.ts: the MAC table keys a MAC by its 6 bytes as they
+   lie in the frame, read little-endian (wasm has no byte swap; x86 loads it
+   the same way). macRawOf converts the first-octet-most-significant form. */
+static inline u64 macRaw(const u8 *p) { return rd64(p) & 0xffffffffffffULL; }
+static inline u64 macRawOf(u64 m) { return __builtin_bswap64(m) >> 16; }
 
 static u64 csumAdd(u64 acc, const u8 *p, u32 len) {
   u64 s = 0;
@@ -687,16 +692,15 @@ static void accessFrame(u32 port, const u8 *p, u32 len) {
   ctrInc(vnCtr + ((size_t)vn * VN_CTR << 3), VC_RX, 1);
   if (len - DOT1Q_HLEN > (u32)rd16(v + VN_MTU)) { drop(D_MTU_EXCEEDED); return; }
   u32 flags = v[VN_FLAGS];
-  u64 src = ldMac(p + 6);
   const u8 *l3 = p + DOT1Q_HLEN;
   u32 l3len = len - DOT1Q_HLEN;
 
-  u32 sv = macLookup(vn, src);
+  u32 sv = macLookup(vn, macRaw(p + 6));
   trace(TR_SRC, sv);
   if ((sv & MK_KIND) == MK_LOCAL && (sv & ML_ACTIVE) == 0) { drop(D_VNIC_INACTIVE); return; }
   if (flags & VNF_PORTSEC) {
     if ((sv & MK_KIND) != MK_LOCAL || ((sv >> ML_PORT_SHIFT) & ML_PORT_MASK) != port) { drop(D_SPOOFED_MAC); return; }
-    u32 why = sourceIpCheck(vn, src, etype, l3, l3len);
+    u32 why = sourceIpCheck(vn, ldMac(p + 6), etype, l3, l3len);
     if (why != SRC_OK) { drop(why); return; }
   }
 
@@ -723,8 +727,8 @@ static void accessFrame(u32 port, const u8 *p, u32 len) {
   }
 
   u32 pcp = tci >> 13;
-  u64 dst = ldMac(p);
-  if ((dst >> 40) & 1) { trace(TR_LOOKUP, LK_BROADCAST); flood(port, tci, p, len, vn, v, etype, l3, l3len); return; }
+  u64 dst = macRaw(p);
+  if (dst & 1) { trace(TR_LOOKUP, LK_BROADCAST); flood(port, tci, p, len, vn, v, etype, l3, l3len); return; }
   u32 dv = macLookup(vn, dst);
   trace(TR_DST, dv);
   u32 kind = dv & MK_KIND;
@@ -781,7 +785,7 @@ static inline u32 ip4Sum20(const u8 *ip) {
 static void underlayFrame(u32 port, const u8 *p, u32 len) {
   setCur(port, -1);
   if (len < 14) { drop(D_TRUNCATED); return; }
-  if (ldMac(p) != ulMac) { drop(D_NOT_OUR_MAC); return; }
+  if (macRaw(p) != ulMac) { drop(D_NOT_OUR_MAC); return; }
   u32 et = ld16(p + 12);
   if (et == ETHERTYPE_VLAN || et == ETHERTYPE_QINQ || et == ETHERTYPE_QINQ_OLD) { drop(D_UNDERLAY_TAGGED); return; }
   const u8 *ip = p + 14;
@@ -898,8 +902,8 @@ static void underlayFrame(u32 port, const u8 *p, u32 len) {
   u32 iet = ld16(inner + 12);
   if (iet == ETHERTYPE_VLAN || iet == ETHERTYPE_QINQ || iet == ETHERTYPE_QINQ_OLD) { drop(D_INNER_TAGGED); return; }
   if (ilen - 14 > (u32)rd16(v + VN_MTU)) { drop(D_MTU_EXCEEDED); return; }
-  u64 dst = ldMac(inner);
-  if ((dst >> 40) & 1) { trace(TR_LOOKUP, LK_BROADCAST); floodLocal(vn, v, inner, ilen); return; }
+  u64 dst = macRaw(inner);
+  if (dst & 1) { trace(TR_LOOKUP, LK_BROADCAST); floodLocal(vn, v, inner, ilen); return; }
   u32 dv = macLookup(vn, dst);
   trace(TR_DST, dv);
   u32 kind = dv & MK_KIND;
@@ -936,8 +940,8 @@ static void prefetchBatch(u32 n) {
     u32 vid = ld16(p + 14) & 0xfff;
     u32 vn1 = rd16(vlanMap + (((size_t)port << 12) + vid) * 2);
     if (vn1 == 0) continue;
-    u32 hs = (u32)mix64(macKey(vn1 - 1, ldMac(p + 6))) & macTab.mask;
-    u32 hd = (u32)mix64(macKey(vn1 - 1, ldMac(p))) & macTab.mask;
+    u32 hs = (u32)mix64(macKey(vn1 - 1, macRaw(p + 6))) & macTab.mask;
+    u32 hd = (u32)mix64(macKey(vn1 - 1, macRaw(p))) & macTab.mask;
     sink ^= rd64(macTab.base + ((size_t)hs << 4)) ^ rd64(macTab.base + ((size_t)hd << 4));
   }
   warmSink = sink;
@@ -1081,7 +1085,7 @@ static void loadBase(Rd *r) {
   memcpy(ul, gbytes(r, 32), 32);
   vxlanPort = gu32(r);
   genevePort = gu32(r);
-  ulMac = ldMac(ul);
+  ulMac = macRaw(ul);
   ulIp0 = ulIs6 ? rd64(ul + 16) : (u64)rd32(ul + 16);
   ulIp1 = ulIs6 ? rd64(ul + 24) : 0;
   u32 n = gu32(r);
@@ -1097,6 +1101,7 @@ static void loadBase(Rd *r) {
   for (u32 i = 0; i < n; i++) {
     u64 key = gu64(r);
     u32 val = gu32(r);
+    key = (key & ~0xffffffffffffULL) | macRawOf(key & 0xffffffffffffULL); /* as control.ts setMac* */
     if (!t64Put(&macTab, key, val, 0)) { fprintf(stderr, "dpbench: MAC table full\n"); exit(1); }
   }
   n = gu32(r);
