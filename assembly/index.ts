@@ -2,7 +2,7 @@
 // rest is table programming (control.ts) and layout/counter discovery for the
 // host. See abi.ts for the memory contract.
 import { SLOT_SIZE, HEADROOM, MAX_BATCH, IN_DESC, OUT_DESC, HDR_SLOT, MAX_OUT, I_OFF, I_LEN, I_PORT } from "./abi";
-import { layoutFixed, slotBase, inDescBase, outDescBase, hdrBase, scratch, portKind, portCtr, globalCtr,
+import { alloc, layoutFixed, slotBase, inDescBase, outDescBase, hdrBase, scratch, portKind, portCtr, globalCtr,
          dropCtr, vnCtr, traceBase, floodPool, floodPoolCap, tunCap, ctrInc, PORT_ACCESS, PORT_NONE,
          PORT_CTR, PC_RX_FRAMES, PC_RX_BYTES, GC_RX, GC_FORWARDED, MAX_PORTS, TRACE_REC, MAX_VNS, vlanMap,
          MAX_REMOTES, MAX_LOCAL_PER_VN } from "./state";
@@ -42,6 +42,7 @@ export function init(macLog2: u32, ipLog2: u32, tunLog2: u32, floodCap: u32): vo
   tipInit(remoteTab, 13);
   prefixInit();
   controlInit();
+  homes = alloc(<usize>MAX_BATCH * 8);
   ready = true;
 }
 
@@ -57,10 +58,19 @@ export let warmSink: u64 = 0;
  * pass (VPP's prefetch stage; wasm has no prefetch instruction, a load whose
  * value is kept does the job). Reads only inside the frame and the table.
  */
+// Two phases: first every slot offset of the batch (no misses: descriptors,
+// frames and the VLAN map are in cache), then a tight loop of loads only. A
+// loop that interleaves the hashing with the loads keeps few misses in flight
+// (the reorder buffer holds only a few of its long iterations); the load-only
+// loop issues as many as the core's miss buffers take.
+let homes: usize = 0; // 2 * MAX_BATCH u32 slot offsets
+
 function prefetchBatch(n: u32): void {
   let sink: u64 = 0;
   const base = macTab.base;
   const mask = macTab.mask;
+  const hp = homes;
+  let m: usize = 0;
   for (let i: u32 = 0; i < n; i++) {
     const d = inDescBase + (<usize>i << 3);
     const off = <u32>load<u16>(d, I_OFF);
@@ -75,8 +85,11 @@ function prefetchBatch(n: u32): void {
     if (vn1 == 0) continue;
     const hs = t64Home(macTab, macKey(vn1 - 1, macRaw(p + 6)));
     const hd = t64Home(macTab, macKey(vn1 - 1, macRaw(p)));
-    sink ^= load<u64>(base + (<usize>(hs & mask) << 4)) ^ load<u64>(base + (<usize>(hd & mask) << 4));
+    store<u32>(hp + (m << 2), hs & mask);
+    store<u32>(hp + (m << 2), hd & mask, 4);
+    m += 2;
   }
+  for (let j: usize = 0; j < m; j++) sink ^= load<u64>(base + (<usize>load<u32>(hp + (j << 2)) << 4));
   warmSink = sink;
 }
 
