@@ -4,7 +4,7 @@
 import { SLOT_SIZE, HEADROOM, MAX_BATCH, IN_DESC, OUT_DESC, HDR_SLOT, MAX_OUT, I_OFF, I_LEN, I_PORT } from "./abi";
 import { alloc, layoutFixed, slotBase, inDescBase, outDescBase, hdrBase, scratch, portKind, portCtr, globalCtr,
          dropCtr, vnCtr, traceBase, floodPool, floodPoolCap, tunCap, ctrInc, PORT_ACCESS, PORT_NONE,
-         PORT_CTR, PC_RX_FRAMES, PC_RX_BYTES, GC_RX, GC_FORWARDED, MAX_PORTS, TRACE_REC, MAX_VNS, vlanMap,
+         PORT_CTR, PC_RX_FRAMES, PC_RX_BYTES, GC_RX, GC_FORWARDED, GC_OUTPUTS, MAX_PORTS, TRACE_REC, MAX_VNS, vlanMap,
          MAX_REMOTES, MAX_LOCAL_PER_VN } from "./state";
 import { t64Init, t64Home } from "./tables/hash64";
 import { tipInit } from "./tables/haship";
@@ -97,6 +97,9 @@ export function process(n: u32): u32 {
   resetOut();
   if (n > MAX_BATCH) n = MAX_BATCH;
   prefetchBatch(n);
+  // The batch-wide counters are added once per batch (the host reads them
+  // only between batches): three fewer read-modify-writes per frame.
+  let forwarded: u64 = 0;
   let i: u32 = 0;
   for (; i < n; i++) {
     if (outCount + worstFanout > MAX_OUT) break;
@@ -107,7 +110,6 @@ export function process(n: u32): u32 {
     const port = <u32>load<u16>(d, I_PORT);
     const p = slotBase + <usize>i * SLOT_SIZE + off;
     const before = outCount;
-    ctrInc(globalCtr, GC_RX, 1);
     const kind = port < MAX_PORTS ? load<u8>(portKind + port) : PORT_NONE;
     // a frame from a port we do not serve is charged to no port's counters
     if (kind == PORT_NONE) { setCur(0, -1); dropNoPort(D_UNKNOWN_PORT); continue; }
@@ -118,8 +120,11 @@ export function process(n: u32): u32 {
     if (off + len > SLOT_SIZE) { setCur(port, -1); drop(D_FRAME_TOO_LONG); continue; }
     if (kind == PORT_ACCESS) accessFrame(port, p, len);
     else underlayFrame(port, p, len);
-    if (outCount != before) ctrInc(globalCtr, GC_FORWARDED, 1);
+    if (outCount != before) forwarded++;
   }
+  ctrInc(globalCtr, GC_RX, <u64>i);
+  ctrInc(globalCtr, GC_FORWARDED, forwarded);
+  ctrInc(globalCtr, GC_OUTPUTS, <u64>outCount); // every output of the batch (emit.ts commit)
   consumed = i;
   return outCount;
 }

@@ -1,8 +1,8 @@
 // Output: every frame that leaves is an out-desc plus its header slot
 // (assembly/abi.ts). These helpers write both and count the transmit side.
 import { HDR_SLOT, OUT_DESC, O_PORT, O_HDRLEN, O_DATA, O_DATALEN, O_IN, O_VN } from "../abi";
-import { hdrBase, outDescBase, portCtr, vnCtr, globalCtr, ctrInc, PORT_CTR, VN_CTR,
-         PC_TX_FRAMES, PC_TX_BYTES, VC_TX, GC_OUTPUTS } from "../state";
+import { hdrBase, outDescBase, portCtr, vnCtr, ctrInc, PORT_CTR, VN_CTR,
+         PC_TX_FRAMES, PC_TX_BYTES, VC_TX } from "../state";
 import { st16 } from "../util";
 import { ETHERTYPE_VLAN } from "../proto/ethernet";
 
@@ -31,7 +31,7 @@ export function setCurIn(i: u32): void { curIn = i; }
   ctrInc(pc, PC_TX_FRAMES, 1);
   ctrInc(pc, PC_TX_BYTES, <u64>(hdrLen + dataLen));
   ctrInc(vnCtr + (<usize>vn * VN_CTR << 3), VC_TX, 1);
-  ctrInc(globalCtr, GC_OUTPUTS, 1);
+  // GC_OUTPUTS: added once per batch from outCount (index.ts process)
 }
 
 /**

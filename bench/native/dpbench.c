@@ -457,7 +457,6 @@ static inline void commit(u32 port, u32 hdrLen, const u8 *data, u32 dataLen, u32
   ctrInc(pc, PC_TX_FRAMES, 1);
   ctrInc(pc, PC_TX_BYTES, (u64)(hdrLen + dataLen));
   ctrInc(vnCtr + ((size_t)vn * VN_CTR << 3), VC_TX, 1);
-  ctrInc(globalCtr, GC_OUTPUTS, 1);
 }
 
 static inline void emitTagged(u32 port, u32 tag, u32 pcpDei, const u8 *macs, const u8 *data, u32 dataLen, u32 vn) {
@@ -955,6 +954,7 @@ __attribute__((noinline)) static u32 process(u32 n) {
   outCount = 0;
   if (n > MAX_BATCH) n = MAX_BATCH;
   prefetchBatch(n);
+  u64 forwarded = 0; /* index.ts: batch-wide counters added once per batch */
   u32 i = 0;
   for (; i < n; i++) {
     if (outCount + worstFanout > MAX_OUT) break;
@@ -965,7 +965,6 @@ __attribute__((noinline)) static u32 process(u32 n) {
     u32 port = rd16(d + 4);
     const u8 *p = slotBase + (size_t)i * SLOT_SIZE + off;
     u32 before = outCount;
-    ctrInc(globalCtr, GC_RX, 1);
     u32 kind = port < MAX_PORTS ? portKind[port] : PORT_NONE;
     if (kind == PORT_NONE) { setCur(0, -1); dropNoPort(D_UNKNOWN_PORT); continue; }
     u8 *pc = portCtr + ((size_t)port * PORT_CTR << 3);
@@ -974,8 +973,11 @@ __attribute__((noinline)) static u32 process(u32 n) {
     if (off + len > SLOT_SIZE) { setCur(port, -1); drop(D_FRAME_TOO_LONG); continue; }
     if (kind == PORT_ACCESS) accessFrame(port, p, len);
     else underlayFrame(port, p, len);
-    if (outCount != before) ctrInc(globalCtr, GC_FORWARDED, 1);
+    if (outCount != before) forwarded++;
   }
+  ctrInc(globalCtr, GC_RX, i);
+  ctrInc(globalCtr, GC_FORWARDED, forwarded);
+  ctrInc(globalCtr, GC_OUTPUTS, outCount);
   consumed = i;
   return outCount;
 }
