@@ -31,6 +31,13 @@ export function t64Init(t: Table64, log2: u32): void {
 /** The slot holding `key`, or 0. */
 @inline export function t64Find(t: Table64, key: u64): usize {
   let i = t64Home(t, key);
+  // The home slot is tested before the loop: most lookups end there, and V8
+  // puts a stack check on every loop iteration (bench/README.md finding 7).
+  const s0 = t.base + (<usize>i << 4);
+  const k0 = load<u64>(s0);
+  if (k0 == key) return s0;
+  if (k0 == 0) return 0;
+  i = (i + 1) & t.mask;
   while (true) {
     const s = t.base + (<usize>i << 4);
     const k = load<u64>(s);
