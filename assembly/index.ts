@@ -2,13 +2,13 @@
 // rest is table programming (control.ts) and layout/counter discovery for the
 // host. See abi.ts for the memory contract.
 import { SLOT_SIZE, HEADROOM, MAX_BATCH, IN_DESC, OUT_DESC, HDR_SLOT, MAX_OUT, I_OFF, I_LEN, I_PORT } from "./abi";
-import { alloc, layoutFixed, slotBase, inDescBase, outDescBase, hdrBase, scratch, portKind, portCtr, globalCtr,
+import { layoutFixed, slotBase, inDescBase, outDescBase, hdrBase, scratch, portKind, portCtr, globalCtr,
          dropCtr, vnCtr, traceBase, floodPool, floodPoolCap, tunCap, ctrInc, PORT_ACCESS, PORT_NONE,
          PORT_CTR, PC_RX_FRAMES, PC_RX_BYTES, GC_RX, GC_FORWARDED, GC_OUTPUTS, MAX_PORTS, TRACE_REC, MAX_VNS, vlanMap,
          MAX_REMOTES, MAX_LOCAL_PER_VN } from "./state";
 import { t64Init, t64Home } from "./tables/hash64";
 import { tipInit } from "./tables/haship";
-import { macTab, ipTab, vniTab, remoteTab, prefixInit, macKey, macRaw } from "./tables/index";
+import { macTab, ipTab, vniTab, remoteTab, prefixInit, macKey, macRaw, macHomes, macHomesInit, NO_HOME } from "./tables/index";
 import { controlInit } from "./control";
 import { accessFrame } from "./pipeline/access";
 import { underlayFrame } from "./pipeline/underlay";
@@ -42,7 +42,7 @@ export function init(macLog2: u32, ipLog2: u32, tunLog2: u32, floodCap: u32): vo
   tipInit(remoteTab, 13);
   prefixInit();
   controlInit();
-  homes = alloc(<usize>MAX_BATCH * 8);
+  macHomesInit();
   ready = true;
 }
 
@@ -63,15 +63,16 @@ export let warmSink: u64 = 0;
 // loop that interleaves the hashing with the loads keeps few misses in flight
 // (the reorder buffer holds only a few of its long iterations); the load-only
 // loop issues as many as the core's miss buffers take.
-let homes: usize = 0; // 2 * MAX_BATCH u32 slot offsets
-
+// The homes are kept per frame (tables/index.ts macHomes) for the main pass.
 function prefetchBatch(n: u32): void {
   let sink: u64 = 0;
   const base = macTab.base;
   const mask = macTab.mask;
-  const hp = homes;
-  let m: usize = 0;
+  const hp = macHomes;
   for (let i: u32 = 0; i < n; i++) {
+    const h = hp + (<usize>i << 3);
+    store<u32>(h, NO_HOME);
+    store<u32>(h, NO_HOME, 4);
     const d = inDescBase + (<usize>i << 3);
     const off = <u32>load<u16>(d, I_OFF);
     const len = <u32>load<u16>(d, I_LEN);
@@ -85,11 +86,12 @@ function prefetchBatch(n: u32): void {
     if (vn1 == 0) continue;
     const hs = t64Home(macTab, macKey(vn1 - 1, macRaw(p + 6)));
     const hd = t64Home(macTab, macKey(vn1 - 1, macRaw(p)));
-    store<u32>(hp + (m << 2), hs & mask);
-    store<u32>(hp + (m << 2), hd & mask, 4);
-    m += 2;
+    store<u32>(h, hs);
+    store<u32>(h, hd, 4);
   }
-  for (let j: usize = 0; j < m; j++) sink ^= load<u64>(base + (<usize>load<u32>(hp + (j << 2)) << 4));
+  // NO_HOME & mask is the last slot: a harmless load, no branch
+  const m = <usize>n << 1;
+  for (let j: usize = 0; j < m; j++) sink ^= load<u64>(base + (<usize>(load<u32>(hp + (j << 2)) & mask) << 4));
   warmSink = sink;
 }
 

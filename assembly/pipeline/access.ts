@@ -6,7 +6,7 @@ import { ld16, ldMac, ld8 } from "../util";
 import { vlanMap, vnPtr, tagOf, vnCtr, ctrInc, VN_CTR, VC_RX, VC_ENCAP, VC_FLOOD,
          VN_FLAGS, VN_MTU, VN_FLOOD_PTR, VN_FLOOD_N, VN_NLOCAL, VN_LOCAL,
          VNF_PORTSEC, VNF_ARPSUP, floodPool } from "../state";
-import { macLookup, macRaw, ip4Lookup, ip6Lookup, MK_KIND, MK_LOCAL, MK_REMOTE, ML_ACTIVE,
+import { macLookupHome, macHomes, macRaw, ip4Lookup, ip6Lookup, MK_KIND, MK_LOCAL, MK_REMOTE, ML_ACTIVE,
          ML_PORT_SHIFT, ML_PORT_MASK, ML_TAG_MASK, MR_TUN_MASK } from "../tables/index";
 import { ETHERTYPE_VLAN, ETHERTYPE_QINQ, ETHERTYPE_QINQ_OLD, ETHERTYPE_IPV4, ETHERTYPE_ARP,
          ETHERTYPE_IPV6, VID_MASK, PCP_SHIFT, DOT1Q_HLEN } from "../proto/ethernet";
@@ -17,7 +17,7 @@ import * as D from "../drops";
 import { drop, setCur, trace, flowHash, TR_VN, TR_LOOKUP, TR_ACTION, TR_DST, TR_SRC,
          LK_LOCAL, LK_REMOTE, LK_BROADCAST, LK_UNKNOWN, LK_SUPPRESSED,
          AC_HAIRPIN, AC_ENCAP, AC_FLOOD, AC_REPLY } from "./common";
-import { emitTagged, outCount } from "./emit";
+import { emitTagged, outCount, curIn } from "./emit";
 import { emitEncap } from "./encap";
 import { arpReply, ndReply, isDadOrNotNs } from "./suppress";
 
@@ -50,7 +50,8 @@ export function accessFrame(port: u32, p: usize, len: u32): void {
   // only when Activated); with port security the source MAC must be a VNIC
   // of this VN behind this port, and its source IP one bound to that MAC
   // (seed §5, anti-spoofing).
-  const sv = macLookup(vn, macRaw(p + 6)); // len >= 18: the 8-byte read is in the frame
+  const hh = macHomes + (<usize>curIn << 3); // the homes the prefetch pass computed
+  const sv = macLookupHome(vn, macRaw(p + 6), load<u32>(hh)); // len >= 18: the 8-byte read is in the frame
   trace(TR_SRC, sv);
   if ((sv & MK_KIND) == MK_LOCAL && (sv & ML_ACTIVE) == 0) { drop(D.D_VNIC_INACTIVE); return; }
   if (flags & VNF_PORTSEC) {
@@ -86,7 +87,7 @@ export function accessFrame(port: u32, p: usize, len: u32): void {
   const pcp = tci >> PCP_SHIFT;
   const dst = macRaw(p);
   if (dst & 1) { trace(TR_LOOKUP, LK_BROADCAST); flood(port, tci, p, len, vn, v, etype, l3, l3len); return; }
-  const dv = macLookup(vn, dst);
+  const dv = macLookupHome(vn, dst, load<u32>(hh, 4));
   trace(TR_DST, dv);
   const kind = dv & MK_KIND;
   if (kind == MK_REMOTE) {

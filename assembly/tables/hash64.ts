@@ -30,7 +30,11 @@ export function t64Init(t: Table64, log2: u32): void {
 
 /** The slot holding `key`, or 0. */
 @inline export function t64Find(t: Table64, key: u64): usize {
-  let i = t64Home(t, key);
+  return t64FindFrom(t, key, t64Home(t, key));
+}
+
+/** t64Find with the home slot `i` (= t64Home(t, key)) already computed. */
+@inline export function t64FindFrom(t: Table64, key: u64, i: u32): usize {
   // The home slot is tested before the loop: most lookups end there, and V8
   // puts a stack check on every loop iteration (bench/README.md finding 7).
   const s0 = t.base + (<usize>i << 4);

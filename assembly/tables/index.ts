@@ -4,9 +4,10 @@
 //   vniTab:    (encap, VNI/VSID) -> VN     (decapsulation)
 //   remoteTab: underlay IP -> remote NVE   (the flood-list source check)
 //   prefixes:  (VN, IP prefix) -> MAC      (a VNIC that terminates a range, PROTOCOL.md §2 `ip`)
-import { Table64, t64Find } from "./hash64";
+import { Table64, t64Find, t64FindFrom, t64Home } from "./hash64";
 import { TableIp, tipFind } from "./haship";
 import { alloc } from "../state";
+import { MAX_BATCH } from "../abi";
 
 export const macTab = new Table64();
 export const ipTab = new TableIp();
@@ -42,6 +43,22 @@ export const IP6_TAG: u32 = 0x80000000;
 /** The MAC entry's value, or 0 when (vn, mac) is unknown. */
 @inline export function macLookup(vn: u32, mac: u64): u32 {
   const s = t64Find(macTab, macKey(vn, mac));
+  return s == 0 ? 0 : load<u32>(s, 8);
+}
+
+/**
+ * The home slots of each batch frame's source and destination MAC keys
+ * (2 u32 per frame, NO_HOME when not computed), written by the prefetch pass
+ * (index.ts) and used by the access lookups so each key is hashed once.
+ */
+export let macHomes: usize = 0;
+export const NO_HOME: u32 = 0xffffffff;
+export function macHomesInit(): void { macHomes = alloc(<usize>MAX_BATCH * 8); }
+
+/** macLookup with the home slot the prefetch pass computed (or NO_HOME). */
+@inline export function macLookupHome(vn: u32, mac: u64, home: u32): u32 {
+  const key = macKey(vn, mac);
+  const s = t64FindFrom(macTab, key, home != NO_HOME ? home : t64Home(macTab, key));
   return s == 0 ? 0 : load<u32>(s, 8);
 }
 

@@ -316,8 +316,7 @@ static void tabInit(Table *t, u32 log2, u32 slot) {
 }
 
 /* tables/hash64.ts */
-static inline u8 *t64Find(const Table *t, u64 key) {
-  u32 i = (u32)mix64(key) & t->mask;
+static inline u8 *t64FindFrom(const Table *t, u64 key, u32 i) {
   for (;;) {
     u8 *s = t->base + ((size_t)i << 4);
     u64 k = rd64(s);
@@ -326,6 +325,7 @@ static inline u8 *t64Find(const Table *t, u64 key) {
     i = (i + 1) & t->mask;
   }
 }
+static inline u8 *t64Find(const Table *t, u64 key) { return t64FindFrom(t, key, (u32)mix64(key) & t->mask); }
 
 static int t64Put(Table *t, u64 key, u32 val, u32 aux) {
   u32 i = (u32)mix64(key) & t->mask;
@@ -383,6 +383,14 @@ static int tipPut(Table *t, u32 tag, u64 a0, u64 a1, u64 val) {
 
 /* tables/index.ts */
 static inline u64 macKey(u32 vn, u64 mac) { return ((u64)(vn + 1) << 48) | mac; }
+/* index.ts prefetch pass -> access lookups: each frame's two home slots */
+#define NO_HOME 0xffffffffu
+static u32 macHomes[2 * MAX_BATCH];
+static inline u32 macLookupHome(u32 vn, u64 mac, u32 home) {
+  u64 key = macKey(vn, mac);
+  u8 *s = t64FindFrom(&macTab, key, home != NO_HOME ? home : ((u32)mix64(key) & macTab.mask));
+  return s == 0 ? 0 : rd32(s + 8);
+}
 static inline u32 macLookup(u32 vn, u64 mac) {
   u8 *s = t64Find(&macTab, macKey(vn, mac));
   return s == 0 ? 0 : rd32(s + 8);
@@ -694,7 +702,8 @@ static void accessFrame(u32 port, const u8 *p, u32 len) {
   const u8 *l3 = p + DOT1Q_HLEN;
   u32 l3len = len - DOT1Q_HLEN;
 
-  u32 sv = macLookup(vn, macRaw(p + 6));
+  const u32 *hh = macHomes + 2 * (size_t)curIn;
+  u32 sv = macLookupHome(vn, macRaw(p + 6), hh[0]);
   trace(TR_SRC, sv);
   if ((sv & MK_KIND) == MK_LOCAL && (sv & ML_ACTIVE) == 0) { drop(D_VNIC_INACTIVE); return; }
   if (flags & VNF_PORTSEC) {
@@ -728,7 +737,7 @@ static void accessFrame(u32 port, const u8 *p, u32 len) {
   u32 pcp = tci >> 13;
   u64 dst = macRaw(p);
   if (dst & 1) { trace(TR_LOOKUP, LK_BROADCAST); flood(port, tci, p, len, vn, v, etype, l3, l3len); return; }
-  u32 dv = macLookup(vn, dst);
+  u32 dv = macLookupHome(vn, dst, hh[1]);
   trace(TR_DST, dv);
   u32 kind = dv & MK_KIND;
   if (kind == MK_REMOTE) {
@@ -927,11 +936,11 @@ static void underlayFrame(u32 port, const u8 *p, u32 len) {
    so the batch's misses overlap (the wasm uses plain loads kept in a sink;
    the same here). */
 u64 warmSink; /* external, as the wasm's exported global: never folded away */
-static u32 homes[2 * MAX_BATCH]; /* index.ts: the two phases, the same here */
+/* index.ts: the two phases, the homes kept per frame, the same here */
 static void prefetchBatch(u32 n) {
   u64 sink = 0;
-  size_t m = 0;
   for (u32 i = 0; i < n; i++) {
+    macHomes[2 * i] = NO_HOME; macHomes[2 * i + 1] = NO_HOME;
     const u8 *d = inDescBase + ((size_t)i << 3);
     u32 off = rd16(d), len = rd16(d + 2), port = rd16(d + 4);
     if (port >= MAX_PORTS || len < 18 || off + len > SLOT_SIZE) continue;
@@ -943,10 +952,9 @@ static void prefetchBatch(u32 n) {
     if (vn1 == 0) continue;
     u32 hs = (u32)mix64(macKey(vn1 - 1, macRaw(p + 6))) & macTab.mask;
     u32 hd = (u32)mix64(macKey(vn1 - 1, macRaw(p))) & macTab.mask;
-    homes[m] = hs; homes[m + 1] = hd;
-    m += 2;
+    macHomes[2 * i] = hs; macHomes[2 * i + 1] = hd;
   }
-  for (size_t j = 0; j < m; j++) sink ^= rd64(macTab.base + ((size_t)homes[j] << 4));
+  for (size_t j = 0; j < 2 * (size_t)n; j++) sink ^= rd64(macTab.base + ((size_t)(macHomes[j] & macTab.mask) << 4));
   warmSink = sink;
 }
 
