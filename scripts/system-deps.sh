@@ -18,6 +18,8 @@ have ip || need+=(iproute2)
 have openssl || need+=(openssl)
 have tcpdump || need+=(tcpdump)
 have ethtool || need+=(ethtool)
+# the encoder tests cross-check against Debian's scapy (the system python)
+[ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import scapy' 2>/dev/null || need+=(python3-scapy)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ]; then
   echo "system-deps: missing ${need[*]}; run as root or: apt-get install ${need[*]}" >&2
