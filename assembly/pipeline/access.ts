@@ -2,7 +2,7 @@
 // End Device tags each VN with a locally significant VID negotiated per port).
 //   parse tag -> (port, VID) -> VN -> source checks -> ARP/ND suppression
 //   -> destination lookup -> hairpin | encapsulate | flood
-import { ld16, ldMac, ld8 } from "../util";
+import { ld16, ldMac, ld8, raw16 } from "../util";
 import { vlanMap, vnPtr, tagOf, vnCtr, ctrInc, VN_CTR, VC_RX, VC_ENCAP, VC_FLOOD,
          VN_FLAGS, VN_MTU, VN_FLOOD_PTR, VN_FLOOD_N, VN_NLOCAL, VN_LOCAL,
          VNF_PORTSEC, VNF_ARPSUP, floodPool } from "../state";
@@ -24,9 +24,9 @@ import { arpReply, ndReply, isDadOrNotNs } from "./suppress";
 export function accessFrame(port: u32, p: usize, len: u32): void {
   setCur(port, -1);
   if (len < DOT1Q_HLEN) { drop(D.D_TRUNCATED); return; }
-  const tpid = ld16(p + 12);
-  if (tpid == ETHERTYPE_QINQ || tpid == ETHERTYPE_QINQ_OLD) { drop(D.D_DOUBLE_TAGGED); return; }
-  if (tpid != ETHERTYPE_VLAN) { drop(D.D_UNTAGGED); return; }
+  const tpid = <u32>load<u16>(p + 12); // raw: compared with raw16 constants
+  if (tpid == raw16(ETHERTYPE_QINQ) || tpid == raw16(ETHERTYPE_QINQ_OLD)) { drop(D.D_DOUBLE_TAGGED); return; }
+  if (tpid != raw16(ETHERTYPE_VLAN)) { drop(D.D_UNTAGGED); return; }
   const tci = ld16(p + 14);
   const vid = tci & VID_MASK;
   const etype = ld16(p + 16);

@@ -2,7 +2,7 @@
 // traffic addressed to us, check each header per its RFC, find the VN by
 // its VNI/VSID, check the sender is on the VN's flood list, and deliver the
 // inner frame to local ports only (split horizon: never back into the overlay).
-import { ld16, ld32, csumAdd, csumFold } from "../util";
+import { ld16, ld32, raw16, csumAdd, csumFold } from "../util";
 import { vnPtr, tagOf, vnCtr, ctrInc, VN_CTR, VC_RX, VC_DECAP, VC_FLOOD, VN_MTU, VN_NLOCAL, VN_LOCAL,
          vtepAllowed, ENC_VXLAN, ENC_GENEVE, ENC_NVGRE } from "../state";
 import { macLookup, vniTab, remoteTab, MK_KIND, MK_LOCAL, MK_REMOTE, ML_ACTIVE, ML_PORT_SHIFT,
@@ -48,8 +48,8 @@ export function underlayFrame(port: u32, p: usize, len: u32): void {
   if (len < 14) { drop(D.D_TRUNCATED); return; }
   // ulMac is in the raw form setUnderlay stores (len >= 14: the 8-byte read is in the frame)
   if (macRaw(p) != ulMac) { drop(D.D_NOT_OUR_MAC); return; }
-  const et = ld16(p + 12);
-  if (et == ETHERTYPE_VLAN || et == ETHERTYPE_QINQ || et == ETHERTYPE_QINQ_OLD) { drop(D.D_UNDERLAY_TAGGED); return; }
+  const et = <u32>load<u16>(p + 12); // raw: compared with raw16 constants
+  if (et == raw16(ETHERTYPE_VLAN) || et == raw16(ETHERTYPE_QINQ) || et == raw16(ETHERTYPE_QINQ_OLD)) { drop(D.D_UNDERLAY_TAGGED); return; }
   const ip = p + 14;
   let l4: usize;
   let l4len: u32;
@@ -59,7 +59,7 @@ export function underlayFrame(port: u32, p: usize, len: u32): void {
   let s1: u64;
   let addrs: usize; // source+destination addresses, for the UDP pseudo-header
   let alen: u32;
-  if (et == ETHERTYPE_IPV4) {
+  if (et == raw16(ETHERTYPE_IPV4)) {
     if (ulIs6) { drop(D.D_NOT_OUR_IP); return; }
     if (len < 14 + 20) { drop(D.D_TRUNCATED); return; }
     const vi = <u32>load<u8>(ip);
@@ -70,9 +70,9 @@ export function underlayFrame(port: u32, p: usize, len: u32): void {
     // RFC 791: the header checksum over the whole header sums to 0xffff
     if (ihl == 20 ? ip4Sum20(ip) != 0xffff : csumFold(csumAdd(0, ip, ihl)) != 0xffff) { drop(D.D_BAD_IP_CHECKSUM); return; }
     if (<u64>load<u32>(ip + IP4_DST) != ulIp0) { drop(D.D_NOT_OUR_IP); return; }
-    const frag = ld16(ip + IP4_FRAG);
     // RFC 7348 §4.3: VTEPs never fragment; a fragment is not reassembled here
-    if ((frag & IP4_MF) != 0 || (frag & IP4_OFFMASK) != 0) { drop(D.D_FRAGMENT); return; }
+    // (MF or a fragment offset: the raw field against the swapped mask)
+    if ((<u32>load<u16>(ip + IP4_FRAG) & raw16(IP4_MF | IP4_OFFMASK)) != 0) { drop(D.D_FRAGMENT); return; }
     proto = <u32>load<u8>(ip + IP4_PROTO);
     l4 = ip + ihl;
     l4len = tot - ihl;
@@ -81,7 +81,7 @@ export function underlayFrame(port: u32, p: usize, len: u32): void {
     s1 = 0;
     addrs = ip + IP4_SRC;
     alen = 8;
-  } else if (et == ETHERTYPE_IPV6) {
+  } else if (et == raw16(ETHERTYPE_IPV6)) {
     if (!ulIs6) { drop(D.D_NOT_OUR_IP); return; }
     if (len < 14 + 40) { drop(D.D_TRUNCATED); return; }
     if ((<u32>load<u8>(ip) >> 4) != 6) { drop(D.D_BAD_IP_HEADER); return; }
@@ -176,9 +176,9 @@ export function underlayFrame(port: u32, p: usize, len: u32): void {
   const rs = tipFind(remoteTab, srcTag, s0, s1);
   if (rs == 0 || !vtepAllowed(vn, <u32>load<u64>(rs, 24))) { drop(D.D_UNKNOWN_VTEP); return; }
   if (ilen < 14) { drop(D.D_TRUNCATED); return; }
-  const iet = ld16(inner + 12);
+  const iet = <u32>load<u16>(inner + 12); // raw
   // STANDARDS.md: the decapsulator drops an inner 802.1Q-tagged frame (RFC 7348 §6.1, RFC 7637 §4)
-  if (iet == ETHERTYPE_VLAN || iet == ETHERTYPE_QINQ || iet == ETHERTYPE_QINQ_OLD) { drop(D.D_INNER_TAGGED); return; }
+  if (iet == raw16(ETHERTYPE_VLAN) || iet == raw16(ETHERTYPE_QINQ) || iet == raw16(ETHERTYPE_QINQ_OLD)) { drop(D.D_INNER_TAGGED); return; }
   if (ilen - 14 > <u32>load<u16>(v, VN_MTU)) { drop(D.D_MTU_EXCEEDED); return; }
   const dst = macRaw(inner); // ilen >= 14
   if (dst & 1) { trace(TR_LOOKUP, LK_BROADCAST); floodLocal(vn, v, inner, ilen); return; }
