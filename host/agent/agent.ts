@@ -20,7 +20,7 @@ import { eventValidators, validateNveStatus, validateResponse } from "../protoco
 import { ERROR_CODES, type ErrorCode } from "../protocol/errors.js";
 import { normIp, normMac } from "../protocol/addr.js";
 import type { Addr, ConnectResult, DeactivateReason, Event, HelloResult, VnFull, VnRef } from "../protocol/types.js";
-import { mqttOptions, tcpNoDelay, type BrokerConnection } from "../control/service.js";
+import { mqttClientOptions, tcpNoDelay, type BrokerConnection } from "../protocol/mqtt.js";
 import { PORT_NAME_RE, driverMessage, noPortDriver, type PortDriver } from "./driver.js";
 
 export class AgentError extends Error {
@@ -103,8 +103,8 @@ export class Agent extends EventEmitter {
   /** Connects, announces itself (retained online + will), then hello + sync. */
   static async start(o: AgentOptions): Promise<Agent> {
     const client = mqtt.connect(o.broker.url, {
-      ...mqttOptions({ username: o.hv, ...o.broker }, `nvedge-agent-${o.hv}-${randomUUID().slice(0, 8)}`,
-        { topic: topics.hvStatus(o.nve, o.hv), payload: JSON.stringify({ state: "offline" }) }),
+      ...mqttClientOptions({ username: o.hv, ...o.broker }, `nvedge-agent-${o.hv}-${randomUUID().slice(0, 8)}`,
+        { will: { topic: topics.hvStatus(o.nve, o.hv), payload: JSON.stringify({ state: "offline" }) } }),
       manualConnect: true,
     });
     const a = new Agent(o, client);
@@ -112,10 +112,10 @@ export class Agent extends EventEmitter {
     client.on("message", (topic, payload) => a.onMessage(topic, payload));
     client.on("error", (e) => a.log(`mqtt: ${e.message}`));
     let first = true;
+    tcpNoDelay(client);
     const connected = new Promise<void>((resolve, reject) => {
       client.once("error", (e) => first && reject(e));
       client.on("connect", () => {
-        tcpNoDelay(client);
         void a.onConnect(first).then(first ? resolve : undefined, first ? reject : undefined);
         first = false;
       });

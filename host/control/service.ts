@@ -3,53 +3,18 @@
 // sends events on …/evt, and keeps a retained status with a fresh bootId and
 // a will (§3). All state logic is in core.ts.
 import mqtt, { type MqttClient, type IClientOptions } from "mqtt";
-import { readFileSync } from "node:fs";
+import { mqttClientOptions, tcpNoDelay, type BrokerConnection } from "../protocol/mqtt.js";
 import { encode, publishOptions } from "../protocol/codec.js";
 import { parseNveTopic, topics } from "../protocol/topics.js";
 import { PROTOCOL_VERSION, type Event } from "../protocol/types.js";
 import { NveCore, type NveCoreOptions } from "./core.js";
 
-export interface BrokerConnection {
-  url: string;
-  username?: string;
-  password?: string;
-  protocolVersion?: 4 | 5;
-  /** PEM file paths: TLS with a client certificate (Req-11 mutual authentication). */
-  tls?: { cert: string; key: string; ca: string };
-  reconnectPeriodMs?: number;
-}
+export type { BrokerConnection } from "../protocol/mqtt.js";
 
 export interface NveServiceOptions extends NveCoreOptions {
   broker: BrokerConnection;
   /** The core, already opened on these options (restored and programmed: nvedge run does it before loading MQTT). */
   core?: NveCore;
-}
-
-export function mqttOptions(b: BrokerConnection, clientId: string, will: { topic: string; payload: string }): IClientOptions {
-  const o: IClientOptions = {
-    clientId, protocolVersion: b.protocolVersion ?? 4, clean: true, reconnectPeriod: b.reconnectPeriodMs ?? 1000,
-    connectTimeout: 10_000, keepalive: 30,
-    will: { topic: will.topic, payload: Buffer.from(will.payload), qos: 1, retain: true },
-  };
-  if (b.username !== undefined) o.username = b.username;
-  if (b.password !== undefined) o.password = b.password;
-  if (b.tls) {
-    o.ca = readFileSync(b.tls.ca);
-    o.cert = readFileSync(b.tls.cert);
-    o.key = readFileSync(b.tls.key);
-    o.rejectUnauthorized = true;
-  }
-  return o;
-}
-
-/**
- * Requests and responses are small and latency-bound: switch Nagle off on the
- * client's socket (every connect makes a new one), or a request may wait for
- * the peer's delayed ACK (~40 ms) behind the previous one.
- */
-export function tcpNoDelay(client: MqttClient): void {
-  const stream = (client as unknown as { stream?: { setNoDelay?: (on: boolean) => void } }).stream;
-  stream?.setNoDelay?.(true);
 }
 
 // Network errors while connecting at start: keep retrying (every reconnectPeriod)
@@ -60,7 +25,7 @@ const RETRYABLE = new Set(["ECONNREFUSED", "ECONNRESET", "EHOSTUNREACH", "ENETUN
 function connectWhenReachable(url: string, log: (l: string) => void, opts: IClientOptions): Promise<MqttClient> {
   return new Promise((resolve, reject) => {
     const client = mqtt.connect(url, opts);
-    client.on("connect", () => tcpNoDelay(client));
+    tcpNoDelay(client);
     const onError = (e: Error & { code?: unknown }) => {
       if (typeof e.code === "string" && RETRYABLE.has(e.code)) return log(`mqtt: ${url}: ${e.message}; forwarding continues, retrying`);
       client.off("error", onError);
@@ -84,10 +49,10 @@ export class NveService {
     const core = o.core ?? await NveCore.open(o);
     const nve = o.config.nve;
     const pv = o.broker.protocolVersion ?? 4;
-    const client = await connectWhenReachable(o.broker.url, log, mqttOptions(
+    const client = await connectWhenReachable(o.broker.url, log, mqttClientOptions(
       { username: nve, ...o.broker },
       `nvedge-${nve}-${core.settings.bootId.slice(0, 8)}`,
-      { topic: topics.nveStatus(nve), payload: JSON.stringify({ state: "offline" }) },
+      { will: { topic: topics.nveStatus(nve), payload: JSON.stringify({ state: "offline" }) } },
     ));
     const svc = new NveService(core, client, pv, log);
     core.onEvent = (hv, ev) => svc.sendEvent(hv, ev);

@@ -32,10 +32,10 @@ import { normIp, normMac } from "../protocol/addr.js";
 import { encode, publishOptions } from "../protocol/codec.js";
 import { imaTopics, parseImaTopic, IMA_ROOT, type BindRecord, type VnRecord, type VtepRecord } from "../protocol/ima.js";
 import type { VnRef } from "../protocol/types.js";
-import type { BrokerConnection } from "../control/service.js";
+import { tcpNoDelay, type BrokerConnection } from "../protocol/mqtt.js";
 import { realClock, type Clock } from "../control/clock.js";
 import { beats } from "./core.js";
-import { imaMqttOptions, tcpNoDelay } from "./service.js";
+import { imaMqttOptions } from "./service.js";
 
 /** One local binding as the NVE holds it (its VnicRecord's (VN, MAC, IPs), the VNIC's port and state). */
 export interface LocalBinding { vn: number; mac: string; ips: string[]; port: string; active: boolean }

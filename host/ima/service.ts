@@ -10,10 +10,9 @@
 // back. When the broker comes back without our session (it restarted and may
 // have lost its retained messages) the whole tree is published again.
 import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
-import { readFileSync } from "node:fs";
 import { encode, publishOptions } from "../protocol/codec.js";
 import { imaTopics, parseImaTopic } from "../protocol/ima.js";
-import type { BrokerConnection } from "../control/service.js";
+import { mqttClientOptions, tcpNoDelay, type BrokerConnection } from "../protocol/mqtt.js";
 import { realClock, type Clock } from "../control/clock.js";
 import { ROOT } from "../protocol/topics.js";
 import { ImaCore, DEFAULT_IMA_SETTINGS, type ImaSettings, type Publish, type VnSeed } from "./core.js";
@@ -40,32 +39,9 @@ export interface ImaServiceOptions {
 
 export interface ImaStats { batches: number; requests: number; published: number }
 
+/** The IMA and its NVE clients keep persistent sessions (`clean: false`): requests sent while the IMA restarts are answered when it is back. */
 export function imaMqttOptions(b: BrokerConnection, clientId: string, clean: boolean): IClientOptions {
-  const o: IClientOptions = {
-    clientId, protocolVersion: b.protocolVersion ?? 4, clean, reconnectPeriod: b.reconnectPeriodMs ?? 1000,
-    connectTimeout: 10_000, keepalive: 30,
-  };
-  if (b.protocolVersion === 5 && !clean) o.properties = { sessionExpiryInterval: 0xffffffff };
-  if (b.username !== undefined) o.username = b.username;
-  if (b.password !== undefined) o.password = b.password;
-  if (b.tls) {
-    o.ca = readFileSync(b.tls.ca);
-    o.cert = readFileSync(b.tls.cert);
-    o.key = readFileSync(b.tls.key);
-    o.rejectUnauthorized = true;
-  }
-  return o;
-}
-
-/**
- * TCP_NODELAY on the client's socket, now and after every reconnect: requests,
- * responses and PUBACKs are small packets, and Nagle's algorithm with delayed
- * ACKs would hold each one back ~40 ms.
- */
-export function tcpNoDelay(client: MqttClient): void {
-  const set = () => (client.stream as unknown as { setNoDelay?: (b: boolean) => void } | undefined)?.setNoDelay?.(true);
-  set();
-  client.on("connect", set);
+  return mqttClientOptions(b, clientId, { clean });
 }
 
 interface Pending { who: string; payload: Buffer; corr?: Buffer }
