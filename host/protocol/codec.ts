@@ -18,7 +18,17 @@ function sniffId(buf: Uint8Array): string | null {
   return m ? m[1] : null;
 }
 
-export function decodeRequest(payload: Uint8Array, maxPayload = DEFAULT_MAX_PAYLOAD): Decoded {
+export type Envelope =
+  | { ok: true; id: string; op: string; msg: Record<string, unknown> }
+  | { ok: false; id: string | null; error: ProtocolError };
+
+/**
+ * The checks every request shares, NVE's and IMA's alike (PROTOCOL.md §1, §2):
+ * the size limit (too-large), UTF-8 JSON, an object, an `id` of 1 to 64
+ * characters (else answered with id null), and an `op` among `ops`.
+ */
+export function decodeEnvelope(payload: Uint8Array, maxPayload: number, ops: ReadonlySet<string>,
+                               unknownOp: (op: string) => string): Envelope {
   if (payload.length > maxPayload) // PROTOCOL.md §1: larger requests are answered with too-large
     return { ok: false, id: sniffId(payload), error: new ProtocolError("too-large", `payload of ${payload.length} bytes exceeds the maximum of ${maxPayload}`) };
   let msg: unknown;
@@ -35,8 +45,15 @@ export function decodeRequest(payload: Uint8Array, maxPayload = DEFAULT_MAX_PAYL
     return { ok: false, id: null, error: new ProtocolError("bad-request", '"id" must be a string of 1 to 64 characters', "id") };
   if (typeof o.op !== "string")
     return { ok: false, id, error: new ProtocolError("bad-request", '"op" must be a string', "op") };
-  if (!OP_SET.has(o.op))
-    return { ok: false, id, error: new ProtocolError("unknown-op", `unknown op "${o.op.slice(0, 64)}"`, "op") };
+  if (!ops.has(o.op))
+    return { ok: false, id, error: new ProtocolError("unknown-op", unknownOp(o.op.slice(0, 64)), "op") };
+  return { ok: true, id, op: o.op, msg: o };
+}
+
+export function decodeRequest(payload: Uint8Array, maxPayload = DEFAULT_MAX_PAYLOAD): Decoded {
+  const env = decodeEnvelope(payload, maxPayload, OP_SET, (op) => `unknown op "${op}"`);
+  if (!env.ok) return env;
+  const { id, msg: o } = env;
   const validate = validators[o.op as OpName];
   if (!validate(o)) {
     const errs = validate.errors!;

@@ -4,6 +4,7 @@
 // share the formats (mac, ip, vn reference, profile) of host/protocol/schemas.ts.
 import { isIP } from "node:net";
 import { ProtocolError } from "./errors.js";
+import { decodeEnvelope } from "./codec.js";
 import { ajv, describeAjvError, vnRefSchema } from "./schemas.js";
 import { profileSchema, UUID } from "../config/schema.js";
 import type { VnRef } from "./types.js";
@@ -68,29 +69,11 @@ const OP_SET = new Set<string>(IMA_OPS);
 
 export type ImaDecoded = { ok: true; req: Record<string, any> & { id: string; op: ImaOpName } } | { ok: false; id: string | null; error: ProtocolError };
 
-function sniffId(buf: Uint8Array): string | null {
-  const head = Buffer.from(buf.subarray(0, 256)).toString("utf8");
-  const m = /^\s*\{\s*"id"\s*:\s*"([^"\\]{1,64})"/.exec(head);
-  return m ? m[1] : null;
-}
-
 /** Decodes one IMA request (§2 rules): never throws. */
 export function decodeImaRequest(payload: Uint8Array, maxPayload: number): ImaDecoded {
-  if (payload.length > maxPayload)
-    return { ok: false, id: sniffId(payload), error: new ProtocolError("too-large", `payload of ${payload.length} bytes exceeds the maximum of ${maxPayload}`) };
-  let msg: unknown;
-  try {
-    msg = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(payload));
-  } catch (e) {
-    return { ok: false, id: sniffId(payload), error: new ProtocolError("bad-request", `not valid UTF-8 JSON: ${(e as Error).message}`) };
-  }
-  if (typeof msg !== "object" || msg === null || Array.isArray(msg))
-    return { ok: false, id: null, error: new ProtocolError("bad-request", "a request must be a JSON object") };
-  const o = msg as Record<string, unknown>;
-  const id = typeof o.id === "string" && o.id.length >= 1 && o.id.length <= 64 ? o.id : null;
-  if (id === null) return { ok: false, id: null, error: new ProtocolError("bad-request", '"id" must be a string of 1 to 64 characters', "id") };
-  if (typeof o.op !== "string") return { ok: false, id, error: new ProtocolError("bad-request", '"op" must be a string', "op") };
-  if (!OP_SET.has(o.op)) return { ok: false, id, error: new ProtocolError("unknown-op", `unknown op "${o.op.slice(0, 64)}" (the IMA serves ${IMA_OPS.join(", ")})`, "op") };
+  const env = decodeEnvelope(payload, maxPayload, OP_SET, (op) => `unknown op "${op}" (the IMA serves ${IMA_OPS.join(", ")})`);
+  if (!env.ok) return env;
+  const { id, msg: o } = env;
   const v = validators[o.op as ImaOpName];
   // Profiles are validated on a copy by the IMA (defaults filled there), so the
   // schema check here must not mutate; ajv is compiled without useDefaults.
