@@ -4,7 +4,7 @@
 // Hot path: process(n), one call per batch over frames already in memory.
 import { readFileSync } from "node:fs";
 import type { DpOp, VnProfile } from "./ops.js";
-import { parseMac, parseIp, ip4Value, unicastMacInto, type Mac, type Ip } from "./addr.js";
+import { parseMac, parseIp, ip4Value, unicastMacInto, macBytes, type Mac, type Ip } from "./addr.js";
 
 export class DataPlaneError extends Error {
   constructor(public index: number, public field: string, message: string) {
@@ -401,7 +401,7 @@ export class DataPlane {
         const ip = parseIp(op.ip, false)!;
         const s = new Uint8Array(32);
         const m = parseMac(op.mac)!, g = parseMac(op.gatewayMac)!;
-        s.set(macBytesOf(m), 0); s.set(macBytesOf(g), 8); s.set(ip.bytes, 16);
+        s.set(macBytes(m), 0); s.set(macBytes(g), 8); s.set(ip.bytes, 16);
         this.scratchWrite(s);
         this.check(ex.setPort(p, 2), i, "port");
         this.check(ex.setUnderlay(p, ip.is6 ? 1 : 0, op.udpPort ?? 4789, op.genevePort ?? 6081), i, "underlay");
@@ -822,10 +822,6 @@ export class DataPlane {
     }
     return { frames: { rx: rd(g), forwarded: rd(g + 8), outputs: rd(g + 16), dropped: rd(g + 24) }, drops, ports, vns };
   }
-}
-
-function macBytesOf(m: Mac): Uint8Array {
-  return Uint8Array.of(m.hi >> 8, m.hi & 0xff, m.lo >>> 24, (m.lo >>> 16) & 0xff, (m.lo >>> 8) & 0xff, m.lo & 0xff);
 }
 
 /** A set as an op list would leave it: the live keys plus the list's additions, minus its removals. */
