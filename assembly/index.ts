@@ -3,7 +3,7 @@
 // host. See abi.ts for the memory contract.
 import { SLOT_SIZE, HEADROOM, MAX_BATCH, IN_DESC, OUT_DESC, HDR_SLOT, MAX_OUT, I_OFF, I_LEN, I_PORT } from "./abi";
 import { layoutFixed, slotBase, inDescBase, outDescBase, hdrBase, scratch, portKind, portCtr, globalCtr,
-         dropCtr, vnCtr, traceBase, floodPool, floodPoolCap, tunCap, ctrInc, PORT_ACCESS, PORT_NONE,
+         dropCtr, vnCtr, traceBase, floodPool, floodPoolCap, tunCap, ctrInc, PORT_ACCESS, PORT_NONE, PORT_UNDERLAY,
          PORT_CTR, PC_RX_FRAMES, PC_RX_BYTES, GC_RX, GC_FORWARDED, GC_OUTPUTS, MAX_PORTS, TRACE_REC, MAX_VNS, vlanMap,
          MAX_REMOTES, MAX_LOCAL_PER_VN } from "./state";
 import { t64Init, t64Home } from "./tables/hash64";
@@ -11,6 +11,7 @@ import { tipInit } from "./tables/haship";
 import { macTab, ipTab, vniTab, remoteTab, prefixInit, macKey, macRaw, macHomes, macHomesInit, NO_HOME } from "./tables/index";
 import { controlInit } from "./control";
 import { accessFrame } from "./pipeline/access";
+import { accessFast, underlayFast } from "./pipeline/fast";
 import { underlayFrame } from "./pipeline/underlay";
 import { resetOut, setCurIn, outCount } from "./pipeline/emit";
 import { drop, dropNoPort, setCur } from "./pipeline/common";
@@ -20,10 +21,12 @@ export { dropNamesPtr, dropNamesLen } from "./drops";
 export { setPort, setUnderlay, setVn, delVn, setTag, setRemote, delRemote, setVtep, setFlood, buildTunnel,
          setMacLocal, setMacRemote, delMac, getMac, setIp, delIp, setPrefix, purgeVn } from "./control";
 export { setPrefixCount } from "./tables/index";
-export { setTrace } from "./pipeline/common";
+export { setTrace, setFastPaths } from "./pipeline/common";
 
 /** Inputs taken by the last process() call. */
 export let consumed: u32 = 0;
+/** Frames the fast paths (pipeline/fast.ts) forwarded, since init. */
+export let fastFrames: u64 = 0;
 /** The most outputs one frame can make (1 + flood list + local ports), kept by the host. */
 let worstFanout: u32 = 64;
 let ready = false;
@@ -95,37 +98,74 @@ function prefetchBatch(n: u32): void {
   warmSink = sink;
 }
 
+/**
+ * One frame the long way: every check, drop reason and path (access.ts,
+ * underlay.ts). Out of line so that the fast paths' values are not spilled
+ * around it. Returns 1 when the frame produced an output.
+ */
+function slowFrame(i: u32): u32 {
+  const d = inDescBase + (<usize>i << 3);
+  const off = <u32>load<u16>(d, I_OFF);
+  const len = <u32>load<u16>(d, I_LEN);
+  const port = <u32>load<u16>(d, I_PORT);
+  const p = slotBase + <usize>i * SLOT_SIZE + off;
+  const before = outCount;
+  const kind = port < MAX_PORTS ? load<u8>(portKind + port) : PORT_NONE;
+  // a frame from a port we do not serve is charged to no port's counters
+  if (kind == PORT_NONE) { setCur(0, -1); dropNoPort(D_UNKNOWN_PORT); return 0; }
+  const pc = portCtr + (<usize>port * PORT_CTR << 3);
+  ctrInc(pc, PC_RX_FRAMES, 1);
+  ctrInc(pc, PC_RX_BYTES, len);
+  // a descriptor that points outside its slot is refused before any read
+  if (off + len > SLOT_SIZE) { setCur(port, -1); drop(D_FRAME_TOO_LONG); return 0; }
+  if (kind == PORT_ACCESS) accessFrame(port, p, len);
+  else underlayFrame(port, p, len);
+  return outCount != before ? 1 : 0;
+}
+
+/**
+ * The common cases (fast.ts): true when the frame was forwarded, with the
+ * same outputs and counters slowFrame would give; false, having written
+ * nothing, for slowFrame to take it.
+ */
+@inline function fastFrame(i: u32): bool {
+  const d = inDescBase + (<usize>i << 3);
+  const off = <u32>load<u16>(d, I_OFF);
+  const len = <u32>load<u16>(d, I_LEN);
+  const port = <u32>load<u16>(d, I_PORT);
+  if (port >= MAX_PORTS || off + len > SLOT_SIZE) return false;
+  const kind = load<u8>(portKind + port);
+  const p = slotBase + <usize>i * SLOT_SIZE + off;
+  if (kind == PORT_ACCESS) {
+    if (!accessFast(port, p, len, macHomes + (<usize>i << 3))) return false;
+  } else if (kind == PORT_UNDERLAY) {
+    if (!underlayFast(p, len)) return false;
+  } else return false;
+  const pc = portCtr + (<usize>port * PORT_CTR << 3);
+  ctrInc(pc, PC_RX_FRAMES, 1);
+  ctrInc(pc, PC_RX_BYTES, len);
+  return true;
+}
+
 export function process(n: u32): u32 {
   resetOut();
   if (n > MAX_BATCH) n = MAX_BATCH;
   prefetchBatch(n);
   // The batch-wide counters are added once per batch (the host reads them
   // only between batches): three fewer read-modify-writes per frame.
-  let forwarded: u64 = 0;
+  let forwarded: u32 = 0;
+  let fast: u32 = 0;
   let i: u32 = 0;
   for (; i < n; i++) {
     if (outCount + worstFanout > MAX_OUT) break;
-    setCurIn(i);
-    const d = inDescBase + (<usize>i << 3);
-    const off = <u32>load<u16>(d, I_OFF);
-    const len = <u32>load<u16>(d, I_LEN);
-    const port = <u32>load<u16>(d, I_PORT);
-    const p = slotBase + <usize>i * SLOT_SIZE + off;
-    const before = outCount;
-    const kind = port < MAX_PORTS ? load<u8>(portKind + port) : PORT_NONE;
-    // a frame from a port we do not serve is charged to no port's counters
-    if (kind == PORT_NONE) { setCur(0, -1); dropNoPort(D_UNKNOWN_PORT); continue; }
-    const pc = portCtr + (<usize>port * PORT_CTR << 3);
-    ctrInc(pc, PC_RX_FRAMES, 1);
-    ctrInc(pc, PC_RX_BYTES, len);
-    // a descriptor that points outside its slot is refused before any read
-    if (off + len > SLOT_SIZE) { setCur(port, -1); drop(D_FRAME_TOO_LONG); continue; }
-    if (kind == PORT_ACCESS) accessFrame(port, p, len);
-    else underlayFrame(port, p, len);
-    if (outCount != before) forwarded++;
+    setCurIn(i); // the input index every output and trace record carries
+    if (fastFrame(i)) fast++;
+    else forwarded += slowFrame(i);
   }
+  forwarded += fast;
+  fastFrames += fast;
   ctrInc(globalCtr, GC_RX, <u64>i);
-  ctrInc(globalCtr, GC_FORWARDED, forwarded);
+  ctrInc(globalCtr, GC_FORWARDED, <u64>forwarded);
   ctrInc(globalCtr, GC_OUTPUTS, <u64>outCount); // every output of the batch (emit.ts commit)
   consumed = i;
   return outCount;

@@ -15,8 +15,11 @@
 // honoured. Read-outside-the-frame is also checked directly: a share of the
 // batches is processed twice with different filler bytes around each frame
 // (in the headroom and after its end), and the two runs must decide the same
-// and emit the same bytes. At the end: rx = forwarded + dropped, dropped =
-// sum of the drop reasons, rx = frames fed, outputs = out-descs seen.
+// and emit the same bytes; the same share is processed a third time with the
+// fast paths off (assembly/pipeline/fast.ts), and every output byte and every
+// counter must come out as with them on. At the end: rx = forwarded +
+// dropped, dropped = sum of the drop reasons, rx = frames fed, outputs =
+// out-descs seen.
 //
 // Reproduce a failure with FUZZ_SEED=<seed printed in the message>.
 import { test } from "uvu";
@@ -156,7 +159,18 @@ function fixChecksums(mem: Uint8Array, p: number, len: number): void {
 const anomalies: string[] = [];
 let fuzzRan = false;
 
-interface Stats { frames: number; outputs: number; batches: number; doubleChecked: number; consumedShort: number; beyondFrame: number }
+interface Stats { frames: number; outputs: number; batches: number; doubleChecked: number; slowChecked: number; slowCheckedFast: number; consumedShort: number; beyondFrame: number }
+
+/** Every counter's change from `a` to `b` (global, per drop reason, per port, per VN), as one comparable string. */
+function counterDelta(a: unknown, b: unknown): string {
+  const out: string[] = [];
+  const walk = (x: any, y: any, path: string) => {
+    if (typeof y === "number") { if (y - (x ?? 0) !== 0) out.push(`${path}=${y - (x ?? 0)}`); return; }
+    if (y && typeof y === "object") for (const k of Object.keys(y).sort()) walk(x?.[k], y[k], path ? `${path}.${k}` : k);
+  };
+  walk(a, b, "");
+  return out.join(" ");
+}
 
 /**
  * Fuzzes `count` frames through `dp`. Throws with a reproducible description on the first violation.
@@ -168,7 +182,7 @@ function fuzz(dp: DataPlane, seedList: Seed[], count: number, seed: number, doub
   const dv = new DataView(dp.memory.buffer);
   const nPorts = dp.portList.length;
   const portIdx = new Map(dp.portList.map((p) => [p, dp.portIndex(p)]));
-  const stats: Stats = { frames: 0, outputs: 0, batches: 0, doubleChecked: 0, consumedShort: 0, beyondFrame: 0 };
+  const stats: Stats = { frames: 0, outputs: 0, batches: 0, doubleChecked: 0, slowChecked: 0, slowCheckedFast: 0, consumedShort: 0, beyondFrame: 0 };
   const offs = new Int32Array(L.maxBatch);
   const lens = new Int32Array(L.maxBatch);
   const ports = new Int32Array(L.maxBatch);
@@ -372,7 +386,9 @@ function fuzz(dp: DataPlane, seedList: Seed[], count: number, seed: number, doub
     loadDescs(n);
     const t0 = totals();
     const outs0 = stats.outputs;
+    const fast0 = dp.stats().fastPathFrames;
     const first = runBatch(n, double);
+    if (double) stats.slowCheckedFast += dp.stats().fastPathFrames - fast0;
     const t1 = totals();
     stats.frames += n;
     stats.batches++;
@@ -403,6 +419,22 @@ function fuzz(dp: DataPlane, seedList: Seed[], count: number, seed: number, doub
         const diff = first.map((x, i) => (x !== second[i] ? `  in/out ${i}:\n    zeros: ${x}\n    ones:  ${second[i]}` : "")).filter(Boolean);
         throw new Error(`seed ${seed} batch ${stats.batches}: the result depends on bytes outside the frames ` +
           `(drops ${JSON.stringify(d1)} vs ${JSON.stringify(d2)}; ${first.length} vs ${second.length} outputs)\n${diff.slice(0, 5).join("\n")}`);
+      }
+      // Same frames once more with the fast paths off (assembly/pipeline/fast.ts): every frame through
+      // the full path must give the same outputs, byte for byte, and the same change to every counter.
+      for (let i = 0; i < n; i++) restore(i, i, 0x00);
+      loadDescs(n);
+      dp.fastPaths(false);
+      let slow: string[];
+      try { slow = runBatch(n, true); } finally { dp.fastPaths(true); }
+      const t3 = totals();
+      stats.frames += n;
+      stats.slowChecked += n;
+      const dc1 = counterDelta(t0.c, t1.c), dc3 = counterDelta(t2.c, t3.c);
+      if (dc1 !== dc3 || first.length !== slow.length || first.some((x, i) => x !== slow[i])) {
+        const diff = first.map((x, i) => (x !== slow[i] ? `  in/out ${i}:\n    fast: ${x}\n    full: ${slow[i]}` : "")).filter(Boolean);
+        throw new Error(`seed ${seed} batch ${stats.batches}: the fast paths and the full path differ ` +
+          `(counters ${dc1} vs ${dc3}; ${first.length} vs ${slow.length} outputs)\n${diff.slice(0, 5).join("\n")}`);
       }
     }
   }
@@ -442,8 +474,11 @@ test(`fuzz: ${TOTAL} random, truncated and bit-flipped frames through both sides
     checkCounters(dp, stats, `IPv${family}${debug ? " debug" : ""}`);
     const c = dp.counters();
     fed += stats.frames;
+    // the comparison with the fast paths off is not empty: they took some of those frames
+    assert.ok(stats.slowCheckedFast > stats.slowChecked / 50, `the fast paths forwarded only ${stats.slowCheckedFast} of the compared frames`);
     if (bigFlood) assert.ok(stats.consumedShort > 0, "the big flood lists made batches finish over several calls");
-    results.push(`IPv${family}${debug ? "/debug" : ""}${bigFlood ? `/flood ${bigFlood}` : ""}: ${stats.frames} frames (${stats.doubleChecked} twice), ${stats.outputs} outputs, ` +
+    results.push(`IPv${family}${debug ? "/debug" : ""}${bigFlood ? `/flood ${bigFlood}` : ""}: ${stats.frames} frames (${stats.doubleChecked} twice, ` +
+      `${stats.slowChecked} also without the fast paths, which had forwarded ${stats.slowCheckedFast}), ${stats.outputs} outputs, ` +
       `${c.frames.dropped} dropped, ${stats.consumedShort} short batches`);
     // The fuzzer must reach deep: most drop reasons and every kind of output must have happened.
     const hit = Object.entries(c.drops).filter(([, v]) => v > 0).map(([k]) => k);

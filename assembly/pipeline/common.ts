@@ -9,8 +9,16 @@ import { IPPROTO_TCP, IPPROTO_UDP } from "../proto/ipv4";
 export let curPort: u32 = 0;
 export let curVn: i32 = -1;
 export let traceOn: bool = false;
+/**
+ * Every frame takes the full path (access.ts, underlay.ts), not fast.ts:
+ * while tracing (the trace records are written there) or when the fast paths
+ * are turned off (the tests compare both ways over the same frames).
+ */
+export let slowOnly: bool = false;
+let fastOff: bool = false;
 
-export function setTrace(on: bool): void { traceOn = on; }
+export function setTrace(on: bool): void { traceOn = on; slowOnly = on || fastOff; }
+export function setFastPaths(on: bool): void { fastOff = !on; slowOnly = traceOn || fastOff; }
 @inline export function setCur(port: u32, vn: i32): void { curPort = port; curVn = vn; }
 
 // Trace record (u32 fields): side, vn+1, vni, lookup, action, drop+1, dst value, spare

@@ -144,6 +144,8 @@ export class DataPlane {
       ips: e.ipCount() as number, ipCapacity: e.ipCapacity() as number, ipSlots: e.ipSlots() as number,
       macBytesPerSlot: 16, ipBytesPerSlot: 32,
       vns: this.vns.size, remotes: this.remotes.size, tunnels: this.tunnels.size,
+      // frames forwarded by the fast paths (assembly/pipeline/fast.ts), the rest took the full path
+      fastPathFrames: Number((e.fastFrames as WebAssembly.Global).value),
     };
   }
 
@@ -756,6 +758,13 @@ export class DataPlane {
     }
     return out;
   }
+
+  /**
+   * Turns the data plane's fast paths (assembly/pipeline/fast.ts) off or back
+   * on. Off, every frame takes the full path: the same outputs and counters,
+   * more slowly. For tests that compare the two and for diagnosis.
+   */
+  fastPaths(on: boolean): void { this.ex.setFastPaths(on ? 1 : 0); }
 
   /** One frame through the pipeline with every decision recorded. */
   trace(port: string, frame: Uint8Array): { steps: string[]; outputs: { port: string; frame: Uint8Array }[]; drop?: string } {

@@ -1,0 +1,134 @@
+// The access side's common case, written small: a tagged unicast frame of a
+// VN without port security or ARP suppression, whose source is not an
+// inactive VNIC and whose destination is a remote binding or an active VNIC
+// on another port. Same checks, same outputs and counters as accessFrame
+// (access.ts); every other frame (drops, floods, suppression, tracing) goes
+// there untouched, because this returns false before it writes anything;
+// so does every frame while tracing or with the fast paths off (slowOnly).
+// Why a second copy of the checks: TurboFan allocates registers over the
+// whole function, and the one function holding every access path spills the
+// common case's values to the stack (bench/README.md finding 13).
+import { raw16, ld16, ld32 } from "../util";
+import { vlanMap, vnPtr, tagOf, vnCtr, ctrInc, VN_CTR, VC_RX, VC_ENCAP, VC_DECAP, VN_FLAGS, VN_MTU,
+         VNF_PORTSEC, VNF_ARPSUP, vtepAllowed, ENC_VXLAN, ENC_GENEVE, ENC_NVGRE } from "../state";
+import { macLookup, macLookupHome, macRaw, vniTab, remoteTab, MK_KIND, MK_LOCAL, MK_REMOTE, ML_ACTIVE, ML_PORT_SHIFT, ML_PORT_MASK,
+         MR_TUN_MASK } from "../tables/index";
+import { t64Find } from "../tables/hash64";
+import { tipFind } from "../tables/haship";
+import { ETHERTYPE_VLAN, ETHERTYPE_QINQ, ETHERTYPE_QINQ_OLD, ETHERTYPE_IPV4, ETHERTYPE_TEB, VID_MASK, PCP_SHIFT,
+         DOT1Q_HLEN } from "../proto/ethernet";
+import { IP4_FRAG, IP4_MF, IP4_OFFMASK, IP4_PROTO, IP4_TOTLEN, IP4_DST, IP4_SRC, IPPROTO_UDP, IPPROTO_GRE } from "../proto/ipv4";
+import { VXLAN_FLAG_I } from "../proto/vxlan";
+import { GENEVE_FLAG_O, GENEVE_FLAG_C } from "../proto/geneve";
+import { NVGRE_FLAGS_K, NVGRE_VSID_RESERVED_MAX, NVGRE_VSID_RESERVED_ALL } from "../proto/nvgre";
+import { ulMac, ulIs6, ulIp0, vxlanPort, genevePort, ip4Sum20 } from "./underlay";
+import { slowOnly, flowHash } from "./common";
+import { emitTagged } from "./emit";
+import { emitEncap } from "./encap";
+
+@inline export function accessFast(port: u32, p: usize, len: u32, hh: usize): bool {
+  if (slowOnly || len < DOT1Q_HLEN) return false;
+  if (<u32>load<u16>(p + 12) != raw16(ETHERTYPE_VLAN)) return false;
+  const e = <u32>load<u16>(p + 16);
+  if (e == raw16(ETHERTYPE_VLAN) || e == raw16(ETHERTYPE_QINQ) || e == raw16(ETHERTYPE_QINQ_OLD)) return false;
+  const tci = ld16(p + 14);
+  const vid = tci & VID_MASK;
+  if (vid == 0) return false;
+  const vn1 = <u32>load<u16>(vlanMap + ((<usize>port << 12) + vid) * 2);
+  if (vn1 == 0) return false;
+  const vn = vn1 - 1;
+  const v = vnPtr(vn);
+  if (len - DOT1Q_HLEN > <u32>load<u16>(v, VN_MTU)) return false;
+  if ((<u32>load<u8>(v, VN_FLAGS) & (VNF_PORTSEC | VNF_ARPSUP)) != 0) return false;
+  const dst = macRaw(p);
+  if (<u32>dst & 1) return false;
+  const sv = macLookupHome(vn, macRaw(p + 6), load<u32>(hh));
+  if ((sv & (MK_KIND | ML_ACTIVE)) == MK_LOCAL) return false; // an inactive VNIC: dropped there
+  const dv = macLookupHome(vn, dst, load<u32>(hh, 4));
+  if ((dv & MK_KIND) == MK_REMOTE) {
+    const vc = vnCtr + (<usize>vn * VN_CTR << 3);
+    ctrInc(vc, VC_RX, 1);
+    const etype = ld16(p + 16);
+    emitEncap(dv & MR_TUN_MASK, p, len, tci >> PCP_SHIFT, flowHash(p, etype, p + DOT1Q_HLEN, len - DOT1Q_HLEN), vn);
+    ctrInc(vc, VC_ENCAP, 1);
+    return true;
+  }
+  if ((dv & (MK_KIND | ML_ACTIVE)) != (MK_LOCAL | ML_ACTIVE)) return false;
+  const dport = (dv >> ML_PORT_SHIFT) & ML_PORT_MASK;
+  if (dport == port) return false;
+  const dtag = tagOf(vn, dport);
+  if (dtag == 0) return false;
+  ctrInc(vnCtr + (<usize>vn * VN_CTR << 3), VC_RX, 1);
+  emitTagged(dport, dtag, tci, p, p + 16, len - 16, vn);
+  return true;
+}
+
+/**
+ * The underlay side's common case: VXLAN, Geneve without options or NVGRE
+ * over an IPv4 underlay with a 20-byte header and no UDP checksum, from an
+ * NVE on the VN's flood list, to an active local VNIC. Same checks, outputs
+ * and counters as underlayFrame (underlay.ts); false before any write.
+ */
+@inline export function underlayFast(p: usize, len: u32): bool {
+  if (slowOnly || ulIs6 || len < 14 + 20 + 8 + 8 + 14) return false;
+  if (macRaw(p) != ulMac || <u32>load<u16>(p + 12) != raw16(ETHERTYPE_IPV4)) return false;
+  const ip = p + 14;
+  if (<u32>load<u8>(ip) != 0x45) return false;
+  const tot = ld16(ip + IP4_TOTLEN);
+  if (<u32>14 + tot > len || tot < 20 + 8) return false;
+  if (ip4Sum20(ip) != 0xffff) return false; // RFC 791
+  if (<u64>load<u32>(ip + IP4_DST) != ulIp0) return false;
+  if ((<u32>load<u16>(ip + IP4_FRAG) & raw16(IP4_MF | IP4_OFFMASK)) != 0) return false; // RFC 7348 §4.3
+  const proto = <u32>load<u8>(ip + IP4_PROTO);
+  const l4 = ip + 20;
+  const l4len = tot - 20;
+  let enc: u32;
+  let vni: u32;
+  let hl: u32; // the overlay headers after the IPv4 header
+  if (proto == IPPROTO_UDP) {
+    if (ld16(l4 + 4) != l4len || load<u16>(l4 + 6) != 0 || l4len < 16) return false;
+    const dport = ld16(l4 + 2);
+    const t = l4 + 8;
+    if (dport == vxlanPort) {
+      if ((<u32>load<u8>(t) & VXLAN_FLAG_I) == 0) return false; // RFC 7348 §5
+      enc = ENC_VXLAN;
+    } else if (dport == genevePort) {
+      // RFC 8926 §3.4: version 0, no options, O and C clear, Ethernet payload
+      if (<u32>load<u8>(t) != 0 || (<u32>load<u8>(t + 1) & (GENEVE_FLAG_O | GENEVE_FLAG_C)) != 0
+          || <u32>load<u16>(t + 2) != raw16(ETHERTYPE_TEB)) return false;
+      enc = ENC_GENEVE;
+    } else return false;
+    vni = ld32(t + 4) >> 8;
+    hl = 16;
+  } else if (proto == IPPROTO_GRE) {
+    // RFC 7637 §3.2: K set, C and S clear, version 0; not a reserved VSID
+    if (<u32>load<u16>(l4) != raw16(NVGRE_FLAGS_K) || <u32>load<u16>(l4 + 2) != raw16(ETHERTYPE_TEB)) return false;
+    vni = ld32(l4 + 4) >> 8;
+    if (vni <= NVGRE_VSID_RESERVED_MAX || vni == NVGRE_VSID_RESERVED_ALL) return false;
+    enc = ENC_NVGRE;
+    hl = 8;
+  } else return false;
+  const inner = l4 + hl;
+  const ilen = l4len - hl;
+  const vs = t64Find(vniTab, (<u64>enc << 24) | vni);
+  if (vs == 0) return false;
+  const vn = load<u32>(vs, 8);
+  const rs = tipFind(remoteTab, 4, <u64>load<u32>(ip + IP4_SRC), 0);
+  if (rs == 0 || !vtepAllowed(vn, <u32>load<u64>(rs, 24))) return false;
+  if (ilen < 14) return false;
+  const iet = <u32>load<u16>(inner + 12);
+  if (iet == raw16(ETHERTYPE_VLAN) || iet == raw16(ETHERTYPE_QINQ) || iet == raw16(ETHERTYPE_QINQ_OLD)) return false;
+  if (ilen - 14 > <u32>load<u16>(vnPtr(vn), VN_MTU)) return false;
+  const dst = macRaw(inner);
+  if (<u32>dst & 1) return false;
+  const dv = macLookup(vn, dst);
+  if ((dv & (MK_KIND | ML_ACTIVE)) != (MK_LOCAL | ML_ACTIVE)) return false;
+  const dport = (dv >> ML_PORT_SHIFT) & ML_PORT_MASK;
+  const dtag = tagOf(vn, dport);
+  if (dtag == 0) return false;
+  const vc = vnCtr + (<usize>vn * VN_CTR << 3);
+  ctrInc(vc, VC_RX, 1);
+  emitTagged(dport, dtag, 0, inner, inner + 12, ilen - 12, vn);
+  ctrInc(vc, VC_DECAP, 1);
+  return true;
+}
