@@ -35,6 +35,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { DataPlane } from "../host/dataplane/dataplane.js";
+import { thpMode, anonHugeBytes } from "../host/dataplane/memory.js";
 import type { DpOp, VnProfile } from "../host/dataplane/ops.js";
 
 export interface BenchOptions { quick?: boolean }
@@ -208,8 +209,15 @@ class Writer {
 
 const MAGIC_BASE = 0x42445631, MAGIC_CASE = 0x43445631;
 
+/**
+ * Huge pages for the tables, as `nvedge run` uses them (host/dataplane/memory.ts),
+ * and then for the C arena too (DPBENCH_THP): the same memory on both sides.
+ * NVEDGE_BENCH_THP=0 turns them off on both; without THP in the kernel both run without.
+ */
+const wantHuge = process.env.NVEDGE_BENCH_THP !== "0" && !["never", null].includes(thpMode());
+
 async function buildWorld(is6: boolean, dir: string): Promise<World> {
-  const dp = await DataPlane.create();
+  const dp = await DataPlane.create({ hugePages: wantHuge });
   dp.apply(worldOps(is6));
   const I = internals(dp);
   const vnIdx = dp.vnIndex(VN);
@@ -478,7 +486,8 @@ class NativeRunner {
   private child: ChildProcess;
 
   constructor(bin: string, args: string[]) {
-    this.child = spawn(bin, [...args, "--serve"], { stdio: ["pipe", "pipe", "pipe"] });
+    this.child = spawn(bin, [...args, "--serve"], { stdio: ["pipe", "pipe", "pipe"],
+      env: { ...process.env, ...(wantHuge ? { DPBENCH_THP: "1" } : {}) } });
     createInterface({ input: this.child.stdout! }).on("line", (l) => {
       if (this.waiter) { const w = this.waiter; this.waiter = null; w(l); } else this.lines.push(l);
     });
@@ -553,6 +562,8 @@ function memoryFigures(dp: DataPlane) {
     ipBytesPerBindingAtDesign: round(ipBytes / DESIGN_BINDINGS, 1),
     macTable: { slots: st.macSlots, bytes: macBytes, bindings: st.macs, capacity: st.macCapacity },
     ipTable: { slots: st.ipSlots, bytes: ipBytes, bindings: st.ips, capacity: st.ipCapacity },
+    // both sides' tables in transparent huge pages (bytes advised here; the C arena likewise)
+    hugePages: st.hugePagesAdvised > 0, anonHugeMiB: round(anonHugeBytes() / 1048576, 0),
   };
 }
 

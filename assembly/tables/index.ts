@@ -53,7 +53,9 @@ export const IP6_TAG: u32 = 0x80000000;
  */
 export let macHomes: usize = 0;
 export const NO_HOME: u32 = 0xffffffff;
-export function macHomesInit(): void { macHomes = alloc(<usize>MAX_BATCH * 8); }
+/** The prefetch pass's list of MAC-table slot addresses to load (2 per frame). */
+export let warmList: usize = 0;
+export function macHomesInit(): void { macHomes = alloc(<usize>MAX_BATCH * 8); warmList = alloc(<usize>MAX_BATCH * 8); }
 
 /** macLookup with the home slot the prefetch pass computed (or NO_HOME). */
 @inline export function macLookupHome(vn: u32, mac: u64, home: u32): u32 {

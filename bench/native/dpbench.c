@@ -936,9 +936,12 @@ static void underlayFrame(u32 port, const u8 *p, u32 len) {
    so the batch's misses overlap (the wasm uses plain loads kept in a sink;
    the same here). */
 u64 warmSink; /* external, as the wasm's exported global: never folded away */
-/* index.ts: the two phases, the homes kept per frame, the same here */
+/* index.ts: the two phases, the homes kept per frame, the slots to load
+   listed densely (warmList), the same here */
+static const u8 *warmList[2 * MAX_BATCH];
 static void prefetchBatch(u32 n) {
   u64 sink = 0;
+  u32 w = 0;
   for (u32 i = 0; i < n; i++) {
     macHomes[2 * i] = NO_HOME; macHomes[2 * i + 1] = NO_HOME;
     const u8 *d = inDescBase + ((size_t)i << 3);
@@ -953,8 +956,10 @@ static void prefetchBatch(u32 n) {
     u32 hs = (u32)mix64(macKey(vn1 - 1, macRaw(p + 6))) & macTab.mask;
     u32 hd = (u32)mix64(macKey(vn1 - 1, macRaw(p))) & macTab.mask;
     macHomes[2 * i] = hs; macHomes[2 * i + 1] = hd;
+    warmList[w++] = macTab.base + ((size_t)hs << 4);
+    warmList[w++] = macTab.base + ((size_t)hd << 4);
   }
-  for (size_t j = 0; j < 2 * (size_t)n; j++) sink ^= rd64(macTab.base + ((size_t)(macHomes[j] & macTab.mask) << 4));
+  for (u32 j = 0; j < w; j++) sink ^= rd64(warmList[j]);
   warmSink = sink;
 }
 

@@ -40,6 +40,8 @@ export interface PacketAddon {
   wake(fd: number): void;
   closeFd(fd: number): void;
   stats(handle: number): SocketStats;
+  /** madvise(MADV_HUGEPAGE) on the whole 2 MiB pages of buf[offset, offset+length); the bytes advised. */
+  adviseHuge(buf: ArrayBuffer, offset: number, length: number): number;
 }
 
 export const addonPath = fileURLToPath(new URL("../../../host/io/native/build/Release/nvedge_afpacket.node", import.meta.url));

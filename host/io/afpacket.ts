@@ -38,7 +38,7 @@ export interface AfPacketOptions {
   /** Ring and socket options for every socket (addon.ts OpenOptions). */
   ring?: Omit<OpenOptions, "fanout">;
   /** Passed to DataPlane.create in every worker. */
-  dataplane?: { macLog2?: number; ipLog2?: number };
+  dataplane?: { macLog2?: number; ipLog2?: number; hugePages?: boolean };
   /** Applied in every worker before startAfPacket resolves. */
   ops?: DpOp[];
   /** How long an idle worker sleeps in poll() between checks (it is woken early for control messages). */

@@ -610,6 +610,41 @@ static napi_value Stats(napi_env env, napi_callback_info info) {
   return o;
 }
 
+/*
+ * adviseHuge(buffer, offset, length): madvise(MADV_HUGEPAGE) on the 2 MiB
+ * pages wholly inside buffer[offset, offset + length), so that the data
+ * plane's tables, faulted in later, are backed by transparent huge pages:
+ * a lookup in a 32 MiB table then misses the TLB far less often (the reason
+ * VPP and DPDK keep their tables in huge pages). Returns the bytes advised
+ * (0 when the range holds no whole 2 MiB page); throws with errno's text.
+ * Pages already faulted in stay small until khugepaged collapses them.
+ */
+static napi_value AdviseHuge(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  void *data;
+  size_t len;
+  double off, n;
+  if (argc < 3 || napi_get_arraybuffer_info(env, argv[0], &data, &len) != napi_ok)
+    return throwErr(env, "adviseHuge: expected (ArrayBuffer, offset, length)");
+  if (napi_get_value_double(env, argv[1], &off) != napi_ok || napi_get_value_double(env, argv[2], &n) != napi_ok ||
+      off < 0 || n < 0 || off + n > (double)len)
+    return throwErr(env, "adviseHuge: offset/length outside the buffer");
+  const uintptr_t huge = 2u << 20;
+  uintptr_t a = ((uintptr_t)data + (uintptr_t)off + huge - 1) & ~(huge - 1);
+  uintptr_t b = ((uintptr_t)data + (uintptr_t)off + (uintptr_t)n) & ~(huge - 1);
+  napi_value r;
+  if (b <= a) { napi_create_double(env, 0, &r); return r; }
+  if (madvise((void *)a, b - a, MADV_HUGEPAGE) != 0) {
+    char msg[128];
+    snprintf(msg, sizeof msg, "adviseHuge: madvise(MADV_HUGEPAGE): %s", strerror(errno));
+    return throwErr(env, msg);
+  }
+  napi_create_double(env, (double)(b - a), &r);
+  return r;
+}
+
 NAPI_MODULE_INIT() {
   napi_property_descriptor d[] = {
     { "open", NULL, Open, NULL, NULL, NULL, napi_enumerable, NULL },
@@ -621,6 +656,7 @@ NAPI_MODULE_INIT() {
     { "wake", NULL, Wake, NULL, NULL, NULL, napi_enumerable, NULL },
     { "closeFd", NULL, CloseFd, NULL, NULL, NULL, napi_enumerable, NULL },
     { "stats", NULL, Stats, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "adviseHuge", NULL, AdviseHuge, NULL, NULL, NULL, napi_enumerable, NULL },
   };
   napi_define_properties(env, exports, sizeof d / sizeof d[0], d);
   return exports;

@@ -1,0 +1,40 @@
+// Transparent huge pages for the data plane's memory. The MAC and IP tables
+// are 32 and 64 MiB (2^21 slots each, sized for 1,000,000 bindings): a
+// lookup lands on a random 4 KiB page, and the TLB covers a few MiB of them,
+// so nearly every lookup also walks the page tables. With 2 MiB pages the
+// same tables need 48 TLB entries. Node cannot madvise, so the packet I/O
+// addon does it (host/io/native, adviseHuge).
+import { readFileSync } from "node:fs";
+import { loadAddon } from "../io/addon.js";
+
+/** The kernel's THP mode ("always", "madvise" or "never"), or null when it has none. */
+export function thpMode(): string | null {
+  try {
+    const m = /\[(\w+)\]/.exec(readFileSync("/sys/kernel/mm/transparent_hugepage/enabled", "utf8"));
+    return m ? m[1] : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Advises the whole of `buf` for huge pages; returns the bytes advised. A
+ * clear error when the kernel has THP off or the addon is not built.
+ */
+export function adviseHugePages(buf: ArrayBuffer): number {
+  const mode = thpMode();
+  if (mode === null || mode === "never") {
+    throw new Error(`huge pages: transparent huge pages are ${mode === null ? "not available in this kernel" : "off (/sys/kernel/mm/transparent_hugepage/enabled is never)"}`);
+  }
+  return loadAddon().adviseHuge(buf, 0, buf.byteLength);
+}
+
+/** This process's anonymous memory backed by huge pages, in bytes (/proc/self/smaps_rollup). */
+export function anonHugeBytes(): number {
+  try {
+    const m = /AnonHugePages:\s+(\d+) kB/.exec(readFileSync("/proc/self/smaps_rollup", "utf8"));
+    return m ? Number(m[1]) * 1024 : 0;
+  } catch {
+    return 0;
+  }
+}
