@@ -1,7 +1,8 @@
-// The access side's common case, written small: a tagged unicast frame of a
-// VN without port security or ARP suppression, whose source is not an
-// inactive VNIC and whose destination is a remote binding or an active VNIC
-// on another port. Same checks, same outputs and counters as accessFrame
+// The access side's common case, written small: a tagged frame of a VN
+// without port security or ARP suppression, whose source is not an inactive
+// VNIC and whose destination is a remote binding, an active VNIC on another
+// port, or (broadcast, multicast, unknown) the VN's flood list over an IPv4
+// underlay. Same checks, same outputs and counters as accessFrame
 // (access.ts); every other frame (drops, floods, suppression, tracing) goes
 // there untouched, because this returns false before it writes anything;
 // so does every frame while tracing or with the fast paths off (slowOnly).
@@ -10,7 +11,8 @@
 // common case's values to the stack (bench/README.md finding 13).
 import { raw16, ld16, ld32 } from "../util";
 import { vlanMap, vnPtr, tagOf, vnCtr, ctrInc, VN_CTR, VC_RX, VC_ENCAP, VC_DECAP, VN_FLAGS, VN_MTU,
-         VNF_PORTSEC, VNF_ARPSUP, vtepAllowed, ENC_VXLAN, ENC_GENEVE, ENC_NVGRE } from "../state";
+         VNF_PORTSEC, VNF_ARPSUP, vtepAllowed, ENC_VXLAN, ENC_GENEVE, ENC_NVGRE, VC_FLOOD, VN_FLOOD_N,
+         VN_FLOOD_PTR, VN_NLOCAL, VN_LOCAL, floodPool, tunPtr } from "../state";
 import { macLookup, macLookupHome, macRaw, vniTab, remoteTab, MK_KIND, MK_LOCAL, MK_REMOTE, ML_ACTIVE, ML_PORT_SHIFT, ML_PORT_MASK,
          MR_TUN_MASK } from "../tables/index";
 import { t64Find } from "../tables/hash64";
@@ -24,7 +26,7 @@ import { NVGRE_FLAGS_K, NVGRE_VSID_RESERVED_MAX, NVGRE_VSID_RESERVED_ALL } from 
 import { ulMac, ulIs6, ulIp0, vxlanPort, genevePort, ip4Sum20 } from "./underlay";
 import { slowOnly, flowHash } from "./common";
 import { emitTagged } from "./emit";
-import { emitEncap } from "./encap";
+import { emitEncap, emitEncap4 } from "./encap";
 
 @inline export function accessFast(port: u32, p: usize, len: u32, hh: usize): bool {
   if (slowOnly || len < DOT1Q_HLEN) return false;
@@ -41,9 +43,9 @@ import { emitEncap } from "./encap";
   if (len - DOT1Q_HLEN > <u32>load<u16>(v, VN_MTU)) return false;
   if ((<u32>load<u8>(v, VN_FLAGS) & (VNF_PORTSEC | VNF_ARPSUP)) != 0) return false;
   const dst = macRaw(p);
-  if (<u32>dst & 1) return false;
   const sv = macLookupHome(vn, macRaw(p + 6), load<u32>(hh));
   if ((sv & (MK_KIND | ML_ACTIVE)) == MK_LOCAL) return false; // an inactive VNIC: dropped there
+  if (<u32>dst & 1) return floodFast(port, tci, p, len, vn, v);
   const dv = macLookupHome(vn, dst, load<u32>(hh, 4));
   if ((dv & MK_KIND) == MK_REMOTE) {
     const vc = vnCtr + (<usize>vn * VN_CTR << 3);
@@ -53,13 +55,42 @@ import { emitEncap } from "./encap";
     ctrInc(vc, VC_ENCAP, 1);
     return true;
   }
-  if ((dv & (MK_KIND | ML_ACTIVE)) != (MK_LOCAL | ML_ACTIVE)) return false;
+  if ((dv & MK_KIND) == 0) return floodFast(port, tci, p, len, vn, v); // unknown unicast
+  if ((dv & ML_ACTIVE) == 0) return false;
   const dport = (dv >> ML_PORT_SHIFT) & ML_PORT_MASK;
   if (dport == port) return false;
   const dtag = tagOf(vn, dport);
   if (dtag == 0) return false;
   ctrInc(vnCtr + (<usize>vn * VN_CTR << 3), VC_RX, 1);
   emitTagged(dport, dtag, tci, p, p + 16, len - 16, vn);
+  return true;
+}
+
+/**
+ * access.ts flood for a VN with a flood list over an IPv4 underlay (so every
+ * tunnel is an IPv4 one, emitEncap4): one encapsulated copy per remote NVE on
+ * the list (head-end replication), one tagged copy per other local port;
+ * never an empty result, so never the flood-empty drop.
+ */
+@inline function floodFast(port: u32, tci: u32, p: usize, len: u32, vn: u32, v: usize): bool {
+  const n = load<u32>(v, VN_FLOOD_N);
+  if (n == 0 || ulIs6) return false;
+  const vc = vnCtr + (<usize>vn * VN_CTR << 3);
+  ctrInc(vc, VC_RX, 1);
+  const hash = flowHash(p, ld16(p + 16), p + DOT1Q_HLEN, len - DOT1Q_HLEN);
+  const pcp = tci >> PCP_SHIFT;
+  const list = floodPool + (<usize>load<u32>(v, VN_FLOOD_PTR) << 2);
+  for (let i: u32 = 0; i < n; i++) {
+    const e = tunPtr(load<u32>(list + (<usize>i << 2)));
+    emitEncap4(e, <u32>load<u8>(e, 1), p, len, pcp, hash, vn);
+  }
+  const nl = <u32>load<u8>(v + VN_NLOCAL);
+  for (let i: u32 = 0; i < nl; i++) {
+    const l = load<u32>(v + VN_LOCAL + (<usize>i << 2));
+    if (l >> 16 == port) continue; // never back out of the ingress port
+    emitTagged(l >> 16, l & 0xfff, tci, p, p + 16, len - 16, vn);
+  }
+  ctrInc(vc, VC_FLOOD, 1);
   return true;
 }
 
