@@ -7,7 +7,7 @@ import { scratch, portKind, vlanMap, vnPortTag, vnPtr, tunPtr, tunCap, vtepBits,
          VN_LOCAL, VNF_DSCP_FIXED, VNF_LIVE, ENC_VXLAN, ENC_GENEVE, ENC_NVGRE, TUN_SIZE, TUN_HDR, alloc } from "./state";
 import { t64Put, t64Del, t64Find } from "./tables/hash64";
 import { tipPut, tipDel } from "./tables/haship";
-import { macTab, ipTab, vniTab, remoteTab, macKey, macRawOf, macRaw, MK_LOCAL, MK_REMOTE, ML_ACTIVE, ML_PORT_SHIFT,
+import { macTab, ipTab, vniTab, remoteTab, vniKey, macKey, macRawOf, macRaw, MK_LOCAL, MK_REMOTE, ML_ACTIVE, ML_PORT_SHIFT,
          IP6_TAG, prefixBase, MAX_PREFIXES } from "./tables/index";
 import { setUlIdentity } from "./pipeline/underlay";
 import { TK_VXLAN4, TK_VXLAN6, TK_GENEVE4, TK_GENEVE6, TK_NVGRE4, TK_NVGRE6 } from "./pipeline/encap";
@@ -50,9 +50,9 @@ export function setVn(vn: u32, vni: u32, encap: u32, mtu: u32, flags: u32, dscp:
   if (vn >= MAX_VNS) return E_RANGE;
   const v = vnPtr(vn);
   const live = (load<u8>(v, VN_FLAGS) & VNF_LIVE) != 0;
-  const newKey = (<u64>encap << 24) | vni;
+  const newKey = vniKey(encap, vni);
   if (live) {
-    const oldKey = (<u64>load<u8>(v, VN_ENCAP) << 24) | load<u32>(v, VN_VNI);
+    const oldKey = vniKey(<u32>load<u8>(v, VN_ENCAP), load<u32>(v, VN_VNI));
     if (oldKey != newKey) {
       if (t64Find(vniTab, newKey) == 0 && vniTab.count >= vniTab.limit) return E_FULL;
       t64Del(vniTab, oldKey);
@@ -72,7 +72,7 @@ export function delVn(vn: u32): i32 {
   if (vn >= MAX_VNS) return E_RANGE;
   const v = vnPtr(vn);
   if ((load<u8>(v, VN_FLAGS) & VNF_LIVE) == 0) return OK;
-  t64Del(vniTab, (<u64>load<u8>(v, VN_ENCAP) << 24) | load<u32>(v, VN_VNI));
+  t64Del(vniTab, vniKey(<u32>load<u8>(v, VN_ENCAP), load<u32>(v, VN_VNI)));
   memory.fill(v, 0, 32);
   return OK;
 }

@@ -13,7 +13,7 @@ import { raw16, ld16, ld32 } from "../util";
 import { vlanMap, vnPtr, tagOf, vnCtr, ctrInc, VN_CTR, VC_RX, VC_ENCAP, VC_DECAP, VN_FLAGS, VN_MTU,
          VNF_PORTSEC, VNF_ARPSUP, vtepAllowed, ENC_VXLAN, ENC_GENEVE, ENC_NVGRE, VC_FLOOD, VN_FLOOD_N,
          VN_FLOOD_PTR, VN_NLOCAL, VN_LOCAL, floodPool, tunPtr } from "../state";
-import { macLookup, macLookupHome, macRaw, vniTab, remoteTab, MK_KIND, MK_LOCAL, MK_REMOTE, ML_ACTIVE, ML_PORT_SHIFT, ML_PORT_MASK,
+import { macLookupHome, macRaw, vniTab, vniKeyAt, NO_HOME, remoteTab, MK_KIND, MK_LOCAL, MK_REMOTE, ML_ACTIVE, ML_PORT_SHIFT, ML_PORT_MASK,
          MR_TUN_MASK } from "../tables/index";
 import { t64Find } from "../tables/hash64";
 import { tipFind } from "../tables/haship";
@@ -23,7 +23,7 @@ import { IP4_FRAG, IP4_MF, IP4_OFFMASK, IP4_PROTO, IP4_TOTLEN, IP4_DST, IP4_SRC,
 import { VXLAN_FLAG_I } from "../proto/vxlan";
 import { GENEVE_FLAG_O, GENEVE_FLAG_C } from "../proto/geneve";
 import { NVGRE_FLAGS_K, NVGRE_VSID_RESERVED_MAX, NVGRE_VSID_RESERVED_ALL } from "../proto/nvgre";
-import { ulMac, ulIs6, ulIp0, vxlanPort, genevePort, ip4Sum20 } from "./underlay";
+import { ulMac, ulIs6, ulIp0, vxlanPortRaw, genevePortRaw, ip4Sum20 } from "./underlay";
 import { slowOnly, flowHash } from "./common";
 import { emitTagged } from "./emit";
 import { emitEncap, emitEncap4 } from "./encap";
@@ -95,12 +95,36 @@ import { emitEncap, emitEncap4 } from "./encap";
 }
 
 /**
+ * The VN of an underlay frame with the shape underlayFast takes (outer IPv4
+ * with a 20-byte header; VXLAN or Geneve without options at offset 42, inner
+ * frame at 50; NVGRE at 34, inner frame at 42), read without checking the
+ * rest; -1 for any other shape or an unknown VNI. For the prefetch pass.
+ */
+@inline export function underlayVn(p: usize, len: u32): i32 {
+  if (ulIs6 || len < 64 || <u32>load<u16>(p + 12) != raw16(ETHERTYPE_IPV4) || <u32>load<u8>(p + 14) != 0x45) return -1;
+  const proto = <u32>load<u8>(p + 23);
+  let key: u64;
+  if (proto == IPPROTO_UDP) {
+    const dport = <u32>load<u16>(p + 36); // raw
+    if (dport == vxlanPortRaw) key = vniKeyAt(ENC_VXLAN, p + 46);
+    else if (dport == genevePortRaw && <u32>load<u8>(p + 42) == 0) key = vniKeyAt(ENC_GENEVE, p + 46);
+    else return -1;
+  } else if (proto == IPPROTO_GRE) {
+    const vsid = ld32(p + 38) >> 8;
+    if (vsid <= NVGRE_VSID_RESERVED_MAX || vsid == NVGRE_VSID_RESERVED_ALL) return -1; // RFC 7637 §3.2
+    key = vniKeyAt(ENC_NVGRE, p + 38);
+  } else return -1;
+  const vs = t64Find(vniTab, key);
+  return vs == 0 ? -1 : <i32>load<u32>(vs, 8);
+}
+
+/**
  * The underlay side's common case: VXLAN, Geneve without options or NVGRE
  * over an IPv4 underlay with a 20-byte header and no UDP checksum, from an
  * NVE on the VN's flood list, to an active local VNIC. Same checks, outputs
  * and counters as underlayFrame (underlay.ts); false before any write.
  */
-@inline export function underlayFast(p: usize, len: u32): bool {
+@inline export function underlayFast(p: usize, len: u32, hh: usize): bool {
   if (slowOnly || ulIs6 || len < 14 + 20 + 8 + 8 + 14) return false;
   if (macRaw(p) != ulMac || <u32>load<u16>(p + 12) != raw16(ETHERTYPE_IPV4)) return false;
   const ip = p + 14;
@@ -113,37 +137,31 @@ import { emitEncap, emitEncap4 } from "./encap";
   const proto = <u32>load<u8>(ip + IP4_PROTO);
   const l4 = ip + 20;
   const l4len = tot - 20;
-  let enc: u32;
-  let vni: u32;
   let hl: u32; // the overlay headers after the IPv4 header
   if (proto == IPPROTO_UDP) {
     if (ld16(l4 + 4) != l4len || load<u16>(l4 + 6) != 0 || l4len < 16) return false;
-    const dport = ld16(l4 + 2);
+    const dport = <u32>load<u16>(l4 + 2); // raw
     const t = l4 + 8;
-    if (dport == vxlanPort) {
+    if (dport == vxlanPortRaw) {
       if ((<u32>load<u8>(t) & VXLAN_FLAG_I) == 0) return false; // RFC 7348 §5
-      enc = ENC_VXLAN;
-    } else if (dport == genevePort) {
+    } else if (dport == genevePortRaw) {
       // RFC 8926 §3.4: version 0, no options, O and C clear, Ethernet payload
       if (<u32>load<u8>(t) != 0 || (<u32>load<u8>(t + 1) & (GENEVE_FLAG_O | GENEVE_FLAG_C)) != 0
           || <u32>load<u16>(t + 2) != raw16(ETHERTYPE_TEB)) return false;
-      enc = ENC_GENEVE;
     } else return false;
-    vni = ld32(t + 4) >> 8;
     hl = 16;
   } else if (proto == IPPROTO_GRE) {
-    // RFC 7637 §3.2: K set, C and S clear, version 0; not a reserved VSID
+    // RFC 7637 §3.2: K set, C and S clear, version 0 (reserved VSIDs: underlayVn)
     if (<u32>load<u16>(l4) != raw16(NVGRE_FLAGS_K) || <u32>load<u16>(l4 + 2) != raw16(ETHERTYPE_TEB)) return false;
-    vni = ld32(l4 + 4) >> 8;
-    if (vni <= NVGRE_VSID_RESERVED_MAX || vni == NVGRE_VSID_RESERVED_ALL) return false;
-    enc = ENC_NVGRE;
     hl = 8;
   } else return false;
   const inner = l4 + hl;
   const ilen = l4len - hl;
-  const vs = t64Find(vniTab, (<u64>enc << 24) | vni);
-  if (vs == 0) return false;
-  const vn = load<u32>(vs, 8);
+  // The VN the prefetch pass found for this frame's VNI/VSID (underlayVn:
+  // same shape, same bytes), kept in the source's place; none: an unknown
+  // VNI or a shape it does not take.
+  const vn = load<u32>(hh);
+  if (vn == NO_HOME) return false;
   const rs = tipFind(remoteTab, 4, <u64>load<u32>(ip + IP4_SRC), 0);
   if (rs == 0 || !vtepAllowed(vn, <u32>load<u64>(rs, 24))) return false;
   if (ilen < 14) return false;
@@ -152,7 +170,7 @@ import { emitEncap, emitEncap4 } from "./encap";
   if (ilen - 14 > <u32>load<u16>(vnPtr(vn), VN_MTU)) return false;
   const dst = macRaw(inner);
   if (<u32>dst & 1) return false;
-  const dv = macLookup(vn, dst);
+  const dv = macLookupHome(vn, dst, load<u32>(hh, 4));
   if ((dv & (MK_KIND | ML_ACTIVE)) != (MK_LOCAL | ML_ACTIVE)) return false;
   const dport = (dv >> ML_PORT_SHIFT) & ML_PORT_MASK;
   const dtag = tagOf(vn, dport);

@@ -5,7 +5,7 @@
 import { ld16, ld32, raw16, csumAdd, csumFold } from "../util";
 import { vnPtr, tagOf, vnCtr, ctrInc, VN_CTR, VC_RX, VC_DECAP, VC_FLOOD, VN_MTU, VN_NLOCAL, VN_LOCAL,
          vtepAllowed, ENC_VXLAN, ENC_GENEVE, ENC_NVGRE } from "../state";
-import { macLookup, vniTab, remoteTab, MK_KIND, MK_LOCAL, MK_REMOTE, ML_ACTIVE, ML_PORT_SHIFT,
+import { macLookupHome, underlayHome, macHomes, vniTab, vniKey, remoteTab, MK_KIND, MK_LOCAL, MK_REMOTE, ML_ACTIVE, ML_PORT_SHIFT,
          ML_PORT_MASK, ML_TAG_MASK, IP6_TAG, macRaw } from "../tables/index";
 import { t64Find } from "../tables/hash64";
 import { tipFind } from "../tables/haship";
@@ -20,7 +20,7 @@ import { NVGRE_FLAGS_K, NVGRE_VSID_RESERVED_MAX, NVGRE_VSID_RESERVED_ALL } from 
 import * as D from "../drops";
 import { drop, setCur, trace, TR_VN, TR_VNI, TR_LOOKUP, TR_ACTION, TR_DST,
          LK_LOCAL, LK_BROADCAST, LK_UNKNOWN, LK_REMOTE, AC_DECAP, AC_FLOOD } from "./common";
-import { emitTagged, outCount } from "./emit";
+import { emitTagged, outCount, curIn } from "./emit";
 
 // The underlay's identity, set by control.ts setUnderlay.
 export let ulMac: u64 = 0;
@@ -29,8 +29,12 @@ export let ulIp0: u64 = 0; // our address as two raw 8-byte words (IPv4: first 4
 export let ulIp1: u64 = 0;
 export let vxlanPort: u32 = 4789;
 export let genevePort: u32 = 6081;
+// the same as a raw (little-endian) load of the wire field sees them
+export let vxlanPortRaw: u32 = <u32>bswap<u16>(4789);
+export let genevePortRaw: u32 = <u32>bswap<u16>(6081);
 export function setUlIdentity(mac: u64, is6: bool, a0: u64, a1: u64, vx: u32, gn: u32): void {
   ulMac = mac; ulIs6 = is6; ulIp0 = a0; ulIp1 = a1; vxlanPort = vx; genevePort = gn;
+  vxlanPortRaw = <u32>bswap<u16>(<u16>vx); genevePortRaw = <u32>bswap<u16>(<u16>gn);
 }
 
 /** The folded ones' complement sum of a 20-byte IPv4 header, straight-line. */
@@ -165,7 +169,7 @@ export function underlayFrame(port: u32, p: usize, len: u32): void {
   } else { drop(D.D_NOT_OVERLAY); return; }
 
   trace(TR_VNI, vni);
-  const vs = t64Find(vniTab, (<u64>enc << 24) | vni);
+  const vs = t64Find(vniTab, vniKey(enc, vni));
   if (vs == 0) { drop(D.D_UNKNOWN_VNI); return; }
   const vn = load<u32>(vs, 8);
   setCur(port, <i32>vn);
@@ -182,7 +186,7 @@ export function underlayFrame(port: u32, p: usize, len: u32): void {
   if (ilen - 14 > <u32>load<u16>(v, VN_MTU)) { drop(D.D_MTU_EXCEEDED); return; }
   const dst = macRaw(inner); // ilen >= 14
   if (dst & 1) { trace(TR_LOOKUP, LK_BROADCAST); floodLocal(vn, v, inner, ilen); return; }
-  const dv = macLookup(vn, dst);
+  const dv = macLookupHome(vn, dst, underlayHome(macHomes + (<usize>curIn << 3), vn));
   trace(TR_DST, dv);
   const kind = dv & MK_KIND;
   if (kind == MK_LOCAL) {

@@ -57,12 +57,30 @@ export const NO_HOME: u32 = 0xffffffff;
 export let warmList: usize = 0;
 export function macHomesInit(): void { macHomes = alloc(<usize>MAX_BATCH * 8); warmList = alloc(<usize>MAX_BATCH * 8); }
 
+/**
+ * The home of an underlay frame's inner destination that the prefetch pass
+ * computed (index.ts prefetchBatch keeps the frame's VN in the source's
+ * place), or NO_HOME when it computed none for VN `vn`.
+ */
+@inline export function underlayHome(hh: usize, vn: u32): u32 {
+  return load<u32>(hh) == vn ? load<u32>(hh, 4) : NO_HOME;
+}
+
 /** macLookup with the home slot the prefetch pass computed (or NO_HOME). */
 @inline export function macLookupHome(vn: u32, mac: u64, home: u32): u32 {
   const key = macKey(vn, mac);
   const s = t64FindFrom(macTab, key, home != NO_HOME ? home : t64Home(macTab, key));
   return s == 0 ? 0 : load<u32>(s, 8);
 }
+
+/**
+ * vniTab's key: the encapsulation and the VNI/VSID's three bytes as they lie
+ * on the wire, read little-endian, so a frame's key needs no byte swap
+ * (bench/README.md finding 6). vniKey from a VNI number, vniKeyAt from the
+ * three bytes at p (the 8-byte VXLAN/Geneve/NVGRE header's bytes 4..6).
+ */
+@inline export function vniKey(enc: u32, vni: u32): u64 { return (<u64>enc << 24) | <u64>(bswap<u32>(vni) >> 8); }
+@inline export function vniKeyAt(enc: u32, p: usize): u64 { return (<u64>enc << 24) | <u64>(load<u32>(p) & 0xffffff); }
 
 /** MAC bound to the IPv4 address at p (network order) in vn, or u64.MAX_VALUE. */
 @inline export function ip4Lookup(vn: u32, p: usize): u64 {

@@ -383,6 +383,9 @@ static int tipPut(Table *t, u32 tag, u64 a0, u64 a1, u64 val) {
 
 /* tables/index.ts */
 static inline u64 macKey(u32 vn, u64 mac) { return ((u64)(vn + 1) << 48) | mac; }
+/* tables/index.ts vniKey / vniKeyAt: the VNI's wire bytes read little-endian */
+static inline u64 vniKey(u32 enc, u32 vni) { return ((u64)enc << 24) | (__builtin_bswap32(vni) >> 8); }
+static inline u64 vniKeyAt(u32 enc, const u8 *p) { return ((u64)enc << 24) | (rd32(p) & 0xffffff); }
 /* index.ts prefetch pass -> access lookups: each frame's two home slots */
 #define NO_HOME 0xffffffffu
 static u32 macHomes[2 * MAX_BATCH];
@@ -897,9 +900,16 @@ static void underlayFrame(u32 port, const u8 *p, u32 len) {
   } else { drop(D_NOT_OVERLAY); return; }
 
   trace(TR_VNI, vni);
-  u8 *vs = t64Find(&vniTab, ((u64)enc << 24) | vni);
-  if (vs == 0) { drop(D_UNKNOWN_VNI); return; }
-  u32 vn = rd32(vs + 8);
+  /* fast.ts underlayFast: the VN the prefetch pass found for this VNI (same
+     shape, same bytes), else the lookup */
+  const u32 *hh = macHomes + 2 * (size_t)curIn;
+  u32 vn;
+  if (hh[0] != NO_HOME) vn = hh[0];
+  else {
+    u8 *vs = t64Find(&vniTab, vniKey(enc, vni));
+    if (vs == 0) { drop(D_UNKNOWN_VNI); return; }
+    vn = rd32(vs + 8);
+  }
   setCur(port, (i32)vn);
   trace(TR_VN, vn + 1);
   u8 *v = vnPtr(vn);
@@ -912,7 +922,8 @@ static void underlayFrame(u32 port, const u8 *p, u32 len) {
   if (ilen - 14 > (u32)rd16(v + VN_MTU)) { drop(D_MTU_EXCEEDED); return; }
   u64 dst = macRaw(inner);
   if (dst & 1) { trace(TR_LOOKUP, LK_BROADCAST); floodLocal(vn, v, inner, ilen); return; }
-  u32 dv = macLookup(vn, dst);
+  /* index.ts prefetch pass: the VN in the source's place, the inner destination's home */
+  u32 dv = macLookupHome(vn, dst, hh[0] == vn ? hh[1] : NO_HOME);
   trace(TR_DST, dv);
   u32 kind = dv & MK_KIND;
   if (kind == MK_LOCAL) {
@@ -947,17 +958,39 @@ static void prefetchBatch(u32 n) {
     const u8 *d = inDescBase + ((size_t)i << 3);
     u32 off = rd16(d), len = rd16(d + 2), port = rd16(d + 4);
     if (port >= MAX_PORTS || len < 18 || off + len > SLOT_SIZE) continue;
-    if (portKind[port] != PORT_ACCESS) continue;
     const u8 *p = slotBase + (size_t)i * SLOT_SIZE + off;
-    if (rd16(p + 12) != 0x0081) continue;
-    u32 vid = ld16(p + 14) & 0xfff;
-    u32 vn1 = rd16(vlanMap + (((size_t)port << 12) + vid) * 2);
-    if (vn1 == 0) continue;
-    u32 hs = (u32)mix64(macKey(vn1 - 1, macRaw(p + 6))) & macTab.mask;
-    u32 hd = (u32)mix64(macKey(vn1 - 1, macRaw(p))) & macTab.mask;
-    macHomes[2 * i] = hs; macHomes[2 * i + 1] = hd;
-    warmList[w++] = macTab.base + ((size_t)hs << 4);
-    warmList[w++] = macTab.base + ((size_t)hd << 4);
+    if (portKind[port] == PORT_ACCESS) {
+      if (rd16(p + 12) != 0x0081) continue;
+      u32 vid = ld16(p + 14) & 0xfff;
+      u32 vn1 = rd16(vlanMap + (((size_t)port << 12) + vid) * 2);
+      if (vn1 == 0) continue;
+      u32 hs = (u32)mix64(macKey(vn1 - 1, macRaw(p + 6))) & macTab.mask;
+      u32 hd = (u32)mix64(macKey(vn1 - 1, macRaw(p))) & macTab.mask;
+      macHomes[2 * i] = hs; macHomes[2 * i + 1] = hd;
+      warmList[w++] = macTab.base + ((size_t)hs << 4);
+      warmList[w++] = macTab.base + ((size_t)hd << 4);
+    } else if (portKind[port] == PORT_UNDERLAY) {
+      /* fast.ts underlayVn: IPv4 (20-byte header), VXLAN / Geneve without options / NVGRE */
+      if (ulIs6 || len < 64 || rd16(p + 12) != 0x0008 || p[14] != 0x45) continue;
+      u32 proto = p[23];
+      u64 key;
+      if (proto == IPPROTO_UDP) {
+        u32 dport = ld16(p + 36);
+        if (dport == vxlanPort) key = vniKeyAt(ENC_VXLAN, p + 46);
+        else if (dport == genevePort && p[42] == 0) key = vniKeyAt(ENC_GENEVE, p + 46);
+        else continue;
+      } else if (proto == IPPROTO_GRE) {
+        u32 vsid = ld32(p + 38) >> 8;
+        if (vsid <= 0xfff || vsid == 0xffffff) continue;
+        key = vniKeyAt(ENC_NVGRE, p + 38);
+      } else continue;
+      u8 *vs = t64Find(&vniTab, key);
+      if (vs == 0) continue;
+      u32 vn = rd32(vs + 8);
+      u32 hd = (u32)mix64(macKey(vn, macRaw(p + (p[23] == 47 ? 42 : 50)))) & macTab.mask;
+      macHomes[2 * i] = vn; macHomes[2 * i + 1] = hd;
+      warmList[w++] = macTab.base + ((size_t)hd << 4);
+    }
   }
   for (u32 j = 0; j < w; j++) sink ^= rd64(warmList[j]);
   warmSink = sink;
@@ -1143,7 +1176,7 @@ static void loadCase(Rd *r, Case *c) {
   u8 *v = vnPtr(vn);
   memset(vniTab.base, 0, (size_t)(vniTab.mask + 1) * 16);
   vniTab.count = 0;
-  t64Put(&vniTab, ((u64)encap << 24) | vni, vn, 0);
+  t64Put(&vniTab, vniKey(encap, vni), vn, 0);
   wr32(v + VN_VNI, vni);
   v[VN_ENCAP] = (u8)encap;
   v[VN_DSCP] = (u8)dscp;
