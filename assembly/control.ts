@@ -38,7 +38,8 @@ export function setPort(port: u32, kind: u8): i32 {
 
 /** scratch: our MAC (0..6), gateway MAC (8..14), our IP (16..32; IPv4 in 16..20). */
 export function setUnderlay(port: u32, is6: bool, vx: u32, gn: u32): i32 {
-  if (port >= MAX_PORTS) return E_RANGE;
+  // UDP ports are 16 bits: the fast path compares the wire field with their byte-swapped u16 form
+  if (port >= MAX_PORTS || vx > 0xffff || gn > 0xffff) return E_RANGE;
   memory.copy(changetype<usize>(ul), scratch, 32);
   ulPort = port; ulIs6 = is6; vxPort = vx; gnPort = gn;
   const a = changetype<usize>(ul) + 16;

@@ -6,9 +6,9 @@ import { layoutFixed, slotBase, inDescBase, outDescBase, hdrBase, scratch, portK
          dropCtr, vnCtr, traceBase, floodPool, floodPoolCap, tunCap, ctrInc, PORT_ACCESS, PORT_NONE, PORT_UNDERLAY,
          PORT_CTR, PC_RX_FRAMES, PC_RX_BYTES, GC_RX, GC_FORWARDED, GC_OUTPUTS, MAX_PORTS, TRACE_REC, MAX_VNS, vlanMap,
          MAX_REMOTES, MAX_LOCAL_PER_VN } from "./state";
-import { t64Init, t64Home } from "./tables/hash64";
+import { t64Init } from "./tables/hash64";
 import { tipInit } from "./tables/haship";
-import { macTab, ipTab, vniTab, remoteTab, prefixInit, macKey, macRaw, macHomes, macHomesInit, warmList, NO_HOME } from "./tables/index";
+import { macTab, ipTab, vniTab, remoteTab, prefixInit, macKey, macRaw, macHomes, macHomesInit, warmList, NO_HOME, macBase, macHome, macGlobalsInit } from "./tables/index";
 import { controlInit } from "./control";
 import { accessFrame } from "./pipeline/access";
 import { accessFast, underlayFast, underlayVn } from "./pipeline/fast";
@@ -40,6 +40,7 @@ export function init(macLog2: u32, ipLog2: u32, tunLog2: u32, floodCap: u32): vo
   if (ready) return;
   layoutFixed(tunLog2, floodCap);
   t64Init(macTab, macLog2);
+  macGlobalsInit();
   tipInit(ipTab, ipLog2);
   t64Init(vniTab, 15);
   tipInit(remoteTab, 13);
@@ -71,7 +72,7 @@ export let warmSink: u64 = 0;
 // (warmList) and the second is unrolled by eight (bench/README.md finding 14).
 // The homes are kept per frame (tables/index.ts macHomes) for the main pass.
 function prefetchBatch(n: u32): void {
-  const base = macTab.base;
+  const base = macBase;
   const hp = macHomes;
   const wl = warmList;
   let w: usize = wl;
@@ -91,8 +92,8 @@ function prefetchBatch(n: u32): void {
       const vid = <u32>bswap<u16>(load<u16>(p + 14)) & 0xfff;
       const vn1 = <u32>load<u16>(vlanMap + ((<usize>port << 12) + vid) * 2);
       if (vn1 == 0) continue;
-      const hs = t64Home(macTab, macKey(vn1 - 1, macRaw(p + 6)));
-      const hd = t64Home(macTab, macKey(vn1 - 1, macRaw(p)));
+      const hs = macHome(macKey(vn1 - 1, macRaw(p + 6)));
+      const hd = macHome(macKey(vn1 - 1, macRaw(p)));
       store<u32>(h, hs);
       store<u32>(h, hd, 4);
       store<u32>(w, <u32>(base + (<usize>hs << 4)));
@@ -105,7 +106,7 @@ function prefetchBatch(n: u32): void {
       // source's place: the main pass uses the home only for that VN.
       const vn = underlayVn(p, len);
       if (vn < 0) continue;
-      const hd = t64Home(macTab, macKey(<u32>vn, macRaw(p + (load<u8>(p + 23) == 47 ? 42 : 50))));
+      const hd = macHome(macKey(<u32>vn, macRaw(p + (load<u8>(p + 23) == 47 ? 42 : 50))));
       store<u32>(h, <u32>vn);
       store<u32>(h, hd, 4);
       store<u32>(w, <u32>(base + (<usize>hd << 4)));

@@ -4,7 +4,8 @@
 //   vniTab:    (encap, VNI/VSID) -> VN     (decapsulation)
 //   remoteTab: underlay IP -> remote NVE   (the flood-list source check)
 //   prefixes:  (VN, IP prefix) -> MAC      (a VNIC that terminates a range, PROTOCOL.md §2 `ip`)
-import { Table64, t64Find, t64FindFrom, t64Home } from "./hash64";
+import { Table64 } from "./hash64";
+import { mix64 } from "../util";
 import { TableIp, tipFind } from "./haship";
 import { alloc } from "../state";
 import { MAX_BATCH } from "../abi";
@@ -40,9 +41,42 @@ export const IP6_TAG: u32 = 0x80000000;
   return (<u64>(vn + 1) << 48) | mac;
 }
 
+/**
+ * macTab's base and mask as plain globals, for the per-frame lookups: a
+ * field of macTab lives in linear memory, and V8 loads it again after every
+ * store the pipeline makes (a store might alias it), so each lookup began
+ * with two dependent loads more than the C's (bench/README.md finding 15).
+ * Set once, after the table is laid out (macGlobalsInit).
+ */
+export let macBase: usize = 0;
+export let macMask: u32 = 0;
+export function macGlobalsInit(): void { macBase = macTab.base; macMask = macTab.mask; }
+
+/** The home slot of a MAC key (t64Home on macTab). */
+@inline export function macHome(key: u64): u32 { return <u32>mix64(key) & macMask; }
+
+/** t64FindFrom on macTab: the slot holding `key`, or 0, probing from home slot `i`. */
+@inline export function macFindFrom(key: u64, i: u32): usize {
+  // the home slot first: most lookups end there, and V8 puts a stack check
+  // on every loop iteration (bench/README.md finding 7)
+  const s0 = macBase + (<usize>i << 4);
+  const k0 = load<u64>(s0);
+  if (k0 == key) return s0;
+  if (k0 == 0) return 0;
+  i = (i + 1) & macMask;
+  while (true) {
+    const s = macBase + (<usize>i << 4);
+    const k = load<u64>(s);
+    if (k == key) return s;
+    if (k == 0) return 0;
+    i = (i + 1) & macMask;
+  }
+}
+
 /** The MAC entry's value, or 0 when (vn, mac) is unknown. */
 @inline export function macLookup(vn: u32, mac: u64): u32 {
-  const s = t64Find(macTab, macKey(vn, mac));
+  const key = macKey(vn, mac);
+  const s = macFindFrom(key, macHome(key));
   return s == 0 ? 0 : load<u32>(s, 8);
 }
 
@@ -69,7 +103,7 @@ export function macHomesInit(): void { macHomes = alloc(<usize>MAX_BATCH * 8); w
 /** macLookup with the home slot the prefetch pass computed (or NO_HOME). */
 @inline export function macLookupHome(vn: u32, mac: u64, home: u32): u32 {
   const key = macKey(vn, mac);
-  const s = t64FindFrom(macTab, key, home != NO_HOME ? home : t64Home(macTab, key));
+  const s = macFindFrom(key, home != NO_HOME ? home : macHome(key));
   return s == 0 ? 0 : load<u32>(s, 8);
 }
 
