@@ -8,7 +8,7 @@ import { layoutFixed, slotBase, inDescBase, outDescBase, hdrBase, scratch, portK
          MAX_REMOTES, MAX_LOCAL_PER_VN } from "./state";
 import { t64Init } from "./tables/hash64";
 import { tipInit } from "./tables/haship";
-import { macTab, ipTab, vniTab, remoteTab, prefixInit, macKey, macRaw, macHomes, macHomesInit, warmList, NO_HOME, macBase, macHome, macGlobalsInit } from "./tables/index";
+import { macTab, ipTab, vniTab, remoteTab, prefixInit, macKey, macRaw, macHomes, macHomesInit, warmList, NO_HOME, macBase, macHome, tableGlobalsInit } from "./tables/index";
 import { controlInit } from "./control";
 import { accessFrame } from "./pipeline/access";
 import { accessFast, underlayFast, underlayVn } from "./pipeline/fast";
@@ -40,11 +40,11 @@ export function init(macLog2: u32, ipLog2: u32, tunLog2: u32, floodCap: u32): vo
   if (ready) return;
   layoutFixed(tunLog2, floodCap);
   t64Init(macTab, macLog2);
-  macGlobalsInit();
   tipInit(ipTab, ipLog2);
   t64Init(vniTab, 15);
   tipInit(remoteTab, 13);
   prefixInit();
+  tableGlobalsInit();
   controlInit();
   macHomesInit();
   ready = true;
@@ -84,7 +84,9 @@ function prefetchBatch(n: u32): void {
     const off = <u32>load<u16>(d, I_OFF);
     const len = <u32>load<u16>(d, I_LEN);
     const port = <u32>load<u16>(d, I_PORT);
-    if (port >= MAX_PORTS || len < 18 || off + len > SLOT_SIZE) continue;
+    if (port >= MAX_PORTS) continue; // one `if` per check (pipeline/fast.ts)
+    if (len < 18) continue;
+    if (off + len > SLOT_SIZE) continue;
     const k = load<u8>(portKind + port);
     const p = slotBase + <usize>i * SLOT_SIZE + off;
     if (k == PORT_ACCESS) {
@@ -164,7 +166,8 @@ function slowFrame(i: u32): u32 {
   const off = <u32>load<u16>(d, I_OFF);
   const len = <u32>load<u16>(d, I_LEN);
   const port = <u32>load<u16>(d, I_PORT);
-  if (port >= MAX_PORTS || off + len > SLOT_SIZE) return false;
+  if (port >= MAX_PORTS) return false;
+  if (off + len > SLOT_SIZE) return false;
   const kind = load<u8>(portKind + port);
   const p = slotBase + <usize>i * SLOT_SIZE + off;
   if (kind == PORT_ACCESS) {

@@ -9,14 +9,15 @@
 // Why a second copy of the checks: TurboFan allocates registers over the
 // whole function, and the one function holding every access path spills the
 // common case's values to the stack (bench/README.md finding 13).
+// Each check is its own `if`: Binaryen turns `a || b` of cheap conditions
+// into `a | b`, which V8 compiles to setcc/movzx/or per condition where a
+// compare and a branch would do (finding 16).
 import { raw16, ld16, ld32 } from "../util";
 import { vlanMap, vnPtr, tagOf, vnCtr, ctrInc, VN_CTR, VC_RX, VC_ENCAP, VC_DECAP, VN_FLAGS, VN_MTU,
          VNF_PORTSEC, VNF_ARPSUP, vtepAllowed, ENC_VXLAN, ENC_GENEVE, ENC_NVGRE, VC_FLOOD, VN_FLOOD_N,
          VN_FLOOD_PTR, VN_NLOCAL, VN_LOCAL, floodPool, tunPtr } from "../state";
-import { macLookupHome, macRaw, vniTab, vniKeyAt, NO_HOME, remoteTab, MK_KIND, MK_LOCAL, MK_REMOTE, ML_ACTIVE, ML_PORT_SHIFT, ML_PORT_MASK,
+import { macLookupHome, macRaw, vniFind, vniKeyAt, NO_HOME, remoteFind, MK_KIND, MK_LOCAL, MK_REMOTE, ML_ACTIVE, ML_PORT_SHIFT, ML_PORT_MASK,
          MR_TUN_MASK } from "../tables/index";
-import { t64Find } from "../tables/hash64";
-import { tipFind } from "../tables/haship";
 import { ETHERTYPE_VLAN, ETHERTYPE_QINQ, ETHERTYPE_QINQ_OLD, ETHERTYPE_IPV4, ETHERTYPE_TEB, VID_MASK, PCP_SHIFT,
          DOT1Q_HLEN } from "../proto/ethernet";
 import { IP4_FRAG, IP4_MF, IP4_OFFMASK, IP4_PROTO, IP4_TOTLEN, IP4_DST, IP4_SRC, IPPROTO_UDP, IPPROTO_GRE } from "../proto/ipv4";
@@ -29,10 +30,13 @@ import { emitTagged } from "./emit";
 import { emitEncap, emitEncap4 } from "./encap";
 
 @inline export function accessFast(port: u32, p: usize, len: u32, hh: usize): bool {
-  if (slowOnly || len < DOT1Q_HLEN) return false;
+  if (slowOnly) return false;
+  if (len < DOT1Q_HLEN) return false;
   if (<u32>load<u16>(p + 12) != raw16(ETHERTYPE_VLAN)) return false;
   const e = <u32>load<u16>(p + 16);
-  if (e == raw16(ETHERTYPE_VLAN) || e == raw16(ETHERTYPE_QINQ) || e == raw16(ETHERTYPE_QINQ_OLD)) return false;
+  if (e == raw16(ETHERTYPE_VLAN)) return false;
+  if (e == raw16(ETHERTYPE_QINQ)) return false;
+  if (e == raw16(ETHERTYPE_QINQ_OLD)) return false;
   const tci = ld16(p + 14);
   const vid = tci & VID_MASK;
   if (vid == 0) return false;
@@ -74,7 +78,8 @@ import { emitEncap, emitEncap4 } from "./encap";
  */
 @inline function floodFast(port: u32, tci: u32, p: usize, len: u32, vn: u32, v: usize): bool {
   const n = load<u32>(v, VN_FLOOD_N);
-  if (n == 0 || ulIs6) return false;
+  if (n == 0) return false;
+  if (ulIs6) return false;
   const vc = vnCtr + (<usize>vn * VN_CTR << 3);
   ctrInc(vc, VC_RX, 1);
   const hash = flowHash(p, ld16(p + 16), p + DOT1Q_HLEN, len - DOT1Q_HLEN);
@@ -101,7 +106,10 @@ import { emitEncap, emitEncap4 } from "./encap";
  * rest; -1 for any other shape or an unknown VNI. For the prefetch pass.
  */
 @inline export function underlayVn(p: usize, len: u32): i32 {
-  if (ulIs6 || len < 64 || <u32>load<u16>(p + 12) != raw16(ETHERTYPE_IPV4) || <u32>load<u8>(p + 14) != 0x45) return -1;
+  if (ulIs6) return -1;
+  if (len < 64) return -1;
+  if (<u32>load<u16>(p + 12) != raw16(ETHERTYPE_IPV4)) return -1;
+  if (<u32>load<u8>(p + 14) != 0x45) return -1;
   const proto = <u32>load<u8>(p + 23);
   let key: u64;
   if (proto == IPPROTO_UDP) {
@@ -111,10 +119,11 @@ import { emitEncap, emitEncap4 } from "./encap";
     else return -1;
   } else if (proto == IPPROTO_GRE) {
     const vsid = ld32(p + 38) >> 8;
-    if (vsid <= NVGRE_VSID_RESERVED_MAX || vsid == NVGRE_VSID_RESERVED_ALL) return -1; // RFC 7637 §3.2
+    if (vsid <= NVGRE_VSID_RESERVED_MAX) return -1; // RFC 7637 §3.2
+    if (vsid == NVGRE_VSID_RESERVED_ALL) return -1;
     key = vniKeyAt(ENC_NVGRE, p + 38);
   } else return -1;
-  const vs = t64Find(vniTab, key);
+  const vs = vniFind(key);
   return vs == 0 ? -1 : <i32>load<u32>(vs, 8);
 }
 
@@ -125,12 +134,16 @@ import { emitEncap, emitEncap4 } from "./encap";
  * and counters as underlayFrame (underlay.ts); false before any write.
  */
 @inline export function underlayFast(p: usize, len: u32, hh: usize): bool {
-  if (slowOnly || ulIs6 || len < 14 + 20 + 8 + 8 + 14) return false;
-  if (macRaw(p) != ulMac || <u32>load<u16>(p + 12) != raw16(ETHERTYPE_IPV4)) return false;
+  if (slowOnly) return false;
+  if (ulIs6) return false;
+  if (len < 14 + 20 + 8 + 8 + 14) return false;
+  if (macRaw(p) != ulMac) return false;
+  if (<u32>load<u16>(p + 12) != raw16(ETHERTYPE_IPV4)) return false;
   const ip = p + 14;
   if (<u32>load<u8>(ip) != 0x45) return false;
   const tot = ld16(ip + IP4_TOTLEN);
-  if (<u32>14 + tot > len || tot < 20 + 8) return false;
+  if (<u32>14 + tot > len) return false;
+  if (tot < 20 + 8) return false;
   if (ip4Sum20(ip) != 0xffff) return false; // RFC 791
   if (<u64>load<u32>(ip + IP4_DST) != ulIp0) return false;
   if ((<u32>load<u16>(ip + IP4_FRAG) & raw16(IP4_MF | IP4_OFFMASK)) != 0) return false; // RFC 7348 §4.3
@@ -139,20 +152,24 @@ import { emitEncap, emitEncap4 } from "./encap";
   const l4len = tot - 20;
   let hl: u32; // the overlay headers after the IPv4 header
   if (proto == IPPROTO_UDP) {
-    if (ld16(l4 + 4) != l4len || load<u16>(l4 + 6) != 0 || l4len < 16) return false;
+    if (ld16(l4 + 4) != l4len) return false;
+    if (load<u16>(l4 + 6) != 0) return false;
+    if (l4len < 16) return false;
     const dport = <u32>load<u16>(l4 + 2); // raw
     const t = l4 + 8;
     if (dport == vxlanPortRaw) {
       if ((<u32>load<u8>(t) & VXLAN_FLAG_I) == 0) return false; // RFC 7348 §5
     } else if (dport == genevePortRaw) {
       // RFC 8926 §3.4: version 0, no options, O and C clear, Ethernet payload
-      if (<u32>load<u8>(t) != 0 || (<u32>load<u8>(t + 1) & (GENEVE_FLAG_O | GENEVE_FLAG_C)) != 0
-          || <u32>load<u16>(t + 2) != raw16(ETHERTYPE_TEB)) return false;
+      if (<u32>load<u8>(t) != 0) return false;
+      if ((<u32>load<u8>(t + 1) & (GENEVE_FLAG_O | GENEVE_FLAG_C)) != 0) return false;
+      if (<u32>load<u16>(t + 2) != raw16(ETHERTYPE_TEB)) return false;
     } else return false;
     hl = 16;
   } else if (proto == IPPROTO_GRE) {
     // RFC 7637 §3.2: K set, C and S clear, version 0 (reserved VSIDs: underlayVn)
-    if (<u32>load<u16>(l4) != raw16(NVGRE_FLAGS_K) || <u32>load<u16>(l4 + 2) != raw16(ETHERTYPE_TEB)) return false;
+    if (<u32>load<u16>(l4) != raw16(NVGRE_FLAGS_K)) return false;
+    if (<u32>load<u16>(l4 + 2) != raw16(ETHERTYPE_TEB)) return false;
     hl = 8;
   } else return false;
   const inner = l4 + hl;
@@ -162,11 +179,14 @@ import { emitEncap, emitEncap4 } from "./encap";
   // VNI or a shape it does not take.
   const vn = load<u32>(hh);
   if (vn == NO_HOME) return false;
-  const rs = tipFind(remoteTab, 4, <u64>load<u32>(ip + IP4_SRC), 0);
-  if (rs == 0 || !vtepAllowed(vn, <u32>load<u64>(rs, 24))) return false;
+  const rs = remoteFind(4, <u64>load<u32>(ip + IP4_SRC), 0);
+  if (rs == 0) return false;
+  if (!vtepAllowed(vn, <u32>load<u64>(rs, 24))) return false;
   if (ilen < 14) return false;
   const iet = <u32>load<u16>(inner + 12);
-  if (iet == raw16(ETHERTYPE_VLAN) || iet == raw16(ETHERTYPE_QINQ) || iet == raw16(ETHERTYPE_QINQ_OLD)) return false;
+  if (iet == raw16(ETHERTYPE_VLAN)) return false;
+  if (iet == raw16(ETHERTYPE_QINQ)) return false;
+  if (iet == raw16(ETHERTYPE_QINQ_OLD)) return false;
   if (ilen - 14 > <u32>load<u16>(vnPtr(vn), VN_MTU)) return false;
   const dst = macRaw(inner);
   if (<u32>dst & 1) return false;

@@ -5,10 +5,8 @@
 import { ld16, ld32, raw16, csumAdd, csumFold } from "../util";
 import { vnPtr, tagOf, vnCtr, ctrInc, VN_CTR, VC_RX, VC_DECAP, VC_FLOOD, VN_MTU, VN_NLOCAL, VN_LOCAL,
          vtepAllowed, ENC_VXLAN, ENC_GENEVE, ENC_NVGRE } from "../state";
-import { macLookupHome, underlayHome, macHomes, vniTab, vniKey, remoteTab, MK_KIND, MK_LOCAL, MK_REMOTE, ML_ACTIVE, ML_PORT_SHIFT,
+import { macLookupHome, underlayHome, macHomes, vniFind, vniKey, remoteFind, MK_KIND, MK_LOCAL, MK_REMOTE, ML_ACTIVE, ML_PORT_SHIFT,
          ML_PORT_MASK, ML_TAG_MASK, IP6_TAG, macRaw } from "../tables/index";
-import { t64Find } from "../tables/hash64";
-import { tipFind } from "../tables/haship";
 import { ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETHERTYPE_VLAN, ETHERTYPE_QINQ, ETHERTYPE_QINQ_OLD,
          ETHERTYPE_TEB } from "../proto/ethernet";
 import { IP4_FRAG, IP4_MF, IP4_OFFMASK, IP4_PROTO, IP4_TOTLEN, IP4_DST, IP4_SRC,
@@ -169,7 +167,7 @@ export function underlayFrame(port: u32, p: usize, len: u32): void {
   } else { drop(D.D_NOT_OVERLAY); return; }
 
   trace(TR_VNI, vni);
-  const vs = t64Find(vniTab, vniKey(enc, vni));
+  const vs = vniFind(vniKey(enc, vni));
   if (vs == 0) { drop(D.D_UNKNOWN_VNI); return; }
   const vn = load<u32>(vs, 8);
   setCur(port, <i32>vn);
@@ -177,7 +175,7 @@ export function underlayFrame(port: u32, p: usize, len: u32): void {
   const v = vnPtr(vn);
   ctrInc(vnCtr + (<usize>vn * VN_CTR << 3), VC_RX, 1);
   // Only NVEs on the VN's flood list send us its traffic (issue 2).
-  const rs = tipFind(remoteTab, srcTag, s0, s1);
+  const rs = remoteFind(srcTag, s0, s1);
   if (rs == 0 || !vtepAllowed(vn, <u32>load<u64>(rs, 24))) { drop(D.D_UNKNOWN_VTEP); return; }
   if (ilen < 14) { drop(D.D_TRUNCATED); return; }
   const iet = <u32>load<u16>(inner + 12); // raw

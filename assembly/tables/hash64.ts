@@ -35,19 +35,28 @@ export function t64Init(t: Table64, log2: u32): void {
 
 /** t64Find with the home slot `i` (= t64Home(t, key)) already computed. */
 @inline export function t64FindFrom(t: Table64, key: u64, i: u32): usize {
+  return t64FindIn(t.base, t.mask, key, i);
+}
+
+/**
+ * The probe itself, on a table given by its base and mask: the per-frame
+ * lookups pass plain globals (tables/index.ts) rather than the Table64's
+ * fields, which V8 reloads from linear memory after every store.
+ */
+@inline export function t64FindIn(base: usize, mask: u32, key: u64, i: u32): usize {
   // The home slot is tested before the loop: most lookups end there, and V8
   // puts a stack check on every loop iteration (bench/README.md finding 7).
-  const s0 = t.base + (<usize>i << 4);
+  const s0 = base + (<usize>i << 4);
   const k0 = load<u64>(s0);
   if (k0 == key) return s0;
   if (k0 == 0) return 0;
-  i = (i + 1) & t.mask;
+  i = (i + 1) & mask;
   while (true) {
-    const s = t.base + (<usize>i << 4);
+    const s = base + (<usize>i << 4);
     const k = load<u64>(s);
     if (k == key) return s;
     if (k == 0) return 0;
-    i = (i + 1) & t.mask;
+    i = (i + 1) & mask;
   }
 }
 

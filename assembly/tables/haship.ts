@@ -24,7 +24,10 @@ export function tipInit(t: TableIp, log2: u32): void {
 }
 
 @inline function home(t: TableIp, tag: u32, a0: u64, a1: u64): u32 {
-  return <u32>mix64(a0 ^ mix64(a1 ^ <u64>tag)) & t.mask;
+  return tipHome(t.mask, tag, a0, a1);
+}
+@inline function tipHome(mask: u32, tag: u32, a0: u64, a1: u64): u32 {
+  return <u32>mix64(a0 ^ mix64(a1 ^ <u64>tag)) & mask;
 }
 
 @inline function same(s: usize, tag: u32, a0: u64, a1: u64): bool {
@@ -33,13 +36,18 @@ export function tipInit(t: TableIp, log2: u32): void {
 
 /** The slot for (tag, address at p: 16 bytes, or 4 for IPv4), or 0. */
 @inline export function tipFind(t: TableIp, tag: u32, a0: u64, a1: u64): usize {
-  let i = home(t, tag, a0, a1);
+  return tipFindIn(t.base, t.mask, tag, a0, a1);
+}
+
+/** tipFind on a table given by its base and mask (plain globals on the per-frame paths: tables/index.ts). */
+@inline export function tipFindIn(base: usize, mask: u32, tag: u32, a0: u64, a1: u64): usize {
+  let i = tipHome(mask, tag, a0, a1);
   while (true) {
-    const s = t.base + (<usize>i << 5);
+    const s = base + (<usize>i << 5);
     const k = load<u32>(s);
     if (k == 0) return 0;
     if (k == tag && load<u64>(s, 8) == a0 && load<u64>(s, 16) == a1) return s;
-    i = (i + 1) & t.mask;
+    i = (i + 1) & mask;
   }
 }
 

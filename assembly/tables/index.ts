@@ -4,9 +4,9 @@
 //   vniTab:    (encap, VNI/VSID) -> VN     (decapsulation)
 //   remoteTab: underlay IP -> remote NVE   (the flood-list source check)
 //   prefixes:  (VN, IP prefix) -> MAC      (a VNIC that terminates a range, PROTOCOL.md §2 `ip`)
-import { Table64 } from "./hash64";
+import { Table64, t64FindIn } from "./hash64";
 import { mix64 } from "../util";
-import { TableIp, tipFind } from "./haship";
+import { TableIp, tipFindIn } from "./haship";
 import { alloc } from "../state";
 import { MAX_BATCH } from "../abi";
 
@@ -42,36 +42,38 @@ export const IP6_TAG: u32 = 0x80000000;
 }
 
 /**
- * macTab's base and mask as plain globals, for the per-frame lookups: a
- * field of macTab lives in linear memory, and V8 loads it again after every
- * store the pipeline makes (a store might alias it), so each lookup began
- * with two dependent loads more than the C's (bench/README.md finding 15).
- * Set once, after the table is laid out (macGlobalsInit).
+ * Each table's base and mask as plain globals, for the per-frame lookups: a
+ * field of a Table64/TableIp lives in linear memory, and V8 loads it again
+ * after every store the pipeline makes (a store might alias it), so each
+ * lookup began with two dependent loads more than the C's (bench/README.md
+ * finding 15). Set once, after the tables are laid out (tableGlobalsInit).
  */
 export let macBase: usize = 0;
 export let macMask: u32 = 0;
-export function macGlobalsInit(): void { macBase = macTab.base; macMask = macTab.mask; }
+export let ipBase: usize = 0;
+export let ipMask: u32 = 0;
+export let vniBase: usize = 0;
+export let vniMask: u32 = 0;
+export let remoteBase: usize = 0;
+export let remoteMask: u32 = 0;
+export function tableGlobalsInit(): void {
+  macBase = macTab.base; macMask = macTab.mask;
+  ipBase = ipTab.base; ipMask = ipTab.mask;
+  vniBase = vniTab.base; vniMask = vniTab.mask;
+  remoteBase = remoteTab.base; remoteMask = remoteTab.mask;
+}
 
 /** The home slot of a MAC key (t64Home on macTab). */
 @inline export function macHome(key: u64): u32 { return <u32>mix64(key) & macMask; }
 
 /** t64FindFrom on macTab: the slot holding `key`, or 0, probing from home slot `i`. */
-@inline export function macFindFrom(key: u64, i: u32): usize {
-  // the home slot first: most lookups end there, and V8 puts a stack check
-  // on every loop iteration (bench/README.md finding 7)
-  const s0 = macBase + (<usize>i << 4);
-  const k0 = load<u64>(s0);
-  if (k0 == key) return s0;
-  if (k0 == 0) return 0;
-  i = (i + 1) & macMask;
-  while (true) {
-    const s = macBase + (<usize>i << 4);
-    const k = load<u64>(s);
-    if (k == key) return s;
-    if (k == 0) return 0;
-    i = (i + 1) & macMask;
-  }
-}
+@inline export function macFindFrom(key: u64, i: u32): usize { return t64FindIn(macBase, macMask, key, i); }
+
+/** t64Find on vniTab: the slot of `key` (vniKey/vniKeyAt), or 0. */
+@inline export function vniFind(key: u64): usize { return t64FindIn(vniBase, vniMask, key, <u32>mix64(key) & vniMask); }
+
+/** tipFind on remoteTab: the slot of the remote NVE at (family tag, address), or 0. */
+@inline export function remoteFind(tag: u32, a0: u64, a1: u64): usize { return tipFindIn(remoteBase, remoteMask, tag, a0, a1); }
 
 /** The MAC entry's value, or 0 when (vn, mac) is unknown. */
 @inline export function macLookup(vn: u32, mac: u64): u32 {
@@ -118,13 +120,13 @@ export function macHomesInit(): void { macHomes = alloc(<usize>MAX_BATCH * 8); w
 
 /** MAC bound to the IPv4 address at p (network order) in vn, or u64.MAX_VALUE. */
 @inline export function ip4Lookup(vn: u32, p: usize): u64 {
-  const s = tipFind(ipTab, vn + 1, <u64>load<u32>(p), 0);
+  const s = tipFindIn(ipBase, ipMask, vn + 1, <u64>load<u32>(p), 0);
   if (s != 0) return load<u64>(s, 24);
   return prefixCount == 0 ? u64.MAX_VALUE : prefixLookup(vn + 1, p, 4);
 }
 
 @inline export function ip6Lookup(vn: u32, p: usize): u64 {
-  const s = tipFind(ipTab, (vn + 1) | IP6_TAG, load<u64>(p), load<u64>(p, 8));
+  const s = tipFindIn(ipBase, ipMask, (vn + 1) | IP6_TAG, load<u64>(p), load<u64>(p, 8));
   if (s != 0) return load<u64>(s, 24);
   return prefixCount == 0 ? u64.MAX_VALUE : prefixLookup((vn + 1) | IP6_TAG, p, 16);
 }
