@@ -115,16 +115,19 @@ export function accessFrame(port: u32, p: usize, len: u32): void {
   flood(port, tci, p, len, vn, v, etype, l3, l3len);
 }
 
+let floodHash: u32 = 0;
+
 /** Head-end replication: one copy per remote NVE on the VN's flood list, one per other local port. */
 function flood(port: u32, tci: u32, p: usize, len: u32, vn: u32, v: usize, etype: u32, l3: usize, l3len: u32): void {
   trace(TR_ACTION, AC_FLOOD);
   const before = outCount;
   const n = load<u32>(v, VN_FLOOD_N);
   if (n > 0) {
-    const hash = flowHash(p, etype, l3, l3len);
+    // through a global, as in fast.ts floodFast (bench/README.md finding 17)
+    floodHash = flowHash(p, etype, l3, l3len);
     const pcp = tci >> PCP_SHIFT;
     const list = floodPool + (<usize>load<u32>(v, VN_FLOOD_PTR) << 2);
-    for (let i: u32 = 0; i < n; i++) emitEncap(load<u32>(list + (<usize>i << 2)), p, len, pcp, hash, vn);
+    for (let i: u32 = 0; i < n; i++) emitEncap(load<u32>(list + (<usize>i << 2)), p, len, pcp, floodHash, vn);
   }
   const nl = ld8(v + VN_NLOCAL);
   for (let i: u32 = 0; i < nl; i++) {
