@@ -1,8 +1,8 @@
-// The access side's common case, written small: a tagged frame of a VN
-// without port security or ARP suppression, whose source is not an inactive
-// VNIC and whose destination is a remote binding, an active VNIC on another
-// port, or (broadcast, multicast, unknown) the VN's flood list over an IPv4
-// underlay. Same checks, same outputs and counters as accessFrame
+// The access side's common case, written small: a tagged frame (IPv4 when
+// the VN has port security or ARP suppression) whose source is not an
+// inactive VNIC and whose destination is a remote binding, an active VNIC on
+// another port, or (broadcast, multicast, unknown) the VN's flood list over
+// an IPv4 underlay. Same checks, same outputs and counters as accessFrame
 // (access.ts); every other frame (drops, floods, suppression, tracing) goes
 // there untouched, because this returns false before it writes anything;
 // so does every frame while tracing or with the fast paths off (slowOnly).
@@ -12,11 +12,11 @@
 // Each check is its own `if`: Binaryen turns `a || b` of cheap conditions
 // into `a | b`, which V8 compiles to setcc/movzx/or per condition where a
 // compare and a branch would do (finding 16).
-import { raw16, ld16, ld32 } from "../util";
+import { raw16, ld16, ld32, ldMac } from "../util";
 import { vlanMap, vnPtr, tagOf, vnCtr, ctrInc, VN_CTR, VC_RX, VC_ENCAP, VC_DECAP, VN_FLAGS, VN_MTU,
          VNF_PORTSEC, VNF_ARPSUP, vtepAllowed, ENC_VXLAN, ENC_GENEVE, ENC_NVGRE, VC_FLOOD, VN_FLOOD_N,
          VN_FLOOD_PTR, VN_NLOCAL, VN_LOCAL, floodPool, tunPtr } from "../state";
-import { macLookupHome, macRaw, vniFind, vniKeyAt, NO_HOME, remoteFind, MK_KIND, MK_LOCAL, MK_REMOTE, ML_ACTIVE, ML_PORT_SHIFT, ML_PORT_MASK,
+import { macLookupHome, ip4Lookup, macRaw, vniFind, vniKeyAt, NO_HOME, remoteFind, MK_KIND, MK_LOCAL, MK_REMOTE, ML_ACTIVE, ML_PORT_SHIFT, ML_PORT_MASK,
          MR_TUN_MASK } from "../tables/index";
 import { ETHERTYPE_VLAN, ETHERTYPE_QINQ, ETHERTYPE_QINQ_OLD, ETHERTYPE_IPV4, ETHERTYPE_TEB, VID_MASK, PCP_SHIFT,
          DOT1Q_HLEN } from "../proto/ethernet";
@@ -45,10 +45,26 @@ import { emitEncap, emitEncap4 } from "./encap";
   const vn = vn1 - 1;
   const v = vnPtr(vn);
   if (len - DOT1Q_HLEN > <u32>load<u16>(v, VN_MTU)) return false;
-  if ((<u32>load<u8>(v, VN_FLAGS) & (VNF_PORTSEC | VNF_ARPSUP)) != 0) return false;
+  const flags = <u32>load<u8>(v, VN_FLAGS);
   const dst = macRaw(p);
   const sv = macLookupHome(vn, macRaw(p + 6), load<u32>(hh));
   if ((sv & (MK_KIND | ML_ACTIVE)) == MK_LOCAL) return false; // an inactive VNIC: dropped there
+  if ((flags & (VNF_PORTSEC | VNF_ARPSUP)) != 0) {
+    // Port security and ARP suppression for IPv4 only; ARP and IPv6 (the
+    // replies, ND, the link-local rule) take the full path. Suppression does
+    // nothing to an IPv4 frame.
+    if (e != raw16(ETHERTYPE_IPV4)) return false;
+    if ((flags & VNF_PORTSEC) != 0) {
+      // seed §5: the source MAC is a VNIC of this VN behind this port, and
+      // the source IP is bound to it (0.0.0.0, DHCP discovery, passes)
+      if ((sv & MK_KIND) != MK_LOCAL) return false;
+      if (((sv >> ML_PORT_SHIFT) & ML_PORT_MASK) != port) return false;
+      if (len < DOT1Q_HLEN + 20) return false;
+      if (load<u32>(p + DOT1Q_HLEN + 12) != 0) {
+        if (ip4Lookup(vn, p + DOT1Q_HLEN + 12) != ldMac(p + 6)) return false;
+      }
+    }
+  }
   if (<u32>dst & 1) return floodFast(port, tci, p, len, vn, v);
   const dv = macLookupHome(vn, dst, load<u32>(hh, 4));
   if ((dv & MK_KIND) == MK_REMOTE) {

@@ -26,7 +26,7 @@ export function tipInit(t: TableIp, log2: u32): void {
 @inline function home(t: TableIp, tag: u32, a0: u64, a1: u64): u32 {
   return tipHome(t.mask, tag, a0, a1);
 }
-@inline function tipHome(mask: u32, tag: u32, a0: u64, a1: u64): u32 {
+@inline export function tipHome(mask: u32, tag: u32, a0: u64, a1: u64): u32 {
   return <u32>mix64(a0 ^ mix64(a1 ^ <u64>tag)) & mask;
 }
 

@@ -6,7 +6,7 @@
 //   prefixes:  (VN, IP prefix) -> MAC      (a VNIC that terminates a range, PROTOCOL.md §2 `ip`)
 import { Table64, t64FindIn } from "./hash64";
 import { mix64 } from "../util";
-import { TableIp, tipFindIn } from "./haship";
+import { TableIp, tipFindIn, tipHome } from "./haship";
 import { alloc } from "../state";
 import { MAX_BATCH } from "../abi";
 
@@ -69,6 +69,11 @@ export function tableGlobalsInit(): void {
 /** t64FindFrom on macTab: the slot holding `key`, or 0, probing from home slot `i`. */
 @inline export function macFindFrom(key: u64, i: u32): usize { return t64FindIn(macBase, macMask, key, i); }
 
+/** The address of the IP-table slot an IPv4 lookup of the 4 bytes at p in vn starts at (ip4Lookup's home). */
+@inline export function ip4HomeSlot(vn: u32, p: usize): usize {
+  return ipBase + (<usize>tipHome(ipMask, vn + 1, <u64>load<u32>(p), 0) << 5);
+}
+
 /** t64Find on vniTab: the slot of `key` (vniKey/vniKeyAt), or 0. */
 @inline export function vniFind(key: u64): usize { return t64FindIn(vniBase, vniMask, key, <u32>mix64(key) & vniMask); }
 
@@ -89,9 +94,15 @@ export function tableGlobalsInit(): void {
  */
 export let macHomes: usize = 0;
 export const NO_HOME: u32 = 0xffffffff;
-/** The prefetch pass's list of MAC-table slot addresses to load (2 per frame). */
+/** The prefetch pass's list of table slot addresses to load (up to 4 per frame: 2 MAC, 2 IP). */
 export let warmList: usize = 0;
-export function macHomesInit(): void { macHomes = alloc(<usize>MAX_BATCH * 8); warmList = alloc(<usize>MAX_BATCH * 8); }
+/** The access frames whose IP-table slots the prefetch pass lists too (a u32 each). */
+export let ipWarmList: usize = 0;
+export function macHomesInit(): void {
+  macHomes = alloc(<usize>MAX_BATCH * 8);
+  warmList = alloc(<usize>MAX_BATCH * 16);
+  ipWarmList = alloc(<usize>MAX_BATCH * 4);
+}
 
 /**
  * The home of an underlay frame's inner destination that the prefetch pass

@@ -949,7 +949,7 @@ static void underlayFrame(u32 port, const u8 *p, u32 len) {
 u64 warmSink; /* external, as the wasm's exported global: never folded away */
 /* index.ts: the two phases, the homes kept per frame, the slots to load
    listed densely (warmList), the same here */
-static const u8 *warmList[2 * MAX_BATCH];
+static const u8 *warmList[4 * MAX_BATCH];
 static void prefetchBatch(u32 n) {
   u64 sink = 0;
   u32 w = 0;
@@ -969,6 +969,18 @@ static void prefetchBatch(u32 n) {
       macHomes[2 * i] = hs; macHomes[2 * i + 1] = hd;
       warmList[w++] = macTab.base + ((size_t)hs << 4);
       warmList[w++] = macTab.base + ((size_t)hd << 4);
+      /* index.ts: the IP-table slots of port security and ARP suppression */
+      u32 flags = vnPtr(vn1 - 1)[VN_FLAGS];
+      if (flags & (VNF_PORTSEC | VNF_ARPSUP)) {
+        u32 et = rd16(p + 16);
+        if (et == 0x0008) {
+          if ((flags & VNF_PORTSEC) && len >= 18 + 20)
+            warmList[w++] = ipTab.base + ((size_t)tipHome(&ipTab, vn1, (u64)rd32(p + 30), 0) << 5);
+        } else if (et == 0x0608 && len >= 18 + 28) {
+          if (flags & VNF_ARPSUP) warmList[w++] = ipTab.base + ((size_t)tipHome(&ipTab, vn1, (u64)rd32(p + 18 + 24), 0) << 5);
+          if (flags & VNF_PORTSEC) warmList[w++] = ipTab.base + ((size_t)tipHome(&ipTab, vn1, (u64)rd32(p + 18 + 14), 0) << 5);
+        }
+      }
     } else if (portKind[port] == PORT_UNDERLAY) {
       /* fast.ts underlayVn: IPv4 (20-byte header), VXLAN / Geneve without options / NVGRE */
       if (ulIs6 || len < 64 || rd16(p + 12) != 0x0008 || p[14] != 0x45) continue;
