@@ -118,50 +118,50 @@ function prefetchBatch(n: u32): void {
   let w: usize = wl;
   let q: usize = ipWarmList; // access frames whose VN checks IP bindings: (vn + 1) << 8 | i
   for (let i: u32 = 0; i < n; i++) {
-    const h = hp + (<usize>i << 3);
-    store<u32>(h, NO_HOME);
-    store<u32>(h, NO_HOME, 4);
-    const d = inDescBase + (<usize>i << 3);
-    const off = <u32>load<u16>(d, I_OFF);
-    const len = <u32>load<u16>(d, I_LEN);
-    const port = <u32>load<u16>(d, I_PORT);
-    if (port >= MAX_PORTS) continue; // one `if` per check (pipeline/fast.ts)
-    if (len < 18) continue;
-    if (off + len > SLOT_SIZE) continue;
-    const k = load<u8>(portKind + port);
-    const p = slotBase + <usize>i * SLOT_SIZE + off;
-    if (k == PORT_ACCESS) {
-      if (load<u16>(p + 12) != 0x0081) continue; // 0x8100 as stored
-      const vid = <u32>bswap<u16>(load<u16>(p + 14)) & 0xfff;
-      const vn1 = <u32>load<u16>(vlanMap + ((<usize>port << 12) + vid) * 2);
-      if (vn1 == 0) continue;
-      const hs = macHome(macKey(vn1 - 1, macRaw(p + 6)));
-      const hd = macHome(macKey(vn1 - 1, macRaw(p)));
-      store<u32>(h, hs);
-      store<u32>(h, hd, 4);
-      store<u32>(w, <u32>(base + (<usize>hs << 4)));
-      store<u32>(w, <u32>(base + (<usize>hd << 4)), 4);
-      w += 8;
-      // The IP-table slots the main pass will read, listed in a second loop
-      // (warmIpSlots): in this one, their hashing made the common path spill
-      // (bench/README.md finding 18).
-      if ((<u32>load<u8>(vnPtr(vn1 - 1), VN_FLAGS) & (VNF_PORTSEC | VNF_ARPSUP)) != 0) {
-        store<u32>(q, (vn1 << 8) | i);
-        q += 4;
+    // the frame's two homes, written once at the end (NO_HOME: none)
+    let h0: u32 = NO_HOME;
+    let h1: u32 = NO_HOME;
+    do {
+      const d = inDescBase + (<usize>i << 3);
+      const off = <u32>load<u16>(d, I_OFF);
+      const len = <u32>load<u16>(d, I_LEN);
+      const port = <u32>load<u16>(d, I_PORT);
+      if (port >= MAX_PORTS) break; // one `if` per check (pipeline/fast.ts)
+      if (len < 18) break;
+      if (off + len > SLOT_SIZE) break;
+      const k = load<u8>(portKind + port);
+      const p = slotBase + <usize>i * SLOT_SIZE + off;
+      if (k == PORT_ACCESS) {
+        if (load<u16>(p + 12) != 0x0081) break; // 0x8100 as stored
+        const vid = <u32>bswap<u16>(load<u16>(p + 14)) & 0xfff;
+        const vn1 = <u32>load<u16>(vlanMap + ((<usize>port << 12) + vid) * 2);
+        if (vn1 == 0) break;
+        h0 = macHome(macKey(vn1 - 1, macRaw(p + 6)));
+        h1 = macHome(macKey(vn1 - 1, macRaw(p)));
+        store<u32>(w, <u32>(base + (<usize>h0 << 4)));
+        store<u32>(w, <u32>(base + (<usize>h1 << 4)), 4);
+        w += 8;
+        // The IP-table slots the main pass will read, listed in a second loop
+        // (warmIpSlots): in this one, their hashing made the common path spill
+        // (bench/README.md finding 18).
+        if ((<u32>load<u8>(vnPtr(vn1 - 1), VN_FLAGS) & (VNF_PORTSEC | VNF_ARPSUP)) != 0) {
+          store<u32>(q, (vn1 << 8) | i);
+          q += 4;
+        }
+      } else if (k == PORT_UNDERLAY) {
+        // The inner destination's slot, for the overlay headers the fast path
+        // takes (pipeline/fast.ts underlayFast): IPv4 with a 20-byte header,
+        // then VXLAN, Geneve without options or NVGRE. The VN is kept in the
+        // source's place: the main pass uses the home only for that VN.
+        const vn = underlayVn(p, len);
+        if (vn < 0) break;
+        h0 = <u32>vn;
+        h1 = macHome(macKey(<u32>vn, macRaw(p + (load<u8>(p + 23) == 47 ? 42 : 50))));
+        store<u32>(w, <u32>(base + (<usize>h1 << 4)));
+        w += 4;
       }
-    } else if (k == PORT_UNDERLAY) {
-      // The inner destination's slot, for the overlay headers the fast path
-      // takes (pipeline/fast.ts underlayFast): IPv4 with a 20-byte header,
-      // then VXLAN, Geneve without options or NVGRE. The VN is kept in the
-      // source's place: the main pass uses the home only for that VN.
-      const vn = underlayVn(p, len);
-      if (vn < 0) continue;
-      const hd = macHome(macKey(<u32>vn, macRaw(p + (load<u8>(p + 23) == 47 ? 42 : 50))));
-      store<u32>(h, <u32>vn);
-      store<u32>(h, hd, 4);
-      store<u32>(w, <u32>(base + (<usize>hd << 4)));
-      w += 4;
-    }
+    } while (false);
+    store<u64>(hp + (<usize>i << 3), <u64>h0 | (<u64>h1 << 32));
   }
   w = warmIpSlots(q, w);
   let s0: u64 = 0, s1: u64 = 0, s2: u64 = 0, s3: u64 = 0;
