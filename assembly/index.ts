@@ -81,8 +81,8 @@ export let warmSink: u64 = 0;
 function warmIpSlots(q: usize, w: usize): usize {
   for (let r = ipWarmList; r < q; r += 4) {
     const x = load<u32>(r);
-    const i = x & 0xff;
-    const vn = (x >> 8) - 1;
+    const i = x & 0xffff;
+    const vn = (x >> 16) - 1;
     const d = inDescBase + (<usize>i << 3);
     const len = <u32>load<u16>(d, I_LEN);
     const p = slotBase + <usize>i * SLOT_SIZE + <u32>load<u16>(d, I_OFF);
@@ -116,7 +116,7 @@ function prefetchBatch(n: u32): void {
   const hp = macHomes;
   const wl = warmList;
   let w: usize = wl;
-  let q: usize = ipWarmList; // access frames whose VN checks IP bindings: (vn + 1) << 8 | i
+  let q: usize = ipWarmList; // access frames whose VN checks IP bindings: (vn + 1) << 16 | i (both fit 16 bits)
   for (let i: u32 = 0; i < n; i++) {
     // the frame's two homes, written once at the end (NO_HOME: none)
     let h0: u32 = NO_HOME;
@@ -145,7 +145,7 @@ function prefetchBatch(n: u32): void {
         // (warmIpSlots): in this one, their hashing made the common path spill
         // (bench/README.md finding 18).
         if ((<u32>load<u8>(vnPtr(vn1 - 1), VN_FLAGS) & (VNF_PORTSEC | VNF_ARPSUP)) != 0) {
-          store<u32>(q, (vn1 << 8) | i);
+          store<u32>(q, (vn1 << 16) | i);
           q += 4;
         }
       } else if (k == PORT_UNDERLAY) {
