@@ -3,7 +3,7 @@
 // the checksums, DSCP and the entropy (UDP source port, IPv6 flow label, NVGRE
 // FlowID) per frame (STYLE.md 3; VPP's vxlan encap node).
 import { tunPtr, TUN_HDR } from "../state";
-import { copy96, st8, st16, csumAdd, csumFold } from "../util";
+import { copy64, copy96, st8, st16, csumAdd, csumFold } from "../util";
 import { nextHdr, commit } from "./emit";
 import { SPORT_BASE, SPORT_MASK } from "../proto/udp";
 
@@ -38,7 +38,7 @@ export const TK_NVGRE6: u32 = 6;
  */
 @inline export function emitEncap4(e: usize, kind: u32, p: usize, len: u32, pcp: u32, hash: u32, vn: u32): void {
   const h = nextHdr();
-  copy96(h, e + TUN_HDR);
+  copy64(h, e + TUN_HDR); // header (<= 50 bytes) + inner MACs fit in 64
   const hl = <u32>load<u8>(e);
   // inner dst+src MAC right after the outer header
   store<u64>(h + hl, load<u64>(p));

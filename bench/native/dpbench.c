@@ -505,9 +505,11 @@ static u32 flowHash(const u8 *macs, u32 etype, const u8 *l3, u32 l3len) {
 static void emitEncap(u32 t, const u8 *p, u32 len, u32 pcp, u32 hash, u32 vn) {
   u8 *e = tunPtr(t);
   u8 *h = nextHdr();
-  copy96(h, e + TUN_HDR);
   u32 hl = e[0];
   u32 kind = e[1];
+  /* encap.ts: an IPv4 tunnel's header and the inner MACs fit in 64 bytes */
+  if (kind == TK_VXLAN4 || kind == TK_GENEVE4 || kind == TK_NVGRE4) memcpy(h, e + TUN_HDR, 64);
+  else copy96(h, e + TUN_HDR);
   wr64(h + hl, rd64(p));
   wr32(h + hl + 8, rd32(p + 8));
   const u8 *data = p + 16;
