@@ -165,18 +165,20 @@ function prefetchBatch(n: u32): void {
   }
   w = warmIpSlots(q, w);
   let s0: u64 = 0, s1: u64 = 0, s2: u64 = 0, s3: u64 = 0;
-  let r = wl;
-  for (; r + 32 <= w; r += 32) {
-    s0 ^= load<u64>(<usize>load<u32>(r));
-    s1 ^= load<u64>(<usize>load<u32>(r, 4));
-    s2 ^= load<u64>(<usize>load<u32>(r, 8));
-    s3 ^= load<u64>(<usize>load<u32>(r, 12));
-    s0 ^= load<u64>(<usize>load<u32>(r, 16));
-    s1 ^= load<u64>(<usize>load<u32>(r, 20));
-    s2 ^= load<u64>(<usize>load<u32>(r, 24));
-    s3 ^= load<u64>(<usize>load<u32>(r, 28));
+  // last slot first: the first frames' slots, loaded last, are still in L1
+  // when the main pass starts with them
+  let r = w;
+  for (; r >= wl + 32; r -= 32) {
+    s0 ^= load<u64>(<usize>load<u32>(r - 4));
+    s1 ^= load<u64>(<usize>load<u32>(r - 8));
+    s2 ^= load<u64>(<usize>load<u32>(r - 12));
+    s3 ^= load<u64>(<usize>load<u32>(r - 16));
+    s0 ^= load<u64>(<usize>load<u32>(r - 20));
+    s1 ^= load<u64>(<usize>load<u32>(r - 24));
+    s2 ^= load<u64>(<usize>load<u32>(r - 28));
+    s3 ^= load<u64>(<usize>load<u32>(r - 32));
   }
-  for (; r < w; r += 4) s0 ^= load<u64>(<usize>load<u32>(r));
+  for (; r > wl; r -= 4) s0 ^= load<u64>(<usize>load<u32>(r - 4));
   warmSink = s0 ^ s1 ^ s2 ^ s3;
 }
 

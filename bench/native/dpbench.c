@@ -1006,7 +1006,8 @@ static void prefetchBatch(u32 n) {
       warmList[w++] = macTab.base + ((size_t)hd << 4);
     }
   }
-  for (u32 j = 0; j < w; j++) sink ^= rd64(warmList[j]);
+  /* index.ts: last slot first, so the first frames' slots are still in L1 */
+  for (u32 j = w; j-- > 0;) sink ^= rd64(warmList[j]);
   warmSink = sink;
 }
 
