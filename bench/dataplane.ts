@@ -35,7 +35,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { DataPlane } from "../host/dataplane/dataplane.js";
-import { thpMode, anonHugeBytes } from "../host/dataplane/memory.js";
+import { thpUsable, anonHugeBytes } from "../host/dataplane/memory.js";
 import type { DpOp, VnProfile } from "../host/dataplane/ops.js";
 
 export interface BenchOptions { quick?: boolean }
@@ -214,7 +214,7 @@ const MAGIC_BASE = 0x42445631, MAGIC_CASE = 0x43445631;
  * and then for the C arena too (DPBENCH_THP): the same memory on both sides.
  * NVEDGE_BENCH_THP=0 turns them off on both; without THP in the kernel both run without.
  */
-const wantHuge = process.env.NVEDGE_BENCH_THP !== "0" && !["never", null].includes(thpMode());
+const wantHuge = process.env.NVEDGE_BENCH_THP !== "0" && thpUsable();
 
 async function buildWorld(is6: boolean, dir: string): Promise<World> {
   const dp = await DataPlane.create({ hugePages: wantHuge });

@@ -4,12 +4,11 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { DataPlane } from "../host/dataplane/dataplane.js";
-import { thpMode, anonHugeBytes } from "../host/dataplane/memory.js";
+import { thpUsable, anonHugeBytes } from "../host/dataplane/memory.js";
 import { loadAddon } from "../host/io/addon.js";
 
 const PROFILE = { encap: "vxlan" as const, mtu: 1500 };
-const thp = thpMode();
-const usable = thp === "madvise" || thp === "always";
+const usable = thpUsable();
 
 test("create({hugePages}) advises the tables' memory; bindings then fault in huge pages", async () => {
   if (!usable) {

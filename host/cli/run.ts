@@ -96,8 +96,8 @@ export async function runCommand(argv: string[]): Promise<number> {
       if (!existsSync(join(here, "..", "io", "afpacket.js"))) throw new Error("--io afpacket: the packet I/O module (host/io/afpacket) is not built in this installation");
       const { startAfPacket } = await import("../io/afpacket.js");
       // The tables in huge pages whenever the kernel has them (host/dataplane/memory.ts).
-      const { thpMode } = await import("../dataplane/memory.js");
-      const hugePages = thpMode() === "madvise" || thpMode() === "always";
+      const { thpUsable } = await import("../dataplane/memory.js");
+      const hugePages = thpUsable();
       if (!hugePages) log("transparent huge pages are off in this kernel: the tables use 4 KiB pages (more TLB misses per lookup)");
       const pool = await startAfPacket({ config: cfg, workers, dataplane: { hugePages } });
       pool.closed.catch((e: Error) => { log(`packet I/O failed: ${e.message}`); process.exitCode = 1; process.kill(process.pid, "SIGTERM"); });

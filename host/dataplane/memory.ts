@@ -17,13 +17,19 @@ export function thpMode(): string | null {
   }
 }
 
+/** True when madvise(MADV_HUGEPAGE) gets huge pages here (THP mode "always" or "madvise"). */
+export function thpUsable(): boolean {
+  const mode = thpMode();
+  return mode === "always" || mode === "madvise";
+}
+
 /**
  * Advises the whole of `buf` for huge pages; returns the bytes advised. A
  * clear error when the kernel has THP off or the addon is not built.
  */
 export function adviseHugePages(buf: ArrayBuffer): number {
-  const mode = thpMode();
-  if (mode === null || mode === "never") {
+  if (!thpUsable()) {
+    const mode = thpMode();
     throw new Error(`huge pages: transparent huge pages are ${mode === null ? "not available in this kernel" : "off (/sys/kernel/mm/transparent_hugepage/enabled is never)"}`);
   }
   return loadAddon().adviseHuge(buf, 0, buf.byteLength);
