@@ -80,12 +80,6 @@ export function tableGlobalsInit(): void {
 /** tipFind on remoteTab: the slot of the remote NVE at (family tag, address), or 0. */
 @inline export function remoteFind(tag: u32, a0: u64, a1: u64): usize { return tipFindIn(remoteBase, remoteMask, tag, a0, a1); }
 
-/** The MAC entry's value, or 0 when (vn, mac) is unknown. */
-@inline export function macLookup(vn: u32, mac: u64): u32 {
-  const key = macKey(vn, mac);
-  const s = macFindFrom(key, macHome(key));
-  return s == 0 ? 0 : load<u32>(s, 8);
-}
 
 /**
  * The home slots of each batch frame's source and destination MAC keys
@@ -113,7 +107,7 @@ export function macHomesInit(): void {
   return load<u32>(hh) == vn ? load<u32>(hh, 4) : NO_HOME;
 }
 
-/** macLookup with the home slot the prefetch pass computed (or NO_HOME). */
+/** The MAC entry's value (0 when (vn, mac) is unknown), the probe starting at the home slot the prefetch pass computed (or NO_HOME: none). */
 @inline export function macLookupHome(vn: u32, mac: u64, home: u32): u32 {
   const key = macKey(vn, mac);
   const s = macFindFrom(key, home != NO_HOME ? home : macHome(key));

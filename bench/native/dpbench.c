@@ -394,10 +394,6 @@ static inline u32 macLookupHome(u32 vn, u64 mac, u32 home) {
   u8 *s = t64FindFrom(&macTab, key, home != NO_HOME ? home : ((u32)mix64(key) & macTab.mask));
   return s == 0 ? 0 : rd32(s + 8);
 }
-static inline u32 macLookup(u32 vn, u64 mac) {
-  u8 *s = t64Find(&macTab, macKey(vn, mac));
-  return s == 0 ? 0 : rd32(s + 8);
-}
 
 static u64 prefixLookup(u32 tag, const u8 *p, u32 alen) {
   for (u32 i = 0; i < prefixCount; i++) {
