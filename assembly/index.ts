@@ -7,12 +7,14 @@ import { layoutFixed, slotBase, inDescBase, outDescBase, hdrBase, scratch, portK
          PORT_CTR, PC_RX_FRAMES, PC_RX_BYTES, GC_RX, GC_FORWARDED, GC_OUTPUTS, MAX_PORTS, TRACE_REC, MAX_VNS, vlanMap,
          MAX_REMOTES, MAX_LOCAL_PER_VN, vnPtr, VN_FLAGS, VNF_PORTSEC, VNF_ARPSUP } from "./state";
 import { ARP_LEN, ARP_SPA, ARP_TPA } from "./proto/arp";
+import { ETHERTYPE_VLAN, ETHERTYPE_IPV4, ETHERTYPE_ARP } from "./proto/ethernet";
+import { raw16 } from "./util";
 import { t64Init } from "./tables/hash64";
 import { tipInit } from "./tables/haship";
 import { macTab, ipTab, vniTab, remoteTab, prefixInit, macKey, macRaw, macHomes, macHomesInit, warmList, NO_HOME, macBase, macHome, tableGlobalsInit, ip4HomeSlot, ipWarmList } from "./tables/index";
 import { controlInit } from "./control";
 import { accessFrame } from "./pipeline/access";
-import { accessFast, underlayFast, underlayVn } from "./pipeline/fast";
+import { accessFast, underlayFast, underlayVn, underlayInner } from "./pipeline/fast";
 import { underlayFrame } from "./pipeline/underlay";
 import { resetOut, setCurIn, outCount } from "./pipeline/emit";
 import { drop, dropNoPort, setCur } from "./pipeline/common";
@@ -57,22 +59,6 @@ export function setWorstFanout(n: u32): void { worstFanout = n; }
 export let warmSink: u64 = 0;
 
 /**
- * A first pass over the batch that touches the MAC-table slots its access
- * frames will look up (source and destination), so the cache misses of the
- * 256 frames overlap instead of queuing one behind the other in the main
- * pass (VPP's prefetch stage; wasm has no prefetch instruction, a load whose
- * value is kept does the job). Reads only inside the frame and the table.
- */
-// Two phases: first every slot the batch will look up (no misses: descriptors,
-// frames and the VLAN map are in cache), then a tight loop of loads only. A
-// loop that interleaves the hashing with the loads keeps few misses in flight
-// (the reorder buffer holds only a few of its long iterations); the load-only
-// loop issues as many as the core's miss buffers take, and the fewer
-// instructions it spends per load, the more of its loads fit in the reorder
-// buffer at once: so the first phase lists the slots' addresses densely
-// (warmList) and the second is unrolled by eight (bench/README.md finding 14).
-// The homes are kept per frame (tables/index.ts macHomes) for the main pass.
-/**
  * Appends to the warm list (at w) the IP-table slots the main pass will read
  * for the frames listed from ipWarmList to q: the source IP of IPv4 under
  * port security (seed §5), the target and the sender of an ARP request under
@@ -88,14 +74,14 @@ function warmIpSlots(q: usize, w: usize): usize {
     const p = slotBase + <usize>i * SLOT_SIZE + <u32>load<u16>(d, I_OFF);
     const flags = <u32>load<u8>(vnPtr(vn), VN_FLAGS);
     const et = <u32>load<u16>(p + 16);
-    if (et == 0x0008) { // IPv4 as stored
+    if (et == raw16(ETHERTYPE_IPV4)) {
       if ((flags & VNF_PORTSEC) != 0) {
         if (len >= 18 + 20) {
           store<u32>(w, <u32>ip4HomeSlot(vn, p + 18 + 12));
           w += 4;
         }
       }
-    } else if (et == 0x0608) { // ARP as stored
+    } else if (et == raw16(ETHERTYPE_ARP)) {
       if (len >= 18 + ARP_LEN) {
         if ((flags & VNF_ARPSUP) != 0) {
           store<u32>(w, <u32>ip4HomeSlot(vn, p + 18 + ARP_TPA));
@@ -111,6 +97,23 @@ function warmIpSlots(q: usize, w: usize): usize {
   return w;
 }
 
+/**
+ * A first pass over the batch that touches the table slots its frames will
+ * look up (an access frame's source and destination MAC, an underlay frame's
+ * inner destination, the IP slots of warmIpSlots), so the cache misses of the
+ * 256 frames overlap instead of queuing one behind the other in the main
+ * pass (VPP's prefetch stage; wasm has no prefetch instruction, a load whose
+ * value is kept does the job). Reads only inside the frame and the table.
+ */
+// Two phases: first every slot the batch will look up (no misses: descriptors,
+// frames and the VLAN map are in cache), then a tight loop of loads only. A
+// loop that interleaves the hashing with the loads keeps few misses in flight
+// (the reorder buffer holds only a few of its long iterations); the load-only
+// loop issues as many as the core's miss buffers take, and the fewer
+// instructions it spends per load, the more of its loads fit in the reorder
+// buffer at once: so the first phase lists the slots' addresses densely
+// (warmList) and the second is unrolled by eight (bench/README.md finding 14).
+// The homes are kept per frame (tables/index.ts macHomes) for the main pass.
 function prefetchBatch(n: u32): void {
   const base = macBase;
   const hp = macHomes;
@@ -132,7 +135,7 @@ function prefetchBatch(n: u32): void {
       const k = load<u8>(portKind + port);
       const p = slotBase + <usize>i * SLOT_SIZE + off;
       if (k == PORT_ACCESS) {
-        if (load<u16>(p + 12) != 0x0081) break; // 0x8100 as stored
+        if (<u32>load<u16>(p + 12) != raw16(ETHERTYPE_VLAN)) break;
         const vid = <u32>bswap<u16>(load<u16>(p + 14)) & 0xfff;
         const vn1 = <u32>load<u16>(vlanMap + ((<usize>port << 12) + vid) * 2);
         if (vn1 == 0) break;
@@ -156,7 +159,7 @@ function prefetchBatch(n: u32): void {
         const vn = underlayVn(p, len);
         if (vn < 0) break;
         h0 = <u32>vn;
-        h1 = macHome(macKey(<u32>vn, macRaw(p + (load<u8>(p + 23) == 47 ? 42 : 50))));
+        h1 = macHome(macKey(<u32>vn, macRaw(underlayInner(p))));
         store<u32>(w, <u32>(base + (<usize>h1 << 4)));
         w += 4;
       }

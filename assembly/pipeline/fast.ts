@@ -2,10 +2,12 @@
 // the VN has port security or ARP suppression) whose source is not an
 // inactive VNIC and whose destination is a remote binding, an active VNIC on
 // another port, or (broadcast, multicast, unknown) the VN's flood list over
-// an IPv4 underlay. Same checks, same outputs and counters as accessFrame
-// (access.ts); every other frame (drops, floods, suppression, tracing) goes
-// there untouched, because this returns false before it writes anything;
-// so does every frame while tracing or with the fast paths off (slowOnly).
+// an IPv4 underlay; and the underlay's and ARP suppression's common cases
+// (underlayFast, arpAnswer). Same checks, same outputs and counters as the
+// full path (access.ts, underlay.ts); every other frame (drops, IPv6 and ND,
+// floods over IPv6, Geneve options) goes there untouched, because these
+// return false before they write anything; so does every frame while
+// tracing or with the fast paths off (slowOnly).
 // Why a second copy of the checks: TurboFan allocates registers over the
 // whole function, and the one function holding every access path spills the
 // common case's values to the stack (bench/README.md finding 13).
@@ -157,14 +159,14 @@ export function arpAnswer(port: u32, p: usize, len: u32, hh: usize): bool {
   return load<u32>(a + ARP_SPA) != load<u32>(a + ARP_TPA);
 }
 
+let floodHash: u32 = 0;
+
 /**
  * access.ts flood for a VN with a flood list over an IPv4 underlay (so every
  * tunnel is an IPv4 one, emitEncap4): one encapsulated copy per remote NVE on
  * the list (head-end replication), one tagged copy per other local port;
  * never an empty result, so never the flood-empty drop.
  */
-let floodHash: u32 = 0;
-
 @inline function floodFast(port: u32, tci: u32, p: usize, len: u32, vn: u32, v: usize): bool {
   const n = load<u32>(v, VN_FLOOD_N);
   if (n == 0) return false;
@@ -217,6 +219,11 @@ let floodHash: u32 = 0;
   } else return -1;
   const vs = vniFind(key);
   return vs == 0 ? -1 : <i32>load<u32>(vs, 8);
+}
+
+/** The inner frame of an underlay frame underlayVn took: after NVGRE, or after UDP and VXLAN/Geneve. */
+@inline export function underlayInner(p: usize): usize {
+  return p + (<u32>load<u8>(p + 23) == IPPROTO_GRE ? 42 : 50);
 }
 
 /**
