@@ -33,6 +33,28 @@ if (!isRoot()) {
 } else {
   const addon = loadAddon();
 
+  type Netns = ReturnType<typeof tmpNetns>;
+  /**
+   * A veth pair in a fresh namespace with a packet socket opened (`open`) on
+   * its second end, `prepare` run on the pair first; the socket and the
+   * namespace are gone after `body`, whatever happens.
+   */
+  async function withSocket(open: { blockSize: number; blockCount: number },
+                            body: (r: { ns: Netns; a: string; b: string; h: number }) => void | Promise<void>,
+                            prepare?: (ns: Netns, a: string, b: string) => void): Promise<void> {
+    const ns = tmpNetns();
+    let h = -1;
+    try {
+      const [a, b] = ns.veth();
+      prepare?.(ns, a, b);
+      h = addon.open(b, { netns: ns.path, ...open });
+      await body({ ns, a, b, h });
+    } finally {
+      if (h >= 0) addon.close(h);
+      ns.remove();
+    }
+  }
+
   test("a missing interface is named in the error", () => {
     const ns = tmpNetns();
     try {
@@ -56,143 +78,108 @@ if (!isRoot()) {
     assert.match(r.stdout, /interface lo: opening an AF_PACKET socket needs CAP_NET_RAW/);
   });
 
-  test("received frames land in their slots with the stripped 802.1Q tag restored", () => {
-    const ns = tmpNetns();
-    let h = -1;
-    try {
-      const [a, b] = ns.veth();
-      h = addon.open(b, { netns: ns.path, blockSize: 1 << 16, blockCount: 4 });
-      const mem = new WebAssembly.Memory({ initial: 64 });
-      injectFrames(ns, a, [tagged, untagged, qinq]);
-      // Start at slot 5 to check the index arithmetic.
-      let n = 0;
-      const deadline = Date.now() + 3000;
-      while (n < 3 && Date.now() < deadline)
-        n += addon.recv(h, mem.buffer, L.slotBase, L.slotSize, L.headroom, L.inDescBase, 5 + n, 3 - n, 7, 100);
-      assert.is(n, 3);
-      const got = [5, 6, 7].map((i) => slotFrame(mem, i));
-      assert.equal(got.map((g) => g.off), [124, 128, 124]);
-      assert.equal(got.map((g) => g.port), [7, 7, 7]);
-      assert.equal(got.map((g) => g.flags), [0, 0, 0]);
-      assert.equal(got[0].frame, tagged);
-      assert.equal(got[1].frame, untagged);
-      assert.equal(got[2].frame, qinq);
-      assert.is(got[0].len, tagged.length);
-      const st = addon.stats(h);
-      assert.is(st.rxFrames, 3);
-      assert.is(st.rxBytes, tagged.length + untagged.length + qinq.length);
-    } finally {
-      if (h >= 0) addon.close(h);
-      ns.remove();
-    }
-  });
+  test("received frames land in their slots with the stripped 802.1Q tag restored", () => withSocket({ blockSize: 1 << 16, blockCount: 4 }, ({ ns, a, h }) => {
+    const mem = new WebAssembly.Memory({ initial: 64 });
+    injectFrames(ns, a, [tagged, untagged, qinq]);
+    // Start at slot 5 to check the index arithmetic.
+    let n = 0;
+    const deadline = Date.now() + 3000;
+    while (n < 3 && Date.now() < deadline)
+      n += addon.recv(h, mem.buffer, L.slotBase, L.slotSize, L.headroom, L.inDescBase, 5 + n, 3 - n, 7, 100);
+    assert.is(n, 3);
+    const got = [5, 6, 7].map((i) => slotFrame(mem, i));
+    assert.equal(got.map((g) => g.off), [124, 128, 124]);
+    assert.equal(got.map((g) => g.port), [7, 7, 7]);
+    assert.equal(got.map((g) => g.flags), [0, 0, 0]);
+    assert.equal(got[0].frame, tagged);
+    assert.equal(got[1].frame, untagged);
+    assert.equal(got[2].frame, qinq);
+    assert.is(got[0].len, tagged.length);
+    const st = addon.stats(h);
+    assert.is(st.rxFrames, 3);
+    assert.is(st.rxBytes, tagged.length + untagged.length + qinq.length);
+  }));
 
-  test("the ring wraps: frames read a few at a time across block boundaries, in order, none lost", () => {
-    const ns = tmpNetns();
-    let h = -1;
-    try {
-      const [a, b] = ns.veth();
-      // 4 blocks of one page hold about 22 of these frames each (160 bytes with the
-      // ring's own headers); 5 rounds of 60 wrap the ring three times.
-      h = addon.open(b, { netns: ns.path, blockSize: 4096, blockCount: 4 });
-      const mem = new WebAssembly.Memory({ initial: 64 });
-      let seqNext = 0;
-      for (let round = 0; round < 5; round++) {
-        const frames = [...Array(60).keys()].map((i) => {
-          const seq = (round * 60 + i).toString(16).padStart(4, "0");
-          return hex(`${DST}${SRC} 88b5 ${seq} ${"00".repeat(46)}`);
-        });
-        injectFrames(ns, a, frames);
-        const deadline = Date.now() + 3000;
-        let got = 0;
-        while (got < 60 && Date.now() < deadline) {
-          // At most 7 per call: a block is left half-read between calls.
-          const n = addon.recv(h, mem.buffer, L.slotBase, L.slotSize, L.headroom, L.inDescBase, 0, 7, 1, 100);
-          for (let i = 0; i < n; i++) {
-            const f = slotFrame(mem, i).frame;
-            assert.is((f[14] << 8) | f[15], seqNext++);
-          }
-          got += n;
-        }
-        assert.is(got, 60);
-      }
-      const st = addon.stats(h);
-      assert.is(st.rxFrames, 300);
-      assert.is(st.kernelDrops, 0);
-    } finally {
-      if (h >= 0) addon.close(h);
-      ns.remove();
-    }
-  });
-
-  test("a frame longer than a slot is counted as oversize and not delivered", () => {
-    const ns = tmpNetns();
-    let h = -1;
-    try {
-      const [a, b] = ns.veth();
-      for (const d of [a, b]) ns.run("ip", ["link", "set", d, "mtu", "9000"]);
-      h = addon.open(b, { netns: ns.path, blockSize: 1 << 16, blockCount: 4 });
-      const mem = new WebAssembly.Memory({ initial: 64 });
-      // 1920 bytes fit a slot after the 128-byte headroom; 1921 do not.
-      const fits = hex(`${DST}${SRC} 88b5 ${"11".repeat(1920 - 14)}`);
-      const big = hex(`${DST}${SRC} 88b5 ${"22".repeat(1921 - 14)}`);
-      injectFrames(ns, a, [big, fits, big]);
-      let n = 0;
-      const deadline = Date.now() + 3000;
-      while (n < 1 && Date.now() < deadline)
-        n += addon.recv(h, mem.buffer, L.slotBase, L.slotSize, L.headroom, L.inDescBase, n, 8, 0, 100);
-      // Give the second big frame time to arrive, then make sure nothing else comes.
-      n += addon.recv(h, mem.buffer, L.slotBase, L.slotSize, L.headroom, L.inDescBase, n, 8, 0, 300);
-      assert.is(n, 1);
-      assert.equal(slotFrame(mem, 0).frame, fits);
-      assert.is(addon.stats(h).oversize, 2);
-    } finally {
-      if (h >= 0) addon.close(h);
-      ns.remove();
-    }
-  });
-
-  test("gather frames leave from the memory; our own frames never come back", async () => {
-    const ns = tmpNetns();
-    let h = -1;
-    try {
-      const [a, b] = ns.veth();
-      h = addon.open(b, { netns: ns.path, blockSize: 1 << 16, blockCount: 4 });
-      const mem = new WebAssembly.Memory({ initial: 64 });
-      const u8 = new Uint8Array(mem.buffer);
-      const dv = new DataView(mem.buffer);
-      // Three outputs: header+data, data only, header only; a fourth for a port with no socket.
-      const pieces: [Uint8Array, Uint8Array, number][] = [
-        [hex(`${DST}${SRC} 8100 0064`), hex(`0800 ${"45".padEnd(60, "11")}`), 2],
-        [new Uint8Array(0), untagged, 2],
-        [tagged, new Uint8Array(0), 2],
-        [untagged, new Uint8Array(0), 0],
-      ];
-      pieces.forEach(([hdr, data, port], j) => {
-        u8.set(hdr, L.hdrBase + j * L.hdrSlot);
-        const dataPtr = L.slotBase + j * L.slotSize + L.headroom;
-        u8.set(data, dataPtr);
-        const d = L.outDescBase + j * 16;
-        dv.setUint16(d, port, true);
-        dv.setUint16(d + 2, hdr.length, true);
-        dv.setUint32(d + 4, dataPtr, true);
-        dv.setUint16(d + 8, data.length, true);
-        dv.setUint16(d + 10, j, true);
-        dv.setUint32(d + 12, 1, true);
+  test("the ring wraps: frames read a few at a time across block boundaries, in order, none lost", () => withSocket({ blockSize: 4096, blockCount: 4 }, ({ ns, a, h }) => {
+    // 4 blocks of one page hold about 22 of these frames each (160 bytes with the
+    // ring's own headers); 5 rounds of 60 wrap the ring three times.
+    const mem = new WebAssembly.Memory({ initial: 64 });
+    let seqNext = 0;
+    for (let round = 0; round < 5; round++) {
+      const frames = [...Array(60).keys()].map((i) => {
+        const seq = (round * 60 + i).toString(16).padStart(4, "0");
+        return hex(`${DST}${SRC} 88b5 ${seq} ${"00".repeat(46)}`);
       });
-      const cap = await capture(ns, a, 3, 4000);
-      const sent = addon.send([-1, -1, h], mem.buffer, L.outDescBase, L.hdrBase, L.hdrSlot, 4);
-      assert.is(sent, 3);
-      const frames = await cap.done;
-      assert.equal(frames, pieces.slice(0, 3).map(([hdr, data]) => Uint8Array.from([...hdr, ...data])));
-      // PACKET_IGNORE_OUTGOING: the sending socket sees none of it.
-      assert.is(addon.recv(h, mem.buffer, L.slotBase, L.slotSize, L.headroom, L.inDescBase, 0, 16, 0, 200), 0);
-      assert.is(addon.stats(h).txFrames, 3);
-    } finally {
-      if (h >= 0) addon.close(h);
-      ns.remove();
+      injectFrames(ns, a, frames);
+      const deadline = Date.now() + 3000;
+      let got = 0;
+      while (got < 60 && Date.now() < deadline) {
+        // At most 7 per call: a block is left half-read between calls.
+        const n = addon.recv(h, mem.buffer, L.slotBase, L.slotSize, L.headroom, L.inDescBase, 0, 7, 1, 100);
+        for (let i = 0; i < n; i++) {
+          const f = slotFrame(mem, i).frame;
+          assert.is((f[14] << 8) | f[15], seqNext++);
+        }
+        got += n;
+      }
+      assert.is(got, 60);
     }
-  });
+    const st = addon.stats(h);
+    assert.is(st.rxFrames, 300);
+    assert.is(st.kernelDrops, 0);
+  }));
+
+  test("a frame longer than a slot is counted as oversize and not delivered", () => withSocket({ blockSize: 1 << 16, blockCount: 4 }, ({ ns, a, h }) => {
+    const mem = new WebAssembly.Memory({ initial: 64 });
+    // 1920 bytes fit a slot after the 128-byte headroom; 1921 do not.
+    const fits = hex(`${DST}${SRC} 88b5 ${"11".repeat(1920 - 14)}`);
+    const big = hex(`${DST}${SRC} 88b5 ${"22".repeat(1921 - 14)}`);
+    injectFrames(ns, a, [big, fits, big]);
+    let n = 0;
+    const deadline = Date.now() + 3000;
+    while (n < 1 && Date.now() < deadline)
+      n += addon.recv(h, mem.buffer, L.slotBase, L.slotSize, L.headroom, L.inDescBase, n, 8, 0, 100);
+    // Give the second big frame time to arrive, then make sure nothing else comes.
+    n += addon.recv(h, mem.buffer, L.slotBase, L.slotSize, L.headroom, L.inDescBase, n, 8, 0, 300);
+    assert.is(n, 1);
+    assert.equal(slotFrame(mem, 0).frame, fits);
+    assert.is(addon.stats(h).oversize, 2);
+  }, (ns, a, b) => {
+    for (const d of [a, b]) ns.run("ip", ["link", "set", d, "mtu", "9000"]);
+  }));
+
+  test("gather frames leave from the memory; our own frames never come back", () => withSocket({ blockSize: 1 << 16, blockCount: 4 }, async ({ ns, a, h }) => {
+    const mem = new WebAssembly.Memory({ initial: 64 });
+    const u8 = new Uint8Array(mem.buffer);
+    const dv = new DataView(mem.buffer);
+    // Three outputs: header+data, data only, header only; a fourth for a port with no socket.
+    const pieces: [Uint8Array, Uint8Array, number][] = [
+      [hex(`${DST}${SRC} 8100 0064`), hex(`0800 ${"45".padEnd(60, "11")}`), 2],
+      [new Uint8Array(0), untagged, 2],
+      [tagged, new Uint8Array(0), 2],
+      [untagged, new Uint8Array(0), 0],
+    ];
+    pieces.forEach(([hdr, data, port], j) => {
+      u8.set(hdr, L.hdrBase + j * L.hdrSlot);
+      const dataPtr = L.slotBase + j * L.slotSize + L.headroom;
+      u8.set(data, dataPtr);
+      const d = L.outDescBase + j * 16;
+      dv.setUint16(d, port, true);
+      dv.setUint16(d + 2, hdr.length, true);
+      dv.setUint32(d + 4, dataPtr, true);
+      dv.setUint16(d + 8, data.length, true);
+      dv.setUint16(d + 10, j, true);
+      dv.setUint32(d + 12, 1, true);
+    });
+    const cap = await capture(ns, a, 3, 4000);
+    const sent = addon.send([-1, -1, h], mem.buffer, L.outDescBase, L.hdrBase, L.hdrSlot, 4);
+    assert.is(sent, 3);
+    const frames = await cap.done;
+    assert.equal(frames, pieces.slice(0, 3).map(([hdr, data]) => Uint8Array.from([...hdr, ...data])));
+    // PACKET_IGNORE_OUTGOING: the sending socket sees none of it.
+    assert.is(addon.recv(h, mem.buffer, L.slotBase, L.slotSize, L.headroom, L.inDescBase, 0, 16, 0, 200), 0);
+    assert.is(addon.stats(h).txFrames, 3);
+  }));
 
   test("two sockets in a fanout group see every frame exactly once", () => {
     const ns = tmpNetns();
@@ -233,98 +220,68 @@ if (!isRoot()) {
     }
   });
 
-  test("a link going down wakes poll once, then poll sleeps again; frames flow when it is back up", () => {
-    const ns = tmpNetns();
-    let h = -1;
-    try {
-      const [a, b] = ns.veth();
-      h = addon.open(b, { netns: ns.path, blockSize: 1 << 16, blockCount: 2 });
-      ns.run("ip", ["link", "set", b, "down"]);
-      // ENETDOWN is reported once (POLLERR) and cleared, not left raised forever.
-      assert.is(addon.poll([h], 1000), 1);
-      assert.is(addon.poll([h], 100), 0);
-      ns.run("ip", ["link", "set", b, "up"]);
-      injectFrames(ns, a, [untagged]);
-      const mem = new WebAssembly.Memory({ initial: 64 });
+  test("a link going down wakes poll once, then poll sleeps again; frames flow when it is back up", () => withSocket({ blockSize: 1 << 16, blockCount: 2 }, ({ ns, a, b, h }) => {
+    ns.run("ip", ["link", "set", b, "down"]);
+    // ENETDOWN is reported once (POLLERR) and cleared, not left raised forever.
+    assert.is(addon.poll([h], 1000), 1);
+    assert.is(addon.poll([h], 100), 0);
+    ns.run("ip", ["link", "set", b, "up"]);
+    injectFrames(ns, a, [untagged]);
+    const mem = new WebAssembly.Memory({ initial: 64 });
+    let n = 0;
+    const deadline = Date.now() + 3000;
+    while (n < 1 && Date.now() < deadline) n += addon.recv(h, mem.buffer, L.slotBase, L.slotSize, L.headroom, L.inDescBase, 0, 8, 0, 100);
+    assert.is(n, 1);
+    assert.equal(slotFrame(mem, 0).frame, untagged);
+  }));
+
+  test("frames with a checksum left to offload are counted (csumNotReady) until offload is off", () => withSocket({ blockSize: 1 << 16, blockCount: 2 }, ({ ns, a, h }) => {
+    const mem = new WebAssembly.Memory({ initial: 64 });
+    const udpOut = () => ns.run("python3", ["-c", "import socket;socket.socket(socket.AF_INET,socket.SOCK_DGRAM).sendto(b'x'*18,('10.9.0.2',9))"]);
+    const recvOne = () => {
       let n = 0;
       const deadline = Date.now() + 3000;
       while (n < 1 && Date.now() < deadline) n += addon.recv(h, mem.buffer, L.slotBase, L.slotSize, L.headroom, L.inDescBase, 0, 8, 0, 100);
-      assert.is(n, 1);
-      assert.equal(slotFrame(mem, 0).frame, untagged);
-    } finally {
-      if (h >= 0) addon.close(h);
-      ns.remove();
-    }
-  });
+      return n;
+    };
+    udpOut();
+    assert.is(recvOne(), 1);
+    assert.is(addon.stats(h).csumNotReady, 1);
+    ns.run("ethtool", ["-K", a, "tx", "off"]);
+    udpOut();
+    assert.is(recvOne(), 1);
+    assert.is(addon.stats(h).csumNotReady, 1);
+    assert.is(addon.stats(h).rxFrames, 2);
+  }, (ns, a) => {
+    ns.run("ip", ["addr", "add", "10.9.0.1/24", "dev", a]);
+    ns.run("ip", ["neigh", "add", "10.9.0.2", "lladdr", "02:00:00:00:00:02", "dev", a]);
+  }));
 
-  test("frames with a checksum left to offload are counted (csumNotReady) until offload is off", () => {
-    const ns = tmpNetns();
-    let h = -1;
-    try {
-      const [a, b] = ns.veth();
-      ns.run("ip", ["addr", "add", "10.9.0.1/24", "dev", a]);
-      ns.run("ip", ["neigh", "add", "10.9.0.2", "lladdr", "02:00:00:00:00:02", "dev", a]);
-      h = addon.open(b, { netns: ns.path, blockSize: 1 << 16, blockCount: 2 });
-      const mem = new WebAssembly.Memory({ initial: 64 });
-      const udpOut = () => ns.run("python3", ["-c", "import socket;socket.socket(socket.AF_INET,socket.SOCK_DGRAM).sendto(b'x'*18,('10.9.0.2',9))"]);
-      const recvOne = () => {
-        let n = 0;
-        const deadline = Date.now() + 3000;
-        while (n < 1 && Date.now() < deadline) n += addon.recv(h, mem.buffer, L.slotBase, L.slotSize, L.headroom, L.inDescBase, 0, 8, 0, 100);
-        return n;
-      };
-      udpOut();
-      assert.is(recvOne(), 1);
-      assert.is(addon.stats(h).csumNotReady, 1);
-      ns.run("ethtool", ["-K", a, "tx", "off"]);
-      udpOut();
-      assert.is(recvOne(), 1);
-      assert.is(addon.stats(h).csumNotReady, 1);
-      assert.is(addon.stats(h).rxFrames, 2);
-    } finally {
-      if (h >= 0) addon.close(h);
-      ns.remove();
-    }
-  });
+  test("recv and send refuse slots and descriptors outside the memory", () => withSocket({ blockSize: 1 << 16, blockCount: 2 }, ({ h }) => {
+    const mem = new WebAssembly.Memory({ initial: 1 }); // 64 KiB: room for 31 slots at most
+    assert.throws(() => addon.recv(h, mem.buffer, 0, 2048, 128, 0, 0xffffffff, 2, 0, 0), /outside the memory/);
+    assert.throws(() => addon.recv(h, mem.buffer, 0, 2048, 128, 0, 0, 64, 0, 0), /outside the memory/);
+    const dv = new DataView(mem.buffer);
+    dv.setUint16(0, 0, true);       // port 0
+    dv.setUint16(2, 0, true);       // no header piece
+    dv.setUint32(4, 65000, true);   // data piece running past the end
+    dv.setUint16(8, 1000, true);
+    assert.throws(() => addon.send([h], mem.buffer, 0, 1024, 128, 1), /outside the memory/);
+    assert.is(addon.stats(h).txFrames, 0);
+    assert.throws(() => addon.recv(999, mem.buffer, 0, 2048, 128, 0, 0, 1, 0, 0), /bad handle/);
+  }));
 
-  test("recv and send refuse slots and descriptors outside the memory", () => {
-    const ns = tmpNetns();
-    let h = -1;
-    try {
-      const [, b] = ns.veth();
-      h = addon.open(b, { netns: ns.path, blockSize: 1 << 16, blockCount: 2 });
-      const mem = new WebAssembly.Memory({ initial: 1 }); // 64 KiB: room for 31 slots at most
-      assert.throws(() => addon.recv(h, mem.buffer, 0, 2048, 128, 0, 0xffffffff, 2, 0, 0), /outside the memory/);
-      assert.throws(() => addon.recv(h, mem.buffer, 0, 2048, 128, 0, 0, 64, 0, 0), /outside the memory/);
-      const dv = new DataView(mem.buffer);
-      dv.setUint16(0, 0, true);       // port 0
-      dv.setUint16(2, 0, true);       // no header piece
-      dv.setUint32(4, 65000, true);   // data piece running past the end
-      dv.setUint16(8, 1000, true);
-      assert.throws(() => addon.send([h], mem.buffer, 0, 1024, 128, 1), /outside the memory/);
-      assert.is(addon.stats(h).txFrames, 0);
-      assert.throws(() => addon.recv(999, mem.buffer, 0, 2048, 128, 0, 0, 1, 0, 0), /bad handle/);
-    } finally {
-      if (h >= 0) addon.close(h);
-      ns.remove();
-    }
-  });
-
-  test("poll returns early when woken through the eventfd", () => {
-    const ns = tmpNetns();
-    let h = -1;
+  test("poll returns early when woken through the eventfd", async () => {
     const fd = addon.eventfd();
     try {
-      const [, b] = ns.veth();
-      h = addon.open(b, { netns: ns.path, blockSize: 1 << 16, blockCount: 2 });
-      addon.wake(fd);
-      assert.is(addon.poll([h], 5000, fd), 1);
-      // The wake-up was consumed: the next poll times out with nothing ready.
-      assert.is(addon.poll([h], 50, fd), 0);
+      await withSocket({ blockSize: 1 << 16, blockCount: 2 }, ({ h }) => {
+        addon.wake(fd);
+        assert.is(addon.poll([h], 5000, fd), 1);
+        // The wake-up was consumed: the next poll times out with nothing ready.
+        assert.is(addon.poll([h], 50, fd), 0);
+      });
     } finally {
-      if (h >= 0) addon.close(h);
       addon.closeFd(fd);
-      ns.remove();
     }
   });
 
