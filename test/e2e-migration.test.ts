@@ -23,7 +23,7 @@ import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { spawn, spawnSync } from "node:child_process";
 import { isRoot, missingTool } from "./support/netns.js";
-import { startLabStack, sniff, warmUp, waitFor, BIN, type LabStack } from "./support/lab-fixture.js";
+import { startLabStack, liveStack, sniff, warmUp, waitFor, BIN, type LabStack } from "./support/lab-fixture.js";
 import { daemonRequest } from "../host/agent/control-client.js";
 import { veth, realFrames } from "../host/lab/engine.js";
 import { vsctl } from "../host/lab/ovs.js";
@@ -41,12 +41,7 @@ if (missing) {
 } else {
   const mig = suite("e2e migration across NVEs");
   let s: LabStack | undefined;
-  const st = (): LabStack => {
-    if (!s) throw new Error("the stack is not up (see the first test's failure)");
-    const dead = s.dead();
-    if (dead.length) throw new Error(`stack processes exited: ${dead.join(", ")}\n${s.logs()}`);
-    return s;
-  };
+  const st = (): LabStack => liveStack(s);
   const bindings = (nve: string) => {
     const r = spawnSync(process.execPath, [BIN, "show", "bindings", "--json", "--store", st().storeOf(nve)], { encoding: "utf8", timeout: 10_000 });
     assert.is(r.status, 0, r.stderr);

@@ -18,7 +18,7 @@ import * as assert from "uvu/assert";
 import { spawnSync } from "node:child_process";
 import { isRoot, missingTool, linkStats } from "./support/netns.js";
 import { tsharkAvailable, dissectFrames, assertClean, stack as protoStack } from "./support/tshark.js";
-import { startLabStack, ping, warmUp, tcpTransfer, injectFrames, dropDelta, sniff, BIN, type LabStack, type TransferResult } from "./support/lab-fixture.js";
+import { startLabStack, liveStack, ping, warmUp, tcpTransfer, injectFrames, dropDelta, sniff, BIN, type LabStack, type TransferResult } from "./support/lab-fixture.js";
 import { udpFrame } from "./support/encoder.js";
 import { shAsync, sleep } from "../host/lab/sh.js";
 
@@ -77,12 +77,7 @@ if (missing) {
 } else {
   const e2e = suite("e2e");
   let s: LabStack | undefined;
-  const st = (): LabStack => {
-    if (!s) throw new Error("the stack is not up (see the first test's failure)");
-    const dead = s.dead();
-    if (dead.length) throw new Error(`stack processes exited: ${dead.join(", ")}\n${s.logs()}`);
-    return s;
-  };
+  const st = (): LabStack => liveStack(s);
   const vm = (name: string) => st().vm(name);
   const nveNs = (id: string) => st().lab.nves.find((n) => n.id === id)!;
   /** Frames an NVE sends into the underlay: captured on the router's end of its underlay veth. */

@@ -76,6 +76,18 @@ export interface LabStack {
 
 export interface Leftovers { namespaces: string[]; pids: number[]; stateDir: boolean }
 
+/**
+ * The stack a suite's tests share, checked before each use: a clear error
+ * when the first test never brought it up, or when one of its processes has
+ * exited since (with the logs).
+ */
+export function liveStack(s: LabStack | undefined): LabStack {
+  if (!s) throw new Error("the stack is not up (see the first test's failure)");
+  const dead = s.dead();
+  if (dead.length) throw new Error(`stack processes exited: ${dead.join(", ")}\n${s.logs()}`);
+  return s;
+}
+
 /** What of a lab is still there: namespaces, processes naming its state directory or living in its namespaces. */
 export function leftovers(d: LabDescription): Leftovers {
   const present = new Set(netnsList());
