@@ -7,29 +7,11 @@
 // entropy, the IPv6 flow label), and those are range-checked.
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { DataPlane } from "../host/dataplane/dataplane.js";
 import * as E from "./support/encoder.js";
 import * as F from "./support/frames.js";
+import { fixtureCache, fixtureDp, eqBytes, dropped } from "./support/dp-fixture.js";
 
-const dps: Partial<Record<F.Family, DataPlane>> = {};
-async function dpFor(f: F.Family): Promise<DataPlane> {
-  if (!dps[f]) {
-    const dp = await DataPlane.create({ macLog2: 12, ipLog2: 12 });
-    dp.apply(F.fixtureOps(f));
-    dps[f] = dp;
-  }
-  return dps[f]!;
-}
-async function fresh(f: F.Family): Promise<DataPlane> {
-  const dp = await DataPlane.create({ macLog2: 12, ipLog2: 12 });
-  dp.apply(F.fixtureOps(f));
-  return dp;
-}
-
-function eqBytes(actual: Uint8Array, expected: Uint8Array, msg: string): void {
-  const d = E.bytesDiff(actual, expected);
-  assert.ok(d === "", `${msg}: ${d}`);
-}
+const dpFor = fixtureCache();
 
 /** Asserts `out` is `inner` encapsulated in VN `vnId`'s encap toward remote `to`, with outer DSCP `dscp`. */
 function expectEncap(out: Uint8Array, o: { family: F.Family; to: F.RemoteNve; vnId: number; inner: Uint8Array; dscp: number;
@@ -57,11 +39,6 @@ function only(s: F.Sent, label: string): { port: string; frame: Uint8Array } {
   assert.is(s.drop, undefined, `${label}: dropped as ${JSON.stringify(s.drops)}`);
   assert.is(s.outs.length, 1, `${label}: ${s.outs.length} outputs (${s.outs.map((o) => o.port).join(",")})`);
   return s.outs[0];
-}
-
-function dropped(s: F.Sent, reason: string, label: string): void {
-  assert.is(s.outs.length, 0, `${label}: expected a drop (${reason}) but ${s.outs.length} frame(s) left on ${s.outs.map((o) => o.port)}`);
-  assert.equal(s.drops, { [reason]: 1 }, `${label}: drop counters`);
 }
 
 // ------------------------------------------------------------------ encapsulation
@@ -157,8 +134,8 @@ test("entropy: UDP source port in 49152-65535, stable per flow, spread across fl
 });
 
 test("entropy: the same flow gets the same source port in every data plane instance (worker threads share flows)", async () => {
-  const a = await fresh(4);
-  const b = await fresh(4);
+  const a = await fixtureDp(4);
+  const b = await fixtureDp(4);
   const { L1 } = F.locals(100);
   const { R1 } = F.remotes(100);
   for (let i = 0; i < 32; i++) {
@@ -281,7 +258,7 @@ for (const family of [4, 6] as F.Family[]) {
 }
 
 test("flood: head-end replication to 64 remotes (flood list grown at run time), still never back to the ingress port", async () => {
-  const dp = await fresh(4);
+  const dp = await fixtureDp(4);
   const extra: F.RemoteNve[] = [];
   for (let i = 0; i < 61; i++) extra.push({ name: `x${i}`, ip4: `198.51.100.${i + 1}`, ip6: `2001:db8:eeee::${i + 1}`, host: 0 });
   dp.apply(extra.map((r) => ({ op: "flood.join", vn: 100, nve: r.ip4 })));
@@ -292,7 +269,7 @@ test("flood: head-end replication to 64 remotes (flood list grown at run time), 
 });
 
 test("flood-empty: a broadcast in a VN with no remote and no other local port is dropped and counted", async () => {
-  const dp = await fresh(4);
+  const dp = await fixtureDp(4);
   dp.apply([
     { op: "vn", vn: 900, vni: 9000, profile: { encap: "vxlan", mtu: 1500 } },
     { op: "tag", port: F.ACC1, tag: 90, vn: 900 },

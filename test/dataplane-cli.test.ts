@@ -12,6 +12,7 @@ import { fileURLToPath } from "node:url";
 import { readPcap, writePcap, encodePcap, type PcapPacket } from "../host/pcap/pcap.js";
 import * as E from "./support/encoder.js";
 import * as F from "./support/frames.js";
+import { eqBytes } from "./support/dp-fixture.js";
 import { dissectFile, problems, stack, tsharkAvailable } from "./support/tshark.js";
 
 // dist/test/x.js → the repository root.
@@ -24,10 +25,6 @@ function nvedge(args: string[]): { code: number; stdout: string; stderr: string 
 }
 function tmp(): string {
   return mkdtempSync(join(tmpdir(), "nvl-cli-"));
-}
-function eqBytes(actual: Uint8Array, expected: Uint8Array, msg: string): void {
-  const d = E.bytesDiff(actual, expected);
-  assert.ok(d === "", `${msg}: ${d}`);
 }
 function writeConfig(dir: string, f: F.Family): string {
   const file = join(dir, "nve.json");

@@ -9,20 +9,8 @@ import { DataPlane, DataPlaneError } from "../host/dataplane/dataplane.js";
 import type { DpOp } from "../host/dataplane/ops.js";
 import * as E from "./support/encoder.js";
 import * as F from "./support/frames.js";
+import { fixtureDp, eqBytes, dropped } from "./support/dp-fixture.js";
 
-async function fresh(f: F.Family): Promise<DataPlane> {
-  const dp = await DataPlane.create({ macLog2: 12, ipLog2: 12 });
-  dp.apply(F.fixtureOps(f));
-  return dp;
-}
-function eqBytes(actual: Uint8Array, expected: Uint8Array, msg: string): void {
-  const d = E.bytesDiff(actual, expected);
-  assert.ok(d === "", `${msg}: ${d}`);
-}
-function dropped(s: F.Sent, reason: string, label: string): void {
-  assert.is(s.outs.length, 0, `${label}: expected a drop (${reason}) but ${s.outs.length} frame(s) left on ${s.outs.map((o) => o.port)}`);
-  assert.equal(s.drops, { [reason]: 1 }, `${label}: drop counters`);
-}
 /** The remote underlay IP an encapsulated output goes to. */
 function outerDst(frame: Uint8Array): string {
   return frame[12] === 0x08 ? Array.from(frame.subarray(30, 34)).join(".") : E.hex(frame.subarray(38, 54));
@@ -70,7 +58,7 @@ function scenario(f: F.Family): Input[] {
 
 for (const family of [4, 6] as F.Family[]) {
   test(`counters (IPv${family} underlay): totals, per drop reason, per port and per VN match a model of the inputs`, async () => {
-    const dp = await fresh(family);
+    const dp = await fixtureDp(family);
     const inputs = scenario(family);
     const zero = dp.counters();
     assert.ok(Object.values(zero.drops).every((v) => v === 0), "a new data plane starts at zero");
@@ -148,7 +136,7 @@ for (const family of [4, 6] as F.Family[]) {
 
 for (const family of [4, 6] as F.Family[]) {
   test(`table updates (IPv${family}): bindings removed, moved and re-added take effect on the next batch`, async () => {
-    const dp = await fresh(family);
+    const dp = await fixtureDp(family);
     const { L1, L2 } = F.locals(100);
     const { R1 } = F.remotes(100);
     const toR1 = F.accessFrame(L1, R1);
@@ -217,7 +205,7 @@ for (const family of [4, 6] as F.Family[]) {
   });
 
   test(`profile updates (IPv${family}): DSCP, MTU, port security and even the encapsulation change on existing tunnels`, async () => {
-    const dp = await fresh(family);
+    const dp = await fixtureDp(family);
     const { L1 } = F.locals(100);
     const { R1 } = F.remotes(100);
     const prof = F.vn(100).profile;
@@ -255,7 +243,7 @@ for (const family of [4, 6] as F.Family[]) {
 }
 
 test("prefix bindings (ops.ts: an IP or prefix bound to a MAC) widen port security for that MAC only", async () => {
-  const dp = await fresh(4);
+  const dp = await fixtureDp(4);
   const { L1, L2 } = F.locals(100);
   const { R1 } = F.remotes(100);
   dp.apply([{ op: "ip", vn: 100, ip: "10.1.50.0/24", mac: L1.mac }, { op: "ip", vn: 100, ip: "2001:db8:1:50::/64", mac: L1.mac }]);
@@ -268,7 +256,7 @@ test("prefix bindings (ops.ts: an IP or prefix bound to a MAC) widen port securi
 });
 
 test("underlay change: every prebuilt outer header takes the new source MAC/IP and next hop; decap follows the new address", async () => {
-  const dp = await fresh(4);
+  const dp = await fixtureDp(4);
   const { L1 } = F.locals(100);
   const { R1 } = F.remotes(100);
   dp.apply([{ op: "underlay", port: F.UPLINK, ip: "192.0.2.5", mac: "02:00:00:00:05:05", gatewayMac: "02:00:00:00:05:fe", udpPort: 4789, genevePort: 6081 }]);
@@ -287,7 +275,7 @@ test("underlay change: every prebuilt outer header takes the new source MAC/IP a
 });
 
 test("vn.del deletes what the VN contained (seed §3.1): a re-created VN starts with no bindings and no flood list", async () => {
-  const dp = await fresh(4);
+  const dp = await fixtureDp(4);
   const { L1 } = F.locals(100);
   const { R1 } = F.remotes(100);
   dp.apply([{ op: "vn.del", vn: 100 }, { op: "vn", vn: 100, vni: 5000, profile: F.vn(100).profile },
@@ -299,7 +287,7 @@ test("vn.del deletes what the VN contained (seed §3.1): a re-created VN starts 
 });
 
 test("MAC mobility (RFC 7432 §15 moves as ops): remote → local → other remote → back, churn leaves no stale tunnel", async () => {
-  const dp = await fresh(6);
+  const dp = await fixtureDp(6);
   const { L1 } = F.locals(100);
   const X = "2001:db8:ffff::77", Y = "2001:db8:ffff::78";
   const to = { mac: "02:00:5e:01:77:01", ip4: "10.1.0.77", ip6: "2001:db8:1::77" };
@@ -336,7 +324,7 @@ test("tag changes: unicast to a local VNIC follows its (port, VN) tag; a removed
   const ports = [F.ACC2, F.UPLINK];
 
   // Released: tag.del of VN 100's tag on acc1.
-  let dp = await fresh(4);
+  let dp = await fixtureDp(4);
   dp.apply([{ op: "tag.del", port: F.ACC1, tag: 10 }]);
   toL1().forEach((f, i) => {
     const s = F.send(dp, ports[i], f);
@@ -351,7 +339,7 @@ test("tag changes: unicast to a local VNIC follows its (port, VN) tag; a removed
   assert.equal(F.send(dp, F.ACC2, F.accessFrame(L2, F.BROADCAST)).outs.filter((o) => o.port === F.ACC1).map((o) => vidOf(o.frame)), [30]);
 
   // Remapped: VID 10 on acc1 handed to VN 200 directly.
-  dp = await fresh(4);
+  dp = await fixtureDp(4);
   dp.apply([{ op: "tag", port: F.ACC1, tag: 10, vn: 200 }]);
   toL1().forEach((f, i) => {
     const s = F.send(dp, ports[i], f);
@@ -383,7 +371,7 @@ async function expectRejected(dp: DataPlane, name: string, op: unknown): Promise
 }
 
 test("apply: a bad op list throws DataPlaneError naming the op and applies none of it", async () => {
-  const dp = await fresh(4);
+  const dp = await fixtureDp(4);
   const { L1 } = F.locals(100);
   const bad: [string, unknown][] = [
     ["unknown port", { op: "tag", port: "nosuch", tag: 5, vn: 100 }],
@@ -401,13 +389,13 @@ test("apply: a bad op list throws DataPlaneError naming the op and applies none 
 test("apply: an op that can only fail once the ops before it ran (mac.local in a VN with no tag on the port) still applies none", async () => {
   // The VN is created by op 1 of the same list, so only a validation that follows the list's own effects can
   // catch it; a check made while applying leaves ops 0 and 1 applied (found: DataPlane.applyOne "has no tag on port").
-  const dp = await fresh(4);
+  const dp = await fixtureDp(4);
   await expectRejected(dp, "mac.local with no tag for the VN on the port",
     { op: "mac.local", vn: 951, mac: "02:00:5e:09:51:01", port: F.ACC1, active: true });
 });
 
 test("apply: a 1,025th remote on a flood list refuses the whole list with a DataPlaneError", async () => {
-  const dp = await fresh(4);
+  const dp = await fixtureDp(4);
   const { L1 } = F.locals(100);
   const floodCopies = () => F.send(dp, F.ACC1, F.accessFrame(L1, F.BROADCAST)).outs.filter((o) => o.port === F.UPLINK).length;
   assert.is(floodCopies(), 3);
@@ -440,7 +428,7 @@ test("apply: more remote NVEs than the remote table holds refuse the whole list 
 });
 
 test("output area: a batch whose floods overflow maxOut is finished over several process() calls, nothing lost", async () => {
-  const dp = await fresh(4);
+  const dp = await fixtureDp(4);
   const extra = Array.from({ length: 61 }, (_, i) => `198.51.100.${i + 1}`);
   dp.apply(extra.map((nve) => ({ op: "flood.join" as const, vn: 100, nve })));
   const { L1 } = F.locals(100);
@@ -462,7 +450,7 @@ test("output area: a batch whose floods overflow maxOut is finished over several
 });
 
 test("raw batch ABI: descriptors per assembly/abi.ts, unknown port index counted, gather pieces inside their slots", async () => {
-  const dp = await fresh(4);
+  const dp = await fixtureDp(4);
   const L = dp.layout;
   assert.equal([L.slotSize, L.headroom, L.maxBatch, L.hdrSlot, L.maxOut], [2048, 128, 256, 128, 8192]);
   const mem = () => new DataView(dp.memory.buffer);
@@ -511,7 +499,7 @@ test("raw batch ABI: descriptors per assembly/abi.ts, unknown port index counted
 
 test("raw batch ABI: a frame anywhere in its slot (offsets 0, 124, 128, 300) gives the same encap, hairpin and decap bytes", async () => {
   for (const family of [4, 6] as F.Family[]) {
-    const dp = await fresh(family);
+    const dp = await fixtureDp(family);
     const L = dp.layout;
     const { L1, L2 } = F.locals(200);
     const { R1 } = F.remotes(200);

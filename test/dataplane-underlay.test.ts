@@ -5,28 +5,12 @@
 // deserves.
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { DataPlane } from "../host/dataplane/dataplane.js";
 import * as E from "./support/encoder.js";
 import * as F from "./support/frames.js";
+import { fixtureCache, eqBytes, dropped } from "./support/dp-fixture.js";
 
-const dps: Partial<Record<F.Family, DataPlane>> = {};
-async function dpFor(f: F.Family): Promise<DataPlane> {
-  if (!dps[f]) {
-    const dp = await DataPlane.create({ macLog2: 12, ipLog2: 12 });
-    dp.apply(F.fixtureOps(f));
-    dps[f] = dp;
-  }
-  return dps[f]!;
-}
+const dpFor = fixtureCache();
 
-function eqBytes(actual: Uint8Array, expected: Uint8Array, msg: string): void {
-  const d = E.bytesDiff(actual, expected);
-  assert.ok(d === "", `${msg}: ${d}`);
-}
-function dropped(s: F.Sent, reason: string, label: string): void {
-  assert.is(s.outs.length, 0, `${label}: expected a drop (${reason}) but ${s.outs.length} frame(s) left on ${s.outs.map((o) => o.port)}`);
-  assert.equal(s.drops, { [reason]: 1 }, `${label}: drop counters`);
-}
 function delivered(s: F.Sent, port: string, expected: Uint8Array, label: string): void {
   assert.is(s.drop, undefined, `${label}: dropped as ${JSON.stringify(s.drops)}`);
   assert.equal(s.outs.map((o) => o.port), [port], `${label}: output ports`);
