@@ -634,15 +634,13 @@ static napi_value AdviseHuge(napi_env env, napi_callback_info info) {
   const uintptr_t huge = 2u << 20;
   uintptr_t a = ((uintptr_t)data + (uintptr_t)off + huge - 1) & ~(huge - 1);
   uintptr_t b = ((uintptr_t)data + (uintptr_t)off + (uintptr_t)n) & ~(huge - 1);
-  napi_value r;
-  if (b <= a) { napi_create_double(env, 0, &r); return r; }
+  if (b <= a) return num(env, 0);
   if (madvise((void *)a, b - a, MADV_HUGEPAGE) != 0) {
     char msg[128];
     snprintf(msg, sizeof msg, "adviseHuge: madvise(MADV_HUGEPAGE): %s", strerror(errno));
     return throwErr(env, msg);
   }
-  napi_create_double(env, (double)(b - a), &r);
-  return r;
+  return num(env, (double)(b - a));
 }
 
 NAPI_MODULE_INIT() {
