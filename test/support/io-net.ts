@@ -61,8 +61,12 @@ export function tmpNetns(tag = "io"): Netns {
   return ns;
 }
 
-/** Sends raw frames out of `ifname` with a plain Python AF_PACKET socket (an injector independent of the addon). */
-export function injectFrames(ns: Netns, ifname: string, frames: Uint8Array[]): void {
+/**
+ * A plain Python AF_PACKET injector (independent of the addon and of
+ * nvedge): the script that sends out of `ifname` every frame given on its
+ * standard input, and that input.
+ */
+export function injector(ifname: string, frames: Uint8Array[]): { script: string; input: string } {
   const script = [
     "import socket,sys",
     "s=socket.socket(socket.AF_PACKET,socket.SOCK_RAW)",
@@ -70,7 +74,13 @@ export function injectFrames(ns: Netns, ifname: string, frames: Uint8Array[]): v
     "for l in sys.stdin.read().split():",
     "    s.send(bytes.fromhex(l))",
   ].join("\n");
-  ns.run("python3", ["-c", script], frames.map((f) => Buffer.from(f).toString("hex")).join("\n"));
+  return { script, input: frames.map((f) => Buffer.from(f).toString("hex")).join("\n") };
+}
+
+/** Sends raw frames out of `ifname` with the Python injector. */
+export function injectFrames(ns: Netns, ifname: string, frames: Uint8Array[]): void {
+  const { script, input } = injector(ifname, frames);
+  ns.run("python3", ["-c", script], input);
 }
 
 /** A bounded tcpdump capture on `ifname`; `stop()` returns the frames (802.1Q tags as on the wire). */

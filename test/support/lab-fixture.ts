@@ -28,6 +28,7 @@ import { pipeBoth } from "../../host/lab/relay.js";
 import { shAsync, sleep, netnsList } from "../../host/lab/sh.js";
 import { startEmbeddedBroker } from "../../host/broker/embedded.js";
 import { parsePcap, type PcapPacket } from "../../host/pcap/pcap.js";
+import { injector } from "./io-net.js";
 
 const ROOT = fileURLToPath(new URL("../../../", import.meta.url));
 export const BIN = `${ROOT}bin/nvedge.js`;
@@ -395,14 +396,8 @@ export async function tcpTransfer(scratch: string, server: { ns: string; ip: str
 
 /** Sends raw frames out of a namespace's interface with a plain Python AF_PACKET socket (an injector independent of nvedge). */
 export async function injectFrames(ns: string, ifname: string, frames: Uint8Array[]): Promise<void> {
-  const script = [
-    "import socket,sys",
-    "s=socket.socket(socket.AF_PACKET,socket.SOCK_RAW)",
-    `s.bind((${JSON.stringify(ifname)},0))`,
-    "for l in sys.stdin.read().split():",
-    "    s.send(bytes.fromhex(l))",
-  ].join("\n");
-  await shAsync(["python3", "-c", script], { ns, input: frames.map((f) => Buffer.from(f).toString("hex")).join("\n"), timeoutMs: 10_000 });
+  const { script, input } = injector(ifname, frames);
+  await shAsync(["python3", "-c", script], { ns, input, timeoutMs: 10_000 });
 }
 
 export interface Sniffer {
