@@ -208,18 +208,8 @@ export async function until(cond: () => boolean | Promise<boolean>, ms = 5000, w
   throw new Error(`timed out after ${ms} ms waiting for ${what}`);
 }
 
-export async function freePort(): Promise<number> {
-  const { createServer } = await import("node:net");
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const a = s.address();
-      const port = typeof a === "object" && a ? a.port : 0;
-      s.close(() => resolve(port));
-    });
-  });
-}
+/** A free TCP port on 127.0.0.1 (the one mosquitto.ts picks its ports with). */
+export { freePort } from "./mosquitto.js";
 
 /** Runs `nvedge ARGS` as a child process; the caller must stop it (stop() waits for the exit, SIGKILL after 5 s). */
 export async function spawnNvedge(args: string[], env: Record<string, string> = {}) {
