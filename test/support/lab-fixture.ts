@@ -29,6 +29,7 @@ import { shAsync, sleep, netnsList } from "../../host/lab/sh.js";
 import { startEmbeddedBroker } from "../../host/broker/embedded.js";
 import { parsePcap, type PcapPacket } from "../../host/pcap/pcap.js";
 import { injector } from "./io-net.js";
+import { dropDelta, type Counters } from "./frames.js";
 
 const ROOT = fileURLToPath(new URL("../../../", import.meta.url));
 export const BIN = `${ROOT}bin/nvedge.js`;
@@ -36,12 +37,8 @@ const RELAY = `${ROOT}dist/host/lab/relay.js`;
 /** The port each namespace's relay listens on (its own loopback, so the same everywhere). */
 const MQTT_PORT = 1883;
 
-export interface DpCounters {
-  frames: { rx: number; forwarded: number; outputs: number; dropped: number };
-  drops: Record<string, number>;
-  ports: Record<string, { rxFrames: number; rxBytes: number; txFrames: number; txBytes: number; drops: number }>;
-  vns: Record<string, { rxFrames: number; txFrames: number; encap: number; decap: number; flood: number; drops: number }>;
-}
+/** The data plane's counters as `nvedge show counters --json` gives them (frames.ts Counters). */
+export type DpCounters = Counters;
 
 export interface StackOptions {
   /** Worker threads per NVE (`nvedge run --workers`); default 1. */
@@ -441,9 +438,5 @@ export async function sniff(ns: string, ifname: string, o: { filter?: string[]; 
   return { stopTimed, stop: async () => (await stopTimed()).map((p) => p.frame) };
 }
 
-/** Per-reason drop increases between two counter snapshots (only the reasons that moved). */
-export function dropDelta(before: DpCounters, after: DpCounters): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (const [k, v] of Object.entries(after.drops)) if (v !== (before.drops[k] ?? 0)) out[k] = v - (before.drops[k] ?? 0);
-  return out;
-}
+/** Per-reason drop increases between two counter snapshots (frames.ts dropDelta, for the e2e tests). */
+export { dropDelta };
