@@ -39,13 +39,16 @@ export function parseConfig(text: string, file: string): NveConfig {
 }
 
 export function loadConfig(file: string): NveConfig {
-  let text: string;
+  return parseConfig(readConfigText(file), file);
+}
+
+/** A configuration file's text, or a ConfigError naming it and why it cannot be read. */
+export function readConfigText(file: string): string {
   try {
-    text = readFileSync(file, "utf8");
+    return readFileSync(file, "utf8");
   } catch (e) {
     throw new ConfigError(file, "", `cannot read: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
-  return parseConfig(text, file);
 }
 
 /** Rules a JSON schema cannot say: references between sections resolve, names are unique. */

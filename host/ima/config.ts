@@ -2,10 +2,9 @@
 // `ima`, `broker`, `auth`, `operators` and `vns` (seeded into the catalog when
 // the store is new), plus the RFC 7432 §15 duplicate-detection numbers.
 // JSON, or YAML when the name ends in .yaml/.yml; every error names the key.
-import { readFileSync } from "node:fs";
 import { parse as parseYaml } from "yaml";
 import { Ajv } from "ajv";
-import { ConfigError } from "../config/load.js";
+import { ConfigError, readConfigText } from "../config/load.js";
 import { ID, UUID, profileSchema } from "../config/schema.js";
 import type { VnSeed } from "./core.js";
 
@@ -67,11 +66,5 @@ export function parseImaConfig(text: string, file: string): ImaConfig {
 /** No file: the defaults (identity `ima`, no operators, no VNs). */
 export function loadImaConfig(file: string | undefined): ImaConfig {
   if (file === undefined) return parseImaConfig("{}", "(defaults)");
-  let text: string;
-  try {
-    text = readFileSync(file, "utf8");
-  } catch (e) {
-    throw new ConfigError(file, "", `cannot read: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-  }
-  return parseImaConfig(text, file);
+  return parseImaConfig(readConfigText(file), file);
 }
