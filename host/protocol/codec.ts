@@ -3,7 +3,7 @@
 // every fault becomes a ProtocolError carrying the request id when one is usable.
 import type { IClientPublishOptions } from "mqtt";
 import { ProtocolError } from "./errors.js";
-import { OPS, validators, describeAjvError, type OpName } from "./schemas.js";
+import { OPS, validators, describeAjvError, primaryAjvError, type OpName } from "./schemas.js";
 import type { Request } from "./types.js";
 
 export const DEFAULT_MAX_PAYLOAD = 256 * 1024;
@@ -56,9 +56,7 @@ export function decodeRequest(payload: Uint8Array, maxPayload = DEFAULT_MAX_PAYL
   const { id, msg: o } = env;
   const validate = validators[o.op as OpName];
   if (!validate(o)) {
-    const errs = validate.errors!;
-    const e = errs.find((x) => x.keyword === "oneOf") ?? errs[0];
-    const d = describeAjvError(e);
+    const d = describeAjvError(primaryAjvError(validate.errors!));
     return { ok: false, id, error: new ProtocolError("bad-request", `${d.field || "request"}: ${d.message}`, d.field || undefined) };
   }
   return { ok: true, req: o as unknown as Request };

@@ -5,7 +5,7 @@
 import { isIP } from "node:net";
 import { ProtocolError } from "./errors.js";
 import { decodeEnvelope } from "./codec.js";
-import { ajv, describeAjvError, vnRefSchema } from "./schemas.js";
+import { ajv, describeAjvError, primaryAjvError, vnRefSchema } from "./schemas.js";
 import { profileSchema, UUID } from "../config/schema.js";
 import type { VnRef } from "./types.js";
 import type { VnProfile } from "../dataplane/ops.js";
@@ -78,8 +78,7 @@ export function decodeImaRequest(payload: Uint8Array, maxPayload: number): ImaDe
   // Profiles are validated on a copy by the IMA (defaults filled there), so the
   // schema check here must not mutate; ajv is compiled without useDefaults.
   if (!v(o)) {
-    const errs = v.errors!;
-    const e = errs.find((x) => x.keyword === "oneOf") ?? errs[0];
+    const e = primaryAjvError(v.errors!);
     const d = describeAjvError(e);
     if (e.keyword === "format" && (e.params as { format: string }).format === "host-ip") d.message = "not an IPv4 or IPv6 address";
     return { ok: false, id, error: new ProtocolError("bad-request", `${d.field || "request"}: ${d.message}`, d.field || undefined) };

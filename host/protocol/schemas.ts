@@ -99,6 +99,14 @@ export const validateResponse = ajv.compile(responseSchema);
 export const eventValidators = lazyValidators(eventSchemas);
 export const validateNveStatus = ajv.compile(nveStatusSchema);
 
+/**
+ * The error to report of ajv's list: a oneOf failure names the alternative
+ * as a whole, so it wins over the errors inside its branches; else the first.
+ */
+export function primaryAjvError(errs: ErrorObject[]): ErrorObject {
+  return errs.find((x) => x.keyword === "oneOf") ?? errs[0];
+}
+
 /** ajv's first error → a field path ("addrs[0].mac") and a message naming the value's fault. */
 export function describeAjvError(e: ErrorObject): { field: string; message: string } {
   const parts = e.instancePath.split("/").slice(1);
