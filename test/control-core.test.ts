@@ -42,6 +42,7 @@ test("concurrent requests are stored in one transaction and programmed with one 
   const backing = newMemoryBacking();
   const prog = await RecordingProgrammer.create();
   const { core, txns } = await open(backing, prog);
+  for (const hv of ["hv-1", "hv-2"]) assert.is((await core.request(hv, req({ id: "h", op: "hello", agent: "t" }))).ok, true);
   const t0 = txns(), b0 = prog.mark();
   const rs = await Promise.all([1, 2, 3, 4].map((i) => core.request(i % 2 ? "hv-1" : "hv-2",
     req({ id: `a${i}`, op: "vnic.attach", vnic: u(i), vn: { id: 100 }, addrs: [{ mac: m(i) }] }))));
@@ -63,6 +64,7 @@ test("a group the data plane refuses is undone and replayed one by one: only the
     },
   }) as RecordingProgrammer;
   const { core } = await open(backing, prog);
+  await core.request("hv-1", req({ id: "h", op: "hello", agent: "t" }));
   await core.request("hv-1", req({ id: "pre", op: "vnic.attach", vnic: u(9), vn: { alias: "red" }, addrs: [{ mac: m(9) }] }));
   const rs = await Promise.all([1, 2, 3, 4].map((i) => core.request("hv-1",
     req({ id: `a${i}`, op: "vnic.attach", vnic: u(i), vn: { id: 100 }, addrs: [{ mac: m(i), ips: [`10.0.0.${i}`] }] }))));

@@ -612,7 +612,7 @@ export function controlSuite(fx: BrokerFixture): void {
   });
 
   t("limit-exceeded, rate-limited and internal (the data plane refuses) change nothing", async (e) => {
-    await e.start({ limits: { maxVnicsPerHv: 2, maxAddrsPerVnic: 3, ratePerSecond: 5, rateBurst: 40 } });
+    await e.start({ limits: { maxVnicsPerHv: 2, maxAddrsPerVnic: 3, ratePerSecond: 5, burst: 40 } });
     const a = await e.agent("hv-1");
     await a.attach(u(1), BLUE, [{ mac: m(1) }]);
     await a.attach(u(2), BLUE, [{ mac: m(2) }]);

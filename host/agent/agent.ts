@@ -203,6 +203,19 @@ export class Agent extends EventEmitter {
    * loaded broker may drop QoS 1 messages beyond its queue limits.
    */
   request(op: string, fields: Record<string, unknown> = {}, timeoutMs = this.o.requestTimeoutMs ?? 10_000, retries = this.o.retries ?? 2): Promise<Record<string, unknown>> {
+    const once = () => this.requestOnce(op, fields, timeoutMs, retries);
+    if (op === "hello" || op === "sync") return once();
+    // The NVE lost this session (it restarted, or saw this agent's will):
+    // hello + sync, then the request once more (PROTOCOL.md §2 Authority).
+    return once().catch(async (e) => {
+      if (!(e instanceof AgentError) || e.code !== "hello-required" || this.closed) throw e;
+      this.log(`${op}: the NVE asks for hello first: hello + sync, then ${op} again`);
+      await this.resync();
+      return once();
+    });
+  }
+
+  private requestOnce(op: string, fields: Record<string, unknown>, timeoutMs: number, retries: number): Promise<Record<string, unknown>> {
     if (this.closed) return Promise.reject(new AgentError("closed", "the agent is stopped"));
     const id = `${this.o.hv.slice(0, 40)}-${++this.seq}`;
     const payload = encode({ id, op, ...fields });
