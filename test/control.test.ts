@@ -254,7 +254,10 @@ export function controlSuite(fx: BrokerFixture): void {
     await rejects(a.associate(u(7), BLUE, [{ mac: m(7) }]), "unknown-vnic", "vnic");
     await rejects(a.associate(u(1), { alias: "nope" }, [{ mac: m(7) }]), "unknown-vn", "vn");
     await rejects(a.attach(u(7), { id: 4242 }, [{ mac: m(7) }]), "unknown-vn", "vn");
-    await rejects(a.associate(u(3), BLUE, [{ mac: m(8) }]), "not-authorized", "vnic");
+    // another End Device's VNIC is answered exactly as an unknown one (PROTOCOL.md §2 Authority)
+    const theirs = await rejects(a.associate(u(3), BLUE, [{ mac: m(8) }]), "unknown-vnic", "vnic");
+    const unknown = await rejects(a.associate(u(7), BLUE, [{ mac: m(8) }]), "unknown-vnic", "vnic");
+    assert.is(theirs.message, unknown.message.replace(u(7), u(3)));
     assert.is(e.snapshot(), before, "refused requests changed nothing");
     // the same MAC in another VN is another binding (MACs are per VN)
     await a.attach(u(1), RED, [{ mac: m(3) }]);
@@ -455,6 +458,7 @@ export function controlSuite(fx: BrokerFixture): void {
     await a.attach(u(1), BLUE, [{ mac: m(1) }]);
     await a.attach(u(9), RED, [{ mac: m(9) }]);
     const r = await e.raw("hv-1");
+    assert.is((await r.request("hello", { agent: "raw" })).ok, true);
     const syncId = "11111111-2222-4333-8444-555555555555";
     const c1 = await r.request("sync", { syncId, final: false, vnics: [{ vnic: u(1), state: "active", vns: [{ vn: BLUE, addrs: [{ mac: m(1), ips: ["10.0.0.1"] }] }] }] });
     assert.equal({ ok: c1.ok, tags: c1.tags }, { ok: true, tags: [] });
@@ -470,7 +474,8 @@ export function controlSuite(fx: BrokerFixture): void {
       [u(2), "associated", [{ mac: m(2), ips: [] }]],
     ]);
     assert.ok(!e.core.bindings().some((x) => x.mac === m(9)), "u(9) was not in the sync: removed");
-    const bad = await r.request("sync", { syncId, final: true, vnics: [{ vnic: u(3), state: "active", vns: [{ vn: { alias: "nope" }, addrs: [] }] }] });
+    // a new syncId: a chunk of the finished one would be answered as the first time (PROTOCOL.md §2 Authority)
+    const bad = await r.request("sync", { syncId: "11111111-2222-4333-8444-666666666666", final: true, vnics: [{ vnic: u(3), state: "active", vns: [{ vn: { alias: "nope" }, addrs: [] }] }] });
     assert.equal(bad.error, { code: "unknown-vn", message: bad.error.message, field: "vnics[0].vns[0].vn" });
   });
 
@@ -637,6 +642,7 @@ export function controlSuite(fx: BrokerFixture): void {
     const vns = Array.from({ length: 4095 }, (_, i) => ({ id: 1000 + i, vni: 10000 + i, profile: { encap: "vxlan", mtu: 1450 } }));
     await e.start({ over: { vns, remotes: [] } });
     const r = await e.raw("hv-3");
+    assert.is((await r.request("hello", { agent: "raw" })).ok, true);
     const syncId = "21111111-2222-4333-8444-555555555555";
     const all = vns.map((v, i) => ({ vnic: u(i + 1), state: "active", vns: [{ vn: { id: v.id }, addrs: [{ mac: m(i + 1) }] }] }));
     for (let i = 0; i < 4094; i += 1000) {
