@@ -5,69 +5,18 @@
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import type { DpOp } from "../host/dataplane/ops.js";
-import { Agent, AgentError } from "../host/agent/agent.js";
+import { AgentError } from "../host/agent/agent.js";
 import { MemoryStore } from "../host/store/memory.js";
 import {
-  HVS, NVE_POOL, VN_BLUE, VN_RED, VN_GREEN, baseConfig, brokerFixtures, nextNve, rawClient, startAgent, startNve, until,
-  type BrokerFixture, type RunningBroker, type RunningNve,
+  ControlEnv as Env, HVS, NVE_POOL, VN_BLUE, VN_RED, VN_GREEN, baseConfig, brokerFixtures, rejects, startNve, until,
+  type BrokerFixture, type RunningBroker,
 } from "./support/control-harness.js";
-import type { NveConfig } from "../host/config/types.js";
-import type { Limits } from "../host/control/context.js";
 
 const u = (n: number) => `00000000-0000-4000-8000-${n.toString(16).padStart(12, "0")}`;
 const m = (n: number) => `02:00:5e:00:${((n >> 8) & 0xff).toString(16).padStart(2, "0")}:${(n & 0xff).toString(16).padStart(2, "0")}`;
 const BLUE = { alias: "blue" };
 const RED = { id: 200 };
 const GREEN = { alias: "green" };
-
-async function rejects(p: Promise<unknown>, code: string, field?: string): Promise<AgentError> {
-  try {
-    await p;
-  } catch (e) {
-    assert.instance(e, AgentError);
-    assert.is((e as AgentError).code, code, (e as Error).message);
-    if (field !== undefined) assert.is((e as AgentError).field, field);
-    return e as AgentError;
-  }
-  throw new assert.Assertion({ message: `expected error ${code}, got success`, operator: "rejects", expects: code, actual: "ok", generated: false });
-}
-
-class Env {
-  readonly nve = nextNve();
-  run!: RunningNve;
-  agents: Agent[] = [];
-  raws: { close(): Promise<unknown> }[] = [];
-  constructor(readonly b: RunningBroker) {}
-  async start(o: { over?: Record<string, unknown>; limits?: Partial<Limits>; backing?: RunningNve["backing"]; config?: NveConfig } = {}) {
-    this.run = await startNve(this.b, { config: o.config ?? baseConfig(o.over, this.nve), limits: o.limits, backing: o.backing });
-    return this.run;
-  }
-  get core() {
-    return this.run.svc.core;
-  }
-  get prog() {
-    return this.run.prog;
-  }
-  async agent(hv: string, statePath?: string) {
-    const a = await startAgent(this.b, hv, { nve: this.nve, statePath });
-    this.agents.push(a);
-    return a;
-  }
-  async raw(hv: string) {
-    const r = await rawClient(this.b, hv, this.nve);
-    this.raws.push(r);
-    return r;
-  }
-  /** Everything the NVE can tell about its state (compared before/after a refused request). */
-  snapshot() {
-    return JSON.stringify([this.core.bindings(), this.core.vns(), this.core.ports(), HVS.map((h) => this.core.viewHv(h))]);
-  }
-  async close() {
-    for (const a of this.agents) await a.stop().catch(() => {});
-    for (const r of this.raws) await r.close().catch(() => {});
-    await this.run?.stop().catch(() => {});
-  }
-}
 
 const has = (ops: DpOp[], want: Partial<DpOp>) => ops.some((o) => Object.entries(want).every(([k, v]) => (o as any)[k] === v));
 

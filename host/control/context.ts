@@ -42,9 +42,8 @@ export interface Settings {
 /** One unfinished sync of an End Device (PROTOCOL.md §2 sync). */
 export interface OpenSync {
   syncId: string;
-  vnics: SyncVnic[];
-  /** request ids already taken in (an agent's retry of a chunk is not counted twice) */
-  ids: Set<string>;
+  /** the chunks taken in, in order: request id (an agent's retry of a chunk is taken once), entries, VNICs it named first */
+  chunks: { id: string; vnics: SyncVnic[]; added: string[] }[];
   /** distinct VNICs so far (bounded by maxVnicsPerHv before `final`) */
   vnicIds: Set<string>;
   /** monotonic time of the last chunk (discarded holdMs after it) */

@@ -7,7 +7,7 @@ import { Ajv } from "ajv";
 import { hvId, type NveConfig, type VnConfig } from "../config/types.js";
 import { profileSchema } from "../config/schema.js";
 import type { DataPlaneProgrammer, DpOp, VnProfile } from "../dataplane/ops.js";
-import { decodeRequest, errorResponse, DEFAULT_MAX_PAYLOAD } from "../protocol/codec.js";
+import { decodeRequest, errorResponse, sniffId, DEFAULT_MAX_PAYLOAD } from "../protocol/codec.js";
 import { ProtocolError } from "../protocol/errors.js";
 import { normIp, normMac } from "../protocol/addr.js";
 import type { Addr, Event, Request, SyncVnic, VnRef } from "../protocol/types.js";
@@ -58,6 +58,8 @@ const NVE_HV = "@nve"; // the NVE itself, for timer-driven and operator changes
 const PREFIX_CAPACITY = 1024;
 /** Agent statuses acted on at once per {hv}; beyond, one per STATUS_DEBOUNCE_MS, the latest wins (issue 10 item 4). */
 const STATUS_BURST = 4;
+/** A request costs one rate token per started TOKEN_BYTES (takeToken). */
+const TOKEN_BYTES = 64 * 1024;
 const STATUS_DEBOUNCE_MS = 1000;
 /** One log line per {hv} and refusal code per this time; the others are counted (issue 10: "logged once (rate-limited)"). */
 const REFUSAL_LOG_MS = 10_000;
@@ -193,6 +195,16 @@ export class NveCore {
     return core;
   }
 
+  /** Unfinished syncs held in memory (PROTOCOL.md §2 Authority bounds them): how many, their chunks and entries. */
+  syncStats(): { open: number; chunks: number; entries: number } {
+    let chunks = 0, entries = 0;
+    for (const o of this.syncs.open.values()) {
+      chunks += o.chunks.length;
+      for (const c of o.chunks) entries += c.vnics.length;
+    }
+    return { open: this.syncs.open.size, chunks, entries };
+  }
+
   portOf(hv: string): string | undefined {
     return this.hvPort.get(hv);
   }
@@ -294,8 +306,12 @@ export class NveCore {
     return undefined;
   }
 
-  /** A token bucket per {hv} (limits.ratePerSecond, limits.burst), on the monotonic clock. */
-  private takeToken(hv: string): boolean {
+  /**
+   * A token bucket per {hv} (limits.ratePerSecond, limits.burst), on the
+   * monotonic clock. A request costs one token per started 64 KiB, so the
+   * limit bounds the bytes the NVE must parse as well as the requests.
+   */
+  private takeToken(hv: string, bytes: number): boolean {
     const { ratePerSecond, burst } = this.settings.limits;
     if (ratePerSecond <= 0) return true;
     const depth = Math.max(1, burst || ratePerSecond);
@@ -304,8 +320,9 @@ export class NveCore {
     b.tokens = Math.min(depth, b.tokens + ((now - b.at) / 1000) * ratePerSecond);
     b.at = now;
     this.buckets.set(hv, b);
-    if (b.tokens < 1) return false;
-    b.tokens -= 1;
+    const cost = Math.max(1, Math.ceil(bytes / TOKEN_BYTES));
+    if (b.tokens < cost) return false;
+    b.tokens -= cost;
     return true;
   }
 
@@ -316,6 +333,10 @@ export class NveCore {
 
   /** A request payload from {hv} (the broker vouches for the identity, §1) → the response to publish. */
   async request(hv: string, payload: Uint8Array): Promise<Record<string, unknown>> {
+    // The rate limit comes before decoding, so a flood costs the NVE no parsing (issue 10 item 4).
+    if (this.hvPort.has(hv) && !this.takeToken(hv, payload.length))
+      return this.refuse(hv, { id: sniffId(payload) }, new ProtocolError("rate-limited",
+        `more than ${this.settings.limits.ratePerSecond} requests per second from ${hv} (limits.ratePerSecond, burst ${this.settings.limits.burst})`));
     const d = decodeRequest(payload, this.settings.maxPayload);
     if (!d.ok) {
       this.refused(hv, d.error.code, `request from ${hv} refused: ${d.error.code}: ${d.error.message}`);
@@ -327,8 +348,6 @@ export class NveCore {
       this.refused(hv, "not-authorized", `authorization: ${hv} refused (${req.op}): not listed in any port's hypervisors`);
       return errorResponse(req.id, new ProtocolError("not-authorized", `${hv} is not a hypervisor of NVE ${this.settings.nve}`)) as Record<string, unknown>;
     }
-    if (!this.takeToken(hv))
-      return this.refuse(hv, req, new ProtocolError("rate-limited", `more than ${this.settings.limits.ratePerSecond} requests per second from ${hv} (limits.ratePerSecond, burst ${this.settings.limits.burst})`));
     if (req.op === "hello") {
       this.log(`authorization: ${hv} accepted on port ${port}`);
       this.helloQueued.set(hv, (this.helloQueued.get(hv) ?? 0) + 1);
@@ -348,17 +367,24 @@ export class NveCore {
     });
   }
 
-  /** The open syncs, finished answers and discarded ids of these {hv}s, to put back if their group fails. */
+  /**
+   * The open syncs, finished answers and discarded ids of these {hv}s, to put
+   * back if their group fails. Chunks are only appended, so an open sync is put
+   * back by dropping the chunks taken since (no copy of what it holds).
+   */
   private saveSyncs(hvs: Set<string>): () => void {
     const st = this.syncs;
     const saved = [...hvs].map((hv) => {
       const o = st.open.get(hv);
-      return { hv, open: o && { ...o, vnics: [...o.vnics], ids: new Set(o.ids), vnicIds: new Set(o.vnicIds) },
-        finished: st.finished.get(hv), discarded: st.discarded.get(hv) };
+      return { hv, open: o, chunks: o?.chunks.length ?? 0, at: o?.at ?? 0, finished: st.finished.get(hv), discarded: st.discarded.get(hv) };
     });
     return () => {
       for (const x of saved) {
-        x.open ? st.open.set(x.hv, x.open) : st.open.delete(x.hv);
+        if (x.open) {
+          for (const c of x.open.chunks.splice(x.chunks)) for (const id of c.added) x.open.vnicIds.delete(id);
+          x.open.at = x.at;
+          st.open.set(x.hv, x.open);
+        } else st.open.delete(x.hv);
         x.finished ? st.finished.set(x.hv, x.finished) : st.finished.delete(x.hv);
         x.discarded ? st.discarded.set(x.hv, x.discarded) : st.discarded.delete(x.hv);
       }
@@ -489,7 +515,7 @@ export class NveCore {
       for (const [hv, o] of [...this.syncs.open]) {
         if (now - o.at < hold) continue;
         discard(this.syncs, hv, o.syncId);
-        this.refused(hv, "sync-discarded", `sync ${o.syncId} of ${hv}: no final chunk within ${hold} ms, ${o.ids.size} chunks discarded`);
+        this.refused(hv, "sync-discarded", `sync ${o.syncId} of ${hv}: no final chunk within ${hold} ms, ${o.chunks.length} chunks discarded`);
       }
       if (this.syncs.open.size) this.armSyncSweep();
     }, hold);

@@ -5,6 +5,7 @@ import type { DpOp } from "../dataplane/ops.js";
 import type { HvRecord, Store, TimerRecord, VapRecord, VnicRecord } from "../store/store.js";
 import { TagAllocator } from "./tags.js";
 import { rangeOf } from "./ranges.js";
+import type { Ip } from "../dataplane/addr.js";
 
 function bump(m: Map<string, number>, k: string, d: number): void {
   const n = (m.get(k) ?? 0) + d;
@@ -51,7 +52,7 @@ export class Model {
   readonly hvRanges = new Map<string, number>();
   rangeTotal = 0;
   /** VN → its ranges → owner VNIC (few: load balancers' VIPs; overlap checks, ranges.ts) */
-  readonly ranges = new Map<number, Map<string, string>>();
+  readonly ranges = new Map<number, Map<string, { vnic: string; p: Ip }>>();
 
   constructor(ports: string[]) {
     for (const p of ports) this.allocators.set(p, new TagAllocator(p));
@@ -115,14 +116,15 @@ export class Model {
       if ((add && c === 1) || (!add && c === 0)) bump(this.hvVnCount, r.hv, d);
       for (const a of b.addrs)
         for (const ip of a.ips) {
-          if (!ip.includes("/") || !rangeOf(ip)) continue;
+          const p = ip.includes("/") ? rangeOf(ip) : null;
+          if (!p) continue;
           bump(this.hvRanges, r.hv, d);
           this.rangeTotal += d;
           let vr = this.ranges.get(b.vn);
           if (add) {
             if (!vr) this.ranges.set(b.vn, (vr = new Map()));
-            vr.set(ip, r.vnic);
-          } else if (vr?.get(ip) === r.vnic) {
+            vr.set(ip, { vnic: r.vnic, p });
+          } else if (vr?.get(ip)?.vnic === r.vnic) {
             vr.delete(ip);
             if (vr.size === 0) this.ranges.delete(b.vn);
           }

@@ -85,10 +85,10 @@ export class Txn {
     return this.ipOv.has(k) ? this.ipOv.get(k) ?? undefined : this.model.ipOwner.get(k);
   }
 
-  /** IPs (and ranges) of VN `vn` that this transaction binds. */
-  *touchedIps(vn: number): Iterable<string> {
+  /** IPs (and ranges) of VN `vn` that this transaction binds, with their owners. */
+  *touchedIps(vn: number): Iterable<[string, { vnic: string; mac: string }]> {
     const pre = `${vn}|`;
-    for (const [k, o] of this.ipOv) if (o && k.startsWith(pre)) yield k.slice(pre.length);
+    for (const [k, o] of this.ipOv) if (o && k.startsWith(pre)) yield [k.slice(pre.length), o];
   }
 
   /** VNICs of an End Device in the post-state. */

@@ -6,7 +6,7 @@ import type { Addr } from "../protocol/types.js";
 import type { VnicRecord } from "../store/store.js";
 import type { HandlerCtx } from "./context.js";
 import { isConfigHv } from "./model.js";
-import { parseIp } from "../dataplane/addr.js";
+import { parseIp, type Ip } from "../dataplane/addr.js";
 import { overlaps } from "./ranges.js";
 
 export type AddrSet = { mac: string; ips: string[] }[];
@@ -165,9 +165,10 @@ function checkRange(ctx: HandlerCtx, vnic: string, vn: number, ip: string, kept:
   if (!p || p.prefix === null || p.prefix === (p.is6 ? 128 : 32)) {
     if (!vnRanges || kept) return; // a host address: only another VNIC's range can hold it
     const h = parseIp(ip.includes("/") ? ip.slice(0, ip.indexOf("/")) : ip)!;
-    for (const [rip] of vnRanges) {
+    for (const [rip, x] of vnRanges) {
+      if (x.vnic === vnic || !overlaps(h, x.p)) continue;
       const o = ctx.tx.ipOwner(vn, rip);
-      if (o && o.vnic !== vnic && overlaps(h, parseIp(rip)!))
+      if (o && o.vnic !== vnic)
         throw new ProtocolError("address-conflict", `IP ${ip} lies in range ${rip} of another VNIC in VN ${vn}`, field);
     }
     return;
@@ -177,19 +178,16 @@ function checkRange(ctx: HandlerCtx, vnic: string, vn: number, ip: string, kept:
     throw new ProtocolError("bad-request", `range ${ip} is shorter than /${Math.max(min, 1)} (limits.minPrefixLen)`, field);
   if (kept) return;
   // Ranges of the VN (in the model, and those this transaction adds), then every address of the VN.
-  const seen = new Set<string>();
-  const check = (other: string) => {
-    if (seen.has(other) || other === ip) return;
-    seen.add(other);
+  const check = (other: string, q: Ip | null) => {
+    if (other === ip || !q || !overlaps(p, q)) return;
     const o = ctx.tx.ipOwner(vn, other);
-    if (!o || o.vnic === vnic) return;
-    const q = parseIp(other);
-    if (q && overlaps(p, q)) throw new ProtocolError("address-conflict", `range ${ip} overlaps ${other} of another VNIC in VN ${vn}`, field);
+    if (o && o.vnic !== vnic) throw new ProtocolError("address-conflict", `range ${ip} overlaps ${other} of another VNIC in VN ${vn}`, field);
   };
-  for (const [rip] of vnRanges ?? []) check(rip);
-  for (const k of ctx.tx.touchedIps(vn)) check(k);
+  for (const [rip, x] of vnRanges ?? []) if (x.vnic !== vnic) check(rip, x.p);
+  for (const [k, o] of ctx.tx.touchedIps(vn)) if (o.vnic !== vnic) check(k, parseIp(k));
+  // Every address of the VN (a new range is rare: a load balancer's VIPs): the (VN, IP) keys, first byte compared cheaply.
   const pre = `${vn}|`;
-  for (const k of model.ipOwner.keys()) if (k.startsWith(pre)) check(k.slice(pre.length));
+  for (const [k, o] of model.ipOwner) if (o.vnic !== vnic && k.startsWith(pre)) check(k.slice(pre.length), parseIp(k.slice(pre.length)));
 }
 
 /** The vn.connect / vnic.attach result (PROTOCOL.md §2). */

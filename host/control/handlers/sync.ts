@@ -34,29 +34,34 @@ export function sync(ctx: HandlerCtx, req: RequestOf<"sync">): Reply {
     discard(st, ctx.hv, acc.syncId);
     throw new ProtocolError("bad-request", `sync ${req.syncId} was discarded unfinished after ${syncHoldMs(ctx.settings)} ms; send the whole state again under a new syncId`, "syncId");
   }
-  if (!acc || acc.syncId !== req.syncId) st.open.set(ctx.hv, (acc = { syncId: req.syncId, vnics: [], ids: new Set(), vnicIds: new Set(), at: ctx.mono }));
-  if (acc.ids.has(req.id) && !req.final) return () => ({ tags: [] }); // the same chunk again: taken once
+  // A chunk of another syncId starts over (the unfinished one is dropped); the final chunk is
+  // taken only once its transaction commits (the reply below), so a refused one changes nothing.
+  if (!acc || acc.syncId !== req.syncId) acc = { syncId: req.syncId, chunks: [], vnicIds: new Set(), at: ctx.mono };
+  if (!req.final && acc.chunks.some((c) => c.id === req.id)) return () => ({ tags: [] }); // the same chunk again: taken once
   const max = ctx.settings.limits;
-  if (acc.ids.size + 1 > max.maxSyncChunks) {
+  if (acc.chunks.length + 1 > max.maxSyncChunks) {
     discard(st, ctx.hv, acc.syncId);
     throw new ProtocolError("limit-exceeded", `sync ${req.syncId} has more than ${max.maxSyncChunks} chunks (limits.maxSyncChunks); it is discarded`, "vnics");
   }
-  const ids = new Set(acc.vnicIds);
-  for (const v of req.vnics) ids.add(v.vnic);
-  if (ids.size > max.maxVnicsPerHv) {
+  const added = [...new Set(req.vnics.map((v) => v.vnic))].filter((id) => !acc!.vnicIds.has(id));
+  if (acc.vnicIds.size + added.length > max.maxVnicsPerHv) {
     discard(st, ctx.hv, acc.syncId);
     throw new ProtocolError("limit-exceeded", `sync ${req.syncId} names more than ${max.maxVnicsPerHv} VNICs (limits.maxVnicsPerHv); it is discarded`, "vnics");
   }
-  acc.ids.add(req.id);
-  acc.vnicIds = ids;
-  acc.at = ctx.mono;
-  acc.vnics.push(...req.vnics.map((v, i) => ({ ...v, vns: v.vns.map((b, j) => ({ ...b, vn: { id: resolved[i][j] } })) })));
-  if (!req.final) return () => ({ tags: [] });
-  st.open.delete(ctx.hv);
+  const chunk = { id: req.id, added, vnics: req.vnics.map((v, i) => ({ ...v, vns: v.vns.map((b, j) => ({ ...b, vn: { id: resolved[i][j] } })) })) };
+  if (!req.final) {
+    for (const id of added) acc.vnicIds.add(id);
+    acc.at = ctx.mono;
+    acc.chunks.push(chunk);
+    st.open.set(ctx.hv, acc);
+    return () => ({ tags: [] });
+  }
+  const open = acc;
+  // Union of the chunks taken in and this final one.
 
   // Union of the chunks: per VNIC, per VN, addresses merged; the last state reported wins.
   const desired = new Map<string, { state: SyncVnic["state"]; vns: Map<number, { tag?: number; addrs: { mac: string; ips?: string[] }[] }> }>();
-  for (const v of acc.vnics) {
+  for (const v of [...open.chunks, chunk].flatMap((c) => c.vnics)) {
     let d = desired.get(v.vnic);
     if (!d) desired.set(v.vnic, (d = { state: v.state, vns: new Map() }));
     d.state = v.state;
@@ -96,6 +101,7 @@ export function sync(ctx: HandlerCtx, req: RequestOf<"sync">): Reply {
     const vns = new Set<number>();
     for (const id of ctx.tx.vnicsOf(ctx.hv)) for (const b of ctx.tx.peek(id)!.vns) vns.add(b.vn);
     const reply = { tags: [...vns].sort((a, b) => a - b).map((vn) => ({ vn: ctx.catalog.full(vn), tag: ctx.tx.vapTag(ctx.port, vn) })) };
+    st.open.delete(ctx.hv); // this sync is done, and any older unfinished one is superseded
     const list = st.finished.get(ctx.hv) ?? [];
     list.push({ syncId: req.syncId, reply });
     st.finished.set(ctx.hv, list.slice(-FINISHED_KEPT));
