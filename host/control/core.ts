@@ -91,6 +91,7 @@ export class NveCore {
   /** agent statuses: the latest received, a token bucket of changes acted on, a pending trailing change */
   private readonly status = new Map<string, { seen: boolean; tokens: number; at: number; timer?: unknown }>();
   private readonly refusals = new Map<string, { at: number; suppressed: number }>();
+  private readonly rateErrors = new Map<string, ProtocolError>();
   private readonly guard: TxnGuard;
   private queue: Promise<unknown> = Promise.resolve();
   private pending: { hv: string; port: string; req: Request; resolve(r: Record<string, unknown>): void }[] = [];
@@ -331,12 +332,27 @@ export class NveCore {
     return errorResponse(req.id, e) as Record<string, unknown>;
   }
 
+  /**
+   * Whether a `rate-limited` answer to {hv} is to be sent: at most
+   * limits.ratePerSecond of them per second (burst limits.burst) on top of the
+   * requests served, so a flood costs the NVE and the broker at most twice
+   * the rate in answers; the rest is dropped unanswered (the sender's own
+   * timeout tells it), issue 10 item 4.
+   */
+  answerRateLimited(hv: string): boolean {
+    return this.takeToken(`${hv}\u0000answers`, 0);
+  }
+
   /** A request payload from {hv} (the broker vouches for the identity, §1) → the response to publish. */
   async request(hv: string, payload: Uint8Array): Promise<Record<string, unknown>> {
     // The rate limit comes before decoding, so a flood costs the NVE no parsing (issue 10 item 4).
-    if (this.hvPort.has(hv) && !this.takeToken(hv, payload.length))
-      return this.refuse(hv, { id: sniffId(payload) }, new ProtocolError("rate-limited",
-        `more than ${this.settings.limits.ratePerSecond} requests per second from ${hv} (limits.ratePerSecond, burst ${this.settings.limits.burst})`));
+    if (this.hvPort.has(hv) && !this.takeToken(hv, payload.length)) {
+      const l = this.settings.limits;
+      // one error object per {hv}: a flood does not build a stack trace per message
+      let e = this.rateErrors.get(hv);
+      if (!e) this.rateErrors.set(hv, (e = new ProtocolError("rate-limited", `more than ${l.ratePerSecond} requests per second from ${hv} (limits.ratePerSecond, burst ${l.burst}; a request costs a token per started 64 KiB)`)));
+      return this.refuse(hv, { id: sniffId(payload) }, e);
+    }
     const d = decodeRequest(payload, this.settings.maxPayload);
     if (!d.ok) {
       this.refused(hv, d.error.code, `request from ${hv} refused: ${d.error.code}: ${d.error.message}`);

@@ -100,6 +100,7 @@ export class NveService {
     }
     this.core.request(t.hv, payload).then((rsp) => {
       if (!this.client.connected && this.client.disconnecting) return;
+      if ((rsp.error as { code?: string } | undefined)?.code === "rate-limited" && !this.core.answerRateLimited(t.hv)) return;
       this.cork();
       this.client.publish(topics.rsp(t.hv), this.bounded(t.hv, rsp), publishOptions(this.pv, false, corr), (e) => {
         if (e) this.log(`mqtt: response to ${t.hv}: ${e.message}`);
