@@ -15,7 +15,7 @@ import { NveService } from "../host/control/service.js";
 import { realClock } from "../host/control/clock.js";
 import { MemoryStore } from "../host/store/memory.js";
 import {
-  ControlEnv, HVS, NVE_POOL, VN_BLUE, baseConfig, brokerFixtures, nextNve, rawClient, rejects, startAgent, until,
+  ControlEnv, HVS, NVE_POOL, VN_BLUE, baseConfig, brokerFixtures, nextNve, rawClient, startAgent, until,
   RecordingProgrammer, type BrokerFixture, type RunningBroker,
 } from "./support/control-harness.js";
 
