@@ -180,6 +180,26 @@ export function securitySuite(fx: BrokerFixture): void {
     assert.is((await other.request("vnic.attach", { vnic: u(5000), vn: BLUE, addrs: [{ mac: m(5000) }] })).ok, true);
   });
 
+  t("every NVE publish is checked against maxPayload: a response too big is limit-exceeded with its id, an event too big is not sent; the NVE stays connected", async (e) => {
+    const acl = Array.from({ length: 200 }, (_, i) => ({ action: "allow", proto: "udp", dstPort: 1000 + i }));
+    const vns = [...baseConfig().vns, { id: 500, alias: "big", vni: 9500, profile: { encap: "vxlan", mtu: 1450, acl } }];
+    await e.start({ over: { vns, limits: { maxPayload: 4096 } } });
+    const r = await session(e, "hv-1");
+    const big = await r.request("vn.profile", { vn: { alias: "big" } });
+    refused(big, "limit-exceeded");
+    assert.match(big.error.message, /would exceed maxPayload \(4096\)/);
+    assert.is((await r.request("vn.profile", { vn: BLUE })).ok, true, "small answers still go out");
+    // 240 IPv6 addresses of one VNIC (each request under 4 KiB), then the operator removes them all: the event would be too big
+    assert.is((await r.request("vnic.attach", { vnic: u(1), vn: BLUE, addrs: [{ mac: m(1) }] })).ok, true);
+    for (let k = 0; k < 6; k++)
+      assert.is((await r.request("addr.associate", { vnic: u(1), vn: BLUE, addrs: [{ mac: m(1), ips: Array.from({ length: 40 }, (_, i) => `2001:db8:7:${k}::${i + 1}`) }] })).ok, true);
+    refused(await r.request("show"), "limit-exceeded", "cursor"); // this VNIC's view alone is above the page budget
+    await e.core.disassociate(u(1), "blue", [{ mac: m(1) }]);
+    await until(() => e.run.logs.some((l) => l.startsWith("event addr.disassociated to hv-1:") && l.includes("exceeds maxPayload 4096, not sent")), 5000, "the event refused");
+    assert.is((await r.request("show")).vnics.length, 1, "answers still flow");
+    assert.not.ok(e.run.logs.some((l) => l.includes("broker connection lost")), "the NVE never lost its broker connection");
+  });
+
   t("unbounded memory: sync chunks are capped per syncId and an unfinished sync is dropped after holdMs; its late final chunk purges nothing; oversized statuses are ignored", async (e) => {
     await e.start();
     const victim = await e.agent("hv-2");
@@ -443,6 +463,7 @@ function soak(fx: BrokerFixture): void {
       stop = true;
       await flood;
       clearInterval(rssTimer);
+      rss.push(process.memoryUsage().rss);
       // correctness of the well-behaved side: every call answered ok, and the NVE holds exactly its desired state
       assert.is(failures, 0, "every hello/attach/detach of hv-1 succeeded");
       const view = await good.show() as any;

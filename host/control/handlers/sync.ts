@@ -26,7 +26,7 @@ export function sync(ctx: HandlerCtx, req: RequestOf<"sync">): Reply {
   const fin = st.finished.get(ctx.hv)?.find((f) => f.syncId === req.syncId);
   if (fin) return () => (req.final ? fin.reply : { tags: [] });
   if (st.discarded.get(ctx.hv)?.includes(req.syncId))
-    throw new ProtocolError("bad-request", `sync ${req.syncId} was discarded unfinished after holdMs (${ctx.settings.holdMs} ms); send the whole state again under a new syncId`, "syncId");
+    throw new ProtocolError("bad-request", `sync ${req.syncId} was discarded unfinished (limits.maxSyncChunks, limits.maxVnicsPerHv, or no chunk within ${syncHoldMs(ctx.settings)} ms); send the whole state again under a new syncId`, "syncId");
   // Every VN reference must resolve, and be the requester's to use, before anything is kept (the field names the entry).
   const resolved = req.vnics.map((v, i) => v.vns.map((b, j) => resolveVn(ctx, b.vn, `vnics[${i}].vns[${j}].vn`)));
   let acc = st.open.get(ctx.hv);
@@ -57,9 +57,8 @@ export function sync(ctx: HandlerCtx, req: RequestOf<"sync">): Reply {
     return () => ({ tags: [] });
   }
   const open = acc;
-  // Union of the chunks taken in and this final one.
 
-  // Union of the chunks: per VNIC, per VN, addresses merged; the last state reported wins.
+  // Union of the chunks taken in and this final one: per VNIC, per VN, addresses merged; the last state reported wins.
   const desired = new Map<string, { state: SyncVnic["state"]; vns: Map<number, { tag?: number; addrs: { mac: string; ips?: string[] }[] }> }>();
   for (const v of [...open.chunks, chunk].flatMap((c) => c.vnics)) {
     let d = desired.get(v.vnic);
