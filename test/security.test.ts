@@ -197,6 +197,12 @@ export function securitySuite(fx: BrokerFixture): void {
     await e.core.disassociate(u(1), "blue", [{ mac: m(1) }]);
     await until(() => e.run.logs.some((l) => l.startsWith("event addr.disassociated to hv-1:") && l.includes("exceeds maxPayload 4096, not sent")), 5000, "the event refused");
     assert.is((await r.request("show")).vnics.length, 1, "answers still flow");
+    // the agent library follows `next`: its show is whole even when the NVE pages it
+    const a = await e.agent("hv-2");
+    for (let i = 0; i < 40; i++) await a.attach(u(100 + i), BLUE, [{ mac: m(100 + i), ips: [`10.8.0.${i + 1}`] }]);
+    const page = await (await session(e, "hv-2")).request("show");
+    assert.ok(page.next, "more than one page");
+    assert.equal(((await a.show()).vnics as any[]).map((v) => v.vnic), Array.from({ length: 40 }, (_, i) => u(100 + i)));
     assert.not.ok(e.run.logs.some((l) => l.includes("broker connection lost")), "the NVE never lost its broker connection");
   });
 

@@ -443,9 +443,21 @@ export class Agent extends EventEmitter {
     return out;
   }
 
-  /** The NVE's view of this hypervisor (the `show` op). */
-  show(): Promise<Record<string, unknown>> {
-    return this.request("show");
+  /**
+   * The NVE's view of this hypervisor (the `show` op), every page of it: a
+   * reply never exceeds maxPayload, so the NVE pages with `cursor`/`next`
+   * (PROTOCOL.md §2). Bounded: at most one page per VNIC the NVE may hold.
+   */
+  async show(): Promise<Record<string, unknown>> {
+    const { next: first, ...view } = await this.request("show");
+    const vnics = [...((view.vnics as unknown[]) ?? [])];
+    let next = first as string | undefined;
+    for (let pages = 1; next !== undefined && pages <= 65536; pages++) {
+      const page = await this.request("show", { cursor: next });
+      vnics.push(...((page.vnics as unknown[]) ?? []));
+      next = page.next as string | undefined;
+    }
+    return { ...view, vnics };
   }
 
   vnProfile(vn: VnRef): Promise<Record<string, unknown>> {
