@@ -41,6 +41,8 @@ function config(nve: string) {
     ports: Array.from({ length: PORTS }, (_, p) => ({ name: `acc${p}`, hypervisors: Array.from({ length: AGENTS / PORTS }, (_, h) => `hv-${p * (AGENTS / PORTS) + h}`) })),
     vns: Array.from({ length: VNS }, (_, v) => ({ id: v + 1, alias: `vn${v + 1}`, vni: 10000 + v, profile: { encap: "vxlan", mtu: 1450 } })),
     timers: { holdMs: 10000, agentHoldMs: 30000, tagQuarantineMs: 5000 },
+    // The benchmark measures the NVE's capacity: no per-{hv} rate limit (issue 10 puts one on by default).
+    limits: { ratePerSecond: 0 },
   };
 }
 

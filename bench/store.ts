@@ -151,7 +151,8 @@ async function restartBench(quick: boolean): Promise<object[]> {
 /** Attaches through the NVE core (the whole request path, serial as the core is). */
 async function attachRate(store: Store, cfg: NveConfig, n: number, offset: number, serial = false): Promise<number> {
   const dp = await DataPlane.create({ macLog2: 16, ipLog2: 16 });
-  const core = await NveCore.open({ config: cfg, store, programmer: { apply: async (ops) => dp.apply(ops) }, limits: { maxVnicsPerHv: 1 << 20 } });
+  const core = await NveCore.open({ config: cfg, store, programmer: { apply: async (ops) => dp.apply(ops) }, limits: { maxVnicsPerHv: 1 << 20, ratePerSecond: 0 } });
+  await core.request("hv-1", new TextEncoder().encode(JSON.stringify({ id: "h", op: "hello", agent: "bench" }))); // first on every session (PROTOCOL.md §2)
   const enc = new TextEncoder();
   const reqs = Array.from({ length: n }, (_, k) => {
     const i = offset + k;

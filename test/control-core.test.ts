@@ -9,6 +9,7 @@ import { MemoryStore, newMemoryBacking, type MemoryBacking } from "../host/store
 import type { Store, StoreWriter } from "../host/store/store.js";
 import type { DpOp } from "../host/dataplane/ops.js";
 import { RecordingProgrammer, FakeClock, baseConfig } from "./support/control-harness.js";
+import { ConfigError } from "../host/config/load.js";
 
 const u = (n: number) => `00000000-0000-4000-8000-${n.toString(16).padStart(12, "0")}`;
 const m = (n: number) => `02:00:5e:00:00:${n.toString(16).padStart(2, "0")}`;
@@ -42,6 +43,7 @@ test("concurrent requests are stored in one transaction and programmed with one 
   const backing = newMemoryBacking();
   const prog = await RecordingProgrammer.create();
   const { core, txns } = await open(backing, prog);
+  for (const hv of ["hv-1", "hv-2"]) assert.is((await core.request(hv, req({ id: "h", op: "hello", agent: "t" }))).ok, true);
   const t0 = txns(), b0 = prog.mark();
   const rs = await Promise.all([1, 2, 3, 4].map((i) => core.request(i % 2 ? "hv-1" : "hv-2",
     req({ id: `a${i}`, op: "vnic.attach", vnic: u(i), vn: { id: 100 }, addrs: [{ mac: m(i) }] }))));
@@ -63,6 +65,7 @@ test("a group the data plane refuses is undone and replayed one by one: only the
     },
   }) as RecordingProgrammer;
   const { core } = await open(backing, prog);
+  await core.request("hv-1", req({ id: "h", op: "hello", agent: "t" }));
   await core.request("hv-1", req({ id: "pre", op: "vnic.attach", vnic: u(9), vn: { alias: "red" }, addrs: [{ mac: m(9) }] }));
   const rs = await Promise.all([1, 2, 3, 4].map((i) => core.request("hv-1",
     req({ id: `a${i}`, op: "vnic.attach", vnic: u(i), vn: { id: 100 }, addrs: [{ mac: m(i), ips: [`10.0.0.${i}`] }] }))));
@@ -92,6 +95,47 @@ test("a sync that repeats the NVE's state writes nothing to the store and emits 
   assert.equal(r.tags, [{ vn: { id: 100, name: "6f1c3c52-6c0e-4c5e-9a57-0c8f2a2f6a10", alias: "blue" }, tag: 9 }, { vn: { id: 200, name: "7a2d4d63-7d1f-4d6f-8b68-1d9f3b3f7b21", alias: "red" }, tag: 1 }]);
   assert.equal(puts, before, "no store write");
   assert.equal(prog.since(mark), [], "no data-plane op");
+  await core.close();
+});
+
+test("config: limits are on by default; ports[].vns and { id, vns } hypervisors load; an {hv} on two ports is refused (INTERFACES.md)", () => {
+  const cfg = baseConfig({ ports: [{ name: "eth2", vns: ["blue", 200], hypervisors: ["hv-1", { id: "hv-2", vns: ["blue"] }] }] });
+  assert.equal(cfg.limits, { maxPayload: 262144, ratePerSecond: 200, burst: 400, maxSyncChunks: 64, maxVnicsPerHv: 4096,
+    maxAddrsPerVnic: 256, maxPrefixesPerHv: 64, minPrefixLen: { ipv4: 8, ipv6: 32 } });
+  assert.equal(cfg.ports[0].hypervisors, ["hv-1", { id: "hv-2", vns: ["blue"] }]);
+  assert.equal(baseConfig({ limits: { minPrefixLen: { ipv6: 48 } } }).limits.minPrefixLen, { ipv4: 8, ipv6: 48 });
+  assert.throws(() => baseConfig({ ports: [{ name: "eth2", hypervisors: ["hv-1"] }, { name: "eth3", hypervisors: [{ id: "hv-1" }] }] }),
+    (e: Error) => e instanceof ConfigError && e.key === "ports.1.hypervisors.0" && e.message.includes('"hv-1" is already listed on port "eth2"'));
+  assert.throws(() => baseConfig({ ports: [{ name: "eth2", hypervisors: [{ id: "hv 1" }] }] }), (e: Error) => e instanceof ConfigError);
+  assert.throws(() => baseConfig({ limits: { burst: -1 } }), (e: Error) => e instanceof ConfigError && e.key === "limits.burst");
+});
+
+test("a group that fails puts the sync state back: chunks of the group are dropped, the earlier ones kept (all-or-nothing)", async () => {
+  const backing = newMemoryBacking();
+  const base = await RecordingProgrammer.create();
+  let fail = false;
+  const prog = Object.assign(Object.create(base), {
+    async apply(ops: DpOp[]) {
+      if (fail) throw new Error("data plane down");
+      return base.apply(ops);
+    },
+  }) as RecordingProgrammer;
+  const { core } = await open(backing, prog);
+  for (const hv of ["hv-1", "hv-2"]) await core.request(hv, req({ id: "h", op: "hello", agent: "t" }));
+  const syncId = "41111111-2222-4333-8444-555555555555";
+  const chunk = (id: string, n: number) => req({ id, op: "sync", syncId, final: false, vnics: [{ vnic: u(n), state: "active", vns: [{ vn: { id: 100 }, addrs: [{ mac: m(n) }] }] }] });
+  assert.is((await core.request("hv-1", chunk("c1", 1))).ok, true);
+  fail = true;
+  // one group: the second chunk (no op) and the final chunk, whose ops the data plane refuses
+  const final = req({ id: "c3", op: "sync", syncId, final: true, vnics: [{ vnic: u(3), state: "active", vns: [{ vn: { id: 100 }, addrs: [{ mac: m(3) }] }] }] });
+  const rs = await Promise.all([core.request("hv-1", chunk("c2", 2)), core.request("hv-1", final)]);
+  assert.equal(rs.map((r) => [r.ok, (r.error as any)?.code ?? null]), [[true, null], [false, "internal"]], "replayed one by one: only the final chunk fails");
+  assert.equal(core.syncStats(), { open: 1, chunks: 2, entries: 2 }, "the sync is still open, the final chunk not taken");
+  assert.equal(core.viewHv("hv-1").vnics, []);
+  fail = false;
+  const fin = await core.request("hv-1", final);
+  assert.is(fin.ok, true, JSON.stringify(fin));
+  assert.equal(core.viewHv("hv-1").vnics.map((v: any) => v.vnic), [u(1), u(2), u(3)]);
   await core.close();
 });
 

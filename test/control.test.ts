@@ -5,69 +5,18 @@
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import type { DpOp } from "../host/dataplane/ops.js";
-import { Agent, AgentError } from "../host/agent/agent.js";
+import { AgentError } from "../host/agent/agent.js";
 import { MemoryStore } from "../host/store/memory.js";
 import {
-  HVS, NVE_POOL, VN_BLUE, VN_RED, VN_GREEN, baseConfig, brokerFixtures, nextNve, rawClient, startAgent, startNve, until,
-  type BrokerFixture, type RunningBroker, type RunningNve,
+  ControlEnv as Env, HVS, NVE_POOL, VN_BLUE, VN_RED, VN_GREEN, baseConfig, brokerFixtures, rejects, startNve, until,
+  type BrokerFixture, type RunningBroker,
 } from "./support/control-harness.js";
-import type { NveConfig } from "../host/config/types.js";
-import type { Limits } from "../host/control/context.js";
 
 const u = (n: number) => `00000000-0000-4000-8000-${n.toString(16).padStart(12, "0")}`;
 const m = (n: number) => `02:00:5e:00:${((n >> 8) & 0xff).toString(16).padStart(2, "0")}:${(n & 0xff).toString(16).padStart(2, "0")}`;
 const BLUE = { alias: "blue" };
 const RED = { id: 200 };
 const GREEN = { alias: "green" };
-
-async function rejects(p: Promise<unknown>, code: string, field?: string): Promise<AgentError> {
-  try {
-    await p;
-  } catch (e) {
-    assert.instance(e, AgentError);
-    assert.is((e as AgentError).code, code, (e as Error).message);
-    if (field !== undefined) assert.is((e as AgentError).field, field);
-    return e as AgentError;
-  }
-  throw new assert.Assertion({ message: `expected error ${code}, got success`, operator: "rejects", expects: code, actual: "ok", generated: false });
-}
-
-class Env {
-  readonly nve = nextNve();
-  run!: RunningNve;
-  agents: Agent[] = [];
-  raws: { close(): Promise<unknown> }[] = [];
-  constructor(readonly b: RunningBroker) {}
-  async start(o: { over?: Record<string, unknown>; limits?: Partial<Limits>; backing?: RunningNve["backing"]; config?: NveConfig } = {}) {
-    this.run = await startNve(this.b, { config: o.config ?? baseConfig(o.over, this.nve), limits: o.limits, backing: o.backing });
-    return this.run;
-  }
-  get core() {
-    return this.run.svc.core;
-  }
-  get prog() {
-    return this.run.prog;
-  }
-  async agent(hv: string, statePath?: string) {
-    const a = await startAgent(this.b, hv, { nve: this.nve, statePath });
-    this.agents.push(a);
-    return a;
-  }
-  async raw(hv: string) {
-    const r = await rawClient(this.b, hv, this.nve);
-    this.raws.push(r);
-    return r;
-  }
-  /** Everything the NVE can tell about its state (compared before/after a refused request). */
-  snapshot() {
-    return JSON.stringify([this.core.bindings(), this.core.vns(), this.core.ports(), HVS.map((h) => this.core.viewHv(h))]);
-  }
-  async close() {
-    for (const a of this.agents) await a.stop().catch(() => {});
-    for (const r of this.raws) await r.close().catch(() => {});
-    await this.run?.stop().catch(() => {});
-  }
-}
 
 const has = (ops: DpOp[], want: Partial<DpOp>) => ops.some((o) => Object.entries(want).every(([k, v]) => (o as any)[k] === v));
 
@@ -254,7 +203,10 @@ export function controlSuite(fx: BrokerFixture): void {
     await rejects(a.associate(u(7), BLUE, [{ mac: m(7) }]), "unknown-vnic", "vnic");
     await rejects(a.associate(u(1), { alias: "nope" }, [{ mac: m(7) }]), "unknown-vn", "vn");
     await rejects(a.attach(u(7), { id: 4242 }, [{ mac: m(7) }]), "unknown-vn", "vn");
-    await rejects(a.associate(u(3), BLUE, [{ mac: m(8) }]), "not-authorized", "vnic");
+    // another End Device's VNIC is answered exactly as an unknown one (PROTOCOL.md §2 Authority)
+    const theirs = await rejects(a.associate(u(3), BLUE, [{ mac: m(8) }]), "unknown-vnic", "vnic");
+    const unknown = await rejects(a.associate(u(7), BLUE, [{ mac: m(8) }]), "unknown-vnic", "vnic");
+    assert.is(theirs.message, unknown.message.replace(u(7), u(3)));
     assert.is(e.snapshot(), before, "refused requests changed nothing");
     // the same MAC in another VN is another binding (MACs are per VN)
     await a.attach(u(1), RED, [{ mac: m(3) }]);
@@ -455,6 +407,7 @@ export function controlSuite(fx: BrokerFixture): void {
     await a.attach(u(1), BLUE, [{ mac: m(1) }]);
     await a.attach(u(9), RED, [{ mac: m(9) }]);
     const r = await e.raw("hv-1");
+    assert.is((await r.request("hello", { agent: "raw" })).ok, true);
     const syncId = "11111111-2222-4333-8444-555555555555";
     const c1 = await r.request("sync", { syncId, final: false, vnics: [{ vnic: u(1), state: "active", vns: [{ vn: BLUE, addrs: [{ mac: m(1), ips: ["10.0.0.1"] }] }] }] });
     assert.equal({ ok: c1.ok, tags: c1.tags }, { ok: true, tags: [] });
@@ -470,7 +423,8 @@ export function controlSuite(fx: BrokerFixture): void {
       [u(2), "associated", [{ mac: m(2), ips: [] }]],
     ]);
     assert.ok(!e.core.bindings().some((x) => x.mac === m(9)), "u(9) was not in the sync: removed");
-    const bad = await r.request("sync", { syncId, final: true, vnics: [{ vnic: u(3), state: "active", vns: [{ vn: { alias: "nope" }, addrs: [] }] }] });
+    // a new syncId: a chunk of the finished one would be answered as the first time (PROTOCOL.md §2 Authority)
+    const bad = await r.request("sync", { syncId: "11111111-2222-4333-8444-666666666666", final: true, vnics: [{ vnic: u(3), state: "active", vns: [{ vn: { alias: "nope" }, addrs: [] }] }] });
     assert.equal(bad.error, { code: "unknown-vn", message: bad.error.message, field: "vnics[0].vns[0].vn" });
   });
 
@@ -612,7 +566,7 @@ export function controlSuite(fx: BrokerFixture): void {
   });
 
   t("limit-exceeded, rate-limited and internal (the data plane refuses) change nothing", async (e) => {
-    await e.start({ limits: { maxVnicsPerHv: 2, maxAddrsPerVnic: 3, ratePerSecond: 5, rateBurst: 40 } });
+    await e.start({ limits: { maxVnicsPerHv: 2, maxAddrsPerVnic: 3, ratePerSecond: 5, burst: 40 } });
     const a = await e.agent("hv-1");
     await a.attach(u(1), BLUE, [{ mac: m(1) }]);
     await a.attach(u(2), BLUE, [{ mac: m(2) }]);
@@ -637,6 +591,7 @@ export function controlSuite(fx: BrokerFixture): void {
     const vns = Array.from({ length: 4095 }, (_, i) => ({ id: 1000 + i, vni: 10000 + i, profile: { encap: "vxlan", mtu: 1450 } }));
     await e.start({ over: { vns, remotes: [] } });
     const r = await e.raw("hv-3");
+    assert.is((await r.request("hello", { agent: "raw" })).ok, true);
     const syncId = "21111111-2222-4333-8444-555555555555";
     const all = vns.map((v, i) => ({ vnic: u(i + 1), state: "active", vns: [{ vn: { id: v.id }, addrs: [{ mac: m(i + 1) }] }] }));
     for (let i = 0; i < 4094; i += 1000) {

@@ -396,6 +396,7 @@ restart("with bindings in place a restarted NVE forwards before it reaches a bro
     nve = NveProcess.start(cfg, storeDir, broker.url);
     await nve.waitFor("connected");
     for (const hv of ["hv-1", "hv-2"]) clients[hv] = await HvClient.connect(broker.url, hv);
+    for (const hv of ["hv-1", "hv-2"]) assert.ok((await clients[hv].request("hello", { agent: "crash-test" })).ok); // first on every session (PROTOCOL.md §2)
     const attach = async (hv: string, v: Vnic) => {
       const r = await clients[hv].request("vnic.attach", { vnic: v.id, vn: { id: 100 }, addrs: addrsOf(v) });
       assert.ok(r.ok, JSON.stringify(r));
@@ -435,6 +436,7 @@ restart("with bindings in place a restarted NVE forwards before it reaches a bro
     broker = await startEmbeddedBroker({ host: "127.0.0.1", port, nves: [NVE] });
     await nve.waitFor("connected");
     for (const hv of ["hv-1", "hv-2"]) { await clients[hv].close(); clients[hv] = await HvClient.connect(broker.url, hv); }
+    for (const hv of ["hv-1", "hv-2"]) assert.ok((await clients[hv].request("hello", { agent: "crash-test" })).ok); // a new NVE process: a new session
     const s1 = await clients["hv-1"].request("show");
     const s2 = await clients["hv-2"].request("show");
     const v1 = s1.vnics as { vnic: string; vns: { tag: number }[] }[];

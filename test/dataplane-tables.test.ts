@@ -255,6 +255,23 @@ test("prefix bindings (ops.ts: an IP or prefix bound to a MAC) widen port securi
   dropped(F.send(dp, F.ACC1, F.accessFrame({ ...L1, ip4: "10.1.50.7" }, R1)), "spoofed-ip", "after the prefix is deleted");
 });
 
+test("prefix lookup takes the longest match, whatever the order the prefixes were written in (PROTOCOL.md §2 Authority)", async () => {
+  const dp = await fixtureDp(4);
+  const { L1, L2 } = F.locals(100);
+  const { R1 } = F.remotes(100);
+  // the shorter one first: a first-match scan would give 10.1.50.7 to L2
+  dp.apply([{ op: "ip", vn: 100, ip: "10.1.0.0/16", mac: L2.mac }, { op: "ip", vn: 100, ip: "10.1.50.0/24", mac: L1.mac },
+    { op: "ip", vn: 100, ip: "2001:db8:1::/48", mac: L2.mac }, { op: "ip", vn: 100, ip: "2001:db8:1:50::/64", mac: L1.mac }]);
+  encapTo(F.send(dp, F.ACC1, F.accessFrame({ ...L1, ip4: "10.1.50.7" }, R1)), F.REMOTES[0].ip4, "L1 inside its /24 (longest)");
+  dropped(F.send(dp, F.ACC2, F.accessFrame({ ...L2, ip4: "10.1.50.7" }, R1)), "spoofed-ip", "L2 inside L1's longer /24");
+  encapTo(F.send(dp, F.ACC2, F.accessFrame({ ...L2, ip4: "10.1.60.7" }, R1)), F.REMOTES[0].ip4, "L2 inside its /16 only");
+  encapTo(F.send(dp, F.ACC1, F.accessFrame({ ...L1, ip6: "2001:db8:1:50::9" }, R1, { family: 6 })), F.REMOTES[0].ip4, "L1 inside its /64 (longest)");
+  dropped(F.send(dp, F.ACC2, F.accessFrame({ ...L2, ip6: "2001:db8:1:50::9" }, R1, { family: 6 })), "spoofed-ip", "L2 inside L1's longer /64");
+  encapTo(F.send(dp, F.ACC2, F.accessFrame({ ...L2, ip6: "2001:db8:1:60::9" }, R1, { family: 6 })), F.REMOTES[0].ip4, "L2 inside its /48 only");
+  dp.apply([{ op: "ip.del", vn: 100, ip: "10.1.50.0/24" }]);
+  encapTo(F.send(dp, F.ACC2, F.accessFrame({ ...L2, ip4: "10.1.50.7" }, R1)), F.REMOTES[0].ip4, "the /16 again once the /24 is gone");
+});
+
 test("underlay change: every prebuilt outer header takes the new source MAC/IP and next hop; decap follows the new address", async () => {
   const dp = await fixtureDp(4);
   const { L1 } = F.locals(100);

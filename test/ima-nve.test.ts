@@ -49,6 +49,7 @@ test("an NVE with an ima key: resolve, announce, remote bindings cached, moved, 
     let wired = await startNveIma({ config, core: svc.core, client: svc.client, programmer: prog, store, log: (l) => logs.push(l) });
     cleanup.unshift(() => wired.stop());
     const hv = await rawClient(rb, "hv-1");
+    assert.ok((await hv.request("hello", { agent: "raw" })).ok); // first on every session (PROTOCOL.md §2)
     cleanup.unshift(() => hv.close());
 
     // A VN the config does not define: resolved through the IMA before the transaction.
@@ -118,6 +119,7 @@ test("an NVE with an ima key: resolve, announce, remote bindings cached, moved, 
     await until(() => wired.client.view().joined.includes(400), 5000, "the restarted NVE back on VN 400's flood list");
 
     // The last VAP of VN violet goes: nve-a leaves its flood list.
+    assert.ok((await hv.request("hello", { agent: "raw" })).ok); // a restarted NVE: a new session
     const disc = await hv.request("vn.disconnect", { vnic: VNIC, vn: { id: 400 } });
     assert.ok(disc.ok, JSON.stringify(disc));
     await until(() => wired.client.view().joined.length === 0, 5000, "nve-a to leave VN 400's flood list");

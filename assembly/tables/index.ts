@@ -144,11 +144,21 @@ export let prefixCount: u32 = 0;
 export function prefixInit(): void { prefixBase = alloc(<usize>MAX_PREFIXES * 32); }
 export function setPrefixCount(n: u32): void { prefixCount = n; }
 
+/**
+ * The MAC of the longest prefix of `tag`'s family and VN that holds the
+ * address at p (alen bytes), or u64.MAX_VALUE: longest-prefix match
+ * (PROTOCOL.md §2 Authority, "lookups take the longest prefix"), whatever the
+ * order the host wrote the entries in. Every entry is looked at (they are few
+ * and this runs only after the exact lookup missed); no allocation.
+ */
 function prefixLookup(tag: u32, p: usize, alen: u32): u64 {
+  let best: i32 = -1;
+  let mac: u64 = u64.MAX_VALUE;
   for (let i: u32 = 0; i < prefixCount; i++) {
     const e = prefixBase + (<usize>i << 5);
     if (load<u32>(e) != tag) continue;
     const plen = load<u32>(e, 4);
+    if (<i32>plen <= best) continue; // cannot beat the match already found
     let ok = true;
     let bits = plen;
     for (let b: u32 = 0; b < alen && bits > 0; b++) {
@@ -156,7 +166,10 @@ function prefixLookup(tag: u32, p: usize, alen: u32): u64 {
       if (((<u32>load<u8>(p + b) ^ <u32>load<u8>(e + 8 + b)) & m) != 0) { ok = false; break; }
       bits = bits >= 8 ? bits - 8 : 0;
     }
-    if (ok) return load<u64>(e, 24);
+    if (ok) {
+      best = <i32>plen;
+      mac = load<u64>(e, 24);
+    }
   }
-  return u64.MAX_VALUE;
+  return mac;
 }

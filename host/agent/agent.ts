@@ -203,6 +203,19 @@ export class Agent extends EventEmitter {
    * loaded broker may drop QoS 1 messages beyond its queue limits.
    */
   request(op: string, fields: Record<string, unknown> = {}, timeoutMs = this.o.requestTimeoutMs ?? 10_000, retries = this.o.retries ?? 2): Promise<Record<string, unknown>> {
+    const once = () => this.requestOnce(op, fields, timeoutMs, retries);
+    if (op === "hello" || op === "sync") return once();
+    // The NVE lost this session (it restarted, or saw this agent's will):
+    // hello + sync, then the request once more (PROTOCOL.md §2 Authority).
+    return once().catch(async (e) => {
+      if (!(e instanceof AgentError) || e.code !== "hello-required" || this.closed) throw e;
+      this.log(`${op}: the NVE asks for hello first: hello + sync, then ${op} again`);
+      await this.resync();
+      return once();
+    });
+  }
+
+  private requestOnce(op: string, fields: Record<string, unknown>, timeoutMs: number, retries: number): Promise<Record<string, unknown>> {
     if (this.closed) return Promise.reject(new AgentError("closed", "the agent is stopped"));
     const id = `${this.o.hv.slice(0, 40)}-${++this.seq}`;
     const payload = encode({ id, op, ...fields });
@@ -430,9 +443,21 @@ export class Agent extends EventEmitter {
     return out;
   }
 
-  /** The NVE's view of this hypervisor (the `show` op). */
-  show(): Promise<Record<string, unknown>> {
-    return this.request("show");
+  /**
+   * The NVE's view of this hypervisor (the `show` op), every page of it: a
+   * reply never exceeds maxPayload, so the NVE pages with `cursor`/`next`
+   * (PROTOCOL.md §2). Bounded: at most one page per VNIC the NVE may hold.
+   */
+  async show(): Promise<Record<string, unknown>> {
+    const { next: first, ...view } = await this.request("show");
+    const vnics = [...((view.vnics as unknown[]) ?? [])];
+    let next = first as string | undefined;
+    for (let pages = 1; next !== undefined && pages <= 65536; pages++) {
+      const page = await this.request("show", { cursor: next });
+      vnics.push(...((page.vnics as unknown[]) ?? []));
+      next = page.next as string | undefined;
+    }
+    return { ...view, vnics };
   }
 
   vnProfile(vn: VnRef): Promise<Record<string, unknown>> {

@@ -5,7 +5,7 @@ import { readFileSync } from "node:fs";
 import { parse as parseYaml } from "yaml";
 import { Ajv } from "ajv";
 import { configSchema } from "./schema.js";
-import type { NveConfig } from "./types.js";
+import { hvId, type NveConfig } from "./types.js";
 
 export class ConfigError extends Error {
   constructor(public file: string, public key: string, message: string) {
@@ -59,6 +59,13 @@ function crossCheck(cfg: NveConfig, file: string): void {
     if (ports.has(p.name)) throw new ConfigError(file, `ports.${i}.name`, `duplicate port "${p.name}"`);
     ports.add(p.name);
   });
+  // An {hv} is behind one port: the NVE maps it to its port (PROTOCOL.md §2 hello).
+  const hvs = new Map<string, string>();
+  cfg.ports.forEach((p, i) => p.hypervisors.forEach((h, j) => {
+    const id = hvId(h);
+    if (hvs.has(id)) throw new ConfigError(file, `ports.${i}.hypervisors.${j}`, `hypervisor "${id}" is already listed on port "${hvs.get(id)}"`);
+    hvs.set(id, p.name);
+  }));
   const vnIds = new Set<number>();
   const vnis = new Set<number>();
   const names = new Map<string, number>();

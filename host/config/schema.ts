@@ -44,7 +44,13 @@ export const configSchema = {
     ports: { type: "array", default: [], items: {
       type: "object", additionalProperties: false, required: ["name"],
       properties: { name: { type: "string", minLength: 1, maxLength: 15 },
-                    hypervisors: { type: "array", default: [], items: { type: "string", pattern: ID } } } } },
+                    // An entry is an {hv}, or { id, vns } narrowing the port's `vns` for that
+                    // {hv} (INTERFACES.md; PROTOCOL.md §2 Authority, seed §5).
+                    hypervisors: { type: "array", default: [], items: { anyOf: [
+                      { type: "string", pattern: ID },
+                      { type: "object", additionalProperties: false, required: ["id"],
+                        properties: { id: { type: "string", pattern: ID }, vns: { type: "array", maxItems: 4096, items: vnRef } } }] } },
+                    vns: { type: "array", maxItems: 4096, items: vnRef } } } },
     vns: { type: "array", default: [], items: {
       type: "object", additionalProperties: false, required: ["id", "vni", "profile"],
       properties: { id: { type: "integer", minimum: 1, maximum: 16777215 },
@@ -72,7 +78,17 @@ export const configSchema = {
                     agentHoldMs: { type: "integer", minimum: 0, default: 30000 },
                     tagQuarantineMs: { type: "integer", minimum: 0, default: 5000 } } },
     limits: { type: "object", additionalProperties: false, default: {},
-      properties: { maxPayload: { type: "integer", minimum: 1024, default: 262144 } } },
+      // Per-{hv} limits, on by default (PROTOCOL.md §2 Authority, INTERFACES.md `limits`).
+      properties: { maxPayload: { type: "integer", minimum: 1024, default: 262144 },
+                    ratePerSecond: { type: "number", minimum: 0, default: 200 },
+                    burst: { type: "integer", minimum: 0, default: 400 },
+                    maxSyncChunks: { type: "integer", minimum: 1, default: 64 },
+                    maxVnicsPerHv: { type: "integer", minimum: 1, default: 4096 },
+                    maxAddrsPerVnic: { type: "integer", minimum: 1, default: 256 },
+                    maxPrefixesPerHv: { type: "integer", minimum: 0, default: 64 },
+                    minPrefixLen: { type: "object", additionalProperties: false, default: {},
+                      properties: { ipv4: { type: "integer", minimum: 1, maximum: 32, default: 8 },
+                                    ipv6: { type: "integer", minimum: 1, maximum: 128, default: 32 } } } } },
     auth: { type: "object", additionalProperties: false, properties: {
       passwordFile: { type: "string" }, aclFile: { type: "string" },
       tls: { type: "object", additionalProperties: false, required: ["cert", "key", "ca"],

@@ -4,25 +4,27 @@
 // in-memory model and answered (PROTOCOL.md §2). The MQTT side is service.ts.
 import { randomUUID } from "node:crypto";
 import { Ajv } from "ajv";
-import type { NveConfig, VnConfig } from "../config/types.js";
+import { hvId, type NveConfig, type VnConfig } from "../config/types.js";
 import { profileSchema } from "../config/schema.js";
 import type { DataPlaneProgrammer, DpOp, VnProfile } from "../dataplane/ops.js";
-import { decodeRequest, errorResponse, DEFAULT_MAX_PAYLOAD } from "../protocol/codec.js";
+import { decodeRequest, errorResponse, sniffId, DEFAULT_MAX_PAYLOAD } from "../protocol/codec.js";
 import { ProtocolError } from "../protocol/errors.js";
 import { normIp, normMac } from "../protocol/addr.js";
-import type { Addr, Event, Request, SyncVnic, VnRef } from "../protocol/types.js";
+import type { Addr, Event, Request, VnRef } from "../protocol/types.js";
 import type { Store, StoreWriter } from "../store/store.js";
 import { VnCatalog } from "./catalog.js";
-import { realClock, type Clock } from "./clock.js";
-import { DEFAULT_LIMITS, type HandlerCtx, type Limits, type Settings } from "./context.js";
+import { monoOf, realClock, type Clock } from "./clock.js";
+import { DEFAULT_LIMITS, type HandlerCtx, type Limits, type Settings, type SyncState } from "./context.js";
 import { dispatch } from "./handlers/index.js";
-import { sync } from "./handlers/sync.js";
+import { discard, sync, syncHoldMs } from "./handlers/sync.js";
 import { Model, configHv, isConfigHv, splitKey } from "./model.js";
+import { MAX_TAG, MIN_TAG } from "./tags.js";
+import { DataPlaneError } from "../dataplane/dataplane.js";
 import { staticOps, staticVnics } from "./static.js";
 import { cacheVn, cachedOps, cachedVns } from "./restore.js";
-import { bindingKeys, localChangesFor, servedVnsOf, vnRefsOf } from "../ima/nve-glue.js";
+import { bindingKeys, localChangesFor, servedVnsOf } from "../ima/nve-glue.js";
 import type { LocalChange } from "../ima/client.js";
-import { Txn, replay, type Finished } from "./txn.js";
+import { Txn, replay, type Finished, type TxnGuard } from "./txn.js";
 import { viewVnic } from "./vnic.js";
 
 export interface NveCoreOptions {
@@ -52,6 +54,22 @@ export interface ImaLink {
 
 const validateProfile = new Ajv({ strict: false, useDefaults: true }).compile(profileSchema);
 const NVE_HV = "@nve"; // the NVE itself, for timer-driven and operator changes
+/** The data plane's prefix table (assembly/tables/index.ts MAX_PREFIXES). */
+const PREFIX_CAPACITY = 1024;
+/** Agent statuses acted on at once per {hv}; beyond, one per STATUS_DEBOUNCE_MS, the latest wins (issue 10 item 4). */
+const STATUS_BURST = 4;
+/** A request costs one rate token per started TOKEN_BYTES (takeToken). */
+const TOKEN_BYTES = 64 * 1024;
+const STATUS_DEBOUNCE_MS = 1000;
+/** One log line per {hv} and refusal code per this time; the others are counted (issue 10: "logged once (rate-limited)"). */
+const REFUSAL_LOG_MS = 10_000;
+
+/** A data-plane refusal because a table is full: a shared table, so limit-exceeded, not internal (PROTOCOL.md §2 Authority). */
+const helloRequired = (hv: string) => new ProtocolError("hello-required", `${hv}: send hello first on every session (PROTOCOL.md §2)`);
+
+function tableFull(e: unknown): boolean {
+  return e instanceof DataPlaneError && /table full|at most \d+ prefix bindings/.test(e.message);
+}
 
 export class NveCore {
   readonly model: Model;
@@ -62,7 +80,19 @@ export class NveCore {
   /** Set once the IMA client runs (host/cli/run.ts); absent = no IMA. */
   ima: ImaLink | undefined;
   private readonly hvPort = new Map<string, string>();
-  private readonly syncs = new Map<string, { syncId: string; vnics: SyncVnic[] }>();
+  /** hv → the VN lists it must be in (its port's, its own), each as ids/names/aliases in text; none = every VN */
+  private readonly hvVns = new Map<string, Set<string>[]>();
+  private readonly hvsOnPort = new Map<string, number>();
+  private readonly syncs: SyncState = { open: new Map(), finished: new Map(), discarded: new Map() };
+  private syncSweep: unknown = undefined;
+  /** {hv}s whose session began with hello (PROTOCOL.md §2 Authority); an agent's offline status ends it */
+  private readonly sessions = new Set<string>();
+  private readonly helloQueued = new Map<string, number>();
+  /** agent statuses: the latest received, a token bucket of changes acted on, a pending trailing change */
+  private readonly status = new Map<string, { seen: boolean; tokens: number; at: number; timer?: unknown }>();
+  private readonly refusals = new Map<string, { at: number; suppressed: number }>();
+  private readonly rateErrors = new Map<string, ProtocolError>();
+  private readonly guard: TxnGuard;
   private queue: Promise<unknown> = Promise.resolve();
   private pending: { hv: string; port: string; req: Request; resolve(r: Record<string, unknown>): void }[] = [];
   private batchQueued = false;
@@ -81,19 +111,73 @@ export class NveCore {
     this.onEvent = o.onEvent ?? (() => {});
     this.catalog = VnCatalog.fromConfig(structuredClone(cfg));
     this.model = new Model(cfg.ports.map((p) => p.name));
-    for (const p of cfg.ports) for (const hv of p.hypervisors) this.hvPort.set(hv, p.name);
+    const text = (l: (number | string)[]) => new Set(l.map(String));
+    for (const p of cfg.ports) {
+      this.hvsOnPort.set(p.name, p.hypervisors.length);
+      for (const h of p.hypervisors) {
+        this.hvPort.set(hvId(h), p.name);
+        const lists = [p.vns, typeof h === "string" ? undefined : h.vns].filter((l): l is (number | string)[] => l !== undefined);
+        if (lists.length) this.hvVns.set(hvId(h), lists.map(text));
+      }
+    }
+    const { maxPayload, ...cfgLimits } = cfg.limits ?? {} as Partial<NveConfig["limits"]>;
     this.settings = {
       nve: cfg.nve, bootId: o.bootId ?? randomUUID(),
       holdMs: cfg.timers?.holdMs ?? 10000, agentHoldMs: cfg.timers?.agentHoldMs ?? 30000,
       tagQuarantineMs: cfg.timers?.tagQuarantineMs ?? 5000,
-      maxPayload: cfg.limits?.maxPayload ?? DEFAULT_MAX_PAYLOAD,
-      limits: { ...DEFAULT_LIMITS, ...o.limits },
+      maxPayload: maxPayload ?? DEFAULT_MAX_PAYLOAD,
+      limits: { ...DEFAULT_LIMITS, ...cfgLimits, ...o.limits },
     };
+    const l = this.settings.limits;
+    this.guard = {
+      maxPrefixesPerHv: l.maxPrefixesPerHv, prefixCapacity: PREFIX_CAPACITY,
+      // An {hv} alone on its port may use every tag (then tag-exhausted); several share them evenly.
+      tagShare: (hv) => {
+        const n = this.hvsOnPort.get(this.hvPort.get(hv) ?? "") ?? 0;
+        return n > 1 ? Math.floor((MAX_TAG - MIN_TAG + 1) / n) : undefined;
+      },
+    };
+  }
+
+  /** May {hv} use VN `v`? Its port's `vns` and its own narrow it (PROTOCOL.md §2 Authority, INTERFACES.md). */
+  mayUse(hv: string, v: VnConfig): boolean {
+    if (isConfigHv(hv)) return true;
+    const lists = this.hvVns.get(hv);
+    if (!lists) return true;
+    const names = [String(v.id), v.alias, v.name];
+    return lists.every((l) => names.some((n) => n !== undefined && l.has(n)));
+  }
+
+  private ctxFor(hv: string, port: string, tx: Txn): HandlerCtx {
+    return {
+      hv, port, tx, now: tx.now, mono: monoOf(this.clock), catalog: this.catalog, settings: this.settings, syncs: this.syncs,
+      authorize: (v, field) => {
+        if (!this.mayUse(hv, v))
+          throw new ProtocolError("not-authorized", `${hv} may not use VN ${v.id}${v.alias ? ` (${v.alias})` : ""} on this NVE`, field);
+      },
+    };
+  }
+
+  /** Logs a refusal once per REFUSAL_LOG_MS per {hv} and code, counting the ones left out. */
+  private refused(hv: string, code: string, line: string): void {
+    const k = `${hv}|${code}`;
+    const now = monoOf(this.clock);
+    const r = this.refusals.get(k);
+    if (r && now - r.at < REFUSAL_LOG_MS) {
+      r.suppressed++;
+      return;
+    }
+    if (this.refusals.size > 10_000) this.refusals.clear(); // bounded: identities come from the broker
+    this.refusals.set(k, { at: now, suppressed: 0 });
+    this.log(r?.suppressed ? `${line} (${r.suppressed} more like it from ${hv} not logged)` : line);
   }
 
   /** Restores the store, programs the static config and everything stored, before anything is answered (§3). */
   static async open(o: NveCoreOptions): Promise<NveCore> {
     const core = new NveCore(o);
+    if (o.config.auth)
+      for (const p of o.config.ports)
+        if (!p.vns) core.log(`warning: port ${p.name} has no "vns" list: its hypervisors may use every VN (INTERFACES.md ports[].vns)`);
     core.model.load(o.store);
     // The IMA cache (VNs, flood lists, remote bindings) forwards before the IMA answers (issue 4; restore.ts).
     const ops = [...staticOps(o.config, core.catalog), ...cachedOps(o.store, o.config), ...core.model.programAll()];
@@ -112,6 +196,16 @@ export class NveCore {
     return core;
   }
 
+  /** Unfinished syncs held in memory (PROTOCOL.md §2 Authority bounds them): how many, their chunks and entries. */
+  syncStats(): { open: number; chunks: number; entries: number } {
+    let chunks = 0, entries = 0;
+    for (const o of this.syncs.open.values()) {
+      chunks += o.chunks.length;
+      for (const c of o.chunks) entries += c.vnics.length;
+    }
+    return { open: this.syncs.open.size, chunks, entries };
+  }
+
   portOf(hv: string): string | undefined {
     return this.hvPort.get(hv);
   }
@@ -128,8 +222,8 @@ export class NveCore {
 
   /** One all-or-nothing change: build → store → program → commit → log/events/timers. */
   private async transact<T>(hv: string, port: string, build: (ctx: HandlerCtx) => T, pipelined = false): Promise<T> {
-    const tx = new Txn(this.model, this.clock.now(), this.settings.tagQuarantineMs);
-    const ctx: HandlerCtx = { hv, port, tx, now: tx.now, catalog: this.catalog, settings: this.settings, syncs: this.syncs };
+    const tx = new Txn(this.model, this.clock.now(), this.settings.tagQuarantineMs, this.guard);
+    const ctx = this.ctxFor(hv, port, tx);
     const out = build(ctx);
     const f = tx.finish();
     // A store that pipelines (Store.commit, e.g. LMDB) lets the next change start
@@ -144,6 +238,7 @@ export class NveCore {
       } catch (e) {
         if (!f.empty) await this.o.store.transaction(f.revert);
         this.log(`data plane refused ${f.ops.length} ops: ${(e as Error).message}`);
+        if (tableFull(e)) throw new ProtocolError("limit-exceeded", `a table of the data plane is full: ${(e as Error).message}`);
         throw new ProtocolError("internal", `the data plane refused the change: ${(e as Error).message}`);
       }
     }
@@ -177,11 +272,17 @@ export class NveCore {
    * (PROTOCOL.md §6 vn.resolve) before the request's transaction, whose handlers
    * resolve synchronously: added to the catalog, cached in the store (issue 4)
    * and programmed. A VN the IMA does not know is left to the handler (unknown-vn).
+   * A VN the requester may not use is refused here (not-authorized), before it
+   * is cached or programmed (PROTOCOL.md §2 Authority: "whether it comes from the
+   * catalog or from the IMA").
    */
-  private async resolveRefs(req: Request): Promise<void> {
+  private async resolveRefs(hv: string, req: Request): Promise<ProtocolError | undefined> {
     const ima = this.ima;
-    if (!ima) return;
-    for (const ref of vnRefsOf(req as Parameters<typeof vnRefsOf>[0])) {
+    if (!ima) return undefined;
+    const refs: [unknown, string][] = req.op === "sync"
+      ? req.vnics.flatMap((v, i) => v.vns.map((b, j): [unknown, string] => [b.vn, `vnics[${i}].vns[${j}].vn`]))
+      : "vn" in req ? [[req.vn, "vn"]] : [];
+    for (const [ref, field] of refs) {
       if (!ref || typeof ref !== "object") continue;
       try {
         this.catalog.resolve(ref as VnRef);
@@ -194,6 +295,8 @@ export class NveCore {
         this.log(`ima: cannot resolve VN ${JSON.stringify(ref)}: ${(e as Error).message}`);
         continue;
       }
+      if (!this.mayUse(hv, v))
+        return new ProtocolError("not-authorized", `${hv} may not use VN ${v.id}${v.alias ? ` (${v.alias})` : ""} on this NVE`, field);
       if (this.catalog.get(v.id)) continue;
       const rec: VnConfig = { id: v.id, vni: v.vni, profile: v.profile, ...(v.name ? { name: v.name } : {}), ...(v.alias ? { alias: v.alias } : {}) };
       await this.o.store.transaction((w) => cacheVn(w, rec));
@@ -201,38 +304,76 @@ export class NveCore {
       if (!this.catalog.get(rec.id)) this.catalog.add(rec);
       this.log(`ima: VN ${rec.id} (${rec.alias ?? rec.name ?? ""}) resolved through the IMA`);
     }
+    return undefined;
   }
 
-  private takeToken(hv: string): boolean {
-    const { ratePerSecond, rateBurst } = this.settings.limits;
+  /**
+   * A token bucket per {hv} (limits.ratePerSecond, limits.burst), on the
+   * monotonic clock. A request costs one token per started 64 KiB, so the
+   * limit bounds the bytes the NVE must parse as well as the requests.
+   */
+  private takeToken(hv: string, bytes: number): boolean {
+    const { ratePerSecond, burst } = this.settings.limits;
     if (ratePerSecond <= 0) return true;
-    const now = this.clock.now();
-    const b = this.buckets.get(hv) ?? { tokens: rateBurst || ratePerSecond, at: now };
-    b.tokens = Math.min(rateBurst || ratePerSecond, b.tokens + ((now - b.at) / 1000) * ratePerSecond);
+    const depth = Math.max(1, burst || ratePerSecond);
+    const now = monoOf(this.clock);
+    const b = this.buckets.get(hv) ?? { tokens: depth, at: now };
+    b.tokens = Math.min(depth, b.tokens + ((now - b.at) / 1000) * ratePerSecond);
     b.at = now;
     this.buckets.set(hv, b);
-    if (b.tokens < 1) return false;
-    b.tokens -= 1;
+    const cost = Math.max(1, Math.ceil(bytes / TOKEN_BYTES));
+    if (b.tokens < cost) return false;
+    b.tokens -= cost;
     return true;
+  }
+
+  private refuse(hv: string, req: { id: string | null; op?: string }, e: ProtocolError): Record<string, unknown> {
+    this.refused(hv, e.code, `request ${req.id}${req.op ? ` (${req.op})` : ""} from ${hv} refused: ${e.code}: ${e.message}`);
+    return errorResponse(req.id, e) as Record<string, unknown>;
+  }
+
+  /**
+   * Whether a `rate-limited` answer to {hv} is to be sent: at most
+   * limits.ratePerSecond of them per second (burst limits.burst) on top of the
+   * requests served, so a flood costs the NVE and the broker at most twice
+   * the rate in answers; the rest is dropped unanswered (the sender's own
+   * timeout tells it), issue 10 item 4.
+   */
+  answerRateLimited(hv: string): boolean {
+    return this.takeToken(`${hv}\u0000answers`, 0);
   }
 
   /** A request payload from {hv} (the broker vouches for the identity, §1) → the response to publish. */
   async request(hv: string, payload: Uint8Array): Promise<Record<string, unknown>> {
+    // The rate limit comes before decoding, so a flood costs the NVE no parsing (issue 10 item 4).
+    if (this.hvPort.has(hv) && !this.takeToken(hv, payload.length)) {
+      const l = this.settings.limits;
+      // one error object per {hv}: a flood does not build a stack trace per message
+      let e = this.rateErrors.get(hv);
+      if (!e) this.rateErrors.set(hv, (e = new ProtocolError("rate-limited", `more than ${l.ratePerSecond} requests per second from ${hv} (limits.ratePerSecond, burst ${l.burst}; a request costs a token per started 64 KiB)`)));
+      return this.refuse(hv, { id: sniffId(payload) }, e);
+    }
     const d = decodeRequest(payload, this.settings.maxPayload);
     if (!d.ok) {
-      this.log(`request from ${hv} refused: ${d.error.code}: ${d.error.message}`);
+      this.refused(hv, d.error.code, `request from ${hv} refused: ${d.error.code}: ${d.error.message}`);
       return errorResponse(d.id, d.error) as Record<string, unknown>;
     }
     const req = d.req;
     const port = this.hvPort.get(hv);
     if (!port) {
-      this.log(`authorization: ${hv} refused (${req.op}): not listed in any port's hypervisors`);
+      this.refused(hv, "not-authorized", `authorization: ${hv} refused (${req.op}): not listed in any port's hypervisors`);
       return errorResponse(req.id, new ProtocolError("not-authorized", `${hv} is not a hypervisor of NVE ${this.settings.nve}`)) as Record<string, unknown>;
     }
-    if (req.op === "hello") this.log(`authorization: ${hv} accepted on port ${port}`);
-    if (!this.takeToken(hv))
-      return errorResponse(req.id, new ProtocolError("rate-limited", `more than ${this.settings.limits.ratePerSecond} requests per second from ${hv}`)) as Record<string, unknown>;
-    if (this.ima) await this.resolveRefs(req);
+    if (req.op === "hello") {
+      this.log(`authorization: ${hv} accepted on port ${port}`);
+      this.helloQueued.set(hv, (this.helloQueued.get(hv) ?? 0) + 1);
+    } else if (!this.sessions.has(hv) && !this.helloQueued.get(hv)) {
+      return this.refuse(hv, req, helloRequired(hv));
+    }
+    if (this.ima) {
+      const no = await this.resolveRefs(hv, req);
+      if (no) return this.refuse(hv, req, no);
+    }
     return new Promise((resolve) => {
       this.pending.push({ hv, port, req, resolve });
       if (!this.batchQueued) {
@@ -240,6 +381,30 @@ export class NveCore {
         void this.enqueue(() => this.processBatch());
       }
     });
+  }
+
+  /**
+   * The open syncs, finished answers and discarded ids of these {hv}s, to put
+   * back if their group fails. Chunks are only appended, so an open sync is put
+   * back by dropping the chunks taken since (no copy of what it holds).
+   */
+  private saveSyncs(hvs: Set<string>): () => void {
+    const st = this.syncs;
+    const saved = [...hvs].map((hv) => {
+      const o = st.open.get(hv);
+      return { hv, open: o, chunks: o?.chunks.length ?? 0, at: o?.at ?? 0, finished: st.finished.get(hv), discarded: st.discarded.get(hv) };
+    });
+    return () => {
+      for (const x of saved) {
+        if (x.open) {
+          for (const c of x.open.chunks.splice(x.chunks)) for (const id of c.added) x.open.vnicIds.delete(id);
+          x.open.at = x.at;
+          st.open.set(x.hv, x.open);
+        } else st.open.delete(x.hv);
+        x.finished ? st.finished.set(x.hv, x.finished) : st.finished.delete(x.hv);
+        x.discarded ? st.discarded.set(x.hv, x.discarded) : st.discarded.delete(x.hv);
+      }
+    };
   }
 
   /**
@@ -256,18 +421,25 @@ export class NveCore {
     this.batchQueued = false;
     const batch = this.pending.splice(0, this.pending.length);
     if (batch.length === 0) return;
+    for (const b of batch) if (b.req.op === "hello") this.helloQueued.set(b.hv, (this.helloQueued.get(b.hv) ?? 1) - 1);
     if (this.closed) {
       for (const b of batch) b.resolve(errorResponse(b.req.id, new ProtocolError("internal", "the NVE is shutting down")) as Record<string, unknown>);
       return;
     }
-    const savedSyncs = new Map([...this.syncs].map(([k, v]) => [k, { syncId: v.syncId, vnics: [...v.vnics] }]));
+    const restoreSyncs = this.saveSyncs(new Set(batch.filter((b) => b.req.op === "sync").map((b) => b.hv)));
     const now = this.clock.now();
     const results: Record<string, unknown>[] = [];
     const done: { f: Finished; tx: Txn }[] = [];
     const imaKeys = new Set<string>();
+    const opened = new Set<string>();
     for (const b of batch) {
-      const tx = new Txn(this.model, now, this.settings.tagQuarantineMs);
-      const ctx: HandlerCtx = { hv: b.hv, port: b.port, tx, now, catalog: this.catalog, settings: this.settings, syncs: this.syncs };
+      // hello comes first on every session (PROTOCOL.md §2 Authority)
+      if (b.req.op !== "hello" && !this.sessions.has(b.hv)) {
+        results.push(this.refuse(b.hv, b.req, helloRequired(b.hv)));
+        continue;
+      }
+      const tx = new Txn(this.model, now, this.settings.tagQuarantineMs, this.guard);
+      const ctx = this.ctxFor(b.hv, b.port, tx);
       try {
         const reply = dispatch(ctx, b.req);
         const f = tx.finish();
@@ -275,10 +447,15 @@ export class NveCore {
         f.commit();
         done.push({ f, tx });
         results.push({ id: b.req.id, ok: true, ...reply() });
+        if (b.req.op === "hello" && !this.sessions.has(b.hv)) {
+          this.sessions.add(b.hv);
+          opened.add(b.hv);
+        }
       } catch (e) {
         results.push(this.failure(b.hv, b.req, e));
       }
     }
+    if (this.syncs.open.size) this.armSyncSweep();
     const ops = done.flatMap((d) => d.f.ops);
     const changed = done.filter((d) => !d.f.empty);
     let durable: Promise<void> | undefined;
@@ -296,17 +473,27 @@ export class NveCore {
       }
     } catch (e) {
       for (const d of [...done].reverse()) d.f.undo();
-      this.syncs.clear();
-      for (const [k, v] of savedSyncs) this.syncs.set(k, v);
+      restoreSyncs();
+      for (const hv of opened) this.sessions.delete(hv);
       if (batch.length === 1) {
         this.log(`data plane or store refused ${ops.length} ops: ${(e as Error).message}`);
-        batch[0].resolve(errorResponse(batch[0].req.id, new ProtocolError("internal", `the change could not be stored or programmed: ${(e as Error).message}`)) as Record<string, unknown>);
+        const err = tableFull(e)
+          ? new ProtocolError("limit-exceeded", `a table of the data plane is full: ${(e as Error).message}`)
+          : new ProtocolError("internal", `the change could not be stored or programmed: ${(e as Error).message}`);
+        batch[0].resolve(errorResponse(batch[0].req.id, err) as Record<string, unknown>);
         return;
       }
       // one by one, so only the request at fault fails
       for (const b of batch) {
+        if (b.req.op !== "hello" && !this.sessions.has(b.hv)) {
+          b.resolve(this.refuse(b.hv, b.req, helloRequired(b.hv)));
+          continue;
+        }
         b.resolve(await this.transact(b.hv, b.port, (ctx) => dispatch(ctx, b.req)).then(
-          (reply) => ({ id: b.req.id, ok: true, ...reply() }), (err) => this.failure(b.hv, b.req, err)));
+          (reply) => {
+            if (b.req.op === "hello") this.sessions.add(b.hv);
+            return { id: b.req.id, ok: true, ...reply() };
+          }, (err) => this.failure(b.hv, b.req, err)));
       }
       return;
     }
@@ -326,18 +513,69 @@ export class NveCore {
   }
 
   private failure(hv: string, req: Request, e: unknown): Record<string, unknown> {
-    if (e instanceof ProtocolError) {
-      this.log(`request ${req.id} (${req.op}) from ${hv}: ${e.code}: ${e.message}`);
-      return errorResponse(req.id, e) as Record<string, unknown>;
-    }
+    if (e instanceof ProtocolError) return this.refuse(hv, req, e);
     this.log(`request ${req.id} (${req.op}) from ${hv}: internal error: ${(e as Error).stack ?? e}`);
     return errorResponse(req.id, new ProtocolError("internal", (e as Error).message)) as Record<string, unknown>;
   }
 
-  /** An agent's retained status (PROTOCOL.md §3): a will starts the agentHoldMs timer. */
+  /**
+   * Unfinished syncs are dropped holdMs after their last chunk (PROTOCOL.md §2
+   * Authority), on the monotonic clock: one in-process timer while any is open.
+   */
+  private armSyncSweep(): void {
+    if (this.syncSweep !== undefined || this.closed) return;
+    const hold = syncHoldMs(this.settings);
+    this.syncSweep = this.clock.setTimer(() => {
+      this.syncSweep = undefined;
+      const now = monoOf(this.clock);
+      for (const [hv, o] of [...this.syncs.open]) {
+        if (now - o.at < hold) continue;
+        discard(this.syncs, hv, o.syncId);
+        this.refused(hv, "sync-discarded", `sync ${o.syncId} of ${hv}: no final chunk within ${hold} ms, ${o.chunks.length} chunks discarded`);
+      }
+      if (this.syncs.open.size) this.armSyncSweep();
+    }, hold);
+  }
+
+  /**
+   * An agent's retained status (PROTOCOL.md §3): a will starts the agentHoldMs
+   * timer. Acted on only when it changes, and debounced (issue 10 item 4): a
+   * few changes at once per {hv}, then at most one per STATUS_DEBOUNCE_MS, the
+   * latest state winning, so flaps cannot fill everyone's queue with durable
+   * transactions. An offline status ends the {hv}'s session at once: its next
+   * request must be hello (PROTOCOL.md §2 Authority).
+   */
   agentStatus(hv: string, online: boolean): Promise<void> {
     const port = this.hvPort.get(hv);
     if (!port) return Promise.resolve();
+    if (!online) this.sessions.delete(hv);
+    const now = monoOf(this.clock);
+    let st = this.status.get(hv);
+    if (st?.seen === online) return Promise.resolve();
+    if (!st) this.status.set(hv, (st = { seen: online, tokens: STATUS_BURST, at: now }));
+    st.seen = online;
+    st.tokens = Math.min(STATUS_BURST, st.tokens + (now - st.at) / STATUS_DEBOUNCE_MS);
+    st.at = now;
+    if (st.timer !== undefined) return Promise.resolve(); // a trailing change is due: it takes the latest state
+    if (st.tokens >= 1) {
+      st.tokens -= 1;
+      return this.applyStatus(hv, port);
+    }
+    const s = st;
+    s.timer = this.clock.setTimer(() => {
+      s.timer = undefined;
+      s.tokens = 0;
+      s.at = monoOf(this.clock);
+      void this.applyStatus(hv, port);
+    }, STATUS_DEBOUNCE_MS * (1 - st.tokens));
+    return Promise.resolve();
+  }
+
+  private applyStatus(hv: string, port: string): Promise<void> {
+    const online = this.status.get(hv)!.seen;
+    const prev = this.model.hvs.get(hv);
+    if (online && prev?.online && !this.model.timers.has(`agent-hold|${hv}`)) return Promise.resolve();
+    if (!online && prev?.online === false) return Promise.resolve(); // already counting (or held forever)
     return this.enqueue(() => this.transact(hv, port, (ctx) => {
       const prev = this.model.hvs.get(hv);
       if (online) {
@@ -346,7 +584,7 @@ export class NveCore {
         if (!prev?.online) ctx.tx.log(`agent ${hv}: online`);
         return;
       }
-      if (prev?.online === false) return; // already counting (or held forever)
+      if (prev?.online === false) return;
       ctx.tx.putHv({ hv, online: false, since: ctx.now });
       const hold = this.settings.agentHoldMs;
       if (hold > 0) ctx.tx.setTimer("agent-hold", hv, ctx.now + hold);
@@ -551,7 +789,7 @@ export class NveCore {
       const alloc = this.model.alloc(p.name);
       return {
         port: p.name,
-        hypervisors: p.hypervisors.map((hv) => {
+        hypervisors: p.hypervisors.map(hvId).map((hv) => {
           const h = this.model.hvs.get(hv);
           const t = this.model.timers.get(`agent-hold|${hv}`);
           return { hv, state: h ? (h.online ? "online" : "offline") : "unknown", vnics: this.model.byHv.get(hv)?.size ?? 0, ...(t ? { holdUntil: t.due } : {}) };
@@ -568,5 +806,8 @@ export class NveCore {
     this.closed = true;
     if (this.timer !== undefined) this.clock.clearTimer(this.timer);
     this.timer = undefined;
+    if (this.syncSweep !== undefined) this.clock.clearTimer(this.syncSweep);
+    this.syncSweep = undefined;
+    for (const st of this.status.values()) if (st.timer !== undefined) this.clock.clearTimer(st.timer);
   }
 }

@@ -4,6 +4,14 @@
 import type { DpOp } from "../dataplane/ops.js";
 import type { HvRecord, Store, TimerRecord, VapRecord, VnicRecord } from "../store/store.js";
 import { TagAllocator } from "./tags.js";
+import { rangeOf } from "./ranges.js";
+import type { Ip } from "../dataplane/addr.js";
+
+function bump(m: Map<string, number>, k: string, d: number): void {
+  const n = (m.get(k) ?? 0) + d;
+  if (n > 0) m.set(k, n);
+  else m.delete(k);
+}
 
 /** Owner of the static `vnics` of the configuration file on one port ("@" is not allowed in an {hv}). */
 export const configHv = (port: string) => `@config/${port}`;
@@ -37,6 +45,14 @@ export class Model {
   readonly vapCount = new Map<string, number>();
   readonly byHv = new Map<string, Set<string>>();
   readonly allocators = new Map<string, TagAllocator>();
+  /** `${hv}|${vn}` → VNICs of the End Device in the VN; hv → how many VNs it uses (its share of its port's tags) */
+  readonly hvVn = new Map<string, number>();
+  readonly hvVnCount = new Map<string, number>();
+  /** hv → ranges (CIDR prefixes) it holds; all local ranges (the data plane's prefix table) */
+  readonly hvRanges = new Map<string, number>();
+  rangeTotal = 0;
+  /** VN → its ranges → owner VNIC (few: load balancers' VIPs; overlap checks, ranges.ts) */
+  readonly ranges = new Map<number, Map<string, { vnic: string; p: Ip }>>();
 
   constructor(ports: string[]) {
     for (const p of ports) this.allocators.set(p, new TagAllocator(p));
@@ -91,6 +107,29 @@ export class Model {
       this.byHv.get(r.hv)?.delete(r.vnic);
     }
     const ips = this.ipIdx; // not built yet: it will be, from `vnics`
+    const d = add ? 1 : -1;
+    for (const b of r.vns) {
+      const hk = `${r.hv}|${b.vn}`;
+      const c = (this.hvVn.get(hk) ?? 0) + d;
+      if (c > 0) this.hvVn.set(hk, c);
+      else this.hvVn.delete(hk);
+      if ((add && c === 1) || (!add && c === 0)) bump(this.hvVnCount, r.hv, d);
+      for (const a of b.addrs)
+        for (const ip of a.ips) {
+          const p = ip.includes("/") ? rangeOf(ip) : null;
+          if (!p) continue;
+          bump(this.hvRanges, r.hv, d);
+          this.rangeTotal += d;
+          let vr = this.ranges.get(b.vn);
+          if (add) {
+            if (!vr) this.ranges.set(b.vn, (vr = new Map()));
+            vr.set(ip, { vnic: r.vnic, p });
+          } else if (vr?.get(ip)?.vnic === r.vnic) {
+            vr.delete(ip);
+            if (vr.size === 0) this.ranges.delete(b.vn);
+          }
+        }
+    }
     for (const b of r.vns) {
       const k = vapKey(r.port, b.vn);
       const n = (this.vapCount.get(k) ?? 0) + (add ? 1 : -1);

@@ -4,12 +4,16 @@
 // a will (§3). All state logic is in core.ts.
 import mqtt, { type MqttClient, type IClientOptions } from "mqtt";
 import { mqttClientOptions, tcpNoDelay, type BrokerConnection } from "../protocol/mqtt.js";
-import { encode, publishOptions } from "../protocol/codec.js";
+import { encode, errorResponse, publishOptions } from "../protocol/codec.js";
+import { ProtocolError } from "../protocol/errors.js";
 import { parseNveTopic, topics } from "../protocol/topics.js";
 import { PROTOCOL_VERSION, type Event } from "../protocol/types.js";
 import { NveCore, type NveCoreOptions } from "./core.js";
 
 export type { BrokerConnection } from "../protocol/mqtt.js";
+
+/** An agent's status is `{"state":"online"}` or offline (PROTOCOL.md §1): anything larger is not one. */
+const MAX_STATUS = 256;
 
 export interface NveServiceOptions extends NveCoreOptions {
   broker: BrokerConnection;
@@ -83,6 +87,7 @@ export class NveService {
     this.cork(); // the PUBACKs of the requests parsed from one read leave in one write
     if (t.kind === "status") {
       if (payload.length === 0) return; // a cleared retained status
+      if (payload.length > MAX_STATUS) return this.log(`agent status from ${t.hv}: ${payload.length} bytes, more than a status (${MAX_STATUS}), ignored`);
       let state: unknown;
       try {
         state = (JSON.parse(payload.toString("utf8")) as { state?: unknown }).state;
@@ -95,8 +100,9 @@ export class NveService {
     }
     this.core.request(t.hv, payload).then((rsp) => {
       if (!this.client.connected && this.client.disconnecting) return;
+      if ((rsp.error as { code?: string } | undefined)?.code === "rate-limited" && !this.core.answerRateLimited(t.hv)) return;
       this.cork();
-      this.client.publish(topics.rsp(t.hv), encode(rsp), publishOptions(this.pv, false, corr), (e) => {
+      this.client.publish(topics.rsp(t.hv), this.bounded(t.hv, rsp), publishOptions(this.pv, false, corr), (e) => {
         if (e) this.log(`mqtt: response to ${t.hv}: ${e.message}`);
       });
     }, (e) => this.log(`request from ${t.hv}: ${(e as Error).message}`));
@@ -120,9 +126,27 @@ export class NveService {
     });
   }
 
+  /**
+   * A response as sent: never above maxPayload (PROTOCOL.md §2 Authority). A
+   * broker drops a client whose packet exceeds its limit, and MQTT.js sends the
+   * same QoS 1 packet again on every reconnect (issue 10: the NVE off MQTT), so
+   * a reply that would be too big is replaced by a small error with its id.
+   */
+  private bounded(hv: string, rsp: Record<string, unknown>): Buffer {
+    const buf = encode(rsp);
+    const max = this.core.settings.maxPayload;
+    if (buf.length <= max) return buf;
+    this.log(`response ${String(rsp.id)} to ${hv}: ${buf.length} bytes exceeds maxPayload ${max}, answered with limit-exceeded`);
+    return encode(errorResponse(typeof rsp.id === "string" ? rsp.id : null,
+      new ProtocolError("limit-exceeded", `the answer (${buf.length} bytes) would exceed maxPayload (${max}); ask for less (show: limit)`)));
+  }
+
   sendEvent(hv: string, ev: Event): void {
+    const buf = encode(ev);
+    if (buf.length > this.core.settings.maxPayload)
+      return this.log(`event ${ev.event} to ${hv}: ${buf.length} bytes exceeds maxPayload ${this.core.settings.maxPayload}, not sent`);
     this.cork();
-    this.client.publish(topics.evt(hv), encode(ev), publishOptions(this.pv), (e) => {
+    this.client.publish(topics.evt(hv), buf, publishOptions(this.pv), (e) => {
       if (e) this.log(`mqtt: event to ${hv}: ${e.message}`);
     });
   }

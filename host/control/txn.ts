@@ -8,7 +8,17 @@ import { ProtocolError } from "../protocol/errors.js";
 import type { Event } from "../protocol/types.js";
 import type { CollectionName, HvRecord, QuarantineRecord, StoreWriter, TimerRecord, VnicRecord } from "../store/store.js";
 import { keys } from "../store/store.js";
-import { Model, ipKey, macKey, splitKey, splitVapKey, vapKey } from "./model.js";
+import { Model, ipKey, isConfigHv, macKey, splitKey, splitVapKey, vapKey } from "./model.js";
+import { countRanges } from "./ranges.js";
+
+/** What a transaction may take of what the End Devices share (core.ts builds it from the limits). */
+export interface TxnGuard {
+  maxPrefixesPerHv: number;
+  /** the data plane's prefix table (assembly/tables/index.ts MAX_PREFIXES) */
+  prefixCapacity: number;
+  /** how many VNs (tags) `hv` may use on its port; undefined = no share (alone on the port) */
+  tagShare(hv: string): number | undefined;
+}
 
 export type StoreOp = ["put", CollectionName, string, unknown] | ["del", CollectionName, string];
 
@@ -48,7 +58,10 @@ export class Txn {
   readonly logs: string[] = [];
   private finished = false;
 
-  constructor(readonly model: Model, readonly now: number, private quarantineMs: number) {}
+  private hvVnDelta = new Map<string, number>();
+  private rangeDelta = new Map<string, number>();
+
+  constructor(readonly model: Model, readonly now: number, private quarantineMs: number, private guard?: TxnGuard) {}
 
   /** The post-state record (read-only view; copy before editing, see edit()). */
   peek(id: string): VnicRecord | undefined {
@@ -70,6 +83,12 @@ export class Txn {
   ipOwner(vn: number, ip: string): { vnic: string; mac: string } | undefined {
     const k = ipKey(vn, ip);
     return this.ipOv.has(k) ? this.ipOv.get(k) ?? undefined : this.model.ipOwner.get(k);
+  }
+
+  /** IPs (and ranges) of VN `vn` that this transaction binds, with their owners. */
+  *touchedIps(vn: number): Iterable<[string, { vnic: string; mac: string }]> {
+    const pre = `${vn}|`;
+    for (const [k, o] of this.ipOv) if (o && k.startsWith(pre)) yield [k.slice(pre.length), o];
   }
 
   /** VNICs of an End Device in the post-state. */
@@ -111,6 +130,16 @@ export class Txn {
     const prev = this.peek(id);
     if (prev) this.hvDelta.set(prev.hv, (this.hvDelta.get(prev.hv) ?? 0) - 1);
     if (next) this.hvDelta.set(next.hv, (this.hvDelta.get(next.hv) ?? 0) + 1);
+    for (const [rec, d] of [[prev, -1], [next, 1]] as const) {
+      if (!rec) continue;
+      for (const b of rec.vns) {
+        const hk = `${rec.hv}|${b.vn}`;
+        this.hvVnDelta.set(hk, (this.hvVnDelta.get(hk) ?? 0) + d);
+        let n = 0;
+        for (const a of b.addrs) n += countRanges(a.ips);
+        if (n) this.rangeDelta.set(rec.hv, (this.rangeDelta.get(rec.hv) ?? 0) + d * n);
+      }
+    }
     if (prev) {
       for (const b of prev.vns) {
         const vk = vapKey(prev.port, b.vn);
@@ -156,11 +185,47 @@ export class Txn {
     this.logs.push(line);
   }
 
+  /**
+   * Per-{hv} shares of what the End Devices share (PROTOCOL.md §2 Authority,
+   * INTERFACES.md `limits`): ranges per {hv} and the NVE's prefix table, and the
+   * VNs (so tags) an {hv} uses on a port it shares with others. Only growth is
+   * refused (limit-exceeded), so a change that shrinks always passes.
+   */
+  private checkShares(g: TxnGuard): void {
+    const m = this.model;
+    let sum = 0;
+    for (const [hv, d] of this.rangeDelta) {
+      sum += d;
+      if (d <= 0 || isConfigHv(hv)) continue;
+      const post = (m.hvRanges.get(hv) ?? 0) + d;
+      if (post > g.maxPrefixesPerHv)
+        throw new ProtocolError("limit-exceeded", `${hv} would hold ${post} ranges (limit maxPrefixesPerHv ${g.maxPrefixesPerHv})`, "addrs");
+    }
+    if (sum > 0 && m.rangeTotal + sum > g.prefixCapacity)
+      throw new ProtocolError("limit-exceeded", `the NVE's prefix table holds at most ${g.prefixCapacity} ranges`, "addrs");
+    const grown = new Map<string, number>();
+    for (const [k, d] of this.hvVnDelta) {
+      if (d === 0) continue;
+      const pre = m.hvVn.get(k) ?? 0;
+      const hv = k.slice(0, k.lastIndexOf("|"));
+      if (pre === 0 && pre + d > 0) grown.set(hv, (grown.get(hv) ?? 0) + 1);
+      else if (pre > 0 && pre + d === 0) grown.set(hv, (grown.get(hv) ?? 0) - 1);
+    }
+    for (const [hv, n] of grown) {
+      if (n <= 0 || isConfigHv(hv)) continue;
+      const share = g.tagShare(hv);
+      const post = (m.hvVnCount.get(hv) ?? 0) + n;
+      if (share !== undefined && post > share)
+        throw new ProtocolError("limit-exceeded", `${hv} would use ${post} VNs on its port, more than its share of the port's tags (${share})`, "vn");
+    }
+  }
+
   /** Derives tags, DpOps and store writes. Throws ProtocolError (tag-conflict, tag-exhausted), changing nothing. */
   finish(): Finished {
     this.finished = true;
     const m = this.model;
     const now = this.now;
+    if (this.guard) this.checkShares(this.guard);
     // VAPs: Disconnected ⇄ Connected (RFC 8394 §3) when the VNIC count crosses zero.
     const tagDel: DpOp[] = [];
     const tagAdd: DpOp[] = [];

@@ -6,6 +6,8 @@ import type { Addr } from "../protocol/types.js";
 import type { VnicRecord } from "../store/store.js";
 import type { HandlerCtx } from "./context.js";
 import { isConfigHv } from "./model.js";
+import { parseIp, type Ip } from "../dataplane/addr.js";
+import { overlaps } from "./ranges.js";
 
 export type AddrSet = { mac: string; ips: string[] }[];
 
@@ -21,19 +23,29 @@ export function normAddrs(addrs: Addr[]): AddrSet {
 }
 
 /**
- * The requester's post-state copy of a VNIC, or undefined (Init). Another End
- * Device's VNIC may be taken over only by an activation of a VNIC departing by
- * migration or flagged as a migration arrival (PROTOCOL.md §2, RFC 8394 Req-13):
- * it then moves to the requester's port (seed §4.3: "associate the addresses
- * with a different port/tag pair", no withdraw).
+ * The requester's post-state copy of a VNIC, or undefined (Init). A {hv} sees
+ * only its own VNICs (PROTOCOL.md §2 Authority): another End Device's VNIC is
+ * undefined here, exactly as an unknown one, unless the request claims it
+ * (`claim`: it would create or activate the VNIC). The one claim allowed is an
+ * arrival (RFC 8394 Req-13): an activation with `migration: true` of a VNIC in
+ * its migration hold on this NVE, which then moves to the requester's port
+ * (seed §4.3: "associate the addresses with a different port/tag pair", no
+ * withdraw). Any other claim is not-authorized and changes nothing.
  */
-export function acquire(ctx: HandlerCtx, id: string, o: { activating: boolean; migration?: boolean }): VnicRecord | undefined {
-  const r = ctx.tx.edit(id);
-  if (!r) return undefined;
-  if (isConfigHv(r.hv) && !isConfigHv(ctx.hv)) throw new ProtocolError("not-authorized", `VNIC ${id} is static configuration of this NVE`, "vnic");
+export function acquire(ctx: HandlerCtx, id: string,
+  o: { activating: boolean; migration?: boolean; claim?: boolean; field?: string }): VnicRecord | undefined {
+  const field = o.field ?? "vnic";
+  const cur = ctx.tx.peek(id);
+  if (!cur) return undefined;
+  if (isConfigHv(cur.hv) && !isConfigHv(ctx.hv)) throw new ProtocolError("not-authorized", `VNIC ${id} is static configuration of this NVE`, field);
+  if (cur.hv !== ctx.hv) {
+    if (!(o.activating && o.migration && cur.hold)) {
+      if (o.claim) throw new ProtocolError("not-authorized", `VNIC ${id} cannot be claimed by ${ctx.hv}: only a VNIC in its migration hold may arrive (migration: true)`, field);
+      return undefined;
+    }
+  }
+  const r = structuredClone(cur);
   if (r.hv !== ctx.hv) {
-    if (!(o.activating && (r.hold || o.migration)))
-      throw new ProtocolError("not-authorized", `VNIC ${id} is attached by another End Device`, "vnic");
     ctx.tx.log(`VNIC ${id}: migration from ${r.hv}@${r.port} to ${ctx.hv}@${ctx.port}`);
     r.hv = ctx.hv;
   }
@@ -48,11 +60,18 @@ export function acquire(ctx: HandlerCtx, id: string, o: { activating: boolean; m
   return r;
 }
 
-/** The requester's own VNIC, which must exist (unknown-vnic). */
+/** The requester's own VNIC, which must exist (unknown-vnic, also for another End Device's). */
 export function owned(ctx: HandlerCtx, id: string): VnicRecord {
   const r = acquire(ctx, id, { activating: false });
   if (!r) throw new ProtocolError("unknown-vnic", `no VNIC ${id} on this NVE`, "vnic");
   return r;
+}
+
+/** A VN reference of a request → the VN, which the requester must be allowed to use (unknown-vn, not-authorized). */
+export function resolveVn(ctx: HandlerCtx, ref: Parameters<HandlerCtx["catalog"]["resolve"]>[0], field = "vn"): number {
+  const v = ctx.catalog.resolve(ref, field);
+  ctx.authorize(v, field);
+  return v.id;
 }
 
 export function newVnic(ctx: HandlerCtx, id: string, state: VnicRecord["state"]): VnicRecord {
@@ -98,11 +117,14 @@ const departing = (ctx: HandlerCtx, id: string) => !!ctx.tx.peek(id)?.hold;
 /**
  * Union of `addrs` into the VNIC's VN entry (PROTOCOL.md §2 addr.associate,
  * Req-8, Req-10). A MAC or IP of another VNIC of the VN: address-conflict,
- * unless that VNIC is departing by migration (then it moves).
+ * unless that VNIC is departing by migration (then it moves). A range may not
+ * overlap another VNIC's range or address in the VN, nor be shorter than
+ * limits.minPrefixLen (PROTOCOL.md §2 Authority).
  */
 export function associate(ctx: HandlerCtx, r: VnicRecord, vn: number, addrs: AddrSet, field = "addrs"): void {
   const b = r.vns.find((x) => x.vn === vn);
   if (!b) throw new ProtocolError("not-connected", `VNIC ${r.vnic} is not connected to VN ${vn}`, "vn");
+  const had = ctx.tx.peek(r.vnic)?.vns.find((x) => x.vn === vn);
   addrs.forEach((a, i) => {
     const owner = ctx.tx.macOwner(vn, a.mac);
     if (owner !== undefined && owner !== r.vnic) {
@@ -117,14 +139,55 @@ export function associate(ctx: HandlerCtx, r: VnicRecord, vn: number, addrs: Add
         if (!departing(ctx, o.vnic)) throw new ProtocolError("address-conflict", `IP ${ip} is bound to another VNIC in VN ${vn}`, `${field}[${i}].ips[${j}]`);
         takeFrom(ctx, o.vnic, vn, o.mac, ip);
       }
+      checkRange(ctx, r.vnic, vn, ip, !!had?.addrs.some((x) => x.ips.includes(ip)), `${field}[${i}].ips[${j}]`);
       // An IP is bound to one MAC (Req-10 "IP-MAC pair" update): drop it from this VNIC's other MACs.
       for (const other of b.addrs) if (other !== entry && other.ips.includes(ip)) other.ips = other.ips.filter((x) => x !== ip);
       if (!entry!.ips.includes(ip)) entry!.ips.push(ip);
     });
   });
-  const n = b.addrs.reduce((s, a) => s + 1 + a.ips.length, 0);
+  let n = 0;
+  for (const x of r.vns) for (const a of x.addrs) n += 1 + a.ips.length;
   if (n > ctx.settings.limits.maxAddrsPerVnic)
-    throw new ProtocolError("limit-exceeded", `VNIC ${r.vnic} would hold ${n} addresses in VN ${vn} (limit ${ctx.settings.limits.maxAddrsPerVnic})`, field);
+    throw new ProtocolError("limit-exceeded", `VNIC ${r.vnic} would hold ${n} addresses (limit maxAddrsPerVnic ${ctx.settings.limits.maxAddrsPerVnic})`, field);
+}
+
+/**
+ * A range's length (bad-request below limits.minPrefixLen, /0 always) and its
+ * overlaps with other VNICs of the VN (address-conflict); an address inside
+ * another VNIC's range conflicts too. `kept`: the VNIC already held `ip` in the
+ * VN (checked when it came; a sync re-states it), which skips the scan of the
+ * VN's addresses.
+ */
+function checkRange(ctx: HandlerCtx, vnic: string, vn: number, ip: string, kept: boolean, field: string): void {
+  const model = ctx.tx.model;
+  const p = ip.includes("/") ? parseIp(ip) : null;
+  const vnRanges = model.ranges.get(vn);
+  if (!p || p.prefix === null || p.prefix === (p.is6 ? 128 : 32)) {
+    if (!vnRanges || kept) return; // a host address: only another VNIC's range can hold it
+    const h = parseIp(ip.includes("/") ? ip.slice(0, ip.indexOf("/")) : ip)!;
+    for (const [rip, x] of vnRanges) {
+      if (x.vnic === vnic || !overlaps(h, x.p)) continue;
+      const o = ctx.tx.ipOwner(vn, rip);
+      if (o && o.vnic !== vnic)
+        throw new ProtocolError("address-conflict", `IP ${ip} lies in range ${rip} of another VNIC in VN ${vn}`, field);
+    }
+    return;
+  }
+  const min = p.is6 ? ctx.settings.limits.minPrefixLen.ipv6 : ctx.settings.limits.minPrefixLen.ipv4;
+  if (p.prefix === 0 || p.prefix < min)
+    throw new ProtocolError("bad-request", `range ${ip} is shorter than /${Math.max(min, 1)} (limits.minPrefixLen)`, field);
+  if (kept) return;
+  // Ranges of the VN (in the model, and those this transaction adds), then every address of the VN.
+  const check = (other: string, q: Ip | null) => {
+    if (other === ip || !q || !overlaps(p, q)) return;
+    const o = ctx.tx.ipOwner(vn, other);
+    if (o && o.vnic !== vnic) throw new ProtocolError("address-conflict", `range ${ip} overlaps ${other} of another VNIC in VN ${vn}`, field);
+  };
+  for (const [rip, x] of vnRanges ?? []) if (x.vnic !== vnic) check(rip, x.p);
+  for (const [k, o] of ctx.tx.touchedIps(vn)) if (o.vnic !== vnic) check(k, parseIp(k));
+  // Every address of the VN (a new range is rare: a load balancer's VIPs): the (VN, IP) keys, first byte compared cheaply.
+  const pre = `${vn}|`;
+  for (const [k, o] of model.ipOwner) if (o.vnic !== vnic && k.startsWith(pre)) check(k.slice(pre.length), parseIp(k.slice(pre.length)));
 }
 
 /** The vn.connect / vnic.attach result (PROTOCOL.md §2). */

@@ -12,7 +12,7 @@ const OP_SET = new Set<string>(OPS);
 export type Decoded = { ok: true; req: Request } | { ok: false; id: string | null; error: ProtocolError };
 
 /** Best-effort id of an unparseable or oversized payload: only a well-formed id near the start counts. */
-function sniffId(buf: Uint8Array): string | null {
+export function sniffId(buf: Uint8Array): string | null {
   const head = Buffer.from(buf.subarray(0, 256)).toString("utf8");
   const m = /^\s*\{\s*"id"\s*:\s*"([^"\\]{1,64})"/.exec(head);
   return m ? m[1] : null;

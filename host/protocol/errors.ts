@@ -3,7 +3,7 @@
 export const ERROR_CODES = [
   "bad-request", "unknown-op", "too-large", "not-authorized", "unknown-vn", "unknown-vnic",
   "not-connected", "tag-conflict", "tag-exhausted", "address-conflict", "limit-exceeded",
-  "rate-limited", "internal",
+  "rate-limited", "hello-required", "internal",
 ] as const;
 export type ErrorCode = (typeof ERROR_CODES)[number];
 

@@ -51,7 +51,8 @@ export const requestSchemas: Record<OpName, object> = {
         vns: { type: "array", maxItems: 64, items: { type: "object", additionalProperties: false, required: ["vn", "addrs"],
           properties: { vn: vnRefSchema, tag, addrs: { type: "array", maxItems: 4096, items: addr } } } } } } },
   }),
-  show: req([], {}),
+  // A page of the view (PROTOCOL.md §2 show): `cursor` is the `next` of the page before.
+  show: req([], { cursor: uuid, limit: { type: "integer", minimum: 1, maximum: 65536 } }),
 };
 
 const vnFull = { type: "object", required: ["id"], properties: { id: vnId, name: uuid, alias: { type: "string" } } };

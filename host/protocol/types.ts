@@ -19,7 +19,7 @@ export type Request =
   | { id: string; op: "vnic.deactivate"; vnic: string; reason: DeactivateReason }
   | { id: string; op: "vn.profile"; vn: VnRef }
   | { id: string; op: "sync"; syncId: string; vnics: SyncVnic[]; final: boolean }
-  | { id: string; op: "show" };
+  | { id: string; op: "show"; cursor?: string; limit?: number };
 
 export type RequestOf<O extends Request["op"]> = Extract<Request, { op: O }>;
 

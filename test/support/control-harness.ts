@@ -13,7 +13,8 @@ import { NveService } from "../../host/control/service.js";
 import type { Clock } from "../../host/control/clock.js";
 import type { Limits } from "../../host/control/context.js";
 import { MemoryStore, newMemoryBacking, type MemoryBacking } from "../../host/store/memory.js";
-import { Agent } from "../../host/agent/agent.js";
+import * as assert from "uvu/assert";
+import { Agent, AgentError } from "../../host/agent/agent.js";
 import { topics } from "../../host/protocol/topics.js";
 
 export const NVE = "nve-a";
@@ -242,4 +243,55 @@ export async function runNvedge(args: string[], ms = 20_000): Promise<{ code: nu
   const code = await p.exited;
   clearTimeout(t);
   return { code, out: p.out(), err: p.err() };
+}
+
+/** Expects `p` to fail with an AgentError of `code` (and `field`); returns it. */
+export async function rejects(p: Promise<unknown>, code: string, field?: string): Promise<AgentError> {
+  try {
+    await p;
+  } catch (e) {
+    assert.instance(e, AgentError);
+    assert.is((e as AgentError).code, code, (e as Error).message);
+    if (field !== undefined) assert.is((e as AgentError).field, field);
+    return e as AgentError;
+  }
+  throw new assert.Assertion({ message: `expected error ${code}, got success`, operator: "rejects", expects: code, actual: "ok", generated: false });
+}
+
+/** One test's NVE, agents and raw clients on a running broker; close() stops them all. */
+export class ControlEnv {
+  readonly nve = nextNve();
+  run!: RunningNve;
+  agents: Agent[] = [];
+  raws: { close(): Promise<unknown> }[] = [];
+  constructor(readonly b: RunningBroker) {}
+  async start(o: { over?: Record<string, unknown>; limits?: Partial<Limits>; backing?: RunningNve["backing"]; config?: NveConfig } = {}) {
+    this.run = await startNve(this.b, { config: o.config ?? baseConfig(o.over, this.nve), limits: o.limits, backing: o.backing });
+    return this.run;
+  }
+  get core() {
+    return this.run.svc.core;
+  }
+  get prog() {
+    return this.run.prog;
+  }
+  async agent(hv: string, statePath?: string) {
+    const a = await startAgent(this.b, hv, { nve: this.nve, statePath });
+    this.agents.push(a);
+    return a;
+  }
+  async raw(hv: string) {
+    const r = await rawClient(this.b, hv, this.nve);
+    this.raws.push(r);
+    return r;
+  }
+  /** Everything the NVE can tell about its state (compared before/after a refused request). */
+  snapshot() {
+    return JSON.stringify([this.core.bindings(), this.core.vns(), this.core.ports(), HVS.map((h) => this.core.viewHv(h))]);
+  }
+  async close() {
+    for (const a of this.agents) await a.stop().catch(() => {});
+    for (const r of this.raws) await r.close().catch(() => {});
+    await this.run?.stop().catch(() => {});
+  }
 }

@@ -4,10 +4,10 @@ import { ProtocolError } from "../../protocol/errors.js";
 import { normIp, normMac } from "../../protocol/addr.js";
 import type { RequestOf } from "../../protocol/types.js";
 import type { HandlerCtx, Reply } from "../context.js";
-import { owned } from "../vnic.js";
+import { owned, resolveVn } from "../vnic.js";
 
 export function addrDisassociate(ctx: HandlerCtx, req: RequestOf<"addr.disassociate">): Reply {
-  const vn = ctx.catalog.resolve(req.vn).id;
+  const vn = resolveVn(ctx, req.vn);
   const r = owned(ctx, req.vnic);
   const b = r.vns.find((x) => x.vn === vn);
   if (!b) throw new ProtocolError("not-connected", `VNIC ${r.vnic} is not connected to VN ${vn}`, "vn");

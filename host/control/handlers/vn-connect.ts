@@ -1,12 +1,12 @@
 // vn.connect (PROTOCOL.md §2; RFC 8394 Req-5, Req-7): VNIC ↔ VN, a tag per (port, VN).
 import type { RequestOf } from "../../protocol/types.js";
 import type { HandlerCtx, Reply } from "../context.js";
-import { acquire, connect, connectResult, newVnic } from "../vnic.js";
+import { acquire, connect, connectResult, newVnic, resolveVn } from "../vnic.js";
 
 export function vnConnect(ctx: HandlerCtx, req: RequestOf<"vn.connect">): Reply {
-  const vn = ctx.catalog.resolve(req.vn).id;
+  const vn = resolveVn(ctx, req.vn);
   const activate = req.activate !== false;
-  const r = acquire(ctx, req.vnic, { activating: activate }) ?? newVnic(ctx, req.vnic, activate ? "active" : "associated");
+  const r = acquire(ctx, req.vnic, { activating: activate, claim: true }) ?? newVnic(ctx, req.vnic, activate ? "active" : "associated");
   // activate:false pre-associates a new VNIC; it never deactivates one that already flows.
   if (activate) r.state = "active";
   connect(ctx, r, vn, req.tag, true);

@@ -4,5 +4,6 @@ import type { HandlerCtx, Reply } from "../context.js";
 
 export function vnProfile(ctx: HandlerCtx, req: RequestOf<"vn.profile">): Reply {
   const v = ctx.catalog.resolve(req.vn);
+  ctx.authorize(v, "vn");
   return () => ({ vn: ctx.catalog.full(v.id), vni: v.vni, mtu: v.profile.mtu, profile: v.profile });
 }

@@ -2,11 +2,11 @@
 // in one message. `migration:true` marks a hot-migration arrival (Req-13).
 import type { RequestOf } from "../../protocol/types.js";
 import type { HandlerCtx, Reply } from "../context.js";
-import { acquire, associate, connect, connectResult, newVnic, normAddrs } from "../vnic.js";
+import { acquire, associate, connect, connectResult, newVnic, normAddrs, resolveVn } from "../vnic.js";
 
 export function vnicAttach(ctx: HandlerCtx, req: RequestOf<"vnic.attach">): Reply {
-  const vn = ctx.catalog.resolve(req.vn).id;
-  const r = acquire(ctx, req.vnic, { activating: true, migration: req.migration === true }) ?? newVnic(ctx, req.vnic, "active");
+  const vn = resolveVn(ctx, req.vn);
+  const r = acquire(ctx, req.vnic, { activating: true, migration: req.migration === true, claim: true }) ?? newVnic(ctx, req.vnic, "active");
   r.state = "active";
   connect(ctx, r, vn, req.tag, true);
   associate(ctx, r, vn, normAddrs(req.addrs));

@@ -1,26 +1,27 @@
 // vnic.deactivate (PROTOCOL.md §2; RFC 8394 §3; Req-8; seed §4.4):
 // shutdown → Init (purge now); suspend → Associated, bindings kept;
 // migration → Associated and held for holdMs, then purged unless it reappears.
+// A VNIC that is not the requester's own (unknown, or another End Device's) is
+// answered alike, so the answer reveals nothing of other End Devices' VNICs
+// (PROTOCOL.md §2 Authority): shutdown and migration succeed and change nothing
+// (idempotent: the VNIC is already gone from here, e.g. a source reporting its
+// side after the destination took the VNIC over), suspend is unknown-vnic.
 import { ProtocolError } from "../../protocol/errors.js";
 import type { RequestOf } from "../../protocol/types.js";
 import type { HandlerCtx, Reply } from "../context.js";
-import { owned } from "../vnic.js";
+import { acquire } from "../vnic.js";
 
 export function vnicDeactivate(ctx: HandlerCtx, req: RequestOf<"vnic.deactivate">): Reply {
-  const cur = ctx.tx.peek(req.vnic);
-  if (req.reason === "shutdown") {
-    if (cur) {
-      owned(ctx, req.vnic); // authorization
-      ctx.tx.del(req.vnic);
-      ctx.tx.clearTimer("migration-hold", req.vnic);
-    }
-    return () => ({}); // idempotent: a VNIC already shut down stays so
+  const r = acquire(ctx, req.vnic, { activating: false });
+  if (!r) {
+    if (req.reason === "suspend") throw new ProtocolError("unknown-vnic", `no VNIC ${req.vnic} on this NVE`, "vnic");
+    return () => ({});
   }
-  if (!cur) throw new ProtocolError("unknown-vnic", `no VNIC ${req.vnic} on this NVE`, "vnic");
-  // The source of a migration may report it after the destination already took the
-  // VNIC over (PROTOCOL.md §2): nothing is left to do here.
-  if (req.reason === "migration" && cur.hv !== ctx.hv && !cur.hold) return () => ({});
-  const r = owned(ctx, req.vnic);
+  if (req.reason === "shutdown") {
+    ctx.tx.del(req.vnic);
+    ctx.tx.clearTimer("migration-hold", req.vnic);
+    return () => ({});
+  }
   r.state = "associated";
   if (req.reason === "migration") {
     if (ctx.settings.holdMs === 0) {
