@@ -1,6 +1,8 @@
 // Builds the project: the AssemblyScript data plane (release and debug wasm),
 // the TypeScript host, tests and benchmarks (esbuild, one output file per
 // source file, ESM), and the native packet I/O addon when its build file exists.
+// The wasm step also builds the data plane component (scripts/component.mjs).
+// The firmware bundles are built by firmware/build.mjs (npm run firmware).
 // Flags: --wasm, --host, --addon build only that part; none builds all.
 import { readdirSync, statSync, existsSync, mkdirSync } from "node:fs";
 import { join, dirname } from "node:path";
@@ -38,6 +40,12 @@ async function buildWasm() {
       process.exit(1);
     }
     void stderr;
+  }
+  // The same core as a WebAssembly component (wit/dataplane.wit) and its jco bindings.
+  const { buildComponent } = await import("./component.mjs");
+  try { await buildComponent(); } catch (e) {
+    console.error(`build: the data plane component failed: ${e.message}`);
+    process.exit(1);
   }
 }
 
