@@ -95,17 +95,25 @@ function nodeGyp() {
   return existsSync(p) ? [process.execPath, [p]] : ["node-gyp", []];
 }
 
-/** host/io/native built for the arch against the pinned Node's headers, in a copy (the checkout's own build stays). */
+/**
+ * host/io/native built for the arch against the pinned Node's headers, in a
+ * copy (the checkout's own build stays); cached by the hash of its sources,
+ * the arch and the Node version.
+ */
 function buildAddon(arch, nodeDir) {
   const a = ARCHES[arch];
+  const srcDir = join(root, "host", "io", "native");
+  const sources = readdirSync(srcDir).filter((f) => f.endsWith(".c") || f.endsWith(".h") || f === "binding.gyp").sort();
+  const h = createHash("sha256").update(`${arch} ${pins.node.version}\n`);
+  for (const f of sources) h.update(`${f}\n`).update(readFileSync(join(srcDir, f)));
+  const cached = join(here, ".cache", `addon-${arch}-${h.digest("hex").slice(0, 16)}.node`);
+  if (existsSync(cached)) return cached;
   const cc = spawnSync(a.cc, ["--version"]);
   if (cc.status !== 0) fail(`${a.cc} is missing: bash scripts/system-deps.sh installs gcc-aarch64-linux-gnu`);
   const work = join(here, ".cache", `addon-${arch}`);
   rmSync(work, { recursive: true, force: true });
   mkdirSync(work, { recursive: true });
-  for (const f of readdirSync(join(root, "host", "io", "native"))) {
-    if (f.endsWith(".c") || f.endsWith(".h") || f === "binding.gyp") copyFileSync(join(root, "host", "io", "native", f), join(work, f));
-  }
+  for (const f of sources) copyFileSync(join(srcDir, f), join(work, f));
   const [cmd, pre] = nodeGyp();
   // CC/LINK: the cross compiler links too (the addon is C only, no g++ needed).
   const env = { ...process.env, CC: a.cc, LINK: a.cc, CXX: a.cc, AR: a.cc.replace(/gcc$/, "ar") };
@@ -114,7 +122,9 @@ function buildAddon(arch, nodeDir) {
   const file = run("file", ["-b", out]).trim();
   const want = arch === "arm64" ? /ARM aarch64/ : /x86-64/;
   if (!want.test(file)) fail(`the addon built for ${arch} is ${file}`);
-  return out;
+  copyFileSync(out, cached);
+  rmSync(work, { recursive: true, force: true });
+  return cached;
 }
 
 async function bundleHost(stage, target) {
