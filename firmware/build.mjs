@@ -13,7 +13,8 @@
 //   lib/dataplane.wasm       the data plane core module
 //   lib/component/           the data plane as a WebAssembly component (+ jco's bindings, used by --dataplane component)
 //   lib/native/nvedge_afpacket.node  the AF_PACKET addon, compiled for the arch against the pinned Node's headers
-//   lib/native/lmdb.node     lmdb's prebuilt binary for the arch (N-API)
+//   lib/native/lmdb.abi<N>.node  lmdb's prebuilt binary for the arch and the pinned Node's ABI
+//                            (--no-runtime: every ABI lmdb ships, and lmdb.napi.node)
 //   runtime/bin/node         the pinned Node runtime for the arch (firmware/pins.json), unless --no-runtime
 //   etc/nvedge/nvedge.json   the default configuration (installed to /etc/nvedge when that does not exist)
 //   etc/systemd/…            every file under the checkout's etc/systemd/
@@ -132,7 +133,7 @@ async function bundleHost(stage, target) {
   const paths = join(root, "host", "paths.ts");
   // lmdb finds its native binary through node-gyp-build-optional-packages
   // (relative to its own package directory, which a bundle does not have):
-  // in the bundle it is lib/native/lmdb.node, through host/paths.ts.
+  // in the bundle it is lib/native/lmdb.abi<N>.node, through host/paths.ts.
   const lmdbNative = {
     name: "lmdb-native",
     setup(b) {
@@ -149,8 +150,13 @@ export default function load() { return createRequire(import.meta.url)(lmdbAddon
   const common = {
     bundle: true, platform: "node", format: "esm", target, minify: false, legalComments: "none",
     define: { NVEDGE_BUNDLE: "true" },
-    // CommonJS dependencies (mqtt, aedes, ...) call require() for Node built-ins.
-    banner: { js: "import { createRequire as __nvedgeRequire } from 'node:module'; const require = __nvedgeRequire(import.meta.url);" },
+    // lmdb's CommonJS build (one rollup'd file): bundled from its ES module
+    // sources, getRange never returns (their circular imports evaluate in
+    // another order in one file; found by test/firmware-qemu.test.ts).
+    alias: { lmdb: join(root, "node_modules", "lmdb", "dist", "index.cjs") },
+    // CommonJS dependencies (mqtt, aedes, lmdb) call require() for Node
+    // built-ins, and lmdb's reads __filename.
+    banner: { js: "import { createRequire as __nvedgeRequire } from 'node:module'; import { fileURLToPath as __nvedgePath } from 'node:url'; const require = __nvedgeRequire(import.meta.url); const __filename = __nvedgePath(import.meta.url);" },
     // msgpackr's native extension is optional (it falls back to JS); bun:ffi is lmdb's Bun-only path.
     external: ["msgpackr-extract", "bun:ffi"],
     plugins: [lmdbNative], logLevel: "warning",
@@ -222,7 +228,15 @@ export async function buildFirmware(o) {
   copyFileSync(join(root, "build", "dataplane.wasm"), join(stage, "lib", "dataplane.wasm"));
   for (const f of readdirSync(join(root, "build", "component"))) copyFileSync(join(root, "build", "component", f), join(stage, "lib", "component", f));
   copyFileSync(buildAddon(o.arch, nodePkg), join(stage, "lib", "native", "nvedge_afpacket.node"));
-  copyFileSync(join(lmdbPkg, "node.napi.glibc.node"), join(stage, "lib", "native", "lmdb.node"));
+  // lmdb's build for the pinned Node's ABI (host/paths.ts lmdbAddonPath); a
+  // --no-runtime bundle runs on whatever node the device has: every ABI lmdb
+  // ships a build for, and its N-API build as the last resort.
+  const abi = pins.node.abi;
+  for (const f of readdirSync(lmdbPkg)) {
+    const m = /^node\.(abi\d+|napi)\.glibc\.node$/.exec(f);
+    if (m && (!o.runtime || m[1] === `abi${abi}`)) copyFileSync(join(lmdbPkg, f), join(stage, "lib", "native", `lmdb.${m[1]}.node`));
+  }
+  if (o.runtime && !existsSync(join(stage, "lib", "native", `lmdb.abi${abi}.node`))) fail(`${pins.lmdb[o.arch].package}@${pins.lmdb.version} has no build for Node ABI ${abi}`);
   if (o.runtime) {
     mkdirSync(join(stage, "runtime", "bin"), { recursive: true });
     copyFileSync(join(nodePkg, "bin", "node"), join(stage, "runtime", "bin", "node"));

@@ -11,6 +11,7 @@
 // import.meta.url (that only worked from a checkout).
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { join } from "node:path";
+import { existsSync } from "node:fs";
 
 declare const NVEDGE_BUNDLE: boolean | undefined;
 
@@ -38,9 +39,16 @@ export function addonPath(): string {
   return inBundle ? join(root, "lib", "native", "nvedge_afpacket.node") : join(root, "host", "io", "native", "build", "Release", "nvedge_afpacket.node");
 }
 
-/** lmdb's native binary in a bundle (from a checkout, lmdb finds its own in node_modules). */
+/**
+ * lmdb's native binary in a bundle (from a checkout, lmdb finds its own in
+ * node_modules): the build for this Node's ABI, lmdb.abi<N>.node, as lmdb's
+ * own loader prefers; lmdb.napi.node only when there is none (lmdb 3.5's
+ * N-API build loops forever in getRange under Node 22, found by
+ * test/firmware-qemu.test.ts).
+ */
 export function lmdbAddonPath(): string {
-  return join(root, "lib", "native", "lmdb.node");
+  const abi = join(root, "lib", "native", `lmdb.abi${process.versions.modules}.node`);
+  return existsSync(abi) ? abi : join(root, "lib", "native", "lmdb.napi.node");
 }
 
 /** A worker thread's entry point: the packet I/O worker or the broker thread. */
