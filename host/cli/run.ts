@@ -37,11 +37,11 @@ export async function runCommand(argv: string[]): Promise<number> {
   }, HELP);
   if (!p) return 0;
   const v = p.values;
+  const loader = v.dataplane ?? "core";
+  if (loader !== "core" && loader !== "component") throw new UsageError(`--dataplane ${v.dataplane}: expected core or component`);
   const cfg = loadConfig(required(v.config, "--config", HELP));
   const io = v.io ?? "none";
   if (io !== "none" && io !== "afpacket") throw new UsageError(`--io ${io}: expected none or afpacket`);
-  const loader = v.dataplane ?? "core";
-  if (loader !== "core" && loader !== "component") throw new UsageError(`--dataplane ${v.dataplane}: expected core or component`);
   const workers = v.workers === undefined ? undefined : Number(v.workers);
   if (workers !== undefined && (!Number.isInteger(workers) || workers < 1 || workers > 64)) throw new UsageError(`--workers ${v.workers}: an integer 1..64`);
   const pv = v.mqtt === undefined ? 4 : Number(v.mqtt);
