@@ -11,8 +11,10 @@
 // process.hrtime.bigint(). Rounds alternate core and component after a
 // warm-up; each side's figure is the fastest decile of its batch times over
 // all rounds (the least disturbed by the other processes on the machine).
-// Also: the cost of one call alone (process(0): the component's lifted
-// export and its `consumed` getter against two plain wasm calls).
+// Also: the cost of one call alone (process(0)). Each twice: the batch call
+// entering the core function that frames.process-batch lifts (what
+// --dataplane component does, host/dataplane/component.ts says why) and
+// through jco's lifted export.
 //
 // One JSON line per case; `node dist/bench/component.js [--quick]` runs it alone
 // (also under qemu with an arm64 Node, for the firmware's sanity figure).
@@ -38,8 +40,8 @@ function batchFrames(): { port: string; frame: Uint8Array }[] {
   return out;
 }
 
-async function world(loader: "core" | "component") {
-  const dp = await DataPlane.create({ macLog2: 16, ipLog2: 16, loader });
+async function world(loader: "core" | "component", liftedBatch = false) {
+  const dp = await DataPlane.create({ macLog2: 16, ipLog2: 16, loader, liftedBatch });
   dp.apply(F.fixtureOps(4));
   batchFrames().forEach((f, i) => dp.load(i, dp.portIndex(f.port), f.frame));
   return dp;
@@ -70,9 +72,10 @@ const round = (x: number, d = 3) => Math.round(x * 10 ** d) / 10 ** d;
 export async function runComponentBench(opts: BenchOptions = {}): Promise<object[]> {
   const quick = opts.quick || process.env.NVEDGE_BENCH_QUICK === "1";
   const rounds = quick ? 2 : 8, roundMs = quick ? 150 : 400;
-  const core = await world("core"), comp = await world("component");
+  const core = await world("core");
   const rows: object[] = [];
-  for (const n of [BATCH, 0]) {
+  for (const [n, lifted] of [[BATCH, false], [BATCH, true], [0, false], [0, true]] as const) {
+    const comp = await world("component", lifted);
     const t = { core: [] as number[], component: [] as number[] };
     let outCore = 0, outComp = 0;
     timeBatches(core, n, roundMs, []); // warm-up: V8 tiers wasm and JS up
@@ -83,11 +86,12 @@ export async function runComponentBench(opts: BenchOptions = {}): Promise<object
     }
     if (outCore !== outComp || core.consumed !== comp.consumed) throw new Error(`core and component disagree: ${outCore}/${core.consumed} outputs/consumed against ${outComp}/${comp.consumed}`);
     const c = fastDecile(t.core), k = fastDecile(t.component);
+    const via = lifted ? "jco-lifted-export" : "core-function";
     const row = n === BATCH
-      ? { case: "component-batch", frames: n, outputs: outCore, coreNsPerBatch: round(c, 0), componentNsPerBatch: round(k, 0),
+      ? { case: "component-batch", via, frames: n, outputs: outCore, coreNsPerBatch: round(c, 0), componentNsPerBatch: round(k, 0),
           ratio: round(k / c), overheadPct: round((k / c - 1) * 100, 2), coreMpps: round(n / c * 1000), componentMpps: round(n / k * 1000),
           batches: t.core.length + t.component.length }
-      : { case: "component-call", coreNsPerCall: round(c, 0), componentNsPerCall: round(k, 0), extraNs: round(k - c, 0) };
+      : { case: "component-call", via, coreNsPerCall: round(c, 0), componentNsPerCall: round(k, 0), extraNs: round(k - c, 0) };
     console.log(JSON.stringify(row));
     rows.push(row);
   }

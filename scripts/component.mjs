@@ -37,6 +37,18 @@ function worldFunctions(wit) {
   return out;
 }
 
+/**
+ * jco 1.35's bindings test process.env.JCO_DEBUG in every lifted call, several
+ * times (a getenv each: about 2 µs per call, half the cost of a 256-frame
+ * batch in bench/component.ts); the bindings here log nothing. A jco whose
+ * output no longer has this function fails the build here, to be looked at.
+ */
+function quietDebugLog(js) {
+  const re = /const _debugLog = \(\.\.\.args\) => \{\n\s*if \(!globalThis\?\.process\?\.env\?\.JCO_DEBUG\) \{ return; \}\n\s*console\.debug\(\.\.\.args\);\n\s*\};/;
+  if (!re.test(js)) throw new Error("jco's bindings have no _debugLog as scripts/component.mjs expects (another jco version?)");
+  return js.replace(re, "const _debugLog = () => {}; // scripts/component.mjs quietDebugLog");
+}
+
 export async function buildComponent() {
   const binaryen = (await import("binaryen")).default;
   const { componentEmbed, componentNew, transpile } = await import("@bytecodealliance/jco");
@@ -67,6 +79,19 @@ export async function buildComponent() {
     mod.addFunctionExport(e.value, fns.get(name));
     used.add(name);
   }
+  // process-batch: process(n) and the consumed global in one result (the
+  // host's one call per batch; wit/dataplane.wit says how they are packed).
+  const proc = exports.find((e) => e.name === "process" && e.kind === binaryen.ExternalFunction);
+  const cons = exports.find((e) => e.name === "consumed" && e.kind === binaryen.ExternalGlobal);
+  if (!proc || !cons) throw new Error("scripts/component.mjs: the core exports no process function or consumed global");
+  const i32 = binaryen.i32;
+  mod.addFunction("__process_batch", binaryen.createType([i32]), i32, [i32],
+    mod.block(null, [
+      mod.local.set(1, mod.call(proc.value, [mod.local.get(0, i32)], i32)),
+      mod.return(mod.i32.or(mod.i32.shl(mod.global.get(cons.value, i32), mod.i32.const(16)), mod.local.get(1, i32))),
+    ], i32));
+  mod.addFunctionExport("__process_batch", fns.get("process-batch"));
+  used.add("process-batch");
   const missing = [...fns.keys()].filter((n) => !used.has(n));
   if (missing.length) throw new Error(`scripts/component.mjs: wit/dataplane.wit names ${missing.join(", ")}, which the core does not export`);
   if (!mod.validate()) throw new Error("scripts/component.mjs: the renamed core module does not validate");
@@ -84,6 +109,7 @@ export async function buildComponent() {
   const { files } = await transpile(component, { name: "dataplane", instantiation: "sync", noTypescript: true, quiet: true });
   for (const [name, bytes] of Object.entries(files)) {
     if (name.endsWith(".d.ts")) continue;
+    if (name === "dataplane.js") { writeFileSync(join(out, name), quietDebugLog(Buffer.from(bytes).toString("utf8"))); continue; }
     mkdirSync(dirname(join(out, name)), { recursive: true });
     writeFileSync(join(out, name), bytes);
   }

@@ -43,6 +43,8 @@ export interface CreateOptions {
    * jco's bindings (./component.ts). The same tables, frames and results.
    */
   loader?: "core" | "component";
+  /** component only: each batch through jco's lifted export rather than the core function it lifts (./component.ts; for the bench). */
+  liftedBatch?: boolean;
 }
 
 const ENCAP = { vxlan: 1, geneve: 2, nvgre: 3 } as const;
@@ -146,7 +148,7 @@ export class DataPlane {
     let ex: Exports;
     if (o.loader === "component") {
       if (o.debug) throw new Error("the data plane component is built from the release module only: no debug build");
-      ex = (await (await import("./component.js")).instantiateComponent()) as Exports;
+      ex = (await (await import("./component.js")).instantiateComponent({ liftedBatch: o.liftedBatch })) as Exports;
     } else {
       ex = (await WebAssembly.instantiate(wasmModule(!!o.debug), {})).exports as unknown as Exports;
     }
