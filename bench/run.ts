@@ -10,6 +10,7 @@ interface Module { name: string; file: string; fn: string }
 
 const MODULES: Module[] = [
   { name: "dataplane", file: "./dataplane.js", fn: "runDataplaneBench" },
+  { name: "component", file: "./component.js", fn: "runComponentBench" },
   { name: "control", file: "./control.js", fn: "runControlBench" },
   { name: "io", file: "./io.js", fn: "runIoBench" },
   { name: "race", file: "./race.js", fn: "runRaceBench" },

@@ -1,6 +1,18 @@
 #!/usr/bin/env node
-// The nvedge command: dispatches to host/cli (built into dist/ by `npm install`).
-import { main } from "../dist/host/cli/main.js";
+// The nvedge command: dispatches to host/cli (built into dist/ by `npm install`
+// or `npm run build`). A firmware bundle has its own launcher (bin/nvedge in
+// the bundle, firmware/build.mjs), not this file.
+const entry = new URL("../dist/host/cli/main.js", import.meta.url);
+let main;
+try {
+  ({ main } = await import(entry.href));
+} catch (err) {
+  // Only the missing build gets the short answer; a broken build shows its error.
+  if (err?.code === "ERR_MODULE_NOT_FOUND" && String(err.message).includes("dist/host/cli/main.js")) {
+    console.error(`nvedge: ${decodeURIComponent(entry.pathname)} is missing: the host is not built (run npm run build)`);
+  } else console.error(`nvedge: cannot load the CLI: ${err?.message ?? err}`);
+  process.exit(1);
+}
 main(process.argv.slice(2)).then(
   (code) => { if (typeof code === "number") process.exitCode = code; },
   (err) => { console.error(`nvedge: ${err?.message ?? err}`); process.exitCode = 1; },

@@ -1,7 +1,10 @@
 // Builds the project: the AssemblyScript data plane (release and debug wasm),
 // the TypeScript host, tests and benchmarks (esbuild, one output file per
 // source file, ESM), and the native packet I/O addon when its build file exists.
-// Flags: --wasm, --host, --addon build only that part; none builds all.
+// The wasm step also builds the data plane component (scripts/component.mjs).
+// The firmware bundles are built by firmware/build.mjs (npm run firmware).
+// Flags: --wasm, --host, --addon build only that part; none builds all;
+// --optional: an addon that fails to build is a warning (npm's install script).
 import { readdirSync, statSync, existsSync, mkdirSync } from "node:fs";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -10,6 +13,9 @@ import { spawnSync } from "node:child_process";
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const args = new Set(process.argv.slice(2));
 const all = !args.has("--wasm") && !args.has("--host") && !args.has("--addon");
+// --optional (the package's install script): a failed addon build is a
+// warning, not a failed install; --io none and everything else still work.
+const optional = args.has("--optional");
 // The AssemblyScript compiler reads a "--wasm" from process.argv itself (to
 // load a compiler build); hide our flag from it.
 process.argv = process.argv.filter((a) => a !== "--wasm");
@@ -38,6 +44,12 @@ async function buildWasm() {
       process.exit(1);
     }
     void stderr;
+  }
+  // The same core as a WebAssembly component (wit/dataplane.wit) and its jco bindings.
+  const { buildComponent } = await import("./component.mjs");
+  try { await buildComponent(); } catch (e) {
+    console.error(`build: the data plane component failed: ${e.message}`);
+    process.exit(1);
   }
 }
 
@@ -70,6 +82,7 @@ function buildAddon() {
   const r = spawnSync(cmd[0], cmd[1], { cwd: gypDir, stdio: ["ignore", "ignore", "inherit"] });
   if (r.status !== 0) {
     console.error(`build: the packet I/O addon in ${gypDir} failed to build (node-gyp exit ${r.status}); --io afpacket will be unavailable`);
+    if (optional) return;
     process.exit(1);
   }
 }

@@ -18,6 +18,13 @@ have ip || need+=(iproute2)
 have openssl || need+=(openssl)
 have tcpdump || need+=(tcpdump)
 have ethtool || need+=(ethtool)
+# firmware bundles (firmware/build.mjs): the arm64 addon's cross compiler and
+# C library, the check of what it built, and qemu to run the arm64 bundle here
+have aarch64-linux-gnu-gcc || need+=(gcc-aarch64-linux-gnu)
+[ -d /usr/aarch64-linux-gnu/include ] || need+=(libc6-dev-arm64-cross)
+have qemu-aarch64-static || need+=(qemu-user-static)
+have file || need+=(file)
+have tar || need+=(tar)
 # the encoder tests cross-check against Debian's scapy (the system python)
 [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import scapy' 2>/dev/null || need+=(python3-scapy)
 [ ${#need[@]} -eq 0 ] && exit 0

@@ -9,6 +9,7 @@
 import { ROLE_RULES, checkRoles, substitute, AclError, type AclRoles, type Role } from "./acl.js";
 import { parseOpts, UsageError } from "../cli/args.js";
 import { pathToFileURL } from "node:url";
+import { inBundle } from "../paths.js";
 
 export function mosquittoAclFile(roles: AclRoles): string {
   checkRoles(roles);
@@ -62,7 +63,8 @@ export function mosquittoAclCommand(argv: string[]): number {
   return 0;
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+// (never in a firmware bundle, where this module shares the CLI bundle's file)
+if (!inBundle && process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
   try {
     process.exitCode = mosquittoAclCommand(process.argv.slice(2));
   } catch (e) {

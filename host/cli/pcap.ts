@@ -10,16 +10,17 @@ import { DataPlane } from "../dataplane/dataplane.js";
 import { configOps } from "../dataplane/config-ops.js";
 import { readPcap, writePcap, LINKTYPE_ETHERNET, type PcapPacket } from "../pcap/pcap.js";
 
-const HELP = `usage: nvedge pcap --config FILE --in PORT=FILE [--in PORT=FILE ...] --out-dir DIR
+const HELP = `usage: nvedge pcap --config FILE --in PORT=FILE [--in PORT=FILE ...] --out-dir DIR [--dataplane core|component]
 
 Feeds each capture into the named port (an access port or the underlay port
 of FILE) of a data plane built from FILE's static state, in timestamp order,
 and writes what leaves each port to DIR/PORT.pcap and the counters to
-DIR/counters.json.`;
+DIR/counters.json. --dataplane: as for nvedge run (the core module, default, or
+the same core as a WebAssembly component).`;
 
-export async function buildOfflineDataPlane(configFile: string): Promise<DataPlane> {
+export async function buildOfflineDataPlane(configFile: string, loader: "core" | "component" = "core"): Promise<DataPlane> {
   const cfg = loadConfig(configFile);
-  const dp = await DataPlane.create({ macLog2: 18, ipLog2: 18, tunLog2: 14, floodCap: 1 << 16 });
+  const dp = await DataPlane.create({ macLog2: 18, ipLog2: 18, tunLog2: 14, floodCap: 1 << 16, loader });
   let ops;
   try { ops = configOps(cfg); } catch (e) { throw new ConfigError(configFile, "underlay.gatewayMac", (e as Error).message.replace(/^[^:]*: /, "")); }
   try { dp.apply(ops); } catch (e) { throw new ConfigError(configFile, "", (e as Error).message); }
@@ -27,8 +28,10 @@ export async function buildOfflineDataPlane(configFile: string): Promise<DataPla
 }
 
 export async function pcapCommand(argv: string[]): Promise<number> {
-  const a = parseOpts(argv, { config: { type: "string" }, in: { type: "string", multiple: true }, "out-dir": { type: "string" } }, HELP);
+  const a = parseOpts(argv, { config: { type: "string" }, in: { type: "string", multiple: true }, "out-dir": { type: "string" }, dataplane: { type: "string" } }, HELP);
   if (!a) return 0;
+  const loader = a.values.dataplane ?? "core";
+  if (loader !== "core" && loader !== "component") throw new UsageError(`--dataplane ${loader}: expected core or component`);
   const configFile = required(a.values.config, "--config", HELP);
   const outDir = required(a.values["out-dir"], "--out-dir", HELP);
   const inputs = required(a.values.in, "--in PORT=FILE", HELP).map((s) => {
@@ -36,7 +39,7 @@ export async function pcapCommand(argv: string[]): Promise<number> {
     if (eq <= 0 || eq === s.length - 1) throw new UsageError(`--in ${s}: expected PORT=FILE\n${HELP}`);
     return { port: s.slice(0, eq), file: s.slice(eq + 1) };
   });
-  const dp = await buildOfflineDataPlane(configFile);
+  const dp = await buildOfflineDataPlane(configFile, loader);
   for (const i of inputs) if (dp.portIndex(i.port) < 0)
     throw new UsageError(`--in ${i.port}=${i.file}: no port "${i.port}" in ${configFile} (ports: ${dp.portList.join(", ")})`);
 

@@ -8,7 +8,7 @@
 // environment variable NVEDGE_MQTT_PASSWORD (never from argv, which `ps` shows).
 import { existsSync, mkdirSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { inBundle, root } from "../paths.js";
 import { UsageError, parseOpts, required } from "./args.js";
 import { loadConfig } from "../config/load.js";
 import type { DataPlaneProgrammer } from "../dataplane/ops.js";
@@ -16,11 +16,15 @@ import type { Store } from "../store/store.js";
 
 const HELP = `usage: nvedge run --config FILE [--broker URL] [--io none|afpacket] [--workers N] [--store DIR]
                   [--admin-socket PATH] [--listen HOST:PORT] [--mqtt 4|5] [--memory-store] [--broker-thread]
+                  [--dataplane core|component]
   --broker URL        an external broker; without it (and without "broker" in FILE) the embedded
                       broker listens on --listen (default 127.0.0.1:1883)
   --io none           control plane + in-process data plane, no packet I/O (default)
   --store DIR         LMDB store directory (default ./nvedge-data); --memory-store keeps state in memory only
   --admin-socket P    the local admin socket (default <store>/nvedge.sock)
+  --dataplane K       how the data plane is loaded: core (the AssemblyScript module, default: the
+                      faster, see bench/README) or component (the same core as a WebAssembly
+                      component, wit/dataplane.wit, through jco's transpiled bindings)
   --broker-thread     run the embedded broker on its own thread (MQTT and the NVE on two cores)
   NVEDGE_MQTT_PASSWORD (env): the NVE's password when the broker requires one`;
 
@@ -29,9 +33,12 @@ export async function runCommand(argv: string[]): Promise<number> {
     config: { type: "string" }, broker: { type: "string" }, io: { type: "string" }, workers: { type: "string" },
     store: { type: "string" }, "admin-socket": { type: "string" }, listen: { type: "string" }, mqtt: { type: "string" },
     "memory-store": { type: "boolean" }, "broker-thread": { type: "boolean" },
+    dataplane: { type: "string" },
   }, HELP);
   if (!p) return 0;
   const v = p.values;
+  const loader = v.dataplane ?? "core";
+  if (loader !== "core" && loader !== "component") throw new UsageError(`--dataplane ${v.dataplane}: expected core or component`);
   const cfg = loadConfig(required(v.config, "--config", HELP));
   const io = v.io ?? "none";
   if (io !== "none" && io !== "afpacket") throw new UsageError(`--io ${io}: expected none or afpacket`);
@@ -84,7 +91,7 @@ export async function runCommand(argv: string[]): Promise<number> {
     let trace: ((port: string, frame: Uint8Array) => unknown) | undefined;
     if (io === "none") {
       const { DataPlane } = await import("../dataplane/dataplane.js");
-      const dp = await DataPlane.create();
+      const dp = await DataPlane.create({ loader });
       programmer = { apply: async (ops) => dp.apply(ops) };
       counters = () => dp.counters();
       trace = (port, frame) => {
@@ -92,14 +99,13 @@ export async function runCommand(argv: string[]): Promise<number> {
         return { steps: r.steps, drop: r.drop ?? null, outputs: r.outputs.map((x) => ({ port: x.port, frame: Buffer.from(x.frame).toString("hex") })) };
       };
     } else {
-      const here = dirname(fileURLToPath(import.meta.url));
-      if (!existsSync(join(here, "..", "io", "afpacket.js"))) throw new Error("--io afpacket: the packet I/O module (host/io/afpacket) is not built in this installation");
+      if (!inBundle && !existsSync(join(root, "dist", "host", "io", "afpacket.js"))) throw new Error("--io afpacket: the packet I/O module (host/io/afpacket) is not built in this installation");
       const { startAfPacket } = await import("../io/afpacket.js");
       // The tables in huge pages whenever the kernel has them (host/dataplane/memory.ts).
       const { thpUsable } = await import("../dataplane/memory.js");
       const hugePages = thpUsable();
       if (!hugePages) log("transparent huge pages are off in this kernel: the tables use 4 KiB pages (more TLB misses per lookup)");
-      const pool = await startAfPacket({ config: cfg, workers, dataplane: { hugePages } });
+      const pool = await startAfPacket({ config: cfg, workers, dataplane: { hugePages, loader } });
       pool.closed.catch((e: Error) => { log(`packet I/O failed: ${e.message}`); process.exitCode = 1; process.kill(process.pid, "SIGTERM"); });
       cleanup.push(() => pool.stop());
       programmer = pool;

@@ -3,11 +3,12 @@
 // over two cores. The same file is the worker's entry point.
 import { Worker, isMainThread, parentPort, workerData } from "node:worker_threads";
 import type { BrokerOptions } from "../broker/embedded.js";
+import { workerUrl } from "../paths.js";
 
 type FromBroker = { type: "ready"; url: string; port: number } | { type: "log"; line: string } | { type: "error"; message: string } | { type: "closed" };
 
 export async function startBrokerThread(o: Omit<BrokerOptions, "log">, log: (l: string) => void = () => {}): Promise<{ url: string; port: number; close(): Promise<void> }> {
-  const w = new Worker(new URL(import.meta.url), { workerData: { __brokerThread: true, opts: o } });
+  const w = new Worker(workerUrl("broker-thread"), { workerData: { __brokerThread: true, opts: o } });
   const closed = new Promise<void>((res) => w.once("exit", () => res()));
   const ready = await new Promise<{ url: string; port: number }>((resolve, reject) => {
     w.on("message", (m: FromBroker) => {

@@ -6,6 +6,7 @@ import { readFileSync } from "node:fs";
 import type { DpOp, VnProfile } from "./ops.js";
 import { parseMac, parseIp, ip4Value, unicastMacInto, macBytes, type Mac, type Ip } from "./addr.js";
 import { adviseHugePages } from "./memory.js";
+import { wasmPath } from "../paths.js";
 
 export class DataPlaneError extends Error {
   constructor(public index: number, public field: string, message: string) {
@@ -36,6 +37,14 @@ export interface CreateOptions {
    * impossible.
    */
   hugePages?: boolean;
+  /**
+   * core: the AssemblyScript module as it is (default); component: the same
+   * core wrapped as a WebAssembly component (wit/dataplane.wit) and run through
+   * jco's bindings (./component.ts). The same tables, frames and results.
+   */
+  loader?: "core" | "component";
+  /** component only: each batch through jco's lifted export rather than the core function it lifts (./component.ts; for the bench). */
+  liftedBatch?: boolean;
 }
 
 const ENCAP = { vxlan: 1, geneve: 2, nvgre: 3 } as const;
@@ -56,10 +65,10 @@ function wasmModule(debug: boolean): WebAssembly.Module {
   const name = debug ? "dataplane.debug.wasm" : "dataplane.wasm";
   let m = modules.get(name);
   if (!m) {
-    const url = new URL(`../../../build/${name}`, import.meta.url);
+    const path = wasmPath(name);
     let bytes: Buffer;
-    try { bytes = readFileSync(url); } catch {
-      throw new Error(`the data plane ${url.pathname} is missing: run npm run build`);
+    try { bytes = readFileSync(path); } catch {
+      throw new Error(`the data plane ${path} is missing: run npm run build`);
     }
     m = new WebAssembly.Module(new Uint8Array(bytes));
     modules.set(name, m);
@@ -136,8 +145,13 @@ export class DataPlane {
 
   /** A new, independent data plane instance with its own memory and tables. */
   static async create(o: CreateOptions = {}): Promise<DataPlane> {
-    const inst = await WebAssembly.instantiate(wasmModule(!!o.debug), {});
-    const ex = inst.exports as unknown as Exports;
+    let ex: Exports;
+    if (o.loader === "component") {
+      if (o.debug) throw new Error("the data plane component is built from the release module only: no debug build");
+      ex = (await (await import("./component.js")).instantiateComponent({ liftedBatch: o.liftedBatch })) as Exports;
+    } else {
+      ex = (await WebAssembly.instantiate(wasmModule(!!o.debug), {})).exports as unknown as Exports;
+    }
     ex.init(o.macLog2 ?? 21, o.ipLog2 ?? 21, o.tunLog2 ?? 16, o.floodCap ?? 1 << 20);
     // init() lays the tables out without touching them (assembly/state.ts
     // alloc): advised now, they are faulted in as huge pages as bindings land.

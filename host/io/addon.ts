@@ -2,7 +2,7 @@
 // `node scripts/build.mjs --addon` and at `npm install`) and types its API.
 import { createRequire } from "node:module";
 import { existsSync } from "node:fs";
-import { fileURLToPath } from "node:url";
+import { addonPath as addonFile } from "../paths.js";
 
 export interface OpenOptions {
   /** TPACKET_V3 block size in bytes: a power of two, at least one page. */
@@ -44,7 +44,7 @@ export interface PacketAddon {
   adviseHuge(buf: ArrayBuffer, offset: number, length: number): number;
 }
 
-export const addonPath = fileURLToPath(new URL("../../../host/io/native/build/Release/nvedge_afpacket.node", import.meta.url));
+export const addonPath = addonFile();
 
 let cached: PacketAddon | undefined;
 

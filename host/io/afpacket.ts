@@ -22,6 +22,7 @@
 import { Worker, MessageChannel, type MessagePort } from "node:worker_threads";
 import { availableParallelism } from "node:os";
 import { loadAddon, type OpenOptions } from "./addon.js";
+import { workerUrl } from "../paths.js";
 import type { DataPlaneProgrammer, DpOp } from "../dataplane/ops.js";
 import { DataPlaneError } from "../dataplane/dataplane.js";
 import type { NveConfig } from "../config/types.js";
@@ -38,7 +39,7 @@ export interface AfPacketOptions {
   /** Ring and socket options for every socket (addon.ts OpenOptions). */
   ring?: Omit<OpenOptions, "fanout">;
   /** Passed to DataPlane.create in every worker. */
-  dataplane?: { macLog2?: number; ipLog2?: number; hugePages?: boolean };
+  dataplane?: { macLog2?: number; ipLog2?: number; hugePages?: boolean; loader?: "core" | "component" };
   /** Applied in every worker before startAfPacket resolves. */
   ops?: DpOp[];
   /** How long an idle worker sleeps in poll() between checks (it is woken early for control messages). */
@@ -228,7 +229,7 @@ export async function startAfPacket(opts: AfPacketOptions): Promise<WorkerPool> 
       id, interfaces, fanout, ring: opts.ring ?? {}, dataplane: opts.dataplane ?? {},
       ctl: ctl.buffer as SharedArrayBuffer, port: port2, wakeFd, idlePollMs: opts.idlePollMs ?? 100,
     };
-    workers.push(new Worker(new URL("./worker.js", import.meta.url), { workerData: init, transferList: [port2] }));
+    workers.push(new Worker(workerUrl("io-worker"), { workerData: init, transferList: [port2] }));
     ports.push(port1);
     wakeFds.push(wakeFd);
   }

@@ -19,7 +19,7 @@ export interface WorkerInit {
   /** Fanout group per interface (same order), shared by all workers. */
   fanout: number[];
   ring: OpenOptions;
-  dataplane: { macLog2?: number; ipLog2?: number; hugePages?: boolean };
+  dataplane: { macLog2?: number; ipLog2?: number; hugePages?: boolean; loader?: "core" | "component" };
   /** Int32 per worker: non-zero when messages wait on `port`. */
   ctl: SharedArrayBuffer;
   port: MessagePort;

@@ -14,7 +14,7 @@
 import { createServer, connect, type Server } from "node:net";
 import { spawn, type ChildProcess } from "node:child_process";
 import { createWriteStream, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { fileURLToPath } from "node:url";
+import { root as checkoutRoot, addonPath } from "../paths.js";
 import { labUp, labDown } from "./engine.js";
 import { setPortTag } from "./ovs-driver.js";
 import { shAsync, sleep } from "./sh.js";
@@ -23,7 +23,8 @@ import { pipeBoth } from "./relay.js";
 
 export interface DemoOptions extends LabOptions { durationS?: number; workers?: number; keep?: boolean }
 
-const root = fileURLToPath(new URL("../../../", import.meta.url));
+// The lab runs from a checkout (it spawns dist/ files), never from a bundle.
+const root = checkoutRoot.endsWith("/") ? checkoutRoot : `${checkoutRoot}/`;
 const BIN = `${root}bin/nvedge.js`;
 const MQTT_PORT = 1883;
 
@@ -32,7 +33,7 @@ function available(): { run: boolean; agent: boolean; addon: boolean } {
   return {
     run: existsSync(`${root}dist/host/cli/run.js`),
     agent: existsSync(`${root}dist/host/cli/agent.js`),
-    addon: existsSync(`${root}host/io/native/build/Release/nvedge_afpacket.node`),
+    addon: existsSync(addonPath()),
   };
 }
 

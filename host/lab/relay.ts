@@ -9,6 +9,7 @@
 //   node dist/host/lab/relay.js LISTEN_HOST LISTEN_PORT UNIX_PATH
 import { createServer, connect, type Socket } from "node:net";
 import { fileURLToPath } from "node:url";
+import { inBundle } from "../paths.js";
 
 export function pipeBoth(a: Socket, b: Socket): void {
   a.pipe(b);
@@ -26,7 +27,8 @@ export function startRelay(host: string, port: number, unixPath: string): Promis
   });
 }
 
-if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+// (never in a firmware bundle, where this module shares the CLI bundle's file)
+if (!inBundle && process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   const [host, port, path] = process.argv.slice(2);
   if (!host || !port || !path || !Number.isInteger(Number(port))) {
     console.error("usage: relay.js LISTEN_HOST LISTEN_PORT UNIX_PATH");

@@ -6,9 +6,16 @@ import { DataPlane } from "../../host/dataplane/dataplane.js";
 import * as E from "./encoder.js";
 import * as F from "./frames.js";
 
+/**
+ * How the fixture loads the data plane: the core module, or with
+ * NVEDGE_TEST_DATAPLANE=component the same core as a WebAssembly component
+ * (test/firmware-component.test.ts runs the data-plane test files that way).
+ */
+export const fixtureLoader: "core" | "component" = process.env.NVEDGE_TEST_DATAPLANE === "component" ? "component" : "core";
+
 /** A new DataPlane with the fixture programmed, for a test that changes it. */
 export async function fixtureDp(f: F.Family): Promise<DataPlane> {
-  const dp = await DataPlane.create({ macLog2: 12, ipLog2: 12 });
+  const dp = await DataPlane.create({ macLog2: 12, ipLog2: 12, loader: fixtureLoader });
   dp.apply(F.fixtureOps(f));
   return dp;
 }

@@ -1,0 +1,60 @@
+// Where the runtime's files are: the one place that knows the two layouts.
+//
+// - A checkout: this file runs as dist/host/paths.js (esbuild, one file per
+//   source); the wasm is in build/, the addon in host/io/native/build/Release/,
+//   the worker entry points next to their sources in dist/host/.
+// - A firmware bundle (firmware/build.mjs): every module is bundled into a few
+//   files in <slot>/lib/, which defines NVEDGE_BUNDLE at bundle time; the wasm,
+//   the component and the native addons sit in <slot>/lib/ beside them.
+//
+// Nothing else in host/ builds a path to a shipped file from its own
+// import.meta.url (that only worked from a checkout).
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { join } from "node:path";
+import { existsSync } from "node:fs";
+
+declare const NVEDGE_BUNDLE: boolean | undefined;
+
+/** True in a firmware bundle, false in a checkout. */
+export const inBundle: boolean = typeof NVEDGE_BUNDLE !== "undefined" && NVEDGE_BUNDLE === true;
+
+/**
+ * The checkout root, or the bundle's slot directory (the one holding lib/ and
+ * bin/). In a bundle this module's code is inside <slot>/lib/*.mjs.
+ */
+export const root: string = fileURLToPath(new URL(inBundle ? "../" : "../../", import.meta.url));
+
+/** The data plane's core module: dataplane.wasm or dataplane.debug.wasm. */
+export function wasmPath(name: string): string {
+  return inBundle ? join(root, "lib", name) : join(root, "build", name);
+}
+
+/** The data plane as a WebAssembly component and its jco transpile output (scripts/component.mjs). */
+export function componentDir(): string {
+  return inBundle ? join(root, "lib", "component") : join(root, "build", "component");
+}
+
+/** The AF_PACKET addon (host/io/native). */
+export function addonPath(): string {
+  return inBundle ? join(root, "lib", "native", "nvedge_afpacket.node") : join(root, "host", "io", "native", "build", "Release", "nvedge_afpacket.node");
+}
+
+/**
+ * lmdb's native binary in a bundle (from a checkout, lmdb finds its own in
+ * node_modules): the build for this Node's ABI, lmdb.abi<N>.node, as lmdb's
+ * own loader prefers; lmdb.napi.node only when there is none (lmdb 3.5's
+ * N-API build loops forever in getRange under Node 22, found by
+ * test/firmware-qemu.test.ts).
+ */
+export function lmdbAddonPath(): string {
+  const abi = join(root, "lib", "native", `lmdb.abi${process.versions.modules}.node`);
+  return existsSync(abi) ? abi : join(root, "lib", "native", "lmdb.napi.node");
+}
+
+/** A worker thread's entry point: the packet I/O worker or the broker thread. */
+export function workerUrl(which: "io-worker" | "broker-thread"): URL {
+  const file = inBundle
+    ? join(root, "lib", `${which}.mjs`)
+    : join(root, "dist", "host", which === "io-worker" ? "io/worker.js" : "control/broker-thread.js");
+  return pathToFileURL(file);
+}
