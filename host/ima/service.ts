@@ -78,8 +78,15 @@ export class ImaService {
         }
         await db.markSeeded();
       }
+      if (settings.nves.length === 0) log("ima: warning: the configuration lists no NVEs (nves: [{id, ip}]); every NVE request will be refused (PROTOCOL.md §6)");
+      // §6: NVEs no longer listed, or listed with another IP, leave their flood
+      // lists and their bindings are withdrawn before anything is served.
+      for (const nve of core.strayNves()) {
+        const r = core.purgeNve(nve, "is not listed in nves with the IP its entries carry");
+        await db.write(r.writes);
+      }
       const pv = o.broker.protocolVersion ?? 4;
-      const client = await mqtt.connectAsync(o.broker.url, imaMqttOptions({ username: settings.ima, ...o.broker }, `nvedge-ima-${settings.ima}`, false));
+      const client = await mqtt.connectAsync(o.broker.url, imaMqttOptions({ username: settings.ima, ...o.broker }, settings.ima, false));
       tcpNoDelay(client);
       const svc = new ImaService(core, db, ownDb, client, pv, log, o.maxBatch ?? 512);
       svc.nveHoldMs = o.nveHoldMs ?? 0;
@@ -94,6 +101,8 @@ export class ImaService {
         void svc.resubscribe().then(() => svc.enqueuePublish(core.allPublishes()));
       });
       await svc.resubscribe();
+      // The client id is the identity itself (the brokers allow an identity only
+      // its own name or `{identity}-…`, host/broker/acl.ts): one persistent session.
       // A restart publishes only what differs from what the broker acknowledged (issue 6).
       const pending = core.pendingPublishes();
       await svc.publish(pending);
