@@ -22,6 +22,7 @@ import { isIP } from "node:net";
 import { Aedes } from "aedes";
 import { grantsFor, checkRoles, publishRefusal, canRead, canSubscribe, clientIdAllowed, isValidIdentity, IDENTITY_RE, type Grants, type AclRoles } from "./acl.js";
 import { brokerLimits, BrokerLimitsError, type BrokerLimits } from "./limits.js";
+import { rateLimitedLog } from "../protocol/rate-log.js";
 import { loadPasswordFile, verifyPassword, type PasswordEntry } from "./passwd.js";
 
 export interface BrokerOptions {
@@ -73,26 +74,6 @@ export function isLoopbackHost(host: string): boolean {
 const DENIED_SINK = "$nvedge/denied";
 
 interface ConnLike { remoteAddress?: string; remotePort?: number; getPeerCertificate?: TLSSocket["getPeerCertificate"] }
-
-/**
- * One line per (key) per window, with the count of those it held back: a
- * client that repeats a refused action cannot flood the log (issue 10:
- * "logged once (rate-limited)"). Monotonic time: a clock step changes nothing.
- */
-export function rateLimitedLog(log: (l: string) => void, windowMs = 10_000, now: () => number = () => performance.now()): (key: string, line: string) => void {
-  const last = new Map<string, { at: number; held: number }>();
-  return (key, line) => {
-    const t = now();
-    const e = last.get(key);
-    if (e && t - e.at < windowMs) {
-      e.held++;
-      return;
-    }
-    log(e?.held ? `${line} (and ${e.held} more like it in the last ${Math.round(windowMs / 1000)} s)` : line);
-    if (last.size >= 10_000) last.clear(); // bounded: many keys only cost a few repeated lines
-    last.set(key, { at: t, held: 0 });
-  };
-}
 
 /**
  * Caps each session's queue of QoS 1 messages (offline, or sent and not

@@ -25,6 +25,7 @@ import { Ajv } from "ajv";
 import { profileSchema } from "../config/schema.js";
 import type { VnProfile } from "../dataplane/ops.js";
 import { isUnicastIp, normIp, normMac } from "../protocol/addr.js";
+import { rateLimitedLog } from "../protocol/rate-log.js";
 import { errorResponse } from "../protocol/codec.js";
 import { ProtocolError } from "../protocol/errors.js";
 import { decodeImaRequest, imaTopics, IMA_OPERATOR_OPS, type BindRecord, type VnRecord, type VtepRecord } from "../protocol/ima.js";
@@ -135,6 +136,8 @@ export class ImaCore {
   private batchUndo: (() => void)[] = [];
   private dirty = new Map<string, { c: ImaCollection; key: string }>();
   private logs: string[] = [];
+  /** refusals: once per requester, op and code every 10 s (issue 10), in the batch's log order */
+  private readonly refusal = rateLimitedLog((l) => this.logs.push(l));
 
   /** NVE id → the underlay IP listed for it (§6) */
   readonly nveIps: ReadonlyMap<string, string>;
@@ -349,7 +352,7 @@ export class ImaCore {
   private one(who: string, payload: Uint8Array, attempt: <T>(fn: () => T) => T): Record<string, unknown> {
     const d = decodeImaRequest(payload, this.settings.maxPayload);
     if (!d.ok) {
-      this.logs.push(`ima: request from ${who} refused: ${d.error.code}: ${d.error.message}`);
+      this.refusal(`${who}|${d.error.code}`, `ima: request from ${who} refused: ${d.error.code}: ${d.error.message}`);
       return errorResponse(d.id, d.error) as Record<string, unknown>;
     }
     const r = d.req;
@@ -362,7 +365,7 @@ export class ImaCore {
         this.logs.push(`ima: request ${r.id} (${r.op}) from ${who}: internal error: ${(e as Error).stack ?? e}`);
         return errorResponse(r.id, new ProtocolError("internal", (e as Error).message)) as Record<string, unknown>;
       }
-      this.logs.push(`ima: request ${r.id} (${r.op}) from ${who}: ${e.code}: ${e.message}`);
+      this.refusal(`${who}|${r.op}|${e.code}`, `ima: request ${r.id} (${r.op}) from ${who}: ${e.code}: ${e.message}`);
       return errorResponse(r.id, e) as Record<string, unknown>;
     }
   }

@@ -131,7 +131,12 @@ export class ImaService {
     this.kick();
   }
 
-  /** An NVE's retained status: offline starts its hold, online cancels it. */
+  /**
+   * An NVE's retained status: offline starts its hold, online cancels it. The
+   * hold is an in-process timer (clock.setTimer: setTimeout, on libuv's
+   * monotonic clock), so a wall-clock step neither shortens nor extends it
+   * (issue 10); only the duplicate-move times, which are stored, are wall-clock.
+   */
   private onNveStatus(nve: string, payload: Buffer): void {
     if (this.closed || this.nveHoldMs <= 0) return;
     let state: unknown;
