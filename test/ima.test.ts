@@ -28,7 +28,7 @@ const PASSWORDS: Record<string, string> = { ima: "pw-ima", alice: "pw-alice", "n
 let usePasswords = false;
 
 async function peer(url: string, who: string, extra: string[] = []): Promise<Peer> {
-  const c = await mqtt.connectAsync(url, { username: who, ...(usePasswords ? { password: PASSWORDS[who] } : {}), clientId: `t-${who}-${Math.random().toString(16).slice(2)}`, reconnectPeriod: 0 });
+  const c = await mqtt.connectAsync(url, { username: who, ...(usePasswords ? { password: PASSWORDS[who] } : {}), clientId: `${who}-t-${Math.random().toString(16).slice(2)}`, reconnectPeriod: 0 });
   const got: Peer["got"] = [];
   const waiting = new Map<string | null, (r: any) => void>();
   c.on("message", (topic, payload, packet) => {
@@ -103,7 +103,7 @@ async function until(cond: () => boolean, what: string): Promise<void> {
 
 /** The retained message a watcher holds for a topic ("" = none), as a fresh subscriber sees it. */
 async function retained(url: string, topic: string): Promise<string> {
-  const c = await mqtt.connectAsync(url, { username: "nve-c", ...(usePasswords ? { password: PASSWORDS["nve-c"] } : {}), clientId: `w-${Math.random().toString(16).slice(2)}`, reconnectPeriod: 0 });
+  const c = await mqtt.connectAsync(url, { username: "nve-c", ...(usePasswords ? { password: PASSWORDS["nve-c"] } : {}), clientId: `nve-c-w-${Math.random().toString(16).slice(2)}`, reconnectPeriod: 0 });
   try {
     let payload = "";
     c.on("message", (t, p) => { if (t === topic) payload = p.toString(); });
