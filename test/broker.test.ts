@@ -559,6 +559,9 @@ test("embedded: loopback only without auth, clear errors for bad options, port 0
   await refuse({ operators: ["x/y"] }, /operators: identity "x\/y"/);
   await refuse({ tls: { cert: "/nonexistent/nvl.crt", key: "/nonexistent/nvl.key", ca: "/nonexistent/ca.crt" } }, /auth\.tls\.cert: cannot read \/nonexistent\/nvl\.crt \(ENOENT\)/);
   await refuse({ maxPayload: 0 }, /maxPayload 0/);
+  await refuse({ limits: { maxConnections: 0 } }, /broker: broker limits: maxConnections 0 is not a positive integer/);
+  await refuse({ limits: { connectTimeoutMs: 1.5 } }, /connectTimeoutMs 1\.5 is not a positive integer/);
+  await refuse({ hypervisors: { "nve-a": ["hv 1"] } }, /hypervisors of nve-a: identity "hv 1"/);
   await refuse({ port: 70000 }, /port 70000/);
   await refuse({ passwordFile: "/nonexistent/nvl-passwd" }, /^auth\.passwordFile: \/nonexistent\/nvl-passwd: cannot read the password file \(ENOENT\)/);
   // a taken port is a clear error, not a crash

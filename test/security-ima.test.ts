@@ -18,7 +18,8 @@ import { DEFAULT_BROKER_LIMITS, type BrokerLimits } from "../host/broker/limits.
 import { ImaService } from "../host/ima/service.js";
 import { serveJsonLines } from "../host/ipc/jsonl-socket.js";
 import { startMosquitto } from "./support/mosquitto.js";
-import { until, mosquittoAvailable } from "./support/control-harness.js";
+import { until, mosquittoAvailable, spawnNvedge, freePort } from "./support/control-harness.js";
+import { writeFileSync } from "node:fs";
 
 const NVES = [{ id: "nve-a", ip: "192.0.2.1" }, { id: "nve-b", ip: "192.0.2.2" }];
 /** The NVEs' ports: hv-1 and hv-2 are nve-a's, hv-3 is nve-b's. */
@@ -379,6 +380,41 @@ test("connections (embedded): sockets that never CONNECT are closed after connec
   } finally {
     for (const s of socks) s.destroy();
     await b.close();
+  }
+});
+
+test("nvedge run's embedded broker: the NVE answers only the hypervisors of its ports; agents write only under its name", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "nvl-secrun-"));
+  const port = await freePort();
+  writeFileSync(join(dir, "nve.json"), JSON.stringify({
+    nve: "nve-run", underlay: { port: "eth1", ip: "192.0.2.1", mac: "02:00:00:00:01:01", gatewayMac: "02:00:00:00:01:fe" },
+    ports: [{ name: "eth2", hypervisors: ["hv-1"] }],
+  }));
+  const nve = await spawnNvedge(["run", "--config", join(dir, "nve.json"), "--io", "none", "--memory-store", "--store", join(dir, "st"), "--listen", `127.0.0.1:${port}`]);
+  const b: Broker = { name: "nvedge run", url: `mqtt://127.0.0.1:${port}`, embedded: true, log: () => nve.err(), close: async () => {} };
+  try {
+    await until(() => nve.err().includes("running:"), 20_000, `nvedge run (${nve.err()})`);
+    const hv1 = await client(b, "hv-1"), hv9 = await client(b, "hv-9");
+    await hv1.subscribeAsync("nvo3/v1/hv/hv-1/#", { qos: 1 });
+    await hv9.subscribeAsync("nvo3/v1/hv/hv-9/#", { qos: 1 });
+    // a second session of the NVE's own identity (the broker allows up to 4): what may it write?
+    const as = await client(b, "nve-run");
+    await as.publishAsync("nvo3/v1/hv/hv-9/evt", JSON.stringify({ event: "nve.draining" }), { qos: 1 });
+    await as.publishAsync("nvo3/v1/hv/hv-1/evt", JSON.stringify({ event: "nve.draining" }), { qos: 1 });
+    await until(() => hv1.got.length === 1, 3000, "the event to hv-1");
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(hv9.got, [], "hv-9 is on none of nve-run's ports");
+    // agents: a request under an NVE name that does not exist is dropped, the real one is answered
+    await hv1.publishAsync("nvo3/v1/nve/nve-ghost/req/hv-1", JSON.stringify({ id: "g", op: "hello", agent: "t", capabilities: [] }), { qos: 1 });
+    await hv1.publishAsync("nvo3/v1/nve/nve-run/req/hv-1", JSON.stringify({ id: "h", op: "hello", agent: "t", capabilities: [] }), { qos: 1 });
+    await until(() => hv1.got.some((g) => g.topic === "nvo3/v1/hv/hv-1/rsp"), 5000, "the hello answer");
+    assert.is(JSON.parse(hv1.got.find((g) => g.topic === "nvo3/v1/hv/hv-1/rsp")!.payload).id, "h");
+    assert.match(nve.err(), /acl: hv-1 may not publish to "nvo3\/v1\/nve\/nve-ghost\/req\/hv-1" \(no write grant\)/);
+    assert.match(nve.err(), /acl: nve-run may not publish to "nvo3\/v1\/hv\/hv-9\/evt"/);
+    for (const c of [hv1, hv9, as]) await c.endAsync(true);
+  } finally {
+    await nve.stop();
+    rmSync(dir, { recursive: true, force: true });
   }
 });
 
