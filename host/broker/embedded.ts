@@ -74,6 +74,7 @@ export function isLoopbackHost(host: string): boolean {
 const DENIED_SINK = "$nvedge/denied";
 
 interface ConnLike { remoteAddress?: string; remotePort?: number; getPeerCertificate?: TLSSocket["getPeerCertificate"] }
+interface AedesClientLike { id: string; conn: ConnLike; _parser?: any }
 
 /**
  * Caps each session's queue of QoS 1 messages (offline, or sent and not
@@ -115,7 +116,6 @@ function capQueues(persistence: any, limits: BrokerLimits, dropped: (clientId: s
       return p;
     });
 }
-interface AedesClientLike { id: string; conn: ConnLike; _parser?: any }
 
 function readPem(path: string, what: string): Buffer {
   try {
