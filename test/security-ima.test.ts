@@ -418,6 +418,51 @@ test("nvedge run's embedded broker: the NVE answers only the hypervisors of its 
   }
 });
 
+test("IMA flood (embedded): requests beyond a requester's share of the IMA's queue are answered rate-limited and stored nowhere; another NVE and the flooder itself are served after", async () => {
+  const b = await broker("embedded");
+  const dir = mkdtempSync(join(tmpdir(), "nvl-secima-"));
+  const { openImaDb } = await import("../host/ima/db.js");
+  const real = openImaDb(join(dir, "store"));
+  // The store's writes can be held, as a slow disk would: the IMA's queue then fills.
+  let hold: Promise<void> | undefined, release = () => {}, held = () => {};
+  const writing = () => new Promise<void>((r) => { held = r; });
+  const db = { ...real, isNew: real.isNew, markSeeded: () => real.markSeeded(), list: real.list.bind(real), close: () => real.close(),
+    write: async (ch: Parameters<typeof real.write>[0]) => { if (hold && ch.some((c) => c.c === "binds")) { held(); await hold; } return real.write(ch); } };
+  let ima: ImaService | undefined;
+  try {
+    ima = await ImaService.start({ settings: { nves: NVES }, broker: { url: b.url, reconnectPeriodMs: 0 }, store: db, seed: [{ id: 100, alias: "blue" }], maxPendingPerRequester: 5 });
+    const a = await requester(b, "nve-a"), nb = await requester(b, "nve-b");
+    assert.ok((await a.req("vtep.join", { vn: { id: 100 }, ip: "192.0.2.1" })).ok);
+    assert.ok((await nb.req("vtep.join", { vn: { id: 100 }, ip: "192.0.2.2" })).ok);
+    hold = new Promise<void>((r) => { release = r; });
+    const inWrite = writing();
+    const first = a.req("bind.announce", { vn: { id: 100 }, mac: "02:00:5e:00:01:00" });
+    await inWrite; // the IMA is stuck storing nve-a's first request
+    const mac = (i: number) => `02:00:5e:00:01:${String(i).padStart(2, "0")}`;
+    const flood = Array.from({ length: 10 }, (_, i) => a.req("bind.announce", { vn: { id: 100 }, mac: mac(i + 1) }));
+    const other = nb.req("bind.announce", { vn: { id: 100 }, mac: "02:00:5e:00:02:01" });
+    // 1 in the store + 4 waiting = nve-a's 5; the other 6 are answered at once
+    const busy = await Promise.all(flood.slice(4));
+    assert.equal(busy.map((r) => r.error?.code), Array(6).fill("rate-limited"));
+    assert.match(busy[0].error.message, /5 requests of nve-a are already waiting at the IMA/);
+    release();
+    hold = undefined;
+    const served = await Promise.all([first, ...flood.slice(0, 4), other]);
+    assert.ok(served.every((r) => r.ok), JSON.stringify(served));
+    const t = await tree(b, "nvo3/v1/ima/bind/#");
+    assert.equal(Object.keys(t).sort(), ["02:00:5e:00:01:00", mac(1), mac(2), mac(3), mac(4), "02:00:5e:00:02:01"].map((m) => `nvo3/v1/ima/bind/100/${m}`).sort(),
+      "the refused announcements are nowhere");
+    assert.ok((await a.req("bind.announce", { vn: { id: 100 }, mac: mac(9) })).ok, "the flooder is served again once its queue drained");
+    for (const c of [a, nb]) await c.c.endAsync(true);
+  } finally {
+    release();
+    await ima?.stop().catch(() => {});
+    await real.close().catch(() => {});
+    await b.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test("the admin/control socket is created 0600 under a restrictive umask; the process umask is unchanged", async () => {
   const dir = mkdtempSync(join(tmpdir(), "nvl-secsock-"));
   const old = process.umask(0o022);

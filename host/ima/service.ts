@@ -15,6 +15,7 @@ import { imaTopics, parseImaTopic } from "../protocol/ima.js";
 import { mqttClientOptions, tcpNoDelay, type BrokerConnection } from "../protocol/mqtt.js";
 import { realClock, type Clock } from "../control/clock.js";
 import { ROOT } from "../protocol/topics.js";
+import { rateLimitedLog } from "../protocol/rate-log.js";
 import { ImaCore, DEFAULT_IMA_SETTINGS, type ImaSettings, type Publish, type VnSeed } from "./core.js";
 import { openImaDb, type ImaDb } from "./db.js";
 
@@ -29,6 +30,12 @@ export interface ImaServiceOptions {
   log?: (line: string) => void;
   /** most requests handled in one store transaction */
   maxBatch?: number;
+  /**
+   * Most requests of one requester waiting to be served (default 10000);
+   * beyond, a request is answered `rate-limited` at once and not queued, so a
+   * flooding NVE cannot grow the IMA's memory (issue 10).
+   */
+  maxPendingPerRequester?: number;
   /**
    * How long an NVE may stay offline (its retained status says so, PROTOCOL.md
    * §3) before its flood-list entries and bindings are withdrawn; 0 = never.
@@ -50,6 +57,9 @@ const NVE_STATUS = /^nvo3\/v1\/nve\/([A-Za-z0-9._-]{1,64})\/status$/;
 export class ImaService {
   readonly stats: ImaStats = { batches: 0, requests: 0, published: 0 };
   private queue: Pending[] = [];
+  private pendingOf = new Map<string, number>();
+  maxPendingPerRequester = 10_000;
+  private readonly busyLog: (key: string, line: string) => void;
   private pumping: Promise<void> | undefined;
   private ready = false;
   private closed = false;
@@ -59,7 +69,9 @@ export class ImaService {
   clock: Clock = realClock;
 
   private constructor(readonly core: ImaCore, private readonly db: ImaDb, private readonly ownDb: boolean, readonly client: MqttClient,
-    private readonly pv: number, private readonly log: (l: string) => void, private readonly maxBatch: number) {}
+    private readonly pv: number, private readonly log: (l: string) => void, private readonly maxBatch: number) {
+    this.busyLog = rateLimitedLog(log);
+  }
 
   static async start(o: ImaServiceOptions): Promise<ImaService> {
     const log = o.log ?? (() => {});
@@ -90,6 +102,7 @@ export class ImaService {
       tcpNoDelay(client);
       const svc = new ImaService(core, db, ownDb, client, pv, log, o.maxBatch ?? 512);
       svc.nveHoldMs = o.nveHoldMs ?? 0;
+      svc.maxPendingPerRequester = o.maxPendingPerRequester ?? 10_000;
       svc.clock = o.clock ?? realClock;
       client.on("message", (topic, payload, packet) => svc.onMessage(topic, payload, packet.properties?.correlationData));
       client.on("error", (e) => log(`ima: mqtt: ${e.message}`));
@@ -127,8 +140,25 @@ export class ImaService {
     if (st) return this.onNveStatus(st[1], payload);
     const t = parseImaTopic(topic);
     if (!t || t.kind !== "req" || this.closed) return;
+    const n = this.pendingOf.get(t.who) ?? 0;
+    if (n >= this.maxPendingPerRequester) return this.answerBusy(t.who, payload, corr);
+    this.pendingOf.set(t.who, n + 1);
     this.queue.push({ who: t.who, payload, corr });
     this.kick();
+  }
+
+  /** `rate-limited` (PROTOCOL.md §2) for a request beyond its requester's share of the queue; nothing is stored. */
+  private answerBusy(who: string, payload: Buffer, corr?: Buffer): void {
+    let id: string | null = null;
+    if (payload.length <= this.core.settings.maxPayload) {
+      try {
+        const m = JSON.parse(payload.toString("utf8")) as { id?: unknown };
+        if (typeof m?.id === "string" && m.id.length >= 1 && m.id.length <= 64) id = m.id;
+      } catch { /* no usable id: answered with id null (§2) */ }
+    }
+    this.busyLog(who, `ima: ${who} has ${this.maxPendingPerRequester} requests waiting; more are answered rate-limited`);
+    const rsp = { id, ok: false, error: { code: "rate-limited", message: `${this.maxPendingPerRequester} requests of ${who} are already waiting at the IMA; retry later` } };
+    this.client.publish(imaTopics.rsp(who), encode(rsp), publishOptions(this.pv, false, corr), () => {});
   }
 
   /**
@@ -213,6 +243,11 @@ export class ImaService {
       r.publishes.length = 0;
     }
     await this.publish(r.publishes).catch((e) => this.log(`ima: publish: ${(e as Error).message}`));
+    for (const p of batch) {
+      const left = (this.pendingOf.get(p.who) ?? 1) - 1;
+      if (left > 0) this.pendingOf.set(p.who, left);
+      else this.pendingOf.delete(p.who);
+    }
     batch.forEach((p, i) => {
       this.client.publish(imaTopics.rsp(p.who), encode(responses[i]), publishOptions(this.pv, false, p.corr), (e) => {
         if (e && !this.closed) this.log(`ima: response to ${p.who}: ${e.message}`);
