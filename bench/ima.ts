@@ -74,7 +74,7 @@ export async function runImaBench(): Promise<object[]> {
   let ima: ImaService | undefined;
   const deadline = Date.now() + TOTAL_TIMEOUT_MS;
   try {
-    ima = await ImaService.start({ broker: { url: broker.url, reconnectPeriodMs: 0 }, store: join(dir, "store"),
+    ima = await ImaService.start({ settings: { nves: names.map((id, i) => ({ id, ip: nveIp(i) })) }, broker: { url: broker.url, reconnectPeriodMs: 0 }, store: join(dir, "store"),
       seed: Array.from({ length: VNS }, (_, i) => ({ id: i + 1, alias: `vn${i + 1}` })) });
 
     // Where each NVE's data plane points each (VN, MAC): the programmer records it

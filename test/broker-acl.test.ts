@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
-import { topicMatches, filterWithin, grantsFor, canPublish, canSubscribe, canRead, isTopicFilter, isValidIdentity, AclError } from "../host/broker/acl.js";
+import { topicMatches, filterWithin, grantsFor, canPublish, canSubscribe, canRead, isTopicFilter, isValidIdentity, AclError, publishRefusal, clientIdAllowed, hypervisorsOf, MAX_STATUS_BYTES } from "../host/broker/acl.js";
 import { mosquittoAclFile } from "../host/broker/mosquitto-acl.js";
 import { parsePasswordFile, loadPasswordFile, verifyPassword, PasswordFileError } from "../host/broker/passwd.js";
 
@@ -58,7 +58,11 @@ test("topic filter syntax [MQTT-4.7.1-2/3] and identities (PROTOCOL.md §1)", ()
 test("agent grants: own req/status topics only, own tree and NVE status only (PROTOCOL.md §1)", () => {
   const g = grantsFor("hv-1", { nves: ["nve-a"] });
   assert.ok(canPublish(g, "nvo3/v1/nve/nve-a/req/hv-1"));
-  assert.ok(canPublish(g, "nvo3/v1/nve/nve-b/status/hv-1"));
+  assert.ok(canPublish(g, "nvo3/v1/nve/nve-a/status/hv-1"));
+  // issue 10: only under configured NVE names (no retained state under invented ones)
+  assert.not.ok(canPublish(g, "nvo3/v1/nve/nve-b/status/hv-1"), "an NVE that is not configured");
+  assert.not.ok(canPublish(g, "nvo3/v1/nve/nve-zz/req/hv-1"));
+  assert.not.ok(canPublish(grantsFor("hv-1", {}), "nvo3/v1/nve/nve-a/req/hv-1"), "no NVE configured: nothing to write to");
   assert.not.ok(canPublish(g, "nvo3/v1/nve/nve-a/req/hv-2"), "another hv's request topic");
   assert.not.ok(canPublish(g, "nvo3/v1/nve/nve-a/status"), "the NVE's status");
   assert.not.ok(canPublish(g, "nvo3/v1/hv/hv-1/rsp"), "its own rsp (only NVEs answer)");
@@ -76,7 +80,11 @@ test("NVE, IMA and operator grants (PROTOCOL.md §1, §6)", () => {
   const nve = grantsFor("nve-a", roles);
   assert.ok(canSubscribe(nve, "nvo3/v1/nve/nve-a/#"));
   assert.not.ok(canSubscribe(nve, "nvo3/v1/nve/nve-b/#"));
-  assert.ok(canPublish(nve, "nvo3/v1/hv/hv-9/rsp") && canPublish(nve, "nvo3/v1/hv/hv-9/evt"));
+  assert.ok(canPublish(nve, "nvo3/v1/hv/hv-9/rsp") && canPublish(nve, "nvo3/v1/hv/hv-9/evt"), "its hypervisors unknown: any");
+  // issue 10: with its ports' hypervisors known, only those
+  const own = grantsFor("nve-a", { ...roles, hypervisors: { "nve-a": ["hv-1", "hv-2"] } });
+  for (const t of ["nvo3/v1/hv/hv-1/rsp", "nvo3/v1/hv/hv-2/evt"]) assert.ok(canPublish(own, t), t);
+  for (const t of ["nvo3/v1/hv/hv-9/rsp", "nvo3/v1/hv/hv-9/evt", "nvo3/v1/hv/+/rsp"]) assert.not.ok(canPublish(own, t), t);
   assert.ok(canPublish(nve, "nvo3/v1/nve/nve-a/status"));
   assert.not.ok(canPublish(nve, "nvo3/v1/nve/nve-b/status"));
   assert.ok(canPublish(nve, "nvo3/v1/ima/req/nve-a"));
@@ -101,10 +109,37 @@ test("NVE, IMA and operator grants (PROTOCOL.md §1, §6)", () => {
   assert.not.ok(canPublish(grantsFor("ima", { imas: ["mapper"] }), "nvo3/v1/ima/vn/1"));
 });
 
+test("publishRefusal: retained messages only on the protocol's retained topics, an agent's status small (issue 10)", () => {
+  const hv = grantsFor("hv-1", { nves: ["nve-a"] });
+  assert.is(publishRefusal(hv, "nvo3/v1/nve/nve-a/status/hv-1", true, 18), null);
+  assert.is(publishRefusal(hv, "nvo3/v1/nve/nve-a/status/hv-1", true, MAX_STATUS_BYTES), null);
+  assert.match(String(publishRefusal(hv, "nvo3/v1/nve/nve-a/status/hv-1", true, MAX_STATUS_BYTES + 1)), /exceeds the 1024 allowed/);
+  assert.is(publishRefusal(hv, "nvo3/v1/nve/nve-a/req/hv-1", false, 200_000), null, "a request is bounded by maxPayload elsewhere");
+  assert.match(String(publishRefusal(hv, "nvo3/v1/nve/nve-a/req/hv-1", true, 10)), /retained messages are not accepted/);
+  assert.match(String(publishRefusal(hv, "nvo3/v1/nve/nve-b/status/hv-1", true, 10)), /no write grant/);
+  const roles = { nves: ["nve-a"], imas: ["ima"] };
+  assert.is(publishRefusal(grantsFor("nve-a", roles), "nvo3/v1/nve/nve-a/status", true, 80), null);
+  assert.match(String(publishRefusal(grantsFor("nve-a", roles), "nvo3/v1/hv/hv-1/rsp", true, 80)), /retained/);
+  assert.is(publishRefusal(grantsFor("ima", roles), "nvo3/v1/ima/bind/1/02:00:5e:00:00:01", true, 80), null);
+  assert.match(String(publishRefusal(grantsFor("ima", roles), "nvo3/v1/ima/rsp/nve-a", true, 80)), /retained/);
+});
+
+test("clientIdAllowed: the identity or `{identity}-…` (issue 10)", () => {
+  for (const id of ["hv-1", "hv-1-", "hv-1-agent-0a1b", "hv-1-x-y"]) assert.ok(clientIdAllowed("hv-1", id), id);
+  for (const id of ["", "hv-10", "hv-1x", "xhv-1", "nvedge-ima-ima", "hv-2-hv-1", `hv-1-${"x".repeat(130)}`]) assert.not.ok(clientIdAllowed("hv-1", id), id);
+});
+
+test("hypervisorsOf: the ids of every port's hypervisors, plain or { id, vns }", () => {
+  assert.equal(hypervisorsOf({ ports: [{ hypervisors: ["hv-1", { id: "hv-2", vns: [1] }] }, { hypervisors: ["hv-1", "hv-3"] }, {}] }), ["hv-1", "hv-2", "hv-3"]);
+});
+
 test("mosquittoAclFile: agent rules as %u patterns, one user block per listed identity", () => {
   const acl = mosquittoAclFile({ nves: ["nve-a"], imas: ["ima"], operators: ["alice", "nve-a"] });
   const lines = acl.split("\n");
-  assert.ok(lines.includes("pattern write nvo3/v1/nve/+/req/%u"));
+  assert.ok(lines.includes("pattern write nvo3/v1/nve/nve-a/req/%u"));
+  assert.ok(lines.includes("pattern write nvo3/v1/nve/nve-a/status/%u"));
+  assert.not.ok(lines.some((l) => l.includes("nve/+/req") || l.includes("nve/+/status/")), "no wildcard NVE name for agents");
+  assert.ok(lines.includes("# nve-a: its configuration was not given (--nve-config): it may answer any hypervisor"));
   assert.ok(lines.includes("pattern read nvo3/v1/hv/%u/#"));
   // Mosquitto reads `topic` lines before any `user` line as rules for anonymous clients: there must be none
   const firstUser = lines.findIndex((l) => l.startsWith("user "));
@@ -117,6 +152,10 @@ test("mosquittoAclFile: agent rules as %u patterns, one user block per listed id
   assert.ok(block("alice").includes("topic read nvo3/v1/ima/rsp/alice"));
   assert.not.ok(acl.includes("%u") && /topic .*%u/.test(acl), "no %u in topic lines (Mosquitto does not substitute there)");
   assert.throws(() => mosquittoAclFile({ nves: ["bad name"] }), /nves: identity "bad name"/);
+  const hv = mosquittoAclFile({ nves: ["nve-a"], hypervisors: { "nve-a": ["hv-1", "hv-2"] } }).split("\n");
+  const rspEvt = hv.filter((l) => /^topic write nvo3\/v1\/hv\//.test(l));
+  assert.equal(rspEvt, ["topic write nvo3/v1/hv/hv-1/rsp", "topic write nvo3/v1/hv/hv-2/rsp", "topic write nvo3/v1/hv/hv-1/evt", "topic write nvo3/v1/hv/hv-2/evt"]);
+  assert.throws(() => mosquittoAclFile({ nves: ["nve-a"], hypervisors: { "nve-a": ["a b"] } }), /hypervisors of nve-a: identity "a b"/);
 });
 
 test("mosquitto-acl CLI prints the same file; a bad identity exits 2 with one clear line", () => {
@@ -130,6 +169,24 @@ test("mosquitto-acl CLI prints the same file; a bad identity exits 2 with one cl
   assert.is(bad.stdout, "");
   const unknown = spawnSync(process.execPath, [cli, "--bogus"], { encoding: "utf8", timeout: 10_000 });
   assert.is(unknown.status, 2);
+  // --nve-config: the NVE's name and its ports' hypervisors from its configuration file
+  const dir = mkdtempSync(join(tmpdir(), "nvl-acl-"));
+  try {
+    const cfg = join(dir, "nve-a.json");
+    writeFileSync(cfg, JSON.stringify({ nve: "nve-a", underlay: { port: "eth1", ip: "192.0.2.1", mac: "02:00:00:00:01:01" },
+      ports: [{ name: "eth2", hypervisors: ["hv-1", "hv-2"] }, { name: "eth3", hypervisors: ["hv-3"] }] }));
+    const gen = spawnSync(process.execPath, [cli, "--nve-config", cfg, "--operator", "alice"], { encoding: "utf8", timeout: 10_000 });
+    assert.is(gen.status, 0, gen.stderr);
+    assert.is(gen.stdout, mosquittoAclFile({ nves: ["nve-a"], hypervisors: { "nve-a": ["hv-1", "hv-2", "hv-3"] }, imas: ["ima"], operators: ["alice"] }));
+    const missing = spawnSync(process.execPath, [cli, "--nve-config", join(dir, "none.json")], { encoding: "utf8", timeout: 10_000 });
+    assert.is(missing.status, 2);
+    assert.match(missing.stderr, /--nve-config: .*none\.json: cannot read/);
+    const twice = spawnSync(process.execPath, [cli, "--nve-config", cfg, "--nve", "nve-a"], { encoding: "utf8", timeout: 10_000 });
+    assert.is(twice.status, 2);
+    assert.match(twice.stderr, /NVE nve-a is given twice/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test("password files written by mosquitto_passwd ($7$ PBKDF2-SHA512 and $6$ SHA-512) verify", async () => {

@@ -11,6 +11,7 @@ import mqtt, { type MqttClient, type IClientOptions } from "mqtt";
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync, readFileSync, writeFileSync, copyFileSync } from "node:fs";
 import { createServer } from "node:net";
+import { X509Certificate } from "node:crypto";
 import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -18,6 +19,7 @@ import { startEmbeddedBroker, brokerPacketLimit, BrokerConfigError, type BrokerO
 import { grantsFor, canPublish, canRead, canSubscribe, type AclRoles } from "../host/broker/acl.js";
 import { startMosquitto, spawnMosquitto, freePort, type RunningMosquitto } from "./support/mosquitto.js";
 import { mosquittoAclFile } from "../host/broker/mosquitto-acl.js";
+import { mosquittoConfFile } from "../host/broker/mosquitto-conf.js";
 import { makePki } from "./support/pki.js";
 
 // ---- clients -------------------------------------------------------------
@@ -25,9 +27,19 @@ import { makePki } from "./support/pki.js";
 interface Got { topic: string; payload: string; retain: boolean }
 type Client = MqttClient & { got: Got[]; errors: Error[] };
 
+/**
+ * The client's identity: the username, else its certificate's CN. Client ids
+ * start with it (issue 10: the brokers refuse any other client id).
+ */
+function identityOf(o: IClientOptions): string {
+  if (o.username) return o.username;
+  if (o.cert) return /(?:^|\n)CN=([^\n,]+)/.exec(new X509Certificate(o.cert as Buffer).subject)?.[1] ?? "anon";
+  return "anon";
+}
+
 function connectClient(url: string, o: IClientOptions): Promise<Client> {
   return new Promise((resolve, reject) => {
-    const c = mqtt.connect(url, { reconnectPeriod: 0, connectTimeout: 4000, ...o }) as Client;
+    const c = mqtt.connect(url, { reconnectPeriod: 0, connectTimeout: 4000, clientId: `${identityOf(o)}-${Math.random().toString(16).slice(2, 10)}`, ...o }) as Client;
     c.got = [];
     c.errors = [];
     c.on("message", (topic, payload, packet) => c.got.push({ topic, payload: payload.toString(), retain: packet.retain }));
@@ -130,7 +142,7 @@ const key = (g: { sub: string; pub: string; topic: string }) => `${g.sub} <- ${g
 async function runMatrix(b: Broker, clean: Cleanup) {
   const clients = new Map<string, Client>();
   for (const id of IDS) {
-    clients.set(id, clean.add(await connectClient(b.url, { username: id, password: PASSWORDS[id], protocolVersion: b.protocolVersion, clientId: `m-${id}` })));
+    clients.set(id, clean.add(await connectClient(b.url, { username: id, password: PASSWORDS[id], protocolVersion: b.protocolVersion, clientId: `${id}-m` })));
   }
   const probeCodes = new Map<string, number[]>();
   for (const id of IDS) {
@@ -250,18 +262,18 @@ for (const which of ["embedded", "mosquitto4", "mosquitto5"] as const) {
     try {
       const b = clean.add(which === "embedded" ? await embedded() : await mosquitto(which === "mosquitto4" ? 4 : 5));
       const auth = (id: string) => ({ username: id, password: PASSWORDS[id], protocolVersion: b.protocolVersion });
-      const nve = clean.add(await connectClient(b.url, { ...auth("nve-a"), clientId: "r-nve-a" }));
+      const nve = clean.add(await connectClient(b.url, { ...auth("nve-a"), clientId: "nve-a-r" }));
       await subscribe(nve, ["nvo3/v1/nve/nve-a/#"]);
       await nve.publishAsync("nvo3/v1/nve/nve-a/status", JSON.stringify({ state: "online" }), { qos: 1, retain: true });
-      const hv1 = clean.add(await connectClient(b.url, { ...auth("hv-1"), clientId: "r-hv-1",
+      const hv1 = clean.add(await connectClient(b.url, { ...auth("hv-1"), clientId: "hv-1-r",
         will: { topic: "nvo3/v1/nve/nve-a/status/hv-1", payload: Buffer.from("hv-1 offline"), qos: 1, retain: true } }));
       await hv1.publishAsync("nvo3/v1/nve/nve-a/status/hv-1", "hv-1 online", { qos: 1, retain: true });
       // hv-2 tries to leave a will on hv-1's status topic: it must never be published
-      const hv2 = clean.add(await connectClient(b.url, { ...auth("hv-2"), clientId: "r-hv-2",
+      const hv2 = clean.add(await connectClient(b.url, { ...auth("hv-2"), clientId: "hv-2-r",
         will: { topic: "nvo3/v1/nve/nve-a/status/hv-1", payload: Buffer.from("spoofed offline"), qos: 1, retain: true } }));
       await waitFor(() => nve.got.some((g) => g.payload === "hv-1 online"));
       // a late subscriber with wide filters gets the retained NVE status and nothing of hv-1's
-      const late = clean.add(await connectClient(b.url, { ...auth("hv-2"), clientId: "r-hv-2-late" }));
+      const late = clean.add(await connectClient(b.url, { ...auth("hv-2"), clientId: "hv-2-r-late" }));
       await subscribe(late, ["nvo3/v1/nve/+/status", "nvo3/v1/nve/+/status/+", "nvo3/v1/#"]);
       assert.ok(await waitFor(() => late.got.length >= 1), "retained NVE status delivered");
       await sleep(200);
@@ -274,7 +286,7 @@ for (const which of ["embedded", "mosquitto4", "mosquitto5"] as const) {
       await sleep(300);
       assert.not.ok(nve.got.some((g) => g.payload === "spoofed offline"), "hv-2's will on hv-1's topic was dropped");
       // and it did not overwrite the retained message either
-      const again = clean.add(await connectClient(b.url, { ...auth("nve-a"), clientId: "r-nve-a-2" }));
+      const again = clean.add(await connectClient(b.url, { ...auth("nve-a"), clientId: "nve-a-r-2" }));
       await subscribe(again, ["nvo3/v1/nve/nve-a/status/hv-1"]);
       assert.ok(await waitFor(() => again.got.length >= 1));
       assert.is(again.got[0].payload, "hv-1 offline");
@@ -480,33 +492,28 @@ test("embedded: a client id stays with its identity (no takeover of another hype
     const nve = clean.add(await connectClient(b.url, { username: "nve-a" }));
     await subscribe(nve, ["nvo3/v1/nve/nve-a/#"]);
     const will = { topic: "nvo3/v1/nve/nve-a/status/hv-1", payload: Buffer.from("hv-1 offline"), qos: 1 as const };
-    const hv1 = clean.add(await connectClient(b.url, { username: "hv-1", clientId: "agent-hv-1", will }));
+    const hv1 = clean.add(await connectClient(b.url, { username: "hv-1", clientId: "hv-1-agent", will }));
     let hv1Closed = false;
     hv1.on("close", () => { hv1Closed = true; });
-    const stolen = await connectClient(b.url, { username: "hv-2", clientId: "agent-hv-1" }).then(() => null, (e: Error) => e);
-    assert.match(String(stolen?.message), /Not authorized/i);
+    // issue 10: a client id is the identity or starts with `{identity}-`
+    for (const id of ["hv-1-agent", "hv-1", "agent", "hv-10", ""]) {
+      const stolen = await connectClient(b.url, { username: "hv-2", clientId: id }).then(() => null, (e: Error) => e);
+      assert.match(String(stolen?.message), /Identifier rejected/i, `hv-2 with client id ${JSON.stringify(id)}`);
+    }
     await sleep(200);
     assert.not.ok(hv1Closed, "hv-1 keeps its connection");
     assert.is(nve.got.length, 0, "and its will did not fire");
-    assert.match(b.log(), /auth refused: method=username identity=hv-2 .*client id "agent-hv-1" belongs to identity hv-1/);
+    assert.match(b.log(), /auth refused: method=username identity=hv-2 .*client id "hv-1-agent" is not hv-2 and does not start with "hv-2-"/);
     // the same identity may take its own session over (an agent reconnecting)
-    const again = clean.add(await connectClient(b.url, { username: "hv-1", clientId: "agent-hv-1" }));
+    const again = clean.add(await connectClient(b.url, { username: "hv-1", clientId: "hv-1-agent" }));
     assert.ok(await waitFor(() => hv1Closed), "the older connection of hv-1 is replaced");
     await again.endAsync();
-    // a clean session's id is free once its holder is gone
-    // (the broker sees the socket close a moment after the client does: retry, bounded)
-    let free: Client | null = null;
-    for (let i = 0; i < 40 && !free; i++) {
-      free = await connectClient(b.url, { username: "hv-2", clientId: "agent-hv-1" }).catch(() => null);
-      if (!free) await sleep(25);
-    }
-    assert.ok(free, "hv-2 may use the id once hv-1's clean session is gone");
-    await free!.endAsync();
-    // a persistent session (cleanSession=false) keeps its id bound to its identity
-    const p = await connectClient(b.url, { username: "hv-1", clientId: "agent-hv-1-p", clean: false });
+    // its own name as client id, and any `hv-2-…`, are hv-2's
+    for (const id of ["hv-2", "hv-2-x"]) (await connectClient(b.url, { username: "hv-2", clientId: id })).end(true);
+    // a persistent session (cleanSession=false) keeps its id with its identity
+    const p = await connectClient(b.url, { username: "hv-1", clientId: "hv-1-p", clean: false });
     await p.endAsync();
-    assert.ok(await connectClient(b.url, { username: "hv-2", clientId: "agent-hv-1-p" }).then(() => false, () => true));
-    clean.add(await connectClient(b.url, { username: "hv-1", clientId: "agent-hv-1-p", clean: false }));
+    clean.add(await connectClient(b.url, { username: "hv-1", clientId: "hv-1-p", clean: false }));
   } finally {
     await clean.run();
   }
@@ -552,6 +559,9 @@ test("embedded: loopback only without auth, clear errors for bad options, port 0
   await refuse({ operators: ["x/y"] }, /operators: identity "x\/y"/);
   await refuse({ tls: { cert: "/nonexistent/nvl.crt", key: "/nonexistent/nvl.key", ca: "/nonexistent/ca.crt" } }, /auth\.tls\.cert: cannot read \/nonexistent\/nvl\.crt \(ENOENT\)/);
   await refuse({ maxPayload: 0 }, /maxPayload 0/);
+  await refuse({ limits: { maxConnections: 0 } }, /broker: broker limits: maxConnections 0 is not a positive integer/);
+  await refuse({ limits: { connectTimeoutMs: 1.5 } }, /connectTimeoutMs 1\.5 is not a positive integer/);
+  await refuse({ hypervisors: { "nve-a": ["hv 1"] } }, /hypervisors of nve-a: identity "hv 1"/);
   await refuse({ port: 70000 }, /port 70000/);
   await refuse({ passwordFile: "/nonexistent/nvl-passwd" }, /^auth\.passwordFile: \/nonexistent\/nvl-passwd: cannot read the password file \(ENOENT\)/);
   // a taken port is a clear error, not a crash
@@ -588,7 +598,8 @@ const repo = join(dirname(fileURLToPath(import.meta.url)), "..", ".."); // dist/
 
 test("etc/mosquitto: acl.example is what the generator writes; nvedge.conf runs with a certificate on 8883 and passwords on loopback 1883", async () => {
   const shippedAcl = readFileSync(join(repo, "etc", "mosquitto", "acl.example"), "utf8");
-  assert.is(shippedAcl, mosquittoAclFile({ nves: ["nve-a", "nve-b"], imas: ["ima"], operators: ["admin"] }), "regenerate etc/mosquitto/acl.example");
+  assert.is(shippedAcl, mosquittoAclFile({ nves: ["nve-a", "nve-b"], hypervisors: { "nve-a": ["hv-1", "hv-2"], "nve-b": ["hv-3"] }, imas: ["ima"], operators: ["admin"] }), "regenerate etc/mosquitto/acl.example");
+  assert.is(readFileSync(join(repo, "etc", "mosquitto", "nvedge.conf"), "utf8"), mosquittoConfFile(), "regenerate etc/mosquitto/nvedge.conf (node dist/host/broker/mosquitto-conf.js)");
   const dir = mkdtempSync(join(tmpdir(), "nvl-mosquitto-shipped-"));
   const clean = new Cleanup();
   let proc: Awaited<ReturnType<typeof spawnMosquitto>> | undefined;

@@ -10,8 +10,9 @@
 //   3. the VM's link moves: a second veth from the VM's namespace into hv2's OVS
 //      bridge, same MAC, on the port the agent tagged with nve-b's tag; the old
 //      link goes down (the VM keeps its ARP cache, as a migrated VM's memory does);
-//   4. hv2's agent activates it with migration:true; nve-b announces the MAC with
-//      the next mobility sequence (RFC 7432 §15); nve-a sees the higher sequence,
+//   4. hv2's agent activates it with migration:true; nve-b announces the MAC and
+//      the IMA gives it the next mobility sequence (RFC 7432 §15, PROTOCOL.md
+//      §6: the holder's + 1); nve-a sees the higher sequence,
 //      programs the remote binding towards nve-b, de-associates its own and tells
 //      hv1's agent (addr.disassociated, reason `moved`).
 // The VM is paused (its ping with it) from the deactivation at hv1 until the

@@ -2,7 +2,8 @@
 // real broker: flood-list membership on the first/last VAP, announcements of
 // active bindings only, the retained tree turned into DpOps, a migration
 // across NVEs (the departing NVE told `moved`, no withdraw from it), the
-// sequence race resolving to the same winner on every NVE, duplicate freeze,
+// sequence race (the IMA numbers the announcements) resolving to the same
+// winner on every NVE, duplicate freeze,
 // profile changes, a client restart that withdraws what it no longer has, a
 // real DataPlane encapsulating toward the NVE the IMA names, and the same
 // migration through Mosquitto.
@@ -52,11 +53,11 @@ async function world(o: { seed?: VnSeed[]; mosquitto?: boolean } = {}): Promise<
   const b = o.mosquitto ? await startMosquitto({ users, ...roles }) : await startEmbeddedBroker({ port: 0, ...roles });
   const conn = (who: string): BrokerConnection => ({ url: b.url, username: who, reconnectPeriodMs: 0, ...(o.mosquitto ? { password: users[who] } : {}) });
   const dir = mkdtempSync(join(tmpdir(), "nvl-imac-"));
-  const startIma = () => ImaService.start({ settings: { operators: ["alice"] }, broker: conn("ima"), store: dir, seed: o.seed ?? [{ id: 100, alias: "blue", vni: 5000 }] });
+  const startIma = () => ImaService.start({ settings: { operators: ["alice"], nves: Object.entries(IP).map(([id, ip]) => ({ id, ip })) }, broker: conn("ima"), store: dir, seed: o.seed ?? [{ id: 100, alias: "blue", vni: 5000 }] });
   const ima = await startIma();
   const nves: Nve[] = [];
   const op = async (name: string, body: Record<string, unknown>) => {
-    const c = await mqtt.connectAsync(b.url, { username: "alice", ...(o.mosquitto ? { password: users.alice } : {}), reconnectPeriod: 0 });
+    const c = await mqtt.connectAsync(b.url, { username: "alice", clientId: `alice-op-${Math.random().toString(16).slice(2, 10)}`, ...(o.mosquitto ? { password: users.alice } : {}), reconnectPeriod: 0 });
     try {
       await c.subscribeAsync("nvo3/v1/ima/rsp/alice", { qos: 1 });
       const rsp = new Promise<any>((res) => c.on("message", (_t, p) => res(JSON.parse(p.toString()))));
@@ -152,25 +153,29 @@ test("migration A → B: B announces the next seq when it activates; A is told m
   });
 });
 
-test("the sequence race through clients: the same new MAC active on two NVEs at once resolves to the lower underlay IP on every NVE", async () => {
+test("the sequence race through clients: the same new MAC active on two NVEs at once ends on one winner, the same on every NVE", async () => {
   for (let round = 0; round < 3; round++) {
     await withWorld({}, async (w) => {
       const a = await w.nve("nve-a"), b = await w.nve("nve-b"), c = await w.nve("nve-c");
       for (const n of [a, b, c]) await n.c.setServed([100]);
       await Promise.all([a.c.idle(), b.c.idle(), c.c.idle()]);
-      // Both announce sequence 0 at the same moment; nve-a (192.0.2.1) has the lower IP.
+      // Both announce at the same moment. The IMA numbers them in the order it
+      // serves them (PROTOCOL.md §6): the first gets 0, the second is a move
+      // (seq 1) and wins; the first is told moved.
       b.c.applyLocal([active(M1)]);
       a.c.applyLocal([active(M1)]);
-      await until(() => b.moved.length === 1, "the loser told moved");
-      b.c.applyLocal([{ vn: 100, mac: M1, gone: true }]);
-      await until(() => c.rec.has({ op: "mac.remote", vn: 100, mac: M1, nve: IP["nve-a"] }) && b.rec.ops.at(-1)?.op === "mac.remote", "every NVE on the winner");
+      await until(() => a.moved.length + b.moved.length === 1, "the loser told moved");
+      const [loser, winner] = a.moved.length ? [a, b] : [b, a];
+      loser.c.applyLocal([{ vn: 100, mac: M1, gone: true }]);
+      const at = IP[winner.c.nve];
+      await until(() => c.rec.has({ op: "mac.remote", vn: 100, mac: M1, nve: at }) && loser.rec.ops.at(-1)?.op === "mac.remote", "every NVE on the winner");
       await Promise.all([a.c.idle(), b.c.idle(), c.c.idle()]);
       const last = (n: Nve) => [...n.rec.ops].reverse().find((o) => "mac" in o && o.mac === M1);
-      assert.equal(last(c), { op: "mac.remote", vn: 100, mac: M1, nve: IP["nve-a"] });
-      assert.equal(last(b), { op: "mac.remote", vn: 100, mac: M1, nve: IP["nve-a"] });
-      assert.equal(a.moved, []);
-      assert.equal(a.c.records.get(`100|${M1}`), c.c.records.get(`100|${M1}`));
-      assert.is(c.c.records.get(`100|${M1}`)?.nve, "nve-a");
+      assert.equal(last(c), { op: "mac.remote", vn: 100, mac: M1, nve: at });
+      assert.equal(last(loser), { op: "mac.remote", vn: 100, mac: M1, nve: at });
+      assert.equal(winner.moved, []);
+      assert.equal(winner.c.records.get(`100|${M1}`), c.c.records.get(`100|${M1}`));
+      assert.equal([c.c.records.get(`100|${M1}`)?.nve, c.c.records.get(`100|${M1}`)?.seq], [winner.c.nve, 1]);
     });
   }
 });

@@ -55,7 +55,7 @@ test("vnRefsOf lists the VN references of agent requests", () => {
 test("through a real IMA: a migration within the NVE sends nothing; shutdown withdraws; the last VAP leaves", async () => {
   const broker = await startEmbeddedBroker({ port: 0, nves: ["nve-a", "nve-b"] });
   const dir = mkdtempSync(join(tmpdir(), "nvl-imag-"));
-  const ima = await ImaService.start({ broker: { url: broker.url }, store: dir, seed: [{ id: 100, alias: "blue" }] });
+  const ima = await ImaService.start({ settings: { nves: [{ id: "nve-a", ip: "192.0.2.1" }, { id: "nve-b", ip: "192.0.2.2" }] }, broker: { url: broker.url }, store: dir, seed: [{ id: 100, alias: "blue" }] });
   const model = new Model(["eth2", "eth3"]);
   const a = await ImaClient.start({ nve: "nve-a", ip: "192.0.2.1", broker: { url: broker.url }, programmer: { apply: async () => {} },
     served: servedVnsOf(model), local: localBindingsOf(model) });

@@ -37,7 +37,7 @@ test("an NVE with an ima key: resolve, announce, remote bindings cached, moved, 
     const config = baseConfig({ ima: { id: "ima" } });
     assert.equal(config.ima, { id: "ima", operators: [] }, "the ima key's defaults");
     const blue = config.vns.find((v) => v.id === 100)!;
-    const ima = await ImaService.start({ settings: { operators: ["alice"] }, broker: { url: b.url, username: "ima", reconnectPeriodMs: 0 }, store: dir,
+    const ima = await ImaService.start({ settings: { operators: ["alice"], nves: [{ id: "nve-a", ip: config.underlay.ip }, { id: "nve-b", ip: "192.0.2.2" }] }, broker: { url: b.url, username: "ima", reconnectPeriodMs: 0 }, store: dir,
       seed: [{ id: blue.id, name: blue.name, alias: blue.alias, vni: blue.vni, profile: blue.profile }, VIOLET] });
     cleanup.unshift(() => ima.stop());
     const backing = newMemoryBacking();
@@ -89,7 +89,7 @@ test("an NVE with an ima key: resolve, announce, remote bindings cached, moved, 
     assert.equal([shown?.where, shown?.nve, shown?.source], ["remote", "nve-b", "ima"], "nvedge show bindings: M1 is at nve-b");
 
     // A profile change at the IMA reaches the data plane and the agent.
-    const alice = await mqtt.connectAsync(b.url, { username: "alice", reconnectPeriod: 0 });
+    const alice = await mqtt.connectAsync(b.url, { username: "alice", clientId: "alice-op", reconnectPeriod: 0 });
     cleanup.unshift(() => alice.endAsync(true));
     await alice.subscribeAsync("nvo3/v1/ima/rsp/alice", { qos: 1 });
     const rsp = new Promise<any>((res) => alice.on("message", (_t, p) => res(JSON.parse(p.toString()))));

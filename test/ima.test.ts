@@ -1,9 +1,10 @@
 // The mapping authority (PROTOCOL.md §6, issue 6) through a real broker: the
 // embedded one with the IMA/operator/NVE roles of its ACL. Every op and rule:
 // catalog ops for operators only, flood lists, announcements only after a join,
-// RFC 7432 §15 mobility (higher seq wins, equal seq → lower underlay IP, the
-// same winner in either order), duplicate detection and freezing, LMDB state
-// across a restart that republishes nothing unchanged, and malformed requests.
+// RFC 7432 §15 mobility with sequence numbers the IMA assigns (a move is the
+// holder's seq + 1, in either order), duplicate detection and freezing, LMDB
+// state across a restart that republishes nothing unchanged, and malformed
+// requests. The attacks on these rules are in security-ima.test.ts.
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import mqtt, { type MqttClient } from "mqtt";
@@ -16,6 +17,8 @@ import type { ImaSettings, VnSeed } from "../host/ima/core.js";
 import { startMosquitto } from "./support/mosquitto.js";
 
 const NVES = ["nve-a", "nve-b", "nve-c"];
+/** The IMA's `nves` list (PROTOCOL.md §6): each NVE with its one underlay IP. */
+const NVE_LIST = NVES.map((id, i) => ({ id, ip: `192.0.2.${i + 1}` }));
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const M1 = "02:00:5e:00:00:01";
 
@@ -25,7 +28,7 @@ const PASSWORDS: Record<string, string> = { ima: "pw-ima", alice: "pw-alice", "n
 let usePasswords = false;
 
 async function peer(url: string, who: string, extra: string[] = []): Promise<Peer> {
-  const c = await mqtt.connectAsync(url, { username: who, ...(usePasswords ? { password: PASSWORDS[who] } : {}), clientId: `t-${who}-${Math.random().toString(16).slice(2)}`, reconnectPeriod: 0 });
+  const c = await mqtt.connectAsync(url, { username: who, ...(usePasswords ? { password: PASSWORDS[who] } : {}), clientId: `${who}-t-${Math.random().toString(16).slice(2)}`, reconnectPeriod: 0 });
   const got: Peer["got"] = [];
   const waiting = new Map<string | null, (r: any) => void>();
   c.on("message", (topic, payload, packet) => {
@@ -61,7 +64,7 @@ async function env(o: { settings?: Partial<ImaSettings>; seed?: VnSeed[]; mosqui
   const dir = mkdtempSync(join(tmpdir(), "nvl-ima-"));
   const clock = { t: 1_000_000 };
   const logs: string[] = [];
-  const start = (seed?: VnSeed[]) => ImaService.start({ settings: { operators: ["alice"], ...o.settings }, broker: { url: broker.url, reconnectPeriodMs: 0, ...(o.mosquitto ? { password: PASSWORDS.ima } : {}) },
+  const start = (seed?: VnSeed[]) => ImaService.start({ settings: { operators: ["alice"], nves: NVE_LIST, ...o.settings }, broker: { url: broker.url, reconnectPeriodMs: 0, ...(o.mosquitto ? { password: PASSWORDS.ima } : {}) },
     store: join(dir, "store"), seed, now: () => clock.t, nveHoldMs: o.nveHoldMs, log: (l) => logs.push(l) });
   const e: Env = {
     broker, dir, clock, logs, peers: [], ima: await start(o.seed),
@@ -100,7 +103,7 @@ async function until(cond: () => boolean, what: string): Promise<void> {
 
 /** The retained message a watcher holds for a topic ("" = none), as a fresh subscriber sees it. */
 async function retained(url: string, topic: string): Promise<string> {
-  const c = await mqtt.connectAsync(url, { username: "nve-c", ...(usePasswords ? { password: PASSWORDS["nve-c"] } : {}), clientId: `w-${Math.random().toString(16).slice(2)}`, reconnectPeriod: 0 });
+  const c = await mqtt.connectAsync(url, { username: "nve-c", ...(usePasswords ? { password: PASSWORDS["nve-c"] } : {}), clientId: `nve-c-w-${Math.random().toString(16).slice(2)}`, reconnectPeriod: 0 });
   try {
     let payload = "";
     c.on("message", (t, p) => { if (t === topic) payload = p.toString(); });
@@ -241,9 +244,12 @@ test("vtep.join/leave publish the flood list; announcements need a join; leave w
     assert.ok(an.ok, JSON.stringify(an));
     assert.is(an.seq, 0);
     assert.equal(JSON.parse(await retained(e.broker.url, `nvo3/v1/ima/bind/100/${M1}`)), { nve: "nve-a", ip: "192.0.2.1", ips: ["10.0.0.1", "2001:db8::1"], seq: 0 });
-    // The underlay address follows a re-join with another IP.
-    assert.ok((await a.req("vtep.join", { vn: { id: 100 }, ip: "192.0.2.9" })).ok);
-    assert.is(JSON.parse(await retained(e.broker.url, `nvo3/v1/ima/bind/100/${M1}`)).ip, "192.0.2.9");
+    // A re-join repeats (idempotent); another IP than the listed one is refused.
+    assert.ok((await a.req("vtep.join", { vn: { id: 100 }, ip: "192.0.2.1" })).ok);
+    const other = await a.req("vtep.join", { vn: { id: 100 }, ip: "192.0.2.9" });
+    assert.is(other.error.code, "not-authorized");
+    assert.is(other.error.field, "ip");
+    assert.is(JSON.parse(await retained(e.broker.url, `nvo3/v1/ima/bind/100/${M1}`)).ip, "192.0.2.1");
     const bad = await a.req("vtep.join", { vn: { id: 100 }, ip: "10.0.0.0/24" });
     assert.is(bad.error.code, "bad-request");
     assert.is(bad.error.field, "ip");
@@ -270,42 +276,32 @@ test("bind.withdraw clears the retained binding; a withdraw by another NVE chang
   });
 });
 
-test("RFC 7432 §15: a higher seq wins, a lower one is refused, and without seq the IMA takes the next", async () => {
+test("RFC 7432 §15 with IMA-assigned sequences: a move is the holder's seq + 1, the holder's update keeps it, a sender's seq is ignored", async () => {
   await withEnv({ seed: [{ id: 100, alias: "blue" }] }, async (e, p) => {
     const a = await p("nve-a"), b = await p("nve-b");
     await a.req("vtep.join", { vn: { id: 100 }, ip: "192.0.2.1" });
     await b.req("vtep.join", { vn: { id: 100 }, ip: "192.0.2.2" });
-    assert.is((await a.req("bind.announce", { vn: { id: 100 }, mac: M1, seq: 4 })).seq, 4);
-    const low = await b.req("bind.announce", { vn: { id: 100 }, mac: M1, seq: 3 });
-    assert.is(low.error.code, "address-conflict");
-    assert.is(low.error.field, "seq");
-    assert.match(low.error.message, /sequence 4, higher than 3/);
-    assert.is((await b.req("bind.announce", { vn: { id: 100 }, mac: M1 })).seq, 5, "no seq: the next one");
-    assert.is(JSON.parse(await retained(e.broker.url, `nvo3/v1/ima/bind/100/${M1}`)).nve, "nve-b");
-    assert.is((await a.req("bind.announce", { vn: { id: 100 }, mac: M1, seq: 9 })).seq, 9);
-    const rec = JSON.parse(await retained(e.broker.url, `nvo3/v1/ima/bind/100/${M1}`));
-    assert.equal(rec, { nve: "nve-a", ip: "192.0.2.1", ips: [], seq: 9 });
+    assert.is((await a.req("bind.announce", { vn: { id: 100 }, mac: M1, seq: 4 })).seq, 0, "a new MAC starts at 0 whatever the sender says");
+    assert.is((await a.req("bind.announce", { vn: { id: 100 }, mac: M1, ips: ["10.0.0.1"], seq: 8 })).seq, 0, "the holder's update keeps the sequence");
+    const moved = await b.req("bind.announce", { vn: { id: 100 }, mac: M1, seq: 0 });
+    assert.is(moved.seq, 1, "a move is the holder's + 1, even with a lower seq sent");
+    assert.equal(JSON.parse(await retained(e.broker.url, `nvo3/v1/ima/bind/100/${M1}`)), { nve: "nve-b", ip: "192.0.2.2", ips: [], seq: 1 });
+    assert.is((await a.req("bind.announce", { vn: { id: 100 }, mac: M1 })).seq, 2, "and back");
+    assert.equal(JSON.parse(await retained(e.broker.url, `nvo3/v1/ima/bind/100/${M1}`)), { nve: "nve-a", ip: "192.0.2.1", ips: [], seq: 2 });
   });
 });
 
-test("the sequence race: two NVEs announce the same MAC with the same seq; the lower underlay IP wins in either order", async () => {
+test("two NVEs announce the same MAC: the later is a move in either order, with the next sequence", async () => {
   for (const order of [["nve-a", "nve-b"], ["nve-b", "nve-a"]]) {
     await withEnv({ seed: [{ id: 100, alias: "blue" }] }, async (e, p) => {
       const peers = { "nve-a": await p("nve-a"), "nve-b": await p("nve-b") } as Record<string, Peer>;
-      // nve-b has the lower underlay IP.
-      await peers["nve-a"].req("vtep.join", { vn: { id: 100 }, ip: "192.0.2.20" });
-      await peers["nve-b"].req("vtep.join", { vn: { id: 100 }, ip: "192.0.2.3" });
+      await peers["nve-a"].req("vtep.join", { vn: { id: 100 }, ip: "192.0.2.1" });
+      await peers["nve-b"].req("vtep.join", { vn: { id: 100 }, ip: "192.0.2.2" });
       const [first, second] = order;
-      const r = [await peers[first].req("bind.announce", { vn: { id: 100 }, mac: M1, seq: 7 }),
-        await peers[second].req("bind.announce", { vn: { id: 100 }, mac: M1, seq: 7 })];
-      const byWho = Object.fromEntries(order.map((w, i) => [w, r[i]]));
-      assert.ok(byWho["nve-b"].ok, JSON.stringify(byWho));
-      assert.is(JSON.parse(await retained(e.broker.url, `nvo3/v1/ima/bind/100/${M1}`)).nve, "nve-b", `order ${order}`);
-      if (first === "nve-a") assert.ok(byWho["nve-a"].ok, "the first announcement stands until the better one arrives");
-      else {
-        assert.is(byWho["nve-a"].error.code, "address-conflict");
-        assert.match(byWho["nve-a"].error.message, /same sequence 7 and a lower underlay IP 192.0.2.3/);
-      }
+      const r1 = await peers[first].req("bind.announce", { vn: { id: 100 }, mac: M1, seq: 7 });
+      const r2 = await peers[second].req("bind.announce", { vn: { id: 100 }, mac: M1, seq: 7 });
+      assert.equal([r1.ok, r1.seq, r2.ok, r2.seq], [true, 0, true, 1], `order ${order}`);
+      assert.is(JSON.parse(await retained(e.broker.url, `nvo3/v1/ima/bind/100/${M1}`)).nve, second, `order ${order}`);
     });
   }
 });
@@ -457,16 +453,21 @@ test("through Mosquitto (generated acl_file, passwords): the race, the duplicate
     const a = await p("nve-a"), b = await p("nve-b"), alice = await p("alice");
     assert.is((await a.req("vn.create", { alias: "x" })).error.code, "not-authorized");
     assert.ok((await alice.req("vn.create", { alias: "x" })).ok);
-    await a.req("vtep.join", { vn: { id: 100 }, ip: "192.0.2.20" });
-    await b.req("vtep.join", { vn: { id: 100 }, ip: "192.0.2.3" });
-    assert.ok((await a.req("bind.announce", { vn: { id: 100 }, mac: M1, seq: 2 })).ok);
-    assert.ok((await b.req("bind.announce", { vn: { id: 100 }, mac: M1, seq: 2 })).ok, "equal seq, lower IP: a move");
+    await a.req("vtep.join", { vn: { id: 100 }, ip: "192.0.2.1" });
+    await b.req("vtep.join", { vn: { id: 100 }, ip: "192.0.2.2" });
+    assert.is((await a.req("bind.announce", { vn: { id: 100 }, mac: M1, seq: 2 })).seq, 0);
+    assert.is((await b.req("bind.announce", { vn: { id: 100 }, mac: M1, seq: 2 })).seq, 1, "a move: the holder's + 1");
     const again = await a.req("bind.announce", { vn: { id: 100 }, mac: M1, seq: 3 });
     assert.is(again.error.field, "mac", "a second move within the window with dupMoves 1: frozen");
-    assert.equal(JSON.parse(await retained(e.broker.url, `nvo3/v1/ima/bind/100/${M1}`)), { nve: "nve-b", ip: "192.0.2.3", ips: [], seq: 2, duplicate: true });
+    assert.equal(JSON.parse(await retained(e.broker.url, `nvo3/v1/ima/bind/100/${M1}`)), { nve: "nve-b", ip: "192.0.2.2", ips: [], seq: 1, duplicate: true });
     const ima = await e.restart();
     assert.is(ima.stats.published, 0);
     assert.is((await a.req("bind.announce", { vn: { id: 100 }, mac: M1, seq: 9 })).error.field, "mac", "still frozen after a restart");
+    // The operator's view and release, through Mosquitto's ACL too.
+    assert.equal((await alice.req("mac.frozen")).macs, [{ vn: { id: 100 }, mac: M1, nve: "nve-b", ip: "192.0.2.2", seq: 1, moves: 1 }]);
+    assert.is((await a.req("mac.unfreeze", { vn: { id: 100 }, mac: M1 })).error.code, "not-authorized", "operators only");
+    assert.ok((await alice.req("mac.unfreeze", { vn: { id: 100 }, mac: M1 })).ok);
+    assert.is((await a.req("bind.announce", { vn: { id: 100 }, mac: M1 })).seq, 2, "after the unfreeze the move is accepted");
   });
 });
 

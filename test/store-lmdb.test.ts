@@ -5,7 +5,7 @@ import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { spawn, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, truncateSync, existsSync } from "node:fs";
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, truncateSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -306,6 +306,41 @@ e("nvedge run refuses a locked, newer or corrupt --store with one line naming th
   } finally {
     await holder.close();
     for (const d of [work, locked, newer, corrupt]) rmSync(d, { recursive: true, force: true });
+  }
+});
+
+e("files 0600 and folders 0700 (issue 10): a new store is created so, an older one is tightened at open; the IMA's store too", async () => {
+  const mode = (p: string) => statSync(p).mode & 0o777;
+  const oldMask = process.umask(0o022); // an ordinary umask: what the store must not rely on
+  const dir = tmp();
+  try {
+    const fresh = join(dir, "fresh", "store");
+    const s = await openLmdbStore(fresh);
+    await s.transaction((tx) => tx.put("vnics", U1, rec));
+    assert.is(mode(fresh), 0o700);
+    const files = readdirSync(fresh).sort();
+    assert.ok(files.includes("data.mdb") && files.includes("lock.mdb"), files.join(" "));
+    for (const f of files) assert.is(mode(join(fresh, f)), 0o600, `${f}: ${mode(join(fresh, f)).toString(8)}`);
+    await s.close();
+    assert.is(process.umask(0o022), 0o022, "the process umask is back");
+    // a store left 0755/0644 by an older nvedge: tightened at open, its data intact
+    chmodSync(fresh, 0o755);
+    for (const f of readdirSync(fresh)) chmodSync(join(fresh, f), 0o644);
+    const again = await openLmdbStore(fresh);
+    assert.equal(again.get("vnics", U1), rec);
+    assert.is(mode(fresh), 0o700);
+    for (const f of readdirSync(fresh)) assert.is(mode(join(fresh, f)), 0o600, f);
+    await again.close();
+    const { openImaDb } = await import("../host/ima/db.js");
+    const imaDir = join(dir, "ima");
+    const db = openImaDb(imaDir);
+    await db.markSeeded();
+    assert.is(mode(imaDir), 0o700);
+    for (const f of readdirSync(imaDir)) assert.is(mode(join(imaDir, f)), 0o600, f);
+    await db.close();
+  } finally {
+    process.umask(oldMask);
+    rmSync(dir, { recursive: true, force: true });
   }
 });
 

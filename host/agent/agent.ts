@@ -103,7 +103,7 @@ export class Agent extends EventEmitter {
   /** Connects, announces itself (retained online + will), then hello + sync. */
   static async start(o: AgentOptions): Promise<Agent> {
     const client = mqtt.connect(o.broker.url, {
-      ...mqttClientOptions({ username: o.hv, ...o.broker }, `nvedge-agent-${o.hv}-${randomUUID().slice(0, 8)}`,
+      ...mqttClientOptions({ username: o.hv, ...o.broker }, `${o.hv}-agent-${randomUUID().slice(0, 8)}`,
         { will: { topic: topics.hvStatus(o.nve, o.hv), payload: JSON.stringify({ state: "offline" }) } }),
       manualConnect: true,
     });

@@ -11,6 +11,18 @@
 //   identities listed as NVE, IMA or operator get their role's rules on top;
 // - an access is granted when any rule of the right kind grants it; there are
 //   no deny rules (a Mosquitto `deny` would also deny reads of the same topic).
+//
+// Issue 10 (tenant isolation) narrows the rules to what the deployment names:
+// - `%n` stands for each configured NVE: an agent writes requests and its
+//   retained status only under NVE names that exist, so it cannot park
+//   retained messages under invented names (unbounded broker memory);
+// - `%h` stands for each hypervisor on the NVE's own ports (from its
+//   configuration, `hypervisors`): an NVE answers and sends events only to
+//   them. Where the NVE's list is not known, `%h` is `+` (any hypervisor);
+// - `retain` marks the only topics where a retained message is accepted, and
+//   `maxBytes` bounds a payload (the agents' status: a few bytes of JSON).
+//   The embedded broker enforces both; Mosquitto's acl_file cannot express
+//   them (etc/mosquitto/README.md says what bounds them there).
 
 /** PROTOCOL.md §1: identifiers in topics match this. */
 export const IDENTITY_RE = /^[A-Za-z0-9._-]{1,64}$/;
@@ -20,8 +32,14 @@ export function isValidIdentity(id: unknown): id is string {
 }
 
 export type Access = "read" | "write";
-/** `%u` stands for the identity, as in Mosquitto's `pattern` lines. */
-export interface AclRule { access: Access; topic: string }
+/**
+ * `%u` stands for the identity, as in Mosquitto's `pattern` lines; `%n` for
+ * each configured NVE; `%h` for each hypervisor on the NVE's ports.
+ */
+export interface AclRule { access: Access; topic: string; retain?: boolean; maxBytes?: number }
+
+/** An agent's retained status (PROTOCOL.md §1: `{"state":"online"}`) never needs more. */
+export const MAX_STATUS_BYTES = 1024;
 
 export type Role = "agent" | "nve" | "ima" | "operator";
 
@@ -29,19 +47,19 @@ export const ROLE_RULES: Record<Role, readonly AclRule[]> = {
   // PROTOCOL.md §1: an agent {hv} writes only its request and status topics
   // and reads only its own tree and the NVEs' retained status.
   agent: [
-    { access: "write", topic: "nvo3/v1/nve/+/req/%u" },
-    { access: "write", topic: "nvo3/v1/nve/+/status/%u" },
+    { access: "write", topic: "nvo3/v1/nve/%n/req/%u" },
+    { access: "write", topic: "nvo3/v1/nve/%n/status/%u", retain: true, maxBytes: MAX_STATUS_BYTES },
     { access: "read", topic: "nvo3/v1/hv/%u/#" },
     { access: "read", topic: "nvo3/v1/nve/+/status" },
   ],
-  // An NVE serves its own request tree, answers any agent (it checks that the
-  // agent is on one of its ports itself, PROTOCOL.md §2 `hello`), and is an
-  // IMA client (§6).
+  // An NVE serves its own request tree, answers the agents on its own ports
+  // (issue 10: generated from its configuration's ports[].hypervisors), and is
+  // an IMA client (§6).
   nve: [
     { access: "read", topic: "nvo3/v1/nve/%u/#" },
-    { access: "write", topic: "nvo3/v1/hv/+/rsp" },
-    { access: "write", topic: "nvo3/v1/hv/+/evt" },
-    { access: "write", topic: "nvo3/v1/nve/%u/status" },
+    { access: "write", topic: "nvo3/v1/hv/%h/rsp" },
+    { access: "write", topic: "nvo3/v1/hv/%h/evt" },
+    { access: "write", topic: "nvo3/v1/nve/%u/status", retain: true },
     { access: "write", topic: "nvo3/v1/ima/req/%u" },
     { access: "read", topic: "nvo3/v1/ima/rsp/%u" },
     { access: "read", topic: "nvo3/v1/ima/vn/#" },
@@ -53,9 +71,9 @@ export const ROLE_RULES: Record<Role, readonly AclRule[]> = {
   // req/" without also denying the IMA's reads of req/+, so the tree is listed
   // subtree by subtree (the IMA's own req topic is included: it is not another's).
   ima: [
-    { access: "write", topic: "nvo3/v1/ima/vn/#" },
-    { access: "write", topic: "nvo3/v1/ima/vtep/#" },
-    { access: "write", topic: "nvo3/v1/ima/bind/#" },
+    { access: "write", topic: "nvo3/v1/ima/vn/#", retain: true },
+    { access: "write", topic: "nvo3/v1/ima/vtep/#", retain: true },
+    { access: "write", topic: "nvo3/v1/ima/bind/#", retain: true },
     { access: "write", topic: "nvo3/v1/ima/rsp/#" },
     { access: "write", topic: "nvo3/v1/ima/req/%u" },
     { access: "read", topic: "nvo3/v1/ima/req/+" },
@@ -70,7 +88,11 @@ export const ROLE_RULES: Record<Role, readonly AclRule[]> = {
   ],
 };
 
-export interface AclRoles { nves?: readonly string[]; imas?: readonly string[]; operators?: readonly string[] }
+export interface AclRoles {
+  nves?: readonly string[]; imas?: readonly string[]; operators?: readonly string[];
+  /** per NVE, the hypervisors on its ports (its configuration's ports[].hypervisors) */
+  hypervisors?: Readonly<Record<string, readonly string[]>>;
+}
 
 export function rolesOf(identity: string, roles: AclRoles): Role[] {
   const out: Role[] = ["agent"];
@@ -84,16 +106,38 @@ export function substitute(topic: string, identity: string): string {
   return topic.split("/").map((level) => (level === "%u" ? identity : level)).join("/");
 }
 
+/**
+ * A rule's topic for every value of its `%n` (each configured NVE) and `%h`
+ * (each hypervisor of NVE `identity`, `+` when its list is not known); `%u`
+ * stays for the caller. No NVE configured: no `%n` topic at all.
+ */
+export function expandTopic(topic: string, identity: string, roles: AclRoles): string[] {
+  const levels = topic.split("/");
+  if (levels.includes("%n")) return (roles.nves ?? []).map((n) => levels.map((l) => (l === "%n" ? n : l)).join("/"));
+  if (levels.includes("%h")) {
+    const hvs = roles.hypervisors?.[identity];
+    return (hvs ?? ["+"]).map((h) => levels.map((l) => (l === "%h" ? h : l)).join("/"));
+  }
+  return [topic];
+}
+
+/** One granted write: its filter, and whether a retained message and how many bytes it may carry. */
+export interface WriteGrant { topic: string; retain: boolean; maxBytes?: number }
+
 /** The concrete read and write filters of one identity. */
-export interface Grants { identity: string; read: string[]; write: string[] }
+export interface Grants { identity: string; read: string[]; write: string[]; writes: WriteGrant[] }
 
 export function grantsFor(identity: string, roles: AclRoles): Grants {
   if (!isValidIdentity(identity)) throw new AclError(`identity ${JSON.stringify(identity)} does not match ${IDENTITY_RE}`);
-  const g: Grants = { identity, read: [], write: [] };
+  const g: Grants = { identity, read: [], write: [], writes: [] };
   for (const role of rolesOf(identity, roles)) {
     for (const r of ROLE_RULES[role]) {
-      const t = substitute(r.topic, identity);
-      if (!g[r.access].includes(t)) g[r.access].push(t); // e.g. an IMA's status read is also an agent's
+      for (const x of expandTopic(r.topic, identity, roles)) {
+        const t = substitute(x, identity);
+        if (g[r.access].includes(t)) continue; // e.g. an IMA's status read is also an agent's
+        g[r.access].push(t);
+        if (r.access === "write") g.writes.push({ topic: t, retain: r.retain === true, ...(r.maxBytes !== undefined ? { maxBytes: r.maxBytes } : {}) });
+      }
     }
   }
   return g;
@@ -108,6 +152,19 @@ export function checkRoles(roles: AclRoles): void {
       if (!isValidIdentity(id)) throw new AclError(`${key}: identity ${JSON.stringify(id)} does not match ${IDENTITY_RE}`);
     }
   }
+  for (const [nve, hvs] of Object.entries(roles.hypervisors ?? {})) {
+    if (!isValidIdentity(nve)) throw new AclError(`hypervisors: NVE ${JSON.stringify(nve)} does not match ${IDENTITY_RE}`);
+    for (const hv of hvs) if (!isValidIdentity(hv)) throw new AclError(`hypervisors of ${nve}: identity ${JSON.stringify(hv)} does not match ${IDENTITY_RE}`);
+  }
+}
+
+/**
+ * Issue 10: a client id is the identity itself or starts with `{identity}-`,
+ * so no one can take over (or block) another identity's session by its id
+ * [MQTT-3.1.3-2: the server identifies the session by the client id].
+ */
+export function clientIdAllowed(identity: string, clientId: string): boolean {
+  return clientId === identity || (clientId.startsWith(`${identity}-`) && clientId.length <= 128 && !/[\u0000-\u001f]/.test(clientId));
 }
 
 /** A PUBLISH topic name: non-empty, no wildcards, no NUL [MQTT-4.7.3-1, MQTT-3.3.2-2]. */
@@ -164,10 +221,37 @@ export function canPublish(g: Grants, topic: string): boolean {
   return isTopicName(topic) && g.write.some((w) => topicMatches(w, topic));
 }
 
+/**
+ * The whole PUBLISH check: null when allowed, else why not. A retained
+ * message needs a grant marked `retain`, a payload within `maxBytes` of every
+ * grant that matches (issue 10: bounded retained state at the broker).
+ */
+export function publishRefusal(g: Grants, topic: string, retain: boolean, bytes: number): string | null {
+  if (!isTopicName(topic)) return "not a topic name";
+  const hits = g.writes.filter((w) => topicMatches(w.topic, topic));
+  if (hits.length === 0) return "no write grant";
+  if (retain && !hits.some((w) => w.retain)) return "retained messages are not accepted on this topic";
+  const cap = hits.find((w) => w.maxBytes !== undefined && bytes > w.maxBytes);
+  if (cap) return `payload of ${bytes} bytes exceeds the ${cap.maxBytes} allowed on this topic`;
+  return null;
+}
+
 export function canRead(g: Grants, topic: string): boolean {
   return isTopicName(topic) && g.read.some((r) => topicMatches(r, topic));
 }
 
 export function canSubscribe(g: Grants, filter: string): boolean {
   return isTopicFilter(filter) && g.read.some((r) => filterWithin(filter, r));
+}
+
+/**
+ * The hypervisors on an NVE's ports, from its configuration (INTERFACES.md
+ * `ports[].hypervisors`: an id, or `{ "id", "vns" }`): the `%h` of its rules.
+ */
+export function hypervisorsOf(config: { ports: readonly { hypervisors?: readonly unknown[] }[] }): string[] {
+  const out = new Set<string>();
+  for (const p of config.ports) {
+    for (const h of p.hypervisors ?? []) out.add(typeof h === "string" ? h : String((h as { id: unknown }).id));
+  }
+  return [...out];
 }

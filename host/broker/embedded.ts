@@ -8,12 +8,21 @@
 // - neither: loopback only, the username is the identity (a laptop lab).
 // Every authentication result is logged (STANDARDS.md: "log every
 // authentication result").
+//
+// Issue 10 (tenant isolation): a client id is the identity or starts with
+// `{identity}-` (no one squats another's session); connections, sessions per
+// identity and each session's queue are capped (host/broker/limits.ts); a
+// connection must complete CONNECT within 10 s; retained messages only where
+// the protocol has them, and an agent's status only under configured NVE
+// names and small (host/broker/acl.ts). Refusals are logged rate-limited.
 import { createServer as createNetServer, type Server, type Socket } from "node:net";
 import { createServer as createTlsServer, type TLSSocket } from "node:tls";
 import { readFileSync } from "node:fs";
 import { isIP } from "node:net";
 import { Aedes } from "aedes";
-import { grantsFor, checkRoles, canPublish, canRead, canSubscribe, isValidIdentity, IDENTITY_RE, type Grants, type AclRoles } from "./acl.js";
+import { grantsFor, checkRoles, publishRefusal, canRead, canSubscribe, clientIdAllowed, isValidIdentity, IDENTITY_RE, type Grants, type AclRoles } from "./acl.js";
+import { brokerLimits, BrokerLimitsError, type BrokerLimits } from "./limits.js";
+import { rateLimitedLog } from "../protocol/rate-log.js";
 import { loadPasswordFile, verifyPassword, type PasswordEntry } from "./passwd.js";
 
 export interface BrokerOptions {
@@ -24,7 +33,10 @@ export interface BrokerOptions {
   nves?: string[];
   imas?: string[];
   operators?: string[];
+  /** per NVE, the hypervisors on its ports: it writes rsp/evt only to them (absent: any) */
+  hypervisors?: Record<string, string[]>;
   maxPayload?: number;
+  limits?: Partial<BrokerLimits>;
   log?: (line: string) => void;
 }
 
@@ -63,6 +75,47 @@ const DENIED_SINK = "$nvedge/denied";
 
 interface ConnLike { remoteAddress?: string; remotePort?: number; getPeerCertificate?: TLSSocket["getPeerCertificate"] }
 interface AedesClientLike { id: string; conn: ConnLike; _parser?: any }
+
+/**
+ * Caps each session's queue of QoS 1 messages (offline, or sent and not
+ * acknowledged) in aedes' in-memory persistence, which has no limit of its
+ * own: beyond `maxQueuedMessages` or `maxQueuedBytes` a new message is not
+ * queued for that session (as Mosquitto's max_queued_messages/bytes do). A
+ * connected session over its cap is disconnected by aedes (its delivery has
+ * no queue entry), and gets its queue on reconnect.
+ */
+function capQueues(persistence: any, limits: BrokerLimits, dropped: (clientId: string, why: string) => void): void {
+  const queues = new Map<string, { n: number; bytes: number }>();
+  const size = (p: { payload?: { length: number } }) => p.payload?.length ?? 0;
+  const admit = (clientId: string, packet: any): boolean => {
+    const q = queues.get(clientId) ?? { n: 0, bytes: 0 };
+    if (q.n + 1 > limits.maxQueuedMessages) { dropped(clientId, `${q.n} messages queued (limit ${limits.maxQueuedMessages})`); return false; }
+    if (q.bytes + size(packet) > limits.maxQueuedBytes) { dropped(clientId, `${q.bytes} bytes queued (limit ${limits.maxQueuedBytes})`); return false; }
+    q.n++;
+    q.bytes += size(packet);
+    queues.set(clientId, q);
+    return true;
+  };
+  const enqueue = persistence.outgoingEnqueue.bind(persistence);
+  const enqueueCombi = persistence.outgoingEnqueueCombi.bind(persistence);
+  const clear = persistence.outgoingClearMessageId.bind(persistence);
+  persistence.outgoingEnqueue = (sub: { clientId: string }, packet: any) =>
+    admit(sub.clientId, packet) ? enqueue(sub, packet) : Promise.resolve();
+  persistence.outgoingEnqueueCombi = (subs: { clientId: string }[], packet: any) => {
+    const ok = subs.filter((s) => admit(s.clientId, packet));
+    return ok.length ? enqueueCombi(ok, packet) : Promise.resolve();
+  };
+  persistence.outgoingClearMessageId = (client: { id: string }, packet: any) =>
+    Promise.resolve(clear(client, packet)).then((p: any) => {
+      const q = queues.get(client.id);
+      if (p && q) {
+        q.n--;
+        q.bytes -= size(p);
+        if (q.n <= 0) queues.delete(client.id);
+      }
+      return p;
+    });
+}
 
 function readPem(path: string, what: string): Buffer {
   try {
@@ -105,7 +158,15 @@ export async function startEmbeddedBroker(o: BrokerOptions): Promise<EmbeddedBro
   const maxPayload = o.maxPayload ?? DEFAULT_MAX_PAYLOAD;
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new BrokerConfigError(`broker: port ${port} is not 0..65535`);
   if (!Number.isInteger(maxPayload) || maxPayload < 1) throw new BrokerConfigError(`broker: maxPayload ${maxPayload} is not a positive integer`);
-  const roles: AclRoles = { nves: o.nves ?? [], imas: o.imas ?? ["ima"], operators: o.operators ?? [] };
+  const roles: AclRoles = { nves: o.nves ?? [], imas: o.imas ?? ["ima"], operators: o.operators ?? [], hypervisors: o.hypervisors };
+  let limits: BrokerLimits;
+  try {
+    limits = brokerLimits(o.limits);
+  } catch (e) {
+    if (e instanceof BrokerLimitsError) throw new BrokerConfigError(`broker: ${e.message}`);
+    throw e;
+  }
+  const note = rateLimitedLog(log);
   try {
     checkRoles(roles);
   } catch (e) {
@@ -134,11 +195,16 @@ export async function startEmbeddedBroker(o: BrokerOptions): Promise<EmbeddedBro
   // therefore stays with the identity that has it while connected, and for
   // as long as its persistent session (cleanSession=false) exists.
   const owners = new Map<string, { identity: string; client: object; clean: boolean }>();
-  const broker = await Aedes.createBroker({ heartbeatInterval: 60_000 });
+  const broker = await Aedes.createBroker({ heartbeatInterval: 60_000, connectTimeout: limits.connectTimeoutMs });
+  // aedes' own in-memory persistence, wrapped before the first connection.
+  capQueues((broker as unknown as { persistence: unknown }).persistence, limits,
+    (clientId, why) => note(`queue|${clientId}`, `broker: session ${JSON.stringify(clientId)}: ${why}; a QoS 1 message for it is dropped`));
 
-  // Every refusal answers CONNACK 5 "not authorized" (MQTT 3.1.1 §3.2.2.3), as
-  // Mosquitto 2 does, so clients see the same code on either broker.
-  const refuse = (client: AedesClientLike, who: string, why: string, code: 5, cb: (e: any, ok: boolean | null) => void) => {
+  // Every refusal of an identity answers CONNACK 5 "not authorized" (MQTT
+  // 3.1.1 §3.2.2.3), as Mosquitto 2 does, so clients see the same code on
+  // either broker; a client id the identity may not use answers 2 "identifier
+  // rejected" [MQTT-3.1.3-9]; a full broker 3 "server unavailable".
+  const refuse = (client: AedesClientLike, who: string, why: string, code: 2 | 3 | 5, cb: (e: any, ok: boolean | null) => void) => {
     log(`auth refused: method=${method} identity=${who} client=${JSON.stringify(client.id)} from=${client.conn.remoteAddress}: ${why}`);
     const err: Error & { returnCode?: number } = new Error(why);
     err.returnCode = code;
@@ -163,8 +229,17 @@ export async function startEmbeddedBroker(o: BrokerOptions): Promise<EmbeddedBro
     if (!isValidIdentity(identity)) return refuse(c, JSON.stringify(identity), `username does not match ${IDENTITY_RE}`, 5, cb);
     const id = identity;
     const accept = () => {
+      if (!clientIdAllowed(id, c.id)) return refuse(c, id, `client id ${JSON.stringify(c.id)} is not ${id} and does not start with "${id}-" (issue 10: a client id belongs to its identity)`, 2, cb);
       const owner = owners.get(c.id);
       if (owner && owner.identity !== id) return refuse(c, id, `client id ${JSON.stringify(c.id)} belongs to identity ${owner.identity}`, 5, cb);
+      if (!owner) {
+        // A new session (a takeover of one's own client id is not): within the
+        // identity's share and the broker's total.
+        let mine = 0;
+        for (const x of owners.values()) if (x.identity === id) mine++;
+        if (mine >= limits.maxSessionsPerIdentity) return refuse(c, id, `identity ${id} already holds ${mine} sessions (limit ${limits.maxSessionsPerIdentity}); end one (a clean session) first`, 3, cb);
+        if (owners.size >= limits.maxConnections) return refuse(c, id, `the broker holds ${owners.size} sessions (limit ${limits.maxConnections})`, 3, cb);
+      }
       owners.set(c.id, { identity: id, client, clean: (client as { clean?: boolean }).clean !== false });
       grants.set(client, grantsFor(id, roles));
       log(`auth ok: method=${method} identity=${id} client=${JSON.stringify(c.id)} from=${c.conn.remoteAddress}`);
@@ -180,8 +255,9 @@ export async function startEmbeddedBroker(o: BrokerOptions): Promise<EmbeddedBro
   broker.authorizePublish = (client: any, packet: any, cb: any) => {
     const g = client ? grants.get(client) : undefined;
     if (!g) return cb(new Error("publish without an authenticated identity"));
-    if (canPublish(g, packet.topic)) return cb(null);
-    log(`acl: ${g.identity} may not publish to ${JSON.stringify(packet.topic)}; dropped`);
+    const why = publishRefusal(g, packet.topic, packet.retain === true, packet.payload?.length ?? 0);
+    if (why === null) return cb(null);
+    note(`pub|${g.identity}|${why}`, `acl: ${g.identity} may not publish${packet.retain ? " retained" : ""} to ${JSON.stringify(packet.topic)} (${why}); dropped`);
     // [MQTT-3.3.5-2] a server that refuses a PUBLISH either acknowledges it as
     // usual or closes the connection. Closing would make MQTT.js resend the
     // stored QoS 1 message after every reconnect, forever; so, as Mosquitto
@@ -196,7 +272,7 @@ export async function startEmbeddedBroker(o: BrokerOptions): Promise<EmbeddedBro
   broker.authorizeSubscribe = (client: any, sub: any, cb: any) => {
     const g = client ? grants.get(client) : undefined;
     if (g && canSubscribe(g, sub.topic)) return cb(null, sub);
-    log(`acl: ${g?.identity ?? "?"} may not subscribe to ${JSON.stringify(sub.topic)}; SUBACK 0x80`);
+    note(`sub|${g?.identity ?? "?"}`, `acl: ${g?.identity ?? "?"} may not subscribe to ${JSON.stringify(sub.topic)}; SUBACK 0x80`);
     cb(null, null); // negated: SUBACK return code 0x80 (MQTT 3.1.1 §3.9.3)
   };
 
@@ -213,6 +289,12 @@ export async function startEmbeddedBroker(o: BrokerOptions): Promise<EmbeddedBro
     s.once("close", () => sockets.delete(s));
   };
   const onConn = (conn: Socket) => {
+    if (sockets.size >= limits.maxConnections) {
+      // Before any byte is read: a flood of connections costs no more than this.
+      note("maxConnections", `broker: connection from ${conn.remoteAddress} closed: ${sockets.size} open (limit ${limits.maxConnections})`);
+      conn.destroy();
+      return;
+    }
     track(conn);
     // Small request/response packets: without TCP_NODELAY, Nagle's algorithm
     // and delayed ACKs add ~40 ms per hop.

@@ -1,13 +1,17 @@
 // Writes Mosquitto's acl_file equivalent to the embedded broker's ACL
 // (PROTOCOL.md §1 and §6), from the same rules (host/broker/acl.ts):
 // - the agent rules as `pattern` lines with %u (they apply to every user,
-//   mosquitto.conf(5), exactly as acl.ts gives every identity the agent rules);
+//   mosquitto.conf(5), exactly as acl.ts gives every identity the agent rules),
+//   one line per configured NVE where a rule names `%n`;
 // - one `user` section per NVE, IMA and operator with its role's rules, the
-//   identity written out (Mosquitto substitutes %u only in `pattern` lines).
+//   identity written out (Mosquitto substitutes %u only in `pattern` lines);
+//   an NVE's rsp/evt lines name each hypervisor on its ports, read from its
+//   configuration file (issue 10: an NVE writes only to its own hypervisors).
 //
-//   node dist/host/broker/mosquitto-acl.js --nve nve-a --nve nve-b [--ima ima] [--operator alice] > acl
-import { ROLE_RULES, checkRoles, substitute, AclError, type AclRoles, type Role } from "./acl.js";
+//   node dist/host/broker/mosquitto-acl.js --nve-config nve-a.json --nve-config nve-b.json [--ima ima] [--operator alice] > acl
+import { ROLE_RULES, checkRoles, substitute, expandTopic, hypervisorsOf, AclError, type AclRoles, type Role } from "./acl.js";
 import { parseOpts, UsageError } from "../cli/args.js";
+import { loadConfig, ConfigError } from "../config/load.js";
 import { pathToFileURL } from "node:url";
 import { inBundle } from "../paths.js";
 
@@ -20,7 +24,8 @@ export function mosquittoAclFile(roles: AclRoles): string {
     "",
     "# Every identity (the MQTT username or the certificate CN) is an agent {hv}.",
   ];
-  for (const r of ROLE_RULES.agent) out.push(`pattern ${r.access} ${r.topic}`);
+  if ((roles.nves ?? []).length === 0) out.push("# No NVE is configured: agents may write nothing.");
+  for (const r of ROLE_RULES.agent) for (const t of expandTopic(r.topic, "%u", roles)) out.push(`pattern ${r.access} ${t}`);
   const sections: [Role, readonly string[]][] = [["nve", roles.nves ?? []], ["ima", imas], ["operator", roles.operators ?? []]];
   // Mosquitto keeps one `user` block per name; an identity with several roles
   // gets them all in one block.
@@ -30,32 +35,53 @@ export function mosquittoAclFile(roles: AclRoles): string {
   }
   for (const [id, rs] of byUser) {
     out.push("", `# ${rs.join(", ")}`, `user ${id}`);
+    if (rs.includes("nve") && !roles.hypervisors?.[id]) out.push(`# ${id}: its configuration was not given (--nve-config): it may answer any hypervisor`);
     const seen = new Set<string>();
     for (const role of rs) {
       for (const r of ROLE_RULES[role]) {
-        const line = `topic ${r.access} ${substitute(r.topic, id)}`;
-        if (!seen.has(line)) out.push(line);
-        seen.add(line);
+        for (const t of expandTopic(r.topic, id, roles)) {
+          const line = `topic ${r.access} ${substitute(t, id)}`;
+          if (!seen.has(line)) out.push(line);
+          seen.add(line);
+        }
       }
     }
   }
   return out.join("\n") + "\n";
 }
 
-const HELP = `node dist/host/broker/mosquitto-acl.js [--nve ID]... [--ima ID]... [--operator ID]...
+const HELP = `node dist/host/broker/mosquitto-acl.js [--nve-config FILE]... [--nve ID]... [--ima ID]... [--operator ID]...
 Prints a Mosquitto acl_file for nvo3-hv/1 (PROTOCOL.md §1, §6) to stdout.
+--nve-config FILE: an NVE's configuration (nvedge run --config); its nve name,
+and the hypervisors of its ports, the only ones it may answer (issue 10).
+--nve ID: an NVE without its configuration; it may answer any hypervisor.
 Without --ima the IMA's identity is "ima". Identities match ^[A-Za-z0-9._-]{1,64}$.`;
 
 export function mosquittoAclCommand(argv: string[]): number {
   const p = parseOpts(argv, {
+    "nve-config": { type: "string", multiple: true },
     nve: { type: "string", multiple: true },
     ima: { type: "string", multiple: true },
     operator: { type: "string", multiple: true },
   }, HELP);
   if (!p) return 0;
-  const v = p.values as { nve?: string[]; ima?: string[]; operator?: string[] };
+  const v = p.values as { "nve-config"?: string[]; nve?: string[]; ima?: string[]; operator?: string[] };
+  const nves = [...(v.nve ?? [])];
+  const hypervisors: Record<string, string[]> = {};
+  for (const file of v["nve-config"] ?? []) {
+    let cfg;
+    try {
+      cfg = loadConfig(file);
+    } catch (e) {
+      if (e instanceof ConfigError) throw new UsageError(`--nve-config: ${e.message}`);
+      throw e;
+    }
+    if (hypervisors[cfg.nve] || nves.includes(cfg.nve)) throw new UsageError(`--nve-config ${file}: NVE ${cfg.nve} is given twice`);
+    nves.push(cfg.nve);
+    hypervisors[cfg.nve] = hypervisorsOf(cfg);
+  }
   try {
-    process.stdout.write(mosquittoAclFile({ nves: v.nve ?? [], imas: v.ima ?? ["ima"], operators: v.operator ?? [] }));
+    process.stdout.write(mosquittoAclFile({ nves, hypervisors, imas: v.ima ?? ["ima"], operators: v.operator ?? [] }));
   } catch (e) {
     if (e instanceof AclError) throw new UsageError(e.message);
     throw e;

@@ -13,7 +13,8 @@ Runs the mapping authority (IMA, PROTOCOL.md §6): the VN catalog, flood lists
 and MAC bindings between NVEs, published retained under nvo3/v1/ima/.
 
   --config FILE   JSON or YAML: ima (identity, default "ima"), broker, auth
-                  (password or tls), operators, vns (seeded into a new store),
+                  (password or tls), operators, nves ([{id, ip}]: the NVEs
+                  served, each with its one underlay IP), vns (seeded into a new store),
                   duplicate {moves, windowMs} (RFC 7432 §15, default 5 in 180000),
                   nveHoldMs (withdraw an offline NVE's bindings after it; 0 = never)
   --broker URL    overrides the file's broker (default mqtt://127.0.0.1:1883)
@@ -37,7 +38,7 @@ export async function imaCommand(argv: string[]): Promise<number> {
   let ima: ImaService;
   try {
     ima = await ImaService.start({
-      settings: { ima: cfg.ima, operators: cfg.operators, dupMoves: cfg.duplicate.moves, dupWindowMs: cfg.duplicate.windowMs, maxPayload: cfg.limits.maxPayload },
+      settings: { ima: cfg.ima, operators: cfg.operators, nves: cfg.nves, dupMoves: cfg.duplicate.moves, dupWindowMs: cfg.duplicate.windowMs, maxPayload: cfg.limits.maxPayload },
       broker: { url, username: cfg.auth?.username ?? cfg.ima, password: o.password ?? cfg.auth?.password ?? process.env.NVEDGE_MQTT_PASSWORD ?? process.env.NVEDGE_PASSWORD, tls: cfg.auth?.tls },
       store: o.store ?? "./nvedge-ima-data",
       seed: cfg.vns,

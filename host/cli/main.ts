@@ -14,7 +14,7 @@ const commands: Record<string, { help: string; load: () => Promise<Command> }> =
   show: { help: "nvedge show bindings|vns|ports|counters [--json]", load: async () => (await import("./show.js")).showCommand },
   lab: { help: "nvedge lab up|down|demo", load: async () => (await import("./lab.js")).labCommand },
   ima: { help: "nvedge ima run [--config FILE] [--broker URL] [--store DIR]", load: async () => (await import("./ima.js")).imaCommand },
-  vn: { help: "nvedge vn create|delete|list|set-profile [--broker URL] ...", load: async () => (await import("./vn.js")).vnCommand },
+  vn: { help: "nvedge vn create|delete|list|set-profile|frozen|unfreeze [--broker URL] ...", load: async () => (await import("./vn.js")).vnCommand },
 };
 
 export function registerCommand(name: string, help: string, load: () => Promise<Command>): void {

@@ -120,12 +120,15 @@ export async function runCommand(argv: string[]): Promise<number> {
     let url = brokerUrl;
     // The IMA (PROTOCOL.md §6) is the only writer of nvo3/v1/ima/: the embedded broker's ACL names it and its operators.
     const imaRoles = cfg.ima ? { imas: [cfg.ima.id], operators: cfg.ima.operators } : {};
+    // Issue 10: the NVE answers only the hypervisors on its own ports.
+    const { hypervisorsOf } = await import("../broker/acl.js");
+    const hypervisors = { [cfg.nve]: hypervisorsOf(cfg) };
     if (!url) {
       // --broker-thread: on its own worker thread, so MQTT packet handling and the NVE's requests use two cores.
       const b = v["broker-thread"]
-        ? await (await import("../control/broker-thread.js")).startBrokerThread({ host: listenHost, port: listenPort, nves: [cfg.nve], ...imaRoles,
+        ? await (await import("../control/broker-thread.js")).startBrokerThread({ host: listenHost, port: listenPort, nves: [cfg.nve], hypervisors, ...imaRoles,
             passwordFile: cfg.auth?.passwordFile, tls: cfg.auth?.tls, maxPayload: cfg.limits.maxPayload }, (l) => log(`broker: ${l}`))
-        : await (await import("../broker/embedded.js")).startEmbeddedBroker({ host: listenHost, port: listenPort, nves: [cfg.nve], ...imaRoles,
+        : await (await import("../broker/embedded.js")).startEmbeddedBroker({ host: listenHost, port: listenPort, nves: [cfg.nve], hypervisors, ...imaRoles,
             passwordFile: cfg.auth?.passwordFile, tls: cfg.auth?.tls, maxPayload: cfg.limits.maxPayload, log: (l) => log(`broker: ${l}`) });
       cleanup.push(() => b.close());
       url = cfg.auth?.tls ? b.url.replace(/^mqtt:/, "mqtts:") : b.url;

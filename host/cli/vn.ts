@@ -1,4 +1,4 @@
-// `nvedge vn create|delete|list|set-profile` (INTERFACES.md): operator requests
+// `nvedge vn create|delete|list|set-profile|frozen|unfreeze` (INTERFACES.md): operator requests
 // to the IMA over MQTT (PROTOCOL.md §6), as identity --as (default "operator"),
 // which must be listed in the IMA's and the broker's `operators`.
 import mqtt from "mqtt";
@@ -21,6 +21,8 @@ const HELP = `usage: nvedge vn <command> [options]
   nvedge vn delete VN
   nvedge vn list
   nvedge vn set-profile VN (--profile JSON | --encap E [--mtu N] ...)
+  nvedge vn frozen [VN]        MACs frozen as duplicates (RFC 7432 §15), in one VN or all
+  nvedge vn unfreeze VN MAC    lifts a MAC's freeze: it stays where it is, the next move is accepted
 
 VN is an id, an alias or a name (uuid). Profile fields (PROTOCOL.md §5) may be
 given one by one: --encap, --mtu, --service l2|l3, --port-security, --arp-suppress,
@@ -96,7 +98,7 @@ export async function operatorRequest(v: Values, op: string, body: Record<string
   };
   const client = await mqtt.connectAsync(url, {
     username: who, password: (v.password as string | undefined) ?? process.env.NVEDGE_MQTT_PASSWORD ?? process.env.NVEDGE_PASSWORD,
-    clientId: `nvedge-vn-${who}-${randomBytes(4).toString("hex")}`, reconnectPeriod: 0, connectTimeout: timeout,
+    clientId: `${who}-vn-${randomBytes(4).toString("hex")}`, reconnectPeriod: 0, connectTimeout: timeout,
     ...(tls ? { ca: read(v.ca as string, "--ca"), cert: read(v.cert as string, "--cert"), key: read(v.key as string, "--key"), rejectUnauthorized: true } : {}),
   }).catch((e) => {
     throw new Error(`cannot connect to ${url} as ${who}: ${(e as Error).message}`);
@@ -134,6 +136,14 @@ function table(rows: VnRecord[]): string {
   return [head, ...data].map((r) => r.map((c, i) => c.padEnd(w[i])).join("  ").trimEnd()).join("\n");
 }
 
+function frozenTable(rows: { vn: { id: number }; mac: string; nve: string; ip: string; seq: number; moves: number }[]): string {
+  if (rows.length === 0) return "no frozen MACs";
+  const head = ["VN", "MAC", "NVE", "IP", "SEQ", "MOVES"];
+  const data = rows.map((m) => [String(m.vn.id), m.mac, m.nve, m.ip, String(m.seq), String(m.moves)]);
+  const w = head.map((h, i) => Math.max(h.length, ...data.map((r) => r[i].length)));
+  return [head, ...data].map((r) => r.map((c, i) => c.padEnd(w[i])).join("  ").trimEnd()).join("\n");
+}
+
 function record(r: Record<string, any>): VnRecord {
   return { id: r.vn.id, name: r.vn.name, ...(r.vn.alias !== undefined ? { alias: r.vn.alias } : {}), vni: r.vni, profile: r.profile };
 }
@@ -144,7 +154,7 @@ export async function vnCommand(argv: string[]): Promise<number> {
     console.log(HELP);
     return sub ? 0 : 2;
   }
-  if (!["create", "delete", "list", "set-profile"].includes(sub)) throw new UsageError(`unknown subcommand ${JSON.stringify(sub)}\n${HELP}`);
+  if (!["create", "delete", "list", "set-profile", "frozen", "unfreeze"].includes(sub)) throw new UsageError(`unknown subcommand ${JSON.stringify(sub)}\n${HELP}`);
   const p = parseOpts(rest, SPEC, HELP, true);
   if (!p) return 0;
   const v = p.values as Values;
@@ -171,6 +181,15 @@ export async function vnCommand(argv: string[]): Promise<number> {
     if (!profile) throw new UsageError(`nvedge vn set-profile needs --profile JSON or profile flags (--encap, --mtu, ...)\n${HELP}`);
     op = "vn.set-profile";
     body = { vn: oneVn(), profile };
+  } else if (sub === "frozen") {
+    if (pos.length > 1) throw new UsageError(`nvedge vn frozen takes at most one VN, got ${pos.length}\n${HELP}`);
+    op = "mac.frozen";
+    body = pos.length ? { vn: vnRef(pos[0]) } : {};
+  } else if (sub === "unfreeze") {
+    if (pos.length !== 2) throw new UsageError(`nvedge vn unfreeze takes a VN and a MAC, got ${pos.length} arguments\n${HELP}`);
+    if (!/^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/.test(pos[1])) throw new UsageError(`MAC ${JSON.stringify(pos[1])}: not of the form 02:00:5e:10:00:01`);
+    op = "mac.unfreeze";
+    body = { vn: vnRef(pos[0]), mac: pos[1].toLowerCase() };
   } else {
     if (pos.length) throw new UsageError(`unexpected argument ${JSON.stringify(pos[0])}`);
     op = "vn.list";
@@ -181,6 +200,16 @@ export async function vnCommand(argv: string[]): Promise<number> {
     const e = r.error ?? {};
     console.error(`nvedge vn ${sub}: the IMA refused: ${e.code}: ${e.message}${e.field ? ` (field ${e.field})` : ""}`);
     return 1;
+  }
+  if (sub === "frozen") {
+    if (v.json) console.log(JSON.stringify(r.macs));
+    else console.log(frozenTable(r.macs));
+    return 0;
+  }
+  if (sub === "unfreeze") {
+    if (v.json) console.log(JSON.stringify({ vn: r.vn, mac: r.mac, nve: r.nve, ip: r.ip, seq: r.seq }));
+    else console.log(`MAC ${r.mac} in VN ${r.vn.id} is not frozen; it stays at ${r.nve} (${r.ip}, seq ${r.seq})`);
+    return 0;
   }
   if (v.json) console.log(JSON.stringify(sub === "list" ? r.vns : record(r)));
   else if (sub === "list") console.log(table(r.vns));

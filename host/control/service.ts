@@ -55,7 +55,7 @@ export class NveService {
     const pv = o.broker.protocolVersion ?? 4;
     const client = await connectWhenReachable(o.broker.url, log, mqttClientOptions(
       { username: nve, ...o.broker },
-      `nvedge-${nve}-${core.settings.bootId.slice(0, 8)}`,
+      `${nve}-${core.settings.bootId.slice(0, 8)}`,
       { will: { topic: topics.nveStatus(nve), payload: JSON.stringify({ state: "offline" }) } },
     ));
     const svc = new NveService(core, client, pv, log);

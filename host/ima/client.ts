@@ -15,12 +15,12 @@
 // shutdown, hold expiry). A pre-associated binding (RFC 8394 "Associated",
 // never activated) is not announced: the VM is still elsewhere.
 //
-// Mobility (RFC 7432 §15): an arriving MAC is announced with the next sequence
-// number after the one the IMA published; when a binding the NVE holds shows
-// up at another NVE with a winning sequence (higher, or equal from a lower
-// underlay IP) — or the IMA refuses an announcement because another NVE wins —
-// `onMoved` tells the NVE to withdraw its local binding and send its agent
-// `addr.disassociated` with reason `moved`.
+// Mobility (RFC 7432 §15): the IMA assigns sequence numbers (PROTOCOL.md §6:
+// an announcement from another NVE than the holder is a move, holder's seq +
+// 1); the client sends none. When a binding the NVE holds shows up at another
+// NVE with a sequence at least its own — or the IMA refuses an announcement
+// because the MAC is elsewhere — `onMoved` tells the NVE to withdraw its local
+// binding and send its agent `addr.disassociated` with reason `moved`.
 //
 // Data plane (host/dataplane/ops.ts): flood.join/leave for every other NVE on a
 // served VN's flood list; mac.remote + ip for every binding held elsewhere,
@@ -34,7 +34,6 @@ import { imaTopics, parseImaTopic, IMA_ROOT, type BindRecord, type VnRecord, typ
 import type { VnRef } from "../protocol/types.js";
 import { tcpNoDelay, type BrokerConnection } from "../protocol/mqtt.js";
 import { realClock, type Clock } from "../control/clock.js";
-import { beats } from "./core.js";
 import { imaMqttOptions } from "./service.js";
 
 /** One local binding as the NVE holds it (its VnicRecord's (VN, MAC, IPs), the VNIC's port and state). */
@@ -138,7 +137,7 @@ export class ImaClient {
     const own = !client;
     if (!client) {
       if (!o.broker) throw new Error("ImaClient: give either client or broker");
-      client = await mqtt.connectAsync(o.broker.url, imaMqttOptions({ username: o.nve, ...o.broker }, `nvedge-${o.nve}-ima-${Math.random().toString(16).slice(2, 10)}`, true));
+      client = await mqtt.connectAsync(o.broker.url, imaMqttOptions({ username: o.nve, ...o.broker }, `${o.nve}-ima-${Math.random().toString(16).slice(2, 10)}`, true));
     }
     if (own) tcpNoDelay(client);
     const c = new ImaClient(client, own, o);
@@ -327,9 +326,10 @@ export class ImaClient {
     if (rec && rec.nve === this.nve) {
       this.announced.set(k, { ips: ipsKey(rec.ips), seq: rec.seq });
     } else if (rec && a) {
-      // RFC 7432 §15: another NVE's announcement wins with a higher seq, or an
-      // equal seq from a lower underlay IP; an older record is a stale repeat.
-      if (beats(rec, { seq: a.seq, ip: this.ip })) {
+      // The IMA numbers every move holder's seq + 1 (§6), so another NVE's
+      // record with a lower seq is a stale repeat and any other is a move
+      // (equal only at the 32-bit ceiling, where the IMA stops counting).
+      if (rec.seq >= a.seq) {
         this.announced.delete(k);
         this.log(`ima client: MAC ${mac} in VN ${vn} moved to ${rec.nve} (seq ${a.seq} → ${rec.seq})`);
         // Not announced again until the NVE changes the binding (it should withdraw it).
@@ -494,16 +494,9 @@ export class ImaClient {
     if (l && this.refused.has(k)) return;
     if (l && (l.active || a) && (!a || a.ips !== ipsKey(l.ips))) {
       if (this.joined.get(vn) !== this.ip) return; // announced once the join is acknowledged (workVn kicks)
-      const r = this.records.get(k);
-      // RFC 7432 §15: a first announcement carries sequence 0, a MAC arriving from
-      // another NVE the next sequence number after the one published. The VN's
-      // retained bindings arrived before the join's answer (they follow the
-      // SUBACK, and the join is sent after it), so `r` is current. Two NVEs
-      // announcing the same MAC with the same number then resolve by underlay IP
-      // at the IMA, in whatever order they arrive. An update of our own binding
-      // carries no seq: the IMA keeps it.
+      // No seq: the IMA assigns it (PROTOCOL.md §6, RFC 7432 §15 semantics): 0
+      // for a new MAC, the holder's + 1 for a move, unchanged for our own update.
       const body: Record<string, unknown> = { vn: { id: vn }, mac, ips: l.ips };
-      if (!a) body.seq = r ? (r.nve !== this.nve ? Math.min(r.seq + 1, 4294967295) : r.seq) : 0;
       try {
         const rsp = await this.request("bind.announce", body);
         if (this.local.get(k) === l) this.announced.set(k, { ips: ipsKey(l.ips), seq: rsp.seq ?? 0 });

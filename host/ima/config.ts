@@ -6,6 +6,7 @@ import { parse as parseYaml } from "yaml";
 import { Ajv } from "ajv";
 import { ConfigError, readConfigText } from "../config/load.js";
 import { ID, UUID, profileSchema } from "../config/schema.js";
+import { isUnicastIp, normIp } from "../protocol/addr.js";
 import type { VnSeed } from "./core.js";
 
 export interface ImaConfig {
@@ -13,6 +14,8 @@ export interface ImaConfig {
   broker?: string;
   auth?: { username?: string; password?: string; passwordFile?: string; aclFile?: string; tls?: { cert: string; key: string; ca: string } };
   operators: string[];
+  /** the NVEs this IMA accepts, each with the one underlay IP it may use (PROTOCOL.md §6) */
+  nves: { id: string; ip: string }[];
   vns: VnSeed[];
   duplicate: { moves: number; windowMs: number };
   limits: { maxPayload: number };
@@ -33,6 +36,8 @@ export const imaConfigSchema = {
       tls: { type: "object", additionalProperties: false, required: ["cert", "key", "ca"],
         properties: { cert: { type: "string" }, key: { type: "string" }, ca: { type: "string" } } } } },
     operators: { type: "array", default: [], items: { type: "string", pattern: ID } },
+    nves: { type: "array", default: [], items: { type: "object", additionalProperties: false, required: ["id", "ip"],
+      properties: { id: { type: "string", pattern: ID }, ip: { type: "string" } } } },
     vns: { type: "array", default: [], items: { type: "object", additionalProperties: false,
       properties: { id: vnId, name: { type: "string", pattern: UUID }, alias: { type: "string", minLength: 1, maxLength: 64 }, vni: vnId, profile: profileSchema } } },
     duplicate: { type: "object", additionalProperties: false, default: {}, properties: {
@@ -60,7 +65,16 @@ export function parseImaConfig(text: string, file: string): ImaConfig {
       : err.keyword === "enum" ? `${err.message} (${(err.params as { allowedValues: unknown[] }).allowedValues.join(", ")})` : err.message;
     throw new ConfigError(file, key, detail ?? "invalid");
   }
-  return raw as ImaConfig;
+  const cfg = raw as ImaConfig;
+  // PROTOCOL.md §6: each listed NVE has one underlay IP, a unicast host address.
+  const seen = new Map<string, number>();
+  cfg.nves.forEach((n, i) => {
+    if (!isUnicastIp(n.ip)) throw new ConfigError(file, `nves.${i}.ip`, `${JSON.stringify(n.ip)} is not a unicast IPv4 or IPv6 address (not 0.0.0.0, loopback, multicast or broadcast)`);
+    if (seen.has(n.id)) throw new ConfigError(file, `nves.${i}.id`, `NVE ${JSON.stringify(n.id)} is listed twice (also nves.${seen.get(n.id)})`);
+    seen.set(n.id, i);
+    n.ip = normIp(n.ip);
+  });
+  return cfg;
 }
 
 /** No file: the defaults (identity `ima`, no operators, no VNs). */

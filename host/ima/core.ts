@@ -8,16 +8,24 @@
 // Rules, each enforced below with its source:
 // - the catalog: id, name and alias and VNI are unique; vn.create fills what is
 //   missing; operator ops only for the configured operators (§6);
+// - only the NVEs of the configuration's `nves` list are served, each with the
+//   one underlay IP listed for it; any other requester, or another IP, is
+//   `not-authorized` (§6), so no NVE can join a flood list, announce or
+//   withdraw in another's name or with 0.0.0.0;
 // - an NVE announces only in VNs it joined (vtep.join) (§6);
-// - MAC mobility (RFC 7432 §15): a higher seq wins, on equal seq the lower
-//   underlay IP wins; a MAC that moves more than `dupMoves` times within
-//   `dupWindowMs` is flagged duplicate and frozen where it is.
+// - MAC mobility (RFC 7432 §15): the IMA assigns the sequence numbers itself.
+//   A MAC announced by an NVE other than its holder is a move and gets the
+//   holder's seq + 1; a `seq` sent by an NVE is ignored, so no NVE can pin a
+//   MAC with a high number. A MAC that moves more than `dupMoves` times within
+//   `dupWindowMs` is flagged duplicate and frozen where it is, until an
+//   operator's `mac.unfreeze` (or its holder's withdraw).
 import { randomUUID } from "node:crypto";
 import { isIPv4, isIPv6 } from "node:net";
 import { Ajv } from "ajv";
 import { profileSchema } from "../config/schema.js";
 import type { VnProfile } from "../dataplane/ops.js";
-import { normIp, normMac } from "../protocol/addr.js";
+import { isUnicastIp, normIp, normMac } from "../protocol/addr.js";
+import { rateLimitedLog } from "../protocol/rate-log.js";
 import { errorResponse } from "../protocol/codec.js";
 import { ProtocolError } from "../protocol/errors.js";
 import { decodeImaRequest, imaTopics, IMA_OPERATOR_OPS, type BindRecord, type VnRecord, type VtepRecord } from "../protocol/ima.js";
@@ -29,6 +37,8 @@ export interface ImaSettings {
   ima: string;
   /** identities allowed to change the catalog (§6) */
   operators: string[];
+  /** the NVEs served, each with the only underlay IP it may use (§6); IPs in normIp form */
+  nves: { id: string; ip: string }[];
   /** RFC 7432 §15 duplicate detection: more than `dupMoves` moves within `dupWindowMs` freezes the MAC */
   dupMoves: number;
   dupWindowMs: number;
@@ -38,7 +48,7 @@ export interface ImaSettings {
 }
 
 export const DEFAULT_IMA_SETTINGS: ImaSettings = {
-  ima: "ima", operators: [], dupMoves: 5, dupWindowMs: 180_000, maxPayload: 256 * 1024, vniBase: 4096,
+  ima: "ima", operators: [], nves: [], dupMoves: 5, dupWindowMs: 180_000, maxPayload: 256 * 1024, vniBase: 4096,
 };
 
 /** A VN as seeded from the IMA's configuration file (`vns`): like vn.create's fields. */
@@ -126,8 +136,27 @@ export class ImaCore {
   private batchUndo: (() => void)[] = [];
   private dirty = new Map<string, { c: ImaCollection; key: string }>();
   private logs: string[] = [];
+  /** refusals: once per requester, op and code every 10 s (issue 10), in the batch's log order */
+  private readonly refusal = rateLimitedLog((l) => this.logs.push(l));
 
-  constructor(readonly settings: ImaSettings, private readonly now: () => number = Date.now, private readonly log: (l: string) => void = () => {}) {}
+  /** NVE id → the underlay IP listed for it (§6) */
+  readonly nveIps: ReadonlyMap<string, string>;
+
+  constructor(readonly settings: ImaSettings, private readonly now: () => number = Date.now, private readonly log: (l: string) => void = () => {}) {
+    this.nveIps = new Map(settings.nves.map((n) => [n.id, normIp(n.ip)]));
+  }
+
+  /**
+   * NVEs whose state in the store no longer matches the configuration: not
+   * listed any more, or listed with another IP than the one their flood-list
+   * entries carry. The service purges them at start (seed §3.1 containment).
+   */
+  strayNves(): string[] {
+    const out = new Set<string>();
+    for (const t of this.vteps.values()) if (this.nveIps.get(t.nve) !== t.ip) out.add(t.nve);
+    for (const b of this.binds.values()) if (!b.withdrawn && this.nveIps.get(b.nve) !== b.ip) out.add(b.nve);
+    return [...out].sort();
+  }
 
   /** Restores memory from the store. */
   load(db: ImaDb): void {
@@ -305,7 +334,7 @@ export class ImaCore {
    * (containment, seed §3.1). If it comes back, its IMA client joins and
    * announces again.
    */
-  purgeNve(nve: string): BatchResult {
+  purgeNve(nve: string, why = "offline beyond its hold"): BatchResult {
     return this.batch((attempt) => attempt(() => {
       let vteps = 0, binds = 0;
       for (const [k, t] of [...this.vteps]) if (t.nve === nve) { this.set("vteps", k, null); vteps++; }
@@ -316,20 +345,19 @@ export class ImaCore {
         this.set("binds", k, next);
         binds++;
       }
-      if (vteps || binds) this.logs.push(`ima: ${nve} offline beyond its hold: left ${vteps} flood lists, ${binds} bindings withdrawn`);
+      if (vteps || binds) this.logs.push(`ima: ${nve} ${why}: left ${vteps} flood lists, ${binds} bindings withdrawn`);
     }));
   }
 
   private one(who: string, payload: Uint8Array, attempt: <T>(fn: () => T) => T): Record<string, unknown> {
     const d = decodeImaRequest(payload, this.settings.maxPayload);
     if (!d.ok) {
-      this.logs.push(`ima: request from ${who} refused: ${d.error.code}: ${d.error.message}`);
+      this.refusal(`${who}|${d.error.code}`, `ima: request from ${who} refused: ${d.error.code}: ${d.error.message}`);
       return errorResponse(d.id, d.error) as Record<string, unknown>;
     }
     const r = d.req;
     try {
-      if ((IMA_OPERATOR_OPS as readonly string[]).includes(r.op) && !this.settings.operators.includes(who))
-        throw new ProtocolError("not-authorized", `${who} is not an operator of IMA ${this.settings.ima} (its configuration's "operators")`, "op");
+      this.authorize(who, r.op);
       const out = attempt(() => this.dispatch(who, r));
       return { id: r.id, ok: true, ...out };
     } catch (e) {
@@ -337,22 +365,48 @@ export class ImaCore {
         this.logs.push(`ima: request ${r.id} (${r.op}) from ${who}: internal error: ${(e as Error).stack ?? e}`);
         return errorResponse(r.id, new ProtocolError("internal", (e as Error).message)) as Record<string, unknown>;
       }
-      this.logs.push(`ima: request ${r.id} (${r.op}) from ${who}: ${e.code}: ${e.message}`);
+      this.refusal(`${who}|${r.op}|${e.code}`, `ima: request ${r.id} (${r.op}) from ${who}: ${e.code}: ${e.message}`);
       return errorResponse(r.id, e) as Record<string, unknown>;
     }
+  }
+
+  /**
+   * §6: operator ops for the configured operators only; NVE ops for the NVEs
+   * of the `nves` list only (an operator may also resolve a VN: it sees the
+   * catalog anyway). Anyone else is `not-authorized` for everything.
+   */
+  private authorize(who: string, op: string): void {
+    const operator = this.settings.operators.includes(who);
+    if ((IMA_OPERATOR_OPS as readonly string[]).includes(op)) {
+      if (!operator) throw new ProtocolError("not-authorized", `${who} is not an operator of IMA ${this.settings.ima} (its configuration's "operators")`, "op");
+      return;
+    }
+    if (this.nveIps.has(who) || (op === "vn.resolve" && operator)) return;
+    throw new ProtocolError("not-authorized", `${who} is not an NVE of IMA ${this.settings.ima} (its configuration's "nves")`, "op");
+  }
+
+  /** §6: an NVE uses only the underlay IP listed for it, and that is a unicast address. */
+  private ownIp(who: string, ipText: string): string {
+    const ip = normIp(ipText);
+    if (!isUnicastIp(ip)) throw new ProtocolError("not-authorized", `${ipText} is not a unicast address (0.0.0.0, loopback, multicast and broadcast never name an NVE)`, "ip");
+    const listed = this.nveIps.get(who);
+    if (ip !== listed) throw new ProtocolError("not-authorized", `${who} may use only its own underlay IP ${listed} (the IMA configuration's "nves"), not ${ipText}`, "ip");
+    return ip;
   }
 
   private dispatch(who: string, r: Record<string, any>): Record<string, unknown> {
     switch (r.op) {
       case "vn.resolve": return this.result(this.resolve(r.vn));
       case "vtep.join": return this.join(who, r.vn, r.ip);
-      case "vtep.leave": return this.leave(who, r.vn);
-      case "bind.announce": return this.announce(who, r.vn, r.mac, r.ips ?? [], r.seq);
+      case "vtep.leave": return this.leave(who, r.vn, r.ip);
+      case "bind.announce": return this.announce(who, r.vn, r.mac, r.ips ?? []);
       case "bind.withdraw": return this.withdraw(who, r.vn, r.mac);
       case "vn.create": return this.result(this.create(r, false));
       case "vn.delete": return this.remove(r.vn);
       case "vn.set-profile": return this.setProfile(r.vn, r.profile);
       case "vn.list": return { vns: [...this.vns.values()].sort((a, b) => a.id - b.id).map(vnRecord) };
+      case "mac.frozen": return this.frozen(r.vn);
+      case "mac.unfreeze": return this.unfreeze(r.vn, r.mac);
     }
     throw new ProtocolError("unknown-op", `unknown op "${r.op}"`, "op");
   }
@@ -445,8 +499,8 @@ export class ImaCore {
   // ------------------------------------------------------------ flood lists
 
   private join(who: string, ref: VnRef, ipText: string): Record<string, unknown> {
+    const ip = this.ownIp(who, ipText);
     const v = this.resolve(ref);
-    const ip = normIp(ipText);
     const k = vtepKey(v.id, who);
     const cur = this.vteps.get(k);
     if (!cur || cur.ip !== ip) {
@@ -461,7 +515,8 @@ export class ImaCore {
     return this.result(v);
   }
 
-  private leave(who: string, ref: VnRef): Record<string, unknown> {
+  private leave(who: string, ref: VnRef, ipText: string | undefined): Record<string, unknown> {
+    if (ipText !== undefined) this.ownIp(who, ipText);
     const v = this.resolve(ref);
     const k = vtepKey(v.id, who);
     if (this.vteps.has(k)) {
@@ -482,10 +537,12 @@ export class ImaCore {
 
   // ------------------------------------------------------------ bindings (RFC 7432 §15)
 
-  private announce(who: string, ref: VnRef, macText: string, ipsText: string[], seq: number | undefined): Record<string, unknown> {
+  private announce(who: string, ref: VnRef, macText: string, ipsText: string[]): Record<string, unknown> {
     const v = this.resolve(ref);
     const vtep = this.vteps.get(vtepKey(v.id, who));
-    if (!vtep) throw new ProtocolError("not-connected", `${who} has not joined VN ${v.id} (vtep.join first, PROTOCOL.md §6)`, "vn");
+    // A flood-list entry with another IP than the listed one (an older
+    // configuration) counts as no join: the NVE joins again with its own IP.
+    if (!vtep || vtep.ip !== this.nveIps.get(who)) throw new ProtocolError("not-connected", `${who} has not joined VN ${v.id} (vtep.join first, PROTOCOL.md §6)`, "vn");
     const mac = normMac(macText);
     const ips = [...new Set(ipsText.map(normIp))].sort();
     const k = bindKey(v.id, mac);
@@ -494,20 +551,17 @@ export class ImaCore {
     const mine = { nve: who, ip: vtep.ip };
     let next: StoredBind;
     if (!cur) {
-      next = { vn: v.id, mac, ...mine, ips, seq: seq ?? 0, moves: [] };
+      next = { vn: v.id, mac, ...mine, ips, seq: 0, moves: [] };
     } else if (cur.nve === who) {
-      // The holder again (an IP update, a repeat, or a return after its own withdraw).
-      next = { ...cur, ...mine, ips, seq: Math.max(cur.seq, seq ?? cur.seq), withdrawn: undefined };
+      // The holder again (an IP update, a repeat, or a return after its own withdraw): same sequence.
+      next = { ...cur, ...mine, ips, withdrawn: undefined };
     } else {
-      const want = seq ?? Math.min(cur.seq + 1, MAX_SEQ);
-      if (!cur.withdrawn) {
-        if (cur.frozen)
-          throw new ProtocolError("address-conflict", `MAC ${mac} in VN ${v.id} is frozen at ${cur.nve} as a duplicate (moved more than ${this.settings.dupMoves} times in ${this.settings.dupWindowMs / 1000} s, RFC 7432 §15); moves are refused until ${cur.nve} withdraws it`, "mac");
-        if (!beats({ seq: want, ip: vtep.ip }, cur))
-          throw new ProtocolError("address-conflict", want < cur.seq
-            ? `MAC ${mac} in VN ${v.id} is at ${cur.nve} with sequence ${cur.seq}, higher than ${want} (RFC 7432 §15)`
-            : `MAC ${mac} in VN ${v.id} is at ${cur.nve} with the same sequence ${want} and a lower underlay IP ${cur.ip} (RFC 7432 §15)`, "seq");
-      }
+      // A move (RFC 7432 §15): the holder's sequence + 1, assigned here. At
+      // the 32-bit ceiling the number stays; the move still wins (NVE clients
+      // take any other NVE's record with a sequence >= theirs as a move).
+      const want = Math.min(cur.seq + 1, MAX_SEQ);
+      if (!cur.withdrawn && cur.frozen)
+        throw new ProtocolError("address-conflict", `MAC ${mac} in VN ${v.id} is frozen at ${cur.nve} as a duplicate (moved more than ${this.settings.dupMoves} times in ${this.settings.dupWindowMs / 1000} s, RFC 7432 §15); moves are refused until an operator unfreezes it (mac.unfreeze) or ${cur.nve} withdraws it`, "mac");
       // A move. RFC 7432 §15: N moves within M seconds mark the MAC a duplicate.
       const recent = cur.moves.filter((t) => now - t < this.settings.dupWindowMs);
       if (recent.length + 1 > this.settings.dupMoves && !cur.withdrawn) {
@@ -520,14 +574,45 @@ export class ImaCore {
         this.logs.push(`ALERT ima: duplicate MAC ${mac} in VN ${v.id}: move ${recent.length + 1} in ${this.settings.dupWindowMs / 1000} s (${cur.nve} → ${who}); frozen at ${cur.nve} (RFC 7432 §15)`);
         throw new ProtocolError("address-conflict", `MAC ${mac} in VN ${v.id} moved more than ${this.settings.dupMoves} times in ${this.settings.dupWindowMs / 1000} s: flagged duplicate and frozen at ${cur.nve} (RFC 7432 §15); this move is refused`, "mac");
       }
-      next = { vn: v.id, mac, ...mine, ips, seq: cur.withdrawn ? Math.max(want, cur.seq + 1) : want, moves: [...recent, now] };
-      if (next.seq > MAX_SEQ) next.seq = MAX_SEQ;
+      next = { vn: v.id, mac, ...mine, ips, seq: want, moves: [...recent, now] };
       this.logs.push(`ima: MAC ${mac} in VN ${v.id} moved ${cur.nve} → ${who} (seq ${cur.seq} → ${next.seq})`);
     }
     if (next.frozen === undefined) delete next.frozen;
     if (next.withdrawn === undefined) delete next.withdrawn;
     if (!cur || JSON.stringify(cur) !== JSON.stringify(next)) this.set("binds", k, next);
     return { vn: { id: v.id }, mac, seq: next.seq };
+  }
+
+  // ------------------------------------------------------------ duplicates (operators, §6)
+
+  /** Every MAC frozen as a duplicate (RFC 7432 §15), in one VN or all. */
+  private frozen(ref: VnRef | undefined): Record<string, unknown> {
+    const only = ref ? this.resolve(ref).id : undefined;
+    const macs = [...this.binds.values()]
+      .filter((b) => b.frozen && !b.withdrawn && (only === undefined || b.vn === only))
+      .sort((a, b) => a.vn - b.vn || (a.mac < b.mac ? -1 : a.mac > b.mac ? 1 : 0))
+      .map((b) => ({ vn: { id: b.vn }, mac: b.mac, nve: b.nve, ip: b.ip, seq: b.seq, moves: b.moves.length }));
+    return { macs };
+  }
+
+  /**
+   * Lifts a duplicate freeze: the binding stays where it is, its move history
+   * is cleared, so the next move is accepted (and counted afresh).
+   */
+  private unfreeze(ref: VnRef, macText: string): Record<string, unknown> {
+    const v = this.resolve(ref);
+    const mac = normMac(macText);
+    const k = bindKey(v.id, mac);
+    const cur = this.binds.get(k);
+    if (!cur || cur.withdrawn) throw new ProtocolError("bad-request", `no binding of MAC ${mac} in VN ${v.id}`, "mac");
+    if (cur.frozen) {
+      const next: StoredBind = { ...cur, moves: [] };
+      delete next.frozen;
+      this.set("binds", k, next);
+      this.logs.push(`ima: MAC ${mac} in VN ${v.id} unfrozen by an operator; it stays at ${cur.nve} (seq ${cur.seq})`);
+    }
+    const b = this.binds.get(k)!;
+    return { vn: { id: v.id }, mac, nve: b.nve, ip: b.ip, seq: b.seq };
   }
 
   private withdraw(who: string, ref: VnRef, macText: string): Record<string, unknown> {

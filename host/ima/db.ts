@@ -7,7 +7,7 @@
 // A restarted IMA compares it with the state and publishes only what differs,
 // so it republishes nothing that did not change (issue 6).
 import { open, type Database, type RootDatabase } from "lmdb";
-import { mkdirSync } from "node:fs";
+import { privateDir, withPrivateUmask } from "../store/private.js";
 
 export const IMA_SCHEMA_VERSION = 1;
 
@@ -40,13 +40,13 @@ export interface ImaDb {
 
 export function openImaDb(dir: string): ImaDb {
   try {
-    mkdirSync(dir, { recursive: true });
+    privateDir(dir); // 0700, files 0600 (issue 10)
   } catch (e) {
     throw new ImaDbError(`store ${dir}: cannot create: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
   let root: RootDatabase;
   try {
-    root = open({ path: dir, compression: false });
+    root = withPrivateUmask(() => open({ path: dir, compression: false }));
   } catch (e) {
     throw new ImaDbError(`store ${dir}: cannot open: ${(e as Error).message}`);
   }

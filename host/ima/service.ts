@@ -15,6 +15,7 @@ import { imaTopics, parseImaTopic } from "../protocol/ima.js";
 import { mqttClientOptions, tcpNoDelay, type BrokerConnection } from "../protocol/mqtt.js";
 import { realClock, type Clock } from "../control/clock.js";
 import { ROOT } from "../protocol/topics.js";
+import { rateLimitedLog } from "../protocol/rate-log.js";
 import { ImaCore, DEFAULT_IMA_SETTINGS, type ImaSettings, type Publish, type VnSeed } from "./core.js";
 import { openImaDb, type ImaDb } from "./db.js";
 
@@ -29,6 +30,12 @@ export interface ImaServiceOptions {
   log?: (line: string) => void;
   /** most requests handled in one store transaction */
   maxBatch?: number;
+  /**
+   * Most requests of one requester waiting to be served (default 10000);
+   * beyond, a request is answered `rate-limited` at once and not queued, so a
+   * flooding NVE cannot grow the IMA's memory (issue 10).
+   */
+  maxPendingPerRequester?: number;
   /**
    * How long an NVE may stay offline (its retained status says so, PROTOCOL.md
    * §3) before its flood-list entries and bindings are withdrawn; 0 = never.
@@ -50,6 +57,9 @@ const NVE_STATUS = /^nvo3\/v1\/nve\/([A-Za-z0-9._-]{1,64})\/status$/;
 export class ImaService {
   readonly stats: ImaStats = { batches: 0, requests: 0, published: 0 };
   private queue: Pending[] = [];
+  private pendingOf = new Map<string, number>();
+  maxPendingPerRequester = 10_000;
+  private readonly busyLog: (key: string, line: string) => void;
   private pumping: Promise<void> | undefined;
   private ready = false;
   private closed = false;
@@ -59,7 +69,9 @@ export class ImaService {
   clock: Clock = realClock;
 
   private constructor(readonly core: ImaCore, private readonly db: ImaDb, private readonly ownDb: boolean, readonly client: MqttClient,
-    private readonly pv: number, private readonly log: (l: string) => void, private readonly maxBatch: number) {}
+    private readonly pv: number, private readonly log: (l: string) => void, private readonly maxBatch: number) {
+    this.busyLog = rateLimitedLog(log);
+  }
 
   static async start(o: ImaServiceOptions): Promise<ImaService> {
     const log = o.log ?? (() => {});
@@ -78,11 +90,19 @@ export class ImaService {
         }
         await db.markSeeded();
       }
+      if (settings.nves.length === 0) log("ima: warning: the configuration lists no NVEs (nves: [{id, ip}]); every NVE request will be refused (PROTOCOL.md §6)");
+      // §6: NVEs no longer listed, or listed with another IP, leave their flood
+      // lists and their bindings are withdrawn before anything is served.
+      for (const nve of core.strayNves()) {
+        const r = core.purgeNve(nve, "is not listed in nves with the IP its entries carry");
+        await db.write(r.writes);
+      }
       const pv = o.broker.protocolVersion ?? 4;
-      const client = await mqtt.connectAsync(o.broker.url, imaMqttOptions({ username: settings.ima, ...o.broker }, `nvedge-ima-${settings.ima}`, false));
+      const client = await mqtt.connectAsync(o.broker.url, imaMqttOptions({ username: settings.ima, ...o.broker }, settings.ima, false));
       tcpNoDelay(client);
       const svc = new ImaService(core, db, ownDb, client, pv, log, o.maxBatch ?? 512);
       svc.nveHoldMs = o.nveHoldMs ?? 0;
+      svc.maxPendingPerRequester = o.maxPendingPerRequester ?? 10_000;
       svc.clock = o.clock ?? realClock;
       client.on("message", (topic, payload, packet) => svc.onMessage(topic, payload, packet.properties?.correlationData));
       client.on("error", (e) => log(`ima: mqtt: ${e.message}`));
@@ -94,6 +114,8 @@ export class ImaService {
         void svc.resubscribe().then(() => svc.enqueuePublish(core.allPublishes()));
       });
       await svc.resubscribe();
+      // The client id is the identity itself (the brokers allow an identity only
+      // its own name or `{identity}-…`, host/broker/acl.ts): one persistent session.
       // A restart publishes only what differs from what the broker acknowledged (issue 6).
       const pending = core.pendingPublishes();
       await svc.publish(pending);
@@ -118,11 +140,33 @@ export class ImaService {
     if (st) return this.onNveStatus(st[1], payload);
     const t = parseImaTopic(topic);
     if (!t || t.kind !== "req" || this.closed) return;
+    const n = this.pendingOf.get(t.who) ?? 0;
+    if (n >= this.maxPendingPerRequester) return this.answerBusy(t.who, payload, corr);
+    this.pendingOf.set(t.who, n + 1);
     this.queue.push({ who: t.who, payload, corr });
     this.kick();
   }
 
-  /** An NVE's retained status: offline starts its hold, online cancels it. */
+  /** `rate-limited` (PROTOCOL.md §2) for a request beyond its requester's share of the queue; nothing is stored. */
+  private answerBusy(who: string, payload: Buffer, corr?: Buffer): void {
+    let id: string | null = null;
+    if (payload.length <= this.core.settings.maxPayload) {
+      try {
+        const m = JSON.parse(payload.toString("utf8")) as { id?: unknown };
+        if (typeof m?.id === "string" && m.id.length >= 1 && m.id.length <= 64) id = m.id;
+      } catch { /* no usable id: answered with id null (§2) */ }
+    }
+    this.busyLog(who, `ima: ${who} has ${this.maxPendingPerRequester} requests waiting; more are answered rate-limited`);
+    const rsp = { id, ok: false, error: { code: "rate-limited", message: `${this.maxPendingPerRequester} requests of ${who} are already waiting at the IMA; retry later` } };
+    this.client.publish(imaTopics.rsp(who), encode(rsp), publishOptions(this.pv, false, corr), () => {});
+  }
+
+  /**
+   * An NVE's retained status: offline starts its hold, online cancels it. The
+   * hold is an in-process timer (clock.setTimer: setTimeout, on libuv's
+   * monotonic clock), so a wall-clock step neither shortens nor extends it
+   * (issue 10); only the duplicate-move times, which are stored, are wall-clock.
+   */
   private onNveStatus(nve: string, payload: Buffer): void {
     if (this.closed || this.nveHoldMs <= 0) return;
     let state: unknown;
@@ -199,6 +243,11 @@ export class ImaService {
       r.publishes.length = 0;
     }
     await this.publish(r.publishes).catch((e) => this.log(`ima: publish: ${(e as Error).message}`));
+    for (const p of batch) {
+      const left = (this.pendingOf.get(p.who) ?? 1) - 1;
+      if (left > 0) this.pendingOf.set(p.who, left);
+      else this.pendingOf.delete(p.who);
+    }
     batch.forEach((p, i) => {
       this.client.publish(imaTopics.rsp(p.who), encode(responses[i]), publishOptions(this.pv, false, p.corr), (e) => {
         if (e && !this.closed) this.log(`ima: response to ${p.who}: ${e.message}`);

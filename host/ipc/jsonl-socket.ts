@@ -1,9 +1,13 @@
 // Local control sockets (the NVE's admin socket, the agent daemon's control
 // socket): one JSON request per line on a unix socket, one JSON answer per
 // line, `{"ok": true, "result": ...}` or `{"ok": false, "error": {code, message, field?}}`
-// as in PROTOCOL.md §2. Mode 0600: only the owner may drive the process.
+// as in PROTOCOL.md §2. Mode 0600: only the owner may drive the process. The
+// socket is created under umask 177, so it is never reachable by others, not
+// even between bind and a chmod (issue 10); where the umask cannot be set (a
+// worker thread) the chmod follows at once.
 import { createServer, connect, type Server } from "node:net";
-import { existsSync, unlinkSync, chmodSync } from "node:fs";
+import { existsSync, unlinkSync, chmodSync, statSync } from "node:fs";
+import { withPrivateUmask, SOCKET_UMASK } from "../store/private.js";
 
 export type Msg = Record<string, unknown>;
 export interface WireError { code: string; message: string; field?: string }
@@ -63,9 +67,10 @@ export async function serveJsonLines(o: ServeOptions): Promise<{ close(): Promis
   });
   await new Promise<void>((res, rej) => {
     server.once("error", rej);
-    server.listen(o.path, () => res());
+    // listen() binds the unix socket synchronously: the umask applies to it alone.
+    withPrivateUmask(() => server.listen(o.path, () => res()), SOCKET_UMASK);
   });
-  chmodSync(o.path, 0o600);
+  if ((statSync(o.path).mode & 0o077) !== 0) chmodSync(o.path, 0o600);
   return {
     close: () => new Promise<void>((res) => server.close(() => {
       try { unlinkSync(o.path); } catch { /* gone */ }

@@ -103,7 +103,9 @@ export async function runDemo(o: DemoOptions): Promise<number> {
     const configOf = new Map(lab.nves.map((n) => [n.id, dynamic ? n.config : n.staticConfig]));
     if (dynamic && existsSync(`${root}dist/host/cli/ima.js`)) {
       const vns = (JSON.parse(readFileSync(lab.nves[0].config, "utf8")) as { vns: unknown[] }).vns;
-      writeFileSync(`${logDir}/ima.json`, JSON.stringify({ ima: "ima", vns }));
+      // PROTOCOL.md §6: the IMA serves only the NVEs it lists, each with its underlay IP.
+      const nves = lab.nves.map((n) => ({ id: n.id, ip: n.underlay.ip }));
+      writeFileSync(`${logDir}/ima.json`, JSON.stringify({ ima: "ima", nves, vns }));
       const ima = spawnIn("ima", "", [process.execPath, BIN, "ima", "run", "--config", `${logDir}/ima.json`, "--broker", `mqtt://127.0.0.1:${b.port}`, "--store", `${lab.stateDir}/ima-store`]);
       const deadline = Date.now() + 15_000;
       const serving = () => { try { return readFileSync(ima.log, "utf8").includes("serving PROTOCOL.md"); } catch { return false; } };

@@ -13,7 +13,7 @@ import type { VnProfile } from "../dataplane/ops.js";
 export * from "./ima-topics.js";
 
 export const IMA_NVE_OPS = ["vn.resolve", "vtep.join", "vtep.leave", "bind.announce", "bind.withdraw"] as const;
-export const IMA_OPERATOR_OPS = ["vn.create", "vn.delete", "vn.set-profile", "vn.list"] as const;
+export const IMA_OPERATOR_OPS = ["vn.create", "vn.delete", "vn.set-profile", "vn.list", "mac.frozen", "mac.unfreeze"] as const;
 export const IMA_OPS = [...IMA_NVE_OPS, ...IMA_OPERATOR_OPS] as const;
 export type ImaOpName = (typeof IMA_OPS)[number];
 
@@ -21,12 +21,15 @@ export type ImaRequest =
   | { id: string; op: "vn.resolve"; vn: VnRef }
   | { id: string; op: "vtep.join"; vn: VnRef; ip: string }
   | { id: string; op: "vtep.leave"; vn: VnRef; ip?: string }
+  /** `seq` is accepted for older NVEs and ignored: the IMA assigns sequence numbers (§6) */
   | { id: string; op: "bind.announce"; vn: VnRef; mac: string; ips?: string[]; seq?: number }
   | { id: string; op: "bind.withdraw"; vn: VnRef; mac: string }
   | { id: string; op: "vn.create"; vn?: { id?: number; name?: string; alias?: string }; alias?: string; name?: string; vni?: number; profile?: VnProfile }
   | { id: string; op: "vn.delete"; vn: VnRef }
   | { id: string; op: "vn.set-profile"; vn: VnRef; profile: VnProfile }
-  | { id: string; op: "vn.list" };
+  | { id: string; op: "vn.list" }
+  | { id: string; op: "mac.frozen"; vn?: VnRef }
+  | { id: string; op: "mac.unfreeze"; vn: VnRef; mac: string };
 
 const reqId = { type: "string", minLength: 1, maxLength: 64 };
 const vnId = { type: "integer", minimum: 1, maximum: 16777215 };
@@ -62,6 +65,8 @@ export const imaRequestSchemas: Record<ImaOpName, object> = {
   "vn.delete": req(["vn"], { vn: vnRefSchema }),
   "vn.set-profile": req(["vn", "profile"], { vn: vnRefSchema, profile: profileSchema }),
   "vn.list": req([], {}),
+  "mac.frozen": req([], { vn: vnRefSchema }),
+  "mac.unfreeze": req(["vn", "mac"], { vn: vnRefSchema, mac }),
 };
 
 const validators = Object.fromEntries(IMA_OPS.map((op) => [op, ajv.compile(imaRequestSchemas[op])])) as Record<ImaOpName, ReturnType<typeof ajv.compile>>;

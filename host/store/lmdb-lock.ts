@@ -85,7 +85,7 @@ export async function lockStoreDir(dir: string): Promise<StoreLock> {
   }
   const mine: LockInfo = { pid: process.pid, start: procStart(process.pid) ?? "", since: Date.now() };
   const tmp = join(dir, `${LOCK_FILE}.${process.pid}.tmp`);
-  writeFileSync(tmp, JSON.stringify(mine) + "\n");
+  writeFileSync(tmp, JSON.stringify(mine) + "\n", { mode: 0o600 });
   renameSync(tmp, join(dir, LOCK_FILE)); // atomic: a reader sees the old or the new holder, never half a file
   let released = false;
   return {

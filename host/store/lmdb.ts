@@ -37,7 +37,8 @@
 // a machine crash loses at most commits that were not yet flushed, and those
 // were never acknowledged.
 import { asBinary, open, type Database, type RootDatabase } from "lmdb";
-import { closeSync, existsSync, mkdirSync, openSync, readSync, statSync } from "node:fs";
+import { closeSync, existsSync, openSync, readSync, statSync } from "node:fs";
+import { privateDir, withPrivateUmask } from "./private.js";
 import { join } from "node:path";
 import {
   COLLECTIONS, STORE_SCHEMA_VERSION, StoreSchemaError,
@@ -141,7 +142,7 @@ export class LmdbStore implements Store {
     const want = opts.schemaVersion ?? STORE_SCHEMA_VERSION;
     const migrations = opts.migrations ?? MIGRATIONS;
     if (existsSync(dir) && !statSync(dir).isDirectory()) throw new StoreCorruptError(dir, "it is a file, not a directory");
-    mkdirSync(dir, { recursive: true });
+    privateDir(dir); // 0700, its files 0600 (issue 10): every tenant's bindings are in it
     const lock = await lockStoreDir(dir);
     let root: RootDatabase | undefined;
     try {
@@ -149,10 +150,11 @@ export class LmdbStore implements Store {
       const isNew = !existsSync(dataFile) || statSync(dataFile).size === 0;
       if (!isNew) checkDataFile(dir, dataFile);
       try {
-        root = open({
+        // LMDB creates data.mdb and lock.mdb here: under umask 077 they are 0600.
+        root = withPrivateUmask(() => open({
           path: dir, maxDbs: 32, encoding: "msgpack",
           noSync: false, noMetaSync: false, useWritemap: false, overlappingSync: true, commitDelay: 0, eventTurnBatching: true,
-        });
+        }));
       } catch (e) {
         throw wrapNative(dir, e);
       }

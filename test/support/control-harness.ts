@@ -167,7 +167,7 @@ export async function startAgent(b: RunningBroker, hv: string, o: { statePath?: 
 
 /** A bare MQTT client acting as {identity}: sends raw payloads and collects what arrives on its rsp/evt topics. */
 export async function rawClient(b: RunningBroker, identity: string, nve = NVE) {
-  const c: MqttClient = await mqtt.connectAsync(b.url, { protocolVersion: b.protocolVersion, ...b.creds(identity), clientId: `raw-${identity}-${Math.random().toString(36).slice(2, 8)}`, reconnectPeriod: 0 });
+  const c: MqttClient = await mqtt.connectAsync(b.url, { protocolVersion: b.protocolVersion, ...b.creds(identity), clientId: `${identity}-raw-${Math.random().toString(36).slice(2, 8)}`, reconnectPeriod: 0 });
   const got: { topic: string; msg: any }[] = [];
   const waiters: { pred: (m: any) => boolean; resolve: (m: any) => void }[] = [];
   c.on("message", (topic, payload) => {

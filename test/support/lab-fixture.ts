@@ -196,7 +196,9 @@ export async function startLabStack(o: StackOptions = {}): Promise<LabStack> {
       // The IMA in the root namespace, straight on the broker's loopback port; seeded with the
       // VNs the NVE configs define (the same records, so the catalogs agree from the start).
       const vns = (JSON.parse(readFileSync(lab.nves[0].config, "utf8")) as { vns: unknown[] }).vns;
-      writeFileSync(`${logDir}/ima.json`, JSON.stringify({ ima: "ima", vns }));
+      // PROTOCOL.md §6: the IMA serves only the NVEs it lists, each with its underlay IP.
+      const nves = lab.nves.map((n) => ({ id: n.id, ip: n.underlay.ip }));
+      writeFileSync(`${logDir}/ima.json`, JSON.stringify({ ima: "ima", nves, vns }));
       const ima = spawnIn("ima", "", [process.execPath, BIN, "ima", "run", "--config", `${logDir}/ima.json`, "--broker", `mqtt://127.0.0.1:${b.port}`, "--store", `${stateDir}/ima-store`]);
       await waitFor("the IMA to serve", 15_000, () => { if (ima.exit !== undefined) throw new Error(logs("ima")); return readLog(ima).includes("serving PROTOCOL.md"); }, () => logs("ima"));
       for (const n of lab.nves) {

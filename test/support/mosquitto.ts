@@ -10,7 +10,9 @@ import { createServer, connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { mosquittoAclFile } from "../../host/broker/mosquitto-acl.js";
-import { brokerPacketLimit, DEFAULT_MAX_PAYLOAD } from "../../host/broker/embedded.js";
+import { DEFAULT_MAX_PAYLOAD } from "../../host/broker/embedded.js";
+import { mosquittoGlobalLines, mosquittoListenerLines } from "../../host/broker/mosquitto-conf.js";
+import { brokerLimits, type BrokerLimits } from "../../host/broker/limits.js";
 import { makePki, type Pki } from "./pki.js";
 
 export interface MosquittoOptions {
@@ -20,6 +22,15 @@ export interface MosquittoOptions {
   operators?: string[];
   tls?: boolean;
   maxPayload?: number;
+  /** per NVE, the hypervisors it may answer (absent: any) */
+  hypervisors?: Record<string, string[]>;
+  limits?: Partial<BrokerLimits>;
+  /**
+   * `use_username_as_clientid` as the shipped etc/mosquitto/nvedge.conf has it
+   * (issue 10). Off by default: tests that run two clients of one identity
+   * at once (an agent and a raw client) would take over each other's session.
+   */
+  clientIdIsIdentity?: boolean;
 }
 
 export interface RunningMosquitto {
@@ -132,14 +143,12 @@ async function startOnce(o: MosquittoOptions, dir: string, pki: Pki | undefined)
     "log_type notice",
     "log_type information",
     "connection_messages true",
-    // above maxPayload, so the NVE sees an oversized request and answers too-large (PROTOCOL.md §1)
-    `max_packet_size ${brokerPacketLimit(o.maxPayload ?? DEFAULT_MAX_PAYLOAD)}`,
+    // the shipped configuration's global options (host/broker/mosquitto-conf.ts):
+    // the packet limit above maxPayload (PROTOCOL.md §1), TCP_NODELAY, the queue caps
+    ...mosquittoGlobalLines(brokerLimits(o.limits), o.maxPayload ?? DEFAULT_MAX_PAYLOAD).filter((l) => l && !l.startsWith("#")),
     `acl_file ${aclFile}`,
-    // requests/responses are small and latency-bound: without it each one can wait ~40 ms for a delayed ACK
-    "set_tcp_nodelay true",
-    // the NVE is the one subscriber of every agent's requests: a burst (all agents resyncing) must queue, not drop
-    "max_queued_messages 100000",
     `listener ${port} 127.0.0.1`,
+    ...mosquittoListenerLines(brokerLimits(o.limits), o.clientIdIsIdentity === true),
   ];
   if (pki) {
     // RFC 8394 Req-11: the client must present a certificate from our CA; its CN is the identity
@@ -177,7 +186,7 @@ export async function startMosquitto(o: MosquittoOptions): Promise<RunningMosqui
       execFileSync("mosquitto_passwd", [...(i === 0 ? ["-c"] : []), "-b", passwordFile, user, o.users[user]], { stdio: ["ignore", "ignore", "pipe"], timeout: 10_000 });
     });
     if (names.length === 0) writeFileSync(passwordFile, "");
-    writeFileSync(join(dir, "acl"), mosquittoAclFile({ nves: o.nves, imas: o.imas ?? ["ima"], operators: o.operators ?? [] }));
+    writeFileSync(join(dir, "acl"), mosquittoAclFile({ nves: o.nves, imas: o.imas ?? ["ima"], operators: o.operators ?? [], hypervisors: o.hypervisors }));
     const ids = [...new Set([...names, ...o.nves, ...(o.imas ?? ["ima"]), ...(o.operators ?? [])])];
     const pki = o.tls ? makePki(join(dir, "pki"), ids) : undefined;
     // a free port can be taken between probing and binding: try a few times
