@@ -7,10 +7,11 @@ import { readFileSync } from "node:fs";
 import { imaTopics } from "../protocol/ima-topics.js";
 import { IDENT } from "../protocol/topics.js";
 import type { VnRecord } from "../protocol/ima-topics.js";
-import { parseOpts, UsageError } from "./args.js";
+import { parseOpts, readPasswordFile, UsageError } from "./args.js";
 
 const COMMON = `  --broker URL      the broker (default $NVEDGE_BROKER or mqtt://127.0.0.1:1883)
-  --as NAME         operator identity (default "operator"); --password PW (or $NVEDGE_MQTT_PASSWORD)
+  --as NAME         operator identity (default "operator")
+  --password-file F its broker password, the file's first line (else $NVEDGE_MQTT_PASSWORD)
   --cert F --key F --ca F   TLS client certificate (the certificate's CN is the identity)
   --timeout MS      how long to wait for the IMA (default 10000)
   --json            machine-readable output`;
@@ -29,7 +30,7 @@ given one by one: --encap, --mtu, --service l2|l3, --port-security, --arp-suppre
 ${COMMON}`;
 
 const SPEC = {
-  broker: { type: "string" }, as: { type: "string" }, password: { type: "string" }, json: { type: "boolean" },
+  broker: { type: "string" }, as: { type: "string" }, "password-file": { type: "string" }, json: { type: "boolean" },
   cert: { type: "string" }, key: { type: "string" }, ca: { type: "string" }, timeout: { type: "string" },
   alias: { type: "string" }, id: { type: "string" }, vni: { type: "string" }, name: { type: "string" },
   profile: { type: "string" }, encap: { type: "string" }, mtu: { type: "string" }, service: { type: "string" },
@@ -95,7 +96,7 @@ export async function operatorRequest(v: Values, op: string, body: Record<string
     }
   };
   const client = await mqtt.connectAsync(url, {
-    username: who, password: (v.password as string | undefined) ?? process.env.NVEDGE_MQTT_PASSWORD ?? process.env.NVEDGE_PASSWORD,
+    username: who, password: (v["password-file"] !== undefined ? readPasswordFile(v["password-file"] as string) : undefined) ?? process.env.NVEDGE_MQTT_PASSWORD ?? process.env.NVEDGE_PASSWORD,
     clientId: `nvedge-vn-${who}-${randomBytes(4).toString("hex")}`, reconnectPeriod: 0, connectTimeout: timeout,
     ...(tls ? { ca: read(v.ca as string, "--ca"), cert: read(v.cert as string, "--cert"), key: read(v.key as string, "--key"), rejectUnauthorized: true } : {}),
   }).catch((e) => {
@@ -145,6 +146,7 @@ export async function vnCommand(argv: string[]): Promise<number> {
     return sub ? 0 : 2;
   }
   if (!["create", "delete", "list", "set-profile"].includes(sub)) throw new UsageError(`unknown subcommand ${JSON.stringify(sub)}\n${HELP}`);
+  if (rest.includes("--password")) throw new UsageError(`--password is gone: a password on the command line is visible to every user (ps); use --password-file FILE or $NVEDGE_MQTT_PASSWORD\n${HELP}`);
   const p = parseOpts(rest, SPEC, HELP, true);
   if (!p) return 0;
   const v = p.values as Values;
