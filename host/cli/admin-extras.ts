@@ -17,7 +17,7 @@ import { normCounters } from "../metrics/metrics.js";
 import type { Msg } from "../ipc/jsonl-socket.js";
 
 export interface TapSource {
-  capture(o: CaptureRequest): Promise<CapturedFrame[]>;
+  capture(o: CaptureRequest): Promise<{ port: string; frame: Uint8Array; ts: number; drop?: string; vn?: number; steps?: string[]; outputs?: { port: string; frame: Uint8Array }[] }[]>;
 }
 export interface CaptureRequest {
   kind: "trace" | "drops";
@@ -168,7 +168,14 @@ export function adminExtras(o: ExtrasOptions): { commands: Record<string, (m: Ms
       const match = (m.match ?? {}) as CaptureRequest["match"];
       if (typeof match !== "object" || match === null) throw new ProtocolError("bad-request", `"match" must be an object`, "match");
       if (m.reason !== undefined && typeof m.reason !== "string") throw new ProtocolError("bad-request", `"reason" must be a string`, "reason");
-      return await o.tap.capture({ kind, count: count as number, timeoutMs: timeoutMs as number, match, reason: m.reason as string | undefined });
+      let frames;
+      try {
+        frames = await o.tap.capture({ kind, count: count as number, timeoutMs: timeoutMs as number, match, reason: m.reason as string | undefined });
+      } catch (e) {
+        throw new ProtocolError("bad-request", (e as Error).message);
+      }
+      const hex = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("hex");
+      return frames.map(({ outputs, ...f }): CapturedFrame => ({ ...f, frame: hex(f.frame), ...(outputs ? { outputs: outputs.map((x) => ({ port: x.port, frame: hex(x.frame) })) } : {}) }));
     },
   };
   return { commands, counters, close: () => drops.close() };

@@ -104,6 +104,8 @@ export async function agentCommand(argv: string[]): Promise<number> {
           tls: v["tls-cert"] ? { cert: v["tls-cert"]!, key: v["tls-key"]!, ca: v["tls-ca"]! } : undefined },
       });
       log(`running: broker ${url}, NVE ${nve}, control socket ${socket}, ${d.agent.desired.size} VNICs desired, port driver ${d.agent.driver.name}`);
+      const notify = (await import("../service/systemd.js")).systemdNotifier(log);
+      notify.ready(`NVE ${nve}, ${d.agent.desired.size} VNICs desired`);
       // SIGHUP must not kill the agent (issue 13); its state file is its configuration.
       process.on("SIGHUP", () => log("reload: SIGHUP: nothing to re-read (the desired state is in the state file and the control socket)"));
       await new Promise<void>((resolve) => {
@@ -111,7 +113,9 @@ export async function agentCommand(argv: string[]): Promise<number> {
         process.once("SIGINT", stop);
         process.once("SIGTERM", stop);
       });
+      notify.stopping();
       await d.close();
+      notify.close();
       logger.close();
       return 0;
     }

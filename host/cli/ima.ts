@@ -61,6 +61,8 @@ export async function imaCommand(argv: string[]): Promise<number> {
     if (e instanceof ImaDbError) throw new UsageError(`--store: ${e.message}`);
     throw new Error(`cannot start the IMA at ${url}: ${(e as Error).message}`);
   }
+  const notify = (await import("../service/systemd.js")).systemdNotifier(log);
+  notify.ready("serving");
   // SIGHUP must not kill the IMA (issue 13); its configuration is read at start only.
   process.on("SIGHUP", () => log("reload: SIGHUP: the IMA reads its configuration at start only; restart it to change it"));
   await new Promise<void>((resolve) => {
@@ -68,7 +70,9 @@ export async function imaCommand(argv: string[]): Promise<number> {
     process.once("SIGTERM", resolve);
   });
   log("ima: stopping");
+  notify.stopping();
   await ima.stop();
+  notify.close();
   logger.close();
   return 0;
 }

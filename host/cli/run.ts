@@ -51,7 +51,7 @@ export async function runCommand(argv: string[]): Promise<number> {
   const configFile = v.config ?? defaultConfig();
   if (v.config === undefined && !existsSync(configFile)) throw new UsageError(`missing --config (and no ${configFile})\n${HELP}`);
   const cfg = loadConfig(configFile);
-  const logOpts = logOptions(v, (cfg as NveConfig & { log?: { level?: string; format?: string } }).log);
+  const logOpts = logOptions(v, cfg.log);
   // --io: packet I/O whenever there is something to forward (issue 13: a device
   // started from its config must forward); --io none for control-only use.
   const io = v.io ?? (cfg.ports.length > 0 ? "afpacket" : "none");
@@ -66,7 +66,7 @@ export async function runCommand(argv: string[]): Promise<number> {
     if (!l) throw new UsageError(`--listen ${v.listen}: expected HOST:PORT`);
     ({ host: listenHost, port: listenPort } = l);
   }
-  const metricsListen = v.metrics ?? (cfg as NveConfig & { metrics?: { listen?: string } }).metrics?.listen;
+  const metricsListen = v.metrics ?? cfg.metrics?.listen;
   if (v.metrics !== undefined && !parseListen(v.metrics)) throw new UsageError(`--metrics ${v.metrics}: expected HOST:PORT`);
   const brokerUrl = v.broker ?? cfg.broker;
   if (brokerUrl !== undefined && !/^(mqtts?|wss?|tcp):\/\//.test(brokerUrl)) throw new UsageError(`--broker ${brokerUrl}: expected mqtt://, mqtts://, ws:// or wss://`);
@@ -108,6 +108,7 @@ export async function runCommand(argv: string[]): Promise<number> {
 
     let programmer: DataPlaneProgrammer;
     let trace: ((port: string, frame: Uint8Array) => unknown) | undefined;
+    let tap: import("./admin-extras.js").TapSource | undefined;
     if (io === "none") {
       const { DataPlane } = await import("../dataplane/dataplane.js");
       const dp = await DataPlane.create();
@@ -132,6 +133,7 @@ export async function runCommand(argv: string[]): Promise<number> {
       cleanup.push(() => pool.stop());
       programmer = pool;
       counters = () => pool.counters();
+      tap = pool;
     }
 
     // Restored and programmed before the broker, MQTT and the admin socket are even
@@ -190,7 +192,7 @@ export async function runCommand(argv: string[]): Promise<number> {
     mkdirSync(dirname(adminPath), { recursive: true, mode: 0o755 });
     const started = Date.now();
     const { adminExtras } = await import("./admin-extras.js");
-    const extras = adminExtras({ core: svc.core, logger, reloader, counters: () => counters(), tap: undefined, started, io,
+    const extras = adminExtras({ core: svc.core, logger, reloader, counters: () => counters(), tap, started, io,
       mqttUp: () => svc.client.connected, version: VERSION });
     cleanup.push(async () => extras.close());
     // `show counters` counts from the last `counters clear`; /metrics keeps the data plane's own counters.

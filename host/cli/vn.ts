@@ -22,6 +22,9 @@ const HELP = `usage: nvedge vn <command> [options]
   nvedge vn delete VN
   nvedge vn list
   nvedge vn set-profile VN (--profile JSON | --encap E [--mtu N] ...)
+  nvedge vn disconnect VN --vnic UUID [--reason TEXT] [--socket PATH | --store DIR]
+        (to the local NVE's admin socket, not the IMA: the NVE disconnects the VNIC
+        from the VN and tells its End Device, RFC 8394 Req-6)
 
 VN is an id, an alias or a name (uuid). Profile fields (PROTOCOL.md §5) may be
 given one by one: --encap, --mtu, --service l2|l3, --port-security, --arp-suppress,
@@ -36,6 +39,7 @@ const SPEC = {
   profile: { type: "string" }, encap: { type: "string" }, mtu: { type: "string" }, service: { type: "string" },
   "port-security": { type: "boolean" }, "arp-suppress": { type: "boolean" }, learn: { type: "string" },
   dscp: { type: "string" }, pcp: { type: "string" },
+  vnic: { type: "string" }, reason: { type: "string" }, socket: { type: "string" }, store: { type: "string" },
 } as const;
 
 type Values = Record<string, string | boolean | undefined>;
@@ -145,7 +149,7 @@ export async function vnCommand(argv: string[]): Promise<number> {
     console.log(HELP);
     return sub ? 0 : 2;
   }
-  if (!["create", "delete", "list", "set-profile"].includes(sub)) throw new UsageError(`unknown subcommand ${JSON.stringify(sub)}\n${HELP}`);
+  if (!["create", "delete", "list", "set-profile", "disconnect"].includes(sub)) throw new UsageError(`unknown subcommand ${JSON.stringify(sub)}\n${HELP}`);
   if (rest.includes("--password")) throw new UsageError(`--password is gone: a password on the command line is visible to every user (ps); use --password-file FILE or $NVEDGE_MQTT_PASSWORD\n${HELP}`);
   const p = parseOpts(rest, SPEC, HELP, true);
   if (!p) return 0;
@@ -156,7 +160,16 @@ export async function vnCommand(argv: string[]): Promise<number> {
     return vnRef(pos[0]);
   };
   let op: string, body: Record<string, unknown>;
-  if (sub === "create") {
+  if (sub === "disconnect") {
+    const vn = oneVn();
+    const vnic = v.vnic as string | undefined;
+    if (vnic === undefined) throw new UsageError(`missing --vnic\n${HELP}`);
+    if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(vnic)) throw new UsageError(`--vnic ${vnic}: not a lower-case RFC 4122 UUID`);
+    const { ask } = await import("./admin-cmds.js");
+    await ask(v as { socket?: string; store?: string }, { cmd: "vn.disconnect", vnic, vn: vn.id ?? vn.name ?? vn.alias, ...(v.reason ? { reason: v.reason } : {}) });
+    console.log(`VNIC ${vnic} disconnected from VN ${pos[0]}`);
+    return 0;
+  } else if (sub === "create") {
     if (pos.length) throw new UsageError(`unexpected argument ${JSON.stringify(pos[0])}: give the alias with --alias`);
     if (v.alias === undefined) throw new UsageError(`missing --alias\n${HELP}`);
     const id = int(v.id as string | undefined, "--id", 1, 16777215);
