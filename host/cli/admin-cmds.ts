@@ -76,10 +76,11 @@ ${SOCKET_HELP}`;
 
 export async function vnicCommand(argv: string[]): Promise<number> {
   const [sub, ...rest] = argv;
-  if (!sub || sub === "--help" || sub === "-h") {
+  if (sub === "--help" || sub === "-h") {
     console.log(VNIC_HELP);
-    return sub ? 0 : 2;
+    return 0;
   }
+  if (!sub) throw new UsageError(`missing subcommand\n${VNIC_HELP}`);
   if (sub !== "remove") throw new UsageError(`unknown subcommand ${JSON.stringify(sub)}\n${VNIC_HELP}`);
   const p = parseOpts(rest, { ...SOCKET_OPTS, reason: { type: "string" } }, VNIC_HELP, true);
   if (!p) return 0;
@@ -113,10 +114,11 @@ ${SOCKET_HELP}`;
 
 export async function countersCommand(argv: string[]): Promise<number> {
   const [sub, ...rest] = argv;
-  if (!sub || sub === "--help" || sub === "-h") {
+  if (sub === "--help" || sub === "-h") {
     console.log(COUNTERS_HELP);
-    return sub ? 0 : 2;
+    return 0;
   }
+  if (!sub) throw new UsageError(`missing subcommand\n${COUNTERS_HELP}`);
   if (sub !== "clear") throw new UsageError(`unknown subcommand ${JSON.stringify(sub)}\n${COUNTERS_HELP}`);
   const p = parseOpts(rest, SOCKET_OPTS, COUNTERS_HELP);
   if (!p) return 0;

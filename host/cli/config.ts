@@ -15,10 +15,11 @@ FILE is good, 2 when it is not.`;
 
 export async function configCommand(argv: string[]): Promise<number> {
   const [sub, ...rest] = argv;
-  if (!sub || sub === "--help" || sub === "-h") {
+  if (sub === "--help" || sub === "-h") {
     console.log(HELP);
-    return sub ? 0 : 2;
+    return 0;
   }
+  if (!sub) throw new UsageError(`missing subcommand\n${HELP}`);
   if (sub !== "check") throw new UsageError(`unknown subcommand ${JSON.stringify(sub)}\n${HELP}`);
   const p = parseOpts(rest, { json: { type: "boolean" } }, HELP, true);
   if (!p) return 0;

@@ -108,7 +108,11 @@ export async function applyConfig(core: NveCore, cur: NveConfig, next: NveConfig
     return staticOps(cfg, VnCatalog.fromConfig(cfg)).filter((o) => o.op !== "underlay" && o.op !== "port");
   };
   const ops = staticDiff(mk(cur, false), mk(next, true));
-  for (const o of ops) if (o.op !== "vn" && o.op !== "vn.del") changes.push(`${o.op} ${"vn" in o ? `VN ${o.vn} ` : ""}${"mac" in o ? o.mac : ""}${"ip" in o ? o.ip : ""}${"nve" in o ? ` at ${o.nve}` : ""}`.trim());
+  for (const o of ops) {
+    if (o.op === "vn" || o.op === "vn.del") continue;
+    const r = o as { vn?: number; mac?: string; ip?: string; nve?: string };
+    changes.push([o.op, r.vn !== undefined ? `VN ${r.vn}` : "", r.ip ?? r.mac ?? "", r.nve ? `at ${r.nve}` : ""].filter(Boolean).join(" "));
+  }
   if (!same(cur.vnics, next.vnics)) changes.push("static VNICs");
   if (!same(cur.ports, next.ports)) changes.push("ports' hypervisors");
   if (!same(cur.timers, next.timers)) changes.push("timers");

@@ -48,6 +48,10 @@ export async function runCommand(argv: string[]): Promise<number> {
   }, HELP);
   if (!p) return 0;
   const v = p.values;
+  // The flags first: a bad flag is reported as such, whatever the file.
+  logOptions(v);
+  if (v.metrics !== undefined && !parseListen(v.metrics)) throw new UsageError(`--metrics ${v.metrics}: expected HOST:PORT`);
+  if (v.io !== undefined && v.io !== "none" && v.io !== "afpacket") throw new UsageError(`--io ${v.io}: expected none or afpacket`);
   const configFile = v.config ?? defaultConfig();
   if (v.config === undefined && !existsSync(configFile)) throw new UsageError(`missing --config (and no ${configFile})\n${HELP}`);
   const cfg = loadConfig(configFile);

@@ -73,6 +73,8 @@ export class NveMetrics {
     const r = this.registry;
     r.setDefaultLabels(labels);
     collectDefaultMetrics({ register: r, prefix: "nvedge_process_" });
+    // prom-client names these gauges "..._total", which promtool (rightly) refuses for a non-counter.
+    for (const n of ["active_handles_total", "active_requests_total", "active_resources_total"]) r.removeSingleMetric(`nvedge_process_nodejs_${n}`);
     new Gauge({ name: "nvedge_build_info", help: "The running nvedge's version (always 1)", labelNames: ["version"], registers: [r],
       collect() { this.set({ version: VERSION }, 1); } });
     this.requests = new Counter({ name: "nvedge_control_requests_total", help: "Control requests answered, by op and result (ok or the PROTOCOL.md error code)",
