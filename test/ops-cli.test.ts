@@ -269,4 +269,33 @@ test("a running NVE: summary and views, admin actions, counters clear, metrics (
   }
 });
 
+test("nvedge ima run --metrics: the catalog and bindings as metrics (promtool), JSON logs, the operator's password from --password-file", async () => {
+  const { startEmbeddedBroker } = await import("../host/broker/embedded.js");
+  const broker = await startEmbeddedBroker({ port: 0, imas: ["ima"], operators: ["operator"], nves: ["nve-a"] });
+  const dir = mkdtempSync("/tmp/nvl-imam-");
+  const mport = await freePort();
+  writeFileSync(`${dir}/ima.json`, JSON.stringify({ operators: ["operator"], vns: [{ id: 100, alias: "blue", vni: 5000, profile: { encap: "vxlan" } }] }));
+  const ima = await spawnNvedge(["ima", "run", "--config", `${dir}/ima.json`, "--broker", broker.url, "--store", `${dir}/store`, "--metrics", `127.0.0.1:${mport}`, "--log-format", "json"]);
+  try {
+    await until(async () => (await fetch(`http://127.0.0.1:${mport}/readyz`).then((r) => r.text(), () => "")) === "ok\n", 30_000, `the IMA's /readyz (${ima.err()})`);
+    writeFileSync(`${dir}/pw`, "anything\n");
+    const r = await runNvedge(["vn", "create", "--alias", "red", "--broker", broker.url, "--password-file", `${dir}/pw`]);
+    assert.is(r.code, 0, r.err);
+    const m = await (await fetch(`http://127.0.0.1:${mport}/metrics`)).text();
+    assert.match(m, /nvedge_ima_vns\{ima="ima"\} 2\n/);
+    assert.match(m, /nvedge_ima_frozen_macs\{ima="ima"\} 0\n/);
+    assert.match(m, /nvedge_mqtt_connected\{ima="ima"\} 1\n/);
+    if (!missingTool("promtool")) {
+      const p = spawnSync("promtool", ["check", "metrics"], { input: m, encoding: "utf8" });
+      assert.is(p.status, 0, `promtool: ${p.stdout}${p.stderr}`);
+    }
+    const first = JSON.parse(ima.err().split("\n")[0]);
+    assert.equal([first.level, first.service, first.id, first.version], ["info", "ima", "ima", VERSION]);
+  } finally {
+    await ima.stop();
+    await broker.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test.run();

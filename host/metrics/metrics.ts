@@ -250,3 +250,31 @@ export async function serveMetrics(o: HttpOptions): Promise<{ url: string; port:
     close: () => new Promise<void>((res) => { server.closeAllConnections(); server.close(() => res()); }),
   };
 }
+
+/** What the IMA holds (host/ima/core.ts ImaCore), read at scrape time. */
+export interface ImaView {
+  vns: number;
+  floodListEntries: number;
+  bindings: number;
+  frozen: number;
+  /** Moves of every MAC within the duplicate-detection window (RFC 7432 §15). */
+  recentMoves: number;
+}
+
+/** The IMA's metrics (`nvedge ima run --metrics HOST:PORT`): catalog, flood lists, bindings, frozen MACs, moves, MQTT. */
+export function imaMetrics(view: () => ImaView, mqttConnected: () => boolean, labels: Labels = {}): Registry {
+  const r = new Registry();
+  r.setDefaultLabels(labels);
+  collectDefaultMetrics({ register: r, prefix: "nvedge_process_" });
+  for (const n of ["active_handles_total", "active_requests_total", "active_resources_total"]) r.removeSingleMetric(`nvedge_process_nodejs_${n}`);
+  new Gauge({ name: "nvedge_build_info", help: "The running nvedge's version (always 1)", labelNames: ["version"], registers: [r],
+    collect() { this.set({ version: VERSION }, 1); } });
+  const g = (name: string, help: string, get: (v: ImaView) => number) => new Gauge({ name, help, registers: [r], collect() { this.set(get(view())); } });
+  g("nvedge_ima_vns", "VNs in the IMA's catalog", (v) => v.vns);
+  g("nvedge_ima_flood_list_entries", "NVEs on VN flood lists, over all VNs", (v) => v.floodListEntries);
+  g("nvedge_ima_bindings", "MAC bindings published (withdrawn ones excluded)", (v) => v.bindings);
+  g("nvedge_ima_frozen_macs", "MACs frozen as duplicates (RFC 7432 §15)", (v) => v.frozen);
+  g("nvedge_ima_recent_mac_moves", "MAC moves within the duplicate-detection window", (v) => v.recentMoves);
+  new Gauge({ name: "nvedge_mqtt_connected", help: "1 while the MQTT session to the broker is up", registers: [r], collect() { this.set(mqttConnected() ? 1 : 0); } });
+  return r;
+}
