@@ -110,6 +110,16 @@ test("config check: every problem with its JSON path (schema, duplicate and conf
     r = await runNvedge(["run", "--config", `${dir}/bad.json`, "--io", "none", "--memory-store"]);
     assert.is(r.code, 2);
     assert.match(r.err, /bad\.json: ports\.1\.hypervisors\.0: hypervisor "hv-2" is already listed on port eth2/);
+    // What the data plane refuses is reported at the key at fault, not as "op N (field)", by config check, run and trace.
+    writeFileSync(`${dir}/fam.json`, JSON.stringify(config({ remotes: [{ nve: "nve-b", ip: "2001:db8::2", vns: [100], addrs: [] }] })));
+    r = await runNvedge(["config", "check", `${dir}/fam.json`]);
+    assert.is(r.code, 2);
+    assert.is(r.err.trim(), `${dir}/fam.json: $.remotes[0].ip: 2001:db8::2 is not of the underlay's address family`);
+    for (const args of [["trace", "--config", `${dir}/fam.json`, "--port", "eth2", "--frame", "00"], ["run", "--config", `${dir}/fam.json`, "--io", "none", "--memory-store", "--listen", "127.0.0.1:0"]]) {
+      r = await runNvedge(args);
+      assert.is(r.code, 2, `${args[0]}: ${r.err}`);
+      assert.match(r.err, /fam\.json: remotes\.0\.ip: 2001:db8::2 is not of the underlay's address family/);
+    }
     // Schema errors: all of them, not the first.
     writeFileSync(`${dir}/schema.json`, JSON.stringify({ ...config(), vns: [{ id: 100, vni: 5000, profile: { encap: "vxlan", mtu: 20 } }], colour: "red", underlay: { port: "eth1" } }));
     r = await runNvedge(["config", "check", `${dir}/schema.json`]);

@@ -3,7 +3,7 @@
 // checks of the static state (as `nvedge run` would program it). Exit 0 when
 // the file is good, 2 when it is not.
 import { UsageError, parseOpts } from "./args.js";
-import { checkConfig, checkConfigText, type ConfigProblem } from "../config/check.js";
+import { checkConfig, checkConfigText, opProblem, type ConfigProblem } from "../config/check.js";
 import { ConfigError, parseConfig, readConfigText } from "../config/load.js";
 
 const HELP = `usage: nvedge config check FILE [--json]
@@ -37,6 +37,20 @@ export async function configCommand(argv: string[]): Promise<number> {
       if (!(e instanceof ConfigError)) throw e;
       const path = e.key ? `$.${e.key}`.replace(/\.(\d+)(?=\.|$)/g, "[$1]") : "$";
       if (!problems.some((x) => x.path === path)) problems.unshift({ path, message: e.message.slice(`${file}: ${e.key ? e.key + ": " : ""}`.length) });
+    }
+  }
+  if (r.config && problems.length === 0) {
+    // Last, what the data plane itself refuses of the static state (as `nvedge run` would program it).
+    const { DataPlane, DataPlaneError } = await import("../dataplane/dataplane.js");
+    const { configOps } = await import("../dataplane/config-ops.js");
+    const cfg = parseConfig(text, file);
+    const ops = configOps({ ...cfg, underlay: { ...cfg.underlay, gatewayMac: cfg.underlay.gatewayMac ?? "02:00:00:00:00:01" } });
+    const dp = await DataPlane.create({ macLog2: 18, ipLog2: 18, tunLog2: 14, floodCap: 1 << 16 });
+    try {
+      dp.apply(ops);
+    } catch (e) {
+      if (!(e instanceof DataPlaneError)) throw e;
+      problems = [opProblem(cfg, ops, e)];
     }
   }
   if (p.values.json) console.log(JSON.stringify({ file, ok: problems.length === 0, problems }));

@@ -143,7 +143,17 @@ export async function runCommand(argv: string[]): Promise<number> {
     // Restored and programmed before the broker, MQTT and the admin socket are even
     // loaded: forwarding resumes first (issue 4: restart time; PROTOCOL.md §3).
     const { NveCore } = await import("../control/core.js");
-    const core = await NveCore.open({ config: cfg, store, programmer, log });
+    const core = await NveCore.open({ config: cfg, store, programmer, log }).catch(async (e: Error) => {
+      // A refusal of the file's static state names the key at fault, not the op number (issue 13).
+      const { DataPlaneError } = await import("../dataplane/dataplane.js");
+      if (!(e instanceof DataPlaneError)) throw e;
+      const [{ staticOps }, { VnCatalog }, { opProblem, dottedKey }, { ConfigError }] = await Promise.all([
+        import("../control/static.js"), import("../control/catalog.js"), import("../config/check.js"), import("../config/load.js")]);
+      const ops = staticOps(cfg, VnCatalog.fromConfig(structuredClone(cfg)));
+      if (e.index >= ops.length) throw e;
+      const p = opProblem(cfg, ops, e);
+      throw new ConfigError(configFile, dottedKey(p.path), p.message);
+    });
     programmed = true;
     control = () => controlView(core);
 

@@ -10,6 +10,8 @@ import { parse as parseYaml } from "yaml";
 import { Ajv } from "ajv";
 import { configSchema } from "./schema.js";
 import type { NveConfig } from "./types.js";
+import type { DpOp } from "../dataplane/ops.js";
+import { normIp, normMac as normMacP } from "../protocol/addr.js";
 
 export interface ConfigProblem {
   /** JSONPath of the value at fault, e.g. `$.remotes[1].addrs[0].mac`. */
@@ -22,7 +24,7 @@ export const jsonPath = (segs: Seg[]) => "$" + segs.map((s) => typeof s === "num
 /** The loader's dotted key (vns.1.profile.encap) of a JSONPath. */
 export const dottedKey = (path: string) => path.replace(/^\$\.?/, "").replace(/\[(\d+)\]/g, ".$1").replace(/\["([^"]*)"\]/g, ".$1").replace(/^\./, "");
 
-const normMac = (m: string) => m.toLowerCase();
+const normMac = (m: string) => { try { return normMacP(m); } catch { return m.toLowerCase(); } };
 const hvId = (h: unknown) => typeof h === "string" ? h : (h as { id?: string })?.id ?? "";
 
 /** The semantic rules over a schema-valid configuration (defaults filled). */
@@ -144,4 +146,66 @@ export function checkConfigText(text: string, file: string): { problems: ConfigP
     return { problems };
   }
   return { problems: [], config: raw as NveConfig };
+}
+
+/**
+ * The configuration key a data plane op of the static state came from
+ * (host/dataplane/config-ops.ts, host/control/static.ts build them in file
+ * order), so a DataPlaneError ("op 6 (nve): ...") is reported against the key
+ * at fault (issue 13). Undefined when the op is not from the file.
+ */
+export function pathOfOp(cfg: NveConfig, op: DpOp): string | undefined {
+  const mac = (m: string) => normMac(m);
+  const ipEq = (a: string, b: string) => { try { return normIp(a) === normIp(b); } catch { return a === b; } };
+  const vnOf = (ref: number | string) => cfg.vns.find((v) => v.id === ref || v.name === ref || v.alias === ref)?.id;
+  switch (op.op) {
+    case "underlay": return "$.underlay";
+    case "port": { const i = cfg.ports.findIndex((p) => p.name === op.port); return i >= 0 ? jsonPath(["ports", i]) : undefined; }
+    case "vn": { const i = cfg.vns.findIndex((v) => v.id === op.vn); return i >= 0 ? jsonPath(["vns", i]) : undefined; }
+    case "tag": case "mac.local": case "ip": case "flood.join": case "mac.remote": break;
+    default: return undefined;
+  }
+  for (let i = 0; i < cfg.vnics.length; i++) {
+    const n = cfg.vnics[i];
+    for (let j = 0; j < n.vns.length; j++) {
+      const b = n.vns[j];
+      if (vnOf(b.vn) !== (op as { vn: number }).vn) continue;
+      if (op.op === "tag" && n.port === op.port && b.tag === op.tag) return jsonPath(["vnics", i, "vns", j, "tag"]);
+      for (let k = 0; k < b.addrs.length; k++) {
+        const a = b.addrs[k];
+        if (op.op === "mac.local" && mac(a.mac) === mac(op.mac)) return jsonPath(["vnics", i, "vns", j, "addrs", k, "mac"]);
+        if (op.op === "ip" && mac(a.mac) === mac(op.mac)) {
+          const l = (a.ips ?? []).findIndex((x) => ipEq(x, op.ip));
+          if (l >= 0) return jsonPath(["vnics", i, "vns", j, "addrs", k, "ips", l]);
+        }
+      }
+    }
+  }
+  for (let i = 0; i < cfg.remotes.length; i++) {
+    const r = cfg.remotes[i];
+    if (op.op === "flood.join" && ipEq(r.ip, op.nve)) {
+      const j = r.vns.findIndex((v) => vnOf(v) === op.vn);
+      if (j >= 0) return jsonPath(["remotes", i, "vns", j]);
+    }
+    for (let j = 0; j < r.addrs.length; j++) {
+      const a = r.addrs[j];
+      if (vnOf(a.vn) !== (op as { vn: number }).vn || !("mac" in op) || mac(a.mac) !== mac(op.mac)) continue;
+      if (op.op === "mac.remote") return jsonPath(["remotes", i, "addrs", j, "mac"]);
+      if (op.op === "ip") {
+        const l = (a.ips ?? []).findIndex((x) => ipEq(x, op.ip));
+        if (l >= 0) return jsonPath(["remotes", i, "addrs", j, "ips", l]);
+      }
+    }
+  }
+  return undefined;
+}
+
+/** A data plane's refusal of the file's static state, as a problem at the key at fault. */
+export function opProblem(cfg: NveConfig, ops: DpOp[], e: { index: number; field: string; message: string }): ConfigProblem {
+  const op = ops[e.index] as (DpOp & { nve?: string }) | undefined;
+  // A refused remote address is the remote's `ip`, whichever op carried it.
+  const remote = op && e.field === "nve" && op.nve !== undefined ? cfg.remotes.findIndex((r) => r.ip === op.nve) : -1;
+  const path = remote >= 0 ? jsonPath(["remotes", remote, "ip"]) : op ? pathOfOp(cfg, op) : undefined;
+  const why = e.message.replace(/^op \d+( \([^)]*\))?: /, "");
+  return { path: path ?? "$", message: why };
 }
