@@ -79,7 +79,6 @@ export async function runCommand(argv: string[]): Promise<number> {
 
   const logger = new Logger({ service: "nve", id: cfg.nve, ...logOpts });
   const log = logger.lines();
-  logger.start("run", { config: resolve(configFile), io });
   const { systemdNotifier } = await import("../service/systemd.js");
   const notify = systemdNotifier(log);
   const cleanup: (() => Promise<unknown>)[] = [];
@@ -109,6 +108,8 @@ export async function runCommand(argv: string[]): Promise<number> {
     }
     cleanup.push(() => store.close());
     store = metrics.instrumentStore(store);
+    // The first log line (after the store: a store that cannot be opened is the one line of a failed start).
+    logger.start("run", { config: resolve(configFile), io });
 
     let programmer: DataPlaneProgrammer;
     let trace: ((port: string, frame: Uint8Array) => unknown) | undefined;
