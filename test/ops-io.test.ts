@@ -5,7 +5,8 @@
 //     per worker) and passes `promtool check metrics`;
 //   - `nvedge capture --drops -w FILE` writes pcapng that tshark reads, with
 //     each frame's drop reason as its comment;
-//   - `nvedge trace --live` shows the next frames with their decisions;
+//   - `nvedge trace --live` shows the next frames with their decisions, and
+//     `nvedge trace --port --frame` one frame through the running tables;
 //   - a bad configuration on reload is refused and the NVE keeps forwarding.
 import { test } from "uvu";
 import * as assert from "uvu/assert";
@@ -145,6 +146,14 @@ test("nvedge run from its config (AF_PACKET by default): /metrics after real tra
       assert.ok(x.steps.includes("vn 100 (vni 5000, vxlan, mtu 1500)"), x.steps.join("; "));
       assert.equal(x.outputs.map((o: { port: string }) => o.port), [a2]);
     }
+
+    // One frame through the running tables (AF_PACKET workers): decisions and outputs, nothing sent.
+    r = await nvedge(["trace", "--port", a1, "--frame", Buffer.from(toR1[0]).toString("hex"), "--json", ...S]);
+    assert.is(r.code, 0, r.err);
+    const one = JSON.parse(r.out);
+    assert.is(one.drop, null);
+    assert.ok(one.steps.includes("vn 100 (vni 5000, vxlan, mtu 1500)"), one.steps.join("; "));
+    assert.equal(one.outputs.map((o: { port: string }) => o.port), [upA]);
 
     // A bad configuration on reload is refused; the NVE keeps forwarding.
     m = scrape();

@@ -112,7 +112,7 @@ export async function runCommand(argv: string[]): Promise<number> {
     logger.start("run", { config: resolve(configFile), io });
 
     let programmer: DataPlaneProgrammer;
-    let trace: ((port: string, frame: Uint8Array) => unknown) | undefined;
+    let trace: ((port: string, frame: Uint8Array) => unknown) | undefined; // one frame on the running tables (admin `trace`)
     let tap: import("./admin-extras.js").TapSource | undefined;
     if (io === "none") {
       const { DataPlane } = await import("../dataplane/dataplane.js");
@@ -139,6 +139,10 @@ export async function runCommand(argv: string[]): Promise<number> {
       programmer = pool;
       counters = () => pool.counters();
       tap = pool;
+      trace = async (port, frame) => {
+        const r = await pool.trace(port, frame);
+        return { steps: r.steps, drop: r.drop ?? null, outputs: r.outputs.map((x) => ({ port: x.port, frame: Buffer.from(x.frame).toString("hex") })) };
+      };
     }
 
     // Restored and programmed before the broker, MQTT and the admin socket are even

@@ -7,11 +7,14 @@ import { buildOfflineDataPlane } from "./pcap.js";
 import { SOCKET_HELP, SOCKET_OPTS, ask } from "./admin-cmds.js";
 
 const HELP = `usage: nvedge trace --config FILE --port PORT --frame HEX [--json]
+       nvedge trace --port PORT --frame HEX [--json] [--socket PATH | --store DIR]
        nvedge trace --live [--port PORT] [--count N] [--timeout S] [match] [--json] [--socket PATH | --store DIR]
 
 Sends one frame (hex, spaces and colons allowed) into PORT of a data plane
 built from FILE's static state and prints each decision: the VN, the
-lookups, the action, the outputs (as hex) or the drop reason.
+lookups, the action, the outputs (as hex) or the drop reason. Without
+--config, the frame goes through the running NVE's tables (static and learned
+state alike); its outputs are shown, not sent.
 
 With --live, traces the next N frames (default 10; within S seconds, default
 10) that the running NVE receives, on PORT or any port, with their decisions;
@@ -72,12 +75,23 @@ export async function traceCommand(argv: string[]): Promise<number> {
     count: { type: "string" }, timeout: { type: "string" }, ...MATCH_OPTS, ...SOCKET_OPTS }, help);
   if (!a) return 0;
   if (a.values.live) return live(a.values);
-  for (const k of ["count", "timeout", "mac", "vn", "ethertype", "socket", "store"] as const)
+  for (const k of ["count", "timeout", "mac", "vn", "ethertype"] as const)
     if (a.values[k] !== undefined) throw new UsageError(`--${k} goes with --live\n${help}`);
-  const configFile = required(a.values.config, "--config", help);
   const port = required(a.values.port, "--port", help);
   const hex = required(a.values.frame, "--frame", help).replace(/[\s:.-]/g, "");
   if (!/^([0-9a-fA-F]{2})+$/.test(hex)) throw new UsageError(`--frame: not an even-length hex string\n${help}`);
+  if (a.values.config === undefined) {
+    // The running NVE's tables, through its admin socket.
+    const t = await ask(a.values, { cmd: "trace", port, frame: hex }) as { steps: string[]; drop: string | null; outputs: { port: string; frame: string }[] };
+    if (a.values.json) console.log(JSON.stringify(t));
+    else {
+      for (const s of t.steps) console.log(s);
+      for (const o of t.outputs) console.log(`  ${o.port}: ${o.frame}`);
+    }
+    return 0;
+  }
+  if (a.values.socket !== undefined || a.values.store !== undefined) throw new UsageError(`--socket/--store trace the running NVE: leave out --config\n${help}`);
+  const configFile = a.values.config;
   const frame = Uint8Array.from(hex.match(/../g)!.map((x) => parseInt(x, 16)));
   const dp = await buildOfflineDataPlane(configFile);
   if (dp.portIndex(port) < 0) throw new UsageError(`--port ${port}: no such port in ${configFile} (ports: ${dp.portList.join(", ")})`);

@@ -59,7 +59,7 @@ async function handle(o: AdminOptions, m: Msg): Promise<unknown> {
       if (!o.trace) throw new ProtocolError("bad-request", "this NVE's data plane cannot trace frames (--io afpacket)");
       const hex = str("frame");
       if (!/^([0-9a-fA-F]{2})+$/.test(hex)) throw new ProtocolError("bad-request", `"frame" must be hex bytes`, "frame");
-      return o.trace(str("port"), Buffer.from(hex, "hex"));
+      return await o.trace(str("port"), Buffer.from(hex, "hex"));
     }
     default:
       if (typeof m.cmd === "string" && o.extra && Object.hasOwn(o.extra, m.cmd)) return await o.extra[m.cmd](m);

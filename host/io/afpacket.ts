@@ -137,7 +137,28 @@ export class WorkerPool implements DataPlaneProgrammer {
     return out.sort((a, b) => a.ts - b.ts);
   }
 
+  /** One frame through the first worker's data plane, its decisions and outputs (not sent). */
+  trace(port: string, frame: Uint8Array): Promise<{ steps: string[]; drop?: string; outputs: { port: string; frame: Uint8Array }[] }> {
+    if (this.stopping) return Promise.reject(new Error("the packet I/O workers are stopped"));
+    const seq = ++this.seq;
+    const done = new Promise<unknown[]>((resolve, reject) => {
+      this.pending.set(seq, { left: 1, results: [], resolve, reject });
+    });
+    const addon = loadAddon();
+    this.ports[0].postMessage({ type: "trace", seq, port, frame } satisfies ToWorker);
+    Atomics.store(this.ctl, 0, 1);
+    addon.wake(this.wakeFds[0]);
+    return done.then((r) => r[0] as { steps: string[]; drop?: string; outputs: { port: string; frame: Uint8Array }[] });
+  }
+
   private onMessage(m: FromWorker): void {
+    if (m.type === "traced") {
+      const p = this.pending.get(m.seq);
+      if (!p) return;
+      this.pending.delete(m.seq);
+      p.resolve([{ steps: m.steps, drop: m.drop, outputs: m.outputs }]);
+      return;
+    }
     if (m.type === "tapped") {
       this.taps.get(m.tap)?.(m.frames);
       return;

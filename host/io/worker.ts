@@ -45,6 +45,7 @@ export interface TappedFrame { port: string; frame: Uint8Array; ts: number; drop
 
 export type ToWorker =
   | { type: "tap"; seq: number; tap: TapSpec | null }
+  | { type: "trace"; seq: number; port: string; frame: Uint8Array }
   | { type: "apply"; seq: number; ops: DpOp[] }
   | { type: "counters"; seq: number }
   | { type: "stop"; seq: number };
@@ -55,7 +56,8 @@ export type FromWorker =
   | { type: "applied"; id: number; seq: number; error?: { name: string; message: string; index?: number; field?: string } }
   | { type: "counters"; id: number; seq: number; counters: unknown; io: Record<string, SocketStats>; loop: LoopStats }
   | { type: "stopped"; id: number }
-  | { type: "tapped"; id: number; tap: number; frames: TappedFrame[] };
+  | { type: "tapped"; id: number; tap: number; frames: TappedFrame[] }
+  | { type: "traced"; id: number; seq: number; steps: string[]; drop?: string; outputs: { port: string; frame: Uint8Array }[] };
 
 export interface LoopStats {
   /** Batches processed (one dp.process call each, more only when the output area filled). */
@@ -135,6 +137,11 @@ async function main(): Promise<void> {
         post({ type: "counters", id: init.id, seq: msg.seq, counters: dp.counters(), io, loop: { ...loop } });
       } else if (msg.type === "stop") {
         running = false;
+      } else if (msg.type === "trace") {
+        // One frame through this worker's tables (`nvedge trace --port --frame` on a running NVE):
+        // between batches, so the slots are free; its outputs are shown, not sent.
+        const r = dp.trace(msg.port, msg.frame);
+        post({ type: "traced", id: init.id, seq: msg.seq, steps: r.steps, ...(r.drop ? { drop: r.drop } : {}), outputs: r.outputs });
       } else if (msg.type === "tap") {
         const t = msg.tap;
         tap = t ? { ...t, sent: 0,
