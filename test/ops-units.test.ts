@@ -90,6 +90,35 @@ test("Type=notify: nvedge run sends READY=1 with a status, WATCHDOG=1 every half
   }
 });
 
+test("the embedded broker on its own thread reloads its password file (SIGHUP of --broker-thread); a broken file is refused and the old users stay", async () => {
+  if (missingTool("mosquitto_passwd")) return console.log("  skipped: mosquitto_passwd missing");
+  const { startBrokerThread } = await import("../host/control/broker-thread.js");
+  const mqtt = (await import("mqtt")).default;
+  const dir = mkdtempSync("/tmp/nvl-bthr-");
+  const pw = `${dir}/passwd`;
+  spawnSync("mosquitto_passwd", ["-c", "-b", pw, "hv-1", "one"]);
+  const b = await startBrokerThread({ host: "127.0.0.1", port: 0, nves: ["nve-a"], passwordFile: pw });
+  const login = (u: string, p: string) => mqtt.connectAsync(b.url, { username: u, password: p, reconnectPeriod: 0, connectTimeout: 5000 })
+    .then(async (c) => { await c.endAsync(); return true; }, () => false);
+  try {
+    assert.is(await login("hv-2", "two"), false);
+    spawnSync("mosquitto_passwd", ["-b", pw, "hv-2", "two"]);
+    await b.reload();
+    assert.is(await login("hv-2", "two"), true);
+    writeFileSync(pw, "not a password line\n");
+    try {
+      await b.reload();
+      assert.unreachable("a broken password file is refused");
+    } catch (e) {
+      assert.match((e as Error).message, /auth\.passwordFile/);
+    }
+    assert.is(await login("hv-1", "one"), true, "the old users stay");
+  } finally {
+    await b.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 function collect(o: Partial<ConstructorParameters<typeof Logger>[0]> = {}) {
   const lines: string[] = [];
   let t = 0;
