@@ -8,7 +8,7 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { execFileSync, spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync, readFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync, readFileSync, readdirSync } from "node:fs";
 import mqtt from "mqtt";
 import { adminRequest } from "../host/control/admin.js";
 import { freePort, runNvedge, spawnNvedge, until } from "./support/control-harness.js";
@@ -275,6 +275,25 @@ test("a running NVE: summary and views, admin actions, counters clear, metrics (
     assert.is(await nve.exited, 0, nve.err());
   } finally {
     await nve.stop("SIGKILL");
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("standard paths: without --store or --admin-socket, run keeps its store in the state directory and its socket in the run directory, where show finds it from any folder", async () => {
+  const dir = mkdtempSync("/tmp/nvl-paths-");
+  const port = await freePort();
+  // What systemd's StateDirectory=/RuntimeDirectory= would set (here under a temporary folder, not /var/lib and /run).
+  const env = { STATE_DIRECTORY: `${dir}/lib`, RUNTIME_DIRECTORY: `${dir}/run`, NVEDGE_STATE_DIR: "", NVEDGE_RUN_DIR: "", NVEDGE_SOCKET: "" };
+  writeFileSync(`${dir}/nve.json`, JSON.stringify(config()));
+  const nve = await spawnNvedge(["run", "--config", `${dir}/nve.json`, "--io", "none", "--listen", `127.0.0.1:${port}`], env);
+  try {
+    await until(async () => adminRequest(`${dir}/run/nvedge.sock`, { cmd: "show", what: "ports" }).then(() => true, () => false), 30_000, `the socket in the run directory (${nve.err()})`);
+    const show = await spawnNvedge(["show", "vns", "--json"], env);
+    assert.is(await show.exited, 0, show.err());
+    assert.equal(JSON.parse(show.out()).map((v: { alias: string }) => v.alias), ["blue"]);
+    assert.ok(readdirSync(`${dir}/lib`).some((f) => f.endsWith(".mdb")), "the LMDB store is in the state directory");
+  } finally {
+    await nve.stop();
     rmSync(dir, { recursive: true, force: true });
   }
 });
