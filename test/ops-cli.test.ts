@@ -157,7 +157,7 @@ test("a running NVE: summary and views, admin actions, counters clear, metrics (
     let r = await runNvedge(["show", ...S]);
     assert.is(r.code, 0, r.err);
     assert.match(r.out, /^NVE nve-ops \(nvedge [^)]+\), up /);
-    assert.match(r.out, /broker\s+embedded\s+connected/);
+    assert.match(r.out, /broker\s+embedded \(mqtt:\/\/127\.0\.0\.1:\d+\)\s+connected/);
     assert.match(r.out, /hypervisors online 0\/2\s+VNs 1\s+VNICs 2\s+bindings 2\s+remotes 1/);
     r = await runNvedge(["show", "remotes", ...S]);
     assert.match(r.out, /nve-b\s+192\.0\.2\.2\s+100\s+1\s+config/);

@@ -51,6 +51,8 @@ export interface ExtrasOptions {
   io: string;
   mqttUp: () => boolean;
   version: string;
+  /** The broker the NVE uses, as said in the summary. */
+  broker?: string;
 }
 
 /** Total drops, sampled every 10 s, for "drops in the last minute". */
@@ -125,7 +127,7 @@ export function adminExtras(o: ExtrasOptions): { commands: Record<string, (m: Ms
       return {
         nve: cfg.nve, version: o.version, bootId: core.settings.bootId, uptimeSeconds: Math.round((Date.now() - o.started) / 1000),
         io: o.io, underlay: { port: cfg.underlay.port, ip: cfg.underlay.ip, mac: cfg.underlay.mac },
-        broker: { url: cfg.broker ?? "embedded", connected: o.mqttUp() },
+        broker: { url: o.broker ?? cfg.broker ?? "embedded", connected: o.mqttUp() },
         ports: ports.map((p) => ({ port: p.port, hypervisors: p.hypervisors.length, vaps: p.vaps.length })),
         hypervisors: { configured: hvs.length, online: hvs.filter((h) => h.state === "online").length },
         vns: core.catalog.all().length, vnics: core.model.vnics.size, bindings: core.model.macOwner.size,

@@ -212,7 +212,7 @@ export async function runCommand(argv: string[]): Promise<number> {
     const started = Date.now();
     const { adminExtras } = await import("./admin-extras.js");
     const extras = adminExtras({ core: svc.core, logger, reloader, counters: () => counters(), tap, started, io,
-      mqttUp: () => svc.client.connected, version: VERSION });
+      mqttUp: () => svc.client.connected, version: VERSION, broker: brokerUrl ?? `embedded (${url})` });
     cleanup.push(async () => extras.close());
     // `show counters` counts from the last `counters clear`; /metrics keeps the data plane's own counters.
     const admin = await startAdmin({ path: adminPath, core: svc.core, counters: extras.counters, trace, log, extra: extras.commands });
@@ -246,10 +246,8 @@ function healthOf(store: Store): string | undefined {
 export function controlView(core: import("../control/core.js").NveCore): import("../metrics/metrics.js").ControlView {
   const m = core.model;
   let quarantined = 0, online = 0;
-  const now = core.clock.now();
   for (const p of core.ports() as { quarantine: unknown[] }[]) quarantined += p.quarantine.length;
   for (const h of m.hvs.values()) if (h.online) online++;
-  void now;
   return { vnics: m.vnics.size, bindings: m.macOwner.size, tagsInUse: m.vaps.size, tagsQuarantined: quarantined,
     agentsOnline: online, agentsKnown: core.hypervisors().length };
 }

@@ -35,7 +35,7 @@ export interface PcapngPacket extends PcapPacket {
 interface Iface { linkType: number; snaplen: number; name?: string; /** timestamp units per second */ perSec: bigint }
 
 /** Parses a pcapng file held in memory (every section; Ethernet interfaces only). */
-export function parsePcapng(input: Uint8Array, file = "<buffer>"): PcapFile & { packets: PcapngPacket[] } {
+export function parsePcapng(input: Uint8Array, file = "<buffer>"): Omit<PcapFile, "packets"> & { packets: PcapngPacket[] } {
   const buf = new Uint8Array(input.buffer, input.byteOffset, input.byteLength);
   const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   const packets: PcapngPacket[] = [];
