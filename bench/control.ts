@@ -134,7 +134,7 @@ async function benchOne(kind: "embedded" | "mosquitto", perAgent: number, thread
   const url = broker.url ?? `mqtt://127.0.0.1:${port}`;
   writeFileSync(`${dir}/nve.json`, JSON.stringify(config(nve)));
   const bin = fileURLToPath(new URL("../../bin/nvedge.js", import.meta.url));
-  const args = [bin, "run", "--config", `${dir}/nve.json`, "--memory-store", "--store", dir,
+  const args = [bin, "run", "--config", `${dir}/nve.json`, "--memory-store", "--store", dir, "--io", "none",
     ...(broker.url ? ["--broker", broker.url] : ["--listen", `127.0.0.1:${port}`, ...(threaded ? ["--broker-thread"] : [])])];
   // NVEDGE_BENCH_NVE_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/p") profiles the NVE process.
   const nodeArgs = (process.env.NVEDGE_BENCH_NVE_NODE_ARGS ?? "").split(" ").filter(Boolean);

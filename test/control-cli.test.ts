@@ -22,7 +22,7 @@ test("nvedge run (embedded broker, LMDB store) + nvedge show; restart restores b
   const port = await freePort();
   const cfgFile = `${dir}/nve.json`;
   writeFileSync(cfgFile, JSON.stringify(config("nve-cli")));
-  const args = ["run", "--config", cfgFile, "--store", `${dir}/st`, "--listen", `127.0.0.1:${port}`];
+  const args = ["run", "--config", cfgFile, "--store", `${dir}/st`, "--listen", `127.0.0.1:${port}`, "--io", "none"];
   const sock = `${dir}/st/nvedge.sock`;
   let nve = await spawnNvedge(args);
   let agent: Agent | undefined;
@@ -75,7 +75,7 @@ test("nvedge run --broker-thread: the embedded broker on its own thread serves a
   const dir = mkdtempSync("/tmp/nvl-run-");
   const port = await freePort();
   writeFileSync(`${dir}/nve.json`, JSON.stringify(config("nve-thr")));
-  const nve = await spawnNvedge(["run", "--config", `${dir}/nve.json`, "--memory-store", "--store", dir, "--listen", `127.0.0.1:${port}`, "--broker-thread"]);
+  const nve = await spawnNvedge(["run", "--config", `${dir}/nve.json`, "--memory-store", "--store", dir, "--listen", `127.0.0.1:${port}`, "--broker-thread", "--io", "none"]);
   let agent: Agent | undefined;
   try {
     await until(async () => adminRequest(`${dir}/nvedge.sock`, { cmd: "show", what: "vns" }).then(() => true, () => false), 20000, `admin socket (${nve.err()})`);

@@ -4,6 +4,7 @@
 // Each test names the RFC 8394 requirement (Req-N) it covers.
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
+import { VERSION } from "../host/version.js";
 import type { DpOp } from "../host/dataplane/ops.js";
 import { AgentError } from "../host/agent/agent.js";
 import { MemoryStore } from "../host/store/memory.js";
@@ -52,7 +53,8 @@ export function controlSuite(fx: BrokerFixture): void {
     assert.is(h.maxPayload, 262144);
     await r.client.subscribeAsync(`nvo3/v1/nve/${e.nve}/status`, { qos: 1 });
     const st = await r.waitFor((x) => x && x.state === "online");
-    assert.equal(st, { state: "online", bootId: h.bootId, protocol: 1 });
+    // issue 13: the retained status carries the running version too
+    assert.equal(st, { state: "online", bootId: h.bootId, protocol: 1, version: VERSION });
     assert.ok(e.run.logs.some((l) => l.includes("authorization: hv-1 accepted on port eth2")));
   });
 

@@ -36,6 +36,9 @@ if (missing) {
         for (const pair of ["vm11 -> vm21", "vm11 -> vm31", "vm11 -> kvx", "vm12 -> ovtep-g", "vm22 -> vm12"])
           assert.match(out, new RegExp(`${pair}\\s+[1-3]/3 replies`), `${pair}\n${out}`);
         assert.match(out, /live counters/);
+        // issue 13: into a pipe, one line per sample and no carriage returns
+        assert.match(r.stdout, /^\[\s*\d+ s\] .+$/m, out);
+        assert.not.match(r.stdout, /\r/);
         // issue 6: the mapping authority runs with the agents, both NVEs use it
         assert.match(out, /IMA: nvedge ima run in the root namespace/, out);
       } else {

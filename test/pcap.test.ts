@@ -3,11 +3,12 @@
 // interop, and every malformed-file error naming the file and the offset.
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { mkdtempSync, rmSync, readFileSync } from "node:fs";
+import { mkdtempSync, rmSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { spawnSync } from "node:child_process";
 import { encodePcap, parsePcap, readPcap, writePcap, PcapError, GLOBAL_HEADER_LEN, RECORD_HEADER_LEN } from "../host/pcap/pcap.js";
+import { encodePcapng, parsePcapng } from "../host/pcap/pcapng.js";
 
 function frames(n: number): Uint8Array[] {
   const out: Uint8Array[] = [];
@@ -112,7 +113,7 @@ test("errors: each malformed file names the file and the offset at fault", () =>
   expectError(() => parsePcap(new Uint8Array(24).fill(0x41), "x.pcap"), "x.pcap", 0, /bad magic 0x41414141/);
   const ng = new Uint8Array(28);
   new DataView(ng.buffer).setUint32(0, 0x0a0d0d0a, true);
-  expectError(() => parsePcap(ng, "x.pcapng"), "x.pcapng", 0, /pcapng/);
+  expectError(() => parsePcap(ng, "x.pcapng"), "x.pcapng", 8, /pcapng: bad byte-order magic/);
   const v = good.slice();
   v[4] = 3;
   expectError(() => parsePcap(v, "x.pcap"), "x.pcap", 4, /version 3\.4/);
@@ -159,13 +160,51 @@ test("interop: tshark reads our file, and we read what editcap writes (both byte
     assert.is(back.nanosecond, true);
     assert.equal(back.packets.map((p) => p.frame), fs);
     assert.equal(back.packets.map((p) => p.tsUsec), fs.map(() => 250_000));
-    // And a pcapng from editcap is refused with the conversion hint.
+    // And a pcapng from editcap is read back identically (issue 13: nvedge pcap accepts pcapng).
     const ng = join(dir, "x.pcapng");
     assert.is(spawnSync("editcap", ["-F", "pcapng", ours, ng]).status, 0);
-    expectError(() => readPcap(ng), ng, 0, /editcap -F pcap/);
+    const fromNg = readPcap(ng);
+    assert.equal(fromNg.packets.map((p) => p.frame), fs);
+    assert.equal(fromNg.packets.map((p) => [p.tsSec, p.tsUsec]), fs.map((_, i) => [1_000_000 + i, 250_000]));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("pcapng (issue 13): our writer's interfaces, timestamps and comments read back by our reader and by tshark; malformed blocks named by offset", () => {
+  const fs = frames(3);
+  const out = encodePcapng(fs.map((frame, i) => ({ frame, iface: i === 1 ? "eth3" : "eth2", tsSec: 1_700_000_000 + i, tsUsec: 123_456, origLen: frame.length,
+    ...(i !== 2 ? { comment: i === 0 ? "untagged" : "unknown-vid" } : {}) })));
+  const back = parsePcapng(out, "ours.pcapng");
+  assert.equal(back.packets.map((p) => p.frame), fs);
+  assert.equal(back.packets.map((p) => [p.iface, p.comment, p.tsSec, p.tsUsec]),
+    [["eth2", "untagged", 1_700_000_000, 123_456], ["eth3", "unknown-vid", 1_700_000_001, 123_456], ["eth2", undefined, 1_700_000_002, 123_456]]);
+  assert.equal(parsePcap(out).packets.map((p) => p.frame), fs, "parsePcap takes pcapng too");
+  const dir = mkdtempSync(join(tmpdir(), "nvl-pcapng-"));
+  try {
+    const f = join(dir, "ours.pcapng");
+    writeFileSync(f, out);
+    const r = spawnSync("tshark", ["-r", f, "-T", "fields", "-e", "frame.interface_name", "-e", "frame.comment", "-e", "frame.time_epoch"], { encoding: "utf8" });
+    if (r.status === null || r.error) return;
+    assert.is(r.status, 0, r.stderr);
+    assert.equal(r.stdout.trim().split("\n").map((l) => l.split("\t")),
+      [["eth2", "untagged", "1700000000.123456000"], ["eth3", "unknown-vid", "1700000001.123456000"], ["eth2", "", "1700000002.123456000"]]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  // Malformed: each names the file and the offset at fault, and nothing is returned.
+  expectError(() => parsePcapng(out.subarray(0, out.length - 2), "t.pcapng"), "t.pcapng", lastBlock(out), /pcapng: truncated block: \d+ of \d+ bytes/);
+  const trail = out.slice();
+  new DataView(trail.buffer).setUint32(out.length - 4, 12, true);
+  expectError(() => parsePcapng(trail, "t.pcapng"), "t.pcapng", out.length - 4, /trailing length differs/);
+  const badIf = out.slice();
+  new DataView(badIf.buffer).setUint32(lastBlock(out) + 8, 7, true);
+  expectError(() => parsePcapng(badIf, "t.pcapng"), "t.pcapng", lastBlock(out) + 8, /packet 3: unknown interface 7/);
+});
+
+/** Offset of the last block of a pcapng file (its trailing length says how long it is). */
+function lastBlock(b: Uint8Array): number {
+  return b.length - new DataView(b.buffer, b.byteOffset).getUint32(b.length - 4, true);
+}
 
 test.run();

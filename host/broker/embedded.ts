@@ -43,7 +43,7 @@ export interface BrokerOptions {
 export interface EmbeddedBroker {
   url: string;
   port: number;
-  /** Re-reads the password file (as Mosquitto does on SIGHUP); on an error the old one stays and the error is thrown. */
+  /** Re-reads the password file and the TLS files (as Mosquitto does on SIGHUP); on an error the old ones stay and the error is thrown. */
   reload(): void;
   close(): Promise<void>;
 }
@@ -346,8 +346,15 @@ export async function startEmbeddedBroker(o: BrokerOptions): Promise<EmbeddedBro
     url,
     port: realPort,
     reload() {
-      if (!o.passwordFile) return;
-      users = readUsers(o.passwordFile);
+      // Both files read before either is used: a bad one changes nothing (issue 13 reload).
+      const nextUsers = o.passwordFile ? readUsers(o.passwordFile) : undefined;
+      const nextTls = o.tls ? { cert: readPem(o.tls.cert, "cert"), key: readPem(o.tls.key, "key"), ca: readPem(o.tls.ca, "ca") } : undefined;
+      if (nextTls) {
+        (server as unknown as { setSecureContext(o: object): void }).setSecureContext({ cert: nextTls.cert, key: nextTls.key, ca: nextTls.ca });
+        log(`broker: reloaded the TLS certificate, key and CA (${o.tls!.cert})`);
+      }
+      if (!nextUsers) return;
+      users = nextUsers;
       log(`broker: reloaded ${o.passwordFile} (${users.size} users)`);
     },
     close() {

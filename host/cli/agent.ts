@@ -7,6 +7,7 @@ import { isIdent } from "../protocol/topics.js";
 import { isIpOrPrefix, isUnicastMac } from "../protocol/addr.js";
 import type { VnRef } from "../protocol/types.js";
 import { PORT_NAME_RE, checkOvsDb } from "../agent/driver.js";
+import { LOG_OPTS, Logger, logOptions } from "../log/logger.js";
 
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const defaultSocket = () => process.env.NVEDGE_AGENT_SOCKET ?? `${process.env.XDG_RUNTIME_DIR ?? "/tmp"}/nvedge-agent.sock`;
@@ -15,6 +16,7 @@ const HELP = `usage:
   nvedge agent run --broker URL --hv ID --nve ID [--state FILE] [--socket PATH] [--mqtt 4|5]
                    [--tls-cert FILE --tls-key FILE --tls-ca FILE]      (password: env NVEDGE_MQTT_PASSWORD)
                    [--ovs-db unix:PATH|tcp:IP:PORT]   (default $NVEDGE_OVS_DB; none: no bridge ports are driven)
+                   [--log-level L] [--log-format json|text]
   nvedge agent attach --vnic UUID --vn REF --mac MAC [--ip IP]... [--tag N] [--migration] [--port OVSPORT] [--json] [--socket PATH]
   nvedge agent associate|disassociate --vnic UUID --vn REF --mac MAC [--ip IP]... [--socket PATH]
   nvedge agent detach --vnic UUID [--vn REF] [--socket PATH]
@@ -61,7 +63,7 @@ const spec = {
   mqtt: { type: "string" }, "tls-cert": { type: "string" }, "tls-key": { type: "string" }, "tls-ca": { type: "string" },
   vnic: { type: "string" }, vn: { type: "string" }, mac: { type: "string" }, ip: { type: "string", multiple: true },
   tag: { type: "string" }, migration: { type: "boolean" }, reason: { type: "string" }, json: { type: "boolean" },
-  "ovs-db": { type: "string" }, port: { type: "string" },
+  "ovs-db": { type: "string" }, port: { type: "string" }, ...LOG_OPTS,
 } as const;
 
 export async function agentCommand(argv: string[]): Promise<number> {
@@ -91,7 +93,9 @@ export async function agentCommand(argv: string[]): Promise<number> {
         const bad = checkOvsDb(ovsDb);
         if (bad) throw new UsageError(`${v["ovs-db"] !== undefined ? "--ovs-db" : "NVEDGE_OVS_DB"}: ${bad}`);
       }
-      const log = (l: string) => console.error(`${new Date().toISOString()} agent ${hv}: ${l}`);
+      const logger = new Logger({ service: "agent", id: hv, ...logOptions(v) });
+      logger.start("agent run", { nve });
+      const log = logger.lines();
       const { startAgentDaemon } = await import("../agent/daemon.js");
       const { OvsPortDriver, noPortDriver } = await import("../agent/driver.js");
       const d = await startAgentDaemon({
@@ -100,12 +104,19 @@ export async function agentCommand(argv: string[]): Promise<number> {
           tls: v["tls-cert"] ? { cert: v["tls-cert"]!, key: v["tls-key"]!, ca: v["tls-ca"]! } : undefined },
       });
       log(`running: broker ${url}, NVE ${nve}, control socket ${socket}, ${d.agent.desired.size} VNICs desired, port driver ${d.agent.driver.name}`);
+      const notify = (await import("../service/systemd.js")).systemdNotifier(log);
+      notify.ready(`NVE ${nve}, ${d.agent.desired.size} VNICs desired`);
+      // SIGHUP must not kill the agent (issue 13); its state file is its configuration.
+      process.on("SIGHUP", () => log("reload: SIGHUP: nothing to re-read (the desired state is in the state file and the control socket)"));
       await new Promise<void>((resolve) => {
         const stop = () => resolve();
         process.once("SIGINT", stop);
         process.once("SIGTERM", stop);
       });
+      notify.stopping();
       await d.close();
+      notify.close();
+      logger.close();
       return 0;
     }
     case "attach": {

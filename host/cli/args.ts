@@ -1,5 +1,6 @@
 // A small, strict option parser for the CLI: known flags only, clear errors.
 import { parseArgs } from "node:util";
+import { readFileSync } from "node:fs";
 
 export class UsageError extends Error {}
 
@@ -20,4 +21,20 @@ export function parseOpts<T extends OptSpec>(argv: string[], spec: T, help: stri
 export function required<V>(v: V | undefined, flag: string, help: string): V {
   if (v === undefined) throw new UsageError(`missing ${flag}\n${help}`);
   return v;
+}
+
+/**
+ * A password from a file (`--password-file FILE`, issue 10 item 9: never on the
+ * command line, which `ps` shows): the first line, without its line ending.
+ */
+export function readPasswordFile(file: string, flag = "--password-file"): string {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (e) {
+    throw new UsageError(`${flag} ${file}: cannot read: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  const pw = text.split(/\r?\n/)[0];
+  if (!pw) throw new UsageError(`${flag} ${file}: the file is empty (the password is its first line)`);
+  return pw;
 }

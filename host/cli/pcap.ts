@@ -6,7 +6,8 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseOpts, required, UsageError } from "./args.js";
 import { loadConfig, ConfigError } from "../config/load.js";
-import { DataPlane } from "../dataplane/dataplane.js";
+import { DataPlane, DataPlaneError } from "../dataplane/dataplane.js";
+import { dottedKey, opProblem } from "../config/check.js";
 import { configOps } from "../dataplane/config-ops.js";
 import { readPcap, writePcap, LINKTYPE_ETHERNET, type PcapPacket } from "../pcap/pcap.js";
 
@@ -23,7 +24,12 @@ export async function buildOfflineDataPlane(configFile: string, loader: "core" |
   const dp = await DataPlane.create({ macLog2: 18, ipLog2: 18, tunLog2: 14, floodCap: 1 << 16, loader });
   let ops;
   try { ops = configOps(cfg); } catch (e) { throw new ConfigError(configFile, "underlay.gatewayMac", (e as Error).message.replace(/^[^:]*: /, "")); }
-  try { dp.apply(ops); } catch (e) { throw new ConfigError(configFile, "", (e as Error).message); }
+  try { dp.apply(ops); } catch (e) {
+    // The key at fault, not the op number (issue 13).
+    if (!(e instanceof DataPlaneError)) throw new ConfigError(configFile, "", (e as Error).message);
+    const p = opProblem(cfg, ops, e);
+    throw new ConfigError(configFile, dottedKey(p.path), p.message);
+  }
   return dp;
 }
 

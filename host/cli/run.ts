@@ -1,46 +1,70 @@
-// `nvedge run --config FILE [--broker URL] [--io none|afpacket] [--workers N] [--store DIR]`
-// (INTERFACES.md): the data plane (in-process with --io none, AF_PACKET workers
-// with --io afpacket), the store (LMDB in --store, default ./nvedge-data), the
-// control plane on MQTT (the embedded broker on 127.0.0.1:1883 unless a broker
-// is given), and the local admin socket `<store>/nvedge.sock` that `nvedge show`
-// and operators use (host/control/admin.ts).
+// `nvedge run --config FILE [--broker URL] [--io afpacket|none] [--workers N] [--store DIR]`
+// (INTERFACES.md): the data plane (AF_PACKET workers when the config has ports
+// and no --io says otherwise; in-process with --io none), the store (LMDB in
+// --store, default /var/lib/nvedge), the control plane on MQTT (the embedded
+// broker on 127.0.0.1:1883 unless a broker is given), the local admin socket
+// (default /run/nvedge/nvedge.sock, or <store>/nvedge.sock with --store) that
+// `nvedge show` and operators use (host/control/admin.ts), Prometheus metrics
+// with /healthz and /readyz (host/metrics), one logger (host/log), and the
+// systemd notifications of a Type=notify unit (host/service/systemd.ts).
+// SIGHUP (or `nvedge reload`) re-reads the configuration (host/cli/reload.ts).
 // The NVE's own MQTT password, when the broker wants one, comes from the
 // environment variable NVEDGE_MQTT_PASSWORD (never from argv, which `ps` shows).
 import { existsSync, mkdirSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { inBundle, root } from "../paths.js";
-import { UsageError, parseOpts, required } from "./args.js";
+import { UsageError, parseOpts } from "./args.js";
 import { loadConfig } from "../config/load.js";
+import type { NveConfig } from "../config/types.js";
 import type { DataPlaneProgrammer } from "../dataplane/ops.js";
 import type { Store } from "../store/store.js";
+import { LOG_HELP, LOG_OPTS, Logger, logOptions } from "../log/logger.js";
+import { defaultAdminSocket, defaultConfig, defaultStore } from "./paths.js";
+import { parseListen } from "../metrics/metrics.js";
+import { VERSION } from "../version.js";
 
-const HELP = `usage: nvedge run --config FILE [--broker URL] [--io none|afpacket] [--workers N] [--store DIR]
+const HELP = `usage: nvedge run [--config FILE] [--broker URL] [--io afpacket|none] [--workers N] [--store DIR]
                   [--admin-socket PATH] [--listen HOST:PORT] [--mqtt 4|5] [--memory-store] [--broker-thread]
-                  [--dataplane core|component]
+                  [--metrics HOST:PORT] [--log-level L] [--log-format json|text] [--dataplane core|component]
+  --config FILE       the configuration (default /etc/nvedge/nvedge.json)
   --broker URL        an external broker; without it (and without "broker" in FILE) the embedded
                       broker listens on --listen (default 127.0.0.1:1883)
-  --io none           control plane + in-process data plane, no packet I/O (default)
-  --store DIR         LMDB store directory (default ./nvedge-data); --memory-store keeps state in memory only
-  --admin-socket P    the local admin socket (default <store>/nvedge.sock)
+  --io afpacket|none  packet I/O on the configured interfaces (the default when FILE has ports),
+                      or none: the control plane and an in-process data plane only
+  --store DIR         LMDB store directory (default /var/lib/nvedge); --memory-store keeps state in memory only
+  --admin-socket P    the local admin socket (default /run/nvedge/nvedge.sock; <store>/nvedge.sock with --store)
   --dataplane K       how the data plane is loaded: core (the AssemblyScript module, default: the
                       faster, see bench/README) or component (the same core as a WebAssembly
                       component, wit/dataplane.wit, through jco's transpiled bindings)
   --broker-thread     run the embedded broker on its own thread (MQTT and the NVE on two cores)
-  NVEDGE_MQTT_PASSWORD (env): the NVE's password when the broker requires one`;
+  --metrics HOST:PORT Prometheus /metrics, /healthz and /readyz (or "metrics": {"listen"} in FILE)
+${LOG_HELP}
+  NVEDGE_MQTT_PASSWORD (env): the NVE's password when the broker requires one
+  SIGHUP or \`nvedge reload\`: re-read FILE (static state as a diff, log level, limits), the password
+  and TLS files; a configuration that fails validation is refused and the running one kept`;
 
 export async function runCommand(argv: string[]): Promise<number> {
   const p = parseOpts(argv, {
     config: { type: "string" }, broker: { type: "string" }, io: { type: "string" }, workers: { type: "string" },
     store: { type: "string" }, "admin-socket": { type: "string" }, listen: { type: "string" }, mqtt: { type: "string" },
-    "memory-store": { type: "boolean" }, "broker-thread": { type: "boolean" },
+    "memory-store": { type: "boolean" }, "broker-thread": { type: "boolean" }, metrics: { type: "string" }, ...LOG_OPTS,
     dataplane: { type: "string" },
   }, HELP);
   if (!p) return 0;
   const v = p.values;
+  // The flags first: a bad flag is reported as such, whatever the file.
+  logOptions(v);
+  if (v.metrics !== undefined && !parseListen(v.metrics)) throw new UsageError(`--metrics ${v.metrics}: expected HOST:PORT`);
+  if (v.io !== undefined && v.io !== "none" && v.io !== "afpacket") throw new UsageError(`--io ${v.io}: expected none or afpacket`);
   const loader = v.dataplane ?? "core";
   if (loader !== "core" && loader !== "component") throw new UsageError(`--dataplane ${v.dataplane}: expected core or component`);
-  const cfg = loadConfig(required(v.config, "--config", HELP));
-  const io = v.io ?? "none";
+  const configFile = v.config ?? defaultConfig();
+  if (v.config === undefined && !existsSync(configFile)) throw new UsageError(`missing --config (and no ${configFile})\n${HELP}`);
+  const cfg = loadConfig(configFile);
+  const logOpts = logOptions(v, cfg.log);
+  // --io: packet I/O whenever there is something to forward (issue 13: a device
+  // started from its config must forward); --io none for control-only use.
+  const io = v.io ?? (cfg.ports.length > 0 ? "afpacket" : "none");
   if (io !== "none" && io !== "afpacket") throw new UsageError(`--io ${io}: expected none or afpacket`);
   const workers = v.workers === undefined ? undefined : Number(v.workers);
   if (workers !== undefined && (!Number.isInteger(workers) || workers < 1 || workers > 64)) throw new UsageError(`--workers ${v.workers}: an integer 1..64`);
@@ -48,47 +72,54 @@ export async function runCommand(argv: string[]): Promise<number> {
   if (pv !== 4 && pv !== 5) throw new UsageError(`--mqtt ${v.mqtt}: 4 (3.1.1) or 5`);
   let listenHost = "127.0.0.1", listenPort = 1883;
   if (v.listen !== undefined) {
-    const m = /^(.+):(\d{1,5})$/.exec(v.listen);
-    if (!m || Number(m[2]) > 65535) throw new UsageError(`--listen ${v.listen}: expected HOST:PORT`);
-    listenHost = m[1].replace(/^\[|\]$/g, "");
-    listenPort = Number(m[2]);
+    const l = parseListen(v.listen);
+    if (!l) throw new UsageError(`--listen ${v.listen}: expected HOST:PORT`);
+    ({ host: listenHost, port: listenPort } = l);
   }
+  const metricsListen = v.metrics ?? cfg.metrics?.listen;
+  if (v.metrics !== undefined && !parseListen(v.metrics)) throw new UsageError(`--metrics ${v.metrics}: expected HOST:PORT`);
   const brokerUrl = v.broker ?? cfg.broker;
   if (brokerUrl !== undefined && !/^(mqtts?|wss?|tcp):\/\//.test(brokerUrl)) throw new UsageError(`--broker ${brokerUrl}: expected mqtt://, mqtts://, ws:// or wss://`);
-  const storeDir = resolve(v.store ?? "nvedge-data");
-  // Buffered: one write per event-loop turn (stderr to a pipe is a synchronous
-  // write per call on Linux; a burst of requests logs thousands of state changes).
-  let logBuf: string[] = [];
-  const flushLog = () => {
-    const lines = logBuf;
-    logBuf = [];
-    if (lines.length) process.stderr.write(lines.join(""));
-  };
-  const log = (l: string) => {
-    if (logBuf.length === 0) setImmediate(flushLog);
-    logBuf.push(`${new Date().toISOString()} ${cfg.nve}: ${l}\n`);
-  };
-  process.once("exit", flushLog);
+  const storeDir = resolve(v.store ?? defaultStore());
+  const adminPath = v["admin-socket"] ?? (v.store !== undefined ? join(storeDir, "nvedge.sock") : defaultAdminSocket());
+
+  const logger = new Logger({ service: "nve", id: cfg.nve, ...logOpts });
+  const log = logger.lines();
+  const { systemdNotifier } = await import("../service/systemd.js");
+  const notify = systemdNotifier(log);
   const cleanup: (() => Promise<unknown>)[] = [];
   const shutdown = async () => {
+    notify.stopping();
     for (const c of cleanup.reverse()) await c().catch((e) => log(`shutdown: ${(e as Error).message}`));
+    notify.close();
+    logger.close();
   };
   try {
+    const { NveMetrics } = await import("../metrics/metrics.js");
+    let counters: () => Promise<unknown> | unknown = () => undefined;
+    let control: (() => import("../metrics/metrics.js").ControlView) | undefined;
+    let mqttUp = () => false;
+    let programmed = false;
+    const metrics = new NveMetrics({ counters: () => counters(), control: () => control!(), mqttConnected: () => mqttUp() }, { nve: cfg.nve });
+
     // The store first: an NVE restores its state before it answers anything (PROTOCOL.md §3).
     let store: Store;
     if (v["memory-store"]) {
       const { MemoryStore } = await import("../store/memory.js");
       store = await MemoryStore.open();
     } else {
-      mkdirSync(storeDir, { recursive: true });
+      mkdirSync(storeDir, { recursive: true, mode: 0o700 });
       const { openLmdbStore } = await import("../store/lmdb.js");
       store = await openLmdbStore(storeDir);
     }
     cleanup.push(() => store.close());
+    store = metrics.instrumentStore(store);
+    // The first log line (after the store: a store that cannot be opened is the one line of a failed start).
+    logger.start("run", { config: resolve(configFile), io });
 
     let programmer: DataPlaneProgrammer;
-    let counters: () => unknown;
-    let trace: ((port: string, frame: Uint8Array) => unknown) | undefined;
+    let trace: ((port: string, frame: Uint8Array) => unknown) | undefined; // one frame on the running tables (admin `trace`)
+    let tap: import("./admin-extras.js").TapSource | undefined;
     if (io === "none") {
       const { DataPlane } = await import("../dataplane/dataplane.js");
       const dp = await DataPlane.create({ loader });
@@ -104,53 +135,98 @@ export async function runCommand(argv: string[]): Promise<number> {
       // The tables in huge pages whenever the kernel has them (host/dataplane/memory.ts).
       const { thpUsable } = await import("../dataplane/memory.js");
       const hugePages = thpUsable();
-      if (!hugePages) log("transparent huge pages are off in this kernel: the tables use 4 KiB pages (more TLB misses per lookup)");
-      const pool = await startAfPacket({ config: cfg, workers, dataplane: { hugePages, loader } });
-      pool.closed.catch((e: Error) => { log(`packet I/O failed: ${e.message}`); process.exitCode = 1; process.kill(process.pid, "SIGTERM"); });
+      if (!hugePages) log("io: transparent huge pages are off in this kernel: the tables use 4 KiB pages (more TLB misses per lookup)");
+      const pool = await startAfPacket({ config: cfg, workers, dataplane: { hugePages, loader } }).catch((e: Error) => {
+        throw new Error(`--io afpacket: ${e.message}${v.io === undefined ? " (the configuration has ports, so packet I/O is the default; --io none runs the control plane only)" : ""}`);
+      });
+      pool.closed.catch((e: Error) => { log(`FATAL io: packet I/O failed: ${e.message}`); process.exitCode = 1; process.kill(process.pid, "SIGTERM"); });
       cleanup.push(() => pool.stop());
       programmer = pool;
       counters = () => pool.counters();
+      tap = pool;
+      trace = async (port, frame) => {
+        const r = await pool.trace(port, frame);
+        return { steps: r.steps, drop: r.drop ?? null, outputs: r.outputs.map((x) => ({ port: x.port, frame: Buffer.from(x.frame).toString("hex") })) };
+      };
     }
 
     // Restored and programmed before the broker, MQTT and the admin socket are even
     // loaded: forwarding resumes first (issue 4: restart time; PROTOCOL.md §3).
     const { NveCore } = await import("../control/core.js");
-    const core = await NveCore.open({ config: cfg, store, programmer, log });
+    const core = await NveCore.open({ config: cfg, store, programmer, log }).catch(async (e: Error) => {
+      // A refusal of the file's static state names the key at fault, not the op number (issue 13).
+      const { DataPlaneError } = await import("../dataplane/dataplane.js");
+      if (!(e instanceof DataPlaneError)) throw e;
+      const [{ staticOps }, { VnCatalog }, { opProblem, dottedKey }, { ConfigError }] = await Promise.all([
+        import("../control/static.js"), import("../control/catalog.js"), import("../config/check.js"), import("../config/load.js")]);
+      const ops = staticOps(cfg, VnCatalog.fromConfig(structuredClone(cfg)));
+      if (e.index >= ops.length) throw e;
+      const p = opProblem(cfg, ops, e);
+      throw new ConfigError(configFile, dottedKey(p.path), p.message);
+    });
+    programmed = true;
+    control = () => controlView(core);
 
     let url = brokerUrl;
+    let broker: { reload(): void | Promise<void> } | undefined;
     // The IMA (PROTOCOL.md §6) is the only writer of nvo3/v1/ima/: the embedded broker's ACL names it and its operators.
     const imaRoles = cfg.ima ? { imas: [cfg.ima.id], operators: cfg.ima.operators } : {};
     // Issue 10: the NVE answers only the hypervisors on its own ports.
     const { hypervisorsOf } = await import("../broker/acl.js");
     const hypervisors = { [cfg.nve]: hypervisorsOf(cfg) };
     if (!url) {
+      const blog = logger.lines("broker");
       // --broker-thread: on its own worker thread, so MQTT packet handling and the NVE's requests use two cores.
       const b = v["broker-thread"]
         ? await (await import("../control/broker-thread.js")).startBrokerThread({ host: listenHost, port: listenPort, nves: [cfg.nve], hypervisors, ...imaRoles,
-            passwordFile: cfg.auth?.passwordFile, tls: cfg.auth?.tls, maxPayload: cfg.limits.maxPayload }, (l) => log(`broker: ${l}`))
+            passwordFile: cfg.auth?.passwordFile, tls: cfg.auth?.tls, maxPayload: cfg.limits.maxPayload }, blog)
         : await (await import("../broker/embedded.js")).startEmbeddedBroker({ host: listenHost, port: listenPort, nves: [cfg.nve], hypervisors, ...imaRoles,
-            passwordFile: cfg.auth?.passwordFile, tls: cfg.auth?.tls, maxPayload: cfg.limits.maxPayload, log: (l) => log(`broker: ${l}`) });
+            passwordFile: cfg.auth?.passwordFile, tls: cfg.auth?.tls, maxPayload: cfg.limits.maxPayload, log: blog });
       cleanup.push(() => b.close());
+      broker = b;
       url = cfg.auth?.tls ? b.url.replace(/^mqtt:/, "mqtts:") : b.url;
-      log(`embedded broker on ${b.url}`);
     }
     const { NveService } = await import("../control/service.js");
     const svc = await NveService.start({
       config: cfg, store, programmer, log, core,
       broker: { url, username: cfg.nve, password: process.env.NVEDGE_MQTT_PASSWORD, protocolVersion: pv as 4 | 5, tls: cfg.auth?.tls },
     });
+    svc.observe = (op, code, s) => metrics.observeRequest(op, code, s);
+    mqttUp = () => svc.client.connected;
     cleanup.push(() => svc.stop());
     if (cfg.ima) {
       const { startNveIma } = await import("../ima/nve-wire.js");
       const ima = await startNveIma({ config: cfg, core: svc.core, client: svc.client, programmer, store, log });
       cleanup.push(() => ima.stop()); // runs before svc.stop (cleanup runs in reverse)
     }
+
+    const { Reloader } = await import("./reload.js");
+    const reloader = new Reloader({ configFile, current: cfg, core, broker, logger, log, notify, metrics, logLevelFixed: v["log-level"] !== undefined });
+    process.on("SIGHUP", () => { void reloader.reload("SIGHUP").catch(() => { /* logged by reload */ }); });
+
+    if (metricsListen) {
+      const { serveMetrics } = await import("../metrics/metrics.js");
+      const m = await serveMetrics({
+        listen: metricsListen, registry: metrics.registry,
+        healthy: () => healthOf(store),
+        ready: () => !programmed ? "the data plane is not programmed yet" : !svc.client.connected ? "the MQTT session is down" : undefined,
+      }).catch((e: Error) => { throw new Error(`metrics on ${metricsListen}: ${e.message}`); });
+      cleanup.push(() => m.close());
+      log(`metrics: serving ${m.url}/metrics, /healthz, /readyz`);
+    }
+
     const { startAdmin } = await import("../control/admin.js");
-    const adminPath = v["admin-socket"] ?? join(storeDir, "nvedge.sock");
-    mkdirSync(dirname(adminPath), { recursive: true });
-    const admin = await startAdmin({ path: adminPath, core: svc.core, counters, trace, log });
+    mkdirSync(dirname(adminPath), { recursive: true, mode: 0o755 });
+    const started = Date.now();
+    const { adminExtras } = await import("./admin-extras.js");
+    const extras = adminExtras({ core: svc.core, logger, reloader, counters: () => counters(), tap, started, io,
+      mqttUp: () => svc.client.connected, version: VERSION, broker: brokerUrl ?? `embedded (${url})` });
+    cleanup.push(async () => extras.close());
+    // `show counters` counts from the last `counters clear`; /metrics keeps the data plane's own counters.
+    const admin = await startAdmin({ path: adminPath, core: svc.core, counters: extras.counters, trace, log, extra: extras.commands });
     cleanup.push(() => admin.close());
     log(`running: --io ${io}, store ${v["memory-store"] ? "(memory)" : storeDir}, admin socket ${adminPath}`);
+    notify.ready(`forwarding; ${core.model.vnics.size} VNICs`);
     await new Promise<void>((res) => {
       process.once("SIGINT", () => res());
       process.once("SIGTERM", () => res());
@@ -162,4 +238,24 @@ export async function runCommand(argv: string[]): Promise<number> {
     await shutdown();
     throw e;
   }
+}
+
+/** /healthz: the store answers a read (the process answering at all is the other half). */
+function healthOf(store: Store): string | undefined {
+  try {
+    store.get("hvs", "\u0000health");
+    return undefined;
+  } catch (e) {
+    return `the store does not answer: ${(e as Error).message}`;
+  }
+}
+
+/** The control plane's figures for the metrics (read at scrape time). */
+export function controlView(core: import("../control/core.js").NveCore): import("../metrics/metrics.js").ControlView {
+  const m = core.model;
+  let quarantined = 0, online = 0;
+  for (const p of core.ports() as { quarantine: unknown[] }[]) quarantined += p.quarantine.length;
+  for (const h of m.hvs.values()) if (h.online) online++;
+  return { vnics: m.vnics.size, bindings: m.macOwner.size, tagsInUse: m.vaps.size, tagsQuarantined: quarantined,
+    agentsOnline: online, agentsKnown: core.hypervisors().length };
 }

@@ -1,11 +1,25 @@
-// `nvedge show bindings|vns|ports|counters [--json]` (INTERFACES.md): asks the
-// running NVE over its admin socket (host/control/admin.ts) and prints tables.
-import { join, resolve } from "node:path";
+// `nvedge show [summary|bindings|vns|ports|counters|remotes|hypervisors] [--json]`
+// (INTERFACES.md, issue 13): asks the running NVE over its admin socket
+// (host/control/admin.ts, host/cli/admin-extras.ts) and prints tables; with
+// no view, the one-screen summary (like `ovs-vsctl show`).
 import { UsageError, parseOpts } from "./args.js";
 import { adminRequest } from "../control/admin.js";
+import { SOCKET_HELP, socketOf } from "./admin-cmds.js";
 
-const HELP = `usage: nvedge show bindings|vns|ports|counters [--json] [--store DIR | --socket PATH]
-  the NVE is reached at --socket, else <--store DIR>/nvedge.sock (default ./nvedge-data/nvedge.sock)`;
+const VIEWS = ["summary", "bindings", "vns", "ports", "counters", "remotes", "hypervisors"];
+const HELP = `usage: nvedge show [VIEW] [--json] [--socket PATH | --store DIR]
+       nvedge show bindings [--vn VN] [--mac MAC] [--port PORT]
+
+VIEW is one of ${VIEWS.join(", ")}; without one, the summary: the NVE,
+its underlay, the broker session, uptime, hypervisors online, VNs, bindings and
+the drops of the last minute.
+  --vn VN --mac MAC --port PORT   only the bindings of that VN (id or alias), MAC, port or remote NVE
+${SOCKET_HELP}`;
+
+const dur = (s: number) => {
+  const d = Math.floor(s / 86400), h = Math.floor((s % 86400) / 3600), m = Math.floor((s % 3600) / 60);
+  return `${d ? `${d}d ` : ""}${d || h ? `${h}h ` : ""}${m}m ${s % 60}s`;
+};
 
 function table(rows: string[][]): string {
   const w = rows[0].map((_, i) => Math.max(...rows.map((r) => (r[i] ?? "").length)));
@@ -38,27 +52,74 @@ export function render(what: string, data: any): string {
     }
     case "counters": {
       const c = data.counters ?? data;
-      const out = [`frames: rx ${c.frames.rx}  forwarded ${c.frames.forwarded}  outputs ${c.frames.outputs ?? "-"}  dropped ${c.frames.dropped}`];
+      const out = [`frames: rx ${c.frames.rx}  forwarded ${c.frames.forwarded}  outputs ${c.frames.outputs ?? "-"}  dropped ${c.frames.dropped}` +
+        (data.clearedAt ? `   (since counters clear at ${iso(data.clearedAt)})` : "")];
       const drops = Object.entries(c.drops as Record<string, number>).filter(([, n]) => n > 0);
       out.push("", table([["DROP REASON", "FRAMES"], ...(drops.length ? drops.map(([k, n]) => [k, String(n)]) : [["(none)", "0"]])]));
       out.push("", table([["PORT", "RX FRAMES", "RX BYTES", "TX FRAMES", "TX BYTES", "DROPS"],
         ...Object.entries(c.ports as Record<string, any>).map(([k, p]) => [k, p.rxFrames, p.rxBytes, p.txFrames, p.txBytes, p.drops].map(String))]));
       out.push("", table([["VN", "RX", "TX", "ENCAP", "DECAP", "FLOOD", "DROPS"],
         ...Object.entries(c.vns as Record<string, any>).map(([k, v]) => [k, v.rxFrames, v.txFrames, v.encap, v.decap, v.flood, v.drops].map(String))]));
+      // Packet I/O (--io afpacket): the kernel's ring drops per interface and each worker's figures.
+      if (data.io) out.push("", table([["INTERFACE", "RING DROPS", "RING FREEZES", "OVERSIZE", "SEND ERRORS", "CSUM OFFLOAD"],
+        ...Object.entries(data.io as Record<string, any>).map(([k, x]) => [k, x.kernelDrops, x.kernelFreezes, x.oversize, x.txErrors, x.csumNotReady].map(String))]));
+      if (data.perWorker) out.push("", table([["WORKER", "RX", "FORWARDED", "DROPPED", "BATCHES"],
+        ...(data.perWorker as any[]).map((w, i) => [i, w.rx, w.forwarded, w.dropped, w.batches].map(String))]));
       return out.join("\n");
+    }
+    case "summary": {
+      const d = data;
+      const lines = [
+        `NVE ${d.nve} (nvedge ${d.version}), up ${dur(d.uptimeSeconds)}, boot ${d.bootId}, packet I/O ${d.io}, log level ${d.logLevel}`,
+        `  underlay  ${d.underlay.port}  ${d.underlay.ip}  ${d.underlay.mac}`,
+        `  broker    ${d.broker.url}  ${d.broker.connected ? "connected" : "DISCONNECTED"}`,
+        `  hypervisors online ${d.hypervisors.online}/${d.hypervisors.configured}   VNs ${d.vns}   VNICs ${d.vnics}   bindings ${d.bindings}   remotes ${d.remotes}`,
+      ];
+      for (const p of d.ports) lines.push(`  port ${p.port}: ${p.hypervisors} hypervisors, ${p.vaps} VNs attached`);
+      if (d.frames) lines.push(`  frames rx ${d.frames.rx}  forwarded ${d.frames.forwarded}  dropped ${d.frames.dropped}` +
+        (d.dropsLastMinute ? `   drops in the last ${d.dropsLastMinute.seconds >= 55 ? "minute" : `${d.dropsLastMinute.seconds} s`}: ${d.dropsLastMinute.drops}` : ""));
+      return lines.join("\n");
+    }
+    case "remotes": {
+      const rows = [["NVE", "IP", "VNS", "MACS", "SOURCE"]];
+      for (const r of data) rows.push([r.nve, r.ip, r.vns.join(","), String(r.macs), r.source]);
+      return table(rows);
+    }
+    case "hypervisors": {
+      const rows = [["HV", "PORT", "STATE", "VNICS", "HOLD UNTIL"]];
+      for (const h of data) rows.push([h.hv, h.port, h.state, String(h.vnics), h.holdUntil ? iso(h.holdUntil) : ""]);
+      return table(rows);
     }
   }
   return JSON.stringify(data, null, 1);
 }
 
+/** `show bindings` rows kept by --vn (id or alias, matched against the VN id), --mac and --port (a local port or a remote NVE). */
+export function filterBindings(rows: any[], f: { vn?: string; mac?: string; port?: string }, vnsList?: any[]): any[] {
+  let vnId: number | undefined;
+  if (f.vn !== undefined) {
+    vnId = /^\d+$/.test(f.vn) ? Number(f.vn) : vnsList?.find((v) => v.alias === f.vn || v.name === f.vn)?.id;
+    if (vnId === undefined) throw new UsageError(`--vn ${f.vn}: no such VN on this NVE`);
+  }
+  const mac = f.mac?.toLowerCase();
+  return rows.filter((b) => (vnId === undefined || b.vn === vnId) && (mac === undefined || b.mac === mac) &&
+    (f.port === undefined || b.port === f.port || b.nve === f.port));
+}
+
 export async function showCommand(argv: string[]): Promise<number> {
-  const p = parseOpts(argv, { json: { type: "boolean" }, store: { type: "string" }, socket: { type: "string" } }, HELP, true);
+  const p = parseOpts(argv, { json: { type: "boolean" }, store: { type: "string" }, socket: { type: "string" },
+    vn: { type: "string" }, mac: { type: "string" }, port: { type: "string" } }, HELP, true);
   if (!p) return 0;
-  const what = p.positionals[0];
-  if (p.positionals.length !== 1 || !["bindings", "vns", "ports", "counters"].includes(what))
-    throw new UsageError(`expected one of bindings, vns, ports, counters${what ? `, got "${p.positionals.join(" ")}"` : ""}\n${HELP}`);
-  const path = p.values.socket ?? join(resolve(p.values.store ?? "nvedge-data"), "nvedge.sock");
-  const data = await adminRequest(path, { cmd: "show", what });
+  const what = p.positionals[0] ?? "summary";
+  if (p.positionals.length > 1 || !VIEWS.includes(what))
+    throw new UsageError(`expected one of ${VIEWS.join(", ")}, got "${p.positionals.join(" ")}"\n${HELP}`);
+  const { vn, mac, port } = p.values;
+  if ((vn ?? mac ?? port) !== undefined && what !== "bindings") throw new UsageError(`--vn, --mac and --port filter \`show bindings\` only\n${HELP}`);
+  if (mac !== undefined && !/^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/.test(mac)) throw new UsageError(`--mac ${mac}: not a MAC (xx:xx:xx:xx:xx:xx)`);
+  const path = socketOf(p.values);
+  let data = await adminRequest(path, { cmd: "show", what }) as any;
+  if (what === "bindings" && (vn ?? mac ?? port) !== undefined)
+    data = filterBindings(data, { vn, mac, port }, vn !== undefined && !/^\d+$/.test(vn) ? await adminRequest(path, { cmd: "show", what: "vns" }) as any[] : undefined);
   console.log(p.values.json ? JSON.stringify(data, null, 1) : render(what, data));
   return 0;
 }

@@ -7,10 +7,11 @@ import { readFileSync } from "node:fs";
 import { imaTopics } from "../protocol/ima-topics.js";
 import { IDENT } from "../protocol/topics.js";
 import type { VnRecord } from "../protocol/ima-topics.js";
-import { parseOpts, UsageError } from "./args.js";
+import { parseOpts, readPasswordFile, UsageError } from "./args.js";
 
 const COMMON = `  --broker URL      the broker (default $NVEDGE_BROKER or mqtt://127.0.0.1:1883)
-  --as NAME         operator identity (default "operator"); --password PW (or $NVEDGE_MQTT_PASSWORD)
+  --as NAME         operator identity (default "operator")
+  --password-file F its broker password, the file's first line (else $NVEDGE_MQTT_PASSWORD)
   --cert F --key F --ca F   TLS client certificate (the certificate's CN is the identity)
   --timeout MS      how long to wait for the IMA (default 10000)
   --json            machine-readable output`;
@@ -23,6 +24,9 @@ const HELP = `usage: nvedge vn <command> [options]
   nvedge vn set-profile VN (--profile JSON | --encap E [--mtu N] ...)
   nvedge vn frozen [VN]        MACs frozen as duplicates (RFC 7432 §15), in one VN or all
   nvedge vn unfreeze VN MAC    lifts a MAC's freeze: it stays where it is, the next move is accepted
+  nvedge vn disconnect VN --vnic UUID [--reason TEXT] [--socket PATH | --store DIR]
+        (to the local NVE's admin socket, not the IMA: the NVE disconnects the VNIC
+        from the VN and tells its End Device, RFC 8394 Req-6)
 
 VN is an id, an alias or a name (uuid). Profile fields (PROTOCOL.md §5) may be
 given one by one: --encap, --mtu, --service l2|l3, --port-security, --arp-suppress,
@@ -31,12 +35,13 @@ given one by one: --encap, --mtu, --service l2|l3, --port-security, --arp-suppre
 ${COMMON}`;
 
 const SPEC = {
-  broker: { type: "string" }, as: { type: "string" }, password: { type: "string" }, json: { type: "boolean" },
+  broker: { type: "string" }, as: { type: "string" }, "password-file": { type: "string" }, json: { type: "boolean" },
   cert: { type: "string" }, key: { type: "string" }, ca: { type: "string" }, timeout: { type: "string" },
   alias: { type: "string" }, id: { type: "string" }, vni: { type: "string" }, name: { type: "string" },
   profile: { type: "string" }, encap: { type: "string" }, mtu: { type: "string" }, service: { type: "string" },
   "port-security": { type: "boolean" }, "arp-suppress": { type: "boolean" }, learn: { type: "string" },
   dscp: { type: "string" }, pcp: { type: "string" },
+  vnic: { type: "string" }, reason: { type: "string" }, socket: { type: "string" }, store: { type: "string" },
 } as const;
 
 type Values = Record<string, string | boolean | undefined>;
@@ -97,7 +102,7 @@ export async function operatorRequest(v: Values, op: string, body: Record<string
     }
   };
   const client = await mqtt.connectAsync(url, {
-    username: who, password: (v.password as string | undefined) ?? process.env.NVEDGE_MQTT_PASSWORD ?? process.env.NVEDGE_PASSWORD,
+    username: who, password: (v["password-file"] !== undefined ? readPasswordFile(v["password-file"] as string) : undefined) ?? process.env.NVEDGE_MQTT_PASSWORD ?? process.env.NVEDGE_PASSWORD,
     clientId: `${who}-vn-${randomBytes(4).toString("hex")}`, reconnectPeriod: 0, connectTimeout: timeout,
     ...(tls ? { ca: read(v.ca as string, "--ca"), cert: read(v.cert as string, "--cert"), key: read(v.key as string, "--key"), rejectUnauthorized: true } : {}),
   }).catch((e) => {
@@ -154,7 +159,8 @@ export async function vnCommand(argv: string[]): Promise<number> {
     console.log(HELP);
     return sub ? 0 : 2;
   }
-  if (!["create", "delete", "list", "set-profile", "frozen", "unfreeze"].includes(sub)) throw new UsageError(`unknown subcommand ${JSON.stringify(sub)}\n${HELP}`);
+  if (!["create", "delete", "list", "set-profile", "frozen", "unfreeze", "disconnect"].includes(sub)) throw new UsageError(`unknown subcommand ${JSON.stringify(sub)}\n${HELP}`);
+  if (rest.includes("--password")) throw new UsageError(`--password is gone: a password on the command line is visible to every user (ps); use --password-file FILE or $NVEDGE_MQTT_PASSWORD\n${HELP}`);
   const p = parseOpts(rest, SPEC, HELP, true);
   if (!p) return 0;
   const v = p.values as Values;
@@ -164,7 +170,16 @@ export async function vnCommand(argv: string[]): Promise<number> {
     return vnRef(pos[0]);
   };
   let op: string, body: Record<string, unknown>;
-  if (sub === "create") {
+  if (sub === "disconnect") {
+    const vn = oneVn();
+    const vnic = v.vnic as string | undefined;
+    if (vnic === undefined) throw new UsageError(`missing --vnic\n${HELP}`);
+    if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(vnic)) throw new UsageError(`--vnic ${vnic}: not a lower-case RFC 4122 UUID`);
+    const { ask } = await import("./admin-cmds.js");
+    await ask(v as { socket?: string; store?: string }, { cmd: "vn.disconnect", vnic, vn: vn.id ?? vn.name ?? vn.alias, ...(v.reason ? { reason: v.reason } : {}) });
+    console.log(`VNIC ${vnic} disconnected from VN ${pos[0]}`);
+    return 0;
+  } else if (sub === "create") {
     if (pos.length) throw new UsageError(`unexpected argument ${JSON.stringify(pos[0])}: give the alias with --alias`);
     if (v.alias === undefined) throw new UsageError(`missing --alias\n${HELP}`);
     const id = int(v.id as string | undefined, "--id", 1, 16777215);

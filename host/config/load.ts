@@ -6,6 +6,7 @@ import { parse as parseYaml } from "yaml";
 import { Ajv } from "ajv";
 import { configSchema } from "./schema.js";
 import { hvId, type NveConfig } from "./types.js";
+import { checkConfig, dottedKey } from "./check.js";
 
 export class ConfigError extends Error {
   constructor(public file: string, public key: string, message: string) {
@@ -35,6 +36,9 @@ export function parseConfig(text: string, file: string): NveConfig {
   }
   const cfg = raw as NveConfig;
   crossCheck(cfg, file);
+  // The rules of `nvedge config check` (duplicate/conflicting remotes, MACs, tags): the first one refuses the file.
+  const problem = checkConfig(cfg)[0];
+  if (problem) throw new ConfigError(file, dottedKey(problem.path), problem.message);
   return cfg;
 }
 

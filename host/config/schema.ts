@@ -99,5 +99,11 @@ export const configSchema = {
     ima: { type: "object", additionalProperties: false, properties: {
       id: { type: "string", pattern: ID, default: "ima" },
       operators: { type: "array", default: [], items: { type: "string", pattern: ID } } } },
+    // Prometheus /metrics, /healthz, /readyz (issue 13); --metrics HOST:PORT wins.
+    metrics: { type: "object", additionalProperties: false, properties: {
+      listen: { type: "string", pattern: "^(\\[[0-9A-Fa-f:.]+\\]|[^:\\[\\]]+):[0-9]{1,5}$" } } },
+    // Logging (issue 13); --log-level / --log-format win; level is re-read on reload.
+    log: { type: "object", additionalProperties: false, properties: {
+      level: { enum: ["fatal", "error", "warn", "info", "debug", "trace", "silent"] }, format: { enum: ["json", "text"] } } },
   },
 } as const;

@@ -27,4 +27,8 @@ export interface NveConfig {
   auth?: { passwordFile?: string; aclFile?: string; tls?: { cert: string; key: string; ca: string } };
   /** present = the NVE uses the mapping authority (PROTOCOL.md §6) */
   ima?: { id: string; operators: string[] };
+  /** Prometheus endpoint (issue 13) */
+  metrics?: { listen?: string };
+  /** logging (issue 13) */
+  log?: { level?: string; format?: string };
 }

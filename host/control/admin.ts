@@ -21,6 +21,8 @@ export interface AdminOptions {
   /** One frame through the running data plane (like `nvedge trace`, but on the live tables). */
   trace?: (port: string, frame: Uint8Array) => unknown;
   log?: (l: string) => void;
+  /** More commands (host/cli/admin-extras.ts: log-level, reload, counters.clear, capture, summary views). */
+  extra?: Record<string, (m: Msg) => Promise<unknown> | unknown>;
 }
 
 
@@ -41,7 +43,9 @@ async function handle(o: AdminOptions, m: Msg): Promise<unknown> {
         case "counters":
           if (!o.counters) throw new ProtocolError("bad-request", "this NVE runs without a data plane that keeps counters");
           return await o.counters();
-        default: throw new ProtocolError("bad-request", `show: unknown view ${JSON.stringify(m.what)} (bindings, vns, ports, counters, hv)`, "what");
+        default:
+          if (typeof m.what === "string" && o.extra && Object.hasOwn(o.extra, `show.${m.what}`)) return await o.extra[`show.${m.what}`](m);
+          throw new ProtocolError("bad-request", `show: unknown view ${JSON.stringify(m.what)} (bindings, vns, ports, counters, hv)`, "what");
       }
     case "vnic.remove": return c.removeVnic(str("vnic"), reason);
     case "vn.disconnect": return c.disconnectVnic(str("vnic"), m.vn as never, reason);
@@ -55,9 +59,11 @@ async function handle(o: AdminOptions, m: Msg): Promise<unknown> {
       if (!o.trace) throw new ProtocolError("bad-request", "this NVE's data plane cannot trace frames (--io afpacket)");
       const hex = str("frame");
       if (!/^([0-9a-fA-F]{2})+$/.test(hex)) throw new ProtocolError("bad-request", `"frame" must be hex bytes`, "frame");
-      return o.trace(str("port"), Buffer.from(hex, "hex"));
+      return await o.trace(str("port"), Buffer.from(hex, "hex"));
     }
-    default: throw new ProtocolError("unknown-op", `unknown admin command ${JSON.stringify(m.cmd)}`, "cmd");
+    default:
+      if (typeof m.cmd === "string" && o.extra && Object.hasOwn(o.extra, m.cmd)) return await o.extra[m.cmd](m);
+      throw new ProtocolError("unknown-op", `unknown admin command ${JSON.stringify(m.cmd)}`, "cmd");
   }
 }
 

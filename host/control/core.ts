@@ -800,6 +800,31 @@ export class NveCore {
     });
   }
 
+  /**
+   * A reloaded configuration (host/cli/reload.ts, issue 13), in the queue like
+   * any change: `ops` (the static state's diff) programmed, the catalog
+   * changed, then the new file's ports, timers and limits take effect and its
+   * static VNICs are reconciled the way they are at start (a sync per port as
+   * CONFIG_HV: what did not change is not touched).
+   */
+  reconfigure(next: NveConfig, ops: DpOp[], catalogChange: (c: VnCatalog) => void, limits?: Partial<Limits>): Promise<void> {
+    return this.enqueue(async () => {
+      if (ops.length) await this.o.programmer.apply(ops);
+      catalogChange(this.catalog);
+      this.o.config = next;
+      this.hvPort.clear();
+      for (const p of next.ports) for (const hv of p.hypervisors) this.hvPort.set(hv, p.name);
+      Object.assign(this.settings, {
+        holdMs: next.timers?.holdMs ?? 10000, agentHoldMs: next.timers?.agentHoldMs ?? 30000,
+        tagQuarantineMs: next.timers?.tagQuarantineMs ?? 5000, maxPayload: next.limits?.maxPayload ?? DEFAULT_MAX_PAYLOAD,
+      });
+      if (limits) this.settings.limits = { ...this.settings.limits, ...limits };
+      const stat = staticVnics(next, this.catalog);
+      for (const p of next.ports)
+        await this.transact(configHv(p.name), p.name, (ctx) => sync(ctx, { id: "config", op: "sync", syncId: randomUUID(), vnics: stat.get(p.name) ?? [], final: true }));
+    });
+  }
+
   /** Waits for every queued change, then refuses new ones and stops the timer. */
   async close(): Promise<void> {
     await this.queue;

@@ -9,6 +9,7 @@ import { ProtocolError } from "../protocol/errors.js";
 import { parseNveTopic, topics } from "../protocol/topics.js";
 import { PROTOCOL_VERSION, type Event } from "../protocol/types.js";
 import { NveCore, type NveCoreOptions } from "./core.js";
+import { VERSION } from "../version.js";
 
 export type { BrokerConnection } from "../protocol/mqtt.js";
 
@@ -44,7 +45,16 @@ function connectWhenReachable(url: string, log: (l: string) => void, opts: IClie
   });
 }
 
+/** The op of a request payload, for the metrics only (the codec decodes it properly): bounded, no JSON parse. */
+function opOf(payload: Buffer): string {
+  const m = /"op"\s*:\s*"([a-z.]{1,24})"/.exec(payload.subarray(0, 1024).toString("latin1"));
+  return m ? m[1] : "other";
+}
+
 export class NveService {
+  /** Told of every answered request (host/metrics): the op, "ok" or the error code, the seconds it took. */
+  observe: ((op: string, code: string, seconds: number) => void) | undefined;
+
   private constructor(readonly core: NveCore, readonly client: MqttClient, private pv: number, private log: (l: string) => void) {}
 
   static async start(o: NveServiceOptions): Promise<NveService> {
@@ -77,7 +87,7 @@ export class NveService {
   /** The retained online status with this run's bootId (a new bootId tells agents to resync, §3). */
   private async announce(): Promise<void> {
     const s = this.core.settings;
-    const body = { state: "online", bootId: s.bootId, protocol: PROTOCOL_VERSION };
+    const body = { state: "online", bootId: s.bootId, protocol: PROTOCOL_VERSION, version: VERSION };
     await this.client.publishAsync(topics.nveStatus(s.nve), encode(body), publishOptions(this.pv, true)).catch((e) => this.log(`mqtt: status: ${e.message}`));
   }
 
@@ -98,7 +108,9 @@ export class NveService {
       if (state === "online" || state === "offline") void this.core.agentStatus(t.hv, state === "online");
       return;
     }
+    const t0 = this.observe ? performance.now() : 0;
     this.core.request(t.hv, payload).then((rsp) => {
+      if (this.observe) this.observe(opOf(payload), rsp.ok ? "ok" : String((rsp.error as { code?: unknown } | undefined)?.code ?? "other"), (performance.now() - t0) / 1000);
       if (!this.client.connected && this.client.disconnecting) return;
       if ((rsp.error as { code?: string } | undefined)?.code === "rate-limited" && !this.core.answerRateLimited(t.hv)) return;
       this.cork();

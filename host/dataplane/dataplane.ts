@@ -801,18 +801,45 @@ export class DataPlane {
 
   /** One frame through the pipeline with every decision recorded. */
   trace(port: string, frame: Uint8Array): { steps: string[]; outputs: { port: string; frame: Uint8Array }[]; drop?: string } {
-    const before = this.counters().drops;
+    const before = this.traceBegin();
+    let outputs;
+    try { outputs = this.run(port, [frame]); } finally { this.ex.setTrace(0); }
+    const r = this.traceEnd(port, frame.length, outputs, before);
+    return { steps: r.steps, outputs: r.outputs, drop: r.drop };
+  }
+
+  /** Every drop reason's counter, by index (dropNames order). */
+  dropsNow(): number[] {
+    const dp = this.ex.dropCtrPtr() as number;
+    return this.dropNames.map((_, i) => Number(this.dv.getBigUint64(dp + i * 8, true)));
+  }
+
+  /**
+   * Records the decisions of the frames processed from now on (the last one's
+   * are kept) until traceEnd(); returns the drop counters to compare with.
+   * trace() uses it around one run(); the packet I/O worker's live trace
+   * (`nvedge trace --live`, `nvedge capture --drops`) around one process(1).
+   */
+  traceBegin(): number[] {
+    const before = this.dropsNow();
     this.ex.setTrace(1);
     const base = this.ex.tracePtr();
     this.u8.fill(0, base, base + 32);
-    let outputs;
-    try { outputs = this.run(port, [frame]); } finally { this.ex.setTrace(0); }
+    return before;
+  }
+
+  /** The recorded decisions of the frame since traceBegin(): steps, outputs, the drop reason, the VN id. */
+  traceEnd(port: string, frameLen: number, outputs: { port: string; frame: Uint8Array }[], before: number[]):
+    { steps: string[]; outputs: { port: string; frame: Uint8Array }[]; drop?: string; vn?: number } {
+    this.ex.setTrace(0);
+    const base = this.ex.tracePtr();
     const f = (k: number) => this.dv.getUint32(base + k, true);
-    const after = this.counters().drops;
-    const drop = Object.keys(after).find((k) => after[k] !== before[k]);
+    const after = this.dropsNow();
+    const di = after.findIndex((n, i) => n !== before[i]);
+    const drop = di >= 0 ? this.dropNames[di] : undefined;
     const steps: string[] = [];
     const pi = this.ports.get(port);
-    steps.push(`port ${port}: ${pi === undefined ? "unknown" : pi === this.underlayPort ? "underlay" : "access"}, ${frame.length} bytes`);
+    steps.push(`port ${port}: ${pi === undefined ? "unknown" : pi === this.underlayPort ? "underlay" : "access"}, ${frameLen} bytes`);
     const vni = f(8);
     if (vni) steps.push(`vni ${vni}`);
     const vnIdx = f(4);
@@ -839,7 +866,8 @@ export class DataPlane {
     if (ac) steps.push(`action: ${ac}`);
     for (const o of outputs) steps.push(`out ${o.port}: ${o.frame.length} bytes`);
     if (drop) steps.push(`drop: ${drop}`);
-    return { steps, outputs: outputs.map(({ port, frame }) => ({ port, frame })), drop };
+    const vn = vnIdx ? this.vnById[vnIdx - 1] : undefined;
+    return { steps, outputs: outputs.map(({ port, frame }) => ({ port, frame })), drop, vn };
   }
 
   // ---------------------------------------------------------------- counters

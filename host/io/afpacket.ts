@@ -26,7 +26,7 @@ import { workerUrl } from "../paths.js";
 import type { DataPlaneProgrammer, DpOp } from "../dataplane/ops.js";
 import { DataPlaneError } from "../dataplane/dataplane.js";
 import type { NveConfig } from "../config/types.js";
-import type { FromWorker, ToWorker, WorkerInit, LoopStats } from "./worker.js";
+import type { FromWorker, ToWorker, WorkerInit, LoopStats, TapSpec, TappedFrame } from "./worker.js";
 import type { SocketStats } from "./addon.js";
 
 export interface AfPacketOptions {
@@ -107,7 +107,63 @@ export class WorkerPool implements DataPlaneProgrammer {
     if (!this.stopping) void this.stop();
   }
 
+  private taps = new Map<number, (frames: TappedFrame[]) => void>();
+  private tapSeq = 0;
+
+  /**
+   * The next `count` frames matching `match` (kind "trace": every frame, with
+   * its decisions and outputs; "drops": dropped frames only, optionally of one
+   * `reason`), from every worker, or what came within `timeoutMs`. One tap at
+   * a time; the workers go back to whole batches as soon as it ends.
+   */
+  async capture(o: { kind: "trace" | "drops"; count: number; timeoutMs: number; match?: TapSpec["match"]; reason?: string }): Promise<TappedFrame[]> {
+    if (this.taps.size) throw new Error("another capture or live trace is running on this NVE; try again when it ends");
+    const id = ++this.tapSeq;
+    const out: TappedFrame[] = [];
+    let done!: () => void;
+    const finished = new Promise<void>((r) => { done = r; });
+    this.taps.set(id, (frames) => {
+      for (const f of frames) if (out.length < o.count) out.push(f);
+      if (out.length >= o.count) done();
+    });
+    const timer = setTimeout(() => done(), o.timeoutMs);
+    try {
+      await this.broadcast((seq) => ({ type: "tap", seq, tap: { id, kind: o.kind, count: o.count, match: o.match ?? {}, reason: o.reason } }));
+      await Promise.race([finished, this.closed]);
+    } finally {
+      clearTimeout(timer);
+      this.taps.delete(id);
+      if (!this.stopping) await this.broadcast((seq) => ({ type: "tap", seq, tap: null })).catch(() => undefined);
+    }
+    return out.sort((a, b) => a.ts - b.ts);
+  }
+
+  /** One frame through the first worker's data plane, its decisions and outputs (not sent). */
+  trace(port: string, frame: Uint8Array): Promise<{ steps: string[]; drop?: string; outputs: { port: string; frame: Uint8Array }[] }> {
+    if (this.stopping) return Promise.reject(new Error("the packet I/O workers are stopped"));
+    const seq = ++this.seq;
+    const done = new Promise<unknown[]>((resolve, reject) => {
+      this.pending.set(seq, { left: 1, results: [], resolve, reject });
+    });
+    const addon = loadAddon();
+    this.ports[0].postMessage({ type: "trace", seq, port, frame } satisfies ToWorker);
+    Atomics.store(this.ctl, 0, 1);
+    addon.wake(this.wakeFds[0]);
+    return done.then((r) => r[0] as { steps: string[]; drop?: string; outputs: { port: string; frame: Uint8Array }[] });
+  }
+
   private onMessage(m: FromWorker): void {
+    if (m.type === "traced") {
+      const p = this.pending.get(m.seq);
+      if (!p) return;
+      this.pending.delete(m.seq);
+      p.resolve([{ steps: m.steps, drop: m.drop, outputs: m.outputs }]);
+      return;
+    }
+    if (m.type === "tapped") {
+      this.taps.get(m.tap)?.(m.frames);
+      return;
+    }
     if (m.type !== "applied" && m.type !== "counters") {
       if (m.type === "error") this.fail(new Error(m.message));
       return;

@@ -27,7 +27,25 @@ export interface WorkerInit {
   idlePollMs: number;
 }
 
+/**
+ * A live tap (`nvedge trace --live`, `nvedge capture --drops`, issue 13): while
+ * one is set, the worker takes its batches one frame at a time with the data
+ * plane's trace on, so each frame's decisions and drop reason are known; the
+ * frames are still forwarded as usual. Only for diagnosis: slower, bounded by
+ * `count` and by the main thread's timeout, and off again at once after.
+ */
+export interface TapSpec {
+  id: number;
+  kind: "trace" | "drops";
+  count: number;
+  match: { port?: string; mac?: string; vn?: number; ethertype?: number };
+  reason?: string;
+}
+export interface TappedFrame { port: string; frame: Uint8Array; ts: number; drop?: string; vn?: number; steps?: string[]; outputs?: { port: string; frame: Uint8Array }[] }
+
 export type ToWorker =
+  | { type: "tap"; seq: number; tap: TapSpec | null }
+  | { type: "trace"; seq: number; port: string; frame: Uint8Array }
   | { type: "apply"; seq: number; ops: DpOp[] }
   | { type: "counters"; seq: number }
   | { type: "stop"; seq: number };
@@ -37,7 +55,9 @@ export type FromWorker =
   | { type: "error"; id: number; message: string }
   | { type: "applied"; id: number; seq: number; error?: { name: string; message: string; index?: number; field?: string } }
   | { type: "counters"; id: number; seq: number; counters: unknown; io: Record<string, SocketStats>; loop: LoopStats }
-  | { type: "stopped"; id: number };
+  | { type: "stopped"; id: number }
+  | { type: "tapped"; id: number; tap: number; frames: TappedFrame[] }
+  | { type: "traced"; id: number; seq: number; steps: string[]; drop?: string; outputs: { port: string; frame: Uint8Array }[] };
 
 export interface LoopStats {
   /** Batches processed (one dp.process call each, more only when the output area filled). */
@@ -78,6 +98,8 @@ async function main(): Promise<void> {
   let byPort: number[] = [];
   const loop: LoopStats = { batches: 0, outputs: 0, unsent: 0, partial: 0, unprocessed: 0 };
   let running = true;
+  let tap: (TapSpec & { sent: number; mac?: Uint8Array; portIdx?: number }) | null = null;
+  const dv = new DataView(mem);
 
   // Port indices come from the data plane once a {op:"port"}/{op:"underlay"}
   // names the interface; every worker applies the same ops in the same order,
@@ -115,6 +137,17 @@ async function main(): Promise<void> {
         post({ type: "counters", id: init.id, seq: msg.seq, counters: dp.counters(), io, loop: { ...loop } });
       } else if (msg.type === "stop") {
         running = false;
+      } else if (msg.type === "trace") {
+        // One frame through this worker's tables (`nvedge trace --port --frame` on a running NVE):
+        // between batches, so the slots are free; its outputs are shown, not sent.
+        const r = dp.trace(msg.port, msg.frame);
+        post({ type: "traced", id: init.id, seq: msg.seq, steps: r.steps, ...(r.drop ? { drop: r.drop } : {}), outputs: r.outputs });
+      } else if (msg.type === "tap") {
+        const t = msg.tap;
+        tap = t ? { ...t, sent: 0,
+          ...(t.match.mac ? { mac: Uint8Array.from(t.match.mac.split(":").map((x) => parseInt(x, 16))) } : {}),
+          ...(t.match.port !== undefined ? { portIdx: dp.portIndex(t.match.port) } : {}) } : null;
+        post({ type: "applied", id: init.id, seq: msg.seq });
       }
     }
   };
@@ -123,6 +156,55 @@ async function main(): Promise<void> {
     if (outs === 0) return;
     loop.outputs += outs;
     loop.unsent += outs - addon.send(byPort, mem, L.outDescBase, L.hdrBase, L.hdrSlot, outs);
+  };
+
+  // The tap's filter on the frame as received: port, MAC (source or
+  // destination), EtherType (after an 802.1Q tag when there is one).
+  const wanted = (t: NonNullable<typeof tap>, port: number, at: number, len: number): boolean => {
+    if (t.portIdx !== undefined && port !== t.portIdx) return false;
+    if (len < 14) return t.mac === undefined && t.match.ethertype === undefined;
+    if (t.mac) {
+      let dst = true, src = true;
+      for (let k = 0; k < 6; k++) {
+        if (u8[at + k] !== t.mac[k]) dst = false;
+        if (u8[at + 6 + k] !== t.mac[k]) src = false;
+      }
+      if (!dst && !src) return false;
+    }
+    if (t.match.ethertype !== undefined) {
+      let et = (u8[at + 12] << 8) | u8[at + 13];
+      if (et === 0x8100 && len >= 18) et = (u8[at + 16] << 8) | u8[at + 17];
+      if (et !== t.match.ethertype) return false;
+    }
+    return true;
+  };
+
+  /** A batch with a tap set: one frame at a time through process(1), each traced (see TapSpec). */
+  const processTapped = (n: number, t: NonNullable<typeof tap>) => {
+    const got: TappedFrame[] = [];
+    for (let i = 0; i < n; i++) {
+      if (i > 0) {
+        u8.copyWithin(L.slotBase, L.slotBase + i * L.slotSize, L.slotBase + (i + 1) * L.slotSize);
+        u8.copyWithin(L.inDescBase, L.inDescBase + i * 8, L.inDescBase + i * 8 + 8);
+      }
+      const off = dv.getUint16(L.inDescBase, true), len = dv.getUint16(L.inDescBase + 2, true), port = dv.getUint16(L.inDescBase + 4, true);
+      const at = L.slotBase + off;
+      const want = t.sent < t.count && wanted(t, port, at, len);
+      const copy = want ? u8.slice(at, at + len) : undefined;
+      const before = want ? dp.traceBegin() : undefined;
+      loop.batches++;
+      const outs = dp.process(1);
+      const outputs = want && t.kind === "trace" ? Array.from({ length: outs }, (_, j) => { const o = dp.output(j); return { port: dp.portName(o.port), frame: o.frame }; }) : [];
+      sendOut(outs);
+      if (!want) continue;
+      const r = dp.traceEnd(dp.portName(port), len, outputs, before!);
+      if (t.match.vn !== undefined && r.vn !== t.match.vn) continue;
+      if (t.kind === "drops" && (!r.drop || (t.reason !== undefined && r.drop !== t.reason))) continue;
+      t.sent++;
+      got.push({ port: dp.portName(port), frame: copy!, ts: Date.now(), ...(r.drop ? { drop: r.drop } : {}), ...(r.vn !== undefined ? { vn: r.vn } : {}),
+        ...(t.kind === "trace" ? { steps: r.steps, outputs: r.outputs } : {}) });
+    }
+    if (got.length) post({ type: "tapped", id: init.id, tap: t.id, frames: got });
   };
 
   let rot = 0;
@@ -142,6 +224,10 @@ async function main(): Promise<void> {
     rot = rot + 1 === S ? 0 : rot + 1;
     if (n === 0) {
       addon.poll(handles, init.idlePollMs, init.wakeFd);
+      continue;
+    }
+    if (tap) {
+      processTapped(n, tap);
       continue;
     }
     loop.batches++;

@@ -210,12 +210,15 @@ export async function runDemo(o: DemoOptions): Promise<number> {
         if (stopping) break;
         const now = await snapshot(lab);
         const dp = nveUp ? await dataPlaneCounters(lab) : "";
-        process.stdout.write(`\r[${String(Math.round((Date.now() - start) / 1000)).padStart(4)} s] ${line(lab, prev, now)}${dp}   `);
+        // On a terminal one line rewritten in place; into a pipe or a file (a
+        // log, CI) one line per sample, without carriage returns (issue 13).
+        const sample = `[${String(Math.round((Date.now() - start) / 1000)).padStart(4)} s] ${line(lab, prev, now)}${dp}`;
+        process.stdout.write(process.stdout.isTTY ? `\r${sample}   ` : `${sample}\n`);
         prev = now;
         const dead = procs.filter((p) => p.exited !== undefined && !p.name.startsWith("ping"));
-        if (dead.length) { say(`\n${dead.map((p) => `${p.name} exited (${p.exited}), see ${p.log}`).join("; ")}`); break; }
+        if (dead.length) { say(`${process.stdout.isTTY ? "\n" : ""}${dead.map((p) => `${p.name} exited (${p.exited}), see ${p.log}`).join("; ")}`); break; }
       }
-      process.stdout.write("\n");
+      if (process.stdout.isTTY) process.stdout.write("\n");
     }
     return 0;
   } catch (e) {

@@ -25,6 +25,7 @@
 // microseconds). Every malformed file is rejected with a PcapError naming the
 // file and the byte offset at fault; nothing is returned from a bad file.
 import { readFileSync, writeFileSync } from "node:fs";
+import { parsePcapng } from "./pcapng.js";
 
 export const PCAP_MAGIC_USEC = 0xa1b2c3d4;
 export const PCAP_MAGIC_NSEC = 0xa1b23c4d;
@@ -63,7 +64,7 @@ export class PcapError extends Error {
   }
 }
 
-/** Parses a classic pcap file held in memory. `file` only names it in errors. */
+/** Parses a classic pcap file (or a pcapng one, host/pcap/pcapng.ts) held in memory. `file` only names it in errors. */
 export function parsePcap(input: Uint8Array, file = "<buffer>"): PcapFile {
   // A plain Uint8Array view: Buffer#slice would share memory, and packets must be copies.
   const buf = new Uint8Array(input.buffer, input.byteOffset, input.byteLength);
@@ -82,7 +83,8 @@ export function parsePcap(input: Uint8Array, file = "<buffer>"): PcapFile {
       little = false;
       nanosecond = magicBE === PCAP_MAGIC_NSEC;
     } else if (magicLE === PCAPNG_MAGIC) {
-      throw new PcapError(file, 0, "is a pcapng file, not classic pcap (convert it with: editcap -F pcap IN OUT)");
+      // pcapng (what Wireshark writes by default; issue 13): its own reader.
+      return parsePcapng(buf, file);
     } else {
       throw new PcapError(file, 0, `bad magic 0x${magicBE.toString(16).padStart(8, "0")} (not a pcap file)`);
     }
@@ -129,7 +131,7 @@ export function parsePcap(input: Uint8Array, file = "<buffer>"): PcapFile {
   return { linkType, snaplen, bigEndian: !little, nanosecond, packets };
 }
 
-/** Reads a classic pcap file; throws PcapError (file and offset) when it is unreadable or malformed. */
+/** Reads a classic pcap or a pcapng file; throws PcapError (file and offset) when it is unreadable or malformed. */
 export function readPcap(file: string): PcapFile {
   let buf: Uint8Array;
   try {
