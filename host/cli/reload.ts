@@ -117,7 +117,7 @@ export async function applyConfig(core: NveCore, cur: NveConfig, next: NveConfig
   if (!same(cur.ports, next.ports)) changes.push("ports' hypervisors");
   if (!same(cur.timers, next.timers)) changes.push("timers");
   if (!same(cur.limits, next.limits)) changes.push("limits");
-  const limits = (next as { limits?: Partial<Limits> }).limits;
+  // reconfigure takes the new file's limits (issue 10) itself
   await core.reconfigure(next, ops, (cat) => {
     for (const id of before.keys()) if (!after.has(id)) cat.remove(id);
     for (const [id, v] of after) {
@@ -127,7 +127,7 @@ export async function applyConfig(core: NveCore, cur: NveConfig, next: NveConfig
         cat.add(structuredClone(v));
       }
     }
-  }, limits);
+  });
   for (const v of profileOnly) {
     await core.setProfile(v.id, v.profile);
     changes.push(`VN ${v.id} profile`);

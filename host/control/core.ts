@@ -111,15 +111,7 @@ export class NveCore {
     this.onEvent = o.onEvent ?? (() => {});
     this.catalog = VnCatalog.fromConfig(structuredClone(cfg));
     this.model = new Model(cfg.ports.map((p) => p.name));
-    const text = (l: (number | string)[]) => new Set(l.map(String));
-    for (const p of cfg.ports) {
-      this.hvsOnPort.set(p.name, p.hypervisors.length);
-      for (const h of p.hypervisors) {
-        this.hvPort.set(hvId(h), p.name);
-        const lists = [p.vns, typeof h === "string" ? undefined : h.vns].filter((l): l is (number | string)[] => l !== undefined);
-        if (lists.length) this.hvVns.set(hvId(h), lists.map(text));
-      }
-    }
+    this.indexPorts(cfg);
     const { maxPayload, ...cfgLimits } = cfg.limits ?? {} as Partial<NveConfig["limits"]>;
     this.settings = {
       nve: cfg.nve, bootId: o.bootId ?? randomUUID(),
@@ -140,6 +132,22 @@ export class NveCore {
   }
 
   /** May {hv} use VN `v`? Its port's `vns` and its own narrow it (PROTOCOL.md §2 Authority, INTERFACES.md). */
+  /** Which port each {hv} is on, how many share it, and its VN allow-lists (the port's, then its own). */
+  private indexPorts(cfg: NveConfig): void {
+    this.hvsOnPort.clear();
+    this.hvPort.clear();
+    this.hvVns.clear();
+    const text = (l: (number | string)[]) => new Set(l.map(String));
+    for (const p of cfg.ports) {
+      this.hvsOnPort.set(p.name, p.hypervisors.length);
+      for (const h of p.hypervisors) {
+        this.hvPort.set(hvId(h), p.name);
+        const lists = [p.vns, typeof h === "string" ? undefined : h.vns].filter((l): l is (number | string)[] => l !== undefined);
+        if (lists.length) this.hvVns.set(hvId(h), lists.map(text));
+      }
+    }
+  }
+
   mayUse(hv: string, v: VnConfig): boolean {
     if (isConfigHv(hv)) return true;
     const lists = this.hvVns.get(hv);
@@ -812,13 +820,15 @@ export class NveCore {
       if (ops.length) await this.o.programmer.apply(ops);
       catalogChange(this.catalog);
       this.o.config = next;
-      this.hvPort.clear();
-      for (const p of next.ports) for (const hv of p.hypervisors) this.hvPort.set(hv, p.name);
+      this.indexPorts(next);
       Object.assign(this.settings, {
         holdMs: next.timers?.holdMs ?? 10000, agentHoldMs: next.timers?.agentHoldMs ?? 30000,
         tagQuarantineMs: next.timers?.tagQuarantineMs ?? 5000, maxPayload: next.limits?.maxPayload ?? DEFAULT_MAX_PAYLOAD,
       });
-      if (limits) this.settings.limits = { ...this.settings.limits, ...limits };
+      // The file's limits (issue 10) as at start, then any given by the caller.
+      const { maxPayload: _mp, ...fileLimits } = next.limits ?? {} as Partial<NveConfig["limits"]>;
+      this.settings.limits = { ...DEFAULT_LIMITS, ...fileLimits, ...this.o.limits, ...limits };
+      this.guard.maxPrefixesPerHv = this.settings.limits.maxPrefixesPerHv;
       const stat = staticVnics(next, this.catalog);
       for (const p of next.ports)
         await this.transact(configHv(p.name), p.name, (ctx) => sync(ctx, { id: "config", op: "sync", syncId: randomUUID(), vnics: stat.get(p.name) ?? [], final: true }));
