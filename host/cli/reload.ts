@@ -21,7 +21,6 @@ import type { DpOp } from "../dataplane/ops.js";
 import { VnCatalog } from "../control/catalog.js";
 import { staticOps } from "../control/static.js";
 import type { NveCore } from "../control/core.js";
-import type { Limits } from "../control/context.js";
 import { isLevel, type Logger } from "../log/logger.js";
 import type { Notifier } from "../service/systemd.js";
 import type { NveMetrics } from "../metrics/metrics.js";
