@@ -14,6 +14,9 @@ import * as E from "./support/encoder.js";
 import * as F from "./support/frames.js";
 import { eqBytes } from "./support/dp-fixture.js";
 import { dissectFile, problems, stack, tsharkAvailable } from "./support/tshark.js";
+import { requireTool } from "./support/tools.js";
+
+const TSHARK = requireTool("tshark", tsharkAvailable, "the tshark dissection of nvedge pcap's output");
 
 // dist/test/x.js → the repository root.
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
@@ -86,7 +89,7 @@ for (const family of [4, 6] as F.Family[]) {
       assert.is(c.vns["200"].decap, 1);
       assert.match(r.stdout, /6 frames in/);
       // The captures the command wrote are what tshark expects of classic pcap: read and dissected cleanly.
-      if (tsharkAvailable()) {
+      if (TSHARK) {
         for (const port of [F.UPLINK, F.ACC2]) {
           const d = dissectFile(join(out, `${port}.pcap`));
           assert.is(d.length, port === F.UPLINK ? 4 : 3);

@@ -10,7 +10,8 @@ import * as assert from "uvu/assert";
 import { startAfPacket, type WorkerPool } from "../host/io/afpacket.js";
 import type { DpOp } from "../host/dataplane/ops.js";
 import { DataPlaneError } from "../host/dataplane/dataplane.js";
-import { isRoot, tmpNetns, injectFrames, capture, type Netns } from "./support/io-net.js";
+import { requireRootAnd } from "./support/tools.js";
+import { tmpNetns, injectFrames, capture, type Netns } from "./support/io-net.js";
 import { ethernet, ipv4Packet, udp, overlayFrame, bytesDiff, ETH_IPV4, IPPROTO_UDP } from "./support/encoder.js";
 
 const VM_MAC = "02:00:5e:00:00:01", REMOTE_MAC = "02:00:5e:00:00:02";
@@ -58,9 +59,7 @@ async function withLab(workers: number, body: (l: Lab) => Promise<void>, ring: {
   }
 }
 
-if (!isRoot()) {
-  console.log("io-pool.test: SKIPPED (needs root: network namespaces and CAP_NET_RAW)");
-} else {
+if (requireRootAnd([], "the packet I/O worker pool tests (network namespaces, CAP_NET_RAW)")) {
   test("a frame tagged 10 on the trunk leaves the underlay VXLAN-encapsulated (1 worker)", async () => {
     await withLab(1, async (l) => {
       const cap = await capture(l.ns, l.peer, 1, 4000);

@@ -7,7 +7,8 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { spawnSync } from "node:child_process";
 import { loadAddon, addonPath } from "../host/io/addon.js";
-import { isRoot, tmpNetns, injectFrames, capture } from "./support/io-net.js";
+import { tmpNetns, injectFrames, capture } from "./support/io-net.js";
+import { requireRootAnd } from "./support/tools.js";
 
 // The same layout rules as the data plane's ABI, at offsets of our choosing.
 const L = { slotBase: 0x10000, slotSize: 2048, headroom: 128, maxBatch: 256, inDescBase: 0x100000, outDescBase: 0x101000, hdrBase: 0x110000, hdrSlot: 128 };
@@ -28,9 +29,7 @@ function slotFrame(mem: WebAssembly.Memory, i: number): { off: number; len: numb
   return { off, len, port: dv.getUint16(d + 4, true), flags: dv.getUint16(d + 6, true), frame: new Uint8Array(mem.buffer.slice(start, start + len)) };
 }
 
-if (!isRoot()) {
-  console.log("io.test: SKIPPED (needs root: network namespaces and CAP_NET_RAW)");
-} else {
+if (requireRootAnd([], "the AF_PACKET addon tests (network namespaces, CAP_NET_RAW)")) {
   const addon = loadAddon();
 
   type Netns = ReturnType<typeof tmpNetns>;
