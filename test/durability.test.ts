@@ -8,7 +8,14 @@
 // the change is durable".
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
-import { NVE_POOL, brokerFixtures, nextNve, baseConfig, rawClient, startNve, type RunningBroker, type RunningNve, type StoreKind } from "./support/control-harness.js";
+import { execFileSync, spawnSync } from "node:child_process";
+import { appendFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import {
+  NVE_POOL, brokerFixtures, nextNve, baseConfig, rawClient, spawnNvedge, startNve, until, type RunningBroker, type RunningNve, type StoreKind,
+} from "./support/control-harness.js";
+import { requireRootAnd } from "./support/tools.js";
 import { FaultyStore, type FaultAt, type FaultCode } from "./support/faulty-store.js";
 import type { LocalChange } from "../host/ima/client.js";
 
@@ -100,3 +107,95 @@ for (const [kind, at, code] of cases) {
 }
 
 s.run();
+
+// ---------------------------------------------------------------- a real full disk under `nvedge run`
+
+// `nvedge run` on LMDB in a tmpfs of a few MiB that a filler file then fills:
+// the real ENOSPC from LMDB's page write (host/store/lmdb.ts "could not commit").
+// The process must log FATAL and exit 1 with the failing request unanswered;
+// restarted on the same store (space freed) it holds exactly the acknowledged VNICs.
+if (requireRootAnd(["mount", "umount"], "the full-disk (tmpfs ENOSPC) test of nvedge run")) {
+  const full = suite("durability: nvedge run on a full disk");
+  let fb: RunningBroker;
+  full.before(async () => {
+    fb = await brokerFixtures()[0].start(["hv-1", ...NVE_POOL], NVE_POOL);
+  });
+  full.after(async () => {
+    await fb?.close();
+  });
+
+  full("a full disk under LMDB (ENOSPC/EIO): FATAL logged, exit code 1, the failing request never acknowledged; the restart holds exactly the acknowledged VNICs", async () => {
+    const work = mkdtempSync(join(tmpdir(), "nvl-enospc-"));
+    const disk = join(work, "disk");
+    mkdirSync(disk);
+    let mounted = false;
+    const procs: Awaited<ReturnType<typeof spawnNvedge>>[] = [];
+    const raws: { close(): Promise<unknown> }[] = [];
+    try {
+      execFileSync("mount", ["-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", disk], { timeout: 10_000 });
+      mounted = true;
+      const nve = nextNve();
+      const cfg = join(work, "nve.json");
+      writeFileSync(cfg, JSON.stringify({
+        nve, underlay: { port: "eth1", ip: "192.0.2.1", mac: "02:00:00:00:01:01", gatewayMac: "02:00:00:00:01:fe" },
+        ports: [{ name: "eth2", hypervisors: ["hv-1"] }],
+        vns: [{ id: 100, alias: "blue", vni: 5000, profile: { encap: "vxlan", mtu: 1450 } }],
+      }));
+      const start = async () => {
+        const p = await spawnNvedge(["run", "--config", cfg, "--io", "none", "--store", join(disk, "store"), "--broker", fb.url, "--admin-socket", join(work, "admin.sock")]);
+        procs.push(p);
+        const r = await rawClient(fb, "hv-1", nve);
+        raws.push(r);
+        await until(async () => (await r.send(JSON.stringify({ id: "h", op: "hello", agent: "enospc" }), "h", "hv-1", 1000).catch(() => undefined))?.ok === true,
+          20_000, `nvedge run serving (stderr: ${p.err().slice(-500)})`);
+        return { p, r };
+      };
+      const { p, r } = await start();
+      const acked: number[] = [];
+      const attachReq = (i: number) => JSON.stringify({ id: `a${i}`, op: "vnic.attach", vnic: u(i), vn: { alias: "blue" },
+        addrs: [{ mac: `02:00:5e:01:${(i >> 8).toString(16).padStart(2, "0")}:${(i & 0xff).toString(16).padStart(2, "0")}` }] });
+      for (let i = 1; i <= 5; i++) {
+        assert.is((await r.send(attachReq(i), `a${i}`, "hv-1", 10_000)).ok, true);
+        acked.push(i);
+      }
+      // fill the disk: whatever LMDB needs next, it does not get
+      try {
+        for (let i = 0; i < 1024; i++) appendFileSync(join(disk, "fill"), Buffer.alloc(64 * 1024));
+        throw new Error("the 4 MiB tmpfs never filled");
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== "ENOSPC") throw e;
+      }
+      let failed: number | undefined;
+      for (let i = 6; i <= 400 && failed === undefined; i++) {
+        const rsp = await Promise.race([r.send(attachReq(i), `a${i}`, "hv-1", 30_000), p.exited.then(() => undefined)]);
+        if (rsp === undefined) failed = i;
+        else {
+          assert.is(rsp.ok, true, JSON.stringify(rsp));
+          acked.push(i);
+        }
+      }
+      assert.ok(failed !== undefined, `400 attaches on a full disk all acknowledged: stderr ${p.err().slice(-500)}`);
+      const code = await Promise.race([p.exited, new Promise((res) => setTimeout(() => res("still running after 10 s"), 10_000))]);
+      assert.is(code, 1, `exit code; stderr:\n${p.err().slice(-2000)}`);
+      // LMDB reports the full tmpfs as ENOSPC (a page write past the end) or EIO (a write into the file LMDB grew sparse)
+      const fatal = /FATAL: the store failed: .*(No space left on device|Input\/output error)/.exec(p.err());
+      assert.ok(fatal, p.err().slice(-2000));
+      assert.not.ok(r.got.some((g) => g.msg?.id === `a${failed}` && g.msg.ok), "the failing attach was never acknowledged");
+      // the supervisor's restart, with space again: exactly the acknowledged VNICs
+      rmSync(join(disk, "fill"));
+      const again = await start();
+      const show = await again.r.send(JSON.stringify({ id: "s", op: "show" }), "s", "hv-1", 10_000);
+      assert.is(show.ok, true, JSON.stringify(show));
+      const have = (show.vnics as { vnic: string }[]).map((v) => v.vnic).sort();
+      assert.equal(have, acked.map(u).sort(), `after the restart: ${have.length} VNICs, ${acked.length} acknowledged`);
+      console.log(`  full disk: ${acked.length} attaches acknowledged, #${failed} failed (${fatal![1]}); exit 1; the restart holds the ${acked.length}`);
+    } finally {
+      for (const x of raws) await x.close().catch(() => {});
+      for (const x of procs) await x.stop().catch(() => {});
+      if (mounted) spawnSync("umount", ["-l", disk], { timeout: 10_000 });
+      rmSync(work, { recursive: true, force: true });
+    }
+  });
+
+  full.run();
+}
