@@ -20,6 +20,8 @@ export interface MosquittoOptions {
   operators?: string[];
   tls?: boolean;
   maxPayload?: number;
+  /** Listen on this port (a broker restarted on the port its clients know); default: a free one. */
+  port?: number;
 }
 
 export interface RunningMosquitto {
@@ -117,7 +119,7 @@ export async function spawnMosquitto(conf: string, ports: number[], dir: string)
 }
 
 async function startOnce(o: MosquittoOptions, dir: string, pki: Pki | undefined): Promise<RunningMosquitto> {
-  const port = await freePort();
+  const port = o.port ?? await freePort();
   const passwordFile = join(dir, "passwd");
   const aclFile = join(dir, "acl");
   const conf = join(dir, "mosquitto.conf");
