@@ -163,6 +163,31 @@ if (requireRootAnd([], "the packet I/O worker pool tests (network namespaces, CA
     }, { blockTimeoutMs: 300 });
   });
 
+  // Failure injection (issue 17): a worker thread killed while the NVE runs must not leave a pool that
+  // silently forwards part of the traffic: the pool fails as a whole (`closed` rejects naming the worker,
+  // the other workers are stopped, apply() refuses), which `nvedge run` logs and exits 1 on (host/cli/run.ts).
+  test("a worker thread killed: the pool fails as a whole, naming it; nothing keeps forwarding half the flows", async () => {
+    await withLab(2, async (l) => {
+      const pool = l.pool!;
+      let cap = await capture(l.ns, l.peer, 16, 4000);
+      injectFrames(l.ns, l.hv, [...Array(16).keys()].map((i) => tagged(inner(i), 10)));
+      assert.is((await cap.done).length, 16, "forwarding before");
+      const workers = (pool as unknown as { workers: import("node:worker_threads").Worker[] }).workers;
+      const exits = workers.map((w) => new Promise<number>((r) => w.once("exit", r)));
+      await workers[0].terminate(); // the thread dies (as on an abort inside it)
+      const why = await pool.closed.then(() => undefined, (e: Error) => e);
+      assert.ok(why, "closed rejected");
+      assert.match(why!.message, /packet I\/O worker 0 exited/);
+      await Promise.all(exits); // the other worker was stopped too
+      let refused: Error | undefined;
+      await pool.apply([{ op: "tag.del", port: l.trunk, tag: 10 }]).catch((e: Error) => { refused = e; });
+      assert.match(refused?.message ?? "", /stopped/);
+      cap = await capture(l.ns, l.peer, 1, 1500);
+      injectFrames(l.ns, l.hv, [...Array(16).keys()].map((i) => tagged(inner(200 + i), 10)));
+      assert.is((await cap.done).length, 0, "no worker forwards after the failure");
+    });
+  });
+
   test("a missing interface stops start-up with a clear error", async () => {
     const ns = tmpNetns("iop");
     try {
