@@ -19,7 +19,8 @@ import { getPortTag, setPortTag, PARKING_VLAN } from "../host/lab/ovs-driver.js"
 import { startOvs, stopOvs, ovsAnswers, vsctl } from "../host/lab/ovs.js";
 import type { OvsInstance } from "../host/lab/topology.js";
 import { sleep } from "../host/lab/sh.js";
-import { createNetns, removeNetns, uniqueName, isRoot, missingTool, type Ns } from "./support/netns.js";
+import { createNetns, removeNetns, uniqueName, type Ns } from "./support/netns.js";
+import { requireRootAnd } from "./support/tools.js";
 import {
   HVS, NVE_POOL, baseConfig, brokerFixtures, nextNve, runNvedge, spawnNvedge, startNve, until, type RunningBroker,
 } from "./support/control-harness.js";
@@ -231,10 +232,7 @@ unit("the port follows a tag the NVE changes at a sync; a restarted agent re-ass
 unit.run();
 
 // ---------------------------------------------------------------------------
-const missing = isRoot() ? missingTool("ovs-vswitchd", "ovsdb-server", "ovs-vsctl") : "root";
-if (missing) {
-  console.log(`agent-ovs.test (OVS part): SKIPPED (needs ${missing})`);
-} else {
+if (requireRootAnd(["ovs-vswitchd", "ovsdb-server", "ovs-vsctl"], "the agent driving a real Open vSwitch")) {
   const real = suite("agent drives OVS");
   let rb: RunningBroker;
   let n: Ns | undefined;

@@ -55,7 +55,8 @@ function agentSuite(fx: BrokerFixture): void {
       await until(() => (run.svc.core.ports() as any[])[0].hypervisors[0].state === "offline", 10000, "the will");
       const mark = run.prog.mark();
       run.clock.advance(29_000);
-      await new Promise((x) => setTimeout(x, 50));
+      // a read-only request through the NVE's queue: answered after anything the advance fired
+      assert.is((await run.svc.core.request("hv-2", Buffer.from(JSON.stringify({ id: "q", op: "vn.profile", vn: { alias: "blue" } })))).ok, true);
       assert.is(run.svc.core.viewHv("hv-1").vnics.length, 1, "held: still forwarding");
       assert.equal(run.prog.since(mark), []);
       run.clock.advance(1_000);

@@ -268,7 +268,10 @@ crash("20+ SIGKILLs at random moments under attach/detach/migrate: show and the 
   let nve: CliNve | undefined;
   const clients: Record<string, HvClient> = {};
   const deadline = Date.now() + 150_000; // bounded: the loop stops early rather than run on
-  let seed = 0x9e3779b9 ^ Number(process.env.CRASH_SEED ?? Date.now() & 0xffff);
+  // The kill moments and the ops come from this seed: printed, so a failure can be replayed (CRASH_SEED=N).
+  const seedIn = Number(process.env.CRASH_SEED ?? Date.now() & 0xffff);
+  console.log(`  crash: CRASH_SEED=${seedIn}`);
+  let seed = 0x9e3779b9 ^ seedIn;
   const rnd = () => ((seed = (Math.imul(seed ^ (seed >>> 15), 0x2c1b3c6d) + 0x6d2b79f5) >>> 0) / 2 ** 32);
   const expected = new Map<string, State>();
   const portTags: Record<string, number> = {};
@@ -291,10 +294,10 @@ crash("20+ SIGKILLs at random moments under attach/detach/migrate: show and the 
         if (e && "uncertain" in (e as object)) {
           const u = e as unknown as { uncertain: [State, State] };
           assert.ok(same(o, u.uncertain[0]) || same(o, u.uncertain[1]),
-            `cycle ${cycle}: ${v.id} is ${JSON.stringify(o)}, neither before ${JSON.stringify(u.uncertain[0])} nor after ${JSON.stringify(u.uncertain[1])}`);
+            `CRASH_SEED=${seedIn} cycle ${cycle}: ${v.id} is ${JSON.stringify(o)}, neither before ${JSON.stringify(u.uncertain[0])} nor after ${JSON.stringify(u.uncertain[1])}`);
           if (same(o, u.uncertain[1]) && !same(u.uncertain[0], u.uncertain[1])) applied++;
           expected.set(v.id, o);
-        } else assert.equal(o ?? null, e ?? null, `cycle ${cycle}: ${v.id} after restart`);
+        } else assert.equal(o ?? null, e ?? null, `CRASH_SEED=${seedIn} cycle ${cycle}: ${v.id} after restart`);
       }
       // Tags never change across a restart (the anchors keep both VAPs connected).
       for (const [port, tag] of Object.entries(portTags)) assert.is(seen.tags[port], tag, `cycle ${cycle}: tag of ${port}`);
@@ -424,7 +427,9 @@ restart("with bindings in place a restarted NVE forwards before it reaches a bro
     // No broker at all: the NVE must still program the data plane and forward.
     nve = NveProcess.start(cfg, storeDir, `mqtt://127.0.0.1:${port}`);
     await nve.waitFor("programmed");
-    await new Promise((r) => setTimeout(r, 200)); // the expired hold fires on its own (timer armed at start)
+    // the expired hold fires on its own (timer armed at start): wait for its purge to reach the data plane (bounded)
+    const purged = Date.now() + 5000;
+    while ((await nve.trace("eth2", probe(c, tag2))).drop !== "spoofed-mac" && Date.now() < purged) await new Promise((r) => setTimeout(r, 20));
     assert.not.ok(nve.events.some((m) => m.connected), "no broker was reachable");
     assert.equal(await nve.trace("eth2", aToB), { drop: null, outputs: ["eth3"] }, "A → B forwarded after the restart");
     const bToA = udpFrame({ dst: a.mac, src: b.mac, tag: { vid: tag3 }, srcIp: b.ip, dstIp: a.ip });
@@ -459,7 +464,8 @@ restart("with bindings in place a restarted NVE forwards before it reaches a bro
       vnics: [{ vnic: a.id, state: "active", vns: [{ vn: { id: 100 }, tag: tag2, addrs: addrsOf(a) }] }] });
     assert.ok(sy.ok, JSON.stringify(sy));
     assert.equal((sy.tags as { tag: number }[]).map((t) => t.tag), [tag2], "no tag change");
-    await new Promise((r) => setTimeout(r, 200));
+    // the child prints {apply} before the change is answered; a trace answered on the same pipe comes after it
+    await nve.trace("eth2", aToB);
     assert.is(nve.events.filter((m) => m.apply).length, applied, "no data plane rewrite");
   } finally {
     await nve?.kill();

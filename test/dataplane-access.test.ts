@@ -4,12 +4,13 @@
 // flooded frames. Every expected frame is built by test/support/encoder.ts,
 // never by the code under test; the only fields taken from the output are the
 // ones the encapsulator is free to choose (UDP source port / NVGRE FlowID
-// entropy, the IPv6 flow label), and those are range-checked.
+// entropy, the IPv6 flow label), and those are range-checked (the flow label
+// against the entropy: flowLabelOf).
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import * as E from "./support/encoder.js";
 import * as F from "./support/frames.js";
-import { fixtureCache, fixtureDp, eqBytes, dropped } from "./support/dp-fixture.js";
+import { fixtureCache, fixtureDp, eqBytes, dropped, flowLabelOf } from "./support/dp-fixture.js";
 
 const dpFor = fixtureCache();
 
@@ -23,7 +24,7 @@ function expectEncap(out: Uint8Array, o: { family: F.Family; to: F.RemoteNve; vn
     // STANDARDS.md: "UDP source port: a hash of the inner headers, in 49152–65535".
     assert.ok(view.entropy >= 49152 && view.entropy <= 65535, `${o.label}: UDP source port ${view.entropy} outside 49152-65535`);
   }
-  const u = { ...F.underlayTo(o.to, o.family, o.dscp), flowLabel: view.flowLabel };
+  const u = { ...F.underlayTo(o.to, o.family, o.dscp), flowLabel: flowLabelOf(view, kind, o.label) };
   const expected = E.overlayFrame(u, { kind, vni: v.vni, entropy: view.entropy }, o.inner);
   eqBytes(out, expected, `${o.label} (${kind} over IPv${o.family})`);
   if (kind !== "nvgre" && o.family === 6) {

@@ -12,8 +12,11 @@ import { fileURLToPath } from "node:url";
 import { readPcap, writePcap, encodePcap, type PcapPacket } from "../host/pcap/pcap.js";
 import * as E from "./support/encoder.js";
 import * as F from "./support/frames.js";
-import { eqBytes } from "./support/dp-fixture.js";
+import { eqBytes, flowLabelOf } from "./support/dp-fixture.js";
 import { dissectFile, problems, stack, tsharkAvailable } from "./support/tshark.js";
+import { requireTool } from "./support/tools.js";
+
+const TSHARK = requireTool("tshark", tsharkAvailable, "the tshark dissection of nvedge pcap's output");
 
 // dist/test/x.js → the repository root.
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
@@ -65,7 +68,7 @@ for (const family of [4, 6] as F.Family[]) {
       // uplink: the unicast encap (t=100) then the three flood copies (t=104).
       assert.equal(up.map((p) => p.tsSec), [100, 104, 104, 104], "uplink timestamps follow their inputs");
       const v = E.viewOverlay(up[0].frame, "vxlan");
-      eqBytes(up[0].frame, E.overlayFrame({ ...F.underlayTo(F.REMOTES[0], family, 24), flowLabel: v.flowLabel },
+      eqBytes(up[0].frame, E.overlayFrame({ ...F.underlayTo(F.REMOTES[0], family, 24), flowLabel: flowLabelOf(v, "vxlan") },
         { kind: "vxlan", vni: 5000, entropy: v.entropy }, E.stripTag(encap)), "encap in uplink.pcap");
       const floodDsts = up.slice(1).map((p) => E.hex(p.frame.subarray(family === 4 ? 30 : 38, family === 4 ? 34 : 54))).sort();
       assert.equal(floodDsts, F.REMOTES.map((x) => E.hex(E.ip(F.remoteIp(x, family)))).sort(), "one flood copy per remote");
@@ -86,7 +89,7 @@ for (const family of [4, 6] as F.Family[]) {
       assert.is(c.vns["200"].decap, 1);
       assert.match(r.stdout, /6 frames in/);
       // The captures the command wrote are what tshark expects of classic pcap: read and dissected cleanly.
-      if (tsharkAvailable()) {
+      if (TSHARK) {
         for (const port of [F.UPLINK, F.ACC2]) {
           const d = dissectFile(join(out, `${port}.pcap`));
           assert.is(d.length, port === F.UPLINK ? 4 : 3);

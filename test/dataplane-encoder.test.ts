@@ -8,6 +8,7 @@ import * as assert from "uvu/assert";
 import { spawnSync } from "node:child_process";
 import * as E from "./support/encoder.js";
 import { dissectFrames, assertClean, problems, stack, tsharkAvailable } from "./support/tshark.js";
+import { requireTool } from "./support/tools.js";
 
 const U4: E.Underlay = { srcMac: "02:00:00:00:01:01", dstMac: "02:00:00:00:01:fe", src: "192.0.2.1", dst: "192.0.2.2", dscp: 40 };
 const U6: E.Underlay = { srcMac: "02:00:00:00:01:01", dstMac: "02:00:00:00:01:fe", src: "2001:db8::1", dst: "2001:db8::2", dscp: 46 };
@@ -133,12 +134,11 @@ function crossCases(): [string, Uint8Array, string][] {
 
 // scapy lives in Debian's python (python3-scapy, scripts/system-deps.sh), not in any pyenv shim.
 const PY = ["/usr/bin/python3", "python3"].find((p) => spawnSync(p, ["-c", "import scapy"], { stdio: "ignore" }).status === 0);
+// strict: without them a run as root or in CI fails naming the tool (test/support/tools.ts)
+const SCAPY = requireTool("scapy", PY !== undefined, "the scapy cross-check of every frame kind");
+const TSHARK = requireTool("tshark", tsharkAvailable, "the tshark cross-checks of the encoder");
 
-test("scapy builds byte-identical frames for every kind", () => {
-  if (!PY) {
-    console.warn("  (skipped: no python3 with scapy; apt-get install python3-scapy)");
-    return;
-  }
+if (SCAPY) test("scapy builds byte-identical frames for every kind", () => {
   const cases = crossCases();
   const script = [
     "import sys, logging",
@@ -148,15 +148,14 @@ test("scapy builds byte-identical frames for every kind", () => {
     "for line in sys.stdin.read().split('\\n'):",
     "    if line: print(bytes(eval(line)).hex())",
   ].join("\n");
-  const r = spawnSync(PY, ["-c", script], { input: cases.map((c) => c[2]).join("\n"), encoding: "utf8" });
+  const r = spawnSync(PY!, ["-c", script], { input: cases.map((c) => c[2]).join("\n"), encoding: "utf8" });
   assert.is(r.status, 0, r.stderr);
   const lines = r.stdout.trim().split("\n");
   assert.is(lines.length, cases.length);
   cases.forEach(([name, ours], i) => eqHex(ours, E.fromHex(lines[i]), `${name} (ours vs scapy)`));
 });
 
-test("tshark dissects every kind cleanly, with the fields we put in", () => {
-  if (!tsharkAvailable()) return void console.warn("  (skipped: no tshark)");
+if (TSHARK) test("tshark dissects every kind cleanly, with the fields we put in", () => {
   const cases = crossCases();
   const r = dissectFrames(cases.map((c) => c[1]), {
     fields: ["vxlan.vni", "geneve.vni", "geneve.option.class", "gre.key", "arp.opcode", "icmpv6.type", "icmpv6.nd.na.flag.s",
@@ -185,8 +184,7 @@ test("tshark dissects every kind cleanly, with the fields we put in", () => {
   assert.equal(r.frames[6].fields["vlan.id"], ["10"]);
 });
 
-test("the tshark helper catches what it must: bad checksums and truncation are reported", () => {
-  if (!tsharkAvailable()) return;
+if (TSHARK) test("the tshark helper catches what it must: bad checksums and truncation are reported", () => {
   const good = E.overlayFrame(U4, { kind: "vxlan", vni: 5000, entropy: 50000 }, INNER4);
   const badIp = good.slice();
   badIp[24] ^= 0xff; // IPv4 header checksum

@@ -9,7 +9,7 @@ import { DataPlane, DataPlaneError } from "../host/dataplane/dataplane.js";
 import type { DpOp } from "../host/dataplane/ops.js";
 import * as E from "./support/encoder.js";
 import * as F from "./support/frames.js";
-import { fixtureDp, eqBytes, dropped } from "./support/dp-fixture.js";
+import { fixtureDp, eqBytes, dropped, flowLabelOf } from "./support/dp-fixture.js";
 
 /** The remote underlay IP an encapsulated output goes to. */
 function outerDst(frame: Uint8Array): string {
@@ -152,7 +152,7 @@ for (const family of [4, 6] as F.Family[]) {
     dp.apply([{ op: "mac.remote", vn: 100, mac: R1.mac, nve: r2 }]);
     const viaR2 = encapTo(F.send(dp, F.ACC1, toR1), r2, "moved to r2");
     const view = E.viewOverlay(viaR2, "vxlan");
-    eqBytes(viaR2, E.overlayFrame({ ...F.underlayTo(F.REMOTES[1], family), flowLabel: view.flowLabel },
+    eqBytes(viaR2, E.overlayFrame({ ...F.underlayTo(F.REMOTES[1], family), flowLabel: flowLabelOf(view, "vxlan") },
       { kind: "vxlan", vni: 5000, entropy: view.entropy }, E.stripTag(toR1)), "encap after the move");
     const other = F.strangerIp(family);
     dp.apply([{ op: "mac.remote", vn: 100, mac: R1.mac, nve: other }]);
@@ -224,7 +224,7 @@ for (const family of [4, 6] as F.Family[]) {
     dp.apply([{ op: "vn", vn: 100, vni: 5000, profile: { ...prof, encap: "geneve" } }]);
     const gen = F.send(dp, F.ACC1, toR1).outs[0].frame;
     const v = E.viewOverlay(gen, "geneve");
-    eqBytes(gen, E.overlayFrame({ ...F.underlayTo(F.REMOTES[0], family, 8), flowLabel: v.flowLabel },
+    eqBytes(gen, E.overlayFrame({ ...F.underlayTo(F.REMOTES[0], family, 8), flowLabel: flowLabelOf(v, "geneve") },
       { kind: "geneve", vni: 5000, entropy: v.entropy }, E.stripTag(toR1)), "VN 100 now Geneve");
     // Decap follows: VXLAN for VNI 5000 is no longer ours, Geneve is.
     const inner = F.innerFrame(R1, L1);
@@ -319,7 +319,7 @@ test("MAC mobility (RFC 7432 §15 moves as ops): remote → local → other remo
   dp.apply([{ op: "mac.remote", vn: 100, mac: to.mac, nve: Y }]);
   const viaY = encapTo(F.send(dp, F.ACC1, frame), Y, "behind Y");
   const v = E.viewOverlay(viaY, "vxlan");
-  eqBytes(viaY, E.overlayFrame({ ...F.underlayTo(Y, 6), flowLabel: v.flowLabel }, { kind: "vxlan", vni: 5000, entropy: v.entropy },
+  eqBytes(viaY, E.overlayFrame({ ...F.underlayTo(Y, 6), flowLabel: flowLabelOf(v, "vxlan") }, { kind: "vxlan", vni: 5000, entropy: v.entropy },
     E.stripTag(frame)), "tunnel to Y built on demand");
   for (let i = 0; i < 50; i++) {
     dp.apply([{ op: "mac.remote", vn: 100, mac: to.mac, nve: i & 1 ? X : Y }, { op: "mac.del", vn: 100, mac: to.mac },
@@ -543,7 +543,7 @@ test("raw batch ABI: a frame anywhere in its slot (offsets 0, 124, 128, 300) giv
       const outs = Array.from({ length: n }, (_, j) => dp.output(j)).sort((a, b) => a.in - b.in);
       const enc = outs[0].frame;
       const v = E.viewOverlay(enc, "geneve");
-      eqBytes(enc, E.overlayFrame({ ...F.underlayTo(F.REMOTES[0], family), flowLabel: v.flowLabel }, { kind: "geneve", vni: 6000, entropy: v.entropy },
+      eqBytes(enc, E.overlayFrame({ ...F.underlayTo(F.REMOTES[0], family), flowLabel: flowLabelOf(v, "geneve") }, { kind: "geneve", vni: 6000, entropy: v.entropy },
         E.stripTag(inputs[0][1])), `IPv${family} offset ${off}: encap`);
       eqBytes(outs[1].frame, E.insertTag(E.stripTag(inputs[1][1]), F.tagOf(200, F.ACC2)), `IPv${family} offset ${off}: hairpin`);
       eqBytes(outs[2].frame, E.insertTag(F.innerFrame(R1, L2), F.tagOf(200, F.ACC2)), `IPv${family} offset ${off}: decap`);

@@ -23,7 +23,7 @@
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { spawn, spawnSync } from "node:child_process";
-import { isRoot, missingTool } from "./support/netns.js";
+import { requireRootAnd } from "./support/tools.js";
 import { startLabStack, liveStack, sniff, warmUp, waitFor, BIN, type LabStack } from "./support/lab-fixture.js";
 import { daemonRequest } from "../host/agent/control-client.js";
 import { veth, realFrames } from "../host/lab/engine.js";
@@ -36,10 +36,7 @@ const INTERVAL_S = 0.01;
 /** Loss bound asserted (the aim is at most one; the figure is printed). */
 const MAX_LOST = 10;
 
-const missing = isRoot() ? missingTool("ovs-vswitchd", "ovsdb-server", "ethtool", "ping", "tcpdump") : "root";
-if (missing) {
-  console.log(`e2e-migration.test: SKIPPED (needs ${missing})`);
-} else {
+if (requireRootAnd(["ovs-vswitchd", "ovsdb-server", "ethtool", "ping", "tcpdump"], "the end-to-end migration tests")) {
   const mig = suite("e2e migration across NVEs");
   let s: LabStack | undefined;
   const st = (): LabStack => liveStack(s);

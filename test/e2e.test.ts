@@ -16,7 +16,8 @@
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { spawnSync } from "node:child_process";
-import { isRoot, missingTool, linkStats } from "./support/netns.js";
+import { linkStats } from "./support/netns.js";
+import { requireRootAnd } from "./support/tools.js";
 import { tsharkAvailable, dissectFrames, assertClean, stack as protoStack } from "./support/tshark.js";
 import { startLabStack, liveStack, ping, warmUp, tcpTransfer, injectFrames, dropDelta, sniff, BIN, type LabStack, type TransferResult } from "./support/lab-fixture.js";
 import { udpFrame } from "./support/encoder.js";
@@ -71,10 +72,7 @@ function assertTransfer(r: TransferResult, clientIp: string, label: string): voi
   assert.is(r.server, `received ${r.expected} from ${clientIp}`, `${label}: server side\n${r.detail}`);
 }
 
-const missing = isRoot() ? missingTool("ovs-vswitchd", "ovsdb-server", "ethtool", "ping", "tcpdump", "python3") : "root";
-if (missing) {
-  console.log(`e2e.test: SKIPPED (needs ${missing})`);
-} else {
+if (requireRootAnd(["ovs-vswitchd", "ovsdb-server", "ethtool", "ping", "tcpdump", "python3"], "the end-to-end lab tests")) {
   const e2e = suite("e2e");
   let s: LabStack | undefined;
   const st = (): LabStack => liveStack(s);

@@ -15,6 +15,7 @@ import { startEmbeddedBroker, type EmbeddedBroker } from "../host/broker/embedde
 import { ImaService } from "../host/ima/service.js";
 import type { ImaSettings, VnSeed } from "../host/ima/core.js";
 import { startMosquitto } from "./support/mosquitto.js";
+import { FakeClock } from "./support/control-harness.js";
 
 const NVES = ["nve-a", "nve-b", "nve-c"];
 /** The IMA's `nves` list (PROTOCOL.md §6): each NVE with its one underlay IP. */
@@ -53,7 +54,7 @@ async function peer(url: string, who: string, extra: string[] = []): Promise<Pee
   };
 }
 
-interface Env { broker: { url: string; close(): Promise<void> }; ima: ImaService; dir: string; peers: Peer[]; clock: { t: number }; logs: string[];
+interface Env { broker: { url: string; close(): Promise<void> }; ima: ImaService; dir: string; peers: Peer[]; clock: FakeClock; logs: string[];
   restart(o?: { seed?: VnSeed[] }): Promise<ImaService>; close(): Promise<void> }
 
 async function env(o: { settings?: Partial<ImaSettings>; seed?: VnSeed[]; mosquitto?: boolean; nveHoldMs?: number } = {}): Promise<Env> {
@@ -62,10 +63,11 @@ async function env(o: { settings?: Partial<ImaSettings>; seed?: VnSeed[]; mosqui
     ? await startMosquitto({ users: PASSWORDS, nves: NVES, imas: ["ima"], operators: ["alice"] })
     : await startEmbeddedBroker({ port: 0, nves: NVES, imas: ["ima"], operators: ["alice"] });
   const dir = mkdtempSync(join(tmpdir(), "nvl-ima-"));
-  const clock = { t: 1_000_000 };
+  // the IMA's clock: its `now` (sequence windows) and its timers (the NVE hold), moved by hand
+  const clock = new FakeClock(1_000_000);
   const logs: string[] = [];
   const start = (seed?: VnSeed[]) => ImaService.start({ settings: { operators: ["alice"], nves: NVE_LIST, ...o.settings }, broker: { url: broker.url, reconnectPeriodMs: 0, ...(o.mosquitto ? { password: PASSWORDS.ima } : {}) },
-    store: join(dir, "store"), seed, now: () => clock.t, nveHoldMs: o.nveHoldMs, log: (l) => logs.push(l) });
+    store: join(dir, "store"), seed, now: () => clock.t, clock, nveHoldMs: o.nveHoldMs, log: (l) => logs.push(l) });
   const e: Env = {
     broker, dir, clock, logs, peers: [], ima: await start(o.seed),
     async restart(r = {}) {
@@ -93,9 +95,9 @@ async function withEnv(o: Parameters<typeof env>[0], fn: (e: Env, p: (who: strin
 }
 
 /** Waits until `cond` holds (bounded: 3 s). */
-async function until(cond: () => boolean, what: string): Promise<void> {
+async function until(cond: () => boolean | Promise<boolean>, what: string): Promise<void> {
   const end = Date.now() + 3000;
-  while (!cond()) {
+  while (!(await cond())) {
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 5));
   }
@@ -406,12 +408,17 @@ test("an NVE offline beyond nveHoldMs leaves its flood lists and its bindings ar
     const status = (c: Peer, state: string) => c.c.publishAsync(`nvo3/v1/nve/${c.who}/status`, JSON.stringify({ state }), { qos: 1, retain: true });
     await status(a, "offline");
     await status(b, "offline");
-    await new Promise((r) => setTimeout(r, 30));
+    await until(() => e.logs.some((l) => l.includes("nve-a is offline")) && e.logs.some((l) => l.includes("nve-b is offline")), "both holds started");
+    e.clock.advance(100); // inside the hold (the injected clock: no real time passes)
     await status(b, "online");
+    await until(() => !(e.ima as any).offline.has("nve-b"), "nve-b's hold cancelled");
+    assert.not.ok(e.logs.some((l) => l.includes("offline beyond its hold")), "nothing purged inside the hold");
+    e.clock.advance(50); // nve-a's 150 ms are over
     await until(() => e.logs.some((l) => /nve-a offline beyond its hold: left 1 flood lists, 1 bindings withdrawn/.test(l)), "the purge");
-    await new Promise((r) => setTimeout(r, 200));
-    assert.is(await retained(e.broker.url, "nvo3/v1/ima/vtep/100/nve-a"), "");
-    assert.is(await retained(e.broker.url, `nvo3/v1/ima/bind/100/${M1}`), "");
+    // the withdrawals are published once the purge is stored (bounded wait for the broker to hold them)
+    await until(async () => (await retained(e.broker.url, "nvo3/v1/ima/vtep/100/nve-a")) === "" && (await retained(e.broker.url, `nvo3/v1/ima/bind/100/${M1}`)) === "", "withdrawals published");
+    e.clock.advance(10_000); // long past any hold: nve-b, back in time, is never purged
+    assert.not.ok(e.logs.some((l) => l.includes("nve-b offline beyond")));
     assert.is(JSON.parse(await retained(e.broker.url, "nvo3/v1/ima/bind/100/02:00:5e:00:00:02")).nve, "nve-b", "back in time: kept");
     assert.ok(await retained(e.broker.url, "nvo3/v1/ima/vtep/100/nve-b"));
     // Back again: it joins and announces anew; the sequence continues.

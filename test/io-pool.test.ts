@@ -10,7 +10,8 @@ import * as assert from "uvu/assert";
 import { startAfPacket, type WorkerPool } from "../host/io/afpacket.js";
 import type { DpOp } from "../host/dataplane/ops.js";
 import { DataPlaneError } from "../host/dataplane/dataplane.js";
-import { isRoot, tmpNetns, injectFrames, capture, type Netns } from "./support/io-net.js";
+import { requireRootAnd } from "./support/tools.js";
+import { tmpNetns, injectFrames, capture, type Netns } from "./support/io-net.js";
 import { ethernet, ipv4Packet, udp, overlayFrame, bytesDiff, ETH_IPV4, IPPROTO_UDP } from "./support/encoder.js";
 
 const VM_MAC = "02:00:5e:00:00:01", REMOTE_MAC = "02:00:5e:00:00:02";
@@ -58,9 +59,7 @@ async function withLab(workers: number, body: (l: Lab) => Promise<void>, ring: {
   }
 }
 
-if (!isRoot()) {
-  console.log("io-pool.test: SKIPPED (needs root: network namespaces and CAP_NET_RAW)");
-} else {
+if (requireRootAnd([], "the packet I/O worker pool tests (network namespaces, CAP_NET_RAW)")) {
   test("a frame tagged 10 on the trunk leaves the underlay VXLAN-encapsulated (1 worker)", async () => {
     await withLab(1, async (l) => {
       const cap = await capture(l.ns, l.peer, 1, 4000);
@@ -162,6 +161,31 @@ if (!isRoot()) {
       assert.is(c.loop.unprocessed, 0);
       assert.ok(c.loop.partial >= 1, `the output area filled at least once (batches ${c.loop.batches})`);
     }, { blockTimeoutMs: 300 });
+  });
+
+  // Failure injection (issue 17): a worker thread killed while the NVE runs must not leave a pool that
+  // silently forwards part of the traffic: the pool fails as a whole (`closed` rejects naming the worker,
+  // the other workers are stopped, apply() refuses), which `nvedge run` logs and exits 1 on (host/cli/run.ts).
+  test("a worker thread killed: the pool fails as a whole, naming it; nothing keeps forwarding half the flows", async () => {
+    await withLab(2, async (l) => {
+      const pool = l.pool!;
+      let cap = await capture(l.ns, l.peer, 16, 4000);
+      injectFrames(l.ns, l.hv, [...Array(16).keys()].map((i) => tagged(inner(i), 10)));
+      assert.is((await cap.done).length, 16, "forwarding before");
+      const workers = (pool as unknown as { workers: import("node:worker_threads").Worker[] }).workers;
+      const exits = workers.map((w) => new Promise<number>((r) => w.once("exit", r)));
+      await workers[0].terminate(); // the thread dies (as on an abort inside it)
+      const why = await pool.closed.then(() => undefined, (e: Error) => e);
+      assert.ok(why, "closed rejected");
+      assert.match(why!.message, /packet I\/O worker 0 exited/);
+      await Promise.all(exits); // the other worker was stopped too
+      let refused: Error | undefined;
+      await pool.apply([{ op: "tag.del", port: l.trunk, tag: 10 }]).catch((e: Error) => { refused = e; });
+      assert.match(refused?.message ?? "", /stopped/);
+      cap = await capture(l.ns, l.peer, 1, 1500);
+      injectFrames(l.ns, l.hv, [...Array(16).keys()].map((i) => tagged(inner(200 + i), 10)));
+      assert.is((await cap.done).length, 0, "no worker forwards after the failure");
+    });
   });
 
   test("a missing interface stops start-up with a clear error", async () => {

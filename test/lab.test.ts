@@ -11,7 +11,8 @@ import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync, readFileSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import { fileURLToPath } from "node:url";
-import { isRoot, missingTool, ns, capture, namespaceExists } from "./support/netns.js";
+import { ns, capture, namespaceExists } from "./support/netns.js";
+import { requireRootAnd, requireTool } from "./support/tools.js";
 import { tsharkAvailable, dissectFrames, assertClean, stack } from "./support/tshark.js";
 import { describeLab, labNamespaces, labOvsInstances, type LabDescription } from "../host/lab/topology.js";
 import { labDown, labUp } from "../host/lab/engine.js";
@@ -37,10 +38,8 @@ function hardDown(d: LabDescription): void {
   rmSync(d.stateDir, { recursive: true, force: true });
 }
 
-const missing = isRoot() ? missingTool("ovs-vswitchd", "ovsdb-server", "ethtool", "tcpdump", "ping") : "root";
-if (missing) {
-  console.log(`lab.test: SKIPPED (needs ${missing === "root" ? "root" : missing})`);
-} else {
+const TSHARK = requireTool("tshark", tsharkAvailable, "the tshark dissection of the lab's peers' frames");
+if (requireRootAnd(["ovs-vswitchd", "ovsdb-server", "ethtool", "tcpdump", "ping"], "the veth/OVS lab tests")) {
   const id = "t" + randomBytes(3).toString("hex");
   const stateDir = mkdtempSync("/tmp/nvl-lab-");
   const expected = describeLab({ id, stateDir });
@@ -166,7 +165,7 @@ if (missing) {
     ns(k.ns).run(["ping", "-c", "1", "-W", "1", vm("vm21").ip]);
     const frames = await cap.done;
     assert.ok(frames.length >= 1, "VXLAN frames from the kernel");
-    if (tsharkAvailable()) {
+    if (TSHARK) {
       const r = dissectFrames(frames, { fields: ["vxlan.vni", "ip.src", "ip.dst", "arp.dst.proto_ipv4"] });
       assertClean(r, "kernel VXLAN frames");
       for (const f of r.frames) {
@@ -189,7 +188,7 @@ if (missing) {
       // OVS routes to the NVEs through the underlay router, as nvedge does (engine.ts).
       assert.is(Buffer.from(fr.subarray(0, 6)).toString("hex"), d.underlay.routerMac.replace(/:/g, ""));
     }
-    if (tsharkAvailable()) {
+    if (TSHARK) {
       const r = dissectFrames(frames, { fields: ["geneve.vni", "geneve.proto_type", "ip.src", "ip.dst"] });
       assertClean(r, "OVS Geneve frames");
       for (const f of r.frames) {

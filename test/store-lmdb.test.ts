@@ -13,6 +13,7 @@ import { open } from "lmdb";
 import { storeConformance } from "./support/store-conformance.js";
 import { LmdbSchemaError, LmdbStore, StoreCorruptError, StoreLockedError, openLmdbStore } from "../host/store/lmdb.js";
 import { writeV0 } from "../host/store/lmdb-migrations.js";
+import { LOCK_FILE } from "../host/store/lmdb-lock.js";
 import { STORE_SCHEMA_VERSION, StoreSchemaError, type VnicRecord } from "../host/store/store.js";
 
 const tmp = () => mkdtempSync(join(tmpdir(), "nvedge-store-"));
@@ -220,15 +221,18 @@ e("a migration that fails leaves the store at its old version, and a store with 
     const r = open({ path: dir, maxDbs: 32 });
     writeV0(r, [["vnics", U1, rec]]);
     await r.close();
-    const before = snapshot(dir);
+    // the store's files (lock files aside: each open takes and releases them), byte for byte
+    const files = () => Object.fromEntries(Object.entries(snapshot(dir)).filter(([f]) => f !== LOCK_FILE));
+    const before = files();
     await expectError(openLmdbStore(dir, { migrations: { 0: () => { throw new Error("step failed"); } } }), Error);
+    assert.equal(files(), before, "the failed migration wrote nothing");
     const r2 = open({ path: dir, maxDbs: 32 });
     assert.is(r2.get("meta/schemaVersion"), 0);
     assert.equal(r2.get(`vnics/${U1}`), rec);
     await r2.close();
     const err = await expectError(openLmdbStore(dir, { migrations: {} }), StoreSchemaError);
     assert.match(err.message, /no migration path from version 0 to 1/);
-    void before;
+    assert.equal(files(), before, "the refused open wrote nothing");
     const s = await openLmdbStore(dir);
     assert.equal(s.get("vnics", U1), rec);
     await s.close();

@@ -20,7 +20,7 @@ import { eventValidators, validateNveStatus, validateResponse } from "../protoco
 import { ERROR_CODES, type ErrorCode } from "../protocol/errors.js";
 import { normIp, normMac } from "../protocol/addr.js";
 import type { Addr, ConnectResult, DeactivateReason, Event, HelloResult, VnFull, VnRef } from "../protocol/types.js";
-import { mqttClientOptions, tcpNoDelay, type BrokerConnection } from "../protocol/mqtt.js";
+import { mqttClientOptions, retryableConnectError, tcpNoDelay, type BrokerConnection } from "../protocol/mqtt.js";
 import { PORT_NAME_RE, driverMessage, noPortDriver, type PortDriver } from "./driver.js";
 
 export class AgentError extends Error {
@@ -114,7 +114,14 @@ export class Agent extends EventEmitter {
     let first = true;
     tcpNoDelay(client);
     const connected = new Promise<void>((resolve, reject) => {
-      client.once("error", (e) => first && reject(e));
+      // a broker not up yet is waited for (retried every reconnectPeriod), anything else fails start
+      const onError = (e: Error) => {
+        if (!first) return;
+        if (retryableConnectError(e) && o.broker.reconnectPeriodMs !== 0) return;
+        client.off("error", onError);
+        reject(e);
+      };
+      client.on("error", onError);
       client.on("connect", () => {
         void a.onConnect(first).then(first ? resolve : undefined, first ? reject : undefined);
         first = false;

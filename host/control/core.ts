@@ -37,7 +37,18 @@ export interface NveCoreOptions {
   limits?: Partial<Limits>;
   /** NVE-initiated events (PROTOCOL.md §4) to deliver to {hv}. */
   onEvent?: (hv: string, event: Event) => void;
+  /**
+   * The store failed to write or flush a change (ENOSPC, EIO): the NVE stops
+   * (issue 10 item 8, "Durability"). From then on the core answers nothing and
+   * changes nothing; this is called once. Default: exit the process with code 1
+   * (INTERFACES.md: a runtime failure), so the supervisor restarts it from the
+   * store, which holds exactly the changes that were acknowledged.
+   */
+  onFatal?: (e: Error) => void;
 }
+
+/** Marks a store write or flush that failed (fatal: see NveCoreOptions.onFatal). */
+class StoreFailure extends Error {}
 
 /**
  * The NVE's side of the mapping authority (host/ima/client.ts ImaClient,
@@ -102,6 +113,8 @@ export class NveCore {
   private timerDue: number | undefined;
   private buckets = new Map<string, { tokens: number; at: number }>();
   private closed = false;
+  /** Set when a store write or flush failed: nothing is answered or changed any more. */
+  private fatal: Error | undefined;
   private readonly log: (line: string) => void;
 
   private constructor(private readonly o: NveCoreOptions) {
@@ -238,13 +251,13 @@ export class NveCore {
     // while this one is flushed; requests are still answered only once durable
     // (PROTOCOL.md §2): request() awaits `this.durable`, flushes complete in order.
     let durable: Promise<void> | undefined;
-    if (!f.empty && this.o.store.commit && pipelined) durable = (await this.o.store.commit(f.write)).durable;
-    else if (!f.empty) await this.o.store.transaction(f.write);
+    if (!f.empty && this.o.store.commit && pipelined) durable = (await this.stored(() => this.o.store.commit!(f.write))).durable;
+    else if (!f.empty) await this.stored(() => this.o.store.transaction(f.write));
     if (f.ops.length) {
       try {
         await this.o.programmer.apply(f.ops);
       } catch (e) {
-        if (!f.empty) await this.o.store.transaction(f.revert);
+        if (!f.empty) await this.stored(() => this.o.store.transaction(f.revert));
         this.log(`data plane refused ${f.ops.length} ops: ${(e as Error).message}`);
         if (tableFull(e)) throw new ProtocolError("limit-exceeded", `a table of the data plane is full: ${(e as Error).message}`);
         throw new ProtocolError("internal", `the data plane refused the change: ${(e as Error).message}`);
@@ -256,7 +269,7 @@ export class NveCore {
     for (const l of tx.logs) this.log(l);
     if (durable) this.durable = durable;
     const events = tx.events;
-    if (durable) void durable.then(() => { for (const e of events) this.onEvent(e.hv, e.event); }, () => {});
+    if (durable) void durable.then(() => { for (const e of events) this.onEvent(e.hv, e.event); }, (e) => this.die(e as Error));
     else for (const e of events) this.onEvent(e.hv, e.event);
     if (tx.timerChanges.size) this.armTimer();
     return out;
@@ -307,7 +320,7 @@ export class NveCore {
         return new ProtocolError("not-authorized", `${hv} may not use VN ${v.id}${v.alias ? ` (${v.alias})` : ""} on this NVE`, field);
       if (this.catalog.get(v.id)) continue;
       const rec: VnConfig = { id: v.id, vni: v.vni, profile: v.profile, ...(v.name ? { name: v.name } : {}), ...(v.alias ? { alias: v.alias } : {}) };
-      await this.o.store.transaction((w) => cacheVn(w, rec));
+      await this.stored(() => this.o.store.transaction((w) => cacheVn(w, rec)));
       await this.o.programmer.apply([{ op: "vn", vn: rec.id, vni: rec.vni, profile: rec.profile }]);
       if (!this.catalog.get(rec.id)) this.catalog.add(rec);
       this.log(`ima: VN ${rec.id} (${rec.alias ?? rec.name ?? ""}) resolved through the IMA`);
@@ -353,6 +366,7 @@ export class NveCore {
 
   /** A request payload from {hv} (the broker vouches for the identity, §1) → the response to publish. */
   async request(hv: string, payload: Uint8Array): Promise<Record<string, unknown>> {
+    if (this.fatal) return new Promise(() => {}); // stopped: answers nothing more (issue 10 item 8)
     // The rate limit comes before decoding, so a flood costs the NVE no parsing (issue 10 item 4).
     if (this.hvPort.has(hv) && !this.takeToken(hv, payload.length)) {
       const l = this.settings.limits;
@@ -428,7 +442,7 @@ export class NveCore {
   private async processBatch(): Promise<void> {
     this.batchQueued = false;
     const batch = this.pending.splice(0, this.pending.length);
-    if (batch.length === 0) return;
+    if (batch.length === 0 || this.fatal) return;
     for (const b of batch) if (b.req.op === "hello") this.helloQueued.set(b.hv, (this.helloQueued.get(b.hv) ?? 1) - 1);
     if (this.closed) {
       for (const b of batch) b.resolve(errorResponse(b.req.id, new ProtocolError("internal", "the NVE is shutting down")) as Record<string, unknown>);
@@ -470,19 +484,21 @@ export class NveCore {
     try {
       if (changed.length) {
         const write = (w: StoreWriter) => { for (const d of changed) replay(w, d.f.writes); };
-        if (this.o.store.commit) durable = (await this.o.store.commit(write)).durable;
-        else await this.o.store.transaction(write);
+        const store = this.o.store;
+        if (store.commit) durable = (await this.stored(() => store.commit!(write))).durable;
+        else await this.stored(() => store.transaction(write));
       }
       try {
         if (ops.length) await this.o.programmer.apply(ops);
       } catch (e) {
-        if (changed.length) await this.o.store.transaction((w) => { for (const d of [...changed].reverse()) replay(w, d.f.reverts); });
+        if (changed.length) await this.stored(() => this.o.store.transaction((w) => { for (const d of [...changed].reverse()) replay(w, d.f.reverts); }));
         throw e;
       }
     } catch (e) {
       for (const d of [...done].reverse()) d.f.undo();
       restoreSyncs();
       for (const hv of opened) this.sessions.delete(hv);
+      if (this.fatal) return; // the store failed: the group is undone in the model and nothing is answered
       if (batch.length === 1) {
         this.log(`data plane or store refused ${ops.length} ops: ${(e as Error).message}`);
         const err = tableFull(e)
@@ -497,30 +513,59 @@ export class NveCore {
           b.resolve(this.refuse(b.hv, b.req, helloRequired(b.hv)));
           continue;
         }
-        b.resolve(await this.transact(b.hv, b.port, (ctx) => dispatch(ctx, b.req)).then(
+        const r = await this.transact(b.hv, b.port, (ctx) => dispatch(ctx, b.req)).then(
           (reply) => {
             if (b.req.op === "hello") this.sessions.add(b.hv);
             return { id: b.req.id, ok: true, ...reply() };
-          }, (err) => this.failure(b.hv, b.req, err)));
+          }, (err) => this.failure(b.hv, b.req, err));
+        if (this.fatal) return;
+        b.resolve(r);
       }
       return;
     }
-    this.toIma(imaKeys);
     for (const d of done) for (const l of d.tx.logs) this.log(l);
     if (done.some((d) => d.tx.timerChanges.size)) this.armTimer();
+    // The IMA hears of a change, and the End Devices of its answer and events, only once it is on disk.
     const answer = () => {
+      if (this.fatal) return;
+      this.toIma(imaKeys);
       for (const d of done) for (const ev of d.tx.events) this.onEvent(ev.hv, ev.event);
       batch.forEach((b, i) => b.resolve(results[i]));
     };
     if (!durable) return answer();
     this.durable = durable;
-    durable.then(answer, (e) => {
-      this.log(`FATAL: ${(e as Error).message}; the state in memory is ahead of the store: restart this NVE`);
-      for (const b of batch) b.resolve(errorResponse(b.req.id, new ProtocolError("internal", (e as Error).message)) as Record<string, unknown>);
-    });
+    durable.then(answer, (e) => this.die(e as Error));
+  }
+
+  /** Runs a store write; a failure stops the NVE (die) and is rethrown as a StoreFailure. */
+  private async stored<T>(write: () => Promise<T>): Promise<T> {
+    try {
+      return await write();
+    } catch (e) {
+      this.die(e as Error);
+      throw new StoreFailure((e as Error).message);
+    }
+  }
+
+  /**
+   * A store write or flush failed (issue 10 item 8): the model may be ahead of
+   * the disk, so nothing more is answered (no `ok` for a change that is not
+   * on disk, none of a later change built on it), no timer fires, and onFatal
+   * ends the process; a restart restores exactly what was acknowledged.
+   */
+  private die(e: Error): void {
+    if (this.fatal) return;
+    this.fatal = e;
+    this.closed = true;
+    if (this.timer !== undefined) this.clock.clearTimer(this.timer);
+    this.timer = undefined;
+    this.log(`FATAL: the store failed: ${e.message}; answering nothing more, stopping (the store holds every acknowledged change; restart this NVE)`);
+    const onFatal = this.o.onFatal ?? (() => process.exit(1));
+    onFatal(e);
   }
 
   private failure(hv: string, req: Request, e: unknown): Record<string, unknown> {
+    if (e instanceof StoreFailure) return errorResponse(req.id, new ProtocolError("internal", e.message)) as Record<string, unknown>; // never sent: fatal
     if (e instanceof ProtocolError) return this.refuse(hv, req, e);
     this.log(`request ${req.id} (${req.op}) from ${hv}: internal error: ${(e as Error).stack ?? e}`);
     return errorResponse(req.id, new ProtocolError("internal", (e as Error).message)) as Record<string, unknown>;

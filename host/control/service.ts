@@ -2,8 +2,8 @@
 // request topics and its agents' statuses, answers on nvo3/v1/hv/{hv}/rsp,
 // sends events on …/evt, and keeps a retained status with a fresh bootId and
 // a will (§3). All state logic is in core.ts.
-import mqtt, { type MqttClient, type IClientOptions } from "mqtt";
-import { mqttClientOptions, tcpNoDelay, type BrokerConnection } from "../protocol/mqtt.js";
+import type { MqttClient } from "mqtt";
+import { connectWhenReachable as connectRetrying, mqttClientOptions, type BrokerConnection } from "../protocol/mqtt.js";
 import { encode, errorResponse, publishOptions } from "../protocol/codec.js";
 import { ProtocolError } from "../protocol/errors.js";
 import { parseNveTopic, topics } from "../protocol/topics.js";
@@ -25,24 +25,8 @@ export interface NveServiceOptions extends NveCoreOptions {
 // Network errors while connecting at start: keep retrying (every reconnectPeriod)
 // instead of failing, because the data plane already forwards from the store
 // (issue 4; PROTOCOL.md §3). Anything else (e.g. a refused CONNACK) still fails start.
-const RETRYABLE = new Set(["ECONNREFUSED", "ECONNRESET", "EHOSTUNREACH", "ENETUNREACH", "ETIMEDOUT", "EAI_AGAIN", "EPIPE"]);
-
-function connectWhenReachable(url: string, log: (l: string) => void, opts: IClientOptions): Promise<MqttClient> {
-  return new Promise((resolve, reject) => {
-    const client = mqtt.connect(url, opts);
-    tcpNoDelay(client);
-    const onError = (e: Error & { code?: unknown }) => {
-      if (typeof e.code === "string" && RETRYABLE.has(e.code)) return log(`mqtt: ${url}: ${e.message}; forwarding continues, retrying`);
-      client.off("error", onError);
-      client.end(true);
-      reject(e);
-    };
-    client.on("error", onError);
-    client.once("connect", () => {
-      client.off("error", onError);
-      resolve(client);
-    });
-  });
+function connectWhenReachable(url: string, log: (l: string) => void, opts: Parameters<typeof connectRetrying>[2]): Promise<MqttClient> {
+  return connectRetrying(url, (l) => log(`${l}; forwarding continues`), opts);
 }
 
 /** The op of a request payload, for the metrics only (the codec decodes it properly): bounded, no JSON parse. */

@@ -26,13 +26,13 @@
 // served VN's flood list; mac.remote + ip for every binding held elsewhere,
 // except where a local binding is active (the NVE's own mac.local wins there);
 // mac.del/ip.del when it goes; `vn` when a served VN's profile or VNI changes.
-import mqtt, { type MqttClient } from "mqtt";
+import type { MqttClient } from "mqtt";
 import type { DataPlaneProgrammer, DpOp, VnProfile } from "../dataplane/ops.js";
 import { normIp, normMac } from "../protocol/addr.js";
 import { encode, publishOptions } from "../protocol/codec.js";
 import { imaTopics, parseImaTopic, IMA_ROOT, type BindRecord, type VnRecord, type VtepRecord } from "../protocol/ima.js";
 import type { VnRef } from "../protocol/types.js";
-import { tcpNoDelay, type BrokerConnection } from "../protocol/mqtt.js";
+import { connectWhenReachable, tcpNoDelay, type BrokerConnection } from "../protocol/mqtt.js";
 import { realClock, type Clock } from "../control/clock.js";
 import { imaMqttOptions } from "./service.js";
 
@@ -137,7 +137,9 @@ export class ImaClient {
     const own = !client;
     if (!client) {
       if (!o.broker) throw new Error("ImaClient: give either client or broker");
-      client = await mqtt.connectAsync(o.broker.url, imaMqttOptions({ username: o.nve, ...o.broker }, `${o.nve}-ima-${Math.random().toString(16).slice(2, 10)}`, true));
+      // a broker not up yet is waited for, not a failed start
+      client = await connectWhenReachable(o.broker.url, (l) => (o.log ?? (() => {}))(`ima client: ${l}`),
+        imaMqttOptions({ username: o.nve, ...o.broker }, `${o.nve}-ima-${Math.random().toString(16).slice(2, 10)}`, true));
     }
     if (own) tcpNoDelay(client);
     const c = new ImaClient(client, own, o);

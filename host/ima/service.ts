@@ -9,10 +9,10 @@
 // sent while the IMA restarts wait at the broker and are answered when it is
 // back. When the broker comes back without our session (it restarted and may
 // have lost its retained messages) the whole tree is published again.
-import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
+import type { IClientOptions, MqttClient } from "mqtt";
 import { encode, publishOptions } from "../protocol/codec.js";
 import { imaTopics, parseImaTopic } from "../protocol/ima.js";
-import { mqttClientOptions, tcpNoDelay, type BrokerConnection } from "../protocol/mqtt.js";
+import { connectWhenReachable, mqttClientOptions, type BrokerConnection } from "../protocol/mqtt.js";
 import { realClock, type Clock } from "../control/clock.js";
 import { ROOT } from "../protocol/topics.js";
 import { rateLimitedLog } from "../protocol/rate-log.js";
@@ -98,8 +98,8 @@ export class ImaService {
         await db.write(r.writes);
       }
       const pv = o.broker.protocolVersion ?? 4;
-      const client = await mqtt.connectAsync(o.broker.url, imaMqttOptions({ username: settings.ima, ...o.broker }, settings.ima, false));
-      tcpNoDelay(client);
+      // a broker not up yet is waited for (connectWhenReachable), not a failed start
+      const client = await connectWhenReachable(o.broker.url, (l) => log(`ima: ${l}`), imaMqttOptions({ username: settings.ima, ...o.broker }, settings.ima, false));
       const svc = new ImaService(core, db, ownDb, client, pv, log, o.maxBatch ?? 512);
       svc.nveHoldMs = o.nveHoldMs ?? 0;
       svc.maxPendingPerRequester = o.maxPendingPerRequester ?? 10_000;

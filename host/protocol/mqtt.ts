@@ -3,7 +3,7 @@
 // QoS 1, MQTT 3.1.1 or 5, TLS with a client certificate for Req-11 mutual
 // authentication), and TCP_NODELAY.
 import { readFileSync } from "node:fs";
-import type { IClientOptions, MqttClient } from "mqtt";
+import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
 
 export interface BrokerConnection {
   url: string;
@@ -52,4 +52,35 @@ export function tcpNoDelay(client: MqttClient): void {
   const set = () => (client.stream as unknown as { setNoDelay?: (b: boolean) => void } | undefined)?.setNoDelay?.(true);
   set();
   client.on("connect", set);
+}
+
+// Network errors while connecting at start mean the broker is not there yet:
+// keep retrying (every reconnectPeriod) instead of failing, so an NVE, an agent
+// or the IMA started before its broker comes up by itself (issue 17, a broker
+// down at start). Anything else (e.g. a refused CONNACK) still fails start.
+const RETRYABLE = new Set(["ECONNREFUSED", "ECONNRESET", "EHOSTUNREACH", "ENETUNREACH", "ETIMEDOUT", "EAI_AGAIN", "EPIPE"]);
+
+/** Whether a connect error means "retry later" (see above). */
+export function retryableConnectError(e: unknown): boolean {
+  const code = (e as { code?: unknown })?.code;
+  return typeof code === "string" && RETRYABLE.has(code);
+}
+
+/** mqtt.connect that resolves once connected, retrying the errors above while `opts.reconnectPeriod` allows. */
+export function connectWhenReachable(url: string, log: (l: string) => void, opts: IClientOptions): Promise<MqttClient> {
+  return new Promise((resolve, reject) => {
+    const client = mqtt.connect(url, opts);
+    tcpNoDelay(client);
+    const onError = (e: Error & { code?: unknown }) => {
+      if (retryableConnectError(e) && opts.reconnectPeriod !== 0) return log(`mqtt: ${url}: ${e.message}; retrying`);
+      client.off("error", onError);
+      client.end(true);
+      reject(e);
+    };
+    client.on("error", onError);
+    client.once("connect", () => {
+      client.off("error", onError);
+      resolve(client);
+    });
+  });
 }

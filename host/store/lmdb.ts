@@ -40,6 +40,7 @@ import { asBinary, open, type Database, type RootDatabase } from "lmdb";
 import { closeSync, existsSync, openSync, readSync, statSync } from "node:fs";
 import { privateDir, withPrivateUmask } from "./private.js";
 import { join } from "node:path";
+import { constants as osConstants } from "node:os";
 import {
   COLLECTIONS, STORE_SCHEMA_VERSION, StoreSchemaError,
   type CollectionName, type Collections, type Store, type StoreWriter, type TimerRecord,
@@ -314,18 +315,23 @@ export class LmdbStore implements Store {
       committed = this.root.batch(() => {
         for (const [c, m] of pending) {
           const d = this.db(c);
-          for (const [k, v] of m) v === DELETED ? d.remove(k) : d.put(k, asBinary(v));
+          // Each write's own promise rejects too when the commit fails (ENOSPC, EIO): the
+          // batch's promise reports it; unhandled, they would crash the process first.
+          for (const [k, v] of m) void (v === DELETED ? d.remove(k) : d.put(k, asBinary(v))).catch(() => {});
         }
       });
       // Taken now: the flush of the commit that will hold this batch (or a later one).
       flush = flushed(this.root);
+      flush.catch(() => {}); // awaited below once committed; a failed commit reports instead
     } catch (e) {
       this.inflight.splice(this.inflight.indexOf(pending), 1);
       throw e;
     }
     const done = committed.finally(() => this.inflight.splice(this.inflight.indexOf(pending), 1));
-    const durable = done.then(() => flush).then(() => undefined, (e: Error) => {
-      throw new Error(`${this.dir}: the store could not commit a transaction: ${e.message}`);
+    const durable = done.then(() => flush).then(() => undefined, async (e: Error & { commitError?: Promise<unknown> }) => {
+      // lmdb-js rejects with "Commit failed (see commitError for details)": the cause (e.g. ENOSPC) is in commitError
+      const cause = e.commitError ? await e.commitError.then(() => e, (x: unknown) => x as Error) : e;
+      throw Object.assign(new Error(`${this.dir}: the store could not commit a transaction: ${cause.message ?? cause}`), { code: errnoName(cause) });
     });
     durable.catch(() => {}); // the caller awaits it; never an unhandled rejection here
     return { result, durable };
@@ -353,6 +359,13 @@ export class LmdbStore implements Store {
     await this.root.close();
     await this.lock.release();
   }
+}
+
+/** The errno name of a native error (lmdb-js gives the number as `code`: 28 → "ENOSPC"), else its code. */
+function errnoName(e: unknown): unknown {
+  const code = (e as { code?: unknown })?.code;
+  if (typeof code !== "number") return code;
+  return Object.entries(osConstants.errno).find(([, n]) => n === code)?.[0] ?? code;
 }
 
 function flushed(root: RootDatabase): Promise<unknown> {

@@ -14,8 +14,14 @@ import type { Clock } from "../../host/control/clock.js";
 import type { Limits } from "../../host/control/context.js";
 import { MemoryStore, newMemoryBacking, type MemoryBacking } from "../../host/store/memory.js";
 import * as assert from "uvu/assert";
+import { LmdbStore } from "../../host/store/lmdb.js";
+import type { Store } from "../../host/store/store.js";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { Agent, AgentError } from "../../host/agent/agent.js";
 import { topics } from "../../host/protocol/topics.js";
+import { requireTool } from "./tools.js";
 
 export const NVE = "nve-a";
 export const HVS = ["hv-1", "hv-2", "hv-3", "hv-4"]; // hv-1, hv-2 on eth2 (Req-2); hv-3 on eth3; hv-4 on eth4
@@ -43,7 +49,11 @@ export function mosquittoAvailable(): boolean {
 
 const password = (id: string) => `pw-${id}-secret`;
 
-/** Every broker the suite must pass through: embedded, and Mosquitto (3.1.1 and 5) when installed. */
+/**
+ * Every broker the suite must pass through: embedded, and Mosquitto (3.1.1 and
+ * 5). Without Mosquitto, a strict run fails naming it (test/support/tools.ts);
+ * NVEDGE_TEST_SKIP=mosquitto drops those fixtures on purpose.
+ */
 export function brokerFixtures(): BrokerFixture[] {
   const out: BrokerFixture[] = [{
     name: "embedded aedes (3.1.1)",
@@ -52,7 +62,7 @@ export function brokerFixtures(): BrokerFixture[] {
       return { name: this.name, url: b.url, protocolVersion: 4, creds: (id) => ({ username: id }), close: () => b.close() };
     },
   }];
-  if (mosquittoAvailable())
+  if (requireTool("mosquitto", mosquittoAvailable, "the suites over Mosquitto (MQTT 3.1.1 and 5)"))
     for (const pv of [4, 5] as const)
       out.push({
         name: `mosquitto (MQTT ${pv === 4 ? "3.1.1" : "5"})`,
@@ -138,27 +148,74 @@ export function baseConfig(over: Partial<Record<string, unknown>> = {}, nve = NV
   }), "test-config.json");
 }
 
+/** Where an NVE's state lives: an in-memory backing, or an LMDB directory (the production store). */
+export type StoreKind = "memory" | "lmdb";
+export type Backing = MemoryBacking | { lmdbDir: string };
+
 export interface RunningNve {
   svc: NveService;
   prog: RecordingProgrammer;
   clock: FakeClock;
-  backing: MemoryBacking;
+  /** Pass it to the next startNve to "restart" on the same state. */
+  backing: Backing;
+  /** The store the NVE runs on (the wrapped one when `wrap` was given). */
+  store: Store;
   logs: string[];
   stop(): Promise<void>;
 }
 
-export async function startNve(b: RunningBroker, o: { config?: NveConfig; backing?: MemoryBacking; clock?: FakeClock; limits?: Partial<Limits>; prog?: RecordingProgrammer } = {}): Promise<RunningNve> {
-  const backing = o.backing ?? newMemoryBacking();
-  const store = await MemoryStore.open({ backing });
+// LMDB stores open in this process, by directory: a restart on the same backing closes the old one first
+// (an LMDB directory is held by one store at a time, host/store/lmdb-lock.ts).
+const openLmdb = new Map<string, Store>();
+const tempDirs = new Set<string>();
+process.on("exit", () => { for (const d of tempDirs) rmSync(d, { recursive: true, force: true }); });
+
+/** Opens the store of a backing (a fresh one of `kind` when none is given). */
+export async function openStore(kind: StoreKind, backing?: Backing): Promise<{ store: Store; backing: Backing }> {
+  if (kind === "memory" || (backing && !("lmdbDir" in backing))) {
+    const b = (backing as MemoryBacking | undefined) ?? newMemoryBacking();
+    return { store: await MemoryStore.open({ backing: b }), backing: b };
+  }
+  let dir = (backing as { lmdbDir: string } | undefined)?.lmdbDir;
+  if (!dir) {
+    dir = mkdtempSync(join(tmpdir(), "nvl-store-"));
+    tempDirs.add(dir);
+  }
+  await openLmdb.get(dir)?.close().catch(() => {});
+  const store = await LmdbStore.open(dir);
+  openLmdb.set(dir, store);
+  return { store, backing: { lmdbDir: dir } };
+}
+
+export async function startNve(b: RunningBroker, o: {
+  config?: NveConfig; backing?: Backing; store?: StoreKind; clock?: FakeClock; limits?: Partial<Limits>; prog?: RecordingProgrammer;
+  /** Wraps the store the NVE gets (failure injection: test/support/faulty-store.ts). */
+  wrap?: (s: Store) => Store;
+  /** The core's store-failure stop (default here: recorded in `logs` only, the test process lives on). */
+  onFatal?: (e: Error) => void;
+} = {}): Promise<RunningNve> {
+  const opened = await openStore(o.store ?? "memory", o.backing);
+  const store = o.wrap ? o.wrap(opened.store) : opened.store;
   const prog = o.prog ?? await RecordingProgrammer.create();
   const clock = o.clock ?? new FakeClock();
   const logs: string[] = [];
   const config = o.config ?? baseConfig();
   const svc = await NveService.start({
-    config, store, programmer: prog, clock, limits: o.limits, log: (l) => logs.push(l),
+    config, store, programmer: prog, clock, limits: o.limits, log: (l) => logs.push(l), onFatal: o.onFatal ?? (() => {}),
     broker: { url: b.url, protocolVersion: b.protocolVersion, ...b.creds(config.nve), reconnectPeriodMs: 200 },
   });
-  return { svc, prog, clock, backing, logs, stop: () => svc.stop() };
+  const backing = opened.backing;
+  return {
+    svc, prog, clock, backing, store, logs,
+    async stop() {
+      await svc.stop();
+      if ("lmdbDir" in backing) {
+        await opened.store.close();
+        openLmdb.delete(backing.lmdbDir);
+        if (tempDirs.delete(backing.lmdbDir)) rmSync(backing.lmdbDir, { recursive: true, force: true });
+      }
+    },
+  };
 }
 
 export async function startAgent(b: RunningBroker, hv: string, o: { statePath?: string; nve?: string } = {}): Promise<Agent> {
@@ -264,9 +321,9 @@ export class ControlEnv {
   run!: RunningNve;
   agents: Agent[] = [];
   raws: { close(): Promise<unknown> }[] = [];
-  constructor(readonly b: RunningBroker) {}
+  constructor(readonly b: RunningBroker, readonly storeKind: StoreKind = "memory") {}
   async start(o: { over?: Record<string, unknown>; limits?: Partial<Limits>; backing?: RunningNve["backing"]; config?: NveConfig } = {}) {
-    this.run = await startNve(this.b, { config: o.config ?? baseConfig(o.over, this.nve), limits: o.limits, backing: o.backing });
+    this.run = await startNve(this.b, { config: o.config ?? baseConfig(o.over, this.nve), limits: o.limits, backing: o.backing, store: this.storeKind });
     return this.run;
   }
   get core() {

@@ -31,6 +31,8 @@ export interface MosquittoOptions {
    * at once (an agent and a raw client) would take over each other's session.
    */
   clientIdIsIdentity?: boolean;
+  /** Listen on this port (a broker restarted on the port its clients know); default: a free one. */
+  port?: number;
 }
 
 export interface RunningMosquitto {
@@ -128,7 +130,7 @@ export async function spawnMosquitto(conf: string, ports: number[], dir: string)
 }
 
 async function startOnce(o: MosquittoOptions, dir: string, pki: Pki | undefined): Promise<RunningMosquitto> {
-  const port = await freePort();
+  const port = o.port ?? await freePort();
   const passwordFile = join(dir, "passwd");
   const aclFile = join(dir, "acl");
   const conf = join(dir, "mosquitto.conf");

@@ -1,0 +1,150 @@
+#!/usr/bin/env node
+// The test runner behind `npm test` and .ci/run (issue 17, "CI that cannot be
+// fooled"). It runs uvu over the built tests, as `uvu DIR PATTERN` does, with
+// every test file's uvu replaced by test/support/uvu-guard.js, and then fails
+// the run, whatever uvu counted, when:
+//   - a suite passed fewer tests than it registered, or ran a different number
+//     (a throwing `before` hook: uvu prints (0 / N) and exits 0);
+//   - a hook threw (`after` hooks included);
+//   - a suite registered tests and was never run, or registered none;
+//   - a test file registered no test and recorded no skip (test/support/tools.ts);
+//   - a file failed to load;
+//   - a tool the tests need is missing and NVEDGE_TEST_SKIP does not name it;
+//   - test.only / test.skip is left in a file;
+//   - the whole run (default directory and pattern) registered fewer tests than
+//     test/expected-count says.
+// Its last line is `nvedge-test: N passed, M failed, ...` (.ci/run reads it).
+//
+//   node scripts/test.mjs [DIR [PATTERN]]   (default: dist/test '\.test\.js$')
+//   node scripts/test.mjs --count           (npm run test:count) imports every
+//       test file without running it and writes the number of registered tests
+//       to test/expected-count: run it on purpose after adding tests.
+// NVEDGE_TEST_TIMEOUT_S (default 1200) bounds the whole run.
+import { register } from "node:module";
+import { readFileSync, writeFileSync, existsSync } from "node:fs";
+import { join, dirname, resolve } from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+const args = process.argv.slice(2);
+const countOnly = args.includes("--count");
+// --expected-file FILE: check the count against FILE, whatever DIR and PATTERN (the runner's own tests)
+const ei = args.indexOf("--expected-file");
+const expectedFile = ei >= 0 ? args[ei + 1] : undefined;
+const pos = args.filter((a, i) => !a.startsWith("--") && !(ei >= 0 && i === ei + 1));
+const DEFAULT_DIR = "dist/test", DEFAULT_PATTERN = "\\.test\\.js$";
+const dir = resolve(root, pos[0] ?? DEFAULT_DIR);
+const pattern = pos[1] ?? DEFAULT_PATTERN;
+const whole = (pos[0] === undefined || resolve(root, pos[0]) === resolve(root, DEFAULT_DIR)) && pattern === DEFAULT_PATTERN;
+const countFile = expectedFile ? resolve(expectedFile) : join(root, "test", "expected-count");
+const checkCount = whole || expectedFile !== undefined;
+
+// the guard and the registry come from the build, whatever DIR is (the runner's own tests point DIR at fixtures)
+const support = join(root, "dist", "test", "support");
+const guardPath = join(support, "uvu-guard.js");
+if (!existsSync(guardPath)) {
+  console.error(`test: ${guardPath} is missing; build first (node scripts/build.mjs --host)`);
+  process.exit(1);
+}
+register(pathToFileURL(join(root, "scripts", "test-hooks.mjs")), {
+  data: { guard: pathToFileURL(guardPath).href, testDir: pathToFileURL(dir + "/").href },
+});
+
+globalThis.UVU_DEFER = 1;
+const uvu = await import("uvu");
+const { parse } = await import("uvu/parse");
+const { registry } = await import(pathToFileURL(join(support, "test-registry.js")).href);
+const reg = registry();
+
+const problems = []; // each one is a failure the uvu totals do not show
+const { suites: files } = await parse(dir, pattern, {});
+if (files.length === 0) problems.push(`no test file in ${dir} matches ${pattern}`);
+
+let idx = 0;
+for (const f of files) {
+  reg.file = f.name;
+  globalThis.UVU_INDEX = idx++;
+  globalThis.UVU_QUEUE.push([f.name]);
+  try {
+    await import(pathToFileURL(f.file).href);
+  } catch (e) {
+    problems.push(`${f.name}: failed to load: ${e?.stack ?? e}`);
+  }
+}
+reg.file = "";
+
+const registered = () => reg.suites.reduce((n, s) => n + s.registered, 0);
+
+if (countOnly) {
+  const n = registered();
+  const missing = reg.missing.map((m) => `${m.tool} (${m.file})`);
+  if (missing.length || reg.skips.length || problems.length) {
+    console.error(`test:count: not writing ${countFile}: the count must come from a complete run` +
+      `${missing.length ? `; missing: ${missing.join(", ")}` : ""}` +
+      `${reg.skips.length ? `; skipped: ${reg.skips.map((s) => `${s.tool} (${s.file})`).join(", ")}` : ""}` +
+      `${problems.length ? `; ${problems.join("; ")}` : ""}`);
+    process.exit(1);
+  }
+  writeFileSync(countFile, "# The number of tests the whole suite registers (scripts/test.mjs fails a run below it).\n" +
+    "# Update it on purpose, after adding or merging tests: npm run test:count\n" + `${n}\n`);
+  console.log(`test:count: ${n} tests registered in ${files.length} files; wrote ${countFile}`);
+  process.exit(0);
+}
+
+const limitS = Number(process.env.NVEDGE_TEST_TIMEOUT_S ?? 1200);
+const watchdog = setTimeout(() => {
+  const cur = reg.suites.find((s) => s.running);
+  console.error(`\ntest: the run exceeded NVEDGE_TEST_TIMEOUT_S=${limitS}${cur ? ` in ${cur.file} "${cur.name}"` : ""}`);
+  console.log(`nvedge-test: 0 passed, ${Math.max(1, registered())} failed (timed out)`);
+  process.exit(1);
+}, limitS * 1000);
+watchdog.unref();
+
+await uvu.exec();
+clearTimeout(watchdog);
+
+// ---- the checks uvu does not make ----
+let passed = 0;
+for (const s of reg.suites) {
+  const where = `${s.file} "${s.name || "(default suite)"}"`;
+  for (const h of s.hookErrors) problems.push(`${where}: ${h.split("\n")[0]}`);
+  if (s.registered === 0) { problems.push(`${where}: registers zero tests`); continue; }
+  if (!s.result) { problems.push(`${where}: ${s.registered} tests registered, never run (no .run())`); continue; }
+  passed += s.result.passed;
+  if (s.only) problems.push(`${where}: test.only left in the file`);
+  if (s.skipped > 0) problems.push(`${where}: ${s.skipped} test.skip left in the file (skip a tool with NVEDGE_TEST_SKIP)`);
+  else if (s.result.total !== s.registered) problems.push(`${where}: registered ${s.registered} tests, ran ${s.result.total}`);
+}
+for (const f of files) {
+  const mine = reg.suites.filter((s) => s.file === f.name);
+  const n = mine.reduce((k, s) => k + s.registered, 0);
+  if (n === 0 && !reg.skips.some((s) => s.file === f.name) && !reg.missing.some((m) => m.file === f.name) && !problems.some((p) => p.startsWith(`${f.name}:`)))
+    problems.push(`${f.name}: registers zero tests and recorded no skip`);
+}
+for (const m of reg.missing)
+  problems.push(`${m.file}: missing ${m.tool}: ${m.why} (install it: scripts/system-deps.sh; or skip on purpose: NVEDGE_TEST_SKIP=${m.tool})`);
+
+const total = registered();
+let expected;
+if (existsSync(countFile)) expected = Number(readFileSync(countFile, "utf8").split("\n").find((l) => /^\d+/.test(l.trim())));
+const skipsAllowed = (process.env.NVEDGE_TEST_SKIP ?? "").trim();
+if (checkCount) {
+  if (expected === undefined || !Number.isFinite(expected)) problems.push(`${countFile} is missing or holds no number (npm run test:count writes it)`);
+  else if (total < expected && reg.skips.length === 0)
+    problems.push(`${total} tests registered, below the ${expected} of ${countFile}: tests vanished (or, on purpose, run npm run test:count)`);
+}
+
+// every registered test that did not pass, plus each problem above
+const failed = total - passed + problems.length;
+if (problems.length) {
+  console.log("\n  nvedge-test found problems uvu does not count:");
+  for (const p of problems) console.log(`  ✘ ${p}`);
+}
+const skipped = [...new Set(reg.skips.map((s) => s.tool))];
+const tail = [
+  `registered ${total}`,
+  checkCount && expected !== undefined ? `expected ≥ ${expected}` : checkCount ? undefined : "partial run: expected count not checked",
+  skipped.length ? `SKIPPED: ${skipped.join(",")}${skipsAllowed ? ` (NVEDGE_TEST_SKIP=${skipsAllowed})` : " (not root, no CI)"}` : "skipped: none",
+].filter(Boolean).join("; ");
+console.log(`nvedge-test: ${passed} passed, ${failed} failed (${tail})`);
+process.exitCode = failed > 0 || process.exitCode ? 1 : 0;
