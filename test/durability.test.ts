@@ -61,6 +61,7 @@ for (const [kind, at, code] of cases) {
       };
       const r = await rawClient(b, "hv-1", nve);
       raws.push(r);
+      assert.is((await r.request("hello", { agent: "durability" })).ok, true); // first on every session (PROTOCOL.md §2)
       assert.is((await r.request("vnic.attach", attach(1), "a1")).ok, true);
       assert.ok(told.some((c) => JSON.stringify(c).includes(m(1))), "the IMA was told of the durable change");
       const onDisk = fs!.written;
