@@ -13,10 +13,11 @@
 //   ... NveCore({ programmer: pool }) ...; counters: () => pool.counters()
 //   pool.closed.catch(fatal);  on shutdown: await pool.stop()
 // Operational notes (seen on veth, true of NICs too):
-// - Frames above a slot (1920 bytes) are not delivered and counted as
-//   `oversize`: a local sender with TSO/GSO makes such frames, and one with tx
-//   checksum offload leaves L4 checksums unfinished (`csumNotReady`); turn
-//   both off on such sources (`ethtool -K DEV tx off` does both).
+// - Offloads stay on at the senders: a frame whose L4 checksum a local
+//   sender left partial (`csumNotReady`) is completed by the data plane, and
+//   a TSO/GSO super-frame is cut into segments by the addon (`gsoFrames`,
+//   `gsoSegments`) that the data plane makes real (assembly/pipeline/offload.ts).
+//   Other frames above a slot (1920 bytes) are counted as `oversize`.
 // - The underlay MTU must hold the inner MTU plus the encapsulation (50 bytes
 //   VXLAN/IPv4, 70 IPv6); a frame the kernel refuses is counted in `txErrors`.
 import { Worker, MessageChannel, type MessagePort } from "node:worker_threads";

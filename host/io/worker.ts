@@ -61,7 +61,12 @@ async function main(): Promise<void> {
   const dp = await DataPlane.create(init.dataplane);
   const handles: number[] = [];
   try {
-    init.interfaces.forEach((name, i) => handles.push(addon.open(name, { ...init.ring, fanout: init.fanout[i] })));
+    // Offloads (issue 11): each frame's virtio-net header goes to the data
+    // plane, which completes partial checksums and the GSO segments the
+    // addon cuts (assembly/pipeline/offload.ts); the flag bits are its own.
+    const f = dp.layout.descFlags;
+    addon.descFlags(f.vnet, f.gsoSeg, f.gsoLast, f.segShift);
+    init.interfaces.forEach((name, i) => handles.push(addon.open(name, { vnetHdr: 1, ...init.ring, fanout: init.fanout[i] })));
   } catch (e) {
     for (const h of handles) addon.close(h);
     post({ type: "error", id: init.id, message: (e as Error).message });
