@@ -490,13 +490,14 @@ static __thread struct mmsghdr *tMsgs;
 static __thread struct iovec *tIov;
 static __thread uint32_t *tOrder;
 static __thread uint32_t tCap;
+static const struct virtio_net_hdr zeroVnet;
 
 static int grow(uint32_t n) {
   if (n <= tCap) return 1;
   struct mmsghdr *m = realloc(tMsgs, n * sizeof *m);
   if (!m) return 0;
   tMsgs = m;
-  struct iovec *v = realloc(tIov, 2 * n * sizeof *v);
+  struct iovec *v = realloc(tIov, 3 * n * sizeof *v);
   if (!v) return 0;
   tIov = v;
   uint32_t *o = realloc(tOrder, n * sizeof *o);
@@ -559,15 +560,22 @@ static napi_value Send(napi_env env, napi_callback_info info) {
     uint32_t dataPtr = getU32le(d + 4);
     uint16_t dataLen = getU16(d + 8);
     if (hdrLen > hdrSlot || (uint64_t)dataPtr + dataLen > memLen) return throwErr(env, "send: an out-desc points outside the memory");
-    struct iovec *v = tIov + 2 * k;
-    v[0].iov_base = mem + hdrBase + (size_t)j * hdrSlot;
-    v[0].iov_len = hdrLen;
-    v[1].iov_base = mem + dataPtr;
-    v[1].iov_len = dataLen;
+    // A socket with PACKET_VNET_HDR takes a virtio-net header in front of
+    // every frame it sends (packet_snd): an all-zero one, no offload asked.
+    struct iovec *v = tIov + 3 * k;
+    int vh = byPort[p]->vnet;
+    if (vh) {
+      v[0].iov_base = (void *)&zeroVnet;
+      v[0].iov_len = sizeof zeroVnet;
+    }
+    v[vh].iov_base = mem + hdrBase + (size_t)j * hdrSlot;
+    v[vh].iov_len = hdrLen;
+    v[vh + 1].iov_base = mem + dataPtr;
+    v[vh + 1].iov_len = dataLen;
     struct msghdr *m = &tMsgs[k].msg_hdr;
     memset(m, 0, sizeof *m);
     m->msg_iov = v;
-    m->msg_iovlen = 2;
+    m->msg_iovlen = 2 + vh;
     tOrder[k] = hdrLen + dataLen;
   }
   // counts[p] is now the end of port p's run; its start is the previous end.
