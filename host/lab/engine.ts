@@ -121,7 +121,13 @@ async function build(d: LabDescription, log: (l: string) => void): Promise<void>
   // The hypervisors: OVS, userspace datapath; VMs on access ports (the tag is
   // the agent's to set, ovs-driver.ts); the trunk to the NVE carries every VLAN.
   for (const h of d.hypervisors) {
-    veth({ ns: h.ns, name: h.trunk }, { ns: d.nves.find((n) => n.id === h.nve)!.ns, name: h.nvePort });
+    // The trunk's MTU is the largest VN MTU it carries (PROTOCOL.md §5: the
+    // VN's IP MTU): OVS 3.1 re-derives a TSO frame's gso_size from its egress
+    // port's MTU (netdev_linux_prepend_vnet_hdr), so a 1500-byte trunk would
+    // make it cut a VM's TCP into segments above the VN MTU, which nvedge
+    // drops as mtu-exceeded.
+    const trunkMtu = Math.max(...d.vns.map((v) => v.mtu));
+    veth({ ns: h.ns, name: h.trunk, mtu: trunkMtu }, { ns: d.nves.find((n) => n.id === h.nve)!.ns, name: h.nvePort, mtu: trunkMtu });
     for (const vmName of h.vms) {
       const vm = d.vms.find((v) => v.name === vmName)!;
       const vn = d.vns.find((v) => v.id === vm.vn)!;
@@ -169,6 +175,12 @@ async function build(d: LabDescription, log: (l: string) => void): Promise<void>
   for (const t of o.tunnels) {
     veth({ ns: t.hostNs, name: t.hostIface, mac: t.hostMac, mtu: d.vns.find((v) => v.id === t.vn)!.mtu }, { ns: o.ns, name: t.ovsPort });
     ip(t.hostNs, "addr", "add", `${t.hostIp}/24`, "dev", t.hostIface);
+    // OVS 3.1's userspace tunnel push neither finishes a partial inner
+    // checksum nor segments a TSO frame (it sends the first unfinished and
+    // drops the second): the hosts behind OVS's own tunnels are the only
+    // senders in the lab with offloads off. Every VM behind a hypervisor, the
+    // kernel VTEP and its host keep theirs (nvedge takes both, issue 11).
+    sh(["ethtool", "-K", t.hostIface, "tx", "off", "tso", "off", "gso", "off"], { ns: t.hostNs });
   }
   startOvs(o.ovs);
   vsctl(o.ovs, ["add-br", o.phyBridge, "--", "set", "bridge", o.phyBridge, "datapath_type=netdev", `other_config:hwaddr=${o.underlay.mac}`,
