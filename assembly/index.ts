@@ -21,12 +21,14 @@ import { resetOut, setCurIn, outCount } from "./pipeline/emit";
 import { drop, dropNoPort, setCur } from "./pipeline/common";
 import { D_FRAME_TOO_LONG, D_UNKNOWN_PORT, NUM_DROPS } from "./drops";
 import { offloadFix, OFFLOAD_OK } from "./pipeline/offload";
+import { puntInit, puntReset, puntTotal } from "./pipeline/punt";
 
 export { dropNamesPtr, dropNamesLen } from "./drops";
 export { setPort, setUnderlay, setVn, delVn, setTag, setRemote, delRemote, setVtep, setFlood, buildTunnel,
          setMacLocal, setMacRemote, delMac, getMac, setIp, delIp, setPrefix, purgeVn } from "./control";
 export { setPrefixCount } from "./tables/index";
 export { setTrace, setFastPaths } from "./pipeline/common";
+export { puntPtr, puntCount, puntLost, puntTotal } from "./pipeline/punt";
 
 /** Inputs taken by the last process() call. */
 export let consumed: u32 = 0;
@@ -52,6 +54,7 @@ export function init(macLog2: u32, ipLog2: u32, tunLog2: u32, floodCap: u32): vo
   tableGlobalsInit();
   controlInit();
   macHomesInit();
+  puntInit();
   ready = true;
 }
 
@@ -199,6 +202,7 @@ function slowFrame(i: u32): u32 {
   const port = <u32>load<u16>(d, I_PORT);
   const p = slotBase + <usize>i * SLOT_SIZE + off;
   const before = outCount;
+  const puntedBefore = puntTotal;
   const kind = port < MAX_PORTS ? load<u8>(portKind + port) : PORT_NONE;
   // a frame from a port we do not serve is charged to no port's counters
   if (kind == PORT_NONE) { setCur(0, -1); dropNoPort(D_UNKNOWN_PORT); return 0; }
@@ -209,7 +213,8 @@ function slowFrame(i: u32): u32 {
   if (off + len > SLOT_SIZE) { setCur(port, -1); drop(D_FRAME_TOO_LONG); return 0; }
   if (kind == PORT_ACCESS) accessFrame(port, p, len);
   else underlayFrame(port, p, len);
-  return outCount != before ? 1 : 0;
+  // forwarded: it left, or went to the host (pipeline/punt.ts; an ARP reply to us)
+  return outCount != before || puntTotal != puntedBefore ? 1 : 0;
 }
 
 /**
@@ -261,6 +266,7 @@ function offloadFrame(i: u32, fl: u32): bool {
 
 export function process(n: u32): u32 {
   resetOut();
+  puntReset();
   if (n > MAX_BATCH) n = MAX_BATCH;
   prefetchBatch(n);
   // The batch-wide counters are added once per batch (the host reads them

@@ -236,8 +236,17 @@ if (missing) {
     const a = vm("vm11"), b = vm("vm21");
     const mtu = st().lab.vns.find((v) => v.id === a.vn)!.mtu;
     await warmUp(a.ns, b.ip);
-    // The VM's NIC above the VN MTU: the NVE is the one to refuse (PROTOCOL.md §5).
-    spawnSync("ip", ["-n", a.ns, "link", "set", a.iface, "mtu", String(mtu + 50)]);
+    // The VM's NIC above the VN MTU, and the trunk to the NVE (the lab sets
+    // it to the VN MTU, host/lab/engine.ts) too: the NVE is the one to refuse
+    // (PROTOCOL.md §5).
+    const hv = st().lab.hypervisors.find((h) => h.id === a.hv)!;
+    const nveNsName = st().lab.nves.find((n) => n.id === hv.nve)!.ns;
+    const setMtus = (m: number) => {
+      spawnSync("ip", ["-n", a.ns, "link", "set", a.iface, "mtu", String(m)]);
+      spawnSync("ip", ["-n", hv.ns, "link", "set", hv.trunk, "mtu", String(m)]);
+      spawnSync("ip", ["-n", nveNsName, "link", "set", hv.nvePort, "mtu", String(m)]);
+    };
+    setMtus(mtu + 50);
     try {
       const cap = await sniff(b.ns, b.iface, { direction: "in", filter: ["icmp"] });
       const before = await st().counters("nve-a");
@@ -251,7 +260,7 @@ if (missing) {
       assert.is(fit.received, 3, `IP packets of exactly the VN MTU (${mtu}) pass\n${fit.out}`);
       assert.equal(got.map((e) => e.ip?.len), [mtu, mtu, mtu], "vm21 saw only the three echoes that fit");
     } finally {
-      spawnSync("ip", ["-n", a.ns, "link", "set", a.iface, "mtu", String(mtu)]);
+      setMtus(mtu);
     }
   });
 

@@ -757,6 +757,23 @@ export class DataPlane {
     this.dv.setUint16(d + 6, offload?.flags ?? 0, true);
   }
 
+  /**
+   * The frames the last process() call handed to the host (assembly/pipeline/punt.ts:
+   * ARP and ND for underlay.ip, for the neighbour cache), copies; `lost`: those
+   * beyond the area since init.
+   */
+  punts(): { port: number; frame: Uint8Array }[] {
+    const n = this.ex.puntCount.value as number;
+    const base = this.ex.puntPtr() as number;
+    const out: { port: number; frame: Uint8Array }[] = [];
+    for (let i = 0; i < n; i++) {
+      const r = base + i * 128;
+      const len = Math.min(this.dv.getUint16(r + 2, true), 124);
+      out.push({ port: this.dv.getUint16(r, true), frame: this.u8.slice(r + 4, r + 4 + len) });
+    }
+    return out;
+  }
+
   /** Output j as one contiguous frame (a copy). */
   output(j: number): { port: number; frame: Uint8Array; in: number; vn: number } {
     const L = this.layout;
