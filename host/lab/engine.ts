@@ -6,9 +6,9 @@
 // Underlay (found by trying, issue 5): the NVEs' underlay veths carry NO IP
 // address in their namespace. nvedge reads them with AF_PACKET; if the kernel
 // owned the address too it would answer every VXLAN/Geneve datagram with an
-// ICMP port unreachable. Nothing then answers ARP for an NVE's IP, so the
-// underlay router (the bridge's own address, 192.0.2.254, the `gatewayMac` of
-// both NVEs) has permanent neighbour entries for them, and the remote VTEPs
+// ICMP port unreachable. nvedge answers ARP for its IP itself (issue 11), so
+// the underlay router (the bridge's own address, 192.0.2.254, the `gatewayMac`
+// of both NVEs) resolves the NVEs like any host, and the remote VTEPs
 // reach the NVEs through that router (/32 routes via 192.0.2.254), as nvedge
 // reaches everything through it. The router forwards out the interface it
 // received on, so ICMP redirects are switched off.
@@ -110,10 +110,9 @@ async function build(d: LabDescription, log: (l: string) => void): Promise<void>
     veth({ ns: p.ns, name: p.underlay.iface, mac: mac ? p.underlay.mac : undefined, mtu: u.mtu }, { ns: u.ns, name: p.underlay.routerPort, mtu: u.mtu });
     ip(u.ns, "link", "set", p.underlay.routerPort, "master", u.bridge);
   };
-  for (const n of d.nves) {
-    attach(n);
-    ip(u.ns, "neigh", "replace", n.underlay.ip, "lladdr", n.underlay.mac, "dev", u.bridge, "nud", "permanent");
-  }
+  // No neighbour entry for the NVEs: they answer ARP for their underlay IP
+  // themselves (assembly/pipeline/host.ts, issue 11).
+  for (const n of d.nves) attach(n);
   const viaRouter = (ns: string, dev: string) => {
     for (const n of d.nves) ip(ns, "route", "replace", `${n.underlay.ip}/32`, "via", u.routerIp, "dev", dev);
   };
