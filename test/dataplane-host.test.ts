@@ -45,6 +45,15 @@ test("an ARP reply to us goes to the host and nowhere else; other ARP is dropped
   dropped(F.send(dp6, F.UPLINK, req42(ROUTER4)), "arp-not-for-us", "ARP to an IPv6-only underlay");
 });
 
+test("a gratuitous ARP from a neighbour (a new MAC announced) goes to the host, nothing is answered", async () => {
+  const dp = await dpFor(4);
+  const garp = E.arpFrame({ op: 1, src: "02:00:00:00:01:fd", tag: null, spa: ROUTER4, tpa: ROUTER4 });
+  const s = F.send(dp, F.UPLINK, garp);
+  assert.equal(s.drops, {});
+  assert.is(s.outs.length, 0);
+  assert.is(dp.punts().length, 1);
+});
+
 function req42(spa: string): Uint8Array {
   return E.arpFrame({ op: 1, src: ROUTER_MAC, tag: null, spa, tpa: F.underlayIp(4) });
 }

@@ -85,7 +85,9 @@ if (missing) {
         const c = loadConfig(file);
         assert.is(c.nve, n.id);
         assert.is(c.underlay.port, n.underlay.iface);
-        assert.is(c.underlay.gatewayMac, d.underlay.routerMac);
+        // the next hop by IP, its MAC resolved by the NVE itself (issue 11): no static gatewayMac
+        assert.is(c.underlay.gateway, d.underlay.routerIp);
+        assert.is(c.underlay.gatewayMac, undefined);
         assert.equal(c.ports.map((p) => p.name), d.hypervisors.filter((h) => h.nve === n.id).map((h) => h.nvePort));
         for (const p of c.ports) assert.ok(ns(n.ns).run(["ip", "link", "show", "dev", p.name]).code === 0, `${p.name} exists in ${n.ns}`);
         assert.is(c.vnics.length > 0, withVnics);

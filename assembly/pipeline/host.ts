@@ -21,6 +21,13 @@ export function underlayArp(port: u32, p: usize, len: u32): u32 {
   // htype 1 (Ethernet), ptype IPv4, hlen 6, plen 4
   if (ld16(a) != 1 || ld16(a + 2) != 0x0800 || ld16(a + 4) != 0x0604) return D.D_BAD_ARP;
   if (ulIs6) return D.D_ARP_NOT_FOR_US;
+  // A gratuitous ARP (sender IP = target IP, RFC 5227 §3 "ARP Announcement")
+  // is for every host: a neighbour announcing a new MAC (a router replaced,
+  // a VRRP failover) updates our cache (RFC 826 merge; the cache decides).
+  if (load<u32>(a + ARP_SPA) == load<u32>(a + ARP_TPA) && <u64>load<u32>(a + ARP_TPA) != ulIp0) {
+    punt(port, p, len);
+    return PUNTED;
+  }
   if (<u64>load<u32>(a + ARP_TPA) != ulIp0) return D.D_ARP_NOT_FOR_US;
   const op = ld16(a + ARP_OP);
   if (op == ARP_OP_REQUEST) {

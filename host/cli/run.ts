@@ -81,6 +81,7 @@ export async function runCommand(argv: string[]): Promise<number> {
 
     let programmer: DataPlaneProgrammer;
     let counters: () => unknown;
+    let startResolver = async (): Promise<void> => {};
     let trace: ((port: string, frame: Uint8Array) => unknown) | undefined;
     if (io === "none") {
       const { DataPlane } = await import("../dataplane/dataplane.js");
@@ -103,13 +104,23 @@ export async function runCommand(argv: string[]): Promise<number> {
       pool.closed.catch((e: Error) => { log(`packet I/O failed: ${e.message}`); process.exitCode = 1; process.kill(process.pid, "SIGTERM"); });
       cleanup.push(() => pool.stop());
       programmer = pool;
-      counters = () => pool.counters();
+      // The next hop resolved by ARP/ND (issue 11; host/underlay/resolver.ts),
+      // unless gatewayMac fixes it; started once the static ops (whose underlay
+      // op has no next hop yet) are applied, below.
+      let resolver: import("../underlay/resolver.js").UnderlayResolver | undefined;
+      startResolver = async () => {
+        const { startUnderlayResolver } = await import("../underlay/resolver.js");
+        resolver = startUnderlayResolver({ underlay: cfg.underlay, io: pool, apply: (ops) => pool.apply(ops), log });
+        if (resolver) cleanup.push(async () => resolver!.stop());
+      };
+      counters = async () => ({ ...(await pool.counters()), ...(resolver ? { underlay: resolver.show() } : {}) });
     }
 
     // Restored and programmed before the broker, MQTT and the admin socket are even
     // loaded: forwarding resumes first (issue 4: restart time; PROTOCOL.md §3).
     const { NveCore } = await import("../control/core.js");
     const core = await NveCore.open({ config: cfg, store, programmer, log });
+    await startResolver();
 
     let url = brokerUrl;
     // The IMA (PROTOCOL.md §6) is the only writer of nvo3/v1/ima/: the embedded broker's ACL names it and its operators.

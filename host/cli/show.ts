@@ -1,10 +1,10 @@
-// `nvedge show bindings|vns|ports|counters [--json]` (INTERFACES.md): asks the
+// `nvedge show bindings|vns|ports|counters|neighbours [--json]` (INTERFACES.md): asks the
 // running NVE over its admin socket (host/control/admin.ts) and prints tables.
 import { join, resolve } from "node:path";
 import { UsageError, parseOpts } from "./args.js";
 import { adminRequest } from "../control/admin.js";
 
-const HELP = `usage: nvedge show bindings|vns|ports|counters [--json] [--store DIR | --socket PATH]
+const HELP = `usage: nvedge show bindings|vns|ports|counters|neighbours [--json] [--store DIR | --socket PATH]
   the NVE is reached at --socket, else <--store DIR>/nvedge.sock (default ./nvedge-data/nvedge.sock)`;
 
 function table(rows: string[][]): string {
@@ -47,6 +47,18 @@ export function render(what: string, data: any): string {
         ...Object.entries(c.vns as Record<string, any>).map(([k, v]) => [k, v.rxFrames, v.txFrames, v.encap, v.decap, v.flood, v.drops].map(String))]));
       return out.join("\n");
     }
+    case "neighbours": {
+      // the underlay's neighbour cache (host/underlay/resolver.ts), carried in the counters answer
+      const u = data;
+      if (!u) return "no neighbour cache: the next hop is fixed by underlay.gatewayMac, or no underlay.gateway is configured";
+      const rows = [["IP", "MAC", "STATE", "AGE", "NEXT HOP"]];
+      for (const e of u.neighbours) rows.push([e.ip, e.mac ?? "", e.state, `${(e.ageMs / 1000).toFixed(1)}s`, e.ip === u.nextHop ? "yes" : ""]);
+      const c = u.counters;
+      return `${table(rows)}
+
+requests ${c.requests}  probes ${c.probes}  replies ${c.replies}  unsolicited ${c.unsolicited}  ` +
+        `failures ${c.failures}  changes ${c.changes}  unreadable ${c.unreadable}`;
+    }
   }
   return JSON.stringify(data, null, 1);
 }
@@ -55,10 +67,12 @@ export async function showCommand(argv: string[]): Promise<number> {
   const p = parseOpts(argv, { json: { type: "boolean" }, store: { type: "string" }, socket: { type: "string" } }, HELP, true);
   if (!p) return 0;
   const what = p.positionals[0];
-  if (p.positionals.length !== 1 || !["bindings", "vns", "ports", "counters"].includes(what))
-    throw new UsageError(`expected one of bindings, vns, ports, counters${what ? `, got "${p.positionals.join(" ")}"` : ""}\n${HELP}`);
+  if (p.positionals.length !== 1 || !["bindings", "vns", "ports", "counters", "neighbours"].includes(what))
+    throw new UsageError(`expected one of bindings, vns, ports, counters, neighbours${what ? `, got "${p.positionals.join(" ")}"` : ""}\n${HELP}`);
   const path = p.values.socket ?? join(resolve(p.values.store ?? "nvedge-data"), "nvedge.sock");
-  const data = await adminRequest(path, { cmd: "show", what });
+  const data = what === "neighbours"
+    ? ((await adminRequest(path, { cmd: "show", what: "counters" })) as { underlay?: unknown }).underlay ?? null
+    : await adminRequest(path, { cmd: "show", what });
   console.log(p.values.json ? JSON.stringify(data, null, 1) : render(what, data));
   return 0;
 }

@@ -6,7 +6,7 @@ export interface AddrConfig { mac: string; ips?: string[] }
 export interface NveConfig {
   nve: string;
   broker?: string;
-  underlay: { port: string; ip: string; mac: string; gatewayMac?: string; udpPort: number; genevePort: number };
+  underlay: { port: string; ip: string; mac: string; gateway?: string; gatewayMac?: string; udpPort: number; genevePort: number };
   ports: { name: string; hypervisors: string[] }[];
   vns: VnConfig[];
   vnics: { vnic: string; port: string; state: "active" | "associated";

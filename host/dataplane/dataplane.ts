@@ -762,6 +762,8 @@ export class DataPlane {
    * ARP and ND for underlay.ip, for the neighbour cache), copies; `lost`: those
    * beyond the area since init.
    */
+  puntCount(): number { return this.ex.puntCount.value as number; }
+
   punts(): { port: number; frame: Uint8Array }[] {
     const n = this.ex.puntCount.value as number;
     const base = this.ex.puntPtr() as number;

@@ -107,7 +107,25 @@ export class WorkerPool implements DataPlaneProgrammer {
     if (!this.stopping) void this.stop();
   }
 
+  private puntHandlers: ((port: string, frame: Uint8Array) => void)[] = [];
+
+  /** Called with every frame the data plane hands to the host (ARP/ND for underlay.ip). */
+  onPunt(h: (port: string, frame: Uint8Array) => void): void { this.puntHandlers.push(h); }
+
+  /** Sends a frame the NVE itself makes (an ARP request, an NS) out of `port`, through worker 0. */
+  sendFrame(port: string, frame: Uint8Array): void {
+    if (this.stopping) return;
+    const addon = loadAddon();
+    this.ports[0].postMessage({ type: "send", port, frame } satisfies ToWorker);
+    Atomics.store(this.ctl, 0, 1);
+    addon.wake(this.wakeFds[0]);
+  }
+
   private onMessage(m: FromWorker): void {
+    if (m.type === "punt") {
+      for (const f of m.frames) for (const h of this.puntHandlers) h(f.port, f.frame);
+      return;
+    }
     if (m.type !== "applied" && m.type !== "counters") {
       if (m.type === "error") this.fail(new Error(m.message));
       return;

@@ -30,14 +30,18 @@ export interface WorkerInit {
 export type ToWorker =
   | { type: "apply"; seq: number; ops: DpOp[] }
   | { type: "counters"; seq: number }
-  | { type: "stop"; seq: number };
+  | { type: "stop"; seq: number }
+  /** A frame the NVE itself sends (an ARP request or NS of the underlay neighbour cache): worker 0 sends it. */
+  | { type: "send"; port: string; frame: Uint8Array };
 
 export type FromWorker =
   | { type: "ready"; id: number }
   | { type: "error"; id: number; message: string }
   | { type: "applied"; id: number; seq: number; error?: { name: string; message: string; index?: number; field?: string } }
   | { type: "counters"; id: number; seq: number; counters: unknown; io: Record<string, SocketStats>; loop: LoopStats }
-  | { type: "stopped"; id: number };
+  | { type: "stopped"; id: number }
+  /** Frames the data plane handed to the host (assembly/pipeline/punt.ts: ARP/ND for underlay.ip). */
+  | { type: "punt"; id: number; frames: { port: string; frame: Uint8Array }[] };
 
 export interface LoopStats {
   /** Batches processed (one dp.process call each, more only when the output area filled). */
@@ -50,6 +54,8 @@ export interface LoopStats {
   partial: number;
   /** Inputs the data plane would not take even with an empty output area (never expected). */
   unprocessed: number;
+  /** Frames the NVE itself sent (ARP requests / NS of the neighbour cache). */
+  hostSent: number;
 }
 
 const UNKNOWN_PORT = 0xffff; // no such port index: the data plane counts the frame as `unknown-port`
@@ -81,7 +87,7 @@ async function main(): Promise<void> {
   const S = handles.length;
   const portOf = new Array<number>(S).fill(UNKNOWN_PORT);
   let byPort: number[] = [];
-  const loop: LoopStats = { batches: 0, outputs: 0, unsent: 0, partial: 0, unprocessed: 0 };
+  const loop: LoopStats = { batches: 0, outputs: 0, unsent: 0, partial: 0, unprocessed: 0, hostSent: 0 };
   let running = true;
 
   // Port indices come from the data plane once a {op:"port"}/{op:"underlay"}
@@ -120,11 +126,27 @@ async function main(): Promise<void> {
         post({ type: "counters", id: init.id, seq: msg.seq, counters: dp.counters(), io, loop: { ...loop } });
       } else if (msg.type === "stop") {
         running = false;
+      } else if (msg.type === "send") {
+        // Between batches the output area is free: the frame goes out as
+        // output 0, a header piece alone (at most one header slot).
+        const idx = dp.portIndex(msg.port);
+        if (init.id !== 0 || idx < 0 || msg.frame.length > L.hdrSlot) continue;
+        u8.set(msg.frame, L.hdrBase);
+        const d = new DataView(mem, L.outDescBase, 16);
+        d.setUint16(0, idx, true);
+        d.setUint16(2, msg.frame.length, true);
+        d.setUint32(4, L.hdrBase, true);
+        d.setUint16(8, 0, true);
+        loop.hostSent += addon.send(byPort, mem, L.outDescBase, L.hdrBase, L.hdrSlot, 1);
       }
     }
   };
 
   const sendOut = (outs: number) => {
+    // ARP/ND for underlay.ip the data plane handed over (rare: read only when there are some)
+    if (dp.puntCount() !== 0) {
+      post({ type: "punt", id: init.id, frames: dp.punts().map((x) => ({ port: dp.portName(x.port), frame: x.frame })) });
+    }
     if (outs === 0) return;
     loop.outputs += outs;
     loop.unsent += outs - addon.send(byPort, mem, L.outDescBase, L.hdrBase, L.hdrSlot, outs);
