@@ -87,11 +87,17 @@ export function underlayNd(port: u32, p: usize, len: u32): u32 {
   s = csumAdd(s, ip + 8, 32);
   s = csumAdd(s, ic, plen);
   if (csumFold(s) != 0xffff) return D.D_BAD_ND;
-  if (load<u64>(ic + 8) != ulIp0 || load<u64>(ic + 16) != ulIp1) return D.D_ARP_NOT_FOR_US;
   if (type == ND_NA) {
+    // An advertisement of a neighbour's address (its target), solicited by
+    // us (sent to underlay.ip) or unsolicited to all nodes (RFC 4861 §7.2.6,
+    // a new MAC announced): the cache decides.
+    const toUs = load<u64>(ip + 24) == ulIp0 && load<u64>(ip + 32) == ulIp1;
+    const toAll = load<u64>(ip + 24) == 0x02ff && load<u64>(ip + 32) == <u64>0x0100000000000000; // ff02::1
+    if (!toUs && !toAll) return D.D_ARP_NOT_FOR_US;
     punt(port, p, len);
     return PUNTED;
   }
+  if (load<u64>(ic + 8) != ulIp0 || load<u64>(ic + 16) != ulIp1) return D.D_ARP_NOT_FOR_US;
   // An NS from :: is a DAD probe (RFC 4862 §5.4): our address is taken by
   // us, and the prober learns it from the NA we would send to all nodes;
   // kept simple: probes are left unanswered and counted.
