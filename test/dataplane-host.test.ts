@@ -76,9 +76,9 @@ test("a neighbour solicitation for underlay.ip (IPv6) is answered with a solicit
   assert.is(dp.punts().length, 1, "the solicitor's address goes to the host");
   dropped(F.send(dp, F.UPLINK, nsFrame("2001:db8:ffff::77")), "arp-not-for-us", "NS for another address");
   // the router's answer to our own NS: its address is the target, we are the destination
-  const na = E.ethernet({ dst: F.UNDERLAY_MAC, src: ROUTER_MAC, type: E.ETH_IPV6,
+  const naIn = E.ethernet({ dst: F.UNDERLAY_MAC, src: ROUTER_MAC, type: E.ETH_IPV6,
     payload: E.neighborAdvertisement({ src: ROUTER6, dst: F.underlayIp(6), target: ROUTER6, solicited: true, override: true, tll: ROUTER_MAC }) });
-  const r = F.send(dp, F.UPLINK, na);
+  const r = F.send(dp, F.UPLINK, naIn);
   assert.equal(r.drops, {}, "an NA to us is not dropped");
   assert.is(r.outs.length, 0);
   assert.is(dp.punts().length, 1, "an NA to us goes to the host");
