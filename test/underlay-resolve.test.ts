@@ -53,6 +53,7 @@ if (!isRoot()) {
         assert.is(r.show().nextHop, c.gw);
         assert.equal(r.show().neighbours.map((e) => [e.ip, e.mac, e.state]), [[c.gw, GW_MAC, "reachable"]]);
         assert.ok(logs.some((l) => l.includes(`next hop ${c.gw} is at ${GW_MAC}`)), logs.join("\n"));
+        console.log(`  IPv${c.family}: ${logs.join("; ")}`); // the resolution time, for the record (not asserted)
         // The kernel asks for the NVE's address (the echo itself goes unanswered: the NVE is no IP stack).
         spawnSync("ip", ["netns", "exec", ns.name, "ping", c.family === 6 ? "-6" : "-4", "-c", "1", "-W", "1", c.us], { timeout: 5000 });
         const neigh = ns.run("ip", [c.family === 6 ? "-6" : "-4", "neigh", "show", c.us]);

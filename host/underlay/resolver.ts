@@ -40,6 +40,8 @@ export function startUnderlayResolver(o: {
   const nextHop = ipText(gw.bytes, gw.is6);
   const now = o.now ?? (() => performance.now());
   let unreadable = 0;
+  let first = true;
+  const started = now();
   const cache = new NeighbourCache({
     now,
     send: (ip, to) => o.io.sendFrame(u.port, neighbourRequest(u.mac, u.ip, ip, to)),
@@ -48,7 +50,8 @@ export function startUnderlayResolver(o: {
       // A failed next hop keeps its last MAC in the tables: a frame to a
       // stale MAC may still arrive, one to broadcast never should (issue 11).
       if (!mac) { o.log(`underlay: next hop ${ip} stopped answering; keeping its last MAC while resolving again`); return; }
-      o.log(`underlay: next hop ${ip} is at ${mac}`);
+      o.log(`underlay: next hop ${ip} is at ${mac}${first ? ` (resolved ${Math.round(now() - started)} ms after start)` : ""}`);
+      first = false;
       o.apply([{ op: "underlay", port: u.port, ip: u.ip, mac: u.mac, gatewayMac: mac, udpPort: u.udpPort, genevePort: u.genevePort }])
         .catch((e: Error) => o.log(`underlay: programming next hop ${ip} at ${mac} failed: ${e.message}`));
     },
