@@ -54,6 +54,26 @@ test("a gratuitous ARP from a neighbour (a new MAC announced) goes to the host, 
   assert.is(dp.punts().length, 1);
 });
 
+test("until the next hop is resolved nothing enters a tunnel (never to broadcast): unicast to a remote is no-next-hop, a flood stays local", async () => {
+  const { fixtureDp } = await import("./support/dp-fixture.js");
+  const dp = await fixtureDp(4);
+  const underlay = F.fixtureOps(4).find((o) => o.op === "underlay")!;
+  const { L1, L2 } = F.locals(100);
+  const { R1 } = F.remotes(100);
+  for (const placeholder of ["ff:ff:ff:ff:ff:ff", "00:00:00:00:00:00"]) {
+    dp.apply([{ ...underlay, gatewayMac: placeholder } as typeof underlay]);
+    dropped(F.send(dp, F.ACC1, F.accessFrame(L1, R1)), "no-next-hop", `unicast to a remote, gateway ${placeholder}`);
+    const fl = F.send(dp, F.ACC1, F.accessFrame(L1, F.BROADCAST));
+    assert.equal(fl.drops, {});
+    assert.equal(fl.outs.map((o) => o.port), [F.ACC2], `a broadcast reaches the other local port only (gateway ${placeholder})`);
+    assert.is(F.send(dp, F.UPLINK, F.fromRemote(F.REMOTES[0], 4, 100, F.innerFrame(R1, L2))).outs.length, 1, "decapsulation needs no next hop");
+  }
+  dp.apply([underlay]);
+  const s = F.send(dp, F.ACC1, F.accessFrame(L1, R1));
+  assert.equal(s.outs.map((o) => o.port), [F.UPLINK], "resolved: encapsulated again");
+  assert.is(E.macText(s.outs[0].frame.subarray(0, 6)), F.GATEWAY_MAC);
+});
+
 function req42(spa: string): Uint8Array {
   return E.arpFrame({ op: 1, src: ROUTER_MAC, tag: null, spa, tpa: F.underlayIp(4) });
 }
