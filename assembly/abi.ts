@@ -7,7 +7,15 @@
 //              at slot + HEADROOM (or HEADROOM-4 when the receiver re-inserts an
 //              802.1Q tag that the kernel moved to PACKET_AUXDATA).
 //   in desc    MAX_BATCH x 8 bytes:  u16 off (frame start inside its slot),
-//              u16 len, u16 port (port index), u16 flags (0).
+//              u16 len, u16 port (port index), u16 flags (IF_*, 0 for a
+//              frame with nothing left to do; pipeline/offload.ts):
+//                IF_VNET      a struct virtio_net_hdr (virtio 1.x §5.1.6, 10
+//                             bytes) precedes the frame in its slot: finish
+//                             its checksum / segment offloads
+//                IF_GSO_SEG   the slot is segment k (flags >> IF_SEG_SHIFT) of
+//                             a GSO super-frame the receiver cut: the
+//                             super-frame's headers, then that segment's payload
+//                IF_GSO_LAST  ... and the last segment
 //   out desc   MAX_OUT x 16 bytes:  u16 port, u16 hdrLen, u32 dataPtr,
 //              u16 dataLen, u16 inIndex, u32 vn (internal VN index).
 //              An output frame is hdr[0..hdrLen) followed by
@@ -32,6 +40,12 @@ export const MAX_OUT: u32 = 8192;
 export const I_OFF: u32 = 0;
 export const I_LEN: u32 = 2;
 export const I_PORT: u32 = 4;
+export const I_FLAGS: u32 = 6;
+// in desc flags
+export const IF_VNET: u32 = 1;
+export const IF_GSO_SEG: u32 = 2;
+export const IF_GSO_LAST: u32 = 4;
+export const IF_SEG_SHIFT: u32 = 3;
 // out desc field offsets
 export const O_PORT: u32 = 0;
 export const O_HDRLEN: u32 = 2;

@@ -10,6 +10,7 @@ import { tipPut, tipDel } from "./tables/haship";
 import { macTab, ipTab, vniTab, remoteTab, vniKey, macKey, macRawOf, macRaw, MK_LOCAL, MK_REMOTE, ML_ACTIVE, ML_PORT_SHIFT,
          IP6_TAG, prefixBase, MAX_PREFIXES } from "./tables/index";
 import { setUlIdentity } from "./pipeline/underlay";
+import { setNextHopMissing } from "./pipeline/common";
 import { TK_VXLAN4, TK_VXLAN6, TK_GENEVE4, TK_GENEVE6, TK_NVGRE4, TK_NVGRE6 } from "./pipeline/encap";
 import { st8, st16, st32, ldMac, stMac, csumAdd, csumFold } from "./util";
 import { ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETHERTYPE_TEB } from "./proto/ethernet";
@@ -44,6 +45,9 @@ export function setUnderlay(port: u32, is6: bool, vx: u32, gn: u32): i32 {
   ulPort = port; ulIs6 = is6; vxPort = vx; gnPort = gn;
   const a = changetype<usize>(ul) + 16;
   setUlIdentity(macRaw(changetype<usize>(ul)), is6, is6 ? load<u64>(a) : <u64>load<u32>(a), is6 ? load<u64>(a, 8) : 0, vx, gn);
+  // the gateway MAC (bytes 8..13): all zero or a group address = not resolved yet
+  const g = changetype<usize>(ul) + 8;
+  setNextHopMissing((load<u8>(g) & 1) != 0 || (load<u32>(g) == 0 && load<u16>(g + 4) == 0));
   return OK;
 }
 

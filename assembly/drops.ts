@@ -40,7 +40,14 @@ export const D_UNKNOWN_VTEP: u32 = 33;
 export const D_INNER_TAGGED: u32 = 34;
 export const D_SPLIT_HORIZON: u32 = 35;
 export const D_DST_INACTIVE: u32 = 36;
-export const NUM_DROPS: u32 = 37;
+export const D_BAD_VNET_HEADER: u32 = 37;
+export const D_BAD_GSO_SIZE: u32 = 38;
+export const D_GSO_UNSUPPORTED: u32 = 39;
+export const D_BAD_ARP: u32 = 40;
+export const D_ARP_NOT_FOR_US: u32 = 41;
+export const D_BAD_ND: u32 = 42;
+export const D_NO_NEXT_HOP: u32 = 43;
+export const NUM_DROPS: u32 = 44;
 
 const NAMES =
   "truncated,unknown-port,untagged,priority-tagged,double-tagged,unknown-vid,spoofed-mac,spoofed-ip," +
@@ -48,7 +55,7 @@ const NAMES =
   "bad-ip-header,bad-ip-checksum,not-our-ip,fragment,not-overlay,bad-udp-length,bad-udp-checksum," +
   "vxlan-flags,geneve-version,geneve-oam,geneve-protocol,geneve-option-length,geneve-critical-option," +
   "nvgre-flags,nvgre-protocol,nvgre-reserved-vsid,unknown-vni,unknown-vtep,inner-tagged,split-horizon," +
-  "dst-inactive";
+  "dst-inactive,bad-vnet-header,bad-gso-size,gso-unsupported,bad-arp,arp-not-for-us,bad-nd,no-next-hop";
 
 /** UTF-16 code units of the comma-separated reason names, for the host to decode once. */
 export function dropNamesPtr(): usize { return changetype<usize>(NAMES); }

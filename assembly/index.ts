@@ -1,7 +1,8 @@
 // nvedge data plane: the module's exports. One call per batch (process), the
 // rest is table programming (control.ts) and layout/counter discovery for the
 // host. See abi.ts for the memory contract.
-import { SLOT_SIZE, HEADROOM, MAX_BATCH, IN_DESC, OUT_DESC, HDR_SLOT, MAX_OUT, I_OFF, I_LEN, I_PORT } from "./abi";
+import { SLOT_SIZE, HEADROOM, MAX_BATCH, IN_DESC, OUT_DESC, HDR_SLOT, MAX_OUT, I_OFF, I_LEN, I_PORT, I_FLAGS,
+         IF_VNET, IF_GSO_SEG, IF_GSO_LAST, IF_SEG_SHIFT } from "./abi";
 import { layoutFixed, slotBase, inDescBase, outDescBase, hdrBase, scratch, portKind, portCtr, globalCtr,
          dropCtr, vnCtr, traceBase, floodPool, floodPoolCap, tunCap, ctrInc, PORT_ACCESS, PORT_NONE, PORT_UNDERLAY,
          PORT_CTR, PC_RX_FRAMES, PC_RX_BYTES, GC_RX, GC_FORWARDED, GC_OUTPUTS, MAX_PORTS, TRACE_REC, MAX_VNS, vlanMap,
@@ -19,12 +20,15 @@ import { underlayFrame } from "./pipeline/underlay";
 import { resetOut, setCurIn, outCount } from "./pipeline/emit";
 import { drop, dropNoPort, setCur } from "./pipeline/common";
 import { D_FRAME_TOO_LONG, D_UNKNOWN_PORT, NUM_DROPS } from "./drops";
+import { offloadFix, OFFLOAD_OK } from "./pipeline/offload";
+import { puntInit, puntReset, puntTotal } from "./pipeline/punt";
 
 export { dropNamesPtr, dropNamesLen } from "./drops";
 export { setPort, setUnderlay, setVn, delVn, setTag, setRemote, delRemote, setVtep, setFlood, buildTunnel,
          setMacLocal, setMacRemote, delMac, getMac, setIp, delIp, setPrefix, purgeVn } from "./control";
 export { setPrefixCount } from "./tables/index";
 export { setTrace, setFastPaths } from "./pipeline/common";
+export { puntPtr, puntCount, puntLost, puntTotal } from "./pipeline/punt";
 
 /** Inputs taken by the last process() call. */
 export let consumed: u32 = 0;
@@ -50,6 +54,7 @@ export function init(macLog2: u32, ipLog2: u32, tunLog2: u32, floodCap: u32): vo
   tableGlobalsInit();
   controlInit();
   macHomesInit();
+  puntInit();
   ready = true;
 }
 
@@ -197,6 +202,7 @@ function slowFrame(i: u32): u32 {
   const port = <u32>load<u16>(d, I_PORT);
   const p = slotBase + <usize>i * SLOT_SIZE + off;
   const before = outCount;
+  const puntedBefore = puntTotal;
   const kind = port < MAX_PORTS ? load<u8>(portKind + port) : PORT_NONE;
   // a frame from a port we do not serve is charged to no port's counters
   if (kind == PORT_NONE) { setCur(0, -1); dropNoPort(D_UNKNOWN_PORT); return 0; }
@@ -207,7 +213,30 @@ function slowFrame(i: u32): u32 {
   if (off + len > SLOT_SIZE) { setCur(port, -1); drop(D_FRAME_TOO_LONG); return 0; }
   if (kind == PORT_ACCESS) accessFrame(port, p, len);
   else underlayFrame(port, p, len);
-  return outCount != before ? 1 : 0;
+  // forwarded: it left, or went to the host (pipeline/punt.ts; an ARP reply to us)
+  return outCount != before || puntTotal != puntedBefore ? 1 : 0;
+}
+
+/**
+ * A frame with offloads left to finish (in-desc flags, abi.ts): its checksum
+ * completed, its GSO segment's headers made real (pipeline/offload.ts), then
+ * false so the frame goes on as any other; true when it was dropped instead
+ * (counted on its port, under the reason offloadFix gave).
+ */
+function offloadFrame(i: u32, fl: u32): bool {
+  const d = inDescBase + (<usize>i << 3);
+  const off = <u32>load<u16>(d, I_OFF);
+  const len = <u32>load<u16>(d, I_LEN);
+  const port = <u32>load<u16>(d, I_PORT);
+  if (port >= MAX_PORTS || load<u8>(portKind + port) == PORT_NONE || off + len > SLOT_SIZE) return false; // slowFrame drops it
+  const why = offloadFix(slotBase + <usize>i * SLOT_SIZE + off, len, off, fl);
+  if (why == OFFLOAD_OK) return false;
+  setCur(port, -1);
+  const pc = portCtr + (<usize>port * PORT_CTR << 3);
+  ctrInc(pc, PC_RX_FRAMES, 1);
+  ctrInc(pc, PC_RX_BYTES, len);
+  drop(why);
+  return true;
 }
 
 /**
@@ -237,6 +266,7 @@ function slowFrame(i: u32): u32 {
 
 export function process(n: u32): u32 {
   resetOut();
+  puntReset();
   if (n > MAX_BATCH) n = MAX_BATCH;
   prefetchBatch(n);
   // The batch-wide counters are added once per batch (the host reads them
@@ -247,6 +277,8 @@ export function process(n: u32): u32 {
   for (; i < n; i++) {
     if (outCount + worstFanout > MAX_OUT) break;
     setCurIn(i); // the input index every output and trace record carries
+    const fl = <u32>load<u16>(inDescBase + (<usize>i << 3), I_FLAGS);
+    if (fl != 0) { if (offloadFrame(i, fl)) continue; }
     if (fastFrame(i)) fast++;
     else forwarded += slowFrame(i);
   }
@@ -294,6 +326,10 @@ export function constants(which: u32): u32 {
     case 10: return MAX_LOCAL_PER_VN;
     case 11: return NUM_DROPS;
     case 12: return TRACE_REC;
+    case 13: return IF_VNET;
+    case 14: return IF_GSO_SEG;
+    case 15: return IF_GSO_LAST;
+    case 16: return IF_SEG_SHIFT;
     default: return 0;
   }
 }

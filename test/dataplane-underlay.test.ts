@@ -160,8 +160,11 @@ function underlayDropCases(family: F.Family): DropCase[] {
 
   // Ethernet / IP layer.
   add("outer dst MAC not ours", E.overlayFrame({ ...u, dstMac: "02:00:00:00:09:09" }, vx({}), inner), "not-our-mac");
-  add("ARP on the underlay", E.ethernet({ dst: F.UNDERLAY_MAC, src: F.GATEWAY_MAC, type: E.ETH_ARP,
-    payload: E.arp({ op: 1, sha: F.GATEWAY_MAC, spa: "192.0.2.254", tha: "00:00:00:00:00:00", tpa: "192.0.2.1" }), pad: true }), "not-ip");
+  // ARP for underlay.ip is answered (dataplane-host.test.ts); for any other address it is not ours
+  add("ARP on the underlay for another address", E.ethernet({ dst: F.UNDERLAY_MAC, src: F.GATEWAY_MAC, type: E.ETH_ARP,
+    payload: E.arp({ op: 1, sha: F.GATEWAY_MAC, spa: "192.0.2.254", tha: "00:00:00:00:00:00", tpa: "192.0.2.77" }), pad: true }), "arp-not-for-us");
+  add("neither IP nor ARP on the underlay", E.ethernet({ dst: F.UNDERLAY_MAC, src: F.GATEWAY_MAC, type: 0x88cc,
+    payload: new Uint8Array(46) }), "not-ip");
   add("tagged underlay frame", E.overlayFrame({ ...u, tags: [{ vid: 5 }] }, vx({}), inner), "underlay-tagged");
   add("outer dst IP not ours", E.overlayFrame({ ...u, dst: family === 4 ? "192.0.2.77" : "2001:db8:ffff::77" }, vx({}), inner), "not-our-ip");
   add("from a VTEP on no flood list", F.fromRemote(F.strangerIp(family), family, 100, inner), "unknown-vtep");

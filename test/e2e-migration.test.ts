@@ -26,7 +26,7 @@ import { spawn, spawnSync } from "node:child_process";
 import { requireRootAnd } from "./support/tools.js";
 import { startLabStack, liveStack, sniff, warmUp, waitFor, BIN, type LabStack } from "./support/lab-fixture.js";
 import { daemonRequest } from "../host/agent/control-client.js";
-import { veth, realFrames } from "../host/lab/engine.js";
+import { veth } from "../host/lab/engine.js";
 import { vsctl } from "../host/lab/ovs.js";
 import { getPortTag, PARKING_VLAN } from "../host/lab/ovs-driver.js";
 import { shAsync, sleep } from "../host/lab/sh.js";
@@ -63,7 +63,6 @@ if (requireRootAnd(["ovs-vswitchd", "ovsdb-server", "ethtool", "ping", "tcpdump"
     // The link the VM will have at hv2: parked until the agent sets nve-b's tag.
     const newIf = "nvl-eth1", newPort = `nvl-m${vm11.name.slice(2)}`;
     veth({ ns: vm11.ns, name: newIf, mac: vm11.mac, mtu: vn.mtu }, { ns: hv2.ns, name: newPort });
-    realFrames(vm11.ns, newIf);
     vsctl(hv2.ovs, ["add-port", hv2.bridge, newPort, `tag=${PARKING_VLAN}`, "protected=true"]);
     await shAsync(["ip", "link", "set", newPort, "up"], { ns: hv2.ns });
     await shAsync(["ip", "link", "set", newIf, "up"], { ns: vm11.ns });

@@ -234,8 +234,17 @@ if (requireRootAnd(["ovs-vswitchd", "ovsdb-server", "ethtool", "ping", "tcpdump"
     const a = vm("vm11"), b = vm("vm21");
     const mtu = st().lab.vns.find((v) => v.id === a.vn)!.mtu;
     await warmUp(a.ns, b.ip);
-    // The VM's NIC above the VN MTU: the NVE is the one to refuse (PROTOCOL.md §5).
-    spawnSync("ip", ["-n", a.ns, "link", "set", a.iface, "mtu", String(mtu + 50)]);
+    // The VM's NIC above the VN MTU, and the trunk to the NVE (the lab sets
+    // it to the VN MTU, host/lab/engine.ts) too: the NVE is the one to refuse
+    // (PROTOCOL.md §5).
+    const hv = st().lab.hypervisors.find((h) => h.id === a.hv)!;
+    const nveNsName = st().lab.nves.find((n) => n.id === hv.nve)!.ns;
+    const setMtus = (m: number) => {
+      spawnSync("ip", ["-n", a.ns, "link", "set", a.iface, "mtu", String(m)]);
+      spawnSync("ip", ["-n", hv.ns, "link", "set", hv.trunk, "mtu", String(m)]);
+      spawnSync("ip", ["-n", nveNsName, "link", "set", hv.nvePort, "mtu", String(m)]);
+    };
+    setMtus(mtu + 50);
     try {
       const cap = await sniff(b.ns, b.iface, { direction: "in", filter: ["icmp"] });
       const before = await st().counters("nve-a");
@@ -249,7 +258,47 @@ if (requireRootAnd(["ovs-vswitchd", "ovsdb-server", "ethtool", "ping", "tcpdump"
       assert.is(fit.received, 3, `IP packets of exactly the VN MTU (${mtu}) pass\n${fit.out}`);
       assert.equal(got.map((e) => e.ip?.len), [mtu, mtu, mtu], "vm21 saw only the three echoes that fit");
     } finally {
-      spawnSync("ip", ["-n", a.ns, "link", "set", a.iface, "mtu", String(mtu)]);
+      setMtus(mtu);
+    }
+  });
+
+  e2e("the next hop (no gatewayMac, no static neighbour) changes its MAC mid-stream: both NVEs follow its gratuitous ARP and no tunnel frame goes to broadcast", async () => {
+    const lab = st().lab, u = lab.underlay;
+    const a = vm("vm11"), b = vm("vm21");
+    const showNeigh = (nve: string) => {
+      const r = spawnSync(process.execPath, [BIN, "show", "neighbours", "--json", "--store", st().storeOf(nve)], { encoding: "utf8", timeout: 10_000 });
+      assert.is(r.status, 0, r.stderr);
+      return JSON.parse(r.stdout) as { nextHop: string; neighbours: { ip: string; mac?: string; state: string }[] };
+    };
+    await warmUp(a.ns, b.ip);
+    for (const n of ["nve-a", "nve-b"]) {
+      const nb = showNeigh(n);
+      assert.is(nb.nextHop, u.routerIp);
+      assert.is(nb.neighbours.find((e) => e.ip === u.routerIp)?.mac, u.routerMac, `${n} resolved the router by ARP`);
+    }
+    const newMac = "02:00:00:00:01:fd";
+    // Every VXLAN/Geneve frame nve-a sends while the MAC changes: none may go to broadcast.
+    const cap = await underlayCapture("nve-a", ["udp", "and", "(dst", "port", "4789", "or", "dst", "port", "6081)"]);
+    // A router announces a new MAC with a gratuitous ARP (arp_notify, as on a failover).
+    await shAsync(["sysctl", "-qw", `net.ipv4.conf.${u.bridge}.arp_notify=1`], { ns: u.ns });
+    try {
+      await shAsync(["ip", "link", "set", u.bridge, "address", newMac], { ns: u.ns });
+      const pings = await ping(a.ns, b.ip, { count: 20, intervalS: 0.05 });
+      let after = showNeigh("nve-a");
+      for (let k = 0; k < 40 && after.neighbours.find((e) => e.ip === u.routerIp)?.mac !== newMac; k++) { await sleep(100); after = showNeigh("nve-a"); }
+      assert.is(after.neighbours.find((e) => e.ip === u.routerIp)?.mac, newMac, "nve-a follows the new MAC");
+      assert.is(showNeigh("nve-b").neighbours.find((e) => e.ip === u.routerIp)?.mac, newMac, "nve-b follows the new MAC");
+      const again = await ping(a.ns, b.ip, { count: 3 });
+      assert.is(again.received, 3, `traffic flows through the router's new MAC\n${again.out}\n(during the change: ${pings.received}/${pings.sent})`);
+      const frames = await cap.stop();
+      assert.ok(frames.length > 0, "tunnel frames were captured");
+      for (const f of frames) {
+        assert.is.not(Buffer.from(f.subarray(0, 6)).toString("hex"), "ffffffffffff", "a tunnel frame went to broadcast");
+        assert.ok([u.routerMac, newMac].map((m) => m.replace(/:/g, "")).includes(Buffer.from(f.subarray(0, 6)).toString("hex")), "tunnel frames go to the router's old or new MAC");
+      }
+    } finally {
+      await shAsync(["ip", "link", "set", u.bridge, "address", u.routerMac], { ns: u.ns, allowFail: true });
+      await sleep(300);
     }
   });
 

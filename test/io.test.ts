@@ -38,7 +38,7 @@ if (requireRootAnd([], "the AF_PACKET addon tests (network namespaces, CAP_NET_R
    * its second end, `prepare` run on the pair first; the socket and the
    * namespace are gone after `body`, whatever happens.
    */
-  async function withSocket(open: { blockSize: number; blockCount: number },
+  async function withSocket(open: { blockSize: number; blockCount: number; vnetHdr?: number },
                             body: (r: { ns: Netns; a: string; b: string; h: number }) => void | Promise<void>,
                             prepare?: (ns: Netns, a: string, b: string) => void): Promise<void> {
     const ns = tmpNetns();
@@ -246,11 +246,47 @@ if (requireRootAnd([], "the AF_PACKET addon tests (network namespaces, CAP_NET_R
     udpOut();
     assert.is(recvOne(), 1);
     assert.is(addon.stats(h).csumNotReady, 1);
+    assert.is(slotFrame(mem, 0).flags, 0, "no virtio-net header asked for: no flags");
     ns.run("ethtool", ["-K", a, "tx", "off"]);
     udpOut();
     assert.is(recvOne(), 1);
     assert.is(addon.stats(h).csumNotReady, 1);
     assert.is(addon.stats(h).rxFrames, 2);
+  }, (ns, a) => {
+    ns.run("ip", ["addr", "add", "10.9.0.1/24", "dev", a]);
+    ns.run("ip", ["neigh", "add", "10.9.0.2", "lladdr", "02:00:00:00:00:02", "dev", a]);
+  }));
+
+  // The in-desc flag bits as the data plane defines them (assembly/abi.ts IF_*; the worker passes DataPlane layout.descFlags).
+  const FL = { vnet: 1, gsoSeg: 2, gsoLast: 4, segShift: 3 };
+  addon.descFlags(FL.vnet, FL.gsoSeg, FL.gsoLast, FL.segShift);
+
+  test("with vnetHdr, a partial checksum comes with its virtio-net header and a USO super-frame is cut into one slot per segment", () => withSocket({ blockSize: 1 << 18, blockCount: 2, vnetHdr: 1 }, ({ ns, h }) => {
+    const mem = new WebAssembly.Memory({ initial: 64 });
+    // 18 bytes with a partial checksum, then 3500 bytes with UDP_SEGMENT (103) 1000: one GSO super-frame on the veth
+    ns.run("python3", ["-c", "import socket;s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);s.sendto(b'x'*18,('10.9.0.2',9));s.setsockopt(17,103,1000);s.sendto(bytes(range(250))*14,('10.9.0.2',9))"]);
+    let n = 0;
+    const deadline = Date.now() + 3000;
+    while (n < 5 && Date.now() < deadline) n += addon.recv(h, mem.buffer, L.slotBase, L.slotSize, L.headroom, L.inDescBase, n, 8 - n, 0, 100);
+    assert.is(n, 5);
+    const vnet = (i: number) => {
+      const s = slotFrame(mem, i);
+      const dv = new DataView(mem.buffer, L.slotBase + i * L.slotSize + s.off - 10, 10);
+      return { flags: dv.getUint8(0), gsoType: dv.getUint8(1), gsoSize: dv.getUint16(4, true), csumStart: dv.getUint16(6, true), csumOffset: dv.getUint16(8, true) };
+    };
+    const first = slotFrame(mem, 0);
+    assert.is(first.flags, FL.vnet);
+    assert.equal(vnet(0), { flags: 1, gsoType: 0, gsoSize: 0, csumStart: 34, csumOffset: 6 }, "NEEDS_CSUM at the UDP header");
+    const payload = Uint8Array.from({ length: 3500 }, (_, i) => i % 250);
+    for (let k = 0; k < 4; k++) {
+      const s = slotFrame(mem, 1 + k);
+      assert.is(s.flags, FL.vnet | FL.gsoSeg | (k << FL.segShift) | (k === 3 ? FL.gsoLast : 0), `segment ${k} flags`);
+      assert.equal(vnet(1 + k), { flags: 1, gsoType: 5, gsoSize: 1000, csumStart: 34, csumOffset: 6 }, `segment ${k} header`);
+      assert.equal(s.frame.subarray(42), payload.subarray(k * 1000, Math.min(3500, (k + 1) * 1000)), `segment ${k} payload`);
+      assert.equal(s.frame.subarray(0, 42), slotFrame(mem, 1).frame.subarray(0, 42), `segment ${k}: the super-frame's headers`);
+    }
+    const st = addon.stats(h);
+    assert.equal([st.gsoFrames, st.gsoSegments, st.gsoBad, st.oversize], [1, 4, 0, 0]);
   }, (ns, a) => {
     ns.run("ip", ["addr", "add", "10.9.0.1/24", "dev", a]);
     ns.run("ip", ["neigh", "add", "10.9.0.2", "lladdr", "02:00:00:00:00:02", "dev", a]);

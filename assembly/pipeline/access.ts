@@ -14,7 +14,7 @@ import { IPPROTO_ICMPV6 } from "../proto/ipv4";
 import { ND_NA } from "../proto/icmp6";
 import { ARP_OP, ARP_SHA, ARP_SPA, ARP_TPA, ARP_LEN, ARP_OP_REQUEST } from "../proto/arp";
 import * as D from "../drops";
-import { drop, setCur, trace, flowHash, TR_VN, TR_LOOKUP, TR_ACTION, TR_DST, TR_SRC,
+import { drop, setCur, trace, flowHash, nhMissing, TR_VN, TR_LOOKUP, TR_ACTION, TR_DST, TR_SRC,
          LK_LOCAL, LK_REMOTE, LK_BROADCAST, LK_UNKNOWN, LK_SUPPRESSED,
          AC_HAIRPIN, AC_ENCAP, AC_FLOOD, AC_REPLY } from "./common";
 import { emitTagged, outCount, curIn } from "./emit";
@@ -96,6 +96,7 @@ export function accessFrame(port: u32, p: usize, len: u32): void {
   const kind = dv & MK_KIND;
   if (kind == MK_REMOTE) {
     trace(TR_LOOKUP, LK_REMOTE);
+    if (nhMissing) { drop(D.D_NO_NEXT_HOP); return; } // never a tunnel frame to broadcast (common.ts)
     trace(TR_ACTION, AC_ENCAP);
     emitEncap(dv & MR_TUN_MASK, p, len, pcp, flowHash(p, etype, l3, l3len), vn);
     ctrInc(vnCtr + (<usize>vn * VN_CTR << 3), VC_ENCAP, 1);
@@ -126,7 +127,7 @@ function flood(port: u32, tci: u32, p: usize, len: u32, vn: u32, v: usize, etype
   trace(TR_ACTION, AC_FLOOD);
   const before = outCount;
   const n = load<u32>(v, VN_FLOOD_N);
-  if (n > 0) {
+  if (n > 0 && !nhMissing) { // no next hop yet: local ports only (common.ts nhMissing)
     // through a global, as in fast.ts floodFast (bench/README.md finding 17)
     floodHash = flowHash(p, etype, l3, l3len);
     const pcp = tci >> PCP_SHIFT;

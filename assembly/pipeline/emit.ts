@@ -35,6 +35,26 @@ export function setCurIn(i: u32): void { curIn = i; }
 }
 
 /**
+ * Commits a frame the NVE itself sends (pipeline/host.ts: ARP and ND answers
+ * for underlay.ip): `hdrLen` bytes at nextHdr(), no data piece, counted on the
+ * port and on no VN.
+ */
+export function commitHost(port: u32, hdrLen: u32): void {
+  const h = nextHdr();
+  const d = outDescBase + <usize>outCount * OUT_DESC;
+  store<u16>(d, <u16>port, O_PORT);
+  store<u16>(d, <u16>hdrLen, O_HDRLEN);
+  store<u32>(d, <u32>h, O_DATA);
+  store<u16>(d, 0, O_DATALEN);
+  store<u16>(d, <u16>curIn, O_IN);
+  store<u32>(d, 0xffffffff, O_VN);
+  outCount++;
+  const pc = portCtr + (<usize>port * PORT_CTR << 3);
+  ctrInc(pc, PC_TX_FRAMES, 1);
+  ctrInc(pc, PC_TX_BYTES, <u64>hdrLen);
+}
+
+/**
  * A frame to a local VNIC's port with that port's tag: the 12 MAC bytes from
  * `macs`, then 0x8100 and the TCI (PCP/DEI kept from `pcpDei`, VID = tag),
  * then `data` (the frame from its EtherType on).

@@ -8,7 +8,9 @@ import { vnPtr, tagOf, vnCtr, ctrInc, VN_CTR, VC_RX, VC_DECAP, VC_FLOOD, VN_MTU,
 import { macLookupHome, underlayHome, macHomes, vniFind, vniKey, remoteFind, MK_KIND, MK_LOCAL, MK_REMOTE, ML_ACTIVE, ML_PORT_SHIFT,
          ML_PORT_MASK, ML_TAG_MASK, IP6_TAG, macRaw } from "../tables/index";
 import { ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETHERTYPE_VLAN, ETHERTYPE_QINQ, ETHERTYPE_QINQ_OLD,
-         ETHERTYPE_TEB } from "../proto/ethernet";
+         ETHERTYPE_TEB, ETHERTYPE_ARP } from "../proto/ethernet";
+import { underlayArp, underlayNd, OK_NOT_ND } from "./host";
+import { PUNTED } from "./punt";
 import { IP4_FRAG, IP4_MF, IP4_OFFMASK, IP4_PROTO, IP4_TOTLEN, IP4_DST, IP4_SRC,
          IPPROTO_UDP, IPPROTO_GRE } from "../proto/ipv4";
 import { IPPROTO_FRAGMENT } from "../proto/ipv6";
@@ -48,6 +50,22 @@ export function setUlIdentity(mac: u64, is6: bool, a0: u64, a1: u64, vx: u32, gn
 export function underlayFrame(port: u32, p: usize, len: u32): void {
   setCur(port, -1);
   if (len < 14) { drop(D.D_TRUNCATED); return; }
+  // The NVE is a host on the underlay (pipeline/host.ts): ARP, and neighbour
+  // discovery for our IPv6 address, come before the "for our MAC" check
+  // (requests and solicitations are multicast).
+  const et0 = <u32>load<u16>(p + 12);
+  if (et0 == raw16(ETHERTYPE_ARP)) {
+    const r = underlayArp(port, p, len);
+    if (r != PUNTED) drop(r);
+    return;
+  }
+  if (et0 == raw16(ETHERTYPE_IPV6)) {
+    const r = underlayNd(port, p, len);
+    if (r != OK_NOT_ND) {
+      if (r != PUNTED) drop(r);
+      return;
+    }
+  }
   // ulMac is in the raw form setUnderlay stores (len >= 14: the 8-byte read is in the frame)
   if (macRaw(p) != ulMac) { drop(D.D_NOT_OUR_MAC); return; }
   const et = <u32>load<u16>(p + 12); // raw: compared with raw16 constants

@@ -118,6 +118,7 @@ export async function runCommand(argv: string[]): Promise<number> {
     logger.start("run", { config: resolve(configFile), io });
 
     let programmer: DataPlaneProgrammer;
+    let startResolver = async (): Promise<void> => {};
     let trace: ((port: string, frame: Uint8Array) => unknown) | undefined; // one frame on the running tables (admin `trace`)
     let tap: import("./admin-extras.js").TapSource | undefined;
     if (io === "none") {
@@ -142,7 +143,16 @@ export async function runCommand(argv: string[]): Promise<number> {
       pool.closed.catch((e: Error) => { log(`FATAL io: packet I/O failed: ${e.message}`); process.exitCode = 1; process.kill(process.pid, "SIGTERM"); });
       cleanup.push(() => pool.stop());
       programmer = pool;
-      counters = () => pool.counters();
+      // The next hop resolved by ARP/ND (issue 11; host/underlay/resolver.ts),
+      // unless gatewayMac fixes it; started once the static ops (whose underlay
+      // op has no next hop yet) are applied, below.
+      let resolver: import("../underlay/resolver.js").UnderlayResolver | undefined;
+      startResolver = async () => {
+        const { startUnderlayResolver } = await import("../underlay/resolver.js");
+        resolver = startUnderlayResolver({ underlay: cfg.underlay, io: pool, apply: (ops) => pool.apply(ops), log });
+        if (resolver) cleanup.push(async () => resolver!.stop());
+      };
+      counters = async () => ({ ...(await pool.counters()), ...(resolver ? { underlay: resolver.show() } : {}) });
       tap = pool;
       trace = async (port, frame) => {
         const r = await pool.trace(port, frame);
@@ -164,6 +174,7 @@ export async function runCommand(argv: string[]): Promise<number> {
       const p = opProblem(cfg, ops, e);
       throw new ConfigError(configFile, dottedKey(p.path), p.message);
     });
+    await startResolver();
     programmed = true;
     control = () => controlView(core);
 

@@ -6,7 +6,7 @@ import { UsageError, parseOpts } from "./args.js";
 import { adminRequest } from "../control/admin.js";
 import { SOCKET_HELP, socketOf } from "./admin-cmds.js";
 
-const VIEWS = ["summary", "bindings", "vns", "ports", "counters", "remotes", "hypervisors"];
+const VIEWS = ["summary", "bindings", "vns", "ports", "counters", "remotes", "hypervisors", "neighbours"];
 const HELP = `usage: nvedge show [VIEW] [--json] [--socket PATH | --store DIR]
        nvedge show bindings [--vn VN] [--mac MAC] [--port PORT]
 
@@ -90,6 +90,18 @@ export function render(what: string, data: any): string {
       for (const h of data) rows.push([h.hv, h.port, h.state, String(h.vnics), h.holdUntil ? iso(h.holdUntil) : ""]);
       return table(rows);
     }
+    case "neighbours": {
+      // the underlay's neighbour cache (host/underlay/resolver.ts), carried in the counters answer
+      const u = data;
+      if (!u) return "no neighbour cache: the next hop is fixed by underlay.gatewayMac, or no underlay.gateway is configured";
+      const rows = [["IP", "MAC", "STATE", "AGE", "NEXT HOP"]];
+      for (const e of u.neighbours) rows.push([e.ip, e.mac ?? "", e.state, `${(e.ageMs / 1000).toFixed(1)}s`, e.ip === u.nextHop ? "yes" : ""]);
+      const c = u.counters;
+      return `${table(rows)}
+
+requests ${c.requests}  probes ${c.probes}  replies ${c.replies}  unsolicited ${c.unsolicited}  ` +
+        `failures ${c.failures}  changes ${c.changes}  unreadable ${c.unreadable}`;
+    }
   }
   return JSON.stringify(data, null, 1);
 }
@@ -117,7 +129,10 @@ export async function showCommand(argv: string[]): Promise<number> {
   if ((vn ?? mac ?? port) !== undefined && what !== "bindings") throw new UsageError(`--vn, --mac and --port filter \`show bindings\` only\n${HELP}`);
   if (mac !== undefined && !/^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/.test(mac)) throw new UsageError(`--mac ${mac}: not a MAC (xx:xx:xx:xx:xx:xx)`);
   const path = socketOf(p.values);
-  let data = await adminRequest(path, { cmd: "show", what }) as any;
+  // the neighbours are the underlay resolver's, carried in the counters answer (host/underlay/resolver.ts)
+  let data = what === "neighbours"
+    ? ((await adminRequest(path, { cmd: "show", what: "counters" })) as { underlay?: unknown }).underlay ?? null
+    : await adminRequest(path, { cmd: "show", what }) as any;
   if (what === "bindings" && (vn ?? mac ?? port) !== undefined)
     data = filterBindings(data, { vn, mac, port }, vn !== undefined && !/^\d+$/.test(vn) ? await adminRequest(path, { cmd: "show", what: "vns" }) as any[] : undefined);
   console.log(p.values.json ? JSON.stringify(data, null, 1) : render(what, data));

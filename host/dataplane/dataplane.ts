@@ -25,6 +25,8 @@ interface Exports {
 export interface Layout {
   slotBase: number; slotSize: number; headroom: number; maxBatch: number;
   inDescBase: number; outDescBase: number; hdrBase: number; hdrSlot: number; maxOut: number;
+  /** The in-desc flag bits (assembly/abi.ts IF_*), for a receiver that passes offload work on. */
+  descFlags: { vnet: number; gsoSeg: number; gsoLast: number; segShift: number };
 }
 
 export interface CreateOptions {
@@ -131,6 +133,7 @@ export class DataPlane {
     this.layout = {
       slotBase: ex.slotBasePtr(), slotSize: c(0), headroom: c(1), maxBatch: c(2),
       inDescBase: ex.inDescPtr(), outDescBase: ex.outDescPtr(), hdrBase: ex.hdrBasePtr(), hdrSlot: c(5), maxOut: c(6),
+      descFlags: { vnet: c(13), gsoSeg: c(14), gsoLast: c(15), segShift: c(16) },
     };
     this.scratch = ex.scratchPtr();
     this.maxPorts = c(7);
@@ -746,17 +749,45 @@ export class DataPlane {
     return out;
   }
 
-  /** Copies frame bytes into slot i with its in-desc. */
-  load(i: number, port: number, frame: Uint8Array): void {
+  /**
+   * Copies frame bytes into slot i with its in-desc. `offload` is what a
+   * receiver with offloads passes on (host/io/native): the in-desc flags and
+   * the bytes written just before the frame (its virtio-net header);
+   * `headroom` moves the frame's start (default the layout's).
+   */
+  load(i: number, port: number, frame: Uint8Array, offload?: { flags: number; before?: Uint8Array; headroom?: number }): void {
     const L = this.layout;
-    const room = L.slotSize - L.headroom;
-    const p = L.slotBase + i * L.slotSize + L.headroom;
+    const head = offload?.headroom ?? L.headroom;
+    const room = L.slotSize - head;
+    const slot = L.slotBase + i * L.slotSize;
+    const p = slot + head;
     this.u8.set(frame.length > room ? frame.subarray(0, room) : frame, p);
+    const before = offload?.before;
+    if (before) this.u8.set(before.subarray(Math.max(0, before.length - head)), p - Math.min(before.length, head));
     const d = L.inDescBase + i * 8;
-    this.dv.setUint16(d, L.headroom, true);
+    this.dv.setUint16(d, head, true);
     this.dv.setUint16(d + 2, Math.min(frame.length, 0xffff), true);
     this.dv.setUint16(d + 4, port, true);
-    this.dv.setUint16(d + 6, 0, true);
+    this.dv.setUint16(d + 6, offload?.flags ?? 0, true);
+  }
+
+  /**
+   * The frames the last process() call handed to the host (assembly/pipeline/punt.ts:
+   * ARP and ND for underlay.ip, for the neighbour cache), copies; `lost`: those
+   * beyond the area since init.
+   */
+  puntCount(): number { return this.ex.puntCount.value as number; }
+
+  punts(): { port: number; frame: Uint8Array }[] {
+    const n = this.ex.puntCount.value as number;
+    const base = this.ex.puntPtr() as number;
+    const out: { port: number; frame: Uint8Array }[] = [];
+    for (let i = 0; i < n; i++) {
+      const r = base + i * 128;
+      const len = Math.min(this.dv.getUint16(r + 2, true), 124);
+      out.push({ port: this.dv.getUint16(r, true), frame: this.u8.slice(r + 4, r + 4 + len) });
+    }
+    return out;
   }
 
   /** Output j as one contiguous frame (a copy). */

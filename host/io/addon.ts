@@ -16,14 +16,24 @@ export interface OpenOptions {
   netns?: string;
   /** PACKET_QDISC_BYPASS: 1 sends straight to the driver. */
   qdiscBypass?: number;
+  /**
+   * PACKET_VNET_HDR: 1 passes each frame's offload state (partial checksum,
+   * GSO) to the data plane and cuts GSO super-frames into segments (needs
+   * descFlags first). 0: such frames go on unfinished, super-frames are `oversize`.
+   */
+  vnetHdr?: number;
 }
 
 export interface SocketStats {
   rxFrames: number; rxBytes: number; txFrames: number; txBytes: number; txErrors: number;
   /** Frames longer than a slot (or truncated by the ring): dropped before the data plane. */
   oversize: number;
-  /** Frames whose L4 checksum the sender left to offload (TP_STATUS_CSUMNOTREADY): forwarded, but the far end will drop them. */
+  /** Frames whose L4 checksum the sender left to offload (TP_STATUS_CSUMNOTREADY): the data plane completes it (with vnetHdr). */
   csumNotReady: number;
+  /** GSO super-frames cut into segments, the segments they gave, and super-frames that could not be cut (bad gso_size). */
+  gsoFrames: number;
+  gsoSegments: number;
+  gsoBad: number;
   /** PACKET_STATISTICS: frames the kernel dropped because the ring was full. */
   kernelDrops: number;
   kernelFreezes: number;
@@ -36,6 +46,8 @@ export interface PacketAddon {
        inDescBase: number, first: number, max: number, port: number, timeoutMs: number): number;
   send(handlesByPort: number[], mem: ArrayBuffer, outDescBase: number, hdrBase: number, hdrSlot: number, count: number): number;
   poll(handles: number[], timeoutMs: number, wakeFd?: number): number;
+  /** The in-desc flag bits the data plane uses (DataPlane layout.descFlags), before any open with vnetHdr. */
+  descFlags(vnet: number, gsoSeg: number, gsoLast: number, segShift: number): void;
   eventfd(): number;
   wake(fd: number): void;
   closeFd(fd: number): void;

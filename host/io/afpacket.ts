@@ -13,10 +13,11 @@
 //   ... NveCore({ programmer: pool }) ...; counters: () => pool.counters()
 //   pool.closed.catch(fatal);  on shutdown: await pool.stop()
 // Operational notes (seen on veth, true of NICs too):
-// - Frames above a slot (1920 bytes) are not delivered and counted as
-//   `oversize`: a local sender with TSO/GSO makes such frames, and one with tx
-//   checksum offload leaves L4 checksums unfinished (`csumNotReady`); turn
-//   both off on such sources (`ethtool -K DEV tx off` does both).
+// - Offloads stay on at the senders: a frame whose L4 checksum a local
+//   sender left partial (`csumNotReady`) is completed by the data plane, and
+//   a TSO/GSO super-frame is cut into segments by the addon (`gsoFrames`,
+//   `gsoSegments`) that the data plane makes real (assembly/pipeline/offload.ts).
+//   Other frames above a slot (1920 bytes) are counted as `oversize`.
 // - The underlay MTU must hold the inner MTU plus the encapsulation (50 bytes
 //   VXLAN/IPv4, 70 IPv6); a frame the kernel refuses is counted in `txErrors`.
 import { Worker, MessageChannel, type MessagePort } from "node:worker_threads";
@@ -107,6 +108,20 @@ export class WorkerPool implements DataPlaneProgrammer {
     if (!this.stopping) void this.stop();
   }
 
+  private puntHandlers: ((port: string, frame: Uint8Array) => void)[] = [];
+
+  /** Called with every frame the data plane hands to the host (ARP/ND for underlay.ip). */
+  onPunt(h: (port: string, frame: Uint8Array) => void): void { this.puntHandlers.push(h); }
+
+  /** Sends a frame the NVE itself makes (an ARP request, an NS) out of `port`, through worker 0. */
+  sendFrame(port: string, frame: Uint8Array): void {
+    if (this.stopping) return;
+    const addon = loadAddon();
+    this.ports[0].postMessage({ type: "send", port, frame } satisfies ToWorker);
+    Atomics.store(this.ctl, 0, 1);
+    addon.wake(this.wakeFds[0]);
+  }
+
   private taps = new Map<number, (frames: TappedFrame[]) => void>();
   private tapSeq = 0;
 
@@ -153,6 +168,10 @@ export class WorkerPool implements DataPlaneProgrammer {
   }
 
   private onMessage(m: FromWorker): void {
+    if (m.type === "punt") {
+      for (const f of m.frames) for (const h of this.puntHandlers) h(f.port, f.frame);
+      return;
+    }
     if (m.type === "traced") {
       const p = this.pending.get(m.seq);
       if (!p) return;

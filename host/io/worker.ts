@@ -48,7 +48,9 @@ export type ToWorker =
   | { type: "trace"; seq: number; port: string; frame: Uint8Array }
   | { type: "apply"; seq: number; ops: DpOp[] }
   | { type: "counters"; seq: number }
-  | { type: "stop"; seq: number };
+  | { type: "stop"; seq: number }
+  /** A frame the NVE itself sends (an ARP request or NS of the underlay neighbour cache): worker 0 sends it. */
+  | { type: "send"; port: string; frame: Uint8Array };
 
 export type FromWorker =
   | { type: "ready"; id: number }
@@ -57,7 +59,9 @@ export type FromWorker =
   | { type: "counters"; id: number; seq: number; counters: unknown; io: Record<string, SocketStats>; loop: LoopStats }
   | { type: "stopped"; id: number }
   | { type: "tapped"; id: number; tap: number; frames: TappedFrame[] }
-  | { type: "traced"; id: number; seq: number; steps: string[]; drop?: string; outputs: { port: string; frame: Uint8Array }[] };
+  | { type: "traced"; id: number; seq: number; steps: string[]; drop?: string; outputs: { port: string; frame: Uint8Array }[] }
+  /** Frames the data plane handed to the host (assembly/pipeline/punt.ts: ARP/ND for underlay.ip). */
+  | { type: "punt"; id: number; frames: { port: string; frame: Uint8Array }[] };
 
 export interface LoopStats {
   /** Batches processed (one dp.process call each, more only when the output area filled). */
@@ -70,6 +74,8 @@ export interface LoopStats {
   partial: number;
   /** Inputs the data plane would not take even with an empty output area (never expected). */
   unprocessed: number;
+  /** Frames the NVE itself sent (ARP requests / NS of the neighbour cache). */
+  hostSent: number;
 }
 
 const UNKNOWN_PORT = 0xffff; // no such port index: the data plane counts the frame as `unknown-port`
@@ -81,7 +87,12 @@ async function main(): Promise<void> {
   const dp = await DataPlane.create(init.dataplane);
   const handles: number[] = [];
   try {
-    init.interfaces.forEach((name, i) => handles.push(addon.open(name, { ...init.ring, fanout: init.fanout[i] })));
+    // Offloads (issue 11): each frame's virtio-net header goes to the data
+    // plane, which completes partial checksums and the GSO segments the
+    // addon cuts (assembly/pipeline/offload.ts); the flag bits are its own.
+    const f = dp.layout.descFlags;
+    addon.descFlags(f.vnet, f.gsoSeg, f.gsoLast, f.segShift);
+    init.interfaces.forEach((name, i) => handles.push(addon.open(name, { vnetHdr: 1, ...init.ring, fanout: init.fanout[i] })));
   } catch (e) {
     for (const h of handles) addon.close(h);
     post({ type: "error", id: init.id, message: (e as Error).message });
@@ -96,7 +107,7 @@ async function main(): Promise<void> {
   const S = handles.length;
   const portOf = new Array<number>(S).fill(UNKNOWN_PORT);
   let byPort: number[] = [];
-  const loop: LoopStats = { batches: 0, outputs: 0, unsent: 0, partial: 0, unprocessed: 0 };
+  const loop: LoopStats = { batches: 0, outputs: 0, unsent: 0, partial: 0, unprocessed: 0, hostSent: 0 };
   let running = true;
   let tap: (TapSpec & { sent: number; mac?: Uint8Array; portIdx?: number }) | null = null;
   const dv = new DataView(mem);
@@ -148,11 +159,27 @@ async function main(): Promise<void> {
           ...(t.match.mac ? { mac: Uint8Array.from(t.match.mac.split(":").map((x) => parseInt(x, 16))) } : {}),
           ...(t.match.port !== undefined ? { portIdx: dp.portIndex(t.match.port) } : {}) } : null;
         post({ type: "applied", id: init.id, seq: msg.seq });
+      } else if (msg.type === "send") {
+        // Between batches the output area is free: the frame goes out as
+        // output 0, a header piece alone (at most one header slot).
+        const idx = dp.portIndex(msg.port);
+        if (init.id !== 0 || idx < 0 || msg.frame.length > L.hdrSlot) continue;
+        u8.set(msg.frame, L.hdrBase);
+        const d = new DataView(mem, L.outDescBase, 16);
+        d.setUint16(0, idx, true);
+        d.setUint16(2, msg.frame.length, true);
+        d.setUint32(4, L.hdrBase, true);
+        d.setUint16(8, 0, true);
+        loop.hostSent += addon.send(byPort, mem, L.outDescBase, L.hdrBase, L.hdrSlot, 1);
       }
     }
   };
 
   const sendOut = (outs: number) => {
+    // ARP/ND for underlay.ip the data plane handed over (rare: read only when there are some)
+    if (dp.puntCount() !== 0) {
+      post({ type: "punt", id: init.id, frames: dp.punts().map((x) => ({ port: dp.portName(x.port), frame: x.frame })) });
+    }
     if (outs === 0) return;
     loop.outputs += outs;
     loop.unsent += outs - addon.send(byPort, mem, L.outDescBase, L.hdrBase, L.hdrSlot, outs);

@@ -6,9 +6,9 @@
 // Underlay (found by trying, issue 5): the NVEs' underlay veths carry NO IP
 // address in their namespace. nvedge reads them with AF_PACKET; if the kernel
 // owned the address too it would answer every VXLAN/Geneve datagram with an
-// ICMP port unreachable. Nothing then answers ARP for an NVE's IP, so the
-// underlay router (the bridge's own address, 192.0.2.254, the `gatewayMac` of
-// both NVEs) has permanent neighbour entries for them, and the remote VTEPs
+// ICMP port unreachable. nvedge answers ARP for its IP itself (issue 11), so
+// the underlay router (the bridge's own address, 192.0.2.254, the `gatewayMac`
+// of both NVEs) resolves the NVEs like any host, and the remote VTEPs
 // reach the NVEs through that router (/32 routes via 192.0.2.254), as nvedge
 // reaches everything through it. The router forwards out the interface it
 // received on, so ICMP redirects are switched off.
@@ -93,15 +93,6 @@ export function veth(a: End, b: End): void {
   ip(b.ns, "link", "set", b.name, "up");
 }
 
-/**
- * Makes a sender finish its own checksums and segment its own TCP: a frame a
- * userspace datapath reads with AF_PACKET from a veth must be a real frame, not
- * a CHECKSUM_PARTIAL or GSO super-packet (see ovs.ts).
- */
-export function realFrames(ns: string, dev: string): void {
-  sh(["ethtool", "-K", dev, "tx", "off", "tso", "off", "gso", "off"], { ns, allowFail: false });
-}
-
 async function build(d: LabDescription, log: (l: string) => void): Promise<void> {
   mkdirSync(d.stateDir, { recursive: true });
   writeLabFile(d, false);
@@ -119,10 +110,9 @@ async function build(d: LabDescription, log: (l: string) => void): Promise<void>
     veth({ ns: p.ns, name: p.underlay.iface, mac: mac ? p.underlay.mac : undefined, mtu: u.mtu }, { ns: u.ns, name: p.underlay.routerPort, mtu: u.mtu });
     ip(u.ns, "link", "set", p.underlay.routerPort, "master", u.bridge);
   };
-  for (const n of d.nves) {
-    attach(n);
-    ip(u.ns, "neigh", "replace", n.underlay.ip, "lladdr", n.underlay.mac, "dev", u.bridge, "nud", "permanent");
-  }
+  // No neighbour entry for the NVEs: they answer ARP for their underlay IP
+  // themselves (assembly/pipeline/host.ts, issue 11).
+  for (const n of d.nves) attach(n);
   const viaRouter = (ns: string, dev: string) => {
     for (const n of d.nves) ip(ns, "route", "replace", `${n.underlay.ip}/32`, "via", u.routerIp, "dev", dev);
   };
@@ -130,13 +120,18 @@ async function build(d: LabDescription, log: (l: string) => void): Promise<void>
   // The hypervisors: OVS, userspace datapath; VMs on access ports (the tag is
   // the agent's to set, ovs-driver.ts); the trunk to the NVE carries every VLAN.
   for (const h of d.hypervisors) {
-    veth({ ns: h.ns, name: h.trunk }, { ns: d.nves.find((n) => n.id === h.nve)!.ns, name: h.nvePort });
+    // The trunk's MTU is the largest VN MTU it carries (PROTOCOL.md §5: the
+    // VN's IP MTU): OVS 3.1 re-derives a TSO frame's gso_size from its egress
+    // port's MTU (netdev_linux_prepend_vnet_hdr), so a 1500-byte trunk would
+    // make it cut a VM's TCP into segments above the VN MTU, which nvedge
+    // drops as mtu-exceeded.
+    const trunkMtu = Math.max(...d.vns.map((v) => v.mtu));
+    veth({ ns: h.ns, name: h.trunk, mtu: trunkMtu }, { ns: d.nves.find((n) => n.id === h.nve)!.ns, name: h.nvePort, mtu: trunkMtu });
     for (const vmName of h.vms) {
       const vm = d.vms.find((v) => v.name === vmName)!;
       const vn = d.vns.find((v) => v.id === vm.vn)!;
       veth({ ns: vm.ns, name: vm.iface, mac: vm.mac, mtu: vn.mtu }, { ns: h.ns, name: vm.ovsPort });
       ip(vm.ns, "addr", "add", `${vm.ip}/${vm.prefixLen}`, "dev", vm.iface);
-      realFrames(vm.ns, vm.iface);
     }
     startOvs(h.ovs);
     vsctl(h.ovs, ["add-br", h.bridge, "--", "set", "bridge", h.bridge, "datapath_type=netdev",
@@ -156,12 +151,10 @@ async function build(d: LabDescription, log: (l: string) => void): Promise<void>
   attach(k);
   ip(k.ns, "addr", "add", `${k.underlay.ip}/${u.prefixLen}`, "dev", k.underlay.iface);
   viaRouter(k.ns, k.underlay.iface);
-  realFrames(k.ns, k.underlay.iface);
   ip(k.ns, "link", "add", k.device, "address", k.hostMac, "type", "vxlan", "id", String(k.vni), "local", k.underlay.ip,
      "dstport", String(k.dstPort), "dev", k.underlay.iface);
   ip(k.ns, "link", "set", k.device, "up");
   ip(k.ns, "addr", "add", `${k.hostIp}/24`, "dev", k.device);
-  realFrames(k.ns, k.device);
   // Head-end replication list (RFC 7348 §4.2 without multicast): one all-zeros FDB entry per VTEP.
   for (const dst of k.flood) sh(["bridge", "-n", k.ns, "fdb", "append", "00:00:00:00:00:00", "dev", k.device, "dst", dst]);
   log(`kvx: Linux VXLAN ${k.device} VNI ${k.vni}, host ${k.hostIp} (${k.hostMac})`);
@@ -171,10 +164,22 @@ async function build(d: LabDescription, log: (l: string) => void): Promise<void>
   // the tunnels' outer headers itself (it reads the namespace's kernel routes).
   const o = d.ovsVtep;
   attach(o, false);
+  // OVS 3.1's userspace tunnel port verifies a non-zero outer UDP checksum in
+  // software and cannot take one left partial (CHECKSUM_PARTIAL), which the
+  // kernel VTEP's frames still are after the router forwards them over veth.
+  // So the router's port toward OVS finishes checksums as a NIC would: the
+  // one offload turned off in the lab, on the router, for OVS's sake (nvedge
+  // takes partial checksums and GSO from every sender, issue 11).
+  sh(["ethtool", "-K", o.underlay.routerPort, "tx", "off"], { ns: u.ns });
   for (const t of o.tunnels) {
     veth({ ns: t.hostNs, name: t.hostIface, mac: t.hostMac, mtu: d.vns.find((v) => v.id === t.vn)!.mtu }, { ns: o.ns, name: t.ovsPort });
     ip(t.hostNs, "addr", "add", `${t.hostIp}/24`, "dev", t.hostIface);
-    realFrames(t.hostNs, t.hostIface);
+    // OVS 3.1's userspace tunnel push neither finishes a partial inner
+    // checksum nor segments a TSO frame (it sends the first unfinished and
+    // drops the second): the hosts behind OVS's own tunnels are the only
+    // senders in the lab with offloads off. Every VM behind a hypervisor, the
+    // kernel VTEP and its host keep theirs (nvedge takes both, issue 11).
+    sh(["ethtool", "-K", t.hostIface, "tx", "off", "tso", "off", "gso", "off"], { ns: t.hostNs });
   }
   startOvs(o.ovs);
   vsctl(o.ovs, ["add-br", o.phyBridge, "--", "set", "bridge", o.phyBridge, "datapath_type=netdev", `other_config:hwaddr=${o.underlay.mac}`,

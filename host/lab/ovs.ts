@@ -17,11 +17,14 @@
 //   as zombies for a while after they exit: "running" means alive and not Z.
 // - Access ports (`tag=N`) add the 802.1Q tag on the trunk port (which has no
 //   tag, hence carries every VLAN): exactly the split-NVE access model.
-// - VMs on veth must have TX checksum offload off (`ethtool -K IF tx off`):
-//   otherwise their TCP/UDP checksums stay "partial" (CHECKSUM_PARTIAL), OVS
-//   reads them unfinished through AF_PACKET and forwards frames with wrong
-//   checksums, and TCP never connects. The same holds for every sender whose
-//   frames a userspace datapath (OVS or nvedge) reads.
+// - Offloads stay on everywhere (issue 11). A VM on veth with TX checksum
+//   offload sends TCP/UDP checksums "partial" (CHECKSUM_PARTIAL) and TSO
+//   super-frames; OVS reads them through AF_PACKET and, unless
+//   other_config:userspace-tso-enable is set before ovs-vswitchd starts,
+//   forwards them with the checksums unfinished (its netdev-linux asks for the
+//   virtio-net header only then). With it, OVS passes the offload on to the
+//   trunk veth, where nvedge's receiver reads the same header and finishes the
+//   work (assembly/pipeline/offload.ts).
 // - IPv6 must be disabled in the namespace before OVS starts
 //   (net.ipv6.conf.{all,default}.disable_ipv6=1): the tap devices of internal
 //   ports otherwise send router solicitations and MLD reports onto the trunk.
@@ -76,6 +79,7 @@ export function startOvs(o: OvsInstance): void {
   sh(["ovsdb-server", db, `--remote=punix:${sock}`, `--pidfile=${o.dir}/ovsdb-server.pid`, `--unixctl=${o.dir}/ovsdb-server.ctl`,
       "--detach", "--no-chdir", `--log-file=${o.dir}/ovsdb-server.log`, "-vconsole:off"], { ns: o.ns, env });
   vsctl(o, ["--no-wait", "init"]);
+  vsctl(o, ["--no-wait", "set", "Open_vSwitch", ".", "other_config:userspace-tso-enable=true"]);
   sh(["ovs-vswitchd", `unix:${sock}`, `--pidfile=${o.dir}/ovs-vswitchd.pid`, `--unixctl=${o.ctl}`, "--disable-system",
       "--detach", "--no-chdir", `--log-file=${o.dir}/ovs-vswitchd.log`, "-vconsole:off"], { ns: o.ns, env });
 }

@@ -254,7 +254,8 @@ export function nveConfig(d: LabDescription, nveId: string, withVnics: boolean):
                  addrs: o.tunnels.map((t) => ({ vn: t.vn, mac: t.hostMac, ips: [t.hostIp] })) });
   return {
     nve: me.id,
-    underlay: { port: me.underlay.iface, ip: me.underlay.ip, mac: me.underlay.mac, gatewayMac: d.underlay.routerMac, udpPort: 4789, genevePort: 6081 },
+    // the next hop by its IP: nvedge resolves its MAC with ARP (issue 11), no gatewayMac
+    underlay: { port: me.underlay.iface, ip: me.underlay.ip, mac: me.underlay.mac, gateway: d.underlay.routerIp, udpPort: 4789, genevePort: 6081 },
     ports: me.ports,
     vns: d.vns.map((v) => ({ id: v.id, name: v.name, alias: v.alias, vni: v.vni,
                              profile: { encap: v.encap, service: "l2", mtu: v.mtu, portSecurity: true, arpSuppress: true, learn: "explicit" } })),

@@ -7,12 +7,28 @@
 //
 // Exports:
 //   open(ifname, opts) -> handle        opts: { blockSize, blockCount, blockTimeoutMs,
-//                                               fanout (group id, -1 none), netns (path), qdiscBypass }
+//                                               fanout (group id, -1 none), netns (path), qdiscBypass,
+//                                               vnetHdr (1: PACKET_VNET_HDR, needs descFlags first) }
+//   descFlags(vnet, gsoSeg, gsoLast, segShift)  the in-desc flag bits (the data plane's
+//                                       constants, assembly/abi.ts IF_*, passed in by the caller)
 //   recv(handle, mem, slotBase, slotSize, headroom, inDescBase, first, max, port, timeoutMs) -> count
 //   send(handles[], mem, outDescBase, hdrBase, hdrSlot, count) -> sent
 //   poll(handles[], timeoutMs, wakeFd) -> number of ready descriptors (0 on timeout)
 //   eventfd() -> fd; wake(fd)           so another thread can cut a poll() short
-//   stats(handle) -> { rxFrames, rxBytes, txFrames, txBytes, txErrors, oversize, csumNotReady, kernelDrops, kernelFreezes }
+//   stats(handle) -> { rxFrames, rxBytes, txFrames, txBytes, txErrors, oversize, csumNotReady, gsoFrames,
+//                      gsoSegments, gsoBad, kernelDrops, kernelFreezes }
+//
+// Offloads (issue 11): with vnetHdr the kernel puts a struct virtio_net_hdr
+// before each received frame (PACKET_VNET_HDR; tpacket_rcv writes it right
+// before the MAC header). A frame whose L4 checksum its local sender left
+// partial (CHECKSUM_PARTIAL) goes to the data plane with that header in its
+// slot's headroom and the IF_VNET flag, and the data plane completes the
+// checksum. A GSO super-frame (TSO/USO from a local stack, or a kernel VTEP's
+// tunnel GSO) is cut here into one slot per gso_size bytes of payload, each
+// with a copy of the super-frame's headers (IF_GSO_SEG, its index, IF_GSO_LAST
+// on the last), and the data plane makes each segment's headers real
+// (assembly/pipeline/offload.ts): so a super-frame is never dropped for being
+// longer than a slot.
 //   close(handle)
 #include <node_api.h>
 #include <errno.h>
@@ -20,6 +36,10 @@
 #include <net/if.h>
 #include <linux/if_packet.h>
 #include <linux/if_ether.h>
+#include <linux/virtio_net.h>
+#ifndef VIRTIO_NET_HDR_GSO_UDP_L4
+#define VIRTIO_NET_HDR_GSO_UDP_L4 5 // virtio 1.1 §5.1.6 (USO); older uapi headers lack it
+#endif
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
@@ -46,8 +66,15 @@ struct sock {
   unsigned block;                      // block being read
   unsigned left;                       // packets still to read in it (0: not started)
   struct tpacket3_hdr *next;           // next packet in it
+  int vnet;                            // PACKET_VNET_HDR is on
+  uint32_t segK;                       // next segment of the super-frame at `next` (0: none started)
   uint64_t rxFrames, rxBytes, txFrames, txBytes, txErrors, oversize, csumNotReady, kernelDrops, kernelFreezes;
+  uint64_t gsoFrames, gsoSegments, gsoBad;
 };
+
+// The in-desc flag bits, from the data plane (descFlags): 0 until set.
+static uint16_t fVnet, fGsoSeg, fGsoLast;
+static uint32_t fSegShift;
 
 static struct sock *handles[MAX_HANDLES];
 static pthread_mutex_t handlesLock = PTHREAD_MUTEX_INITIALIZER;
@@ -94,7 +121,7 @@ static napi_value num(napi_env env, double d) {
 
 // Runs the whole socket setup; on failure fills msg and returns -1.
 static int setup(struct sock *s, const char *ifname, uint32_t blockSize, uint32_t blockCount,
-                 uint32_t tov, int32_t fanout, int qdiscBypass, char *msg, size_t msgLen) {
+                 uint32_t tov, int32_t fanout, int qdiscBypass, int vnetHdr, char *msg, size_t msgLen) {
   unsigned ifindex = if_nametoindex(ifname);
   if (ifindex == 0) {
     if (errno == ENODEV || errno == ENXIO) snprintf(msg, msgLen, "interface %s does not exist", ifname);
@@ -121,7 +148,16 @@ static int setup(struct sock *s, const char *ifname, uint32_t blockSize, uint32_
     snprintf(msg, msgLen, "interface %s is down (ip link set %s up)", ifname, ifname);
     return -1;
   }
-  int v = TPACKET_V3;
+  int v = 1;
+  // Before the ring: the kernel refuses PACKET_VNET_HDR once one is set up.
+  if (vnetHdr) {
+    if (setsockopt(s->fd, SOL_PACKET, PACKET_VNET_HDR, &v, sizeof v) < 0) {
+      snprintf(msg, msgLen, "interface %s: PACKET_VNET_HDR: %s", ifname, strerror(errno));
+      return -1;
+    }
+    s->vnet = 1;
+  }
+  v = TPACKET_V3;
   if (setsockopt(s->fd, SOL_PACKET, PACKET_VERSION, &v, sizeof v) < 0) {
     snprintf(msg, msgLen, "interface %s: PACKET_VERSION TPACKET_V3: %s", ifname, strerror(errno));
     return -1;
@@ -192,7 +228,7 @@ static napi_value Open(napi_env env, napi_callback_info info) {
   if (argc < 1 || napi_get_value_string_utf8(env, argv[0], ifname, sizeof ifname, &len) != napi_ok)
     return throwErr(env, "open: interface name must be a string");
   if (len == 0 || len >= IFNAMSIZ) return throwErr(env, "open: interface name must be 1 to 15 characters");
-  uint32_t blockSize = 1 << 18, blockCount = 16, tov = 1, bypass = 0;
+  uint32_t blockSize = 1 << 18, blockCount = 16, tov = 1, bypass = 0, vnetHdr = 0;
   int32_t fanout = -1;
   char netns[256] = "";
   if (argc >= 2) {
@@ -202,8 +238,9 @@ static napi_value Open(napi_env env, napi_callback_info info) {
       napi_value v;
       bool has;
       if (!optU32(env, argv[1], "blockSize", &blockSize) || !optU32(env, argv[1], "blockCount", &blockCount) ||
-          !optU32(env, argv[1], "blockTimeoutMs", &tov) || !optU32(env, argv[1], "qdiscBypass", &bypass))
-        return throwErr(env, "open: blockSize, blockCount, blockTimeoutMs, qdiscBypass must be non-negative integers");
+          !optU32(env, argv[1], "blockTimeoutMs", &tov) || !optU32(env, argv[1], "qdiscBypass", &bypass) ||
+          !optU32(env, argv[1], "vnetHdr", &vnetHdr))
+        return throwErr(env, "open: blockSize, blockCount, blockTimeoutMs, qdiscBypass, vnetHdr must be non-negative integers");
       if (napi_has_named_property(env, argv[1], "fanout", &has) == napi_ok && has) {
         napi_get_named_property(env, argv[1], "fanout", &v);
         napi_typeof(env, v, &t);
@@ -220,6 +257,7 @@ static napi_value Open(napi_env env, napi_callback_info info) {
   if (blockSize < 4096 || blockSize % page != 0 || (blockSize & (blockSize - 1)) != 0)
     return throwErr(env, "open: blockSize must be a power of two and at least one page");
   if (blockCount < 1 || blockCount > 65536) return throwErr(env, "open: blockCount must be 1..65536");
+  if (vnetHdr && !fVnet) return throwErr(env, "open: vnetHdr needs descFlags() first (the data plane's in-desc flag bits)");
 
   struct sock *s = calloc(1, sizeof *s);
   if (!s) return throwErr(env, "open: out of memory");
@@ -246,13 +284,13 @@ static napi_value Open(napi_env env, napi_callback_info info) {
       free(s);
       return throwErr(env, msg);
     }
-    rc = setup(s, ifname, blockSize, blockCount, tov, fanout, bypass, msg, sizeof msg);
+    rc = setup(s, ifname, blockSize, blockCount, tov, fanout, bypass, vnetHdr, msg, sizeof msg);
     int back = setns(self, CLONE_NEWNET);
     close(self);
     close(target);
     if (back < 0) abort(); // this thread would run in the wrong namespace from now on
   } else {
-    rc = setup(s, ifname, blockSize, blockCount, tov, fanout, bypass, msg, sizeof msg);
+    rc = setup(s, ifname, blockSize, blockCount, tov, fanout, bypass, vnetHdr, msg, sizeof msg);
   }
   if (rc < 0) {
     freeSock(s);
@@ -291,6 +329,47 @@ static inline struct tpacket_block_desc *blockAt(struct sock *s, unsigned i) {
 }
 
 static inline void putU16(uint8_t *p, uint16_t v) { p[0] = v & 0xff; p[1] = v >> 8; }
+
+struct tagInfo { int on; uint16_t tpid, tci; };
+
+/*
+ * Writes one frame into slot i and its in-desc: hdr[0..hl) then data[0..dl)
+ * (a GSO segment: the super-frame's headers, then its payload piece), the
+ * 802.1Q tag re-inserted after the MACs when `tag` is on, and with flags set,
+ * the virtio-net header in the 10 bytes before the frame, its csum_start moved
+ * by the tag.
+ */
+static void putFrame(struct sock *s, uint8_t *mem, uint32_t slotBase, uint32_t slotSize, uint32_t headroom,
+                     uint32_t inDescBase, uint32_t i, uint32_t port, const struct virtio_net_hdr *vh,
+                     const struct tagInfo *tag, const uint8_t *hdr, uint32_t hl, const uint8_t *data, uint32_t dl,
+                     uint16_t flags) {
+  uint8_t *slot = mem + slotBase + (size_t)i * slotSize;
+  uint32_t off = headroom, total = hl + dl;
+  if (tag->on) {
+    off = headroom - 4;
+    uint8_t *d = slot + off;
+    memcpy(d, hdr, 12);
+    d[12] = tag->tpid >> 8; d[13] = tag->tpid & 0xff;
+    d[14] = tag->tci >> 8; d[15] = tag->tci & 0xff;
+    memcpy(d + 16, hdr + 12, hl - 12);
+    total += 4;
+  } else {
+    memcpy(slot + off, hdr, hl);
+  }
+  if (dl) memcpy(slot + off + total - dl, data, dl);
+  if (flags) {
+    struct virtio_net_hdr *c = (struct virtio_net_hdr *)(slot + off - sizeof *c);
+    memcpy(c, vh, sizeof *c);
+    if (tag->on) c->csum_start += 4;
+  }
+  uint8_t *desc = mem + inDescBase + (size_t)i * 8;
+  putU16(desc, off);
+  putU16(desc + 2, total);
+  putU16(desc + 4, port);
+  putU16(desc + 6, flags);
+  s->rxFrames++;
+  s->rxBytes += total;
+}
 
 static napi_value Recv(napi_env env, napi_callback_info info) {
   size_t argc = 10;
@@ -341,38 +420,56 @@ static napi_value Recv(napi_env env, napi_callback_info info) {
     // (PACKET_AUXDATA / tp_vlan_tci); the data plane needs it back in the
     // frame (IEEE 802.1Q: TPID at offset 12, TCI at 14), so write the frame 4
     // bytes earlier in the slot with the tag in front of the EtherType.
-    int tagged = (h->tp_status & TP_STATUS_VLAN_VALID) != 0;
-    uint32_t total = len + (tagged ? 4 : 0);
-    if (tagged && len < 12) tagged = 0, total = len; // a runt: leave it to the data plane's `truncated`
-    if (h->tp_len != h->tp_snaplen || len > room) {
+    struct tagInfo tag = { 0, 0, 0 };
+    tag.on = (h->tp_status & TP_STATUS_VLAN_VALID) != 0 && len >= 12; // a runt: left to the data plane's `truncated`
+    if (tag.on) {
+      tag.tpid = (h->tp_status & TP_STATUS_VLAN_TPID_VALID) && h->hv1.tp_vlan_tpid ? h->hv1.tp_vlan_tpid : ETH_P_8021Q;
+      tag.tci = h->hv1.tp_vlan_tci;
+    }
+    // tpacket_rcv puts the virtio-net header right before the MAC header
+    const struct virtio_net_hdr *vh = s->vnet ? (const struct virtio_net_hdr *)(frame - sizeof *vh) : NULL;
+    uint8_t gsoType = vh ? vh->gso_type & ~VIRTIO_NET_HDR_GSO_ECN : VIRTIO_NET_HDR_GSO_NONE;
+    if (h->tp_len != h->tp_snaplen) {
+      s->oversize++;
+    } else if (gsoType != VIRTIO_NET_HDR_GSO_NONE) {
+      // Cut the super-frame: headers (to the end of the L4 header) + gso_size
+      // bytes of payload per slot.
+      uint32_t cs = vh->csum_start, gso = vh->gso_size, l4h = 0;
+      if (gsoType == VIRTIO_NET_HDR_GSO_UDP_L4) l4h = 8;
+      else if (cs + 20 <= len) l4h = (uint32_t)(frame[cs + 12] >> 4) * 4;
+      uint32_t hl = cs + l4h;
+      uint32_t segs = gso && len > hl ? (len - hl + gso - 1) / gso : 0;
+      if (l4h < 8 || hl > len || segs == 0 || hl + gso + 4 > room || segs > (0xffffu >> fSegShift) + 1) {
+        // Not cut: one slot with as much as fits, marked as a segment that is
+        // not the last, so the data plane drops it as bad-gso-size (or
+        // bad-vnet-header) under its own name.
+        s->gsoBad++;
+        putFrame(s, mem, slotBase, slotSize, headroom, inDescBase, first + n, port, vh, &tag,
+                 frame, len > room - 4 ? room - 4 : len, NULL, 0, fVnet | fGsoSeg);
+        n++;
+      } else {
+        while (s->segK < segs && n < max) {
+          uint32_t k = s->segK, from = hl + k * gso;
+          uint32_t plen = len - from < gso ? len - from : gso;
+          uint16_t fl = fVnet | fGsoSeg | (uint16_t)(k << fSegShift) | (k + 1 == segs ? fGsoLast : 0);
+          putFrame(s, mem, slotBase, slotSize, headroom, inDescBase, first + n, port, vh, &tag, frame, hl, frame + from, plen, fl);
+          n++;
+          s->segK++;
+          s->gsoSegments++;
+        }
+        if (s->segK < segs) break; // the batch is full: the rest of this super-frame next call
+        s->segK = 0;
+        s->gsoFrames++;
+      }
+    } else if (len + (tag.on ? 4 : 0) > room) {
       s->oversize++;
     } else {
-      uint32_t i = first + n;
-      uint8_t *slot = mem + slotBase + (size_t)i * slotSize;
-      uint32_t off = headroom;
-      if (tagged) {
-        off = headroom - 4;
-        uint8_t *d = slot + off;
-        uint16_t tpid = (h->tp_status & TP_STATUS_VLAN_TPID_VALID) && h->hv1.tp_vlan_tpid ? h->hv1.tp_vlan_tpid : ETH_P_8021Q;
-        uint16_t tci = h->hv1.tp_vlan_tci;
-        memcpy(d, frame, 12);
-        d[12] = tpid >> 8; d[13] = tpid & 0xff;
-        d[14] = tci >> 8; d[15] = tci & 0xff;
-        memcpy(d + 16, frame + 12, len - 12);
-      } else {
-        memcpy(slot + off, frame, len);
-      }
-      uint8_t *desc = mem + inDescBase + (size_t)i * 8;
-      putU16(desc, off);
-      putU16(desc + 2, total);
-      putU16(desc + 4, port);
-      putU16(desc + 6, 0);
-      // A frame from a local stack with checksum offload still carries a
-      // partial L4 checksum; forwarded as is, the far end drops it. Counted so
-      // it shows: turn offloads off on such sources (ethtool -K DEV tx off).
+      uint16_t fl = 0;
+      // A frame from a local stack with checksum offload carries a partial
+      // L4 checksum: the data plane completes it (offload.ts).
       if (h->tp_status & TP_STATUS_CSUMNOTREADY) s->csumNotReady++;
-      s->rxFrames++;
-      s->rxBytes += total;
+      if (vh && (vh->flags & VIRTIO_NET_HDR_F_NEEDS_CSUM)) fl = fVnet;
+      putFrame(s, mem, slotBase, slotSize, headroom, inDescBase, first + n, port, vh, &tag, frame, len, NULL, 0, fl);
       n++;
     }
     s->next = (struct tpacket3_hdr *)((uint8_t *)h + h->tp_next_offset);
@@ -393,13 +490,14 @@ static __thread struct mmsghdr *tMsgs;
 static __thread struct iovec *tIov;
 static __thread uint32_t *tOrder;
 static __thread uint32_t tCap;
+static const struct virtio_net_hdr zeroVnet;
 
 static int grow(uint32_t n) {
   if (n <= tCap) return 1;
   struct mmsghdr *m = realloc(tMsgs, n * sizeof *m);
   if (!m) return 0;
   tMsgs = m;
-  struct iovec *v = realloc(tIov, 2 * n * sizeof *v);
+  struct iovec *v = realloc(tIov, 3 * n * sizeof *v);
   if (!v) return 0;
   tIov = v;
   uint32_t *o = realloc(tOrder, n * sizeof *o);
@@ -462,15 +560,22 @@ static napi_value Send(napi_env env, napi_callback_info info) {
     uint32_t dataPtr = getU32le(d + 4);
     uint16_t dataLen = getU16(d + 8);
     if (hdrLen > hdrSlot || (uint64_t)dataPtr + dataLen > memLen) return throwErr(env, "send: an out-desc points outside the memory");
-    struct iovec *v = tIov + 2 * k;
-    v[0].iov_base = mem + hdrBase + (size_t)j * hdrSlot;
-    v[0].iov_len = hdrLen;
-    v[1].iov_base = mem + dataPtr;
-    v[1].iov_len = dataLen;
+    // A socket with PACKET_VNET_HDR takes a virtio-net header in front of
+    // every frame it sends (packet_snd): an all-zero one, no offload asked.
+    struct iovec *v = tIov + 3 * k;
+    int vh = byPort[p]->vnet;
+    if (vh) {
+      v[0].iov_base = (void *)&zeroVnet;
+      v[0].iov_len = sizeof zeroVnet;
+    }
+    v[vh].iov_base = mem + hdrBase + (size_t)j * hdrSlot;
+    v[vh].iov_len = hdrLen;
+    v[vh + 1].iov_base = mem + dataPtr;
+    v[vh + 1].iov_len = dataLen;
     struct msghdr *m = &tMsgs[k].msg_hdr;
     memset(m, 0, sizeof *m);
     m->msg_iov = v;
-    m->msg_iovlen = 2;
+    m->msg_iovlen = 2 + vh;
     tOrder[k] = hdrLen + dataLen;
   }
   // counts[p] is now the end of port p's run; its start is the previous end.
@@ -552,6 +657,18 @@ static napi_value Poll(napi_env env, napi_callback_info info) {
   return num(env, r < 0 ? 0 : r);
 }
 
+static napi_value DescFlags(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  uint32_t v[4];
+  for (int i = 0; i < 4; i++)
+    if (argc < 4 || !getU32(env, argv[i], &v[i])) return throwErr(env, "descFlags: expects 4 non-negative integers");
+  if (!v[0] || v[0] > 0xffff || v[1] > 0xffff || v[2] > 0xffff || v[3] > 15) return throwErr(env, "descFlags: flag bits out of range");
+  fVnet = (uint16_t)v[0]; fGsoSeg = (uint16_t)v[1]; fGsoLast = (uint16_t)v[2]; fSegShift = v[3];
+  return NULL;
+}
+
 static napi_value EventFd(napi_env env, napi_callback_info info) {
   int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (fd < 0) return throwErr(env, strerror(errno));
@@ -605,6 +722,9 @@ static napi_value Stats(napi_env env, napi_callback_info info) {
   setNum(env, o, "txErrors", (double)s->txErrors);
   setNum(env, o, "oversize", (double)s->oversize);
   setNum(env, o, "csumNotReady", (double)s->csumNotReady);
+  setNum(env, o, "gsoFrames", (double)s->gsoFrames);
+  setNum(env, o, "gsoSegments", (double)s->gsoSegments);
+  setNum(env, o, "gsoBad", (double)s->gsoBad);
   setNum(env, o, "kernelDrops", (double)s->kernelDrops);
   setNum(env, o, "kernelFreezes", (double)s->kernelFreezes);
   return o;
@@ -650,6 +770,7 @@ NAPI_MODULE_INIT() {
     { "recv", NULL, Recv, NULL, NULL, NULL, napi_enumerable, NULL },
     { "send", NULL, Send, NULL, NULL, NULL, napi_enumerable, NULL },
     { "poll", NULL, Poll, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "descFlags", NULL, DescFlags, NULL, NULL, NULL, napi_enumerable, NULL },
     { "eventfd", NULL, EventFd, NULL, NULL, NULL, napi_enumerable, NULL },
     { "wake", NULL, Wake, NULL, NULL, NULL, napi_enumerable, NULL },
     { "closeFd", NULL, CloseFd, NULL, NULL, NULL, napi_enumerable, NULL },
