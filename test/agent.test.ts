@@ -53,6 +53,8 @@ function agentSuite(fx: BrokerFixture): void {
       agent.child.kill("SIGKILL");
       await agent.exited;
       await until(() => (run.svc.core.ports() as any[])[0].hypervisors[0].state === "offline", 10000, "the will");
+      // hv-2's session (hello first, PROTOCOL.md §2) for the read-only requests below
+      assert.is((await run.svc.core.request("hv-2", Buffer.from(JSON.stringify({ id: "h", op: "hello", agent: "probe" })))).ok, true);
       const mark = run.prog.mark();
       run.clock.advance(29_000);
       // a read-only request through the NVE's queue: answered after anything the advance fired

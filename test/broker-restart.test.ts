@@ -76,7 +76,9 @@ async function system(b: Broker, dir: string, together = false, logs: string[] =
   const log = (who: string) => (l: string) => logs.push(`${who}: ${l}`);
   const conn = (id: string) => ({ url: b.url, ...b.creds(id), reconnectPeriodMs: 100 });
   const config = baseConfig({ nve: "nve-a", ima: { id: "ima" } }, "nve-a");
-  const imaP = ImaService.start({ broker: conn("ima"), store: join(dir, "ima"), seed: [BLUE], log: log("ima") });
+  // the IMA accepts only the NVEs it lists, each with its one underlay IP (PROTOCOL.md §6)
+  const nves = [{ id: "nve-a", ip: config.underlay.ip }, { id: "nve-b", ip: "192.0.2.2" }];
+  const imaP = ImaService.start({ settings: { nves }, broker: conn("ima"), store: join(dir, "ima"), seed: [BLUE], log: log("ima") });
   if (!together) await imaP;
   const [ima, nve, nveB, agent] = await Promise.all([
     imaP,

@@ -98,7 +98,8 @@ for (const [kind, at, code] of cases) {
       assert.equal(local, [m(1)], "acknowledged a1 is there, unacknowledged a2 is not");
       const programmed = JSON.stringify(run2.prog.since(0));
       assert.ok(programmed.includes(m(1)) && !programmed.includes(m(2)), programmed);
-      // and the agent's retry of a2 now succeeds
+      // and the agent's retry of a2 now succeeds (on a new session with the restarted NVE: hello first)
+      assert.is((await r.request("hello", { agent: "durability" }, "h2")).ok, true);
       assert.is((await r.request("vnic.attach", attach(2), "a2-retry")).ok, true);
     } finally {
       for (const x of raws) await x.close().catch(() => {});
