@@ -42,7 +42,7 @@ async function bindings() {
 /**
  * A fresh component instance as the export object DataPlane expects: the
  * functions are the component's (camelCase, as the core names them), the
- * memory is the core instance's, and the core's two exported globals are the
+ * memory is the core instance's, and the core's exported globals are the
  * world's getters.
  */
 export async function instantiateComponent(o: { liftedBatch?: boolean } = {}): Promise<Record<string, any>> {
@@ -95,5 +95,13 @@ export async function instantiateComponent(o: { liftedBatch?: boolean } = {}): P
     };
   ex.consumed = { get value() { return consumed; } };
   ex.fastFrames = { get value() { return fastFrames(); } };
+  // Read after every batch (host/io/worker.ts): the core's getter, called
+  // directly as for the batch itself, not through a lifted export.
+  const corePuntCount = (core.exports as Record<string, () => number>)["nvedge:dataplane/frames@0.1.0#punt-count"];
+  if (typeof corePuntCount !== "function") throw new Error("the data plane component's core module has no frames.punt-count export");
+  const { puntLost, puntTotal } = c.frames;
+  ex.puntCount = { get value() { return corePuntCount(); } };
+  ex.puntLost = { get value() { return puntLost(); } };
+  ex.puntTotal = { get value() { return puntTotal(); } };
   return ex;
 }
