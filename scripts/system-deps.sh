@@ -28,8 +28,10 @@ have qemu-aarch64-static || need+=(qemu-user-static)
 have file || need+=(file)
 have tar || need+=(tar)
 # `promtool check metrics` checks nvedge's /metrics (test/ops-cli.test.ts, test/ops-io.test.ts);
-# systemd-analyze (test/ops-units.test.ts) is used where the machine has it
+# systemd-analyze and systemd-notify (test/ops-units.test.ts), curl (test/ops-io.test.ts)
 have promtool || need+=(prometheus)
+have systemd-analyze || need+=(systemd)
+have curl || need+=(curl)
 # the encoder tests cross-check against Debian's scapy (the system python)
 [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import scapy' 2>/dev/null || need+=(python3-scapy)
 [ ${#need[@]} -eq 0 ] && exit 0

@@ -12,7 +12,11 @@ import { mkdtempSync, rmSync, writeFileSync, readFileSync, readdirSync } from "n
 import mqtt from "mqtt";
 import { adminRequest } from "../host/control/admin.js";
 import { freePort, runNvedge, spawnNvedge, until } from "./support/control-harness.js";
-import { missingTool } from "./support/netns.js";
+import { requireTool, onPath } from "./support/tools.js";
+
+// Strict (issue 17): as root or in CI a missing tool fails the run, naming it.
+const PASSWD = requireTool("mosquitto_passwd", () => onPath("mosquitto_passwd"), "the password-file reload on SIGHUP");
+const PROMTOOL = requireTool("promtool", () => onPath("promtool"), "promtool check metrics on /metrics");
 import { udpFrame } from "./support/encoder.js";
 import { VERSION } from "../host/version.js";
 
@@ -109,7 +113,7 @@ test("config check: every problem with its JSON path (schema, duplicate and conf
     // The loader refuses the same file with the first problem, naming the key (not an op number).
     r = await runNvedge(["run", "--config", `${dir}/bad.json`, "--io", "none", "--memory-store"]);
     assert.is(r.code, 2);
-    assert.match(r.err, /bad\.json: ports\.1\.hypervisors\.0: hypervisor "hv-2" is already listed on port eth2/);
+    assert.match(r.err, /bad\.json: ports\.1\.hypervisors\.0: hypervisor "hv-2" is already listed on port "eth2"/);
     // What the data plane refuses is reported at the key at fault, not as "op N (field)", by config check, run and trace.
     writeFileSync(`${dir}/fam.json`, JSON.stringify(config({ remotes: [{ nve: "nve-b", ip: "2001:db8::2", vns: [100], addrs: [] }] })));
     r = await runNvedge(["config", "check", `${dir}/fam.json`]);
@@ -135,7 +139,7 @@ test("a running NVE: summary and views, admin actions, counters clear, metrics (
   const dir = mkdtempSync("/tmp/nvl-ops-");
   const port = await freePort();
   const mport = await freePort();
-  const hasPasswd = !missingTool("mosquitto_passwd");
+  const hasPasswd = PASSWD;
   const cfg = config(hasPasswd ? { auth: { passwordFile: `${dir}/passwd` }, log: { level: "info" } } : { log: { level: "info" } });
   if (hasPasswd) {
     execFileSync("mosquitto_passwd", ["-c", "-b", `${dir}/passwd`, "nve-ops", "nve-pw"]);
@@ -192,10 +196,10 @@ test("a running NVE: summary and views, admin actions, counters clear, metrics (
     assert.match(metrics, /nvedge_vnics\{nve="nve-ops"\} 2\n/);
     assert.match(metrics, /nvedge_mqtt_connected\{nve="nve-ops"\} 1\n/);
     assert.ok(!/[0-9a-f]{2}(:[0-9a-f]{2}){5}|0d6c8a8e/.test(metrics), "no MAC or VNIC id in any label");
-    if (!missingTool("promtool")) {
+    if (PROMTOOL) {
       const p = spawnSync("promtool", ["check", "metrics"], { input: metrics, encoding: "utf8" });
       assert.is(p.status, 0, `promtool: ${p.stdout}${p.stderr}`);
-    } else console.log("  (promtool missing: scripts/system-deps.sh installs Debian's prometheus)");
+    }
     assert.is((await fetch(`http://127.0.0.1:${mport}/healthz`)).status, 200);
     assert.is(await (await fetch(`http://127.0.0.1:${mport}/readyz`)).text(), "ok\n");
 
@@ -208,7 +212,7 @@ test("a running NVE: summary and views, admin actions, counters clear, metrics (
 
     // SIGHUP with a new user in the password file: that user logs in; same process.
     if (hasPasswd) {
-      const login = (user: string, password: string) => mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { username: user, password, reconnectPeriod: 0, connectTimeout: 5000 })
+      const login = (user: string, password: string) => mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { username: user, password, clientId: `${user}-login`, reconnectPeriod: 0, connectTimeout: 5000 })
         .then(async (c) => { await c.endAsync(); return true; }, () => false);
       assert.is(await login("hv-2", "hv2-pw"), false, "hv-2 is not in the password file yet");
       execFileSync("mosquitto_passwd", ["-b", `${dir}/passwd`, "hv-2", "hv2-pw"]);
@@ -314,7 +318,7 @@ test("nvedge ima run --metrics: the catalog and bindings as metrics (promtool), 
     assert.match(m, /nvedge_ima_vns\{ima="ima"\} 2\n/);
     assert.match(m, /nvedge_ima_frozen_macs\{ima="ima"\} 0\n/);
     assert.match(m, /nvedge_mqtt_connected\{ima="ima"\} 1\n/);
-    if (!missingTool("promtool")) {
+    if (PROMTOOL) {
       const p = spawnSync("promtool", ["check", "metrics"], { input: m, encoding: "utf8" });
       assert.is(p.status, 0, `promtool: ${p.stdout}${p.stderr}`);
     }

@@ -40,7 +40,7 @@ export function checkConfig(cfg: NveConfig): ConfigProblem[] {
   cfg.ports.forEach((p, i) => p.hypervisors.forEach((h, j) => {
     const id = hvId(h);
     const prev = hvAt.get(id);
-    if (prev !== undefined && prev !== p.name) bad(["ports", i, "hypervisors", j], `hypervisor "${id}" is already listed on port ${prev}`);
+    if (prev !== undefined && prev !== p.name) bad(["ports", i, "hypervisors", j], `hypervisor "${id}" is already listed on port "${prev}"`);
     else hvAt.set(id, p.name);
   }));
 

@@ -63,13 +63,7 @@ function crossCheck(cfg: NveConfig, file: string): void {
     if (ports.has(p.name)) throw new ConfigError(file, `ports.${i}.name`, `duplicate port "${p.name}"`);
     ports.add(p.name);
   });
-  // An {hv} is behind one port: the NVE maps it to its port (PROTOCOL.md §2 hello).
-  const hvs = new Map<string, string>();
-  cfg.ports.forEach((p, i) => p.hypervisors.forEach((h, j) => {
-    const id = hvId(h);
-    if (hvs.has(id)) throw new ConfigError(file, `ports.${i}.hypervisors.${j}`, `hypervisor "${id}" is already listed on port "${hvs.get(id)}"`);
-    hvs.set(id, p.name);
-  }));
+  // An {hv} on two ports is refused by checkConfig (config/check.ts), after these.
   const vnIds = new Set<number>();
   const vnis = new Set<number>();
   const names = new Map<string, number>();
