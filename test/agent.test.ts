@@ -288,6 +288,25 @@ function agentSuite(fx: BrokerFixture): void {
     });
   });
 
+  s("a change requested while a resync is under way waits for its sync, which would otherwise undo it at the NVE (PROTOCOL.md §3)", async () => {
+    const nve = nextNve();
+    const run = await startNve(b, { config: baseConfig({}, nve) });
+    const a = await startAgent(b, "hv-1", { nve });
+    try {
+      // hello goes first; the attach, sent before hello's answer, would reach
+      // the NVE between hello and a sync whose snapshot of the desired state
+      // (taken at hello's answer) lacks it
+      const [, r] = await Promise.all([a.resync(), a.attach(V1, { alias: "blue" }, [{ mac: "02:00:5e:00:00:01" }])]);
+      assert.is(a.syncs, 2);
+      assert.equal([...a.desired.keys()], [V1]);
+      assert.equal(((await a.show()).vnics as any[]).map((v) => [v.vnic, v.vns[0].tag]), [[V1, r.tag]], "the NVE holds the attach");
+      assert.equal(run.svc.core.viewHv("hv-1").vnics.map((v: any) => v.vnic), [V1]);
+    } finally {
+      await a.stop();
+      await run.stop();
+    }
+  });
+
   s.run();
 }
 

@@ -237,8 +237,14 @@ export class Agent extends EventEmitter {
    * loaded broker may drop QoS 1 messages beyond its queue limits.
    */
   request(op: string, fields: Record<string, unknown> = {}, timeoutMs = this.o.requestTimeoutMs ?? 10_000, retries = this.o.retries ?? 2): Promise<Record<string, unknown>> {
-    const once = () => this.requestOnce(op, fields, timeoutMs, retries);
-    if (op === "hello" || op === "sync") return once();
+    if (op === "hello" || op === "sync") return this.requestOnce(op, fields, timeoutMs, retries);
+    // A resync under way took its snapshot of the desired state at hello's
+    // answer: a change sent now would reach the NVE before that sync, which
+    // would undo it. It waits for the sync, which it then follows (§3).
+    const once = async () => {
+      while (this.resyncing) await this.resyncing.catch(() => {});
+      return this.requestOnce(op, fields, timeoutMs, retries);
+    };
     // The NVE lost this session (it restarted, or saw this agent's will):
     // hello + sync, then the request once more (PROTOCOL.md §2 Authority).
     return once().catch(async (e) => {
