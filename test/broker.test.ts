@@ -84,7 +84,23 @@ async function waitFor(pred: () => boolean, ms = 5000): Promise<boolean> {
   return pred();
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/**
+ * A "nothing more arrives" check waits for a later event instead of a fixed
+ * sleep: `from` publishes a fence message on `topic` (QoS 1) and `to` waits for
+ * it. Both brokers deliver a publisher's messages in order (MQTT 3.1.1 §4.6,
+ * every topic an "Ordered Topic") and route a message to its subscribers before
+ * they acknowledge it, so anything `from` sent before, or that was routed
+ * before `from`'s fence was, has reached `to` by then. Returns what `to` got
+ * before the fence, fences left out (they stay in `got`, payload `fence-…`).
+ */
+const isFence = (g: Got) => g.payload.startsWith("fence-");
+
+async function fence(from: MqttClient, to: Client, topic: string): Promise<Got[]> {
+  const payload = `fence-${Math.random().toString(36).slice(2, 10)}`;
+  await from.publishAsync(topic, payload, { qos: 1 });
+  assert.ok(await waitFor(() => to.got.some((g) => g.payload === payload)), `the fence on ${topic} arrived`);
+  return to.got.slice(0, to.got.findIndex((g) => g.payload === payload)).filter((g) => !isFence(g));
+}
 
 /** Closes every client and broker it was given, in reverse order, whatever happened. */
 class Cleanup {
@@ -168,11 +184,18 @@ async function runMatrix(b: Broker, clean: Cleanup) {
   }
   const received = () => {
     const s = new Set<string>();
-    for (const [sub, c] of clients) for (const g of c.got) s.add(key({ sub, pub: g.payload.split("|")[0], topic: g.topic }));
+    for (const [sub, c] of clients) for (const g of c.got) if (!isFence(g)) s.add(key({ sub, pub: g.payload.split("|")[0], topic: g.topic }));
     return s;
   };
   await waitFor(() => received().size >= expected.size);
-  await sleep(200); // anything that should not arrive has had its chance too
+  // Anything that should not arrive has had its chance too: every publish above
+  // was acknowledged, hence routed, before these fences are sent; each
+  // subscriber gets one on a topic it reads (from an identity that may write it).
+  for (const [sub, c] of clients) {
+    const via = TOPICS.flatMap((topic) => IDS.filter((pub) => canPublish(grantsFor(pub, ROLES), topic) && canRead(grantsFor(sub, ROLES), topic)).map((pub) => ({ pub, topic })))[0];
+    assert.ok(via, `${b.name}: ${sub} reads some topic of the table`);
+    await fence(clients.get(via.pub)!, c, via.topic);
+  }
   return { expected, received: received(), probeCodes, refused };
 }
 
@@ -276,14 +299,21 @@ for (const which of ["embedded", "mosquitto4", "mosquitto5"] as const) {
       const late = clean.add(await connectClient(b.url, { ...auth("hv-2"), clientId: "hv-2-r-late" }));
       await subscribe(late, ["nvo3/v1/nve/+/status", "nvo3/v1/nve/+/status/+", "nvo3/v1/#"]);
       assert.ok(await waitFor(() => late.got.length >= 1), "retained NVE status delivered");
-      await sleep(200);
+      // the retained messages of a SUBSCRIBE are sent with it, before a later
+      // publish on a topic it matches (a non-retained fence from the NVE)
+      const retainedToLate = await fence(nve, late, "nvo3/v1/nve/nve-a/status");
       // (Mosquitto sends a retained message once per matching filter of the SUBSCRIBE)
-      assert.equal([...new Set(late.got.map((g) => `${g.topic} retain=${g.retain}`))], ["nvo3/v1/nve/nve-a/status retain=true"]);
+      assert.equal([...new Set(retainedToLate.map((g) => `${g.topic} retain=${g.retain}`))], ["nvo3/v1/nve/nve-a/status retain=true"]);
       // both agents vanish without DISCONNECT: their wills fire
       (hv2 as any).stream.destroy();
       (hv1 as any).stream.destroy();
       assert.ok(await waitFor(() => nve.got.some((g) => g.payload === "hv-1 offline")), "hv-1's will reached the NVE");
-      await sleep(300);
+      // hv-2's session is over once its client id connects again (the broker
+      // ended it on the lost connection, or ends it now on the takeover: either
+      // way its will was decided before this CONNACK); a fence from the new
+      // session then comes after anything that will would have published
+      const hv2Again = clean.add(await connectClient(b.url, { ...auth("hv-2"), clientId: "hv-2-r" }));
+      await fence(hv2Again, nve, "nvo3/v1/nve/nve-a/status/hv-2");
       assert.not.ok(nve.got.some((g) => g.payload === "spoofed offline"), "hv-2's will on hv-1's topic was dropped");
       // and it did not overwrite the retained message either
       const again = clean.add(await connectClient(b.url, { ...auth("nve-a"), clientId: "nve-a-r-2" }));
@@ -390,9 +420,8 @@ test("embedded TLS (Req-11): a certificate from our CA is required, its CN is th
     assert.equal(await subscribe(hv, ["nvo3/v1/hv/hv-1/#", "nvo3/v1/hv/hv-2/#"]), [1, 128], "CN hv-1 reads only hv-1's tree");
     await hv.publishAsync("nvo3/v1/nve/nve-a/req/hv-1", "from hv-1", { qos: 1 });
     await hv.publishAsync("nvo3/v1/nve/nve-a/req/hv-2", "posing as hv-2", { qos: 1 });
-    assert.ok(await waitFor(() => nve.got.length >= 1));
-    await sleep(150);
-    assert.equal(nve.got.map((g) => g.payload), ["from hv-1"]);
+    // the spoofed publish, had it passed, would arrive before hv-1's next one
+    assert.equal((await fence(hv, nve, "nvo3/v1/nve/nve-a/req/hv-1")).map((g) => g.payload), ["from hv-1"]);
 
     const refusals: [string, IClientOptions][] = [
       ["no client certificate", { ca }],
@@ -468,9 +497,7 @@ for (const v of [4, 5] as const) {
       const hv = clean.add(await connectClient(b.url, as("hv-1")));
       await hv.publishAsync("nvo3/v1/nve/nve-a/req/hv-1", "from hv-1", { qos: 1 });
       const spoof = await hv.publishAsync("nvo3/v1/nve/nve-a/req/hv-2", "posing as hv-2", { qos: 1 }).then(() => "acked", (e: Error) => e.message);
-      assert.ok(await waitFor(() => nve.got.length >= 1));
-      await sleep(150);
-      assert.equal(nve.got.map((g) => g.payload), ["from hv-1"]);
+      assert.equal((await fence(hv, nve, "nvo3/v1/nve/nve-a/req/hv-1")).map((g) => g.payload), ["from hv-1"]);
       if (v === 5) assert.match(spoof, /Not authorized/i);
       for (const [what, o] of [["no client certificate", { ca, protocolVersion: v }],
         ["a certificate from another CA", { ca, cert: readFileSync(foreign.certFor("hv-1").cert), key: readFileSync(foreign.certFor("hv-1").key), protocolVersion: v }],
@@ -500,9 +527,10 @@ test("embedded: a client id stays with its identity (no takeover of another hype
       const stolen = await connectClient(b.url, { username: "hv-2", clientId: id }).then(() => null, (e: Error) => e);
       assert.match(String(stolen?.message), /Identifier rejected/i, `hv-2 with client id ${JSON.stringify(id)}`);
     }
-    await sleep(200);
+    // each refusal came with its CONNACK, after any takeover it would have
+    // made: hv-1's connection still carries a fence, and no will came before it
+    assert.equal(await fence(hv1, nve, "nvo3/v1/nve/nve-a/status/hv-1"), [], "hv-1's will did not fire");
     assert.not.ok(hv1Closed, "hv-1 keeps its connection");
-    assert.is(nve.got.length, 0, "and its will did not fire");
     assert.match(b.log(), /auth refused: method=username identity=hv-2 .*client id "hv-1-agent" is not hv-2 and does not start with "hv-2-"/);
     // the same identity may take its own session over (an agent reconnecting)
     const again = clean.add(await connectClient(b.url, { username: "hv-1", clientId: "hv-1-agent" }));
@@ -537,9 +565,12 @@ for (const which of ["embedded", "mosquitto4", "mosquitto5"] as const) {
       const huge = Buffer.alloc(brokerPacketLimit(maxPayload) + 1, 0x61);
       const closed = new Promise<void>((r) => hv.once("close", () => r()));
       hv.publish("nvo3/v1/nve/nve-a/req/hv-1", huge, { qos: 0 });
-      const cut = await Promise.race([closed.then(() => true), sleep(3000).then(() => false)]);
+      const cut = await Promise.race([closed.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 3000))]);
       assert.ok(cut, "the sender of a packet beyond the broker limit is disconnected");
-      await sleep(100);
+      // the broker was done with the packet when it cut the sender off: a fence
+      // sent on the same path afterwards comes after it, had it been delivered
+      const hvAgain = clean.add(await connectClient(b.url, auth("hv-1")));
+      await fence(hvAgain, nve, "nvo3/v1/nve/nve-a/req/hv-1");
       assert.not.ok(nve.got.some((g) => g.payload.length === huge.length), "and the packet is not delivered");
     } finally {
       await clean.run();
@@ -631,9 +662,7 @@ test("etc/mosquitto: acl.example is what the generator writes; nvedge.conf runs 
     await hv.publishAsync("nvo3/v1/nve/nve-a/req/hv-1", "from hv-1", { qos: 1 });
     const spoof = await hv.publishAsync("nvo3/v1/nve/nve-a/req/hv-2", "as hv-2", { qos: 1 }).then(() => "acked", (e: Error) => e.message);
     assert.match(spoof, /Not authorized/i, "the CN is the identity the ACL applies to");
-    assert.ok(await waitFor(() => nve.got.length >= 1));
-    await sleep(150);
-    assert.equal(nve.got.map((g) => g.payload), ["from hv-1"]);
+    assert.equal((await fence(hv, nve, "nvo3/v1/nve/nve-a/req/hv-1")).map((g) => g.payload), ["from hv-1"]);
     assert.ok(await connectClient(`mqtts://127.0.0.1:${tlsPort}`, { ca, protocolVersion: 5 }).then(() => false, () => true), "TLS without a client certificate is refused");
     assert.ok(await connectClient(`mqtt://127.0.0.1:${plainPort}`, { username: "nve-a", password: "nope", protocolVersion: 5 }).then(() => false, () => true), "a wrong password is refused");
   } catch (e) {

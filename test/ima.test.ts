@@ -103,17 +103,31 @@ async function until(cond: () => boolean | Promise<boolean>, what: string): Prom
   }
 }
 
-/** The retained message a watcher holds for a topic ("" = none), as a fresh subscriber sees it. */
+/**
+ * The retained message a watcher holds for a topic ("" = none), as a fresh
+ * subscriber sees it. "None" is known, not guessed after a pause: the broker
+ * sends a SUBSCRIBE's retained messages with it, so a non-retained fence
+ * published on the same topic after the SUBACK (by a second session of the
+ * IMA's identity, the only one that may write there) arrives after them. The
+ * fence is not retained: the broker's retained message stays as it was.
+ */
 async function retained(url: string, topic: string): Promise<string> {
-  const c = await mqtt.connectAsync(url, { username: "nve-c", ...(usePasswords ? { password: PASSWORDS["nve-c"] } : {}), clientId: `nve-c-w-${Math.random().toString(16).slice(2)}`, reconnectPeriod: 0 });
+  const as = (who: string) => ({ username: who, ...(usePasswords ? { password: PASSWORDS[who] } : {}), clientId: `${who}-w-${Math.random().toString(16).slice(2)}`, reconnectPeriod: 0 });
+  const c = await mqtt.connectAsync(url, as("nve-c"));
+  const f = await mqtt.connectAsync(url, as("ima")).catch(async (e) => { await c.endAsync(true); throw e; });
   try {
-    let payload = "";
-    c.on("message", (t, p) => { if (t === topic) payload = p.toString(); });
+    const fence = `fence-${Math.random().toString(16).slice(2)}`;
+    const got: { payload: string; retain: boolean }[] = [];
+    c.on("message", (t, p, packet) => { if (t === topic) got.push({ payload: p.toString(), retain: packet.retain }); });
     await c.subscribeAsync(topic, { qos: 1 });
-    await new Promise((r) => setTimeout(r, 50)); // retained messages follow the SUBACK at once
-    return payload;
+    await f.publishAsync(topic, fence, { qos: 1, retain: false });
+    await until(() => got.some((g) => g.payload === fence), `the fence on ${topic}`);
+    // the last message before the fence is the topic's state (the IMA's own
+    // publishes, retained, may follow the retained one while it changes)
+    return got.slice(0, got.findIndex((g) => g.payload === fence)).at(-1)?.payload ?? "";
   } finally {
     await c.endAsync(true);
+    await f.endAsync(true);
   }
 }
 
@@ -218,8 +232,13 @@ test("vn.set-profile publishes the changed record once; vn.delete clears the VN,
     const bad = await alice.req("vn.set-profile", { vn: { id: 7 }, profile: { encap: "geneve", mtu: 20 } });
     assert.is(bad.error.code, "bad-request");
     assert.is(bad.error.field, "profile.mtu");
-    await new Promise((res) => setTimeout(res, 50));
-    assert.is(watch.got.length, before, "an unchanged or refused profile publishes nothing");
+    // a real change next: the IMA publishes the VN's record in order, so the
+    // first message on the tree after `before` is this one if the two requests
+    // above published nothing
+    assert.ok((await alice.req("vn.set-profile", { vn: { id: 7 }, profile: { qos: { dscp: 12 }, encap: "geneve" } })).ok);
+    await until(() => watch.got.some((g) => g.topic === "nvo3/v1/ima/vn/7" && g.payload.includes('"dscp":12')), "the fence: a changed profile");
+    assert.equal(watch.got.slice(before).map((g) => [g.topic, JSON.parse(g.payload).profile.qos.dscp]), [["nvo3/v1/ima/vn/7", 12]],
+      "an unchanged or refused profile publishes nothing");
     const d = await alice.req("vn.delete", { vn: { id: 7 } });
     assert.ok(d.ok);
     assert.is(await retained(e.broker.url, "nvo3/v1/ima/vn/7"), "");
@@ -373,10 +392,11 @@ test("restart: state comes back from LMDB and nothing unchanged is published aga
     assert.equal(list.vns.map((v: any) => v.id), [100, 200], "seed ignored on an existing store");
     const res = await a.req("bind.announce", { vn: { id: 100 }, mac: M1, ips: ["10.0.0.1"] });
     assert.is(res.seq, 0);
-    await new Promise((r) => setTimeout(r, 50));
-    assert.is(watch.got.length, 4, "an unchanged announcement after the restart publishes nothing");
+    // the changed binding next, on the same topic from the same IMA: had the
+    // unchanged announcement published, it would come before it
     await a.req("bind.announce", { vn: { id: 100 }, mac: M1, ips: ["10.0.0.2"] });
-    await until(() => watch.got.length === 5, "the changed binding");
+    await until(() => watch.got.some((g) => g.payload.includes("10.0.0.2")), "the changed binding");
+    assert.is(watch.got.length, 5, "an unchanged announcement after the restart publishes nothing");
     assert.match(watch.got[4].payload, /10\.0\.0\.2/);
   });
 });

@@ -67,6 +67,11 @@ function mergeAddrs(into: { mac: string; ips: string[] }[], addrs: Addr[]): void
   }
 }
 
+/** Ops that change nothing at the NVE (PROTOCOL.md §2): a late answer to one needs no sync. */
+const READ_ONLY_OPS = new Set(["hello", "show", "vn.profile"]);
+/** Timed-out ids remembered for their late answer (bounded: any one of them triggers the sync that covers all). */
+const MAX_TIMED_OUT = 1024;
+
 const portsOf = (vns: DesiredVn[]): string[] => vns.map((b) => b.port).filter((p): p is string => !!p);
 
 /** A wire VN reference names exactly one of id, name, alias (PROTOCOL.md §2). */
@@ -82,6 +87,13 @@ export class Agent extends EventEmitter {
   nveBootId?: string;
   private pending = new Map<string, { resolve(v: Record<string, unknown>): void; reject(e: Error): void; timer: NodeJS.Timeout }>();
   private seq = 0;
+  /**
+   * Ids of changing requests that timed out (the caller was told "timeout"),
+   * with their op. The NVE may still apply one later (it was stopped, or slow):
+   * its late answer is the sign, and the agent then syncs its desired state so
+   * the NVE holds nothing the caller was told had failed (PROTOCOL.md §3).
+   */
+  private readonly timedOut = new Map<string, string>();
   private resyncing: Promise<void> | undefined;
   private resyncAgain = false;
   private closed = false;
@@ -153,7 +165,7 @@ export class Agent extends EventEmitter {
     if (topic === topics.rsp(this.o.hv)) {
       if (!validateResponse(msg)) return this.log(`response not in the protocol's shape, ignored`);
       const p = typeof msg.id === "string" ? this.pending.get(msg.id) : undefined;
-      if (!p) return;
+      if (!p) return this.lateAnswer(msg.id);
       this.pending.delete(msg.id as string);
       clearTimeout(p.timer);
       if (msg.ok) p.resolve(msg);
@@ -175,6 +187,21 @@ export class Agent extends EventEmitter {
         this.resync().catch((e) => this.log(`resync after NVE restart failed: ${(e as Error).message}`));
       }
     }
+  }
+
+  /**
+   * An answer to a request that is no longer pending: a retry's duplicate
+   * (ignored), or the answer to a changing request that timed out. Whatever it
+   * says, the caller was told the request failed and the desired state does
+   * not hold it, so hello + sync make the NVE's state equal to the desired state
+   * again (PROTOCOL.md §3); the NVE answering again is the moment to do it.
+   */
+  private lateAnswer(id: unknown): void {
+    const op = typeof id === "string" ? this.timedOut.get(id) : undefined;
+    if (op === undefined || this.closed) return;
+    this.timedOut.clear(); // the sync covers every request that timed out before it
+    this.log(`late answer to ${op} ${id as string}, which timed out: hello + sync so the NVE holds exactly the desired state`);
+    this.resync().catch((e) => this.log(`resync after a late answer failed: ${(e as Error).message}`));
   }
 
   /** NVE-initiated changes (Req-6, Req-9): the desired state follows them. */
@@ -210,8 +237,14 @@ export class Agent extends EventEmitter {
    * loaded broker may drop QoS 1 messages beyond its queue limits.
    */
   request(op: string, fields: Record<string, unknown> = {}, timeoutMs = this.o.requestTimeoutMs ?? 10_000, retries = this.o.retries ?? 2): Promise<Record<string, unknown>> {
-    const once = () => this.requestOnce(op, fields, timeoutMs, retries);
-    if (op === "hello" || op === "sync") return once();
+    if (op === "hello" || op === "sync") return this.requestOnce(op, fields, timeoutMs, retries);
+    // A resync under way took its snapshot of the desired state at hello's
+    // answer: a change sent now would reach the NVE before that sync, which
+    // would undo it. It waits for the sync, which it then follows (§3).
+    const once = async () => {
+      while (this.resyncing) await this.resyncing.catch(() => {});
+      return this.requestOnce(op, fields, timeoutMs, retries);
+    };
     // The NVE lost this session (it restarted, or saw this agent's will):
     // hello + sync, then the request once more (PROTOCOL.md §2 Authority).
     return once().catch(async (e) => {
@@ -246,6 +279,11 @@ export class Agent extends EventEmitter {
           return;
         }
         this.pending.delete(id);
+        // the NVE may still apply it (a changing op): its late answer triggers a sync
+        if (!READ_ONLY_OPS.has(op)) {
+          this.timedOut.set(id, op);
+          if (this.timedOut.size > MAX_TIMED_OUT) this.timedOut.delete(this.timedOut.keys().next().value!);
+        }
         reject(new AgentError("timeout", `no response to ${op} ${id} within ${timeoutMs} ms (${retries + 1} attempts)`));
       }, timeoutMs);
       this.pending.set(id, { resolve, reject, timer: arm() });
