@@ -27,7 +27,7 @@
 // --rollback switches to the other slot (it must hold an image) the same way.
 // Prints one JSON line on success. Exit 1 on refusal or failed check, 2 on bad usage.
 import { spawnSync } from "node:child_process";
-import { chmodSync, cpSync, existsSync, mkdirSync, readFileSync, readlinkSync, renameSync, rmSync, symlinkSync, openSync, closeSync, writeSync, unlinkSync, readdirSync } from "node:fs";
+import { chmodSync, cpSync, existsSync, mkdirSync, readFileSync, readlinkSync, renameSync, rmSync, symlinkSync, openSync, closeSync, writeSync, unlinkSync, readdirSync, writeFileSync } from "node:fs";
 import { basename, join, resolve } from "node:path";
 import { FirmwareError, MANIFEST, verifyDir, keyId } from "./manifest.mjs";
 
@@ -208,7 +208,10 @@ function seedConfig(o, slot) {
     mkdirSync(dest, { recursive: true });
     for (const f of readdirSync(units, { recursive: true })) {
       const src = join(units, String(f));
-      if (/\.(service|socket|timer|path|target)$/.test(String(f))) cpSync(src, join(dest, basename(String(f))));
+      // The units (etc/systemd/, issue 13) name /usr/bin/nvedge, where a package
+      // puts it; on a device the A/B launcher is /opt/nvedge/current/bin/nvedge.
+      if (/\.(service|socket|timer|path|target)$/.test(String(f)))
+        writeFileSync(join(dest, basename(String(f))), readFileSync(src, "utf8").replaceAll("/usr/bin/nvedge ", "/opt/nvedge/current/bin/nvedge "));
     }
     if (o.root === "/" && systemd()) spawnSync("systemctl", ["daemon-reload"]);
   }

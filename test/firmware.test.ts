@@ -70,6 +70,13 @@ t("the bundle lists and signs every file; the first install verifies it, fills s
     assert.is(readFileSync(join(slot, "keys", "release.pub"), "utf8"), readFileSync(keyPair("k1").pub, "utf8"));
     assert.is(readFileSync(join(root, "etc", "nvedge", "nvedge.json"), "utf8"), readFileSync(join(ROOT, "firmware", "etc", "nvedge.json"), "utf8"));
     assert.match(runs(root), /usage: nvedge/);
+    // The bundle's systemd units (etc/systemd/) are installed, running the A/B launcher.
+    for (const u of ["nvedge.service", "nvedge-agent@.service", "nvedge-ima.service"]) {
+      assert.ok(m.files[`etc/systemd/${u}`], `manifest lists etc/systemd/${u}`);
+      const unit = readFileSync(join(root, "etc", "systemd", "system", u), "utf8");
+      assert.match(unit, /^ExecStart=\/opt\/nvedge\/current\/bin\/nvedge /m, `${u}: ${unit}`);
+      assert.not.match(unit, /\/usr\/bin\/nvedge/, u);
+    }
   } finally { rmSync(root, { recursive: true, force: true }); }
 });
 
