@@ -17,6 +17,7 @@ import { X509Certificate } from "node:crypto";
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import mqtt, { type MqttClient } from "mqtt";
+import { startEmbeddedBroker } from "../host/broker/embedded.js";
 import { freePort, runNvedge, spawnNvedge, until } from "./support/control-harness.js";
 import { makePki } from "./support/pki.js";
 import { onPath, requireTool } from "./support/tools.js";
@@ -134,5 +135,162 @@ if (requireTool("openssl", () => onPath("openssl"), "the embedded broker's TLS f
     }
   });
 }
+
+/** An NVE or operator talking to the IMA (PROTOCOL.md §6): requests on ima/req/{who}, answers on ima/rsp/{who}. */
+async function imaPeer(url: string, who: string) {
+  const c = await mqtt.connectAsync(url, { username: who, clientId: `${who}-t`, reconnectPeriod: 0 });
+  await c.subscribeAsync(`nvo3/v1/ima/rsp/${who}`, { qos: 1 });
+  let n = 0;
+  const req = (op: string, body: Record<string, unknown> = {}) => new Promise<any>((resolve, reject) => {
+    const id = `${who}-${++n}`;
+    const t = setTimeout(() => { c.off("message", on); reject(new Error(`${who}: no answer to ${op} within 10 s`)); }, 10_000);
+    const on = (_t: string, p: Buffer) => {
+      const r = JSON.parse(p.toString());
+      if (r.id !== id) return;
+      clearTimeout(t);
+      c.off("message", on);
+      resolve(r);
+    };
+    c.on("message", on);
+    c.publish(`nvo3/v1/ima/req/${who}`, JSON.stringify({ id, op, ...body }), { qos: 1 });
+  });
+  return { c, req };
+}
+
+test("nvedge ima run: nvedge_ima_moves_total counts each MAC move once; SIGHUP re-reads log.level, operators, nves and duplicate; a bad file or a restart-only change is refused, same pid", async () => {
+  const broker = await startEmbeddedBroker({ port: 0, imas: ["ima"], operators: ["alice"], nves: ["nve-a", "nve-b", "nve-c"] });
+  const dir = mkdtempSync("/tmp/nvl-imahup-");
+  const file = join(dir, "ima.json");
+  const base = { nves: [{ id: "nve-a", ip: "192.0.2.1" }, { id: "nve-b", ip: "192.0.2.2" }], vns: [{ id: 100, alias: "blue" }], log: { level: "info" } };
+  writeFileSync(file, JSON.stringify(base));
+  const mport = await freePort();
+  const ima = await spawnNvedge(["ima", "run", "--config", file, "--broker", broker.url, "--store", join(dir, "store"), "--metrics", `127.0.0.1:${mport}`]);
+  const peers: MqttClient[] = [];
+  const peer = async (who: string) => { const p = await imaPeer(broker.url, who); peers.push(p.c); return p; };
+  const moves = async () => {
+    const text = await (await fetch(`http://127.0.0.1:${mport}/metrics`)).text();
+    const m = /^nvedge_ima_moves_total(?:\{[^}]*\})? (\d+)$/m.exec(text);
+    assert.ok(m, `nvedge_ima_moves_total in:\n${text}`);
+    assert.match(text, /^# TYPE nvedge_ima_moves_total counter$/m);
+    return Number(m![1]);
+  };
+  // SIGHUP, then wait for `re` in what the IMA logs from then on.
+  const hup = async (re: RegExp) => {
+    const from = ima.err().length;
+    process.kill(ima.child.pid!, "SIGHUP");
+    await until(() => re.test(ima.err().slice(from)), 10_000, `${re} after SIGHUP (${ima.err().slice(from)})`);
+  };
+  const M1 = "02:00:5e:00:00:01", M2 = "02:00:5e:00:00:02";
+  try {
+    await until(() => /metrics: serving/.test(ima.err()), 30_000, `nvedge ima run (${ima.err()})`);
+    const pid = ima.child.pid;
+    const a = await peer("nve-a"), b = await peer("nve-b");
+    assert.ok((await a.req("vtep.join", { vn: { id: 100 }, ip: "192.0.2.1" })).ok);
+    assert.ok((await b.req("vtep.join", { vn: { id: 100 }, ip: "192.0.2.2" })).ok);
+
+    // The counter: a new MAC, the holder's update and another MAC are not moves; each move is one.
+    assert.is(await moves(), 0);
+    assert.is((await a.req("bind.announce", { vn: { id: 100 }, mac: M1 })).seq, 0);
+    assert.is((await a.req("bind.announce", { vn: { id: 100 }, mac: M1, ips: ["10.0.0.1"] })).seq, 0);
+    assert.ok((await b.req("bind.announce", { vn: { id: 100 }, mac: M2 })).ok);
+    assert.is(await moves(), 0, "no move yet");
+    assert.is((await b.req("bind.announce", { vn: { id: 100 }, mac: M1 })).seq, 1);
+    assert.is(await moves(), 1, "a move increments it by one");
+    assert.is((await b.req("bind.announce", { vn: { id: 100 }, mac: M1 })).seq, 1);
+    assert.is(await moves(), 1, "the new holder repeating itself is not a move");
+    assert.is((await a.req("bind.announce", { vn: { id: 100 }, mac: M1 })).seq, 2);
+    assert.is(await moves(), 2, "and back: one more");
+
+    // SIGHUP: alice becomes an operator, nve-b leaves the list, nve-c joins it, duplicate detection and the log level change.
+    const alice = await peer("alice");
+    assert.is((await alice.req("vn.list")).error.code, "not-authorized", "not an operator yet");
+    writeFileSync(file, JSON.stringify({ ...base, operators: ["alice"], nves: [base.nves[0], { id: "nve-c", ip: "192.0.2.3" }],
+      duplicate: { moves: 3 }, log: { level: "debug" } }));
+    await hup(/reload: SIGHUP: operators alice; NVE nve-c \(192\.0\.2\.3\) added; NVE nve-b removed; duplicate detection 3 moves in 180000 ms; withdrawing the state of nve-b/);
+    await until(() => /reload: SIGHUP: log level info → debug/.test(ima.err()), 10_000, "the level change");
+    await until(() => /nve-b is no longer listed in nves with the IP its entries carry \(reload\): left 1 flood lists, 1 bindings withdrawn/.test(ima.err()), 10_000, `nve-b's state withdrawn (${ima.err()})`);
+    assert.equal((await alice.req("vn.list")).vns.map((v: { id: number }) => v.id), [100], "alice is an operator now");
+    assert.is((await b.req("vtep.join", { vn: { id: 100 }, ip: "192.0.2.2" })).error.code, "not-authorized", "nve-b is no longer served");
+    const c = await peer("nve-c");
+    assert.ok((await c.req("vtep.join", { vn: { id: 100 }, ip: "192.0.2.3" })).ok, "nve-c is served");
+    // duplicate.moves 3 (default 5): with two moves already in the window, the third (to nve-c) is allowed and the fourth freezes.
+    assert.is((await c.req("bind.announce", { vn: { id: 100 }, mac: M1 })).seq, 3);
+    assert.is((await a.req("bind.announce", { vn: { id: 100 }, mac: M1 })).error.code, "address-conflict", "the new duplicate limit applies");
+    assert.is(await moves(), 3, "the refused move is not counted");
+
+    // log.level warn: info lines stop, warnings still show.
+    writeFileSync(file, JSON.stringify({ ...base, operators: ["alice"], nves: [base.nves[0], { id: "nve-c", ip: "192.0.2.3" }], duplicate: { moves: 3 }, log: { level: "warn" } }));
+    await hup(/reload: SIGHUP: log level debug → warn/);
+    assert.ok((await c.req("vtep.leave", { vn: { id: 100 }, ip: "192.0.2.3" })).ok);
+    // (a refusal is logged once per requester, op and code every 10 s: another op than before)
+    assert.is((await b.req("bind.announce", { vn: { id: 100 }, mac: M2 })).error.code, "not-authorized");
+    await until(() => /request nve-b-\d+ \(bind\.announce\) from nve-b: not-authorized/.test(ima.err().split("log level debug → warn")[1]), 10_000, `the warning (${ima.err()})`);
+    assert.not.match(ima.err(), /nve-c left the flood list of VN 100/, "an info line at warn");
+
+    // A bad file and a restart-only change are refused; the running configuration stays.
+    writeFileSync(file, JSON.stringify({ ...base, nves: [{ id: "nve-a", ip: "0.0.0.0" }] }));
+    await hup(/reload: SIGHUP: refused, the running configuration is kept: .*ima\.json: nves\.0\.ip: "0\.0\.0\.0" is not a unicast/);
+    writeFileSync(file, JSON.stringify({ ...base, ima: "ima-2" }));
+    await hup(/reload: SIGHUP: refused, the running configuration is kept: .*ima\.json: ima: these keys changed and need a restart \(nvedge ima run\): ima/);
+    assert.ok((await c.req("vtep.join", { vn: { id: 100 }, ip: "192.0.2.3" })).ok, "nve-c still served");
+    assert.ok((await alice.req("vn.list")).ok, "alice still an operator");
+    assert.is(ima.child.pid, pid);
+    assert.is(ima.child.exitCode, null);
+  } finally {
+    for (const p of peers) await p.endAsync(true).catch(() => {});
+    await ima.stop();
+    await broker.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("nvedge agent run --env-file: the file's NVEDGE_LOG_LEVEL at start and again on SIGHUP; a bad level or a changed NVE is refused, same pid", async () => {
+  const dir = mkdtempSync("/tmp/nvl-agenthup-");
+  const port = await freePort();
+  writeFileSync(join(dir, "nve.json"), JSON.stringify(nveConfig()));
+  const nve = await spawnNvedge(["run", "--config", join(dir, "nve.json"), "--store", join(dir, "st"), "--memory-store", "--io", "none", "--listen", `127.0.0.1:${port}`]);
+  const envFile = join(dir, "agent-hv-1.env");
+  const sock = join(dir, "agent.sock");
+  writeFileSync(envFile, `# as /etc/nvedge/agent-hv-1.env\nNVEDGE_NVE=${NVE}\nNVEDGE_LOG_LEVEL=warn\n`);
+  let agent: Awaited<ReturnType<typeof spawnNvedge>> | undefined;
+  try {
+    await until(() => /running: --io none/.test(nve.err()), 30_000, `nvedge run (${nve.err()})`);
+    // $NVEDGE_LOG_LEVEL says debug; with --env-file the file's warn is the level.
+    agent = await spawnNvedge(["agent", "run", "--broker", `mqtt://127.0.0.1:${port}`, "--hv", "hv-1", "--nve", NVE, "--socket", sock,
+      "--state", join(dir, "agent.json"), "--env-file", envFile], { NVEDGE_LOG_LEVEL: "debug" });
+    const a = agent;
+    await until(async () => (await runNvedge(["agent", "show", "--json", "--socket", sock])).code === 0, 30_000, `the agent (${a.err()})`);
+    const pid = a.child.pid;
+    assert.not.match(a.err(), /running: broker/, "info is not logged at warn");
+    const hup = async (re: RegExp) => {
+      const from = a.err().length;
+      process.kill(a.child.pid!, "SIGHUP");
+      await until(() => re.test(a.err().slice(from)), 10_000, `${re} after SIGHUP (${a.err().slice(from)})`);
+    };
+    writeFileSync(envFile, `NVEDGE_NVE=${NVE}\nNVEDGE_LOG_LEVEL=info\n`);
+    await hup(/reload: SIGHUP: log level warn → info \(.*agent-hv-1\.env\)/);
+    writeFileSync(envFile, `NVEDGE_NVE=${NVE}\nNVEDGE_LOG_LEVEL=loud\n`);
+    await hup(/reload: SIGHUP: refused, the running settings are kept: --env-file .*agent-hv-1\.env: NVEDGE_LOG_LEVEL=loud: expected one of fatal, error/);
+    writeFileSync(envFile, `NVEDGE_NVE=nve-other\nNVEDGE_LOG_LEVEL=debug\n`);
+    await hup(/reload: SIGHUP: refused, the running settings are kept: .*agent-hv-1\.env: NVEDGE_NVE changed: a restart applies it/);
+    // The level stayed info: the reload's own info line shows, and nothing moved to debug.
+    writeFileSync(envFile, `NVEDGE_NVE=${NVE}\nNVEDGE_LOG_LEVEL=info\n`);
+    await hup(/reload: SIGHUP: no change \(log level info\)/);
+    const show = await runNvedge(["agent", "show", "--json", "--socket", sock]);
+    assert.is(show.code, 0, show.err);
+    assert.is(JSON.parse(show.out).connected, true);
+    assert.is(a.child.pid, pid);
+    assert.is(a.child.exitCode, null);
+    // A bad level at start is a usage error (exit 2) naming the file and key.
+    writeFileSync(envFile, "NVEDGE_LOG_LEVEL=loud\n");
+    const r = await runNvedge(["agent", "run", "--broker", `mqtt://127.0.0.1:${port}`, "--hv", "hv-1", "--nve", NVE, "--socket", join(dir, "b.sock"), "--env-file", envFile]);
+    assert.is(r.code, 2, r.err);
+    assert.match(r.err, /--env-file .*agent-hv-1\.env: NVEDGE_LOG_LEVEL=loud: expected one of/);
+  } finally {
+    await agent?.stop();
+    await nve.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
 
 test.run();
