@@ -109,7 +109,7 @@ test("config check: every problem with its JSON path (schema, duplicate and conf
     // The loader refuses the same file with the first problem, naming the key (not an op number).
     r = await runNvedge(["run", "--config", `${dir}/bad.json`, "--io", "none", "--memory-store"]);
     assert.is(r.code, 2);
-    assert.match(r.err, /bad\.json: ports\.1\.hypervisors\.0: hypervisor "hv-2" is already listed on port eth2/);
+    assert.match(r.err, /bad\.json: ports\.1\.hypervisors\.0: hypervisor "hv-2" is already listed on port "?eth2"?/);
     // What the data plane refuses is reported at the key at fault, not as "op N (field)", by config check, run and trace.
     writeFileSync(`${dir}/fam.json`, JSON.stringify(config({ remotes: [{ nve: "nve-b", ip: "2001:db8::2", vns: [100], addrs: [] }] })));
     r = await runNvedge(["config", "check", `${dir}/fam.json`]);
@@ -208,7 +208,7 @@ test("a running NVE: summary and views, admin actions, counters clear, metrics (
 
     // SIGHUP with a new user in the password file: that user logs in; same process.
     if (hasPasswd) {
-      const login = (user: string, password: string) => mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { username: user, password, reconnectPeriod: 0, connectTimeout: 5000 })
+      const login = (user: string, password: string) => mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { username: user, password, clientId: `${user}-login`, reconnectPeriod: 0, connectTimeout: 5000 })
         .then(async (c) => { await c.endAsync(); return true; }, () => false);
       assert.is(await login("hv-2", "hv2-pw"), false, "hv-2 is not in the password file yet");
       execFileSync("mosquitto_passwd", ["-b", `${dir}/passwd`, "hv-2", "hv2-pw"]);

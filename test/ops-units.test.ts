@@ -101,7 +101,7 @@ test("the embedded broker on its own thread reloads its password file (SIGHUP of
   const pw = `${dir}/passwd`;
   spawnSync("mosquitto_passwd", ["-c", "-b", pw, "hv-1", "one"]);
   const b = await startBrokerThread({ host: "127.0.0.1", port: 0, nves: ["nve-a"], passwordFile: pw });
-  const login = (u: string, p: string) => mqtt.connectAsync(b.url, { username: u, password: p, reconnectPeriod: 0, connectTimeout: 5000 })
+  const login = (u: string, p: string) => mqtt.connectAsync(b.url, { username: u, password: p, clientId: `${u}-login`, reconnectPeriod: 0, connectTimeout: 5000 })
     .then(async (c) => { await c.endAsync(); return true; }, () => false);
   try {
     assert.is(await login("hv-2", "two"), false);
