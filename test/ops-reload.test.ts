@@ -18,6 +18,8 @@ import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "
 import { join } from "node:path";
 import mqtt, { type MqttClient } from "mqtt";
 import { startEmbeddedBroker } from "../host/broker/embedded.js";
+import { ImaService } from "../host/ima/service.js";
+import { openImaDb } from "../host/ima/db.js";
 import { freePort, runNvedge, spawnNvedge, until } from "./support/control-harness.js";
 import { makePki } from "./support/pki.js";
 import { onPath, requireTool } from "./support/tools.js";
@@ -239,6 +241,41 @@ test("nvedge ima run: nvedge_ima_moves_total counts each MAC move once; SIGHUP r
   } finally {
     for (const p of peers) await p.endAsync(true).catch(() => {});
     await ima.stop();
+    await broker.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("IMA moves are counted once the store took them: a move whose batch the store refuses is not counted, its retry is", async () => {
+  const broker = await startEmbeddedBroker({ port: 0, imas: ["ima"], nves: ["nve-a", "nve-b"] });
+  const dir = mkdtempSync("/tmp/nvl-imamoves-");
+  const db = openImaDb(join(dir, "store"));
+  let failNext = false;
+  const write = db.write.bind(db);
+  // The store refuses the next write (a full disk), as test/support/faulty-store.ts does for the NVE's store.
+  db.write = (changes) => {
+    if (failNext) { failNext = false; return Promise.reject(new Error("ENOSPC: no space left on device")); }
+    return write(changes);
+  };
+  const ima = await ImaService.start({ settings: { nves: [{ id: "nve-a", ip: "192.0.2.1" }, { id: "nve-b", ip: "192.0.2.2" }] },
+    broker: { url: broker.url, reconnectPeriodMs: 0 }, store: db, seed: [{ id: 100, alias: "blue" }] });
+  const peers: MqttClient[] = [];
+  try {
+    const a = await imaPeer(broker.url, "nve-a"), b = await imaPeer(broker.url, "nve-b");
+    peers.push(a.c, b.c);
+    assert.ok((await a.req("vtep.join", { vn: { id: 100 }, ip: "192.0.2.1" })).ok);
+    assert.ok((await b.req("vtep.join", { vn: { id: 100 }, ip: "192.0.2.2" })).ok);
+    assert.ok((await a.req("bind.announce", { vn: { id: 100 }, mac: "02:00:5e:00:00:01" })).ok);
+    failNext = true;
+    const refused = await b.req("bind.announce", { vn: { id: 100 }, mac: "02:00:5e:00:00:01" });
+    assert.is(refused.error?.code, "internal", JSON.stringify(refused));
+    assert.is(ima.stats.moves, 0, "the store refused the move: not counted");
+    assert.is((await b.req("bind.announce", { vn: { id: 100 }, mac: "02:00:5e:00:00:01" })).seq, 1, "the retry is the move (seq 1: the refused one left no trace)");
+    assert.is(ima.stats.moves, 1);
+  } finally {
+    for (const c of peers) await c.endAsync(true).catch(() => {});
+    await ima.stop();
+    await db.close().catch(() => {});
     await broker.close();
     rmSync(dir, { recursive: true, force: true });
   }
