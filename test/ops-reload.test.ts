@@ -4,6 +4,7 @@
 //   files replaced (a renewal from the same CA), SIGHUP, and a new client sees
 //   the new server certificate while a connection made before still works; a
 //   certificate that does not match its key is refused and the running one kept;
+//   after a CA rotation the NVE's own client reconnects with the new files;
 // - `nvedge ima run`: `nvedge_ima_moves_total` counts each MAC move once (and
 //   nothing else); SIGHUP re-reads the configuration file's log level,
 //   operators, NVE list and duplicate detection; a bad file or one that
@@ -62,7 +63,8 @@ if (requireTool("openssl", () => onPath("openssl"), "the embedded broker's TLS f
     const pki = makePki(join(dir, "pki"), [NVE, "hv-1"]);
     const first = pki.certFor(NVE), renewed = pki.reissue(NVE, "renewed");
     // The files the configuration names; the broker serves them and the NVE's own client presents them.
-    const live = { cert: join(dir, "live.crt"), key: join(dir, "live.key"), ca: pki.caFile };
+    const live = { cert: join(dir, "live.crt"), key: join(dir, "live.key"), ca: join(dir, "live-ca.crt") };
+    copyFileSync(pki.caFile, live.ca);
     copyFileSync(first.cert, live.cert);
     copyFileSync(first.key, live.key);
     writeFileSync(join(dir, "nve.json"), JSON.stringify(nveConfig({ auth: { tls: live } })));
@@ -72,8 +74,8 @@ if (requireTool("openssl", () => onPath("openssl"), "the embedded broker's TLS f
     const hvTls = { ca: readFileSync(pki.caFile), cert: readFileSync(pki.certFor("hv-1").cert), key: readFileSync(pki.certFor("hv-1").key) };
     const fingerprint = (file: string) => new X509Certificate(readFileSync(file)).fingerprint256;
     // The certificate a new TLS client is shown (a full handshake: no session is offered for resumption).
-    const served = () => new Promise<string>((resolve, reject) => {
-      const s = tlsConnect({ host: "127.0.0.1", port, ...hvTls, servername: "localhost" }, () => {
+    const served = (creds = hvTls) => new Promise<string>((resolve, reject) => {
+      const s = tlsConnect({ host: "127.0.0.1", port, ...creds, servername: "localhost" }, () => {
         const f = s.getPeerCertificate().fingerprint256;
         s.end();
         resolve(f);
@@ -130,6 +132,30 @@ if (requireTool("openssl", () => onPath("openssl"), "the embedded broker's TLS f
       const again = await old.s.req("vn.profile", { vn: { id: 100 } });
       assert.ok(again.ok, JSON.stringify(again));
       assert.is(nve.child.pid, pid);
+
+      // A CA rotation: certificate, key and CA all from a new CA. The broker
+      // serves the new certificate and trusts only the new CA; the NVE's own
+      // client re-read the files too, so when its session is taken over (and
+      // it reconnects) it presents the new certificate and trusts the new CA.
+      const rotated = makePki(join(dir, "pki2"), [NVE, "hv-1"], "rotated CA");
+      copyFileSync(rotated.certFor(NVE).key, live.key);
+      copyFileSync(rotated.certFor(NVE).cert, live.cert);
+      copyFileSync(rotated.caFile, live.ca);
+      const r2 = await runNvedge(["reload", ...S]);
+      assert.is(r2.code, 0, r2.err);
+      const hvNew = { ca: readFileSync(rotated.caFile), cert: readFileSync(rotated.certFor("hv-1").cert), key: readFileSync(rotated.certFor("hv-1").key) };
+      assert.is(await served(hvNew), fingerprint(rotated.certFor(NVE).cert));
+      assert.ok((await old.s.req("vn.profile", { vn: { id: 100 } })).ok, "the connection from before the rotation is still served");
+      const nveClient = /auth ok: method=tls identity=nve-hup client="([^"]+)"/.exec(nve.err())![1];
+      const logins = () => nve.err().split(`auth ok: method=tls identity=nve-hup client="${nveClient}"`).length - 1;
+      const before = logins();
+      // [MQTT-3.1.4-2] a CONNECT with the client id in use takes the session over: the NVE's client is disconnected and reconnects.
+      const kick = await mqtt.connectAsync(`mqtts://127.0.0.1:${port}`, { ca: hvNew.ca, cert: readFileSync(rotated.certFor(NVE).cert), key: readFileSync(rotated.certFor(NVE).key),
+        clientId: nveClient, reconnectPeriod: 0, connectTimeout: 10_000 });
+      await kick.endAsync();
+      await until(() => logins() >= before + 2, 15_000, `the NVE's client back with the rotated certificate (${nve.err()})`);
+      const sum = await runNvedge(["show", ...S]);
+      assert.match(sum.out, /broker\s+embedded \(mqtts:\/\/127\.0\.0\.1:\d+\)\s+connected/, sum.out + sum.err);
     } finally {
       for (const c of clients) await c.endAsync(true).catch(() => {});
       await nve.stop();

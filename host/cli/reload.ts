@@ -1,7 +1,8 @@
 // Reload of a running NVE (issue 13): SIGHUP or `nvedge reload` (the admin
 // socket's `reload`). Re-reads the configuration file and applies it as a
 // diff, as FRR's `reload` and Mosquitto's SIGHUP do:
-//   - the password file and the TLS files of the embedded broker;
+//   - the password file and the TLS files of the embedded broker, and the
+//     NVE's own client certificate (auth.tls) for its next connection;
 //   - the log level (`log.level` in the file, unless --log-level was given);
 //   - timers and limits;
 //   - the static state: VNs, remotes (flood lists, MACs, IPs), static VNICs
@@ -14,6 +15,8 @@
 //
 // applyConfig() is the one function that takes a running NVE from one
 // configuration to the next; Reloader adds the file, the broker and the log.
+import { readFileSync } from "node:fs";
+import { createSecureContext } from "node:tls";
 import { loadConfig, ConfigError } from "../config/load.js";
 import type { NveConfig, VnConfig } from "../config/types.js";
 import { checkConfig } from "../config/check.js";
@@ -134,11 +137,43 @@ export async function applyConfig(core: NveCore, cur: NveConfig, next: NveConfig
   return { ops: ops.length, changes };
 }
 
+/** An MQTT.js client's options: each (re)connect builds its TLS stream from them. */
+export interface TlsClientLike { options: { cert?: unknown; key?: unknown; ca?: unknown } }
+
+/**
+ * Reads and checks the NVE's own client certificate, key and CA (auth.tls)
+ * and returns what puts them into the MQTT client: the session up now keeps
+ * its handshake, and the next reconnect presents the new certificate (MQTT.js
+ * builds each connection's TLS stream from client.options). Without this a
+ * renewed certificate reached the broker side only, and the NVE went on
+ * presenting the old one until a restart (and failed to reconnect once it
+ * expired, or after a CA change).
+ */
+export function readClientTls(tls: { cert: string; key: string; ca: string }, client: TlsClientLike): () => void {
+  const read = (what: "cert" | "key" | "ca") => {
+    try {
+      return readFileSync(tls[what]);
+    } catch (e) {
+      throw new ReloadError(`auth.tls.${what}: cannot read ${tls[what]} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+    }
+  };
+  const f = { cert: read("cert"), key: read("key"), ca: read("ca") };
+  try {
+    createSecureContext(f);
+  } catch (e) {
+    throw new ReloadError(`auth.tls: ${tls.cert} with ${tls.key} and ${tls.ca}: ${(e as Error).message}; the running certificate is kept`);
+  }
+  return () => Object.assign(client.options, f);
+}
+
 export interface ReloaderOptions {
   configFile: string;
   current: NveConfig;
   core: NveCore;
   broker?: { reload(): void | Promise<void> };
+  /** The NVE's own MQTT client and its auth.tls files (re-read on reload, for its next connection). */
+  client?: TlsClientLike;
+  clientTls?: { cert: string; key: string; ca: string };
   logger: Logger;
   log: (l: string) => void;
   notify?: Notifier;
@@ -176,7 +211,9 @@ export class Reloader {
       const level = (next as { log?: { level?: string } }).log?.level;
       if (level !== undefined && !isLevel(level)) throw new ConfigError(o.configFile, "log.level", `"${level}" is not a level`);
       // The files first: a bad password or TLS file refuses the whole reload before anything changed.
+      const useClientTls = o.client && o.clientTls ? readClientTls(o.clientTls, o.client) : undefined;
       await o.broker?.reload();
+      useClientTls?.();
       const r = await applyConfig(o.core, this.current, next);
       this.current = next;
       if (level !== undefined && !o.logLevelFixed && level !== o.logger.level) {
