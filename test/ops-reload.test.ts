@@ -307,6 +307,55 @@ test("IMA moves are counted once the store took them: a move whose batch the sto
   }
 });
 
+if (requireTool("openssl", () => onPath("openssl"), "the IMA's client certificate re-read on SIGHUP")) {
+  test("nvedge ima run on TLS: after a CA rotation, SIGHUP re-reads its certificate; taken over, it reconnects with the new one", async () => {
+    const dir = mkdtempSync("/tmp/nvl-imatls-");
+    const [p1, p2] = [makePki(join(dir, "p1"), ["ima", "nve-a"]), makePki(join(dir, "p2"), ["ima", "nve-a"], "rotated CA")];
+    // The broker's files and the IMA's, each replaced in place at the rotation.
+    const bLive = { cert: join(dir, "b.crt"), key: join(dir, "b.key"), ca: join(dir, "b-ca.crt") };
+    const iLive = { cert: join(dir, "i.crt"), key: join(dir, "i.key"), ca: join(dir, "i-ca.crt") };
+    const put = (p: typeof p1) => {
+      for (const [to, from] of [[bLive.cert, p.serverCert], [bLive.key, p.serverKey], [bLive.ca, p.caFile],
+        [iLive.cert, p.certFor("ima").cert], [iLive.key, p.certFor("ima").key], [iLive.ca, p.caFile]]) copyFileSync(from, to);
+    };
+    put(p1);
+    const broker = await startEmbeddedBroker({ port: 0, tls: bLive, imas: ["ima"], nves: ["nve-a"] });
+    const file = join(dir, "ima.json");
+    writeFileSync(file, JSON.stringify({ auth: { tls: iLive }, nves: [{ id: "nve-a", ip: "192.0.2.1" }], vns: [{ id: 100, alias: "blue" }] }));
+    const ima = await spawnNvedge(["ima", "run", "--config", file, "--broker", broker.url, "--store", join(dir, "store")]);
+    const clients: MqttClient[] = [];
+    const as = (p: typeof p1, who: string, clientId: string, clean = true) => mqtt.connectAsync(broker.url, { ca: readFileSync(p.caFile),
+      cert: readFileSync(p.certFor(who).cert), key: readFileSync(p.certFor(who).key), clientId, clean, reconnectPeriod: 0, connectTimeout: 10_000 });
+    try {
+      await until(() => /serving PROTOCOL\.md §6/.test(ima.err()), 30_000, `nvedge ima run (${ima.err()})`);
+      const pid = ima.child.pid;
+      put(p2);
+      broker.reload();
+      const from = ima.err().length;
+      process.kill(ima.child.pid!, "SIGHUP");
+      await until(() => /reload: SIGHUP: client certificate re-read \(for the next connection\)/.test(ima.err().slice(from)), 10_000, `the reload (${ima.err().slice(from)})`);
+      // [MQTT-3.1.4-2] the IMA's session taken over (its client id is its identity): it reconnects, with the rotated files.
+      const kick = await as(p2, "ima", "ima", false);
+      await kick.endAsync();
+      await until(() => /ima: mqtt: reconnected/.test(ima.err().slice(from)), 15_000, `the IMA back with the rotated certificate (${ima.err().slice(from)})`);
+      // And serves an NVE of the new CA.
+      const c = await as(p2, "nve-a", "nve-a-t");
+      clients.push(c);
+      await c.subscribeAsync("nvo3/v1/ima/rsp/nve-a", { qos: 1 });
+      const answer = new Promise<any>((resolve) => c.on("message", (_t, p) => resolve(JSON.parse(p.toString()))));
+      c.publish("nvo3/v1/ima/req/nve-a", JSON.stringify({ id: "j1", op: "vtep.join", vn: { id: 100 }, ip: "192.0.2.1" }), { qos: 1 });
+      const r = await Promise.race([answer, new Promise((_, rej) => setTimeout(() => rej(new Error(`no answer from the IMA (${ima.err()})`)), 10_000))]) as any;
+      assert.ok(r.ok, JSON.stringify(r));
+      assert.is(ima.child.pid, pid);
+    } finally {
+      for (const c of clients) await c.endAsync(true).catch(() => {});
+      await ima.stop();
+      await broker.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+}
+
 test("nvedge agent run --env-file: the file's NVEDGE_LOG_LEVEL at start and again on SIGHUP; a bad level or a changed NVE is refused, same pid", async () => {
   const dir = mkdtempSync("/tmp/nvl-agenthup-");
   const port = await freePort();

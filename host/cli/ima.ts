@@ -10,6 +10,7 @@ import { LOG_HELP, LOG_OPTS, Logger, isLevel, logOptions } from "../log/logger.j
 import { defaultImaConfig, defaultImaStore } from "./paths.js";
 import { existsSync } from "node:fs";
 import { parseListen } from "../metrics/metrics.js";
+import { readClientTls } from "../protocol/mqtt.js";
 
 const HELP = `usage: nvedge ima run [--config FILE] [--broker URL] [--store DIR] [--password-file FILE]
                       [--metrics HOST:PORT] [--log-level L] [--log-format json|text]
@@ -24,7 +25,8 @@ and MAC bindings between NVEs, published retained under nvo3/v1/ima/.
                   nveHoldMs (withdraw an offline NVE's bindings after it; 0 = never),
                   log {level, format}
   SIGHUP          re-reads FILE: log.level, operators, nves (an NVE removed or moved
-                  to another IP has its state withdrawn) and duplicate; a change to
+                  to another IP has its state withdrawn), duplicate, and the auth.tls
+                  files (for the next connection); a change to
                   ima, broker, auth, limits, nveHoldMs or log.format is refused (restart)
   --broker URL    overrides the file's broker (default mqtt://127.0.0.1:1883)
   --store DIR     LMDB directory (default /var/lib/nvedge/ima)
@@ -125,7 +127,8 @@ const same = (x: unknown, y: unknown) => JSON.stringify(x) === JSON.stringify(y)
  * - `nves`: the NVEs served and their IPs, from the next request on; an NVE
  *   no longer listed, or listed with another IP, leaves its flood lists and
  *   its bindings are withdrawn, as at start (PROTOCOL.md §6, seed §3.1);
- * - `duplicate` (RFC 7432 §15 moves and window).
+ * - `duplicate` (RFC 7432 §15 moves and window);
+ * - the files of `auth.tls` (same names), presented at the next connection.
  * What only a restart can change is refused, naming the key: `ima` (the
  * identity is the MQTT session and client id), `broker` and `auth` (the
  * connection), `limits` (the broker and the NVEs size messages by it),
@@ -145,7 +148,10 @@ export function imaReload(o: { file: string | undefined; current: ImaConfig; ima
   const restart = (["ima", "broker", "auth", "limits", "nveHoldMs"] as const).filter((k) => !same(cur[k], next[k]));
   if (!same(cur.log?.format, next.log?.format)) restart.push("log.format" as never);
   if (restart.length) throw new ConfigError(o.file, restart[0], `these keys changed and need a restart (nvedge ima run): ${restart.join(", ")}`);
+  // The client certificate (the same file names: a renewal or a CA rotation), read and checked before anything changes.
+  const useTls = next.auth?.tls ? readClientTls(next.auth.tls, o.ima.client) : undefined;
   const changes: string[] = [];
+  if (useTls) changes.push("client certificate re-read (for the next connection)");
   if (!same(cur.operators, next.operators)) changes.push(`operators ${next.operators.join(",") || "(none)"}`);
   const ips = (c: ImaConfig) => new Map(c.nves.map((n) => [n.id, n.ip]));
   const [was, now] = [ips(cur), ips(next)];
@@ -153,6 +159,7 @@ export function imaReload(o: { file: string | undefined; current: ImaConfig; ima
   for (const id of was.keys()) if (!now.has(id)) changes.push(`NVE ${id} removed`);
   if (!same(cur.duplicate, next.duplicate)) changes.push(`duplicate detection ${next.duplicate.moves} moves in ${next.duplicate.windowMs} ms`);
   if (!same(cur.vns, next.vns)) changes.push("vns ignored (seeded into a new store only; change the catalog with nvedge vn)");
+  useTls?.();
   const stray = o.ima.reconfigure({ operators: next.operators, nves: next.nves, dupMoves: next.duplicate.moves, dupWindowMs: next.duplicate.windowMs });
   if (stray.length) changes.push(`withdrawing the state of ${stray.join(", ")}`);
   o.log(`reload: ${o.why}: ${changes.length ? changes.join("; ") : "no change in the configuration"}`);

@@ -15,8 +15,6 @@
 //
 // applyConfig() is the one function that takes a running NVE from one
 // configuration to the next; Reloader adds the file, the broker and the log.
-import { readFileSync } from "node:fs";
-import { createSecureContext } from "node:tls";
 import { loadConfig, ConfigError } from "../config/load.js";
 import type { NveConfig, VnConfig } from "../config/types.js";
 import { checkConfig } from "../config/check.js";
@@ -27,6 +25,7 @@ import type { NveCore } from "../control/core.js";
 import { isLevel, type Logger } from "../log/logger.js";
 import type { Notifier } from "../service/systemd.js";
 import type { NveMetrics } from "../metrics/metrics.js";
+import { readClientTls, type TlsClientLike } from "../protocol/mqtt.js";
 
 export class ReloadError extends Error {}
 
@@ -135,35 +134,6 @@ export async function applyConfig(core: NveCore, cur: NveConfig, next: NveConfig
     changes.push(`VN ${v.id} profile`);
   }
   return { ops: ops.length, changes };
-}
-
-/** An MQTT.js client's options: each (re)connect builds its TLS stream from them. */
-export interface TlsClientLike { options: { cert?: unknown; key?: unknown; ca?: unknown } }
-
-/**
- * Reads and checks the NVE's own client certificate, key and CA (auth.tls)
- * and returns what puts them into the MQTT client: the session up now keeps
- * its handshake, and the next reconnect presents the new certificate (MQTT.js
- * builds each connection's TLS stream from client.options). Without this a
- * renewed certificate reached the broker side only, and the NVE went on
- * presenting the old one until a restart (and failed to reconnect once it
- * expired, or after a CA change).
- */
-export function readClientTls(tls: { cert: string; key: string; ca: string }, client: TlsClientLike): () => void {
-  const read = (what: "cert" | "key" | "ca") => {
-    try {
-      return readFileSync(tls[what]);
-    } catch (e) {
-      throw new ReloadError(`auth.tls.${what}: cannot read ${tls[what]} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
-    }
-  };
-  const f = { cert: read("cert"), key: read("key"), ca: read("ca") };
-  try {
-    createSecureContext(f);
-  } catch (e) {
-    throw new ReloadError(`auth.tls: ${tls.cert} with ${tls.key} and ${tls.ca}: ${(e as Error).message}; the running certificate is kept`);
-  }
-  return () => Object.assign(client.options, f);
 }
 
 export interface ReloaderOptions {
