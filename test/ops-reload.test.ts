@@ -4,7 +4,8 @@
 //   files replaced (a renewal from the same CA), SIGHUP, and a new client sees
 //   the new server certificate while a connection made before still works; a
 //   certificate that does not match its key is refused and the running one kept;
-//   after a CA rotation the NVE's own client reconnects with the new files;
+//   after a CA rotation the NVE's own client, and an agent after its SIGHUP,
+//   reconnect with the new files;
 // - `nvedge ima run`: `nvedge_ima_moves_total` counts each MAC move once (and
 //   nothing else); SIGHUP re-reads the configuration file's log level,
 //   operators, NVE list and duplicate detection; a bad file or one that
@@ -84,6 +85,9 @@ if (requireTool("openssl", () => onPath("openssl"), "the embedded broker's TLS f
       s.setTimeout(10_000, () => s.destroy(new Error("TLS handshake timed out")));
     });
     const clients: MqttClient[] = [];
+    const aLive = { cert: join(dir, "a.crt"), key: join(dir, "a.key"), ca: join(dir, "a-ca.crt") };
+    const aSock = join(dir, "agent.sock");
+    let agent!: Awaited<ReturnType<typeof spawnNvedge>>;
     const session = async (clientId: string) => {
       const c = await mqtt.connectAsync(`mqtts://127.0.0.1:${port}`, { ...hvTls, clientId, reconnectPeriod: 0, connectTimeout: 10_000 });
       clients.push(c);
@@ -95,6 +99,14 @@ if (requireTool("openssl", () => onPath("openssl"), "the embedded broker's TLS f
       await until(() => /running: --io none/.test(nve.err()), 30_000, `nvedge run (${nve.err()})`);
       assert.ok(/auth ok: method=tls identity=nve-hup/.test(nve.err()), "the NVE reached its own broker with the certificate");
       assert.is(await served(), fingerprint(first.cert));
+      // An agent on TLS too (its --tls-* files, re-read on its own SIGHUP).
+      copyFileSync(pki.certFor("hv-1").cert, aLive.cert);
+      copyFileSync(pki.certFor("hv-1").key, aLive.key);
+      copyFileSync(pki.caFile, aLive.ca);
+      agent = await spawnNvedge(["agent", "run", "--broker", `mqtts://127.0.0.1:${port}`, "--hv", "hv-1", "--nve", NVE, "--socket", aSock,
+        "--state", join(dir, "agent.json"), "--tls-cert", aLive.cert, "--tls-key", aLive.key, "--tls-ca", aLive.ca]);
+      const a0 = agent;
+      await until(async () => (await runNvedge(["agent", "show", "--json", "--socket", aSock])).code === 0, 30_000, `the agent (${a0.err()})`);
       const old = await session("hv-1-old");
       const hello = await old.s.req("hello", { agent: "test" });
       assert.ok(hello.ok, JSON.stringify(hello));
@@ -143,6 +155,13 @@ if (requireTool("openssl", () => onPath("openssl"), "the embedded broker's TLS f
       copyFileSync(rotated.caFile, live.ca);
       const r2 = await runNvedge(["reload", ...S]);
       assert.is(r2.code, 0, r2.err);
+      // The agent's files too, then its SIGHUP.
+      copyFileSync(rotated.certFor("hv-1").key, aLive.key);
+      copyFileSync(rotated.certFor("hv-1").cert, aLive.cert);
+      copyFileSync(rotated.caFile, aLive.ca);
+      const aFrom = agent.err().length;
+      process.kill(agent.child.pid!, "SIGHUP");
+      await until(() => /reload: SIGHUP: client certificate re-read \(for the next connection\)/.test(agent.err().slice(aFrom)), 10_000, `the agent's reload (${agent.err().slice(aFrom)})`);
       const hvNew = { ca: readFileSync(rotated.caFile), cert: readFileSync(rotated.certFor("hv-1").cert), key: readFileSync(rotated.certFor("hv-1").key) };
       assert.is(await served(hvNew), fingerprint(rotated.certFor(NVE).cert));
       assert.ok((await old.s.req("vn.profile", { vn: { id: 100 } })).ok, "the connection from before the rotation is still served");
@@ -156,8 +175,15 @@ if (requireTool("openssl", () => onPath("openssl"), "the embedded broker's TLS f
       await until(() => logins() >= before + 2, 15_000, `the NVE's client back with the rotated certificate (${nve.err()})`);
       const sum = await runNvedge(["show", ...S]);
       assert.match(sum.out, /broker\s+embedded \(mqtts:\/\/127\.0\.0\.1:\d+\)\s+connected/, sum.out + sum.err);
+      // The agent's session taken over in turn: it reconnects with its rotated files, then hello + sync.
+      const agentClient = /auth ok: method=tls identity=hv-1 client="(hv-1-agent-[^"]+)"/.exec(nve.err())![1];
+      const kickA = await mqtt.connectAsync(`mqtts://127.0.0.1:${port}`, { ...hvNew, clientId: agentClient, reconnectPeriod: 0, connectTimeout: 10_000 });
+      await kickA.endAsync();
+      await until(() => /mqtt: reconnected: hello \+ sync/.test(agent.err().slice(aFrom)), 15_000, `the agent back with the rotated certificate (${agent.err().slice(aFrom)})`);
+      await until(async () => { const r = await runNvedge(["agent", "show", "--json", "--socket", aSock]); return r.code === 0 && JSON.parse(r.out).connected === true; }, 15_000, "the agent connected");
     } finally {
       for (const c of clients) await c.endAsync(true).catch(() => {});
+      await agent?.stop();
       await nve.stop();
       rmSync(dir, { recursive: true, force: true });
     }

@@ -10,6 +10,7 @@ import { PORT_NAME_RE, checkOvsDb } from "../agent/driver.js";
 import { LEVELS, LOG_OPTS, Logger, isLevel, logOptions, type Level } from "../log/logger.js";
 import { readFileSync } from "node:fs";
 import { parseEnv } from "node:util";
+import { readClientTls } from "../protocol/mqtt.js";
 
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const defaultSocket = () => process.env.NVEDGE_AGENT_SOCKET ?? `${process.env.XDG_RUNTIME_DIR ?? "/tmp"}/nvedge-agent.sock`;
@@ -29,7 +30,7 @@ REF is a VN id (number), name (uuid) or alias. --port names the VM's OVS port: t
 the one the NVE returns (and again after a sync), and parks it on detach. The socket defaults to $NVEDGE_AGENT_SOCKET or $XDG_RUNTIME_DIR/nvedge-agent.sock.
 --env-file FILE: the KEY=VALUE file the agent's settings come from (systemd's EnvironmentFile,
 /etc/nvedge/agent-HV.env); its NVEDGE_LOG_LEVEL is the log level (else info; --log-level wins),
-re-read on SIGHUP (systemctl reload). Its NVEDGE_BROKER, NVEDGE_NVE and NVEDGE_OVS_DB, when
+re-read on SIGHUP (systemctl reload), as are the --tls-* files. Its NVEDGE_BROKER, NVEDGE_NVE and NVEDGE_OVS_DB, when
 present, must match what runs: a change to them needs a restart, and a SIGHUP that finds one is refused.`;
 
 function vnRef(s: string): VnRef {
@@ -129,11 +130,22 @@ export async function agentCommand(argv: string[]): Promise<number> {
       log(`running: broker ${url}, NVE ${nve}, control socket ${socket}, ${d.agent.desired.size} VNICs desired, port driver ${d.agent.driver.name}`);
       const notify = (await import("../service/systemd.js")).systemdNotifier(log);
       notify.ready(`NVE ${nve}, ${d.agent.desired.size} VNICs desired`);
-      // SIGHUP (issue 13) re-reads the log level from --env-file. The rest of
+      // SIGHUP (issue 13) re-reads the --tls-* files and the log level from --env-file. The rest of
       // the agent's settings are its command line and environment, fixed for
       // the life of a process, and its desired state is the state file and the
       // control socket, which it follows already: nothing else to re-read.
+      const tls = v["tls-cert"] ? { cert: v["tls-cert"]!, key: v["tls-key"]!, ca: v["tls-ca"]! } : undefined;
       process.on("SIGHUP", () => {
+        // The --tls-* files (same names: a renewal or a CA rotation), presented at the next connection.
+        if (tls) {
+          try {
+            readClientTls(tls, d.agent.client)();
+            log("reload: SIGHUP: client certificate re-read (for the next connection)");
+          } catch (e) {
+            log(`reload: SIGHUP: refused, the running certificate is kept: ${(e as Error).message.replace(/^auth\.tls/, "--tls")}`);
+            return;
+          }
+        }
         if (envFile === undefined) return log("reload: SIGHUP: nothing to re-read: the log level comes from --log-level or $NVEDGE_LOG_LEVEL, fixed for this process (give --env-file FILE to re-read it)");
         try {
           const env = readEnvFile(envFile);
