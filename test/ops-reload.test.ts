@@ -181,6 +181,11 @@ if (requireTool("openssl", () => onPath("openssl"), "the embedded broker's TLS f
       await kickA.endAsync();
       await until(() => /mqtt: reconnected: hello \+ sync/.test(agent.err().slice(aFrom)), 15_000, `the agent back with the rotated certificate (${agent.err().slice(aFrom)})`);
       await until(async () => { const r = await runNvedge(["agent", "show", "--json", "--socket", aSock]); return r.code === 0 && JSON.parse(r.out).connected === true; }, 15_000, "the agent connected");
+      // A certificate that does not match its key, on the agent's SIGHUP: refused, the rotated one kept.
+      copyFileSync(pki.certFor("hv-1").cert, aLive.cert);
+      const aBad = agent.err().length;
+      process.kill(agent.child.pid!, "SIGHUP");
+      await until(() => /reload: SIGHUP: refused, the running certificate is kept: --tls: .*a\.crt with .*a\.key/.test(agent.err().slice(aBad)), 10_000, `the agent's refusal (${agent.err().slice(aBad)})`);
     } finally {
       for (const c of clients) await c.endAsync(true).catch(() => {});
       await agent?.stop();
