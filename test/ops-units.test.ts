@@ -27,7 +27,10 @@ test("etc/systemd units: systemd-analyze verify finds nothing; Type=notify, relo
     assert.match(u, /^NotifyAccess=all$/m, n);
     assert.match(u, /^WatchdogSec=\d+$/m, n);
     assert.match(u, /^StateDirectory=nvedge$/m, n);
+    // `systemctl reload` is SIGHUP for all three (issue 13: run re-reads its file, ima its file, the agent its env file).
+    assert.match(u, /^ExecReload=\/bin\/kill -HUP \$MAINPID$/m, n);
   }
+  assert.match(readFileSync(`${UNITS}/nvedge-agent@.service`, "utf8"), /^ExecStart=.* --env-file \/etc\/nvedge\/agent-%i\.env$/m);
   const main = readFileSync(`${UNITS}/nvedge.service`, "utf8");
   assert.match(main, /^ExecStart=\/usr\/bin\/nvedge run --config \/etc\/nvedge\/nvedge\.json$/m);
   assert.match(main, /^ExecReload=\/bin\/kill -HUP \$MAINPID$/m);

@@ -16,7 +16,7 @@
 // the protocol has them, and an agent's status only under configured NVE
 // names and small (host/broker/acl.ts). Refusals are logged rate-limited.
 import { createServer as createNetServer, type Server, type Socket } from "node:net";
-import { createServer as createTlsServer, type TLSSocket } from "node:tls";
+import { createServer as createTlsServer, createSecureContext, type TLSSocket } from "node:tls";
 import { readFileSync } from "node:fs";
 import { isIP } from "node:net";
 import { Aedes } from "aedes";
@@ -115,6 +115,11 @@ function capQueues(persistence: any, limits: BrokerLimits, dropped: (clientId: s
       }
       return p;
     });
+}
+
+/** The TLS context of the broker, at start and on reload: TLS 1.2 or later, as before (RFC 8394 Req-11 mutual authentication). */
+function secureOptions(f: { cert: Buffer; key: Buffer; ca: Buffer }) {
+  return { cert: f.cert, key: f.key, ca: f.ca, minVersion: "TLSv1.2" as const };
 }
 
 function readPem(path: string, what: string): Buffer {
@@ -309,10 +314,7 @@ export async function startEmbeddedBroker(o: BrokerOptions): Promise<EmbeddedBro
 
   let server: Server;
   if (tlsFiles) {
-    server = createTlsServer({
-      cert: tlsFiles.cert, key: tlsFiles.key, ca: tlsFiles.ca,
-      requestCert: true, rejectUnauthorized: true, minVersion: "TLSv1.2",
-    }, onConn);
+    server = createTlsServer({ ...secureOptions(tlsFiles), requestCert: true, rejectUnauthorized: true }, onConn);
     server.on("connection", track);
     server.on("tlsClientError", (err: Error, s: TLSSocket) => {
       log(`auth refused: method=${method} identity=- from=${s?.remoteAddress}: TLS handshake failed: ${err.message}`);
@@ -350,7 +352,20 @@ export async function startEmbeddedBroker(o: BrokerOptions): Promise<EmbeddedBro
       const nextUsers = o.passwordFile ? readUsers(o.passwordFile) : undefined;
       const nextTls = o.tls ? { cert: readPem(o.tls.cert, "cert"), key: readPem(o.tls.key, "key"), ca: readPem(o.tls.ca, "ca") } : undefined;
       if (nextTls) {
-        (server as unknown as { setSecureContext(o: object): void }).setSecureContext({ cert: nextTls.cert, key: nextTls.key, ca: nextTls.ca });
+        // A certificate that does not match its key (one file replaced, not
+        // the other) or a file that is not PEM is refused here, before
+        // anything changes: the running context stays, so clients keep
+        // connecting (as Mosquitto keeps its old context on a failed reload).
+        try {
+          createSecureContext(secureOptions(nextTls));
+        } catch (e) {
+          throw new BrokerConfigError(`auth.tls: ${o.tls!.cert} with ${o.tls!.key} and ${o.tls!.ca}: ${(e as Error).message}; the running certificate is kept`);
+        }
+        // New handshakes take the new context; established connections keep
+        // the session they negotiated (Node's tls.Server.setSecureContext).
+        // The same options as at start: setSecureContext resets every context
+        // option it is not given (minVersion among them).
+        (server as unknown as { setSecureContext(o: object): void }).setSecureContext(secureOptions(nextTls));
         log(`broker: reloaded the TLS certificate, key and CA (${o.tls!.cert})`);
       }
       if (!nextUsers) return;

@@ -7,7 +7,10 @@ import { isIdent } from "../protocol/topics.js";
 import { isIpOrPrefix, isUnicastMac } from "../protocol/addr.js";
 import type { VnRef } from "../protocol/types.js";
 import { PORT_NAME_RE, checkOvsDb } from "../agent/driver.js";
-import { LOG_OPTS, Logger, logOptions } from "../log/logger.js";
+import { LEVELS, LOG_OPTS, Logger, isLevel, logOptions, type Level } from "../log/logger.js";
+import { readFileSync } from "node:fs";
+import { parseEnv } from "node:util";
+import { readClientTls } from "../protocol/mqtt.js";
 
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const defaultSocket = () => process.env.NVEDGE_AGENT_SOCKET ?? `${process.env.XDG_RUNTIME_DIR ?? "/tmp"}/nvedge-agent.sock`;
@@ -16,7 +19,7 @@ const HELP = `usage:
   nvedge agent run --broker URL --hv ID --nve ID [--state FILE] [--socket PATH] [--mqtt 4|5]
                    [--tls-cert FILE --tls-key FILE --tls-ca FILE]      (password: env NVEDGE_MQTT_PASSWORD)
                    [--ovs-db unix:PATH|tcp:IP:PORT]   (default $NVEDGE_OVS_DB; none: no bridge ports are driven)
-                   [--log-level L] [--log-format json|text]
+                   [--log-level L] [--log-format json|text] [--env-file FILE]
   nvedge agent attach --vnic UUID --vn REF --mac MAC [--ip IP]... [--tag N] [--migration] [--port OVSPORT] [--json] [--socket PATH]
   nvedge agent associate|disassociate --vnic UUID --vn REF --mac MAC [--ip IP]... [--socket PATH]
   nvedge agent detach --vnic UUID [--vn REF] [--socket PATH]
@@ -24,7 +27,11 @@ const HELP = `usage:
   nvedge agent deactivate --vnic UUID --reason shutdown|migration|suspend [--socket PATH]
   nvedge agent show [--json] [--socket PATH]
 REF is a VN id (number), name (uuid) or alias. --port names the VM's OVS port: the agent sets its tag to
-the one the NVE returns (and again after a sync), and parks it on detach. The socket defaults to $NVEDGE_AGENT_SOCKET or $XDG_RUNTIME_DIR/nvedge-agent.sock.`;
+the one the NVE returns (and again after a sync), and parks it on detach. The socket defaults to $NVEDGE_AGENT_SOCKET or $XDG_RUNTIME_DIR/nvedge-agent.sock.
+--env-file FILE: the KEY=VALUE file the agent's settings come from (systemd's EnvironmentFile,
+/etc/nvedge/agent-HV.env); its NVEDGE_LOG_LEVEL is the log level (else info; --log-level wins),
+re-read on SIGHUP (systemctl reload), as are the --tls-* files. Its NVEDGE_BROKER, NVEDGE_NVE and NVEDGE_OVS_DB, when
+present, must match what runs: a change to them needs a restart, and a SIGHUP that finds one is refused.`;
 
 function vnRef(s: string): VnRef {
   if (/^\d+$/.test(s)) {
@@ -63,8 +70,22 @@ const spec = {
   mqtt: { type: "string" }, "tls-cert": { type: "string" }, "tls-key": { type: "string" }, "tls-ca": { type: "string" },
   vnic: { type: "string" }, vn: { type: "string" }, mac: { type: "string" }, ip: { type: "string", multiple: true },
   tag: { type: "string" }, migration: { type: "boolean" }, reason: { type: "string" }, json: { type: "boolean" },
-  "ovs-db": { type: "string" }, port: { type: "string" }, ...LOG_OPTS,
+  "ovs-db": { type: "string" }, port: { type: "string" }, "env-file": { type: "string" }, ...LOG_OPTS,
 } as const;
+
+/** The agent's KEY=VALUE settings file (--env-file; systemd's EnvironmentFile syntax, read by node:util parseEnv). */
+function readEnvFile(file: string): Record<string, string | undefined> {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (e) {
+    throw new UsageError(`--env-file ${file}: cannot read: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  const env = parseEnv(text);
+  const level = env.NVEDGE_LOG_LEVEL;
+  if (level !== undefined && !isLevel(level)) throw new UsageError(`--env-file ${file}: NVEDGE_LOG_LEVEL=${level}: expected one of ${LEVELS.join(", ")}`);
+  return env;
+}
 
 export async function agentCommand(argv: string[]): Promise<number> {
   const [sub, ...rest] = argv;
@@ -93,7 +114,10 @@ export async function agentCommand(argv: string[]): Promise<number> {
         const bad = checkOvsDb(ovsDb);
         if (bad) throw new UsageError(`${v["ovs-db"] !== undefined ? "--ovs-db" : "NVEDGE_OVS_DB"}: ${bad}`);
       }
-      const logger = new Logger({ service: "agent", id: hv, ...logOptions(v) });
+      const envFile = v["env-file"];
+      // With --env-file the file is the level's source, at start and on SIGHUP alike.
+      const fileLevel = () => (envFile !== undefined ? readEnvFile(envFile).NVEDGE_LOG_LEVEL ?? "info" : undefined);
+      const logger = new Logger({ service: "agent", id: hv, ...logOptions(v, { level: fileLevel() }) });
       logger.start("agent run", { nve });
       const log = logger.lines();
       const { startAgentDaemon } = await import("../agent/daemon.js");
@@ -106,8 +130,36 @@ export async function agentCommand(argv: string[]): Promise<number> {
       log(`running: broker ${url}, NVE ${nve}, control socket ${socket}, ${d.agent.desired.size} VNICs desired, port driver ${d.agent.driver.name}`);
       const notify = (await import("../service/systemd.js")).systemdNotifier(log);
       notify.ready(`NVE ${nve}, ${d.agent.desired.size} VNICs desired`);
-      // SIGHUP must not kill the agent (issue 13); its state file is its configuration.
-      process.on("SIGHUP", () => log("reload: SIGHUP: nothing to re-read (the desired state is in the state file and the control socket)"));
+      // SIGHUP (issue 13) re-reads the --tls-* files and the log level from --env-file. The rest of
+      // the agent's settings are its command line and environment, fixed for
+      // the life of a process, and its desired state is the state file and the
+      // control socket, which it follows already: nothing else to re-read.
+      const tls = v["tls-cert"] ? { cert: v["tls-cert"]!, key: v["tls-key"]!, ca: v["tls-ca"]! } : undefined;
+      process.on("SIGHUP", () => {
+        // The --tls-* files (same names: a renewal or a CA rotation), presented at the next connection.
+        if (tls) {
+          try {
+            readClientTls(tls, d.agent.client)();
+            log("reload: SIGHUP: client certificate re-read (for the next connection)");
+          } catch (e) {
+            log(`reload: SIGHUP: refused, the running certificate is kept: ${(e as Error).message.replace(/^auth\.tls/, "--tls")}`);
+            return;
+          }
+        }
+        if (envFile === undefined) return log("reload: SIGHUP: nothing to re-read: the log level comes from --log-level or $NVEDGE_LOG_LEVEL, fixed for this process (give --env-file FILE to re-read it)");
+        try {
+          const env = readEnvFile(envFile);
+          const running: Record<string, string | undefined> = { NVEDGE_BROKER: url, NVEDGE_NVE: nve, NVEDGE_OVS_DB: ovsDb };
+          const restart = Object.keys(running).filter((k) => env[k] !== undefined && env[k] !== running[k]);
+          if (restart.length) throw new Error(`${envFile}: ${restart.join(", ")} changed: a restart applies ${restart.length > 1 ? "them" : "it"} (systemctl restart)`);
+          const level = (env.NVEDGE_LOG_LEVEL ?? "info") as Level;
+          if (v["log-level"] !== undefined) log(`reload: SIGHUP: log level ${level} from ${envFile} not applied: --log-level ${v["log-level"]} was given`);
+          else if (level === logger.level) log(`reload: SIGHUP: no change (log level ${level})`);
+          else logger.switchLevel(level, `reload: SIGHUP: log level ${logger.level} → ${level} (${envFile})`, "reload");
+        } catch (e) {
+          log(`reload: SIGHUP: refused, the running settings are kept: ${(e as Error).message}`);
+        }
+      });
       await new Promise<void>((resolve) => {
         const stop = () => resolve();
         process.once("SIGINT", stop);

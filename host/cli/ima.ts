@@ -1,15 +1,16 @@
 // `nvedge ima run [--config FILE] [--broker URL] [--store DIR]` (INTERFACES.md):
 // the mapping authority of PROTOCOL.md §6 until SIGINT/SIGTERM.
 import { ConfigError } from "../config/load.js";
-import { loadImaConfig } from "../ima/config.js";
+import { loadImaConfig, type ImaConfig } from "../ima/config.js";
 import { ImaDbError } from "../ima/db.js";
 import { ImaService } from "../ima/service.js";
 import { ProtocolError } from "../protocol/errors.js";
 import { parseOpts, readPasswordFile, UsageError } from "./args.js";
-import { LOG_HELP, LOG_OPTS, Logger, logOptions } from "../log/logger.js";
+import { LOG_HELP, LOG_OPTS, Logger, isLevel, logOptions } from "../log/logger.js";
 import { defaultImaConfig, defaultImaStore } from "./paths.js";
 import { existsSync } from "node:fs";
 import { parseListen } from "../metrics/metrics.js";
+import { readClientTls } from "../protocol/mqtt.js";
 
 const HELP = `usage: nvedge ima run [--config FILE] [--broker URL] [--store DIR] [--password-file FILE]
                       [--metrics HOST:PORT] [--log-level L] [--log-format json|text]
@@ -21,7 +22,12 @@ and MAC bindings between NVEs, published retained under nvo3/v1/ima/.
                   (password or tls), operators, nves ([{id, ip}]: the NVEs
                   served, each with its one underlay IP), vns (seeded into a new store),
                   duplicate {moves, windowMs} (RFC 7432 §15, default 5 in 180000),
-                  nveHoldMs (withdraw an offline NVE's bindings after it; 0 = never)
+                  nveHoldMs (withdraw an offline NVE's bindings after it; 0 = never),
+                  log {level, format}
+  SIGHUP          re-reads FILE: log.level, operators, nves (an NVE removed or moved
+                  to another IP has its state withdrawn), duplicate, and the auth.tls
+                  files (for the next connection); a change to
+                  ima, broker, auth, limits, nveHoldMs or log.format is refused (restart)
   --broker URL    overrides the file's broker (default mqtt://127.0.0.1:1883)
   --store DIR     LMDB directory (default /var/lib/nvedge/ima)
   --password-file FILE  the identity's broker password, the file's first line
@@ -44,7 +50,7 @@ export async function imaCommand(argv: string[]): Promise<number> {
   if (o.metrics !== undefined && !parseListen(o.metrics)) throw new UsageError(`--metrics ${o.metrics}: expected HOST:PORT`);
   const configFile = o.config ?? (existsSync(defaultImaConfig()) ? defaultImaConfig() : undefined);
   const cfg = loadImaConfig(configFile);
-  const logger = new Logger({ service: "ima", id: cfg.ima, ...logOptions(o) });
+  const logger = new Logger({ service: "ima", id: cfg.ima, ...logOptions(o, cfg.log) });
   logger.start("ima run", { config: configFile ?? null });
   const url = o.broker ?? cfg.broker ?? "mqtt://127.0.0.1:1883";
   if (!/^(mqtts?|wss?|tcp):\/\//.test(url)) throw new UsageError(`--broker ${JSON.stringify(url)}: not an mqtt://, mqtts://, ws://, wss:// or tcp:// URL`);
@@ -71,15 +77,13 @@ export async function imaCommand(argv: string[]): Promise<number> {
     const { imaMetrics, serveMetrics } = await import("../metrics/metrics.js");
     const c = ima.core;
     const registry = imaMetrics(() => {
-      const now = Date.now();
-      let bindings = 0, frozen = 0, recentMoves = 0;
+      let bindings = 0, frozen = 0;
       for (const b of c.binds.values()) {
         if (b.withdrawn) continue;
         bindings++;
         if (b.frozen) frozen++;
-        recentMoves += (b.moves ?? []).filter((t: number) => now - t < cfg.duplicate.windowMs).length;
       }
-      return { vns: c.vns.size, floodListEntries: c.vteps.size, bindings, frozen, recentMoves };
+      return { vns: c.vns.size, floodListEntries: c.vteps.size, bindings, frozen, moves: ima.stats.moves };
     }, () => ima.client.connected, { ima: cfg.ima });
     const m = await serveMetrics({ listen: o.metrics, registry, healthy: () => undefined,
       ready: () => ima.client.connected ? undefined : "the MQTT session is down" }).catch(async (e: Error) => {
@@ -91,8 +95,15 @@ export async function imaCommand(argv: string[]): Promise<number> {
   }
   const notify = (await import("../service/systemd.js")).systemdNotifier(log);
   notify.ready("serving");
-  // SIGHUP must not kill the IMA (issue 13); its configuration is read at start only.
-  process.on("SIGHUP", () => log("reload: SIGHUP: the IMA reads its configuration at start only; restart it to change it"));
+  // SIGHUP re-reads the configuration file (issue 13); see imaReload.
+  let current = cfg;
+  process.on("SIGHUP", () => {
+    try {
+      current = imaReload({ file: configFile, current, ima, logger, log, levelFixed: o["log-level"] !== undefined, why: "SIGHUP" });
+    } catch (e) {
+      log(`reload: SIGHUP: refused, the running configuration is kept: ${(e as Error).message}`);
+    }
+  });
   await new Promise<void>((resolve) => {
     process.once("SIGINT", resolve);
     process.once("SIGTERM", resolve);
@@ -104,4 +115,60 @@ export async function imaCommand(argv: string[]): Promise<number> {
   notify.close();
   logger.close();
   return 0;
+}
+
+const same = (x: unknown, y: unknown) => JSON.stringify(x) === JSON.stringify(y);
+
+/**
+ * The IMA's reload (SIGHUP, issue 13): the file is read and validated again,
+ * then what a running IMA can take is applied, all of it or nothing:
+ * - `log.level` (unless --log-level was given);
+ * - `operators`: who may change the catalog, from the next request on;
+ * - `nves`: the NVEs served and their IPs, from the next request on; an NVE
+ *   no longer listed, or listed with another IP, leaves its flood lists and
+ *   its bindings are withdrawn, as at start (PROTOCOL.md §6, seed §3.1);
+ * - `duplicate` (RFC 7432 §15 moves and window);
+ * - the files of `auth.tls` (same names), presented at the next connection.
+ * What only a restart can change is refused, naming the key: `ima` (the
+ * identity is the MQTT session and client id), `broker` and `auth` (the
+ * connection), `limits` (the broker and the NVEs size messages by it),
+ * `nveHoldMs` (it decides the subscription to NVE status), `log.format` (the
+ * output stream). `vns` is only ever seeded into a new store: a change to it
+ * is ignored and said so (the catalog changes through `nvedge vn`).
+ * The broker's own ACL (Mosquitto's acl_file, or `nvedge run`'s `ima`) is
+ * not the IMA's: a new NVE or operator must also be allowed there.
+ */
+export function imaReload(o: { file: string | undefined; current: ImaConfig; ima: ImaService; logger: Logger; log: (l: string) => void; levelFixed: boolean; why: string }): ImaConfig {
+  if (o.file === undefined) {
+    o.log(`reload: ${o.why}: no configuration file (the defaults are in use); nothing to re-read`);
+    return o.current;
+  }
+  const cur = o.current;
+  const next = loadImaConfig(o.file);
+  const restart = (["ima", "broker", "auth", "limits", "nveHoldMs"] as const).filter((k) => !same(cur[k], next[k]));
+  if (!same(cur.log?.format, next.log?.format)) restart.push("log.format" as never);
+  if (restart.length) throw new ConfigError(o.file, restart[0], `these keys changed and need a restart (nvedge ima run): ${restart.join(", ")}`);
+  // The client certificate (the same file names: a renewal or a CA rotation), read and checked before anything changes.
+  const useTls = next.auth?.tls ? readClientTls(next.auth.tls, o.ima.client) : undefined;
+  const changes: string[] = [];
+  if (useTls) changes.push("client certificate re-read (for the next connection)");
+  if (!same(cur.operators, next.operators)) changes.push(`operators ${next.operators.join(",") || "(none)"}`);
+  const ips = (c: ImaConfig) => new Map(c.nves.map((n) => [n.id, n.ip]));
+  const [was, now] = [ips(cur), ips(next)];
+  for (const [id, ip] of now) if (!was.has(id)) changes.push(`NVE ${id} (${ip}) added`); else if (was.get(id) !== ip) changes.push(`NVE ${id} now at ${ip}`);
+  for (const id of was.keys()) if (!now.has(id)) changes.push(`NVE ${id} removed`);
+  if (!same(cur.duplicate, next.duplicate)) changes.push(`duplicate detection ${next.duplicate.moves} moves in ${next.duplicate.windowMs} ms`);
+  if (!same(cur.vns, next.vns)) changes.push("vns ignored (seeded into a new store only; change the catalog with nvedge vn)");
+  useTls?.();
+  const stray = o.ima.reconfigure({ operators: next.operators, nves: next.nves, dupMoves: next.duplicate.moves, dupWindowMs: next.duplicate.windowMs });
+  if (stray.length) changes.push(`withdrawing the state of ${stray.join(", ")}`);
+  o.log(`reload: ${o.why}: ${changes.length ? changes.join("; ") : "no change in the configuration"}`);
+  // What a restart would take: the file's level, else $NVEDGE_LOG_LEVEL, else info (logOptions).
+  const level = next.log?.level ?? process.env.NVEDGE_LOG_LEVEL ?? "info";
+  if (o.levelFixed) {
+    if (next.log?.level !== undefined && next.log.level !== o.logger.level) o.log(`reload: ${o.why}: log.level ${next.log.level} not applied: --log-level ${o.logger.level} was given`);
+  } else if (isLevel(level) && level !== o.logger.level) {
+    o.logger.switchLevel(level, `reload: ${o.why}: log level ${o.logger.level} → ${level}`, "reload");
+  }
+  return next;
 }

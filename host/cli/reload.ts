@@ -1,7 +1,8 @@
 // Reload of a running NVE (issue 13): SIGHUP or `nvedge reload` (the admin
 // socket's `reload`). Re-reads the configuration file and applies it as a
 // diff, as FRR's `reload` and Mosquitto's SIGHUP do:
-//   - the password file and the TLS files of the embedded broker;
+//   - the password file and the TLS files of the embedded broker, and the
+//     NVE's own client certificate (auth.tls) for its next connection;
 //   - the log level (`log.level` in the file, unless --log-level was given);
 //   - timers and limits;
 //   - the static state: VNs, remotes (flood lists, MACs, IPs), static VNICs
@@ -24,6 +25,7 @@ import type { NveCore } from "../control/core.js";
 import { isLevel, type Logger } from "../log/logger.js";
 import type { Notifier } from "../service/systemd.js";
 import type { NveMetrics } from "../metrics/metrics.js";
+import { readClientTls, type TlsClientLike } from "../protocol/mqtt.js";
 
 export class ReloadError extends Error {}
 
@@ -139,6 +141,9 @@ export interface ReloaderOptions {
   current: NveConfig;
   core: NveCore;
   broker?: { reload(): void | Promise<void> };
+  /** The NVE's own MQTT client and its auth.tls files (re-read on reload, for its next connection). */
+  client?: TlsClientLike;
+  clientTls?: { cert: string; key: string; ca: string };
   logger: Logger;
   log: (l: string) => void;
   notify?: Notifier;
@@ -176,7 +181,9 @@ export class Reloader {
       const level = (next as { log?: { level?: string } }).log?.level;
       if (level !== undefined && !isLevel(level)) throw new ConfigError(o.configFile, "log.level", `"${level}" is not a level`);
       // The files first: a bad password or TLS file refuses the whole reload before anything changed.
+      const useClientTls = o.client && o.clientTls ? readClientTls(o.clientTls, o.client) : undefined;
       await o.broker?.reload();
+      useClientTls?.();
       const r = await applyConfig(o.core, this.current, next);
       this.current = next;
       if (level !== undefined && !o.logLevelFixed && level !== o.logger.level) {

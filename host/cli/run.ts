@@ -212,7 +212,7 @@ export async function runCommand(argv: string[]): Promise<number> {
     }
 
     const { Reloader } = await import("./reload.js");
-    const reloader = new Reloader({ configFile, current: cfg, core, broker, logger, log, notify, metrics, logLevelFixed: v["log-level"] !== undefined });
+    const reloader = new Reloader({ configFile, current: cfg, core, broker, client: svc.client, clientTls: cfg.auth?.tls, logger, log, notify, metrics, logLevelFixed: v["log-level"] !== undefined });
     process.on("SIGHUP", () => { void reloader.reload("SIGHUP").catch(() => { /* logged by reload */ }); });
 
     if (metricsListen) {

@@ -21,6 +21,8 @@ export interface ImaConfig {
   limits: { maxPayload: number };
   /** how long an NVE may stay offline before its flood-list entries and bindings are withdrawn (0 = never) */
   nveHoldMs: number;
+  /** logging (issue 13): --log-level / --log-format win; the level is re-read on SIGHUP */
+  log?: { level?: string; format?: string };
 }
 
 const vnId = { type: "integer", minimum: 1, maximum: 16777215 };
@@ -44,6 +46,9 @@ export const imaConfigSchema = {
       moves: { type: "integer", minimum: 1, default: 5 }, windowMs: { type: "integer", minimum: 1, default: 180000 } } },
     nveHoldMs: { type: "integer", minimum: 0, default: 0 },
     limits: { type: "object", additionalProperties: false, default: {}, properties: { maxPayload: { type: "integer", minimum: 1024, default: 262144 } } },
+    // As the NVE's file (host/config/schema.ts `log`).
+    log: { type: "object", additionalProperties: false, properties: {
+      level: { enum: ["fatal", "error", "warn", "info", "debug", "trace", "silent"] }, format: { enum: ["json", "text"] } } },
   },
 } as const;
 

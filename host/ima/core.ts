@@ -59,6 +59,8 @@ export interface BatchResult {
   responses: { who: string; rsp: Record<string, unknown> }[];
   writes: { c: ImaCollection; key: string; value: unknown }[];
   publishes: Publish[];
+  /** MAC moves (RFC 7432 §15) the batch made: counted by the caller once the store took the batch (nvedge_ima_moves_total) */
+  moves: number;
   /** puts memory back as it was before the batch (the store refused it) */
   undo(): void;
 }
@@ -136,11 +138,13 @@ export class ImaCore {
   private batchUndo: (() => void)[] = [];
   private dirty = new Map<string, { c: ImaCollection; key: string }>();
   private logs: string[] = [];
+  /** moves decided in the batch being run (see moved()) */
+  private batchMoves = 0;
   /** refusals: once per requester, op and code every 10 s (issue 10), in the batch's log order */
   private readonly refusal = rateLimitedLog((l) => this.logs.push(l));
 
-  /** NVE id → the underlay IP listed for it (§6) */
-  readonly nveIps: ReadonlyMap<string, string>;
+  /** NVE id → the underlay IP listed for it (§6); replaced by reconfigure() */
+  nveIps: ReadonlyMap<string, string>;
 
   constructor(readonly settings: ImaSettings, private readonly now: () => number = Date.now, private readonly log: (l: string) => void = () => {}) {
     this.nveIps = new Map(settings.nves.map((n) => [n.id, normIp(n.ip)]));
@@ -156,6 +160,23 @@ export class ImaCore {
     for (const t of this.vteps.values()) if (this.nveIps.get(t.nve) !== t.ip) out.add(t.nve);
     for (const b of this.binds.values()) if (!b.withdrawn && this.nveIps.get(b.nve) !== b.ip) out.add(b.nve);
     return [...out].sort();
+  }
+
+  /**
+   * A reload (issue 13): the operators, the NVE list and the duplicate
+   * detection numbers replaced. core.run() is synchronous, so no batch sees
+   * half of it; requests are authorized against the new lists from the next
+   * batch on. Returns the NVEs whose state no longer matches (strayNves):
+   * the caller purges them as a start does (§6, seed §3.1 containment).
+   * Moves already recorded keep their times; the new window applies to them.
+   */
+  reconfigure(s: Pick<ImaSettings, "operators" | "nves" | "dupMoves" | "dupWindowMs">): string[] {
+    this.settings.operators = [...s.operators];
+    this.settings.nves = s.nves.map((n) => ({ id: n.id, ip: normIp(n.ip) }));
+    this.settings.dupMoves = s.dupMoves;
+    this.settings.dupWindowMs = s.dupWindowMs;
+    this.nveIps = new Map(this.settings.nves.map((n) => [n.id, n.ip]));
+    return this.strayNves();
   }
 
   /** Restores memory from the store. */
@@ -294,6 +315,7 @@ export class ImaCore {
     const batchUndo: (() => void)[] = (this.batchUndo = []);
     this.dirty = new Map();
     this.logs = [];
+    this.batchMoves = 0;
     const attempt = <T>(fn: () => T): T => {
       const mine: (() => void)[] = [];
       this.undoLog = mine;
@@ -325,7 +347,7 @@ export class ImaCore {
       if (this.differs(p)) publishes.push(p);
     }
     for (const l of this.logs) this.log(l);
-    return { responses: [], writes, publishes, undo: () => { for (let i = batchUndo.length - 1; i >= 0; i--) batchUndo[i](); } };
+    return { responses: [], writes, publishes, moves: this.batchMoves, undo: () => { for (let i = batchUndo.length - 1; i >= 0; i--) batchUndo[i](); } };
   }
 
   /**
@@ -575,12 +597,25 @@ export class ImaCore {
         throw new ProtocolError("address-conflict", `MAC ${mac} in VN ${v.id} moved more than ${this.settings.dupMoves} times in ${this.settings.dupWindowMs / 1000} s: flagged duplicate and frozen at ${cur.nve} (RFC 7432 §15); this move is refused`, "mac");
       }
       next = { vn: v.id, mac, ...mine, ips, seq: want, moves: [...recent, now] };
+      this.moved();
       this.logs.push(`ima: MAC ${mac} in VN ${v.id} moved ${cur.nve} → ${who} (seq ${cur.seq} → ${next.seq})`);
     }
     if (next.frozen === undefined) delete next.frozen;
     if (next.withdrawn === undefined) delete next.withdrawn;
     if (!cur || JSON.stringify(cur) !== JSON.stringify(next)) this.set("binds", k, next);
     return { vn: { id: v.id }, mac, seq: next.seq };
+  }
+
+  /**
+   * The metrics hook: one MAC move decided (RFC 7432 §15: another NVE took
+   * the MAC, with the holder's seq + 1). Counted in the batch, and uncounted
+   * if the request is rolled back; a refused move (frozen, or the one that
+   * freezes) is not a move. The batch's `moves` reaches the counter only once
+   * the store took the batch (service.ts), so the counter never goes back.
+   */
+  private moved(): void {
+    this.batchMoves++;
+    this.undoLog?.push(() => { this.batchMoves--; });
   }
 
   // ------------------------------------------------------------ duplicates (operators, §6)

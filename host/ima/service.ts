@@ -44,7 +44,11 @@ export interface ImaServiceOptions {
   clock?: Clock;
 }
 
-export interface ImaStats { batches: number; requests: number; published: number }
+export interface ImaStats {
+  batches: number; requests: number; published: number;
+  /** MAC moves (RFC 7432 §15) stored since start: monotonic (nvedge_ima_moves_total) */
+  moves: number;
+}
 
 /** The IMA and its NVE clients keep persistent sessions (`clean: false`): requests sent while the IMA restarts are answered when it is back. */
 export function imaMqttOptions(b: BrokerConnection, clientId: string, clean: boolean): IClientOptions {
@@ -55,7 +59,7 @@ interface Pending { who: string; payload: Buffer; corr?: Buffer }
 const NVE_STATUS = /^nvo3\/v1\/nve\/([A-Za-z0-9._-]{1,64})\/status$/;
 
 export class ImaService {
-  readonly stats: ImaStats = { batches: 0, requests: 0, published: 0 };
+  readonly stats: ImaStats = { batches: 0, requests: 0, published: 0, moves: 0 };
   private queue: Pending[] = [];
   private pendingOf = new Map<string, number>();
   maxPendingPerRequester = 10_000;
@@ -63,7 +67,7 @@ export class ImaService {
   private pumping: Promise<void> | undefined;
   private ready = false;
   private closed = false;
-  private purges: string[] = [];
+  private purges: { nve: string; why?: string }[] = [];
   private offline = new Map<string, unknown>();
   nveHoldMs = 0;
   clock: Clock = realClock;
@@ -129,6 +133,21 @@ export class ImaService {
     }
   }
 
+  /**
+   * A reload of the configuration (issue 13, `nvedge ima run` on SIGHUP): the
+   * operators, the NVE list and duplicate detection take effect for the next
+   * batch; an NVE no longer listed, or listed with another IP, leaves its
+   * flood lists and its bindings are withdrawn, as at start. The purges run
+   * through the pump, after the batch in progress and before the next one.
+   * Returns those NVEs.
+   */
+  reconfigure(s: Parameters<ImaCore["reconfigure"]>[0]): string[] {
+    const stray = this.core.reconfigure(s);
+    for (const nve of stray) if (!this.purges.some((p) => p.nve === nve)) this.purges.push({ nve, why: "is no longer listed in nves with the IP its entries carry (reload)" });
+    this.kick();
+    return stray;
+  }
+
   private async resubscribe(): Promise<void> {
     const filters = [imaTopics.reqAll, ...(this.nveHoldMs > 0 ? [`${ROOT}nve/+/status`] : [])];
     const granted = await this.client.subscribeAsync(filters, { qos: 1 });
@@ -183,7 +202,7 @@ export class ImaService {
       this.log(`ima: ${nve} is offline; its bindings stay for ${this.nveHoldMs} ms`);
       this.offline.set(nve, this.clock.setTimer(() => {
         this.offline.delete(nve);
-        this.purges.push(nve);
+        this.purges.push({ nve });
         this.kick();
       }, this.nveHoldMs));
     }
@@ -206,8 +225,8 @@ export class ImaService {
   private async pump(): Promise<void> {
     while (!this.closed && (this.queue.length || this.republish.length || this.purges.length)) {
       if (this.purges.length) {
-        const nve = this.purges.shift()!;
-        const r = this.core.purgeNve(nve);
+        const { nve, why } = this.purges.shift()!;
+        const r = this.core.purgeNve(nve, why);
         try {
           await this.db.write(r.writes);
         } catch (e) {
@@ -236,6 +255,7 @@ export class ImaService {
     let responses = r.responses.map((x) => x.rsp);
     try {
       await this.db.write(r.writes);
+      this.stats.moves += r.moves;
     } catch (e) {
       r.undo();
       this.log(`ima: store write failed, ${batch.length} requests refused: ${(e as Error).message}`);

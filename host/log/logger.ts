@@ -102,6 +102,20 @@ export class Logger {
     this.pino.level = level;
   }
 
+  /**
+   * A reload's level change (SIGHUP, issue 13), with `note` logged at info
+   * where it can show: before the change when the log gets quieter, after it
+   * when the log gets more verbose (a change between two levels quieter than
+   * info is not shown, as nothing at info is).
+   */
+  switchLevel(level: Level, note: string, component?: string): void {
+    const verbosity = (l: Level) => (l === "silent" ? -1 : LEVELS.indexOf(l));
+    const louder = verbosity(level) >= verbosity(this.level);
+    if (!louder) this.line(note, component, "info");
+    this.setLevel(level);
+    if (louder) this.line(note, component, "info");
+  }
+
   /** The first line of every process: what runs, which version (issue 13). */
   start(what: string, extra: Record<string, unknown> = {}): void {
     this.pino.info({ version: VERSION, pid: process.pid, ...extra }, `nvedge ${VERSION} ${what} starting (pid ${process.pid})`);

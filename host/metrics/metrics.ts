@@ -257,8 +257,8 @@ export interface ImaView {
   floodListEntries: number;
   bindings: number;
   frozen: number;
-  /** Moves of every MAC within the duplicate-detection window (RFC 7432 §15). */
-  recentMoves: number;
+  /** MAC moves (RFC 7432 §15) since the IMA started: monotonic (ImaService.stats.moves). */
+  moves: number;
 }
 
 /** The IMA's metrics (`nvedge ima run --metrics HOST:PORT`): catalog, flood lists, bindings, frozen MACs, moves, MQTT. */
@@ -274,7 +274,11 @@ export function imaMetrics(view: () => ImaView, mqttConnected: () => boolean, la
   g("nvedge_ima_flood_list_entries", "NVEs on VN flood lists, over all VNs", (v) => v.floodListEntries);
   g("nvedge_ima_bindings", "MAC bindings published (withdrawn ones excluded)", (v) => v.bindings);
   g("nvedge_ima_frozen_macs", "MACs frozen as duplicates (RFC 7432 §15)", (v) => v.frozen);
-  g("nvedge_ima_recent_mac_moves", "MAC moves within the duplicate-detection window", (v) => v.recentMoves);
+  // A counter, not a gauge of the moves in the duplicate window: rate() over
+  // it is the move rate, whatever the window (Prometheus counter semantics).
+  let moves = 0;
+  new Counter({ name: "nvedge_ima_moves_total", help: "MAC moves (RFC 7432 §15: another NVE took a MAC, seq + 1) since the IMA started", registers: [r],
+    collect() { const n = view().moves; if (n > moves) { this.inc(n - moves); moves = n; } } });
   new Gauge({ name: "nvedge_mqtt_connected", help: "1 while the MQTT session to the broker is up", registers: [r], collect() { this.set(mqttConnected() ? 1 : 0); } });
   return r;
 }

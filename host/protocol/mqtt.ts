@@ -3,6 +3,7 @@
 // QoS 1, MQTT 3.1.1 or 5, TLS with a client certificate for Req-11 mutual
 // authentication), and TCP_NODELAY.
 import { readFileSync } from "node:fs";
+import { createSecureContext } from "node:tls";
 import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
 
 export interface BrokerConnection {
@@ -40,6 +41,36 @@ export function mqttClientOptions(b: BrokerConnection, clientId: string, c: Clie
     o.rejectUnauthorized = true;
   }
   return o;
+}
+
+/** An MQTT.js client's options: each (re)connect builds its TLS stream from them. */
+export interface TlsClientLike { options: { cert?: unknown; key?: unknown; ca?: unknown } }
+
+/**
+ * Reads and checks a process's own client certificate, key and CA (the NVE's
+ * and the IMA's auth.tls, on reload: issue 13) and returns what puts them
+ * into the MQTT client: the session up now keeps
+ * its handshake, and the next reconnect presents the new certificate (MQTT.js
+ * builds each connection's TLS stream from client.options). Without this a
+ * renewed certificate reached the broker side only, and the process went on
+ * presenting the old one until a restart (and failed to reconnect once it
+ * expired, or after a CA change).
+ */
+export function readClientTls(tls: { cert: string; key: string; ca: string }, client: TlsClientLike): () => void {
+  const read = (what: "cert" | "key" | "ca") => {
+    try {
+      return readFileSync(tls[what]);
+    } catch (e) {
+      throw new Error(`auth.tls.${what}: cannot read ${tls[what]} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+    }
+  };
+  const f = { cert: read("cert"), key: read("key"), ca: read("ca") };
+  try {
+    createSecureContext(f);
+  } catch (e) {
+    throw new Error(`auth.tls: ${tls.cert} with ${tls.key} and ${tls.ca}: ${(e as Error).message}; the running certificate is kept`);
+  }
+  return () => Object.assign(client.options, f);
 }
 
 /**

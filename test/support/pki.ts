@@ -16,6 +16,8 @@ export interface Pki {
   serverKey: string;
   /** The client certificate and key files of `id` (made on first use if it was not listed). */
   certFor(id: string): { cert: string; key: string };
+  /** A new certificate and key for `id` from the same CA (a renewal), in files named by `tag`; certFor's stay as they are. */
+  reissue(id: string, tag: string): { cert: string; key: string };
 }
 
 function openssl(args: string[], cwd: string): void {
@@ -46,11 +48,12 @@ export function makePki(dir: string, identities: string[], caName = "nvedge test
   keyAndCsr(dir, "server", "localhost");
   sign(dir, "server", "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n" +
     "extendedKeyUsage=serverAuth,clientAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n");
-  const certFor = (id: string) => {
+  const certFor = (id: string, tag = "") => {
     // file names are derived from the identity, which is restricted to
     // [A-Za-z0-9._-] by PROTOCOL.md §1; anything else is refused here
     if (!/^[A-Za-z0-9._-]{1,64}$/.test(id) || id.startsWith(".")) throw new Error(`makePki: bad identity ${JSON.stringify(id)}`);
-    const name = `client-${id}`;
+    if (!/^[A-Za-z0-9-]{0,32}$/.test(tag)) throw new Error(`makePki: bad tag ${JSON.stringify(tag)}`);
+    const name = `client-${id}${tag ? `.${tag}` : ""}`;
     if (!existsSync(join(dir, `${name}.crt`))) {
       keyAndCsr(dir, name, id);
       // also usable as the broker's own certificate (serverAuth, 127.0.0.1/localhost):
@@ -63,6 +66,7 @@ export function makePki(dir: string, identities: string[], caName = "nvedge test
   for (const id of identities) certFor(id);
   return {
     dir, caFile: join(dir, "ca.crt"), caKey: join(dir, "ca.key"),
-    serverCert: join(dir, "server.crt"), serverKey: join(dir, "server.key"), certFor,
+    serverCert: join(dir, "server.crt"), serverKey: join(dir, "server.key"), certFor: (id) => certFor(id),
+    reissue: (id, tag) => certFor(id, tag || "renewed"),
   };
 }
