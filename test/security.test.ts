@@ -9,6 +9,11 @@
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { randomUUID } from "node:crypto";
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import type { VnConfig } from "../host/config/types.js";
 import type { VnRef } from "../host/protocol/types.js";
 import { NveService } from "../host/control/service.js";
@@ -19,6 +24,7 @@ import {
   RecordingProgrammer, type BrokerFixture, type RunningBroker,
 } from "./support/control-harness.js";
 
+const ATTACKER = fileURLToPath(new URL("./support/soak-attacker.js", import.meta.url));
 const u = (n: number) => `00000000-0000-4000-8000-${n.toString(16).padStart(12, "0")}`;
 const m = (n: number) => `02:00:5e:00:${((n >> 8) & 0xff).toString(16).padStart(2, "0")}:${(n & 0xff).toString(16).padStart(2, "0")}`;
 const BLUE = { alias: "blue" };
@@ -430,31 +436,28 @@ function soak(fx: BrokerFixture): void {
     const svc = await NveService.start({ config, store: await MemoryStore.open(), programmer: prog, clock: realClock, log: () => {},
       broker: { url: b.url, protocolVersion: b.protocolVersion, ...b.creds(nve), reconnectPeriodMs: 200 } });
     const good = await startAgent(b, "hv-1", { nve });
-    const evil = await rawClient(b, "hv-3", nve);
     const rss: number[] = [];
     const lat = { hello: [] as number[], attach: [] as number[] };
-    let stop = false;
     let sent = 0, flaps = 0, failures = 0;
+    const dir = mkdtempSync(join(tmpdir(), "nvl-soak-"));
+    let evil: ChildProcess | undefined;
     try {
-      await evil.request("hello", { agent: "evil" });
-      const rssTimer = setInterval(() => rss.push(process.memoryUsage().rss), 250);
-      const t0 = Date.now();
       const chunkBody = (i: number) => Array.from({ length: 1200 }, (_, k) => ({ vnic: u(100000 + i * 1200 + k), state: "active",
         vns: [{ vn: BLUE, addrs: [{ mac: m(k + 1000), ips: [`10.${k >> 8}.${k & 0xff}.9`] }] }] }));
-      const big = JSON.stringify({ id: "big", op: "sync", syncId: randomUUID(), final: false, vnics: chunkBody(0) }); // ~200 KB
-      const flood = (async () => {
-        for (let i = 0; FLOOD && !stop && Date.now() - t0 < SOAK_MS; i++) {
-          const topic = `nvo3/v1/nve/${nve}/req/hv-3`;
-          for (let k = 0; k < 50; k++, sent++) evil.client.publish(topic, JSON.stringify({ id: `f${i}-${k}`, op: "vn.profile", vn: BLUE }), { qos: 0 });
-          if (i % 5 === 0) {
-            evil.client.publish(topic, big.replace('"id":"big"', `"id":"big-${i}"`), { qos: 0 });
-            sent++;
-          }
-          evil.client.publish(`nvo3/v1/nve/${nve}/status/hv-3`, JSON.stringify({ state: i % 2 ? "online" : "offline" }), { qos: 0, retain: true });
-          flaps++;
-          await new Promise((r) => setTimeout(r, 20));
-        }
-      })();
+      writeFileSync(join(dir, "big.json"), JSON.stringify({ id: "big", op: "sync", syncId: randomUUID(), final: false, vnics: chunkBody(0) })); // ~200 KB
+      // The attacker in a process of its own (test/support/soak-attacker.ts), as a real one would be.
+      let out = "";
+      let ready!: () => void;
+      const isReady = new Promise<void>((r) => (ready = r));
+      if (FLOOD) {
+        evil = spawn(process.execPath, [ATTACKER, JSON.stringify({ url: b.url, protocolVersion: b.protocolVersion, ...b.creds("hv-3"), hv: "hv-3", nve,
+          ms: SOAK_MS, bigFile: join(dir, "big.json"), vn: BLUE })], { stdio: ["ignore", "pipe", "inherit"] });
+        evil.stdout!.on("data", (d) => { out += d; if (out.includes("ready\n")) ready(); });
+        await Promise.race([isReady, new Promise((_, rej) => setTimeout(() => rej(new Error(`the soak attacker did not start: ${out}`)), 15_000))]);
+      }
+      const evilDone = evil ? new Promise<void>((res) => evil!.once("exit", () => res())) : Promise.resolve();
+      const rssTimer = setInterval(() => rss.push(process.memoryUsage().rss), 250);
+      const t0 = Date.now();
       const work = (async () => {
         for (let i = 0; Date.now() - t0 < SOAK_MS; i++) {
           let t = performance.now();
@@ -466,8 +469,12 @@ function soak(fx: BrokerFixture): void {
         }
       })();
       await work;
-      stop = true;
-      await flood;
+      // bounded: the attacker stops by itself after SOAK_MS
+      await Promise.race([evilDone, new Promise((r) => setTimeout(r, 10_000))]);
+      if (FLOOD) {
+        ({ sent, flaps } = JSON.parse(out.split("\n").filter(Boolean).pop() ?? "{}"));
+        assert.ok(sent > 1000 && flaps > 50, `the attacker flooded (${out.trim()})`);
+      }
       clearInterval(rssTimer);
       rss.push(process.memoryUsage().rss);
       // correctness of the well-behaved side: every call answered ok, and the NVE holds exactly its desired state
@@ -480,7 +487,7 @@ function soak(fx: BrokerFixture): void {
       const mb = (x: number) => Math.round(x / 1048576);
       const warm = rss[Math.min(rss.length - 1, 4)] ?? rss[0];
       const figures = {
-        broker: fx.name, flood: FLOOD, seconds: SOAK_MS / 1000, floodMessages: sent, statusFlaps: flaps,
+        broker: fx.name, flood: FLOOD, attacker: "own process", seconds: SOAK_MS / 1000, floodMessages: sent, statusFlaps: flaps,
         hello: { n: lat.hello.length, p50: p(lat.hello, 0.5), p99: p(lat.hello, 0.99) },
         attach: { n: lat.attach.length, p50: p(lat.attach, 0.5), p99: p(lat.attach, 0.99) },
         rssMb: { warm: mb(warm), max: mb(Math.max(...rss)), last: mb(rss[rss.length - 1]) }, openSyncs: st,
@@ -488,9 +495,9 @@ function soak(fx: BrokerFixture): void {
       console.log(`security soak: ${JSON.stringify(figures)}`);
       assert.ok(Math.max(...rss) - warm < 512 * 1048576, `RSS bounded: ${JSON.stringify(figures.rssMb)}`);
     } finally {
-      stop = true;
+      evil?.kill("SIGKILL");
+      rmSync(dir, { recursive: true, force: true });
       await good.stop().catch(() => {});
-      await evil.close().catch(() => {});
       await svc.stop().catch(() => {});
       await b.close();
     }
