@@ -5,7 +5,7 @@
 // The firmware bundles are built by firmware/build.mjs (npm run firmware).
 // Flags: --wasm, --host, --addon build only that part; none builds all;
 // --optional: an addon that fails to build is a warning (npm's install script).
-import { readdirSync, statSync, existsSync, mkdirSync } from "node:fs";
+import { readdirSync, statSync, existsSync, mkdirSync, rmSync } from "node:fs";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { spawnSync } from "node:child_process";
@@ -55,6 +55,9 @@ async function buildWasm() {
 
 async function buildHost() {
   const esbuild = await import("esbuild");
+  // A fresh dist/: a source file deleted or renamed must not leave its old
+  // output behind (a removed test file would still run from dist/test).
+  rmSync(join(root, "dist"), { recursive: true, force: true });
   const entryPoints = [...walk(join(root, "host")), ...walk(join(root, "test")), ...walk(join(root, "bench"))];
   await esbuild.build({
     entryPoints,
