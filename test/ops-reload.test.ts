@@ -14,6 +14,7 @@
 //   the file (systemd's EnvironmentFile of nvedge-agent@.service).
 import { test } from "uvu";
 import * as assert from "uvu/assert";
+import { imaRequests } from "./support/ima-peer.js";
 import { connect as tlsConnect } from "node:tls";
 import { X509Certificate } from "node:crypto";
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -197,23 +198,7 @@ if (requireTool("openssl", () => onPath("openssl"), "the embedded broker's TLS f
 
 /** An NVE or operator talking to the IMA (PROTOCOL.md §6): requests on ima/req/{who}, answers on ima/rsp/{who}. */
 async function imaPeer(url: string, who: string) {
-  const c = await mqtt.connectAsync(url, { username: who, clientId: `${who}-t`, reconnectPeriod: 0 });
-  await c.subscribeAsync(`nvo3/v1/ima/rsp/${who}`, { qos: 1 });
-  let n = 0;
-  const req = (op: string, body: Record<string, unknown> = {}) => new Promise<any>((resolve, reject) => {
-    const id = `${who}-${++n}`;
-    const t = setTimeout(() => { c.off("message", on); reject(new Error(`${who}: no answer to ${op} within 10 s`)); }, 10_000);
-    const on = (_t: string, p: Buffer) => {
-      const r = JSON.parse(p.toString());
-      if (r.id !== id) return;
-      clearTimeout(t);
-      c.off("message", on);
-      resolve(r);
-    };
-    c.on("message", on);
-    c.publish(`nvo3/v1/ima/req/${who}`, JSON.stringify({ id, op, ...body }), { qos: 1 });
-  });
-  return { c, req };
+  return imaRequests(await mqtt.connectAsync(url, { username: who, clientId: `${who}-t`, reconnectPeriod: 0 }), who);
 }
 
 test("nvedge ima run: nvedge_ima_moves_total counts each MAC move once; SIGHUP re-reads log.level, operators, nves and duplicate; a bad file or a restart-only change is refused, same pid", async () => {

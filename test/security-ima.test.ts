@@ -8,6 +8,7 @@
 // or retain flag) run on the embedded broker only, and say so.
 import { test } from "uvu";
 import * as assert from "uvu/assert";
+import { imaRequests } from "./support/ima-peer.js";
 import mqtt, { type MqttClient, type IClientOptions } from "mqtt";
 import { mkdtempSync, rmSync, statSync } from "node:fs";
 import { connect, type Socket } from "node:net";
@@ -69,24 +70,7 @@ async function refusal(b: Broker, who: string, o: IClientOptions): Promise<Error
 
 /** An IMA requester (an NVE or an operator) on its request/response topics (PROTOCOL.md §6). */
 async function requester(b: Broker, who: string) {
-  const c = await client(b, who);
-  await c.subscribeAsync(`nvo3/v1/ima/rsp/${who}`, { qos: 1 });
-  let n = 0;
-  const req = (op: string, body: Record<string, unknown> = {}) => new Promise<any>((resolve, reject) => {
-    const id = `${who}-${++n}`;
-    const t = setTimeout(() => reject(new Error(`${who}: no answer to ${op}`)), 5000);
-    const on = (topic: string, p: Buffer) => {
-      if (topic !== `nvo3/v1/ima/rsp/${who}`) return;
-      const r = JSON.parse(p.toString());
-      if (r.id !== id) return;
-      clearTimeout(t);
-      c.off("message", on);
-      resolve(r);
-    };
-    c.on("message", on);
-    c.publish(`nvo3/v1/ima/req/${who}`, JSON.stringify({ id, op, ...body }), { qos: 1 });
-  });
-  return { c, req };
+  return imaRequests(await client(b, who), who, 5000);
 }
 
 /** The IMA's retained tree under `filter`, as a fresh reader (nve-w) sees it: topic → payload. */
