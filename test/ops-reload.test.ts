@@ -14,7 +14,7 @@
 //   the file (systemd's EnvironmentFile of nvedge-agent@.service).
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { imaRequests } from "./support/ima-peer.js";
+import { imaRequests, mqttRequests } from "./support/mqtt-requests.js";
 import { connect as tlsConnect } from "node:tls";
 import { X509Certificate } from "node:crypto";
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -36,27 +36,9 @@ const nveConfig = (extra: Record<string, unknown> = {}) => ({
   ...extra,
 });
 
-/** A hypervisor's session on the NVE (PROTOCOL.md §1): requests on req/{hv}, answers on hv/{hv}/rsp. */
+/** hv's requests to the NVE over `c` (PROTOCOL.md §2): nve/{NVE}/req/{hv}, answered on hv/{hv}/rsp. */
 function hvSession(c: MqttClient, hv: string) {
-  let n = 0;
-  return {
-    async ready() { await c.subscribeAsync(`nvo3/v1/hv/${hv}/rsp`, { qos: 1 }); },
-    req(op: string, body: Record<string, unknown> = {}): Promise<any> {
-      const id = `${hv}-${++n}`;
-      return new Promise((resolve, reject) => {
-        const t = setTimeout(() => { c.off("message", on); reject(new Error(`no answer to ${op} within 10 s`)); }, 10_000);
-        const on = (_t: string, p: Buffer) => {
-          const r = JSON.parse(p.toString());
-          if (r.id !== id) return;
-          clearTimeout(t);
-          c.off("message", on);
-          resolve(r);
-        };
-        c.on("message", on);
-        c.publish(`nvo3/v1/nve/${NVE}/req/${hv}`, JSON.stringify({ id, op, ...body }), { qos: 1 });
-      });
-    },
-  };
+  return mqttRequests(c, { who: hv, reqTopic: `nvo3/v1/nve/${NVE}/req/${hv}`, rsp: `nvo3/v1/hv/${hv}/rsp` });
 }
 
 if (requireTool("openssl", () => onPath("openssl"), "the embedded broker's TLS files re-read on SIGHUP")) {
@@ -92,8 +74,7 @@ if (requireTool("openssl", () => onPath("openssl"), "the embedded broker's TLS f
     const session = async (clientId: string) => {
       const c = await mqtt.connectAsync(`mqtts://127.0.0.1:${port}`, { ...hvTls, clientId, reconnectPeriod: 0, connectTimeout: 10_000 });
       clients.push(c);
-      const s = hvSession(c, "hv-1");
-      await s.ready();
+      const s = await hvSession(c, "hv-1");
       return { c, s };
     };
     try {

@@ -8,7 +8,7 @@
 // or retain flag) run on the embedded broker only, and say so.
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { imaRequests } from "./support/ima-peer.js";
+import { imaRequests } from "./support/mqtt-requests.js";
 import mqtt, { type MqttClient, type IClientOptions } from "mqtt";
 import { mkdtempSync, rmSync, statSync } from "node:fs";
 import { connect, type Socket } from "node:net";
