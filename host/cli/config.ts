@@ -42,9 +42,9 @@ export async function configCommand(argv: string[]): Promise<number> {
   if (r.config && problems.length === 0) {
     // Last, what the data plane itself refuses of the static state (as `nvedge run` would program it).
     const { DataPlane, DataPlaneError } = await import("../dataplane/dataplane.js");
-    const { configOps } = await import("../dataplane/config-ops.js");
+    const { offlineOps } = await import("../control/static.js");
     const cfg = parseConfig(text, file);
-    const ops = configOps({ ...cfg, underlay: { ...cfg.underlay, gatewayMac: cfg.underlay.gatewayMac ?? "02:00:00:00:00:01" } });
+    const ops = offlineOps(cfg);
     const dp = await DataPlane.create({ macLog2: 18, ipLog2: 18, tunLog2: 14, floodCap: 1 << 16 });
     try {
       dp.apply(ops);

@@ -8,7 +8,7 @@ import { parseOpts, required, UsageError } from "./args.js";
 import { loadConfig, ConfigError } from "../config/load.js";
 import { DataPlane, DataPlaneError } from "../dataplane/dataplane.js";
 import { dottedKey, opProblem } from "../config/check.js";
-import { configOps } from "../dataplane/config-ops.js";
+import { offlineOps } from "../control/static.js";
 import { readPcap, writePcap, LINKTYPE_ETHERNET, type PcapPacket } from "../pcap/pcap.js";
 
 const HELP = `usage: nvedge pcap --config FILE --in PORT=FILE [--in PORT=FILE ...] --out-dir DIR [--dataplane core|component]
@@ -22,8 +22,11 @@ the same core as a WebAssembly component).`;
 export async function buildOfflineDataPlane(configFile: string, loader: "core" | "component" = "core"): Promise<DataPlane> {
   const cfg = loadConfig(configFile);
   const dp = await DataPlane.create({ macLog2: 18, ipLog2: 18, tunLog2: 14, floodCap: 1 << 16, loader });
-  let ops;
-  try { ops = configOps(cfg); } catch (e) { throw new ConfigError(configFile, "underlay.gatewayMac", (e as Error).message.replace(/^[^:]*: /, "")); }
+  // The same ops as `nvedge run` programs (control/static.ts). Without
+  // underlay.gatewayMac the next hop stays unresolved here (no ARP offline).
+  const ops = offlineOps(cfg);
+  if (!cfg.underlay.gatewayMac)
+    console.error(`${configFile}: no underlay.gatewayMac: offline nothing resolves the next hop, so frames into a tunnel are dropped (no-next-hop)`);
   try { dp.apply(ops); } catch (e) {
     // The key at fault, not the op number (issue 13).
     if (!(e instanceof DataPlaneError)) throw new ConfigError(configFile, "", (e as Error).message);

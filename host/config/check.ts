@@ -150,7 +150,7 @@ export function checkConfigText(text: string, file: string): { problems: ConfigP
 
 /**
  * The configuration key a data plane op of the static state came from
- * (host/dataplane/config-ops.ts, host/control/static.ts build them in file
+ * (host/control/static.ts builds them in file
  * order), so a DataPlaneError ("op 6 (nve): ...") is reported against the key
  * at fault (issue 13). Undefined when the op is not from the file.
  */

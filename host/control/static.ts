@@ -1,19 +1,31 @@
-// The configuration file's static state (INTERFACES.md): underlay, ports, VNs
-// and remotes become DpOps at start; static `vnics` are owned by CONFIG_HV and
+// The configuration file's static state (INTERFACES.md) as data plane ops: the
+// one translation used by `nvedge run` (NveCore.open, reload), `nvedge pcap`,
+// `nvedge trace --config` and `nvedge config check`. Underlay, ports, VNs and
+// remotes become DpOps at start; static `vnics` are owned by CONFIG_HV and
 // reconciled through the same path as an agent's sync (so a restart with the
-// same file changes nothing).
+// same file changes nothing); offline, where there is no sync, staticVnicOps
+// gives the ops that sync programs into an empty state (test/static-ops.test.ts
+// holds the two equal).
 import type { NveConfig } from "../config/types.js";
 import type { DpOp } from "../dataplane/ops.js";
 import { normIp, normMac } from "../protocol/addr.js";
 import type { SyncVnic } from "../protocol/types.js";
-import type { VnCatalog } from "./catalog.js";
+import { VnCatalog } from "./catalog.js";
+
+/**
+ * The next hop's MAC until it is known: the data plane sends nothing into a
+ * tunnel toward it (`no-next-hop`; floods stay local, decapsulation goes on).
+ */
+export const UNRESOLVED_GATEWAY_MAC = "ff:ff:ff:ff:ff:ff";
 
 export function staticOps(cfg: NveConfig, catalog: VnCatalog): DpOp[] {
   const u = cfg.underlay;
   const ops: DpOp[] = [
-    // Without gatewayMac the next hop comes from the kernel's neighbour table
-    // (host/io); broadcast is the placeholder until it is resolved.
-    { op: "underlay", port: u.port, ip: u.ip, mac: normMac(u.mac), gatewayMac: normMac(u.gatewayMac ?? "ff:ff:ff:ff:ff:ff"),
+    // Without gatewayMac the next hop is unresolved until the NVE resolves
+    // underlay.gateway by ARP/ND (host/underlay/resolver.ts, started by
+    // `nvedge run`), which applies the underlay op again with its MAC. Offline
+    // (pcap, trace) nothing resolves it: frames into a tunnel are `no-next-hop`.
+    { op: "underlay", port: u.port, ip: u.ip, mac: normMac(u.mac), gatewayMac: normMac(u.gatewayMac ?? UNRESOLVED_GATEWAY_MAC),
       udpPort: u.udpPort, genevePort: u.genevePort },
     ...cfg.ports.map((p): DpOp => ({ op: "port", port: p.name })),
     ...catalog.all().map((v): DpOp => ({ op: "vn", vn: v.id, vni: v.vni, profile: v.profile })),
@@ -28,6 +40,34 @@ export function staticOps(cfg: NveConfig, catalog: VnCatalog): DpOp[] {
     }
   }
   return ops;
+}
+
+/**
+ * The static VNICs' tags, MACs and IPs: what their sync (staticVnics, through
+ * the control model) programs into a data plane that holds nothing else.
+ */
+export function staticVnicOps(cfg: NveConfig, catalog: VnCatalog): DpOp[] {
+  const ops: DpOp[] = [];
+  const tagged = new Set<string>();
+  for (const n of cfg.vnics) {
+    for (const b of n.vns) {
+      const vn = catalog.resolve(b.vn).id;
+      const key = `${n.port}:${b.tag}`;
+      if (!tagged.has(key)) { ops.push({ op: "tag", port: n.port, tag: b.tag, vn }); tagged.add(key); }
+      for (const a of b.addrs) {
+        const mac = normMac(a.mac);
+        ops.push({ op: "mac.local", vn, mac, port: n.port, active: n.state !== "associated" });
+        for (const ip of a.ips ?? []) ops.push({ op: "ip", vn, ip: normIp(ip), mac });
+      }
+    }
+  }
+  return ops;
+}
+
+/** The whole static state as one op list, for a data plane without a control plane (`nvedge pcap`, `trace --config`, `config check`). */
+export function offlineOps(cfg: NveConfig): DpOp[] {
+  const catalog = VnCatalog.fromConfig(structuredClone(cfg));
+  return [...staticOps(cfg, catalog), ...staticVnicOps(cfg, catalog)];
 }
 
 /** Static VNICs grouped by port, as sync entries. */
