@@ -17,7 +17,7 @@ import { fileURLToPath } from "node:url";
 import type { VnConfig } from "../host/config/types.js";
 import type { VnRef } from "../host/protocol/types.js";
 import { NveService } from "../host/control/service.js";
-import { realClock } from "../host/control/clock.js";
+import { realClock } from "../host/domain/clock.js";
 import { MemoryStore } from "../host/store/memory.js";
 import {
   ControlEnv, HVS, NVE_POOL, VN_BLUE, baseConfig, brokerFixtures, nextNve, rawClient, startAgent, until,

@@ -13,7 +13,7 @@ import { normIp, normMac } from "../protocol/addr.js";
 import type { Addr, Event, Request, VnRef } from "../protocol/types.js";
 import type { Store, StoreWriter } from "../store/store.js";
 import { VnCatalog } from "./catalog.js";
-import { monoOf, realClock, type Clock } from "./clock.js";
+import { monoOf, realClock, type Clock } from "../domain/clock.js";
 import { DEFAULT_LIMITS, type HandlerCtx, type Limits, type Settings, type SyncState } from "./context.js";
 import { dispatch } from "./handlers/index.js";
 import { discard, sync, syncHoldMs } from "./handlers/sync.js";

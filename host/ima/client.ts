@@ -33,7 +33,7 @@ import { encode, publishOptions } from "../protocol/codec.js";
 import { imaTopics, parseImaTopic, IMA_ROOT, type BindRecord, type VnRecord, type VtepRecord } from "../protocol/ima.js";
 import type { VnRef } from "../protocol/types.js";
 import { connectWhenReachable, tcpNoDelay, type BrokerConnection } from "../protocol/mqtt.js";
-import { realClock, type Clock } from "../control/clock.js";
+import { realClock, type Clock } from "../domain/clock.js";
 import { imaMqttOptions } from "./service.js";
 
 /** One local binding as the NVE holds it (its VnicRecord's (VN, MAC, IPs), the VNIC's port and state). */

@@ -13,7 +13,7 @@ import type { IClientOptions, MqttClient } from "mqtt";
 import { encode, publishOptions } from "../protocol/codec.js";
 import { imaTopics, parseImaTopic } from "../protocol/ima.js";
 import { connectWhenReachable, mqttClientOptions, type BrokerConnection } from "../protocol/mqtt.js";
-import { realClock, type Clock } from "../control/clock.js";
+import { realClock, type Clock } from "../domain/clock.js";
 import { ROOT } from "../protocol/topics.js";
 import { rateLimitedLog } from "../protocol/rate-log.js";
 import { ImaCore, DEFAULT_IMA_SETTINGS, type ImaSettings, type Publish, type VnSeed } from "./core.js";

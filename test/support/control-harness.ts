@@ -10,7 +10,7 @@ import type { NveConfig } from "../../host/config/types.js";
 import { startEmbeddedBroker } from "../../host/broker/embedded.js";
 import { startMosquitto } from "./mosquitto.js";
 import { NveService } from "../../host/control/service.js";
-import type { Clock } from "../../host/control/clock.js";
+import type { Clock } from "../../host/domain/clock.js";
 import type { Limits } from "../../host/control/context.js";
 import { MemoryStore, newMemoryBacking, type MemoryBacking } from "../../host/store/memory.js";
 import * as assert from "uvu/assert";
