@@ -8,7 +8,7 @@
 //   bin/nvedge-install       firmware/install.mjs on the same Node, for the next update
 //   lib/nvedge.mjs           esbuild bundle of the CLI (host/cli/main.ts), no node_modules tree
 //   lib/io-worker.mjs        the packet I/O worker thread (host/io/worker.ts)
-//   lib/broker-thread.mjs    the embedded broker's thread (host/control/broker-thread.ts)
+//   lib/broker-thread.mjs    the embedded broker's thread (host/broker/broker-thread.ts)
 //   lib/install.mjs          the installer
 //   lib/dataplane.wasm       the data plane core module
 //   lib/component/           the data plane as a WebAssembly component (+ jco's bindings, used by --dataplane component)
@@ -171,7 +171,7 @@ main(process.argv.slice(2)).then(
     outfile: join(stage, "lib", "nvedge.mjs"),
   });
   await esbuild.build({ ...common, entryPoints: [join(root, "host", "io", "worker.ts")], outfile: join(stage, "lib", "io-worker.mjs") });
-  await esbuild.build({ ...common, entryPoints: [join(root, "host", "control", "broker-thread.ts")], outfile: join(stage, "lib", "broker-thread.mjs") });
+  await esbuild.build({ ...common, entryPoints: [join(root, "host", "broker", "broker-thread.ts")], outfile: join(stage, "lib", "broker-thread.mjs") });
   await esbuild.build({ ...common, plugins: [], define: {}, entryPoints: [join(here, "install.mjs")], outfile: join(stage, "lib", "install.mjs") });
 }
 

@@ -55,6 +55,6 @@ export function lmdbAddonPath(): string {
 export function workerUrl(which: "io-worker" | "broker-thread"): URL {
   const file = inBundle
     ? join(root, "lib", `${which}.mjs`)
-    : join(root, "dist", "host", which === "io-worker" ? "io/worker.js" : "control/broker-thread.js");
+    : join(root, "dist", "host", which === "io-worker" ? "io/worker.js" : "broker/broker-thread.js");
   return pathToFileURL(file);
 }

@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { topicMatches, filterWithin, grantsFor, canPublish, canSubscribe, canRead, isTopicFilter, isValidIdentity, AclError, publishRefusal, clientIdAllowed, hypervisorsOf, MAX_STATUS_BYTES } from "../host/broker/acl.js";
-import { mosquittoAclFile } from "../host/broker/mosquitto-acl.js";
+import { mosquittoAclFile } from "../host/cli/mosquitto-acl.js";
 import { parsePasswordFile, loadPasswordFile, verifyPassword, PasswordFileError } from "../host/broker/passwd.js";
 
 const here = dirname(fileURLToPath(import.meta.url)); // dist/test
@@ -159,7 +159,7 @@ test("mosquittoAclFile: agent rules as %u patterns, one user block per listed id
 });
 
 test("mosquitto-acl CLI prints the same file; a bad identity exits 2 with one clear line", () => {
-  const cli = join(here, "..", "host", "broker", "mosquitto-acl.js");
+  const cli = join(here, "..", "host", "cli", "mosquitto-acl.js");
   const ok = spawnSync(process.execPath, [cli, "--nve", "nve-a", "--nve", "nve-b", "--operator", "alice"], { encoding: "utf8", timeout: 10_000 });
   assert.is(ok.status, 0, ok.stderr);
   assert.is(ok.stdout, mosquittoAclFile({ nves: ["nve-a", "nve-b"], imas: ["ima"], operators: ["alice"] }));

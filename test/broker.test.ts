@@ -18,8 +18,8 @@ import { fileURLToPath } from "node:url";
 import { startEmbeddedBroker, brokerPacketLimit, BrokerConfigError, type BrokerOptions } from "../host/broker/embedded.js";
 import { grantsFor, canPublish, canRead, canSubscribe, type AclRoles } from "../host/broker/acl.js";
 import { startMosquitto, spawnMosquitto, freePort, type RunningMosquitto } from "./support/mosquitto.js";
-import { mosquittoAclFile } from "../host/broker/mosquitto-acl.js";
-import { mosquittoConfFile } from "../host/broker/mosquitto-conf.js";
+import { mosquittoAclFile } from "../host/cli/mosquitto-acl.js";
+import { mosquittoConfFile } from "../host/cli/mosquitto-conf.js";
 import { makePki } from "./support/pki.js";
 
 // ---- clients -------------------------------------------------------------

@@ -98,7 +98,7 @@ if (NOTIFY) test("Type=notify: nvedge run sends READY=1 with a status, WATCHDOG=
 });
 
 if (PASSWD) test("the embedded broker on its own thread reloads its password file (SIGHUP of --broker-thread); a broken file is refused and the old users stay", async () => {
-  const { startBrokerThread } = await import("../host/control/broker-thread.js");
+  const { startBrokerThread } = await import("../host/broker/broker-thread.js");
   const mqtt = (await import("mqtt")).default;
   const dir = mkdtempSync("/tmp/nvl-bthr-");
   const pw = `${dir}/passwd`;

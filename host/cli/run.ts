@@ -189,7 +189,7 @@ export async function runCommand(argv: string[]): Promise<number> {
       const blog = logger.lines("broker");
       // --broker-thread: on its own worker thread, so MQTT packet handling and the NVE's requests use two cores.
       const b = v["broker-thread"]
-        ? await (await import("../control/broker-thread.js")).startBrokerThread({ host: listenHost, port: listenPort, nves: [cfg.nve], hypervisors, ...imaRoles,
+        ? await (await import("../broker/broker-thread.js")).startBrokerThread({ host: listenHost, port: listenPort, nves: [cfg.nve], hypervisors, ...imaRoles,
             passwordFile: cfg.auth?.passwordFile, tls: cfg.auth?.tls, maxPayload: cfg.limits.maxPayload }, blog)
         : await (await import("../broker/embedded.js")).startEmbeddedBroker({ host: listenHost, port: listenPort, nves: [cfg.nve], hypervisors, ...imaRoles,
             passwordFile: cfg.auth?.passwordFile, tls: cfg.auth?.tls, maxPayload: cfg.limits.maxPayload, log: blog });

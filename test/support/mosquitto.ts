@@ -9,9 +9,9 @@ import { mkdtempSync, writeFileSync, rmSync, chmodSync } from "node:fs";
 import { createServer, connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { mosquittoAclFile } from "../../host/broker/mosquitto-acl.js";
+import { mosquittoAclFile } from "../../host/cli/mosquitto-acl.js";
 import { DEFAULT_MAX_PAYLOAD } from "../../host/broker/embedded.js";
-import { mosquittoGlobalLines, mosquittoListenerLines } from "../../host/broker/mosquitto-conf.js";
+import { mosquittoGlobalLines, mosquittoListenerLines } from "../../host/cli/mosquitto-conf.js";
 import { brokerLimits, type BrokerLimits } from "../../host/broker/limits.js";
 import { makePki, type Pki } from "./pki.js";
 

@@ -2,7 +2,7 @@
 // `nvedge run` spreads MQTT packet handling and the NVE's request processing
 // over two cores. The same file is the worker's entry point.
 import { Worker, isMainThread, parentPort, workerData } from "node:worker_threads";
-import type { BrokerOptions } from "../broker/embedded.js";
+import type { BrokerOptions } from "./embedded.js";
 import { workerUrl } from "../paths.js";
 
 type FromBroker = { type: "ready"; url: string; port: number } | { type: "log"; line: string } | { type: "error"; message: string } | { type: "closed" }
@@ -49,7 +49,7 @@ export async function startBrokerThread(o: Omit<BrokerOptions, "log">, log: (l: 
 
 if (!isMainThread && parentPort && (workerData as { __brokerThread?: boolean } | undefined)?.__brokerThread === true) {
   const port = parentPort;
-  const { startEmbeddedBroker } = await import("../broker/embedded.js");
+  const { startEmbeddedBroker } = await import("./embedded.js");
   try {
     const b = await startEmbeddedBroker({ ...(workerData as { opts: BrokerOptions }).opts, log: (line) => port.postMessage({ type: "log", line }) });
     port.postMessage({ type: "ready", url: b.url, port: b.port });

@@ -9,8 +9,8 @@
 //   configuration file (issue 10: an NVE writes only to its own hypervisors).
 //
 //   node dist/host/broker/mosquitto-acl.js --nve-config nve-a.json --nve-config nve-b.json [--ima ima] [--operator alice] > acl
-import { ROLE_RULES, checkRoles, substitute, expandTopic, hypervisorsOf, AclError, type AclRoles, type Role } from "./acl.js";
-import { parseOpts, UsageError } from "../cli/args.js";
+import { ROLE_RULES, checkRoles, substitute, expandTopic, hypervisorsOf, AclError, type AclRoles, type Role } from "../broker/acl.js";
+import { parseOpts, UsageError } from "./args.js";
 import { loadConfig, ConfigError } from "../config/load.js";
 import { pathToFileURL } from "node:url";
 import { inBundle } from "../paths.js";

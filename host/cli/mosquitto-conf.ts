@@ -6,9 +6,9 @@
 //
 //   node dist/host/broker/mosquitto-conf.js [--max-payload N] > /etc/mosquitto/conf.d/nvedge.conf
 import { pathToFileURL } from "node:url";
-import { brokerPacketLimit, DEFAULT_MAX_PAYLOAD } from "./embedded.js";
-import { brokerLimits, BrokerLimitsError, type BrokerLimits } from "./limits.js";
-import { parseOpts, UsageError } from "../cli/args.js";
+import { brokerPacketLimit, DEFAULT_MAX_PAYLOAD } from "../broker/embedded.js";
+import { brokerLimits, BrokerLimitsError, type BrokerLimits } from "../broker/limits.js";
+import { parseOpts, UsageError } from "./args.js";
 
 /** Options that apply to the whole broker (mosquitto.conf(5) "General Options"). */
 export function mosquittoGlobalLines(limits: BrokerLimits, maxPayload = DEFAULT_MAX_PAYLOAD): string[] {
