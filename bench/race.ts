@@ -27,7 +27,7 @@ import { fileURLToPath } from "node:url";
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { cpus } from "node:os";
-import { sh, have, sleep, netnsPids, killPids } from "../host/lab/sh.js";
+import { sh, have, sleep, netnsPids, killPids } from "../host/sys/sh.js";
 import { parsePcap } from "../host/pcap/pcap.js";
 
 export interface RaceTopo {

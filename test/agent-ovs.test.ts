@@ -15,10 +15,10 @@ import { randomBytes } from "node:crypto";
 import { Agent, AgentError } from "../host/agent/agent.js";
 import type { PortDriver } from "../host/agent/driver.js";
 import { daemonRequest } from "../host/agent/daemon.js";
-import { getPortTag, setPortTag, PARKING_VLAN } from "../host/lab/ovs-driver.js";
+import { getPortTag, setPortTag, PARKING_VLAN } from "../host/agent/ovs-driver.js";
 import { startOvs, stopOvs, ovsAnswers, vsctl } from "../host/lab/ovs.js";
 import type { OvsInstance } from "../host/lab/topology.js";
-import { sleep } from "../host/lab/sh.js";
+import { sleep } from "../host/sys/sh.js";
 import { createNetns, removeNetns, uniqueName, type Ns } from "./support/netns.js";
 import { requireRootAnd } from "./support/tools.js";
 import {

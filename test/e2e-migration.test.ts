@@ -28,8 +28,8 @@ import { startLabStack, liveStack, sniff, warmUp, waitFor, BIN, type LabStack } 
 import { daemonRequest } from "../host/agent/control-client.js";
 import { veth } from "../host/lab/engine.js";
 import { vsctl } from "../host/lab/ovs.js";
-import { getPortTag, PARKING_VLAN } from "../host/lab/ovs-driver.js";
-import { shAsync, sleep } from "../host/lab/sh.js";
+import { getPortTag, PARKING_VLAN } from "../host/agent/ovs-driver.js";
+import { shAsync, sleep } from "../host/sys/sh.js";
 
 const PINGS = 600;            // 6 s at 10 ms: bounded
 const INTERVAL_S = 0.01;

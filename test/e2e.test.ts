@@ -21,7 +21,7 @@ import { requireRootAnd } from "./support/tools.js";
 import { tsharkAvailable, dissectFrames, assertClean, stack as protoStack } from "./support/tshark.js";
 import { startLabStack, liveStack, ping, warmUp, tcpTransfer, injectFrames, dropDelta, sniff, BIN, type LabStack, type TransferResult } from "./support/lab-fixture.js";
 import { udpFrame } from "./support/encoder.js";
-import { shAsync, sleep } from "../host/lab/sh.js";
+import { shAsync, sleep } from "../host/sys/sh.js";
 
 const TCP_BYTES = 1 << 20;
 

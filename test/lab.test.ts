@@ -17,7 +17,7 @@ import { tsharkAvailable, dissectFrames, assertClean, stack } from "./support/ts
 import { describeLab, labNamespaces, labOvsInstances, type LabDescription } from "../host/lab/topology.js";
 import { labDown, labUp } from "../host/lab/engine.js";
 import { startOvs, ovsPids, vsctl } from "../host/lab/ovs.js";
-import { setPortTag, clearPortTag, getPortTag, OvsDriverError, PARKING_VLAN } from "../host/lab/ovs-driver.js";
+import { setPortTag, clearPortTag, getPortTag, OvsDriverError, PARKING_VLAN } from "../host/agent/ovs-driver.js";
 import { loadConfig } from "../host/config/load.js";
 
 const BIN = fileURLToPath(new URL("../../bin/nvedge.js", import.meta.url));

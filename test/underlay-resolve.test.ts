@@ -10,7 +10,7 @@ import * as assert from "uvu/assert";
 import { startAfPacket, type WorkerPool } from "../host/io/afpacket.js";
 import { startUnderlayResolver, type UnderlayResolver } from "../host/underlay/resolver.js";
 import { tmpNetns } from "./support/io-net.js";
-import { sleep } from "../host/lab/sh.js";
+import { sleep } from "../host/sys/sh.js";
 import { spawnSync } from "node:child_process";
 
 const US_MAC = "02:00:00:00:01:01", GW_MAC = "02:00:00:00:01:fe";

@@ -9,7 +9,7 @@
 //   host/lab/ovs-driver.ts for the ovs-vsctl transactions.
 // - noPortDriver: no bridge to drive (no OVS database configured; the
 //   hypervisor tags by other means, or a test of the protocol alone).
-import { clearPortTag, setPortTag } from "../lab/ovs-driver.js";
+import { clearPortTag, setPortTag } from "./ovs-driver.js";
 
 export interface PortDriver {
   /** For logs and error messages, e.g. "OVS unix:/run/openvswitch/db.sock". */

@@ -16,8 +16,8 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { createWriteStream, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { root as checkoutRoot, addonPath } from "../paths.js";
 import { labUp, labDown } from "./engine.js";
-import { setPortTag } from "./ovs-driver.js";
-import { shAsync, sleep } from "./sh.js";
+import { setPortTag } from "../agent/ovs-driver.js";
+import { shAsync, sleep } from "../sys/sh.js";
 import type { LabDescription, LabOptions } from "./topology.js";
 import { pipeBoth } from "./relay.js";
 

@@ -13,9 +13,9 @@
 // reaches everything through it. The router forwards out the interface it
 // received on, so ICMP redirects are switched off.
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, rmdirSync, writeFileSync } from "node:fs";
-import { sh, have, killPids, netnsList, netnsPids, alive } from "./sh.js";
+import { sh, have, killPids, netnsList, netnsPids, alive } from "../sys/sh.js";
 import { startOvs, stopOvs, vsctl, ovsAnswers, ovsPids, waitForDevice } from "./ovs.js";
-import { PARKING_VLAN, TRUNK_VLANS } from "./ovs-driver.js";
+import { PARKING_VLAN, TRUNK_VLANS } from "../agent/ovs-driver.js";
 import { describeLab, labNamespaces, labOvsInstances, nveConfig, type LabDescription, type LabOptions } from "./topology.js";
 
 export interface LabFile { complete: boolean; createdAt: string; lab: LabDescription }

@@ -29,7 +29,7 @@
 //   (net.ipv6.conf.{all,default}.disable_ipv6=1): the tap devices of internal
 //   ports otherwise send router solicitations and MLD reports onto the trunk.
 import { existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
-import { sh, alive, killPids, sleep } from "./sh.js";
+import { sh, alive, killPids, sleep } from "../sys/sh.js";
 import type { OvsInstance } from "./topology.js";
 
 const SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema";

@@ -22,10 +22,10 @@ import { createWriteStream, existsSync, mkdirSync, mkdtempSync, readdirSync, rea
 import { fileURLToPath } from "node:url";
 import { labUp, labDown } from "../../host/lab/engine.js";
 import { labOvsInstances, labNamespaces, describeLab, type LabDescription, type LabVm } from "../../host/lab/topology.js";
-import { getPortTag } from "../../host/lab/ovs-driver.js";
+import { getPortTag } from "../../host/agent/ovs-driver.js";
 import { ovsPids } from "../../host/lab/ovs.js";
 import { pipeBoth } from "../../host/lab/relay.js";
-import { shAsync, sleep, netnsList } from "../../host/lab/sh.js";
+import { shAsync, sleep, netnsList } from "../../host/sys/sh.js";
 import { startEmbeddedBroker } from "../../host/broker/embedded.js";
 import { parsePcap, type PcapPacket } from "../../host/pcap/pcap.js";
 import { injector } from "./io-net.js";

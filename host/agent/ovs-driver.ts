@@ -29,7 +29,7 @@
 //
 // The uplink must not carry the parking VLAN: the lab sets the trunk port's
 // `trunks` to 1..4094 (TRUNK_VLANS); a real host does the same once.
-import { shAsync, CommandError } from "./sh.js";
+import { shAsync, CommandError } from "../sys/sh.js";
 
 export class OvsDriverError extends Error {}
 
