@@ -24,7 +24,7 @@ import { fileURLToPath } from "node:url";
 import type { MqttClient } from "mqtt";
 import { startEmbeddedBroker } from "../host/broker/embedded.js";
 import { ImaService } from "../host/ima/service.js";
-import { ImaClient, type LocalBinding } from "../host/ima/client.js";
+import { ImaClient, type LocalBinding } from "../host/ima-client/client.js";
 import type { DpOp } from "../host/dataplane/ops.js";
 
 const QUICK = process.env.NVEDGE_BENCH_QUICK === "1";

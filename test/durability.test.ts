@@ -17,7 +17,7 @@ import {
 } from "./support/control-harness.js";
 import { requireRootAnd } from "./support/tools.js";
 import { FaultyStore, type FaultAt, type FaultCode } from "./support/faulty-store.js";
-import type { LocalChange } from "../host/ima/client.js";
+import type { LocalChange } from "../host/ima-client/client.js";
 
 const u = (n: number) => `00000000-0000-4000-8000-${n.toString(16).padStart(12, "0")}`;
 const m = (n: number) => `02:00:5e:00:00:${n.toString(16).padStart(2, "0")}`;

@@ -15,7 +15,7 @@ import { join } from "node:path";
 import mqtt from "mqtt";
 import { startEmbeddedBroker } from "../host/broker/embedded.js";
 import { ImaService } from "../host/ima/service.js";
-import { ImaClient, type ImaClientOptions, type LocalBinding } from "../host/ima/client.js";
+import { ImaClient, type ImaClientOptions, type LocalBinding } from "../host/ima-client/client.js";
 import type { VnSeed } from "../host/ima/core.js";
 import type { DpOp } from "../host/dataplane/ops.js";
 import type { BindRecord, VnRecord } from "../host/protocol/ima.js";

@@ -11,10 +11,10 @@ import { join } from "node:path";
 import { Model } from "../host/control/model.js";
 import { Txn } from "../host/control/txn.js";
 import type { VnicRecord } from "../host/store/store.js";
-import { bindingKeys, localChangesFor, localBindingsOf, servedVnsOf, vnRefsOf } from "../host/ima/nve-glue.js";
+import { bindingKeys, localChangesFor, localBindingsOf, servedVnsOf, vnRefsOf } from "../host/ima-client/glue.js";
 import { startEmbeddedBroker } from "../host/broker/embedded.js";
 import { ImaService } from "../host/ima/service.js";
-import { ImaClient } from "../host/ima/client.js";
+import { ImaClient } from "../host/ima-client/client.js";
 
 const U1 = "0d6c8a8e-2f5b-4a8e-8d2e-5f1a4f0e9b01";
 const M1 = "02:00:5e:00:00:01";

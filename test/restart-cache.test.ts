@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { openLmdbStore } from "../host/store/lmdb.js";
-import { cacheRemote, cacheVn, cacheVtep, cachedOps, cachedVns, uncacheRemote, uncacheVn } from "../host/control/restore.js";
+import { cacheRemote, cacheVn, cacheVtep, cachedOps, cachedVns, uncacheRemote, uncacheVn } from "../host/ima-client/cache.js";
 import { parseConfig } from "../host/config/load.js";
 import { staticOps } from "../host/control/static.js";
 import { VnCatalog } from "../host/control/catalog.js";

@@ -206,7 +206,7 @@ export async function runCommand(argv: string[]): Promise<number> {
     mqttUp = () => svc.client.connected;
     cleanup.push(() => svc.stop());
     if (cfg.ima) {
-      const { startNveIma } = await import("../ima/nve-wire.js");
+      const { startNveIma } = await import("../ima-client/wire.js");
       const ima = await startNveIma({ config: cfg, core: svc.core, client: svc.client, programmer, store, log });
       cleanup.push(() => ima.stop()); // runs before svc.stop (cleanup runs in reverse)
     }

@@ -21,9 +21,9 @@ import { Model, configHv, isConfigHv, splitKey } from "./model.js";
 import { MAX_TAG, MIN_TAG } from "./tags.js";
 import { DataPlaneError } from "../dataplane/dataplane.js";
 import { staticOps, staticVnics } from "./static.js";
-import { cacheVn, cachedOps, cachedVns } from "./restore.js";
-import { bindingKeys, localChangesFor, servedVnsOf } from "../ima/nve-glue.js";
-import type { LocalChange } from "../ima/client.js";
+import { cacheVn, cachedOps, cachedVns } from "../ima-client/cache.js";
+import { bindingKeys, localChangesFor, servedVnsOf } from "../ima-client/glue.js";
+import type { LocalChange } from "../ima-client/client.js";
 import { Txn, replay, type Finished, type TxnGuard } from "./txn.js";
 import { viewVnic } from "./vnic.js";
 

@@ -34,7 +34,7 @@ import { imaTopics, parseImaTopic, IMA_ROOT, type BindRecord, type VnRecord, typ
 import type { VnRef } from "../protocol/types.js";
 import { connectWhenReachable, tcpNoDelay, type BrokerConnection } from "../protocol/mqtt.js";
 import { realClock, type Clock } from "../domain/clock.js";
-import { imaMqttOptions } from "./service.js";
+import { imaMqttOptions } from "../ima/service.js";
 
 /** One local binding as the NVE holds it (its VnicRecord's (VN, MAC, IPs), the VNIC's port and state). */
 export interface LocalBinding { vn: number; mac: string; ips: string[]; port: string; active: boolean }

@@ -14,8 +14,8 @@ import type { DataPlaneProgrammer } from "../dataplane/ops.js";
 import type { Store } from "../store/store.js";
 import type { NveCore } from "../control/core.js";
 import { ImaClient } from "./client.js";
-import { ImaCacheWriter } from "./nve-cache.js";
-import { localBindingsOf, localChangesFor, servedVnsOf } from "./nve-glue.js";
+import { ImaCacheWriter } from "./cache-writer.js";
+import { localBindingsOf, localChangesFor, servedVnsOf } from "./glue.js";
 
 export interface NveImaOptions {
   config: NveConfig;

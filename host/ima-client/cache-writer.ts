@@ -10,7 +10,7 @@
 // stored VNICs may name it.
 import type { DataPlaneProgrammer, DpOp } from "../dataplane/ops.js";
 import type { RemoteRecord, Store, VnRecord, VtepRecord } from "../store/store.js";
-import { cacheRemote, cacheVn, cacheVtep, uncacheRemote, uncacheVn, uncacheVtep } from "../control/restore.js";
+import { cacheRemote, cacheVn, cacheVtep, uncacheRemote, uncacheVn, uncacheVtep } from "./cache.js";
 import { keys } from "../store/store.js";
 import type { ImaClient } from "./client.js";
 
