@@ -18,7 +18,7 @@ import { encode, publishOptions } from "../protocol/codec.js";
 import { topics } from "../protocol/topics.js";
 import { eventValidators, validateNveStatus, validateResponse } from "../protocol/schemas.js";
 import { ERROR_CODES, type ErrorCode } from "../protocol/errors.js";
-import { normIp, normMac } from "../protocol/addr.js";
+import { normIp, normMac } from "../domain/addr-text.js";
 import type { Addr, ConnectResult, DeactivateReason, Event, HelloResult, VnFull, VnRef } from "../protocol/types.js";
 import { mqttClientOptions, retryableConnectError, tcpNoDelay, type BrokerConnection } from "../protocol/mqtt.js";
 import { PORT_NAME_RE, driverMessage, noPortDriver, type PortDriver } from "./driver.js";

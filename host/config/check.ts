@@ -11,7 +11,7 @@ import { Ajv } from "ajv";
 import { configSchema } from "./schema.js";
 import type { NveConfig } from "./types.js";
 import type { DpOp } from "../dataplane/ops.js";
-import { normIp, normMac as normMacP } from "../protocol/addr.js";
+import { normIp, normMac as normMacP } from "../domain/addr-text.js";
 
 export interface ConfigProblem {
   /** JSONPath of the value at fault, e.g. `$.remotes[1].addrs[0].mac`. */

@@ -9,7 +9,7 @@ import { profileSchema } from "../config/schema.js";
 import type { DataPlaneProgrammer, DpOp, VnProfile } from "../dataplane/ops.js";
 import { decodeRequest, errorResponse, sniffId, DEFAULT_MAX_PAYLOAD } from "../protocol/codec.js";
 import { ProtocolError } from "../protocol/errors.js";
-import { normIp, normMac } from "../protocol/addr.js";
+import { normIp, normMac } from "../domain/addr-text.js";
 import type { Addr, Event, Request, VnRef } from "../protocol/types.js";
 import type { Store, StoreWriter } from "../store/store.js";
 import { VnCatalog } from "./catalog.js";

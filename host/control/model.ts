@@ -5,7 +5,7 @@ import type { DpOp } from "../dataplane/ops.js";
 import type { HvRecord, Store, TimerRecord, VapRecord, VnicRecord } from "../store/store.js";
 import { TagAllocator } from "./tags.js";
 import { rangeOf } from "./ranges.js";
-import type { Ip } from "../dataplane/addr.js";
+import type { Ip } from "../domain/addr.js";
 
 function bump(m: Map<string, number>, k: string, d: number): void {
   const n = (m.get(k) ?? 0) + d;

@@ -3,7 +3,7 @@
 // apart between VNICs of a VN (address-conflict) so the data plane's
 // longest-prefix lookup (assembly/tables/index.ts prefixLookup) never has to
 // choose between two VNICs for one address (PROTOCOL.md §2 Authority).
-import { parseIp, type Ip } from "../dataplane/addr.js";
+import { parseIp, type Ip } from "../domain/addr.js";
 
 /** The prefix of an `ip` text, or null for a host address (no "/", or /32 and /128, which are exact bindings). */
 export function rangeOf(ip: string): Ip | null {

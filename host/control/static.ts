@@ -8,7 +8,7 @@
 // holds the two equal).
 import type { NveConfig } from "../config/types.js";
 import type { DpOp } from "../dataplane/ops.js";
-import { normIp, normMac } from "../protocol/addr.js";
+import { normIp, normMac } from "../domain/addr-text.js";
 import type { SyncVnic } from "../protocol/types.js";
 import { VnCatalog } from "./catalog.js";
 

@@ -1,12 +1,12 @@
 // VNIC-level helpers shared by the handlers: ownership and migration arrival,
 // address claims with conflict/move rules, containment (seed §3.1).
 import { ProtocolError } from "../protocol/errors.js";
-import { normIp, normMac } from "../protocol/addr.js";
+import { normIp, normMac } from "../domain/addr-text.js";
 import type { Addr } from "../protocol/types.js";
 import type { VnicRecord } from "../store/store.js";
 import type { HandlerCtx } from "./context.js";
 import { isConfigHv } from "./model.js";
-import { parseIp, type Ip } from "../dataplane/addr.js";
+import { parseIp, type Ip } from "../domain/addr.js";
 import { overlaps } from "./ranges.js";
 
 export type AddrSet = { mac: string; ips: string[] }[];

@@ -4,7 +4,7 @@
 // Hot path: process(n), one call per batch over frames already in memory.
 import { readFileSync } from "node:fs";
 import type { DpOp, VnProfile } from "./ops.js";
-import { parseMac, parseIp, ip4Value, unicastMacInto, macBytes, type Mac, type Ip } from "./addr.js";
+import { parseMac, parseIp, ip4Value, unicastMacInto, macBytes, type Mac, type Ip } from "../domain/addr.js";
 import { adviseHugePages } from "./memory.js";
 import { wasmPath } from "../paths.js";
 

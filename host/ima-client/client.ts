@@ -28,7 +28,7 @@
 // mac.del/ip.del when it goes; `vn` when a served VN's profile or VNI changes.
 import type { MqttClient } from "mqtt";
 import type { DataPlaneProgrammer, DpOp, VnProfile } from "../dataplane/ops.js";
-import { normIp, normMac } from "../protocol/addr.js";
+import { normIp, normMac } from "../domain/addr-text.js";
 import { encode, publishOptions } from "../protocol/codec.js";
 import { imaTopics, parseImaTopic, IMA_ROOT, type BindRecord, type VnRecord, type VtepRecord } from "../protocol/ima.js";
 import type { VnRef } from "../protocol/types.js";

@@ -6,7 +6,7 @@ import { parse as parseYaml } from "yaml";
 import { Ajv } from "ajv";
 import { ConfigError, readConfigText } from "../config/load.js";
 import { ID, UUID, profileSchema } from "../config/schema.js";
-import { isUnicastIp, normIp } from "../protocol/addr.js";
+import { isUnicastIp, normIp } from "../domain/addr-text.js";
 import type { VnSeed } from "./core.js";
 
 export interface ImaConfig {

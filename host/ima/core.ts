@@ -24,7 +24,7 @@ import { isIPv4, isIPv6 } from "node:net";
 import { Ajv } from "ajv";
 import { profileSchema } from "../config/schema.js";
 import type { VnProfile } from "../dataplane/ops.js";
-import { isUnicastIp, normIp, normMac } from "../protocol/addr.js";
+import { isUnicastIp, normIp, normMac } from "../domain/addr-text.js";
 import { rateLimitedLog } from "../protocol/rate-log.js";
 import { errorResponse } from "../protocol/codec.js";
 import { ProtocolError } from "../protocol/errors.js";

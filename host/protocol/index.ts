@@ -3,5 +3,5 @@ export * from "./topics.js";
 export * from "./errors.js";
 export * from "./types.js";
 export * from "./codec.js";
-export * from "./addr.js";
+export * from "../domain/addr-text.js";
 export { OPS, validators, validateResponse, eventValidators, validateNveStatus, requestSchemas, eventSchemas } from "./schemas.js";

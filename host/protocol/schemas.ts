@@ -4,7 +4,7 @@
 // Patterns are shared with the configuration schema (host/config/schema.ts).
 import { Ajv, type ErrorObject, type ValidateFunction } from "ajv";
 import { UUID } from "../config/schema.js";
-import { isIpOrPrefix, isUnicastMac } from "./addr.js";
+import { isIpOrPrefix, isUnicastMac } from "../domain/addr-text.js";
 import { profileSchema } from "../config/schema.js";
 
 export const OPS = ["hello", "vn.connect", "vn.disconnect", "addr.associate", "addr.disassociate", "vnic.attach",

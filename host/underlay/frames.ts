@@ -3,7 +3,7 @@
 // for underlay.ip itself (assembly/pipeline/host.ts) and hands every ARP
 // packet / NS / NA for it to the host; this file builds the requests and reads
 // what was handed over.
-import { parseIp, parseMac, macBytes, ipText } from "../dataplane/addr.js";
+import { parseIp, parseMac, macBytes, ipText } from "../domain/addr.js";
 
 const macText = (b: Uint8Array, o: number) => [...b.subarray(o, o + 6)].map((x) => x.toString(16).padStart(2, "0")).join(":");
 

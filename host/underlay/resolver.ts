@@ -7,7 +7,7 @@
 // rebuilds every tunnel's prebuilt outer header (host/dataplane/dataplane.ts).
 import type { NveConfig } from "../config/types.js";
 import type { DpOp } from "../dataplane/ops.js";
-import { parseIp, ipText } from "../dataplane/addr.js";
+import { parseIp, ipText } from "../domain/addr.js";
 import { NeighbourCache, type NeighbourEntry, type NeighbourCounters } from "./neighbours.js";
 import { neighbourRequest, readNeighbourFrame } from "./frames.js";
 

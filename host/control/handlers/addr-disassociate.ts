@@ -1,7 +1,7 @@
 // addr.disassociate (PROTOCOL.md §2; Req-8, Req-10): a MAC without IPs removes
 // the MAC and all its IPs (containment, seed §3.1); with IPs, only those.
 import { ProtocolError } from "../../protocol/errors.js";
-import { normIp, normMac } from "../../protocol/addr.js";
+import { normIp, normMac } from "../../domain/addr-text.js";
 import type { RequestOf } from "../../protocol/types.js";
 import type { HandlerCtx, Reply } from "../context.js";
 import { owned, resolveVn } from "../vnic.js";

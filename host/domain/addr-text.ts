@@ -3,7 +3,7 @@
 // whose host bits are zero. Everything is normalised to one canonical text form
 // (lower-case MAC, compressed IPv6) so the same address is one key everywhere.
 import { BlockList, isIP, isIPv6 } from "node:net";
-import { parseMac, parseIp, isUnicastMac as unicast } from "../dataplane/addr.js";
+import { parseMac, parseIp, isUnicastMac as unicast } from "./addr.js";
 
 // One parser for addresses: the data plane's (host/dataplane/addr.ts), so
 // what the protocol accepts is exactly what the data plane can program.
