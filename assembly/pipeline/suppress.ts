@@ -5,7 +5,8 @@ import { nextHdr, commit } from "./emit";
 import { ETHERTYPE_VLAN, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6 } from "../proto/ethernet";
 import { ARP_SHA, ARP_SPA, ARP_TPA, ARP_OP_REPLY } from "../proto/arp";
 import { IPPROTO_ICMPV6 } from "../proto/ipv4";
-import { ND_NS, ND_NA, ND_OPT_TARGET_LLADDR, NA_FLAG_SOLICITED, NA_FLAG_OVERRIDE, NA_LEN } from "../proto/icmp6";
+import { ND_NS, NA_LEN } from "../proto/icmp6";
+import { writeNa } from "./na";
 
 /** Six bytes as a u32 and a u16 move: no runtime call for a MAC. */
 @inline function copy6(d: usize, s: usize): void {
@@ -60,31 +61,12 @@ export function isDadOrNotNs(l3: usize, l3len: u32): bool {
 /** The solicited neighbour advertisement (RFC 4861 §4.4, §7.2.4) answering the NS at p. */
 export function ndReply(port: u32, tci: u32, p: usize, mac: u64, vn: u32): void {
   const h = nextHdr();
-  const ns = p + 18;
   copy6(h, p + 6);
   stMac(h + 6, mac);
   st16(h + 12, ETHERTYPE_VLAN);
   st16(h + 14, tci);
   st16(h + 16, ETHERTYPE_IPV6);
-  const ip = h + 18;
-  st32(ip, 0x60000000);
-  st16(ip + 4, NA_LEN);
-  store<u8>(ip + 6, <u8>IPPROTO_ICMPV6);
-  store<u8>(ip + 7, 255);
-  v128.store(ip + 8, v128.load(ns + 48)); // source: the target address
-  v128.store(ip + 24, v128.load(ns + 8)); // destination: the soliciting node
-  const ic = ip + 40;
-  st32(ic, ND_NA << 24); // type, code 0, checksum 0 for now
-  st32(ic + 4, NA_FLAG_SOLICITED | NA_FLAG_OVERRIDE);
-  v128.store(ic + 8, v128.load(ns + 48));
-  store<u8>(ic + 24, <u8>ND_OPT_TARGET_LLADDR);
-  store<u8>(ic + 25, 1);
-  stMac(ic + 26, mac);
-  // checksum over the pseudo-header (RFC 8200 §8.1) and the message
-  let s: u64 = <u64>NA_LEN + <u64>IPPROTO_ICMPV6;
-  s = csumAdd(s, ip + 8, 32);
-  s = csumAdd(s, ic, NA_LEN);
-  st16(ic + 2, ~csumFold(s) & 0xffff);
+  writeNa(h + 18, p + 18, mac);
   commit(port, 18 + 40 + NA_LEN, p, 0, vn);
 }
 
