@@ -10,7 +10,7 @@ import { tipPut, tipDel } from "./tables/haship";
 import { macTab, ipTab, vniTab, remoteTab, vniKey, macKey, macRawOf, macRaw, MK_LOCAL, MK_REMOTE, ML_ACTIVE, ML_PORT_SHIFT,
          IP6_TAG, prefixBase, MAX_PREFIXES } from "./tables/index";
 import { setUlIdentity } from "./pipeline/underlay";
-import { setNextHopMissing } from "./pipeline/common";
+import { nextHopInit, nextHopOf, clearNextHops, TN_NH_ONE, TN_NH_NONE } from "./pipeline/nexthop";
 import { TK_VXLAN4, TK_VXLAN6, TK_GENEVE4, TK_GENEVE6, TK_NVGRE4, TK_NVGRE6 } from "./pipeline/encap";
 import { st8, st16, st32, ldMac, stMac, csumAdd, csumFold } from "./util";
 import { ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETHERTYPE_TEB } from "./proto/ethernet";
@@ -28,8 +28,9 @@ let vxPort: u32 = 4789;
 let gnPort: u32 = 6081;
 let remoteIps: usize = 0; // MAX_REMOTES x 16 bytes
 const ul = new StaticArray<u8>(32); // our mac (0), gateway mac (8), our ip (16)
+let gwMissing: bool = true;
 
-export function controlInit(): void { remoteIps = alloc(<usize>MAX_REMOTES * 16); }
+export function controlInit(): void { remoteIps = alloc(<usize>MAX_REMOTES * 16); nextHopInit(); }
 
 export function setPort(port: u32, kind: u8): i32 {
   if (port >= MAX_PORTS) return E_RANGE;
@@ -45,9 +46,10 @@ export function setUnderlay(port: u32, is6: bool, vx: u32, gn: u32): i32 {
   ulPort = port; ulIs6 = is6; vxPort = vx; gnPort = gn;
   const a = changetype<usize>(ul) + 16;
   setUlIdentity(macRaw(changetype<usize>(ul)), is6, is6 ? load<u64>(a) : <u64>load<u32>(a), is6 ? load<u64>(a, 8) : 0, vx, gn);
-  // the gateway MAC (bytes 8..13): all zero or a group address = not resolved yet
+  // the gateway MAC (bytes 8..13): all zero or a group address = not resolved
+  // yet; the tunnels that use it are marked as having no next hop (buildTunnel)
   const g = changetype<usize>(ul) + 8;
-  setNextHopMissing((load<u8>(g) & 1) != 0 || (load<u32>(g) == 0 && load<u16>(g + 4) == 0));
+  gwMissing = (load<u8>(g) & 1) != 0 || (load<u32>(g) == 0 && load<u16>(g + 4) == 0);
   return OK;
 }
 
@@ -149,6 +151,7 @@ export function setRemote(r: u32, is6: bool): i32 {
 export function delRemote(r: u32, is6: bool): i32 {
   if (r >= MAX_REMOTES) return E_RANGE;
   const p = remoteIps + (<usize>r << 4);
+  clearNextHops(r);
   tipDel(remoteTab, is6 ? 6 : 4, is6 ? load<u64>(p) : <u64>load<u32>(p), is6 ? load<u64>(p, 8) : 0);
   return OK;
 }
@@ -190,7 +193,11 @@ export function buildTunnel(t: u32, vn: u32, r: u32): i32 {
   const tos: u32 = fixed ? (<u32>load<u8>(v, VN_DSCP) << 2) : 0;
   const h = e + TUN_HDR;
   const u = changetype<usize>(ul);
-  memory.copy(h, u + 8, 6); // next hop: the gateway
+  // next hop: the remote's own (routes, pipeline/nexthop.ts) or the gateway
+  let nh = nextHopOf(r, h);
+  if (nh == 255) { memory.copy(h, u + 8, 6); nh = gwMissing ? TN_NH_NONE : TN_NH_ONE; }
+  store<u8>(e, <u8>nh, 9);
+  store<u16>(e, <u16>r, 12);
   memory.copy(h + 6, u, 6);
   const rip = remoteIps + (<usize>r << 4);
   let l4: usize;

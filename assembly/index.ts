@@ -27,6 +27,7 @@ export { dropNamesPtr, dropNamesLen } from "./drops";
 export { setPort, setUnderlay, setVn, delVn, setTag, setRemote, delRemote, setVtep, setFlood, buildTunnel,
          setMacLocal, setMacRemote, delMac, getMac, setIp, delIp, setPrefix, purgeVn } from "./control";
 export { setPrefixCount } from "./tables/index";
+export { setNextHops } from "./pipeline/nexthop";
 export { setTrace, setFastPaths } from "./pipeline/common";
 export { puntPtr, puntCount, puntLost, puntTotal } from "./pipeline/punt";
 

@@ -3,7 +3,7 @@
 //   parse tag -> (port, VID) -> VN -> source checks -> ARP/ND suppression
 //   -> destination lookup -> hairpin | encapsulate | flood
 import { ld16, ldMac, ld8, raw16 } from "../util";
-import { vlanMap, vnPtr, tagOf, vnCtr, ctrInc, VN_CTR, VC_RX, VC_ENCAP, VC_FLOOD,
+import { vlanMap, vnPtr, tagOf, tunPtr, vnCtr, ctrInc, VN_CTR, VC_RX, VC_ENCAP, VC_FLOOD,
          VN_FLAGS, VN_MTU, VN_FLOOD_PTR, VN_FLOOD_N, VN_NLOCAL, VN_LOCAL,
          VNF_PORTSEC, VNF_ARPSUP, floodPool } from "../state";
 import { macLookupHome, macHomes, macRaw, ip4Lookup, ip6Lookup, MK_KIND, MK_LOCAL, MK_REMOTE, ML_ACTIVE,
@@ -14,11 +14,12 @@ import { IPPROTO_ICMPV6 } from "../proto/ipv4";
 import { ND_NA } from "../proto/icmp6";
 import { ARP_OP, ARP_SHA, ARP_SPA, ARP_TPA, ARP_LEN, ARP_OP_REQUEST } from "../proto/arp";
 import * as D from "../drops";
-import { drop, setCur, trace, flowHash, nhMissing, TR_VN, TR_LOOKUP, TR_ACTION, TR_DST, TR_SRC,
+import { drop, setCur, trace, flowHash, TR_VN, TR_LOOKUP, TR_ACTION, TR_DST, TR_SRC,
          LK_LOCAL, LK_REMOTE, LK_BROADCAST, LK_UNKNOWN, LK_SUPPRESSED,
          AC_HAIRPIN, AC_ENCAP, AC_FLOOD, AC_REPLY } from "./common";
 import { emitTagged, outCount, curIn } from "./emit";
 import { emitEncap } from "./encap";
+import { TN_NH_NONE } from "./nexthop";
 import { arpReply, ndReply, isDadOrNotNs } from "./suppress";
 import { arpAnswer } from "./fast";
 
@@ -96,7 +97,8 @@ export function accessFrame(port: u32, p: usize, len: u32): void {
   const kind = dv & MK_KIND;
   if (kind == MK_REMOTE) {
     trace(TR_LOOKUP, LK_REMOTE);
-    if (nhMissing) { drop(D.D_NO_NEXT_HOP); return; } // never a tunnel frame to broadcast (common.ts)
+    // never a tunnel frame to broadcast: no next hop yet, no frame (pipeline/nexthop.ts)
+    if (load<u8>(tunPtr(dv & MR_TUN_MASK), 9) == TN_NH_NONE) { drop(D.D_NO_NEXT_HOP); return; }
     trace(TR_ACTION, AC_ENCAP);
     emitEncap(dv & MR_TUN_MASK, p, len, pcp, flowHash(p, etype, l3, l3len), vn);
     ctrInc(vnCtr + (<usize>vn * VN_CTR << 3), VC_ENCAP, 1);
@@ -127,7 +129,7 @@ function flood(port: u32, tci: u32, p: usize, len: u32, vn: u32, v: usize, etype
   trace(TR_ACTION, AC_FLOOD);
   const before = outCount;
   const n = load<u32>(v, VN_FLOOD_N);
-  if (n > 0 && !nhMissing) { // no next hop yet: local ports only (common.ts nhMissing)
+  if (n > 0) { // a remote with no next hop yet gets no copy (encap.ts, pipeline/nexthop.ts)
     // through a global, as in fast.ts floodFast (bench/README.md finding 17)
     floodHash = flowHash(p, etype, l3, l3len);
     const pcp = tci >> PCP_SHIFT;

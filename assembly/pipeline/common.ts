@@ -16,18 +16,8 @@ export let traceOn: bool = false;
  */
 export let slowOnly: bool = false;
 let fastOff: bool = false;
-/**
- * No next hop is known yet (the underlay's gateway MAC is unset or a group
- * address: the host is still resolving it, issue 11). Nothing is sent into a
- * tunnel then, never to broadcast: every access frame takes the full path,
- * which drops unicast to a remote as no-next-hop and floods to local ports
- * only (pipeline/access.ts). Folded into slowOnly, so the fast paths pay nothing.
- */
-export let nhMissing: bool = false;
-
-export function setTrace(on: bool): void { traceOn = on; slowOnly = on || fastOff || nhMissing; }
-export function setFastPaths(on: bool): void { fastOff = !on; slowOnly = traceOn || fastOff || nhMissing; }
-export function setNextHopMissing(m: bool): void { nhMissing = m; slowOnly = traceOn || fastOff || nhMissing; }
+export function setTrace(on: bool): void { traceOn = on; slowOnly = on || fastOff; }
+export function setFastPaths(on: bool): void { fastOff = !on; slowOnly = traceOn || fastOff; }
 @inline export function setCur(port: u32, vn: i32): void { curPort = port; curVn = vn; }
 
 // Trace record (u32 fields): side, vn+1, vni, lookup, action, drop+1, dst value, spare

@@ -6,11 +6,13 @@ import { tunPtr, TUN_HDR } from "../state";
 import { copy64, copy96, st8, st16, csumAdd, csumFold } from "../util";
 import { nextHdr, commit } from "./emit";
 import { SPORT_BASE, SPORT_MASK } from "../proto/udp";
+import { nextHopPick } from "./nexthop";
 
 // Tunnel entry (state.ts TUN_SIZE = 128): byte 0 header length, byte 1 kind,
 // u16 at 2 the IPv4 header's partial sum (total length and checksum 0),
 // u32 at 4 the IPv6 pseudo-header partial sum (addresses + next header),
-// byte 8 flags (1 = DSCP fixed by the profile), u16 at 10 the port, header from 16.
+// byte 8 flags (1 = DSCP fixed by the profile), byte 9 the next-hop state
+// (pipeline/nexthop.ts TN_NH_*), u16 at 10 the port, u16 at 12 the remote, header from 16.
 export const TK_VXLAN4: u32 = 1;
 export const TK_VXLAN6: u32 = 2;
 export const TK_GENEVE4: u32 = 3;
@@ -39,6 +41,8 @@ export const TK_NVGRE6: u32 = 6;
 @inline export function emitEncap4(e: usize, kind: u32, p: usize, len: u32, pcp: u32, hash: u32, vn: u32): void {
   const h = nextHdr();
   copy64(h, e + TUN_HDR); // header (<= 50 bytes) + inner MACs fit in 64
+  // ECMP or no next hop (pipeline/nexthop.ts): one byte already in cache otherwise
+  if (load<u8>(e, 9) != 0) { if (!nextHopPick(e, h, hash)) return; }
   const hl = <u32>load<u8>(e);
   // inner dst+src MAC right after the outer header
   store<u64>(h + hl, load<u64>(p));
@@ -68,6 +72,7 @@ export const TK_NVGRE6: u32 = 6;
 @inline function emitEncap6(e: usize, kind: u32, p: usize, len: u32, pcp: u32, hash: u32, vn: u32): void {
   const h = nextHdr();
   copy96(h, e + TUN_HDR);
+  if (load<u8>(e, 9) != 0) { if (!nextHopPick(e, h, hash)) return; }
   const hl = <u32>load<u8>(e);
   store<u64>(h + hl, load<u64>(p));
   store<u32>(h + hl, load<u32>(p, 8), 8);

@@ -30,6 +30,7 @@ import { ulMac, ulIs6, ulIp0, vxlanPortRaw, genevePortRaw, ip4Sum20 } from "./un
 import { slowOnly, flowHash } from "./common";
 import { emitTagged } from "./emit";
 import { emitEncap, emitEncap4 } from "./encap";
+import { TN_NH_NONE } from "./nexthop";
 import { arpReply } from "./suppress";
 import { ARP_OP, ARP_SHA, ARP_SPA, ARP_TPA, ARP_LEN, ARP_OP_REQUEST } from "../proto/arp";
 
@@ -95,6 +96,7 @@ import { ARP_OP, ARP_SHA, ARP_SPA, ARP_TPA, ARP_LEN, ARP_OP_REQUEST } from "../p
   if (<u32>dst & 1) return floodFast(port, tci, p, len, vn, v);
   const dv = macLookupHome(vn, dst, load<u32>(hh, 4));
   if ((dv & MK_KIND) == MK_REMOTE) {
+    if (load<u8>(tunPtr(dv & MR_TUN_MASK), 9) == TN_NH_NONE) return false; // access.ts drops it: no-next-hop
     const vc = vnCtr + (<usize>vn * VN_CTR << 3);
     ctrInc(vc, VC_RX, 1);
     const etype = ld16(p + 16);

@@ -142,15 +142,26 @@ export async function runCommand(argv: string[]): Promise<number> {
       });
       pool.closed.catch((e: Error) => { log(`FATAL io: packet I/O failed: ${e.message}`); process.exitCode = 1; process.kill(process.pid, "SIGTERM"); });
       cleanup.push(() => pool.stop());
-      programmer = pool;
-      // The next hop resolved by ARP/ND (issue 11; host/underlay/resolver.ts),
-      // unless gatewayMac fixes it; started once the static ops (whose underlay
-      // op has no next hop yet) are applied, below.
+      // The next hops resolved by the NVE (issue 11; host/underlay/resolver.ts):
+      // from underlay.gateway or the kernel's routes, by ARP/ND, unless
+      // gatewayMac fixes one; started once the static ops (whose underlay op
+      // has no next hop yet) are applied, below. Every remote NVE the ops name
+      // is handed to it, those applied before it starts included.
+      const { startUnderlayResolver, remotesOf } = await import("../underlay/resolver.js");
       let resolver: import("../underlay/resolver.js").UnderlayResolver | undefined;
+      const early = new Set<string>();
+      programmer = {
+        apply: (ops) => {
+          const rs = remotesOf(ops);
+          if (rs.length) { if (resolver) resolver.addRemotes(rs); else for (const r of rs) early.add(r); }
+          return pool.apply(ops);
+        },
+      };
       startResolver = async () => {
-        const { startUnderlayResolver } = await import("../underlay/resolver.js");
-        resolver = startUnderlayResolver({ underlay: cfg.underlay, io: pool, apply: (ops) => pool.apply(ops), log });
-        if (resolver) cleanup.push(async () => resolver!.stop());
+        resolver = startUnderlayResolver({ underlay: cfg.underlay, io: pool, apply: (ops) => pool.apply(ops), log, remotes: early });
+        if (!resolver) return;
+        cleanup.push(async () => resolver!.stop());
+        await resolver.ready;
       };
       counters = async () => ({ ...(await pool.counters()), ...(resolver ? { underlay: resolver.show() } : {}) });
       tap = pool;

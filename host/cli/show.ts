@@ -93,14 +93,21 @@ export function render(what: string, data: any): string {
     case "neighbours": {
       // the underlay's neighbour cache (host/underlay/resolver.ts), carried in the counters answer
       const u = data;
-      if (!u) return "no neighbour cache: the next hop is fixed by underlay.gatewayMac, or no underlay.gateway is configured";
+      if (!u) return "no neighbour cache: the next hop is fixed by underlay.gatewayMac (or packet I/O is off)";
+      const remotes = (u.remotes ?? []) as { nve: string; via: string | null; onLink: boolean; hops: string[]; macs: string[] }[];
+      const used = new Set(remotes.flatMap((r) => r.hops));
       const rows = [["IP", "MAC", "STATE", "AGE", "NEXT HOP"]];
-      for (const e of u.neighbours) rows.push([e.ip, e.mac ?? "", e.state, `${(e.ageMs / 1000).toFixed(1)}s`, e.ip === u.nextHop ? "yes" : ""]);
+      for (const e of u.neighbours) rows.push([e.ip, e.mac ?? "", e.state, `${(e.ageMs / 1000).toFixed(1)}s`, e.ip === u.nextHop || used.has(e.ip) ? "yes" : ""]);
+      const routes = [["REMOTE NVE", "ROUTE", "NEXT HOPS", "MACS"]];
+      for (const r of remotes) routes.push([r.nve, r.via ?? "none", r.onLink ? "on the link" : r.hops.join(",") || "none", r.macs.join(",") || "none"]);
       const c = u.counters;
       return `${table(rows)}
 
-requests ${c.requests}  probes ${c.probes}  replies ${c.replies}  unsolicited ${c.unsolicited}  ` +
-        `failures ${c.failures}  changes ${c.changes}  unreadable ${c.unreadable}`;
+${table(routes)}
+
+next hops from ${u.mode === "routes" ? "the kernel's routes" : `underlay.gateway ${u.nextHop}`}` +
+        `  requests ${c.requests}  probes ${c.probes}  replies ${c.replies}  unsolicited ${c.unsolicited}  ` +
+        `failures ${c.failures}  changes ${c.changes}  unreadable ${c.unreadable}  route reads ${c.routeReads ?? 0}`;
     }
   }
   return JSON.stringify(data, null, 1);

@@ -38,6 +38,7 @@ export const configSchema = {
         mac: { type: "string", pattern: MAC },
         gatewayMac: { type: "string", pattern: MAC },
         gateway: ip, // the next hop, resolved by ARP/ND (issue 11)
+        vlan: { type: "integer", minimum: 1, maximum: 4094 }, // a tagged uplink (INTERFACES.md)
         udpPort: { type: "integer", minimum: 1, maximum: 65535, default: 4789 },
         genevePort: { type: "integer", minimum: 1, maximum: 65535, default: 6081 },
       },

@@ -95,6 +95,8 @@ export class DataPlane {
   private vnById: (number | undefined)[] = []; // vn index -> vn id
   private freeVnIdx: number[] = [];
   private remotes = new Map<string, RemoteState>();
+  /** The "nexthop" ops' MACs by remote IP (text), 6 bytes each: applied whenever the remote is (re)allocated. */
+  private nextHops = new Map<string, Uint8Array>();
   private freeRemote: number[] = [];
   private nextRemote = 0;
   private tunnels = new Map<number, TunnelState>();
@@ -401,6 +403,16 @@ export class DataPlane {
           break;
         }
         case "flood.leave": needVn(i, op.vn); needRemoteIp(i, op.nve); flood(op.vn).delete(parseIp(op.nve, false)!.text); break;
+        case "nexthop": {
+          needRemoteIp(i, op.nve);
+          if (!Array.isArray(op.macs)) fail(i, "macs", "not a list of MACs");
+          if (op.macs.length > 8) fail(i, "macs", `at most 8 next hops (${op.macs.length} given)`);
+          op.macs.forEach((m, k) => {
+            const v = parseMac(m);
+            if (!v || (macBytes(v)[0] & 1)) fail(i, `macs.${k}`, `not a unicast MAC: ${JSON.stringify(m)}`);
+          });
+          break;
+        }
         default: fail(i, "op", `unknown op ${JSON.stringify((op as { op: unknown }).op)}`);
       }
     });
@@ -593,6 +605,18 @@ export class DataPlane {
         this.releaseTunnel(this.tunnels.get(v.idx * this.maxRemotes + r.idx)!);
         break;
       }
+      case "nexthop": {
+        const ip = parseIp(op.nve, false)!;
+        const m = new Uint8Array(op.macs.length * 6);
+        op.macs.forEach((x, k) => m.set(macBytes(parseMac(x)!), k * 6));
+        this.nextHops.set(ip.text, m);
+        const r = this.remotes.get(ip.text);
+        if (!r) break;
+        this.writeNextHops(r);
+        // the prebuilt headers toward r carry its next hop (pipeline/nexthop.ts)
+        for (const t of this.tunnels.values()) if (t.r === r.idx) ex.buildTunnel(t.t, t.vnIdx, t.r);
+        break;
+      }
     }
   }
 
@@ -649,9 +673,19 @@ export class DataPlane {
       r = { idx, ip, refs: 0 };
       this.remotes.set(ip.text, r);
       this.remoteByIdx[idx] = r;
+      this.writeNextHops(r);
     }
     r.refs++;
     return r;
+  }
+
+  /** Remote r's next hops from the "nexthop" op, if any (the wasm entry is cleared when r is released). */
+  private writeNextHops(r: RemoteState): void {
+    const m = this.nextHops.get(r.ip.text);
+    if (!m) return;
+    const n = m.length / 6;
+    for (let k = 0; k < n; k++) this.scratchWrite(m.subarray(k * 6, k * 6 + 6), k * 8);
+    if (this.ex.setNextHops(r.idx, n) !== 0) throw new Error("next hops out of range");
   }
 
   private releaseRemote(idx: number): void {

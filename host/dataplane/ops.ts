@@ -22,6 +22,14 @@ export interface VnProfile {
 export type DpOp =
   /** The underlay: our source MAC/IP, the next hop, the VXLAN UDP port, the port it lives on. */
   | { op: "underlay"; port: string; ip: string; mac: string; gatewayMac: string; udpPort?: number; genevePort?: number }
+  /**
+   * Remote NVE `nve`'s own next-hop MACs on the underlay (issue 11; host/underlay/routes.ts):
+   * one (the remote itself on the same subnet, or its route's gateway), up to 8 of
+   * an equal-cost multipath route (each frame takes one by its flow hash), or none
+   * (unresolved: its frames are dropped as no-next-hop). Without one, the
+   * underlay's gatewayMac applies. Kept across the remote's comings and goings.
+   */
+  | { op: "nexthop"; nve: string; macs: string[] }
   /** An access (802.1Q trunk) port toward one or more hypervisors. */
   | { op: "port"; port: string }
   /** Create or update a VN (its profile may change while traffic flows). */

@@ -22,6 +22,12 @@ export interface OpenOptions {
    * descFlags first). 0: such frames go on unfinished, super-frames are `oversize`.
    */
   vnetHdr?: number;
+  /**
+   * underlay.vlan: the link is a tagged uplink. Frames leave with this 802.1Q
+   * tag after the MACs; only frames with it are received, without it (others
+   * are counted as `vlanOther`). 0 or absent: untagged.
+   */
+  vlan?: number;
 }
 
 export interface SocketStats {
@@ -37,6 +43,8 @@ export interface SocketStats {
   /** PACKET_STATISTICS: frames the kernel dropped because the ring was full. */
   kernelDrops: number;
   kernelFreezes: number;
+  /** On a tagged uplink (vlan): frames that came untagged or with another VLAN id, dropped. */
+  vlanOther: number;
 }
 
 export interface PacketAddon {

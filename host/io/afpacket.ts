@@ -297,11 +297,13 @@ export async function startAfPacket(opts: AfPacketOptions): Promise<WorkerPool> 
   const wakeFds: number[] = [];
   const poolNo = pools++;
   const fanout = interfaces.map((_, i) => fanoutGroup(poolNo, i));
+  // underlay.vlan (INTERFACES.md): the uplink's socket tags and untags (native/afpacket.c)
+  const vlans = interfaces.map((name) => opts.config && name === opts.config.underlay.port ? opts.config.underlay.vlan ?? 0 : 0);
   for (let id = 0; id < n; id++) {
     const { port1, port2 } = new MessageChannel();
     const wakeFd = addon.eventfd();
     const init: WorkerInit = {
-      id, interfaces, fanout, ring: opts.ring ?? {}, dataplane: opts.dataplane ?? {},
+      id, interfaces, fanout, vlans, ring: opts.ring ?? {}, dataplane: opts.dataplane ?? {},
       ctl: ctl.buffer as SharedArrayBuffer, port: port2, wakeFd, idlePollMs: opts.idlePollMs ?? 100,
     };
     workers.push(new Worker(workerUrl("io-worker"), { workerData: init, transferList: [port2] }));

@@ -18,6 +18,8 @@ export interface WorkerInit {
   interfaces: string[];
   /** Fanout group per interface (same order), shared by all workers. */
   fanout: number[];
+  /** 802.1Q VLAN id per interface (same order) on a tagged uplink (underlay.vlan), 0 for none. */
+  vlans?: number[];
   ring: OpenOptions;
   dataplane: { macLog2?: number; ipLog2?: number; hugePages?: boolean; loader?: "core" | "component" };
   /** Int32 per worker: non-zero when messages wait on `port`. */
@@ -92,7 +94,7 @@ async function main(): Promise<void> {
     // addon cuts (assembly/pipeline/offload.ts); the flag bits are its own.
     const f = dp.layout.descFlags;
     addon.descFlags(f.vnet, f.gsoSeg, f.gsoLast, f.segShift);
-    init.interfaces.forEach((name, i) => handles.push(addon.open(name, { vnetHdr: 1, ...init.ring, fanout: init.fanout[i] })));
+    init.interfaces.forEach((name, i) => handles.push(addon.open(name, { vnetHdr: 1, ...init.ring, fanout: init.fanout[i], vlan: init.vlans?.[i] ?? 0 })));
   } catch (e) {
     for (const h of handles) addon.close(h);
     post({ type: "error", id: init.id, message: (e as Error).message });

@@ -70,6 +70,9 @@ struct sock {
   uint32_t segK;                       // next segment of the super-frame at `next` (0: none started)
   uint64_t rxFrames, rxBytes, txFrames, txBytes, txErrors, oversize, csumNotReady, kernelDrops, kernelFreezes;
   uint64_t gsoFrames, gsoSegments, gsoBad;
+  uint16_t vlan;                       // underlay.vlan: frames carry this 802.1Q tag on the wire, none in the data plane (0: off)
+  uint8_t vlanTag[4];                  // the tag sent: TPID 0x8100, PCP 0, VID vlan
+  uint64_t vlanOther;                  // frames received without the tag, or with another (dropped)
 };
 
 // The in-desc flag bits, from the data plane (descFlags): 0 until set.
@@ -228,7 +231,7 @@ static napi_value Open(napi_env env, napi_callback_info info) {
   if (argc < 1 || napi_get_value_string_utf8(env, argv[0], ifname, sizeof ifname, &len) != napi_ok)
     return throwErr(env, "open: interface name must be a string");
   if (len == 0 || len >= IFNAMSIZ) return throwErr(env, "open: interface name must be 1 to 15 characters");
-  uint32_t blockSize = 1 << 18, blockCount = 16, tov = 1, bypass = 0, vnetHdr = 0;
+  uint32_t blockSize = 1 << 18, blockCount = 16, tov = 1, bypass = 0, vnetHdr = 0, vlan = 0;
   int32_t fanout = -1;
   char netns[256] = "";
   if (argc >= 2) {
@@ -239,8 +242,8 @@ static napi_value Open(napi_env env, napi_callback_info info) {
       bool has;
       if (!optU32(env, argv[1], "blockSize", &blockSize) || !optU32(env, argv[1], "blockCount", &blockCount) ||
           !optU32(env, argv[1], "blockTimeoutMs", &tov) || !optU32(env, argv[1], "qdiscBypass", &bypass) ||
-          !optU32(env, argv[1], "vnetHdr", &vnetHdr))
-        return throwErr(env, "open: blockSize, blockCount, blockTimeoutMs, qdiscBypass, vnetHdr must be non-negative integers");
+          !optU32(env, argv[1], "vnetHdr", &vnetHdr) || !optU32(env, argv[1], "vlan", &vlan))
+        return throwErr(env, "open: blockSize, blockCount, blockTimeoutMs, qdiscBypass, vnetHdr, vlan must be non-negative integers");
       if (napi_has_named_property(env, argv[1], "fanout", &has) == napi_ok && has) {
         napi_get_named_property(env, argv[1], "fanout", &v);
         napi_typeof(env, v, &t);
@@ -257,12 +260,15 @@ static napi_value Open(napi_env env, napi_callback_info info) {
   if (blockSize < 4096 || blockSize % page != 0 || (blockSize & (blockSize - 1)) != 0)
     return throwErr(env, "open: blockSize must be a power of two and at least one page");
   if (blockCount < 1 || blockCount > 65536) return throwErr(env, "open: blockCount must be 1..65536");
+  if (vlan > 4094) return throwErr(env, "open: vlan must be 0 (none) or a VLAN id 1..4094");
   if (vnetHdr && !fVnet) return throwErr(env, "open: vnetHdr needs descFlags() first (the data plane's in-desc flag bits)");
 
   struct sock *s = calloc(1, sizeof *s);
   if (!s) return throwErr(env, "open: out of memory");
   s->fd = -1;
   memcpy(s->ifname, ifname, IFNAMSIZ);
+  s->vlan = (uint16_t)vlan;
+  s->vlanTag[0] = 0x81; s->vlanTag[1] = 0x00; s->vlanTag[2] = (uint8_t)(vlan >> 8); s->vlanTag[3] = (uint8_t)(vlan & 0xff);
   char msg[320];
   int rc;
   if (netns[0]) {
@@ -428,8 +434,34 @@ static napi_value Recv(napi_env env, napi_callback_info info) {
     }
     // tpacket_rcv puts the virtio-net header right before the MAC header
     const struct virtio_net_hdr *vh = s->vnet ? (const struct virtio_net_hdr *)(frame - sizeof *vh) : NULL;
+    // A tagged uplink (underlay.vlan, INTERFACES.md): the data plane sees the
+    // underlay untagged, as on a VLAN device. The tag is taken off here, from
+    // the metadata or, when the NIC left it in the frame, by moving the MACs
+    // 4 bytes up in the ring (ours until the block is handed back), the
+    // virtio-net header's offsets following; any other frame is not ours.
+    int notOurVlan = 0;
+    struct virtio_net_hdr vhMoved;
+    if (s->vlan) {
+      if (tag.on) {
+        notOurVlan = tag.tpid != ETH_P_8021Q || (tag.tci & 0xfff) != s->vlan;
+        tag.on = 0;
+      } else if (len >= 18 && frame[12] == 0x81 && frame[13] == 0x00 && (((frame[14] << 8) | frame[15]) & 0xfff) == s->vlan) {
+        memmove(frame + 4, frame, 12);
+        frame += 4;
+        len -= 4;
+        if (vh) {
+          vhMoved = *vh;
+          if (vhMoved.csum_start >= 4) vhMoved.csum_start -= 4;
+          vh = &vhMoved;
+        }
+      } else {
+        notOurVlan = 1;
+      }
+    }
     uint8_t gsoType = vh ? vh->gso_type & ~VIRTIO_NET_HDR_GSO_ECN : VIRTIO_NET_HDR_GSO_NONE;
-    if (h->tp_len != h->tp_snaplen) {
+    if (notOurVlan) {
+      s->vlanOther++;
+    } else if (h->tp_len != h->tp_snaplen) {
       s->oversize++;
     } else if (gsoType != VIRTIO_NET_HDR_GSO_NONE) {
       // Cut the super-frame: headers (to the end of the L4 header) + gso_size
@@ -497,7 +529,7 @@ static int grow(uint32_t n) {
   struct mmsghdr *m = realloc(tMsgs, n * sizeof *m);
   if (!m) return 0;
   tMsgs = m;
-  struct iovec *v = realloc(tIov, 3 * n * sizeof *v);
+  struct iovec *v = realloc(tIov, 5 * n * sizeof *v);
   if (!v) return 0;
   tIov = v;
   uint32_t *o = realloc(tOrder, n * sizeof *o);
@@ -562,21 +594,35 @@ static napi_value Send(napi_env env, napi_callback_info info) {
     if (hdrLen > hdrSlot || (uint64_t)dataPtr + dataLen > memLen) return throwErr(env, "send: an out-desc points outside the memory");
     // A socket with PACKET_VNET_HDR takes a virtio-net header in front of
     // every frame it sends (packet_snd): an all-zero one, no offload asked.
-    struct iovec *v = tIov + 3 * k;
-    int vh = byPort[p]->vnet;
+    struct iovec *v = tIov + 5 * k;
+    struct sock *so = byPort[p];
+    int vh = so->vnet, n = 0;
     if (vh) {
-      v[0].iov_base = (void *)&zeroVnet;
-      v[0].iov_len = sizeof zeroVnet;
+      v[n].iov_base = (void *)&zeroVnet;
+      v[n++].iov_len = sizeof zeroVnet;
     }
-    v[vh].iov_base = mem + hdrBase + (size_t)j * hdrSlot;
-    v[vh].iov_len = hdrLen;
-    v[vh + 1].iov_base = mem + dataPtr;
-    v[vh + 1].iov_len = dataLen;
+    uint8_t *hp = mem + hdrBase + (size_t)j * hdrSlot;
+    if (so->vlan && hdrLen >= 12) {
+      // underlay.vlan: the tag goes in after the MACs, as a VLAN device would put it
+      v[n].iov_base = hp;
+      v[n++].iov_len = 12;
+      v[n].iov_base = so->vlanTag;
+      v[n++].iov_len = 4;
+      v[n].iov_base = hp + 12;
+      v[n++].iov_len = hdrLen - 12;
+      tOrder[k] = 4;
+    } else {
+      v[n].iov_base = hp;
+      v[n++].iov_len = hdrLen;
+      tOrder[k] = 0;
+    }
+    v[n].iov_base = mem + dataPtr;
+    v[n++].iov_len = dataLen;
     struct msghdr *m = &tMsgs[k].msg_hdr;
     memset(m, 0, sizeof *m);
     m->msg_iov = v;
-    m->msg_iovlen = 2 + vh;
-    tOrder[k] = hdrLen + dataLen;
+    m->msg_iovlen = n;
+    tOrder[k] += hdrLen + dataLen;
   }
   // counts[p] is now the end of port p's run; its start is the previous end.
   uint32_t sent = 0, start = 0;
@@ -727,6 +773,7 @@ static napi_value Stats(napi_env env, napi_callback_info info) {
   setNum(env, o, "gsoBad", (double)s->gsoBad);
   setNum(env, o, "kernelDrops", (double)s->kernelDrops);
   setNum(env, o, "kernelFreezes", (double)s->kernelFreezes);
+  setNum(env, o, "vlanOther", (double)s->vlanOther);
   return o;
 }
 
