@@ -153,6 +153,46 @@ test("migration A → B: B announces the next seq when it activates; A is told m
   });
 });
 
+test("hitless migration (issue 15): B's pre-association names it next; A's hold forwards to B before any move; called off, A drops again", async () => {
+  await withWorld({}, async (w) => {
+    const a = await w.nve("nve-a"), b = await w.nve("nve-b"), c = await w.nve("nve-c");
+    for (const n of [a, b, c]) await n.c.setServed([100]);
+    a.c.applyLocal([active(M1, ["10.0.0.1"])]);
+    await until(() => b.rec.has({ op: "mac.remote", vn: 100, mac: M1, nve: IP["nve-a"] }), "A's binding at B");
+    const record = () => w.ima.core.binds.get(`100|${M1}`);
+    // B pre-associates: the IMA records B as the MAC's next holder; the binding stays A's, same sequence.
+    b.c.applyLocal([{ ...active(M1, ["10.0.0.1"]), active: false }]);
+    await until(() => record()?.next?.nve === "nve-b", "next = nve-b at the IMA");
+    assert.is(record()?.nve, "nve-a");
+    assert.is(record()?.seq, 0);
+    await until(() => a.c.records.get(`100|${M1}`)?.next?.nve === "nve-b", "A sees next");
+    assert.not.ok(a.rec.ops.some((o) => "mac" in o && o.mac === M1), "while A's binding is active, A programs nothing for it");
+    // A holds it for migration (inactive): its frames go to B, not to dst-inactive.
+    a.c.applyLocal([{ ...active(M1, ["10.0.0.1"]), active: false }]);
+    await until(() => a.rec.has({ op: "mac.remote", vn: 100, mac: M1, nve: IP["nve-b"] }), "A's hold forwards to B");
+    assert.not.ok(a.rec.ops.some((o) => o.op === "ip" || o.op === "ip.del"), "A's own IP→MAC entries stay");
+    assert.equal(a.moved, [], "no move yet: only a pre-association");
+    assert.not.ok(c.rec.ops.some((o) => "mac" in o && o.mac === M1 && o.op === "mac.remote" && o.nve === IP["nve-b"]), "C still sends to A (nothing moved)");
+    // The migration is called off: B gives up its pre-association, A's VM resumes there.
+    b.c.applyLocal([{ vn: 100, mac: M1, gone: true }]);
+    await until(() => record() !== undefined && record()!.next === undefined, "next cleared at the IMA");
+    await until(() => a.c.records.get(`100|${M1}`)?.next === undefined, "A sees it cleared");
+    await until(() => a.rec.has({ op: "mac.local", vn: 100, mac: M1, port: "eth2", active: false }), "A's hold drops again (its own inactive entry back)");
+    a.c.applyLocal([active(M1, ["10.0.0.1"])]);
+    // Again, and this time the move happens: B's announcement confirms, A is told moved, C follows.
+    b.c.applyLocal([{ ...active(M1, ["10.0.0.1"]), active: false }]);
+    await until(() => record()?.next?.nve === "nve-b", "prepared again");
+    a.rec.ops = [];
+    a.c.applyLocal([{ ...active(M1, ["10.0.0.1"]), active: false }]);
+    await until(() => a.rec.has({ op: "mac.remote", vn: 100, mac: M1, nve: IP["nve-b"] }), "A's hold forwards to B");
+    b.c.applyLocal([active(M1, ["10.0.0.1"])]);
+    await until(() => a.moved.length === 1 && c.rec.has({ op: "mac.remote", vn: 100, mac: M1, nve: IP["nve-b"] }), "the move");
+    assert.is(record()?.nve, "nve-b");
+    assert.is(record()?.seq, 1, "the holder's seq + 1 (RFC 7432 §15)");
+    assert.is(record()?.next, undefined, "the move replaces the pre-association");
+  });
+});
+
 test("the sequence race through clients: the same new MAC active on two NVEs at once ends on one winner, the same on every NVE", async () => {
   for (let round = 0; round < 3; round++) {
     await withWorld({}, async (w) => {

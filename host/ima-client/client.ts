@@ -22,6 +22,13 @@
 // because the MAC is elsewhere — `onMoved` tells the NVE to withdraw its local
 // binding and send its agent `addr.disassociated` with reason `moved`.
 //
+// Hitless migration (issue 15, make before break): a pre-associated binding is
+// told to the IMA with bind.prepare, so its record at the holder names this
+// NVE as `next`; while the holder's own binding is inactive (its VNIC held for
+// migration, or suspended), the holder forwards the MAC's frames to `next`
+// (mac.remote toward it) instead of dropping them (dst-inactive). The move's
+// announcement then only confirms what the data planes already do.
+//
 // Data plane (host/dataplane/ops.ts): flood.join/leave for every other NVE on a
 // served VN's flood list; mac.remote + ip for every binding held elsewhere,
 // except where a local binding is active (the NVE's own mac.local wins there);
@@ -103,6 +110,8 @@ export class ImaClient {
   private local = new Map<string, LocalBinding>();
   private joined = new Map<number, string>();
   private announced = new Map<string, Acked>();
+  /** keys whose pre-association the IMA acknowledged (bind.prepare), to be withdrawn if it goes unannounced */
+  private prepared = new Set<string>();
   private refused = new Map<string, string>();
   private dpRemote = new Map<string, string>(); // key → underlay IP programmed by mac.remote
   private ipProg = new Map<string, string>();   // `${vn}|${ip}` → key whose remote record programmed it
@@ -320,7 +329,7 @@ export class ImaClient {
     if (!this.served.has(vn)) return;
     const k = keyOf(vn, mac);
     const prev = this.records.get(k);
-    if (rec) rec = { ...rec, ip: normIp(rec.ip), ips: rec.ips.map(normIp) };
+    if (rec) rec = { ...rec, ip: normIp(rec.ip), ips: rec.ips.map(normIp), ...(rec.next ? { next: { nve: rec.next.nve, ip: normIp(rec.next.ip) } } : {}) };
     if (JSON.stringify(prev) === JSON.stringify(rec)) return;
     if (rec) this.records.set(k, rec);
     else this.records.delete(k);
@@ -354,13 +363,19 @@ export class ImaClient {
   /**
    * Brings one (VN, MAC) of the data plane to what it should be: the NVE's own
    * entry where a local binding is active; the published remote binding where
-   * there is one held elsewhere; else the NVE's inactive local entry; else nothing.
+   * there is one held elsewhere; the NVE that pre-associated the MAC (`next`)
+   * where this NVE holds it but its binding is inactive (a migration hold:
+   * forwarded, not dropped, issue 15); else the NVE's inactive local entry;
+   * else nothing.
    */
   private syncDp(k: string, ops: DpOp[]): void {
     const [vn, mac] = splitKey(k);
     const l = this.local.get(k);
     const r = this.records.get(k);
-    const remote = r && r.nve !== this.nve && this.served.has(vn) && !(l && l.active) ? r : undefined;
+    const remote = r && r.nve !== this.nve && this.served.has(vn) && !(l && l.active) ? r
+      : r && r.nve === this.nve && r.next && r.next.nve !== this.nve && l && !l.active && this.served.has(vn)
+        ? { ip: r.next.ip, ips: [] as string[] } // the IP→MAC entries stay the NVE's own; the MAC leads to `next`
+        : undefined;
     const keepIps = new Set<string>(remote ? remote.ips : []);
     for (const ip of [...(this.progIps.get(k) ?? [])]) {
       if (keepIps.has(ip)) continue;
@@ -413,6 +428,7 @@ export class ImaClient {
       this.syncDp(k, ops);
     }
     for (const k of [...this.announced.keys()]) if (splitKey(k)[0] === vn) this.announced.delete(k);
+    for (const k of [...this.prepared]) if (splitKey(k)[0] === vn) this.prepared.delete(k); // vtep.leave forgets `next` at the IMA
     this.program(ops);
   }
 
@@ -501,6 +517,7 @@ export class ImaClient {
       const body: Record<string, unknown> = { vn: { id: vn }, mac, ips: l.ips };
       try {
         const rsp = await this.request("bind.announce", body);
+        this.prepared.delete(k); // the move took the place of the pre-association
         if (this.local.get(k) === l) this.announced.set(k, { ips: ipsKey(l.ips), seq: rsp.seq ?? 0 });
         else this.kick(k);
       } catch (e) {
@@ -516,6 +533,32 @@ export class ImaClient {
         if (e.code === "address-conflict" && e.field === "mac") this.o.onDuplicate?.(vn, mac, e.message);
         else if (e.code === "address-conflict" && this.local.has(k)) this.o.onMoved?.(vn, mac, this.records.get(k));
       }
+    } else if (l && !l.active && !a && !this.prepared.has(k)) {
+      // Pre-associated (RFC 8394 "Associated", never activated here): the IMA
+      // names this NVE as the MAC's next holder (bind.prepare, issue 15).
+      if (this.joined.get(vn) !== this.ip) return; // once the join is acknowledged (workVn kicks)
+      try {
+        await this.request("bind.prepare", { vn: { id: vn }, mac });
+      } catch (e) {
+        if (!(e instanceof ImaRequestError)) throw e;
+        if (e.code === "not-connected") {
+          this.joined.delete(vn);
+          this.kick(`vn|${vn}`);
+          return;
+        }
+        if (["timeout", "internal", "rate-limited"].includes(e.code)) throw e;
+        // e.g. an IMA without bind.prepare (unknown-op): the migration still works, with the hold dropping
+        this.log(`ima client: preparing ${mac} in VN ${vn} refused: ${e.code}: ${e.message}`);
+      }
+      if (this.local.get(k) === l) this.prepared.add(k);
+      else this.kick(k);
+    } else if (!l && !a && this.prepared.has(k)) {
+      // The pre-association went without an activation (the migration was called off): the IMA forgets `next`.
+      if (this.joined.get(vn) !== undefined)
+        await this.request("bind.withdraw", { vn: { id: vn }, mac }).catch((e) => {
+          if (!(e instanceof ImaRequestError) || ["timeout", "internal", "rate-limited"].includes(e.code)) throw e;
+        });
+      if (!this.local.has(k)) this.prepared.delete(k);
     } else if (!l && a) {
       if (this.joined.get(vn) === undefined) {
         this.announced.delete(k); // vtep.leave withdrew it at the IMA

@@ -120,6 +120,7 @@ export function vnRecord(v: StoredVn): VnRecord {
 export function bindRecord(b: StoredBind): BindRecord {
   const r: BindRecord = { nve: b.nve, ip: b.ip, ips: b.ips, seq: b.seq };
   if (b.frozen) r.duplicate = true;
+  if (b.next) r.next = { nve: b.next.nve, ip: b.next.ip };
   return r;
 }
 
@@ -361,9 +362,11 @@ export class ImaCore {
       let vteps = 0, binds = 0;
       for (const [k, t] of [...this.vteps]) if (t.nve === nve) { this.set("vteps", k, null); vteps++; }
       for (const [k, b] of [...this.binds]) {
+        if (b.next?.nve === nve) this.set("binds", k, withoutNext(b));
         if (b.nve !== nve || b.withdrawn) continue;
         const next: StoredBind = { ...b, withdrawn: true };
         delete next.frozen;
+        delete next.next;
         this.set("binds", k, next);
         binds++;
       }
@@ -423,6 +426,7 @@ export class ImaCore {
       case "vtep.leave": return this.leave(who, r.vn, r.ip);
       case "bind.announce": return this.announce(who, r.vn, r.mac, r.ips ?? []);
       case "bind.withdraw": return this.withdraw(who, r.vn, r.mac);
+      case "bind.prepare": return this.prepare(who, r.vn, r.mac);
       case "vn.create": return this.result(this.create(r, false));
       case "vn.delete": return this.remove(r.vn);
       case "vn.set-profile": return this.setProfile(r.vn, r.profile);
@@ -548,9 +552,9 @@ export class ImaCore {
       for (const mac of this.bindsOf.get(v.id) ?? []) {
         const b = this.binds.get(bindKey(v.id, mac))!;
         if (b.nve === who && !b.withdrawn) {
-          this.set("binds", bindKey(v.id, mac), { ...b, withdrawn: true, frozen: undefined });
+          this.set("binds", bindKey(v.id, mac), { ...b, withdrawn: true, frozen: undefined, next: undefined });
           n++;
-        }
+        } else if (b.next?.nve === who) this.set("binds", bindKey(v.id, mac), withoutNext(b));
       }
       this.logs.push(`ima: ${who} left the flood list of VN ${v.id}; ${n} of its bindings withdrawn`);
     }
@@ -602,6 +606,7 @@ export class ImaCore {
     }
     if (next.frozen === undefined) delete next.frozen;
     if (next.withdrawn === undefined) delete next.withdrawn;
+    if (next.next === undefined) delete next.next;
     if (!cur || JSON.stringify(cur) !== JSON.stringify(next)) this.set("binds", k, next);
     return { vn: { id: v.id }, mac, seq: next.seq };
   }
@@ -659,10 +664,45 @@ export class ImaCore {
     if (cur && !cur.withdrawn && cur.nve === who) {
       const next: StoredBind = { ...cur, withdrawn: true };
       delete next.frozen;
+      delete next.next;
       this.set("binds", k, next);
+    } else if (cur?.next?.nve === who) {
+      // The NVE that pre-associated the MAC gave it up (the migration was called off): no more forwarding to it.
+      this.set("binds", k, withoutNext(cur));
     }
     return {};
   }
+
+  /**
+   * bind.prepare (issue 15, hitless migration; RFC 8394 §3 "Associated"): an
+   * NVE pre-associated the MAC, so the VM is about to move there. The
+   * binding stays with its holder and keeps its sequence; `next` names the
+   * preparing NVE so that the holder's migration hold forwards the MAC's
+   * frames there instead of dropping them (make before break). The move
+   * itself is still the announcement (holder's seq + 1), which then only
+   * confirms. Nothing to prepare for a MAC nobody holds, a MAC the NVE holds
+   * itself, or one frozen as a duplicate (its move would be refused).
+   */
+  private prepare(who: string, ref: VnRef, macText: string): Record<string, unknown> {
+    const v = this.resolve(ref);
+    const vtep = this.vteps.get(vtepKey(v.id, who));
+    if (!vtep || vtep.ip !== this.nveIps.get(who)) throw new ProtocolError("not-connected", `${who} has not joined VN ${v.id} (vtep.join first, PROTOCOL.md §6)`, "vn");
+    const mac = normMac(macText);
+    const k = bindKey(v.id, mac);
+    const cur = this.binds.get(k);
+    if (!cur || cur.withdrawn || cur.frozen || cur.nve === who) return { vn: { id: v.id }, mac, nve: cur && !cur.withdrawn ? cur.nve : null };
+    if (cur.next?.nve !== who || cur.next.ip !== vtep.ip) {
+      this.set("binds", k, { ...cur, next: { nve: who, ip: vtep.ip } });
+      this.logs.push(`ima: MAC ${mac} in VN ${v.id} pre-associated at ${who}; ${cur.nve} forwards it there while it holds it for migration`);
+    }
+    return { vn: { id: v.id }, mac, nve: cur.nve };
+  }
+}
+
+function withoutNext(b: StoredBind): StoredBind {
+  const out = { ...b };
+  delete out.next;
+  return out;
 }
 
 function checkVni(profile: VnProfile, vni: number): void {

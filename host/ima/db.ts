@@ -17,10 +17,11 @@ export interface StoredVtep { vn: number; nve: string; ip: string }
  * A MAC binding with its mobility history (RFC 7432 §15). A withdrawn binding
  * stays as a tombstone (`withdrawn`) so the next announcement continues its
  * sequence number; `moves` are the times of recent moves (duplicate detection).
+ * `next` is the NVE that pre-associated the MAC (bind.prepare, issue 15).
  */
 export interface StoredBind {
   vn: number; mac: string; nve: string; ip: string; ips: string[]; seq: number;
-  moves: number[]; withdrawn?: boolean; frozen?: boolean;
+  moves: number[]; withdrawn?: boolean; frozen?: boolean; next?: { nve: string; ip: string };
 }
 
 export type ImaCollection = "vns" | "vteps" | "binds" | "pub";

@@ -49,6 +49,9 @@ export interface VtepRecord { ip: string }
  * The retained binding, `nvo3/v1/ima/bind/{id}/{mac}`: the NVE that has the MAC,
  * its underlay IP, the MAC's IPs and its mobility sequence number (RFC 7432 §15).
  * `duplicate` (an addition to §6's fields) is set while the MAC is frozen.
+ * `next` (an addition too, issue 15 "hitless migration") names the NVE that
+ * pre-associated the MAC (bind.prepare): the VM is about to move there, so the
+ * holder's migration hold forwards the MAC's frames to it instead of dropping them.
  */
-export interface BindRecord { nve: string; ip: string; ips: string[]; seq: number; duplicate?: boolean }
+export interface BindRecord { nve: string; ip: string; ips: string[]; seq: number; duplicate?: boolean; next?: { nve: string; ip: string } }
 

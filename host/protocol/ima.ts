@@ -12,7 +12,7 @@ import type { VnProfile } from "../dataplane/ops.js";
 
 export * from "./ima-topics.js";
 
-export const IMA_NVE_OPS = ["vn.resolve", "vtep.join", "vtep.leave", "bind.announce", "bind.withdraw"] as const;
+export const IMA_NVE_OPS = ["vn.resolve", "vtep.join", "vtep.leave", "bind.announce", "bind.withdraw", "bind.prepare"] as const;
 export const IMA_OPERATOR_OPS = ["vn.create", "vn.delete", "vn.set-profile", "vn.list", "mac.frozen", "mac.unfreeze"] as const;
 export const IMA_OPS = [...IMA_NVE_OPS, ...IMA_OPERATOR_OPS] as const;
 export type ImaOpName = (typeof IMA_OPS)[number];
@@ -24,6 +24,8 @@ export type ImaRequest =
   /** `seq` is accepted for older NVEs and ignored: the IMA assigns sequence numbers (§6) */
   | { id: string; op: "bind.announce"; vn: VnRef; mac: string; ips?: string[]; seq?: number }
   | { id: string; op: "bind.withdraw"; vn: VnRef; mac: string }
+  /** the NVE pre-associated the MAC (vn.connect activate:false): it is the MAC's next holder (issue 15) */
+  | { id: string; op: "bind.prepare"; vn: VnRef; mac: string }
   | { id: string; op: "vn.create"; vn?: { id?: number; name?: string; alias?: string }; alias?: string; name?: string; vni?: number; profile?: VnProfile }
   | { id: string; op: "vn.delete"; vn: VnRef }
   | { id: string; op: "vn.set-profile"; vn: VnRef; profile: VnProfile }
@@ -56,6 +58,7 @@ export const imaRequestSchemas: Record<ImaOpName, object> = {
   "vtep.leave": req(["vn"], { vn: vnRefSchema, ip: hostIp }),
   "bind.announce": req(["vn", "mac"], { vn: vnRefSchema, mac, ips: { type: "array", maxItems: 4096, items: { type: "string", format: "ip" } }, seq }),
   "bind.withdraw": req(["vn", "mac"], { vn: vnRefSchema, mac }),
+  "bind.prepare": req(["vn", "mac"], { vn: vnRefSchema, mac }),
   "vn.create": req([], {
     vn: { type: "object", additionalProperties: false, minProperties: 1, properties: {
       id: vnId, name: { type: "string", pattern: UUID }, alias: { type: "string", minLength: 1, maxLength: 64 } } },
