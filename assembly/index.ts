@@ -22,6 +22,8 @@ import { drop, dropNoPort, setCur } from "./pipeline/common";
 import { D_FRAME_TOO_LONG, D_UNKNOWN_PORT, NUM_DROPS } from "./drops";
 import { offloadFix, OFFLOAD_OK } from "./pipeline/offload";
 import { puntInit, puntReset, puntTotal } from "./pipeline/punt";
+import { aclInit } from "./pipeline/acl";
+import { qosInit } from "./pipeline/qos";
 
 export { dropNamesPtr, dropNamesLen } from "./drops";
 export { setPort, setUnderlay, setVn, delVn, setTag, setRemote, delRemote, setVtep, setFlood, buildTunnel,
@@ -29,6 +31,8 @@ export { setPort, setUnderlay, setVn, delVn, setTag, setRemote, delRemote, setVt
 export { setPrefixCount } from "./tables/index";
 export { setTrace, setFastPaths } from "./pipeline/common";
 export { puntPtr, puntCount, puntLost, puntTotal } from "./pipeline/punt";
+export { setAclRule, setAcl, aclRuleHitsPtr, aclVnPtr } from "./pipeline/acl";
+export { setQos, clockPtr } from "./pipeline/qos";
 
 /** Inputs taken by the last process() call. */
 export let consumed: u32 = 0;
@@ -55,6 +59,8 @@ export function init(macLog2: u32, ipLog2: u32, tunLog2: u32, floodCap: u32): vo
   controlInit();
   macHomesInit();
   puntInit();
+  aclInit();
+  qosInit();
   ready = true;
 }
 

@@ -16,7 +16,24 @@ export interface VnProfile {
   portSecurity?: boolean;
   arpSuppress?: boolean;
   learn?: "explicit" | "glean";
-  qos?: { pcp?: number; dscp?: number };
+  /** learn: glean (PROTOCOL.md §5): a learned binding's age without traffic (default 300000) and the per-port cap (default 1024). */
+  learnAgeMs?: number;
+  maxLearnedPerPort?: number;
+  qos?: { pcp?: number; dscp?: number; rateMbps?: number; burstKb?: number };
+  /** PROTOCOL.md §5: an ordered, first-match rule list (compiled by ./acl.ts) and what no match gets (default allow). */
+  acl?: AclRule[];
+  aclDefault?: "allow" | "deny";
+}
+
+export interface AclRule {
+  action: "allow" | "deny";
+  dir?: "from-vnic" | "to-vnic" | "both";
+  proto?: "tcp" | "udp" | "icmp" | "icmp6" | number;
+  src?: string;
+  dst?: string;
+  srcPort?: number | string;
+  dstPort?: number | string;
+  icmpType?: number;
 }
 
 export type DpOp =
