@@ -24,6 +24,7 @@ import { offloadFix, OFFLOAD_OK } from "./pipeline/offload";
 import { puntInit, puntReset, puntTotal } from "./pipeline/punt";
 import { aclInit } from "./pipeline/acl";
 import { qosInit } from "./pipeline/qos";
+import { gleanInit, learnReset } from "./pipeline/glean";
 
 export { dropNamesPtr, dropNamesLen } from "./drops";
 export { setPort, setUnderlay, setVn, delVn, setTag, setRemote, delRemote, setVtep, setFlood, buildTunnel,
@@ -33,6 +34,7 @@ export { setTrace, setFastPaths } from "./pipeline/common";
 export { puntPtr, puntCount, puntLost, puntTotal } from "./pipeline/punt";
 export { setAclRule, setAcl, aclRuleHitsPtr, aclVnPtr } from "./pipeline/acl";
 export { setQos, clockPtr } from "./pipeline/qos";
+export { setGlean, setLearnFull, setMacGleaned, learnPtr, learnCount, learnLost } from "./pipeline/glean";
 
 /** Inputs taken by the last process() call. */
 export let consumed: u32 = 0;
@@ -61,6 +63,7 @@ export function init(macLog2: u32, ipLog2: u32, tunLog2: u32, floodCap: u32): vo
   puntInit();
   aclInit();
   qosInit();
+  gleanInit();
   ready = true;
 }
 
@@ -273,6 +276,7 @@ function offloadFrame(i: u32, fl: u32): bool {
 export function process(n: u32): u32 {
   resetOut();
   puntReset();
+  learnReset();
   if (n > MAX_BATCH) n = MAX_BATCH;
   prefetchBatch(n);
   // The batch-wide counters are added once per batch (the host reads them

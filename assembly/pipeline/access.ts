@@ -23,7 +23,8 @@ import { arpReply, ndReply, isDadOrNotNs } from "./suppress";
 import { arpAnswer } from "./fast";
 import { aclCheck, aclEval, aclActive, DIR_FROM, DIR_TO, ACL_OK } from "./acl";
 import { police, deliverPcp } from "./qos";
-import { VN_FEAT, FEAT_POLICE } from "../state";
+import { VN_FEAT, FEAT_POLICE, FEAT_GLEAN } from "../state";
+import { glean, GLEAN_ON, GLEAN_PASS } from "./glean";
 import { macKey } from "../tables/index";
 
 export function accessFrame(port: u32, p: usize, len: u32): void {
@@ -62,7 +63,13 @@ export function accessFrame(port: u32, p: usize, len: u32): void {
   const sv = macLookupHome(vn, macRaw(p + 6), load<u32>(hh)); // len >= 18: the 8-byte read is in the frame
   trace(TR_SRC, sv);
   if ((sv & MK_KIND) == MK_LOCAL && (sv & ML_ACTIVE) == 0) { drop(D.D_VNIC_INACTIVE); return; }
-  if (flags & VNF_PORTSEC) {
+  // a gleaning VN's sources are decided first (PROTOCOL.md §5, pipeline/glean.ts)
+  let g = GLEAN_ON;
+  if ((<u32>load<u8>(v, VN_FEAT) & FEAT_GLEAN) != 0) {
+    g = glean(vn, port, p, sv, etype, l3, l3len, load<u32>(hh));
+    if (g < GLEAN_PASS) { drop(g); return; }
+  }
+  if ((flags & VNF_PORTSEC) != 0 && g != GLEAN_PASS) {
     if ((sv & MK_KIND) != MK_LOCAL || ((sv >> ML_PORT_SHIFT) & ML_PORT_MASK) != port) { drop(D.D_SPOOFED_MAC); return; }
     const why = sourceIpCheck(vn, ldMac(p + 6), etype, l3, l3len);
     if (why != OK) { drop(why); return; }

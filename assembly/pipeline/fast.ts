@@ -145,6 +145,7 @@ export function arpAnswer(port: u32, p: usize, len: u32, hh: usize): bool {
   if (<u32>load<u16>(p + 16) != raw16(ETHERTYPE_ARP)) return false;
   const flags = <u32>load<u8>(vnPtr(vn), VN_FLAGS);
   if ((flags & VNF_ARPSUP) == 0) return false;
+  if ((<u32>load<u8>(vnPtr(vn), VN_FEAT) & FEAT_GLEAN) != 0) return false; // gleaning decides the source first (glean.ts)
   if (len < DOT1Q_HLEN + ARP_LEN) return false;
   const a = p + DOT1Q_HLEN;
   if (!isArpRequest(a)) return false;

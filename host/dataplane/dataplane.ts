@@ -9,6 +9,12 @@ import { adviseHugePages } from "./memory.js";
 import { wasmPath } from "../paths.js";
 import { compileAcl, compileQos, learnProblems } from "./acl.js";
 
+/** One source the data plane gleaned (assembly/pipeline/glean.ts): a MAC (new or moved), an IP of it, or a MAC seen again. */
+export interface LearnRecord { vn: number; port: string; kind: "mac" | "ip" | "seen"; mac: string; ip?: string }
+
+/** An IPv6 address in its canonical text (RFC 5952), through the URL parser. */
+function normIp6(s: string): string { return new URL(`http://[${s}]`).hostname.slice(1, -1); }
+
 export class DataPlaneError extends Error {
   constructor(public index: number, public field: string, message: string) {
     super(`op ${index}${field ? ` (${field})` : ""}: ${message}`);
@@ -368,6 +374,7 @@ export class DataPlane {
           onPort.clear();
           break;
         case "tag.del": needPort(i, op.port); tagOverlay.set(`${op.port}|${op.tag}`, null); onPort.clear(); break;
+        case "learn.full": needVn(i, op.vn); needPort(i, op.port); break;
         case "mac.local":
           needVn(i, op.vn); needMac(i, op.mac); needPort(i, op.port);
           if (!vnOnPort(op.vn, op.port)) fail(i, "port", `VN ${op.vn} has no tag on port ${op.port}`);
@@ -543,8 +550,13 @@ export class DataPlane {
         if (tag === undefined) throw new DataPlaneError(i, "port", `VN ${op.vn} has no tag on port ${op.port}`);
         const hi = this.pHi[i], lo = this.pLo[i] >>> 0;
         const prev = ex.getMac(v.idx, hi, lo) >>> 0;
-        this.check(ex.setMacLocal(v.idx, hi, lo, port, tag, op.active ? 1 : 0), i, "mac");
+        if (op.glean) this.check(ex.setMacGleaned(v.idx, hi, lo, port, tag), i, "mac");
+        else this.check(ex.setMacLocal(v.idx, hi, lo, port, tag, op.active ? 1 : 0), i, "mac");
         this.releaseMacTarget(prev);
+        break;
+      }
+      case "learn.full": {
+        this.check(ex.setLearnFull(this.vns.get(op.vn)!.idx, this.ports.get(op.port)!, op.full ? 1 : 0), i, "port");
         break;
       }
       case "mac.remote": {
@@ -781,6 +793,7 @@ export class DataPlane {
     v.aclOff = off; v.aclCap = cap; v.aclN = n;
     const q = compileQos(v.profile).qos!;
     this.check(ex.setQos(v.idx, q.pcp, q.rateBytesPerMs, q.depthBytes), i, "profile.qos");
+    this.check(ex.setGlean(v.idx, v.profile.learn === "glean" ? 1 : 0, v.profile.learnAgeMs ?? 300_000), i, "profile.learn");
   }
 
   private aclRelease(v: VnState): void {
@@ -844,6 +857,40 @@ export class DataPlane {
    */
   puntCount(): number { return this.ex.puntCount.value as number; }
 
+  /** Sources the last process() call gleaned (assembly/pipeline/glean.ts), how many. */
+  learnCount(): number { return this.ex.learnCount.value as number; }
+
+  /**
+   * The last process() call's learn records, decoded (VN ids, port names,
+   * MAC and IP text); for the gleaner (host/control/glean.ts). `lost`: those
+   * beyond the area since init.
+   */
+  learned(): LearnRecord[] {
+    const n = this.ex.learnCount.value as number;
+    const base = this.ex.learnPtr() as number;
+    const out: LearnRecord[] = [];
+    const KIND = ["", "mac", "ip", "ip", "seen"] as const;
+    for (let i = 0; i < n; i++) {
+      const r = base + i * 32;
+      const vn = this.vnById[this.dv.getUint32(r, true)];
+      const kind = KIND[this.u8[r + 6]];
+      if (vn === undefined || !kind) continue;
+      const m = this.dv.getBigUint64(r + 8, true);
+      const mac = Array.from({ length: 6 }, (_, k) => Number((m >> BigInt(40 - 8 * k)) & 0xffn).toString(16).padStart(2, "0")).join(":");
+      const rec: LearnRecord = { vn, port: this.portName(this.dv.getUint16(r + 4, true)), kind, mac };
+      if (this.u8[r + 6] === 2) rec.ip = Array.from(this.u8.subarray(r + 16, r + 20)).join(".");
+      if (this.u8[r + 6] === 3) {
+        const w = Array.from({ length: 8 }, (_, k) => this.dv.getUint16(r + 16 + 2 * k, false).toString(16));
+        rec.ip = normIp6(w.join(":"));
+      }
+      out.push(rec);
+    }
+    return out;
+  }
+
+  /** Called with every batch's learn records by run() (the offline tools' gleaner: `nvedge pcap`). */
+  learnSink: ((recs: LearnRecord[]) => void) | undefined;
+
   punts(): { port: number; frame: Uint8Array }[] {
     const n = this.ex.puntCount.value as number;
     const base = this.ex.puntPtr() as number;
@@ -884,6 +931,7 @@ export class DataPlane {
         const o = this.output(j);
         out.push({ port: this.portName(o.port), frame: o.frame, in: next + o.in });
       }
+      if (this.learnSink && this.learnCount() !== 0) this.learnSink(this.learned());
       next += this.consumed;
     }
     return out;

@@ -48,7 +48,11 @@ export type DpOp =
   | { op: "tag"; port: string; tag: number; vn: number }
   | { op: "tag.del"; port: string; tag: number }
   /** A MAC of a local VNIC behind `port`; `active` false = Associated (no traffic). */
-  | { op: "mac.local"; vn: number; mac: string; port: string; active: boolean }
+  | { op: "mac.local"; vn: number; mac: string; port: string; active: boolean;
+      /** a binding gleaned on the port's VAP (PROTOCOL.md §5 learn: glean), not signalled for a VNIC */
+      glean?: boolean }
+  /** The (port, VN) VAP holds maxLearnedPerPort gleaned bindings (full) or has room again. */
+  | { op: "learn.full"; vn: number; port: string; full: boolean }
   /**
    * Every local binding of one port in one op (a restart reprograms them all,
    * issue 4): the same as `{op:"mac.local", vn: vn[k], mac: mac[k], port,
