@@ -22,6 +22,9 @@ import { drop, dropNoPort, setCur } from "./pipeline/common";
 import { D_FRAME_TOO_LONG, D_UNKNOWN_PORT, NUM_DROPS } from "./drops";
 import { offloadFix, OFFLOAD_OK } from "./pipeline/offload";
 import { puntInit, puntReset, puntTotal } from "./pipeline/punt";
+import { aclInit } from "./pipeline/acl";
+import { qosInit } from "./pipeline/qos";
+import { gleanInit, learnReset } from "./pipeline/glean";
 
 export { dropNamesPtr, dropNamesLen } from "./drops";
 export { setPort, setUnderlay, setVn, delVn, setTag, setRemote, delRemote, setVtep, setFlood, buildTunnel,
@@ -30,6 +33,9 @@ export { setPrefixCount } from "./tables/index";
 export { setNextHops } from "./pipeline/nexthop";
 export { setTrace, setFastPaths } from "./pipeline/common";
 export { puntPtr, puntCount, puntLost, puntTotal } from "./pipeline/punt";
+export { setAclRule, setAcl, aclRuleHitsPtr, aclVnPtr } from "./pipeline/acl";
+export { setQos, clockPtr } from "./pipeline/qos";
+export { setGlean, setLearnFull, setMacGleaned, learnPtr, learnCount, learnLost } from "./pipeline/glean";
 
 /** Inputs taken by the last process() call. */
 export let consumed: u32 = 0;
@@ -56,6 +62,9 @@ export function init(macLog2: u32, ipLog2: u32, tunLog2: u32, floodCap: u32): vo
   controlInit();
   macHomesInit();
   puntInit();
+  aclInit();
+  qosInit();
+  gleanInit();
   ready = true;
 }
 
@@ -268,6 +277,7 @@ function offloadFrame(i: u32, fl: u32): bool {
 export function process(n: u32): u32 {
   resetOut();
   puntReset();
+  learnReset();
   if (n > MAX_BATCH) n = MAX_BATCH;
   prefetchBatch(n);
   // The batch-wide counters are added once per batch (the host reads them

@@ -34,6 +34,8 @@ export const VN_FLAGS: u32 = 5;
 export const VN_DSCP: u32 = 6;
 export const VN_NLOCAL: u32 = 7;
 export const VN_MTU: u32 = 8;
+export const VN_PCP: u32 = 10; // qos.pcp + 1; 0 = none (pipeline/qos.ts)
+export const VN_FEAT: u32 = 11; // FEAT_*: the profile parts the fast paths leave to the full path or check (qos.ts, acl.ts, glean.ts)
 export const VN_FLOOD_PTR: u32 = 12;
 export const VN_FLOOD_N: u32 = 16;
 export const VN_LOCAL: u32 = 32; // MAX_LOCAL_PER_VN x u32 (port << 16 | tag)
@@ -41,6 +43,10 @@ export const VNF_PORTSEC: u32 = 1;
 export const VNF_ARPSUP: u32 = 2;
 export const VNF_DSCP_FIXED: u32 = 4;
 export const VNF_LIVE: u32 = 8;
+export const FEAT_ACL_FROM: u32 = 1; // ACL rules (or a deny default) for frames from the VN's VNICs
+export const FEAT_ACL_TO: u32 = 2; // ... and for frames to them
+export const FEAT_POLICE: u32 = 4; // qos.rateMbps: a policer per VNIC
+export const FEAT_GLEAN: u32 = 8; // learn: glean
 
 // counters per port / per VN (u64 index inside the record)
 export const PC_RX_FRAMES: u32 = 0;

@@ -22,6 +22,11 @@ import { emitEncap } from "./encap";
 import { TN_NH_NONE } from "./nexthop";
 import { arpReply, ndReply, isDadOrNotNs } from "./suppress";
 import { arpAnswer } from "./fast";
+import { aclCheck, aclEval, aclActive, DIR_FROM, DIR_TO, ACL_OK } from "./acl";
+import { police, deliverPcp } from "./qos";
+import { VN_FEAT, FEAT_POLICE, FEAT_GLEAN } from "../state";
+import { glean, GLEAN_ON, GLEAN_PASS } from "./glean";
+import { macKey } from "../tables/index";
 
 export function accessFrame(port: u32, p: usize, len: u32): void {
   // an ARP request that suppression answers, the quick way (fast.ts; false
@@ -59,7 +64,13 @@ export function accessFrame(port: u32, p: usize, len: u32): void {
   const sv = macLookupHome(vn, macRaw(p + 6), load<u32>(hh)); // len >= 18: the 8-byte read is in the frame
   trace(TR_SRC, sv);
   if ((sv & MK_KIND) == MK_LOCAL && (sv & ML_ACTIVE) == 0) { drop(D.D_VNIC_INACTIVE); return; }
-  if (flags & VNF_PORTSEC) {
+  // a gleaning VN's sources are decided first (PROTOCOL.md §5, pipeline/glean.ts)
+  let g = GLEAN_ON;
+  if ((<u32>load<u8>(v, VN_FEAT) & FEAT_GLEAN) != 0) {
+    g = glean(vn, port, p, sv, etype, l3, l3len, load<u32>(hh));
+    if (g < GLEAN_PASS) { drop(g); return; }
+  }
+  if ((flags & VNF_PORTSEC) != 0 && g != GLEAN_PASS) {
     if ((sv & MK_KIND) != MK_LOCAL || ((sv >> ML_PORT_SHIFT) & ML_PORT_MASK) != port) { drop(D.D_SPOOFED_MAC); return; }
     const why = sourceIpCheck(vn, ldMac(p + 6), etype, l3, l3len);
     if (why != OK) { drop(why); return; }
@@ -89,6 +100,17 @@ export function accessFrame(port: u32, p: usize, len: u32): void {
     }
   }
 
+  // PROTOCOL.md §5: the VN's ACL on what the VNIC sends, then the VNIC's
+  // policer (qos.rateMbps) on what the ACL let through
+  const feat = <u32>load<u8>(v, VN_FEAT);
+  if (feat != 0) {
+    if (aclActive(vn, DIR_FROM)) {
+      const why = aclCheck(vn, DIR_FROM, etype, l3, l3len);
+      if (why != ACL_OK) { drop(why); return; }
+    }
+    if ((feat & FEAT_POLICE) != 0 && (sv & MK_KIND) == MK_LOCAL && !police(vn, macKey(vn, macRaw(p + 6)), len)) { drop(D.D_POLICED); return; }
+  }
+
   const pcp = tci >> PCP_SHIFT;
   const dst = macRaw(p);
   if (dst & 1) { trace(TR_LOOKUP, LK_BROADCAST); flood(port, tci, p, len, vn, v, etype, l3, l3len); return; }
@@ -114,8 +136,12 @@ export function accessFrame(port: u32, p: usize, len: u32): void {
     const dtag = tagOf(vn, dport);
     // inactive, or its VAP on that port is gone: it cannot receive
     if ((dv & ML_ACTIVE) == 0 || dtag == 0) { drop(D.D_DST_INACTIVE); return; }
+    if (aclActive(vn, DIR_TO)) {
+      const why = aclCheck(vn, DIR_TO, etype, l3, l3len);
+      if (why != ACL_OK) { drop(why); return; }
+    }
     trace(TR_ACTION, AC_HAIRPIN);
-    emitTagged(dport, dtag, tci, p, p + 16, len - 16, vn);
+    emitTagged(dport, dtag, deliverPcp(v, tci), p, p + 16, len - 16, vn);
     return;
   }
   trace(TR_LOOKUP, LK_UNKNOWN);
@@ -136,14 +162,29 @@ function flood(port: u32, tci: u32, p: usize, len: u32, vn: u32, v: usize, etype
     const list = floodPool + (<usize>load<u32>(v, VN_FLOOD_PTR) << 2);
     for (let i: u32 = 0; i < n; i++) emitEncap(load<u32>(list + (<usize>i << 2)), p, len, pcp, floodHash, vn);
   }
-  const nl = ld8(v + VN_NLOCAL);
+  // the local copies are delivered to VNICs: the ACL's to-VNIC rules decide
+  // them all at once (one list per VN); a frame that reached nobody else is
+  // then an acl-deny, not flood-empty
+  const toDenied = aclActive(vn, DIR_TO) && aclEval(vn, DIR_TO, etype, l3, l3len) != -1;
+  const nl: u32 = toDenied ? 0 : ld8(v + VN_NLOCAL);
+  const lpcp = deliverPcp(v, tci);
   for (let i: u32 = 0; i < nl; i++) {
     const e = load<u32>(v + VN_LOCAL + (<usize>i << 2));
     const lp = e >> 16;
     if (lp == port) continue; // never back out of the ingress port
-    emitTagged(lp, e & 0xfff, tci, p, p + 16, len - 16, vn);
+    emitTagged(lp, e & 0xfff, lpcp, p, p + 16, len - 16, vn);
   }
-  if (outCount == before) { drop(D.D_FLOOD_EMPTY); return; }
+  if (outCount == before) {
+    let why = D.D_FLOOD_EMPTY;
+    if (toDenied) {
+      const all = ld8(v + VN_NLOCAL);
+      for (let i: u32 = 0; i < all; i++) {
+        if ((load<u32>(v + VN_LOCAL + (<usize>i << 2)) >> 16) != port) { why = aclCheck(vn, DIR_TO, etype, l3, l3len); break; }
+      }
+    }
+    drop(why);
+    return;
+  }
   ctrInc(vnCtr + (<usize>vn * VN_CTR << 3), VC_FLOOD, 1);
 }
 

@@ -33,6 +33,9 @@ import { emitEncap, emitEncap4 } from "./encap";
 import { TN_NH_NONE } from "./nexthop";
 import { arpReply } from "./suppress";
 import { ARP_OP, ARP_SHA, ARP_SPA, ARP_TPA, ARP_LEN, ARP_OP_REQUEST } from "../proto/arp";
+import { VN_FEAT, FEAT_ACL_FROM, FEAT_ACL_TO, FEAT_POLICE, FEAT_GLEAN } from "../state";
+import { aclEval, ACL_PASS, DIR_FROM, DIR_TO } from "./acl";
+import { deliverPcp } from "./qos";
 
 /**
  * access.ts's first checks: a single 802.1Q tag with a non-zero VID mapped
@@ -93,7 +96,20 @@ import { ARP_OP, ARP_SHA, ARP_SPA, ARP_TPA, ARP_LEN, ARP_OP_REQUEST } from "../p
       }
     }
   }
-  if (<u32>dst & 1) return floodFast(port, tci, p, len, vn, v);
+  // The profile's ACL, policer and gleaning (PROTOCOL.md §5): the from-VNIC
+  // rules are checked here (a deny goes to the full path, which counts it);
+  // the rest, and to-VNIC rules on a local delivery, take the full path.
+  const feat = <u32>load<u8>(v, VN_FEAT);
+  if (feat != 0) {
+    if ((feat & (FEAT_POLICE | FEAT_GLEAN)) != 0) return false;
+    if ((feat & FEAT_ACL_FROM) != 0) {
+      if (aclEval(vn, DIR_FROM, ld16(p + 16), p + DOT1Q_HLEN, len - DOT1Q_HLEN) != ACL_PASS) return false;
+    }
+  }
+  if (<u32>dst & 1) {
+    if ((feat & FEAT_ACL_TO) != 0) return false;
+    return floodFast(port, tci, p, len, vn, v);
+  }
   const dv = macLookupHome(vn, dst, load<u32>(hh, 4));
   if ((dv & MK_KIND) == MK_REMOTE) {
     if (load<u8>(tunPtr(dv & MR_TUN_MASK), 9) == TN_NH_NONE) return false; // access.ts drops it: no-next-hop
@@ -104,6 +120,7 @@ import { ARP_OP, ARP_SHA, ARP_SPA, ARP_TPA, ARP_LEN, ARP_OP_REQUEST } from "../p
     ctrInc(vc, VC_ENCAP, 1);
     return true;
   }
+  if ((feat & FEAT_ACL_TO) != 0) return false;
   if ((dv & MK_KIND) == 0) return floodFast(port, tci, p, len, vn, v); // unknown unicast
   if ((dv & ML_ACTIVE) == 0) return false;
   const dport = (dv >> ML_PORT_SHIFT) & ML_PORT_MASK;
@@ -111,7 +128,7 @@ import { ARP_OP, ARP_SHA, ARP_SPA, ARP_TPA, ARP_LEN, ARP_OP_REQUEST } from "../p
   const dtag = tagOf(vn, dport);
   if (dtag == 0) return false;
   ctrInc(vnCtr + (<usize>vn * VN_CTR << 3), VC_RX, 1);
-  emitTagged(dport, dtag, tci, p, p + 16, len - 16, vn);
+  emitTagged(dport, dtag, deliverPcp(v, tci), p, p + 16, len - 16, vn);
   return true;
 }
 
@@ -130,6 +147,7 @@ export function arpAnswer(port: u32, p: usize, len: u32, hh: usize): bool {
   if (<u32>load<u16>(p + 16) != raw16(ETHERTYPE_ARP)) return false;
   const flags = <u32>load<u8>(vnPtr(vn), VN_FLAGS);
   if ((flags & VNF_ARPSUP) == 0) return false;
+  if ((<u32>load<u8>(vnPtr(vn), VN_FEAT) & FEAT_GLEAN) != 0) return false; // gleaning decides the source first (glean.ts)
   if (len < DOT1Q_HLEN + ARP_LEN) return false;
   const a = p + DOT1Q_HLEN;
   if (!isArpRequest(a)) return false;
@@ -186,10 +204,11 @@ let floodHash: u32 = 0;
     emitEncap4(e, <u32>load<u8>(e, 1), p, len, pcp, floodHash, vn);
   }
   const nl = <u32>load<u8>(v + VN_NLOCAL);
+  const lpcp = deliverPcp(v, tci);
   for (let i: u32 = 0; i < nl; i++) {
     const l = load<u32>(v + VN_LOCAL + (<usize>i << 2));
     if (l >> 16 == port) continue; // never back out of the ingress port
-    emitTagged(l >> 16, l & 0xfff, tci, p, p + 16, len - 16, vn);
+    emitTagged(l >> 16, l & 0xfff, lpcp, p, p + 16, len - 16, vn);
   }
   ctrInc(vc, VC_FLOOD, 1);
   return true;
@@ -288,7 +307,12 @@ let floodHash: u32 = 0;
   if (iet == raw16(ETHERTYPE_VLAN)) return false;
   if (iet == raw16(ETHERTYPE_QINQ)) return false;
   if (iet == raw16(ETHERTYPE_QINQ_OLD)) return false;
-  if (ilen - 14 > <u32>load<u16>(vnPtr(vn), VN_MTU)) return false;
+  const v = vnPtr(vn);
+  if (ilen - 14 > <u32>load<u16>(v, VN_MTU)) return false;
+  // the ACL's to-VNIC rules (PROTOCOL.md §5): a deny goes to the full path
+  if ((<u32>load<u8>(v, VN_FEAT) & FEAT_ACL_TO) != 0) {
+    if (aclEval(vn, DIR_TO, ld16(inner + 12), inner + 14, ilen - 14) != ACL_PASS) return false;
+  }
   const dst = macRaw(inner);
   if (<u32>dst & 1) return false;
   const dv = macLookupHome(vn, dst, load<u32>(hh, 4));
@@ -298,7 +322,8 @@ let floodHash: u32 = 0;
   if (dtag == 0) return false;
   const vc = vnCtr + (<usize>vn * VN_CTR << 3);
   ctrInc(vc, VC_RX, 1);
-  emitTagged(dport, dtag, 0, inner, inner + 12, ilen - 12, vn);
+  // qos.pcp, else the outer DSCP's class (underlay.ts)
+  emitTagged(dport, dtag, deliverPcp(v, (<u32>load<u8>(ip + 1) >> 5) << 13), inner, inner + 12, ilen - 12, vn);
   ctrInc(vc, VC_DECAP, 1);
   return true;
 }

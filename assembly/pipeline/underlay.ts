@@ -21,6 +21,8 @@ import * as D from "../drops";
 import { drop, setCur, trace, TR_VN, TR_VNI, TR_LOOKUP, TR_ACTION, TR_DST,
          LK_LOCAL, LK_BROADCAST, LK_UNKNOWN, LK_REMOTE, AC_DECAP, AC_FLOOD } from "./common";
 import { emitTagged, outCount, curIn } from "./emit";
+import { aclCheck, aclActive, DIR_TO, ACL_OK } from "./acl";
+import { deliverPcp } from "./qos";
 
 // The underlay's identity, set by control.ts setUnderlay.
 export let ulMac: u64 = 0;
@@ -79,6 +81,7 @@ export function underlayFrame(port: u32, p: usize, len: u32): void {
   let s1: u64;
   let addrs: usize; // source+destination addresses, for the UDP pseudo-header
   let alen: u32;
+  let tclass: u32; // the outer DSCP/ECN byte (IPv4 TOS, IPv6 traffic class)
   if (et == raw16(ETHERTYPE_IPV4)) {
     if (ulIs6) { drop(D.D_NOT_OUR_IP); return; }
     if (len < 14 + 20) { drop(D.D_TRUNCATED); return; }
@@ -101,6 +104,7 @@ export function underlayFrame(port: u32, p: usize, len: u32): void {
     s1 = 0;
     addrs = ip + IP4_SRC;
     alen = 8;
+    tclass = <u32>load<u8>(ip + 1);
   } else if (et == raw16(ETHERTYPE_IPV6)) {
     if (!ulIs6) { drop(D.D_NOT_OUR_IP); return; }
     if (len < 14 + 40) { drop(D.D_TRUNCATED); return; }
@@ -117,6 +121,7 @@ export function underlayFrame(port: u32, p: usize, len: u32): void {
     s1 = load<u64>(ip + 16);
     addrs = ip + 8;
     alen = 32;
+    tclass = ((<u32>load<u8>(ip) & 0xf) << 4) | (<u32>load<u8>(ip + 1) >> 4);
   } else { drop(D.D_NOT_IP); return; }
 
   let enc: u32;
@@ -200,8 +205,12 @@ export function underlayFrame(port: u32, p: usize, len: u32): void {
   // STANDARDS.md: the decapsulator drops an inner 802.1Q-tagged frame (RFC 7348 §6.1, RFC 7637 §4)
   if (iet == raw16(ETHERTYPE_VLAN) || iet == raw16(ETHERTYPE_QINQ) || iet == raw16(ETHERTYPE_QINQ_OLD)) { drop(D.D_INNER_TAGGED); return; }
   if (ilen - 14 > <u32>load<u16>(v, VN_MTU)) { drop(D.D_MTU_EXCEEDED); return; }
+  // PROTOCOL.md §5: what is delivered to the VN's VNICs passes the ACL's
+  // to-VNIC rules, and takes qos.pcp, else the outer DSCP's class (DSCP >> 3:
+  // encap.ts's PCP << 3 in reverse)
+  const pcp = deliverPcp(v, (tclass >> 5) << 13);
   const dst = macRaw(inner); // ilen >= 14
-  if (dst & 1) { trace(TR_LOOKUP, LK_BROADCAST); floodLocal(vn, v, inner, ilen); return; }
+  if (dst & 1) { trace(TR_LOOKUP, LK_BROADCAST); floodLocal(vn, v, inner, ilen, pcp); return; }
   const dv = macLookupHome(vn, dst, underlayHome(macHomes + (<usize>curIn << 3), vn));
   trace(TR_DST, dv);
   const kind = dv & MK_KIND;
@@ -210,24 +219,35 @@ export function underlayFrame(port: u32, p: usize, len: u32): void {
     const dport = (dv >> ML_PORT_SHIFT) & ML_PORT_MASK;
     const dtag = tagOf(vn, dport);
     if ((dv & ML_ACTIVE) == 0 || dtag == 0) { drop(D.D_DST_INACTIVE); return; }
+    if (toVnicDenied(vn, inner, ilen)) return;
     trace(TR_ACTION, AC_DECAP);
-    emitTagged(dport, dtag, 0, inner, inner + 12, ilen - 12, vn);
+    emitTagged(dport, dtag, pcp, inner, inner + 12, ilen - 12, vn);
     ctrInc(vnCtr + (<usize>vn * VN_CTR << 3), VC_DECAP, 1);
     return;
   }
   if (kind == MK_REMOTE) { trace(TR_LOOKUP, LK_REMOTE); drop(D.D_SPLIT_HORIZON); return; }
   trace(TR_LOOKUP, LK_UNKNOWN);
-  floodLocal(vn, v, inner, ilen);
+  floodLocal(vn, v, inner, ilen, pcp);
+}
+
+/** The ACL's to-VNIC rules deny the inner frame: dropped and counted (true), or it goes on. */
+function toVnicDenied(vn: u32, inner: usize, ilen: u32): bool {
+  if (!aclActive(vn, DIR_TO)) return false;
+  const why = aclCheck(vn, DIR_TO, ld16(inner + 12), inner + 14, ilen - 14);
+  if (why == ACL_OK) return false;
+  drop(why);
+  return true;
 }
 
 /** Broadcast/unknown from the overlay: every local port of the VN, never the overlay. */
-function floodLocal(vn: u32, v: usize, inner: usize, ilen: u32): void {
+function floodLocal(vn: u32, v: usize, inner: usize, ilen: u32, pcp: u32): void {
   trace(TR_ACTION, AC_FLOOD);
   const before = outCount;
   const nl = <u32>load<u8>(v + VN_NLOCAL);
+  if (nl != 0 && toVnicDenied(vn, inner, ilen)) return;
   for (let i: u32 = 0; i < nl; i++) {
     const e = load<u32>(v + VN_LOCAL + (<usize>i << 2));
-    emitTagged(e >> 16, e & 0xfff, 0, inner, inner + 12, ilen - 12, vn);
+    emitTagged(e >> 16, e & 0xfff, pcp, inner, inner + 12, ilen - 12, vn);
   }
   if (outCount == before) { drop(D.D_FLOOD_EMPTY); return; }
   ctrInc(vnCtr + (<usize>vn * VN_CTR << 3), VC_DECAP, 1);

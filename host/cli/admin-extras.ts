@@ -3,6 +3,7 @@
 //   {"cmd":"show","what":"summary"}       the one-screen summary of `nvedge show`
 //   {"cmd":"show","what":"remotes"}       remote NVEs: static and learned from the IMA
 //   {"cmd":"show","what":"hypervisors"}   every End Device: port, agent state, VNICs
+//   {"cmd":"show","what":"acl"}           each VN's ACL rules and the frames each denied (issue 14)
 //   {"cmd":"log-level","level"?:L}        reads or sets the log level
 //   {"cmd":"reload"}                      as SIGHUP (host/cli/reload.ts)
 //   {"cmd":"counters.clear"}              `show counters` counts from now on (the
@@ -153,6 +154,16 @@ export function adminExtras(o: ExtrasOptions): { commands: Record<string, (m: Ms
         rows.set(b.nve, e);
       }
       return [...rows.values()].sort((a, b) => a.nve.localeCompare(b.nve)).map((e) => ({ ...e, vns: [...e.vns].sort((a, b) => a - b) }));
+    },
+    // PROTOCOL.md §5 acl: the rules in order with the frames each denied (since `counters clear`)
+    "show.acl": async () => {
+      const c = await counters().catch(() => undefined);
+      const hits = c === undefined ? {} : ((normCounters(c).counters as unknown as { acl?: Record<string, { default: number; rules: Record<string, number> }> }).acl ?? {});
+      return core.catalog.all().filter((v) => v.profile.acl?.length || v.profile.aclDefault === "deny").map((v) => {
+        const h = hits[String(v.id)];
+        return { vn: v.id, alias: v.alias, default: v.profile.aclDefault ?? "allow", defaultDenied: h?.default ?? 0,
+          rules: (v.profile.acl ?? []).map((rule, i) => ({ index: i, rule, denied: h?.rules[String(i)] ?? 0 })) };
+      });
     },
     "show.hypervisors": () => {
       const ports = core.ports() as { port: string; hypervisors: { hv: string; state: string; vnics: number; holdUntil?: number }[] }[];

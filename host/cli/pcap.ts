@@ -10,6 +10,40 @@ import { DataPlane, DataPlaneError } from "../dataplane/dataplane.js";
 import { dottedKey, opProblem } from "../config/check.js";
 import { offlineOps } from "../control/static.js";
 import { readPcap, writePcap, LINKTYPE_ETHERNET, type PcapPacket } from "../pcap/pcap.js";
+import { Gleaner } from "../control/glean.js";
+import type { NveConfig } from "../config/types.js";
+import { resolveVn } from "../config/load.js";
+import { normIp, normMac } from "../domain/addr-text.js";
+
+/**
+ * Offline, the file's static state is all there is: a VN with learn: glean
+ * learns from the captures (host/control/glean.ts) against the static VNICs'
+ * tags and addresses, applied straight to the one data plane between batches.
+ */
+function offlineGleaner(cfg: NveConfig, dp: DataPlane, now: () => number): Gleaner | undefined {
+  if (!cfg.vns.some((v) => v.profile.learn === "glean")) return undefined;
+  const tags = new Map<string, number>(), macs = new Set<string>(), ips = new Set<string>();
+  for (const n of cfg.vnics)
+    for (const b of n.vns) {
+      const vn = resolveVn(cfg, b.vn)!.id;
+      tags.set(`${n.port}|${vn}`, b.tag);
+      for (const a of b.addrs) {
+        macs.add(`${vn}|${normMac(a.mac)}`);
+        for (const ip of a.ips ?? []) ips.add(`${vn}|${normIp(ip)}`);
+      }
+    }
+  const g = new Gleaner({
+    profile: (vn) => cfg.vns.find((v) => v.id === vn)?.profile,
+    tag: (port, vn) => tags.get(`${port}|${vn}`),
+    signalledMac: (vn, mac) => macs.has(`${vn}|${mac}`),
+    signalledIp: (vn, ip) => ips.has(`${vn}|${ip}`),
+    apply: (ops) => dp.apply(ops),
+    now,
+    log: (line) => console.error(line),
+  });
+  dp.learnSink = (recs) => void g.learn(recs);
+  return g;
+}
 
 const HELP = `usage: nvedge pcap --config FILE --in PORT=FILE [--in PORT=FILE ...] --out-dir DIR [--dataplane core|component]
 
@@ -19,9 +53,9 @@ and writes what leaves each port to DIR/PORT.pcap and the counters to
 DIR/counters.json. --dataplane: as for nvedge run (the core module, default, or
 the same core as a WebAssembly component).`;
 
-export async function buildOfflineDataPlane(configFile: string, loader: "core" | "component" = "core"): Promise<DataPlane> {
+export async function buildOfflineDataPlane(configFile: string, loader: "core" | "component" = "core", clock?: () => number): Promise<DataPlane> {
   const cfg = loadConfig(configFile);
-  const dp = await DataPlane.create({ macLog2: 18, ipLog2: 18, tunLog2: 14, floodCap: 1 << 16, loader });
+  const dp = await DataPlane.create({ macLog2: 18, ipLog2: 18, tunLog2: 14, floodCap: 1 << 16, loader, clock });
   // The same ops as `nvedge run` programs (control/static.ts). Without
   // underlay.gatewayMac the next hop stays unresolved here (no ARP offline).
   const ops = offlineOps(cfg);
@@ -48,7 +82,10 @@ export async function pcapCommand(argv: string[]): Promise<number> {
     if (eq <= 0 || eq === s.length - 1) throw new UsageError(`--in ${s}: expected PORT=FILE\n${HELP}`);
     return { port: s.slice(0, eq), file: s.slice(eq + 1) };
   });
-  const dp = await buildOfflineDataPlane(configFile, loader);
+  // The data plane's clock (policer, gleaning) is the captures' time (ms).
+  let nowMs = 0;
+  const dp = await buildOfflineDataPlane(configFile, loader, () => nowMs);
+  const gleaner = offlineGleaner(loadConfig(configFile), dp, () => nowMs);
   for (const i of inputs) if (dp.portIndex(i.port) < 0)
     throw new UsageError(`--in ${i.port}=${i.file}: no port "${i.port}" in ${configFile} (ports: ${dp.portList.join(", ")})`);
 
@@ -62,15 +99,21 @@ export async function pcapCommand(argv: string[]): Promise<number> {
   events.sort((x, y) => x.pkt.tsSec - y.pkt.tsSec || x.pkt.tsUsec - y.pkt.tsUsec);
 
   const out = new Map<string, PcapPacket[]>(dp.portList.map((p) => [p, []]));
-  // Consecutive frames for the same port go through in one batch call.
+  // Consecutive frames for the same port go through in one batch call (with
+  // gleaning, those of the same timestamp: learned bindings are applied, and
+  // aged out, between batches, at the captures' time).
+  const tsMs = (x: PcapPacket) => x.tsSec * 1000 + x.tsUsec / 1000;
   for (let s = 0; s < events.length;) {
     let e = s;
-    while (e < events.length && events[e].port === events[s].port) e++;
+    while (e < events.length && events[e].port === events[s].port && (!gleaner || tsMs(events[e].pkt) === tsMs(events[s].pkt))) e++;
     const run = events.slice(s, e);
+    nowMs = tsMs(run[0].pkt);
+    if (gleaner) await gleaner.sweep();
     for (const o of dp.run(events[s].port, run.map((x) => x.pkt.frame))) {
       const src = run[o.in].pkt;
       out.get(o.port)!.push({ frame: o.frame, tsSec: src.tsSec, tsUsec: src.tsUsec, origLen: o.frame.length });
     }
+    if (gleaner) await gleaner.idle();
     s = e;
   }
   mkdirSync(outDir, { recursive: true });

@@ -6,7 +6,7 @@ import { UsageError, parseOpts } from "./args.js";
 import { adminRequest } from "../control/admin.js";
 import { SOCKET_HELP, socketOf } from "./admin-cmds.js";
 
-const VIEWS = ["summary", "bindings", "vns", "ports", "counters", "remotes", "hypervisors", "neighbours"];
+const VIEWS = ["summary", "bindings", "vns", "ports", "counters", "remotes", "hypervisors", "neighbours", "acl"];
 const HELP = `usage: nvedge show [VIEW] [--json] [--socket PATH | --store DIR]
        nvedge show bindings [--vn VN] [--mac MAC] [--port PORT]
 
@@ -88,6 +88,20 @@ export function render(what: string, data: any): string {
     case "hypervisors": {
       const rows = [["HV", "PORT", "STATE", "VNICS", "HOLD UNTIL"]];
       for (const h of data) rows.push([h.hv, h.port, h.state, String(h.vnics), h.holdUntil ? iso(h.holdUntil) : ""]);
+      return table(rows);
+    }
+    case "acl": {
+      // PROTOCOL.md §5: each VN's rules in order (first match wins), the frames each denied
+      if (!data.length) return "no VN has an ACL";
+      const rows = [["VN", "#", "ACTION", "DIR", "PROTO", "SRC", "SRC PORT", "DST", "DST PORT", "ICMP TYPE", "DENIED"]];
+      for (const v of data) {
+        const vn = `${v.vn}${v.alias ? ` (${v.alias})` : ""}`;
+        for (const r of v.rules) rows.push([vn, String(r.index), r.rule.action, r.rule.dir ?? "both", r.rule.proto === undefined ? "any" : String(r.rule.proto),
+          r.rule.src ?? "any", r.rule.srcPort === undefined ? "" : String(r.rule.srcPort), r.rule.dst ?? "any",
+          r.rule.dstPort === undefined ? "" : String(r.rule.dstPort), r.rule.icmpType === undefined ? "" : String(r.rule.icmpType),
+          r.rule.action === "deny" ? String(r.denied) : ""]);
+        rows.push([vn, "-", v.default, "both", "(default)", "", "", "", "", "", v.default === "deny" ? String(v.defaultDenied) : ""]);
+      }
       return table(rows);
     }
     case "neighbours": {

@@ -12,6 +12,7 @@ import { configSchema } from "./schema.js";
 import type { NveConfig } from "./types.js";
 import type { DpOp } from "../dataplane/ops.js";
 import { normIp, normMac as normMacP } from "../domain/addr-text.js";
+import { profileProblems } from "../dataplane/acl.js";
 
 export interface ConfigProblem {
   /** JSONPath of the value at fault, e.g. `$.remotes[1].addrs[0].mac`. */
@@ -34,6 +35,11 @@ export function checkConfig(cfg: NveConfig): ConfigProblem[] {
   const vnOf = (ref: number | string) => cfg.vns.find((v) => v.id === ref || v.name === ref || v.alias === ref)?.id;
 
   if (!isIP(cfg.underlay.ip)) bad(["underlay", "ip"], `"${cfg.underlay.ip}" is not an IP address`);
+  // A profile's ACL rules, QoS and learning limits (PROTOCOL.md §5), as the data plane compiles them.
+  cfg.vns.forEach((v, i) => {
+    for (const pr of profileProblems(v.profile))
+      bad(["vns", i, "profile", ...pr.path.split(/[.[\]]+/).filter(Boolean).map((x) => /^\d+$/.test(x) ? Number(x) : x)], pr.message);
+  });
   const ports = new Set(cfg.ports.map((p) => p.name));
   // A hypervisor on two ports: requests would be answered for one of them only.
   const hvAt = new Map<string, string>();

@@ -17,9 +17,16 @@ export const profileSchema = {
     portSecurity: { type: "boolean", default: false },
     arpSuppress: { type: "boolean", default: false },
     learn: { enum: ["explicit", "glean"], default: "explicit" },
+    // learn: glean (PROTOCOL.md §5); ranges checked with the rules below (host/dataplane/acl.ts learnProblems)
+    learnAgeMs: { type: "integer" },
+    maxLearnedPerPort: { type: "integer" },
     qos: { type: "object", additionalProperties: false, properties: {
-      pcp: { type: "integer", minimum: 0, maximum: 7 }, dscp: { type: "integer", minimum: 0, maximum: 63 } } },
-    acl: { type: "array" },
+      pcp: { type: "integer", minimum: 0, maximum: 7 }, dscp: { type: "integer", minimum: 0, maximum: 63 },
+      rateMbps: { type: "number" }, burstKb: { type: "number" } } },
+    // The rules' shapes are checked by host/dataplane/acl.ts compileAcl (every
+    // validator calls it), which names the key at fault: acl[2].dstPort.
+    acl: { type: "array", items: { type: "object" } },
+    aclDefault: { enum: ["allow", "deny"] },
   },
 } as const;
 

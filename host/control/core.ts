@@ -26,6 +26,7 @@ import { bindingKeys, localChangesFor, servedVnsOf } from "../ima-client/glue.js
 import type { LocalChange } from "../ima-client/client.js";
 import { Txn, replay, type Finished, type TxnGuard } from "./txn.js";
 import { viewVnic } from "./vnic.js";
+import { profileProblems } from "../dataplane/acl.js";
 
 export interface NveCoreOptions {
   config: NveConfig;
@@ -775,6 +776,8 @@ export class NveCore {
       const v = this.catalog.resolve(vnRef);
       const p = structuredClone(profile);
       if (!validateProfile(p)) throw new ProtocolError("bad-request", `profile: ${validateProfile.errors?.[0]?.instancePath} ${validateProfile.errors?.[0]?.message}`, "profile");
+      const pr = profileProblems(p as VnProfile)[0]; // ACL rules, QoS, learning (PROTOCOL.md §5), naming the key
+      if (pr) throw new ProtocolError("bad-request", `profile.${pr.path}: ${pr.message}`, `profile.${pr.path}`);
       const ops: DpOp[] = [{ op: "vn", vn: v.id, vni: v.vni, profile: p as VnProfile }];
       await this.o.programmer.apply(ops);
       this.catalog.setProfile(v.id, p as VnProfile);

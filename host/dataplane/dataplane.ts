@@ -7,6 +7,13 @@ import type { DpOp, VnProfile } from "./ops.js";
 import { parseMac, parseIp, ip4Value, unicastMacInto, macBytes, type Mac, type Ip } from "../domain/addr.js";
 import { adviseHugePages } from "./memory.js";
 import { wasmPath } from "../paths.js";
+import { compileAcl, compileQos, learnProblems } from "./acl.js";
+
+/** One source the data plane gleaned (assembly/pipeline/glean.ts): a MAC (new or moved), an IP of it, or a MAC seen again. */
+export interface LearnRecord { vn: number; port: string; kind: "mac" | "ip" | "seen"; mac: string; ip?: string }
+
+/** An IPv6 address in its canonical text (RFC 5952), through the URL parser. */
+function normIp6(s: string): string { return new URL(`http://[${s}]`).hostname.slice(1, -1); }
 
 export class DataPlaneError extends Error {
   constructor(public index: number, public field: string, message: string) {
@@ -47,6 +54,12 @@ export interface CreateOptions {
   loader?: "core" | "component";
   /** component only: each batch through jco's lifted export rather than the core function it lifts (./component.ts; for the bench). */
   liftedBatch?: boolean;
+  /**
+   * The monotonic clock in ms the data plane is given before each batch (the
+   * policer's refills, gleaning's ages: assembly/pipeline/qos.ts). Default
+   * performance.now(); tests inject their own.
+   */
+  clock?: () => number;
 }
 
 const ENCAP = { vxlan: 1, geneve: 2, nvgre: 3 } as const;
@@ -58,6 +71,7 @@ interface VnState {
   flood: Set<number>; // remote indices
   floodOff: number; floodCap: number;
   locals: number; // (port, tag) pairs
+  aclOff: number; aclCap: number; aclN: number; // its block of the ACL rule pool (assembly/pipeline/acl.ts)
 }
 interface RemoteState { idx: number; ip: Ip; refs: number }
 interface TunnelState { t: number; vnIdx: number; r: number; refs: number }
@@ -110,6 +124,10 @@ export class DataPlane {
   private prefixes: { vnIdx: number; ip: Ip; mac: Mac }[] = [];
   private floodFree = new Map<number, number[]>(); // capacity -> offsets
   private floodNext = 0;
+  private aclFree = new Map<number, number[]>(); // capacity -> offsets in the ACL rule pool
+  private aclNext = 0;
+  private readonly clockPtr: number;
+  private now: () => number = () => performance.now();
   private readonly scratch: number;
   // What validate() parsed, by op index, for applyOne to use without parsing
   // again (issue 4: a restart programs a million bindings in one apply): the
@@ -138,6 +156,7 @@ export class DataPlane {
       descFlags: { vnet: c(13), gsoSeg: c(14), gsoLast: c(15), segShift: c(16) },
     };
     this.scratch = ex.scratchPtr();
+    this.clockPtr = ex.clockPtr();
     this.maxPorts = c(7);
     this.maxVns = c(8);
     this.maxRemotes = c(9);
@@ -163,6 +182,7 @@ export class DataPlane {
     const huge = o.hugePages ? adviseHugePages(ex.memory.buffer) : 0;
     const dp = new DataPlane(ex);
     dp.hugeBytes = huge;
+    if (o.clock) dp.now = o.clock;
     return dp;
   }
 
@@ -326,6 +346,9 @@ export class DataPlane {
           if (!p || !(p.encap in ENCAP)) fail(i, "profile.encap", `unknown encapsulation ${JSON.stringify(p?.encap)}`);
           if (p.encap === "nvgre" && (op.vni <= 0xfff || op.vni === 0xffffff)) fail(i, "vni", `VSID ${op.vni} is reserved (RFC 7637 §3.2)`);
           if (!Number.isInteger(p.mtu) || p.mtu < 68 || p.mtu > 9000) fail(i, "profile.mtu", `MTU out of range: ${p.mtu}`);
+          // PROTOCOL.md §5 acl, qos, learn: compiled when programmed, so a bad rule is refused here
+          const pr = [...compileAcl(p).problems, ...compileQos(p).problems, ...learnProblems(p)][0];
+          if (pr) fail(i, `profile.${pr.path}`, pr.message);
           const key = `${p.encap}:${op.vni}`;
           const owner = ownerOf(key);
           if (owner !== null && owner !== op.vn) fail(i, "vni", `${p.encap} VNI ${op.vni} already used by VN ${owner}`);
@@ -353,6 +376,7 @@ export class DataPlane {
           onPort.clear();
           break;
         case "tag.del": needPort(i, op.port); tagOverlay.set(`${op.port}|${op.tag}`, null); onPort.clear(); break;
+        case "learn.full": needVn(i, op.vn); needPort(i, op.port); break;
         case "mac.local":
           needVn(i, op.vn); needMac(i, op.mac); needPort(i, op.port);
           if (!vnOnPort(op.vn, op.port)) fail(i, "port", `VN ${op.vn} has no tag on port ${op.port}`);
@@ -472,7 +496,7 @@ export class DataPlane {
         let v = this.vns.get(op.vn);
         if (!v) {
           const idx = this.freeVnIdx.pop() ?? this.vnById.length;
-          v = { idx, vni: op.vni, profile: p, flood: new Set(), floodOff: 0, floodCap: 0, locals: 0 };
+          v = { idx, vni: op.vni, profile: p, flood: new Set(), floodOff: 0, floodCap: 0, locals: 0, aclOff: 0, aclCap: 0, aclN: 0 };
           this.vns.set(op.vn, v);
           this.vnById[idx] = op.vn;
         }
@@ -481,6 +505,7 @@ export class DataPlane {
         v.profile = { ...p };
         this.vnKeyOwner.set(`${p.encap}:${op.vni}`, op.vn);
         this.check(ex.setVn(v.idx, op.vni, ENCAP[p.encap], p.mtu, flags, p.qos?.dscp ?? 0), i, "vn");
+        this.programProfile(v, i);
         // seed §4.5: a profile change reaches the data plane at once; the
         // prebuilt headers of this VN follow it
         for (const t of this.tunnels.values()) if (t.vnIdx === v.idx) ex.buildTunnel(t.t, t.vnIdx, t.r);
@@ -500,6 +525,8 @@ export class DataPlane {
           this.releaseRemote(t.r);
         }
         this.floodRelease(v);
+        ex.setAcl(v.idx, 0, 0, 0, 0);
+        this.aclRelease(v);
         this.prefixes = this.prefixes.filter((x) => x.vnIdx !== v.idx);
         this.writePrefixes();
         ex.delVn(v.idx);
@@ -535,8 +562,13 @@ export class DataPlane {
         if (tag === undefined) throw new DataPlaneError(i, "port", `VN ${op.vn} has no tag on port ${op.port}`);
         const hi = this.pHi[i], lo = this.pLo[i] >>> 0;
         const prev = ex.getMac(v.idx, hi, lo) >>> 0;
-        this.check(ex.setMacLocal(v.idx, hi, lo, port, tag, op.active ? 1 : 0), i, "mac");
+        if (op.glean) this.check(ex.setMacGleaned(v.idx, hi, lo, port, tag), i, "mac");
+        else this.check(ex.setMacLocal(v.idx, hi, lo, port, tag, op.active ? 1 : 0), i, "mac");
         this.releaseMacTarget(prev);
+        break;
+      }
+      case "learn.full": {
+        this.check(ex.setLearnFull(this.vns.get(op.vn)!.idx, this.ports.get(op.port)!, op.full ? 1 : 0), i, "port");
         break;
       }
       case "mac.remote": {
@@ -760,6 +792,52 @@ export class DataPlane {
     v.floodCap = cap;
   }
 
+  /**
+   * The profile's ACL (a fresh block of the rule pool, then the VN flipped to
+   * it, its counters from 0) and QoS, compiled once here (./acl.ts;
+   * assembly/pipeline/acl.ts, qos.ts). validate() has checked them.
+   */
+  private programProfile(v: VnState, i: number): void {
+    const ex = this.ex;
+    const acl = compileAcl(v.profile).acl!;
+    const n = acl.rules.length;
+    let off = 0, cap = 0;
+    if (n > 0) {
+      cap = 4;
+      while (cap < n) cap *= 2;
+      const free = this.aclFree.get(cap);
+      if (free?.length) off = free.pop()!;
+      else {
+        if (this.aclNext + cap > 65536) throw new DataPlaneError(i, "profile.acl", "the ACL rule pool (65536 rules) is full");
+        off = this.aclNext;
+        this.aclNext += cap;
+      }
+      const s = new Uint8Array(32);
+      acl.rules.forEach((r, k) => {
+        s.fill(0);
+        if (r.src) s.set(r.src.bytes, 0);
+        if (r.dst) s.set(r.dst.bytes, 16);
+        this.scratchWrite(s);
+        this.check(ex.setAclRule(off + k, r.family, r.dirs, r.action, r.has, r.proto, r.icmpType, r.srcLo, r.srcHi, r.dstLo, r.dstHi,
+          r.src ? r.src.plen : 0xff, r.dst ? r.dst.plen : 0xff), i, "profile.acl");
+      });
+    }
+    this.check(ex.setAcl(v.idx, off, n, acl.deny ? 1 : 0, acl.dirs), i, "profile.acl");
+    this.aclRelease(v);
+    v.aclOff = off; v.aclCap = cap; v.aclN = n;
+    const q = compileQos(v.profile).qos!;
+    this.check(ex.setQos(v.idx, q.pcp, q.rateBytesPerMs, q.depthBytes), i, "profile.qos");
+    this.check(ex.setGlean(v.idx, v.profile.learn === "glean" ? 1 : 0, v.profile.learnAgeMs ?? 300_000), i, "profile.learn");
+  }
+
+  private aclRelease(v: VnState): void {
+    if (!v.aclCap) return;
+    const l = this.aclFree.get(v.aclCap) ?? [];
+    l.push(v.aclOff);
+    this.aclFree.set(v.aclCap, l);
+    v.aclCap = 0; v.aclN = 0;
+  }
+
   private writePrefixes(): void {
     this.prefixes.forEach((x, j) => {
       this.scratchWrite(x.ip.bytes);
@@ -778,6 +856,7 @@ export class DataPlane {
 
   /** Hot path: handles in-desc[0..n), returns the output count; sets `consumed`. */
   process(n: number): number {
+    this.dv.setFloat64(this.clockPtr, this.now(), true); // assembly/pipeline/qos.ts: the batch's time, no call
     const out = this.ex.process(n);
     this.consumed = this.ex.consumed.value as number;
     return out;
@@ -811,6 +890,40 @@ export class DataPlane {
    * beyond the area since init.
    */
   puntCount(): number { return this.ex.puntCount.value as number; }
+
+  /** Sources the last process() call gleaned (assembly/pipeline/glean.ts), how many. */
+  learnCount(): number { return this.ex.learnCount.value as number; }
+
+  /**
+   * The last process() call's learn records, decoded (VN ids, port names,
+   * MAC and IP text); for the gleaner (host/control/glean.ts). `lost`: those
+   * beyond the area since init.
+   */
+  learned(): LearnRecord[] {
+    const n = this.ex.learnCount.value as number;
+    const base = this.ex.learnPtr() as number;
+    const out: LearnRecord[] = [];
+    const KIND = ["", "mac", "ip", "ip", "seen"] as const;
+    for (let i = 0; i < n; i++) {
+      const r = base + i * 32;
+      const vn = this.vnById[this.dv.getUint32(r, true)];
+      const kind = KIND[this.u8[r + 6]];
+      if (vn === undefined || !kind) continue;
+      const m = this.dv.getBigUint64(r + 8, true);
+      const mac = Array.from({ length: 6 }, (_, k) => Number((m >> BigInt(40 - 8 * k)) & 0xffn).toString(16).padStart(2, "0")).join(":");
+      const rec: LearnRecord = { vn, port: this.portName(this.dv.getUint16(r + 4, true)), kind, mac };
+      if (this.u8[r + 6] === 2) rec.ip = Array.from(this.u8.subarray(r + 16, r + 20)).join(".");
+      if (this.u8[r + 6] === 3) {
+        const w = Array.from({ length: 8 }, (_, k) => this.dv.getUint16(r + 16 + 2 * k, false).toString(16));
+        rec.ip = normIp6(w.join(":"));
+      }
+      out.push(rec);
+    }
+    return out;
+  }
+
+  /** Called with every batch's learn records by run() (the offline tools' gleaner: `nvedge pcap`). */
+  learnSink: ((recs: LearnRecord[]) => void) | undefined;
 
   punts(): { port: number; frame: Uint8Array }[] {
     const n = this.ex.puntCount.value as number;
@@ -852,6 +965,7 @@ export class DataPlane {
         const o = this.output(j);
         out.push({ port: this.portName(o.port), frame: o.frame, in: next + o.in });
       }
+      if (this.learnSink && this.learnCount() !== 0) this.learnSink(this.learned());
       next += this.consumed;
     }
     return out;
@@ -955,7 +1069,16 @@ export class DataPlane {
       const b = vp + v.idx * 64;
       vns[String(id)] = { rxFrames: rd(b), txFrames: rd(b + 8), encap: rd(b + 16), decap: rd(b + 24), flood: rd(b + 32), drops: rd(b + 40) };
     }
-    return { frames: { rx: rd(g), forwarded: rd(g + 8), outputs: rd(g + 16), dropped: rd(g + 24) }, drops, ports, vns };
+    // frames each ACL rule and each VN's default denied (`nvedge show acl`), by VN id and rule index
+    const acl: Record<string, { default: number; rules: Record<string, number> }> = {};
+    const hp = this.ex.aclRuleHitsPtr() as number, ap = this.ex.aclVnPtr() as number;
+    for (const [id, v] of this.vns) {
+      if (!v.profile.acl?.length && v.profile.aclDefault !== "deny") continue;
+      const rules: Record<string, number> = {};
+      for (let k = 0; k < v.aclN; k++) rules[String(k)] = rd(hp + (v.aclOff + k) * 8);
+      acl[String(id)] = { default: rd(ap + v.idx * 16 + 8), rules };
+    }
+    return { frames: { rx: rd(g), forwarded: rd(g + 8), outputs: rd(g + 16), dropped: rd(g + 24) }, drops, ports, vns, acl };
   }
 }
 

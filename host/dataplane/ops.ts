@@ -16,7 +16,24 @@ export interface VnProfile {
   portSecurity?: boolean;
   arpSuppress?: boolean;
   learn?: "explicit" | "glean";
-  qos?: { pcp?: number; dscp?: number };
+  /** learn: glean (PROTOCOL.md §5): a learned binding's age without traffic (default 300000) and the per-port cap (default 1024). */
+  learnAgeMs?: number;
+  maxLearnedPerPort?: number;
+  qos?: { pcp?: number; dscp?: number; rateMbps?: number; burstKb?: number };
+  /** PROTOCOL.md §5: an ordered, first-match rule list (compiled by ./acl.ts) and what no match gets (default allow). */
+  acl?: AclRule[];
+  aclDefault?: "allow" | "deny";
+}
+
+export interface AclRule {
+  action: "allow" | "deny";
+  dir?: "from-vnic" | "to-vnic" | "both";
+  proto?: "tcp" | "udp" | "icmp" | "icmp6" | number;
+  src?: string;
+  dst?: string;
+  srcPort?: number | string;
+  dstPort?: number | string;
+  icmpType?: number;
 }
 
 export type DpOp =
@@ -39,7 +56,11 @@ export type DpOp =
   | { op: "tag"; port: string; tag: number; vn: number }
   | { op: "tag.del"; port: string; tag: number }
   /** A MAC of a local VNIC behind `port`; `active` false = Associated (no traffic). */
-  | { op: "mac.local"; vn: number; mac: string; port: string; active: boolean }
+  | { op: "mac.local"; vn: number; mac: string; port: string; active: boolean;
+      /** a binding gleaned on the port's VAP (PROTOCOL.md §5 learn: glean), not signalled for a VNIC */
+      glean?: boolean }
+  /** The (port, VN) VAP holds maxLearnedPerPort gleaned bindings (full) or has room again. */
+  | { op: "learn.full"; vn: number; port: string; full: boolean }
   /**
    * Every local binding of one port in one op (a restart reprograms them all,
    * issue 4): the same as `{op:"mac.local", vn: vn[k], mac: mac[k], port,

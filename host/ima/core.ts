@@ -23,6 +23,7 @@ import { randomUUID } from "node:crypto";
 import { isIPv4, isIPv6 } from "node:net";
 import { Ajv } from "ajv";
 import { profileSchema } from "../config/schema.js";
+import { profileProblems } from "../dataplane/acl.js";
 import type { VnProfile } from "../dataplane/ops.js";
 import { isUnicastIp, normIp, normMac } from "../domain/addr-text.js";
 import { rateLimitedLog } from "../protocol/rate-log.js";
@@ -76,13 +77,17 @@ export function canonProfile(p: unknown, field = "profile"): VnProfile {
     const e = validateProfile.errors![0];
     throw new ProtocolError("bad-request", `${field}${e.instancePath.replace(/\//g, ".")}: ${e.message}`, field);
   }
+  // ACL rules, QoS, learning limits (PROTOCOL.md §5): the data plane's own checks, naming the key
+  const pr = profileProblems(c as unknown as VnProfile)[0];
+  if (pr) throw new ProtocolError("bad-request", `${field}.${pr.path}: ${pr.message}`, `${field}.${pr.path}`);
   const out: Record<string, unknown> = {};
-  for (const k of ["encap", "service", "mtu", "portSecurity", "arpSuppress", "learn"]) if (c[k] !== undefined) out[k] = c[k];
+  for (const k of ["encap", "service", "mtu", "portSecurity", "arpSuppress", "learn", "learnAgeMs", "maxLearnedPerPort"]) if (c[k] !== undefined) out[k] = c[k];
   if (c.qos) {
     const q = c.qos as Record<string, unknown>;
-    out.qos = { ...(q.pcp !== undefined ? { pcp: q.pcp } : {}), ...(q.dscp !== undefined ? { dscp: q.dscp } : {}) };
+    out.qos = Object.fromEntries(["pcp", "dscp", "rateMbps", "burstKb"].filter((k) => q[k] !== undefined).map((k) => [k, q[k]]));
   }
   if (c.acl !== undefined) out.acl = c.acl;
+  if (c.aclDefault !== undefined) out.aclDefault = c.aclDefault;
   return out as unknown as VnProfile;
 }
 

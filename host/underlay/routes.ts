@@ -19,7 +19,7 @@
 // resolved itself; unreachable / blackhole / prohibit routes leave it without
 // a next hop. Policy routing (other tables, rules) is not followed.
 import { execFile, spawn, type ChildProcess } from "node:child_process";
-import { parseIp } from "../dataplane/addr.js";
+import { parseIp } from "../domain/addr.js";
 
 /** One route of `ip -j route show` (the fields used here). */
 export interface KernelRoute {

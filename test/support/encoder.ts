@@ -646,3 +646,42 @@ export function viewOverlay(f: Bytes, kind: EncapKind): OverlayView {
   }
   return { family, ipOff, l4Off, entropy, flowLabel, dscp: tc >>> 2, ecn: tc & 3, innerOff, protocol };
 }
+
+// ---------------------------------------------------------------- TCP and ICMP (issue 14: ACL cases)
+
+/**
+ * RFC 9293 §3.1, a 20-byte header without options:
+ *
+ *   | Source Port (2) | Destination Port (2) | Sequence Number (4) | Acknowledgment Number (4) |
+ *   | Data Offset:4 Rsrvd:4 | Flags (8) | Window (2) | Checksum (2) | Urgent Pointer (2) | data
+ *
+ * The checksum covers the pseudo-header of `src`/`dst` (RFC 9293 §3.1, RFC 8200 §8.1).
+ */
+export function tcp(o: { src: string; dst: string; srcPort: number; dstPort: number; payload?: Bytes; seq?: number; ack?: number;
+                         flags?: number; window?: number }): Bytes {
+  const seg = concat(be16(o.srcPort), be16(o.dstPort), be32(o.seq ?? 1), be32(o.ack ?? 0), u8(5 << 4, o.flags ?? 0x02),
+    be16(o.window ?? 65535), be16(0), be16(0), o.payload ?? new Uint8Array(0));
+  const sum = inetChecksum(pseudoHeader(o.src, o.dst, IPPROTO_TCP, seg.length), seg);
+  seg[16] = sum >>> 8;
+  seg[17] = sum & 0xff;
+  return seg;
+}
+
+/**
+ * An ICMP (RFC 792) or, for IPv6 addresses, ICMPv6 (RFC 4443 §2.1) echo-shaped message:
+ * | Type (1) | Code (1) | Checksum (2) | Identifier (2) | Sequence (2) | data.
+ * ICMPv4's checksum covers the message alone; ICMPv6's the pseudo-header too.
+ */
+export function icmpMessage(o: { src: string; dst: string; type: number; code?: number; id?: number; seq?: number; data?: Bytes }): Bytes {
+  const msg = concat(u8(o.type, o.code ?? 0), be16(0), be16(o.id ?? 1), be16(o.seq ?? 1), o.data ?? new Uint8Array(8));
+  const sum = isIPv6(o.src) ? inetChecksum(pseudoHeader(o.src, o.dst, IPPROTO_ICMPV6, msg.length), msg) : inetChecksum(msg);
+  msg[2] = sum >>> 8;
+  msg[3] = sum & 0xff;
+  return msg;
+}
+
+/** A tagged (or untagged, `tag` null) frame carrying a TCP segment or an ICMP/ICMPv6 message over IPv4/IPv6. */
+export function l4Frame(o: { dst: string; src: string; tag: Tag | null; srcIp: string; dstIp: string; protocol: number; l4: Bytes }): Bytes {
+  return ethernet({ dst: o.dst, src: o.src, tags: o.tag ? [o.tag] : [], type: isIPv6(o.srcIp) ? ETH_IPV6 : ETH_IPV4,
+    payload: ipPacket({ src: o.srcIp, dst: o.dstIp, protocol: o.protocol, payload: o.l4 }), pad: true });
+}

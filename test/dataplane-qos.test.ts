@@ -1,0 +1,107 @@
+// The VN profile's QoS in the data plane (issue 14; PROTOCOL.md §5 `qos`):
+// qos.pcp on every frame delivered to the VN's VNICs, else the outer DSCP's
+// class mapped back on decapsulation (DSCP >> 3, the encapsulator's PCP << 3
+// in reverse); a token bucket per VNIC on the traffic from it
+// (qos.rateMbps, qos.burstKb) dropping the excess as `policed`. Expected
+// frames come from the independent encoder; the clock is the test's.
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import * as E from "./support/encoder.js";
+import * as F from "./support/frames.js";
+import { fixtureLoader, eqBytes, dropped } from "./support/dp-fixture.js";
+import { DataPlane, DataPlaneError } from "../host/dataplane/dataplane.js";
+import type { VnProfile } from "../host/dataplane/ops.js";
+
+const VN = 100;
+const { L1, L2 } = F.locals(VN);
+const { R1 } = F.remotes(VN);
+
+async function qosDp(family: F.Family, qos: VnProfile["qos"], fast = true): Promise<{ dp: DataPlane; clock: { ms: number } }> {
+  const clock = { ms: 1000 };
+  const dp = await DataPlane.create({ macLog2: 12, ipLog2: 12, loader: fixtureLoader, clock: () => clock.ms });
+  dp.apply(F.fixtureOps(family));
+  dp.apply([{ op: "vn", vn: VN, vni: F.vn(VN).vni, profile: { ...F.vn(VN).profile, qos } }]);
+  dp.fastPaths(fast);
+  return { dp, clock };
+}
+
+/** An overlay frame from remote 0 whose outer header carries DSCP `dscp`. */
+function fromR1(family: F.Family, inner: Uint8Array, dscp: number): Uint8Array {
+  return E.overlayFrame({ ...F.underlayFrom(F.REMOTES[0], family), dscp }, { kind: "vxlan", vni: F.vn(VN).vni, entropy: 51000 }, inner);
+}
+
+for (const family of [4, 6] as F.Family[]) {
+  for (const fast of [true, false]) {
+    const how = `IPv${family} underlay, fast paths ${fast ? "on" : "off"}`;
+    test(`qos: decapsulated frames take the outer DSCP's class as PCP, or qos.pcp when the profile sets it (${how})`, async () => {
+      const inner = F.innerFrame(R1, L1);
+      const plain = await qosDp(family, undefined, fast);
+      for (const [dscp, pcp] of [[0, 0], [8, 1], [40, 5], [46, 5], [56, 7], [63, 7]]) {
+        const s = F.send(plain.dp, F.UPLINK, fromR1(family, inner, dscp));
+        assert.is(s.outs.length, 1, `dscp ${dscp}`);
+        eqBytes(s.outs[0].frame, E.insertTag(inner, F.tagOf(VN, F.ACC1, pcp)), `outer DSCP ${dscp} -> PCP ${pcp}`);
+      }
+      const fixed = await qosDp(family, { pcp: 3 }, fast);
+      for (const dscp of [0, 46]) {
+        const s = F.send(fixed.dp, F.UPLINK, fromR1(family, inner, dscp));
+        eqBytes(s.outs[0].frame, E.insertTag(inner, F.tagOf(VN, F.ACC1, 3)), `qos.pcp 3 whatever the DSCP (${dscp})`);
+      }
+      // a broadcast from the overlay: every local copy takes qos.pcp
+      const b = F.innerFrame(R1, F.BROADCAST);
+      const s = F.send(fixed.dp, F.UPLINK, fromR1(family, b, 46));
+      assert.equal(s.outs.map((o) => o.port).sort(), [F.ACC1, F.ACC2]);
+      for (const o of s.outs) eqBytes(o.frame, E.insertTag(b, F.tagOf(VN, o.port, 3)), `flood copy to ${o.port}`);
+      // a locally switched frame takes qos.pcp; without it, it keeps its own
+      const h = F.accessFrame(L1, L2, { pcp: 6 });
+      eqBytes(F.send(fixed.dp, F.ACC1, h).outs[0].frame, E.insertTag(E.stripTag(h), F.tagOf(VN, F.ACC2, 3)), "hairpin with qos.pcp 3");
+      eqBytes(F.send(plain.dp, F.ACC1, h).outs[0].frame, E.insertTag(E.stripTag(h), F.tagOf(VN, F.ACC2, 6)), "hairpin keeps PCP 6");
+    });
+
+    test(`qos: the policer passes a burst of burstKb, drops the rest as policed, refills at rateMbps (${how})`, async () => {
+      // 8 Mbit/s = 1000 bytes per ms; a 4 KiB bucket
+      const { dp, clock } = await qosDp(family, { rateMbps: 8, burstKb: 4 }, fast);
+      const frame = F.accessFrame(L1, R1, { payloadLen: 1000 - 18 - 28 }); // 1000 bytes on the trunk
+      assert.is(frame.length, 1000);
+      const passed = () => F.send(dp, F.ACC1, frame).outs.length;
+      const burst = Array.from({ length: 6 }, passed);
+      assert.equal(burst, [1, 1, 1, 1, 0, 0], "4096 bytes of tokens: four 1000-byte frames, then policed");
+      dropped(F.send(dp, F.ACC1, frame), "policed", "still empty");
+      clock.ms += 2; // 2000 bytes of tokens (plus the 96 left)
+      assert.equal(Array.from({ length: 3 }, passed), [1, 1, 0], "refilled by 2 ms at 1000 bytes/ms");
+      clock.ms += 60_000; // never above the bucket's depth
+      assert.equal(Array.from({ length: 6 }, passed), [1, 1, 1, 1, 0, 0], "a long pause refills to the depth only");
+      // the bytes that pass are encapsulated as ever
+      clock.ms += 1000;
+      const s = F.send(dp, F.ACC1, frame);
+      const v = E.viewOverlay(s.outs[0].frame, "vxlan");
+      const u = { ...F.underlayTo(F.REMOTES[0], family, 0), flowLabel: v.flowLabel };
+      eqBytes(s.outs[0].frame, E.overlayFrame(u, { kind: "vxlan", vni: F.vn(VN).vni, entropy: v.entropy }, E.stripTag(frame)), "policed VN encap");
+      // each VNIC has its own bucket: L4 (also on acc1) still has a full one
+      const { L4 } = F.locals(VN);
+      assert.equal(Array.from({ length: 5 }, () => F.send(dp, F.ACC1, F.accessFrame(L4, R1, { payloadLen: 1000 - 46 })).outs.length), [1, 1, 1, 1, 0]);
+      // traffic to the VNIC is not policed
+      for (let i = 0; i < 10; i++) assert.is(F.send(dp, F.UPLINK, fromR1(family, F.innerFrame(R1, L1, { payloadLen: 900 }), 0)).outs.length, 1);
+      assert.is(dp.counters().drops.policed, 1 + 2 + 1 + 2 + 1);
+    });
+  }
+}
+
+test("qos: bad values are refused naming the key, and the profile in force stays", async () => {
+  const { dp } = await qosDp(4, { pcp: 2 });
+  for (const [qos, field, re] of [
+    [{ rateMbps: 0 }, "profile.qos.rateMbps", /above 0/],
+    [{ rateMbps: 10, burstKb: 1 }, "profile.qos.burstKb", /less than one frame/],
+    [{ burstKb: 64 }, "profile.qos.burstKb", /needs qos.rateMbps/],
+    [{ pcp: 9 }, "profile.qos.pcp", /0\.\.7/],
+  ] as [VnProfile["qos"], string, RegExp][]) {
+    let err: unknown;
+    try { dp.apply([{ op: "vn", vn: VN, vni: F.vn(VN).vni, profile: { ...F.vn(VN).profile, qos } }]); } catch (e) { err = e; }
+    assert.instance(err, DataPlaneError, field);
+    assert.is((err as DataPlaneError).field, field);
+    assert.match((err as Error).message, re);
+  }
+  const inner = F.innerFrame(R1, L1);
+  eqBytes(F.send(dp, F.UPLINK, fromR1(4, inner, 0)).outs[0].frame, E.insertTag(inner, F.tagOf(VN, F.ACC1, 2)), "qos.pcp 2 still in force");
+});
+
+test.run();

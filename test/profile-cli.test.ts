@@ -1,0 +1,120 @@
+// The VN profile's ACL and QoS through the real CLI (issue 14, INTERFACES.md):
+// `nvedge pcap` with an ACL and qos.pcp in the file (exact bytes against the
+// independent encoder, acl-deny in counters.json), one clear error naming the
+// key for a malformed rule (`run`/`pcap` exit 2, `config check` with its JSON
+// path), and `nvedge show acl` on a running NVE counting each rule's denies.
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import { mkdtempSync, rmSync, writeFileSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { readPcap, writePcap } from "../host/pcap/pcap.js";
+import { adminRequest } from "../host/control/admin.js";
+import * as E from "./support/encoder.js";
+import * as F from "./support/frames.js";
+import { eqBytes } from "./support/dp-fixture.js";
+import { freePort, runNvedge, spawnNvedge, until } from "./support/control-harness.js";
+
+const ACL = [
+  { action: "deny", proto: "tcp", dstPort: 22 },
+  { action: "allow", proto: "tcp", dstPort: "80-90" },
+  { action: "allow", proto: "udp" },
+];
+function aclConfig(dir: string, acl: unknown[] = ACL): string {
+  const cfg = F.fixtureConfig(4) as { vns: { id: number; profile: Record<string, unknown> }[] };
+  const v = cfg.vns.find((x) => x.id === 100)!;
+  v.profile = { ...v.profile, acl, aclDefault: "deny", qos: { pcp: 4 } };
+  const file = join(dir, "nve.json");
+  writeFileSync(file, JSON.stringify(cfg, null, 2));
+  return file;
+}
+const { L1 } = F.locals(100);
+const { R1 } = F.remotes(100);
+const tcpFrom = (dstPort: number) => E.l4Frame({ dst: R1.mac, src: L1.mac, tag: F.tagOf(100, F.ACC1), srcIp: L1.ip4, dstIp: R1.ip4,
+  protocol: E.IPPROTO_TCP, l4: E.tcp({ src: L1.ip4, dst: R1.ip4, srcPort: 40000, dstPort }) });
+const pkt = (frame: Uint8Array, tsSec: number) => ({ frame, tsSec, tsUsec: 0, origLen: frame.length });
+
+test("nvedge pcap: an ACL allows, denies and defaults; qos.pcp on decap; bytes as the encoder says", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "nvl-acl-"));
+  try {
+    const cfg = aclConfig(dir);
+    const allowed = tcpFrom(80);
+    writePcap(join(dir, "a.pcap"), [pkt(allowed, 1), pkt(tcpFrom(22), 2), pkt(tcpFrom(443), 3)]);
+    const inner = F.innerFrame(R1, L1);
+    writePcap(join(dir, "u.pcap"), [pkt(F.fromRemote(F.REMOTES[0], 4, 100, inner), 4)]);
+    const out = join(dir, "out");
+    const r = await runNvedge(["pcap", "--config", cfg, "--in", `${F.ACC1}=${join(dir, "a.pcap")}`, "--in", `${F.UPLINK}=${join(dir, "u.pcap")}`, "--out-dir", out]);
+    assert.is(r.code, 0, r.err);
+    const up = readPcap(join(out, "uplink.pcap")).packets;
+    assert.is(up.length, 1, "only tcp/80 left");
+    const v = E.viewOverlay(up[0].frame, "vxlan");
+    eqBytes(up[0].frame, E.overlayFrame(F.underlayTo(F.REMOTES[0], 4, 0), { kind: "vxlan", vni: 5000, entropy: v.entropy }, E.stripTag(allowed)), "tcp/80");
+    const a1 = readPcap(join(out, "acc1.pcap")).packets;
+    assert.is(a1.length, 1);
+    eqBytes(a1[0].frame, E.insertTag(inner, F.tagOf(100, F.ACC1, 4)), "decap with qos.pcp 4 (udp allowed)");
+    const c = JSON.parse(readFileSync(join(out, "counters.json"), "utf8"));
+    assert.is(c.drops["acl-deny"], 2);
+    assert.equal(c.acl["100"], { default: 1, rules: { 0: 1, 1: 0, 2: 0 } });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("a malformed ACL rule or QoS value: one clear line naming the key, exit 2 (pcap, run), config check lists its JSON path", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "nvl-acl-"));
+  try {
+    const cfg = aclConfig(dir, [{ action: "deny", proto: "tcp", dstPort: 22 }, { action: "deny", proto: "udp", dstPort: "99999" }]);
+    writePcap(join(dir, "a.pcap"), []);
+    let r = await runNvedge(["pcap", "--config", cfg, "--in", `${F.ACC1}=${join(dir, "a.pcap")}`, "--out-dir", join(dir, "o")]);
+    assert.is(r.code, 2, r.err);
+    assert.is(r.err.trim().split("\n").length, 1, r.err);
+    assert.match(r.err, /vns\.0\.profile\.acl\.1\.dstPort: not a port \(0\.\.65535\) or a "lo-hi" range: "99999"/);
+    r = await runNvedge(["run", "--config", cfg, "--io", "none", "--memory-store", "--listen", "127.0.0.1:1"]);
+    assert.is(r.code, 2, r.err);
+    assert.match(r.err, /vns\.0\.profile\.acl\.1\.dstPort/);
+    r = await runNvedge(["config", "check", cfg, "--json"]);
+    assert.is(r.code, 2, r.err);
+    const problems = JSON.parse(r.out).problems ?? JSON.parse(r.out);
+    assert.ok(JSON.stringify(problems).includes("$.vns[0].profile.acl[1].dstPort"), r.out);
+    const q = aclConfig(dir);
+    const j = JSON.parse(readFileSync(q, "utf8"));
+    j.vns[0].profile.qos = { rateMbps: -1 };
+    writeFileSync(q, JSON.stringify(j));
+    r = await runNvedge(["config", "check", q]);
+    assert.is(r.code, 2);
+    assert.match(r.out + r.err, /\$\.vns\[0\]\.profile\.qos\.rateMbps/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("nvedge show acl: each VN's rules in order with the frames each denied, on a running NVE", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "nvl-acl-"));
+  const cfg = aclConfig(dir);
+  const S = ["--store", `${dir}/st`];
+  const nve = await spawnNvedge(["run", "--config", cfg, ...S, "--io", "none", "--listen", `127.0.0.1:${await freePort()}`]);
+  const sock = `${dir}/st/nvedge.sock`;
+  try {
+    await until(async () => adminRequest(sock, { cmd: "show", what: "ports" }).then(() => true, () => false), 30_000, `admin socket (${nve.err()})`);
+    const trace = (f: Uint8Array) => adminRequest(sock, { cmd: "trace", port: F.ACC1, frame: Buffer.from(f).toString("hex") }) as Promise<{ drop: string | null }>;
+    assert.is((await trace(tcpFrom(22))).drop, "acl-deny");
+    assert.is((await trace(tcpFrom(22))).drop, "acl-deny");
+    assert.is((await trace(tcpFrom(8080))).drop, "acl-deny");
+    assert.is((await trace(tcpFrom(85))).drop, null);
+    let r = await runNvedge(["show", "acl", "--json", ...S]);
+    assert.is(r.code, 0, r.err);
+    const v = JSON.parse(r.out);
+    assert.equal(v.map((x: { vn: number }) => x.vn), [100]);
+    assert.equal(v[0].rules.map((x: { denied: number }) => x.denied), [2, 0, 0]);
+    assert.is(v[0].defaultDenied, 1);
+    assert.equal(v[0].rules[1].rule, ACL[1]);
+    r = await runNvedge(["show", "acl", ...S]);
+    assert.match(r.out, /100 \(blue\)\s+0\s+deny\s+both\s+tcp\s+any\s+any\s+22\s+2/);
+    assert.match(r.out, /100 \(blue\)\s+-\s+deny\s+both\s+\(default\)\s+1/);
+  } finally {
+    await nve.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test.run();
