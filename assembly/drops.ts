@@ -47,7 +47,9 @@ export const D_BAD_ARP: u32 = 40;
 export const D_ARP_NOT_FOR_US: u32 = 41;
 export const D_BAD_ND: u32 = 42;
 export const D_NO_NEXT_HOP: u32 = 43;
-export const NUM_DROPS: u32 = 44;
+export const D_NO_ROUTE: u32 = 44;
+export const D_TTL_EXCEEDED: u32 = 45;
+export const NUM_DROPS: u32 = 46;
 
 const NAMES =
   "truncated,unknown-port,untagged,priority-tagged,double-tagged,unknown-vid,spoofed-mac,spoofed-ip," +
@@ -55,7 +57,8 @@ const NAMES =
   "bad-ip-header,bad-ip-checksum,not-our-ip,fragment,not-overlay,bad-udp-length,bad-udp-checksum," +
   "vxlan-flags,geneve-version,geneve-oam,geneve-protocol,geneve-option-length,geneve-critical-option," +
   "nvgre-flags,nvgre-protocol,nvgre-reserved-vsid,unknown-vni,unknown-vtep,inner-tagged,split-horizon," +
-  "dst-inactive,bad-vnet-header,bad-gso-size,gso-unsupported,bad-arp,arp-not-for-us,bad-nd,no-next-hop";
+  "dst-inactive,bad-vnet-header,bad-gso-size,gso-unsupported,bad-arp,arp-not-for-us,bad-nd,no-next-hop," +
+  "no-route,ttl-exceeded";
 
 /** UTF-16 code units of the comma-separated reason names, for the host to decode once. */
 export function dropNamesPtr(): usize { return changetype<usize>(NAMES); }

@@ -21,6 +21,8 @@ import * as D from "../drops";
 import { drop, setCur, trace, TR_VN, TR_VNI, TR_LOOKUP, TR_ACTION, TR_DST,
          LK_LOCAL, LK_BROADCAST, LK_UNKNOWN, LK_REMOTE, AC_DECAP, AC_FLOOD } from "./common";
 import { emitTagged, outCount, curIn } from "./emit";
+import { routeL3Vni } from "./route";
+import { l3Info, L3_VNI } from "../tables/l3";
 
 // The underlay's identity, set by control.ts setUnderlay.
 export let ulMac: u64 = 0;
@@ -200,6 +202,7 @@ export function underlayFrame(port: u32, p: usize, len: u32): void {
   // STANDARDS.md: the decapsulator drops an inner 802.1Q-tagged frame (RFC 7348 §6.1, RFC 7637 §4)
   if (iet == raw16(ETHERTYPE_VLAN) || iet == raw16(ETHERTYPE_QINQ) || iet == raw16(ETHERTYPE_QINQ_OLD)) { drop(D.D_INNER_TAGGED); return; }
   if (ilen - 14 > <u32>load<u16>(v, VN_MTU)) { drop(D.D_MTU_EXCEEDED); return; }
+  if ((l3Info(vn) & L3_VNI) != 0) { routeL3Vni(vn, inner, ilen); return; } // a domain's L3 VNI: routed (pipeline/route.ts)
   const dst = macRaw(inner); // ilen >= 14
   if (dst & 1) { trace(TR_LOOKUP, LK_BROADCAST); floodLocal(vn, v, inner, ilen); return; }
   const dv = macLookupHome(vn, dst, underlayHome(macHomes + (<usize>curIn << 3), vn));
