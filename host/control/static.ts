@@ -7,6 +7,7 @@ import type { DpOp } from "../dataplane/ops.js";
 import { normIp, normMac } from "../protocol/addr.js";
 import type { SyncVnic } from "../protocol/types.js";
 import type { VnCatalog } from "./catalog.js";
+import { l3DomainOps } from "../config/l3.js";
 
 export function staticOps(cfg: NveConfig, catalog: VnCatalog): DpOp[] {
   const u = cfg.underlay;
@@ -16,10 +17,11 @@ export function staticOps(cfg: NveConfig, catalog: VnCatalog): DpOp[] {
     { op: "underlay", port: u.port, ip: u.ip, mac: normMac(u.mac), gatewayMac: normMac(u.gatewayMac ?? "ff:ff:ff:ff:ff:ff"),
       udpPort: u.udpPort, genevePort: u.genevePort },
     ...cfg.ports.map((p): DpOp => ({ op: "port", port: p.name })),
+    ...l3DomainOps(cfg),
     ...catalog.all().map((v): DpOp => ({ op: "vn", vn: v.id, vni: v.vni, profile: v.profile })),
   ];
   for (const r of cfg.remotes) {
-    for (const ref of r.vns) ops.push({ op: "flood.join", vn: catalog.resolve(ref).id, nve: r.ip });
+    for (const ref of r.vns) ops.push({ op: "flood.join", vn: catalog.resolve(ref).id, nve: r.ip, ...(r.routerMac ? { routerMac: normMac(r.routerMac) } : {}) });
     for (const a of r.addrs) {
       const vn = catalog.resolve(a.vn).id;
       const mac = normMac(a.mac);

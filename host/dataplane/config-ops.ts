@@ -4,6 +4,7 @@
 import type { NveConfig } from "../config/types.js";
 import { resolveVn } from "../config/load.js";
 import type { DpOp } from "./ops.js";
+import { l3DomainOps } from "../config/l3.js";
 
 export function vnOps(cfg: NveConfig): DpOp[] {
   return cfg.vns.map((v) => ({ op: "vn", vn: v.id, vni: v.vni, profile: v.profile }));
@@ -15,7 +16,7 @@ export function configOps(cfg: NveConfig): DpOp[] {
   if (!u.gatewayMac) throw new Error(`${cfg.nve}: underlay.gatewayMac is needed to build outer headers (no neighbour table offline)`);
   ops.push({ op: "underlay", port: u.port, ip: u.ip, mac: u.mac, gatewayMac: u.gatewayMac, udpPort: u.udpPort, genevePort: u.genevePort });
   for (const p of cfg.ports) ops.push({ op: "port", port: p.name });
-  ops.push(...vnOps(cfg));
+  ops.push(...l3DomainOps(cfg), ...vnOps(cfg));
   ops.push(...staticBindingOps(cfg));
   return ops;
 }
@@ -37,7 +38,7 @@ export function staticBindingOps(cfg: NveConfig): DpOp[] {
     }
   }
   for (const r of cfg.remotes) {
-    for (const v of r.vns) ops.push({ op: "flood.join", vn: id(v), nve: r.ip });
+    for (const v of r.vns) ops.push({ op: "flood.join", vn: id(v), nve: r.ip, ...(r.routerMac ? { routerMac: r.routerMac.toLowerCase() } : {}) });
     for (const a of r.addrs) {
       const vn = id(a.vn);
       ops.push({ op: "mac.remote", vn, mac: a.mac, nve: r.ip });

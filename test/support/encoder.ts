@@ -646,3 +646,19 @@ export function viewOverlay(f: Bytes, kind: EncapKind): OverlayView {
   }
   return { family, ipOff, l4Off, entropy, flowLabel, dscp: tc >>> 2, ecn: tc & 3, innerOff, protocol };
 }
+
+// ---------------------------------------------------------------- ICMP (IPv4)
+
+export const IPPROTO_ICMP = 1;
+
+/**
+ * RFC 792: type (1) | code (1) | checksum (2) | rest, the checksum over the
+ * whole ICMP message (no pseudo-header, unlike ICMPv6).
+ */
+export function icmpv4(type: number, code: number, body: Bytes): Bytes {
+  const msg = concat(u8(type, code), be16(0), body);
+  const sum = inetChecksum(msg);
+  msg[2] = sum >>> 8;
+  msg[3] = sum & 0xff;
+  return msg;
+}
