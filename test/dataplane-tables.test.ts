@@ -70,6 +70,8 @@ for (const family of [4, 6] as F.Family[]) {
       "truncated", "underlay-tagged", "unknown-port", "unknown-vid", "unknown-vni", "unknown-vtep", "untagged", "vnic-inactive", "vxlan-flags",
       // issue 11: offloads (pipeline/offload.ts) and the underlay as a host (pipeline/host.ts)
       "bad-vnet-header", "bad-gso-size", "gso-unsupported", "bad-arp", "arp-not-for-us", "bad-nd", "no-next-hop",
+      // issue 14: the L3 service (pipeline/route.ts)
+      "no-route", "ttl-exceeded",
     ].sort(), "every drop reason of the contract is reported, zeros included");
 
     // Feed each port's inputs as one batch (the order inside a port is kept).
