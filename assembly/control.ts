@@ -11,6 +11,7 @@ import { macTab, ipTab, vniTab, remoteTab, vniKey, macKey, macRawOf, macRaw, MK_
          IP6_TAG, prefixBase, MAX_PREFIXES } from "./tables/index";
 import { setUlIdentity } from "./pipeline/underlay";
 import { nextHopInit, nextHopOf, clearNextHops, TN_NH_ONE, TN_NH_NONE } from "./pipeline/nexthop";
+import { noteTunnelRemote } from "./tables/l3";
 import { TK_VXLAN4, TK_VXLAN6, TK_GENEVE4, TK_GENEVE6, TK_NVGRE4, TK_NVGRE6 } from "./pipeline/encap";
 import { st8, st16, st32, ldMac, stMac, csumAdd, csumFold } from "./util";
 import { ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETHERTYPE_TEB } from "./proto/ethernet";
@@ -186,6 +187,7 @@ export function buildTunnel(t: u32, vn: u32, r: u32): i32 {
   if (t >= tunCap || vn >= MAX_VNS || r >= MAX_REMOTES) return E_RANGE;
   const e = tunPtr(t);
   memory.fill(e, 0, TUN_SIZE);
+  noteTunnelRemote(t, r); // a remote binding's NVE, for symmetric IRB (pipeline/route.ts)
   const v = vnPtr(vn);
   const enc = <u32>load<u8>(v, VN_ENCAP);
   const vni = load<u32>(v, VN_VNI);

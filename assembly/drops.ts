@@ -50,7 +50,9 @@ export const D_NO_NEXT_HOP: u32 = 43;
 export const D_ACL_DENY: u32 = 44;
 export const D_POLICED: u32 = 45;
 export const D_LEARN_LIMIT: u32 = 46;
-export const NUM_DROPS: u32 = 47;
+export const D_NO_ROUTE: u32 = 47;
+export const D_TTL_EXCEEDED: u32 = 48;
+export const NUM_DROPS: u32 = 49;
 
 const NAMES =
   "truncated,unknown-port,untagged,priority-tagged,double-tagged,unknown-vid,spoofed-mac,spoofed-ip," +
@@ -59,7 +61,7 @@ const NAMES =
   "vxlan-flags,geneve-version,geneve-oam,geneve-protocol,geneve-option-length,geneve-critical-option," +
   "nvgre-flags,nvgre-protocol,nvgre-reserved-vsid,unknown-vni,unknown-vtep,inner-tagged,split-horizon," +
   "dst-inactive,bad-vnet-header,bad-gso-size,gso-unsupported,bad-arp,arp-not-for-us,bad-nd,no-next-hop," +
-  "acl-deny,policed,learn-limit";
+  "acl-deny,policed,learn-limit,no-route,ttl-exceeded";
 
 /** UTF-16 code units of the comma-separated reason names, for the host to decode once. */
 export function dropNamesPtr(): usize { return changetype<usize>(NAMES); }

@@ -14,6 +14,7 @@ import { t64Init } from "./tables/hash64";
 import { tipInit } from "./tables/haship";
 import { macTab, ipTab, vniTab, remoteTab, prefixInit, macKey, macRaw, macHomes, macHomesInit, warmList, NO_HOME, macBase, macHome, tableGlobalsInit, ip4HomeSlot, ipWarmList } from "./tables/index";
 import { controlInit } from "./control";
+import { l3Init } from "./tables/l3";
 import { accessFrame } from "./pipeline/access";
 import { accessFast, underlayFast, underlayVn, underlayInner } from "./pipeline/fast";
 import { underlayFrame } from "./pipeline/underlay";
@@ -31,6 +32,7 @@ export { setPort, setUnderlay, setVn, delVn, setTag, setRemote, delRemote, setVt
          setMacLocal, setMacRemote, delMac, getMac, setIp, delIp, setPrefix, purgeVn } from "./control";
 export { setPrefixCount } from "./tables/index";
 export { setNextHops } from "./pipeline/nexthop";
+export { setL3Domain, delL3Domain, setL3Vn, setL3Tunnel, delL3Tunnel } from "./tables/l3";
 export { setTrace, setFastPaths } from "./pipeline/common";
 export { puntPtr, puntCount, puntLost, puntTotal } from "./pipeline/punt";
 export { setAclRule, setAcl, aclRuleHitsPtr, aclVnPtr } from "./pipeline/acl";
@@ -60,6 +62,7 @@ export function init(macLog2: u32, ipLog2: u32, tunLog2: u32, floodCap: u32): vo
   prefixInit();
   tableGlobalsInit();
   controlInit();
+  l3Init();
   macHomesInit();
   puntInit();
   aclInit();

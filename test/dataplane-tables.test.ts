@@ -72,6 +72,8 @@ for (const family of [4, 6] as F.Family[]) {
       "bad-vnet-header", "bad-gso-size", "gso-unsupported", "bad-arp", "arp-not-for-us", "bad-nd", "no-next-hop",
       // issue 14: the profile's ACL, policer and gleaning (pipeline/acl.ts, qos.ts, glean.ts)
       "acl-deny", "policed", "learn-limit",
+      // issue 14: the L3 service (pipeline/route.ts)
+      "no-route", "ttl-exceeded",
     ].sort(), "every drop reason of the contract is reported, zeros included");
 
     // Feed each port's inputs as one batch (the order inside a port is kept).

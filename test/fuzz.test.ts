@@ -25,6 +25,7 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { DataPlane } from "../host/dataplane/dataplane.js";
+import type { DpOp } from "../host/dataplane/ops.js";
 import * as E from "./support/encoder.js";
 import * as F from "./support/frames.js";
 
@@ -45,10 +46,62 @@ function prng(seed: number): () => number {
 
 interface Seed { port: string; frame: Uint8Array }
 
+// The L3 service (pipeline/route.ts): routing domain 1 (L3 VNI 9001) with two
+// routed VNs besides the fixture's, local hosts on both access ports and a
+// host behind REMOTES[0], which publishes a router MAC.
+const L3 = { vni: 9001, gw: "00:00:5e:00:01:01", rmac: "02:00:00:00:0b:01",
+  vns: [{ id: 500, vni: 5500, net: 0x50, tags: [14, 24] }, { id: 600, vni: 5600, net: 0x60, tags: [15, 25] }] };
+const l3Host = (v: (typeof L3.vns)[number], h: number) => ({ mac: `02:00:5e:00:${v.net.toString(16)}:${h.toString(16).padStart(2, "0")}`,
+  ip4: `10.${v.net}.0.${h}`, ip6: `2001:db8:${v.net.toString(16)}::${h.toString(16)}` });
+function l3Ops(family: F.Family): DpOp[] {
+  const ops: DpOp[] = [{ op: "l3domain", id: 1, vni: L3.vni, routerMac: F.UNDERLAY_MAC }];
+  for (const v of L3.vns) {
+    ops.push({ op: "vn", vn: v.id, vni: v.vni, profile: { encap: "vxlan", service: "l3", mtu: 1500, portSecurity: v.id === 500,
+      arpSuppress: v.id === 600, gateway: { ips: [`10.${v.net}.0.1/24`, `2001:db8:${v.net.toString(16)}::1/64`], mac: L3.gw }, l3domain: 1 } });
+    F.ACCESS_PORTS.forEach((port, k) => {
+      const h = l3Host(v, 10 + k);
+      ops.push({ op: "tag", port, tag: v.tags[k], vn: v.id }, { op: "mac.local", vn: v.id, mac: h.mac, port, active: true },
+               { op: "ip", vn: v.id, ip: h.ip4, mac: h.mac }, { op: "ip", vn: v.id, ip: h.ip6, mac: h.mac });
+    });
+    const r = l3Host(v, 0x40);
+    const nve = F.remoteIp(F.REMOTES[0], family);
+    ops.push({ op: "flood.join", vn: v.id, nve, routerMac: L3.rmac }, { op: "mac.remote", vn: v.id, mac: r.mac, nve },
+             { op: "ip", vn: v.id, ip: r.ip4, mac: r.mac }, { op: "ip", vn: v.id, ip: r.ip6, mac: r.mac });
+  }
+  return ops;
+}
+function l3Seeds(family: F.Family, add: (port: string, frame: Uint8Array) => void): void {
+  const [blue, red] = L3.vns;
+  const a = l3Host(blue, 10), b = l3Host(red, 11), c = l3Host(red, 10), d = l3Host(red, 0x40);
+  const tag = { vid: blue.tags[0] };
+  const udp = (src: string, dst: string, ttl: number) => E.ipPacket({ src, dst, protocol: E.IPPROTO_UDP, ttl,
+    payload: E.udp({ src, dst, srcPort: 1234, dstPort: 53, payload: new Uint8Array(20) }) });
+  const toGw = (dst: string, ttl = 64) => E.ethernet({ dst: L3.gw, src: a.mac, tags: [tag], type: dst.includes(":") ? E.ETH_IPV6 : E.ETH_IPV4,
+    payload: udp(dst.includes(":") ? a.ip6 : a.ip4, dst, ttl), pad: true });
+  for (const fam of ["ip4", "ip6"] as const) {
+    add(F.ACC1, toGw(b[fam])); // routed local, to the other port
+    add(F.ACC1, toGw(c[fam])); // routed local, back out of the same port
+    add(F.ACC1, toGw(d[fam])); // routed remote (symmetric IRB over the L3 VNI)
+    add(F.ACC1, toGw(b[fam], 1)); // ICMP time exceeded
+    add(F.ACC1, toGw(fam === "ip4" ? "10.80.0.99" : "2001:db8:50::99")); // no-route
+    const inner = E.ethernet({ dst: F.UNDERLAY_MAC, src: L3.rmac, type: fam === "ip4" ? E.ETH_IPV4 : E.ETH_IPV6, payload: udp(d[fam], a[fam], 2) });
+    add(F.UPLINK, E.overlayFrame(F.underlayFrom(F.REMOTES[0], family), { kind: "vxlan", vni: L3.vni, entropy: 51000 }, inner));
+    // the hop spent on arrival (ttl-exceeded)
+    const spent = E.ethernet({ dst: F.UNDERLAY_MAC, src: L3.rmac, type: fam === "ip4" ? E.ETH_IPV4 : E.ETH_IPV6, payload: udp(d[fam], a[fam], 1) });
+    add(F.UPLINK, E.overlayFrame(F.underlayFrom(F.REMOTES[0], family), { kind: "vxlan", vni: L3.vni, entropy: 51000 }, spent));
+  }
+  add(F.ACC1, E.arpFrame({ op: 1, src: a.mac, tag, spa: a.ip4, tpa: `10.${blue.net}.0.1` }));
+  add(F.ACC1, E.arpFrame({ op: 1, src: c.mac, tag: { vid: red.tags[0] }, spa: c.ip4, tpa: `10.${red.net}.0.1` }));
+  const gw6 = `2001:db8:${blue.net.toString(16)}::1`;
+  add(F.ACC1, E.ethernet({ dst: L3.gw, src: a.mac, tags: [tag], type: E.ETH_IPV6,
+    payload: E.neighborSolicitation({ src: a.ip6, dst: gw6, target: gw6, sll: a.mac }) }));
+}
+
 /** Valid frames of every kind, for one underlay family. */
 function seeds(family: F.Family): Seed[] {
   const out: Seed[] = [];
   const add = (port: string, frame: Uint8Array) => out.push({ port, frame });
+  l3Seeds(family, add);
   for (const v of F.VNS) {
     const { L1, L2, L3, L4 } = F.locals(v.id);
     const { R1, R2 } = F.remotes(v.id);
@@ -499,6 +552,7 @@ test(`fuzz: ${TOTAL} random, truncated and bit-flipped frames through both sides
   for (const [i, [family, debug, share, bigFlood]] of plan.entries()) {
     const dp = await DataPlane.create({ macLog2: 12, ipLog2: 12, debug });
     dp.apply(F.fixtureOps(family));
+    dp.apply(l3Ops(family));
     for (const vn of bigFlood ? [100, 300] : []) {
       dp.apply(Array.from({ length: bigFlood - F.REMOTES.length }, (_, k) =>
         ({ op: "flood.join" as const, vn, nve: `198.${18 + (k >> 8)}.${k & 0xff}.1` })));

@@ -27,6 +27,8 @@ import { police, deliverPcp } from "./qos";
 import { VN_FEAT, FEAT_POLICE, FEAT_GLEAN } from "../state";
 import { glean, GLEAN_ON, GLEAN_PASS } from "./glean";
 import { macKey } from "../tables/index";
+import { gatewayAnswer, routeAccess } from "./route";
+import { MK_ROUTER } from "../tables/l3";
 
 export function accessFrame(port: u32, p: usize, len: u32): void {
   // an ARP request that suppression answers, the quick way (fast.ts; false
@@ -76,6 +78,9 @@ export function accessFrame(port: u32, p: usize, len: u32): void {
     if (why != OK) { drop(why); return; }
   }
 
+  // seed §3.1.2: a routed VN's gateway answers for its IPs (pipeline/route.ts)
+  if (gatewayAnswer(port, tci, p, vn, etype, l3, l3len)) return;
+
   // RFC 9161: answer ARP requests / neighbour solicitations for known
   // bindings locally; gratuitous ARP, DAD and unknown targets are flooded.
   if (flags & VNF_ARPSUP) {
@@ -117,6 +122,7 @@ export function accessFrame(port: u32, p: usize, len: u32): void {
   const dv = macLookupHome(vn, dst, load<u32>(hh, 4));
   trace(TR_DST, dv);
   const kind = dv & MK_KIND;
+  if (kind == MK_ROUTER) { routeAccess(port, tci, p, len, vn); return; } // to the gateway MAC: routed
   if (kind == MK_REMOTE) {
     trace(TR_LOOKUP, LK_REMOTE);
     // never a tunnel frame to broadcast: no next hop yet, no frame (pipeline/nexthop.ts)

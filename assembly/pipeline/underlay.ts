@@ -23,6 +23,8 @@ import { drop, setCur, trace, TR_VN, TR_VNI, TR_LOOKUP, TR_ACTION, TR_DST,
 import { emitTagged, outCount, curIn } from "./emit";
 import { aclCheck, aclActive, DIR_TO, ACL_OK } from "./acl";
 import { deliverPcp } from "./qos";
+import { routeL3Vni } from "./route";
+import { l3Info, L3_VNI } from "../tables/l3";
 
 // The underlay's identity, set by control.ts setUnderlay.
 export let ulMac: u64 = 0;
@@ -209,6 +211,7 @@ export function underlayFrame(port: u32, p: usize, len: u32): void {
   // to-VNIC rules, and takes qos.pcp, else the outer DSCP's class (DSCP >> 3:
   // encap.ts's PCP << 3 in reverse)
   const pcp = deliverPcp(v, (tclass >> 5) << 13);
+  if ((l3Info(vn) & L3_VNI) != 0) { routeL3Vni(vn, inner, ilen); return; } // a domain's L3 VNI: routed (pipeline/route.ts)
   const dst = macRaw(inner); // ilen >= 14
   if (dst & 1) { trace(TR_LOOKUP, LK_BROADCAST); floodLocal(vn, v, inner, ilen, pcp); return; }
   const dv = macLookupHome(vn, dst, underlayHome(macHomes + (<usize>curIn << 3), vn));

@@ -14,3 +14,9 @@ export const NA_FLAG_SOLICITED: u32 = 0x40000000;
 export const NA_FLAG_OVERRIDE: u32 = 0x20000000;
 /** An NA with one target link-layer option: 24 + 8 bytes. */
 export const NA_LEN: u32 = 32;
+/** RFC 4861 §4.4: the Router flag of a neighbour advertisement. */
+export const NA_FLAG_ROUTER: u32 = 0x80000000;
+/** RFC 4443 §3.3: Time Exceeded; code 0: hop limit exceeded in transit. */
+export const ICMP6_TIME_EXCEEDED: u32 = 3;
+/** RFC 4443 §2.4 (c): an error message does not exceed the minimum IPv6 MTU (RFC 8200 §5). */
+export const ICMP6_ERROR_MAX: u32 = 1280;

@@ -13,6 +13,7 @@ import type { NveConfig } from "./types.js";
 import type { DpOp } from "../dataplane/ops.js";
 import { normIp, normMac as normMacP } from "../domain/addr-text.js";
 import { profileProblems } from "../dataplane/acl.js";
+import { checkL3 } from "./l3.js";
 
 export interface ConfigProblem {
   /** JSONPath of the value at fault, e.g. `$.remotes[1].addrs[0].mac`. */
@@ -114,6 +115,7 @@ export function checkConfig(cfg: NveConfig): ConfigProblem[] {
       });
     });
   });
+  checkL3(cfg, bad);
   return out;
 }
 
@@ -168,6 +170,7 @@ export function pathOfOp(cfg: NveConfig, op: DpOp): string | undefined {
     case "underlay": return "$.underlay";
     case "port": { const i = cfg.ports.findIndex((p) => p.name === op.port); return i >= 0 ? jsonPath(["ports", i]) : undefined; }
     case "vn": { const i = cfg.vns.findIndex((v) => v.id === op.vn); return i >= 0 ? jsonPath(["vns", i]) : undefined; }
+    case "l3domain": { const i = (cfg.l3domains ?? []).findIndex((d) => d.id === op.id); return i >= 0 ? jsonPath(["l3domains", i]) : undefined; }
     case "tag": case "mac.local": case "ip": case "flood.join": case "mac.remote": break;
     default: return undefined;
   }

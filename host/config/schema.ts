@@ -13,6 +13,11 @@ export const profileSchema = {
   properties: {
     encap: { enum: ["vxlan", "geneve", "nvgre"] },
     service: { enum: ["l2", "l3"], default: "l2" },
+    // service "l3" (PROTOCOL.md §5): the anycast gateway and the routing domain (host/config/l3.ts checks them)
+    gateway: { type: "object", additionalProperties: false, required: ["ips", "mac"], properties: {
+      ips: { type: "array", minItems: 1, maxItems: 16, items: { type: "string", minLength: 2, maxLength: 53 } },
+      mac: { type: "string", pattern: MAC } } },
+    l3domain: { type: "integer", minimum: 1, maximum: 16777215 },
     mtu: { type: "integer", minimum: 68, maximum: 9000, default: 1500 },
     portSecurity: { type: "boolean", default: false },
     arpSuppress: { type: "boolean", default: false },
@@ -44,6 +49,7 @@ export const configSchema = {
         ip,
         mac: { type: "string", pattern: MAC },
         gatewayMac: { type: "string", pattern: MAC },
+        routerMac: { type: "string", pattern: MAC }, // the inner source MAC of routed frames (L3 service); default `mac`
         gateway: ip, // the next hop, resolved by ARP/ND (issue 11)
         vlan: { type: "integer", minimum: 1, maximum: 4094 }, // a tagged uplink (INTERFACES.md)
         udpPort: { type: "integer", minimum: 1, maximum: 65535, default: 4789 },
@@ -78,10 +84,15 @@ export const configSchema = {
     remotes: { type: "array", default: [], items: {
       type: "object", additionalProperties: false, required: ["nve", "ip"],
       properties: { nve: { type: "string", pattern: ID }, ip,
+                    routerMac: { type: "string", pattern: MAC }, // its router MAC, as its `vtep` record publishes it (PROTOCOL.md §6)
                     vns: { type: "array", default: [], items: vnRef },
                     addrs: { type: "array", default: [], items: {
                       type: "object", additionalProperties: false, required: ["vn", "mac"],
                       properties: { vn: vnRef, mac: { type: "string", pattern: MAC }, ips: { type: "array", items: ip } } } } } } },
+    // routing domains and their L3 VNIs (INTERFACES.md, PROTOCOL.md §6 `l3domain`)
+    l3domains: { type: "array", default: [], maxItems: 1024, items: {
+      type: "object", additionalProperties: false, required: ["id", "vni"],
+      properties: { id: { type: "integer", minimum: 1, maximum: 16777215 }, vni: { type: "integer", minimum: 1, maximum: 16777215 } } } },
     timers: { type: "object", additionalProperties: false, default: {},
       properties: { holdMs: { type: "integer", minimum: 0, default: 10000 },
                     agentHoldMs: { type: "integer", minimum: 0, default: 30000 },

@@ -16,12 +16,14 @@ export const hvId = (h: HypervisorEntry): string => (typeof h === "string" ? h :
 export interface NveConfig {
   nve: string;
   broker?: string;
-  underlay: { port: string; ip: string; mac: string; gateway?: string; gatewayMac?: string; vlan?: number; udpPort: number; genevePort: number };
+  underlay: { port: string; ip: string; mac: string; gateway?: string; gatewayMac?: string; routerMac?: string; vlan?: number; udpPort: number; genevePort: number };
   ports: PortConfig[];
   vns: VnConfig[];
   vnics: { vnic: string; port: string; state: "active" | "associated";
            vns: { vn: number | string; tag: number; addrs: AddrConfig[] }[] }[];
-  remotes: { nve: string; ip: string; vns: (number | string)[]; addrs: { vn: number | string; mac: string; ips?: string[] }[] }[];
+  /** routing domains (L3 service): id and L3 VNI */
+  l3domains?: { id: number; vni: number }[];
+  remotes: { nve: string; ip: string; routerMac?: string; vns: (number | string)[]; addrs: { vn: number | string; mac: string; ips?: string[] }[] }[];
   timers: { holdMs: number; agentHoldMs: number; tagQuarantineMs: number };
   limits: LimitsConfig;
   auth?: { passwordFile?: string; aclFile?: string; tls?: { cert: string; key: string; ca: string } };

@@ -11,6 +11,7 @@ import type { DpOp } from "../dataplane/ops.js";
 import { normIp, normMac } from "../domain/addr-text.js";
 import type { SyncVnic } from "../protocol/types.js";
 import { VnCatalog } from "./catalog.js";
+import { l3DomainOps } from "../config/l3.js";
 
 /**
  * The next hop's MAC until it is known: the data plane sends nothing into a
@@ -28,10 +29,11 @@ export function staticOps(cfg: NveConfig, catalog: VnCatalog): DpOp[] {
     { op: "underlay", port: u.port, ip: u.ip, mac: normMac(u.mac), gatewayMac: normMac(u.gatewayMac ?? UNRESOLVED_GATEWAY_MAC),
       udpPort: u.udpPort, genevePort: u.genevePort },
     ...cfg.ports.map((p): DpOp => ({ op: "port", port: p.name })),
+    ...l3DomainOps(cfg),
     ...catalog.all().map((v): DpOp => ({ op: "vn", vn: v.id, vni: v.vni, profile: v.profile })),
   ];
   for (const r of cfg.remotes) {
-    for (const ref of r.vns) ops.push({ op: "flood.join", vn: catalog.resolve(ref).id, nve: r.ip });
+    for (const ref of r.vns) ops.push({ op: "flood.join", vn: catalog.resolve(ref).id, nve: r.ip, ...(r.routerMac ? { routerMac: normMac(r.routerMac) } : {}) });
     for (const a of r.addrs) {
       const vn = catalog.resolve(a.vn).id;
       const mac = normMac(a.mac);

@@ -6,6 +6,7 @@ import { readFileSync } from "node:fs";
 import type { DpOp, VnProfile } from "./ops.js";
 import { parseMac, parseIp, ip4Value, unicastMacInto, macBytes, type Mac, type Ip } from "../domain/addr.js";
 import { adviseHugePages } from "./memory.js";
+import { L3State } from "./l3.js";
 import { wasmPath } from "../paths.js";
 import { compileAcl, compileQos, learnProblems } from "./acl.js";
 
@@ -143,6 +144,7 @@ export class DataPlane {
   private readonly maxPorts: number;
   private readonly tunCap: number;
   private readonly floodCap: number;
+  private readonly l3: L3State;
 
   private constructor(ex: Exports) {
     this.ex = ex;
@@ -165,6 +167,17 @@ export class DataPlane {
     const p = ex.dropNamesPtr() as number;
     const n = ex.dropNamesLen() as number;
     this.dropNames = String.fromCharCode(...new Uint16Array(ex.memory.buffer, p, n)).split(",");
+    this.l3 = new L3State({
+      ex, scratch: (b, at) => this.scratchWrite(b, at),
+      allocVnIdx: () => { const i = this.freeVnIdx.pop() ?? this.vnById.length; this.vnById[i] = undefined; return i; },
+      freeVnIdx: (i) => { this.freeVnIdx.push(i); },
+      vnIdx: (id) => this.vns.get(id)?.idx,
+      floodOf: (id) => [...(this.vns.get(id)?.flood ?? [])].map((r) => this.remoteByIdx[r]!.ip.text),
+      acquireTunnel: (vnIdx, nve) => { const t = this.acquireTunnel(vnIdx, nve); return { t: t.t, r: t.r }; },
+      releaseTunnel: (vnIdx, r) => this.releaseTunnel(this.tunnels.get(vnIdx * this.maxRemotes + r)),
+      rebuildTunnels: (vnIdx) => { for (const t of this.tunnels.values()) if (t.vnIdx === vnIdx) ex.buildTunnel(t.t, t.vnIdx, t.r); },
+      fail: (i, f, m) => { throw new DataPlaneError(i, f, m); },
+    });
   }
 
   /** A new, independent data plane instance with its own memory and tables. */
@@ -319,8 +332,10 @@ export class DataPlane {
       if (ulIs6 === undefined) fail(i, "nve", "no underlay configured");
       if (ip!.is6 !== ulIs6) fail(i, "nve", `${s} is not of the underlay's address family`);
     };
+    const l3check = this.l3.checker(ownerOf);
     ops.forEach((op, i) => {
       if (!op || typeof op !== "object") fail(i, "", "not an object");
+      l3check(op, i); // the L3 service's ops and fields (./l3.ts)
       switch (op.op) {
         case "underlay": {
           if (typeof op.port !== "string" || !op.port) fail(i, "port", "missing");
@@ -437,6 +452,7 @@ export class DataPlane {
           });
           break;
         }
+        case "l3domain": case "l3domain.del": break; // checked by l3check
         default: fail(i, "op", `unknown op ${JSON.stringify((op as { op: unknown }).op)}`);
       }
     });
@@ -469,6 +485,7 @@ export class DataPlane {
 
   private applyOne(op: DpOp, i: number): void {
     const ex = this.ex;
+    this.l3.before(op);
     switch (op.op) {
       case "underlay": {
         const p = this.ensurePort(op.port);
@@ -650,6 +667,7 @@ export class DataPlane {
         break;
       }
     }
+    this.l3.after(op);
   }
 
   /**
@@ -1041,7 +1059,8 @@ export class DataPlane {
       }
       steps.push(`lookup: ${lk}${detail}`);
     }
-    const ac = ["", "hairpin (re-tag to the local port)", "encapsulate", "flood", "decapsulate", "reply"][f(16)];
+    const ac = ["", "hairpin (re-tag to the local port)", "encapsulate", "flood", "decapsulate", "reply", "route",
+      "ICMP time exceeded from the gateway"][f(16)];
     if (ac) steps.push(`action: ${ac}`);
     for (const o of outputs) steps.push(`out ${o.port}: ${o.frame.length} bytes`);
     if (drop) steps.push(`drop: ${drop}`);

@@ -12,6 +12,9 @@ export type Encap = "vxlan" | "geneve" | "nvgre";
 export interface VnProfile {
   encap: Encap;
   service?: "l2" | "l3";
+  /** service "l3" (PROTOCOL.md §5): the anycast gateway ("10.0.0.1/24": address in its subnet) and the routing domain */
+  gateway?: { ips: string[]; mac: string };
+  l3domain?: number;
   mtu: number;
   portSecurity?: boolean;
   arpSuppress?: boolean;
@@ -76,8 +79,11 @@ export type DpOp =
   /** An IP (or prefix) bound to a MAC in a VN (port security, ARP/ND suppression). */
   | { op: "ip"; vn: number; ip: string; mac: string }
   | { op: "ip.del"; vn: number; ip: string }
-  /** Remote NVE `nve` serves the VN: it is on the VN's flood list. */
-  | { op: "flood.join"; vn: number; nve: string }
+  /** Remote NVE `nve` serves the VN: it is on the VN's flood list; `routerMac`: its router MAC (the `vtep` record, PROTOCOL.md §6). */
+  | { op: "flood.join"; vn: number; nve: string; routerMac?: string }
+  /** A routing domain (PROTOCOL.md §6 `l3domain`): its L3 VNI and this NVE's router MAC on it (host/dataplane/l3.ts). */
+  | { op: "l3domain"; id: number; vni: number; routerMac: string }
+  | { op: "l3domain.del"; id: number }
   | { op: "flood.leave"; vn: number; nve: string };
 
 /** Anything that can take a list of ops atomically (between two batches). */

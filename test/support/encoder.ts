@@ -685,3 +685,19 @@ export function l4Frame(o: { dst: string; src: string; tag: Tag | null; srcIp: s
   return ethernet({ dst: o.dst, src: o.src, tags: o.tag ? [o.tag] : [], type: isIPv6(o.srcIp) ? ETH_IPV6 : ETH_IPV4,
     payload: ipPacket({ src: o.srcIp, dst: o.dstIp, protocol: o.protocol, payload: o.l4 }), pad: true });
 }
+
+// ---------------------------------------------------------------- ICMP (IPv4)
+
+export const IPPROTO_ICMP = 1;
+
+/**
+ * RFC 792: type (1) | code (1) | checksum (2) | rest, the checksum over the
+ * whole ICMP message (no pseudo-header, unlike ICMPv6).
+ */
+export function icmpv4(type: number, code: number, body: Bytes): Bytes {
+  const msg = concat(u8(type, code), be16(0), body);
+  const sum = inetChecksum(msg);
+  msg[2] = sum >>> 8;
+  msg[3] = sum & 0xff;
+  return msg;
+}
