@@ -15,7 +15,7 @@
 // destination MAC set to that NVE's router MAC and the inner source to ours
 // (symmetric IRB, as RFC 9135 §4.1 and Linux/FRR's EVPN type-5 do it).
 import { ld8, ld16, st8, st16, st32, stMac, csumAdd, csumFold } from "../util";
-import { tagOf, vnPtr, vnCtr, ctrInc, VN_CTR, VN_MTU, VC_ENCAP, VC_DECAP } from "../state";
+import { tagOf, vnPtr, vnCtr, ctrInc, tunPtr, VN_CTR, VN_MTU, VC_ENCAP, VC_DECAP } from "../state";
 import { macLookupHome, macRawOf, ipBase, ipMask, prefixBase, prefixCount, NO_HOME, IP6_TAG,
          MK_KIND, MK_LOCAL, MK_REMOTE, ML_ACTIVE, ML_PORT_SHIFT, ML_PORT_MASK, MR_TUN_MASK, ip4Lookup, ip6Lookup } from "../tables/index";
 import { tipFindIn } from "../tables/haship";
