@@ -6,7 +6,8 @@
 // Cases: "max" (every agent keeps `window` requests outstanding), "paced"
 // (a fixed offered load spread over the agents), and detach (shutdown) at max.
 //   node dist/bench/control.js            (NVEDGE_BENCH_QUICK=1: 1,000 VNICs; NVEDGE_BENCH_BROKER=embedded|embedded-thread|mosquitto: one only)
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { loadavg } from "node:os";
 import { spawn, execFileSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { performance } from "node:perf_hooks";
@@ -93,12 +94,45 @@ async function runPaced(agents: Agent[], jobs: Job[][], rate: number): Promise<{
   return { lat, errors, secs: (performance.now() - t0) / 1000 };
 }
 
-function row(broker: string, mode: string, op: string, vnics: number, r: { lat: number[]; errors: number; secs: number }, extra: object = {}) {
+/**
+ * CPU seconds (user + system, every thread: the NVE, its broker thread) a
+ * process has used, from /proc/PID/stat (utime, stime in clock ticks; proc(5)).
+ * Issue 15 "measure the NVE, not the bench": the NVE's CPU per request means
+ * the same on a DPU whatever the agents' process costs the shared cores.
+ */
+function cpuSecondsOf(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" "); // fields from 3 (state) on: comm may hold spaces
+    return (Number(f[11]) + Number(f[12])) / CLK_TCK; // utime (14), stime (15)
+  } catch {
+    return NaN;
+  }
+}
+const CLK_TCK = (() => {
+  try { return Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100; } catch { return 100; }
+})();
+
+/** A case measured with the NVE's CPU time (nvePid) and the bench's own (the agents). */
+async function measured<T extends { lat: number[]; secs: number }>(nvePid: number, run: () => Promise<T>): Promise<T & { nveCpu: number; benchCpu: number }> {
+  const n0 = cpuSecondsOf(nvePid), b0 = process.cpuUsage();
+  const r = await run();
+  const b = process.cpuUsage(b0);
+  return { ...r, nveCpu: cpuSecondsOf(nvePid) - n0, benchCpu: (b.user + b.system) / 1e6 };
+}
+
+function row(broker: string, mode: string, op: string, vnics: number, r: { lat: number[]; errors: number; secs: number; nveCpu?: number; benchCpu?: number }, extra: object = {}) {
   const s = [...r.lat].sort((a, b) => a - b);
   const out = {
     case: `control.${op}`, broker, mode, agents: AGENTS, vnics, ...extra,
     ops_per_s: Math.round(r.lat.length / r.secs), p50_ms: r2(pct(s, 50)), p99_ms: r2(pct(s, 99)), max_ms: r2(s[s.length - 1] ?? NaN),
     errors: r.errors, secs: r2(r.secs),
+    // the NVE process's CPU per answered request (its embedded broker included), and its share of one core
+    ...(r.nveCpu !== undefined ? {
+      nve_cpu_us_per_op: Math.round((r.nveCpu * 1e6) / Math.max(1, r.lat.length)), nve_cpu_cores: r2(r.nveCpu / r.secs),
+      agents_cpu_us_per_op: Math.round(((r.benchCpu ?? 0) * 1e6) / Math.max(1, r.lat.length)),
+      nve_cpu_bound_ops_per_s: Math.round(r.lat.length / r.nveCpu), load1: r2(loadavg()[0]),
+    } : {}),
   };
   console.log(JSON.stringify(out));
   return out;
@@ -158,14 +192,14 @@ async function benchOne(kind: "embedded" | "mosquitto", perAgent: number, thread
     const vnics = AGENTS * perAgent;
     const attachJobs = (set: number) => agents.map((_, a) => Array.from({ length: perAgent }, (_, i): Job =>
       (ag) => ag.attach(uuid(a, i, set), { id: ((a * perAgent + i) % VNS) + 1 }, [{ mac: mac(a, i, set), ips: [`10.${set}.${a}.${i % 250 + 1}`] }])));
-    rows.push(row(broker.name, "max", "attach", vnics, await runMax(agents, attachJobs(1), WINDOW), { window: WINDOW }));
-    rows.push(row(broker.name, "paced", "attach", vnics, await runPaced(agents, attachJobs(2), 2000), { offered_per_s: 2000 }));
+    rows.push(row(broker.name, "max", "attach", vnics, await measured(child.pid!, () => runMax(agents, attachJobs(1), WINDOW)), { window: WINDOW }));
+    rows.push(row(broker.name, "paced", "attach", vnics, await measured(child.pid!, () => runPaced(agents, attachJobs(2), 2000)), { offered_per_s: 2000 }));
     // the latency floor: one agent, one request at a time
     const serial = agents.map((_, a) => (a === 0 ? Array.from({ length: Math.min(500, perAgent * 5) }, (_, i): Job =>
       (ag) => ag.attach(uuid(0, i, 3), { id: (i % VNS) + 1 }, [{ mac: mac(0, i, 3) }])) : []));
-    rows.push(row(broker.name, "serial", "attach", serial[0].length, await runMax(agents, serial, 1), { window: 1, agents_busy: 1 }));
+    rows.push(row(broker.name, "serial", "attach", serial[0].length, await measured(child.pid!, () => runMax(agents, serial, 1)), { window: 1, agents_busy: 1 }));
     const detachJobs = (set: number) => agents.map((_, a) => Array.from({ length: perAgent }, (_, i): Job => (ag) => ag.detach(uuid(a, i, set))));
-    rows.push(row(broker.name, "max", "detach", vnics, await runMax(agents, detachJobs(1), WINDOW), { window: WINDOW }));
+    rows.push(row(broker.name, "max", "detach", vnics, await measured(child.pid!, () => runMax(agents, detachJobs(1), WINDOW)), { window: WINDOW }));
     return rows;
   } finally {
     await Promise.all(agents.map((a) => a.stop().catch(() => {})));

@@ -8,7 +8,7 @@
 //   >= 0.8x), and the store alone under concurrent transactions (group commit).
 // Each row is one JSON object; `runStoreBench` is the export bench/run.ts calls.
 import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { closeSync, fdatasyncSync, mkdtempSync, openSync, rmSync, statSync, writeFileSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -171,7 +171,7 @@ async function attachRate(store: Store, cfg: NveConfig, n: number, offset: numbe
   return n / s;
 }
 
-async function attachBench(quick: boolean): Promise<object[]> {
+export async function attachBench(quick: boolean): Promise<object[]> {
   const n = quick ? 200 : 1000;
   const cfg = parseConfig(JSON.stringify(configJson()), "bench");
   const work = mkdtempSync(join(tmpdir(), "nvedge-bench-attach-"));
@@ -214,9 +214,39 @@ async function attachBench(quick: boolean): Promise<object[]> {
   }
 }
 
+/**
+ * What one fsync costs on the disk the store lives on (issue 15 "durable
+ * attach ratio": say what the disk's fsync costs): a 4 KiB write then
+ * fdatasync(2), the floor of a durable commit (LMDB's needs one or two). A
+ * durable group per fsync is the physical limit: `groupsPerSecLimit`
+ * (1 s / mean); a group of N requests reaches N times that.
+ */
+export function fsyncBench(quick: boolean): object[] {
+  const dir = mkdtempSync(join(tmpdir(), "nvedge-bench-fsync-"));
+  try {
+    const fd = openSync(join(dir, "f"), "w");
+    const page = Buffer.alloc(4096, 0x5a);
+    const n = quick ? 50 : 300;
+    const us: number[] = [];
+    for (let i = 0; i < n + 5; i++) {
+      writeSync(fd, page, 0, page.length, (i % 64) * 4096);
+      const t = performance.now();
+      fdatasyncSync(fd);
+      if (i >= 5) us.push((performance.now() - t) * 1000); // after 5 warm-up syncs
+    }
+    closeSync(fd);
+    us.sort((a, b) => a - b);
+    const mean = us.reduce((a, b) => a + b, 0) / us.length;
+    const q = (p: number) => Math.round(us[Math.min(us.length - 1, Math.floor(p * us.length))]);
+    return [{ case: "store.fsync", syncs: n, p50_us: q(0.5), p99_us: q(0.99), mean_us: Math.round(mean), groupsPerSecLimit: Math.round(1e6 / mean), dir: tmpdir() }];
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 export async function runStoreBench(o: { quick?: boolean } = {}): Promise<object[]> {
   const quick = o.quick ?? process.env.NVEDGE_BENCH_QUICK === "1";
-  return [...(await restartBench(quick)), ...(await attachBench(quick))];
+  return [...fsyncBench(quick), ...(await restartBench(quick)), ...(await attachBench(quick))];
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {

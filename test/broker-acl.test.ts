@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
-import { topicMatches, filterWithin, grantsFor, canPublish, canSubscribe, canRead, isTopicFilter, isValidIdentity, AclError, publishRefusal, clientIdAllowed, hypervisorsOf, MAX_STATUS_BYTES } from "../host/broker/acl.js";
+import { topicMatches, FilterIndex, filterWithin, grantsFor, canPublish, canSubscribe, canRead, isTopicFilter, isValidIdentity, AclError, publishRefusal, clientIdAllowed, hypervisorsOf, MAX_STATUS_BYTES } from "../host/broker/acl.js";
 import { mosquittoAclFile } from "../host/cli/mosquitto-acl.js";
 import { parsePasswordFile, loadPasswordFile, verifyPassword, PasswordFileError } from "../host/broker/passwd.js";
 
@@ -24,6 +24,18 @@ test("topicMatches follows MQTT 3.1.1 §4.7 (+, #, parent level, $-topics)", () 
   ];
   for (const [f, t] of yes) assert.ok(topicMatches(f, t), `${f} should match ${t}`);
   for (const [f, t] of no) assert.not.ok(topicMatches(f, t), `${f} should not match ${t}`);
+});
+
+test("FilterIndex (the compiled ACL) matches exactly the filters topicMatches does, each once and in order", () => {
+  const filters = ["a/b", "a/+", "a/#", "#", "+/+", "a/+/c", "a/b/#", "+/x", "+", "a", "a/b", "$SYS/#", "a//c", "+/#", "nvo3/v1/nve/+/status"];
+  const topics = ["a", "a/b", "a/c", "a/b/c", "a//c", "a/", "/a", "$SYS/x", "$nvedge/x", "x/x", "b", "nvo3/v1/nve/n1/status", "nvo3/v1/nve/n1/status/h"];
+  const ix = new FilterIndex(filters);
+  for (const t of topics) {
+    const want = filters.flatMap((f, i) => (topicMatches(f, t) ? [i] : []));
+    assert.equal(ix.match(t), want, t);
+    assert.is(ix.any(t), want.length > 0, t);
+  }
+  assert.equal(new FilterIndex([]).match("a"), []);
 });
 
 test("filterWithin: a filter is allowed only if everything it matches is granted", () => {

@@ -11,9 +11,10 @@ import * as assert from "uvu/assert";
 import { randomUUID } from "node:crypto";
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { monitorEventLoopDelay } from "node:perf_hooks";
 import type { VnConfig } from "../host/config/types.js";
 import type { VnRef } from "../host/protocol/types.js";
 import { NveService } from "../host/control/service.js";
@@ -457,6 +458,10 @@ function soak(fx: BrokerFixture): void {
       }
       const evilDone = evil ? new Promise<void>((res) => evil!.once("exit", () => res())) : Promise.resolve();
       const rssTimer = setInterval(() => rss.push(process.memoryUsage().rss), 250);
+      // how long the process's event loop (NVE, agent and, embedded, the broker) was held: where a p99 comes from
+      const loop = monitorEventLoopDelay({ resolution: 5 });
+      loop.enable();
+      const cpu0 = process.cpuUsage(); // this process: the NVE, hv-1's agent and an embedded broker (all its threads)
       const t0 = Date.now();
       const work = (async () => {
         for (let i = 0; Date.now() - t0 < SOAK_MS; i++) {
@@ -476,6 +481,8 @@ function soak(fx: BrokerFixture): void {
         assert.ok(sent > 1000 && flaps > 50, `the attacker flooded (${out.trim()})`);
       }
       clearInterval(rssTimer);
+      loop.disable();
+      const cpu = process.cpuUsage(cpu0);
       rss.push(process.memoryUsage().rss);
       // correctness of the well-behaved side: every call answered ok, and the NVE holds exactly its desired state
       assert.is(failures, 0, "every hello/attach/detach of hv-1 succeeded");
@@ -491,6 +498,9 @@ function soak(fx: BrokerFixture): void {
         hello: { n: lat.hello.length, p50: p(lat.hello, 0.5), p99: p(lat.hello, 0.99) },
         attach: { n: lat.attach.length, p50: p(lat.attach, 0.5), p99: p(lat.attach, 0.99) },
         rssMb: { warm: mb(warm), max: mb(Math.max(...rss)), last: mb(rss[rss.length - 1]) }, openSyncs: st,
+        eventLoopDelayMs: { p99: Math.round(loop.percentile(99) / 1e5) / 10, max: Math.round(loop.max / 1e5) / 10 },
+        cpu: { seconds: Math.round((cpu.user + cpu.system) / 1e4) / 100, usPerFloodMessage: sent ? Math.round((cpu.user + cpu.system) / sent) : null },
+        load1: Math.round(loadavg()[0] * 10) / 10,
       };
       console.log(`security soak: ${JSON.stringify(figures)}`);
       assert.ok(Math.max(...rss) - warm < 512 * 1048576, `RSS bounded: ${JSON.stringify(figures.rssMb)}`);

@@ -217,8 +217,71 @@ export function filterWithin(filter: string, grant: string): boolean {
   return g.length === f.length + 1 && g[f.length] === "#";
 }
 
+/**
+ * A set of filters compiled into a tree of topic levels, so that matching a
+ * topic walks its levels once instead of splitting and comparing every
+ * filter (issue 15: "ACL matching by lookup and not by list scan"). A broker
+ * with many NVEs gives each agent two write filters per NVE (`%n`), and
+ * every PUBLISH and every delivery is checked: the list scan was the largest
+ * cost of the embedded broker under a flood (issue 10 soak). Same semantics
+ * as topicMatches (MQTT 3.1.1 §4.7), which stays the reference.
+ */
+interface LevelNode { lit?: Map<string, LevelNode>; plus?: LevelNode; hash?: number[]; end?: number[] }
+export class FilterIndex {
+  private readonly root: LevelNode = {};
+  constructor(filters: readonly string[]) {
+    filters.forEach((f, i) => {
+      let n = this.root;
+      for (const l of f.split("/")) {
+        if (l === "#") { (n.hash ??= []).push(i); return; }
+        if (l === "+") n = n.plus ??= {};
+        else {
+          const lit = n.lit ??= new Map();
+          let c = lit.get(l);
+          if (!c) lit.set(l, (c = {}));
+          n = c;
+        }
+      }
+      (n.end ??= []).push(i);
+    });
+  }
+
+  /** The indices (in the constructor's order, each once) of the filters that match `topic`. */
+  match(topic: string): number[] {
+    const out: number[] = [];
+    const levels = topic.split("/");
+    // [MQTT-4.7.2-1] a filter starting with a wildcard does not match $-topics
+    this.walk(this.root, levels, 0, topic.startsWith("$"), out);
+    return out.length > 1 ? [...new Set(out)].sort((a, b) => a - b) : out;
+  }
+
+  any(topic: string): boolean {
+    return this.match(topic).length > 0;
+  }
+
+  private walk(n: LevelNode, t: string[], i: number, dollar: boolean, out: number[]): void {
+    const top = i === 0 && dollar;
+    if (n.hash && !top) out.push(...n.hash); // "a/#" matches "a" and below
+    if (i === t.length) {
+      if (n.end) out.push(...n.end);
+      return;
+    }
+    const c = n.lit?.get(t[i]);
+    if (c) this.walk(c, t, i + 1, dollar, out);
+    if (n.plus && !top) this.walk(n.plus, t, i + 1, dollar, out);
+  }
+}
+
+/** The compiled filters of a Grants (built at its first use; Grants are not changed after grantsFor). */
+const indexes = new WeakMap<Grants, { read: FilterIndex; write: FilterIndex; writes: FilterIndex }>();
+function indexOf(g: Grants): { read: FilterIndex; write: FilterIndex; writes: FilterIndex } {
+  let x = indexes.get(g);
+  if (!x) indexes.set(g, (x = { read: new FilterIndex(g.read), write: new FilterIndex(g.write), writes: new FilterIndex(g.writes.map((w) => w.topic)) }));
+  return x;
+}
+
 export function canPublish(g: Grants, topic: string): boolean {
-  return isTopicName(topic) && g.write.some((w) => topicMatches(w, topic));
+  return isTopicName(topic) && indexOf(g).write.any(topic);
 }
 
 /**
@@ -228,7 +291,7 @@ export function canPublish(g: Grants, topic: string): boolean {
  */
 export function publishRefusal(g: Grants, topic: string, retain: boolean, bytes: number): string | null {
   if (!isTopicName(topic)) return "not a topic name";
-  const hits = g.writes.filter((w) => topicMatches(w.topic, topic));
+  const hits = indexOf(g).writes.match(topic).map((i) => g.writes[i]);
   if (hits.length === 0) return "no write grant";
   if (retain && !hits.some((w) => w.retain)) return "retained messages are not accepted on this topic";
   const cap = hits.find((w) => w.maxBytes !== undefined && bytes > w.maxBytes);
@@ -237,7 +300,7 @@ export function publishRefusal(g: Grants, topic: string, retain: boolean, bytes:
 }
 
 export function canRead(g: Grants, topic: string): boolean {
-  return isTopicName(topic) && g.read.some((r) => topicMatches(r, topic));
+  return isTopicName(topic) && indexOf(g).read.any(topic);
 }
 
 export function canSubscribe(g: Grants, filter: string): boolean {

@@ -77,7 +77,16 @@ const STATUS_DEBOUNCE_MS = 1000;
 const REFUSAL_LOG_MS = 10_000;
 
 /** A data-plane refusal because a table is full: a shared table, so limit-exceeded, not internal (PROTOCOL.md §2 Authority). */
-const helloRequired = (hv: string) => new ProtocolError("hello-required", `${hv}: send hello first on every session (PROTOCOL.md §2)`);
+// One error per {hv}, as for rate-limited: a flood without hello builds no stack trace per message.
+const helloErrors = new Map<string, ProtocolError>();
+const helloRequired = (hv: string) => {
+  let e = helloErrors.get(hv);
+  if (!e) {
+    if (helloErrors.size > 10_000) helloErrors.clear(); // bounded: identities come from the broker
+    helloErrors.set(hv, (e = new ProtocolError("hello-required", `${hv}: send hello first on every session (PROTOCOL.md §2)`)));
+  }
+  return e;
+};
 
 function tableFull(e: unknown): boolean {
   return e instanceof DataPlaneError && /table full|at most \d+ prefix bindings/.test(e.message);
@@ -181,7 +190,7 @@ export class NveCore {
   }
 
   /** Logs a refusal once per REFUSAL_LOG_MS per {hv} and code, counting the ones left out. */
-  private refused(hv: string, code: string, line: string): void {
+  private refused(hv: string, code: string, line: string | (() => string)): void {
     const k = `${hv}|${code}`;
     const now = monoOf(this.clock);
     const r = this.refusals.get(k);
@@ -191,7 +200,8 @@ export class NveCore {
     }
     if (this.refusals.size > 10_000) this.refusals.clear(); // bounded: identities come from the broker
     this.refusals.set(k, { at: now, suppressed: 0 });
-    this.log(r?.suppressed ? `${line} (${r.suppressed} more like it from ${hv} not logged)` : line);
+    const text = typeof line === "string" ? line : line();
+    this.log(r?.suppressed ? `${text} (${r.suppressed} more like it from ${hv} not logged)` : text);
   }
 
   /** Restores the store, programs the static config and everything stored, before anything is answered (§3). */
@@ -350,7 +360,8 @@ export class NveCore {
   }
 
   private refuse(hv: string, req: { id: string | null; op?: string }, e: ProtocolError): Record<string, unknown> {
-    this.refused(hv, e.code, `request ${req.id}${req.op ? ` (${req.op})` : ""} from ${hv} refused: ${e.code}: ${e.message}`);
+    // the line is built only when logged: a flood's refusals are counted, not formatted (issue 10 soak)
+    this.refused(hv, e.code, () => `request ${req.id}${req.op ? ` (${req.op})` : ""} from ${hv} refused: ${e.code}: ${e.message}`);
     return errorResponse(req.id, e) as Record<string, unknown>;
   }
 

@@ -13,10 +13,13 @@ export type Decoded = { ok: true; req: Request } | { ok: false; id: string | nul
 
 /** Best-effort id of an unparseable or oversized payload: only a well-formed id near the start counts. */
 export function sniffId(buf: Uint8Array): string | null {
-  const head = Buffer.from(buf.subarray(0, 256)).toString("utf8");
+  const head = Buffer.from(buf.buffer, buf.byteOffset, Math.min(256, buf.length)).toString("utf8"); // a view, no copy
   const m = /^\s*\{\s*"id"\s*:\s*"([^"\\]{1,64})"/.exec(head);
   return m ? m[1] : null;
 }
+
+/** One strict decoder for every request (decode() without `stream` keeps no state between calls). */
+const UTF8 = new TextDecoder("utf-8", { fatal: true });
 
 export type Envelope =
   | { ok: true; id: string; op: string; msg: Record<string, unknown> }
@@ -33,7 +36,7 @@ export function decodeEnvelope(payload: Uint8Array, maxPayload: number, ops: Rea
     return { ok: false, id: sniffId(payload), error: new ProtocolError("too-large", `payload of ${payload.length} bytes exceeds the maximum of ${maxPayload}`) };
   let msg: unknown;
   try {
-    msg = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(payload));
+    msg = JSON.parse(UTF8.decode(payload));
   } catch (e) {
     return { ok: false, id: sniffId(payload), error: new ProtocolError("bad-request", `not valid UTF-8 JSON: ${(e as Error).message}`) };
   }

@@ -9,6 +9,7 @@ import { parseConfig } from "../../host/config/load.js";
 import type { NveConfig } from "../../host/config/types.js";
 import { startEmbeddedBroker } from "../../host/broker/embedded.js";
 import { startMosquitto } from "./mosquitto.js";
+import { startBrokerThread } from "../../host/control/broker-thread.js";
 import { NveService } from "../../host/control/service.js";
 import type { Clock } from "../../host/domain/clock.js";
 import type { Limits } from "../../host/control/context.js";
@@ -62,6 +63,7 @@ export function brokerFixtures(): BrokerFixture[] {
       return { name: this.name, url: b.url, protocolVersion: 4, creds: (id) => ({ username: id }), close: () => b.close() };
     },
   }];
+  if (process.env.NVEDGE_TEST_BROKER_THREAD === "1") out[0] = embeddedThreadFixture();
   if (requireTool("mosquitto", mosquittoAvailable, "the suites over Mosquitto (MQTT 3.1.1 and 5)"))
     for (const pv of [4, 5] as const)
       out.push({
@@ -72,6 +74,17 @@ export function brokerFixtures(): BrokerFixture[] {
         },
       });
   return out;
+}
+
+/** The embedded broker as `nvedge run` starts it: on its own worker thread (host/control/broker-thread.ts). */
+export function embeddedThreadFixture(): BrokerFixture {
+  return {
+    name: "embedded aedes, own thread (3.1.1)",
+    async start(_ids, nves) {
+      const b = await startBrokerThread({ host: "127.0.0.1", port: 0, nves });
+      return { name: this.name, url: b.url, protocolVersion: 4, creds: (id) => ({ username: id }), close: () => b.close() };
+    },
+  };
 }
 
 /** Records every batch of ops and applies it to a real DataPlane (so a bad op is refused as in production). */
