@@ -9,7 +9,7 @@ import { parseConfig } from "../../host/config/load.js";
 import type { NveConfig } from "../../host/config/types.js";
 import { startEmbeddedBroker } from "../../host/broker/embedded.js";
 import { startMosquitto } from "./mosquitto.js";
-import { startBrokerThread } from "../../host/control/broker-thread.js";
+import { startBrokerThread } from "../../host/broker/broker-thread.js";
 import { NveService } from "../../host/control/service.js";
 import type { Clock } from "../../host/domain/clock.js";
 import type { Limits } from "../../host/control/context.js";
