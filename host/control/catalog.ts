@@ -1,7 +1,7 @@
 // The VN catalog (from the configuration file for now; the IMA later, PROTOCOL.md §6).
 // A VN reference by name (uuid), id or alias resolves to one entry (§2 "vn").
 import type { NveConfig, VnConfig } from "../config/types.js";
-import type { VnProfile } from "../dataplane/ops.js";
+import type { VnProfile } from "../domain/profile.js";
 import { ProtocolError } from "../protocol/errors.js";
 import type { VnFull, VnRef } from "../protocol/types.js";
 

@@ -7,17 +7,9 @@
 // VNs are named by their VN id (1..16777215, PROTOCOL.md §2); ports by name;
 // MACs as "02:00:5e:00:00:01"; IPs as text (IPv4 or IPv6, or a CIDR prefix).
 
-export type Encap = "vxlan" | "geneve" | "nvgre";
-
-export interface VnProfile {
-  encap: Encap;
-  service?: "l2" | "l3";
-  mtu: number;
-  portSecurity?: boolean;
-  arpSuppress?: boolean;
-  learn?: "explicit" | "glean";
-  qos?: { pcp?: number; dscp?: number };
-}
+import type { VnProfile } from "../domain/profile.js";
+// The profile is a domain type (host/domain/profile.ts); re-exported as part of the op contract.
+export type { Encap, VnProfile } from "../domain/profile.js";
 
 export type DpOp =
   /** The underlay: our source MAC/IP, the next hop, the VXLAN UDP port, the port it lives on. */

@@ -15,7 +15,7 @@
 // - The store carries a schema version; opening a store written with another
 //   version fails with StoreSchemaError instead of misreading it.
 
-import type { VnProfile } from "../dataplane/ops.js";
+import type { VnProfile } from "../domain/profile.js";
 
 export const STORE_SCHEMA_VERSION = 1;
 
