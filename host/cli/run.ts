@@ -15,7 +15,6 @@ import { dirname, join, resolve } from "node:path";
 import { inBundle, root } from "../paths.js";
 import { UsageError, parseOpts } from "./args.js";
 import { loadConfig } from "../config/load.js";
-import type { NveConfig } from "../config/types.js";
 import type { DataPlaneProgrammer } from "../dataplane/ops.js";
 import type { Store } from "../store/store.js";
 import { Logger } from "../log/logger.js";
