@@ -1,6 +1,7 @@
 // The NVE's persistent state behind one interface (STYLE.md: "a store interface
 // comes with one shared conformance suite that every implementation runs";
-// test/support/store-conformance.ts). Implementations: memory.ts here, LMDB later.
+// test/support/store-conformance.ts). Implementations: memory.ts (tests,
+// `--memory-store`) and lmdb.ts (the NVE's default, on disk).
 //
 // Contract:
 // - Collections are named key/value maps of JSON-able records; keys are strings.
