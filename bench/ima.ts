@@ -1,5 +1,5 @@
 // Scale simulation of the mapping authority (issue 6): 50 NVEs and 5,000 VMs
-// as in-process IMA clients (host/ima/client.ts) on one embedded broker with
+// as in-process IMA clients (host/ima-client/client.ts) on one embedded broker with
 // the IMA (host/ima/service.ts, LMDB store in a temp dir), then 1,000
 // migrations, one after another, each as the protocol does it: the departing
 // NVE deactivates the VNIC (reason migration: still announced), the arriving

@@ -630,7 +630,7 @@ const repo = join(dirname(fileURLToPath(import.meta.url)), "..", ".."); // dist/
 test("etc/mosquitto: acl.example is what the generator writes; nvedge.conf runs with a certificate on 8883 and passwords on loopback 1883", async () => {
   const shippedAcl = readFileSync(join(repo, "etc", "mosquitto", "acl.example"), "utf8");
   assert.is(shippedAcl, mosquittoAclFile({ nves: ["nve-a", "nve-b"], hypervisors: { "nve-a": ["hv-1", "hv-2"], "nve-b": ["hv-3"] }, imas: ["ima"], operators: ["admin"] }), "regenerate etc/mosquitto/acl.example");
-  assert.is(readFileSync(join(repo, "etc", "mosquitto", "nvedge.conf"), "utf8"), mosquittoConfFile(), "regenerate etc/mosquitto/nvedge.conf (node dist/host/broker/mosquitto-conf.js)");
+  assert.is(readFileSync(join(repo, "etc", "mosquitto", "nvedge.conf"), "utf8"), mosquittoConfFile(), "regenerate etc/mosquitto/nvedge.conf (node dist/host/cli/mosquitto-conf.js)");
   const dir = mkdtempSync(join(tmpdir(), "nvl-mosquitto-shipped-"));
   const clean = new Cleanup();
   let proc: Awaited<ReturnType<typeof spawnMosquitto>> | undefined;

@@ -1,4 +1,4 @@
-// The NVE side of PROTOCOL.md §6 (host/ima/client.ts) against a real IMA and a
+// The NVE side of PROTOCOL.md §6 (host/ima-client/client.ts) against a real IMA and a
 // real broker: flood-list membership on the first/last VAP, announcements of
 // active bindings only, the retained tree turned into DpOps, a migration
 // across NVEs (the departing NVE told `moved`, no withdraw from it), the

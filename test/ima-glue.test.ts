@@ -1,4 +1,4 @@
-// host/ima/nve-glue.ts with the NVE service's real Model and Txn
+// host/ima-client/glue.ts with the NVE service's real Model and Txn
 // (host/control), feeding a real IMA client: the client's desired state follows
 // committed transactions; a migration within the NVE (the VNIC deactivated for
 // migration, then activated on another port) sends nothing to the IMA (seed

@@ -1,5 +1,5 @@
 // The NVE wired to the mapping authority (issue 6 "The NVE side";
-// host/ima/nve-wire.ts, NveCore.ima): a real NveService and a real ImaService
+// host/ima-client/wire.ts, NveCore.ima): a real NveService and a real ImaService
 // on the embedded broker, an agent speaking raw nvo3-hv/1, a second NVE as a
 // bare IMA client. Checks: a VN the NVE's config lacks is resolved through the
 // IMA (and cached in the store, and programmed); an attach is announced; a

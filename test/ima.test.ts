@@ -11,7 +11,7 @@ import mqtt, { type MqttClient } from "mqtt";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { startEmbeddedBroker, type EmbeddedBroker } from "../host/broker/embedded.js";
+import { startEmbeddedBroker } from "../host/broker/embedded.js";
 import { ImaService } from "../host/ima/service.js";
 import type { ImaSettings, VnSeed } from "../host/ima/core.js";
 import { startMosquitto } from "./support/mosquitto.js";

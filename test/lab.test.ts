@@ -15,7 +15,7 @@ import { ns, capture, namespaceExists } from "./support/netns.js";
 import { requireRootAnd, requireTool } from "./support/tools.js";
 import { tsharkAvailable, dissectFrames, assertClean, stack } from "./support/tshark.js";
 import { describeLab, labNamespaces, labOvsInstances, type LabDescription } from "../host/lab/topology.js";
-import { labDown, labUp } from "../host/lab/engine.js";
+import { labDown } from "../host/lab/engine.js";
 import { startOvs, ovsPids, vsctl } from "../host/lab/ovs.js";
 import { setPortTag, clearPortTag, getPortTag, OvsDriverError, PARKING_VLAN } from "../host/agent/ovs-driver.js";
 import { loadConfig } from "../host/config/load.js";

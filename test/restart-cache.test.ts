@@ -1,4 +1,4 @@
-// The IMA cache in the store (issue 4; host/control/restore.ts): VNs, flood
+// The IMA cache in the store (issue 4; host/ima-client/cache.ts): VNs, flood
 // lists and remote bindings learned from the IMA survive a restart in the LMDB
 // store and program a fresh data plane, so frames to remote VMs are
 // encapsulated before the IMA (or any broker) answers.

@@ -3,7 +3,7 @@
 // that it fails, that the state it aimed at is unchanged, and that the victim
 // still works. The brokers are the embedded one and Mosquitto started with the
 // generated acl_file and the shipped configuration's hardening
-// (use_username_as_clientid, queue caps: host/broker/mosquitto-conf.ts).
+// (use_username_as_clientid, queue caps: host/cli/mosquitto-conf.ts).
 // Attacks a broker cannot stop on Mosquitto (its acl_file has no payload size
 // or retain flag) run on the embedded broker only, and say so.
 import { test } from "uvu";

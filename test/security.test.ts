@@ -21,7 +21,7 @@ import { NveService } from "../host/control/service.js";
 import { realClock } from "../host/domain/clock.js";
 import { MemoryStore } from "../host/store/memory.js";
 import {
-  ControlEnv, HVS, NVE_POOL, VN_BLUE, baseConfig, brokerFixtures, nextNve, rawClient, startAgent, until,
+  ControlEnv, HVS, NVE_POOL, VN_BLUE, baseConfig, brokerFixtures, nextNve, startAgent, until,
   RecordingProgrammer, type BrokerFixture, type RunningBroker,
 } from "./support/control-harness.js";
 

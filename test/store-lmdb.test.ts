@@ -198,7 +198,7 @@ e("a version 0 store (one database, `collection/key` records) is migrated to ver
     assert.is(s.schemaVersion, 1);
     assert.equal(s.get("vnics", U1), rec);
     assert.equal(s.list("vaps"), [["eth2|100", { port: "eth2", vn: 100, tag: 10 }]]);
-    assert.is(s.nextDue(), 1234);
+    assert.is(s.get("timers", `migration-hold|${U1}`)?.due, 1234);
     assert.match(logs.join("\n"), /from schema version 0 to 1/);
     await s.close();
     // The root database no longer holds version 0 records; reopening does not migrate again.

@@ -75,7 +75,7 @@ export function accessFrame(port: u32, p: usize, len: u32): void {
   if ((flags & VNF_PORTSEC) != 0 && g != GLEAN_PASS) {
     if ((sv & MK_KIND) != MK_LOCAL || ((sv >> ML_PORT_SHIFT) & ML_PORT_MASK) != port) { drop(D.D_SPOOFED_MAC); return; }
     const why = sourceIpCheck(vn, ldMac(p + 6), etype, l3, l3len);
-    if (why != OK) { drop(why); return; }
+    if (why != NO_DROP) { drop(why); return; }
   }
 
   // seed §3.1.2: a routed VN's gateway answers for its IPs (pipeline/route.ts)
@@ -206,24 +206,25 @@ function ip6Owned(vn: u32, p: usize, src: u64): bool {
   return ip6Lookup(vn, p) == src;
 }
 
-const OK: u32 = 0xffffffff;
+/** sourceIpCheck found nothing to drop: not a drop reason (drops.ts numbers those from 0). Not control.ts OK (0), a status. */
+const NO_DROP: u32 = 0xffffffff;
 
 /**
  * Seed §5: the source IP of IPv4, ARP and IPv6 must be bound to the source
- * MAC. Returns OK or the drop reason (a header too short to check is
+ * MAC. Returns NO_DROP or the drop reason (a header too short to check is
  * truncated, not spoofed).
  */
 @inline function sourceIpCheck(vn: u32, src: u64, etype: u32, l3: usize, l3len: u32): u32 {
   if (etype == ETHERTYPE_IPV4) {
     if (l3len < 20) return D.D_TRUNCATED;
-    if (load<u32>(l3 + 12) == 0) return OK; // 0.0.0.0: DHCP discovery
-    return ip4Lookup(vn, l3 + 12) == src ? OK : D.D_SPOOFED_IP;
+    if (load<u32>(l3 + 12) == 0) return NO_DROP; // 0.0.0.0: DHCP discovery
+    return ip4Lookup(vn, l3 + 12) == src ? NO_DROP : D.D_SPOOFED_IP;
   }
   if (etype == ETHERTYPE_ARP) {
     if (l3len < ARP_LEN) return D.D_TRUNCATED;
     if (ldMac(l3 + ARP_SHA) != src) return D.D_SPOOFED_MAC; // sender hardware address spoofed
-    if (load<u32>(l3 + ARP_SPA) == 0) return OK; // ARP probe (RFC 5227)
-    return ip4Lookup(vn, l3 + ARP_SPA) == src ? OK : D.D_SPOOFED_IP;
+    if (load<u32>(l3 + ARP_SPA) == 0) return NO_DROP; // ARP probe (RFC 5227)
+    return ip4Lookup(vn, l3 + ARP_SPA) == src ? NO_DROP : D.D_SPOOFED_IP;
   }
   if (etype == ETHERTYPE_IPV6) {
     if (l3len < 40) return D.D_TRUNCATED;
@@ -236,7 +237,7 @@ const OK: u32 = 0xffffffff;
     if (<u32>load<u8>(l3 + 6) == IPPROTO_ICMPV6 && l3len >= 40 + 24 && <u32>load<u8>(l3 + 40) == ND_NA) {
       if (!ip6Owned(vn, l3 + 48, src)) return D.D_SPOOFED_IP;
     }
-    return OK;
+    return NO_DROP;
   }
-  return OK;
+  return NO_DROP;
 }

@@ -6,7 +6,7 @@
 //
 // - OvsPortDriver: Open vSwitch, the VM's port becomes an access port of the
 //   tag; cleared, it is parked (VLAN 4095 + protected), see
-//   host/lab/ovs-driver.ts for the ovs-vsctl transactions.
+//   host/agent/ovs-driver.ts for the ovs-vsctl transactions.
 // - noPortDriver: no bridge to drive (no OVS database configured; the
 //   hypervisor tags by other means, or a test of the protocol alone).
 import { clearPortTag, setPortTag } from "./ovs-driver.js";

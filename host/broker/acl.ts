@@ -1,6 +1,6 @@
 // The topic ACL of PROTOCOL.md §1 and §6, as pure data plus the matching
 // rules. One module feeds both the embedded broker (host/broker/embedded.ts)
-// and the generator of Mosquitto's acl_file (host/broker/mosquitto-acl.ts), so
+// and the generator of Mosquitto's acl_file (host/cli/mosquitto-acl.ts), so
 // the two brokers cannot drift apart; test/broker.test.ts runs one table of
 // topics through both.
 //

@@ -1,7 +1,7 @@
 // The broker's resource limits (issue 10 "Broker hardening", "Unbounded
 // memory"): one set of numbers for the embedded broker (host/broker/embedded.ts
 // enforces them) and for the generated Mosquitto configuration
-// (host/broker/mosquitto-conf.ts writes the equivalent options), so that no
+// (host/cli/mosquitto-conf.ts writes the equivalent options), so that no
 // client can grow either broker's memory without bound.
 
 export interface BrokerLimits {

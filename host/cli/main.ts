@@ -25,10 +25,6 @@ const commands: Record<string, { help: string; load: () => Promise<Command> }> =
   capture: { help: "nvedge capture --drops [--reason R] [--count N] -w FILE", load: async () => (await import("./capture.js")).captureCommand },
 };
 
-export function registerCommand(name: string, help: string, load: () => Promise<Command>): void {
-  commands[name] = { help, load };
-}
-
 function usage(): string {
   return ["usage: nvedge <command> [options]      (nvedge --version; nvedge <command> --help)", "", "commands:", ...Object.values(commands).map((c) => "  " + c.help)].join("\n");
 }

@@ -5,7 +5,7 @@ import { readFileSync } from "node:fs";
 import { parse as parseYaml } from "yaml";
 import { Ajv } from "ajv";
 import { configSchema } from "./schema.js";
-import { hvId, type NveConfig } from "./types.js";
+import type { NveConfig } from "./types.js";
 import { checkConfig, dottedKey } from "./check.js";
 
 export class ConfigError extends Error {

@@ -1,5 +1,5 @@
 // The configuration file's shape (INTERFACES.md). Defaults are filled by the schema.
-import type { VnProfile } from "../dataplane/ops.js";
+import type { VnProfile } from "../domain/profile.js";
 
 export interface VnConfig { id: number; name?: string; alias?: string; vni: number; profile: VnProfile }
 export interface AddrConfig { mac: string; ips?: string[] }

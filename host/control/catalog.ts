@@ -1,7 +1,9 @@
-// The VN catalog (from the configuration file for now; the IMA later, PROTOCOL.md §6).
+// The VN catalog: the configuration file's VNs, and the VNs the mapping
+// authority resolves (PROTOCOL.md §6; host/ima-client/, through NveCore: added
+// when resolved or restored from its cache, removed when it deletes them).
 // A VN reference by name (uuid), id or alias resolves to one entry (§2 "vn").
 import type { NveConfig, VnConfig } from "../config/types.js";
-import type { VnProfile } from "../dataplane/ops.js";
+import type { VnProfile } from "../domain/profile.js";
 import { ProtocolError } from "../protocol/errors.js";
 import type { VnFull, VnRef } from "../protocol/types.js";
 

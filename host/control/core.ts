@@ -23,7 +23,7 @@ import { DataPlaneError } from "../dataplane/dataplane.js";
 import { staticOps, staticVnics } from "./static.js";
 import { cacheVn, cachedOps, cachedVns } from "../ima-client/cache.js";
 import { bindingKeys, localChangesFor, servedVnsOf } from "../ima-client/glue.js";
-import type { LocalChange } from "../ima-client/client.js";
+import type { ImaLink } from "../ima-client/wire.js";
 import { Txn, replay, type Finished, type TxnGuard } from "./txn.js";
 import { viewVnic } from "./vnic.js";
 import { profileProblems } from "../dataplane/acl.js";
@@ -50,19 +50,6 @@ export interface NveCoreOptions {
 
 /** Marks a store write or flush that failed (fatal: see NveCoreOptions.onFatal). */
 class StoreFailure extends Error {}
-
-/**
- * The NVE's side of the mapping authority (host/ima/client.ts ImaClient,
- * PROTOCOL.md §6), told after every committed change: the VNs served (flood
- * lists) and the local bindings touched (announce/withdraw, seed §4.3).
- */
-export interface ImaLink {
-  setServed(vns: Iterable<number>): Promise<void>;
-  applyLocal(changes: LocalChange[]): void;
-  resolve(ref: VnRef): Promise<VnConfig>;
-  /** Bindings the IMA publishes at other NVEs (for `nvedge show bindings`). */
-  remoteBindings?(): { vn: number; mac: string; ips: string[]; nve: string; ip: string; seq: number }[];
-}
 
 const validateProfile = new Ajv({ strict: false, useDefaults: true }).compile(profileSchema);
 const NVE_HV = "@nve"; // the NVE itself, for timer-driven and operator changes
@@ -211,7 +198,7 @@ export class NveCore {
       for (const p of o.config.ports)
         if (!p.vns) core.log(`warning: port ${p.name} has no "vns" list: its hypervisors may use every VN (INTERFACES.md ports[].vns)`);
     core.model.load(o.store);
-    // The IMA cache (VNs, flood lists, remote bindings) forwards before the IMA answers (issue 4; restore.ts).
+    // The IMA cache (VNs, flood lists, remote bindings) forwards before the IMA answers (issue 4; host/ima-client/cache.ts).
     const ops = [...staticOps(o.config, core.catalog), ...cachedOps(o.store, o.config), ...core.model.programAll()];
     for (const v of cachedVns(o.store)) if (!core.catalog.get(v.id)) core.catalog.add(v);
     await o.programmer.apply(ops);

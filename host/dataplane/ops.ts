@@ -7,37 +7,9 @@
 // VNs are named by their VN id (1..16777215, PROTOCOL.md §2); ports by name;
 // MACs as "02:00:5e:00:00:01"; IPs as text (IPv4 or IPv6, or a CIDR prefix).
 
-export type Encap = "vxlan" | "geneve" | "nvgre";
-
-export interface VnProfile {
-  encap: Encap;
-  service?: "l2" | "l3";
-  /** service "l3" (PROTOCOL.md §5): the anycast gateway ("10.0.0.1/24": address in its subnet) and the routing domain */
-  gateway?: { ips: string[]; mac: string };
-  l3domain?: number;
-  mtu: number;
-  portSecurity?: boolean;
-  arpSuppress?: boolean;
-  learn?: "explicit" | "glean";
-  /** learn: glean (PROTOCOL.md §5): a learned binding's age without traffic (default 300000) and the per-port cap (default 1024). */
-  learnAgeMs?: number;
-  maxLearnedPerPort?: number;
-  qos?: { pcp?: number; dscp?: number; rateMbps?: number; burstKb?: number };
-  /** PROTOCOL.md §5: an ordered, first-match rule list (compiled by ./acl.ts) and what no match gets (default allow). */
-  acl?: AclRule[];
-  aclDefault?: "allow" | "deny";
-}
-
-export interface AclRule {
-  action: "allow" | "deny";
-  dir?: "from-vnic" | "to-vnic" | "both";
-  proto?: "tcp" | "udp" | "icmp" | "icmp6" | number;
-  src?: string;
-  dst?: string;
-  srcPort?: number | string;
-  dstPort?: number | string;
-  icmpType?: number;
-}
+import type { VnProfile } from "../domain/profile.js";
+// The profile is a domain type (host/domain/profile.ts); re-exported as part of the op contract.
+export type { Encap, VnProfile, AclRule } from "../domain/profile.js";
 
 export type DpOp =
   /** The underlay: our source MAC/IP, the next hop, the VXLAN UDP port, the port it lives on. */

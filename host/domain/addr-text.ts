@@ -5,7 +5,7 @@
 import { BlockList, isIP, isIPv6 } from "node:net";
 import { parseMac, parseIp, isUnicastMac as unicast } from "./addr.js";
 
-// One parser for addresses: the data plane's (host/dataplane/addr.ts), so
+// One parser for addresses: host/domain/addr.ts (the data plane's too), so
 // what the protocol accepts is exactly what the data plane can program.
 
 export function isUnicastMac(s: string): boolean {

@@ -1,4 +1,4 @@
-// The write side of the NVE's IMA cache (issue 4; host/control/restore.ts): what
+// The write side of the NVE's IMA cache (issue 4; host/ima-client/cache.ts): what
 // the IMA client learned (PROTOCOL.md §6: the VNs it serves, their flood lists,
 // the remote bindings) is kept in the NVE's store, so a restarted NVE programs
 // it before the IMA answers (NveCore.open reads it with cachedOps/cachedVns).

@@ -10,7 +10,7 @@
 //
 // Read side: NveCore.open (host/control/core.ts) programs cachedOps() with the
 // static config and the stored VNICs, and adds cachedVns() to its catalog.
-// Write side: host/ima/nve-cache.ts (started by host/ima/nve-wire.ts with the
+// Write side: host/ima-client/cache-writer.ts (started by host/ima-client/wire.ts with the
 // IMA client) calls the cache* functions in a store transaction for what the
 // client learns.
 import type { NveConfig, VnConfig } from "../config/types.js";

@@ -37,11 +37,10 @@ import type { MqttClient } from "mqtt";
 import type { DataPlaneProgrammer, DpOp, VnProfile } from "../dataplane/ops.js";
 import { normIp, normMac } from "../domain/addr-text.js";
 import { encode, publishOptions } from "../protocol/codec.js";
-import { imaTopics, parseImaTopic, IMA_ROOT, type BindRecord, type VnRecord, type VtepRecord } from "../protocol/ima.js";
+import { imaMqttOptions, imaTopics, parseImaTopic, IMA_ROOT, type BindRecord, type VnRecord, type VtepRecord } from "../protocol/ima.js";
 import type { VnRef } from "../protocol/types.js";
 import { connectWhenReachable, tcpNoDelay, type BrokerConnection } from "../protocol/mqtt.js";
 import { realClock, type Clock } from "../domain/clock.js";
-import { imaMqttOptions } from "../ima/service.js";
 
 /** One local binding as the NVE holds it (its VnicRecord's (VN, MAC, IPs), the VNIC's port and state). */
 export interface LocalBinding { vn: number; mac: string; ips: string[]; port: string; active: boolean }

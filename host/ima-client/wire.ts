@@ -4,22 +4,50 @@
 //   - desired state at start: the VNs served and the local bindings restored;
 //   - after every commit NveCore tells it what changed (NveCore.ima, core.ts toIma);
 //   - VN references the config lacks are resolved through it (core.ts resolveRefs);
-//   - what the IMA publishes is programmed and cached in the store (nve-cache.ts);
+//   - what the IMA publishes is programmed and cached in the store (cache-writer.ts);
 //   - a binding that moved to another NVE is de-associated here and the agent
 //     told (addr.disassociated, reason `moved`; RFC 7432 §15), a profile change
 //     reaches the agents (vn.profile, seed §4.5), a deleted VN is removed.
 import type { MqttClient } from "mqtt";
-import type { NveConfig } from "../config/types.js";
+import type { NveConfig, VnConfig } from "../config/types.js";
 import type { DataPlaneProgrammer } from "../dataplane/ops.js";
+import type { VnProfile } from "../domain/profile.js";
+import type { VnRef } from "../protocol/types.js";
 import type { Store } from "../store/store.js";
-import type { NveCore } from "../control/core.js";
-import { ImaClient } from "./client.js";
+import { ImaClient, type LocalChange } from "./client.js";
 import { ImaCacheWriter } from "./cache-writer.js";
-import { localBindingsOf, localChangesFor, servedVnsOf } from "./glue.js";
+import { localBindingsOf, localChangesFor, servedVnsOf, type ModelView } from "./glue.js";
+
+/**
+ * The NVE's side of the mapping authority (client.ts ImaClient, PROTOCOL.md
+ * §6), told by the NVE (host/control NveCore) after every committed change:
+ * the VNs served (flood lists) and the local bindings touched
+ * (announce/withdraw, seed §4.3).
+ */
+export interface ImaLink {
+  setServed(vns: Iterable<number>): Promise<void>;
+  applyLocal(changes: LocalChange[]): void;
+  resolve(ref: VnRef): Promise<VnConfig>;
+  /** Bindings the IMA publishes at other NVEs (for `nvedge show bindings`). */
+  remoteBindings?(): { vn: number; mac: string; ips: string[]; nve: string; ip: string; seq: number }[];
+}
+
+/**
+ * What the client needs of the running NVE (host/control NveCore, which is
+ * one): described here so this layer does not import the control plane above it.
+ */
+export interface NveSide {
+  readonly model: ModelView;
+  readonly catalog: { get(id: number): VnConfig | undefined };
+  ima: ImaLink | undefined;
+  disassociate(vnic: string, vn: number, addrs: { mac: string }[], reason: string): Promise<void>;
+  setProfile(vn: number, profile: VnProfile): Promise<void>;
+  removeVn(vn: number, reason: string): Promise<number>;
+}
 
 export interface NveImaOptions {
   config: NveConfig;
-  core: NveCore;
+  core: NveSide;
   client: MqttClient;
   programmer: DataPlaneProgrammer;
   store: Store;

@@ -24,7 +24,7 @@ import { isIPv4, isIPv6 } from "node:net";
 import { Ajv } from "ajv";
 import { profileSchema } from "../config/schema.js";
 import { profileProblems } from "../dataplane/acl.js";
-import type { VnProfile } from "../dataplane/ops.js";
+import type { VnProfile } from "../domain/profile.js";
 import { isUnicastIp, normIp, normMac } from "../domain/addr-text.js";
 import { rateLimitedLog } from "../protocol/rate-log.js";
 import { errorResponse } from "../protocol/codec.js";

@@ -11,7 +11,7 @@ import { privateDir, withPrivateUmask } from "../store/private.js";
 
 export const IMA_SCHEMA_VERSION = 1;
 
-export interface StoredVn { id: number; name: string; alias?: string; vni: number; profile: import("../dataplane/ops.js").VnProfile }
+export interface StoredVn { id: number; name: string; alias?: string; vni: number; profile: import("../domain/profile.js").VnProfile }
 export interface StoredVtep { vn: number; nve: string; ip: string }
 /**
  * A MAC binding with its mobility history (RFC 7432 §15). A withdrawn binding

@@ -9,10 +9,10 @@
 // sent while the IMA restarts wait at the broker and are answered when it is
 // back. When the broker comes back without our session (it restarted and may
 // have lost its retained messages) the whole tree is published again.
-import type { IClientOptions, MqttClient } from "mqtt";
+import type { MqttClient } from "mqtt";
 import { encode, publishOptions } from "../protocol/codec.js";
-import { imaTopics, parseImaTopic } from "../protocol/ima.js";
-import { connectWhenReachable, mqttClientOptions, type BrokerConnection } from "../protocol/mqtt.js";
+import { imaMqttOptions, imaTopics, parseImaTopic } from "../protocol/ima.js";
+import { connectWhenReachable, type BrokerConnection } from "../protocol/mqtt.js";
 import { realClock, type Clock } from "../domain/clock.js";
 import { ROOT } from "../protocol/topics.js";
 import { rateLimitedLog } from "../protocol/rate-log.js";
@@ -48,11 +48,6 @@ export interface ImaStats {
   batches: number; requests: number; published: number;
   /** MAC moves (RFC 7432 §15) stored since start: monotonic (nvedge_ima_moves_total) */
   moves: number;
-}
-
-/** The IMA and its NVE clients keep persistent sessions (`clean: false`): requests sent while the IMA restarts are answered when it is back. */
-export function imaMqttOptions(b: BrokerConnection, clientId: string, clean: boolean): IClientOptions {
-  return mqttClientOptions(b, clientId, { clean });
 }
 
 interface Pending { who: string; payload: Buffer; corr?: Buffer }

@@ -16,7 +16,6 @@
 // start a forged log line or drive the terminal.
 import { pino, type Logger as Pino, type DestinationStream } from "pino";
 import { VERSION } from "../version.js";
-import { UsageError } from "../cli/args.js";
 
 export const LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
 export type Level = (typeof LEVELS)[number];
@@ -221,17 +220,3 @@ export function textLine(json: string): string {
   const head = `${time} ${String(level).toUpperCase().padEnd(5)} ${id ? `${id} ` : ""}${component ? `${component}: ` : ""}`;
   return escapeText(`${head}${msg ?? ""}${extra}`) + "\n";
 }
-
-/** Parses --log-level / --log-format (a UsageError for a bad value). */
-export function logOptions(v: { "log-level"?: string; "log-format"?: string }, fallback?: { level?: string; format?: string }): { level: Level; format: LogFormat } {
-  const level = v["log-level"] ?? fallback?.level ?? process.env.NVEDGE_LOG_LEVEL ?? "info";
-  const format = v["log-format"] ?? fallback?.format ?? process.env.NVEDGE_LOG_FORMAT ?? "text";
-  if (!isLevel(level)) throw new UsageError(`--log-level ${level}: expected one of ${LEVELS.join(", ")}`);
-  if (format !== "json" && format !== "text") throw new UsageError(`--log-format ${format}: expected json or text`);
-  return { level, format };
-}
-
-/** The option spec fragment every daemon command takes. */
-export const LOG_OPTS = { "log-level": { type: "string" }, "log-format": { type: "string" } } as const;
-export const LOG_HELP = `  --log-level L       fatal, error, warn, info (default), debug, trace or silent ($NVEDGE_LOG_LEVEL)
-  --log-format F      text (default) or json, one record per line ($NVEDGE_LOG_FORMAT)`;

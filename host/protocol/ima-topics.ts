@@ -2,7 +2,7 @@
 // schemas (host/protocol/ima.ts) so that light clients (the `nvedge vn` CLI)
 // load no ajv.
 import { ROOT, IDENT } from "./topics.js";
-import type { VnProfile } from "../dataplane/ops.js";
+import type { VnProfile } from "../domain/profile.js";
 
 export const IMA_ROOT = `${ROOT}ima/`;
 

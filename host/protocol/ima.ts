@@ -8,9 +8,16 @@ import { decodeEnvelope } from "./codec.js";
 import { ajv, describeAjvError, primaryAjvError, vnRefSchema } from "./schemas.js";
 import { profileSchema, UUID } from "../config/schema.js";
 import type { VnRef } from "./types.js";
-import type { VnProfile } from "../dataplane/ops.js";
+import type { VnProfile } from "../domain/profile.js";
+import type { IClientOptions } from "mqtt";
+import { mqttClientOptions, type BrokerConnection } from "./mqtt.js";
 
 export * from "./ima-topics.js";
+
+/** The IMA and its NVE clients keep persistent sessions (`clean: false`): requests sent while the IMA restarts are answered when it is back. */
+export function imaMqttOptions(b: BrokerConnection, clientId: string, clean: boolean): IClientOptions {
+  return mqttClientOptions(b, clientId, { clean });
+}
 
 export const IMA_NVE_OPS = ["vn.resolve", "vtep.join", "vtep.leave", "bind.announce", "bind.withdraw", "bind.prepare"] as const;
 export const IMA_OPERATOR_OPS = ["vn.create", "vn.delete", "vn.set-profile", "vn.list", "mac.frozen", "mac.unfreeze"] as const;

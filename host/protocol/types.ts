@@ -1,5 +1,5 @@
 // Message shapes of nvo3-hv/1 (PROTOCOL.md §2, §4). Validated by schemas.ts.
-import type { VnProfile } from "../dataplane/ops.js";
+import type { VnProfile } from "../domain/profile.js";
 
 export type VnRef = { name: string } | { id: number } | { alias: string };
 export interface VnFull { id: number; name?: string; alias?: string }

@@ -43,7 +43,7 @@ import { join } from "node:path";
 import { constants as osConstants } from "node:os";
 import {
   COLLECTIONS, STORE_SCHEMA_VERSION, StoreSchemaError,
-  type CollectionName, type Collections, type Store, type StoreWriter, type TimerRecord,
+  type CollectionName, type Collections, type Store, type StoreWriter,
 } from "./store.js";
 import { lockStoreDir, type StoreLock } from "./lmdb-lock.js";
 import { MIGRATIONS, detectLegacyVersion, type Migration } from "./lmdb-migrations.js";
@@ -335,16 +335,6 @@ export class LmdbStore implements Store {
     });
     durable.catch(() => {}); // the caller awaits it; never an unhandled rejection here
     return { result, durable };
-  }
-
-  due(now: number): [string, TimerRecord][] {
-    return this.list("timers").filter(([, t]) => t.due <= now).sort((a, b) => a[1].due - b[1].due || (a[0] < b[0] ? -1 : 1));
-  }
-
-  nextDue(): number | undefined {
-    let min: number | undefined;
-    for (const [, t] of this.list("timers")) if (min === undefined || t.due < min) min = t.due;
-    return min;
   }
 
   /** Bytes the environment uses on disk (data.mdb). */

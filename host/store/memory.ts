@@ -3,7 +3,7 @@
 // "restart" an NVE (PROTOCOL.md §3) by opening a new store on the same backing.
 import {
   COLLECTIONS, STORE_SCHEMA_VERSION, StoreSchemaError,
-  type CollectionName, type Collections, type Store, type StoreWriter, type TimerRecord,
+  type CollectionName, type Collections, type Store, type StoreWriter,
 } from "./store.js";
 
 export type MemoryBacking = Map<CollectionName, Map<string, unknown>>;
@@ -91,18 +91,6 @@ export class MemoryStore implements Store {
     return result;
   }
 
-  due(now: number): [string, TimerRecord][] {
-    return this.list("timers").filter(([, t]) => t.due <= now).sort((a, b) => a[1].due - b[1].due || (a[0] < b[0] ? -1 : 1));
-  }
-
-  nextDue(): number | undefined {
-    let min: number | undefined;
-    for (const v of this.col("timers").values()) {
-      const d = (v as TimerRecord).due;
-      if (min === undefined || d < min) min = d;
-    }
-    return min;
-  }
 
   async close(): Promise<void> {
     this.closed = true;

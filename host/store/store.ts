@@ -1,6 +1,7 @@
 // The NVE's persistent state behind one interface (STYLE.md: "a store interface
 // comes with one shared conformance suite that every implementation runs";
-// test/support/store-conformance.ts). Implementations: memory.ts here, LMDB later.
+// test/support/store-conformance.ts). Implementations: memory.ts (tests,
+// `--memory-store`) and lmdb.ts (the NVE's default, on disk).
 //
 // Contract:
 // - Collections are named key/value maps of JSON-able records; keys are strings.
@@ -11,11 +12,11 @@
 //   PROTOCOL.md §2 "all-or-nothing"). The promise resolves once the writes are
 //   durable, which is when the NVE may answer (§2). Transactions apply in call order.
 // - Deadlines are absolute wall-clock milliseconds (Date.now() scale), never
-//   durations, so a timer survives a restart: the NVE re-arms from `due()`.
+//   durations, so a timer survives a restart: the NVE re-arms from the `timers` it loads.
 // - The store carries a schema version; opening a store written with another
 //   version fails with StoreSchemaError instead of misreading it.
 
-import type { VnProfile } from "../dataplane/ops.js";
+import type { VnProfile } from "../domain/profile.js";
 
 export const STORE_SCHEMA_VERSION = 1;
 
@@ -88,10 +89,6 @@ export interface Store extends StoreReader {
    * may run its next transaction before `durable`, but must not acknowledge before it.
    */
   commit?<T>(fn: (tx: StoreWriter) => T): Promise<{ result: T; durable: Promise<void> }>;
-  /** Timers whose deadline is at or before `now`, earliest first (ties by key). */
-  due(now: number): [string, TimerRecord][];
-  /** The earliest timer deadline, or undefined when there is none. */
-  nextDue(): number | undefined;
   close(): Promise<void>;
 }
 

@@ -8,7 +8,7 @@
 //     store (the disk) never gets it. For transaction() it is a refusal, as
 //     LmdbStore.transaction awaits the flush.
 // `written` counts the writes the inner store took (what is on "disk").
-import type { CollectionName, Collections, Store, StoreWriter, TimerRecord } from "../../host/store/store.js";
+import type { CollectionName, Collections, Store, StoreWriter } from "../../host/store/store.js";
 
 export type FaultAt = "commit" | "flush";
 export type FaultCode = "ENOSPC" | "EIO";
@@ -76,8 +76,6 @@ export class FaultyStore implements Store {
 
   get<C extends CollectionName>(c: C, key: string): Collections[C] | undefined { return this.inner.get(c, key); }
   list<C extends CollectionName>(c: C, prefix?: string): [string, Collections[C]][] { return this.inner.list(c, prefix); }
-  due(now: number): [string, TimerRecord][] { return this.inner.due(now); }
-  nextDue(): number | undefined { return this.inner.nextDue(); }
   close(): Promise<void> { return this.inner.close(); }
 
   async transaction<T>(fn: (tx: StoreWriter) => T): Promise<T> {

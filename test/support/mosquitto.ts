@@ -145,7 +145,7 @@ async function startOnce(o: MosquittoOptions, dir: string, pki: Pki | undefined)
     "log_type notice",
     "log_type information",
     "connection_messages true",
-    // the shipped configuration's global options (host/broker/mosquitto-conf.ts):
+    // the shipped configuration's global options (host/cli/mosquitto-conf.ts):
     // the packet limit above maxPayload (PROTOCOL.md §1), TCP_NODELAY, the queue caps
     ...mosquittoGlobalLines(brokerLimits(o.limits), o.maxPayload ?? DEFAULT_MAX_PAYLOAD).filter((l) => l && !l.startsWith("#")),
     `acl_file ${aclFile}`,

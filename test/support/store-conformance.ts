@@ -37,8 +37,6 @@ export function storeConformance(name: string, h: StoreHarness): void {
     assert.is(store.schemaVersion, STORE_SCHEMA_VERSION);
     for (const c of ["vnics", "vaps", "quarantine", "hvs", "timers"] as const) assert.equal(store.list(c), []);
     assert.is(store.get("vnics", U1), undefined);
-    assert.is(store.nextDue(), undefined);
-    assert.equal(store.due(Number.MAX_SAFE_INTEGER), []);
   });
 
   s("one transaction writes several collections; reads see them", async () => {
@@ -115,18 +113,15 @@ export function storeConformance(name: string, h: StoreHarness): void {
     assert.equal(store.get("hvs", "hv-1"), { hv: "hv-1", online: false, since: 19 });
   });
 
-  s("timers: absolute deadlines, due() earliest first, nextDue()", async () => {
+  s("timers: absolute deadlines, listed by key, deleted one by one", async () => {
     await store.transaction((tx) => {
       tx.put("timers", keys.timer("agent-hold", "hv-2"), { kind: "agent-hold", subject: "hv-2", due: 3000 });
       tx.put("timers", keys.timer("migration-hold", U1), { kind: "migration-hold", subject: U1, due: 1000 });
       tx.put("timers", keys.timer("agent-hold", "hv-1"), { kind: "agent-hold", subject: "hv-1", due: 3000 });
     });
-    assert.is(store.nextDue(), 1000);
-    assert.equal(store.due(999), []);
-    assert.equal(store.due(1000).map(([k]) => k), [`migration-hold|${U1}`]);
-    assert.equal(store.due(5000).map(([k]) => k), [`migration-hold|${U1}`, "agent-hold|hv-1", "agent-hold|hv-2"]);
+    assert.equal(store.list("timers").map(([k, t]) => [k, t.due]), [["agent-hold|hv-1", 3000], ["agent-hold|hv-2", 3000], [`migration-hold|${U1}`, 1000]]);
     await store.transaction((tx) => tx.del("timers", `migration-hold|${U1}`));
-    assert.is(store.nextDue(), 3000);
+    assert.equal(store.list("timers").map(([k]) => k), ["agent-hold|hv-1", "agent-hold|hv-2"]);
   });
 
   s("reopening the same location restores every collection, deadlines included (a restart)", async () => {
@@ -140,7 +135,7 @@ export function storeConformance(name: string, h: StoreHarness): void {
     assert.is(store.schemaVersion, STORE_SCHEMA_VERSION);
     assert.equal(store.get("vnics", U1)?.hold, { until: 1234567 });
     assert.equal(store.get("quarantine", "eth2|10")?.until, 99);
-    assert.is(store.nextDue(), 1234567);
+    assert.is(store.get("timers", `migration-hold|${U1}`)?.due, 1234567);
   });
 
   s("a store written with another schema version refuses to open", async () => {
