@@ -76,6 +76,36 @@ if (requireRootAnd(["ip", "python3", "tcpdump"], "--io afxdp on veth (network na
     }
   });
 
+  test("--io afxdp: VXLAN from the kernel's own UDP socket (checksum left to offload) is completed and decapsulated, as with AF_PACKET", async () => {
+    const ns = tmpNetns("xdc");
+    let pool: WorkerPool | undefined;
+    try {
+      const [a, b] = ns.veth("u");
+      const [c, d] = ns.veth("c");
+      // the peer is a host with the remote NVE's address: its UDP sends go out with a partial checksum (veth tx-checksumming on)
+      ns.run("ip", ["addr", "add", `${REMOTE}/24`, "dev", b]);
+      ns.run("ip", ["neigh", "add", US, "lladdr", US_MAC, "dev", b]);
+      pool = await startAfPacket({ interfaces: [a, c], io: "afxdp", ring: { netns: ns.path }, dataplane: { macLog2: 8, ipLog2: 8 }, idlePollMs: 20, ops: ops(a, c) });
+      const n = 5;
+      const inner = (k: number) => E.udpFrame({ dst: L.mac, src: R.mac, tag: null, srcIp: R.ip, dstIp: L.ip, srcPort: 3000 + k, payloadLen: 40 });
+      const vxlan = (k: number) => Buffer.concat([Buffer.from("0800000000138800", "hex"), Buffer.from(inner(k))]).toString("hex");
+      const dec = await capture(ns, d, n, 8000, ["vlan", "10"]);
+      ns.run("python3", ["-c", ["import socket,sys", "s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)",
+        "for l in sys.stdin.read().split():", `    s.sendto(bytes.fromhex(l),("${US}",4789))`].join("\n")],
+        Array.from({ length: n }, (_, k) => vxlan(k)).join("\n"));
+      const out = await dec.done;
+      if (out.length !== n) console.log(JSON.stringify((await pool.counters()).counters), JSON.stringify((await pool.counters()).io));
+      assert.is(out.length, n, `${n} frames decapsulated (none dropped as bad-udp-checksum)`);
+      out.forEach((f, k) => assert.is(E.bytesDiff(f, E.udpFrame({ dst: L.mac, src: R.mac, tag: { vid: 10, pcp: 0 }, srcIp: R.ip, dstIp: L.ip, srcPort: 3000 + k, payloadLen: 40 })), "", `frame ${k}`));
+      const cnt = await pool.counters();
+      assert.is(cnt.io[a].csumNotReady, n, "each recognised as left to offload");
+      assert.is((cnt.counters as { drops: Record<string, number> }).drops["bad-udp-checksum"], 0);
+    } finally {
+      await pool?.stop();
+      ns.remove();
+    }
+  });
+
   test("--io afxdp: a missing interface and a tagged uplink are refused with clear errors", async () => {
     const ns = tmpNetns("xdq");
     try {

@@ -100,6 +100,8 @@ async function main(): Promise<void> {
     addon.descFlags(f.vnet, f.gsoSeg, f.gsoLast, f.segShift);
     if (init.io === "afxdp") {
       const x = (await import("./xdp-addon.js")).loadXdpIo(init.id);
+      // partial checksums recognised by the addon reach the data plane as AF_PACKET's do (afxdp.c partialL4)
+      x.descFlags(f.vnet, f.gsoSeg, f.gsoLast, f.segShift);
       pio = x;
       init.interfaces.forEach((name) => { handles.push(x.open(name, init.ring)); modes.push(`${name}: ${x.mode(handles[handles.length - 1])}`); });
     } else {

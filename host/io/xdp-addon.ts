@@ -12,6 +12,7 @@ interface XdpAddon {
   open(ifname: string, o: { netns?: string; queue?: number; program: string; zeroCopy?: number }): number;
   close(h: number): void;
   mode(h: number): { socket: "zero-copy" | "copy"; xdp: "native" | "generic" };
+  descFlags: PacketAddon["descFlags"];
   recv: PacketAddon["recv"];
   send: PacketAddon["send"];
   poll: PacketAddon["poll"];
@@ -19,7 +20,7 @@ interface XdpAddon {
 }
 
 /** The calls of the worker's loop, over AF_XDP: `queue` is the receive queue each socket binds to (the worker's id). */
-export type PacketIo = Pick<PacketAddon, "close" | "recv" | "send" | "poll" | "stats"> & {
+export type PacketIo = Pick<PacketAddon, "close" | "recv" | "send" | "poll" | "stats" | "descFlags"> & {
   open(ifname: string, opts: OpenOptions): number;
   /** How a socket runs, for the log ("afxdp: copy mode, native XDP"). */
   mode(h: number): string;
@@ -40,7 +41,7 @@ export function loadXdpIo(queue: number): PacketIo {
   return {
     open: (ifname, o) => x.open(ifname, { netns: o.netns, queue, program: xdpProgramPath }),
     close: (h) => x.close(h),
-    recv: x.recv, send: x.send, poll: x.poll,
+    recv: x.recv, send: x.send, poll: x.poll, descFlags: x.descFlags,
     stats: (h) => x.stats(h),
     mode: (h) => { const m = x.mode(h); return `${m.socket} mode, ${m.xdp} XDP`; },
   };

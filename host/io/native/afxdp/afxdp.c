@@ -14,10 +14,18 @@
 // WebAssembly memory: sharing that would need its slots aligned to UMEM
 // chunks and frames never moved by the data plane.
 //
-// Offloads: an XDP socket has no virtio-net header. A veth with an XDP
-// program has its peer's GSO turned off by the kernel (veth_xdp_set), so no
-// super-frames arrive; a frame whose checksum a local sender left partial is
-// not marked, unlike with AF_PACKET's PACKET_VNET_HDR (README: the gap).
+// Offloads: an XDP socket has no virtio-net header, and XDP has no way to
+// read an skb's CHECKSUM_PARTIAL state. A veth with an XDP program has its
+// peer's GSO turned off by the kernel (veth_xdp_set), so no super-frames
+// arrive; but a local sender's checksum offload still leaves frames whose L4
+// checksum field holds only the pseudo-header sum (what Linux and virtio's
+// NEEDS_CSUM leave there for the NIC: udp4_hwcsum, tcp_v4_send_check). recv
+// recognises exactly that (the field equals the folded pseudo-header sum of
+// the frame's own addresses, protocol and length) and hands the frame over as
+// AF_PACKET's PACKET_VNET_HDR would: a virtio-net header with NEEDS_CSUM, so
+// the data plane completes it (assembly/pipeline/offload.ts). A full checksum
+// that happens to equal that sum is completed to the same value (the sum over
+// the data is then zero), so the rule changes no valid frame.
 #include <node_api.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -77,10 +85,11 @@ struct xsk {
   uint32_t txFreeN;
   int zeroCopy;
   struct prog *prog;
-  uint64_t rxFrames, rxBytes, txFrames, txBytes, txErrors, oversize, txFull;
+  uint64_t rxFrames, rxBytes, txFrames, txBytes, txErrors, oversize, txFull, csumNotReady;
 };
 
 static struct xsk *handles[MAX_HANDLES];
+static uint16_t fVnet;                 // the data plane's in-desc flag bit for "virtio-net header in front" (descFlags)
 static struct prog progs[MAX_HANDLES];
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -328,12 +337,69 @@ static inline void putU16(uint8_t *p, uint16_t v) { p[0] = v & 0xff; p[1] = v >>
 static inline uint16_t getU16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
 static inline uint32_t getU32le(const uint8_t *p) { return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24); }
 
+static void kick(struct xsk *s);
+
 /** Frames sent earlier whose UMEM frames the kernel is done with: back to the free list. */
 static void reclaim(struct xsk *s) {
   uint32_t cons = *s->comp.consumer, prod = __atomic_load_n(s->comp.producer, __ATOMIC_ACQUIRE);
   uint64_t *d = s->comp.desc;
   while (cons != prod) s->txFree[s->txFreeN++] = (uint32_t)(d[cons++ & s->comp.mask] / FRAME);
   __atomic_store_n(s->comp.consumer, cons, __ATOMIC_RELEASE);
+}
+
+/*
+ * The frame's L4 checksum was left to offload (see the top): its TCP/UDP
+ * checksum field equals the folded pseudo-header sum. IPv4 (not a fragment)
+ * or IPv6 without extension headers, after at most one 802.1Q/802.1ad tag.
+ * Fills the virtio-net csum_start / csum_offset.
+ */
+static int partialL4(const uint8_t *f, uint32_t len, uint16_t *start, uint16_t *offset) {
+  if (len < 14) return 0;
+  uint32_t o = 12, et = (uint32_t)(f[12] << 8 | f[13]);
+  if ((et == 0x8100 || et == 0x88a8) && len >= 18) { o = 16; et = (uint32_t)(f[16] << 8 | f[17]); }
+  o += 2;
+  uint32_t sum = 0, l4, l4len, proto;
+  if (et == 0x0800) {
+    if (len < o + 20) return 0;
+    const uint8_t *ip = f + o;
+    uint32_t ihl = (uint32_t)(ip[0] & 0xf) * 4, tot = (uint32_t)(ip[2] << 8 | ip[3]);
+    if ((ip[0] >> 4) != 4 || ihl < 20 || tot < ihl || o + tot > len) return 0;
+    if ((ip[6] & 0x3f) || ip[7]) return 0; // a fragment (MF or an offset)
+    proto = ip[9];
+    l4 = o + ihl;
+    l4len = tot - ihl;
+    for (int i = 12; i < 20; i += 2) sum += (uint32_t)(ip[i] << 8 | ip[i + 1]);
+  } else if (et == 0x86dd) {
+    if (len < o + 40) return 0;
+    const uint8_t *ip = f + o;
+    proto = ip[6];
+    l4 = o + 40;
+    l4len = (uint32_t)(ip[4] << 8 | ip[5]);
+    if (l4 + l4len > len) return 0;
+    for (int i = 8; i < 40; i += 2) sum += (uint32_t)(ip[i] << 8 | ip[i + 1]);
+  } else {
+    return 0;
+  }
+  uint32_t field;
+  if (proto == 17 && l4len >= 8) field = 6;
+  else if (proto == 6 && l4len >= 20) field = 16;
+  else return 0;
+  sum += proto + l4len;
+  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+  if ((uint32_t)(f[l4 + field] << 8 | f[l4 + field + 1]) != sum) return 0;
+  *start = (uint16_t)l4;
+  *offset = (uint16_t)field;
+  return 1;
+}
+
+static napi_value DescFlags(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  uint32_t v;
+  if (argc < 1 || !getU32(env, argv[0], &v) || v == 0 || v > 0xffff) return throwErr(env, "descFlags: the vnet flag bit is required");
+  fVnet = (uint16_t)v;
+  return NULL;
 }
 
 static napi_value Recv(napi_env env, napi_callback_info info) {
@@ -356,6 +422,7 @@ static napi_value Recv(napi_env env, napi_callback_info info) {
   if (headroom >= slotSize || port > 0xffff || (uint64_t)slotBase + ((uint64_t)first + max) * slotSize > memLen ||
       (uint64_t)inDescBase + ((uint64_t)first + max) * 8 > memLen)
     return throwErr(env, "recv: slots or descriptors outside the memory");
+  if (*s->tx.producer != __atomic_load_n(s->tx.consumer, __ATOMIC_ACQUIRE)) kick(s); // frames a previous kick left
   uint32_t cons = *s->rx.consumer, prod = __atomic_load_n(s->rx.producer, __ATOMIC_ACQUIRE);
   if (cons == prod && timeout > 0) {
     struct pollfd p = { .fd = s->fd, .events = POLLIN };
@@ -371,12 +438,24 @@ static napi_value Recv(napi_env env, napi_callback_info info) {
       s->oversize++;
     } else {
       uint32_t i = first + n;
-      memcpy(mem + slotBase + (size_t)i * slotSize + headroom, s->umem + d.addr, d.len);
+      uint8_t *dst = mem + slotBase + (size_t)i * slotSize + headroom;
+      memcpy(dst, s->umem + d.addr, d.len);
+      uint16_t flags = 0, cs, co;
+      if (fVnet && headroom >= 10 && partialL4(dst, d.len, &cs, &co)) {
+        // struct virtio_net_hdr, little-endian, in the 10 bytes before the frame: NEEDS_CSUM, no GSO
+        uint8_t *vh = dst - 10;
+        memset(vh, 0, 10);
+        vh[0] = 1;
+        putU16(vh + 6, cs);
+        putU16(vh + 8, co);
+        flags = fVnet;
+        s->csumNotReady++;
+      }
       uint8_t *desc = mem + inDescBase + (size_t)i * 8;
       putU16(desc, headroom);
       putU16(desc + 2, d.len);
       putU16(desc + 4, port);
-      putU16(desc + 6, 0);
+      putU16(desc + 6, flags);
       s->rxFrames++;
       s->rxBytes += d.len;
       n++;
@@ -392,6 +471,23 @@ static napi_value Recv(napi_env env, napi_callback_info info) {
     poll(&p, 1, 0);
   }
   return num(env, n);
+}
+
+/*
+ * Makes the kernel send what the TX ring holds. In copy mode one sendto()
+ * sends at most a small batch (xsk_generic_xmit: 32 frames) and may answer
+ * EAGAIN / EBUSY, so it is repeated until the ring is drained (bounded); what
+ * is left is sent by the next kick (every recv and send kicks).
+ */
+static void kick(struct xsk *s) {
+  for (int tries = 0; tries < 256; tries++) {
+    if (__atomic_load_n(s->tx.consumer, __ATOMIC_ACQUIRE) == *s->tx.producer) break;
+    if (sendto(s->fd, NULL, 0, MSG_DONTWAIT, NULL, 0) < 0 && errno != EAGAIN && errno != EBUSY && errno != ENOBUFS && errno != EINTR) {
+      s->txErrors++;
+      break;
+    }
+  }
+  reclaim(s);
 }
 
 static napi_value Send(napi_env env, napi_callback_info info) {
@@ -451,9 +547,7 @@ static napi_value Send(napi_env env, napi_callback_info info) {
   // one kick per socket (copy mode sends from the sendto() call)
   for (uint32_t p = 0; p < nports; p++) {
     if (!touched[p]) continue;
-    struct xsk *s = byPort[p];
-    if (sendto(s->fd, NULL, 0, MSG_DONTWAIT, NULL, 0) < 0 && errno != EAGAIN && errno != EBUSY && errno != ENOBUFS) s->txErrors++;
-    reclaim(s);
+    kick(byPort[p]);
   }
   return num(env, sent);
 }
@@ -512,7 +606,8 @@ static napi_value Stats(napi_env env, napi_callback_info info) {
   // the kernel's own: frames dropped for want of fill entries / rx ring room, bad descriptors
   setNum(env, o, "kernelDrops", (double)(st.rx_dropped + st.rx_ring_full + st.rx_fill_ring_empty_descs));
   setNum(env, o, "invalidDescs", (double)(st.rx_invalid_descs + st.tx_invalid_descs));
-  for (const char **k = (const char *[]){ "csumNotReady", "gsoFrames", "gsoSegments", "gsoBad", "kernelFreezes", "vlanOther", NULL }; *k; k++) setNum(env, o, *k, 0);
+  setNum(env, o, "csumNotReady", (double)s->csumNotReady);
+  for (const char **k = (const char *[]){ "gsoFrames", "gsoSegments", "gsoBad", "kernelFreezes", "vlanOther", NULL }; *k; k++) setNum(env, o, *k, 0);
   return o;
 }
 
@@ -521,6 +616,7 @@ NAPI_MODULE_INIT() {
     { "open", NULL, Open, NULL, NULL, NULL, napi_enumerable, NULL },
     { "close", NULL, Close, NULL, NULL, NULL, napi_enumerable, NULL },
     { "mode", NULL, Mode, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "descFlags", NULL, DescFlags, NULL, NULL, NULL, napi_enumerable, NULL },
     { "recv", NULL, Recv, NULL, NULL, NULL, napi_enumerable, NULL },
     { "send", NULL, Send, NULL, NULL, NULL, napi_enumerable, NULL },
     { "poll", NULL, Poll, NULL, NULL, NULL, napi_enumerable, NULL },
