@@ -4,12 +4,14 @@
 //   encap, N workers:  startAfPacket with N workers: tagged frames in on the
 //                      trunk veth, VXLAN out on the underlay veth, counted at its peer.
 //   decap, N workers:  VXLAN in on the underlay veth, tagged frames out of the trunk.
+//   io: "afxdp":       the same two with AF_XDP sockets (--io afxdp; one worker, a
+//                      veth has one queue), next to AF_PACKET's 1-worker figures.
 // cpuUsPerFrame is this process's CPU time (all threads, including the kernel
 // work done on them: our sends run the veth peer's receive path) per frame out.
 // Prints one JSON line per figure; `node dist/bench/io.js` runs it alone.
 // Needs root; every run is bounded (DURATION_MS per case) and removes its namespace.
 import { spawn, type ChildProcess } from "node:child_process";
-import { writeFileSync, rmSync, mkdtempSync } from "node:fs";
+import { writeFileSync, rmSync, mkdtempSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -122,10 +124,10 @@ async function recvOnly(ns: Netns, gen: string, dev: string, conf: string): Prom
 
 /** Frames from `gen` (peer of `inPort`) through N workers, counted arriving at `sink`. */
 async function forward(name: string, ns: Netns, gen: string, inPort: string, sink: string, ports: { trunk: string; underlay: string },
-  conf: string, workers: number, outFrameBytes: number): Promise<object> {
+  conf: string, workers: number, outFrameBytes: number, kind: "afpacket" | "afxdp" = "afpacket"): Promise<object> {
   const { trunk, underlay } = ports;
   const pool = await startAfPacket({
-    interfaces: [trunk, underlay], workers, ring: { netns: ns.path, blockSize: 1 << 20, blockCount: 16 },
+    interfaces: [trunk, underlay], workers, io: kind, ring: { netns: ns.path, blockSize: 1 << 20, blockCount: 16 },
     dataplane: { macLog2: 12, ipLog2: 12 }, ops: encapOps(trunk, underlay),
   });
   const tg = trafgen(ns, gen, conf, DURATION_MS + WARMUP_MS + 1000);
@@ -138,7 +140,7 @@ async function forward(name: string, ns: Netns, gen: string, inPort: string, sin
     const c = await pool.counters();
     const frames = c.counters.frames as Record<string, number>;
     const io = c.io[inPort];
-    return { case: name, frameBytes: name === "io.encap" ? 64 : 110, outFrameBytes, workers, seconds: +secs.toFixed(2),
+    return { case: name, io: kind, frameBytes: name === "io.encap" ? 64 : 110, outFrameBytes, workers, seconds: +secs.toFixed(2),
       offeredFps: Math.round((g2.tx - g.tx) / secs), fps: Math.round((b.rx - a.rx) / secs),
       kernelDrops: io.kernelDrops, dpRx: frames.rx, dpDropped: frames.dropped, batches: c.loop.batches,
       framesPerBatch: +(frames.rx / Math.max(1, c.loop.batches)).toFixed(1), perWorkerRx: c.perWorker.map((w) => w.rx),
@@ -171,6 +173,14 @@ export async function runIoBench(o: { quick?: boolean } = {}): Promise<object[]>
     const ports = { trunk, underlay };
     for (const w of [1, 2]) emit(await forward("io.encap", ns, hv, trunk, remote, ports, conf, w, 64 + 50));
     for (const w of [1, 2]) emit(await forward("io.decap", ns, remote, underlay, hv, ports, decapConf, w, 64));
+    // AF_XDP (--io afxdp) on the same pairs, when its addon is built
+    const { xdpAddonPath } = await import("../host/io/xdp-addon.js");
+    if (existsSync(xdpAddonPath)) {
+      emit(await forward("io.encap", ns, hv, trunk, remote, ports, conf, 1, 64 + 50, "afxdp"));
+      emit(await forward("io.decap", ns, remote, underlay, hv, ports, decapConf, 1, 64, "afxdp"));
+    } else {
+      emit({ case: "io.afxdp", skipped: "the AF_XDP addon is not built (libbpf-dev, clang)" });
+    }
   } finally {
     ns.remove();
     rmSync(dir, { recursive: true, force: true });

@@ -90,6 +90,36 @@ function buildAddon() {
   }
 }
 
+/**
+ * The AF_XDP addon (`--io afxdp`, host/io/native/afxdp) and its XDP program,
+ * always optional: it needs libbpf's headers and clang (scripts/system-deps.sh
+ * installs them); without them `--io afxdp` says it is not built and
+ * `--io afpacket` is unaffected.
+ */
+function buildAfXdp() {
+  const dir = join(root, "host", "io", "native", "afxdp");
+  if (process.platform !== "linux" || !existsSync(join(dir, "binding.gyp"))) return;
+  const missing = [["/usr/include/bpf/libbpf.h", "libbpf-dev"], ["/usr/include/linux/if_xdp.h", "linux-libc-dev"]]
+    .filter(([f]) => !existsSync(f)).map(([, pkg]) => pkg);
+  if (spawnSync("clang", ["--version"], { stdio: "ignore" }).status !== 0) missing.push("clang");
+  if (missing.length) {
+    console.error(`build: --io afxdp not built (missing ${missing.join(", ")}; scripts/system-deps.sh installs them)`);
+    return;
+  }
+  const npmGyp = join(dirname(process.execPath), "..", "lib", "node_modules", "npm", "node_modules", "node-gyp", "bin", "node-gyp.js");
+  const prefix = join(dirname(process.execPath), "..");
+  const gypArgs = ["rebuild", "--loglevel=warn", ...(existsSync(join(prefix, "include", "node", "node_api.h")) ? [`--nodedir=${prefix}`] : [])];
+  const cmd = existsSync(npmGyp) ? [process.execPath, [npmGyp, ...gypArgs]] : ["node-gyp", gypArgs];
+  let r = spawnSync(cmd[0], cmd[1], { cwd: dir, stdio: ["ignore", "ignore", "inherit"] });
+  if (r.status === 0) {
+    // the multiarch include directory holds asm/types.h, which linux/bpf.h needs
+    const arch = spawnSync("gcc", ["-print-multiarch"], { encoding: "utf8" }).stdout?.trim() || `${process.arch === "arm64" ? "aarch64" : "x86_64"}-linux-gnu`;
+    r = spawnSync("clang", ["-O2", "-g", "-target", "bpf", `-I/usr/include/${arch}`, "-c", "xsk_redirect.bpf.c", "-o", join("build", "Release", "xsk_redirect.bpf.o")],
+      { cwd: dir, stdio: ["ignore", "ignore", "inherit"] });
+  }
+  if (r.status !== 0) console.error(`build: the AF_XDP addon in ${dir} failed to build (exit ${r.status}); --io afxdp will be unavailable`);
+}
+
 if (all || args.has("--wasm")) await buildWasm();
 if (all || args.has("--host")) await buildHost();
-if (all || args.has("--addon")) buildAddon();
+if (all || args.has("--addon")) { buildAddon(); buildAfXdp(); }

@@ -12,6 +12,7 @@ have ovs-vswitchd || need+=(openvswitch-switch)
 have trafgen || need+=(netsniff-ng)
 have iperf3 || need+=(iperf3)
 have ping || need+=(iputils-ping)
+# clang and libbpf-dev: the XDP program and the AF_XDP addon of --io afxdp (scripts/build.mjs), and bench/'s
 have clang || need+=(clang)
 # the answer-after-fsync test builds its LD_PRELOAD shim with cc (test/fsync.test.ts)
 have cc || need+=(gcc libc6-dev)

@@ -1,4 +1,4 @@
-// `nvedge run --config FILE [--broker URL] [--io afpacket|none] [--workers N] [--store DIR]`
+// `nvedge run --config FILE [--broker URL] [--io afpacket|afxdp|none] [--workers N] [--store DIR]`
 // (INTERFACES.md): the data plane (AF_PACKET workers when the config has ports
 // and no --io says otherwise; in-process with --io none), the store (LMDB in
 // --store, default /var/lib/nvedge), the control plane on MQTT (the embedded
@@ -23,14 +23,16 @@ import { defaultAdminSocket, defaultConfig, defaultStore } from "./paths.js";
 import { parseListen } from "../metrics/metrics.js";
 import { VERSION } from "../version.js";
 
-const HELP = `usage: nvedge run [--config FILE] [--broker URL] [--io afpacket|none] [--workers N] [--store DIR]
+const HELP = `usage: nvedge run [--config FILE] [--broker URL] [--io afpacket|afxdp|none] [--workers N] [--store DIR]
                   [--admin-socket PATH] [--listen HOST:PORT] [--mqtt 4|5] [--memory-store] [--broker-thread]
                   [--metrics HOST:PORT] [--log-level L] [--log-format json|text] [--dataplane core|component]
   --config FILE       the configuration (default /etc/nvedge/nvedge.json)
   --broker URL        an external broker; without it (and without "broker" in FILE) the embedded
                       broker listens on --listen (default 127.0.0.1:1883)
-  --io afpacket|none  packet I/O on the configured interfaces (the default when FILE has ports),
-                      or none: the control plane and an in-process data plane only
+  --io afpacket|afxdp|none  packet I/O on the configured interfaces: AF_PACKET (the default when FILE
+                      has ports), AF_XDP (an XDP program sends each queue's frames to its worker;
+                      zero-copy where the driver has it, else copy mode; one worker per queue), or
+                      none: the control plane and an in-process data plane only
   --store DIR         LMDB store directory (default /var/lib/nvedge); --memory-store keeps state in memory only
   --admin-socket P    the local admin socket (default /run/nvedge/nvedge.sock; <store>/nvedge.sock with --store)
   --dataplane K       how the data plane is loaded: core (the AssemblyScript module, default: the
@@ -55,7 +57,7 @@ export async function runCommand(argv: string[]): Promise<number> {
   // The flags first: a bad flag is reported as such, whatever the file.
   logOptions(v);
   if (v.metrics !== undefined && !parseListen(v.metrics)) throw new UsageError(`--metrics ${v.metrics}: expected HOST:PORT`);
-  if (v.io !== undefined && v.io !== "none" && v.io !== "afpacket") throw new UsageError(`--io ${v.io}: expected none or afpacket`);
+  if (v.io !== undefined && v.io !== "none" && v.io !== "afpacket" && v.io !== "afxdp") throw new UsageError(`--io ${v.io}: expected afpacket, afxdp or none`);
   const loader = v.dataplane ?? "core";
   if (loader !== "core" && loader !== "component") throw new UsageError(`--dataplane ${v.dataplane}: expected core or component`);
   const configFile = v.config ?? defaultConfig();
@@ -65,7 +67,7 @@ export async function runCommand(argv: string[]): Promise<number> {
   // --io: packet I/O whenever there is something to forward (issue 13: a device
   // started from its config must forward); --io none for control-only use.
   const io = v.io ?? (cfg.ports.length > 0 ? "afpacket" : "none");
-  if (io !== "none" && io !== "afpacket") throw new UsageError(`--io ${io}: expected none or afpacket`);
+  if (io !== "none" && io !== "afpacket" && io !== "afxdp") throw new UsageError(`--io ${io}: expected afpacket, afxdp or none`);
   const workers = v.workers === undefined ? undefined : Number(v.workers);
   if (workers !== undefined && (!Number.isInteger(workers) || workers < 1 || workers > 64)) throw new UsageError(`--workers ${v.workers}: an integer 1..64`);
   const pv = v.mqtt === undefined ? 4 : Number(v.mqtt);
@@ -137,9 +139,10 @@ export async function runCommand(argv: string[]): Promise<number> {
       const { thpUsable } = await import("../dataplane/memory.js");
       const hugePages = thpUsable();
       if (!hugePages) log("io: transparent huge pages are off in this kernel: the tables use 4 KiB pages (more TLB misses per lookup)");
-      const pool = await startAfPacket({ config: cfg, workers, dataplane: { hugePages, loader } }).catch((e: Error) => {
-        throw new Error(`--io afpacket: ${e.message}${v.io === undefined ? " (the configuration has ports, so packet I/O is the default; --io none runs the control plane only)" : ""}`);
+      const pool = await startAfPacket({ config: cfg, workers, io, dataplane: { hugePages, loader } }).catch((e: Error) => {
+        throw new Error(`--io ${io}: ${e.message}${v.io === undefined ? " (the configuration has ports, so packet I/O is the default; --io none runs the control plane only)" : ""}`);
       });
+      for (const m of pool.modes) log(`io: afxdp ${m}`);
       pool.closed.catch((e: Error) => { log(`FATAL io: packet I/O failed: ${e.message}`); process.exitCode = 1; process.kill(process.pid, "SIGTERM"); });
       cleanup.push(() => pool.stop());
       // The next hops resolved by the NVE (issue 11; host/underlay/resolver.ts):

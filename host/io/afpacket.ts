@@ -35,8 +35,10 @@ export interface AfPacketOptions {
   config?: Pick<NveConfig, "underlay" | "ports">;
   /** Or name them directly (used when no config is given). */
   interfaces?: string[];
-  /** Worker threads; default one per core. */
+  /** Worker threads; default one per core (AF_XDP: one, as a veth has one queue). */
   workers?: number;
+  /** AF_PACKET (default) or AF_XDP sockets (host/io/native/afxdp; each worker binds the queue of its index). */
+  io?: "afpacket" | "afxdp";
   /** Ring and socket options for every socket (addon.ts OpenOptions). */
   ring?: Omit<OpenOptions, "fanout">;
   /** Passed to DataPlane.create in every worker. */
@@ -66,6 +68,8 @@ interface Pending { left: number; results: unknown[]; error?: Error; resolve(v: 
 
 export class WorkerPool implements DataPlaneProgrammer {
   private seq = 0;
+  /** How each worker's sockets run (AF_XDP: zero-copy or copy mode, native or generic XDP), for the log. */
+  readonly modes: string[] = [];
   private pending = new Map<number, Pending>();
   private exited = 0;
   private stopping = false;
@@ -288,7 +292,8 @@ function fanoutGroup(pool: number, i: number): number {
 export async function startAfPacket(opts: AfPacketOptions): Promise<WorkerPool> {
   const interfaces = opts.interfaces ?? (opts.config ? [opts.config.underlay.port, ...opts.config.ports.map((p) => p.name)] : []);
   if (interfaces.length === 0) throw new Error("--io afpacket: no interfaces to open");
-  const n = opts.workers ?? availableParallelism();
+  // AF_XDP: one socket per receive queue, worker i on queue i (a veth has one unless made with numrxqueues)
+  const n = opts.workers ?? (opts.io === "afxdp" ? 1 : availableParallelism());
   if (!Number.isInteger(n) || n < 1 || n > 64) throw new Error(`--workers: expected an integer 1..64, got ${opts.workers}`);
   const addon = loadAddon();
   const ctl = new Int32Array(new SharedArrayBuffer(4 * n));
@@ -299,11 +304,12 @@ export async function startAfPacket(opts: AfPacketOptions): Promise<WorkerPool> 
   const fanout = interfaces.map((_, i) => fanoutGroup(poolNo, i));
   // underlay.vlan (INTERFACES.md): the uplink's socket tags and untags (native/afpacket.c)
   const vlans = interfaces.map((name) => opts.config && name === opts.config.underlay.port ? opts.config.underlay.vlan ?? 0 : 0);
+  if (opts.io === "afxdp" && vlans.some((v) => v)) throw new Error("underlay.vlan is handled by the AF_PACKET sockets only: use --io afpacket for a tagged uplink");
   for (let id = 0; id < n; id++) {
     const { port1, port2 } = new MessageChannel();
     const wakeFd = addon.eventfd();
     const init: WorkerInit = {
-      id, interfaces, fanout, vlans, ring: opts.ring ?? {}, dataplane: opts.dataplane ?? {},
+      id, io: opts.io ?? "afpacket", interfaces, fanout, vlans, ring: opts.ring ?? {}, dataplane: opts.dataplane ?? {},
       ctl: ctl.buffer as SharedArrayBuffer, port: port2, wakeFd, idlePollMs: opts.idlePollMs ?? 100,
     };
     workers.push(new Worker(workerUrl("io-worker"), { workerData: init, transferList: [port2] }));
@@ -314,7 +320,7 @@ export async function startAfPacket(opts: AfPacketOptions): Promise<WorkerPool> 
   // Every worker reports ready (sockets open) or an error.
   const ready = Promise.all(workers.map((w) => new Promise<void>((resolve, reject) => {
     const on = (m: FromWorker) => {
-      if (m.type === "ready") { w.off("message", on); resolve(); }
+      if (m.type === "ready") { w.off("message", on); if (m.modes?.length) pool.modes.push(`worker ${m.id}: ${m.modes.join(", ")}`); resolve(); }
       else if (m.type === "error") { w.off("message", on); reject(new Error(m.message)); }
     };
     w.on("message", on);

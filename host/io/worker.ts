@@ -18,6 +18,8 @@ export interface WorkerInit {
   interfaces: string[];
   /** Fanout group per interface (same order), shared by all workers. */
   fanout: number[];
+  /** Which packet I/O: AF_PACKET (default) or AF_XDP (queue = the worker's id). */
+  io?: "afpacket" | "afxdp";
   /** 802.1Q VLAN id per interface (same order) on a tagged uplink (underlay.vlan), 0 for none. */
   vlans?: number[];
   ring: OpenOptions;
@@ -55,7 +57,7 @@ export type ToWorker =
   | { type: "send"; port: string; frame: Uint8Array };
 
 export type FromWorker =
-  | { type: "ready"; id: number }
+  | { type: "ready"; id: number; modes?: string[] }
   | { type: "error"; id: number; message: string }
   | { type: "applied"; id: number; seq: number; error?: { name: string; message: string; index?: number; field?: string } }
   | { type: "counters"; id: number; seq: number; counters: unknown; io: Record<string, SocketStats>; loop: LoopStats }
@@ -88,19 +90,29 @@ async function main(): Promise<void> {
   const addon = loadAddon();
   const dp = await DataPlane.create(init.dataplane);
   const handles: number[] = [];
+  let pio: Pick<typeof addon, "open" | "close" | "recv" | "send" | "poll" | "stats"> = addon;
+  const modes: string[] = [];
   try {
     // Offloads (issue 11): each frame's virtio-net header goes to the data
     // plane, which completes partial checksums and the GSO segments the
     // addon cuts (assembly/pipeline/offload.ts); the flag bits are its own.
     const f = dp.layout.descFlags;
     addon.descFlags(f.vnet, f.gsoSeg, f.gsoLast, f.segShift);
-    init.interfaces.forEach((name, i) => handles.push(addon.open(name, { vnetHdr: 1, ...init.ring, fanout: init.fanout[i], vlan: init.vlans?.[i] ?? 0 })));
+    if (init.io === "afxdp") {
+      const x = (await import("./xdp-addon.js")).loadXdpIo(init.id);
+      // partial checksums recognised by the addon reach the data plane as AF_PACKET's do (afxdp.c partialL4)
+      x.descFlags(f.vnet, f.gsoSeg, f.gsoLast, f.segShift);
+      pio = x;
+      init.interfaces.forEach((name) => { handles.push(x.open(name, init.ring)); modes.push(`${name}: ${x.mode(handles[handles.length - 1])}`); });
+    } else {
+      init.interfaces.forEach((name, i) => handles.push(addon.open(name, { vnetHdr: 1, ...init.ring, fanout: init.fanout[i], vlan: init.vlans?.[i] ?? 0 })));
+    }
   } catch (e) {
-    for (const h of handles) addon.close(h);
+    for (const h of handles) pio.close(h);
     post({ type: "error", id: init.id, message: (e as Error).message });
     return;
   }
-  post({ type: "ready", id: init.id });
+  post({ type: "ready", id: init.id, modes });
 
   const ctl = new Int32Array(init.ctl);
   const mem = dp.memory.buffer; // never grows after create()
@@ -146,7 +158,7 @@ async function main(): Promise<void> {
         }
       } else if (msg.type === "counters") {
         const io: Record<string, SocketStats> = {};
-        init.interfaces.forEach((name, s) => { io[name] = addon.stats(handles[s]); });
+        init.interfaces.forEach((name, s) => { io[name] = pio.stats(handles[s]); });
         post({ type: "counters", id: init.id, seq: msg.seq, counters: dp.counters(), io, loop: { ...loop } });
       } else if (msg.type === "stop") {
         running = false;
@@ -172,7 +184,7 @@ async function main(): Promise<void> {
         d.setUint16(2, msg.frame.length, true);
         d.setUint32(4, L.hdrBase, true);
         d.setUint16(8, 0, true);
-        loop.hostSent += addon.send(byPort, mem, L.outDescBase, L.hdrBase, L.hdrSlot, 1);
+        loop.hostSent += pio.send(byPort, mem, L.outDescBase, L.hdrBase, L.hdrSlot, 1);
       }
     }
   };
@@ -184,7 +196,7 @@ async function main(): Promise<void> {
     }
     if (outs === 0) return;
     loop.outputs += outs;
-    loop.unsent += outs - addon.send(byPort, mem, L.outDescBase, L.hdrBase, L.hdrSlot, outs);
+    loop.unsent += outs - pio.send(byPort, mem, L.outDescBase, L.hdrBase, L.hdrSlot, outs);
   };
 
   // The tap's filter on the frame as received: port, MAC (source or
@@ -248,11 +260,11 @@ async function main(): Promise<void> {
     let n = 0;
     for (let k = 0; k < S && n < L.maxBatch; k++) {
       const s = (rot + k) % S;
-      n += addon.recv(handles[s], mem, L.slotBase, L.slotSize, L.headroom, L.inDescBase, n, L.maxBatch - n, portOf[s], 0);
+      n += pio.recv(handles[s], mem, L.slotBase, L.slotSize, L.headroom, L.inDescBase, n, L.maxBatch - n, portOf[s], 0);
     }
     rot = rot + 1 === S ? 0 : rot + 1;
     if (n === 0) {
-      addon.poll(handles, init.idlePollMs, init.wakeFd);
+      pio.poll(handles, init.idlePollMs, init.wakeFd);
       continue;
     }
     if (tap) {
@@ -276,7 +288,7 @@ async function main(): Promise<void> {
     }
     if (done === 0) loop.unprocessed += n;
   }
-  for (const h of handles) addon.close(h);
+  for (const h of handles) pio.close(h);
   post({ type: "stopped", id: init.id });
 }
 

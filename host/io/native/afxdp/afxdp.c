@@ -1,0 +1,627 @@
+// AF_XDP packet I/O for `nvedge run --io afxdp` (issue 11): the same calls
+// as the AF_PACKET addon (open/close/recv/send/poll/stats; the worker keeps
+// using that addon's eventfd/wake), over an XDP socket per interface and
+// queue. The XDP program (xsk_redirect.bpf.c) is loaded with libbpf, put on
+// the interface once (native XDP, else generic/SKB mode) and sends each
+// frame of a queue that has a socket into it; it is taken off when the
+// interface's last socket closes. No bpffs, no libxdp dispatcher.
+//
+// Copies per frame: receive, the kernel copies into the UMEM (copy mode) or
+// the NIC writes there (zero-copy), and recv copies it into the data plane's
+// slot (WebAssembly memory): 1 or 2. Send: the header slot and the frame's
+// data piece are gathered into one UMEM frame (1 copy), which the kernel
+// copies on in copy mode. The UMEM is this addon's own memory, not the
+// WebAssembly memory: sharing that would need its slots aligned to UMEM
+// chunks and frames never moved by the data plane.
+//
+// Offloads: an XDP socket has no virtio-net header, and XDP has no way to
+// read an skb's CHECKSUM_PARTIAL state. A veth with an XDP program has its
+// peer's GSO turned off by the kernel (veth_xdp_set), so no super-frames
+// arrive; but a local sender's checksum offload still leaves frames whose L4
+// checksum field holds only the pseudo-header sum (what Linux and virtio's
+// NEEDS_CSUM leave there for the NIC: udp4_hwcsum, tcp_v4_send_check). recv
+// recognises exactly that (the field equals the folded pseudo-header sum of
+// the frame's own addresses, protocol and length) and hands the frame over as
+// AF_PACKET's PACKET_VNET_HDR would: a virtio-net header with NEEDS_CSUM, so
+// the data plane completes it (assembly/pipeline/offload.ts). A full checksum
+// that happens to equal that sum is completed to the same value (the sum over
+// the data is then zero), so the rule changes no valid frame.
+#include <node_api.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <net/if.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <linux/if_link.h>
+#include <linux/if_xdp.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#ifndef SOL_XDP
+#define SOL_XDP 283
+#endif
+
+#define MAX_HANDLES 256
+#define MAX_PORTS 1024
+#define FRAME 2048u
+#define NFRAMES 4096u          // half for receive (fill ring), half for send
+#define RING 2048u
+
+struct ring {
+  uint32_t *producer, *consumer, *flags;
+  void *desc;
+  uint32_t mask, size;
+  void *map;
+  size_t mapLen;
+};
+
+// one XDP program per interface (and namespace), shared by that interface's sockets
+struct prog {
+  int used;
+  unsigned ifindex;
+  uint64_t netnsIno;
+  int refs;
+  uint32_t flags;              // XDP_FLAGS_DRV_MODE or XDP_FLAGS_SKB_MODE: how the kernel attached it
+  struct bpf_object *obj;
+  struct bpf_link *link;       // the attachment: destroyed (or the process gone), the program is off the interface
+  int mapFd;
+};
+
+struct xsk {
+  int fd;
+  char ifname[IFNAMSIZ];
+  uint32_t queue;
+  uint8_t *umem;
+  struct ring fill, comp, rx, tx;
+  uint32_t txFree[NFRAMES / 2];
+  uint32_t txFreeN;
+  int zeroCopy;
+  struct prog *prog;
+  uint64_t rxFrames, rxBytes, txFrames, txBytes, txErrors, oversize, txFull, csumNotReady;
+};
+
+static struct xsk *handles[MAX_HANDLES];
+static uint16_t fVnet;                 // the data plane's in-desc flag bit for "virtio-net header in front" (descFlags)
+static struct prog progs[MAX_HANDLES];
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+
+static napi_value throwErr(napi_env env, const char *msg) {
+  napi_throw_error(env, NULL, msg);
+  return NULL;
+}
+static napi_value num(napi_env env, double d) {
+  napi_value v;
+  napi_create_double(env, d, &v);
+  return v;
+}
+static int getU32(napi_env env, napi_value v, uint32_t *out) { return napi_get_value_uint32(env, v, out) == napi_ok; }
+static int getI32(napi_env env, napi_value v, int32_t *out) { return napi_get_value_int32(env, v, out) == napi_ok; }
+static int optStr(napi_env env, napi_value o, const char *k, char *buf, size_t n) {
+  bool has;
+  napi_value v;
+  napi_valuetype t;
+  size_t len;
+  buf[0] = 0;
+  if (napi_has_named_property(env, o, k, &has) != napi_ok || !has) return 1;
+  napi_get_named_property(env, o, k, &v);
+  napi_typeof(env, v, &t);
+  if (t == napi_undefined) return 1;
+  return t == napi_string && napi_get_value_string_utf8(env, v, buf, n, &len) == napi_ok;
+}
+static int optU32(napi_env env, napi_value o, const char *k, uint32_t *out) {
+  bool has;
+  napi_value v;
+  napi_valuetype t;
+  if (napi_has_named_property(env, o, k, &has) != napi_ok || !has) return 1;
+  napi_get_named_property(env, o, k, &v);
+  napi_typeof(env, v, &t);
+  if (t == napi_undefined) return 1;
+  return getU32(env, v, out);
+}
+static struct xsk *getXsk(napi_env env, napi_value v) {
+  int32_t h;
+  if (!getI32(env, v, &h) || h < 0 || h >= MAX_HANDLES) return NULL;
+  return handles[h];
+}
+
+static int mapRing(int fd, struct ring *r, size_t off_prod, size_t off_cons, size_t off_desc, size_t off_flags,
+                   size_t descSize, uint64_t pgoff) {
+  r->mapLen = off_desc + RING * descSize;
+  r->map = mmap(NULL, r->mapLen, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, pgoff);
+  if (r->map == MAP_FAILED) { r->map = NULL; return -1; }
+  r->producer = (uint32_t *)((uint8_t *)r->map + off_prod);
+  r->consumer = (uint32_t *)((uint8_t *)r->map + off_cons);
+  r->flags = (uint32_t *)((uint8_t *)r->map + off_flags);
+  r->desc = (uint8_t *)r->map + off_desc;
+  r->mask = RING - 1;
+  r->size = RING;
+  return 0;
+}
+
+static void freeXsk(struct xsk *s) {
+  struct ring *rs[] = { &s->fill, &s->comp, &s->rx, &s->tx };
+  for (int i = 0; i < 4; i++) if (rs[i]->map) munmap(rs[i]->map, rs[i]->mapLen);
+  if (s->fd >= 0) close(s->fd);
+  if (s->umem) munmap(s->umem, (size_t)NFRAMES * FRAME);
+  free(s);
+}
+
+/* The interface's XDP program, loaded and attached on first use (lock held). */
+static struct prog *progFor(unsigned ifindex, uint64_t ino, const char *objPath, char *msg, size_t n) {
+  for (int i = 0; i < MAX_HANDLES; i++)
+    if (progs[i].used && progs[i].ifindex == ifindex && progs[i].netnsIno == ino) { progs[i].refs++; return &progs[i]; }
+  struct prog *p = NULL;
+  for (int i = 0; i < MAX_HANDLES; i++) if (!progs[i].used) { p = &progs[i]; break; }
+  if (!p) { snprintf(msg, n, "too many interfaces"); return NULL; }
+  struct bpf_object *obj = bpf_object__open_file(objPath, NULL);
+  if (!obj || libbpf_get_error(obj)) { snprintf(msg, n, "XDP program %s: %s", objPath, strerror(errno)); return NULL; }
+  if (bpf_object__load(obj)) { snprintf(msg, n, "XDP program %s: load: %s", objPath, strerror(errno)); bpf_object__close(obj); return NULL; }
+  struct bpf_program *prog = bpf_object__find_program_by_name(obj, "nvedge_xsk");
+  int mapFd = bpf_object__find_map_fd_by_name(obj, "xsks");
+  if (!prog || mapFd < 0) { snprintf(msg, n, "XDP program %s: no nvedge_xsk / xsks", objPath); bpf_object__close(obj); return NULL; }
+  // A BPF link, not a netlink attach: it is undone when its fd closes, by
+  // close() from any thread and namespace, or by the kernel if the process
+  // dies, so no program is left behind on the interface. The kernel picks
+  // native XDP where the driver has it (veth does), else generic (SKB) mode.
+  struct bpf_link *link = bpf_program__attach_xdp(prog, (int)ifindex);
+  if (!link || libbpf_get_error(link)) {
+    snprintf(msg, n, "attaching the XDP program: %s (another XDP program on the interface?)", strerror(errno));
+    bpf_object__close(obj);
+    return NULL;
+  }
+  __u32 id = 0;
+  uint32_t flags = bpf_xdp_query_id((int)ifindex, XDP_FLAGS_DRV_MODE, &id) == 0 && id ? XDP_FLAGS_DRV_MODE : XDP_FLAGS_SKB_MODE;
+  *p = (struct prog){ 1, ifindex, ino, 1, flags, obj, link, mapFd };
+  return p;
+}
+
+static void progRelease(struct prog *p) {
+  if (!p || --p->refs > 0) return;
+  bpf_link__destroy(p->link);
+  bpf_object__close(p->obj);
+  p->used = 0;
+}
+
+static int setup(struct xsk *s, const char *ifname, uint32_t queue, const char *objPath, int wantZc, char *msg, size_t n) {
+  unsigned ifindex = if_nametoindex(ifname);
+  if (!ifindex) { snprintf(msg, n, "interface %s does not exist", ifname); return -1; }
+  s->fd = socket(AF_XDP, SOCK_RAW | SOCK_CLOEXEC, 0);
+  if (s->fd < 0) { snprintf(msg, n, "interface %s: socket(AF_XDP): %s", ifname, strerror(errno)); return -1; }
+  s->umem = mmap(NULL, (size_t)NFRAMES * FRAME, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+  if (s->umem == MAP_FAILED) { s->umem = NULL; snprintf(msg, n, "UMEM: %s", strerror(errno)); return -1; }
+  struct xdp_umem_reg reg = { .addr = (uint64_t)(uintptr_t)s->umem, .len = (uint64_t)NFRAMES * FRAME, .chunk_size = FRAME, .headroom = 0 };
+  if (setsockopt(s->fd, SOL_XDP, XDP_UMEM_REG, &reg, sizeof reg)) { snprintf(msg, n, "XDP_UMEM_REG: %s", strerror(errno)); return -1; }
+  uint32_t rs = RING;
+  if (setsockopt(s->fd, SOL_XDP, XDP_UMEM_FILL_RING, &rs, sizeof rs) || setsockopt(s->fd, SOL_XDP, XDP_UMEM_COMPLETION_RING, &rs, sizeof rs) ||
+      setsockopt(s->fd, SOL_XDP, XDP_RX_RING, &rs, sizeof rs) || setsockopt(s->fd, SOL_XDP, XDP_TX_RING, &rs, sizeof rs)) {
+    snprintf(msg, n, "XDP rings: %s", strerror(errno));
+    return -1;
+  }
+  struct xdp_mmap_offsets off;
+  socklen_t ol = sizeof off;
+  if (getsockopt(s->fd, SOL_XDP, XDP_MMAP_OFFSETS, &off, &ol)) { snprintf(msg, n, "XDP_MMAP_OFFSETS: %s", strerror(errno)); return -1; }
+  if (mapRing(s->fd, &s->fill, off.fr.producer, off.fr.consumer, off.fr.desc, off.fr.flags, sizeof(uint64_t), XDP_UMEM_PGOFF_FILL_RING) ||
+      mapRing(s->fd, &s->comp, off.cr.producer, off.cr.consumer, off.cr.desc, off.cr.flags, sizeof(uint64_t), XDP_UMEM_PGOFF_COMPLETION_RING) ||
+      mapRing(s->fd, &s->rx, off.rx.producer, off.rx.consumer, off.rx.desc, off.rx.flags, sizeof(struct xdp_desc), XDP_PGOFF_RX_RING) ||
+      mapRing(s->fd, &s->tx, off.tx.producer, off.tx.consumer, off.tx.desc, off.tx.flags, sizeof(struct xdp_desc), XDP_PGOFF_TX_RING)) {
+    snprintf(msg, n, "mapping the XDP rings: %s", strerror(errno));
+    return -1;
+  }
+  // the receive half of the UMEM goes to the fill ring; the send half is free
+  uint64_t *fd = s->fill.desc;
+  for (uint32_t i = 0; i < NFRAMES / 2; i++) fd[i & s->fill.mask] = (uint64_t)i * FRAME;
+  __atomic_store_n(s->fill.producer, NFRAMES / 2, __ATOMIC_RELEASE);
+  for (uint32_t i = 0; i < NFRAMES / 2; i++) s->txFree[i] = NFRAMES / 2 + i;
+  s->txFreeN = NFRAMES / 2;
+  struct sockaddr_xdp sa = { .sxdp_family = AF_XDP, .sxdp_ifindex = ifindex, .sxdp_queue_id = queue };
+  // zero-copy where the driver supports it, else copy mode (veth: copy)
+  int bound = -1;
+  if (wantZc) {
+    sa.sxdp_flags = XDP_ZEROCOPY | XDP_USE_NEED_WAKEUP;
+    bound = bind(s->fd, (struct sockaddr *)&sa, sizeof sa);
+    s->zeroCopy = bound == 0;
+  }
+  if (bound) {
+    sa.sxdp_flags = XDP_COPY | XDP_USE_NEED_WAKEUP;
+    bound = bind(s->fd, (struct sockaddr *)&sa, sizeof sa);
+  }
+  if (bound) { snprintf(msg, n, "interface %s queue %u: bind(AF_XDP): %s", ifname, queue, strerror(errno)); return -1; }
+  uint64_t ino = 0;
+  char nsPath[64];
+  snprintf(nsPath, sizeof nsPath, "/proc/thread-self/ns/net");
+  char link[64];
+  ssize_t ll = readlink(nsPath, link, sizeof link - 1);
+  if (ll > 0) { link[ll] = 0; sscanf(link, "net:[%lu]", (unsigned long *)&ino); }
+  pthread_mutex_lock(&lock);
+  s->prog = progFor(ifindex, ino, objPath, msg, n);
+  if (s->prog) {
+    int key = (int)queue, val = s->fd;
+    if (bpf_map_update_elem(s->prog->mapFd, &key, &val, BPF_ANY)) {
+      snprintf(msg, n, "adding the socket to the XDP map: %s", strerror(errno));
+      progRelease(s->prog);
+      s->prog = NULL;
+    }
+  }
+  pthread_mutex_unlock(&lock);
+  return s->prog ? 0 : -1;
+}
+
+static napi_value Open(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  char ifname[IFNAMSIZ + 1], netns[256] = "", obj[512] = "";
+  size_t len = 0;
+  if (argc < 2 || napi_get_value_string_utf8(env, argv[0], ifname, sizeof ifname, &len) != napi_ok || len == 0 || len >= IFNAMSIZ)
+    return throwErr(env, "open: interface name must be 1 to 15 characters, then an options object");
+  uint32_t queue = 0, zc = 1;
+  if (!optStr(env, argv[1], "netns", netns, sizeof netns) || !optStr(env, argv[1], "program", obj, sizeof obj) ||
+      !optU32(env, argv[1], "queue", &queue) || !optU32(env, argv[1], "zeroCopy", &zc))
+    return throwErr(env, "open: netns and program are strings, queue and zeroCopy non-negative integers");
+  if (!obj[0]) return throwErr(env, "open: program (the XDP object file) is required");
+  struct xsk *s = calloc(1, sizeof *s);
+  if (!s) return throwErr(env, "open: out of memory");
+  s->fd = -1;
+  s->queue = queue;
+  memcpy(s->ifname, ifname, IFNAMSIZ);
+  char msg[400];
+  int rc;
+  if (netns[0]) {
+    int self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC), target = open(netns, O_RDONLY | O_CLOEXEC);
+    if (self < 0 || target < 0 || setns(target, CLONE_NEWNET) < 0) {
+      snprintf(msg, sizeof msg, "interface %s: network namespace %s: %s", ifname, netns, strerror(errno));
+      if (self >= 0) close(self);
+      if (target >= 0) close(target);
+      freeXsk(s);
+      return throwErr(env, msg);
+    }
+    rc = setup(s, ifname, queue, obj, (int)zc, msg, sizeof msg);
+    int back = setns(self, CLONE_NEWNET);
+    close(self);
+    close(target);
+    if (back < 0) abort();
+  } else {
+    rc = setup(s, ifname, queue, obj, (int)zc, msg, sizeof msg);
+  }
+  if (rc < 0) {
+    freeXsk(s);
+    return throwErr(env, msg);
+  }
+  pthread_mutex_lock(&lock);
+  int h = -1;
+  for (int i = 0; i < MAX_HANDLES; i++) if (!handles[i]) { handles[i] = s; h = i; break; }
+  pthread_mutex_unlock(&lock);
+  if (h < 0) { pthread_mutex_lock(&lock); progRelease(s->prog); pthread_mutex_unlock(&lock); freeXsk(s); return throwErr(env, "open: too many sockets"); }
+  return num(env, h);
+}
+
+static napi_value Close(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int32_t h;
+  if (argc < 1 || !getI32(env, argv[0], &h) || h < 0 || h >= MAX_HANDLES) return throwErr(env, "close: bad handle");
+  pthread_mutex_lock(&lock);
+  struct xsk *s = handles[h];
+  handles[h] = NULL;
+  if (s) progRelease(s->prog);
+  pthread_mutex_unlock(&lock);
+  if (s) freeXsk(s);
+  return NULL;
+}
+
+/** "zero-copy" or "copy", and the XDP attach mode ("native" or "generic"). */
+static napi_value Mode(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], o, v;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  struct xsk *s = argc ? getXsk(env, argv[0]) : NULL;
+  if (!s) return throwErr(env, "mode: bad handle");
+  napi_create_object(env, &o);
+  napi_create_string_utf8(env, s->zeroCopy ? "zero-copy" : "copy", NAPI_AUTO_LENGTH, &v);
+  napi_set_named_property(env, o, "socket", v);
+  napi_create_string_utf8(env, s->prog->flags == XDP_FLAGS_DRV_MODE ? "native" : "generic", NAPI_AUTO_LENGTH, &v);
+  napi_set_named_property(env, o, "xdp", v);
+  return o;
+}
+
+static inline void putU16(uint8_t *p, uint16_t v) { p[0] = v & 0xff; p[1] = v >> 8; }
+static inline uint16_t getU16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
+static inline uint32_t getU32le(const uint8_t *p) { return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24); }
+
+static void kick(struct xsk *s);
+
+/** Frames sent earlier whose UMEM frames the kernel is done with: back to the free list. */
+static void reclaim(struct xsk *s) {
+  uint32_t cons = *s->comp.consumer, prod = __atomic_load_n(s->comp.producer, __ATOMIC_ACQUIRE);
+  uint64_t *d = s->comp.desc;
+  while (cons != prod) s->txFree[s->txFreeN++] = (uint32_t)(d[cons++ & s->comp.mask] / FRAME);
+  __atomic_store_n(s->comp.consumer, cons, __ATOMIC_RELEASE);
+}
+
+/*
+ * The frame's L4 checksum was left to offload (see the top): its TCP/UDP
+ * checksum field equals the folded pseudo-header sum. IPv4 (not a fragment)
+ * or IPv6 without extension headers, after at most one 802.1Q/802.1ad tag.
+ * Fills the virtio-net csum_start / csum_offset.
+ */
+static int partialL4(const uint8_t *f, uint32_t len, uint16_t *start, uint16_t *offset) {
+  if (len < 14) return 0;
+  uint32_t o = 12, et = (uint32_t)(f[12] << 8 | f[13]);
+  if ((et == 0x8100 || et == 0x88a8) && len >= 18) { o = 16; et = (uint32_t)(f[16] << 8 | f[17]); }
+  o += 2;
+  uint32_t sum = 0, l4, l4len, proto;
+  if (et == 0x0800) {
+    if (len < o + 20) return 0;
+    const uint8_t *ip = f + o;
+    uint32_t ihl = (uint32_t)(ip[0] & 0xf) * 4, tot = (uint32_t)(ip[2] << 8 | ip[3]);
+    if ((ip[0] >> 4) != 4 || ihl < 20 || tot < ihl || o + tot > len) return 0;
+    if ((ip[6] & 0x3f) || ip[7]) return 0; // a fragment (MF or an offset)
+    proto = ip[9];
+    l4 = o + ihl;
+    l4len = tot - ihl;
+    for (int i = 12; i < 20; i += 2) sum += (uint32_t)(ip[i] << 8 | ip[i + 1]);
+  } else if (et == 0x86dd) {
+    if (len < o + 40) return 0;
+    const uint8_t *ip = f + o;
+    proto = ip[6];
+    l4 = o + 40;
+    l4len = (uint32_t)(ip[4] << 8 | ip[5]);
+    if (l4 + l4len > len) return 0;
+    for (int i = 8; i < 40; i += 2) sum += (uint32_t)(ip[i] << 8 | ip[i + 1]);
+  } else {
+    return 0;
+  }
+  uint32_t field;
+  if (proto == 17 && l4len >= 8) field = 6;
+  else if (proto == 6 && l4len >= 20) field = 16;
+  else return 0;
+  sum += proto + l4len;
+  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+  if ((uint32_t)(f[l4 + field] << 8 | f[l4 + field + 1]) != sum) return 0;
+  *start = (uint16_t)l4;
+  *offset = (uint16_t)field;
+  return 1;
+}
+
+static napi_value DescFlags(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  uint32_t v;
+  if (argc < 1 || !getU32(env, argv[0], &v) || v == 0 || v > 0xffff) return throwErr(env, "descFlags: the vnet flag bit is required");
+  fVnet = (uint16_t)v;
+  return NULL;
+}
+
+static napi_value Recv(napi_env env, napi_callback_info info) {
+  size_t argc = 10;
+  napi_value argv[10];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 10) return throwErr(env, "recv: expects 10 arguments");
+  struct xsk *s = getXsk(env, argv[0]);
+  if (!s) return throwErr(env, "recv: bad handle");
+  void *memp;
+  size_t memLen;
+  if (napi_get_arraybuffer_info(env, argv[1], &memp, &memLen) != napi_ok) return throwErr(env, "recv: memory must be an ArrayBuffer");
+  uint8_t *mem = memp;
+  uint32_t slotBase, slotSize, headroom, inDescBase, first, max, port;
+  int32_t timeout;
+  if (!getU32(env, argv[2], &slotBase) || !getU32(env, argv[3], &slotSize) || !getU32(env, argv[4], &headroom) ||
+      !getU32(env, argv[5], &inDescBase) || !getU32(env, argv[6], &first) || !getU32(env, argv[7], &max) ||
+      !getU32(env, argv[8], &port) || !getI32(env, argv[9], &timeout))
+    return throwErr(env, "recv: arguments must be non-negative integers");
+  if (headroom >= slotSize || port > 0xffff || (uint64_t)slotBase + ((uint64_t)first + max) * slotSize > memLen ||
+      (uint64_t)inDescBase + ((uint64_t)first + max) * 8 > memLen)
+    return throwErr(env, "recv: slots or descriptors outside the memory");
+  if (*s->tx.producer != __atomic_load_n(s->tx.consumer, __ATOMIC_ACQUIRE)) kick(s); // frames a previous kick left
+  uint32_t cons = *s->rx.consumer, prod = __atomic_load_n(s->rx.producer, __ATOMIC_ACQUIRE);
+  if (cons == prod && timeout > 0) {
+    struct pollfd p = { .fd = s->fd, .events = POLLIN };
+    if (poll(&p, 1, timeout) > 0) prod = __atomic_load_n(s->rx.producer, __ATOMIC_ACQUIRE);
+  }
+  struct xdp_desc *rd = s->rx.desc;
+  uint64_t *fd = s->fill.desc;
+  uint32_t fprod = *s->fill.producer;
+  uint32_t room = slotSize - headroom, n = 0;
+  while (cons != prod && n < max) {
+    struct xdp_desc d = rd[cons++ & s->rx.mask];
+    if (d.len > room) {
+      s->oversize++;
+    } else {
+      uint32_t i = first + n;
+      uint8_t *dst = mem + slotBase + (size_t)i * slotSize + headroom;
+      memcpy(dst, s->umem + d.addr, d.len);
+      uint16_t flags = 0, cs, co;
+      if (fVnet && headroom >= 10 && partialL4(dst, d.len, &cs, &co)) {
+        // struct virtio_net_hdr, little-endian, in the 10 bytes before the frame: NEEDS_CSUM, no GSO
+        uint8_t *vh = dst - 10;
+        memset(vh, 0, 10);
+        vh[0] = 1;
+        putU16(vh + 6, cs);
+        putU16(vh + 8, co);
+        flags = fVnet;
+        s->csumNotReady++;
+      }
+      uint8_t *desc = mem + inDescBase + (size_t)i * 8;
+      putU16(desc, headroom);
+      putU16(desc + 2, d.len);
+      putU16(desc + 4, port);
+      putU16(desc + 6, flags);
+      s->rxFrames++;
+      s->rxBytes += d.len;
+      n++;
+    }
+    // the frame goes straight back to the fill ring (chunk-aligned address)
+    fd[fprod++ & s->fill.mask] = d.addr & ~(uint64_t)(FRAME - 1);
+  }
+  __atomic_store_n(s->rx.consumer, cons, __ATOMIC_RELEASE);
+  __atomic_store_n(s->fill.producer, fprod, __ATOMIC_RELEASE);
+  // with XDP_USE_NEED_WAKEUP the kernel asks to be woken to take fill entries
+  if (__atomic_load_n(s->fill.flags, __ATOMIC_ACQUIRE) & XDP_RING_NEED_WAKEUP) {
+    struct pollfd p = { .fd = s->fd, .events = POLLIN };
+    poll(&p, 1, 0);
+  }
+  return num(env, n);
+}
+
+/*
+ * Makes the kernel send what the TX ring holds. In copy mode one sendto()
+ * sends at most a small batch (xsk_generic_xmit: 32 frames) and may answer
+ * EAGAIN / EBUSY, so it is repeated until the ring is drained (bounded); what
+ * is left is sent by the next kick (every recv and send kicks).
+ */
+static void kick(struct xsk *s) {
+  for (int tries = 0; tries < 256; tries++) {
+    if (__atomic_load_n(s->tx.consumer, __ATOMIC_ACQUIRE) == *s->tx.producer) break;
+    if (sendto(s->fd, NULL, 0, MSG_DONTWAIT, NULL, 0) < 0 && errno != EAGAIN && errno != EBUSY && errno != ENOBUFS && errno != EINTR) {
+      s->txErrors++;
+      break;
+    }
+  }
+  reclaim(s);
+}
+
+static napi_value Send(napi_env env, napi_callback_info info) {
+  size_t argc = 6;
+  napi_value argv[6];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 6) return throwErr(env, "send: expects 6 arguments");
+  uint32_t nports;
+  bool isArr;
+  if (napi_is_array(env, argv[0], &isArr) != napi_ok || !isArr) return throwErr(env, "send: handles must be an array");
+  napi_get_array_length(env, argv[0], &nports);
+  if (nports > MAX_PORTS) return throwErr(env, "send: too many ports");
+  struct xsk *byPort[MAX_PORTS];
+  for (uint32_t p = 0; p < nports; p++) {
+    napi_value v;
+    int32_t h;
+    napi_get_element(env, argv[0], p, &v);
+    byPort[p] = getI32(env, v, &h) && h >= 0 && h < MAX_HANDLES ? handles[h] : NULL;
+  }
+  void *memp;
+  size_t memLen;
+  if (napi_get_arraybuffer_info(env, argv[1], &memp, &memLen) != napi_ok) return throwErr(env, "send: memory must be an ArrayBuffer");
+  uint8_t *mem = memp;
+  uint32_t outDescBase, hdrBase, hdrSlot, count;
+  if (!getU32(env, argv[2], &outDescBase) || !getU32(env, argv[3], &hdrBase) || !getU32(env, argv[4], &hdrSlot) || !getU32(env, argv[5], &count))
+    return throwErr(env, "send: arguments must be non-negative integers");
+  if ((uint64_t)outDescBase + (uint64_t)count * 16 > memLen || (uint64_t)hdrBase + (uint64_t)count * hdrSlot > memLen)
+    return throwErr(env, "send: descriptors outside the memory");
+  uint32_t sent = 0;
+  uint8_t touched[MAX_PORTS];
+  memset(touched, 0, nports);
+  for (uint32_t j = 0; j < count; j++) {
+    const uint8_t *d = mem + outDescBase + (size_t)j * 16;
+    uint16_t p = getU16(d);
+    if (p >= nports || !byPort[p]) continue;
+    struct xsk *s = byPort[p];
+    uint16_t hl = getU16(d + 2);
+    uint32_t dp = getU32le(d + 4);
+    uint16_t dl = getU16(d + 8);
+    if (hl > hdrSlot || (uint64_t)dp + dl > memLen) return throwErr(env, "send: an out-desc points outside the memory");
+    if (hl + dl > FRAME) { s->txErrors++; continue; }
+    if (s->txFreeN == 0) reclaim(s);
+    uint32_t tprod = *s->tx.producer, tcons = __atomic_load_n(s->tx.consumer, __ATOMIC_ACQUIRE);
+    if (s->txFreeN == 0 || tprod - tcons >= s->tx.size) { s->txFull++; continue; }
+    uint32_t f = s->txFree[--s->txFreeN];
+    uint8_t *dst = s->umem + (size_t)f * FRAME;
+    memcpy(dst, mem + hdrBase + (size_t)j * hdrSlot, hl);
+    if (dl) memcpy(dst + hl, mem + dp, dl);
+    struct xdp_desc *td = s->tx.desc;
+    td[tprod & s->tx.mask] = (struct xdp_desc){ .addr = (uint64_t)f * FRAME, .len = (uint32_t)(hl + dl), .options = 0 };
+    __atomic_store_n(s->tx.producer, tprod + 1, __ATOMIC_RELEASE);
+    s->txFrames++;
+    s->txBytes += hl + dl;
+    sent++;
+    touched[p] = 1;
+  }
+  // one kick per socket (copy mode sends from the sendto() call)
+  for (uint32_t p = 0; p < nports; p++) {
+    if (!touched[p]) continue;
+    kick(byPort[p]);
+  }
+  return num(env, sent);
+}
+
+static napi_value Poll(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  uint32_t n;
+  bool isArr;
+  if (argc < 2 || napi_is_array(env, argv[0], &isArr) != napi_ok || !isArr) return throwErr(env, "poll: handles must be an array");
+  napi_get_array_length(env, argv[0], &n);
+  if (n > MAX_HANDLES) return throwErr(env, "poll: too many handles");
+  struct pollfd p[MAX_HANDLES + 1];
+  uint32_t k = 0;
+  for (uint32_t i = 0; i < n; i++) {
+    napi_value v;
+    napi_get_element(env, argv[0], i, &v);
+    struct xsk *s = getXsk(env, v);
+    if (!s) return throwErr(env, "poll: bad handle");
+    p[k++] = (struct pollfd){ .fd = s->fd, .events = POLLIN };
+  }
+  int32_t timeout, wakeFd = -1;
+  if (!getI32(env, argv[1], &timeout)) return throwErr(env, "poll: timeout must be an integer");
+  if (argc >= 3) getI32(env, argv[2], &wakeFd);
+  if (wakeFd >= 0) p[k++] = (struct pollfd){ .fd = wakeFd, .events = POLLIN };
+  int r = poll(p, k, timeout);
+  if (r < 0 && errno != EINTR) return throwErr(env, strerror(errno));
+  if (wakeFd >= 0 && (p[k - 1].revents & POLLIN)) {
+    uint64_t c;
+    if (read(wakeFd, &c, sizeof c) < 0) { /* drained by a racing read */ }
+  }
+  return num(env, r < 0 ? 0 : r);
+}
+
+static void setNum(napi_env env, napi_value o, const char *k, double d) { napi_set_named_property(env, o, k, num(env, d)); }
+
+static napi_value Stats(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  struct xsk *s = argc ? getXsk(env, argv[0]) : NULL;
+  if (!s) return throwErr(env, "stats: bad handle");
+  struct xdp_statistics st = { 0 };
+  socklen_t l = sizeof st;
+  getsockopt(s->fd, SOL_XDP, XDP_STATISTICS, &st, &l);
+  napi_value o;
+  napi_create_object(env, &o);
+  setNum(env, o, "rxFrames", (double)s->rxFrames);
+  setNum(env, o, "rxBytes", (double)s->rxBytes);
+  setNum(env, o, "txFrames", (double)s->txFrames);
+  setNum(env, o, "txBytes", (double)s->txBytes);
+  setNum(env, o, "txErrors", (double)s->txErrors);
+  setNum(env, o, "oversize", (double)s->oversize);
+  setNum(env, o, "txFull", (double)s->txFull);
+  // the kernel's own: frames dropped for want of fill entries / rx ring room, bad descriptors
+  setNum(env, o, "kernelDrops", (double)(st.rx_dropped + st.rx_ring_full + st.rx_fill_ring_empty_descs));
+  setNum(env, o, "invalidDescs", (double)(st.rx_invalid_descs + st.tx_invalid_descs));
+  setNum(env, o, "csumNotReady", (double)s->csumNotReady);
+  for (const char **k = (const char *[]){ "gsoFrames", "gsoSegments", "gsoBad", "kernelFreezes", "vlanOther", NULL }; *k; k++) setNum(env, o, *k, 0);
+  return o;
+}
+
+NAPI_MODULE_INIT() {
+  napi_property_descriptor d[] = {
+    { "open", NULL, Open, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "close", NULL, Close, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "mode", NULL, Mode, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "descFlags", NULL, DescFlags, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "recv", NULL, Recv, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "send", NULL, Send, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "poll", NULL, Poll, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "stats", NULL, Stats, NULL, NULL, NULL, napi_enumerable, NULL },
+  };
+  napi_define_properties(env, exports, sizeof d / sizeof d[0], d);
+  return exports;
+}

@@ -1,0 +1,48 @@
+// Loads the AF_XDP addon (host/io/native/afxdp, built by `node scripts/build.mjs
+// --addon` when libbpf and clang are there) and fronts it with the calls the
+// packet I/O worker makes of the AF_PACKET addon (addon.ts), so the worker's
+// loop is one loop for both (`nvedge run --io afxdp|afpacket`).
+import { createRequire } from "node:module";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { root } from "../paths.js";
+import type { OpenOptions, PacketAddon, SocketStats } from "./addon.js";
+
+interface XdpAddon {
+  open(ifname: string, o: { netns?: string; queue?: number; program: string; zeroCopy?: number }): number;
+  close(h: number): void;
+  mode(h: number): { socket: "zero-copy" | "copy"; xdp: "native" | "generic" };
+  descFlags: PacketAddon["descFlags"];
+  recv: PacketAddon["recv"];
+  send: PacketAddon["send"];
+  poll: PacketAddon["poll"];
+  stats(h: number): SocketStats & { txFull: number; invalidDescs: number };
+}
+
+/** The calls of the worker's loop, over AF_XDP: `queue` is the receive queue each socket binds to (the worker's id). */
+export type PacketIo = Pick<PacketAddon, "close" | "recv" | "send" | "poll" | "stats" | "descFlags"> & {
+  open(ifname: string, opts: OpenOptions): number;
+  /** How a socket runs, for the log ("afxdp: copy mode, native XDP"). */
+  mode(h: number): string;
+};
+
+const dir = join(root, "host", "io", "native", "afxdp", "build", "Release");
+export const xdpAddonPath = join(dir, "nvedge_afxdp.node");
+export const xdpProgramPath = join(dir, "xsk_redirect.bpf.o");
+
+let cached: XdpAddon | undefined;
+
+/** The AF_XDP I/O for queue `queue`, or a clear error saying how to build it. */
+export function loadXdpIo(queue: number): PacketIo {
+  if (process.platform !== "linux") throw new Error("--io afxdp needs Linux (AF_XDP)");
+  if (!existsSync(xdpAddonPath) || !existsSync(xdpProgramPath))
+    throw new Error(`the AF_XDP addon is not built (${xdpAddonPath} or its XDP program missing): install libbpf-dev and clang (scripts/system-deps.sh), then node scripts/build.mjs --addon`);
+  const x = (cached ??= createRequire(import.meta.url)(xdpAddonPath) as XdpAddon);
+  return {
+    open: (ifname, o) => x.open(ifname, { netns: o.netns, queue, program: xdpProgramPath }),
+    close: (h) => x.close(h),
+    recv: x.recv, send: x.send, poll: x.poll, descFlags: x.descFlags,
+    stats: (h) => x.stats(h),
+    mode: (h) => { const m = x.mode(h); return `${m.socket} mode, ${m.xdp} XDP`; },
+  };
+}
