@@ -117,4 +117,44 @@ test("nvedge show acl: each VN's rules in order with the frames each denied, on 
   }
 });
 
+test("gleaning on a running NVE: a source traced through it is learned, `show bindings` marks it glean, and it survives a restart", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "nvl-glean-"));
+  const cfgObj = F.fixtureConfig(4) as { vns: { id: number; profile: Record<string, unknown> }[] };
+  cfgObj.vns.find((x) => x.id === 100)!.profile.learn = "glean";
+  const cfg = join(dir, "nve.json");
+  writeFileSync(cfg, JSON.stringify(cfgObj));
+  const S = ["--store", `${dir}/st`];
+  const sock = `${dir}/st/nvedge.sock`;
+  const start = async () => {
+    const nve = await spawnNvedge(["run", "--config", cfg, ...S, "--io", "none", "--listen", `127.0.0.1:${await freePort()}`]);
+    await until(async () => adminRequest(sock, { cmd: "show", what: "ports" }).then(() => true, () => false), 30_000, `admin socket (${nve.err()})`);
+    return nve;
+  };
+  const gm = "02:00:5e:01:99:01", gip = "10.1.0.101";
+  let nve = await start();
+  try {
+    const f = E.udpFrame({ dst: R1.mac, src: gm, tag: F.tagOf(100, F.ACC1), srcIp: gip, dstIp: R1.ip4 });
+    const t = (await adminRequest(sock, { cmd: "trace", port: F.ACC1, frame: Buffer.from(f).toString("hex") })) as { drop: string | null; outputs: unknown[] };
+    assert.is(t.drop, null, "forwarded while being learned");
+    const glean = async () => {
+      const r = await runNvedge(["show", "bindings", "--json", "--mac", gm, ...S]);
+      return JSON.parse(r.out) as { mac: string; ips: string[]; port: string; learn?: string; tag?: number }[];
+    };
+    await until(async () => (await glean()).length === 1 && (await glean())[0].ips.length === 1, 10_000, "the gleaned binding");
+    assert.equal((await glean()).map((b) => [b.mac, b.ips, b.port, b.learn, b.tag]), [[gm, [gip], F.ACC1, "glean", 10]]);
+    const table = await runNvedge(["show", "bindings", "--mac", gm, ...S]);
+    assert.match(table.out, new RegExp(`100\\s+${gm}\\s+${gip.replace(/\./g, "\\.")}\\s+local\\s+acc1\\s+10\\s+glean`));
+    await nve.stop();
+    nve = await start();
+    assert.equal((await glean()).map((b) => [b.mac, b.ips, b.learn]), [[gm, [gip], "glean"]], "restored from the store");
+    // and programmed again: unicast from the overlay reaches it on acc1
+    const d = (await adminRequest(sock, { cmd: "trace", port: F.UPLINK,
+      frame: Buffer.from(F.fromRemote(F.REMOTES[0], 4, 100, E.udpFrame({ dst: gm, src: R1.mac, tag: null, srcIp: R1.ip4, dstIp: gip }))).toString("hex") })) as { outputs: { port: string }[] };
+    assert.equal(d.outputs.map((o) => o.port), [F.ACC1]);
+  } finally {
+    await nve.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test.run();
