@@ -680,6 +680,123 @@ static u32 sourceIpCheck(u32 vn, u64 src, u32 etype, const u8 *l3, u32 l3len) {
   return SRC_OK;
 }
 
+/* ---------------------------------------------------------------- pipeline/acl.ts (issue 14)
+ * The case's VN ACL, as assembly/pipeline/acl.ts compiles and evaluates it:
+ * first match, a rule's family / protocol / port ranges / ICMP type /
+ * pre-masked prefixes. Loaded from the optional block after a case's frames
+ * (bench/dataplane.ts writeAcl). Only the from-VNIC direction of the access
+ * path is mirrored: the bench's ACL case is encapsulation. */
+#define ACL_MAX 4096u
+#define ACL_HAS_PROTO 1u
+#define ACL_HAS_SPORT 2u
+#define ACL_HAS_DPORT 4u
+#define ACL_HAS_ICMP 8u
+#define ACL_HAS_SRC 16u
+#define ACL_HAS_DST 32u
+#define ACL_PASS (-1)
+#define ACL_OK 0xffffffffu
+#define D_ACL_DENY_INDEX 44u /* assembly/drops.ts acl-deny */
+typedef struct { u8 family, dirs, action, has; u16 proto, icmpType, sLo, sHi, dLo, dHi; u8 src[16], srcMask[16], dst[16], dstMask[16]; } AclRule;
+static AclRule aclRules[ACL_MAX];
+static u64 aclHits[ACL_MAX], aclDefaultHits, aclDenyDrops;
+static u32 aclN, aclDeny, aclDirs;
+
+static void aclPrefix(u8 *net, u8 *mask, const u8 *a, u32 plen) {
+  for (u32 b = 0; b < 16; b++) {
+    u32 bits = plen >= (b + 1) * 8 ? 8 : plen > b * 8 ? plen - b * 8 : 0;
+    mask[b] = (u8)((0xff00u >> bits) & 0xff);
+    net[b] = a[b] & mask[b];
+  }
+}
+
+static inline int aclIn(const u8 *a, const u8 *net, const u8 *mask, u32 fam) {
+  if (fam == 4) return (rd32(a) & rd32(mask)) == rd32(net);
+  return (rd64(a) & rd64(mask)) == rd64(net) && (rd64(a + 8) & rd64(mask + 8)) == rd64(net + 8);
+}
+
+/* acl.ts aclEval: the deciding rule's index (aclN for the default) when denied, ACL_PASS otherwise (-2/-3: unreadable header) */
+static int aclEval(u32 dir, u32 etype, const u8 *l3, u32 l3len) {
+  if ((aclDirs & dir) == 0) return ACL_PASS;
+  u32 fam, proto, l4len = 0;
+  const u8 *src, *dst, *l4 = 0;
+  if (etype == ETHERTYPE_IPV4) {
+    if (l3len < 20) return -2;
+    u32 vi = l3[0], ihl = (vi & 0xf) << 2;
+    if ((vi >> 4) != 4 || ihl < 20) return -3;
+    if (ihl > l3len) return -2;
+    fam = 4; proto = l3[9]; src = l3 + 12; dst = l3 + 16;
+    if ((ld16(l3 + 6) & 0x1fff) == 0) { l4 = l3 + ihl; l4len = l3len - ihl; }
+  } else if (etype == ETHERTYPE_IPV6) {
+    if (l3len < 40) return -2;
+    if ((l3[0] >> 4) != 6) return -3;
+    fam = 6; proto = l3[6]; src = l3 + 8; dst = l3 + 24; l4 = l3 + 40; l4len = l3len - 40;
+    if (proto == IPPROTO_ICMPV6 && l4len >= 1 && l4[0] >= 133 && l4[0] <= 137) return ACL_PASS;
+  } else return ACL_PASS;
+  u32 sport = 0x10000, dport = 0x10000, itype = 0x10000;
+  if (l4) {
+    if (l4len >= 4) { sport = ld16(l4); dport = ld16(l4 + 2); }
+    if (l4len >= 1) itype = l4[0];
+  }
+  for (u32 k = 0; k < aclN; k++) {
+    const AclRule *r = &aclRules[k];
+    if ((r->dirs & dir) == 0) continue;
+    if (r->family != 0 && r->family != fam) continue;
+    u32 has = r->has;
+    if (has) {
+      if ((has & ACL_HAS_PROTO) && r->proto != proto) continue;
+      if ((has & ACL_HAS_SPORT) && (sport < r->sLo || sport > r->sHi)) continue;
+      if ((has & ACL_HAS_DPORT) && (dport < r->dLo || dport > r->dHi)) continue;
+      if ((has & ACL_HAS_ICMP) && itype != r->icmpType) continue;
+      if ((has & ACL_HAS_SRC) && !aclIn(src, r->src, r->srcMask, fam)) continue;
+      if ((has & ACL_HAS_DST) && !aclIn(dst, r->dst, r->dstMask, fam)) continue;
+    }
+    return r->action ? (int)k : ACL_PASS;
+  }
+  return aclDeny ? (int)aclN : ACL_PASS;
+}
+
+/* acl.ts aclCheck: ACL_OK or the drop reason, the deny counted on its rule */
+static u32 aclCheck(u32 dir, u32 etype, const u8 *l3, u32 l3len) {
+  int k = aclEval(dir, etype, l3, l3len);
+  if (k == ACL_PASS) return ACL_OK;
+  if (k == -2) return D_TRUNCATED;
+  if (k == -3) return D_BAD_IP_HEADER;
+  if ((u32)k == aclN) aclDefaultHits++; else aclHits[k]++;
+  return D_ACL_DENY_INDEX;
+}
+
+/* common.ts drop for acl-deny, whose index lies past this mirror's drop table */
+static void aclDrop(u32 reason) {
+  if (reason != D_ACL_DENY_INDEX) { drop(reason); return; }
+  aclDenyDrops++;
+  ctrInc(globalCtr, GC_DROPPED, 1);
+  ctrInc(portCtr + ((size_t)curPort * PORT_CTR << 3), PC_DROPS, 1);
+  if (curVn >= 0) ctrInc(vnCtr + ((size_t)curVn * VN_CTR << 3), VC_DROPS, 1);
+}
+
+/* The optional ACL block after a case's frames: u32 default (1 deny), u32 n, then per rule
+ * u32 family, dirs, action, has, proto, icmpType, sLo, sHi, dLo, dHi, srcPlen (0xff none),
+ * 16 bytes, dstPlen, 16 bytes (acl.ts setAclRule's arguments). */
+static void loadAcl(const u8 *p, const u8 *end) {
+  aclN = 0; aclDeny = 0; aclDirs = 0;
+  if (end - p < 8) return;
+  aclDeny = rd32(p); aclN = rd32(p + 4); p += 8;
+  if (aclN > ACL_MAX || (size_t)(end - p) < (size_t)aclN * 80) { fprintf(stderr, "dpbench: bad ACL block\n"); exit(1); }
+  for (u32 k = 0; k < aclN; k++, p += 80) {
+    AclRule *r = &aclRules[k];
+    memset(r, 0, sizeof *r);
+    r->family = (u8)rd32(p); r->dirs = (u8)rd32(p + 4); r->action = (u8)rd32(p + 8);
+    r->has = (u8)(rd32(p + 12) & (ACL_HAS_PROTO | ACL_HAS_SPORT | ACL_HAS_DPORT | ACL_HAS_ICMP));
+    r->proto = (u16)rd32(p + 16); r->icmpType = (u16)rd32(p + 20);
+    r->sLo = (u16)rd32(p + 24); r->sHi = (u16)rd32(p + 28); r->dLo = (u16)rd32(p + 32); r->dHi = (u16)rd32(p + 36);
+    u32 sp = rd32(p + 40), dp = rd32(p + 60);
+    if (sp != 0xff) { r->has |= ACL_HAS_SRC; aclPrefix(r->src, r->srcMask, p + 44, sp); }
+    if (dp != 0xff) { r->has |= ACL_HAS_DST; aclPrefix(r->dst, r->dstMask, p + 64, dp); }
+    aclDirs |= r->dirs;
+  }
+  if (aclDeny) aclDirs |= 3;
+}
+
 static void accessFrame(u32 port, const u8 *p, u32 len) {
   setCur(port, -1);
   if (len < DOT1Q_HLEN) { drop(D_TRUNCATED); return; }
@@ -734,6 +851,8 @@ static void accessFrame(u32 port, const u8 *p, u32 len) {
       }
     }
   }
+
+  if (aclDirs & 1) { u32 why = aclCheck(1, etype, l3, l3len); if (why != ACL_OK) { aclDrop(why); return; } } /* acl.ts, from the VNIC */
 
   u32 pcp = tci >> 13;
   u64 dst = macRaw(p);
@@ -1232,6 +1351,7 @@ static void loadCase(Rd *r, Case *c) {
     exit(1);
   }
   c->frames = gbytes(r, (size_t)c->stride * c->nFrames);
+  loadAcl(r->p, r->end); /* issue 14: the VN's ACL, when the case has one */
 }
 
 /* ---------------------------------------------------------------- the run */
