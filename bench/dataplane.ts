@@ -37,6 +37,7 @@ import { fileURLToPath } from "node:url";
 import { DataPlane } from "../host/dataplane/dataplane.js";
 import { thpUsable, anonHugeBytes } from "../host/dataplane/memory.js";
 import type { DpOp, VnProfile } from "../host/dataplane/ops.js";
+import { compileAcl } from "../host/dataplane/acl.js";
 
 export interface BenchOptions { quick?: boolean }
 
@@ -285,6 +286,22 @@ function encapFrame(rnd: () => number): Uint8Array {
   return tagged(f, ((rnd() & 7) << 13) | TAG_A0);
 }
 
+/**
+ * 15 rules no frame of encapFrame matches (other protocols, ports, prefixes,
+ * ICMP types; both families), then the one that allows it (UDP to port 80
+ * from 10.1.0.0/16): the worst case of a first-match list of 16.
+ */
+const ACL16: NonNullable<VnProfile["acl"]> = [
+  { action: "deny", proto: "tcp", dstPort: 22 }, { action: "deny", proto: "tcp", dstPort: "6000-6063" },
+  { action: "deny", proto: "udp", dstPort: 53 }, { action: "deny", proto: "udp", srcPort: "1-1023" },
+  { action: "deny", proto: "icmp", icmpType: 8 }, { action: "deny", proto: "icmp6" },
+  { action: "deny", src: "192.168.0.0/16" }, { action: "deny", dst: "172.16.0.0/12" },
+  { action: "deny", src: "2001:db8::/32" }, { action: "deny", proto: 47 },
+  { action: "deny", proto: "udp", dst: "10.3.0.0/16" }, { action: "deny", proto: "udp", src: "10.9.0.0/16", dstPort: 80 },
+  { action: "deny", proto: "tcp", src: "10.1.0.0/16" }, { action: "deny", proto: "udp", dstPort: "81-65535" },
+  { action: "deny", dir: "to-vnic", proto: "udp" }, { action: "allow", proto: "udp", src: "10.1.0.0/16", dstPort: 80 },
+];
+
 const CASES: CaseSpec[] = [
   { name: "encap-vxlan-ipv4", is6: false, profile: { encap: "vxlan", mtu: 1500 }, port: "a0", len: 64, fanout: 1, frame: encapFrame },
   { name: "encap-geneve-ipv4", is6: false, profile: { encap: "geneve", mtu: 1500 }, port: "a0", len: 64, fanout: 1, frame: encapFrame },
@@ -330,6 +347,9 @@ const CASES: CaseSpec[] = [
     },
   },
   { name: "encap-vxlan-ipv6", is6: true, profile: { encap: "vxlan", mtu: 1500 }, port: "a0", len: 64, fanout: 1, frame: encapFrame },
+  // issue 14: encapsulation through a 16-rule ACL whose last rule is the one that matches (every rule is read)
+  { name: "encap-vxlan-ipv4-acl16", is6: false, profile: { encap: "vxlan", mtu: 1500, acl: ACL16, aclDefault: "deny" }, port: "a0", len: 64, fanout: 1,
+    frame: encapFrame },
 ];
 
 function makePool(spec: CaseSpec, seed: number): { pool: Uint8Array; stride: number } {
@@ -366,7 +386,20 @@ function writeCase(file: string, wd: World, spec: CaseSpec, pool: Uint8Array, st
   for (const r of v.flood) w.u32(byR.get(r)!).u32(r);
   w.u32(spec.port === "ul" ? wd.ul : wd.a0).u32(spec.len).u32(stride).u32(POOL);
   w.bytes(pool);
+  writeAcl(w, p);
   w.save(file);
+}
+
+/** The case VN's ACL after the frames (dpbench.c loadAcl): the compiled rules as setAclRule takes them; nothing without one. */
+function writeAcl(w: Writer, p: VnProfile): void {
+  if (!p.acl?.length && p.aclDefault !== "deny") return;
+  const acl = compileAcl(p).acl!;
+  w.u32(acl.deny ? 1 : 0).u32(acl.rules.length);
+  for (const r of acl.rules) {
+    w.u32(r.family).u32(r.dirs).u32(r.action).u32(r.has).u32(r.proto).u32(r.icmpType).u32(r.srcLo).u32(r.srcHi).u32(r.dstLo).u32(r.dstHi);
+    w.u32(r.src ? r.src.plen : 0xff).bytes(r.src?.bytes ?? new Uint8Array(16), 16);
+    w.u32(r.dst ? r.dst.plen : 0xff).bytes(r.dst?.bytes ?? new Uint8Array(16), 16);
+  }
 }
 
 interface Timing { mpps: number; nsPerFrame: number; medianNsPerFrame: number; meanNsPerFrame: number; batches: number; frames: number; outputs: number }

@@ -12,6 +12,8 @@ import * as F from "./support/frames.js";
 import { fixtureDp, eqBytes, dropped, flowLabelOf } from "./support/dp-fixture.js";
 import { DataPlane, DataPlaneError } from "../host/dataplane/dataplane.js";
 import type { AclRule, DpOp } from "../host/dataplane/ops.js";
+import { canonProfile } from "../host/ima/core.js";
+import { ProtocolError } from "../host/protocol/errors.js";
 
 const VN = 100;
 const ACL: AclRule[] = [
@@ -163,6 +165,25 @@ test("acl: a malformed rule is refused with one error naming its key, and the pr
   // the first profile is still in force: tcp/22 denied by its rule 0, tcp/80 passes (default allow)
   dropped(F.send(dp, F.ACC1, tcpFrame(L1, R1, 22, 4, tag1)), "acl-deny", "tcp/22 after the refusals");
   assert.is(one(F.send(dp, F.ACC1, tcpFrame(L1, R1, 80, 4, tag1)), "tcp/80").port, F.UPLINK);
+});
+
+test("acl, qos, learn: the IMA's profile check (vn.create, vn.set-profile) names the key with bad-request, and keeps every key of a good profile", () => {
+  for (const [profile, field, re] of [
+    [{ encap: "vxlan", acl: [{ action: "allow" }, { action: "deny", proto: "tcp", srcPort: "1-2-3" }] }, "profile.acl[1].srcPort", /not a port/],
+    [{ encap: "vxlan", qos: { rateMbps: 10, burstKb: 0.5 } }, "profile.qos.burstKb", /less than one frame/],
+    [{ encap: "vxlan", learn: "glean", maxLearnedPerPort: 100000 }, "profile.maxLearnedPerPort", /1 to 65536/],
+  ] as [Record<string, unknown>, string, RegExp][]) {
+    let err: unknown;
+    try { canonProfile(profile); } catch (e) { err = e; }
+    assert.instance(err, ProtocolError, field);
+    assert.is((err as ProtocolError).code, "bad-request");
+    assert.is((err as ProtocolError).field, field);
+    assert.match((err as Error).message, re);
+  }
+  const good = { encap: "vxlan", learn: "glean", learnAgeMs: 60000, maxLearnedPerPort: 8, qos: { pcp: 3, rateMbps: 100, burstKb: 256 },
+    acl: ACL, aclDefault: "deny" } as const;
+  const c = canonProfile(good);
+  assert.equal([c.learnAgeMs, c.maxLearnedPerPort, c.qos, c.acl, c.aclDefault], [60000, 8, good.qos, ACL, "deny"]);
 });
 
 test("acl: a profile change takes effect at once, its counters start from 0, removing the ACL stops it", async () => {

@@ -126,6 +126,23 @@ function crossCases(): [string, Uint8Array, string][] {
     ["IPv6 neighbor advertisement with TLLAO", na,
       "Ether(dst='02:00:5e:00:00:01',src='02:00:5e:00:00:02')/Dot1Q(prio=5,vlan=10)/IPv6(src='2001:db8:100::2'," +
       "dst='2001:db8:100::1',hlim=255)/ICMPv6ND_NA(R=0,S=1,O=1,tgt='2001:db8:100::2')/ICMPv6NDOptDstLLAddr(lladdr='02:00:5e:00:00:02')"],
+    // issue 14: the ACL cases' TCP and ICMP shapes (E.tcp, E.icmpMessage, E.l4Frame)
+    ["TCP SYN over IPv4, tagged, padded", E.l4Frame({ dst: "02:00:5e:00:00:02", src: "02:00:5e:00:00:01", tag, srcIp: "10.0.0.1", dstIp: "10.0.0.2",
+      protocol: E.IPPROTO_TCP, l4: E.tcp({ src: "10.0.0.1", dst: "10.0.0.2", srcPort: 40000, dstPort: 22 }) }),
+      "Ether(dst='02:00:5e:00:00:02',src='02:00:5e:00:00:01')/Dot1Q(prio=5,vlan=10)/IP(src='10.0.0.1',dst='10.0.0.2',id=0,flags='DF',ttl=64)" +
+      "/TCP(sport=40000,dport=22,seq=1,ack=0,flags='S',window=65535)/Padding(load=bytes(6))"],
+    ["TCP SYN over IPv6", E.l4Frame({ dst: "02:00:5e:00:00:02", src: "02:00:5e:00:00:01", tag: null, srcIp: "2001:db8:100::1", dstIp: "2001:db8:100::2",
+      protocol: E.IPPROTO_TCP, l4: E.tcp({ src: "2001:db8:100::1", dst: "2001:db8:100::2", srcPort: 40000, dstPort: 443 }) }),
+      "Ether(dst='02:00:5e:00:00:02',src='02:00:5e:00:00:01')/IPv6(src='2001:db8:100::1',dst='2001:db8:100::2',hlim=64)" +
+      "/TCP(sport=40000,dport=443,seq=1,ack=0,flags='S',window=65535)"],
+    ["ICMP echo request, tagged, padded", E.l4Frame({ dst: "02:00:5e:00:00:02", src: "02:00:5e:00:00:01", tag, srcIp: "10.0.0.1", dstIp: "10.0.0.2",
+      protocol: 1, l4: E.icmpMessage({ src: "10.0.0.1", dst: "10.0.0.2", type: 8 }) }),
+      "Ether(dst='02:00:5e:00:00:02',src='02:00:5e:00:00:01')/Dot1Q(prio=5,vlan=10)/IP(src='10.0.0.1',dst='10.0.0.2',id=0,flags='DF',ttl=64)" +
+      "/ICMP(type=8,code=0,id=1,seq=1)/Raw(bytes(8))/Padding(load=bytes(10))"],
+    ["ICMPv6 echo request", E.l4Frame({ dst: "02:00:5e:00:00:02", src: "02:00:5e:00:00:01", tag: null, srcIp: "2001:db8:100::1", dstIp: "2001:db8:100::2",
+      protocol: 58, l4: E.icmpMessage({ src: "2001:db8:100::1", dst: "2001:db8:100::2", type: 128 }) }),
+      "Ether(dst='02:00:5e:00:00:02',src='02:00:5e:00:00:01')/IPv6(src='2001:db8:100::1',dst='2001:db8:100::2',hlim=64)" +
+      "/ICMPv6EchoRequest(id=1,seq=1,data=bytes(8))"],
     ["inner IPv6 UDP frame", INNER6,
       "Ether(dst='02:00:5e:00:00:02',src='02:00:5e:00:00:01')/IPv6(src='2001:db8:100::1',dst='2001:db8:100::2',hlim=64)" +
       "/UDP(sport=1234,dport=5678)/Raw(bytes((0x5a+i)&0xff for i in range(18)))"],

@@ -123,6 +123,23 @@ function seeds(family: F.Family): Seed[] {
       add(F.UPLINK, F.fromRemote(F.REMOTES[0], family, v.id, F.innerFrame(R1, L3, { family: fam })));
       add(F.UPLINK, F.fromRemote(F.REMOTES[0], family, v.id, F.innerFrame(R1, R2, { family: fam })));
     }
+    // issue 14: TCP and ICMP for the ACLs, an unknown source for gleaning (fuzzProfiles below)
+    for (const fam of [4, 6] as F.Family[]) {
+      const ip = (h: { ip4: string; ip6: string }) => (fam === 4 ? h.ip4 : h.ip6);
+      for (const dport of [80, 22, 443]) {
+        add(F.ACC1, E.l4Frame({ dst: R1.mac, src: L1.mac, tag: F.tagOf(v.id, F.ACC1), srcIp: ip(L1), dstIp: ip(R1), protocol: E.IPPROTO_TCP,
+          l4: E.tcp({ src: ip(L1), dst: ip(R1), srcPort: 40000, dstPort: dport }) }));
+        add(F.ACC1, E.l4Frame({ dst: L2.mac, src: L1.mac, tag: F.tagOf(v.id, F.ACC1), srcIp: ip(L1), dstIp: ip(L2), protocol: E.IPPROTO_TCP,
+          l4: E.tcp({ src: ip(L1), dst: ip(L2), srcPort: 40000, dstPort: dport }) }));
+        add(F.UPLINK, F.fromRemote(F.REMOTES[0], family, v.id, E.l4Frame({ dst: L1.mac, src: R1.mac, tag: null, srcIp: ip(R1), dstIp: ip(L1),
+          protocol: E.IPPROTO_TCP, l4: E.tcp({ src: ip(R1), dst: ip(L1), srcPort: 40000, dstPort: dport }) })));
+      }
+      add(F.ACC1, E.l4Frame({ dst: R1.mac, src: L1.mac, tag: F.tagOf(v.id, F.ACC1), srcIp: ip(L1), dstIp: ip(R1), protocol: fam === 4 ? 1 : 58,
+        l4: E.icmpMessage({ src: ip(L1), dst: ip(R1), type: fam === 4 ? 8 : 128 }) }));
+      for (const port of F.ACCESS_PORTS)
+        add(port, E.udpFrame({ dst: R1.mac, src: `02:00:5e:${(v.id / 100).toString(16).padStart(2, "0")}:99:0${fam}`, tag: F.tagOf(v.id, port),
+          srcIp: fam === 4 ? `10.${v.id / 100}.0.99` : `2001:db8:${v.id / 100}::99`, dstIp: ip(R1) }));
+    }
     add(F.ACC1, E.arpFrame({ op: 1, src: L1.mac, tag: F.tagOf(v.id, F.ACC1), spa: L1.ip4, tpa: L2.ip4 }));
     add(F.ACC2, E.arpFrame({ op: 1, src: L2.mac, tag: F.tagOf(v.id, F.ACC2), spa: L2.ip4, tpa: R1.ip4 }));
     add(F.ACC1, E.arpFrame({ op: 1, src: L1.mac, tag: F.tagOf(v.id, F.ACC1), spa: L1.ip4, tpa: L1.ip4 }));
@@ -163,6 +180,26 @@ function seeds(family: F.Family): Seed[] {
   add(F.ACC1, E.ethernet({ dst: R1.mac, src: L1.mac, tags: [F.tagOf(200, F.ACC1)], type: E.ETH_IPV4,
     payload: E.ipPacket({ src: L1.ip4, dst: R1.ip4, protocol: E.IPPROTO_TCP, payload: tcpSeg }) }));
   return out;
+}
+
+/**
+ * Issue 14's profile parts on the fixture's VNs: ACLs both ways (VN 200:
+ * rules, default allow; VN 300: default deny, qos.pcp), and VN 400 gleaning
+ * with a policer (one 1.4 KiB frame per VNIC per batch) and its acc2 VAP
+ * full (learn-limit; there is no host gleaner here: learn records are only
+ * reported).
+ */
+function fuzzProfiles(): DpOp[] {
+  const p = (id: number) => F.vn(id).profile;
+  return [
+    { op: "vn", vn: 200, vni: F.vn(200).vni, profile: { ...p(200), acl: [
+      { action: "deny", dir: "to-vnic", proto: "tcp", dstPort: 80 }, { action: "deny", dir: "from-vnic", proto: "icmp", icmpType: 8 },
+      { action: "allow", src: "10.2.0.0/16" }, { action: "deny", proto: "tcp", src: "2001:db8:2::/48", dstPort: "20-30" }] } },
+    { op: "vn", vn: 300, vni: F.vn(300).vni, profile: { ...p(300), acl: [{ action: "allow", proto: "udp" }, { action: "allow", proto: "icmp6" }],
+      aclDefault: "deny", qos: { pcp: 5 } } },
+    { op: "vn", vn: 400, vni: F.vn(400).vni, profile: { ...p(400), learn: "glean", qos: { ...p(400).qos, rateMbps: 1, burstKb: 2 } } },
+    { op: "learn.full", vn: 400, port: F.ACC2, full: true },
+  ];
 }
 
 // Header offsets worth hitting with "interesting" values: Ethernet/tag, outer IP, UDP/GRE, tunnel header, inner frame.
@@ -550,9 +587,13 @@ test(`fuzz: ${TOTAL} random, truncated and bit-flipped frames through both sides
   let fed = 0;
   const reached = new Set<string>();
   for (const [i, [family, debug, share, bigFlood]] of plan.entries()) {
-    const dp = await DataPlane.create({ macLog2: 12, ipLog2: 12, debug });
+    // the clock leaps between batches, so each batch starts with full policer buckets and the
+    // batch's second and third runs (filler, fast paths off) see what its first saw
+    let clk = 0;
+    const dp = await DataPlane.create({ macLog2: 12, ipLog2: 12, debug, clock: () => (clk += 1e7) });
     dp.apply(F.fixtureOps(family));
     dp.apply(l3Ops(family));
+    dp.apply(fuzzProfiles());
     for (const vn of bigFlood ? [100, 300] : []) {
       dp.apply(Array.from({ length: bigFlood - F.REMOTES.length }, (_, k) =>
         ({ op: "flood.join" as const, vn, nve: `198.${18 + (k >> 8)}.${k & 0xff}.1` })));

@@ -117,4 +117,88 @@ test("nvedge show acl: each VN's rules in order with the frames each denied, on 
   }
 });
 
+test("nvedge pcap with gleaning: learned then unicast, capped (learn-limit), aged out, moved; bytes as the encoder says", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "nvl-glean-"));
+  try {
+    const cfgObj = F.fixtureConfig(4) as { vns: { id: number; profile: Record<string, unknown> }[] };
+    Object.assign(cfgObj.vns.find((x) => x.id === 100)!.profile, { learn: "glean", learnAgeMs: 4000, maxLearnedPerPort: 2 });
+    const cfg = join(dir, "nve.json");
+    writeFileSync(cfg, JSON.stringify(cfgObj));
+    const G = (n: number) => ({ mac: `02:00:5e:01:99:0${n}`, ip4: `10.1.0.10${n}`, ip6: `2001:db8:1::10${n}` });
+    const [g1, g2, g3] = [G(1), G(2), G(3)];
+    const out = (h: typeof g1, port: string) => E.udpFrame({ dst: R1.mac, src: h.mac, tag: F.tagOf(100, port), srcIp: h.ip4, dstIp: R1.ip4 });
+    const inner = (h: typeof g1) => F.innerFrame(R1, h);
+    const back = (h: typeof g1) => F.fromRemote(F.REMOTES[0], 4, 100, inner(h));
+    const at = (frame: Uint8Array, ms: number) => ({ frame, tsSec: Math.floor(ms / 1000), tsUsec: (ms % 1000) * 1000, origLen: frame.length });
+    writePcap(join(dir, "a1.pcap"), [at(out(g1, F.ACC1), 1000), at(out(g2, F.ACC1), 3000), at(out(g3, F.ACC1), 4000), at(out(g2, F.ACC1), 6000)]);
+    writePcap(join(dir, "a2.pcap"), [at(out(g2, F.ACC2), 8000)]);
+    writePcap(join(dir, "up.pcap"), [at(back(g1), 2000), at(back(g1), 7000), at(back(g2), 7500), at(back(g2), 9000)]);
+    const o = join(dir, "out");
+    const r = await runNvedge(["pcap", "--config", cfg, "--in", `${F.ACC1}=${join(dir, "a1.pcap")}`, "--in", `${F.ACC2}=${join(dir, "a2.pcap")}`,
+      "--in", `${F.UPLINK}=${join(dir, "up.pcap")}`, "--out-dir", o]);
+    assert.is(r.code, 0, r.err);
+    const ms = (p: { tsSec: number; tsUsec: number }) => p.tsSec * 1000 + p.tsUsec / 1000;
+    const up = readPcap(join(o, "uplink.pcap")).packets;
+    assert.equal(up.map(ms), [1000, 3000, 6000, 8000], "g3 at 4000 dropped: the VAP holds maxLearnedPerPort (2)");
+    for (const [k, src] of [[0, out(g1, F.ACC1)], [1, out(g2, F.ACC1)], [3, out(g2, F.ACC2)]] as const) {
+      const v = E.viewOverlay(up[k].frame, "vxlan");
+      eqBytes(up[k].frame, E.overlayFrame(F.underlayTo(F.REMOTES[0], 4, 0), { kind: "vxlan", vni: 5000, entropy: v.entropy }, E.stripTag(src)), `uplink ${k}`);
+    }
+    const a1 = readPcap(join(o, "acc1.pcap")).packets, a2 = readPcap(join(o, "acc2.pcap")).packets;
+    // 2000: g1 learned, unicast to acc1; 7000: g1 aged out (silent since 1000), flooded; 7500: g2 (seen at 6000) unicast
+    assert.equal(a1.map(ms), [2000, 7000, 7500]);
+    eqBytes(a1[0].frame, E.insertTag(inner(g1), F.tagOf(100, F.ACC1)), "to g1, learned");
+    eqBytes(a1[1].frame, E.insertTag(inner(g1), F.tagOf(100, F.ACC1)), "to g1, aged: flood copy");
+    eqBytes(a1[2].frame, E.insertTag(inner(g2), F.tagOf(100, F.ACC1)), "to g2 on acc1");
+    // 7000: the other flood copy; 9000: g2 moved to acc2 at 8000
+    assert.equal(a2.map(ms), [7000, 9000]);
+    eqBytes(a2[1].frame, E.insertTag(inner(g2), F.tagOf(100, F.ACC2)), "to g2 after its move");
+    const c = JSON.parse(readFileSync(join(o, "counters.json"), "utf8"));
+    assert.is(c.drops["learn-limit"], 1);
+    assert.match(r.err, /learned on acc1[\s\S]*aged out[\s\S]*moved from acc1 to acc2/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("gleaning on a running NVE: a source traced through it is learned, `show bindings` marks it glean, and it survives a restart", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "nvl-glean-"));
+  const cfgObj = F.fixtureConfig(4) as { vns: { id: number; profile: Record<string, unknown> }[] };
+  cfgObj.vns.find((x) => x.id === 100)!.profile.learn = "glean";
+  const cfg = join(dir, "nve.json");
+  writeFileSync(cfg, JSON.stringify(cfgObj));
+  const S = ["--store", `${dir}/st`];
+  const sock = `${dir}/st/nvedge.sock`;
+  const start = async () => {
+    const nve = await spawnNvedge(["run", "--config", cfg, ...S, "--io", "none", "--listen", `127.0.0.1:${await freePort()}`]);
+    await until(async () => adminRequest(sock, { cmd: "show", what: "ports" }).then(() => true, () => false), 30_000, `admin socket (${nve.err()})`);
+    return nve;
+  };
+  const gm = "02:00:5e:01:99:01", gip = "10.1.0.101";
+  let nve = await start();
+  try {
+    const f = E.udpFrame({ dst: R1.mac, src: gm, tag: F.tagOf(100, F.ACC1), srcIp: gip, dstIp: R1.ip4 });
+    const t = (await adminRequest(sock, { cmd: "trace", port: F.ACC1, frame: Buffer.from(f).toString("hex") })) as { drop: string | null; outputs: unknown[] };
+    assert.is(t.drop, null, "forwarded while being learned");
+    const glean = async () => {
+      const r = await runNvedge(["show", "bindings", "--json", "--mac", gm, ...S]);
+      return JSON.parse(r.out) as { mac: string; ips: string[]; port: string; learn?: string; tag?: number }[];
+    };
+    await until(async () => (await glean()).length === 1 && (await glean())[0].ips.length === 1, 10_000, "the gleaned binding");
+    assert.equal((await glean()).map((b) => [b.mac, b.ips, b.port, b.learn, b.tag]), [[gm, [gip], F.ACC1, "glean", 10]]);
+    const table = await runNvedge(["show", "bindings", "--mac", gm, ...S]);
+    assert.match(table.out, new RegExp(`100\\s+${gm}\\s+${gip.replace(/\./g, "\\.")}\\s+local\\s+acc1\\s+10\\s+glean`));
+    await nve.stop();
+    nve = await start();
+    assert.equal((await glean()).map((b) => [b.mac, b.ips, b.learn]), [[gm, [gip], "glean"]], "restored from the store");
+    // and programmed again: unicast from the overlay reaches it on acc1
+    const d = (await adminRequest(sock, { cmd: "trace", port: F.UPLINK,
+      frame: Buffer.from(F.fromRemote(F.REMOTES[0], 4, 100, E.udpFrame({ dst: gm, src: R1.mac, tag: null, srcIp: R1.ip4, dstIp: gip }))).toString("hex") })) as { outputs: { port: string }[] };
+    assert.equal(d.outputs.map((o) => o.port), [F.ACC1]);
+  } finally {
+    await nve.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test.run();

@@ -680,6 +680,147 @@ static u32 sourceIpCheck(u32 vn, u64 src, u32 etype, const u8 *l3, u32 l3len) {
   return SRC_OK;
 }
 
+/* ---------------------------------------------------------------- pipeline/acl.ts (issue 14)
+ * The case's VN ACL as assembly/pipeline/acl.ts lays it out and evaluates it:
+ * the from-VNIC list alone (a "both" rule is in it), each rule's tests as
+ * the lanes of two 4 x u32 vector compares before one branch (GCC vector
+ * extensions here, wasm SIMD there): (F & MASK) - LO <= SPAN lane by lane
+ * for F = [family | protocol << 8, source port, destination port, ICMP
+ * type], and the pre-masked prefixes. Loaded from the
+ * optional block after a case's frames (bench/dataplane.ts writeAcl). Only
+ * the from-VNIC direction of the access path is mirrored: the bench's ACL
+ * case is encapsulation. */
+#define ACL_MAX 4096u
+#define ACL_HAS_PROTO 1u
+#define ACL_HAS_SPORT 2u
+#define ACL_HAS_DPORT 4u
+#define ACL_HAS_ICMP 8u
+#define ACL_ANY 0xffffffffu
+#define ACL_UNKNOWN 0x10000u
+#define ACL_PASS (-1)
+#define ACL_DEFAULT 0x10000
+#define ACL_OK 0xffffffffu
+#define D_ACL_DENY_INDEX 44u /* assembly/drops.ts acl-deny */
+typedef u32 u32x4 __attribute__((vector_size(16)));
+typedef struct { u32x4 mask, lo, span, mask4, net4; u8 src[16], srcMask[16], dst[16], dstMask[16]; u32 index, action, pad[2]; } AclRule;
+static AclRule aclFrom[ACL_MAX] __attribute__((aligned(64)));
+static u64 aclHits[ACL_MAX], aclDefaultHits, aclDenyDrops;
+static u32 aclNFrom, aclDeny, aclDirs;
+
+static void aclPrefix(u8 *net, u8 *mask, const u8 *a, u32 plen) {
+  for (u32 b = 0; b < 16; b++) {
+    u32 bits = plen >= (b + 1) * 8 ? 8 : plen > b * 8 ? plen - b * 8 : 0;
+    mask[b] = (u8)((0xff00u >> bits) & 0xff);
+    net[b] = a[b] & mask[b];
+  }
+}
+
+static inline int allTrue(u32x4 m) { return m[0] & m[1] & m[2] & m[3] & 1; }
+
+static int aclScan4(u32x4 f, u32x4 a) {
+  for (u32 k = 0; k < aclNFrom; k++) {
+    const AclRule *r = &aclFrom[k];
+    u32x4 ok = (((f & r->mask) - r->lo) <= r->span) & ((a & r->mask4) == r->net4);
+    if (allTrue(ok)) return (int)k;
+  }
+  return -1;
+}
+
+static int aclScan6(u32x4 f, const u8 *a) {
+  u32x4 s, t;
+  memcpy(&s, a, 16);
+  memcpy(&t, a + 16, 16);
+  for (u32 k = 0; k < aclNFrom; k++) {
+    const AclRule *r = &aclFrom[k];
+    u32x4 sm, sn, tm, tn;
+    memcpy(&sm, r->srcMask, 16); memcpy(&sn, r->src, 16); memcpy(&tm, r->dstMask, 16); memcpy(&tn, r->dst, 16);
+    u32x4 ok = (((f & r->mask) - r->lo) <= r->span) & ((s & sm) == sn) & ((t & tm) == tn);
+    if (allTrue(ok)) return (int)k;
+  }
+  return -1;
+}
+
+/* acl.ts aclEval (from the VNIC): the deciding rule's index, ACL_DEFAULT, ACL_PASS, or -2/-3 (an unreadable header) */
+static int aclEval(u32 etype, const u8 *l3, u32 l3len) {
+  if ((aclDirs & 1) == 0) return ACL_PASS;
+  u32 proto, l4len = 0;
+  const u8 *l4 = 0;
+  int is4 = etype == ETHERTYPE_IPV4;
+  if (is4) {
+    if (l3len < 20) return -2;
+    u32 vi = l3[0], ihl = (vi & 0xf) << 2;
+    if ((vi >> 4) != 4 || ihl < 20) return -3;
+    if (ihl > l3len) return -2;
+    proto = l3[9];
+    if ((rd16(l3 + 6) & 0xff1f) == 0) { l4 = l3 + ihl; l4len = l3len - ihl; }
+  } else if (etype == ETHERTYPE_IPV6) {
+    if (l3len < 40) return -2;
+    if ((l3[0] >> 4) != 6) return -3;
+    proto = l3[6]; l4 = l3 + 40; l4len = l3len - 40;
+    if (proto == IPPROTO_ICMPV6 && l4len >= 1 && l4[0] >= 133 && l4[0] <= 137) return ACL_PASS;
+  } else return ACL_PASS;
+  u32 sport = ACL_UNKNOWN, dport = ACL_UNKNOWN, itype = ACL_UNKNOWN;
+  if (l4) {
+    if (l4len >= 4) { sport = ld16(l4); dport = ld16(l4 + 2); }
+    if (l4len >= 1) itype = l4[0];
+  }
+  u32x4 f = { (is4 ? 4u : 6u) | (proto << 8), sport, dport, itype };
+  int k = is4 ? aclScan4(f, (u32x4){ rd32(l3 + 12), rd32(l3 + 16), 0, 0 }) : aclScan6(f, l3 + 8);
+  if (k >= 0) return aclFrom[k].action ? (int)aclFrom[k].index : ACL_PASS;
+  return aclDeny ? ACL_DEFAULT : ACL_PASS;
+}
+
+/* acl.ts aclCheck: ACL_OK or the drop reason, the deny counted on its rule */
+static u32 aclCheck(u32 etype, const u8 *l3, u32 l3len) {
+  int k = aclEval(etype, l3, l3len);
+  if (k == ACL_PASS) return ACL_OK;
+  if (k == -2) return D_TRUNCATED;
+  if (k == -3) return D_BAD_IP_HEADER;
+  if (k == ACL_DEFAULT) aclDefaultHits++; else aclHits[k]++;
+  return D_ACL_DENY_INDEX;
+}
+
+/* common.ts drop for acl-deny, whose index lies past this mirror's drop table */
+static void aclDrop(u32 reason) {
+  if (reason != D_ACL_DENY_INDEX) { drop(reason); return; }
+  aclDenyDrops++;
+  ctrInc(globalCtr, GC_DROPPED, 1);
+  ctrInc(portCtr + ((size_t)curPort * PORT_CTR << 3), PC_DROPS, 1);
+  if (curVn >= 0) ctrInc(vnCtr + ((size_t)curVn * VN_CTR << 3), VC_DROPS, 1);
+}
+
+/* The optional ACL block after a case's frames: u32 default (1 deny), u32 n, then per rule
+ * u32 family, dirs, action, has, proto, icmpType, sLo, sHi, dLo, dHi, srcPlen (0xff none),
+ * 16 bytes, dstPlen, 16 bytes (host/dataplane/acl.ts CompiledRule). acl.ts setAclRule's layout. */
+static void loadAcl(const u8 *p, const u8 *end) {
+  aclNFrom = 0; aclDeny = 0; aclDirs = 0;
+  if (end - p < 8) return;
+  aclDeny = rd32(p);
+  u32 n = rd32(p + 4);
+  p += 8;
+  if (n > ACL_MAX || (size_t)(end - p) < (size_t)n * 80) { fprintf(stderr, "dpbench: bad ACL block\n"); exit(1); }
+  for (u32 k = 0; k < n; k++, p += 80) {
+    u32 family = rd32(p), dirs = rd32(p + 4), has = rd32(p + 12), proto = rd32(p + 16);
+    if ((dirs & 1) == 0) continue;
+    AclRule *r = &aclFrom[aclNFrom++];
+    memset(r, 0, sizeof *r);
+    u32 pm = (family ? 0xffu : 0) | ((has & ACL_HAS_PROTO) ? 0xff00u : 0);
+    u32 sLo = rd32(p + 24), sHi = rd32(p + 28), dLo = rd32(p + 32), dHi = rd32(p + 36);
+    int hs = (has & ACL_HAS_SPORT) != 0, hd = (has & ACL_HAS_DPORT) != 0, hi = (has & ACL_HAS_ICMP) != 0;
+    r->mask = (u32x4){ pm, ACL_ANY, ACL_ANY, ACL_ANY };
+    r->lo = (u32x4){ (family | (proto << 8)) & pm, hs ? sLo : 0, hd ? dLo : 0, hi ? rd32(p + 20) : 0 };
+    r->span = (u32x4){ 0, hs ? sHi - sLo : ACL_ANY, hd ? dHi - dLo : ACL_ANY, hi ? 0 : ACL_ANY };
+    u32 sp = rd32(p + 40), dp = rd32(p + 60);
+    if (sp != 0xff) aclPrefix(r->src, r->srcMask, p + 44, sp);
+    if (dp != 0xff) aclPrefix(r->dst, r->dstMask, p + 64, dp);
+    r->mask4 = (u32x4){ rd32(r->srcMask), rd32(r->dstMask), 0, 0 };
+    r->net4 = (u32x4){ rd32(r->src), rd32(r->dst), 0, 0 };
+    r->index = k;
+    r->action = rd32(p + 8);
+  }
+  aclDirs = (aclNFrom || aclDeny) ? 1 : 0;
+}
+
 static void accessFrame(u32 port, const u8 *p, u32 len) {
   setCur(port, -1);
   if (len < DOT1Q_HLEN) { drop(D_TRUNCATED); return; }
@@ -734,6 +875,8 @@ static void accessFrame(u32 port, const u8 *p, u32 len) {
       }
     }
   }
+
+  if (aclDirs & 1) { u32 why = aclCheck(etype, l3, l3len); if (why != ACL_OK) { aclDrop(why); return; } } /* acl.ts, from the VNIC */
 
   u32 pcp = tci >> 13;
   u64 dst = macRaw(p);
@@ -1232,6 +1375,7 @@ static void loadCase(Rd *r, Case *c) {
     exit(1);
   }
   c->frames = gbytes(r, (size_t)c->stride * c->nFrames);
+  loadAcl(r->p, r->end); /* issue 14: the VN's ACL, when the case has one */
 }
 
 /* ---------------------------------------------------------------- the run */

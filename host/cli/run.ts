@@ -123,10 +123,13 @@ export async function runCommand(argv: string[]): Promise<number> {
     let startResolver = async (): Promise<void> => {};
     let trace: ((port: string, frame: Uint8Array) => unknown) | undefined; // one frame on the running tables (admin `trace`)
     let tap: import("./admin-extras.js").TapSource | undefined;
+    // where the data plane's learn records come from (PROTOCOL.md §5 learn: glean)
+    let onLearn: (h: (recs: import("../dataplane/dataplane.js").LearnRecord[]) => void) => void = () => {};
     if (io === "none") {
       const { DataPlane } = await import("../dataplane/dataplane.js");
       const dp = await DataPlane.create({ loader });
       programmer = { apply: async (ops) => dp.apply(ops) };
+      onLearn = (h) => { dp.learnSink = h; };
       counters = () => dp.counters();
       trace = (port, frame) => {
         const r = dp.trace(port, frame);
@@ -145,6 +148,7 @@ export async function runCommand(argv: string[]): Promise<number> {
       for (const m of pool.modes) log(`io: afxdp ${m}`);
       pool.closed.catch((e: Error) => { log(`FATAL io: packet I/O failed: ${e.message}`); process.exitCode = 1; process.kill(process.pid, "SIGTERM"); });
       cleanup.push(() => pool.stop());
+      onLearn = (h) => pool.onLearn(h);
       // The next hops resolved by the NVE (issue 11; host/underlay/resolver.ts):
       // from underlay.gateway or the kernel's routes, by ARP/ND, unless
       // gatewayMac fixes one; started once the static ops (whose underlay op
@@ -223,6 +227,29 @@ export async function runCommand(argv: string[]): Promise<number> {
       const { startNveIma } = await import("../ima-client/wire.js");
       const ima = await startNveIma({ config: cfg, core: svc.core, client: svc.client, programmer, store, log });
       cleanup.push(() => ima.stop()); // runs before svc.stop (cleanup runs in reverse)
+    }
+    // learn: glean (PROTOCOL.md §5): the sources the data plane reports become
+    // bindings of their VAP, stored, programmed and announced (host/control/glean.ts)
+    {
+      const { Gleaner } = await import("../control/glean.js");
+      const c = svc.core;
+      const gleaner = new Gleaner({
+        profile: (vn) => c.catalog.get(vn)?.profile,
+        tag: (port, vn) => c.model.vaps.get(`${port}|${vn}`)?.tag,
+        signalledMac: (vn, mac) => c.model.macOwner.has(`${vn}|${mac}`),
+        signalledIp: (vn, ip) => c.model.ipOwner.has(`${vn}|${ip}`),
+        apply: (ops) => programmer.apply(ops),
+        persist: (changes) => store.transaction((w) => { for (const [k, r] of changes) r ? w.put("learned", k, r) : w.del("learned", k); }),
+        announce: (ch) => c.ima?.applyLocal(ch),
+        now: () => Date.now(),
+        log,
+      });
+      c.gleaned = () => gleaner.list();
+      await gleaner.restore(store.list("learned").map(([, r]) => r));
+      onLearn((recs) => void gleaner.learn(recs).catch(() => { /* logged by the gleaner */ }));
+      const sweep = setInterval(() => void gleaner.sweep().catch(() => { /* logged */ }), 1000);
+      sweep.unref();
+      cleanup.push(async () => clearInterval(sweep));
     }
 
     const { Reloader } = await import("./reload.js");

@@ -33,7 +33,7 @@ export function render(what: string, data: any): string {
     case "bindings": {
       const rows = [["VN", "MAC", "IPS", "WHERE", "PORT/NVE", "TAG", "VNIC", "HV", "STATE"]];
       for (const b of data) rows.push([String(b.vn), b.mac, b.ips.join(","), b.where, b.where === "local" ? b.port : `${b.nve} (${b.ip})`,
-        b.tag === undefined ? "" : String(b.tag), b.vnic ?? "", b.hv ?? "", b.state ? b.state + (b.holdUntil ? ` held until ${iso(b.holdUntil)}` : "") : ""]);
+        b.tag === undefined ? "" : String(b.tag), b.vnic ?? (b.learn === "glean" ? "glean" : ""), b.hv ?? "", b.state ? b.state + (b.holdUntil ? ` held until ${iso(b.holdUntil)}` : "") : ""]);
       return table(rows);
     }
     case "vns": {

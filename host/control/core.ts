@@ -87,6 +87,8 @@ export class NveCore {
   onEvent: (hv: string, event: Event) => void;
   /** Set once the IMA client runs (host/cli/run.ts); absent = no IMA. */
   ima: ImaLink | undefined;
+  /** The gleaned bindings (host/control/glean.ts), for `show bindings`; set by host/cli/run.ts. */
+  gleaned: (() => { vn: number; mac: string; ips: string[]; port: string; seen: number }[]) | undefined;
   private readonly hvPort = new Map<string, string>();
   /** hv → the VN lists it must be in (its port's, its own), each as ids/names/aliases in text; none = every VN */
   private readonly hvVns = new Map<string, Set<string>[]>();
@@ -826,6 +828,9 @@ export class NveCore {
         rows.push({ vn, mac: normMac(a.mac), ips: (a.ips ?? []).map(normIp), where: "remote", nve: rem.nve, ip: rem.ip });
       }
     for (const r of this.ima?.remoteBindings?.() ?? []) rows.push({ ...r, where: "remote", source: "ima" });
+    // PROTOCOL.md §5 learn: glean: bindings of a VAP, not of a VNIC
+    for (const g of this.gleaned?.() ?? [])
+      rows.push({ vn: g.vn, mac: g.mac, ips: g.ips, where: "local", port: g.port, tag: this.tagOf(g.port, g.vn), learn: "glean", state: "active", seen: g.seen });
     return rows.sort((a, b) => (a.vn as number) - (b.vn as number) || String(a.mac).localeCompare(String(b.mac)));
   }
 

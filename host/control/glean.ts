@@ -24,8 +24,8 @@ import type { LocalChange } from "../ima-client/client.js";
 export const DEFAULT_LEARN_AGE_MS = 300_000;
 export const DEFAULT_MAX_LEARNED = 1024;
 
-/** A gleaned binding as stored (store collection `learned`, key `${vn}|${mac}`). */
-export interface LearnedRecord { vn: number; mac: string; port: string; ips: string[]; seen: number }
+import type { LearnedRecord } from "../store/store.js";
+export type { LearnedRecord };
 
 export interface GleanerDeps {
   /** The VN's profile, or undefined for a VN this NVE does not have. */
@@ -72,7 +72,10 @@ export class Gleaner {
       const ops: DpOp[] = [];
       const changed = new Set<string>();
       for (const r of recs) {
-        if (this.d.tag(r.port, r.vn) === undefined || this.d.signalledMac(r.vn, r.mac)) continue;
+        if (this.d.tag(r.port, r.vn) === undefined || this.d.signalledMac(r.vn, r.mac)) {
+          changed.add(key(r.vn, r.mac)); // its VAP is gone or a VNIC claimed it: dropped from the store
+          continue;
+        }
         this.bound.set(key(r.vn, r.mac), { ...r, seen: this.d.now() });
         this.count(r.port, r.vn, 1, ops);
         ops.push({ op: "mac.local", vn: r.vn, mac: r.mac, port: r.port, active: true, glean: true });

@@ -103,5 +103,11 @@ export async function instantiateComponent(o: { liftedBatch?: boolean } = {}): P
   ex.puntCount = { get value() { return corePuntCount(); } };
   ex.puntLost = { get value() { return puntLost(); } };
   ex.puntTotal = { get value() { return puntTotal(); } };
+  // the learn area's count, read after every batch like punt-count (assembly/pipeline/glean.ts)
+  const coreLearnCount = (core.exports as Record<string, () => number>)["nvedge:dataplane/frames@0.1.0#learn-count"];
+  if (typeof coreLearnCount !== "function") throw new Error("the data plane component's core module has no frames.learn-count export");
+  const { learnLost } = c.frames;
+  ex.learnCount = { get value() { return coreLearnCount(); } };
+  ex.learnLost = { get value() { return learnLost(); } };
   return ex;
 }

@@ -8,7 +8,7 @@ import { parseMac, parseIp, ip4Value, unicastMacInto, macBytes, type Mac, type I
 import { adviseHugePages } from "./memory.js";
 import { L3State } from "./l3.js";
 import { wasmPath } from "../paths.js";
-import { compileAcl, compileQos, learnProblems } from "./acl.js";
+import { compileAcl, compileQos, learnProblems, DIR_FROM, DIR_TO } from "./acl.js";
 
 /** One source the data plane gleaned (assembly/pipeline/glean.ts): a MAC (new or moved), an IP of it, or a MAC seen again. */
 export interface LearnRecord { vn: number; port: string; kind: "mac" | "ip" | "seen"; mac: string; ip?: string }
@@ -542,7 +542,7 @@ export class DataPlane {
           this.releaseRemote(t.r);
         }
         this.floodRelease(v);
-        ex.setAcl(v.idx, 0, 0, 0, 0);
+        ex.setAcl(v.idx, 0, 0, 0, 0, 0);
         this.aclRelease(v);
         this.prefixes = this.prefixes.filter((x) => x.vnIdx !== v.idx);
         this.writePrefixes();
@@ -819,6 +819,10 @@ export class DataPlane {
     const ex = this.ex;
     const acl = compileAcl(v.profile).acl!;
     const n = acl.rules.length;
+    // the VN's block: the from-VNIC list at off, the to-VNIC list at off + cap
+    // (a "both" rule in each), each slot's deny counter at the rule's index
+    const from = acl.rules.map((r, k) => ({ r, k })).filter((x) => x.r.dirs & DIR_FROM);
+    const to = acl.rules.map((r, k) => ({ r, k })).filter((x) => x.r.dirs & DIR_TO);
     let off = 0, cap = 0;
     if (n > 0) {
       cap = 4;
@@ -826,21 +830,23 @@ export class DataPlane {
       const free = this.aclFree.get(cap);
       if (free?.length) off = free.pop()!;
       else {
-        if (this.aclNext + cap > 65536) throw new DataPlaneError(i, "profile.acl", "the ACL rule pool (65536 rules) is full");
+        if (this.aclNext + 2 * cap > 65536) throw new DataPlaneError(i, "profile.acl", "the ACL rule pool (65536 slots) is full");
         off = this.aclNext;
-        this.aclNext += cap;
+        this.aclNext += 2 * cap;
       }
       const s = new Uint8Array(32);
-      acl.rules.forEach((r, k) => {
+      const put = (slot: number, { r, k }: { r: (typeof acl.rules)[number]; k: number }) => {
         s.fill(0);
         if (r.src) s.set(r.src.bytes, 0);
         if (r.dst) s.set(r.dst.bytes, 16);
         this.scratchWrite(s);
-        this.check(ex.setAclRule(off + k, r.family, r.dirs, r.action, r.has, r.proto, r.icmpType, r.srcLo, r.srcHi, r.dstLo, r.dstHi,
+        this.check(ex.setAclRule(slot, k, r.family, r.action, r.has, r.proto, r.icmpType, r.srcLo, r.srcHi, r.dstLo, r.dstHi,
           r.src ? r.src.plen : 0xff, r.dst ? r.dst.plen : 0xff), i, "profile.acl");
-      });
+      };
+      from.forEach((x, j) => put(off + j, x));
+      to.forEach((x, j) => put(off + cap + j, x));
     }
-    this.check(ex.setAcl(v.idx, off, n, acl.deny ? 1 : 0, acl.dirs), i, "profile.acl");
+    this.check(ex.setAcl(v.idx, off, cap, from.length, to.length, acl.deny ? 1 : 0), i, "profile.acl");
     this.aclRelease(v);
     v.aclOff = off; v.aclCap = cap; v.aclN = n;
     const q = compileQos(v.profile).qos!;
@@ -1095,7 +1101,7 @@ export class DataPlane {
       if (!v.profile.acl?.length && v.profile.aclDefault !== "deny") continue;
       const rules: Record<string, number> = {};
       for (let k = 0; k < v.aclN; k++) rules[String(k)] = rd(hp + (v.aclOff + k) * 8);
-      acl[String(id)] = { default: rd(ap + v.idx * 16 + 8), rules };
+      acl[String(id)] = { default: rd(ap + v.idx * 24 + 16), rules };
     }
     return { frames: { rx: rd(g), forwarded: rd(g + 8), outputs: rd(g + 16), dropped: rd(g + 24) }, drops, ports, vns, acl };
   }

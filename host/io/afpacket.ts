@@ -25,7 +25,7 @@ import { availableParallelism } from "node:os";
 import { loadAddon, type OpenOptions } from "./addon.js";
 import { workerUrl } from "../paths.js";
 import type { DataPlaneProgrammer, DpOp } from "../dataplane/ops.js";
-import { DataPlaneError } from "../dataplane/dataplane.js";
+import { DataPlaneError, type LearnRecord } from "../dataplane/dataplane.js";
 import type { NveConfig } from "../config/types.js";
 import type { FromWorker, ToWorker, WorkerInit, LoopStats, TapSpec, TappedFrame } from "./worker.js";
 import type { SocketStats } from "./addon.js";
@@ -171,9 +171,18 @@ export class WorkerPool implements DataPlaneProgrammer {
     return done.then((r) => r[0] as { steps: string[]; drop?: string; outputs: { port: string; frame: Uint8Array }[] });
   }
 
+  private learnHandlers: ((recs: LearnRecord[]) => void)[] = [];
+
+  /** Called with every batch's learn records of every worker (assembly/pipeline/glean.ts). */
+  onLearn(h: (recs: LearnRecord[]) => void): void { this.learnHandlers.push(h); }
+
   private onMessage(m: FromWorker): void {
     if (m.type === "punt") {
       for (const f of m.frames) for (const h of this.puntHandlers) h(f.port, f.frame);
+      return;
+    }
+    if (m.type === "learn") {
+      for (const h of this.learnHandlers) h(m.recs);
       return;
     }
     if (m.type === "traced") {

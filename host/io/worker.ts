@@ -11,7 +11,7 @@
 import { workerData, parentPort, receiveMessageOnPort, type MessagePort } from "node:worker_threads";
 import { loadAddon, type OpenOptions, type SocketStats } from "./addon.js";
 import type { DpOp } from "../dataplane/ops.js";
-import { DataPlane, DataPlaneError } from "../dataplane/dataplane.js";
+import { DataPlane, DataPlaneError, type LearnRecord } from "../dataplane/dataplane.js";
 
 export interface WorkerInit {
   id: number;
@@ -65,7 +65,9 @@ export type FromWorker =
   | { type: "tapped"; id: number; tap: number; frames: TappedFrame[] }
   | { type: "traced"; id: number; seq: number; steps: string[]; drop?: string; outputs: { port: string; frame: Uint8Array }[] }
   /** Frames the data plane handed to the host (assembly/pipeline/punt.ts: ARP/ND for underlay.ip). */
-  | { type: "punt"; id: number; frames: { port: string; frame: Uint8Array }[] };
+  | { type: "punt"; id: number; frames: { port: string; frame: Uint8Array }[] }
+  /** Sources the data plane gleaned in a batch (assembly/pipeline/glean.ts), for the host's gleaner. */
+  | { type: "learn"; id: number; recs: LearnRecord[] };
 
 export interface LoopStats {
   /** Batches processed (one dp.process call each, more only when the output area filled). */
@@ -194,6 +196,8 @@ async function main(): Promise<void> {
     if (dp.puntCount() !== 0) {
       post({ type: "punt", id: init.id, frames: dp.punts().map((x) => ({ port: dp.portName(x.port), frame: x.frame })) });
     }
+    // sources gleaned in the batch (learn: glean VNs only; read only when there are some)
+    if (dp.learnCount() !== 0) post({ type: "learn", id: init.id, recs: dp.learned() });
     if (outs === 0) return;
     loop.outputs += outs;
     loop.unsent += outs - pio.send(byPort, mem, L.outDescBase, L.hdrBase, L.hdrSlot, outs);

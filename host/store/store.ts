@@ -53,6 +53,9 @@ export interface RemoteRecord { vn: number; mac: string; nve: string; ip: string
 /** A remote NVE on a VN's flood list (§6 `ima/vtep/{id}/{nve}`), cached likewise. Key: `${vn}|${nve}`. */
 export interface VtepRecord { vn: number; nve: string; ip: string }
 
+/** A binding gleaned on a VAP (PROTOCOL.md §5 learn: glean; host/control/glean.ts). Key: `${vn}|${mac}`. */
+export interface LearnedRecord { vn: number; mac: string; port: string; ips: string[]; seen: number }
+
 export interface Collections {
   vnics: VnicRecord;
   vaps: VapRecord;
@@ -62,10 +65,11 @@ export interface Collections {
   vns: VnRecord;
   remotes: RemoteRecord;
   vteps: VtepRecord;
+  learned: LearnedRecord;
   meta: unknown;
 }
 export type CollectionName = keyof Collections;
-export const COLLECTIONS: CollectionName[] = ["vnics", "vaps", "quarantine", "hvs", "timers", "vns", "remotes", "vteps", "meta"];
+export const COLLECTIONS: CollectionName[] = ["vnics", "vaps", "quarantine", "hvs", "timers", "vns", "remotes", "vteps", "learned", "meta"];
 
 export interface StoreReader {
   get<C extends CollectionName>(c: C, key: string): Collections[C] | undefined;
