@@ -16,6 +16,7 @@ import type { NveCore } from "../control/core.js";
 import { ImaClient } from "./client.js";
 import { ImaCacheWriter } from "./nve-cache.js";
 import { localBindingsOf, localChangesFor, servedVnsOf } from "./nve-glue.js";
+import { routerMacOf } from "../config/l3.js";
 
 export interface NveImaOptions {
   config: NveConfig;
@@ -33,7 +34,7 @@ export async function startNveIma(o: NveImaOptions): Promise<{ client: ImaClient
   const cache = new ImaCacheWriter(o.store, new Set(o.config.vns.map((v) => v.id)), log);
   const ima = await ImaClient.start({
     nve: o.config.nve, ip: o.config.underlay.ip, client: o.client, programmer: cache.wrap(o.programmer),
-    served: served0, local: local0,
+    served: served0, local: local0, routerMac: routerMacOf(o.config),
     current: (id) => core.catalog.get(id),
     onMoved: (vn, mac, by) => {
       const owner = core.model.macOwner.get(`${vn}|${mac}`);
