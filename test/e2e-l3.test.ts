@@ -123,4 +123,72 @@ test("a VM on blue pings a VM on red through the anycast gateway: on one NVE, an
   }
 });
 
+// A Linux host as FRR's EVPN type-5 setup builds it: a bridge per L3 VNI with
+// the VXLAN device in it (the bridge's MAC is the host's router MAC), and the
+// remote prefix installed as FRR does (route via the remote VTEP, onlink on
+// the bridge; the VTEP's router MAC as its neighbour entry; an FDB entry
+// sending that MAC to the VTEP). FRR puts all of it in the tenant's VRF; this
+// kernel has no VRF devices (`ip link add x type vrf` is "Unknown device
+// type"), so the host's own tables stand in for the VRF.
+const KH = { ip: "192.0.2.2", mac: "02:00:00:00:0c:01", rmac: "02:00:00:00:0c:02", tenant: "10.9.0.5" };
+
+function hostConfig(): Record<string, unknown> {
+  const c = nveConfig("a") as Record<string, any>;
+  c.underlay.gatewayMac = KH.mac;
+  // the host's tenant address: a binding in a routed VN of the domain, held by the host's VTEP
+  c.vns.push({ id: 300, alias: "ext", vni: 5300, profile: { encap: "vxlan", service: "l3", mtu: 1450, gateway: { ips: ["10.9.0.1/24"], mac: GW }, l3domain: 1 } });
+  c.vnics = c.vnics.filter((v: any) => v.vns[0].addrs[0].mac === VMS.vm1.mac);
+  c.remotes = [{ nve: "khost", ip: KH.ip, routerMac: KH.rmac, vns: [300], addrs: [{ vn: 300, mac: KH.rmac, ips: [KH.tenant] }] }];
+  return c;
+}
+
+test("a Linux host doing symmetric IRB (bridge + VXLAN for the L3 VNI, FRR's type-5 routes) reaches a VM behind nvedge, and back", async () => {
+  if (!ROOT_OK) return;
+  const made: Ns[] = [];
+  const procs: ChildProcess[] = [];
+  const ovs: OvsInstance[] = [];
+  const logs: string[] = [];
+  const dir = mkdtempSync("/tmp/nvl-l3-");
+  const mk = (tag: string) => { const n = createNetns(uniqueName(tag)); made.push(n); return n; };
+  try {
+    const [nveA, hvA, vm1, kh] = ["l3na", "l3ha", "l3v1", "l3kh"].map(mk);
+    vethPair({ ns: nveA, name: "ul", mac: UL.a.mac }, { ns: kh, name: "ul", mac: KH.mac });
+    ovs.push(hypervisor(hvA, nveA, [[vm1, "vm1"]], join(dir, "oa")));
+    // the host: underlay address, the L3 VNI's bridge and VXLAN device, its tenant address
+    kh.exec(["ip", "addr", "add", `${KH.ip}/24`, "dev", "ul"]);
+    kh.exec(["ip", "link", "add", "br9001", "address", KH.rmac, "type", "bridge"]);
+    kh.exec(["ip", "link", "add", "vx9001", "type", "vxlan", "id", "9001", "local", KH.ip, "dstport", "4789", "nolearning", "dev", "ul"]);
+    kh.exec(["ip", "link", "set", "vx9001", "master", "br9001"]);
+    for (const d of ["vx9001", "br9001"]) kh.exec(["ip", "link", "set", d, "up"]);
+    kh.exec(["ip", "addr", "add", `${KH.tenant}/32`, "dev", "lo"]); // (no dummy devices on this kernel either)
+    // FRR's type-5 route for the VM's subnet: via nvedge's VTEP, onlink on the L3 VNI's bridge, its router MAC
+    kh.exec(["ip", "route", "add", "10.1.0.0/24", "via", UL.a.ip, "dev", "br9001", "onlink", "src", KH.tenant]);
+    kh.exec(["ip", "neigh", "add", UL.a.ip, "lladdr", UL.a.mac, "dev", "br9001", "nud", "permanent"]);
+    kh.exec(["bridge", "fdb", "add", UL.a.mac, "dev", "vx9001", "dst", UL.a.ip, "self", "permanent"]);
+    kh.exec(["bridge", "fdb", "add", UL.a.mac, "dev", "vx9001", "master", "static"]);
+    const cfg = join(dir, "nve-a.json");
+    writeFileSync(cfg, JSON.stringify(hostConfig(), null, 2));
+    const child = spawn("ip", ["netns", "exec", nveA.name, process.execPath, BIN, "run", "--config", cfg, "--io", "afpacket", "--memory-store",
+      "--listen", "127.0.0.1:18830", "--admin-socket", join(dir, "a.sock"), "--log-level", "warn"], { stdio: ["ignore", "pipe", "pipe"] });
+    child.stdout!.on("data", (d) => logs.push(`[nve-a] ${d}`));
+    child.stderr!.on("data", (d) => logs.push(`[nve-a] ${d}`));
+    procs.push(child);
+    const why = () => logs.join("").slice(-4000);
+    // the host reaches the VM: routed by the host into the L3 VNI, by nvedge out of it to the VM
+    try { await warmUp(kh.name, VMS.vm1.ip, 20_000); } catch (e) { throw new Error(`${(e as Error).message}\n${why()}`); }
+    let r = await ping(kh.name, VMS.vm1.ip, { count: 5 });
+    assert.is(r.received, 5, r.out + why());
+    assert.match(r.out, /ttl=63/, "the VM's reply routed once (by nvedge; the host originates its own echo)");
+    // and the VM reaches the host through its anycast gateway
+    r = await ping(vm1.name, KH.tenant, { count: 3 });
+    assert.is(r.received, 3, r.out + why());
+    assert.match(r.out, /ttl=63/, "routed once by nvedge into the L3 VNI; the host answers itself");
+  } finally {
+    for (const p of procs) { try { p.kill("SIGKILL"); } catch { /* gone */ } }
+    for (const o of ovs) await stopOvs(o).catch(() => {});
+    for (const n of made) removeNetns(n.name);
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test.run();
