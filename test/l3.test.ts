@@ -19,6 +19,7 @@ import { parseConfig, ConfigError } from "../host/config/load.js";
 import { offlineOps } from "../host/control/static.js";
 import { DataPlane, DataPlaneError } from "../host/dataplane/dataplane.js";
 import type { DpOp } from "../host/dataplane/ops.js";
+import { ImaCore, DEFAULT_IMA_SETTINGS } from "../host/ima/core.js";
 import * as E from "./support/encoder.js";
 import * as F from "./support/frames.js";
 import { eqBytes, dropped, fixtureLoader } from "./support/dp-fixture.js";
@@ -243,6 +244,18 @@ test("a VN made L2 again stops routing and answering for its gateway; deleted, i
   check(dp2, { name: "nor accepted on the L3 VNI", port: "uplink", frame: fromB(D.ip4, A.ip4, 63), out: null, drop: "unknown-vtep" });
 });
 
+test("a VN whose domain is declared later (the IMA publishes them in any order, a restart programs cached VNs first) is routed from then on", async () => {
+  const ops = offlineOps(parseConfig(JSON.stringify(config()), "l3.json"));
+  const dom = ops.filter((o) => o.op === "l3domain");
+  assert.is(dom.length, 1);
+  const dp = await DataPlane.create({ macLog2: 12, ipLog2: 12, loader: fixtureLoader });
+  dp.apply(ops.filter((o) => o.op !== "l3domain"));
+  // not routed yet: the gateway MAC is no one's, so the frame is unknown unicast in blue, whose flood list is empty
+  dropped(F.send(dp, "acc1", toGw(A, B.ip4)), "flood-empty", "before the domain");
+  dp.apply(dom);
+  for (const c of cases()) check(dp, c);
+});
+
 function configError(edit: (c: Record<string, any>) => void): ConfigError {
   const c = config();
   edit(c);
@@ -282,7 +295,6 @@ test("bad input: one clear error naming the key (gateway outside its prefix, und
     }
     assert.is(F.send(dp, "acc1", toGw(A, B.ip4)).outs.length, before, "still routed as before");
   };
-  refuse([{ op: "vn", vn: 300, vni: 5300, profile: l3Profile(BLUE, { l3domain: 2 }) as any }], /profile\.l3domain/, /not declared/);
   refuse([{ op: "l3domain", id: 2, vni: RED.vni, routerMac: UL_MAC }], /\(vni\)/, /is the VNI of VN 200/);
   refuse([{ op: "vn", vn: 300, vni: L3VNI, profile: { encap: "vxlan", mtu: 1500 } }], /\(vni\)/, /L3 VNI of l3domain 1/);
   refuse([{ op: "vn", vn: RED.id, vni: RED.vni, profile: l3Profile(RED, { gateway: { ips: ["10.2.0.255/24"], mac: GW } }) as any }],
@@ -301,6 +313,54 @@ test("bad input: one clear error naming the key (gateway outside its prefix, und
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+// ---- the IMA's catalog (PROTOCOL.md §6: l3domain/{id}, l3domain.create/delete/list, the vtep record's routerMac)
+
+function imaCore(): { req: (who: string, op: string, body?: Record<string, unknown>) => { rsp: Record<string, any>; pubs: Record<string, string> } } {
+  const core = new ImaCore({ ...DEFAULT_IMA_SETTINGS, operators: ["alice"], nves: [{ id: "nve-a", ip: UL_IP }] }, () => 0);
+  let n = 0;
+  return {
+    req(who, op, body = {}) {
+      const r = core.run([{ who, payload: Buffer.from(JSON.stringify({ id: `r${++n}`, op, ...body })) }]);
+      core.published_(r.publishes); // as the service does once the broker acknowledged them
+      return { rsp: r.responses[0].rsp, pubs: Object.fromEntries(r.publishes.map((p) => [p.topic, p.payload])) };
+    },
+  };
+}
+
+test("IMA: l3domain.create publishes the domain; routed VNs must name a declared one; an L3 VNI is no VN's VNI; the vtep record carries the router MAC", () => {
+  const ima = imaCore();
+  const bad = (r: { rsp: Record<string, any> }, code: string, field: string, msg: RegExp) => {
+    assert.is(r.rsp.ok, false, JSON.stringify(r.rsp));
+    assert.is(r.rsp.error.code, code);
+    assert.is(r.rsp.error.field, field);
+    assert.match(r.rsp.error.message, msg);
+  };
+  bad(ima.req("nve-a", "l3domain.create", { l3domain: 1, vni: L3VNI }), "not-authorized", "op", /not an operator/);
+  let r = ima.req("alice", "l3domain.create", { l3domain: 1, vni: L3VNI });
+  assert.ok(r.rsp.ok, JSON.stringify(r.rsp));
+  assert.equal(r.pubs, { "nvo3/v1/ima/l3domain/1": JSON.stringify({ id: 1, vni: L3VNI }) });
+  assert.equal(ima.req("alice", "l3domain.create", { l3domain: 1, vni: L3VNI }).pubs, {}, "the same create again changes nothing");
+  bad(ima.req("alice", "l3domain.create", { l3domain: 1, vni: 9002 }), "bad-request", "l3domain", /already has L3 VNI 9001/);
+  const blue = { vn: { id: BLUE.id }, alias: "blue", vni: BLUE.vni, profile: l3Profile(BLUE) };
+  bad(ima.req("alice", "vn.create", { ...blue, profile: l3Profile(BLUE, { l3domain: 2 }) }), "bad-request", "profile.l3domain", /l3domain 2 is not declared/);
+  bad(ima.req("alice", "vn.create", { ...blue, vni: L3VNI }), "bad-request", "vni", /VNI 9001 is the L3 VNI of l3domain 1/);
+  bad(ima.req("alice", "vn.create", { ...blue, profile: l3Profile(BLUE, { gateway: { ips: ["10.1.0.0/24"], mac: GW } }) }),
+    "bad-request", "profile.gateway.ips.0", /outside the VN's prefix/);
+  r = ima.req("alice", "vn.create", blue);
+  assert.ok(r.rsp.ok, JSON.stringify(r.rsp));
+  assert.equal(JSON.parse(r.pubs["nvo3/v1/ima/vn/100"]).profile.gateway, { ips: ["10.1.0.1/24", "2001:db8:1::1/64"], mac: GW });
+  bad(ima.req("alice", "l3domain.create", { l3domain: 2, vni: BLUE.vni }), "bad-request", "vni", /L3 VNI 5100 is the VNI of VN 100/);
+  bad(ima.req("alice", "l3domain.delete", { l3domain: 1 }), "bad-request", "l3domain", /used by VN 100/);
+  r = ima.req("nve-a", "vtep.join", { vn: { id: 100 }, ip: UL_IP, routerMac: "02:00:00:00:01:01" });
+  assert.ok(r.rsp.ok, JSON.stringify(r.rsp));
+  assert.equal(JSON.parse(r.pubs["nvo3/v1/ima/vtep/100/nve-a"]), { ip: UL_IP, routerMac: "02:00:00:00:01:01" });
+  assert.equal(ima.req("alice", "l3domain.list").rsp.l3domains, [{ id: 1, vni: L3VNI }]);
+  assert.ok(ima.req("alice", "vn.delete", { vn: { id: 100 } }).rsp.ok);
+  r = ima.req("alice", "l3domain.delete", { l3domain: 1 });
+  assert.ok(r.rsp.ok);
+  assert.equal(r.pubs, { "nvo3/v1/ima/l3domain/1": "" }, "the retained domain is cleared");
 });
 
 test.run();

@@ -65,6 +65,7 @@ export const ROLE_RULES: Record<Role, readonly AclRule[]> = {
     { access: "read", topic: "nvo3/v1/ima/vn/#" },
     { access: "read", topic: "nvo3/v1/ima/vtep/#" },
     { access: "read", topic: "nvo3/v1/ima/bind/#" },
+    { access: "read", topic: "nvo3/v1/ima/l3domain/#" },
   ],
   // §6: the IMA is the only writer of the nvo3/v1/ima/ tree except the request
   // topics, which belong to their requesters. An acl_file cannot say "all but
@@ -74,6 +75,7 @@ export const ROLE_RULES: Record<Role, readonly AclRule[]> = {
     { access: "write", topic: "nvo3/v1/ima/vn/#", retain: true },
     { access: "write", topic: "nvo3/v1/ima/vtep/#", retain: true },
     { access: "write", topic: "nvo3/v1/ima/bind/#", retain: true },
+    { access: "write", topic: "nvo3/v1/ima/l3domain/#", retain: true },
     { access: "write", topic: "nvo3/v1/ima/rsp/#" },
     { access: "write", topic: "nvo3/v1/ima/req/%u" },
     { access: "read", topic: "nvo3/v1/ima/req/+" },

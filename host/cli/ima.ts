@@ -63,7 +63,7 @@ export async function imaCommand(argv: string[]): Promise<number> {
       settings: { ima: cfg.ima, operators: cfg.operators, nves: cfg.nves, dupMoves: cfg.duplicate.moves, dupWindowMs: cfg.duplicate.windowMs, maxPayload: cfg.limits.maxPayload },
       broker: { url, username: cfg.auth?.username ?? cfg.ima, password: password ?? cfg.auth?.password ?? process.env.NVEDGE_MQTT_PASSWORD ?? process.env.NVEDGE_PASSWORD, tls: cfg.auth?.tls },
       store: o.store ?? defaultImaStore(),
-      seed: cfg.vns,
+      seed: cfg.vns, seedL3: cfg.l3domains,
       nveHoldMs: cfg.nveHoldMs,
       log,
     });
@@ -160,6 +160,7 @@ export function imaReload(o: { file: string | undefined; current: ImaConfig; ima
   for (const id of was.keys()) if (!now.has(id)) changes.push(`NVE ${id} removed`);
   if (!same(cur.duplicate, next.duplicate)) changes.push(`duplicate detection ${next.duplicate.moves} moves in ${next.duplicate.windowMs} ms`);
   if (!same(cur.vns, next.vns)) changes.push("vns ignored (seeded into a new store only; change the catalog with nvedge vn)");
+  if (!same(cur.l3domains, next.l3domains)) changes.push("l3domains ignored (seeded into a new store only; change them with l3domain.create / l3domain.delete)");
   useTls?.();
   const stray = o.ima.reconfigure({ operators: next.operators, nves: next.nves, dupMoves: next.duplicate.moves, dupWindowMs: next.duplicate.windowMs });
   if (stray.length) changes.push(`withdrawing the state of ${stray.join(", ")}`);

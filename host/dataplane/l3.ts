@@ -145,7 +145,11 @@ export class L3State {
         case "vn": {
           const l3 = l3OfProfile(op.profile);
           if (Array.isArray(l3)) return fail(i, l3[0], l3[1]);
-          if (l3 && vniOf(l3.dom) === null) fail(i, "profile.l3domain", `VN ${op.vn} is in l3domain ${l3.dom}, which is not declared`);
+          // A VN whose domain is not declared yet is taken and routed once it
+          // is (setDomain): the IMA publishes VNs and domains in any order, and
+          // a restart programs the VNs it cached before the IMA answers. The
+          // configuration (host/config/l3.ts) and the IMA's catalog refuse an
+          // undeclared domain with an error naming the key.
           if (op.profile.encap === "vxlan") {
             const d = domainWithVni(op.vni);
             if (d !== null) fail(i, "vni", `VNI ${op.vni} of VN ${op.vn} is the L3 VNI of l3domain ${d}`);

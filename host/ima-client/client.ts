@@ -37,7 +37,7 @@ import type { MqttClient } from "mqtt";
 import type { DataPlaneProgrammer, DpOp, VnProfile } from "../dataplane/ops.js";
 import { normIp, normMac } from "../domain/addr-text.js";
 import { encode, publishOptions } from "../protocol/codec.js";
-import { imaMqttOptions, imaTopics, parseImaTopic, IMA_ROOT, type BindRecord, type VnRecord, type VtepRecord } from "../protocol/ima.js";
+import { imaMqttOptions, imaTopics, parseImaTopic, IMA_ROOT, type BindRecord, type VnRecord, type VtepRecord, type L3DomainRecord } from "../protocol/ima.js";
 import type { VnRef } from "../protocol/types.js";
 import { connectWhenReachable, tcpNoDelay, type BrokerConnection } from "../protocol/mqtt.js";
 import { realClock, type Clock } from "../domain/clock.js";
@@ -71,6 +71,8 @@ export interface ImaClientOptions {
   onMoved?: (vn: number, mac: string, by: BindRecord | undefined) => void;
   /** the IMA refused a move of this MAC: it is frozen elsewhere as a duplicate */
   onDuplicate?: (vn: number, mac: string, message: string) => void;
+  /** this NVE's router MAC (L3 service): published in its vtep records, the inner source of routed frames */
+  routerMac?: string;
   /** a served VN's record changed (profile or VNI); the `vn` op is already applied */
   onProfile?: (vn: VnRecord, prev: VnRecord | undefined) => void;
   /** the IMA deleted a VN this NVE serves */
@@ -105,6 +107,7 @@ export class ImaClient {
   /** bindings and flood lists of the served VNs, as published */
   readonly records = new Map<string, BindRecord>();
   readonly vteps = new Map<number, Map<string, string>>();
+  private routerMacs = new Map<string, string>(); // `${vn}|${nve}` -> its router MAC (vtep record)
   private served = new Set<number>();
   private local = new Map<string, LocalBinding>();
   private joined = new Map<number, string>();
@@ -155,7 +158,7 @@ export class ImaClient {
     // Retained messages arrive again after a reconnect with a clean session; the
     // reconciler treats repeats as no change and re-sends anything unacknowledged.
     client.on("connect", c.onReconnect);
-    await c.subscribe([imaTopics.rsp(o.nve), imaTopics.vnAll, `${IMA_ROOT}vtep/+/${o.nve}`, ...[...c.served].flatMap((v) => [imaTopics.vtepVn(v), imaTopics.bindVn(v)])]);
+    await c.subscribe([imaTopics.rsp(o.nve), imaTopics.l3domainAll, imaTopics.vnAll, `${IMA_ROOT}vtep/+/${o.nve}`, ...[...c.served].flatMap((v) => [imaTopics.vtepVn(v), imaTopics.bindVn(v)])]);
     for (const v of c.served) c.kick(`vn|${v}`);
     for (const k of c.local.keys()) c.kick(k);
     return c;
@@ -163,7 +166,7 @@ export class ImaClient {
 
   private onReconnect = () => {
     if (this.closed) return;
-    void this.subscribe([imaTopics.rsp(this.nve), imaTopics.vnAll, `${IMA_ROOT}vtep/+/${this.nve}`, ...[...this.served].flatMap((v) => [imaTopics.vtepVn(v), imaTopics.bindVn(v)])])
+    void this.subscribe([imaTopics.rsp(this.nve), imaTopics.l3domainAll, imaTopics.vnAll, `${IMA_ROOT}vtep/+/${this.nve}`, ...[...this.served].flatMap((v) => [imaTopics.vtepVn(v), imaTopics.bindVn(v)])])
       .catch((e) => this.log(`ima client: resubscribe: ${(e as Error).message}`));
   };
 
@@ -273,7 +276,26 @@ export class ImaClient {
     } else if (t.kind === "vn") this.onVn(t.vn, body);
     else if (t.kind === "vtep") this.onVtep(t.vn, t.nve, body);
     else if (t.kind === "bind") this.onBind(t.vn, t.mac, body);
+    else if (t.kind === "l3domain") this.onL3Domain(t.id, body);
   };
+
+  /** The routing domains the IMA published (L3 service), by id: their L3 VNI. */
+  readonly l3domains = new Map<number, number>();
+
+  /** A routing domain and its L3 VNI (PROTOCOL.md §6 `l3domain/{id}`): programmed with this NVE's router MAC. */
+  private onL3Domain(id: number, rec: L3DomainRecord | undefined): void {
+    const prev = this.l3domains.get(id);
+    const vni = rec && Number.isInteger(rec.vni) ? rec.vni : undefined;
+    if (prev === vni) return;
+    if (vni === undefined) {
+      this.l3domains.delete(id);
+      this.program([{ op: "l3domain.del", id }]);
+      return;
+    }
+    this.l3domains.set(id, vni);
+    if (!this.o.routerMac) return this.log(`ima client: l3domain ${id}: no router MAC configured, not routed`);
+    this.program([{ op: "l3domain", id, vni, routerMac: this.o.routerMac }]);
+  }
 
   private onVn(id: number, rec: VnRecord | undefined): void {
     const prev = this.vns.get(id);
@@ -314,12 +336,16 @@ export class ImaClient {
     if (!m) this.vteps.set(vn, (m = new Map()));
     const prevIp = m.get(nve);
     const ip = rec ? normIp(rec.ip) : undefined;
-    if (prevIp === ip) return;
+    // the router MAC (L3 service) travels with the flood-list entry
+    const routerMac = rec?.routerMac ? normMac(rec.routerMac) : undefined;
+    const rk = `${vn}|${nve}`;
+    if (prevIp === ip && this.routerMacs.get(rk) === routerMac) return;
+    if (routerMac) this.routerMacs.set(rk, routerMac); else this.routerMacs.delete(rk);
     const ops: DpOp[] = [];
-    if (prevIp !== undefined) ops.push({ op: "flood.leave", vn, nve: prevIp });
+    if (prevIp !== undefined && prevIp !== ip) ops.push({ op: "flood.leave", vn, nve: prevIp });
     if (ip !== undefined) {
       m.set(nve, ip);
-      ops.push({ op: "flood.join", vn, nve: ip });
+      ops.push({ op: "flood.join", vn, nve: ip, ...(routerMac ? { routerMac } : {}) });
     } else m.delete(nve);
     this.program(ops);
   }
@@ -483,7 +509,7 @@ export class ImaClient {
     const have = this.joined.get(vn);
     if (want && have !== this.ip) {
       try {
-        await this.request("vtep.join", { vn: { id: vn }, ip: this.ip });
+        await this.request("vtep.join", { vn: { id: vn }, ip: this.ip, ...(this.o.routerMac ? { routerMac: this.o.routerMac } : {}) });
       } catch (e) {
         if (e instanceof ImaRequestError && e.code === "unknown-vn") return this.log(`ima client: cannot join VN ${vn}: ${e.message}`);
         throw e;

@@ -14,6 +14,7 @@ import type { DataPlaneProgrammer } from "../dataplane/ops.js";
 import type { VnProfile } from "../domain/profile.js";
 import type { VnRef } from "../protocol/types.js";
 import type { Store } from "../store/store.js";
+import { routerMacOf } from "../config/l3.js";
 import { ImaClient, type LocalChange } from "./client.js";
 import { ImaCacheWriter } from "./cache-writer.js";
 import { localBindingsOf, localChangesFor, servedVnsOf, type ModelView } from "./glue.js";
@@ -61,7 +62,7 @@ export async function startNveIma(o: NveImaOptions): Promise<{ client: ImaClient
   const cache = new ImaCacheWriter(o.store, new Set(o.config.vns.map((v) => v.id)), log);
   const ima = await ImaClient.start({
     nve: o.config.nve, ip: o.config.underlay.ip, client: o.client, programmer: cache.wrap(o.programmer),
-    served: served0, local: local0,
+    served: served0, local: local0, routerMac: routerMacOf(o.config),
     current: (id) => core.catalog.get(id),
     onMoved: (vn, mac, by) => {
       const owner = core.model.macOwner.get(`${vn}|${mac}`);

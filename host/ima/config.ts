@@ -17,6 +17,8 @@ export interface ImaConfig {
   /** the NVEs this IMA accepts, each with the one underlay IP it may use (PROTOCOL.md §6) */
   nves: { id: string; ip: string }[];
   vns: VnSeed[];
+  /** routing domains and their L3 VNIs (L3 service), seeded with `vns` into a new store */
+  l3domains: { id: number; vni: number }[];
   duplicate: { moves: number; windowMs: number };
   limits: { maxPayload: number };
   /** how long an NVE may stay offline before its flood-list entries and bindings are withdrawn (0 = never) */
@@ -42,6 +44,8 @@ export const imaConfigSchema = {
       properties: { id: { type: "string", pattern: ID }, ip: { type: "string" } } } },
     vns: { type: "array", default: [], items: { type: "object", additionalProperties: false,
       properties: { id: vnId, name: { type: "string", pattern: UUID }, alias: { type: "string", minLength: 1, maxLength: 64 }, vni: vnId, profile: profileSchema } } },
+    l3domains: { type: "array", default: [], maxItems: 1024, items: { type: "object", additionalProperties: false, required: ["id", "vni"],
+      properties: { id: vnId, vni: vnId } } },
     duplicate: { type: "object", additionalProperties: false, default: {}, properties: {
       moves: { type: "integer", minimum: 1, default: 5 }, windowMs: { type: "integer", minimum: 1, default: 180000 } } },
     nveHoldMs: { type: "integer", minimum: 0, default: 0 },

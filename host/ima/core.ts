@@ -29,9 +29,10 @@ import { isUnicastIp, normIp, normMac } from "../domain/addr-text.js";
 import { rateLimitedLog } from "../protocol/rate-log.js";
 import { errorResponse } from "../protocol/codec.js";
 import { ProtocolError } from "../protocol/errors.js";
-import { decodeImaRequest, imaTopics, IMA_OPERATOR_OPS, type BindRecord, type VnRecord, type VtepRecord } from "../protocol/ima.js";
+import { decodeImaRequest, imaTopics, IMA_OPERATOR_OPS, type BindRecord, type VnRecord, type VtepRecord, type L3DomainRecord } from "../protocol/ima.js";
 import type { VnRef } from "../protocol/types.js";
-import type { ImaCollection, ImaDb, StoredBind, StoredVn, StoredVtep } from "./db.js";
+import type { ImaCollection, ImaDb, StoredBind, StoredVn, StoredVtep, StoredL3Domain } from "./db.js";
+import { l3OfProfile } from "../dataplane/l3.js";
 
 export interface ImaSettings {
   /** the IMA's identity */
@@ -88,6 +89,14 @@ export function canonProfile(p: unknown, field = "profile"): VnProfile {
   }
   if (c.acl !== undefined) out.acl = c.acl;
   if (c.aclDefault !== undefined) out.aclDefault = c.aclDefault;
+  // service "l3" (PROTOCOL.md §5): the gateway (its MAC in PROTOCOL.md §2's form) and the domain
+  if (c.gateway !== undefined) {
+    const g = c.gateway as { ips: string[]; mac: string };
+    out.gateway = { ips: g.ips, mac: normMac(g.mac) };
+  }
+  if (c.l3domain !== undefined) out.l3domain = c.l3domain;
+  const l3 = l3OfProfile(out as unknown as VnProfile);
+  if (Array.isArray(l3)) throw new ProtocolError("bad-request", `${field}${l3[0].slice("profile".length)}: ${l3[1]}`, `${field}${l3[0].slice("profile".length)}`);
   return out as unknown as VnProfile;
 }
 
@@ -138,6 +147,8 @@ export class ImaCore {
   private vtepsOf = new Map<number, Set<string>>();
   readonly binds = new Map<string, StoredBind>();
   private bindsOf = new Map<number, Set<string>>();
+  /** routing domains (L3 service) by id */
+  readonly l3domains = new Map<number, StoredL3Domain>();
   /** topic → payload the broker acknowledged last (mirrors the `pub` collection) */
   readonly published = new Map<string, string>();
   private undoLog: (() => void)[] | null = null;
@@ -190,14 +201,19 @@ export class ImaCore {
     for (const [k, v] of db.list("vns")) this.set("vns", k, v, false);
     for (const [k, v] of db.list("vteps")) this.set("vteps", k, v, false);
     for (const [k, v] of db.list("binds")) this.set("binds", k, v, false);
+    for (const [k, v] of db.list("l3domains")) this.set("l3domains", k, v, false);
     for (const [k, v] of db.list("pub")) this.published.set(k, v);
   }
 
   // ------------------------------------------------------------ memory with indexes and undo
 
-  private set(c: "vns" | "vteps" | "binds", key: string, value: any, track = true): void {
-    const map = (c === "vns" ? this.vns : c === "vteps" ? this.vteps : this.binds) as Map<any, any>;
-    const mk = c === "vns" ? Number(key) : key;
+  private mapOf(c: string): Map<any, any> {
+    return (c === "vns" ? this.vns : c === "vteps" ? this.vteps : c === "l3domains" ? this.l3domains : this.binds) as Map<any, any>;
+  }
+
+  private set(c: "vns" | "vteps" | "binds" | "l3domains", key: string, value: any, track = true): void {
+    const map = this.mapOf(c);
+    const mk = c === "vns" || c === "l3domains" ? Number(key) : key;
     const prev = map.get(mk);
     if (track && this.undoLog) this.undoLog.push(() => this.set(c, key, prev ?? null, false));
     if (track) this.dirty.set(`${c}|${key}`, { c, key });
@@ -209,6 +225,7 @@ export class ImaCore {
   }
 
   private index(c: string, v: any): void {
+    if (c === "l3domains") return;
     if (c === "vns") {
       this.byName.set(v.name, v.id);
       if (v.alias !== undefined) this.byAlias.set(v.alias, v.id);
@@ -222,6 +239,7 @@ export class ImaCore {
   }
 
   private unindex(c: string, v: any): void {
+    if (c === "l3domains") return;
     if (c === "vns") {
       this.byName.delete(v.name);
       if (v.alias !== undefined) this.byAlias.delete(v.alias);
@@ -237,7 +255,11 @@ export class ImaCore {
   // ------------------------------------------------------------ publishing
 
   /** The retained payload a key should have now ("" = no retained message). */
-  private desired(c: "vns" | "vteps" | "binds", key: string): Publish {
+  private desired(c: "vns" | "vteps" | "binds" | "l3domains", key: string): Publish {
+    if (c === "l3domains") {
+      const d = this.l3domains.get(Number(key));
+      return { topic: imaTopics.l3domain(Number(key)), payload: d ? JSON.stringify({ id: d.id, vni: d.vni } satisfies L3DomainRecord) : "" };
+    }
     if (c === "vns") {
       const v = this.vns.get(Number(key));
       return { topic: imaTopics.vn(Number(key)), payload: v ? JSON.stringify(vnRecord(v)) : "" };
@@ -247,7 +269,8 @@ export class ImaCore {
     const rest = key.slice(i + 1);
     if (c === "vteps") {
       const t = this.vteps.get(key);
-      return { topic: imaTopics.vtep(vn, rest), payload: t ? JSON.stringify({ ip: t.ip } satisfies VtepRecord) : "" };
+      return { topic: imaTopics.vtep(vn, rest),
+        payload: t ? JSON.stringify({ ip: t.ip, ...(t.routerMac ? { routerMac: t.routerMac } : {}) } satisfies VtepRecord) : "" };
     }
     const b = this.binds.get(key);
     return { topic: imaTopics.bind(vn, rest), payload: b && !b.withdrawn ? JSON.stringify(bindRecord(b)) : "" };
@@ -268,6 +291,7 @@ export class ImaCore {
     for (const id of this.vns.keys()) consider(this.desired("vns", String(id)));
     for (const k of this.vteps.keys()) consider(this.desired("vteps", k));
     for (const k of this.binds.keys()) consider(this.desired("binds", k));
+    for (const id of this.l3domains.keys()) consider(this.desired("l3domains", String(id)));
     // Retained messages of things that no longer exist: clear them.
     for (const t of this.published.keys()) if (!seen.has(t)) out.push({ topic: t, payload: "" });
     return out;
@@ -279,6 +303,7 @@ export class ImaCore {
     for (const id of this.vns.keys()) out.push(this.desired("vns", String(id)));
     for (const k of this.vteps.keys()) out.push(this.desired("vteps", k));
     for (const k of this.binds.keys()) { const p = this.desired("binds", k); if (p.payload) out.push(p); }
+    for (const id of this.l3domains.keys()) out.push(this.desired("l3domains", String(id)));
     return out;
   }
 
@@ -346,9 +371,9 @@ export class ImaCore {
     const writes: BatchResult["writes"] = [];
     const publishes: Publish[] = [];
     for (const { c, key } of this.dirty.values()) {
-      const coll = c as "vns" | "vteps" | "binds";
-      const map = (coll === "vns" ? this.vns : coll === "vteps" ? this.vteps : this.binds) as Map<any, any>;
-      writes.push({ c, key, value: map.get(coll === "vns" ? Number(key) : key) ?? null });
+      const coll = c as "vns" | "vteps" | "binds" | "l3domains";
+      const map = this.mapOf(coll);
+      writes.push({ c, key, value: map.get(coll === "vns" || coll === "l3domains" ? Number(key) : key) ?? null });
       const p = this.desired(coll, key);
       if (this.differs(p)) publishes.push(p);
     }
@@ -427,7 +452,7 @@ export class ImaCore {
   private dispatch(who: string, r: Record<string, any>): Record<string, unknown> {
     switch (r.op) {
       case "vn.resolve": return this.result(this.resolve(r.vn));
-      case "vtep.join": return this.join(who, r.vn, r.ip);
+      case "vtep.join": return this.join(who, r.vn, r.ip, r.routerMac);
       case "vtep.leave": return this.leave(who, r.vn, r.ip);
       case "bind.announce": return this.announce(who, r.vn, r.mac, r.ips ?? []);
       case "bind.withdraw": return this.withdraw(who, r.vn, r.mac);
@@ -438,6 +463,9 @@ export class ImaCore {
       case "vn.list": return { vns: [...this.vns.values()].sort((a, b) => a.id - b.id).map(vnRecord) };
       case "mac.frozen": return this.frozen(r.vn);
       case "mac.unfreeze": return this.unfreeze(r.vn, r.mac);
+      case "l3domain.create": return this.l3Create(r.l3domain, r.vni);
+      case "l3domain.delete": return this.l3Delete(r.l3domain);
+      case "l3domain.list": return { l3domains: [...this.l3domains.values()].sort((a, b) => a.id - b.id).map((d) => ({ id: d.id, vni: d.vni })) };
     }
     throw new ProtocolError("unknown-op", `unknown op "${r.op}"`, "op");
   }
@@ -494,10 +522,11 @@ export class ImaCore {
     let vni: number | undefined = r.vni;
     if (vni === undefined) {
       vni = this.settings.vniBase;
-      while ((this.byVni.has(vni) || vni === 0xffffff) && vni <= MAX_VN) vni++;
+      while ((this.byVni.has(vni) || vni === 0xffffff || [...this.l3domains.values()].some((d) => d.vni === vni)) && vni <= MAX_VN) vni++;
       if (vni > MAX_VN) throw new ProtocolError("limit-exceeded", `every VNI from ${this.settings.vniBase} up is taken`, "vni");
     }
     checkVni(profile, vni);
+    this.checkL3(profile, vni);
     const rec: StoredVn = { id, name: name ?? randomUUID(), ...(alias !== undefined ? { alias } : {}), vni, profile };
     this.set("vns", String(id), rec);
     this.logs.push(`ima: VN ${id} created (alias ${alias ?? "-"}, name ${rec.name}, VNI ${vni}, ${profile.encap})`);
@@ -520,6 +549,7 @@ export class ImaCore {
     const v = this.resolve(ref);
     const profile = canonProfile(p);
     checkVni(profile, v.vni);
+    this.checkL3(profile, v.vni);
     if (JSON.stringify(profile) !== JSON.stringify(v.profile)) {
       this.set("vns", String(v.id), { ...v, profile });
       this.logs.push(`ima: VN ${v.id} profile changed (seed §4.5)`);
@@ -527,15 +557,69 @@ export class ImaCore {
     return this.result(this.vns.get(v.id)!);
   }
 
+  // ------------------------------------------------------------ routing domains (L3 service)
+
+  /**
+   * A routed VN's domain is declared, and no L3 VNI is a VN's VNI (PROTOCOL.md
+   * §5, §6): a frame on the L3 VNI is routed, on a VN's VNI bridged.
+   */
+  private checkL3(profile: VnProfile, vni: number): void {
+    if (profile.service === "l3" && profile.l3domain !== undefined && !this.l3domains.has(profile.l3domain))
+      throw new ProtocolError("bad-request", `profile.l3domain: l3domain ${profile.l3domain} is not declared (l3domain.create first)`, "profile.l3domain");
+    for (const d of this.l3domains.values())
+      if (d.vni === vni) throw new ProtocolError("bad-request", `VNI ${vni} is the L3 VNI of l3domain ${d.id}`, "vni");
+  }
+
+  /** l3domain.create: idempotent for the same VNI (§2); another VNI for an existing domain is refused. */
+  private l3Create(id: number, vni: number): Record<string, unknown> {
+    const cur = this.l3domains.get(id);
+    if (cur) {
+      if (cur.vni === vni) return { l3domain: id, vni };
+      throw new ProtocolError("bad-request", `l3domain ${id} already has L3 VNI ${cur.vni}`, "l3domain");
+    }
+    if (this.byVni.has(vni)) throw new ProtocolError("bad-request", `L3 VNI ${vni} is the VNI of VN ${this.byVni.get(vni)}`, "vni");
+    for (const d of this.l3domains.values())
+      if (d.vni === vni) throw new ProtocolError("bad-request", `L3 VNI ${vni} is already l3domain ${d.id}'s`, "vni");
+    this.set("l3domains", String(id), { id, vni });
+    this.logs.push(`ima: l3domain ${id} created (L3 VNI ${vni})`);
+    return { l3domain: id, vni };
+  }
+
+  /** l3domain.delete: refused while a VN routes in it (its profile names it). */
+  private l3Delete(id: number): Record<string, unknown> {
+    const d = this.l3domains.get(id);
+    if (!d) throw new ProtocolError("bad-request", `no l3domain ${id}`, "l3domain");
+    const users = [...this.vns.values()].filter((v) => v.profile.l3domain === id).map((v) => v.id);
+    if (users.length) throw new ProtocolError("bad-request", `l3domain ${id} is used by VN ${users.join(", ")}`, "l3domain");
+    this.set("l3domains", String(id), null);
+    this.logs.push(`ima: l3domain ${id} deleted`);
+    return { l3domain: id, vni: d.vni };
+  }
+
+  /** Seeds routing domains from the configuration (a new store only, before its VNs). */
+  seedL3(domains: { id: number; vni: number }[]): BatchResult {
+    return this.batch((run) => {
+      domains.forEach((d, i) => run(() => {
+        try {
+          this.l3Create(d.id, d.vni);
+        } catch (e) {
+          if (e instanceof ProtocolError) throw new ProtocolError(e.code, `l3domains[${i}]: ${e.message}`, e.field);
+          throw e;
+        }
+      }));
+    });
+  }
+
   // ------------------------------------------------------------ flood lists
 
-  private join(who: string, ref: VnRef, ipText: string): Record<string, unknown> {
+  private join(who: string, ref: VnRef, ipText: string, routerMacText?: string): Record<string, unknown> {
     const ip = this.ownIp(who, ipText);
     const v = this.resolve(ref);
     const k = vtepKey(v.id, who);
     const cur = this.vteps.get(k);
-    if (!cur || cur.ip !== ip) {
-      this.set("vteps", k, { vn: v.id, nve: who, ip });
+    const routerMac = routerMacText === undefined ? undefined : normMac(routerMacText);
+    if (!cur || cur.ip !== ip || cur.routerMac !== routerMac) {
+      this.set("vteps", k, { vn: v.id, nve: who, ip, ...(routerMac ? { routerMac } : {}) });
       // The NVE's bindings in this VN carry its underlay address: follow a change.
       for (const mac of this.bindsOf.get(v.id) ?? []) {
         const b = this.binds.get(bindKey(v.id, mac))!;

@@ -12,7 +12,9 @@ import { privateDir, withPrivateUmask } from "../store/private.js";
 export const IMA_SCHEMA_VERSION = 1;
 
 export interface StoredVn { id: number; name: string; alias?: string; vni: number; profile: import("../domain/profile.js").VnProfile }
-export interface StoredVtep { vn: number; nve: string; ip: string }
+export interface StoredVtep { vn: number; nve: string; ip: string; routerMac?: string }
+/** A routing domain (L3 service, PROTOCOL.md §6 `l3domain`) and its L3 VNI. */
+export interface StoredL3Domain { id: number; vni: number }
 /**
  * A MAC binding with its mobility history (RFC 7432 §15). A withdrawn binding
  * stays as a tombstone (`withdrawn`) so the next announcement continues its
@@ -24,8 +26,8 @@ export interface StoredBind {
   moves: number[]; withdrawn?: boolean; frozen?: boolean; next?: { nve: string; ip: string };
 }
 
-export type ImaCollection = "vns" | "vteps" | "binds" | "pub";
-export interface ImaCollections { vns: StoredVn; vteps: StoredVtep; binds: StoredBind; pub: string }
+export type ImaCollection = "vns" | "vteps" | "binds" | "pub" | "l3domains";
+export interface ImaCollections { vns: StoredVn; vteps: StoredVtep; binds: StoredBind; pub: string; l3domains: StoredL3Domain }
 
 export class ImaDbError extends Error {}
 
@@ -63,6 +65,7 @@ export function openImaDb(dir: string): ImaDb {
     vteps: root.openDB({ name: "vteps" }),
     binds: root.openDB({ name: "binds" }),
     pub: root.openDB({ name: "pub" }),
+    l3domains: root.openDB({ name: "l3domains" }),
   };
   return {
     isNew: meta.get("seeded") === undefined,

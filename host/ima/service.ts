@@ -26,6 +26,8 @@ export interface ImaServiceOptions {
   store: string | ImaDb;
   /** seeded into the catalog when the store is new (the configuration's `vns`) */
   seed?: VnSeed[];
+  /** routing domains seeded before `seed` (the configuration's `l3domains`) */
+  seedL3?: { id: number; vni: number }[];
   now?: () => number;
   log?: (line: string) => void;
   /** most requests handled in one store transaction */
@@ -82,6 +84,11 @@ export class ImaService {
       core.load(db);
       if (db.isNew) {
         // A seed that fails leaves the store new, so a corrected file seeds it next time.
+        if (o.seedL3?.length) {
+          const r = core.seedL3(o.seedL3);
+          await db.write(r.writes);
+          log(`ima: new store, ${o.seedL3.length} l3domains seeded from the configuration`);
+        }
         if (o.seed?.length) {
           const r = core.seed(o.seed);
           await db.write(r.writes);

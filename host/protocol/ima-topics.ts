@@ -17,13 +17,17 @@ export const imaTopics = {
   vtepVn: (id: number) => `${IMA_ROOT}vtep/${id}/+`,
   bind: (id: number, mac: string) => `${IMA_ROOT}bind/${id}/${mac}`,
   bindVn: (id: number) => `${IMA_ROOT}bind/${id}/+`,
+  /** a routing domain and its L3 VNI (L3 service) */
+  l3domain: (id: number) => `${IMA_ROOT}l3domain/${id}`,
+  l3domainAll: `${IMA_ROOT}l3domain/+`,
 };
 
 export type ImaTopic =
   | { kind: "req" | "rsp"; who: string }
   | { kind: "vn"; vn: number }
   | { kind: "vtep"; vn: number; nve: string }
-  | { kind: "bind"; vn: number; mac: string };
+  | { kind: "bind"; vn: number; mac: string }
+  | { kind: "l3domain"; id: number };
 
 const MAC_LEVEL = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
 
@@ -36,6 +40,7 @@ export function parseImaTopic(topic: string): ImaTopic | null {
   const vn = vnOf(p[1] ?? "");
   if (vn === undefined) return null;
   if (p[0] === "vn" && p.length === 2) return { kind: "vn", vn };
+  if (p[0] === "l3domain" && p.length === 2) return { kind: "l3domain", id: vn };
   if (p[0] === "vtep" && p.length === 3 && IDENT.test(p[2])) return { kind: "vtep", vn, nve: p[2] };
   if (p[0] === "bind" && p.length === 3 && MAC_LEVEL.test(p[2])) return { kind: "bind", vn, mac: p[2] };
   return null;
@@ -43,8 +48,10 @@ export function parseImaTopic(topic: string): ImaTopic | null {
 
 /** The retained VN record, `nvo3/v1/ima/vn/{id}`. */
 export interface VnRecord { id: number; name: string; alias?: string; vni: number; profile: VnProfile }
-/** The retained flood-list entry, `nvo3/v1/ima/vtep/{id}/{nve}`. */
-export interface VtepRecord { ip: string }
+/** The retained flood-list entry, `nvo3/v1/ima/vtep/{id}/{nve}`; `routerMac`: the NVE's router MAC (L3 service). */
+export interface VtepRecord { ip: string; routerMac?: string }
+/** The retained routing domain, `nvo3/v1/ima/l3domain/{id}`: its L3 VNI. */
+export interface L3DomainRecord { id: number; vni: number }
 /**
  * The retained binding, `nvo3/v1/ima/bind/{id}/{mac}`: the NVE that has the MAC,
  * its underlay IP, the MAC's IPs and its mobility sequence number (RFC 7432 §15).

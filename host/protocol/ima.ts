@@ -20,13 +20,14 @@ export function imaMqttOptions(b: BrokerConnection, clientId: string, clean: boo
 }
 
 export const IMA_NVE_OPS = ["vn.resolve", "vtep.join", "vtep.leave", "bind.announce", "bind.withdraw", "bind.prepare"] as const;
-export const IMA_OPERATOR_OPS = ["vn.create", "vn.delete", "vn.set-profile", "vn.list", "mac.frozen", "mac.unfreeze"] as const;
+export const IMA_OPERATOR_OPS = ["vn.create", "vn.delete", "vn.set-profile", "vn.list", "mac.frozen", "mac.unfreeze",
+  "l3domain.create", "l3domain.delete", "l3domain.list"] as const;
 export const IMA_OPS = [...IMA_NVE_OPS, ...IMA_OPERATOR_OPS] as const;
 export type ImaOpName = (typeof IMA_OPS)[number];
 
 export type ImaRequest =
   | { id: string; op: "vn.resolve"; vn: VnRef }
-  | { id: string; op: "vtep.join"; vn: VnRef; ip: string }
+  | { id: string; op: "vtep.join"; vn: VnRef; ip: string; routerMac?: string }
   | { id: string; op: "vtep.leave"; vn: VnRef; ip?: string }
   /** `seq` is accepted for older NVEs and ignored: the IMA assigns sequence numbers (§6) */
   | { id: string; op: "bind.announce"; vn: VnRef; mac: string; ips?: string[]; seq?: number }
@@ -38,7 +39,11 @@ export type ImaRequest =
   | { id: string; op: "vn.set-profile"; vn: VnRef; profile: VnProfile }
   | { id: string; op: "vn.list" }
   | { id: string; op: "mac.frozen"; vn?: VnRef }
-  | { id: string; op: "mac.unfreeze"; vn: VnRef; mac: string };
+  | { id: string; op: "mac.unfreeze"; vn: VnRef; mac: string }
+  /** a routing domain: `l3domain` its id (the top-level `id` is the request's, §2), `vni` its L3 VNI */
+  | { id: string; op: "l3domain.create"; l3domain: number; vni: number }
+  | { id: string; op: "l3domain.delete"; l3domain: number }
+  | { id: string; op: "l3domain.list" };
 
 const reqId = { type: "string", minLength: 1, maxLength: 64 };
 const vnId = { type: "integer", minimum: 1, maximum: 16777215 };
@@ -61,7 +66,7 @@ ajv.addFormat("host-ip", { type: "string", validate: (s: string) => isIP(s) !== 
  */
 export const imaRequestSchemas: Record<ImaOpName, object> = {
   "vn.resolve": req(["vn"], { vn: vnRefSchema }),
-  "vtep.join": req(["vn", "ip"], { vn: vnRefSchema, ip: hostIp }),
+  "vtep.join": req(["vn", "ip"], { vn: vnRefSchema, ip: hostIp, routerMac: mac }),
   "vtep.leave": req(["vn"], { vn: vnRefSchema, ip: hostIp }),
   "bind.announce": req(["vn", "mac"], { vn: vnRefSchema, mac, ips: { type: "array", maxItems: 4096, items: { type: "string", format: "ip" } }, seq }),
   "bind.withdraw": req(["vn", "mac"], { vn: vnRefSchema, mac }),
@@ -77,6 +82,9 @@ export const imaRequestSchemas: Record<ImaOpName, object> = {
   "vn.list": req([], {}),
   "mac.frozen": req([], { vn: vnRefSchema }),
   "mac.unfreeze": req(["vn", "mac"], { vn: vnRefSchema, mac }),
+  "l3domain.create": req(["l3domain", "vni"], { l3domain: vnId, vni: vnId }),
+  "l3domain.delete": req(["l3domain"], { l3domain: vnId }),
+  "l3domain.list": req([], {}),
 };
 
 const validators = Object.fromEntries(IMA_OPS.map((op) => [op, ajv.compile(imaRequestSchemas[op])])) as Record<ImaOpName, ReturnType<typeof ajv.compile>>;
