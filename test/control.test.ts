@@ -366,6 +366,7 @@ export function controlSuite(fx: BrokerFixture, storeKind: StoreKind = "memory")
     assert.equal(e.prog.since(mark), [], "still forwarding inside agentHoldMs");
     e.run.clock.advance(1);
     await until(() => e.core.viewHv("hv-1").vnics.length === 0, 5000, "purge");
+    await b2.show(); // queued after the purge's store and data-plane commit (the model is committed first, core.ts commitGroup)
     assert.equal(e.prog.since(mark), [{ op: "mac.del", vn: 100, mac: m(1) }]);
     assert.is(e.core.viewHv("hv-2").vnics.length, 1, "the other End Device on the port is untouched");
     // hv-2 dies and comes back in time: the hold is cancelled, nothing is purged, then or later

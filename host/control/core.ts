@@ -243,36 +243,67 @@ export class NveCore {
 
   /** One all-or-nothing change: build → store → program → commit → log/events/timers. */
   private async transact<T>(hv: string, port: string, build: (ctx: HandlerCtx) => T, pipelined = false): Promise<T> {
+    // A group of one on the group commit's path (issue 16 "one commit path"):
+    // the model is committed first, then stored and programmed, and undone if
+    // either refuses (commitGroup).
     const tx = new Txn(this.model, this.clock.now(), this.settings.tagQuarantineMs, this.guard);
     const ctx = this.ctxFor(hv, port, tx);
     const out = build(ctx);
     const f = tx.finish();
-    // A store that pipelines (Store.commit, e.g. LMDB) lets the next change start
-    // while this one is flushed; requests are still answered only once durable
-    // (PROTOCOL.md §2): request() awaits `this.durable`, flushes complete in order.
-    let durable: Promise<void> | undefined;
-    if (!f.empty && this.o.store.commit && pipelined) durable = (await this.stored(() => this.o.store.commit!(f.write))).durable;
-    else if (!f.empty) await this.stored(() => this.o.store.transaction(f.write));
-    if (f.ops.length) {
-      try {
-        await this.o.programmer.apply(f.ops);
-      } catch (e) {
-        if (!f.empty) await this.stored(() => this.o.store.transaction(f.revert));
-        this.log(`data plane refused ${f.ops.length} ops: ${(e as Error).message}`);
-        if (tableFull(e)) throw new ProtocolError("limit-exceeded", `a table of the data plane is full: ${(e as Error).message}`);
-        throw new ProtocolError("internal", `the data plane refused the change: ${(e as Error).message}`);
-      }
-    }
     const keys = this.ima ? bindingKeys(tx.vnicChanges, this.model.vnics) : undefined;
     f.commit();
+    let durable: Promise<void> | undefined;
+    try {
+      ({ durable } = await this.commitGroup([f], pipelined));
+    } catch (e) {
+      if (e instanceof StoreFailure) throw e;
+      this.log(`data plane refused ${f.ops.length} ops: ${(e as Error).message}`);
+      if (tableFull(e)) throw new ProtocolError("limit-exceeded", `a table of the data plane is full: ${(e as Error).message}`);
+      throw new ProtocolError("internal", `the data plane refused the change: ${(e as Error).message}`);
+    }
     this.toIma(keys);
     for (const l of tx.logs) this.log(l);
-    if (durable) this.durable = durable;
     const events = tx.events;
     if (durable) void durable.then(() => { for (const e of events) this.onEvent(e.hv, e.event); }, (e) => this.die(e as Error));
     else for (const e of events) this.onEvent(e.hv, e.event);
     if (tx.timerChanges.size) this.armTimer();
     return out;
+  }
+
+  /**
+   * The one commit path (issue 16): changes already committed to the model,
+   * in order, are written to the store in one transaction and programmed with
+   * one programmer.apply(). If the data plane refuses, the store writes are
+   * reverted; if either refuses, the model is undone (last first) and the
+   * error rethrown (a store failure as StoreFailure: the NVE stops). With
+   * `pipelined` and a store that pipelines (Store.commit, e.g. LMDB) the next
+   * group may start while this one is flushed: the `durable` returned
+   * resolves once flushed, and is this.durable until the next (PROTOCOL.md
+   * §2: answers wait for it).
+   */
+  private async commitGroup(group: Finished[], pipelined: boolean): Promise<{ durable?: Promise<void> }> {
+    const changed = group.filter((f) => !f.empty);
+    const ops = group.flatMap((f) => f.ops);
+    let durable: Promise<void> | undefined;
+    try {
+      if (changed.length) {
+        const write = (w: StoreWriter) => { for (const f of changed) replay(w, f.writes); };
+        const store = this.o.store;
+        if (store.commit && pipelined) durable = (await this.stored(() => store.commit!(write))).durable;
+        else await this.stored(() => store.transaction(write));
+      }
+      try {
+        if (ops.length) await this.o.programmer.apply(ops);
+      } catch (e) {
+        if (changed.length) await this.stored(() => this.o.store.transaction((w) => { for (const f of [...changed].reverse()) replay(w, f.reverts); }));
+        throw e;
+      }
+    } catch (e) {
+      for (const f of [...group].reverse()) f.undo();
+      throw e;
+    }
+    if (durable) this.durable = durable;
+    return { durable }; // wrapped: an async function returning the promise itself would wait for the flush
   }
 
   /**
@@ -480,23 +511,10 @@ export class NveCore {
     }
     if (this.syncs.open.size) this.armSyncSweep();
     const ops = done.flatMap((d) => d.f.ops);
-    const changed = done.filter((d) => !d.f.empty);
     let durable: Promise<void> | undefined;
     try {
-      if (changed.length) {
-        const write = (w: StoreWriter) => { for (const d of changed) replay(w, d.f.writes); };
-        const store = this.o.store;
-        if (store.commit) durable = (await this.stored(() => store.commit!(write))).durable;
-        else await this.stored(() => store.transaction(write));
-      }
-      try {
-        if (ops.length) await this.o.programmer.apply(ops);
-      } catch (e) {
-        if (changed.length) await this.stored(() => this.o.store.transaction((w) => { for (const d of [...changed].reverse()) replay(w, d.f.reverts); }));
-        throw e;
-      }
+      ({ durable } = await this.commitGroup(done.map((d) => d.f), true));
     } catch (e) {
-      for (const d of [...done].reverse()) d.f.undo();
       restoreSyncs();
       for (const hv of opened) this.sessions.delete(hv);
       if (this.fatal) return; // the store failed: the group is undone in the model and nothing is answered
@@ -534,7 +552,6 @@ export class NveCore {
       batch.forEach((b, i) => b.resolve(results[i]));
     };
     if (!durable) return answer();
-    this.durable = durable;
     durable.then(answer, (e) => this.die(e as Error));
   }
 

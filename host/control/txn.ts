@@ -39,6 +39,50 @@ export interface Finished {
   empty: boolean;
 }
 
+/** The stored collections a transaction changes, each change kept once (Txn.finish). */
+type ChangedCollection = "vnics" | "vaps" | "quarantine" | "timers" | "hvs";
+interface Change { c: ChangedCollection; k: string; before: unknown; after: unknown }
+
+/**
+ * Puts one record of the model to `value` (undefined: absent), keeping its
+ * indexes: a VNIC's owners and counts (Model.index), a VAP's tag in its
+ * port's allocator, a quarantine entry. The one place that knows how a
+ * collection lives in the model; commit() and undo() both go through it.
+ */
+function setModel(m: Model, ch: Change, value: unknown): void {
+  switch (ch.c) {
+    case "vnics": {
+      const cur = m.vnics.get(ch.k);
+      if (cur) m.index(cur, false);
+      if (value) m.index(value as VnicRecord, true);
+      return;
+    }
+    case "vaps": {
+      const cur = m.vaps.get(ch.k);
+      if (cur) m.alloc(cur.port).tags.delete(cur.tag);
+      const v = value as { port: string; vn: number; tag: number } | undefined;
+      if (v) {
+        m.vaps.set(ch.k, v);
+        m.alloc(v.port).tags.set(v.tag, v.vn);
+      } else m.vaps.delete(ch.k);
+      return;
+    }
+    case "quarantine": {
+      const { port, tag } = (value ?? ch.before ?? ch.after) as QuarantineRecord;
+      const q = value as QuarantineRecord | undefined;
+      if (q) m.alloc(port).quarantine.set(tag, { vn: q.vn, until: q.until });
+      else m.alloc(port).quarantine.delete(tag);
+      return;
+    }
+    case "timers":
+      value ? m.timers.set(ch.k, value as TimerRecord) : m.timers.delete(ch.k);
+      return;
+    case "hvs":
+      value ? m.hvs.set(ch.k, value as HvRecord) : m.hvs.delete(ch.k);
+      return;
+  }
+}
+
 const stateName = (r: VnicRecord | null | undefined) => (!r ? "Init" : r.state === "active" ? "Activated" : "Associated");
 
 export class Txn {
@@ -295,81 +339,53 @@ export class Txn {
     const ops = [...ipDel, ...macDel, ...tagAdd, ...macSet, ...ipSet, ...tagDel, ...this.tail];
     const empty = this.vnicChanges.size === 0 && this.hvChanges.size === 0 && this.timerChanges.size === 0;
 
-    // Store writes and their inverse are computed now, from the pre-state, so a
-    // group of transactions (core.ts batches) can be stored and reverted as one.
-    const writes: StoreOp[] = [];
-    const put = (c: CollectionName, k: string, v: unknown) => writes.push(["put", c, k, v]);
-    const del = (c: CollectionName, k: string) => writes.push(["del", c, k]);
-    for (const [id, r] of this.vnicChanges) r ? put("vnics", id, r) : del("vnics", id);
+    // Every change of a stored collection, once, as (collection, key, before,
+    // after) from the pre-state (issue 16 "one commit path"): the store writes,
+    // their inverse, the model's commit and its undo are all derived from this
+    // list, so a new collection is one more record() and one case in setModel().
+    const changes: Change[] = [];
+    const at = new Map<string, Change>();
+    const record = (c: ChangedCollection, k: string, before: unknown, after: unknown) => {
+      const prev = at.get(`${c}\u0000${k}`);
+      if (prev) { prev.after = after; return; } // one key changed twice: first before, last after
+      const ch: Change = { c, k, before, after };
+      at.set(`${c}\u0000${k}`, ch);
+      changes.push(ch);
+    };
+    const quarantined = (port: string, tag: number): QuarantineRecord | undefined => {
+      const q = m.alloc(port).quarantine.get(tag);
+      return q ? { port, tag, ...q } : undefined;
+    };
+    for (const [id, r] of this.vnicChanges) record("vnics", id, m.vnics.get(id), r ?? undefined);
     for (const [k, f] of this.freed) {
-      del("vaps", k);
-      if (f.q) put("quarantine", keys.quarantine(f.q.port, f.q.tag), f.q);
+      record("vaps", k, m.vaps.get(k), undefined);
+      if (f.q) record("quarantine", keys.quarantine(f.q.port, f.q.tag), quarantined(f.q.port, f.q.tag), f.q);
     }
     for (const [k, tag] of this.allocated) {
       const [port, vn] = splitVapKey(k);
-      put("vaps", k, { port, vn, tag });
-      if (m.alloc(port).quarantine.has(tag)) del("quarantine", keys.quarantine(port, tag));
+      record("vaps", k, m.vaps.get(k), { port, vn, tag });
+      const q = quarantined(port, tag);
+      if (q) record("quarantine", keys.quarantine(port, tag), q, undefined); // taking a tag ends its quarantine
     }
-    for (const [k, t] of this.timerChanges) t ? put("timers", k, t) : del("timers", k);
-    for (const [k, h] of this.hvChanges) put("hvs", k, h);
+    for (const [k, t] of this.timerChanges) record("timers", k, m.timers.get(k), t ?? undefined);
+    for (const [k, h] of this.hvChanges) record("hvs", k, m.hvs.get(k), h);
 
-    const reverts: StoreOp[] = [];
-    const back = (c: CollectionName, k: string, v: unknown) => reverts.push(v !== undefined ? ["put", c, k, v] : ["del", c, k]);
-    for (const id of this.vnicChanges.keys()) back("vnics", id, m.vnics.get(id));
-    for (const k of [...this.freed.keys(), ...this.allocated.keys()]) back("vaps", k, m.vaps.get(k));
-    const qTags: [string, number][] = [...[...this.freed.values()].filter((f) => f.q).map((f): [string, number] => [f.q!.port, f.tag]),
-      ...[...this.allocated].map(([k, tag]): [string, number] => [splitVapKey(k)[0], tag])];
-    for (const [port, tag] of qTags) {
-      const old = m.alloc(port).quarantine.get(tag);
-      back("quarantine", keys.quarantine(port, tag), old ? { port, tag, ...old } : undefined);
-    }
-    for (const k of this.timerChanges.keys()) back("timers", k, m.timers.get(k));
-    for (const k of this.hvChanges.keys()) back("hvs", k, m.hvs.get(k));
+    const writes: StoreOp[] = changes.map((ch) => (ch.after !== undefined ? ["put", ch.c, ch.k, ch.after] : ["del", ch.c, ch.k]));
+    const reverts: StoreOp[] = [...changes].reverse().map((ch) => (ch.before !== undefined ? ["put", ch.c, ch.k, ch.before] : ["del", ch.c, ch.k]));
 
     let undo: () => void = () => {};
     const commit = () => {
-      // What commit() overwrites, so undo() can put the model back (a group whose ops the data plane refused).
-      const preVnics = new Map([...this.vnicChanges.keys()].map((id) => [id, m.vnics.get(id)]));
+      // The MAC/IP owner indexes are derived from the VNIC records; the overlay
+      // entries settle any ordering between records, and undo() restores them.
       const preMac = new Map([...this.macOv.keys()].map((k) => [k, m.macOwner.get(k)]));
       const preIp = new Map([...this.ipOv.keys()].map((k) => [k, m.ipOwner.get(k)]));
-      const preVaps = new Map([...this.freed.keys(), ...this.allocated.keys()].map((k) => [k, m.vaps.get(k)]));
-      const preQ = qTags.map(([port, tag]) => [port, tag, m.alloc(port).quarantine.get(tag)] as const);
-      const preTimers = new Map([...this.timerChanges.keys()].map((k) => [k, m.timers.get(k)]));
-      const preHvs = new Map([...this.hvChanges.keys()].map((k) => [k, m.hvs.get(k)]));
-      for (const [id, r] of this.vnicChanges) {
-        const prev = m.vnics.get(id);
-        if (prev) m.index(prev, false);
-        if (r) m.index(r, true);
-      }
-      // index() rebuilt owners from whole records; overlay entries settle any ordering between records.
+      for (const ch of changes) setModel(m, ch, ch.after);
       for (const [k, o] of this.macOv) o ? m.macOwner.set(k, o) : m.macOwner.delete(k);
       for (const [k, o] of this.ipOv) o ? m.ipOwner.set(k, o) : m.ipOwner.delete(k);
-      for (const [k, f] of this.freed) {
-        const [port] = splitVapKey(k);
-        m.vaps.delete(k);
-        m.alloc(port).release(f.tag, f.q);
-      }
-      for (const [k, tag] of this.allocated) {
-        const [port, vn] = splitVapKey(k);
-        m.vaps.set(k, { port, vn, tag });
-        m.alloc(port).take(tag, vn);
-      }
-      for (const [k, t] of this.timerChanges) t ? m.timers.set(k, t) : m.timers.delete(k);
-      for (const [k, h] of this.hvChanges) m.hvs.set(k, h);
       undo = () => {
-        for (const [id, pre] of preVnics) {
-          const cur = m.vnics.get(id);
-          if (cur) m.index(cur, false);
-          if (pre) m.index(pre, true);
-        }
+        for (let i = changes.length - 1; i >= 0; i--) setModel(m, changes[i], changes[i].before);
         for (const [k, o] of preMac) o !== undefined ? m.macOwner.set(k, o) : m.macOwner.delete(k);
         for (const [k, o] of preIp) o !== undefined ? m.ipOwner.set(k, o) : m.ipOwner.delete(k);
-        for (const [k, f] of this.freed) m.alloc(splitVapKey(k)[0]).tags.set(f.tag, splitVapKey(k)[1]);
-        for (const [k, tag] of this.allocated) m.alloc(splitVapKey(k)[0]).tags.delete(tag);
-        for (const [k, v] of preVaps) v ? m.vaps.set(k, v) : m.vaps.delete(k);
-        for (const [port, tag, q] of preQ) q ? m.alloc(port).quarantine.set(tag, q) : m.alloc(port).quarantine.delete(tag);
-        for (const [k, v] of preTimers) v ? m.timers.set(k, v) : m.timers.delete(k);
-        for (const [k, v] of preHvs) v ? m.hvs.set(k, v) : m.hvs.delete(k);
       };
     };
     const write = (tx: StoreWriter) => replay(tx, writes);
