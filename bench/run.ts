@@ -16,6 +16,7 @@ const MODULES: Module[] = [
   { name: "race", file: "./race.js", fn: "runRaceBench" },
   { name: "store", file: "./store.js", fn: "runStoreBench" },
   { name: "ima", file: "./ima.js", fn: "runImaBench" },
+  { name: "migration", file: "./migration.js", fn: "runMigrationBench" },
 ];
 
 export interface RunOptions { only?: string; quick?: boolean }

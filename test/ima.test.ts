@@ -297,6 +297,41 @@ test("bind.withdraw clears the retained binding; a withdraw by another NVE chang
   });
 });
 
+test("bind.prepare (issue 15): the pre-associating NVE becomes the record's next; the move replaces it; its withdraw or leave clears it", async () => {
+  await withEnv({ seed: [{ id: 100, alias: "blue" }] }, async (e, p) => {
+    const a = await p("nve-a"), b = await p("nve-b"), c = await p("nve-c");
+    const topic = `nvo3/v1/ima/bind/100/${M1}`;
+    assert.is((await b.req("bind.prepare", { vn: { id: 100 }, mac: M1 })).error.code, "not-connected", "a join first, as for announcements");
+    for (const [x, ip] of [[a, "192.0.2.1"], [b, "192.0.2.2"], [c, "192.0.2.3"]] as const) await x.req("vtep.join", { vn: { id: 100 }, ip });
+    const none = await b.req("bind.prepare", { vn: { id: 100 }, mac: M1 });
+    assert.is(none.nve, null, "nothing to prepare for a MAC nobody holds");
+    assert.is(e.ima.core.binds.get(`100|${M1}`), undefined, "and nothing is stored");
+    await a.req("bind.announce", { vn: { id: 100 }, mac: M1, ips: ["10.0.0.1"] });
+    assert.is((await a.req("bind.prepare", { vn: { id: 100 }, mac: M1 })).nve, "nve-a", "the holder's own prepare changes nothing");
+    assert.is(JSON.parse(await retained(e.broker.url, topic)).next, undefined);
+    assert.is((await b.req("bind.prepare", { vn: { id: 100 }, mac: M1 })).nve, "nve-a");
+    assert.equal(JSON.parse(await retained(e.broker.url, topic)), { nve: "nve-a", ip: "192.0.2.1", ips: ["10.0.0.1"], seq: 0, next: { nve: "nve-b", ip: "192.0.2.2" } }, "holder and seq unchanged, next named");
+    // The holder's update keeps next; a third NVE's withdraw changes nothing; next's withdraw clears it.
+    await a.req("bind.announce", { vn: { id: 100 }, mac: M1, ips: ["10.0.0.1", "10.0.0.9"] });
+    assert.is(JSON.parse(await retained(e.broker.url, topic)).next.nve, "nve-b");
+    await c.req("bind.withdraw", { vn: { id: 100 }, mac: M1 });
+    assert.is(JSON.parse(await retained(e.broker.url, topic)).next.nve, "nve-b");
+    await b.req("bind.withdraw", { vn: { id: 100 }, mac: M1 });
+    assert.equal(JSON.parse(await retained(e.broker.url, topic)), { nve: "nve-a", ip: "192.0.2.1", ips: ["10.0.0.1", "10.0.0.9"], seq: 0 }, "the pre-association went: next cleared");
+    // Prepared again, then next leaves the VN: cleared too.
+    await c.req("bind.prepare", { vn: { id: 100 }, mac: M1 });
+    assert.is(JSON.parse(await retained(e.broker.url, topic)).next.nve, "nve-c");
+    await c.req("vtep.leave", { vn: { id: 100 } });
+    assert.is(JSON.parse(await retained(e.broker.url, topic)).next, undefined);
+    // Prepared, then the move: the record is next's with the holder's seq + 1, and no next.
+    await b.req("bind.prepare", { vn: { id: 100 }, mac: M1 });
+    assert.is((await b.req("bind.announce", { vn: { id: 100 }, mac: M1, ips: ["10.0.0.1"] })).seq, 1);
+    assert.equal(JSON.parse(await retained(e.broker.url, topic)), { nve: "nve-b", ip: "192.0.2.2", ips: ["10.0.0.1"], seq: 1 });
+    // Malformed: a request without mac is refused and changes nothing.
+    assert.is((await b.req("bind.prepare", { vn: { id: 100 } })).error.code, "bad-request");
+  });
+});
+
 test("RFC 7432 §15 with IMA-assigned sequences: a move is the holder's seq + 1, the holder's update keeps it, a sender's seq is ignored", async () => {
   await withEnv({ seed: [{ id: 100, alias: "blue" }] }, async (e, p) => {
     const a = await p("nve-a"), b = await p("nve-b");

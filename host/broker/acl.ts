@@ -80,6 +80,13 @@ export const ROLE_RULES: Record<Role, readonly AclRule[]> = {
     { access: "write", topic: "nvo3/v1/ima/req/%u" },
     { access: "read", topic: "nvo3/v1/ima/req/+" },
     { access: "read", topic: "nvo3/v1/nve/+/status" },
+    // Issue 15, high availability (host/ima/ha.ts): the instances' lease,
+    // members and replicated records, and the public tree a standby mirrors.
+    { access: "write", topic: "nvo3/v1/ima/ha/#", retain: true },
+    { access: "read", topic: "nvo3/v1/ima/ha/#" },
+    { access: "read", topic: "nvo3/v1/ima/vn/#" },
+    { access: "read", topic: "nvo3/v1/ima/vtep/#" },
+    { access: "read", topic: "nvo3/v1/ima/bind/#" },
   ],
   // §6: operators talk to the IMA on the same request topics as NVEs and see
   // the catalog.

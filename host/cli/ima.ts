@@ -24,7 +24,10 @@ and MAC bindings between NVEs, published retained under nvo3/v1/ima/.
                   served, each with its one underlay IP), vns (seeded into a new store),
                   duplicate {moves, windowMs} (RFC 7432 §15, default 5 in 180000),
                   nveHoldMs (withdraw an offline NVE's bindings after it; 0 = never),
-                  log {level, format}
+                  log {level, format},
+                  ha {instance, priority, holdMs} (issue 15: this process is one of
+                  several instances of the IMA; the broker elects the active one,
+                  a standby takes over within holdMs, default 10000, of its loss)
   SIGHUP          re-reads FILE: log.level, operators, nves (an NVE removed or moved
                   to another IP has its state withdrawn), duplicate, and the auth.tls
                   files (for the next connection); a change to
@@ -58,6 +61,7 @@ export async function imaCommand(argv: string[]): Promise<number> {
   const log = logger.lines();
   const password = o["password-file"] !== undefined ? readPasswordFile(o["password-file"]) : undefined;
   let ima: ImaService;
+  if (cfg.ha) return await runHa(cfg, configFile, url, password, o.store ?? defaultImaStore(), logger, log);
   try {
     ima = await ImaService.start({
       settings: { ima: cfg.ima, operators: cfg.operators, nves: cfg.nves, dupMoves: cfg.duplicate.moves, dupWindowMs: cfg.duplicate.windowMs, maxPayload: cfg.limits.maxPayload },
@@ -146,7 +150,7 @@ export function imaReload(o: { file: string | undefined; current: ImaConfig; ima
   }
   const cur = o.current;
   const next = loadImaConfig(o.file);
-  const restart = (["ima", "broker", "auth", "limits", "nveHoldMs"] as const).filter((k) => !same(cur[k], next[k]));
+  const restart = (["ima", "broker", "auth", "limits", "nveHoldMs", "ha"] as const).filter((k) => !same(cur[k], next[k]));
   if (!same(cur.log?.format, next.log?.format)) restart.push("log.format" as never);
   if (restart.length) throw new ConfigError(o.file, restart[0], `these keys changed and need a restart (nvedge ima run): ${restart.join(", ")}`);
   // The client certificate (the same file names: a renewal or a CA rotation), read and checked before anything changes.
@@ -173,4 +177,39 @@ export function imaReload(o: { file: string | undefined; current: ImaConfig; ima
     o.logger.switchLevel(level, `reload: ${o.why}: log level ${o.logger.level} → ${level}`, "reload");
   }
   return next;
+}
+
+/**
+ * `nvedge ima run` with `ha` (issue 15): one instance of the IMA, standing by
+ * or active as the broker's election decides (host/ima/ha.ts), until
+ * SIGINT/SIGTERM; a clean stop hands the lease to a standby at once.
+ */
+async function runHa(cfg: ImaConfig, configFile: string | undefined, url: string, password: string | undefined, store: string, logger: Logger, log: (l: string) => void): Promise<number> {
+  const { ImaHaNode } = await import("../ima/ha.js");
+  let node: import("../ima/ha.js").ImaHaNode;
+  try {
+    node = await ImaHaNode.start({
+      settings: { ima: cfg.ima, operators: cfg.operators, nves: cfg.nves, dupMoves: cfg.duplicate.moves, dupWindowMs: cfg.duplicate.windowMs, maxPayload: cfg.limits.maxPayload },
+      broker: { url, username: cfg.auth?.username ?? cfg.ima, password: password ?? cfg.auth?.password ?? process.env.NVEDGE_MQTT_PASSWORD ?? process.env.NVEDGE_PASSWORD, tls: cfg.auth?.tls },
+      store, seed: cfg.vns, nveHoldMs: cfg.nveHoldMs, log,
+      ha: { instance: cfg.ha!.instance, priority: cfg.ha!.priority, holdMs: cfg.ha!.holdMs },
+    });
+  } catch (e) {
+    logger.close();
+    if (e instanceof ImaDbError) throw new UsageError(`--store: ${e.message}`);
+    throw new Error(`cannot start the IMA instance ${cfg.ha!.instance} at ${url}: ${(e as Error).message}`);
+  }
+  const notify = (await import("../service/systemd.js")).systemdNotifier(log);
+  notify.ready(`instance ${cfg.ha!.instance}: ${node.role}`);
+  process.on("SIGHUP", () => log(`reload: SIGHUP: not supported with ha (${configFile ?? "(defaults)"}): restart the instance; a standby takes over meanwhile`));
+  await new Promise<void>((resolve) => {
+    process.once("SIGINT", resolve);
+    process.once("SIGTERM", resolve);
+  });
+  log("ima: stopping");
+  notify.stopping();
+  await node.stop();
+  notify.close();
+  logger.close();
+  return 0;
 }

@@ -25,6 +25,11 @@ export interface ImaConfig {
   nveHoldMs: number;
   /** logging (issue 13): --log-level / --log-format win; the level is re-read on SIGHUP */
   log?: { level?: string; format?: string };
+  /**
+   * High availability (issue 15, host/ima/ha.ts): this process is one instance
+   * of the IMA `ima`; the instances elect the active one through the broker.
+   */
+  ha?: { instance: string; priority: number; holdMs: number };
 }
 
 const vnId = { type: "integer", minimum: 1, maximum: 16777215 };
@@ -50,6 +55,9 @@ export const imaConfigSchema = {
       moves: { type: "integer", minimum: 1, default: 5 }, windowMs: { type: "integer", minimum: 1, default: 180000 } } },
     nveHoldMs: { type: "integer", minimum: 0, default: 0 },
     limits: { type: "object", additionalProperties: false, default: {}, properties: { maxPayload: { type: "integer", minimum: 1024, default: 262144 } } },
+    ha: { type: "object", additionalProperties: false, required: ["instance"], properties: {
+      instance: { type: "string", pattern: ID }, priority: { type: "integer", default: 0 },
+      holdMs: { type: "integer", minimum: 1000, default: 10000 } } },
     // As the NVE's file (host/config/schema.ts `log`).
     log: { type: "object", additionalProperties: false, properties: {
       level: { enum: ["fatal", "error", "warn", "info", "debug", "trace", "silent"] }, format: { enum: ["json", "text"] } } },

@@ -16,7 +16,7 @@ import { connectWhenReachable, type BrokerConnection } from "../protocol/mqtt.js
 import { realClock, type Clock } from "../domain/clock.js";
 import { ROOT } from "../protocol/topics.js";
 import { rateLimitedLog } from "../protocol/rate-log.js";
-import { ImaCore, DEFAULT_IMA_SETTINGS, type ImaSettings, type Publish, type VnSeed } from "./core.js";
+import { ImaCore, DEFAULT_IMA_SETTINGS, type BatchResult, type ImaSettings, type Publish, type VnSeed } from "./core.js";
 import { openImaDb, type ImaDb } from "./db.js";
 
 export interface ImaServiceOptions {
@@ -44,6 +44,25 @@ export interface ImaServiceOptions {
    */
   nveHoldMs?: number;
   clock?: Clock;
+  /**
+   * High availability (host/ima/ha.ts): the work session, already connected
+   * (client id the identity, persistent) by the instance that won the lease;
+   * never reconnected here: a lost session means another instance took it over.
+   */
+  client?: MqttClient;
+  /**
+   * High availability: every stored change is also published, retained, under
+   * nvo3/v1/ima/ha/state/ (haStateTopic) before the public tree and before any
+   * answer, so a standby's copy holds everything answered (tombstones and
+   * move history included: no sequence number is reused after a failover).
+   * `seen` is that tree as the broker holds it now: the start publishes what differs.
+   */
+  replicate?: { seen: ReadonlyMap<string, string> };
+}
+
+/** The HA replication topic of one stored record (host/ima/ha.ts): `nvo3/v1/ima/ha/state/{collection}/{key}`. */
+export function haStateTopic(c: string, key: string): string {
+  return `${ROOT}ima/ha/state/${c}/${encodeURIComponent(key)}`;
 }
 
 export interface ImaStats {
@@ -55,6 +74,22 @@ export interface ImaStats {
 interface Pending { who: string; payload: Buffer; corr?: Buffer }
 const NVE_STATUS = /^nvo3\/v1\/nve\/([A-Za-z0-9._-]{1,64})\/status$/;
 
+/** HA: what of the replication tree differs from the store (a start publishes it, records first). */
+function haDiff(db: ImaDb, seen: ReadonlyMap<string, string>): Publish[] {
+  const out: Publish[] = [];
+  const mine = new Set<string>();
+  for (const c of ["vns", "vteps", "binds"] as const) {
+    for (const [k, v] of db.list(c)) {
+      const topic = haStateTopic(c, k);
+      const payload = JSON.stringify(v);
+      mine.add(topic);
+      if (seen.get(topic) !== payload) out.push({ topic, payload });
+    }
+  }
+  for (const [topic, payload] of seen) if (payload !== "" && !mine.has(topic)) out.push({ topic, payload: "" });
+  return out;
+}
+
 export class ImaService {
   readonly stats: ImaStats = { batches: 0, requests: 0, published: 0, moves: 0 };
   private queue: Pending[] = [];
@@ -65,6 +100,8 @@ export class ImaService {
   private ready = false;
   private closed = false;
   private purges: { nve: string; why?: string }[] = [];
+  /** HA mode (ha.ts): stored changes are replicated under nvo3/v1/ima/ha/state/ */
+  private replicate = false;
   private offline = new Map<string, unknown>();
   nveHoldMs = 0;
   clock: Clock = realClock;
@@ -105,8 +142,9 @@ export class ImaService {
       }
       const pv = o.broker.protocolVersion ?? 4;
       // a broker not up yet is waited for (connectWhenReachable), not a failed start
-      const client = await connectWhenReachable(o.broker.url, (l) => log(`ima: ${l}`), imaMqttOptions({ username: settings.ima, ...o.broker }, settings.ima, false));
+      const client = o.client ?? await connectWhenReachable(o.broker.url, (l) => log(`ima: ${l}`), imaMqttOptions({ username: settings.ima, ...o.broker }, settings.ima, false));
       const svc = new ImaService(core, db, ownDb, client, pv, log, o.maxBatch ?? 512);
+      svc.replicate = o.replicate !== undefined;
       svc.nveHoldMs = o.nveHoldMs ?? 0;
       svc.maxPendingPerRequester = o.maxPendingPerRequester ?? 10_000;
       svc.clock = o.clock ?? realClock;
@@ -114,6 +152,7 @@ export class ImaService {
       client.on("error", (e) => log(`ima: mqtt: ${e.message}`));
       client.on("offline", () => log("ima: mqtt: broker connection lost, reconnecting"));
       client.on("connect", (connack) => {
+        if (svc.replicate) return; // HA: never reconnected (reconnectPeriod 0), see ha.ts
         if (connack.sessionPresent) return log("ima: mqtt: reconnected");
         // The broker lost our session, so it may have lost the retained tree too.
         log("ima: mqtt: reconnected without our session: publishing the whole tree again");
@@ -124,7 +163,7 @@ export class ImaService {
       // its own name or `{identity}-…`, host/broker/acl.ts): one persistent session.
       // A restart publishes only what differs from what the broker acknowledged (issue 6).
       const pending = core.pendingPublishes();
-      await svc.publish(pending);
+      await svc.publish(pending, o.replicate ? haDiff(db, o.replicate.seen) : []);
       log(`ima: ${settings.ima} serving PROTOCOL.md §6 at ${o.broker.url}: ${core.vns.size} VNs, ${core.vteps.size} flood-list entries, ${core.binds.size} bindings; ${pending.length} retained messages published at start`);
       svc.ready = true;
       svc.kick();
@@ -236,7 +275,7 @@ export class ImaService {
           this.log(`ima: purging ${nve}: ${(e as Error).message}`);
           continue;
         }
-        await this.publish(r.publishes).catch((e) => this.log(`ima: publish: ${(e as Error).message}`));
+        await this.publish(r.publishes, this.haOf(r.writes)).catch((e) => this.log(`ima: publish: ${(e as Error).message}`));
         continue;
       }
       if (this.republish.length) {
@@ -255,21 +294,31 @@ export class ImaService {
     this.stats.requests += batch.length;
     const r = this.core.run(batch);
     let responses = r.responses.map((x) => x.rsp);
+    let ha = this.haOf(r.writes);
     try {
       await this.db.write(r.writes);
       this.stats.moves += r.moves;
     } catch (e) {
+      ha = [];
       r.undo();
       this.log(`ima: store write failed, ${batch.length} requests refused: ${(e as Error).message}`);
       responses = responses.map((rsp) => (rsp.ok ? { id: rsp.id, ok: false, error: { code: "internal", message: `the IMA could not store the change: ${(e as Error).message}` } } : rsp));
       r.publishes.length = 0;
     }
-    await this.publish(r.publishes).catch((e) => this.log(`ima: publish: ${(e as Error).message}`));
+    let published = true;
+    await this.publish(r.publishes, ha).catch((e) => {
+      published = false;
+      this.log(`ima: publish: ${(e as Error).message}`);
+    });
     for (const p of batch) {
       const left = (this.pendingOf.get(p.who) ?? 1) - 1;
       if (left > 0) this.pendingOf.set(p.who, left);
       else this.pendingOf.delete(p.who);
     }
+    // HA: an answer promises that a standby holds the change; one the broker
+    // did not take is not answered (the session is lost: the NVE's client
+    // retries with the instance that takes over, and every op is idempotent).
+    if (this.replicate && !published) return;
     batch.forEach((p, i) => {
       this.client.publish(imaTopics.rsp(p.who), encode(responses[i]), publishOptions(this.pv, false, p.corr), (e) => {
         if (e && !this.closed) this.log(`ima: response to ${p.who}: ${e.message}`);
@@ -283,15 +332,43 @@ export class ImaService {
    * in the background (in order; stop() waits for it): if it is lost, that start
    * publishes the same payloads again, which changes nothing for subscribers.
    */
-  private async publish(ps: Publish[]): Promise<void> {
+  private async publish(ps: Publish[], ha: Publish[] = []): Promise<void> {
+    if (ps.length === 0 && ha.length === 0) return;
+    // HA records first: one connection delivers in order (MQTT-4.6.0-2), so a
+    // public record never reaches the broker without its replication record.
+    await Promise.all([...ha, ...ps].map((p) => this.client.publishAsync(p.topic, p.payload, publishOptions(this.pv, true))));
     if (ps.length === 0) return;
-    await Promise.all(ps.map((p) => this.client.publishAsync(p.topic, p.payload, publishOptions(this.pv, true))));
     this.stats.published += ps.length;
     const writes = this.core.published_(ps);
     this.pubLog = this.pubLog.then(() => this.db.write(writes)).catch((e) => this.log(`ima: recording published messages: ${(e as Error).message}`));
   }
 
   private pubLog: Promise<void> = Promise.resolve();
+
+  /** HA: the replication records of a batch's store writes (none without HA, and none of `pub`). */
+  private haOf(writes: BatchResult["writes"]): Publish[] {
+    if (!this.replicate) return [];
+    const out: Publish[] = [];
+    for (const w of writes) if (w.c !== "pub") out.push({ topic: haStateTopic(w.c, w.key), payload: w.value === null || w.value === undefined ? "" : JSON.stringify(w.value) });
+    return out;
+  }
+
+  /**
+   * HA: lets the work session go without closing the store (another instance
+   * took the session over, or the broker went away): nothing more is stored,
+   * published or answered. Bounded: a publish the lost connection never
+   * acknowledges is not waited for beyond `waitMs`.
+   */
+  async detach(waitMs = 2000): Promise<void> {
+    this.closed = true;
+    this.ready = false;
+    for (const t of this.offline.values()) this.clock.clearTimer(t);
+    (this.client as unknown as { stream?: { destroy(): void } }).stream?.destroy();
+    await this.client.endAsync(true).catch(() => {});
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.all([this.pumping?.catch(() => {}), this.pubLog]), new Promise((r) => (timer = setTimeout(r, waitMs)))]);
+    clearTimeout(timer);
+  }
 
   /** Waits for the batch in progress, then disconnects and closes the store. */
   async stop(): Promise<void> {
