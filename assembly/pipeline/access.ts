@@ -6,7 +6,7 @@ import { ld16, ldMac, ld8, raw16 } from "../util";
 import { vlanMap, vnPtr, tagOf, vnCtr, ctrInc, VN_CTR, VC_RX, VC_ENCAP, VC_FLOOD,
          VN_FLAGS, VN_MTU, VN_FLOOD_PTR, VN_FLOOD_N, VN_NLOCAL, VN_LOCAL,
          VNF_PORTSEC, VNF_ARPSUP, floodPool } from "../state";
-import { macLookupHome, macHomes, macRaw, ip4Lookup, ip6Lookup, MK_KIND, MK_LOCAL, MK_REMOTE, ML_ACTIVE,
+import { macLookupHome, frameRec, macRaw, ip4Lookup, ip6Lookup, MK_KIND, MK_LOCAL, MK_REMOTE, ML_ACTIVE,
          ML_PORT_SHIFT, ML_PORT_MASK, ML_TAG_MASK, MR_TUN_MASK } from "../tables/index";
 import { ETHERTYPE_VLAN, ETHERTYPE_QINQ, ETHERTYPE_QINQ_OLD, ETHERTYPE_IPV4, ETHERTYPE_ARP,
          ETHERTYPE_IPV6, VID_MASK, PCP_SHIFT, DOT1Q_HLEN } from "../proto/ethernet";
@@ -25,7 +25,7 @@ import { arpAnswer } from "./fast";
 export function accessFrame(port: u32, p: usize, len: u32): void {
   // an ARP request that suppression answers, the quick way (fast.ts; false
   // while tracing, so the trace below records every step)
-  if (arpAnswer(port, p, len, macHomes + (<usize>curIn << 3))) return;
+  if (arpAnswer(port, p, len, frameRec(curIn))) return;
   setCur(port, -1);
   if (len < DOT1Q_HLEN) { drop(D.D_TRUNCATED); return; }
   const tpid = <u32>load<u16>(p + 12); // raw: compared with raw16 constants
@@ -54,7 +54,7 @@ export function accessFrame(port: u32, p: usize, len: u32): void {
   // only when Activated); with port security the source MAC must be a VNIC
   // of this VN behind this port, and its source IP one bound to that MAC
   // (seed §5, anti-spoofing).
-  const hh = macHomes + (<usize>curIn << 3); // the homes the prefetch pass computed
+  const hh = frameRec(curIn); // the homes the prefetch pass computed
   const sv = macLookupHome(vn, macRaw(p + 6), load<u32>(hh)); // len >= 18: the 8-byte read is in the frame
   trace(TR_SRC, sv);
   if ((sv & MK_KIND) == MK_LOCAL && (sv & ML_ACTIVE) == 0) { drop(D.D_VNIC_INACTIVE); return; }

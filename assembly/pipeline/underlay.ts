@@ -5,7 +5,7 @@
 import { ld16, ld32, raw16, csumAdd, csumFold } from "../util";
 import { vnPtr, tagOf, vnCtr, ctrInc, VN_CTR, VC_RX, VC_DECAP, VC_FLOOD, VN_MTU, VN_NLOCAL, VN_LOCAL,
          vtepAllowed, ENC_VXLAN, ENC_GENEVE, ENC_NVGRE } from "../state";
-import { macLookupHome, underlayHome, macHomes, vniFind, vniKey, remoteFind, MK_KIND, MK_LOCAL, MK_REMOTE, ML_ACTIVE, ML_PORT_SHIFT,
+import { macLookupHome, underlayHome, frameRec, vniFind, vniKey, remoteFind, MK_KIND, MK_LOCAL, MK_REMOTE, ML_ACTIVE, ML_PORT_SHIFT,
          ML_PORT_MASK, ML_TAG_MASK, IP6_TAG, macRaw } from "../tables/index";
 import { ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETHERTYPE_VLAN, ETHERTYPE_QINQ, ETHERTYPE_QINQ_OLD,
          ETHERTYPE_TEB, ETHERTYPE_ARP } from "../proto/ethernet";
@@ -202,7 +202,7 @@ export function underlayFrame(port: u32, p: usize, len: u32): void {
   if (ilen - 14 > <u32>load<u16>(v, VN_MTU)) { drop(D.D_MTU_EXCEEDED); return; }
   const dst = macRaw(inner); // ilen >= 14
   if (dst & 1) { trace(TR_LOOKUP, LK_BROADCAST); floodLocal(vn, v, inner, ilen); return; }
-  const dv = macLookupHome(vn, dst, underlayHome(macHomes + (<usize>curIn << 3), vn));
+  const dv = macLookupHome(vn, dst, underlayHome(frameRec(curIn), vn));
   trace(TR_DST, dv);
   const kind = dv & MK_KIND;
   if (kind == MK_LOCAL) {

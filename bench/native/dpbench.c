@@ -4,7 +4,7 @@
  * per-frame work transcribed from assembly/ into plain C, function by
  * function, with the same memory layout (one arena laid out in the order of
  * assembly/state.ts layoutFixed, cache-line aligned regions, the same table
- * slot formats), the same hash (mix64), the same open-addressing tables and
+ * slot formats), the same hashes (fibHome, mix64), the same open-addressing tables and
  * load, the same prebuilt tunnel templates, counters and output descriptors.
  * It is not a second implementation to trust: bench/dataplane.ts compares its
  * output bytes with the wasm's for the first batch of every case and refuses
@@ -307,7 +307,7 @@ static inline int vtepAllowed(u32 vn, u32 r) {
 
 /* ---------------------------------------------------------------- tables */
 
-typedef struct { u8 *base; u32 mask, count, limit; } Table;
+typedef struct { u8 *base; u32 mask, count, limit, shift; } Table;
 static Table macTab, ipTab, vniTab, remoteTab;
 
 static void tabInit(Table *t, u32 log2, u32 slot) {
@@ -316,7 +316,11 @@ static void tabInit(Table *t, u32 log2, u32 slot) {
   t->mask = n - 1;
   t->count = 0;
   t->limit = n - (n >> 3);
+  t->shift = 64 - log2;
 }
+
+/* tables/hash64.ts fibHome: a MAC or VNI key's home, one multiply (Fibonacci hashing) */
+static inline u32 fibHome(const Table *t, u64 key) { return (u32)((key * 0x9e3779b97f4a7c15ull) >> t->shift); }
 
 /* tables/hash64.ts */
 static inline u8 *t64FindFrom(const Table *t, u64 key, u32 i) {
@@ -328,10 +332,10 @@ static inline u8 *t64FindFrom(const Table *t, u64 key, u32 i) {
     i = (i + 1) & t->mask;
   }
 }
-static inline u8 *t64Find(const Table *t, u64 key) { return t64FindFrom(t, key, (u32)mix64(key) & t->mask); }
+static inline u8 *t64Find(const Table *t, u64 key) { return t64FindFrom(t, key, fibHome(t, key)); }
 
 static int t64Put(Table *t, u64 key, u32 val, u32 aux) {
-  u32 i = (u32)mix64(key) & t->mask;
+  u32 i = fibHome(t, key);
   for (;;) {
     u8 *s = t->base + ((size_t)i << 4);
     u64 k = rd64(s);
@@ -394,7 +398,7 @@ static inline u64 vniKeyAt(u32 enc, const u8 *p) { return ((u64)enc << 24) | (rd
 static u32 macHomes[2 * MAX_BATCH];
 static inline u32 macLookupHome(u32 vn, u64 mac, u32 home) {
   u64 key = macKey(vn, mac);
-  u8 *s = t64FindFrom(&macTab, key, home != NO_HOME ? home : ((u32)mix64(key) & macTab.mask));
+  u8 *s = t64FindFrom(&macTab, key, home != NO_HOME ? home : fibHome(&macTab, key));
   return s == 0 ? 0 : rd32(s + 8);
 }
 
@@ -964,8 +968,8 @@ static void prefetchBatch(u32 n) {
       u32 vid = ld16(p + 14) & 0xfff;
       u32 vn1 = rd16(vlanMap + (((size_t)port << 12) + vid) * 2);
       if (vn1 == 0) continue;
-      u32 hs = (u32)mix64(macKey(vn1 - 1, macRaw(p + 6))) & macTab.mask;
-      u32 hd = (u32)mix64(macKey(vn1 - 1, macRaw(p))) & macTab.mask;
+      u32 hs = fibHome(&macTab, macKey(vn1 - 1, macRaw(p + 6)));
+      u32 hd = fibHome(&macTab, macKey(vn1 - 1, macRaw(p)));
       macHomes[2 * i] = hs; macHomes[2 * i + 1] = hd;
       warmList[w++] = macTab.base + ((size_t)hs << 4);
       warmList[w++] = macTab.base + ((size_t)hd << 4);
@@ -999,7 +1003,7 @@ static void prefetchBatch(u32 n) {
       u8 *vs = t64Find(&vniTab, key);
       if (vs == 0) continue;
       u32 vn = rd32(vs + 8);
-      u32 hd = (u32)mix64(macKey(vn, macRaw(p + (p[23] == 47 ? 42 : 50)))) & macTab.mask;
+      u32 hd = fibHome(&macTab, macKey(vn, macRaw(p + (p[23] == 47 ? 42 : 50))));
       macHomes[2 * i] = vn; macHomes[2 * i + 1] = hd;
       warmList[w++] = macTab.base + ((size_t)hd << 4);
     }
@@ -1045,7 +1049,7 @@ __attribute__((noinline)) static u32 process(u32 n) {
  * The mirror above follows assembly/'s shape function by function. This is
  * the same work as a C programmer would write it (issue 18): the same checks,
  * the same two MAC lookups (and the IP lookups of port security and ARP
- * suppression), the same flow hash and tables (mix64 homes, linear probing),
+ * suppression), the same flow hash and tables (the same homes, linear probing),
  * the same counters, the same trace check and the same 64-byte template copy,
  * but one parse per frame, done in the first pass, which hands each frame's
  * VN, keys and home slots to the second in a per-frame record, real
@@ -1071,7 +1075,7 @@ typedef struct {
 static Frame frames[MAX_BATCH];
 
 /* the home slot of a MAC key, as tables/index.ts macHome */
-AI u32 macHomeOf(u64 key) { return (u32)mix64(key) & macTab.mask; }
+AI u32 macHomeOf(u64 key) { return fibHome(&macTab, key); }
 AI u8 *macSlot(u32 h) { return macTab.base + ((size_t)h << 4); }
 /* the value of `key` probing from slot s (0: unknown) */
 AI u32 macAt(const u8 *s, u64 key) {
