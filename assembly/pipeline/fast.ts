@@ -112,10 +112,13 @@ import { ARP_OP, ARP_SHA, ARP_SPA, ARP_TPA, ARP_LEN, ARP_OP_REQUEST } from "../p
  * thing by access.ts accessFrame.
  */
 export function arpAnswer(port: u32, p: usize, len: u32, hh: usize): bool {
-  const vni = accessVn(port, p, len);
-  if (vni < 0) return false;
-  const vn = <u32>vni;
-  if (<u32>load<u16>(p + 16) != raw16(ETHERTYPE_ARP)) return false;
+  // accessVn's checks, made once by the prefetch pass (pipeline/prefetch.ts),
+  // which left the VN in the frame's record (issue 16: parse once)
+  if (slowOnly) return false;
+  const vn1 = load<u32>(hh, FR_VN);
+  if (vn1 == 0) return false;
+  const vn = vn1 - 1;
+  if (dot1qTypeRaw(p) != raw16(ETHERTYPE_ARP)) return false;
   const flags = <u32>load<u8>(vnPtr(vn), VN_FLAGS);
   if ((flags & VNF_ARPSUP) == 0) return false;
   if (len < DOT1Q_HLEN + ARP_LEN) return false;
@@ -130,7 +133,10 @@ export function arpAnswer(port: u32, p: usize, len: u32, hh: usize): bool {
     if (((sv >> ML_PORT_SHIFT) & ML_PORT_MASK) != port) return false;
     if (macRaw(a + ARP_SHA) != macRaw(p + 6)) return false;
     if (load<u32>(a + ARP_SPA) != 0) {
-      if (ip4Lookup(vn, a + ARP_SPA) != ldMac(p + 6)) return false;
+      // the sender's home the prefetch pass left in the destination's place
+      // (a broadcast request looks no destination up)
+      const sh = (<u32>macRaw(p) & 1) != 0 ? load<u32>(hh, 4) : NO_HOME;
+      if (ip4LookupHome(vn, a + ARP_SPA, sh) != ldMac(p + 6)) return false;
     }
   }
   const m = ip4LookupHome(vn, a + ARP_TPA, load<u32>(hh, FR_IP)); // the prefetch pass's home (pipeline/prefetch.ts)

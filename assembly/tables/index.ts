@@ -92,7 +92,8 @@ export function tableGlobalsInit(): void {
  * Each batch frame's record (FR_SIZE bytes), written by the prefetch pass
  * (pipeline/prefetch.ts) so the main pass parses and hashes nothing again:
  *   +0  the source MAC's home slot (an underlay frame: its VN)
- *   +4  the destination MAC's home slot (an underlay frame: the inner one's)
+ *   +4  the destination MAC's home slot (an underlay frame: the inner one's;
+ *       a broadcast ARP request under port security: its sender IP's IP-table home)
  *   +8  FR_VN: an access frame with the fast path's 802.1Q shape: its VN + 1 (0: none)
  *   +12 FR_IP: the IP-table home of the IPv4 source (port security) or the ARP target
  * NO_HOME where none was computed.
