@@ -190,99 +190,93 @@ let floodHash: u32 = 0;
 }
 
 /**
- * The VN of an underlay frame with the shape underlayFast takes (outer IPv4
- * with a 20-byte header; VXLAN or Geneve without options at offset 42, inner
- * frame at 50; NVGRE at 34, inner frame at 42), read without checking the
- * rest; -1 for any other shape or an unknown VNI. For the prefetch pass.
+ * The VN of an underlay frame with the shape underlayFast takes, every one of
+ * its checks made (issue 16: parsed once, by the prefetch pass, which leaves
+ * the VN in the frame's record): VXLAN, Geneve without options or NVGRE over
+ * an IPv4 underlay with a 20-byte header and no UDP checksum, from an NVE on
+ * the VN's flood list, an untagged inner frame within the VN's MTU to a
+ * unicast destination. -1 for anything else, which the full path
+ * (underlay.ts) takes. Reads only; each check its own `if` (finding 16).
  */
-@inline export function underlayVn(p: usize, len: u32): i32 {
+@inline export function underlayShape(p: usize, len: u32): i32 {
   if (ulIs6) return -1;
-  if (len < 64) return -1;
+  if (len < 14 + 20 + 8 + 8 + 14) return -1;
+  if (macRaw(p) != ulMac) return -1;
   if (<u32>load<u16>(p + 12) != raw16(ETHERTYPE_IPV4)) return -1;
-  if (!ip4Plain(p + 14)) return -1;
-  const proto = <u32>load<u8>(p + 23);
+  const ip = p + 14;
+  if (!ip4Plain(ip)) return -1;
+  const tot = ld16(ip + IP4_TOTLEN);
+  if (<u32>14 + tot > len) return -1;
+  if (tot < 20 + 8) return -1;
+  if (ip4Sum20(ip) != 0xffff) return -1; // RFC 791
+  if (<u64>load<u32>(ip + IP4_DST) != ulIp0) return -1;
+  if (!ip4Whole(ip)) return -1; // RFC 7348 §4.3
+  const proto = <u32>load<u8>(ip + IP4_PROTO);
+  const l4 = ip + 20;
+  const l4len = tot - 20;
+  let hl: u32; // the overlay headers after the IPv4 header
   let key: u64;
   if (proto == IPPROTO_UDP) {
-    const dport = <u32>load<u16>(p + 36); // raw
-    if (dport == vxlanPortRaw) key = vniKeyAt(ENC_VXLAN, p + 46);
-    else if (dport == genevePortRaw && <u32>load<u8>(p + 42) == 0) key = vniKeyAt(ENC_GENEVE, p + 46);
-    else return -1;
+    if (ld16(l4 + 4) != l4len) return -1;
+    if (load<u16>(l4 + 6) != 0) return -1;
+    if (l4len < 16) return -1;
+    const dport = <u32>load<u16>(l4 + 2); // raw
+    const t = l4 + 8;
+    if (dport == vxlanPortRaw) {
+      if ((<u32>load<u8>(t) & VXLAN_FLAG_I) == 0) return -1; // RFC 7348 §5
+      key = vniKeyAt(ENC_VXLAN, t + 4);
+    } else if (dport == genevePortRaw) {
+      // RFC 8926 §3.4: version 0, no options, O and C clear, Ethernet payload
+      if (<u32>load<u8>(t) != 0) return -1;
+      if ((<u32>load<u8>(t + 1) & (GENEVE_FLAG_O | GENEVE_FLAG_C)) != 0) return -1;
+      if (<u32>load<u16>(t + 2) != raw16(ETHERTYPE_TEB)) return -1;
+      key = vniKeyAt(ENC_GENEVE, t + 4);
+    } else return -1;
+    hl = 16;
   } else if (proto == IPPROTO_GRE) {
-    const vsid = ld32(p + 38) >> 8;
-    if (vsid <= NVGRE_VSID_RESERVED_MAX) return -1; // RFC 7637 §3.2
+    // RFC 7637 §3.2: K set, C and S clear, version 0, no reserved VSID
+    if (<u32>load<u16>(l4) != raw16(NVGRE_FLAGS_K)) return -1;
+    if (<u32>load<u16>(l4 + 2) != raw16(ETHERTYPE_TEB)) return -1;
+    const vsid = ld32(l4 + 4) >> 8;
+    if (vsid <= NVGRE_VSID_RESERVED_MAX) return -1;
     if (vsid == NVGRE_VSID_RESERVED_ALL) return -1;
-    key = vniKeyAt(ENC_NVGRE, p + 38);
+    key = vniKeyAt(ENC_NVGRE, l4 + 4);
+    hl = 8;
   } else return -1;
   const vs = vniFind(key);
-  return vs == 0 ? -1 : <i32>load<u32>(vs, 8);
+  if (vs == 0) return -1;
+  const vn = load<u32>(vs, 8);
+  const rs = remoteFind(4, <u64>load<u32>(ip + IP4_SRC), 0);
+  if (rs == 0) return -1;
+  if (!vtepAllowed(vn, <u32>load<u64>(rs, 24))) return -1;
+  const inner = l4 + hl;
+  const ilen = l4len - hl;
+  if (ilen < 14) return -1;
+  if (isTagTypeRaw(<u32>load<u16>(inner + 12))) return -1;
+  if (ilen - 14 > <u32>load<u16>(vnPtr(vn), VN_MTU)) return -1;
+  if (<u32>macRaw(inner) & 1) return -1;
+  return <i32>vn;
 }
 
-/** The inner frame of an underlay frame underlayVn took: after NVGRE, or after UDP and VXLAN/Geneve. */
+/** The inner frame of an underlay frame underlayShape took: after NVGRE, or after UDP and VXLAN/Geneve. */
 @inline export function underlayInner(p: usize): usize {
   return p + (<u32>load<u8>(p + 23) == IPPROTO_GRE ? 42 : 50);
 }
 
 /**
- * The underlay side's common case: VXLAN, Geneve without options or NVGRE
- * over an IPv4 underlay with a 20-byte header and no UDP checksum, from an
- * NVE on the VN's flood list, to an active local VNIC. Same checks, outputs
- * and counters as underlayFrame (underlay.ts); false before any write.
+ * The underlay side's common case (underlayShape's, checked by the prefetch
+ * pass) to an active local VNIC. Same checks, outputs and counters as
+ * underlayFrame (underlay.ts); false before any write.
  */
 @inline export function underlayFast(p: usize, len: u32, hh: usize): bool {
   if (slowOnly) return false;
-  if (ulIs6) return false;
-  if (len < 14 + 20 + 8 + 8 + 14) return false;
-  if (macRaw(p) != ulMac) return false;
-  if (<u32>load<u16>(p + 12) != raw16(ETHERTYPE_IPV4)) return false;
-  const ip = p + 14;
-  if (!ip4Plain(ip)) return false;
-  const tot = ld16(ip + IP4_TOTLEN);
-  if (<u32>14 + tot > len) return false;
-  if (tot < 20 + 8) return false;
-  if (ip4Sum20(ip) != 0xffff) return false; // RFC 791
-  if (<u64>load<u32>(ip + IP4_DST) != ulIp0) return false;
-  if (!ip4Whole(ip)) return false; // RFC 7348 §4.3
-  const proto = <u32>load<u8>(ip + IP4_PROTO);
-  const l4 = ip + 20;
-  const l4len = tot - 20;
-  let hl: u32; // the overlay headers after the IPv4 header
-  if (proto == IPPROTO_UDP) {
-    if (ld16(l4 + 4) != l4len) return false;
-    if (load<u16>(l4 + 6) != 0) return false;
-    if (l4len < 16) return false;
-    const dport = <u32>load<u16>(l4 + 2); // raw
-    const t = l4 + 8;
-    if (dport == vxlanPortRaw) {
-      if ((<u32>load<u8>(t) & VXLAN_FLAG_I) == 0) return false; // RFC 7348 §5
-    } else if (dport == genevePortRaw) {
-      // RFC 8926 §3.4: version 0, no options, O and C clear, Ethernet payload
-      if (<u32>load<u8>(t) != 0) return false;
-      if ((<u32>load<u8>(t + 1) & (GENEVE_FLAG_O | GENEVE_FLAG_C)) != 0) return false;
-      if (<u32>load<u16>(t + 2) != raw16(ETHERTYPE_TEB)) return false;
-    } else return false;
-    hl = 16;
-  } else if (proto == IPPROTO_GRE) {
-    // RFC 7637 §3.2: K set, C and S clear, version 0 (reserved VSIDs: underlayVn)
-    if (<u32>load<u16>(l4) != raw16(NVGRE_FLAGS_K)) return false;
-    if (<u32>load<u16>(l4 + 2) != raw16(ETHERTYPE_TEB)) return false;
-    hl = 8;
-  } else return false;
-  const inner = l4 + hl;
-  const ilen = l4len - hl;
-  // The VN the prefetch pass found for this frame's VNI/VSID (underlayVn:
-  // same shape, same bytes), kept in the source's place; none: an unknown
-  // VNI or a shape it does not take.
+  // The VN the prefetch pass found for this frame, every check of
+  // underlayShape made, kept in the source's place; none: another shape.
   const vn = load<u32>(hh);
   if (vn == NO_HOME) return false;
-  const rs = remoteFind(4, <u64>load<u32>(ip + IP4_SRC), 0);
-  if (rs == 0) return false;
-  if (!vtepAllowed(vn, <u32>load<u64>(rs, 24))) return false;
-  if (ilen < 14) return false;
-  if (isTagTypeRaw(<u32>load<u16>(inner + 12))) return false;
-  if (ilen - 14 > <u32>load<u16>(vnPtr(vn), VN_MTU)) return false;
-  const dst = macRaw(inner);
-  if (<u32>dst & 1) return false;
-  const dv = macLookupHome(vn, dst, load<u32>(hh, 4));
+  const inner = underlayInner(p);
+  const ilen = ld16(p + 14 + IP4_TOTLEN) + 14 - <u32>(inner - p);
+  const dv = macLookupHome(vn, macRaw(inner), load<u32>(hh, 4));
   if ((dv & (MK_KIND | ML_ACTIVE)) != (MK_LOCAL | ML_ACTIVE)) return false;
   const dport = (dv >> ML_PORT_SHIFT) & ML_PORT_MASK;
   const dtag = tagOf(vn, dport);

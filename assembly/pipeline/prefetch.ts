@@ -13,7 +13,7 @@ import { IP4_SRC } from "../proto/ipv4";
 import { raw16 } from "../util";
 import { macKey, macRaw, macHomes, warmList, NO_HOME, macBase, macHome, ip4Home, ipBase, ipWarmList,
          FR_SIZE, FR_IP } from "../tables/index";
-import { underlayVn, underlayInner } from "./fast";
+import { underlayShape, underlayInner } from "./fast";
 
 /** Kept so the warming loads of prefetchBatch are not optimised away (exported by index.ts). */
 export let warmSink: u64 = 0;
@@ -128,11 +128,11 @@ export function prefetchBatch(n: u32): void {
           q += 4;
         }
       } else if (k == PORT_UNDERLAY) {
-        // The inner destination's slot, for the overlay headers the fast path
-        // takes (pipeline/fast.ts underlayFast): IPv4 with a 20-byte header,
-        // then VXLAN, Geneve without options or NVGRE. The VN is kept in the
-        // source's place: the main pass uses the home only for that VN.
-        const vn = underlayVn(p, len);
+        // A frame of the shape the fast path takes (pipeline/fast.ts
+        // underlayShape, every check made here once): its VN, kept in the
+        // source's place, and its inner destination's slot (the main pass
+        // uses the home only for that VN).
+        const vn = underlayShape(p, len);
         if (vn < 0) break;
         h0 = <u32>vn;
         h1 = macHome(macKey(<u32>vn, macRaw(underlayInner(p))));
