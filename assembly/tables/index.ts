@@ -117,7 +117,7 @@ export function macHomesInit(): void {
 
 /**
  * The home of an underlay frame's inner destination that the prefetch pass
- * computed (index.ts prefetchBatch keeps the frame's VN in the source's
+ * computed (pipeline/prefetch.ts prefetchBatch keeps the frame's VN in the source's
  * place), or NO_HOME when it computed none for VN `vn`.
  */
 @inline export function underlayHome(hh: usize, vn: u32): u32 {

@@ -393,7 +393,7 @@ static inline u64 macKey(u32 vn, u64 mac) { return ((u64)(vn + 1) << 48) | mac; 
 /* tables/index.ts vniKey / vniKeyAt: the VNI's wire bytes read little-endian */
 static inline u64 vniKey(u32 enc, u32 vni) { return ((u64)enc << 24) | (__builtin_bswap32(vni) >> 8); }
 static inline u64 vniKeyAt(u32 enc, const u8 *p) { return ((u64)enc << 24) | (rd32(p) & 0xffffff); }
-/* index.ts prefetch pass -> access lookups: each frame's two home slots */
+/* pipeline/prefetch.ts -> access lookups: each frame's two home slots */
 #define NO_HOME 0xffffffffu
 static u32 macHomes[2 * MAX_BATCH];
 static inline u32 macLookupHome(u32 vn, u64 mac, u32 home) {
@@ -927,7 +927,7 @@ static void underlayFrame(u32 port, const u8 *p, u32 len) {
   if (ilen - 14 > (u32)rd16(v + VN_MTU)) { drop(D_MTU_EXCEEDED); return; }
   u64 dst = macRaw(inner);
   if (dst & 1) { trace(TR_LOOKUP, LK_BROADCAST); floodLocal(vn, v, inner, ilen); return; }
-  /* index.ts prefetch pass: the VN in the source's place, the inner destination's home */
+  /* pipeline/prefetch.ts: the VN in the source's place, the inner destination's home */
   u32 dv = macLookupHome(vn, dst, hh[0] == vn ? hh[1] : NO_HOME);
   trace(TR_DST, dv);
   u32 kind = dv & MK_KIND;
@@ -948,7 +948,7 @@ static void underlayFrame(u32 port, const u8 *p, u32 len) {
 
 /* ---------------------------------------------------------------- index.ts process */
 
-/* index.ts prefetchBatch: the MAC and IP slots each frame will look up, so
+/* pipeline/prefetch.ts prefetchBatch: the MAC and IP slots each frame will look up, so
    the batch's misses overlap. The wasm has no prefetch instruction and loads
    each slot into a sink; here it is __builtin_prefetch (issue 18), in the
    same two phases: the homes kept per frame, the slots listed densely
@@ -973,7 +973,7 @@ static void prefetchBatch(u32 n) {
       macHomes[2 * i] = hs; macHomes[2 * i + 1] = hd;
       warmList[w++] = macTab.base + ((size_t)hs << 4);
       warmList[w++] = macTab.base + ((size_t)hd << 4);
-      /* index.ts: the IP-table slots of port security and ARP suppression */
+      /* prefetch.ts warmIpSlots: the IP-table slots of port security and ARP suppression */
       u32 flags = vnPtr(vn1 - 1)[VN_FLAGS];
       if (flags & (VNF_PORTSEC | VNF_ARPSUP)) {
         u32 et = rd16(p + 16);
@@ -986,7 +986,7 @@ static void prefetchBatch(u32 n) {
         }
       }
     } else if (portKind[port] == PORT_UNDERLAY) {
-      /* fast.ts underlayVn: IPv4 (20-byte header), VXLAN / Geneve without options / NVGRE */
+      /* the VNI of IPv4 (20-byte header), VXLAN / Geneve without options / NVGRE (the wasm now checks the whole of fast.ts underlayShape here; the VN and home are the same for every frame both take) */
       if (ulIs6 || len < 64 || rd16(p + 12) != 0x0008 || p[14] != 0x45) continue;
       u32 proto = p[23];
       u64 key;
@@ -1008,7 +1008,7 @@ static void prefetchBatch(u32 n) {
       warmList[w++] = macTab.base + ((size_t)hd << 4);
     }
   }
-  /* index.ts: last slot first, so the first frames' slots are still in L1 */
+  /* prefetch.ts: last slot first, so the first frames' slots are still in L1 */
   for (u32 j = w; j-- > 0;) __builtin_prefetch(warmList[j]);
 }
 
