@@ -9,7 +9,7 @@ import { vlanMap, vnPtr, tagOf, vnCtr, ctrInc, VN_CTR, VC_RX, VC_ENCAP, VC_FLOOD
 import { macLookupHome, frameRec, macRaw, ip4Lookup, ip6Lookup, MK_KIND, MK_LOCAL, MK_REMOTE, ML_ACTIVE,
          ML_PORT_SHIFT, ML_PORT_MASK, ML_TAG_MASK, MR_TUN_MASK } from "../tables/index";
 import { ETHERTYPE_VLAN, ETHERTYPE_QINQ, ETHERTYPE_QINQ_OLD, ETHERTYPE_IPV4, ETHERTYPE_ARP,
-         ETHERTYPE_IPV6, VID_MASK, PCP_SHIFT, DOT1Q_HLEN } from "../proto/ethernet";
+         ETHERTYPE_IPV6, VID_MASK, PCP_SHIFT, DOT1Q_HLEN, isTagTypeRaw, dot1qTypeRaw } from "../proto/ethernet";
 import { IPPROTO_ICMPV6 } from "../proto/ipv4";
 import { ND_NA } from "../proto/icmp6";
 import { ARP_OP, ARP_SHA, ARP_SPA, ARP_TPA, ARP_LEN, ARP_OP_REQUEST } from "../proto/arp";
@@ -35,7 +35,7 @@ export function accessFrame(port: u32, p: usize, len: u32): void {
   const vid = tci & VID_MASK;
   const etype = ld16(p + 16);
   // An 802.1Q frame whose payload is another tag is double-tagged too.
-  if (etype == ETHERTYPE_VLAN || etype == ETHERTYPE_QINQ || etype == ETHERTYPE_QINQ_OLD) { drop(D.D_DOUBLE_TAGGED); return; }
+  if (isTagTypeRaw(dot1qTypeRaw(p))) { drop(D.D_DOUBLE_TAGGED); return; }
   if (vid == 0) { drop(D.D_PRIORITY_TAGGED); return; }
   const vn1 = <u32>load<u16>(vlanMap + ((<usize>port << 12) + vid) * 2);
   if (vn1 == 0) { drop(D.D_UNKNOWN_VID); return; } // also VID 4095: never mapped

@@ -82,25 +82,31 @@ import { ARP_OP, ARP_SHA, ARP_SPA, ARP_TPA, ARP_LEN, ARP_OP_REQUEST } from "../p
       }
     }
   }
-  if (<u32>dst & 1) return floodFast(port, tci, p, len, vn, v);
-  const dv = macLookupHome(vn, dst, load<u32>(hh, 4));
-  if ((dv & MK_KIND) == MK_REMOTE) {
-    const vc = vnCtr + (<usize>vn * VN_CTR << 3);
-    ctrInc(vc, VC_RX, 1);
-    const etype = ld16(p + 16);
-    emitEncap(dv & MR_TUN_MASK, p, len, tci >> PCP_SHIFT, flowHash(p, etype, p + DOT1Q_HLEN, len - DOT1Q_HLEN), vn);
-    ctrInc(vc, VC_ENCAP, 1);
-    return true;
+  // One call site for the flood (broadcast, multicast, unknown unicast):
+  // inlined twice, its loops doubled the code of the function holding every
+  // fast path (issue 18).
+  if ((<u32>dst & 1) == 0) {
+    const dv = macLookupHome(vn, dst, load<u32>(hh, 4));
+    if ((dv & MK_KIND) == MK_REMOTE) {
+      const vc = vnCtr + (<usize>vn * VN_CTR << 3);
+      ctrInc(vc, VC_RX, 1);
+      const etype = ld16(p + 16);
+      emitEncap(dv & MR_TUN_MASK, p, len, tci >> PCP_SHIFT, flowHash(p, etype, p + DOT1Q_HLEN, len - DOT1Q_HLEN), vn);
+      ctrInc(vc, VC_ENCAP, 1);
+      return true;
+    }
+    if ((dv & MK_KIND) != 0) {
+      if ((dv & ML_ACTIVE) == 0) return false;
+      const dport = (dv >> ML_PORT_SHIFT) & ML_PORT_MASK;
+      if (dport == port) return false;
+      const dtag = tagOf(vn, dport);
+      if (dtag == 0) return false;
+      ctrInc(vnCtr + (<usize>vn * VN_CTR << 3), VC_RX, 1);
+      emitTagged(dport, dtag, tci, p, p + 16, len - 16, vn);
+      return true;
+    }
   }
-  if ((dv & MK_KIND) == 0) return floodFast(port, tci, p, len, vn, v); // unknown unicast
-  if ((dv & ML_ACTIVE) == 0) return false;
-  const dport = (dv >> ML_PORT_SHIFT) & ML_PORT_MASK;
-  if (dport == port) return false;
-  const dtag = tagOf(vn, dport);
-  if (dtag == 0) return false;
-  ctrInc(vnCtr + (<usize>vn * VN_CTR << 3), VC_RX, 1);
-  emitTagged(dport, dtag, tci, p, p + 16, len - 16, vn);
-  return true;
+  return floodFast(port, tci, p, len, vn, v);
 }
 
 /**

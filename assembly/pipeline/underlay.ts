@@ -8,7 +8,7 @@ import { vnPtr, tagOf, vnCtr, ctrInc, VN_CTR, VC_RX, VC_DECAP, VC_FLOOD, VN_MTU,
 import { macLookupHome, underlayHome, frameRec, vniFind, vniKey, remoteFind, MK_KIND, MK_LOCAL, MK_REMOTE, ML_ACTIVE, ML_PORT_SHIFT,
          ML_PORT_MASK, ML_TAG_MASK, IP6_TAG, macRaw } from "../tables/index";
 import { ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETHERTYPE_VLAN, ETHERTYPE_QINQ, ETHERTYPE_QINQ_OLD,
-         ETHERTYPE_TEB, ETHERTYPE_ARP } from "../proto/ethernet";
+         ETHERTYPE_TEB, ETHERTYPE_ARP, isTagTypeRaw } from "../proto/ethernet";
 import { underlayArp, underlayNd, OK_NOT_ND } from "./host";
 import { PUNTED } from "./punt";
 import { IP4_FRAG, IP4_MF, IP4_OFFMASK, IP4_PROTO, IP4_TOTLEN, IP4_DST, IP4_SRC,
@@ -198,7 +198,7 @@ export function underlayFrame(port: u32, p: usize, len: u32): void {
   if (ilen < 14) { drop(D.D_TRUNCATED); return; }
   const iet = <u32>load<u16>(inner + 12); // raw
   // STANDARDS.md: the decapsulator drops an inner 802.1Q-tagged frame (RFC 7348 §6.1, RFC 7637 §4)
-  if (iet == raw16(ETHERTYPE_VLAN) || iet == raw16(ETHERTYPE_QINQ) || iet == raw16(ETHERTYPE_QINQ_OLD)) { drop(D.D_INNER_TAGGED); return; }
+  if (isTagTypeRaw(iet)) { drop(D.D_INNER_TAGGED); return; }
   if (ilen - 14 > <u32>load<u16>(v, VN_MTU)) { drop(D.D_MTU_EXCEEDED); return; }
   const dst = macRaw(inner); // ilen >= 14
   if (dst & 1) { trace(TR_LOOKUP, LK_BROADCAST); floodLocal(vn, v, inner, ilen); return; }
