@@ -1,6 +1,8 @@
 // Data plane throughput (issue 2, "npm run bench"): frames per second through
 // DataPlane.process(256) on one core, against the same work in native C
-// (bench/native/dpbench.c, built here with `cc -O3 -march=native`).
+// (bench/native/dpbench.c, built here with `cc -O2`): the headline ratio is
+// against its native implementation (the same work written as a C
+// programmer would, issue 18); its mirror of assembly/'s shape runs too.
 //
 // Every case runs on a data plane holding 100,000 MAC bindings (50,000 local
 // VNICs on two access ports, 50,000 behind 8 remote NVEs) and one IP per MAC,
@@ -15,16 +17,16 @@
 // only the process(256) call is timed, batch by batch, with
 // process.hrtime.bigint(), for a fixed wall-clock budget per round after a
 // warm-up (V8 tiers wasm up from Liftoff to TurboFan while it runs). Rounds
-// alternate wasm and C (10 by default, 2 with --quick) and each side keeps its
+// alternate wasm, C mirror and C native (10 by default, 2 with --quick) and each side keeps its
 // best round; the figure is the fastest decile of batch times (see timing()).
 // The C side does exactly the same. The frames are not modified in place by
 // any path (outputs are a gather list: header slot + a pointer into the input
 // frame, see assembly/pipeline/emit.ts), so the pool is reusable.
 //
-// Honesty check: the C program dumps the outputs of the first batch of each
-// case; they must equal the wasm's byte for byte (ports, input index, VN and
-// every byte of every output frame) or the case reports no ratio and an error
-// line goes to stderr.
+// Honesty check: both C programs (mirror and native) dump the outputs of the
+// first batch of each case; they must equal the wasm's byte for byte (ports,
+// input index, VN and every byte of every output frame) or the case reports
+// no ratio for that side and an error line goes to stderr.
 //
 // Prints one JSON line per case as it finishes; `node dist/bench/dataplane.js`
 // runs it alone ([--quick]).
@@ -498,7 +500,12 @@ function buildNative(): { bin?: string; reason?: string; cc?: string } {
   mkdirSync(outDir, { recursive: true });
   const bin = join(outDir, "dpbench");
   const cc = process.env.CC ?? "cc";
-  const flags = ["-O3", "-march=native"];
+  // -O2 for the x86-64 baseline: measured against -O3, -O3 -march=native and
+  // -O3 -march=x86-64-v3 on both implementations (bench/README.md, issue
+  // 18), none was faster beyond the noise, and gcc 12's -O3 -march=native
+  // parks general registers in AVX-512 registers on the hot path (slower).
+  // NVEDGE_BENCH_CFLAGS overrides it (space separated).
+  const flags = process.env.NVEDGE_BENCH_CFLAGS ? process.env.NVEDGE_BENCH_CFLAGS.split(/\s+/).filter(Boolean) : ["-O2"];
   const r = spawnSync(cc, [...flags, "-o", bin, src], { encoding: "utf8", timeout: 120_000 });
   if (r.error) return { reason: `${cc}: ${r.error.message}` };
   if (r.status !== 0) return { reason: `${cc} ${flags.join(" ")} ${src} failed: ${r.stderr.trim().split("\n")[0]}` };
@@ -634,20 +641,25 @@ export async function runDataplaneBench(opts: BenchOptions = {}): Promise<object
       const { pool, stride } = makePool(spec, seed);
       const inPort = spec.port === "ul" ? wd.ul : wd.a0;
       const dropsBefore = wd.dp.counters().frames.dropped;
-      const caseFile = join(dir, `${name}.bin`), dump = join(dir, `${name}.out`);
+      const caseFile = join(dir, `${name}.bin`);
       if (native.bin) writeCase(caseFile, wd, spec, pool, stride, name);
-      let wBest: Timing | undefined, nBest: Timing | undefined;
+      let wBest: Timing | undefined;
       let first: Out[] = [], firstConsumed = 0;
-      let diff: string | null = null, nativeError: string | undefined;
-      let runner: NativeRunner | undefined;
+      // the two C sides: the same work written natively (the headline), and the mirror of assembly/
+      const sides = (["native", "mirror"] as const).map((impl) => ({
+        impl, dump: join(dir, `${name}.${impl}.out`), best: undefined as Timing | undefined,
+        diff: null as string | null, error: undefined as string | undefined, runner: undefined as NativeRunner | undefined,
+      }));
       try {
         if (native.bin) {
-          try {
-            runner = new NativeRunner(native.bin, [wd.baseFile, caseFile, dump, String(runMs), String(warmMs)]);
-            await runner.ready();
-          } catch (e) {
-            nativeError = (e as Error).message;
-            console.error(`bench/dataplane: ${name}: the C program failed: ${nativeError}`);
+          for (const sd of sides) {
+            try {
+              sd.runner = new NativeRunner(native.bin, [wd.baseFile, caseFile, sd.dump, String(runMs), String(warmMs), ...(sd.impl === "native" ? ["--native"] : [])]);
+              await sd.runner.ready();
+            } catch (e) {
+              sd.error = (e as Error).message;
+              console.error(`bench/dataplane: ${name}: the C program (${sd.impl}) failed: ${sd.error}`);
+            }
           }
         }
         for (let r = 0; r < rounds; r++) {
@@ -655,19 +667,21 @@ export async function runDataplaneBench(opts: BenchOptions = {}): Promise<object
           const w = runWasm(wd, inPort, pool, stride, spec.len, runMs, r === 0 ? firstWarmMs : warmMs, r === 0);
           if (r === 0) {
             first = w.first; firstConsumed = w.firstConsumed;
-            if (runner && !nativeError) diff = compareFirst(name, first, firstConsumed, dump);
+            for (const sd of sides) if (sd.runner && !sd.error) sd.diff = compareFirst(name, first, firstConsumed, sd.dump);
           }
           wBest = best(wBest, w.timing);
-          if (!runner || nativeError) continue;
-          try {
-            nBest = best(nBest, await runner.round(runMs, warmMs));
-          } catch (e) {
-            nativeError = (e as Error).message;
-            console.error(`bench/dataplane: ${name}: the C program failed: ${nativeError}`);
+          for (const sd of sides) {
+            if (!sd.runner || sd.error) continue;
+            try {
+              sd.best = best(sd.best, await sd.runner.round(runMs, warmMs));
+            } catch (e) {
+              sd.error = (e as Error).message;
+              console.error(`bench/dataplane: ${name}: the C program (${sd.impl}) failed: ${sd.error}`);
+            }
           }
         }
       } finally {
-        runner?.close();
+        for (const sd of sides) sd.runner?.close();
       }
       const w = wBest!;
       const row: Record<string, unknown> = {
@@ -680,23 +694,26 @@ export async function runDataplaneBench(opts: BenchOptions = {}): Promise<object
         ? `the first batch made ${first.length} outputs from ${firstConsumed} frames, expected ${BATCH * spec.fanout} from ${BATCH}`
         : wd.dp.counters().frames.dropped !== dropsBefore ? `frames were dropped: ${JSON.stringify(nonZero(wd.dp.counters().drops))}` : null;
       if (bad) { console.error(`bench/dataplane: ${name}: ${bad}`); row.error = bad; }
-      row.ratio = null;
-      if (!native.bin) row.native = { skipped: native.reason };
-      else if (nativeError) row.native = { skipped: nativeError };
-      else {
-        const n = nBest!;
-        row.native = { mpps: n.mpps, nsPerFrame: n.nsPerFrame, medianNsPerFrame: n.medianNsPerFrame, meanNsPerFrame: n.meanNsPerFrame };
-        if (diff) {
-          console.error(`bench/dataplane: the native baseline does not do the same work as the wasm: ${diff}`);
-          row.check = `mismatch: ${diff}`;
+      // ratio: against the native implementation (the headline); mirrorRatio: against the mirror
+      for (const sd of sides) {
+        const key = sd.impl === "native" ? "ratio" : "mirrorRatio";
+        row[key] = null;
+        if (!native.bin) { row[sd.impl] = { skipped: native.reason }; continue; }
+        if (sd.error) { row[sd.impl] = { skipped: sd.error }; continue; }
+        const n = sd.best!;
+        const o: Record<string, unknown> = { mpps: n.mpps, nsPerFrame: n.nsPerFrame, medianNsPerFrame: n.medianNsPerFrame, meanNsPerFrame: n.meanNsPerFrame };
+        if (sd.diff) {
+          console.error(`bench/dataplane: the C ${sd.impl} does not do the same work as the wasm: ${sd.diff}`);
+          o.check = `mismatch: ${sd.diff}`;
         } else {
-          row.check = `first batch identical (${first.length} outputs)`;
-          row.ratio = round(w.mpps / n.mpps, 2);
+          o.check = `first batch identical (${first.length} outputs)`;
+          row[key] = round(w.mpps / n.mpps, 2);
         }
+        row[sd.impl] = o;
       }
       emit(row);
     }
-    emit({ case: "dataplane.env", node: process.version, cpu: cpuModel(), native: native.cc ?? null, rounds, runMs, warmMs, firstWarmMs, pool: POOL, bindings: BINDINGS });
+    emit({ case: "dataplane.env", node: process.version, v8: process.versions.v8, cpu: cpuModel(), native: native.cc ?? null, rounds, runMs, warmMs, firstWarmMs, pool: POOL, bindings: BINDINGS });
   } finally {
     // NVEDGE_BENCH_KEEP=1 keeps the tables and frame pools for running the C program by hand
     if (process.env.NVEDGE_BENCH_KEEP) console.error(`bench/dataplane: inputs kept in ${dir}`);

@@ -11,8 +11,8 @@ import { startLabStack, warmUp, dropDelta, type LabStack } from "../test/support
 import { moveVm, pingLosses, type VmSite } from "../test/support/migration.js";
 import { veth } from "../host/lab/engine.js";
 import { vsctl } from "../host/lab/ovs.js";
-import { PARKING_VLAN } from "../host/lab/ovs-driver.js";
-import { shAsync, sleep } from "../host/lab/sh.js";
+import { PARKING_VLAN } from "../host/agent/ovs-driver.js";
+import { shAsync, sleep } from "../host/sys/sh.js";
 
 const INTERVAL_S = 0.01;
 /** pings per migration: 0.5 s before the move, the move, and well after it (bounded by ping's -c and -w) */

@@ -16,7 +16,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { startEmbeddedBroker } from "../host/broker/embedded.js";
-import { ImaClient, type LocalBinding } from "../host/ima/client.js";
+import { ImaClient, type LocalBinding } from "../host/ima-client/client.js";
 import type { DpOp } from "../host/dataplane/ops.js";
 import type { BrokerConnection } from "../host/control/service.js";
 import { startMosquitto } from "./support/mosquitto.js";
@@ -103,7 +103,7 @@ async function run(o: { mosquitto: boolean; kill: boolean }): Promise<Outcome> {
       const n: Nve = { id, ops: [], moved: new Map(), c: undefined as unknown as ImaClient };
       n.c = await ImaClient.start({ nve: id, ip: IP[id], broker: conn(id), programmer: { apply: async (ops) => { n.ops.push(...ops); } },
         timeoutMs: 1000, retryMs: 100,
-        // As the NVE does (host/ima/nve-wire.ts): a binding moved away is withdrawn locally.
+        // As the NVE does (host/ima-client/wire.ts): a binding moved away is withdrawn locally.
         onMoved: (_vn, mac) => {
           void local(n, [{ vn: 100, mac, gone: true }]);
           n.moved.get(mac)?.();

@@ -6,10 +6,10 @@ import { ld16, ldMac, ld8, raw16 } from "../util";
 import { vlanMap, vnPtr, tagOf, tunPtr, vnCtr, ctrInc, VN_CTR, VC_RX, VC_ENCAP, VC_FLOOD,
          VN_FLAGS, VN_MTU, VN_FLOOD_PTR, VN_FLOOD_N, VN_NLOCAL, VN_LOCAL,
          VNF_PORTSEC, VNF_ARPSUP, floodPool } from "../state";
-import { macLookupHome, macHomes, macRaw, ip4Lookup, ip6Lookup, MK_KIND, MK_LOCAL, MK_REMOTE, ML_ACTIVE,
+import { macLookupHome, frameRec, macRaw, ip4Lookup, ip6Lookup, MK_KIND, MK_LOCAL, MK_REMOTE, ML_ACTIVE,
          ML_PORT_SHIFT, ML_PORT_MASK, ML_TAG_MASK, MR_TUN_MASK } from "../tables/index";
 import { ETHERTYPE_VLAN, ETHERTYPE_QINQ, ETHERTYPE_QINQ_OLD, ETHERTYPE_IPV4, ETHERTYPE_ARP,
-         ETHERTYPE_IPV6, VID_MASK, PCP_SHIFT, DOT1Q_HLEN } from "../proto/ethernet";
+         ETHERTYPE_IPV6, VID_MASK, PCP_SHIFT, DOT1Q_HLEN, isTagTypeRaw, dot1qTypeRaw } from "../proto/ethernet";
 import { IPPROTO_ICMPV6 } from "../proto/ipv4";
 import { ND_NA } from "../proto/icmp6";
 import { ARP_OP, ARP_SHA, ARP_SPA, ARP_TPA, ARP_LEN, ARP_OP_REQUEST } from "../proto/arp";
@@ -33,7 +33,7 @@ import { MK_ROUTER } from "../tables/l3";
 export function accessFrame(port: u32, p: usize, len: u32): void {
   // an ARP request that suppression answers, the quick way (fast.ts; false
   // while tracing, so the trace below records every step)
-  if (arpAnswer(port, p, len, macHomes + (<usize>curIn << 3))) return;
+  if (arpAnswer(port, p, len, frameRec(curIn))) return;
   setCur(port, -1);
   if (len < DOT1Q_HLEN) { drop(D.D_TRUNCATED); return; }
   const tpid = <u32>load<u16>(p + 12); // raw: compared with raw16 constants
@@ -43,7 +43,7 @@ export function accessFrame(port: u32, p: usize, len: u32): void {
   const vid = tci & VID_MASK;
   const etype = ld16(p + 16);
   // An 802.1Q frame whose payload is another tag is double-tagged too.
-  if (etype == ETHERTYPE_VLAN || etype == ETHERTYPE_QINQ || etype == ETHERTYPE_QINQ_OLD) { drop(D.D_DOUBLE_TAGGED); return; }
+  if (isTagTypeRaw(dot1qTypeRaw(p))) { drop(D.D_DOUBLE_TAGGED); return; }
   if (vid == 0) { drop(D.D_PRIORITY_TAGGED); return; }
   const vn1 = <u32>load<u16>(vlanMap + ((<usize>port << 12) + vid) * 2);
   if (vn1 == 0) { drop(D.D_UNKNOWN_VID); return; } // also VID 4095: never mapped
@@ -62,7 +62,7 @@ export function accessFrame(port: u32, p: usize, len: u32): void {
   // only when Activated); with port security the source MAC must be a VNIC
   // of this VN behind this port, and its source IP one bound to that MAC
   // (seed §5, anti-spoofing).
-  const hh = macHomes + (<usize>curIn << 3); // the homes the prefetch pass computed
+  const hh = frameRec(curIn); // the homes the prefetch pass computed
   const sv = macLookupHome(vn, macRaw(p + 6), load<u32>(hh)); // len >= 18: the 8-byte read is in the frame
   trace(TR_SRC, sv);
   if ((sv & MK_KIND) == MK_LOCAL && (sv & ML_ACTIVE) == 0) { drop(D.D_VNIC_INACTIVE); return; }

@@ -18,11 +18,11 @@ import { raw16, ld16, ld32, ldMac } from "../util";
 import { vlanMap, vnPtr, tagOf, vnCtr, ctrInc, VN_CTR, VC_RX, VC_ENCAP, VC_DECAP, VN_FLAGS, VN_MTU,
          VNF_PORTSEC, VNF_ARPSUP, vtepAllowed, ENC_VXLAN, ENC_GENEVE, ENC_NVGRE, VC_FLOOD, VN_FLOOD_N,
          VN_FLOOD_PTR, VN_NLOCAL, VN_LOCAL, floodPool, tunPtr } from "../state";
-import { macLookupHome, ip4Lookup, macRaw, vniFind, vniKeyAt, NO_HOME, remoteFind, MK_KIND, MK_LOCAL, MK_REMOTE, ML_ACTIVE, ML_PORT_SHIFT, ML_PORT_MASK,
-         MR_TUN_MASK } from "../tables/index";
+import { macLookupHome, ip4Lookup, ip4LookupHome, macRaw, vniFind, vniKeyAt, NO_HOME, remoteFind, MK_KIND, MK_LOCAL, MK_REMOTE, ML_ACTIVE, ML_PORT_SHIFT, ML_PORT_MASK,
+         MR_TUN_MASK, FR_VN, FR_IP } from "../tables/index";
 import { ETHERTYPE_VLAN, ETHERTYPE_QINQ, ETHERTYPE_QINQ_OLD, ETHERTYPE_IPV4, ETHERTYPE_ARP, ETHERTYPE_TEB, VID_MASK, PCP_SHIFT,
-         DOT1Q_HLEN } from "../proto/ethernet";
-import { IP4_FRAG, IP4_MF, IP4_OFFMASK, IP4_PROTO, IP4_TOTLEN, IP4_DST, IP4_SRC, IPPROTO_UDP, IPPROTO_GRE } from "../proto/ipv4";
+         DOT1Q_HLEN, dot1qTagged, dot1qTci, dot1qTypeRaw, isTagTypeRaw } from "../proto/ethernet";
+import { IP4_PROTO, IP4_TOTLEN, IP4_DST, IP4_SRC, IPPROTO_UDP, IPPROTO_GRE, ip4Plain, ip4Whole } from "../proto/ipv4";
 import { VXLAN_FLAG_I } from "../proto/vxlan";
 import { GENEVE_FLAG_O, GENEVE_FLAG_C } from "../proto/geneve";
 import { NVGRE_FLAGS_K, NVGRE_VSID_RESERVED_MAX, NVGRE_VSID_RESERVED_ALL } from "../proto/nvgre";
@@ -45,12 +45,9 @@ import { deliverPcp } from "./qos";
 @inline function accessVn(port: u32, p: usize, len: u32): i32 {
   if (slowOnly) return -1;
   if (len < DOT1Q_HLEN) return -1;
-  if (<u32>load<u16>(p + 12) != raw16(ETHERTYPE_VLAN)) return -1;
-  const e = <u32>load<u16>(p + 16);
-  if (e == raw16(ETHERTYPE_VLAN)) return -1;
-  if (e == raw16(ETHERTYPE_QINQ)) return -1;
-  if (e == raw16(ETHERTYPE_QINQ_OLD)) return -1;
-  const vid = ld16(p + 14) & VID_MASK;
+  if (!dot1qTagged(p)) return -1;
+  if (isTagTypeRaw(dot1qTypeRaw(p))) return -1;
+  const vid = dot1qTci(p) & VID_MASK;
   if (vid == 0) return -1;
   const vn1 = <u32>load<u16>(vlanMap + ((<usize>port << 12) + vid) * 2);
   if (vn1 == 0) return -1;
@@ -59,23 +56,16 @@ import { deliverPcp } from "./qos";
 }
 
 @inline export function accessFast(port: u32, p: usize, len: u32, hh: usize): bool {
-  // accessVn's checks, written out: through accessVn, TurboFan's code for
-  // the common path was 2 ns per frame slower (bench/README.md finding 18)
+  // accessVn's checks were made once, by the prefetch pass (pipeline/
+  // prefetch.ts), which leaves the VN in the frame's record (issue 16: parse
+  // once); 0: the frame has another shape, the full path takes it
   if (slowOnly) return false;
-  if (len < DOT1Q_HLEN) return false;
-  if (<u32>load<u16>(p + 12) != raw16(ETHERTYPE_VLAN)) return false;
-  const e = <u32>load<u16>(p + 16);
-  if (e == raw16(ETHERTYPE_VLAN)) return false;
-  if (e == raw16(ETHERTYPE_QINQ)) return false;
-  if (e == raw16(ETHERTYPE_QINQ_OLD)) return false;
-  const tci = ld16(p + 14);
-  const vid = tci & VID_MASK;
-  if (vid == 0) return false;
-  const vn1 = <u32>load<u16>(vlanMap + ((<usize>port << 12) + vid) * 2);
+  const vn1 = load<u32>(hh, FR_VN);
   if (vn1 == 0) return false;
+  const e = dot1qTypeRaw(p);
+  const tci = dot1qTci(p);
   const vn = vn1 - 1;
   const v = vnPtr(vn);
-  if (len - DOT1Q_HLEN > <u32>load<u16>(v, VN_MTU)) return false;
   const flags = <u32>load<u8>(v, VN_FLAGS);
   const dst = macRaw(p);
   const sv = macLookupHome(vn, macRaw(p + 6), load<u32>(hh));
@@ -92,7 +82,7 @@ import { deliverPcp } from "./qos";
       if (((sv >> ML_PORT_SHIFT) & ML_PORT_MASK) != port) return false;
       if (len < DOT1Q_HLEN + 20) return false;
       if (load<u32>(p + DOT1Q_HLEN + 12) != 0) {
-        if (ip4Lookup(vn, p + DOT1Q_HLEN + 12) != ldMac(p + 6)) return false;
+        if (ip4LookupHome(vn, p + DOT1Q_HLEN + IP4_SRC, load<u32>(hh, FR_IP)) != ldMac(p + 6)) return false;
       }
     }
   }
@@ -106,30 +96,33 @@ import { deliverPcp } from "./qos";
       if (aclEval(vn, DIR_FROM, ld16(p + 16), p + DOT1Q_HLEN, len - DOT1Q_HLEN) != ACL_PASS) return false;
     }
   }
-  if (<u32>dst & 1) {
+  // One call site for the flood (broadcast, multicast, unknown unicast):
+  // inlined twice, its loops doubled the code of the function holding every
+  // fast path (issue 18).
+  if ((<u32>dst & 1) == 0) {
+    const dv = macLookupHome(vn, dst, load<u32>(hh, 4));
+    if ((dv & MK_KIND) == MK_REMOTE) {
+      if (load<u8>(tunPtr(dv & MR_TUN_MASK), 9) == TN_NH_NONE) return false; // access.ts drops it: no-next-hop
+      const vc = vnCtr + (<usize>vn * VN_CTR << 3);
+      ctrInc(vc, VC_RX, 1);
+      const etype = ld16(p + 16);
+      emitEncap(dv & MR_TUN_MASK, p, len, tci >> PCP_SHIFT, flowHash(p, etype, p + DOT1Q_HLEN, len - DOT1Q_HLEN), vn);
+      ctrInc(vc, VC_ENCAP, 1);
+      return true;
+    }
     if ((feat & FEAT_ACL_TO) != 0) return false;
-    return floodFast(port, tci, p, len, vn, v);
-  }
-  const dv = macLookupHome(vn, dst, load<u32>(hh, 4));
-  if ((dv & MK_KIND) == MK_REMOTE) {
-    if (load<u8>(tunPtr(dv & MR_TUN_MASK), 9) == TN_NH_NONE) return false; // access.ts drops it: no-next-hop
-    const vc = vnCtr + (<usize>vn * VN_CTR << 3);
-    ctrInc(vc, VC_RX, 1);
-    const etype = ld16(p + 16);
-    emitEncap(dv & MR_TUN_MASK, p, len, tci >> PCP_SHIFT, flowHash(p, etype, p + DOT1Q_HLEN, len - DOT1Q_HLEN), vn);
-    ctrInc(vc, VC_ENCAP, 1);
-    return true;
-  }
-  if ((feat & FEAT_ACL_TO) != 0) return false;
-  if ((dv & MK_KIND) == 0) return floodFast(port, tci, p, len, vn, v); // unknown unicast
-  if ((dv & ML_ACTIVE) == 0) return false;
-  const dport = (dv >> ML_PORT_SHIFT) & ML_PORT_MASK;
-  if (dport == port) return false;
-  const dtag = tagOf(vn, dport);
-  if (dtag == 0) return false;
-  ctrInc(vnCtr + (<usize>vn * VN_CTR << 3), VC_RX, 1);
-  emitTagged(dport, dtag, deliverPcp(v, tci), p, p + 16, len - 16, vn);
-  return true;
+    if ((dv & MK_KIND) != 0) {
+      if ((dv & ML_ACTIVE) == 0) return false;
+      const dport = (dv >> ML_PORT_SHIFT) & ML_PORT_MASK;
+      if (dport == port) return false;
+      const dtag = tagOf(vn, dport);
+      if (dtag == 0) return false;
+      ctrInc(vnCtr + (<usize>vn * VN_CTR << 3), VC_RX, 1);
+      emitTagged(dport, dtag, deliverPcp(v, tci), p, p + 16, len - 16, vn);
+      return true;
+    }
+  } else if ((feat & FEAT_ACL_TO) != 0) return false;
+  return floodFast(port, tci, p, len, vn, v);
 }
 
 /**
@@ -141,10 +134,13 @@ import { deliverPcp } from "./qos";
  * thing by access.ts accessFrame.
  */
 export function arpAnswer(port: u32, p: usize, len: u32, hh: usize): bool {
-  const vni = accessVn(port, p, len);
-  if (vni < 0) return false;
-  const vn = <u32>vni;
-  if (<u32>load<u16>(p + 16) != raw16(ETHERTYPE_ARP)) return false;
+  // accessVn's checks, made once by the prefetch pass (pipeline/prefetch.ts),
+  // which left the VN in the frame's record (issue 16: parse once)
+  if (slowOnly) return false;
+  const vn1 = load<u32>(hh, FR_VN);
+  if (vn1 == 0) return false;
+  const vn = vn1 - 1;
+  if (dot1qTypeRaw(p) != raw16(ETHERTYPE_ARP)) return false;
   const flags = <u32>load<u8>(vnPtr(vn), VN_FLAGS);
   if ((flags & VNF_ARPSUP) == 0) return false;
   if ((<u32>load<u8>(vnPtr(vn), VN_FEAT) & FEAT_GLEAN) != 0) return false; // gleaning decides the source first (glean.ts)
@@ -160,10 +156,13 @@ export function arpAnswer(port: u32, p: usize, len: u32, hh: usize): bool {
     if (((sv >> ML_PORT_SHIFT) & ML_PORT_MASK) != port) return false;
     if (macRaw(a + ARP_SHA) != macRaw(p + 6)) return false;
     if (load<u32>(a + ARP_SPA) != 0) {
-      if (ip4Lookup(vn, a + ARP_SPA) != ldMac(p + 6)) return false;
+      // the sender's home the prefetch pass left in the destination's place
+      // (a broadcast request looks no destination up)
+      const sh = (<u32>macRaw(p) & 1) != 0 ? load<u32>(hh, 4) : NO_HOME;
+      if (ip4LookupHome(vn, a + ARP_SPA, sh) != ldMac(p + 6)) return false;
     }
   }
-  const m = ip4Lookup(vn, a + ARP_TPA);
+  const m = ip4LookupHome(vn, a + ARP_TPA, load<u32>(hh, FR_IP)); // the prefetch pass's home (pipeline/prefetch.ts)
   if (m == u64.MAX_VALUE) return false; // unknown target: flooded there
   ctrInc(vnCtr + (<usize>vn * VN_CTR << 3), VC_RX, 1);
   arpReply(port, ld16(p + 14), p, m, vn);
@@ -215,107 +214,98 @@ let floodHash: u32 = 0;
 }
 
 /**
- * The VN of an underlay frame with the shape underlayFast takes (outer IPv4
- * with a 20-byte header; VXLAN or Geneve without options at offset 42, inner
- * frame at 50; NVGRE at 34, inner frame at 42), read without checking the
- * rest; -1 for any other shape or an unknown VNI. For the prefetch pass.
+ * The VN of an underlay frame with the shape underlayFast takes, every one of
+ * its checks made (issue 16: parsed once, by the prefetch pass, which leaves
+ * the VN in the frame's record): VXLAN, Geneve without options or NVGRE over
+ * an IPv4 underlay with a 20-byte header and no UDP checksum, from an NVE on
+ * the VN's flood list, an untagged inner frame within the VN's MTU to a
+ * unicast destination. -1 for anything else, which the full path
+ * (underlay.ts) takes. Reads only; each check its own `if` (finding 16).
  */
-@inline export function underlayVn(p: usize, len: u32): i32 {
+@inline export function underlayShape(p: usize, len: u32): i32 {
   if (ulIs6) return -1;
-  if (len < 64) return -1;
+  if (len < 14 + 20 + 8 + 8 + 14) return -1;
+  if (macRaw(p) != ulMac) return -1;
   if (<u32>load<u16>(p + 12) != raw16(ETHERTYPE_IPV4)) return -1;
-  if (<u32>load<u8>(p + 14) != 0x45) return -1;
-  const proto = <u32>load<u8>(p + 23);
+  const ip = p + 14;
+  if (!ip4Plain(ip)) return -1;
+  const tot = ld16(ip + IP4_TOTLEN);
+  if (<u32>14 + tot > len) return -1;
+  if (tot < 20 + 8) return -1;
+  if (ip4Sum20(ip) != 0xffff) return -1; // RFC 791
+  if (<u64>load<u32>(ip + IP4_DST) != ulIp0) return -1;
+  if (!ip4Whole(ip)) return -1; // RFC 7348 §4.3
+  const proto = <u32>load<u8>(ip + IP4_PROTO);
+  const l4 = ip + 20;
+  const l4len = tot - 20;
+  let hl: u32; // the overlay headers after the IPv4 header
   let key: u64;
   if (proto == IPPROTO_UDP) {
-    const dport = <u32>load<u16>(p + 36); // raw
-    if (dport == vxlanPortRaw) key = vniKeyAt(ENC_VXLAN, p + 46);
-    else if (dport == genevePortRaw && <u32>load<u8>(p + 42) == 0) key = vniKeyAt(ENC_GENEVE, p + 46);
-    else return -1;
+    if (ld16(l4 + 4) != l4len) return -1;
+    if (load<u16>(l4 + 6) != 0) return -1;
+    if (l4len < 16) return -1;
+    const dport = <u32>load<u16>(l4 + 2); // raw
+    const t = l4 + 8;
+    if (dport == vxlanPortRaw) {
+      if ((<u32>load<u8>(t) & VXLAN_FLAG_I) == 0) return -1; // RFC 7348 §5
+      key = vniKeyAt(ENC_VXLAN, t + 4);
+    } else if (dport == genevePortRaw) {
+      // RFC 8926 §3.4: version 0, no options, O and C clear, Ethernet payload
+      if (<u32>load<u8>(t) != 0) return -1;
+      if ((<u32>load<u8>(t + 1) & (GENEVE_FLAG_O | GENEVE_FLAG_C)) != 0) return -1;
+      if (<u32>load<u16>(t + 2) != raw16(ETHERTYPE_TEB)) return -1;
+      key = vniKeyAt(ENC_GENEVE, t + 4);
+    } else return -1;
+    hl = 16;
   } else if (proto == IPPROTO_GRE) {
-    const vsid = ld32(p + 38) >> 8;
-    if (vsid <= NVGRE_VSID_RESERVED_MAX) return -1; // RFC 7637 §3.2
+    // RFC 7637 §3.2: K set, C and S clear, version 0, no reserved VSID
+    if (<u32>load<u16>(l4) != raw16(NVGRE_FLAGS_K)) return -1;
+    if (<u32>load<u16>(l4 + 2) != raw16(ETHERTYPE_TEB)) return -1;
+    const vsid = ld32(l4 + 4) >> 8;
+    if (vsid <= NVGRE_VSID_RESERVED_MAX) return -1;
     if (vsid == NVGRE_VSID_RESERVED_ALL) return -1;
-    key = vniKeyAt(ENC_NVGRE, p + 38);
+    key = vniKeyAt(ENC_NVGRE, l4 + 4);
+    hl = 8;
   } else return -1;
   const vs = vniFind(key);
-  return vs == 0 ? -1 : <i32>load<u32>(vs, 8);
+  if (vs == 0) return -1;
+  const vn = load<u32>(vs, 8);
+  const rs = remoteFind(4, <u64>load<u32>(ip + IP4_SRC), 0);
+  if (rs == 0) return -1;
+  if (!vtepAllowed(vn, <u32>load<u64>(rs, 24))) return -1;
+  const inner = l4 + hl;
+  const ilen = l4len - hl;
+  if (ilen < 14) return -1;
+  if (isTagTypeRaw(<u32>load<u16>(inner + 12))) return -1;
+  if (ilen - 14 > <u32>load<u16>(vnPtr(vn), VN_MTU)) return -1;
+  if (<u32>macRaw(inner) & 1) return -1;
+  return <i32>vn;
 }
 
-/** The inner frame of an underlay frame underlayVn took: after NVGRE, or after UDP and VXLAN/Geneve. */
+/** The inner frame of an underlay frame underlayShape took: after NVGRE, or after UDP and VXLAN/Geneve. */
 @inline export function underlayInner(p: usize): usize {
   return p + (<u32>load<u8>(p + 23) == IPPROTO_GRE ? 42 : 50);
 }
 
 /**
- * The underlay side's common case: VXLAN, Geneve without options or NVGRE
- * over an IPv4 underlay with a 20-byte header and no UDP checksum, from an
- * NVE on the VN's flood list, to an active local VNIC. Same checks, outputs
- * and counters as underlayFrame (underlay.ts); false before any write.
+ * The underlay side's common case (underlayShape's, checked by the prefetch
+ * pass) to an active local VNIC. Same checks, outputs and counters as
+ * underlayFrame (underlay.ts); false before any write.
  */
 @inline export function underlayFast(p: usize, len: u32, hh: usize): bool {
   if (slowOnly) return false;
-  if (ulIs6) return false;
-  if (len < 14 + 20 + 8 + 8 + 14) return false;
-  if (macRaw(p) != ulMac) return false;
-  if (<u32>load<u16>(p + 12) != raw16(ETHERTYPE_IPV4)) return false;
-  const ip = p + 14;
-  if (<u32>load<u8>(ip) != 0x45) return false;
-  const tot = ld16(ip + IP4_TOTLEN);
-  if (<u32>14 + tot > len) return false;
-  if (tot < 20 + 8) return false;
-  if (ip4Sum20(ip) != 0xffff) return false; // RFC 791
-  if (<u64>load<u32>(ip + IP4_DST) != ulIp0) return false;
-  if ((<u32>load<u16>(ip + IP4_FRAG) & raw16(IP4_MF | IP4_OFFMASK)) != 0) return false; // RFC 7348 §4.3
-  const proto = <u32>load<u8>(ip + IP4_PROTO);
-  const l4 = ip + 20;
-  const l4len = tot - 20;
-  let hl: u32; // the overlay headers after the IPv4 header
-  if (proto == IPPROTO_UDP) {
-    if (ld16(l4 + 4) != l4len) return false;
-    if (load<u16>(l4 + 6) != 0) return false;
-    if (l4len < 16) return false;
-    const dport = <u32>load<u16>(l4 + 2); // raw
-    const t = l4 + 8;
-    if (dport == vxlanPortRaw) {
-      if ((<u32>load<u8>(t) & VXLAN_FLAG_I) == 0) return false; // RFC 7348 §5
-    } else if (dport == genevePortRaw) {
-      // RFC 8926 §3.4: version 0, no options, O and C clear, Ethernet payload
-      if (<u32>load<u8>(t) != 0) return false;
-      if ((<u32>load<u8>(t + 1) & (GENEVE_FLAG_O | GENEVE_FLAG_C)) != 0) return false;
-      if (<u32>load<u16>(t + 2) != raw16(ETHERTYPE_TEB)) return false;
-    } else return false;
-    hl = 16;
-  } else if (proto == IPPROTO_GRE) {
-    // RFC 7637 §3.2: K set, C and S clear, version 0 (reserved VSIDs: underlayVn)
-    if (<u32>load<u16>(l4) != raw16(NVGRE_FLAGS_K)) return false;
-    if (<u32>load<u16>(l4 + 2) != raw16(ETHERTYPE_TEB)) return false;
-    hl = 8;
-  } else return false;
-  const inner = l4 + hl;
-  const ilen = l4len - hl;
-  // The VN the prefetch pass found for this frame's VNI/VSID (underlayVn:
-  // same shape, same bytes), kept in the source's place; none: an unknown
-  // VNI or a shape it does not take.
+  // The VN the prefetch pass found for this frame, every check of
+  // underlayShape made, kept in the source's place; none: another shape.
   const vn = load<u32>(hh);
   if (vn == NO_HOME) return false;
-  const rs = remoteFind(4, <u64>load<u32>(ip + IP4_SRC), 0);
-  if (rs == 0) return false;
-  if (!vtepAllowed(vn, <u32>load<u64>(rs, 24))) return false;
-  if (ilen < 14) return false;
-  const iet = <u32>load<u16>(inner + 12);
-  if (iet == raw16(ETHERTYPE_VLAN)) return false;
-  if (iet == raw16(ETHERTYPE_QINQ)) return false;
-  if (iet == raw16(ETHERTYPE_QINQ_OLD)) return false;
+  const inner = underlayInner(p);
+  const ilen = ld16(p + 14 + IP4_TOTLEN) + 14 - <u32>(inner - p);
   const v = vnPtr(vn);
-  if (ilen - 14 > <u32>load<u16>(v, VN_MTU)) return false;
   // the ACL's to-VNIC rules (PROTOCOL.md §5): a deny goes to the full path
   if ((<u32>load<u8>(v, VN_FEAT) & FEAT_ACL_TO) != 0) {
     if (aclEval(vn, DIR_TO, ld16(inner + 12), inner + 14, ilen - 14) != ACL_PASS) return false;
   }
-  const dst = macRaw(inner);
-  if (<u32>dst & 1) return false;
-  const dv = macLookupHome(vn, dst, load<u32>(hh, 4));
+  const dv = macLookupHome(vn, macRaw(inner), load<u32>(hh, 4));
   if ((dv & (MK_KIND | ML_ACTIVE)) != (MK_LOCAL | ML_ACTIVE)) return false;
   const dport = (dv >> ML_PORT_SHIFT) & ML_PORT_MASK;
   const dtag = tagOf(vn, dport);
@@ -323,7 +313,7 @@ let floodHash: u32 = 0;
   const vc = vnCtr + (<usize>vn * VN_CTR << 3);
   ctrInc(vc, VC_RX, 1);
   // qos.pcp, else the outer DSCP's class (underlay.ts)
-  emitTagged(dport, dtag, deliverPcp(v, (<u32>load<u8>(ip + 1) >> 5) << 13), inner, inner + 12, ilen - 12, vn);
+  emitTagged(dport, dtag, deliverPcp(v, (<u32>load<u8>(p + 14 + 1) >> 5) << 13), inner, inner + 12, ilen - 12, vn);
   ctrInc(vc, VC_DECAP, 1);
   return true;
 }

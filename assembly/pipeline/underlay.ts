@@ -5,10 +5,10 @@
 import { ld16, ld32, raw16, csumAdd, csumFold } from "../util";
 import { vnPtr, tagOf, vnCtr, ctrInc, VN_CTR, VC_RX, VC_DECAP, VC_FLOOD, VN_MTU, VN_NLOCAL, VN_LOCAL,
          vtepAllowed, ENC_VXLAN, ENC_GENEVE, ENC_NVGRE } from "../state";
-import { macLookupHome, underlayHome, macHomes, vniFind, vniKey, remoteFind, MK_KIND, MK_LOCAL, MK_REMOTE, ML_ACTIVE, ML_PORT_SHIFT,
+import { macLookupHome, underlayHome, frameRec, vniFind, vniKey, remoteFind, MK_KIND, MK_LOCAL, MK_REMOTE, ML_ACTIVE, ML_PORT_SHIFT,
          ML_PORT_MASK, ML_TAG_MASK, IP6_TAG, macRaw } from "../tables/index";
 import { ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETHERTYPE_VLAN, ETHERTYPE_QINQ, ETHERTYPE_QINQ_OLD,
-         ETHERTYPE_TEB, ETHERTYPE_ARP } from "../proto/ethernet";
+         ETHERTYPE_TEB, ETHERTYPE_ARP, isTagTypeRaw } from "../proto/ethernet";
 import { underlayArp, underlayNd, OK_NOT_ND } from "./host";
 import { PUNTED } from "./punt";
 import { IP4_FRAG, IP4_MF, IP4_OFFMASK, IP4_PROTO, IP4_TOTLEN, IP4_DST, IP4_SRC,
@@ -205,7 +205,7 @@ export function underlayFrame(port: u32, p: usize, len: u32): void {
   if (ilen < 14) { drop(D.D_TRUNCATED); return; }
   const iet = <u32>load<u16>(inner + 12); // raw
   // STANDARDS.md: the decapsulator drops an inner 802.1Q-tagged frame (RFC 7348 §6.1, RFC 7637 §4)
-  if (iet == raw16(ETHERTYPE_VLAN) || iet == raw16(ETHERTYPE_QINQ) || iet == raw16(ETHERTYPE_QINQ_OLD)) { drop(D.D_INNER_TAGGED); return; }
+  if (isTagTypeRaw(iet)) { drop(D.D_INNER_TAGGED); return; }
   if (ilen - 14 > <u32>load<u16>(v, VN_MTU)) { drop(D.D_MTU_EXCEEDED); return; }
   // PROTOCOL.md §5: what is delivered to the VN's VNICs passes the ACL's
   // to-VNIC rules, and takes qos.pcp, else the outer DSCP's class (DSCP >> 3:
@@ -214,7 +214,7 @@ export function underlayFrame(port: u32, p: usize, len: u32): void {
   if ((l3Info(vn) & L3_VNI) != 0) { routeL3Vni(vn, inner, ilen); return; } // a domain's L3 VNI: routed (pipeline/route.ts)
   const dst = macRaw(inner); // ilen >= 14
   if (dst & 1) { trace(TR_LOOKUP, LK_BROADCAST); floodLocal(vn, v, inner, ilen, pcp); return; }
-  const dv = macLookupHome(vn, dst, underlayHome(macHomes + (<usize>curIn << 3), vn));
+  const dv = macLookupHome(vn, dst, underlayHome(frameRec(curIn), vn));
   trace(TR_DST, dv);
   const kind = dv & MK_KIND;
   if (kind == MK_LOCAL) {

@@ -30,3 +30,28 @@ export const PCP_SHIFT: u32 = 13;
 
 /** The smallest frame on the wire without FCS: 60 bytes (64 with an 802.1Q tag). */
 export const MIN_FRAME_TAGGED: u32 = 64;
+
+// Shape helpers, shared by the prefetch pass (pipeline/prefetch.ts), the fast
+// paths (pipeline/fast.ts) and the full path (pipeline/access.ts), so the
+// 802.1Q parse is written once (issue 16). Wire fields are loaded raw and
+// compared with byte-swapped constants (util.ts raw16: no byte swap per
+// frame); one `if` per check, since Binaryen turns `a || b` into `a | b`,
+// setcc chains in V8 (bench/README.md finding 16).
+
+/** The raw TPID at 12 is an 802.1Q C-tag's (0x8100). The caller ensures len >= DOT1Q_HLEN. */
+@inline export function dot1qTagged(p: usize): bool {
+  return <u32>load<u16>(p + ETH_TYPE) == <u32>bswap<u16>(<u16>ETHERTYPE_VLAN);
+}
+
+/** A raw EtherType that is itself a tag (C-tag, S-tag or pre-standard S-tag): after a C-tag, the frame is double-tagged. */
+@inline export function isTagTypeRaw(et: u32): bool {
+  if (et == <u32>bswap<u16>(<u16>ETHERTYPE_VLAN)) return true;
+  if (et == <u32>bswap<u16>(<u16>ETHERTYPE_QINQ)) return true;
+  return et == <u32>bswap<u16>(<u16>ETHERTYPE_QINQ_OLD);
+}
+
+/** The TCI of an 802.1Q-tagged frame, in host order (PCP 15-13 | DEI 12 | VID 11-0). */
+@inline export function dot1qTci(p: usize): u32 { return <u32>bswap<u16>(load<u16>(p + DOT1Q_TCI)); }
+
+/** The raw EtherType after the tag. */
+@inline export function dot1qTypeRaw(p: usize): u32 { return <u32>load<u16>(p + DOT1Q_TYPE); }

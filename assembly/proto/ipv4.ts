@@ -31,3 +31,14 @@ export const IPPROTO_UDP: u32 = 17;
 export const IPPROTO_GRE: u32 = 47;
 export const IPPROTO_ICMPV6: u32 = 58;
 export const IPPROTO_TCP: u32 = 6;
+
+// Shape helpers (issue 16: the parse written once), for the prefetch pass and
+// the fast paths: raw loads against byte-swapped constants.
+
+/** Version 4 with a 20-byte header (no options): the shape the fast paths take. */
+@inline export function ip4Plain(ip: usize): bool { return <u32>load<u8>(ip + IP4_VER_IHL) == 0x45; }
+
+/** Neither a later fragment nor one with more to come (MF clear, offset 0; RFC 791). */
+@inline export function ip4Whole(ip: usize): bool {
+  return (<u32>load<u16>(ip + IP4_FRAG) & <u32>bswap<u16>(<u16>(IP4_MF | IP4_OFFMASK))) == 0;
+}

@@ -41,7 +41,11 @@ export function tipInit(t: TableIp, log2: u32): void {
 
 /** tipFind on a table given by its base and mask (plain globals on the per-frame paths: tables/index.ts). */
 @inline export function tipFindIn(base: usize, mask: u32, tag: u32, a0: u64, a1: u64): usize {
-  let i = tipHome(mask, tag, a0, a1);
+  return tipFindInFrom(base, mask, tag, a0, a1, tipHome(mask, tag, a0, a1));
+}
+
+/** tipFindIn with the home slot `i` already computed (the prefetch pass's: pipeline/prefetch.ts). */
+@inline export function tipFindInFrom(base: usize, mask: u32, tag: u32, a0: u64, a1: u64, i: u32): usize {
   while (true) {
     const s = base + (<usize>i << 5);
     const k = load<u32>(s);

@@ -5,8 +5,8 @@
 //   remoteTab: underlay IP -> remote NVE   (the flood-list source check)
 //   prefixes:  (VN, IP prefix) -> MAC      (a VNIC that terminates a range, PROTOCOL.md §2 `ip`)
 import { Table64, t64FindIn } from "./hash64";
-import { mix64 } from "../util";
-import { TableIp, tipFindIn, tipHome } from "./haship";
+import { TableIp, tipFindIn, tipFindInFrom, tipHome } from "./haship";
+import { fibHome } from "./hash64";
 import { alloc } from "../state";
 import { MAX_BATCH } from "../abi";
 
@@ -50,57 +50,74 @@ export const IP6_TAG: u32 = 0x80000000;
  */
 export let macBase: usize = 0;
 export let macMask: u32 = 0;
+export let macShift: u64 = 0;
 export let ipBase: usize = 0;
 export let ipMask: u32 = 0;
 export let vniBase: usize = 0;
 export let vniMask: u32 = 0;
+export let vniShift: u64 = 0;
 export let remoteBase: usize = 0;
 export let remoteMask: u32 = 0;
 export function tableGlobalsInit(): void {
-  macBase = macTab.base; macMask = macTab.mask;
+  macBase = macTab.base; macMask = macTab.mask; macShift = <u64>macTab.shift;
   ipBase = ipTab.base; ipMask = ipTab.mask;
-  vniBase = vniTab.base; vniMask = vniTab.mask;
+  vniBase = vniTab.base; vniMask = vniTab.mask; vniShift = <u64>vniTab.shift;
   remoteBase = remoteTab.base; remoteMask = remoteTab.mask;
 }
 
 /** The home slot of a MAC key (t64Home on macTab). */
-@inline export function macHome(key: u64): u32 { return <u32>mix64(key) & macMask; }
+@inline export function macHome(key: u64): u32 { return fibHome(key, macShift); }
 
 /** t64FindFrom on macTab: the slot holding `key`, or 0, probing from home slot `i`. */
 @inline export function macFindFrom(key: u64, i: u32): usize { return t64FindIn(macBase, macMask, key, i); }
 
 /** The address of the IP-table slot an IPv4 lookup of the 4 bytes at p in vn starts at (ip4Lookup's home). */
 @inline export function ip4HomeSlot(vn: u32, p: usize): usize {
-  return ipBase + (<usize>tipHome(ipMask, vn + 1, <u64>load<u32>(p), 0) << 5);
+  return ipBase + (<usize>ip4Home(vn, p) << 5);
+}
+
+/** The IP-table home of the IPv4 address at p in vn (its slot: ipBase + home * 32). */
+@inline export function ip4Home(vn: u32, p: usize): u32 {
+  return tipHome(ipMask, vn + 1, <u64>load<u32>(p), 0);
 }
 
 /** t64Find on vniTab: the slot of `key` (vniKey/vniKeyAt), or 0. */
-@inline export function vniFind(key: u64): usize { return t64FindIn(vniBase, vniMask, key, <u32>mix64(key) & vniMask); }
+@inline export function vniFind(key: u64): usize { return t64FindIn(vniBase, vniMask, key, fibHome(key, vniShift)); }
 
 /** tipFind on remoteTab: the slot of the remote NVE at (family tag, address), or 0. */
 @inline export function remoteFind(tag: u32, a0: u64, a1: u64): usize { return tipFindIn(remoteBase, remoteMask, tag, a0, a1); }
 
 
 /**
- * The home slots of each batch frame's source and destination MAC keys
- * (2 u32 per frame, NO_HOME when not computed), written by the prefetch pass
- * (index.ts) and used by the access lookups so each key is hashed once.
+ * Each batch frame's record (FR_SIZE bytes), written by the prefetch pass
+ * (pipeline/prefetch.ts) so the main pass parses and hashes nothing again:
+ *   +0  the source MAC's home slot (an underlay frame: its VN)
+ *   +4  the destination MAC's home slot (an underlay frame: the inner one's;
+ *       a broadcast ARP request under port security: its sender IP's IP-table home)
+ *   +8  FR_VN: an access frame with the fast path's 802.1Q shape: its VN + 1 (0: none)
+ *   +12 FR_IP: the IP-table home of the IPv4 source (port security) or the ARP target
+ * NO_HOME where none was computed.
  */
 export let macHomes: usize = 0;
 export const NO_HOME: u32 = 0xffffffff;
+export const FR_SIZE: u32 = 16;
+export const FR_VN: u32 = 8;
+export const FR_IP: u32 = 12;
+/** Frame i's record. */
+@inline export function frameRec(i: u32): usize { return macHomes + <usize>i * FR_SIZE; }
 /** The prefetch pass's list of table slot addresses to load (up to 4 per frame: 2 MAC, 2 IP). */
 export let warmList: usize = 0;
 /** The access frames whose IP-table slots the prefetch pass lists too (a u32 each). */
 export let ipWarmList: usize = 0;
 export function macHomesInit(): void {
-  macHomes = alloc(<usize>MAX_BATCH * 8);
+  macHomes = alloc(<usize>MAX_BATCH * FR_SIZE);
   warmList = alloc(<usize>MAX_BATCH * 16);
   ipWarmList = alloc(<usize>MAX_BATCH * 4);
 }
 
 /**
  * The home of an underlay frame's inner destination that the prefetch pass
- * computed (index.ts prefetchBatch keeps the frame's VN in the source's
+ * computed (pipeline/prefetch.ts prefetchBatch keeps the frame's VN in the source's
  * place), or NO_HOME when it computed none for VN `vn`.
  */
 @inline export function underlayHome(hh: usize, vn: u32): u32 {
@@ -122,6 +139,14 @@ export function macHomesInit(): void {
  */
 @inline export function vniKey(enc: u32, vni: u32): u64 { return (<u64>enc << 24) | <u64>(bswap<u32>(vni) >> 8); }
 @inline export function vniKeyAt(enc: u32, p: usize): u64 { return (<u64>enc << 24) | <u64>(load<u32>(p) & 0xffffff); }
+
+/** ip4Lookup probing from home slot `home` (ip4Home of the same vn and address), or computing it when NO_HOME. */
+@inline export function ip4LookupHome(vn: u32, p: usize, home: u32): u64 {
+  const a0 = <u64>load<u32>(p);
+  const s = tipFindInFrom(ipBase, ipMask, vn + 1, a0, 0, home != NO_HOME ? home : tipHome(ipMask, vn + 1, a0, 0));
+  if (s != 0) return load<u64>(s, 24);
+  return prefixCount == 0 ? u64.MAX_VALUE : prefixLookup(vn + 1, p, 4);
+}
 
 /** MAC bound to the IPv4 address at p (network order) in vn, or u64.MAX_VALUE. */
 @inline export function ip4Lookup(vn: u32, p: usize): u64 {

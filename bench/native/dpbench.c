@@ -4,7 +4,7 @@
  * per-frame work transcribed from assembly/ into plain C, function by
  * function, with the same memory layout (one arena laid out in the order of
  * assembly/state.ts layoutFixed, cache-line aligned regions, the same table
- * slot formats), the same hash (mix64), the same open-addressing tables and
+ * slot formats), the same hashes (fibHome, mix64), the same open-addressing tables and
  * load, the same prebuilt tunnel templates, counters and output descriptors.
  * It is not a second implementation to trust: bench/dataplane.ts compares its
  * output bytes with the wasm's for the first batch of every case and refuses
@@ -38,6 +38,9 @@ typedef uint16_t u16;
 typedef uint32_t u32;
 typedef uint64_t u64;
 typedef int32_t i32;
+
+/* What the wasm force-inlines (@inline in assembly/), inlined here too. */
+#define AI static inline __attribute__((always_inline))
 
 /* assembly/abi.ts */
 #define SLOT_SIZE 2048u
@@ -227,7 +230,7 @@ static inline void stMac(u8 *p, u64 m) { st16(p, (u32)(m >> 32)); st32(p + 2, (u
 static inline u64 macRaw(const u8 *p) { return rd64(p) & 0xffffffffffffULL; }
 static inline u64 macRawOf(u64 m) { return __builtin_bswap64(m) >> 16; }
 
-static u64 csumAdd(u64 acc, const u8 *p, u32 len) {
+AI u64 csumAdd(u64 acc, const u8 *p, u32 len) {
   u64 s = 0;
   u32 i = 0;
   while (i + 8 <= len) {
@@ -304,7 +307,7 @@ static inline int vtepAllowed(u32 vn, u32 r) {
 
 /* ---------------------------------------------------------------- tables */
 
-typedef struct { u8 *base; u32 mask, count, limit; } Table;
+typedef struct { u8 *base; u32 mask, count, limit, shift; } Table;
 static Table macTab, ipTab, vniTab, remoteTab;
 
 static void tabInit(Table *t, u32 log2, u32 slot) {
@@ -313,7 +316,11 @@ static void tabInit(Table *t, u32 log2, u32 slot) {
   t->mask = n - 1;
   t->count = 0;
   t->limit = n - (n >> 3);
+  t->shift = 64 - log2;
 }
+
+/* tables/hash64.ts fibHome: a MAC or VNI key's home, one multiply (Fibonacci hashing) */
+static inline u32 fibHome(const Table *t, u64 key) { return (u32)((key * 0x9e3779b97f4a7c15ull) >> t->shift); }
 
 /* tables/hash64.ts */
 static inline u8 *t64FindFrom(const Table *t, u64 key, u32 i) {
@@ -325,10 +332,10 @@ static inline u8 *t64FindFrom(const Table *t, u64 key, u32 i) {
     i = (i + 1) & t->mask;
   }
 }
-static inline u8 *t64Find(const Table *t, u64 key) { return t64FindFrom(t, key, (u32)mix64(key) & t->mask); }
+static inline u8 *t64Find(const Table *t, u64 key) { return t64FindFrom(t, key, fibHome(t, key)); }
 
 static int t64Put(Table *t, u64 key, u32 val, u32 aux) {
-  u32 i = (u32)mix64(key) & t->mask;
+  u32 i = fibHome(t, key);
   for (;;) {
     u8 *s = t->base + ((size_t)i << 4);
     u64 k = rd64(s);
@@ -386,12 +393,12 @@ static inline u64 macKey(u32 vn, u64 mac) { return ((u64)(vn + 1) << 48) | mac; 
 /* tables/index.ts vniKey / vniKeyAt: the VNI's wire bytes read little-endian */
 static inline u64 vniKey(u32 enc, u32 vni) { return ((u64)enc << 24) | (__builtin_bswap32(vni) >> 8); }
 static inline u64 vniKeyAt(u32 enc, const u8 *p) { return ((u64)enc << 24) | (rd32(p) & 0xffffff); }
-/* index.ts prefetch pass -> access lookups: each frame's two home slots */
+/* pipeline/prefetch.ts -> access lookups: each frame's two home slots */
 #define NO_HOME 0xffffffffu
 static u32 macHomes[2 * MAX_BATCH];
 static inline u32 macLookupHome(u32 vn, u64 mac, u32 home) {
   u64 key = macKey(vn, mac);
-  u8 *s = t64FindFrom(&macTab, key, home != NO_HOME ? home : ((u32)mix64(key) & macTab.mask));
+  u8 *s = t64FindFrom(&macTab, key, home != NO_HOME ? home : fibHome(&macTab, key));
   return s == 0 ? 0 : rd32(s + 8);
 }
 
@@ -475,7 +482,7 @@ static inline void emitTagged(u32 port, u32 tag, u32 pcpDei, const u8 *macs, con
   commit(port, 16, data, dataLen, vn);
 }
 
-static u32 flowHash(const u8 *macs, u32 etype, const u8 *l3, u32 l3len) {
+AI u32 flowHash(const u8 *macs, u32 etype, const u8 *l3, u32 l3len) {
   u64 h = rd64(macs) ^ ((u64)rd32(macs + 8) << 21);
   if (etype == ETHERTYPE_IPV4 && l3len >= 20) {
     h = mix64(h ^ rd64(l3 + 12));
@@ -498,7 +505,7 @@ static u32 flowHash(const u8 *macs, u32 etype, const u8 *l3, u32 l3len) {
 
 /* ---------------------------------------------------------------- pipeline/encap.ts */
 
-static void emitEncap(u32 t, const u8 *p, u32 len, u32 pcp, u32 hash, u32 vn) {
+AI void emitEncap(u32 t, const u8 *p, u32 len, u32 pcp, u32 hash, u32 vn) {
   u8 *e = tunPtr(t);
   u8 *h = nextHdr();
   u32 hl = e[0];
@@ -1063,7 +1070,7 @@ static void underlayFrame(u32 port, const u8 *p, u32 len) {
   if (ilen - 14 > (u32)rd16(v + VN_MTU)) { drop(D_MTU_EXCEEDED); return; }
   u64 dst = macRaw(inner);
   if (dst & 1) { trace(TR_LOOKUP, LK_BROADCAST); floodLocal(vn, v, inner, ilen); return; }
-  /* index.ts prefetch pass: the VN in the source's place, the inner destination's home */
+  /* pipeline/prefetch.ts: the VN in the source's place, the inner destination's home */
   u32 dv = macLookupHome(vn, dst, hh[0] == vn ? hh[1] : NO_HOME);
   trace(TR_DST, dv);
   u32 kind = dv & MK_KIND;
@@ -1084,15 +1091,14 @@ static void underlayFrame(u32 port, const u8 *p, u32 len) {
 
 /* ---------------------------------------------------------------- index.ts process */
 
-/* index.ts prefetchBatch: touch the MAC slots each access frame will look up,
-   so the batch's misses overlap (the wasm uses plain loads kept in a sink;
-   the same here). */
-u64 warmSink; /* external, as the wasm's exported global: never folded away */
-/* index.ts: the two phases, the homes kept per frame, the slots to load
-   listed densely (warmList), the same here */
+/* pipeline/prefetch.ts prefetchBatch: the MAC and IP slots each frame will look up, so
+   the batch's misses overlap. The wasm has no prefetch instruction and loads
+   each slot into a sink; here it is __builtin_prefetch (issue 18), in the
+   same two phases: the homes kept per frame, the slots listed densely
+   (warmList), then prefetched, last first (the first frames' slots stay in
+   L1 for the main pass). */
 static const u8 *warmList[4 * MAX_BATCH];
 static void prefetchBatch(u32 n) {
-  u64 sink = 0;
   u32 w = 0;
   for (u32 i = 0; i < n; i++) {
     macHomes[2 * i] = NO_HOME; macHomes[2 * i + 1] = NO_HOME;
@@ -1105,12 +1111,12 @@ static void prefetchBatch(u32 n) {
       u32 vid = ld16(p + 14) & 0xfff;
       u32 vn1 = rd16(vlanMap + (((size_t)port << 12) + vid) * 2);
       if (vn1 == 0) continue;
-      u32 hs = (u32)mix64(macKey(vn1 - 1, macRaw(p + 6))) & macTab.mask;
-      u32 hd = (u32)mix64(macKey(vn1 - 1, macRaw(p))) & macTab.mask;
+      u32 hs = fibHome(&macTab, macKey(vn1 - 1, macRaw(p + 6)));
+      u32 hd = fibHome(&macTab, macKey(vn1 - 1, macRaw(p)));
       macHomes[2 * i] = hs; macHomes[2 * i + 1] = hd;
       warmList[w++] = macTab.base + ((size_t)hs << 4);
       warmList[w++] = macTab.base + ((size_t)hd << 4);
-      /* index.ts: the IP-table slots of port security and ARP suppression */
+      /* prefetch.ts warmIpSlots: the IP-table slots of port security and ARP suppression */
       u32 flags = vnPtr(vn1 - 1)[VN_FLAGS];
       if (flags & (VNF_PORTSEC | VNF_ARPSUP)) {
         u32 et = rd16(p + 16);
@@ -1123,7 +1129,7 @@ static void prefetchBatch(u32 n) {
         }
       }
     } else if (portKind[port] == PORT_UNDERLAY) {
-      /* fast.ts underlayVn: IPv4 (20-byte header), VXLAN / Geneve without options / NVGRE */
+      /* the VNI of IPv4 (20-byte header), VXLAN / Geneve without options / NVGRE (the wasm now checks the whole of fast.ts underlayShape here; the VN and home are the same for every frame both take) */
       if (ulIs6 || len < 64 || rd16(p + 12) != 0x0008 || p[14] != 0x45) continue;
       u32 proto = p[23];
       u64 key;
@@ -1140,14 +1146,13 @@ static void prefetchBatch(u32 n) {
       u8 *vs = t64Find(&vniTab, key);
       if (vs == 0) continue;
       u32 vn = rd32(vs + 8);
-      u32 hd = (u32)mix64(macKey(vn, macRaw(p + (p[23] == 47 ? 42 : 50)))) & macTab.mask;
+      u32 hd = fibHome(&macTab, macKey(vn, macRaw(p + (p[23] == 47 ? 42 : 50))));
       macHomes[2 * i] = vn; macHomes[2 * i + 1] = hd;
       warmList[w++] = macTab.base + ((size_t)hd << 4);
     }
   }
-  /* index.ts: last slot first, so the first frames' slots are still in L1 */
-  for (u32 j = w; j-- > 0;) sink ^= rd64(warmList[j]);
-  warmSink = sink;
+  /* prefetch.ts: last slot first, so the first frames' slots are still in L1 */
+  for (u32 j = w; j-- > 0;) __builtin_prefetch(warmList[j]);
 }
 
 __attribute__((noinline)) static u32 process(u32 n) {
@@ -1180,6 +1185,407 @@ __attribute__((noinline)) static u32 process(u32 n) {
   ctrInc(globalCtr, GC_OUTPUTS, outCount);
   consumed = i;
   return outCount;
+}
+
+/* ================================================================ the same work, written natively
+ *
+ * The mirror above follows assembly/'s shape function by function. This is
+ * the same work as a C programmer would write it (issue 18): the same checks,
+ * the same two MAC lookups (and the IP lookups of port security and ARP
+ * suppression), the same flow hash and tables (the same homes, linear probing),
+ * the same counters, the same trace check and the same 64-byte template copy,
+ * but one parse per frame, done in the first pass, which hands each frame's
+ * VN, keys and home slots to the second in a per-frame record, real
+ * prefetches issued as soon as a slot is known, and the frame's state and the
+ * output cursor in locals (registers), not globals. The common cases (the
+ * wasm's fast paths: pipeline/fast.ts) run here; everything else goes to the
+ * mirror's full path, as the wasm sends it to access.ts / underlay.ts. Its
+ * outputs are compared byte for byte with the wasm's, as the mirror's are. */
+
+#define FK_SLOW 0u
+#define FK_ACCESS 1u
+#define FK_UNDERLAY 2u
+
+/* 32 bytes a frame: the keys, tag and EtherType are read again from the
+   frame (in L1) rather than stored */
+typedef struct {
+  const u8 *p;        /* the frame (access) or its inner frame (underlay) */
+  u32 hs, hd;         /* MAC-table home slots: source, destination */
+  u32 is, is2;        /* IP-table home slots: the source IP (IPv4) or the ARP target; the ARP sender */
+  u16 vn, len;
+  u8 kind, flags, port, pad;
+} Frame;
+static Frame frames[MAX_BATCH];
+
+/* the home slot of a MAC key, as tables/index.ts macHome */
+AI u32 macHomeOf(u64 key) { return fibHome(&macTab, key); }
+AI u8 *macSlot(u32 h) { return macTab.base + ((size_t)h << 4); }
+/* the value of `key` probing from slot s (0: unknown) */
+AI u32 macAt(const u8 *s, u64 key) {
+  u64 k = rd64(s);
+  if (k == key) return rd32(s + 8);
+  if (k == 0) return 0;
+  const u8 *end = macTab.base + ((size_t)(macTab.mask + 1) << 4);
+  for (;;) {
+    s += 16;
+    if (s == end) s = macTab.base;
+    k = rd64(s);
+    if (k == key) return rd32(s + 8);
+    if (k == 0) return 0;
+  }
+}
+/* the IP-table home slot of the IPv4 address at a in vn (tables/index.ts ip4HomeSlot) */
+AI u32 ip4HomeOf(u32 vn, const u8 *a) { return tipHome(&ipTab, vn + 1, (u64)rd32(a), 0); }
+AI u8 *ip4Slot(u32 h) { return ipTab.base + ((size_t)h << 5); }
+/* ip4Lookup probing from slot s */
+AI u64 ip4At(const u8 *s, u32 vn, const u8 *a) {
+  u32 tag = vn + 1;
+  u64 a0 = rd32(a);
+  const u8 *end = ipTab.base + ((size_t)(ipTab.mask + 1) << 5);
+  for (;;) {
+    u32 k = rd32(s);
+    if (k == 0) break;
+    if (k == tag && rd64(s + 8) == a0 && rd64(s + 16) == 0) return rd64(s + 24);
+    s += 32;
+    if (s == end) s = ipTab.base;
+  }
+  return prefixCount == 0 ? UINT64_MAX : prefixLookup(tag, a, 4);
+}
+
+/* The slots the second pass will read, prefetched after the first pass,
+   last first: prefetched as each is found, the first frames' slots were
+   evicted from L1 by the time the second pass reached them, and the
+   batch ran slower cold than the mirror's two phases (measured). */
+static const u8 *pfList[4 * MAX_BATCH];
+static u32 pfN;
+#define PF(a) (pfList[pfN++] = (a))
+
+/* byte-swapped constants: wire fields compared as they lie in memory */
+#define RAW16(c) ((u32)__builtin_bswap16((u16)(c)))
+
+/* The access side's first pass: pipeline/fast.ts accessFast's checks up to the lookups. */
+AI void parseAccess(Frame *f, const u8 *p, u32 len, u32 port) {
+  if (len < DOT1Q_HLEN) return;
+  if (rd16(p + 12) != RAW16(ETHERTYPE_VLAN)) return;
+  u32 e = rd16(p + 16);
+  if (e == RAW16(ETHERTYPE_VLAN) || e == RAW16(ETHERTYPE_QINQ) || e == RAW16(ETHERTYPE_QINQ_OLD)) return;
+  u32 tci = ld16(p + 14);
+  u32 vid = tci & 0xfff;
+  if (vid == 0) return;
+  u32 vn1 = rd16(vlanMap + (((size_t)port << 12) + vid) * 2);
+  if (vn1 == 0) return;
+  u32 vn = vn1 - 1;
+  const u8 *v = vnPtr(vn);
+  if (len - DOT1Q_HLEN > (u32)rd16(v + VN_MTU)) return;
+  u32 flags = v[VN_FLAGS];
+  f->kind = FK_ACCESS;
+  f->vn = (u16)vn;
+  f->flags = (u8)flags;
+  f->hs = macHomeOf(macKey(vn, macRaw(p + 6)));
+  PF(macSlot(f->hs));
+  u64 dst = macRaw(p);
+  if (!(dst & 1)) { f->hd = macHomeOf(macKey(vn, dst)); PF(macSlot(f->hd)); }
+  if (flags & (VNF_PORTSEC | VNF_ARPSUP)) {
+    if (e == RAW16(ETHERTYPE_IPV4)) {
+      if ((flags & VNF_PORTSEC) && len >= DOT1Q_HLEN + 20 && rd32(p + DOT1Q_HLEN + 12) != 0) {
+        f->is = ip4HomeOf(vn, p + DOT1Q_HLEN + 12);
+        PF(ip4Slot(f->is));
+      }
+    } else if (e == RAW16(ETHERTYPE_ARP) && len >= DOT1Q_HLEN + ARP_LEN) {
+      if (flags & VNF_ARPSUP) { f->is = ip4HomeOf(vn, p + DOT1Q_HLEN + ARP_TPA); PF(ip4Slot(f->is)); }
+      if (flags & VNF_PORTSEC) { f->is2 = ip4HomeOf(vn, p + DOT1Q_HLEN + ARP_SPA); PF(ip4Slot(f->is2)); }
+    }
+  }
+}
+
+/* The underlay side's first pass: every check of fast.ts underlayFast but the destination's lookup. */
+AI void parseUnderlay(Frame *f, const u8 *p, u32 len) {
+  if (ulIs6) return;
+  if (len < 14 + 20 + 8 + 8 + 14) return;
+  if (macRaw(p) != ulMac) return;
+  if (rd16(p + 12) != RAW16(ETHERTYPE_IPV4)) return;
+  const u8 *ip = p + 14;
+  if (ip[0] != 0x45) return;
+  u32 tot = ld16(ip + 2);
+  if (14u + tot > len || tot < 20 + 8) return;
+  if (ip4Sum20(ip) != 0xffff) return;
+  if ((u64)rd32(ip + 16) != ulIp0) return;
+  if (rd16(ip + 6) & RAW16(IP4_MF | IP4_OFFMASK)) return;
+  u32 proto = ip[9];
+  const u8 *l4 = ip + 20;
+  u32 l4len = tot - 20, hl;
+  u64 key;
+  if (proto == IPPROTO_UDP) {
+    if (ld16(l4 + 4) != l4len || rd16(l4 + 6) != 0 || l4len < 16) return;
+    u32 dport = ld16(l4 + 2);
+    const u8 *t = l4 + 8;
+    if (dport == vxlanPort) {
+      if ((t[0] & VXLAN_FLAG_I) == 0) return;
+      key = vniKeyAt(ENC_VXLAN, t + 4);
+    } else if (dport == genevePort) {
+      if (t[0] != 0 || (t[1] & (GENEVE_FLAG_O | GENEVE_FLAG_C)) != 0 || rd16(t + 2) != RAW16(ETHERTYPE_TEB)) return;
+      key = vniKeyAt(ENC_GENEVE, t + 4);
+    } else return;
+    hl = 16;
+  } else if (proto == IPPROTO_GRE) {
+    if (rd16(l4) != RAW16(NVGRE_FLAGS_K) || rd16(l4 + 2) != RAW16(ETHERTYPE_TEB)) return;
+    u32 vsid = ld32(l4 + 4) >> 8;
+    if (vsid <= 0xfff || vsid == 0xffffff) return;
+    key = vniKeyAt(ENC_NVGRE, l4 + 4);
+    hl = 8;
+  } else return;
+  const u8 *vs = t64Find(&vniTab, key);
+  if (vs == 0) return;
+  u32 vn = rd32(vs + 8);
+  const u8 *rs = tipFind(&remoteTab, 4, (u64)rd32(ip + 12), 0);
+  if (rs == 0 || !vtepAllowed(vn, (u32)rd64(rs + 24))) return;
+  const u8 *inner = l4 + hl;
+  u32 ilen = l4len - hl;
+  if (ilen < 14) return;
+  u32 iet = rd16(inner + 12);
+  if (iet == RAW16(ETHERTYPE_VLAN) || iet == RAW16(ETHERTYPE_QINQ) || iet == RAW16(ETHERTYPE_QINQ_OLD)) return;
+  if (ilen - 14 > (u32)rd16(vnPtr(vn) + VN_MTU)) return;
+  u64 dst = macRaw(inner);
+  if (dst & 1) return;
+  f->kind = FK_UNDERLAY;
+  f->vn = (u16)vn;
+  f->p = inner;
+  f->len = (u16)ilen;
+  f->hd = macHomeOf(macKey(vn, dst));
+  PF(macSlot(f->hd));
+}
+
+/* The output cursor, kept in a register across one batch. */
+typedef struct { u32 n, in; } Cursor;
+
+AI void commitN(Cursor *o, u32 port, u32 hdrLen, const u8 *data, u32 dataLen, u32 vn) {
+  u8 *d = outDescBase + (size_t)o->n * OUT_DESC;
+  wr16(d + O_PORT, (u16)port);
+  wr16(d + O_HDRLEN, (u16)hdrLen);
+  wr32(d + O_DATA, (u32)(data - M));
+  wr16(d + O_DATALEN, (u16)dataLen);
+  wr16(d + O_IN, (u16)o->in);
+  wr32(d + O_VN, vn);
+  o->n++;
+  u64 *pc = (u64 *)(portCtr + ((size_t)port * PORT_CTR << 3));
+  pc[PC_TX_FRAMES] += 1;
+  pc[PC_TX_BYTES] += hdrLen + dataLen;
+  ((u64 *)(vnCtr + ((size_t)vn * VN_CTR << 3)))[VC_TX] += 1;
+}
+
+AI void taggedN(Cursor *o, u32 port, u32 tag, u32 pcpDei, const u8 *macs, const u8 *data, u32 dataLen, u32 vn) {
+  u8 *h = hdrBase + (size_t)o->n * HDR_SLOT;
+  wr64(h, rd64(macs));
+  wr32(h + 8, rd32(macs + 8));
+  wr16(h + 12, RAW16(ETHERTYPE_VLAN));
+  st16(h + 14, (pcpDei & 0xf000) | tag);
+  commitN(o, port, 16, data, dataLen, vn);
+}
+
+/* encap.ts emitEncap4: the 64-byte template, the inner MACs, lengths, checksum, entropy */
+AI void encap4N(Cursor *o, const u8 *e, u32 kind, const u8 *p, u32 len, u32 pcp, u32 hash, u32 vn) {
+  u8 *h = hdrBase + (size_t)o->n * HDR_SLOT;
+  memcpy(h, e + TUN_HDR, 64);
+  u32 hl = e[0];
+  wr64(h + hl, rd64(p));
+  wr32(h + hl + 8, rd32(p + 8));
+  u32 innerLen = len - 4;
+  int fixed = (e[8] & 1) != 0;
+  u32 tos = fixed ? 0 : (pcp << 5);
+  u32 tot;
+  if (kind == TK_NVGRE4) {
+    tot = 28 + innerLen;
+    h[41] = (u8)(hash >> 8);
+  } else {
+    tot = 36 + innerLen;
+    st16(h + 34, SPORT_BASE | (hash & SPORT_MASK));
+    st16(h + 38, 16 + innerLen);
+  }
+  if (!fixed) h[15] = (u8)tos;
+  st16(h + 16, tot);
+  st16(h + 24, ~csumFold((u64)rd16(e + 2) + tot + tos) & 0xffff);
+  commitN(o, rd16(e + 10), hl + 12, p + 16, len - 16, vn);
+}
+
+/* fast.ts floodFast: head-end replication over an IPv4 underlay, tagged copies to the other local ports */
+AI int floodN(Cursor *o, const Frame *f, u32 tci, const u8 *v, u64 *vc) {
+  u32 n = rd32(v + VN_FLOOD_N);
+  if (n == 0 || ulIs6) return 0;
+  const u8 *p = f->p;
+  vc[VC_RX] += 1;
+  u32 hash = flowHash(p, ld16(p + 16), p + DOT1Q_HLEN, f->len - DOT1Q_HLEN);
+  u32 pcp = tci >> 13;
+  const u8 *list = floodPool + ((size_t)rd32(v + VN_FLOOD_PTR) << 2);
+  for (u32 i = 0; i < n; i++) {
+    const u8 *e = tunPtr(rd32(list + ((size_t)i << 2)));
+    encap4N(o, e, e[1], p, f->len, pcp, hash, f->vn);
+  }
+  u32 nl = v[VN_NLOCAL];
+  for (u32 i = 0; i < nl; i++) {
+    u32 l = rd32(v + VN_LOCAL + ((size_t)i << 2));
+    if (l >> 16 == f->port) continue;
+    taggedN(o, l >> 16, l & 0xfff, tci, p, p + 16, f->len - 16, f->vn);
+  }
+  vc[VC_FLOOD] += 1;
+  return 1;
+}
+
+/* fast.ts arpAnswer: an ARP request suppression answers (RFC 9161), port security's checks first */
+AI int arpN(Cursor *o, const Frame *f, u32 sv, u64 *vc) {
+  u32 tci = ld16(f->p + 14);
+  const u8 *p = f->p;
+  if (f->len < DOT1Q_HLEN + ARP_LEN) return 0;
+  const u8 *a = p + DOT1Q_HLEN;
+  if (rd16(a + ARP_OP) != RAW16(ARP_OP_REQUEST) || rd16(a) != RAW16(1) || rd16(a + 2) != RAW16(ETHERTYPE_IPV4)
+      || rd16(a + 4) != RAW16(0x0604) || rd32(a + ARP_SPA) == rd32(a + ARP_TPA)) return 0;
+  if (f->flags & VNF_PORTSEC) {
+    if ((sv & MK_KIND) != MK_LOCAL || ((sv >> ML_PORT_SHIFT) & ML_PORT_MASK) != f->port) return 0;
+    if (macRaw(a + ARP_SHA) != macRaw(p + 6)) return 0;
+    if (rd32(a + ARP_SPA) != 0 && ip4At(ip4Slot(f->is2), f->vn, a + ARP_SPA) != ldMac(p + 6)) return 0;
+  }
+  u64 m = ip4At(ip4Slot(f->is), f->vn, a + ARP_TPA);
+  if (m == UINT64_MAX) return 0;
+  vc[VC_RX] += 1;
+  /* suppress.ts arpReply */
+  u8 *h = hdrBase + (size_t)o->n * HDR_SLOT;
+  memcpy(h, p + 6, 6);
+  stMac(h + 6, m);
+  wr16(h + 12, RAW16(ETHERTYPE_VLAN));
+  st16(h + 14, tci);
+  wr16(h + 16, RAW16(ETHERTYPE_ARP));
+  u8 *r = h + 18;
+  st32(r, 0x00010800);
+  st32(r + 4, 0x06040000 | ARP_OP_REPLY);
+  stMac(r + ARP_SHA, m);
+  wr32(r + ARP_SPA, rd32(a + ARP_TPA));
+  memcpy(r + 18, a + ARP_SHA, 6);
+  wr32(r + ARP_TPA, rd32(a + ARP_SPA));
+  memset(h + 46, 0, 18);
+  commitN(o, f->port, 64, p, 0, f->vn);
+  return 1;
+}
+
+/* The access side's second pass: true when forwarded (fast.ts accessFast, arpAnswer). */
+AI int accessN(Cursor *o, const Frame *f) {
+  const u8 *p = f->p;
+  u32 vn = f->vn, port = f->port, flags = f->flags;
+  u64 *vc = (u64 *)(vnCtr + ((size_t)vn * VN_CTR << 3));
+  u32 tci = ld16(p + 14), etype = rd16(p + 16);
+  u32 sv = macAt(macSlot(f->hs), macKey(vn, macRaw(p + 6)));
+  if ((sv & (MK_KIND | ML_ACTIVE)) == MK_LOCAL) return 0; /* an inactive VNIC: dropped by the full path */
+  if (flags & (VNF_PORTSEC | VNF_ARPSUP)) {
+    if (etype == RAW16(ETHERTYPE_ARP) && (flags & VNF_ARPSUP)) return arpN(o, f, sv, vc);
+    if (etype != RAW16(ETHERTYPE_IPV4)) return 0;
+    if (flags & VNF_PORTSEC) {
+      /* seed §5: the source MAC local on this port, the source IP bound to it */
+      if ((sv & MK_KIND) != MK_LOCAL || ((sv >> ML_PORT_SHIFT) & ML_PORT_MASK) != port) return 0;
+      if (f->len < DOT1Q_HLEN + 20) return 0;
+      if (rd32(p + DOT1Q_HLEN + 12) != 0 && ip4At(ip4Slot(f->is), vn, p + DOT1Q_HLEN + 12) != ldMac(p + 6)) return 0;
+    }
+  }
+  const u8 *v = vnPtr(vn);
+  u64 dst = macRaw(p);
+  if (dst & 1) return floodN(o, f, tci, v, vc);
+  u32 dv = macAt(macSlot(f->hd), macKey(vn, dst));
+  u32 kind = dv & MK_KIND;
+  if (kind == MK_REMOTE) {
+    vc[VC_RX] += 1;
+    u32 hash = flowHash(p, ld16(p + 16), p + DOT1Q_HLEN, f->len - DOT1Q_HLEN);
+    const u8 *e = tunPtr(dv & MR_TUN_MASK);
+    u32 tk = e[1];
+    if (tk == TK_VXLAN4 || tk == TK_GENEVE4 || tk == TK_NVGRE4) encap4N(o, e, tk, p, f->len, tci >> 13, hash, vn);
+    else { outCount = o->n; curIn = o->in; emitEncap(dv & MR_TUN_MASK, p, f->len, tci >> 13, hash, vn); o->n = outCount; }
+    vc[VC_ENCAP] += 1;
+    return 1;
+  }
+  if (kind == 0) return floodN(o, f, tci, v, vc); /* unknown unicast */
+  if ((dv & ML_ACTIVE) == 0) return 0;
+  u32 dport = (dv >> ML_PORT_SHIFT) & ML_PORT_MASK;
+  if (dport == port) return 0;
+  u32 dtag = tagOf(vn, dport);
+  if (dtag == 0) return 0;
+  vc[VC_RX] += 1;
+  taggedN(o, dport, dtag, tci, p, p + 16, f->len - 16, vn);
+  return 1;
+}
+
+/* The underlay side's second pass: the destination's lookup and the tagged output (fast.ts underlayFast). */
+AI int underlayN(Cursor *o, const Frame *f) {
+  u32 dv = macAt(macSlot(f->hd), macKey(f->vn, macRaw(f->p)));
+  if ((dv & (MK_KIND | ML_ACTIVE)) != (MK_LOCAL | ML_ACTIVE)) return 0;
+  u32 dport = (dv >> ML_PORT_SHIFT) & ML_PORT_MASK;
+  u32 dtag = tagOf(f->vn, dport);
+  if (dtag == 0) return 0;
+  u64 *vc = (u64 *)(vnCtr + ((size_t)f->vn * VN_CTR << 3));
+  vc[VC_RX] += 1;
+  taggedN(o, dport, dtag, 0, f->p, f->p + 12, f->len - 12, f->vn);
+  vc[VC_DECAP] += 1;
+  return 1;
+}
+
+__attribute__((noinline)) static u32 processNative(u32 n) {
+  if (n > MAX_BATCH) n = MAX_BATCH;
+  /* first pass: one parse per frame, the slots it will read listed */
+  pfN = 0;
+  for (u32 i = 0; i < n; i++) {
+    Frame *f = &frames[i];
+    f->kind = FK_SLOW;
+    const u8 *d = inDescBase + ((size_t)i << 3);
+    u32 off = rd16(d), len = rd16(d + 2), port = rd16(d + 4);
+    if (traceOn || rd16(d + 6) != 0 || port >= MAX_PORTS || off + len > SLOT_SIZE) continue;
+    const u8 *p = slotBase + (size_t)i * SLOT_SIZE + off;
+    f->p = p;
+    f->len = (u16)len;
+    f->port = (u8)port;
+    u32 k = portKind[port];
+    if (k == PORT_ACCESS) parseAccess(f, p, len, port);
+    else if (k == PORT_UNDERLAY) parseUnderlay(f, p, len);
+  }
+  for (u32 j = pfN; j-- > 0;) __builtin_prefetch(pfList[j]);
+  /* second pass */
+  Cursor o = { 0, 0 };
+  u64 forwarded = 0;
+  u32 i = 0;
+  for (; i < n; i++) {
+    if (o.n + worstFanout > MAX_OUT) break;
+    o.in = i;
+    const Frame *f = &frames[i];
+    int done = 0;
+    if (f->kind == FK_ACCESS) done = accessN(&o, f);
+    else if (f->kind == FK_UNDERLAY) done = underlayN(&o, f);
+    const u8 *d = inDescBase + ((size_t)i << 3);
+    u32 len = rd16(d + 2), port = rd16(d + 4);
+    if (done) {
+      u64 *pc = (u64 *)(portCtr + ((size_t)port * PORT_CTR << 3));
+      pc[PC_RX_FRAMES] += 1;
+      pc[PC_RX_BYTES] += len;
+      forwarded++;
+      continue;
+    }
+    /* the full path (the mirror's), as index.ts slowFrame */
+    outCount = o.n;
+    curIn = i;
+    macHomes[2 * i] = NO_HOME; /* the full path computes its own homes */
+    macHomes[2 * i + 1] = NO_HOME;
+    u32 off = rd16(d);
+    const u8 *p = slotBase + (size_t)i * SLOT_SIZE + off;
+    u32 kind = port < MAX_PORTS ? portKind[port] : PORT_NONE;
+    if (kind == PORT_NONE) { setCur(0, -1); dropNoPort(D_UNKNOWN_PORT); continue; }
+    u8 *pc = portCtr + ((size_t)port * PORT_CTR << 3);
+    ctrInc(pc, PC_RX_FRAMES, 1);
+    ctrInc(pc, PC_RX_BYTES, len);
+    if (off + len > SLOT_SIZE) { setCur(port, -1); drop(D_FRAME_TOO_LONG); continue; }
+    if (kind == PORT_ACCESS) accessFrame(port, p, len);
+    else underlayFrame(port, p, len);
+    if (outCount != o.n) forwarded++;
+    o.n = outCount;
+  }
+  outCount = o.n;
+  ctrInc(globalCtr, GC_RX, i);
+  ctrInc(globalCtr, GC_FORWARDED, forwarded);
+  ctrInc(globalCtr, GC_OUTPUTS, o.n);
+  consumed = i;
+  return o.n;
 }
 
 /* ---------------------------------------------------------------- control.ts (the parts the bench uses) */
@@ -1399,8 +1805,14 @@ static int cmpU32(const void *a, const void *b) {
 }
 
 int main(int argc, char **argv) {
-  int serve = argc == 7 && strcmp(argv[6], "--serve") == 0;
-  if (argc != 6 && !serve) { fprintf(stderr, "usage: dpbench BASE CASE DUMP RUN_MS WARMUP_MS [--serve]\n"); return 2; }
+  int serve = 0, nat = 0;
+  for (int a = 6; a < argc; a++) {
+    if (strcmp(argv[a], "--serve") == 0) serve = 1;
+    else if (strcmp(argv[a], "--native") == 0) nat = 1;
+    else argc = 0;
+  }
+  if (argc < 6) { fprintf(stderr, "usage: dpbench BASE CASE DUMP RUN_MS WARMUP_MS [--serve] [--native]\n"); return 2; }
+  u32 (*run)(u32) = nat ? processNative : process;
   M = mmap(0, ARENA, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (M == MAP_FAILED) { fprintf(stderr, "dpbench: mmap failed\n"); return 1; }
   if (getenv("DPBENCH_THP")) madvise(M, ARENA, MADV_HUGEPAGE);
@@ -1422,7 +1834,7 @@ int main(int argc, char **argv) {
 
   /* the first batch's outputs, for the byte comparison with the wasm */
   fill(&c, 0);
-  u32 outs = process(MAX_BATCH);
+  u32 outs = run(MAX_BATCH);
   FILE *f = fopen(argv[3], "wb");
   if (!f) { fprintf(stderr, "dpbench: cannot write %s\n", argv[3]); return 1; }
   fwrite(&consumed, 4, 1, f);
@@ -1446,7 +1858,7 @@ int main(int argc, char **argv) {
   if (serve) { printf("{\"ready\":true}\n"); fflush(stdout); }
   while (!serve || fgets(cmd, sizeof cmd, stdin)) {
     u64 t0 = nowNs();
-    while (nowNs() - t0 < warmNs) { fill(&c, b++); process(MAX_BATCH); }
+    while (nowNs() - t0 < warmNs) { fill(&c, b++); run(MAX_BATCH); }
     /* per-batch times (a batch the scheduler interrupted is an outlier, not the code) */
     size_t nt = 0;
     u64 frames = 0, outputs = 0, spent = 0;
@@ -1454,7 +1866,7 @@ int main(int argc, char **argv) {
     while (nowNs() - t0 < runNs && nt < cap) {
       fill(&c, b++);
       u64 a = nowNs();
-      u32 k = process(MAX_BATCH);
+      u32 k = run(MAX_BATCH);
       u64 dt = nowNs() - a;
       spent += dt;
       times[nt++] = (u32)(dt > 0xffffffffu ? 0xffffffffu : dt);

@@ -47,7 +47,8 @@ import { randomUUID } from "node:crypto";
 import { connectWhenReachable, mqttClientOptions } from "../protocol/mqtt.js";
 import { ROOT } from "../protocol/topics.js";
 import { openImaDb, type ImaCollection, type ImaDb } from "./db.js";
-import { ImaService, imaMqttOptions, type ImaServiceOptions } from "./service.js";
+import { ImaService, type ImaServiceOptions } from "./service.js";
+import { imaMqttOptions } from "../protocol/ima.js";
 
 export interface ImaHaSettings {
   /** this instance's name, unique among the IMA's instances (`^[A-Za-z0-9._-]{1,64}$`) */

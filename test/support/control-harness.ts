@@ -76,7 +76,7 @@ export function brokerFixtures(): BrokerFixture[] {
   return out;
 }
 
-/** The embedded broker as `nvedge run` starts it: on its own worker thread (host/control/broker-thread.ts). */
+/** The embedded broker as `nvedge run` starts it: on its own worker thread (host/broker/broker-thread.ts). */
 export function embeddedThreadFixture(): BrokerFixture {
   return {
     name: "embedded aedes, own thread (3.1.1)",

@@ -11,7 +11,7 @@
 //   4. the destination's agent activates it (migration:true) and the VM resumes.
 import type { ChildProcess } from "node:child_process";
 import { daemonRequest } from "../../host/agent/control-client.js";
-import { shAsync, sleep } from "../../host/lab/sh.js";
+import { shAsync, sleep } from "../../host/sys/sh.js";
 import type { LabStack } from "./lab-fixture.js";
 
 /** Where the VM is or goes: its hypervisor, its NIC in the VM's namespace, and the OVS port that NIC is plugged into. */
