@@ -231,7 +231,8 @@ export async function startLabStack(o: StackOptions = {}): Promise<LabStack> {
       spawnIn(`agent-${h.id}`, h.ns, [process.execPath, BIN, "agent", "run", "--broker", brokerUrl, "--hv", h.id, "--nve", h.nve,
         "--state", `${logDir}/agent-${h.id}.json`, "--socket", agentSock(h.id), "--ovs-db", h.ovs.db]);
     }
-    await waitFor("the agents to connect to their NVEs", 20_000, async () => {
+    // A bound, not a figure: three Node processes start here, which takes ~20 s alone on a loaded 2-core machine.
+    await waitFor("the agents to connect to their NVEs", 60_000, async () => {
       if (dead().length) throw new Error(`exited: ${dead().join(", ")}\n${logs()}`);
       for (const h of lab.hypervisors) {
         const r = await shAsync([process.execPath, BIN, "agent", "show", "--json", "--socket", agentSock(h.id)], { allowFail: true, timeoutMs: 5000 });
