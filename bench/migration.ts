@@ -48,7 +48,7 @@ export async function runMigrationBench(o: { quick?: boolean } = {}): Promise<ob
     for (let i = 0; i < runs; i++) {
       const [from, to] = i % 2 === 0 ? [site1, site2] : [site2, site1];
       let out = "";
-      const pinger = spawn("ip", ["netns", "exec", vm11.ns, "ping", "-n", "-D", "-O", "-w", String(PINGS * INTERVAL_S + 10),
+      const pinger = spawn("ip", ["netns", "exec", vm11.ns, "ping", "-n", "-D", "-O",
         "-i", String(INTERVAL_S), "-W", "1", "-c", String(PINGS), vm31.ip], { stdio: ["ignore", "pipe", "pipe"] });
       pinger.stdout!.setEncoding("utf8").on("data", (d) => (out += d));
       const done = new Promise<void>((r) => pinger.on("close", () => r()));

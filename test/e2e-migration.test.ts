@@ -76,27 +76,27 @@ if (requireRootAnd(["ovs-vswitchd", "ovsdb-server", "ethtool", "ping", "tcpdump"
     const neigh = await shAsync(["ip", "-j", "neigh", "show", vm31.ip, "dev", vm11.iface], { ns: vm11.ns });
     const vm31Mac = (JSON.parse(neigh.stdout) as { lladdr?: string }[])[0]?.lladdr ?? vm31.mac;
 
-    const cap = await sniff(stack.lab.underlay.ns, nveB.underlay.routerPort, { direction: "in", filter: ["udp", "port", "4789"], timeoutMs: 30_000 });
+    // 1. pre-associate at hv2 / nve-b (before the ping starts: under load these steps take seconds)
+    const sockA = stack.agentSocket("hv1"), sockB = stack.agentSocket("hv2");
+    const vnRef = { alias: vn.alias };
+    const conn = await daemonRequest(sockB, { cmd: "connect", vnic: vm11.vnic, vn: vnRef, activate: false, port: newPort }) as { tag: number };
+    await daemonRequest(sockB, { cmd: "associate", vnic: vm11.vnic, vn: vnRef, addrs: [{ mac: vm11.mac, ips: [vm11.ip] }] });
+    assert.is(await getPortTag(hv2.ovs.db, newPort), conn.tag, "hv2's agent tagged the VM's new port with nve-b's tag");
+    const pre = bindings("nve-b").find((b) => b.mac === vm11.mac && b.where === "local");
+    assert.is(pre?.state, "associated", "pre-associated at nve-b");
+    // Where frames die during the move: each NVE's drop counters by reason (assembly/drops.ts).
+    const before = { a: await stack.counters("nve-a"), b: await stack.counters("nve-b") };
+
+    const cap = await sniff(stack.lab.underlay.ns, nveB.underlay.routerPort, { direction: "in", filter: ["udp", "port", "4789"], timeoutMs: 60_000 });
     let out = "";
-    // `ip netns exec` execs ping, so the child's pid is ping's (paused below); -w bounds it.
-    const pinger = spawn("ip", ["netns", "exec", vm11.ns, "ping", "-n", "-D", "-O", "-w", String(PINGS * INTERVAL_S + 10),
+    // `ip netns exec` execs ping, so the child's pid is ping's (paused below). No -w: with a deadline, -c counts replies and the request in flight when the last reply lands would count as lost; -c counts requests, and the killer bounds the run.
+    const pinger = spawn("ip", ["netns", "exec", vm11.ns, "ping", "-n", "-D", "-O",
       "-i", String(INTERVAL_S), "-W", "1", "-c", String(PINGS), vm31.ip], { stdio: ["ignore", "pipe", "pipe"] });
     const killer = setTimeout(() => pinger.kill("SIGKILL"), (PINGS * INTERVAL_S + 20) * 1000);
     pinger.stdout!.setEncoding("utf8").on("data", (d) => (out += d));
     const pingDone = new Promise<void>((r) => pinger.on("close", () => r()));
     try {
       await sleep(1000);
-      // 1. pre-associate at hv2 / nve-b
-      const sockA = stack.agentSocket("hv1"), sockB = stack.agentSocket("hv2");
-      const vnRef = { alias: vn.alias };
-      const conn = await daemonRequest(sockB, { cmd: "connect", vnic: vm11.vnic, vn: vnRef, activate: false, port: newPort }) as { tag: number };
-      await daemonRequest(sockB, { cmd: "associate", vnic: vm11.vnic, vn: vnRef, addrs: [{ mac: vm11.mac, ips: [vm11.ip] }] });
-      assert.is(await getPortTag(hv2.ovs.db, newPort), conn.tag, "hv2's agent tagged the VM's new port with nve-b's tag");
-      const pre = bindings("nve-b").find((b) => b.mac === vm11.mac && b.where === "local");
-      assert.is(pre?.state, "associated", "pre-associated at nve-b");
-      await sleep(500);
-      // Where frames die during the move: each NVE's drop counters by reason (assembly/drops.ts).
-      const before = { a: await stack.counters("nve-a"), b: await stack.counters("nve-b") };
 
       // 2. the VM stops at hv1 (a live migration's stop-and-copy phase: the VM,
       // its ping included, is paused until it resumes at hv2); 3. its link

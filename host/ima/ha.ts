@@ -160,6 +160,13 @@ export class ImaHaNode {
   /** Subscribes, announces this member, syncs the store from the tree, then stands by. */
   private async join(): Promise<void> {
     const serving = this.role === "active" || this.role === "taking-over";
+    // A clean session delivers every retained message again: what the broker
+    // holds now replaces what was heard before (a broker that restarted empty
+    // has no lease, and then the store is kept, not wiped to an empty tree).
+    this.lease = undefined;
+    this.members.clear();
+    this.state.clear();
+    this.pub.clear();
     const granted = await this.watch.subscribeAsync([haTopics.members, haTopics.lease, haTopics.state, haTopics.barrier(this.instance), ...PUBLIC], { qos: 1 });
     for (const g of granted) if (g.qos === 128) throw new Error(`the broker refused the subscription ${g.topic} for the IMA (its ACL must give the IMA identity nvo3/v1/ima/ha/# and the public tree)`);
     await this.watch.publishAsync(haTopics.member(this.instance), JSON.stringify({ state: "online", priority: this.priority }), { qos: 1, retain: true });

@@ -29,6 +29,7 @@ import { shAsync, sleep, netnsList } from "../../host/sys/sh.js";
 import { startEmbeddedBroker } from "../../host/broker/embedded.js";
 import { parsePcap, type PcapPacket } from "../../host/pcap/pcap.js";
 import { injector } from "./io-net.js";
+import { daemonRequest } from "../../host/agent/control-client.js";
 import { dropDelta, type Counters } from "./frames.js";
 
 const ROOT = fileURLToPath(new URL("../../../", import.meta.url));
@@ -231,12 +232,13 @@ export async function startLabStack(o: StackOptions = {}): Promise<LabStack> {
       spawnIn(`agent-${h.id}`, h.ns, [process.execPath, BIN, "agent", "run", "--broker", brokerUrl, "--hv", h.id, "--nve", h.nve,
         "--state", `${logDir}/agent-${h.id}.json`, "--socket", agentSock(h.id), "--ovs-db", h.ovs.db]);
     }
-    await waitFor("the agents to connect to their NVEs", 20_000, async () => {
+    // A bound, not a figure: three Node processes start here, which takes ~20 s alone on a loaded 2-core machine.
+    await waitFor("the agents to connect to their NVEs", 60_000, async () => {
       if (dead().length) throw new Error(`exited: ${dead().join(", ")}\n${logs()}`);
+      // Asked on the agent's control socket from here: `nvedge agent show` is another Node process to start each time.
       for (const h of lab.hypervisors) {
-        const r = await shAsync([process.execPath, BIN, "agent", "show", "--json", "--socket", agentSock(h.id)], { allowFail: true, timeoutMs: 5000 });
-        if (r.code !== 0) return false;
-        try { if (!JSON.parse(r.stdout).connected) return false; } catch { return false; }
+        const r = await daemonRequest(agentSock(h.id), { cmd: "show" }, 5000).catch(() => undefined) as { connected?: boolean } | undefined;
+        if (!r?.connected) return false;
       }
       return true;
     }, () => logs());
