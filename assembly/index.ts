@@ -115,7 +115,14 @@ function offloadFrame(i: u32, fl: u32): bool {
   const port = <u32>load<u16>(d, I_PORT);
   if (port >= MAX_PORTS || load<u8>(portKind + port) == PORT_NONE || off + len > SLOT_SIZE) return false; // slowFrame drops it
   const why = offloadFix(slotBase + <usize>i * SLOT_SIZE + off, len, off, fl);
-  if (why == OFFLOAD_OK) return false;
+  if (why == OFFLOAD_OK) {
+    // The prefetch pass judged an underlay frame's outer headers before the
+    // fix rewrote them (a GSO segment's lengths and checksums): its verdict
+    // is dropped, and the full path parses the fixed frame. An access
+    // frame's record stands: the fix changes no tag, MAC, length or address.
+    if (load<u8>(portKind + port) == PORT_UNDERLAY) store<u32>(frameRec(i), NO_HOME);
+    return false;
+  }
   setCur(port, -1);
   const pc = portCtr + (<usize>port * PORT_CTR << 3);
   ctrInc(pc, PC_RX_FRAMES, 1);
