@@ -5,21 +5,22 @@
 import { readFileSync } from "node:fs";
 import type { DpOp, VnProfile } from "./ops.js";
 import { parseMac, parseIp, ip4Value, unicastMacInto, macBytes, type Mac, type Ip } from "./addr.js";
-import { adviseHugePages } from "./memory.js";
 import { wasmPath } from "../paths.js";
+import {
+  type Exports, REPORTED, SLOT_SIZE, HEADROOM, MAX_BATCH, IN_DESC, OUT_DESC, HDR_SLOT, MAX_OUT, MAX_PORTS, MAX_VNS, MAX_REMOTES,
+  TRACE_REC, IF_VNET, IF_GSO_SEG, IF_GSO_LAST, IF_SEG_SHIFT, I_OFF, I_LEN, I_PORT, I_FLAGS,
+  O_PORT, O_HDRLEN, O_DATA, O_DATALEN, O_IN, O_VN, ENC_VXLAN, ENC_GENEVE, ENC_NVGRE, VNF_PORTSEC, VNF_ARPSUP, VNF_DSCP_FIXED,
+  MK_KIND, MK_LOCAL, MK_REMOTE, ML_ACTIVE, ML_PORT_SHIFT, ML_PORT_MASK, ML_TAG_MASK, MR_TUN_MASK, MAX_PREFIXES,
+  H64_SLOT, HIP_SLOT, PORT_ACCESS, PORT_UNDERLAY, E_FULL, PUNT_REC, PORT_CTR, VN_CTR, PC_RX_FRAMES, PC_RX_BYTES,
+  PC_TX_FRAMES, PC_TX_BYTES, PC_DROPS, VC_RX, VC_TX, VC_ENCAP, VC_DECAP, VC_FLOOD, VC_DROPS, GC_RX, GC_FORWARDED,
+  GC_OUTPUTS, GC_DROPPED, TR_VN, TR_VNI, TR_LOOKUP, TR_ACTION, TR_DST, TR_SRC, LK_LOCAL, LK_REMOTE, LK_BROADCAST,
+  LK_UNKNOWN, LK_SUPPRESSED, AC_HAIRPIN, AC_ENCAP, AC_FLOOD, AC_DECAP, AC_REPLY,
+} from "./abi.js";
 
 export class DataPlaneError extends Error {
   constructor(public index: number, public field: string, message: string) {
     super(`op ${index}${field ? ` (${field})` : ""}: ${message}`);
   }
-}
-
-interface Exports {
-  memory: WebAssembly.Memory;
-  consumed: WebAssembly.Global;
-  init(mac: number, ip: number, tun: number, flood: number): void;
-  process(n: number): number;
-  [fn: string]: any;
 }
 
 export interface Layout {
@@ -32,13 +33,14 @@ export interface Layout {
 export interface CreateOptions {
   macLog2?: number; ipLog2?: number; tunLog2?: number; floodCap?: number; debug?: boolean;
   /**
-   * Back the tables with transparent huge pages (madvise through the packet
-   * I/O addon, Linux only): fewer TLB misses per lookup in tables far larger
-   * than the TLB covers, at the cost of memory faulted in 2 MiB at a time.
-   * On for `nvedge run` and the bench; a clear error when asked for and
-   * impossible.
+   * Back the tables with transparent huge pages: called once with the
+   * module's memory after init() lays the tables out, returns the bytes it
+   * advised (host/io/hugepages.ts adviseHugePages: madvise through the packet
+   * I/O addon, Linux only; a clear error when impossible). Fewer TLB misses
+   * per lookup in tables far larger than the TLB covers, at the cost of
+   * memory faulted in 2 MiB at a time. On for `nvedge run` and the bench.
    */
-  hugePages?: boolean;
+  adviseHuge?: (memory: ArrayBuffer) => number;
   /**
    * core: the AssemblyScript module as it is (default); component: the same
    * core wrapped as a WebAssembly component (wit/dataplane.wit) and run through
@@ -49,9 +51,9 @@ export interface CreateOptions {
   liftedBatch?: boolean;
 }
 
-const ENCAP = { vxlan: 1, geneve: 2, nvgre: 3 } as const;
-const VNF_PORTSEC = 1, VNF_ARPSUP = 2, VNF_DSCP_FIXED = 4;
-const MK_KIND = 0xc0000000, MK_LOCAL = 0x40000000, MK_REMOTE = 0x80000000;
+const ENCAP = { vxlan: ENC_VXLAN, geneve: ENC_GENEVE, nvgre: ENC_NVGRE } as const;
+/** Bytes of a u64 counter. */
+const U64 = 8;
 
 interface VnState {
   idx: number; vni: number; profile: VnProfile;
@@ -129,20 +131,20 @@ export class DataPlane {
     this.memory = ex.memory;
     this.u8 = new Uint8Array(ex.memory.buffer);
     this.dv = new DataView(ex.memory.buffer);
-    const c = (i: number) => ex.constants(i) as number;
+    checkAbi(ex);
     this.layout = {
-      slotBase: ex.slotBasePtr(), slotSize: c(0), headroom: c(1), maxBatch: c(2),
-      inDescBase: ex.inDescPtr(), outDescBase: ex.outDescPtr(), hdrBase: ex.hdrBasePtr(), hdrSlot: c(5), maxOut: c(6),
-      descFlags: { vnet: c(13), gsoSeg: c(14), gsoLast: c(15), segShift: c(16) },
+      slotBase: ex.slotBasePtr(), slotSize: SLOT_SIZE, headroom: HEADROOM, maxBatch: MAX_BATCH,
+      inDescBase: ex.inDescPtr(), outDescBase: ex.outDescPtr(), hdrBase: ex.hdrBasePtr(), hdrSlot: HDR_SLOT, maxOut: MAX_OUT,
+      descFlags: { vnet: IF_VNET, gsoSeg: IF_GSO_SEG, gsoLast: IF_GSO_LAST, segShift: IF_SEG_SHIFT },
     };
     this.scratch = ex.scratchPtr();
-    this.maxPorts = c(7);
-    this.maxVns = c(8);
-    this.maxRemotes = c(9);
+    this.maxPorts = MAX_PORTS;
+    this.maxVns = MAX_VNS;
+    this.maxRemotes = MAX_REMOTES;
     this.tunCap = ex.tunnelCapacity();
     this.floodCap = ex.floodPoolSize();
-    const p = ex.dropNamesPtr() as number;
-    const n = ex.dropNamesLen() as number;
+    const p = ex.dropNamesPtr();
+    const n = ex.dropNamesLen();
     this.dropNames = String.fromCharCode(...new Uint16Array(ex.memory.buffer, p, n)).split(",");
   }
 
@@ -158,7 +160,7 @@ export class DataPlane {
     ex.init(o.macLog2 ?? 21, o.ipLog2 ?? 21, o.tunLog2 ?? 16, o.floodCap ?? 1 << 20);
     // init() lays the tables out without touching them (assembly/state.ts
     // alloc): advised now, they are faulted in as huge pages as bindings land.
-    const huge = o.hugePages ? adviseHugePages(ex.memory.buffer) : 0;
+    const huge = o.adviseHuge ? o.adviseHuge(ex.memory.buffer) : 0;
     const dp = new DataPlane(ex);
     dp.hugeBytes = huge;
     return dp;
@@ -174,13 +176,13 @@ export class DataPlane {
   stats() {
     const e = this.ex;
     return {
-      macs: e.macCount() as number, macCapacity: e.macCapacity() as number, macSlots: e.macSlots() as number,
-      ips: e.ipCount() as number, ipCapacity: e.ipCapacity() as number, ipSlots: e.ipSlots() as number,
-      macBytesPerSlot: 16, ipBytesPerSlot: 32,
+      macs: e.macCount(), macCapacity: e.macCapacity(), macSlots: e.macSlots(),
+      ips: e.ipCount(), ipCapacity: e.ipCapacity(), ipSlots: e.ipSlots(),
+      macBytesPerSlot: H64_SLOT, ipBytesPerSlot: HIP_SLOT,
       vns: this.vns.size, remotes: this.remotes.size, tunnels: this.tunnels.size,
       // frames forwarded by the fast paths (assembly/pipeline/fast.ts), the rest took the full path
-      fastPathFrames: Number((e.fastFrames as WebAssembly.Global).value),
-      // bytes of memory advised for transparent huge pages (CreateOptions.hugePages)
+      fastPathFrames: Number(e.fastFrames.value),
+      // bytes of memory advised for transparent huge pages (CreateOptions.adviseHuge)
       hugePagesAdvised: this.hugeBytes,
     };
   }
@@ -414,7 +416,7 @@ export class DataPlane {
   }
 
   private check(rc: number, i: number, what: string): void {
-    if (rc !== 0) throw new DataPlaneError(i, what, rc === 1 ? "table full" : "out of range");
+    if (rc !== 0) throw new DataPlaneError(i, what, rc === E_FULL ? "table full" : "out of range");
   }
 
   private ensurePort(name: string): number {
@@ -441,7 +443,7 @@ export class DataPlane {
         const m = parseMac(op.mac)!, g = parseMac(op.gatewayMac)!;
         s.set(macBytes(m), 0); s.set(macBytes(g), 8); s.set(ip.bytes, 16);
         this.scratchWrite(s);
-        this.check(ex.setPort(p, 2), i, "port");
+        this.check(ex.setPort(p, PORT_UNDERLAY), i, "port");
         this.check(ex.setUnderlay(p, ip.is6 ? 1 : 0, op.udpPort ?? 4789, op.genevePort ?? 6081), i, "underlay");
         this.underlayPort = p;
         this.underlayIs6 = ip.is6;
@@ -450,7 +452,7 @@ export class DataPlane {
       }
       case "port": {
         const p = this.ensurePort(op.port);
-        if (p !== this.underlayPort) this.check(ex.setPort(p, 1), i, "port");
+        if (p !== this.underlayPort) this.check(ex.setPort(p, PORT_ACCESS), i, "port");
         break;
       }
       case "vn": {
@@ -620,7 +622,7 @@ export class DataPlane {
         x.ip.prefix === ip.prefix && x.ip.bytes.every((b, j) => b === ip.bytes[j]);
       this.prefixes = this.prefixes.filter((x) => !same(x));
       if (add) {
-        if (this.prefixes.length >= 1024) throw new DataPlaneError(i, "ip", "at most 1024 prefix bindings");
+        if (this.prefixes.length >= MAX_PREFIXES) throw new DataPlaneError(i, "ip", `at most ${MAX_PREFIXES} prefix bindings`);
         this.prefixes.push({ vnIdx: v.idx, ip, mac: parseMac(macText)! });
       }
       this.writePrefixes();
@@ -691,7 +693,7 @@ export class DataPlane {
   /** A MAC entry was overwritten or removed: drop its hold on a tunnel. */
   private releaseMacTarget(prev: number): void {
     if (((prev & MK_KIND) >>> 0) !== MK_REMOTE) return;
-    this.releaseTunnel(this.tunByIdx[prev & 0x00ffffff]);
+    this.releaseTunnel(this.tunByIdx[prev & MR_TUN_MASK]);
   }
 
   private floodAlloc(cap: number): number {
@@ -729,7 +731,7 @@ export class DataPlane {
   private writePrefixes(): void {
     this.prefixes.forEach((x, j) => {
       this.scratchWrite(x.ip.bytes);
-      this.ex.setPrefix(j, x.vnIdx, x.ip.is6 ? 1 : 0, x.ip.prefix, x.mac.hi, x.mac.lo);
+      this.ex.setPrefix(j, x.vnIdx, x.ip.is6 ? 1 : 0, x.ip.prefix!, x.mac.hi, x.mac.lo);
     });
     this.ex.setPrefixCount(this.prefixes.length);
   }
@@ -745,7 +747,7 @@ export class DataPlane {
   /** Hot path: handles in-desc[0..n), returns the output count; sets `consumed`. */
   process(n: number): number {
     const out = this.ex.process(n);
-    this.consumed = this.ex.consumed.value as number;
+    this.consumed = this.ex.consumed.value;
     return out;
   }
 
@@ -764,11 +766,11 @@ export class DataPlane {
     this.u8.set(frame.length > room ? frame.subarray(0, room) : frame, p);
     const before = offload?.before;
     if (before) this.u8.set(before.subarray(Math.max(0, before.length - head)), p - Math.min(before.length, head));
-    const d = L.inDescBase + i * 8;
-    this.dv.setUint16(d, head, true);
-    this.dv.setUint16(d + 2, Math.min(frame.length, 0xffff), true);
-    this.dv.setUint16(d + 4, port, true);
-    this.dv.setUint16(d + 6, offload?.flags ?? 0, true);
+    const d = L.inDescBase + i * IN_DESC;
+    this.dv.setUint16(d + I_OFF, head, true);
+    this.dv.setUint16(d + I_LEN, Math.min(frame.length, 0xffff), true);
+    this.dv.setUint16(d + I_PORT, port, true);
+    this.dv.setUint16(d + I_FLAGS, offload?.flags ?? 0, true);
   }
 
   /**
@@ -776,15 +778,16 @@ export class DataPlane {
    * ARP and ND for underlay.ip, for the neighbour cache), copies; `lost`: those
    * beyond the area since init.
    */
-  puntCount(): number { return this.ex.puntCount.value as number; }
+  puntCount(): number { return this.ex.puntCount.value; }
 
   punts(): { port: number; frame: Uint8Array }[] {
-    const n = this.ex.puntCount.value as number;
-    const base = this.ex.puntPtr() as number;
+    const n = this.ex.puntCount.value;
+    const base = this.ex.puntPtr();
     const out: { port: number; frame: Uint8Array }[] = [];
+    // a record: u16 port, u16 frame length, the frame's first PUNT_REC - 4 bytes (assembly/pipeline/punt.ts)
     for (let i = 0; i < n; i++) {
-      const r = base + i * 128;
-      const len = Math.min(this.dv.getUint16(r + 2, true), 124);
+      const r = base + i * PUNT_REC;
+      const len = Math.min(this.dv.getUint16(r + 2, true), PUNT_REC - 4);
       out.push({ port: this.dv.getUint16(r, true), frame: this.u8.slice(r + 4, r + 4 + len) });
     }
     return out;
@@ -793,16 +796,16 @@ export class DataPlane {
   /** Output j as one contiguous frame (a copy). */
   output(j: number): { port: number; frame: Uint8Array; in: number; vn: number } {
     const L = this.layout;
-    const d = L.outDescBase + j * 16;
-    const port = this.dv.getUint16(d, true);
-    const hl = this.dv.getUint16(d + 2, true);
-    const dp = this.dv.getUint32(d + 4, true);
-    const dl = this.dv.getUint16(d + 8, true);
+    const d = L.outDescBase + j * OUT_DESC;
+    const port = this.dv.getUint16(d + O_PORT, true);
+    const hl = this.dv.getUint16(d + O_HDRLEN, true);
+    const dp = this.dv.getUint32(d + O_DATA, true);
+    const dl = this.dv.getUint16(d + O_DATALEN, true);
     const frame = new Uint8Array(hl + dl);
     const h = L.hdrBase + j * L.hdrSlot;
     frame.set(this.u8.subarray(h, h + hl), 0);
     frame.set(this.u8.subarray(dp, dp + dl), hl);
-    return { port, frame, in: this.dv.getUint16(d + 10, true), vn: this.dv.getUint32(d + 12, true) };
+    return { port, frame, in: this.dv.getUint16(d + O_IN, true), vn: this.dv.getUint32(d + O_VN, true) };
   }
 
   /** Convenience for tools and tests (copies): every output of `frames` entering `port`. */
@@ -841,8 +844,8 @@ export class DataPlane {
 
   /** Every drop reason's counter, by index (dropNames order). */
   dropsNow(): number[] {
-    const dp = this.ex.dropCtrPtr() as number;
-    return this.dropNames.map((_, i) => Number(this.dv.getBigUint64(dp + i * 8, true)));
+    const dp = this.ex.dropCtrPtr();
+    return this.dropNames.map((_, i) => Number(this.dv.getBigUint64(dp + i * U64, true)));
   }
 
   /**
@@ -855,7 +858,7 @@ export class DataPlane {
     const before = this.dropsNow();
     this.ex.setTrace(1);
     const base = this.ex.tracePtr();
-    this.u8.fill(0, base, base + 32);
+    this.u8.fill(0, base, base + TRACE_REC);
     return before;
   }
 
@@ -871,29 +874,29 @@ export class DataPlane {
     const steps: string[] = [];
     const pi = this.ports.get(port);
     steps.push(`port ${port}: ${pi === undefined ? "unknown" : pi === this.underlayPort ? "underlay" : "access"}, ${frameLen} bytes`);
-    const vni = f(8);
+    const vni = f(TR_VNI);
     if (vni) steps.push(`vni ${vni}`);
-    const vnIdx = f(4);
+    const vnIdx = f(TR_VN);
     if (vnIdx) {
       const id = this.vnById[vnIdx - 1];
       const v = id !== undefined ? this.vns.get(id) : undefined;
       steps.push(`vn ${id} (vni ${v?.vni}, ${v?.profile.encap}, mtu ${v?.profile.mtu})`);
     }
-    const src = f(28) >>> 0;
-    if (src && (src & MK_KIND) >>> 0 === MK_LOCAL) steps.push(`source: local VNIC on ${this.portName((src >> 16) & 0x3f)}${src & 0x20000000 ? "" : " (inactive)"}`);
-    const lk = ["", "local", "remote", "broadcast/multicast", "unknown unicast", "answered locally (ARP/ND suppression)"][f(12)];
+    const src = f(TR_SRC) >>> 0;
+    if (src && (src & MK_KIND) >>> 0 === MK_LOCAL) steps.push(`source: local VNIC on ${this.portName((src >> ML_PORT_SHIFT) & ML_PORT_MASK)}${src & ML_ACTIVE ? "" : " (inactive)"}`);
+    const lk = LOOKUPS[f(TR_LOOKUP)];
     if (lk) {
-      const dv = f(24) >>> 0;
+      const dv = f(TR_DST) >>> 0;
       let detail = "";
-      if ((dv & MK_KIND) >>> 0 === MK_LOCAL) detail = ` -> port ${this.portName((dv >> 16) & 0x3f)} tag ${dv & 0xfff}`;
+      if ((dv & MK_KIND) >>> 0 === MK_LOCAL) detail = ` -> port ${this.portName((dv >> ML_PORT_SHIFT) & ML_PORT_MASK)} tag ${dv & ML_TAG_MASK}`;
       if ((dv & MK_KIND) >>> 0 === MK_REMOTE) {
-        const t = this.tunByIdx[dv & 0xffffff];
+        const t = this.tunByIdx[dv & MR_TUN_MASK];
         const r = t && this.remoteByIdx[t.r];
         detail = ` -> NVE ${r?.ip.text ?? "?"}`;
       }
       steps.push(`lookup: ${lk}${detail}`);
     }
-    const ac = ["", "hairpin (re-tag to the local port)", "encapsulate", "flood", "decapsulate", "reply"][f(16)];
+    const ac = ACTIONS[f(TR_ACTION)];
     if (ac) steps.push(`action: ${ac}`);
     for (const o of outputs) steps.push(`out ${o.port}: ${o.frame.length} bytes`);
     if (drop) steps.push(`drop: ${drop}`);
@@ -904,25 +907,47 @@ export class DataPlane {
   // ---------------------------------------------------------------- counters
 
   counters() {
-    const g = this.ex.globalCtrPtr() as number;
-    const rd = (p: number) => Number(this.dv.getBigUint64(p, true));
+    const g = this.ex.globalCtrPtr();
+    // counter k of the record at p (u64s: assembly/state.ts PC_*, VC_*, GC_*)
+    const rd = (p: number, k = 0) => Number(this.dv.getBigUint64(p + k * U64, true));
     const drops: Record<string, number> = {};
-    const dp = this.ex.dropCtrPtr() as number;
-    this.dropNames.forEach((n, i) => { drops[n] = rd(dp + i * 8); });
+    const dp = this.ex.dropCtrPtr();
+    this.dropNames.forEach((n, i) => { drops[n] = rd(dp, i); });
     const ports: Record<string, { rxFrames: number; rxBytes: number; txFrames: number; txBytes: number; drops: number }> = {};
-    const pp = this.ex.portCtrPtr() as number;
+    const pp = this.ex.portCtrPtr();
     this.portNames.forEach((n, i) => {
-      const b = pp + i * 64;
-      ports[n] = { rxFrames: rd(b), rxBytes: rd(b + 8), txFrames: rd(b + 16), txBytes: rd(b + 24), drops: rd(b + 32) };
+      const b = pp + i * PORT_CTR * U64;
+      ports[n] = { rxFrames: rd(b, PC_RX_FRAMES), rxBytes: rd(b, PC_RX_BYTES), txFrames: rd(b, PC_TX_FRAMES), txBytes: rd(b, PC_TX_BYTES), drops: rd(b, PC_DROPS) };
     });
     const vns: Record<string, { rxFrames: number; txFrames: number; encap: number; decap: number; flood: number; drops: number }> = {};
-    const vp = this.ex.vnCtrPtr() as number;
+    const vp = this.ex.vnCtrPtr();
     for (const [id, v] of this.vns) {
-      const b = vp + v.idx * 64;
-      vns[String(id)] = { rxFrames: rd(b), txFrames: rd(b + 8), encap: rd(b + 16), decap: rd(b + 24), flood: rd(b + 32), drops: rd(b + 40) };
+      const b = vp + v.idx * VN_CTR * U64;
+      vns[String(id)] = { rxFrames: rd(b, VC_RX), txFrames: rd(b, VC_TX), encap: rd(b, VC_ENCAP), decap: rd(b, VC_DECAP), flood: rd(b, VC_FLOOD), drops: rd(b, VC_DROPS) };
     }
-    return { frames: { rx: rd(g), forwarded: rd(g + 8), outputs: rd(g + 16), dropped: rd(g + 24) }, drops, ports, vns };
+    return { frames: { rx: rd(g, GC_RX), forwarded: rd(g, GC_FORWARDED), outputs: rd(g, GC_OUTPUTS), dropped: rd(g, GC_DROPPED) }, drops, ports, vns };
   }
+}
+
+/** The trace record's lookup (TR_LOOKUP) and action (TR_ACTION) as the trace shows them (assembly/pipeline/common.ts LK_*, AC_*). */
+const LOOKUPS: Record<number, string> = {
+  [LK_LOCAL]: "local", [LK_REMOTE]: "remote", [LK_BROADCAST]: "broadcast/multicast", [LK_UNKNOWN]: "unknown unicast",
+  [LK_SUPPRESSED]: "answered locally (ARP/ND suppression)",
+};
+const ACTIONS: Record<number, string> = {
+  [AC_HAIRPIN]: "hairpin (re-tag to the local port)", [AC_ENCAP]: "encapsulate", [AC_FLOOD]: "flood", [AC_DECAP]: "decapsulate", [AC_REPLY]: "reply",
+};
+
+/**
+ * The module's own values of the constants it reports (assembly/index.ts
+ * constants()) against host/dataplane/abi.ts: a build/dataplane.wasm from
+ * another revision of assembly/ than the host's is refused, not misread.
+ */
+function checkAbi(ex: Exports): void {
+  REPORTED.forEach((v, i) => {
+    const got = ex.constants(i);
+    if (got !== v) throw new Error(`the data plane module's constant ${i} is ${got}, the host's ABI (host/dataplane/abi.ts) says ${v}: rebuild (npm run build)`);
+  });
 }
 
 /** A set as an op list would leave it: the live keys plus the list's additions, minus its removals. */
