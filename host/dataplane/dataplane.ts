@@ -1,14 +1,12 @@
-// The host side of the data plane: loads the WebAssembly module, keeps the
-// bookkeeping the tables need (VN indices, remote NVEs, tunnels and their
-// reference counts, flood-list blocks) and programs the tables with DpOps.
+// The host side of the data plane: loads the WebAssembly module (./load.ts),
+// keeps the bookkeeping the tables need (VN indices, remote NVEs, tunnels and
+// their reference counts, flood-list blocks) and programs the tables with
+// DpOps. The memory ABI: ./abi.ts, generated from assembly/ (scripts/abi.mjs).
 // Hot path: process(n), one call per batch over frames already in memory.
-import { readFileSync } from "node:fs";
 import type { DpOp, VnProfile } from "./ops.js";
 import { parseMac, parseIp, ip4Value, unicastMacInto, macBytes, type Mac, type Ip } from "./addr.js";
-import { wasmPath } from "../paths.js";
 import {
-  type Exports, REPORTED, SLOT_SIZE, HEADROOM, MAX_BATCH, IN_DESC, OUT_DESC, HDR_SLOT, MAX_OUT, MAX_PORTS, MAX_VNS, MAX_REMOTES,
-  TRACE_REC, IF_VNET, IF_GSO_SEG, IF_GSO_LAST, IF_SEG_SHIFT, I_OFF, I_LEN, I_PORT, I_FLAGS,
+  type Exports, IN_DESC, OUT_DESC, MAX_PORTS, MAX_VNS, MAX_REMOTES, TRACE_REC, I_OFF, I_LEN, I_PORT, I_FLAGS,
   O_PORT, O_HDRLEN, O_DATA, O_DATALEN, O_IN, O_VN, ENC_VXLAN, ENC_GENEVE, ENC_NVGRE, VNF_PORTSEC, VNF_ARPSUP, VNF_DSCP_FIXED,
   MK_KIND, MK_LOCAL, MK_REMOTE, ML_ACTIVE, ML_PORT_SHIFT, ML_PORT_MASK, ML_TAG_MASK, MR_TUN_MASK, MAX_PREFIXES,
   H64_SLOT, HIP_SLOT, PORT_ACCESS, PORT_UNDERLAY, E_FULL, PUNT_REC, PORT_CTR, VN_CTR, PC_RX_FRAMES, PC_RX_BYTES,
@@ -16,39 +14,14 @@ import {
   GC_OUTPUTS, GC_DROPPED, TR_VN, TR_VNI, TR_LOOKUP, TR_ACTION, TR_DST, TR_SRC, LK_LOCAL, LK_REMOTE, LK_BROADCAST,
   LK_UNKNOWN, LK_SUPPRESSED, AC_HAIRPIN, AC_ENCAP, AC_FLOOD, AC_DECAP, AC_REPLY,
 } from "./abi.js";
+import { type Layout, type CreateOptions, instantiate, checkAbi, layoutOf, dropNamesOf } from "./load.js";
+
+export type { Layout, CreateOptions };
 
 export class DataPlaneError extends Error {
   constructor(public index: number, public field: string, message: string) {
     super(`op ${index}${field ? ` (${field})` : ""}: ${message}`);
   }
-}
-
-export interface Layout {
-  slotBase: number; slotSize: number; headroom: number; maxBatch: number;
-  inDescBase: number; outDescBase: number; hdrBase: number; hdrSlot: number; maxOut: number;
-  /** The in-desc flag bits (assembly/abi.ts IF_*), for a receiver that passes offload work on. */
-  descFlags: { vnet: number; gsoSeg: number; gsoLast: number; segShift: number };
-}
-
-export interface CreateOptions {
-  macLog2?: number; ipLog2?: number; tunLog2?: number; floodCap?: number; debug?: boolean;
-  /**
-   * Back the tables with transparent huge pages: called once with the
-   * module's memory after init() lays the tables out, returns the bytes it
-   * advised (host/io/hugepages.ts adviseHugePages: madvise through the packet
-   * I/O addon, Linux only; a clear error when impossible). Fewer TLB misses
-   * per lookup in tables far larger than the TLB covers, at the cost of
-   * memory faulted in 2 MiB at a time. On for `nvedge run` and the bench.
-   */
-  adviseHuge?: (memory: ArrayBuffer) => number;
-  /**
-   * core: the AssemblyScript module as it is (default); component: the same
-   * core wrapped as a WebAssembly component (wit/dataplane.wit) and run through
-   * jco's bindings (./component.ts). The same tables, frames and results.
-   */
-  loader?: "core" | "component";
-  /** component only: each batch through jco's lifted export rather than the core function it lifts (./component.ts; for the bench). */
-  liftedBatch?: boolean;
 }
 
 const ENCAP = { vxlan: ENC_VXLAN, geneve: ENC_GENEVE, nvgre: ENC_NVGRE } as const;
@@ -63,22 +36,6 @@ interface VnState {
 }
 interface RemoteState { idx: number; ip: Ip; refs: number }
 interface TunnelState { t: number; vnIdx: number; r: number; refs: number }
-
-const modules = new Map<string, WebAssembly.Module>();
-function wasmModule(debug: boolean): WebAssembly.Module {
-  const name = debug ? "dataplane.debug.wasm" : "dataplane.wasm";
-  let m = modules.get(name);
-  if (!m) {
-    const path = wasmPath(name);
-    let bytes: Buffer;
-    try { bytes = readFileSync(path); } catch {
-      throw new Error(`the data plane ${path} is missing: run npm run build`);
-    }
-    m = new WebAssembly.Module(new Uint8Array(bytes));
-    modules.set(name, m);
-  }
-  return m;
-}
 
 export class DataPlane {
   readonly memory: WebAssembly.Memory;
@@ -132,35 +89,19 @@ export class DataPlane {
     this.u8 = new Uint8Array(ex.memory.buffer);
     this.dv = new DataView(ex.memory.buffer);
     checkAbi(ex);
-    this.layout = {
-      slotBase: ex.slotBasePtr(), slotSize: SLOT_SIZE, headroom: HEADROOM, maxBatch: MAX_BATCH,
-      inDescBase: ex.inDescPtr(), outDescBase: ex.outDescPtr(), hdrBase: ex.hdrBasePtr(), hdrSlot: HDR_SLOT, maxOut: MAX_OUT,
-      descFlags: { vnet: IF_VNET, gsoSeg: IF_GSO_SEG, gsoLast: IF_GSO_LAST, segShift: IF_SEG_SHIFT },
-    };
+    this.layout = layoutOf(ex);
     this.scratch = ex.scratchPtr();
     this.maxPorts = MAX_PORTS;
     this.maxVns = MAX_VNS;
     this.maxRemotes = MAX_REMOTES;
     this.tunCap = ex.tunnelCapacity();
     this.floodCap = ex.floodPoolSize();
-    const p = ex.dropNamesPtr();
-    const n = ex.dropNamesLen();
-    this.dropNames = String.fromCharCode(...new Uint16Array(ex.memory.buffer, p, n)).split(",");
+    this.dropNames = dropNamesOf(ex);
   }
 
   /** A new, independent data plane instance with its own memory and tables. */
   static async create(o: CreateOptions = {}): Promise<DataPlane> {
-    let ex: Exports;
-    if (o.loader === "component") {
-      if (o.debug) throw new Error("the data plane component is built from the release module only: no debug build");
-      ex = (await (await import("./component.js")).instantiateComponent({ liftedBatch: o.liftedBatch })) as Exports;
-    } else {
-      ex = (await WebAssembly.instantiate(wasmModule(!!o.debug), {})).exports as unknown as Exports;
-    }
-    ex.init(o.macLog2 ?? 21, o.ipLog2 ?? 21, o.tunLog2 ?? 16, o.floodCap ?? 1 << 20);
-    // init() lays the tables out without touching them (assembly/state.ts
-    // alloc): advised now, they are faulted in as huge pages as bindings land.
-    const huge = o.adviseHuge ? o.adviseHuge(ex.memory.buffer) : 0;
+    const { ex, huge } = await instantiate(o);
     const dp = new DataPlane(ex);
     dp.hugeBytes = huge;
     return dp;
@@ -937,18 +878,6 @@ const LOOKUPS: Record<number, string> = {
 const ACTIONS: Record<number, string> = {
   [AC_HAIRPIN]: "hairpin (re-tag to the local port)", [AC_ENCAP]: "encapsulate", [AC_FLOOD]: "flood", [AC_DECAP]: "decapsulate", [AC_REPLY]: "reply",
 };
-
-/**
- * The module's own values of the constants it reports (assembly/index.ts
- * constants()) against host/dataplane/abi.ts: a build/dataplane.wasm from
- * another revision of assembly/ than the host's is refused, not misread.
- */
-function checkAbi(ex: Exports): void {
-  REPORTED.forEach((v, i) => {
-    const got = ex.constants(i);
-    if (got !== v) throw new Error(`the data plane module's constant ${i} is ${got}, the host's ABI (host/dataplane/abi.ts) says ${v}: rebuild (npm run build)`);
-  });
-}
 
 /** A set as an op list would leave it: the live keys plus the list's additions, minus its removals. */
 class SetOverlay<K> {
