@@ -157,7 +157,10 @@ interface Internals {
 interface World { dp: DataPlane; is6: boolean; vnIdx: number; ul: number; a0: number; a1: number; baseFile: string; dirty?: boolean }
 
 /** Bench introspection: the loader's bookkeeping, read (never written) to describe the same state to the C side. */
-const internals = (dp: DataPlane) => dp as unknown as Internals;
+const internals = (dp: DataPlane): Internals => {
+  const d = dp as unknown as { ex: Exports; t: Omit<Internals, "ex"> };
+  return { ex: d.ex, remotes: d.t.remotes, tunnels: d.t.tunnels, vns: d.t.vns, tags: d.t.tags };
+};
 
 function worldOps(is6: boolean): DpOp[] {
   const ops: DpOp[] = [

@@ -1,13 +1,13 @@
 // The host side of the data plane: loads the WebAssembly module (./load.ts),
-// keeps the bookkeeping the tables need (VN indices, remote NVEs, tunnels and
-// their reference counts, flood-list blocks) and programs the tables with
-// DpOps. The memory ABI: ./abi.ts, generated from assembly/ (scripts/abi.mjs).
+// keeps the bookkeeping the tables need (./tables.ts: VN indices, remote NVEs,
+// tunnels and their reference counts, flood-list blocks) and programs the
+// tables with DpOps. The memory ABI: ./abi.ts, generated from assembly/ (scripts/abi.mjs).
 // Hot path: process(n), one call per batch over frames already in memory.
-import type { DpOp, VnProfile } from "./ops.js";
-import { parseMac, parseIp, ip4Value, unicastMacInto, macBytes, type Mac, type Ip } from "./addr.js";
+import type { DpOp } from "./ops.js";
+import { parseMac, parseIp, ip4Value, unicastMacInto, macBytes, type Ip } from "./addr.js";
 import {
-  type Exports, IN_DESC, OUT_DESC, MAX_PORTS, MAX_VNS, MAX_REMOTES, TRACE_REC, I_OFF, I_LEN, I_PORT, I_FLAGS,
-  O_PORT, O_HDRLEN, O_DATA, O_DATALEN, O_IN, O_VN, ENC_VXLAN, ENC_GENEVE, ENC_NVGRE, VNF_PORTSEC, VNF_ARPSUP, VNF_DSCP_FIXED,
+  type Exports, IN_DESC, OUT_DESC, TRACE_REC, I_OFF, I_LEN, I_PORT, I_FLAGS,
+  O_PORT, O_HDRLEN, O_DATA, O_DATALEN, O_IN, O_VN, VNF_PORTSEC, VNF_ARPSUP, VNF_DSCP_FIXED,
   MK_KIND, MK_LOCAL, MK_REMOTE, ML_ACTIVE, ML_PORT_SHIFT, ML_PORT_MASK, ML_TAG_MASK, MR_TUN_MASK, MAX_PREFIXES,
   H64_SLOT, HIP_SLOT, PORT_ACCESS, PORT_UNDERLAY, E_FULL, PUNT_REC, PORT_CTR, VN_CTR, PC_RX_FRAMES, PC_RX_BYTES,
   PC_TX_FRAMES, PC_TX_BYTES, PC_DROPS, VC_RX, VC_TX, VC_ENCAP, VC_DECAP, VC_FLOOD, VC_DROPS, GC_RX, GC_FORWARDED,
@@ -15,6 +15,7 @@ import {
   LK_UNKNOWN, LK_SUPPRESSED, AC_HAIRPIN, AC_ENCAP, AC_FLOOD, AC_DECAP, AC_REPLY,
 } from "./abi.js";
 import { type Layout, type CreateOptions, instantiate, checkAbi, layoutOf, dropNamesOf } from "./load.js";
+import { Tables, ENCAP, type VnState } from "./tables.js";
 
 export type { Layout, CreateOptions };
 
@@ -24,18 +25,8 @@ export class DataPlaneError extends Error {
   }
 }
 
-const ENCAP = { vxlan: ENC_VXLAN, geneve: ENC_GENEVE, nvgre: ENC_NVGRE } as const;
 /** Bytes of a u64 counter. */
 const U64 = 8;
-
-interface VnState {
-  idx: number; vni: number; profile: VnProfile;
-  flood: Set<number>; // remote indices
-  floodOff: number; floodCap: number;
-  locals: number; // (port, tag) pairs
-}
-interface RemoteState { idx: number; ip: Ip; refs: number }
-interface TunnelState { t: number; vnIdx: number; r: number; refs: number }
 
 export class DataPlane {
   readonly memory: WebAssembly.Memory;
@@ -46,28 +37,8 @@ export class DataPlane {
   private hugeBytes = 0;
   private u8: Uint8Array;
   private dv: DataView;
-  private ports = new Map<string, number>();
-  private portNames: string[] = [];
-  private underlayPort = -1;
-  private underlayIs6 = false;
-  private vns = new Map<number, VnState>();
-  private vnById: (number | undefined)[] = []; // vn index -> vn id
-  private freeVnIdx: number[] = [];
-  private remotes = new Map<string, RemoteState>();
-  private freeRemote: number[] = [];
-  private nextRemote = 0;
-  private tunnels = new Map<number, TunnelState>();
-  private tunByIdx: (TunnelState | undefined)[] = [];
-  private remoteByIdx: (RemoteState | undefined)[] = [];
-  private freeTun: number[] = [];
-  private nextTun = 0;
-  private tags = new Map<number, number>(); // port << 12 | tag -> vn id
-  private vnKeyOwner = new Map<string, number>(); // "encap:vni" -> vn id
-  private portTagOf = new Map<string, number>(); // `${vnId}:${port}` -> tag
-  private prefixes: { vnIdx: number; ip: Ip; mac: Mac }[] = [];
-  private floodFree = new Map<number, number[]>(); // capacity -> offsets
-  private floodNext = 0;
-  private readonly scratch: number;
+  /** The tables' bookkeeping and allocators (./tables.ts). */
+  private t: Tables;
   // What validate() parsed, by op index, for applyOne to use without parsing
   // again (issue 4: a restart programs a million bindings in one apply): the
   // op's MAC as its top 16 and low 32 bits, an "ip" op's plain IPv4 address
@@ -77,11 +48,6 @@ export class DataPlane {
   private pIp4 = new Float64Array(0);
   /** local.bulk ops by index: their MACs (hi/lo) and plain IPv4 addresses (ip4, -1 otherwise), parsed by validate(). */
   private bulk = new Map<number, { hi: Int32Array; lo: Int32Array; ip4: Float64Array }>();
-  private readonly maxRemotes: number;
-  private readonly maxVns: number;
-  private readonly maxPorts: number;
-  private readonly tunCap: number;
-  private readonly floodCap: number;
 
   private constructor(ex: Exports) {
     this.ex = ex;
@@ -90,12 +56,7 @@ export class DataPlane {
     this.dv = new DataView(ex.memory.buffer);
     checkAbi(ex);
     this.layout = layoutOf(ex);
-    this.scratch = ex.scratchPtr();
-    this.maxPorts = MAX_PORTS;
-    this.maxVns = MAX_VNS;
-    this.maxRemotes = MAX_REMOTES;
-    this.tunCap = ex.tunnelCapacity();
-    this.floodCap = ex.floodPoolSize();
+    this.t = new Tables(ex, this.u8, this.dv);
     this.dropNames = dropNamesOf(ex);
   }
 
@@ -107,11 +68,11 @@ export class DataPlane {
     return dp;
   }
 
-  portIndex(name: string): number { return this.ports.get(name) ?? -1; }
-  portName(i: number): string { return this.portNames[i] ?? `#${i}`; }
-  get portList(): string[] { return [...this.portNames]; }
-  vnIndex(vnId: number): number { return this.vns.get(vnId)?.idx ?? -1; }
-  vnId(idx: number): number | undefined { return this.vnById[idx]; }
+  portIndex(name: string): number { return this.t.ports.get(name) ?? -1; }
+  portName(i: number): string { return this.t.portName(i); }
+  get portList(): string[] { return [...this.t.portNames]; }
+  vnIndex(vnId: number): number { return this.t.vns.get(vnId)?.idx ?? -1; }
+  vnId(idx: number): number | undefined { return this.t.vnById[idx]; }
 
   /** Bindings and table fill, for `show` and the bench's bytes per binding. */
   stats() {
@@ -120,7 +81,7 @@ export class DataPlane {
       macs: e.macCount(), macCapacity: e.macCapacity(), macSlots: e.macSlots(),
       ips: e.ipCount(), ipCapacity: e.ipCapacity(), ipSlots: e.ipSlots(),
       macBytesPerSlot: H64_SLOT, ipBytesPerSlot: HIP_SLOT,
-      vns: this.vns.size, remotes: this.remotes.size, tunnels: this.tunnels.size,
+      vns: this.t.vns.size, remotes: this.t.remotes.size, tunnels: this.t.tunnels.size,
       // frames forwarded by the fast paths (assembly/pipeline/fast.ts), the rest took the full path
       fastPathFrames: Number(e.fastFrames.value),
       // bytes of memory advised for transparent huge pages (CreateOptions.adviseHuge)
@@ -143,7 +104,7 @@ export class DataPlane {
     try {
       this.validate(ops);
       for (let i = 0; i < ops.length; i++) this.applyOne(ops[i], i);
-      this.updateFanout();
+      this.t.updateFanout();
     } finally {
       this.bulk.clear();
       // a restart's million ops need big arrays once; do not keep them
@@ -158,15 +119,15 @@ export class DataPlane {
   private validate(ops: DpOp[]): void {
     // The state as the list would leave it, as overlays on the live state
     // (nothing proportional to the tables is copied per apply()).
-    const ports = new SetOverlay<string>(this.ports);
-    const vns = new SetOverlay<number>(this.vns);
+    const ports = new SetOverlay<string>(this.t.ports);
+    const vns = new SetOverlay<number>(this.t.vns);
     // (encap:VNI) -> VN id, and each VN's key, as the list would leave them
     const keyOwner = new Map<string, number | null>();
     const keyOfVn = new Map<number, string | null>();
-    const ownerOf = (key: string) => keyOwner.has(key) ? keyOwner.get(key)! : this.vnKeyOwner.get(key) ?? null;
+    const ownerOf = (key: string) => keyOwner.has(key) ? keyOwner.get(key)! : this.t.vnKeyOwner.get(key) ?? null;
     const keyOf = (vn: number) => {
       if (keyOfVn.has(vn)) return keyOfVn.get(vn)!;
-      const v = this.vns.get(vn);
+      const v = this.t.vns.get(vn);
       return v ? `${v.profile.encap}:${v.vni}` : null;
     };
     let newMacs = 0, newIps = 0;
@@ -176,8 +137,8 @@ export class DataPlane {
     const flood = (vn: number) => {
       let f = floodOf.get(vn);
       if (!f) {
-        const v = this.vns.get(vn);
-        f = new Set(v ? [...v.flood].map((r) => this.remoteByIdx[r]!.ip.text) : []);
+        const v = this.t.vns.get(vn);
+        f = new Set(v ? [...v.flood].map((r) => this.t.remoteByIdx[r]!.ip.text) : []);
         floodOf.set(vn, f);
       }
       return f;
@@ -185,20 +146,20 @@ export class DataPlane {
     const newRemotes = new Set<string>();
     const remoteRef = (i: number, nve: string) => {
       const t = parseIp(nve, false)!.text;
-      if (!this.remotes.has(t)) newRemotes.add(t);
-      if (this.remotes.size + newRemotes.size > this.maxRemotes) fail(i, "nve", `at most ${this.maxRemotes} remote NVEs`);
+      if (!this.t.remotes.has(t)) newRemotes.add(t);
+      if (this.t.remotes.size + newRemotes.size > this.t.maxRemotes) fail(i, "nve", `at most ${this.t.maxRemotes} remote NVEs`);
     };
-    let ulIs6: boolean | undefined = this.underlayPort >= 0 ? this.underlayIs6 : undefined;
+    let ulIs6: boolean | undefined = this.t.underlayPort >= 0 ? this.t.underlayIs6 : undefined;
     // (port, tag) -> VN as the list would leave it, so a mac.local can be
     // checked against the tags that earlier ops of the same list map
     const deletedVns = new Set<number>();
-    // (port|tag) -> VN (null: unmapped) changed by this list, over this.tags
+    // (port|tag) -> VN (null: unmapped) changed by this list, over this.t.tags
     const tagOverlay = new Map<string, number | null>();
     const tagVn = (port: string, tag: number): number | null => {
       const k = `${port}|${tag}`;
       if (tagOverlay.has(k)) return tagOverlay.get(k)!;
-      const pi = this.ports.get(port);
-      return pi === undefined ? null : this.tags.get((pi << 12) | tag) ?? null;
+      const pi = this.t.ports.get(port);
+      return pi === undefined ? null : this.t.tags.get((pi << 12) | tag) ?? null;
     };
     // memo of vnOnPort: a restart's list has a mac.local per MAC (issue 4), so
     // it is worked out once per (VN, port), not once per op; tag changes clear it
@@ -210,8 +171,8 @@ export class DataPlane {
         on = false;
         for (const [k, v] of tagOverlay) if (v === vn && k.startsWith(`${port}|`)) { on = true; break; }
         if (!on && !deletedVns.has(vn)) {
-          const pi = this.ports.get(port);
-          const live = pi === undefined ? undefined : this.portTagOf.get(`${vn}:${pi}`);
+          const pi = this.t.ports.get(port);
+          const live = pi === undefined ? undefined : this.t.portTagOf.get(`${vn}:${pi}`);
           on = live !== undefined && tagVn(port, live) === vn;
         }
         onPort.set(mk, on);
@@ -249,15 +210,15 @@ export class DataPlane {
           if (!ip) fail(i, "ip", `not an IP address: ${JSON.stringify(op.ip)}`);
           if (!parseMac(op.mac)) fail(i, "mac", `not a MAC: ${JSON.stringify(op.mac)}`);
           if (!parseMac(op.gatewayMac)) fail(i, "gatewayMac", `not a MAC: ${JSON.stringify(op.gatewayMac)}`);
-          if (this.remotes.size && ip!.is6 !== this.underlayIs6) fail(i, "ip", "cannot change the underlay's address family while remotes exist");
-          if (!ports.has(op.port) && ports.size >= this.maxPorts) fail(i, "port", "too many ports");
+          if (this.t.remotes.size && ip!.is6 !== this.t.underlayIs6) fail(i, "ip", "cannot change the underlay's address family while remotes exist");
+          if (!ports.has(op.port) && ports.size >= this.t.maxPorts) fail(i, "port", "too many ports");
           ports.add(op.port);
           ulIs6 = ip!.is6;
           break;
         }
         case "port":
           if (typeof op.port !== "string" || !op.port) fail(i, "port", "missing");
-          if (!ports.has(op.port) && ports.size >= this.maxPorts) fail(i, "port", `at most ${this.maxPorts} ports`);
+          if (!ports.has(op.port) && ports.size >= this.t.maxPorts) fail(i, "port", `at most ${this.t.maxPorts} ports`);
           ports.add(op.port);
           break;
         case "vn": {
@@ -274,7 +235,7 @@ export class DataPlane {
           if (old !== null) keyOwner.set(old, null);
           keyOwner.set(key, op.vn);
           keyOfVn.set(op.vn, key);
-          if (!vns.has(op.vn) && vns.size >= this.maxVns) fail(i, "vn", `at most ${this.maxVns} VNs`);
+          if (!vns.has(op.vn) && vns.size >= this.t.maxVns) fail(i, "vn", `at most ${this.t.maxVns} VNs`);
           vns.add(op.vn);
           break;
         }
@@ -288,7 +249,7 @@ export class DataPlane {
           break;
         case "tag":
           needPort(i, op.port); needVn(i, op.vn);
-          if (op.port === this.underlayPortName()) fail(i, "port", "the underlay port carries no tags");
+          if (op.port === this.t.underlayPortName()) fail(i, "port", "the underlay port carries no tags");
           if (!Number.isInteger(op.tag) || op.tag < 1 || op.tag > 4094) fail(i, "tag", `VID out of range: ${op.tag}`);
           tagOverlay.set(`${op.port}|${op.tag}`, op.vn);
           onPort.clear();
@@ -352,188 +313,170 @@ export class DataPlane {
     if (st.ips + newIps > st.ipCapacity) fail(0, "ip", `IP table full (${st.ipCapacity} bindings)`);
   }
 
-  private underlayPortName(): string | undefined {
-    return this.underlayPort >= 0 ? this.portNames[this.underlayPort] : undefined;
-  }
-
   private check(rc: number, i: number, what: string): void {
     if (rc !== 0) throw new DataPlaneError(i, what, rc === E_FULL ? "table full" : "out of range");
-  }
-
-  private ensurePort(name: string): number {
-    let p = this.ports.get(name);
-    if (p === undefined) {
-      p = this.portNames.length;
-      this.ports.set(name, p);
-      this.portNames.push(name);
-    }
-    return p;
-  }
-
-  private scratchWrite(bytes: Uint8Array, at = 0): void {
-    this.u8.set(bytes, this.scratch + at);
   }
 
   private applyOne(op: DpOp, i: number): void {
     const ex = this.ex;
     switch (op.op) {
       case "underlay": {
-        const p = this.ensurePort(op.port);
+        const p = this.t.ensurePort(op.port);
         const ip = parseIp(op.ip, false)!;
         const s = new Uint8Array(32);
         const m = parseMac(op.mac)!, g = parseMac(op.gatewayMac)!;
         s.set(macBytes(m), 0); s.set(macBytes(g), 8); s.set(ip.bytes, 16);
-        this.scratchWrite(s);
+        this.t.scratchWrite(s);
         this.check(ex.setPort(p, PORT_UNDERLAY), i, "port");
         this.check(ex.setUnderlay(p, ip.is6 ? 1 : 0, op.udpPort ?? 4789, op.genevePort ?? 6081), i, "underlay");
-        this.underlayPort = p;
-        this.underlayIs6 = ip.is6;
-        for (const t of this.tunnels.values()) ex.buildTunnel(t.t, t.vnIdx, t.r);
+        this.t.underlayPort = p;
+        this.t.underlayIs6 = ip.is6;
+        for (const t of this.t.tunnels.values()) ex.buildTunnel(t.t, t.vnIdx, t.r);
         break;
       }
       case "port": {
-        const p = this.ensurePort(op.port);
-        if (p !== this.underlayPort) this.check(ex.setPort(p, PORT_ACCESS), i, "port");
+        const p = this.t.ensurePort(op.port);
+        if (p !== this.t.underlayPort) this.check(ex.setPort(p, PORT_ACCESS), i, "port");
         break;
       }
       case "vn": {
         const p = op.profile;
         const flags = (p.portSecurity ? VNF_PORTSEC : 0) | (p.arpSuppress ? VNF_ARPSUP : 0) |
           (p.qos?.dscp !== undefined ? VNF_DSCP_FIXED : 0);
-        let v = this.vns.get(op.vn);
+        let v = this.t.vns.get(op.vn);
         if (!v) {
-          const idx = this.freeVnIdx.pop() ?? this.vnById.length;
+          const idx = this.t.freeVnIdx.pop() ?? this.t.vnById.length;
           v = { idx, vni: op.vni, profile: p, flood: new Set(), floodOff: 0, floodCap: 0, locals: 0 };
-          this.vns.set(op.vn, v);
-          this.vnById[idx] = op.vn;
+          this.t.vns.set(op.vn, v);
+          this.t.vnById[idx] = op.vn;
         }
-        if (this.vnKeyOwner.get(`${v.profile.encap}:${v.vni}`) === op.vn) this.vnKeyOwner.delete(`${v.profile.encap}:${v.vni}`);
+        if (this.t.vnKeyOwner.get(`${v.profile.encap}:${v.vni}`) === op.vn) this.t.vnKeyOwner.delete(`${v.profile.encap}:${v.vni}`);
         v.vni = op.vni;
         v.profile = { ...p };
-        this.vnKeyOwner.set(`${p.encap}:${op.vni}`, op.vn);
+        this.t.vnKeyOwner.set(`${p.encap}:${op.vni}`, op.vn);
         this.check(ex.setVn(v.idx, op.vni, ENCAP[p.encap], p.mtu, flags, p.qos?.dscp ?? 0), i, "vn");
         // seed §4.5: a profile change reaches the data plane at once; the
         // prebuilt headers of this VN follow it
-        for (const t of this.tunnels.values()) if (t.vnIdx === v.idx) ex.buildTunnel(t.t, t.vnIdx, t.r);
+        for (const t of this.t.tunnels.values()) if (t.vnIdx === v.idx) ex.buildTunnel(t.t, t.vnIdx, t.r);
         break;
       }
       case "vn.del": {
-        const v = this.vns.get(op.vn)!;
+        const v = this.t.vns.get(op.vn)!;
         // seed §3.1: deleting an entity deletes everything it contains
-        for (const [k, id] of [...this.tags]) if (id === op.vn) this.unmapTag(k >> 12, k & 0xfff);
+        for (const [k, id] of [...this.t.tags]) if (id === op.vn) this.t.unmapTag(k >> 12, k & 0xfff);
         ex.setFlood(v.idx, 0, 0);
         ex.purgeVn(v.idx);
-        for (const [key, t] of [...this.tunnels]) if (t.vnIdx === v.idx) {
+        for (const [key, t] of [...this.t.tunnels]) if (t.vnIdx === v.idx) {
           ex.setVtep(v.idx, t.r, 0);
-          this.tunnels.delete(key);
-          this.tunByIdx[t.t] = undefined;
-          this.freeTun.push(t.t);
-          this.releaseRemote(t.r);
+          this.t.tunnels.delete(key);
+          this.t.tunByIdx[t.t] = undefined;
+          this.t.freeTun.push(t.t);
+          this.t.releaseRemote(t.r);
         }
-        this.floodRelease(v);
-        this.prefixes = this.prefixes.filter((x) => x.vnIdx !== v.idx);
-        this.writePrefixes();
+        this.t.floodRelease(v);
+        this.t.prefixes = this.t.prefixes.filter((x) => x.vnIdx !== v.idx);
+        this.t.writePrefixes();
         ex.delVn(v.idx);
-        this.vns.delete(op.vn);
-        this.vnKeyOwner.delete(`${v.profile.encap}:${v.vni}`);
-        this.vnById[v.idx] = undefined;
-        this.freeVnIdx.push(v.idx);
-        for (const k of [...this.portTagOf.keys()]) if (k.startsWith(`${op.vn}:`)) this.portTagOf.delete(k);
+        this.t.vns.delete(op.vn);
+        this.t.vnKeyOwner.delete(`${v.profile.encap}:${v.vni}`);
+        this.t.vnById[v.idx] = undefined;
+        this.t.freeVnIdx.push(v.idx);
+        for (const k of [...this.t.portTagOf.keys()]) if (k.startsWith(`${op.vn}:`)) this.t.portTagOf.delete(k);
         break;
       }
       case "tag": {
-        const port = this.ports.get(op.port)!;
-        const v = this.vns.get(op.vn)!;
+        const port = this.t.ports.get(op.port)!;
+        const v = this.t.vns.get(op.vn)!;
         const key = (port << 12) | op.tag;
-        const old = this.tags.get(key);
+        const old = this.t.tags.get(key);
         if (old === op.vn) break;
-        if (old !== undefined) this.unmapTag(port, op.tag);
+        if (old !== undefined) this.t.unmapTag(port, op.tag);
         this.check(ex.setTag(port, op.tag, v.idx + 1), i, "tag");
         v.locals++;
-        this.tags.set(key, op.vn);
-        this.portTagOf.set(`${op.vn}:${port}`, op.tag);
+        this.t.tags.set(key, op.vn);
+        this.t.portTagOf.set(`${op.vn}:${port}`, op.tag);
         break;
       }
       case "tag.del": {
-        const port = this.ports.get(op.port)!;
-        if (this.tags.has((port << 12) | op.tag)) this.unmapTag(port, op.tag);
+        const port = this.t.ports.get(op.port)!;
+        if (this.t.tags.has((port << 12) | op.tag)) this.t.unmapTag(port, op.tag);
         break;
       }
       case "mac.local": {
-        const v = this.vns.get(op.vn)!;
-        const port = this.ports.get(op.port)!;
-        const tag = this.portTagOf.get(`${op.vn}:${port}`);
+        const v = this.t.vns.get(op.vn)!;
+        const port = this.t.ports.get(op.port)!;
+        const tag = this.t.portTagOf.get(`${op.vn}:${port}`);
         if (tag === undefined) throw new DataPlaneError(i, "port", `VN ${op.vn} has no tag on port ${op.port}`);
         const hi = this.pHi[i], lo = this.pLo[i] >>> 0;
         const prev = ex.getMac(v.idx, hi, lo) >>> 0;
         this.check(ex.setMacLocal(v.idx, hi, lo, port, tag, op.active ? 1 : 0), i, "mac");
-        this.releaseMacTarget(prev);
+        this.t.releaseMacTarget(prev);
         break;
       }
       case "mac.remote": {
-        const v = this.vns.get(op.vn)!;
+        const v = this.t.vns.get(op.vn)!;
         const hi = this.pHi[i], lo = this.pLo[i] >>> 0;
-        const t = this.acquireTunnel(v.idx, op.nve);
+        const t = this.t.acquireTunnel(v.idx, op.nve);
         const prev = ex.getMac(v.idx, hi, lo) >>> 0;
         this.check(ex.setMacRemote(v.idx, hi, lo, t.t), i, "mac");
-        this.releaseMacTarget(prev);
+        this.t.releaseMacTarget(prev);
         break;
       }
       case "mac.del": {
-        const v = this.vns.get(op.vn)!;
+        const v = this.t.vns.get(op.vn)!;
         const m = parseMac(op.mac)!;
         const prev = ex.getMac(v.idx, m.hi, m.lo) >>> 0;
         ex.delMac(v.idx, m.hi, m.lo);
-        this.releaseMacTarget(prev);
+        this.t.releaseMacTarget(prev);
         break;
       }
       case "ip": case "ip.del": {
-        const v = this.vns.get(op.vn)!;
+        const v = this.t.vns.get(op.vn)!;
         this.ipOp(op.op === "ip", v, op.ip, this.pIp4[i], this.pHi[i], this.pLo[i], op.op === "ip" ? op.mac : "", i);
         break;
       }
       case "local.bulk": {
         const b = this.bulk.get(i)!;
-        const port = this.ports.get(op.port)!;
+        const port = this.t.ports.get(op.port)!;
         const n = op.mac.length;
         // as n mac.local ops then the ip ops (ops.ts), without an object per binding
         let vnId = -1, v: VnState | undefined, tag: number | undefined;
         for (let k = 0; k < n; k++) {
           if (op.vn[k] !== vnId) {
             vnId = op.vn[k];
-            v = this.vns.get(vnId)!;
-            tag = this.portTagOf.get(`${vnId}:${port}`);
+            v = this.t.vns.get(vnId)!;
+            tag = this.t.portTagOf.get(`${vnId}:${port}`);
           }
           if (tag === undefined) throw new DataPlaneError(i, `vn[${k}]`, `VN ${vnId} has no tag on port ${op.port}`);
           const prev = ex.getMac(v!.idx, b.hi[k], b.lo[k]) >>> 0;
           this.check(ex.setMacLocal(v!.idx, b.hi[k], b.lo[k], port, tag, op.active[k] ? 1 : 0), i, "mac");
-          this.releaseMacTarget(prev);
+          this.t.releaseMacTarget(prev);
         }
         vnId = -1;
         for (let k = 0; k < n; k++) {
-          if (op.vn[k] !== vnId) v = this.vns.get((vnId = op.vn[k]))!;
+          if (op.vn[k] !== vnId) v = this.t.vns.get((vnId = op.vn[k]))!;
           for (let j = op.ipStart[k], e = op.ipStart[k + 1]; j < e; j++) this.ipOp(true, v!, op.ips[j], b.ip4[j], b.hi[k], b.lo[k], op.mac[k], i);
         }
         break;
       }
       case "flood.join": {
-        const v = this.vns.get(op.vn)!;
-        const r = this.remotes.get(parseIp(op.nve, false)!.text);
+        const v = this.t.vns.get(op.vn)!;
+        const r = this.t.remotes.get(parseIp(op.nve, false)!.text);
         if (r && v.flood.has(r.idx)) break;
-        const t = this.acquireTunnel(v.idx, op.nve);
+        const t = this.t.acquireTunnel(v.idx, op.nve);
         v.flood.add(t.r);
         ex.setVtep(v.idx, t.r, 1);
-        this.writeFlood(v);
+        this.t.writeFlood(v);
         break;
       }
       case "flood.leave": {
-        const v = this.vns.get(op.vn)!;
-        const r = this.remotes.get(parseIp(op.nve, false)!.text);
+        const v = this.t.vns.get(op.vn)!;
+        const r = this.t.remotes.get(parseIp(op.nve, false)!.text);
         if (!r || !v.flood.has(r.idx)) break;
         v.flood.delete(r.idx);
         ex.setVtep(v.idx, r.idx, 0);
-        this.writeFlood(v);
-        this.releaseTunnel(this.tunnels.get(v.idx * this.maxRemotes + r.idx)!);
+        this.t.writeFlood(v);
+        this.t.releaseTunnel(this.t.tunnels.get(v.idx * this.t.maxRemotes + r.idx)!);
         break;
       }
     }
@@ -547,7 +490,7 @@ export class DataPlane {
     const ex = this.ex;
     if (v4 >= 0) {
       // straight into the scratch area in network order: no allocation (issue 4)
-      this.dv.setUint32(this.scratch, v4, false);
+      this.dv.setUint32(this.t.scratch, v4, false);
       if (add) this.check(ex.setIp(v.idx, 0, hi, lo >>> 0), i, "ip");
       else ex.delIp(v.idx, 0);
       return;
@@ -555,132 +498,19 @@ export class DataPlane {
     const ip = parseIp(text)!;
     const isFull = ip.prefix === null || ip.prefix === (ip.is6 ? 128 : 32);
     if (isFull) {
-      this.scratchWrite(ip.bytes);
+      this.t.scratchWrite(ip.bytes);
       if (add) this.check(ex.setIp(v.idx, ip.is6 ? 1 : 0, hi, lo >>> 0), i, "ip");
       else ex.delIp(v.idx, ip.is6 ? 1 : 0);
     } else {
       const same = (x: { vnIdx: number; ip: Ip }) => x.vnIdx === v.idx && x.ip.is6 === ip.is6 &&
         x.ip.prefix === ip.prefix && x.ip.bytes.every((b, j) => b === ip.bytes[j]);
-      this.prefixes = this.prefixes.filter((x) => !same(x));
+      this.t.prefixes = this.t.prefixes.filter((x) => !same(x));
       if (add) {
-        if (this.prefixes.length >= MAX_PREFIXES) throw new DataPlaneError(i, "ip", `at most ${MAX_PREFIXES} prefix bindings`);
-        this.prefixes.push({ vnIdx: v.idx, ip, mac: parseMac(macText)! });
+        if (this.t.prefixes.length >= MAX_PREFIXES) throw new DataPlaneError(i, "ip", `at most ${MAX_PREFIXES} prefix bindings`);
+        this.t.prefixes.push({ vnIdx: v.idx, ip, mac: parseMac(macText)! });
       }
-      this.writePrefixes();
+      this.t.writePrefixes();
     }
-  }
-
-  private unmapTag(port: number, tag: number): void {
-    const key = (port << 12) | tag;
-    const vnId = this.tags.get(key);
-    if (vnId === undefined) return;
-    this.ex.setTag(port, tag, 0);
-    this.tags.delete(key);
-    const v = this.vns.get(vnId);
-    if (v) v.locals--;
-    if (this.portTagOf.get(`${vnId}:${port}`) === tag) this.portTagOf.delete(`${vnId}:${port}`);
-  }
-
-  private acquireRemote(ipText: string): RemoteState {
-    const ip = parseIp(ipText, false)!;
-    let r = this.remotes.get(ip.text);
-    if (!r) {
-      const idx = this.freeRemote.pop() ?? this.nextRemote++;
-      if (idx >= this.maxRemotes) throw new Error(`at most ${this.maxRemotes} remote NVEs`);
-      this.scratchWrite(ip.bytes);
-      if (this.ex.setRemote(idx, ip.is6 ? 1 : 0) !== 0) throw new Error("remote NVE table full");
-      r = { idx, ip, refs: 0 };
-      this.remotes.set(ip.text, r);
-      this.remoteByIdx[idx] = r;
-    }
-    r.refs++;
-    return r;
-  }
-
-  private releaseRemote(idx: number): void {
-    const r = this.remoteByIdx[idx];
-    if (!r || --r.refs > 0) return;
-    this.ex.delRemote(idx, r.ip.is6 ? 1 : 0);
-    this.remotes.delete(r.ip.text);
-    this.remoteByIdx[idx] = undefined;
-    this.freeRemote.push(idx);
-  }
-
-  private acquireTunnel(vnIdx: number, nve: string): TunnelState {
-    const ip = parseIp(nve, false)!;
-    const existing = this.remotes.get(ip.text);
-    if (existing) {
-      const t = this.tunnels.get(vnIdx * this.maxRemotes + existing.idx);
-      if (t) { t.refs++; return t; }
-    }
-    const r = this.acquireRemote(nve);
-    const tIdx = this.freeTun.pop() ?? this.nextTun++;
-    if (tIdx >= this.tunCap) throw new Error(`at most ${this.tunCap} tunnels`);
-    this.ex.buildTunnel(tIdx, vnIdx, r.idx);
-    const t = { t: tIdx, vnIdx, r: r.idx, refs: 1 };
-    this.tunnels.set(vnIdx * this.maxRemotes + r.idx, t);
-    this.tunByIdx[tIdx] = t;
-    return t;
-  }
-
-  private releaseTunnel(t: TunnelState | undefined): void {
-    if (!t || --t.refs > 0) return;
-    this.tunnels.delete(t.vnIdx * this.maxRemotes + t.r);
-    this.tunByIdx[t.t] = undefined;
-    this.freeTun.push(t.t);
-    this.releaseRemote(t.r);
-  }
-
-  /** A MAC entry was overwritten or removed: drop its hold on a tunnel. */
-  private releaseMacTarget(prev: number): void {
-    if (((prev & MK_KIND) >>> 0) !== MK_REMOTE) return;
-    this.releaseTunnel(this.tunByIdx[prev & MR_TUN_MASK]);
-  }
-
-  private floodAlloc(cap: number): number {
-    const free = this.floodFree.get(cap);
-    if (free?.length) return free.pop()!;
-    if (this.floodNext + cap > this.floodCap) throw new Error("flood-list pool exhausted");
-    const off = this.floodNext;
-    this.floodNext += cap;
-    return off;
-  }
-
-  private floodRelease(v: VnState): void {
-    if (!v.floodCap) return;
-    const l = this.floodFree.get(v.floodCap) ?? [];
-    l.push(v.floodOff);
-    this.floodFree.set(v.floodCap, l);
-    v.floodCap = 0;
-  }
-
-  /** Writes the VN's flood list into a fresh block, then flips the VN to it. */
-  private writeFlood(v: VnState): void {
-    const list = [...v.flood].map((r) => this.tunnels.get(v.idx * this.maxRemotes + r)!.t);
-    if (list.length > 1024) throw new Error("flood lists hold at most 1024 remote NVEs");
-    let cap = 4;
-    while (cap < list.length) cap *= 2;
-    const off = this.floodAlloc(cap);
-    const base = this.ex.floodPoolPtr() + off * 4;
-    list.forEach((t, j) => this.dv.setUint32(base + j * 4, t, true));
-    this.ex.setFlood(v.idx, off, list.length);
-    this.floodRelease(v);
-    v.floodOff = off;
-    v.floodCap = cap;
-  }
-
-  private writePrefixes(): void {
-    this.prefixes.forEach((x, j) => {
-      this.scratchWrite(x.ip.bytes);
-      this.ex.setPrefix(j, x.vnIdx, x.ip.is6 ? 1 : 0, x.ip.prefix!, x.mac.hi, x.mac.lo);
-    });
-    this.ex.setPrefixCount(this.prefixes.length);
-  }
-
-  private updateFanout(): void {
-    let worst = 1;
-    for (const v of this.vns.values()) worst = Math.max(worst, v.flood.size + v.locals + 1);
-    this.ex.setWorstFanout(worst);
   }
 
   // ---------------------------------------------------------------- frames
@@ -751,7 +581,7 @@ export class DataPlane {
 
   /** Convenience for tools and tests (copies): every output of `frames` entering `port`. */
   run(port: string, frames: Uint8Array[]): { port: string; frame: Uint8Array; in: number }[] {
-    const pi = this.ports.get(port);
+    const pi = this.t.ports.get(port);
     const out: { port: string; frame: Uint8Array; in: number }[] = [];
     let next = 0;
     while (next < frames.length) {
@@ -813,14 +643,14 @@ export class DataPlane {
     const di = after.findIndex((n, i) => n !== before[i]);
     const drop = di >= 0 ? this.dropNames[di] : undefined;
     const steps: string[] = [];
-    const pi = this.ports.get(port);
-    steps.push(`port ${port}: ${pi === undefined ? "unknown" : pi === this.underlayPort ? "underlay" : "access"}, ${frameLen} bytes`);
+    const pi = this.t.ports.get(port);
+    steps.push(`port ${port}: ${pi === undefined ? "unknown" : pi === this.t.underlayPort ? "underlay" : "access"}, ${frameLen} bytes`);
     const vni = f(TR_VNI);
     if (vni) steps.push(`vni ${vni}`);
     const vnIdx = f(TR_VN);
     if (vnIdx) {
-      const id = this.vnById[vnIdx - 1];
-      const v = id !== undefined ? this.vns.get(id) : undefined;
+      const id = this.t.vnById[vnIdx - 1];
+      const v = id !== undefined ? this.t.vns.get(id) : undefined;
       steps.push(`vn ${id} (vni ${v?.vni}, ${v?.profile.encap}, mtu ${v?.profile.mtu})`);
     }
     const src = f(TR_SRC) >>> 0;
@@ -831,8 +661,8 @@ export class DataPlane {
       let detail = "";
       if ((dv & MK_KIND) >>> 0 === MK_LOCAL) detail = ` -> port ${this.portName((dv >> ML_PORT_SHIFT) & ML_PORT_MASK)} tag ${dv & ML_TAG_MASK}`;
       if ((dv & MK_KIND) >>> 0 === MK_REMOTE) {
-        const t = this.tunByIdx[dv & MR_TUN_MASK];
-        const r = t && this.remoteByIdx[t.r];
+        const t = this.t.tunByIdx[dv & MR_TUN_MASK];
+        const r = t && this.t.remoteByIdx[t.r];
         detail = ` -> NVE ${r?.ip.text ?? "?"}`;
       }
       steps.push(`lookup: ${lk}${detail}`);
@@ -841,7 +671,7 @@ export class DataPlane {
     if (ac) steps.push(`action: ${ac}`);
     for (const o of outputs) steps.push(`out ${o.port}: ${o.frame.length} bytes`);
     if (drop) steps.push(`drop: ${drop}`);
-    const vn = vnIdx ? this.vnById[vnIdx - 1] : undefined;
+    const vn = vnIdx ? this.t.vnById[vnIdx - 1] : undefined;
     return { steps, outputs: outputs.map(({ port, frame }) => ({ port, frame })), drop, vn };
   }
 
@@ -856,13 +686,13 @@ export class DataPlane {
     this.dropNames.forEach((n, i) => { drops[n] = rd(dp, i); });
     const ports: Record<string, { rxFrames: number; rxBytes: number; txFrames: number; txBytes: number; drops: number }> = {};
     const pp = this.ex.portCtrPtr();
-    this.portNames.forEach((n, i) => {
+    this.t.portNames.forEach((n, i) => {
       const b = pp + i * PORT_CTR * U64;
       ports[n] = { rxFrames: rd(b, PC_RX_FRAMES), rxBytes: rd(b, PC_RX_BYTES), txFrames: rd(b, PC_TX_FRAMES), txBytes: rd(b, PC_TX_BYTES), drops: rd(b, PC_DROPS) };
     });
     const vns: Record<string, { rxFrames: number; txFrames: number; encap: number; decap: number; flood: number; drops: number }> = {};
     const vp = this.ex.vnCtrPtr();
-    for (const [id, v] of this.vns) {
+    for (const [id, v] of this.t.vns) {
       const b = vp + v.idx * VN_CTR * U64;
       vns[String(id)] = { rxFrames: rd(b, VC_RX), txFrames: rd(b, VC_TX), encap: rd(b, VC_ENCAP), decap: rd(b, VC_DECAP), flood: rd(b, VC_FLOOD), drops: rd(b, VC_DROPS) };
     }
