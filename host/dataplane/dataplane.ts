@@ -1,10 +1,11 @@
 // The host side of the data plane: loads the WebAssembly module (./load.ts),
 // keeps the bookkeeping the tables need (./tables.ts: VN indices, remote NVEs,
 // tunnels and their reference counts, flood-list blocks) and programs the
-// tables with DpOps. The memory ABI: ./abi.ts, generated from assembly/ (scripts/abi.mjs).
-// Hot path: process(n), one call per batch over frames already in memory.
+// tables with DpOps, each list checked whole first (./validate.ts). The
+// memory ABI: ./abi.ts, generated from assembly/ (scripts/abi.mjs). Hot path:
+// process(n), one call per batch over frames already in memory.
 import type { DpOp } from "./ops.js";
-import { parseMac, parseIp, ip4Value, unicastMacInto, macBytes, type Ip } from "./addr.js";
+import { parseMac, parseIp, macBytes, type Ip } from "./addr.js";
 import {
   type Exports, IN_DESC, OUT_DESC, TRACE_REC, I_OFF, I_LEN, I_PORT, I_FLAGS,
   O_PORT, O_HDRLEN, O_DATA, O_DATALEN, O_IN, O_VN, VNF_PORTSEC, VNF_ARPSUP, VNF_DSCP_FIXED,
@@ -16,14 +17,11 @@ import {
 } from "./abi.js";
 import { type Layout, type CreateOptions, instantiate, checkAbi, layoutOf, dropNamesOf } from "./load.js";
 import { Tables, ENCAP, type VnState } from "./tables.js";
+import { validate, DataPlaneError, type Parsed } from "./validate.js";
+
+export { DataPlaneError };
 
 export type { Layout, CreateOptions };
-
-export class DataPlaneError extends Error {
-  constructor(public index: number, public field: string, message: string) {
-    super(`op ${index}${field ? ` (${field})` : ""}: ${message}`);
-  }
-}
 
 /** Bytes of a u64 counter. */
 const U64 = 8;
@@ -40,14 +38,8 @@ export class DataPlane {
   /** The tables' bookkeeping and allocators (./tables.ts). */
   private t: Tables;
   // What validate() parsed, by op index, for applyOne to use without parsing
-  // again (issue 4: a restart programs a million bindings in one apply): the
-  // op's MAC as its top 16 and low 32 bits, an "ip" op's plain IPv4 address
-  // as a number (-1: IPv6 or a prefix, parsed again on the slow path).
-  private pHi = new Int32Array(0);
-  private pLo = new Int32Array(0);
-  private pIp4 = new Float64Array(0);
-  /** local.bulk ops by index: their MACs (hi/lo) and plain IPv4 addresses (ip4, -1 otherwise), parsed by validate(). */
-  private bulk = new Map<number, { hi: Int32Array; lo: Int32Array; ip4: Float64Array }>();
+  // again (./validate.ts Parsed).
+  private parsed: Parsed = { hi: new Int32Array(0), lo: new Int32Array(0), ip4: new Float64Array(0), bulk: new Map() };
 
   private constructor(ex: Exports) {
     this.ex = ex;
@@ -96,221 +88,25 @@ export class DataPlane {
    * first (syntax, references, capacity) so a bad list applies nothing.
    */
   apply(ops: DpOp[]): void {
-    if (this.pHi.length < ops.length) {
-      this.pHi = new Int32Array(ops.length);
-      this.pLo = new Int32Array(ops.length);
-      this.pIp4 = new Float64Array(ops.length);
+    const p = this.parsed;
+    if (p.hi.length < ops.length) {
+      p.hi = new Int32Array(ops.length);
+      p.lo = new Int32Array(ops.length);
+      p.ip4 = new Float64Array(ops.length);
     }
     try {
-      this.validate(ops);
+      validate(this.t, ops, p, () => this.stats());
       for (let i = 0; i < ops.length; i++) this.applyOne(ops[i], i);
       this.t.updateFanout();
     } finally {
-      this.bulk.clear();
+      p.bulk.clear();
       // a restart's million ops need big arrays once; do not keep them
-      if (this.pHi.length > 65536) {
-        this.pHi = new Int32Array(0);
-        this.pLo = new Int32Array(0);
-        this.pIp4 = new Float64Array(0);
+      if (p.hi.length > 65536) {
+        p.hi = new Int32Array(0);
+        p.lo = new Int32Array(0);
+        p.ip4 = new Float64Array(0);
       }
     }
-  }
-
-  private validate(ops: DpOp[]): void {
-    // The state as the list would leave it, as overlays on the live state
-    // (nothing proportional to the tables is copied per apply()).
-    const ports = new SetOverlay<string>(this.t.ports);
-    const vns = new SetOverlay<number>(this.t.vns);
-    // (encap:VNI) -> VN id, and each VN's key, as the list would leave them
-    const keyOwner = new Map<string, number | null>();
-    const keyOfVn = new Map<number, string | null>();
-    const ownerOf = (key: string) => keyOwner.has(key) ? keyOwner.get(key)! : this.t.vnKeyOwner.get(key) ?? null;
-    const keyOf = (vn: number) => {
-      if (keyOfVn.has(vn)) return keyOfVn.get(vn)!;
-      const v = this.t.vns.get(vn);
-      return v ? `${v.profile.encap}:${v.vni}` : null;
-    };
-    let newMacs = 0, newIps = 0;
-    // flood lists and remote NVEs as the list would leave them (limits are
-    // checked before anything is applied)
-    const floodOf = new Map<number, Set<string>>();
-    const flood = (vn: number) => {
-      let f = floodOf.get(vn);
-      if (!f) {
-        const v = this.t.vns.get(vn);
-        f = new Set(v ? [...v.flood].map((r) => this.t.remoteByIdx[r]!.ip.text) : []);
-        floodOf.set(vn, f);
-      }
-      return f;
-    };
-    const newRemotes = new Set<string>();
-    const remoteRef = (i: number, nve: string) => {
-      const t = parseIp(nve, false)!.text;
-      if (!this.t.remotes.has(t)) newRemotes.add(t);
-      if (this.t.remotes.size + newRemotes.size > this.t.maxRemotes) fail(i, "nve", `at most ${this.t.maxRemotes} remote NVEs`);
-    };
-    let ulIs6: boolean | undefined = this.t.underlayPort >= 0 ? this.t.underlayIs6 : undefined;
-    // (port, tag) -> VN as the list would leave it, so a mac.local can be
-    // checked against the tags that earlier ops of the same list map
-    const deletedVns = new Set<number>();
-    // (port|tag) -> VN (null: unmapped) changed by this list, over this.t.tags
-    const tagOverlay = new Map<string, number | null>();
-    const tagVn = (port: string, tag: number): number | null => {
-      const k = `${port}|${tag}`;
-      if (tagOverlay.has(k)) return tagOverlay.get(k)!;
-      const pi = this.t.ports.get(port);
-      return pi === undefined ? null : this.t.tags.get((pi << 12) | tag) ?? null;
-    };
-    // memo of vnOnPort: a restart's list has a mac.local per MAC (issue 4), so
-    // it is worked out once per (VN, port), not once per op; tag changes clear it
-    const onPort = new Map<string, boolean>();
-    const vnOnPort = (vn: number, port: string) => {
-      const mk = `${vn}|${port}`;
-      let on = onPort.get(mk);
-      if (on === undefined) {
-        on = false;
-        for (const [k, v] of tagOverlay) if (v === vn && k.startsWith(`${port}|`)) { on = true; break; }
-        if (!on && !deletedVns.has(vn)) {
-          const pi = this.t.ports.get(port);
-          const live = pi === undefined ? undefined : this.t.portTagOf.get(`${vn}:${pi}`);
-          on = live !== undefined && tagVn(port, live) === vn;
-        }
-        onPort.set(mk, on);
-      }
-      return on;
-    };
-    const fail = (i: number, f: string, m: string): never => { throw new DataPlaneError(i, f, m); };
-    const needVn = (i: number, vn: unknown) => {
-      if (!vns.has(vn as number)) fail(i, "vn", `unknown VN ${vn}`);
-    };
-    const needPort = (i: number, p: unknown) => {
-      if (typeof p !== "string" || !ports.has(p)) fail(i, "port", `unknown port ${JSON.stringify(p)}`);
-    };
-    const { pHi, pLo, pIp4 } = this;
-    const needMac = (i: number, m: unknown) => {
-      if (!unicastMacInto(m as string, pHi, pLo, i)) fail(i, "mac", `not a unicast MAC: ${JSON.stringify(m)}`);
-    };
-    const needIp = (i: number, s: string) => {
-      const v4 = ip4Value(s);
-      pIp4[i] = v4;
-      if (v4 < 0 && !parseIp(s)) fail(i, "ip", `not an IP address or prefix: ${JSON.stringify(s)}`);
-    };
-    const needRemoteIp = (i: number, s: unknown) => {
-      const ip = parseIp(s as string, false);
-      if (!ip) fail(i, "nve", `not an IP address: ${JSON.stringify(s)}`);
-      if (ulIs6 === undefined) fail(i, "nve", "no underlay configured");
-      if (ip!.is6 !== ulIs6) fail(i, "nve", `${s} is not of the underlay's address family`);
-    };
-    ops.forEach((op, i) => {
-      if (!op || typeof op !== "object") fail(i, "", "not an object");
-      switch (op.op) {
-        case "underlay": {
-          if (typeof op.port !== "string" || !op.port) fail(i, "port", "missing");
-          const ip = parseIp(op.ip, false);
-          if (!ip) fail(i, "ip", `not an IP address: ${JSON.stringify(op.ip)}`);
-          if (!parseMac(op.mac)) fail(i, "mac", `not a MAC: ${JSON.stringify(op.mac)}`);
-          if (!parseMac(op.gatewayMac)) fail(i, "gatewayMac", `not a MAC: ${JSON.stringify(op.gatewayMac)}`);
-          if (this.t.remotes.size && ip!.is6 !== this.t.underlayIs6) fail(i, "ip", "cannot change the underlay's address family while remotes exist");
-          if (!ports.has(op.port) && ports.size >= this.t.maxPorts) fail(i, "port", "too many ports");
-          ports.add(op.port);
-          ulIs6 = ip!.is6;
-          break;
-        }
-        case "port":
-          if (typeof op.port !== "string" || !op.port) fail(i, "port", "missing");
-          if (!ports.has(op.port) && ports.size >= this.t.maxPorts) fail(i, "port", `at most ${this.t.maxPorts} ports`);
-          ports.add(op.port);
-          break;
-        case "vn": {
-          if (!Number.isInteger(op.vn) || op.vn < 1 || op.vn > 0xffffff) fail(i, "vn", `VN id out of range: ${op.vn}`);
-          if (!Number.isInteger(op.vni) || op.vni < 1 || op.vni > 0xffffff) fail(i, "vni", `VNI out of range: ${op.vni}`);
-          const p = op.profile;
-          if (!p || !(p.encap in ENCAP)) fail(i, "profile.encap", `unknown encapsulation ${JSON.stringify(p?.encap)}`);
-          if (p.encap === "nvgre" && (op.vni <= 0xfff || op.vni === 0xffffff)) fail(i, "vni", `VSID ${op.vni} is reserved (RFC 7637 §3.2)`);
-          if (!Number.isInteger(p.mtu) || p.mtu < 68 || p.mtu > 9000) fail(i, "profile.mtu", `MTU out of range: ${p.mtu}`);
-          const key = `${p.encap}:${op.vni}`;
-          const owner = ownerOf(key);
-          if (owner !== null && owner !== op.vn) fail(i, "vni", `${p.encap} VNI ${op.vni} already used by VN ${owner}`);
-          const old = keyOf(op.vn);
-          if (old !== null) keyOwner.set(old, null);
-          keyOwner.set(key, op.vn);
-          keyOfVn.set(op.vn, key);
-          if (!vns.has(op.vn) && vns.size >= this.t.maxVns) fail(i, "vn", `at most ${this.t.maxVns} VNs`);
-          vns.add(op.vn);
-          break;
-        }
-        case "vn.del":
-          needVn(i, op.vn); vns.delete(op.vn);
-          { const old = keyOf(op.vn); if (old !== null) keyOwner.set(old, null); keyOfVn.set(op.vn, null); }
-          // seed §3.1: its tags go with it
-          for (const [k, v] of tagOverlay) if (v === op.vn) tagOverlay.set(k, null);
-          deletedVns.add(op.vn);
-          onPort.clear();
-          break;
-        case "tag":
-          needPort(i, op.port); needVn(i, op.vn);
-          if (op.port === this.t.underlayPortName()) fail(i, "port", "the underlay port carries no tags");
-          if (!Number.isInteger(op.tag) || op.tag < 1 || op.tag > 4094) fail(i, "tag", `VID out of range: ${op.tag}`);
-          tagOverlay.set(`${op.port}|${op.tag}`, op.vn);
-          onPort.clear();
-          break;
-        case "tag.del": needPort(i, op.port); tagOverlay.set(`${op.port}|${op.tag}`, null); onPort.clear(); break;
-        case "mac.local":
-          needVn(i, op.vn); needMac(i, op.mac); needPort(i, op.port);
-          if (!vnOnPort(op.vn, op.port)) fail(i, "port", `VN ${op.vn} has no tag on port ${op.port}`);
-          newMacs++;
-          break;
-        case "local.bulk": {
-          needPort(i, op.port);
-          const n = Array.isArray(op.mac) ? op.mac.length : -1;
-          if (n < 0 || !Array.isArray(op.vn) || op.vn.length !== n || !Array.isArray(op.active) || op.active.length !== n ||
-              !Array.isArray(op.ipStart) || op.ipStart.length !== n + 1 || op.ipStart[0] !== 0 || !Array.isArray(op.ips) || op.ipStart[n] !== op.ips.length)
-            fail(i, "", "local.bulk: vn, mac, active (n entries each), ipStart (n + 1, from 0 to the length of ips) and ips do not line up");
-          const b = { hi: new Int32Array(n), lo: new Int32Array(n), ip4: new Float64Array(op.ips.length) };
-          let vnId = -1;
-          for (let k = 0; k < n; k++) {
-            if (op.vn[k] !== vnId) {
-              vnId = op.vn[k];
-              if (!vns.has(vnId)) fail(i, `vn[${k}]`, `unknown VN ${vnId}`);
-              if (!vnOnPort(vnId, op.port)) fail(i, `vn[${k}]`, `VN ${vnId} has no tag on port ${op.port}`);
-            }
-            if (!unicastMacInto(op.mac[k], b.hi, b.lo, k)) fail(i, `mac[${k}]`, `not a unicast MAC: ${JSON.stringify(op.mac[k])}`);
-            const from = op.ipStart[k], to = op.ipStart[k + 1];
-            if (!Number.isInteger(to) || to < from || to > op.ips.length) fail(i, `ipStart[${k + 1}]`, `not an index from ${from} to ${op.ips.length}: ${to}`);
-            for (let j = from; j < to; j++) {
-              const v4 = ip4Value(op.ips[j]);
-              b.ip4[j] = v4;
-              if (v4 < 0 && !parseIp(op.ips[j])) fail(i, `ips[${j}]`, `not an IP address or prefix: ${JSON.stringify(op.ips[j])}`);
-            }
-          }
-          this.bulk.set(i, b);
-          newMacs += n;
-          newIps += op.ips.length;
-          break;
-        }
-        case "mac.remote": needVn(i, op.vn); needMac(i, op.mac); needRemoteIp(i, op.nve); remoteRef(i, op.nve); newMacs++; break;
-        case "mac.del": needVn(i, op.vn); needMac(i, op.mac); break;
-        case "ip": {
-          needVn(i, op.vn); needMac(i, op.mac);
-          needIp(i, op.ip);
-          newIps++;
-          break;
-        }
-        case "ip.del": needVn(i, op.vn); needIp(i, op.ip); break;
-        case "flood.join": {
-          needVn(i, op.vn); needRemoteIp(i, op.nve); remoteRef(i, op.nve);
-          const f = flood(op.vn);
-          f.add(parseIp(op.nve, false)!.text);
-          if (f.size > 1024) fail(i, "nve", "flood lists hold at most 1024 remote NVEs");
-          break;
-        }
-        case "flood.leave": needVn(i, op.vn); needRemoteIp(i, op.nve); flood(op.vn).delete(parseIp(op.nve, false)!.text); break;
-        default: fail(i, "op", `unknown op ${JSON.stringify((op as { op: unknown }).op)}`);
-      }
-    });
-    const st = this.stats();
-    if (st.macs + newMacs > st.macCapacity) fail(0, "mac", `MAC table full (${st.macCapacity} bindings)`);
-    if (st.ips + newIps > st.ipCapacity) fail(0, "ip", `IP table full (${st.ipCapacity} bindings)`);
   }
 
   private check(rc: number, i: number, what: string): void {
@@ -407,7 +203,7 @@ export class DataPlane {
         const port = this.t.ports.get(op.port)!;
         const tag = this.t.portTagOf.get(`${op.vn}:${port}`);
         if (tag === undefined) throw new DataPlaneError(i, "port", `VN ${op.vn} has no tag on port ${op.port}`);
-        const hi = this.pHi[i], lo = this.pLo[i] >>> 0;
+        const hi = this.parsed.hi[i], lo = this.parsed.lo[i] >>> 0;
         const prev = ex.getMac(v.idx, hi, lo) >>> 0;
         this.check(ex.setMacLocal(v.idx, hi, lo, port, tag, op.active ? 1 : 0), i, "mac");
         this.t.releaseMacTarget(prev);
@@ -415,7 +211,7 @@ export class DataPlane {
       }
       case "mac.remote": {
         const v = this.t.vns.get(op.vn)!;
-        const hi = this.pHi[i], lo = this.pLo[i] >>> 0;
+        const hi = this.parsed.hi[i], lo = this.parsed.lo[i] >>> 0;
         const t = this.t.acquireTunnel(v.idx, op.nve);
         const prev = ex.getMac(v.idx, hi, lo) >>> 0;
         this.check(ex.setMacRemote(v.idx, hi, lo, t.t), i, "mac");
@@ -432,11 +228,11 @@ export class DataPlane {
       }
       case "ip": case "ip.del": {
         const v = this.t.vns.get(op.vn)!;
-        this.ipOp(op.op === "ip", v, op.ip, this.pIp4[i], this.pHi[i], this.pLo[i], op.op === "ip" ? op.mac : "", i);
+        this.ipOp(op.op === "ip", v, op.ip, this.parsed.ip4[i], this.parsed.hi[i], this.parsed.lo[i], op.op === "ip" ? op.mac : "", i);
         break;
       }
       case "local.bulk": {
-        const b = this.bulk.get(i)!;
+        const b = this.parsed.bulk.get(i)!;
         const port = this.t.ports.get(op.port)!;
         const n = op.mac.length;
         // as n mac.local ops then the ip ops (ops.ts), without an object per binding
@@ -708,14 +504,3 @@ const LOOKUPS: Record<number, string> = {
 const ACTIONS: Record<number, string> = {
   [AC_HAIRPIN]: "hairpin (re-tag to the local port)", [AC_ENCAP]: "encapsulate", [AC_FLOOD]: "flood", [AC_DECAP]: "decapsulate", [AC_REPLY]: "reply",
 };
-
-/** A set as an op list would leave it: the live keys plus the list's additions, minus its removals. */
-class SetOverlay<K> {
-  private added = new Set<K>();
-  private removed = new Set<K>();
-  constructor(private base: { has(k: K): boolean; readonly size: number }) {}
-  has(k: K): boolean { return this.added.has(k) || (!this.removed.has(k) && this.base.has(k)); }
-  add(k: K): void { this.removed.delete(k); if (!this.base.has(k)) this.added.add(k); }
-  delete(k: K): void { this.added.delete(k); if (this.base.has(k)) this.removed.add(k); }
-  get size(): number { return this.base.size + this.added.size - this.removed.size; }
-}
