@@ -1,30 +1,21 @@
 // The host side of the data plane: loads the WebAssembly module (./load.ts),
-// keeps the bookkeeping the tables need (./tables.ts: VN indices, remote NVEs,
-// tunnels and their reference counts, flood-list blocks) and programs the
-// tables with DpOps, each list checked whole first (./validate.ts). The
-// memory ABI: ./abi.ts, generated from assembly/ (scripts/abi.mjs). Hot path:
-// process(n), one call per batch over frames already in memory.
+// keeps the bookkeeping the tables need (./tables.ts) and programs the tables
+// with DpOps, each list checked whole first (./validate.ts); reads counters
+// and traces back (./decode.ts). The memory ABI: ./abi.ts, generated from
+// assembly/ (scripts/abi.mjs). Hot path: process(n), one call per batch over
+// frames already in memory.
 import type { DpOp } from "./ops.js";
 import { parseMac, parseIp, macBytes, type Ip } from "./addr.js";
 import {
-  type Exports, IN_DESC, OUT_DESC, TRACE_REC, I_OFF, I_LEN, I_PORT, I_FLAGS,
-  O_PORT, O_HDRLEN, O_DATA, O_DATALEN, O_IN, O_VN, VNF_PORTSEC, VNF_ARPSUP, VNF_DSCP_FIXED,
-  MK_KIND, MK_LOCAL, MK_REMOTE, ML_ACTIVE, ML_PORT_SHIFT, ML_PORT_MASK, ML_TAG_MASK, MR_TUN_MASK, MAX_PREFIXES,
-  H64_SLOT, HIP_SLOT, PORT_ACCESS, PORT_UNDERLAY, E_FULL, PUNT_REC, PORT_CTR, VN_CTR, PC_RX_FRAMES, PC_RX_BYTES,
-  PC_TX_FRAMES, PC_TX_BYTES, PC_DROPS, VC_RX, VC_TX, VC_ENCAP, VC_DECAP, VC_FLOOD, VC_DROPS, GC_RX, GC_FORWARDED,
-  GC_OUTPUTS, GC_DROPPED, TR_VN, TR_VNI, TR_LOOKUP, TR_ACTION, TR_DST, TR_SRC, LK_LOCAL, LK_REMOTE, LK_BROADCAST,
-  LK_UNKNOWN, LK_SUPPRESSED, AC_HAIRPIN, AC_ENCAP, AC_FLOOD, AC_DECAP, AC_REPLY,
+  type Exports, IN_DESC, OUT_DESC, I_OFF, I_LEN, I_PORT, I_FLAGS, O_PORT, O_HDRLEN, O_DATA, O_DATALEN, O_IN, O_VN,
+  VNF_PORTSEC, VNF_ARPSUP, VNF_DSCP_FIXED, MAX_PREFIXES, H64_SLOT, HIP_SLOT, PORT_ACCESS, PORT_UNDERLAY, E_FULL, PUNT_REC, TRACE_REC,
 } from "./abi.js";
 import { type Layout, type CreateOptions, instantiate, checkAbi, layoutOf, dropNamesOf } from "./load.js";
 import { Tables, ENCAP, type VnState } from "./tables.js";
 import { validate, DataPlaneError, type Parsed } from "./validate.js";
+import { readDrops, readCounters, readTrace, type TraceResult } from "./decode.js";
 
-export { DataPlaneError };
-
-export type { Layout, CreateOptions };
-
-/** Bytes of a u64 counter. */
-const U64 = 8;
+export { DataPlaneError, type Layout, type CreateOptions };
 
 export class DataPlane {
   readonly memory: WebAssembly.Memory;
@@ -35,7 +26,7 @@ export class DataPlane {
   private hugeBytes = 0;
   private u8: Uint8Array;
   private dv: DataView;
-  /** The tables' bookkeeping and allocators (./tables.ts). */
+  /** The tables' bookkeeping and allocators. */
   private t: Tables;
   // What validate() parsed, by op index, for applyOne to use without parsing
   // again (./validate.ts Parsed).
@@ -411,8 +402,7 @@ export class DataPlane {
 
   /** Every drop reason's counter, by index (dropNames order). */
   dropsNow(): number[] {
-    const dp = this.ex.dropCtrPtr();
-    return this.dropNames.map((_, i) => Number(this.dv.getBigUint64(dp + i * U64, true)));
+    return readDrops(this.ex, this.dv, this.dropNames.length);
   }
 
   /**
@@ -430,77 +420,14 @@ export class DataPlane {
   }
 
   /** The recorded decisions of the frame since traceBegin(): steps, outputs, the drop reason, the VN id. */
-  traceEnd(port: string, frameLen: number, outputs: { port: string; frame: Uint8Array }[], before: number[]):
-    { steps: string[]; outputs: { port: string; frame: Uint8Array }[]; drop?: string; vn?: number } {
+  traceEnd(port: string, frameLen: number, outputs: { port: string; frame: Uint8Array }[], before: number[]): TraceResult {
     this.ex.setTrace(0);
-    const base = this.ex.tracePtr();
-    const f = (k: number) => this.dv.getUint32(base + k, true);
-    const after = this.dropsNow();
-    const di = after.findIndex((n, i) => n !== before[i]);
-    const drop = di >= 0 ? this.dropNames[di] : undefined;
-    const steps: string[] = [];
-    const pi = this.t.ports.get(port);
-    steps.push(`port ${port}: ${pi === undefined ? "unknown" : pi === this.t.underlayPort ? "underlay" : "access"}, ${frameLen} bytes`);
-    const vni = f(TR_VNI);
-    if (vni) steps.push(`vni ${vni}`);
-    const vnIdx = f(TR_VN);
-    if (vnIdx) {
-      const id = this.t.vnById[vnIdx - 1];
-      const v = id !== undefined ? this.t.vns.get(id) : undefined;
-      steps.push(`vn ${id} (vni ${v?.vni}, ${v?.profile.encap}, mtu ${v?.profile.mtu})`);
-    }
-    const src = f(TR_SRC) >>> 0;
-    if (src && (src & MK_KIND) >>> 0 === MK_LOCAL) steps.push(`source: local VNIC on ${this.portName((src >> ML_PORT_SHIFT) & ML_PORT_MASK)}${src & ML_ACTIVE ? "" : " (inactive)"}`);
-    const lk = LOOKUPS[f(TR_LOOKUP)];
-    if (lk) {
-      const dv = f(TR_DST) >>> 0;
-      let detail = "";
-      if ((dv & MK_KIND) >>> 0 === MK_LOCAL) detail = ` -> port ${this.portName((dv >> ML_PORT_SHIFT) & ML_PORT_MASK)} tag ${dv & ML_TAG_MASK}`;
-      if ((dv & MK_KIND) >>> 0 === MK_REMOTE) {
-        const t = this.t.tunByIdx[dv & MR_TUN_MASK];
-        const r = t && this.t.remoteByIdx[t.r];
-        detail = ` -> NVE ${r?.ip.text ?? "?"}`;
-      }
-      steps.push(`lookup: ${lk}${detail}`);
-    }
-    const ac = ACTIONS[f(TR_ACTION)];
-    if (ac) steps.push(`action: ${ac}`);
-    for (const o of outputs) steps.push(`out ${o.port}: ${o.frame.length} bytes`);
-    if (drop) steps.push(`drop: ${drop}`);
-    const vn = vnIdx ? this.t.vnById[vnIdx - 1] : undefined;
-    return { steps, outputs: outputs.map(({ port, frame }) => ({ port, frame })), drop, vn };
+    return readTrace(this.ex, this.dv, this.dropNames, this.t, port, frameLen, outputs, before);
   }
 
   // ---------------------------------------------------------------- counters
 
   counters() {
-    const g = this.ex.globalCtrPtr();
-    // counter k of the record at p (u64s: assembly/state.ts PC_*, VC_*, GC_*)
-    const rd = (p: number, k = 0) => Number(this.dv.getBigUint64(p + k * U64, true));
-    const drops: Record<string, number> = {};
-    const dp = this.ex.dropCtrPtr();
-    this.dropNames.forEach((n, i) => { drops[n] = rd(dp, i); });
-    const ports: Record<string, { rxFrames: number; rxBytes: number; txFrames: number; txBytes: number; drops: number }> = {};
-    const pp = this.ex.portCtrPtr();
-    this.t.portNames.forEach((n, i) => {
-      const b = pp + i * PORT_CTR * U64;
-      ports[n] = { rxFrames: rd(b, PC_RX_FRAMES), rxBytes: rd(b, PC_RX_BYTES), txFrames: rd(b, PC_TX_FRAMES), txBytes: rd(b, PC_TX_BYTES), drops: rd(b, PC_DROPS) };
-    });
-    const vns: Record<string, { rxFrames: number; txFrames: number; encap: number; decap: number; flood: number; drops: number }> = {};
-    const vp = this.ex.vnCtrPtr();
-    for (const [id, v] of this.t.vns) {
-      const b = vp + v.idx * VN_CTR * U64;
-      vns[String(id)] = { rxFrames: rd(b, VC_RX), txFrames: rd(b, VC_TX), encap: rd(b, VC_ENCAP), decap: rd(b, VC_DECAP), flood: rd(b, VC_FLOOD), drops: rd(b, VC_DROPS) };
-    }
-    return { frames: { rx: rd(g, GC_RX), forwarded: rd(g, GC_FORWARDED), outputs: rd(g, GC_OUTPUTS), dropped: rd(g, GC_DROPPED) }, drops, ports, vns };
+    return readCounters(this.ex, this.dv, this.dropNames, this.t);
   }
 }
-
-/** The trace record's lookup (TR_LOOKUP) and action (TR_ACTION) as the trace shows them (assembly/pipeline/common.ts LK_*, AC_*). */
-const LOOKUPS: Record<number, string> = {
-  [LK_LOCAL]: "local", [LK_REMOTE]: "remote", [LK_BROADCAST]: "broadcast/multicast", [LK_UNKNOWN]: "unknown unicast",
-  [LK_SUPPRESSED]: "answered locally (ARP/ND suppression)",
-};
-const ACTIONS: Record<number, string> = {
-  [AC_HAIRPIN]: "hairpin (re-tag to the local port)", [AC_ENCAP]: "encapsulate", [AC_FLOOD]: "flood", [AC_DECAP]: "decapsulate", [AC_REPLY]: "reply",
-};
