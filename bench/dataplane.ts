@@ -37,7 +37,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { DataPlane } from "../host/dataplane/dataplane.js";
+import { type Exports, IN_DESC, I_OFF, I_LEN, I_PORT, I_FLAGS, ENC_VXLAN, ENC_GENEVE, ENC_NVGRE, VNF_PORTSEC, VNF_ARPSUP,
+  VNF_DSCP_FIXED, PORT_ACCESS, PORT_UNDERLAY } from "../host/dataplane/abi.js";
 import { thpUsable, anonHugeBytes } from "../host/dataplane/memory.js";
+import { adviseHugePages } from "../host/io/hugepages.js";
 import type { DpOp, VnProfile } from "../host/dataplane/ops.js";
 import { compileAcl } from "../host/dataplane/acl.js";
 
@@ -147,7 +150,7 @@ function vxlan4(inner: Uint8Array, rip: number[], sport: number): Uint8Array {
 // ------------------------------------------------------------------ the world
 
 interface Internals {
-  ex: Record<string, (...a: number[]) => number>;
+  ex: Exports;
   remotes: Map<string, { idx: number; ip: { bytes: Uint8Array; is6: boolean } }>;
   tunnels: Map<number, { t: number; vnIdx: number; r: number }>;
   vns: Map<number, { idx: number; flood: Set<number>; locals: number }>;
@@ -157,7 +160,10 @@ interface Internals {
 interface World { dp: DataPlane; is6: boolean; vnIdx: number; ul: number; a0: number; a1: number; baseFile: string; dirty?: boolean }
 
 /** Bench introspection: the loader's bookkeeping, read (never written) to describe the same state to the C side. */
-const internals = (dp: DataPlane) => dp as unknown as Internals;
+const internals = (dp: DataPlane): Internals => {
+  const d = dp as unknown as { ex: Exports; t: Omit<Internals, "ex"> };
+  return { ex: d.ex, remotes: d.t.remotes, tunnels: d.t.tunnels, vns: d.t.vns, tags: d.t.tags };
+};
 
 function worldOps(is6: boolean): DpOp[] {
   const ops: DpOp[] = [
@@ -220,7 +226,7 @@ const MAGIC_BASE = 0x42445631, MAGIC_CASE = 0x43445631;
 const wantHuge = process.env.NVEDGE_BENCH_THP !== "0" && thpUsable();
 
 async function buildWorld(is6: boolean, dir: string): Promise<World> {
-  const dp = await DataPlane.create({ hugePages: wantHuge });
+  const dp = await DataPlane.create(wantHuge ? { adviseHuge: adviseHugePages } : {});
   dp.apply(worldOps(is6));
   const I = internals(dp);
   const vnIdx = dp.vnIndex(VN);
@@ -235,7 +241,7 @@ async function buildWorld(is6: boolean, dir: string): Promise<World> {
   ulBlock.set(macBytes({ hi: 0x0200, lo: 0x000001fe }), 8);
   ulBlock.set(ipBytes, 16);
   w.u32(ul).u32(is6 ? 1 : 0).bytes(ulBlock).u32(4789).u32(6081);
-  w.u32(3).u32(ul).u32(2).u32(a0).u32(1).u32(a1).u32(1);
+  w.u32(3).u32(ul).u32(PORT_UNDERLAY).u32(a0).u32(PORT_ACCESS).u32(a1).u32(PORT_ACCESS);
   const remotes = [...I.remotes.values()].sort((x, y) => x.idx - y.idx);
   w.u32(remotes.length);
   for (const r of remotes) w.u32(r.idx).u32(r.ip.is6 ? 1 : 0).bytes(r.ip.bytes, 16);
@@ -273,7 +279,7 @@ interface CaseSpec {
   frame: (rnd: () => number) => Uint8Array;
 }
 
-const ENC = { vxlan: 1, geneve: 2, nvgre: 3 } as const;
+const ENC = { vxlan: ENC_VXLAN, geneve: ENC_GENEVE, nvgre: ENC_NVGRE } as const;
 // The "-hot" variant of each case draws every address from the first 64 of
 // each set instead: the entries stay in L1/L2, so its figure is the compute
 // alone, the stable measure of the code (the cold figures are dominated by
@@ -371,7 +377,7 @@ function writeCase(file: string, wd: World, spec: CaseSpec, pool: Uint8Array, st
   const I = internals(wd.dp);
   const v = I.vns.get(VN)!;
   const p = spec.profile;
-  const flags = (p.portSecurity ? 1 : 0) | (p.arpSuppress ? 2 : 0) | (p.qos?.dscp !== undefined ? 4 : 0);
+  const flags = (p.portSecurity ? VNF_PORTSEC : 0) | (p.arpSuppress ? VNF_ARPSUP : 0) | (p.qos?.dscp !== undefined ? VNF_DSCP_FIXED : 0);
   const w = new Writer().u32(MAGIC_CASE).text(name, 64);
   w.u32(wd.vnIdx).u32(VNI).u32(ENC[p.encap]).u32(p.mtu).u32(flags).u32(p.qos?.dscp ?? 0);
   w.u32(v.flood.size + v.locals + 1); // DataPlane.updateFanout
@@ -438,11 +444,11 @@ function runWasm(wd: World, inPort: number, pool: Uint8Array, stride: number, le
   const src = new Uint32Array(pool.buffer, pool.byteOffset, pool.byteLength >> 2);
   const dv = new DataView(dp.memory.buffer);
   for (let i = 0; i < BATCH; i++) {
-    const d = L.inDescBase + i * 8;
-    dv.setUint16(d, L.headroom, true);
-    dv.setUint16(d + 2, len, true);
-    dv.setUint16(d + 4, inPort, true);
-    dv.setUint16(d + 6, 0, true);
+    const d = L.inDescBase + i * IN_DESC;
+    dv.setUint16(d + I_OFF, L.headroom, true);
+    dv.setUint16(d + I_LEN, len, true);
+    dv.setUint16(d + I_PORT, inPort, true);
+    dv.setUint16(d + I_FLAGS, 0, true);
   }
   const words = (len + 3) >> 2, sw = stride >> 2, nb = POOL / BATCH;
   const slot0 = (L.slotBase + L.headroom) >> 2, slotW = L.slotSize >> 2;
@@ -506,7 +512,8 @@ function buildNative(): { bin?: string; reason?: string; cc?: string } {
   // parks general registers in AVX-512 registers on the hot path (slower).
   // NVEDGE_BENCH_CFLAGS overrides it (space separated).
   const flags = process.env.NVEDGE_BENCH_CFLAGS ? process.env.NVEDGE_BENCH_CFLAGS.split(/\s+/).filter(Boolean) : ["-O2"];
-  const r = spawnSync(cc, [...flags, "-o", bin, src], { encoding: "utf8", timeout: 120_000 });
+  // abi.h: the memory ABI generated from assembly/ (scripts/abi.mjs), shared with the addon
+  const r = spawnSync(cc, [...flags, "-I", join(root, "host", "io", "native"), "-o", bin, src], { encoding: "utf8", timeout: 120_000 });
   if (r.error) return { reason: `${cc}: ${r.error.message}` };
   if (r.status !== 0) return { reason: `${cc} ${flags.join(" ")} ${src} failed: ${r.stderr.trim().split("\n")[0]}` };
   const v = spawnSync(cc, ["--version"], { encoding: "utf8" });

@@ -19,6 +19,7 @@ import { loadAddon } from "../host/io/addon.js";
 import { startAfPacket } from "../host/io/afpacket.js";
 import type { DpOp } from "../host/dataplane/ops.js";
 import { isRoot, tmpNetns, type Netns } from "../test/support/io-net.js";
+import { SLOT_SIZE, HEADROOM, MAX_BATCH } from "../host/dataplane/abi.js";
 
 // NVEDGE_BENCH_QUICK=1 (npm run bench -- --quick) shortens every case.
 let DURATION_MS = 3000;
@@ -92,7 +93,7 @@ async function recvOnly(ns: Netns, gen: string, dev: string, conf: string): Prom
   const addon = loadAddon();
   const h = addon.open(dev, { netns: ns.path, blockSize: 1 << 20, blockCount: 16 });
   const mem = new WebAssembly.Memory({ initial: 128 });
-  const slotBase = 0x10000, inDescBase = slotBase + 256 * 2048;
+  const slotBase = 0x10000, inDescBase = slotBase + MAX_BATCH * SLOT_SIZE;
   const tg = trafgen(ns, gen, conf, DURATION_MS + WARMUP_MS + 1000);
   try {
     const t0 = Date.now();
@@ -102,7 +103,7 @@ async function recvOnly(ns: Netns, gen: string, dev: string, conf: string): Prom
     while (Date.now() - t0 < WARMUP_MS + DURATION_MS) {
       const sliceEnd = Date.now() + 5;
       while (Date.now() < sliceEnd) {
-        const n = addon.recv(h, mem.buffer, slotBase, 2048, 128, inDescBase, 0, 256, 0, 1);
+        const n = addon.recv(h, mem.buffer, slotBase, SLOT_SIZE, HEADROOM, inDescBase, 0, MAX_BATCH, 0, 1);
         got += n;
       }
       if (!t1 && Date.now() - t0 >= WARMUP_MS) {

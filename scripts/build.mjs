@@ -1,7 +1,8 @@
 // Builds the project: the AssemblyScript data plane (release and debug wasm),
 // the TypeScript host, tests and benchmarks (esbuild, one output file per
 // source file, ESM), and the native packet I/O addon when its build file exists.
-// The wasm step also builds the data plane component (scripts/component.mjs).
+// The wasm step also builds the data plane component (scripts/component.mjs)
+// and regenerates the ABI's files for the host and C (scripts/abi.mjs).
 // The firmware bundles are built by firmware/build.mjs (npm run firmware).
 // Flags: --wasm, --host, --addon build only that part; none builds all;
 // --optional: an addon that fails to build is a warning (npm's install script).
@@ -44,6 +45,20 @@ async function buildWasm() {
       process.exit(1);
     }
     void stderr;
+  }
+  // The ABI's generated files (scripts/abi.mjs): the host's abi.ts and the
+  // C headers, from assembly/ and the compiler's build/dataplane.d.ts. Kept
+  // in git; CI (a clean clone) refuses a commit whose copies are stale rather
+  // than rewriting them.
+  const abi = await import("./abi.mjs");
+  if (process.env.CI) {
+    const stale = await abi.stale();
+    if (stale.length) {
+      console.error(`build: ${stale.join(", ")} are not what assembly/ makes: run node scripts/build.mjs and commit them`);
+      process.exit(1);
+    }
+  } else {
+    for (const p of await abi.write()) console.error(`build: regenerated ${p} from assembly/ (commit it)`);
   }
   // The same core as a WebAssembly component (wit/dataplane.wit) and its jco bindings.
   const { buildComponent } = await import("./component.mjs");

@@ -1,20 +1,21 @@
 // Huge pages for the data plane's tables (host/dataplane/memory.ts, the
-// addon's adviseHuge): advised at create, and bindings programmed after it
+// addon's adviseHuge through host/io/hugepages.ts): advised at create, and bindings programmed after it
 // land in huge pages when the kernel has THP.
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { DataPlane } from "../host/dataplane/dataplane.js";
 import { thpUsable, anonHugeBytes } from "../host/dataplane/memory.js";
 import { loadAddon } from "../host/io/addon.js";
+import { adviseHugePages } from "../host/io/hugepages.js";
 
 const PROFILE = { encap: "vxlan" as const, mtu: 1500 };
 const usable = thpUsable();
 
-test("create({hugePages}) advises the tables' memory; bindings then fault in huge pages", async () => {
+test("create({adviseHuge}) advises the tables' memory; bindings then fault in huge pages", async () => {
   if (!usable) {
     // the option must then fail clearly rather than run silently without
     try {
-      await DataPlane.create({ hugePages: true });
+      await DataPlane.create({ adviseHuge: adviseHugePages });
       assert.unreachable("created with huge pages while THP is off");
     } catch (e) {
       assert.match((e as Error).message, /transparent huge pages/);
@@ -22,7 +23,7 @@ test("create({hugePages}) advises the tables' memory; bindings then fault in hug
     return;
   }
   const before = anonHugeBytes();
-  const dp = await DataPlane.create({ hugePages: true });
+  const dp = await DataPlane.create({ adviseHuge: adviseHugePages });
   const st = dp.stats();
   // the MAC (32 MiB) and IP (64 MiB) tables at the default size are inside the advised range
   assert.ok(st.hugePagesAdvised >= 96 * 1048576, `advised ${st.hugePagesAdvised} bytes`);

@@ -28,6 +28,7 @@ import { DataPlane } from "../host/dataplane/dataplane.js";
 import type { DpOp } from "../host/dataplane/ops.js";
 import * as E from "./support/encoder.js";
 import * as F from "./support/frames.js";
+import { IN_DESC, I_OFF, I_LEN, I_PORT, I_FLAGS, OUT_DESC, O_PORT, O_HDRLEN, O_DATA, O_DATALEN, O_IN } from "../host/dataplane/abi.js";
 
 const TOTAL = Number(process.env.FUZZ_FRAMES ?? 1_000_000);
 const SEED = Number(process.env.FUZZ_SEED ?? 0x5eed1e55);
@@ -374,11 +375,11 @@ function fuzz(dp: DataPlane, seedList: Seed[], count: number, seed: number, doub
 
   function loadDescs(n: number, from = 0): void {
     for (let i = 0; i < n; i++) {
-      const d = L.inDescBase + i * 8;
-      dv.setUint16(d, offs[from + i], true);
-      dv.setUint16(d + 2, lens[from + i], true);
-      dv.setUint16(d + 4, ports[from + i], true);
-      dv.setUint16(d + 6, flagsOf[from + i], true);
+      const d = L.inDescBase + i * IN_DESC;
+      dv.setUint16(d + I_OFF, offs[from + i], true);
+      dv.setUint16(d + I_LEN, lens[from + i], true);
+      dv.setUint16(d + I_PORT, ports[from + i], true);
+      dv.setUint16(d + I_FLAGS, flagsOf[from + i], true);
     }
   }
 
@@ -406,12 +407,12 @@ function fuzz(dp: DataPlane, seedList: Seed[], count: number, seed: number, doub
       const consumed = dp.consumed;
       if (consumed < 1 || consumed > n - done) throw new Error(`seed ${seed}: consumed ${consumed} of ${n - done}`);
       for (let j = 0; j < k; j++) {
-        const d = L.outDescBase + j * 16;
-        const port = dv.getUint16(d, true);
-        const hdrLen = dv.getUint16(d + 2, true);
-        const ptr = dv.getUint32(d + 4, true);
-        const dlen = dv.getUint16(d + 8, true);
-        const inIdx = dv.getUint16(d + 10, true);
+        const d = L.outDescBase + j * OUT_DESC;
+        const port = dv.getUint16(d + O_PORT, true);
+        const hdrLen = dv.getUint16(d + O_HDRLEN, true);
+        const ptr = dv.getUint32(d + O_DATA, true);
+        const dlen = dv.getUint16(d + O_DATALEN, true);
+        const inIdx = dv.getUint16(d + O_IN, true);
         const where = () => `seed ${seed} batch ${stats.batches} out ${j} (port ${port} hdrLen ${hdrLen} data ${ptr}+${dlen} in ${inIdx})` +
           `\n  input: ${inIdx < consumed ? describe(inIdx, done + inIdx) : "?"}`;
         if (inIdx >= consumed) throw new Error(`${where()}: inIndex beyond the inputs taken (${consumed})`);

@@ -9,6 +9,7 @@ import { spawnSync } from "node:child_process";
 import { loadAddon, addonPath } from "../host/io/addon.js";
 import { tmpNetns, injectFrames, capture } from "./support/io-net.js";
 import { requireRootAnd } from "./support/tools.js";
+import { IN_DESC, I_OFF, I_LEN, I_PORT, I_FLAGS, OUT_DESC, O_PORT, O_HDRLEN, O_DATA, O_DATALEN, O_IN } from "../host/dataplane/abi.js";
 
 // The same layout rules as the data plane's ABI, at offsets of our choosing.
 const L = { slotBase: 0x10000, slotSize: 2048, headroom: 128, maxBatch: 256, inDescBase: 0x100000, outDescBase: 0x101000, hdrBase: 0x110000, hdrSlot: 128 };
@@ -23,10 +24,10 @@ const qinq = hex(`${DST}${SRC} 88a8 0014 8100 001e 0800 ${"45".padEnd(92, "ef")}
 
 function slotFrame(mem: WebAssembly.Memory, i: number): { off: number; len: number; port: number; flags: number; frame: Uint8Array } {
   const dv = new DataView(mem.buffer);
-  const d = L.inDescBase + i * 8;
-  const off = dv.getUint16(d, true), len = dv.getUint16(d + 2, true);
+  const d = L.inDescBase + i * IN_DESC;
+  const off = dv.getUint16(d + I_OFF, true), len = dv.getUint16(d + I_LEN, true);
   const start = L.slotBase + i * L.slotSize + off;
-  return { off, len, port: dv.getUint16(d + 4, true), flags: dv.getUint16(d + 6, true), frame: new Uint8Array(mem.buffer.slice(start, start + len)) };
+  return { off, len, port: dv.getUint16(d + I_PORT, true), flags: dv.getUint16(d + I_FLAGS, true), frame: new Uint8Array(mem.buffer.slice(start, start + len)) };
 }
 
 if (requireRootAnd([], "the AF_PACKET addon tests (network namespaces, CAP_NET_RAW)")) {
@@ -162,12 +163,12 @@ if (requireRootAnd([], "the AF_PACKET addon tests (network namespaces, CAP_NET_R
       u8.set(hdr, L.hdrBase + j * L.hdrSlot);
       const dataPtr = L.slotBase + j * L.slotSize + L.headroom;
       u8.set(data, dataPtr);
-      const d = L.outDescBase + j * 16;
-      dv.setUint16(d, port, true);
-      dv.setUint16(d + 2, hdr.length, true);
-      dv.setUint32(d + 4, dataPtr, true);
-      dv.setUint16(d + 8, data.length, true);
-      dv.setUint16(d + 10, j, true);
+      const d = L.outDescBase + j * OUT_DESC;
+      dv.setUint16(d + O_PORT, port, true);
+      dv.setUint16(d + O_HDRLEN, hdr.length, true);
+      dv.setUint32(d + O_DATA, dataPtr, true);
+      dv.setUint16(d + O_DATALEN, data.length, true);
+      dv.setUint16(d + O_IN, j, true);
       dv.setUint32(d + 12, 1, true);
     });
     const cap = await capture(ns, a, 3, 4000);

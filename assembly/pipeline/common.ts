@@ -41,6 +41,9 @@ export const AC_ENCAP: u32 = 2;
 export const AC_FLOOD: u32 = 3;
 export const AC_DECAP: u32 = 4;
 export const AC_REPLY: u32 = 5;
+/** the L3 service (pipeline/route.ts): routed; answered with ICMP time exceeded from the gateway */
+export const AC_ROUTE: u32 = 6;
+export const AC_ICMP: u32 = 7;
 
 @inline export function trace(field: u32, v: u32): void {
   if (traceOn) store<u32>(traceBase + <usize>curIn * TRACE_REC + field, v);

@@ -32,15 +32,13 @@ import { HDR_SLOT } from "../abi";
 import { hdrBase } from "../state";
 import * as D from "../drops";
 import { drop, trace, flowHash, TR_LOOKUP, TR_ACTION, TR_DST, LK_LOCAL, LK_REMOTE, LK_UNKNOWN,
-         LK_SUPPRESSED, AC_REPLY } from "./common";
+         LK_SUPPRESSED, AC_REPLY, AC_ROUTE, AC_ICMP } from "./common";
 import { emitTagged, nextHdr, commit, outCount } from "./emit";
 import { emitEncap } from "./encap";
 import { TN_NH_NONE } from "./nexthop";
 import { arpReply, ndReply, isDadOrNotNs } from "./suppress";
 
 // Trace codes beyond common.ts's (host/dataplane/dataplane.ts traceEnd names them).
-export const AC_ROUTE: u32 = 6;
-export const AC_ICMP: u32 = 7;
 
 /** A gateway MAC (raw form) as the integer stMac and the IP table use, first octet most significant. */
 @inline function beOf(raw: u64): u64 { return bswap<u64>(raw << 16); }

@@ -42,154 +42,11 @@ typedef int32_t i32;
 /* What the wasm force-inlines (@inline in assembly/), inlined here too. */
 #define AI static inline __attribute__((always_inline))
 
-/* assembly/abi.ts */
-#define SLOT_SIZE 2048u
-#define HEADROOM 128u
-#define MAX_BATCH 256u
-#define IN_DESC 8u
-#define OUT_DESC 16u
-#define HDR_SLOT 128u
-#define MAX_OUT 8192u
-#define O_PORT 0
-#define O_HDRLEN 2
-#define O_DATA 4
-#define O_DATALEN 8
-#define O_IN 10
-#define O_VN 12
-
-/* assembly/state.ts */
-#define MAX_PORTS 64u
-#define MAX_VNS 16384u
-#define MAX_REMOTES 4096u
-#define VN_SIZE 256u
-#define TUN_SIZE 128u
-#define TUN_HDR 16u
-#define SCRATCH_SIZE 16384u
-#define PORT_CTR 8u
-#define VN_CTR 8u
-#define TRACE_REC 32u
-#define PORT_NONE 0
-#define PORT_ACCESS 1
-#define PORT_UNDERLAY 2
-#define ENC_VXLAN 1u
-#define ENC_GENEVE 2u
-#define ENC_NVGRE 3u
-#define VN_VNI 0
-#define VN_ENCAP 4
-#define VN_FLAGS 5
-#define VN_DSCP 6
-#define VN_NLOCAL 7
-#define VN_MTU 8
-#define VN_FLOOD_PTR 12
-#define VN_FLOOD_N 16
-#define VN_LOCAL 32
-#define VNF_PORTSEC 1u
-#define VNF_ARPSUP 2u
-#define VNF_DSCP_FIXED 4u
-#define VNF_LIVE 8u
-#define PC_RX_FRAMES 0
-#define PC_RX_BYTES 1
-#define PC_TX_FRAMES 2
-#define PC_TX_BYTES 3
-#define PC_DROPS 4
-#define VC_RX 0
-#define VC_TX 1
-#define VC_ENCAP 2
-#define VC_DECAP 3
-#define VC_FLOOD 4
-#define VC_DROPS 5
-#define GC_RX 0
-#define GC_FORWARDED 1
-#define GC_OUTPUTS 2
-#define GC_DROPPED 3
-
-/* assembly/tables/index.ts */
-#define MK_LOCAL 0x40000000u
-#define MK_REMOTE 0x80000000u
-#define MK_KIND 0xc0000000u
-#define ML_ACTIVE 0x20000000u
-#define ML_PORT_SHIFT 16
-#define ML_PORT_MASK 0x3fu
-#define ML_TAG_MASK 0xfffu
-#define MR_TUN_MASK 0x00ffffffu
-#define IP6_TAG 0x80000000u
-#define MAX_PREFIXES 1024u
-
-/* assembly/proto */
-#define ETHERTYPE_IPV4 0x0800u
-#define ETHERTYPE_ARP 0x0806u
-#define ETHERTYPE_IPV6 0x86ddu
-#define ETHERTYPE_VLAN 0x8100u
-#define ETHERTYPE_QINQ 0x88a8u
-#define ETHERTYPE_QINQ_OLD 0x9100u
-#define ETHERTYPE_TEB 0x6558u
-#define DOT1Q_HLEN 18u
-#define IPPROTO_TCP 6u
-#define IPPROTO_UDP 17u
-#define IPPROTO_GRE 47u
-#define IPPROTO_ICMPV6 58u
-#define IPPROTO_FRAGMENT 44u
-#define IP4_DF 0x4000u
-#define IP4_MF 0x2000u
-#define IP4_OFFMASK 0x1fffu
-#define ARP_OP 6
-#define ARP_SHA 8
-#define ARP_SPA 14
-#define ARP_TPA 24
-#define ARP_LEN 28u
-#define ARP_OP_REQUEST 1u
-#define ARP_OP_REPLY 2u
-#define ND_NS 135u
-#define ND_NA 136u
-#define ND_OPT_TARGET_LLADDR 2u
-#define NA_FLAG_SOLICITED 0x40000000u
-#define NA_FLAG_OVERRIDE 0x20000000u
-#define NA_LEN 32u
-#define VXLAN_FLAG_I 0x08u
-#define GENEVE_FLAG_O 0x80u
-#define GENEVE_FLAG_C 0x40u
-#define GENEVE_OPT_CRITICAL 0x80u
-#define NVGRE_FLAGS_K 0x2000u
-#define SPORT_BASE 49152u
-#define SPORT_MASK 0x3fffu
-
-/* assembly/drops.ts (the counter index) */
-enum {
-  D_TRUNCATED, D_UNKNOWN_PORT, D_UNTAGGED, D_PRIORITY_TAGGED, D_DOUBLE_TAGGED, D_UNKNOWN_VID,
-  D_SPOOFED_MAC, D_SPOOFED_IP, D_VNIC_INACTIVE, D_MTU_EXCEEDED, D_SAME_PORT, D_FLOOD_EMPTY,
-  D_FRAME_TOO_LONG, D_NOT_OUR_MAC, D_NOT_IP, D_UNDERLAY_TAGGED, D_BAD_IP_HEADER, D_BAD_IP_CHECKSUM,
-  D_NOT_OUR_IP, D_FRAGMENT, D_NOT_OVERLAY, D_BAD_UDP_LENGTH, D_BAD_UDP_CHECKSUM, D_VXLAN_FLAGS,
-  D_GENEVE_VERSION, D_GENEVE_OAM, D_GENEVE_PROTOCOL, D_GENEVE_OPTION_LENGTH, D_GENEVE_CRITICAL_OPTION,
-  D_NVGRE_FLAGS, D_NVGRE_PROTOCOL, D_NVGRE_RESERVED_VSID, D_UNKNOWN_VNI, D_UNKNOWN_VTEP, D_INNER_TAGGED,
-  D_SPLIT_HORIZON, D_DST_INACTIVE, NUM_DROPS
-};
-
-/* assembly/pipeline/common.ts trace fields, lookups, actions */
-#define TR_VN 4
-#define TR_VNI 8
-#define TR_LOOKUP 12
-#define TR_ACTION 16
-#define TR_DROP 20
-#define TR_DST 24
-#define TR_SRC 28
-#define LK_LOCAL 1u
-#define LK_REMOTE 2u
-#define LK_BROADCAST 3u
-#define LK_UNKNOWN 4u
-#define LK_SUPPRESSED 5u
-#define AC_HAIRPIN 1u
-#define AC_ENCAP 2u
-#define AC_FLOOD 3u
-#define AC_DECAP 4u
-#define AC_REPLY 5u
-
-/* assembly/pipeline/encap.ts tunnel kinds */
-#define TK_VXLAN4 1u
-#define TK_VXLAN6 2u
-#define TK_GENEVE4 3u
-#define TK_GENEVE6 4u
-#define TK_NVGRE4 5u
-#define TK_NVGRE6 6u
+/* The constants: the memory ABI (assembly/abi.ts, state.ts, tables/, the trace
+ * record, the drop indices) and the wire formats (assembly/proto/), generated
+ * from assembly/ by scripts/abi.mjs. */
+#include "abi.h"
+#include "wire.h"
 
 /* ---------------------------------------------------------------- memory */
 
@@ -394,7 +251,6 @@ static inline u64 macKey(u32 vn, u64 mac) { return ((u64)(vn + 1) << 48) | mac; 
 static inline u64 vniKey(u32 enc, u32 vni) { return ((u64)enc << 24) | (__builtin_bswap32(vni) >> 8); }
 static inline u64 vniKeyAt(u32 enc, const u8 *p) { return ((u64)enc << 24) | (rd32(p) & 0xffffff); }
 /* pipeline/prefetch.ts -> access lookups: each frame's two home slots */
-#define NO_HOME 0xffffffffu
 static u32 macHomes[2 * MAX_BATCH];
 static inline u32 macLookupHome(u32 vn, u64 mac, u32 home) {
   u64 key = macKey(vn, mac);

@@ -3,9 +3,9 @@
 // lookup lands on a random 4 KiB page, and the TLB covers a few MiB of them,
 // so nearly every lookup also walks the page tables. With 2 MiB pages the
 // same tables need 48 TLB entries. Node cannot madvise, so the packet I/O
-// addon does it (host/io/native, adviseHuge).
+// addon does it (host/io/hugepages.ts, passed into DataPlane.create as its
+// adviseHuge option: the data plane does not reach up into io/).
 import { readFileSync } from "node:fs";
-import { loadAddon } from "../io/addon.js";
 
 /** The kernel's THP mode ("always", "madvise" or "never"), or null when it has none. */
 export function thpMode(): string | null {
@@ -21,18 +21,6 @@ export function thpMode(): string | null {
 export function thpUsable(): boolean {
   const mode = thpMode();
   return mode === "always" || mode === "madvise";
-}
-
-/**
- * Advises the whole of `buf` for huge pages; returns the bytes advised. A
- * clear error when the kernel has THP off or the addon is not built.
- */
-export function adviseHugePages(buf: ArrayBuffer): number {
-  if (!thpUsable()) {
-    const mode = thpMode();
-    throw new Error(`huge pages: transparent huge pages are ${mode === null ? "not available in this kernel" : "off (/sys/kernel/mm/transparent_hugepage/enabled is never)"}`);
-  }
-  return loadAddon().adviseHuge(buf, 0, buf.byteLength);
 }
 
 /** This process's anonymous memory backed by huge pages, in bytes (/proc/self/smaps_rollup). */

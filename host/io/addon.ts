@@ -3,6 +3,7 @@
 import { createRequire } from "node:module";
 import { existsSync } from "node:fs";
 import { addonPath as addonFile } from "../paths.js";
+import { ABI_HASH } from "../dataplane/abi.js";
 
 export interface OpenOptions {
   /** TPACKET_V3 block size in bytes: a power of two, at least one page. */
@@ -62,6 +63,8 @@ export interface PacketAddon {
   stats(handle: number): SocketStats;
   /** madvise(MADV_HUGEPAGE) on the whole 2 MiB pages of buf[offset, offset+length); the bytes advised. */
   adviseHuge(buf: ArrayBuffer, offset: number, length: number): number;
+  /** The hash of the data plane ABI (host/io/native/abi.h) the addon was compiled with. */
+  readonly abiHash: number;
 }
 
 export const addonPath = addonFile();
@@ -73,6 +76,13 @@ export function loadAddon(): PacketAddon {
   if (cached) return cached;
   if (process.platform !== "linux") throw new Error("--io afpacket needs Linux (AF_PACKET)");
   if (!existsSync(addonPath)) throw new Error(`the packet I/O addon is not built (${addonPath} missing): run node scripts/build.mjs --addon`);
-  cached = createRequire(import.meta.url)(addonPath) as PacketAddon;
+  const a = createRequire(import.meta.url)(addonPath) as PacketAddon;
+  // Slots and descriptors are written by the addon at the offsets it was
+  // compiled with: an addon built before the data plane's layout changed
+  // would corrupt frames, so it is refused (scripts/abi.mjs).
+  if (a.abiHash !== ABI_HASH) {
+    throw new Error(`the packet I/O addon ${addonPath} was built for another data plane ABI (${a.abiHash === undefined ? "none" : `0x${(a.abiHash >>> 0).toString(16)}`}, this data plane is 0x${ABI_HASH.toString(16)}): run node scripts/build.mjs --addon`);
+  }
+  cached = a;
   return cached;
 }

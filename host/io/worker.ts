@@ -10,8 +10,10 @@
 // thread also writes this worker's eventfd so an idle poll() returns at once.
 import { workerData, parentPort, receiveMessageOnPort, type MessagePort } from "node:worker_threads";
 import { loadAddon, type OpenOptions, type SocketStats } from "./addon.js";
+import { adviseHugePages } from "./hugepages.js";
 import type { DpOp } from "../dataplane/ops.js";
 import { DataPlane, DataPlaneError, type LearnRecord } from "../dataplane/dataplane.js";
+import { IN_DESC, I_OFF, I_LEN, I_PORT, OUT_DESC, O_PORT, O_HDRLEN, O_DATA, O_DATALEN } from "../dataplane/abi.js";
 
 export interface WorkerInit {
   id: number;
@@ -90,7 +92,8 @@ async function main(): Promise<void> {
   const init = workerData as WorkerInit;
   const post = (m: FromWorker) => parentPort!.postMessage(m);
   const addon = loadAddon();
-  const dp = await DataPlane.create(init.dataplane);
+  const { hugePages, ...dpOptions } = init.dataplane;
+  const dp = await DataPlane.create({ ...dpOptions, ...(hugePages ? { adviseHuge: adviseHugePages } : {}) });
   const handles: number[] = [];
   let pio: Pick<typeof addon, "open" | "close" | "recv" | "send" | "poll" | "stats"> = addon;
   const modes: string[] = [];
@@ -181,11 +184,11 @@ async function main(): Promise<void> {
         const idx = dp.portIndex(msg.port);
         if (init.id !== 0 || idx < 0 || msg.frame.length > L.hdrSlot) continue;
         u8.set(msg.frame, L.hdrBase);
-        const d = new DataView(mem, L.outDescBase, 16);
-        d.setUint16(0, idx, true);
-        d.setUint16(2, msg.frame.length, true);
-        d.setUint32(4, L.hdrBase, true);
-        d.setUint16(8, 0, true);
+        const d = new DataView(mem, L.outDescBase, OUT_DESC);
+        d.setUint16(O_PORT, idx, true);
+        d.setUint16(O_HDRLEN, msg.frame.length, true);
+        d.setUint32(O_DATA, L.hdrBase, true);
+        d.setUint16(O_DATALEN, 0, true);
         loop.hostSent += pio.send(byPort, mem, L.outDescBase, L.hdrBase, L.hdrSlot, 1);
       }
     }
@@ -230,9 +233,9 @@ async function main(): Promise<void> {
     for (let i = 0; i < n; i++) {
       if (i > 0) {
         u8.copyWithin(L.slotBase, L.slotBase + i * L.slotSize, L.slotBase + (i + 1) * L.slotSize);
-        u8.copyWithin(L.inDescBase, L.inDescBase + i * 8, L.inDescBase + i * 8 + 8);
+        u8.copyWithin(L.inDescBase, L.inDescBase + i * IN_DESC, L.inDescBase + (i + 1) * IN_DESC);
       }
-      const off = dv.getUint16(L.inDescBase, true), len = dv.getUint16(L.inDescBase + 2, true), port = dv.getUint16(L.inDescBase + 4, true);
+      const off = dv.getUint16(L.inDescBase + I_OFF, true), len = dv.getUint16(L.inDescBase + I_LEN, true), port = dv.getUint16(L.inDescBase + I_PORT, true);
       const at = L.slotBase + off;
       const want = t.sent < t.count && wanted(t, port, at, len);
       const copy = want ? u8.slice(at, at + len) : undefined;
@@ -286,7 +289,7 @@ async function main(): Promise<void> {
       loop.partial++;
       n -= done;
       u8.copyWithin(L.slotBase, L.slotBase + done * L.slotSize, L.slotBase + (done + n) * L.slotSize);
-      u8.copyWithin(L.inDescBase, L.inDescBase + done * 8, L.inDescBase + (done + n) * 8);
+      u8.copyWithin(L.inDescBase, L.inDescBase + done * IN_DESC, L.inDescBase + (done + n) * IN_DESC);
       sendOut(dp.process(n));
       done = dp.consumed;
     }

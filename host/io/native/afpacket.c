@@ -17,6 +17,7 @@
 //   eventfd() -> fd; wake(fd)           so another thread can cut a poll() short
 //   stats(handle) -> { rxFrames, rxBytes, txFrames, txBytes, txErrors, oversize, csumNotReady, gsoFrames,
 //                      gsoSegments, gsoBad, kernelDrops, kernelFreezes }
+//   abiHash                             NVEDGE_ABI_HASH of the abi.h compiled in (host/io/addon.ts checks it)
 //
 // Offloads (issue 11): with vnetHdr the kernel puts a struct virtio_net_hdr
 // before each received frame (PACKET_VNET_HDR; tpacket_rcv writes it right
@@ -54,8 +55,10 @@
 #include <unistd.h>
 #include <arpa/inet.h>
 
+#include "abi.h" // the memory ABI (generated from assembly/ by scripts/abi.mjs)
+
 #define MAX_HANDLES 256
-#define MAX_PORTS 1024
+#define MAX_BY_PORT 1024 // entries of send()'s port -> handle list
 
 struct sock {
   int fd;
@@ -368,11 +371,11 @@ static void putFrame(struct sock *s, uint8_t *mem, uint32_t slotBase, uint32_t s
     memcpy(c, vh, sizeof *c);
     if (tag->on) c->csum_start += 4;
   }
-  uint8_t *desc = mem + inDescBase + (size_t)i * 8;
-  putU16(desc, off);
-  putU16(desc + 2, total);
-  putU16(desc + 4, port);
-  putU16(desc + 6, flags);
+  uint8_t *desc = mem + inDescBase + (size_t)i * IN_DESC;
+  putU16(desc + I_OFF, off);
+  putU16(desc + I_LEN, total);
+  putU16(desc + I_PORT, port);
+  putU16(desc + I_FLAGS, flags);
   s->rxFrames++;
   s->rxBytes += total;
 }
@@ -396,7 +399,7 @@ static napi_value Recv(napi_env env, napi_callback_info info) {
     return throwErr(env, "recv: arguments must be non-negative integers");
   if (headroom < 4 || headroom >= slotSize || port > 0xffff ||
       (uint64_t)slotBase + ((uint64_t)first + max) * slotSize > memLen ||
-      (uint64_t)inDescBase + ((uint64_t)first + max) * 8 > memLen)
+      (uint64_t)inDescBase + ((uint64_t)first + max) * IN_DESC > memLen)
     return throwErr(env, "recv: slots or descriptors outside the memory");
   uint32_t room = slotSize - headroom;
   uint32_t n = 0;
@@ -552,9 +555,9 @@ static napi_value Send(napi_env env, napi_callback_info info) {
   bool isArr;
   if (napi_is_array(env, argv[0], &isArr) != napi_ok || !isArr) return throwErr(env, "send: handles must be an array");
   napi_get_array_length(env, argv[0], &nports);
-  if (nports > MAX_PORTS) return throwErr(env, "send: too many ports");
-  struct sock *byPort[MAX_PORTS];
-  uint32_t counts[MAX_PORTS + 1];
+  if (nports > MAX_BY_PORT) return throwErr(env, "send: too many ports");
+  struct sock *byPort[MAX_BY_PORT];
+  uint32_t counts[MAX_BY_PORT + 1];
   for (uint32_t p = 0; p < nports; p++) {
     napi_value v;
     int32_t h;
@@ -569,7 +572,7 @@ static napi_value Send(napi_env env, napi_callback_info info) {
   if (!getU32(env, argv[2], &outDescBase) || !getU32(env, argv[3], &hdrBase) || !getU32(env, argv[4], &hdrSlot) ||
       !getU32(env, argv[5], &count))
     return throwErr(env, "send: arguments must be non-negative integers");
-  if ((uint64_t)outDescBase + (uint64_t)count * 16 > memLen || (uint64_t)hdrBase + (uint64_t)count * hdrSlot > memLen)
+  if ((uint64_t)outDescBase + (uint64_t)count * OUT_DESC > memLen || (uint64_t)hdrBase + (uint64_t)count * hdrSlot > memLen)
     return throwErr(env, "send: descriptors outside the memory");
   if (count == 0) return num(env, 0);
   if (!grow(count)) return throwErr(env, "send: out of memory");
@@ -579,18 +582,18 @@ static napi_value Send(napi_env env, napi_callback_info info) {
   memset(counts, 0, (nports + 1) * sizeof counts[0]);
   uint64_t dropped = 0;
   for (uint32_t j = 0; j < count; j++) {
-    uint16_t p = getU16(mem + outDescBase + (size_t)j * 16);
+    uint16_t p = getU16(mem + outDescBase + (size_t)j * OUT_DESC + O_PORT);
     if (p < nports && byPort[p]) counts[p + 1]++;
   }
   for (uint32_t p = 0; p < nports; p++) counts[p + 1] += counts[p];
   for (uint32_t j = 0; j < count; j++) {
-    const uint8_t *d = mem + outDescBase + (size_t)j * 16;
-    uint16_t p = getU16(d);
+    const uint8_t *d = mem + outDescBase + (size_t)j * OUT_DESC;
+    uint16_t p = getU16(d + O_PORT);
     if (p >= nports || !byPort[p]) { dropped++; continue; }
     uint32_t k = counts[p]++;
-    uint16_t hdrLen = getU16(d + 2);
-    uint32_t dataPtr = getU32le(d + 4);
-    uint16_t dataLen = getU16(d + 8);
+    uint16_t hdrLen = getU16(d + O_HDRLEN);
+    uint32_t dataPtr = getU32le(d + O_DATA);
+    uint16_t dataLen = getU16(d + O_DATALEN);
     if (hdrLen > hdrSlot || (uint64_t)dataPtr + dataLen > memLen) return throwErr(env, "send: an out-desc points outside the memory");
     // A socket with PACKET_VNET_HDR takes a virtio-net header in front of
     // every frame it sends (packet_snd): an all-zero one, no offload asked.
@@ -811,7 +814,12 @@ static napi_value AdviseHuge(napi_env env, napi_callback_info info) {
 }
 
 NAPI_MODULE_INIT() {
+  // The hash of the abi.h this was compiled with: the host refuses an addon
+  // built for another data plane layout (host/io/addon.ts).
+  napi_value abiHash;
+  napi_create_uint32(env, NVEDGE_ABI_HASH, &abiHash);
   napi_property_descriptor d[] = {
+    { "abiHash", NULL, NULL, NULL, NULL, abiHash, napi_enumerable, NULL },
     { "open", NULL, Open, NULL, NULL, NULL, napi_enumerable, NULL },
     { "close", NULL, Close, NULL, NULL, NULL, napi_enumerable, NULL },
     { "recv", NULL, Recv, NULL, NULL, NULL, napi_enumerable, NULL },

@@ -1,0 +1,104 @@
+// Loading the data plane: the WebAssembly module (core, or the component
+// through jco, ./component.ts), init(), the host's check that the module is
+// the one its ABI was generated from (./abi.ts, scripts/abi.mjs), and the
+// memory layout the host and the packet I/O addon write frames into.
+import { readFileSync } from "node:fs";
+import { wasmPath } from "../paths.js";
+import { type Exports, REPORTED, SLOT_SIZE, HEADROOM, MAX_BATCH, HDR_SLOT, MAX_OUT, IF_VNET, IF_GSO_SEG, IF_GSO_LAST, IF_SEG_SHIFT } from "./abi.js";
+
+export interface Layout {
+  slotBase: number; slotSize: number; headroom: number; maxBatch: number;
+  inDescBase: number; outDescBase: number; hdrBase: number; hdrSlot: number; maxOut: number;
+  /** The in-desc flag bits (assembly/abi.ts IF_*), for a receiver that passes offload work on. */
+  descFlags: { vnet: number; gsoSeg: number; gsoLast: number; segShift: number };
+}
+
+export interface CreateOptions {
+  macLog2?: number; ipLog2?: number; tunLog2?: number; floodCap?: number; debug?: boolean;
+  /**
+   * Back the tables with transparent huge pages: called once with the
+   * module's memory after init() lays the tables out, returns the bytes it
+   * advised (host/io/hugepages.ts adviseHugePages: madvise through the packet
+   * I/O addon, Linux only; a clear error when impossible). Fewer TLB misses
+   * per lookup in tables far larger than the TLB covers, at the cost of
+   * memory faulted in 2 MiB at a time. On for `nvedge run` and the bench.
+   */
+  adviseHuge?: (memory: ArrayBuffer) => number;
+  /**
+   * core: the AssemblyScript module as it is (default); component: the same
+   * core wrapped as a WebAssembly component (wit/dataplane.wit) and run through
+   * jco's bindings (./component.ts). The same tables, frames and results.
+   */
+  loader?: "core" | "component";
+  /** component only: each batch through jco's lifted export rather than the core function it lifts (./component.ts; for the bench). */
+  liftedBatch?: boolean;
+  /**
+   * The monotonic clock in ms the data plane is given before each batch (the
+   * policer's refills, gleaning's ages: assembly/pipeline/qos.ts). Default
+   * performance.now(); tests inject their own.
+   */
+  clock?: () => number;
+}
+
+const modules = new Map<string, WebAssembly.Module>();
+function wasmModule(debug: boolean): WebAssembly.Module {
+  const name = debug ? "dataplane.debug.wasm" : "dataplane.wasm";
+  let m = modules.get(name);
+  if (!m) {
+    const path = wasmPath(name);
+    let bytes: Buffer;
+    try { bytes = readFileSync(path); } catch {
+      throw new Error(`the data plane ${path} is missing: run npm run build`);
+    }
+    m = new WebAssembly.Module(new Uint8Array(bytes));
+    modules.set(name, m);
+  }
+  return m;
+}
+
+/**
+ * A new instance with its tables laid out (init) and, when asked, advised for
+ * huge pages; `huge`: the bytes advised.
+ */
+export async function instantiate(o: CreateOptions): Promise<{ ex: Exports; huge: number }> {
+  let ex: Exports;
+  if (o.loader === "component") {
+    if (o.debug) throw new Error("the data plane component is built from the release module only: no debug build");
+    ex = (await (await import("./component.js")).instantiateComponent({ liftedBatch: o.liftedBatch })) as unknown as Exports;
+  } else {
+    ex = (await WebAssembly.instantiate(wasmModule(!!o.debug), {})).exports as unknown as Exports;
+  }
+  ex.init(o.macLog2 ?? 21, o.ipLog2 ?? 21, o.tunLog2 ?? 16, o.floodCap ?? 1 << 20);
+  // init() lays the tables out without touching them (assembly/state.ts
+  // alloc): advised now, they are faulted in as huge pages as bindings land.
+  const huge = o.adviseHuge ? o.adviseHuge(ex.memory.buffer) : 0;
+  return { ex, huge };
+}
+
+/**
+ * The module's own values of the constants it reports (assembly/index.ts
+ * constants()) against host/dataplane/abi.ts: a build/dataplane.wasm from
+ * another revision of assembly/ than the host's is refused, not misread.
+ */
+export function checkAbi(ex: Exports): void {
+  REPORTED.forEach((v, i) => {
+    const got = ex.constants(i);
+    if (got !== v) throw new Error(`the data plane module's constant ${i} is ${got}, the host's ABI (host/dataplane/abi.ts) says ${v}: rebuild (npm run build)`);
+  });
+}
+
+/** Where frames and descriptors go in the instance's memory (assembly/abi.ts). */
+export function layoutOf(ex: Exports): Layout {
+  return {
+    slotBase: ex.slotBasePtr(), slotSize: SLOT_SIZE, headroom: HEADROOM, maxBatch: MAX_BATCH,
+    inDescBase: ex.inDescPtr(), outDescBase: ex.outDescPtr(), hdrBase: ex.hdrBasePtr(), hdrSlot: HDR_SLOT, maxOut: MAX_OUT,
+    descFlags: { vnet: IF_VNET, gsoSeg: IF_GSO_SEG, gsoLast: IF_GSO_LAST, segShift: IF_SEG_SHIFT },
+  };
+}
+
+/** The drop reasons by counter index (assembly/drops.ts, exported as UTF-16 text). */
+export function dropNamesOf(ex: Exports): string[] {
+  const p = ex.dropNamesPtr();
+  const n = ex.dropNamesLen();
+  return String.fromCharCode(...new Uint16Array(ex.memory.buffer, p, n)).split(",");
+}
