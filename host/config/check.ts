@@ -34,6 +34,12 @@ export function checkConfig(cfg: NveConfig): ConfigProblem[] {
   const vnOf = (ref: number | string) => cfg.vns.find((v) => v.id === ref || v.name === ref || v.alias === ref)?.id;
 
   if (!isIP(cfg.underlay.ip)) bad(["underlay", "ip"], `"${cfg.underlay.ip}" is not an IP address`);
+  // the next hop is resolved by ARP or ND from underlay.ip, so it is of its family (issue 11, host/underlay)
+  const gw = cfg.underlay.gateway;
+  if (gw !== undefined && isIP(cfg.underlay.ip) && isIP(gw)) {
+    if (isIP(gw) !== isIP(cfg.underlay.ip)) bad(["underlay", "gateway"], `${gw} is not of underlay.ip's family (${cfg.underlay.ip})`);
+    else if (normIp(gw) === normIp(cfg.underlay.ip)) bad(["underlay", "gateway"], `${gw} is this NVE's own underlay IP`);
+  }
   const ports = new Set(cfg.ports.map((p) => p.name));
   // A hypervisor on two ports: requests would be answered for one of them only.
   const hvAt = new Map<string, string>();
