@@ -9,7 +9,8 @@
 //   egress by tc-BPF on the trunk (bench/bpf/vlan.c, compiled here with clang),
 //   since this kernel has no 802.1Q devices and no VLAN-aware bridge;
 // - nvedge: `node bin/nvedge.js run --io afpacket --workers N` on the same two
-//   interfaces, with the same binding as static config.
+//   interfaces, with the same binding as static config, and `--io afxdp`
+//   with one worker (issue 11; skipped when its addon is not built).
 // Any other DUT plugs in as a `Dut` (start it between trunk and underlay,
 // return its stop function).
 //
@@ -242,12 +243,13 @@ export function nvedgeConfig(t: RaceTopo): object {
   };
 }
 
-export function nvedgeDut(workers: number): Dut {
+export function nvedgeDut(workers: number, io: "afpacket" | "afxdp" = "afpacket"): Dut {
   return {
-    name: `nvedge-w${workers}`,
+    name: io === "afxdp" ? `nvedge-afxdp-w${workers}` : `nvedge-w${workers}`,
     unavailable() {
       if (!existsSync(`${root}dist/host/cli/run.js`)) return "nvedge run is not built (dist/host/cli/run.js missing)";
       if (!existsSync(`${root}host/io/native/build/Release/nvedge_afpacket.node`)) return "the AF_PACKET addon is not built (node scripts/build.mjs --addon)";
+      if (io === "afxdp" && !existsSync(`${root}host/io/native/afxdp/build/Release/nvedge_afxdp.node`)) return "the AF_XDP addon is not built (libbpf-dev, clang)";
       return undefined;
     },
     async start(t) {
@@ -255,7 +257,7 @@ export function nvedgeDut(workers: number): Dut {
       writeFileSync(cfg, JSON.stringify(nvedgeConfig(t), null, 2));
       // Its own namespace, so the embedded broker on 127.0.0.1:1883 is its own.
       const child: ChildProcess = spawn("ip", ["netns", "exec", t.dut, process.execPath, `${root}bin/nvedge.js`, "run", "--config", cfg,
-        "--io", "afpacket", "--workers", String(workers), "--store", `${t.workDir}/store-${workers}`], { stdio: ["ignore", "ignore", "pipe"] });
+        "--io", io, "--workers", String(workers), "--store", `${t.workDir}/store-${io}-${workers}`], { stdio: ["ignore", "ignore", "pipe"] });
       let stderr = "";
       let exited: number | null | undefined;
       child.stderr!.setEncoding("utf8").on("data", (d) => { if (stderr.length < 65536) stderr += d; });
@@ -393,7 +395,9 @@ export async function runRace(o: RaceOptions = {}): Promise<RaceResult[]> {
   // kernel-rps is opt-in (RACE_KERNEL_RPS=1): on this 2-core VM the receive
   // backlog of the RPS CPU fills, trafgen's TX ring flush then fails with
   // EAGAIN and the kernel measured 0.01 Mpps: a generator artefact, not a fair figure.
-  const duts = o.duts ?? [generatorCeiling, kernelDut, ...(process.env.RACE_KERNEL_RPS === "1" ? [kernelDutWith({ rps: true })] : []), ...workers.map(nvedgeDut)];
+  const duts = o.duts ?? [generatorCeiling, kernelDut, ...(process.env.RACE_KERNEL_RPS === "1" ? [kernelDutWith({ rps: true })] : []), ...workers.map((w) => nvedgeDut(w)),
+    // --io afxdp: one worker (a veth has one queue); RACE_AFXDP=0 leaves it out
+    ...(process.env.RACE_AFXDP === "0" ? [] : [nvedgeDut(1, "afxdp")])];
   const out: RaceResult[] = [];
   const emit = (r: RaceResult) => { out.push(r); o.print?.(r); };
   const missing = process.getuid?.() !== 0 ? "root" : ["trafgen", "ip", "tc"].find((c) => !have(c));

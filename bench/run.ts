@@ -14,6 +14,7 @@ const MODULES: Module[] = [
   { name: "control", file: "./control.js", fn: "runControlBench" },
   { name: "io", file: "./io.js", fn: "runIoBench" },
   { name: "race", file: "./race.js", fn: "runRaceBench" },
+  { name: "xdp-sender", file: "./xdp-sender.js", fn: "runXdpSenderBench" },
   { name: "store", file: "./store.js", fn: "runStoreBench" },
   { name: "ima", file: "./ima.js", fn: "runImaBench" },
   { name: "migration", file: "./migration.js", fn: "runMigrationBench" },

@@ -40,52 +40,64 @@ function peerIn(nve: Netns, net: Netns, b: string): void {
   net.run("ip", ["link", "set", b, "up"]);
 }
 
-function macvlan(net: Netns, lower: string, name: string, mac: string, ip: string): void {
+function macvlan(net: Netns, lower: string, name: string, mac: string, ip: string, plen = 24): void {
   net.run("ip", ["link", "add", name, "link", lower, "address", mac, "type", "macvlan", "mode", "bridge"]);
-  net.run("ip", ["addr", "add", `${ip}/24`, "dev", name]);
+  net.run("ip", ["addr", "add", `${ip}/${plen}`, "dev", name, ...(ip.includes(":") ? ["nodad"] : [])]);
   net.run("ip", ["link", "set", name, "up"]);
 }
 
-const ops = (a: string, c: string): DpOp[] => [
-  { op: "underlay", port: a, ip: US, mac: US_MAC, gatewayMac: "ff:ff:ff:ff:ff:ff", udpPort: 4789 },
+const ops = (a: string, c: string, f: 4 | 6 = 4): DpOp[] => [
+  { op: "underlay", port: a, ip: f === 4 ? US : "2001:db8:ffff::1", mac: US_MAC, gatewayMac: "ff:ff:ff:ff:ff:ff", udpPort: 4789 },
   { op: "port", port: c },
   { op: "vn", vn: 100, vni: 5000, profile: { encap: "vxlan", mtu: 1500 } },
   { op: "tag", port: c, tag: 10, vn: 100 },
   { op: "mac.local", vn: 100, mac: L, port: c, active: true },
-  { op: "mac.remote", vn: 100, mac: R_FAR, nve: "198.51.100.9" },
-  { op: "mac.remote", vn: 100, mac: R_NEAR, nve: "192.0.2.20" },
+  { op: "mac.remote", vn: 100, mac: R_FAR, nve: f === 4 ? "198.51.100.9" : "2001:db8:aa::9" },
+  { op: "mac.remote", vn: 100, mac: R_NEAR, nve: f === 4 ? "192.0.2.20" : "2001:db8:ffff::20" },
 ];
 
 const flow = (to: string, sport: number) => E.udpFrame({ dst: to, src: L, tag: { vid: 10, pcp: 0 }, srcIp: "10.0.0.1", dstIp: "10.0.0.2", srcPort: sport });
 
 if (requireRootAnd(["ip", "nsenter", "python3", "tcpdump"], "the underlay's routes, ECMP and tagged uplink on veth/macvlan (network namespaces, CAP_NET_RAW)")) {
-  test("kernel routes: a same-subnet remote resolved at its own MAC, a routed one spread over both ECMP next hops, a replaced route followed", async () => {
+  const FAMILIES = [
+    { f: 4, us: US, plen: 24, net: "192.0.2.0/24", r1: "192.0.2.250", r2: "192.0.2.251", near: "192.0.2.20", farNet: "198.51.100.0/24", far: "198.51.100.9" },
+    { f: 6, us: "2001:db8:ffff::1", plen: 64, net: "2001:db8:ffff::/64", r1: "2001:db8:ffff::fa", r2: "2001:db8:ffff::fb", near: "2001:db8:ffff::20",
+      farNet: "2001:db8:aa::/48", far: "2001:db8:aa::9" },
+  ] as const;
+  for (const F of FAMILIES) {
+  test(`IPv${F.f} kernel routes: a same-subnet remote resolved at its own MAC, a routed one spread over both ECMP next hops, a replaced route followed`, async () => {
     const nve = tmpNetns("rtn"), net = tmpNetns("rtk");
     let pool: WorkerPool | undefined;
     let resolver: UnderlayResolver | undefined;
     const logs: string[] = [];
+    const ipf = F.f === 6 ? ["-6"] : ["-4"];
     try {
       const [a, b] = nve.veth("u");
       const [c] = nve.veth("c");
       peerIn(nve, net, b);
-      macvlan(net, b, "r1", M1, "192.0.2.250");
-      macvlan(net, b, "r2", M2, "192.0.2.251");
-      macvlan(net, b, "far", M3, "192.0.2.20");
-      nve.run("ip", ["route", "add", "192.0.2.0/24", "dev", a]);
-      nve.run("ip", ["route", "add", "198.51.100.0/24", "nexthop", "via", "192.0.2.250", "dev", a, "nexthop", "via", "192.0.2.251", "dev", a]);
-      const o = ops(a, c);
+      if (F.f === 6) {
+        // IPv6 on the links that take part (tmpNetns turns it off everywhere), neighbour discovery without DAD
+        nve.run("sysctl", ["-qw", `net.ipv6.conf.${a}.disable_ipv6=0`]);
+        net.run("sysctl", ["-qw", "net.ipv6.conf.default.disable_ipv6=0", "net.ipv6.conf.default.accept_dad=0", `net.ipv6.conf.${b}.disable_ipv6=0`]);
+      }
+      macvlan(net, b, "r1", M1, F.r1, F.plen);
+      macvlan(net, b, "r2", M2, F.r2, F.plen);
+      macvlan(net, b, "far", M3, F.near, F.plen);
+      nve.run("ip", [...ipf, "route", "add", F.net, "dev", a]);
+      nve.run("ip", [...ipf, "route", "add", F.farNet, "nexthop", "via", F.r1, "dev", a, "nexthop", "via", F.r2, "dev", a]);
+      const o = ops(a, c, F.f);
       pool = await startAfPacket({ interfaces: [a, c], workers: 1, ring: { netns: nve.path, blockSize: 1 << 16, blockCount: 4 },
         dataplane: { macLog2: 8, ipLog2: 8 }, idlePollMs: 20, ops: o });
       const p = pool;
-      resolver = startUnderlayResolver({ underlay: { port: a, ip: US, mac: US_MAC, udpPort: 4789, genevePort: 6081 },
+      resolver = startUnderlayResolver({ underlay: { port: a, ip: F.us, mac: US_MAC, udpPort: 4789, genevePort: 6081 },
         io: p, apply: (x) => p.apply(x), log: (l) => logs.push(l), tickMs: 50, netns: nve.path, remotes: remotesOf(o) })!;
       const r = resolver;
       await r.ready;
       const route = (nve: string) => r.show().remotes.find((x) => x.nve === nve);
-      await until("both remotes resolved", () => route("192.0.2.20")?.macs.length === 1 && route("198.51.100.9")?.macs.length === 2);
-      assert.equal(route("192.0.2.20"), { nve: "192.0.2.20", via: "192.0.2.0/24", onLink: true, hops: ["192.0.2.20"], macs: [M3] }, "same subnet: its own MAC");
-      assert.equal(route("198.51.100.9"), { nve: "198.51.100.9", via: "198.51.100.0/24", onLink: false, hops: ["192.0.2.250", "192.0.2.251"], macs: [M1, M2] });
-      console.log(`  ${logs.filter((l) => l.includes("resolved")).join("; ")}`); // resolution times, for the record
+      await until("both remotes resolved", () => route(F.near)?.macs.length === 1 && route(F.far)?.macs.length === 2);
+      assert.equal(route(F.near), { nve: F.near, via: F.net, onLink: true, hops: [F.near], macs: [M3] }, "same subnet: its own MAC");
+      assert.equal(route(F.far), { nve: F.far, via: F.farNet, onLink: false, hops: [F.r1, F.r2], macs: [M1, M2] });
+      console.log(`  IPv${F.f}: ${logs.filter((l) => l.includes("resolved")).join("; ")}`); // resolution times, for the record
 
       // What the worker's tables do with frames (pool.trace runs them through worker 0's data plane).
       const near = await p.trace(c, flow(R_NEAR, 1000));
@@ -101,14 +113,14 @@ if (requireRootAnd(["ip", "nsenter", "python3", "tcpdump"], "the underlay's rout
       assert.equal(new Set(used.keys()), new Set([M1, M2]), `32 flows over both next hops: ${JSON.stringify([...used])}`);
 
       // The route is replaced while running: one path now.
-      nve.run("ip", ["route", "replace", "198.51.100.0/24", "via", "192.0.2.251", "dev", a]);
-      await until("the new route", () => route("198.51.100.9")?.macs.join() === M2);
+      nve.run("ip", [...ipf, "route", "replace", F.farNet, "via", F.r2, "dev", a]);
+      await until("the new route", () => route(F.far)?.macs.join() === M2);
       for (let sport = 1000; sport < 1008; sport++) {
         assert.is(E.macText((await p.trace(c, flow(R_FAR, sport))).outputs[0].frame.subarray(0, 6)), M2, `flow ${sport} after the change`);
       }
       // And removed: nothing is sent toward it, not even to broadcast.
-      nve.run("ip", ["route", "del", "198.51.100.0/24"]);
-      await until("no route", () => route("198.51.100.9")?.macs.length === 0);
+      nve.run("ip", [...ipf, "route", "del", F.farNet]);
+      await until("no route", () => route(F.far)?.macs.length === 0);
       const gone = await p.trace(c, flow(R_FAR, 1000));
       assert.is(gone.outputs.length, 0);
       assert.is(gone.drop, "no-next-hop");
@@ -119,6 +131,7 @@ if (requireRootAnd(["ip", "nsenter", "python3", "tcpdump"], "the underlay's rout
       net.remove();
     }
   });
+  }
 
   test("underlay.vlan: the uplink's frames carry the tag both ways; an untagged or other-VLAN frame is not taken", async () => {
     // No kernel VLAN device here (no 8021q module in this sandbox's kernel):

@@ -10,6 +10,10 @@ import { routeLookup, type KernelRoute, type RouteSource } from "../host/underla
 import { startUnderlayResolver, remotesOf } from "../host/underlay/resolver.js";
 import type { DpOp } from "../host/dataplane/ops.js";
 import * as E from "./support/encoder.js";
+import { loadConfig } from "../host/config/load.js";
+import { mkdtempSync, writeFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 
 const UP = new Set(["eth1"]);
 const V4: KernelRoute[] = [
@@ -161,6 +165,25 @@ test("the resolver with underlay.gateway: the gateway for every remote (and in t
       io, apply: async () => {}, log: () => {}, routes }), undefined, "gatewayMac: nothing to resolve");
   } finally {
     r.stop();
+  }
+});
+
+test("the configuration: underlay.gateway of underlay.ip's family and not underlay.ip itself, underlay.vlan 1..4094, each refused at its key", () => {
+  const dir = mkdtempSync(join(tmpdir(), "nvl-ulcfg-"));
+  try {
+    const load = (underlay: Record<string, unknown>) => {
+      const f = join(dir, "c.json");
+      writeFileSync(f, JSON.stringify({ nve: "nve-a", underlay: { port: "eth1", ip: "192.0.2.1", mac: US_MAC, ...underlay } }));
+      try { loadConfig(f); return "ok"; } catch (e) { return (e as Error).message; }
+    };
+    assert.is(load({ gateway: "192.0.2.254", vlan: 100 }), "ok");
+    assert.match(load({ gateway: "2001:db8::1" }), /underlay\.gateway.*not of underlay\.ip's family/);
+    assert.match(load({ gateway: "192.0.2.1" }), /underlay\.gateway.*own underlay IP/);
+    assert.match(load({ vlan: 0 }), /underlay\.vlan/);
+    assert.match(load({ vlan: 4095 }), /underlay\.vlan/);
+    assert.match(load({ vlan: "100" }), /underlay\.vlan/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 });
 

@@ -10,7 +10,7 @@ type Command = (argv: string[]) => Promise<number | void>;
 const commands: Record<string, { help: string; load: () => Promise<Command> }> = {
   pcap: { help: "nvedge pcap --config FILE --in PORT=FILE ... --out-dir DIR", load: async () => (await import("./pcap.js")).pcapCommand },
   trace: { help: "nvedge trace --config FILE --port PORT --frame HEX", load: async () => (await import("./trace.js")).traceCommand },
-  run: { help: "nvedge run --config FILE [--broker URL] [--io afpacket|none] [--workers N] [--store DIR] [--metrics HOST:PORT] [--log-level L]", load: async () => (await import("./run.js")).runCommand },
+  run: { help: "nvedge run --config FILE [--broker URL] [--io afpacket|afxdp|none] [--workers N] [--store DIR] [--metrics HOST:PORT] [--log-level L]", load: async () => (await import("./run.js")).runCommand },
   agent: { help: "nvedge agent run|attach|detach|activate|deactivate|show ...", load: async () => (await import("./agent.js")).agentCommand },
   show: { help: "nvedge show [summary|bindings|vns|ports|counters|remotes|hypervisors] [--json]", load: async () => (await import("./show.js")).showCommand },
   lab: { help: "nvedge lab up|down|demo", load: async () => (await import("./lab.js")).labCommand },

@@ -41,6 +41,12 @@ export function checkConfig(cfg: NveConfig): ConfigProblem[] {
     for (const pr of profileProblems(v.profile))
       bad(["vns", i, "profile", ...pr.path.split(/[.[\]]+/).filter(Boolean).map((x) => /^\d+$/.test(x) ? Number(x) : x)], pr.message);
   });
+  // the next hop is resolved by ARP or ND from underlay.ip, so it is of its family (issue 11, host/underlay)
+  const gw = cfg.underlay.gateway;
+  if (gw !== undefined && isIP(cfg.underlay.ip) && isIP(gw)) {
+    if (isIP(gw) !== isIP(cfg.underlay.ip)) bad(["underlay", "gateway"], `${gw} is not of underlay.ip's family (${cfg.underlay.ip})`);
+    else if (normIp(gw) === normIp(cfg.underlay.ip)) bad(["underlay", "gateway"], `${gw} is this NVE's own underlay IP`);
+  }
   const ports = new Set(cfg.ports.map((p) => p.name));
   // A hypervisor on two ports: requests would be answered for one of them only.
   const hvAt = new Map<string, string>();

@@ -144,9 +144,14 @@ export function kernelRoutes(o: { is6: boolean; port: string; vlan?: number; net
         (c.stdout as unknown as { unref?: () => void }).unref?.();
         (c.stderr as unknown as { unref?: () => void }).unref?.();
         c.stdout!.on("data", () => changed());
-        c.on("error", (e) => o.log?.(`underlay: route monitor: ${e.message}`));
+        let spawnFailed = false;
+        c.on("error", (e) => {
+          // no `ip` (or no nsenter): routes are read once, at start, and not followed
+          spawnFailed = true;
+          o.log?.(`underlay: route monitor: ${e.message}; route changes will not be followed`);
+        });
         c.on("exit", (code) => {
-          if (stopped) return;
+          if (stopped || spawnFailed) return;
           // a monitor that dies is started again (at most once a second), and the table re-read
           o.log?.(`underlay: route monitor exited (${code}); restarting`);
           if (restarts++ < 1000) setTimeout(() => { if (!stopped) { start(); changed(); } }, 1000).unref();
