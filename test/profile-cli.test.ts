@@ -60,6 +60,34 @@ test("nvedge pcap: an ACL allows, denies and defaults; qos.pcp on decap; bytes a
   }
 });
 
+test("nvedge pcap: the policer over a burst at the captures' time (qos.rateMbps 8, burstKb 4): bytes as the encoder says, the rest policed", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "nvl-pol-"));
+  try {
+    const cfgObj = F.fixtureConfig(4) as { vns: { id: number; profile: Record<string, unknown> }[] };
+    cfgObj.vns.find((x) => x.id === 100)!.profile.qos = { rateMbps: 8, burstKb: 4 }; // 1000 bytes per ms, 4096 deep
+    const cfg = join(dir, "nve.json");
+    writeFileSync(cfg, JSON.stringify(cfgObj));
+    const frame = F.accessFrame(L1, R1, { payloadLen: 1000 - 46 });
+    assert.is(frame.length, 1000);
+    const at = (ms: number) => ({ frame, tsSec: Math.floor(ms / 1000), tsUsec: (ms % 1000) * 1000, origLen: frame.length });
+    // a burst of 6 at t = 1 s, 3 more 2 ms later, 5 more a second later
+    writePcap(join(dir, "a.pcap"), [...Array(6).fill(1000), ...Array(3).fill(1002), ...Array(5).fill(2002)].map(at));
+    const o = join(dir, "out");
+    const r = await runNvedge(["pcap", "--config", cfg, "--in", `${F.ACC1}=${join(dir, "a.pcap")}`, "--out-dir", o]);
+    assert.is(r.code, 0, r.err);
+    const up = readPcap(join(o, "uplink.pcap")).packets;
+    const ms = (p: { tsSec: number; tsUsec: number }) => p.tsSec * 1000 + p.tsUsec / 1000;
+    assert.equal(up.map(ms), [1000, 1000, 1000, 1000, 1002, 1002, 2002, 2002, 2002, 2002], "4 of the burst, 2 after 2 ms, 4 after a second (the depth)");
+    for (const p of up) {
+      const v = E.viewOverlay(p.frame, "vxlan");
+      eqBytes(p.frame, E.overlayFrame(F.underlayTo(F.REMOTES[0], 4, 0), { kind: "vxlan", vni: 5000, entropy: v.entropy }, E.stripTag(frame)), "policed VN's encap");
+    }
+    assert.is(JSON.parse(readFileSync(join(o, "counters.json"), "utf8")).drops.policed, 4);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test("a malformed ACL rule or QoS value: one clear line naming the key, exit 2 (pcap, run), config check lists its JSON path", async () => {
   const dir = mkdtempSync(join(tmpdir(), "nvl-acl-"));
   try {

@@ -24,7 +24,7 @@
 import { alloc, vnPtr, MAX_VNS, MAX_PORTS, VN_FEAT, FEAT_GLEAN } from "../state";
 import { macRaw, macKey, macFindFrom, macHome, ip4Lookup, ip6Lookup, MK_KIND, MK_LOCAL, MK_REMOTE, ML_PORT_SHIFT, ML_PORT_MASK,
          NO_HOME, macRawOf } from "../tables/index";
-import { ld16, ldMac } from "../util";
+import { ldMac } from "../util";
 import { ETHERTYPE_IPV4, ETHERTYPE_ARP, ETHERTYPE_IPV6 } from "../proto/ethernet";
 import { ARP_SHA, ARP_SPA, ARP_LEN } from "../proto/arp";
 import { IPPROTO_ICMPV6 } from "../proto/ipv4";
@@ -103,7 +103,8 @@ function report(vn: u32, port: u32, kind: u32, mac: u64, ip: usize, ipLen: u32):
  * the VN is known and before port security: GLEAN_PASS (learned or being
  * learned: port security is satisfied), GLEAN_ON (a signalled source on its
  * own port: the usual checks follow), or a drop reason. `sv`: the source's
- * MAC entry value (0 unknown); `hh`: the frame's prefetched MAC homes.
+ * MAC entry value (0 unknown); `home`: its MAC key's home slot from the
+ * prefetch pass (or NO_HOME).
  */
 export function glean(vn: u32, port: u32, p: usize, sv: u32, etype: u32, l3: usize, l3len: u32, home: u32): u32 {
   const src = ldMac(p + 6);
@@ -180,4 +181,3 @@ export function setMacGleaned(vn: u32, hi: u32, lo: u32, port: u32, tag: u32): i
   return t64Put(macTab, macKey(vn, macRawOf(m)), MK_LOCAL | ML_ACTIVE | ML_GLEAN | (port << ML_PORT_SHIFT) | tag, <u32>(nowMs() / 1000)) ? 0 : 1;
 }
 
-export { ld16 };

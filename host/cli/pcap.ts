@@ -99,13 +99,13 @@ export async function pcapCommand(argv: string[]): Promise<number> {
   events.sort((x, y) => x.pkt.tsSec - y.pkt.tsSec || x.pkt.tsUsec - y.pkt.tsUsec);
 
   const out = new Map<string, PcapPacket[]>(dp.portList.map((p) => [p, []]));
-  // Consecutive frames for the same port go through in one batch call (with
-  // gleaning, those of the same timestamp: learned bindings are applied, and
-  // aged out, between batches, at the captures' time).
+  // Consecutive frames for the same port and timestamp go through in one
+  // batch call, at that time (the policer's refills; gleaning's learned
+  // bindings applied, and aged out, between batches).
   const tsMs = (x: PcapPacket) => x.tsSec * 1000 + x.tsUsec / 1000;
   for (let s = 0; s < events.length;) {
     let e = s;
-    while (e < events.length && events[e].port === events[s].port && (!gleaner || tsMs(events[e].pkt) === tsMs(events[s].pkt))) e++;
+    while (e < events.length && events[e].port === events[s].port && tsMs(events[e].pkt) === tsMs(events[s].pkt)) e++;
     const run = events.slice(s, e);
     nowMs = tsMs(run[0].pkt);
     if (gleaner) await gleaner.sweep();
