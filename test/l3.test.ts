@@ -20,6 +20,7 @@ import { configOps } from "../host/dataplane/config-ops.js";
 import { DataPlane, DataPlaneError } from "../host/dataplane/dataplane.js";
 import type { DpOp } from "../host/dataplane/ops.js";
 import { ImaCore, DEFAULT_IMA_SETTINGS } from "../host/ima/core.js";
+import { staticDiff } from "../host/cli/reload.js";
 import * as E from "./support/encoder.js";
 import * as F from "./support/frames.js";
 import { eqBytes, dropped, fixtureLoader } from "./support/dp-fixture.js";
@@ -211,6 +212,38 @@ test("in process, with and without the fast paths: the same bytes and counters f
     dp.fastPaths(fast);
     for (const c of cases()) check(dp, c, `${c.name} (fast paths ${fast ? "on" : "off"})`);
   }
+});
+
+test("nvedge trace names the routing decisions: route, the L3 VNI's domain, ICMP time exceeded, no-route", async () => {
+  const dp = await dataPlane();
+  let t = dp.trace("acc1", toGw(A, B.ip4));
+  assert.ok(t.steps.includes("action: route"), t.steps.join("\n"));
+  t = dp.trace("uplink", fromB(D.ip4, A.ip4, 63));
+  assert.ok(t.steps.includes("l3domain 1 (L3 VNI 9001)") && t.steps.includes("action: route"), t.steps.join("\n"));
+  t = dp.trace("acc1", toGw(A, B.ip4, 1));
+  assert.ok(t.steps.includes("action: ICMP time exceeded from the gateway"), t.steps.join("\n"));
+  t = dp.trace("acc1", toGw(A, "10.1.0.99"));
+  assert.is(t.drop, "no-route");
+});
+
+test("reload: a domain added comes before its VNs; one removed is deleted, and the data plane takes the diff", async () => {
+  const cur = parseConfig(JSON.stringify(config()), "a.json");
+  const c2 = config();
+  c2.l3domains.push({ id: 2, vni: 9002 });
+  c2.vns[1].profile.l3domain = 2;
+  const next = parseConfig(JSON.stringify(c2), "b.json");
+  const ops = (c: typeof cur) => configOps(c).filter((o) => o.op !== "underlay" && o.op !== "port");
+  let d = staticDiff(ops(cur), ops(next));
+  assert.equal(d.map((o) => o.op), ["l3domain", "vn"], JSON.stringify(d));
+  const c3 = config();
+  c3.l3domains = [];
+  for (const v of c3.vns) v.profile = { encap: "vxlan", mtu: 1500 };
+  delete c3.remotes[0].routerMac;
+  d = staticDiff(ops(cur), ops(parseConfig(JSON.stringify(c3), "c.json")));
+  assert.ok(d.some((o) => o.op === "l3domain.del" && o.id === 1), JSON.stringify(d));
+  const dp = await dataPlane();
+  dp.apply(d);
+  check(dp, { name: "after the reload", port: "acc1", frame: toGw(A, B.ip4), out: null, drop: "flood-empty" });
 });
 
 test("a prefix binding (a VNIC's range) is a route; the longest prefix wins; a host binding beats both", async () => {

@@ -895,7 +895,8 @@ export class DataPlane {
     if (vnIdx) {
       const id = this.vnById[vnIdx - 1];
       const v = id !== undefined ? this.vns.get(id) : undefined;
-      steps.push(`vn ${id} (vni ${v?.vni}, ${v?.profile.encap}, mtu ${v?.profile.mtu})`);
+      const dom = id === undefined ? this.l3.domainOfIdx(vnIdx - 1) : undefined; // a domain's L3 VNI (./l3.ts)
+      steps.push(dom ? `l3domain ${dom.id} (L3 VNI ${dom.vni})` : `vn ${id} (vni ${v?.vni}, ${v?.profile.encap}, mtu ${v?.profile.mtu})`);
     }
     const src = f(28) >>> 0;
     if (src && (src & MK_KIND) >>> 0 === MK_LOCAL) steps.push(`source: local VNIC on ${this.portName((src >> 16) & 0x3f)}${src & 0x20000000 ? "" : " (inactive)"}`);
