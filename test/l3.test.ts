@@ -24,6 +24,10 @@ import { staticDiff } from "../host/cli/reload.js";
 import * as E from "./support/encoder.js";
 import * as F from "./support/frames.js";
 import { eqBytes, dropped, fixtureLoader } from "./support/dp-fixture.js";
+import { dissectFile, problems, stack, tsharkAvailable } from "./support/tshark.js";
+import { requireTool } from "./support/tools.js";
+
+const TSHARK = requireTool("tshark", tsharkAvailable, "the tshark dissection of the routed frames");
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const BIN = join(ROOT, "bin", "nvedge.js");
@@ -197,6 +201,15 @@ test("nvedge pcap: routed local and remote, L3 VNI receive, gateway ARP/ND, ICMP
       eqBytes(got, expected(c, got), `${c.name} (${c.out.port}.pcap #${k + 1})`);
     }
     for (const [port, l] of outs) assert.is(l.length, seen.get(port) ?? 0, `${port}.pcap holds exactly the expected frames`);
+    // tshark, checksums validated, finds nothing wrong with what left (a second opinion, sharing no code with the encoder)
+    if (TSHARK) {
+      for (const port of ["acc1", "acc2", "uplink"]) {
+        const d = dissectFile(join(dir, "out", `${port}.pcap`));
+        for (const fr of d) assert.equal(problems(fr), [], `${port}.pcap frame ${fr.number} (${stack(fr)})`);
+        if (port === "uplink") assert.ok(d.length > 0 && d.every((fr) => stack(fr).includes(":udp:vxlan:eth:")), "uplink.pcap holds VXLAN");
+        if (port === "acc1") assert.ok(d.some((fr) => stack(fr).includes(":icmp")) && d.some((fr) => stack(fr).includes(":icmpv6")), "acc1.pcap holds the ICMP errors");
+      }
+    }
     const counters = JSON.parse(readFileSync(join(dir, "out", "counters.json"), "utf8"));
     assert.is(counters.drops["no-route"], 2, "no-route counted");
     assert.is(counters.drops["ttl-exceeded"], 1, "the spent hop from the L3 VNI counted");
