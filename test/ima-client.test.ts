@@ -352,6 +352,26 @@ test("a real DataPlane: a frame to a MAC the IMA places at nve-a is encapsulated
   });
 });
 
+test("L3 service: the IMA's l3domain becomes an l3domain op with this NVE's router MAC; each NVE's router MAC rides its vtep record into flood.join", async () => {
+  await withWorld({}, async (w) => {
+    assert.ok((await w.op("l3domain.create", { l3domain: 1, vni: 9001 })).ok);
+    const l3 = { encap: "vxlan", service: "l3", mtu: 1500, gateway: { ips: ["10.1.0.1/24"], mac: "00:00:5e:00:01:01" }, l3domain: 1 };
+    assert.ok((await w.op("vn.set-profile", { vn: { id: 100 }, profile: l3 })).ok);
+    const RA = "02:00:00:00:0a:01", RB = "02:00:00:00:0b:01";
+    const a = await w.nve("nve-a", { routerMac: RA }), b = await w.nve("nve-b", { routerMac: RB });
+    await until(() => a.rec.has({ op: "l3domain", id: 1, vni: 9001, routerMac: RA }) && b.rec.has({ op: "l3domain", id: 1, vni: 9001, routerMac: RB }), "the domain programmed");
+    await a.c.setServed([100]);
+    await b.c.setServed([100]);
+    await until(() => b.rec.has({ op: "flood.join", vn: 100, nve: IP["nve-a"], routerMac: RA }) && a.rec.has({ op: "flood.join", vn: 100, nve: IP["nve-b"], routerMac: RB }),
+      "flood lists with router MACs");
+    // a domain in use stays; once no VN routes in it, its deletion reaches the NVEs
+    assert.is((await w.op("l3domain.delete", { l3domain: 1 })).error?.field, "l3domain");
+    assert.ok((await w.op("vn.set-profile", { vn: { id: 100 }, profile: { encap: "vxlan" } })).ok);
+    assert.ok((await w.op("l3domain.delete", { l3domain: 1 })).ok);
+    await until(() => a.rec.has({ op: "l3domain.del", id: 1 }) && b.rec.has({ op: "l3domain.del", id: 1 }), "the domain removed");
+  });
+});
+
 test("through Mosquitto (password auth, generated acl_file): a migration A → B as on the embedded broker", async () => {
   await withWorld({ mosquitto: true }, async (w) => {
     const a = await w.nve("nve-a"), b = await w.nve("nve-b"), c = await w.nve("nve-c");

@@ -37,6 +37,7 @@ const keyOf = (op: DpOp): string => {
     case "ip": return `ip|${op.vn}|${op.ip}`;
     case "port": return `port|${op.port}`;
     case "underlay": return "underlay";
+    case "l3domain": return `l3domain|${op.id}`;
     default: return `${op.op}|${JSON.stringify(op)}`;
   }
 };
@@ -45,15 +46,16 @@ const keyOf = (op: DpOp): string => {
 export function staticDiff(before: DpOp[], after: DpOp[]): DpOp[] {
   const a = new Map(before.map((o) => [keyOf(o), o]));
   const b = new Map(after.map((o) => [keyOf(o), o]));
-  const del: DpOp[][] = [[], [], [], []];
+  const del: DpOp[][] = [[], [], [], [], []];
   for (const [k, o] of a) {
     if (b.has(k)) continue;
     if (o.op === "ip") del[0].push({ op: "ip.del", vn: o.vn, ip: o.ip });
     else if (o.op === "mac.remote") del[1].push({ op: "mac.del", vn: o.vn, mac: o.mac });
     else if (o.op === "flood.join") del[2].push({ op: "flood.leave", vn: o.vn, nve: o.nve });
     else if (o.op === "vn") del[3].push({ op: "vn.del", vn: o.vn });
+    else if (o.op === "l3domain") del[4].push({ op: "l3domain.del", id: o.id }); // after its VNs
   }
-  const order = ["vn", "flood.join", "mac.remote", "ip"];
+  const order = ["l3domain", "vn", "flood.join", "mac.remote", "ip"]; // a routed VN names its domain
   const add = [...b].filter(([k, o]) => JSON.stringify(a.get(k)) !== JSON.stringify(o)).map(([, o]) => o)
     .sort((x, y) => order.indexOf(x.op) - order.indexOf(y.op));
   return [...del.flat(), ...add];

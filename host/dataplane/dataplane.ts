@@ -550,7 +550,7 @@ export class DataPlane {
   /** The recorded decisions of the frame since traceBegin(): steps, outputs, the drop reason, the VN id. */
   traceEnd(port: string, frameLen: number, outputs: { port: string; frame: Uint8Array }[], before: number[]): TraceResult {
     this.ex.setTrace(0);
-    return readTrace(this.ex, this.dv, this.dropNames, this.t, port, frameLen, outputs, before);
+    return readTrace(this.ex, this.dv, this.dropNames, this.t, port, frameLen, outputs, before, (idx) => this.l3.domainOfIdx(idx));
   }
 
   // ---------------------------------------------------------------- counters

@@ -69,7 +69,8 @@ export interface TraceResult { steps: string[]; outputs: { port: string; frame: 
  * lookup, action, outputs and drop reason; and the VN id.
  */
 export function readTrace(ex: Exports, dv: DataView, dropNames: string[], t: Tables, port: string, frameLen: number,
-  outputs: { port: string; frame: Uint8Array }[], before: number[]): TraceResult {
+  outputs: { port: string; frame: Uint8Array }[], before: number[],
+  domainOfIdx?: (idx: number) => { id: number; vni: number } | undefined): TraceResult {
   const base = ex.tracePtr();
   const f = (k: number) => dv.getUint32(base + k, true);
   const after = readDrops(ex, dv, dropNames.length);
@@ -84,7 +85,8 @@ export function readTrace(ex: Exports, dv: DataView, dropNames: string[], t: Tab
   if (vnIdx) {
     const id = t.vnById[vnIdx - 1];
     const v = id !== undefined ? t.vns.get(id) : undefined;
-    steps.push(`vn ${id} (vni ${v?.vni}, ${v?.profile.encap}, mtu ${v?.profile.mtu})`);
+    const dom = id === undefined ? domainOfIdx?.(vnIdx - 1) : undefined; // a domain's L3 VNI (./l3.ts)
+    steps.push(dom ? `l3domain ${dom.id} (L3 VNI ${dom.vni})` : `vn ${id} (vni ${v?.vni}, ${v?.profile.encap}, mtu ${v?.profile.mtu})`);
   }
   const src = f(TR_SRC) >>> 0;
   if (src && (src & MK_KIND) >>> 0 === MK_LOCAL) steps.push(`source: local VNIC on ${t.portName((src >> ML_PORT_SHIFT) & ML_PORT_MASK)}${src & ML_ACTIVE ? "" : " (inactive)"}`);
