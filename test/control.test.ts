@@ -307,6 +307,24 @@ export function controlSuite(fx: BrokerFixture, storeKind: StoreKind = "memory")
     assert.not.ok(e.run.logs.some((l) => l.includes("migration hold of")), "no hold expired");
   });
 
+  t("a VNIC held after migrating away and pre-associated again (the VM comes back, issue 15) is not purged when the hold ends", async (e) => {
+    await e.start();
+    const a = await e.agent("hv-1");
+    await a.attach(u(1), BLUE, [{ mac: m(1), ips: ["10.0.0.1"] }]);
+    await a.deactivate(u(1), "migration");
+    assert.ok(((await a.show()) as any).vnics[0].holdUntil, "held for migration");
+    const conn = await a.request("vn.connect", { vnic: u(1), vn: BLUE, activate: false });
+    assert.is(conn.ok, true, JSON.stringify(conn));
+    assert.is(((await a.show()) as any).vnics[0].holdUntil, undefined, "the pre-association ends the hold");
+    const mark = e.prog.mark();
+    e.run.clock.advance(20000);
+    const v = ((await a.show()) as any).vnics;
+    assert.is(v.length, 1, "not purged");
+    assert.is(v[0].state, "associated");
+    assert.equal(e.prog.since(mark), [], "nothing withdrawn");
+    assert.is((await a.request("vnic.activate", { vnic: u(1), migration: true })).ok, true, "it can be activated again");
+  });
+
   t("a held VNIC activating again on the same hypervisor keeps everything; an address of a held VNIC moves to a new VNIC (Req-13)", async (e) => {
     await e.start();
     const a = await e.agent("hv-1");

@@ -137,8 +137,6 @@ if (requireRootAnd(["ovs-vswitchd", "ovsdb-server", "ethtool", "ping", "tcpdump"
         activationToFirstForwardedFrameMs: firstFwd === undefined ? null : Math.round((firstFwd - tAct) * 10) / 10,
         activationToFirstEchoReplyMs: firstReply ? Math.round((firstReply.t - tAct) * 10) / 10 : null,
         vxlanFramesFromVmAtNveB: fromVm.length,
-        // when each lost echo request left (ping -O -D prints "no answer yet" with the time), from the activate request
-        lostAfterActivationMs: [...out.matchAll(/^\[(\d+\.\d+)\] no answer yet for icmp_seq=(\d+)/gm)].map((x) => Math.round(Number(x[1]) * 1000 - 1000 - tAct)),
         dropsDuringMove,
       };
       console.log(`e2e-migration: ${JSON.stringify(figures)}`);

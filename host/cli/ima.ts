@@ -61,6 +61,7 @@ export async function imaCommand(argv: string[]): Promise<number> {
   const log = logger.lines();
   const password = o["password-file"] !== undefined ? readPasswordFile(o["password-file"]) : undefined;
   let ima: ImaService;
+  if (cfg.ha && o.metrics !== undefined) throw new UsageError(`--metrics is not served with ha (${configFile}): an instance's figures would be its own while standing by`);
   if (cfg.ha) return await runHa(cfg, configFile, url, password, o.store ?? defaultImaStore(), logger, log);
   try {
     ima = await ImaService.start({
