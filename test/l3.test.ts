@@ -245,7 +245,7 @@ test("reload: a domain added comes before its VNs; one removed is deleted, and t
   c2.l3domains.push({ id: 2, vni: 9002 });
   c2.vns[1].profile.l3domain = 2;
   const next = parseConfig(JSON.stringify(c2), "b.json");
-  const ops = (c: typeof cur) => configOps(c).filter((o) => o.op !== "underlay" && o.op !== "port");
+  const ops = (c: typeof cur) => offlineOps(c).filter((o) => o.op !== "underlay" && o.op !== "port");
   let d = staticDiff(ops(cur), ops(next));
   assert.equal(d.map((o) => o.op), ["l3domain", "vn"], JSON.stringify(d));
   const c3 = config();
