@@ -43,6 +43,10 @@ function startIma(name: string, priority: number, url: string, dir: string, mosq
   }));
   const child = spawn(process.execPath, [BIN, "ima", "run", "--config", cfg, "--store", join(dir, `${name}-store`), "--broker", url, "--log-format", "text"], { stdio: ["ignore", "pipe", "pipe"] });
   const ima: Ima = { name, child, log: "", exited: new Promise((r) => child.on("exit", () => r())) };
+  // A runner killed mid-test (its time bound) takes the instances with it.
+  const reap = () => { if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL"); };
+  process.once("exit", reap);
+  child.once("exit", () => process.off("exit", reap));
   child.stdout!.setEncoding("utf8").on("data", (d) => (ima.log += d));
   child.stderr!.setEncoding("utf8").on("data", (d) => (ima.log += d));
   return ima;

@@ -583,7 +583,8 @@ export class ImaClient {
         await this.request("bind.withdraw", { vn: { id: vn }, mac }).catch((e) => {
           if (!(e instanceof ImaRequestError) || ["timeout", "internal", "rate-limited"].includes(e.code)) throw e;
         });
-      if (!this.local.has(k)) this.prepared.delete(k);
+      // The IMA forgot `next`: a binding back meanwhile (applyLocal kicked this worker again) is prepared anew.
+      this.prepared.delete(k);
     } else if (!l && a) {
       if (this.joined.get(vn) === undefined) {
         this.announced.delete(k); // vtep.leave withdrew it at the IMA
