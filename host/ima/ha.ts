@@ -79,7 +79,7 @@ export const haTopics = {
 };
 /** The public retained tree (PROTOCOL.md §6) a standby mirrors as the `pub` record of what the broker holds. */
 const PUBLIC = [`${ROOT}ima/vn/+`, `${ROOT}ima/vtep/+/+`, `${ROOT}ima/bind/+/+`];
-const COLLECTIONS = new Set(["vns", "vteps", "binds"]);
+const COLLECTIONS = new Set(["vns", "vteps", "binds", "l3domains"]);
 
 interface Lease { holder: string; epoch: number }
 interface Member { state: string; priority: number }

@@ -78,7 +78,7 @@ const NVE_STATUS = /^nvo3\/v1\/nve\/([A-Za-z0-9._-]{1,64})\/status$/;
 function haDiff(db: ImaDb, seen: ReadonlyMap<string, string>): Publish[] {
   const out: Publish[] = [];
   const mine = new Set<string>();
-  for (const c of ["vns", "vteps", "binds"] as const) {
+  for (const c of ["vns", "vteps", "binds", "l3domains"] as const) {
     for (const [k, v] of db.list(c)) {
       const topic = haStateTopic(c, k);
       const payload = JSON.stringify(v);
