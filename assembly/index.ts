@@ -193,7 +193,13 @@ export function process(n: u32): u32 {
     if (outCount + worstFanout > MAX_OUT) break;
     setCurIn(i); // the input index every output and trace record carries
     const fl = <u32>load<u16>(inDescBase + (<usize>i << 3), I_FLAGS);
-    if (fl != 0) { if (offloadFrame(i, fl)) continue; }
+    if (fl != 0) {
+      if (offloadFrame(i, fl)) continue;
+      // offloadFix may have rewritten header bytes the prefetch pass hashed (a
+      // fuzzed csum_offset lands a checksum in a VXLAN VNI): its homes are
+      // stale, so the fast paths recompute them or hand the frame over
+      store<u64>(macHomes + (<usize>i << 3), 0xffffffffffffffff);
+    }
     if (fastFrame(i)) fast++;
     else if (load<u32>(frameRec(i), FR_IP) != NO_HOME && arpFrame(i)) forwarded++;
     else forwarded += slowFrame(i);

@@ -92,6 +92,14 @@ function l3Seeds(family: F.Family, add: (port: string, frame: Uint8Array) => voi
     add(F.UPLINK, E.overlayFrame(F.underlayFrom(F.REMOTES[0], family), { kind: "vxlan", vni: L3.vni, entropy: 51000 }, spent));
   }
   add(F.ACC1, E.arpFrame({ op: 1, src: a.mac, tag, spa: a.ip4, tpa: `10.${blue.net}.0.1` }));
+  // echo requests to the gateway (answered), short and IPv6 too
+  for (const [dst, n] of [[`10.${blue.net}.0.1`, 56], [`10.${red.net}.0.1`, 0], [`2001:db8:${blue.net.toString(16)}::1`, 24]] as const) {
+    const v6 = dst.includes(":");
+    const body = E.concat(E.be16(1), E.be16(2), new Uint8Array(n));
+    const pkt = v6 ? E.ipv6Packet({ src: a.ip6, dst, nextHeader: E.IPPROTO_ICMPV6, payload: E.icmpv6(a.ip6, dst, 128, 0, body) })
+      : E.ipv4Packet({ src: a.ip4, dst, protocol: 1, payload: E.concat(E.u8(8, 0), E.be16(0), body) });
+    add(F.ACC1, E.ethernet({ dst: L3.gw, src: a.mac, tags: [tag], type: v6 ? E.ETH_IPV6 : E.ETH_IPV4, payload: pkt, pad: true }));
+  }
   add(F.ACC1, E.arpFrame({ op: 1, src: c.mac, tag: { vid: red.tags[0] }, spa: c.ip4, tpa: `10.${red.net}.0.1` }));
   const gw6 = `2001:db8:${blue.net.toString(16)}::1`;
   add(F.ACC1, E.ethernet({ dst: L3.gw, src: a.mac, tags: [tag], type: E.ETH_IPV6,

@@ -98,6 +98,28 @@ function icmpTe6(to: typeof A, gw: string, pkt: E.Bytes): E.Bytes {
   return eth(to.mac, GW, to.tag, E.ipv6Packet({ src: gw, dst: to.ip6, nextHeader: E.IPPROTO_ICMPV6, hopLimit: 64, payload: icmp }));
 }
 
+/** An echo request (RFC 792 type 8 / RFC 4443 type 128) from `from` to its gateway MAC for `dst`, id 0x1234 seq 7, `n` data bytes. */
+function echoBody(n: number): E.Bytes {
+  return E.concat(E.be16(0x1234), E.be16(7), Uint8Array.from({ length: n }, (_, i) => (i * 7 + 1) & 0xff));
+}
+function echo(from: typeof A, dst: string, n: number, ttl = 64): E.Bytes {
+  const v6 = dst.includes(":");
+  const src = v6 ? from.ip6 : from.ip4;
+  const pkt = v6
+    ? E.ipv6Packet({ src, dst, nextHeader: E.IPPROTO_ICMPV6, hopLimit: ttl, payload: E.icmpv6(src, dst, 128, 0, echoBody(n)) })
+    : E.ipv4Packet({ src, dst, protocol: E.IPPROTO_ICMP, ttl, id: 77, payload: E.icmpv4(8, 0, echoBody(n)) });
+  return eth(GW, from.mac, from.tag, pkt);
+}
+/** The echo reply from gateway address `gw` (type 0 / 129, TTL 64, a fresh IPv4 header), the request's id, sequence and data. */
+function echoReply(to: typeof A, gw: string, n: number): E.Bytes {
+  const v6 = gw.includes(":");
+  const dst = v6 ? to.ip6 : to.ip4;
+  const pkt = v6
+    ? E.ipv6Packet({ src: gw, dst, nextHeader: E.IPPROTO_ICMPV6, hopLimit: 64, payload: E.icmpv6(gw, dst, 129, 0, echoBody(n)) })
+    : E.ipv4Packet({ src: gw, dst, protocol: E.IPPROTO_ICMP, ttl: 64, df: false, id: 0, payload: E.icmpv4(0, 0, echoBody(n)) });
+  return eth(to.mac, GW, to.tag, pkt);
+}
+
 const U_TO_B: E.Underlay = { srcMac: UL_MAC, dstMac: UL_GW, src: UL_IP, dst: B_IP };
 const U_FROM_B: E.Underlay = { srcMac: UL_GW, dstMac: UL_MAC, src: B_IP, dst: UL_IP };
 /** A frame nve-b routes to us over the L3 VNI (inner: its router MAC to ours). */
@@ -137,6 +159,12 @@ function cases(): Case[] {
     { name: "hop limit expiry: ICMPv6 time exceeded from the gateway", port: "acc1", frame: toGw(A, B.ip6, 1),
       out: { port: "acc1", frame: icmpTe6(A, BLUE.gw6, ipUdp(A.ip6, B.ip6, 1)) } },
     { name: "no binding for the destination", port: "acc1", frame: toGw(A, "10.1.0.99"), out: null, drop: "no-route" },
+    { name: "echo to the gateway: answered from it", port: "acc1", frame: echo(A, BLUE.gw4, 32), out: { port: "acc1", frame: echoReply(A, BLUE.gw4, 32) } },
+    { name: "echo to the other VN's gateway address, TTL 1: answered (it is ours)", port: "acc1", frame: echo(A, RED.gw4, 56, 1),
+      out: { port: "acc1", frame: echoReply(A, RED.gw4, 56) } },
+    { name: "a short echo: the reply padded to the minimum frame", port: "acc1", frame: echo(A, BLUE.gw4, 0), out: { port: "acc1", frame: echoReply(A, BLUE.gw4, 0) } },
+    { name: "ICMPv6 echo to the gateway", port: "acc1", frame: echo(A, BLUE.gw6, 40), out: { port: "acc1", frame: echoReply(A, BLUE.gw6, 40) } },
+    { name: "UDP to the gateway: not served", port: "acc1", frame: toGw(A, BLUE.gw4), out: null, drop: "no-route" },
     { name: "no binding for the IPv6 destination", port: "acc1", frame: toGw(A, "2001:db8:9::9"), out: null, drop: "no-route" },
     { name: "L3 VNI receive IPv4 (D -> A)", port: "uplink", frame: fromB(D.ip4, A.ip4, 63),
       out: { port: "acc1", frame: eth(A.mac, GW, A.tag, ipUdp(D.ip4, A.ip4, 62)) } },
@@ -211,9 +239,9 @@ test("nvedge pcap: routed local and remote, L3 VNI receive, gateway ARP/ND, ICMP
       }
     }
     const counters = JSON.parse(readFileSync(join(dir, "out", "counters.json"), "utf8"));
-    assert.is(counters.drops["no-route"], 2, "no-route counted");
+    assert.is(counters.drops["no-route"], 3, "no-route counted");
     assert.is(counters.drops["ttl-exceeded"], 1, "the spent hop from the L3 VNI counted");
-    assert.is(counters.frames.dropped, 3, "nothing else dropped");
+    assert.is(counters.frames.dropped, 4, "nothing else dropped");
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

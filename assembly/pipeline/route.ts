@@ -19,14 +19,14 @@ import { tagOf, vnPtr, vnCtr, ctrInc, tunPtr, VN_CTR, VN_MTU, VC_ENCAP, VC_DECAP
 import { macLookupHome, macRawOf, ipBase, ipMask, prefixBase, prefixCount, NO_HOME, IP6_TAG,
          MK_KIND, MK_LOCAL, MK_REMOTE, ML_ACTIVE, ML_PORT_SHIFT, ML_PORT_MASK, MR_TUN_MASK, ip4Lookup, ip6Lookup } from "../tables/index";
 import { tipFindIn } from "../tables/haship";
-import { l3Info, l3Ptr, domPtr, l3TunFind, tunRemote, l3TunMac, L3_VN, L3_DOM_MASK, L3_GW4, L3_GW6, L3_GWMAC,
+import { l3Info, l3Ptr, domPtr, l3TunFind, tunRemote, l3TunMac, L3_VN, L3_DOM_MASK, L3_GW4, L3_GW6, L3_GWMAC, MK_ROUTER,
          DOM_NVN, DOM_VNS, DOM_RMAC, DOM_VNI_VN } from "../tables/l3";
 import { ETHERTYPE_VLAN, ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETHERTYPE_ARP, PCP_SHIFT } from "../proto/ethernet";
 import { IP4_TTL, IP4_CSUM, IP4_SRC, IP4_DST, IP4_TOTLEN } from "../proto/ipv4";
 import { IP6_HLIM, IP6_PLEN, IP6_SRC, IP6_DST, IP6_HLEN } from "../proto/ipv6";
 import { ARP_OP, ARP_SPA, ARP_TPA, ARP_LEN, ARP_OP_REQUEST } from "../proto/arp";
-import { ICMP_TIME_EXCEEDED, ICMP_HLEN, ICMP_QUOTE_DATA, IPPROTO_ICMP } from "../proto/icmp";
-import { ICMP6_TIME_EXCEEDED, ICMP6_ERROR_MAX, NA_FLAG_ROUTER } from "../proto/icmp6";
+import { ICMP_TIME_EXCEEDED, ICMP_HLEN, ICMP_QUOTE_DATA, IPPROTO_ICMP, ICMP_ECHO, ICMP_ECHO_REPLY } from "../proto/icmp";
+import { ICMP6_TIME_EXCEEDED, ICMP6_ERROR_MAX, NA_FLAG_ROUTER, ICMP6_ECHO, ICMP6_ECHO_REPLY } from "../proto/icmp6";
 import { IPPROTO_ICMPV6 } from "../proto/ipv4";
 import { HDR_SLOT } from "../abi";
 import { hdrBase } from "../state";
@@ -193,11 +193,17 @@ export function routeAccess(port: u32, tci: u32, p: usize, len: u32, vn: u32): v
   const l3 = p + 18;
   const l3len = len - 18;
   const why = routeCheck(d, etype, l3, l3len);
-  if (why == R_TTL) { timeExceeded(port, tci, p, vn, etype, l3); return; }
-  if (why != R_OK) { drop(why); return; }
+  if (why != R_OK && why != R_TTL) { drop(why); return; }
   const dv = macLookupHome(rVn, macRawOf(rMac), NO_HOME);
   trace(TR_DST, dv);
   const kind = dv & MK_KIND;
+  // for a gateway address itself: an echo request is answered, whatever its TTL
+  if (kind == MK_ROUTER) {
+    trace(TR_LOOKUP, LK_LOCAL);
+    if (!echoReply(port, tci, p, vn, etype, l3)) drop(D.D_NO_ROUTE);
+    return;
+  }
+  if (why == R_TTL) { timeExceeded(port, tci, p, vn, etype, l3); return; }
   if (kind == MK_LOCAL) {
     trace(TR_LOOKUP, LK_LOCAL);
     if (!toLocal(dv, etype, l3, p)) return;
@@ -225,7 +231,7 @@ export function routeAccess(port: u32, tci: u32, p: usize, len: u32, vn: u32): v
     ctrInc(vnCtr + (<usize>vn * VN_CTR << 3), VC_ENCAP, 1);
     return;
   }
-  // the destination is a gateway address (MK_ROUTER) or its MAC is not bound here
+  // the destination's MAC is not bound here
   trace(TR_LOOKUP, LK_UNKNOWN);
   drop(D.D_NO_ROUTE);
 }
@@ -354,4 +360,81 @@ function timeExceeded(port: u32, tci: u32, p: usize, vn: u32, etype: u32, l3: us
   st16(ic + 2, ~csumFold(s) & 0xffff);
   trace(TR_ACTION, AC_ICMP);
   commit(port, 18 + IP6_HLEN + ICMP_HLEN, l3, q, vn);
+}
+
+/**
+ * An echo request to a gateway address (the VM pings its gateway): the echo
+ * reply (RFC 792 "Echo or Echo Reply"; RFC 4443 §4.2) from that address, out
+ * of the port and tag the request came from, its identifier, sequence and data
+ * echoed (the data as the output's data piece; a short one copied and the
+ * frame padded to the 64-byte minimum). The ICMP checksum follows the type
+ * change (RFC 1624 eq. 3; the ICMPv6 pseudo-header's sum does not change when
+ * its addresses swap). False for anything else sent to the gateway.
+ */
+function echoReply(port: u32, tci: u32, p: usize, vn: u32, etype: u32, l3: usize): bool {
+  let hl: u32; // the request's IP header length
+  let dlen: u32; // echo data after the 8-byte ICMP header
+  let type: u32;
+  if (etype == ETHERTYPE_IPV4) {
+    hl = (ld8(l3) & 0xf) << 2;
+    const tot = ld16(l3 + IP4_TOTLEN);
+    if (ld8(l3 + 9) != IPPROTO_ICMP || tot < hl + ICMP_HLEN) return false;
+    if ((ld16(l3 + 6) & 0x3fff) != 0) return false; // a fragment: not reassembled here
+    type = ld8(l3 + hl);
+    if (type != ICMP_ECHO || ld8(l3 + hl + 1) != 0) return false;
+    dlen = tot - hl - ICMP_HLEN;
+  } else {
+    hl = IP6_HLEN;
+    const plen = ld16(l3 + IP6_PLEN);
+    if (ld8(l3 + 6) != IPPROTO_ICMPV6 || plen < ICMP_HLEN) return false;
+    type = ld8(l3 + hl);
+    if (type != ICMP6_ECHO || ld8(l3 + hl + 1) != 0) return false;
+    dlen = plen - ICMP_HLEN;
+  }
+  const h = nextHdr();
+  store<u32>(h, load<u32>(p + 6)); // back to the sender, from the MAC it sent to
+  store<u16>(h + 4, load<u16>(p + 10));
+  store<u32>(h + 6, load<u32>(p));
+  store<u16>(h + 10, load<u16>(p + 4));
+  st16(h + 12, ETHERTYPE_VLAN);
+  st16(h + 14, tci);
+  st16(h + 16, etype);
+  const ip = h + 18;
+  let ic: usize;
+  if (etype == ETHERTYPE_IPV4) {
+    st32(ip, 0x45000000 | (20 + ICMP_HLEN + dlen));
+    st32(ip + 4, 0);
+    st32(ip + 8, (64 << 24) | (IPPROTO_ICMP << 16));
+    store<u32>(ip + IP4_SRC, load<u32>(l3 + IP4_DST));
+    store<u32>(ip + IP4_DST, load<u32>(l3 + IP4_SRC));
+    st16(ip + IP4_CSUM, ~csumFold(csumAdd(0, ip, 20)) & 0xffff);
+    ic = ip + 20;
+  } else {
+    st32(ip, 0x60000000);
+    st16(ip + IP6_PLEN, ICMP_HLEN + dlen);
+    st8(ip + 6, IPPROTO_ICMPV6);
+    st8(ip + IP6_HLIM, 64);
+    v128.store(ip + IP6_SRC, v128.load(l3 + IP6_DST));
+    v128.store(ip + IP6_DST, v128.load(l3 + IP6_SRC));
+    ic = ip + IP6_HLEN;
+  }
+  const rq = l3 + hl;
+  const reply: u32 = etype == ETHERTYPE_IPV4 ? ICMP_ECHO_REPLY : ICMP6_ECHO_REPLY;
+  store<u64>(ic, load<u64>(rq)); // type, code, checksum, identifier, sequence
+  st8(ic, reply);
+  st16(ic + 2, csumUpdate(ld16(rq + 2), type << 8, reply << 8));
+  let hlen = <u32>(ic + ICMP_HLEN - h);
+  let data = rq + ICMP_HLEN;
+  let n = dlen;
+  if (hlen + dlen < 64) {
+    // a short echo: its data into the header, then zero padding to the minimum frame
+    memory.copy(h + hlen, data, dlen);
+    memory.fill(h + hlen + dlen, 0, 64 - hlen - dlen);
+    hlen = 64;
+    n = 0;
+    data = h;
+  }
+  trace(TR_ACTION, AC_REPLY);
+  commit(port, hlen, data, n, vn);
+  return true;
 }

@@ -13,3 +13,6 @@ export const ICMP_HLEN: u32 = 8;
 export const ICMP_TIME_EXCEEDED: u32 = 11;
 /** RFC 792: the quote is the original header and the first 64 bits of its data. */
 export const ICMP_QUOTE_DATA: u32 = 8;
+/** Echo (8) and Echo Reply (0). */
+export const ICMP_ECHO: u32 = 8;
+export const ICMP_ECHO_REPLY: u32 = 0;

@@ -20,3 +20,6 @@ export const NA_FLAG_ROUTER: u32 = 0x80000000;
 export const ICMP6_TIME_EXCEEDED: u32 = 3;
 /** RFC 4443 §2.4 (c): an error message does not exceed the minimum IPv6 MTU (RFC 8200 §5). */
 export const ICMP6_ERROR_MAX: u32 = 1280;
+/** RFC 4443 §4.1, §4.2: Echo Request (128) and Echo Reply (129). */
+export const ICMP6_ECHO: u32 = 128;
+export const ICMP6_ECHO_REPLY: u32 = 129;
