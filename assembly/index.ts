@@ -9,7 +9,7 @@ import { layoutFixed, slotBase, inDescBase, outDescBase, hdrBase, scratch, portK
          MAX_REMOTES, MAX_LOCAL_PER_VN } from "./state";
 import { t64Init } from "./tables/hash64";
 import { tipInit } from "./tables/haship";
-import { macTab, ipTab, vniTab, remoteTab, prefixInit, macHomesInit, tableGlobalsInit, frameRec, FR_IP, NO_HOME } from "./tables/index";
+import { macTab, ipTab, vniTab, remoteTab, prefixInit, macHomesInit, tableGlobalsInit, frameRec, FR_VN, FR_IP, NO_HOME } from "./tables/index";
 import { controlInit } from "./control";
 import { l3Init } from "./tables/l3";
 import { accessFrame } from "./pipeline/access";
@@ -198,7 +198,10 @@ export function process(n: u32): u32 {
       // offloadFix may have rewritten header bytes the prefetch pass hashed (a
       // fuzzed csum_offset lands a checksum in a VXLAN VNI): its homes are
       // stale, so the fast paths recompute them or hand the frame over
-      store<u64>(macHomes + (<usize>i << 3), 0xffffffffffffffff);
+      // (the frame's whole record: both homes and the IP home NO_HOME, no fast-path VN)
+      const rec = frameRec(i);
+      store<u64>(rec, 0xffffffffffffffff);
+      store<u64>(rec, <u64>NO_HOME << 32, FR_VN);
     }
     if (fastFrame(i)) fast++;
     else if (load<u32>(frameRec(i), FR_IP) != NO_HOME && arpFrame(i)) forwarded++;

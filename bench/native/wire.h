@@ -81,6 +81,8 @@
 #define NA_FLAG_ROUTER 0x80000000u
 #define ICMP6_TIME_EXCEEDED 3u
 #define ICMP6_ERROR_MAX 1280u
+#define ICMP6_ECHO 128u
+#define ICMP6_ECHO_REPLY 129u
 
 /* assembly/proto/udp.ts */
 #define UDP_SPORT 0u
