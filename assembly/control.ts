@@ -256,10 +256,11 @@ export function buildTunnel(t: u32, vn: u32, r: u32): i32 {
 // MAC bindings. The MAC is passed as its top 16 bits and low 32 bits.
 @inline function mac(hi: u32, lo: u32): u64 { return (<u64>(hi & 0xffff) << 32) | lo; }
 
-export function setMacLocal(vn: u32, hi: u32, lo: u32, port: u32, tag: u32, active: bool): i32 {
-  if (vn >= MAX_VNS || port >= MAX_PORTS || tag > 4094) return E_RANGE;
+/** `policer`: the VNIC's policer index (1..2^31-1; 0 none), in the entry's spare word (pipeline/qos.ts policerKey). */
+export function setMacLocal(vn: u32, hi: u32, lo: u32, port: u32, tag: u32, active: bool, policer: u32): i32 {
+  if (vn >= MAX_VNS || port >= MAX_PORTS || tag > 4094 || policer >= 0x80000000) return E_RANGE;
   const val = MK_LOCAL | (active ? ML_ACTIVE : 0) | (port << ML_PORT_SHIFT) | tag;
-  return t64Put(macTab, macKey(vn, macRawOf(mac(hi, lo))), val, 0) ? OK : E_FULL;
+  return t64Put(macTab, macKey(vn, macRawOf(mac(hi, lo))), val, policer) ? OK : E_FULL;
 }
 
 export function setMacRemote(vn: u32, hi: u32, lo: u32, t: u32): i32 {

@@ -83,8 +83,55 @@ for (const family of [4, 6] as F.Family[]) {
       for (let i = 0; i < 10; i++) assert.is(F.send(dp, F.UPLINK, fromR1(family, F.innerFrame(R1, L1, { payloadLen: 900 }), 0)).outs.length, 1);
       assert.is(dp.counters().drops.policed, 1 + 2 + 1 + 2 + 1);
     });
+    test(`qos: a VNIC with two MACs is policed as one bucket, programmed one MAC at a time or in bulk (${how})`, async () => {
+      // L1 and L4 (both behind acc1) become the MACs of one VNIC, vm-a; L2 is vm-b
+      const { L1: A1, L4: A2, L2: B } = F.locals(VN);
+      for (const bulk of [false, true]) {
+        const { dp, clock } = await qosDp(family, { rateMbps: 8, burstKb: 4 }, fast);
+        dp.apply(bulk
+          ? [{ op: "local.bulk", port: F.ACC1, vn: [VN, VN], mac: [A1.mac, A2.mac], active: [true, true], ipStart: [0, 0, 0], ips: [], vnic: ["vm-a", "vm-a"] }]
+          : [{ op: "mac.local", vn: VN, mac: A1.mac, port: F.ACC1, active: true, vnic: "vm-a" },
+             { op: "mac.local", vn: VN, mac: A2.mac, port: F.ACC1, active: true, vnic: "vm-a" }]);
+        dp.apply([{ op: "mac.local", vn: VN, mac: B.mac, port: F.ACC2, active: true, vnic: "vm-b" }]);
+        const send = (h: F.Host) => F.send(dp, h.port!, F.accessFrame(h, R1, { payloadLen: 1000 - 46 })).outs.length; // 1000 bytes each
+        const how2 = bulk ? "local.bulk" : "mac.local";
+        // one 4096-byte bucket for both MACs: four frames in all, whichever MAC sends them
+        assert.equal([A1, A2, A1, A2, A1, A2, A2].map(send), [1, 1, 1, 1, 0, 0, 0], `burst from both MACs (${how2})`);
+        assert.is(dp.counters().drops.policed, 3);
+        // another VNIC's bucket is its own, full
+        assert.equal([B, B, B, B, B].map(send), [1, 1, 1, 1, 0], `vm-b (${how2})`);
+        // the shared bucket refills once: 3 ms = 3000 bytes (plus the 96 left), taken by either MAC
+        clock.ms += 3;
+        assert.equal([A2, A1, A2, A1].map(send), [1, 1, 1, 0], `refill shared (${how2})`);
+        assert.is(dp.counters().drops.policed, 3 + 1 + 1);
+      }
+      // a MAC programmed without a VNIC keeps a bucket of its own (the fixture's L1 and L4)
+      const { dp } = await qosDp(family, { rateMbps: 8, burstKb: 4 }, fast);
+      const send = (h: F.Host) => F.send(dp, h.port!, F.accessFrame(h, R1, { payloadLen: 1000 - 46 })).outs.length;
+      assert.equal([A1, A2, A1, A2, A1, A2, A1, A2, A1, A2].map(send), [1, 1, 1, 1, 1, 1, 1, 1, 0, 0], "two MACs, two buckets");
+    });
   }
 }
+
+test("qos: a mac.local or local.bulk with a bad vnic is refused naming it, and changes nothing", async () => {
+  const { dp } = await qosDp(4, { rateMbps: 8, burstKb: 4 });
+  const { L1 } = F.locals(VN);
+  const before = dp.counters();
+  for (const [ops, field] of [
+    [[{ op: "mac.local", vn: VN, mac: F.unknownMac(VN), port: F.ACC1, active: true, vnic: "" }], "vnic"],
+    [[{ op: "mac.local", vn: VN, mac: F.unknownMac(VN), port: F.ACC1, active: true, vnic: 7 }], "vnic"],
+    [[{ op: "local.bulk", port: F.ACC1, vn: [VN], mac: [F.unknownMac(VN)], active: [true], ipStart: [0, 0], ips: [], vnic: [] }], "vnic"],
+  ] as [unknown[], string][]) {
+    try { dp.apply(ops as never); assert.unreachable("accepted"); } catch (e) {
+      assert.instance(e, DataPlaneError);
+      assert.is((e as DataPlaneError).field, field);
+    }
+  }
+  // nothing programmed: the unknown MAC is still unknown, L1 still passes
+  assert.is(F.send(dp, F.ACC1, F.accessFrame({ ...L1, mac: F.unknownMac(VN) }, F.remotes(VN).R1)).outs.length, 0);
+  assert.is(F.send(dp, F.ACC1, F.accessFrame(L1, F.remotes(VN).R1)).outs.length, 1);
+  assert.is(dp.counters().drops.policed, before.drops.policed);
+});
 
 test("qos: bad values are refused naming the key, and the profile in force stays", async () => {
   const { dp } = await qosDp(4, { pcp: 2 });

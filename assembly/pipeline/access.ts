@@ -23,10 +23,9 @@ import { TN_NH_NONE } from "./nexthop";
 import { arpReply, ndReply, isDadOrNotNs } from "./suppress";
 import { arpAnswer } from "./fast";
 import { aclCheck, aclEval, aclActive, DIR_FROM, DIR_TO, ACL_OK } from "./acl";
-import { police, deliverPcp } from "./qos";
+import { police, policerKey, deliverPcp } from "./qos";
 import { VN_FEAT, FEAT_POLICE, FEAT_GLEAN } from "../state";
-import { glean, GLEAN_ON, GLEAN_PASS } from "./glean";
-import { macKey } from "../tables/index";
+import { glean, GLEAN_ON, GLEAN_PASS, ML_GLEAN } from "./glean";
 import { gatewayAnswer, routeAccess } from "./route";
 import { MK_ROUTER } from "../tables/l3";
 
@@ -113,7 +112,7 @@ export function accessFrame(port: u32, p: usize, len: u32): void {
       const why = aclCheck(vn, DIR_FROM, etype, l3, l3len);
       if (why != ACL_OK) { drop(why); return; }
     }
-    if ((feat & FEAT_POLICE) != 0 && (sv & MK_KIND) == MK_LOCAL && !police(vn, macKey(vn, macRaw(p + 6)), len)) { drop(D.D_POLICED); return; }
+    if ((feat & FEAT_POLICE) != 0 && (sv & MK_KIND) == MK_LOCAL && !police(vn, policerKey(vn, port, macRaw(p + 6), (sv & ML_GLEAN) != 0), len)) { drop(D.D_POLICED); return; }
   }
 
   const pcp = tci >> PCP_SHIFT;

@@ -5,13 +5,23 @@
 //   locally switched frame keeps its own PCP.
 // - `qos.rateMbps` / `qos.burstKb`: a token bucket (RFC 2697's committed
 //   bucket, one rate, one depth) on the traffic from each VNIC, dropping what
-//   exceeds it as `policed`. A VNIC is known here by its source MAC, so a
-//   VNIC with several MACs in the VN has a bucket per MAC.
+//   exceeds it as `policed`. One bucket per VNIC: the host gives each local
+//   MAC its VNIC's policer index (mac.local `vnic`, host/dataplane/dataplane.ts),
+//   kept in the MAC entry's spare word, so a VNIC's MACs in the VN share one
+//   bucket; gleaned bindings are the VAP's own (PROTOCOL.md §5 learn: glean),
+//   so a (VN, port) VAP has one bucket for all of them. A local MAC programmed
+//   without an index keeps a bucket of its own. Each packet I/O worker has its
+//   own buckets (README: N workers police at up to N times the rate).
 //
 // Time: the host writes its monotonic clock (ms, f64) at clockPtr() before
 // each batch (host/dataplane/dataplane.ts process), so no call per frame.
 import { alloc, vnPtr, MAX_VNS, VN_PCP, VN_FEAT, FEAT_POLICE } from "../state";
 import { mix64 } from "../util";
+import { macKey, macFindFrom, macHome } from "../tables/index";
+
+// bucket keys beside the MAC-table keys ((vn + 1) << 48 | MAC, below bit 63)
+const POL_KEY: u64 = 0x8000000000000000; // | vn << 32 | VNIC index (1..2^31-1)
+const POL_VAP: u64 = 0x80000000;         // | port: a VAP's gleaned bindings
 
 const BUCKET: u32 = 32; // u64 key (0 = empty) | f64 tokens (bytes) | f64 last refill (ms) | spare
 const BUCKETS_LOG2: u32 = 16;
@@ -58,8 +68,20 @@ export function setQos(vn: u32, pcp: u32, rate: f64, depth: f64): i32 {
 }
 
 /**
- * Takes `bytes` from the bucket of source `key` (a MAC-table key: VN and
- * MAC) in VN vn: true when they fit. A source seen first gets a full bucket;
+ * The bucket key of a frame from local source MAC `mac` in VN vn, arriving
+ * on `port`: its VNIC's (the index in the MAC entry's spare word), its VAP's
+ * for a gleaned binding, else the MAC's own. Only called when the VN polices.
+ */
+export function policerKey(vn: u32, port: u32, mac: u64, gleaned: bool): u64 {
+  if (gleaned) return POL_KEY | (<u64>vn << 32) | POL_VAP | <u64>port;
+  const key = macKey(vn, mac);
+  const s = macFindFrom(key, macHome(key));
+  const id = s != 0 ? load<u32>(s, 12) : 0;
+  return id != 0 ? POL_KEY | (<u64>vn << 32) | <u64>id : key;
+}
+
+/**
+ * Takes `bytes` from the bucket `key` (policerKey) in VN vn: true when they fit. A source seen first gets a full bucket;
  * a full table starts over with every bucket full (bounded memory; the
  * sources are the VN's local VNICs, so it does not fill in practice).
  */

@@ -159,15 +159,16 @@ export class Model {
     const ops: DpOp[] = [];
     for (const v of this.vaps.values()) ops.push({ op: "tag", port: v.port, tag: v.tag, vn: v.vn });
     const byPort = new Map<string, Extract<DpOp, { op: "local.bulk" }>>();
-    for (const r of this.vnics.values()) {
+    for (const [id, r] of this.vnics) {
       let b = byPort.get(r.port);
-      if (!b) byPort.set(r.port, (b = { op: "local.bulk", port: r.port, vn: [], mac: [], active: [], ipStart: [0], ips: [] }));
+      if (!b) byPort.set(r.port, (b = { op: "local.bulk", port: r.port, vn: [], mac: [], active: [], ipStart: [0], ips: [], vnic: [] }));
       const active = r.state === "active";
       for (const x of r.vns)
         for (const a of x.addrs) {
           b.vn.push(x.vn);
           b.mac.push(a.mac);
           b.active.push(active);
+          b.vnic!.push(id);
           for (const ip of a.ips) b.ips.push(ip);
           b.ipStart.push(b.ips.length);
         }

@@ -58,7 +58,7 @@ export function staticVnicOps(cfg: NveConfig, catalog: VnCatalog): DpOp[] {
       if (!tagged.has(key)) { ops.push({ op: "tag", port: n.port, tag: b.tag, vn }); tagged.add(key); }
       for (const a of b.addrs) {
         const mac = normMac(a.mac);
-        ops.push({ op: "mac.local", vn, mac, port: n.port, active: n.state !== "associated" });
+        ops.push({ op: "mac.local", vn, mac, port: n.port, active: n.state !== "associated", vnic: n.vnic });
         for (const ip of a.ips ?? []) ops.push({ op: "ip", vn, ip: normIp(ip), mac });
       }
     }

@@ -317,8 +317,9 @@ export class Txn {
       const [vn, mac] = splitKey(k);
       if (!post) {
         if (pre) macDel.push({ op: "mac.del", vn, mac });
-      } else if (!pre || pre.port !== post.port || pre.state !== post.state) {
-        macSet.push({ op: "mac.local", vn, mac, port: post.port, active: post.state === "active" });
+      } else if (!pre || pre.port !== post.port || pre.state !== post.state || preOwner !== postOwner) {
+        // the VNIC too: its MACs share its policer (pipeline/qos.ts)
+        macSet.push({ op: "mac.local", vn, mac, port: post.port, active: post.state === "active", vnic: postOwner ?? undefined });
       }
     }
     const ipDel: DpOp[] = [];

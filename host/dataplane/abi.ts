@@ -281,8 +281,8 @@ export interface Exports {
   setFlood(vn: number, off: number, n: number): number;
   /** (t: u32, vn: u32, r: u32) => i32 */
   buildTunnel(t: number, vn: number, r: number): number;
-  /** (vn: u32, hi: u32, lo: u32, port: u32, tag: u32, active: bool) => i32 */
-  setMacLocal(vn: number, hi: number, lo: number, port: number, tag: number, active: number): number;
+  /** (vn: u32, hi: u32, lo: u32, port: u32, tag: u32, active: bool, policer: u32) => i32 */
+  setMacLocal(vn: number, hi: number, lo: number, port: number, tag: number, active: number, policer: number): number;
   /** (vn: u32, hi: u32, lo: u32, t: u32) => i32 */
   setMacRemote(vn: number, hi: number, lo: number, t: number): number;
   /** (vn: u32, hi: u32, lo: u32) => i32 */

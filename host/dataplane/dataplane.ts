@@ -227,7 +227,7 @@ export class DataPlane {
         const hi = this.parsed.hi[i], lo = this.parsed.lo[i] >>> 0;
         const prev = ex.getMac(v.idx, hi, lo) >>> 0;
         if (op.glean) this.check(ex.setMacGleaned(v.idx, hi, lo, port, tag), i, "mac");
-        else this.check(ex.setMacLocal(v.idx, hi, lo, port, tag, op.active ? 1 : 0), i, "mac");
+        else this.check(ex.setMacLocal(v.idx, hi, lo, port, tag, op.active ? 1 : 0, this.t.policerOf(op.vnic)), i, "mac");
         this.t.releaseMacTarget(prev);
         break;
       }
@@ -271,7 +271,7 @@ export class DataPlane {
           }
           if (tag === undefined) throw new DataPlaneError(i, `vn[${k}]`, `VN ${vnId} has no tag on port ${op.port}`);
           const prev = ex.getMac(v!.idx, b.hi[k], b.lo[k]) >>> 0;
-          this.check(ex.setMacLocal(v!.idx, b.hi[k], b.lo[k], port, tag, op.active[k] ? 1 : 0), i, "mac");
+          this.check(ex.setMacLocal(v!.idx, b.hi[k], b.lo[k], port, tag, op.active[k] ? 1 : 0, this.t.policerOf(op.vnic?.[k])), i, "mac");
           this.t.releaseMacTarget(prev);
         }
         vnId = -1;

@@ -33,18 +33,22 @@ export type DpOp =
   /** A MAC of a local VNIC behind `port`; `active` false = Associated (no traffic). */
   | { op: "mac.local"; vn: number; mac: string; port: string; active: boolean;
       /** a binding gleaned on the port's VAP (PROTOCOL.md §5 learn: glean), not signalled for a VNIC */
-      glean?: boolean }
+      glean?: boolean;
+      /** the VNIC the MAC belongs to: a VNIC's MACs in a VN share one qos.rateMbps bucket (none: the MAC has its own) */
+      vnic?: string }
   /** The (port, VN) VAP holds maxLearnedPerPort gleaned bindings (full) or has room again. */
   | { op: "learn.full"; vn: number; port: string; full: boolean }
   /**
    * Every local binding of one port in one op (a restart reprograms them all,
    * issue 4): the same as `{op:"mac.local", vn: vn[k], mac: mac[k], port,
-   * active: active[k]}` for each k, then `{op:"ip", vn: vn[k], ip, mac: mac[k]}`
+   * active: active[k], vnic: vnic?.[k]}` for each k, then `{op:"ip", vn: vn[k], ip, mac: mac[k]}`
    * for each ip of ips[ipStart[k] .. ipStart[k+1]) (ipStart has one more entry
    * than mac). Flat arrays instead of a million small objects: cheap to build,
    * to post to the packet I/O workers and to collect.
    */
-  | { op: "local.bulk"; port: string; vn: number[]; mac: string[]; active: boolean[]; ipStart: number[]; ips: string[] }
+  | { op: "local.bulk"; port: string; vn: number[]; mac: string[]; active: boolean[]; ipStart: number[]; ips: string[];
+      /** vnic[k]: mac[k]'s VNIC (mac.local `vnic`) */
+      vnic?: string[] }
   /** A MAC behind the remote NVE whose underlay address is `nve`. */
   | { op: "mac.remote"; vn: number; mac: string; nve: string }
   | { op: "mac.del"; vn: number; mac: string }

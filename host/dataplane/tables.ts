@@ -27,6 +27,18 @@ export class Tables {
   readonly vns = new Map<number, VnState>();
   readonly vnById: (number | undefined)[] = []; // vn index -> vn id
   readonly freeVnIdx: number[] = [];
+  /**
+   * VNIC id -> its policer index (1..), the bucket its MACs share
+   * (pipeline/qos.ts policerKey). Never reused: a VNIC keeps its index, and
+   * the map holds one small entry per VNIC this NVE has programmed.
+   */
+  readonly policerIdx = new Map<string, number>();
+  policerOf(vnic: string | undefined): number {
+    if (vnic === undefined) return 0;
+    let i = this.policerIdx.get(vnic);
+    if (i === undefined) this.policerIdx.set(vnic, (i = this.policerIdx.size + 1));
+    return i;
+  }
   readonly remotes = new Map<string, RemoteState>();
   readonly freeRemote: number[] = [];
   nextRemote = 0;

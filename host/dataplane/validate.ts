@@ -207,6 +207,7 @@ const CHECKS: { [K in DpOp["op"]]: Check<K> } = {
   "mac.local"(o, op, i) {
     o.needVn(i, op.vn); o.needMac(i, op.mac); o.needPort(i, op.port);
     if (!o.vnOnPort(op.vn, op.port)) fail(i, "port", `VN ${op.vn} has no tag on port ${op.port}`);
+    if (op.vnic !== undefined && (typeof op.vnic !== "string" || op.vnic === "")) fail(i, "vnic", `must be a VNIC id (a non-empty string), not ${JSON.stringify(op.vnic)}`);
     o.newMacs++;
   },
   "local.bulk"(o, op, i) {
@@ -215,6 +216,8 @@ const CHECKS: { [K in DpOp["op"]]: Check<K> } = {
     if (n < 0 || !Array.isArray(op.vn) || op.vn.length !== n || !Array.isArray(op.active) || op.active.length !== n ||
         !Array.isArray(op.ipStart) || op.ipStart.length !== n + 1 || op.ipStart[0] !== 0 || !Array.isArray(op.ips) || op.ipStart[n] !== op.ips.length)
       fail(i, "", "local.bulk: vn, mac, active (n entries each), ipStart (n + 1, from 0 to the length of ips) and ips do not line up");
+    if (op.vnic !== undefined && (!Array.isArray(op.vnic) || op.vnic.length !== n || op.vnic.some((x) => typeof x !== "string" || x === "")))
+      fail(i, "vnic", "local.bulk: vnic must hold a VNIC id (a non-empty string) per mac");
     const b = { hi: new Int32Array(n), lo: new Int32Array(n), ip4: new Float64Array(op.ips.length) };
     let vnId = -1;
     for (let k = 0; k < n; k++) {
