@@ -110,6 +110,23 @@ for (const family of [4, 6] as F.Family[]) {
       const send = (h: F.Host) => F.send(dp, h.port!, F.accessFrame(h, R1, { payloadLen: 1000 - 46 })).outs.length;
       assert.equal([A1, A2, A1, A2, A1, A2, A1, A2, A1, A2].map(send), [1, 1, 1, 1, 1, 1, 1, 1, 0, 0], "two MACs, two buckets");
     });
+
+    test(`qos: a VAP's gleaned bindings share the VAP's bucket; another VAP has its own (${how})`, async () => {
+      const clock = { ms: 1000 };
+      const dp = await DataPlane.create({ macLog2: 12, ipLog2: 12, loader: fixtureLoader, clock: () => clock.ms });
+      dp.apply(F.fixtureOps(family));
+      dp.apply([{ op: "vn", vn: VN, vni: F.vn(VN).vni, profile: { ...F.vn(VN).profile, learn: "glean", qos: { rateMbps: 8, burstKb: 4 } } }]);
+      dp.fastPaths(fast);
+      // three hosts behind bridging VMs, gleaned (host/control/glean.ts programs them so): two on acc1, one on acc2
+      const g = (n: number, port: string): F.Host => ({ vn: VN, mac: `02:00:5e:01:99:0${n}`, ip4: `10.1.0.${100 + n}`, ip6: `2001:db8:1::${(100 + n).toString(16)}`, port, active: true });
+      const [g1, g2, g3] = [g(1, F.ACC1), g(2, F.ACC1), g(3, F.ACC2)];
+      for (const h of [g1, g2, g3])
+        dp.apply([{ op: "mac.local", vn: VN, mac: h.mac, port: h.port!, active: true, glean: true }, { op: "ip", vn: VN, ip: h.ip4, mac: h.mac }]);
+      const send = (h: F.Host) => F.send(dp, h.port!, F.accessFrame(h, R1, { payloadLen: 1000 - 46 })).outs.length;
+      assert.equal([g1, g2, g1, g2, g1, g2].map(send), [1, 1, 1, 1, 0, 0], "acc1's VAP: one 4096-byte bucket for g1 and g2");
+      assert.equal([g3, g3, g3, g3, g3].map(send), [1, 1, 1, 1, 0], "acc2's VAP: its own");
+      assert.is(dp.counters().drops.policed, 3);
+    });
   }
 }
 
