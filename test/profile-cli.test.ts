@@ -88,6 +88,36 @@ test("nvedge pcap: the policer over a burst at the captures' time (qos.rateMbps 
   }
 });
 
+test("nvedge pcap: a VNIC with two MACs in the config is policed as one bucket (a burst from both: 4 of 6 pass, 2 policed)", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "nvl-pol-"));
+  try {
+    type Cfg = { vns: { id: number; profile: Record<string, unknown> }[];
+      vnics: { vns: { vn: number; addrs: { mac: string; ips?: string[] }[] }[] }[] };
+    const cfgObj = F.fixtureConfig(4) as Cfg;
+    cfgObj.vns.find((x) => x.id === 100)!.profile.qos = { rateMbps: 8, burstKb: 4 }; // 1000 bytes per ms, 4096 deep
+    // L1's VNIC gets a second MAC (a second address, INTERFACES.md vnics[].vns[].addrs)
+    const L1b = { ...L1, mac: "02:00:5e:01:01:02", ip4: "10.1.0.201", ip6: "2001:db8:1::c9" };
+    const b = cfgObj.vnics.flatMap((n) => n.vns).find((x) => x.vn === 100 && x.addrs.some((a) => a.mac === L1.mac))!;
+    b.addrs.push({ mac: L1b.mac, ips: [L1b.ip4] });
+    const cfg = join(dir, "nve.json");
+    writeFileSync(cfg, JSON.stringify(cfgObj));
+    const f1 = F.accessFrame(L1, R1, { payloadLen: 1000 - 46 }), f2 = F.accessFrame(L1b, R1, { payloadLen: 1000 - 46 });
+    writePcap(join(dir, "a.pcap"), [f1, f2, f1, f2, f1, f2].map((frame) => pkt(frame, 1)));
+    const o = join(dir, "out");
+    const r = await runNvedge(["pcap", "--config", cfg, "--in", `${F.ACC1}=${join(dir, "a.pcap")}`, "--out-dir", o]);
+    assert.is(r.code, 0, r.err);
+    const up = readPcap(join(o, "uplink.pcap")).packets;
+    assert.is(up.length, 4, "one 4096-byte bucket for the VNIC, not one per MAC");
+    [f1, f2, f1, f2].forEach((frame, i) => {
+      const v = E.viewOverlay(up[i].frame, "vxlan");
+      eqBytes(up[i].frame, E.overlayFrame(F.underlayTo(F.REMOTES[0], 4, 0), { kind: "vxlan", vni: 5000, entropy: v.entropy }, E.stripTag(frame)), `frame ${i}`);
+    });
+    assert.is(JSON.parse(readFileSync(join(o, "counters.json"), "utf8")).drops.policed, 2);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test("a malformed ACL rule or QoS value: one clear line naming the key, exit 2 (pcap, run), config check lists its JSON path", async () => {
   const dir = mkdtempSync(join(tmpdir(), "nvl-acl-"));
   try {
