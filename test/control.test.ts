@@ -83,7 +83,7 @@ export function controlSuite(fx: BrokerFixture, storeKind: StoreKind = "memory")
     const ops = e.prog.since(mark);
     assert.equal(ops, [
       { op: "tag", port: "eth2", tag: 1, vn: 100 },
-      { op: "mac.local", vn: 100, mac: m(1), port: "eth2", active: true },
+      { op: "mac.local", vn: 100, mac: m(1), port: "eth2", active: true, vnic: u(1) },
       { op: "ip", vn: 100, ip: "10.0.0.1", mac: m(1) },
       { op: "ip", vn: 100, ip: "2001:db8::1", mac: m(1) },
     ]);
@@ -172,14 +172,14 @@ export function controlSuite(fx: BrokerFixture, storeKind: StoreKind = "memory")
     assert.is(c.tag, 1);
     let mark = e.prog.mark();
     await a.associate(u(1), BLUE, [{ mac: m(1), ips: ["10.0.0.1"] }]);
-    assert.equal(e.prog.since(mark), [{ op: "mac.local", vn: 100, mac: m(1), port: "eth2", active: false }, { op: "ip", vn: 100, ip: "10.0.0.1", mac: m(1) }]);
+    assert.equal(e.prog.since(mark), [{ op: "mac.local", vn: 100, mac: m(1), port: "eth2", active: false, vnic: u(1) }, { op: "ip", vn: 100, ip: "10.0.0.1", mac: m(1) }]);
     assert.is(((await a.show()) as any).vnics[0].state, "associated");
     mark = e.prog.mark();
     await a.activate(u(1));
-    assert.equal(e.prog.since(mark), [{ op: "mac.local", vn: 100, mac: m(1), port: "eth2", active: true }]);
+    assert.equal(e.prog.since(mark), [{ op: "mac.local", vn: 100, mac: m(1), port: "eth2", active: true, vnic: u(1) }]);
     mark = e.prog.mark();
     await a.deactivate(u(1), "suspend");
-    assert.equal(e.prog.since(mark), [{ op: "mac.local", vn: 100, mac: m(1), port: "eth2", active: false }]);
+    assert.equal(e.prog.since(mark), [{ op: "mac.local", vn: 100, mac: m(1), port: "eth2", active: false, vnic: u(1) }]);
     const v = (await a.show()) as any;
     assert.is(v.vnics[0].state, "associated");
     assert.equal(v.vnics[0].vns[0].addrs, [{ mac: m(1), ips: ["10.0.0.1"] }], "suspend keeps the bindings");
@@ -278,7 +278,7 @@ export function controlSuite(fx: BrokerFixture, storeKind: StoreKind = "memory")
     await src.attach(u(1), BLUE, [{ mac: m(1), ips: ["10.0.0.1"] }]);
     let mark = e.prog.mark();
     await src.migrateOut(u(1));
-    assert.equal(e.prog.since(mark), [{ op: "mac.local", vn: 100, mac: m(1), port: "eth2", active: false }]);
+    assert.equal(e.prog.since(mark), [{ op: "mac.local", vn: 100, mac: m(1), port: "eth2", active: false, vnic: u(1) }]);
     const held = e.core.bindings().find((x) => x.mac === m(1))!;
     assert.is(held.holdUntil, e.run.clock.now() + 10000);
     mark = e.prog.mark();
@@ -287,7 +287,7 @@ export function controlSuite(fx: BrokerFixture, storeKind: StoreKind = "memory")
     const ops = e.prog.since(mark);
     assert.equal(ops, [
       { op: "tag", port: "eth3", tag: 1, vn: 100 },
-      { op: "mac.local", vn: 100, mac: m(1), port: "eth3", active: true },
+      { op: "mac.local", vn: 100, mac: m(1), port: "eth3", active: true, vnic: u(1) },
       { op: "tag.del", port: "eth2", tag: 1 },
     ]);
     assert.not.ok(ops.some((o) => o.op === "mac.del" || o.op === "ip.del"), "no withdraw");
