@@ -27,7 +27,10 @@
 // NVE as `next`; while the holder's own binding is inactive (its VNIC held for
 // migration, or suspended), the holder forwards the MAC's frames to `next`
 // (mac.remote toward it) instead of dropping them (dst-inactive). The move's
-// announcement then only confirms what the data planes already do.
+// announcement then only confirms what the data planes already do. The NVE's
+// own commit carries these re-pointed entries (overlay, called by
+// host/control core.ts commitGroup), so the data plane never holds the
+// inactive local entry in between.
 //
 // Data plane (host/dataplane/ops.ts): flood.join/leave for every other NVE on a
 // served VN's flood list; mac.remote + ip for every binding held elsewhere,
