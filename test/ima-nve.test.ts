@@ -129,4 +129,74 @@ test("an NVE with an ima key: resolve, announce, remote bindings cached, moved, 
   }
 });
 
+// Issue 15 (make before break): the data plane's entry for a MAC that moves is
+// re-pointed in the apply of the commit that changes it (NveCore commitGroup →
+// ImaClient.overlay), never an inactive local entry in between (a frame then
+// was dropped as dst-inactive): at the destination's pre-association (the VM
+// still runs at nve-b) and at the source's migration hold (nve-b named `next`).
+test("hitless migration: pre-association and migration hold program the remote holder in the commit's own apply, never an inactive local entry", async () => {
+  const b = await startEmbeddedBroker({ host: "127.0.0.1", port: 0, nves: ["nve-a", "nve-b"], imas: ["ima"], operators: ["alice"] });
+  const rb: RunningBroker = { name: "embedded", url: b.url, protocolVersion: 4, creds: (id) => ({ username: id }), close: () => b.close() };
+  const dir = mkdtempSync(join(tmpdir(), "nvl-imanve-"));
+  const cleanup: (() => Promise<unknown>)[] = [() => b.close(), async () => rmSync(dir, { recursive: true, force: true })];
+  try {
+    const config = baseConfig({ ima: { id: "ima" } });
+    const blue = config.vns.find((v) => v.id === 100)!;
+    const ima = await ImaService.start({ settings: { operators: ["alice"], nves: [{ id: "nve-a", ip: config.underlay.ip }, { id: "nve-b", ip: "192.0.2.2" }] }, broker: { url: b.url, username: "ima", reconnectPeriodMs: 0 }, store: dir,
+      seed: [{ id: blue.id, name: blue.name, alias: blue.alias, vni: blue.vni, profile: blue.profile }] });
+    cleanup.unshift(() => ima.stop());
+    const store = await MemoryStore.open({ backing: newMemoryBacking() });
+    const prog = await RecordingProgrammer.create();
+    const logs: string[] = [];
+    const svc = await NveService.start({ config, store, programmer: prog, log: (l) => logs.push(l), broker: { url: b.url, username: "nve-a", reconnectPeriodMs: 200 } });
+    cleanup.unshift(() => svc.stop());
+    const wired = await startNveIma({ config, core: svc.core, client: svc.client, programmer: prog, store, log: (l) => logs.push(l) });
+    cleanup.unshift(() => wired.stop());
+    const hv = await rawClient(rb, "hv-1");
+    cleanup.unshift(() => hv.close());
+    assert.ok((await hv.request("hello", { agent: "raw" })).ok);
+    const M3 = "02:00:5e:00:09:03";
+    const VNIC2 = "0d6c8a8e-2f5b-4a8e-8d2e-5f1a4f0e9b02", VNIC3 = "0d6c8a8e-2f5b-4a8e-8d2e-5f1a4f0e9b03";
+    // nve-a serves VN blue (a VM of its own, M3) and announces it.
+    assert.ok((await hv.request("vnic.attach", { vnic: VNIC3, vn: { id: 100 }, addrs: [{ mac: M3, ips: ["10.0.0.3"] }] })).ok);
+    await until(() => wired.client.view().announced.some((a) => a.mac === M3), 5000, "nve-a's announcement of M3");
+    // The moving VM (M1) runs at nve-b.
+    const nveB = await ImaClient.start({ nve: "nve-b", ip: "192.0.2.2", broker: { url: b.url, username: "nve-b", reconnectPeriodMs: 0 },
+      programmer: { apply: async () => {} }, served: [100], local: [{ vn: 100, mac: M1, ips: ["10.0.0.1"], port: "p1", active: true }] });
+    cleanup.unshift(() => nveB.stop());
+    await until(() => has(prog.since(0), { op: "mac.remote", vn: 100, mac: M1, nve: "192.0.2.2" }), 5000, "M1 at nve-b programmed at nve-a");
+    const macOps = (mark: number, mac: string) => prog.since(mark).filter((o) => (o.op === "mac.local" || o.op === "mac.remote" || o.op === "mac.del") && o.mac === mac);
+
+    // 1. nve-a pre-associates M1 (vn.connect activate:false, then its address).
+    let mark = prog.batches.length;
+    assert.ok((await hv.request("vn.connect", { vnic: VNIC2, vn: { id: 100 }, activate: false })).ok);
+    const assoc = await hv.request("addr.associate", { vnic: VNIC2, vn: { id: 100 }, addrs: [{ mac: M1, ips: ["10.0.0.1"] }] });
+    assert.ok(assoc.ok, JSON.stringify(assoc));
+    // The IMA has heard the pre-association (bind.prepare: nve-a is M1's next), so applyLocal ran and re-programmed what it wanted.
+    await until(() => nveB.records.get(`100|${M1}`)?.next?.nve === "nve-a", 5000, "nve-a named next at the IMA");
+    await wired.client.idle();
+    const commitBatch = prog.batches.slice(mark).find((bt) => bt.some((o) => o.op === "ip" && o.ip === "10.0.0.1"));
+    assert.ok(commitBatch, "the pre-association's commit was programmed");
+    assert.ok(has(commitBatch!, { op: "mac.remote", vn: 100, mac: M1, nve: "192.0.2.2" }), "its own apply points M1 at nve-b");
+    const pre = macOps(mark, M1);
+    assert.ok(pre.length > 0);
+    assert.ok(pre.every((o) => o.op === "mac.remote" && o.nve === "192.0.2.2"), `M1 never an (inactive) local entry at nve-a: ${JSON.stringify(pre)}`);
+
+    // 2. The activation (the VM arrived): M1 is nve-a's own, active.
+    mark = prog.batches.length;
+    assert.ok((await hv.request("vnic.activate", { vnic: VNIC2, migration: true })).ok);
+    assert.ok(has(macOps(mark, M1), { op: "mac.local", vn: 100, mac: M1, active: true }), "M1 local and active at the activation");
+
+    // 3. The reverse: nve-b pre-associates M3 (next = nve-b), nve-a's VM stops and is held for migration.
+    nveB.applyLocal([{ vn: 100, mac: M3, ips: ["10.0.0.3"], port: "p1", active: false }]);
+    await until(() => wired.client.records.get(`100|${M3}`)?.next?.nve === "nve-b", 5000, "nve-a sees nve-b as M3's next");
+    mark = prog.batches.length;
+    assert.ok((await hv.request("vnic.deactivate", { vnic: VNIC3, reason: "migration" })).ok);
+    const hold = macOps(mark, M3);
+    assert.ok(hold.length > 0 && hold.every((o) => o.op === "mac.remote" && o.nve === "192.0.2.2"), `the hold forwards M3 to nve-b from its own apply: ${JSON.stringify(hold)}`);
+  } finally {
+    for (const c of cleanup) await c().catch(() => {});
+  }
+});
+
 test.run();

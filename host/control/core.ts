@@ -283,7 +283,8 @@ export class NveCore {
    */
   private async commitGroup(group: Finished[], pipelined: boolean): Promise<{ durable?: Promise<void> }> {
     const changed = group.filter((f) => !f.empty);
-    const ops = group.flatMap((f) => f.ops);
+    const all = group.flatMap((f) => f.ops);
+    const ops = this.ima?.overlay?.(all) ?? all; // the IMA client's re-pointed MACs in the same apply (issue 15)
     let durable: Promise<void> | undefined;
     try {
       if (changed.length) {

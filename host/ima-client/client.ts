@@ -27,7 +27,10 @@
 // NVE as `next`; while the holder's own binding is inactive (its VNIC held for
 // migration, or suspended), the holder forwards the MAC's frames to `next`
 // (mac.remote toward it) instead of dropping them (dst-inactive). The move's
-// announcement then only confirms what the data planes already do.
+// announcement then only confirms what the data planes already do. The NVE's
+// own commit carries these re-pointed entries (overlay, called by
+// host/control core.ts commitGroup), so the data plane never holds the
+// inactive local entry in between.
 //
 // Data plane (host/dataplane/ops.ts): flood.join/leave for every other NVE on a
 // served VN's flood list; mac.remote + ip for every binding held elsewhere,
@@ -396,11 +399,7 @@ export class ImaClient {
   private syncDp(k: string, ops: DpOp[]): void {
     const [vn, mac] = splitKey(k);
     const l = this.local.get(k);
-    const r = this.records.get(k);
-    const remote = r && r.nve !== this.nve && this.served.has(vn) && !(l && l.active) ? r
-      : r && r.nve === this.nve && r.next && r.next.nve !== this.nve && l && !l.active && this.served.has(vn)
-        ? { ip: r.next.ip, ips: [] as string[] } // the IP→MAC entries stay the NVE's own; the MAC leads to `next`
-        : undefined;
+    const remote = this.remoteOf(vn, k, l);
     const keepIps = new Set<string>(remote ? remote.ips : []);
     for (const ip of [...(this.progIps.get(k) ?? [])]) {
       if (keepIps.has(ip)) continue;
@@ -433,6 +432,47 @@ export class ImaClient {
       ops.push({ op: "mac.local", vn, mac, port: l.port, active: l.active });
       for (const ip of l.ips) ops.push({ op: "ip", vn, ip, mac });
     } else ops.push({ op: "mac.del", vn, mac });
+  }
+
+  /**
+   * Where the data plane sends (VN, MAC) instead of the NVE's own entry, given
+   * the local binding `l` (syncDp's choice): the binding published at another
+   * NVE unless `l` is active; `next` (the NVE that pre-associated it) when the
+   * NVE holds it with `l` inactive; else undefined (the NVE's own entry, or none).
+   */
+  private remoteOf(vn: number, k: string, l: { active: boolean } | undefined): { ip: string; ips: string[] } | undefined {
+    const r = this.records.get(k);
+    if (!r || !this.served.has(vn)) return undefined;
+    if (r.nve !== this.nve) return l?.active ? undefined : r;
+    // the IP→MAC entries stay the NVE's own; the MAC leads to `next`
+    return r.next && r.next.nve !== this.nve && l && !l.active ? { ip: r.next.ip, ips: [] } : undefined;
+  }
+
+  /**
+   * The data-plane ops of a commit of the NVE (host/control core.ts
+   * commitGroup), with the MAC entries this client would re-point right after
+   * it (applyLocal → syncDp) already re-pointed, so the data plane never holds
+   * the entry in between (issue 15, make before break): an inactive local MAC
+   * (a pre-association while the VM still runs elsewhere, RFC 8394
+   * "Associated"; or a migration hold whose record names `next`) and a MAC the
+   * NVE drops while the IMA publishes it elsewhere become mac.remote toward
+   * that NVE. A frame arriving between the two applies was dropped as
+   * dst-inactive. applyLocal still programs the same entry afterwards (its
+   * bookkeeping and the store's IMA cache follow its own ops). Returns `ops`
+   * itself when nothing changes (the common attach allocates nothing).
+   */
+  overlay(ops: DpOp[]): DpOp[] {
+    let out: DpOp[] | undefined;
+    for (let i = 0; i < ops.length; i++) {
+      const o = ops[i];
+      if (!((o.op === "mac.local" && !o.active) || o.op === "mac.del")) continue;
+      const mac = normMac(o.mac);
+      const remote = this.remoteOf(o.vn, keyOf(o.vn, mac), o.op === "mac.local" ? { active: false } : undefined);
+      if (!remote) continue;
+      out ??= ops.slice();
+      out[i] = { op: "mac.remote", vn: o.vn, mac: o.mac, nve: remote.ip };
+    }
+    return out ?? ops;
   }
 
   private unprog(k: string, vn: number, ip: string): void {

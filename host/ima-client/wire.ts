@@ -10,7 +10,7 @@
 //     reaches the agents (vn.profile, seed §4.5), a deleted VN is removed.
 import type { MqttClient } from "mqtt";
 import type { NveConfig, VnConfig } from "../config/types.js";
-import type { DataPlaneProgrammer } from "../dataplane/ops.js";
+import type { DataPlaneProgrammer, DpOp } from "../dataplane/ops.js";
 import type { VnProfile } from "../domain/profile.js";
 import type { VnRef } from "../protocol/types.js";
 import type { Store } from "../store/store.js";
@@ -28,6 +28,8 @@ import { localBindingsOf, localChangesFor, servedVnsOf, type ModelView } from ".
 export interface ImaLink {
   setServed(vns: Iterable<number>): Promise<void>;
   applyLocal(changes: LocalChange[]): void;
+  /** A commit's data-plane ops with the MAC entries the client re-points already re-pointed (ImaClient.overlay, issue 15). */
+  overlay?(ops: DpOp[]): DpOp[];
   resolve(ref: VnRef): Promise<VnConfig>;
   /** Bindings the IMA publishes at other NVEs (for `nvedge show bindings`). */
   remoteBindings?(): { vn: number; mac: string; ips: string[]; nve: string; ip: string; seq: number }[];
@@ -85,6 +87,7 @@ export async function startNveIma(o: NveImaOptions): Promise<{ client: ImaClient
   core.ima = {
     setServed: (vns) => ima.setServed(vns),
     applyLocal: (changes) => ima.applyLocal(changes),
+    overlay: (ops) => ima.overlay(ops),
     resolve: (ref) => ima.resolve(ref),
     remoteBindings: () => [...ima.records].filter(([, r]) => r.nve !== ima.nve).map(([k, r]) => {
       const i = k.indexOf("|");
