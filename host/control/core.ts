@@ -3,13 +3,10 @@
 // stored, programmed (`await programmer.apply(ops)`), then committed to the
 // in-memory model and answered (PROTOCOL.md §2). The MQTT side is service.ts.
 import { randomUUID } from "node:crypto";
-import { Ajv } from "ajv";
 import { hvId, type NveConfig, type VnConfig } from "../config/types.js";
-import { profileSchema } from "../config/schema.js";
 import type { DataPlaneProgrammer, DpOp, VnProfile } from "../dataplane/ops.js";
 import { decodeRequest, errorResponse, sniffId, DEFAULT_MAX_PAYLOAD } from "../protocol/codec.js";
 import { ProtocolError } from "../protocol/errors.js";
-import { normIp, normMac } from "../domain/addr-text.js";
 import type { Addr, Event, Request, VnRef } from "../protocol/types.js";
 import type { Store, StoreWriter } from "../store/store.js";
 import { VnCatalog } from "./catalog.js";
@@ -17,7 +14,7 @@ import { monoOf, realClock, type Clock } from "../domain/clock.js";
 import { DEFAULT_LIMITS, type HandlerCtx, type Limits, type Settings, type SyncState } from "./context.js";
 import { dispatch } from "./handlers/index.js";
 import { discard, sync, syncHoldMs } from "./handlers/sync.js";
-import { Model, configHv, isConfigHv, splitKey } from "./model.js";
+import { Model, configHv, isConfigHv } from "./model.js";
 import { MAX_TAG, MIN_TAG } from "./tags.js";
 import { DataPlaneError } from "../dataplane/dataplane.js";
 import { staticOps, staticVnics } from "./static.js";
@@ -25,8 +22,14 @@ import { cacheVn, cachedOps, cachedVns } from "../ima-client/cache.js";
 import { bindingKeys, localChangesFor, servedVnsOf } from "../ima-client/glue.js";
 import type { ImaLink } from "../ima-client/wire.js";
 import { Txn, replay, type Finished, type TxnGuard } from "./txn.js";
-import { viewVnic } from "./vnic.js";
-import { profileProblems } from "../dataplane/acl.js";
+import * as views from "./views.js";
+import type { ViewSource } from "./views.js";
+import { removeVnic as opRemoveVnic } from "./handlers/operator/remove-vnic.js";
+import { disconnectVnic as opDisconnectVnic } from "./handlers/operator/disconnect-vnic.js";
+import { disassociate as opDisassociate } from "./handlers/operator/disassociate.js";
+import { removeVn as opRemoveVn } from "./handlers/operator/remove-vn.js";
+import { checkProfile, profileAudience } from "./handlers/operator/set-profile.js";
+import { drain as opDrain } from "./handlers/operator/drain.js";
 
 export interface NveCoreOptions {
   config: NveConfig;
@@ -51,7 +54,6 @@ export interface NveCoreOptions {
 /** Marks a store write or flush that failed (fatal: see NveCoreOptions.onFatal). */
 class StoreFailure extends Error {}
 
-const validateProfile = new Ajv({ strict: false, useDefaults: true }).compile(profileSchema);
 const NVE_HV = "@nve"; // the NVE itself, for timer-driven and operator changes
 /** The data plane's prefix table (assembly/tables/index.ts MAX_PREFIXES). */
 const PREFIX_CAPACITY = 1024;
@@ -714,74 +716,24 @@ export class NveCore {
     });
   }
 
-  /** An operator removes a VNIC: every VN is disconnected and the owner told (vn.disconnected, Req-6). */
+  /** vnic.remove (Req-6): handlers/operator/remove-vnic.ts. */
   removeVnic(vnic: string, reason = "operator"): Promise<void> {
-    return this.ownerTxn(vnic, (ctx, hv) => {
-      const r = ctx.tx.peek(vnic)!;
-      for (const b of r.vns) if (!isConfigHv(hv)) ctx.tx.emit(hv, { event: "vn.disconnected", vnic, vn: this.catalog.full(b.vn), reason });
-      ctx.tx.del(vnic);
-      ctx.tx.clearTimer("migration-hold", vnic);
-      ctx.tx.log(`operator: VNIC ${vnic} removed (${reason})`);
-    });
+    return this.ownerTxn(vnic, (ctx) => opRemoveVnic(ctx, vnic, reason));
   }
 
-  /** The NVE disconnects one VNIC from one VN (Req-6). */
+  /** vn.disconnect (Req-6): handlers/operator/disconnect-vnic.ts. */
   disconnectVnic(vnic: string, vnRef: VnRef | number | string, reason = "operator"): Promise<void> {
-    return this.ownerTxn(vnic, (ctx, hv) => {
-      const vn = this.catalog.resolve(vnRef).id;
-      const r = ctx.tx.edit(vnic)!;
-      if (!r.vns.some((b) => b.vn === vn)) throw new ProtocolError("not-connected", `VNIC ${vnic} is not connected to VN ${vn}`, "vn");
-      r.vns = r.vns.filter((b) => b.vn !== vn);
-      r.vns.length ? ctx.tx.put(r) : ctx.tx.del(vnic);
-      if (!isConfigHv(hv)) ctx.tx.emit(hv, { event: "vn.disconnected", vnic, vn: this.catalog.full(vn), reason });
-      ctx.tx.log(`operator: VNIC ${vnic} disconnected from VN ${vn} (${reason})`);
-    });
+    return this.ownerTxn(vnic, (ctx) => opDisconnectVnic(ctx, vnic, vnRef, reason));
   }
 
-  /** The NVE de-associates addresses of a VNIC (Req-9): addr.disassociated to the owner. */
+  /** addr.disassociate (Req-9): handlers/operator/disassociate.ts. */
   disassociate(vnic: string, vnRef: VnRef | number | string, addrs: Addr[], reason = "operator"): Promise<void> {
-    return this.ownerTxn(vnic, (ctx, hv) => {
-      const vn = this.catalog.resolve(vnRef).id;
-      const r = ctx.tx.edit(vnic)!;
-      const b = r.vns.find((x) => x.vn === vn);
-      if (!b) throw new ProtocolError("not-connected", `VNIC ${vnic} is not connected to VN ${vn}`, "vn");
-      const removed: Addr[] = [];
-      for (const a of addrs) {
-        const mac = normMac(a.mac);
-        const e = b.addrs.find((x) => x.mac === mac);
-        if (!e) continue;
-        if (!a.ips?.length) {
-          b.addrs = b.addrs.filter((x) => x !== e);
-          removed.push({ mac, ips: e.ips });
-        } else {
-          const drop = new Set(a.ips.map(normIp));
-          removed.push({ mac, ips: e.ips.filter((ip) => drop.has(ip)) });
-          e.ips = e.ips.filter((ip) => !drop.has(ip));
-        }
-      }
-      ctx.tx.put(r);
-      if (!isConfigHv(hv) && removed.length) ctx.tx.emit(hv, { event: "addr.disassociated", vnic, vn: this.catalog.full(vn), addrs: removed, reason });
-      ctx.tx.log(`operator: VNIC ${vnic} VN ${vn}: ${removed.length} addresses de-associated (${reason})`);
-    });
+    return this.ownerTxn(vnic, (ctx) => opDisassociate(ctx, vnic, vnRef, addrs, reason));
   }
 
-  /** The operator removes a VN: every VNIC is disconnected from it (containment, seed §3.1), then the VN leaves the data plane. */
+  /** vn.remove: handlers/operator/remove-vn.ts; the VN leaves the catalog once committed. */
   removeVn(vnRef: VnRef | number | string, reason = "vn-removed"): Promise<number> {
-    return this.enqueue(() => this.transact(NVE_HV, "", (ctx) => {
-      const vn = this.catalog.resolve(vnRef).id;
-      let n = 0;
-      for (const [id, rec] of this.model.vnics) {
-        if (!rec.vns.some((b) => b.vn === vn)) continue;
-        const r = ctx.tx.edit(id)!;
-        r.vns = r.vns.filter((b) => b.vn !== vn);
-        r.vns.length ? ctx.tx.put(r) : ctx.tx.del(id);
-        if (!isConfigHv(r.hv)) ctx.tx.emit(r.hv, { event: "vn.disconnected", vnic: id, vn: this.catalog.full(vn), reason });
-        n++;
-      }
-      ctx.tx.tail.push({ op: "vn.del", vn });
-      ctx.tx.log(`operator: VN ${vn} removed, ${n} VNICs disconnected`);
-      return n;
-    })).then((n) => {
+    return this.enqueue(() => this.transact(NVE_HV, "", (ctx) => opRemoveVn(ctx, this.catalog.resolve(vnRef).id, reason))).then((n) => {
       this.catalog.remove(this.catalog.resolve(vnRef).id);
       return n;
     });
@@ -791,89 +743,43 @@ export class NveCore {
   setProfile(vnRef: VnRef | number | string, profile: VnProfile): Promise<void> {
     return this.enqueue(async () => {
       const v = this.catalog.resolve(vnRef);
-      const p = structuredClone(profile);
-      if (!validateProfile(p)) throw new ProtocolError("bad-request", `profile: ${validateProfile.errors?.[0]?.instancePath} ${validateProfile.errors?.[0]?.message}`, "profile");
-      const pr = profileProblems(p as VnProfile)[0]; // ACL rules, QoS, learning (PROTOCOL.md §5), naming the key
-      if (pr) throw new ProtocolError("bad-request", `profile.${pr.path}: ${pr.message}`, `profile.${pr.path}`);
-      const ops: DpOp[] = [{ op: "vn", vn: v.id, vni: v.vni, profile: p as VnProfile }];
+      const p = checkProfile(profile);
+      const ops: DpOp[] = [{ op: "vn", vn: v.id, vni: v.vni, profile: p }];
       await this.o.programmer.apply(ops);
-      this.catalog.setProfile(v.id, p as VnProfile);
-      const hvs = new Set<string>();
-      for (const r of this.model.vnics.values()) if (r.vns.some((b) => b.vn === v.id) && !isConfigHv(r.hv)) hvs.add(r.hv);
-      for (const hv of hvs) this.onEvent(hv, { event: "vn.profile", vn: this.catalog.full(v.id), profile: p as VnProfile });
+      this.catalog.setProfile(v.id, p);
+      const hvs = profileAudience(this.model, v.id);
+      for (const hv of hvs) this.onEvent(hv, { event: "vn.profile", vn: this.catalog.full(v.id), profile: p });
       this.log(`operator: VN ${v.id} profile changed; ${hvs.size} End Devices told`);
     });
   }
 
-  /** Maintenance: every End Device of this NVE gets nve.draining (PROTOCOL.md §4). */
+  /** Maintenance: every End Device of this NVE gets nve.draining (handlers/operator/drain.ts). */
   drain(): string[] {
-    const hvs = this.hypervisors();
-    for (const hv of hvs) this.onEvent(hv, { event: "nve.draining" });
-    this.log(`operator: draining, ${hvs.length} End Devices told`);
-    return hvs;
+    return opDrain(this.hypervisors(), this.onEvent, this.log);
   }
 
-  // ---------------------------------------------------------------- views (nvedge show)
+  // ---------------------------------------------------------------- views (nvedge show: views.ts)
 
-  private tagOf = (port: string, vn: number) => this.model.vaps.get(`${port}|${vn}`)?.tag;
+  private get viewSource(): ViewSource {
+    return { model: this.model, catalog: this.catalog, config: this.o.config, clock: this.clock, portOf: (hv) => this.hvPort.get(hv),
+      ima: this.ima, gleaned: this.gleaned };
+  }
 
   /** The NVE's view of one End Device (the `show` op). */
   viewHv(hv: string): { port: string | undefined; vnics: Record<string, unknown>[] } {
-    const ids = [...(this.model.byHv.get(hv) ?? [])].sort();
-    return { port: this.hvPort.get(hv), vnics: ids.map((id) => viewVnic({ catalog: this.catalog, tagOf: this.tagOf }, this.model.vnics.get(id)!)) };
+    return views.viewHv(this.viewSource, hv);
   }
 
   bindings(): Record<string, unknown>[] {
-    const rows: Record<string, unknown>[] = [];
-    const ipsOf = new Map<string, string[]>();
-    for (const [k, o] of this.model.ipOwner) {
-      const [vn, ip] = splitKey(k);
-      const mk = `${vn}|${o.mac}`;
-      ipsOf.set(mk, [...(ipsOf.get(mk) ?? []), ip]);
-    }
-    for (const [k, owner] of this.model.macOwner) {
-      const [vn, mac] = splitKey(k);
-      const r = this.model.vnics.get(owner)!;
-      const row: Record<string, unknown> = { vn, mac, ips: ipsOf.get(k) ?? [], where: "local", port: r.port, tag: this.tagOf(r.port, vn),
-        vnic: owner, hv: r.hv, state: r.state };
-      if (r.hold) row.holdUntil = r.hold.until;
-      rows.push(row);
-    }
-    for (const rem of this.o.config.remotes)
-      for (const a of rem.addrs) {
-        const vn = this.catalog.resolve(a.vn).id;
-        rows.push({ vn, mac: normMac(a.mac), ips: (a.ips ?? []).map(normIp), where: "remote", nve: rem.nve, ip: rem.ip });
-      }
-    for (const r of this.ima?.remoteBindings?.() ?? []) rows.push({ ...r, where: "remote", source: "ima" });
-    // PROTOCOL.md §5 learn: glean: bindings of a VAP, not of a VNIC
-    for (const g of this.gleaned?.() ?? [])
-      rows.push({ vn: g.vn, mac: g.mac, ips: g.ips, where: "local", port: g.port, tag: this.tagOf(g.port, g.vn), learn: "glean", state: "active", seen: g.seen });
-    return rows.sort((a, b) => (a.vn as number) - (b.vn as number) || String(a.mac).localeCompare(String(b.mac)));
+    return views.bindings(this.viewSource);
   }
 
   vns(): Record<string, unknown>[] {
-    return this.catalog.all().map((v) => ({
-      id: v.id, name: v.name, alias: v.alias, vni: v.vni, encap: v.profile.encap, mtu: v.profile.mtu,
-      ports: [...this.model.vaps.values()].filter((x) => x.vn === v.id)
-        .map((x) => ({ port: x.port, tag: x.tag, vnics: this.model.vapCount.get(`${x.port}|${v.id}`) ?? 0 })),
-    }));
+    return views.vns(this.viewSource);
   }
 
   ports(): Record<string, unknown>[] {
-    const now = this.clock.now();
-    return this.o.config.ports.map((p) => {
-      const alloc = this.model.alloc(p.name);
-      return {
-        port: p.name,
-        hypervisors: p.hypervisors.map(hvId).map((hv) => {
-          const h = this.model.hvs.get(hv);
-          const t = this.model.timers.get(`agent-hold|${hv}`);
-          return { hv, state: h ? (h.online ? "online" : "offline") : "unknown", vnics: this.model.byHv.get(hv)?.size ?? 0, ...(t ? { holdUntil: t.due } : {}) };
-        }),
-        vaps: [...alloc.tags].sort((a, b) => a[0] - b[0]).map(([tag, vn]) => ({ tag, vn, vnics: this.model.vapCount.get(`${p.name}|${vn}`) ?? 0 })),
-        quarantine: [...alloc.quarantine].filter(([, q]) => q.until > now).map(([tag, q]) => ({ tag, vn: q.vn, until: q.until })),
-      };
-    });
+    return views.ports(this.viewSource);
   }
 
   /**
