@@ -54,6 +54,19 @@ export interface NveCoreOptions {
 /** Marks a store write or flush that failed (fatal: see NveCoreOptions.onFatal). */
 class StoreFailure extends Error {}
 
+/** How a job of a group ended: its answer, or why it failed (`refused`: the store or data plane refused its commit). */
+type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown; refused?: boolean };
+
+/** One change of a group commit (runGroup): a request (`req`) or one of the NVE's own. */
+interface Job {
+  hv: string;
+  port: string;
+  req?: Request;
+  /** Builds the change on ctx.tx; returns the answer, made once the Txn is finished. */
+  run(ctx: HandlerCtx): () => unknown;
+  settle(o: Outcome): void;
+}
+
 const NVE_HV = "@nve"; // the NVE itself, for timer-driven and operator changes
 /** The data plane's prefix table (assembly/tables/index.ts MAX_PREFIXES). */
 const PREFIX_CAPACITY = 1024;
@@ -243,33 +256,21 @@ export class NveCore {
     return p;
   }
 
-  /** One all-or-nothing change: build → store → program → commit → log/events/timers. */
-  private async transact<T>(hv: string, port: string, build: (ctx: HandlerCtx) => T, pipelined = false): Promise<T> {
-    // A group of one on the group commit's path (issue 16 "one commit path"):
-    // the model is committed first, then stored and programmed, and undone if
-    // either refuses (commitGroup).
-    const tx = new Txn(this.model, this.clock.now(), this.settings.tagQuarantineMs, this.guard);
-    const ctx = this.ctxFor(hv, port, tx);
-    const out = build(ctx);
-    const f = tx.finish();
-    const keys = this.ima ? bindingKeys(tx.vnicChanges, this.model.vnics) : undefined;
-    f.commit();
-    let durable: Promise<void> | undefined;
-    try {
-      ({ durable } = await this.commitGroup([f], pipelined));
-    } catch (e) {
-      if (e instanceof StoreFailure) throw e;
-      this.log(`data plane refused ${f.ops.length} ops: ${(e as Error).message}`);
-      if (tableFull(e)) throw new ProtocolError("limit-exceeded", `a table of the data plane is full: ${(e as Error).message}`);
-      throw new ProtocolError("internal", `the data plane refused the change: ${(e as Error).message}`);
-    }
-    this.toIma(keys);
-    for (const l of tx.logs) this.log(l);
-    const events = tx.events;
-    if (durable) void durable.then(() => { for (const e of events) this.onEvent(e.hv, e.event); }, (e) => this.die(e as Error));
-    else for (const e of events) this.onEvent(e.hv, e.event);
-    if (tx.timerChanges.size) this.armTimer();
-    return out;
+  /**
+   * One all-or-nothing change: a group of one through the request queue's
+   * group commit (runGroup, issue 16 "one commit path"): built and committed
+   * to the model first, stored and programmed, undone if either refuses, and
+   * resolved (with its events sent) only once durable. Called from inside the
+   * queue (enqueue), so it runs at once rather than waiting behind itself.
+   */
+  private transact<T>(hv: string, port: string, build: (ctx: HandlerCtx) => T): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      void this.runGroup([{
+        hv, port,
+        run: (ctx) => { const v = build(ctx); return () => v; },
+        settle: (o) => o.ok ? resolve(o.value as T) : reject(o.error),
+      }], false);
+    });
   }
 
   /**
@@ -482,65 +483,85 @@ export class NveCore {
       for (const b of batch) b.resolve(errorResponse(b.req.id, new ProtocolError("internal", "the NVE is shutting down")) as Record<string, unknown>);
       return;
     }
-    const restoreSyncs = this.saveSyncs(new Set(batch.filter((b) => b.req.op === "sync").map((b) => b.hv)));
+    await this.runGroup(batch.map((b) => ({
+      hv: b.hv, port: b.port, req: b.req,
+      run: (ctx) => dispatch(ctx, b.req),
+      // a stopped NVE answers nothing (issue 10 item 8)
+      settle: (o) => {
+        if (this.fatal) return;
+        if (o.ok) b.resolve({ id: b.req.id, ok: true, ...(o.value as Record<string, unknown>) });
+        else b.resolve(o.refused ? errorResponse(b.req.id, o.error as ProtocolError) as Record<string, unknown> : this.failure(b.hv, b.req, o.error));
+      },
+    })), true);
+  }
+
+  /**
+   * The group commit shared by requests (processBatch) and the NVE's own
+   * changes (transact, a group of one): each job is built in order on its own
+   * Txn, seeing the ones before it (committed to the model at once), then the
+   * group is stored and programmed (commitGroup). A job that is a request is
+   * refused without hello, and hello opens its session. If the store or the
+   * data plane refuses, the model and the syncs are put back and, for a
+   * group of several, the jobs run again one by one so only the faulty one
+   * fails. Logs and timers follow at once; the IMA, the events and the
+   * answers (settle) once the group is durable (PROTOCOL.md §2).
+   */
+  private async runGroup(batch: Job[], pipelined: boolean): Promise<void> {
+    const restoreSyncs = this.saveSyncs(new Set(batch.filter((b) => b.req?.op === "sync").map((b) => b.hv)));
     const now = this.clock.now();
-    const results: Record<string, unknown>[] = [];
+    const results: Outcome[] = [];
     const done: { f: Finished; tx: Txn }[] = [];
     const imaKeys = new Set<string>();
     const opened = new Set<string>();
     for (const b of batch) {
       // hello comes first on every session (PROTOCOL.md §2 Authority)
-      if (b.req.op !== "hello" && !this.sessions.has(b.hv)) {
-        results.push(this.refuse(b.hv, b.req, helloRequired(b.hv)));
+      if (b.req && b.req.op !== "hello" && !this.sessions.has(b.hv)) {
+        results.push({ ok: false, error: helloRequired(b.hv) });
         continue;
       }
       const tx = new Txn(this.model, now, this.settings.tagQuarantineMs, this.guard);
       const ctx = this.ctxFor(b.hv, b.port, tx);
       try {
-        const reply = dispatch(ctx, b.req);
+        const reply = b.run(ctx);
         const f = tx.finish();
         if (this.ima) for (const k of bindingKeys(tx.vnicChanges, this.model.vnics)) imaKeys.add(k);
         f.commit();
         done.push({ f, tx });
-        results.push({ id: b.req.id, ok: true, ...reply() });
-        if (b.req.op === "hello" && !this.sessions.has(b.hv)) {
+        results.push({ ok: true, value: reply() });
+        if (b.req?.op === "hello" && !this.sessions.has(b.hv)) {
           this.sessions.add(b.hv);
           opened.add(b.hv);
         }
       } catch (e) {
-        results.push(this.failure(b.hv, b.req, e));
+        results.push({ ok: false, error: e });
       }
     }
     if (this.syncs.open.size) this.armSyncSweep();
     const ops = done.flatMap((d) => d.f.ops);
     let durable: Promise<void> | undefined;
     try {
-      ({ durable } = await this.commitGroup(done.map((d) => d.f), true));
+      ({ durable } = await this.commitGroup(done.map((d) => d.f), pipelined));
     } catch (e) {
       restoreSyncs();
       for (const hv of opened) this.sessions.delete(hv);
-      if (this.fatal) return; // the store failed: the group is undone in the model and nothing is answered
+      // the store failed: the group is undone in the model and no request is answered
+      if (this.fatal) {
+        const err = e instanceof StoreFailure ? e : new StoreFailure((e as Error).message);
+        for (const b of batch) b.settle({ ok: false, error: err });
+        return;
+      }
       if (batch.length === 1) {
         this.log(`data plane or store refused ${ops.length} ops: ${(e as Error).message}`);
         const err = tableFull(e)
           ? new ProtocolError("limit-exceeded", `a table of the data plane is full: ${(e as Error).message}`)
           : new ProtocolError("internal", `the change could not be stored or programmed: ${(e as Error).message}`);
-        batch[0].resolve(errorResponse(batch[0].req.id, err) as Record<string, unknown>);
+        batch[0].settle({ ok: false, error: err, refused: true });
         return;
       }
-      // one by one, so only the request at fault fails
+      // one by one, so only the job at fault fails
       for (const b of batch) {
-        if (b.req.op !== "hello" && !this.sessions.has(b.hv)) {
-          b.resolve(this.refuse(b.hv, b.req, helloRequired(b.hv)));
-          continue;
-        }
-        const r = await this.transact(b.hv, b.port, (ctx) => dispatch(ctx, b.req)).then(
-          (reply) => {
-            if (b.req.op === "hello") this.sessions.add(b.hv);
-            return { id: b.req.id, ok: true, ...reply() };
-          }, (err) => this.failure(b.hv, b.req, err));
+        await this.runGroup([b], false);
         if (this.fatal) return;
-        b.resolve(r);
       }
       return;
     }
@@ -548,13 +569,16 @@ export class NveCore {
     if (done.some((d) => d.tx.timerChanges.size)) this.armTimer();
     // The IMA hears of a change, and the End Devices of its answer and events, only once it is on disk.
     const answer = () => {
-      if (this.fatal) return;
+      if (this.fatal) {
+        for (const b of batch) b.settle({ ok: false, error: new StoreFailure(this.fatal.message) });
+        return;
+      }
       this.toIma(imaKeys);
       for (const d of done) for (const ev of d.tx.events) this.onEvent(ev.hv, ev.event);
-      batch.forEach((b, i) => b.resolve(results[i]));
+      batch.forEach((b, i) => b.settle(results[i]));
     };
     if (!durable) return answer();
-    durable.then(answer, (e) => this.die(e as Error));
+    durable.then(answer, (e) => { this.die(e as Error); answer(); });
   }
 
   /** Runs a store write; a failure stops the NVE (die) and is rethrown as a StoreFailure. */
