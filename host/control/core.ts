@@ -18,7 +18,7 @@ import { Model, configHv, isConfigHv } from "./model.js";
 import { MAX_TAG, MIN_TAG } from "./tags.js";
 import { DataPlaneError } from "../dataplane/dataplane.js";
 import { staticOps, staticVnics } from "./static.js";
-import { cacheVn, cachedOps, cachedVns } from "../ima-client/cache.js";
+import { cachedOps, cachedVns } from "../ima-client/cache.js";
 import { bindingKeys, localChangesFor, servedVnsOf } from "../ima-client/glue.js";
 import type { ImaLink } from "../ima-client/wire.js";
 import { Txn, replay, type Finished, type TxnGuard } from "./txn.js";
@@ -28,7 +28,7 @@ import { removeVnic as opRemoveVnic } from "./handlers/operator/remove-vnic.js";
 import { disconnectVnic as opDisconnectVnic } from "./handlers/operator/disconnect-vnic.js";
 import { disassociate as opDisassociate } from "./handlers/operator/disassociate.js";
 import { removeVn as opRemoveVn } from "./handlers/operator/remove-vn.js";
-import { checkProfile, profileAudience } from "./handlers/operator/set-profile.js";
+import { setProfile as opSetProfile } from "./handlers/operator/set-profile.js";
 import { drain as opDrain } from "./handlers/operator/drain.js";
 
 export interface NveCoreOptions {
@@ -337,6 +337,7 @@ export class NveCore {
     const refs: [unknown, string][] = req.op === "sync"
       ? req.vnics.flatMap((v, i) => v.vns.map((b, j): [unknown, string] => [b.vn, `vnics[${i}].vns[${j}].vn`]))
       : "vn" in req ? [[req.vn, "vn"]] : [];
+    const found: VnConfig[] = [];
     for (const [ref, field] of refs) {
       if (!ref || typeof ref !== "object") continue;
       try {
@@ -352,13 +353,18 @@ export class NveCore {
       }
       if (!this.mayUse(hv, v))
         return new ProtocolError("not-authorized", `${hv} may not use VN ${v.id}${v.alias ? ` (${v.alias})` : ""} on this NVE`, field);
-      if (this.catalog.get(v.id)) continue;
-      const rec: VnConfig = { id: v.id, vni: v.vni, profile: v.profile, ...(v.name ? { name: v.name } : {}), ...(v.alias ? { alias: v.alias } : {}) };
-      await this.stored(() => this.o.store.transaction((w) => cacheVn(w, rec)));
-      await this.o.programmer.apply([{ op: "vn", vn: rec.id, vni: rec.vni, profile: rec.profile }]);
-      if (!this.catalog.get(rec.id)) this.catalog.add(rec);
-      this.log(`ima: VN ${rec.id} (${rec.alias ?? rec.name ?? ""}) resolved through the IMA`);
+      if (this.catalog.get(v.id) || found.some((f) => f.id === v.id)) continue;
+      found.push({ id: v.id, vni: v.vni, profile: v.profile, ...(v.name ? { name: v.name } : {}), ...(v.alias ? { alias: v.alias } : {}) });
     }
+    // Cached, programmed and added to the catalog as one change in the queue (issue 16 "one commit path").
+    if (found.length)
+      await this.enqueue(() => this.transact(NVE_HV, "", (ctx) => {
+        for (const rec of found) {
+          if (this.catalog.get(rec.id)) continue; // resolved meanwhile by another request
+          ctx.tx.setVn(rec.id, rec, true);
+          ctx.tx.log(`ima: VN ${rec.id} (${rec.alias ?? rec.name ?? ""}) resolved through the IMA`);
+        }
+      }));
     return undefined;
   }
 
@@ -519,7 +525,7 @@ export class NveCore {
         results.push({ ok: false, error: helloRequired(b.hv) });
         continue;
       }
-      const tx = new Txn(this.model, now, this.settings.tagQuarantineMs, this.guard);
+      const tx = new Txn(this.model, now, this.settings.tagQuarantineMs, this.guard, this.catalog);
       const ctx = this.ctxFor(b.hv, b.port, tx);
       try {
         const reply = b.run(ctx);
@@ -755,26 +761,14 @@ export class NveCore {
     return this.ownerTxn(vnic, (ctx) => opDisassociate(ctx, vnic, vnRef, addrs, reason));
   }
 
-  /** vn.remove: handlers/operator/remove-vn.ts; the VN leaves the catalog once committed. */
+  /** vn.remove: handlers/operator/remove-vn.ts; the VN leaves the catalog with the change. */
   removeVn(vnRef: VnRef | number | string, reason = "vn-removed"): Promise<number> {
-    return this.enqueue(() => this.transact(NVE_HV, "", (ctx) => opRemoveVn(ctx, this.catalog.resolve(vnRef).id, reason))).then((n) => {
-      this.catalog.remove(this.catalog.resolve(vnRef).id);
-      return n;
-    });
+    return this.enqueue(() => this.transact(NVE_HV, "", (ctx) => opRemoveVn(ctx, this.catalog.resolve(vnRef).id, reason)));
   }
 
-  /** A VN's profile changes (seed §4.5): reprogrammed, and every End Device using the VN is told (vn.profile event). */
+  /** A VN's profile changes (seed §4.5): handlers/operator/set-profile.ts, one change through the queue. */
   setProfile(vnRef: VnRef | number | string, profile: VnProfile): Promise<void> {
-    return this.enqueue(async () => {
-      const v = this.catalog.resolve(vnRef);
-      const p = checkProfile(profile);
-      const ops: DpOp[] = [{ op: "vn", vn: v.id, vni: v.vni, profile: p }];
-      await this.o.programmer.apply(ops);
-      this.catalog.setProfile(v.id, p);
-      const hvs = profileAudience(this.model, v.id);
-      for (const hv of hvs) this.onEvent(hv, { event: "vn.profile", vn: this.catalog.full(v.id), profile: p });
-      this.log(`operator: VN ${v.id} profile changed; ${hvs.size} End Devices told`);
-    });
+    return this.enqueue(() => this.transact(NVE_HV, "", (ctx) => opSetProfile(ctx, vnRef, profile)));
   }
 
   /** Maintenance: every End Device of this NVE gets nve.draining (handlers/operator/drain.ts). */

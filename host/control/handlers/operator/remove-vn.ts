@@ -14,7 +14,7 @@ export function removeVn(ctx: HandlerCtx, vn: number, reason: string): number {
     if (!isConfigHv(r.hv)) ctx.tx.emit(r.hv, { event: "vn.disconnected", vnic: id, vn: ctx.catalog.full(vn), reason });
     n++;
   }
-  ctx.tx.tail.push({ op: "vn.del", vn });
+  ctx.tx.setVn(vn, undefined); // vn.del once the VNICs are gone, and out of the catalog
   ctx.tx.log(`operator: VN ${vn} removed, ${n} VNICs disconnected`);
   return n;
 }

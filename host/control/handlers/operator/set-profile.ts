@@ -6,6 +6,8 @@ import { profileSchema } from "../../../config/schema.js";
 import type { VnProfile } from "../../../dataplane/ops.js";
 import { profileProblems } from "../../../dataplane/acl.js";
 import { ProtocolError } from "../../../protocol/errors.js";
+import type { VnRef } from "../../../protocol/types.js";
+import type { HandlerCtx } from "../../context.js";
 import type { Model } from "../../model.js";
 import { isConfigHv } from "../../model.js";
 
@@ -25,4 +27,14 @@ export function profileAudience(model: Model, vn: number): Set<string> {
   const hvs = new Set<string>();
   for (const r of model.vnics.values()) if (r.vns.some((b) => b.vn === vn) && !isConfigHv(r.hv)) hvs.add(r.hv);
   return hvs;
+}
+
+/** The VN's profile is reprogrammed and changed in the catalog with the change; its End Devices are told once it is durable. */
+export function setProfile(ctx: HandlerCtx, vnRef: VnRef | number | string, profile: unknown): void {
+  const v = ctx.catalog.resolve(vnRef);
+  const p = checkProfile(profile);
+  ctx.tx.setVn(v.id, { ...v, profile: p });
+  const hvs = profileAudience(ctx.tx.model, v.id);
+  for (const hv of hvs) ctx.tx.emit(hv, { event: "vn.profile", vn: ctx.catalog.full(v.id), profile: p });
+  ctx.tx.log(`operator: VN ${v.id} profile changed; ${hvs.size} End Devices told`);
 }
