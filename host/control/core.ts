@@ -1,7 +1,8 @@
 // The NVE service's core, transport-free: requests in (raw payloads from {hv}),
-// responses and events out. Every change runs as one Txn, serially: built,
-// stored, programmed (`await programmer.apply(ops)`), then committed to the
-// in-memory model and answered (PROTOCOL.md §2). The MQTT side is service.ts.
+// responses and events out. Every change runs as one Txn, serially, through one
+// group commit (runGroup): built and committed to the in-memory model, stored,
+// programmed (`await programmer.apply(ops)`), undone if either refuses, and
+// answered once durable (PROTOCOL.md §2). The MQTT side is service.ts.
 import { randomUUID } from "node:crypto";
 import { hvId, type NveConfig, type VnConfig } from "../config/types.js";
 import type { DataPlaneProgrammer, DpOp, VnProfile } from "../dataplane/ops.js";

@@ -2,7 +2,7 @@
 // the post-state through it and write whole VNIC records; finish() derives the
 // rest: VAP transitions and tag allocation (RFC 8394 §3), the DpOps for exactly
 // the bindings whose (port, active) or IP→MAC changed, and the store writes.
-// Nothing outside the Txn changes until commit(), after storing and programming.
+// Nothing outside the Txn (model, catalog) changes until commit(); undo() puts it back.
 import type { DpOp } from "../dataplane/ops.js";
 import { ProtocolError } from "../protocol/errors.js";
 import type { Event } from "../protocol/types.js";
