@@ -139,4 +139,37 @@ test("a group that fails puts the sync state back: chunks of the group are dropp
   await core.close();
 });
 
+
+test("a profile change or VN removal the data plane refuses changes nothing: catalog, VNICs and End Devices as before (issue 16 one commit path)", async () => {
+  const backing = newMemoryBacking();
+  const base = await RecordingProgrammer.create();
+  let fail = false;
+  const prog = Object.assign(Object.create(base), {
+    async apply(ops: DpOp[]) {
+      if (fail) throw new Error("data plane down");
+      return base.apply(ops);
+    },
+  }) as RecordingProgrammer;
+  const { core } = await open(backing, prog);
+  const events: string[] = [];
+  core.onEvent = (hv, e) => events.push(`${hv} ${e.event}`);
+  await core.request("hv-1", req({ id: "h", op: "hello", agent: "t" }));
+  assert.is((await core.request("hv-1", req({ id: "a", op: "vnic.attach", vnic: u(1), vn: { id: 100 }, addrs: [{ mac: m(1) }] }))).ok, true);
+  const before = views(core);
+  const profile = { ...core.catalog.get(100)!.profile, mtu: 1400 };
+  fail = true;
+  await core.setProfile(100, profile).then(() => assert.unreachable("refused"), (e) => assert.is(e.code, "internal"));
+  await core.removeVn(100).then(() => assert.unreachable("refused"), (e) => assert.is(e.code, "internal"));
+  assert.is(views(core), before, "catalog, VNICs and VAPs unchanged");
+  assert.equal(events, [], "no End Device told of a change that did not happen");
+  fail = false;
+  await core.setProfile(100, profile);
+  assert.is(core.catalog.get(100)!.profile.mtu, 1400);
+  assert.equal(await core.removeVn(100), 1);
+  assert.is(core.catalog.get(100), undefined);
+  assert.equal(core.viewHv("hv-1").vnics, []);
+  assert.equal(events, ["hv-1 vn.profile", "hv-1 vn.disconnected"]);
+  await core.close();
+});
+
 test.run();

@@ -1,15 +1,13 @@
 // The NVE service's core, transport-free: requests in (raw payloads from {hv}),
-// responses and events out. Every change runs as one Txn, serially: built,
-// stored, programmed (`await programmer.apply(ops)`), then committed to the
-// in-memory model and answered (PROTOCOL.md §2). The MQTT side is service.ts.
+// responses and events out. Every change runs as one Txn, serially, through one
+// group commit (runGroup): built and committed to the in-memory model, stored,
+// programmed (`await programmer.apply(ops)`), undone if either refuses, and
+// answered once durable (PROTOCOL.md §2). The MQTT side is service.ts.
 import { randomUUID } from "node:crypto";
-import { Ajv } from "ajv";
 import { hvId, type NveConfig, type VnConfig } from "../config/types.js";
-import { profileSchema } from "../config/schema.js";
 import type { DataPlaneProgrammer, DpOp, VnProfile } from "../dataplane/ops.js";
 import { decodeRequest, errorResponse, sniffId, DEFAULT_MAX_PAYLOAD } from "../protocol/codec.js";
 import { ProtocolError } from "../protocol/errors.js";
-import { normIp, normMac } from "../domain/addr-text.js";
 import type { Addr, Event, Request, VnRef } from "../protocol/types.js";
 import type { Store, StoreWriter } from "../store/store.js";
 import { VnCatalog } from "./catalog.js";
@@ -17,16 +15,22 @@ import { monoOf, realClock, type Clock } from "../domain/clock.js";
 import { DEFAULT_LIMITS, type HandlerCtx, type Limits, type Settings, type SyncState } from "./context.js";
 import { dispatch } from "./handlers/index.js";
 import { discard, sync, syncHoldMs } from "./handlers/sync.js";
-import { Model, configHv, isConfigHv, splitKey } from "./model.js";
+import { Model, configHv, isConfigHv } from "./model.js";
 import { MAX_TAG, MIN_TAG } from "./tags.js";
 import { DataPlaneError } from "../dataplane/dataplane.js";
 import { staticOps, staticVnics } from "./static.js";
-import { cacheVn, cachedOps, cachedVns } from "../ima-client/cache.js";
+import { cachedOps, cachedVns } from "../ima-client/cache.js";
 import { bindingKeys, localChangesFor, servedVnsOf } from "../ima-client/glue.js";
 import type { ImaLink } from "../ima-client/wire.js";
 import { Txn, replay, type Finished, type TxnGuard } from "./txn.js";
-import { viewVnic } from "./vnic.js";
-import { profileProblems } from "../dataplane/acl.js";
+import * as views from "./views.js";
+import type { ViewSource } from "./views.js";
+import { removeVnic as opRemoveVnic } from "./handlers/operator/remove-vnic.js";
+import { disconnectVnic as opDisconnectVnic } from "./handlers/operator/disconnect-vnic.js";
+import { disassociate as opDisassociate } from "./handlers/operator/disassociate.js";
+import { removeVn as opRemoveVn } from "./handlers/operator/remove-vn.js";
+import { setProfile as opSetProfile } from "./handlers/operator/set-profile.js";
+import { drain as opDrain } from "./handlers/operator/drain.js";
 
 export interface NveCoreOptions {
   config: NveConfig;
@@ -51,7 +55,19 @@ export interface NveCoreOptions {
 /** Marks a store write or flush that failed (fatal: see NveCoreOptions.onFatal). */
 class StoreFailure extends Error {}
 
-const validateProfile = new Ajv({ strict: false, useDefaults: true }).compile(profileSchema);
+/** How a job of a group ended: its answer, or why it failed (`refused`: the store or data plane refused its commit). */
+type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown; refused?: boolean };
+
+/** One change of a group commit (runGroup): a request (`req`) or one of the NVE's own. */
+interface Job {
+  hv: string;
+  port: string;
+  req?: Request;
+  /** Builds the change on ctx.tx; returns the answer, made once the Txn is finished. */
+  run(ctx: HandlerCtx): () => unknown;
+  settle(o: Outcome): void;
+}
+
 const NVE_HV = "@nve"; // the NVE itself, for timer-driven and operator changes
 /** The data plane's prefix table (assembly/tables/index.ts MAX_PREFIXES). */
 const PREFIX_CAPACITY = 1024;
@@ -241,33 +257,21 @@ export class NveCore {
     return p;
   }
 
-  /** One all-or-nothing change: build → store → program → commit → log/events/timers. */
-  private async transact<T>(hv: string, port: string, build: (ctx: HandlerCtx) => T, pipelined = false): Promise<T> {
-    // A group of one on the group commit's path (issue 16 "one commit path"):
-    // the model is committed first, then stored and programmed, and undone if
-    // either refuses (commitGroup).
-    const tx = new Txn(this.model, this.clock.now(), this.settings.tagQuarantineMs, this.guard);
-    const ctx = this.ctxFor(hv, port, tx);
-    const out = build(ctx);
-    const f = tx.finish();
-    const keys = this.ima ? bindingKeys(tx.vnicChanges, this.model.vnics) : undefined;
-    f.commit();
-    let durable: Promise<void> | undefined;
-    try {
-      ({ durable } = await this.commitGroup([f], pipelined));
-    } catch (e) {
-      if (e instanceof StoreFailure) throw e;
-      this.log(`data plane refused ${f.ops.length} ops: ${(e as Error).message}`);
-      if (tableFull(e)) throw new ProtocolError("limit-exceeded", `a table of the data plane is full: ${(e as Error).message}`);
-      throw new ProtocolError("internal", `the data plane refused the change: ${(e as Error).message}`);
-    }
-    this.toIma(keys);
-    for (const l of tx.logs) this.log(l);
-    const events = tx.events;
-    if (durable) void durable.then(() => { for (const e of events) this.onEvent(e.hv, e.event); }, (e) => this.die(e as Error));
-    else for (const e of events) this.onEvent(e.hv, e.event);
-    if (tx.timerChanges.size) this.armTimer();
-    return out;
+  /**
+   * One all-or-nothing change: a group of one through the request queue's
+   * group commit (runGroup, issue 16 "one commit path"): built and committed
+   * to the model first, stored and programmed, undone if either refuses, and
+   * resolved (with its events sent) only once durable. Called from inside the
+   * queue (enqueue), so it runs at once rather than waiting behind itself.
+   */
+  private transact<T>(hv: string, port: string, build: (ctx: HandlerCtx) => T): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      void this.runGroup([{
+        hv, port,
+        run: (ctx) => { const v = build(ctx); return () => v; },
+        settle: (o) => o.ok ? resolve(o.value as T) : reject(o.error),
+      }], false);
+    });
   }
 
   /**
@@ -335,6 +339,7 @@ export class NveCore {
     const refs: [unknown, string][] = req.op === "sync"
       ? req.vnics.flatMap((v, i) => v.vns.map((b, j): [unknown, string] => [b.vn, `vnics[${i}].vns[${j}].vn`]))
       : "vn" in req ? [[req.vn, "vn"]] : [];
+    const found: VnConfig[] = [];
     for (const [ref, field] of refs) {
       if (!ref || typeof ref !== "object") continue;
       try {
@@ -350,13 +355,18 @@ export class NveCore {
       }
       if (!this.mayUse(hv, v))
         return new ProtocolError("not-authorized", `${hv} may not use VN ${v.id}${v.alias ? ` (${v.alias})` : ""} on this NVE`, field);
-      if (this.catalog.get(v.id)) continue;
-      const rec: VnConfig = { id: v.id, vni: v.vni, profile: v.profile, ...(v.name ? { name: v.name } : {}), ...(v.alias ? { alias: v.alias } : {}) };
-      await this.stored(() => this.o.store.transaction((w) => cacheVn(w, rec)));
-      await this.o.programmer.apply([{ op: "vn", vn: rec.id, vni: rec.vni, profile: rec.profile }]);
-      if (!this.catalog.get(rec.id)) this.catalog.add(rec);
-      this.log(`ima: VN ${rec.id} (${rec.alias ?? rec.name ?? ""}) resolved through the IMA`);
+      if (this.catalog.get(v.id) || found.some((f) => f.id === v.id)) continue;
+      found.push({ id: v.id, vni: v.vni, profile: v.profile, ...(v.name ? { name: v.name } : {}), ...(v.alias ? { alias: v.alias } : {}) });
     }
+    // Cached, programmed and added to the catalog as one change in the queue (issue 16 "one commit path").
+    if (found.length)
+      await this.enqueue(() => this.transact(NVE_HV, "", (ctx) => {
+        for (const rec of found) {
+          if (this.catalog.get(rec.id)) continue; // resolved meanwhile by another request
+          ctx.tx.setVn(rec.id, rec, true);
+          ctx.tx.log(`ima: VN ${rec.id} (${rec.alias ?? rec.name ?? ""}) resolved through the IMA`);
+        }
+      }));
     return undefined;
   }
 
@@ -481,65 +491,85 @@ export class NveCore {
       for (const b of batch) b.resolve(errorResponse(b.req.id, new ProtocolError("internal", "the NVE is shutting down")) as Record<string, unknown>);
       return;
     }
-    const restoreSyncs = this.saveSyncs(new Set(batch.filter((b) => b.req.op === "sync").map((b) => b.hv)));
+    await this.runGroup(batch.map((b) => ({
+      hv: b.hv, port: b.port, req: b.req,
+      run: (ctx) => dispatch(ctx, b.req),
+      // a stopped NVE answers nothing (issue 10 item 8)
+      settle: (o) => {
+        if (this.fatal) return;
+        if (o.ok) b.resolve({ id: b.req.id, ok: true, ...(o.value as Record<string, unknown>) });
+        else b.resolve(o.refused ? errorResponse(b.req.id, o.error as ProtocolError) as Record<string, unknown> : this.failure(b.hv, b.req, o.error));
+      },
+    })), true);
+  }
+
+  /**
+   * The group commit shared by requests (processBatch) and the NVE's own
+   * changes (transact, a group of one): each job is built in order on its own
+   * Txn, seeing the ones before it (committed to the model at once), then the
+   * group is stored and programmed (commitGroup). A job that is a request is
+   * refused without hello, and hello opens its session. If the store or the
+   * data plane refuses, the model and the syncs are put back and, for a
+   * group of several, the jobs run again one by one so only the faulty one
+   * fails. Logs and timers follow at once; the IMA, the events and the
+   * answers (settle) once the group is durable (PROTOCOL.md §2).
+   */
+  private async runGroup(batch: Job[], pipelined: boolean): Promise<void> {
+    const restoreSyncs = this.saveSyncs(new Set(batch.filter((b) => b.req?.op === "sync").map((b) => b.hv)));
     const now = this.clock.now();
-    const results: Record<string, unknown>[] = [];
+    const results: Outcome[] = [];
     const done: { f: Finished; tx: Txn }[] = [];
     const imaKeys = new Set<string>();
     const opened = new Set<string>();
     for (const b of batch) {
       // hello comes first on every session (PROTOCOL.md §2 Authority)
-      if (b.req.op !== "hello" && !this.sessions.has(b.hv)) {
-        results.push(this.refuse(b.hv, b.req, helloRequired(b.hv)));
+      if (b.req && b.req.op !== "hello" && !this.sessions.has(b.hv)) {
+        results.push({ ok: false, error: helloRequired(b.hv) });
         continue;
       }
-      const tx = new Txn(this.model, now, this.settings.tagQuarantineMs, this.guard);
+      const tx = new Txn(this.model, now, this.settings.tagQuarantineMs, this.guard, this.catalog);
       const ctx = this.ctxFor(b.hv, b.port, tx);
       try {
-        const reply = dispatch(ctx, b.req);
+        const reply = b.run(ctx);
         const f = tx.finish();
         if (this.ima) for (const k of bindingKeys(tx.vnicChanges, this.model.vnics)) imaKeys.add(k);
         f.commit();
         done.push({ f, tx });
-        results.push({ id: b.req.id, ok: true, ...reply() });
-        if (b.req.op === "hello" && !this.sessions.has(b.hv)) {
+        results.push({ ok: true, value: reply() });
+        if (b.req?.op === "hello" && !this.sessions.has(b.hv)) {
           this.sessions.add(b.hv);
           opened.add(b.hv);
         }
       } catch (e) {
-        results.push(this.failure(b.hv, b.req, e));
+        results.push({ ok: false, error: e });
       }
     }
     if (this.syncs.open.size) this.armSyncSweep();
     const ops = done.flatMap((d) => d.f.ops);
     let durable: Promise<void> | undefined;
     try {
-      ({ durable } = await this.commitGroup(done.map((d) => d.f), true));
+      ({ durable } = await this.commitGroup(done.map((d) => d.f), pipelined));
     } catch (e) {
       restoreSyncs();
       for (const hv of opened) this.sessions.delete(hv);
-      if (this.fatal) return; // the store failed: the group is undone in the model and nothing is answered
+      // the store failed: the group is undone in the model and no request is answered
+      if (this.fatal) {
+        const err = e instanceof StoreFailure ? e : new StoreFailure((e as Error).message);
+        for (const b of batch) b.settle({ ok: false, error: err });
+        return;
+      }
       if (batch.length === 1) {
         this.log(`data plane or store refused ${ops.length} ops: ${(e as Error).message}`);
         const err = tableFull(e)
           ? new ProtocolError("limit-exceeded", `a table of the data plane is full: ${(e as Error).message}`)
           : new ProtocolError("internal", `the change could not be stored or programmed: ${(e as Error).message}`);
-        batch[0].resolve(errorResponse(batch[0].req.id, err) as Record<string, unknown>);
+        batch[0].settle({ ok: false, error: err, refused: true });
         return;
       }
-      // one by one, so only the request at fault fails
+      // one by one, so only the job at fault fails
       for (const b of batch) {
-        if (b.req.op !== "hello" && !this.sessions.has(b.hv)) {
-          b.resolve(this.refuse(b.hv, b.req, helloRequired(b.hv)));
-          continue;
-        }
-        const r = await this.transact(b.hv, b.port, (ctx) => dispatch(ctx, b.req)).then(
-          (reply) => {
-            if (b.req.op === "hello") this.sessions.add(b.hv);
-            return { id: b.req.id, ok: true, ...reply() };
-          }, (err) => this.failure(b.hv, b.req, err));
+        await this.runGroup([b], false);
         if (this.fatal) return;
-        b.resolve(r);
       }
       return;
     }
@@ -547,13 +577,16 @@ export class NveCore {
     if (done.some((d) => d.tx.timerChanges.size)) this.armTimer();
     // The IMA hears of a change, and the End Devices of its answer and events, only once it is on disk.
     const answer = () => {
-      if (this.fatal) return;
+      if (this.fatal) {
+        for (const b of batch) b.settle({ ok: false, error: new StoreFailure(this.fatal.message) });
+        return;
+      }
       this.toIma(imaKeys);
       for (const d of done) for (const ev of d.tx.events) this.onEvent(ev.hv, ev.event);
-      batch.forEach((b, i) => b.resolve(results[i]));
+      batch.forEach((b, i) => b.settle(results[i]));
     };
     if (!durable) return answer();
-    durable.then(answer, (e) => this.die(e as Error));
+    durable.then(answer, (e) => { this.die(e as Error); answer(); });
   }
 
   /** Runs a store write; a failure stops the NVE (die) and is rethrown as a StoreFailure. */
@@ -715,166 +748,58 @@ export class NveCore {
     });
   }
 
-  /** An operator removes a VNIC: every VN is disconnected and the owner told (vn.disconnected, Req-6). */
+  /** vnic.remove (Req-6): handlers/operator/remove-vnic.ts. */
   removeVnic(vnic: string, reason = "operator"): Promise<void> {
-    return this.ownerTxn(vnic, (ctx, hv) => {
-      const r = ctx.tx.peek(vnic)!;
-      for (const b of r.vns) if (!isConfigHv(hv)) ctx.tx.emit(hv, { event: "vn.disconnected", vnic, vn: this.catalog.full(b.vn), reason });
-      ctx.tx.del(vnic);
-      ctx.tx.clearTimer("migration-hold", vnic);
-      ctx.tx.log(`operator: VNIC ${vnic} removed (${reason})`);
-    });
+    return this.ownerTxn(vnic, (ctx) => opRemoveVnic(ctx, vnic, reason));
   }
 
-  /** The NVE disconnects one VNIC from one VN (Req-6). */
+  /** vn.disconnect (Req-6): handlers/operator/disconnect-vnic.ts. */
   disconnectVnic(vnic: string, vnRef: VnRef | number | string, reason = "operator"): Promise<void> {
-    return this.ownerTxn(vnic, (ctx, hv) => {
-      const vn = this.catalog.resolve(vnRef).id;
-      const r = ctx.tx.edit(vnic)!;
-      if (!r.vns.some((b) => b.vn === vn)) throw new ProtocolError("not-connected", `VNIC ${vnic} is not connected to VN ${vn}`, "vn");
-      r.vns = r.vns.filter((b) => b.vn !== vn);
-      r.vns.length ? ctx.tx.put(r) : ctx.tx.del(vnic);
-      if (!isConfigHv(hv)) ctx.tx.emit(hv, { event: "vn.disconnected", vnic, vn: this.catalog.full(vn), reason });
-      ctx.tx.log(`operator: VNIC ${vnic} disconnected from VN ${vn} (${reason})`);
-    });
+    return this.ownerTxn(vnic, (ctx) => opDisconnectVnic(ctx, vnic, vnRef, reason));
   }
 
-  /** The NVE de-associates addresses of a VNIC (Req-9): addr.disassociated to the owner. */
+  /** addr.disassociate (Req-9): handlers/operator/disassociate.ts. */
   disassociate(vnic: string, vnRef: VnRef | number | string, addrs: Addr[], reason = "operator"): Promise<void> {
-    return this.ownerTxn(vnic, (ctx, hv) => {
-      const vn = this.catalog.resolve(vnRef).id;
-      const r = ctx.tx.edit(vnic)!;
-      const b = r.vns.find((x) => x.vn === vn);
-      if (!b) throw new ProtocolError("not-connected", `VNIC ${vnic} is not connected to VN ${vn}`, "vn");
-      const removed: Addr[] = [];
-      for (const a of addrs) {
-        const mac = normMac(a.mac);
-        const e = b.addrs.find((x) => x.mac === mac);
-        if (!e) continue;
-        if (!a.ips?.length) {
-          b.addrs = b.addrs.filter((x) => x !== e);
-          removed.push({ mac, ips: e.ips });
-        } else {
-          const drop = new Set(a.ips.map(normIp));
-          removed.push({ mac, ips: e.ips.filter((ip) => drop.has(ip)) });
-          e.ips = e.ips.filter((ip) => !drop.has(ip));
-        }
-      }
-      ctx.tx.put(r);
-      if (!isConfigHv(hv) && removed.length) ctx.tx.emit(hv, { event: "addr.disassociated", vnic, vn: this.catalog.full(vn), addrs: removed, reason });
-      ctx.tx.log(`operator: VNIC ${vnic} VN ${vn}: ${removed.length} addresses de-associated (${reason})`);
-    });
+    return this.ownerTxn(vnic, (ctx) => opDisassociate(ctx, vnic, vnRef, addrs, reason));
   }
 
-  /** The operator removes a VN: every VNIC is disconnected from it (containment, seed §3.1), then the VN leaves the data plane. */
+  /** vn.remove: handlers/operator/remove-vn.ts; the VN leaves the catalog with the change. */
   removeVn(vnRef: VnRef | number | string, reason = "vn-removed"): Promise<number> {
-    return this.enqueue(() => this.transact(NVE_HV, "", (ctx) => {
-      const vn = this.catalog.resolve(vnRef).id;
-      let n = 0;
-      for (const [id, rec] of this.model.vnics) {
-        if (!rec.vns.some((b) => b.vn === vn)) continue;
-        const r = ctx.tx.edit(id)!;
-        r.vns = r.vns.filter((b) => b.vn !== vn);
-        r.vns.length ? ctx.tx.put(r) : ctx.tx.del(id);
-        if (!isConfigHv(r.hv)) ctx.tx.emit(r.hv, { event: "vn.disconnected", vnic: id, vn: this.catalog.full(vn), reason });
-        n++;
-      }
-      ctx.tx.tail.push({ op: "vn.del", vn });
-      ctx.tx.log(`operator: VN ${vn} removed, ${n} VNICs disconnected`);
-      return n;
-    })).then((n) => {
-      this.catalog.remove(this.catalog.resolve(vnRef).id);
-      return n;
-    });
+    return this.enqueue(() => this.transact(NVE_HV, "", (ctx) => opRemoveVn(ctx, this.catalog.resolve(vnRef).id, reason)));
   }
 
-  /** A VN's profile changes (seed §4.5): reprogrammed, and every End Device using the VN is told (vn.profile event). */
+  /** A VN's profile changes (seed §4.5): handlers/operator/set-profile.ts, one change through the queue. */
   setProfile(vnRef: VnRef | number | string, profile: VnProfile): Promise<void> {
-    return this.enqueue(async () => {
-      const v = this.catalog.resolve(vnRef);
-      const p = structuredClone(profile);
-      if (!validateProfile(p)) throw new ProtocolError("bad-request", `profile: ${validateProfile.errors?.[0]?.instancePath} ${validateProfile.errors?.[0]?.message}`, "profile");
-      const pr = profileProblems(p as VnProfile)[0]; // ACL rules, QoS, learning (PROTOCOL.md §5), naming the key
-      if (pr) throw new ProtocolError("bad-request", `profile.${pr.path}: ${pr.message}`, `profile.${pr.path}`);
-      const ops: DpOp[] = [{ op: "vn", vn: v.id, vni: v.vni, profile: p as VnProfile }];
-      await this.o.programmer.apply(ops);
-      this.catalog.setProfile(v.id, p as VnProfile);
-      const hvs = new Set<string>();
-      for (const r of this.model.vnics.values()) if (r.vns.some((b) => b.vn === v.id) && !isConfigHv(r.hv)) hvs.add(r.hv);
-      for (const hv of hvs) this.onEvent(hv, { event: "vn.profile", vn: this.catalog.full(v.id), profile: p as VnProfile });
-      this.log(`operator: VN ${v.id} profile changed; ${hvs.size} End Devices told`);
-    });
+    return this.enqueue(() => this.transact(NVE_HV, "", (ctx) => opSetProfile(ctx, vnRef, profile)));
   }
 
-  /** Maintenance: every End Device of this NVE gets nve.draining (PROTOCOL.md §4). */
+  /** Maintenance: every End Device of this NVE gets nve.draining (handlers/operator/drain.ts). */
   drain(): string[] {
-    const hvs = this.hypervisors();
-    for (const hv of hvs) this.onEvent(hv, { event: "nve.draining" });
-    this.log(`operator: draining, ${hvs.length} End Devices told`);
-    return hvs;
+    return opDrain(this.hypervisors(), this.onEvent, this.log);
   }
 
-  // ---------------------------------------------------------------- views (nvedge show)
+  // ---------------------------------------------------------------- views (nvedge show: views.ts)
 
-  private tagOf = (port: string, vn: number) => this.model.vaps.get(`${port}|${vn}`)?.tag;
+  private get viewSource(): ViewSource {
+    return { model: this.model, catalog: this.catalog, config: this.o.config, clock: this.clock, portOf: (hv) => this.hvPort.get(hv),
+      ima: this.ima, gleaned: this.gleaned };
+  }
 
   /** The NVE's view of one End Device (the `show` op). */
   viewHv(hv: string): { port: string | undefined; vnics: Record<string, unknown>[] } {
-    const ids = [...(this.model.byHv.get(hv) ?? [])].sort();
-    return { port: this.hvPort.get(hv), vnics: ids.map((id) => viewVnic({ catalog: this.catalog, tagOf: this.tagOf }, this.model.vnics.get(id)!)) };
+    return views.viewHv(this.viewSource, hv);
   }
 
   bindings(): Record<string, unknown>[] {
-    const rows: Record<string, unknown>[] = [];
-    const ipsOf = new Map<string, string[]>();
-    for (const [k, o] of this.model.ipOwner) {
-      const [vn, ip] = splitKey(k);
-      const mk = `${vn}|${o.mac}`;
-      ipsOf.set(mk, [...(ipsOf.get(mk) ?? []), ip]);
-    }
-    for (const [k, owner] of this.model.macOwner) {
-      const [vn, mac] = splitKey(k);
-      const r = this.model.vnics.get(owner)!;
-      const row: Record<string, unknown> = { vn, mac, ips: ipsOf.get(k) ?? [], where: "local", port: r.port, tag: this.tagOf(r.port, vn),
-        vnic: owner, hv: r.hv, state: r.state };
-      if (r.hold) row.holdUntil = r.hold.until;
-      rows.push(row);
-    }
-    for (const rem of this.o.config.remotes)
-      for (const a of rem.addrs) {
-        const vn = this.catalog.resolve(a.vn).id;
-        rows.push({ vn, mac: normMac(a.mac), ips: (a.ips ?? []).map(normIp), where: "remote", nve: rem.nve, ip: rem.ip });
-      }
-    for (const r of this.ima?.remoteBindings?.() ?? []) rows.push({ ...r, where: "remote", source: "ima" });
-    // PROTOCOL.md §5 learn: glean: bindings of a VAP, not of a VNIC
-    for (const g of this.gleaned?.() ?? [])
-      rows.push({ vn: g.vn, mac: g.mac, ips: g.ips, where: "local", port: g.port, tag: this.tagOf(g.port, g.vn), learn: "glean", state: "active", seen: g.seen });
-    return rows.sort((a, b) => (a.vn as number) - (b.vn as number) || String(a.mac).localeCompare(String(b.mac)));
+    return views.bindings(this.viewSource);
   }
 
   vns(): Record<string, unknown>[] {
-    return this.catalog.all().map((v) => ({
-      id: v.id, name: v.name, alias: v.alias, vni: v.vni, encap: v.profile.encap, mtu: v.profile.mtu,
-      ports: [...this.model.vaps.values()].filter((x) => x.vn === v.id)
-        .map((x) => ({ port: x.port, tag: x.tag, vnics: this.model.vapCount.get(`${x.port}|${v.id}`) ?? 0 })),
-    }));
+    return views.vns(this.viewSource);
   }
 
   ports(): Record<string, unknown>[] {
-    const now = this.clock.now();
-    return this.o.config.ports.map((p) => {
-      const alloc = this.model.alloc(p.name);
-      return {
-        port: p.name,
-        hypervisors: p.hypervisors.map(hvId).map((hv) => {
-          const h = this.model.hvs.get(hv);
-          const t = this.model.timers.get(`agent-hold|${hv}`);
-          return { hv, state: h ? (h.online ? "online" : "offline") : "unknown", vnics: this.model.byHv.get(hv)?.size ?? 0, ...(t ? { holdUntil: t.due } : {}) };
-        }),
-        vaps: [...alloc.tags].sort((a, b) => a[0] - b[0]).map(([tag, vn]) => ({ tag, vn, vnics: this.model.vapCount.get(`${p.name}|${vn}`) ?? 0 })),
-        quarantine: [...alloc.quarantine].filter(([, q]) => q.until > now).map(([tag, q]) => ({ tag, vn: q.vn, until: q.until })),
-      };
-    });
+    return views.ports(this.viewSource);
   }
 
   /**

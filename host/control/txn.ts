@@ -2,7 +2,7 @@
 // the post-state through it and write whole VNIC records; finish() derives the
 // rest: VAP transitions and tag allocation (RFC 8394 §3), the DpOps for exactly
 // the bindings whose (port, active) or IP→MAC changed, and the store writes.
-// Nothing outside the Txn changes until commit(), after storing and programming.
+// Nothing outside the Txn (model, catalog) changes until commit(); undo() puts it back.
 import type { DpOp } from "../dataplane/ops.js";
 import { ProtocolError } from "../protocol/errors.js";
 import type { Event } from "../protocol/types.js";
@@ -10,6 +10,8 @@ import type { CollectionName, HvRecord, QuarantineRecord, StoreWriter, TimerReco
 import { keys } from "../store/store.js";
 import { Model, ipKey, isConfigHv, macKey, splitKey, splitVapKey, vapKey } from "./model.js";
 import { countRanges } from "./ranges.js";
+import type { VnConfig } from "../config/types.js";
+import type { VnCatalog } from "./catalog.js";
 
 /** What a transaction may take of what the End Devices share (core.ts builds it from the limits). */
 export interface TxnGuard {
@@ -40,7 +42,7 @@ export interface Finished {
 }
 
 /** The stored collections a transaction changes, each change kept once (Txn.finish). */
-type ChangedCollection = "vnics" | "vaps" | "quarantine" | "timers" | "hvs";
+type ChangedCollection = "vnics" | "vaps" | "quarantine" | "timers" | "hvs" | "vns";
 interface Change { c: ChangedCollection; k: string; before: unknown; after: unknown }
 
 /**
@@ -80,7 +82,16 @@ function setModel(m: Model, ch: Change, value: unknown): void {
     case "hvs":
       value ? m.hvs.set(ch.k, value as HvRecord) : m.hvs.delete(ch.k);
       return;
+    case "vns": // the IMA's VN cache (host/ima-client/cache.ts): in the catalog, set by setCatalog
+      return;
   }
+}
+
+/** Puts one VN of the catalog to `v` (undefined: absent); an existing VN keeps its record and takes v's profile. */
+function setCatalog(cat: VnCatalog, id: number, v: VnConfig | undefined): void {
+  if (!v) cat.remove(id);
+  else if (cat.get(id)) cat.setProfile(id, v.profile);
+  else cat.add({ ...v });
 }
 
 const stateName = (r: VnicRecord | null | undefined) => (!r ? "Init" : r.state === "active" ? "Activated" : "Associated");
@@ -104,8 +115,23 @@ export class Txn {
 
   private hvVnDelta = new Map<string, number>();
   private rangeDelta = new Map<string, number>();
+  /** VNs of the catalog this change adds, changes (a profile) or removes; `cache`: kept in the store's IMA cache too. */
+  private vnChanges = new Map<number, { after: VnConfig | undefined; cache: boolean }>();
 
-  constructor(readonly model: Model, readonly now: number, private quarantineMs: number, private guard?: TxnGuard) {}
+  constructor(readonly model: Model, readonly now: number, private quarantineMs: number, private guard?: TxnGuard,
+    private readonly catalog?: VnCatalog) {}
+
+  /**
+   * A VN enters the catalog or changes its profile (`v`), or leaves it
+   * (undefined), with this change: programmed (`vn` first, `vn.del` last),
+   * stored in the IMA cache when `cache` (issue 4), and committed and undone
+   * with the rest (issue 16 "one commit path").
+   */
+  setVn(id: number, v: VnConfig | undefined, cache = false): void {
+    if (!this.catalog) throw new Error("this transaction has no catalog");
+    const prev = this.vnChanges.get(id);
+    this.vnChanges.set(id, { after: v ? { ...v } : undefined, cache: cache || !!prev?.cache });
+  }
 
   /** The post-state record (read-only view; copy before editing, see edit()). */
   peek(id: string): VnicRecord | undefined {
@@ -337,8 +363,11 @@ export class Txn {
       if (a !== b || (prev && r && (prev.port !== r.port || prev.hv !== r.hv)))
         this.log(`VNIC ${id}: ${a}${prev ? ` (${prev.hv}@${prev.port})` : ""} → ${b}${r ? ` (${r.hv}@${r.port})` : ""}${r?.hold ? " held for migration" : ""}`);
     }
-    const ops = [...ipDel, ...macDel, ...tagAdd, ...macSet, ...ipSet, ...tagDel, ...this.tail];
-    const empty = this.vnicChanges.size === 0 && this.hvChanges.size === 0 && this.timerChanges.size === 0;
+    const vnAdd: DpOp[] = [];
+    const vnDel: DpOp[] = [];
+    for (const [vn, c] of this.vnChanges) c.after ? vnAdd.push({ op: "vn", vn, vni: c.after.vni, profile: c.after.profile }) : vnDel.push({ op: "vn.del", vn });
+    const ops = [...vnAdd, ...ipDel, ...macDel, ...tagAdd, ...macSet, ...ipSet, ...tagDel, ...this.tail, ...vnDel];
+    const empty = this.vnicChanges.size === 0 && this.hvChanges.size === 0 && this.timerChanges.size === 0 && this.vnChanges.size === 0;
 
     // Every change of a stored collection, once, as (collection, key, before,
     // after) from the pre-state (issue 16 "one commit path"): the store writes,
@@ -370,6 +399,15 @@ export class Txn {
     }
     for (const [k, t] of this.timerChanges) record("timers", k, m.timers.get(k), t ?? undefined);
     for (const [k, h] of this.hvChanges) record("hvs", k, m.hvs.get(k), h);
+    // The catalog's before, copied: setProfile replaces a VN's profile in place.
+    const cat = this.catalog;
+    const vnBefore = new Map([...this.vnChanges.keys()].map((id) => {
+      const v = cat?.get(id);
+      return [id, v ? { ...v } : undefined] as const;
+    }));
+    const cacheRec = (v: VnConfig | undefined) =>
+      v && { id: v.id, vni: v.vni, profile: v.profile, ...(v.name ? { name: v.name } : {}), ...(v.alias ? { alias: v.alias } : {}) };
+    for (const [id, c] of this.vnChanges) if (c.cache) record("vns", String(id), cacheRec(vnBefore.get(id)), cacheRec(c.after));
 
     const writes: StoreOp[] = changes.map((ch) => (ch.after !== undefined ? ["put", ch.c, ch.k, ch.after] : ["del", ch.c, ch.k]));
     const reverts: StoreOp[] = [...changes].reverse().map((ch) => (ch.before !== undefined ? ["put", ch.c, ch.k, ch.before] : ["del", ch.c, ch.k]));
@@ -381,10 +419,12 @@ export class Txn {
       const preMac = new Map([...this.macOv.keys()].map((k) => [k, m.macOwner.get(k)]));
       const preIp = new Map([...this.ipOv.keys()].map((k) => [k, m.ipOwner.get(k)]));
       for (const ch of changes) setModel(m, ch, ch.after);
+      if (cat) for (const [id, c] of this.vnChanges) setCatalog(cat, id, c.after);
       for (const [k, o] of this.macOv) o ? m.macOwner.set(k, o) : m.macOwner.delete(k);
       for (const [k, o] of this.ipOv) o ? m.ipOwner.set(k, o) : m.ipOwner.delete(k);
       undo = () => {
         for (let i = changes.length - 1; i >= 0; i--) setModel(m, changes[i], changes[i].before);
+        if (cat) for (const [id, v] of vnBefore) setCatalog(cat, id, v);
         for (const [k, o] of preMac) o !== undefined ? m.macOwner.set(k, o) : m.macOwner.delete(k);
         for (const [k, o] of preIp) o !== undefined ? m.ipOwner.set(k, o) : m.ipOwner.delete(k);
       };
