@@ -115,14 +115,8 @@ function offloadFrame(i: u32, fl: u32): bool {
   const port = <u32>load<u16>(d, I_PORT);
   if (port >= MAX_PORTS || load<u8>(portKind + port) == PORT_NONE || off + len > SLOT_SIZE) return false; // slowFrame drops it
   const why = offloadFix(slotBase + <usize>i * SLOT_SIZE + off, len, off, fl);
-  if (why == OFFLOAD_OK) {
-    // The prefetch pass judged an underlay frame's outer headers before the
-    // fix rewrote them (a GSO segment's lengths and checksums): its verdict
-    // is dropped, and the full path parses the fixed frame. An access
-    // frame's record stands: the fix changes no tag, MAC, length or address.
-    if (load<u8>(portKind + port) == PORT_UNDERLAY) store<u32>(frameRec(i), NO_HOME);
-    return false;
-  }
+  // fixed: process() resets the frame's prefetch record, made before the fix
+  if (why == OFFLOAD_OK) return false;
   setCur(port, -1);
   const pc = portCtr + (<usize>port * PORT_CTR << 3);
   ctrInc(pc, PC_RX_FRAMES, 1);
@@ -195,10 +189,11 @@ export function process(n: u32): u32 {
     const fl = <u32>load<u16>(inDescBase + (<usize>i << 3), I_FLAGS);
     if (fl != 0) {
       if (offloadFrame(i, fl)) continue;
-      // offloadFix may have rewritten header bytes the prefetch pass hashed (a
-      // fuzzed csum_offset lands a checksum in a VXLAN VNI): its homes are
-      // stale, so the fast paths recompute them or hand the frame over
-      // (the frame's whole record: both homes and the IP home NO_HOME, no fast-path VN)
+      // offloadFix may have rewritten header bytes the prefetch pass judged (a
+      // GSO segment's lengths and checksums; a fuzzed csum_offset landing in
+      // a VXLAN VNI): the frame's whole record is reset (both homes and the
+      // IP home NO_HOME, no fast-path VN), so the fast paths recompute them
+      // or hand the frame to the full path, which parses the fixed frame
       const rec = frameRec(i);
       store<u64>(rec, 0xffffffffffffffff);
       store<u64>(rec, <u64>NO_HOME << 32, FR_VN);
