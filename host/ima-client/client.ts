@@ -90,6 +90,10 @@ export interface ImaClientOptions {
 
 interface Acked { ips: string; seq: number }
 const keyOf = (vn: number, mac: string) => `${vn}|${mac}`;
+/** Request errors the workers retry with backoff (run()); any other code is the IMA's final answer. */
+const RETRIED: readonly string[] = ["timeout", "internal", "rate-limited"];
+/** True when a withdraw's error is not the IMA's final answer: run() retries it. */
+const retried = (e: unknown): boolean => !(e instanceof ImaRequestError) || RETRIED.includes(e.code);
 const ipsKey = (ips: string[]) => [...new Set(ips.map(normIp))].sort().join(",");
 /** JSON with sorted keys: profiles from a config file and from the IMA compare by content. */
 function stable(v: unknown): string {
@@ -523,7 +527,7 @@ export class ImaClient {
           await (key.startsWith("vn|") ? this.workVn(Number(key.slice(3))) : this.workBind(key));
           this.retry.delete(key);
         } catch (e) {
-          if (!(e instanceof ImaRequestError) || !["timeout", "internal", "rate-limited"].includes(e.code)) throw e;
+          if (!(e instanceof ImaRequestError) || !RETRIED.includes(e.code)) throw e;
           const delay = Math.min((this.retry.get(key)?.delay ?? (this.o.retryMs ?? 500) / 2) * 2, 30_000);
           this.log(`ima client: ${key}: ${e.message}; retrying in ${delay} ms`);
           const handle = this.clock.setTimer(() => {
@@ -585,14 +589,9 @@ export class ImaClient {
         this.prepared.delete(k); // the move took the place of the pre-association
         if (this.local.get(k) === l) this.announced.set(k, { ips: ipsKey(l.ips), seq: rsp.seq ?? 0 });
         else this.kick(k);
-      } catch (e) {
-        if (!(e instanceof ImaRequestError)) throw e;
-        if (e.code === "not-connected") {
-          this.joined.delete(vn);
-          this.kick(`vn|${vn}`);
-          return;
-        }
-        if (["timeout", "internal", "rate-limited"].includes(e.code)) throw e;
+      } catch (err) {
+        const e = this.refusal(err, vn);
+        if (!e) return;
         this.refused.set(k, e.message);
         this.log(`ima client: announcing ${mac} in VN ${vn} refused: ${e.code}: ${e.message}`);
         if (e.code === "address-conflict" && e.field === "mac") this.o.onDuplicate?.(vn, mac, e.message);
@@ -604,14 +603,9 @@ export class ImaClient {
       if (this.joined.get(vn) !== this.ip) return; // once the join is acknowledged (workVn kicks)
       try {
         await this.request("bind.prepare", { vn: { id: vn }, mac });
-      } catch (e) {
-        if (!(e instanceof ImaRequestError)) throw e;
-        if (e.code === "not-connected") {
-          this.joined.delete(vn);
-          this.kick(`vn|${vn}`);
-          return;
-        }
-        if (["timeout", "internal", "rate-limited"].includes(e.code)) throw e;
+      } catch (err) {
+        const e = this.refusal(err, vn);
+        if (!e) return;
         // e.g. an IMA without bind.prepare (unknown-op): the migration still works, with the hold dropping
         this.log(`ima client: preparing ${mac} in VN ${vn} refused: ${e.code}: ${e.message}`);
       }
@@ -621,7 +615,7 @@ export class ImaClient {
       // The pre-association went without an activation (the migration was called off): the IMA forgets `next`.
       if (this.joined.get(vn) !== undefined)
         await this.request("bind.withdraw", { vn: { id: vn }, mac }).catch((e) => {
-          if (!(e instanceof ImaRequestError) || ["timeout", "internal", "rate-limited"].includes(e.code)) throw e;
+          if (retried(e)) throw e;
         });
       // The IMA forgot `next`: a binding back meanwhile (applyLocal kicked this worker again) is prepared anew.
       this.prepared.delete(k);
@@ -631,10 +625,27 @@ export class ImaClient {
         return;
       }
       await this.request("bind.withdraw", { vn: { id: vn }, mac }).catch((e) => {
-        if (!(e instanceof ImaRequestError) || ["timeout", "internal", "rate-limited"].includes(e.code)) throw e;
+        if (retried(e)) throw e;
       });
       if (!this.local.has(k)) this.announced.delete(k);
     }
+  }
+
+  /**
+   * A bind request's error: rethrown when run() retries it (RETRIED) or it is
+   * not the IMA's answer; undefined when the VN's join was lost (not-connected:
+   * the VN is joined again, which kicks its bindings); else the IMA's final
+   * refusal.
+   */
+  private refusal(e: unknown, vn: number): ImaRequestError | undefined {
+    if (!(e instanceof ImaRequestError)) throw e;
+    if (e.code === "not-connected") {
+      this.joined.delete(vn);
+      this.kick(`vn|${vn}`);
+      return undefined;
+    }
+    if (RETRIED.includes(e.code)) throw e;
+    return e;
   }
 
   /** Resolves once no worker runs and every data-plane change is applied (tests, benches, shutdown). */
