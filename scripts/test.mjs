@@ -20,6 +20,8 @@
 //       test file without running it and writes the number of registered tests
 //       to test/expected-count: run it on purpose after adding tests.
 // NVEDGE_TEST_TIMEOUT_S (default 1200) bounds the whole run.
+// At the end it prints the slowest files (import + run time each) and the totals;
+// NVEDGE_TEST_SLOWEST=N shows N of them (default 15, 0 none).
 import { register } from "node:module";
 import { readFileSync, writeFileSync, existsSync } from "node:fs";
 import { join, dirname, resolve } from "node:path";
@@ -60,16 +62,20 @@ const problems = []; // each one is a failure the uvu totals do not show
 const { suites: files } = await parse(dir, pattern, {});
 if (files.length === 0) problems.push(`no test file in ${dir} matches ${pattern}`);
 
+// where the time goes, per file: its import (top-level setup included) and its suites' runs
+const timing = files.map((f) => ({ name: f.name, importMs: 0, runMs: 0 }));
 let idx = 0;
 for (const f of files) {
   reg.file = f.name;
   globalThis.UVU_INDEX = idx++;
   globalThis.UVU_QUEUE.push([f.name]);
+  const t0 = performance.now();
   try {
     await import(pathToFileURL(f.file).href);
   } catch (e) {
     problems.push(`${f.name}: failed to load: ${e?.stack ?? e}`);
   }
+  timing[idx - 1].importMs = performance.now() - t0;
 }
 reg.file = "";
 
@@ -100,8 +106,23 @@ const watchdog = setTimeout(() => {
 }, limitS * 1000);
 watchdog.unref();
 
+// each file's group is [name, ...suite runners] (uvu.exec shifts the name off): time every runner
+globalThis.UVU_QUEUE.forEach((group, i) => {
+  const t = timing[i];
+  if (!t) return;
+  for (let k = 1; k < group.length; k++) {
+    const run = group[k];
+    group[k] = async () => {
+      const t0 = performance.now();
+      try { return await run(); } finally { t.runMs += performance.now() - t0; }
+    };
+  }
+});
+
+const runStart = performance.now();
 await uvu.exec();
 clearTimeout(watchdog);
+const runMs = performance.now() - runStart;
 
 // ---- the checks uvu does not make ----
 let passed = 0;
@@ -132,6 +153,19 @@ if (checkCount) {
   if (expected === undefined || !Number.isFinite(expected)) problems.push(`${countFile} is missing or holds no number (npm run test:count writes it)`);
   else if (total < expected && reg.skips.length === 0)
     problems.push(`${total} tests registered, below the ${expected} of ${countFile}: tests vanished (or, on purpose, run npm run test:count)`);
+}
+
+// the slowest files (NVEDGE_TEST_SLOWEST, default 15; 0 prints none), then the totals
+const slowest = Number(process.env.NVEDGE_TEST_SLOWEST ?? 15);
+if (slowest > 0 && files.length > 0) {
+  const sec = (ms) => (ms / 1000).toFixed(1).padStart(6) + " s";
+  const ranked = timing.map((t) => ({ ...t, ms: t.importMs + t.runMs })).sort((a, b) => b.ms - a.ms);
+  const sum = ranked.reduce((n, t) => n + t.ms, 0);
+  console.log(`\n  slowest test files (of ${files.length}; import + run):`);
+  for (const t of ranked.slice(0, slowest))
+    console.log(`  ${sec(t.ms)}  ${(100 * t.ms / sum).toFixed(1).padStart(5)}%  ${t.name}`);
+  const imports = ranked.reduce((n, t) => n + t.importMs, 0);
+  console.log(`  ${sec(sum)}  in all files (imports ${(imports / 1000).toFixed(1)} s, runs ${(runMs / 1000).toFixed(1)} s); runner wall time ${(performance.now() / 1000).toFixed(1)} s\n`);
 }
 
 // every registered test that did not pass, plus each problem above
