@@ -25,6 +25,7 @@
 import { register } from "node:module";
 import { readFileSync, writeFileSync, existsSync } from "node:fs";
 import { join, dirname, resolve } from "node:path";
+import { loadavg } from "node:os";
 import { fileURLToPath, pathToFileURL } from "node:url";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
@@ -63,19 +64,30 @@ const { suites: files } = await parse(dir, pattern, {});
 if (files.length === 0) problems.push(`no test file in ${dir} matches ${pattern}`);
 
 // where the time goes, per file: its import (top-level setup included) and its suites' runs
-const timing = files.map((f) => ({ name: f.name, importMs: 0, runMs: 0 }));
+// (and its CPU: this process's plus its waited-for children's, so a file that waits is told from one that works)
+const timing = files.map((f) => ({ name: f.name, importMs: 0, runMs: 0, cpuMs: 0, since: 0 }));
+function cpuMs() {
+  const u = process.cpuUsage();
+  let children = 0;
+  try { // cutime + cstime, fields 16 and 17 of /proc/self/stat, in clock ticks (USER_HZ, 100 on Linux)
+    const f = readFileSync("/proc/self/stat", "utf8").split(") ")[1].split(" ");
+    children = (Number(f[13]) + Number(f[14])) * 10;
+  } catch { /* not Linux: this process only */ }
+  return (u.user + u.system) / 1000 + children;
+}
 let idx = 0;
 for (const f of files) {
   reg.file = f.name;
   globalThis.UVU_INDEX = idx++;
   globalThis.UVU_QUEUE.push([f.name]);
-  const t0 = performance.now();
+  const t0 = performance.now(), c0 = cpuMs();
   try {
     await import(pathToFileURL(f.file).href);
   } catch (e) {
     problems.push(`${f.name}: failed to load: ${e?.stack ?? e}`);
   }
   timing[idx - 1].importMs = performance.now() - t0;
+  timing[idx - 1].cpuMs = cpuMs() - c0;
 }
 reg.file = "";
 
@@ -97,10 +109,31 @@ if (countOnly) {
   process.exit(0);
 }
 
+// the slowest files (NVEDGE_TEST_SLOWEST, default 15; 0 prints none), then the totals
+let runStart = 0, runMs;
+function printTiming() {
+  const slowest = Number(process.env.NVEDGE_TEST_SLOWEST ?? 15);
+  if (!(slowest > 0) || files.length === 0) return;
+  const sec = (ms) => (ms / 1000).toFixed(1).padStart(6) + " s";
+  const now = performance.now();
+  runMs ??= now - runStart; // the watchdog: the run is still going
+  // (a file still running, at the watchdog, counts up to now)
+  const ranked = timing.map((t) => ({ ...t, ms: t.importMs + t.runMs + (t.since ? now - t.since : 0) })).sort((a, b) => b.ms - a.ms);
+  const sum = ranked.reduce((n, t) => n + t.ms, 0);
+  console.log(`\n  slowest test files (of ${files.length}; wall time of import + run, share, CPU time with child processes):`);
+  for (const t of ranked.slice(0, slowest))
+    console.log(`  ${sec(t.ms)}  ${(100 * t.ms / sum).toFixed(1).padStart(5)}%  cpu ${sec(t.cpuMs)}  ${t.name}`);
+  const imports = ranked.reduce((n, t) => n + t.importMs, 0);
+  const cpu = ranked.reduce((n, t) => n + t.cpuMs, 0);
+  console.log(`  ${sec(sum)}  in all files (imports ${(imports / 1000).toFixed(1)} s, runs ${(runMs / 1000).toFixed(1)} s, cpu ${(cpu / 1000).toFixed(1)} s); ` +
+    `runner wall time ${(performance.now() / 1000).toFixed(1)} s; load average ${loadavg().map((l) => l.toFixed(2)).join(" ")}\n`);
+}
+
 const limitS = Number(process.env.NVEDGE_TEST_TIMEOUT_S ?? 1200);
 const watchdog = setTimeout(() => {
   const cur = reg.suites.find((s) => s.running);
   console.error(`\ntest: the run exceeded NVEDGE_TEST_TIMEOUT_S=${limitS}${cur ? ` in ${cur.file} "${cur.name}"` : ""}`);
+  printTiming(); // where the time went, up to here
   console.log(`nvedge-test: 0 passed, ${Math.max(1, registered())} failed (timed out)`);
   process.exit(1);
 }, limitS * 1000);
@@ -113,16 +146,16 @@ globalThis.UVU_QUEUE.forEach((group, i) => {
   for (let k = 1; k < group.length; k++) {
     const run = group[k];
     group[k] = async () => {
-      const t0 = performance.now();
-      try { return await run(); } finally { t.runMs += performance.now() - t0; }
+      const t0 = (t.since = performance.now()), c0 = cpuMs();
+      try { return await run(); } finally { t.since = 0; t.runMs += performance.now() - t0; t.cpuMs += cpuMs() - c0; }
     };
   }
 });
 
-const runStart = performance.now();
+runStart = performance.now();
 await uvu.exec();
 clearTimeout(watchdog);
-const runMs = performance.now() - runStart;
+runMs = performance.now() - runStart;
 
 // ---- the checks uvu does not make ----
 let passed = 0;
@@ -155,18 +188,7 @@ if (checkCount) {
     problems.push(`${total} tests registered, below the ${expected} of ${countFile}: tests vanished (or, on purpose, run npm run test:count)`);
 }
 
-// the slowest files (NVEDGE_TEST_SLOWEST, default 15; 0 prints none), then the totals
-const slowest = Number(process.env.NVEDGE_TEST_SLOWEST ?? 15);
-if (slowest > 0 && files.length > 0) {
-  const sec = (ms) => (ms / 1000).toFixed(1).padStart(6) + " s";
-  const ranked = timing.map((t) => ({ ...t, ms: t.importMs + t.runMs })).sort((a, b) => b.ms - a.ms);
-  const sum = ranked.reduce((n, t) => n + t.ms, 0);
-  console.log(`\n  slowest test files (of ${files.length}; import + run):`);
-  for (const t of ranked.slice(0, slowest))
-    console.log(`  ${sec(t.ms)}  ${(100 * t.ms / sum).toFixed(1).padStart(5)}%  ${t.name}`);
-  const imports = ranked.reduce((n, t) => n + t.importMs, 0);
-  console.log(`  ${sec(sum)}  in all files (imports ${(imports / 1000).toFixed(1)} s, runs ${(runMs / 1000).toFixed(1)} s); runner wall time ${(performance.now() / 1000).toFixed(1)} s\n`);
-}
+printTiming();
 
 // every registered test that did not pass, plus each problem above
 const failed = total - passed + problems.length;
