@@ -17,12 +17,32 @@
 //   [gen ns] nvl-trunk ==veth== nvl-trunk [dut ns] nvl-ul ==veth== nvl-ul [sink ns]
 //   encap: trafgen in gen -> counted (rx) at sink;  decap: trafgen in sink -> counted (rx) at gen
 //
-// Prints one JSON line per case: {"case":"race-kernel-encap","mpps":...},
-// {"case":"race-nvedge-w1-encap","mpps":...,"ratio":nvedge/kernel}, ...
-// Knobs: RACE_SECONDS (measurement window per case, default 3), RACE_WORKERS
-// (default "1,2"), RACE_KERNEL_RPS=1 (also the kernel with RPS on the DUT).
-// The first case, generator-ceiling, is trafgen + veth alone (frames dropped
-// on arrival in the DUT namespace): a DUT near it is generator-bound. Needs root, trafgen (netsniff-ng), clang, libbpf-dev, tc.
+// Interleaved (issue 11): every DUT is started once, each on its own
+// topology, then measured in rounds that alternate between them (ceiling,
+// kernel, kernel without RPS, nvedge afpacket, nvedge afxdp, ...; the order
+// rotates each round), so load from elsewhere on the machine falls on all of
+// them alike. Each DUT keeps its best round; the median and every round are
+// in its row too, with the generator's ceiling from the same run.
+//
+// The kernel runs at its best by default: RPS steers its receive processing
+// off trafgen's core (trafgen -P 1 runs on CPU 0), so it uses both cores as
+// nvedge does, and trafgen's AF_PACKET socket gets a large send buffer
+// (SO_SNDBUFFORCE, bench/native/sndbuf-shim.c through LD_PRELOAD: without it
+// trafgen's TX ring flush fails with EAGAIN as soon as RPS drains the
+// backlog on the other core). Every DUT is fed by the same trafgen with the
+// same shim. `kernel-norps` is the kernel as configured out of the box.
+//
+// Prints one JSON line per DUT and direction:
+//   {"case":"race-kernel-encap","mpps":best,"medianMpps":…,"roundsMpps":[…],"ceilingMpps":…,"vsCeiling":…}
+//   {"case":"race-nvedge-w1-encap",…,"ratio":nvedge/kernel at its best,"ratioNoRps":nvedge/kernel-norps}
+// Knobs: RACE_SECONDS (measurement window per round, default 2), RACE_ROUNDS
+// (default 3), RACE_WORKERS (AF_PACKET worker counts, default "1"),
+// RACE_AFXDP=0 (no afxdp DUT), RACE_KERNEL_NORPS=0 (no kernel-norps DUT),
+// RACE_SNDBUF=0 (trafgen without the send-buffer shim).
+// The generator-ceiling DUT is trafgen + veth alone (frames dropped on
+// arrival in the DUT namespace, whose receive processing RPS moves off
+// trafgen's core as the kernel DUT's): a DUT near it is generator-bound.
+// Needs root, trafgen (netsniff-ng), cc, clang, libbpf-dev, tc.
 import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { spawn, type ChildProcess } from "node:child_process";
@@ -58,7 +78,10 @@ export interface Dut {
   start(t: RaceTopo): Promise<() => Promise<void>>;
 }
 
-export interface RaceResult { case: string; mpps?: number; ratio?: number; ratioRps?: number; invalid?: string; frames?: number; seconds?: number; error?: string; skipped?: string }
+export interface RaceResult {
+  case: string; mpps?: number; medianMpps?: number; roundsMpps?: number[]; ceilingMpps?: number; vsCeiling?: number;
+  ratio?: number; ratioNoRps?: number; invalid?: string; seconds?: number; error?: string; skipped?: string; generator?: string;
+}
 
 const root = fileURLToPath(new URL("../../", import.meta.url));
 
@@ -170,12 +193,13 @@ function otherCpus(): string {
 
 /**
  * The Linux kernel DUT. Over veth the whole receive path runs in the sender's
- * softirq, on trafgen's own CPU; with `rps` the DUT's receive processing is
- * steered to the other CPU(s) instead, so the kernel gets the second core that
- * nvedge's workers use: both figures are printed.
+ * softirq, on trafgen's own CPU; with `rps` (the default DUT, "kernel") the
+ * DUT's receive processing is steered to the other CPU(s) instead, so the
+ * kernel gets the second core that nvedge's workers use. "kernel-norps" is
+ * the kernel as configured out of the box.
  */
 export function kernelDutWith(o: { rps: boolean }): Dut {
-  return { ...kernelBase, name: o.rps ? "kernel-rps" : "kernel",
+  return { ...kernelBase, name: o.rps ? "kernel" : "kernel-norps",
     async start(t) {
       const stop = await kernelBase.start(t);
       if (o.rps) for (const d of [t.trunk, t.underlay]) rps(t.dut, d, otherCpus());
@@ -217,16 +241,21 @@ const kernelBase: Dut = {
   },
 };
 
-export const kernelDut: Dut = kernelDutWith({ rps: false });
+export const kernelDut: Dut = kernelDutWith({ rps: true });
 
 /**
  * No DUT: the frames are dropped as they arrive in the DUT's namespace (no
- * bridge, no socket). What trafgen and veth alone reach on this machine; a DUT
- * close to it is generator-bound. Counted at the DUT's end of each link.
+ * bridge, no socket), that namespace's receive processing steered off
+ * trafgen's core as for the kernel DUT. What trafgen and veth alone reach on
+ * this machine; a DUT close to it is generator-bound. Counted at the DUT's
+ * end of each link.
  */
 export const generatorCeiling: Dut = {
   name: "generator-ceiling",
-  async start() { return async () => {}; },
+  async start(t) {
+    for (const d of [t.trunk, t.underlay]) rps(t.dut, d, otherCpus());
+    return async () => {};
+  },
 };
 
 // ---- the nvedge DUT -----------------------------------------------------------
@@ -289,7 +318,7 @@ export function nvedgeDut(workers: number, io: "afpacket" | "afxdp" = "afpacket"
  * receive backlog (EAGAIN, seen with RPS); it is then started again until the
  * time is up, so the offered load stays on for the whole window.
  */
-async function trafgen(ns: string, dev: string, conf: string, dir: string, ms: number, count?: number): Promise<void> {
+export async function trafgen(ns: string, dev: string, conf: string, dir: string, ms: number, count?: number): Promise<void> {
   const file = `${dir}/frame-${randomBytes(3).toString("hex")}.cfg`;
   writeFileSync(file, conf + "\n");
   const end = Date.now() + ms;
@@ -308,8 +337,22 @@ async function trafgen(ns: string, dev: string, conf: string, dir: string, ms: n
   }
 }
 
+/** The send-buffer shim (bench/native/sndbuf-shim.c) once built, for every trafgen of the race; undefined: plain trafgen. */
+let shim: string | undefined;
+
+/** Builds the shim into `dir` (cc); returns why not, or undefined. */
+function buildShim(dir: string): string | undefined {
+  if (process.env.RACE_SNDBUF === "0") return "RACE_SNDBUF=0";
+  if (!have("cc")) return "no C compiler (cc)";
+  const so = `${dir}/sndbuf-shim.so`;
+  const r = sh(["cc", "-O2", "-shared", "-fPIC", "-o", so, `${root}bench/native/sndbuf-shim.c`, "-ldl"], { allowFail: true, timeoutMs: 60_000 });
+  if (r.code !== 0) return `cc failed: ${r.stderr.trim().split("\n").slice(-1)[0]}`;
+  shim = so;
+  return undefined;
+}
+
 async function trafgenOnce(ns: string, dev: string, file: string, ms: number, count?: number): Promise<{ code: number | null; err: string }> {
-  const child = spawn("ip", ["netns", "exec", ns, "trafgen", "--dev", dev, "--conf", file, "-P", "1", "--no-sock-mem", "--notouch-irq",
+  const child = spawn("ip", ["netns", "exec", ns, ...(shim ? ["env", `LD_PRELOAD=${shim}`] : []), "trafgen", "--dev", dev, "--conf", file, "-P", "1", "--no-sock-mem", "--notouch-irq",
     "--no-cpu-stats", ...(count ? ["-n", String(count)] : [])], { stdio: ["ignore", "ignore", "pipe"], detached: true });
   // trafgen forks its sender: like ^C in a terminal, signal the whole process group.
   const signal = (sig: NodeJS.Signals) => { try { process.kill(-child.pid!, sig); } catch { /* gone */ } };
@@ -387,15 +430,17 @@ async function verify(t: RaceTopo, dir: "encap" | "decap"): Promise<string | und
 
 // ---- the race ---------------------------------------------------------------
 
-export interface RaceOptions { seconds?: number; duts?: Dut[]; print?: (r: RaceResult) => void }
+export interface RaceOptions { seconds?: number; rounds?: number; duts?: Dut[]; print?: (r: RaceResult) => void }
+
+const round3 = (x: number) => Math.round(x * 1000) / 1000;
+const median = (xs: number[]) => { const a = [...xs].sort((x, y) => x - y); return a.length ? (a.length % 2 ? a[(a.length - 1) >> 1] : (a[a.length / 2 - 1] + a[a.length / 2]) / 2) : NaN; };
 
 export async function runRace(o: RaceOptions = {}): Promise<RaceResult[]> {
-  const seconds = o.seconds ?? Number(process.env.RACE_SECONDS ?? 3);
-  const workers = (process.env.RACE_WORKERS ?? "1,2").split(",").map(Number).filter((n) => Number.isInteger(n) && n > 0);
-  // kernel-rps is opt-in (RACE_KERNEL_RPS=1): on this 2-core VM the receive
-  // backlog of the RPS CPU fills, trafgen's TX ring flush then fails with
-  // EAGAIN and the kernel measured 0.01 Mpps: a generator artefact, not a fair figure.
-  const duts = o.duts ?? [generatorCeiling, kernelDut, ...(process.env.RACE_KERNEL_RPS === "1" ? [kernelDutWith({ rps: true })] : []), ...workers.map((w) => nvedgeDut(w)),
+  const seconds = o.seconds ?? Number(process.env.RACE_SECONDS ?? 2);
+  const rounds = o.rounds ?? Number(process.env.RACE_ROUNDS ?? 3);
+  const workers = (process.env.RACE_WORKERS ?? "1").split(",").map(Number).filter((n) => Number.isInteger(n) && n > 0);
+  const duts = o.duts ?? [generatorCeiling, kernelDut, ...(process.env.RACE_KERNEL_NORPS === "0" ? [] : [kernelDutWith({ rps: false })]),
+    ...workers.map((w) => nvedgeDut(w)),
     // --io afxdp: one worker (a veth has one queue); RACE_AFXDP=0 leaves it out
     ...(process.env.RACE_AFXDP === "0" ? [] : [nvedgeDut(1, "afxdp")])];
   const out: RaceResult[] = [];
@@ -405,47 +450,83 @@ export async function runRace(o: RaceOptions = {}): Promise<RaceResult[]> {
     emit({ case: "race", skipped: `needs ${missing}` });
     return out;
   }
-  const baseline: Record<string, number> = {};
-  for (const dut of duts) {
-    const why = dut.unavailable?.();
-    if (why) {
-      for (const dir of ["encap", "decap"]) emit({ case: `race-${dut.name}-${dir}`, skipped: why });
-      continue;
-    }
-    const t = buildTopo();
-    const onExit = () => removeTopoSync(t);
-    process.once("exit", onExit);
-    try {
-      const stop = await dut.start(t);
-      try {
-        for (const dir of ["encap", "decap"] as const) {
-          const ceiling = dut === generatorCeiling;
-          const r = dir === "encap"
-            ? await measure(t.gen, t.trunk, encapFrameConf(t), ceiling ? t.dut : t.sink, ceiling ? t.trunk : t.underlay, seconds, t.workDir)
-            : await measure(t.sink, t.underlay, decapFrameConf(t), ceiling ? t.dut : t.gen, ceiling ? t.underlay : t.trunk, seconds, t.workDir);
-          const res: RaceResult = { case: `race-${dut.name}-${dir}`, mpps: r.mpps, frames: r.frames, seconds: r.seconds };
-          if (!ceiling) {
-            const bad = await verify(t, dir);
-            if (bad) res.invalid = bad;
-          }
-          if (dut.name.startsWith("kernel")) baseline[`${dut.name}-${dir}`] = r.mpps;
-          else if (dut.name.startsWith("nvedge")) {
-            // ratio: nvedge / the kernel as configured out of the box; ratioRps: / the kernel given the second core too.
-            const k = baseline[`kernel-${dir}`], kr = baseline[`kernel-rps-${dir}`];
-            if (k) res.ratio = Math.round((r.mpps / k) * 100) / 100;
-            if (kr) res.ratioRps = Math.round((r.mpps / kr) * 100) / 100;
-          }
-          emit(res);
-        }
-      } finally {
-        await stop();
+  const shimDir = mkdtempSync("/tmp/nvl-race-shim-");
+  const noShim = buildShim(shimDir);
+  const generator = `trafgen -P 1 (CPU 0)${shim ? ", SO_SNDBUFFORCE 64 MiB (LD_PRELOAD shim)" : `, no send-buffer shim (${noShim})`}`;
+  if (noShim && process.env.RACE_SNDBUF !== "0") console.error(`race: the send-buffer shim is not built (${noShim}); trafgen runs without it`);
+  // every DUT up at once, each on its own topology
+  const live: { dut: Dut; t: RaceTopo; stop: () => Promise<void> }[] = [];
+  const onExit = () => { for (const l of live) removeTopoSync(l.t); rmSync(shimDir, { recursive: true, force: true }); };
+  process.once("exit", onExit);
+  try {
+    for (const dut of duts) {
+      const why = dut.unavailable?.();
+      if (why) {
+        for (const dir of ["encap", "decap"]) emit({ case: `race-${dut.name}-${dir}`, skipped: why });
+        continue;
       }
-    } catch (e) {
-      emit({ case: `race-${dut.name}`, error: (e as Error).message });
-    } finally {
-      await removeTopo(t);
-      process.removeListener("exit", onExit);
+      const t = buildTopo();
+      try {
+        live.push({ dut, t, stop: await dut.start(t) });
+      } catch (e) {
+        emit({ case: `race-${dut.name}`, error: (e as Error).message });
+        await removeTopo(t);
+      }
     }
+    const got = new Map<string, number[]>();
+    const errors = new Map<string, string>();
+    for (let r = 0; r < rounds; r++) {
+      for (let k = 0; k < live.length; k++) {
+        const { dut, t } = live[(k + r) % live.length]; // a different DUT first each round
+        for (const dir of ["encap", "decap"] as const) {
+          const key = `${dut.name}-${dir}`;
+          if (errors.has(key)) continue;
+          const ceiling = dut === generatorCeiling;
+          try {
+            const m = dir === "encap"
+              ? await measure(t.gen, t.trunk, encapFrameConf(t), ceiling ? t.dut : t.sink, ceiling ? t.trunk : t.underlay, seconds, t.workDir)
+              : await measure(t.sink, t.underlay, decapFrameConf(t), ceiling ? t.dut : t.gen, ceiling ? t.underlay : t.trunk, seconds, t.workDir);
+            got.set(key, [...(got.get(key) ?? []), m.mpps]);
+            console.error(`race: round ${r + 1}/${rounds} ${key} ${m.mpps} Mpps`);
+          } catch (e) {
+            errors.set(key, (e as Error).message);
+          }
+        }
+      }
+    }
+    const best = (key: string) => { const xs = got.get(key); return xs?.length ? Math.max(...xs) : undefined; };
+    for (const { dut, t } of live) {
+      for (const dir of ["encap", "decap"] as const) {
+        const key = `${dut.name}-${dir}`;
+        const xs = got.get(key) ?? [];
+        const res: RaceResult = { case: `race-${key}`, generator, seconds };
+        if (!xs.length) { emit({ ...res, error: errors.get(key) ?? "no round measured" }); continue; }
+        res.mpps = Math.max(...xs);
+        res.medianMpps = round3(median(xs));
+        res.roundsMpps = xs;
+        const c = best(`generator-ceiling-${dir}`);
+        if (c) { res.ceilingMpps = c; res.vsCeiling = round3(res.mpps / c); }
+        if (dut !== generatorCeiling) {
+          const bad = await verify(t, dir);
+          if (bad) res.invalid = bad;
+        }
+        if (dut.name.startsWith("nvedge")) {
+          // ratio: nvedge / the kernel at its best (RPS + send buffer); ratioNoRps: / the kernel out of the box
+          const k = best(`kernel-${dir}`), kn = best(`kernel-norps-${dir}`);
+          if (k) res.ratio = Math.round((res.mpps / k) * 100) / 100;
+          if (kn) res.ratioNoRps = Math.round((res.mpps / kn) * 100) / 100;
+        }
+        if (errors.has(key)) res.error = errors.get(key);
+        emit(res);
+      }
+    }
+  } finally {
+    for (const l of live) {
+      await l.stop().catch(() => undefined);
+      await removeTopo(l.t);
+    }
+    rmSync(shimDir, { recursive: true, force: true });
+    process.removeListener("exit", onExit);
   }
   return out;
 }
@@ -453,7 +534,7 @@ export async function runRace(o: RaceOptions = {}): Promise<RaceResult[]> {
 /** The bench entry (bench/run.ts): prints each case as a JSON line as it finishes and returns them all. */
 export async function runRaceBench(o: { quick?: boolean } = {}): Promise<object[]> {
   const quick = o.quick || process.env.NVEDGE_BENCH_QUICK === "1";
-  return runRace({ seconds: quick ? 1 : undefined, print: (r) => console.log(JSON.stringify(r)) });
+  return runRace({ seconds: quick ? 1 : undefined, rounds: quick ? 1 : undefined, print: (r) => console.log(JSON.stringify(r)) });
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
