@@ -38,7 +38,9 @@
 // Knobs: RACE_SECONDS (measurement window per round, default 2), RACE_ROUNDS
 // (default 3), RACE_WORKERS (AF_PACKET worker counts, default "1"),
 // RACE_AFXDP=0 (no afxdp DUT), RACE_KERNEL_NORPS=0 (no kernel-norps DUT),
-// RACE_SNDBUF=0 (trafgen without the send-buffer shim).
+// RACE_SNDBUF=0 (trafgen without the send-buffer shim), RACE_GEN=xdp (the XDP
+// generator, bench/native/xdp-gen.c, instead of trafgen: no EAGAIN, several
+// times trafgen's rate; the DUT's ends get threaded NAPI).
 // The generator-ceiling DUT is trafgen + veth alone (frames dropped on
 // arrival in the DUT namespace, whose receive processing RPS moves off
 // trafgen's core as the kernel DUT's): a DUT near it is generator-bound.
@@ -101,26 +103,32 @@ function ipv4Header(totalLen: number, src: string, dst: string): number[] {
 }
 const hex = (b: number[]) => b.map((x) => "0x" + x.toString(16).padStart(2, "0")).join(", ");
 
+/** A frame of the race: as a trafgen config, and as bytes with the offset of its one varying byte (for xdp-gen). */
+export interface RaceFrame { conf: string; bytes: number[]; flowOff: number }
+
 /**
- * trafgen packet config: `{ ... }` of bytes where the UDP source port's low
- * byte is `dinc()`, so frames form 256 flows (fanout and hashing spread them)
- * while every header checksum stays valid (UDP checksum 0 = none, RFC 768).
+ * A UDP frame whose source port's low byte varies, so frames form 256 flows
+ * (fanout and hashing spread them) while every header checksum stays valid
+ * (UDP checksum 0 = none, RFC 768): for trafgen, a config `{ ... }` with
+ * `dinc()` there; for xdp-gen, the offset its XDP program rewrites.
  */
-function udpFrame(l2: number[], src: string, dst: string, totalLen: number, sportHi: number, dport: number, tail: number[] = []): string {
+function udpFrame(l2: number[], src: string, dst: string, totalLen: number, sportHi: number, dport: number, tail: number[] = []): RaceFrame {
   const ip = ipv4Header(totalLen, src, dst);
   const udpLen = totalLen - 20;
-  return `{ ${hex([...l2, ...ip, sportHi])}, dinc(0, 255), ${hex([dport >> 8, dport & 0xff, udpLen >> 8, udpLen & 0xff, 0, 0, ...tail])} }`;
+  const head = [...l2, ...ip, sportHi], rest = [dport >> 8, dport & 0xff, udpLen >> 8, udpLen & 0xff, 0, 0, ...tail];
+  return { conf: `{ ${hex(head)}, dinc(0, 255), ${hex(rest)} }`, bytes: [...head, 0, ...rest], flowOff: head.length };
 }
 
 /** A 64-byte 802.1Q-tagged frame from the VM to the remote VM (the encap direction). */
-export function encapFrameConf(t: RaceTopo): string {
+export function encapFrame(t: RaceTopo): RaceFrame {
   const l2 = [...macBytes(t.remoteVmMac), ...macBytes(t.vmMac), 0x81, 0x00, t.vid >> 8, t.vid & 0xff, 0x08, 0x00];
   const total = 64 - l2.length; // IPv4 total length: the frame is 64 bytes including the tag, excluding the FCS
   return udpFrame(l2, t.vmIp, t.remoteVmIp, total, 0xc0, 9, new Array(total - 28).fill(0));
 }
+export const encapFrameConf = (t: RaceTopo): string => encapFrame(t).conf;
 
 /** A VXLAN frame (RFC 7348 §5) carrying a 64-byte frame from the remote VM to the VM (the decap direction). */
-export function decapFrameConf(t: RaceTopo): string {
+export function decapFrame(t: RaceTopo): RaceFrame {
   const innerL2 = [...macBytes(t.vmMac), ...macBytes(t.remoteVmMac), 0x08, 0x00];
   const innerTotal = 64 - innerL2.length;
   const innerIp = ipv4Header(innerTotal, t.remoteVmIp, t.vmIp);
@@ -129,6 +137,7 @@ export function decapFrameConf(t: RaceTopo): string {
   const outerL2 = [...macBytes(t.dutMac), ...macBytes(t.sinkMac), 0x08, 0x00];
   return udpFrame(outerL2, t.remoteIp, t.dutIp, 20 + 8 + vxlan.length + inner.length, 0xc0, 4789, [...vxlan, ...inner]);
 }
+export const decapFrameConf = (t: RaceTopo): string => decapFrame(t).conf;
 
 // ---- topology ---------------------------------------------------------------
 
@@ -365,10 +374,60 @@ async function trafgenOnce(ns: string, dev: string, file: string, ms: number, co
   return { code, err };
 }
 
-/** Frames per second arriving at `countNs/countDev` while trafgen sends from `genNs/genDev`, over `seconds` after a warm-up. */
-async function measure(genNs: string, genDev: string, conf: string, countNs: string, countDev: string, seconds: number, dir: string): Promise<{ mpps: number; frames: number; seconds: number }> {
+/** What offers the load: trafgen, or the XDP generator (bench/native/xdp-gen.c). */
+export interface Generator {
+  name: string;
+  /** Sends `f` out of ns/dev at its full rate for `ms`. */
+  run(ns: string, dev: string, f: RaceFrame, dir: string, ms: number): Promise<void>;
+}
+
+export const trafgenGenerator: Generator = { name: "trafgen", run: (ns, dev, f, dir, ms) => trafgen(ns, dev, f.conf, dir, ms) };
+
+/**
+ * Builds the XDP generator (bench/native/xdp-gen.c and its program
+ * bench/bpf/xdp-gen.bpf.c) into `dir`; a Generator, or why not. Frames it
+ * sends into a veth reach the peer only while the peer runs NAPI: the race
+ * turns GRO on at the DUT's ends (`napiOn`), as a NIC has it.
+ */
+export function buildXdpGen(dir: string): Generator | string {
+  for (const [c, pkg] of [["cc", "gcc"], ["clang", "clang"], ["ethtool", "ethtool"]]) if (!have(c)) return `${c} not found (Debian package ${pkg})`;
+  if (!existsSync("/usr/include/bpf/libbpf.h")) return "bpf/libbpf.h not found (Debian package libbpf-dev)";
+  const obj = `${dir}/xdp-gen.bpf.o`, bin = `${dir}/xdp-gen`;
+  const a = sh(["clang", "-O2", "-g", "-target", "bpf", ...bpfIncludes(), "-c", `${root}bench/bpf/xdp-gen.bpf.c`, "-o", obj], { allowFail: true, timeoutMs: 60_000 });
+  if (a.code !== 0) return `clang failed: ${a.stderr.trim().split("\n").slice(-1)[0]}`;
+  const b = sh(["cc", "-O2", "-o", bin, `${root}bench/native/xdp-gen.c`, "-lbpf"], { allowFail: true, timeoutMs: 60_000 });
+  if (b.code !== 0) return `cc failed: ${b.stderr.trim().split("\n").slice(-1)[0]}`;
+  return {
+    name: "xdp-gen",
+    async run(ns, dev, f, _dir, ms) {
+      const hexFrame = Buffer.from(f.bytes).toString("hex");
+      const child = spawn("ip", ["netns", "exec", ns, bin, dev, obj, hexFrame, String(f.flowOff), String(ms / 1000), "256", "0"], { stdio: ["ignore", "ignore", "pipe"] });
+      let err = "";
+      child.stderr!.setEncoding("utf8").on("data", (d) => { if (err.length < 4096) err += d; });
+      const code = await Promise.race([new Promise<number | null>((r) => child.on("exit", (c) => r(c))), sleep(ms + 5000).then(() => { child.kill("SIGKILL"); return -1; })]);
+      if (code !== 0) throw new Error(`xdp-gen on ${ns}/${dev} failed (${code}): ${err.trim().split("\n").slice(-1)[0]}`);
+    },
+  };
+}
+
+/**
+ * GRO on at the DUT's ends of both links (a veth takes XDP-sent frames only
+ * while it runs NAPI), and that NAPI threaded: its poll runs in a kernel
+ * thread the scheduler may put on either core, as a NIC's interrupt would go
+ * to a core of its own, rather than in the softirq of xdp-gen's core, where
+ * an unpaced generator starves it (receive livelock).
+ */
+function napiOn(t: RaceTopo): void {
+  for (const d of [t.trunk, t.underlay]) {
+    sh(["ethtool", "-K", d, "gro", "on"], { ns: t.dut });
+    sh(["tee", `/sys/class/net/${d}/threaded`], { ns: t.dut, input: "1" });
+  }
+}
+
+/** Frames per second arriving at `countNs/countDev` while `gen` sends from `genNs/genDev`, over `seconds` after a warm-up. */
+async function measure(gen: Generator, genNs: string, genDev: string, f: RaceFrame, countNs: string, countDev: string, seconds: number, dir: string): Promise<{ mpps: number; frames: number; seconds: number }> {
   const warm = 500;
-  const run = trafgen(genNs, genDev, conf, dir, warm + seconds * 1000 + 300).then(() => undefined, (e: Error) => e);
+  const run = gen.run(genNs, genDev, f, dir, warm + seconds * 1000 + 300).then(() => undefined, (e: Error) => e);
   await sleep(warm);
   const a = rxPackets(countNs, countDev), t0 = process.hrtime.bigint();
   await sleep(seconds * 1000);
@@ -452,8 +511,16 @@ export async function runRace(o: RaceOptions = {}): Promise<RaceResult[]> {
   }
   const shimDir = mkdtempSync("/tmp/nvl-race-shim-");
   const noShim = buildShim(shimDir);
-  const generator = `trafgen -P 1 (CPU 0)${shim ? ", SO_SNDBUFFORCE 64 MiB (LD_PRELOAD shim)" : `, no send-buffer shim (${noShim})`}`;
+  // the generator: trafgen (the default) or xdp-gen (RACE_GEN=xdp; see the README: not yet the
+  // default, as under load its unpaced load starved the non-XDP DUTs' receive path in encap)
+  let gen: Generator = trafgenGenerator;
+  let generator = `trafgen -P 1 (CPU 0)${shim ? ", SO_SNDBUFFORCE 64 MiB (LD_PRELOAD shim)" : `, no send-buffer shim (${noShim})`}`;
   if (noShim && process.env.RACE_SNDBUF !== "0") console.error(`race: the send-buffer shim is not built (${noShim}); trafgen runs without it`);
+  if (process.env.RACE_GEN === "xdp") {
+    const x = buildXdpGen(shimDir);
+    if (typeof x === "string") console.error(`race: the XDP generator is not built (${x}); trafgen offers the load`);
+    else { gen = x; generator = "xdp-gen (BPF_PROG_RUN live frames, CPU 0; threaded NAPI at the DUT's ends)"; }
+  }
   // every DUT up at once, each on its own topology
   const live: { dut: Dut; t: RaceTopo; stop: () => Promise<void> }[] = [];
   const onExit = () => { for (const l of live) removeTopoSync(l.t); rmSync(shimDir, { recursive: true, force: true }); };
@@ -467,6 +534,7 @@ export async function runRace(o: RaceOptions = {}): Promise<RaceResult[]> {
       }
       const t = buildTopo();
       try {
+        if (gen !== trafgenGenerator) napiOn(t);
         live.push({ dut, t, stop: await dut.start(t) });
       } catch (e) {
         emit({ case: `race-${dut.name}`, error: (e as Error).message });
@@ -484,8 +552,8 @@ export async function runRace(o: RaceOptions = {}): Promise<RaceResult[]> {
           const ceiling = dut === generatorCeiling;
           try {
             const m = dir === "encap"
-              ? await measure(t.gen, t.trunk, encapFrameConf(t), ceiling ? t.dut : t.sink, ceiling ? t.trunk : t.underlay, seconds, t.workDir)
-              : await measure(t.sink, t.underlay, decapFrameConf(t), ceiling ? t.dut : t.gen, ceiling ? t.underlay : t.trunk, seconds, t.workDir);
+              ? await measure(gen, t.gen, t.trunk, encapFrame(t), ceiling ? t.dut : t.sink, ceiling ? t.trunk : t.underlay, seconds, t.workDir)
+              : await measure(gen, t.sink, t.underlay, decapFrame(t), ceiling ? t.dut : t.gen, ceiling ? t.underlay : t.trunk, seconds, t.workDir);
             got.set(key, [...(got.get(key) ?? []), m.mpps]);
             console.error(`race: round ${r + 1}/${rounds} ${key} ${m.mpps} Mpps`);
           } catch (e) {
