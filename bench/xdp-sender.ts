@@ -4,7 +4,10 @@
 //   - trafgen (netsniff-ng, AF_PACKET TX ring, one CPU), what bench/io.ts and
 //     bench/race.ts use, and
 //   - an AF_XDP sender: this project's AF_XDP addon (host/io/native/afxdp)
-//     sending a batch of 256 prebuilt frames per call from the main thread.
+//     sending a batch of 256 prebuilt frames per call from the main thread;
+//   - the XDP generator (bench/native/xdp-gen.c: BPF_PROG_RUN in live-frames
+//     mode, frames recycled in the kernel, no socket and no skb on the send
+//     side), what `RACE_GEN=xdp` feeds the race with.
 // Both in one run, one after the other, on the same pair. Prints one JSON line
 // per sender; `node dist/bench/xdp-sender.js` runs it alone. Needs root, and
 // the AF_XDP addon for the second figure. Bounded: DURATION_MS per sender.
@@ -14,6 +17,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { isRoot, tmpNetns, type Netns } from "../test/support/io-net.js";
+import { buildXdpGen } from "./race.js";
 
 let DURATION_MS = 3000;
 const FRAME = 60;
@@ -82,6 +86,17 @@ export async function runXdpSenderBench(o: { quick?: boolean } = {}): Promise<ob
       emit({ case: "xdp-sender", sender: "afxdp", mode: x.mode(h), frameBytes: FRAME, ...r, vsTrafgen: +(r.fps / Math.max(1, tg.fps)).toFixed(2) });
     } finally {
       x.close(h);
+    }
+    // The XDP generator (bench/native/xdp-gen.c, BPF_PROG_RUN live frames): the
+    // receiving end needs NAPI (GRO on) to take XDP-sent frames.
+    const xg = buildXdpGen(dir);
+    if (typeof xg === "string") {
+      emit({ case: "xdp-sender", sender: "xdp-gen", skipped: xg });
+    } else {
+      ns.run("ethtool", ["-K", sink, "gro", "on"]);
+      const f = [...frame(0)];
+      const r = await measure(ns, sink, (until) => xg.run(ns.name, gen, { conf: "", bytes: f, flowOff: 39 }, dir, Math.max(100, until - Date.now())));
+      emit({ case: "xdp-sender", sender: "xdp-gen", frameBytes: FRAME, ...r, vsTrafgen: +(r.fps / Math.max(1, tg.fps)).toFixed(2) });
     }
   } finally {
     ns.remove();

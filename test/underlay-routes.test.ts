@@ -6,7 +6,7 @@
 // recorded. The kernel's own routes are in underlay-routes-ns.test.ts.
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { routeLookup, type KernelRoute, type RouteSource } from "../host/underlay/routes.js";
+import { routeLookup, primeRoutes, type KernelRoute, type RouteSource } from "../host/underlay/routes.js";
 import { startUnderlayResolver, remotesOf } from "../host/underlay/resolver.js";
 import type { DpOp } from "../host/dataplane/ops.js";
 import * as E from "./support/encoder.js";
@@ -139,6 +139,41 @@ test("the resolver: each remote's next hops from the routes, resolved by ARP, pr
     routes.set(V4.filter((x) => x.dst !== "198.51.100.0/24" && x.dst !== "default"));
     await until("no next hop", () => nh("198.51.100.9").at(-1)?.length === 0);
     assert.ok(logs.some((l) => l.includes("remote 198.51.100.9: no route out of the uplink")), logs.join("\n"));
+  } finally {
+    r.stop();
+  }
+});
+
+test("primed routes (nvedge run): the first request leaves on the primed table with no read of its own; the monitor starts once the answer is in, then the table is read again; settled() waits for the answer", async () => {
+  const base = fakeRoutes([{ dst: "192.0.2.0/24", dev: "eth1", flags: [] }]);
+  let dumps = 0, watching = false;
+  const counted: RouteSource = {
+    dump: () => { dumps++; return base.dump(); },
+    devs: () => base.devs(),
+    watch: (c) => { watching = true; return base.watch(c); },
+  };
+  const routes = primeRoutes(counted);
+  assert.is(dumps, 1, "read once, when primed");
+  const { io, asked, reply } = fakeIo();
+  const applied: DpOp[] = [];
+  const r = startUnderlayResolver({ underlay: { port: "eth1", ip: "192.0.2.1", mac: US_MAC, udpPort: 4789, genevePort: 6081 },
+    io, apply: async (ops) => { applied.push(...ops); }, log: () => {}, routes, tickMs: 1000, remotes: ["192.0.2.20"] })!;
+  try {
+    await r.ready;
+    assert.equal(asked, ["192.0.2.20"], "the ARP request went out on the primed table");
+    assert.is(dumps, 1, "no second read before the first answer");
+    assert.not.ok(watching, "no route monitor (a fork of this process) before the first answer");
+    let settled = false;
+    const s = r.settled(5000).then(() => { settled = true; });
+    await new Promise((res) => setTimeout(res, 30));
+    assert.not.ok(settled, "settled waits for the answer");
+    reply("192.0.2.20", "02:00:00:00:00:20");
+    await s;
+    assert.equal(applied.filter((o) => o.op === "nexthop").at(-1), { op: "nexthop", nve: "192.0.2.20", macs: ["02:00:00:00:00:20"] }, "programmed before settled");
+    await until("the monitor and a fresh read", () => watching && dumps === 2);
+    // a change the monitor reports is followed
+    base.set([{ dst: "192.0.2.0/25", dev: "eth1", flags: [] }, { dst: "192.0.2.0/24", gateway: "192.0.2.254", dev: "eth1", flags: [] }]);
+    await until("the new table read", () => dumps === 3);
   } finally {
     r.stop();
   }

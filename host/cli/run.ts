@@ -142,6 +142,10 @@ export async function runCommand(argv: string[]): Promise<number> {
       const { thpUsable } = await import("../dataplane/memory.js");
       const hugePages = thpUsable();
       if (!hugePages) log("io: transparent huge pages are off in this kernel: the tables use 4 KiB pages (more TLB misses per lookup)");
+      // The kernel's routes are read now, while the process is small (host/underlay/routes.ts primeRoutes).
+      const { kernelRoutes, primeRoutes } = await import("../underlay/routes.js");
+      const routes = cfg.underlay.gatewayMac ? undefined
+        : primeRoutes(kernelRoutes({ is6: cfg.underlay.ip.includes(":"), port: cfg.underlay.port, vlan: cfg.underlay.vlan, log }));
       const pool = await startAfPacket({ config: cfg, workers, io, dataplane: { hugePages, loader } }).catch((e: Error) => {
         throw new Error(`--io ${io}: ${e.message}${v.io === undefined ? " (the configuration has ports, so packet I/O is the default; --io none runs the control plane only)" : ""}`);
       });
@@ -165,10 +169,12 @@ export async function runCommand(argv: string[]): Promise<number> {
         },
       };
       startResolver = async () => {
-        resolver = startUnderlayResolver({ underlay: cfg.underlay, io: pool, apply: (ops) => pool.apply(ops), log, remotes: early });
+        resolver = startUnderlayResolver({ underlay: cfg.underlay, io: pool, apply: (ops) => pool.apply(ops), log, remotes: early, routes });
         if (!resolver) return;
         cleanup.push(async () => resolver!.stop());
-        await resolver.ready;
+        // forwarding first (PROTOCOL.md §3): the first ARP / NS answers are
+        // handled before the broker and MQTT start-up take the main thread
+        await resolver.settled(250);
       };
       counters = async () => ({ ...(await pool.counters()), ...(resolver ? { underlay: resolver.show() } : {}) });
       tap = pool;

@@ -41,6 +41,14 @@ export interface UnderlayResolver {
   };
   /** Settles once the routes were read the first time and every remote known then was looked up. */
   ready: Promise<void>;
+  /**
+   * Settles once every next hop wanted now is resolved (or failed) and its
+   * nexthop op applied, or after `boundMs`: run.ts waits on it before the
+   * control plane's own start-up work, so that the main thread is free while
+   * the first ARP / NS answers come in (issue 11 aim: the first tunnel frame
+   * within 100 ms of the data plane being programmed).
+   */
+  settled(boundMs: number): Promise<void>;
   stop(): void;
 }
 
@@ -127,8 +135,12 @@ export function startUnderlayResolver(o: {
       ops.push({ op: "nexthop", nve: r, macs });
     }
     for (const e of cache.list()) if (!inUse.has(e.ip)) { cache.forget(e.ip); lastMac.delete(e.ip); }
-    if (ops.length) o.apply(ops).catch((e: Error) => o.log(`underlay: programming next hops failed: ${e.message}`));
+    if (ops.length) {
+      applying++;
+      o.apply(ops).catch((e: Error) => o.log(`underlay: programming next hops failed: ${e.message}`)).finally(() => { applying--; });
+    }
   };
+  let applying = 0;
   /** The remotes not yet known, of the underlay's family and not ourselves; true if any was new. */
   function addRemotes(ips: Iterable<string>): boolean {
     let added = false;
@@ -173,22 +185,42 @@ export function startUnderlayResolver(o: {
     if (!r) { unreadable++; return; }
     cache.input(r.ip, r.mac, r.reply);
   });
+  o.log(`underlay: resolving next hops (${gateway ? `underlay.gateway ${gateway}` : "kernel routes"})`);
   if (gateway) cache.want(gateway);
   addRemotes(o.remotes ?? []);
-  // a burst of route events (a link going down takes many routes) is read once
-  let debounce: ReturnType<typeof setTimeout> | undefined;
-  const stopWatch = source.watch(() => {
-    if (debounce) return;
-    debounce = setTimeout(() => { debounce = undefined; void reread(); }, 20);
-    debounce.unref();
-  });
   const ready = reread();
+  /** Every next hop wanted now resolved (or failed) and programmed, or `boundMs` passed. */
+  const settle = async (boundMs: number) => {
+    const end = performance.now() + boundMs; // real time, whatever clock the cache runs on
+    await Promise.race([ready, new Promise((r) => setTimeout(r, boundMs).unref())]);
+    // polled: cheap, and only until the first answers are in (bounded)
+    while (!stopped && performance.now() < end && (reading !== undefined || pending || applying > 0 || cache.list().some((e) => e.state === "incomplete")))
+      await new Promise((r) => setTimeout(r, 2));
+  };
+  // The route monitor starts once the first answers are in: spawning `ip`
+  // forks this process, which blocks its main thread for as long as copying
+  // its page tables takes (tens of ms under load, with the workers' data
+  // planes mapped), and the first ARP / NS answers wait for that thread. A
+  // change before it runs is caught by one more read as it starts.
+  // A burst of route events (a link going down takes many routes) is read once.
+  let debounce: ReturnType<typeof setTimeout> | undefined;
+  let stopWatch = () => {};
+  void settle(250).then(() => {
+    if (stopped) return;
+    stopWatch = source.watch(() => {
+      if (debounce) return;
+      debounce = setTimeout(() => { debounce = undefined; void reread(); }, 20);
+      debounce.unref();
+    });
+    void reread();
+  });
   const timer = setInterval(() => cache.tick(), o.tickMs ?? 100);
   timer.unref();
   return {
     cache,
     ready,
     addRemotes: (ips) => { if (addRemotes(ips)) schedule(); },
+    settled: settle,
     show: () => {
       const t = now();
       return {

@@ -55,10 +55,9 @@
 #include <unistd.h>
 #include <arpa/inet.h>
 
-#include "abi.h" // the memory ABI (generated from assembly/ by scripts/abi.mjs)
+#include "io_common.h" // N-API helpers, recv/send arguments, descriptors, netns, poll (shared with afxdp/afxdp.c); abi.h
 
 #define MAX_HANDLES 256
-#define MAX_BY_PORT 1024 // entries of send()'s port -> handle list
 
 struct sock {
   int fd;
@@ -85,42 +84,10 @@ static uint32_t fSegShift;
 static struct sock *handles[MAX_HANDLES];
 static pthread_mutex_t handlesLock = PTHREAD_MUTEX_INITIALIZER;
 
-// ---- N-API helpers --------------------------------------------------------
-
-static napi_value throwErr(napi_env env, const char *msg) {
-  napi_throw_error(env, NULL, msg);
-  return NULL;
-}
-
-static int getU32(napi_env env, napi_value v, uint32_t *out) {
-  return napi_get_value_uint32(env, v, out) == napi_ok;
-}
-
-static int getI32(napi_env env, napi_value v, int32_t *out) {
-  return napi_get_value_int32(env, v, out) == napi_ok;
-}
-
-static int optU32(napi_env env, napi_value obj, const char *key, uint32_t *out) {
-  bool has = false;
-  napi_value v;
-  napi_valuetype t;
-  if (napi_has_named_property(env, obj, key, &has) != napi_ok || !has) return 1;
-  napi_get_named_property(env, obj, key, &v);
-  napi_typeof(env, v, &t);
-  if (t == napi_undefined) return 1;
-  return getU32(env, v, out);
-}
-
 static struct sock *getSock(napi_env env, napi_value v) {
   uint32_t h;
   if (!getU32(env, v, &h) || h >= MAX_HANDLES || !handles[h]) return NULL;
   return handles[h];
-}
-
-static napi_value num(napi_env env, double d) {
-  napi_value v;
-  napi_create_double(env, d, &v);
-  return v;
 }
 
 // ---- open -----------------------------------------------------------------
@@ -219,6 +186,14 @@ static int setup(struct sock *s, const char *ifname, uint32_t blockSize, uint32_
   return 0;
 }
 
+struct setupCtx {
+  struct sock *s; const char *ifname; uint32_t blockSize, blockCount, tov; int32_t fanout; int bypass, vnetHdr; char *msg; size_t msgLen;
+};
+static int setupThunk(void *p) {
+  struct setupCtx *c = p;
+  return setup(c->s, c->ifname, c->blockSize, c->blockCount, c->tov, c->fanout, c->bypass, c->vnetHdr, c->msg, c->msgLen);
+}
+
 static void freeSock(struct sock *s) {
   if (s->ring) munmap(s->ring, s->ringLen);
   if (s->fd >= 0) close(s->fd);
@@ -252,11 +227,7 @@ static napi_value Open(napi_env env, napi_callback_info info) {
         napi_typeof(env, v, &t);
         if (t != napi_undefined && !getI32(env, v, &fanout)) return throwErr(env, "open: fanout must be an integer group id");
       }
-      if (napi_has_named_property(env, argv[1], "netns", &has) == napi_ok && has) {
-        napi_get_named_property(env, argv[1], "netns", &v);
-        napi_typeof(env, v, &t);
-        if (t == napi_string) napi_get_value_string_utf8(env, v, netns, sizeof netns, &len);
-      }
+      if (!optStr(env, argv[1], "netns", netns, sizeof netns)) return throwErr(env, "open: netns must be a path (string)");
     }
   }
   long page = sysconf(_SC_PAGESIZE);
@@ -271,35 +242,14 @@ static napi_value Open(napi_env env, napi_callback_info info) {
   s->fd = -1;
   memcpy(s->ifname, ifname, IFNAMSIZ);
   s->vlan = (uint16_t)vlan;
-  s->vlanTag[0] = 0x81; s->vlanTag[1] = 0x00; s->vlanTag[2] = (uint8_t)(vlan >> 8); s->vlanTag[3] = (uint8_t)(vlan & 0xff);
+  vlanTagBytes(s->vlanTag, (uint16_t)vlan);
   char msg[320];
   int rc;
+  struct setupCtx c = { s, ifname, blockSize, blockCount, tov, fanout, (int)bypass, (int)vnetHdr, msg, sizeof msg };
   if (netns[0]) {
-    // A socket belongs to the network namespace it was created in; switch this
-    // thread into the target namespace only for the setup, then back.
-    int self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-    int target = open(netns, O_RDONLY | O_CLOEXEC);
-    if (self < 0 || target < 0) {
-      if (self >= 0) close(self);
-      if (target >= 0) close(target);
-      free(s);
-      snprintf(msg, sizeof msg, "interface %s: network namespace %s: %s", ifname, netns, strerror(errno));
-      return throwErr(env, msg);
-    }
-    if (setns(target, CLONE_NEWNET) < 0) {
-      snprintf(msg, sizeof msg, "interface %s: setns %s: %s", ifname, netns, strerror(errno));
-      close(self);
-      close(target);
-      free(s);
-      return throwErr(env, msg);
-    }
-    rc = setup(s, ifname, blockSize, blockCount, tov, fanout, bypass, vnetHdr, msg, sizeof msg);
-    int back = setns(self, CLONE_NEWNET);
-    close(self);
-    close(target);
-    if (back < 0) abort(); // this thread would run in the wrong namespace from now on
+    rc = inNetns(netns, ifname, setupThunk, &c, msg, sizeof msg);
   } else {
-    rc = setup(s, ifname, blockSize, blockCount, tov, fanout, bypass, vnetHdr, msg, sizeof msg);
+    rc = setupThunk(&c);
   }
   if (rc < 0) {
     freeSock(s);
@@ -337,8 +287,6 @@ static inline struct tpacket_block_desc *blockAt(struct sock *s, unsigned i) {
   return (struct tpacket_block_desc *)(s->ring + (size_t)i * s->blockSize);
 }
 
-static inline void putU16(uint8_t *p, uint16_t v) { p[0] = v & 0xff; p[1] = v >> 8; }
-
 struct tagInfo { int on; uint16_t tpid, tci; };
 
 /*
@@ -371,11 +319,7 @@ static void putFrame(struct sock *s, uint8_t *mem, uint32_t slotBase, uint32_t s
     memcpy(c, vh, sizeof *c);
     if (tag->on) c->csum_start += 4;
   }
-  uint8_t *desc = mem + inDescBase + (size_t)i * IN_DESC;
-  putU16(desc + I_OFF, off);
-  putU16(desc + I_LEN, total);
-  putU16(desc + I_PORT, port);
-  putU16(desc + I_FLAGS, flags);
+  putInDesc(mem, inDescBase, i, off, total, port, flags);
   s->rxFrames++;
   s->rxBytes += total;
 }
@@ -387,20 +331,11 @@ static napi_value Recv(napi_env env, napi_callback_info info) {
   if (argc < 10) return throwErr(env, "recv: expects 10 arguments");
   struct sock *s = getSock(env, argv[0]);
   if (!s) return throwErr(env, "recv: bad handle");
-  void *memp;
-  size_t memLen;
-  if (napi_get_arraybuffer_info(env, argv[1], &memp, &memLen) != napi_ok) return throwErr(env, "recv: memory must be an ArrayBuffer");
-  uint8_t *mem = memp;
-  uint32_t slotBase, slotSize, headroom, inDescBase, first, max, port;
-  int32_t timeout;
-  if (!getU32(env, argv[2], &slotBase) || !getU32(env, argv[3], &slotSize) || !getU32(env, argv[4], &headroom) ||
-      !getU32(env, argv[5], &inDescBase) || !getU32(env, argv[6], &first) || !getU32(env, argv[7], &max) ||
-      !getU32(env, argv[8], &port) || !getI32(env, argv[9], &timeout))
-    return throwErr(env, "recv: arguments must be non-negative integers");
-  if (headroom < 4 || headroom >= slotSize || port > 0xffff ||
-      (uint64_t)slotBase + ((uint64_t)first + max) * slotSize > memLen ||
-      (uint64_t)inDescBase + ((uint64_t)first + max) * IN_DESC > memLen)
-    return throwErr(env, "recv: slots or descriptors outside the memory");
+  struct recvArgs a;
+  if (!readRecvArgs(env, argv, &a, 4)) return NULL; // room for a tag re-inserted in front
+  uint8_t *mem = a.mem;
+  uint32_t slotBase = a.slotBase, slotSize = a.slotSize, headroom = a.headroom, inDescBase = a.inDescBase, first = a.first, max = a.max, port = a.port;
+  int32_t timeout = a.timeout;
   uint32_t room = slotSize - headroom;
   uint32_t n = 0;
   while (n < max) {
@@ -542,90 +477,42 @@ static int grow(uint32_t n) {
   return 1;
 }
 
-static inline uint16_t getU16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
-static inline uint32_t getU32le(const uint8_t *p) { return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24); }
-
 static napi_value Send(napi_env env, napi_callback_info info) {
-  size_t argc = 6;
-  napi_value argv[6];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (argc < 6) return throwErr(env, "send: expects 6 arguments");
-  // handles[] is indexed by the data plane's port index (-1: no socket).
-  uint32_t nports;
-  bool isArr;
-  if (napi_is_array(env, argv[0], &isArr) != napi_ok || !isArr) return throwErr(env, "send: handles must be an array");
-  napi_get_array_length(env, argv[0], &nports);
-  if (nports > MAX_BY_PORT) return throwErr(env, "send: too many ports");
-  struct sock *byPort[MAX_BY_PORT];
-  uint32_t counts[MAX_BY_PORT + 1];
-  for (uint32_t p = 0; p < nports; p++) {
-    napi_value v;
-    int32_t h;
-    napi_get_element(env, argv[0], p, &v);
-    byPort[p] = getI32(env, v, &h) && h >= 0 && h < MAX_HANDLES ? handles[h] : NULL;
-  }
-  void *memp;
-  size_t memLen;
-  if (napi_get_arraybuffer_info(env, argv[1], &memp, &memLen) != napi_ok) return throwErr(env, "send: memory must be an ArrayBuffer");
-  uint8_t *mem = memp;
-  uint32_t outDescBase, hdrBase, hdrSlot, count;
-  if (!getU32(env, argv[2], &outDescBase) || !getU32(env, argv[3], &hdrBase) || !getU32(env, argv[4], &hdrSlot) ||
-      !getU32(env, argv[5], &count))
-    return throwErr(env, "send: arguments must be non-negative integers");
-  if ((uint64_t)outDescBase + (uint64_t)count * OUT_DESC > memLen || (uint64_t)hdrBase + (uint64_t)count * hdrSlot > memLen)
-    return throwErr(env, "send: descriptors outside the memory");
+  static __thread struct sendArgs a; // per worker thread: too big for the stack of every call
+  if (!readSendArgs(env, info, &a)) return NULL;
+  uint32_t nports = a.nports, count = a.count, hdrSlot = a.hdrSlot;
+  uint8_t *mem = a.mem;
+  struct sock *byPort[IO_MAX_BY_PORT];
+  uint32_t counts[IO_MAX_BY_PORT + 1];
+  for (uint32_t p = 0; p < nports; p++) byPort[p] = a.handle[p] >= 0 && a.handle[p] < MAX_HANDLES ? handles[a.handle[p]] : NULL;
   if (count == 0) return num(env, 0);
   if (!grow(count)) return throwErr(env, "send: out of memory");
 
   // Counting sort of the outputs by port, so each socket gets one sendmmsg()
   // for all of its frames, in their original order.
   memset(counts, 0, (nports + 1) * sizeof counts[0]);
-  uint64_t dropped = 0;
   for (uint32_t j = 0; j < count; j++) {
-    uint16_t p = getU16(mem + outDescBase + (size_t)j * OUT_DESC + O_PORT);
+    uint16_t p = getU16(mem + a.outDescBase + (size_t)j * OUT_DESC + O_PORT);
     if (p < nports && byPort[p]) counts[p + 1]++;
   }
   for (uint32_t p = 0; p < nports; p++) counts[p + 1] += counts[p];
   for (uint32_t j = 0; j < count; j++) {
-    const uint8_t *d = mem + outDescBase + (size_t)j * OUT_DESC;
-    uint16_t p = getU16(d + O_PORT);
-    if (p >= nports || !byPort[p]) { dropped++; continue; }
-    uint32_t k = counts[p]++;
-    uint16_t hdrLen = getU16(d + O_HDRLEN);
-    uint32_t dataPtr = getU32le(d + O_DATA);
-    uint16_t dataLen = getU16(d + O_DATALEN);
-    if (hdrLen > hdrSlot || (uint64_t)dataPtr + dataLen > memLen) return throwErr(env, "send: an out-desc points outside the memory");
+    struct outDesc o = outDescAt(mem, a.outDescBase, j);
+    if (o.port >= nports || !byPort[o.port]) continue; // the caller sees them as count - sent
+    uint32_t k = counts[o.port]++;
+    if (!outDescOk(&a, &o)) return throwErr(env, "send: an out-desc points outside the memory");
     // A socket with PACKET_VNET_HDR takes a virtio-net header in front of
     // every frame it sends (packet_snd): an all-zero one, no offload asked.
     struct iovec *v = tIov + 5 * k;
-    struct sock *so = byPort[p];
-    int vh = so->vnet, n = 0;
-    if (vh) {
-      v[n].iov_base = (void *)&zeroVnet;
-      v[n++].iov_len = sizeof zeroVnet;
-    }
-    uint8_t *hp = mem + hdrBase + (size_t)j * hdrSlot;
-    if (so->vlan && hdrLen >= 12) {
-      // underlay.vlan: the tag goes in after the MACs, as a VLAN device would put it
-      v[n].iov_base = hp;
-      v[n++].iov_len = 12;
-      v[n].iov_base = so->vlanTag;
-      v[n++].iov_len = 4;
-      v[n].iov_base = hp + 12;
-      v[n++].iov_len = hdrLen - 12;
-      tOrder[k] = 4;
-    } else {
-      v[n].iov_base = hp;
-      v[n++].iov_len = hdrLen;
-      tOrder[k] = 0;
-    }
-    v[n].iov_base = mem + dataPtr;
-    v[n++].iov_len = dataLen;
+    struct sock *so = byPort[o.port];
+    int n = 0;
+    if (so->vnet) v[n++] = (struct iovec){ (void *)&zeroVnet, sizeof zeroVnet };
+    // underlay.vlan: the tag goes in after the MACs, as a VLAN device would put it
+    n += framePieces(v + n, mem + a.hdrBase + (size_t)j * hdrSlot, o.hdrLen, mem + o.data, o.dataLen, so->vlan ? so->vlanTag : NULL, &tOrder[k]);
     struct msghdr *m = &tMsgs[k].msg_hdr;
     memset(m, 0, sizeof *m);
     m->msg_iov = v;
     m->msg_iovlen = n;
-    tOrder[k] += hdrLen + dataLen;
   }
   // counts[p] is now the end of port p's run; its start is the previous end.
   uint32_t sent = 0, start = 0;
@@ -651,60 +538,27 @@ static napi_value Send(napi_env env, napi_callback_info info) {
     }
     start = end;
   }
-  (void)dropped; // the caller sees them as count - sent
   return num(env, sent);
 }
 
 // ---- poll / wake / stats --------------------------------------------------
 
-static napi_value Poll(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  uint32_t n;
-  bool isArr;
-  if (argc < 2 || napi_is_array(env, argv[0], &isArr) != napi_ok || !isArr) return throwErr(env, "poll: handles must be an array");
-  napi_get_array_length(env, argv[0], &n);
-  if (n > MAX_HANDLES) return throwErr(env, "poll: too many handles");
-  struct pollfd p[MAX_HANDLES + 1];
-  uint32_t k = 0;
-  for (uint32_t i = 0; i < n; i++) {
-    napi_value v;
-    napi_get_element(env, argv[0], i, &v);
-    struct sock *s = getSock(env, v);
-    if (!s) return throwErr(env, "poll: bad handle");
-    p[k].fd = s->fd;
-    p[k].events = POLLIN | POLLERR;
-    p[k].revents = 0;
-    k++;
-  }
-  int32_t timeout, wakeFd = -1;
-  if (!getI32(env, argv[1], &timeout)) return throwErr(env, "poll: timeout must be an integer");
-  if (argc >= 3) getI32(env, argv[2], &wakeFd);
-  if (wakeFd >= 0) {
-    p[k].fd = wakeFd;
-    p[k].events = POLLIN;
-    p[k].revents = 0;
-    k++;
-  }
-  int r = poll(p, k, timeout);
-  if (r < 0 && errno != EINTR) return throwErr(env, strerror(errno));
-  // A socket error (ENETDOWN when the link goes down, ENODEV when it is
-  // deleted) keeps POLLERR raised until read; clear it so an idle worker
-  // sleeps instead of spinning. Frames resume by themselves when the link is up.
-  for (uint32_t i = 0; r > 0 && i < n; i++) {
-    if (p[i].revents & POLLERR) {
-      int soerr;
-      socklen_t l = sizeof soerr;
-      getsockopt(p[i].fd, SOL_SOCKET, SO_ERROR, &soerr, &l);
-    }
-  }
-  if (wakeFd >= 0 && (p[k - 1].revents & POLLIN)) {
-    uint64_t c;
-    if (read(wakeFd, &c, sizeof c) < 0) { /* already drained by a racing read */ }
-  }
-  return num(env, r < 0 ? 0 : r);
+static int sockFd(napi_env env, napi_value v) {
+  struct sock *s = getSock(env, v);
+  return s ? s->fd : -1;
 }
+
+// A socket error (ENETDOWN when the link goes down, ENODEV when it is
+// deleted) keeps POLLERR raised until read; clear it so an idle worker
+// sleeps instead of spinning. Frames resume by themselves when the link is up.
+static void clearErr(int fd, short revents) {
+  if (!(revents & POLLERR)) return;
+  int soerr;
+  socklen_t l = sizeof soerr;
+  getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &l);
+}
+
+static napi_value Poll(napi_env env, napi_callback_info info) { return pollHandles(env, info, POLLIN | POLLERR, sockFd, clearErr); }
 
 static napi_value DescFlags(napi_env env, napi_callback_info info) {
   size_t argc = 4;
@@ -743,10 +597,6 @@ static napi_value CloseFd(napi_env env, napi_callback_info info) {
   if (argc < 1 || !getI32(env, argv[0], &fd) || fd < 0) return throwErr(env, "closeFd: bad fd");
   close(fd);
   return NULL;
-}
-
-static void setNum(napi_env env, napi_value o, const char *k, double d) {
-  napi_set_named_property(env, o, k, num(env, d));
 }
 
 static napi_value Stats(napi_env env, napi_callback_info info) {
