@@ -11,6 +11,8 @@ export let curIn: u32 = 0;
 
 export function resetOut(): void { outCount = 0; }
 export function setCurIn(i: u32): void { curIn = i; }
+/** The output cursor after a loop that kept it in a local (floodfast.ts). */
+@inline export function setOutCount(n: u32): void { outCount = n; }
 
 /** The header slot the next output will use. */
 @inline export function nextHdr(): usize {
@@ -20,12 +22,10 @@ export function setCurIn(i: u32): void { curIn = i; }
 /** Commits the next output: `hdrLen` bytes already written at nextHdr(), then data. */
 @inline export function commit(port: u32, hdrLen: u32, data: usize, dataLen: u32, vn: u32): void {
   const d = outDescBase + <usize>outCount * OUT_DESC;
-  store<u16>(d, <u16>port, O_PORT);
-  store<u16>(d, <u16>hdrLen, O_HDRLEN);
-  store<u32>(d, <u32>data, O_DATA);
-  store<u16>(d, <u16>dataLen, O_DATALEN);
-  store<u16>(d, <u16>curIn, O_IN);
-  store<u32>(d, vn, O_VN);
+  // the out-desc's six fields (abi.ts) as two 8-byte stores: port, hdrLen,
+  // data | dataLen, input index, VN (issue 18: four stores fewer per output)
+  store<u64>(d, <u64>(port & 0xffff) | (<u64>(hdrLen & 0xffff) << 16) | (<u64><u32>data << 32));
+  store<u64>(d, <u64>(dataLen & 0xffff) | (<u64>(curIn & 0xffff) << 16) | (<u64>vn << 32), 8);
   outCount++;
   const pc = portCtr + (<usize>port * PORT_CTR << 3);
   ctrInc(pc, PC_TX_FRAMES, 1);

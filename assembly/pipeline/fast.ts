@@ -29,7 +29,8 @@ import { NVGRE_FLAGS_K, NVGRE_VSID_RESERVED_MAX, NVGRE_VSID_RESERVED_ALL } from 
 import { ulMac, ulIs6, ulIp0, vxlanPortRaw, genevePortRaw, ip4Sum20 } from "./underlay";
 import { slowOnly, flowHash } from "./common";
 import { emitTagged } from "./emit";
-import { emitEncap, emitEncap4 } from "./encap";
+import { emitEncap } from "./encap";
+import { floodEncap4 } from "./floodfast";
 import { TN_NH_NONE } from "./nexthop";
 import { arpReply } from "./suppress";
 import { ARP_OP, ARP_SHA, ARP_SPA, ARP_TPA, ARP_LEN, ARP_OP_REQUEST } from "../proto/arp";
@@ -178,13 +179,11 @@ export function arpAnswer(port: u32, p: usize, len: u32, hh: usize): bool {
   return load<u32>(a + ARP_SPA) != load<u32>(a + ARP_TPA);
 }
 
-let floodHash: u32 = 0;
-
 /**
  * access.ts flood for a VN with a flood list over an IPv4 underlay (so every
- * tunnel is an IPv4 one, emitEncap4): one encapsulated copy per remote NVE on
- * the list (head-end replication), one tagged copy per other local port;
- * never an empty result, so never the flood-empty drop.
+ * tunnel is an IPv4 one): one encapsulated copy per remote NVE on the list
+ * (head-end replication, floodfast.ts floodEncap4), one tagged copy per other
+ * local port; never an empty result, so never the flood-empty drop.
  */
 @inline function floodFast(port: u32, tci: u32, p: usize, len: u32, vn: u32, v: usize): bool {
   const n = load<u32>(v, VN_FLOOD_N);
@@ -192,16 +191,8 @@ let floodHash: u32 = 0;
   if (ulIs6) return false;
   const vc = vnCtr + (<usize>vn * VN_CTR << 3);
   ctrInc(vc, VC_RX, 1);
-  // Through a global: left a pure value, the hash's last mixing steps were
-  // scheduled by TurboFan inside the loop below and redone for every copy
-  // (bench/README.md finding 17).
-  floodHash = flowHash(p, ld16(p + 16), p + DOT1Q_HLEN, len - DOT1Q_HLEN);
-  const pcp = tci >> PCP_SHIFT;
-  const list = floodPool + (<usize>load<u32>(v, VN_FLOOD_PTR) << 2);
-  for (let i: u32 = 0; i < n; i++) {
-    const e = tunPtr(load<u32>(list + (<usize>i << 2)));
-    emitEncap4(e, <u32>load<u8>(e, 1), p, len, pcp, floodHash, vn);
-  }
+  floodEncap4(floodPool + (<usize>load<u32>(v, VN_FLOOD_PTR) << 2), n, p, len, tci >> PCP_SHIFT,
+              flowHash(p, ld16(p + 16), p + DOT1Q_HLEN, len - DOT1Q_HLEN), vn);
   const nl = <u32>load<u8>(v + VN_NLOCAL);
   const lpcp = deliverPcp(v, tci);
   for (let i: u32 = 0; i < nl; i++) {
