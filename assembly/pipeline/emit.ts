@@ -3,7 +3,7 @@
 import { HDR_SLOT, OUT_DESC, O_PORT, O_HDRLEN, O_DATA, O_DATALEN, O_IN, O_VN } from "../abi";
 import { hdrBase, outDescBase, portCtr, vnCtr, ctrInc, PORT_CTR, VN_CTR,
          PC_TX_FRAMES, PC_TX_BYTES, VC_TX } from "../state";
-import { st16 } from "../util";
+import { raw16 } from "../util";
 import { ETHERTYPE_VLAN } from "../proto/ethernet";
 
 export let outCount: u32 = 0;
@@ -61,9 +61,9 @@ export function commitHost(port: u32, hdrLen: u32): void {
  */
 @inline export function emitTagged(port: u32, tag: u32, pcpDei: u32, macs: usize, data: usize, dataLen: u32, vn: u32): void {
   const h = nextHdr();
+  const tci = ((pcpDei & 0xf000) | tag) & 0xffff;
   store<u64>(h, load<u64>(macs));
-  store<u32>(h, load<u32>(macs, 8), 8);
-  st16(h + 12, ETHERTYPE_VLAN);
-  st16(h + 14, (pcpDei & 0xf000) | tag);
+  // the source MAC's last 4 bytes, 0x8100 and the TCI as one 8-byte store (issue 18)
+  store<u64>(h, <u64>load<u32>(macs, 8) | (<u64>(raw16(ETHERTYPE_VLAN) | (((tci << 8) | (tci >> 8)) & 0xffff) << 16) << 32), 8);
   commit(port, 16, data, dataLen, vn);
 }
