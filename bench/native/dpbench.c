@@ -1361,6 +1361,9 @@ AI int accessN(Cursor *o, const Frame *f) {
       if (rd32(p + DOT1Q_HLEN + 12) != 0 && ip4At(ip4Slot(f->is), vn, p + DOT1Q_HLEN + 12) != ldMac(p + 6)) return 0;
     }
   }
+  /* the from-VNIC ACL (fast.ts accessFast, acl.ts aclEval): anything but a pass goes to the full path,
+     which counts the deny. Without it the native skipped the acl16 case's 16 rules (issue 18). */
+  if ((aclDirs & 1) && aclEval(ld16(p + 16), p + DOT1Q_HLEN, f->len - DOT1Q_HLEN) != ACL_PASS) return 0;
   const u8 *v = vnPtr(vn);
   u64 dst = macRaw(p);
   if (dst & 1) return floodN(o, f, tci, v, vc);
