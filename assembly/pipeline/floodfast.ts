@@ -24,6 +24,25 @@ import { SPORT_BASE, SPORT_MASK } from "../proto/udp";
 /** A 16-bit value as its network-order bytes read little-endian (store<u16> keeps the low 16 bits). */
 @inline function sw16(v: u32): u32 { return ((v << 8) | (v >> 8)) & 0xffff; }
 
+// The per-frame values every copy uses, kept in memory at a fixed address
+// rather than in locals: TurboFan schedules a pure value next to its uses,
+// inside the loop, and recomputed the source port, the UDP length and their
+// byte swaps for every copy (bench/README.md finding 17 met the same with the
+// flow hash); a load from a constant address costs one instruction and no
+// register.
+const INV_MAC0: usize = 0; // u64: the inner destination MAC and the source's first 2 bytes
+const INV_MAC8: usize = 8; // u32: the source MAC's last 4 bytes
+const INV_SPORT: usize = 12; // u16, network order: the UDP source port
+const INV_ULEN: usize = 14; // u16, network order: the UDP length
+const INV_D2: usize = 16; // u64: the out-desc's second half (data length, input index, VN)
+const INV_TOT_UDP: usize = 24; // u32: the IPv4 total length over UDP
+const INV_TOT_GRE: usize = 28; // u32: ... over GRE
+const INV_TOS: usize = 32; // u32: the inner PCP as the outer class selector
+const INV_DATA: usize = 36; // u32: the data piece (the inner frame from its EtherType)
+const INV_HASH: usize = 40; // u32: the flow hash (nextHopPick)
+const INV_BYTES: usize = 44; // u32: an output's bytes less its header length's variable part (12 + data length)
+const inv: usize = memory.data(48, 16);
+
 /**
  * emitEncap4 (encap.ts) of the 802.1Q-tagged frame at p (length len) through
  * each of the n tunnels listed (u32 tunnel indices) at `list`, with the
@@ -35,18 +54,18 @@ export function floodEncap4(list: usize, n: u32, p: usize, len: u32, pcp: u32, h
   const o0 = o;
   const innerLen = len - 4;
   const dataLen = len - 16;
-  const data = p + 16;
-  // RFC 7348 §5 / RFC 8926: the UDP source port from the flow hash; RFC 7637 §3.2: the NVGRE FlowID
-  const sport = sw16(SPORT_BASE | (hash & SPORT_MASK));
-  const ulen = sw16(16 + innerLen);
-  const flowId = <u8>(hash >> 8);
-  const totUdp = 36 + innerLen;
-  const totGre = 28 + innerLen;
-  const tosPcp = pcp << 5; // RFC 2474 / seed §4.5: the inner PCP as the outer class selector
-  const mac0 = load<u64>(p);
-  const mac8 = load<u32>(p, 8);
-  // the out-desc's second 8 bytes: data length, input index, VN (abi.ts)
-  const d2 = <u64>dataLen | (<u64>curIn << 16) | (<u64>vn << 32);
+  store<u64>(inv + INV_MAC0, load<u64>(p));
+  store<u32>(inv + INV_MAC8, load<u32>(p, 8));
+  // RFC 7348 §5 / RFC 8926: the UDP source port from the flow hash
+  store<u16>(inv + INV_SPORT, <u16>sw16(SPORT_BASE | (hash & SPORT_MASK)));
+  store<u16>(inv + INV_ULEN, <u16>sw16(16 + innerLen));
+  store<u64>(inv + INV_D2, <u64>dataLen | (<u64>curIn << 16) | (<u64>vn << 32));
+  store<u32>(inv + INV_TOT_UDP, 36 + innerLen);
+  store<u32>(inv + INV_TOT_GRE, 28 + innerLen);
+  store<u32>(inv + INV_TOS, pcp << 5); // RFC 2474 / seed §4.5
+  store<u32>(inv + INV_DATA, <u32>(p + 16));
+  store<u32>(inv + INV_HASH, hash);
+  store<u32>(inv + INV_BYTES, 12 + dataLen);
   let runPort: u32 = 0xffffffff;
   let runFrames: u64 = 0;
   let runBytes: u64 = 0;
@@ -54,20 +73,20 @@ export function floodEncap4(list: usize, n: u32, p: usize, len: u32, pcp: u32, h
     const e = tunPtr(load<u32>(list + (<usize>i << 2)));
     const h = hdrBase + <usize>o * HDR_SLOT;
     copy64(h, e + TUN_HDR); // header (<= 50 bytes) + inner MACs fit in 64
-    if (load<u8>(e, 9) != 0) { if (!nextHopPick(e, h, hash)) continue; }
+    if (load<u8>(e, 9) != 0) { if (!nextHopPick(e, h, load<u32>(inv + INV_HASH))) continue; }
     const hl = <u32>load<u8>(e);
-    store<u64>(h + hl, mac0);
-    store<u32>(h + hl, mac8, 8);
+    store<u64>(h + hl, load<u64>(inv + INV_MAC0));
+    store<u32>(h + hl, load<u32>(inv + INV_MAC8), 8);
     const fixed = (load<u8>(e, 8) & 1) != 0;
-    const tos: u32 = fixed ? 0 : tosPcp;
+    const tos: u32 = fixed ? 0 : load<u32>(inv + INV_TOS);
     let tot: u32;
     if (<u32>load<u8>(e, 1) == TK_NVGRE4) {
-      tot = totGre;
-      store<u8>(h + 41, flowId);
+      tot = load<u32>(inv + INV_TOT_GRE);
+      store<u8>(h + 41, <u8>(load<u32>(inv + INV_HASH) >> 8)); // RFC 7637 §3.2: the FlowID
     } else {
-      tot = totUdp;
-      store<u16>(h + 34, <u16>sport);
-      store<u16>(h + 38, <u16>ulen);
+      tot = load<u32>(inv + INV_TOT_UDP);
+      store<u16>(h + 34, load<u16>(inv + INV_SPORT));
+      store<u16>(h + 38, load<u16>(inv + INV_ULEN));
     }
     if (!fixed) store<u8>(h + 15, <u8>tos);
     store<u16>(h + 16, <u16>sw16(tot));
@@ -75,10 +94,9 @@ export function floodEncap4(list: usize, n: u32, p: usize, len: u32, pcp: u32, h
     store<u16>(h + 24, <u16>sw16(~sum & 0xffff));
     // emit.ts commit: the out-desc (port, header length, data pointer | the rest)
     const port = <u32>load<u16>(e, 10);
-    const hdrLen = hl + 12;
     const d = outDescBase + <usize>o * OUT_DESC;
-    store<u64>(d, <u64>port | (<u64>hdrLen << 16) | (<u64><u32>data << 32));
-    store<u64>(d, d2, 8);
+    store<u64>(d, <u64>port | (<u64>(hl + 12) << 16) | (<u64>load<u32>(inv + INV_DATA) << 32));
+    store<u64>(d, load<u64>(inv + INV_D2), 8);
     o++;
     if (port != runPort) {
       if (runFrames != 0) txCount(runPort, runFrames, runBytes);
@@ -87,7 +105,7 @@ export function floodEncap4(list: usize, n: u32, p: usize, len: u32, pcp: u32, h
       runBytes = 0;
     }
     runFrames++;
-    runBytes += <u64>(hdrLen + dataLen);
+    runBytes += <u64>(hl + load<u32>(inv + INV_BYTES));
   }
   if (runFrames != 0) txCount(runPort, runFrames, runBytes);
   if (o != o0) ctrInc(vnCtr + (<usize>vn * VN_CTR << 3), VC_TX, <u64>(o - o0));
