@@ -18,7 +18,7 @@ import { raw16, ld16, ld32, ldMac } from "../util";
 import { vlanMap, vnPtr, tagOf, vnCtr, ctrInc, VN_CTR, VC_RX, VC_ENCAP, VC_DECAP, VN_FLAGS, VN_MTU,
          VNF_PORTSEC, VNF_ARPSUP, vtepAllowed, ENC_VXLAN, ENC_GENEVE, ENC_NVGRE, VC_FLOOD, VN_FLOOD_N,
          VN_FLOOD_PTR, VN_NLOCAL, VN_LOCAL, floodPool, tunPtr } from "../state";
-import { macLookupHome, ip4Lookup, ip4LookupHome, macRaw, vniFind, vniKeyAt, NO_HOME, remoteFind, MK_KIND, MK_LOCAL, MK_REMOTE, ML_ACTIVE, ML_PORT_SHIFT, ML_PORT_MASK,
+import { macLookupAt, ip4Lookup, ip4LookupHome, macRaw, vniFind, vniKeyAt, NO_HOME, remoteFind, MK_KIND, MK_LOCAL, MK_REMOTE, ML_ACTIVE, ML_PORT_SHIFT, ML_PORT_MASK,
          MR_TUN_MASK, FR_VN, FR_IP } from "../tables/index";
 import { ETHERTYPE_VLAN, ETHERTYPE_QINQ, ETHERTYPE_QINQ_OLD, ETHERTYPE_IPV4, ETHERTYPE_ARP, ETHERTYPE_TEB, VID_MASK, PCP_SHIFT,
          DOT1Q_HLEN, dot1qTagged, dot1qTci, dot1qTypeRaw, isTagTypeRaw } from "../proto/ethernet";
@@ -29,7 +29,8 @@ import { NVGRE_FLAGS_K, NVGRE_VSID_RESERVED_MAX, NVGRE_VSID_RESERVED_ALL } from 
 import { ulMac, ulIs6, ulIp0, vxlanPortRaw, genevePortRaw, ip4Sum20 } from "./underlay";
 import { slowOnly, flowHash } from "./common";
 import { emitTagged } from "./emit";
-import { emitEncap, emitEncap4 } from "./encap";
+import { emitEncap } from "./encap";
+import { floodEncap4 } from "./floodfast";
 import { TN_NH_NONE } from "./nexthop";
 import { arpReply } from "./suppress";
 import { ARP_OP, ARP_SHA, ARP_SPA, ARP_TPA, ARP_LEN, ARP_OP_REQUEST } from "../proto/arp";
@@ -68,7 +69,7 @@ import { deliverPcp } from "./qos";
   const v = vnPtr(vn);
   const flags = <u32>load<u8>(v, VN_FLAGS);
   const dst = macRaw(p);
-  const sv = macLookupHome(vn, macRaw(p + 6), load<u32>(hh));
+  const sv = macLookupAt(vn, macRaw(p + 6), load<u32>(hh)); // FR_VN set: both homes are in the record
   if ((sv & (MK_KIND | ML_ACTIVE)) == MK_LOCAL) return false; // an inactive VNIC: dropped there
   if ((flags & (VNF_PORTSEC | VNF_ARPSUP)) != 0) {
     // Port security and ARP suppression for IPv4 and ARP; IPv6 (ND, the
@@ -100,7 +101,7 @@ import { deliverPcp } from "./qos";
   // inlined twice, its loops doubled the code of the function holding every
   // fast path (issue 18).
   if ((<u32>dst & 1) == 0) {
-    const dv = macLookupHome(vn, dst, load<u32>(hh, 4));
+    const dv = macLookupAt(vn, dst, load<u32>(hh, 4));
     if ((dv & MK_KIND) == MK_REMOTE) {
       if (load<u8>(tunPtr(dv & MR_TUN_MASK), 9) == TN_NH_NONE) return false; // access.ts drops it: no-next-hop
       const vc = vnCtr + (<usize>vn * VN_CTR << 3);
@@ -147,7 +148,7 @@ export function arpAnswer(port: u32, p: usize, len: u32, hh: usize): bool {
   if (len < DOT1Q_HLEN + ARP_LEN) return false;
   const a = p + DOT1Q_HLEN;
   if (!isArpRequest(a)) return false;
-  const sv = macLookupHome(vn, macRaw(p + 6), load<u32>(hh));
+  const sv = macLookupAt(vn, macRaw(p + 6), load<u32>(hh)); // FR_VN set: both homes are in the record
   if ((sv & (MK_KIND | ML_ACTIVE)) == MK_LOCAL) return false; // an inactive VNIC: dropped there
   if ((flags & VNF_PORTSEC) != 0) {
     // seed §5 for ARP: the sender hardware address is the source MAC, the
@@ -178,13 +179,11 @@ export function arpAnswer(port: u32, p: usize, len: u32, hh: usize): bool {
   return load<u32>(a + ARP_SPA) != load<u32>(a + ARP_TPA);
 }
 
-let floodHash: u32 = 0;
-
 /**
  * access.ts flood for a VN with a flood list over an IPv4 underlay (so every
- * tunnel is an IPv4 one, emitEncap4): one encapsulated copy per remote NVE on
- * the list (head-end replication), one tagged copy per other local port;
- * never an empty result, so never the flood-empty drop.
+ * tunnel is an IPv4 one): one encapsulated copy per remote NVE on the list
+ * (head-end replication, floodfast.ts floodEncap4), one tagged copy per other
+ * local port; never an empty result, so never the flood-empty drop.
  */
 @inline function floodFast(port: u32, tci: u32, p: usize, len: u32, vn: u32, v: usize): bool {
   const n = load<u32>(v, VN_FLOOD_N);
@@ -192,16 +191,8 @@ let floodHash: u32 = 0;
   if (ulIs6) return false;
   const vc = vnCtr + (<usize>vn * VN_CTR << 3);
   ctrInc(vc, VC_RX, 1);
-  // Through a global: left a pure value, the hash's last mixing steps were
-  // scheduled by TurboFan inside the loop below and redone for every copy
-  // (bench/README.md finding 17).
-  floodHash = flowHash(p, ld16(p + 16), p + DOT1Q_HLEN, len - DOT1Q_HLEN);
-  const pcp = tci >> PCP_SHIFT;
-  const list = floodPool + (<usize>load<u32>(v, VN_FLOOD_PTR) << 2);
-  for (let i: u32 = 0; i < n; i++) {
-    const e = tunPtr(load<u32>(list + (<usize>i << 2)));
-    emitEncap4(e, <u32>load<u8>(e, 1), p, len, pcp, floodHash, vn);
-  }
+  floodEncap4(floodPool + (<usize>load<u32>(v, VN_FLOOD_PTR) << 2), n, p, len, tci >> PCP_SHIFT,
+              flowHash(p, ld16(p + 16), p + DOT1Q_HLEN, len - DOT1Q_HLEN), vn);
   const nl = <u32>load<u8>(v + VN_NLOCAL);
   const lpcp = deliverPcp(v, tci);
   for (let i: u32 = 0; i < nl; i++) {
@@ -305,7 +296,7 @@ let floodHash: u32 = 0;
   if ((<u32>load<u8>(v, VN_FEAT) & FEAT_ACL_TO) != 0) {
     if (aclEval(vn, DIR_TO, ld16(inner + 12), inner + 14, ilen - 14) != ACL_PASS) return false;
   }
-  const dv = macLookupHome(vn, macRaw(inner), load<u32>(hh, 4));
+  const dv = macLookupAt(vn, macRaw(inner), load<u32>(hh, 4)); // the VN found: so is the home
   if ((dv & (MK_KIND | ML_ACTIVE)) != (MK_LOCAL | ML_ACTIVE)) return false;
   const dport = (dv >> ML_PORT_SHIFT) & ML_PORT_MASK;
   const dtag = tagOf(vn, dport);

@@ -132,6 +132,16 @@ export function macHomesInit(): void {
 }
 
 /**
+ * macLookupHome for a home the prefetch pass always computes (the fast
+ * paths' lookups: a frame with a fast-path VN has both homes in its record):
+ * no NO_HOME test and no hashing code on the path (issue 18).
+ */
+@inline export function macLookupAt(vn: u32, mac: u64, home: u32): u32 {
+  const s = macFindFrom(macKey(vn, mac), home);
+  return s == 0 ? 0 : load<u32>(s, 8);
+}
+
+/**
  * vniTab's key: the encapsulation and the VNI/VSID's three bytes as they lie
  * on the wire, read little-endian, so a frame's key needs no byte swap
  * (bench/README.md finding 6). vniKey from a VNI number, vniKeyAt from the

@@ -1214,15 +1214,16 @@ AI void parseUnderlay(Frame *f, const u8 *p, u32 len) {
 /* The output cursor, kept in a register across one batch. */
 typedef struct { u32 n, in; } Cursor;
 
-AI void commitN(Cursor *o, u32 port, u32 hdrLen, const u8 *data, u32 dataLen, u32 vn) {
+/* The out-desc (abi.ts) as two 8-byte stores, as emit.ts commit writes it. */
+AI void descN(Cursor *o, u32 port, u32 hdrLen, const u8 *data, u32 dataLen, u32 vn) {
   u8 *d = outDescBase + (size_t)o->n * OUT_DESC;
-  wr16(d + O_PORT, (u16)port);
-  wr16(d + O_HDRLEN, (u16)hdrLen);
-  wr32(d + O_DATA, (u32)(data - M));
-  wr16(d + O_DATALEN, (u16)dataLen);
-  wr16(d + O_IN, (u16)o->in);
-  wr32(d + O_VN, vn);
+  wr64(d, (u64)(port & 0xffff) | (u64)(hdrLen & 0xffff) << 16 | (u64)(u32)(data - M) << 32);
+  wr64(d + 8, (u64)(dataLen & 0xffff) | (u64)(o->in & 0xffff) << 16 | (u64)vn << 32);
   o->n++;
+}
+
+AI void commitN(Cursor *o, u32 port, u32 hdrLen, const u8 *data, u32 dataLen, u32 vn) {
+  descN(o, port, hdrLen, data, dataLen, vn);
   u64 *pc = (u64 *)(portCtr + ((size_t)port * PORT_CTR << 3));
   pc[PC_TX_FRAMES] += 1;
   pc[PC_TX_BYTES] += hdrLen + dataLen;
@@ -1238,8 +1239,9 @@ AI void taggedN(Cursor *o, u32 port, u32 tag, u32 pcpDei, const u8 *macs, const 
   commitN(o, port, 16, data, dataLen, vn);
 }
 
-/* encap.ts emitEncap4: the 64-byte template, the inner MACs, lengths, checksum, entropy */
-AI void encap4N(Cursor *o, const u8 *e, u32 kind, const u8 *p, u32 len, u32 pcp, u32 hash, u32 vn) {
+/* encap.ts emitEncap4's header: the 64-byte template, the inner MACs, lengths, checksum, entropy;
+   the header's length (without the inner MACs) */
+AI u32 encap4Hdr(Cursor *o, const u8 *e, u32 kind, const u8 *p, u32 len, u32 pcp, u32 hash) {
   u8 *h = hdrBase + (size_t)o->n * HDR_SLOT;
   memcpy(h, e + TUN_HDR, 64);
   u32 hl = e[0];
@@ -1260,10 +1262,18 @@ AI void encap4N(Cursor *o, const u8 *e, u32 kind, const u8 *p, u32 len, u32 pcp,
   if (!fixed) h[15] = (u8)tos;
   st16(h + 16, tot);
   st16(h + 24, ~csumFold((u64)rd16(e + 2) + tot + tos) & 0xffff);
+  return hl;
+}
+
+/* encap.ts emitEncap4 */
+AI void encap4N(Cursor *o, const u8 *e, u32 kind, const u8 *p, u32 len, u32 pcp, u32 hash, u32 vn) {
+  u32 hl = encap4Hdr(o, e, kind, p, len, pcp, hash);
   commitN(o, rd16(e + 10), hl + 12, p + 16, len - 16, vn);
 }
 
-/* fast.ts floodFast: head-end replication over an IPv4 underlay, tagged copies to the other local ports */
+/* fast.ts floodFast: head-end replication over an IPv4 underlay, tagged copies to the other local ports.
+   The copies' transmit counters are added per run of copies on one port and once per frame on the VN,
+   as the wasm's floodfast.ts does (counters are read between batches only). */
 AI int floodN(Cursor *o, const Frame *f, u32 tci, const u8 *v, u64 *vc) {
   u32 n = rd32(v + VN_FLOOD_N);
   if (n == 0 || ulIs6) return 0;
@@ -1272,10 +1282,22 @@ AI int floodN(Cursor *o, const Frame *f, u32 tci, const u8 *v, u64 *vc) {
   u32 hash = flowHash(p, ld16(p + 16), p + DOT1Q_HLEN, f->len - DOT1Q_HLEN);
   u32 pcp = tci >> 13;
   const u8 *list = floodPool + ((size_t)rd32(v + VN_FLOOD_PTR) << 2);
+  u32 n0 = o->n, runPort = UINT32_MAX;
+  u64 runFrames = 0, runBytes = 0;
   for (u32 i = 0; i < n; i++) {
     const u8 *e = tunPtr(rd32(list + ((size_t)i << 2)));
-    encap4N(o, e, e[1], p, f->len, pcp, hash, f->vn);
+    u32 hl = encap4Hdr(o, e, e[1], p, f->len, pcp, hash);
+    u32 port = rd16(e + 10);
+    descN(o, port, hl + 12, p + 16, f->len - 16, f->vn);
+    if (port != runPort) {
+      if (runFrames) { u64 *pc = (u64 *)(portCtr + ((size_t)runPort * PORT_CTR << 3)); pc[PC_TX_FRAMES] += runFrames; pc[PC_TX_BYTES] += runBytes; }
+      runPort = port; runFrames = 0; runBytes = 0;
+    }
+    runFrames++;
+    runBytes += hl + 12 + f->len - 16;
   }
+  if (runFrames) { u64 *pc = (u64 *)(portCtr + ((size_t)runPort * PORT_CTR << 3)); pc[PC_TX_FRAMES] += runFrames; pc[PC_TX_BYTES] += runBytes; }
+  ((u64 *)(vnCtr + ((size_t)f->vn * VN_CTR << 3)))[VC_TX] += o->n - n0;
   u32 nl = v[VN_NLOCAL];
   for (u32 i = 0; i < nl; i++) {
     u32 l = rd32(v + VN_LOCAL + ((size_t)i << 2));
@@ -1339,6 +1361,9 @@ AI int accessN(Cursor *o, const Frame *f) {
       if (rd32(p + DOT1Q_HLEN + 12) != 0 && ip4At(ip4Slot(f->is), vn, p + DOT1Q_HLEN + 12) != ldMac(p + 6)) return 0;
     }
   }
+  /* the from-VNIC ACL (fast.ts accessFast, acl.ts aclEval): anything but a pass goes to the full path,
+     which counts the deny. Without it the native skipped the acl16 case's 16 rules (issue 18). */
+  if ((aclDirs & 1) && aclEval(ld16(p + 16), p + DOT1Q_HLEN, f->len - DOT1Q_HLEN) != ACL_PASS) return 0;
   const u8 *v = vnPtr(vn);
   u64 dst = macRaw(p);
   if (dst & 1) return floodN(o, f, tci, v, vc);
