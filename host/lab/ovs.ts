@@ -67,8 +67,12 @@ export function ovsPids(o: OvsInstance): number[] {
   return (["ovsdb-server", "ovs-vswitchd"] as const).map((d) => pidOf(o, d)).filter((p): p is number => p !== undefined && alive(p));
 }
 
-/** Starts ovsdb-server and ovs-vswitchd for this instance inside its namespace; the namespace must exist. */
-export function startOvs(o: OvsInstance): void {
+/**
+ * Starts ovsdb-server and ovs-vswitchd for this instance inside its namespace; the namespace must exist.
+ * `tso` (default on) sets other_config:userspace-tso-enable (see above); the
+ * lab's OVS VTEP runs without it (host/lab/engine.ts).
+ */
+export function startOvs(o: OvsInstance, opts: { tso?: boolean } = {}): void {
   const sock = `${o.dir}/db.sock`;
   if (Buffer.byteLength(sock) > 107) throw new Error(`OVS socket path ${sock} is longer than a unix socket allows (107 bytes): use a shorter --state-dir`);
   if (!existsSync(SCHEMA)) throw new Error(`${SCHEMA} missing: install openvswitch-switch (scripts/system-deps.sh)`);
@@ -79,7 +83,7 @@ export function startOvs(o: OvsInstance): void {
   sh(["ovsdb-server", db, `--remote=punix:${sock}`, `--pidfile=${o.dir}/ovsdb-server.pid`, `--unixctl=${o.dir}/ovsdb-server.ctl`,
       "--detach", "--no-chdir", `--log-file=${o.dir}/ovsdb-server.log`, "-vconsole:off"], { ns: o.ns, env });
   vsctl(o, ["--no-wait", "init"]);
-  vsctl(o, ["--no-wait", "set", "Open_vSwitch", ".", "other_config:userspace-tso-enable=true"]);
+  if (opts.tso ?? true) vsctl(o, ["--no-wait", "set", "Open_vSwitch", ".", "other_config:userspace-tso-enable=true"]);
   sh(["ovs-vswitchd", `unix:${sock}`, `--pidfile=${o.dir}/ovs-vswitchd.pid`, `--unixctl=${o.ctl}`, "--disable-system",
       "--detach", "--no-chdir", `--log-file=${o.dir}/ovs-vswitchd.log`, "-vconsole:off"], { ns: o.ns, env });
 }
