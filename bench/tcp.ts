@@ -25,14 +25,14 @@ const root = fileURLToPath(new URL("../../", import.meta.url));
 
 export interface TcpRow {
   case: string; mbps?: number; ratio?: number; rounds?: number[]; retransmits?: number; loadavg?: number[];
-  gso?: { frames: number; segments: number; bad: number }; csumNotReady?: number; kernelDrops?: number; drops?: Record<string, number>;
+  gso?: { frames: number; segments: number; bad: number }; oversize?: number; csumNotReady?: number; kernelDrops?: number; drops?: Record<string, number>;
   skipped?: string; error?: string;
 }
 
 const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); return s.length % 2 ? s[s.length >> 1] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2; };
 const round1 = (x: number) => Math.round(x * 10) / 10;
 
-interface IoCounters { gsoFrames: number; gsoSegments: number; gsoBad: number; csumNotReady: number; kernelDrops: number }
+interface IoCounters { gsoFrames: number; gsoSegments: number; gsoBad: number; csumNotReady: number; kernelDrops: number; oversize: number }
 
 /** nvedge's own view after a test: GSO super-frames cut, partial checksums met, kernel ring drops, data-plane drops by reason. */
 async function nvedgeCounters(t: PairTopo): Promise<{ io: Record<string, IoCounters>; drops: Record<string, number> }> {
@@ -59,7 +59,7 @@ export async function runTcp(o: { seconds?: number; rounds?: number; workers?: n
         { name: "kernel", start: () => startKernelNve(t), nvedge: false },
         ...workers.map((w) => ({ name: `nvedge-w${w}`, start: () => startNvedge(t, { workers: w }), nvedge: true })),
       ];
-      const got = new Map<string, { mbps: number[]; retr: number[]; load: number[][]; gso?: TcpRow["gso"]; csum?: number; kdrops?: number; drops?: Record<string, number> }>();
+      const got = new Map<string, { mbps: number[]; retr: number[]; load: number[][]; gso?: TcpRow["gso"]; oversize?: number; csum?: number; kdrops?: number; drops?: Record<string, number> }>();
       for (let k = 0; k < rounds; k++) {
         for (const d of duts) {
           const dut = await d.start();
@@ -81,6 +81,7 @@ export async function runTcp(o: { seconds?: number; rounds?: number; workers?: n
                 const g = got.get(`${d.name} ${dir}`)!;
                 g.gso = { frames: (g.gso?.frames ?? 0) + io.gsoFrames, segments: (g.gso?.segments ?? 0) + io.gsoSegments, bad: (g.gso?.bad ?? 0) + io.gsoBad };
                 g.csum = (g.csum ?? 0) + io.csumNotReady;
+                g.oversize = (g.oversize ?? 0) + io.oversize;
                 g.kdrops = (g.kdrops ?? 0) + trunk.kernelDrops + ul.kernelDrops;
                 g.drops = { ...c.drops };
               }
@@ -92,13 +93,13 @@ export async function runTcp(o: { seconds?: number; rounds?: number; workers?: n
       }
       for (const dir of ["encap", "decap"] as const) {
         const kernel = got.get(`kernel ${dir}`)!;
-        const kmbps = median(kernel.mbps);
+        const kmbps = round1(median(kernel.mbps));
         emit({ case: `tcp-kernel-${fam}-${dir}`, mbps: kmbps, rounds: kernel.mbps, retransmits: median(kernel.retr), loadavg: kernel.load.at(-1) });
         for (const w of workers) {
           const g = got.get(`nvedge-w${w} ${dir}`)!;
-          const mbps = median(g.mbps);
+          const mbps = round1(median(g.mbps));
           emit({ case: `tcp-nvedge-w${w}-${fam}-${dir}`, mbps, ratio: kmbps > 0 ? Math.round((mbps / kmbps) * 100) / 100 : undefined, rounds: g.mbps,
-                 retransmits: median(g.retr), loadavg: g.load.at(-1), gso: g.gso, csumNotReady: g.csum, kernelDrops: g.kdrops, drops: g.drops });
+                 retransmits: median(g.retr), loadavg: g.load.at(-1), gso: g.gso, oversize: g.oversize, csumNotReady: g.csum, kernelDrops: g.kdrops, drops: g.drops });
         }
       }
     } catch (e) {

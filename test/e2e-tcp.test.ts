@@ -17,7 +17,7 @@ import { pairUp, pairDown, startNvedge, iperf, pairStore, type PairTopo, type Du
 import { shAsync } from "../host/sys/sh.js";
 import { BIN } from "./support/lab-fixture.js";
 
-interface IoCounters { gsoFrames: number; gsoSegments: number; gsoBad: number; csumNotReady: number }
+interface IoCounters { gsoFrames: number; gsoSegments: number; gsoBad: number; csumNotReady: number; oversize: number }
 interface Shown {
   io: Record<string, IoCounters>;
   counters: { drops: Record<string, number> };
@@ -65,7 +65,10 @@ if (BPF && requireRootAnd(["ip", "tc", "clang", "iperf3", "ping"], "TCP and an I
           `the VM's TSO super-frames were cut on the trunk: ${JSON.stringify(after.io[t.dut.trunk])}`);
         assert.ok(d(t.dut.trunk, "csumNotReady") > 0, "the VM's partial checksums reached nvedge");
         assert.ok(d(t.dut.underlay, "gsoFrames") > 0, `the kernel VTEP's GSO super-frames were cut on the underlay: ${JSON.stringify(after.io[t.dut.underlay])}`);
-        for (const port of [t.dut.trunk, t.dut.underlay]) assert.is(d(port, "gsoBad"), 0, `${port}: no GSO frame refused`);
+        for (const port of [t.dut.trunk, t.dut.underlay]) {
+          assert.is(d(port, "gsoBad"), 0, `${port}: no GSO frame refused`);
+          assert.is(d(port, "oversize"), 0, `${port}: no super-frame truncated by the ring`);
+        }
         for (const k of OFFLOAD_DROPS) assert.is((after.counters.drops[k] ?? 0) - (before.counters.drops[k] ?? 0), 0, `drops ${k}: ${JSON.stringify(after.counters.drops)}`);
         // Resolved on the link by ARP / ND both ways, nothing static.
         const rem = after.underlay.remotes.find((r) => r.nve === t!.remote.ip);

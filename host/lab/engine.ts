@@ -7,11 +7,14 @@
 // address in their namespace. nvedge reads them with AF_PACKET; if the kernel
 // owned the address too it would answer every VXLAN/Geneve datagram with an
 // ICMP port unreachable. nvedge answers ARP for its IP itself (issue 11), so
-// the underlay router (the bridge's own address, 192.0.2.254, the `gatewayMac`
-// of both NVEs) resolves the NVEs like any host, and the remote VTEPs
+// the underlay router (the bridge's own address, 192.0.2.254, the
+// `underlay.gateway` of both NVEs, whose MAC they resolve by ARP: no
+// gatewayMac) resolves the NVEs like any host, and the remote VTEPs
 // reach the NVEs through that router (/32 routes via 192.0.2.254), as nvedge
-// reaches everything through it. The router forwards out the interface it
-// received on, so ICMP redirects are switched off.
+// reaches everything through it. No namespace holds a static neighbour and
+// every veth keeps its default offloads (issue 11; test/lab.test.ts checks
+// both). The router forwards out the interface it received on, so ICMP
+// redirects are switched off.
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, rmdirSync, writeFileSync } from "node:fs";
 import { sh, have, killPids, netnsList, netnsPids, alive } from "../sys/sh.js";
 import { startOvs, stopOvs, vsctl, ovsAnswers, ovsPids, waitForDevice } from "./ovs.js";
@@ -21,7 +24,7 @@ import { describeLab, labNamespaces, labOvsInstances, nveConfig, type LabDescrip
 export interface LabFile { complete: boolean; createdAt: string; lab: LabDescription }
 
 const TOOLS: [string, string][] = [
-  ["ip", "iproute2"], ["bridge", "iproute2"], ["sysctl", "procps"], ["ethtool", "ethtool"],
+  ["ip", "iproute2"], ["bridge", "iproute2"], ["sysctl", "procps"],
   ["ovsdb-tool", "openvswitch-switch"], ["ovsdb-server", "openvswitch-switch"], ["ovs-vswitchd", "openvswitch-switch"],
   ["ovs-vsctl", "openvswitch-switch"], ["ovs-appctl", "openvswitch-switch"],
 ];

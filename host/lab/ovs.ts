@@ -24,7 +24,9 @@
 //   forwards them with the checksums unfinished (its netdev-linux asks for the
 //   virtio-net header only then). With it, OVS passes the offload on to the
 //   trunk veth, where nvedge's receiver reads the same header and finishes the
-//   work (assembly/pipeline/offload.ts).
+//   work (assembly/pipeline/offload.ts). OVS 3.1's userspace tunnels cannot
+//   take those offloads, so the lab's OVS VTEP peer runs without the option
+//   and meets the kernel through tap ports (host/lab/engine.ts).
 // - IPv6 must be disabled in the namespace before OVS starts
 //   (net.ipv6.conf.{all,default}.disable_ipv6=1): the tap devices of internal
 //   ports otherwise send router solicitations and MLD reports onto the trunk.

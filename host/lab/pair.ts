@@ -113,7 +113,9 @@ export async function pairUp(o: PairOptions = {}): Promise<PairTopo> {
     }
     const { vm, dut, remote: r } = t;
     ip(vm.ns, "link", "add", vm.iface, "address", vm.mac, "mtu", String(t.mtu), "type", "veth", "peer", "name", dut.trunk, "netns", dut.ns, "mtu", String(t.mtu));
-    ip(dut.ns, "link", "add", dut.underlay, "type", "veth", "peer", "name", r.underlay, "netns", r.ns);
+    // The uplink has the NVE's underlay MAC whichever DUT runs, so the
+    // remote's neighbour entry for the DUT stays right from one to the next.
+    ip(dut.ns, "link", "add", dut.underlay, "address", dut.mac, "type", "veth", "peer", "name", r.underlay, "netns", r.ns);
     ip(vm.ns, "link", "set", vm.iface, "up");
     ip(dut.ns, "link", "set", dut.trunk, "up");
     ip(dut.ns, "link", "set", dut.underlay, "up");
@@ -189,6 +191,7 @@ export async function startNvedge(t: PairTopo, o: { workers?: number } = {}): Pr
     await Promise.race([gone, sleep(5000)]);
     if (exited === undefined) { child.kill("SIGKILL"); await Promise.race([gone, sleep(2000)]); }
     sh(["ip", ipf(t), "route", "del", t.dut.prefix, "dev", t.dut.underlay], { ns: t.dut.ns, allowFail: true });
+    forget(t);
   };
   try {
     await reachable(t, 30_000, () => (exited !== undefined ? `nvedge run exited (${exited}): ${stderr.trim().split("\n").slice(-5).join(" / ")}` : undefined));
@@ -225,8 +228,7 @@ export async function startKernelNve(t: PairTopo): Promise<Dut> {
     ip("link", "set", t.dut.trunk, "nomaster");
     for (const d of ["nvl-kvx", "nvl-br"]) sh(["ip", "-n", ns, "link", "del", d], { allowFail: true });
     ip("addr", "flush", "dev", t.dut.underlay, "scope", "global");
-    // Nothing of the kernel NVE's neighbour state stays for the next DUT.
-    for (const n of [t.vm.ns, t.remote.ns]) sh(["ip", "-n", n, "neigh", "flush", "all"], { allowFail: true });
+    forget(t);
   };
   try {
     await reachable(t, 15_000, () => undefined);
@@ -235,6 +237,11 @@ export async function startKernelNve(t: PairTopo): Promise<Dut> {
     throw e;
   }
   return { name: "kernel", stop };
+}
+
+/** Nothing of one DUT's neighbour state stays for the next: the VM and the remote VTEP resolve again. */
+function forget(t: PairTopo): void {
+  for (const n of [t.vm.ns, t.remote.ns]) sh(["ip", "-n", n, "neigh", "flush", "all"], { allowFail: true });
 }
 
 /** Pings the remote host from the VM until one echo is answered (bounded); `dead` names a reason to stop early. */

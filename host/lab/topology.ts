@@ -81,7 +81,7 @@ export interface LabUnderlay {
   ns: string;
   bridge: string;
   prefixLen: number;
-  /** The router every overlay frame is sent to (INTERFACES.md `gatewayMac`): the bridge's own address. */
+  /** The router every overlay frame is sent to (INTERFACES.md `underlay.gateway`, its MAC resolved by ARP): the bridge's own address. */
   routerIp: string;
   routerMac: string;
   mtu: number;
