@@ -262,7 +262,7 @@ if (requireRootAnd(["ovs-vswitchd", "ovsdb-server", "ethtool", "ping", "tcpdump"
     }
   });
 
-  e2e("the next hop (no gatewayMac, no static neighbour) changes its MAC mid-stream: both NVEs follow its gratuitous ARP and no tunnel frame goes to broadcast", async () => {
+  e2e("the next hop (no gatewayMac, no static neighbour) changes its MAC during a ping stream: both NVEs follow its gratuitous ARP, the stream goes on, and no tunnel frame goes to broadcast", async () => {
     const lab = st().lab, u = lab.underlay;
     const a = vm("vm11"), b = vm("vm21");
     const showNeigh = (nve: string) => {
@@ -282,8 +282,15 @@ if (requireRootAnd(["ovs-vswitchd", "ovsdb-server", "ethtool", "ping", "tcpdump"
     // A router announces a new MAC with a gratuitous ARP (arp_notify, as on a failover).
     await shAsync(["sysctl", "-qw", `net.ipv4.conf.${u.bridge}.arp_notify=1`], { ns: u.ns });
     try {
+      // The change lands mid-stream: 60 echoes 50 ms apart, the MAC changed
+      // half a second in; the stream's last echoes must all be answered.
+      const stream = ping(a.ns, b.ip, { count: 60, intervalS: 0.05 });
+      await sleep(500);
       await shAsync(["ip", "link", "set", u.bridge, "address", newMac], { ns: u.ns });
-      const pings = await ping(a.ns, b.ip, { count: 20, intervalS: 0.05 });
+      const pings = await stream;
+      const answered = new Set([...pings.out.matchAll(/icmp_seq=(\d+) /g)].map((m) => Number(m[1])));
+      const tail = Array.from({ length: 10 }, (_, i) => 51 + i);
+      assert.equal(tail.filter((q) => !answered.has(q)), [], `the stream goes on after the change (answered ${pings.received}/${pings.sent})\n${pings.out}`);
       let after = showNeigh("nve-a");
       for (let k = 0; k < 40 && after.neighbours.find((e) => e.ip === u.routerIp)?.mac !== newMac; k++) { await sleep(100); after = showNeigh("nve-a"); }
       assert.is(after.neighbours.find((e) => e.ip === u.routerIp)?.mac, newMac, "nve-a follows the new MAC");

@@ -95,6 +95,25 @@ if (requireRootAnd(["ovs-vswitchd", "ovsdb-server", "ethtool", "tcpdump", "ping"
     }
   });
 
+  lab("every veth of the lab keeps its default offloads (checksum, TSO) and no namespace holds a static neighbour (issue 11)", () => {
+    let veths = 0;
+    for (const n of labNamespaces(d)) {
+      const perm = ns(n).run(["ip", "-j", "neigh", "show", "nud", "permanent"]);
+      assert.is(perm.code, 0, perm.stderr);
+      assert.equal(JSON.parse(perm.stdout || "[]"), [], `${n}: no static neighbour`);
+      const links = JSON.parse(ns(n).run(["ip", "-j", "link", "show", "type", "veth"]).stdout || "[]") as { ifname: string }[];
+      for (const l of links) {
+        const k = ns(n).run(["ethtool", "-k", l.ifname]);
+        assert.is(k.code, 0, k.stderr);
+        assert.match(k.stdout, /^tx-checksumming: on/m, `${n}/${l.ifname}: TX checksum offload on`);
+        assert.match(k.stdout, /^tcp-segmentation-offload: on/m, `${n}/${l.ifname}: TSO on`);
+        veths++;
+      }
+    }
+    // both ends of every link: the VMs', trunks, underlay ports and the OVS peer's hosts
+    assert.is(veths, 2 * (d.vms.length + d.hypervisors.length + d.nves.length + 2 + d.ovsVtep.tunnels.length), "every veth looked at");
+  });
+
   lab("lab up again changes nothing (idempotent)", () => {
     const before = d.hypervisors.map((h) => ovsPids(h.ovs).join(","));
     const r = cli(["lab", "up", "--id", id, "--state-dir", stateDir, "--json"]);

@@ -7,11 +7,14 @@
 // address in their namespace. nvedge reads them with AF_PACKET; if the kernel
 // owned the address too it would answer every VXLAN/Geneve datagram with an
 // ICMP port unreachable. nvedge answers ARP for its IP itself (issue 11), so
-// the underlay router (the bridge's own address, 192.0.2.254, the `gatewayMac`
-// of both NVEs) resolves the NVEs like any host, and the remote VTEPs
+// the underlay router (the bridge's own address, 192.0.2.254, the
+// `underlay.gateway` of both NVEs, whose MAC they resolve by ARP: no
+// gatewayMac) resolves the NVEs like any host, and the remote VTEPs
 // reach the NVEs through that router (/32 routes via 192.0.2.254), as nvedge
-// reaches everything through it. The router forwards out the interface it
-// received on, so ICMP redirects are switched off.
+// reaches everything through it. No namespace holds a static neighbour and
+// every veth keeps its default offloads (issue 11; test/lab.test.ts checks
+// both). The router forwards out the interface it received on, so ICMP
+// redirects are switched off.
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, rmdirSync, writeFileSync } from "node:fs";
 import { sh, have, killPids, netnsList, netnsPids, alive } from "../sys/sh.js";
 import { startOvs, stopOvs, vsctl, ovsAnswers, ovsPids, waitForDevice } from "./ovs.js";
@@ -21,7 +24,7 @@ import { describeLab, labNamespaces, labOvsInstances, nveConfig, type LabDescrip
 export interface LabFile { complete: boolean; createdAt: string; lab: LabDescription }
 
 const TOOLS: [string, string][] = [
-  ["ip", "iproute2"], ["bridge", "iproute2"], ["sysctl", "procps"], ["ethtool", "ethtool"],
+  ["ip", "iproute2"], ["bridge", "iproute2"], ["sysctl", "procps"],
   ["ovsdb-tool", "openvswitch-switch"], ["ovsdb-server", "openvswitch-switch"], ["ovs-vswitchd", "openvswitch-switch"],
   ["ovs-vsctl", "openvswitch-switch"], ["ovs-appctl", "openvswitch-switch"],
 ];
@@ -162,35 +165,47 @@ async function build(d: LabDescription, log: (l: string) => void): Promise<void>
   // Open vSwitch in userspace tunnelling mode: the underlay port is on a
   // bridge whose internal port holds the underlay IP; OVS routes and resolves
   // the tunnels' outer headers itself (it reads the namespace's kernel routes).
+  //
+  // Offloads stay at their defaults here too (issue 11), but OVS 3.1's
+  // userspace tunnels cannot take them: a tunnel port verifies a non-zero
+  // outer UDP checksum in software, so the kernel VTEP's, left partial
+  // (CHECKSUM_PARTIAL) and forwarded so by the router, fail (tunnel_pop_error);
+  // and tunnel push drops a frame that still carries a partial inner checksum
+  // or TSO ("Tunneling packets with HW offload flags is not supported"), which
+  // a host's TCP on veth always does. So every OVS port toward the kernel is a
+  // tap device (`type=tap`, as a VM's QEMU tap would be) joined to its veth by
+  // a Linux bridge, and this OVS runs without userspace-tso-enable, so it asks
+  // no offload of its taps (TUNSETOFFLOAD): a tap's default features have no
+  // checksum or segmentation offload, and the kernel finishes both (software
+  // checksum and GSO, as for any such device) before OVS reads the frame. The
+  // hypervisors' OVS keep userspace-tso-enable and hand their VMs' offloads on
+  // to nvedge, which takes them (assembly/pipeline/offload.ts).
   const o = d.ovsVtep;
   attach(o, false);
-  // OVS 3.1's userspace tunnel port verifies a non-zero outer UDP checksum in
-  // software and cannot take one left partial (CHECKSUM_PARTIAL), which the
-  // kernel VTEP's frames still are after the router forwards them over veth.
-  // So the router's port toward OVS finishes checksums as a NIC would: the
-  // one offload turned off in the lab, on the router, for OVS's sake (nvedge
-  // takes partial checksums and GSO from every sender, issue 11).
-  sh(["ethtool", "-K", o.underlay.routerPort, "tx", "off"], { ns: u.ns });
   for (const t of o.tunnels) {
-    veth({ ns: t.hostNs, name: t.hostIface, mac: t.hostMac, mtu: d.vns.find((v) => v.id === t.vn)!.mtu }, { ns: o.ns, name: t.ovsPort });
+    veth({ ns: t.hostNs, name: t.hostIface, mac: t.hostMac, mtu: d.vns.find((v) => v.id === t.vn)!.mtu }, { ns: o.ns, name: t.hostPeer });
     ip(t.hostNs, "addr", "add", `${t.hostIp}/24`, "dev", t.hostIface);
-    // OVS 3.1's userspace tunnel push neither finishes a partial inner
-    // checksum nor segments a TSO frame (it sends the first unfinished and
-    // drops the second): the hosts behind OVS's own tunnels are the only
-    // senders in the lab with offloads off. Every VM behind a hypervisor, the
-    // kernel VTEP and its host keep theirs (nvedge takes both, issue 11).
-    sh(["ethtool", "-K", t.hostIface, "tx", "off", "tso", "off", "gso", "off"], { ns: t.hostNs });
   }
-  startOvs(o.ovs);
+  startOvs(o.ovs, { tso: false });
+  /** Joins a veth and OVS's tap port (once OVS made it) with a Linux bridge. */
+  const tapBridge = async (bridge: string, tap: string, peer: string, mtu: number) => {
+    await waitForDevice(o.ns, tap);
+    ip(o.ns, "link", "add", bridge, "type", "bridge");
+    ip(o.ns, "link", "set", tap, "mtu", String(mtu));
+    for (const dev of [tap, peer]) ip(o.ns, "link", "set", dev, "master", bridge, "up");
+    ip(o.ns, "link", "set", bridge, "up");
+  };
+  const ul = o.underlayTap;
   vsctl(o.ovs, ["add-br", o.phyBridge, "--", "set", "bridge", o.phyBridge, "datapath_type=netdev", `other_config:hwaddr=${o.underlay.mac}`,
-                "--", "add-port", o.phyBridge, o.underlay.iface]);
+                "--", "add-port", o.phyBridge, ul.tap, "--", "set", "interface", ul.tap, "type=tap"]);
+  await tapBridge(ul.linuxBridge, ul.tap, o.underlay.iface, u.mtu);
   await waitForDevice(o.ns, o.phyBridge);
   ip(o.ns, "link", "set", o.phyBridge, "up");
   ip(o.ns, "addr", "add", `${o.underlay.ip}/${u.prefixLen}`, "dev", o.phyBridge);
   viaRouter(o.ns, o.phyBridge);
   for (const t of o.tunnels) {
     vsctl(o.ovs, ["add-br", t.bridge, "--", "set", "bridge", t.bridge, "datapath_type=netdev",
-                  "--", "add-port", t.bridge, t.ovsPort,
+                  "--", "add-port", t.bridge, t.tap, "--", "set", "interface", t.tap, "type=tap",
                   ...t.remotes.flatMap((r) => [
                     "--", "add-port", t.bridge, r.port,
                     "--", "set", "interface", r.port, `type=${t.type}`, `options:remote_ip=${r.ip}`, `options:key=${t.vni}`,
@@ -198,6 +213,7 @@ async function build(d: LabDescription, log: (l: string) => void): Promise<void>
                     // Split horizon: what one tunnel brings is never sent into another
                     // (a protected port forwards to no other protected port).
                     "--", "set", "port", r.port, "protected=true"])]);
+    await tapBridge(t.linuxBridge, t.tap, t.hostPeer, d.vns.find((v) => v.id === t.vn)!.mtu);
     log(`ovtep: OVS ${t.bridge} ${t.type} VNI ${t.vni} to ${t.remotes.map((r) => r.ip).join(", ")}, host ${t.hostIp} (${t.hostMac})`);
   }
 

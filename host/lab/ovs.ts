@@ -24,7 +24,9 @@
 //   forwards them with the checksums unfinished (its netdev-linux asks for the
 //   virtio-net header only then). With it, OVS passes the offload on to the
 //   trunk veth, where nvedge's receiver reads the same header and finishes the
-//   work (assembly/pipeline/offload.ts).
+//   work (assembly/pipeline/offload.ts). OVS 3.1's userspace tunnels cannot
+//   take those offloads, so the lab's OVS VTEP peer runs without the option
+//   and meets the kernel through tap ports (host/lab/engine.ts).
 // - IPv6 must be disabled in the namespace before OVS starts
 //   (net.ipv6.conf.{all,default}.disable_ipv6=1): the tap devices of internal
 //   ports otherwise send router solicitations and MLD reports onto the trunk.
@@ -67,8 +69,12 @@ export function ovsPids(o: OvsInstance): number[] {
   return (["ovsdb-server", "ovs-vswitchd"] as const).map((d) => pidOf(o, d)).filter((p): p is number => p !== undefined && alive(p));
 }
 
-/** Starts ovsdb-server and ovs-vswitchd for this instance inside its namespace; the namespace must exist. */
-export function startOvs(o: OvsInstance): void {
+/**
+ * Starts ovsdb-server and ovs-vswitchd for this instance inside its namespace; the namespace must exist.
+ * `tso` (default on) sets other_config:userspace-tso-enable (see above); the
+ * lab's OVS VTEP runs without it (host/lab/engine.ts).
+ */
+export function startOvs(o: OvsInstance, opts: { tso?: boolean } = {}): void {
   const sock = `${o.dir}/db.sock`;
   if (Buffer.byteLength(sock) > 107) throw new Error(`OVS socket path ${sock} is longer than a unix socket allows (107 bytes): use a shorter --state-dir`);
   if (!existsSync(SCHEMA)) throw new Error(`${SCHEMA} missing: install openvswitch-switch (scripts/system-deps.sh)`);
@@ -79,7 +85,7 @@ export function startOvs(o: OvsInstance): void {
   sh(["ovsdb-server", db, `--remote=punix:${sock}`, `--pidfile=${o.dir}/ovsdb-server.pid`, `--unixctl=${o.dir}/ovsdb-server.ctl`,
       "--detach", "--no-chdir", `--log-file=${o.dir}/ovsdb-server.log`, "-vconsole:off"], { ns: o.ns, env });
   vsctl(o, ["--no-wait", "init"]);
-  vsctl(o, ["--no-wait", "set", "Open_vSwitch", ".", "other_config:userspace-tso-enable=true"]);
+  if (opts.tso ?? true) vsctl(o, ["--no-wait", "set", "Open_vSwitch", ".", "other_config:userspace-tso-enable=true"]);
   sh(["ovs-vswitchd", `unix:${sock}`, `--pidfile=${o.dir}/ovs-vswitchd.pid`, `--unixctl=${o.ctl}`, "--disable-system",
       "--detach", "--no-chdir", `--log-file=${o.dir}/ovs-vswitchd.log`, "-vconsole:off"], { ns: o.ns, env });
 }

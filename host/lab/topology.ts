@@ -81,7 +81,7 @@ export interface LabUnderlay {
   ns: string;
   bridge: string;
   prefixLen: number;
-  /** The router every overlay frame is sent to (INTERFACES.md `gatewayMac`): the bridge's own address. */
+  /** The router every overlay frame is sent to (INTERFACES.md `underlay.gateway`, its MAC resolved by ARP): the bridge's own address. */
   routerIp: string;
   routerMac: string;
   mtu: number;
@@ -105,9 +105,17 @@ export interface OvsVtepPeer {
   underlay: { iface: string; ip: string; mac: string; routerPort: string };
   ovs: OvsInstance;
   phyBridge: string;     // holds the underlay port; its internal port holds the underlay IP (userspace tunnelling)
+  /**
+   * OVS's ports toward the kernel are tap devices (OVS `type=tap`), each
+   * joined to its veth by a Linux bridge in the peer's namespace (`tap` on
+   * `linuxBridge`): OVS 3.1's userspace tunnels take neither partial checksums
+   * nor TSO, and a tap OVS negotiated no offloads on makes the kernel finish
+   * both before OVS reads a frame (host/lab/engine.ts).
+   */
+  underlayTap: { tap: string; linuxBridge: string };
   /** One bridge per VN: a host namespace on an access port plus one tunnel port per remote VTEP. */
   tunnels: { vn: number; vni: number; type: "geneve" | "vxlan"; bridge: string; dstPort: number;
-             hostNs: string; hostIface: string; ovsPort: string; hostMac: string; hostIp: string;
+             hostNs: string; hostIface: string; hostPeer: string; tap: string; linuxBridge: string; hostMac: string; hostIp: string;
              remotes: { port: string; ip: string }[] }[];
 }
 
@@ -194,12 +202,13 @@ export function describeLab(o: LabOptions = {}): LabDescription {
     underlay: { iface: "nvl-ul", ip: "192.0.2.30", mac: "02:00:00:00:01:1e", routerPort: "nvl-ovtep" },
     ovs: ovs("ovtep"),
     phyBridge: "nvl-phy",
+    underlayTap: { tap: "nvl-t-ul", linuxBridge: "nvl-b-ul" },
     tunnels: [
       { vn: green.id, vni: green.vni, type: "geneve", bridge: "nvl-gnv", dstPort: 6081,
-        hostNs: ns("ovtep-g"), hostIface: "nvl-eth0", ovsPort: "nvl-h-gnv", hostMac: "02:00:5e:00:00:31", hostIp: "10.0.1.30",
+        hostNs: ns("ovtep-g"), hostIface: "nvl-eth0", hostPeer: "nvl-h-gnv", tap: "nvl-t-gnv", linuxBridge: "nvl-b-gnv", hostMac: "02:00:5e:00:00:31", hostIp: "10.0.1.30",
         remotes: [{ port: "nvl-gnv-a", ip: "192.0.2.1" }, { port: "nvl-gnv-b", ip: "192.0.2.2" }] },
       { vn: blue.id, vni: blue.vni, type: "vxlan", bridge: "nvl-vxl", dstPort: 4789,
-        hostNs: ns("ovtep-v"), hostIface: "nvl-eth0", ovsPort: "nvl-h-vxl", hostMac: "02:00:5e:00:00:30", hostIp: "10.0.0.30",
+        hostNs: ns("ovtep-v"), hostIface: "nvl-eth0", hostPeer: "nvl-h-vxl", tap: "nvl-t-vxl", linuxBridge: "nvl-b-vxl", hostMac: "02:00:5e:00:00:30", hostIp: "10.0.0.30",
         remotes: [{ port: "nvl-vxl-a", ip: "192.0.2.1" }, { port: "nvl-vxl-b", ip: "192.0.2.2" }, { port: "nvl-vxl-k", ip: "192.0.2.20" }] },
     ],
   };
