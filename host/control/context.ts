@@ -42,8 +42,15 @@ export interface Settings {
 /** One unfinished sync of an End Device (PROTOCOL.md §2 sync). */
 export interface OpenSync {
   syncId: string;
-  /** the chunks taken in, in order: request id (an agent's retry of a chunk is taken once), entries, VNICs it named first */
-  chunks: { id: string; vnics: SyncVnic[]; added: string[] }[];
+  /**
+   * The chunks taken in, in order: request id (an agent's retry of a chunk is
+   * taken once), how many entries, the entries (VNs resolved to `{ id }`) as
+   * JSON text, VNICs it named first. As text a chunk is one object to the
+   * garbage collector instead of about ten per entry: up to maxSyncChunks of
+   * them, held until `final` or holdMs, were marked by every major GC, a
+   * stall for every hypervisor (issue 10 soak).
+   */
+  chunks: { id: string; entries: number; text: string; added: string[] }[];
   /** distinct VNICs so far (bounded by maxVnicsPerHv before `final`) */
   vnicIds: Set<string>;
   /** monotonic time of the last chunk (discarded holdMs after it) */

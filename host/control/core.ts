@@ -238,7 +238,7 @@ export class NveCore {
     let chunks = 0, entries = 0;
     for (const o of this.syncs.open.values()) {
       chunks += o.chunks.length;
-      for (const c of o.chunks) entries += c.vnics.length;
+      for (const c of o.chunks) entries += c.entries;
     }
     return { open: this.syncs.open.size, chunks, entries };
   }

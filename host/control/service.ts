@@ -5,6 +5,7 @@
 import type { MqttClient } from "mqtt";
 import { connectWhenReachable as connectRetrying, mqttClientOptions, type BrokerConnection } from "../protocol/mqtt.js";
 import { encode, errorResponse, publishOptions } from "../protocol/codec.js";
+import { compileRequestValidators } from "../protocol/schemas.js";
 import { ProtocolError } from "../protocol/errors.js";
 import { parseNveTopic, topics } from "../protocol/topics.js";
 import { PROTOCOL_VERSION, type Event } from "../protocol/types.js";
@@ -45,6 +46,7 @@ export class NveService {
     const log = o.log ?? (() => {});
     // §3: restore and program everything before answering anything.
     const core = o.core ?? await NveCore.open(o);
+    compileRequestValidators(); // forwarding already resumed; before the first request, not on it
     const nve = o.config.nve;
     const pv = o.broker.protocolVersion ?? 4;
     const client = await connectWhenReachable(o.broker.url, log, mqttClientOptions(

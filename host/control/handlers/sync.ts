@@ -48,11 +48,11 @@ export function sync(ctx: HandlerCtx, req: RequestOf<"sync">): Reply {
     discard(st, ctx.hv, acc.syncId);
     throw new ProtocolError("limit-exceeded", `sync ${req.syncId} names more than ${max.maxVnicsPerHv} VNICs (limits.maxVnicsPerHv); it is discarded`, "vnics");
   }
-  const chunk = { id: req.id, added, vnics: req.vnics.map((v, i) => ({ ...v, vns: v.vns.map((b, j) => ({ ...b, vn: { id: resolved[i][j] } })) })) };
+  const vnics = req.vnics.map((v, i) => ({ ...v, vns: v.vns.map((b, j) => ({ ...b, vn: { id: resolved[i][j] } })) }));
   if (!req.final) {
     for (const id of added) acc.vnicIds.add(id);
     acc.at = ctx.mono;
-    acc.chunks.push(chunk);
+    acc.chunks.push({ id: req.id, entries: vnics.length, text: JSON.stringify(vnics), added });
     st.open.set(ctx.hv, acc);
     return () => ({ tags: [] });
   }
@@ -60,7 +60,7 @@ export function sync(ctx: HandlerCtx, req: RequestOf<"sync">): Reply {
 
   // Union of the chunks taken in and this final one: per VNIC, per VN, addresses merged; the last state reported wins.
   const desired = new Map<string, { state: SyncVnic["state"]; vns: Map<number, { tag?: number; addrs: { mac: string; ips?: string[] }[] }> }>();
-  for (const v of [...open.chunks, chunk].flatMap((c) => c.vnics)) {
+  for (const v of [...open.chunks.flatMap((c) => JSON.parse(c.text) as SyncVnic[]), ...vnics]) {
     let d = desired.get(v.vnic);
     if (!d) desired.set(v.vnic, (d = { state: v.state, vns: new Map() }));
     d.state = v.state;
