@@ -3,8 +3,9 @@
 // the embedded broker and through Mosquitto (3.1.1) when installed. The NVE is
 // a real `nvedge run --io none --memory-store` process (its embedded broker in
 // the same process, as deployed); the 100 agents (host/agent) run here.
-// Cases: "max" (every agent keeps `window` requests outstanding), "paced"
-// (a fixed offered load spread over the agents), and detach (shutdown) at max.
+// Cases: "max" (every agent keeps `window` requests outstanding), into fresh
+// tables ("cold") and again after a detach ("warm"), "paced" (a fixed offered
+// load spread over the agents), and detach (shutdown) at max.
 //   node dist/bench/control.js            (NVEDGE_BENCH_QUICK=1: 1,000 VNICs; NVEDGE_BENCH_BROKER=embedded|embedded-thread|mosquitto: one only)
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { loadavg } from "node:os";
@@ -100,13 +101,13 @@ async function runPaced(agents: Agent[], jobs: Job[][], rate: number): Promise<{
  * Issue 15 "measure the NVE, not the bench": the NVE's CPU per request means
  * the same on a DPU whatever the agents' process costs the shared cores.
  */
-function cpuSecondsOf(pid: number): number {
+function cpuSecondsOf(pid: number): { user: number; sys: number } {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
     const f = stat.slice(stat.lastIndexOf(")") + 2).split(" "); // fields from 3 (state) on: comm may hold spaces
-    return (Number(f[11]) + Number(f[12])) / CLK_TCK; // utime (14), stime (15)
+    return { user: Number(f[11]) / CLK_TCK, sys: Number(f[12]) / CLK_TCK }; // utime (14), stime (15)
   } catch {
-    return NaN;
+    return { user: NaN, sys: NaN };
   }
 }
 const CLK_TCK = (() => {
@@ -114,14 +115,20 @@ const CLK_TCK = (() => {
 })();
 
 /** A case measured with the NVE's CPU time (nvePid) and the bench's own (the agents). */
-async function measured<T extends { lat: number[]; secs: number }>(nvePid: number, run: () => Promise<T>): Promise<T & { nveCpu: number; benchCpu: number }> {
+async function measured<T extends { lat: number[]; secs: number }>(nvePid: number, run: () => Promise<T>, phase = ""): Promise<T & { nveCpu: number; nveSys: number; benchCpu: number }> {
   const n0 = cpuSecondsOf(nvePid), b0 = process.cpuUsage();
+  const t0 = process.hrtime.bigint();
   const r = await run();
+  // With a profiled NVE (NVEDGE_BENCH_NVE_NODE_ARGS), each case's span on the
+  // monotonic clock in µs, the clock of the .cpuprofile's sample times: a
+  // profile can be cut to one case.
+  if (process.env.NVEDGE_BENCH_NVE_NODE_ARGS) console.error(`control phase ${phase} ${t0 / 1000n} ${process.hrtime.bigint() / 1000n}`);
   const b = process.cpuUsage(b0);
-  return { ...r, nveCpu: cpuSecondsOf(nvePid) - n0, benchCpu: (b.user + b.system) / 1e6 };
+  const n1 = cpuSecondsOf(nvePid);
+  return { ...r, nveCpu: n1.user + n1.sys - n0.user - n0.sys, nveSys: n1.sys - n0.sys, benchCpu: (b.user + b.system) / 1e6 };
 }
 
-function row(broker: string, mode: string, op: string, vnics: number, r: { lat: number[]; errors: number; secs: number; nveCpu?: number; benchCpu?: number }, extra: object = {}) {
+function row(broker: string, mode: string, op: string, vnics: number, r: { lat: number[]; errors: number; secs: number; nveCpu?: number; nveSys?: number; benchCpu?: number }, extra: object = {}) {
   const s = [...r.lat].sort((a, b) => a - b);
   const out = {
     case: `control.${op}`, broker, mode, agents: AGENTS, vnics, ...extra,
@@ -130,6 +137,7 @@ function row(broker: string, mode: string, op: string, vnics: number, r: { lat: 
     // the NVE process's CPU per answered request (its embedded broker included), and its share of one core
     ...(r.nveCpu !== undefined ? {
       nve_cpu_us_per_op: Math.round((r.nveCpu * 1e6) / Math.max(1, r.lat.length)), nve_cpu_cores: r2(r.nveCpu / r.secs),
+      nve_sys_share: r2((r.nveSys ?? 0) / r.nveCpu),
       agents_cpu_us_per_op: Math.round(((r.benchCpu ?? 0) * 1e6) / Math.max(1, r.lat.length)),
       nve_cpu_bound_ops_per_s: Math.round(r.lat.length / r.nveCpu), load1: r2(loadavg()[0]),
     } : {}),
@@ -192,14 +200,23 @@ async function benchOne(kind: "embedded" | "mosquitto", perAgent: number, thread
     const vnics = AGENTS * perAgent;
     const attachJobs = (set: number) => agents.map((_, a) => Array.from({ length: perAgent }, (_, i): Job =>
       (ag) => ag.attach(uuid(a, i, set), { id: ((a * perAgent + i) % VNS) + 1 }, [{ mac: mac(a, i, set), ips: [`10.${set}.${a}.${i % 250 + 1}`] }])));
-    rows.push(row(broker.name, "max", "attach", vnics, await measured(child.pid!, () => runMax(agents, attachJobs(1), WINDOW)), { window: WINDOW }));
-    rows.push(row(broker.name, "paced", "attach", vnics, await measured(child.pid!, () => runPaced(agents, attachJobs(2), 2000)), { offered_per_s: 2000 }));
+    const detachJobs = (set: number) => agents.map((_, a) => Array.from({ length: perAgent }, (_, i): Job => (ag) => ag.detach(uuid(a, i, set))));
+    // The data plane's MAC and IP tables (32 + 64 MiB, sized for 1,000,000
+    // bindings) are faulted in page by page as bindings first land in them:
+    // on this VM 30-100 µs per 4 KiB page, one or two pages per attach into
+    // fresh tables, a once-per-process cost. The first round ("cold") pays it;
+    // the same VNICs detached and attached again ("warm": the same keys land
+    // in the same slots) measure what every later attach costs.
+    rows.push(row(broker.name, "max", "attach", vnics, await measured(child.pid!, () => runMax(agents, attachJobs(1), WINDOW), "attach.max.cold"), { window: WINDOW, tables: "cold" }));
+    await measured(child.pid!, () => runMax(agents, detachJobs(1), WINDOW), "detach.max.0");
+    rows.push(row(broker.name, "max", "attach", vnics, await measured(child.pid!, () => runMax(agents, attachJobs(1), WINDOW), "attach.max"), { window: WINDOW, tables: "warm" }));
+    await measured(child.pid!, () => runMax(agents, detachJobs(1), WINDOW), "detach.max.1");
+    rows.push(row(broker.name, "paced", "attach", vnics, await measured(child.pid!, () => runPaced(agents, attachJobs(1), 2000), "attach.paced"), { offered_per_s: 2000, tables: "warm" }));
     // the latency floor: one agent, one request at a time
     const serial = agents.map((_, a) => (a === 0 ? Array.from({ length: Math.min(500, perAgent * 5) }, (_, i): Job =>
       (ag) => ag.attach(uuid(0, i, 3), { id: (i % VNS) + 1 }, [{ mac: mac(0, i, 3) }])) : []));
-    rows.push(row(broker.name, "serial", "attach", serial[0].length, await measured(child.pid!, () => runMax(agents, serial, 1)), { window: 1, agents_busy: 1 }));
-    const detachJobs = (set: number) => agents.map((_, a) => Array.from({ length: perAgent }, (_, i): Job => (ag) => ag.detach(uuid(a, i, set))));
-    rows.push(row(broker.name, "max", "detach", vnics, await measured(child.pid!, () => runMax(agents, detachJobs(1), WINDOW)), { window: WINDOW }));
+    rows.push(row(broker.name, "serial", "attach", serial[0].length, await measured(child.pid!, () => runMax(agents, serial, 1), "attach.serial"), { window: 1, agents_busy: 1 }));
+    rows.push(row(broker.name, "max", "detach", vnics, await measured(child.pid!, () => runMax(agents, detachJobs(1), WINDOW), "detach.max"), { window: WINDOW }));
     return rows;
   } finally {
     await Promise.all(agents.map((a) => a.stop().catch(() => {})));

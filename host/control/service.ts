@@ -110,15 +110,20 @@ export class NveService {
 
   /**
    * A group of requests is answered in one go (core.ts group commit): gather
-   * the responses' packets into one socket write instead of one (or several,
-   * mqtt-packet writes a packet in pieces) per response.
+   * the responses' packets, and the PUBACKs of every request read in this
+   * turn of the event loop, into one socket write instead of one (or several,
+   * mqtt-packet writes a packet in pieces) per packet. Uncorked in the loop's
+   * check phase (setImmediate), after every read of this turn was handled:
+   * MQTT.js handles the packets of one read one per process.nextTick, so a
+   * nextTick uncork wrote each request's PUBACK by itself (strace: 1.07
+   * writev per attach; issue 15).
    */
   private cork(): void {
     const stream = (this.client as unknown as { stream?: { cork?(): void; uncork?(): void } }).stream;
     if (this.corked || !stream?.cork || !stream.uncork) return;
     stream.cork();
     this.corked = true;
-    process.nextTick(() => {
+    setImmediate(() => {
       this.corked = false;
       stream.uncork!();
     });

@@ -75,6 +75,12 @@ export class Logger {
   private readonly windowMs: number;
   private readonly now: () => number;
   private sweep: NodeJS.Timeout | undefined;
+  /** Text format: writes one finished line (see out()). */
+  private readonly text: ((line: string) => void) | undefined;
+  private readonly textId: string;
+  private readonly sink: { write(s: string): unknown };
+  /** Text lines of this turn of the event loop not yet handed to stderr (out()). */
+  private held = "";
 
   constructor(o: LoggerOptions) {
     this.burst = o.burst ?? 5;
@@ -82,7 +88,10 @@ export class Logger {
     this.now = o.now ?? (() => performance.now());
     const format = o.format ?? "text";
     const sink = o.dest ?? pino.destination({ dest: 2, sync: false });
-    const stream: DestinationStream = format === "json" ? sink as DestinationStream : { write: (s: string) => sink.write(textLine(s)) };
+    this.textId = o.id ? `${o.id} ` : "";
+    this.sink = sink;
+    if (format === "text") this.text = o.dest ? (l) => sink.write(l) : (l) => this.out(l);
+    const stream: DestinationStream = format === "json" ? sink as DestinationStream : { write: (s: string) => this.text!(textLine(s)) };
     this.pino = pino({
       level: o.level ?? "info",
       base: { service: o.service, ...(o.id ? { id: o.id } : {}) },
@@ -90,7 +99,31 @@ export class Logger {
       formatters: { level: (label) => ({ level: label }) },
     }, stream);
     const flush = (sink as { flushSync?(): void }).flushSync;
-    if (flush) process.once("exit", () => { try { flush.call(sink); } catch { /* stderr gone */ } });
+    if (flush) process.once("exit", () => {
+      this.release();
+      try { flush.call(sink); } catch { /* stderr gone */ }
+    });
+  }
+
+  /**
+   * stderr's text lines of one turn of the event loop leave in one write, in
+   * the loop's check phase (setImmediate): the NVE logs two lines per attach
+   * (STANDARDS.md: every state change), and pino's destination (sonic-boom)
+   * appending each line to a pending string measures that whole string again
+   * (Buffer.byteLength) per line: ~30 µs per attach at 10,000/s (issue 15).
+   * Held lines are written at exit (process.exit included) before the
+   * destination's own flush.
+   */
+  private out(line: string): void {
+    if (this.held === "") setImmediate(() => this.release());
+    this.held += line;
+  }
+
+  private release(): void {
+    if (this.held === "") return;
+    const s = this.held;
+    this.held = "";
+    this.sink.write(s);
   }
 
   get level(): Level {
@@ -135,6 +168,11 @@ export class Logger {
     const lv = level ?? levelOf(msg);
     if (!this.pino.isLevelEnabled(lv)) return;
     if (lv !== "info" && lv !== "debug" && lv !== "trace" && lv !== "fatal" && !this.admit(msg, component)) return;
+    if (this.text) {
+      // the record textLine() would make of pino's JSON, built directly: no JSON out and back per line
+      this.text(escapeText(`${new Date().toISOString()} ${lv.toUpperCase().padEnd(5)} ${this.textId}${component ? `${component}: ` : ""}${msg}`) + "\n");
+      return;
+    }
     const rec = component ? { component } : {};
     this.pino[lv](rec, msg);
   }
@@ -200,6 +238,7 @@ export class Logger {
     this.flushSuppressed();
     if (this.sweep) clearInterval(this.sweep);
     this.sweep = undefined;
+    this.release();
     this.pino.flush();
   }
 }
