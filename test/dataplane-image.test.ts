@@ -13,7 +13,7 @@ import { DataPlane } from "../host/dataplane/dataplane.js";
 import { imageKeyOf } from "../host/dataplane/load.js";
 import { wasmPath } from "../host/paths.js";
 import {
-  checkImage, ImageRefused, IMAGE_VERSION, readImageFile, writeImageFile, withGlobalExports, GLOBAL_PREFIX, type ImageKey,
+  checkImage, ImageRefused, IMAGE_VERSION, writeImageFile, withGlobalExports, GLOBAL_PREFIX, type ImageKey,
 } from "../host/dataplane/image.js";
 import type { DpOp } from "../host/dataplane/ops.js";
 import * as F from "./support/frames.js";
@@ -57,7 +57,7 @@ for (const f of [4, 6] as const) {
     const a = await DataPlane.create(OPTS);
     a.apply(F.fixtureOps(f));
     const img = a.snapshot(keyOf(7));
-    const b = await DataPlane.create({ ...OPTS, image: checkImage(img, keyOf(7)) });
+    const b = await DataPlane.create({ ...OPTS, image: checkImage({ bytes: img }, keyOf(7)) });
     assert.equal(shape(b), shape(a), "table fill, VNs, remotes, tunnels");
     assert.ok(shape(b).macs > 0 && shape(b).ips > 0, "the restored tables hold the fixture's bindings");
     sameForwarding(a, b, f, "restored");
@@ -82,7 +82,7 @@ test("a restored data plane counts from zero, as a rebuilt one does", async () =
   a.apply(F.fixtureOps(4));
   for (const x of frames(4)) F.send(a, x.port, x.frame);
   assert.ok(a.counters().frames.rx > 0);
-  const b = await DataPlane.create({ ...OPTS, image: checkImage(a.snapshot(keyOf(1)), keyOf(1)) });
+  const b = await DataPlane.create({ ...OPTS, image: checkImage({ bytes: a.snapshot(keyOf(1)) }, keyOf(1)) });
   const c = b.counters();
   assert.equal(c.frames, { rx: 0, forwarded: 0, outputs: 0, dropped: 0 });
   assert.ok(Object.values(c.drops).every((n) => n === 0), "no drop counted");
@@ -93,56 +93,70 @@ test("an image whose key differs is refused, naming what differs", async () => {
   const a = await DataPlane.create(OPTS);
   a.apply(F.fixtureOps(4));
   const img = a.snapshot(keyOf(7));
-  assert.throws(() => checkImage(img, keyOf(8)), (e: Error) => e instanceof ImageRefused && /store's last transaction id differs: the image has 7, now 8/.test(e.message));
-  assert.throws(() => checkImage(img, { ...keyOf(7), config: "other" }), /static state/);
-  assert.throws(() => checkImage(img, { ...keyOf(7), wasm: "0".repeat(64) }), /data plane module/);
-  assert.throws(() => checkImage(img, { ...imageKeyOf({ macLog2: 13, ipLog2: 12 }), txnId: 7, config: "c0ffee" }), /layout differs/);
+  assert.throws(() => checkImage({ bytes: img }, keyOf(8)), (e: Error) => e instanceof ImageRefused && /store's last transaction id differs: the image has 7, now 8/.test(e.message));
+  assert.throws(() => checkImage({ bytes: img }, { ...keyOf(7), config: "other" }), /static state/);
+  assert.throws(() => checkImage({ bytes: img }, { ...keyOf(7), wasm: "0".repeat(64) }), /data plane module/);
+  assert.throws(() => checkImage({ bytes: img }, { ...imageKeyOf({ macLog2: 13, ipLog2: 12 }), txnId: 7, config: "c0ffee" }), /layout differs/);
   const { config: _c, ...noConfig } = keyOf(7);
-  assert.throws(() => checkImage(img, noConfig), /static state/, "a key field the caller no longer gives");
+  assert.throws(() => checkImage({ bytes: img }, noConfig), /static state/, "a key field the caller no longer gives");
 });
+
+/** Why an image is refused, by the header check or as it is restored into a fresh instance; "" when it is used. */
+async function refusal(b: Uint8Array, key: ImageKey): Promise<string> {
+  try {
+    await DataPlane.create({ ...OPTS, image: checkImage({ bytes: b }, key) });
+    return "";
+  } catch (e) {
+    assert.ok(e instanceof ImageRefused, `refused as an ImageRefused, not ${(e as Error).stack}`);
+    return (e as Error).message;
+  }
+}
 
 test("a corrupt, truncated, extended, foreign or other-version image is refused with its reason", async () => {
   const a = await DataPlane.create(OPTS);
   a.apply(F.fixtureOps(4));
   const img = a.snapshot(keyOf(3));
-  checkImage(img, keyOf(3)); // the good one passes
-  const refused = (b: Uint8Array, re: RegExp, label: string) =>
-    assert.throws(() => checkImage(b, keyOf(3)), (e: Error) => e instanceof ImageRefused && re.test(e.message), label);
+  assert.is(await refusal(img, keyOf(3)), "", "the good one is used");
+  const refused = async (b: Uint8Array, re: RegExp, label: string) => {
+    const why = await refusal(b, keyOf(3));
+    assert.match(why, re, `${label}: ${why || "used"}`);
+  };
   for (const at of [13, 30, img.length >> 1, img.length - 1]) {
     const b = img.slice();
     b[at] ^= 0x10;
-    refused(b, /checksum mismatch|not JSON/, `a bit flipped at ${at}`);
+    await refused(b, /checksum mismatch|not JSON/, `a bit flipped at ${at}`);
   }
-  refused(img.subarray(0, img.length - 4096), /truncated or extended: \d+ bytes, its header says \d+/, "cut short");
-  refused(img.subarray(0, 10), /truncated: 10 bytes/, "cut inside the header");
-  refused(new Uint8Array(0), /truncated: 0 bytes/, "empty");
+  await refused(img.subarray(0, img.length - 4096), /truncated or extended: \d+ bytes, its header says \d+/, "cut short");
+  await refused(img.subarray(0, 10), /truncated: 10 bytes/, "cut inside the header");
+  await refused(new Uint8Array(0), /truncated: 0 bytes/, "empty");
   const longer = new Uint8Array(img.length + 1);
   longer.set(img);
-  refused(longer, /truncated or extended/, "a byte more");
+  await refused(longer, /truncated or extended/, "a byte more");
   const v2 = img.slice();
   new DataView(v2.buffer).setUint32(8, IMAGE_VERSION + 1, true);
-  refused(v2, new RegExp(`format version ${IMAGE_VERSION + 1}, this build reads version ${IMAGE_VERSION}`), "another format version");
+  await refused(v2, new RegExp(`format version ${IMAGE_VERSION + 1}, this build reads version ${IMAGE_VERSION}`), "another format version");
   const foreign = img.slice();
   foreign.set(new TextEncoder().encode("SQLite f"), 0);
-  refused(foreign, /bad magic/, "another file");
+  await refused(foreign, /bad magic/, "another file");
 });
 
-test("image files: written whole through a temporary file, read back the same; none is null", async () => {
+test("image files: written whole through a temporary file and restored from the file", async () => {
   const dir = mkdtempSync(join(tmpdir(), "nvl-image-"));
   try {
     const p = join(dir, "dataplane.img");
-    assert.is(readImageFile(p), null);
     const a = await DataPlane.create(OPTS);
     a.apply(F.fixtureOps(6));
     const img = a.snapshot(keyOf(11));
     writeFileSync(`${p}.tmp`, "a torn write of an earlier run");
-    writeImageFile(p, img);
+    await writeImageFile(p, img);
     assert.not.ok(existsSync(`${p}.tmp`), "the temporary file became the image");
-    const back = readImageFile(p)!;
-    assert.ok(back.buffer instanceof SharedArrayBuffer, "read into shared memory (the workers restore from one copy)");
-    assert.equal(Buffer.compare(Buffer.from(back), Buffer.from(img)), 0);
-    const b = await DataPlane.create({ ...OPTS, image: checkImage(back, keyOf(11)) });
+    assert.equal(Buffer.compare(readFileSync(p), Buffer.from(img)), 0);
+    const b = await DataPlane.create({ ...OPTS, image: checkImage({ path: p }, keyOf(11)) });
     sameForwarding(a, b, 6, "from the file");
+    // a file that changes between the check and the restore is refused too
+    const h = checkImage({ path: p }, keyOf(11));
+    writeFileSync(p, img.subarray(0, img.length - 1));
+    await DataPlane.create({ ...OPTS, image: h }).then(() => assert.unreachable("used"), (e: Error) => assert.match(e.message, /changed since it was checked/));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -86,7 +86,8 @@ export class DataPlane {
 
   /** What an image holds of this instance (./image.ts imageSubject). */
   private imaged(debug: boolean) {
-    return imageSubject(this.ex, wasmModule(debug).globals, { t: this.t, l3: this.l3 });
+    // the remote NVEs, for the next-hop resolver of a data plane started from the image
+    return imageSubject(this.ex, wasmModule(debug).globals, { t: this.t, l3: this.l3 }, { remotes: [...this.t.remotes.keys()] });
   }
 
   portIndex(name: string): number { return this.t.ports.get(name) ?? -1; }

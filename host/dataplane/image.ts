@@ -24,20 +24,21 @@
 //   12  4  CRC-32 (zlib) of bytes [16, end)
 //   16  8  total length in bytes
 //   24  4  M: length of the meta JSON
-//   28  M  meta JSON: { key, memBytes, chunk, chunks, globals: [name, type][], hostLen }
+//   28  4  CRC-32 of the meta JSON (checked before its key is read)
+//   32  M  meta JSON: { key, memBytes, chunk, chunks, globals: [name, type][], hostLen }
 //   ..     globals: 8 bytes each (i32 and i64 as i64, f32 and f64 as f64), meta order
 //   ..     host bookkeeping: hostLen bytes (v8.serialize)
 //   ..     chunk index: u32 per chunk (its page number), then the pages, CHUNK bytes each
 import { crc32 } from "node:zlib";
 import { createHash } from "node:crypto";
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync, rmSync, fstatSync, readSync } from "node:fs";
+import { closeSync, openSync, readFileSync, rmSync, fstatSync, readSync, promises as fsp } from "node:fs";
 import { dirname } from "node:path";
 import { serialize, deserialize } from "node:v8";
 import { type Exports, SLOT_SIZE, MAX_BATCH, IN_DESC, OUT_DESC, MAX_OUT, HDR_SLOT, NUM_DROPS, MAX_PORTS, PORT_CTR, MAX_VNS, VN_CTR, TRACE_REC } from "./abi.js";
 
 export const IMAGE_VERSION = 1;
 const MAGIC = "NVEIMAGE";
-const HEAD = 28;
+const HEAD = 32;
 /** Memory is imaged in pages of this size: a page all zero is left out. */
 export const CHUNK = 64 * 1024;
 
@@ -176,6 +177,8 @@ export interface ImageSubject {
   skip: Set<string>;
   /** Left out of the image and zero after a restore. */
   transient: Ranges;
+  /** What the image's user may want to know before restoring it (meta.info): e.g. the remote NVEs. */
+  info?: Record<string, unknown>;
 }
 
 /** Counters the module keeps in globals: zero after a restore, as after a rebuild. */
@@ -186,11 +189,11 @@ const COUNTER_GLOBALS = ["consumed", "fastFrames", "puntCount", "puntLost", "pun
  * (null: this module cannot be imaged), `host` the DataPlane's bookkeeping
  * objects (their references to the instance are not imaged).
  */
-export function imageSubject(ex: Exports, globals: GlobalSpec[] | null, host: Record<string, object>): ImageSubject {
+export function imageSubject(ex: Exports, globals: GlobalSpec[] | null, host: Record<string, object>, info?: Record<string, unknown>): ImageSubject {
   if (!globals) throw new ImageRefused("the data plane module has a mutable v128 global, which an image cannot hold");
   const r = (p: number, n: number): [number, number] => [p, p + n];
   return {
-    memory: ex.memory, instance: ex as unknown as Record<string, unknown>, globals, host,
+    memory: ex.memory, instance: ex as unknown as Record<string, unknown>, globals, host, info,
     skip: new Set(["ex", "u8", "dv", "host"]),
     transient: [
       r(ex.slotBasePtr(), SLOT_SIZE * MAX_BATCH), r(ex.inDescPtr(), IN_DESC * MAX_BATCH), r(ex.outDescPtr(), OUT_DESC * MAX_OUT),
@@ -228,7 +231,7 @@ export function encodeImage(s: ImageSubject, key: ImageKey): Uint8Array {
     if (mb.compare(zero, 0, CHUNK, a, e) !== 0) keep.push(pg);
   }
   const host = serialize(hostState(s));
-  const meta = new TextEncoder().encode(JSON.stringify({ key, memBytes, chunk: CHUNK, chunks: keep.length, globals: s.globals.map((g) => [g.name, g.type]), hostLen: host.length }));
+  const meta = new TextEncoder().encode(JSON.stringify({ key, info: s.info ?? {}, memBytes, chunk: CHUNK, chunks: keep.length, globals: s.globals.map((g) => [g.name, g.type]), hostLen: host.length }));
   const total = HEAD + meta.length + 8 * s.globals.length + host.length + 4 * keep.length + CHUNK * keep.length;
   const out = new Uint8Array(total);
   const dv = new DataView(out.buffer);
@@ -236,6 +239,7 @@ export function encodeImage(s: ImageSubject, key: ImageKey): Uint8Array {
   dv.setUint32(8, IMAGE_VERSION, true);
   dv.setBigUint64(16, BigInt(total), true);
   dv.setUint32(24, meta.length, true);
+  dv.setUint32(28, crc32(meta), true);
   out.set(meta, HEAD);
   let at = HEAD + meta.length;
   for (const g of s.globals) {
@@ -263,36 +267,76 @@ export function encodeImage(s: ImageSubject, key: ImageKey): Uint8Array {
   return out;
 }
 
-/** A checked image: its meta and bytes. */
-export interface Image { bytes: Uint8Array; meta: ImageMeta }
-interface ImageMeta { key: ImageKey; memBytes: number; chunk: number; chunks: number; globals: [string, string][]; hostLen: number }
+/**
+ * Where an image is read from: a file (read straight into the instance's
+ * memory, page by page: no copy of the whole image, whose pages the process
+ * would have to fault in twice) or bytes in memory.
+ */
+export type ImageSource = { path: string } | { bytes: Uint8Array };
+
+/** An image whose header and key were checked (checkImage); its body is checked as it is restored. */
+export interface Image { source: ImageSource; size: number; meta: ImageMeta; crcHead: number; crc: number; bodyAt: number }
+interface ImageMeta { key: ImageKey; info: Record<string, unknown>; memBytes: number; chunk: number; chunks: number; globals: [string, string][]; hostLen: number }
 
 /** Why an image cannot be used, for the log line (the caller rebuilds). */
 export class ImageRefused extends Error {}
 
+/** Reads [pos, pos + into.length) of the source into `into`; false at a short read. */
+type Reader = { size: number; read(into: Uint8Array, pos: number): boolean; close(): void };
+function reader(src: ImageSource): Reader {
+  if ("bytes" in src) {
+    const b = src.bytes;
+    return { size: b.length, read: (into, pos) => { if (pos + into.length > b.length) return false; into.set(b.subarray(pos, pos + into.length)); return true; }, close: () => {} };
+  }
+  const fd = openSync(src.path, "r");
+  return {
+    size: fstatSync(fd).size,
+    read: (into, pos) => {
+      let off = 0;
+      while (off < into.length) {
+        const r = readSync(fd, into, off, into.length - off, pos + off);
+        if (r === 0) return false;
+        off += r;
+      }
+      return true;
+    },
+    close: () => closeSync(fd),
+  };
+}
+
 /**
- * Checks an image (magic, version, length, CRC, key) without using it. Throws
+ * Checks an image's header (magic, version, length) and key without reading
+ * its body; the body's CRC is checked by restoreImage as it reads it. Throws
  * ImageRefused with the reason when it does not fit `expect`.
  */
-export function checkImage(bytes: Uint8Array, expect: ImageKey): Image {
-  if (bytes.length < HEAD) throw new ImageRefused(`truncated: ${bytes.length} bytes, shorter than its header`);
-  if (new TextDecoder().decode(bytes.subarray(0, 8)) !== MAGIC) throw new ImageRefused("not a table image (bad magic)");
-  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const v = dv.getUint32(8, true);
-  if (v !== IMAGE_VERSION) throw new ImageRefused(`format version ${v}, this build reads version ${IMAGE_VERSION}`);
-  const total = Number(dv.getBigUint64(16, true));
-  if (bytes.length !== total) throw new ImageRefused(`truncated or extended: ${bytes.length} bytes, its header says ${total}`);
-  const crc = crc32(bytes.subarray(16));
-  if (crc !== dv.getUint32(12, true)) throw new ImageRefused(`checksum mismatch (CRC-32 ${crc.toString(16)}, header ${dv.getUint32(12, true).toString(16)}): corrupt`);
-  const ml = dv.getUint32(24, true);
-  let meta: ImageMeta;
-  try { meta = JSON.parse(new TextDecoder().decode(bytes.subarray(HEAD, HEAD + ml))) as ImageMeta; } catch {
-    throw new ImageRefused("its meta data is not JSON: corrupt");
+export function checkImage(source: ImageSource, expect: ImageKey): Image {
+  const r = reader(source);
+  try {
+    const head = new Uint8Array(Math.min(r.size, HEAD));
+    r.read(head, 0);
+    if (r.size < HEAD) throw new ImageRefused(`truncated: ${r.size} bytes, shorter than its header`);
+    if (new TextDecoder().decode(head.subarray(0, 8)) !== MAGIC) throw new ImageRefused("not a table image (bad magic)");
+    const dv = new DataView(head.buffer);
+    const v = dv.getUint32(8, true);
+    if (v !== IMAGE_VERSION) throw new ImageRefused(`format version ${v}, this build reads version ${IMAGE_VERSION}`);
+    const total = Number(dv.getBigUint64(16, true));
+    if (r.size !== total) throw new ImageRefused(`truncated or extended: ${r.size} bytes, its header says ${total}`);
+    const ml = dv.getUint32(24, true);
+    const mb = new Uint8Array(Math.min(ml, total - HEAD));
+    r.read(mb, HEAD);
+    if (crc32(mb) !== dv.getUint32(28, true)) throw new ImageRefused("checksum mismatch in its meta data: corrupt");
+    let meta: ImageMeta;
+    try { meta = JSON.parse(new TextDecoder().decode(mb)) as ImageMeta; } catch {
+      throw new ImageRefused("its meta data is not JSON: corrupt");
+    }
+    for (const k of new Set([...Object.keys(expect), ...Object.keys(meta.key ?? {})])) {
+      if (meta.key?.[k] !== expect[k]) throw new ImageRefused(`${KEY_TEXT[k] ?? k} differs: the image has ${JSON.stringify(meta.key?.[k])}, now ${JSON.stringify(expect[k])}`);
+    }
+    const crcHead = crc32(mb, crc32(head.subarray(16)));
+    return { source, size: total, meta, crcHead, crc: dv.getUint32(12, true), bodyAt: HEAD + ml };
+  } finally {
+    r.close();
   }
-  for (const k of new Set([...Object.keys(expect), ...Object.keys(meta.key ?? {})])) {
-    if (meta.key?.[k] !== expect[k]) throw new ImageRefused(`${KEY_TEXT[k] ?? k} differs: the image has ${JSON.stringify(meta.key?.[k])}, now ${JSON.stringify(expect[k])}`);
-  }
-  return { bytes, meta };
 }
 
 const KEY_TEXT: Record<string, string> = {
@@ -303,34 +347,51 @@ const KEY_TEXT: Record<string, string> = {
 /**
  * Makes the fresh instance `s` (init() already called with the image's
  * layout) the imaged data plane: memory pages, globals, host bookkeeping.
+ * The pages are read straight into memory, the CRC computed as they come;
+ * the globals and bookkeeping are set only once it matched. On a refusal
+ * (ImageRefused) the instance holds part of the image: discard it.
  */
 export function restoreImage(s: ImageSubject, img: Image): void {
-  const { bytes, meta } = img;
+  const { meta } = img;
   const mem0 = s.memory.buffer.byteLength;
   if (meta.memBytes < mem0) throw new ImageRefused(`its memory (${meta.memBytes} bytes) is smaller than a fresh instance's (${mem0})`);
   if (meta.chunk !== CHUNK) throw new ImageRefused(`pages of ${meta.chunk} bytes, this build uses ${CHUNK}`);
   const mine = s.globals.map((g) => `${g.name}:${g.type}`).join();
   if (meta.globals.map(([n, t]) => `${n}:${t}`).join() !== mine) throw new ImageRefused("the module's globals differ");
-  if (meta.memBytes > mem0) s.memory.grow((meta.memBytes - mem0) / 65536);
-  const mem = new Uint8Array(s.memory.buffer);
-  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  let at = HEAD + dv.getUint32(24, true);
-  for (const g of s.globals) {
-    const gl = s.instance[g.name] as WebAssembly.Global;
-    if (g.type === "i64") gl.value = dv.getBigInt64(at, true);
-    else if (g.type === "i32") gl.value = Number(dv.getBigInt64(at, true));
-    else gl.value = dv.getFloat64(at, true);
-    at += 8;
-  }
-  const host = deserialize(bytes.subarray(at, at + meta.hostLen)) as Record<string, Record<string, unknown>>;
-  at += meta.hostLen;
-  for (const [name, obj] of Object.entries(s.host)) Object.assign(obj, host[name]);
-  const idxAt = at;
-  at += 4 * meta.chunks;
-  for (let k = 0; k < meta.chunks; k++) {
-    const pg = dv.getUint32(idxAt + 4 * k, true);
-    mem.set(bytes.subarray(at, at + CHUNK), pg * CHUNK);
-    at += CHUNK;
+  const r = reader(img.source);
+  try {
+    if (r.size !== img.size) throw new ImageRefused(`changed since it was checked: ${r.size} bytes, was ${img.size}`);
+    // globals, bookkeeping and the page index in one read
+    const small = new Uint8Array(8 * s.globals.length + meta.hostLen + 4 * meta.chunks);
+    if (!r.read(small, img.bodyAt)) throw new ImageRefused("truncated");
+    let crc = crc32(small, img.crcHead);
+    const sdv = new DataView(small.buffer);
+    const idxAt = 8 * s.globals.length + meta.hostLen;
+    if (img.bodyAt + small.length + CHUNK * meta.chunks !== img.size) throw new ImageRefused("its parts do not add up to its length: corrupt");
+    if (meta.memBytes > mem0) s.memory.grow((meta.memBytes - mem0) / 65536);
+    const mem = new Uint8Array(s.memory.buffer);
+    let at = img.bodyAt + small.length;
+    for (let k = 0; k < meta.chunks; k++) {
+      const pg = sdv.getUint32(idxAt + 4 * k, true);
+      if ((pg + 1) * CHUNK > mem.length) throw new ImageRefused(`page ${pg} lies outside its memory: corrupt`);
+      const dst = mem.subarray(pg * CHUNK, (pg + 1) * CHUNK);
+      if (!r.read(dst, at)) throw new ImageRefused("truncated");
+      crc = crc32(dst, crc);
+      at += CHUNK;
+    }
+    if (crc !== img.crc) throw new ImageRefused(`checksum mismatch (CRC-32 ${crc.toString(16)}, header ${img.crc.toString(16)}): corrupt`);
+    at = 0;
+    for (const g of s.globals) {
+      const gl = s.instance[g.name] as WebAssembly.Global;
+      if (g.type === "i64") gl.value = sdv.getBigInt64(at, true);
+      else if (g.type === "i32") gl.value = Number(sdv.getBigInt64(at, true));
+      else gl.value = sdv.getFloat64(at, true);
+      at += 8;
+    }
+    const host = deserialize(small.subarray(at, at + meta.hostLen)) as Record<string, Record<string, unknown>>;
+    for (const [name, obj] of Object.entries(s.host)) Object.assign(obj, host[name]);
+  } finally {
+    r.close();
   }
   for (const n of COUNTER_GLOBALS) {
     const g = s.instance[n] as WebAssembly.Global | undefined;
@@ -345,45 +406,19 @@ export function restoreImage(s: ImageSubject, img: Image): void {
  * the new one, never a torn file under `path`: a temporary file, fsync'd,
  * renamed over the old one, and the directory fsync'd (the rename durable).
  */
-export function writeImageFile(path: string, bytes: Uint8Array): void {
+export async function writeImageFile(path: string, bytes: Uint8Array): Promise<void> {
   const tmp = `${path}.tmp`;
-  const fd = openSync(tmp, "w", 0o600);
+  const fh = await fsp.open(tmp, "w", 0o600);
   try {
     let off = 0;
-    while (off < bytes.length) off += writeSync(fd, bytes, off, Math.min(bytes.length - off, 1 << 24));
-    fsyncSync(fd);
+    while (off < bytes.length) off += (await fh.write(bytes, off, Math.min(bytes.length - off, 1 << 24))).bytesWritten;
+    await fh.sync();
   } finally {
-    closeSync(fd);
+    await fh.close();
   }
-  renameSync(tmp, path);
-  const d = openSync(dirname(path), "r");
-  try { fsyncSync(d); } finally { closeSync(d); }
-}
-
-/**
- * Reads an image file into memory shared with the packet I/O workers
- * (a SharedArrayBuffer: every worker restores from the one copy); null when
- * there is none.
- */
-export function readImageFile(path: string): Uint8Array | null {
-  let fd: number;
-  try { fd = openSync(path, "r"); } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === "ENOENT") return null;
-    throw e;
-  }
-  try {
-    const n = fstatSync(fd).size;
-    const out = new Uint8Array(new SharedArrayBuffer(n));
-    let off = 0;
-    while (off < n) {
-      const r = readSync(fd, out, off, n - off, off);
-      if (r === 0) break;
-      off += r;
-    }
-    return off === n ? out : out.subarray(0, off);
-  } finally {
-    closeSync(fd);
-  }
+  await fsp.rename(tmp, path);
+  const d = await fsp.open(dirname(path), "r");
+  try { await d.sync(); } finally { await d.close(); }
 }
 
 /** Removes an image (one that was refused: it is never right again). */
