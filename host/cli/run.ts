@@ -119,6 +119,27 @@ export async function runCommand(argv: string[]): Promise<number> {
     // The first log line (after the store: a store that cannot be opened is the one line of a failed start).
     logger.start("run", { config: resolve(configFile), io });
 
+    // The data plane's table image (issue 15, host/control/dp-image.ts): the
+    // tables as they were at the store's last transaction, so forwarding
+    // resumes without programming every record again; refused (and the
+    // tables rebuilt from the records) unless it matches.
+    const dpImage = await import("../control/dp-image.js");
+    const imageFile = dpImage.imagePath(storeDir);
+    const imageKey = dpImage.expectedKey(store, cfg, { loader });
+    let image = dpImage.startImage(imageFile, imageKey, log);
+    let snapshotDp: (key: import("../dataplane/image.js").ImageKey) => Promise<Uint8Array> = () => Promise.reject(new Error("no data plane"));
+    let currentConfig = () => cfg;
+    let imageWriter: import("../control/dp-image.js").ImageWriter | undefined;
+    if (imageKey) {
+      const { imageKeyOf } = await import("../dataplane/load.js");
+      imageWriter = new dpImage.ImageWriter({
+        path: imageFile, store, log, snapshot: (k) => snapshotDp(k),
+        key: () => ({ ...imageKeyOf({ loader }), config: dpImage.staticHash(currentConfig()) }),
+      });
+      store = imageWriter.wrapStore(store);
+    }
+    const fromImage = (what: string) => log(`forwarding: ${what} ${performance.now().toFixed(0)} ms after process start`);
+
     let programmer: DataPlaneProgrammer;
     let startResolver = async (): Promise<void> => {};
     let trace: ((port: string, frame: Uint8Array) => unknown) | undefined; // one frame on the running tables (admin `trace`)
@@ -127,7 +148,13 @@ export async function runCommand(argv: string[]): Promise<number> {
     let onLearn: (h: (recs: import("../dataplane/dataplane.js").LearnRecord[]) => void) => void = () => {};
     if (io === "none") {
       const { DataPlane } = await import("../dataplane/dataplane.js");
-      const dp = await DataPlane.create({ loader });
+      const dp = await DataPlane.create({ loader, image }).catch(async (e: Error) => {
+        if (!image) throw e;
+        dpImage.refuseImage(imageFile, e, log);
+        image = undefined;
+        return DataPlane.create({ loader });
+      });
+      snapshotDp = async (k) => dp.snapshot(k);
       programmer = { apply: async (ops) => dp.apply(ops) };
       onLearn = (h) => { dp.learnSink = h; };
       counters = () => dp.counters();
@@ -146,9 +173,16 @@ export async function runCommand(argv: string[]): Promise<number> {
       const { kernelRoutes, primeRoutes } = await import("../underlay/routes.js");
       const routes = cfg.underlay.gatewayMac ? undefined
         : primeRoutes(kernelRoutes({ is6: cfg.underlay.ip.includes(":"), port: cfg.underlay.port, vlan: cfg.underlay.vlan, log }));
-      const pool = await startAfPacket({ config: cfg, workers, io, dataplane: { hugePages, loader } }).catch((e: Error) => {
+      const start = () => startAfPacket({ config: cfg, workers, io, dataplane: { hugePages, loader, image } });
+      const pool = await start().catch((e: Error) => {
+        if (!image) throw e;
+        dpImage.refuseImage(imageFile, e, log);
+        image = undefined;
+        return start();
+      }).catch((e: Error) => {
         throw new Error(`--io ${io}: ${e.message}${v.io === undefined ? " (the configuration has ports, so packet I/O is the default; --io none runs the control plane only)" : ""}`);
       });
+      snapshotDp = (k) => pool.snapshot(k);
       for (const m of pool.modes) log(`io: afxdp ${m}`);
       pool.closed.catch((e: Error) => { log(`FATAL io: packet I/O failed: ${e.message}`); process.exitCode = 1; process.kill(process.pid, "SIGTERM"); });
       cleanup.push(() => pool.stop());
@@ -161,6 +195,8 @@ export async function runCommand(argv: string[]): Promise<number> {
       const { startUnderlayResolver, remotesOf } = await import("../underlay/resolver.js");
       let resolver: import("../underlay/resolver.js").UnderlayResolver | undefined;
       const early = new Set<string>();
+      // the remote NVEs the image's tables send to, whose next hops the resolver must find (no op names them now)
+      for (const r of (image?.meta.info.remotes as string[] | undefined) ?? []) early.add(r);
       programmer = {
         apply: (ops) => {
           const rs = remotesOf(ops);
@@ -184,10 +220,18 @@ export async function runCommand(argv: string[]): Promise<number> {
       };
     }
 
+    if (image) fromImage(`the tables from the image at store transaction ${image.meta.key.txnId},`);
+    if (imageWriter) {
+      programmer = imageWriter.wrapProgrammer(programmer);
+      // a clean stop writes the image: after every writer stopped (cleanup runs last first), before the data plane and store go
+      const w = imageWriter;
+      cleanup.push(() => w.close());
+    }
+
     // Restored and programmed before the broker, MQTT and the admin socket are even
     // loaded: forwarding resumes first (issue 4: restart time; PROTOCOL.md §3).
     const { NveCore } = await import("../control/core.js");
-    const core = await NveCore.open({ config: cfg, store, programmer, log }).catch(async (e: Error) => {
+    const core = await NveCore.open({ config: cfg, store, programmer, log, programmed: !!image }).catch(async (e: Error) => {
       // A refusal of the file's static state names the key at fault, not the op number (issue 13).
       const { DataPlaneError } = await import("../dataplane/dataplane.js");
       if (!(e instanceof DataPlaneError)) throw e;
@@ -198,6 +242,8 @@ export async function runCommand(argv: string[]): Promise<number> {
       const p = opProblem(cfg, ops, e);
       throw new ConfigError(configFile, dottedKey(p.path), p.message);
     });
+    if (!image) fromImage("the tables rebuilt from the store's records,");
+    imageWriter?.started(!!image);
     await startResolver();
     programmed = true;
     control = () => controlView(core);
@@ -260,6 +306,7 @@ export async function runCommand(argv: string[]): Promise<number> {
 
     const { Reloader } = await import("./reload.js");
     const reloader = new Reloader({ configFile, current: cfg, core, broker, client: svc.client, clientTls: cfg.auth?.tls, logger, log, notify, metrics, logLevelFixed: v["log-level"] !== undefined });
+    currentConfig = () => reloader.config;
     process.on("SIGHUP", () => { void reloader.reload("SIGHUP").catch(() => { /* logged by reload */ }); });
 
     if (metricsListen) {

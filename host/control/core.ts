@@ -50,6 +50,12 @@ export interface NveCoreOptions {
    * store, which holds exactly the changes that were acknowledged.
    */
   onFatal?: (e: Error) => void;
+  /**
+   * The data plane already holds the static, cached and stored state (it was
+   * started from a table image taken at the store's last transaction: issue
+   * 15, ./dp-image.ts): open() restores the model without programming it again.
+   */
+  programmed?: boolean;
 }
 
 /** Marks a store write or flush that failed (fatal: see NveCoreOptions.onFatal). */
@@ -219,17 +225,18 @@ export class NveCore {
     // The IMA cache (VNs, flood lists, remote bindings) forwards before the IMA answers (issue 4; host/ima-client/cache.ts).
     const ops = [...staticOps(o.config, core.catalog), ...cachedOps(o.store, o.config), ...core.model.programAll()];
     for (const v of cachedVns(o.store)) if (!core.catalog.get(v.id)) core.catalog.add(v);
-    await o.programmer.apply(ops);
+    if (!o.programmed) await o.programmer.apply(ops);
     const stat = staticVnics(o.config, core.catalog);
     for (const p of o.config.ports) {
       const hv = configHv(p.name);
       await core.transact(hv, p.name, (ctx) => sync(ctx, { id: "config", op: "sync", syncId: randomUUID(), vnics: stat.get(p.name) ?? [], final: true }));
     }
+    // The (VN, IP) index is built before ready, not after (issue 15: ready
+    // means everything forwarding and answering need is built); the data
+    // plane is already programmed (or started from its image) by now.
+    core.model.warm();
     core.log(`NVE ${core.settings.nve} ready: bootId ${core.settings.bootId}, ${core.model.vnics.size} VNICs restored/configured`);
     core.armTimer();
-    // The (VN, IP) index is built after the data plane is programmed (issue 4:
-    // restart time), in the next turn, before the broker connection can bring a request.
-    setImmediate(() => core.model.warm());
     return core;
   }
 

@@ -12,7 +12,8 @@ import {
   type Exports, IN_DESC, OUT_DESC, I_OFF, I_LEN, I_PORT, I_FLAGS, O_PORT, O_HDRLEN, O_DATA, O_DATALEN, O_IN, O_VN,
   VNF_PORTSEC, VNF_ARPSUP, VNF_DSCP_FIXED, MAX_PREFIXES, H64_SLOT, HIP_SLOT, PORT_ACCESS, PORT_UNDERLAY, E_FULL, PUNT_REC, TRACE_REC,
 } from "./abi.js";
-import { type Layout, type CreateOptions, instantiate, checkAbi, layoutOf, dropNamesOf } from "./load.js";
+import { type Layout, type CreateOptions, instantiate, checkAbi, layoutOf, dropNamesOf, wasmModule } from "./load.js";
+import { imageSubject, encodeImage, restoreImage, type ImageKey } from "./image.js";
 import { Tables, ENCAP, type VnState } from "./tables.js";
 import { validate, DataPlaneError, type Parsed } from "./validate.js";
 import { readDrops, readCounters, readTrace, type TraceResult } from "./decode.js";
@@ -74,7 +75,19 @@ export class DataPlane {
     const dp = new DataPlane(ex);
     dp.hugeBytes = huge;
     if (o.clock) dp.now = o.clock;
+    if (o.image) restoreImage(dp.imaged(!!o.debug), o.image);
     return dp;
+  }
+
+  /** The tables as an image keyed `key` (./image.ts; issue 15). */
+  snapshot(key: ImageKey, debug = false): Uint8Array {
+    return encodeImage(this.imaged(debug), key);
+  }
+
+  /** What an image holds of this instance (./image.ts imageSubject). */
+  private imaged(debug: boolean) {
+    // the remote NVEs, for the next-hop resolver of a data plane started from the image
+    return imageSubject(this.ex, wasmModule(debug).globals, { t: this.t, l3: this.l3 }, { remotes: [...this.t.remotes.keys()] });
   }
 
   portIndex(name: string): number { return this.t.ports.get(name) ?? -1; }

@@ -4,6 +4,7 @@
 // memory layout the host and the packet I/O addon write frames into.
 import { readFileSync } from "node:fs";
 import { wasmPath } from "../paths.js";
+import { withGlobalExports, wasmHash, hostCodeHash, type GlobalSpec, type Image, type ImageKey } from "./image.js";
 import { type Exports, REPORTED, SLOT_SIZE, HEADROOM, MAX_BATCH, HDR_SLOT, MAX_OUT, IF_VNET, IF_GSO_SEG, IF_GSO_LAST, IF_SEG_SHIFT } from "./abi.js";
 
 export interface Layout {
@@ -30,6 +31,11 @@ export interface CreateOptions {
    * jco's bindings (./component.ts). The same tables, frames and results.
    */
   loader?: "core" | "component";
+  /**
+   * A checked table image (./image.ts checkImage) to start from instead of
+   * empty tables (issue 15: restart without reprogramming); core loader only.
+   */
+  image?: Image;
   /** component only: each batch through jco's lifted export rather than the core function it lifts (./component.ts; for the bench). */
   liftedBatch?: boolean;
   /**
@@ -40,8 +46,10 @@ export interface CreateOptions {
   clock?: () => number;
 }
 
-const modules = new Map<string, WebAssembly.Module>();
-function wasmModule(debug: boolean): WebAssembly.Module {
+/** A compiled data plane module, its build's SHA-256 and its mutable globals (for the table image, ./image.ts). */
+export interface LoadedModule { module: WebAssembly.Module; sha256: string; globals: GlobalSpec[] | null }
+const modules = new Map<string, LoadedModule>();
+export function wasmModule(debug: boolean): LoadedModule {
   const name = debug ? "dataplane.debug.wasm" : "dataplane.wasm";
   let m = modules.get(name);
   if (!m) {
@@ -50,10 +58,27 @@ function wasmModule(debug: boolean): WebAssembly.Module {
     try { bytes = readFileSync(path); } catch {
       throw new Error(`the data plane ${path} is missing: run npm run build`);
     }
-    m = new WebAssembly.Module(new Uint8Array(bytes));
+    // every mutable global exported too, so an image can hold them (issue 15; ./image.ts)
+    const g = withGlobalExports(new Uint8Array(bytes));
+    m = { module: new WebAssembly.Module(g.bytes), sha256: wasmHash(bytes), globals: g.globals };
     modules.set(name, m);
   }
   return m;
+}
+
+const INIT_DEFAULTS = { macLog2: 21, ipLog2: 21, tunLog2: 16, floodCap: 1 << 20 };
+const shas = new Map<string, string>();
+
+/**
+ * What an image of a data plane made with `o` is keyed by (./image.ts): the
+ * module's build, the host's table code and the layout init() makes.
+ */
+export function imageKeyOf(o: CreateOptions): ImageKey {
+  const name = o.debug ? "dataplane.debug.wasm" : "dataplane.wasm";
+  let sha = modules.get(name)?.sha256 ?? shas.get(name);
+  if (!sha) shas.set(name, (sha = wasmHash(readFileSync(wasmPath(name)))));
+  const l = { ...INIT_DEFAULTS, ...Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) } as typeof INIT_DEFAULTS;
+  return { wasm: sha, host: hostCodeHash(), layout: `mac ${l.macLog2}, ip ${l.ipLog2}, tunnels ${l.tunLog2}, flood ${l.floodCap}` };
 }
 
 /**
@@ -66,9 +91,11 @@ export async function instantiate(o: CreateOptions): Promise<{ ex: Exports; huge
     if (o.debug) throw new Error("the data plane component is built from the release module only: no debug build");
     ex = (await (await import("./component.js")).instantiateComponent({ liftedBatch: o.liftedBatch })) as unknown as Exports;
   } else {
-    ex = (await WebAssembly.instantiate(wasmModule(!!o.debug), {})).exports as unknown as Exports;
+    ex = (await WebAssembly.instantiate(wasmModule(!!o.debug).module, {})).exports as unknown as Exports;
   }
-  ex.init(o.macLog2 ?? 21, o.ipLog2 ?? 21, o.tunLog2 ?? 16, o.floodCap ?? 1 << 20);
+  if (o.image && o.loader === "component") throw new Error("a table image is for the core loader only");
+  const d = INIT_DEFAULTS;
+  ex.init(o.macLog2 ?? d.macLog2, o.ipLog2 ?? d.ipLog2, o.tunLog2 ?? d.tunLog2, o.floodCap ?? d.floodCap);
   // init() lays the tables out without touching them (assembly/state.ts
   // alloc): advised now, they are faulted in as huge pages as bindings land.
   const huge = o.adviseHuge ? o.adviseHuge(ex.memory.buffer) : 0;

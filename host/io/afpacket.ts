@@ -25,6 +25,7 @@ import { availableParallelism } from "node:os";
 import { loadAddon, type OpenOptions } from "./addon.js";
 import { workerUrl } from "../paths.js";
 import type { DataPlaneProgrammer, DpOp } from "../dataplane/ops.js";
+import type { ImageKey } from "../dataplane/image.js";
 import { DataPlaneError, type LearnRecord } from "../dataplane/dataplane.js";
 import type { NveConfig } from "../config/types.js";
 import type { FromWorker, ToWorker, WorkerInit, LoopStats, TapSpec, TappedFrame } from "./worker.js";
@@ -42,7 +43,7 @@ export interface AfPacketOptions {
   /** Ring and socket options for every socket (addon.ts OpenOptions). */
   ring?: Omit<OpenOptions, "fanout">;
   /** Passed to DataPlane.create in every worker. */
-  dataplane?: { macLog2?: number; ipLog2?: number; hugePages?: boolean; loader?: "core" | "component" };
+  dataplane?: WorkerInit["dataplane"];
   /** Applied in every worker before startAfPacket resolves. */
   ops?: DpOp[];
   /** How long an idle worker sleeps in poll() between checks (it is woken early for control messages). */
@@ -171,6 +172,19 @@ export class WorkerPool implements DataPlaneProgrammer {
     return done.then((r) => r[0] as { steps: string[]; drop?: string; outputs: { port: string; frame: Uint8Array }[] });
   }
 
+  /** Worker 0's tables as an image keyed `key` (host/dataplane/image.ts; every worker holds the same tables). */
+  snapshot(key: ImageKey): Promise<Uint8Array> {
+    if (this.stopping) return Promise.reject(new Error("the packet I/O workers are stopped"));
+    const seq = ++this.seq;
+    const done = new Promise<unknown[]>((resolve, reject) => {
+      this.pending.set(seq, { left: 1, results: [], resolve, reject });
+    });
+    this.ports[0].postMessage({ type: "image", seq, key } satisfies ToWorker);
+    Atomics.store(this.ctl, 0, 1);
+    loadAddon().wake(this.wakeFds[0]);
+    return done.then((r) => r[0] as Uint8Array);
+  }
+
   private learnHandlers: ((recs: LearnRecord[]) => void)[] = [];
 
   /** Called with every batch's learn records of every worker (assembly/pipeline/glean.ts). */
@@ -190,6 +204,14 @@ export class WorkerPool implements DataPlaneProgrammer {
       if (!p) return;
       this.pending.delete(m.seq);
       p.resolve([{ steps: m.steps, drop: m.drop, outputs: m.outputs }]);
+      return;
+    }
+    if (m.type === "imaged") {
+      const p = this.pending.get(m.seq);
+      if (!p) return;
+      this.pending.delete(m.seq);
+      if (m.bytes) p.resolve([m.bytes]);
+      else p.reject(new Error(m.error ?? "no image"));
       return;
     }
     if (m.type === "tapped") {

@@ -13,6 +13,7 @@ import { loadAddon, type OpenOptions, type SocketStats } from "./addon.js";
 import { adviseHugePages } from "./hugepages.js";
 import type { DpOp } from "../dataplane/ops.js";
 import { DataPlane, DataPlaneError, type LearnRecord } from "../dataplane/dataplane.js";
+import type { Image, ImageKey } from "../dataplane/image.js";
 import { IN_DESC, I_OFF, I_LEN, I_PORT, OUT_DESC, O_PORT, O_HDRLEN, O_DATA, O_DATALEN } from "../dataplane/abi.js";
 
 export interface WorkerInit {
@@ -25,7 +26,7 @@ export interface WorkerInit {
   /** 802.1Q VLAN id per interface (same order) on a tagged uplink (underlay.vlan), 0 for none. */
   vlans?: number[];
   ring: OpenOptions;
-  dataplane: { macLog2?: number; ipLog2?: number; hugePages?: boolean; loader?: "core" | "component" };
+  dataplane: { macLog2?: number; ipLog2?: number; hugePages?: boolean; loader?: "core" | "component"; image?: Image };
   /** Int32 per worker: non-zero when messages wait on `port`. */
   ctl: SharedArrayBuffer;
   port: MessagePort;
@@ -54,6 +55,8 @@ export type ToWorker =
   | { type: "trace"; seq: number; port: string; frame: Uint8Array }
   | { type: "apply"; seq: number; ops: DpOp[] }
   | { type: "counters"; seq: number }
+  /** This worker's tables as an image (issue 15; host/dataplane/image.ts): worker 0 only, all hold the same tables. */
+  | { type: "image"; seq: number; key: ImageKey }
   | { type: "stop"; seq: number }
   /** A frame the NVE itself sends (an ARP request or NS of the underlay neighbour cache): worker 0 sends it. */
   | { type: "send"; port: string; frame: Uint8Array };
@@ -64,6 +67,7 @@ export type FromWorker =
   | { type: "applied"; id: number; seq: number; error?: { name: string; message: string; index?: number; field?: string } }
   | { type: "counters"; id: number; seq: number; counters: unknown; io: Record<string, SocketStats>; loop: LoopStats }
   | { type: "stopped"; id: number }
+  | { type: "imaged"; id: number; seq: number; bytes?: Uint8Array; error?: string }
   | { type: "tapped"; id: number; tap: number; frames: TappedFrame[] }
   | { type: "traced"; id: number; seq: number; steps: string[]; drop?: string; outputs: { port: string; frame: Uint8Array }[] }
   /** Frames the data plane handed to the host (assembly/pipeline/punt.ts: ARP/ND for underlay.ip). */
@@ -145,6 +149,7 @@ async function main(): Promise<void> {
       }
     });
   };
+  remap(); // a data plane started from an image already has its ports
 
   const drain = () => {
     for (;;) {
@@ -165,6 +170,14 @@ async function main(): Promise<void> {
         const io: Record<string, SocketStats> = {};
         init.interfaces.forEach((name, s) => { io[name] = pio.stats(handles[s]); });
         post({ type: "counters", id: init.id, seq: msg.seq, counters: dp.counters(), io, loop: { ...loop } });
+      } else if (msg.type === "image") {
+        // between batches, synchronously: the tables cannot change while imaged
+        try {
+          const bytes = dp.snapshot(msg.key);
+          parentPort!.postMessage({ type: "imaged", id: init.id, seq: msg.seq, bytes } satisfies FromWorker, [bytes.buffer as ArrayBuffer]);
+        } catch (e) {
+          post({ type: "imaged", id: init.id, seq: msg.seq, error: (e as Error).message });
+        }
       } else if (msg.type === "stop") {
         running = false;
       } else if (msg.type === "trace") {

@@ -342,6 +342,10 @@ export class LmdbStore implements Store {
     return statSync(join(this.dir, "data.mdb")).size;
   }
 
+  lastTxnId(): number {
+    return (this.root.getStats() as { lastTxnId: number }).lastTxnId;
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     await flushed(this.root).catch(() => {});

@@ -93,6 +93,13 @@ export interface Store extends StoreReader {
    * may run its next transaction before `durable`, but must not acknowledge before it.
    */
   commit?<T>(fn: (tx: StoreWriter) => T): Promise<{ result: T; durable: Promise<void> }>;
+  /**
+   * Optional, for a store on disk: the id of its last committed write
+   * transaction, which every commit changes and a restart keeps (LMDB's
+   * txnid). The data plane's table image is used only when it was taken at
+   * this id (issue 15; host/control/dp-image.ts).
+   */
+  lastTxnId?(): number;
   close(): Promise<void>;
 }
 

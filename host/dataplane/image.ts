@@ -1,0 +1,427 @@
+// The data plane's table image (issue 15, "Restart"): the tables of a
+// programmed DataPlane as one file, so `nvedge run` forwards from it at once
+// instead of programming a million bindings from the store's records again.
+//
+// An image holds what a fresh instance needs to be the same data plane: the
+// module's linear memory (in CHUNK-byte pages, only those not all zero, so
+// pages never touched stay unmapped: assembly/state.ts alloc), every mutable
+// wasm global (exported for this by the loader: withGlobalExports), and the
+// host's bookkeeping of the tables (Tables, L3State: ./tables.ts, ./l3.ts),
+// serialised by V8 (node:v8, which keeps Maps, Sets, typed arrays and shared
+// references). The frame slots, descriptors, output headers and counters are
+// left out (a restarted NVE counts from zero, as after a rebuild).
+//
+// It is used only when it is what a rebuild would make: its key (the wasm
+// build's SHA-256, the host table code's SHA-256, the layout, and what the
+// caller adds: the store's last transaction id and the configuration's static
+// ops) equals the expected one. Anything else (a missing, truncated, corrupt,
+// other-version or other-key file) is refused with the reason, and the caller
+// rebuilds from the records (docs/README.md "The table image").
+//
+// File format (version IMAGE_VERSION, little-endian):
+//   0   8  magic "NVEIMAGE"
+//   8   4  format version
+//   12  4  CRC-32 (zlib) of bytes [16, end)
+//   16  8  total length in bytes
+//   24  4  M: length of the meta JSON
+//   28  4  CRC-32 of the meta JSON (checked before its key is read)
+//   32  M  meta JSON: { key, memBytes, chunk, chunks, globals: [name, type][], hostLen }
+//   ..     globals: 8 bytes each (i32 and i64 as i64, f32 and f64 as f64), meta order
+//   ..     host bookkeeping: hostLen bytes (v8.serialize)
+//   ..     chunk index: u32 per chunk (its page number), then the pages, CHUNK bytes each
+import { crc32 } from "node:zlib";
+import { createHash } from "node:crypto";
+import { closeSync, openSync, readFileSync, rmSync, fstatSync, readSync, promises as fsp } from "node:fs";
+import { dirname } from "node:path";
+import { serialize, deserialize } from "node:v8";
+import { type Exports, SLOT_SIZE, MAX_BATCH, IN_DESC, OUT_DESC, MAX_OUT, HDR_SLOT, NUM_DROPS, MAX_PORTS, PORT_CTR, MAX_VNS, VN_CTR, TRACE_REC } from "./abi.js";
+
+export const IMAGE_VERSION = 1;
+const MAGIC = "NVEIMAGE";
+const HEAD = 32;
+/** Memory is imaged in pages of this size: a page all zero is left out. */
+export const CHUNK = 64 * 1024;
+
+/** What an image must match to be used; every field compared as is. */
+export type ImageKey = Record<string, string | number>;
+
+/** A mutable global of the module (exported as `${GLOBAL_PREFIX}${index}`), and its wasm value type. */
+export interface GlobalSpec { name: string; type: "i32" | "i64" | "f32" | "f64" }
+export const GLOBAL_PREFIX = "image$g";
+
+// ---------------------------------------------------------------- the module's globals
+
+function uleb(b: Uint8Array, p: { i: number }): number {
+  let r = 0, s = 0, x: number;
+  do { x = b[p.i++]; r += (x & 0x7f) * 2 ** s; s += 7; } while (x & 0x80);
+  return r;
+}
+function skipLeb(b: Uint8Array, p: { i: number }): void { while (b[p.i++] & 0x80); }
+function ulebBytes(n: number): number[] {
+  const out: number[] = [];
+  do { let x = n % 128; n = Math.floor(n / 128); if (n) x |= 0x80; out.push(x); } while (n);
+  return out;
+}
+const VALTYPE: Record<number, GlobalSpec["type"] | "v128" | "ref"> = { 0x7f: "i32", 0x7e: "i64", 0x7d: "f32", 0x7c: "f64", 0x7b: "v128", 0x70: "ref", 0x6f: "ref" };
+
+/** Skips a constant expression (WebAssembly core spec §3.3.10) up to its `end`. */
+function skipConstExpr(b: Uint8Array, p: { i: number }): void {
+  for (;;) {
+    const op = b[p.i++];
+    if (op === 0x0b) return;
+    if (op === 0x41 || op === 0x42 || op === 0x23 || op === 0xd2) skipLeb(b, p);
+    else if (op === 0x43) p.i += 4;
+    else if (op === 0x44) p.i += 8;
+    else if (op === 0xd0) p.i += 1;
+    else if (op === 0xfd) { skipLeb(b, p); p.i += 16; } // v128.const
+    else if (op === 0x6a || op === 0x6b || op === 0x6c || op === 0x7c || op === 0x7d || op === 0x7e) continue; // extended-const
+    else throw new Error(`a global's initialiser has opcode 0x${op.toString(16)}, which the image does not know`);
+  }
+}
+
+/**
+ * The module's bytes with every mutable global it defines exported as
+ * `image$g<index>` (appended to its export section; nothing else changes),
+ * so an image can read and restore them (WebAssembly JS API: an exported
+ * mutable global is a WebAssembly.Global). A v128 global cannot cross to JS:
+ * a module with a mutable one cannot be imaged (`globals` is then null).
+ */
+export function withGlobalExports(bytes: Uint8Array): { bytes: Uint8Array<ArrayBuffer>; globals: GlobalSpec[] | null } {
+  const b = bytes;
+  let importedGlobals = 0;
+  const mutable: { index: number; type: string }[] = [];
+  let exportAt = -1, exportEnd = -1, exportSizeAt = -1;
+  const p = { i: 8 };
+  while (p.i < b.length) {
+    const id = b[p.i++];
+    const sizeAt = p.i;
+    const size = uleb(b, p);
+    const start = p.i, end = p.i + size;
+    if (id === 2) { // imports
+      const q = { i: start };
+      const n = uleb(b, q);
+      for (let k = 0; k < n; k++) {
+        q.i += uleb(b, q); q.i += uleb(b, q); // module, field
+        const kind = b[q.i++];
+        if (kind === 0) skipLeb(b, q);
+        else if (kind === 1) { q.i++; const f = b[q.i++]; skipLeb(b, q); if (f & 1) skipLeb(b, q); }
+        else if (kind === 2) { const f = b[q.i++]; skipLeb(b, q); if (f & 1) skipLeb(b, q); }
+        else if (kind === 3) { q.i += 2; importedGlobals++; }
+        else if (kind === 4) { q.i++; skipLeb(b, q); }
+      }
+    } else if (id === 6) { // globals
+      const q = { i: start };
+      const n = uleb(b, q);
+      for (let k = 0; k < n; k++) {
+        const t = VALTYPE[b[q.i++]] ?? "ref";
+        const mut = b[q.i++];
+        skipConstExpr(b, q);
+        if (mut) mutable.push({ index: importedGlobals + k, type: t });
+      }
+    } else if (id === 7) { exportAt = start; exportEnd = end; exportSizeAt = sizeAt; }
+    p.i = end;
+  }
+  if (exportAt < 0) throw new Error("the data plane module has no export section");
+  const q = { i: exportAt };
+  const n = uleb(b, q);
+  const entries = b.subarray(q.i, exportEnd);
+  const add: number[] = [];
+  const enc = new TextEncoder();
+  for (const g of mutable) {
+    const name = enc.encode(`${GLOBAL_PREFIX}${g.index}`);
+    add.push(...ulebBytes(name.length), ...name, 0x03, ...ulebBytes(g.index));
+  }
+  const content = new Uint8Array([...ulebBytes(n + mutable.length), ...entries, ...add]);
+  const size = ulebBytes(content.length);
+  const out = new Uint8Array(exportSizeAt + size.length + content.length + (b.length - exportEnd));
+  out.set(b.subarray(0, exportSizeAt), 0);
+  out.set(size, exportSizeAt);
+  out.set(content, exportSizeAt + size.length);
+  out.set(b.subarray(exportEnd), exportSizeAt + size.length + content.length);
+  const ok = mutable.every((g) => g.type === "i32" || g.type === "i64" || g.type === "f32" || g.type === "f64");
+  return { bytes: out, globals: ok ? mutable.map((g) => ({ name: `${GLOBAL_PREFIX}${g.index}`, type: g.type as GlobalSpec["type"] })) : null };
+}
+
+// ---------------------------------------------------------------- identity
+
+const sha = (b: Uint8Array | string) => createHash("sha256").update(b).digest("hex");
+
+let hostHash: string | undefined;
+/**
+ * SHA-256 of the host code that keeps the tables' bookkeeping (this file,
+ * dataplane.ts, tables.ts, l3.ts, as built): another build of it may lay
+ * that bookkeeping out differently, so its images are not used.
+ */
+export function hostCodeHash(): string {
+  if (hostHash) return hostHash;
+  const h = createHash("sha256");
+  for (const f of ["./image.js", "./dataplane.js", "./tables.js", "./l3.js"]) h.update(readFileSync(new URL(f, import.meta.url)));
+  return (hostHash = h.digest("hex"));
+}
+
+/** SHA-256 of a module's bytes, hex. */
+export const wasmHash = (bytes: Uint8Array) => sha(bytes);
+
+// ---------------------------------------------------------------- snapshot and restore
+
+/** Memory ranges left out of an image (frames, descriptors, counters, trace): [start, end) byte offsets. */
+export type Ranges = [number, number][];
+
+/** What encode/restore need of a DataPlane (passed by DataPlane.snapshot/create). */
+export interface ImageSubject {
+  memory: WebAssembly.Memory;
+  instance: Record<string, unknown>;
+  globals: GlobalSpec[];
+  /** The host's bookkeeping objects by name: their own data properties are imaged, except `skip`. */
+  host: Record<string, object>;
+  skip: Set<string>;
+  /** Left out of the image and zero after a restore. */
+  transient: Ranges;
+  /** What the image's user may want to know before restoring it (meta.info): e.g. the remote NVEs. */
+  info?: Record<string, unknown>;
+}
+
+/** Counters the module keeps in globals: zero after a restore, as after a rebuild. */
+const COUNTER_GLOBALS = ["consumed", "fastFrames", "puntCount", "puntLost", "puntTotal", "learnCount", "learnLost", "warmSink"];
+
+/**
+ * An instance as encodeImage/restoreImage see it: `globals` from the loader
+ * (null: this module cannot be imaged), `host` the DataPlane's bookkeeping
+ * objects (their references to the instance are not imaged).
+ */
+export function imageSubject(ex: Exports, globals: GlobalSpec[] | null, host: Record<string, object>, info?: Record<string, unknown>): ImageSubject {
+  if (!globals) throw new ImageRefused("the data plane module has a mutable v128 global, which an image cannot hold");
+  const r = (p: number, n: number): [number, number] => [p, p + n];
+  return {
+    memory: ex.memory, instance: ex as unknown as Record<string, unknown>, globals, host, info,
+    skip: new Set(["ex", "u8", "dv", "host"]),
+    transient: [
+      r(ex.slotBasePtr(), SLOT_SIZE * MAX_BATCH), r(ex.inDescPtr(), IN_DESC * MAX_BATCH), r(ex.outDescPtr(), OUT_DESC * MAX_OUT),
+      r(ex.hdrBasePtr(), HDR_SLOT * MAX_OUT), r(ex.globalCtrPtr(), 64), r(ex.dropCtrPtr(), NUM_DROPS * 8),
+      r(ex.portCtrPtr(), MAX_PORTS * PORT_CTR * 8), r(ex.vnCtrPtr(), MAX_VNS * VN_CTR * 8), r(ex.tracePtr(), MAX_BATCH * TRACE_REC),
+    ],
+  };
+}
+
+function hostState(s: ImageSubject): Record<string, Record<string, unknown>> {
+  const out: Record<string, Record<string, unknown>> = {};
+  for (const [name, obj] of Object.entries(s.host)) {
+    const o: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(obj)) if (!s.skip.has(k) && typeof v !== "function") o[k] = v;
+    out[name] = o;
+  }
+  return out;
+}
+
+/**
+ * The data plane as an image with `key` (synchronous: the instance cannot
+ * change meanwhile, as it is programmed and run on this thread only).
+ */
+export function encodeImage(s: ImageSubject, key: ImageKey): Uint8Array {
+  const mem = new Uint8Array(s.memory.buffer);
+  const memBytes = mem.length;
+  const pages = memBytes / CHUNK;
+  // a page is imaged unless all zero, or all inside the transient ranges
+  const zero = Buffer.alloc(CHUNK);
+  const mb = Buffer.from(mem.buffer, mem.byteOffset, mem.length);
+  const keep: number[] = [];
+  for (let pg = 0; pg < pages; pg++) {
+    const a = pg * CHUNK, e = a + CHUNK;
+    if (s.transient.some(([x, y]) => x <= a && e <= y)) continue;
+    if (mb.compare(zero, 0, CHUNK, a, e) !== 0) keep.push(pg);
+  }
+  const host = serialize(hostState(s));
+  const meta = new TextEncoder().encode(JSON.stringify({ key, info: s.info ?? {}, memBytes, chunk: CHUNK, chunks: keep.length, globals: s.globals.map((g) => [g.name, g.type]), hostLen: host.length }));
+  const total = HEAD + meta.length + 8 * s.globals.length + host.length + 4 * keep.length + CHUNK * keep.length;
+  const out = new Uint8Array(total);
+  const dv = new DataView(out.buffer);
+  out.set(new TextEncoder().encode(MAGIC), 0);
+  dv.setUint32(8, IMAGE_VERSION, true);
+  dv.setBigUint64(16, BigInt(total), true);
+  dv.setUint32(24, meta.length, true);
+  dv.setUint32(28, crc32(meta), true);
+  out.set(meta, HEAD);
+  let at = HEAD + meta.length;
+  for (const g of s.globals) {
+    const v = (s.instance[g.name] as WebAssembly.Global).value as number | bigint;
+    if (g.type === "i64") dv.setBigInt64(at, v as bigint, true);
+    else if (g.type === "i32") dv.setBigInt64(at, BigInt(v as number), true);
+    else dv.setFloat64(at, v as number, true);
+    at += 8;
+  }
+  out.set(host, at);
+  at += host.length;
+  const idxAt = at;
+  at += 4 * keep.length;
+  keep.forEach((pg, k) => {
+    dv.setUint32(idxAt + 4 * k, pg, true);
+    out.set(mem.subarray(pg * CHUNK, (pg + 1) * CHUNK), at);
+    // the transient ranges inside a kept page are zero in the image
+    for (const [x, y] of s.transient) {
+      const a = Math.max(x, pg * CHUNK), e = Math.min(y, (pg + 1) * CHUNK);
+      if (a < e) out.fill(0, at + a - pg * CHUNK, at + e - pg * CHUNK);
+    }
+    at += CHUNK;
+  });
+  dv.setUint32(12, crc32(out.subarray(16)), true);
+  return out;
+}
+
+/**
+ * Where an image is read from: a file (read straight into the instance's
+ * memory, page by page: no copy of the whole image, whose pages the process
+ * would have to fault in twice) or bytes in memory.
+ */
+export type ImageSource = { path: string } | { bytes: Uint8Array };
+
+/** An image whose header and key were checked (checkImage); its body is checked as it is restored. */
+export interface Image { source: ImageSource; size: number; meta: ImageMeta; crcHead: number; crc: number; bodyAt: number }
+interface ImageMeta { key: ImageKey; info: Record<string, unknown>; memBytes: number; chunk: number; chunks: number; globals: [string, string][]; hostLen: number }
+
+/** Why an image cannot be used, for the log line (the caller rebuilds). */
+export class ImageRefused extends Error {}
+
+/** Reads [pos, pos + into.length) of the source into `into`; false at a short read. */
+type Reader = { size: number; read(into: Uint8Array, pos: number): boolean; close(): void };
+function reader(src: ImageSource): Reader {
+  if ("bytes" in src) {
+    const b = src.bytes;
+    return { size: b.length, read: (into, pos) => { if (pos + into.length > b.length) return false; into.set(b.subarray(pos, pos + into.length)); return true; }, close: () => {} };
+  }
+  const fd = openSync(src.path, "r");
+  return {
+    size: fstatSync(fd).size,
+    read: (into, pos) => {
+      let off = 0;
+      while (off < into.length) {
+        const r = readSync(fd, into, off, into.length - off, pos + off);
+        if (r === 0) return false;
+        off += r;
+      }
+      return true;
+    },
+    close: () => closeSync(fd),
+  };
+}
+
+/**
+ * Checks an image's header (magic, version, length) and key without reading
+ * its body; the body's CRC is checked by restoreImage as it reads it. Throws
+ * ImageRefused with the reason when it does not fit `expect`.
+ */
+export function checkImage(source: ImageSource, expect: ImageKey): Image {
+  const r = reader(source);
+  try {
+    const head = new Uint8Array(Math.min(r.size, HEAD));
+    r.read(head, 0);
+    if (r.size < HEAD) throw new ImageRefused(`truncated: ${r.size} bytes, shorter than its header`);
+    if (new TextDecoder().decode(head.subarray(0, 8)) !== MAGIC) throw new ImageRefused("not a table image (bad magic)");
+    const dv = new DataView(head.buffer);
+    const v = dv.getUint32(8, true);
+    if (v !== IMAGE_VERSION) throw new ImageRefused(`format version ${v}, this build reads version ${IMAGE_VERSION}`);
+    const total = Number(dv.getBigUint64(16, true));
+    if (r.size !== total) throw new ImageRefused(`truncated or extended: ${r.size} bytes, its header says ${total}`);
+    const ml = dv.getUint32(24, true);
+    const mb = new Uint8Array(Math.min(ml, total - HEAD));
+    r.read(mb, HEAD);
+    if (crc32(mb) !== dv.getUint32(28, true)) throw new ImageRefused("checksum mismatch in its meta data: corrupt");
+    let meta: ImageMeta;
+    try { meta = JSON.parse(new TextDecoder().decode(mb)) as ImageMeta; } catch {
+      throw new ImageRefused("its meta data is not JSON: corrupt");
+    }
+    for (const k of new Set([...Object.keys(expect), ...Object.keys(meta.key ?? {})])) {
+      if (meta.key?.[k] !== expect[k]) throw new ImageRefused(`${KEY_TEXT[k] ?? k} differs: the image has ${JSON.stringify(meta.key?.[k])}, now ${JSON.stringify(expect[k])}`);
+    }
+    const crcHead = crc32(mb, crc32(head.subarray(16)));
+    return { source, size: total, meta, crcHead, crc: dv.getUint32(12, true), bodyAt: HEAD + ml };
+  } finally {
+    r.close();
+  }
+}
+
+const KEY_TEXT: Record<string, string> = {
+  txnId: "the store's last transaction id", wasm: "the data plane module (SHA-256)", host: "the host's table code (SHA-256)",
+  layout: "the table layout", config: "the configuration's static state (SHA-256)",
+};
+
+/**
+ * Makes the fresh instance `s` (init() already called with the image's
+ * layout) the imaged data plane: memory pages, globals, host bookkeeping.
+ * The pages are read straight into memory, the CRC computed as they come;
+ * the globals and bookkeeping are set only once it matched. On a refusal
+ * (ImageRefused) the instance holds part of the image: discard it.
+ */
+export function restoreImage(s: ImageSubject, img: Image): void {
+  const { meta } = img;
+  const mem0 = s.memory.buffer.byteLength;
+  if (meta.memBytes < mem0) throw new ImageRefused(`its memory (${meta.memBytes} bytes) is smaller than a fresh instance's (${mem0})`);
+  if (meta.chunk !== CHUNK) throw new ImageRefused(`pages of ${meta.chunk} bytes, this build uses ${CHUNK}`);
+  const mine = s.globals.map((g) => `${g.name}:${g.type}`).join();
+  if (meta.globals.map(([n, t]) => `${n}:${t}`).join() !== mine) throw new ImageRefused("the module's globals differ");
+  const r = reader(img.source);
+  try {
+    if (r.size !== img.size) throw new ImageRefused(`changed since it was checked: ${r.size} bytes, was ${img.size}`);
+    // globals, bookkeeping and the page index in one read
+    const small = new Uint8Array(8 * s.globals.length + meta.hostLen + 4 * meta.chunks);
+    if (!r.read(small, img.bodyAt)) throw new ImageRefused("truncated");
+    let crc = crc32(small, img.crcHead);
+    const sdv = new DataView(small.buffer);
+    const idxAt = 8 * s.globals.length + meta.hostLen;
+    if (img.bodyAt + small.length + CHUNK * meta.chunks !== img.size) throw new ImageRefused("its parts do not add up to its length: corrupt");
+    if (meta.memBytes > mem0) s.memory.grow((meta.memBytes - mem0) / 65536);
+    const mem = new Uint8Array(s.memory.buffer);
+    let at = img.bodyAt + small.length;
+    for (let k = 0; k < meta.chunks; k++) {
+      const pg = sdv.getUint32(idxAt + 4 * k, true);
+      if ((pg + 1) * CHUNK > mem.length) throw new ImageRefused(`page ${pg} lies outside its memory: corrupt`);
+      const dst = mem.subarray(pg * CHUNK, (pg + 1) * CHUNK);
+      if (!r.read(dst, at)) throw new ImageRefused("truncated");
+      crc = crc32(dst, crc);
+      at += CHUNK;
+    }
+    if (crc !== img.crc) throw new ImageRefused(`checksum mismatch (CRC-32 ${crc.toString(16)}, header ${img.crc.toString(16)}): corrupt`);
+    at = 0;
+    for (const g of s.globals) {
+      const gl = s.instance[g.name] as WebAssembly.Global;
+      if (g.type === "i64") gl.value = sdv.getBigInt64(at, true);
+      else if (g.type === "i32") gl.value = Number(sdv.getBigInt64(at, true));
+      else gl.value = sdv.getFloat64(at, true);
+      at += 8;
+    }
+    const host = deserialize(small.subarray(at, at + meta.hostLen)) as Record<string, Record<string, unknown>>;
+    for (const [name, obj] of Object.entries(s.host)) Object.assign(obj, host[name]);
+  } finally {
+    r.close();
+  }
+  for (const n of COUNTER_GLOBALS) {
+    const g = s.instance[n] as WebAssembly.Global | undefined;
+    if (g) g.value = typeof g.value === "bigint" ? 0n : 0;
+  }
+}
+
+// ---------------------------------------------------------------- the file
+
+/**
+ * Writes an image so that a crash at any point leaves the previous image or
+ * the new one, never a torn file under `path`: a temporary file, fsync'd,
+ * renamed over the old one, and the directory fsync'd (the rename durable).
+ */
+export async function writeImageFile(path: string, bytes: Uint8Array): Promise<void> {
+  const tmp = `${path}.tmp`;
+  const fh = await fsp.open(tmp, "w", 0o600);
+  try {
+    let off = 0;
+    while (off < bytes.length) off += (await fh.write(bytes, off, Math.min(bytes.length - off, 1 << 24))).bytesWritten;
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  await fsp.rename(tmp, path);
+  const d = await fsp.open(dirname(path), "r");
+  try { await d.sync(); } finally { await d.close(); }
+}
+
+/** Removes an image (one that was refused: it is never right again). */
+export function removeImageFile(path: string): void {
+  rmSync(path, { force: true });
+}
