@@ -34,13 +34,20 @@ const countOnly = args.includes("--count");
 // --expected-file FILE: check the count against FILE, whatever DIR and PATTERN (the runner's own tests)
 const ei = args.indexOf("--expected-file");
 const expectedFile = ei >= 0 ? args[ei + 1] : undefined;
-const pos = args.filter((a, i) => !a.startsWith("--") && !(ei >= 0 && i === ei + 1));
+// --lane-files LIST --lane-report FILE: a lane child of NVEDGE_TEST_JOBS (scripts/test-lanes.mjs): run only the
+// files named in LIST (JSON), check no count, and write what the parent merges to FILE
+const opt = (name) => { const i = args.indexOf(name); return i >= 0 ? args[i + 1] : undefined; };
+const laneFiles = opt("--lane-files"), laneReport = opt("--lane-report");
+const valueAt = new Set(["--expected-file", "--lane-files", "--lane-report"].map((n) => args.indexOf(n)).filter((i) => i >= 0).map((i) => i + 1));
+const pos = args.filter((a, i) => !a.startsWith("--") && !valueAt.has(i));
 const DEFAULT_DIR = "dist/test", DEFAULT_PATTERN = "\\.test\\.js$";
 const dir = resolve(root, pos[0] ?? DEFAULT_DIR);
 const pattern = pos[1] ?? DEFAULT_PATTERN;
 const whole = (pos[0] === undefined || resolve(root, pos[0]) === resolve(root, DEFAULT_DIR)) && pattern === DEFAULT_PATTERN;
 const countFile = expectedFile ? resolve(expectedFile) : join(root, "test", "expected-count");
-const checkCount = whole || expectedFile !== undefined;
+const checkCount = (whole || expectedFile !== undefined) && laneFiles === undefined;
+// NVEDGE_TEST_JOBS=N (N > 1): N lanes of test files at once (scripts/test-lanes.mjs); default 1, one file after the other
+const jobs = Math.max(1, Math.floor(Number(process.env.NVEDGE_TEST_JOBS ?? 1)) || 1);
 
 // the guard and the registry come from the build, whatever DIR is (the runner's own tests point DIR at fixtures)
 const support = join(root, "dist", "test", "support");
@@ -60,8 +67,21 @@ const { registry } = await import(pathToFileURL(join(support, "test-registry.js"
 const reg = registry();
 
 const problems = []; // each one is a failure the uvu totals do not show
-const { suites: files } = await parse(dir, pattern, {});
+let { suites: files } = await parse(dir, pattern, {});
 if (files.length === 0) problems.push(`no test file in ${dir} matches ${pattern}`);
+if (laneFiles) {
+  const mine = new Set(JSON.parse(readFileSync(laneFiles, "utf8")));
+  files = files.filter((f) => mine.has(f.name));
+}
+const limitS = Number(process.env.NVEDGE_TEST_TIMEOUT_S ?? 1200);
+
+if (jobs > 1 && !countOnly && !laneFiles && files.length > 1) {
+  const { runLanes } = await import("./test-lanes.mjs");
+  const r = await runLanes({ runner: fileURLToPath(import.meta.url), dirArg: dir, pattern, names: files.map((f) => f.name), jobs, limitS });
+  problems.push(...r.problems);
+  finish({ passed: r.passed, total: r.total, skips: r.skips, timing: r.timing, runMs: r.wallMs });
+  process.exit();
+}
 
 // where the time goes, per file: its import (top-level setup included) and its suites' runs
 // (and its CPU: this process's plus its waited-for children's, so a file that waits is told from one that works)
@@ -111,16 +131,15 @@ if (countOnly) {
 
 // the slowest files (NVEDGE_TEST_SLOWEST, default 15; 0 prints none), then the totals
 let runStart = 0, runMs;
-function printTiming() {
+function printTiming(timing, runMs) {
   const slowest = Number(process.env.NVEDGE_TEST_SLOWEST ?? 15);
-  if (!(slowest > 0) || files.length === 0) return;
+  if (!(slowest > 0) || timing.length === 0) return;
   const sec = (ms) => (ms / 1000).toFixed(1).padStart(6) + " s";
   const now = performance.now();
-  runMs ??= now - runStart; // the watchdog: the run is still going
   // (a file still running, at the watchdog, counts up to now)
   const ranked = timing.map((t) => ({ ...t, ms: t.importMs + t.runMs + (t.since ? now - t.since : 0) })).sort((a, b) => b.ms - a.ms);
   const sum = ranked.reduce((n, t) => n + t.ms, 0);
-  console.log(`\n  slowest test files (of ${files.length}; wall time of import + run, share, CPU time with child processes):`);
+  console.log(`\n  slowest test files (of ${timing.length}; wall time of import + run, share, CPU time with child processes):`);
   for (const t of ranked.slice(0, slowest))
     console.log(`  ${sec(t.ms)}  ${(100 * t.ms / sum).toFixed(1).padStart(5)}%  cpu ${sec(t.cpuMs)}  ${t.name}`);
   const imports = ranked.reduce((n, t) => n + t.importMs, 0);
@@ -129,11 +148,39 @@ function printTiming() {
     `runner wall time ${(performance.now() / 1000).toFixed(1)} s; load average ${loadavg().map((l) => l.toFixed(2)).join(" ")}\n`);
 }
 
-const limitS = Number(process.env.NVEDGE_TEST_TIMEOUT_S ?? 1200);
+// the count check, the timing, the problems and the last line: of this run, or of the lanes merged (scripts/test-lanes.mjs)
+function finish({ passed, total, skips, timing, runMs }) {
+  let expected;
+  if (existsSync(countFile)) expected = Number(readFileSync(countFile, "utf8").split("\n").find((l) => /^\d+/.test(l.trim())));
+  const skipsAllowed = (process.env.NVEDGE_TEST_SKIP ?? "").trim();
+  if (checkCount) {
+    if (expected === undefined || !Number.isFinite(expected)) problems.push(`${countFile} is missing or holds no number (npm run test:count writes it)`);
+    else if (total < expected && skips.length === 0)
+      problems.push(`${total} tests registered, below the ${expected} of ${countFile}: tests vanished (or, on purpose, run npm run test:count)`);
+  }
+
+  printTiming(timing, runMs);
+
+  // every registered test that did not pass, plus each problem above
+  const failed = total - passed + problems.length;
+  if (problems.length) {
+    console.log("\n  nvedge-test found problems uvu does not count:");
+    for (const p of problems) console.log(`  ✘ ${p}`);
+  }
+  const skipped = [...new Set(skips.map((s) => s.tool))];
+  const tail = [
+    `registered ${total}`,
+    checkCount && expected !== undefined ? `expected ≥ ${expected}` : checkCount ? undefined : "partial run: expected count not checked",
+    skipped.length ? `SKIPPED: ${skipped.join(",")}${skipsAllowed ? ` (NVEDGE_TEST_SKIP=${skipsAllowed})` : " (not root, no CI)"}` : "skipped: none",
+  ].filter(Boolean).join("; ");
+  console.log(`nvedge-test: ${passed} passed, ${failed} failed (${tail})`);
+  process.exitCode = failed > 0 || process.exitCode ? 1 : 0;
+}
+
 const watchdog = setTimeout(() => {
   const cur = reg.suites.find((s) => s.running);
   console.error(`\ntest: the run exceeded NVEDGE_TEST_TIMEOUT_S=${limitS}${cur ? ` in ${cur.file} "${cur.name}"` : ""}`);
-  printTiming(); // where the time went, up to here
+  printTiming(timing, performance.now() - runStart); // where the time went, up to here
   console.log(`nvedge-test: 0 passed, ${Math.max(1, registered())} failed (timed out)`);
   process.exit(1);
 }, limitS * 1000);
@@ -179,28 +226,10 @@ for (const m of reg.missing)
   problems.push(`${m.file}: missing ${m.tool}: ${m.why} (install it: scripts/system-deps.sh; or skip on purpose: NVEDGE_TEST_SKIP=${m.tool})`);
 
 const total = registered();
-let expected;
-if (existsSync(countFile)) expected = Number(readFileSync(countFile, "utf8").split("\n").find((l) => /^\d+/.test(l.trim())));
-const skipsAllowed = (process.env.NVEDGE_TEST_SKIP ?? "").trim();
-if (checkCount) {
-  if (expected === undefined || !Number.isFinite(expected)) problems.push(`${countFile} is missing or holds no number (npm run test:count writes it)`);
-  else if (total < expected && reg.skips.length === 0)
-    problems.push(`${total} tests registered, below the ${expected} of ${countFile}: tests vanished (or, on purpose, run npm run test:count)`);
-}
-
-printTiming();
-
-// every registered test that did not pass, plus each problem above
-const failed = total - passed + problems.length;
-if (problems.length) {
-  console.log("\n  nvedge-test found problems uvu does not count:");
-  for (const p of problems) console.log(`  ✘ ${p}`);
-}
-const skipped = [...new Set(reg.skips.map((s) => s.tool))];
-const tail = [
-  `registered ${total}`,
-  checkCount && expected !== undefined ? `expected ≥ ${expected}` : checkCount ? undefined : "partial run: expected count not checked",
-  skipped.length ? `SKIPPED: ${skipped.join(",")}${skipsAllowed ? ` (NVEDGE_TEST_SKIP=${skipsAllowed})` : " (not root, no CI)"}` : "skipped: none",
-].filter(Boolean).join("; ");
-console.log(`nvedge-test: ${passed} passed, ${failed} failed (${tail})`);
-process.exitCode = failed > 0 || process.exitCode ? 1 : 0;
+if (laneReport) {
+  // a lane child: the parent merges this, checks the count and prints the last line of the whole run
+  writeFileSync(laneReport, JSON.stringify({ passed, total, problems, skips: reg.skips, timing: timing.map(({ since, ...t }) => t) }));
+  printTiming(timing, runMs);
+  console.log(`nvedge-test lane: ${passed} passed, ${total - passed + problems.length} failed`);
+  process.exitCode = total - passed + problems.length > 0 ? 1 : 0;
+} else finish({ passed, total, skips: reg.skips, timing, runMs });

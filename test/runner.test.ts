@@ -93,4 +93,17 @@ test("the expected count: a run that registers fewer tests than the count file f
   }
 });
 
+test("NVEDGE_TEST_JOBS: lanes of files at once give the same totals, problems and exit code as one lane", () => {
+  const one = run("lanes", { NVEDGE_TEST_JOBS: "1" });
+  assert.is(one.code, 1, one.out);
+  assert.match(one.last, /^nvedge-test: 2 passed, 2 failed \(registered 3; partial run/, one.out);
+  // 3 jobs: lane 0 (the serial files: none here) is left out, a.test and b.test each get a lane
+  const par = run("lanes", { NVEDGE_TEST_JOBS: "3" });
+  assert.is(par.code, 1, par.out);
+  assert.match(par.out, /2 files in 2 lanes/);
+  assert.match(par.out, /"lane b fails": after hook threw: Error: lane b cleanup exploded/);
+  assert.match(par.out, /one is not two/);
+  assert.is(par.last, one.last, par.out);
+});
+
 test.run();

@@ -7,7 +7,7 @@
 // `reload`, `pcap` and `trace` never start from such a file.
 import { isIP } from "node:net";
 import { parse as parseYaml } from "yaml";
-import { Ajv } from "ajv";
+import { Ajv, type ValidateFunction } from "ajv";
 import { configSchema } from "./schema.js";
 import type { NveConfig } from "./types.js";
 import type { DpOp } from "../dataplane/ops.js";
@@ -125,7 +125,8 @@ export function checkConfig(cfg: NveConfig): ConfigProblem[] {
   return out;
 }
 
-const allErrors = new Ajv({ allErrors: true, useDefaults: true, strict: false }).compile(configSchema);
+// Compiled on first use (only `nvedge config check` needs it), not at the import of every command.
+let allErrorsCompiled: ValidateFunction | undefined;
 
 /** Every problem of a configuration file's text: syntax, schema (all of them), references, the rules above. */
 export function checkConfigText(text: string, file: string): { problems: ConfigProblem[]; config?: NveConfig } {
@@ -135,6 +136,7 @@ export function checkConfigText(text: string, file: string): { problems: ConfigP
   } catch (e) {
     return { problems: [{ path: "$", message: `not valid ${/\.ya?ml$/i.test(file) ? "YAML" : "JSON"}: ${(e as Error).message}` }] };
   }
+  const allErrors = (allErrorsCompiled ??= new Ajv({ allErrors: true, useDefaults: true, strict: false }).compile(configSchema));
   if (!allErrors(raw)) {
     const seen = new Set<string>();
     const problems: ConfigProblem[] = [];

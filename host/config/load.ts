@@ -3,7 +3,7 @@
 // fault; the CLI turns a ConfigError into exit code 2.
 import { readFileSync } from "node:fs";
 import { parse as parseYaml } from "yaml";
-import { Ajv } from "ajv";
+import { Ajv, type ValidateFunction } from "ajv";
 import { configSchema } from "./schema.js";
 import type { NveConfig } from "./types.js";
 import { checkConfig, dottedKey } from "./check.js";
@@ -14,8 +14,10 @@ export class ConfigError extends Error {
   }
 }
 
-const ajv = new Ajv({ allErrors: false, useDefaults: true, strict: false });
-const validate = ajv.compile(configSchema);
+// Compiled on first use, not at import: every `nvedge` command imports this
+// module (ConfigError), and the compile costs about 0.2 s of CPU at each start.
+let compiled: ValidateFunction | undefined;
+const schemaCheck = () => (compiled ??= new Ajv({ allErrors: false, useDefaults: true, strict: false }).compile(configSchema));
 
 export function parseConfig(text: string, file: string): NveConfig {
   let raw: unknown;
@@ -24,6 +26,7 @@ export function parseConfig(text: string, file: string): NveConfig {
   } catch (e) {
     throw new ConfigError(file, "", `not valid ${/\.ya?ml$/i.test(file) ? "YAML" : "JSON"}: ${(e as Error).message}`);
   }
+  const validate = schemaCheck();
   if (!validate(raw)) {
     const err = validate.errors![0];
     const key = err.instancePath.replace(/^\//, "").replace(/\//g, ".") || "(top level)";

@@ -3,7 +3,7 @@
 // the store is new), plus the RFC 7432 §15 duplicate-detection numbers.
 // JSON, or YAML when the name ends in .yaml/.yml; every error names the key.
 import { parse as parseYaml } from "yaml";
-import { Ajv } from "ajv";
+import { Ajv, type ValidateFunction } from "ajv";
 import { ConfigError, readConfigText } from "../config/load.js";
 import { ID, UUID, profileSchema } from "../config/schema.js";
 import { isUnicastIp, normIp } from "../domain/addr-text.js";
@@ -64,7 +64,8 @@ export const imaConfigSchema = {
   },
 } as const;
 
-const validate = new Ajv({ allErrors: false, useDefaults: true, strict: false }).compile(imaConfigSchema);
+// Compiled on first use, not at import (about 0.2 s of CPU at every start of a process that imports it).
+let compiled: ValidateFunction | undefined;
 
 export function parseImaConfig(text: string, file: string): ImaConfig {
   let raw: unknown;
@@ -74,6 +75,7 @@ export function parseImaConfig(text: string, file: string): ImaConfig {
   } catch (e) {
     throw new ConfigError(file, "", `not valid ${yaml ? "YAML" : "JSON"}: ${(e as Error).message}`);
   }
+  const validate = (compiled ??= new Ajv({ allErrors: false, useDefaults: true, strict: false }).compile(imaConfigSchema));
   if (!validate(raw)) {
     const err = validate.errors![0];
     const key = err.instancePath.replace(/^\//, "").replace(/\//g, ".") || "(top level)";

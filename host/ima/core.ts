@@ -21,7 +21,7 @@
 //   operator's `mac.unfreeze` (or its holder's withdraw).
 import { randomUUID } from "node:crypto";
 import { isIPv4, isIPv6 } from "node:net";
-import { Ajv } from "ajv";
+import { Ajv, type ValidateFunction } from "ajv";
 import { profileSchema } from "../config/schema.js";
 import { profileProblems } from "../dataplane/acl.js";
 import type { VnProfile } from "../domain/profile.js";
@@ -67,13 +67,15 @@ export interface BatchResult {
   undo(): void;
 }
 
-const validateProfile = new Ajv({ strict: false, useDefaults: true }).compile(profileSchema);
+// compiled on first use, not at import (a process start pays for each compile)
+let profileCompiled: ValidateFunction | undefined;
 const MAX_VN = 16777215;
 const MAX_SEQ = 4294967295;
 
 /** A profile with defaults filled and keys in one order, so equal profiles are equal strings. */
 export function canonProfile(p: unknown, field = "profile"): VnProfile {
   const c = structuredClone(p ?? { encap: "vxlan" }) as Record<string, unknown>;
+  const validateProfile = (profileCompiled ??= new Ajv({ strict: false, useDefaults: true }).compile(profileSchema));
   if (!validateProfile(c)) {
     const e = validateProfile.errors![0];
     throw new ProtocolError("bad-request", `${field}${e.instancePath.replace(/\//g, ".")}: ${e.message}`, field);

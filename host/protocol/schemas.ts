@@ -81,7 +81,7 @@ ajv.addFormat("ip", { type: "string", validate: isIpOrPrefix });
  * few hundred ms at import, on the restart path of `nvedge run` before the
  * data plane is programmed (issue 4). Keys enumerate as before.
  */
-function lazyValidators<K extends string>(schemas: Record<K, object>): Record<K, ValidateFunction> {
+export function lazyValidators<K extends string>(schemas: Record<K, object>): Record<K, ValidateFunction> {
   const out = {} as Record<K, ValidateFunction>;
   for (const k of Object.keys(schemas) as K[])
     Object.defineProperty(out, k, {

@@ -1,7 +1,7 @@
 // vn.set-profile (admin, seed §4.5): a VN's new profile, checked (the config
 // schema, then ACL rules, QoS and learning, PROTOCOL.md §5, naming the key);
 // every End Device using the VN is told (vn.profile event, PROTOCOL.md §4).
-import { Ajv } from "ajv";
+import { Ajv, type ValidateFunction } from "ajv";
 import { profileSchema } from "../../../config/schema.js";
 import type { VnProfile } from "../../../dataplane/ops.js";
 import { profileProblems } from "../../../dataplane/acl.js";
@@ -11,11 +11,13 @@ import type { HandlerCtx } from "../../context.js";
 import type { Model } from "../../model.js";
 import { isConfigHv } from "../../model.js";
 
-const validateProfile = new Ajv({ strict: false, useDefaults: true }).compile(profileSchema);
+// compiled on first use, not at the import of every `nvedge run` (a process start pays for each compile)
+let compiled: ValidateFunction | undefined;
 
 /** A copy of `profile` with the schema's defaults, or bad-request naming the key. */
 export function checkProfile(profile: unknown): VnProfile {
   const p = structuredClone(profile);
+  const validateProfile = (compiled ??= new Ajv({ strict: false, useDefaults: true }).compile(profileSchema));
   if (!validateProfile(p)) throw new ProtocolError("bad-request", `profile: ${validateProfile.errors?.[0]?.instancePath} ${validateProfile.errors?.[0]?.message}`, "profile");
   const pr = profileProblems(p as VnProfile)[0];
   if (pr) throw new ProtocolError("bad-request", `profile.${pr.path}: ${pr.message}`, `profile.${pr.path}`);
