@@ -11,7 +11,7 @@ import type { OpenOptions, PacketAddon, SocketStats } from "./addon.js";
 interface XdpAddon {
   open(ifname: string, o: { netns?: string; queue?: number; program: string; zeroCopy?: number; vlan?: number }): number;
   close(h: number): void;
-  mode(h: number): { socket: "zero-copy" | "copy"; xdp: "native" | "generic" };
+  mode(h: number): { socket: "zero-copy" | "copy"; xdp: "native" | "generic"; vlanMeta: boolean };
   descFlags: PacketAddon["descFlags"];
   recv: PacketAddon["recv"];
   send: PacketAddon["send"];
@@ -43,6 +43,7 @@ export function loadXdpIo(queue: number): PacketIo {
     close: (h) => x.close(h),
     recv: x.recv, send: x.send, poll: x.poll, descFlags: x.descFlags,
     stats: (h) => x.stats(h),
-    mode: (h) => { const m = x.mode(h); return `${m.socket} mode, ${m.xdp} XDP`; },
+    // vlanMeta false: an 802.1Q tag the driver leaves in the packet's metadata cannot be read (xsk_redirect.bpf.c)
+    mode: (h) => { const m = x.mode(h); return `${m.socket} mode, ${m.xdp} XDP${m.vlanMeta ? "" : ", 802.1Q tags in metadata not restored"}`; },
   };
 }

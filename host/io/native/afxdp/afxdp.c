@@ -76,6 +76,7 @@ struct prog {
   struct bpf_link *link;       // the attachment: destroyed (or the process gone), the program is off the interface
   int mapFd;
   int cfgFd;                   // the program's cfg map: [0] underlay.vlan's VLAN id, [1] frames of other VLANs passed to the kernel
+  int vlanMeta;                // the variant that restores a VLAN tag the driver left in the metadata runs
 };
 
 struct xsk {
@@ -126,6 +127,45 @@ static void freeXsk(struct xsk *s) {
   free(s);
 }
 
+#ifndef BPF_F_XDP_DEV_BOUND_ONLY
+#define BPF_F_XDP_DEV_BOUND_ONLY (1U << 6) /* Linux 6.3 uapi; older headers lack it */
+#endif
+
+/*
+ * Loads and attaches one variant of the XDP program (xsk_redirect.bpf.c):
+ * `meta`, nvedge_xsk_meta bound to the device (it reads a VLAN tag the
+ * driver left in the metadata), else the plain nvedge_xsk. 0, or -1 with msg.
+ */
+static int loadProg(const char *objPath, unsigned ifindex, int meta, struct bpf_object **objOut, struct bpf_link **linkOut, char *msg, size_t n) {
+  struct bpf_object *obj = bpf_object__open_file(objPath, NULL);
+  if (!obj || libbpf_get_error(obj)) { snprintf(msg, n, "XDP program %s: %s", objPath, strerror(errno)); return -1; }
+  struct bpf_program *plain = bpf_object__find_program_by_name(obj, "nvedge_xsk"), *withMeta = bpf_object__find_program_by_name(obj, "nvedge_xsk_meta");
+  struct bpf_program *prog = meta ? withMeta : plain;
+  if (!prog) { snprintf(msg, n, "XDP program %s: no %s", objPath, meta ? "nvedge_xsk_meta" : "nvedge_xsk"); bpf_object__close(obj); return -1; }
+  if (plain) bpf_program__set_autoload(plain, !meta);
+  if (withMeta) bpf_program__set_autoload(withMeta, meta);
+  if (meta) {
+    // the metadata kfuncs are for programs bound to their device (Linux 6.3+)
+    bpf_program__set_ifindex(prog, ifindex);
+    bpf_program__set_flags(prog, bpf_program__flags(prog) | BPF_F_XDP_DEV_BOUND_ONLY);
+  }
+  if (bpf_object__load(obj)) { snprintf(msg, n, "XDP program %s: load: %s", objPath, strerror(errno)); bpf_object__close(obj); return -1; }
+  // A BPF link, not a netlink attach: it is undone when its fd closes, by
+  // close() from any thread and namespace, or by the kernel if the process
+  // dies, so no program is left behind on the interface. The kernel picks
+  // native XDP where the driver has it (veth does), else generic (SKB) mode,
+  // where a device-bound program is refused (the plain one is used then).
+  struct bpf_link *link = bpf_program__attach_xdp(prog, (int)ifindex);
+  if (!link || libbpf_get_error(link)) {
+    snprintf(msg, n, "attaching the XDP program: %s (another XDP program on the interface?)", strerror(errno));
+    bpf_object__close(obj);
+    return -1;
+  }
+  *objOut = obj;
+  *linkOut = link;
+  return 0;
+}
+
 /* The interface's XDP program, loaded and attached on first use (lock held). */
 static struct prog *progFor(unsigned ifindex, uint64_t ino, const char *objPath, char *msg, size_t n) {
   for (int i = 0; i < MAX_HANDLES; i++)
@@ -133,25 +173,21 @@ static struct prog *progFor(unsigned ifindex, uint64_t ino, const char *objPath,
   struct prog *p = NULL;
   for (int i = 0; i < MAX_HANDLES; i++) if (!progs[i].used) { p = &progs[i]; break; }
   if (!p) { snprintf(msg, n, "too many interfaces"); return NULL; }
-  struct bpf_object *obj = bpf_object__open_file(objPath, NULL);
-  if (!obj || libbpf_get_error(obj)) { snprintf(msg, n, "XDP program %s: %s", objPath, strerror(errno)); return NULL; }
-  if (bpf_object__load(obj)) { snprintf(msg, n, "XDP program %s: load: %s", objPath, strerror(errno)); bpf_object__close(obj); return NULL; }
-  struct bpf_program *prog = bpf_object__find_program_by_name(obj, "nvedge_xsk");
+  struct bpf_object *obj;
+  struct bpf_link *link;
+  // the variant that reads the VLAN metadata where the kernel and driver allow it, else the plain one
+  int meta = loadProg(objPath, ifindex, 1, &obj, &link, msg, n) == 0;
+  if (!meta && loadProg(objPath, ifindex, 0, &obj, &link, msg, n) < 0) return NULL;
   int mapFd = bpf_object__find_map_fd_by_name(obj, "xsks"), cfgFd = bpf_object__find_map_fd_by_name(obj, "cfg");
-  if (!prog || mapFd < 0 || cfgFd < 0) { snprintf(msg, n, "XDP program %s: no nvedge_xsk / xsks / cfg", objPath); bpf_object__close(obj); return NULL; }
-  // A BPF link, not a netlink attach: it is undone when its fd closes, by
-  // close() from any thread and namespace, or by the kernel if the process
-  // dies, so no program is left behind on the interface. The kernel picks
-  // native XDP where the driver has it (veth does), else generic (SKB) mode.
-  struct bpf_link *link = bpf_program__attach_xdp(prog, (int)ifindex);
-  if (!link || libbpf_get_error(link)) {
-    snprintf(msg, n, "attaching the XDP program: %s (another XDP program on the interface?)", strerror(errno));
+  if (mapFd < 0 || cfgFd < 0) {
+    snprintf(msg, n, "XDP program %s: no xsks / cfg map", objPath);
+    bpf_link__destroy(link);
     bpf_object__close(obj);
     return NULL;
   }
   __u32 id = 0;
   uint32_t flags = bpf_xdp_query_id((int)ifindex, XDP_FLAGS_DRV_MODE, &id) == 0 && id ? XDP_FLAGS_DRV_MODE : XDP_FLAGS_SKB_MODE;
-  *p = (struct prog){ 1, ifindex, ino, 1, flags, obj, link, mapFd, cfgFd };
+  *p = (struct prog){ 1, ifindex, ino, 1, flags, obj, link, mapFd, cfgFd, meta };
   return p;
 }
 
@@ -302,6 +338,8 @@ static napi_value Mode(napi_env env, napi_callback_info info) {
   napi_set_named_property(env, o, "socket", v);
   napi_create_string_utf8(env, s->prog->flags == XDP_FLAGS_DRV_MODE ? "native" : "generic", NAPI_AUTO_LENGTH, &v);
   napi_set_named_property(env, o, "xdp", v);
+  napi_get_boolean(env, s->prog->vlanMeta != 0, &v);
+  napi_set_named_property(env, o, "vlanMeta", v);
   return o;
 }
 
