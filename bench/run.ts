@@ -15,6 +15,7 @@ const MODULES: Module[] = [
   { name: "io", file: "./io.js", fn: "runIoBench" },
   { name: "race", file: "./race.js", fn: "runRaceBench" },
   { name: "xdp-sender", file: "./xdp-sender.js", fn: "runXdpSenderBench" },
+  { name: "nexthop", file: "./nexthop.js", fn: "runNexthopBench" },
   { name: "store", file: "./store.js", fn: "runStoreBench" },
   { name: "ima", file: "./ima.js", fn: "runImaBench" },
   { name: "migration", file: "./migration.js", fn: "runMigrationBench" },
