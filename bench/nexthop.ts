@@ -16,8 +16,10 @@
 //     wasm compile, workers: for the record);
 //   - resolvedAfterProgrammedMs: what the NVE logs itself;
 //   - broadcastFrames: tunnel frames to ff:ff:ff:ff:ff:ff (must be 0);
-//   - changeMs: the sink's MAC changed (it announces it, arp_notify=1) to the
-//     first tunnel frame to the new MAC; framesToOldMacAfterChange for the record.
+//   - changeMs: once the NVE runs (its "running:" line), the sink's MAC
+//     changes and the sink announces it (gratuitous ARP, arp_notify=1): from
+//     that announcement on the wire to the first tunnel frame to the new MAC;
+//     framesToOldMacAfterChange for the record.
 // Run alone: `node dist/bench/nexthop.js` (root, trafgen, tcpdump).
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, writeFileSync } from "node:fs";
@@ -99,11 +101,13 @@ async function once(io: "afpacket" | "afxdp"): Promise<Row> {
     const seen = (re: RegExp) => lines.find((l) => re.test(l));
     const deadline = Date.now() + 20_000;
     while (!seen(/next hop 192\.0\.2\.2 is at/) && Date.now() < deadline && nve.exitCode === null) await sleep(20);
+    // the change is measured on a running NVE: its control plane's start-up (broker, MQTT) holds the main thread, where ARP is handled
+    while (!seen(/ running: --io/) && Date.now() < deadline && nve.exitCode === null) await sleep(20);
     await sleep(300);
     // the neighbour changes its MAC and announces it (gratuitous ARP, arp_notify)
     const newMac = "02:00:00:00:01:99";
     sh(["ip", "-n", t.sink, "link", "set", t.underlay, "address", newMac]);
-    await sleep(700);
+    await sleep(1000);
     const frames = await cap.stop();
     if (process.env.NEXTHOP_VERBOSE === "1") console.error(lines.filter((l) => /underlay|NHDBG|running|io:/.test(l)).join("\n"));
     const programmed = logTime(seen(/underlay: resolving next hops/) ?? "");

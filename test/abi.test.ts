@@ -101,13 +101,14 @@ if (requireTool("cc", () => onPath("cc"), "the C compiler's reading of abi.h and
 test("no consumer keeps its own copy: the C files include abi.h and define none of its names; no literal descriptor strides or offsets in the host", async () => {
   const g = await gen();
   const names = new Set([...g.constants(g.ABI_SOURCES), ...g.constants(g.WIRE_SOURCES)].map((c) => c.name));
-  for (const f of ["host/io/native/afpacket.c", "bench/native/dpbench.c"]) {
+  for (const f of ["host/io/native/afpacket.c", "host/io/native/afxdp/afxdp.c", "host/io/native/io_common.h", "bench/native/dpbench.c"]) {
     const text = src(f);
     assert.ok(text.includes('#include "abi.h"'), `${f} does not include abi.h`);
     for (const m of text.matchAll(/^\s*#define\s+(\w+)/gm)) assert.not.ok(names.has(m[1]), `${f} defines ${m[1]} itself`);
     for (const m of text.matchAll(/^\s*(?:enum\s*\{|static const \w+ )\s*(\w+)/gm)) assert.not.ok(names.has(m[1]), `${f} declares ${m[1]} itself`);
   }
-  assert.not.ok(/DescBase[^;\n]*\*\s*(8|16)\b/.test(src("host/io/native/afpacket.c")), "afpacket.c: a literal descriptor size");
+  for (const f of ["host/io/native/afpacket.c", "host/io/native/afxdp/afxdp.c", "host/io/native/io_common.h"])
+    assert.not.ok(/DescBase[^;\n]*\*\s*(8|16)\b/.test(src(f)), `${f}: a literal descriptor size`);
   // the TypeScript consumers: descriptor strides and field offsets come from abi.ts
   const ts = [...readdirSync(join(root, "host/dataplane")).filter((f) => f.endsWith(".ts") && f !== "abi.ts").map((f) => `host/dataplane/${f}`),
     "host/io/worker.ts", "bench/dataplane.ts", "bench/io.ts"];

@@ -333,9 +333,8 @@ export async function startAfPacket(opts: AfPacketOptions): Promise<WorkerPool> 
   const wakeFds: number[] = [];
   const poolNo = pools++;
   const fanout = interfaces.map((_, i) => fanoutGroup(poolNo, i));
-  // underlay.vlan (INTERFACES.md): the uplink's socket tags and untags (native/afpacket.c)
+  // underlay.vlan (INTERFACES.md): the uplink's socket tags and untags (native/afpacket.c; native/afxdp: its XDP program takes only our VLAN)
   const vlans = interfaces.map((name) => opts.config && name === opts.config.underlay.port ? opts.config.underlay.vlan ?? 0 : 0);
-  if (opts.io === "afxdp" && vlans.some((v) => v)) throw new Error("underlay.vlan is handled by the AF_PACKET sockets only: use --io afpacket for a tagged uplink");
   for (let id = 0; id < n; id++) {
     const { port1, port2 } = new MessageChannel();
     const wakeFd = addon.eventfd();

@@ -112,7 +112,7 @@ async function main(): Promise<void> {
       // partial checksums recognised by the addon reach the data plane as AF_PACKET's do (afxdp.c partialL4)
       x.descFlags(f.vnet, f.gsoSeg, f.gsoLast, f.segShift);
       pio = x;
-      init.interfaces.forEach((name) => { handles.push(x.open(name, init.ring)); modes.push(`${name}: ${x.mode(handles[handles.length - 1])}`); });
+      init.interfaces.forEach((name, i) => { handles.push(x.open(name, { ...init.ring, vlan: init.vlans?.[i] ?? 0 })); modes.push(`${name}: ${x.mode(handles[handles.length - 1])}`); });
     } else {
       init.interfaces.forEach((name, i) => handles.push(addon.open(name, { vnetHdr: 1, ...init.ring, fanout: init.fanout[i], vlan: init.vlans?.[i] ?? 0 })));
     }

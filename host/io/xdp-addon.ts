@@ -9,9 +9,9 @@ import { root } from "../paths.js";
 import type { OpenOptions, PacketAddon, SocketStats } from "./addon.js";
 
 interface XdpAddon {
-  open(ifname: string, o: { netns?: string; queue?: number; program: string; zeroCopy?: number }): number;
+  open(ifname: string, o: { netns?: string; queue?: number; program: string; zeroCopy?: number; vlan?: number }): number;
   close(h: number): void;
-  mode(h: number): { socket: "zero-copy" | "copy"; xdp: "native" | "generic" };
+  mode(h: number): { socket: "zero-copy" | "copy"; xdp: "native" | "generic"; vlanMeta: boolean };
   descFlags: PacketAddon["descFlags"];
   recv: PacketAddon["recv"];
   send: PacketAddon["send"];
@@ -39,10 +39,11 @@ export function loadXdpIo(queue: number): PacketIo {
     throw new Error(`the AF_XDP addon is not built (${xdpAddonPath} or its XDP program missing): install libbpf-dev and clang (scripts/system-deps.sh), then node scripts/build.mjs --addon`);
   const x = (cached ??= createRequire(import.meta.url)(xdpAddonPath) as XdpAddon);
   return {
-    open: (ifname, o) => x.open(ifname, { netns: o.netns, queue, program: xdpProgramPath }),
+    open: (ifname, o) => x.open(ifname, { netns: o.netns, queue, program: xdpProgramPath, vlan: o.vlan ?? 0 }),
     close: (h) => x.close(h),
     recv: x.recv, send: x.send, poll: x.poll, descFlags: x.descFlags,
     stats: (h) => x.stats(h),
-    mode: (h) => { const m = x.mode(h); return `${m.socket} mode, ${m.xdp} XDP`; },
+    // vlanMeta false: an 802.1Q tag the driver leaves in the packet's metadata cannot be read (xsk_redirect.bpf.c)
+    mode: (h) => { const m = x.mode(h); return `${m.socket} mode, ${m.xdp} XDP${m.vlanMeta ? "" : ", 802.1Q tags in metadata not restored"}`; },
   };
 }

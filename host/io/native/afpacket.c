@@ -55,7 +55,8 @@
 #include <unistd.h>
 #include <arpa/inet.h>
 
-#include "io_common.h" // N-API helpers, recv/send arguments, descriptors, netns, poll (shared with afxdp/afxdp.c); abi.h
+#include "abi.h"       // the memory ABI (generated from assembly/ by scripts/abi.mjs)
+#include "io_common.h" // N-API helpers, recv/send arguments, descriptors, netns, poll (shared with afxdp/afxdp.c)
 
 #define MAX_HANDLES 256
 

@@ -45,12 +45,14 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
+#include "abi.h"       // the memory ABI (generated from assembly/ by scripts/abi.mjs), from host/io/native (binding.gyp)
+#include "io_common.h" // shared with afpacket.c: N-API helpers, recv/send arguments, descriptors, netns, poll
+
 #ifndef SOL_XDP
 #define SOL_XDP 283
 #endif
 
 #define MAX_HANDLES 256
-#define MAX_PORTS 1024
 #define FRAME 2048u
 #define NFRAMES 4096u          // half for receive (fill ring), half for send
 #define RING 2048u
@@ -73,6 +75,8 @@ struct prog {
   struct bpf_object *obj;
   struct bpf_link *link;       // the attachment: destroyed (or the process gone), the program is off the interface
   int mapFd;
+  int cfgFd;                   // the program's cfg map: [0] underlay.vlan's VLAN id, [1] frames of other VLANs passed to the kernel
+  int vlanMeta;                // the variant that restores a VLAN tag the driver left in the metadata runs
 };
 
 struct xsk {
@@ -85,7 +89,9 @@ struct xsk {
   uint32_t txFreeN;
   int zeroCopy;
   struct prog *prog;
-  uint64_t rxFrames, rxBytes, txFrames, txBytes, txErrors, oversize, txFull, csumNotReady;
+  uint64_t rxFrames, rxBytes, txFrames, txBytes, txErrors, oversize, txFull, csumNotReady, vlanOther;
+  uint16_t vlan;               // underlay.vlan: frames carry this 802.1Q tag on the wire, none in the data plane (0: off)
+  uint8_t vlanTag[4];          // the tag sent
 };
 
 static struct xsk *handles[MAX_HANDLES];
@@ -93,39 +99,6 @@ static uint16_t fVnet;                 // the data plane's in-desc flag bit for 
 static struct prog progs[MAX_HANDLES];
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 
-static napi_value throwErr(napi_env env, const char *msg) {
-  napi_throw_error(env, NULL, msg);
-  return NULL;
-}
-static napi_value num(napi_env env, double d) {
-  napi_value v;
-  napi_create_double(env, d, &v);
-  return v;
-}
-static int getU32(napi_env env, napi_value v, uint32_t *out) { return napi_get_value_uint32(env, v, out) == napi_ok; }
-static int getI32(napi_env env, napi_value v, int32_t *out) { return napi_get_value_int32(env, v, out) == napi_ok; }
-static int optStr(napi_env env, napi_value o, const char *k, char *buf, size_t n) {
-  bool has;
-  napi_value v;
-  napi_valuetype t;
-  size_t len;
-  buf[0] = 0;
-  if (napi_has_named_property(env, o, k, &has) != napi_ok || !has) return 1;
-  napi_get_named_property(env, o, k, &v);
-  napi_typeof(env, v, &t);
-  if (t == napi_undefined) return 1;
-  return t == napi_string && napi_get_value_string_utf8(env, v, buf, n, &len) == napi_ok;
-}
-static int optU32(napi_env env, napi_value o, const char *k, uint32_t *out) {
-  bool has;
-  napi_value v;
-  napi_valuetype t;
-  if (napi_has_named_property(env, o, k, &has) != napi_ok || !has) return 1;
-  napi_get_named_property(env, o, k, &v);
-  napi_typeof(env, v, &t);
-  if (t == napi_undefined) return 1;
-  return getU32(env, v, out);
-}
 static struct xsk *getXsk(napi_env env, napi_value v) {
   int32_t h;
   if (!getI32(env, v, &h) || h < 0 || h >= MAX_HANDLES) return NULL;
@@ -154,6 +127,45 @@ static void freeXsk(struct xsk *s) {
   free(s);
 }
 
+#ifndef BPF_F_XDP_DEV_BOUND_ONLY
+#define BPF_F_XDP_DEV_BOUND_ONLY (1U << 6) /* Linux 6.3 uapi; older headers lack it */
+#endif
+
+/*
+ * Loads and attaches one variant of the XDP program (xsk_redirect.bpf.c):
+ * `meta`, nvedge_xsk_meta bound to the device (it reads a VLAN tag the
+ * driver left in the metadata), else the plain nvedge_xsk. 0, or -1 with msg.
+ */
+static int loadProg(const char *objPath, unsigned ifindex, int meta, struct bpf_object **objOut, struct bpf_link **linkOut, char *msg, size_t n) {
+  struct bpf_object *obj = bpf_object__open_file(objPath, NULL);
+  if (!obj || libbpf_get_error(obj)) { snprintf(msg, n, "XDP program %s: %s", objPath, strerror(errno)); return -1; }
+  struct bpf_program *plain = bpf_object__find_program_by_name(obj, "nvedge_xsk"), *withMeta = bpf_object__find_program_by_name(obj, "nvedge_xsk_meta");
+  struct bpf_program *prog = meta ? withMeta : plain;
+  if (!prog) { snprintf(msg, n, "XDP program %s: no %s", objPath, meta ? "nvedge_xsk_meta" : "nvedge_xsk"); bpf_object__close(obj); return -1; }
+  if (plain) bpf_program__set_autoload(plain, !meta);
+  if (withMeta) bpf_program__set_autoload(withMeta, meta);
+  if (meta) {
+    // the metadata kfuncs are for programs bound to their device (Linux 6.3+)
+    bpf_program__set_ifindex(prog, ifindex);
+    bpf_program__set_flags(prog, bpf_program__flags(prog) | BPF_F_XDP_DEV_BOUND_ONLY);
+  }
+  if (bpf_object__load(obj)) { snprintf(msg, n, "XDP program %s: load: %s", objPath, strerror(errno)); bpf_object__close(obj); return -1; }
+  // A BPF link, not a netlink attach: it is undone when its fd closes, by
+  // close() from any thread and namespace, or by the kernel if the process
+  // dies, so no program is left behind on the interface. The kernel picks
+  // native XDP where the driver has it (veth does), else generic (SKB) mode,
+  // where a device-bound program is refused (the plain one is used then).
+  struct bpf_link *link = bpf_program__attach_xdp(prog, (int)ifindex);
+  if (!link || libbpf_get_error(link)) {
+    snprintf(msg, n, "attaching the XDP program: %s (another XDP program on the interface?)", strerror(errno));
+    bpf_object__close(obj);
+    return -1;
+  }
+  *objOut = obj;
+  *linkOut = link;
+  return 0;
+}
+
 /* The interface's XDP program, loaded and attached on first use (lock held). */
 static struct prog *progFor(unsigned ifindex, uint64_t ino, const char *objPath, char *msg, size_t n) {
   for (int i = 0; i < MAX_HANDLES; i++)
@@ -161,25 +173,21 @@ static struct prog *progFor(unsigned ifindex, uint64_t ino, const char *objPath,
   struct prog *p = NULL;
   for (int i = 0; i < MAX_HANDLES; i++) if (!progs[i].used) { p = &progs[i]; break; }
   if (!p) { snprintf(msg, n, "too many interfaces"); return NULL; }
-  struct bpf_object *obj = bpf_object__open_file(objPath, NULL);
-  if (!obj || libbpf_get_error(obj)) { snprintf(msg, n, "XDP program %s: %s", objPath, strerror(errno)); return NULL; }
-  if (bpf_object__load(obj)) { snprintf(msg, n, "XDP program %s: load: %s", objPath, strerror(errno)); bpf_object__close(obj); return NULL; }
-  struct bpf_program *prog = bpf_object__find_program_by_name(obj, "nvedge_xsk");
-  int mapFd = bpf_object__find_map_fd_by_name(obj, "xsks");
-  if (!prog || mapFd < 0) { snprintf(msg, n, "XDP program %s: no nvedge_xsk / xsks", objPath); bpf_object__close(obj); return NULL; }
-  // A BPF link, not a netlink attach: it is undone when its fd closes, by
-  // close() from any thread and namespace, or by the kernel if the process
-  // dies, so no program is left behind on the interface. The kernel picks
-  // native XDP where the driver has it (veth does), else generic (SKB) mode.
-  struct bpf_link *link = bpf_program__attach_xdp(prog, (int)ifindex);
-  if (!link || libbpf_get_error(link)) {
-    snprintf(msg, n, "attaching the XDP program: %s (another XDP program on the interface?)", strerror(errno));
+  struct bpf_object *obj;
+  struct bpf_link *link;
+  // the variant that reads the VLAN metadata where the kernel and driver allow it, else the plain one
+  int meta = loadProg(objPath, ifindex, 1, &obj, &link, msg, n) == 0;
+  if (!meta && loadProg(objPath, ifindex, 0, &obj, &link, msg, n) < 0) return NULL;
+  int mapFd = bpf_object__find_map_fd_by_name(obj, "xsks"), cfgFd = bpf_object__find_map_fd_by_name(obj, "cfg");
+  if (mapFd < 0 || cfgFd < 0) {
+    snprintf(msg, n, "XDP program %s: no xsks / cfg map", objPath);
+    bpf_link__destroy(link);
     bpf_object__close(obj);
     return NULL;
   }
   __u32 id = 0;
   uint32_t flags = bpf_xdp_query_id((int)ifindex, XDP_FLAGS_DRV_MODE, &id) == 0 && id ? XDP_FLAGS_DRV_MODE : XDP_FLAGS_SKB_MODE;
-  *p = (struct prog){ 1, ifindex, ino, 1, flags, obj, link, mapFd };
+  *p = (struct prog){ 1, ifindex, ino, 1, flags, obj, link, mapFd, cfgFd, meta };
   return p;
 }
 
@@ -244,7 +252,14 @@ static int setup(struct xsk *s, const char *ifname, uint32_t queue, const char *
   s->prog = progFor(ifindex, ino, objPath, msg, n);
   if (s->prog) {
     int key = (int)queue, val = s->fd;
-    if (bpf_map_update_elem(s->prog->mapFd, &key, &val, BPF_ANY)) {
+    // the interface's VLAN (underlay.vlan) for its XDP program: set by every socket of it, all alike
+    uint32_t ck = 0;
+    uint64_t vid = s->vlan;
+    if (bpf_map_update_elem(s->prog->cfgFd, &ck, &vid, BPF_ANY)) {
+      snprintf(msg, n, "setting the XDP program's VLAN: %s", strerror(errno));
+      progRelease(s->prog);
+      s->prog = NULL;
+    } else if (bpf_map_update_elem(s->prog->mapFd, &key, &val, BPF_ANY)) {
       snprintf(msg, n, "adding the socket to the XDP map: %s", strerror(errno));
       progRelease(s->prog);
       s->prog = NULL;
@@ -252,6 +267,12 @@ static int setup(struct xsk *s, const char *ifname, uint32_t queue, const char *
   }
   pthread_mutex_unlock(&lock);
   return s->prog ? 0 : -1;
+}
+
+struct setupCtx { struct xsk *s; const char *ifname, *obj; uint32_t queue; int zc; char *msg; size_t n; };
+static int setupThunk(void *p) {
+  struct setupCtx *c = p;
+  return setup(c->s, c->ifname, c->queue, c->obj, c->zc, c->msg, c->n);
 }
 
 static napi_value Open(napi_env env, napi_callback_info info) {
@@ -262,35 +283,22 @@ static napi_value Open(napi_env env, napi_callback_info info) {
   size_t len = 0;
   if (argc < 2 || napi_get_value_string_utf8(env, argv[0], ifname, sizeof ifname, &len) != napi_ok || len == 0 || len >= IFNAMSIZ)
     return throwErr(env, "open: interface name must be 1 to 15 characters, then an options object");
-  uint32_t queue = 0, zc = 1;
+  uint32_t queue = 0, zc = 1, vlan = 0;
   if (!optStr(env, argv[1], "netns", netns, sizeof netns) || !optStr(env, argv[1], "program", obj, sizeof obj) ||
-      !optU32(env, argv[1], "queue", &queue) || !optU32(env, argv[1], "zeroCopy", &zc))
-    return throwErr(env, "open: netns and program are strings, queue and zeroCopy non-negative integers");
+      !optU32(env, argv[1], "queue", &queue) || !optU32(env, argv[1], "zeroCopy", &zc) || !optU32(env, argv[1], "vlan", &vlan))
+    return throwErr(env, "open: netns and program are strings, queue, zeroCopy and vlan non-negative integers");
   if (!obj[0]) return throwErr(env, "open: program (the XDP object file) is required");
+  if (vlan > 4094) return throwErr(env, "open: vlan must be 0 (none) or a VLAN id 1..4094");
   struct xsk *s = calloc(1, sizeof *s);
   if (!s) return throwErr(env, "open: out of memory");
   s->fd = -1;
   s->queue = queue;
+  s->vlan = (uint16_t)vlan;
+  vlanTagBytes(s->vlanTag, (uint16_t)vlan);
   memcpy(s->ifname, ifname, IFNAMSIZ);
   char msg[400];
-  int rc;
-  if (netns[0]) {
-    int self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC), target = open(netns, O_RDONLY | O_CLOEXEC);
-    if (self < 0 || target < 0 || setns(target, CLONE_NEWNET) < 0) {
-      snprintf(msg, sizeof msg, "interface %s: network namespace %s: %s", ifname, netns, strerror(errno));
-      if (self >= 0) close(self);
-      if (target >= 0) close(target);
-      freeXsk(s);
-      return throwErr(env, msg);
-    }
-    rc = setup(s, ifname, queue, obj, (int)zc, msg, sizeof msg);
-    int back = setns(self, CLONE_NEWNET);
-    close(self);
-    close(target);
-    if (back < 0) abort();
-  } else {
-    rc = setup(s, ifname, queue, obj, (int)zc, msg, sizeof msg);
-  }
+  struct setupCtx c = { s, ifname, obj, queue, (int)zc, msg, sizeof msg };
+  int rc = netns[0] ? inNetns(netns, ifname, setupThunk, &c, msg, sizeof msg) : setupThunk(&c);
   if (rc < 0) {
     freeXsk(s);
     return throwErr(env, msg);
@@ -330,12 +338,10 @@ static napi_value Mode(napi_env env, napi_callback_info info) {
   napi_set_named_property(env, o, "socket", v);
   napi_create_string_utf8(env, s->prog->flags == XDP_FLAGS_DRV_MODE ? "native" : "generic", NAPI_AUTO_LENGTH, &v);
   napi_set_named_property(env, o, "xdp", v);
+  napi_get_boolean(env, s->prog->vlanMeta != 0, &v);
+  napi_set_named_property(env, o, "vlanMeta", v);
   return o;
 }
-
-static inline void putU16(uint8_t *p, uint16_t v) { p[0] = v & 0xff; p[1] = v >> 8; }
-static inline uint16_t getU16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
-static inline uint32_t getU32le(const uint8_t *p) { return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24); }
 
 static void kick(struct xsk *s);
 
@@ -409,39 +415,43 @@ static napi_value Recv(napi_env env, napi_callback_info info) {
   if (argc < 10) return throwErr(env, "recv: expects 10 arguments");
   struct xsk *s = getXsk(env, argv[0]);
   if (!s) return throwErr(env, "recv: bad handle");
-  void *memp;
-  size_t memLen;
-  if (napi_get_arraybuffer_info(env, argv[1], &memp, &memLen) != napi_ok) return throwErr(env, "recv: memory must be an ArrayBuffer");
-  uint8_t *mem = memp;
-  uint32_t slotBase, slotSize, headroom, inDescBase, first, max, port;
-  int32_t timeout;
-  if (!getU32(env, argv[2], &slotBase) || !getU32(env, argv[3], &slotSize) || !getU32(env, argv[4], &headroom) ||
-      !getU32(env, argv[5], &inDescBase) || !getU32(env, argv[6], &first) || !getU32(env, argv[7], &max) ||
-      !getU32(env, argv[8], &port) || !getI32(env, argv[9], &timeout))
-    return throwErr(env, "recv: arguments must be non-negative integers");
-  if (headroom >= slotSize || port > 0xffff || (uint64_t)slotBase + ((uint64_t)first + max) * slotSize > memLen ||
-      (uint64_t)inDescBase + ((uint64_t)first + max) * 8 > memLen)
-    return throwErr(env, "recv: slots or descriptors outside the memory");
+  struct recvArgs a;
+  if (!readRecvArgs(env, argv, &a, 0)) return NULL;
+  uint8_t *mem = a.mem;
   if (*s->tx.producer != __atomic_load_n(s->tx.consumer, __ATOMIC_ACQUIRE)) kick(s); // frames a previous kick left
   uint32_t cons = *s->rx.consumer, prod = __atomic_load_n(s->rx.producer, __ATOMIC_ACQUIRE);
-  if (cons == prod && timeout > 0) {
+  if (cons == prod && a.timeout > 0) {
     struct pollfd p = { .fd = s->fd, .events = POLLIN };
-    if (poll(&p, 1, timeout) > 0) prod = __atomic_load_n(s->rx.producer, __ATOMIC_ACQUIRE);
+    if (poll(&p, 1, a.timeout) > 0) prod = __atomic_load_n(s->rx.producer, __ATOMIC_ACQUIRE);
   }
   struct xdp_desc *rd = s->rx.desc;
   uint64_t *fd = s->fill.desc;
   uint32_t fprod = *s->fill.producer;
-  uint32_t room = slotSize - headroom, n = 0;
-  while (cons != prod && n < max) {
+  uint32_t room = a.slotSize - a.headroom, n = 0;
+  while (cons != prod && n < a.max) {
     struct xdp_desc d = rd[cons++ & s->rx.mask];
-    if (d.len > room) {
+    const uint8_t *f = s->umem + d.addr;
+    uint32_t len = d.len;
+    // underlay.vlan: the XDP program let only frames with our tag through
+    // (xsk_redirect.bpf.c); the tag comes off here, in the copy, so the data
+    // plane sees the underlay untagged, as on a VLAN device
+    int untag = s->vlan && taggedWith(f, len, s->vlan);
+    if (s->vlan && !untag) {
+      s->vlanOther++;
+    } else if (len - (untag ? 4 : 0) > room) {
       s->oversize++;
     } else {
-      uint32_t i = first + n;
-      uint8_t *dst = mem + slotBase + (size_t)i * slotSize + headroom;
-      memcpy(dst, s->umem + d.addr, d.len);
+      uint32_t i = a.first + n;
+      uint8_t *dst = mem + a.slotBase + (size_t)i * a.slotSize + a.headroom;
+      if (untag) {
+        memcpy(dst, f, 12);
+        memcpy(dst + 12, f + 16, len - 16);
+        len -= 4;
+      } else {
+        memcpy(dst, f, len);
+      }
       uint16_t flags = 0, cs, co;
-      if (fVnet && headroom >= 10 && partialL4(dst, d.len, &cs, &co)) {
+      if (fVnet && a.headroom >= 10 && partialL4(dst, len, &cs, &co)) {
         // struct virtio_net_hdr, little-endian, in the 10 bytes before the frame: NEEDS_CSUM, no GSO
         uint8_t *vh = dst - 10;
         memset(vh, 0, 10);
@@ -451,13 +461,9 @@ static napi_value Recv(napi_env env, napi_callback_info info) {
         flags = fVnet;
         s->csumNotReady++;
       }
-      uint8_t *desc = mem + inDescBase + (size_t)i * 8;
-      putU16(desc, headroom);
-      putU16(desc + 2, d.len);
-      putU16(desc + 4, port);
-      putU16(desc + 6, flags);
+      putInDesc(mem, a.inDescBase, i, a.headroom, len, a.port, flags);
       s->rxFrames++;
-      s->rxBytes += d.len;
+      s->rxBytes += len;
       n++;
     }
     // the frame goes straight back to the fill ring (chunk-aligned address)
@@ -491,99 +497,52 @@ static void kick(struct xsk *s) {
 }
 
 static napi_value Send(napi_env env, napi_callback_info info) {
-  size_t argc = 6;
-  napi_value argv[6];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (argc < 6) return throwErr(env, "send: expects 6 arguments");
-  uint32_t nports;
-  bool isArr;
-  if (napi_is_array(env, argv[0], &isArr) != napi_ok || !isArr) return throwErr(env, "send: handles must be an array");
-  napi_get_array_length(env, argv[0], &nports);
-  if (nports > MAX_PORTS) return throwErr(env, "send: too many ports");
-  struct xsk *byPort[MAX_PORTS];
-  for (uint32_t p = 0; p < nports; p++) {
-    napi_value v;
-    int32_t h;
-    napi_get_element(env, argv[0], p, &v);
-    byPort[p] = getI32(env, v, &h) && h >= 0 && h < MAX_HANDLES ? handles[h] : NULL;
-  }
-  void *memp;
-  size_t memLen;
-  if (napi_get_arraybuffer_info(env, argv[1], &memp, &memLen) != napi_ok) return throwErr(env, "send: memory must be an ArrayBuffer");
-  uint8_t *mem = memp;
-  uint32_t outDescBase, hdrBase, hdrSlot, count;
-  if (!getU32(env, argv[2], &outDescBase) || !getU32(env, argv[3], &hdrBase) || !getU32(env, argv[4], &hdrSlot) || !getU32(env, argv[5], &count))
-    return throwErr(env, "send: arguments must be non-negative integers");
-  if ((uint64_t)outDescBase + (uint64_t)count * 16 > memLen || (uint64_t)hdrBase + (uint64_t)count * hdrSlot > memLen)
-    return throwErr(env, "send: descriptors outside the memory");
+  static __thread struct sendArgs a; // per worker thread: too big for the stack of every call
+  if (!readSendArgs(env, info, &a)) return NULL;
+  uint8_t *mem = a.mem;
+  struct xsk *byPort[IO_MAX_BY_PORT];
+  for (uint32_t p = 0; p < a.nports; p++) byPort[p] = a.handle[p] >= 0 && a.handle[p] < MAX_HANDLES ? handles[a.handle[p]] : NULL;
   uint32_t sent = 0;
-  uint8_t touched[MAX_PORTS];
-  memset(touched, 0, nports);
-  for (uint32_t j = 0; j < count; j++) {
-    const uint8_t *d = mem + outDescBase + (size_t)j * 16;
-    uint16_t p = getU16(d);
-    if (p >= nports || !byPort[p]) continue;
-    struct xsk *s = byPort[p];
-    uint16_t hl = getU16(d + 2);
-    uint32_t dp = getU32le(d + 4);
-    uint16_t dl = getU16(d + 8);
-    if (hl > hdrSlot || (uint64_t)dp + dl > memLen) return throwErr(env, "send: an out-desc points outside the memory");
-    if (hl + dl > FRAME) { s->txErrors++; continue; }
+  uint8_t touched[IO_MAX_BY_PORT];
+  memset(touched, 0, a.nports);
+  for (uint32_t j = 0; j < a.count; j++) {
+    struct outDesc o = outDescAt(mem, a.outDescBase, j);
+    if (o.port >= a.nports || !byPort[o.port]) continue;
+    struct xsk *s = byPort[o.port];
+    if (!outDescOk(&a, &o)) return throwErr(env, "send: an out-desc points outside the memory");
+    struct iovec v[4];
+    uint32_t len;
+    int np = framePieces(v, mem + a.hdrBase + (size_t)j * a.hdrSlot, o.hdrLen, mem + o.data, o.dataLen, s->vlan ? s->vlanTag : NULL, &len);
+    if (len > FRAME) { s->txErrors++; continue; }
     if (s->txFreeN == 0) reclaim(s);
     uint32_t tprod = *s->tx.producer, tcons = __atomic_load_n(s->tx.consumer, __ATOMIC_ACQUIRE);
     if (s->txFreeN == 0 || tprod - tcons >= s->tx.size) { s->txFull++; continue; }
     uint32_t f = s->txFree[--s->txFreeN];
+    // the frame's pieces gathered into its UMEM frame (with underlay.vlan's tag after the MACs)
     uint8_t *dst = s->umem + (size_t)f * FRAME;
-    memcpy(dst, mem + hdrBase + (size_t)j * hdrSlot, hl);
-    if (dl) memcpy(dst + hl, mem + dp, dl);
+    for (int q = 0; q < np; q++) { memcpy(dst, v[q].iov_base, v[q].iov_len); dst += v[q].iov_len; }
     struct xdp_desc *td = s->tx.desc;
-    td[tprod & s->tx.mask] = (struct xdp_desc){ .addr = (uint64_t)f * FRAME, .len = (uint32_t)(hl + dl), .options = 0 };
+    td[tprod & s->tx.mask] = (struct xdp_desc){ .addr = (uint64_t)f * FRAME, .len = len, .options = 0 };
     __atomic_store_n(s->tx.producer, tprod + 1, __ATOMIC_RELEASE);
     s->txFrames++;
-    s->txBytes += hl + dl;
+    s->txBytes += len;
     sent++;
-    touched[p] = 1;
+    touched[o.port] = 1;
   }
   // one kick per socket (copy mode sends from the sendto() call)
-  for (uint32_t p = 0; p < nports; p++) {
+  for (uint32_t p = 0; p < a.nports; p++) {
     if (!touched[p]) continue;
     kick(byPort[p]);
   }
   return num(env, sent);
 }
 
-static napi_value Poll(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  uint32_t n;
-  bool isArr;
-  if (argc < 2 || napi_is_array(env, argv[0], &isArr) != napi_ok || !isArr) return throwErr(env, "poll: handles must be an array");
-  napi_get_array_length(env, argv[0], &n);
-  if (n > MAX_HANDLES) return throwErr(env, "poll: too many handles");
-  struct pollfd p[MAX_HANDLES + 1];
-  uint32_t k = 0;
-  for (uint32_t i = 0; i < n; i++) {
-    napi_value v;
-    napi_get_element(env, argv[0], i, &v);
-    struct xsk *s = getXsk(env, v);
-    if (!s) return throwErr(env, "poll: bad handle");
-    p[k++] = (struct pollfd){ .fd = s->fd, .events = POLLIN };
-  }
-  int32_t timeout, wakeFd = -1;
-  if (!getI32(env, argv[1], &timeout)) return throwErr(env, "poll: timeout must be an integer");
-  if (argc >= 3) getI32(env, argv[2], &wakeFd);
-  if (wakeFd >= 0) p[k++] = (struct pollfd){ .fd = wakeFd, .events = POLLIN };
-  int r = poll(p, k, timeout);
-  if (r < 0 && errno != EINTR) return throwErr(env, strerror(errno));
-  if (wakeFd >= 0 && (p[k - 1].revents & POLLIN)) {
-    uint64_t c;
-    if (read(wakeFd, &c, sizeof c) < 0) { /* drained by a racing read */ }
-  }
-  return num(env, r < 0 ? 0 : r);
+static int xskFd(napi_env env, napi_value v) {
+  struct xsk *s = getXsk(env, v);
+  return s ? s->fd : -1;
 }
 
-static void setNum(napi_env env, napi_value o, const char *k, double d) { napi_set_named_property(env, o, k, num(env, d)); }
+static napi_value Poll(napi_env env, napi_callback_info info) { return pollHandles(env, info, POLLIN, xskFd, NULL); }
 
 static napi_value Stats(napi_env env, napi_callback_info info) {
   size_t argc = 1;
@@ -607,7 +566,12 @@ static napi_value Stats(napi_env env, napi_callback_info info) {
   setNum(env, o, "kernelDrops", (double)(st.rx_dropped + st.rx_ring_full + st.rx_fill_ring_empty_descs));
   setNum(env, o, "invalidDescs", (double)(st.rx_invalid_descs + st.tx_invalid_descs));
   setNum(env, o, "csumNotReady", (double)s->csumNotReady);
-  for (const char **k = (const char *[]){ "gsoFrames", "gsoSegments", "gsoBad", "kernelFreezes", "vlanOther", NULL }; *k; k++) setNum(env, o, *k, 0);
+  // frames of another VLAN (or untagged) on a tagged uplink: the XDP program's count (passed to the kernel) and ours
+  uint64_t passed = 0;
+  uint32_t ok = 1;
+  if (s->vlan && s->prog && s->queue == 0) bpf_map_lookup_elem(s->prog->cfgFd, &ok, &passed); // one count per interface: queue 0's socket reports it
+  setNum(env, o, "vlanOther", (double)(s->vlanOther + passed));
+  for (const char **k = (const char *[]){ "gsoFrames", "gsoSegments", "gsoBad", "kernelFreezes", NULL }; *k; k++) setNum(env, o, *k, 0);
   return o;
 }
 

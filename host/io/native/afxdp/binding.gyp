@@ -3,6 +3,7 @@
     {
       "target_name": "nvedge_afxdp",
       "sources": ["afxdp.c"],
+      "include_dirs": [".."],
       "defines": ["NAPI_VERSION=8", "_GNU_SOURCE"],
       "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter"],
       "libraries": ["-lbpf"],
