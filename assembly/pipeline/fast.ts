@@ -69,13 +69,17 @@ import { deliverPcp } from "./qos";
   const v = vnPtr(vn);
   const flags = <u32>load<u8>(v, VN_FLAGS);
   const dst = macRaw(p);
+  // Port security and ARP suppression for IPv4 and ARP; IPv6 (ND, the
+  // link-local rule) and other EtherTypes take the full path. Declined
+  // before the source's lookup (issue 18: an ARP request, which index.ts
+  // arpFrame answers, paid it twice); both return false, writing nothing.
+  if ((flags & (VNF_PORTSEC | VNF_ARPSUP)) != 0) {
+    if (e != raw16(ETHERTYPE_IPV4)) return false; // ARP: index.ts arpFrame and access.ts accessFrame try arpAnswer
+  }
   const sv = macLookupAt(vn, macRaw(p + 6), load<u32>(hh)); // FR_VN set: both homes are in the record
   if ((sv & (MK_KIND | ML_ACTIVE)) == MK_LOCAL) return false; // an inactive VNIC: dropped there
   if ((flags & (VNF_PORTSEC | VNF_ARPSUP)) != 0) {
-    // Port security and ARP suppression for IPv4 and ARP; IPv6 (ND, the
-    // link-local rule) and other EtherTypes take the full path.
     // Suppression does nothing to an IPv4 frame.
-    if (e != raw16(ETHERTYPE_IPV4)) return false; // ARP: access.ts accessFrame tries arpAnswer first
     if ((flags & VNF_PORTSEC) != 0) {
       // seed §5: the source MAC is a VNIC of this VN behind this port, and
       // the source IP is bound to it (0.0.0.0, DHCP discovery, passes)

@@ -46,11 +46,29 @@ export function tipInit(t: TableIp, log2: u32): void {
 
 /** tipFindIn with the home slot `i` already computed (the prefetch pass's: pipeline/prefetch.ts). */
 @inline export function tipFindInFrom(base: usize, mask: u32, tag: u32, a0: u64, a1: u64, i: u32): usize {
+  // The home slot is tested before the loop, as t64FindIn does (most lookups
+  // end there, and V8 puts a stack check on every loop iteration: bench/
+  // README.md finding 7), each test its own `if` (`a && b` became setcc
+  // chains: finding 16). Issue 18: the remote NVE lookup of every decap,
+  // port security's and the ARP reply's IP lookups.
+  const s0 = base + (<usize>i << 5);
+  const k0 = load<u32>(s0);
+  if (k0 == 0) return 0;
+  if (k0 == tag) {
+    if (load<u64>(s0, 8) == a0) {
+      if (load<u64>(s0, 16) == a1) return s0;
+    }
+  }
+  i = (i + 1) & mask;
   while (true) {
     const s = base + (<usize>i << 5);
     const k = load<u32>(s);
     if (k == 0) return 0;
-    if (k == tag && load<u64>(s, 8) == a0 && load<u64>(s, 16) == a1) return s;
+    if (k == tag) {
+      if (load<u64>(s, 8) == a0) {
+        if (load<u64>(s, 16) == a1) return s;
+      }
+    }
     i = (i + 1) & mask;
   }
 }

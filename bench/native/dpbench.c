@@ -72,6 +72,8 @@ static inline u64 rd64(const u8 *p) { u64 v; memcpy(&v, p, 8); return v; }
 static inline void wr16(u8 *p, u16 v) { memcpy(p, &v, 2); }
 static inline void wr32(u8 *p, u32 v) { memcpy(p, &v, 4); }
 static inline void wr64(u8 *p, u64 v) { memcpy(p, &v, 8); }
+/* byte-swapped constants: wire fields compared as they lie in memory */
+#define RAW16(c) ((u32)__builtin_bswap16((u16)(c)))
 
 /* assembly/util.ts */
 static inline u32 ld16(const u8 *p) { return __builtin_bswap16(rd16(p)); }
@@ -316,12 +318,9 @@ static inline u8 *nextHdr(void) { return hdrBase + (size_t)outCount * HDR_SLOT; 
 
 static inline void commit(u32 port, u32 hdrLen, const u8 *data, u32 dataLen, u32 vn) {
   u8 *d = outDescBase + (size_t)outCount * OUT_DESC;
-  wr16(d + O_PORT, (u16)port);
-  wr16(d + O_HDRLEN, (u16)hdrLen);
-  wr32(d + O_DATA, (u32)(data - M));
-  wr16(d + O_DATALEN, (u16)dataLen);
-  wr16(d + O_IN, (u16)curIn);
-  wr32(d + O_VN, vn);
+  /* the six fields as two 8-byte stores, as emit.ts commit writes them */
+  wr64(d, (u64)(port & 0xffff) | (u64)(hdrLen & 0xffff) << 16 | (u64)(u32)(data - M) << 32);
+  wr64(d + 8, (u64)(dataLen & 0xffff) | (u64)(curIn & 0xffff) << 16 | (u64)vn << 32);
   outCount++;
   u8 *pc = portCtr + ((size_t)port * PORT_CTR << 3);
   ctrInc(pc, PC_TX_FRAMES, 1);
@@ -331,10 +330,10 @@ static inline void commit(u32 port, u32 hdrLen, const u8 *data, u32 dataLen, u32
 
 static inline void emitTagged(u32 port, u32 tag, u32 pcpDei, const u8 *macs, const u8 *data, u32 dataLen, u32 vn) {
   u8 *h = nextHdr();
+  u32 tci = ((pcpDei & 0xf000) | tag) & 0xffff;
   wr64(h, rd64(macs));
-  wr32(h + 8, rd32(macs + 8));
-  st16(h + 12, ETHERTYPE_VLAN);
-  st16(h + 14, (pcpDei & 0xf000) | tag);
+  /* the source MAC's tail, 0x8100 and the TCI as one 8-byte store (emit.ts emitTagged) */
+  wr64(h + 8, (u64)rd32(macs + 8) | (u64)(RAW16(ETHERTYPE_VLAN) | (((tci << 8) | (tci >> 8)) & 0xffff) << 16) << 32);
   commit(port, 16, data, dataLen, vn);
 }
 
@@ -1116,8 +1115,6 @@ static const u8 *pfList[4 * MAX_BATCH];
 static u32 pfN;
 #define PF(a) (pfList[pfN++] = (a))
 
-/* byte-swapped constants: wire fields compared as they lie in memory */
-#define RAW16(c) ((u32)__builtin_bswap16((u16)(c)))
 
 /* The access side's first pass: pipeline/fast.ts accessFast's checks up to the lookups. */
 AI void parseAccess(Frame *f, const u8 *p, u32 len, u32 port) {
@@ -1232,10 +1229,9 @@ AI void commitN(Cursor *o, u32 port, u32 hdrLen, const u8 *data, u32 dataLen, u3
 
 AI void taggedN(Cursor *o, u32 port, u32 tag, u32 pcpDei, const u8 *macs, const u8 *data, u32 dataLen, u32 vn) {
   u8 *h = hdrBase + (size_t)o->n * HDR_SLOT;
+  u32 tci = ((pcpDei & 0xf000) | tag) & 0xffff;
   wr64(h, rd64(macs));
-  wr32(h + 8, rd32(macs + 8));
-  wr16(h + 12, RAW16(ETHERTYPE_VLAN));
-  st16(h + 14, (pcpDei & 0xf000) | tag);
+  wr64(h + 8, (u64)rd32(macs + 8) | (u64)(RAW16(ETHERTYPE_VLAN) | (((tci << 8) | (tci >> 8)) & 0xffff) << 16) << 32);
   commitN(o, port, 16, data, dataLen, vn);
 }
 
