@@ -44,7 +44,9 @@ function nveConfig(me: "a" | "b"): Record<string, unknown> {
   const theirs = (Object.keys(VMS) as VmName[]).filter((n) => VMS[n].nve === other);
   return {
     nve: `nve-${me}`,
-    underlay: { port: "ul", ip: UL[me].ip, mac: UL[me].mac, gatewayMac: UL[other].mac },
+    // no gatewayMac: the other end of the link is resolved by ARP (issue 11), found on-link by the
+    // kernel route the test gives the NVE's namespace (no address: the NVE is no IP stack on `ul`)
+    underlay: { port: "ul", ip: UL[me].ip, mac: UL[me].mac },
     ports: [{ name: "acc1", hypervisors: [`hv-${me}`] }],
     l3domains: [{ id: 1, vni: 9001 }],
     vns: [{ id: 100, alias: "blue", vni: 5100, profile: prof("10.1.0.1") }, { id: 200, alias: "red", vni: 5200, profile: prof("10.2.0.1") }],
@@ -86,6 +88,7 @@ test("a VM on blue pings a VM on red through the anycast gateway: on one NVE, an
   try {
     const [nveA, nveB, hvA, hvB, vm1, vm2, vm3] = ["l3na", "l3nb", "l3ha", "l3hb", "l3v1", "l3v2", "l3v3"].map(mk);
     vethPair({ ns: nveA, name: "ul", mac: UL.a.mac }, { ns: nveB, name: "ul", mac: UL.b.mac });
+    for (const n of [nveA, nveB]) n.exec(["ip", "route", "add", "192.0.2.0/24", "dev", "ul"]);
     ovs.push(hypervisor(hvA, nveA, [[vm1, "vm1"], [vm2, "vm2"]], join(dir, "oa")));
     ovs.push(hypervisor(hvB, nveB, [[vm3, "vm3"]], join(dir, "ob")));
     for (const [me, n] of [["a", nveA], ["b", nveB]] as const) {
@@ -136,7 +139,6 @@ const KH = { ip: "192.0.2.2", mac: "02:00:00:00:0c:01", rmac: "02:00:00:00:0c:02
 
 function hostConfig(): Record<string, unknown> {
   const c = nveConfig("a") as Record<string, any>;
-  c.underlay.gatewayMac = KH.mac;
   // the host's tenant address: a binding in a routed VN of the domain, held by the host's VTEP
   c.vns.push({ id: 300, alias: "ext", vni: 5300, profile: { encap: "vxlan", service: "l3", mtu: 1450, gateway: { ips: ["10.9.0.1/24"], mac: GW }, l3domain: 1 } });
   c.vnics = c.vnics.filter((v: any) => v.vns[0].addrs[0].mac === VMS.vm1.mac);
@@ -155,6 +157,7 @@ test("a Linux host doing symmetric IRB (bridge + VXLAN for the L3 VNI, FRR's typ
   try {
     const [nveA, hvA, vm1, kh] = ["l3na", "l3ha", "l3v1", "l3kh"].map(mk);
     vethPair({ ns: nveA, name: "ul", mac: UL.a.mac }, { ns: kh, name: "ul", mac: KH.mac });
+    nveA.exec(["ip", "route", "add", "192.0.2.0/24", "dev", "ul"]);
     ovs.push(hypervisor(hvA, nveA, [[vm1, "vm1"]], join(dir, "oa")));
     // the host: underlay address, the L3 VNI's bridge and VXLAN device, its tenant address
     kh.exec(["ip", "addr", "add", `${KH.ip}/24`, "dev", "ul"]);

@@ -35,7 +35,7 @@ const M1 = "02:00:5e:0e:00:01", M2 = "02:00:5e:0e:00:02", MB = "02:00:5e:0e:00:0
 function config(): Record<string, unknown> {
   return {
     nve: "nve-e2e14",
-    underlay: { port: "ul", ip: "192.0.2.1", mac: "02:00:00:00:01:01", gatewayMac: "02:00:00:00:01:fe" },
+    underlay: { port: "ul", ip: "192.0.2.1", mac: "02:00:00:00:01:01" }, // nothing behind it: no next hop to resolve
     ports: [{ name: "acc1", hypervisors: ["hv-1"] }, { name: "acc2", hypervisors: ["hv-2"] }],
     vns: [
       { id: 100, alias: "blue", vni: 5000, profile: { encap: "vxlan", mtu: 1500, portSecurity: true, arpSuppress: true,

@@ -15,7 +15,7 @@ import { existsSync } from "node:fs";
 import { requireRootAnd, requireTool } from "./support/tools.js";
 import { pairUp, pairDown, startNvedge, iperf, pairStore, type PairTopo, type Dut } from "../host/lab/pair.js";
 import { shAsync } from "../host/sys/sh.js";
-import { BIN } from "./support/lab-fixture.js";
+import { BIN, sniff } from "./support/lab-fixture.js";
 
 interface IoCounters { gsoFrames: number; gsoSegments: number; gsoBad: number; csumNotReady: number; oversize: number }
 interface Shown {
@@ -38,16 +38,24 @@ const ping = async (ns: string, dst: string) => {
 };
 
 const BPF = requireTool("libbpf-dev", () => existsSync("/usr/include/bpf/bpf_helpers.h"), "the pair lab's access tag (tc-BPF, bench/bpf/vlan.c)");
-if (BPF && requireRootAnd(["ip", "tc", "clang", "iperf3", "ping"], "TCP and an IPv6 underlay end to end through nvedge (network namespaces)")) {
+if (BPF && requireRootAnd(["ip", "tc", "clang", "iperf3", "ping", "tcpdump"], "TCP and an IPv6 underlay end to end through nvedge (network namespaces)")) {
   for (const family of [4, 6] as const) {
-    test(`IPv${family} underlay, offloads on, no gateway/gatewayMac/static neighbour: ping and iperf3 TCP both ways between a VM and a kernel VXLAN host; super-frames cut, none dropped`, async () => {
+    test(`IPv${family} underlay, offloads on, no gateway/gatewayMac/static neighbour: ping and iperf3 TCP both ways between a VM and a kernel VXLAN host; super-frames cut, none dropped; no tunnel frame to broadcast`, async () => {
       let t: PairTopo | undefined;
       let dut: Dut | undefined;
       try {
         t = await pairUp({ family });
+        // Every tunnel frame nvedge sends from its start on, the first ones
+        // (sent as soon as the remote is resolved) included: none to broadcast.
+        const cap = await sniff(t.remote.ns, t.remote.underlay, { direction: "in", filter: ["udp", "dst", "port", "4789"], timeoutMs: 60_000 });
         dut = await startNvedge(t);
         const a = await ping(t.vm.ns, t.remote.hostIp);
         const b = await ping(t.remote.ns, t.vm.ip);
+        const tunnel = await cap.stop();
+        const remMac = JSON.parse((await shAsync(["ip", "-j", "link", "show", "dev", t.remote.underlay], { ns: t.remote.ns })).stdout)[0].address as string;
+        assert.ok(tunnel.length >= 6, `tunnel frames captured (${tunnel.length})`);
+        const dsts = new Set(tunnel.map((f) => [...f.subarray(0, 6)].map((x) => x.toString(16).padStart(2, "0")).join(":")));
+        assert.equal([...dsts], [remMac], "every tunnel frame went to the remote VTEP's resolved MAC, none to broadcast");
         assert.is(a.received, 3, `VM -> remote host\n${a.out}`);
         assert.is(b.received, 3, `remote host -> VM\n${b.out}`);
         const before = await shown(t);
@@ -72,7 +80,6 @@ if (BPF && requireRootAnd(["ip", "tc", "clang", "iperf3", "ping"], "TCP and an I
         for (const k of OFFLOAD_DROPS) assert.is((after.counters.drops[k] ?? 0) - (before.counters.drops[k] ?? 0), 0, `drops ${k}: ${JSON.stringify(after.counters.drops)}`);
         // Resolved on the link by ARP / ND both ways, nothing static.
         const rem = after.underlay.remotes.find((r) => r.nve === t!.remote.ip);
-        const remMac = JSON.parse((await shAsync(["ip", "-j", "link", "show", "dev", t.remote.underlay], { ns: t.remote.ns })).stdout)[0].address as string;
         assert.equal(rem && { onLink: rem.onLink, macs: rem.macs }, { onLink: true, macs: [remMac] }, `nvedge resolved ${t.remote.ip} on the link: ${JSON.stringify(after.underlay)}`);
         assert.is(after.underlay.mode, "routes", "no underlay.gateway: next hops from the kernel's routes");
         const neigh = JSON.parse((await shAsync(["ip", "-j", family === 6 ? "-6" : "-4", "neigh", "show", "dev", t.remote.underlay], { ns: t.remote.ns })).stdout) as { dst: string; lladdr?: string; state: string[] }[];

@@ -169,10 +169,11 @@ async function build(d: LabDescription, log: (l: string) => void): Promise<void>
   // Offloads stay at their defaults here too (issue 11), but OVS 3.1's
   // userspace tunnels cannot take them: a tunnel port verifies a non-zero
   // outer UDP checksum in software, so the kernel VTEP's, left partial
-  // (CHECKSUM_PARTIAL) and forwarded so by the router, fail (tunnel_pop_error);
-  // and tunnel push drops a frame that still carries a partial inner checksum
-  // or TSO ("Tunneling packets with HW offload flags is not supported"), which
-  // a host's TCP on veth always does. So every OVS port toward the kernel is a
+  // (CHECKSUM_PARTIAL) and forwarded so by the router, fail (seen as
+  // datapath_drop_tunnel_pop_error in `ovs-appctl coverage/show`); and tunnel
+  // push neither finishes a partial inner checksum nor segments a TSO frame
+  // (it sends the first unfinished and drops the second), which a host's TCP
+  // on veth always carries. So every OVS port toward the kernel is a
   // tap device (`type=tap`, as a VM's QEMU tap would be) joined to its veth by
   // a Linux bridge, and this OVS runs without userspace-tso-enable, so it asks
   // no offload of its taps (TUNSETOFFLOAD): a tap's default features have no
