@@ -1,7 +1,12 @@
 // Store benchmarks (issue 4, "npm run bench adds"):
 // - restart: time from `nvedge run` process start to the data plane programmed
 //   from a store holding 100,000 VNICs and 1,000,000 addresses (100k MACs + 900k
-//   IPs), aim < 1 s; plus an in-process breakdown (store read, model, programming);
+//   IPs), aim < 1 s (issue 15: < 0.5 s); plus an in-process breakdown (store
+//   read, model, programming, and the table image's phases: taken, written,
+//   checked, restored); with and without the table image (issue 15,
+//   host/control/dp-image.ts); and, as root, from process start to the first
+//   frame it forwards in a namespace (a tagged frame sent into the trunk every
+//   2 ms until its VXLAN copy leaves the underlay veth);
 // - the store's size on disk per binding;
 // - attach throughput through the NVE core (request → store → data plane →
 //   answer) with the LMDB store's durable commits vs the in-memory store (aim
@@ -16,6 +21,10 @@ import { openLmdbStore } from "../host/store/lmdb.js";
 import { MemoryStore } from "../host/store/memory.js";
 import type { Store, VnicRecord } from "../host/store/store.js";
 import { DataPlane } from "../host/dataplane/dataplane.js";
+import { imageKeyOf } from "../host/dataplane/load.js";
+import { checkImage, writeImageFile } from "../host/dataplane/image.js";
+import { IMAGE_FILE } from "../host/control/dp-image.js";
+import { isRoot, tmpNetns, capture, injector } from "../test/support/io-net.js";
 import { Model } from "../host/control/model.js";
 import { NveCore } from "../host/control/core.js";
 import { parseConfig } from "../host/config/load.js";
@@ -24,14 +33,19 @@ import type { NveConfig } from "../host/config/types.js";
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const VNS = 100;
 const profile = { encap: "vxlan", service: "l2", mtu: 1500, portSecurity: true, arpSuppress: true, learn: "explicit" };
+// The ports by the names the lab measurement gives its veths inside its own namespace.
+const TRUNK = "nvl-rs-trunk", UPLINK = "nvl-rs-ul";
+const REMOTE_MAC = "02:00:5e:00:00:99";
 
 function configJson(): Record<string, unknown> {
   return {
     nve: "nve-a",
-    underlay: { port: "eth1", ip: "192.0.2.1", mac: "02:00:00:00:01:01", gatewayMac: "02:00:00:00:01:fe", udpPort: 4789 },
-    ports: [{ name: "eth2", hypervisors: ["hv-1"] }],
+    underlay: { port: UPLINK, ip: "192.0.2.1", mac: "02:00:00:00:01:01", gatewayMac: "02:00:00:00:01:fe", udpPort: 4789 },
+    ports: [{ name: TRUNK, hypervisors: ["hv-1"] }],
     vns: Array.from({ length: VNS }, (_, i) => ({ id: i + 1, vni: 10000 + i, profile })),
-    vnics: [], remotes: [],
+    vnics: [],
+    // the probe's destination (VN 2, where VNIC 1 is)
+    remotes: [{ nve: "nve-b", ip: "192.0.2.2", vns: [2], addrs: [{ vn: 2, mac: REMOTE_MAC, ips: ["10.250.0.1"] }] }],
     timers: { holdMs: 10000, agentHoldMs: 0, tagQuarantineMs: 5000 },
   };
 }
@@ -43,40 +57,89 @@ const uuidOf = (i: number) => `0d6c8a8e-2f5b-4a8e-8d2e-${i.toString(16).padStart
 /** Fills `store` as the NVE core would after `vnics` attaches of 1 MAC + `ipsPer` IPs each (VNIC records + VAPs). */
 async function fill(store: Store, vnics: number, ipsPer: number): Promise<void> {
   await store.transaction((tx) => {
-    for (let vn = 1; vn <= VNS; vn++) tx.put("vaps", `eth2|${vn}`, { port: "eth2", vn, tag: vn });
+    for (let vn = 1; vn <= VNS; vn++) tx.put("vaps", `${TRUNK}|${vn}`, { port: TRUNK, vn, tag: vn });
   });
   const chunk = 10_000;
   for (let s = 0; s < vnics; s += chunk) {
     await store.transaction((tx) => {
       for (let i = s; i < Math.min(vnics, s + chunk); i++) {
         const ips = Array.from({ length: ipsPer }, (_, k) => ipOf(i * ipsPer + k));
-        const r: VnicRecord = { vnic: uuidOf(i), hv: "hv-1", port: "eth2", state: "active", vns: [{ vn: (i % VNS) + 1, addrs: [{ mac: macOf(i), ips }] }] };
+        const r: VnicRecord = { vnic: uuidOf(i), hv: "hv-1", port: TRUNK, state: "active", vns: [{ vn: (i % VNS) + 1, addrs: [{ mac: macOf(i), ips }] }] };
         tx.put("vnics", r.vnic, r);
       }
     });
   }
 }
 
-/** Spawns `nvedge run` on the store; resolves with ms from spawn to the core's "ready" line (store restored, data plane programmed). */
-function timeCliRestart(cfgFile: string, storeDir: string): Promise<number> {
+/**
+ * Spawns `nvedge run` on the store; resolves with ms from spawn to its
+ * "forwarding:" line (the tables from the image, or rebuilt from the records)
+ * and to the core's "ready" line (store restored, data plane programmed, the
+ * (VN, IP) index built), and which start it was. Then SIGKILL, or with
+ * `stop` SIGTERM (a clean stop: the image is written).
+ */
+function timeCliRestart(cfgFile: string, storeDir: string, stop = false): Promise<{ forwardingMs: number; readyMs: number; image: boolean }> {
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
     // Port 1 on loopback refuses: the NVE forwards from its store while it retries the broker.
     const child = spawn(process.execPath, [join(ROOT, "bin", "nvedge.js"), "run", "--config", cfgFile, "--io", "none", "--store", storeDir,
       "--broker", "mqtt://127.0.0.1:1", "--admin-socket", join(storeDir, "..", "bench.sock")], { stdio: ["ignore", "ignore", "pipe"] });
-    let err = "";
-    const timer = setTimeout(() => { child.kill("SIGKILL"); reject(new Error(`nvedge run: not ready in 60 s: ${err.slice(-2000)}`)); }, 60_000);
+    let err = "", fwd = 0, done = false;
+    const timer = setTimeout(() => { child.kill("SIGKILL"); reject(new Error(`nvedge run: not ready in 120 s: ${err.slice(-2000)}`)); }, 120_000);
     child.stderr!.on("data", (d) => {
       err += d;
-      if (/ ready: bootId/.test(err)) {
+      if (!fwd && /forwarding: the tables/.test(err)) fwd = performance.now() - t0;
+      if (!done && / ready: bootId/.test(err)) {
+        done = true;
         const ms = performance.now() - t0;
         clearTimeout(timer);
-        child.kill("SIGKILL");
-        child.once("exit", () => resolve(ms));
+        const image = /forwarding: the tables from the image/.test(err);
+        child.kill(stop ? "SIGTERM" : "SIGKILL");
+        child.once("exit", () => {
+          if (stop && !/image: written at stop|image: written/.test(err) && !image) reject(new Error(`nvedge run: no image written at the stop: ${err.slice(-2000)}`));
+          else resolve({ forwardingMs: fwd || ms, readyMs: ms, image });
+        });
       }
     });
-    child.once("exit", (c) => { clearTimeout(timer); if (!/ ready: bootId/.test(err)) reject(new Error(`nvedge run exited ${c}: ${err.slice(-2000)}`)); });
+    child.once("exit", (c) => { clearTimeout(timer); if (!done) reject(new Error(`nvedge run exited ${c}: ${err.slice(-2000)}`)); });
   });
+}
+
+/**
+ * As root: process start to the first forwarded frame, in a namespace. The
+ * trunk and underlay veths carry the configuration's names there; a tagged
+ * frame from VNIC 1 to the remote binding is sent into the trunk every 2 ms
+ * (a Python AF_PACKET sender) from the spawn on, and tcpdump on the underlay
+ * peer waits for its VXLAN copy. `nvedge run --io afpacket`, then SIGKILL.
+ */
+async function timeFirstFrame(cfgFile: string, storeDir: string, ns: ReturnType<typeof tmpNetns>, hvEnd: string, remoteEnd: string): Promise<{ firstFrameMs: number; forwardingMs: number; image: boolean }> {
+  const { udpFrame } = await import("../test/support/encoder.js");
+  const probe = udpFrame({ dst: REMOTE_MAC, src: macOf(1), tag: { vid: 2 }, srcIp: ipOf(9), dstIp: "10.250.0.1" });
+  const cap = await capture(ns, remoteEnd, 1, 120_000, ["udp", "port", "4789"]);
+  const inj = injector(hvEnd, []);
+  const sender = spawn("ip", ["netns", "exec", ns.name, "timeout", "150", "python3", "-c",
+    inj.script.replace('for l in sys.stdin.read().split():', 'for l in iter(sys.stdin.readline, ""):').replace("s.send(bytes.fromhex(l))", "s.send(bytes.fromhex(l.strip()))")],
+  { stdio: ["pipe", "ignore", "ignore"] });
+  const line = Buffer.from(probe).toString("hex") + "\n";
+  const t0 = performance.now();
+  const child = spawn("ip", ["netns", "exec", ns.name, process.execPath, join(ROOT, "bin", "nvedge.js"), "run", "--config", cfgFile, "--io", "afpacket",
+    "--store", storeDir, "--broker", "mqtt://127.0.0.1:1", "--admin-socket", join(storeDir, "..", "bench.sock")], { stdio: ["ignore", "ignore", "pipe"] });
+  let err = "", fwd = 0;
+  child.stderr!.on("data", (d) => { err += d; if (!fwd && /forwarding: the tables/.test(err)) fwd = performance.now() - t0; });
+  const tick = setInterval(() => sender.stdin!.write(line), 2);
+  try {
+    const got = await Promise.race([cap.done.then((f) => ({ f, at: performance.now() - t0 })),
+      new Promise<never>((_, rej) => child.once("exit", (c) => rej(new Error(`nvedge run exited ${c}: ${err.slice(-2000)}`))))]);
+    if (got.f.length === 0) throw new Error(`no forwarded frame within 120 s: ${err.slice(-2000)}`);
+    // the frame may come before the line is read (the workers forward once restored)
+    for (const until = Date.now() + 30_000; !fwd && Date.now() < until;) await new Promise((r) => setTimeout(r, 10));
+    return { firstFrameMs: got.at, forwardingMs: fwd, image: /forwarding: the tables from the image/.test(err) };
+  } finally {
+    clearInterval(tick);
+    sender.kill("SIGKILL");
+    child.kill("SIGKILL");
+    await new Promise((r) => (child.exitCode !== null || child.signalCode !== null ? r(undefined) : child.once("exit", r)));
+  }
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -126,26 +189,87 @@ async function restartBench(quick: boolean): Promise<object[]> {
     t = performance.now();
     dp.apply([...staticOps(cfg, VnCatalog.fromConfig(cfg)), ...ops]);
     const tApply = performance.now() - t;
-    // The (VN, IP) owner index: built after the data plane is programmed (NveCore.open warms it next turn).
+    // The (VN, IP) owner index: built before ready (NveCore.open, issue 15).
     t = performance.now();
     model.warm();
     const tWarm = performance.now() - t;
+    // The table image's phases (issue 15): taken (memory pages, globals, bookkeeping, CRC), written
+    // (temporary file, fsync, rename), checked (header, key), restored into a fresh instance (CRC as read).
+    const key = { ...imageKeyOf({}), txnId: store.lastTxnId!(), config: "bench" };
+    t = performance.now();
+    const img = dp.snapshot(key);
+    const tSnap = performance.now() - t;
+    const imgFile = join(work, IMAGE_FILE);
+    t = performance.now();
+    await writeImageFile(imgFile, img);
+    const tWrite = performance.now() - t;
+    t = performance.now();
+    const head = checkImage({ path: imgFile }, key);
+    const tCheck = performance.now() - t;
+    t = performance.now();
+    const restored = await DataPlane.create({ image: head });
+    const tRestore = performance.now() - t;
+    if (restored.stats().macs !== dp.stats().macs) throw new Error("the restored data plane differs");
+    rmSync(imgFile);
     await store.close();
     rows.push({
       case: "store.restart.inprocess", vnics, addresses, ops: ops.length,
       openMs: r1(tOpen), listVnicsMs: r1(tList), loadMs: r1(tLoad), opsMs: r1(tOps), dataplaneCreateMs: r1(tCreate), applyMs: r1(tApply),
-      totalMs: r1(tOpen + tLoad + tOps + tCreate + tApply), ipIndexAfterReadyMs: r1(tWarm),
+      ipIndexMs: r1(tWarm), totalMs: r1(tOpen + tLoad + tOps + tCreate + tApply + tWarm),
+    });
+    rows.push({
+      case: "store.restart.image", vnics, addresses, imageBytes: img.length, takeMs: r1(tSnap), writeMs: r1(tWrite), checkMs: r1(tCheck),
+      restoreMs: r1(tRestore), forwardingMs: r1(tCheck + tRestore),
     });
 
-    // The real thing: process start → "ready" (restored and programmed), median of 5
-    // (the machine is shared: a single run says little).
-    const runs: number[] = [];
-    for (let i = 0; i < 5; i++) runs.push(await timeCliRestart(cfgFile, storeDir));
-    rows.push({ case: "store.restart.process", vnics, addresses, ms: Math.round(median(runs)), runsMs: runs.map(Math.round), aimMs: 1000 });
+    // The real thing: process start → forwarding and → ready, median of 5
+    // (the machine is shared: a single run says little). First rebuilding from
+    // the records (no image), then from the image a clean stop wrote.
+    const live = join(storeDir, IMAGE_FILE);
+    const runs: { forwardingMs: number; readyMs: number; image: boolean }[] = [];
+    for (let i = 0; i < 5; i++) { rmSync(live, { force: true }); runs.push(await timeCliRestart(cfgFile, storeDir)); }
+    rows.push(processRow("store.restart.process", vnics, addresses, runs));
+    await timeCliRestart(cfgFile, storeDir, true); // writes the image at its clean stop
+    const imgRuns: typeof runs = [];
+    for (let i = 0; i < 5; i++) imgRuns.push(await timeCliRestart(cfgFile, storeDir));
+    if (!imgRuns.every((r) => r.image)) throw new Error("a start from the image rebuilt instead");
+    rows.push(processRow("store.restart.process.image", vnics, addresses, imgRuns));
+
+    // As root: to the first forwarded frame, in a namespace (--io afpacket).
+    if (!isRoot()) rows.push({ case: "store.restart.frame", skipped: "needs root (a namespace, veths, AF_PACKET)" });
+    else {
+      const ns = tmpNetns("brs");
+      try {
+        const rn = (a: string, b: string) => { ns.run("ip", ["link", "set", a, "down"]); ns.run("ip", ["link", "set", a, "name", b]); ns.run("ip", ["link", "set", b, "up"]); };
+        const [hvEnd, trunk] = ns.veth("t");
+        const [ul, remoteEnd] = ns.veth("u");
+        rn(trunk, TRUNK);
+        rn(ul, UPLINK);
+        for (const withImage of [false, true]) {
+          const fr: { firstFrameMs: number; forwardingMs: number; image: boolean }[] = [];
+          for (let i = 0; i < 3; i++) {
+            if (!withImage) rmSync(live, { force: true });
+            else if (i === 0) await timeCliRestart(cfgFile, storeDir, true);
+            fr.push(await timeFirstFrame(cfgFile, storeDir, ns, hvEnd, remoteEnd));
+          }
+          if (fr.some((r) => r.image !== withImage)) throw new Error(`first-frame runs: expected ${withImage ? "image" : "rebuilt"} starts: ${JSON.stringify(fr)}`);
+          const mid = fr.map((r) => r.firstFrameMs).sort((a, b) => a - b)[1];
+          rows.push({ case: withImage ? "store.restart.frame.image" : "store.restart.frame", vnics, addresses, io: "afpacket",
+            firstFrameMs: Math.round(mid), runsMs: fr.map((r) => Math.round(r.firstFrameMs)), forwardingLineMs: fr.map((r) => Math.round(r.forwardingMs)), aimMs: 500 });
+        }
+      } finally {
+        ns.remove();
+      }
+    }
     return rows;
   } finally {
     rmSync(work, { recursive: true, force: true });
   }
+}
+
+function processRow(name: string, vnics: number, addresses: number, runs: { forwardingMs: number; readyMs: number }[]): object {
+  return { case: name, vnics, addresses, forwardingMs: Math.round(median(runs.map((r) => r.forwardingMs))), readyMs: Math.round(median(runs.map((r) => r.readyMs))),
+    runsForwardingMs: runs.map((r) => Math.round(r.forwardingMs)), runsReadyMs: runs.map((r) => Math.round(r.readyMs)), aimMs: 500 };
 }
 
 /** Attaches through the NVE core (the whole request path, serial as the core is). */

@@ -19,7 +19,7 @@ import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomUUID } from "node:crypto";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -27,6 +27,8 @@ import { createInterface } from "node:readline";
 import mqtt, { type MqttClient } from "mqtt";
 import { startEmbeddedBroker, type EmbeddedBroker } from "../host/broker/embedded.js";
 import { adminRequest } from "../host/control/admin.js";
+import { openLmdbStore } from "../host/store/lmdb.js";
+import { IMAGE_FILE } from "../host/control/dp-image.js";
 import { udpFrame, hex } from "./support/encoder.js";
 
 const DIST = join(dirname(fileURLToPath(import.meta.url)), "..");
@@ -132,6 +134,17 @@ class CliNve {
   private constructor(readonly child: ChildProcess, readonly admin: string) {
     child.stderr!.on("data", (d) => { this.stderr = (this.stderr + d).slice(-20000); });
     this.exited = new Promise((r) => child.once("exit", (c) => r(c)));
+  }
+  /** Resolves once stderr matches `re` (bounded), with the match. */
+  async waitLog(re: RegExp, ms = 60_000): Promise<RegExpMatchArray> {
+    const until = Date.now() + ms;
+    for (;;) {
+      const m = re.exec(this.stderr);
+      if (m) return m;
+      if (this.child.exitCode !== null || this.child.signalCode !== null) throw new Error(`nvedge run exited before ${re}; stderr:\n${this.stderr}`);
+      if (Date.now() > until) throw new Error(`nvedge run: no ${re} in ${ms} ms; stderr:\n${this.stderr}`);
+      await new Promise((r) => setTimeout(r, 10));
+    }
   }
   static start(cfgFile: string, dir: string, url: string, admin: string): CliNve {
     const child = spawn(process.execPath, [join(DIST, "..", "bin", "nvedge.js"), "run", "--config", cfgFile, "--io", "none", "--store", dir,
@@ -476,3 +489,119 @@ restart("with bindings in place a restarted NVE forwards before it reaches a bro
 });
 
 restart.run();
+
+// ---------------------------------------------------------------- the table image (issue 15)
+
+const image = suite("image: SIGKILL while the table image is written or restored");
+
+image("a start uses a whole image of the store's last transaction or rebuilds; never a torn or stale one; no binding lost", async () => {
+  const work = mkdtempSync(join(tmpdir(), "nvedge-crash-image-"));
+  const storeDir = join(work, "store");
+  const imgFile = join(storeDir, IMAGE_FILE);
+  const cfg = writeConfig(work, 600_000);
+  let broker: EmbeddedBroker | undefined;
+  let nve: CliNve | undefined;
+  const clients: Record<string, HvClient> = {};
+  const seedIn = Number(process.env.CRASH_SEED ?? Date.now() & 0xffff);
+  console.log(`  image: CRASH_SEED=${seedIn}`);
+  let seed = 0x85ebca6b ^ seedIn;
+  const rnd = () => ((seed = (Math.imul(seed ^ (seed >>> 15), 0x2c1b3c6d) + 0x6d2b79f5) >>> 0) / 2 ** 32);
+  // Bindings stored before the first start, so the tables (and their image) are not trivial.
+  const FILLED = 4000, TAG = 100; // under limits.maxVnicsPerHv (4096) with the test's own
+  const filled = (i: number): Vnic => ({ id: `0d6c8a8e-2f5b-4a8e-8d2e-${(0x6e0000000000 + i).toString(16)}`,
+    mac: `02:00:5f:${((i >> 16) & 255).toString(16).padStart(2, "0")}:${((i >> 8) & 255).toString(16).padStart(2, "0")}:${(i & 255).toString(16).padStart(2, "0")}`,
+    ip: `10.1.${(i >> 8) & 255}.${i & 255}` });
+  const expected = new Map<string, State>();
+  const starts: string[] = [];
+  try {
+    const st = await openLmdbStore(storeDir);
+    await st.transaction((tx) => {
+      tx.put("vaps", "eth2|100", { port: "eth2", vn: 100, tag: TAG });
+      for (let i = 0; i < FILLED; i++) {
+        const v = filled(i);
+        tx.put("vnics", v.id, { vnic: v.id, hv: "hv-1", port: "eth2", state: "active", vns: [{ vn: 100, addrs: addrsOf(v) }] });
+      }
+    });
+    await st.close();
+    broker = await startEmbeddedBroker({ host: "127.0.0.1", port: 0, nves: [NVE] });
+    for (const hv of ["hv-1", "hv-2"]) clients[hv] = await HvClient.connect(broker.url, hv);
+    const tags = { eth2: TAG, eth3: undefined as number | undefined };
+
+    /** Starts the NVE; once it answers, checks how it started and that its data plane holds exactly the acknowledged state. */
+    let readyMs = 1000;
+    const startAndCheck = async (must: "image" | "rebuild" | "either", why: string) => {
+      const t0 = Date.now();
+      nve = CliNve.start(cfg, storeDir, broker!.url, join(work, "admin.sock"));
+      const m = await nve.waitLog(/forwarding: the tables (from the image|rebuilt)/);
+      readyMs = Date.now() - t0;
+      const how = m[1] === "from the image" ? "image" : "rebuild";
+      starts.push(how);
+      if (must !== "either") assert.is(how, must, `CRASH_SEED=${seedIn}: ${why}: started by ${how}; stderr:\n${nve.stderr}`);
+      await nve.waitReady();
+      for (const hv of ["hv-1", "hv-2"]) assert.ok((await clients[hv].request("hello", { agent: "crash-image" })).ok);
+      for (const i of [0, 1, Math.floor(rnd() * FILLED), FILLED - 1])
+        assert.equal(await nve.trace("eth2", probe(filled(i), TAG)), { drop: null, outputs: ["eth1"] }, `${why}: stored VNIC ${i} forwards`);
+      for (const v of vnics.slice(0, 4)) await checkDataPlane(nve, v, expected.get(v.id), tags);
+      return how;
+    };
+    const change = async (v: Vnic, hv: string, attach: boolean) => {
+      const r = await clients[hv].request(attach ? "vnic.attach" : "vnic.deactivate", attach
+        ? { vnic: v.id, vn: { id: 100 }, addrs: addrsOf(v) } : { vnic: v.id, reason: "shutdown" });
+      assert.ok(r.ok, JSON.stringify(r));
+      if (attach && hv === "hv-2") tags.eth3 = r.tag as number;
+      expected.set(v.id, attach ? { hv, state: "active", held: false } : undefined);
+    };
+    const killWhenWriting = async () => {
+      // the image is written through IMAGE_FILE.tmp: kill as soon as that appears
+      const until = Date.now() + 60_000;
+      while (!existsSync(`${imgFile}.tmp`) && Date.now() < until) await new Promise((r) => setTimeout(r, 2));
+      assert.ok(existsSync(`${imgFile}.tmp`), `no image written within 60 s; stderr:\n${nve!.stderr}`);
+      await nve!.kill();
+    };
+
+    // 1. A fresh store: rebuilt; killed while its first image is written (a torn temporary file).
+    await startAndCheck("rebuild", "no image yet");
+    await change(vnics[0], "hv-1", true);
+    await change(vnics[1], "hv-2", true);
+    await killWhenWriting();
+    // 2. The torn file is never used: rebuilt. Then a whole image is written, and acknowledged
+    //    changes follow it before the kill: that image is stale.
+    await startAndCheck("rebuild", "after a kill during the first image's write");
+    await nve!.waitLog(/image: written/);
+    await change(vnics[2], "hv-1", true);
+    await change(vnics[0], "hv-1", false); // detached: a stale image would still forward it
+    await nve!.kill();
+    // 3. The stale image is refused (the store moved on) and the tables rebuilt with the changes.
+    await startAndCheck("rebuild", "after changes that followed the image");
+    assert.match(nve!.stderr, /image: .* refused \(the store's last transaction id differs/);
+    await nve!.waitLog(/image: written/);
+    await nve!.kill();
+    // 4. The image of the store's last transaction is used; then kills at random moments of
+    //    restarts from it, and during later writes after changes.
+    await startAndCheck("image", "an image of the store's last transaction");
+    for (let k = 0; k < 6; k++) {
+      if (k % 2 === 0) {
+        // killed during the restart itself: while the image is read, the model loaded or the tables checked
+        await nve!.kill();
+        nve = CliNve.start(cfg, storeDir, broker.url, join(work, "admin.sock"));
+        await new Promise((r) => setTimeout(r, rnd() * readyMs * 1.2));
+        await nve.kill();
+        await startAndCheck("either", `after a kill during restart ${k}`);
+      } else {
+        await change(vnics[3], "hv-2", expected.get(vnics[3].id) === undefined);
+        await killWhenWriting();
+        await startAndCheck("either", `after a kill during write ${k}`);
+      }
+    }
+    await nve!.kill();
+    console.log(`  image: starts ${starts.join(", ")}`);
+    assert.ok(starts.filter((s) => s === "image").length >= 1, "some starts used the image");
+  } finally {
+    await nve?.kill();
+    for (const c of Object.values(clients)) await c.close().catch(() => {});
+    await broker?.close();
+    rmSync(work, { recursive: true, force: true });
+  }
+});
+
+image.run();

@@ -96,6 +96,17 @@ export async function runCommand(argv: string[]): Promise<number> {
     notify.close();
     logger.close();
   };
+  // A stop asked for while starting (e.g. while the broker is unreachable)
+  // still stops cleanly: what was started is stopped, and the table image is
+  // written (issue 15), rather than the process dying on the signal.
+  let running = false;
+  const stopEarly = () => {
+    if (running) return;
+    log("stopping (during start-up)");
+    void shutdown().finally(() => process.exit(0));
+  };
+  process.once("SIGINT", stopEarly);
+  process.once("SIGTERM", stopEarly);
   try {
     const { NveMetrics } = await import("../metrics/metrics.js");
     let counters: () => Promise<unknown> | unknown = () => undefined;
@@ -332,6 +343,9 @@ export async function runCommand(argv: string[]): Promise<number> {
     cleanup.push(() => admin.close());
     log(`running: --io ${io}, store ${v["memory-store"] ? "(memory)" : storeDir}, admin socket ${adminPath}`);
     notify.ready(`forwarding; ${core.model.vnics.size} VNICs`);
+    running = true;
+    process.off("SIGINT", stopEarly);
+    process.off("SIGTERM", stopEarly);
     await new Promise<void>((res) => {
       process.once("SIGINT", () => res());
       process.once("SIGTERM", () => res());
