@@ -10,7 +10,7 @@ import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { randomUUID } from "node:crypto";
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -419,6 +419,17 @@ export function securitySuite(fx: BrokerFixture): void {
 }
 
 /**
+ * CPU time (µs) of this process's main thread: the event loop of the NVE, the
+ * agent and an embedded broker. process.cpuUsage() also counts V8's GC and
+ * compiler threads (a third of it under the soak). Linux /proc, in clock ticks.
+ */
+function loopCpuUs(): number {
+  const f = readFileSync(`/proc/self/task/${process.pid}/stat`, "utf8");
+  const c = f.slice(f.lastIndexOf(")") + 2).split(" "); // fields from the 3rd: utime and stime are the 14th and 15th
+  return (Number(c[11]) + Number(c[12])) * 1e4; // USER_HZ 100
+}
+
+/**
  * Bounded soak (issue 10): hv-3 floods requests, oversized sync chunks and
  * status flaps for SOAK_MS while hv-1's agent does hello + attach/detach. The
  * well-behaved side must be fully correct; its latencies and the process's RSS
@@ -462,6 +473,7 @@ function soak(fx: BrokerFixture): void {
       const loop = monitorEventLoopDelay({ resolution: 5 });
       loop.enable();
       const cpu0 = process.cpuUsage(); // this process: the NVE, hv-1's agent and an embedded broker (all its threads)
+      const loop0 = loopCpuUs();
       const t0 = Date.now();
       const work = (async () => {
         for (let i = 0; Date.now() - t0 < SOAK_MS; i++) {
@@ -483,6 +495,7 @@ function soak(fx: BrokerFixture): void {
       clearInterval(rssTimer);
       loop.disable();
       const cpu = process.cpuUsage(cpu0);
+      const loopCpu = loopCpuUs() - loop0;
       rss.push(process.memoryUsage().rss);
       // correctness of the well-behaved side: every call answered ok, and the NVE holds exactly its desired state
       assert.is(failures, 0, "every hello/attach/detach of hv-1 succeeded");
@@ -499,7 +512,8 @@ function soak(fx: BrokerFixture): void {
         attach: { n: lat.attach.length, p50: p(lat.attach, 0.5), p99: p(lat.attach, 0.99) },
         rssMb: { warm: mb(warm), max: mb(Math.max(...rss)), last: mb(rss[rss.length - 1]) }, openSyncs: st,
         eventLoopDelayMs: { p99: Math.round(loop.percentile(99) / 1e5) / 10, max: Math.round(loop.max / 1e5) / 10 },
-        cpu: { seconds: Math.round((cpu.user + cpu.system) / 1e4) / 100, usPerFloodMessage: sent ? Math.round((cpu.user + cpu.system) / sent) : null },
+        cpu: { seconds: Math.round((cpu.user + cpu.system) / 1e4) / 100, usPerFloodMessage: sent ? Math.round((cpu.user + cpu.system) / sent) : null,
+          loopUsPerFloodMessage: sent ? Math.round(loopCpu / sent) : null },
         load1: Math.round(loadavg()[0] * 10) / 10,
       };
       console.log(`security soak: ${JSON.stringify(figures)}`);
