@@ -29,6 +29,10 @@ export function mqttClientOptions(b: BrokerConnection, clientId: string, c: Clie
     clientId, protocolVersion: b.protocolVersion ?? 4, clean, reconnectPeriod: b.reconnectPeriodMs ?? 1000,
     connectTimeout: 10_000, keepalive: 30,
   };
+  // MQTT.js's trace lines (the `debug` package) cost a call with its
+  // arguments at every step of every packet even when off: ~2 % of the NVE's
+  // CPU per request (issue 15). Off unless DEBUG asks for them.
+  if (!process.env.DEBUG) o.log = () => {};
   if (c.will) o.will = { topic: c.will.topic, payload: Buffer.from(c.will.payload), qos: 1, retain: true };
   // MQTT 5 ends a session with the connection unless told otherwise
   if (b.protocolVersion === 5 && !clean) o.properties = { sessionExpiryInterval: 0xffffffff };

@@ -12,7 +12,31 @@ export function newMemoryBacking(): MemoryBacking {
   return new Map(COLLECTIONS.map((c) => [c, new Map()]));
 }
 
-const copy = <T>(v: T): T => (v === undefined ? v : structuredClone(v));
+/**
+ * A deep copy of a stored value. Records are plain JSON-like data: copied
+ * field by field, several times faster than structuredClone for the small
+ * records of an attach (issue 15: the memory store's copies were ~6 % of the
+ * NVE's CPU per attach); anything else (a Map, a typed array, a Date, a
+ * cycle's host object) goes through structuredClone as before.
+ */
+function copy<T>(v: T): T {
+  if (typeof v !== "object" || v === null) return v;
+  return plain(v, 0) as T;
+}
+
+function plain(v: unknown, depth: number): unknown {
+  if (typeof v !== "object" || v === null) return v;
+  if (depth > 32) return structuredClone(v); // deeper than any record: let structuredClone handle (or refuse) it
+  if (Array.isArray(v)) {
+    const out = new Array(v.length);
+    for (let i = 0; i < v.length; i++) out[i] = plain(v[i], depth + 1);
+    return out;
+  }
+  if (Object.getPrototypeOf(v) !== Object.prototype) return structuredClone(v);
+  const out: Record<string, unknown> = {};
+  for (const k of Object.keys(v)) out[k] = plain((v as Record<string, unknown>)[k], depth + 1);
+  return out;
+}
 const DELETED = Symbol("deleted");
 
 function sortedEntries(m: Map<string, unknown>, prefix: string): [string, unknown][] {
