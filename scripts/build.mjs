@@ -6,7 +6,12 @@
 // The firmware bundles are built by firmware/build.mjs (npm run firmware).
 // Flags: --wasm, --host, --addon build only that part; none builds all;
 // --optional: an addon that fails to build is a warning (npm's install script).
-import { readdirSync, statSync, existsSync, mkdirSync, rmSync } from "node:fs";
+// The wasm and the addons are rebuilt only when their inputs changed (a hash of
+// their sources, the compilers' versions and this script, kept beside the
+// output): `npm test` builds first, and an unchanged data plane and addons cost
+// some 20 s of CPU to build again. --force (or NVEDGE_BUILD_FORCE=1) rebuilds all.
+import { readdirSync, statSync, existsSync, mkdirSync, rmSync, readFileSync, writeFileSync } from "node:fs";
+import { createHash } from "node:crypto";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { spawnSync } from "node:child_process";
@@ -20,6 +25,26 @@ const optional = args.has("--optional");
 // The AssemblyScript compiler reads a "--wasm" from process.argv itself (to
 // load a compiler build); hide our flag from it.
 process.argv = process.argv.filter((a) => a !== "--wasm");
+const force = args.has("--force") || process.env.NVEDGE_BUILD_FORCE === "1";
+
+/** sha256 over `paths` (a directory: its files, recursively, without build/ and node_modules/) and `extra` strings. */
+function inputsHash(paths, extra = []) {
+  const h = createHash("sha256").update(`${process.version}\n${extra.join("\n")}\n`);
+  const add = (p) => {
+    if (!existsSync(p)) { h.update(`${p} absent\n`); return; }
+    if (statSync(p).isDirectory()) {
+      for (const n of readdirSync(p).sort()) if (n !== "build" && n !== "node_modules") add(join(p, n));
+    } else h.update(`${p}\n`).update(readFileSync(p));
+  };
+  for (const p of paths) add(p);
+  return h.digest("hex");
+}
+/** A package's version in node_modules (part of a step's inputs). */
+const pkgVersion = (name) => { try { return `${name}@${JSON.parse(readFileSync(join(root, "node_modules", name, "package.json"), "utf8")).version}`; } catch { return `${name}@none`; } };
+/** Whether `outputs` exist and were built from inputs of this hash (its stamp). */
+function upToDate(stamp, hash, outputs) {
+  return !force && outputs.every((o) => existsSync(o)) && existsSync(stamp) && readFileSync(stamp, "utf8") === hash;
+}
 
 function walk(dir, out = []) {
   if (!existsSync(dir)) return out;
@@ -33,9 +58,15 @@ function walk(dir, out = []) {
 }
 
 async function buildWasm() {
-  const asc = (await import("assemblyscript/asc")).default;
   mkdirSync(join(root, "build"), { recursive: true });
-  for (const target of ["release", "debug"]) {
+  const stamp = join(root, "build", ".wasm-inputs");
+  const hash = inputsHash(["assembly", "asconfig.json", "wit", "scripts/build.mjs", "scripts/component.mjs"].map((p) => join(root, p)),
+    ["assemblyscript", "binaryen", "@bytecodealliance/jco"].map(pkgVersion));
+  const outputs = ["dataplane.wasm", "dataplane.debug.wasm", "dataplane.d.ts", "component/dataplane.js", "component/dataplane.component.wasm"].map((f) => join(root, "build", f));
+  const fresh = upToDate(stamp, hash, outputs);
+  if (!fresh) rmSync(stamp, { force: true });
+  const asc = (await import("assemblyscript/asc")).default;
+  for (const target of fresh ? [] : ["release", "debug"]) {
     const { error, stderr } = await asc.main(
       ["--config", join(root, "asconfig.json"), "--target", target],
       { stdout: process.stdout, stderr: process.stderr },
@@ -61,11 +92,13 @@ async function buildWasm() {
     for (const p of await abi.write()) console.error(`build: regenerated ${p} from assembly/ (commit it)`);
   }
   // The same core as a WebAssembly component (wit/dataplane.wit) and its jco bindings.
+  if (fresh) return;
   const { buildComponent } = await import("./component.mjs");
   try { await buildComponent(); } catch (e) {
     console.error(`build: the data plane component failed: ${e.message}`);
     process.exit(1);
   }
+  writeFileSync(stamp, hash);
 }
 
 async function buildHost() {
@@ -97,7 +130,12 @@ function buildAddon() {
   const prefix = join(dirname(process.execPath), "..");
   const gypArgs = ["rebuild", "--loglevel=warn", ...(existsSync(join(prefix, "include", "node", "node_api.h")) ? [`--nodedir=${prefix}`] : [])];
   const cmd = npmGyp ? [process.execPath, [npmGyp, ...gypArgs]] : ["node-gyp", gypArgs];
+  const stamp = join(gypDir, "build", ".inputs");
+  // every source under host/io/native (the AF_XDP addon's too: shared headers may move between them)
+  const hash = inputsHash([gypDir, join(root, "scripts", "build.mjs")], gypArgs);
+  if (upToDate(stamp, hash, [join(gypDir, "build", "Release", "nvedge_afpacket.node")])) return;
   const r = spawnSync(cmd[0], cmd[1], { cwd: gypDir, stdio: ["ignore", "ignore", "inherit"] });
+  if (r.status === 0) writeFileSync(stamp, hash);
   if (r.status !== 0) {
     console.error(`build: the packet I/O addon in ${gypDir} failed to build (node-gyp exit ${r.status}); --io afpacket will be unavailable`);
     if (optional) return;
@@ -125,6 +163,11 @@ function buildAfXdp() {
   const prefix = join(dirname(process.execPath), "..");
   const gypArgs = ["rebuild", "--loglevel=warn", ...(existsSync(join(prefix, "include", "node", "node_api.h")) ? [`--nodedir=${prefix}`] : [])];
   const cmd = existsSync(npmGyp) ? [process.execPath, [npmGyp, ...gypArgs]] : ["node-gyp", gypArgs];
+  // every source under host/io/native (the shared ones it includes too)
+  const stamp = join(dir, "build", ".inputs");
+  const hash = inputsHash([join(root, "host", "io", "native"), join(root, "scripts", "build.mjs")],
+    [...gypArgs, spawnSync("clang", ["--version"], { encoding: "utf8" }).stdout ?? ""]);
+  if (upToDate(stamp, hash, [join(dir, "build", "Release", "xsk_redirect.bpf.o"), join(dir, "build", "Release", "nvedge_afxdp.node")])) return;
   let r = spawnSync(cmd[0], cmd[1], { cwd: dir, stdio: ["ignore", "ignore", "inherit"] });
   if (r.status === 0) {
     // the multiarch include directory holds asm/types.h, which linux/bpf.h needs
@@ -133,6 +176,7 @@ function buildAfXdp() {
       { cwd: dir, stdio: ["ignore", "ignore", "inherit"] });
   }
   if (r.status !== 0) console.error(`build: the AF_XDP addon in ${dir} failed to build (exit ${r.status}); --io afxdp will be unavailable`);
+  else writeFileSync(stamp, hash);
 }
 
 if (all || args.has("--wasm")) await buildWasm();

@@ -1,7 +1,7 @@
 // The command line of INTERFACES.md. Each command lives in its own module and
 // is loaded only when used, so `nvedge pcap` never loads MQTT and `nvedge run`
 // never loads the lab. Exit codes: 2 bad usage or configuration, 1 runtime failure.
-import { ConfigError } from "../config/load.js";
+import { ConfigError } from "../config/error.js";
 import { UsageError } from "./args.js";
 import { VERSION } from "../version.js";
 

@@ -8,11 +8,9 @@ import { configSchema } from "./schema.js";
 import type { NveConfig } from "./types.js";
 import { checkConfig, dottedKey } from "./check.js";
 
-export class ConfigError extends Error {
-  constructor(public file: string, public key: string, message: string) {
-    super(`${file}: ${key ? key + ": " : ""}${message}`);
-  }
-}
+// in its own module, so the CLI's dispatcher (host/cli/main.ts) tells it apart without loading ajv and yaml
+export { ConfigError } from "./error.js";
+import { ConfigError } from "./error.js";
 
 // Compiled on first use, not at import: every `nvedge` command imports this
 // module (ConfigError), and the compile costs about 0.2 s of CPU at each start.
