@@ -1,6 +1,6 @@
 // ARP and neighbour-discovery suppression (RFC 9161 §3): the NVE answers for
 // bindings it knows, out of the port and tag the request came from.
-import { ld16, st16, st32, stMac, csumAdd, csumFold } from "../util";
+import { ld16, st16, stMac, csumAdd, csumFold, raw16 } from "../util";
 import { nextHdr, commit } from "./emit";
 import { ETHERTYPE_VLAN, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6 } from "../proto/ethernet";
 import { ARP_SHA, ARP_SPA, ARP_TPA, ARP_OP_REPLY } from "../proto/arp";
@@ -14,22 +14,28 @@ import { writeNa } from "./na";
   store<u16>(d + 4, load<u16>(s + 4));
 }
 
-/** The ARP reply to the request at p (RFC 826): `mac` owns the target IP. Padded to 64 bytes. */
+/**
+ * The ARP reply to the request at p (RFC 826): `mac` owns the target IP.
+ * Padded to 64 bytes. Written as whole words (issue 18: the bound MAC
+ * byte-swapped once, not twice field by field; eleven stores, not twenty):
+ *   0  requester's MAC (from the request's source)  6  mac  12  0x8100  14 TCI
+ *   16 0x0806  18 htype 1, ptype 0x0800, hlen 6, plen 4, op 2  26 sha = mac
+ *   32 spa = the request's tpa  36 tha = the request's sha  42 tpa = its spa
+ *   46 zeros to 64
+ */
 export function arpReply(port: u32, tci: u32, p: usize, mac: u64, vn: u32): void {
   const h = nextHdr();
   const a = p + 18;
-  copy6(h, p + 6); // to the requester
-  stMac(h + 6, mac);
-  st16(h + 12, ETHERTYPE_VLAN);
-  st16(h + 14, tci);
-  st16(h + 16, ETHERTYPE_ARP);
-  const r = h + 18;
-  st32(r, 0x00010800); // htype 1, ptype IPv4
-  st32(r + 4, 0x06040000 | ARP_OP_REPLY);
-  stMac(r + ARP_SHA, mac);
-  store<u32>(r + ARP_SPA, load<u32>(a + ARP_TPA));
-  copy6(r + 18, a + ARP_SHA); // tha = requester's sha
-  store<u32>(r + ARP_TPA, load<u32>(a + ARP_SPA));
+  const m = bswap<u64>(mac) >> 16; // the MAC's 6 bytes as they lie on the wire, read little-endian
+  store<u64>(h, load<u64>(p + 6)); // bytes 6..7 are overwritten next
+  store<u64>(h + 6, m | (<u64>raw16(ETHERTYPE_VLAN) << 48));
+  store<u64>(h + 14, <u64>(((tci << 8) | (tci >> 8)) & 0xffff) | (<u64>raw16(ETHERTYPE_ARP) << 16) |
+    (<u64>raw16(1) << 32) | (<u64>raw16(ETHERTYPE_IPV4) << 48));
+  store<u64>(h + 22, <u64>(raw16(0x0604) | (raw16(ARP_OP_REPLY) << 16)) | (m << 32));
+  store<u16>(h + 30, <u16>(m >> 32));
+  store<u32>(h + 32, load<u32>(a + ARP_TPA));
+  copy6(h + 36, a + ARP_SHA); // tha = requester's sha
+  store<u32>(h + 42, load<u32>(a + ARP_SPA));
   // pad to the 64-byte minimum of a tagged frame
   store<u16>(h + 46, 0);
   store<u64>(h + 48, 0);
