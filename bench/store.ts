@@ -115,9 +115,9 @@ function timeCliRestart(cfgFile: string, storeDir: string, stop = false): Promis
 export async function timeFirstFrame(cfgFile: string, storeDir: string, ns: ReturnType<typeof tmpNetns>, hvEnd: string, remoteEnd: string): Promise<{ firstFrameMs: number; forwardingMs: number; image: boolean }> {
   const { udpFrame } = await import("../test/support/encoder.js");
   const probe = udpFrame({ dst: REMOTE_MAC, src: macOf(1), tag: { vid: 2 }, srcIp: ipOf(9), dstIp: "10.250.0.1" });
-  const cap = await capture(ns, remoteEnd, 1, 120_000, ["udp", "port", "4789"]);
+  const cap = await capture(ns, remoteEnd, 1, 240_000, ["udp", "port", "4789"]);
   const inj = injector(hvEnd, []);
-  const sender = spawn("ip", ["netns", "exec", ns.name, "timeout", "150", "python3", "-c",
+  const sender = spawn("ip", ["netns", "exec", ns.name, "timeout", "300", "python3", "-c",
     // one frame per line as it comes (unbuffered standard input)
     inj.script.replace("for l in sys.stdin.read().split():", "import os\nfor l in iter(os.fdopen(0, 'rb', 0).readline, b''):").replace("s.send(bytes.fromhex(l))", "s.send(bytes.fromhex(l.strip().decode()))")],
   { stdio: ["pipe", "ignore", "ignore"] });
@@ -131,7 +131,7 @@ export async function timeFirstFrame(cfgFile: string, storeDir: string, ns: Retu
   try {
     const got = await Promise.race([cap.done.then((f) => ({ f, at: performance.now() - t0 })),
       new Promise<never>((_, rej) => child.once("exit", (c) => rej(new Error(`nvedge run exited ${c}: ${err.slice(-2000)}`))))]);
-    if (got.f.length === 0) throw new Error(`no forwarded frame within 120 s: ${err.slice(-2000)}`);
+    if (got.f.length === 0) throw new Error(`no forwarded frame within 240 s: ${err.slice(-2000)}`);
     // the frame may come before the line is read (the workers forward once restored)
     for (const until = Date.now() + 30_000; !fwd && Date.now() < until;) await new Promise((r) => setTimeout(r, 10));
     return { firstFrameMs: got.at, forwardingMs: fwd, image: /forwarding: the tables from the image/.test(err) };
