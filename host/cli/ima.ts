@@ -31,12 +31,14 @@ and MAC bindings between NVEs, published retained under nvo3/v1/ima/.
   SIGHUP          re-reads FILE: log.level, operators, nves (an NVE removed or moved
                   to another IP has its state withdrawn), duplicate, and the auth.tls
                   files (for the next connection); a change to
-                  ima, broker, auth, limits, nveHoldMs or log.format is refused (restart)
+                  ima, broker, auth, limits, nveHoldMs, ha or log.format is refused (restart);
+                  with ha, for this instance's service now and any later take-over
   --broker URL    overrides the file's broker (default mqtt://127.0.0.1:1883)
   --store DIR     LMDB directory (default /var/lib/nvedge/ima)
   --password-file FILE  the identity's broker password, the file's first line
                   (else $NVEDGE_MQTT_PASSWORD or $NVEDGE_PASSWORD; never on the command line)
-  --metrics HOST:PORT  Prometheus /metrics (catalog, flood lists, bindings, frozen MACs, moves), /healthz, /readyz
+  --metrics HOST:PORT  Prometheus /metrics (catalog, flood lists, bindings, frozen MACs, moves), /healthz, /readyz;
+                  with ha: the active's figures, nvedge_ima_ha_active, ready only while active
 ${LOG_HELP}`;
 
 export async function imaCommand(argv: string[]): Promise<number> {
