@@ -269,6 +269,64 @@ test("nvedge ima run: nvedge_ima_moves_total counts each MAC move once; SIGHUP r
   }
 });
 
+test("nvedge ima run with ha: --metrics tells the active instance (its figures, ready) from the standby (not ready); SIGHUP re-reads each, and the standby that takes over serves with its new file", async () => {
+  const broker = await startEmbeddedBroker({ port: 0, imas: ["ima"], operators: ["alice"], nves: ["nve-a"] });
+  const dir = mkdtempSync("/tmp/nvl-imahahup-");
+  const base = { ima: "ima", nves: [{ id: "nve-a", ip: "192.0.2.1" }], vns: [{ id: 100, alias: "blue" }] };
+  const file = (n: string) => join(dir, `${n}.json`);
+  const write = (n: string, priority: number, extra: Record<string, unknown> = {}) =>
+    writeFileSync(file(n), JSON.stringify({ ...base, ha: { instance: n, priority, holdMs: 3000 }, ...extra }));
+  write("i1", 2);
+  write("i2", 1);
+  const [m1, m2] = [await freePort(), await freePort()];
+  const run = (n: string, mport: number) => spawnNvedge(["ima", "run", "--config", file(n), "--broker", broker.url, "--store", join(dir, `${n}-store`), "--metrics", `127.0.0.1:${mport}`]);
+  const i1 = await run("i1", m1);
+  let i2: Awaited<ReturnType<typeof spawnNvedge>> | undefined;
+  const peers: MqttClient[] = [];
+  const scrape = async (mport: number) => {
+    const text = await (await fetch(`http://127.0.0.1:${mport}/metrics`)).text();
+    const v = (name: string) => Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\d+)$`, "m").exec(text)?.[1] ?? NaN);
+    return { active: v("nvedge_ima_ha_active"), vns: v("nvedge_ima_vns"), ready: (await fetch(`http://127.0.0.1:${mport}/readyz`)).status };
+  };
+  const hup = async (x: typeof i1, re: RegExp) => {
+    const from = x.err().length;
+    process.kill(x.child.pid!, "SIGHUP");
+    await until(() => re.test(x.err().slice(from)), 10_000, `${re} after SIGHUP (${x.err().slice(from)})`);
+  };
+  try {
+    await until(() => /i1 is the active IMA/.test(i1.err()) && /metrics: serving/.test(i1.err()), 30_000, `i1 active (${i1.err()})`);
+    i2 = await run("i2", m2);
+    const s2 = i2;
+    await until(() => /i2 is standby/.test(s2.err()) && /metrics: serving/.test(s2.err()), 30_000, `i2 standing by (${s2.err()})`);
+    assert.equal(await scrape(m1), { active: 1, vns: 1, ready: 200 }, "the active: its figures, ready");
+    assert.equal(await scrape(m2), { active: 0, vns: 0, ready: 503 }, "the standby: no figures of its own, not ready");
+
+    const alice = await imaPeer(broker.url, "alice");
+    peers.push(alice.c);
+    assert.is((await alice.req("vn.list")).error.code, "not-authorized", "not an operator yet");
+    write("i1", 2, { operators: ["alice"] });
+    write("i2", 1, { operators: ["alice"] });
+    await hup(i1, /reload: SIGHUP: operators alice/);
+    await hup(i2, /reload: SIGHUP: operators alice/);
+    assert.equal((await alice.req("vn.list")).vns.map((v: { id: number }) => v.id), [100], "the active took the new operators");
+    // a restart-only change is refused by an ha instance too
+    write("i2", 1, { operators: ["alice"], ha: { instance: "i2", priority: 5, holdMs: 3000 } });
+    await hup(i2, /reload: SIGHUP: refused, the running configuration is kept: .*i2\.json: ha: these keys changed and need a restart/);
+
+    // The active stops: the standby takes over with the file it re-read.
+    await i1.stop();
+    await until(() => /i2 is the active IMA/.test(s2.err()), 20_000, `i2 takes over (${s2.err()})`);
+    assert.equal(await scrape(m2), { active: 1, vns: 1, ready: 200 }, "the new active: its figures, ready");
+    assert.equal((await alice.req("vn.list")).vns.map((v: { id: number }) => v.id), [100], "the new active serves alice as an operator");
+  } finally {
+    for (const p of peers) await p.endAsync(true).catch(() => {});
+    await i1.stop();
+    await i2?.stop();
+    await broker.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test("IMA moves are counted once the store took them: a move whose batch the store refuses is not counted, its retry is", async () => {
   const broker = await startEmbeddedBroker({ port: 0, imas: ["ima"], nves: ["nve-a", "nve-b"] });
   const dir = mkdtempSync("/tmp/nvl-imamoves-");

@@ -11,7 +11,7 @@ import { LOG_HELP, LOG_OPTS, logOptions } from "./log-opts.js";
 import { defaultImaConfig, defaultImaStore } from "./paths.js";
 import { existsSync } from "node:fs";
 import { parseListen } from "../metrics/metrics.js";
-import { readClientTls } from "../protocol/mqtt.js";
+import { readClientTls, type TlsClientLike } from "../protocol/mqtt.js";
 
 const HELP = `usage: nvedge ima run [--config FILE] [--broker URL] [--store DIR] [--password-file FILE]
                       [--metrics HOST:PORT] [--log-level L] [--log-format json|text]
@@ -31,12 +31,14 @@ and MAC bindings between NVEs, published retained under nvo3/v1/ima/.
   SIGHUP          re-reads FILE: log.level, operators, nves (an NVE removed or moved
                   to another IP has its state withdrawn), duplicate, and the auth.tls
                   files (for the next connection); a change to
-                  ima, broker, auth, limits, nveHoldMs or log.format is refused (restart)
+                  ima, broker, auth, limits, nveHoldMs, ha or log.format is refused (restart);
+                  with ha, for this instance's service now and any later take-over
   --broker URL    overrides the file's broker (default mqtt://127.0.0.1:1883)
   --store DIR     LMDB directory (default /var/lib/nvedge/ima)
   --password-file FILE  the identity's broker password, the file's first line
                   (else $NVEDGE_MQTT_PASSWORD or $NVEDGE_PASSWORD; never on the command line)
-  --metrics HOST:PORT  Prometheus /metrics (catalog, flood lists, bindings, frozen MACs, moves), /healthz, /readyz
+  --metrics HOST:PORT  Prometheus /metrics (catalog, flood lists, bindings, frozen MACs, moves), /healthz, /readyz;
+                  with ha: the active's figures, nvedge_ima_ha_active, ready only while active
 ${LOG_HELP}`;
 
 export async function imaCommand(argv: string[]): Promise<number> {
@@ -61,8 +63,7 @@ export async function imaCommand(argv: string[]): Promise<number> {
   const log = logger.lines();
   const password = o["password-file"] !== undefined ? readPasswordFile(o["password-file"]) : undefined;
   let ima: ImaService;
-  if (cfg.ha && o.metrics !== undefined) throw new UsageError(`--metrics is not served with ha (${configFile}): an instance's figures would be its own while standing by`);
-  if (cfg.ha) return await runHa(cfg, configFile, url, password, o.store ?? defaultImaStore(), logger, log);
+  if (cfg.ha) return await runHa(cfg, configFile, url, password, o.store ?? defaultImaStore(), logger, log, o.metrics, o["log-level"] !== undefined);
   try {
     ima = await ImaService.start({
       settings: { ima: cfg.ima, operators: cfg.operators, nves: cfg.nves, dupMoves: cfg.duplicate.moves, dupWindowMs: cfg.duplicate.windowMs, maxPayload: cfg.limits.maxPayload },
@@ -80,24 +81,11 @@ export async function imaCommand(argv: string[]): Promise<number> {
   }
   let metricsServer: { close(): Promise<void> } | undefined;
   if (o.metrics !== undefined) {
-    const { imaMetrics, serveMetrics } = await import("../metrics/metrics.js");
-    const c = ima.core;
-    const registry = imaMetrics(() => {
-      let bindings = 0, frozen = 0;
-      for (const b of c.binds.values()) {
-        if (b.withdrawn) continue;
-        bindings++;
-        if (b.frozen) frozen++;
-      }
-      return { vns: c.vns.size, floodListEntries: c.vteps.size, bindings, frozen, moves: ima.stats.moves };
-    }, () => ima.client.connected, { ima: cfg.ima });
-    const m = await serveMetrics({ listen: o.metrics, registry, healthy: () => undefined,
-      ready: () => ima.client.connected ? undefined : "the MQTT session is down" }).catch(async (e: Error) => {
-      await ima.stop();
-      throw new Error(`metrics on ${o.metrics}: ${e.message}`);
+    const svc = ima;
+    metricsServer = await serveImaMetrics(o.metrics, cfg.ima, () => svc, log).catch(async (e: Error) => {
+      await svc.stop();
+      throw e;
     });
-    metricsServer = m;
-    log(`metrics: serving ${m.url}/metrics, /healthz, /readyz`);
   }
   const notify = (await import("../service/systemd.js")).systemdNotifier(log);
   notify.ready("serving");
@@ -105,7 +93,8 @@ export async function imaCommand(argv: string[]): Promise<number> {
   let current = cfg;
   process.on("SIGHUP", () => {
     try {
-      current = imaReload({ file: configFile, current, ima, logger, log, levelFixed: o["log-level"] !== undefined, why: "SIGHUP" });
+      current = imaReload({ file: configFile, current, ima: { reconfigure: (x) => ima.reconfigure(x), tlsClients: () => [ima.client] }, logger, log,
+        levelFixed: o["log-level"] !== undefined, why: "SIGHUP" });
     } catch (e) {
       log(`reload: SIGHUP: refused, the running configuration is kept: ${(e as Error).message}`);
     }
@@ -126,6 +115,47 @@ export async function imaCommand(argv: string[]): Promise<number> {
 const same = (x: unknown, y: unknown) => JSON.stringify(x) === JSON.stringify(y);
 
 /**
+ * `--metrics`: the IMA's figures (catalog, flood lists, bindings, frozen
+ * MACs, moves) from the service `svc()` gives, /healthz and /readyz. With
+ * `ha` (issue 15) `svc()` is the instance's service while it is the active
+ * one: a standby reports `nvedge_ima_ha_active` 0, no figures of its own
+ * (its store follows the active's), and is not ready (it serves nothing).
+ */
+async function serveImaMetrics(listen: string, id: string, svc: () => ImaService | undefined, log: (l: string) => void,
+  ha?: { active: () => boolean }): Promise<{ close(): Promise<void> }> {
+  const { imaMetrics, serveMetrics } = await import("../metrics/metrics.js");
+  const registry = imaMetrics(() => {
+    const s = svc();
+    if (!s) return { vns: 0, floodListEntries: 0, bindings: 0, frozen: 0, moves: 0 };
+    const c = s.core;
+    let bindings = 0, frozen = 0;
+    for (const b of c.binds.values()) {
+      if (b.withdrawn) continue;
+      bindings++;
+      if (b.frozen) frozen++;
+    }
+    return { vns: c.vns.size, floodListEntries: c.vteps.size, bindings, frozen, moves: s.stats.moves };
+  }, () => svc()?.client.connected ?? false, { ima: id });
+  if (ha) {
+    const { Gauge } = await import("prom-client");
+    new Gauge({ name: "nvedge_ima_ha_active", help: "1 while this instance is the active IMA (ha, issue 15), 0 standing by", registers: [registry],
+      collect() { this.set(ha.active() ? 1 : 0); } });
+  }
+  const m = await serveMetrics({ listen, registry, healthy: () => undefined,
+    ready: () => ha && !ha.active() ? "standing by (another instance is the active IMA)" : svc()?.client.connected ? undefined : "the MQTT session is down" })
+    .catch((e: Error) => { throw new Error(`metrics on ${listen}: ${e.message}`); });
+  log(`metrics: serving ${m.url}/metrics, /healthz, /readyz`);
+  return m;
+}
+
+/** What a reload changes: an ImaService, or an `ha` instance (ImaHaNode: its service now and later). */
+export interface ImaReloadTarget {
+  reconfigure(s: Parameters<ImaService["reconfigure"]>[0]): string[];
+  /** The MQTT clients the re-read TLS files go to, for their next connection. */
+  tlsClients(): TlsClientLike[];
+}
+
+/**
  * The IMA's reload (SIGHUP, issue 13): the file is read and validated again,
  * then what a running IMA can take is applied, all of it or nothing:
  * - `log.level` (unless --log-level was given);
@@ -144,7 +174,7 @@ const same = (x: unknown, y: unknown) => JSON.stringify(x) === JSON.stringify(y)
  * The broker's own ACL (Mosquitto's acl_file, or `nvedge run`'s `ima`) is
  * not the IMA's: a new NVE or operator must also be allowed there.
  */
-export function imaReload(o: { file: string | undefined; current: ImaConfig; ima: ImaService; logger: Logger; log: (l: string) => void; levelFixed: boolean; why: string }): ImaConfig {
+export function imaReload(o: { file: string | undefined; current: ImaConfig; ima: ImaReloadTarget; logger: Logger; log: (l: string) => void; levelFixed: boolean; why: string }): ImaConfig {
   if (o.file === undefined) {
     o.log(`reload: ${o.why}: no configuration file (the defaults are in use); nothing to re-read`);
     return o.current;
@@ -155,7 +185,9 @@ export function imaReload(o: { file: string | undefined; current: ImaConfig; ima
   if (!same(cur.log?.format, next.log?.format)) restart.push("log.format" as never);
   if (restart.length) throw new ConfigError(o.file, restart[0], `these keys changed and need a restart (nvedge ima run): ${restart.join(", ")}`);
   // The client certificate (the same file names: a renewal or a CA rotation), read and checked before anything changes.
-  const useTls = next.auth?.tls ? readClientTls(next.auth.tls, o.ima.client) : undefined;
+  const tls = next.auth?.tls;
+  const setTls = tls ? o.ima.tlsClients().map((c) => readClientTls(tls, c)) : undefined;
+  const useTls = setTls ? () => { for (const f of setTls) f(); } : undefined;
   const changes: string[] = [];
   if (useTls) changes.push("client certificate re-read (for the next connection)");
   if (!same(cur.operators, next.operators)) changes.push(`operators ${next.operators.join(",") || "(none)"}`);
@@ -185,7 +217,8 @@ export function imaReload(o: { file: string | undefined; current: ImaConfig; ima
  * or active as the broker's election decides (host/ima/ha.ts), until
  * SIGINT/SIGTERM; a clean stop hands the lease to a standby at once.
  */
-async function runHa(cfg: ImaConfig, configFile: string | undefined, url: string, password: string | undefined, store: string, logger: Logger, log: (l: string) => void): Promise<number> {
+async function runHa(cfg: ImaConfig, configFile: string | undefined, url: string, password: string | undefined, store: string, logger: Logger, log: (l: string) => void,
+  metrics: string | undefined, levelFixed: boolean): Promise<number> {
   const { ImaHaNode } = await import("../ima/ha.js");
   let node: import("../ima/ha.js").ImaHaNode;
   try {
@@ -200,15 +233,31 @@ async function runHa(cfg: ImaConfig, configFile: string | undefined, url: string
     if (e instanceof ImaDbError) throw new UsageError(`--store: ${e.message}`);
     throw new Error(`cannot start the IMA instance ${cfg.ha!.instance} at ${url}: ${(e as Error).message}`);
   }
+  // --metrics (issue 15): the active's figures while this instance is the active one (serveImaMetrics)
+  let metricsServer: { close(): Promise<void> } | undefined;
+  if (metrics !== undefined) {
+    metricsServer = await serveImaMetrics(metrics, cfg.ima, () => node.service, log, { active: () => node.role === "active" && !!node.service })
+      .catch(async (e: Error) => { await node.stop(); throw e; });
+  }
   const notify = (await import("../service/systemd.js")).systemdNotifier(log);
   notify.ready(`instance ${cfg.ha!.instance}: ${node.role}`);
-  process.on("SIGHUP", () => log(`reload: SIGHUP: not supported with ha (${configFile ?? "(defaults)"}): restart the instance; a standby takes over meanwhile`));
+  // SIGHUP re-reads the file as a single IMA does (imaReload); the settings go to this
+  // instance's service now if it is the active one, and to any later take-over.
+  let current = cfg;
+  process.on("SIGHUP", () => {
+    try {
+      current = imaReload({ file: configFile, current, ima: node, logger, log, levelFixed, why: "SIGHUP" });
+    } catch (e) {
+      log(`reload: SIGHUP: refused, the running configuration is kept: ${(e as Error).message}`);
+    }
+  });
   await new Promise<void>((resolve) => {
     process.once("SIGINT", resolve);
     process.once("SIGTERM", resolve);
   });
   log("ima: stopping");
   notify.stopping();
+  await metricsServer?.close();
   await node.stop();
   notify.close();
   logger.close();

@@ -31,7 +31,7 @@
 //   ..     chunk index: u32 per chunk (its page number), then the pages, CHUNK bytes each
 import { crc32 } from "node:zlib";
 import { createHash } from "node:crypto";
-import { closeSync, openSync, readFileSync, rmSync, fstatSync, readSync, promises as fsp } from "node:fs";
+import { closeSync, existsSync, openSync, readFileSync, rmSync, fstatSync, readSync, promises as fsp } from "node:fs";
 import { dirname } from "node:path";
 import { serialize, deserialize } from "node:v8";
 import { type Exports, SLOT_SIZE, MAX_BATCH, IN_DESC, OUT_DESC, MAX_OUT, HDR_SLOT, NUM_DROPS, MAX_PORTS, PORT_CTR, MAX_VNS, VN_CTR, TRACE_REC } from "./abi.js";
@@ -155,7 +155,9 @@ let hostHash: string | undefined;
 export function hostCodeHash(): string {
   if (hostHash) return hostHash;
   const h = createHash("sha256");
-  for (const f of ["./image.js", "./dataplane.js", "./tables.js", "./l3.js"]) h.update(readFileSync(new URL(f, import.meta.url)));
+  const files = ["./image.js", "./dataplane.js", "./tables.js", "./l3.js"].map((f) => new URL(f, import.meta.url));
+  // in a firmware bundle (firmware/build.mjs) they are all in the one file this code runs from
+  for (const f of files.every((f) => existsSync(f)) ? files : [new URL(import.meta.url)]) h.update(readFileSync(f));
   return (hostHash = h.digest("hex"));
 }
 

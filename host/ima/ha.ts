@@ -352,6 +352,23 @@ export class ImaHaNode {
     await this.join().catch((e) => this.log(`ima ha: rejoining: ${(e as Error).message}`));
   }
 
+  /**
+   * A reload (SIGHUP, host/cli/ima.ts imaReload): the settings it may change,
+   * for the active service now and for every later take-over (a standby
+   * starts its service with them). The state of an NVE no longer served is
+   * withdrawn by the active only: a standby's store follows the tree.
+   * Returns those NVEs, as ImaService.reconfigure.
+   */
+  reconfigure(s: Parameters<ImaService["reconfigure"]>[0]): string[] {
+    this.o.settings = { ...this.o.settings, ...s };
+    return this.service?.reconfigure(s) ?? [];
+  }
+
+  /** The connections a reload's TLS files go to (the watch one, and the active's); a take-over's connection reads them anew. */
+  tlsClients(): MqttClient[] {
+    return this.service ? [this.watch, this.service.client] : [this.watch];
+  }
+
   /** A clean stop: an active instance hands the lease over (its member record goes offline). */
   async stop(): Promise<void> {
     this.closed = true;
