@@ -24,6 +24,7 @@ import { grantsFor, checkRoles, publishRefusal, canRead, canSubscribe, clientIdA
 import { brokerLimits, BrokerLimitsError, type BrokerLimits } from "./limits.js";
 import { rateLimitedLog } from "../protocol/rate-log.js";
 import { loadPasswordFile, verifyPassword, type PasswordEntry } from "./passwd.js";
+import { corkPerTurn } from "./cork.js";
 
 export interface BrokerOptions {
   host?: string;
@@ -304,6 +305,7 @@ export async function startEmbeddedBroker(o: BrokerOptions): Promise<EmbeddedBro
     // Small request/response packets: without TCP_NODELAY, Nagle's algorithm
     // and delayed ACKs add ~40 ms per hop.
     conn.setNoDelay?.(true);
+    corkPerTurn(conn);
     const client = broker.handle(conn as any, undefined as any) as unknown as AedesClientLike;
     limitPacketSize(client, limit, log);
     conn.once("close", () => {
