@@ -6,7 +6,8 @@
 // Cases: "max" (every agent keeps `window` requests outstanding), into fresh
 // tables ("cold") and again after a detach ("warm"), "paced" (a fixed offered
 // load spread over the agents), and detach (shutdown) at max.
-//   node dist/bench/control.js            (NVEDGE_BENCH_QUICK=1: 1,000 VNICs; NVEDGE_BENCH_BROKER=embedded|embedded-thread|mosquitto: one only)
+//   node dist/bench/control.js            (NVEDGE_BENCH_QUICK=1: 1,000 VNICs; NVEDGE_BENCH_BROKER=embedded|embedded-thread|mosquitto: one only;
+//                                          NVEDGE_BENCH_NVE_ARGS: more `nvedge run` arguments; NVEDGE_BENCH_NVE_NODE_ARGS: node's, e.g. --cpu-prof)
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { loadavg } from "node:os";
 import { spawn, execFileSync } from "node:child_process";
@@ -20,7 +21,7 @@ const PORTS = 10;
 const VNS = 100;
 const WINDOW = 4;
 
-interface Broker { name: string; url?: string; creds(id: string): { username: string; password?: string }; close(): Promise<void> }
+interface Broker { name: string; url?: string; pid?: number; creds(id: string): { username: string; password?: string }; close(): Promise<void> }
 
 function pct(sorted: number[], p: number): number {
   if (!sorted.length) return NaN;
@@ -115,8 +116,11 @@ const CLK_TCK = (() => {
 })();
 
 /** A case measured with the NVE's CPU time (nvePid) and the bench's own (the agents). */
-async function measured<T extends { lat: number[]; secs: number }>(nvePid: number, run: () => Promise<T>, phase = ""): Promise<T & { nveCpu: number; nveSys: number; benchCpu: number }> {
+let brokerPid: number | undefined; // a broker process of its own (Mosquitto): its CPU per request too
+
+async function measured<T extends { lat: number[]; secs: number }>(nvePid: number, run: () => Promise<T>, phase = ""): Promise<T & { nveCpu: number; nveSys: number; benchCpu: number; brokerCpu?: number }> {
   const n0 = cpuSecondsOf(nvePid), b0 = process.cpuUsage();
+  const m0 = brokerPid ? cpuSecondsOf(brokerPid) : undefined;
   const t0 = process.hrtime.bigint();
   const r = await run();
   // With a profiled NVE (NVEDGE_BENCH_NVE_NODE_ARGS), each case's span on the
@@ -125,10 +129,12 @@ async function measured<T extends { lat: number[]; secs: number }>(nvePid: numbe
   if (process.env.NVEDGE_BENCH_NVE_NODE_ARGS) console.error(`control phase ${phase} ${t0 / 1000n} ${process.hrtime.bigint() / 1000n}`);
   const b = process.cpuUsage(b0);
   const n1 = cpuSecondsOf(nvePid);
-  return { ...r, nveCpu: n1.user + n1.sys - n0.user - n0.sys, nveSys: n1.sys - n0.sys, benchCpu: (b.user + b.system) / 1e6 };
+  const m1 = brokerPid ? cpuSecondsOf(brokerPid) : undefined;
+  return { ...r, nveCpu: n1.user + n1.sys - n0.user - n0.sys, nveSys: n1.sys - n0.sys, benchCpu: (b.user + b.system) / 1e6,
+    ...(m0 && m1 ? { brokerCpu: m1.user + m1.sys - m0.user - m0.sys } : {}) };
 }
 
-function row(broker: string, mode: string, op: string, vnics: number, r: { lat: number[]; errors: number; secs: number; nveCpu?: number; nveSys?: number; benchCpu?: number }, extra: object = {}) {
+function row(broker: string, mode: string, op: string, vnics: number, r: { lat: number[]; errors: number; secs: number; nveCpu?: number; nveSys?: number; benchCpu?: number; brokerCpu?: number }, extra: object = {}) {
   const s = [...r.lat].sort((a, b) => a - b);
   const out = {
     case: `control.${op}`, broker, mode, agents: AGENTS, vnics, ...extra,
@@ -139,6 +145,7 @@ function row(broker: string, mode: string, op: string, vnics: number, r: { lat: 
       nve_cpu_us_per_op: Math.round((r.nveCpu * 1e6) / Math.max(1, r.lat.length)), nve_cpu_cores: r2(r.nveCpu / r.secs),
       nve_sys_share: r2((r.nveSys ?? 0) / r.nveCpu),
       agents_cpu_us_per_op: Math.round(((r.benchCpu ?? 0) * 1e6) / Math.max(1, r.lat.length)),
+      ...(r.brokerCpu !== undefined ? { broker_cpu_us_per_op: Math.round((r.brokerCpu * 1e6) / Math.max(1, r.lat.length)) } : {}),
       nve_cpu_bound_ops_per_s: Math.round(r.lat.length / r.nveCpu), load1: r2(loadavg()[0]),
     } : {}),
   };
@@ -152,7 +159,10 @@ async function startBroker(kind: "embedded" | "mosquitto", nve: string): Promise
   const ids = [nve, ...Array.from({ length: AGENTS }, (_, i) => `hv-${i}`)];
   const pw = (id: string) => `bench-${id}`;
   const m = await startMosquitto({ users: Object.fromEntries(ids.map((i) => [i, pw(i)])), nves: [nve] });
-  return { name: "mosquitto-3.1.1", url: m.url, creds: (id) => ({ username: id, password: pw(id) }), close: () => m.close() };
+  // its pid, for its CPU per request (broker_cpu_us_per_op): the process whose command line names its directory
+  let pid: number | undefined;
+  try { pid = Number(execFileSync("pgrep", ["-f", m.dir], { encoding: "utf8" }).trim().split("\n")[0]) || undefined; } catch { /* not counted */ }
+  return { name: "mosquitto-3.1.1", url: m.url, pid, creds: (id) => ({ username: id, password: pw(id) }), close: () => m.close() };
 }
 
 async function freePort(): Promise<number> {
@@ -171,12 +181,15 @@ async function benchOne(kind: "embedded" | "mosquitto", perAgent: number, thread
   const nve = "nve-bench";
   const dir = mkdtempSync("/tmp/nvl-bench-control-");
   const broker = await startBroker(kind, nve);
+  brokerPid = broker.pid;
   if (threaded) broker.name += "-thread";
   const port = await freePort();
   const url = broker.url ?? `mqtt://127.0.0.1:${port}`;
   writeFileSync(`${dir}/nve.json`, JSON.stringify(config(nve)));
   const bin = fileURLToPath(new URL("../../bin/nvedge.js", import.meta.url));
-  const args = [bin, "run", "--config", `${dir}/nve.json`, "--memory-store", "--store", dir, "--io", "none",
+  // NVEDGE_BENCH_NVE_ARGS (e.g. "--log-level warn") adds arguments to `nvedge run`.
+  const nveArgs = (process.env.NVEDGE_BENCH_NVE_ARGS ?? "").split(" ").filter(Boolean);
+  const args = [bin, "run", ...nveArgs, "--config", `${dir}/nve.json`, "--memory-store", "--store", dir, "--io", "none",
     ...(broker.url ? ["--broker", broker.url] : ["--listen", `127.0.0.1:${port}`, ...(threaded ? ["--broker-thread"] : [])])];
   // NVEDGE_BENCH_NVE_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/p") profiles the NVE process.
   const nodeArgs = (process.env.NVEDGE_BENCH_NVE_NODE_ARGS ?? "").split(" ").filter(Boolean);
