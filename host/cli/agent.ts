@@ -11,7 +11,6 @@ import { LEVELS, Logger, isLevel, type Level } from "../log/logger.js";
 import { LOG_OPTS, logOptions } from "./log-opts.js";
 import { readFileSync } from "node:fs";
 import { parseEnv } from "node:util";
-import { readClientTls } from "../protocol/mqtt.js";
 
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const defaultSocket = () => process.env.NVEDGE_AGENT_SOCKET ?? `${process.env.XDG_RUNTIME_DIR ?? "/tmp"}/nvedge-agent.sock`;
@@ -121,7 +120,9 @@ export async function agentCommand(argv: string[]): Promise<number> {
       const logger = new Logger({ service: "agent", id: hv, ...logOptions(v, { level: fileLevel() }) });
       logger.start("agent run", { nve });
       const log = logger.lines();
+      // loaded here, by `agent run` only: the one-shot commands (attach, show ...) talk to the daemon's socket, not to MQTT
       const { startAgentDaemon } = await import("../agent/daemon.js");
+      const { readClientTls } = await import("../protocol/mqtt.js");
       const { OvsPortDriver, noPortDriver } = await import("../agent/driver.js");
       const d = await startAgentDaemon({
         hv, nve, statePath: v.state, socketPath: socket, log, driver: ovsDb !== undefined ? new OvsPortDriver(ovsDb) : noPortDriver,
