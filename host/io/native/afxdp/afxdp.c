@@ -4,7 +4,15 @@
 // queue. The XDP program (xsk_redirect.bpf.c) is loaded with libbpf, put on
 // the interface once (native XDP, else generic/SKB mode) and sends each
 // frame of a queue that has a socket into it; it is taken off when the
-// interface's last socket closes. No bpffs, no libxdp dispatcher.
+// interface's last socket closes. No bpffs, no libxdp dispatcher. What it
+// shares with afpacket.c (argument checks against abi.h, descriptors, the
+// netns switch, poll) is in ../io_common.h.
+//
+// underlay.vlan (open's `vlan`): the XDP program sends only frames of that
+// VLAN to the socket (its cfg map); recv takes the tag off in its copy into
+// the slot, send puts it back after the MACs in the UMEM gather. A tag the
+// driver left in the packet's metadata is written back into the frame by the
+// program's device-bound variant (xsk_redirect.bpf.c).
 //
 // Copies per frame: receive, the kernel copies into the UMEM (copy mode) or
 // the NIC writes there (zero-copy), and recv copies it into the data plane's
