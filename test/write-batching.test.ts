@@ -1,0 +1,77 @@
+// Issue 15 (attach throughput): what the embedded broker sends a client in
+// one turn of the event loop leaves in one socket write (host/broker/cork.ts),
+// in order and whole; and the logger's text lines, now built without pino's
+// JSON round trip, read exactly as textLine() made them of pino's records.
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import { createServer, connect, type Socket } from "node:net";
+import { corkPerTurn } from "../host/broker/cork.js";
+import { Logger } from "../host/log/logger.js";
+
+/** A connected loopback pair: the server's socket and the client's. */
+async function pair(): Promise<{ server: Socket; client: Socket; close(): void }> {
+  const srv = createServer();
+  await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
+  const port = (srv.address() as { port: number }).port;
+  const accepted = new Promise<Socket>((r) => srv.once("connection", r));
+  const client = connect(port, "127.0.0.1");
+  await new Promise<void>((r) => client.once("connect", () => r()));
+  const server = await accepted;
+  return { server, client, close: () => { client.destroy(); server.destroy(); srv.close(); } };
+}
+
+test("corkPerTurn: one turn's writes leave in one writev, in order, and the next turn's in another", async () => {
+  const { server, client, close } = await pair();
+  try {
+    corkPerTurn(server);
+    const calls: number[] = []; // chunks per call of the socket's own write functions
+    const s = server as unknown as { _writev(c: unknown[], cb: () => void): void; _write(c: unknown, e: string, cb: () => void): void };
+    const writev = s._writev.bind(server), write = s._write.bind(server);
+    s._writev = (c, cb) => { calls.push(c.length); writev(c, cb); };
+    s._write = (c, e, cb) => { calls.push(1); write(c, e, cb); };
+    let got = "";
+    client.on("data", (d) => (got += d));
+    server.write("a1;");
+    server.write("a2;");
+    server.write("a3;");
+    assert.is(server.writableCorked, 1, "corked from the first write of the turn");
+    assert.equal(calls, [], "nothing written yet");
+    await new Promise((r) => setImmediate(r));
+    assert.is(server.writableCorked, 0, "uncorked in the check phase");
+    assert.equal(calls, [3], "the three writes as one writev");
+    server.write("b1;");
+    server.write("b2;");
+    await new Promise((r) => setImmediate(r));
+    assert.equal(calls, [3, 2], "the next turn's writes in a writev of their own");
+    const deadline = Date.now() + 5000;
+    while (got.length < 15 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    assert.is(got, "a1;a2;a3;b1;b2;");
+  } finally {
+    close();
+  }
+});
+
+test("logger: a text line built directly reads as pino's record through textLine (level, id, component, escapes)", () => {
+  const lines: string[] = [];
+  const log = new Logger({ service: "nve", id: "nve-a", dest: { write: (s: string) => lines.push(s) } });
+  const cases: [string, "info" | "warn" | "fatal", string | undefined, string][] = [
+    ["mqtt: nve-a serving nvo3-hv/1", "info", "mqtt", "nve-a serving nvo3-hv/1"],
+    ["VNIC v1: Init → Associated (hv-1@acc0)", "info", undefined, "VNIC v1: Init → Associated (hv-1@acc0)"],
+    ["broker: broker: auth refused: x\n2026 forged\u001b[2J\u2028", "warn", "broker", "auth refused: x\n2026 forged\u001b[2J\u2028"],
+    ["FATAL: the store failed", "fatal", undefined, "FATAL: the store failed"],
+  ];
+  for (const [line, level, component, msg] of cases) {
+    log.line(line); // the direct text line
+    log.pino[level](component ? { component } : {}, msg); // pino's JSON, through textLine
+  }
+  assert.is(lines.length, cases.length * 2);
+  const noTime = (l: string) => l.slice(l.indexOf(" ") + 1);
+  for (let i = 0; i < lines.length; i += 2) {
+    assert.match(lines[i], /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z /, "an ISO time first");
+    assert.is(noTime(lines[i]), noTime(lines[i + 1]));
+  }
+  assert.ok(lines[4].includes("WARN  nve-a broker: auth refused: x\\x0a2026 forged\\x1b[2J\\u2028"), lines[4]);
+  assert.is(lines[4].split("\n").length, 2, "one line and its newline");
+});
+
+test.run();
