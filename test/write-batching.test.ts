@@ -51,6 +51,23 @@ test("corkPerTurn: one turn's writes leave in one writev, in order, and the next
   }
 });
 
+test("corkPerTurn: what was written in the turn a socket is destroyed still leaves (a refusing CONNACK)", async () => {
+  const { server, client, close } = await pair();
+  try {
+    corkPerTurn(server);
+    let got = "";
+    const ended = new Promise<void>((r) => client.on("close", () => r()));
+    client.on("data", (d) => (got += d));
+    server.cork(); // a writer's own cork level (mqtt-packet's, uncorked next tick) on top of ours
+    server.write("connack-refused;");
+    server.destroy();
+    await Promise.race([ended, new Promise((r) => setTimeout(r, 5000))]);
+    assert.is(got, "connack-refused;");
+  } finally {
+    close();
+  }
+});
+
 test("logger: a text line built directly reads as pino's record through textLine (level, id, component, escapes)", () => {
   const lines: string[] = [];
   const log = new Logger({ service: "nve", id: "nve-a", dest: { write: (s: string) => lines.push(s) } });

@@ -24,6 +24,7 @@ import { grantsFor, checkRoles, publishRefusal, canRead, canSubscribe, clientIdA
 import { brokerLimits, BrokerLimitsError, type BrokerLimits } from "./limits.js";
 import { rateLimitedLog } from "../protocol/rate-log.js";
 import { loadPasswordFile, verifyPassword, type PasswordEntry } from "./passwd.js";
+import { corkPerTurn } from "./cork.js";
 
 export interface BrokerOptions {
   host?: string;
@@ -153,41 +154,6 @@ function limitPacketSize(client: AedesClientLike, limit: number, log: (l: string
       return false;
     }
     return ok;
-  };
-}
-
-/**
- * One writev per turn of the event loop per connection, not one per packet.
- * aedes writes every packet it delivers in a setImmediate of its own, and
- * mqtt-packet corks the socket only until the next tick: under a flood towards
- * one client (the NVE) that was a system call, and a loopback TCP segment
- * whose receive path runs in that call, per message, the largest single cost
- * of the event loop's long turns (issue 10 soak). The socket stays corked
- * until a setImmediate: the check phase of this turn for what the poll phase
- * wrote, of the next turn for what aedes' own immediates wrote (a timer
- * instead cost ~1 ms per hop at idle, 3x the p50). It is flushed before aedes
- * destroys it (a refusing CONNACK still leaves). Order and backpressure are
- * the stream's own: write() still returns false beyond the high-water mark,
- * and 'drain' follows the flush.
- */
-function coalesceWrites(conn: Socket): void {
-  const cork = conn.cork.bind(conn), uncork = conn.uncork.bind(conn), destroy = conn.destroy.bind(conn);
-  let held = false;
-  const flush = () => {
-    if (!held) return;
-    held = false;
-    uncork();
-  };
-  conn.cork = () => {
-    if (held) return;
-    held = true;
-    cork();
-    setImmediate(flush);
-  };
-  conn.uncork = () => {}; // mqtt-packet's next-tick uncork: the immediate above flushes
-  conn.destroy = (err?: Error) => {
-    flush();
-    return destroy(err);
   };
 }
 
@@ -339,7 +305,7 @@ export async function startEmbeddedBroker(o: BrokerOptions): Promise<EmbeddedBro
     // Small request/response packets: without TCP_NODELAY, Nagle's algorithm
     // and delayed ACKs add ~40 ms per hop.
     conn.setNoDelay?.(true);
-    coalesceWrites(conn);
+    corkPerTurn(conn); // one write per turn (host/broker/cork.ts)
     const client = broker.handle(conn as any, undefined as any) as unknown as AedesClientLike;
     limitPacketSize(client, limit, log);
     conn.once("close", () => {
