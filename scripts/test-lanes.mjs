@@ -17,11 +17,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 /** Files that run in lane 0 only (shared system state, or a bound that needs the machine). */
-export const SERIAL = /^(lab|lab-demo|e2e(-[\w-]+)?|agent-ovs|io|io-pool|io-afxdp|underlay-resolve|underlay-routes-ns|dataplane-offload|ops-io|durability|fuzz|crash|security|firmware-qemu)\.test\.js$/;
+export const SERIAL = /^(lab|lab-demo|e2e(-[\w-]+)?|agent-ovs|io|io-pool|io-afxdp|underlay-resolve|underlay-routes-ns|dataplane-offload|ops-io|durability|fuzz|crash|security)\.test\.js$/;
 
-/** Rough seconds per file (the slow ones; others count 5), to balance the parallel lanes. */
-const WEIGHT = { "control.test.js": 60, "agent.test.js": 60, "security-ima.test.js": 40, "broker.test.js": 40, "ima-ha.test.js": 40,
-  "firmware.test.js": 30, "firmware-pack.test.js": 30, "dataplane-scale.test.js": 30, "ima.test.js": 25, "ima-client.test.js": 25 };
+/** Rough seconds per file (the slow ones, from a 2-lane run; others count 5), to balance the parallel lanes. */
+const WEIGHT = { "firmware-qemu.test.js": 96, "agent.test.js": 77, "control.test.js": 49, "dataplane-cli.test.js": 42, "ima-ha.test.js": 36,
+  "ops-cli.test.js": 30, "ima-cli.test.js": 27, "firmware-pack.test.js": 19, "firmware.test.js": 16, "ops-reload.test.js": 15,
+  "control-cli.test.js": 15, "broker-restart.test.js": 14, "broker.test.js": 14, "dataplane-scale.test.js": 11, "profile-cli.test.js": 10 };
 
 /** Lane k's file names (some may be empty): lane 0 the SERIAL ones, the rest dealt longest first to the least loaded of lanes 1..jobs-1. */
 export function lanes(names, jobs) {
