@@ -115,7 +115,8 @@ function timeCliRestart(cfgFile: string, storeDir: string, stop = false): Promis
 export async function timeFirstFrame(cfgFile: string, storeDir: string, ns: ReturnType<typeof tmpNetns>, hvEnd: string, remoteEnd: string): Promise<{ firstFrameMs: number; forwardingMs: number; image: boolean }> {
   const { udpFrame } = await import("../test/support/encoder.js");
   const probe = udpFrame({ dst: REMOTE_MAC, src: macOf(1), tag: { vid: 2 }, srcIp: ipOf(9), dstIp: "10.250.0.1" });
-  const cap = await capture(ns, remoteEnd, 1, 240_000, ["udp", "port", "4789"]);
+  // --immediate-mode: libpcap hands each frame over at once, not when its ring block times out (up to 1 s late)
+  const cap = await capture(ns, remoteEnd, 1, 240_000, ["--immediate-mode", "udp", "port", "4789"]);
   const inj = injector(hvEnd, []);
   const sender = spawn("ip", ["netns", "exec", ns.name, "timeout", "300", "python3", "-c",
     // one frame per line as it comes (unbuffered standard input)
