@@ -21,7 +21,7 @@ const OPTS = { macLog2: 12, ipLog2: 12 };
 const cfgOf = (f: F.Family, extra: Record<string, unknown> = {}) => parseConfig(JSON.stringify({ ...F.fixtureConfig(f), ...extra }), "test");
 
 /** A store, a programmed data plane and a writer with short timers; `written` resolves with each image. */
-async function setup(dir: string) {
+async function setup(dir: string, extra: { periodic?: boolean } = {}) {
   const cfg = cfgOf(4);
   const raw = await openLmdbStore(join(dir, "store"));
   const dp = await DataPlane.create(OPTS);
@@ -31,7 +31,7 @@ async function setup(dir: string) {
   const w = new ImageWriter({
     path: imagePath(dir), store: raw, log: (l) => lines.push(l), quietMs: 50, minIntervalMs: 0,
     key: () => ({ ...imageKeyOf(OPTS), config: "c" }), snapshot: async (k) => dp.snapshot(k),
-    onWritten: (i) => { written.push(i); notify?.(); },
+    onWritten: (i) => { written.push(i); notify?.(); }, ...extra,
   });
   const store = w.wrapStore(raw);
   const programmer = w.wrapProgrammer({ apply: async (ops) => dp.apply(ops) });
@@ -90,6 +90,25 @@ test("a clean stop writes the image of what changed since the last one", async (
     assert.is(t.written[0].txnId, t.raw.lastTxnId!());
     await s.raw.close();
     await t.raw.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("with packet I/O (periodic: false) no image while running, however quiet, since a snapshot stops a forwarding worker; one at the clean stop", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "nvl-dpimage-"));
+  try {
+    const s = await setup(dir, { periodic: false });
+    s.w.started(false);
+    await s.programmer.apply(F.fixtureOps(4));
+    await s.store.transaction((w) => w.put("hvs", "hv-1", { hv: "hv-1", online: true, since: 1 }));
+    await new Promise((r) => setTimeout(r, 300)); // six quiet times
+    assert.is(s.written.length, 0, "nothing written while running");
+    assert.not.ok(existsSync(imagePath(dir)));
+    await s.w.close();
+    assert.is(s.written.length, 1, "written at the stop");
+    assert.is(s.written[0].txnId, s.raw.lastTxnId!());
+    await s.raw.close();
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -145,6 +145,10 @@ export async function runCommand(argv: string[]): Promise<number> {
       const { imageKeyOf } = await import("../dataplane/load.js");
       imageWriter = new dpImage.ImageWriter({
         path: imageFile, store, log, snapshot: (k) => snapshotDp(k),
+        // With packet I/O, a snapshot would stop a forwarding worker (issue
+        // 15's restart image must not cost forwarding): written at a clean
+        // stop only; a crash rebuilds from the records as before.
+        periodic: io === "none",
         key: () => ({ ...imageKeyOf({ loader }), config: dpImage.staticHash(currentConfig()) }),
       });
       store = imageWriter.wrapStore(store);
