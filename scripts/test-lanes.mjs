@@ -56,7 +56,7 @@ export async function runLanes({ runner, dirArg, pattern, names, jobs, limitS })
       const list = join(work, `lane${k}.json`), report = join(work, `report${k}.json`);
       writeFileSync(list, JSON.stringify(files));
       const env = { ...process.env, NVEDGE_TEST_TIMEOUT_S: String(limitS) };
-      delete env.NVEDGE_TEST_JOBS; // a lane runs its files one after the other (and so do runners the tests start)
+      env.NVEDGE_TEST_JOBS = "1"; // a lane runs its files one after the other (and so do runners the tests start)
       const child = spawn(process.execPath, [runner, dirArg, pattern, "--lane-files", list, "--lane-report", report], { stdio: ["ignore", "pipe", "pipe"], env });
       children.push(child);
       let out = "";

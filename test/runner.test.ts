@@ -16,7 +16,8 @@ function run(fixture: string, env: Record<string, string> = {}, extra: string[] 
   const r = spawnSync(process.execPath, [RUNNER, ...extra, `test/fixtures/runner/${fixture}`, "\\.test\\.mjs$"], {
     cwd: ROOT, encoding: "utf8", timeout: 60_000,
     // strict as in CI; NVEDGE_TEST_SKIP only where a case sets it
-    env: { ...process.env, CI: "1", NVEDGE_TEST_SKIP: "", FORCE_COLOR: "0", ...env },
+    // one lane unless a case asks for more (the default is 2 on a machine with 2 CPUs)
+    env: { ...process.env, CI: "1", NVEDGE_TEST_SKIP: "", FORCE_COLOR: "0", NVEDGE_TEST_JOBS: "1", ...env },
   });
   const out = r.stdout + r.stderr;
   const last = r.stdout.trim().split("\n").at(-1) ?? "";
