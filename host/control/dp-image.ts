@@ -20,7 +20,7 @@
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import type { NveConfig } from "../config/types.js";
-import type { Store } from "../store/store.js";
+import { watchWrites, type Store } from "../store/store.js";
 import type { DataPlaneProgrammer } from "../dataplane/ops.js";
 import { existsSync } from "node:fs";
 import { type Image, type ImageKey, checkImage, removeImageFile, writeImageFile, ImageRefused } from "../dataplane/image.js";
@@ -118,25 +118,7 @@ export class ImageWriter {
 
   /** The store, its transactions tracked (every write to it must go through this). */
   wrapStore(store: Store): Store {
-    const transaction = async <T>(fn: Parameters<Store["transaction"]>[0]): Promise<T> => {
-      this.begin();
-      try { return await store.transaction(fn) as T; } finally { this.end(); }
-    };
-    const commit = async <T>(fn: Parameters<Store["transaction"]>[0]) => {
-      this.begin();
-      let r: { result: T; durable: Promise<void> };
-      try { r = await store.commit!(fn) as { result: T; durable: Promise<void> }; } catch (e) { this.end(); throw e; }
-      r.durable.then(() => this.end(), () => this.end());
-      return r;
-    };
-    return new Proxy(store, {
-      get(t, k) {
-        if (k === "transaction") return transaction;
-        if (k === "commit") return t.commit ? commit : undefined;
-        const v = Reflect.get(t, k, t);
-        return typeof v === "function" ? v.bind(t) : v;
-      },
-    });
+    return watchWrites(store, () => { this.begin(); return () => this.end(); });
   }
 
   /** The programmer, its applies tracked. */

@@ -13,7 +13,7 @@
 // the CLI's baseline).
 import { createServer, type Server } from "node:http";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
-import type { Store } from "../store/store.js";
+import { watchWrites, type Store } from "../store/store.js";
 import { VERSION } from "../version.js";
 import { ERROR_CODES } from "../protocol/errors.js";
 import { OPS as PROTOCOL_OPS } from "../protocol/schemas.js";
@@ -112,26 +112,7 @@ export class NveMetrics {
 
   /** The same store, its transactions and pipelined commits timed until durable. */
   instrumentStore(store: Store): Store {
-    const h = this.commitSeconds;
-    const transaction = async <T>(fn: (tx: Parameters<Parameters<Store["transaction"]>[0]>[0]) => T): Promise<T> => {
-      const end = h.startTimer();
-      try { return await store.transaction(fn); } finally { end(); }
-    };
-    const commit = async <T>(fn: (tx: Parameters<Parameters<Store["transaction"]>[0]>[0]) => T) => {
-      const end = h.startTimer();
-      const r = await store.commit!(fn);
-      r.durable.then(() => end(), () => end());
-      return r;
-    };
-    // A proxy, not a copy: the store keeps its own `this` for everything else.
-    return new Proxy(store, {
-      get(t, k) {
-        if (k === "transaction") return transaction;
-        if (k === "commit") return t.commit ? commit : undefined;
-        const v = Reflect.get(t, k, t);
-        return typeof v === "function" ? v.bind(t) : v;
-      },
-    });
+    return watchWrites(store, () => this.commitSeconds.startTimer());
   }
 
   /** The data plane's counters, read once per scrape (every collect() of one scrape shares the read). */

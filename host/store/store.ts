@@ -103,6 +103,36 @@ export interface Store extends StoreReader {
   close(): Promise<void>;
 }
 
+/**
+ * The same store with each write watched from its start to its end: `start`
+ * is called as a transaction or a pipelined commit begins and returns what is
+ * called when it ends (a transaction returned or threw; a commit is durable,
+ * or was refused). The commit-time metrics (host/metrics) and the table
+ * image's quiet tracking (host/control/dp-image.ts) both watch the store this
+ * way. A proxy, not a copy: the store keeps its own `this` for everything else.
+ */
+export function watchWrites(store: Store, start: () => () => void): Store {
+  const transaction = async <T>(fn: (tx: StoreWriter) => T): Promise<T> => {
+    const end = start();
+    try { return await store.transaction(fn); } finally { end(); }
+  };
+  const commit = async <T>(fn: (tx: StoreWriter) => T) => {
+    const end = start();
+    let r: { result: T; durable: Promise<void> };
+    try { r = await store.commit!(fn); } catch (e) { end(); throw e; }
+    r.durable.then(end, end);
+    return r;
+  };
+  return new Proxy(store, {
+    get(t, k) {
+      if (k === "transaction") return transaction;
+      if (k === "commit") return t.commit ? commit : undefined;
+      const v = Reflect.get(t, k, t);
+      return typeof v === "function" ? v.bind(t) : v;
+    },
+  });
+}
+
 export class StoreSchemaError extends Error {
   constructor(public found: unknown, public expected: number, where: string) {
     super(`${where}: store schema version ${JSON.stringify(found)} is not the supported version ${expected}`);
