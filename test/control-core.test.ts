@@ -31,6 +31,18 @@ function counting(inner: Store) {
   return { store: s, puts, txns: () => txns };
 }
 
+/** A recording programmer whose applies the data plane refuses, with the reason `refuses` gives. */
+async function refusingProgrammer(refuses: (ops: DpOp[]) => string | undefined): Promise<RecordingProgrammer> {
+  const base = await RecordingProgrammer.create();
+  return Object.assign(Object.create(base), {
+    async apply(ops: DpOp[]) {
+      const why = refuses(ops);
+      if (why) throw new Error(why);
+      return base.apply(ops);
+    },
+  }) as RecordingProgrammer;
+}
+
 async function open(backing: MemoryBacking, prog: RecordingProgrammer) {
   const c = counting(await MemoryStore.open({ backing }));
   const core = await NveCore.open({ config: baseConfig(), store: c.store, programmer: prog, clock: new FakeClock() });
@@ -56,14 +68,8 @@ test("concurrent requests are stored in one transaction and programmed with one 
 
 test("a group the data plane refuses is undone and replayed one by one: only the faulty request fails, store = model", async () => {
   const backing = newMemoryBacking();
-  const base = await RecordingProgrammer.create();
   // refuses any list containing MAC m(3) (as a full table would)
-  const prog = Object.assign(Object.create(base), {
-    async apply(ops: DpOp[]) {
-      if (ops.some((o) => "mac" in o && o.mac === m(3))) throw new Error("table full");
-      return base.apply(ops);
-    },
-  }) as RecordingProgrammer;
+  const prog = await refusingProgrammer((ops) => (ops.some((o) => "mac" in o && o.mac === m(3)) ? "table full" : undefined));
   const { core } = await open(backing, prog);
   await core.request("hv-1", req({ id: "h", op: "hello", agent: "t" }));
   await core.request("hv-1", req({ id: "pre", op: "vnic.attach", vnic: u(9), vn: { alias: "red" }, addrs: [{ mac: m(9) }] }));
@@ -112,14 +118,8 @@ test("config: limits are on by default; ports[].vns and { id, vns } hypervisors 
 
 test("a group that fails puts the sync state back: chunks of the group are dropped, the earlier ones kept (all-or-nothing)", async () => {
   const backing = newMemoryBacking();
-  const base = await RecordingProgrammer.create();
   let fail = false;
-  const prog = Object.assign(Object.create(base), {
-    async apply(ops: DpOp[]) {
-      if (fail) throw new Error("data plane down");
-      return base.apply(ops);
-    },
-  }) as RecordingProgrammer;
+  const prog = await refusingProgrammer(() => (fail ? "data plane down" : undefined));
   const { core } = await open(backing, prog);
   for (const hv of ["hv-1", "hv-2"]) await core.request(hv, req({ id: "h", op: "hello", agent: "t" }));
   const syncId = "41111111-2222-4333-8444-555555555555";
@@ -142,14 +142,8 @@ test("a group that fails puts the sync state back: chunks of the group are dropp
 
 test("a profile change or VN removal the data plane refuses changes nothing: catalog, VNICs and End Devices as before (issue 16 one commit path)", async () => {
   const backing = newMemoryBacking();
-  const base = await RecordingProgrammer.create();
   let fail = false;
-  const prog = Object.assign(Object.create(base), {
-    async apply(ops: DpOp[]) {
-      if (fail) throw new Error("data plane down");
-      return base.apply(ops);
-    },
-  }) as RecordingProgrammer;
+  const prog = await refusingProgrammer(() => (fail ? "data plane down" : undefined));
   const { core } = await open(backing, prog);
   const events: string[] = [];
   core.onEvent = (hv, e) => events.push(`${hv} ${e.event}`);
