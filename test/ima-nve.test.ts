@@ -28,11 +28,17 @@ const M1 = "02:00:5e:00:09:01", M2 = "02:00:5e:00:09:02";
 const VIOLET = { id: 400, alias: "violet", vni: 9000, profile: { encap: "vxlan" as const, mtu: 1450 } };
 const has = (ops: DpOp[], o: Record<string, unknown>) => ops.some((x) => Object.entries(o).every(([k, v]) => JSON.stringify((x as unknown as Record<string, unknown>)[k]) === JSON.stringify(v)));
 
-test("an NVE with an ima key: resolve, announce, remote bindings cached, moved, profile, withdraw", async () => {
+/** The embedded broker (nve-a, nve-b, the IMA, operator alice) and a store folder, with their cleanups (run last first). */
+async function brokerAndDir() {
   const b = await startEmbeddedBroker({ host: "127.0.0.1", port: 0, nves: ["nve-a", "nve-b"], imas: ["ima"], operators: ["alice"] });
   const rb: RunningBroker = { name: "embedded", url: b.url, protocolVersion: 4, creds: (id) => ({ username: id }), close: () => b.close() };
   const dir = mkdtempSync(join(tmpdir(), "nvl-imanve-"));
   const cleanup: (() => Promise<unknown>)[] = [() => b.close(), async () => rmSync(dir, { recursive: true, force: true })];
+  return { b, rb, dir, cleanup };
+}
+
+test("an NVE with an ima key: resolve, announce, remote bindings cached, moved, profile, withdraw", async () => {
+  const { b, rb, dir, cleanup } = await brokerAndDir();
   try {
     const config = baseConfig({ ima: { id: "ima" } });
     assert.equal(config.ima, { id: "ima", operators: [] }, "the ima key's defaults");
@@ -135,10 +141,7 @@ test("an NVE with an ima key: resolve, announce, remote bindings cached, moved, 
 // was dropped as dst-inactive): at the destination's pre-association (the VM
 // still runs at nve-b) and at the source's migration hold (nve-b named `next`).
 test("hitless migration: pre-association and migration hold program the remote holder in the commit's own apply, never an inactive local entry", async () => {
-  const b = await startEmbeddedBroker({ host: "127.0.0.1", port: 0, nves: ["nve-a", "nve-b"], imas: ["ima"], operators: ["alice"] });
-  const rb: RunningBroker = { name: "embedded", url: b.url, protocolVersion: 4, creds: (id) => ({ username: id }), close: () => b.close() };
-  const dir = mkdtempSync(join(tmpdir(), "nvl-imanve-"));
-  const cleanup: (() => Promise<unknown>)[] = [() => b.close(), async () => rmSync(dir, { recursive: true, force: true })];
+  const { b, rb, dir, cleanup } = await brokerAndDir();
   try {
     const config = baseConfig({ ima: { id: "ima" } });
     const blue = config.vns.find((v) => v.id === 100)!;
