@@ -21,6 +21,9 @@ import { sleep } from "../host/sys/sh.js";
 
 const US = "192.0.2.1", US_MAC = "02:00:00:00:01:01", GW = "02:00:00:00:01:fe", REMOTE = "192.0.2.11";
 const L = { mac: "02:00:5e:00:01:01", ip: "10.0.0.1" }, R = { mac: "02:00:5e:00:02:01", ip: "10.0.0.2" };
+/** The remote NVE's k-th VXLAN frame toward L, as the decapsulation cases inject it. */
+const fromRemote = (k: number) => E.overlayFrame({ srcMac: GW, dstMac: US_MAC, src: REMOTE, dst: US }, { kind: "vxlan", vni: 5000, entropy: 50000 + k },
+  E.udpFrame({ dst: L.mac, src: R.mac, tag: null, srcIp: R.ip, dstIp: L.ip, srcPort: 2000 + k, payloadLen: 80 }));
 
 const ops = (a: string, c: string): DpOp[] => [
   { op: "underlay", port: a, ip: US, mac: US_MAC, gatewayMac: GW, udpPort: 4789 },
@@ -60,10 +63,8 @@ if (requireRootAnd(["ip", "python3", "tcpdump", "tc", "clang"], "--io afxdp on v
       });
 
       // decapsulation: VXLAN in on the uplink, tagged frames out of the access port
-      const back = (k: number) => E.udpFrame({ dst: L.mac, src: R.mac, tag: null, srcIp: R.ip, dstIp: L.ip, srcPort: 2000 + k, payloadLen: 80 });
       const dec = await capture(ns, d, n, 8000, ["vlan", "10"]);
-      injectFrames(ns, b, Array.from({ length: n }, (_, k) =>
-        E.overlayFrame({ srcMac: GW, dstMac: US_MAC, src: REMOTE, dst: US }, { kind: "vxlan", vni: 5000, entropy: 50000 + k }, back(k))));
+      injectFrames(ns, b, Array.from({ length: n }, (_, k) => fromRemote(k)));
       const out = await dec.done;
       assert.is(out.length, n, `${n} decapsulated frames`);
       out.forEach((f, k) => assert.is(E.bytesDiff(f, E.udpFrame({ dst: L.mac, src: R.mac, tag: { vid: 10, pcp: 0 }, srcIp: R.ip, dstIp: L.ip, srcPort: 2000 + k, payloadLen: 80 })), "", `frame ${k}`));
@@ -134,17 +135,15 @@ if (requireRootAnd(["ip", "python3", "tcpdump", "tc", "clang"], "--io afxdp on v
         assert.is(E.bytesDiff(f, want), "", `frame ${k}: the overlay frame with the tag after the MACs`);
       });
       // decapsulation: tagged VXLAN in, the tag taken off before the data plane (which would drop a tagged underlay frame)
-      const back = (k: number) => E.udpFrame({ dst: L.mac, src: R.mac, tag: null, srcIp: R.ip, dstIp: L.ip, srcPort: 2000 + k, payloadLen: 80 });
-      const overlay = (k: number) => E.overlayFrame({ srcMac: GW, dstMac: US_MAC, src: REMOTE, dst: US }, { kind: "vxlan", vni: 5000, entropy: 50000 + k }, back(k));
       const dec = await capture(ns, d, n, 8000, ["vlan", "10"]);
-      injectFrames(ns, b, Array.from({ length: n }, (_, k) => tag(overlay(k), 100)));
+      injectFrames(ns, b, Array.from({ length: n }, (_, k) => tag(fromRemote(k), 100)));
       const out = await dec.done;
       assert.is(out.length, n, `${n} decapsulated frames`);
       out.forEach((f, k) => assert.is(E.bytesDiff(f, E.udpFrame({ dst: L.mac, src: R.mac, tag: { vid: 10, pcp: 0 }, srcIp: R.ip, dstIp: L.ip, srcPort: 2000 + k, payloadLen: 80 })), "", `frame ${k}`));
       // not our VLAN: untagged, VLAN 200: the kernel's (XDP_PASS), counted, never decapsulated
       const before = (await pool.counters()).io[a].vlanOther;
       const stray = await capture(ns, d, 1, 1500, ["vlan", "10"]);
-      injectFrames(ns, b, [overlay(100), tag(overlay(101), 200)]);
+      injectFrames(ns, b, [fromRemote(100), tag(fromRemote(101), 200)]);
       let after = before;
       for (let i = 0; i < 100 && after < before + 2; i++) { await sleep(20); after = (await pool.counters()).io[a].vlanOther; }
       assert.is(after - before, 2, "both counted as vlanOther");
@@ -189,10 +188,8 @@ if (requireRootAnd(["ip", "python3", "tcpdump", "tc", "clang"], "--io afxdp on v
         assert.is(E.bytesDiff(untagged, E.overlayFrame({ srcMac: US_MAC, dstMac: GW, src: US, dst: REMOTE }, { kind: "vxlan", vni: 5000, entropy: v.entropy }, inner(k))), "", `frame ${k}`);
       });
       // the uplink's tag (VLAN 100) in metadata: decapsulated as if it were in the frame
-      const back = (k: number) => E.udpFrame({ dst: L.mac, src: R.mac, tag: null, srcIp: R.ip, dstIp: L.ip, srcPort: 2000 + k, payloadLen: 80 });
       const dec = await capture(ns, d, n, 8000, ["vlan", "10"]);
-      injectFrames(ns, b, Array.from({ length: n }, (_, k) =>
-        E.overlayFrame({ srcMac: GW, dstMac: US_MAC, src: REMOTE, dst: US }, { kind: "vxlan", vni: 5000, entropy: 50000 + k }, back(k))));
+      injectFrames(ns, b, Array.from({ length: n }, (_, k) => fromRemote(k)));
       const out = await dec.done;
       assert.is(out.length, n, `${n} decapsulated frames`);
       const drops = (await pool.counters()).counters as { drops: Record<string, number> };
