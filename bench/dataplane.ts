@@ -129,14 +129,18 @@ function tagged(f: Uint8Array, tci: number): Uint8Array {
   return b;
 }
 
-/** VXLAN over IPv4 (RFC 7348) from a remote NVE to us, UDP checksum 0. */
-function vxlan4(inner: Uint8Array, rip: number[], sport: number): Uint8Array {
+/**
+ * VXLAN over IPv4 (RFC 7348) from a remote NVE to us, UDP checksum 0. `tos`:
+ * the outer TOS byte, whose DSCP class becomes the delivered frame's PCP
+ * (pipeline/underlay.ts, seed §4.5), so the byte check covers that mapping.
+ */
+function vxlan4(inner: Uint8Array, rip: number[], sport: number, tos: number): Uint8Array {
   const b = new Uint8Array(50 + inner.length);
   b.set(macBytes({ hi: 0x0200, lo: 0x00000101 }), 0); // UL_MAC
   b.set(macBytes({ hi: 0x0200, lo: 0x000001fe }), 6);
   b[12] = 0x08; b[13] = 0x00;
   const ip = 14, tot = 36 + inner.length;
-  b[ip] = 0x45; b[ip + 2] = tot >> 8; b[ip + 3] = tot & 0xff; b[ip + 6] = 0x40; b[ip + 8] = 64; b[ip + 9] = 17;
+  b[ip] = 0x45; b[ip + 1] = tos; b[ip + 2] = tot >> 8; b[ip + 3] = tot & 0xff; b[ip + 6] = 0x40; b[ip + 8] = 64; b[ip + 9] = 17;
   b.set(rip, ip + 12); b.set([192, 0, 2, 1], ip + 16);
   ip4Checksum(b, ip);
   const u = 34, ulen = 16 + inner.length;
@@ -341,7 +345,7 @@ const CASES: CaseSpec[] = [
     frame: (rnd) => {
       const i = pick(rnd, 2 * LOCAL_PER_PORT), j = pick(rnd, REMOTE_MACS);
       const inner = udpFrame(macBytes(localMac(i)), macBytes(remoteMac(j)), remoteIp(j), localIp(i), 1024 + (rnd() & 0xfff), 80);
-      return vxlan4(inner, [192, 0, 2, 11 + (j % N_REMOTES)], 49152 + (rnd() & 0x3fff));
+      return vxlan4(inner, [192, 0, 2, 11 + (j % N_REMOTES)], 49152 + (rnd() & 0x3fff), (rnd() & 7) << 5);
     },
   },
   {

@@ -567,7 +567,7 @@ typedef u32 u32x4 __attribute__((vector_size(16)));
 typedef struct { u32x4 mask, lo, span, mask4, net4; u8 src[16], srcMask[16], dst[16], dstMask[16]; u32 index, action, pad[2]; } AclRule;
 static AclRule aclFrom[ACL_MAX] __attribute__((aligned(64)));
 static u64 aclHits[ACL_MAX], aclDefaultHits, aclDenyDrops;
-static u32 aclNFrom, aclDeny, aclDirs;
+static u32 aclNFrom, aclDeny, aclDirs, aclNTo;
 
 static void aclPrefix(u8 *net, u8 *mask, const u8 *a, u32 plen) {
   for (u32 b = 0; b < 16; b++) {
@@ -655,7 +655,7 @@ static void aclDrop(u32 reason) {
  * u32 family, dirs, action, has, proto, icmpType, sLo, sHi, dLo, dHi, srcPlen (0xff none),
  * 16 bytes, dstPlen, 16 bytes (host/dataplane/acl.ts CompiledRule). acl.ts setAclRule's layout. */
 static void loadAcl(const u8 *p, const u8 *end) {
-  aclNFrom = 0; aclDeny = 0; aclDirs = 0;
+  aclNFrom = 0; aclDeny = 0; aclDirs = 0; aclNTo = 0;
   if (end - p < 8) return;
   aclDeny = rd32(p);
   u32 n = rd32(p + 4);
@@ -663,6 +663,7 @@ static void loadAcl(const u8 *p, const u8 *end) {
   if (n > ACL_MAX || (size_t)(end - p) < (size_t)n * 80) { fprintf(stderr, "dpbench: bad ACL block\n"); exit(1); }
   for (u32 k = 0; k < n; k++, p += 80) {
     u32 family = rd32(p), dirs = rd32(p + 4), has = rd32(p + 12), proto = rd32(p + 16);
+    if (dirs & 2) aclNTo++;
     if ((dirs & 1) == 0) continue;
     AclRule *r = &aclFrom[aclNFrom++];
     memset(r, 0, sizeof *r);
@@ -760,7 +761,8 @@ static void accessFrame(u32 port, const u8 *p, u32 len) {
     u32 dtag = tagOf(vn, dport);
     if ((dv & ML_ACTIVE) == 0 || dtag == 0) { drop(D_DST_INACTIVE); return; }
     trace(TR_ACTION, AC_HAIRPIN);
-    emitTagged(dport, dtag, tci, p, p + 16, len - 16, vn);
+    u32 vp = v[VN_PCP]; /* qos.ts deliverPcp: qos.pcp, else the frame's own */
+    emitTagged(dport, dtag, vp ? (vp - 1) << 13 : tci, p, p + 16, len - 16, vn);
     return;
   }
   trace(TR_LOOKUP, LK_UNKNOWN);
@@ -773,13 +775,13 @@ static u64 ulMac, ulIp0, ulIp1;
 static int ulIs6;
 static u32 vxlanPort = 4789, genevePort = 6081;
 
-static void floodLocal(u32 vn, u8 *v, const u8 *inner, u32 ilen) {
+static void floodLocal(u32 vn, u8 *v, const u8 *inner, u32 ilen, u32 pcp) {
   trace(TR_ACTION, AC_FLOOD);
   u32 before = outCount;
   u32 nl = v[VN_NLOCAL];
   for (u32 i = 0; i < nl; i++) {
     u32 e = rd32(v + VN_LOCAL + ((size_t)i << 2));
-    emitTagged(e >> 16, e & 0xfff, 0, inner, inner + 12, ilen - 12, vn);
+    emitTagged(e >> 16, e & 0xfff, pcp, inner, inner + 12, ilen - 12, vn);
   }
   if (outCount == before) { drop(D_FLOOD_EMPTY); return; }
   ctrInc(vnCtr + ((size_t)vn * VN_CTR << 3), VC_DECAP, 1);
@@ -808,6 +810,7 @@ static void underlayFrame(u32 port, const u8 *p, u32 len) {
   u64 s0, s1;
   const u8 *addrs; /* source+destination addresses, for the UDP pseudo-header */
   u32 alen;
+  u32 tclass; /* the outer DSCP/ECN byte (IPv4 TOS, IPv6 traffic class) */
   if (et == ETHERTYPE_IPV4) {
     if (ulIs6) { drop(D_NOT_OUR_IP); return; }
     if (len < 14 + 20) { drop(D_TRUNCATED); return; }
@@ -828,6 +831,7 @@ static void underlayFrame(u32 port, const u8 *p, u32 len) {
     s1 = 0;
     addrs = ip + 12;
     alen = 8;
+    tclass = ip[1];
   } else if (et == ETHERTYPE_IPV6) {
     if (!ulIs6) { drop(D_NOT_OUR_IP); return; }
     if (len < 14 + 40) { drop(D_TRUNCATED); return; }
@@ -844,6 +848,7 @@ static void underlayFrame(u32 port, const u8 *p, u32 len) {
     s1 = rd64(ip + 16);
     addrs = ip + 8;
     alen = 32;
+    tclass = ((u32)(ip[0] & 0xf) << 4) | (ip[1] >> 4);
   } else { drop(D_NOT_IP); return; }
 
   u32 enc, vni, ilen;
@@ -923,8 +928,11 @@ static void underlayFrame(u32 port, const u8 *p, u32 len) {
   u32 iet = ld16(inner + 12);
   if (iet == ETHERTYPE_VLAN || iet == ETHERTYPE_QINQ || iet == ETHERTYPE_QINQ_OLD) { drop(D_INNER_TAGGED); return; }
   if (ilen - 14 > (u32)rd16(v + VN_MTU)) { drop(D_MTU_EXCEEDED); return; }
+  /* qos.ts deliverPcp: qos.pcp, else the outer DSCP's class (underlay.ts; the mirror gave 0, issue 18) */
+  u32 vp = v[VN_PCP];
+  u32 pcp = vp ? (vp - 1) << 13 : (tclass >> 5) << 13;
   u64 dst = macRaw(inner);
-  if (dst & 1) { trace(TR_LOOKUP, LK_BROADCAST); floodLocal(vn, v, inner, ilen); return; }
+  if (dst & 1) { trace(TR_LOOKUP, LK_BROADCAST); floodLocal(vn, v, inner, ilen, pcp); return; }
   /* pipeline/prefetch.ts: the VN in the source's place, the inner destination's home */
   u32 dv = macLookupHome(vn, dst, hh[0] == vn ? hh[1] : NO_HOME);
   trace(TR_DST, dv);
@@ -935,13 +943,13 @@ static void underlayFrame(u32 port, const u8 *p, u32 len) {
     u32 dtag = tagOf(vn, dport);
     if ((dv & ML_ACTIVE) == 0 || dtag == 0) { drop(D_DST_INACTIVE); return; }
     trace(TR_ACTION, AC_DECAP);
-    emitTagged(dport, dtag, 0, inner, inner + 12, ilen - 12, vn);
+    emitTagged(dport, dtag, pcp, inner, inner + 12, ilen - 12, vn);
     ctrInc(vnCtr + ((size_t)vn * VN_CTR << 3), VC_DECAP, 1);
     return;
   }
   if (kind == MK_REMOTE) { trace(TR_LOOKUP, LK_REMOTE); drop(D_SPLIT_HORIZON); return; }
   trace(TR_LOOKUP, LK_UNKNOWN);
-  floodLocal(vn, v, inner, ilen);
+  floodLocal(vn, v, inner, ilen, pcp);
 }
 
 /* ---------------------------------------------------------------- index.ts process */
@@ -1068,7 +1076,7 @@ typedef struct {
   u32 hs, hd;         /* MAC-table home slots: source, destination */
   u32 is, is2;        /* IP-table home slots: the source IP (IPv4) or the ARP target; the ARP sender */
   u16 vn, len;
-  u8 kind, flags, port, pad;
+  u8 kind, flags, port, tc; /* tc: an underlay frame's outer DSCP class (the delivered PCP) */
 } Frame;
 static Frame frames[MAX_BATCH];
 
@@ -1202,6 +1210,7 @@ AI void parseUnderlay(Frame *f, const u8 *p, u32 len) {
   if (dst & 1) return;
   f->kind = FK_UNDERLAY;
   f->vn = (u16)vn;
+  f->tc = (u8)(ip[1] >> 5); /* the outer DSCP's class: the delivered frame's PCP (underlay.ts) */
   f->p = inner;
   f->len = (u16)ilen;
   f->hd = macHomeOf(macKey(vn, dst));
@@ -1357,24 +1366,38 @@ AI int accessN(Cursor *o, const Frame *f) {
       if (rd32(p + DOT1Q_HLEN + 12) != 0 && ip4At(ip4Slot(f->is), vn, p + DOT1Q_HLEN + 12) != ldMac(p + 6)) return 0;
     }
   }
-  /* the from-VNIC ACL (fast.ts accessFast, acl.ts aclEval): anything but a pass goes to the full path,
-     which counts the deny. Without it the native skipped the acl16 case's 16 rules (issue 18). */
-  if ((aclDirs & 1) && aclEval(ld16(p + 16), p + DOT1Q_HLEN, f->len - DOT1Q_HLEN) != ACL_PASS) return 0;
+  /* The VN profile's parts the fast paths leave to the full path or check (fast.ts accessFast,
+     state.ts VN_FEAT): a policer or gleaning goes to the full path; the from-VNIC ACL (acl.ts
+     aclEval): anything but a pass goes to the full path, which counts the deny. Without it the
+     native skipped the acl16 case's 16 rules, and the feature byte's load and tests (issue 18). */
   const u8 *v = vnPtr(vn);
+  u32 feat = v[VN_FEAT];
+  if (feat) {
+    if (feat & (FEAT_POLICE | FEAT_GLEAN)) return 0;
+    if ((feat & FEAT_ACL_FROM) && aclEval(ld16(p + 16), p + DOT1Q_HLEN, f->len - DOT1Q_HLEN) != ACL_PASS) return 0;
+  }
   u64 dst = macRaw(p);
-  if (dst & 1) return floodN(o, f, tci, v, vc);
+  if (dst & 1) {
+    if (feat & FEAT_ACL_TO) return 0; /* to-VNIC rules on the flood's local copies: the full path */
+    return floodN(o, f, tci, v, vc);
+  }
   u32 dv = macAt(macSlot(f->hd), macKey(vn, dst));
   u32 kind = dv & MK_KIND;
   if (kind == MK_REMOTE) {
+    const u8 *e = tunPtr(dv & MR_TUN_MASK);
+    /* the tunnel's next-hop state (pipeline/nexthop.ts, tunnel byte 9): 0 is one next hop, in the
+       template; none (the full path drops it) or ECMP (no next-hop tables in this program) go to
+       the full path. The wasm tests it too (fast.ts accessFast, encap.ts emitEncap4; issue 18). */
+    if (e[9] != 0) return 0;
     vc[VC_RX] += 1;
     u32 hash = flowHash(p, ld16(p + 16), p + DOT1Q_HLEN, f->len - DOT1Q_HLEN);
-    const u8 *e = tunPtr(dv & MR_TUN_MASK);
     u32 tk = e[1];
     if (tk == TK_VXLAN4 || tk == TK_GENEVE4 || tk == TK_NVGRE4) encap4N(o, e, tk, p, f->len, tci >> 13, hash, vn);
     else { outCount = o->n; curIn = o->in; emitEncap(dv & MR_TUN_MASK, p, f->len, tci >> 13, hash, vn); o->n = outCount; }
     vc[VC_ENCAP] += 1;
     return 1;
   }
+  if (feat & FEAT_ACL_TO) return 0; /* to-VNIC rules: the full path */
   if (kind == 0) return floodN(o, f, tci, v, vc); /* unknown unicast */
   if ((dv & ML_ACTIVE) == 0) return 0;
   u32 dport = (dv >> ML_PORT_SHIFT) & ML_PORT_MASK;
@@ -1382,12 +1405,15 @@ AI int accessN(Cursor *o, const Frame *f) {
   u32 dtag = tagOf(vn, dport);
   if (dtag == 0) return 0;
   vc[VC_RX] += 1;
-  taggedN(o, dport, dtag, tci, p, p + 16, f->len - 16, vn);
+  u32 vp = v[VN_PCP]; /* qos.ts deliverPcp: the profile's qos.pcp, else the frame's own */
+  taggedN(o, dport, dtag, vp ? (vp - 1) << 13 : tci, p, p + 16, f->len - 16, vn);
   return 1;
 }
 
 /* The underlay side's second pass: the destination's lookup and the tagged output (fast.ts underlayFast). */
 AI int underlayN(Cursor *o, const Frame *f) {
+  const u8 *v = vnPtr(f->vn);
+  if (v[VN_FEAT] & FEAT_ACL_TO) return 0; /* to-VNIC rules: the full path (fast.ts underlayFast evaluates them) */
   u32 dv = macAt(macSlot(f->hd), macKey(f->vn, macRaw(f->p)));
   if ((dv & (MK_KIND | ML_ACTIVE)) != (MK_LOCAL | ML_ACTIVE)) return 0;
   u32 dport = (dv >> ML_PORT_SHIFT) & ML_PORT_MASK;
@@ -1395,7 +1421,10 @@ AI int underlayN(Cursor *o, const Frame *f) {
   if (dtag == 0) return 0;
   u64 *vc = (u64 *)(vnCtr + ((size_t)f->vn * VN_CTR << 3));
   vc[VC_RX] += 1;
-  taggedN(o, dport, dtag, 0, f->p, f->p + 12, f->len - 12, f->vn);
+  /* qos.ts deliverPcp: the profile's qos.pcp, else the outer DSCP's class (underlay.ts); the native
+     passed 0, the same bytes only because the bench's outer TOS is 0 (issue 18) */
+  u32 vp = v[VN_PCP];
+  taggedN(o, dport, dtag, vp ? (vp - 1) << 13 : (u32)f->tc << 13, f->p, f->p + 12, f->len - 12, f->vn);
   vc[VC_DECAP] += 1;
   return 1;
 }
@@ -1659,6 +1688,8 @@ static void loadCase(Rd *r, Case *c) {
   }
   c->frames = gbytes(r, (size_t)c->stride * c->nFrames);
   loadAcl(r->p, r->end); /* issue 14: the VN's ACL, when the case has one */
+  /* acl.ts setAcl: the VN entry's feature bits, which the fast paths test (the native's too) */
+  v[VN_FEAT] = (u8)((aclNFrom || aclDeny ? FEAT_ACL_FROM : 0) | (aclNTo || aclDeny ? FEAT_ACL_TO : 0));
 }
 
 /* ---------------------------------------------------------------- the run */
