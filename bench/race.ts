@@ -83,6 +83,12 @@ export interface Dut {
 export interface RaceResult {
   case: string; mpps?: number; medianMpps?: number; roundsMpps?: number[]; ceilingMpps?: number; vsCeiling?: number;
   ratio?: number; ratioNoRps?: number; invalid?: string; seconds?: number; error?: string; skipped?: string; generator?: string;
+  /** Paced generator: the most the DUT delivered in any window, overloaded or not. */
+  maxMpps?: number;
+  /** Paced generator: per round, the offered rate `mpps` was delivered at (the ceiling's: the generator flat out). */
+  offeredMpps?: number[];
+  /** Paced generator: what the generator offered flat out in the ceiling's windows (its own ceiling). */
+  generatorMpps?: number;
 }
 
 const root = fileURLToPath(new URL("../../", import.meta.url));
@@ -141,9 +147,22 @@ export const decapFrameConf = (t: RaceTopo): string => decapFrame(t).conf;
 
 // ---- topology ---------------------------------------------------------------
 
-function rxPackets(ns: string, dev: string): number {
+function linkStats(ns: string, dev: string): { rx: { packets: number }; tx: { packets: number; dropped: number } } {
   const r = sh(["ip", "-n", ns, "-s", "-j", "link", "show", "dev", dev]);
-  return (JSON.parse(r.stdout) as { stats64: { rx: { packets: number } } }[])[0].stats64.rx.packets;
+  return (JSON.parse(r.stdout) as { stats64: { rx: { packets: number }; tx: { packets: number; dropped: number } } }[])[0].stats64;
+}
+function rxPackets(ns: string, dev: string): number {
+  return linkStats(ns, dev).rx.packets;
+}
+/**
+ * What the generator offered on ns/dev: the frames its veth end sent plus
+ * those it dropped on the way into the peer (a veth counts a frame the
+ * peer's receive ring or backlog refused as its own tx_dropped), i.e. every
+ * frame the generator put on the wire; the DUT's loss is offered - delivered.
+ */
+function offeredPackets(ns: string, dev: string): number {
+  const s = linkStats(ns, dev);
+  return s.tx.packets + s.tx.dropped;
 }
 
 export function buildTopo(): RaceTopo {
@@ -377,11 +396,13 @@ async function trafgenOnce(ns: string, dev: string, file: string, ms: number, co
 /** What offers the load: trafgen, or the XDP generator (bench/native/xdp-gen.c). */
 export interface Generator {
   name: string;
-  /** Sends `f` out of ns/dev at its full rate for `ms`. */
-  run(ns: string, dev: string, f: RaceFrame, dir: string, ms: number): Promise<void>;
+  /** Whether run() keeps to a `rate` (frames/s); trafgen does not here. */
+  paced: boolean;
+  /** Sends `f` out of ns/dev for `ms`: at `rate` frames/s if given and paced, else at its full rate. */
+  run(ns: string, dev: string, f: RaceFrame, dir: string, ms: number, rate?: number): Promise<void>;
 }
 
-export const trafgenGenerator: Generator = { name: "trafgen", run: (ns, dev, f, dir, ms) => trafgen(ns, dev, f.conf, dir, ms) };
+export const trafgenGenerator: Generator = { name: "trafgen", paced: false, run: (ns, dev, f, dir, ms) => trafgen(ns, dev, f.conf, dir, ms) };
 
 /**
  * Builds the XDP generator (bench/native/xdp-gen.c and its program
@@ -399,9 +420,12 @@ export function buildXdpGen(dir: string): Generator | string {
   if (b.code !== 0) return `cc failed: ${b.stderr.trim().split("\n").slice(-1)[0]}`;
   return {
     name: "xdp-gen",
-    async run(ns, dev, f, _dir, ms) {
+    paced: true,
+    async run(ns, dev, f, _dir, ms, rate) {
       const hexFrame = Buffer.from(f.bytes).toString("hex");
-      const child = spawn("ip", ["netns", "exec", ns, bin, dev, obj, hexFrame, String(f.flowOff), String(ms / 1000), "256", "0"], { stdio: ["ignore", "ignore", "pipe"] });
+      // paced: batches of 64 (a veth's receive ring holds 256); unpaced: 256 per batch, its fastest
+      const args = rate ? ["64", "0", String(Math.round(rate))] : ["256", "0"];
+      const child = spawn("ip", ["netns", "exec", ns, bin, dev, obj, hexFrame, String(f.flowOff), String(ms / 1000), ...args], { stdio: ["ignore", "ignore", "pipe"] });
       let err = "";
       child.stderr!.setEncoding("utf8").on("data", (d) => { if (err.length < 4096) err += d; });
       const code = await Promise.race([new Promise<number | null>((r) => child.on("exit", (c) => r(c))), sleep(ms + 5000).then(() => { child.kill("SIGKILL"); return -1; })]);
@@ -420,22 +444,67 @@ export function buildXdpGen(dir: string): Generator | string {
 function napiOn(t: RaceTopo): void {
   for (const d of [t.trunk, t.underlay]) {
     sh(["ethtool", "-K", d, "gro", "on"], { ns: t.dut });
-    sh(["tee", `/sys/class/net/${d}/threaded`], { ns: t.dut, input: "1" });
+    if (process.env.RACE_NAPI === "threaded") sh(["tee", `/sys/class/net/${d}/threaded`], { ns: t.dut, input: "1" });
   }
 }
 
-/** Frames per second arriving at `countNs/countDev` while `gen` sends from `genNs/genDev`, over `seconds` after a warm-up. */
-async function measure(gen: Generator, genNs: string, genDev: string, f: RaceFrame, countNs: string, countDev: string, seconds: number, dir: string): Promise<{ mpps: number; frames: number; seconds: number }> {
+interface Window { mpps: number; offeredMpps: number; loss: number; frames: number; seconds: number }
+
+/**
+ * Frames per second arriving at `countNs/countDev` while `gen` sends from
+ * `genNs/genDev` (at `rate` frames/s if given), over `seconds` after a
+ * warm-up; with what was offered in the same window and the loss between.
+ */
+async function measure(gen: Generator, genNs: string, genDev: string, f: RaceFrame, countNs: string, countDev: string, seconds: number, dir: string, rate?: number): Promise<Window> {
   const warm = 500;
-  const run = gen.run(genNs, genDev, f, dir, warm + seconds * 1000 + 300).then(() => undefined, (e: Error) => e);
+  const run = gen.run(genNs, genDev, f, dir, warm + seconds * 1000 + 300, rate).then(() => undefined, (e: Error) => e);
   await sleep(warm);
-  const a = rxPackets(countNs, countDev), t0 = process.hrtime.bigint();
+  const a = rxPackets(countNs, countDev), oa = offeredPackets(genNs, genDev), t0 = process.hrtime.bigint();
   await sleep(seconds * 1000);
-  const b = rxPackets(countNs, countDev), t1 = process.hrtime.bigint();
+  const b = rxPackets(countNs, countDev), ob = offeredPackets(genNs, genDev), t1 = process.hrtime.bigint();
   const failed = await run;
   if (failed) throw failed;
   const secs = Number(t1 - t0) / 1e9;
-  return { mpps: Math.round(((b - a) / secs / 1e6) * 1000) / 1000, frames: b - a, seconds: Math.round(secs * 1000) / 1000 };
+  const offered = Math.max(ob - oa, 1);
+  return { mpps: round3((b - a) / secs / 1e6), offeredMpps: round3(offered / secs / 1e6), loss: Math.max(0, 1 - (b - a) / offered),
+    frames: b - a, seconds: round3(secs) };
+}
+
+/** The loss below which an offered rate counts as carried (RFC 2544 §26.1 asks for none; 1 % allows for the veths' own counting). */
+const MAX_LOSS = 0.01;
+
+/**
+ * One round of a DUT in one direction with a paced generator: first the
+ * generator at its full rate (`maxMpps`: what the DUT delivers overloaded),
+ * then paced windows starting at that delivered rate, 10 % up a step while
+ * each is carried with less than 1 % loss, or 15 % down a step until one is
+ * (at most 5 paced windows): `mpps` is what the DUT delivered at the highest
+ * offered rate it carried (its throughput, RFC 2544 §26.1, with 1 % loss
+ * allowed), 0 if none was. A DUT that collapses when overloaded (receive
+ * livelock) is thus not judged by its collapse. With a generator that cannot
+ * be paced (trafgen), `mpps` is what the DUT delivered at its full rate.
+ */
+async function measurePaced(gen: Generator, m: (rate?: number) => Promise<Window>): Promise<{ mpps: number; maxMpps: number; offeredMpps: number; loss: number; windows: number }> {
+  const full = await m();
+  const at = (w: Window, windows: number) => ({ mpps: w.mpps, maxMpps: full.mpps, offeredMpps: w.offeredMpps, loss: round3(w.loss), windows });
+  if (!gen.paced || full.loss < MAX_LOSS) return at(full, 1);
+  let rate = Math.max(full.mpps, 0.01) * 1e6, best: Window | undefined, windows = 1;
+  for (let up: boolean | undefined; windows < 6; ) {
+    const w = await m(rate);
+    windows++;
+    full.mpps = Math.max(full.mpps, w.mpps);
+    if (w.loss < MAX_LOSS) {
+      if (!best || w.mpps > best.mpps) best = w;
+      if (up === false) break; // the first carried rate on the way down
+      up = true;
+      rate *= 1.1;
+    } else {
+      if (up === true) break;  // the last carried rate on the way up
+      up = false;
+      rate *= 0.85;
+    }
+  }
+  return best ? at(best, windows) : { mpps: 0, maxMpps: full.mpps, offeredMpps: round3(rate / 1e6), loss: 1, windows };
 }
 
 // ---- what the DUT produced ----------------------------------------------------
@@ -511,16 +580,15 @@ export async function runRace(o: RaceOptions = {}): Promise<RaceResult[]> {
   }
   const shimDir = mkdtempSync("/tmp/nvl-race-shim-");
   const noShim = buildShim(shimDir);
-  // the generator: trafgen (the default) or xdp-gen (RACE_GEN=xdp; see the README: not yet the
-  // default, as under load its unpaced load starved the non-XDP DUTs' receive path in encap)
+  // the generator: xdp-gen, paced (the default), or trafgen (RACE_GEN=trafgen, or when xdp-gen cannot be built)
   let gen: Generator = trafgenGenerator;
   let generator = `trafgen -P 1 (CPU 0)${shim ? ", SO_SNDBUFFORCE 64 MiB (LD_PRELOAD shim)" : `, no send-buffer shim (${noShim})`}`;
-  if (noShim && process.env.RACE_SNDBUF !== "0") console.error(`race: the send-buffer shim is not built (${noShim}); trafgen runs without it`);
-  if (process.env.RACE_GEN === "xdp") {
+  if (process.env.RACE_GEN !== "trafgen") {
     const x = buildXdpGen(shimDir);
     if (typeof x === "string") console.error(`race: the XDP generator is not built (${x}); trafgen offers the load`);
-    else { gen = x; generator = "xdp-gen (BPF_PROG_RUN live frames, CPU 0; threaded NAPI at the DUT's ends)"; }
+    else { gen = x; generator = "xdp-gen (BPF_PROG_RUN live frames, CPU 0, paced; threaded NAPI at the DUT's ends)"; }
   }
+  if (gen === trafgenGenerator && noShim && process.env.RACE_SNDBUF !== "0") console.error(`race: the send-buffer shim is not built (${noShim}); trafgen runs without it`);
   // every DUT up at once, each on its own topology
   const live: { dut: Dut; t: RaceTopo; stop: () => Promise<void> }[] = [];
   const onExit = () => { for (const l of live) removeTopoSync(l.t); rmSync(shimDir, { recursive: true, force: true }); };
@@ -542,6 +610,9 @@ export async function runRace(o: RaceOptions = {}): Promise<RaceResult[]> {
       }
     }
     const got = new Map<string, number[]>();
+    const maxes = new Map<string, number[]>();
+    const offered = new Map<string, number[]>();
+    const push = (m: Map<string, number[]>, k: string, x: number) => m.set(k, [...(m.get(k) ?? []), x]);
     const errors = new Map<string, string>();
     for (let r = 0; r < rounds; r++) {
       for (let k = 0; k < live.length; k++) {
@@ -551,11 +622,15 @@ export async function runRace(o: RaceOptions = {}): Promise<RaceResult[]> {
           if (errors.has(key)) continue;
           const ceiling = dut === generatorCeiling;
           try {
-            const m = dir === "encap"
-              ? await measure(gen, t.gen, t.trunk, encapFrame(t), ceiling ? t.dut : t.sink, ceiling ? t.trunk : t.underlay, seconds, t.workDir)
-              : await measure(gen, t.sink, t.underlay, decapFrame(t), ceiling ? t.dut : t.gen, ceiling ? t.underlay : t.trunk, seconds, t.workDir);
-            got.set(key, [...(got.get(key) ?? []), m.mpps]);
-            console.error(`race: round ${r + 1}/${rounds} ${key} ${m.mpps} Mpps`);
+            const window = (rate?: number) => dir === "encap"
+              ? measure(gen, t.gen, t.trunk, encapFrame(t), ceiling ? t.dut : t.sink, ceiling ? t.trunk : t.underlay, seconds, t.workDir, rate)
+              : measure(gen, t.sink, t.underlay, decapFrame(t), ceiling ? t.dut : t.gen, ceiling ? t.underlay : t.trunk, seconds, t.workDir, rate);
+            // the ceiling: what the generator and veth deliver flat out (its offered rate: the generator's own)
+            const m = ceiling ? await window().then((w) => ({ ...w, maxMpps: w.mpps, windows: 1 })) : await measurePaced(gen, window);
+            push(got, key, m.mpps);
+            push(maxes, key, m.maxMpps);
+            push(offered, key, m.offeredMpps);
+            console.error(`race: round ${r + 1}/${rounds} ${key} ${m.mpps} Mpps (offered ${m.offeredMpps}, loss ${round3(m.loss)}, max ${m.maxMpps}, ${m.windows} windows)`);
           } catch (e) {
             errors.set(key, (e as Error).message);
           }
@@ -572,8 +647,14 @@ export async function runRace(o: RaceOptions = {}): Promise<RaceResult[]> {
         res.mpps = Math.max(...xs);
         res.medianMpps = round3(median(xs));
         res.roundsMpps = xs;
+        if (gen.paced) {
+          res.maxMpps = Math.max(...(maxes.get(key) ?? []));
+          res.offeredMpps = offered.get(key);
+        }
         const c = best(`generator-ceiling-${dir}`);
         if (c) { res.ceilingMpps = c; res.vsCeiling = round3(res.mpps / c); }
+        const g = offered.get(`generator-ceiling-${dir}`);
+        if (gen.paced && g?.length) res.generatorMpps = Math.max(...g);
         if (dut !== generatorCeiling) {
           const bad = await verify(t, dir);
           if (bad) res.invalid = bad;
