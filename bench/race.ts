@@ -1,4 +1,4 @@
-// The veth race (issue 5): 64-byte frames generated with trafgen into an
+// The veth race (issue 5): 64-byte frames generated (xdp-gen or trafgen) into an
 // 802.1Q trunk, through a device under test (DUT) that strips the tag and
 // VXLAN-encapsulates toward the underlay, counted at the far end; and the
 // reverse (VXLAN frames carrying 64-byte frames into the underlay, counted
@@ -15,7 +15,19 @@
 // return its stop function).
 //
 //   [gen ns] nvl-trunk ==veth== nvl-trunk [dut ns] nvl-ul ==veth== nvl-ul [sink ns]
-//   encap: trafgen in gen -> counted (rx) at sink;  decap: trafgen in sink -> counted (rx) at gen
+//   encap: generator in gen -> counted (rx) at sink;  decap: generator in sink -> counted (rx) at gen
+//
+// The generator (issue 11): bench/native/xdp-gen.c by default, BPF_PROG_RUN
+// live frames pinned to CPU 0, several times trafgen's rate and paced by its
+// XDP program. A DUT's figure (`mpps`) is its throughput: what it delivered
+// at the highest offered rate it carried with < 1 % loss (measurePaced), the
+// offered rate counted at the generator's veth end; `maxMpps` is the most it
+// delivered in any window, overloaded or not. The DUT's ends of both links
+// get GRO on (a veth takes XDP-sent frames only while it runs NAPI), with
+// that NAPI in softirq on the generator's core (a NIC's interrupt), which
+// keeps the generator from outrunning the veth's 256-frame ring.
+// RACE_GEN=trafgen: trafgen as before (unpaced: `mpps` is what the DUT
+// delivered at trafgen's full rate).
 //
 // Interleaved (issue 11): every DUT is started once, each on its own
 // topology, then measured in rounds that alternate between them (ceiling,
@@ -25,25 +37,27 @@
 // in its row too, with the generator's ceiling from the same run.
 //
 // The kernel runs at its best by default: RPS steers its receive processing
-// off trafgen's core (trafgen -P 1 runs on CPU 0), so it uses both cores as
+// off the generator's core (CPU 0), so it uses both cores as
 // nvedge does, and trafgen's AF_PACKET socket gets a large send buffer
 // (SO_SNDBUFFORCE, bench/native/sndbuf-shim.c through LD_PRELOAD: without it
 // trafgen's TX ring flush fails with EAGAIN as soon as RPS drains the
-// backlog on the other core). Every DUT is fed by the same trafgen with the
-// same shim. `kernel-norps` is the kernel as configured out of the box.
+// backlog on the other core). Every DUT is fed by the same generator (trafgen
+// always with the shim). `kernel-norps` is the kernel as configured out of the box.
 //
 // Prints one JSON line per DUT and direction:
-//   {"case":"race-kernel-encap","mpps":best,"medianMpps":…,"roundsMpps":[…],"ceilingMpps":…,"vsCeiling":…}
+//   {"case":"race-kernel-encap","mpps":best,"medianMpps":…,"roundsMpps":[…],"maxMpps":…,"offeredMpps":[…],"ceilingMpps":…,"vsCeiling":…,"generatorMpps":…}
 //   {"case":"race-nvedge-w1-encap",…,"ratio":nvedge/kernel at its best,"ratioNoRps":nvedge/kernel-norps}
 // Knobs: RACE_SECONDS (measurement window per round, default 2), RACE_ROUNDS
 // (default 3), RACE_WORKERS (AF_PACKET worker counts, default "1"),
 // RACE_AFXDP=0 (no afxdp DUT), RACE_KERNEL_NORPS=0 (no kernel-norps DUT),
-// RACE_SNDBUF=0 (trafgen without the send-buffer shim), RACE_GEN=xdp (the XDP
-// generator, bench/native/xdp-gen.c, instead of trafgen: no EAGAIN, several
-// times trafgen's rate; the DUT's ends get threaded NAPI).
-// The generator-ceiling DUT is trafgen + veth alone (frames dropped on
-// arrival in the DUT namespace, whose receive processing RPS moves off
-// trafgen's core as the kernel DUT's): a DUT near it is generator-bound.
+// RACE_SNDBUF=0 (trafgen without the send-buffer shim), RACE_GEN=trafgen
+// (trafgen instead of xdp-gen), RACE_NAPI=threaded (the DUT's ends' NAPI in
+// a kernel thread instead: exposed to the scheduler's latency, which under
+// load overflows the veth's ring at any rate).
+// The generator-ceiling DUT is the generator + veth alone (frames dropped on
+// arrival in the DUT namespace, whose receive processing RPS moves off the
+// generator's core as the kernel DUT's), flat out: its `mpps` is what the
+// veth takes in, `generatorMpps` what the generator offered.
 // Needs root, trafgen (netsniff-ng), cc, clang, libbpf-dev, tc.
 import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
@@ -398,8 +412,11 @@ export interface Generator {
   name: string;
   /** Whether run() keeps to a `rate` (frames/s); trafgen does not here. */
   paced: boolean;
-  /** Sends `f` out of ns/dev for `ms`: at `rate` frames/s if given and paced, else at its full rate. */
-  run(ns: string, dev: string, f: RaceFrame, dir: string, ms: number, rate?: number): Promise<void>;
+  /**
+   * Sends `f` out of ns/dev for `ms`: at `rate` frames/s if given and paced,
+   * else at its full rate. Resolves to what it says it sent, if it says.
+   */
+  run(ns: string, dev: string, f: RaceFrame, dir: string, ms: number, rate?: number): Promise<{ sent: number; seconds: number } | void>;
 }
 
 export const trafgenGenerator: Generator = { name: "trafgen", paced: false, run: (ns, dev, f, dir, ms) => trafgen(ns, dev, f.conf, dir, ms) };
@@ -425,21 +442,24 @@ export function buildXdpGen(dir: string): Generator | string {
       const hexFrame = Buffer.from(f.bytes).toString("hex");
       // paced: batches of 64 (a veth's receive ring holds 256); unpaced: 256 per batch, its fastest
       const args = rate ? ["64", "0", String(Math.round(rate))] : ["256", "0"];
-      const child = spawn("ip", ["netns", "exec", ns, bin, dev, obj, hexFrame, String(f.flowOff), String(ms / 1000), ...args], { stdio: ["ignore", "ignore", "pipe"] });
-      let err = "";
+      const child = spawn("ip", ["netns", "exec", ns, bin, dev, obj, hexFrame, String(f.flowOff), String(ms / 1000), ...args], { stdio: ["ignore", "pipe", "pipe"] });
+      let err = "", out = "";
       child.stderr!.setEncoding("utf8").on("data", (d) => { if (err.length < 4096) err += d; });
+      child.stdout!.setEncoding("utf8").on("data", (d) => { if (out.length < 4096) out += d; });
       const code = await Promise.race([new Promise<number | null>((r) => child.on("exit", (c) => r(c))), sleep(ms + 5000).then(() => { child.kill("SIGKILL"); return -1; })]);
       if (code !== 0) throw new Error(`xdp-gen on ${ns}/${dev} failed (${code}): ${err.trim().split("\n").slice(-1)[0]}`);
+      return JSON.parse(out) as { sent: number; seconds: number };
     },
   };
 }
 
 /**
  * GRO on at the DUT's ends of both links (a veth takes XDP-sent frames only
- * while it runs NAPI), and that NAPI threaded: its poll runs in a kernel
- * thread the scheduler may put on either core, as a NIC's interrupt would go
- * to a core of its own, rather than in the softirq of xdp-gen's core, where
- * an unpaced generator starves it (receive livelock).
+ * while it runs NAPI). That NAPI polls in softirq on the generator's core,
+ * right after each batch the generator flushes to it (as a NIC's interrupt
+ * would go to one core): the ring (256 frames) is drained before the next
+ * batch. Threaded (RACE_NAPI=threaded), the poll waits for the scheduler,
+ * and under load the ring overflowed at any offered rate.
  */
 function napiOn(t: RaceTopo): void {
   for (const d of [t.trunk, t.underlay]) {
