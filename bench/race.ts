@@ -50,7 +50,8 @@
 // Knobs: RACE_SECONDS (measurement window per round, default 2), RACE_ROUNDS
 // (default 3), RACE_WORKERS (AF_PACKET worker counts, default "1"),
 // RACE_AFXDP=0 (no afxdp DUT), RACE_KERNEL_NORPS=0 (no kernel-norps DUT),
-// RACE_SNDBUF=0 (trafgen without the send-buffer shim), RACE_GEN=trafgen
+// RACE_BACKLOG (net.core.netdev_max_backlog during the race, default 32768,
+// put back after), RACE_SNDBUF=0 (trafgen without the send-buffer shim), RACE_GEN=trafgen
 // (trafgen instead of xdp-gen), RACE_NAPI=threaded (the DUT's ends' NAPI in
 // a kernel thread instead: exposed to the scheduler's latency, which under
 // load overflows the veth's ring at any rate).
@@ -59,7 +60,7 @@
 // generator's core as the kernel DUT's), flat out: its `mpps` is what the
 // veth takes in, `generatorMpps` what the generator offered.
 // Needs root, trafgen (netsniff-ng), cc, clang, libbpf-dev, tc.
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -446,7 +447,8 @@ export function buildXdpGen(dir: string): Generator | string {
       let err = "", out = "";
       child.stderr!.setEncoding("utf8").on("data", (d) => { if (err.length < 4096) err += d; });
       child.stdout!.setEncoding("utf8").on("data", (d) => { if (out.length < 4096) out += d; });
-      const code = await Promise.race([new Promise<number | null>((r) => child.on("exit", (c) => r(c))), sleep(ms + 5000).then(() => { child.kill("SIGKILL"); return -1; })]);
+      // "close", not "exit": its count is on stdout, read to the end only then
+      const code = await Promise.race([new Promise<number | null>((r) => child.on("close", (c) => r(c))), sleep(ms + 5000).then(() => { child.kill("SIGKILL"); return -1; })]);
       if (code !== 0) throw new Error(`xdp-gen on ${ns}/${dev} failed (${code}): ${err.trim().split("\n").slice(-1)[0]}`);
       return JSON.parse(out) as { sent: number; seconds: number };
     },
@@ -609,9 +611,20 @@ export async function runRace(o: RaceOptions = {}): Promise<RaceResult[]> {
     else { gen = x; generator = "xdp-gen (BPF_PROG_RUN live frames, CPU 0, paced; threaded NAPI at the DUT's ends)"; }
   }
   if (gen === trafgenGenerator && noShim && process.env.RACE_SNDBUF !== "0") console.error(`race: the send-buffer shim is not built (${noShim}); trafgen runs without it`);
+  // The kernel's receive queue as deep as nvedge's: RPS hands each frame to
+  // the other CPU's backlog (net.core.netdev_max_backlog, 1000 frames by
+  // default), which overflows whenever that CPU's softirq waits a few ms for
+  // the scheduler, where nvedge's AF_PACKET ring holds 4 MiB (about 30,000
+  // small frames) and its AF_XDP ring 2,048. The sysctl is global (no
+  // per-namespace copy): raised for the race, put back after it.
+  const backlogFile = "/proc/sys/net/core/netdev_max_backlog";
+  const backlogWas = existsSync(backlogFile) ? readFileSync(backlogFile, "utf8").trim() : undefined;
+  const backlog = Number(process.env.RACE_BACKLOG ?? 32768);
+  const restoreBacklog = () => { if (backlogWas !== undefined) try { writeFileSync(backlogFile, backlogWas); } catch { /* left as set */ } };
+  if (backlogWas !== undefined && Number.isInteger(backlog) && backlog > Number(backlogWas)) writeFileSync(backlogFile, String(backlog));
   // every DUT up at once, each on its own topology
   const live: { dut: Dut; t: RaceTopo; stop: () => Promise<void> }[] = [];
-  const onExit = () => { for (const l of live) removeTopoSync(l.t); rmSync(shimDir, { recursive: true, force: true }); };
+  const onExit = () => { for (const l of live) removeTopoSync(l.t); rmSync(shimDir, { recursive: true, force: true }); restoreBacklog(); };
   process.once("exit", onExit);
   try {
     for (const dut of duts) {
@@ -695,6 +708,7 @@ export async function runRace(o: RaceOptions = {}): Promise<RaceResult[]> {
       await removeTopo(l.t);
     }
     rmSync(shimDir, { recursive: true, force: true });
+    restoreBacklog();
     process.removeListener("exit", onExit);
   }
   return out;
