@@ -56,9 +56,8 @@
 // a kernel thread instead: exposed to the scheduler's latency, which under
 // load overflows the veth's ring at any rate).
 // The generator-ceiling DUT is the generator + veth alone (frames dropped on
-// arrival in the DUT namespace, whose receive processing RPS moves off the
-// generator's core as the kernel DUT's), flat out: its `mpps` is what the
-// veth takes in, `generatorMpps` what the generator offered.
+// arrival at the DUT's ends by XDP, bench/bpf/xdp-drop.c), flat out: its
+// `mpps` is what the veth takes in, `generatorMpps` what the generator offered.
 // Needs root, trafgen (netsniff-ng), cc, clang, libbpf-dev, tc.
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
@@ -287,17 +286,25 @@ const kernelBase: Dut = {
 export const kernelDut: Dut = kernelDutWith({ rps: true });
 
 /**
- * No DUT: the frames are dropped as they arrive in the DUT's namespace (no
- * bridge, no socket), that namespace's receive processing steered off
- * trafgen's core as for the kernel DUT. What trafgen and veth alone reach on
- * this machine; a DUT close to it is generator-bound. Counted at the DUT's
- * end of each link.
+ * No DUT: the frames are dropped as they arrive at the DUT's ends, by an XDP
+ * program in the veth's NAPI before any skb is built (bench/bpf/xdp-drop.c),
+ * the least any receiver costs: what the generator and veth alone can offer
+ * on this machine, to an XDP DUT as to any other. A DUT close to it is
+ * generator-bound. Counted at the DUT's end of each link. (It was RPS and
+ * the stack dropping the frames once: with xdp-gen, whose veth's NAPI runs
+ * on its own core, that receive path is what limited the "ceiling", and
+ * nvedge --io afxdp delivered twice that.)
  */
 export const generatorCeiling: Dut = {
   name: "generator-ceiling",
+  unavailable: () => (!have("clang") ? "clang not found (Debian package clang)" : !existsSync("/usr/include/bpf/bpf_helpers.h") ? "bpf/bpf_helpers.h not found (Debian package libbpf-dev)" : undefined),
   async start(t) {
-    for (const d of [t.trunk, t.underlay]) rps(t.dut, d, otherCpus());
-    return async () => {};
+    const obj = `${t.workDir}/xdp-drop.o`;
+    sh(["clang", "-O2", "-g", "-target", "bpf", ...bpfIncludes(), "-c", `${root}bench/bpf/xdp-drop.c`, "-o", obj], { timeoutMs: 60_000 });
+    for (const d of [t.trunk, t.underlay]) sh(["ip", "-n", t.dut, "link", "set", "dev", d, "xdp", "obj", obj, "sec", "xdp"]);
+    return async () => {
+      for (const d of [t.trunk, t.underlay]) sh(["ip", "-n", t.dut, "link", "set", "dev", d, "xdp", "off"], { allowFail: true });
+    };
   },
 };
 
