@@ -1,4 +1,4 @@
-// The veth race (issue 5): 64-byte frames generated with trafgen into an
+// The veth race (issue 5): 64-byte frames generated (xdp-gen or trafgen) into an
 // 802.1Q trunk, through a device under test (DUT) that strips the tag and
 // VXLAN-encapsulates toward the underlay, counted at the far end; and the
 // reverse (VXLAN frames carrying 64-byte frames into the underlay, counted
@@ -15,7 +15,19 @@
 // return its stop function).
 //
 //   [gen ns] nvl-trunk ==veth== nvl-trunk [dut ns] nvl-ul ==veth== nvl-ul [sink ns]
-//   encap: trafgen in gen -> counted (rx) at sink;  decap: trafgen in sink -> counted (rx) at gen
+//   encap: generator in gen -> counted (rx) at sink;  decap: generator in sink -> counted (rx) at gen
+//
+// The generator (issue 11): bench/native/xdp-gen.c by default, BPF_PROG_RUN
+// live frames pinned to CPU 0, several times trafgen's rate and paced by its
+// XDP program. A DUT's figure (`mpps`) is its throughput: what it delivered
+// at the highest offered rate it carried with < 1 % loss (measurePaced), the
+// offered rate counted at the generator's veth end; `maxMpps` is the most it
+// delivered in any window, overloaded or not. The DUT's ends of both links
+// get GRO on (a veth takes XDP-sent frames only while it runs NAPI), with
+// that NAPI in softirq on the generator's core (a NIC's interrupt), which
+// keeps the generator from outrunning the veth's 256-frame ring.
+// RACE_GEN=trafgen: trafgen as before (unpaced: `mpps` is what the DUT
+// delivered at trafgen's full rate).
 //
 // Interleaved (issue 11): every DUT is started once, each on its own
 // topology, then measured in rounds that alternate between them (ceiling,
@@ -25,27 +37,29 @@
 // in its row too, with the generator's ceiling from the same run.
 //
 // The kernel runs at its best by default: RPS steers its receive processing
-// off trafgen's core (trafgen -P 1 runs on CPU 0), so it uses both cores as
+// off the generator's core (CPU 0), so it uses both cores as
 // nvedge does, and trafgen's AF_PACKET socket gets a large send buffer
 // (SO_SNDBUFFORCE, bench/native/sndbuf-shim.c through LD_PRELOAD: without it
 // trafgen's TX ring flush fails with EAGAIN as soon as RPS drains the
-// backlog on the other core). Every DUT is fed by the same trafgen with the
-// same shim. `kernel-norps` is the kernel as configured out of the box.
+// backlog on the other core). Every DUT is fed by the same generator (trafgen
+// always with the shim). `kernel-norps` is the kernel as configured out of the box.
 //
 // Prints one JSON line per DUT and direction:
-//   {"case":"race-kernel-encap","mpps":best,"medianMpps":…,"roundsMpps":[…],"ceilingMpps":…,"vsCeiling":…}
+//   {"case":"race-kernel-encap","mpps":best,"medianMpps":…,"roundsMpps":[…],"maxMpps":…,"offeredMpps":[…],"ceilingMpps":…,"vsCeiling":…,"generatorMpps":…}
 //   {"case":"race-nvedge-w1-encap",…,"ratio":nvedge/kernel at its best,"ratioNoRps":nvedge/kernel-norps}
 // Knobs: RACE_SECONDS (measurement window per round, default 2), RACE_ROUNDS
 // (default 3), RACE_WORKERS (AF_PACKET worker counts, default "1"),
 // RACE_AFXDP=0 (no afxdp DUT), RACE_KERNEL_NORPS=0 (no kernel-norps DUT),
-// RACE_SNDBUF=0 (trafgen without the send-buffer shim), RACE_GEN=xdp (the XDP
-// generator, bench/native/xdp-gen.c, instead of trafgen: no EAGAIN, several
-// times trafgen's rate; the DUT's ends get threaded NAPI).
-// The generator-ceiling DUT is trafgen + veth alone (frames dropped on
-// arrival in the DUT namespace, whose receive processing RPS moves off
-// trafgen's core as the kernel DUT's): a DUT near it is generator-bound.
+// RACE_BACKLOG (net.core.netdev_max_backlog during the race, default 32768,
+// put back after), RACE_SNDBUF=0 (trafgen without the send-buffer shim), RACE_GEN=trafgen
+// (trafgen instead of xdp-gen), RACE_NAPI=threaded (the DUT's ends' NAPI in
+// a kernel thread instead: exposed to the scheduler's latency, which under
+// load overflows the veth's ring at any rate).
+// The generator-ceiling DUT is the generator + veth alone (frames dropped on
+// arrival at the DUT's ends by XDP, bench/bpf/xdp-drop.c), flat out: its
+// `mpps` is what the veth takes in, `generatorMpps` what the generator offered.
 // Needs root, trafgen (netsniff-ng), cc, clang, libbpf-dev, tc.
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -83,6 +97,12 @@ export interface Dut {
 export interface RaceResult {
   case: string; mpps?: number; medianMpps?: number; roundsMpps?: number[]; ceilingMpps?: number; vsCeiling?: number;
   ratio?: number; ratioNoRps?: number; invalid?: string; seconds?: number; error?: string; skipped?: string; generator?: string;
+  /** Paced generator: the most the DUT delivered in any window, overloaded or not. */
+  maxMpps?: number;
+  /** Paced generator: per round, the offered rate `mpps` was delivered at (the ceiling's: the generator flat out). */
+  offeredMpps?: number[];
+  /** Paced generator: what the generator offered flat out in the ceiling's windows (its own ceiling). */
+  generatorMpps?: number;
 }
 
 const root = fileURLToPath(new URL("../../", import.meta.url));
@@ -141,9 +161,22 @@ export const decapFrameConf = (t: RaceTopo): string => decapFrame(t).conf;
 
 // ---- topology ---------------------------------------------------------------
 
-function rxPackets(ns: string, dev: string): number {
+function linkStats(ns: string, dev: string): { rx: { packets: number }; tx: { packets: number; dropped: number } } {
   const r = sh(["ip", "-n", ns, "-s", "-j", "link", "show", "dev", dev]);
-  return (JSON.parse(r.stdout) as { stats64: { rx: { packets: number } } }[])[0].stats64.rx.packets;
+  return (JSON.parse(r.stdout) as { stats64: { rx: { packets: number }; tx: { packets: number; dropped: number } } }[])[0].stats64;
+}
+function rxPackets(ns: string, dev: string): number {
+  return linkStats(ns, dev).rx.packets;
+}
+/**
+ * What the generator offered on ns/dev: the frames its veth end sent plus
+ * those it dropped on the way into the peer (a veth counts a frame the
+ * peer's receive ring or backlog refused as its own tx_dropped), i.e. every
+ * frame the generator put on the wire; the DUT's loss is offered - delivered.
+ */
+function offeredPackets(ns: string, dev: string): number {
+  const s = linkStats(ns, dev);
+  return s.tx.packets + s.tx.dropped;
 }
 
 export function buildTopo(): RaceTopo {
@@ -253,17 +286,25 @@ const kernelBase: Dut = {
 export const kernelDut: Dut = kernelDutWith({ rps: true });
 
 /**
- * No DUT: the frames are dropped as they arrive in the DUT's namespace (no
- * bridge, no socket), that namespace's receive processing steered off
- * trafgen's core as for the kernel DUT. What trafgen and veth alone reach on
- * this machine; a DUT close to it is generator-bound. Counted at the DUT's
- * end of each link.
+ * No DUT: the frames are dropped as they arrive at the DUT's ends, by an XDP
+ * program in the veth's NAPI before any skb is built (bench/bpf/xdp-drop.c),
+ * the least any receiver costs: what the generator and veth alone can offer
+ * on this machine, to an XDP DUT as to any other. A DUT close to it is
+ * generator-bound. Counted at the DUT's end of each link. (It was RPS and
+ * the stack dropping the frames once: with xdp-gen, whose veth's NAPI runs
+ * on its own core, that receive path is what limited the "ceiling", and
+ * nvedge --io afxdp delivered twice that.)
  */
 export const generatorCeiling: Dut = {
   name: "generator-ceiling",
+  unavailable: () => (!have("clang") ? "clang not found (Debian package clang)" : !existsSync("/usr/include/bpf/bpf_helpers.h") ? "bpf/bpf_helpers.h not found (Debian package libbpf-dev)" : undefined),
   async start(t) {
-    for (const d of [t.trunk, t.underlay]) rps(t.dut, d, otherCpus());
-    return async () => {};
+    const obj = `${t.workDir}/xdp-drop.o`;
+    sh(["clang", "-O2", "-g", "-target", "bpf", ...bpfIncludes(), "-c", `${root}bench/bpf/xdp-drop.c`, "-o", obj], { timeoutMs: 60_000 });
+    for (const d of [t.trunk, t.underlay]) sh(["ip", "-n", t.dut, "link", "set", "dev", d, "xdp", "obj", obj, "sec", "xdp"]);
+    return async () => {
+      for (const d of [t.trunk, t.underlay]) sh(["ip", "-n", t.dut, "link", "set", "dev", d, "xdp", "off"], { allowFail: true });
+    };
   },
 };
 
@@ -377,11 +418,16 @@ async function trafgenOnce(ns: string, dev: string, file: string, ms: number, co
 /** What offers the load: trafgen, or the XDP generator (bench/native/xdp-gen.c). */
 export interface Generator {
   name: string;
-  /** Sends `f` out of ns/dev at its full rate for `ms`. */
-  run(ns: string, dev: string, f: RaceFrame, dir: string, ms: number): Promise<void>;
+  /** Whether run() keeps to a `rate` (frames/s); trafgen does not here. */
+  paced: boolean;
+  /**
+   * Sends `f` out of ns/dev for `ms`: at `rate` frames/s if given and paced,
+   * else at its full rate. Resolves to what it says it sent, if it says.
+   */
+  run(ns: string, dev: string, f: RaceFrame, dir: string, ms: number, rate?: number): Promise<{ sent: number; seconds: number } | void>;
 }
 
-export const trafgenGenerator: Generator = { name: "trafgen", run: (ns, dev, f, dir, ms) => trafgen(ns, dev, f.conf, dir, ms) };
+export const trafgenGenerator: Generator = { name: "trafgen", paced: false, run: (ns, dev, f, dir, ms) => trafgen(ns, dev, f.conf, dir, ms) };
 
 /**
  * Builds the XDP generator (bench/native/xdp-gen.c and its program
@@ -399,43 +445,94 @@ export function buildXdpGen(dir: string): Generator | string {
   if (b.code !== 0) return `cc failed: ${b.stderr.trim().split("\n").slice(-1)[0]}`;
   return {
     name: "xdp-gen",
-    async run(ns, dev, f, _dir, ms) {
+    paced: true,
+    async run(ns, dev, f, _dir, ms, rate) {
       const hexFrame = Buffer.from(f.bytes).toString("hex");
-      const child = spawn("ip", ["netns", "exec", ns, bin, dev, obj, hexFrame, String(f.flowOff), String(ms / 1000), "256", "0"], { stdio: ["ignore", "ignore", "pipe"] });
-      let err = "";
+      // paced: batches of 64 (a veth's receive ring holds 256); unpaced: 256 per batch, its fastest
+      const args = rate ? ["64", "0", String(Math.round(rate))] : ["256", "0"];
+      const child = spawn("ip", ["netns", "exec", ns, bin, dev, obj, hexFrame, String(f.flowOff), String(ms / 1000), ...args], { stdio: ["ignore", "pipe", "pipe"] });
+      let err = "", out = "";
       child.stderr!.setEncoding("utf8").on("data", (d) => { if (err.length < 4096) err += d; });
-      const code = await Promise.race([new Promise<number | null>((r) => child.on("exit", (c) => r(c))), sleep(ms + 5000).then(() => { child.kill("SIGKILL"); return -1; })]);
+      child.stdout!.setEncoding("utf8").on("data", (d) => { if (out.length < 4096) out += d; });
+      // "close", not "exit": its count is on stdout, read to the end only then
+      const code = await Promise.race([new Promise<number | null>((r) => child.on("close", (c) => r(c))), sleep(ms + 5000).then(() => { child.kill("SIGKILL"); return -1; })]);
       if (code !== 0) throw new Error(`xdp-gen on ${ns}/${dev} failed (${code}): ${err.trim().split("\n").slice(-1)[0]}`);
+      return JSON.parse(out) as { sent: number; seconds: number };
     },
   };
 }
 
 /**
  * GRO on at the DUT's ends of both links (a veth takes XDP-sent frames only
- * while it runs NAPI), and that NAPI threaded: its poll runs in a kernel
- * thread the scheduler may put on either core, as a NIC's interrupt would go
- * to a core of its own, rather than in the softirq of xdp-gen's core, where
- * an unpaced generator starves it (receive livelock).
+ * while it runs NAPI). That NAPI polls in softirq on the generator's core,
+ * right after each batch the generator flushes to it (as a NIC's interrupt
+ * would go to one core): the ring (256 frames) is drained before the next
+ * batch. Threaded (RACE_NAPI=threaded), the poll waits for the scheduler,
+ * and under load the ring overflowed at any offered rate.
  */
 function napiOn(t: RaceTopo): void {
   for (const d of [t.trunk, t.underlay]) {
     sh(["ethtool", "-K", d, "gro", "on"], { ns: t.dut });
-    sh(["tee", `/sys/class/net/${d}/threaded`], { ns: t.dut, input: "1" });
+    if (process.env.RACE_NAPI === "threaded") sh(["tee", `/sys/class/net/${d}/threaded`], { ns: t.dut, input: "1" });
   }
 }
 
-/** Frames per second arriving at `countNs/countDev` while `gen` sends from `genNs/genDev`, over `seconds` after a warm-up. */
-async function measure(gen: Generator, genNs: string, genDev: string, f: RaceFrame, countNs: string, countDev: string, seconds: number, dir: string): Promise<{ mpps: number; frames: number; seconds: number }> {
+interface Window { mpps: number; offeredMpps: number; loss: number; frames: number; seconds: number }
+
+/**
+ * Frames per second arriving at `countNs/countDev` while `gen` sends from
+ * `genNs/genDev` (at `rate` frames/s if given), over `seconds` after a
+ * warm-up; with what was offered in the same window and the loss between.
+ */
+async function measure(gen: Generator, genNs: string, genDev: string, f: RaceFrame, countNs: string, countDev: string, seconds: number, dir: string, rate?: number): Promise<Window> {
   const warm = 500;
-  const run = gen.run(genNs, genDev, f, dir, warm + seconds * 1000 + 300).then(() => undefined, (e: Error) => e);
+  const run = gen.run(genNs, genDev, f, dir, warm + seconds * 1000 + 300, rate).then(() => undefined, (e: Error) => e);
   await sleep(warm);
-  const a = rxPackets(countNs, countDev), t0 = process.hrtime.bigint();
+  const a = rxPackets(countNs, countDev), oa = offeredPackets(genNs, genDev), t0 = process.hrtime.bigint();
   await sleep(seconds * 1000);
-  const b = rxPackets(countNs, countDev), t1 = process.hrtime.bigint();
+  const b = rxPackets(countNs, countDev), ob = offeredPackets(genNs, genDev), t1 = process.hrtime.bigint();
   const failed = await run;
   if (failed) throw failed;
   const secs = Number(t1 - t0) / 1e9;
-  return { mpps: Math.round(((b - a) / secs / 1e6) * 1000) / 1000, frames: b - a, seconds: Math.round(secs * 1000) / 1000 };
+  const offered = Math.max(ob - oa, 1);
+  return { mpps: round3((b - a) / secs / 1e6), offeredMpps: round3(offered / secs / 1e6), loss: Math.max(0, 1 - (b - a) / offered),
+    frames: b - a, seconds: round3(secs) };
+}
+
+/** The loss below which an offered rate counts as carried (RFC 2544 §26.1 asks for none; 1 % allows for the veths' own counting). */
+const MAX_LOSS = 0.01;
+
+/**
+ * One round of a DUT in one direction with a paced generator: first the
+ * generator flat out (`maxMpps`: what the DUT delivers overloaded), then
+ * paced windows that bisect, on a log scale, between the highest offered
+ * rate carried with less than 1 % loss (at first 10,000 frames/s) and the
+ * lowest not carried (at first the flat-out rate), 6 windows: `mpps` is
+ * what the DUT delivered at the highest offered rate it carried (its
+ * throughput, RFC 2544 §26.1, with 1 % loss allowed), within about 10 %;
+ * 0 if even 10,000/s was not carried. An overloaded DUT may collapse
+ * (receive livelock: the veth's NAPI starved on the generator's core), so
+ * the search does not start from what it delivered flat out. With a
+ * generator that cannot be paced (trafgen), `mpps` is what the DUT
+ * delivered at its full rate.
+ */
+async function measurePaced(gen: Generator, m: (rate?: number) => Promise<Window>): Promise<{ mpps: number; maxMpps: number; offeredMpps: number; loss: number; windows: number }> {
+  const full = await m();
+  const at = (w: Window, windows: number) => ({ mpps: w.mpps, maxMpps: full.mpps, offeredMpps: w.offeredMpps, loss: round3(w.loss), windows });
+  if (!gen.paced || full.loss < MAX_LOSS) return at(full, 1);
+  let lo = 0.01, hi = Math.max(full.offeredMpps, 0.02), best: Window | undefined, windows = 1;
+  for (; windows < 7; windows++) {
+    const rate = Math.sqrt(lo * hi);
+    const w = await m(rate * 1e6);
+    full.mpps = Math.max(full.mpps, w.mpps);
+    if (w.loss < MAX_LOSS) {
+      if (!best || w.mpps > best.mpps) best = w;
+      lo = rate;
+    } else {
+      hi = rate;
+    }
+  }
+  return best ? at(best, windows) : { mpps: 0, maxMpps: full.mpps, offeredMpps: round3(lo), loss: 1, windows };
 }
 
 // ---- what the DUT produced ----------------------------------------------------
@@ -511,19 +608,29 @@ export async function runRace(o: RaceOptions = {}): Promise<RaceResult[]> {
   }
   const shimDir = mkdtempSync("/tmp/nvl-race-shim-");
   const noShim = buildShim(shimDir);
-  // the generator: trafgen (the default) or xdp-gen (RACE_GEN=xdp; see the README: not yet the
-  // default, as under load its unpaced load starved the non-XDP DUTs' receive path in encap)
+  // the generator: xdp-gen, paced (the default), or trafgen (RACE_GEN=trafgen, or when xdp-gen cannot be built)
   let gen: Generator = trafgenGenerator;
   let generator = `trafgen -P 1 (CPU 0)${shim ? ", SO_SNDBUFFORCE 64 MiB (LD_PRELOAD shim)" : `, no send-buffer shim (${noShim})`}`;
-  if (noShim && process.env.RACE_SNDBUF !== "0") console.error(`race: the send-buffer shim is not built (${noShim}); trafgen runs without it`);
-  if (process.env.RACE_GEN === "xdp") {
+  if (process.env.RACE_GEN !== "trafgen") {
     const x = buildXdpGen(shimDir);
     if (typeof x === "string") console.error(`race: the XDP generator is not built (${x}); trafgen offers the load`);
-    else { gen = x; generator = "xdp-gen (BPF_PROG_RUN live frames, CPU 0; threaded NAPI at the DUT's ends)"; }
+    else { gen = x; generator = "xdp-gen (BPF_PROG_RUN live frames, CPU 0, paced; threaded NAPI at the DUT's ends)"; }
   }
+  if (gen === trafgenGenerator && noShim && process.env.RACE_SNDBUF !== "0") console.error(`race: the send-buffer shim is not built (${noShim}); trafgen runs without it`);
+  // The kernel's receive queue as deep as nvedge's: RPS hands each frame to
+  // the other CPU's backlog (net.core.netdev_max_backlog, 1000 frames by
+  // default), which overflows whenever that CPU's softirq waits a few ms for
+  // the scheduler, where nvedge's AF_PACKET ring holds 4 MiB (about 30,000
+  // small frames) and its AF_XDP ring 2,048. The sysctl is global (no
+  // per-namespace copy): raised for the race, put back after it.
+  const backlogFile = "/proc/sys/net/core/netdev_max_backlog";
+  const backlogWas = existsSync(backlogFile) ? readFileSync(backlogFile, "utf8").trim() : undefined;
+  const backlog = Number(process.env.RACE_BACKLOG ?? 32768);
+  const restoreBacklog = () => { if (backlogWas !== undefined) try { writeFileSync(backlogFile, backlogWas); } catch { /* left as set */ } };
+  if (backlogWas !== undefined && Number.isInteger(backlog) && backlog > Number(backlogWas)) writeFileSync(backlogFile, String(backlog));
   // every DUT up at once, each on its own topology
   const live: { dut: Dut; t: RaceTopo; stop: () => Promise<void> }[] = [];
-  const onExit = () => { for (const l of live) removeTopoSync(l.t); rmSync(shimDir, { recursive: true, force: true }); };
+  const onExit = () => { for (const l of live) removeTopoSync(l.t); rmSync(shimDir, { recursive: true, force: true }); restoreBacklog(); };
   process.once("exit", onExit);
   try {
     for (const dut of duts) {
@@ -542,6 +649,9 @@ export async function runRace(o: RaceOptions = {}): Promise<RaceResult[]> {
       }
     }
     const got = new Map<string, number[]>();
+    const maxes = new Map<string, number[]>();
+    const offered = new Map<string, number[]>();
+    const push = (m: Map<string, number[]>, k: string, x: number) => m.set(k, [...(m.get(k) ?? []), x]);
     const errors = new Map<string, string>();
     for (let r = 0; r < rounds; r++) {
       for (let k = 0; k < live.length; k++) {
@@ -551,11 +661,15 @@ export async function runRace(o: RaceOptions = {}): Promise<RaceResult[]> {
           if (errors.has(key)) continue;
           const ceiling = dut === generatorCeiling;
           try {
-            const m = dir === "encap"
-              ? await measure(gen, t.gen, t.trunk, encapFrame(t), ceiling ? t.dut : t.sink, ceiling ? t.trunk : t.underlay, seconds, t.workDir)
-              : await measure(gen, t.sink, t.underlay, decapFrame(t), ceiling ? t.dut : t.gen, ceiling ? t.underlay : t.trunk, seconds, t.workDir);
-            got.set(key, [...(got.get(key) ?? []), m.mpps]);
-            console.error(`race: round ${r + 1}/${rounds} ${key} ${m.mpps} Mpps`);
+            const window = (rate?: number) => dir === "encap"
+              ? measure(gen, t.gen, t.trunk, encapFrame(t), ceiling ? t.dut : t.sink, ceiling ? t.trunk : t.underlay, seconds, t.workDir, rate)
+              : measure(gen, t.sink, t.underlay, decapFrame(t), ceiling ? t.dut : t.gen, ceiling ? t.underlay : t.trunk, seconds, t.workDir, rate);
+            // the ceiling: what the generator and veth deliver flat out (its offered rate: the generator's own)
+            const m = ceiling ? await window().then((w) => ({ ...w, maxMpps: w.mpps, windows: 1 })) : await measurePaced(gen, window);
+            push(got, key, m.mpps);
+            push(maxes, key, m.maxMpps);
+            push(offered, key, m.offeredMpps);
+            console.error(`race: round ${r + 1}/${rounds} ${key} ${m.mpps} Mpps (offered ${m.offeredMpps}, loss ${round3(m.loss)}, max ${m.maxMpps}, ${m.windows} windows)`);
           } catch (e) {
             errors.set(key, (e as Error).message);
           }
@@ -572,8 +686,14 @@ export async function runRace(o: RaceOptions = {}): Promise<RaceResult[]> {
         res.mpps = Math.max(...xs);
         res.medianMpps = round3(median(xs));
         res.roundsMpps = xs;
+        if (gen.paced) {
+          res.maxMpps = Math.max(...(maxes.get(key) ?? []));
+          res.offeredMpps = offered.get(key);
+        }
         const c = best(`generator-ceiling-${dir}`);
         if (c) { res.ceilingMpps = c; res.vsCeiling = round3(res.mpps / c); }
+        const g = offered.get(`generator-ceiling-${dir}`);
+        if (gen.paced && g?.length) res.generatorMpps = Math.max(...g);
         if (dut !== generatorCeiling) {
           const bad = await verify(t, dir);
           if (bad) res.invalid = bad;
@@ -594,6 +714,7 @@ export async function runRace(o: RaceOptions = {}): Promise<RaceResult[]> {
       await removeTopo(l.t);
     }
     rmSync(shimDir, { recursive: true, force: true });
+    restoreBacklog();
     process.removeListener("exit", onExit);
   }
   return out;

@@ -95,7 +95,7 @@ export async function runXdpSenderBench(o: { quick?: boolean } = {}): Promise<ob
     } else {
       ns.run("ethtool", ["-K", sink, "gro", "on"]);
       const f = [...frame(0)];
-      const r = await measure(ns, sink, (until) => xg.run(ns.name, gen, { conf: "", bytes: f, flowOff: 39 }, dir, Math.max(100, until - Date.now())));
+      const r = await measure(ns, sink, async (until) => { await xg.run(ns.name, gen, { conf: "", bytes: f, flowOff: 39 }, dir, Math.max(100, until - Date.now())); });
       emit({ case: "xdp-sender", sender: "xdp-gen", frameBytes: FRAME, ...r, vsTrafgen: +(r.fps / Math.max(1, tg.fps)).toFixed(2) });
     }
   } finally {
