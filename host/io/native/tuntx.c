@@ -412,13 +412,14 @@ static int prepare(const struct tap *t, struct frame *f, struct vnetTnlHdr *v) {
   int csum = (f->flags & TT_UDP_CSUM) || o6; // a zero UDP checksum is not for IPv6 (RFC 8200 section 8.1)
   if (csum && !t->udpCsum) return TT_E_CSUM;
   uint8_t *h = f->h;
-  unsigned ol3 = o6 ? 40 : 20, il3 = i6 ? 40 : 20, l4 = iudp ? 8 : 20;
+  unsigned l4 = iudp ? 8 : 20;
   if (f->hl < 14) return TT_E_SHORT;
   unsigned nh = 14;
   uint16_t et = rd16be(h + 12);
   if (et == 0x8100 && f->hl >= 18) { nh = 18; et = rd16be(h + 16); } // underlay.vlan: a tagged uplink
   // virtio_net_hdr_tnl_to_skb: outer_th >= ETH_HLEN + l3min, inner_nh >= outer_th + 8, inner_th >= inner_nh + l3min
-  if (f->outerTh < nh + ol3 || f->innerNh < f->outerTh + 8 || f->innerTh < f->innerNh + il3 || f->hl < f->innerTh + l4) return TT_E_SHORT;
+  // (here with IPv4's 20 and UDP's 8 as the least; each family's own length is checked with its header below)
+  if (f->outerTh < nh + 20 || f->innerNh < f->outerTh + 8 || f->innerTh < f->innerNh + 20 || f->hl < f->innerTh + 8) return TT_E_SHORT;
   if (et != (o6 ? 0x86dd : 0x0800)) return TT_E_PROTO;
   uint8_t *oip = h + nh, *iip = h + f->innerNh, *th = h + f->innerTh;
   if (o6) {
@@ -431,6 +432,7 @@ static int prepare(const struct tap *t, struct frame *f, struct vnetTnlHdr *v) {
   } else {
     if ((iip[0] >> 4) != 4 || iip[9] != (iudp ? 17 : 6) || f->innerTh != f->innerNh + (iip[0] & 15) * 4u || (iip[0] & 15) < 5) return TT_E_PROTO;
   }
+  if (f->hl < f->innerTh + l4) return TT_E_SHORT;
   unsigned thl = iudp ? 8 : (th[12] >> 4) * 4u;
   if (thl < l4 || f->hl != f->innerTh + thl) return TT_E_SHORT; // the headers end where the TCP header does
   uint64_t total = (uint64_t)f->hl + f->dl;
