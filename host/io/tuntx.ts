@@ -70,6 +70,7 @@ interface Addon {
   close(h: number): void;
   send(h: number, mem: ArrayBuffer, descBase: number, count: number): number;
   stats(h: number): TunTxStats;
+  fd(h: number): number;
   reasons: string[];
   labOpen(tap: string, netns: string): number;
   labRead(fd: number, mem: ArrayBuffer, slotBase: number, slotSize: number, max: number, lenBase: number, timeoutMs: number): number;
@@ -157,6 +158,9 @@ export class TunTx {
   }
 
   stats(): TunTxStats { return this.a.stats(this.handle); }
+
+  /** The tap's fd, for another addon of this process to send through (tuntx_core.h); closed by close(). */
+  get fd(): number { return this.a.fd(this.handle); }
 
   /** Removes the tap and its programs. */
   close(): void { this.a.close(this.handle); }

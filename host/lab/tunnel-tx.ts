@@ -76,8 +76,11 @@ export function txLabUp(o: { family?: 4 | 6 } = {}): TxLab {
       ip(r.ns, "link", "set", dev, "up");
       ip(r.ns, "neigh", "replace", dev === r.vx ? d.vmIp : "10.0.1.1", "lladdr", d.rxMac, "dev", dev, "nud", "permanent");
     }
-    // the return path: the kernel's VXLAN, receive only (the sender's ACKs)
-    ip(d.ns, "link", "add", d.rxVx, "address", d.rxMac, "mtu", String(l.mtu), "type", "vxlan", "id", String(l.vni), "local", d.ip, "dstport", "4789", "dev", d.uplink);
+    // the return path: the kernel's VXLAN (the sender's ACKs); also the
+    // kernel's own encap for comparison (txLabKernelSender), with UDP checksum
+    // 0 over IPv4 as tuntx sends it (RFC 7348 section 5)
+    ip(d.ns, "link", "add", d.rxVx, "address", d.rxMac, "mtu", String(l.mtu), "type", "vxlan", "id", String(l.vni), "local", d.ip, "remote", r.ip,
+       "dstport", "4789", "dev", d.uplink, ...(v6 ? [] : ["noudpcsum"]));
     ip(d.ns, "link", "set", d.rxVx, "up");
     sh(["sysctl", "-qw", `net.ipv4.conf.${d.rxVx}.rp_filter=0`], { ns: d.ns });
     return l;
@@ -94,6 +97,22 @@ export function txLabVmUp(l: TxLab): void {
   ip("addr", "add", `${l.dut.vmIp}/24`, "dev", l.dut.vmTap);
   ip("link", "set", l.dut.vmTap, "mtu", String(l.mtu), "up");
   ip("neigh", "replace", l.rem.hostIp, "lladdr", l.rem.hostMac, "dev", l.dut.vmTap, "nud", "permanent");
+}
+
+/**
+ * The kernel as the sender's NVE instead (bench/tunnel-tx.ts's comparison):
+ * the sender's address on the kernel VXLAN device nvl-vxr, which then
+ * encapsulates its TSO super-frames itself (UDP-tunnel GSO to the veth);
+ * `on` false takes it off again. Not while the relay's "VM" tap has the address.
+ */
+export function txLabKernelSender(l: TxLab, on: boolean): void {
+  const ip = (...a: string[]) => sh(["ip", "-n", l.dut.ns, ...a]);
+  if (on) {
+    ip("addr", "add", `${l.dut.vmIp}/24`, "dev", l.dut.rxVx);
+    ip("neigh", "replace", l.rem.hostIp, "lladdr", l.rem.hostMac, "dev", l.dut.rxVx, "nud", "permanent");
+  } else {
+    ip("addr", "del", `${l.dut.vmIp}/24`, "dev", l.dut.rxVx);
+  }
 }
 
 /** Removes the lab's namespaces and every process left in them; the namespaces still there after (none when all went). */
