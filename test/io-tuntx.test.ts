@@ -129,6 +129,37 @@ if (requireRootAnd(["ip", "nstat"], "the tunnel super-frame TX path against a ke
     });
   });
 
+  test("a super-frame described by a virtio-net header (the data plane's OG_VNET record: UDP_L4 | UDP_TUNNEL_IPV4, gso_size, csum_start) goes through sendVnet, ONE frame on the wire, every datagram delivered; gso_type NONE sends a plain frame", async () => {
+    await withLab(4, async (l) => {
+      const tx = TunTx.open(l.dut.txTap, l.dut.uplink, { netns: l.dut.nsPath });
+      try {
+        const f = udpSuperFrame(l, { dstIp: l.rem.hostIp, dstMac: l.rem.hostMac, port: 6000 });
+        const payload = pattern(6 * 1100, 5), plain = pattern(700, 6);
+        // memory: virtio-net header at 0, headers at 64, payload after them
+        const mem = new ArrayBuffer(64 + f.headers.length + payload.length), u = new Uint8Array(mem), dv = new DataView(mem);
+        const vnet = (gsoType: number, gso: number) => { u.fill(0, 0, 10); u[0] = 1; u[1] = gsoType; dv.setUint16(4, gso, true); dv.setUint16(6, f.innerTh, true); dv.setUint16(8, 6, true); };
+        const put = (p: Uint8Array) => { u.set(f.headers, 64); u.set(p, 64 + f.headers.length); };
+        const rx = udpReceiver(l.rem.ns, l.rem.hostIp, 6000, 7, 8000);
+        await rx.ready;
+        const before = counters(l.rem.ns, l.rem.uplink).rx;
+        put(payload);
+        vnet(5 | 0x20, 1100); // VIRTIO_NET_HDR_GSO_UDP_L4 | VIRTIO_NET_HDR_GSO_UDP_TUNNEL_IPV4
+        assert.is(tx.sendVnet(mem, 64, f.headers.length, 0, f.outerTh, f.innerNh, 64 + f.headers.length, payload.length), "ok");
+        put(plain);
+        vnet(0, 0);
+        assert.is(tx.sendVnet(mem, 64, f.headers.length, 0, f.outerTh, f.innerNh, 64 + f.headers.length, plain.length), "ok");
+        const got = (JSON.parse(await rx.done) as string[]).map((b) => Buffer.from(b, "base64"));
+        const want = [...Array.from({ length: 6 }, (_, i) => Buffer.from(payload.subarray(i * 1100, (i + 1) * 1100))), Buffer.from(plain)];
+        assert.equal(got, want);
+        assert.is(counters(l.rem.ns, l.rem.uplink).rx - before, 2, "two frames on the wire: the super-frame and the plain one");
+        vnet(5 | 0x20, 0);
+        assert.is(tx.sendVnet(mem, 64, f.headers.length, 0, f.outerTh, f.innerNh, 64 + f.headers.length, plain.length), "gsoSizeZero");
+      } finally {
+        tx.close();
+      }
+    });
+  });
+
   test("a real TCP flow from a TSO sender (4 MiB) goes through the relay as super-frames, each sent once, and arrives intact", async () => {
     await withLab(4, async (l) => {
       const relay = await startRelay(l, { maxSeconds: 60 });

@@ -71,6 +71,7 @@ interface Addon {
   send(h: number, mem: ArrayBuffer, descBase: number, count: number): number;
   stats(h: number): TunTxStats;
   fd(h: number): number;
+  sendVnet(h: number, mem: ArrayBuffer, hdr: number, hdrLen: number, vnet: number, outerTh: number, innerNh: number, data: number, dataLen: number): number;
   reasons: string[];
   labOpen(tap: string, netns: string): number;
   labRead(fd: number, mem: ArrayBuffer, slotBase: number, slotSize: number, max: number, lenBase: number, timeoutMs: number): number;
@@ -150,6 +151,20 @@ export class TunTx {
     this.a.send(this.handle, this.scratch, 0, 1);
     const st = TX_STATUS[dv.getUint32(TD.status, true)] ?? "badFlags";
     if (st !== "ok") throw new Error(`tuntx ${this.tap}: frame not sent: ${st}: ${TX_STATUS_TEXT[st]}`);
+  }
+
+  /**
+   * One frame described as the data plane describes a whole super-frame
+   * output (assembly/abi.ts OG_*): its headers at mem[hdr, hdr + hdrLen), a
+   * 10-byte struct virtio_net_hdr at mem[vnet] (gso_type TCPV4/TCPV6/UDP_L4,
+   * with or without the UDP tunnel bits; gso_size; csum_start = the inner L4
+   * header's offset; NONE for a plain frame), the outer UDP and inner IP
+   * offsets (OG_OUTER_TH, OG_INNER_NH), the payload at mem[data, data +
+   * dataLen). The same path (tuntx_core.h ttFlagsOf + ttSend) the AF_PACKET
+   * addon takes for the data plane's OGK_TUNNEL outputs. Returns the status.
+   */
+  sendVnet(mem: ArrayBuffer, hdr: number, hdrLen: number, vnet: number, outerTh: number, innerNh: number, data: number, dataLen: number): TxStatus {
+    return TX_STATUS[this.a.sendVnet(this.handle, mem, hdr, hdrLen, vnet, outerTh, innerNh, data, dataLen)] ?? "badFlags";
   }
 
   /** The status send left in descriptor `base` of `mem`. */

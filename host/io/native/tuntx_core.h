@@ -10,9 +10,11 @@
 #define NVEDGE_TUNTX_CORE_H
 
 #include <endian.h>
+#include <errno.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/uio.h>
+#include <unistd.h>
 
 // ---- the kernel ABI this needs beyond the installed (older) uapi headers ----------
 
@@ -206,6 +208,54 @@ static inline int ttPrepare(int udpCsumOk, struct ttFrame *f, struct vnetTnlHdr 
   v->csumOffset = htole16(iudp ? 6 : 16);
   v->outerTh = htole16((uint16_t)f->outerTh);
   v->innerNh = htole16((uint16_t)f->innerNh);
+  return TT_OK;
+}
+
+/**
+ * The TT_* flags of a frame described the way the data plane describes a
+ * whole super-frame output (assembly/abi.ts OG_VNET: a struct virtio_net_hdr,
+ * virtio 1.x section 5.1.6, little-endian): its gso_type (TCPV4/TCPV6/UDP_L4,
+ * with or without the UDP tunnel bits, ECN) and flags, and the frame's own
+ * headers for the outer and inner IP versions. gso_type NONE is TT_PLAIN.
+ */
+static inline unsigned ttFlagsOf(const uint8_t *h, uint32_t hl, unsigned innerNh, uint8_t vnetFlags, uint8_t gsoType) {
+  unsigned f = 0, nh = hl >= 18 && h[12] == 0x81 && h[13] == 0x00 ? 18 : 14;
+  if (hl >= nh && rd16be(h + nh - 2) == 0x86dd) f |= TT_OUTER6;
+  if (innerNh < hl && (h[innerNh] >> 4) == 6) f |= TT_INNER6;
+  uint8_t inner = gsoType & 0x1f; // without the tunnel bits and ECN
+  if (inner == VNET_GSO_UDP_L4) f |= TT_INNER_UDP;
+  if (gsoType & VNET_GSO_ECN) f |= TT_ECN;
+  if ((vnetFlags & VNET_F_UDP_TUNNEL_CSUM) || (f & TT_OUTER6)) f |= TT_UDP_CSUM;
+  if (inner == 0) {
+    f |= TT_PLAIN;
+    // a plain frame's inner L4 protocol from its header (TCP unless UDP)
+    unsigned proto = (f & TT_INNER6) ? (innerNh + 6 < hl ? h[innerNh + 6] : 6) : (innerNh + 9 < hl ? h[innerNh + 9] : 6);
+    if (proto == 17) f |= TT_INNER_UDP;
+  }
+  return f;
+}
+
+/**
+ * Sends one frame through a tuntx tap's fd: headers h[0..hl) (outer Ethernet
+ * .. inner L4 header; finalised here), payload pieces pay[0..npay) of dl
+ * bytes in all, gso_size `gso` (0 with TT_PLAIN), the outer UDP and inner IP
+ * offsets, the inner L4 offset `innerTh` and TT_* `flags` (ttFlagsOf).
+ * Returns TT_OK or why not (TT_E_WRITE/TT_E_BUSY with errno set); a frame
+ * refused before the write leaves nothing written anywhere.
+ */
+static inline int ttSend(int fd, int udpCsumOk, uint8_t *h, uint32_t hl, unsigned gso, unsigned outerTh, unsigned innerNh, unsigned innerTh,
+                         unsigned flags, const struct iovec *pay, int npay) {
+  enum { MAX_PIECES = 8 };
+  if (npay < 0 || npay > MAX_PIECES - 2) return TT_E_RANGE;
+  uint32_t dl = 0;
+  for (int i = 0; i < npay; i++) dl += (uint32_t)pay[i].iov_len;
+  struct ttFrame f = { h, hl, dl, gso, outerTh, innerNh, innerTh, flags, pay, npay };
+  struct vnetTnlHdr v;
+  int st = ttPrepare(udpCsumOk, &f, &v);
+  if (st != TT_OK) return st;
+  struct iovec iov[MAX_PIECES] = { { &v, sizeof v }, { h, hl } };
+  for (int i = 0; i < npay; i++) iov[2 + i] = pay[i];
+  if (writev(fd, iov, 2 + npay) < 0) return errno == EAGAIN || errno == ENOBUFS ? TT_E_BUSY : TT_E_WRITE;
   return TT_OK;
 }
 
