@@ -94,7 +94,7 @@ async function sendUdpSuperFrame(l: TxLab, o: { segs: number; gso: number; udpCs
 }
 
 const [maj, min] = release().split(".").map(Number);
-if (requireRootAnd(["ip", "nstat"], "the tunnel super-frame TX path against a kernel VXLAN VTEP (network namespaces)") &&
+if (requireRootAnd(["ip", "nstat", "ethtool"], "the tunnel super-frame TX path against a kernel VXLAN VTEP (network namespaces)") &&
     requireTool("tun UDP tunnel GSO (Linux 6.17 or later)", maj > 6 || (maj === 6 && min >= 17), "the tunnel super-frame TX path") &&
     requireTool("the tunnel TX addon (node scripts/build.mjs --addon)", () => existsSync(tunTxAddonPath), "the tunnel super-frame TX path")) {
   test("a VXLAN super-frame (8 UDP datagrams, UDP checksum 0) is written once and reaches the remote kernel VTEP's socket as 8 whole datagrams, byte for byte, as ONE frame on the wire", async () => {
@@ -209,6 +209,7 @@ if (requireRootAnd(["ip", "nstat"], "the tunnel super-frame TX path against a ke
           ["flags say TCP, the inner header is UDP", { ...ok, flags: 0 }, /badProtocol/],
           ["outer UDP checksum without udpCsum at open", { ...ok, flags: TX_INNER_UDP | TX_UDP_CSUM }, /csumNotEnabled/],
           ["unknown flag bits", { ...ok, flags: TX_INNER_UDP | 0x400 }, /badFlags/],
+          ["gso_size too big for the uplink's MTU (1500)", { ...ok, gsoSize: 1500 }, /segmentOverMtu: .*wrong gso_size/],
         ];
         for (const [what, frame, err] of cases) assert.throws(() => tx.sendFrame(frame), err, what);
         // through send() on one buffer: a refused frame's headers stay as they
@@ -224,7 +225,7 @@ if (requireRootAnd(["ip", "nstat"], "the tunnel super-frame TX path against a ke
         assert.equal(u.slice(TX_DESC, TX_DESC + f.headers.length), f.headers, "a refused frame's headers are untouched");
         const s = tx.stats();
         assert.equal([s.frames, s.bytes], [0, 0], "nothing sent");
-        assert.equal(s.errors, { gsoSizeZero: 2, singleSegment: 1, headersShort: 2, badProtocol: 2, tooLong: 1, csumNotEnabled: 1, outsideMemory: 0, badFlags: 1, writeError: 0, busy: 0 });
+        assert.equal(s.errors, { gsoSizeZero: 2, singleSegment: 1, headersShort: 2, badProtocol: 2, tooLong: 1, csumNotEnabled: 1, outsideMemory: 0, badFlags: 1, writeError: 0, busy: 0, segmentOverMtu: 1 });
         assert.is(counters(l.dut.ns, l.dut.txTap).rx, 0, "the tap received no frame");
         // the same frame with its gso_size goes (each case above was refused for its one fault)
         putTxDesc(new DataView(mem), 0, { ...desc, gsoSize: 1000 });

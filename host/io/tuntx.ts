@@ -34,7 +34,7 @@ export const TD = { hdr: 0, hdrLen: 4, gsoSize: 6, data: 8, dataLen: 12, outerTh
 /** A descriptor's status after send (index into the addon's reason names). */
 export const TX_STATUS = [
   "ok", "gsoSizeZero", "singleSegment", "headersShort", "badProtocol", "tooLong", "csumNotEnabled", "outsideMemory",
-  "badFlags", "writeError", "busy",
+  "badFlags", "writeError", "busy", "segmentOverMtu",
 ] as const;
 export type TxStatus = (typeof TX_STATUS)[number];
 
@@ -51,10 +51,13 @@ export const TX_STATUS_TEXT: Record<TxStatus, string> = {
   badFlags: "unknown flag bits",
   writeError: "the tap refused the write (stats().lastErrno)",
   busy: "the tap was busy (EAGAIN/ENOBUFS)",
+  segmentOverMtu: "a segment (the headers after Ethernet + gso_size, or a plain frame) would be longer than the uplink's MTU: a wrong gso_size",
 };
 
 export interface TunTxStats {
   frames: number; bytes: number; segments: number; lastErrno: number; tapIndex: number; uplinkIndex: number;
+  /** The uplink's MTU at open: no segment may be longer (segmentOverMtu). */
+  mtu: number;
   errors: Record<Exclude<TxStatus, "ok">, number>;
 }
 

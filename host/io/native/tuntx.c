@@ -90,7 +90,7 @@
 #define MAX_HANDLES 64
 struct tap {
   int fd, linkIn, linkOut;
-  unsigned tapIndex, uplinkIndex;
+  unsigned tapIndex, uplinkIndex, mtu;
   int udpCsum;
   char name[IFNAMSIZ];
   uint64_t frames, bytes, segments, errors[TT_E_N];
@@ -168,6 +168,10 @@ static int setupTap(struct openCtx *c) {
   if (s < 0) { snprintf(c->msg, c->n, "tuntx: socket: %s", strerror(errno)); return -1; }
   memset(&ifr, 0, sizeof ifr);
   memcpy(ifr.ifr_name, t->name, IFNAMSIZ);
+  struct ifreq mr;
+  memset(&mr, 0, sizeof mr);
+  snprintf(mr.ifr_name, IFNAMSIZ, "%s", c->uplink);
+  if (ioctl(s, SIOCGIFMTU, &mr) == 0) t->mtu = (unsigned)mr.ifr_mtu; // each segment must fit it
   int rc = ioctl(s, SIOCGIFFLAGS, &ifr);
   ifr.ifr_flags |= IFF_UP | IFF_NOARP;
   if (rc == 0) rc = ioctl(s, SIOCSIFFLAGS, &ifr);
@@ -333,7 +337,7 @@ static napi_value Send(napi_env env, napi_callback_info info) {
       st = TT_E_RANGE;
     } else {
       struct iovec pay = { mem + doff, dl };
-      st = ttSend(t->fd, t->udpCsum, mem + hoff, hl, gso, rd16le(d + TD_OUTER_TH), rd16le(d + TD_INNER_NH), rd16le(d + TD_INNER_TH), flags, &pay, 1);
+      st = ttSend(t->fd, t->udpCsum, t->mtu, mem + hoff, hl, gso, rd16le(d + TD_OUTER_TH), rd16le(d + TD_INNER_NH), rd16le(d + TD_INNER_TH), flags, &pay, 1);
       if (st == TT_E_WRITE || st == TT_E_BUSY) t->lastErrno = errno;
     }
     if (st == TT_OK) {
@@ -378,7 +382,7 @@ static napi_value SendVnet(napi_env env, napi_callback_info info) {
     const uint8_t *vh = mem + voff; // flags, gso_type, hdr_len, gso_size, csum_start, csum_offset (little-endian)
     unsigned flags = ttFlagsOf(mem + hoff, hl, innerNh, vh[0], vh[1]);
     struct iovec pay = { mem + doff, dl };
-    st = ttSend(t->fd, t->udpCsum, mem + hoff, hl, rd16le(vh + 4), outerTh, innerNh, rd16le(vh + 6), flags, &pay, 1);
+    st = ttSend(t->fd, t->udpCsum, t->mtu, mem + hoff, hl, rd16le(vh + 4), outerTh, innerNh, rd16le(vh + 6), flags, &pay, 1);
     if (st == TT_E_WRITE || st == TT_E_BUSY) t->lastErrno = errno;
   }
   if (st == TT_OK) {
@@ -421,6 +425,7 @@ static napi_value Stats(napi_env env, napi_callback_info info) {
   setNum(env, o, "lastErrno", t->lastErrno);
   setNum(env, o, "tapIndex", t->tapIndex);
   setNum(env, o, "uplinkIndex", t->uplinkIndex);
+  setNum(env, o, "mtu", t->mtu);
   for (int r = 1; r < TT_E_N; r++) setNum(env, e, ttReasonName[r], (double)t->errors[r]);
   napi_set_named_property(env, o, "errors", e);
   return o;

@@ -64,11 +64,12 @@ enum {
   TT_E_FLAGS = 8,      // unknown flag bits
   TT_E_WRITE = 9,      // the tap refused the write (errno in stats.lastErrno)
   TT_E_BUSY = 10,      // EAGAIN/ENOBUFS
+  TT_E_MTU = 11,       // a segment (headers + gso_size) would be longer than the uplink's MTU
   TT_E_N
 };
 static const char *const ttReasonName[TT_E_N] __attribute__((unused)) = {
   "ok", "gsoSizeZero", "singleSegment", "headersShort", "badProtocol", "tooLong", "csumNotEnabled", "outsideMemory",
-  "badFlags", "writeError", "busy",
+  "badFlags", "writeError", "busy", "segmentOverMtu",
 };
 
 static inline uint16_t rd16le(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
@@ -138,7 +139,7 @@ struct ttFrame { uint8_t *h; uint32_t hl, dl; unsigned gso, outerTh, innerNh, in
  * fills the virtio-net header. Returns 0 or a TT_E_* reason (then nothing
  * was written to the headers).
  */
-static inline int ttPrepare(int udpCsumOk, struct ttFrame *f, struct vnetTnlHdr *v) {
+static inline int ttPrepare(int udpCsumOk, unsigned mtu, struct ttFrame *f, struct vnetTnlHdr *v) {
   if (f->flags & ~TT_FLAGS_ALL) return TT_E_FLAGS;
   int plain = f->flags & TT_PLAIN;
   if (f->gso == 0 && !plain) return TT_E_GSO_SIZE;
@@ -172,6 +173,8 @@ static inline int ttPrepare(int udpCsumOk, struct ttFrame *f, struct vnetTnlHdr 
   uint64_t total = (uint64_t)f->hl + f->dl;
   if (total - nh > 65535 || (o6 && total - nh - 40 > 65535)) return TT_E_LONG;
   if (!plain && f->dl <= f->gso) return TT_E_ONE_SEG;
+  // each segment (or the plain frame) must fit the uplink (mtu 0: not checked)
+  if (mtu && (plain ? total : (uint64_t)f->hl + f->gso) - nh > mtu) return TT_E_MTU;
   // the outer headers
   if (o6) wr16be(oip + 4, (uint16_t)(total - nh - 40));
   else { wr16be(oip + 2, (uint16_t)(total - nh)); ipv4Csum(oip, f->outerTh - nh); }
@@ -236,14 +239,14 @@ static inline unsigned ttFlagsOf(const uint8_t *h, uint32_t hl, unsigned innerNh
 }
 
 /**
- * Sends one frame through a tuntx tap's fd: headers h[0..hl) (outer Ethernet
+ * Sends one frame through a tuntx tap's fd (its uplink's IP MTU `mtu`, 0: not checked): headers h[0..hl) (outer Ethernet
  * .. inner L4 header; finalised here), payload pieces pay[0..npay) of dl
  * bytes in all, gso_size `gso` (0 with TT_PLAIN), the outer UDP and inner IP
  * offsets, the inner L4 offset `innerTh` and TT_* `flags` (ttFlagsOf).
  * Returns TT_OK or why not (TT_E_WRITE/TT_E_BUSY with errno set); a frame
  * refused before the write leaves nothing written anywhere.
  */
-static inline int ttSend(int fd, int udpCsumOk, uint8_t *h, uint32_t hl, unsigned gso, unsigned outerTh, unsigned innerNh, unsigned innerTh,
+static inline int ttSend(int fd, int udpCsumOk, unsigned mtu, uint8_t *h, uint32_t hl, unsigned gso, unsigned outerTh, unsigned innerNh, unsigned innerTh,
                          unsigned flags, const struct iovec *pay, int npay) {
   enum { MAX_PIECES = 8 };
   if (npay < 0 || npay > MAX_PIECES - 2) return TT_E_RANGE;
@@ -251,7 +254,7 @@ static inline int ttSend(int fd, int udpCsumOk, uint8_t *h, uint32_t hl, unsigne
   for (int i = 0; i < npay; i++) dl += (uint32_t)pay[i].iov_len;
   struct ttFrame f = { h, hl, dl, gso, outerTh, innerNh, innerTh, flags, pay, npay };
   struct vnetTnlHdr v;
-  int st = ttPrepare(udpCsumOk, &f, &v);
+  int st = ttPrepare(udpCsumOk, mtu, &f, &v);
   if (st != TT_OK) return st;
   struct iovec iov[MAX_PIECES] = { { &v, sizeof v }, { h, hl } };
   for (int i = 0; i < npay; i++) iov[2 + i] = pay[i];
