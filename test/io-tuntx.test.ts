@@ -4,7 +4,9 @@
 // a UDP super-frame is written once and reaches the remote's socket as every
 // one of its datagrams, byte for byte - whole on the wire when the uplink
 // carries UDP-tunnel GSO (a veth does), cut in software with every checksum
-// completed when it does not (then the remote checks each one); a real TCP
+// completed when it does not (then the remote checks each one); a Geneve
+// super-frame's segments checked on the wire by an independent sum (this
+// kernel may have no Geneve device to decapsulate it); a real TCP
 // flow from a TSO sender goes through the relay's super-frames intact; bad
 // frames are refused by reason with nothing written. Needs root and Linux
 // 6.17 or later (tun's UDP tunnel GSO). Every lab is made in test-made
@@ -20,6 +22,8 @@ import { txLabUp, txLabDown, txLabVmUp, outerHeader, innerUdpHeader, type TxLab 
 import { startRelay } from "../host/lab/tunnel-tx-relay.js";
 import { sh } from "../host/sys/sh.js";
 import { existsSync } from "node:fs";
+import { capture, type Netns } from "./support/io-net.js";
+import * as E from "./support/encoder.js";
 
 /** A node script in namespace `ns`: resolves `ready` on its first stdout line "ready", `done` with the rest of its stdout (bounded). */
 function nodeIn(ns: string, script: string, timeoutMs: number): { ready: Promise<void>; done: Promise<string> } {
@@ -154,6 +158,48 @@ if (requireRootAnd(["ip", "nstat", "ethtool"], "the tunnel super-frame TX path a
         assert.is(counters(l.rem.ns, l.rem.uplink).rx - before, 2, "two frames on the wire: the super-frame and the plain one");
         vnet(5 | 0x20, 0);
         assert.is(tx.sendVnet(mem, 64, f.headers.length, 0, f.outerTh, f.innerNh, 64 + f.headers.length, plain.length), "gsoSizeZero");
+      } finally {
+        tx.close();
+      }
+    });
+  });
+
+  test("Geneve (RFC 8926): a super-frame leaves whole, its Geneve header intact; with the uplink's offloads off the kernel cuts it into 7 frames whose outer IPv4, outer UDP, inner IPv4 and inner UDP checksums all verify by an independent sum, payloads joining up to the original", async () => {
+    // this kernel may have no Geneve device to decapsulate: the frames are checked on the wire
+    await withLab(4, async (l) => {
+      const tx = TunTx.open(l.dut.txTap, l.dut.uplink, { netns: l.dut.nsPath, udpCsum: true });
+      try {
+        const outer = outerHeader(l, "geneve"), O = outer.bytes.length;
+        const inner = innerUdpHeader(l.dut.rxMac, l.rem.gnvMac, "10.0.1.1", l.rem.gnvIp, 5555, 7000);
+        const headers = new Uint8Array(O + inner.length);
+        headers.set(outer.bytes, 0);
+        headers.set(inner, O);
+        const payload = pattern(6 * 1000 + 123, 7);
+        const frame = { headers, payload, gsoSize: 1000, outerTh: outer.outerTh, innerNh: O + 14, innerTh: O + 34, flags: TX_INNER_UDP | TX_UDP_CSUM };
+        const rem = { name: l.rem.ns } as Netns;
+        const whole = await capture(rem, l.rem.uplink, 1, 8000, ["udp", "port", "6081"]);
+        tx.sendFrame(frame);
+        const [w] = await whole.done;
+        assert.is(w?.length, headers.length + payload.length, "one frame, the whole super-frame");
+        assert.equal([...w.subarray(outer.outerTh + 8, O)], [0, 0, 0x65, 0x58, 0x00, 0x13, 0x88, 0], "the Geneve header (no options, 0x6558, VNI 5000)");
+
+        sh(["ethtool", "-K", l.dut.uplink, "tx", "off", "tx-udp_tnl-segmentation", "off", "tx-udp_tnl-csum-segmentation", "off"], { ns: l.dut.ns });
+        const cut = await capture(rem, l.rem.uplink, 7, 8000, ["udp", "port", "6081"]);
+        tx.sendFrame(frame);
+        const segs = await cut.done;
+        assert.is(segs.length, 7);
+        const got: number[] = [];
+        segs.forEach((f, k) => {
+          const ulen = f.length - 34, ilen = f.length - O - 34;
+          assert.is(E.inetChecksum(f.subarray(14, 34)), 0, `segment ${k}: outer IPv4 header checksum`);
+          assert.ok(f[40] !== 0 || f[41] !== 0, `segment ${k}: an outer UDP checksum is there`);
+          assert.is(E.inetChecksum(E.pseudoHeader(l.dut.ip, l.rem.ip, 17, ulen), f.subarray(34)), 0, `segment ${k}: outer UDP checksum`);
+          assert.is(E.inetChecksum(f.subarray(O + 14, O + 34)), 0, `segment ${k}: inner IPv4 header checksum`);
+          assert.is(E.inetChecksum(E.pseudoHeader("10.0.1.1", l.rem.gnvIp, 17, ilen), f.subarray(O + 34)), 0, `segment ${k}: inner UDP checksum`);
+          assert.is((f[O + 38] << 8) | f[O + 39], ilen, `segment ${k}: inner UDP length`);
+          got.push(...f.subarray(O + 42));
+        });
+        assert.equal(Uint8Array.from(got), payload, "the segments' payloads, in order, are the super-frame's");
       } finally {
         tx.close();
       }
