@@ -355,10 +355,11 @@ static napi_value Send(napi_env env, napi_callback_info info) {
 
 /**
  * sendVnet(handle, mem, hdr, hdrLen, vnet, outerTh, innerNh, data, dataLen)
- * -> status (an index into reasons): one frame described as the data plane
+ * -> status (an index into reasons): one frame, in two pieces split anywhere
+ * (mem[hdr, +hdrLen) then mem[data, +dataLen)), described as the data plane
  * describes a whole super-frame output (a 10-byte struct virtio_net_hdr at
  * mem[vnet], assembly/abi.ts OG_VNET; the tunnel offsets beside it), sent
- * through tuntx_core.h's ttSend as the AF_PACKET addon would.
+ * through tuntx_core.h's ttSendPieces as the AF_PACKET addon would.
  */
 static napi_value SendVnet(napi_env env, napi_callback_info info) {
   size_t argc = 9;
@@ -380,9 +381,8 @@ static napi_value SendVnet(napi_env env, napi_callback_info info) {
     st = TT_E_RANGE;
   } else {
     const uint8_t *vh = mem + voff; // flags, gso_type, hdr_len, gso_size, csum_start, csum_offset (little-endian)
-    unsigned flags = ttFlagsOf(mem + hoff, hl, innerNh, vh[0], vh[1]);
-    struct iovec pay = { mem + doff, dl };
-    st = ttSend(t->fd, t->udpCsum, t->mtu, mem + hoff, hl, rd16le(vh + 4), outerTh, innerNh, rd16le(vh + 6), flags, &pay, 1);
+    struct iovec pieces[2] = { { mem + hoff, hl }, { mem + doff, dl } };
+    st = ttSendPieces(t->fd, t->udpCsum, t->mtu, vh[0], vh[1], rd16le(vh + 4), outerTh, innerNh, rd16le(vh + 6), pieces, 2);
     if (st == TT_E_WRITE || st == TT_E_BUSY) t->lastErrno = errno;
   }
   if (st == TT_OK) {

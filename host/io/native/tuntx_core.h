@@ -262,4 +262,45 @@ static inline int ttSend(int fd, int udpCsumOk, unsigned mtu, uint8_t *h, uint32
   return TT_OK;
 }
 
+/**
+ * ttSend for a frame in pieces however its headers are split among them (the
+ * AF_PACKET addon's whole encap super-frame: the data plane's header piece,
+ * its data piece from the inner IP header on, the rest of the payload in the
+ * receive ring), described by the data plane's GSO record (assembly/abi.ts
+ * OG_VNET: virtio-net flags, gso_type, gso_size, csum_start = the inner L4
+ * header; OG_OUTER_TH, OG_INNER_NH). The headers, up to the inner TCP/UDP
+ * header's end, are gathered into a small buffer of this thread and
+ * finalised there (the pieces are not written to); the payload is sent from
+ * the pieces where it lies. An underlay.vlan tag among the pieces moves the
+ * offsets by 4, as it moves the frame's bytes.
+ */
+static inline int ttSendPieces(int fd, int udpCsumOk, unsigned mtu, uint8_t vnetFlags, uint8_t gsoType, unsigned gso,
+                               unsigned outerTh, unsigned innerNh, unsigned innerTh, const struct iovec *pieces, int n) {
+  enum { HMAX = 256, PMAX = 6 };
+  static __thread uint8_t hb[HMAX];
+  // the first HMAX bytes (or fewer) of the frame, contiguous
+  uint32_t got = 0;
+  for (int i = 0; i < n && got < HMAX; i++) {
+    uint32_t take = (uint32_t)pieces[i].iov_len < HMAX - got ? (uint32_t)pieces[i].iov_len : HMAX - got;
+    memcpy(hb + got, pieces[i].iov_base, take);
+    got += take;
+  }
+  unsigned flags = ttFlagsOf(hb, got, innerNh, vnetFlags, gsoType);
+  if (innerTh + 13 > got) return TT_E_SHORT;
+  unsigned hl = innerTh + ((flags & TT_INNER_UDP) ? 8 : (hb[innerTh + 12] >> 4) * 4u);
+  if (hl > got) return TT_E_SHORT;
+  // the payload: the pieces after the first hl bytes
+  struct iovec pay[PMAX];
+  int np = 0;
+  uint32_t skip = hl;
+  for (int i = 0; i < n; i++) {
+    uint32_t len = (uint32_t)pieces[i].iov_len;
+    if (skip >= len) { skip -= len; continue; }
+    if (np == PMAX) return TT_E_RANGE;
+    pay[np++] = (struct iovec){ (uint8_t *)pieces[i].iov_base + skip, len - skip };
+    skip = 0;
+  }
+  return ttSend(fd, udpCsumOk, mtu, hb, hl, gso, outerTh, innerNh, innerTh, flags, pay, np);
+}
+
 #endif
