@@ -20,7 +20,8 @@ import { requireRootAnd, requireTool } from "./support/tools.js";
 import { TunTx, TX_DESC, TX_INNER_UDP, TX_UDP_CSUM, TX_OUTER6, TX_INNER6, TX_PLAIN, putTxDesc, tunTxAddonPath } from "../host/io/tuntx.js";
 import { txLabUp, txLabDown, txLabVmUp, outerHeader, innerUdpHeader, type TxLab } from "../host/lab/tunnel-tx.js";
 import { startRelay } from "../host/lab/tunnel-tx-relay.js";
-import { sh } from "../host/sys/sh.js";
+import { sh, sleep } from "../host/sys/sh.js";
+import { loadAddon } from "../host/io/addon.js";
 import { existsSync } from "node:fs";
 import { capture, type Netns } from "./support/io-net.js";
 import * as E from "./support/encoder.js";
@@ -286,6 +287,32 @@ if (requireRootAnd(["ip", "nstat", "ethtool"], "the tunnel super-frame TX path a
         assert.is(tx.stats().frames, 2);
       } finally {
         tx.close();
+      }
+    });
+  });
+
+  test("the NVE's own AF_PACKET socket on the uplink, in a fanout group as nvedge opens it, does not get back the super-frames tuntx sends out of that uplink (PACKET_FANOUT_FLAG_IGNORE_OUTGOING)", async () => {
+    await withLab(4, async (l) => {
+      const pa = loadAddon();
+      const h = pa.open(l.dut.uplink, { netns: l.dut.nsPath, fanout: 4242 });
+      const tx = TunTx.open(l.dut.txTap, l.dut.uplink, { netns: l.dut.nsPath });
+      try {
+        const f = udpSuperFrame(l, { dstIp: l.rem.hostIp, dstMac: l.rem.hostMac, port: 6000 });
+        const rx = udpReceiver(l.rem.ns, l.rem.hostIp, 6000, 4, 8000);
+        await rx.ready;
+        tx.sendFrame({ ...f, payload: pattern(4000, 8), gsoSize: 1000, flags: TX_INNER_UDP });
+        assert.is((JSON.parse(await rx.done) as string[]).length, 4, "the remote got them");
+        await sleep(100);
+        // slots of 2048 bytes from 4096, in-descs (8 bytes: offset, length, port, flags) from 0
+        const mem = new ArrayBuffer(4096 + 16 * 2048), dv = new DataView(mem);
+        const n = pa.recv(h, mem, 4096, 2048, 64, 0, 0, 16, 0, 200);
+        const ours = Array.from({ length: n }, (_, i) => new Uint8Array(mem, 4096 + i * 2048 + dv.getUint16(i * 8, true) + 6, 6))
+          .filter((src) => [...src].map((x) => x.toString(16).padStart(2, "0")).join(":") === l.dut.mac);
+        assert.is(ours.length, 0, "no frame of ours came back");
+        assert.is(pa.stats(h).oversize, 0, "no super-frame came back either");
+      } finally {
+        tx.close();
+        pa.close(h);
       }
     });
   });
