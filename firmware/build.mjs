@@ -13,6 +13,7 @@
 //   lib/dataplane.wasm       the data plane core module
 //   lib/component/           the data plane as a WebAssembly component (+ jco's bindings, used by --dataplane component)
 //   lib/native/nvedge_afpacket.node  the AF_PACKET addon, compiled for the arch against the pinned Node's headers
+//   lib/native/nvedge_tuntx.node  the tunnel super-frame TX path (encap TCP whole, Linux 6.17+), from the same build
 //   lib/native/lmdb.abi<N>.node  lmdb's prebuilt binary for the arch and the pinned Node's ABI
 //                            (--no-runtime: every ABI lmdb ships, and lmdb.napi.node)
 //   runtime/bin/node         the pinned Node runtime for the arch (firmware/pins.json), unless --no-runtime
@@ -96,10 +97,13 @@ function nodeGyp() {
   return existsSync(p) ? [process.execPath, [p]] : ["node-gyp", []];
 }
 
+/** The addons host/io/native/binding.gyp builds, each shipped in lib/native. */
+const ADDONS = ["nvedge_afpacket", "nvedge_tuntx"];
+
 /**
  * host/io/native built for the arch against the pinned Node's headers, in a
  * copy (the checkout's own build stays); cached by the hash of its sources,
- * the arch and the Node version.
+ * the arch and the Node version. Returns each addon's file by name.
  */
 function buildAddon(arch, nodeDir) {
   const a = ARCHES[arch];
@@ -107,8 +111,11 @@ function buildAddon(arch, nodeDir) {
   const sources = readdirSync(srcDir).filter((f) => f.endsWith(".c") || f.endsWith(".h") || f === "binding.gyp").sort();
   const h = createHash("sha256").update(`${arch} ${pins.node.version}\n`);
   for (const f of sources) h.update(`${f}\n`).update(readFileSync(join(srcDir, f)));
-  const cached = join(here, ".cache", `addon-${arch}-${h.digest("hex").slice(0, 16)}.node`);
-  if (existsSync(cached)) return cached;
+  // Every target of binding.gyp comes from one node-gyp run: the AF_PACKET
+  // addon and the tunnel TX path (tuntx.c) that its workers load beside it.
+  const key = h.digest("hex").slice(0, 16);
+  const cached = Object.fromEntries(ADDONS.map((n) => [n, join(here, ".cache", `addon-${arch}-${key}-${n}.node`)]));
+  if (ADDONS.every((n) => existsSync(cached[n]))) return cached;
   const cc = spawnSync(a.cc, ["--version"]);
   if (cc.status !== 0) fail(`${a.cc} is missing: bash scripts/system-deps.sh installs gcc-aarch64-linux-gnu`);
   const work = join(here, ".cache", `addon-${arch}`);
@@ -119,11 +126,13 @@ function buildAddon(arch, nodeDir) {
   // CC/LINK: the cross compiler links too (the addon is C only, no g++ needed).
   const env = { ...process.env, CC: a.cc, LINK: a.cc, CXX: a.cc, AR: a.cc.replace(/gcc$/, "ar") };
   run(cmd, [...pre, "rebuild", "--loglevel=warn", `--arch=${a.gyp}`, `--nodedir=${nodeDir}`], { cwd: work, env });
-  const out = join(work, "build", "Release", "nvedge_afpacket.node");
-  const file = run("file", ["-b", out]).trim();
   const want = arch === "arm64" ? /ARM aarch64/ : /x86-64/;
-  if (!want.test(file)) fail(`the addon built for ${arch} is ${file}`);
-  copyFileSync(out, cached);
+  for (const n of ADDONS) {
+    const out = join(work, "build", "Release", `${n}.node`);
+    const file = run("file", ["-b", out]).trim();
+    if (!want.test(file)) fail(`the addon ${n} built for ${arch} is ${file}`);
+    copyFileSync(out, cached[n]);
+  }
   rmSync(work, { recursive: true, force: true });
   return cached;
 }
@@ -227,7 +236,8 @@ export async function buildFirmware(o) {
   await bundleHost(stage, o.runtime ? `node${pins.node.version.split(".")[0]}` : "node20");
   copyFileSync(join(root, "build", "dataplane.wasm"), join(stage, "lib", "dataplane.wasm"));
   for (const f of readdirSync(join(root, "build", "component"))) copyFileSync(join(root, "build", "component", f), join(stage, "lib", "component", f));
-  copyFileSync(buildAddon(o.arch, nodePkg), join(stage, "lib", "native", "nvedge_afpacket.node"));
+  const addons = buildAddon(o.arch, nodePkg);
+  for (const n of ADDONS) copyFileSync(addons[n], join(stage, "lib", "native", `${n}.node`));
   // lmdb's build for the pinned Node's ABI (host/paths.ts lmdbAddonPath); a
   // --no-runtime bundle runs on whatever node the device has: every ABI lmdb
   // ships a build for, and its N-API build as the last resort.

@@ -59,7 +59,7 @@ t("the bundle lists and signs every file; the first install verifies it, fills s
     assert.is(m.arch, "x64");
     assert.is(m.runtime, false);
     for (const f of ["bin/nvedge", "lib/nvedge.mjs", "lib/io-worker.mjs", "lib/broker-thread.mjs", "lib/dataplane.wasm",
-                     "lib/component/dataplane.component.wasm", "lib/native/nvedge_afpacket.node", "lib/native/lmdb.abi115.node", "lib/native/lmdb.abi127.node", "lib/native/lmdb.napi.node",
+                     "lib/component/dataplane.component.wasm", "lib/native/nvedge_afpacket.node", "lib/native/nvedge_tuntx.node", "lib/native/lmdb.abi115.node", "lib/native/lmdb.abi127.node", "lib/native/lmdb.napi.node",
                      "etc/nvedge/nvedge.json", "keys/release.pub"]) {
       assert.ok(m.files[f], `manifest lists ${f}`);
       assert.is(statSync(join(slot, f)).size, m.files[f].size, `${f} size`);
