@@ -967,10 +967,14 @@ static void prefetchBatch(u32 n) {
       u32 vn1 = rd16(vlanMap + (((size_t)port << 12) + vid) * 2);
       if (vn1 == 0) continue;
       u32 hs = fibHome(&macTab, macKey(vn1 - 1, macRaw(p + 6)));
-      u32 hd = fibHome(&macTab, macKey(vn1 - 1, macRaw(p)));
-      macHomes[2 * i] = hs; macHomes[2 * i + 1] = hd;
+      macHomes[2 * i] = hs;
       warmList[w++] = macTab.base + ((size_t)hs << 4);
-      warmList[w++] = macTab.base + ((size_t)hd << 4);
+      /* prefetch.ts: a group destination's home is neither computed nor warmed (looked up nowhere) */
+      if (!(macRaw(p) & 1)) {
+        u32 hd = fibHome(&macTab, macKey(vn1 - 1, macRaw(p)));
+        macHomes[2 * i + 1] = hd;
+        warmList[w++] = macTab.base + ((size_t)hd << 4);
+      }
       /* prefetch.ts warmIpSlots: the IP-table slots of port security and ARP suppression */
       u32 flags = vnPtr(vn1 - 1)[VN_FLAGS];
       if (flags & (VNF_PORTSEC | VNF_ARPSUP)) {
