@@ -2,8 +2,8 @@
 // the VN has port security or ARP suppression) whose source is not an
 // inactive VNIC and whose destination is a remote binding, an active VNIC on
 // another port, or (broadcast, multicast, unknown) the VN's flood list over
-// an IPv4 underlay; and the underlay's and ARP suppression's common cases
-// (underlayFast, arpAnswer). Same checks, same outputs and counters as the
+// an IPv4 underlay; and the underlay's common case (underlayFast; ARP
+// suppression's is suppress.ts arpAnswerAt). Same checks, same outputs and counters as the
 // full path (access.ts, underlay.ts); every other frame (drops, IPv6 and ND,
 // floods over IPv6, Geneve options) goes there untouched, because these
 // return false before they write anything; so does every frame while

@@ -57,7 +57,7 @@ function warmIpSlots(q: usize, w: usize): usize {
         if ((flags & VNF_PORTSEC) != 0) {
           const h = ip4Home(vn, p + DOT1Q_HLEN + ARP_SPA);
           // kept in the destination's place, which a broadcast request never
-          // looks up (fast.ts arpAnswer reads it only then)
+          // looks up (suppress.ts arpAnswerAt reads it only then)
           if ((<u32>macRaw(p) & 1) != 0) store<u32>(rec, h, 4);
           store<u32>(w, <u32>(ipBase + (<usize>h << 5)));
           w += 4;

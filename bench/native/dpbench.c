@@ -1308,7 +1308,7 @@ AI int floodN(Cursor *o, const Frame *f, u32 tci, const u8 *v, u64 *vc) {
   return 1;
 }
 
-/* fast.ts arpAnswer: an ARP request suppression answers (RFC 9161), port security's checks first */
+/* suppress.ts arpAnswerAt: an ARP request suppression answers (RFC 9161), port security's checks first */
 AI int arpN(Cursor *o, const Frame *f, u32 sv, u64 *vc) {
   u32 tci = ld16(f->p + 14);
   const u8 *p = f->p;
@@ -1343,7 +1343,7 @@ AI int arpN(Cursor *o, const Frame *f, u32 sv, u64 *vc) {
   return 1;
 }
 
-/* The access side's second pass: true when forwarded (fast.ts accessFast, arpAnswer). */
+/* The access side's second pass: true when forwarded (fast.ts accessFast, suppress.ts arpAnswerAt). */
 AI int accessN(Cursor *o, const Frame *f) {
   const u8 *p = f->p;
   u32 vn = f->vn, port = f->port, flags = f->flags;
