@@ -13,7 +13,8 @@ import { macTab, ipTab, vniTab, remoteTab, prefixInit, macHomesInit, tableGlobal
 import { controlInit } from "./control";
 import { l3Init } from "./tables/l3";
 import { accessFrame } from "./pipeline/access";
-import { accessFast, underlayFast, arpAnswer } from "./pipeline/fast";
+import { accessFast, underlayFast } from "./pipeline/fast";
+import { arpAnswerAt } from "./pipeline/suppress";
 import { prefetchBatch } from "./pipeline/prefetch";
 import { underlayFrame } from "./pipeline/underlay";
 import { resetOut, setCurIn, outCount } from "./pipeline/emit";
@@ -126,7 +127,7 @@ function offloadFrame(i: u32, fl: u32): bool {
 }
 
 /**
- * An ARP request that suppression answers (fast.ts arpAnswer), without the
+ * An ARP request that suppression answers (suppress.ts arpAnswerAt), without the
  * full path's way there (slowFrame, accessFrame): tried for the frames the
  * prefetch pass found an IP home for (port security or ARP suppression).
  * True when answered, counted on its port as slowFrame would; false, having
@@ -140,7 +141,7 @@ function arpFrame(i: u32): bool {
   if (port >= MAX_PORTS) return false;
   if (off + len > SLOT_SIZE) return false;
   if (load<u8>(portKind + port) != PORT_ACCESS) return false;
-  if (!arpAnswer(port, slotBase + <usize>i * SLOT_SIZE + off, len, frameRec(i))) return false;
+  if (!arpAnswerAt(port, slotBase + <usize>i * SLOT_SIZE + off, len, frameRec(i))) return false;
   const pc = portCtr + (<usize>port * PORT_CTR << 3);
   ctrInc(pc, PC_RX_FRAMES, 1);
   ctrInc(pc, PC_RX_BYTES, len);

@@ -20,8 +20,7 @@ import { drop, setCur, trace, flowHash, TR_VN, TR_LOOKUP, TR_ACTION, TR_DST, TR_
 import { emitTagged, outCount, curIn } from "./emit";
 import { emitEncap } from "./encap";
 import { TN_NH_NONE } from "./nexthop";
-import { arpReply, ndReply, isDadOrNotNs } from "./suppress";
-import { arpAnswer } from "./fast";
+import { arpReply, ndReply, isDadOrNotNs, arpAnswer } from "./suppress";
 import { aclCheck, aclEval, aclActive, DIR_FROM, DIR_TO, ACL_OK } from "./acl";
 import { police, policerKey, deliverPcp } from "./qos";
 import { VN_FEAT, FEAT_POLICE, FEAT_GLEAN } from "../state";

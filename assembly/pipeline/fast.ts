@@ -2,8 +2,8 @@
 // the VN has port security or ARP suppression) whose source is not an
 // inactive VNIC and whose destination is a remote binding, an active VNIC on
 // another port, or (broadcast, multicast, unknown) the VN's flood list over
-// an IPv4 underlay; and the underlay's and ARP suppression's common cases
-// (underlayFast, arpAnswer). Same checks, same outputs and counters as the
+// an IPv4 underlay; and the underlay's common case (underlayFast; ARP
+// suppression's is suppress.ts arpAnswerAt). Same checks, same outputs and counters as the
 // full path (access.ts, underlay.ts); every other frame (drops, IPv6 and ND,
 // floods over IPv6, Geneve options) goes there untouched, because these
 // return false before they write anything; so does every frame while
@@ -18,7 +18,7 @@ import { raw16, ld16, ld32, ldMac } from "../util";
 import { vlanMap, vnPtr, tagOf, vnCtr, ctrInc, VN_CTR, VC_RX, VC_ENCAP, VC_DECAP, VN_FLAGS, VN_MTU,
          VNF_PORTSEC, VNF_ARPSUP, vtepAllowed, ENC_VXLAN, ENC_GENEVE, ENC_NVGRE, VC_FLOOD, VN_FLOOD_N,
          VN_FLOOD_PTR, VN_NLOCAL, VN_LOCAL, floodPool, tunPtr } from "../state";
-import { macLookupAt, ip4Lookup, ip4LookupHome, macRaw, vniFind, vniKeyAt, NO_HOME, remoteFind, MK_KIND, MK_LOCAL, MK_REMOTE, ML_ACTIVE, ML_PORT_SHIFT, ML_PORT_MASK,
+import { macLookupAt, ip4Lookup, ip4LookupHome, macRaw, macWire, vniFind, vniKeyAt, NO_HOME, remoteFind, MK_KIND, MK_LOCAL, MK_REMOTE, ML_ACTIVE, ML_PORT_SHIFT, ML_PORT_MASK,
          MR_TUN_MASK, FR_VN, FR_IP } from "../tables/index";
 import { ETHERTYPE_VLAN, ETHERTYPE_QINQ, ETHERTYPE_QINQ_OLD, ETHERTYPE_IPV4, ETHERTYPE_ARP, ETHERTYPE_TEB, VID_MASK, PCP_SHIFT,
          DOT1Q_HLEN, dot1qTagged, dot1qTci, dot1qTypeRaw, isTagTypeRaw } from "../proto/ethernet";
@@ -32,8 +32,6 @@ import { emitTagged } from "./emit";
 import { emitEncap } from "./encap";
 import { floodEncap4 } from "./floodfast";
 import { TN_NH_NONE } from "./nexthop";
-import { arpReply } from "./suppress";
-import { ARP_OP, ARP_SHA, ARP_SPA, ARP_TPA, ARP_LEN, ARP_OP_REQUEST } from "../proto/arp";
 import { VN_FEAT, FEAT_ACL_FROM, FEAT_ACL_TO, FEAT_POLICE, FEAT_GLEAN } from "../state";
 import { aclEval, ACL_PASS, DIR_FROM, DIR_TO } from "./acl";
 import { deliverPcp } from "./qos";
@@ -87,7 +85,7 @@ import { deliverPcp } from "./qos";
       if (((sv >> ML_PORT_SHIFT) & ML_PORT_MASK) != port) return false;
       if (len < DOT1Q_HLEN + 20) return false;
       if (load<u32>(p + DOT1Q_HLEN + 12) != 0) {
-        if (ip4LookupHome(vn, p + DOT1Q_HLEN + IP4_SRC, load<u32>(hh, FR_IP)) != ldMac(p + 6)) return false;
+        if (macWire(ip4LookupHome(vn, p + DOT1Q_HLEN + IP4_SRC, load<u32>(hh, FR_IP))) != macRaw(p + 6)) return false;
       }
     }
   }
@@ -128,59 +126,6 @@ import { deliverPcp } from "./qos";
     }
   } else if ((feat & FEAT_ACL_TO) != 0) return false;
   return floodFast(port, tci, p, len, vn, v);
-}
-
-/**
- * An ARP request that suppression answers (RFC 9161), with the full path's
- * checks before it (port security's included: seed §5); true when answered,
- * false, having written nothing, for the full path. Out of line and outside
- * accessFast, which only declines ARP: a call on accessFast's path made its
- * registers spill on every frame (bench/README.md finding 18). Called first
- * thing by access.ts accessFrame.
- */
-export function arpAnswer(port: u32, p: usize, len: u32, hh: usize): bool {
-  // accessVn's checks, made once by the prefetch pass (pipeline/prefetch.ts),
-  // which left the VN in the frame's record (issue 16: parse once)
-  if (slowOnly) return false;
-  const vn1 = load<u32>(hh, FR_VN);
-  if (vn1 == 0) return false;
-  const vn = vn1 - 1;
-  if (dot1qTypeRaw(p) != raw16(ETHERTYPE_ARP)) return false;
-  const flags = <u32>load<u8>(vnPtr(vn), VN_FLAGS);
-  if ((flags & VNF_ARPSUP) == 0) return false;
-  if ((<u32>load<u8>(vnPtr(vn), VN_FEAT) & FEAT_GLEAN) != 0) return false; // gleaning decides the source first (glean.ts)
-  if (len < DOT1Q_HLEN + ARP_LEN) return false;
-  const a = p + DOT1Q_HLEN;
-  if (!isArpRequest(a)) return false;
-  const sv = macLookupAt(vn, macRaw(p + 6), load<u32>(hh)); // FR_VN set: both homes are in the record
-  if ((sv & (MK_KIND | ML_ACTIVE)) == MK_LOCAL) return false; // an inactive VNIC: dropped there
-  if ((flags & VNF_PORTSEC) != 0) {
-    // seed §5 for ARP: the sender hardware address is the source MAC, the
-    // sender IP is bound to it (0.0.0.0, an RFC 5227 probe, passes)
-    if ((sv & MK_KIND) != MK_LOCAL) return false;
-    if (((sv >> ML_PORT_SHIFT) & ML_PORT_MASK) != port) return false;
-    if (macRaw(a + ARP_SHA) != macRaw(p + 6)) return false;
-    if (load<u32>(a + ARP_SPA) != 0) {
-      // the sender's home the prefetch pass left in the destination's place
-      // (a broadcast request looks no destination up)
-      const sh = (<u32>macRaw(p) & 1) != 0 ? load<u32>(hh, 4) : NO_HOME;
-      if (ip4LookupHome(vn, a + ARP_SPA, sh) != ldMac(p + 6)) return false;
-    }
-  }
-  const m = ip4LookupHome(vn, a + ARP_TPA, load<u32>(hh, FR_IP)); // the prefetch pass's home (pipeline/prefetch.ts)
-  if (m == u64.MAX_VALUE) return false; // unknown target: flooded there
-  ctrInc(vnCtr + (<usize>vn * VN_CTR << 3), VC_RX, 1);
-  arpReply(port, ld16(p + 14), p, m, vn);
-  return true;
-}
-
-/** An ARP request of Ethernet/IPv4 addresses whose sender and target IPs differ (access.ts, RFC 9161). */
-@inline function isArpRequest(a: usize): bool {
-  if (<u32>load<u16>(a + ARP_OP) != raw16(ARP_OP_REQUEST)) return false;
-  if (<u32>load<u16>(a) != raw16(1)) return false; // htype Ethernet
-  if (<u32>load<u16>(a + 2) != raw16(ETHERTYPE_IPV4)) return false;
-  if (<u32>load<u16>(a + 4) != raw16(0x0604)) return false; // hlen 6, plen 4
-  return load<u32>(a + ARP_SPA) != load<u32>(a + ARP_TPA);
 }
 
 /**

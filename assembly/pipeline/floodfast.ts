@@ -69,8 +69,11 @@ export function floodEncap4(list: usize, n: u32, p: usize, len: u32, pcp: u32, h
   let runPort: u32 = 0xffffffff;
   let runFrames: u64 = 0;
   let runBytes: u64 = 0;
-  for (let i: u32 = 0; i < n; i++) {
-    const e = tunPtr(load<u32>(list + (<usize>i << 2)));
+  // the list walked by its address: one loop value fewer than an index and
+  // the list's base (V8 spilled both and reloaded them every copy)
+  const end = list + (<usize>n << 2);
+  for (let r = list; r < end; r += 4) {
+    const e = tunPtr(load<u32>(r));
     const h = hdrBase + <usize>o * HDR_SLOT;
     copy64(h, e + TUN_HDR); // header (<= 50 bytes) + inner MACs fit in 64
     if (load<u8>(e, 9) != 0) { if (!nextHopPick(e, h, load<u32>(inv + INV_HASH))) continue; }

@@ -57,7 +57,7 @@ function warmIpSlots(q: usize, w: usize): usize {
         if ((flags & VNF_PORTSEC) != 0) {
           const h = ip4Home(vn, p + DOT1Q_HLEN + ARP_SPA);
           // kept in the destination's place, which a broadcast request never
-          // looks up (fast.ts arpAnswer reads it only then)
+          // looks up (suppress.ts arpAnswerAt reads it only then)
           if ((<u32>macRaw(p) & 1) != 0) store<u32>(rec, h, 4);
           store<u32>(w, <u32>(ipBase + (<usize>h << 5)));
           w += 4;
@@ -110,10 +110,18 @@ export function prefetchBatch(n: u32): void {
         const vn1 = <u32>load<u16>(vlanMap + ((<usize>port << 12) + vid) * 2);
         if (vn1 == 0) break;
         h0 = macHome(macKey(vn1 - 1, macRaw(p + 6)));
-        h1 = macHome(macKey(vn1 - 1, macRaw(p)));
         store<u32>(w, <u32>(base + (<usize>h0 << 4)));
-        store<u32>(w, <u32>(base + (<usize>h1 << 4)), 4);
-        w += 8;
+        w += 4;
+        // A group destination (broadcast, multicast) is looked up nowhere:
+        // the fast path and access.ts flood it, so its home is neither
+        // computed nor warmed (issue 18: a hash and a load per flooded frame
+        // and ARP request, which the native's first pass does not make).
+        const dst = macRaw(p);
+        if ((<u32>dst & 1) == 0) {
+          h1 = macHome(macKey(vn1 - 1, dst));
+          store<u32>(w, <u32>(base + (<usize>h1 << 4)));
+          w += 4;
+        }
         // fast.ts accessFast's shape: one tag, a non-zero VID, within the VN's MTU
         if (!isTagTypeRaw(dot1qTypeRaw(p))) {
           if (vid != 0) {

@@ -49,7 +49,7 @@ import { arpReply, ndReply, isDadOrNotNs } from "./suppress";
  * gateway MAC out of the port and tag it came from, whether the VN suppresses
  * ARP or not. The gateway IPs are bindings of the gateway MAC in the IP table
  * (host/dataplane/l3.ts), so ARP suppression, when on, answers them alike
- * (pipeline/fast.ts arpAnswer). True when answered.
+ * (pipeline/suppress.ts arpAnswer). True when answered.
  */
 export function gatewayAnswer(port: u32, tci: u32, p: usize, vn: u32, etype: u32, l3: usize, l3len: u32): bool {
   if ((l3Info(vn) & L3_VN) == 0) return false;

@@ -36,6 +36,18 @@ export const IP6_TAG: u32 = 0x80000000;
 @inline export function macRaw(p: usize): u64 { return load<u64>(p) & 0xffffffffffff; }
 /** The raw form of a MAC held as an integer with its first octet most significant. */
 @inline export function macRawOf(m: u64): u64 { return bswap<u64>(m) >> 16; }
+/**
+ * macRawOf for the per-frame paths, as one byte shuffle (pshufb) where
+ * bswap<u64> is a dozen shifts, masks and rotates in wasm (finding 6; issue
+ * 18: port security's and the ARP reply's bound MAC). Bytes 6 and 7 stay in
+ * place, so for any m: macWire(m) == macRaw(p) exactly when m == ldMac(p)
+ * (an m of more than 48 bits, e.g. a lookup's u64.MAX_VALUE, equals no raw
+ * MAC); below 2^48 it is macRawOf(m).
+ */
+@inline export function macWire(m: u64): u64 {
+  const v = i64x2.splat(m);
+  return i64x2.extract_lane(i8x16.shuffle(v, v, 5, 4, 3, 2, 1, 0, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), 0);
+}
 
 @inline export function macKey(vn: u32, mac: u64): u64 {
   return (<u64>(vn + 1) << 48) | mac;

@@ -975,10 +975,14 @@ static void prefetchBatch(u32 n) {
       u32 vn1 = rd16(vlanMap + (((size_t)port << 12) + vid) * 2);
       if (vn1 == 0) continue;
       u32 hs = fibHome(&macTab, macKey(vn1 - 1, macRaw(p + 6)));
-      u32 hd = fibHome(&macTab, macKey(vn1 - 1, macRaw(p)));
-      macHomes[2 * i] = hs; macHomes[2 * i + 1] = hd;
+      macHomes[2 * i] = hs;
       warmList[w++] = macTab.base + ((size_t)hs << 4);
-      warmList[w++] = macTab.base + ((size_t)hd << 4);
+      /* prefetch.ts: a group destination's home is neither computed nor warmed (looked up nowhere) */
+      if (!(macRaw(p) & 1)) {
+        u32 hd = fibHome(&macTab, macKey(vn1 - 1, macRaw(p)));
+        macHomes[2 * i + 1] = hd;
+        warmList[w++] = macTab.base + ((size_t)hd << 4);
+      }
       /* prefetch.ts warmIpSlots: the IP-table slots of port security and ARP suppression */
       u32 flags = vnPtr(vn1 - 1)[VN_FLAGS];
       if (flags & (VNF_PORTSEC | VNF_ARPSUP)) {
@@ -1313,7 +1317,7 @@ AI int floodN(Cursor *o, const Frame *f, u32 tci, const u8 *v, u64 *vc) {
   return 1;
 }
 
-/* fast.ts arpAnswer: an ARP request suppression answers (RFC 9161), port security's checks first */
+/* suppress.ts arpAnswerAt: an ARP request suppression answers (RFC 9161), port security's checks first */
 AI int arpN(Cursor *o, const Frame *f, u32 sv, u64 *vc) {
   u32 tci = ld16(f->p + 14);
   const u8 *p = f->p;
@@ -1348,7 +1352,7 @@ AI int arpN(Cursor *o, const Frame *f, u32 sv, u64 *vc) {
   return 1;
 }
 
-/* The access side's second pass: true when forwarded (fast.ts accessFast, arpAnswer). */
+/* The access side's second pass: true when forwarded (fast.ts accessFast, suppress.ts arpAnswerAt). */
 AI int accessN(Cursor *o, const Frame *f) {
   const u8 *p = f->p;
   u32 vn = f->vn, port = f->port, flags = f->flags;
