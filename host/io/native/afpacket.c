@@ -60,6 +60,21 @@
 
 #define MAX_HANDLES 256
 
+struct tagInfo { int on; uint16_t tpid, tci; };
+
+// A GSO super-frame being cut into slots over one or more recv() calls: where
+// it is in the ring, its headers' length, its virtio-net header and tag.
+struct cut {
+  const uint8_t *frame;
+  uint32_t len, hl, gso, segs;
+  struct virtio_net_hdr vh;
+  struct tagInfo tag;
+};
+
+// A super-frame offered whole (IF_GSO_WHOLE, assembly/pipeline/gso.ts): none,
+// its segment 0 with the data plane (send() may take it whole), taken.
+enum { W_NONE, W_PENDING, W_TAKEN };
+
 struct sock {
   int fd;
   char ifname[IFNAMSIZ];
@@ -71,6 +86,12 @@ struct sock {
   struct tpacket3_hdr *next;           // next packet in it
   int vnet;                            // PACKET_VNET_HDR is on
   uint32_t segK;                       // next segment of the super-frame at `next` (0: none started)
+  struct cut cut;                      // ... that super-frame
+  uint16_t id;                         // this socket's handle (a whole super-frame's token names it)
+  int wholeOn;                         // offer TCP super-frames whole (open's `whole`, default on with vnetHdr)
+  int whole;                           // W_*: the super-frame at `next`
+  uint32_t wholeGen;                   // its token's low 16 bits
+  uint64_t gsoWholeSent, gsoWholeStale, gsoWholeErrors;
   uint64_t rxFrames, rxBytes, txFrames, txBytes, txErrors, oversize, csumNotReady, kernelDrops, kernelFreezes;
   uint64_t gsoFrames, gsoSegments, gsoBad;
   uint16_t vlan;                       // underlay.vlan: frames carry this 802.1Q tag on the wire, none in the data plane (0: off)
@@ -210,7 +231,7 @@ static napi_value Open(napi_env env, napi_callback_info info) {
   if (argc < 1 || napi_get_value_string_utf8(env, argv[0], ifname, sizeof ifname, &len) != napi_ok)
     return throwErr(env, "open: interface name must be a string");
   if (len == 0 || len >= IFNAMSIZ) return throwErr(env, "open: interface name must be 1 to 15 characters");
-  uint32_t blockSize = 1 << 18, blockCount = 16, tov = 1, bypass = 0, vnetHdr = 0, vlan = 0;
+  uint32_t blockSize = 1 << 18, blockCount = 16, tov = 1, bypass = 0, vnetHdr = 0, vlan = 0, whole = 1;
   int32_t fanout = -1;
   char netns[256] = "";
   if (argc >= 2) {
@@ -221,8 +242,8 @@ static napi_value Open(napi_env env, napi_callback_info info) {
       bool has;
       if (!optU32(env, argv[1], "blockSize", &blockSize) || !optU32(env, argv[1], "blockCount", &blockCount) ||
           !optU32(env, argv[1], "blockTimeoutMs", &tov) || !optU32(env, argv[1], "qdiscBypass", &bypass) ||
-          !optU32(env, argv[1], "vnetHdr", &vnetHdr) || !optU32(env, argv[1], "vlan", &vlan))
-        return throwErr(env, "open: blockSize, blockCount, blockTimeoutMs, qdiscBypass, vnetHdr, vlan must be non-negative integers");
+          !optU32(env, argv[1], "vnetHdr", &vnetHdr) || !optU32(env, argv[1], "vlan", &vlan) || !optU32(env, argv[1], "whole", &whole))
+        return throwErr(env, "open: blockSize, blockCount, blockTimeoutMs, qdiscBypass, vnetHdr, vlan, whole must be non-negative integers");
       if (napi_has_named_property(env, argv[1], "fanout", &has) == napi_ok && has) {
         napi_get_named_property(env, argv[1], "fanout", &v);
         napi_typeof(env, v, &t);
@@ -243,6 +264,7 @@ static napi_value Open(napi_env env, napi_callback_info info) {
   s->fd = -1;
   memcpy(s->ifname, ifname, IFNAMSIZ);
   s->vlan = (uint16_t)vlan;
+  s->wholeOn = vnetHdr && whole;
   vlanTagBytes(s->vlanTag, (uint16_t)vlan);
   char msg[320];
   int rc;
@@ -259,7 +281,7 @@ static napi_value Open(napi_env env, napi_callback_info info) {
   pthread_mutex_lock(&handlesLock);
   int h = -1;
   for (int i = 0; i < MAX_HANDLES; i++)
-    if (!handles[i]) { handles[i] = s; h = i; break; }
+    if (!handles[i]) { handles[i] = s; h = i; s->id = (uint16_t)i; break; }
   pthread_mutex_unlock(&handlesLock);
   if (h < 0) {
     freeSock(s);
@@ -288,16 +310,14 @@ static inline struct tpacket_block_desc *blockAt(struct sock *s, unsigned i) {
   return (struct tpacket_block_desc *)(s->ring + (size_t)i * s->blockSize);
 }
 
-struct tagInfo { int on; uint16_t tpid, tci; };
-
 /*
  * Writes one frame into slot i and its in-desc: hdr[0..hl) then data[0..dl)
  * (a GSO segment: the super-frame's headers, then its payload piece), the
  * 802.1Q tag re-inserted after the MACs when `tag` is on, and with flags set,
  * the virtio-net header in the 10 bytes before the frame, its csum_start moved
- * by the tag.
+ * by the tag. Returns the frame's offset in its slot.
  */
-static void putFrame(struct sock *s, uint8_t *mem, uint32_t slotBase, uint32_t slotSize, uint32_t headroom,
+static uint32_t putFrame(struct sock *s, uint8_t *mem, uint32_t slotBase, uint32_t slotSize, uint32_t headroom,
                      uint32_t inDescBase, uint32_t i, uint32_t port, const struct virtio_net_hdr *vh,
                      const struct tagInfo *tag, const uint8_t *hdr, uint32_t hl, const uint8_t *data, uint32_t dl,
                      uint16_t flags) {
@@ -323,6 +343,37 @@ static void putFrame(struct sock *s, uint8_t *mem, uint32_t slotBase, uint32_t s
   putInDesc(mem, inDescBase, i, off, total, port, flags);
   s->rxFrames++;
   s->rxBytes += total;
+  return off;
+}
+
+/** Past frame h: the block is handed back to the kernel after its last frame (every frame of it copied out or sent). */
+static void advance(struct sock *s, struct tpacket3_hdr *h) {
+  s->next = (struct tpacket3_hdr *)((uint8_t *)h + h->tp_next_offset);
+  if (--s->left == 0) {
+    struct tpacket_block_desc *b = blockAt(s, s->block);
+    __atomic_store_n(&b->hdr.bh1.block_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
+    s->block = (s->block + 1) % s->blockCount;
+  }
+}
+
+/**
+ * Segments s->segK.. of the super-frame s->cut into slots first + *n.. (up
+ * to max): the headers, then one gso_size piece each. Returns 1 when the
+ * last is written, 0 when the batch filled first (s->segK says where to go on).
+ */
+static int cutRun(struct sock *s, uint8_t *mem, uint32_t slotBase, uint32_t slotSize, uint32_t headroom, uint32_t inDescBase,
+                  uint32_t first, uint32_t max, uint32_t port, uint32_t *n) {
+  const struct cut *c = &s->cut;
+  while (s->segK < c->segs && *n < max) {
+    uint32_t k = s->segK, from = c->hl + k * c->gso;
+    uint32_t plen = c->len - from < c->gso ? c->len - from : c->gso;
+    uint16_t fl = fVnet | fGsoSeg | (uint16_t)(k << fSegShift) | (k + 1 == c->segs ? fGsoLast : 0);
+    putFrame(s, mem, slotBase, slotSize, headroom, inDescBase, first + *n, port, &c->vh, &c->tag, c->frame, c->hl, c->frame + from, plen, fl);
+    (*n)++;
+    s->segK++;
+    s->gsoSegments++;
+  }
+  return s->segK >= c->segs;
 }
 
 static napi_value Recv(napi_env env, napi_callback_info info) {
@@ -359,6 +410,22 @@ static napi_value Recv(napi_env env, napi_callback_info info) {
       }
     }
     struct tpacket3_hdr *h = s->next;
+    // A super-frame begun in an earlier call: sent whole meanwhile (send(),
+    // the GSO record's token), it is done; else the rest of its segments,
+    // from the cut saved then (the ring's bytes are ours until the block is
+    // handed back, which is only after its last frame).
+    if (s->segK) {
+      if (s->whole == W_TAKEN) {
+        s->gsoWholeSent++;
+      } else {
+        if (!cutRun(s, mem, slotBase, slotSize, headroom, inDescBase, first, max, port, &n)) break; // the batch is full
+        s->gsoFrames++;
+      }
+      s->segK = 0;
+      s->whole = W_NONE;
+      advance(s, h);
+      continue;
+    }
     uint8_t *frame = (uint8_t *)h + h->tp_mac;
     uint32_t len = h->tp_snaplen;
     // veth and most NICs move the 802.1Q tag into the packet's metadata
@@ -419,16 +486,27 @@ static napi_value Recv(napi_env env, napi_callback_info info) {
                  frame, len > room - 4 ? room - 4 : len, NULL, 0, fVnet | fGsoSeg);
         n++;
       } else {
-        while (s->segK < segs && n < max) {
-          uint32_t k = s->segK, from = hl + k * gso;
-          uint32_t plen = len - from < gso ? len - from : gso;
-          uint16_t fl = fVnet | fGsoSeg | (uint16_t)(k << fSegShift) | (k + 1 == segs ? fGsoLast : 0);
-          putFrame(s, mem, slotBase, slotSize, headroom, inDescBase, first + n, port, vh, &tag, frame, hl, frame + from, plen, fl);
-          n++;
-          s->segK++;
+        s->cut = (struct cut){ frame, len, hl, gso, segs, *vh, tag };
+        if (s->wholeOn && segs >= 2 && (gsoType == VIRTIO_NET_HDR_GSO_TCPV4 || gsoType == VIRTIO_NET_HDR_GSO_TCPV6) &&
+            headroom >= 4 + sizeof *vh + IW_SIZE) {
+          // Segment 0 alone, the rest left in the ring for the data plane's
+          // verdict (assembly/pipeline/gso.ts): taken whole by send(), or cut
+          // by the next call. The frame stays at s->next, its block ours.
+          uint32_t off = putFrame(s, mem, slotBase, slotSize, headroom, inDescBase, first + n, port, vh, &tag, frame, hl,
+                                  frame + hl, gso, fVnet | fGsoSeg | IF_GSO_WHOLE);
+          uint8_t *rec = mem + slotBase + (size_t)(first + n) * slotSize + off - sizeof *vh - IW_SIZE;
+          s->wholeGen++;
+          uint32_t token = ((uint32_t)s->id << 16) | (s->wholeGen & 0xffff), rest = len - hl - gso;
+          memcpy(rec + IW_TOKEN, &token, 4);
+          memcpy(rec + IW_REST, &rest, 4);
+          s->whole = W_PENDING;
+          s->segK = 1;
           s->gsoSegments++;
+          n++;
+          break;
         }
-        if (s->segK < segs) break; // the batch is full: the rest of this super-frame next call
+        s->segK = 0;
+        if (!cutRun(s, mem, slotBase, slotSize, headroom, inDescBase, first, max, port, &n)) break; // the rest next call
         s->segK = 0;
         s->gsoFrames++;
       }
@@ -443,13 +521,7 @@ static napi_value Recv(napi_env env, napi_callback_info info) {
       putFrame(s, mem, slotBase, slotSize, headroom, inDescBase, first + n, port, vh, &tag, frame, len, NULL, 0, fl);
       n++;
     }
-    s->next = (struct tpacket3_hdr *)((uint8_t *)h + h->tp_next_offset);
-    if (--s->left == 0) {
-      // Every frame of the block is copied out: hand it back to the kernel.
-      struct tpacket_block_desc *b = blockAt(s, s->block);
-      __atomic_store_n(&b->hdr.bh1.block_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
-      s->block = (s->block + 1) % s->blockCount;
-    }
+    advance(s, h);
   }
   return num(env, n);
 }
@@ -461,16 +533,21 @@ static __thread struct mmsghdr *tMsgs;
 static __thread struct iovec *tIov;
 static __thread uint32_t *tOrder;
 static __thread uint32_t tCap;
+static __thread struct virtio_net_hdr *tVnet; // a whole super-frame's virtio-net header, per message
 static const struct virtio_net_hdr zeroVnet;
+#define IOV_PER_MSG 6 // virtio-net header, header piece (3 with a tag), data piece, a whole super-frame's rest
 
 static int grow(uint32_t n) {
   if (n <= tCap) return 1;
   struct mmsghdr *m = realloc(tMsgs, n * sizeof *m);
   if (!m) return 0;
   tMsgs = m;
-  struct iovec *v = realloc(tIov, 5 * n * sizeof *v);
+  struct iovec *v = realloc(tIov, IOV_PER_MSG * n * sizeof *v);
   if (!v) return 0;
   tIov = v;
+  struct virtio_net_hdr *vn = realloc(tVnet, n * sizeof *vn);
+  if (!vn) return 0;
+  tVnet = vn;
   uint32_t *o = realloc(tOrder, n * sizeof *o);
   if (!o) return 0;
   tOrder = o;
@@ -493,7 +570,7 @@ static napi_value Send(napi_env env, napi_callback_info info) {
   // for all of its frames, in their original order.
   memset(counts, 0, (nports + 1) * sizeof counts[0]);
   for (uint32_t j = 0; j < count; j++) {
-    uint16_t p = getU16(mem + a.outDescBase + (size_t)j * OUT_DESC + O_PORT);
+    uint16_t p = getU16(mem + a.outDescBase + (size_t)j * OUT_DESC + O_PORT) & ~OF_GSO;
     if (p < nports && byPort[p]) counts[p + 1]++;
   }
   for (uint32_t p = 0; p < nports; p++) counts[p + 1] += counts[p];
@@ -503,13 +580,45 @@ static napi_value Send(napi_env env, napi_callback_info info) {
     uint32_t k = counts[o.port]++;
     if (!outDescOk(&a, &o)) return throwErr(env, "send: an out-desc points outside the memory");
     // A socket with PACKET_VNET_HDR takes a virtio-net header in front of
-    // every frame it sends (packet_snd): an all-zero one, no offload asked.
-    struct iovec *v = tIov + 5 * k;
+    // every frame it sends (packet_snd): an all-zero one, no offload asked;
+    // a whole super-frame's (OF_GSO) asks for TSO, and its payload after
+    // segment 0 is still in the receiving socket's ring (gso.ts, recv).
+    struct iovec *v = tIov + IOV_PER_MSG * k;
     struct sock *so = byPort[o.port];
+    struct sock *from = NULL;
+    uint8_t *hp = mem + a.hdrBase + (size_t)j * hdrSlot;
+    if (o.gso) {
+      const uint8_t *rec = hp + HDR_SLOT - OG_SIZE;
+      uint32_t token;
+      memcpy(&token, rec + OG_TOKEN, 4);
+      from = handles[(token >> 16) % MAX_HANDLES];
+      if (hdrSlot != HDR_SLOT || !from || from->whole != W_PENDING || (from->wholeGen & 0xffff) != (token & 0xffff)) {
+        // not the super-frame at the head of its ring (any more): its
+        // segment 0 is not a frame of its own once promoted, so it goes nowhere
+        if (from) from->gsoWholeStale++;
+        from = NULL;
+      } else if (!so->vnet || rec[OG_KIND] != OGK_TSO) {
+        // no way to ask this socket for segmentation (tun11's tunnel GSO
+        // output is a separate module): the super-frame is lost, TCP resends
+        from->gsoWholeErrors++;
+        from->whole = W_TAKEN;
+        from = NULL;
+      }
+      if (!from) { tMsgs[k].msg_hdr = (struct msghdr){ 0 }; tOrder[k] = 0; continue; }
+      from->whole = W_TAKEN;
+      memcpy(&tVnet[k], rec + OG_VNET, sizeof tVnet[k]);
+      if (so->vlan) tVnet[k].csum_start += 4; // the tag goes in after the MACs
+    }
     int n = 0;
-    if (so->vnet) v[n++] = (struct iovec){ (void *)&zeroVnet, sizeof zeroVnet };
+    if (so->vnet) v[n++] = (struct iovec){ from ? (void *)&tVnet[k] : (void *)&zeroVnet, sizeof zeroVnet };
     // underlay.vlan: the tag goes in after the MACs, as a VLAN device would put it
-    n += framePieces(v + n, mem + a.hdrBase + (size_t)j * hdrSlot, o.hdrLen, mem + o.data, o.dataLen, so->vlan ? so->vlanTag : NULL, &tOrder[k]);
+    n += framePieces(v + n, hp, o.hdrLen, mem + o.data, o.dataLen, so->vlan ? so->vlanTag : NULL, &tOrder[k]);
+    if (from) {
+      const struct cut *c = &from->cut;
+      uint32_t at = c->hl + c->gso;
+      v[n++] = (struct iovec){ (void *)(c->frame + at), c->len - at };
+      tOrder[k] += c->len - at;
+    }
     struct msghdr *m = &tMsgs[k].msg_hdr;
     memset(m, 0, sizeof *m);
     m->msg_iov = v;
@@ -625,6 +734,9 @@ static napi_value Stats(napi_env env, napi_callback_info info) {
   setNum(env, o, "gsoFrames", (double)s->gsoFrames);
   setNum(env, o, "gsoSegments", (double)s->gsoSegments);
   setNum(env, o, "gsoBad", (double)s->gsoBad);
+  setNum(env, o, "gsoWholeSent", (double)s->gsoWholeSent);
+  setNum(env, o, "gsoWholeStale", (double)s->gsoWholeStale);
+  setNum(env, o, "gsoWholeErrors", (double)s->gsoWholeErrors);
   setNum(env, o, "kernelDrops", (double)s->kernelDrops);
   setNum(env, o, "kernelFreezes", (double)s->kernelFreezes);
   setNum(env, o, "vlanOther", (double)s->vlanOther);
