@@ -534,6 +534,7 @@ static __thread struct iovec *tIov;
 static __thread uint32_t *tOrder;
 static __thread uint32_t tCap;
 static __thread struct virtio_net_hdr *tVnet; // a whole super-frame's virtio-net header, per message
+static __thread struct sock **tFrom;          // a whole super-frame's receiving socket, per output (NULL: none)
 static const struct virtio_net_hdr zeroVnet;
 #define IOV_PER_MSG 6 // virtio-net header, header piece (3 with a tag), data piece, a whole super-frame's rest
 
@@ -548,6 +549,9 @@ static int grow(uint32_t n) {
   struct virtio_net_hdr *vn = realloc(tVnet, n * sizeof *vn);
   if (!vn) return 0;
   tVnet = vn;
+  struct sock **fr = realloc(tFrom, n * sizeof *fr);
+  if (!fr) return 0;
+  tFrom = fr;
   uint32_t *o = realloc(tOrder, n * sizeof *o);
   if (!o) return 0;
   tOrder = o;
@@ -566,47 +570,56 @@ static napi_value Send(napi_env env, napi_callback_info info) {
   if (count == 0) return num(env, 0);
   if (!grow(count)) return throwErr(env, "send: out of memory");
 
+  // A whole super-frame's output (OF_GSO, assembly/pipeline/gso.ts) is
+  // claimed first: the super-frame its token names must be the one at the
+  // head of its receiving ring, still waiting (recv); else it is not sent at
+  // all (stale: once promoted, its segment 0 is not a frame of its own).
+  int anyGso = 0;
+  for (uint32_t j = 0; j < count; j++) {
+    const uint8_t *d = mem + a.outDescBase + (size_t)j * OUT_DESC;
+    tFrom[j] = NULL;
+    if (!(getU16(d + O_PORT) & OF_GSO)) continue;
+    anyGso = 1;
+    uint16_t p = getU16(d + O_PORT) & ~OF_GSO;
+    const uint8_t *rec = mem + a.hdrBase + (size_t)j * hdrSlot + HDR_SLOT - OG_SIZE;
+    uint32_t token;
+    memcpy(&token, rec + OG_TOKEN, 4);
+    struct sock *from = handles[(token >> 16) % MAX_HANDLES];
+    if (hdrSlot != HDR_SLOT || !from || from->whole != W_PENDING || (from->wholeGen & 0xffff) != (token & 0xffff)) {
+      if (from) from->gsoWholeStale++;
+      continue;
+    }
+    // taken either way: sent whole, or lost when its port cannot ask for
+    // segmentation (no vnet header, or a tunnel GSO record, which helper
+    // tun11's UDP-tunnel TX module sends; not this socket): TCP resends
+    from->whole = W_TAKEN;
+    if (p >= nports || !byPort[p] || !byPort[p]->vnet || rec[OG_KIND] != OGK_TSO) { from->gsoWholeErrors++; continue; }
+    tFrom[j] = from;
+  }
+#define SKIPPED(j, o) (anyGso && (o) && !tFrom[j])
   // Counting sort of the outputs by port, so each socket gets one sendmmsg()
   // for all of its frames, in their original order.
   memset(counts, 0, (nports + 1) * sizeof counts[0]);
   for (uint32_t j = 0; j < count; j++) {
-    uint16_t p = getU16(mem + a.outDescBase + (size_t)j * OUT_DESC + O_PORT) & ~OF_GSO;
-    if (p < nports && byPort[p]) counts[p + 1]++;
+    uint16_t raw = getU16(mem + a.outDescBase + (size_t)j * OUT_DESC + O_PORT), p = raw & ~OF_GSO;
+    if (p < nports && byPort[p] && !SKIPPED(j, raw & OF_GSO)) counts[p + 1]++;
   }
   for (uint32_t p = 0; p < nports; p++) counts[p + 1] += counts[p];
   for (uint32_t j = 0; j < count; j++) {
     struct outDesc o = outDescAt(mem, a.outDescBase, j);
-    if (o.port >= nports || !byPort[o.port]) continue; // the caller sees them as count - sent
+    if (o.port >= nports || !byPort[o.port] || SKIPPED(j, o.gso)) continue; // the caller sees them as count - sent
     uint32_t k = counts[o.port]++;
     if (!outDescOk(&a, &o)) return throwErr(env, "send: an out-desc points outside the memory");
     // A socket with PACKET_VNET_HDR takes a virtio-net header in front of
     // every frame it sends (packet_snd): an all-zero one, no offload asked;
-    // a whole super-frame's (OF_GSO) asks for TSO, and its payload after
-    // segment 0 is still in the receiving socket's ring (gso.ts, recv).
+    // a whole super-frame's asks for TSO, and its payload after segment 0 is
+    // still in the receiving socket's ring (recv).
     struct iovec *v = tIov + IOV_PER_MSG * k;
     struct sock *so = byPort[o.port];
-    struct sock *from = NULL;
+    struct sock *from = o.gso ? tFrom[j] : NULL;
     uint8_t *hp = mem + a.hdrBase + (size_t)j * hdrSlot;
-    if (o.gso) {
-      const uint8_t *rec = hp + HDR_SLOT - OG_SIZE;
-      uint32_t token;
-      memcpy(&token, rec + OG_TOKEN, 4);
-      from = handles[(token >> 16) % MAX_HANDLES];
-      if (hdrSlot != HDR_SLOT || !from || from->whole != W_PENDING || (from->wholeGen & 0xffff) != (token & 0xffff)) {
-        // not the super-frame at the head of its ring (any more): its
-        // segment 0 is not a frame of its own once promoted, so it goes nowhere
-        if (from) from->gsoWholeStale++;
-        from = NULL;
-      } else if (!so->vnet || rec[OG_KIND] != OGK_TSO) {
-        // no way to ask this socket for segmentation (tun11's tunnel GSO
-        // output is a separate module): the super-frame is lost, TCP resends
-        from->gsoWholeErrors++;
-        from->whole = W_TAKEN;
-        from = NULL;
-      }
-      if (!from) { tMsgs[k].msg_hdr = (struct msghdr){ 0 }; tOrder[k] = 0; continue; }
-      from->whole = W_TAKEN;
-      memcpy(&tVnet[k], rec + OG_VNET, sizeof tVnet[k]);
+    if (from) {
+      memcpy(&tVnet[k], hp + HDR_SLOT - OG_SIZE + OG_VNET, sizeof tVnet[k]);
       if (so->vlan) tVnet[k].csum_start += 4; // the tag goes in after the MACs
     }
     int n = 0;
@@ -678,6 +691,8 @@ static napi_value DescFlags(napi_env env, napi_callback_info info) {
   for (int i = 0; i < 4; i++)
     if (argc < 4 || !getU32(env, argv[i], &v[i])) return throwErr(env, "descFlags: expects 4 non-negative integers");
   if (!v[0] || v[0] > 0xffff || v[1] > 0xffff || v[2] > 0xffff || v[3] > 15) return throwErr(env, "descFlags: flag bits out of range");
+  // IF_GSO_WHOLE (abi.h) is this addon's own: no other flag, nor a segment index, may use its bit
+  if (((v[0] | v[1] | v[2]) & IF_GSO_WHOLE) || (1u << v[3]) <= IF_GSO_WHOLE) return throwErr(env, "descFlags: the flag bits overlap IF_GSO_WHOLE (abi.h)");
   fVnet = (uint16_t)v[0]; fGsoSeg = (uint16_t)v[1]; fGsoLast = (uint16_t)v[2]; fSegShift = v[3];
   return NULL;
 }
