@@ -84,3 +84,4 @@ export const OGK_TSO: u32 = 1; // plain TCP segmentation offload (the frame's ow
 export const OGK_TUNNEL: u32 = 2; // UDP tunnel GSO (encap: gso_type | VIRTIO_NET_HDR_GSO_UDP_TUNNEL_IPV4/6)
 // setPortGso(port, caps): what a port's sender takes whole
 export const GSO_CAP_TSO: u32 = 1; // a TCP super-frame with a TSO request (AF_PACKET with PACKET_VNET_HDR)
+export const GSO_CAP_TUNNEL: u32 = 2; // an encapsulated TCP super-frame with a UDP tunnel GSO request (OGK_TUNNEL; a tunnel-GSO TX path)

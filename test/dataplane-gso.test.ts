@@ -13,7 +13,8 @@ import * as E from "./support/encoder.js";
 import * as F from "./support/frames.js";
 import { fixtureCache, eqBytes } from "./support/dp-fixture.js";
 import type { DataPlane } from "../host/dataplane/dataplane.js";
-import { OUT_DESC, O_PORT, OF_GSO, OG_SIZE, OG_TOKEN, OG_VNET, OG_KIND, OGK_TSO, GSO_CAP_TSO, IW_SIZE } from "../host/dataplane/abi.js";
+import { OUT_DESC, O_PORT, OF_GSO, OG_SIZE, OG_TOKEN, OG_VNET, OG_KIND, OG_OUTER_TH, OG_INNER_NH, OGK_TSO, OGK_TUNNEL, GSO_CAP_TSO, GSO_CAP_TUNNEL,
+         IW_SIZE } from "../host/dataplane/abi.js";
 
 const dpFor = fixtureCache();
 const VN = 100; // VXLAN
@@ -52,7 +53,10 @@ function before(csumStart: number, o: { gso?: number; rest?: number } = {}): Uin
   return b;
 }
 
-interface Out { port: string; gso: boolean; frame: Uint8Array; rec: { token: number; flags: number; gsoType: number; hdrLen: number; gsoSize: number; csumStart: number; csumOffset: number; kind: number } }
+interface Out {
+  port: string; gso: boolean; frame: Uint8Array;
+  rec: { token: number; flags: number; gsoType: number; hdrLen: number; gsoSize: number; csumStart: number; csumOffset: number; kind: number; outerTh?: number; innerNh?: number };
+}
 /** Segment 0 of `superFrame` (headers to hl, then GSZ bytes) into `port` with `flags`; outputs with their raw OF_GSO and GSO record; counter deltas. */
 function run(dp: DataPlane, port: string, seg0: Uint8Array, flags: number, pre: Uint8Array, headroom?: number) {
   const c0 = dp.counters();
@@ -67,7 +71,8 @@ function run(dp: DataPlane, port: string, seg0: Uint8Array, flags: number, pre: 
     const v = rec + OG_VNET;
     outs.push({ port: dp.portName(o.port), gso: (dv.getUint16(L.outDescBase + j * OUT_DESC + O_PORT, true) & OF_GSO) !== 0, frame: o.frame,
       rec: { token: dv.getUint32(rec + OG_TOKEN, true), flags: dv.getUint8(v), gsoType: dv.getUint8(v + 1), hdrLen: dv.getUint16(v + 2, true),
-             gsoSize: dv.getUint16(v + 4, true), csumStart: dv.getUint16(v + 6, true), csumOffset: dv.getUint16(v + 8, true), kind: dv.getUint8(rec + OG_KIND) } });
+             gsoSize: dv.getUint16(v + 4, true), csumStart: dv.getUint16(v + 6, true), csumOffset: dv.getUint16(v + 8, true), kind: dv.getUint8(rec + OG_KIND),
+             ...(dv.getUint8(rec + OG_KIND) === OGK_TUNNEL ? { outerTh: dv.getUint16(rec + OG_OUTER_TH, true), innerNh: dv.getUint16(rec + OG_INNER_NH, true) } : {}) } });
   }
   const c1 = dp.counters();
   const port_ = (p: string) => ({ rxBytes: c1.ports[p].rxBytes - c0.ports[p].rxBytes, txBytes: c1.ports[p].txBytes - c0.ports[p].txBytes,
@@ -163,5 +168,43 @@ test("bad whole candidates: dropped under their own reason, or forwarded as segm
     assert.not.ok(r.outs[0].gso, `${label}: not promoted`);
   }
 }));
+
+for (const fam of [4, 6] as const) {
+  test(`IPv${fam} underlay with a tunnel-GSO output: a VM's super-frame is encapsulated once, outer and inner lengths of the whole, a UDP tunnel GSO record`, async () => {
+    const dp = await dpFor(fam);
+    const f = dp.layout.descFlags;
+    const up = dp.portIndex(F.UPLINK);
+    dp.portGso(up, GSO_CAP_TUNNEL);
+    try {
+      const inner = tcpSuper(L1, R1); // as it goes into the tunnel: untagged
+      const r = run(dp, F.ACC1, seg0Of(tcpSuper(L1, R1, [F.tagOf(VN, F.ACC1)]), 18 + 20), f.vnet | f.gsoSeg | f.gsoWhole, before(18 + 20));
+      assert.equal(r.drops, {});
+      assert.is(r.outs.length, 1);
+      const o = r.outs[0];
+      assert.is(o.port, F.UPLINK);
+      assert.ok(o.gso, "OF_GSO");
+      const ip = 14, oip = fam === 4 ? 20 : 40, oth = ip + oip, innerAt = oth + 8 + 8;
+      const dv = new DataView(o.frame.buffer, o.frame.byteOffset);
+      eqBytes(o.frame.subarray(innerAt), inner.subarray(0, 14 + 20 + 20 + GSZ), "the inner super-frame's headers, then segment 0's payload");
+      const ulen = 16 + inner.length;
+      if (fam === 4) {
+        assert.is(dv.getUint16(ip + 2), oip + ulen, "outer IPv4 total length of the whole");
+        assert.is(E.inetChecksum(o.frame.subarray(ip, ip + oip)), 0, "outer IPv4 header checksum");
+      } else {
+        assert.is(dv.getUint16(ip + 4), ulen, "outer IPv6 payload length of the whole");
+      }
+      assert.is(dv.getUint16(oth + 4), ulen, "outer UDP length of the whole");
+      // IPv4: no outer UDP checksum (RFC 7348 §5); IPv6: one per segment, from the pseudo-header sum in the field
+      const pseudo = ~E.inetChecksum(E.pseudoHeader(F.underlayIp(fam), F.remoteIp(F.REMOTES[0], fam), E.IPPROTO_UDP, ulen)) & 0xffff;
+      assert.is(dv.getUint16(oth + 6), fam === 4 ? 0 : pseudo, "outer UDP checksum field");
+      const cs = innerAt + 14 + 20;
+      assert.equal(o.rec, { token: TOKEN, flags: fam === 4 ? 1 : 1 | 8, gsoType: GSO_TCPV4 | (fam === 4 ? 0x20 : 0x40), hdrLen: cs + 20, gsoSize: GSZ,
+                            csumStart: cs, csumOffset: 16, kind: OGK_TUNNEL, outerTh: oth, innerNh: innerAt + 14 });
+      assert.is(r.port(F.UPLINK).txBytes, o.frame.length + TOTAL - GSZ, "one frame of the whole length");
+    } finally {
+      dp.portGso(up, 0);
+    }
+  });
+}
 
 test.run();

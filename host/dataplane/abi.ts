@@ -39,6 +39,7 @@ export const OG_KIND = 18; // u8: OGK_*
 export const OGK_TSO = 1; // plain TCP segmentation offload (the frame's own TCP: decap, hairpin)
 export const OGK_TUNNEL = 2; // UDP tunnel GSO (encap: gso_type | VIRTIO_NET_HDR_GSO_UDP_TUNNEL_IPV4/6)
 export const GSO_CAP_TSO = 1; // a TCP super-frame with a TSO request (AF_PACKET with PACKET_VNET_HDR)
+export const GSO_CAP_TUNNEL = 2; // an encapsulated TCP super-frame with a UDP tunnel GSO request (OGK_TUNNEL; a tunnel-GSO TX path)
 
 // assembly/state.ts
 export const MAX_PORTS = 64;
@@ -208,7 +209,7 @@ export const D_TTL_EXCEEDED = 48;
 export const NUM_DROPS = 49;
 
 /** FNV-1a of the constants above; the AF_PACKET addon reports the one it was compiled with (abi.h). */
-export const ABI_HASH = 0xeda17176;
+export const ABI_HASH = 0x45a7448d;
 
 /** What the module's constants(which) returns, by which (assembly/index.ts). */
 export const REPORTED = [SLOT_SIZE, HEADROOM, MAX_BATCH, IN_DESC, OUT_DESC, HDR_SLOT, MAX_OUT, MAX_PORTS, MAX_VNS, MAX_REMOTES, MAX_LOCAL_PER_VN, NUM_DROPS, TRACE_REC, IF_VNET, IF_GSO_SEG, IF_GSO_LAST, IF_SEG_SHIFT, IF_GSO_WHOLE] as const;

@@ -39,6 +39,7 @@
 #define OGK_TSO 1u /* plain TCP segmentation offload (the frame's own TCP: decap, hairpin) */
 #define OGK_TUNNEL 2u /* UDP tunnel GSO (encap: gso_type | VIRTIO_NET_HDR_GSO_UDP_TUNNEL_IPV4/6) */
 #define GSO_CAP_TSO 1u /* a TCP super-frame with a TSO request (AF_PACKET with PACKET_VNET_HDR) */
+#define GSO_CAP_TUNNEL 2u /* an encapsulated TCP super-frame with a UDP tunnel GSO request (OGK_TUNNEL; a tunnel-GSO TX path) */
 
 /* assembly/state.ts */
 #define MAX_PORTS 64u
@@ -208,6 +209,6 @@
 #define NUM_DROPS 49u
 
 /* FNV-1a of the constants above: the addon reports it (abiHash) so the host refuses one built for another data plane. */
-#define NVEDGE_ABI_HASH 0xeda17176u
+#define NVEDGE_ABI_HASH 0x45a7448du
 
 #endif

@@ -30,6 +30,18 @@
 // on the last), and the data plane makes each segment's headers real
 // (assembly/pipeline/offload.ts): so a super-frame is never dropped for being
 // longer than a slot.
+// A TCP super-frame (TSO, or a kernel VTEP's tunnel GSO) is first offered
+// whole (open's `whole`, on by default with vnetHdr; assembly/pipeline/gso.ts):
+// only segment 0 goes to its slot, with IF_GSO_WHOLE and a whole record
+// (abi.h IW_*: a token naming it, the payload bytes left), the recv stops
+// there and the frame stays at the head of the ring, its block not handed
+// back. If the data plane promotes segment 0's output (OF_GSO, a GSO record
+// at the end of its header slot), send() gathers [its virtio-net header]
+// [header piece][data piece][the rest of the payload, from the ring] into one
+// message: one skb with a TSO request (gsoWholeSent). Otherwise the next recv
+// cuts the rest, segments 1.., as above. stats: gsoWholeSent, gsoWholeStale
+// (a whole output whose super-frame was no longer waiting: not sent),
+// gsoWholeErrors (its port cannot ask for segmentation: lost).
 //   close(handle)
 #include <node_api.h>
 #include <errno.h>
