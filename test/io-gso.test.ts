@@ -49,7 +49,7 @@ if (requireRootAnd(["python3"], "the AF_PACKET addon's whole super-frames (netwo
   const addon = loadAddon();
   addon.descFlags(IF_VNET, IF_GSO_SEG, IF_GSO_LAST, IF_SEG_SHIFT);
 
-  interface Rig { mem: WebAssembly.Memory; dv: DataView; u8: Uint8Array; rx: number; tx: number; peer: number; inject: () => void }
+  interface Rig { mem: WebAssembly.Memory; dv: DataView; u8: Uint8Array; rx: number; tx: number; peer: number; inject: (count?: number) => void }
   /**
    * Two veth pairs in a fresh namespace: a1 -> b1 carries the injected
    * super-frame to `rx` (vnetHdr, whole on), `tx` sends on a2 and `peer`
@@ -66,7 +66,7 @@ if (requireRootAnd(["python3"], "the AF_PACKET addon's whole super-frames (netwo
       const mem = new WebAssembly.Memory({ initial: 64 });
       const frame = E.concat(vnet(), superFrame());
       await body({ mem, dv: new DataView(mem.buffer), u8: new Uint8Array(mem.buffer), rx: hs[0], tx: hs[1], peer: hs[2],
-                   inject: () => injectFrames(ns, a1, [frame], { vnetHdr: true }) });
+                   inject: (count = 1) => injectFrames(ns, a1, Array.from({ length: count }, () => frame), { vnetHdr: true }) });
     } finally {
       for (const h of hs) addon.close(h);
       ns.remove();
@@ -85,9 +85,9 @@ if (requireRootAnd(["python3"], "the AF_PACKET addon's whole super-frames (netwo
     const at = L.slotBase + i * L.slotSize + off;
     return { off, len, at, flags: r.dv.getUint16(d + I_FLAGS, true), frame: r.u8.slice(at, at + len) };
   };
-  /** What the data plane does for a promoted output (gso.ts): output 0 = slot 0's frame, its headers the super-frame's, OF_GSO, the GSO record. */
-  const promote = (r: Rig, token: number) => {
-    const s = slot(r, 0);
+  /** What the data plane does for a promoted output (gso.ts): output 0 = slot i's frame, its headers the super-frame's, OF_GSO, the GSO record. */
+  const promote = (r: Rig, token: number, i = 0) => {
+    const s = slot(r, i);
     r.dv.setUint16(s.at + 16, 20 + 20 + PAYLOAD); // IPv4 total length
     r.dv.setUint16(s.at + 24, 0);
     r.dv.setUint16(s.at + 24, E.inetChecksum(r.u8.subarray(s.at + 14, s.at + 34)));
@@ -103,8 +103,8 @@ if (requireRootAnd(["python3"], "the AF_PACKET addon's whole super-frames (netwo
     r.u8.set(vnet(), rec + OG_VNET);
     r.u8[rec + OG_KIND] = OGK_TSO;
   };
-  const wholeRecord = (r: Rig) => {
-    const s = slot(r, 0);
+  const wholeRecord = (r: Rig, i = 0) => {
+    const s = slot(r, i);
     const rec = s.at - 10 - IW_SIZE;
     return { token: r.dv.getUint32(rec + IW_TOKEN, true), rest: r.dv.getUint32(rec + IW_REST, true) };
   };
@@ -157,6 +157,31 @@ if (requireRootAnd(["python3"], "the AF_PACKET addon's whole super-frames (netwo
     assert.is(addon.stats(r.rx).gsoWholeStale, 1);
     assert.is(recvAll(r, r.rx, 3), 3, "segments 1..3 follow");
     assert.is(addon.stats(r.tx).txFrames, 0, "nothing left on the wire");
+  }));
+
+  test("several super-frames offered in one batch: the one taken goes whole, the others are cut by the next recv in ring order; the ring's blocks are held meanwhile", () => withRig((r) => {
+    r.inject(3);
+    assert.is(recvAll(r, r.rx, 3), 3, "three segments 0 in one batch");
+    for (let i = 0; i < 3; i++) assert.is(slot(r, i).flags, IF_VNET | IF_GSO_SEG | IF_GSO_WHOLE, `candidate ${i}`);
+    const tokens = [0, 1, 2].map((i) => wholeRecord(r, i).token);
+    assert.is(new Set(tokens).size, 3, "a token each");
+    promote(r, tokens[1], 1);
+    assert.is(addon.send([r.tx], r.mem.buffer, L.outDescBase, L.hdrBase, L.hdrSlot, 1), 1);
+    assert.is(recvAll(r, r.peer, 4), 4, "the second crossed whole");
+    assert.equal(E.concat(...[0, 1, 2, 3].map((k) => slot(r, k).frame.subarray(HL))), payload);
+    assert.is(recvAll(r, r.rx, 6), 6, "the first's and the third's segments 1..3");
+    for (let i = 0; i < 6; i++) {
+      const k = (i % 3) + 1;
+      const s = slot(r, i);
+      assert.is(s.flags, IF_VNET | IF_GSO_SEG | (k << IF_SEG_SHIFT) | (k === 3 ? IF_GSO_LAST : 0), `slot ${i}: segment ${k}`);
+      assert.equal(s.frame.subarray(HL), payload.subarray(k * GSO, Math.min(PAYLOAD, (k + 1) * GSO)), `slot ${i} payload`);
+    }
+    const st = addon.stats(r.rx);
+    assert.equal([st.gsoWholeSent, st.gsoFrames, st.gsoSegments], [1, 2, 3 + 6]);
+    // the ring goes on: a fourth super-frame is offered again (the last resolved was not taken: a probe, one in 64, or cut)
+    r.inject();
+    assert.is(recvAll(r, r.rx, 4), 4, "the next super-frame: cut (no probe due)");
+    assert.is(addon.stats(r.rx).gsoFrames, 3);
   }));
 
   test.run();

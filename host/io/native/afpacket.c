@@ -83,9 +83,15 @@ struct cut {
   struct tagInfo tag;
 };
 
-// A super-frame offered whole (IF_GSO_WHOLE, assembly/pipeline/gso.ts): none,
-// its segment 0 with the data plane (send() may take it whole), taken.
-enum { W_NONE, W_PENDING, W_TAKEN };
+// A super-frame offered whole (IF_GSO_WHOLE, assembly/pipeline/gso.ts): its
+// segment 0 with the data plane (send() may take it whole), taken, or left
+// to be cut (the next recv found it not taken).
+enum { W_PENDING = 1, W_TAKEN, W_CUT };
+// Super-frames offered whole by one recv() (a power of two: a token's low 16
+// bits name the entry). Their ring blocks stay ours until every one of them is
+// sent or cut: at most 16 x 64 KiB of the ring.
+#define PEND_MAX 16
+struct pend { struct cut cut; uint32_t segK, gen; int state; };
 
 struct sock {
   int fd;
@@ -101,8 +107,11 @@ struct sock {
   struct cut cut;                      // ... that super-frame
   uint16_t id;                         // this socket's handle (a whole super-frame's token names it)
   int wholeOn;                         // offer TCP super-frames whole (open's `whole`, default on with vnetHdr)
-  int whole;                           // W_*: the super-frame at `next`
-  uint32_t wholeGen;                   // its token's low 16 bits
+  struct pend pend[PEND_MAX];          // super-frames offered whole, generations firstGen .. nextGen-1 (entry gen % PEND_MAX)
+  uint32_t firstGen, nextGen;
+  int lastTaken;                       // the last one resolved was sent whole (then offer every one; else one in 64)
+  uint32_t probe;
+  unsigned relBlock, doneBlocks;       // blocks read to the end but held for a pending super-frame: doneBlocks from relBlock
   uint64_t gsoWholeSent, gsoWholeStale, gsoWholeErrors;
   uint64_t rxFrames, rxBytes, txFrames, txBytes, txErrors, oversize, csumNotReady, kernelDrops, kernelFreezes;
   uint64_t gsoFrames, gsoSegments, gsoBad;
@@ -277,6 +286,7 @@ static napi_value Open(napi_env env, napi_callback_info info) {
   memcpy(s->ifname, ifname, IFNAMSIZ);
   s->vlan = (uint16_t)vlan;
   s->wholeOn = vnetHdr && whole;
+  s->lastTaken = 1;
   vlanTagBytes(s->vlanTag, (uint16_t)vlan);
   char msg[320];
   int rc;
@@ -358,35 +368,45 @@ static uint32_t putFrame(struct sock *s, uint8_t *mem, uint32_t slotBase, uint32
   return off;
 }
 
-/** Past frame h: the block is handed back to the kernel after its last frame (every frame of it copied out or sent). */
+/** Hands back to the kernel every block read to the end (none is held for a super-frame offered whole any more). */
+static void releaseHeld(struct sock *s) {
+  while (s->doneBlocks) {
+    __atomic_store_n(&blockAt(s, s->relBlock)->hdr.bh1.block_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
+    s->relBlock = (s->relBlock + 1) % s->blockCount;
+    s->doneBlocks--;
+  }
+}
+
+/** Past frame h: a block read to the end goes back to the kernel, unless a super-frame offered whole may still be in it. */
 static void advance(struct sock *s, struct tpacket3_hdr *h) {
   s->next = (struct tpacket3_hdr *)((uint8_t *)h + h->tp_next_offset);
   if (--s->left == 0) {
-    struct tpacket_block_desc *b = blockAt(s, s->block);
-    __atomic_store_n(&b->hdr.bh1.block_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
     s->block = (s->block + 1) % s->blockCount;
+    s->doneBlocks++;
+    if (s->firstGen == s->nextGen) releaseHeld(s);
   }
 }
 
 /**
- * Segments s->segK.. of the super-frame s->cut into slots first + *n.. (up
- * to max): the headers, then one gso_size piece each. Returns 1 when the
- * last is written, 0 when the batch filled first (s->segK says where to go on).
+ * Segments *segK.. of the super-frame c into slots first + *n.. (up to max):
+ * the headers, then one gso_size piece each. Returns 1 when the last is
+ * written, 0 when the batch filled first (*segK says where to go on).
  */
-static int cutRun(struct sock *s, uint8_t *mem, uint32_t slotBase, uint32_t slotSize, uint32_t headroom, uint32_t inDescBase,
-                  uint32_t first, uint32_t max, uint32_t port, uint32_t *n) {
-  const struct cut *c = &s->cut;
-  while (s->segK < c->segs && *n < max) {
-    uint32_t k = s->segK, from = c->hl + k * c->gso;
+static int cutRun(struct sock *s, const struct cut *c, uint32_t *segK, uint8_t *mem, uint32_t slotBase, uint32_t slotSize,
+                  uint32_t headroom, uint32_t inDescBase, uint32_t first, uint32_t max, uint32_t port, uint32_t *n) {
+  while (*segK < c->segs && *n < max) {
+    uint32_t k = *segK, from = c->hl + k * c->gso;
     uint32_t plen = c->len - from < c->gso ? c->len - from : c->gso;
     uint16_t fl = fVnet | fGsoSeg | (uint16_t)(k << fSegShift) | (k + 1 == c->segs ? fGsoLast : 0);
     putFrame(s, mem, slotBase, slotSize, headroom, inDescBase, first + *n, port, &c->vh, &c->tag, c->frame, c->hl, c->frame + from, plen, fl);
     (*n)++;
-    s->segK++;
+    (*segK)++;
     s->gsoSegments++;
   }
-  return s->segK >= c->segs;
+  return *segK >= c->segs;
 }
+
+#define PEND(s, g) (&(s)->pend[(g) % PEND_MAX])
 
 static napi_value Recv(napi_env env, napi_callback_info info) {
   size_t argc = 10;
@@ -402,8 +422,26 @@ static napi_value Recv(napi_env env, napi_callback_info info) {
   int32_t timeout = a.timeout;
   uint32_t room = slotSize - headroom;
   uint32_t n = 0;
+  // The super-frames the last call offered whole: sent by send() since, or
+  // cut now, in ring order, before anything newer (their segments first).
+  for (uint32_t g = s->firstGen; g != s->nextGen; g++)
+    if (PEND(s, g)->state == W_PENDING) PEND(s, g)->state = W_CUT; // too late for send() now
+  while (s->firstGen != s->nextGen) {
+    struct pend *p = PEND(s, s->firstGen);
+    if (p->state == W_TAKEN) {
+      s->gsoWholeSent++;
+      s->lastTaken = 1;
+    } else {
+      s->lastTaken = 0;
+      if (!cutRun(s, &p->cut, &p->segK, mem, slotBase, slotSize, headroom, inDescBase, first, max, port, &n)) return num(env, n);
+      s->gsoFrames++;
+    }
+    s->firstGen++;
+  }
+  releaseHeld(s);
   while (n < max) {
     if (s->left == 0) {
+      if (s->doneBlocks >= s->blockCount) break; // every block held (cannot happen with PEND_MAX frames in a ring of 2+ blocks; a guard)
       struct tpacket_block_desc *b = blockAt(s, s->block);
       if (!(__atomic_load_n(&b->hdr.bh1.block_status, __ATOMIC_ACQUIRE) & TP_STATUS_USER)) {
         if (n > 0 || timeout <= 0) break;
@@ -415,26 +453,19 @@ static napi_value Recv(napi_env env, napi_callback_info info) {
       }
       s->left = b->hdr.bh1.num_pkts;
       s->next = (struct tpacket3_hdr *)((uint8_t *)b + b->hdr.bh1.offset_to_first_pkt);
-      if (s->left == 0) { // an empty block retired by the timer
-        __atomic_store_n(&b->hdr.bh1.block_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
+      if (s->left == 0) { // an empty block retired by the timer: handed back in turn (relBlock + doneBlocks == block)
         s->block = (s->block + 1) % s->blockCount;
+        s->doneBlocks++;
+        if (s->firstGen == s->nextGen) releaseHeld(s);
         continue;
       }
     }
     struct tpacket3_hdr *h = s->next;
-    // A super-frame begun in an earlier call: sent whole meanwhile (send(),
-    // the GSO record's token), it is done; else the rest of its segments,
-    // from the cut saved then (the ring's bytes are ours until the block is
-    // handed back, which is only after its last frame).
+    // A super-frame whose cut filled the last batch: the rest of its segments.
     if (s->segK) {
-      if (s->whole == W_TAKEN) {
-        s->gsoWholeSent++;
-      } else {
-        if (!cutRun(s, mem, slotBase, slotSize, headroom, inDescBase, first, max, port, &n)) break; // the batch is full
-        s->gsoFrames++;
-      }
+      if (!cutRun(s, &s->cut, &s->segK, mem, slotBase, slotSize, headroom, inDescBase, first, max, port, &n)) break; // the batch is full
       s->segK = 0;
-      s->whole = W_NONE;
+      s->gsoFrames++;
       advance(s, h);
       continue;
     }
@@ -498,29 +529,35 @@ static napi_value Recv(napi_env env, napi_callback_info info) {
                  frame, len > room - 4 ? room - 4 : len, NULL, 0, fVnet | fGsoSeg);
         n++;
       } else {
-        s->cut = (struct cut){ frame, len, hl, gso, segs, *vh, tag };
-        if (s->wholeOn && segs >= 2 && (gsoType == VIRTIO_NET_HDR_GSO_TCPV4 || gsoType == VIRTIO_NET_HDR_GSO_TCPV6) &&
-            headroom >= 4 + sizeof *vh + IW_SIZE) {
+        struct cut c = { frame, len, hl, gso, segs, *vh, tag };
+        // Offered whole: every TCP super-frame while they go whole, one in 64
+        // while they do not (a VM's to a remote without a tunnel GSO output):
+        // an untaken one's rest is only cut by the next call, after the frames
+        // read behind it, which reorders its flow, and its batch is cut short.
+        int offer = s->wholeOn && segs >= 2 && (gsoType == VIRTIO_NET_HDR_GSO_TCPV4 || gsoType == VIRTIO_NET_HDR_GSO_TCPV6) &&
+                    headroom >= 4 + sizeof *vh + IW_SIZE && s->nextGen - s->firstGen < PEND_MAX && (s->lastTaken || (++s->probe & 63) == 0);
+        if (offer) {
           // Segment 0 alone, the rest left in the ring for the data plane's
           // verdict (assembly/pipeline/gso.ts): taken whole by send(), or cut
-          // by the next call. The frame stays at s->next, its block ours.
+          // by the next call. Its block is held until then (advance).
           uint32_t off = putFrame(s, mem, slotBase, slotSize, headroom, inDescBase, first + n, port, vh, &tag, frame, hl,
                                   frame + hl, gso, fVnet | fGsoSeg | IF_GSO_WHOLE);
           uint8_t *rec = mem + slotBase + (size_t)(first + n) * slotSize + off - sizeof *vh - IW_SIZE;
-          s->wholeGen++;
-          uint32_t token = ((uint32_t)s->id << 16) | (s->wholeGen & 0xffff), rest = len - hl - gso;
+          uint32_t g = s->nextGen++;
+          *PEND(s, g) = (struct pend){ c, 1, g, W_PENDING };
+          uint32_t token = ((uint32_t)s->id << 16) | (g & 0xffff), rest = len - hl - gso;
           memcpy(rec + IW_TOKEN, &token, 4);
           memcpy(rec + IW_REST, &rest, 4);
-          s->whole = W_PENDING;
-          s->segK = 1;
           s->gsoSegments++;
           n++;
-          break;
+          if (!s->lastTaken) { advance(s, h); break; } // a probe: alone in its batch, its flow kept in order
+        } else {
+          s->cut = c;
+          s->segK = 0;
+          if (!cutRun(s, &s->cut, &s->segK, mem, slotBase, slotSize, headroom, inDescBase, first, max, port, &n)) break; // the rest next call
+          s->segK = 0;
+          s->gsoFrames++;
         }
-        s->segK = 0;
-        if (!cutRun(s, mem, slotBase, slotSize, headroom, inDescBase, first, max, port, &n)) break; // the rest next call
-        s->segK = 0;
-        s->gsoFrames++;
       }
     } else if (len + (tag.on ? 4 : 0) > room) {
       s->oversize++;
@@ -546,7 +583,7 @@ static __thread struct iovec *tIov;
 static __thread uint32_t *tOrder;
 static __thread uint32_t tCap;
 static __thread struct virtio_net_hdr *tVnet; // a whole super-frame's virtio-net header, per message
-static __thread struct sock **tFrom;          // a whole super-frame's receiving socket, per output (NULL: none)
+static __thread struct pend **tFrom;          // a whole super-frame's entry in its receiving socket, per output (NULL: none)
 static const struct virtio_net_hdr zeroVnet;
 #define IOV_PER_MSG 6 // virtio-net header, header piece (3 with a tag), data piece, a whole super-frame's rest
 
@@ -561,7 +598,7 @@ static int grow(uint32_t n) {
   struct virtio_net_hdr *vn = realloc(tVnet, n * sizeof *vn);
   if (!vn) return 0;
   tVnet = vn;
-  struct sock **fr = realloc(tFrom, n * sizeof *fr);
+  struct pend **fr = realloc(tFrom, n * sizeof *fr);
   if (!fr) return 0;
   tFrom = fr;
   uint32_t *o = realloc(tOrder, n * sizeof *o);
@@ -597,16 +634,17 @@ static napi_value Send(napi_env env, napi_callback_info info) {
     uint32_t token;
     memcpy(&token, rec + OG_TOKEN, 4);
     struct sock *from = handles[(token >> 16) % MAX_HANDLES];
-    if (hdrSlot != HDR_SLOT || !from || from->whole != W_PENDING || (from->wholeGen & 0xffff) != (token & 0xffff)) {
+    struct pend *pe = from ? PEND(from, token & 0xffff) : NULL;
+    if (hdrSlot != HDR_SLOT || !pe || pe->state != W_PENDING || (pe->gen & 0xffff) != (token & 0xffff)) {
       if (from) from->gsoWholeStale++;
       continue;
     }
     // taken either way: sent whole, or lost when its port cannot ask for
     // segmentation (no vnet header, or a tunnel GSO record, which helper
     // tun11's UDP-tunnel TX module sends; not this socket): TCP resends
-    from->whole = W_TAKEN;
+    pe->state = W_TAKEN;
     if (p >= nports || !byPort[p] || !byPort[p]->vnet || rec[OG_KIND] != OGK_TSO) { from->gsoWholeErrors++; continue; }
-    tFrom[j] = from;
+    tFrom[j] = pe;
   }
 #define SKIPPED(j, o) (anyGso && (o) && !tFrom[j])
   // Counting sort of the outputs by port, so each socket gets one sendmmsg()
@@ -628,7 +666,7 @@ static napi_value Send(napi_env env, napi_callback_info info) {
     // still in the receiving socket's ring (recv).
     struct iovec *v = tIov + IOV_PER_MSG * k;
     struct sock *so = byPort[o.port];
-    struct sock *from = o.gso ? tFrom[j] : NULL;
+    struct pend *from = o.gso ? tFrom[j] : NULL;
     uint8_t *hp = mem + a.hdrBase + (size_t)j * hdrSlot;
     if (from) {
       memcpy(&tVnet[k], hp + HDR_SLOT - OG_SIZE + OG_VNET, sizeof tVnet[k]);
