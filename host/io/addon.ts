@@ -8,6 +8,7 @@ import { ABI_HASH } from "../dataplane/abi.js";
 export interface OpenOptions {
   /** TPACKET_V3 block size in bytes: a power of two, at least one page. */
   blockSize?: number;
+  /** TPACKET_V3 blocks (default 64 with vnetHdr, room for a TCP window of 64 KiB super-frames; else 16). */
   blockCount?: number;
   /** How long the kernel holds a partly filled block before handing it over (latency at low rates). */
   blockTimeoutMs?: number;

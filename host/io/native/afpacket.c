@@ -252,7 +252,7 @@ static napi_value Open(napi_env env, napi_callback_info info) {
   if (argc < 1 || napi_get_value_string_utf8(env, argv[0], ifname, sizeof ifname, &len) != napi_ok)
     return throwErr(env, "open: interface name must be a string");
   if (len == 0 || len >= IFNAMSIZ) return throwErr(env, "open: interface name must be 1 to 15 characters");
-  uint32_t blockSize = 1 << 18, blockCount = 16, tov = 1, bypass = 0, vnetHdr = 0, vlan = 0, whole = 1;
+  uint32_t blockSize = 1 << 18, blockCount = UINT32_MAX, tov = 1, bypass = 0, vnetHdr = 0, vlan = 0, whole = 1;
   int32_t fanout = -1;
   char netns[256] = "";
   if (argc >= 2) {
@@ -273,6 +273,11 @@ static napi_value Open(napi_env env, napi_callback_info info) {
       if (!optStr(env, argv[1], "netns", netns, sizeof netns)) return throwErr(env, "open: netns must be a path (string)");
     }
   }
+  // With vnetHdr, GSO super-frames of up to 64 KiB arrive whole (and those
+  // offered whole stay in the ring until sent): 64 blocks (16 MiB) hold a TCP
+  // window of them; 16 of them dropped ring-full frames (kernelDrops) and cost
+  // TCP retransmissions in bench/tcp under load. 16 blocks (4 MiB) otherwise.
+  if (blockCount == UINT32_MAX) blockCount = vnetHdr ? 64 : 16; // not given
   long page = sysconf(_SC_PAGESIZE);
   if (blockSize < 4096 || blockSize % page != 0 || (blockSize & (blockSize - 1)) != 0)
     return throwErr(env, "open: blockSize must be a power of two and at least one page");
@@ -460,6 +465,10 @@ static napi_value Recv(napi_env env, napi_callback_info info) {
         continue;
       }
     }
+    // PEND_MAX super-frames offered whole in this batch: the rest waits for the
+    // next one (cutting the next super-frame instead would send it before
+    // them, and hold more of the ring)
+    if (s->nextGen - s->firstGen >= PEND_MAX) break;
     struct tpacket3_hdr *h = s->next;
     // A super-frame whose cut filled the last batch: the rest of its segments.
     if (s->segK) {
@@ -535,7 +544,7 @@ static napi_value Recv(napi_env env, napi_callback_info info) {
         // an untaken one's rest is only cut by the next call, after the frames
         // read behind it, which reorders its flow, and its batch is cut short.
         int offer = s->wholeOn && segs >= 2 && (gsoType == VIRTIO_NET_HDR_GSO_TCPV4 || gsoType == VIRTIO_NET_HDR_GSO_TCPV6) &&
-                    headroom >= 4 + sizeof *vh + IW_SIZE && s->nextGen - s->firstGen < PEND_MAX && (s->lastTaken || (++s->probe & 63) == 0);
+                    headroom >= 4 + sizeof *vh + IW_SIZE && (s->lastTaken || (++s->probe & 63) == 0);
         if (offer) {
           // Segment 0 alone, the rest left in the ring for the data plane's
           // verdict (assembly/pipeline/gso.ts): taken whole by send(), or cut
