@@ -118,7 +118,7 @@ function offloadFrame(i: u32, fl: u32): bool {
   if (port >= MAX_PORTS || load<u8>(portKind + port) == PORT_NONE || off + len > SLOT_SIZE) return false; // slowFrame drops it
   const p = slotBase + <usize>i * SLOT_SIZE + off;
   // segment 0 of a super-frame that may go whole (pipeline/gso.ts)
-  if ((fl & IF_GSO_WHOLE) != 0) wholeBegin(p, off, len, port);
+  if ((fl & IF_GSO_WHOLE) != 0) wholeBegin(p, off, len, port, fl);
   const why = offloadFix(p, len, off, fl);
   // fixed: process() resets the frame's prefetch record, made before the fix
   if (why == OFFLOAD_OK) return false;

@@ -161,8 +161,15 @@ test("bad whole candidates: dropped under their own reason, or forwarded as segm
     assert.is(r.outs.length, 0, label);
   }
   // a record saying no payload is left (rest 0), or no room for the record (14 bytes of headroom): segment 0 alone, unpromoted
-  for (const [label, pre, headroom] of [["rest 0", before(INNER_L4, { rest: 0 }), undefined], ["no room for the record", before(INNER_L4), 14]] as const) {
-    const r = run(dp, F.UPLINK, seg0, W, pre, headroom);
+  // ... and the flag on what the receiver never offers: a last segment, a segment other than 0
+  const cases: [string, Uint8Array, number | undefined, number][] = [
+    ["rest 0", before(INNER_L4, { rest: 0 }), undefined, W],
+    ["no room for the record", before(INNER_L4), 14, W],
+    ["segment 0 marked last", before(INNER_L4), undefined, W | f.gsoLast],
+    ["segment 1", before(INNER_L4), undefined, W | (1 << f.segShift)],
+  ];
+  for (const [label, pre, headroom, flags] of cases) {
+    const r = run(dp, F.UPLINK, seg0, flags, pre, headroom);
     assert.equal(r.drops, {}, label);
     assert.is(r.outs.length, 1, label);
     assert.not.ok(r.outs[0].gso, `${label}: not promoted`);

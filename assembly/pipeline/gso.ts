@@ -40,7 +40,7 @@
 // length on its input and output ports (as the kernel counts one GSO skb on a
 // veth); cut, as one frame per segment.
 import { HDR_SLOT, OUT_DESC, O_PORT, O_HDRLEN, O_DATA, O_DATALEN, OF_GSO, OG_SIZE, OG_TOKEN, OG_VNET,
-         OG_OUTER_TH, OG_INNER_NH, OG_KIND, OGK_TSO, OGK_TUNNEL, GSO_CAP_TSO, GSO_CAP_TUNNEL, IW_SIZE, IW_TOKEN, IW_REST } from "../abi";
+         OG_OUTER_TH, OG_INNER_NH, OG_KIND, OGK_TSO, OGK_TUNNEL, GSO_CAP_TSO, GSO_CAP_TUNNEL, IW_SIZE, IF_GSO_SEG, IF_GSO_LAST, IF_SEG_SHIFT, IW_TOKEN, IW_REST } from "../abi";
 import { outDescBase, hdrBase, portKind, portCtr, ctrInc, PORT_ACCESS, PORT_UNDERLAY, PORT_CTR, PC_RX_BYTES, PC_TX_BYTES, MAX_PORTS } from "../state";
 import { ld16, st16, csumAdd, csumFold } from "../util";
 import { IP4_TOTLEN, IP4_CSUM, IP4_SRC, IP4_PROTO, IPPROTO_TCP, IPPROTO_UDP } from "../proto/ipv4";
@@ -104,9 +104,10 @@ let wInPort: u32 = 0;
  * remembers the whole record and the TCP flags byte the fix of segment 0 will
  * change. The candidate is armed only when its record and header are sane.
  */
-export function wholeBegin(p: usize, off: u32, len: u32, port: u32): void {
+export function wholeBegin(p: usize, off: u32, len: u32, port: u32, flags: u32): void {
   armed = false;
-  if (off < VNET_LEN + IW_SIZE) return;
+  // only ever segment 0, not the last (the receiver's offer): anything else is not a candidate
+  if (off < VNET_LEN + IW_SIZE || (flags & (IF_GSO_SEG | IF_GSO_LAST)) != IF_GSO_SEG || (flags >> IF_SEG_SHIFT) != 0) return;
   const vh = p - VNET_LEN;
   const t = <u32>load<u8>(vh, VH_GSO_TYPE);
   if ((t & ~GSO_ECN) != GSO_TCPV4 && (t & ~GSO_ECN) != GSO_TCPV6) return;
