@@ -153,6 +153,8 @@ test("bad whole candidates: dropped under their own reason, or forwarded as segm
     ["segment 0 shorter than gso_size", seg0, before(INNER_L4, { gso: GSZ + 1 }), undefined, "bad-gso-size"],
     ["a truncated virtio-net header (6 bytes of headroom)", seg0, before(INNER_L4), 6, "bad-vnet-header"],
     ["csum_start past the frame", seg0, before(seg0.length), undefined, "bad-vnet-header"],
+    ["an inner IPv4 header of 16 bytes (IHL 4)", (() => { const b = seg0.slice(); b[INNER_L4 - 20] = 0x44; return b; })(), before(INNER_L4), undefined, "bad-vnet-header"],
+    ["an inner frame that is not IP under TCP GSO", (() => { const b = seg0.slice(); b[INNER_L4 - 22] = 0x08; b[INNER_L4 - 21] = 0x06; return b; })(), before(INNER_L4), undefined, "gso-unsupported"],
     ["an unknown VNI", seg0Of(F.fromRemote(F.REMOTES[0], 4, VN, tcpSuper(R1, L1), { vni: 4242 }), INNER_L4), before(INNER_L4), undefined, "unknown-vni"],
   ];
   for (const [label, frame, pre, headroom, reason] of drops) {
