@@ -11,7 +11,7 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import * as E from "./support/encoder.js";
 import * as F from "./support/frames.js";
-import { fixtureCache, eqBytes } from "./support/dp-fixture.js";
+import { fixtureCache, fixtureDp, eqBytes } from "./support/dp-fixture.js";
 import type { DataPlane } from "../host/dataplane/dataplane.js";
 import { OUT_DESC, O_PORT, OF_GSO, OG_SIZE, OG_TOKEN, OG_VNET, OG_KIND, OG_OUTER_TH, OG_INNER_NH, OGK_TSO, OGK_TUNNEL, GSO_CAP_TSO, GSO_CAP_TUNNEL,
          IW_SIZE } from "../host/dataplane/abi.js";
@@ -143,6 +143,21 @@ test("no promotion where the output cannot take it: a port without TSO, an encap
     assert.ok(d.outs.length >= 2, `flooded (${d.outs.length} outputs)`);
     assert.ok(d.outs.every((o) => !o.gso), "flood: none promoted");
   });
+});
+
+test("a policed VNIC's super-frame (qos.rateMbps) is not promoted: its policer is charged segment by segment", async () => {
+  const dp = await fixtureDp(4);
+  dp.apply([{ op: "vn", vn: VN, vni: F.vn(VN).vni, profile: { ...F.vn(VN).profile, qos: { rateMbps: 10000, burstKb: 1024 } } }]);
+  for (const p of F.ACCESS_PORTS) dp.portGso(dp.portIndex(p), GSO_CAP_TSO);
+  const f = dp.layout.descFlags;
+  const r = run(dp, F.ACC2, seg0Of(tcpSuper(L2, L1, [F.tagOf(VN, F.ACC2)]), 18 + 20), f.vnet | f.gsoSeg | f.gsoWhole, before(18 + 20));
+  assert.equal(r.drops, {});
+  assert.is(r.outs.length, 1, "forwarded (within the rate)");
+  assert.not.ok(r.outs[0].gso, "hairpin from a policed VNIC: segment 0 alone");
+  // the same VN without the policer: promoted (the check above is what stops it)
+  dp.apply([{ op: "vn", vn: VN, vni: F.vn(VN).vni, profile: F.vn(VN).profile }]);
+  const r2 = run(dp, F.ACC2, seg0Of(tcpSuper(L2, L1, [F.tagOf(VN, F.ACC2)]), 18 + 20), f.vnet | f.gsoSeg | f.gsoWhole, before(18 + 20));
+  assert.ok(r2.outs.length === 1 && r2.outs[0].gso, "unpoliced: whole");
 });
 
 test("bad whole candidates: dropped under their own reason, or forwarded as segment 0 unpromoted; never a trap", () => withTso((dp) => {
