@@ -679,7 +679,7 @@ static napi_value Send(napi_env env, napi_callback_info info) {
     uint8_t *hp = mem + a.hdrBase + (size_t)j * hdrSlot;
     if (from) {
       memcpy(&tVnet[k], hp + HDR_SLOT - OG_SIZE + OG_VNET, sizeof tVnet[k]);
-      if (so->vlan) tVnet[k].csum_start += 4; // the tag goes in after the MACs
+      if (so->vlan) { tVnet[k].csum_start += 4; tVnet[k].hdr_len += 4; } // the tag goes in after the MACs
     }
     int n = 0;
     if (so->vnet) v[n++] = (struct iovec){ from ? (void *)&tVnet[k] : (void *)&zeroVnet, sizeof zeroVnet };
