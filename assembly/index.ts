@@ -2,7 +2,7 @@
 // rest is table programming (control.ts) and layout/counter discovery for the
 // host. See abi.ts for the memory contract.
 import { SLOT_SIZE, HEADROOM, MAX_BATCH, IN_DESC, OUT_DESC, HDR_SLOT, MAX_OUT, I_OFF, I_LEN, I_PORT, I_FLAGS,
-         IF_VNET, IF_GSO_SEG, IF_GSO_LAST, IF_SEG_SHIFT } from "./abi";
+         IF_VNET, IF_GSO_SEG, IF_GSO_LAST, IF_SEG_SHIFT, IF_GSO_WHOLE } from "./abi";
 import { layoutFixed, slotBase, inDescBase, outDescBase, hdrBase, scratch, portKind, portCtr, globalCtr,
          dropCtr, vnCtr, traceBase, floodPool, floodPoolCap, tunCap, ctrInc, PORT_ACCESS, PORT_NONE, PORT_UNDERLAY,
          PORT_CTR, PC_RX_FRAMES, PC_RX_BYTES, GC_RX, GC_FORWARDED, GC_OUTPUTS, MAX_PORTS, TRACE_REC, MAX_VNS,
@@ -21,6 +21,7 @@ import { resetOut, setCurIn, outCount } from "./pipeline/emit";
 import { drop, dropNoPort, setCur } from "./pipeline/common";
 import { D_FRAME_TOO_LONG, D_UNKNOWN_PORT, NUM_DROPS } from "./drops";
 import { offloadFix, OFFLOAD_OK } from "./pipeline/offload";
+import { wholeBegin, wholeDisarm, wholeEnd } from "./pipeline/gso";
 import { puntInit, puntReset, puntTotal } from "./pipeline/punt";
 import { aclInit } from "./pipeline/acl";
 import { qosInit } from "./pipeline/qos";
@@ -37,6 +38,7 @@ export { puntPtr, puntCount, puntLost, puntTotal } from "./pipeline/punt";
 export { setAclRule, setAcl, aclRuleHitsPtr, aclVnPtr } from "./pipeline/acl";
 export { setQos, clockPtr } from "./pipeline/qos";
 export { setGlean, setLearnFull, setMacGleaned, learnPtr, learnCount, learnLost } from "./pipeline/glean";
+export { setPortGso, gsoWhole } from "./pipeline/gso";
 
 /** Inputs taken by the last process() call. */
 export let consumed: u32 = 0;
@@ -115,9 +117,13 @@ function offloadFrame(i: u32, fl: u32): bool {
   const len = <u32>load<u16>(d, I_LEN);
   const port = <u32>load<u16>(d, I_PORT);
   if (port >= MAX_PORTS || load<u8>(portKind + port) == PORT_NONE || off + len > SLOT_SIZE) return false; // slowFrame drops it
-  const why = offloadFix(slotBase + <usize>i * SLOT_SIZE + off, len, off, fl);
+  const p = slotBase + <usize>i * SLOT_SIZE + off;
+  // segment 0 of a super-frame that may go whole (pipeline/gso.ts)
+  if ((fl & IF_GSO_WHOLE) != 0) wholeBegin(p, off, len, port, fl);
+  const why = offloadFix(p, len, off, fl);
   // fixed: process() resets the frame's prefetch record, made before the fix
   if (why == OFFLOAD_OK) return false;
+  wholeDisarm();
   setCur(port, -1);
   const pc = portCtr + (<usize>port * PORT_CTR << 3);
   ctrInc(pc, PC_RX_FRAMES, 1);
@@ -188,6 +194,7 @@ export function process(n: u32): u32 {
     if (outCount + worstFanout > MAX_OUT) break;
     setCurIn(i); // the input index every output and trace record carries
     const fl = <u32>load<u16>(inDescBase + (<usize>i << 3), I_FLAGS);
+    const before = outCount;
     if (fl != 0) {
       if (offloadFrame(i, fl)) continue;
       // offloadFix may have rewritten header bytes the prefetch pass judged (a
@@ -202,6 +209,7 @@ export function process(n: u32): u32 {
     if (fastFrame(i)) fast++;
     else if (load<u32>(frameRec(i), FR_IP) != NO_HOME && arpFrame(i)) forwarded++;
     else forwarded += slowFrame(i);
+    if ((fl & IF_GSO_WHOLE) != 0) wholeEnd(before, outCount);
   }
   forwarded += fast;
   fastFrames += fast;
@@ -251,6 +259,7 @@ export function constants(which: u32): u32 {
     case 14: return IF_GSO_SEG;
     case 15: return IF_GSO_LAST;
     case 16: return IF_SEG_SHIFT;
+    case 17: return IF_GSO_WHOLE;
     default: return 0;
   }
 }

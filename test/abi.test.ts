@@ -70,7 +70,7 @@ test("the module reports the constants abi.ts has (constants(which)), and DataPl
   const dp = await DataPlane.create({ macLog2: 10, ipLog2: 10, tunLog2: 4, floodCap: 64 });
   const L = dp.layout;
   assert.equal([L.slotSize, L.headroom, L.maxBatch, L.hdrSlot, L.maxOut], [ABI.SLOT_SIZE, ABI.HEADROOM, ABI.MAX_BATCH, ABI.HDR_SLOT, ABI.MAX_OUT]);
-  assert.equal(L.descFlags, { vnet: ABI.IF_VNET, gsoSeg: ABI.IF_GSO_SEG, gsoLast: ABI.IF_GSO_LAST, segShift: ABI.IF_SEG_SHIFT });
+  assert.equal(L.descFlags, { vnet: ABI.IF_VNET, gsoSeg: ABI.IF_GSO_SEG, gsoLast: ABI.IF_GSO_LAST, segShift: ABI.IF_SEG_SHIFT, gsoWhole: ABI.IF_GSO_WHOLE });
   assert.is(dp.dropNames.length, ABI.NUM_DROPS);
 });
 

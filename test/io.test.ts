@@ -9,7 +9,7 @@ import { spawnSync } from "node:child_process";
 import { loadAddon, addonPath } from "../host/io/addon.js";
 import { tmpNetns, injectFrames, capture } from "./support/io-net.js";
 import { requireRootAnd } from "./support/tools.js";
-import { IN_DESC, I_OFF, I_LEN, I_PORT, I_FLAGS, OUT_DESC, O_PORT, O_HDRLEN, O_DATA, O_DATALEN, O_IN } from "../host/dataplane/abi.js";
+import { IN_DESC, I_OFF, I_LEN, I_PORT, I_FLAGS, OUT_DESC, O_PORT, O_HDRLEN, O_DATA, O_DATALEN, O_IN, IF_VNET, IF_GSO_SEG, IF_GSO_LAST, IF_SEG_SHIFT } from "../host/dataplane/abi.js";
 
 // The same layout rules as the data plane's ABI, at offsets of our choosing.
 const L = { slotBase: 0x10000, slotSize: 2048, headroom: 128, maxBatch: 256, inDescBase: 0x100000, outDescBase: 0x101000, hdrBase: 0x110000, hdrSlot: 128 };
@@ -259,7 +259,7 @@ if (requireRootAnd([], "the AF_PACKET addon tests (network namespaces, CAP_NET_R
   }));
 
   // The in-desc flag bits as the data plane defines them (assembly/abi.ts IF_*; the worker passes DataPlane layout.descFlags).
-  const FL = { vnet: 1, gsoSeg: 2, gsoLast: 4, segShift: 3 };
+  const FL = { vnet: IF_VNET, gsoSeg: IF_GSO_SEG, gsoLast: IF_GSO_LAST, segShift: IF_SEG_SHIFT };
   addon.descFlags(FL.vnet, FL.gsoSeg, FL.gsoLast, FL.segShift);
 
   test("with vnetHdr, a partial checksum comes with its virtio-net header and a USO super-frame is cut into one slot per segment", () => withSocket({ blockSize: 1 << 18, blockCount: 2, vnetHdr: 1 }, ({ ns, h }) => {

@@ -44,6 +44,10 @@ const GSO_ECN: u32 = 0x80;
 
 export const OFFLOAD_OK: u32 = 0xffffffff;
 
+/** After offloadFix of a GSO frame returned OFFLOAD_OK: the IP header right before csum_start, and whether it is IPv4 (pipeline/gso.ts). */
+export let fixL3: usize = 0;
+export let fixV4: bool = false;
+
 // TCP (RFC 9293 §3.1): sequence at 4, data offset in the high nibble of 12,
 // flags at 13, checksum at 16.
 const TCP_SEQ: u32 = 4;
@@ -140,6 +144,8 @@ export function offloadFix(p: usize, len: u32, room: u32, flags: u32): u32 {
     if (next == l4) {
       // the transport the offload was for (extension headers are not walked)
       if (proto != (tcp ? IPPROTO_TCP : IPPROTO_UDP)) return D.D_GSO_UNSUPPORTED;
+      fixL3 = q;
+      fixV4 = alen == 8;
       const l4len = <u32>(end - l4);
       if (tcp) {
         st32(l4 + TCP_SEQ, ld32(l4 + TCP_SEQ) + k * gso);

@@ -18,13 +18,28 @@ export const I_FLAGS = 6;
 export const IF_VNET = 1;
 export const IF_GSO_SEG = 2;
 export const IF_GSO_LAST = 4;
-export const IF_SEG_SHIFT = 3;
+export const IF_GSO_WHOLE = 8;
+export const IF_SEG_SHIFT = 4;
+export const IW_SIZE = 8;
+export const IW_TOKEN = 0; // u32: the receiver's name for the super-frame, copied into OG_TOKEN
+export const IW_REST = 4; // u32: payload bytes after the slot's frame, still in the receiver's ring
 export const O_PORT = 0;
 export const O_HDRLEN = 2;
 export const O_DATA = 4;
 export const O_DATALEN = 8;
 export const O_IN = 10;
 export const O_VN = 12;
+export const OF_GSO = 0x8000;
+export const OG_SIZE = 24;
+export const OG_TOKEN = 0; // u32: IW_TOKEN of the input
+export const OG_VNET = 4; // struct virtio_net_hdr (10 bytes, little-endian, virtio 1.x 5.1.6) to send the frame with
+export const OG_OUTER_TH = 14; // u16: OGK_TUNNEL: the outer UDP header's offset in the frame (virtio_net_hdr_v1_hash_tunnel)
+export const OG_INNER_NH = 16; // u16: OGK_TUNNEL: the inner IP header's offset in the frame
+export const OG_KIND = 18; // u8: OGK_*
+export const OGK_TSO = 1; // plain TCP segmentation offload (the frame's own TCP: decap, hairpin)
+export const OGK_TUNNEL = 2; // UDP tunnel GSO (encap: gso_type | VIRTIO_NET_HDR_GSO_UDP_TUNNEL_IPV4/6)
+export const GSO_CAP_TSO = 1; // a TCP super-frame with a TSO request (AF_PACKET with PACKET_VNET_HDR)
+export const GSO_CAP_TUNNEL = 2; // an encapsulated TCP super-frame with a UDP tunnel GSO request (OGK_TUNNEL; a tunnel-GSO TX path)
 
 // assembly/state.ts
 export const MAX_PORTS = 64;
@@ -194,10 +209,10 @@ export const D_TTL_EXCEEDED = 48;
 export const NUM_DROPS = 49;
 
 /** FNV-1a of the constants above; the AF_PACKET addon reports the one it was compiled with (abi.h). */
-export const ABI_HASH = 0x5845ac42;
+export const ABI_HASH = 0x45a7448d;
 
 /** What the module's constants(which) returns, by which (assembly/index.ts). */
-export const REPORTED = [SLOT_SIZE, HEADROOM, MAX_BATCH, IN_DESC, OUT_DESC, HDR_SLOT, MAX_OUT, MAX_PORTS, MAX_VNS, MAX_REMOTES, MAX_LOCAL_PER_VN, NUM_DROPS, TRACE_REC, IF_VNET, IF_GSO_SEG, IF_GSO_LAST, IF_SEG_SHIFT] as const;
+export const REPORTED = [SLOT_SIZE, HEADROOM, MAX_BATCH, IN_DESC, OUT_DESC, HDR_SLOT, MAX_OUT, MAX_PORTS, MAX_VNS, MAX_REMOTES, MAX_LOCAL_PER_VN, NUM_DROPS, TRACE_REC, IF_VNET, IF_GSO_SEG, IF_GSO_LAST, IF_SEG_SHIFT, IF_GSO_WHOLE] as const;
 
 /**
  * Every export of the data plane's core module as the host calls it (core
@@ -347,6 +362,10 @@ export interface Exports {
   readonly learnCount: { readonly value: number };
   /** global u64 */
   readonly learnLost: { readonly value: bigint };
+  /** (port: u32, caps: u32) => void */
+  setPortGso(port: number, caps: number): void;
+  /** global u64 */
+  readonly gsoWhole: { readonly value: bigint };
   /** global u64 */
   readonly warmSink: { readonly value: bigint };
 }

@@ -9,7 +9,7 @@ import { parseMac, parseIp, macBytes, type Ip } from "../domain/addr.js";
 import { L3State } from "./l3.js";
 import { compileAcl, compileQos, DIR_FROM, DIR_TO } from "./acl.js";
 import {
-  type Exports, IN_DESC, OUT_DESC, I_OFF, I_LEN, I_PORT, I_FLAGS, O_PORT, O_HDRLEN, O_DATA, O_DATALEN, O_IN, O_VN,
+  type Exports, IN_DESC, OUT_DESC, I_OFF, I_LEN, I_PORT, I_FLAGS, O_PORT, O_HDRLEN, O_DATA, O_DATALEN, O_IN, O_VN, OF_GSO,
   VNF_PORTSEC, VNF_ARPSUP, VNF_DSCP_FIXED, MAX_PREFIXES, H64_SLOT, HIP_SLOT, PORT_ACCESS, PORT_UNDERLAY, E_FULL, PUNT_REC, TRACE_REC,
 } from "./abi.js";
 import { type Layout, type CreateOptions, instantiate, checkAbi, layoutOf, dropNamesOf, wasmModule } from "./load.js";
@@ -495,7 +495,7 @@ export class DataPlane {
   output(j: number): { port: number; frame: Uint8Array; in: number; vn: number } {
     const L = this.layout;
     const d = L.outDescBase + j * OUT_DESC;
-    const port = this.dv.getUint16(d + O_PORT, true);
+    const port = this.dv.getUint16(d + O_PORT, true) & ~OF_GSO; // OF_GSO: a whole super-frame, seen here as its segment 0's headers
     const hl = this.dv.getUint16(d + O_HDRLEN, true);
     const dp = this.dv.getUint32(d + O_DATA, true);
     const dl = this.dv.getUint16(d + O_DATALEN, true);
@@ -531,6 +531,10 @@ export class DataPlane {
    * more slowly. For tests that compare the two and for diagnosis.
    */
   fastPaths(on: boolean): void { this.ex.setFastPaths(on ? 1 : 0); }
+  /** What port `idx`'s sender takes whole (GSO_CAP_TSO: a TCP super-frame with a TSO request; 0: none). assembly/pipeline/gso.ts. */
+  portGso(idx: number, caps: number): void { this.ex.setPortGso(idx, caps); }
+  /** TCP super-frames the data plane handed to a sender whole since start (assembly/pipeline/gso.ts). */
+  get gsoWhole(): bigint { return this.ex.gsoWhole.value; }
 
   /** One frame through the pipeline with every decision recorded. */
   trace(port: string, frame: Uint8Array): { steps: string[]; outputs: { port: string; frame: Uint8Array }[]; drop?: string } {

@@ -5,13 +5,13 @@
 import { readFileSync } from "node:fs";
 import { wasmPath } from "../paths.js";
 import { withGlobalExports, wasmHash, hostCodeHash, type GlobalSpec, type Image, type ImageKey } from "./image.js";
-import { type Exports, REPORTED, SLOT_SIZE, HEADROOM, MAX_BATCH, HDR_SLOT, MAX_OUT, IF_VNET, IF_GSO_SEG, IF_GSO_LAST, IF_SEG_SHIFT } from "./abi.js";
+import { type Exports, REPORTED, SLOT_SIZE, HEADROOM, MAX_BATCH, HDR_SLOT, MAX_OUT, IF_VNET, IF_GSO_SEG, IF_GSO_LAST, IF_SEG_SHIFT, IF_GSO_WHOLE } from "./abi.js";
 
 export interface Layout {
   slotBase: number; slotSize: number; headroom: number; maxBatch: number;
   inDescBase: number; outDescBase: number; hdrBase: number; hdrSlot: number; maxOut: number;
   /** The in-desc flag bits (assembly/abi.ts IF_*), for a receiver that passes offload work on. */
-  descFlags: { vnet: number; gsoSeg: number; gsoLast: number; segShift: number };
+  descFlags: { vnet: number; gsoSeg: number; gsoLast: number; segShift: number; gsoWhole: number };
 }
 
 export interface CreateOptions {
@@ -119,7 +119,7 @@ export function layoutOf(ex: Exports): Layout {
   return {
     slotBase: ex.slotBasePtr(), slotSize: SLOT_SIZE, headroom: HEADROOM, maxBatch: MAX_BATCH,
     inDescBase: ex.inDescPtr(), outDescBase: ex.outDescPtr(), hdrBase: ex.hdrBasePtr(), hdrSlot: HDR_SLOT, maxOut: MAX_OUT,
-    descFlags: { vnet: IF_VNET, gsoSeg: IF_GSO_SEG, gsoLast: IF_GSO_LAST, segShift: IF_SEG_SHIFT },
+    descFlags: { vnet: IF_VNET, gsoSeg: IF_GSO_SEG, gsoLast: IF_GSO_LAST, segShift: IF_SEG_SHIFT, gsoWhole: IF_GSO_WHOLE },
   };
 }
 

@@ -8,6 +8,7 @@ import { ABI_HASH } from "../dataplane/abi.js";
 export interface OpenOptions {
   /** TPACKET_V3 block size in bytes: a power of two, at least one page. */
   blockSize?: number;
+  /** TPACKET_V3 blocks (default 64 with vnetHdr, room for a TCP window of 64 KiB super-frames; else 16). */
   blockCount?: number;
   /** How long the kernel holds a partly filled block before handing it over (latency at low rates). */
   blockTimeoutMs?: number;
@@ -29,6 +30,12 @@ export interface OpenOptions {
    * are counted as `vlanOther`). 0 or absent: untagged.
    */
   vlan?: number;
+  /**
+   * With vnetHdr: offer a TCP super-frame's segment 0 to the data plane whole
+   * (IF_GSO_WHOLE, assembly/pipeline/gso.ts) rather than cutting it at once
+   * (default 1; 0: always cut).
+   */
+  whole?: number;
 }
 
 export interface SocketStats {
@@ -41,6 +48,16 @@ export interface SocketStats {
   gsoFrames: number;
   gsoSegments: number;
   gsoBad: number;
+  /**
+   * TCP super-frames sent whole (assembly/pipeline/gso.ts: the data plane took
+   * segment 0's output whole, send() gathered the rest from this socket's
+   * ring); their segment 0 counts in gsoSegments, the rest in no segment.
+   * Stale: a whole output whose super-frame was no longer at the ring's head
+   * (not sent). Errors: one whose output socket cannot take it (lost).
+   */
+  gsoWholeSent: number;
+  gsoWholeStale: number;
+  gsoWholeErrors: number;
   /** PACKET_STATISTICS: frames the kernel dropped because the ring was full. */
   kernelDrops: number;
   kernelFreezes: number;

@@ -14,7 +14,7 @@ import { adviseHugePages } from "./hugepages.js";
 import type { DpOp } from "../dataplane/ops.js";
 import { DataPlane, DataPlaneError, type LearnRecord } from "../dataplane/dataplane.js";
 import type { Image, ImageKey } from "../dataplane/image.js";
-import { IN_DESC, I_OFF, I_LEN, I_PORT, OUT_DESC, O_PORT, O_HDRLEN, O_DATA, O_DATALEN } from "../dataplane/abi.js";
+import { IN_DESC, I_OFF, I_LEN, I_PORT, OUT_DESC, O_PORT, O_HDRLEN, O_DATA, O_DATALEN, GSO_CAP_TSO } from "../dataplane/abi.js";
 
 export interface WorkerInit {
   id: number;
@@ -146,6 +146,9 @@ async function main(): Promise<void> {
       if (idx >= 0) {
         while (byPort.length <= idx) byPort.push(-1);
         byPort[idx] = handles[s];
+        // an AF_PACKET socket (vnetHdr) sends a TCP super-frame whole with a
+        // TSO request (assembly/pipeline/gso.ts); AF_XDP has no GSO
+        dp.portGso(idx, init.io === "afxdp" ? 0 : GSO_CAP_TSO);
       }
     });
   };

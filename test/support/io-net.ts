@@ -64,12 +64,15 @@ export function tmpNetns(tag = "io"): Netns {
 /**
  * A plain Python AF_PACKET injector (independent of the addon and of
  * nvedge): the script that sends out of `ifname` every frame given on its
- * standard input, and that input.
+ * standard input, and that input. `vnetHdr`: the socket has PACKET_VNET_HDR,
+ * each frame starts with its struct virtio_net_hdr (a GSO super-frame goes
+ * out as one skb, as a VM's TSO would).
  */
-export function injector(ifname: string, frames: Uint8Array[]): { script: string; input: string } {
+export function injector(ifname: string, frames: Uint8Array[], o: { vnetHdr?: boolean } = {}): { script: string; input: string } {
   const script = [
     "import socket,sys",
     "s=socket.socket(socket.AF_PACKET,socket.SOCK_RAW)",
+    ...(o.vnetHdr ? ["s.setsockopt(263,15,1)"] : []), // SOL_PACKET, PACKET_VNET_HDR
     `s.bind((${JSON.stringify(ifname)},0))`,
     "for l in sys.stdin.read().split():",
     "    s.send(bytes.fromhex(l))",
@@ -78,8 +81,8 @@ export function injector(ifname: string, frames: Uint8Array[]): { script: string
 }
 
 /** Sends raw frames out of `ifname` with the Python injector. */
-export function injectFrames(ns: Netns, ifname: string, frames: Uint8Array[]): void {
-  const { script, input } = injector(ifname, frames);
+export function injectFrames(ns: Netns, ifname: string, frames: Uint8Array[], o: { vnetHdr?: boolean } = {}): void {
+  const { script, input } = injector(ifname, frames, o);
   ns.run("python3", ["-c", script], input);
 }
 

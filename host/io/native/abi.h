@@ -18,13 +18,28 @@
 #define IF_VNET 1u
 #define IF_GSO_SEG 2u
 #define IF_GSO_LAST 4u
-#define IF_SEG_SHIFT 3u
+#define IF_GSO_WHOLE 8u
+#define IF_SEG_SHIFT 4u
+#define IW_SIZE 8u
+#define IW_TOKEN 0u /* u32: the receiver's name for the super-frame, copied into OG_TOKEN */
+#define IW_REST 4u /* u32: payload bytes after the slot's frame, still in the receiver's ring */
 #define O_PORT 0u
 #define O_HDRLEN 2u
 #define O_DATA 4u
 #define O_DATALEN 8u
 #define O_IN 10u
 #define O_VN 12u
+#define OF_GSO 0x8000u
+#define OG_SIZE 24u
+#define OG_TOKEN 0u /* u32: IW_TOKEN of the input */
+#define OG_VNET 4u /* struct virtio_net_hdr (10 bytes, little-endian, virtio 1.x 5.1.6) to send the frame with */
+#define OG_OUTER_TH 14u /* u16: OGK_TUNNEL: the outer UDP header's offset in the frame (virtio_net_hdr_v1_hash_tunnel) */
+#define OG_INNER_NH 16u /* u16: OGK_TUNNEL: the inner IP header's offset in the frame */
+#define OG_KIND 18u /* u8: OGK_* */
+#define OGK_TSO 1u /* plain TCP segmentation offload (the frame's own TCP: decap, hairpin) */
+#define OGK_TUNNEL 2u /* UDP tunnel GSO (encap: gso_type | VIRTIO_NET_HDR_GSO_UDP_TUNNEL_IPV4/6) */
+#define GSO_CAP_TSO 1u /* a TCP super-frame with a TSO request (AF_PACKET with PACKET_VNET_HDR) */
+#define GSO_CAP_TUNNEL 2u /* an encapsulated TCP super-frame with a UDP tunnel GSO request (OGK_TUNNEL; a tunnel-GSO TX path) */
 
 /* assembly/state.ts */
 #define MAX_PORTS 64u
@@ -194,6 +209,6 @@
 #define NUM_DROPS 49u
 
 /* FNV-1a of the constants above: the addon reports it (abiHash) so the host refuses one built for another data plane. */
-#define NVEDGE_ABI_HASH 0x5845ac42u
+#define NVEDGE_ABI_HASH 0x45a7448du
 
 #endif

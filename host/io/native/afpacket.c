@@ -30,6 +30,18 @@
 // on the last), and the data plane makes each segment's headers real
 // (assembly/pipeline/offload.ts): so a super-frame is never dropped for being
 // longer than a slot.
+// A TCP super-frame (TSO, or a kernel VTEP's tunnel GSO) is first offered
+// whole (open's `whole`, on by default with vnetHdr; assembly/pipeline/gso.ts):
+// only segment 0 goes to its slot, with IF_GSO_WHOLE and a whole record
+// (abi.h IW_*: a token naming it, the payload bytes left), the recv stops
+// there and the frame stays at the head of the ring, its block not handed
+// back. If the data plane promotes segment 0's output (OF_GSO, a GSO record
+// at the end of its header slot), send() gathers [its virtio-net header]
+// [header piece][data piece][the rest of the payload, from the ring] into one
+// message: one skb with a TSO request (gsoWholeSent). Otherwise the next recv
+// cuts the rest, segments 1.., as above. stats: gsoWholeSent, gsoWholeStale
+// (a whole output whose super-frame was no longer waiting: not sent),
+// gsoWholeErrors (its port cannot ask for segmentation: lost).
 //   close(handle)
 #include <node_api.h>
 #include <errno.h>
@@ -60,6 +72,27 @@
 
 #define MAX_HANDLES 256
 
+struct tagInfo { int on; uint16_t tpid, tci; };
+
+// A GSO super-frame being cut into slots over one or more recv() calls: where
+// it is in the ring, its headers' length, its virtio-net header and tag.
+struct cut {
+  const uint8_t *frame;
+  uint32_t len, hl, gso, segs;
+  struct virtio_net_hdr vh;
+  struct tagInfo tag;
+};
+
+// A super-frame offered whole (IF_GSO_WHOLE, assembly/pipeline/gso.ts): its
+// segment 0 with the data plane (send() may take it whole), taken, or left
+// to be cut (the next recv found it not taken).
+enum { W_PENDING = 1, W_TAKEN, W_CUT };
+// Super-frames offered whole by one recv() (a power of two: a token's low 16
+// bits name the entry). Their ring blocks stay ours until every one of them is
+// sent or cut: at most 16 x 64 KiB of the ring.
+#define PEND_MAX 16
+struct pend { struct cut cut; uint32_t segK, gen; int state; };
+
 struct sock {
   int fd;
   char ifname[IFNAMSIZ];
@@ -71,6 +104,15 @@ struct sock {
   struct tpacket3_hdr *next;           // next packet in it
   int vnet;                            // PACKET_VNET_HDR is on
   uint32_t segK;                       // next segment of the super-frame at `next` (0: none started)
+  struct cut cut;                      // ... that super-frame
+  uint16_t id;                         // this socket's handle (a whole super-frame's token names it)
+  int wholeOn;                         // offer TCP super-frames whole (open's `whole`, default on with vnetHdr)
+  struct pend pend[PEND_MAX];          // super-frames offered whole, generations firstGen .. nextGen-1 (entry gen % PEND_MAX)
+  uint32_t firstGen, nextGen;
+  int lastTaken;                       // the last one resolved was sent whole (then offer every one; else one in 64)
+  uint32_t probe;
+  unsigned relBlock, doneBlocks;       // blocks read to the end but held for a pending super-frame: doneBlocks from relBlock
+  uint64_t gsoWholeSent, gsoWholeStale, gsoWholeErrors;
   uint64_t rxFrames, rxBytes, txFrames, txBytes, txErrors, oversize, csumNotReady, kernelDrops, kernelFreezes;
   uint64_t gsoFrames, gsoSegments, gsoBad;
   uint16_t vlan;                       // underlay.vlan: frames carry this 802.1Q tag on the wire, none in the data plane (0: off)
@@ -217,7 +259,7 @@ static napi_value Open(napi_env env, napi_callback_info info) {
   if (argc < 1 || napi_get_value_string_utf8(env, argv[0], ifname, sizeof ifname, &len) != napi_ok)
     return throwErr(env, "open: interface name must be a string");
   if (len == 0 || len >= IFNAMSIZ) return throwErr(env, "open: interface name must be 1 to 15 characters");
-  uint32_t blockSize = 1 << 18, blockCount = 16, tov = 1, bypass = 0, vnetHdr = 0, vlan = 0;
+  uint32_t blockSize = 1 << 18, blockCount = UINT32_MAX, tov = 1, bypass = 0, vnetHdr = 0, vlan = 0, whole = 1;
   int32_t fanout = -1;
   char netns[256] = "";
   if (argc >= 2) {
@@ -228,8 +270,8 @@ static napi_value Open(napi_env env, napi_callback_info info) {
       bool has;
       if (!optU32(env, argv[1], "blockSize", &blockSize) || !optU32(env, argv[1], "blockCount", &blockCount) ||
           !optU32(env, argv[1], "blockTimeoutMs", &tov) || !optU32(env, argv[1], "qdiscBypass", &bypass) ||
-          !optU32(env, argv[1], "vnetHdr", &vnetHdr) || !optU32(env, argv[1], "vlan", &vlan))
-        return throwErr(env, "open: blockSize, blockCount, blockTimeoutMs, qdiscBypass, vnetHdr, vlan must be non-negative integers");
+          !optU32(env, argv[1], "vnetHdr", &vnetHdr) || !optU32(env, argv[1], "vlan", &vlan) || !optU32(env, argv[1], "whole", &whole))
+        return throwErr(env, "open: blockSize, blockCount, blockTimeoutMs, qdiscBypass, vnetHdr, vlan, whole must be non-negative integers");
       if (napi_has_named_property(env, argv[1], "fanout", &has) == napi_ok && has) {
         napi_get_named_property(env, argv[1], "fanout", &v);
         napi_typeof(env, v, &t);
@@ -238,6 +280,11 @@ static napi_value Open(napi_env env, napi_callback_info info) {
       if (!optStr(env, argv[1], "netns", netns, sizeof netns)) return throwErr(env, "open: netns must be a path (string)");
     }
   }
+  // With vnetHdr, GSO super-frames of up to 64 KiB arrive whole (and those
+  // offered whole stay in the ring until sent): 64 blocks (16 MiB) hold a TCP
+  // window of them; 16 of them dropped ring-full frames (kernelDrops) and cost
+  // TCP retransmissions in bench/tcp under load. 16 blocks (4 MiB) otherwise.
+  if (blockCount == UINT32_MAX) blockCount = vnetHdr ? 64 : 16; // not given
   long page = sysconf(_SC_PAGESIZE);
   if (blockSize < 4096 || blockSize % page != 0 || (blockSize & (blockSize - 1)) != 0)
     return throwErr(env, "open: blockSize must be a power of two and at least one page");
@@ -250,6 +297,8 @@ static napi_value Open(napi_env env, napi_callback_info info) {
   s->fd = -1;
   memcpy(s->ifname, ifname, IFNAMSIZ);
   s->vlan = (uint16_t)vlan;
+  s->wholeOn = vnetHdr && whole;
+  s->lastTaken = 1;
   vlanTagBytes(s->vlanTag, (uint16_t)vlan);
   char msg[320];
   int rc;
@@ -266,7 +315,7 @@ static napi_value Open(napi_env env, napi_callback_info info) {
   pthread_mutex_lock(&handlesLock);
   int h = -1;
   for (int i = 0; i < MAX_HANDLES; i++)
-    if (!handles[i]) { handles[i] = s; h = i; break; }
+    if (!handles[i]) { handles[i] = s; h = i; s->id = (uint16_t)i; break; }
   pthread_mutex_unlock(&handlesLock);
   if (h < 0) {
     freeSock(s);
@@ -295,16 +344,14 @@ static inline struct tpacket_block_desc *blockAt(struct sock *s, unsigned i) {
   return (struct tpacket_block_desc *)(s->ring + (size_t)i * s->blockSize);
 }
 
-struct tagInfo { int on; uint16_t tpid, tci; };
-
 /*
  * Writes one frame into slot i and its in-desc: hdr[0..hl) then data[0..dl)
  * (a GSO segment: the super-frame's headers, then its payload piece), the
  * 802.1Q tag re-inserted after the MACs when `tag` is on, and with flags set,
  * the virtio-net header in the 10 bytes before the frame, its csum_start moved
- * by the tag.
+ * by the tag. Returns the frame's offset in its slot.
  */
-static void putFrame(struct sock *s, uint8_t *mem, uint32_t slotBase, uint32_t slotSize, uint32_t headroom,
+static uint32_t putFrame(struct sock *s, uint8_t *mem, uint32_t slotBase, uint32_t slotSize, uint32_t headroom,
                      uint32_t inDescBase, uint32_t i, uint32_t port, const struct virtio_net_hdr *vh,
                      const struct tagInfo *tag, const uint8_t *hdr, uint32_t hl, const uint8_t *data, uint32_t dl,
                      uint16_t flags) {
@@ -330,7 +377,48 @@ static void putFrame(struct sock *s, uint8_t *mem, uint32_t slotBase, uint32_t s
   putInDesc(mem, inDescBase, i, off, total, port, flags);
   s->rxFrames++;
   s->rxBytes += total;
+  return off;
 }
+
+/** Hands back to the kernel every block read to the end (none is held for a super-frame offered whole any more). */
+static void releaseHeld(struct sock *s) {
+  while (s->doneBlocks) {
+    __atomic_store_n(&blockAt(s, s->relBlock)->hdr.bh1.block_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
+    s->relBlock = (s->relBlock + 1) % s->blockCount;
+    s->doneBlocks--;
+  }
+}
+
+/** Past frame h: a block read to the end goes back to the kernel, unless a super-frame offered whole may still be in it. */
+static void advance(struct sock *s, struct tpacket3_hdr *h) {
+  s->next = (struct tpacket3_hdr *)((uint8_t *)h + h->tp_next_offset);
+  if (--s->left == 0) {
+    s->block = (s->block + 1) % s->blockCount;
+    s->doneBlocks++;
+    if (s->firstGen == s->nextGen) releaseHeld(s);
+  }
+}
+
+/**
+ * Segments *segK.. of the super-frame c into slots first + *n.. (up to max):
+ * the headers, then one gso_size piece each. Returns 1 when the last is
+ * written, 0 when the batch filled first (*segK says where to go on).
+ */
+static int cutRun(struct sock *s, const struct cut *c, uint32_t *segK, uint8_t *mem, uint32_t slotBase, uint32_t slotSize,
+                  uint32_t headroom, uint32_t inDescBase, uint32_t first, uint32_t max, uint32_t port, uint32_t *n) {
+  while (*segK < c->segs && *n < max) {
+    uint32_t k = *segK, from = c->hl + k * c->gso;
+    uint32_t plen = c->len - from < c->gso ? c->len - from : c->gso;
+    uint16_t fl = fVnet | fGsoSeg | (uint16_t)(k << fSegShift) | (k + 1 == c->segs ? fGsoLast : 0);
+    putFrame(s, mem, slotBase, slotSize, headroom, inDescBase, first + *n, port, &c->vh, &c->tag, c->frame, c->hl, c->frame + from, plen, fl);
+    (*n)++;
+    (*segK)++;
+    s->gsoSegments++;
+  }
+  return *segK >= c->segs;
+}
+
+#define PEND(s, g) (&(s)->pend[(g) % PEND_MAX])
 
 static napi_value Recv(napi_env env, napi_callback_info info) {
   size_t argc = 10;
@@ -346,8 +434,26 @@ static napi_value Recv(napi_env env, napi_callback_info info) {
   int32_t timeout = a.timeout;
   uint32_t room = slotSize - headroom;
   uint32_t n = 0;
+  // The super-frames the last call offered whole: sent by send() since, or
+  // cut now, in ring order, before anything newer (their segments first).
+  for (uint32_t g = s->firstGen; g != s->nextGen; g++)
+    if (PEND(s, g)->state == W_PENDING) PEND(s, g)->state = W_CUT; // too late for send() now
+  while (s->firstGen != s->nextGen) {
+    struct pend *p = PEND(s, s->firstGen);
+    if (p->state == W_TAKEN) {
+      s->gsoWholeSent++;
+      s->lastTaken = 1;
+    } else {
+      s->lastTaken = 0;
+      if (!cutRun(s, &p->cut, &p->segK, mem, slotBase, slotSize, headroom, inDescBase, first, max, port, &n)) return num(env, n);
+      s->gsoFrames++;
+    }
+    s->firstGen++;
+  }
+  releaseHeld(s);
   while (n < max) {
     if (s->left == 0) {
+      if (s->doneBlocks >= s->blockCount) break; // every block held (cannot happen with PEND_MAX frames in a ring of 2+ blocks; a guard)
       struct tpacket_block_desc *b = blockAt(s, s->block);
       if (!(__atomic_load_n(&b->hdr.bh1.block_status, __ATOMIC_ACQUIRE) & TP_STATUS_USER)) {
         if (n > 0 || timeout <= 0) break;
@@ -359,13 +465,26 @@ static napi_value Recv(napi_env env, napi_callback_info info) {
       }
       s->left = b->hdr.bh1.num_pkts;
       s->next = (struct tpacket3_hdr *)((uint8_t *)b + b->hdr.bh1.offset_to_first_pkt);
-      if (s->left == 0) { // an empty block retired by the timer
-        __atomic_store_n(&b->hdr.bh1.block_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
+      if (s->left == 0) { // an empty block retired by the timer: handed back in turn (relBlock + doneBlocks == block)
         s->block = (s->block + 1) % s->blockCount;
+        s->doneBlocks++;
+        if (s->firstGen == s->nextGen) releaseHeld(s);
         continue;
       }
     }
+    // PEND_MAX super-frames offered whole in this batch: the rest waits for the
+    // next one (cutting the next super-frame instead would send it before
+    // them, and hold more of the ring)
+    if (s->nextGen - s->firstGen >= PEND_MAX) break;
     struct tpacket3_hdr *h = s->next;
+    // A super-frame whose cut filled the last batch: the rest of its segments.
+    if (s->segK) {
+      if (!cutRun(s, &s->cut, &s->segK, mem, slotBase, slotSize, headroom, inDescBase, first, max, port, &n)) break; // the batch is full
+      s->segK = 0;
+      s->gsoFrames++;
+      advance(s, h);
+      continue;
+    }
     uint8_t *frame = (uint8_t *)h + h->tp_mac;
     uint32_t len = h->tp_snaplen;
     // veth and most NICs move the 802.1Q tag into the packet's metadata
@@ -426,18 +545,35 @@ static napi_value Recv(napi_env env, napi_callback_info info) {
                  frame, len > room - 4 ? room - 4 : len, NULL, 0, fVnet | fGsoSeg);
         n++;
       } else {
-        while (s->segK < segs && n < max) {
-          uint32_t k = s->segK, from = hl + k * gso;
-          uint32_t plen = len - from < gso ? len - from : gso;
-          uint16_t fl = fVnet | fGsoSeg | (uint16_t)(k << fSegShift) | (k + 1 == segs ? fGsoLast : 0);
-          putFrame(s, mem, slotBase, slotSize, headroom, inDescBase, first + n, port, vh, &tag, frame, hl, frame + from, plen, fl);
-          n++;
-          s->segK++;
+        struct cut c = { frame, len, hl, gso, segs, *vh, tag };
+        // Offered whole: every TCP super-frame while they go whole, one in 64
+        // while they do not (a VM's to a remote without a tunnel GSO output):
+        // an untaken one's rest is only cut by the next call, after the frames
+        // read behind it, which reorders its flow, and its batch is cut short.
+        int offer = s->wholeOn && segs >= 2 && (gsoType == VIRTIO_NET_HDR_GSO_TCPV4 || gsoType == VIRTIO_NET_HDR_GSO_TCPV6) &&
+                    headroom >= 4 + sizeof *vh + IW_SIZE && (s->lastTaken || (++s->probe & 63) == 0);
+        if (offer) {
+          // Segment 0 alone, the rest left in the ring for the data plane's
+          // verdict (assembly/pipeline/gso.ts): taken whole by send(), or cut
+          // by the next call. Its block is held until then (advance).
+          uint32_t off = putFrame(s, mem, slotBase, slotSize, headroom, inDescBase, first + n, port, vh, &tag, frame, hl,
+                                  frame + hl, gso, fVnet | fGsoSeg | IF_GSO_WHOLE);
+          uint8_t *rec = mem + slotBase + (size_t)(first + n) * slotSize + off - sizeof *vh - IW_SIZE;
+          uint32_t g = s->nextGen++;
+          *PEND(s, g) = (struct pend){ c, 1, g, W_PENDING };
+          uint32_t token = ((uint32_t)s->id << 16) | (g & 0xffff), rest = len - hl - gso;
+          memcpy(rec + IW_TOKEN, &token, 4);
+          memcpy(rec + IW_REST, &rest, 4);
           s->gsoSegments++;
+          n++;
+          if (!s->lastTaken) { advance(s, h); break; } // a probe: alone in its batch, its flow kept in order
+        } else {
+          s->cut = c;
+          s->segK = 0;
+          if (!cutRun(s, &s->cut, &s->segK, mem, slotBase, slotSize, headroom, inDescBase, first, max, port, &n)) break; // the rest next call
+          s->segK = 0;
+          s->gsoFrames++;
         }
-        if (s->segK < segs) break; // the batch is full: the rest of this super-frame next call
-        s->segK = 0;
-        s->gsoFrames++;
       }
     } else if (len + (tag.on ? 4 : 0) > room) {
       s->oversize++;
@@ -450,13 +586,7 @@ static napi_value Recv(napi_env env, napi_callback_info info) {
       putFrame(s, mem, slotBase, slotSize, headroom, inDescBase, first + n, port, vh, &tag, frame, len, NULL, 0, fl);
       n++;
     }
-    s->next = (struct tpacket3_hdr *)((uint8_t *)h + h->tp_next_offset);
-    if (--s->left == 0) {
-      // Every frame of the block is copied out: hand it back to the kernel.
-      struct tpacket_block_desc *b = blockAt(s, s->block);
-      __atomic_store_n(&b->hdr.bh1.block_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
-      s->block = (s->block + 1) % s->blockCount;
-    }
+    advance(s, h);
   }
   return num(env, n);
 }
@@ -468,16 +598,25 @@ static __thread struct mmsghdr *tMsgs;
 static __thread struct iovec *tIov;
 static __thread uint32_t *tOrder;
 static __thread uint32_t tCap;
+static __thread struct virtio_net_hdr *tVnet; // a whole super-frame's virtio-net header, per message
+static __thread struct pend **tFrom;          // a whole super-frame's entry in its receiving socket, per output (NULL: none)
 static const struct virtio_net_hdr zeroVnet;
+#define IOV_PER_MSG 6 // virtio-net header, header piece (3 with a tag), data piece, a whole super-frame's rest
 
 static int grow(uint32_t n) {
   if (n <= tCap) return 1;
   struct mmsghdr *m = realloc(tMsgs, n * sizeof *m);
   if (!m) return 0;
   tMsgs = m;
-  struct iovec *v = realloc(tIov, 5 * n * sizeof *v);
+  struct iovec *v = realloc(tIov, IOV_PER_MSG * n * sizeof *v);
   if (!v) return 0;
   tIov = v;
+  struct virtio_net_hdr *vn = realloc(tVnet, n * sizeof *vn);
+  if (!vn) return 0;
+  tVnet = vn;
+  struct pend **fr = realloc(tFrom, n * sizeof *fr);
+  if (!fr) return 0;
+  tFrom = fr;
   uint32_t *o = realloc(tOrder, n * sizeof *o);
   if (!o) return 0;
   tOrder = o;
@@ -496,27 +635,69 @@ static napi_value Send(napi_env env, napi_callback_info info) {
   if (count == 0) return num(env, 0);
   if (!grow(count)) return throwErr(env, "send: out of memory");
 
+  // A whole super-frame's output (OF_GSO, assembly/pipeline/gso.ts) is
+  // claimed first: the super-frame its token names must be the one at the
+  // head of its receiving ring, still waiting (recv); else it is not sent at
+  // all (stale: once promoted, its segment 0 is not a frame of its own).
+  int anyGso = 0;
+  for (uint32_t j = 0; j < count; j++) {
+    const uint8_t *d = mem + a.outDescBase + (size_t)j * OUT_DESC;
+    tFrom[j] = NULL;
+    if (!(getU16(d + O_PORT) & OF_GSO)) continue;
+    anyGso = 1;
+    uint16_t p = getU16(d + O_PORT) & ~OF_GSO;
+    const uint8_t *rec = mem + a.hdrBase + (size_t)j * hdrSlot + HDR_SLOT - OG_SIZE;
+    uint32_t token;
+    memcpy(&token, rec + OG_TOKEN, 4);
+    struct sock *from = handles[(token >> 16) % MAX_HANDLES];
+    struct pend *pe = from ? PEND(from, token & 0xffff) : NULL;
+    if (hdrSlot != HDR_SLOT || !pe || pe->state != W_PENDING || (pe->gen & 0xffff) != (token & 0xffff)) {
+      if (from) from->gsoWholeStale++;
+      continue;
+    }
+    // taken either way: sent whole, or lost when its port cannot ask for
+    // segmentation (no vnet header, or a tunnel GSO record, which helper
+    // tun11's UDP-tunnel TX module sends; not this socket): TCP resends
+    pe->state = W_TAKEN;
+    if (p >= nports || !byPort[p] || !byPort[p]->vnet || rec[OG_KIND] != OGK_TSO) { from->gsoWholeErrors++; continue; }
+    tFrom[j] = pe;
+  }
+#define SKIPPED(j, o) (anyGso && (o) && !tFrom[j])
   // Counting sort of the outputs by port, so each socket gets one sendmmsg()
   // for all of its frames, in their original order.
   memset(counts, 0, (nports + 1) * sizeof counts[0]);
   for (uint32_t j = 0; j < count; j++) {
-    uint16_t p = getU16(mem + a.outDescBase + (size_t)j * OUT_DESC + O_PORT);
-    if (p < nports && byPort[p]) counts[p + 1]++;
+    uint16_t raw = getU16(mem + a.outDescBase + (size_t)j * OUT_DESC + O_PORT), p = raw & ~OF_GSO;
+    if (p < nports && byPort[p] && !SKIPPED(j, raw & OF_GSO)) counts[p + 1]++;
   }
   for (uint32_t p = 0; p < nports; p++) counts[p + 1] += counts[p];
   for (uint32_t j = 0; j < count; j++) {
     struct outDesc o = outDescAt(mem, a.outDescBase, j);
-    if (o.port >= nports || !byPort[o.port]) continue; // the caller sees them as count - sent
+    if (o.port >= nports || !byPort[o.port] || SKIPPED(j, o.gso)) continue; // the caller sees them as count - sent
     uint32_t k = counts[o.port]++;
     if (!outDescOk(&a, &o)) return throwErr(env, "send: an out-desc points outside the memory");
     // A socket with PACKET_VNET_HDR takes a virtio-net header in front of
-    // every frame it sends (packet_snd): an all-zero one, no offload asked.
-    struct iovec *v = tIov + 5 * k;
+    // every frame it sends (packet_snd): an all-zero one, no offload asked;
+    // a whole super-frame's asks for TSO, and its payload after segment 0 is
+    // still in the receiving socket's ring (recv).
+    struct iovec *v = tIov + IOV_PER_MSG * k;
     struct sock *so = byPort[o.port];
+    struct pend *from = o.gso ? tFrom[j] : NULL;
+    uint8_t *hp = mem + a.hdrBase + (size_t)j * hdrSlot;
+    if (from) {
+      memcpy(&tVnet[k], hp + HDR_SLOT - OG_SIZE + OG_VNET, sizeof tVnet[k]);
+      if (so->vlan) { tVnet[k].csum_start += 4; tVnet[k].hdr_len += 4; } // the tag goes in after the MACs
+    }
     int n = 0;
-    if (so->vnet) v[n++] = (struct iovec){ (void *)&zeroVnet, sizeof zeroVnet };
+    if (so->vnet) v[n++] = (struct iovec){ from ? (void *)&tVnet[k] : (void *)&zeroVnet, sizeof zeroVnet };
     // underlay.vlan: the tag goes in after the MACs, as a VLAN device would put it
-    n += framePieces(v + n, mem + a.hdrBase + (size_t)j * hdrSlot, o.hdrLen, mem + o.data, o.dataLen, so->vlan ? so->vlanTag : NULL, &tOrder[k]);
+    n += framePieces(v + n, hp, o.hdrLen, mem + o.data, o.dataLen, so->vlan ? so->vlanTag : NULL, &tOrder[k]);
+    if (from) {
+      const struct cut *c = &from->cut;
+      uint32_t at = c->hl + c->gso;
+      v[n++] = (struct iovec){ (void *)(c->frame + at), c->len - at };
+      tOrder[k] += c->len - at;
+    }
     struct msghdr *m = &tMsgs[k].msg_hdr;
     memset(m, 0, sizeof *m);
     m->msg_iov = v;
@@ -576,6 +757,8 @@ static napi_value DescFlags(napi_env env, napi_callback_info info) {
   for (int i = 0; i < 4; i++)
     if (argc < 4 || !getU32(env, argv[i], &v[i])) return throwErr(env, "descFlags: expects 4 non-negative integers");
   if (!v[0] || v[0] > 0xffff || v[1] > 0xffff || v[2] > 0xffff || v[3] > 15) return throwErr(env, "descFlags: flag bits out of range");
+  // IF_GSO_WHOLE (abi.h) is this addon's own: no other flag, nor a segment index, may use its bit
+  if (((v[0] | v[1] | v[2]) & IF_GSO_WHOLE) || (1u << v[3]) <= IF_GSO_WHOLE) return throwErr(env, "descFlags: the flag bits overlap IF_GSO_WHOLE (abi.h)");
   fVnet = (uint16_t)v[0]; fGsoSeg = (uint16_t)v[1]; fGsoLast = (uint16_t)v[2]; fSegShift = v[3];
   return NULL;
 }
@@ -632,6 +815,9 @@ static napi_value Stats(napi_env env, napi_callback_info info) {
   setNum(env, o, "gsoFrames", (double)s->gsoFrames);
   setNum(env, o, "gsoSegments", (double)s->gsoSegments);
   setNum(env, o, "gsoBad", (double)s->gsoBad);
+  setNum(env, o, "gsoWholeSent", (double)s->gsoWholeSent);
+  setNum(env, o, "gsoWholeStale", (double)s->gsoWholeStale);
+  setNum(env, o, "gsoWholeErrors", (double)s->gsoWholeErrors);
   setNum(env, o, "kernelDrops", (double)s->kernelDrops);
   setNum(env, o, "kernelFreezes", (double)s->kernelFreezes);
   setNum(env, o, "vlanOther", (double)s->vlanOther);

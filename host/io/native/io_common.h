@@ -84,12 +84,17 @@ static inline void putInDesc(uint8_t *mem, uint32_t inDescBase, uint32_t i, uint
   putU16(d + I_FLAGS, flags);
 }
 
-struct outDesc { uint16_t port, hdrLen, dataLen; uint32_t data; };
+struct outDesc { uint16_t port, hdrLen, dataLen; uint32_t data; int gso; };
 
-/** Output j's out-desc: its port, its header piece (in header slot j), its data piece (anywhere in the memory). */
+/**
+ * Output j's out-desc: its port, its header piece (in header slot j), its data
+ * piece (anywhere in the memory), and whether it is a whole GSO super-frame
+ * (OF_GSO in the port field, its record at the end of the header slot).
+ */
 static inline struct outDesc outDescAt(const uint8_t *mem, uint32_t outDescBase, uint32_t j) {
   const uint8_t *d = mem + outDescBase + (size_t)j * OUT_DESC;
-  return (struct outDesc){ getU16(d + O_PORT), getU16(d + O_HDRLEN), getU16(d + O_DATALEN), getU32le(d + O_DATA) };
+  uint16_t port = getU16(d + O_PORT);
+  return (struct outDesc){ (uint16_t)(port & ~OF_GSO), getU16(d + O_HDRLEN), getU16(d + O_DATALEN), getU32le(d + O_DATA), (port & OF_GSO) != 0 };
 }
 
 // ---- recv() and send() arguments ---------------------------------------------------
