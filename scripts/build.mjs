@@ -133,7 +133,7 @@ function buildAddon() {
   const stamp = join(gypDir, "build", ".inputs");
   // every source under host/io/native (the AF_XDP addon's too: shared headers may move between them)
   const hash = inputsHash([gypDir, join(root, "scripts", "build.mjs")], gypArgs);
-  if (upToDate(stamp, hash, [join(gypDir, "build", "Release", "nvedge_afpacket.node")])) return;
+  if (upToDate(stamp, hash, ["nvedge_afpacket.node", "nvedge_tuntx.node"].map((f) => join(gypDir, "build", "Release", f)))) return;
   const r = spawnSync(cmd[0], cmd[1], { cwd: gypDir, stdio: ["ignore", "ignore", "inherit"] });
   if (r.status === 0) writeFileSync(stamp, hash);
   if (r.status !== 0) {

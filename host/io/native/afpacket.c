@@ -220,7 +220,14 @@ static int setup(struct sock *s, const char *ifname, uint32_t blockSize, uint32_
   }
   if (fanout >= 0) {
     // Hash fanout keeps each flow on one socket (so one worker), in order.
-    int arg = (fanout & 0xffff) | (PACKET_FANOUT_HASH << 16);
+    // PACKET_IGNORE_OUTGOING above is the socket's own hook's; a fanout
+    // group has its own hook, which ignores outgoing frames only with this
+    // flag (Linux 6.2): without it every frame another sender puts on the
+    // link (the kernel's, tuntx's tap redirected here) comes back as received.
+#ifndef PACKET_FANOUT_FLAG_IGNORE_OUTGOING
+#define PACKET_FANOUT_FLAG_IGNORE_OUTGOING 0x4000
+#endif
+    int arg = (fanout & 0xffff) | ((PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_IGNORE_OUTGOING) << 16);
     if (setsockopt(s->fd, SOL_PACKET, PACKET_FANOUT, &arg, sizeof arg) < 0) {
       snprintf(msg, msgLen, "interface %s: PACKET_FANOUT group %d: %s", ifname, fanout & 0xffff, strerror(errno));
       return -1;
