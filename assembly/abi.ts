@@ -32,6 +32,12 @@
 //              (pipeline/gso.ts); its GSO record (OG_*) is in the last OG_SIZE
 //              bytes of its header slot, and the sender appends the payload
 //              the receiver left in its ring (the whole record's token).
+//              OGK_TSO: sent with OG_VNET as its struct virtio_net_hdr.
+//              OGK_TUNNEL (an encap; a tunnel-GSO TX path): sent with a struct
+//              virtio_net_hdr_v1_hash_tunnel (24 bytes, Linux 6.17+): OG_VNET's
+//              10 bytes, num_buffers/hash/report/padding 0, then outer_th_offset
+//              = OG_OUTER_TH and inner_nh_offset = OG_INNER_NH; csum_start and
+//              both offsets + 4 when the sender inserts underlay.vlan's tag.
 //   out hdrs   MAX_OUT x HDR_SLOT bytes: the header piece of output i.
 //
 // process(n) handles in desc[0..n) and returns the number of outputs; the

@@ -11,7 +11,7 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import * as E from "./support/encoder.js";
 import * as F from "./support/frames.js";
-import { fixtureCache, eqBytes } from "./support/dp-fixture.js";
+import { fixtureCache, fixtureDp, eqBytes } from "./support/dp-fixture.js";
 import type { DataPlane } from "../host/dataplane/dataplane.js";
 import { OUT_DESC, O_PORT, OF_GSO, OG_SIZE, OG_TOKEN, OG_VNET, OG_KIND, OG_OUTER_TH, OG_INNER_NH, OGK_TSO, OGK_TUNNEL, GSO_CAP_TSO, GSO_CAP_TUNNEL,
          IW_SIZE } from "../host/dataplane/abi.js";
@@ -145,6 +145,21 @@ test("no promotion where the output cannot take it: a port without TSO, an encap
   });
 });
 
+test("a policed VNIC's super-frame (qos.rateMbps) is not promoted: its policer is charged segment by segment", async () => {
+  const dp = await fixtureDp(4);
+  dp.apply([{ op: "vn", vn: VN, vni: F.vn(VN).vni, profile: { ...F.vn(VN).profile, qos: { rateMbps: 10000, burstKb: 1024 } } }]);
+  for (const p of F.ACCESS_PORTS) dp.portGso(dp.portIndex(p), GSO_CAP_TSO);
+  const f = dp.layout.descFlags;
+  const r = run(dp, F.ACC2, seg0Of(tcpSuper(L2, L1, [F.tagOf(VN, F.ACC2)]), 18 + 20), f.vnet | f.gsoSeg | f.gsoWhole, before(18 + 20));
+  assert.equal(r.drops, {});
+  assert.is(r.outs.length, 1, "forwarded (within the rate)");
+  assert.not.ok(r.outs[0].gso, "hairpin from a policed VNIC: segment 0 alone");
+  // the same VN without the policer: promoted (the check above is what stops it)
+  dp.apply([{ op: "vn", vn: VN, vni: F.vn(VN).vni, profile: F.vn(VN).profile }]);
+  const r2 = run(dp, F.ACC2, seg0Of(tcpSuper(L2, L1, [F.tagOf(VN, F.ACC2)]), 18 + 20), f.vnet | f.gsoSeg | f.gsoWhole, before(18 + 20));
+  assert.ok(r2.outs.length === 1 && r2.outs[0].gso, "unpoliced: whole");
+});
+
 test("bad whole candidates: dropped under their own reason, or forwarded as segment 0 unpromoted; never a trap", () => withTso((dp) => {
   const f = dp.layout.descFlags;
   const W = f.vnet | f.gsoSeg | f.gsoWhole;
@@ -153,6 +168,8 @@ test("bad whole candidates: dropped under their own reason, or forwarded as segm
     ["segment 0 shorter than gso_size", seg0, before(INNER_L4, { gso: GSZ + 1 }), undefined, "bad-gso-size"],
     ["a truncated virtio-net header (6 bytes of headroom)", seg0, before(INNER_L4), 6, "bad-vnet-header"],
     ["csum_start past the frame", seg0, before(seg0.length), undefined, "bad-vnet-header"],
+    ["an inner IPv4 header of 16 bytes (IHL 4)", (() => { const b = seg0.slice(); b[INNER_L4 - 20] = 0x44; return b; })(), before(INNER_L4), undefined, "bad-vnet-header"],
+    ["an inner frame that is not IP under TCP GSO", (() => { const b = seg0.slice(); b[INNER_L4 - 22] = 0x08; b[INNER_L4 - 21] = 0x06; return b; })(), before(INNER_L4), undefined, "gso-unsupported"],
     ["an unknown VNI", seg0Of(F.fromRemote(F.REMOTES[0], 4, VN, tcpSuper(R1, L1), { vni: 4242 }), INNER_L4), before(INNER_L4), undefined, "unknown-vni"],
   ];
   for (const [label, frame, pre, headroom, reason] of drops) {

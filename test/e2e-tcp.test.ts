@@ -33,9 +33,19 @@ interface Shown {
   underlay: { mode: string; neighbours: { ip: string; mac?: string; state: string }[]; remotes: { nve: string; onLink: boolean; macs: string[] }[] };
 }
 
+/**
+ * `nvedge show counters`. The admin socket comes up after forwarding starts
+ * (startNvedge returns once frames flow; under load the broker and the
+ * socket followed 3 s later): a missing socket is waited for, 20 s at most.
+ */
 async function shown(t: PairTopo): Promise<Shown> {
-  const r = await shAsync([process.execPath, BIN, "show", "counters", "--json", "--store", pairStore(t)], { timeoutMs: 15_000 });
-  return JSON.parse(r.stdout) as Shown;
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    const r = await shAsync([process.execPath, BIN, "show", "counters", "--json", "--store", pairStore(t)], { timeoutMs: 15_000, allowFail: true });
+    if (r.code === 0) return JSON.parse(r.stdout) as Shown;
+    if (!/ENOENT/.test(r.stderr) || Date.now() > deadline) throw new Error(`nvedge show counters (exit ${r.code}): ${r.stderr.trim()}`);
+    await new Promise((res) => setTimeout(res, 250));
+  }
 }
 
 /** Drop reasons that would mean an offloaded frame was lost (a partial checksum, a GSO super-frame, its size). */

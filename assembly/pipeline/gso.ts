@@ -8,7 +8,9 @@
 // header. offload.ts makes segment 0 a real frame, and the pipeline handles it
 // like any other: every check (port security, VN lookup, ACLs, MTU, policer)
 // is made on it, and since every segment of a super-frame has the same
-// addresses, ports and VN, their verdict is the whole super-frame's.
+// addresses, ports and VN, their verdict is the whole super-frame's. The one
+// check that counts bytes, a VNIC's policer (qos.rateMbps), would charge
+// segment 0 only: a policed VNIC's super-frames are never promoted.
 //
 // Then, when that frame made exactly one output and the output's port can
 // send a super-frame (setPortGso: an access port whose socket takes a
@@ -39,9 +41,10 @@
 // Counters: a super-frame forwarded whole counts as one frame of its whole
 // length on its input and output ports (as the kernel counts one GSO skb on a
 // veth); cut, as one frame per segment.
-import { HDR_SLOT, OUT_DESC, O_PORT, O_HDRLEN, O_DATA, O_DATALEN, OF_GSO, OG_SIZE, OG_TOKEN, OG_VNET,
+import { HDR_SLOT, OUT_DESC, O_PORT, O_HDRLEN, O_DATA, O_DATALEN, O_VN, OF_GSO, OG_SIZE, OG_TOKEN, OG_VNET,
          OG_OUTER_TH, OG_INNER_NH, OG_KIND, OGK_TSO, OGK_TUNNEL, GSO_CAP_TSO, GSO_CAP_TUNNEL, IW_SIZE, IF_GSO_SEG, IF_GSO_LAST, IF_SEG_SHIFT, IW_TOKEN, IW_REST } from "../abi";
-import { outDescBase, hdrBase, portKind, portCtr, ctrInc, PORT_ACCESS, PORT_UNDERLAY, PORT_CTR, PC_RX_BYTES, PC_TX_BYTES, MAX_PORTS } from "../state";
+import { outDescBase, hdrBase, portKind, portCtr, ctrInc, vnPtr, PORT_ACCESS, PORT_UNDERLAY, PORT_CTR, PC_RX_BYTES, PC_TX_BYTES, MAX_PORTS,
+         MAX_VNS, VN_FEAT, FEAT_POLICE } from "../state";
 import { ld16, st16, csumAdd, csumFold } from "../util";
 import { IP4_TOTLEN, IP4_CSUM, IP4_SRC, IP4_PROTO, IPPROTO_TCP, IPPROTO_UDP } from "../proto/ipv4";
 import { IP6_PLEN, IP6_NXT, IP6_SRC } from "../proto/ipv6";
@@ -140,6 +143,10 @@ export function wholeEnd(before: u32, after: u32): void {
   const bit = <u64>1 << <u64>port;
   const tunnel = kind == PORT_UNDERLAY && (tunPorts & bit) != 0;
   if (!tunnel && (kind != PORT_ACCESS || (tsoPorts & bit) == 0)) return;
+  // A VNIC's policer (qos.rateMbps, on frames from local VNICs) charged
+  // segment 0 only: the rest is cut, each segment charged as it comes.
+  const vn = load<u32>(d, O_VN);
+  if (load<u8>(portKind + wInPort) == PORT_ACCESS && (vn >= MAX_VNS || (<u32>load<u8>(vnPtr(vn), VN_FEAT) & FEAT_POLICE) != 0)) return;
   const hl = <u32>load<u16>(d, O_HDRLEN);
   const data = <usize>load<u32>(d, O_DATA);
   const dl = <u32>load<u16>(d, O_DATALEN);

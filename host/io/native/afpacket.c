@@ -738,7 +738,7 @@ static napi_value Send(napi_env env, napi_callback_info info) {
     tTun[k] = tun ? hp + HDR_SLOT - OG_SIZE : NULL;
     if (from && !tun) {
       memcpy(&tVnet[k], hp + HDR_SLOT - OG_SIZE + OG_VNET, sizeof tVnet[k]);
-      if (so->vlan) tVnet[k].csum_start += 4; // the tag goes in after the MACs
+      if (so->vlan) { tVnet[k].csum_start += 4; tVnet[k].hdr_len += 4; } // the tag goes in after the MACs
     }
     int n = 0;
     if (so->vnet && !tun) v[n++] = (struct iovec){ from ? (void *)&tVnet[k] : (void *)&zeroVnet, sizeof zeroVnet };
