@@ -6,7 +6,8 @@
 // carries UDP-tunnel GSO (a veth does), cut in software with every checksum
 // completed when it does not (then the remote checks each one); a Geneve
 // super-frame's segments checked on the wire by an independent sum (this
-// kernel may have no Geneve device to decapsulate it); a real TCP
+// kernel may have no Geneve device to decapsulate it); a tagged uplink's
+// (underlay.vlan) super-frame whole and cut; a real TCP
 // flow from a TSO sender goes through the relay's super-frames intact; bad
 // frames are refused by reason with nothing written. Needs root and Linux
 // 6.17 or later (tun's UDP tunnel GSO). Every lab is made in test-made
@@ -22,7 +23,10 @@ import { txLabUp, txLabDown, txLabVmUp, outerHeader, innerUdpHeader, type TxLab 
 import { startRelay } from "../host/lab/tunnel-tx-relay.js";
 import { sh, sleep } from "../host/sys/sh.js";
 import { loadAddon } from "../host/io/addon.js";
-import { existsSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { root } from "../host/paths.js";
 import { capture, type Netns } from "./support/io-net.js";
 import * as E from "./support/encoder.js";
 
@@ -99,9 +103,10 @@ async function sendUdpSuperFrame(l: TxLab, o: { segs: number; gso: number; udpCs
 }
 
 const [maj, min] = release().split(".").map(Number);
-if (requireRootAnd(["ip", "nstat", "ethtool"], "the tunnel super-frame TX path against a kernel VXLAN VTEP (network namespaces)") &&
+if (requireRootAnd(["ip", "nstat", "ethtool", "tc", "clang"], "the tunnel super-frame TX path against a kernel VXLAN VTEP (network namespaces)") &&
     requireTool("tun UDP tunnel GSO (Linux 6.17 or later)", maj > 6 || (maj === 6 && min >= 17), "the tunnel super-frame TX path") &&
-    requireTool("the tunnel TX addon (node scripts/build.mjs --addon)", () => existsSync(tunTxAddonPath), "the tunnel super-frame TX path")) {
+    requireTool("the tunnel TX addon (node scripts/build.mjs --addon)", () => existsSync(tunTxAddonPath), "the tunnel super-frame TX path") &&
+    requireTool("libbpf-dev", () => existsSync("/usr/include/bpf/bpf_helpers.h"), "the tagged-uplink case's tag pop (tc-BPF, bench/bpf/vlan.c)")) {
   test("a VXLAN super-frame (8 UDP datagrams, UDP checksum 0) is written once and reaches the remote kernel VTEP's socket as 8 whole datagrams, byte for byte, as ONE frame on the wire", async () => {
     await withLab(4, async (l) => {
       const r = await sendUdpSuperFrame(l, { segs: 8, gso: 1000, udpCsum: false });
@@ -206,6 +211,43 @@ if (requireRootAnd(["ip", "nstat", "ethtool"], "the tunnel super-frame TX path a
         tx.close();
       }
     });
+  });
+
+  test("underlay.vlan: a super-frame tagged after its MACs (802.1Q, VID 7) goes whole, and cut in software, and the remote (its tag popped by tc-BPF, bench/bpf/vlan.c: this kernel has no 802.1Q devices) delivers every datagram", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "nvl-tuntx-"));
+    try {
+      const obj = join(dir, "vlan.o");
+      const inc = readdirSync("/usr/include").filter((d) => /-linux-gnu$/.test(d)).map((d) => `-I/usr/include/${d}`);
+      sh(["clang", "-O2", "-g", "-target", "bpf", "-DVID=7", ...inc, "-c", join(root, "bench", "bpf", "vlan.c"), "-o", obj], { timeoutMs: 60_000 });
+      await withLab(4, async (l) => {
+        sh(["tc", "qdisc", "add", "dev", l.rem.uplink, "clsact"], { ns: l.rem.ns });
+        sh(["tc", "filter", "add", "dev", l.rem.uplink, "ingress", "bpf", "direct-action", "obj", obj, "sec", "tc/ingress"], { ns: l.rem.ns });
+        const tx = TunTx.open(l.dut.txTap, l.dut.uplink, { netns: l.dut.nsPath, udpCsum: true });
+        try {
+          const f = udpSuperFrame(l, { dstIp: l.rem.hostIp, dstMac: l.rem.hostMac, port: 6000 });
+          const headers = new Uint8Array(f.headers.length + 4);
+          headers.set(f.headers.subarray(0, 12));
+          headers.set([0x81, 0x00, 0x00, 0x07], 12);
+          headers.set(f.headers.subarray(12), 16);
+          const frame = { headers, gsoSize: 1000, outerTh: f.outerTh + 4, innerNh: f.innerNh + 4, innerTh: f.innerTh + 4, flags: TX_INNER_UDP | TX_UDP_CSUM };
+          for (const [how, wire] of [["whole", 1], ["cut", 5]] as const) {
+            if (how === "cut") sh(["ethtool", "-K", l.dut.uplink, "tx", "off", "tx-udp_tnl-segmentation", "off", "tx-udp_tnl-csum-segmentation", "off"], { ns: l.dut.ns });
+            const payload = pattern(5000, how === "whole" ? 9 : 10);
+            const rx = udpReceiver(l.rem.ns, l.rem.hostIp, 6000, 5, 8000);
+            await rx.ready;
+            const before = counters(l.rem.ns, l.rem.uplink).rx;
+            tx.sendFrame({ ...frame, payload });
+            const got = (JSON.parse(await rx.done) as string[]).map((x) => Buffer.from(x, "base64"));
+            assert.equal(got, Array.from({ length: 5 }, (_, i) => Buffer.from(payload.subarray(i * 1000, (i + 1) * 1000))), how);
+            assert.is(counters(l.rem.ns, l.rem.uplink).rx - before, wire, `${how}: frames on the wire`);
+          }
+        } finally {
+          tx.close();
+        }
+      });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test("a real TCP flow from a TSO sender (4 MiB) goes through the relay as super-frames, each sent once, and arrives intact", async () => {

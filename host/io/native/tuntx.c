@@ -23,7 +23,9 @@
 // reader that never reads. send() writes each frame with one writev():
 // the 24-byte virtio-net header, the frame's headers, its payload.
 //
-// The frame's headers are finalised here (lengths and checksums that only
+// The frame's headers are finalised (tuntx_core.h, which any addon holding
+// the tap's fd can use: the AF_PACKET addon for the data plane's whole encap
+// super-frames) - the lengths and checksums that only
 // the whole frame's length decides): the outer IPv4 total length and header
 // checksum or IPv6 payload length, the outer UDP length and checksum field
 // (0 - RFC 7348 section 5's SHOULD for IPv4 - or, with TT_UDP_CSUM, the
@@ -31,7 +33,10 @@
 // length (and IPv4 checksum) and the inner TCP/UDP checksum field set to the
 // pseudo-header sum over the whole L4 length, which is what the kernel's
 // segmenter (tcp_gso_segment, __udp_gso_segment) expects of a super-frame.
-// Every other byte is the caller's.
+// Every other byte is the caller's. A frame is refused, nothing of it
+// written, when it breaks virtio_net_hdr_tnl_to_skb()'s rules or its flags,
+// or when a segment would not fit the uplink's MTU (a wrong gso_size); a
+// TT_PLAIN frame (no GSO) gets both checksums completed in software instead.
 //
 // The descriptor (TT_DESC bytes, little-endian, in the caller's ArrayBuffer):
 //   +0  u32 hdr      offset of the frame's headers (outer Ethernet .. inner L4 header)
@@ -42,8 +47,8 @@
 //   +16 u16 outerTh  offset of the outer UDP header in the frame
 //   +18 u16 innerNh  offset of the inner IP header
 //   +20 u16 innerTh  offset of the inner TCP/UDP header
-//   +22 u16 flags    TT_* below
-//   +24 u32 status   written by send(): 0 sent, else a TT_E_* reason
+//   +22 u16 flags    TT_* (tuntx_core.h)
+//   +24 u32 status   written by send(): 0 sent, else a TT_E_* reason (tuntx_core.h)
 //   +28 u32 reserved
 #include <node_api.h>
 #include <errno.h>
@@ -84,9 +89,9 @@
 #define TD_FLAGS 22
 #define TD_STATUS 24
 
-
 // ---- handles -------------------------------------------------------------------------
 
+// One tap per sender thread (counters are plain: a nvedge worker has its own).
 #define MAX_HANDLES 64
 struct tap {
   int fd, linkIn, linkOut;
