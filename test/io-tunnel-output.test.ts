@@ -18,15 +18,12 @@ import * as E from "./support/encoder.js";
 import { IN_DESC, I_OFF, I_LEN, I_FLAGS, OUT_DESC, O_PORT, O_HDRLEN, O_DATA, O_DATALEN, IF_VNET, IF_GSO_SEG, IF_GSO_LAST,
          IF_GSO_WHOLE, IF_SEG_SHIFT, IW_SIZE, IW_TOKEN, OF_GSO, OG_SIZE, OG_TOKEN, OG_VNET, OG_OUTER_TH, OG_INNER_NH, OG_KIND, OGK_TUNNEL } from "../host/dataplane/abi.js";
 
-test("underlay.tunnelGso off, or a tagged uplink: encap super-frames cut in software, no tap opened, nothing attached", () => {
+test("underlay.tunnelGso off: encap super-frames cut in software, no tap opened, nothing attached", () => {
   let attached = 0;
   const fake = { tunnelTx: () => { attached++; } };
   const off = openTunnelOutput(fake, { uplink: "eth9", handle: 0, worker: 0, mode: "off", vlan: 0 });
   assert.is(off.tx, undefined);
   assert.is(off.mode, "eth9: encap TCP super-frames cut in software (underlay.tunnelGso is off)");
-  const tagged = openTunnelOutput(fake, { uplink: "eth9", handle: 0, worker: 0, mode: "auto", vlan: 10 });
-  assert.is(tagged.tx, undefined);
-  assert.match(tagged.mode, /cut in software \(underlay\.vlan/);
   assert.is(attached, 0, "the socket is left to cut");
 });
 
@@ -84,7 +81,7 @@ if (requireRootAnd(["python3", "ethtool"], "the encap super-frame output through
     }
   });
 
-  test("a promoted encap super-frame leaves through the tap as ONE VXLAN frame: the kernel cuts it on an uplink without tunnel GSO into 4 frames whose inner payloads join up; counted once with its whole length", () => {
+  for (const vlan of [0, 10]) test(`a promoted encap super-frame leaves through the tap as ONE VXLAN frame${vlan ? ", tagged 10 after its MACs (underlay.vlan)" : ""}: the kernel cuts it on an uplink without tunnel GSO into 4 frames whose inner payloads join up; counted once with its whole length`, () => {
     const ns = tmpNetns("tto");
     const hs: number[] = [];
     let tx: ReturnType<typeof openTunnelOutput>["tx"];
@@ -94,12 +91,12 @@ if (requireRootAnd(["python3", "ethtool"], "the encap super-frame output through
       // the uplink cannot carry tunnel GSO: the kernel segments in software, so the peer sees every segment
       ns.run("ethtool", ["-K", a2, "tx-udp_tnl-segmentation", "off", "tx-udp_tnl-csum-segmentation", "off"]);
       const ring = { blockSize: 1 << 18, blockCount: 2, vnetHdr: 1, netns: ns.path };
-      hs.push(addon.open(b1, ring), addon.open(a2, ring), addon.open(b2, { ...ring, whole: 0 }));
+      hs.push(addon.open(b1, ring), addon.open(a2, { ...ring, vlan }), addon.open(b2, { ...ring, whole: 0, vlan }));
       const [rx, up, peer] = hs;
-      const out = openTunnelOutput(addon, { uplink: a2, handle: up, worker: 99, mode: "auto", vlan: 0, netns: ns.path });
+      const out = openTunnelOutput(addon, { uplink: a2, handle: up, worker: 99, mode: "auto", vlan, netns: ns.path });
       tx = out.tx;
       const tap = tunnelTapName(process.pid, 99);
-      assert.is(out.mode, `${a2}: encap TCP super-frames sent whole via tap ${tap} (UDP-tunnel GSO)`);
+      assert.is(out.mode, `${a2}: encap TCP super-frames sent whole via tap ${tap} (UDP-tunnel GSO${vlan ? ", tagged 10" : ""})`);
       assert.ok(tx, "the tap is open");
       assert.match(execFileSync("ip", ["-n", ns.name, "-o", "link", "show", "dev", tap], { encoding: "utf8" }), tap, "the tap exists in the uplink's namespace");
 
@@ -131,12 +128,13 @@ if (requireRootAnd(["python3", "ethtool"], "the encap super-frame output through
       u8[rec + OG_KIND] = OGK_TUNNEL;
       assert.is(addon.send([-1, up], mem.buffer, L.outDescBase, L.hdrBase, L.hdrSlot, 1), 1, "sent");
       const st = addon.stats(up);
-      assert.equal([st.gsoTunnelSent, st.gsoTunnelErrors, st.txFrames, st.txBytes], [1, 0, 1, hl + 40 + PAYLOAD],
+      assert.equal([st.gsoTunnelSent, st.gsoTunnelErrors, st.txFrames, st.txBytes], [1, 0, 1, hl + 40 + PAYLOAD + (vlan ? 4 : 0)],
         `one frame of the whole length: ${JSON.stringify(st)}`);
       // the peer: 4 VXLAN frames, each the outer headers + an inner segment
       let m = 0;
       for (let k = 0; k < 30 && m < 4; k++) m += addon.recv(peer, mem.buffer, L.slotBase, L.slotSize, L.headroom, L.inDescBase, m, 16 - m, 0, 100);
-      assert.is(m, 4, "cut by the kernel into 4 segments on the wire");
+      assert.is(m, 4, `cut by the kernel into 4 segments on the wire${vlan ? ", each with our tag (the peer's socket takes only VLAN 10, untagged to the slot)" : ""}`);
+      assert.is(addon.stats(peer).vlanOther, 0, "none untagged or with another tag");
       const parts: Uint8Array[] = [];
       for (let i = 0; i < m; i++) {
         const d = L.inDescBase + i * IN_DESC;

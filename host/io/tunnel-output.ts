@@ -10,10 +10,11 @@
 //
 // When the kernel cannot (tun without TUN_F_UDP_TUNNEL_GSO before Linux 6.17,
 // no tcx before 6.6, no CAP_BPF) or the configuration says no
-// (underlay.tunnelGso "off"), or the uplink is tagged (underlay.vlan: the tap
-// path would send the tag inside the frame, which the kernel's tunnel
-// segmentation has not been proven with here), encap super-frames are cut in
-// software as before; the returned text says which, for the log.
+// (underlay.tunnelGso "off"), encap super-frames are cut in software as
+// before; the returned text says which, for the log. A tagged uplink
+// (underlay.vlan) is served too: the socket puts the tag after the MACs as
+// for every frame it sends and the offsets move by 4 (afpacket.c sendTunnel);
+// the kernel's tunnel segmentation handles a tagged super-frame (test/io-tuntx).
 import type { PacketAddon } from "./addon.js";
 import { TunTx } from "./tuntx.js";
 
@@ -25,7 +26,7 @@ export interface TunnelOutputOptions {
   worker: number;
   /** underlay.tunnelGso: "auto" (the tap when the kernel has it) or "off" (always cut in software). */
   mode: "auto" | "off";
-  /** underlay.vlan (0: untagged). */
+  /** underlay.vlan (0: untagged; the socket tags, the tap path follows). */
   vlan: number;
   /** The namespace the sockets are opened in (OpenOptions.netns). */
   netns?: string;
@@ -50,7 +51,6 @@ export function tunnelTapName(pid: number, worker: number): string {
 export function openTunnelOutput(addon: Pick<PacketAddon, "tunnelTx">, o: TunnelOutputOptions): TunnelOutput {
   const cut = (why: string) => ({ mode: `${o.uplink}: encap TCP super-frames cut in software (${why})` });
   if (o.mode === "off") return cut("underlay.tunnelGso is off");
-  if (o.vlan) return cut("underlay.vlan: the tunnel TX tap does not tag");
   let tx: TunTx;
   const tap = tunnelTapName(process.pid, o.worker);
   try {
@@ -65,5 +65,5 @@ export function openTunnelOutput(addon: Pick<PacketAddon, "tunnelTx">, o: Tunnel
     tx.close();
     return cut(`no tunnel TX tap: ${(e as Error).message}`);
   }
-  return { tx, mode: `${o.uplink}: encap TCP super-frames sent whole via tap ${tap} (UDP-tunnel GSO)` };
+  return { tx, mode: `${o.uplink}: encap TCP super-frames sent whole via tap ${tap} (UDP-tunnel GSO${o.vlan ? `, tagged ${o.vlan}` : ""})` };
 }
