@@ -25,16 +25,16 @@ const root = fileURLToPath(new URL("../../", import.meta.url));
 
 export interface TcpRow {
   case: string; mbps?: number; ratio?: number; rounds?: number[]; retransmits?: number; loadavg?: number[];
-  gso?: { frames: number; segments: number; bad: number; whole: number }; oversize?: number; csumNotReady?: number; kernelDrops?: number; drops?: Record<string, number>;
+  gso?: { frames: number; segments: number; bad: number; whole: number; tunnel?: number }; oversize?: number; csumNotReady?: number; kernelDrops?: number; drops?: Record<string, number>;
   skipped?: string; error?: string;
 }
 
 const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); return s.length % 2 ? s[s.length >> 1] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2; };
 const round1 = (x: number) => Math.round(x * 10) / 10;
 
-interface IoCounters { gsoFrames: number; gsoSegments: number; gsoBad: number; gsoWholeSent: number; csumNotReady: number; kernelDrops: number; oversize: number }
+interface IoCounters { gsoFrames: number; gsoSegments: number; gsoBad: number; gsoWholeSent: number; gsoTunnelSent?: number; csumNotReady: number; kernelDrops: number; oversize: number }
 
-/** nvedge's own view after a test: GSO super-frames cut (gso.frames, .segments) or sent whole (gso.whole, assembly/pipeline/gso.ts), partial checksums met, kernel ring drops, data-plane drops by reason. */
+/** nvedge's own view after a test: GSO super-frames cut (gso.frames, .segments) or sent whole (gso.whole, assembly/pipeline/gso.ts; gso.tunnel: encap ones sent as one VXLAN frame through the tunnel TX tap, host/io/tunnel-output.ts), partial checksums met, kernel ring drops, data-plane drops by reason. */
 async function nvedgeCounters(t: PairTopo): Promise<{ io: Record<string, IoCounters>; drops: Record<string, number> }> {
   const r = await shAsync([process.execPath, `${root}bin/nvedge.js`, "show", "counters", "--json", "--store", pairStore(t)], { timeoutMs: 15_000 });
   const j = JSON.parse(r.stdout) as { io: Record<string, IoCounters>; counters: { drops: Record<string, number> } };
@@ -80,7 +80,8 @@ export async function runTcp(o: { seconds?: number; rounds?: number; workers?: n
               for (const [dir, io] of [["encap", trunk], ["decap", ul]] as const) {
                 const g = got.get(`${d.name} ${dir}`)!;
                 g.gso = { frames: (g.gso?.frames ?? 0) + io.gsoFrames, segments: (g.gso?.segments ?? 0) + io.gsoSegments, bad: (g.gso?.bad ?? 0) + io.gsoBad,
-                          whole: (g.gso?.whole ?? 0) + io.gsoWholeSent };
+                          whole: (g.gso?.whole ?? 0) + io.gsoWholeSent,
+                          ...(dir === "encap" ? { tunnel: (g.gso?.tunnel ?? 0) + (ul.gsoTunnelSent ?? 0) } : {}) };
                 g.csum = (g.csum ?? 0) + io.csumNotReady;
                 g.oversize = (g.oversize ?? 0) + io.oversize;
                 g.kdrops = (g.kdrops ?? 0) + trunk.kernelDrops + ul.kernelDrops;

@@ -7,6 +7,11 @@
 // nvedge resolves it by ARP / ND and answers the kernel's ARP / NS for its own
 // address (assembly/pipeline/host.ts, host/underlay/resolver.ts). iperf3 runs
 // 2 s each way (bounded; its rate is bench/tcp.ts's business, not asserted).
+// VM -> remote, a VM's TSO super-frame is encapsulated whole and leaves as
+// ONE VXLAN frame with a UDP-tunnel GSO request through the worker's tunnel
+// TX tap (host/io/tunnel-output.ts); with underlay.tunnelGso "off" (as on a
+// kernel without the tap path) it is cut in software as before, and TCP
+// still works.
 // The pair lab (host/lab/pair.ts) is built in test-made `nvl-` namespaces
 // and removed even on failure.
 import { test } from "uvu";
@@ -20,6 +25,7 @@ import { BIN, sniff } from "./support/lab-fixture.js";
 interface IoCounters {
   gsoFrames: number; gsoSegments: number; gsoBad: number; csumNotReady: number; oversize: number;
   gsoWholeSent: number; gsoWholeStale: number; gsoWholeErrors: number; txFrames: number; txBytes: number;
+  gsoTunnelSent: number; gsoTunnelErrors: number;
 }
 interface Shown {
   io: Record<string, IoCounters>;
@@ -50,10 +56,17 @@ const ping = async (ns: string, dst: string) => {
   return { received: Number(/(\d+) received/.exec(r.stdout)?.[1] ?? 0), out: r.stdout + r.stderr };
 };
 
+/** The remote VTEP's underlay link's receive counters (the kernel's: a GSO skb counts once, with its whole length). */
+async function remoteRx(t: PairTopo): Promise<{ packets: number; bytes: number }> {
+  const j = JSON.parse((await shAsync(["ip", "-j", "-s", "link", "show", "dev", t.remote.underlay], { ns: t.remote.ns })).stdout)[0];
+  return { packets: j.stats64.rx.packets as number, bytes: j.stats64.rx.bytes as number };
+}
+
 const BPF = requireTool("libbpf-dev", () => existsSync("/usr/include/bpf/bpf_helpers.h"), "the pair lab's access tag (tc-BPF, bench/bpf/vlan.c)");
 if (BPF && requireRootAnd(["ip", "tc", "clang", "iperf3", "ping", "tcpdump"], "TCP and an IPv6 underlay end to end through nvedge (network namespaces)")) {
-  for (const family of [4, 6] as const) {
-    test(`IPv${family} underlay, offloads on, no gateway/gatewayMac/static neighbour: ping and iperf3 TCP both ways between a VM and a kernel VXLAN host; the VM's super-frames cut, the kernel VTEP's decapsulated whole and sent to the VM as one frame each, none dropped; no tunnel frame to broadcast`, async () => {
+  for (const [family, tunnelGso] of [[4, "auto"], [6, "auto"], [4, "off"]] as const) {
+    const whole = tunnelGso === "auto";
+    test(`IPv${family} underlay, offloads on, no gateway/gatewayMac/static neighbour${whole ? "" : ", underlay.tunnelGso off"}: ping and iperf3 TCP both ways between a VM and a kernel VXLAN host; the VM's super-frames ${whole ? "encapsulated whole and sent as one VXLAN frame each through the tunnel TX tap" : "cut in software"}, the kernel VTEP's decapsulated whole and sent to the VM as one frame each, none dropped; no tunnel frame to broadcast`, async () => {
       let t: PairTopo | undefined;
       let dut: Dut | undefined;
       try {
@@ -61,7 +74,7 @@ if (BPF && requireRootAnd(["ip", "tc", "clang", "iperf3", "ping", "tcpdump"], "T
         // Every tunnel frame nvedge sends from its start on, the first ones
         // (sent as soon as the remote is resolved) included: none to broadcast.
         const cap = await sniff(t.remote.ns, t.remote.underlay, { direction: "in", filter: ["udp", "dst", "port", "4789"], timeoutMs: 60_000 });
-        dut = await startNvedge(t);
+        dut = await startNvedge(t, { tunnelGso });
         const a = await ping(t.vm.ns, t.remote.hostIp);
         const b = await ping(t.remote.ns, t.vm.ip);
         const tunnel = await cap.stop();
@@ -75,19 +88,40 @@ if (BPF && requireRootAnd(["ip", "tc", "clang", "iperf3", "ping", "tcpdump"], "T
         assert.is(a.received, 3, `VM -> remote host\n${a.out}${lost}`);
         assert.is(b.received, 3, `remote host -> VM\n${b.out}${lost}`);
         const before = await shown(t);
+        const remBefore = await remoteRx(t);
         const enc = await iperf(t, "encap", 2);
         const mid = await shown(t);
+        const remMid = await remoteRx(t);
         const dec = await iperf(t, "decap", 2);
         const after = await shown(t);
         // TCP moved both ways (at least 1 MiB each: hundreds of full segments).
         assert.ok(enc.bytes >= 1 << 20, `VM -> remote: ${enc.bytes} bytes received`);
         assert.ok(dec.bytes >= 1 << 20, `remote -> VM: ${dec.bytes} bytes received`);
-        // The VM's TSO super-frames reached nvedge on the trunk and were cut
-        // into segments; the kernel VTEP's reached it on the underlay; none
-        // was refused, and no drop reason of an offloaded frame moved.
+        // The VM's TSO super-frames reached nvedge on the trunk; the kernel
+        // VTEP's reached it on the underlay; none was refused, and no drop
+        // reason of an offloaded frame moved.
         const d = (port: string, k: keyof IoCounters) => after.io[port][k] - before.io[port][k];
-        assert.ok(d(t.dut.trunk, "gsoFrames") > 0 && d(t.dut.trunk, "gsoSegments") > d(t.dut.trunk, "gsoFrames"),
-          `the VM's TSO super-frames were cut on the trunk: ${JSON.stringify(after.io[t.dut.trunk])}`);
+        const dEnc = (port: string, k: keyof IoCounters) => mid.io[port][k] - before.io[port][k];
+        const remRx = { packets: remMid.packets - remBefore.packets, bytes: remMid.bytes - remBefore.bytes };
+        const log = dut.log?.() ?? "";
+        if (whole) {
+          // Encapsulated whole (assembly/pipeline/gso.ts, GSO_CAP_TUNNEL on the
+          // uplink) and sent as one VXLAN frame each through the tap: the
+          // remote VTEP's link received frames far longer than one segment.
+          assert.match(log, /encap TCP super-frames sent whole via tap nvtx/, `the log says which output runs: ${log}`);
+          assert.ok(dEnc(t.dut.trunk, "gsoWholeSent") > 0 && dEnc(t.dut.underlay, "gsoTunnelSent") > 0,
+            `the VM's super-frames went whole through the tap: trunk ${JSON.stringify(mid.io[t.dut.trunk])} underlay ${JSON.stringify(mid.io[t.dut.underlay])}`);
+          assert.is(dEnc(t.dut.trunk, "gsoWholeErrors") + dEnc(t.dut.underlay, "gsoTunnelErrors"), 0, `none lost: ${JSON.stringify(mid.io)}`);
+          assert.is(dEnc(t.dut.trunk, "gsoFrames"), 0, "no super-frame of the VM's was cut");
+          assert.ok(remRx.bytes >= 1 << 20 && remRx.bytes / remRx.packets > 4 * 1518,
+            `VM -> remote: the remote VTEP received ${remRx.packets} frames, ${remRx.bytes} bytes (mean ${Math.round(remRx.bytes / remRx.packets)}): tunnel super-frames, not segments`);
+        } else {
+          assert.match(log, /encap TCP super-frames cut in software \(underlay\.tunnelGso is off\)/, `the log says which output runs: ${log}`);
+          assert.ok(dEnc(t.dut.trunk, "gsoFrames") > 0 && dEnc(t.dut.trunk, "gsoSegments") > dEnc(t.dut.trunk, "gsoFrames"),
+            `the VM's TSO super-frames were cut on the trunk: ${JSON.stringify(mid.io[t.dut.trunk])}`);
+          assert.is(dEnc(t.dut.underlay, "gsoTunnelSent"), 0, "nothing through a tap");
+          assert.ok(remRx.bytes / remRx.packets <= 1518 + 50, `VM -> remote: segments of at most the underlay MTU (mean ${Math.round(remRx.bytes / remRx.packets)})`);
+        }
         assert.ok(d(t.dut.trunk, "csumNotReady") > 0, "the VM's partial checksums reached nvedge");
         // The kernel VTEP's tunnel-GSO super-frames were decapsulated whole
         // (assembly/pipeline/gso.ts): sent to the trunk as one frame each with

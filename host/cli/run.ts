@@ -198,7 +198,7 @@ export async function runCommand(argv: string[]): Promise<number> {
         throw new Error(`--io ${io}: ${e.message}${v.io === undefined ? " (the configuration has ports, so packet I/O is the default; --io none runs the control plane only)" : ""}`);
       });
       snapshotDp = (k) => pool.snapshot(k);
-      for (const m of pool.modes) log(`io: afxdp ${m}`);
+      for (const m of pool.modes) log(`io: ${io} ${m}`);
       pool.closed.catch((e: Error) => { log(`FATAL io: packet I/O failed: ${e.message}`); process.exitCode = 1; process.kill(process.pid, "SIGTERM"); });
       cleanup.push(() => pool.stop());
       onLearn = (h) => pool.onLearn(h);

@@ -61,8 +61,9 @@ export function render(what: string, data: any): string {
       out.push("", table([["VN", "RX", "TX", "ENCAP", "DECAP", "FLOOD", "DROPS"],
         ...Object.entries(c.vns as Record<string, any>).map(([k, v]) => [k, v.rxFrames, v.txFrames, v.encap, v.decap, v.flood, v.drops].map(String))]));
       // Packet I/O (--io afpacket): the kernel's ring drops per interface and each worker's figures.
-      if (data.io) out.push("", table([["INTERFACE", "RING DROPS", "RING FREEZES", "OVERSIZE", "SEND ERRORS", "CSUM OFFLOAD"],
-        ...Object.entries(data.io as Record<string, any>).map(([k, x]) => [k, x.kernelDrops, x.kernelFreezes, x.oversize, x.txErrors, x.csumNotReady].map(String))]));
+      // TUNNEL GSO: encap TCP super-frames sent whole as one VXLAN/Geneve frame through the tunnel TX tap (host/io/tunnel-output.ts)
+      if (data.io) out.push("", table([["INTERFACE", "RING DROPS", "RING FREEZES", "OVERSIZE", "SEND ERRORS", "CSUM OFFLOAD", "TUNNEL GSO"],
+        ...Object.entries(data.io as Record<string, any>).map(([k, x]) => [k, x.kernelDrops, x.kernelFreezes, x.oversize, x.txErrors, x.csumNotReady, x.gsoTunnelSent ?? 0].map(String))]));
       if (data.perWorker) out.push("", table([["WORKER", "RX", "FORWARDED", "DROPPED", "BATCHES"],
         ...(data.perWorker as any[]).map((w, i) => [i, w.rx, w.forwarded, w.dropped, w.batches].map(String))]));
       return out.join("\n");

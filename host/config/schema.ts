@@ -52,6 +52,8 @@ export const configSchema = {
         routerMac: { type: "string", pattern: MAC }, // the inner source MAC of routed frames (L3 service); default `mac`
         gateway: ip, // the next hop, resolved by ARP/ND (issue 11)
         vlan: { type: "integer", minimum: 1, maximum: 4094 }, // a tagged uplink (INTERFACES.md)
+        // encap TCP super-frames sent whole with UDP-tunnel GSO through a tap (auto: when the kernel can; INTERFACES.md)
+        tunnelGso: { enum: ["auto", "off"] },
         udpPort: { type: "integer", minimum: 1, maximum: 65535, default: 4789 },
         genevePort: { type: "integer", minimum: 1, maximum: 65535, default: 6081 },
       },

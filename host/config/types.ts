@@ -16,7 +16,7 @@ export const hvId = (h: HypervisorEntry): string => (typeof h === "string" ? h :
 export interface NveConfig {
   nve: string;
   broker?: string;
-  underlay: { port: string; ip: string; mac: string; gateway?: string; gatewayMac?: string; routerMac?: string; vlan?: number; udpPort: number; genevePort: number };
+  underlay: { port: string; ip: string; mac: string; gateway?: string; gatewayMac?: string; routerMac?: string; vlan?: number; tunnelGso?: "auto" | "off"; udpPort: number; genevePort: number };
   ports: PortConfig[];
   vns: VnConfig[];
   vnics: { vnic: string; port: string; state: "active" | "associated";

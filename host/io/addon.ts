@@ -63,6 +63,16 @@ export interface SocketStats {
   kernelFreezes: number;
   /** On a tagged uplink (vlan): frames that came untagged or with another VLAN id, dropped. */
   vlanOther: number;
+  /**
+   * Encap super-frames sent whole through the socket's tunnel TX tap
+   * (tunnelTx; one VXLAN/Geneve frame with a UDP-tunnel GSO request each,
+   * counted in txFrames/txBytes as one frame of its whole length, as the
+   * uplink counts the GSO skb), and those the tap refused (lost; in txErrors
+   * too), with the last refusal's reason (tuntx.ts TX_STATUS).
+   */
+  gsoTunnelSent: number;
+  gsoTunnelErrors: number;
+  gsoTunnelLastError?: string;
 }
 
 export interface PacketAddon {
@@ -78,6 +88,13 @@ export interface PacketAddon {
   wake(fd: number): void;
   closeFd(fd: number): void;
   stats(handle: number): SocketStats;
+  /**
+   * Encap super-frames (the data plane's OGK_TUNNEL outputs) this socket
+   * sends go whole through the tuntx tap `fd` (host/io/tuntx.ts TunTx.fd on
+   * the same interface; -1 detaches); udpCsum: the tap was opened with it;
+   * mtu: the uplink's. Set GSO_CAP_TUNNEL on the port only after this.
+   */
+  tunnelTx(handle: number, fd: number, udpCsum: number, mtu: number): void;
   /** madvise(MADV_HUGEPAGE) on the whole 2 MiB pages of buf[offset, offset+length); the bytes advised. */
   adviseHuge(buf: ArrayBuffer, offset: number, length: number): number;
   /** The hash of the data plane ABI (host/io/native/abi.h) the addon was compiled with. */

@@ -335,11 +335,13 @@ export async function startAfPacket(opts: AfPacketOptions): Promise<WorkerPool> 
   const fanout = interfaces.map((_, i) => fanoutGroup(poolNo, i));
   // underlay.vlan (INTERFACES.md): the uplink's socket tags and untags (native/afpacket.c; native/afxdp: its XDP program takes only our VLAN)
   const vlans = interfaces.map((name) => opts.config && name === opts.config.underlay.port ? opts.config.underlay.vlan ?? 0 : 0);
+  // encap TCP super-frames whole through a tunnel TX tap per worker (tunnel-output.ts; underlay.tunnelGso, default auto)
+  const tunnelTx = opts.config ? { uplink: opts.config.underlay.port, mode: opts.config.underlay.tunnelGso ?? "auto" } : undefined;
   for (let id = 0; id < n; id++) {
     const { port1, port2 } = new MessageChannel();
     const wakeFd = addon.eventfd();
     const init: WorkerInit = {
-      id, io: opts.io ?? "afpacket", interfaces, fanout, vlans, ring: opts.ring ?? {}, dataplane: opts.dataplane ?? {},
+      id, io: opts.io ?? "afpacket", interfaces, fanout, vlans, ...(tunnelTx ? { tunnelTx } : {}), ring: opts.ring ?? {}, dataplane: opts.dataplane ?? {},
       ctl: ctl.buffer as SharedArrayBuffer, port: port2, wakeFd, idlePollMs: opts.idlePollMs ?? 100,
     };
     workers.push(new Worker(workerUrl("io-worker"), { workerData: init, transferList: [port2] }));

@@ -14,7 +14,9 @@ import { adviseHugePages } from "./hugepages.js";
 import type { DpOp } from "../dataplane/ops.js";
 import { DataPlane, DataPlaneError, type LearnRecord } from "../dataplane/dataplane.js";
 import type { Image, ImageKey } from "../dataplane/image.js";
-import { IN_DESC, I_OFF, I_LEN, I_PORT, OUT_DESC, O_PORT, O_HDRLEN, O_DATA, O_DATALEN, GSO_CAP_TSO } from "../dataplane/abi.js";
+import { IN_DESC, I_OFF, I_LEN, I_PORT, OUT_DESC, O_PORT, O_HDRLEN, O_DATA, O_DATALEN, GSO_CAP_TSO, GSO_CAP_TUNNEL } from "../dataplane/abi.js";
+import { openTunnelOutput } from "./tunnel-output.js";
+import type { TunTx } from "./tuntx.js";
 
 export interface WorkerInit {
   id: number;
@@ -25,6 +27,8 @@ export interface WorkerInit {
   io?: "afpacket" | "afxdp";
   /** 802.1Q VLAN id per interface (same order) on a tagged uplink (underlay.vlan), 0 for none. */
   vlans?: number[];
+  /** The encap super-frame output (tunnel-output.ts): the uplink and underlay.tunnelGso; absent: cut in software. */
+  tunnelTx?: { uplink: string; mode: "auto" | "off" };
   ring: OpenOptions;
   dataplane: { macLog2?: number; ipLog2?: number; hugePages?: boolean; loader?: "core" | "component"; image?: Image };
   /** Int32 per worker: non-zero when messages wait on `port`. */
@@ -101,6 +105,8 @@ async function main(): Promise<void> {
   const handles: number[] = [];
   let pio: Pick<typeof addon, "open" | "close" | "recv" | "send" | "poll" | "stats"> = addon;
   const modes: string[] = [];
+  let tunTx: TunTx | undefined; // the uplink's tunnel TX tap (tunnel-output.ts), when open
+  const tunAt = init.io !== "afxdp" && init.tunnelTx ? init.interfaces.indexOf(init.tunnelTx.uplink) : -1;
   try {
     // Offloads (issue 11): each frame's virtio-net header goes to the data
     // plane, which completes partial checksums and the GSO segments the
@@ -115,9 +121,16 @@ async function main(): Promise<void> {
       init.interfaces.forEach((name, i) => { handles.push(x.open(name, { ...init.ring, vlan: init.vlans?.[i] ?? 0 })); modes.push(`${name}: ${x.mode(handles[handles.length - 1])}`); });
     } else {
       init.interfaces.forEach((name, i) => handles.push(addon.open(name, { vnetHdr: 1, ...init.ring, fanout: init.fanout[i], vlan: init.vlans?.[i] ?? 0 })));
+      if (tunAt >= 0) {
+        const t = openTunnelOutput(addon, { uplink: init.interfaces[tunAt], handle: handles[tunAt], worker: init.id, mode: init.tunnelTx!.mode,
+                                            vlan: init.vlans?.[tunAt] ?? 0, netns: init.ring.netns });
+        tunTx = t.tx;
+        modes.push(t.mode);
+      }
     }
   } catch (e) {
     for (const h of handles) pio.close(h);
+    tunTx?.close();
     post({ type: "error", id: init.id, message: (e as Error).message });
     return;
   }
@@ -147,8 +160,9 @@ async function main(): Promise<void> {
         while (byPort.length <= idx) byPort.push(-1);
         byPort[idx] = handles[s];
         // an AF_PACKET socket (vnetHdr) sends a TCP super-frame whole with a
-        // TSO request (assembly/pipeline/gso.ts); AF_XDP has no GSO
-        dp.portGso(idx, init.io === "afxdp" ? 0 : GSO_CAP_TSO);
+        // TSO request (assembly/pipeline/gso.ts); AF_XDP has no GSO; the
+        // uplink takes an encap super-frame whole once its tunnel TX tap is open
+        dp.portGso(idx, init.io === "afxdp" ? 0 : GSO_CAP_TSO | (tunTx && s === tunAt ? GSO_CAP_TUNNEL : 0));
       }
     });
   };
@@ -312,6 +326,7 @@ async function main(): Promise<void> {
     if (done === 0) loop.unprocessed += n;
   }
   for (const h of handles) pio.close(h);
+  tunTx?.close(); // after the socket that wrote to it
   post({ type: "stopped", id: init.id });
 }
 

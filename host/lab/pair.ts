@@ -151,7 +151,7 @@ export async function pairDown(t: PairTopo): Promise<string[]> {
 
 // ---- the devices under test ---------------------------------------------------
 
-export interface Dut { name: string; stop(): Promise<void> }
+export interface Dut { name: string; stop(): Promise<void>; /** nvedge's log so far (stderr, first 64 KiB). */ log?(): string }
 
 /** The NVE configuration (INTERFACES.md): the VM as a static VNIC, the remote host as a static address; no gateway, no gatewayMac. */
 export function pairNvedgeConfig(t: PairTopo): object {
@@ -175,9 +175,11 @@ export const pairStore = (t: PairTopo) => `${t.workDir}/store`;
  * from which it finds the remote on-link and resolves it by ARP / ND.
  * Resolves once the VM reaches the remote host through it (bounded).
  */
-export async function startNvedge(t: PairTopo, o: { workers?: number } = {}): Promise<Dut> {
+export async function startNvedge(t: PairTopo, o: { workers?: number; tunnelGso?: "auto" | "off" } = {}): Promise<Dut> {
   const cfg = `${t.workDir}/nve-pair.json`;
-  writeFileSync(cfg, JSON.stringify(pairNvedgeConfig(t), null, 2) + "\n");
+  const c = pairNvedgeConfig(t) as { underlay: Record<string, unknown> };
+  if (o.tunnelGso) c.underlay.tunnelGso = o.tunnelGso; // the encap super-frame output (host/io/tunnel-output.ts)
+  writeFileSync(cfg, JSON.stringify(c, null, 2) + "\n");
   sh(["ip", ipf(t), "route", "replace", t.dut.prefix, "dev", t.dut.underlay], { ns: t.dut.ns });
   rmSync(pairStore(t), { recursive: true, force: true });
   const child: ChildProcess = spawn("ip", ["netns", "exec", t.dut.ns, process.execPath, BIN, "run", "--config", cfg, "--io", "afpacket",
@@ -199,7 +201,7 @@ export async function startNvedge(t: PairTopo, o: { workers?: number } = {}): Pr
     await stop();
     throw new Error(`${(e as Error).message}\n${stderr.trim().split("\n").slice(-5).join("\n")}`);
   }
-  return { name: "nvedge", stop };
+  return { name: "nvedge", stop, log: () => stderr };
 }
 
 /**

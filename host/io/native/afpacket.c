@@ -42,6 +42,14 @@
 // cuts the rest, segments 1.., as above. stats: gsoWholeSent, gsoWholeStale
 // (a whole output whose super-frame was no longer waiting: not sent),
 // gsoWholeErrors (its port cannot ask for segmentation: lost).
+// An encap super-frame (the data plane's OGK_TUNNEL output, promoted only
+// when the host set GSO_CAP_TUNNEL on the underlay port) leaves through the
+// tunnel TX tap the host attached to the uplink's socket (tunnelTx: a tuntx
+// tap, host/io/native/tuntx.c, whose ingress tc redirects to the uplink): one
+// writev() of ONE VXLAN/Geneve frame with a UDP-tunnel GSO request
+// (tuntx_core.h ttSendPieces), in the socket's output order among the
+// frames its sendmmsg() sends. stats: gsoTunnelSent, gsoTunnelErrors.
+//   tunnelTx(handle, fd, udpCsum, mtu)  attach a tuntx tap's fd to the socket (fd -1: detach)
 //   close(handle)
 #include <node_api.h>
 #include <errno.h>
@@ -69,6 +77,7 @@
 
 #include "abi.h"       // the memory ABI (generated from assembly/ by scripts/abi.mjs)
 #include "io_common.h" // N-API helpers, recv/send arguments, descriptors, netns, poll (shared with afxdp/afxdp.c)
+#include "tuntx_core.h" // ttSendPieces: an encap super-frame through a tuntx tap (issue 11)
 
 #define MAX_HANDLES 256
 
@@ -118,6 +127,11 @@ struct sock {
   uint16_t vlan;                       // underlay.vlan: frames carry this 802.1Q tag on the wire, none in the data plane (0: off)
   uint8_t vlanTag[4];                  // the tag sent: TPID 0x8100, PCP 0, VID vlan
   uint64_t vlanOther;                  // frames received without the tag, or with another (dropped)
+  int tunFd;                           // a tuntx tap's fd for whole encap super-frames (tunnelTx; -1: none). Not ours to close
+  int tunCsum;                         // the tap takes outer UDP checksums (TUN_F_UDP_TUNNEL_GSO_CSUM)
+  unsigned tunMtu;                     // the uplink's MTU (no segment longer)
+  uint64_t gsoTunnelSent, gsoTunnelErrors; // encap super-frames sent whole through the tap; refused by it (lost: TCP resends)
+  int tunLastError;                    // the last refusal's TT_E_* reason (tuntx_core.h)
 };
 
 // The in-desc flag bits, from the data plane (descFlags): 0 until set.
@@ -295,6 +309,7 @@ static napi_value Open(napi_env env, napi_callback_info info) {
   struct sock *s = calloc(1, sizeof *s);
   if (!s) return throwErr(env, "open: out of memory");
   s->fd = -1;
+  s->tunFd = -1;
   memcpy(s->ifname, ifname, IFNAMSIZ);
   s->vlan = (uint16_t)vlan;
   s->wholeOn = vnetHdr && whole;
@@ -600,6 +615,7 @@ static __thread uint32_t *tOrder;
 static __thread uint32_t tCap;
 static __thread struct virtio_net_hdr *tVnet; // a whole super-frame's virtio-net header, per message
 static __thread struct pend **tFrom;          // a whole super-frame's entry in its receiving socket, per output (NULL: none)
+static __thread const uint8_t **tTun;         // an encap super-frame's GSO record (for the tap), per message (NULL: sendmmsg)
 static const struct virtio_net_hdr zeroVnet;
 #define IOV_PER_MSG 6 // virtio-net header, header piece (3 with a tag), data piece, a whole super-frame's rest
 
@@ -617,10 +633,42 @@ static int grow(uint32_t n) {
   struct pend **fr = realloc(tFrom, n * sizeof *fr);
   if (!fr) return 0;
   tFrom = fr;
+  const uint8_t **tt = realloc(tTun, n * sizeof *tt);
+  if (!tt) return 0;
+  tTun = tt;
   uint32_t *o = realloc(tOrder, n * sizeof *o);
   if (!o) return 0;
   tOrder = o;
   tCap = n;
+  return 1;
+}
+
+/**
+ * Message k, an encap super-frame (the data plane's OGK_TUNNEL output: outer
+ * headers in its header piece, the inner IP header on in its data piece, the
+ * rest of the payload in the receiving ring), through the socket's tunnel TX
+ * tap as ONE frame with a UDP-tunnel GSO request (tuntx_core.h). The GSO
+ * record's offsets are the frame's in the data plane; an underlay.vlan tag
+ * among the pieces moves them by 4. Counted as the uplink counts one GSO skb
+ * (one frame of its whole length). Returns 1 if sent.
+ */
+static uint32_t sendTunnel(struct sock *s, uint32_t k) {
+  const uint8_t *rec = tTun[k];
+  struct virtio_net_hdr vh;
+  memcpy(&vh, rec + OG_VNET, sizeof vh);
+  unsigned add = s->vlan ? 4 : 0;
+  const struct msghdr *m = &tMsgs[k].msg_hdr;
+  int st = ttSendPieces(s->tunFd, s->tunCsum, s->tunMtu, vh.flags, vh.gso_type, le16toh(vh.gso_size), getU16(rec + OG_OUTER_TH) + add,
+                        getU16(rec + OG_INNER_NH) + add, le16toh(vh.csum_start) + add, m->msg_iov, (int)m->msg_iovlen);
+  if (st != TT_OK) {
+    s->txErrors++;
+    s->gsoTunnelErrors++;
+    s->tunLastError = st;
+    return 0;
+  }
+  s->txFrames++;
+  s->txBytes += tOrder[k];
+  s->gsoTunnelSent++;
   return 1;
 }
 
@@ -656,10 +704,11 @@ static napi_value Send(napi_env env, napi_callback_info info) {
       continue;
     }
     // taken either way: sent whole, or lost when its port cannot ask for
-    // segmentation (no vnet header, or a tunnel GSO record, which helper
-    // tun11's UDP-tunnel TX module sends; not this socket): TCP resends
+    // segmentation (a TSO record on a socket without vnet header, a tunnel
+    // GSO record on one without a tunnel TX tap): TCP resends
     pe->state = W_TAKEN;
-    if (p >= nports || !byPort[p] || !byPort[p]->vnet || rec[OG_KIND] != OGK_TSO) { from->gsoWholeErrors++; continue; }
+    struct sock *out = p < nports ? byPort[p] : NULL;
+    if (!out || (rec[OG_KIND] == OGK_TUNNEL ? out->tunFd < 0 : !out->vnet || rec[OG_KIND] != OGK_TSO)) { from->gsoWholeErrors++; continue; }
     tFrom[j] = pe;
   }
 #define SKIPPED(j, o) (anyGso && (o) && !tFrom[j])
@@ -684,12 +733,15 @@ static napi_value Send(napi_env env, napi_callback_info info) {
     struct sock *so = byPort[o.port];
     struct pend *from = o.gso ? tFrom[j] : NULL;
     uint8_t *hp = mem + a.hdrBase + (size_t)j * hdrSlot;
-    if (from) {
+    // an encap super-frame goes to the tap (its own virtio-net header, ttSendPieces), not to sendmmsg
+    int tun = from && hp[HDR_SLOT - OG_SIZE + OG_KIND] == OGK_TUNNEL;
+    tTun[k] = tun ? hp + HDR_SLOT - OG_SIZE : NULL;
+    if (from && !tun) {
       memcpy(&tVnet[k], hp + HDR_SLOT - OG_SIZE + OG_VNET, sizeof tVnet[k]);
       if (so->vlan) { tVnet[k].csum_start += 4; tVnet[k].hdr_len += 4; } // the tag goes in after the MACs
     }
     int n = 0;
-    if (so->vnet) v[n++] = (struct iovec){ from ? (void *)&tVnet[k] : (void *)&zeroVnet, sizeof zeroVnet };
+    if (so->vnet && !tun) v[n++] = (struct iovec){ from ? (void *)&tVnet[k] : (void *)&zeroVnet, sizeof zeroVnet };
     // underlay.vlan: the tag goes in after the MACs, as a VLAN device would put it
     n += framePieces(v + n, hp, o.hdrLen, mem + o.data, o.dataLen, so->vlan ? so->vlanTag : NULL, &tOrder[k]);
     if (from) {
@@ -710,7 +762,10 @@ static napi_value Send(napi_env env, napi_callback_info info) {
     struct sock *s = byPort[p];
     uint32_t i = start;
     while (s && i < end) {
-      uint32_t chunk = end - i > 1024 ? 1024 : end - i;
+      if (tTun[i]) { sent += sendTunnel(s, i); i++; continue; }
+      // the run up to the next encap super-frame (sent in its place, in order)
+      uint32_t chunk = 0;
+      while (i + chunk < end && chunk < 1024 && !tTun[i + chunk]) chunk++;
       int r = sendmmsg(s->fd, tMsgs + i, chunk, 0);
       if (r < 0) {
         if (errno == EINTR) continue;
@@ -748,6 +803,30 @@ static void clearErr(int fd, short revents) {
 }
 
 static napi_value Poll(napi_env env, napi_callback_info info) { return pollHandles(env, info, POLLIN | POLLERR, sockFd, clearErr); }
+
+/*
+ * tunnelTx(handle, fd, udpCsum, mtu): encap super-frames this socket sends
+ * go whole through the tuntx tap `fd` (host/io/tuntx.ts TunTx.fd, opened on
+ * this socket's interface; closed by its owner after this socket or after
+ * tunnelTx(handle, -1)); udpCsum: the tap took TUN_F_UDP_TUNNEL_GSO_CSUM;
+ * mtu: the uplink's (TunTx stats). The host sets GSO_CAP_TUNNEL on the port
+ * only after this, so the data plane promotes nothing the socket cannot send.
+ */
+static napi_value TunnelTx(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  struct sock *s = argc >= 4 ? getSock(env, argv[0]) : NULL;
+  int32_t fd;
+  uint32_t csum, mtu;
+  if (!s) return throwErr(env, "tunnelTx: bad handle");
+  if (!getI32(env, argv[1], &fd) || fd < -1 || !getU32(env, argv[2], &csum) || !getU32(env, argv[3], &mtu))
+    return throwErr(env, "tunnelTx: expects (handle, fd or -1, udpCsum 0/1, mtu)");
+  s->tunFd = fd;
+  s->tunCsum = csum != 0;
+  s->tunMtu = mtu;
+  return NULL;
+}
 
 static napi_value DescFlags(napi_env env, napi_callback_info info) {
   size_t argc = 4;
@@ -821,6 +900,13 @@ static napi_value Stats(napi_env env, napi_callback_info info) {
   setNum(env, o, "kernelDrops", (double)s->kernelDrops);
   setNum(env, o, "kernelFreezes", (double)s->kernelFreezes);
   setNum(env, o, "vlanOther", (double)s->vlanOther);
+  setNum(env, o, "gsoTunnelSent", (double)s->gsoTunnelSent);
+  setNum(env, o, "gsoTunnelErrors", (double)s->gsoTunnelErrors);
+  if (s->gsoTunnelErrors) { // why the last one was refused (tuntx_core.h's reason names, as TunTx's stats)
+    napi_value r;
+    napi_create_string_utf8(env, s->tunLastError > 0 && s->tunLastError < TT_E_N ? ttReasonName[s->tunLastError] : "unknown", NAPI_AUTO_LENGTH, &r);
+    napi_set_named_property(env, o, "gsoTunnelLastError", r);
+  }
   return o;
 }
 
@@ -874,6 +960,7 @@ NAPI_MODULE_INIT() {
     { "wake", NULL, Wake, NULL, NULL, NULL, napi_enumerable, NULL },
     { "closeFd", NULL, CloseFd, NULL, NULL, NULL, napi_enumerable, NULL },
     { "stats", NULL, Stats, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "tunnelTx", NULL, TunnelTx, NULL, NULL, NULL, napi_enumerable, NULL },
     { "adviseHuge", NULL, AdviseHuge, NULL, NULL, NULL, napi_enumerable, NULL },
   };
   napi_define_properties(env, exports, sizeof d / sizeof d[0], d);
