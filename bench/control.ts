@@ -8,7 +8,7 @@
 // load spread over the agents), and detach (shutdown) at max.
 //   node dist/bench/control.js            (NVEDGE_BENCH_QUICK=1: 1,000 VNICs; NVEDGE_BENCH_BROKER=embedded|embedded-thread|mosquitto: one only;
 //                                          NVEDGE_BENCH_NVE_ARGS: more `nvedge run` arguments; NVEDGE_BENCH_NVE_NODE_ARGS: node's, e.g. --cpu-prof)
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { loadavg } from "node:os";
 import { spawn, execFileSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
@@ -147,6 +147,7 @@ function row(broker: string, mode: string, op: string, vnics: number, r: { lat: 
       agents_cpu_us_per_op: Math.round(((r.benchCpu ?? 0) * 1e6) / Math.max(1, r.lat.length)),
       ...(r.brokerCpu !== undefined ? { broker_cpu_us_per_op: Math.round((r.brokerCpu * 1e6) / Math.max(1, r.lat.length)) } : {}),
       nve_cpu_bound_ops_per_s: Math.round(r.lat.length / r.nveCpu), load1: r2(loadavg()[0]),
+      ...(nveCpu() !== undefined ? { nve_pinned_cpu: nveCpu() } : {}),
     } : {}),
   };
   console.log(JSON.stringify(out));
@@ -193,9 +194,19 @@ async function benchOne(kind: "embedded" | "mosquitto", perAgent: number, thread
     ...(broker.url ? ["--broker", broker.url] : ["--listen", `127.0.0.1:${port}`, ...(threaded ? ["--broker-thread"] : [])])];
   // NVEDGE_BENCH_NVE_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/p") profiles the NVE process.
   const nodeArgs = (process.env.NVEDGE_BENCH_NVE_NODE_ARGS ?? "").split(" ").filter(Boolean);
-  const child = spawn(process.execPath, [...nodeArgs, ...args], { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, NVEDGE_MQTT_PASSWORD: broker.creds(nve).password ?? "" } });
-  let err = "";
-  child.stderr!.on("data", (d) => (err = (err + d).slice(-4000)));
+  // NVEDGE_BENCH_NVE_CPU=N (issue 15 "measure the NVE, not the bench"): the
+  // NVE on CPU N alone (taskset), this process (the agents) and a Mosquitto
+  // it starts on every other CPU, so the NVE's rate is what one core of its
+  // own sustains. pinBench() moved this process already.
+  const cpu = nveCpu();
+  const argv0 = cpu === undefined ? [process.execPath] : ["taskset", "-c", String(cpu), process.execPath];
+  // The NVE's log (stderr) into a file, as a journal would take it: through
+  // a pipe, this process (the agents' side) paid for reading ~2 lines per
+  // attach, and a slow reader held the NVE's writes back.
+  const logFd = openSync(`${dir}/nve.log`, "w");
+  const child = spawn(argv0[0], [...argv0.slice(1), ...nodeArgs, ...args], { stdio: ["ignore", "ignore", logFd], env: { ...process.env, NVEDGE_MQTT_PASSWORD: broker.creds(nve).password ?? "" } });
+  closeSync(logFd);
+  const tail = () => { try { return readFileSync(`${dir}/nve.log`, "utf8").slice(-4000); } catch { return ""; } };
   const killChild = () => child.kill("SIGKILL"); // the bench dying must not leave the NVE behind
   process.once("exit", killChild);
   const agents: Agent[] = [];
@@ -204,7 +215,7 @@ async function benchOne(kind: "embedded" | "mosquitto", perAgent: number, thread
     const deadline = Date.now() + 30_000;
     for (;;) {
       if (await adminRequest(`${dir}/nvedge.sock`, { cmd: "show", what: "vns" }, 1000).then(() => true, () => false)) break;
-      if (Date.now() > deadline || child.exitCode !== null) throw new Error(`the NVE did not start: ${err.trim().split("\n").slice(-2).join(" | ")}`);
+      if (Date.now() > deadline || child.exitCode !== null) throw new Error(`the NVE did not start: ${tail().trim().split("\n").slice(-2).join(" | ")}`);
       await new Promise((r) => setTimeout(r, 100));
     }
     for (let i = 0; i < AGENTS; i += 20)
@@ -241,6 +252,28 @@ async function benchOne(kind: "embedded" | "mosquitto", perAgent: number, thread
   }
 }
 
+/** NVEDGE_BENCH_NVE_CPU: the CPU the NVE gets to itself, if any. */
+function nveCpu(): number | undefined {
+  const v = process.env.NVEDGE_BENCH_NVE_CPU;
+  if (v === undefined || v === "") return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) throw new Error(`NVEDGE_BENCH_NVE_CPU=${v}: a CPU number`);
+  return n;
+}
+
+/**
+ * With NVEDGE_BENCH_NVE_CPU, every thread of this process (and so the
+ * Mosquitto it starts, which inherits the mask) onto the other CPUs.
+ */
+function pinBench(): void {
+  const cpu = nveCpu();
+  if (cpu === undefined) return;
+  const n = (() => { try { return Number(execFileSync("nproc", ["--all"], { encoding: "utf8" }).trim()); } catch { return 0; } })();
+  const others = Array.from({ length: n }, (_, i) => i).filter((i) => i !== cpu);
+  if (cpu >= n || !others.length) throw new Error(`NVEDGE_BENCH_NVE_CPU=${cpu}: this machine has ${n} CPUs, and the agents need another`);
+  execFileSync("taskset", ["-a", "-cp", others.join(","), String(process.pid)], { stdio: "ignore" });
+}
+
 function mosquittoInstalled(): boolean {
   try {
     execFileSync("mosquitto", ["-h"], { stdio: "ignore", timeout: 5000 });
@@ -256,6 +289,7 @@ export async function runControlBench(o: { quick?: boolean } = {}): Promise<obje
   const only = process.env.NVEDGE_BENCH_BROKER;
   const want = (k: string) => !only || only === k;
   const rows: object[] = [];
+  pinBench();
   if (want("embedded")) rows.push(...await benchOne("embedded", perAgent));
   if (want("embedded-thread")) rows.push(...await benchOne("embedded", perAgent, true));
   if (!want("mosquitto")) return rows;
