@@ -7,7 +7,8 @@
 // tables ("cold") and again after a detach ("warm"), "paced" (a fixed offered
 // load spread over the agents), and detach (shutdown) at max.
 //   node dist/bench/control.js            (NVEDGE_BENCH_QUICK=1: 1,000 VNICs; NVEDGE_BENCH_BROKER=embedded|embedded-thread|mosquitto: one only;
-//                                          NVEDGE_BENCH_NVE_ARGS: more `nvedge run` arguments; NVEDGE_BENCH_NVE_NODE_ARGS: node's, e.g. --cpu-prof)
+//                                          NVEDGE_BENCH_NVE_ARGS: more `nvedge run` arguments; NVEDGE_BENCH_NVE_NODE_ARGS: node's, e.g. --cpu-prof;
+//                                          NVEDGE_BENCH_NVE_CPU=N: the NVE alone on CPU N; NVEDGE_BENCH_CASES=cold,warm,paced,serial,detach: some only)
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { loadavg } from "node:os";
 import { spawn, execFileSync } from "node:child_process";
@@ -231,16 +232,32 @@ async function benchOne(kind: "embedded" | "mosquitto", perAgent: number, thread
     // fresh tables, a once-per-process cost. The first round ("cold") pays it;
     // the same VNICs detached and attached again ("warm": the same keys land
     // in the same slots) measure what every later attach costs.
-    rows.push(row(broker.name, "max", "attach", vnics, await measured(child.pid!, () => runMax(agents, attachJobs(1), WINDOW), "attach.max.cold"), { window: WINDOW, tables: "cold" }));
-    await measured(child.pid!, () => runMax(agents, detachJobs(1), WINDOW), "detach.max.0");
-    rows.push(row(broker.name, "max", "attach", vnics, await measured(child.pid!, () => runMax(agents, attachJobs(1), WINDOW), "attach.max"), { window: WINDOW, tables: "warm" }));
-    await measured(child.pid!, () => runMax(agents, detachJobs(1), WINDOW), "detach.max.1");
-    rows.push(row(broker.name, "paced", "attach", vnics, await measured(child.pid!, () => runPaced(agents, attachJobs(1), 2000), "attach.paced"), { offered_per_s: 2000, tables: "warm" }));
-    // the latency floor: one agent, one request at a time
-    const serial = agents.map((_, a) => (a === 0 ? Array.from({ length: Math.min(500, perAgent * 5) }, (_, i): Job =>
-      (ag) => ag.attach(uuid(0, i, 3), { id: (i % VNS) + 1 }, [{ mac: mac(0, i, 3) }])) : []));
-    rows.push(row(broker.name, "serial", "attach", serial[0].length, await measured(child.pid!, () => runMax(agents, serial, 1), "attach.serial"), { window: 1, agents_busy: 1 }));
-    rows.push(row(broker.name, "max", "detach", vnics, await measured(child.pid!, () => runMax(agents, detachJobs(1), WINDOW), "detach.max"), { window: WINDOW }));
+    // NVEDGE_BENCH_CASES (e.g. "serial" or "warm,paced"): only these cases
+    // (the rounds between them still run, unmeasured, so each finds the
+    // tables as in a whole run).
+    const cases = new Set((process.env.NVEDGE_BENCH_CASES ?? "cold,warm,paced,serial,detach").split(",").map((c) => c.trim()));
+    const want = (c: string) => cases.has(c);
+    const need = (...c: string[]) => c.some(want);
+    if (need("cold", "warm", "paced", "detach")) {
+      const cold = await measured(child.pid!, () => runMax(agents, attachJobs(1), WINDOW), "attach.max.cold");
+      if (want("cold")) rows.push(row(broker.name, "max", "attach", vnics, cold, { window: WINDOW, tables: "cold" }));
+      await measured(child.pid!, () => runMax(agents, detachJobs(1), WINDOW), "detach.max.0");
+    }
+    if (need("warm", "paced", "detach")) {
+      const warm = await measured(child.pid!, () => runMax(agents, attachJobs(1), WINDOW), "attach.max");
+      if (want("warm")) rows.push(row(broker.name, "max", "attach", vnics, warm, { window: WINDOW, tables: "warm" }));
+    }
+    if (want("paced")) {
+      await measured(child.pid!, () => runMax(agents, detachJobs(1), WINDOW), "detach.max.1");
+      rows.push(row(broker.name, "paced", "attach", vnics, await measured(child.pid!, () => runPaced(agents, attachJobs(1), 2000), "attach.paced"), { offered_per_s: 2000, tables: "warm" }));
+    }
+    if (want("serial")) {
+      // the latency floor: one agent, one request at a time
+      const serial = agents.map((_, a) => (a === 0 ? Array.from({ length: Math.min(500, perAgent * 5) }, (_, i): Job =>
+        (ag) => ag.attach(uuid(0, i, 3), { id: (i % VNS) + 1 }, [{ mac: mac(0, i, 3) }])) : []));
+      rows.push(row(broker.name, "serial", "attach", serial[0].length, await measured(child.pid!, () => runMax(agents, serial, 1), "attach.serial"), { window: 1, agents_busy: 1 }));
+    }
+    if (want("detach")) rows.push(row(broker.name, "max", "detach", vnics, await measured(child.pid!, () => runMax(agents, detachJobs(1), WINDOW), "detach.max"), { window: WINDOW }));
     return rows;
   } finally {
     await Promise.all(agents.map((a) => a.stop().catch(() => {})));

@@ -5,7 +5,6 @@
 import type { MqttClient } from "mqtt";
 import { connectWhenReachable as connectRetrying, mqttClientOptions, type BrokerConnection } from "../protocol/mqtt.js";
 import { encode, errorResponse, publishOptions } from "../protocol/codec.js";
-import { coalescePerTurn } from "../protocol/coalesce.js";
 import { compileRequestValidators } from "../protocol/schemas.js";
 import { ProtocolError } from "../protocol/errors.js";
 import { parseNveTopic, topics } from "../protocol/topics.js";
@@ -56,12 +55,10 @@ export class NveService {
       { will: { topic: topics.nveStatus(nve), payload: JSON.stringify({ state: "offline" }) } },
     ));
     const svc = new NveService(core, client, pv, log);
-    // The PUBACKs of the requests read in one turn of the event loop and the
-    // answers of a group commit leave in one write (host/protocol/coalesce.ts):
-    // on this connection's socket and on each a reconnect makes.
-    const coalesce = () => { if (client.stream) coalescePerTurn(client.stream); };
-    coalesce();
-    client.on("connect", coalesce);    core.onEvent = (hv, ev) => svc.sendEvent(hv, ev);
+    // What it writes in one turn (the PUBACKs of the requests read, the
+    // answers of a group commit) leaves in one write: connectWhenReachable
+    // does it (host/protocol/mqtt.ts tcpNoDelay, coalesce.ts).
+    core.onEvent = (hv, ev) => svc.sendEvent(hv, ev);
     client.on("message", (topic, payload, packet) => svc.onMessage(topic, payload, packet.properties?.correlationData));
     client.on("error", (e) => log(`mqtt: ${e.message}`));
     client.on("offline", () => log("mqtt: broker connection lost, reconnecting"));

@@ -1,12 +1,18 @@
-// One socket write of one buffer per turn of the event loop for what an MQTT
-// client sends (issue 15, the NVE's CPU per attach). mqtt-packet writes a
-// packet to its stream in pieces (a PUBLISH: header, length, topic length,
-// topic, packet id, payload; a PUBACK: three), and every piece is a call of
-// the socket's Writable with its bookkeeping; corked (service.ts did, until
-// the check phase) they still left as a writev(2) of ~9 iovecs per request.
-// Here the pieces are gathered in an array and leave, concatenated, in the
-// loop's check phase (setImmediate): one Writable call and one write(2) per
-// turn, whatever the number of packets.
+// One socket write of one buffer per turn of the event loop (issues 10 and
+// 15: the NVE's CPU per attach), for what an MQTT client sends (mqtt.ts, the
+// NVE's answers and PUBACKs above all) and what the embedded broker sends
+// each client (embedded.ts). mqtt-packet writes a packet to its stream in
+// pieces (a PUBLISH: header, length, topic length, topic, packet id,
+// payload; a PUBACK: three), each a call of the socket's Writable with its
+// bookkeeping, and aedes writes every delivery in a setImmediate of its own:
+// at 100 agents each was a write(2) of its own (a fifth of the NVE's CPU per
+// attach with the broker in-process), and corked until the check phase they
+// still left as a writev(2) of ~9 pieces per request. Here the pieces are
+// gathered in an array and leave, concatenated, in the loop's check phase
+// (setImmediate): the check phase of this turn for what the poll phase
+// wrote, of the next turn for what aedes' own immediates wrote (a timer
+// instead cost ~1 ms per hop at idle, 3x the p50). One Writable call and one
+// write(2) per turn, whatever the number of packets.
 import type { Duplex } from "node:stream";
 
 const WRAPPED = Symbol("nvedge.coalesced");
@@ -62,6 +68,8 @@ export function coalescePerTurn(s: Duplex): void {
   } as Duplex["end"];
   s.destroy = function (this: Duplex, ...args: unknown[]): Duplex {
     flush(); // handed to the socket before it goes: destroy() discards only what it could not write yet
+    // and every cork level (a writer's pending next-tick one, mqtt-packet's): destroy() discards what is still corked
+    while (s.writableCorked > 0) s.uncork();
     return (destroy as (...a: unknown[]) => Duplex).apply(this, args);
   } as Duplex["destroy"];
 }
