@@ -6,7 +6,7 @@
 // Cases: "max" (every agent keeps `window` requests outstanding), into fresh
 // tables ("cold") and again after a detach ("warm"), "paced" (a fixed offered
 // load spread over the agents), and detach (shutdown) at max.
-//   node dist/bench/control.js            (NVEDGE_BENCH_QUICK=1: 1,000 VNICs; NVEDGE_BENCH_BROKER=embedded|embedded-thread|mosquitto: one only;
+//   node dist/bench/control.js            (NVEDGE_BENCH_QUICK=1: 1,000 VNICs; NVEDGE_BENCH_BROKER=core|embedded|embedded-thread|mosquitto: one only (core: no MQTT, benchCore);
 //                                          NVEDGE_BENCH_NVE_ARGS: more `nvedge run` arguments; NVEDGE_BENCH_NVE_NODE_ARGS: node's, e.g. --cpu-prof;
 //                                          NVEDGE_BENCH_NVE_CPU=N: the NVE alone on CPU N; NVEDGE_BENCH_CASES=cold,warm,paced,serial,detach: some only)
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -16,6 +16,14 @@ import { fileURLToPath } from "node:url";
 import { performance } from "node:perf_hooks";
 import { Agent } from "../host/agent/agent.js";
 import { adminRequest } from "../host/control/admin.js";
+import { NveCore } from "../host/control/core.js";
+import { MemoryStore } from "../host/store/memory.js";
+import { DataPlane } from "../host/dataplane/dataplane.js";
+import { Logger } from "../host/log/logger.js";
+import { NveMetrics } from "../host/metrics/metrics.js";
+import { parseConfig } from "../host/config/load.js";
+import { encode } from "../host/protocol/codec.js";
+import { pino } from "pino";
 
 const AGENTS = 100;
 const PORTS = 10;
@@ -291,6 +299,77 @@ function pinBench(): void {
   execFileSync("taskset", ["-a", "-cp", others.join(","), String(process.pid)], { stdio: "ignore" });
 }
 
+/**
+ * The NVE's own work per attach without the MQTT transport (issue 15 "where
+ * each microsecond goes"): in this process, on the core as nvedge run builds
+ * it (memory store timed by the metrics, the data plane, the text log into a
+ * file), the same 100 {hv}s and 10,000 VNICs, `window` requests outstanding
+ * per {hv} as at max; each answer encoded and the request observed in the
+ * metrics as NveService does. What the MQTT rows spend beyond this is the
+ * transport's (MQTT.js, mqtt-packet, streams, sockets) and its GC.
+ */
+async function benchCore(perAgent: number): Promise<object[]> {
+  const dir = mkdtempSync("/tmp/nvl-bench-control-core-");
+  // pino's asynchronous destination, as nvedge run's stderr, into a file
+  const dest = pino.destination({ dest: `${dir}/nve.log`, sync: false });
+  const logger = new Logger({ service: "nve", id: "nve-bench", format: "text", dest });
+  try {
+    const cfg = parseConfig(JSON.stringify(config("nve-bench")), "bench");
+    const metrics = new NveMetrics({ counters: () => undefined, control: () => ({}) as never, mqttConnected: () => true }, { nve: cfg.nve });
+    const store = metrics.instrumentStore(await MemoryStore.open());
+    const dp = await DataPlane.create({});
+    const core = await NveCore.open({ config: cfg, store, programmer: { apply: async (ops) => dp.apply(ops) }, log: logger.lines() });
+    const enc = (o: object) => Buffer.from(JSON.stringify(o));
+    for (let a = 0; a < AGENTS; a++) await core.request(`hv-${a}`, enc({ id: "h", op: "hello", agent: "bench", capabilities: [] }));
+    let seq = 0;
+    const run = async (op: "attach" | "detach", set: number) => {
+      const reqs: [string, Buffer][] = [];
+      for (let i = 0; i < perAgent; i++) for (let a = 0; a < AGENTS; a++) {
+        const id = `r${seq++}`;
+        reqs.push([`hv-${a}`, enc(op === "attach"
+          ? { id, op: "vnic.attach", vnic: uuid(a, i, set), vn: { id: ((a * perAgent + i) % VNS) + 1 }, addrs: [{ mac: mac(a, i, set), ips: [`10.${set}.${a}.${i % 250 + 1}`] }] }
+          : { id, op: "vnic.deactivate", vnic: uuid(a, i, set), reason: "shutdown" })]);
+      }
+      const lat: number[] = [];
+      let errors = 0, next = 0;
+      const c0 = process.cpuUsage(), t0 = performance.now();
+      const lane = async () => {
+        while (next < reqs.length) {
+          const [hv, p] = reqs[next++];
+          const t = performance.now(), seen = { op: "" };
+          const r = await core.request(hv, p, seen);
+          encode(r);
+          metrics.observeRequest(seen.op, r.ok ? "ok" : "other", (performance.now() - t) / 1000);
+          if (r.ok) lat.push(performance.now() - t);
+          else errors++;
+        }
+      };
+      await Promise.all(Array.from({ length: AGENTS * WINDOW }, lane));
+      const c = process.cpuUsage(c0);
+      return { lat, errors, secs: (performance.now() - t0) / 1000, nveCpu: (c.user + c.system) / 1e6, nveSys: c.system / 1e6 };
+    };
+    const rows: object[] = [];
+    const out = (op: string, r: Awaited<ReturnType<typeof run>>, extra: object) => {
+      const s = [...r.lat].sort((a, b) => a - b);
+      const o = { case: `control.${op}`, broker: "none (the core in-process)", mode: "max", agents: AGENTS, vnics: AGENTS * perAgent, window: WINDOW, ...extra,
+        ops_per_s: Math.round(r.lat.length / r.secs), p50_ms: r2(pct(s, 50)), p99_ms: r2(pct(s, 99)), errors: r.errors, secs: r2(r.secs),
+        nve_cpu_us_per_op: Math.round((r.nveCpu * 1e6) / Math.max(1, r.lat.length)), nve_sys_share: r2(r.nveSys / r.nveCpu), load1: r2(loadavg()[0]) };
+      console.log(JSON.stringify(o));
+      rows.push(o);
+    };
+    out("attach", await run("attach", 1), { tables: "cold" });
+    await run("detach", 1);
+    out("attach", await run("attach", 1), { tables: "warm" });
+    out("detach", await run("detach", 1), {});
+    await core.close();
+    return rows;
+  } finally {
+    logger.close();
+    dest.flushSync();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 function mosquittoInstalled(): boolean {
   try {
     execFileSync("mosquitto", ["-h"], { stdio: "ignore", timeout: 5000 });
@@ -307,6 +386,7 @@ export async function runControlBench(o: { quick?: boolean } = {}): Promise<obje
   const want = (k: string) => !only || only === k;
   const rows: object[] = [];
   pinBench();
+  if (want("core")) rows.push(...await benchCore(perAgent));
   if (want("embedded")) rows.push(...await benchOne("embedded", perAgent));
   if (want("embedded-thread")) rows.push(...await benchOne("embedded", perAgent, true));
   if (!want("mosquitto")) return rows;
