@@ -9,7 +9,7 @@
 //   node dist/bench/control.js            (NVEDGE_BENCH_QUICK=1: 1,000 VNICs; NVEDGE_BENCH_BROKER=core|embedded|embedded-thread|mosquitto: one only (core: no MQTT, benchCore);
 //                                          NVEDGE_BENCH_NVE_ARGS: more `nvedge run` arguments; NVEDGE_BENCH_NVE_NODE_ARGS: node's, e.g. --cpu-prof;
 //                                          NVEDGE_BENCH_NVE_CPU=N: the NVE alone on CPU N; NVEDGE_BENCH_CASES=cold,warm,paced,serial,detach: some only)
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, write, writeFileSync } from "node:fs";
 import { loadavg } from "node:os";
 import { spawn, execFileSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
@@ -23,7 +23,6 @@ import { Logger } from "../host/log/logger.js";
 import { NveMetrics } from "../host/metrics/metrics.js";
 import { parseConfig } from "../host/config/load.js";
 import { encode } from "../host/protocol/codec.js";
-import { pino } from "pino";
 
 const AGENTS = 100;
 const PORTS = 10;
@@ -310,9 +309,19 @@ function pinBench(): void {
  */
 async function benchCore(perAgent: number): Promise<object[]> {
   const dir = mkdtempSync("/tmp/nvl-bench-control-core-");
-  // pino's asynchronous destination, as nvedge run's stderr, into a file
-  const dest = pino.destination({ dest: `${dir}/nve.log`, sync: false });
-  const logger = new Logger({ service: "nve", id: "nve-bench", format: "text", dest });
+  // the log into a file as nvedge run's reaches stderr: lines held 10 ms, then one asynchronous write (host/log/logger.ts)
+  const logFd = openSync(`${dir}/nve.log`, "w");
+  let held = "", timer: NodeJS.Timeout | undefined, writing = Promise.resolve();
+  const flushLog = () => {
+    timer = undefined;
+    const s = held;
+    held = "";
+    writing = writing.then(() => new Promise<void>((r) => write(logFd, s, () => r())));
+  };
+  const logger = new Logger({ service: "nve", id: "nve-bench", format: "text", dest: { write: (l: string) => {
+    held += l;
+    timer ??= setTimeout(flushLog, 10);
+  } } });
   try {
     const cfg = parseConfig(JSON.stringify(config("nve-bench")), "bench");
     const metrics = new NveMetrics({ counters: () => undefined, control: () => ({}) as never, mqttConnected: () => true }, { nve: cfg.nve });
@@ -365,7 +374,10 @@ async function benchCore(perAgent: number): Promise<object[]> {
     return rows;
   } finally {
     logger.close();
-    dest.flushSync();
+    if (timer) clearTimeout(timer);
+    flushLog();
+    await writing;
+    closeSync(logFd);
     rmSync(dir, { recursive: true, force: true });
   }
 }
