@@ -309,18 +309,18 @@ function pinBench(): void {
  */
 async function benchCore(perAgent: number): Promise<object[]> {
   const dir = mkdtempSync("/tmp/nvl-bench-control-core-");
-  // the log into a file as nvedge run's reaches stderr: lines held 10 ms, then one asynchronous write (host/log/logger.ts)
+  // the log into a file as nvedge run's reaches stderr: a turn's lines, then one asynchronous write (host/log/logger.ts)
   const logFd = openSync(`${dir}/nve.log`, "w");
-  let held = "", timer: NodeJS.Timeout | undefined, writing = Promise.resolve();
+  let held = "", armed = false, writing = Promise.resolve();
   const flushLog = () => {
-    timer = undefined;
+    armed = false;
     const s = held;
     held = "";
-    writing = writing.then(() => new Promise<void>((r) => write(logFd, s, () => r())));
+    if (s) writing = writing.then(() => new Promise<void>((r) => write(logFd, s, () => r())));
   };
   const logger = new Logger({ service: "nve", id: "nve-bench", format: "text", dest: { write: (l: string) => {
     held += l;
-    timer ??= setTimeout(flushLog, 10);
+    if (!armed) { armed = true; setImmediate(flushLog); }
   } } });
   try {
     const cfg = parseConfig(JSON.stringify(config("nve-bench")), "bench");
@@ -374,7 +374,6 @@ async function benchCore(perAgent: number): Promise<object[]> {
     return rows;
   } finally {
     logger.close();
-    if (timer) clearTimeout(timer);
     flushLog();
     await writing;
     closeSync(logFd);

@@ -49,10 +49,6 @@ export interface LoggerOptions {
   now?: () => number;
 }
 
-/** How long stderr's text lines may wait to be written together (Logger.out), and how much of them. */
-const HOLD_MS = 10;
-const HOLD_BYTES = 64 * 1024;
-
 const COMPONENTS = new Set(["broker", "mqtt", "ima", "admin", "acl", "authorization", "io", "timers", "shutdown", "metrics", "reload", "agent", "relay", "systemd"]);
 
 /** The level a free-text line is logged at. */
@@ -110,27 +106,20 @@ export class Logger {
   }
 
   /**
-   * stderr's text lines leave together, at most HOLD_MS after the first of
-   * them was logged (or once HOLD_BYTES are held): the NVE logs two lines per
-   * attach (STANDARDS.md: every state change), and each write to stderr
-   * costs a hand-over to libuv's thread pool, its wake-up and the write
-   * itself (pino's destination, sonic-boom, writes asynchronously). Written
-   * once per turn of the event loop, that was ~35 µs of the NVE's CPU per
-   * attach at 1,500/s, when a turn holds one or two requests (issue 15;
-   * bench/README.md). Held lines are written at exit (process.exit included)
-   * before the destination's own flush, and a fatal line at once.
+   * stderr's text lines of one turn of the event loop leave in one write, in
+   * the loop's check phase (setImmediate): the NVE logs two lines per attach
+   * (STANDARDS.md: every state change), and pino's destination (sonic-boom)
+   * appending each line to a pending string measures that whole string again
+   * (Buffer.byteLength) per line: ~30 µs per attach at 10,000/s (issue 15).
+   * Held lines are written at exit (process.exit included) before the
+   * destination's own flush.
    */
   private out(line: string): void {
-    if (this.held === "") (this.holdTimer = setTimeout(() => this.release(), HOLD_MS)).unref();
+    if (this.held === "") setImmediate(() => this.release());
     this.held += line;
-    if (this.held.length >= HOLD_BYTES) this.release();
   }
 
-  private holdTimer: NodeJS.Timeout | undefined;
-
   private release(): void {
-    if (this.holdTimer) clearTimeout(this.holdTimer);
-    this.holdTimer = undefined;
     if (this.held === "") return;
     const s = this.held;
     this.held = "";
@@ -182,7 +171,6 @@ export class Logger {
     if (this.text) {
       // the record textLine() would make of pino's JSON, built directly: no JSON out and back per line
       this.text(escapeText(`${new Date().toISOString()} ${lv.toUpperCase().padEnd(5)} ${this.textId}${component ? `${component}: ` : ""}${msg}`) + "\n");
-      if (lv === "fatal") this.release();
       return;
     }
     const rec = component ? { component } : {};
