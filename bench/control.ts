@@ -6,15 +6,23 @@
 // Cases: "max" (every agent keeps `window` requests outstanding), into fresh
 // tables ("cold") and again after a detach ("warm"), "paced" (a fixed offered
 // load spread over the agents), and detach (shutdown) at max.
-//   node dist/bench/control.js            (NVEDGE_BENCH_QUICK=1: 1,000 VNICs; NVEDGE_BENCH_BROKER=embedded|embedded-thread|mosquitto: one only;
-//                                          NVEDGE_BENCH_NVE_ARGS: more `nvedge run` arguments; NVEDGE_BENCH_NVE_NODE_ARGS: node's, e.g. --cpu-prof)
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+//   node dist/bench/control.js            (NVEDGE_BENCH_QUICK=1: 1,000 VNICs; NVEDGE_BENCH_BROKER=core|embedded|embedded-thread|mosquitto: one only (core: no MQTT, benchCore);
+//                                          NVEDGE_BENCH_NVE_ARGS: more `nvedge run` arguments; NVEDGE_BENCH_NVE_NODE_ARGS: node's, e.g. --cpu-prof;
+//                                          NVEDGE_BENCH_NVE_CPU=N: the NVE alone on CPU N; NVEDGE_BENCH_CASES=cold,warm,paced,serial,detach: some only)
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, write, writeFileSync } from "node:fs";
 import { loadavg } from "node:os";
 import { spawn, execFileSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { performance } from "node:perf_hooks";
 import { Agent } from "../host/agent/agent.js";
 import { adminRequest } from "../host/control/admin.js";
+import { NveCore } from "../host/control/core.js";
+import { MemoryStore } from "../host/store/memory.js";
+import { DataPlane } from "../host/dataplane/dataplane.js";
+import { Logger } from "../host/log/logger.js";
+import { NveMetrics } from "../host/metrics/metrics.js";
+import { parseConfig } from "../host/config/load.js";
+import { encode } from "../host/protocol/codec.js";
 
 const AGENTS = 100;
 const PORTS = 10;
@@ -147,6 +155,7 @@ function row(broker: string, mode: string, op: string, vnics: number, r: { lat: 
       agents_cpu_us_per_op: Math.round(((r.benchCpu ?? 0) * 1e6) / Math.max(1, r.lat.length)),
       ...(r.brokerCpu !== undefined ? { broker_cpu_us_per_op: Math.round((r.brokerCpu * 1e6) / Math.max(1, r.lat.length)) } : {}),
       nve_cpu_bound_ops_per_s: Math.round(r.lat.length / r.nveCpu), load1: r2(loadavg()[0]),
+      ...(nveCpu() !== undefined ? { nve_pinned_cpu: nveCpu() } : {}),
     } : {}),
   };
   console.log(JSON.stringify(out));
@@ -193,9 +202,19 @@ async function benchOne(kind: "embedded" | "mosquitto", perAgent: number, thread
     ...(broker.url ? ["--broker", broker.url] : ["--listen", `127.0.0.1:${port}`, ...(threaded ? ["--broker-thread"] : [])])];
   // NVEDGE_BENCH_NVE_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/p") profiles the NVE process.
   const nodeArgs = (process.env.NVEDGE_BENCH_NVE_NODE_ARGS ?? "").split(" ").filter(Boolean);
-  const child = spawn(process.execPath, [...nodeArgs, ...args], { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, NVEDGE_MQTT_PASSWORD: broker.creds(nve).password ?? "" } });
-  let err = "";
-  child.stderr!.on("data", (d) => (err = (err + d).slice(-4000)));
+  // NVEDGE_BENCH_NVE_CPU=N (issue 15 "measure the NVE, not the bench"): the
+  // NVE on CPU N alone (taskset), this process (the agents) and a Mosquitto
+  // it starts on every other CPU, so the NVE's rate is what one core of its
+  // own sustains. pinBench() moved this process already.
+  const cpu = nveCpu();
+  const argv0 = cpu === undefined ? [process.execPath] : ["taskset", "-c", String(cpu), process.execPath];
+  // The NVE's log (stderr) into a file, as a journal would take it: through
+  // a pipe, this process (the agents' side) paid for reading ~2 lines per
+  // attach, and a slow reader held the NVE's writes back.
+  const logFd = openSync(`${dir}/nve.log`, "w");
+  const child = spawn(argv0[0], [...argv0.slice(1), ...nodeArgs, ...args], { stdio: ["ignore", "ignore", logFd], env: { ...process.env, NVEDGE_MQTT_PASSWORD: broker.creds(nve).password ?? "" } });
+  closeSync(logFd);
+  const tail = () => { try { return readFileSync(`${dir}/nve.log`, "utf8").slice(-4000); } catch { return ""; } };
   const killChild = () => child.kill("SIGKILL"); // the bench dying must not leave the NVE behind
   process.once("exit", killChild);
   const agents: Agent[] = [];
@@ -204,7 +223,7 @@ async function benchOne(kind: "embedded" | "mosquitto", perAgent: number, thread
     const deadline = Date.now() + 30_000;
     for (;;) {
       if (await adminRequest(`${dir}/nvedge.sock`, { cmd: "show", what: "vns" }, 1000).then(() => true, () => false)) break;
-      if (Date.now() > deadline || child.exitCode !== null) throw new Error(`the NVE did not start: ${err.trim().split("\n").slice(-2).join(" | ")}`);
+      if (Date.now() > deadline || child.exitCode !== null) throw new Error(`the NVE did not start: ${tail().trim().split("\n").slice(-2).join(" | ")}`);
       await new Promise((r) => setTimeout(r, 100));
     }
     for (let i = 0; i < AGENTS; i += 20)
@@ -220,16 +239,32 @@ async function benchOne(kind: "embedded" | "mosquitto", perAgent: number, thread
     // fresh tables, a once-per-process cost. The first round ("cold") pays it;
     // the same VNICs detached and attached again ("warm": the same keys land
     // in the same slots) measure what every later attach costs.
-    rows.push(row(broker.name, "max", "attach", vnics, await measured(child.pid!, () => runMax(agents, attachJobs(1), WINDOW), "attach.max.cold"), { window: WINDOW, tables: "cold" }));
-    await measured(child.pid!, () => runMax(agents, detachJobs(1), WINDOW), "detach.max.0");
-    rows.push(row(broker.name, "max", "attach", vnics, await measured(child.pid!, () => runMax(agents, attachJobs(1), WINDOW), "attach.max"), { window: WINDOW, tables: "warm" }));
-    await measured(child.pid!, () => runMax(agents, detachJobs(1), WINDOW), "detach.max.1");
-    rows.push(row(broker.name, "paced", "attach", vnics, await measured(child.pid!, () => runPaced(agents, attachJobs(1), 2000), "attach.paced"), { offered_per_s: 2000, tables: "warm" }));
-    // the latency floor: one agent, one request at a time
-    const serial = agents.map((_, a) => (a === 0 ? Array.from({ length: Math.min(500, perAgent * 5) }, (_, i): Job =>
-      (ag) => ag.attach(uuid(0, i, 3), { id: (i % VNS) + 1 }, [{ mac: mac(0, i, 3) }])) : []));
-    rows.push(row(broker.name, "serial", "attach", serial[0].length, await measured(child.pid!, () => runMax(agents, serial, 1), "attach.serial"), { window: 1, agents_busy: 1 }));
-    rows.push(row(broker.name, "max", "detach", vnics, await measured(child.pid!, () => runMax(agents, detachJobs(1), WINDOW), "detach.max"), { window: WINDOW }));
+    // NVEDGE_BENCH_CASES (e.g. "serial" or "warm,paced"): only these cases
+    // (the rounds between them still run, unmeasured, so each finds the
+    // tables as in a whole run).
+    const cases = new Set((process.env.NVEDGE_BENCH_CASES ?? "cold,warm,paced,serial,detach").split(",").map((c) => c.trim()));
+    const want = (c: string) => cases.has(c);
+    const need = (...c: string[]) => c.some(want);
+    if (need("cold", "warm", "paced", "detach")) {
+      const cold = await measured(child.pid!, () => runMax(agents, attachJobs(1), WINDOW), "attach.max.cold");
+      if (want("cold")) rows.push(row(broker.name, "max", "attach", vnics, cold, { window: WINDOW, tables: "cold" }));
+      await measured(child.pid!, () => runMax(agents, detachJobs(1), WINDOW), "detach.max.0");
+    }
+    if (need("warm", "paced", "detach")) {
+      const warm = await measured(child.pid!, () => runMax(agents, attachJobs(1), WINDOW), "attach.max");
+      if (want("warm")) rows.push(row(broker.name, "max", "attach", vnics, warm, { window: WINDOW, tables: "warm" }));
+    }
+    if (want("paced")) {
+      await measured(child.pid!, () => runMax(agents, detachJobs(1), WINDOW), "detach.max.1");
+      rows.push(row(broker.name, "paced", "attach", vnics, await measured(child.pid!, () => runPaced(agents, attachJobs(1), 2000), "attach.paced"), { offered_per_s: 2000, tables: "warm" }));
+    }
+    if (want("serial")) {
+      // the latency floor: one agent, one request at a time
+      const serial = agents.map((_, a) => (a === 0 ? Array.from({ length: Math.min(500, perAgent * 5) }, (_, i): Job =>
+        (ag) => ag.attach(uuid(0, i, 3), { id: (i % VNS) + 1 }, [{ mac: mac(0, i, 3) }])) : []));
+      rows.push(row(broker.name, "serial", "attach", serial[0].length, await measured(child.pid!, () => runMax(agents, serial, 1), "attach.serial"), { window: 1, agents_busy: 1 }));
+    }
+    if (want("detach")) rows.push(row(broker.name, "max", "detach", vnics, await measured(child.pid!, () => runMax(agents, detachJobs(1), WINDOW), "detach.max"), { window: WINDOW }));
     return rows;
   } finally {
     await Promise.all(agents.map((a) => a.stop().catch(() => {})));
@@ -237,6 +272,111 @@ async function benchOne(kind: "embedded" | "mosquitto", perAgent: number, thread
     child.kill("SIGTERM");
     await new Promise((r) => (child.exitCode !== null ? r(null) : child.once("exit", r)));
     await broker.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** NVEDGE_BENCH_NVE_CPU: the CPU the NVE gets to itself, if any. */
+function nveCpu(): number | undefined {
+  const v = process.env.NVEDGE_BENCH_NVE_CPU;
+  if (v === undefined || v === "") return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) throw new Error(`NVEDGE_BENCH_NVE_CPU=${v}: a CPU number`);
+  return n;
+}
+
+/**
+ * With NVEDGE_BENCH_NVE_CPU, every thread of this process (and so the
+ * Mosquitto it starts, which inherits the mask) onto the other CPUs.
+ */
+function pinBench(): void {
+  const cpu = nveCpu();
+  if (cpu === undefined) return;
+  const n = (() => { try { return Number(execFileSync("nproc", ["--all"], { encoding: "utf8" }).trim()); } catch { return 0; } })();
+  const others = Array.from({ length: n }, (_, i) => i).filter((i) => i !== cpu);
+  if (cpu >= n || !others.length) throw new Error(`NVEDGE_BENCH_NVE_CPU=${cpu}: this machine has ${n} CPUs, and the agents need another`);
+  execFileSync("taskset", ["-a", "-cp", others.join(","), String(process.pid)], { stdio: "ignore" });
+}
+
+/**
+ * The NVE's own work per attach without the MQTT transport (issue 15 "where
+ * each microsecond goes"): in this process, on the core as nvedge run builds
+ * it (memory store timed by the metrics, the data plane, the text log into a
+ * file), the same 100 {hv}s and 10,000 VNICs, `window` requests outstanding
+ * per {hv} as at max; each answer encoded and the request observed in the
+ * metrics as NveService does. What the MQTT rows spend beyond this is the
+ * transport's (MQTT.js, mqtt-packet, streams, sockets) and its GC.
+ */
+async function benchCore(perAgent: number): Promise<object[]> {
+  const dir = mkdtempSync("/tmp/nvl-bench-control-core-");
+  // the log into a file as nvedge run's reaches stderr: a turn's lines, then one asynchronous write (host/log/logger.ts)
+  const logFd = openSync(`${dir}/nve.log`, "w");
+  let held = "", armed = false, writing = Promise.resolve();
+  const flushLog = () => {
+    armed = false;
+    const s = held;
+    held = "";
+    if (s) writing = writing.then(() => new Promise<void>((r) => write(logFd, s, () => r())));
+  };
+  const logger = new Logger({ service: "nve", id: "nve-bench", format: "text", dest: { write: (l: string) => {
+    held += l;
+    if (!armed) { armed = true; setImmediate(flushLog); }
+  } } });
+  try {
+    const cfg = parseConfig(JSON.stringify(config("nve-bench")), "bench");
+    const metrics = new NveMetrics({ counters: () => undefined, control: () => ({}) as never, mqttConnected: () => true }, { nve: cfg.nve });
+    const store = metrics.instrumentStore(await MemoryStore.open());
+    const dp = await DataPlane.create({});
+    const core = await NveCore.open({ config: cfg, store, programmer: { apply: async (ops) => dp.apply(ops) }, log: logger.lines() });
+    const enc = (o: object) => Buffer.from(JSON.stringify(o));
+    for (let a = 0; a < AGENTS; a++) await core.request(`hv-${a}`, enc({ id: "h", op: "hello", agent: "bench", capabilities: [] }));
+    let seq = 0;
+    const run = async (op: "attach" | "detach", set: number) => {
+      const reqs: [string, Buffer][] = [];
+      for (let i = 0; i < perAgent; i++) for (let a = 0; a < AGENTS; a++) {
+        const id = `r${seq++}`;
+        reqs.push([`hv-${a}`, enc(op === "attach"
+          ? { id, op: "vnic.attach", vnic: uuid(a, i, set), vn: { id: ((a * perAgent + i) % VNS) + 1 }, addrs: [{ mac: mac(a, i, set), ips: [`10.${set}.${a}.${i % 250 + 1}`] }] }
+          : { id, op: "vnic.deactivate", vnic: uuid(a, i, set), reason: "shutdown" })]);
+      }
+      const lat: number[] = [];
+      let errors = 0, next = 0;
+      const c0 = process.cpuUsage(), t0 = performance.now();
+      const lane = async () => {
+        while (next < reqs.length) {
+          const [hv, p] = reqs[next++];
+          const t = performance.now(), seen = { op: "" };
+          const r = await core.request(hv, p, seen);
+          encode(r);
+          metrics.observeRequest(seen.op, r.ok ? "ok" : "other", (performance.now() - t) / 1000);
+          if (r.ok) lat.push(performance.now() - t);
+          else errors++;
+        }
+      };
+      await Promise.all(Array.from({ length: AGENTS * WINDOW }, lane));
+      const c = process.cpuUsage(c0);
+      return { lat, errors, secs: (performance.now() - t0) / 1000, nveCpu: (c.user + c.system) / 1e6, nveSys: c.system / 1e6 };
+    };
+    const rows: object[] = [];
+    const out = (op: string, r: Awaited<ReturnType<typeof run>>, extra: object) => {
+      const s = [...r.lat].sort((a, b) => a - b);
+      const o = { case: `control.${op}`, broker: "none (the core in-process)", mode: "max", agents: AGENTS, vnics: AGENTS * perAgent, window: WINDOW, ...extra,
+        ops_per_s: Math.round(r.lat.length / r.secs), p50_ms: r2(pct(s, 50)), p99_ms: r2(pct(s, 99)), errors: r.errors, secs: r2(r.secs),
+        nve_cpu_us_per_op: Math.round((r.nveCpu * 1e6) / Math.max(1, r.lat.length)), nve_sys_share: r2(r.nveSys / r.nveCpu), load1: r2(loadavg()[0]) };
+      console.log(JSON.stringify(o));
+      rows.push(o);
+    };
+    out("attach", await run("attach", 1), { tables: "cold" });
+    await run("detach", 1);
+    out("attach", await run("attach", 1), { tables: "warm" });
+    out("detach", await run("detach", 1), {});
+    await core.close();
+    return rows;
+  } finally {
+    logger.close();
+    flushLog();
+    await writing;
+    closeSync(logFd);
     rmSync(dir, { recursive: true, force: true });
   }
 }
@@ -256,6 +396,8 @@ export async function runControlBench(o: { quick?: boolean } = {}): Promise<obje
   const only = process.env.NVEDGE_BENCH_BROKER;
   const want = (k: string) => !only || only === k;
   const rows: object[] = [];
+  pinBench();
+  if (want("core")) rows.push(...await benchCore(perAgent));
   if (want("embedded")) rows.push(...await benchOne("embedded", perAgent));
   if (want("embedded-thread")) rows.push(...await benchOne("embedded", perAgent, true));
   if (!want("mosquitto")) return rows;

@@ -1,11 +1,12 @@
-// Issue 15 (attach throughput): what the embedded broker sends a client in
-// one turn of the event loop leaves in one socket write (host/broker/cork.ts),
-// in order and whole; and the logger's text lines, now built without pino's
-// JSON round trip, read exactly as textLine() made them of pino's records.
+// Issue 15 (attach throughput): what an MQTT client, or the embedded broker
+// to a client, writes in one turn of the event loop leaves in one socket
+// write of one buffer (host/protocol/coalesce.ts), in order and whole; and
+// the logger's text lines, now built without pino's JSON round trip, read
+// exactly as textLine() made them of pino's records.
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { createServer, connect, type Socket } from "node:net";
-import { corkPerTurn } from "../host/broker/cork.js";
+import { coalescePerTurn } from "../host/protocol/coalesce.js";
 import { Logger } from "../host/log/logger.js";
 
 /** A connected loopback pair: the server's socket and the client's. */
@@ -20,49 +21,87 @@ async function pair(): Promise<{ server: Socket; client: Socket; close(): void }
   return { server, client, close: () => { client.destroy(); server.destroy(); srv.close(); } };
 }
 
-test("corkPerTurn: one turn's writes leave in one writev, in order, and the next turn's in another", async () => {
+/** Spies on the socket's own write functions: the chunks of each call, as text. */
+function spy(server: Socket): string[][] {
+  const calls: string[][] = [];
+  const s = server as unknown as { _writev(c: { chunk: unknown }[], cb: () => void): void; _write(c: unknown, e: string, cb: () => void): void };
+  const writev = s._writev.bind(server), write = s._write.bind(server);
+  s._writev = (c, cb) => { calls.push(c.map((x) => String(x.chunk))); writev(c, cb); };
+  s._write = (c, e, cb) => { calls.push([String(c)]); write(c, e, cb); };
+  return calls;
+}
+
+function received(client: Socket): () => string {
+  let got = "";
+  client.on("data", (d) => (got += d));
+  return () => got;
+}
+
+async function until(f: () => boolean): Promise<void> {
+  const deadline = Date.now() + 5000;
+  while (!f() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+}
+
+test("coalescePerTurn: one turn's writes leave as one buffer in one write, in order, and the next turn's in another", async () => {
   const { server, client, close } = await pair();
   try {
-    corkPerTurn(server);
-    const calls: number[] = []; // chunks per call of the socket's own write functions
-    const s = server as unknown as { _writev(c: unknown[], cb: () => void): void; _write(c: unknown, e: string, cb: () => void): void };
-    const writev = s._writev.bind(server), write = s._write.bind(server);
-    s._writev = (c, cb) => { calls.push(c.length); writev(c, cb); };
-    s._write = (c, e, cb) => { calls.push(1); write(c, e, cb); };
-    let got = "";
-    client.on("data", (d) => (got += d));
-    server.write("a1;");
-    server.write("a2;");
-    server.write("a3;");
-    assert.is(server.writableCorked, 1, "corked from the first write of the turn");
+    coalescePerTurn(server);
+    coalescePerTurn(server); // twice: a no-op
+    const calls = spy(server);
+    const got = received(client);
+    const done: string[] = [];
+    assert.is(server.write("a1;"), true);
+    server.write(Buffer.from("a2;"), () => done.push("a2"));
+    server.write("a3;", "utf8", () => done.push("a3"));
     assert.equal(calls, [], "nothing written yet");
+    assert.equal(done, [], "no callback before the write");
     await new Promise((r) => setImmediate(r));
-    assert.is(server.writableCorked, 0, "uncorked in the check phase");
-    assert.equal(calls, [3], "the three writes as one writev");
+    assert.equal(calls, [["a1;a2;a3;"]], "the three writes as one buffer, one call");
     server.write("b1;");
     server.write("b2;");
     await new Promise((r) => setImmediate(r));
-    assert.equal(calls, [3, 2], "the next turn's writes in a writev of their own");
-    const deadline = Date.now() + 5000;
-    while (got.length < 15 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
-    assert.is(got, "a1;a2;a3;b1;b2;");
+    assert.equal(calls, [["a1;a2;a3;"], ["b1;b2;"]], "the next turn's writes in a call of their own");
+    await until(() => got().length >= 15 && done.length === 2);
+    assert.is(got(), "a1;a2;a3;b1;b2;");
+    assert.equal(done, ["a2", "a3"], "callbacks once written, in order");
   } finally {
     close();
   }
 });
 
-test("corkPerTurn: what was written in the turn a socket is destroyed still leaves (a refusing CONNACK)", async () => {
+test("coalescePerTurn: what was written in the turn a socket is destroyed still leaves (a refusing CONNACK)", async () => {
   const { server, client, close } = await pair();
   try {
-    corkPerTurn(server);
+    coalescePerTurn(server);
     let got = "";
     const ended = new Promise<void>((r) => client.on("close", () => r()));
     client.on("data", (d) => (got += d));
-    server.cork(); // a writer's own cork level (mqtt-packet's, uncorked next tick) on top of ours
+    server.cork(); // a writer's own cork level (mqtt-packet's, uncorked next tick)
     server.write("connack-refused;");
     server.destroy();
     await Promise.race([ended, new Promise((r) => setTimeout(r, 5000))]);
     assert.is(got, "connack-refused;");
+  } finally {
+    close();
+  }
+});
+
+test("coalescePerTurn: what was written in the turn a socket is ended leaves before the end's own chunk", async () => {
+  const { server, client, close } = await pair();
+  try {
+    coalescePerTurn(server);
+    let got = "";
+    const ended = new Promise<void>((r) => client.on("end", () => r()));
+    client.on("data", (d) => (got += d));
+    server.write("disconnect;");
+    server.end("bye;");
+    await Promise.race([ended, new Promise((r) => setTimeout(r, 5000))]);
+    assert.is(got, "disconnect;bye;");
+    let err: Error | null | undefined;
+    server.on("error", () => {}); // the write-after-end error is also emitted
+    server.write("late;", (e) => (err = e));
+    await until(() => err !== undefined);
+    assert.ok(err, "a write after the end fails as the socket's own");
   } finally {
     close();
   }

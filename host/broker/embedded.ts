@@ -24,7 +24,7 @@ import { grantsFor, checkRoles, publishRefusal, canRead, canSubscribe, clientIdA
 import { brokerLimits, BrokerLimitsError, type BrokerLimits } from "./limits.js";
 import { rateLimitedLog } from "../protocol/rate-log.js";
 import { loadPasswordFile, verifyPassword, type PasswordEntry } from "./passwd.js";
-import { corkPerTurn } from "./cork.js";
+import { coalescePerTurn } from "../protocol/coalesce.js";
 
 export interface BrokerOptions {
   host?: string;
@@ -305,7 +305,7 @@ export async function startEmbeddedBroker(o: BrokerOptions): Promise<EmbeddedBro
     // Small request/response packets: without TCP_NODELAY, Nagle's algorithm
     // and delayed ACKs add ~40 ms per hop.
     conn.setNoDelay?.(true);
-    corkPerTurn(conn); // one write per turn (host/broker/cork.ts)
+    coalescePerTurn(conn); // one write of one buffer per turn (host/protocol/coalesce.ts)
     const client = broker.handle(conn as any, undefined as any) as unknown as AedesClientLike;
     limitPacketSize(client, limit, log);
     conn.once("close", () => {

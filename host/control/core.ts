@@ -307,7 +307,7 @@ export class NveCore {
       try {
         if (ops.length) await this.o.programmer.apply(ops);
       } catch (e) {
-        if (changed.length) await this.stored(() => this.o.store.transaction((w) => { for (const f of [...changed].reverse()) replay(w, f.reverts); }));
+        if (changed.length) await this.stored(() => this.o.store.transaction((w) => { for (const f of [...changed].reverse()) replay(w, f.reverts()); }));
         throw e;
       }
     } catch (e) {
@@ -414,8 +414,12 @@ export class NveCore {
     return this.takeToken(`${hv}\u0000answers`, 0);
   }
 
-  /** A request payload from {hv} (the broker vouches for the identity, §1) → the response to publish. */
-  async request(hv: string, payload: Uint8Array): Promise<Record<string, unknown>> {
+  /**
+   * A request payload from {hv} (the broker vouches for the identity, §1) → the
+   * response to publish. `seen.op` is set to the request's op once it is
+   * decoded (the metrics' label; left as it was for what does not decode).
+   */
+  async request(hv: string, payload: Uint8Array, seen?: { op: string }): Promise<Record<string, unknown>> {
     if (this.fatal) return new Promise(() => {}); // stopped: answers nothing more (issue 10 item 8)
     // The rate limit comes before decoding, so a flood costs the NVE no parsing (issue 10 item 4).
     if (this.hvPort.has(hv) && !this.takeToken(hv, payload.length)) {
@@ -431,6 +435,7 @@ export class NveCore {
       return errorResponse(d.id, d.error) as Record<string, unknown>;
     }
     const req = d.req;
+    if (seen) seen.op = req.op;
     const port = this.hvPort.get(hv);
     if (!port) {
       this.refused(hv, "not-authorized", `authorization: ${hv} refused (${req.op}): not listed in any port's hypervisors`);

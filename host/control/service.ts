@@ -30,7 +30,7 @@ function connectWhenReachable(url: string, log: (l: string) => void, opts: Param
   return connectRetrying(url, (l) => log(`${l}; forwarding continues`), opts);
 }
 
-/** The op of a request payload, for the metrics only (the codec decodes it properly): bounded, no JSON parse. */
+/** The op of a payload the core did not decode, for the metrics only: bounded, no JSON parse. */
 function opOf(payload: Buffer): string {
   const m = /"op"\s*:\s*"([a-z.]{1,24})"/.exec(payload.subarray(0, 1024).toString("latin1"));
   return m ? m[1] : "other";
@@ -55,6 +55,9 @@ export class NveService {
       { will: { topic: topics.nveStatus(nve), payload: JSON.stringify({ state: "offline" }) } },
     ));
     const svc = new NveService(core, client, pv, log);
+    // What it writes in one turn (the PUBACKs of the requests read, the
+    // answers of a group commit) leaves in one write: connectWhenReachable
+    // does it (host/protocol/mqtt.ts tcpNoDelay, coalesce.ts).
     core.onEvent = (hv, ev) => svc.sendEvent(hv, ev);
     client.on("message", (topic, payload, packet) => svc.onMessage(topic, payload, packet.properties?.correlationData));
     client.on("error", (e) => log(`mqtt: ${e.message}`));
@@ -80,7 +83,6 @@ export class NveService {
   private onMessage(topic: string, payload: Buffer, corr?: Buffer): void {
     const t = parseNveTopic(this.core.settings.nve, topic);
     if (!t) return;
-    this.cork(); // the PUBACKs of the requests parsed from one read leave in one write
     if (t.kind === "status") {
       if (payload.length === 0) return; // a cleared retained status
       if (payload.length > MAX_STATUS) return this.log(`agent status from ${t.hv}: ${payload.length} bytes, more than a status (${MAX_STATUS}), ignored`);
@@ -95,38 +97,15 @@ export class NveService {
       return;
     }
     const t0 = this.observe ? performance.now() : 0;
-    this.core.request(t.hv, payload).then((rsp) => {
-      if (this.observe) this.observe(opOf(payload), rsp.ok ? "ok" : String((rsp.error as { code?: unknown } | undefined)?.code ?? "other"), (performance.now() - t0) / 1000);
+    const seen = { op: "" }; // the op, for the metrics: set by the core once decoded
+    this.core.request(t.hv, payload, seen).then((rsp) => {
+      if (this.observe) this.observe(seen.op || opOf(payload), rsp.ok ? "ok" : String((rsp.error as { code?: unknown } | undefined)?.code ?? "other"), (performance.now() - t0) / 1000);
       if (!this.client.connected && this.client.disconnecting) return;
       if ((rsp.error as { code?: string } | undefined)?.code === "rate-limited" && !this.core.answerRateLimited(t.hv)) return;
-      this.cork();
       this.client.publish(topics.rsp(t.hv), this.bounded(t.hv, rsp), publishOptions(this.pv, false, corr), (e) => {
         if (e) this.log(`mqtt: response to ${t.hv}: ${e.message}`);
       });
     }, (e) => this.log(`request from ${t.hv}: ${(e as Error).message}`));
-  }
-
-  private corked = false;
-
-  /**
-   * A group of requests is answered in one go (core.ts group commit): gather
-   * the responses' packets, and the PUBACKs of every request read in this
-   * turn of the event loop, into one socket write instead of one (or several,
-   * mqtt-packet writes a packet in pieces) per packet. Uncorked in the loop's
-   * check phase (setImmediate), after every read of this turn was handled:
-   * MQTT.js handles the packets of one read one per process.nextTick, so a
-   * nextTick uncork wrote each request's PUBACK by itself (strace: 1.07
-   * writev per attach; issue 15).
-   */
-  private cork(): void {
-    const stream = (this.client as unknown as { stream?: { cork?(): void; uncork?(): void } }).stream;
-    if (this.corked || !stream?.cork || !stream.uncork) return;
-    stream.cork();
-    this.corked = true;
-    setImmediate(() => {
-      this.corked = false;
-      stream.uncork!();
-    });
   }
 
   /**
@@ -148,7 +127,6 @@ export class NveService {
     const buf = encode(ev);
     if (buf.length > this.core.settings.maxPayload)
       return this.log(`event ${ev.event} to ${hv}: ${buf.length} bytes exceeds maxPayload ${this.core.settings.maxPayload}, not sent`);
-    this.cork();
     this.client.publish(topics.evt(hv), buf, publishOptions(this.pv), (e) => {
       if (e) this.log(`mqtt: event to ${hv}: ${e.message}`);
     });

@@ -31,9 +31,8 @@ export function replay(tx: StoreWriter, ops: StoreOp[]): void {
 export interface Finished {
   ops: DpOp[];
   writes: StoreOp[];
-  reverts: StoreOp[];
-  write: (tx: StoreWriter) => void;
-  revert: (tx: StoreWriter) => void;
+  /** The writes' inverse, last first: built when asked (a refused group only). */
+  reverts(): StoreOp[];
   /** Applies the change to the model (after it is stored and programmed, or optimistically inside a group). */
   commit: () => void;
   /** Puts the model back as it was before commit(). */
@@ -96,17 +95,25 @@ function setCatalog(cat: VnCatalog, id: number, v: VnConfig | undefined): void {
 
 const stateName = (r: VnicRecord | null | undefined) => (!r ? "Init" : r.state === "active" ? "Activated" : "Associated");
 
+/** What an absent lazy map reads as (Txn: the maps most changes never touch are made on first write). */
+const NONE: ReadonlyMap<unknown, unknown> = new Map();
+const none = <K, V>() => NONE as unknown as ReadonlyMap<K, V>;
+
+// Allocation per change matters (issue 15: a change per attach, ~20 KB of
+// garbage each before): the maps an attach always uses are made with the
+// Txn, the others (tag hints, tags allocated and freed, ranges, hv records,
+// timers, VN changes) on first write, and read as empty until then.
 export class Txn {
   readonly vnicChanges = new Map<string, VnicRecord | null>();
-  readonly hvChanges = new Map<string, HvRecord>();
-  readonly timerChanges = new Map<string, TimerRecord | null>();
+  private hvW: Map<string, HvRecord> | undefined;
+  private timerW: Map<string, TimerRecord | null> | undefined;
   private macOv = new Map<string, string | null>();
   private ipOv = new Map<string, { vnic: string; mac: string } | null>();
   private countDelta = new Map<string, number>();
   private hvDelta = new Map<string, number>();
-  private tagHints = new Map<string, { tag: number; strict: boolean }>();
-  private allocated = new Map<string, number>();
-  private freed = new Map<string, { tag: number; q?: QuarantineRecord }>();
+  private tagHintsW: Map<string, { tag: number; strict: boolean }> | undefined;
+  private allocatedW: Map<string, number> | undefined;
+  private freedW: Map<string, { tag: number; q?: QuarantineRecord }> | undefined;
   readonly events: { hv: string; event: Event }[] = [];
   /** Ops appended after the derived ones (e.g. vn.del once every VAP of the VN is gone). */
   readonly tail: DpOp[] = [];
@@ -114,9 +121,17 @@ export class Txn {
   private finished = false;
 
   private hvVnDelta = new Map<string, number>();
-  private rangeDelta = new Map<string, number>();
+  private rangeDeltaW: Map<string, number> | undefined;
   /** VNs of the catalog this change adds, changes (a profile) or removes; `cache`: kept in the store's IMA cache too. */
-  private vnChanges = new Map<number, { after: VnConfig | undefined; cache: boolean }>();
+  private vnChangesW: Map<number, { after: VnConfig | undefined; cache: boolean }> | undefined;
+
+  get hvChanges(): ReadonlyMap<string, HvRecord> { return this.hvW ?? none(); }
+  get timerChanges(): ReadonlyMap<string, TimerRecord | null> { return this.timerW ?? none(); }
+  private get tagHints(): ReadonlyMap<string, { tag: number; strict: boolean }> { return this.tagHintsW ?? none(); }
+  private get allocated(): ReadonlyMap<string, number> { return this.allocatedW ?? none(); }
+  private get freed(): ReadonlyMap<string, { tag: number; q?: QuarantineRecord }> { return this.freedW ?? none(); }
+  private get rangeDelta(): ReadonlyMap<string, number> { return this.rangeDeltaW ?? none(); }
+  private get vnChanges(): ReadonlyMap<number, { after: VnConfig | undefined; cache: boolean }> { return this.vnChangesW ?? none(); }
 
   constructor(readonly model: Model, readonly now: number, private quarantineMs: number, private guard?: TxnGuard,
     private readonly catalog?: VnCatalog) {}
@@ -130,7 +145,7 @@ export class Txn {
   setVn(id: number, v: VnConfig | undefined, cache = false): void {
     if (!this.catalog) throw new Error("this transaction has no catalog");
     const prev = this.vnChanges.get(id);
-    this.vnChanges.set(id, { after: v ? { ...v } : undefined, cache: cache || !!prev?.cache });
+    (this.vnChangesW ??= new Map()).set(id, { after: v ? { ...v } : undefined, cache: cache || !!prev?.cache });
   }
 
   /** The post-state record (read-only view; copy before editing, see edit()). */
@@ -184,7 +199,7 @@ export class Txn {
 
   /** A requested tag: `strict` ones fail with tag-conflict, others (sync) are preferences. */
   hintTag(port: string, vn: number, tag: number, strict: boolean): void {
-    this.tagHints.set(vapKey(port, vn), { tag, strict });
+    (this.tagHintsW ??= new Map()).set(vapKey(port, vn), { tag, strict });
   }
 
   put(r: VnicRecord): void {
@@ -207,7 +222,7 @@ export class Txn {
         this.hvVnDelta.set(hk, (this.hvVnDelta.get(hk) ?? 0) + d);
         let n = 0;
         for (const a of b.addrs) n += countRanges(a.ips);
-        if (n) this.rangeDelta.set(rec.hv, (this.rangeDelta.get(rec.hv) ?? 0) + d * n);
+        if (n) (this.rangeDeltaW ??= new Map()).set(rec.hv, (this.rangeDelta.get(rec.hv) ?? 0) + d * n);
       }
     }
     if (prev) {
@@ -235,16 +250,16 @@ export class Txn {
   }
 
   setTimer(kind: TimerRecord["kind"], subject: string, due: number): void {
-    this.timerChanges.set(keys.timer(kind, subject), { kind, subject, due });
+    (this.timerW ??= new Map()).set(keys.timer(kind, subject), { kind, subject, due });
   }
 
   clearTimer(kind: TimerRecord["kind"], subject: string): void {
     const k = keys.timer(kind, subject);
-    if (this.timerChanges.get(k) || this.model.timers.has(k)) this.timerChanges.set(k, null);
+    if (this.timerChanges.get(k) || this.model.timers.has(k)) (this.timerW ??= new Map()).set(k, null);
   }
 
   putHv(h: HvRecord): void {
-    this.hvChanges.set(h.hv, h);
+    (this.hvW ??= new Map()).set(h.hv, h);
   }
 
   emit(hv: string, event: Event): void {
@@ -273,15 +288,17 @@ export class Txn {
     }
     if (sum > 0 && m.rangeTotal + sum > g.prefixCapacity)
       throw new ProtocolError("limit-exceeded", `the NVE's prefix table holds at most ${g.prefixCapacity} ranges`, "addrs");
-    const grown = new Map<string, number>();
+    let grown: Map<string, number> | undefined; // made only when an {hv} enters or leaves a VN
     for (const [k, d] of this.hvVnDelta) {
       if (d === 0) continue;
       const pre = m.hvVn.get(k) ?? 0;
+      const into = pre === 0 && pre + d > 0, out = pre > 0 && pre + d === 0;
+      if (!into && !out) continue;
       const hv = k.slice(0, k.lastIndexOf("|"));
-      if (pre === 0 && pre + d > 0) grown.set(hv, (grown.get(hv) ?? 0) + 1);
-      else if (pre > 0 && pre + d === 0) grown.set(hv, (grown.get(hv) ?? 0) - 1);
+      grown ??= new Map();
+      grown.set(hv, (grown.get(hv) ?? 0) + (into ? 1 : -1));
     }
-    for (const [hv, n] of grown) {
+    if (grown) for (const [hv, n] of grown) {
       if (n <= 0 || isConfigHv(hv)) continue;
       const share = g.tagShare(hv);
       const post = (m.hvVnCount.get(hv) ?? 0) + n;
@@ -307,13 +324,13 @@ export class Txn {
       if (pre > 0 && post === 0) {
         const vap = m.vaps.get(k)!;
         const q = this.quarantineMs > 0 ? { port: vap.port, tag: vap.tag, vn: vap.vn, until: now + this.quarantineMs } : undefined;
-        this.freed.set(k, { tag: vap.tag, q });
+        (this.freedW ??= new Map()).set(k, { tag: vap.tag, q });
         tagDel.push({ op: "tag.del", port: vap.port, tag: vap.tag });
         this.log(`VAP ${vap.port}/VN ${vap.vn}: Connected → Disconnected, tag ${vap.tag} freed${q ? `, quarantined until ${new Date(q.until).toISOString()}` : ""}`);
       } else if (pre === 0 && post > 0) toAllocate.push(k);
     }
-    const takenByPort = new Map<string, Set<number>>();
-    for (const k of toAllocate) {
+    const takenByPort = toAllocate.length ? new Map<string, Set<number>>() : undefined;
+    if (takenByPort) for (const k of toAllocate) {
       const [port, vn] = splitVapKey(k);
       const alloc = m.alloc(port);
       let taken = takenByPort.get(port);
@@ -329,7 +346,7 @@ export class Txn {
       } else tag = alloc.lowest(vn, now, taken);
       if (tag === undefined) throw new ProtocolError("tag-exhausted", `no free tag left on port ${port}`, "vn");
       taken.add(tag);
-      this.allocated.set(k, tag);
+      (this.allocatedW ??= new Map()).set(k, tag);
       tagAdd.push({ op: "tag", port, tag, vn });
       this.log(`VAP ${port}/VN ${vn}: Disconnected → Connected, tag ${tag}`);
     }
@@ -366,7 +383,10 @@ export class Txn {
     const vnAdd: DpOp[] = [];
     const vnDel: DpOp[] = [];
     for (const [vn, c] of this.vnChanges) c.after ? vnAdd.push({ op: "vn", vn, vni: c.after.vni, profile: c.after.profile }) : vnDel.push({ op: "vn.del", vn });
-    const ops = [...vnAdd, ...ipDel, ...macDel, ...tagAdd, ...macSet, ...ipSet, ...tagDel, ...this.tail, ...vnDel];
+    // in this order; most changes fill one or two of these lists
+    let ops: DpOp[] = [];
+    for (const l of [vnAdd, ipDel, macDel, tagAdd, macSet, ipSet, tagDel, this.tail, vnDel])
+      if (l.length) ops = ops.length ? ops.concat(l) : l;
     const empty = this.vnicChanges.size === 0 && this.hvChanges.size === 0 && this.timerChanges.size === 0 && this.vnChanges.size === 0;
 
     // Every change of a stored collection, once, as (collection, key, before,
@@ -374,12 +394,18 @@ export class Txn {
     // their inverse, the model's commit and its undo are all derived from this
     // list, so a new collection is one more record() and one case in setModel().
     const changes: Change[] = [];
-    const at = new Map<string, Change>();
+    // one key changed twice: first before, last after. Most changes hold a
+    // few records: a scan; a map of them once there are more (a sync, a purge).
+    let at: Map<string, Change> | undefined;
     const record = (c: ChangedCollection, k: string, before: unknown, after: unknown) => {
-      const prev = at.get(`${c}\u0000${k}`);
-      if (prev) { prev.after = after; return; } // one key changed twice: first before, last after
+      if (!at && changes.length >= 16) {
+        at = new Map();
+        for (const ch of changes) at.set(`${ch.c}\u0000${ch.k}`, ch);
+      }
+      const prev = at ? at.get(`${c}\u0000${k}`) : changes.find((x) => x.c === c && x.k === k);
+      if (prev) { prev.after = after; return; }
       const ch: Change = { c, k, before, after };
-      at.set(`${c}\u0000${k}`, ch);
+      at?.set(`${c}\u0000${k}`, ch);
       changes.push(ch);
     };
     const quarantined = (port: string, tag: number): QuarantineRecord | undefined => {
@@ -401,7 +427,7 @@ export class Txn {
     for (const [k, h] of this.hvChanges) record("hvs", k, m.hvs.get(k), h);
     // The catalog's before, copied: setProfile replaces a VN's profile in place.
     const cat = this.catalog;
-    const vnBefore = new Map([...this.vnChanges.keys()].map((id) => {
+    const vnBefore = this.vnChanges.size === 0 ? none<number, VnConfig | undefined>() : new Map([...this.vnChanges.keys()].map((id) => {
       const v = cat?.get(id);
       return [id, v ? { ...v } : undefined] as const;
     }));
@@ -410,27 +436,36 @@ export class Txn {
     for (const [id, c] of this.vnChanges) if (c.cache) record("vns", String(id), cacheRec(vnBefore.get(id)), cacheRec(c.after));
 
     const writes: StoreOp[] = changes.map((ch) => (ch.after !== undefined ? ["put", ch.c, ch.k, ch.after] : ["del", ch.c, ch.k]));
-    const reverts: StoreOp[] = [...changes].reverse().map((ch) => (ch.before !== undefined ? ["put", ch.c, ch.k, ch.before] : ["del", ch.c, ch.k]));
+    const reverts = () => [...changes].reverse().map((ch): StoreOp => (ch.before !== undefined ? ["put", ch.c, ch.k, ch.before] : ["del", ch.c, ch.k]));
 
-    let undo: () => void = () => {};
+    // The MAC/IP owners before commit, in the overlays' order (for undo).
+    let preMac: (string | undefined)[] | undefined;
+    let preIp: ({ vnic: string; mac: string } | undefined)[] | undefined;
+    const macOv = this.macOv, ipOv = this.ipOv, vnChanges = this.vnChanges;
     const commit = () => {
       // The MAC/IP owner indexes are derived from the VNIC records; the overlay
       // entries settle any ordering between records, and undo() restores them.
-      const preMac = new Map([...this.macOv.keys()].map((k) => [k, m.macOwner.get(k)]));
-      const preIp = new Map([...this.ipOv.keys()].map((k) => [k, m.ipOwner.get(k)]));
+      preMac = [];
+      for (const k of macOv.keys()) preMac.push(m.macOwner.get(k));
+      preIp = [];
+      const ipIdx = m.ipOwner;
+      for (const k of ipOv.keys()) preIp.push(ipIdx.get(k));
       for (const ch of changes) setModel(m, ch, ch.after);
-      if (cat) for (const [id, c] of this.vnChanges) setCatalog(cat, id, c.after);
-      for (const [k, o] of this.macOv) o ? m.macOwner.set(k, o) : m.macOwner.delete(k);
-      for (const [k, o] of this.ipOv) o ? m.ipOwner.set(k, o) : m.ipOwner.delete(k);
-      undo = () => {
-        for (let i = changes.length - 1; i >= 0; i--) setModel(m, changes[i], changes[i].before);
-        if (cat) for (const [id, v] of vnBefore) setCatalog(cat, id, v);
-        for (const [k, o] of preMac) o !== undefined ? m.macOwner.set(k, o) : m.macOwner.delete(k);
-        for (const [k, o] of preIp) o !== undefined ? m.ipOwner.set(k, o) : m.ipOwner.delete(k);
-      };
+      if (cat) for (const [id, c] of vnChanges) setCatalog(cat, id, c.after);
+      for (const [k, o] of macOv) o ? m.macOwner.set(k, o) : m.macOwner.delete(k);
+      for (const [k, o] of ipOv) o ? ipIdx.set(k, o) : ipIdx.delete(k);
     };
-    const write = (tx: StoreWriter) => replay(tx, writes);
-    const revert = (tx: StoreWriter) => replay(tx, reverts);
-    return { ops, writes, reverts, write, revert, commit, undo: () => undo(), empty: empty && this.tail.length === 0 };
+    const undo = () => {
+      if (!preMac || !preIp) return; // not committed
+      for (let i = changes.length - 1; i >= 0; i--) setModel(m, changes[i], changes[i].before);
+      if (cat) for (const [id, v] of vnBefore) setCatalog(cat, id, v);
+      let i = 0;
+      for (const k of macOv.keys()) { const o = preMac[i++]; o !== undefined ? m.macOwner.set(k, o) : m.macOwner.delete(k); }
+      i = 0;
+      const ipIdx = m.ipOwner;
+      for (const k of ipOv.keys()) { const o = preIp[i++]; o !== undefined ? ipIdx.set(k, o) : ipIdx.delete(k); }
+      preMac = preIp = undefined;
+    };
+    return { ops, writes, reverts, commit, undo, empty: empty && this.tail.length === 0 };
   }
 }

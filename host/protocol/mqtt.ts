@@ -1,10 +1,11 @@
 // How every nvedge process (NVE, agent, IMA) reaches the broker: the
 // connection settings, the MQTT.js options built from them (PROTOCOL.md §1:
 // QoS 1, MQTT 3.1.1 or 5, TLS with a client certificate for Req-11 mutual
-// authentication), and TCP_NODELAY.
+// authentication), TCP_NODELAY and one socket write per turn (coalesce.ts).
 import { readFileSync } from "node:fs";
 import { createSecureContext } from "node:tls";
 import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
+import { coalescePerTurn } from "./coalesce.js";
 
 export interface BrokerConnection {
   url: string;
@@ -84,7 +85,13 @@ export function readClientTls(tls: { cert: string; key: string; ca: string }, cl
  * Call once per client.
  */
 export function tcpNoDelay(client: MqttClient): void {
-  const set = () => (client.stream as unknown as { setNoDelay?: (b: boolean) => void } | undefined)?.setNoDelay?.(true);
+  const set = () => {
+    (client.stream as unknown as { setNoDelay?: (b: boolean) => void } | undefined)?.setNoDelay?.(true);
+    // and what the client writes in one turn of the event loop leaves in one
+    // write: the PUBACKs of a read's requests with the answers of a group
+    // commit (issue 15, host/protocol/coalesce.ts)
+    if (client.stream) coalescePerTurn(client.stream);
+  };
   set();
   client.on("connect", set);
 }
