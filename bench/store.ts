@@ -13,7 +13,7 @@
 //   >= 0.8x), and the store alone under concurrent transactions (group commit).
 // Each row is one JSON object; `runStoreBench` is the export bench/run.ts calls.
 import { spawn } from "node:child_process";
-import { closeSync, fdatasyncSync, mkdtempSync, openSync, rmSync, statSync, writeFileSync, writeSync } from "node:fs";
+import { closeSync, existsSync, fdatasyncSync, mkdirSync, mkdtempSync, openSync, rmSync, statSync, writeFileSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -242,11 +242,7 @@ async function restartBench(quick: boolean): Promise<object[]> {
     else try {
       const ns = tmpNetns("brs");
       try {
-        const rn = (a: string, b: string) => { ns.run("ip", ["link", "set", a, "down"]); ns.run("ip", ["link", "set", a, "name", b]); ns.run("ip", ["link", "set", b, "up"]); };
-        const [hvEnd, trunk] = ns.veth("t");
-        const [ul, remoteEnd] = ns.veth("u");
-        rn(trunk, TRUNK);
-        rn(ul, UPLINK);
+        const [hvEnd, remoteEnd] = labVeths(ns);
         for (const withImage of [false, true]) {
           const fr: { firstFrameMs: number; forwardingMs: number; image: boolean }[] = [];
           for (let i = 0; i < 3; i++) {
@@ -372,11 +368,70 @@ export function fsyncBench(quick: boolean): object[] {
   }
 }
 
+/**
+ * The first-frame row alone (issue 15's lab figure), from the image only:
+ * `node dist/bench/store.js --frame [--quick] [--runs N] [--keep DIR]`. With
+ * --keep the filled store (and its image) stays in DIR and is reused by the
+ * next run, which then measures without filling again.
+ */
+export async function frameBench(o: { quick: boolean; runs: number; keep?: string }): Promise<object[]> {
+  const vnics = o.quick ? 10_000 : 100_000;
+  const ipsPer = 9;
+  const work = o.keep ?? mkdtempSync(join(tmpdir(), "nvedge-bench-frame-"));
+  const storeDir = join(work, "store");
+  const cfgFile = join(work, "nve.json");
+  const marker = join(work, `filled-${vnics}`);
+  try {
+    if (!existsSync(marker)) {
+      mkdirSync(work, { recursive: true });
+      rmSync(storeDir, { recursive: true, force: true });
+      writeFileSync(cfgFile, JSON.stringify(configJson()));
+      const store = await openLmdbStore(storeDir);
+      await fill(store, vnics, ipsPer);
+      await store.close();
+      writeFileSync(marker, "");
+    }
+    if (!isRoot()) return [{ case: "store.restart.frame.image", skipped: "needs root (a namespace, veths, AF_PACKET)" }];
+    const live = join(storeDir, IMAGE_FILE);
+    if (!existsSync(live)) await timeCliRestart(cfgFile, storeDir, true);
+    const ns = tmpNetns("brs");
+    try {
+      const [hvEnd, remoteEnd] = labVeths(ns);
+      const fr: { firstFrameMs: number; forwardingMs: number; image: boolean }[] = [];
+      for (let i = 0; i < o.runs; i++) fr.push(await timeFirstFrame(cfgFile, storeDir, ns, hvEnd, remoteEnd));
+      if (fr.some((r) => !r.image)) throw new Error(`first-frame runs: expected image starts: ${JSON.stringify(fr)}`);
+      return [{ case: "store.restart.frame.image", vnics, addresses: vnics * (1 + ipsPer), io: "afpacket",
+        firstFrameMs: Math.round(median(fr.map((r) => r.firstFrameMs))), runsMs: fr.map((r) => Math.round(r.firstFrameMs)),
+        forwardingLineMs: fr.map((r) => Math.round(r.forwardingMs)), aimMs: 500 }];
+    } finally {
+      ns.remove();
+    }
+  } finally {
+    if (!o.keep) rmSync(work, { recursive: true, force: true });
+  }
+}
+
+/** The trunk and underlay veths in `ns` under the configuration's names; returns the peers [hypervisor end, remote end]. */
+function labVeths(ns: ReturnType<typeof tmpNetns>): [string, string] {
+  const rn = (a: string, b: string) => { ns.run("ip", ["link", "set", a, "down"]); ns.run("ip", ["link", "set", a, "name", b]); ns.run("ip", ["link", "set", b, "up"]); };
+  const [hvEnd, trunk] = ns.veth("t");
+  const [ul, remoteEnd] = ns.veth("u");
+  rn(trunk, TRUNK);
+  rn(ul, UPLINK);
+  return [hvEnd, remoteEnd];
+}
+
 export async function runStoreBench(o: { quick?: boolean } = {}): Promise<object[]> {
   const quick = o.quick ?? process.env.NVEDGE_BENCH_QUICK === "1";
   return [...fsyncBench(quick), ...(await restartBench(quick)), ...(await attachBench(quick))];
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
-  for (const r of await runStoreBench({ quick: process.argv.includes("--quick") })) console.log(JSON.stringify(r));
+  const a = process.argv.slice(2);
+  const val = (f: string) => { const i = a.indexOf(f); return i >= 0 ? a[i + 1] : undefined; };
+  const quick = a.includes("--quick");
+  const rows = a.includes("--frame")
+    ? await frameBench({ quick, runs: Number(val("--runs") ?? 3), keep: val("--keep") })
+    : await runStoreBench({ quick });
+  for (const r of rows) console.log(JSON.stringify(r));
 }
