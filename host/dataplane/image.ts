@@ -18,7 +18,8 @@
 // other-version or other-key file) is refused with the reason, and the caller
 // rebuilds from the records (docs/README.md "The table image").
 //
-// File format (version IMAGE_VERSION, little-endian):
+// File format (version IMAGE_VERSION, little-endian; version 2: the
+// bookkeeping property by property, see HostValue):
 //   0   8  magic "NVEIMAGE"
 //   8   4  format version
 //   12  4  CRC-32 (zlib) of bytes [16, end)
@@ -27,7 +28,7 @@
 //   28  4  CRC-32 of the meta JSON (checked before its key is read)
 //   32  M  meta JSON: { key, memBytes, chunk, chunks, globals: [name, type][], hostLen }
 //   ..     globals: 8 bytes each (i32 and i64 as i64, f32 and f64 as f64), meta order
-//   ..     host bookkeeping: hostLen bytes (v8.serialize)
+//   ..     host bookkeeping: hostLen bytes (v8.serialize of { object: { property: HostValue } })
 //   ..     chunk index: u32 per chunk (its page number), then the pages, CHUNK bytes each
 import { crc32 } from "node:zlib";
 import { createHash } from "node:crypto";
@@ -35,8 +36,11 @@ import { closeSync, existsSync, openSync, readFileSync, rmSync, fstatSync, readS
 import { dirname } from "node:path";
 import { serialize, deserialize } from "node:v8";
 import { type Exports, SLOT_SIZE, MAX_BATCH, IN_DESC, OUT_DESC, MAX_OUT, HDR_SLOT, NUM_DROPS, MAX_PORTS, PORT_CTR, MAX_VNS, VN_CTR, TRACE_REC } from "./abi.js";
+import { writeSync as require_fs_writeSync } from "node:fs";
+const __T=(n:string)=>{ if(process.env.NVEDGE_T) require_fs_writeSync(2, `T ${n} ${(performance.timeOrigin+performance.now()-Number(process.env.NVEDGE_T0??performance.timeOrigin)).toFixed(1)}\n`)};
 
-export const IMAGE_VERSION = 1;
+
+export const IMAGE_VERSION = 2;
 const MAGIC = "NVEIMAGE";
 const HEAD = 32;
 /** Memory is imaged in pages of this size: a page all zero is left out. */
@@ -205,11 +209,65 @@ export function imageSubject(ex: Exports, globals: GlobalSpec[] | null, host: Re
   };
 }
 
-function hostState(s: ImageSubject): Record<string, Record<string, unknown>> {
-  const out: Record<string, Record<string, unknown>> = {};
+/**
+ * One property of the host's bookkeeping as imaged: V8's serialisation of it,
+ * or a Map of strings to numbers as its keys joined by NUL (UTF-8 bytes: V8
+ * copies bytes as they are, a string it reads character by character) and
+ * its values.
+ * The latter is the VNIC -> policer map (tables.ts policerIdx: one entry per
+ * VNIC, 100,000 at the issue's scale), which V8 (de)serialises entry by entry:
+ * 0.4 s to read back under load, against one string split.
+ */
+export type HostValue = { v8: Uint8Array } | { keys: Uint8Array; values: Float64Array };
+
+function encodeHostValue(v: unknown): HostValue {
+  if (v instanceof Map && v.constructor === Map && v.size >= 64) {
+    const keys: string[] = [];
+    const values = new Float64Array(v.size);
+    let i = 0;
+    for (const [k, x] of v as Map<unknown, unknown>) {
+      if (typeof k !== "string" || typeof x !== "number" || k.includes("\0")) return { v8: serialize(v) };
+      keys.push(k);
+      values[i++] = x;
+    }
+    return { keys: Buffer.from(keys.join("\0"), "utf8"), values };
+  }
+  return { v8: serialize(v) };
+}
+
+function decodeHostValue(h: HostValue): unknown {
+  if (!("keys" in h)) return deserialize(h.v8);
+  const ks = Buffer.from(h.keys.buffer, h.keys.byteOffset, h.keys.length).toString("utf8").split("\0");
+  if (ks.length !== h.values.length) throw new ImageRefused("its bookkeeping does not add up: corrupt");
+  const m = new Map<string, number>();
+  for (let i = 0; i < ks.length; i++) m.set(ks[i], h.values[i]);
+  return m;
+}
+
+/** A property at least this large (encoded) is decoded when first used, not at restore. */
+const LAZY_BYTES = 16 * 1024;
+const hostValueBytes = (h: HostValue) => ("keys" in h ? h.keys.length + h.values.byteLength : h.v8.length);
+
+/**
+ * `obj[k]` decoded from the image when first read or replaced when first
+ * written, then a plain data property again: a data plane restored for
+ * forwarding does not pay for bookkeeping that only programming uses (the
+ * VNIC -> policer map: until the first op that binds a MAC).
+ */
+function lazyProperty(obj: object, k: string, make: () => unknown): void {
+  const settle = (value: unknown) => Object.defineProperty(obj, k, { value, writable: true, enumerable: true, configurable: true });
+  Object.defineProperty(obj, k, {
+    enumerable: true, configurable: true,
+    get() { const v = make(); settle(v); return v; },
+    set(v: unknown) { settle(v); },
+  });
+}
+
+function hostState(s: ImageSubject): Record<string, Record<string, HostValue>> {
+  const out: Record<string, Record<string, HostValue>> = {};
   for (const [name, obj] of Object.entries(s.host)) {
-    const o: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(obj)) if (!s.skip.has(k) && typeof v !== "function") o[k] = v;
+    const o: Record<string, HostValue> = {};
+    for (const [k, v] of Object.entries(obj)) if (!s.skip.has(k) && typeof v !== "function") o[k] = encodeHostValue(v);
     out[name] = o;
   }
   return out;
@@ -381,6 +439,7 @@ export function restoreImage(s: ImageSubject, img: Image): void {
       crc = crc32(dst, crc);
       at += CHUNK;
     }
+    __T("pages.read");
     if (crc !== img.crc) throw new ImageRefused(`checksum mismatch (CRC-32 ${crc.toString(16)}, header ${img.crc.toString(16)}): corrupt`);
     at = 0;
     for (const g of s.globals) {
@@ -390,8 +449,14 @@ export function restoreImage(s: ImageSubject, img: Image): void {
       else gl.value = sdv.getFloat64(at, true);
       at += 8;
     }
-    const host = deserialize(small.subarray(at, at + meta.hostLen)) as Record<string, Record<string, unknown>>;
-    for (const [name, obj] of Object.entries(s.host)) Object.assign(obj, host[name]);
+    const host = deserialize(small.subarray(at, at + meta.hostLen)) as Record<string, Record<string, HostValue>>;
+    for (const [name, obj] of Object.entries(s.host)) {
+      for (const [k, h] of Object.entries(host[name] ?? {})) {
+        if (hostValueBytes(h) < LAZY_BYTES) (obj as Record<string, unknown>)[k] = decodeHostValue(h);
+        else lazyProperty(obj, k, () => decodeHostValue(h));
+      }
+    }
+__T("host.restored");
   } finally {
     r.close();
   }
