@@ -22,6 +22,8 @@ import { LOG_HELP, LOG_OPTS, logOptions } from "./log-opts.js";
 import { defaultAdminSocket, defaultConfig, defaultStore } from "./paths.js";
 import { parseListen } from "../metrics/metrics.js";
 import { VERSION } from "../version.js";
+import { phase } from "../sys/phase.js";
+
 
 const HELP = `usage: nvedge run [--config FILE] [--broker URL] [--io afpacket|afxdp|none] [--workers N] [--store DIR]
                   [--admin-socket PATH] [--listen HOST:PORT] [--mqtt 4|5] [--memory-store] [--broker-thread]
@@ -46,6 +48,7 @@ ${LOG_HELP}
   and TLS files; a configuration that fails validation is refused and the running one kept`;
 
 export async function runCommand(argv: string[]): Promise<number> {
+phase("run: command loaded");
   const p = parseOpts(argv, {
     config: { type: "string" }, broker: { type: "string" }, io: { type: "string" }, workers: { type: "string" },
     store: { type: "string" }, "admin-socket": { type: "string" }, listen: { type: "string" }, mqtt: { type: "string" },
@@ -63,6 +66,7 @@ export async function runCommand(argv: string[]): Promise<number> {
   const configFile = v.config ?? defaultConfig();
   if (v.config === undefined && !existsSync(configFile)) throw new UsageError(`missing --config (and no ${configFile})\n${HELP}`);
   const cfg = loadConfig(configFile);
+  phase("run: configuration read");
   const logOpts = logOptions(v, cfg.log);
   // --io: packet I/O whenever there is something to forward (issue 13: a device
   // started from its config must forward); --io none for control-only use.
@@ -129,6 +133,7 @@ export async function runCommand(argv: string[]): Promise<number> {
     store = metrics.instrumentStore(store);
     // The first log line (after the store: a store that cannot be opened is the one line of a failed start).
     logger.start("run", { config: resolve(configFile), io });
+    phase("run: store open");
 
     // The data plane's table image (issue 15, host/control/dp-image.ts): the
     // tables as they were at the store's last transaction, so forwarding
@@ -138,6 +143,7 @@ export async function runCommand(argv: string[]): Promise<number> {
     const imageFile = dpImage.imagePath(storeDir);
     const imageKey = dpImage.expectedKey(store, cfg, { loader });
     let image = dpImage.startImage(imageFile, imageKey, log);
+    phase("run: image checked");
     let snapshotDp: (key: import("../dataplane/image.js").ImageKey) => Promise<Uint8Array> = () => Promise.reject(new Error("no data plane"));
     let currentConfig = () => cfg;
     let imageWriter: import("../control/dp-image.js").ImageWriter | undefined;
@@ -180,6 +186,7 @@ export async function runCommand(argv: string[]): Promise<number> {
     } else {
       if (!inBundle && !existsSync(join(root, "dist", "host", "io", "afpacket.js"))) throw new Error("--io afpacket: the packet I/O module (host/io/afpacket) is not built in this installation");
       const { startAfPacket } = await import("../io/afpacket.js");
+      phase("run: packet I/O loaded");
       // The tables in huge pages whenever the kernel has them (host/dataplane/memory.ts).
       const { thpUsable } = await import("../dataplane/memory.js");
       const hugePages = thpUsable();
@@ -189,6 +196,7 @@ export async function runCommand(argv: string[]): Promise<number> {
       const routes = cfg.underlay.gatewayMac ? undefined
         : primeRoutes(kernelRoutes({ is6: cfg.underlay.ip.includes(":"), port: cfg.underlay.port, vlan: cfg.underlay.vlan, log }));
       const start = () => startAfPacket({ config: cfg, workers, io, dataplane: { hugePages, loader, image } });
+      phase("run: kernel routes read");
       const pool = await start().catch((e: Error) => {
         if (!image) throw e;
         dpImage.refuseImage(imageFile, e, log);
@@ -198,6 +206,7 @@ export async function runCommand(argv: string[]): Promise<number> {
         throw new Error(`--io ${io}: ${e.message}${v.io === undefined ? " (the configuration has ports, so packet I/O is the default; --io none runs the control plane only)" : ""}`);
       });
       snapshotDp = (k) => pool.snapshot(k);
+      phase("run: every worker forwarding");
       for (const m of pool.modes) log(`io: afxdp ${m}`);
       pool.closed.catch((e: Error) => { log(`FATAL io: packet I/O failed: ${e.message}`); process.exitCode = 1; process.kill(process.pid, "SIGTERM"); });
       cleanup.push(() => pool.stop());

@@ -36,8 +36,7 @@ import { closeSync, existsSync, openSync, readFileSync, rmSync, fstatSync, readS
 import { dirname } from "node:path";
 import { serialize, deserialize } from "node:v8";
 import { type Exports, SLOT_SIZE, MAX_BATCH, IN_DESC, OUT_DESC, MAX_OUT, HDR_SLOT, NUM_DROPS, MAX_PORTS, PORT_CTR, MAX_VNS, VN_CTR, TRACE_REC } from "./abi.js";
-import { writeSync as require_fs_writeSync } from "node:fs";
-const __T=(n:string)=>{ if(process.env.NVEDGE_T) require_fs_writeSync(2, `T ${n} ${(performance.timeOrigin+performance.now()-Number(process.env.NVEDGE_T0??performance.timeOrigin)).toFixed(1)}\n`)};
+import { phase } from "../sys/phase.js";
 
 
 export const IMAGE_VERSION = 2;
@@ -439,7 +438,7 @@ export function restoreImage(s: ImageSubject, img: Image): void {
       crc = crc32(dst, crc);
       at += CHUNK;
     }
-    __T("pages.read");
+    phase("image: pages read, CRC checked");
     if (crc !== img.crc) throw new ImageRefused(`checksum mismatch (CRC-32 ${crc.toString(16)}, header ${img.crc.toString(16)}): corrupt`);
     at = 0;
     for (const g of s.globals) {
@@ -456,7 +455,7 @@ export function restoreImage(s: ImageSubject, img: Image): void {
         else lazyProperty(obj, k, () => decodeHostValue(h));
       }
     }
-__T("host.restored");
+    phase("image: bookkeeping restored");
   } finally {
     r.close();
   }

@@ -15,6 +15,8 @@ import type { DpOp } from "../dataplane/ops.js";
 import { DataPlane, DataPlaneError, type LearnRecord } from "../dataplane/dataplane.js";
 import type { Image, ImageKey } from "../dataplane/image.js";
 import { IN_DESC, I_OFF, I_LEN, I_PORT, OUT_DESC, O_PORT, O_HDRLEN, O_DATA, O_DATALEN } from "../dataplane/abi.js";
+import { phase } from "../sys/phase.js";
+
 
 export interface WorkerInit {
   id: number;
@@ -94,10 +96,12 @@ const UNKNOWN_PORT = 0xffff; // no such port index: the data plane counts the fr
 
 async function main(): Promise<void> {
   const init = workerData as WorkerInit;
+  phase("worker: thread up");
   const post = (m: FromWorker) => parentPort!.postMessage(m);
   const addon = loadAddon();
   const { hugePages, ...dpOptions } = init.dataplane;
   const dp = await DataPlane.create({ ...dpOptions, ...(hugePages ? { adviseHuge: adviseHugePages } : {}) });
+  phase("worker: data plane ready");
   const handles: number[] = [];
   let pio: Pick<typeof addon, "open" | "close" | "recv" | "send" | "poll" | "stats"> = addon;
   const modes: string[] = [];
@@ -122,6 +126,7 @@ async function main(): Promise<void> {
     return;
   }
   post({ type: "ready", id: init.id, modes });
+  phase("worker: sockets open, forwarding");
 
   const ctl = new Int32Array(init.ctl);
   const mem = dp.memory.buffer; // never grows after create()
