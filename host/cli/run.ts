@@ -14,16 +14,17 @@ import { existsSync, mkdirSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { inBundle, root } from "../paths.js";
 import { UsageError, parseOpts } from "./args.js";
-import { loadConfig } from "../config/load.js";
 import type { DataPlaneProgrammer } from "../dataplane/ops.js";
 import type { Store } from "../store/store.js";
-import { Logger } from "../log/logger.js";
 import { LOG_HELP, LOG_OPTS, logOptions } from "./log-opts.js";
 import { defaultAdminSocket, defaultConfig, defaultStore } from "./paths.js";
-import { parseListen } from "../metrics/metrics.js";
+import { parseListen } from "../metrics/listen.js";
 import { VERSION } from "../version.js";
 import { phase } from "../sys/phase.js";
-
+import { startWorkersEarly, sameInterfaces } from "./run-early.js";
+// Only what parses the flags is imported before the packet I/O workers start
+// (issue 15: ./run-early.ts); the configuration's validator (ajv, yaml), the
+// logger (pino), the store and the rest come after, as they are needed.
 
 const HELP = `usage: nvedge run [--config FILE] [--broker URL] [--io afpacket|afxdp|none] [--workers N] [--store DIR]
                   [--admin-socket PATH] [--listen HOST:PORT] [--mqtt 4|5] [--memory-store] [--broker-thread]
@@ -48,7 +49,7 @@ ${LOG_HELP}
   and TLS files; a configuration that fails validation is refused and the running one kept`;
 
 export async function runCommand(argv: string[]): Promise<number> {
-phase("run: command loaded");
+  phase("run: command loaded");
   const p = parseOpts(argv, {
     config: { type: "string" }, broker: { type: "string" }, io: { type: "string" }, workers: { type: "string" },
     store: { type: "string" }, "admin-socket": { type: "string" }, listen: { type: "string" }, mqtt: { type: "string" },
@@ -65,13 +66,6 @@ phase("run: command loaded");
   if (loader !== "core" && loader !== "component") throw new UsageError(`--dataplane ${v.dataplane}: expected core or component`);
   const configFile = v.config ?? defaultConfig();
   if (v.config === undefined && !existsSync(configFile)) throw new UsageError(`missing --config (and no ${configFile})\n${HELP}`);
-  const cfg = loadConfig(configFile);
-  phase("run: configuration read");
-  const logOpts = logOptions(v, cfg.log);
-  // --io: packet I/O whenever there is something to forward (issue 13: a device
-  // started from its config must forward); --io none for control-only use.
-  const io = v.io ?? (cfg.ports.length > 0 ? "afpacket" : "none");
-  if (io !== "none" && io !== "afpacket" && io !== "afxdp") throw new UsageError(`--io ${io}: expected afpacket, afxdp or none`);
   const workers = v.workers === undefined ? undefined : Number(v.workers);
   if (workers !== undefined && (!Number.isInteger(workers) || workers < 1 || workers > 64)) throw new UsageError(`--workers ${v.workers}: an integer 1..64`);
   const pv = v.mqtt === undefined ? 4 : Number(v.mqtt);
@@ -82,18 +76,35 @@ phase("run: command loaded");
     if (!l) throw new UsageError(`--listen ${v.listen}: expected HOST:PORT`);
     ({ host: listenHost, port: listenPort } = l);
   }
-  const metricsListen = v.metrics ?? cfg.metrics?.listen;
-  if (v.metrics !== undefined && !parseListen(v.metrics)) throw new UsageError(`--metrics ${v.metrics}: expected HOST:PORT`);
-  const brokerUrl = v.broker ?? cfg.broker;
-  if (brokerUrl !== undefined && !/^(mqtts?|wss?|tcp):\/\//.test(brokerUrl)) throw new UsageError(`--broker ${brokerUrl}: expected mqtt://, mqtts://, ws:// or wss://`);
   const storeDir = resolve(v.store ?? defaultStore());
   const adminPath = v["admin-socket"] ?? (v.store !== undefined ? join(storeDir, "nvedge.sock") : defaultAdminSocket());
+  // With a table image to restore, the packet I/O workers start now (./run-early.ts).
+  let earlyWorkers = startWorkersEarly({ configFile, io: v.io, workers, storeDir, memoryStore: !!v["memory-store"], loader });
+  const stopEarlyWorkers = async () => { const e = earlyWorkers; earlyWorkers = undefined; await (await e?.pool.catch(() => undefined))?.stop(); };
+  if (earlyWorkers) phase("run: packet I/O workers started");
+  // The file, then the logger: anything refused here stops the early workers.
+  const fromFile = async () => {
+    const cfg = (await import("../config/load.js")).loadConfig(configFile);
+    phase("run: configuration read");
+    const logOpts = logOptions(v, cfg.log);
+    const brokerUrl = v.broker ?? cfg.broker;
+    if (brokerUrl !== undefined && !/^(mqtts?|wss?|tcp):\/\//.test(brokerUrl)) throw new UsageError(`--broker ${brokerUrl}: expected mqtt://, mqtts://, ws:// or wss://`);
+    const logger = new (await import("../log/logger.js")).Logger({ service: "nve", id: cfg.nve, ...logOpts });
+    return { cfg, brokerUrl, logger };
+  };
+  const { cfg, brokerUrl, logger } = await fromFile().catch(async (e: Error) => { await stopEarlyWorkers(); throw e; });
+  // --io: packet I/O whenever there is something to forward (issue 13: a device
+  // started from its config must forward); --io none for control-only use.
+  const io = v.io ?? (cfg.ports.length > 0 ? "afpacket" : "none");
+  if (io !== "none" && io !== "afpacket" && io !== "afxdp") throw new UsageError(`--io ${io}: expected afpacket, afxdp or none`);
+  const metricsListen = v.metrics ?? cfg.metrics?.listen;
+  // the file said otherwise than it seemed to (./run-early.ts): the ordinary start
+  if (earlyWorkers && (io !== earlyWorkers.io || !sameInterfaces(earlyWorkers.config, cfg))) await stopEarlyWorkers();
 
-  const logger = new Logger({ service: "nve", id: cfg.nve, ...logOpts });
   const log = logger.lines();
   const { systemdNotifier } = await import("../service/systemd.js");
   const notify = systemdNotifier(log);
-  const cleanup: (() => Promise<unknown>)[] = [];
+  const cleanup: (() => Promise<unknown>)[] = [stopEarlyWorkers];
   const shutdown = async () => {
     notify.stopping();
     for (const c of cleanup.reverse()) await c().catch((e) => log(`shutdown: ${(e as Error).message}`));
@@ -112,12 +123,10 @@ phase("run: command loaded");
   process.once("SIGINT", stopEarly);
   process.once("SIGTERM", stopEarly);
   try {
-    const { NveMetrics } = await import("../metrics/metrics.js");
     let counters: () => Promise<unknown> | unknown = () => undefined;
     let control: (() => import("../metrics/metrics.js").ControlView) | undefined;
     let mqttUp = () => false;
     let programmed = false;
-    const metrics = new NveMetrics({ counters: () => counters(), control: () => control!(), mqttConnected: () => mqttUp() }, { nve: cfg.nve });
 
     // The store first: an NVE restores its state before it answers anything (PROTOCOL.md §3).
     let store: Store;
@@ -130,7 +139,6 @@ phase("run: command loaded");
       store = await openLmdbStore(storeDir);
     }
     cleanup.push(() => store.close());
-    store = metrics.instrumentStore(store);
     // The first log line (after the store: a store that cannot be opened is the one line of a failed start).
     logger.start("run", { config: resolve(configFile), io });
     phase("run: store open");
@@ -197,7 +205,18 @@ phase("run: command loaded");
         : primeRoutes(kernelRoutes({ is6: cfg.underlay.ip.includes(":"), port: cfg.underlay.port, vlan: cfg.underlay.vlan, log }));
       const start = () => startAfPacket({ config: cfg, workers, io, dataplane: { hugePages, loader, image } });
       phase("run: kernel routes read");
-      const pool = await start().catch((e: Error) => {
+      // Workers started early (./run-early.ts) restored the file themselves:
+      // they forward from it if its key is the one checked now and every one
+      // of them restored it whole, else from empty tables programmed below.
+      const held = await earlyWorkers?.pool.catch(() => undefined);
+      earlyWorkers = undefined;
+      if (held) {
+        const why = !image ? undefined : held.images.map((r) => !r ? "not restored"
+          : "refused" in r ? r.refused : dpImage.keyDifference(r.key, image!.meta.key)).find((w) => w !== undefined);
+        if (why) { dpImage.refuseImage(imageFile, new dpImage.ImageRefused(why), log); image = undefined; }
+        held.go(!!image);
+      }
+      const pool = held ?? await start().catch((e: Error) => {
         if (!image) throw e;
         dpImage.refuseImage(imageFile, e, log);
         image = undefined;
@@ -245,6 +264,10 @@ phase("run: command loaded");
     }
 
     if (image) fromImage(`the tables from the image at store transaction ${image.meta.key.txnId},`);
+    // The metrics (prom-client) once the data plane forwards (issue 15: start-up time).
+    const { NveMetrics } = await import("../metrics/metrics.js");
+    const metrics = new NveMetrics({ counters: () => counters(), control: () => control!(), mqttConnected: () => mqttUp() }, { nve: cfg.nve });
+    store = metrics.instrumentStore(store);
     if (imageWriter) {
       programmer = imageWriter.wrapProgrammer(programmer);
       // a clean stop writes the image: after every writer stopped (cleanup runs last first), before the data plane and store go

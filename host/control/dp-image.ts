@@ -23,12 +23,13 @@ import type { NveConfig } from "../config/types.js";
 import { watchWrites, type Store } from "../store/store.js";
 import type { DataPlaneProgrammer } from "../dataplane/ops.js";
 import { existsSync } from "node:fs";
-import { type Image, type ImageKey, checkImage, removeImageFile, writeImageFile, ImageRefused } from "../dataplane/image.js";
+import { type Image, type ImageKey, checkImage, removeImageFile, writeImageFile, ImageRefused, keyDifference } from "../dataplane/image.js";
 import { imageKeyOf, type CreateOptions } from "../dataplane/load.js";
 import { staticOps } from "./static.js";
 import { VnCatalog } from "./catalog.js";
+import { IMAGE_FILE } from "../paths.js";
 
-export const IMAGE_FILE = "dataplane.img";
+export { IMAGE_FILE, ImageRefused, keyDifference };
 export const imagePath = (storeDir: string) => join(storeDir, IMAGE_FILE);
 
 /** SHA-256 of the configuration's static ops (what it programs before any record). */

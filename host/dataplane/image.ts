@@ -366,9 +366,10 @@ function reader(src: ImageSource): Reader {
 /**
  * Checks an image's header (magic, version, length) and key without reading
  * its body; the body's CRC is checked by restoreImage as it reads it. Throws
- * ImageRefused with the reason when it does not fit `expect`.
+ * ImageRefused with the reason when it does not fit `expect` (without
+ * `expect`, the caller compares meta.key later: keyDifference).
  */
-export function checkImage(source: ImageSource, expect: ImageKey): Image {
+export function checkImage(source: ImageSource, expect?: ImageKey): Image {
   const r = reader(source);
   try {
     const head = new Uint8Array(Math.min(r.size, HEAD));
@@ -388,14 +389,22 @@ export function checkImage(source: ImageSource, expect: ImageKey): Image {
     try { meta = JSON.parse(new TextDecoder().decode(mb)) as ImageMeta; } catch {
       throw new ImageRefused("its meta data is not JSON: corrupt");
     }
-    for (const k of new Set([...Object.keys(expect), ...Object.keys(meta.key ?? {})])) {
-      if (meta.key?.[k] !== expect[k]) throw new ImageRefused(`${KEY_TEXT[k] ?? k} differs: the image has ${JSON.stringify(meta.key?.[k])}, now ${JSON.stringify(expect[k])}`);
-    }
+    if (typeof meta.key !== "object" || meta.key === null) throw new ImageRefused("its meta data has no key: corrupt");
+    const differs = expect && keyDifference(meta.key, expect);
+    if (differs) throw new ImageRefused(differs);
     const crcHead = crc32(mb, crc32(head.subarray(16)));
     return { source, size: total, meta, crcHead, crc: dv.getUint32(12, true), bodyAt: HEAD + ml };
   } finally {
     r.close();
   }
+}
+
+/** What differs between an image's key and the one expected, as a sentence; undefined when they are the same. */
+export function keyDifference(have: ImageKey, expect: ImageKey): string | undefined {
+  for (const k of new Set([...Object.keys(expect), ...Object.keys(have)])) {
+    if (have[k] !== expect[k]) return `${KEY_TEXT[k] ?? k} differs: the image has ${JSON.stringify(have[k])}, now ${JSON.stringify(expect[k])}`;
+  }
+  return undefined;
 }
 
 const KEY_TEXT: Record<string, string> = {

@@ -13,7 +13,7 @@ import { loadAddon, type OpenOptions, type SocketStats } from "./addon.js";
 import { adviseHugePages } from "./hugepages.js";
 import type { DpOp } from "../dataplane/ops.js";
 import { DataPlane, DataPlaneError, type LearnRecord } from "../dataplane/dataplane.js";
-import type { Image, ImageKey } from "../dataplane/image.js";
+import { checkImage, ImageRefused, type Image, type ImageKey } from "../dataplane/image.js";
 import { IN_DESC, I_OFF, I_LEN, I_PORT, OUT_DESC, O_PORT, O_HDRLEN, O_DATA, O_DATALEN } from "../dataplane/abi.js";
 import { phase } from "../sys/phase.js";
 
@@ -28,7 +28,19 @@ export interface WorkerInit {
   /** 802.1Q VLAN id per interface (same order) on a tagged uplink (underlay.vlan), 0 for none. */
   vlans?: number[];
   ring: OpenOptions;
-  dataplane: { macLog2?: number; ipLog2?: number; hugePages?: boolean; loader?: "core" | "component"; image?: Image };
+  dataplane: {
+    macLog2?: number; ipLog2?: number; hugePages?: boolean; loader?: "core" | "component"; image?: Image;
+    /**
+     * A table image to restore before its key is known (issue 15: the
+     * workers start while the main thread still loads the configuration and
+     * opens the store): format and CRC are checked here, the key by the main
+     * thread, from what `ready` reports; with `hold`, the worker forwards
+     * nothing until `go` says whether to keep it.
+     */
+    imagePath?: string;
+  };
+  /** Wait for a `go` message after `ready` before taking any frame (with dataplane.imagePath). */
+  hold?: boolean;
   /** Int32 per worker: non-zero when messages wait on `port`. */
   ctl: SharedArrayBuffer;
   port: MessagePort;
@@ -60,11 +72,14 @@ export type ToWorker =
   /** This worker's tables as an image (issue 15; host/dataplane/image.ts): worker 0 only, all hold the same tables. */
   | { type: "image"; seq: number; key: ImageKey }
   | { type: "stop"; seq: number }
+  /** After `ready` with `hold`: forward, from the restored image (keep) or from empty tables. */
+  | { type: "go"; keep: boolean }
   /** A frame the NVE itself sends (an ARP request or NS of the underlay neighbour cache): worker 0 sends it. */
   | { type: "send"; port: string; frame: Uint8Array };
 
 export type FromWorker =
-  | { type: "ready"; id: number; modes?: string[] }
+  /** image: what dataplane.imagePath gave, its key and info, or why it was refused (the worker then has empty tables). */
+  | { type: "ready"; id: number; modes?: string[]; image?: { key: ImageKey; info: Record<string, unknown> } | { refused: string } }
   | { type: "error"; id: number; message: string }
   | { type: "applied"; id: number; seq: number; error?: { name: string; message: string; index?: number; field?: string } }
   | { type: "counters"; id: number; seq: number; counters: unknown; io: Record<string, SocketStats>; loop: LoopStats }
@@ -99,8 +114,20 @@ async function main(): Promise<void> {
   phase("worker: thread up");
   const post = (m: FromWorker) => parentPort!.postMessage(m);
   const addon = loadAddon();
-  const { hugePages, ...dpOptions } = init.dataplane;
-  const dp = await DataPlane.create({ ...dpOptions, ...(hugePages ? { adviseHuge: adviseHugePages } : {}) });
+  const { hugePages, imagePath, ...dpOptions } = init.dataplane;
+  const create = (image?: Image) => DataPlane.create({ ...dpOptions, ...(image ? { image } : {}), ...(hugePages ? { adviseHuge: adviseHugePages } : {}) });
+  let dp: DataPlane;
+  let restored: NonNullable<Extract<FromWorker, { type: "ready" }>["image"]> | undefined;
+  if (imagePath) {
+    try {
+      const img = checkImage({ path: imagePath });
+      dp = await create(img);
+      restored = { key: img.meta.key, info: img.meta.info };
+    } catch (e) {
+      restored = { refused: e instanceof ImageRefused ? e.message : `cannot be used: ${(e as Error).message.split("\n")[0]}` };
+      dp = await create();
+    }
+  } else dp = await create();
   phase("worker: data plane ready");
   const handles: number[] = [];
   let pio: Pick<typeof addon, "open" | "close" | "recv" | "send" | "poll" | "stats"> = addon;
@@ -125,10 +152,28 @@ async function main(): Promise<void> {
     post({ type: "error", id: init.id, message: (e as Error).message });
     return;
   }
-  post({ type: "ready", id: init.id, modes });
+  post({ type: "ready", id: init.id, modes, ...(restored ? { image: restored } : {}) });
+  const ctl = new Int32Array(init.ctl);
+  // held until the main thread has checked the image's key (WorkerPool.go)
+  for (let held = !!init.hold; held;) {
+    Atomics.wait(ctl, init.id, 0, 1000);
+    Atomics.store(ctl, init.id, 0);
+    for (let m = receiveMessageOnPort(init.port); m && held; m = held ? receiveMessageOnPort(init.port) : undefined) {
+      const msg = m.message as ToWorker;
+      if (msg.type === "go") {
+        held = false;
+        if (!msg.keep && restored && "key" in restored) dp = await create();
+      } else if (msg.type === "stop") {
+        for (const h of handles) pio.close(h);
+        post({ type: "stopped", id: init.id });
+        return;
+      }
+    }
+    // what came after `go` is drained by the loop
+    if (!held) Atomics.store(ctl, init.id, 1);
+  }
   phase("worker: sockets open, forwarding");
 
-  const ctl = new Int32Array(init.ctl);
   const mem = dp.memory.buffer; // never grows after create()
   const u8 = new Uint8Array(mem);
   const L = dp.layout;

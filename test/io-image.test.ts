@@ -1,0 +1,134 @@
+// Packet I/O workers started from a table image before its key is known
+// (issue 15: `nvedge run` starts them first, host/cli/run-early.ts): each
+// restores the file itself and reports its key (or why it refused it), takes
+// no frame until WorkerPool.go, and then forwards from the image's tables
+// with no op applied (keep) or from empty tables (not kept). Real frames on
+// veth pairs in a test-created `nvl-` namespace. Needs root.
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { startAfPacket, type WorkerPool } from "../host/io/afpacket.js";
+import type { DpOp } from "../host/dataplane/ops.js";
+import { DataPlane } from "../host/dataplane/dataplane.js";
+import { imageKeyOf } from "../host/dataplane/load.js";
+import { writeImageFile, type ImageKey } from "../host/dataplane/image.js";
+import { requireRootAnd } from "./support/tools.js";
+import { tmpNetns, injectFrames, capture, type Netns } from "./support/io-net.js";
+import { ethernet, ipv4Packet, udp, ETH_IPV4, IPPROTO_UDP } from "./support/encoder.js";
+
+const VM_MAC = "02:00:5e:00:00:01", REMOTE_MAC = "02:00:5e:00:00:02";
+const UNDERLAY = { ip: "192.0.2.1", mac: "02:00:00:00:01:01", gatewayMac: "02:00:00:00:01:fe" };
+const LAYOUT = { macLog2: 10, ipLog2: 10 };
+
+const ops = (trunk: string, underlay: string): DpOp[] => [
+  { op: "underlay", port: underlay, ...UNDERLAY, udpPort: 4789 },
+  { op: "port", port: trunk },
+  { op: "vn", vn: 100, vni: 5000, profile: { encap: "vxlan", mtu: 1500, portSecurity: true, arpSuppress: true } },
+  { op: "tag", port: trunk, tag: 10, vn: 100 },
+  { op: "mac.local", vn: 100, mac: VM_MAC, port: trunk, active: true },
+  { op: "ip", vn: 100, ip: "10.0.0.1", mac: VM_MAC },
+  { op: "mac.remote", vn: 100, mac: REMOTE_MAC, nve: "192.0.2.2" },
+];
+
+/** A tagged IPv4/UDP frame from the VM to the remote MAC. */
+function probe(seq: number): Uint8Array {
+  const payload = udp({ src: "10.0.0.1", dst: "10.0.0.2", srcPort: 1024 + seq, dstPort: 9, payload: new Uint8Array(18), checksum: "compute" });
+  return ethernet({ dst: REMOTE_MAC, src: VM_MAC, tags: [{ vid: 10 }], type: ETH_IPV4, payload: ipv4Packet({ src: "10.0.0.1", dst: "10.0.0.2", protocol: IPPROTO_UDP, payload }) });
+}
+
+interface Lab { ns: Netns; hv: string; trunk: string; underlay: string; peer: string; dir: string; image: string; key: ImageKey }
+
+/** A namespace with the trunk and underlay veths, and the image of a data plane programmed with ops() in a file. */
+async function withLab(body: (l: Lab) => Promise<void>): Promise<void> {
+  const ns = tmpNetns("ioi");
+  const dir = mkdtempSync(join(tmpdir(), "nvl-io-image-"));
+  try {
+    const [hv, trunk] = ns.veth("t");
+    const [underlay, peer] = ns.veth("u");
+    const key = { ...imageKeyOf(LAYOUT), txnId: 42, config: "io-image" };
+    const dp = await DataPlane.create(LAYOUT);
+    dp.apply(ops(trunk, underlay));
+    const image = join(dir, "dataplane.img");
+    await writeImageFile(image, dp.snapshot(key));
+    await body({ ns, hv, trunk, underlay, peer, dir, image, key });
+  } finally {
+    ns.remove();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const held = (l: Lab, workers: number) => startAfPacket({
+  config: { underlay: { port: l.underlay, ...UNDERLAY, udpPort: 4789, genevePort: 6081 }, ports: [{ name: l.trunk, hypervisors: ["hv-1"] }] },
+  workers, ring: { netns: l.ns.path, blockSize: 1 << 16, blockCount: 8, blockTimeoutMs: 1 }, idlePollMs: 20,
+  dataplane: { ...LAYOUT, imagePath: l.image }, hold: true,
+});
+
+/** Frames counted by the pool's data planes, once `want` of them were received (bounded: 5 s). */
+async function framesOnce(pool: WorkerPool, want: number): Promise<Record<string, number>> {
+  for (const until = Date.now() + 5000; ;) {
+    const f = (await pool.counters()).counters.frames as Record<string, number>;
+    if (f.rx >= want || Date.now() > until) return f;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+if (requireRootAnd([], "the packet I/O workers started from a table image (network namespaces, CAP_NET_RAW)")) {
+  test("held workers restore the image themselves, take no frame before go, then forward from its tables with no op applied", async () => {
+    await withLab(async (l) => {
+      const pool = await held(l, 2);
+      try {
+        assert.is(pool.images.length, 2);
+        for (const r of pool.images) assert.equal(r && "key" in r ? r.key : r, l.key, "each worker reports the image's key");
+        // a frame sent while held waits in the socket's ring: nothing leaves before go
+        const early = await capture(l.ns, l.peer, 1, 1000, ["udp", "port", "4789"]);
+        injectFrames(l.ns, l.hv, [probe(1)]);
+        assert.is((await early.done).length, 0, "no frame forwarded while held");
+        const cap = await capture(l.ns, l.peer, 2, 5000, ["udp", "port", "4789"]);
+        pool.go(true);
+        injectFrames(l.ns, l.hv, [probe(2)]);
+        const got = await cap.done;
+        assert.is(got.length, 2, "the frame held in the ring and a new one, both encapsulated from the image's tables");
+        const f = await framesOnce(pool, 2);
+        assert.is(f.forwarded, 2);
+      } finally {
+        await pool.stop();
+      }
+    });
+  });
+
+  test("go(false): empty tables (the frame is dropped) until the caller programs them; a corrupt file is refused by the worker with its reason", async () => {
+    await withLab(async (l) => {
+      const pool = await held(l, 1);
+      try {
+        pool.go(false);
+        injectFrames(l.ns, l.hv, [probe(1)]);
+        const f = await framesOnce(pool, 1);
+        assert.equal([f.rx, f.forwarded, f.dropped], [1, 0, 1], "not forwarded: the image was not kept");
+        const cap = await capture(l.ns, l.peer, 1, 5000, ["udp", "port", "4789"]);
+        await pool.apply(ops(l.trunk, l.underlay));
+        injectFrames(l.ns, l.hv, [probe(2)]);
+        assert.is((await cap.done).length, 1, "forwarded once programmed");
+      } finally {
+        await pool.stop();
+      }
+      const bytes = readFileSync(l.image);
+      bytes[bytes.length - 100] ^= 0x40;
+      writeFileSync(l.image, bytes);
+      const bad = await held(l, 1);
+      try {
+        const r = bad.images[0];
+        assert.ok(r && "refused" in r && /checksum mismatch/.test(r.refused), `refused for its checksum: ${JSON.stringify(r)}`);
+        bad.go(false);
+        injectFrames(l.ns, l.hv, [probe(3)]);
+        const f = await framesOnce(bad, 1);
+        assert.equal([f.rx, f.forwarded], [1, 0], "empty tables");
+      } finally {
+        await bad.stop();
+      }
+    });
+  });
+}
+
+test.run();
