@@ -2,8 +2,10 @@
 // (issue 15: `nvedge run` starts them first, host/cli/run-early.ts): each
 // restores the file itself and reports its key (or why it refused it), takes
 // no frame until WorkerPool.go, and then forwards from the image's tables
-// with no op applied (keep) or from empty tables (not kept). Real frames on
-// veth pairs in a test-created `nvl-` namespace. Needs root.
+// with no op applied (keep) or from empty tables (not kept). And a running
+// worker takes its image a slice at a time between batches, dropped when an
+// op comes meanwhile. Real frames on veth pairs in a test-created `nvl-`
+// namespace. Needs root.
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -13,7 +15,7 @@ import { startAfPacket, type WorkerPool } from "../host/io/afpacket.js";
 import type { DpOp } from "../host/dataplane/ops.js";
 import { DataPlane } from "../host/dataplane/dataplane.js";
 import { imageKeyOf } from "../host/dataplane/load.js";
-import { writeImageFile, type ImageKey } from "../host/dataplane/image.js";
+import { checkImage, writeImageFile, type ImageKey } from "../host/dataplane/image.js";
 import { requireRootAnd } from "./support/tools.js";
 import { tmpNetns, injectFrames, capture, type Netns } from "./support/io-net.js";
 import { ethernet, ipv4Packet, udp, ETH_IPV4, IPPROTO_UDP } from "./support/encoder.js";
@@ -126,6 +128,46 @@ if (requireRootAnd([], "the packet I/O workers started from a table image (netwo
         assert.equal([f.rx, f.forwarded], [1, 0], "empty tables");
       } finally {
         await bad.stop();
+      }
+    });
+  });
+
+  test("a running worker takes its image a slice at a time between batches, the same bytes as a snapshot of the same tables; an op applied meanwhile drops it", async () => {
+    await withLab(async (l) => {
+      // tables worth many slices: 2,000 more local MACs with an IP each
+      const n = 2000;
+      const mac = (k: number) => `02:66:00:00:${(k >> 8).toString(16).padStart(2, "0")}:${(k & 255).toString(16).padStart(2, "0")}`;
+      const bulk: DpOp = { op: "local.bulk", port: l.trunk, vn: Array(n).fill(100), mac: Array.from({ length: n }, (_, k) => mac(k)), active: Array(n).fill(true),
+        ipStart: Array.from({ length: n + 1 }, (_, k) => k), ips: Array.from({ length: n }, (_, k) => `10.9.${k >> 8}.${k & 255}`) };
+      const all = [...ops(l.trunk, l.underlay), bulk];
+      const pool = await startAfPacket({
+        config: { underlay: { port: l.underlay, ...UNDERLAY, udpPort: 4789, genevePort: 6081 }, ports: [{ name: l.trunk, hypervisors: ["hv-1"] }] },
+        workers: 1, ring: { netns: l.ns.path, blockSize: 1 << 16, blockCount: 8, blockTimeoutMs: 1 }, idlePollMs: 20,
+        dataplane: { macLog2: 14, ipLog2: 14 }, ops: all, imageSliceMs: 0, // one page per slice
+      });
+      try {
+        const key = { ...imageKeyOf({ macLog2: 14, ipLog2: 14 }), txnId: 7, config: "io-image" };
+        const cap = await capture(l.ns, l.peer, 20, 8000, ["udp", "port", "4789"]);
+        const taking = pool.snapshot(key);
+        injectFrames(l.ns, l.hv, Array.from({ length: 20 }, (_, i) => probe(i)));
+        const img = await taking;
+        assert.ok(pool.imageSteps > 10, `taken in ${pool.imageSteps} slices`);
+        assert.is((await cap.done).length, 20, "every frame forwarded, before, while or after the image was taken");
+        const ref = await DataPlane.create({ macLog2: 14, ipLog2: 14 });
+        ref.apply(all);
+        const want = ref.snapshot(key);
+        assert.is(Buffer.compare(Buffer.from(img), Buffer.from(want)), 0, "the same image as DataPlane.snapshot");
+        // an op while it is taken: dropped (its pages would be from before and after the op), the next one taken
+        const dropped = pool.snapshot(key).then(() => "taken across an op", (e: Error) => e.message);
+        const more: DpOp[] = [{ op: "mac.remote", vn: 100, mac: "02:00:5e:00:00:03", nve: "192.0.2.2" }];
+        await pool.apply(more);
+        assert.match(await dropped, /the tables changed while it was taken/);
+        const after = await pool.snapshot({ ...key, txnId: 8 });
+        const b = await DataPlane.create({ macLog2: 14, ipLog2: 14, image: checkImage({ bytes: after }, { ...key, txnId: 8 }) });
+        ref.apply(more);
+        assert.equal(b.stats().macs, ref.stats().macs, "the later image holds the op");
+      } finally {
+        await pool.stop();
       }
     });
   });

@@ -158,11 +158,10 @@ export async function runCommand(argv: string[]): Promise<number> {
     if (imageKey) {
       const { imageKeyOf } = await import("../dataplane/load.js");
       imageWriter = new dpImage.ImageWriter({
+        // with packet I/O, worker 0 takes it a slice at a time between batches
+        // (host/io/worker.ts), so it is written while running too: a crash
+        // restarts from the last one rather than rebuilding from the records
         path: imageFile, store, log, snapshot: (k) => snapshotDp(k),
-        // With packet I/O, a snapshot would stop a forwarding worker (issue
-        // 15's restart image must not cost forwarding): written at a clean
-        // stop only; a crash rebuilds from the records as before.
-        periodic: io === "none",
         key: () => ({ ...imageKeyOf({ loader }), config: dpImage.staticHash(currentConfig()) }),
       });
       store = imageWriter.wrapStore(store);

@@ -86,10 +86,8 @@ export interface ImageWriterOptions {
   minIntervalMs?: number;
   /**
    * Images while running (default true); false writes one at a clean stop
-   * only. Taking an image stops the data plane that takes it for as long as
-   * reading every table page takes (0.75 s for the first on empty tables on
-   * an idle machine, 1.2 s at 100k VNICs): a packet I/O worker forwards
-   * nothing meanwhile, which a running NVE must not do every 30 s.
+   * only. A packet I/O worker takes its image a slice at a time between
+   * batches (host/io/worker.ts), so it keeps forwarding meanwhile.
    */
   periodic?: boolean;
   /** Called with each image written (tests, the bench). */
@@ -171,6 +169,8 @@ export class ImageWriter {
     try {
       bytes = await this.o.snapshot({ ...this.o.key(), txnId });
     } catch (e) {
+      // an op came while it was taken (a packet I/O worker drops it then): a later try takes it
+      if (this.gen !== g0 || this.inflight > 0) return false;
       this.o.log(`image: not taken (${(e as Error).message})`);
       this.dirty = false; // the same would fail again: until the next change
       return false;

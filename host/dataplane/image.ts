@@ -277,53 +277,113 @@ function hostState(s: ImageSubject): Record<string, Record<string, HostValue>> {
  * change meanwhile, as it is programmed and run on this thread only).
  */
 export function encodeImage(s: ImageSubject, key: ImageKey): Uint8Array {
-  const mem = new Uint8Array(s.memory.buffer);
-  const memBytes = mem.length;
-  const pages = memBytes / CHUNK;
-  // a page is imaged unless all zero, or all inside the transient ranges
-  const zero = Buffer.alloc(CHUNK);
-  const mb = Buffer.from(mem.buffer, mem.byteOffset, mem.length);
-  const keep: number[] = [];
-  for (let pg = 0; pg < pages; pg++) {
-    const a = pg * CHUNK, e = a + CHUNK;
-    if (s.transient.some(([x, y]) => x <= a && e <= y)) continue;
-    if (mb.compare(zero, 0, CHUNK, a, e) !== 0) keep.push(pg);
+  const enc = new ImageEncoder(s, key);
+  while (!enc.step(Infinity));
+  return enc.bytes();
+}
+
+/**
+ * An image taken a slice at a time (issue 15: a packet I/O worker takes its
+ * image between batches, forwarding in between, rather than stopping for the
+ * whole table memory). The globals and the host's bookkeeping are taken when
+ * it is made; the pages are scanned, then copied and checksummed, a few per
+ * step(). The caller must not change the tables until it is done (a worker
+ * drops it when an op comes: host/io/worker.ts); what the data plane changes
+ * itself as it forwards (counters, policer buckets) is taken as it is when
+ * its page is copied. The same bytes as encodeImage for the same tables.
+ */
+export class ImageEncoder {
+  private readonly mem: Uint8Array;
+  private readonly pages: number;
+  private readonly keep: number[] = [];
+  private readonly globals: (number | bigint)[];
+  private readonly host: Uint8Array;
+  private readonly zero = Buffer.alloc(CHUNK);
+  private scanned = 0;
+  private copied = 0;
+  private out: Uint8Array | undefined;
+  private dv: DataView | undefined;
+  private pagesAt = 0;
+  private crc = 0;
+  /** step() calls so far. */
+  steps = 0;
+
+  constructor(private readonly s: ImageSubject, private readonly key: ImageKey) {
+    this.mem = new Uint8Array(s.memory.buffer);
+    this.pages = this.mem.length / CHUNK;
+    this.globals = s.globals.map((g) => (s.instance[g.name] as WebAssembly.Global).value as number | bigint);
+    this.host = serialize(hostState(s));
   }
-  const host = serialize(hostState(s));
-  const meta = new TextEncoder().encode(JSON.stringify({ key, info: s.info ?? {}, memBytes, chunk: CHUNK, chunks: keep.length, globals: s.globals.map((g) => [g.name, g.type]), hostLen: host.length }));
-  const total = HEAD + meta.length + 8 * s.globals.length + host.length + 4 * keep.length + CHUNK * keep.length;
-  const out = new Uint8Array(total);
-  const dv = new DataView(out.buffer);
-  out.set(new TextEncoder().encode(MAGIC), 0);
-  dv.setUint32(8, IMAGE_VERSION, true);
-  dv.setBigUint64(16, BigInt(total), true);
-  dv.setUint32(24, meta.length, true);
-  dv.setUint32(28, crc32(meta), true);
-  out.set(meta, HEAD);
-  let at = HEAD + meta.length;
-  for (const g of s.globals) {
-    const v = (s.instance[g.name] as WebAssembly.Global).value as number | bigint;
-    if (g.type === "i64") dv.setBigInt64(at, v as bigint, true);
-    else if (g.type === "i32") dv.setBigInt64(at, BigInt(v as number), true);
-    else dv.setFloat64(at, v as number, true);
-    at += 8;
-  }
-  out.set(host, at);
-  at += host.length;
-  const idxAt = at;
-  at += 4 * keep.length;
-  keep.forEach((pg, k) => {
-    dv.setUint32(idxAt + 4 * k, pg, true);
-    out.set(mem.subarray(pg * CHUNK, (pg + 1) * CHUNK), at);
-    // the transient ranges inside a kept page are zero in the image
-    for (const [x, y] of s.transient) {
-      const a = Math.max(x, pg * CHUNK), e = Math.min(y, (pg + 1) * CHUNK);
-      if (a < e) out.fill(0, at + a - pg * CHUNK, at + e - pg * CHUNK);
+
+  /** About `budgetMs` of work (at least one page); true once the image is whole (bytes()). */
+  step(budgetMs: number): boolean {
+    this.steps++;
+    const until = performance.now() + budgetMs;
+    const { mem, s } = this;
+    const mb = Buffer.from(mem.buffer, mem.byteOffset, mem.length);
+    // a page is imaged unless all zero, or all inside the transient ranges
+    while (this.scanned < this.pages) {
+      const a = this.scanned * CHUNK, e = a + CHUNK;
+      if (!s.transient.some(([x, y]) => x <= a && e <= y) && mb.compare(this.zero, 0, CHUNK, a, e) !== 0) this.keep.push(this.scanned);
+      this.scanned++;
+      if (performance.now() >= until) return false;
     }
-    at += CHUNK;
-  });
-  dv.setUint32(12, crc32(out.subarray(16)), true);
-  return out;
+    if (!this.out) this.layOut();
+    const out = this.out!;
+    while (this.copied < this.keep.length) {
+      const pg = this.keep[this.copied];
+      const at = this.pagesAt + CHUNK * this.copied;
+      out.set(mem.subarray(pg * CHUNK, (pg + 1) * CHUNK), at);
+      // the transient ranges inside a kept page are zero in the image
+      for (const [x, y] of s.transient) {
+        const a = Math.max(x, pg * CHUNK), e = Math.min(y, (pg + 1) * CHUNK);
+        if (a < e) out.fill(0, at + a - pg * CHUNK, at + e - pg * CHUNK);
+      }
+      this.crc = crc32(out.subarray(at, at + CHUNK), this.crc);
+      this.copied++;
+      if (this.copied < this.keep.length && performance.now() >= until) return false;
+    }
+    this.dv!.setUint32(12, this.crc, true);
+    return true;
+  }
+
+  /** The image, once step() returned true. */
+  bytes(): Uint8Array {
+    if (!this.out || this.copied < this.keep.length) throw new Error("the image is not taken yet");
+    return this.out;
+  }
+
+  /** Everything before the pages, once it is known which pages there are. */
+  private layOut(): void {
+    const { s, keep, host } = this;
+    const memBytes = this.mem.length;
+    const meta = new TextEncoder().encode(JSON.stringify({ key: this.key, info: s.info ?? {}, memBytes, chunk: CHUNK, chunks: keep.length, globals: s.globals.map((g) => [g.name, g.type]), hostLen: host.length }));
+    const total = HEAD + meta.length + 8 * s.globals.length + host.length + 4 * keep.length + CHUNK * keep.length;
+    const out = new Uint8Array(total);
+    const dv = new DataView(out.buffer);
+    out.set(new TextEncoder().encode(MAGIC), 0);
+    dv.setUint32(8, IMAGE_VERSION, true);
+    dv.setBigUint64(16, BigInt(total), true);
+    dv.setUint32(24, meta.length, true);
+    dv.setUint32(28, crc32(meta), true);
+    out.set(meta, HEAD);
+    let at = HEAD + meta.length;
+    s.globals.forEach((g, i) => {
+      const v = this.globals[i];
+      if (g.type === "i64") dv.setBigInt64(at, v as bigint, true);
+      else if (g.type === "i32") dv.setBigInt64(at, BigInt(v as number), true);
+      else dv.setFloat64(at, v as number, true);
+      at += 8;
+    });
+    out.set(host, at);
+    at += host.length;
+    keep.forEach((pg, k) => dv.setUint32(at + 4 * k, pg, true));
+    at += 4 * keep.length;
+    this.pagesAt = at;
+    this.crc = crc32(out.subarray(16, at));
+    this.out = out;
+    this.dv = dv;
+  }
 }
 
 /**

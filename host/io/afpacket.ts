@@ -54,6 +54,8 @@ export interface AfPacketOptions {
    * it meanwhile; `images` says what each restored).
    */
   hold?: boolean;
+  /** A worker takes an image (snapshot) between batches, this long at a time (default 1 ms; worker.ts). */
+  imageSliceMs?: number;
 }
 
 /** An error a worker's DataPlane.apply threw, as the same class (DataPlaneError: same index, field, message). */
@@ -196,7 +198,14 @@ export class WorkerPool implements DataPlaneProgrammer {
     return done.then((r) => r[0] as { steps: string[]; drop?: string; outputs: { port: string; frame: Uint8Array }[] });
   }
 
-  /** Worker 0's tables as an image keyed `key` (host/dataplane/image.ts; every worker holds the same tables). */
+  /** The slices the last image was taken in, between batches (worker.ts). */
+  imageSteps = 0;
+
+  /**
+   * Worker 0's tables as an image keyed `key` (host/dataplane/image.ts; every
+   * worker holds the same tables), taken a slice at a time between batches;
+   * rejected when an op is applied before it is whole.
+   */
   snapshot(key: ImageKey): Promise<Uint8Array> {
     if (this.stopping) return Promise.reject(new Error("the packet I/O workers are stopped"));
     const seq = ++this.seq;
@@ -234,7 +243,7 @@ export class WorkerPool implements DataPlaneProgrammer {
       const p = this.pending.get(m.seq);
       if (!p) return;
       this.pending.delete(m.seq);
-      if (m.bytes) p.resolve([m.bytes]);
+      if (m.bytes) { this.imageSteps = m.steps ?? 0; p.resolve([m.bytes]); }
       else p.reject(new Error(m.error ?? "no image"));
       return;
     }
@@ -365,7 +374,7 @@ export async function startAfPacket(opts: AfPacketOptions): Promise<WorkerPool> 
     const { port1, port2 } = new MessageChannel();
     const wakeFd = addon.eventfd();
     const init: WorkerInit = {
-      id, io: opts.io ?? "afpacket", interfaces, fanout, vlans, ring: opts.ring ?? {}, dataplane: opts.dataplane ?? {}, hold: opts.hold,
+      id, io: opts.io ?? "afpacket", interfaces, fanout, vlans, ring: opts.ring ?? {}, dataplane: opts.dataplane ?? {}, hold: opts.hold, imageSliceMs: opts.imageSliceMs,
       ctl: ctl.buffer as SharedArrayBuffer, port: port2, wakeFd, idlePollMs: opts.idlePollMs ?? 100,
     };
     workers.push(new Worker(workerUrl("io-worker"), { workerData: init, transferList: [port2] }));

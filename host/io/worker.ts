@@ -13,7 +13,7 @@ import { loadAddon, type OpenOptions, type SocketStats } from "./addon.js";
 import { adviseHugePages } from "./hugepages.js";
 import type { DpOp } from "../dataplane/ops.js";
 import { DataPlane, DataPlaneError, type LearnRecord } from "../dataplane/dataplane.js";
-import { checkImage, ImageRefused, type Image, type ImageKey } from "../dataplane/image.js";
+import { checkImage, ImageRefused, type Image, type ImageEncoder, type ImageKey } from "../dataplane/image.js";
 import { IN_DESC, I_OFF, I_LEN, I_PORT, OUT_DESC, O_PORT, O_HDRLEN, O_DATA, O_DATALEN } from "../dataplane/abi.js";
 import { phase } from "../sys/phase.js";
 
@@ -41,6 +41,11 @@ export interface WorkerInit {
   };
   /** Wait for a `go` message after `ready` before taking any frame (with dataplane.imagePath). */
   hold?: boolean;
+  /**
+   * An image is taken between batches, at most this long at a time (default
+   * 1 ms; issue 15: a running NVE takes images without stopping forwarding).
+   */
+  imageSliceMs?: number;
   /** Int32 per worker: non-zero when messages wait on `port`. */
   ctl: SharedArrayBuffer;
   port: MessagePort;
@@ -84,7 +89,8 @@ export type FromWorker =
   | { type: "applied"; id: number; seq: number; error?: { name: string; message: string; index?: number; field?: string } }
   | { type: "counters"; id: number; seq: number; counters: unknown; io: Record<string, SocketStats>; loop: LoopStats }
   | { type: "stopped"; id: number }
-  | { type: "imaged"; id: number; seq: number; bytes?: Uint8Array; error?: string }
+  /** steps: the slices it was taken in. */
+  | { type: "imaged"; id: number; seq: number; bytes?: Uint8Array; error?: string; steps?: number }
   | { type: "tapped"; id: number; tap: number; frames: TappedFrame[] }
   | { type: "traced"; id: number; seq: number; steps: string[]; drop?: string; outputs: { port: string; frame: Uint8Array }[] }
   /** Frames the data plane handed to the host (assembly/pipeline/punt.ts: ARP/ND for underlay.ip). */
@@ -207,6 +213,8 @@ async function main(): Promise<void> {
       if (!m) return;
       const msg = m.message as ToWorker;
       if (msg.type === "apply") {
+        // the tables change: an image being taken would hold some pages from before and some from after
+        dropImage("the tables changed while it was taken");
         try {
           dp.apply(msg.ops);
           remap();
@@ -221,14 +229,15 @@ async function main(): Promise<void> {
         init.interfaces.forEach((name, s) => { io[name] = pio.stats(handles[s]); });
         post({ type: "counters", id: init.id, seq: msg.seq, counters: dp.counters(), io, loop: { ...loop } });
       } else if (msg.type === "image") {
-        // between batches, synchronously: the tables cannot change while imaged
+        // taken a slice at a time between batches (imageStep); one at a time
+        dropImage("another image was asked for");
         try {
-          const bytes = dp.snapshot(msg.key);
-          parentPort!.postMessage({ type: "imaged", id: init.id, seq: msg.seq, bytes } satisfies FromWorker, [bytes.buffer as ArrayBuffer]);
+          imaging = { seq: msg.seq, enc: dp.imageEncoder(msg.key) };
         } catch (e) {
           post({ type: "imaged", id: init.id, seq: msg.seq, error: (e as Error).message });
         }
       } else if (msg.type === "stop") {
+        dropImage("the packet I/O workers are stopping");
         running = false;
       } else if (msg.type === "trace") {
         // One frame through this worker's tables (`nvedge trace --port --frame` on a running NVE):
@@ -255,6 +264,30 @@ async function main(): Promise<void> {
         loop.hostSent += pio.send(byPort, mem, L.outDescBase, L.hdrBase, L.hdrSlot, 1);
       }
     }
+  };
+
+  // An image being taken (issue 15): a slice of it after each batch, so
+  // forwarding never stops for more than imageSliceMs.
+  let imaging: { seq: number; enc: ImageEncoder } | null = null;
+  const sliceMs = init.imageSliceMs ?? 1;
+  const dropImage = (why: string) => {
+    if (!imaging) return;
+    post({ type: "imaged", id: init.id, seq: imaging.seq, error: why });
+    imaging = null;
+  };
+  const imageStep = () => {
+    const m = imaging!;
+    let done: boolean;
+    try {
+      done = m.enc.step(sliceMs);
+    } catch (e) {
+      dropImage((e as Error).message);
+      return;
+    }
+    if (!done) return;
+    imaging = null;
+    const bytes = m.enc.bytes();
+    parentPort!.postMessage({ type: "imaged", id: init.id, seq: m.seq, bytes, steps: m.enc.steps } satisfies FromWorker, [bytes.buffer as ArrayBuffer]);
   };
 
   const sendOut = (outs: number) => {
@@ -333,8 +366,9 @@ async function main(): Promise<void> {
       n += pio.recv(handles[s], mem, L.slotBase, L.slotSize, L.headroom, L.inDescBase, n, L.maxBatch - n, portOf[s], 0);
     }
     rot = rot + 1 === S ? 0 : rot + 1;
+    if (imaging) imageStep();
     if (n === 0) {
-      pio.poll(handles, init.idlePollMs, init.wakeFd);
+      if (!imaging) pio.poll(handles, init.idlePollMs, init.wakeFd);
       continue;
     }
     if (tap) {
