@@ -12,9 +12,11 @@ import { join } from "node:path";
 import { IMAGE_FILE } from "../paths.js";
 import type { WorkerPool } from "../io/afpacket.js";
 import type { NveConfig } from "../config/types.js";
+import type { Store } from "../store/store.js";
 
 export interface EarlyWorkers {
   pool: Promise<WorkerPool>;
+  imagePath: string;
   /** The interfaces and uplink VLAN they were started with (compared with the validated configuration's). */
   config: Pick<NveConfig, "underlay" | "ports">;
   io: "afpacket" | "afxdp";
@@ -43,11 +45,36 @@ export function startWorkersEarly(o: { configFile: string; io?: string; workers?
     return startAfPacket({ config, workers: o.workers, io, dataplane: { hugePages: thpUsable(), loader: "core", imagePath }, hold: true });
   })();
   pool.catch(() => undefined); // run.ts reports a failure when it awaits the pool (or starts again)
-  return { pool, config, io };
+  return { pool, config, io, imagePath };
 }
 
 /** The same interfaces, in the same order, with the same uplink VLAN. */
 export function sameInterfaces(a: Pick<NveConfig, "underlay" | "ports">, b: Pick<NveConfig, "underlay" | "ports">): boolean {
   const names = (c: typeof a) => JSON.stringify([c.underlay.port, c.underlay.vlan ?? 0, ...c.ports.map((p) => p.name)]);
   return names(a) === names(b);
+}
+
+/**
+ * Releases the early workers to forward from the image they restored, before
+ * the configuration is even validated, when the image is keyed by this very
+ * configuration file (its SHA-256: dp-image.ts configFileKey), the store's
+ * last transaction, this module and host code and the default layout; every
+ * worker must have restored it whole. Then run.ts still checks the whole key
+ * once the file is validated. False (nothing done; run.ts decides and logs
+ * as usual) when anything differs or cannot be read.
+ */
+export async function earlyGo(o: { early: EarlyWorkers; store: Store; configFile: string }): Promise<boolean> {
+  try {
+    const [{ checkImage, keyDifference, fileHash }, { imageKeyOf }] = await Promise.all([import("../dataplane/image.js"), import("../dataplane/load.js")]);
+    if (!o.store.lastTxnId) return false;
+    const img = checkImage({ path: o.early.imagePath });
+    const { config: _static, ...have } = img.meta.key;
+    if (!have.configFile || keyDifference(have, { ...imageKeyOf({}), txnId: o.store.lastTxnId(), configFile: fileHash(o.configFile) })) return false;
+    const pool = await o.early.pool;
+    if (!pool.images.every((r) => r && "key" in r && !keyDifference(r.key, img.meta.key))) return false;
+    pool.go(true);
+    return true;
+  } catch {
+    return false;
+  }
 }

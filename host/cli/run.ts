@@ -21,7 +21,7 @@ import { defaultAdminSocket, defaultConfig, defaultStore } from "./paths.js";
 import { parseListen } from "../metrics/listen.js";
 import { VERSION } from "../version.js";
 import { phase } from "../sys/phase.js";
-import { startWorkersEarly, sameInterfaces } from "./run-early.js";
+import { startWorkersEarly, sameInterfaces, earlyGo } from "./run-early.js";
 // Only what parses the flags is imported before the packet I/O workers start
 // (issue 15: ./run-early.ts); the configuration's validator (ajv, yaml), the
 // logger (pino), the store and the rest come after, as they are needed.
@@ -82,6 +82,22 @@ export async function runCommand(argv: string[]): Promise<number> {
   let earlyWorkers = startWorkersEarly({ configFile, io: v.io, workers, storeDir, memoryStore: !!v["memory-store"], loader });
   const stopEarlyWorkers = async () => { const e = earlyWorkers; earlyWorkers = undefined; await (await e?.pool.catch(() => undefined))?.stop(); };
   if (earlyWorkers) phase("run: packet I/O workers started");
+  // ... and, when the image is keyed by this very file, the store's last
+  // transaction and this build, they forward from it as soon as restored,
+  // before the file is validated (./run-early.ts earlyGo; the whole key is
+  // checked below all the same). The store is opened for it now.
+  let earlyStore: Store | undefined;
+  let earlyGone = false;
+  if (earlyWorkers) {
+    try {
+      mkdirSync(storeDir, { recursive: true, mode: 0o700 });
+      earlyStore = await (await import("../store/lmdb.js")).openLmdbStore(storeDir);
+      earlyGone = await earlyGo({ early: earlyWorkers, store: earlyStore, configFile });
+      if (earlyGone) phase("run: workers released early");
+    } catch {
+      // opened again below, where a failure is reported
+    }
+  }
   // The file, then the logger: anything refused here stops the early workers.
   const fromFile = async () => {
     const cfg = (await import("../config/load.js")).loadConfig(configFile);
@@ -92,7 +108,7 @@ export async function runCommand(argv: string[]): Promise<number> {
     const logger = new (await import("../log/logger.js")).Logger({ service: "nve", id: cfg.nve, ...logOpts });
     return { cfg, brokerUrl, logger };
   };
-  const { cfg, brokerUrl, logger } = await fromFile().catch(async (e: Error) => { await stopEarlyWorkers(); throw e; });
+  const { cfg, brokerUrl, logger } = await fromFile().catch(async (e: Error) => { await stopEarlyWorkers(); await earlyStore?.close(); throw e; });
   // --io: packet I/O whenever there is something to forward (issue 13: a device
   // started from its config must forward); --io none for control-only use.
   const io = v.io ?? (cfg.ports.length > 0 ? "afpacket" : "none");
@@ -136,7 +152,7 @@ export async function runCommand(argv: string[]): Promise<number> {
     } else {
       mkdirSync(storeDir, { recursive: true, mode: 0o700 });
       const { openLmdbStore } = await import("../store/lmdb.js");
-      store = await openLmdbStore(storeDir);
+      store = earlyStore ?? await openLmdbStore(storeDir);
     }
     cleanup.push(() => store.close());
     // The first log line (after the store: a store that cannot be opened is the one line of a failed start).
@@ -149,20 +165,20 @@ export async function runCommand(argv: string[]): Promise<number> {
     // tables rebuilt from the records) unless it matches.
     const dpImage = await import("../control/dp-image.js");
     const imageFile = dpImage.imagePath(storeDir);
-    const imageKey = dpImage.expectedKey(store, cfg, { loader });
+    const imageKey = dpImage.expectedKey(store, cfg, { loader }, configFile);
     let image = dpImage.startImage(imageFile, imageKey, log);
     phase("run: image checked");
     let snapshotDp: (key: import("../dataplane/image.js").ImageKey) => Promise<Uint8Array> = () => Promise.reject(new Error("no data plane"));
     let currentConfig = () => cfg;
     let imageWriter: import("../control/dp-image.js").ImageWriter | undefined;
     if (imageKey) {
-      const { imageKeyOf } = await import("../dataplane/load.js");
+      const [{ imageKeyOf }, { parseConfig }] = await Promise.all([import("../dataplane/load.js"), import("../config/load.js")]);
       imageWriter = new dpImage.ImageWriter({
         // with packet I/O, worker 0 takes it a slice at a time between batches
         // (host/io/worker.ts), so it is written while running too: a crash
         // restarts from the last one rather than rebuilding from the records
         path: imageFile, store, log, snapshot: (k) => snapshotDp(k),
-        key: () => ({ ...imageKeyOf({ loader }), config: dpImage.staticHash(currentConfig()) }),
+        key: () => ({ ...imageKeyOf({ loader }), config: dpImage.staticHash(currentConfig()), configFile: dpImage.configFileKey(configFile, currentConfig(), parseConfig) }),
       });
       store = imageWriter.wrapStore(store);
     }
@@ -209,7 +225,17 @@ export async function runCommand(argv: string[]): Promise<number> {
       // of them restored it whole, else from empty tables programmed below.
       const held = await earlyWorkers?.pool.catch(() => undefined);
       earlyWorkers = undefined;
-      if (held) {
+      if (held && earlyGone) {
+        // released before the file was validated: the whole key must hold now (it does unless the code
+        // that makes the static state changed without the build's hashes): else no forwarding on it
+        const why = !image ? "its key no longer matches once the configuration is validated"
+          : held.images.map((r) => !r ? "not restored" : "refused" in r ? r.refused : dpImage.keyDifference(r.key, image!.meta.key)).find((w) => w !== undefined);
+        if (why) {
+          dpImage.refuseImage(imageFile, new dpImage.ImageRefused(why), log);
+          await held.stop();
+          throw new Error("the packet I/O workers forwarded from a table image that does not match the configuration: start again (it is removed)");
+        }
+      } else if (held) {
         const why = !image ? undefined : held.images.map((r) => !r ? "not restored"
           : "refused" in r ? r.refused : dpImage.keyDifference(r.key, image!.meta.key)).find((w) => w !== undefined);
         if (why) { dpImage.refuseImage(imageFile, new dpImage.ImageRefused(why), log); image = undefined; }

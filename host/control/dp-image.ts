@@ -22,8 +22,8 @@ import { join } from "node:path";
 import type { NveConfig } from "../config/types.js";
 import { watchWrites, type Store } from "../store/store.js";
 import type { DataPlaneProgrammer } from "../dataplane/ops.js";
-import { existsSync } from "node:fs";
-import { type Image, type ImageKey, checkImage, removeImageFile, writeImageFile, ImageRefused, keyDifference } from "../dataplane/image.js";
+import { existsSync, readFileSync } from "node:fs";
+import { type Image, type ImageKey, checkImage, removeImageFile, writeImageFile, ImageRefused, keyDifference, fileHash } from "../dataplane/image.js";
 import { imageKeyOf, type CreateOptions } from "../dataplane/load.js";
 import { staticOps } from "./static.js";
 import { VnCatalog } from "./catalog.js";
@@ -37,10 +37,31 @@ export function staticHash(cfg: NveConfig): string {
   return createHash("sha256").update(JSON.stringify(staticOps(cfg, VnCatalog.fromConfig(structuredClone(cfg))))).digest("hex");
 }
 
-/** The key an image must have now; undefined for a store that persists nothing (no image). */
-export function expectedKey(store: Store, cfg: NveConfig, dp: CreateOptions): ImageKey | undefined {
+/**
+ * The key an image must have now; undefined for a store that persists nothing
+ * (no image). With `configFile` (the file `cfg` was read from), the key also
+ * holds the file's SHA-256 (configFileKey), which lets a start that finds the
+ * same file trust the image's static state before it has validated the file
+ * (host/cli/run-early.ts earlyGo).
+ */
+export function expectedKey(store: Store, cfg: NveConfig, dp: CreateOptions, configFile?: string): ImageKey | undefined {
   if (!store.lastTxnId || dp.loader === "component") return undefined;
-  return { ...imageKeyOf(dp), txnId: store.lastTxnId(), config: staticHash(cfg) };
+  return { ...imageKeyOf(dp), txnId: store.lastTxnId(), config: staticHash(cfg), ...(configFile !== undefined ? { configFile: fileHash(configFile) } : {}) };
+}
+
+/**
+ * The configuration file's SHA-256 for an image of the data plane running
+ * `cfg`: the file's, when the file gives the same static state as `cfg`
+ * (parsed again: after a reload, or an edit not reloaded yet, it may not),
+ * else "" (a start then checks the whole key after validating the file).
+ */
+export function configFileKey(configFile: string, cfg: NveConfig, parse: (text: string, file: string) => NveConfig): string {
+  try {
+    const bytes = readFileSync(configFile);
+    return staticHash(parse(bytes.toString("utf8"), configFile)) === staticHash(cfg) ? createHash("sha256").update(bytes).digest("hex") : "";
+  } catch {
+    return "";
+  }
 }
 
 /**

@@ -128,6 +128,7 @@ export function withGlobalExports(bytes: Uint8Array): { bytes: Uint8Array<ArrayB
   const q = { i: exportAt };
   const n = uleb(b, q);
   const entries = b.subarray(q.i, exportEnd);
+
   const add: number[] = [];
   const enc = new TextEncoder();
   for (const g of mutable) {
@@ -142,7 +143,7 @@ export function withGlobalExports(bytes: Uint8Array): { bytes: Uint8Array<ArrayB
   out.set(content, exportSizeAt + size.length);
   out.set(b.subarray(exportEnd), exportSizeAt + size.length + content.length);
   const ok = mutable.every((g) => g.type === "i32" || g.type === "i64" || g.type === "f32" || g.type === "f64");
-  return { bytes: out, globals: ok ? mutable.map((g) => ({ name: `${GLOBAL_PREFIX}${g.index}`, type: g.type as GlobalSpec["type"] })) : null };
+  return { bytes: out, globals: ok ? mutable.map((g) => ({ name: `${GLOBAL_PREFIX}${g.index}`, type: g.type as GlobalSpec["type"]})) : null };
 }
 
 // ---------------------------------------------------------------- identity
@@ -166,6 +167,11 @@ export function hostCodeHash(): string {
 
 /** SHA-256 of a module's bytes, hex. */
 export const wasmHash = (bytes: Uint8Array) => sha(bytes);
+
+/** SHA-256 of a file's bytes, hex ("" when it cannot be read). */
+export function fileHash(path: string): string {
+  try { return sha(readFileSync(path)); } catch { return ""; }
+}
 
 // ---------------------------------------------------------------- snapshot and restore
 
@@ -469,7 +475,7 @@ export function keyDifference(have: ImageKey, expect: ImageKey): string | undefi
 
 const KEY_TEXT: Record<string, string> = {
   txnId: "the store's last transaction id", wasm: "the data plane module (SHA-256)", host: "the host's table code (SHA-256)",
-  layout: "the table layout", config: "the configuration's static state (SHA-256)",
+  layout: "the table layout", config: "the configuration's static state (SHA-256)", configFile: "the configuration file (SHA-256)",
 };
 
 /**
