@@ -31,7 +31,7 @@ import { openLmdbStore } from "../host/store/lmdb.js";
 import { IMAGE_FILE } from "../host/control/dp-image.js";
 import { udpFrame, hex } from "./support/encoder.js";
 import { requireRootAnd } from "./support/tools.js";
-import { tmpNetns } from "./support/io-net.js";
+import { tmpNetns, capture, injectFrames } from "./support/io-net.js";
 
 const DIST = join(dirname(fileURLToPath(import.meta.url)), "..");
 const NVE = "nve-a";
@@ -622,13 +622,15 @@ if (requireRootAnd(["ip"], "the crash test's packet I/O image case (a network na
     const rnd = () => ((seed = (Math.imul(seed ^ (seed >>> 15), 0x2c1b3c6d) + 0x6d2b79f5) >>> 0) / 2 ** 32);
     const FILLED = 3000, TAG = 100;
     const filled = (i: number): Vnic => ({ id: `0d6c8a8e-2f5b-4a8e-8d2e-${(0x6f0000000000 + i).toString(16)}`,
-      mac: `02:00:5e:${((i >> 16) & 255).toString(16).padStart(2, "0")}:${((i >> 8) & 255).toString(16).padStart(2, "0")}:${(i & 255).toString(16).padStart(2, "0")}`,
+      mac: `02:00:6e:${((i >> 16) & 255).toString(16).padStart(2, "0")}:${((i >> 8) & 255).toString(16).padStart(2, "0")}:${(i & 255).toString(16).padStart(2, "0")}`,
       ip: `10.2.${(i >> 8) & 255}.${i & 255}` });
     try {
-      // the configuration's interfaces in the namespace: eth1 (underlay), eth2, eth3 (trunks)
+      // the configuration's interfaces in the namespace: eth1 (underlay), eth2, eth3 (trunks); their peers
+      const peer: Record<string, string> = {};
       for (const name of ["eth1", "eth2", "eth3"]) {
-        const [, end] = ns.veth(name.slice(-1));
+        const [p, end] = ns.veth(name.slice(-1));
         for (const a of [["link", "set", end, "down"], ["link", "set", end, "name", name], ["link", "set", name, "up"]]) ns.run("ip", a);
+        peer[name] = p;
       }
       const st = await openLmdbStore(storeDir);
       await st.transaction((tx) => {
@@ -641,10 +643,12 @@ if (requireRootAnd(["ip"], "the crash test's packet I/O image case (a network na
       await st.close();
       // no broker (port 1 refuses): the NVE forwards from its store and its image meanwhile
       const start = () => CliNve.start(cfg, storeDir, "mqtt://127.0.0.1:1", join(work, "admin.sock"), ns.name);
+      // real frames: a stored VNIC's frame into the trunk leaves the underlay VXLAN-encapsulated
       const check = async (why: string) => {
-        await nve!.waitReady();
-        for (const i of [0, Math.floor(rnd() * FILLED), FILLED - 1])
-          assert.equal(await nve!.trace("eth2", probe(filled(i), TAG)), { drop: null, outputs: ["eth1"] }, `${why}: stored VNIC ${i} forwards`);
+        const is = [0, Math.floor(rnd() * FILLED), FILLED - 1];
+        const cap = await capture(ns, peer.eth1, is.length, 20_000, ["udp", "port", "4789"]);
+        injectFrames(ns, peer.eth2, is.map((i) => probe(filled(i), TAG)));
+        assert.is((await cap.done).length, is.length, `${why}: stored VNICs ${is.join(", ")} forward; stderr:\n${nve!.stderr}`);
       };
       // 1. No image yet: rebuilt, and the first image written while the workers forward (not at a stop).
       nve = start();
