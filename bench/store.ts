@@ -13,7 +13,7 @@
 //   >= 0.8x), and the store alone under concurrent transactions (group commit).
 // Each row is one JSON object; `runStoreBench` is the export bench/run.ts calls.
 import { spawn } from "node:child_process";
-import { closeSync, fdatasyncSync, mkdtempSync, openSync, rmSync, statSync, writeFileSync, writeSync } from "node:fs";
+import { closeSync, existsSync, fdatasyncSync, mkdirSync, mkdtempSync, openSync, rmSync, statSync, writeFileSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -112,7 +112,17 @@ function timeCliRestart(cfgFile: string, storeDir: string, stop = false): Promis
  * (a Python AF_PACKET sender) from the spawn on, and tcpdump on the underlay
  * peer waits for its VXLAN copy. `nvedge run --io afpacket`, then SIGKILL.
  */
-export async function timeFirstFrame(cfgFile: string, storeDir: string, ns: ReturnType<typeof tmpNetns>, hvEnd: string, remoteEnd: string): Promise<{ firstFrameMs: number; forwardingMs: number; image: boolean }> {
+/** The start-up phases a process traced (host/sys/phase.ts), each as "[thread N ]name": ms from the process's start. */
+function phasesOf(stderr: string): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const m of stderr.matchAll(/^startup: (.+) ([\d.]+) ms$/gm)) out[m[1]] = Math.round(Number(m[2]));
+  return out;
+}
+
+/** firstFrameMs: spawn to the frame's capture timestamp (kernel); seenMs: to the capture's end as this process saw it (the figure before). */
+type FrameRun = { firstFrameMs: number; seenMs: number; forwardingMs: number; image: boolean; phases: Record<string, number> };
+
+export async function timeFirstFrame(cfgFile: string, storeDir: string, ns: ReturnType<typeof tmpNetns>, hvEnd: string, remoteEnd: string): Promise<FrameRun> {
   const { udpFrame } = await import("../test/support/encoder.js");
   const probe = udpFrame({ dst: REMOTE_MAC, src: macOf(1), tag: { vid: 2 }, srcIp: ipOf(9), dstIp: "10.250.0.1" });
   // --immediate-mode: libpcap hands each frame over at once, not when its ring block times out (up to 1 s late)
@@ -123,9 +133,10 @@ export async function timeFirstFrame(cfgFile: string, storeDir: string, ns: Retu
     inj.script.replace("for l in sys.stdin.read().split():", "import os\nfor l in iter(os.fdopen(0, 'rb', 0).readline, b''):").replace("s.send(bytes.fromhex(l))", "s.send(bytes.fromhex(l.strip().decode()))")],
   { stdio: ["pipe", "ignore", "ignore"] });
   const line = Buffer.from(probe).toString("hex") + "\n";
-  const t0 = performance.now();
+  const t0 = performance.now(), wall0 = Date.now();
   const child = spawn("ip", ["netns", "exec", ns.name, process.execPath, join(ROOT, "bin", "nvedge.js"), "run", "--config", cfgFile, "--io", "afpacket",
-    "--store", storeDir, "--broker", "mqtt://127.0.0.1:1", "--admin-socket", join(storeDir, "..", "bench.sock")], { stdio: ["ignore", "ignore", "pipe"] });
+    "--store", storeDir, "--broker", "mqtt://127.0.0.1:1", "--admin-socket", join(storeDir, "..", "bench.sock")],
+  { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, NVEDGE_STARTUP_TRACE: "1" } }); // host/sys/phase.ts
   let err = "", fwd = 0;
   child.stderr!.on("data", (d) => { err += d; if (!fwd && /forwarding: the tables/.test(err)) fwd = performance.now() - t0; });
   const tick = setInterval(() => sender.stdin!.write(line), 2);
@@ -133,9 +144,11 @@ export async function timeFirstFrame(cfgFile: string, storeDir: string, ns: Retu
     const got = await Promise.race([cap.done.then((f) => ({ f, at: performance.now() - t0 })),
       new Promise<never>((_, rej) => child.once("exit", (c) => rej(new Error(`nvedge run exited ${c}: ${err.slice(-2000)}`))))]);
     if (got.f.length === 0) throw new Error(`no forwarded frame within 240 s: ${err.slice(-2000)}`);
+    // the kernel's timestamp of the frame on the remote's veth: without tcpdump's exit and this loop's latency
+    const [ts] = await cap.stamps;
     // the frame may come before the line is read (the workers forward once restored)
     for (const until = Date.now() + 30_000; !fwd && Date.now() < until;) await new Promise((r) => setTimeout(r, 10));
-    return { firstFrameMs: got.at, forwardingMs: fwd, image: /forwarding: the tables from the image/.test(err) };
+    return { firstFrameMs: ts - wall0, seenMs: got.at, forwardingMs: fwd, image: /forwarding: the tables from the image/.test(err), phases: phasesOf(err) };
   } finally {
     clearInterval(tick);
     sender.kill("SIGKILL");
@@ -242,22 +255,16 @@ async function restartBench(quick: boolean): Promise<object[]> {
     else try {
       const ns = tmpNetns("brs");
       try {
-        const rn = (a: string, b: string) => { ns.run("ip", ["link", "set", a, "down"]); ns.run("ip", ["link", "set", a, "name", b]); ns.run("ip", ["link", "set", b, "up"]); };
-        const [hvEnd, trunk] = ns.veth("t");
-        const [ul, remoteEnd] = ns.veth("u");
-        rn(trunk, TRUNK);
-        rn(ul, UPLINK);
+        const [hvEnd, remoteEnd] = labVeths(ns);
         for (const withImage of [false, true]) {
-          const fr: { firstFrameMs: number; forwardingMs: number; image: boolean }[] = [];
+          const fr: FrameRun[] = [];
           for (let i = 0; i < 3; i++) {
             if (!withImage) rmSync(live, { force: true });
             else if (i === 0) await timeCliRestart(cfgFile, storeDir, true);
             fr.push(await timeFirstFrame(cfgFile, storeDir, ns, hvEnd, remoteEnd));
           }
           if (fr.some((r) => r.image !== withImage)) throw new Error(`first-frame runs: expected ${withImage ? "image" : "rebuilt"} starts: ${JSON.stringify(fr)}`);
-          const mid = fr.map((r) => r.firstFrameMs).sort((a, b) => a - b)[1];
-          rows.push({ case: withImage ? "store.restart.frame.image" : "store.restart.frame", vnics, addresses, io: "afpacket",
-            firstFrameMs: Math.round(mid), runsMs: fr.map((r) => Math.round(r.firstFrameMs)), forwardingLineMs: fr.map((r) => Math.round(r.forwardingMs)), aimMs: 500 });
+          rows.push(frameRow(withImage ? "store.restart.frame.image" : "store.restart.frame", vnics, addresses, fr));
         }
       } finally {
         ns.remove();
@@ -269,6 +276,18 @@ async function restartBench(quick: boolean): Promise<object[]> {
   } finally {
     rmSync(work, { recursive: true, force: true });
   }
+}
+
+/**
+ * A first-frame row: the median run's figure, every run's, the fastest (the
+ * one least slowed by whatever else the machine ran), and the median run's
+ * start-up phases (ms from process start; host/sys/phase.ts).
+ */
+function frameRow(name: string, vnics: number, addresses: number, fr: FrameRun[]): object {
+  const sorted = [...fr].sort((a, b) => a.firstFrameMs - b.firstFrameMs);
+  const mid = sorted[Math.floor(sorted.length / 2)];
+  return { case: name, vnics, addresses, io: "afpacket", firstFrameMs: Math.round(mid.firstFrameMs), fastestMs: Math.round(sorted[0].firstFrameMs),
+    runsMs: fr.map((r) => Math.round(r.firstFrameMs)), seenRunsMs: fr.map((r) => Math.round(r.seenMs)), forwardingLineMs: fr.map((r) => Math.round(r.forwardingMs)), aimMs: 500, phases: mid.phases };
 }
 
 function processRow(name: string, vnics: number, addresses: number, runs: { forwardingMs: number; readyMs: number }[]): object {
@@ -372,11 +391,68 @@ export function fsyncBench(quick: boolean): object[] {
   }
 }
 
+/**
+ * The first-frame row alone (issue 15's lab figure), from the image only:
+ * `node dist/bench/store.js --frame [--quick] [--runs N] [--keep DIR]`. With
+ * --keep the filled store (and its image) stays in DIR and is reused by the
+ * next run, which then measures without filling again.
+ */
+export async function frameBench(o: { quick: boolean; runs: number; keep?: string }): Promise<object[]> {
+  const vnics = o.quick ? 10_000 : 100_000;
+  const ipsPer = 9;
+  const work = o.keep ?? mkdtempSync(join(tmpdir(), "nvedge-bench-frame-"));
+  const storeDir = join(work, "store");
+  const cfgFile = join(work, "nve.json");
+  const marker = join(work, `filled-${vnics}`);
+  try {
+    if (!existsSync(marker)) {
+      mkdirSync(work, { recursive: true });
+      rmSync(storeDir, { recursive: true, force: true });
+      writeFileSync(cfgFile, JSON.stringify(configJson()));
+      const store = await openLmdbStore(storeDir);
+      await fill(store, vnics, ipsPer);
+      await store.close();
+      writeFileSync(marker, "");
+    }
+    if (!isRoot()) return [{ case: "store.restart.frame.image", skipped: "needs root (a namespace, veths, AF_PACKET)" }];
+    const live = join(storeDir, IMAGE_FILE);
+    if (!existsSync(live)) await timeCliRestart(cfgFile, storeDir, true);
+    const ns = tmpNetns("brs");
+    try {
+      const [hvEnd, remoteEnd] = labVeths(ns);
+      const fr: FrameRun[] = [];
+      for (let i = 0; i < o.runs; i++) fr.push(await timeFirstFrame(cfgFile, storeDir, ns, hvEnd, remoteEnd));
+      if (fr.some((r) => !r.image)) throw new Error(`first-frame runs: expected image starts: ${JSON.stringify(fr)}`);
+      return [frameRow("store.restart.frame.image", vnics, vnics * (1 + ipsPer), fr)];
+    } finally {
+      ns.remove();
+    }
+  } finally {
+    if (!o.keep) rmSync(work, { recursive: true, force: true });
+  }
+}
+
+/** The trunk and underlay veths in `ns` under the configuration's names; returns the peers [hypervisor end, remote end]. */
+function labVeths(ns: ReturnType<typeof tmpNetns>): [string, string] {
+  const rn = (a: string, b: string) => { ns.run("ip", ["link", "set", a, "down"]); ns.run("ip", ["link", "set", a, "name", b]); ns.run("ip", ["link", "set", b, "up"]); };
+  const [hvEnd, trunk] = ns.veth("t");
+  const [ul, remoteEnd] = ns.veth("u");
+  rn(trunk, TRUNK);
+  rn(ul, UPLINK);
+  return [hvEnd, remoteEnd];
+}
+
 export async function runStoreBench(o: { quick?: boolean } = {}): Promise<object[]> {
   const quick = o.quick ?? process.env.NVEDGE_BENCH_QUICK === "1";
   return [...fsyncBench(quick), ...(await restartBench(quick)), ...(await attachBench(quick))];
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
-  for (const r of await runStoreBench({ quick: process.argv.includes("--quick") })) console.log(JSON.stringify(r));
+  const a = process.argv.slice(2);
+  const val = (f: string) => { const i = a.indexOf(f); return i >= 0 ? a[i + 1] : undefined; };
+  const quick = a.includes("--quick");
+  const rows = a.includes("--frame")
+    ? await frameBench({ quick, runs: Number(val("--runs") ?? 3), keep: val("--keep") })
+    : await runStoreBench({ quick });
+  for (const r of rows) console.log(JSON.stringify(r));
 }

@@ -58,3 +58,6 @@ export function workerUrl(which: "io-worker" | "broker-thread"): URL {
     : join(root, "dist", "host", which === "io-worker" ? "io/worker.js" : "broker/broker-thread.js");
   return pathToFileURL(file);
 }
+
+/** The data plane's table image in the store's directory (host/control/dp-image.ts; issue 15). */
+export const IMAGE_FILE = "dataplane.img";

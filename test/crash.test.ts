@@ -30,6 +30,8 @@ import { adminRequest } from "../host/control/admin.js";
 import { openLmdbStore } from "../host/store/lmdb.js";
 import { IMAGE_FILE } from "../host/control/dp-image.js";
 import { udpFrame, hex } from "./support/encoder.js";
+import { requireRootAnd } from "./support/tools.js";
+import { tmpNetns, capture, injectFrames } from "./support/io-net.js";
 
 const DIST = join(dirname(fileURLToPath(import.meta.url)), "..");
 const NVE = "nve-a";
@@ -146,9 +148,12 @@ class CliNve {
       await new Promise((r) => setTimeout(r, 10));
     }
   }
-  static start(cfgFile: string, dir: string, url: string, admin: string): CliNve {
-    const child = spawn(process.execPath, [join(DIST, "..", "bin", "nvedge.js"), "run", "--config", cfgFile, "--io", "none", "--store", dir,
-      "--broker", url, "--admin-socket", admin], { stdio: ["ignore", "ignore", "pipe"] });
+  /** netns: `--io afpacket` inside that namespace (its interfaces carry the configuration's names). */
+  static start(cfgFile: string, dir: string, url: string, admin: string, netns?: string): CliNve {
+    const args = [join(DIST, "..", "bin", "nvedge.js"), "run", "--config", cfgFile, "--io", netns ? "afpacket" : "none", "--store", dir,
+      "--broker", url, "--admin-socket", admin];
+    const child = netns ? spawn("ip", ["netns", "exec", netns, process.execPath, ...args], { stdio: ["ignore", "ignore", "pipe"] })
+      : spawn(process.execPath, args, { stdio: ["ignore", "ignore", "pipe"] });
     return new CliNve(child, admin);
   }
   /** Ready = restored, connected and serving its admin socket. */
@@ -603,5 +608,80 @@ image("a start uses a whole image of the store's last transaction or rebuilds; n
     rmSync(work, { recursive: true, force: true });
   }
 });
+
+if (requireRootAnd(["ip"], "the crash test's packet I/O image case (a network namespace, AF_PACKET)")) {
+  image("with packet I/O: images are written while forwarding, and a start after a SIGKILL forwards from the last one, killed during restarts too", async () => {
+    const work = mkdtempSync(join(tmpdir(), "nvedge-crash-image-io-"));
+    const storeDir = join(work, "store");
+    const cfg = writeConfig(work, 600_000);
+    const ns = tmpNetns("cri");
+    let nve: CliNve | undefined;
+    const seedIn = Number(process.env.CRASH_SEED ?? Date.now() & 0xffff);
+    console.log(`  image (packet I/O): CRASH_SEED=${seedIn}`);
+    let seed = 0x27d4eb2f ^ seedIn;
+    const rnd = () => ((seed = (Math.imul(seed ^ (seed >>> 15), 0x2c1b3c6d) + 0x6d2b79f5) >>> 0) / 2 ** 32);
+    const FILLED = 3000, TAG = 100;
+    const filled = (i: number): Vnic => ({ id: `0d6c8a8e-2f5b-4a8e-8d2e-${(0x6f0000000000 + i).toString(16)}`,
+      mac: `02:00:6e:${((i >> 16) & 255).toString(16).padStart(2, "0")}:${((i >> 8) & 255).toString(16).padStart(2, "0")}:${(i & 255).toString(16).padStart(2, "0")}`,
+      ip: `10.2.${(i >> 8) & 255}.${i & 255}` });
+    try {
+      // the configuration's interfaces in the namespace: eth1 (underlay), eth2, eth3 (trunks); their peers
+      const peer: Record<string, string> = {};
+      for (const name of ["eth1", "eth2", "eth3"]) {
+        const [p, end] = ns.veth(name.slice(-1));
+        for (const a of [["link", "set", end, "down"], ["link", "set", end, "name", name], ["link", "set", name, "up"]]) ns.run("ip", a);
+        peer[name] = p;
+      }
+      const st = await openLmdbStore(storeDir);
+      await st.transaction((tx) => {
+        tx.put("vaps", "eth2|100", { port: "eth2", vn: 100, tag: TAG });
+        for (let i = 0; i < FILLED; i++) {
+          const v = filled(i);
+          tx.put("vnics", v.id, { vnic: v.id, hv: "hv-1", port: "eth2", state: "active", vns: [{ vn: 100, addrs: addrsOf(v) }] });
+        }
+      });
+      await st.close();
+      // no broker (port 1 refuses): the NVE forwards from its store and its image meanwhile
+      const start = () => CliNve.start(cfg, storeDir, "mqtt://127.0.0.1:1", join(work, "admin.sock"), ns.name);
+      // real frames: a stored VNIC's frame into the trunk leaves the underlay VXLAN-encapsulated
+      const check = async (why: string) => {
+        const is = [0, Math.floor(rnd() * FILLED), FILLED - 1];
+        const cap = await capture(ns, peer.eth1, is.length, 20_000, ["udp", "port", "4789"]);
+        injectFrames(ns, peer.eth2, is.map((i) => probe(filled(i), TAG)));
+        assert.is((await cap.done).length, is.length, `${why}: stored VNICs ${is.join(", ")} forward; stderr:\n${nve!.stderr}`);
+      };
+      // 1. No image yet: rebuilt, and the first image written while the workers forward (not at a stop).
+      nve = start();
+      await nve.waitLog(/forwarding: the tables rebuilt/);
+      await nve.waitLog(/image: written after commits/);
+      await check("rebuilt");
+      // 2. SIGKILL: the next start forwards from that image.
+      await nve.kill();
+      nve = start();
+      await nve.waitLog(/forwarding: the tables from the image/);
+      await check("after a SIGKILL");
+      // 3. Killed at random moments of restarts from it: each start after uses a whole image or rebuilds.
+      let readyMs = 1000;
+      const starts: string[] = [];
+      for (let k = 0; k < 3; k++) {
+        await nve.kill();
+        nve = start();
+        await new Promise((r) => setTimeout(r, rnd() * readyMs * 1.2));
+        await nve.kill();
+        const t0 = Date.now();
+        nve = start();
+        const m = await nve.waitLog(/forwarding: the tables (from the image|rebuilt)/);
+        readyMs = Date.now() - t0;
+        starts.push(m[1] === "from the image" ? "image" : "rebuild");
+        await check(`after a kill during restart ${k}`);
+      }
+      console.log(`  image (packet I/O): starts after kills during restarts: ${starts.join(", ")}`);
+    } finally {
+      await nve?.kill();
+      ns.remove();
+      rmSync(work, { recursive: true, force: true });
+    }
+  });
+}
 
 image.run();

@@ -77,6 +77,28 @@ for (const f of [4, 6] as const) {
   });
 }
 
+test("the VNIC -> policer map (thousands of VNICs) comes back whole, decoded only when an op needs it, and later VNICs get the same indices", async () => {
+  const n = 3000, vn = F.VNS[0].id;
+  const macOf = (k: number) => `02:77:${[k >> 16, (k >> 8) & 255, k & 255, 1].map((b) => b.toString(16).padStart(2, "0")).join(":")}`;
+  const vnicOf = (k: number) => `00000000-0000-4000-8000-${k.toString(16).padStart(12, "0")}`;
+  const bulk = (from: number, to: number): DpOp => {
+    const ks = Array.from({ length: to - from }, (_, i) => from + i);
+    return { op: "local.bulk", port: F.ACC1, vn: ks.map(() => vn), mac: ks.map(macOf), active: ks.map(() => true), ipStart: [...ks.map(() => 0), 0], ips: [], vnic: ks.map(vnicOf) };
+  };
+  const a = await DataPlane.create(OPTS);
+  a.apply([...F.fixtureOps(4), bulk(0, n)]);
+  const b = await DataPlane.create({ ...OPTS, image: checkImage({ bytes: a.snapshot(keyOf(5)) }, keyOf(5)) });
+  const tb = (b as unknown as { t: { policerIdx: Map<string, number> } }).t;
+  assert.ok(Object.getOwnPropertyDescriptor(tb, "policerIdx")?.get, "not decoded by the restore");
+  sameForwarding(a, b, 4, "restored");
+  // a VNIC seen before keeps its index, a new one gets the next: the same on both
+  for (const dp of [a, b]) dp.apply([bulk(n - 5, n + 5)]);
+  const ta = (a as unknown as { t: { policerIdx: Map<string, number> } }).t;
+  assert.is(Object.getOwnPropertyDescriptor(tb, "policerIdx")?.get, undefined, "a plain property again once used");
+  assert.is(tb.policerIdx.size, n + 5);
+  assert.equal([...tb.policerIdx], [...ta.policerIdx], "every VNIC with the same index, in the same order");
+});
+
 test("a restored data plane counts from zero, as a rebuilt one does", async () => {
   const a = await DataPlane.create(OPTS);
   a.apply(F.fixtureOps(4));

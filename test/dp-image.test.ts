@@ -13,7 +13,7 @@ import { DataPlane } from "../host/dataplane/dataplane.js";
 import { openLmdbStore } from "../host/store/lmdb.js";
 import { MemoryStore } from "../host/store/memory.js";
 import { parseConfig } from "../host/config/load.js";
-import { ImageWriter, expectedKey, imagePath, startImage } from "../host/control/dp-image.js";
+import { ImageWriter, expectedKey, imagePath, startImage, type ImageWriterOptions } from "../host/control/dp-image.js";
 import { imageKeyOf } from "../host/dataplane/load.js";
 import * as F from "./support/frames.js";
 
@@ -21,7 +21,7 @@ const OPTS = { macLog2: 12, ipLog2: 12 };
 const cfgOf = (f: F.Family, extra: Record<string, unknown> = {}) => parseConfig(JSON.stringify({ ...F.fixtureConfig(f), ...extra }), "test");
 
 /** A store, a programmed data plane and a writer with short timers; `written` resolves with each image. */
-async function setup(dir: string, extra: { periodic?: boolean } = {}) {
+async function setup(dir: string, extra: Partial<ImageWriterOptions> = {}) {
   const cfg = cfgOf(4);
   const raw = await openLmdbStore(join(dir, "store"));
   const dp = await DataPlane.create(OPTS);
@@ -95,7 +95,39 @@ test("a clean stop writes the image of what changed since the last one", async (
   }
 });
 
-test("with packet I/O (periodic: false) no image while running, however quiet, since a snapshot stops a forwarding worker; one at the clean stop", async () => {
+test("an image dropped because an op came while it was taken (a packet I/O worker's) is not reported, and taken again once quiet", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "nvl-dpimage-"));
+  try {
+    let tries = 0;
+    const late: { s?: Awaited<ReturnType<typeof setup>> } = {};
+    const s = late.s = await setup(dir, {
+      snapshot: async (k) => {
+        if (tries++ === 0) {
+          // an op arrives while the worker takes it: it drops the image
+          await late.s!.programmer.apply([{ op: "mac.del", vn: 100, mac: F.locals(100).L1.mac }]);
+          throw new Error("the tables changed while it was taken");
+        }
+        return late.s!.dp.snapshot(k);
+      },
+    });
+    s.w.started(false);
+    const got = s.next();
+    await s.programmer.apply(F.fixtureOps(4));
+    await got;
+    assert.is(tries, 2, "taken again after the dropped one");
+    assert.is(s.written.length, 1);
+    assert.not.ok(s.lines.some((l) => /not taken/.test(l)), `no error logged: ${s.lines.join("; ")}`);
+    const img = startImage(imagePath(dir), { ...imageKeyOf(OPTS), config: "c", txnId: s.raw.lastTxnId!() }, () => {});
+    const b = await DataPlane.create({ ...OPTS, image: img });
+    assert.equal(b.stats().macs, s.dp.stats().macs, "the image holds the op that came during the dropped one");
+    await s.w.close();
+    await s.raw.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("periodic: false: no image while running, however quiet; one at the clean stop", async () => {
   const dir = mkdtempSync(join(tmpdir(), "nvl-dpimage-"));
   try {
     const s = await setup(dir, { periodic: false });

@@ -10,7 +10,7 @@ import { Logger, isLevel } from "../log/logger.js";
 import { LOG_HELP, LOG_OPTS, logOptions } from "./log-opts.js";
 import { defaultImaConfig, defaultImaStore } from "./paths.js";
 import { existsSync } from "node:fs";
-import { parseListen } from "../metrics/metrics.js";
+import { parseListen } from "../metrics/listen.js";
 import { readClientTls, type TlsClientLike } from "../protocol/mqtt.js";
 
 const HELP = `usage: nvedge ima run [--config FILE] [--broker URL] [--store DIR] [--password-file FILE]

@@ -1,7 +1,7 @@
 // The logging options every daemon command takes (--log-level, --log-format;
 // the logger itself is host/log/logger.ts, which knows nothing of the command line).
 import { UsageError } from "./args.js";
-import { LEVELS, isLevel, type Level, type LogFormat } from "../log/logger.js";
+import { LEVELS, isLevel, type Level, type LogFormat } from "../log/levels.js";
 
 /** Parses --log-level / --log-format (a UsageError for a bad value). */
 export function logOptions(v: { "log-level"?: string; "log-format"?: string }, fallback?: { level?: string; format?: string }): { level: Level; format: LogFormat } {

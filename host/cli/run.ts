@@ -14,14 +14,17 @@ import { existsSync, mkdirSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { inBundle, root } from "../paths.js";
 import { UsageError, parseOpts } from "./args.js";
-import { loadConfig } from "../config/load.js";
 import type { DataPlaneProgrammer } from "../dataplane/ops.js";
 import type { Store } from "../store/store.js";
-import { Logger } from "../log/logger.js";
 import { LOG_HELP, LOG_OPTS, logOptions } from "./log-opts.js";
 import { defaultAdminSocket, defaultConfig, defaultStore } from "./paths.js";
-import { parseListen } from "../metrics/metrics.js";
+import { parseListen } from "../metrics/listen.js";
 import { VERSION } from "../version.js";
+import { phase } from "../sys/phase.js";
+import { startWorkersEarly, sameInterfaces, earlyGo } from "./run-early.js";
+// Only what parses the flags is imported before the packet I/O workers start
+// (issue 15: ./run-early.ts); the configuration's validator (ajv, yaml), the
+// logger (pino), the store and the rest come after, as they are needed.
 
 const HELP = `usage: nvedge run [--config FILE] [--broker URL] [--io afpacket|afxdp|none] [--workers N] [--store DIR]
                   [--admin-socket PATH] [--listen HOST:PORT] [--mqtt 4|5] [--memory-store] [--broker-thread]
@@ -46,6 +49,7 @@ ${LOG_HELP}
   and TLS files; a configuration that fails validation is refused and the running one kept`;
 
 export async function runCommand(argv: string[]): Promise<number> {
+  phase("run: command loaded");
   const p = parseOpts(argv, {
     config: { type: "string" }, broker: { type: "string" }, io: { type: "string" }, workers: { type: "string" },
     store: { type: "string" }, "admin-socket": { type: "string" }, listen: { type: "string" }, mqtt: { type: "string" },
@@ -62,12 +66,6 @@ export async function runCommand(argv: string[]): Promise<number> {
   if (loader !== "core" && loader !== "component") throw new UsageError(`--dataplane ${v.dataplane}: expected core or component`);
   const configFile = v.config ?? defaultConfig();
   if (v.config === undefined && !existsSync(configFile)) throw new UsageError(`missing --config (and no ${configFile})\n${HELP}`);
-  const cfg = loadConfig(configFile);
-  const logOpts = logOptions(v, cfg.log);
-  // --io: packet I/O whenever there is something to forward (issue 13: a device
-  // started from its config must forward); --io none for control-only use.
-  const io = v.io ?? (cfg.ports.length > 0 ? "afpacket" : "none");
-  if (io !== "none" && io !== "afpacket" && io !== "afxdp") throw new UsageError(`--io ${io}: expected afpacket, afxdp or none`);
   const workers = v.workers === undefined ? undefined : Number(v.workers);
   if (workers !== undefined && (!Number.isInteger(workers) || workers < 1 || workers > 64)) throw new UsageError(`--workers ${v.workers}: an integer 1..64`);
   const pv = v.mqtt === undefined ? 4 : Number(v.mqtt);
@@ -78,18 +76,51 @@ export async function runCommand(argv: string[]): Promise<number> {
     if (!l) throw new UsageError(`--listen ${v.listen}: expected HOST:PORT`);
     ({ host: listenHost, port: listenPort } = l);
   }
-  const metricsListen = v.metrics ?? cfg.metrics?.listen;
-  if (v.metrics !== undefined && !parseListen(v.metrics)) throw new UsageError(`--metrics ${v.metrics}: expected HOST:PORT`);
-  const brokerUrl = v.broker ?? cfg.broker;
-  if (brokerUrl !== undefined && !/^(mqtts?|wss?|tcp):\/\//.test(brokerUrl)) throw new UsageError(`--broker ${brokerUrl}: expected mqtt://, mqtts://, ws:// or wss://`);
   const storeDir = resolve(v.store ?? defaultStore());
   const adminPath = v["admin-socket"] ?? (v.store !== undefined ? join(storeDir, "nvedge.sock") : defaultAdminSocket());
+  // With a table image to restore, the packet I/O workers start now (./run-early.ts).
+  let earlyWorkers = startWorkersEarly({ configFile, io: v.io, workers, storeDir, memoryStore: !!v["memory-store"], loader });
+  const stopEarlyWorkers = async () => { const e = earlyWorkers; earlyWorkers = undefined; await (await e?.pool.catch(() => undefined))?.stop(); };
+  if (earlyWorkers) phase("run: packet I/O workers started");
+  // ... and, when the image is keyed by this very file, the store's last
+  // transaction and this build, they forward from it as soon as restored,
+  // before the file is validated (./run-early.ts earlyGo; the whole key is
+  // checked below all the same). The store is opened for it now.
+  let earlyStore: Store | undefined;
+  let earlyGone = false;
+  if (earlyWorkers) {
+    try {
+      mkdirSync(storeDir, { recursive: true, mode: 0o700 });
+      earlyStore = await (await import("../store/lmdb.js")).openLmdbStore(storeDir);
+      earlyGone = await earlyGo({ early: earlyWorkers, store: earlyStore, configFile });
+      if (earlyGone) phase("run: workers released early");
+    } catch {
+      // opened again below, where a failure is reported
+    }
+  }
+  // The file, then the logger: anything refused here stops the early workers.
+  const fromFile = async () => {
+    const cfg = (await import("../config/load.js")).loadConfig(configFile);
+    phase("run: configuration read");
+    const logOpts = logOptions(v, cfg.log);
+    const brokerUrl = v.broker ?? cfg.broker;
+    if (brokerUrl !== undefined && !/^(mqtts?|wss?|tcp):\/\//.test(brokerUrl)) throw new UsageError(`--broker ${brokerUrl}: expected mqtt://, mqtts://, ws:// or wss://`);
+    const logger = new (await import("../log/logger.js")).Logger({ service: "nve", id: cfg.nve, ...logOpts });
+    return { cfg, brokerUrl, logger };
+  };
+  const { cfg, brokerUrl, logger } = await fromFile().catch(async (e: Error) => { await stopEarlyWorkers(); await earlyStore?.close(); throw e; });
+  // --io: packet I/O whenever there is something to forward (issue 13: a device
+  // started from its config must forward); --io none for control-only use.
+  const io = v.io ?? (cfg.ports.length > 0 ? "afpacket" : "none");
+  if (io !== "none" && io !== "afpacket" && io !== "afxdp") throw new UsageError(`--io ${io}: expected afpacket, afxdp or none`);
+  const metricsListen = v.metrics ?? cfg.metrics?.listen;
+  // the file said otherwise than it seemed to (./run-early.ts): the ordinary start
+  if (earlyWorkers && (io !== earlyWorkers.io || !sameInterfaces(earlyWorkers.config, cfg))) await stopEarlyWorkers();
 
-  const logger = new Logger({ service: "nve", id: cfg.nve, ...logOpts });
   const log = logger.lines();
   const { systemdNotifier } = await import("../service/systemd.js");
   const notify = systemdNotifier(log);
-  const cleanup: (() => Promise<unknown>)[] = [];
+  const cleanup: (() => Promise<unknown>)[] = [stopEarlyWorkers];
   const shutdown = async () => {
     notify.stopping();
     for (const c of cleanup.reverse()) await c().catch((e) => log(`shutdown: ${(e as Error).message}`));
@@ -108,12 +139,10 @@ export async function runCommand(argv: string[]): Promise<number> {
   process.once("SIGINT", stopEarly);
   process.once("SIGTERM", stopEarly);
   try {
-    const { NveMetrics } = await import("../metrics/metrics.js");
     let counters: () => Promise<unknown> | unknown = () => undefined;
     let control: (() => import("../metrics/metrics.js").ControlView) | undefined;
     let mqttUp = () => false;
     let programmed = false;
-    const metrics = new NveMetrics({ counters: () => counters(), control: () => control!(), mqttConnected: () => mqttUp() }, { nve: cfg.nve });
 
     // The store first: an NVE restores its state before it answers anything (PROTOCOL.md §3).
     let store: Store;
@@ -123,12 +152,12 @@ export async function runCommand(argv: string[]): Promise<number> {
     } else {
       mkdirSync(storeDir, { recursive: true, mode: 0o700 });
       const { openLmdbStore } = await import("../store/lmdb.js");
-      store = await openLmdbStore(storeDir);
+      store = earlyStore ?? await openLmdbStore(storeDir);
     }
     cleanup.push(() => store.close());
-    store = metrics.instrumentStore(store);
     // The first log line (after the store: a store that cannot be opened is the one line of a failed start).
     logger.start("run", { config: resolve(configFile), io });
+    phase("run: store open");
 
     // The data plane's table image (issue 15, host/control/dp-image.ts): the
     // tables as they were at the store's last transaction, so forwarding
@@ -136,20 +165,20 @@ export async function runCommand(argv: string[]): Promise<number> {
     // tables rebuilt from the records) unless it matches.
     const dpImage = await import("../control/dp-image.js");
     const imageFile = dpImage.imagePath(storeDir);
-    const imageKey = dpImage.expectedKey(store, cfg, { loader });
+    const imageKey = dpImage.expectedKey(store, cfg, { loader }, configFile);
     let image = dpImage.startImage(imageFile, imageKey, log);
+    phase("run: image checked");
     let snapshotDp: (key: import("../dataplane/image.js").ImageKey) => Promise<Uint8Array> = () => Promise.reject(new Error("no data plane"));
     let currentConfig = () => cfg;
     let imageWriter: import("../control/dp-image.js").ImageWriter | undefined;
     if (imageKey) {
-      const { imageKeyOf } = await import("../dataplane/load.js");
+      const [{ imageKeyOf }, { parseConfig }] = await Promise.all([import("../dataplane/load.js"), import("../config/load.js")]);
       imageWriter = new dpImage.ImageWriter({
+        // with packet I/O, worker 0 takes it a slice at a time between batches
+        // (host/io/worker.ts), so it is written while running too: a crash
+        // restarts from the last one rather than rebuilding from the records
         path: imageFile, store, log, snapshot: (k) => snapshotDp(k),
-        // With packet I/O, a snapshot would stop a forwarding worker (issue
-        // 15's restart image must not cost forwarding): written at a clean
-        // stop only; a crash rebuilds from the records as before.
-        periodic: io === "none",
-        key: () => ({ ...imageKeyOf({ loader }), config: dpImage.staticHash(currentConfig()) }),
+        key: () => ({ ...imageKeyOf({ loader }), config: dpImage.staticHash(currentConfig()), configFile: dpImage.configFileKey(configFile, currentConfig(), parseConfig) }),
       });
       store = imageWriter.wrapStore(store);
     }
@@ -180,6 +209,7 @@ export async function runCommand(argv: string[]): Promise<number> {
     } else {
       if (!inBundle && !existsSync(join(root, "dist", "host", "io", "afpacket.js"))) throw new Error("--io afpacket: the packet I/O module (host/io/afpacket) is not built in this installation");
       const { startAfPacket } = await import("../io/afpacket.js");
+      phase("run: packet I/O loaded");
       // The tables in huge pages whenever the kernel has them (host/dataplane/memory.ts).
       const { thpUsable } = await import("../dataplane/memory.js");
       const hugePages = thpUsable();
@@ -189,7 +219,29 @@ export async function runCommand(argv: string[]): Promise<number> {
       const routes = cfg.underlay.gatewayMac ? undefined
         : primeRoutes(kernelRoutes({ is6: cfg.underlay.ip.includes(":"), port: cfg.underlay.port, vlan: cfg.underlay.vlan, log }));
       const start = () => startAfPacket({ config: cfg, workers, io, dataplane: { hugePages, loader, image } });
-      const pool = await start().catch((e: Error) => {
+      phase("run: kernel routes read");
+      // Workers started early (./run-early.ts) restored the file themselves:
+      // they forward from it if its key is the one checked now and every one
+      // of them restored it whole, else from empty tables programmed below.
+      const held = await earlyWorkers?.pool.catch(() => undefined);
+      earlyWorkers = undefined;
+      if (held && earlyGone) {
+        // released before the file was validated: the whole key must hold now (it does unless the code
+        // that makes the static state changed without the build's hashes): else no forwarding on it
+        const why = !image ? "its key no longer matches once the configuration is validated"
+          : held.images.map((r) => !r ? "not restored" : "refused" in r ? r.refused : dpImage.keyDifference(r.key, image!.meta.key)).find((w) => w !== undefined);
+        if (why) {
+          dpImage.refuseImage(imageFile, new dpImage.ImageRefused(why), log);
+          await held.stop();
+          throw new Error("the packet I/O workers forwarded from a table image that does not match the configuration: start again (it is removed)");
+        }
+      } else if (held) {
+        const why = !image ? undefined : held.images.map((r) => !r ? "not restored"
+          : "refused" in r ? r.refused : dpImage.keyDifference(r.key, image!.meta.key)).find((w) => w !== undefined);
+        if (why) { dpImage.refuseImage(imageFile, new dpImage.ImageRefused(why), log); image = undefined; }
+        held.go(!!image);
+      }
+      const pool = held ?? await start().catch((e: Error) => {
         if (!image) throw e;
         dpImage.refuseImage(imageFile, e, log);
         image = undefined;
@@ -198,6 +250,7 @@ export async function runCommand(argv: string[]): Promise<number> {
         throw new Error(`--io ${io}: ${e.message}${v.io === undefined ? " (the configuration has ports, so packet I/O is the default; --io none runs the control plane only)" : ""}`);
       });
       snapshotDp = (k) => pool.snapshot(k);
+      phase("run: every worker forwarding");
       for (const m of pool.modes) log(`io: ${io} ${m}`);
       pool.closed.catch((e: Error) => { log(`FATAL io: packet I/O failed: ${e.message}`); process.exitCode = 1; process.kill(process.pid, "SIGTERM"); });
       cleanup.push(() => pool.stop());
@@ -236,6 +289,10 @@ export async function runCommand(argv: string[]): Promise<number> {
     }
 
     if (image) fromImage(`the tables from the image at store transaction ${image.meta.key.txnId},`);
+    // The metrics (prom-client) once the data plane forwards (issue 15: start-up time).
+    const { NveMetrics } = await import("../metrics/metrics.js");
+    const metrics = new NveMetrics({ counters: () => counters(), control: () => control!(), mqttConnected: () => mqttUp() }, { nve: cfg.nve });
+    store = metrics.instrumentStore(store);
     if (imageWriter) {
       programmer = imageWriter.wrapProgrammer(programmer);
       // a clean stop writes the image: after every writer stopped (cleanup runs last first), before the data plane and store go

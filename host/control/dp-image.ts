@@ -22,13 +22,14 @@ import { join } from "node:path";
 import type { NveConfig } from "../config/types.js";
 import { watchWrites, type Store } from "../store/store.js";
 import type { DataPlaneProgrammer } from "../dataplane/ops.js";
-import { existsSync } from "node:fs";
-import { type Image, type ImageKey, checkImage, removeImageFile, writeImageFile, ImageRefused } from "../dataplane/image.js";
+import { existsSync, readFileSync } from "node:fs";
+import { type Image, type ImageKey, checkImage, removeImageFile, writeImageFile, ImageRefused, keyDifference, fileHash } from "../dataplane/image.js";
 import { imageKeyOf, type CreateOptions } from "../dataplane/load.js";
 import { staticOps } from "./static.js";
 import { VnCatalog } from "./catalog.js";
+import { IMAGE_FILE } from "../paths.js";
 
-export const IMAGE_FILE = "dataplane.img";
+export { IMAGE_FILE, ImageRefused, keyDifference };
 export const imagePath = (storeDir: string) => join(storeDir, IMAGE_FILE);
 
 /** SHA-256 of the configuration's static ops (what it programs before any record). */
@@ -36,10 +37,31 @@ export function staticHash(cfg: NveConfig): string {
   return createHash("sha256").update(JSON.stringify(staticOps(cfg, VnCatalog.fromConfig(structuredClone(cfg))))).digest("hex");
 }
 
-/** The key an image must have now; undefined for a store that persists nothing (no image). */
-export function expectedKey(store: Store, cfg: NveConfig, dp: CreateOptions): ImageKey | undefined {
+/**
+ * The key an image must have now; undefined for a store that persists nothing
+ * (no image). With `configFile` (the file `cfg` was read from), the key also
+ * holds the file's SHA-256 (configFileKey), which lets a start that finds the
+ * same file trust the image's static state before it has validated the file
+ * (host/cli/run-early.ts earlyGo).
+ */
+export function expectedKey(store: Store, cfg: NveConfig, dp: CreateOptions, configFile?: string): ImageKey | undefined {
   if (!store.lastTxnId || dp.loader === "component") return undefined;
-  return { ...imageKeyOf(dp), txnId: store.lastTxnId(), config: staticHash(cfg) };
+  return { ...imageKeyOf(dp), txnId: store.lastTxnId(), config: staticHash(cfg), ...(configFile !== undefined ? { configFile: fileHash(configFile) } : {}) };
+}
+
+/**
+ * The configuration file's SHA-256 for an image of the data plane running
+ * `cfg`: the file's, when the file gives the same static state as `cfg`
+ * (parsed again: after a reload, or an edit not reloaded yet, it may not),
+ * else "" (a start then checks the whole key after validating the file).
+ */
+export function configFileKey(configFile: string, cfg: NveConfig, parse: (text: string, file: string) => NveConfig): string {
+  try {
+    const bytes = readFileSync(configFile);
+    return staticHash(parse(bytes.toString("utf8"), configFile)) === staticHash(cfg) ? createHash("sha256").update(bytes).digest("hex") : "";
+  } catch {
+    return "";
+  }
 }
 
 /**
@@ -85,10 +107,8 @@ export interface ImageWriterOptions {
   minIntervalMs?: number;
   /**
    * Images while running (default true); false writes one at a clean stop
-   * only. Taking an image stops the data plane that takes it for as long as
-   * reading every table page takes (0.75 s for the first on empty tables on
-   * an idle machine, 1.2 s at 100k VNICs): a packet I/O worker forwards
-   * nothing meanwhile, which a running NVE must not do every 30 s.
+   * only. A packet I/O worker takes its image a slice at a time between
+   * batches (host/io/worker.ts), so it keeps forwarding meanwhile.
    */
   periodic?: boolean;
   /** Called with each image written (tests, the bench). */
@@ -170,6 +190,8 @@ export class ImageWriter {
     try {
       bytes = await this.o.snapshot({ ...this.o.key(), txnId });
     } catch (e) {
+      // an op came while it was taken (a packet I/O worker drops it then): a later try takes it
+      if (this.gen !== g0 || this.inflight > 0) return false;
       this.o.log(`image: not taken (${(e as Error).message})`);
       this.dirty = false; // the same would fail again: until the next change
       return false;

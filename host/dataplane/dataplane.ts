@@ -13,7 +13,7 @@ import {
   VNF_PORTSEC, VNF_ARPSUP, VNF_DSCP_FIXED, MAX_PREFIXES, H64_SLOT, HIP_SLOT, PORT_ACCESS, PORT_UNDERLAY, E_FULL, PUNT_REC, TRACE_REC,
 } from "./abi.js";
 import { type Layout, type CreateOptions, instantiate, checkAbi, layoutOf, dropNamesOf, wasmModule } from "./load.js";
-import { imageSubject, encodeImage, restoreImage, type ImageKey } from "./image.js";
+import { imageSubject, encodeImage, restoreImage, ImageEncoder, type ImageKey } from "./image.js";
 import { Tables, ENCAP, type VnState } from "./tables.js";
 import { validate, DataPlaneError, type Parsed } from "./validate.js";
 import { readDrops, readCounters, readTrace, type TraceResult } from "./decode.js";
@@ -82,6 +82,11 @@ export class DataPlane {
   /** The tables as an image keyed `key` (./image.ts; issue 15). */
   snapshot(key: ImageKey, debug = false): Uint8Array {
     return encodeImage(this.imaged(debug), key);
+  }
+
+  /** The tables as an image taken a slice at a time (./image.ts ImageEncoder): no op may be applied until it is done. */
+  imageEncoder(key: ImageKey, debug = false): ImageEncoder {
+    return new ImageEncoder(this.imaged(debug), key);
   }
 
   /** What an image holds of this instance (./image.ts imageSubject). */

@@ -18,7 +18,8 @@
 // other-version or other-key file) is refused with the reason, and the caller
 // rebuilds from the records (docs/README.md "The table image").
 //
-// File format (version IMAGE_VERSION, little-endian):
+// File format (version IMAGE_VERSION, little-endian; version 2: the
+// bookkeeping property by property, see HostValue):
 //   0   8  magic "NVEIMAGE"
 //   8   4  format version
 //   12  4  CRC-32 (zlib) of bytes [16, end)
@@ -27,7 +28,7 @@
 //   28  4  CRC-32 of the meta JSON (checked before its key is read)
 //   32  M  meta JSON: { key, memBytes, chunk, chunks, globals: [name, type][], hostLen }
 //   ..     globals: 8 bytes each (i32 and i64 as i64, f32 and f64 as f64), meta order
-//   ..     host bookkeeping: hostLen bytes (v8.serialize)
+//   ..     host bookkeeping: hostLen bytes (v8.serialize of { object: { property: HostValue } })
 //   ..     chunk index: u32 per chunk (its page number), then the pages, CHUNK bytes each
 import { crc32 } from "node:zlib";
 import { createHash } from "node:crypto";
@@ -35,8 +36,10 @@ import { closeSync, existsSync, openSync, readFileSync, rmSync, fstatSync, readS
 import { dirname } from "node:path";
 import { serialize, deserialize } from "node:v8";
 import { type Exports, SLOT_SIZE, MAX_BATCH, IN_DESC, OUT_DESC, MAX_OUT, HDR_SLOT, NUM_DROPS, MAX_PORTS, PORT_CTR, MAX_VNS, VN_CTR, TRACE_REC } from "./abi.js";
+import { phase } from "../sys/phase.js";
 
-export const IMAGE_VERSION = 1;
+
+export const IMAGE_VERSION = 2;
 const MAGIC = "NVEIMAGE";
 const HEAD = 32;
 /** Memory is imaged in pages of this size: a page all zero is left out. */
@@ -125,6 +128,7 @@ export function withGlobalExports(bytes: Uint8Array): { bytes: Uint8Array<ArrayB
   const q = { i: exportAt };
   const n = uleb(b, q);
   const entries = b.subarray(q.i, exportEnd);
+
   const add: number[] = [];
   const enc = new TextEncoder();
   for (const g of mutable) {
@@ -139,7 +143,7 @@ export function withGlobalExports(bytes: Uint8Array): { bytes: Uint8Array<ArrayB
   out.set(content, exportSizeAt + size.length);
   out.set(b.subarray(exportEnd), exportSizeAt + size.length + content.length);
   const ok = mutable.every((g) => g.type === "i32" || g.type === "i64" || g.type === "f32" || g.type === "f64");
-  return { bytes: out, globals: ok ? mutable.map((g) => ({ name: `${GLOBAL_PREFIX}${g.index}`, type: g.type as GlobalSpec["type"] })) : null };
+  return { bytes: out, globals: ok ? mutable.map((g) => ({ name: `${GLOBAL_PREFIX}${g.index}`, type: g.type as GlobalSpec["type"]})) : null };
 }
 
 // ---------------------------------------------------------------- identity
@@ -163,6 +167,11 @@ export function hostCodeHash(): string {
 
 /** SHA-256 of a module's bytes, hex. */
 export const wasmHash = (bytes: Uint8Array) => sha(bytes);
+
+/** SHA-256 of a file's bytes, hex ("" when it cannot be read). */
+export function fileHash(path: string): string {
+  try { return sha(readFileSync(path)); } catch { return ""; }
+}
 
 // ---------------------------------------------------------------- snapshot and restore
 
@@ -205,11 +214,65 @@ export function imageSubject(ex: Exports, globals: GlobalSpec[] | null, host: Re
   };
 }
 
-function hostState(s: ImageSubject): Record<string, Record<string, unknown>> {
-  const out: Record<string, Record<string, unknown>> = {};
+/**
+ * One property of the host's bookkeeping as imaged: V8's serialisation of it,
+ * or a Map of strings to numbers as its keys joined by NUL (UTF-8 bytes: V8
+ * copies bytes as they are, a string it reads character by character) and
+ * its values.
+ * The latter is the VNIC -> policer map (tables.ts policerIdx: one entry per
+ * VNIC, 100,000 at the issue's scale), which V8 (de)serialises entry by entry:
+ * 0.4 s to read back under load, against one string split.
+ */
+export type HostValue = { v8: Uint8Array } | { keys: Uint8Array; values: Float64Array };
+
+function encodeHostValue(v: unknown): HostValue {
+  if (v instanceof Map && v.constructor === Map && v.size >= 64) {
+    const keys: string[] = [];
+    const values = new Float64Array(v.size);
+    let i = 0;
+    for (const [k, x] of v as Map<unknown, unknown>) {
+      if (typeof k !== "string" || typeof x !== "number" || k.includes("\0")) return { v8: serialize(v) };
+      keys.push(k);
+      values[i++] = x;
+    }
+    return { keys: Buffer.from(keys.join("\0"), "utf8"), values };
+  }
+  return { v8: serialize(v) };
+}
+
+function decodeHostValue(h: HostValue): unknown {
+  if (!("keys" in h)) return deserialize(h.v8);
+  const ks = Buffer.from(h.keys.buffer, h.keys.byteOffset, h.keys.length).toString("utf8").split("\0");
+  if (ks.length !== h.values.length) throw new ImageRefused("its bookkeeping does not add up: corrupt");
+  const m = new Map<string, number>();
+  for (let i = 0; i < ks.length; i++) m.set(ks[i], h.values[i]);
+  return m;
+}
+
+/** A property at least this large (encoded) is decoded when first used, not at restore. */
+const LAZY_BYTES = 16 * 1024;
+const hostValueBytes = (h: HostValue) => ("keys" in h ? h.keys.length + h.values.byteLength : h.v8.length);
+
+/**
+ * `obj[k]` decoded from the image when first read or replaced when first
+ * written, then a plain data property again: a data plane restored for
+ * forwarding does not pay for bookkeeping that only programming uses (the
+ * VNIC -> policer map: until the first op that binds a MAC).
+ */
+function lazyProperty(obj: object, k: string, make: () => unknown): void {
+  const settle = (value: unknown) => Object.defineProperty(obj, k, { value, writable: true, enumerable: true, configurable: true });
+  Object.defineProperty(obj, k, {
+    enumerable: true, configurable: true,
+    get() { const v = make(); settle(v); return v; },
+    set(v: unknown) { settle(v); },
+  });
+}
+
+function hostState(s: ImageSubject): Record<string, Record<string, HostValue>> {
+  const out: Record<string, Record<string, HostValue>> = {};
   for (const [name, obj] of Object.entries(s.host)) {
-    const o: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(obj)) if (!s.skip.has(k) && typeof v !== "function") o[k] = v;
+    const o: Record<string, HostValue> = {};
+    for (const [k, v] of Object.entries(obj)) if (!s.skip.has(k) && typeof v !== "function") o[k] = encodeHostValue(v);
     out[name] = o;
   }
   return out;
@@ -220,53 +283,113 @@ function hostState(s: ImageSubject): Record<string, Record<string, unknown>> {
  * change meanwhile, as it is programmed and run on this thread only).
  */
 export function encodeImage(s: ImageSubject, key: ImageKey): Uint8Array {
-  const mem = new Uint8Array(s.memory.buffer);
-  const memBytes = mem.length;
-  const pages = memBytes / CHUNK;
-  // a page is imaged unless all zero, or all inside the transient ranges
-  const zero = Buffer.alloc(CHUNK);
-  const mb = Buffer.from(mem.buffer, mem.byteOffset, mem.length);
-  const keep: number[] = [];
-  for (let pg = 0; pg < pages; pg++) {
-    const a = pg * CHUNK, e = a + CHUNK;
-    if (s.transient.some(([x, y]) => x <= a && e <= y)) continue;
-    if (mb.compare(zero, 0, CHUNK, a, e) !== 0) keep.push(pg);
+  const enc = new ImageEncoder(s, key);
+  while (!enc.step(Infinity));
+  return enc.bytes();
+}
+
+/**
+ * An image taken a slice at a time (issue 15: a packet I/O worker takes its
+ * image between batches, forwarding in between, rather than stopping for the
+ * whole table memory). The globals and the host's bookkeeping are taken when
+ * it is made; the pages are scanned, then copied and checksummed, a few per
+ * step(). The caller must not change the tables until it is done (a worker
+ * drops it when an op comes: host/io/worker.ts); what the data plane changes
+ * itself as it forwards (counters, policer buckets) is taken as it is when
+ * its page is copied. The same bytes as encodeImage for the same tables.
+ */
+export class ImageEncoder {
+  private readonly mem: Uint8Array;
+  private readonly pages: number;
+  private readonly keep: number[] = [];
+  private readonly globals: (number | bigint)[];
+  private readonly host: Uint8Array;
+  private readonly zero = Buffer.alloc(CHUNK);
+  private scanned = 0;
+  private copied = 0;
+  private out: Uint8Array | undefined;
+  private dv: DataView | undefined;
+  private pagesAt = 0;
+  private crc = 0;
+  /** step() calls so far. */
+  steps = 0;
+
+  constructor(private readonly s: ImageSubject, private readonly key: ImageKey) {
+    this.mem = new Uint8Array(s.memory.buffer);
+    this.pages = this.mem.length / CHUNK;
+    this.globals = s.globals.map((g) => (s.instance[g.name] as WebAssembly.Global).value as number | bigint);
+    this.host = serialize(hostState(s));
   }
-  const host = serialize(hostState(s));
-  const meta = new TextEncoder().encode(JSON.stringify({ key, info: s.info ?? {}, memBytes, chunk: CHUNK, chunks: keep.length, globals: s.globals.map((g) => [g.name, g.type]), hostLen: host.length }));
-  const total = HEAD + meta.length + 8 * s.globals.length + host.length + 4 * keep.length + CHUNK * keep.length;
-  const out = new Uint8Array(total);
-  const dv = new DataView(out.buffer);
-  out.set(new TextEncoder().encode(MAGIC), 0);
-  dv.setUint32(8, IMAGE_VERSION, true);
-  dv.setBigUint64(16, BigInt(total), true);
-  dv.setUint32(24, meta.length, true);
-  dv.setUint32(28, crc32(meta), true);
-  out.set(meta, HEAD);
-  let at = HEAD + meta.length;
-  for (const g of s.globals) {
-    const v = (s.instance[g.name] as WebAssembly.Global).value as number | bigint;
-    if (g.type === "i64") dv.setBigInt64(at, v as bigint, true);
-    else if (g.type === "i32") dv.setBigInt64(at, BigInt(v as number), true);
-    else dv.setFloat64(at, v as number, true);
-    at += 8;
-  }
-  out.set(host, at);
-  at += host.length;
-  const idxAt = at;
-  at += 4 * keep.length;
-  keep.forEach((pg, k) => {
-    dv.setUint32(idxAt + 4 * k, pg, true);
-    out.set(mem.subarray(pg * CHUNK, (pg + 1) * CHUNK), at);
-    // the transient ranges inside a kept page are zero in the image
-    for (const [x, y] of s.transient) {
-      const a = Math.max(x, pg * CHUNK), e = Math.min(y, (pg + 1) * CHUNK);
-      if (a < e) out.fill(0, at + a - pg * CHUNK, at + e - pg * CHUNK);
+
+  /** About `budgetMs` of work (at least one page); true once the image is whole (bytes()). */
+  step(budgetMs: number): boolean {
+    this.steps++;
+    const until = performance.now() + budgetMs;
+    const { mem, s } = this;
+    const mb = Buffer.from(mem.buffer, mem.byteOffset, mem.length);
+    // a page is imaged unless all zero, or all inside the transient ranges
+    while (this.scanned < this.pages) {
+      const a = this.scanned * CHUNK, e = a + CHUNK;
+      if (!s.transient.some(([x, y]) => x <= a && e <= y) && mb.compare(this.zero, 0, CHUNK, a, e) !== 0) this.keep.push(this.scanned);
+      this.scanned++;
+      if (performance.now() >= until) return false;
     }
-    at += CHUNK;
-  });
-  dv.setUint32(12, crc32(out.subarray(16)), true);
-  return out;
+    if (!this.out) this.layOut();
+    const out = this.out!;
+    while (this.copied < this.keep.length) {
+      const pg = this.keep[this.copied];
+      const at = this.pagesAt + CHUNK * this.copied;
+      out.set(mem.subarray(pg * CHUNK, (pg + 1) * CHUNK), at);
+      // the transient ranges inside a kept page are zero in the image
+      for (const [x, y] of s.transient) {
+        const a = Math.max(x, pg * CHUNK), e = Math.min(y, (pg + 1) * CHUNK);
+        if (a < e) out.fill(0, at + a - pg * CHUNK, at + e - pg * CHUNK);
+      }
+      this.crc = crc32(out.subarray(at, at + CHUNK), this.crc);
+      this.copied++;
+      if (this.copied < this.keep.length && performance.now() >= until) return false;
+    }
+    this.dv!.setUint32(12, this.crc, true);
+    return true;
+  }
+
+  /** The image, once step() returned true. */
+  bytes(): Uint8Array {
+    if (!this.out || this.copied < this.keep.length) throw new Error("the image is not taken yet");
+    return this.out;
+  }
+
+  /** Everything before the pages, once it is known which pages there are. */
+  private layOut(): void {
+    const { s, keep, host } = this;
+    const memBytes = this.mem.length;
+    const meta = new TextEncoder().encode(JSON.stringify({ key: this.key, info: s.info ?? {}, memBytes, chunk: CHUNK, chunks: keep.length, globals: s.globals.map((g) => [g.name, g.type]), hostLen: host.length }));
+    const total = HEAD + meta.length + 8 * s.globals.length + host.length + 4 * keep.length + CHUNK * keep.length;
+    const out = new Uint8Array(total);
+    const dv = new DataView(out.buffer);
+    out.set(new TextEncoder().encode(MAGIC), 0);
+    dv.setUint32(8, IMAGE_VERSION, true);
+    dv.setBigUint64(16, BigInt(total), true);
+    dv.setUint32(24, meta.length, true);
+    dv.setUint32(28, crc32(meta), true);
+    out.set(meta, HEAD);
+    let at = HEAD + meta.length;
+    s.globals.forEach((g, i) => {
+      const v = this.globals[i];
+      if (g.type === "i64") dv.setBigInt64(at, v as bigint, true);
+      else if (g.type === "i32") dv.setBigInt64(at, BigInt(v as number), true);
+      else dv.setFloat64(at, v as number, true);
+      at += 8;
+    });
+    out.set(host, at);
+    at += host.length;
+    keep.forEach((pg, k) => dv.setUint32(at + 4 * k, pg, true));
+    at += 4 * keep.length;
+    this.pagesAt = at;
+    this.crc = crc32(out.subarray(16, at));
+    this.out = out;
+    this.dv = dv;
+  }
 }
 
 /**
@@ -309,9 +432,10 @@ function reader(src: ImageSource): Reader {
 /**
  * Checks an image's header (magic, version, length) and key without reading
  * its body; the body's CRC is checked by restoreImage as it reads it. Throws
- * ImageRefused with the reason when it does not fit `expect`.
+ * ImageRefused with the reason when it does not fit `expect` (without
+ * `expect`, the caller compares meta.key later: keyDifference).
  */
-export function checkImage(source: ImageSource, expect: ImageKey): Image {
+export function checkImage(source: ImageSource, expect?: ImageKey): Image {
   const r = reader(source);
   try {
     const head = new Uint8Array(Math.min(r.size, HEAD));
@@ -331,9 +455,9 @@ export function checkImage(source: ImageSource, expect: ImageKey): Image {
     try { meta = JSON.parse(new TextDecoder().decode(mb)) as ImageMeta; } catch {
       throw new ImageRefused("its meta data is not JSON: corrupt");
     }
-    for (const k of new Set([...Object.keys(expect), ...Object.keys(meta.key ?? {})])) {
-      if (meta.key?.[k] !== expect[k]) throw new ImageRefused(`${KEY_TEXT[k] ?? k} differs: the image has ${JSON.stringify(meta.key?.[k])}, now ${JSON.stringify(expect[k])}`);
-    }
+    if (typeof meta.key !== "object" || meta.key === null) throw new ImageRefused("its meta data has no key: corrupt");
+    const differs = expect && keyDifference(meta.key, expect);
+    if (differs) throw new ImageRefused(differs);
     const crcHead = crc32(mb, crc32(head.subarray(16)));
     return { source, size: total, meta, crcHead, crc: dv.getUint32(12, true), bodyAt: HEAD + ml };
   } finally {
@@ -341,9 +465,17 @@ export function checkImage(source: ImageSource, expect: ImageKey): Image {
   }
 }
 
+/** What differs between an image's key and the one expected, as a sentence; undefined when they are the same. */
+export function keyDifference(have: ImageKey, expect: ImageKey): string | undefined {
+  for (const k of new Set([...Object.keys(expect), ...Object.keys(have)])) {
+    if (have[k] !== expect[k]) return `${KEY_TEXT[k] ?? k} differs: the image has ${JSON.stringify(have[k])}, now ${JSON.stringify(expect[k])}`;
+  }
+  return undefined;
+}
+
 const KEY_TEXT: Record<string, string> = {
   txnId: "the store's last transaction id", wasm: "the data plane module (SHA-256)", host: "the host's table code (SHA-256)",
-  layout: "the table layout", config: "the configuration's static state (SHA-256)",
+  layout: "the table layout", config: "the configuration's static state (SHA-256)", configFile: "the configuration file (SHA-256)",
 };
 
 /**
@@ -381,6 +513,7 @@ export function restoreImage(s: ImageSubject, img: Image): void {
       crc = crc32(dst, crc);
       at += CHUNK;
     }
+    phase("image: pages read, CRC checked");
     if (crc !== img.crc) throw new ImageRefused(`checksum mismatch (CRC-32 ${crc.toString(16)}, header ${img.crc.toString(16)}): corrupt`);
     at = 0;
     for (const g of s.globals) {
@@ -390,8 +523,14 @@ export function restoreImage(s: ImageSubject, img: Image): void {
       else gl.value = sdv.getFloat64(at, true);
       at += 8;
     }
-    const host = deserialize(small.subarray(at, at + meta.hostLen)) as Record<string, Record<string, unknown>>;
-    for (const [name, obj] of Object.entries(s.host)) Object.assign(obj, host[name]);
+    const host = deserialize(small.subarray(at, at + meta.hostLen)) as Record<string, Record<string, HostValue>>;
+    for (const [name, obj] of Object.entries(s.host)) {
+      for (const [k, h] of Object.entries(host[name] ?? {})) {
+        if (hostValueBytes(h) < LAZY_BYTES) (obj as Record<string, unknown>)[k] = decodeHostValue(h);
+        else lazyProperty(obj, k, () => decodeHostValue(h));
+      }
+    }
+    phase("image: bookkeeping restored");
   } finally {
     r.close();
   }

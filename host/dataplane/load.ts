@@ -6,6 +6,8 @@ import { readFileSync } from "node:fs";
 import { wasmPath } from "../paths.js";
 import { withGlobalExports, wasmHash, hostCodeHash, type GlobalSpec, type Image, type ImageKey } from "./image.js";
 import { type Exports, REPORTED, SLOT_SIZE, HEADROOM, MAX_BATCH, HDR_SLOT, MAX_OUT, IF_VNET, IF_GSO_SEG, IF_GSO_LAST, IF_SEG_SHIFT, IF_GSO_WHOLE } from "./abi.js";
+import { phase } from "../sys/phase.js";
+
 
 export interface Layout {
   slotBase: number; slotSize: number; headroom: number; maxBatch: number;
@@ -61,6 +63,7 @@ export function wasmModule(debug: boolean): LoadedModule {
     // every mutable global exported too, so an image can hold them (issue 15; ./image.ts)
     const g = withGlobalExports(new Uint8Array(bytes));
     m = { module: new WebAssembly.Module(g.bytes), sha256: wasmHash(bytes), globals: g.globals };
+    phase("module compiled");
     modules.set(name, m);
   }
   return m;
@@ -92,6 +95,7 @@ export async function instantiate(o: CreateOptions): Promise<{ ex: Exports; huge
     ex = (await (await import("./component.js")).instantiateComponent({ liftedBatch: o.liftedBatch })) as unknown as Exports;
   } else {
     ex = (await WebAssembly.instantiate(wasmModule(!!o.debug).module, {})).exports as unknown as Exports;
+    phase("module instantiated");
   }
   if (o.image && o.loader === "component") throw new Error("a table image is for the core loader only");
   const d = INIT_DEFAULTS;
@@ -99,6 +103,7 @@ export async function instantiate(o: CreateOptions): Promise<{ ex: Exports; huge
   // init() lays the tables out without touching them (assembly/state.ts
   // alloc): advised now, they are faulted in as huge pages as bindings land.
   const huge = o.adviseHuge ? o.adviseHuge(ex.memory.buffer) : 0;
+  phase("tables laid out");
   return { ex, huge };
 }
 

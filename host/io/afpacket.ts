@@ -48,6 +48,14 @@ export interface AfPacketOptions {
   ops?: DpOp[];
   /** How long an idle worker sleeps in poll() between checks (it is woken early for control messages). */
   idlePollMs?: number;
+  /**
+   * The workers forward nothing until WorkerPool.go (issue 15: started with
+   * dataplane.imagePath before the image's key can be computed, they restore
+   * it meanwhile; `images` says what each restored).
+   */
+  hold?: boolean;
+  /** A worker takes an image (snapshot) between batches, this long at a time (default 1 ms; worker.ts). */
+  imageSliceMs?: number;
 }
 
 /** An error a worker's DataPlane.apply threw, as the same class (DataPlaneError: same index, field, message). */
@@ -67,10 +75,15 @@ export interface PoolCounters {
 
 interface Pending { left: number; results: unknown[]; error?: Error; resolve(v: unknown[]): void; reject(e: Error): void }
 
+/** A worker's image: the key and info of the image it restored, or why it refused it (it then has empty tables). */
+export type WorkerImage = NonNullable<Extract<FromWorker, { type: "ready" }>["image"]>;
+
 export class WorkerPool implements DataPlaneProgrammer {
   private seq = 0;
   /** How each worker's sockets run (AF_XDP: zero-copy or copy mode, native or generic XDP), for the log. */
   readonly modes: string[] = [];
+  /** What each worker restored from dataplane.imagePath (its key and info) or why it refused it; by worker id. */
+  readonly images: (WorkerImage | undefined)[] = [];
   private pending = new Map<number, Pending>();
   private exited = 0;
   private stopping = false;
@@ -117,6 +130,19 @@ export class WorkerPool implements DataPlaneProgrammer {
 
   /** Called with every frame the data plane hands to the host (ARP/ND for underlay.ip). */
   onPunt(h: (port: string, frame: Uint8Array) => void): void { this.puntHandlers.push(h); }
+
+  /**
+   * Releases workers started with `hold`: each forwards from the image it
+   * restored (keep) or from empty tables (the caller then programs them).
+   * Every worker must be told the same, before any other request.
+   */
+  go(keep: boolean): void {
+    this.ports.forEach((port, id) => {
+      port.postMessage({ type: "go", keep } satisfies ToWorker);
+      Atomics.store(this.ctl, id, 1);
+      Atomics.notify(this.ctl, id);
+    });
+  }
 
   /** Sends a frame the NVE itself makes (an ARP request, an NS) out of `port`, through worker 0. */
   sendFrame(port: string, frame: Uint8Array): void {
@@ -172,7 +198,14 @@ export class WorkerPool implements DataPlaneProgrammer {
     return done.then((r) => r[0] as { steps: string[]; drop?: string; outputs: { port: string; frame: Uint8Array }[] });
   }
 
-  /** Worker 0's tables as an image keyed `key` (host/dataplane/image.ts; every worker holds the same tables). */
+  /** The slices the last image was taken in, between batches (worker.ts). */
+  imageSteps = 0;
+
+  /**
+   * Worker 0's tables as an image keyed `key` (host/dataplane/image.ts; every
+   * worker holds the same tables), taken a slice at a time between batches;
+   * rejected when an op is applied before it is whole.
+   */
   snapshot(key: ImageKey): Promise<Uint8Array> {
     if (this.stopping) return Promise.reject(new Error("the packet I/O workers are stopped"));
     const seq = ++this.seq;
@@ -210,7 +243,7 @@ export class WorkerPool implements DataPlaneProgrammer {
       const p = this.pending.get(m.seq);
       if (!p) return;
       this.pending.delete(m.seq);
-      if (m.bytes) p.resolve([m.bytes]);
+      if (m.bytes) { this.imageSteps = m.steps ?? 0; p.resolve([m.bytes]); }
       else p.reject(new Error(m.error ?? "no image"));
       return;
     }
@@ -250,6 +283,7 @@ export class WorkerPool implements DataPlaneProgrammer {
       // Raise the flag after the message is queued: the worker drains its
       // port whenever it sees the flag, so nothing is missed.
       Atomics.store(this.ctl, id, 1);
+      Atomics.notify(this.ctl, id); // a worker held before `go` waits on its flag, not in poll()
       addon.wake(this.wakeFds[id]);
     });
   }
@@ -323,6 +357,7 @@ function fanoutGroup(pool: number, i: number): number {
 export async function startAfPacket(opts: AfPacketOptions): Promise<WorkerPool> {
   const interfaces = opts.interfaces ?? (opts.config ? [opts.config.underlay.port, ...opts.config.ports.map((p) => p.name)] : []);
   if (interfaces.length === 0) throw new Error("--io afpacket: no interfaces to open");
+  if (opts.hold && opts.ops?.length) throw new Error("startAfPacket: ops are applied after go, not with hold");
   // AF_XDP: one socket per receive queue, worker i on queue i (a veth has one unless made with numrxqueues)
   const n = opts.workers ?? (opts.io === "afxdp" ? 1 : availableParallelism());
   if (!Number.isInteger(n) || n < 1 || n > 64) throw new Error(`--workers: expected an integer 1..64, got ${opts.workers}`);
@@ -341,7 +376,7 @@ export async function startAfPacket(opts: AfPacketOptions): Promise<WorkerPool> 
     const { port1, port2 } = new MessageChannel();
     const wakeFd = addon.eventfd();
     const init: WorkerInit = {
-      id, io: opts.io ?? "afpacket", interfaces, fanout, vlans, ...(tunnelTx ? { tunnelTx } : {}), ring: opts.ring ?? {}, dataplane: opts.dataplane ?? {},
+      id, io: opts.io ?? "afpacket", interfaces, fanout, vlans, ...(tunnelTx ? { tunnelTx } : {}), ring: opts.ring ?? {}, dataplane: opts.dataplane ?? {}, hold: opts.hold, imageSliceMs: opts.imageSliceMs,
       ctl: ctl.buffer as SharedArrayBuffer, port: port2, wakeFd, idlePollMs: opts.idlePollMs ?? 100,
     };
     workers.push(new Worker(workerUrl("io-worker"), { workerData: init, transferList: [port2] }));
@@ -352,7 +387,12 @@ export async function startAfPacket(opts: AfPacketOptions): Promise<WorkerPool> 
   // Every worker reports ready (sockets open) or an error.
   const ready = Promise.all(workers.map((w) => new Promise<void>((resolve, reject) => {
     const on = (m: FromWorker) => {
-      if (m.type === "ready") { w.off("message", on); if (m.modes?.length) pool.modes.push(`worker ${m.id}: ${m.modes.join(", ")}`); resolve(); }
+      if (m.type === "ready") {
+        w.off("message", on);
+        if (m.modes?.length) pool.modes.push(`worker ${m.id}: ${m.modes.join(", ")}`);
+        pool.images[m.id] = m.image;
+        resolve();
+      }
       else if (m.type === "error") { w.off("message", on); reject(new Error(m.message)); }
     };
     w.on("message", on);

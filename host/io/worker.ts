@@ -13,10 +13,12 @@ import { loadAddon, type OpenOptions, type SocketStats } from "./addon.js";
 import { adviseHugePages } from "./hugepages.js";
 import type { DpOp } from "../dataplane/ops.js";
 import { DataPlane, DataPlaneError, type LearnRecord } from "../dataplane/dataplane.js";
-import type { Image, ImageKey } from "../dataplane/image.js";
+import { checkImage, ImageRefused, type Image, type ImageEncoder, type ImageKey } from "../dataplane/image.js";
 import { IN_DESC, I_OFF, I_LEN, I_PORT, OUT_DESC, O_PORT, O_HDRLEN, O_DATA, O_DATALEN, GSO_CAP_TSO, GSO_CAP_TUNNEL } from "../dataplane/abi.js";
 import { openTunnelOutput } from "./tunnel-output.js";
 import type { TunTx } from "./tuntx.js";
+import { phase } from "../sys/phase.js";
+
 
 export interface WorkerInit {
   id: number;
@@ -30,7 +32,24 @@ export interface WorkerInit {
   /** The encap super-frame output (tunnel-output.ts): the uplink and underlay.tunnelGso; absent: cut in software. */
   tunnelTx?: { uplink: string; mode: "auto" | "off" };
   ring: OpenOptions;
-  dataplane: { macLog2?: number; ipLog2?: number; hugePages?: boolean; loader?: "core" | "component"; image?: Image };
+  dataplane: {
+    macLog2?: number; ipLog2?: number; hugePages?: boolean; loader?: "core" | "component"; image?: Image;
+    /**
+     * A table image to restore before its key is known (issue 15: the
+     * workers start while the main thread still loads the configuration and
+     * opens the store): format and CRC are checked here, the key by the main
+     * thread, from what `ready` reports; with `hold`, the worker forwards
+     * nothing until `go` says whether to keep it.
+     */
+    imagePath?: string;
+  };
+  /** Wait for a `go` message after `ready` before taking any frame (with dataplane.imagePath). */
+  hold?: boolean;
+  /**
+   * An image is taken between batches, at most this long at a time (default
+   * 1 ms; issue 15: a running NVE takes images without stopping forwarding).
+   */
+  imageSliceMs?: number;
   /** Int32 per worker: non-zero when messages wait on `port`. */
   ctl: SharedArrayBuffer;
   port: MessagePort;
@@ -62,16 +81,20 @@ export type ToWorker =
   /** This worker's tables as an image (issue 15; host/dataplane/image.ts): worker 0 only, all hold the same tables. */
   | { type: "image"; seq: number; key: ImageKey }
   | { type: "stop"; seq: number }
+  /** After `ready` with `hold`: forward, from the restored image (keep) or from empty tables. */
+  | { type: "go"; keep: boolean }
   /** A frame the NVE itself sends (an ARP request or NS of the underlay neighbour cache): worker 0 sends it. */
   | { type: "send"; port: string; frame: Uint8Array };
 
 export type FromWorker =
-  | { type: "ready"; id: number; modes?: string[] }
+  /** image: what dataplane.imagePath gave, its key and info, or why it was refused (the worker then has empty tables). */
+  | { type: "ready"; id: number; modes?: string[]; image?: { key: ImageKey; info: Record<string, unknown> } | { refused: string } }
   | { type: "error"; id: number; message: string }
   | { type: "applied"; id: number; seq: number; error?: { name: string; message: string; index?: number; field?: string } }
   | { type: "counters"; id: number; seq: number; counters: unknown; io: Record<string, SocketStats>; loop: LoopStats }
   | { type: "stopped"; id: number }
-  | { type: "imaged"; id: number; seq: number; bytes?: Uint8Array; error?: string }
+  /** steps: the slices it was taken in. */
+  | { type: "imaged"; id: number; seq: number; bytes?: Uint8Array; error?: string; steps?: number }
   | { type: "tapped"; id: number; tap: number; frames: TappedFrame[] }
   | { type: "traced"; id: number; seq: number; steps: string[]; drop?: string; outputs: { port: string; frame: Uint8Array }[] }
   /** Frames the data plane handed to the host (assembly/pipeline/punt.ts: ARP/ND for underlay.ip). */
@@ -98,10 +121,24 @@ const UNKNOWN_PORT = 0xffff; // no such port index: the data plane counts the fr
 
 async function main(): Promise<void> {
   const init = workerData as WorkerInit;
+  phase("worker: thread up");
   const post = (m: FromWorker) => parentPort!.postMessage(m);
   const addon = loadAddon();
-  const { hugePages, ...dpOptions } = init.dataplane;
-  const dp = await DataPlane.create({ ...dpOptions, ...(hugePages ? { adviseHuge: adviseHugePages } : {}) });
+  const { hugePages, imagePath, ...dpOptions } = init.dataplane;
+  const create = (image?: Image) => DataPlane.create({ ...dpOptions, ...(image ? { image } : {}), ...(hugePages ? { adviseHuge: adviseHugePages } : {}) });
+  let dp: DataPlane;
+  let restored: NonNullable<Extract<FromWorker, { type: "ready" }>["image"]> | undefined;
+  if (imagePath) {
+    try {
+      const img = checkImage({ path: imagePath });
+      dp = await create(img);
+      restored = { key: img.meta.key, info: img.meta.info };
+    } catch (e) {
+      restored = { refused: e instanceof ImageRefused ? e.message : `cannot be used: ${(e as Error).message.split("\n")[0]}` };
+      dp = await create();
+    }
+  } else dp = await create();
+  phase("worker: data plane ready");
   const handles: number[] = [];
   let pio: Pick<typeof addon, "open" | "close" | "recv" | "send" | "poll" | "stats"> = addon;
   const modes: string[] = [];
@@ -134,9 +171,28 @@ async function main(): Promise<void> {
     post({ type: "error", id: init.id, message: (e as Error).message });
     return;
   }
-  post({ type: "ready", id: init.id, modes });
-
+  post({ type: "ready", id: init.id, modes, ...(restored ? { image: restored } : {}) });
   const ctl = new Int32Array(init.ctl);
+  // held until the main thread has checked the image's key (WorkerPool.go)
+  for (let held = !!init.hold; held;) {
+    Atomics.wait(ctl, init.id, 0, 1000);
+    Atomics.store(ctl, init.id, 0);
+    for (let m = receiveMessageOnPort(init.port); m && held; m = held ? receiveMessageOnPort(init.port) : undefined) {
+      const msg = m.message as ToWorker;
+      if (msg.type === "go") {
+        held = false;
+        if (!msg.keep && restored && "key" in restored) dp = await create();
+      } else if (msg.type === "stop") {
+        for (const h of handles) pio.close(h);
+        post({ type: "stopped", id: init.id });
+        return;
+      }
+    }
+    // what came after `go` is drained by the loop
+    if (!held) Atomics.store(ctl, init.id, 1);
+  }
+  phase("worker: sockets open, forwarding");
+
   const mem = dp.memory.buffer; // never grows after create()
   const u8 = new Uint8Array(mem);
   const L = dp.layout;
@@ -174,6 +230,8 @@ async function main(): Promise<void> {
       if (!m) return;
       const msg = m.message as ToWorker;
       if (msg.type === "apply") {
+        // the tables change: an image being taken would hold some pages from before and some from after
+        dropImage("the tables changed while it was taken");
         try {
           dp.apply(msg.ops);
           remap();
@@ -188,14 +246,15 @@ async function main(): Promise<void> {
         init.interfaces.forEach((name, s) => { io[name] = pio.stats(handles[s]); });
         post({ type: "counters", id: init.id, seq: msg.seq, counters: dp.counters(), io, loop: { ...loop } });
       } else if (msg.type === "image") {
-        // between batches, synchronously: the tables cannot change while imaged
+        // taken a slice at a time between batches (imageStep); one at a time
+        dropImage("another image was asked for");
         try {
-          const bytes = dp.snapshot(msg.key);
-          parentPort!.postMessage({ type: "imaged", id: init.id, seq: msg.seq, bytes } satisfies FromWorker, [bytes.buffer as ArrayBuffer]);
+          imaging = { seq: msg.seq, enc: dp.imageEncoder(msg.key) };
         } catch (e) {
           post({ type: "imaged", id: init.id, seq: msg.seq, error: (e as Error).message });
         }
       } else if (msg.type === "stop") {
+        dropImage("the packet I/O workers are stopping");
         running = false;
       } else if (msg.type === "trace") {
         // One frame through this worker's tables (`nvedge trace --port --frame` on a running NVE):
@@ -222,6 +281,30 @@ async function main(): Promise<void> {
         loop.hostSent += pio.send(byPort, mem, L.outDescBase, L.hdrBase, L.hdrSlot, 1);
       }
     }
+  };
+
+  // An image being taken (issue 15): a slice of it after each batch, so
+  // forwarding never stops for more than imageSliceMs.
+  let imaging: { seq: number; enc: ImageEncoder } | null = null;
+  const sliceMs = init.imageSliceMs ?? 1;
+  const dropImage = (why: string) => {
+    if (!imaging) return;
+    post({ type: "imaged", id: init.id, seq: imaging.seq, error: why });
+    imaging = null;
+  };
+  const imageStep = () => {
+    const m = imaging!;
+    let done: boolean;
+    try {
+      done = m.enc.step(sliceMs);
+    } catch (e) {
+      dropImage((e as Error).message);
+      return;
+    }
+    if (!done) return;
+    imaging = null;
+    const bytes = m.enc.bytes();
+    parentPort!.postMessage({ type: "imaged", id: init.id, seq: m.seq, bytes, steps: m.enc.steps } satisfies FromWorker, [bytes.buffer as ArrayBuffer]);
   };
 
   const sendOut = (outs: number) => {
@@ -300,8 +383,9 @@ async function main(): Promise<void> {
       n += pio.recv(handles[s], mem, L.slotBase, L.slotSize, L.headroom, L.inDescBase, n, L.maxBatch - n, portOf[s], 0);
     }
     rot = rot + 1 === S ? 0 : rot + 1;
+    if (imaging) imageStep();
     if (n === 0) {
-      pio.poll(handles, init.idlePollMs, init.wakeFd);
+      if (!imaging) pio.poll(handles, init.idlePollMs, init.wakeFd);
       continue;
     }
     if (tap) {

@@ -17,13 +17,10 @@
 import { pino, type Logger as Pino, type DestinationStream } from "pino";
 import { VERSION } from "../version.js";
 
-export const LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
-export type Level = (typeof LEVELS)[number];
-export type LogFormat = "json" | "text";
+// the levels in their own module, so the command line parses --log-level without loading pino (issue 15: start-up time)
+import { LEVELS, isLevel, type Level, type LogFormat } from "./levels.js";
+export { LEVELS, isLevel, type Level, type LogFormat };
 
-export function isLevel(s: unknown): s is Level {
-  return typeof s === "string" && (LEVELS as readonly string[]).includes(s);
-}
 
 /** Control characters and line/paragraph separators as escapes (text format). */
 export function escapeText(s: string): string {

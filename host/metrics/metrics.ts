@@ -15,6 +15,8 @@ import { createServer, type Server } from "node:http";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import { watchWrites, type Store } from "../store/store.js";
 import { VERSION } from "../version.js";
+import { parseListen } from "./listen.js";
+export { parseListen };
 import { ERROR_CODES } from "../protocol/errors.js";
 import { OPS as PROTOCOL_OPS } from "../protocol/schemas.js";
 
@@ -204,13 +206,6 @@ export interface HttpOptions {
   healthy(): Promise<string | undefined> | string | undefined;
   /** The data plane is programmed and MQTT is up (/readyz): undefined = ready, else why not. */
   ready(): Promise<string | undefined> | string | undefined;
-}
-
-/** HOST:PORT (IPv6 in brackets) → its parts, or undefined. */
-export function parseListen(s: string): { host: string; port: number } | undefined {
-  const m = /^(\[[^\]]+\]|[^:[\]]+):(\d{1,5})$/.exec(s);
-  if (!m || Number(m[2]) > 65535) return undefined;
-  return { host: m[1].replace(/^\[|\]$/g, ""), port: Number(m[2]) };
 }
 
 /** Serves /metrics, /healthz and /readyz. */

@@ -87,7 +87,7 @@ export function injectFrames(ns: Netns, ifname: string, frames: Uint8Array[], o:
 }
 
 /** A bounded tcpdump capture on `ifname`; `stop()` returns the frames (802.1Q tags as on the wire). */
-export async function capture(ns: Netns, ifname: string, count: number, timeoutMs = 5000, filter: string[] = []): Promise<{ done: Promise<Uint8Array[]> }> {
+export async function capture(ns: Netns, ifname: string, count: number, timeoutMs = 5000, filter: string[] = []): Promise<{ done: Promise<Uint8Array[]>; stamps: Promise<number[]> }> {
   const child: ChildProcess = spawn("ip", ["netns", "exec", ns.name, "timeout", String(Math.ceil(timeoutMs / 1000)),
     "tcpdump", "-i", ifname, "-Q", "in", "-U", "-n", "-B", "8192", "-w", "-", "-c", String(count), ...filter], { stdio: ["ignore", "pipe", "pipe"] });
   const chunks: Buffer[] = [];
@@ -104,7 +104,26 @@ export async function capture(ns: Netns, ifname: string, count: number, timeoutM
   const done = new Promise<Uint8Array[]>((resolve) => {
     child.on("close", () => resolve(parsePcap(Buffer.concat(chunks))));
   });
-  return { done };
+  // when the kernel took each frame (ms since the epoch; the bench's first-frame time)
+  const stamps = done.then(() => pcapStamps(Buffer.concat(chunks)));
+  return { done, stamps };
+}
+
+/** Each frame's timestamp in a classic pcap file, in ms since the epoch (microsecond or nanosecond, either byte order). */
+export function pcapStamps(buf: Buffer): number[] {
+  if (buf.length < 24) return [];
+  const magic = buf.readUInt32LE(0);
+  const le = magic === 0xa1b2c3d4 || magic === 0xa1b23c4d;
+  const nano = magic === 0xa1b23c4d || magic === 0x4d3cb2a1;
+  const u32 = (o: number) => (le ? buf.readUInt32LE(o) : buf.readUInt32BE(o));
+  const out: number[] = [];
+  for (let o = 24; o + 16 <= buf.length;) {
+    const incl = u32(o + 8);
+    if (o + 16 + incl > buf.length) break;
+    out.push(u32(o) * 1000 + u32(o + 4) / (nano ? 1e6 : 1e3));
+    o += 16 + incl;
+  }
+  return out;
 }
 
 /** The frames of a classic pcap file (microsecond or nanosecond, either byte order). */

@@ -1,0 +1,80 @@
+// `nvedge run`'s packet I/O workers started first (issue 15: process start to
+// the first forwarded frame). When the store's directory holds a table image,
+// the workers are started before the rest of the NVE is even loaded (the
+// configuration's validation, the logger, the store, what the image's key is
+// made of) and restore the image meanwhile, held before the first frame;
+// run.ts then checks the image's key and lets them forward from it, or from
+// empty tables that it programs (WorkerPool.go). Only the interfaces are read
+// from the configuration here, unvalidated: run.ts compares them with the
+// validated file's and starts the workers again if they differ.
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { IMAGE_FILE } from "../paths.js";
+import type { WorkerPool } from "../io/afpacket.js";
+import type { NveConfig } from "../config/types.js";
+import type { Store } from "../store/store.js";
+
+export interface EarlyWorkers {
+  pool: Promise<WorkerPool>;
+  imagePath: string;
+  /** The interfaces and uplink VLAN they were started with (compared with the validated configuration's). */
+  config: Pick<NveConfig, "underlay" | "ports">;
+  io: "afpacket" | "afxdp";
+}
+
+/**
+ * The workers, started now, held; undefined when there is no image to
+ * restore (then nothing is gained), or the start is not a plain one (memory
+ * store, component loader, a YAML file, no packet I/O, a file that is not
+ * even JSON: the ordinary path reports it).
+ */
+export function startWorkersEarly(o: { configFile: string; io?: string; workers?: number; storeDir: string; memoryStore: boolean; loader: string }): EarlyWorkers | undefined {
+  if (o.memoryStore || o.loader !== "core" || /\.ya?ml$/i.test(o.configFile)) return undefined;
+  const imagePath = join(o.storeDir, IMAGE_FILE);
+  if (!existsSync(imagePath)) return undefined;
+  let raw: { ports?: unknown; underlay?: { port?: unknown; vlan?: unknown } };
+  try { raw = JSON.parse(readFileSync(o.configFile, "utf8")); } catch { return undefined; }
+  const ports = Array.isArray(raw?.ports) ? raw.ports as { name?: unknown }[] : [];
+  const io = o.io ?? (ports.length > 0 ? "afpacket" : "none");
+  if (io !== "afpacket" && io !== "afxdp") return undefined;
+  if (typeof raw.underlay?.port !== "string" || (raw.underlay.vlan !== undefined && typeof raw.underlay.vlan !== "number")) return undefined;
+  if (!ports.every((p) => typeof p?.name === "string")) return undefined;
+  const config = { underlay: { port: raw.underlay.port, vlan: raw.underlay.vlan }, ports: ports.map((p) => ({ name: p.name })) } as Pick<NveConfig, "underlay" | "ports">;
+  const pool = (async () => {
+    const [{ startAfPacket }, { thpUsable }] = await Promise.all([import("../io/afpacket.js"), import("../dataplane/memory.js")]);
+    return startAfPacket({ config, workers: o.workers, io, dataplane: { hugePages: thpUsable(), loader: "core", imagePath }, hold: true });
+  })();
+  pool.catch(() => undefined); // run.ts reports a failure when it awaits the pool (or starts again)
+  return { pool, config, io, imagePath };
+}
+
+/** The same interfaces, in the same order, with the same uplink VLAN. */
+export function sameInterfaces(a: Pick<NveConfig, "underlay" | "ports">, b: Pick<NveConfig, "underlay" | "ports">): boolean {
+  const names = (c: typeof a) => JSON.stringify([c.underlay.port, c.underlay.vlan ?? 0, ...c.ports.map((p) => p.name)]);
+  return names(a) === names(b);
+}
+
+/**
+ * Releases the early workers to forward from the image they restored, before
+ * the configuration is even validated, when the image is keyed by this very
+ * configuration file (its SHA-256: dp-image.ts configFileKey), the store's
+ * last transaction, this module and host code and the default layout; every
+ * worker must have restored it whole. Then run.ts still checks the whole key
+ * once the file is validated. False (nothing done; run.ts decides and logs
+ * as usual) when anything differs or cannot be read.
+ */
+export async function earlyGo(o: { early: EarlyWorkers; store: Store; configFile: string }): Promise<boolean> {
+  try {
+    const [{ checkImage, keyDifference, fileHash }, { imageKeyOf }] = await Promise.all([import("../dataplane/image.js"), import("../dataplane/load.js")]);
+    if (!o.store.lastTxnId) return false;
+    const img = checkImage({ path: o.early.imagePath });
+    const { config: _static, ...have } = img.meta.key;
+    if (!have.configFile || keyDifference(have, { ...imageKeyOf({}), txnId: o.store.lastTxnId(), configFile: fileHash(o.configFile) })) return false;
+    const pool = await o.early.pool;
+    if (!pool.images.every((r) => r && "key" in r && !keyDifference(r.key, img.meta.key))) return false;
+    pool.go(true);
+    return true;
+  } catch {
+    return false;
+  }
+}
