@@ -3,7 +3,8 @@
 // checked arguments of recv() and send() (the one wasm<->native memory
 // layout, abi.h, generated from assembly/), the in-desc and out-desc
 // accessors, a frame's pieces on a tagged uplink (underlay.vlan), the
-// network-namespace switch of open() and poll() with its wake eventfd.
+// poll() with its wake eventfd (the N-API helpers and the network-namespace
+// switch of open() are napi_common.h's, shared with tuntx.c).
 // Header-only (static functions), included by afpacket.c and afxdp/afxdp.c;
 // each addon keeps its own socket table and ring protocol.
 #ifndef NVEDGE_IO_COMMON_H
@@ -20,25 +21,13 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "napi_common.h" // throwErr, num, setNum, inNetns (shared with tuntx.c)
 #include "abi.h" // the memory ABI (generated from assembly/ by scripts/abi.mjs)
 
 #define IO_MAX_BY_PORT 1024 // entries of send()'s port -> handle list
 #define IO_MAX_POLL 256     // sockets one poll() waits on
 
 // ---- N-API helpers ----------------------------------------------------------
-
-static napi_value throwErr(napi_env env, const char *msg) {
-  napi_throw_error(env, NULL, msg);
-  return NULL;
-}
-
-static napi_value num(napi_env env, double d) {
-  napi_value v;
-  napi_create_double(env, d, &v);
-  return v;
-}
-
-static void setNum(napi_env env, napi_value o, const char *k, double d) { napi_set_named_property(env, o, k, num(env, d)); }
 
 static int getU32(napi_env env, napi_value v, uint32_t *out) { return napi_get_value_uint32(env, v, out) == napi_ok; }
 static int getI32(napi_env env, napi_value v, int32_t *out) { return napi_get_value_int32(env, v, out) == napi_ok; }
@@ -201,29 +190,6 @@ static inline int framePieces(struct iovec v[4], uint8_t *hp, uint16_t hl, uint8
 /** The frame carries, in its bytes, the 802.1Q tag of VLAN `vid` (TPID 0x8100, at offset 12). */
 static inline int taggedWith(const uint8_t *f, uint32_t len, uint16_t vid) {
   return len >= 18 && f[12] == 0x81 && f[13] == 0x00 && (((f[14] << 8) | f[15]) & 0xfff) == vid;
-}
-
-// ---- open(): the interface's network namespace ---------------------------------------
-
-/**
- * Runs setup(ctx) with this thread in the network namespace at `path` (a
- * socket belongs to the namespace it was created in), then switches back.
- * Returns setup's result, or -1 with msg filled when the switch fails.
- */
-static int inNetns(const char *path, const char *ifname, int (*setup)(void *), void *ctx, char *msg, size_t n) {
-  int self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC), target = open(path, O_RDONLY | O_CLOEXEC);
-  if (self < 0 || target < 0 || setns(target, CLONE_NEWNET) < 0) {
-    snprintf(msg, n, "interface %s: network namespace %s: %s", ifname, path, strerror(errno));
-    if (self >= 0) close(self);
-    if (target >= 0) close(target);
-    return -1;
-  }
-  int rc = setup(ctx);
-  int back = setns(self, CLONE_NEWNET);
-  close(self);
-  close(target);
-  if (back < 0) abort(); // this thread would run in the wrong namespace from now on
-  return rc;
 }
 
 // ---- poll(handles[], timeoutMs, wakeFd) ------------------------------------------------

@@ -69,6 +69,7 @@
 #include <linux/if_tun.h>
 #include <endian.h>
 
+#include "napi_common.h" // throwErr, num, setNum, inNetns (shared with the packet I/O addons)
 #include "tuntx_core.h"
 
 // tcx attach points (include/uapi/linux/bpf.h, Linux 6.6)
@@ -104,16 +105,6 @@ struct tap {
 static struct tap *handles[MAX_HANDLES];
 static pthread_mutex_t handlesLock = PTHREAD_MUTEX_INITIALIZER;
 
-static napi_value throwErr(napi_env env, const char *msg) {
-  napi_throw_error(env, NULL, msg);
-  return NULL;
-}
-static napi_value num(napi_env env, double d) {
-  napi_value v;
-  napi_create_double(env, d, &v);
-  return v;
-}
-static void setNum(napi_env env, napi_value o, const char *k, double d) { napi_set_named_property(env, o, k, num(env, d)); }
 
 
 // ---- open ------------------------------------------------------------------------------
@@ -212,6 +203,8 @@ static int setupTap(struct openCtx *c) {
   return 0;
 }
 
+static int setupThunk(void *c) { return setupTap(c); }
+
 static void freeTap(struct tap *t) {
   if (t->linkIn >= 0) close(t->linkIn);
   if (t->linkOut >= 0) close(t->linkOut);
@@ -259,24 +252,9 @@ static napi_value Open(napi_env env, napi_callback_info info) {
   char msg[384];
   struct openCtx c = { t, uplink, msg, sizeof msg };
   int rc;
-  if (netns[0]) {
-    // a tap and an ifindex belong to the namespace of the thread that makes them
-    int self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC), target = open(netns, O_RDONLY | O_CLOEXEC);
-    if (self < 0 || target < 0 || setns(target, CLONE_NEWNET) < 0) {
-      snprintf(msg, sizeof msg, "tuntx open: network namespace %s: %s", netns, strerror(errno));
-      if (self >= 0) close(self);
-      if (target >= 0) close(target);
-      freeTap(t);
-      return throwErr(env, msg);
-    }
-    rc = setupTap(&c);
-    int back = setns(self, CLONE_NEWNET);
-    close(self);
-    close(target);
-    if (back < 0) abort(); // this thread would run in the wrong namespace from now on
-  } else {
-    rc = setupTap(&c);
-  }
+  // a tap and an ifindex belong to the namespace of the thread that makes them
+  if (netns[0]) rc = inNetns(netns, name, setupThunk, &c, msg, sizeof msg);
+  else rc = setupTap(&c);
   if (rc < 0) {
     freeTap(t);
     return throwErr(env, msg);
