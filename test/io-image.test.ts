@@ -8,6 +8,7 @@
 // namespace. Needs root.
 import { test } from "uvu";
 import * as assert from "uvu/assert";
+import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -18,6 +19,7 @@ import { imageKeyOf } from "../host/dataplane/load.js";
 import { checkImage, writeImageFile, fileHash, type ImageKey } from "../host/dataplane/image.js";
 import { openLmdbStore } from "../host/store/lmdb.js";
 import { earlyGo, type EarlyWorkers } from "../host/cli/run-early.js";
+import { tunnelTapName } from "../host/io/tunnel-output.js";
 import { requireRootAnd } from "./support/tools.js";
 import { tmpNetns, injectFrames, capture, type Netns } from "./support/io-net.js";
 import { ethernet, ipv4Packet, udp, ETH_IPV4, IPPROTO_UDP } from "./support/encoder.js";
@@ -131,6 +133,24 @@ if (requireRootAnd([], "the packet I/O workers started from a table image (netwo
         assert.equal([f.rx, f.forwarded], [1, 0], "empty tables");
       } finally {
         await bad.stop();
+      }
+    });
+  });
+
+  test("stopped while held (never told go): the worker closes its sockets and its tunnel TX tap too", async () => {
+    await withLab(async (l) => {
+      const tap = tunnelTapName(process.pid, 0);
+      const tapUp = () => spawnSync("ip", ["-n", l.ns.name, "-o", "link", "show", "dev", tap], { encoding: "utf8" }).status === 0;
+      const pool = await held(l, 1);
+      let stopped = false;
+      try {
+        // underlay.tunnelGso defaults to auto: the worker opened its tap before `ready` (this kernel has it: test/io-tunnel-output)
+        assert.ok(tapUp(), `the worker's tap ${tap} is open while held`);
+        await pool.stop();
+        stopped = true;
+        assert.not.ok(tapUp(), `the tap ${tap} is gone once the held worker stopped`);
+      } finally {
+        if (!stopped) await pool.stop();
       }
     });
   });

@@ -184,6 +184,7 @@ async function main(): Promise<void> {
         if (!msg.keep && restored && "key" in restored) dp = await create();
       } else if (msg.type === "stop") {
         for (const h of handles) pio.close(h);
+        tunTx?.close(); // after the socket that wrote to it, as at the end of the loop
         post({ type: "stopped", id: init.id });
         return;
       }
