@@ -4,7 +4,8 @@
 // configuration's validation, the logger, the store, what the image's key is
 // made of) and restore the image meanwhile, held before the first frame;
 // run.ts then checks the image's key and lets them forward from it, or from
-// empty tables that it programs (WorkerPool.go). Only the interfaces are read
+// empty tables that it programs (WorkerPool.go). Only the interfaces (with
+// underlay.vlan and underlay.tunnelGso, which the workers act on) are read
 // from the configuration here, unvalidated: run.ts compares them with the
 // validated file's and starts the workers again if they differ.
 import { existsSync, readFileSync } from "node:fs";
@@ -17,7 +18,7 @@ import type { Store } from "../store/store.js";
 export interface EarlyWorkers {
   pool: Promise<WorkerPool>;
   imagePath: string;
-  /** The interfaces and uplink VLAN they were started with (compared with the validated configuration's). */
+  /** The interfaces, uplink VLAN and underlay.tunnelGso they were started with (compared with the validated configuration's). */
   config: Pick<NveConfig, "underlay" | "ports">;
   io: "afpacket" | "afxdp";
 }
@@ -32,14 +33,17 @@ export function startWorkersEarly(o: { configFile: string; io?: string; workers?
   if (o.memoryStore || o.loader !== "core" || /\.ya?ml$/i.test(o.configFile)) return undefined;
   const imagePath = join(o.storeDir, IMAGE_FILE);
   if (!existsSync(imagePath)) return undefined;
-  let raw: { ports?: unknown; underlay?: { port?: unknown; vlan?: unknown } };
+  let raw: { ports?: unknown; underlay?: { port?: unknown; vlan?: unknown; tunnelGso?: unknown } };
   try { raw = JSON.parse(readFileSync(o.configFile, "utf8")); } catch { return undefined; }
   const ports = Array.isArray(raw?.ports) ? raw.ports as { name?: unknown }[] : [];
   const io = o.io ?? (ports.length > 0 ? "afpacket" : "none");
   if (io !== "afpacket" && io !== "afxdp") return undefined;
   if (typeof raw.underlay?.port !== "string" || (raw.underlay.vlan !== undefined && typeof raw.underlay.vlan !== "number")) return undefined;
+  // the workers open their tunnel TX tap as the file says (tunnel-output.ts): "off" must hold from the first frame
+  const tunnelGso = raw.underlay.tunnelGso;
+  if (tunnelGso !== undefined && tunnelGso !== "auto" && tunnelGso !== "off") return undefined;
   if (!ports.every((p) => typeof p?.name === "string")) return undefined;
-  const config = { underlay: { port: raw.underlay.port, vlan: raw.underlay.vlan }, ports: ports.map((p) => ({ name: p.name })) } as Pick<NveConfig, "underlay" | "ports">;
+  const config = { underlay: { port: raw.underlay.port, vlan: raw.underlay.vlan, tunnelGso }, ports: ports.map((p) => ({ name: p.name })) } as Pick<NveConfig, "underlay" | "ports">;
   const pool = (async () => {
     const [{ startAfPacket }, { thpUsable }] = await Promise.all([import("../io/afpacket.js"), import("../dataplane/memory.js")]);
     return startAfPacket({ config, workers: o.workers, io, dataplane: { hugePages: thpUsable(), loader: "core", imagePath }, hold: true });
@@ -48,9 +52,9 @@ export function startWorkersEarly(o: { configFile: string; io?: string; workers?
   return { pool, config, io, imagePath };
 }
 
-/** The same interfaces, in the same order, with the same uplink VLAN. */
+/** The same interfaces, in the same order, with the same uplink VLAN and encap super-frame output (underlay.tunnelGso). */
 export function sameInterfaces(a: Pick<NveConfig, "underlay" | "ports">, b: Pick<NveConfig, "underlay" | "ports">): boolean {
-  const names = (c: typeof a) => JSON.stringify([c.underlay.port, c.underlay.vlan ?? 0, ...c.ports.map((p) => p.name)]);
+  const names = (c: typeof a) => JSON.stringify([c.underlay.port, c.underlay.vlan ?? 0, c.underlay.tunnelGso ?? "auto", ...c.ports.map((p) => p.name)]);
   return names(a) === names(b);
 }
 
