@@ -22,26 +22,10 @@ const NEEDS_CSUM = 1;
 const GSO = { none: 0, tcpv4: 1, udp: 3, tcpv6: 4, udpL4: 5 };
 
 /** struct virtio_net_hdr (virtio 1.x §5.1.6), little-endian. */
-function vnetHdr(o: { flags?: number; gsoType?: number; gsoSize?: number; csumStart?: number; csumOffset?: number }): Uint8Array {
-  const b = new Uint8Array(10);
-  const dv = new DataView(b.buffer);
-  b[0] = o.flags ?? 0;
-  b[1] = o.gsoType ?? 0;
-  dv.setUint16(4, o.gsoSize ?? 0, true);
-  dv.setUint16(6, o.csumStart ?? 0, true);
-  dv.setUint16(8, o.csumOffset ?? 0, true);
-  return b;
-}
+const vnetHdr = E.virtioNetHdr;
 
-/** A 20-byte TCP header + payload (RFC 9293 §3.1); `partial`: the checksum field holds the pseudo-header sum only, as a sender with offload leaves it. */
-function tcp(src: string, dst: string, seq: number, flags: number, payload: Uint8Array, partial: boolean): Uint8Array {
-  const seg = E.concat(E.be16(40000), E.be16(80), E.be32(seq), E.be32(7), E.u8(5 << 4, flags), E.be16(512), E.be16(0), E.be16(0), payload);
-  const pseudo = E.pseudoHeader(src, dst, E.IPPROTO_TCP, seg.length);
-  const sum = partial ? ~E.inetChecksum(pseudo) & 0xffff : E.inetChecksum(pseudo, seg);
-  seg[16] = sum >>> 8;
-  seg[17] = sum & 0xff;
-  return seg;
-}
+/** A TCP segment (RFC 9293 §3.1); `partial`: the pseudo-header sum only, as a sender with offload leaves it. */
+const tcp = E.tcpSegment;
 
 function pattern(n: number, from = 0): Uint8Array {
   const p = new Uint8Array(n);

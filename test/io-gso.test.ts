@@ -24,25 +24,13 @@ const payload = Uint8Array.from({ length: PAYLOAD }, (_, i) => (i * 7 + 3) & 0xf
 
 /** The TCP super-frame as a local stack with TSO leaves it: full lengths, the pseudo-header sum in the TCP checksum (partial). */
 function superFrame(): Uint8Array {
-  const seg = E.concat(E.be16(40000), E.be16(80), E.be32(1000), E.be32(7), E.u8(5 << 4, 0x18), E.be16(512), E.be16(0), E.be16(0), payload);
-  const sum = ~E.inetChecksum(E.pseudoHeader(SRC, DST, E.IPPROTO_TCP, seg.length)) & 0xffff;
-  seg[16] = sum >>> 8;
-  seg[17] = sum & 0xff;
   return E.ethernet({ dst: "02:00:00:00:00:02", src: "02:00:00:00:00:01", type: E.ETH_IPV4,
-    payload: E.ipPacket({ src: SRC, dst: DST, protocol: E.IPPROTO_TCP, payload: seg }) });
+    payload: E.ipPacket({ src: SRC, dst: DST, protocol: E.IPPROTO_TCP, payload: E.tcpSegment(SRC, DST, 1000, 0x18, payload, true) }) });
 }
 
 /** struct virtio_net_hdr: NEEDS_CSUM at the TCP checksum, GSO_TCPV4 with gso_size GSO. */
 function vnet(): Uint8Array {
-  const b = new Uint8Array(10);
-  const dv = new DataView(b.buffer);
-  b[0] = 1;
-  b[1] = 1;
-  dv.setUint16(2, HL, true);
-  dv.setUint16(4, GSO, true);
-  dv.setUint16(6, 34, true);
-  dv.setUint16(8, 16, true);
-  return b;
+  return E.virtioNetHdr({ flags: 1, gsoType: 1, hdrLen: HL, gsoSize: GSO, csumStart: 34, csumOffset: 16 });
 }
 
 if (requireRootAnd(["python3"], "the AF_PACKET addon's whole super-frames (network namespaces, CAP_NET_RAW)")) {

@@ -39,23 +39,11 @@ const payload = Uint8Array.from({ length: PAYLOAD }, (_, i) => (i * 7 + 3) & 0xf
 
 /** The VM's TCP super-frame as a local stack with TSO leaves it (partial checksum). */
 function superFrame(): Uint8Array {
-  const seg = E.concat(E.be16(40000), E.be16(80), E.be32(1000), E.be32(7), E.u8(5 << 4, 0x18), E.be16(512), E.be16(0), E.be16(0), payload);
-  const sum = ~E.inetChecksum(E.pseudoHeader(SRC, DST, E.IPPROTO_TCP, seg.length)) & 0xffff;
-  seg[16] = sum >>> 8;
-  seg[17] = sum & 0xff;
   return E.ethernet({ dst: "02:00:00:00:00:02", src: "02:00:00:00:00:01", type: E.ETH_IPV4,
-    payload: E.ipPacket({ src: SRC, dst: DST, protocol: E.IPPROTO_TCP, payload: seg }) });
+    payload: E.ipPacket({ src: SRC, dst: DST, protocol: E.IPPROTO_TCP, payload: E.tcpSegment(SRC, DST, 1000, 0x18, payload, true) }) });
 }
 function vnet(gsoType: number, flags: number, hdrLen: number, csumStart: number): Uint8Array {
-  const b = new Uint8Array(10);
-  const dv = new DataView(b.buffer);
-  b[0] = flags;
-  b[1] = gsoType;
-  dv.setUint16(2, hdrLen, true);
-  dv.setUint16(4, GSO, true);
-  dv.setUint16(6, csumStart, true);
-  dv.setUint16(8, 16, true);
-  return b;
+  return E.virtioNetHdr({ flags, gsoType, hdrLen, gsoSize: GSO, csumStart, csumOffset: 16 });
 }
 /** The outer headers as the data plane writes them before the lengths are known: Ethernet, IPv4, UDP to 4789, VXLAN VNI 5000 (RFC 7348). */
 const OUTER = E.concat(

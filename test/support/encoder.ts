@@ -309,6 +309,36 @@ export function pseudoHeader(src: string, dst: string, protocol: number, length:
     : concat(ipv4(src), ipv4(dst), u8(0, protocol), be16(length));
 }
 
+// ---------------------------------------------------------------- TCP, offloads
+
+/**
+ * A TCP segment, 20-byte header (RFC 9293 §3.1: ports 40000 -> 80, ack 7,
+ * window 512) + payload. `partial`: the checksum field holds the
+ * pseudo-header sum only, as a sender with checksum offload or TSO leaves
+ * it (CHECKSUM_PARTIAL); else the full checksum.
+ */
+export function tcpSegment(src: string, dst: string, seq: number, flags: number, payload: Bytes, partial: boolean): Bytes {
+  const seg = concat(be16(40000), be16(80), be32(seq), be32(7), u8(5 << 4, flags), be16(512), be16(0), be16(0), payload);
+  const pseudo = pseudoHeader(src, dst, 6, seg.length);
+  const sum = partial ? ~inetChecksum(pseudo) & 0xffff : inetChecksum(pseudo, seg);
+  seg[16] = sum >>> 8;
+  seg[17] = sum & 0xff;
+  return seg;
+}
+
+/** struct virtio_net_hdr (virtio 1.x §5.1.6; 10 bytes, little-endian), as PACKET_VNET_HDR and the data plane's GSO record carry it. */
+export function virtioNetHdr(o: { flags?: number; gsoType?: number; hdrLen?: number; gsoSize?: number; csumStart?: number; csumOffset?: number }): Bytes {
+  const b = new Uint8Array(10);
+  const dv = new DataView(b.buffer);
+  b[0] = o.flags ?? 0;
+  b[1] = o.gsoType ?? 0;
+  dv.setUint16(2, o.hdrLen ?? 0, true);
+  dv.setUint16(4, o.gsoSize ?? 0, true);
+  dv.setUint16(6, o.csumStart ?? 0, true);
+  dv.setUint16(8, o.csumOffset ?? 0, true);
+  return b;
+}
+
 // ---------------------------------------------------------------- UDP
 
 /**
