@@ -291,6 +291,19 @@ static napi_value Close(napi_env env, napi_callback_info info) {
 // ---- send ------------------------------------------------------------------------------
 
 /**
+ * Counts one frame's outcome: sent (its bytes and the segments the kernel
+ * will cut it into), or refused under its TT_E_* reason (the write's errno
+ * kept for stats.lastErrno). Call right after ttSend/ttSendPieces.
+ */
+static void account(struct tap *t, int st, uint64_t bytes, uint64_t segments) {
+  if (st == TT_E_WRITE || st == TT_E_BUSY) t->lastErrno = errno;
+  if (st != TT_OK) { t->errors[st]++; return; }
+  t->frames++;
+  t->bytes += bytes;
+  t->segments += segments;
+}
+
+/**
  * send(handle, mem, descBase, count) -> frames sent. Each descriptor's
  * status says what became of it; a frame refused is counted under its reason
  * and nothing of it is written to the tap. Throws only on bad arguments.
@@ -321,16 +334,9 @@ static napi_value Send(napi_env env, napi_callback_info info) {
     } else {
       struct iovec pay = { mem + doff, dl };
       st = ttSend(t->fd, t->udpCsum, t->mtu, mem + hoff, hl, gso, rd16le(d + TD_OUTER_TH), rd16le(d + TD_INNER_NH), rd16le(d + TD_INNER_TH), flags, &pay, 1);
-      if (st == TT_E_WRITE || st == TT_E_BUSY) t->lastErrno = errno;
     }
-    if (st == TT_OK) {
-      sent++;
-      t->frames++;
-      t->bytes += hl + dl;
-      t->segments += (flags & TT_PLAIN) ? 1 : (dl + gso - 1) / gso;
-    } else {
-      t->errors[st]++;
-    }
+    account(t, st, hl + dl, (flags & TT_PLAIN) ? 1 : st == TT_OK ? (dl + gso - 1) / gso : 0);
+    if (st == TT_OK) sent++;
     wr32le(d + TD_STATUS, (uint32_t)st);
   }
   return num(env, sent);
@@ -366,16 +372,9 @@ static napi_value SendVnet(napi_env env, napi_callback_info info) {
     const uint8_t *vh = mem + voff; // flags, gso_type, hdr_len, gso_size, csum_start, csum_offset (little-endian)
     struct iovec pieces[2] = { { mem + hoff, hl }, { mem + doff, dl } };
     st = ttSendPieces(t->fd, t->udpCsum, t->mtu, vh[0], vh[1], rd16le(vh + 4), outerTh, innerNh, rd16le(vh + 6), pieces, 2);
-    if (st == TT_E_WRITE || st == TT_E_BUSY) t->lastErrno = errno;
   }
-  if (st == TT_OK) {
-    t->frames++;
-    t->bytes += hl + dl;
-    uint16_t gso = rd16le(mem + voff + 4);
-    t->segments += gso ? (dl + gso - 1) / gso : 1;
-  } else {
-    t->errors[st]++;
-  }
+  uint16_t gso = st == TT_OK ? rd16le(mem + voff + 4) : 0;
+  account(t, st, hl + dl, gso ? (dl + gso - 1) / gso : 1);
   return num(env, st);
 }
 
