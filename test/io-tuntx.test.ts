@@ -139,6 +139,15 @@ if (requireRootAnd(["ip", "nstat", "ethtool", "tc", "clang"], "the tunnel super-
     });
   });
 
+  test("IPv6 underlay: a super-frame whose IPv6 packet is over 65,535 bytes but whose Payload Length (without the 40-byte header, RFC 8200 section 3) fits 16 bits goes, as the data plane promotes it (gso.ts checks the payload length)", async () => {
+    await withLab(6, async (l) => {
+      // 61 x 1073 payload bytes: inner IPv4 65,481 bytes, outer IPv6 payload 65,511, the whole outer packet 65,551
+      const r = await sendUdpSuperFrame(l, { segs: 61, gso: 1073, udpCsum: true, flags: TX_OUTER6 });
+      assert.is(r.stats.errors.tooLong, 0, "not refused as too long");
+      assert.equal(r.got, r.expected, "every datagram delivered");
+    });
+  });
+
   test("a super-frame described by a virtio-net header (the data plane's OG_VNET record: UDP_L4 | UDP_TUNNEL_IPV4, gso_size, csum_start), in two pieces split where the data plane splits them (outer headers | inner IP on), goes through sendVnet, ONE frame on the wire, every datagram delivered; gso_type NONE sends a plain frame (split inside its UDP header)", async () => {
     await withLab(4, async (l) => {
       const tx = TunTx.open(l.dut.txTap, l.dut.uplink, { netns: l.dut.nsPath });

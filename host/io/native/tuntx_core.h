@@ -171,7 +171,9 @@ static inline int ttPrepare(int udpCsumOk, unsigned mtu, struct ttFrame *f, stru
   unsigned thl = iudp ? 8 : (th[12] >> 4) * 4u;
   if (thl < l4 || f->hl != f->innerTh + thl) return TT_E_SHORT; // the headers end where the TCP header does
   uint64_t total = (uint64_t)f->hl + f->dl;
-  if (total - nh > 65535 || (o6 && total - nh - 40 > 65535)) return TT_E_LONG;
+  // the outer length field: IPv4's Total Length counts its header, IPv6's
+  // Payload Length does not (RFC 8200 section 3); the inner ones are shorter
+  if ((o6 ? total - nh - 40 : total - nh) > 65535) return TT_E_LONG;
   if (!plain && f->dl <= f->gso) return TT_E_ONE_SEG;
   // each segment (or the plain frame) must fit the uplink (mtu 0: not checked)
   if (mtu && (plain ? total : (uint64_t)f->hl + f->gso) - nh > mtu) return TT_E_MTU;
