@@ -694,12 +694,16 @@ static napi_value Send(napi_env env, napi_callback_info info) {
     if (!(getU16(d + O_PORT) & OF_GSO)) continue;
     anyGso = 1;
     uint16_t p = getU16(d + O_PORT) & ~OF_GSO;
+    // The record sits at the end of a HDR_SLOT-byte header slot: with any
+    // other slot size it is not there, and reading it would run past the
+    // caller's header area, so nothing is claimed (the frame is not sent).
+    if (hdrSlot != HDR_SLOT) continue;
     const uint8_t *rec = mem + a.hdrBase + (size_t)j * hdrSlot + HDR_SLOT - OG_SIZE;
     uint32_t token;
     memcpy(&token, rec + OG_TOKEN, 4);
     struct sock *from = handles[(token >> 16) % MAX_HANDLES];
     struct pend *pe = from ? PEND(from, token & 0xffff) : NULL;
-    if (hdrSlot != HDR_SLOT || !pe || pe->state != W_PENDING || (pe->gen & 0xffff) != (token & 0xffff)) {
+    if (!pe || pe->state != W_PENDING || (pe->gen & 0xffff) != (token & 0xffff)) {
       if (from) from->gsoWholeStale++;
       continue;
     }
