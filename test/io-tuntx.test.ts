@@ -27,8 +27,39 @@ import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { root } from "../host/paths.js";
-import { capture, type Netns } from "./support/io-net.js";
+import { capture, parsePcap, type Netns } from "./support/io-net.js";
 import * as E from "./support/encoder.js";
+
+/**
+ * Counts the VXLAN frames (UDP port 4789) that `dev` in `ns` receives until
+ * stop(): a packet tap sees a super-frame that crossed the veth whole as one
+ * frame. Only tunnel frames: over an IPv6 underlay the link also carries the
+ * kernel's own router solicitations and MLD reports at times of its choosing,
+ * which a plain interface counter would add in (a failed CI run counted 2).
+ */
+async function tunnelFrames(ns: string, dev: string): Promise<{ stop: () => Promise<number> }> {
+  const child = spawn("ip", ["netns", "exec", ns, "timeout", "30", "tcpdump", "-i", dev, "-Q", "in", "--immediate-mode", "-U", "-n", "-w", "-", "udp", "port", "4789"],
+    { stdio: ["ignore", "pipe", "pipe"] });
+  const chunks: Buffer[] = [];
+  child.stdout!.on("data", (c: Buffer) => chunks.push(c));
+  let err = "";
+  const closed = new Promise<void>((r) => child.on("close", () => r()));
+  await new Promise<void>((resolve, reject) => {
+    const t = setTimeout(() => { child.kill("SIGKILL"); reject(new Error(`tcpdump did not start: ${err}`)); }, 5000);
+    child.stderr!.on("data", (c: Buffer) => { err += c.toString(); if (err.includes("listening on")) { clearTimeout(t); resolve(); } });
+    child.on("exit", () => { clearTimeout(t); reject(new Error(`tcpdump exited: ${err}`)); });
+  });
+  return {
+    stop: async () => {
+      await sleep(200); // immediate mode: the last frame reaches tcpdump at once, this is margin
+      child.kill("SIGINT"); // ip netns exec passes it on through timeout: tcpdump writes out what it has
+      const t = setTimeout(() => child.kill("SIGKILL"), 5000);
+      await closed;
+      clearTimeout(t);
+      return parsePcap(Buffer.concat(chunks)).length;
+    },
+  };
+}
 
 /** A node script in namespace `ns`: resolves `ready` on its first stdout line "ready", `done` with the rest of its stdout (bounded). */
 function nodeIn(ns: string, script: string, timeoutMs: number): { ready: Promise<void>; done: Promise<string> } {
@@ -92,11 +123,11 @@ async function sendUdpSuperFrame(l: TxLab, o: { segs: number; gso: number; udpCs
     const payload = pattern(o.segs * o.gso, 1);
     const rx = udpReceiver(l.rem.ns, l.rem.hostIp, 6000, o.segs, 8000);
     await rx.ready;
-    const before = counters(l.rem.ns, l.rem.uplink).rx;
+    const wire = await tunnelFrames(l.rem.ns, l.rem.uplink);
     tx.sendFrame({ ...f, payload, gsoSize: o.gso, flags: TX_INNER_UDP | (o.flags ?? 0) });
     const got = (JSON.parse(await rx.done) as string[]).map((b) => Buffer.from(b, "base64"));
     return { got, expected: Array.from({ length: o.segs }, (_, i) => Buffer.from(payload.subarray(i * o.gso, (i + 1) * o.gso))),
-             wireFrames: counters(l.rem.ns, l.rem.uplink).rx - before, stats: tx.stats() };
+             wireFrames: await wire.stop(), stats: tx.stats() };
   } finally {
     tx.close();
   }
