@@ -93,6 +93,7 @@ if (READY) test("nvedge run from its config (AF_PACKET by default): /metrics aft
     assert.is(metric(m, "nvedge_vn_encapsulated_frames_total", 'vn="100"'), 5);
     assert.is(metric(m, "nvedge_worker_received_frames_total", 'worker="0"'), 32);
     assert.is(metric(m, "nvedge_ring_dropped_frames_total", `interface="${a1}"`), 0);
+    assert.is(metric(m, "nvedge_tunnel_gso_errors_total", `interface="${upA}"`), 0, "a series per interface, none refused");
     assert.is(metric(m, "nvedge_vnics"), cfg.vnics.length);
     if (PROMTOOL) {
       const p = spawnSync("promtool", ["check", "metrics"], { input: m, encoding: "utf8" });
@@ -100,7 +101,7 @@ if (READY) test("nvedge run from its config (AF_PACKET by default): /metrics aft
     }
     // The counters table shows the ring drops and the worker's figures too.
     let r = await nvedge(["show", "counters", ...S]);
-    assert.match(r.out, /INTERFACE\s+RING DROPS/);
+    assert.match(r.out, /INTERFACE\s+RING DROPS.*TUNNEL GSO\s+TUNNEL GSO ERRORS\n/);
     assert.match(r.out, /WORKER\s+RX\s+FORWARDED\s+DROPPED\s+BATCHES\n0\s+32\s+25\s+7/);
 
     // capture --drops: the next dropped frames as pcapng, each with its reason as the comment.

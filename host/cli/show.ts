@@ -61,9 +61,14 @@ export function render(what: string, data: any): string {
       out.push("", table([["VN", "RX", "TX", "ENCAP", "DECAP", "FLOOD", "DROPS"],
         ...Object.entries(c.vns as Record<string, any>).map(([k, v]) => [k, v.rxFrames, v.txFrames, v.encap, v.decap, v.flood, v.drops].map(String))]));
       // Packet I/O (--io afpacket): the kernel's ring drops per interface and each worker's figures.
-      // TUNNEL GSO: encap TCP super-frames sent whole as one VXLAN/Geneve frame through the tunnel TX tap (host/io/tunnel-output.ts)
-      if (data.io) out.push("", table([["INTERFACE", "RING DROPS", "RING FREEZES", "OVERSIZE", "SEND ERRORS", "CSUM OFFLOAD", "TUNNEL GSO"],
-        ...Object.entries(data.io as Record<string, any>).map(([k, x]) => [k, x.kernelDrops, x.kernelFreezes, x.oversize, x.txErrors, x.csumNotReady, x.gsoTunnelSent ?? 0].map(String))]));
+      // TUNNEL GSO: encap TCP super-frames sent whole as one VXLAN/Geneve frame through the tunnel TX tap (host/io/tunnel-output.ts);
+      // TUNNEL GSO ERRORS: those the tap refused (lost, TCP resends; in SEND ERRORS too), with the last reason after the table
+      if (data.io) {
+        const io = Object.entries(data.io as Record<string, any>);
+        out.push("", table([["INTERFACE", "RING DROPS", "RING FREEZES", "OVERSIZE", "SEND ERRORS", "CSUM OFFLOAD", "TUNNEL GSO", "TUNNEL GSO ERRORS"],
+          ...io.map(([k, x]) => [k, x.kernelDrops, x.kernelFreezes, x.oversize, x.txErrors, x.csumNotReady, x.gsoTunnelSent ?? 0, x.gsoTunnelErrors ?? 0].map(String))]));
+        for (const [k, x] of io) if (x.gsoTunnelLastError) out.push(`${k}: the tunnel TX tap's last refusal: ${x.gsoTunnelLastError}`);
+      }
       if (data.perWorker) out.push("", table([["WORKER", "RX", "FORWARDED", "DROPPED", "BATCHES"],
         ...(data.perWorker as any[]).map((w, i) => [i, w.rx, w.forwarded, w.dropped, w.batches].map(String))]));
       return out.join("\n");

@@ -334,6 +334,7 @@ function sumInto(dst: Record<string, unknown>, src: unknown): void {
   if (!src || typeof src !== "object") return;
   for (const [k, v] of Object.entries(src as Record<string, unknown>)) {
     if (typeof v === "number") dst[k] = ((dst[k] as number | undefined) ?? 0) + v;
+    else if (typeof v === "string") dst[k] = v; // a reason (gsoTunnelLastError): any worker's last one
     else if (v && typeof v === "object") {
       if (!dst[k] || typeof dst[k] !== "object") dst[k] = {};
       sumInto(dst[k] as Record<string, unknown>, v);

@@ -370,6 +370,11 @@ async function main(): Promise<void> {
   };
 
   let rot = 0;
+  // The sockets and the tunnel tap are the process's file descriptors, not
+  // the thread's: a loop that throws must still close them, or the uplink
+  // keeps a fanout member nobody reads and a restarted worker finds its tap's
+  // tcx link taken (it would then cut every super-frame in software).
+  try {
   while (running) {
     if (Atomics.load(ctl, init.id) !== 0) {
       Atomics.store(ctl, init.id, 0);
@@ -410,8 +415,10 @@ async function main(): Promise<void> {
     }
     if (done === 0) loop.unprocessed += n;
   }
-  for (const h of handles) pio.close(h);
-  tunTx?.close(); // after the socket that wrote to it
+  } finally {
+    for (const h of handles) pio.close(h);
+    tunTx?.close(); // after the socket that wrote to it
+  }
   post({ type: "stopped", id: init.id });
 }
 

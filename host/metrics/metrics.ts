@@ -31,7 +31,7 @@ export interface DpCounters {
 }
 export interface AllCounters {
   counters: DpCounters;
-  io?: Record<string, { rxFrames: number; rxBytes: number; txFrames: number; txBytes: number; txErrors: number; oversize: number; csumNotReady: number; kernelDrops: number; kernelFreezes: number; gsoTunnelSent?: number }>;
+  io?: Record<string, { rxFrames: number; rxBytes: number; txFrames: number; txBytes: number; txErrors: number; oversize: number; csumNotReady: number; kernelDrops: number; kernelFreezes: number; gsoTunnelSent?: number; gsoTunnelErrors?: number }>;
   perWorker?: { rx: number; forwarded: number; dropped: number; batches: number }[];
 }
 
@@ -162,7 +162,7 @@ export class NveMetrics {
     dp("nvedge_vn_decapsulated_frames_total", "Frames decapsulated from the underlay per VN", ["vn"], perVn("decap"));
     dp("nvedge_vn_flooded_frames_total", "Frames flooded per VN", ["vn"], perVn("flood"));
     dp("nvedge_vn_dropped_frames_total", "Frames dropped per VN", ["vn"], perVn("drops"));
-    const perIf = (field: "kernelDrops" | "kernelFreezes" | "oversize" | "txErrors" | "csumNotReady" | "gsoTunnelSent") => (c: AllCounters, s: (l: Labels, v: number) => void) => {
+    const perIf = (field: "kernelDrops" | "kernelFreezes" | "oversize" | "txErrors" | "csumNotReady" | "gsoTunnelSent" | "gsoTunnelErrors") => (c: AllCounters, s: (l: Labels, v: number) => void) => {
       for (const [k, v] of Object.entries(c.io ?? {})) s({ interface: k }, v[field] ?? 0);
     };
     dp("nvedge_ring_dropped_frames_total", "Frames the kernel dropped because the AF_PACKET ring was full (PACKET_STATISTICS)", ["interface"], perIf("kernelDrops"));
@@ -171,6 +171,7 @@ export class NveMetrics {
     dp("nvedge_send_errors_total", "Frames the kernel refused to send", ["interface"], perIf("txErrors"));
     dp("nvedge_checksum_offload_frames_total", "Frames received with the L4 checksum left to offload", ["interface"], perIf("csumNotReady"));
     dp("nvedge_tunnel_gso_sent_frames_total", "Encapsulated TCP super-frames sent whole as one tunnel frame (UDP-tunnel GSO through the tunnel TX tap)", ["interface"], perIf("gsoTunnelSent"));
+    dp("nvedge_tunnel_gso_errors_total", "Encapsulated TCP super-frames the tunnel TX tap refused (lost; TCP resends them)", ["interface"], perIf("gsoTunnelErrors"));
     const perWorker = (field: "rx" | "forwarded" | "dropped" | "batches") => (c: AllCounters, s: (l: Labels, v: number) => void) => {
       (c.perWorker ?? []).forEach((w, i) => s({ worker: String(i) }, w[field]));
     };
