@@ -382,7 +382,8 @@ export async function tcpTransfer(scratch: string, server: { ns: string; ip: str
   srv.stderr!.setEncoding("utf8").on("data", (d) => (err += d));
   const srvDone = new Promise<void>((r) => srv.on("close", () => r()));
   try {
-    await waitFor(`the TCP server on ${server.ip}:${port}`, 5000, () => out.includes("listening") || srv.exitCode !== null);
+    // a bound, not a timing: python3 starting in a namespace took over 5 s on a machine loaded to 10
+    await waitFor(`the TCP server on ${server.ip}:${port}`, 20_000, () => out.includes("listening") || srv.exitCode !== null);
     const c = await shAsync(["python3", "-c", CLIENT_PY, server.ip, port, file, String(timeoutS)], { ns: client.ns, allowFail: true, timeoutMs: (timeoutS + 5) * 1000 });
     await Promise.race([srvDone, sleep(3000)]);
     const line = out.split("\n").find((l) => l.startsWith("received")) ?? "";
