@@ -10,13 +10,16 @@
 //
 //   node dist/bench/tcp.js [--quick]        (or: node dist/bench/run.js --only tcp)
 //
-// Rows: {"case":"tcp-kernel-ipv4-encap","mbps":…,"rounds":[…],"retransmits":…,"loadavg":[1,5,15 min]},
-//       {"case":"tcp-nvedge-w1-ipv4-encap","mbps":…,"ratio":nvedge/kernel,"gso":{…},"drops":{…},…}, same for decap.
+// Rows: {"case":"tcp-kernel-ipv4-encap","mbps":…,"rounds":[…],"retransmits":…,"loadavg":[1,5,15 min],
+//        "cpu":{"machineBusy": share of all cores busy during the test}},
+//       {"case":"tcp-nvedge-w1-ipv4-encap","mbps":…,"ratio":nvedge/kernel,"gso":{…},"drops":{…},
+//        "cpu":{…, "nvedgeCores", "busiestThreadCores": cores used by nvedge and its busiest thread},…}, same for decap.
 // Knobs: TCP_SECONDS (per iperf3 test, default 5; --quick 2), TCP_ROUNDS
 // (default 3; --quick 1), TCP_WORKERS (nvedge workers, default "1"),
 // TCP_FAMILIES (default "4"; "4,6" adds the IPv6 underlay). Needs root,
 // iperf3, clang, libbpf-dev (the tag's tc-BPF on the trunk).
 import { loadavg } from "node:os";
+import { readFileSync, readdirSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { pairUp, pairDown, pairUnavailable, startNvedge, startKernelNve, iperf, pairStore, type PairTopo, type Dut } from "../host/lab/pair.js";
 import { shAsync } from "../host/sys/sh.js";
@@ -24,13 +27,61 @@ import { shAsync } from "../host/sys/sh.js";
 const root = fileURLToPath(new URL("../../", import.meta.url));
 
 export interface TcpRow {
-  case: string; mbps?: number; ratio?: number; rounds?: number[]; retransmits?: number; loadavg?: number[];
+  case: string; mbps?: number; ratio?: number; rounds?: number[]; retransmits?: number; loadavg?: number[]; cpu?: CpuShare;
   gso?: { frames: number; segments: number; bad: number; whole: number; tunnel?: number }; oversize?: number; csumNotReady?: number; kernelDrops?: number; drops?: Record<string, number>;
   skipped?: string; error?: string;
 }
 
+/** The machine's busy and total CPU time so far, in clock ticks summed over cores (/proc/stat's first line; idle and iowait are not busy). */
+function machineCpu(): { busy: number; total: number } {
+  const f = readFileSync("/proc/stat", "utf8").split("\n")[0].trim().split(/\s+/).slice(1).map(Number);
+  const total = f.slice(0, 8).reduce((a, b) => a + b, 0);
+  return { busy: total - f[3] - f[4], total };
+}
+
+/** Each thread's CPU time so far (utime + stime, clock ticks) in process pid, by thread id; empty once it is gone. */
+function threadCpu(pid: number | undefined): Map<string, number> {
+  const m = new Map<string, number>();
+  if (!pid) return m;
+  try {
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      const st = readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8");
+      const f = st.slice(st.lastIndexOf(")") + 2).split(" "); // after "pid (comm) ": state is field 3, utime 14, stime 15
+      m.set(tid, Number(f[11]) + Number(f[12]));
+    }
+  } catch { /* the process ended */ }
+  return m;
+}
+
+/**
+ * Where the CPU went during one iperf3 test: the machine's busy share of
+ * all its cores (1 = every core busy), and for nvedge its process and its
+ * busiest thread (a packet I/O worker) in cores. A DUT whose busiest thread
+ * is near 1 core is bound by its own per-byte work; one well under, with the
+ * machine not saturated, by latency (batching, wake-ups).
+ */
+interface CpuShare { machineBusy: number; nvedgeCores?: number; busiestThreadCores?: number }
+async function withCpu<T>(pid: number | undefined, run: () => Promise<T>): Promise<[T, CpuShare]> {
+  const m0 = machineCpu(), t0 = threadCpu(pid), w0 = Date.now();
+  const r = await run();
+  const m1 = machineCpu(), t1 = threadCpu(pid), secs = (Date.now() - w0) / 1000;
+  const hz = 100; // USER_HZ, the unit of /proc's tick counts on Linux
+  const cpu: CpuShare = { machineBusy: Math.round(((m1.busy - m0.busy) / Math.max(1, m1.total - m0.total)) * 100) / 100 };
+  if (pid) {
+    const d = [...t1].map(([tid, v]) => v - (t0.get(tid) ?? 0));
+    cpu.nvedgeCores = Math.round((d.reduce((a, b) => a + b, 0) / hz / secs) * 100) / 100;
+    cpu.busiestThreadCores = Math.round((Math.max(0, ...d) / hz / secs) * 100) / 100;
+  }
+  return [r, cpu];
+}
+
 const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); return s.length % 2 ? s[s.length >> 1] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2; };
 const round1 = (x: number) => Math.round(x * 10) / 10;
+/** Each CPU figure's median over the rounds. */
+const medianCpu = (xs: CpuShare[]): CpuShare => {
+  const pick = (k: keyof CpuShare) => { const v = xs.map((x) => x[k]).filter((x): x is number => x !== undefined); return v.length ? median(v) : undefined; };
+  return { machineBusy: pick("machineBusy")!, ...(pick("nvedgeCores") !== undefined ? { nvedgeCores: pick("nvedgeCores"), busiestThreadCores: pick("busiestThreadCores") } : {}) };
+};
 
 interface IoCounters { gsoFrames: number; gsoSegments: number; gsoBad: number; gsoWholeSent: number; gsoTunnelSent?: number; csumNotReady: number; kernelDrops: number; oversize: number }
 
@@ -59,15 +110,16 @@ export async function runTcp(o: { seconds?: number; rounds?: number; workers?: n
         { name: "kernel", start: () => startKernelNve(t), nvedge: false },
         ...workers.map((w) => ({ name: `nvedge-w${w}`, start: () => startNvedge(t, { workers: w }), nvedge: true })),
       ];
-      const got = new Map<string, { mbps: number[]; retr: number[]; load: number[][]; gso?: TcpRow["gso"]; oversize?: number; csum?: number; kdrops?: number; drops?: Record<string, number> }>();
+      const got = new Map<string, { mbps: number[]; retr: number[]; load: number[][]; cpu: CpuShare[]; gso?: TcpRow["gso"]; oversize?: number; csum?: number; kdrops?: number; drops?: Record<string, number> }>();
       for (let k = 0; k < rounds; k++) {
         for (const d of duts) {
           const dut = await d.start();
           try {
             for (const dir of ["encap", "decap"] as const) {
-              const r = await iperf(t, dir, seconds);
+              const [r, cpu] = await withCpu(dut.pid, () => iperf(t, dir, seconds));
               const key = `${d.name} ${dir}`;
-              const g = got.get(key) ?? { mbps: [], retr: [], load: [] };
+              const g = got.get(key) ?? { mbps: [], retr: [], load: [], cpu: [] };
+              g.cpu.push(cpu);
               g.mbps.push(round1(r.bitsPerSecond / 1e6));
               g.retr.push(r.retransmits);
               g.load.push(loadavg().map((x) => Math.round(x * 100) / 100));
@@ -96,12 +148,12 @@ export async function runTcp(o: { seconds?: number; rounds?: number; workers?: n
       for (const dir of ["encap", "decap"] as const) {
         const kernel = got.get(`kernel ${dir}`)!;
         const kmbps = round1(median(kernel.mbps));
-        emit({ case: `tcp-kernel-${fam}-${dir}`, mbps: kmbps, rounds: kernel.mbps, retransmits: median(kernel.retr), loadavg: kernel.load.at(-1) });
+        emit({ case: `tcp-kernel-${fam}-${dir}`, mbps: kmbps, rounds: kernel.mbps, retransmits: median(kernel.retr), loadavg: kernel.load.at(-1), cpu: medianCpu(kernel.cpu) });
         for (const w of workers) {
           const g = got.get(`nvedge-w${w} ${dir}`)!;
           const mbps = round1(median(g.mbps));
           emit({ case: `tcp-nvedge-w${w}-${fam}-${dir}`, mbps, ratio: kmbps > 0 ? Math.round((mbps / kmbps) * 100) / 100 : undefined, rounds: g.mbps,
-                 retransmits: median(g.retr), loadavg: g.load.at(-1), gso: g.gso, oversize: g.oversize, csumNotReady: g.csum, kernelDrops: g.kdrops, drops: g.drops });
+                 retransmits: median(g.retr), loadavg: g.load.at(-1), cpu: medianCpu(g.cpu), gso: g.gso, oversize: g.oversize, csumNotReady: g.csum, kernelDrops: g.kdrops, drops: g.drops });
         }
       }
     } catch (e) {

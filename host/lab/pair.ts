@@ -151,7 +151,7 @@ export async function pairDown(t: PairTopo): Promise<string[]> {
 
 // ---- the devices under test ---------------------------------------------------
 
-export interface Dut { name: string; stop(): Promise<void>; /** nvedge's log so far (stderr, first 64 KiB). */ log?(): string }
+export interface Dut { name: string; stop(): Promise<void>; /** nvedge's log so far (stderr, first 64 KiB). */ log?(): string; /** nvedge's process id (ip netns exec execs it in place). */ pid?: number }
 
 /** The NVE configuration (INTERFACES.md): the VM as a static VNIC, the remote host as a static address; no gateway, no gatewayMac. */
 export function pairNvedgeConfig(t: PairTopo): object {
@@ -201,7 +201,7 @@ export async function startNvedge(t: PairTopo, o: { workers?: number; tunnelGso?
     await stop();
     throw new Error(`${(e as Error).message}\n${stderr.trim().split("\n").slice(-5).join("\n")}`);
   }
-  return { name: "nvedge", stop, log: () => stderr };
+  return { name: "nvedge", stop, log: () => stderr, pid: child.pid };
 }
 
 /**
