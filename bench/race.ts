@@ -66,6 +66,7 @@ import { randomBytes } from "node:crypto";
 import { cpus } from "node:os";
 import { sh, have, sleep, netnsPids, killPids } from "../host/sys/sh.js";
 import { parsePcap } from "../host/pcap/pcap.js";
+import { adminRequest } from "../host/control/admin.js";
 
 export interface RaceTopo {
   gen: string;            // namespace of the hypervisor side (trafgen for encap, counter for decap)
@@ -92,6 +93,11 @@ export interface Dut {
   unavailable?(): string | undefined;
   /** Configures/starts the DUT between trunk and underlay; resolves to its stop function. */
   start(t: RaceTopo): Promise<() => Promise<void>>;
+  /**
+   * The DUT's own drop counters (monotonic), read before and after each
+   * window: where its losses are (nvedge: its sockets' ring counters).
+   */
+  counters?(t: RaceTopo): Promise<Record<string, number>>;
 }
 
 export interface RaceResult {
@@ -103,7 +109,26 @@ export interface RaceResult {
   offeredMpps?: number[];
   /** Paced generator: what the generator offered flat out in the ceiling's windows (its own ceiling). */
   generatorMpps?: number;
+  /**
+   * Where the frames went missing, in the window `mpps` comes from (best
+   * round) and in that round's flat-out window (`dropsFull`): see Drops.
+   */
+  drops?: Drops;
+  dropsFull?: Drops;
 }
+
+/**
+ * Frames lost in a window, by where (only the non-zero ones): `genTxDropped`,
+ * the DUT's ingress veth refused them (its NAPI ring full: counted by the
+ * generator's end); `inRxDropped`, dropped on arrival at the DUT's ingress
+ * end (an XDP redirect the AF_XDP socket refused, a backlog full);
+ * `outTxDropped`, the DUT's egress end could not hand them to the sink (the
+ * sink's backlog full); then the DUT's own counters (nvedge: per socket,
+ * summed: `rxDropped` = AF_XDP fill ring empty, `rxRingFull`, `kernelDrops`
+ * = AF_PACKET ring full or the two AF_XDP drops, `txFull`, `txErrors`,
+ * `unsent`).
+ */
+export type Drops = Record<string, number>;
 
 const root = fileURLToPath(new URL("../../", import.meta.url));
 
@@ -161,9 +186,10 @@ export const decapFrameConf = (t: RaceTopo): string => decapFrame(t).conf;
 
 // ---- topology ---------------------------------------------------------------
 
-function linkStats(ns: string, dev: string): { rx: { packets: number }; tx: { packets: number; dropped: number } } {
+interface LinkStats { rx: { packets: number; dropped: number }; tx: { packets: number; dropped: number } }
+function linkStats(ns: string, dev: string): LinkStats {
   const r = sh(["ip", "-n", ns, "-s", "-j", "link", "show", "dev", dev]);
-  return (JSON.parse(r.stdout) as { stats64: { rx: { packets: number }; tx: { packets: number; dropped: number } } }[])[0].stats64;
+  return (JSON.parse(r.stdout) as { stats64: LinkStats }[])[0].stats64;
 }
 function rxPackets(ns: string, dev: string): number {
   return linkStats(ns, dev).rx.packets;
@@ -357,6 +383,17 @@ export function nvedgeDut(workers: number, io: "afpacket" | "afxdp" = "afpacket"
       await stop();
       throw new Error(`nvedge run did not forward within 20 s: ${stderr.trim().split("\n").slice(-3).join(" / ") || "(no output)"}`);
     },
+    async counters(t) {
+      // `nvedge show counters` over its admin socket (host/control/admin.ts): the sockets' figures summed over interfaces
+      const c = await adminRequest(`${t.workDir}/store-${io}-${workers}/nvedge.sock`, { cmd: "show", what: "counters" }, 2000) as
+        { counters?: { frames?: { dropped?: number } }; io?: Record<string, Record<string, number>>; loop?: Record<string, number> };
+      const keys = io === "afxdp" ? ["rxDropped", "rxRingFull", "txFull", "txErrors"] : ["kernelDrops", "txErrors"];
+      const out: Record<string, number> = {};
+      for (const x of Object.values(c.io ?? {})) for (const k of keys) if (typeof x[k] === "number") out[k] = (out[k] ?? 0) + x[k];
+      if (typeof c.loop?.unsent === "number") out.unsent = c.loop.unsent;
+      if (typeof c.counters?.frames?.dropped === "number") out.dataPlaneDropped = c.counters.frames.dropped;
+      return out;
+    },
   };
 }
 
@@ -477,26 +514,65 @@ function napiOn(t: RaceTopo): void {
   }
 }
 
-interface Window { mpps: number; offeredMpps: number; loss: number; frames: number; seconds: number }
+/**
+ * RACE_SINK_RPS=1: the receive processing of the frames the DUT delivers
+ * (the sink's end of the underlay, the generator's end of the trunk) on
+ * CPU 0 by RPS, with the generator, not on the CPU of the DUT that sent
+ * them: over a veth the receiver's stack otherwise runs in the sender's
+ * softirq, and the bench's sink is not the DUT's work.
+ */
+function sinkOnCpu0(t: RaceTopo): void {
+  rps(t.sink, t.underlay, "1");
+  rps(t.gen, t.trunk, "1");
+}
+
+interface Window { mpps: number; offeredMpps: number; loss: number; frames: number; seconds: number; drops: Drops }
+
+/** One direction of one DUT: where the generator sends, where frames are counted, the DUT's two ends. */
+interface Path {
+  genNs: string; genDev: string; frame: RaceFrame;
+  countNs: string; countDev: string;
+  /** The DUT's ingress and egress veth ends (in its namespace). */
+  inDev: string; outDev: string; dutNs: string;
+  counters?: () => Promise<Record<string, number>>;
+}
+
+/** What grew between two readings of monotonic counters (the non-zero ones). */
+function grew(a: Record<string, number>, b: Record<string, number>): Drops {
+  const d: Drops = {};
+  for (const [k, v] of Object.entries(b)) if (v - (a[k] ?? 0) > 0) d[k] = v - (a[k] ?? 0);
+  return d;
+}
+
+/** The drop counters of a path: the veths' (see Drops) and the DUT's own. */
+async function dropCounters(p: Path): Promise<Record<string, number>> {
+  const g = linkStats(p.genNs, p.genDev), i = linkStats(p.dutNs, p.inDev), o = linkStats(p.dutNs, p.outDev);
+  const own = p.counters ? await p.counters().catch(() => ({})) : {};
+  return { genTxDropped: g.tx.dropped, inRxDropped: i.rx.dropped, outTxDropped: o.tx.dropped, ...own };
+}
 
 /**
  * Frames per second arriving at `countNs/countDev` while `gen` sends from
  * `genNs/genDev` (at `rate` frames/s if given), over `seconds` after a
- * warm-up; with what was offered in the same window and the loss between.
+ * warm-up; with what was offered in the same window, the loss between, and
+ * where the lost frames were dropped (`drops`).
  */
-async function measure(gen: Generator, genNs: string, genDev: string, f: RaceFrame, countNs: string, countDev: string, seconds: number, dir: string, rate?: number): Promise<Window> {
+async function measure(gen: Generator, p: Path, seconds: number, dir: string, rate?: number): Promise<Window> {
   const warm = 500;
-  const run = gen.run(genNs, genDev, f, dir, warm + seconds * 1000 + 300, rate).then(() => undefined, (e: Error) => e);
+  const run = gen.run(p.genNs, p.genDev, p.frame, dir, warm + seconds * 1000 + 300, rate).then(() => undefined, (e: Error) => e);
   await sleep(warm);
-  const a = rxPackets(countNs, countDev), oa = offeredPackets(genNs, genDev), t0 = process.hrtime.bigint();
-  await sleep(seconds * 1000);
-  const b = rxPackets(countNs, countDev), ob = offeredPackets(genNs, genDev), t1 = process.hrtime.bigint();
+  // the drop counters right after the window's own counts (the DUT's own come over its admin socket, a few ms later)
+  const a = rxPackets(p.countNs, p.countDev), oa = offeredPackets(p.genNs, p.genDev), t0 = process.hrtime.bigint();
+  const da = await dropCounters(p);
+  await sleep(Math.max(0, seconds * 1000 - Number(process.hrtime.bigint() - t0) / 1e6));
+  const b = rxPackets(p.countNs, p.countDev), ob = offeredPackets(p.genNs, p.genDev), t1 = process.hrtime.bigint();
+  const db = await dropCounters(p);
   const failed = await run;
   if (failed) throw failed;
   const secs = Number(t1 - t0) / 1e9;
   const offered = Math.max(ob - oa, 1);
   return { mpps: round3((b - a) / secs / 1e6), offeredMpps: round3(offered / secs / 1e6), loss: Math.max(0, 1 - (b - a) / offered),
-    frames: b - a, seconds: round3(secs) };
+    frames: b - a, seconds: round3(secs), drops: grew(da, db) };
 }
 
 /** The loss below which an offered rate counts as carried (RFC 2544 §26.1 asks for none; 1 % allows for the veths' own counting). */
@@ -516,9 +592,10 @@ const MAX_LOSS = 0.01;
  * generator that cannot be paced (trafgen), `mpps` is what the DUT
  * delivered at its full rate.
  */
-async function measurePaced(gen: Generator, m: (rate?: number) => Promise<Window>): Promise<{ mpps: number; maxMpps: number; offeredMpps: number; loss: number; windows: number }> {
+async function measurePaced(gen: Generator, m: (rate?: number) => Promise<Window>): Promise<{ mpps: number; maxMpps: number; offeredMpps: number; loss: number; windows: number; drops: Drops; dropsFull: Drops }> {
   const full = await m();
-  const at = (w: Window, windows: number) => ({ mpps: w.mpps, maxMpps: full.mpps, offeredMpps: w.offeredMpps, loss: round3(w.loss), windows });
+  const dropsFull = full.drops;
+  const at = (w: Window, windows: number) => ({ mpps: w.mpps, maxMpps: full.mpps, offeredMpps: w.offeredMpps, loss: round3(w.loss), windows, drops: w.drops, dropsFull });
   if (!gen.paced || full.loss < MAX_LOSS) return at(full, 1);
   let lo = 0.01, hi = Math.max(full.offeredMpps, 0.02), best: Window | undefined, windows = 1;
   for (; windows < 7; windows++) {
@@ -532,7 +609,7 @@ async function measurePaced(gen: Generator, m: (rate?: number) => Promise<Window
       hi = rate;
     }
   }
-  return best ? at(best, windows) : { mpps: 0, maxMpps: full.mpps, offeredMpps: round3(lo), loss: 1, windows };
+  return best ? at(best, windows) : { mpps: 0, maxMpps: full.mpps, offeredMpps: round3(lo), loss: 1, windows, drops: {}, dropsFull };
 }
 
 // ---- what the DUT produced ----------------------------------------------------
@@ -595,10 +672,13 @@ export async function runRace(o: RaceOptions = {}): Promise<RaceResult[]> {
   const seconds = o.seconds ?? Number(process.env.RACE_SECONDS ?? 2);
   const rounds = o.rounds ?? Number(process.env.RACE_ROUNDS ?? 3);
   const workers = (process.env.RACE_WORKERS ?? "1").split(",").map(Number).filter((n) => Number.isInteger(n) && n > 0);
-  const duts = o.duts ?? [generatorCeiling, kernelDut, ...(process.env.RACE_KERNEL_NORPS === "0" ? [] : [kernelDutWith({ rps: false })]),
+  const only = process.env.RACE_DUTS?.split(",").map((x) => x.trim()).filter(Boolean);
+  const duts = (o.duts ?? [generatorCeiling, kernelDut, ...(process.env.RACE_KERNEL_NORPS === "0" ? [] : [kernelDutWith({ rps: false })]),
     ...workers.map((w) => nvedgeDut(w)),
     // --io afxdp: one worker (a veth has one queue); RACE_AFXDP=0 leaves it out
-    ...(process.env.RACE_AFXDP === "0" ? [] : [nvedgeDut(1, "afxdp")])];
+    ...(process.env.RACE_AFXDP === "0" ? [] : [nvedgeDut(1, "afxdp")])])
+    // RACE_DUTS=generator-ceiling,nvedge-afxdp-w1: only those (while iterating on one DUT)
+    .filter((d) => !only || only.includes(d.name));
   const out: RaceResult[] = [];
   const emit = (r: RaceResult) => { out.push(r); o.print?.(r); };
   const missing = process.getuid?.() !== 0 ? "root" : ["trafgen", "ip", "tc"].find((c) => !have(c));
@@ -642,6 +722,7 @@ export async function runRace(o: RaceOptions = {}): Promise<RaceResult[]> {
       const t = buildTopo();
       try {
         if (gen !== trafgenGenerator) napiOn(t);
+        if (process.env.RACE_SINK_RPS === "1") sinkOnCpu0(t);
         live.push({ dut, t, stop: await dut.start(t) });
       } catch (e) {
         emit({ case: `race-${dut.name}`, error: (e as Error).message });
@@ -652,6 +733,7 @@ export async function runRace(o: RaceOptions = {}): Promise<RaceResult[]> {
     const maxes = new Map<string, number[]>();
     const offered = new Map<string, number[]>();
     const push = (m: Map<string, number[]>, k: string, x: number) => m.set(k, [...(m.get(k) ?? []), x]);
+    const dropsOf = new Map<string, { drops: Drops; dropsFull: Drops }[]>();
     const errors = new Map<string, string>();
     for (let r = 0; r < rounds; r++) {
       for (let k = 0; k < live.length; k++) {
@@ -661,15 +743,22 @@ export async function runRace(o: RaceOptions = {}): Promise<RaceResult[]> {
           if (errors.has(key)) continue;
           const ceiling = dut === generatorCeiling;
           try {
-            const window = (rate?: number) => dir === "encap"
-              ? measure(gen, t.gen, t.trunk, encapFrame(t), ceiling ? t.dut : t.sink, ceiling ? t.trunk : t.underlay, seconds, t.workDir, rate)
-              : measure(gen, t.sink, t.underlay, decapFrame(t), ceiling ? t.dut : t.gen, ceiling ? t.underlay : t.trunk, seconds, t.workDir, rate);
+            const counters = dut.counters ? () => dut.counters!(t) : undefined;
+            const path: Path = dir === "encap"
+              ? { genNs: t.gen, genDev: t.trunk, frame: encapFrame(t), countNs: ceiling ? t.dut : t.sink, countDev: ceiling ? t.trunk : t.underlay,
+                  dutNs: t.dut, inDev: t.trunk, outDev: t.underlay, counters }
+              : { genNs: t.sink, genDev: t.underlay, frame: decapFrame(t), countNs: ceiling ? t.dut : t.gen, countDev: ceiling ? t.underlay : t.trunk,
+                  dutNs: t.dut, inDev: t.underlay, outDev: t.trunk, counters };
+            const window = (rate?: number) => measure(gen, path, seconds, t.workDir, rate);
             // the ceiling: what the generator and veth deliver flat out (its offered rate: the generator's own)
-            const m = ceiling ? await window().then((w) => ({ ...w, maxMpps: w.mpps, windows: 1 })) : await measurePaced(gen, window);
+            const m = ceiling ? await window().then((w) => ({ ...w, maxMpps: w.mpps, windows: 1, dropsFull: w.drops })) : await measurePaced(gen, window);
             push(got, key, m.mpps);
             push(maxes, key, m.maxMpps);
             push(offered, key, m.offeredMpps);
-            console.error(`race: round ${r + 1}/${rounds} ${key} ${m.mpps} Mpps (offered ${m.offeredMpps}, loss ${round3(m.loss)}, max ${m.maxMpps}, ${m.windows} windows)`);
+            dropsOf.set(key, [...(dropsOf.get(key) ?? []), { drops: m.drops, dropsFull: m.dropsFull }]);
+            const show = (d: Drops) => Object.entries(d).map(([k, v]) => `${k} ${v}`).join(", ") || "none";
+            console.error(`race: round ${r + 1}/${rounds} ${key} ${m.mpps} Mpps (offered ${m.offeredMpps}, loss ${round3(m.loss)}, max ${m.maxMpps}, ${m.windows} windows; ` +
+              `drops at that rate: ${show(m.drops)}; flat out: ${show(m.dropsFull)})`);
           } catch (e) {
             errors.set(key, (e as Error).message);
           }
@@ -684,6 +773,8 @@ export async function runRace(o: RaceOptions = {}): Promise<RaceResult[]> {
         const res: RaceResult = { case: `race-${key}`, generator, seconds };
         if (!xs.length) { emit({ ...res, error: errors.get(key) ?? "no round measured" }); continue; }
         res.mpps = Math.max(...xs);
+        const bestRound = dropsOf.get(key)?.[xs.indexOf(res.mpps)];
+        if (bestRound) { res.drops = bestRound.drops; res.dropsFull = bestRound.dropsFull; }
         res.medianMpps = round3(median(xs));
         res.roundsMpps = xs;
         if (gen.paced) {

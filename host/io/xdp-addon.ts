@@ -16,7 +16,7 @@ interface XdpAddon {
   recv: PacketAddon["recv"];
   send: PacketAddon["send"];
   poll: PacketAddon["poll"];
-  stats(h: number): SocketStats & { txFull: number; invalidDescs: number };
+  stats(h: number): SocketStats & { txFull: number; invalidDescs: number; rxDropped: number; rxRingFull: number; fillRingEmpty: number; txRingEmpty: number };
 }
 
 /** The calls of the worker's loop, over AF_XDP: `queue` is the receive queue each socket binds to (the worker's id). */
