@@ -115,6 +115,8 @@ export interface RaceResult {
    */
   drops?: Drops;
   dropsFull?: Drops;
+  /** In that round, the paced window at the lowest offered rate not carried (loss >= 1 %): why it failed above `mpps`. */
+  above?: Above;
 }
 
 /**
@@ -349,6 +351,7 @@ export function nvedgeConfig(t: RaceTopo): object {
 }
 
 export function nvedgeDut(workers: number, io: "afpacket" | "afxdp" = "afpacket"): Dut {
+  const store = `store-${io}-${workers}`;
   return {
     name: io === "afxdp" ? `nvedge-afxdp-w${workers}` : `nvedge-w${workers}`,
     unavailable() {
@@ -362,7 +365,7 @@ export function nvedgeDut(workers: number, io: "afpacket" | "afxdp" = "afpacket"
       writeFileSync(cfg, JSON.stringify(nvedgeConfig(t), null, 2));
       // Its own namespace, so the embedded broker on 127.0.0.1:1883 is its own.
       const child: ChildProcess = spawn("ip", ["netns", "exec", t.dut, process.execPath, `${root}bin/nvedge.js`, "run", "--config", cfg,
-        "--io", io, "--workers", String(workers), "--store", `${t.workDir}/store-${io}-${workers}`], { stdio: ["ignore", "ignore", "pipe"] });
+        "--io", io, "--workers", String(workers), "--store", `${t.workDir}/${store}`], { stdio: ["ignore", "ignore", "pipe"] });
       let stderr = "";
       let exited: number | null | undefined;
       child.stderr!.setEncoding("utf8").on("data", (d) => { if (stderr.length < 65536) stderr += d; });
@@ -385,7 +388,7 @@ export function nvedgeDut(workers: number, io: "afpacket" | "afxdp" = "afpacket"
     },
     async counters(t) {
       // `nvedge show counters` over its admin socket (host/control/admin.ts): the sockets' figures summed over interfaces
-      const c = await adminRequest(`${t.workDir}/store-${io}-${workers}/nvedge.sock`, { cmd: "show", what: "counters" }, 2000) as
+      const c = await adminRequest(`${t.workDir}/${store}/nvedge.sock`, { cmd: "show", what: "counters" }, 2000) as
         { counters?: { frames?: { dropped?: number } }; io?: Record<string, Record<string, number>>; loop?: Record<string, number> };
       const keys = io === "afxdp" ? ["rxDropped", "rxRingFull", "txFull", "txErrors"] : ["kernelDrops", "txErrors"];
       const out: Record<string, number> = {};
@@ -514,18 +517,6 @@ function napiOn(t: RaceTopo): void {
   }
 }
 
-/**
- * RACE_SINK_RPS=1: the receive processing of the frames the DUT delivers
- * (the sink's end of the underlay, the generator's end of the trunk) on
- * CPU 0 by RPS, with the generator, not on the CPU of the DUT that sent
- * them: over a veth the receiver's stack otherwise runs in the sender's
- * softirq, and the bench's sink is not the DUT's work.
- */
-function sinkOnCpu0(t: RaceTopo): void {
-  rps(t.sink, t.underlay, "1");
-  rps(t.gen, t.trunk, "1");
-}
-
 interface Window { mpps: number; offeredMpps: number; loss: number; frames: number; seconds: number; drops: Drops }
 
 /** One direction of one DUT: where the generator sends, where frames are counted, the DUT's two ends. */
@@ -554,25 +545,36 @@ async function dropCounters(p: Path): Promise<Record<string, number>> {
 /**
  * Frames per second arriving at `countNs/countDev` while `gen` sends from
  * `genNs/genDev` (at `rate` frames/s if given), over `seconds` after a
- * warm-up; with what was offered in the same window, the loss between, and
- * where the lost frames were dropped (`drops`).
+ * warm-up; with what was offered in the same window. The loss is the
+ * trial's, as RFC 2544 §26.1 counts it: every frame the generator offered
+ * in its whole run (warm-up included) against every frame that arrived by
+ * the time the count stopped moving after it (bounded, 1 s), so frames still
+ * queued in the DUT's rings when the window closed are not lost; `drops`
+ * says where the lost ones went, over the same span.
  */
 async function measure(gen: Generator, p: Path, seconds: number, dir: string, rate?: number): Promise<Window> {
   const warm = 500;
+  const s0 = rxPackets(p.countNs, p.countDev), o0 = offeredPackets(p.genNs, p.genDev), d0 = await dropCounters(p);
   const run = gen.run(p.genNs, p.genDev, p.frame, dir, warm + seconds * 1000 + 300, rate).then(() => undefined, (e: Error) => e);
   await sleep(warm);
-  // the drop counters right after the window's own counts (the DUT's own come over its admin socket, a few ms later)
   const a = rxPackets(p.countNs, p.countDev), oa = offeredPackets(p.genNs, p.genDev), t0 = process.hrtime.bigint();
-  const da = await dropCounters(p);
-  await sleep(Math.max(0, seconds * 1000 - Number(process.hrtime.bigint() - t0) / 1e6));
+  await sleep(seconds * 1000);
   const b = rxPackets(p.countNs, p.countDev), ob = offeredPackets(p.genNs, p.genDev), t1 = process.hrtime.bigint();
-  const db = await dropCounters(p);
   const failed = await run;
   if (failed) throw failed;
+  // what the DUT still held arrives (it stops moving: 2 readings 50 ms apart alike)
+  let s1 = rxPackets(p.countNs, p.countDev);
+  for (let i = 0; i < 20; i++) {
+    await sleep(50);
+    const x = rxPackets(p.countNs, p.countDev);
+    if (x === s1) break;
+    s1 = x;
+  }
+  const o1 = offeredPackets(p.genNs, p.genDev), d1 = await dropCounters(p);
   const secs = Number(t1 - t0) / 1e9;
   const offered = Math.max(ob - oa, 1);
-  return { mpps: round3((b - a) / secs / 1e6), offeredMpps: round3(offered / secs / 1e6), loss: Math.max(0, 1 - (b - a) / offered),
-    frames: b - a, seconds: round3(secs), drops: grew(da, db) };
+  return { mpps: round3((b - a) / secs / 1e6), offeredMpps: round3(offered / secs / 1e6), loss: Math.max(0, 1 - (s1 - s0) / Math.max(o1 - o0, 1)),
+    frames: b - a, seconds: round3(secs), drops: grew(d0, d1) };
 }
 
 /** The loss below which an offered rate counts as carried (RFC 2544 §26.1 asks for none; 1 % allows for the veths' own counting). */
@@ -592,10 +594,16 @@ const MAX_LOSS = 0.01;
  * generator that cannot be paced (trafgen), `mpps` is what the DUT
  * delivered at its full rate.
  */
-async function measurePaced(gen: Generator, m: (rate?: number) => Promise<Window>): Promise<{ mpps: number; maxMpps: number; offeredMpps: number; loss: number; windows: number; drops: Drops; dropsFull: Drops }> {
+interface Paced { mpps: number; maxMpps: number; offeredMpps: number; loss: number; windows: number; drops: Drops; dropsFull: Drops; above?: Above }
+/** The paced window at the lowest offered rate not carried: its rate, loss and drops (why the DUT failed just above its throughput). */
+export interface Above { offeredMpps: number; mpps: number; loss: number; drops: Drops }
+
+async function measurePaced(gen: Generator, m: (rate?: number) => Promise<Window>): Promise<Paced> {
   const full = await m();
   const dropsFull = full.drops;
-  const at = (w: Window, windows: number) => ({ mpps: w.mpps, maxMpps: full.mpps, offeredMpps: w.offeredMpps, loss: round3(w.loss), windows, drops: w.drops, dropsFull });
+  let above: Above | undefined;
+  const at = (w: Window, windows: number): Paced => ({ mpps: w.mpps, maxMpps: full.mpps, offeredMpps: w.offeredMpps, loss: round3(w.loss), windows, drops: w.drops, dropsFull,
+    ...(above ? { above } : {}) });
   if (!gen.paced || full.loss < MAX_LOSS) return at(full, 1);
   let lo = 0.01, hi = Math.max(full.offeredMpps, 0.02), best: Window | undefined, windows = 1;
   for (; windows < 7; windows++) {
@@ -607,9 +615,10 @@ async function measurePaced(gen: Generator, m: (rate?: number) => Promise<Window
       lo = rate;
     } else {
       hi = rate;
+      above = { offeredMpps: w.offeredMpps, mpps: w.mpps, loss: round3(w.loss), drops: w.drops };
     }
   }
-  return best ? at(best, windows) : { mpps: 0, maxMpps: full.mpps, offeredMpps: round3(lo), loss: 1, windows, drops: {}, dropsFull };
+  return best ? at(best, windows) : { mpps: 0, maxMpps: full.mpps, offeredMpps: round3(lo), loss: 1, windows, drops: {}, dropsFull, ...(above ? { above } : {}) };
 }
 
 // ---- what the DUT produced ----------------------------------------------------
@@ -722,7 +731,6 @@ export async function runRace(o: RaceOptions = {}): Promise<RaceResult[]> {
       const t = buildTopo();
       try {
         if (gen !== trafgenGenerator) napiOn(t);
-        if (process.env.RACE_SINK_RPS === "1") sinkOnCpu0(t);
         live.push({ dut, t, stop: await dut.start(t) });
       } catch (e) {
         emit({ case: `race-${dut.name}`, error: (e as Error).message });
@@ -733,7 +741,7 @@ export async function runRace(o: RaceOptions = {}): Promise<RaceResult[]> {
     const maxes = new Map<string, number[]>();
     const offered = new Map<string, number[]>();
     const push = (m: Map<string, number[]>, k: string, x: number) => m.set(k, [...(m.get(k) ?? []), x]);
-    const dropsOf = new Map<string, { drops: Drops; dropsFull: Drops }[]>();
+    const dropsOf = new Map<string, { drops: Drops; dropsFull: Drops; above?: Above }[]>();
     const errors = new Map<string, string>();
     for (let r = 0; r < rounds; r++) {
       for (let k = 0; k < live.length; k++) {
@@ -755,10 +763,12 @@ export async function runRace(o: RaceOptions = {}): Promise<RaceResult[]> {
             push(got, key, m.mpps);
             push(maxes, key, m.maxMpps);
             push(offered, key, m.offeredMpps);
-            dropsOf.set(key, [...(dropsOf.get(key) ?? []), { drops: m.drops, dropsFull: m.dropsFull }]);
+            const above = "above" in m ? m.above : undefined;
+            dropsOf.set(key, [...(dropsOf.get(key) ?? []), { drops: m.drops, dropsFull: m.dropsFull, ...(above ? { above } : {}) }]);
             const show = (d: Drops) => Object.entries(d).map(([k, v]) => `${k} ${v}`).join(", ") || "none";
             console.error(`race: round ${r + 1}/${rounds} ${key} ${m.mpps} Mpps (offered ${m.offeredMpps}, loss ${round3(m.loss)}, max ${m.maxMpps}, ${m.windows} windows; ` +
-              `drops at that rate: ${show(m.drops)}; flat out: ${show(m.dropsFull)})`);
+              `drops at that rate: ${show(m.drops)}; ` +
+              (above ? `at ${above.offeredMpps} offered (loss ${above.loss}): ${show(above.drops)}; ` : "") + `flat out: ${show(m.dropsFull)})`);
           } catch (e) {
             errors.set(key, (e as Error).message);
           }
@@ -774,7 +784,7 @@ export async function runRace(o: RaceOptions = {}): Promise<RaceResult[]> {
         if (!xs.length) { emit({ ...res, error: errors.get(key) ?? "no round measured" }); continue; }
         res.mpps = Math.max(...xs);
         const bestRound = dropsOf.get(key)?.[xs.indexOf(res.mpps)];
-        if (bestRound) { res.drops = bestRound.drops; res.dropsFull = bestRound.dropsFull; }
+        if (bestRound) { res.drops = bestRound.drops; res.dropsFull = bestRound.dropsFull; if (bestRound.above) res.above = bestRound.above; }
         res.medianMpps = round3(median(xs));
         res.roundsMpps = xs;
         if (gen.paced) {

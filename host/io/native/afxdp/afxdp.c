@@ -66,11 +66,17 @@
 
 #define MAX_HANDLES 256
 #define FRAME 2048u
-#ifndef RX_FRAMES
-#define RX_FRAMES 2048u        // receive: the UMEM frames in the fill ring, and the fill and RX rings' size
-#endif
+// Receive: the UMEM frames in the fill ring, and the fill and RX rings'
+// size. The socket's buffer, as AF_PACKET's ring is (16 MiB, some 100,000
+// small frames): a frame the kernel has for the socket while every receive
+// frame waits in the RX ring is dropped (XDP_STATISTICS rx_dropped, "fill
+// ring empty"). 2,048 (4 MiB) held 1-2 ms at 1-2 Mpps, less than one of the
+// race generator's catch-up bursts (2 ms of frames at once) or a scheduler
+// delay of the worker, and almost every frame the race lost at moderate
+// rates was lost so (issue 11); 16,384 hold 8 ms at 2 Mpps, for 32 MiB of
+// UMEM per socket (pinned, like every UMEM).
+#define RX_FRAMES 16384u
 #define TX_FRAMES 2048u        // send: the UMEM frames free for TX, and the TX and completion rings' size
-#define NFRAMES (RX_FRAMES + TX_FRAMES)
 
 struct ring {
   uint32_t *producer, *consumer, *flags;
@@ -99,6 +105,7 @@ struct xsk {
   char ifname[IFNAMSIZ];
   uint32_t queue;
   uint8_t *umem;
+  size_t umemLen;
   struct ring fill, comp, rx, tx;
   uint32_t txFree[TX_FRAMES];
   uint32_t txFreeN;
@@ -138,7 +145,7 @@ static void freeXsk(struct xsk *s) {
   struct ring *rs[] = { &s->fill, &s->comp, &s->rx, &s->tx };
   for (int i = 0; i < 4; i++) if (rs[i]->map) munmap(rs[i]->map, rs[i]->mapLen);
   if (s->fd >= 0) close(s->fd);
-  if (s->umem) munmap(s->umem, (size_t)NFRAMES * FRAME);
+  if (s->umem) munmap(s->umem, s->umemLen);
   free(s);
 }
 
@@ -218,9 +225,10 @@ static int setup(struct xsk *s, const char *ifname, uint32_t queue, const char *
   if (!ifindex) { snprintf(msg, n, "interface %s does not exist", ifname); return -1; }
   s->fd = socket(AF_XDP, SOCK_RAW | SOCK_CLOEXEC, 0);
   if (s->fd < 0) { snprintf(msg, n, "interface %s: socket(AF_XDP): %s", ifname, strerror(errno)); return -1; }
-  s->umem = mmap(NULL, (size_t)NFRAMES * FRAME, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+  s->umemLen = (size_t)(RX_FRAMES + TX_FRAMES) * FRAME;
+  s->umem = mmap(NULL, s->umemLen, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
   if (s->umem == MAP_FAILED) { s->umem = NULL; snprintf(msg, n, "UMEM: %s", strerror(errno)); return -1; }
-  struct xdp_umem_reg reg = { .addr = (uint64_t)(uintptr_t)s->umem, .len = (uint64_t)NFRAMES * FRAME, .chunk_size = FRAME, .headroom = 0 };
+  struct xdp_umem_reg reg = { .addr = (uint64_t)(uintptr_t)s->umem, .len = s->umemLen, .chunk_size = FRAME, .headroom = 0 };
   if (setsockopt(s->fd, SOL_XDP, XDP_UMEM_REG, &reg, sizeof reg)) { snprintf(msg, n, "XDP_UMEM_REG: %s", strerror(errno)); return -1; }
   uint32_t rs = RX_FRAMES, ts = TX_FRAMES;
   if (setsockopt(s->fd, SOL_XDP, XDP_UMEM_FILL_RING, &rs, sizeof rs) || setsockopt(s->fd, SOL_XDP, XDP_UMEM_COMPLETION_RING, &ts, sizeof ts) ||
