@@ -710,7 +710,7 @@ export async function runRace(o: RaceOptions = {}): Promise<RaceResult[]> {
   // the other CPU's backlog (net.core.netdev_max_backlog, 1000 frames by
   // default), which overflows whenever that CPU's softirq waits a few ms for
   // the scheduler, where nvedge's AF_PACKET ring holds 4 MiB (about 30,000
-  // small frames) and its AF_XDP ring 2,048. The sysctl is global (no
+  // small frames) and its AF_XDP ring 16,384. The sysctl is global (no
   // per-namespace copy): raised for the race, put back after it.
   const backlogFile = "/proc/sys/net/core/netdev_max_backlog";
   const backlogWas = existsSync(backlogFile) ? readFileSync(backlogFile, "utf8").trim() : undefined;
