@@ -125,10 +125,11 @@ export interface RaceResult {
  * generator's end); `inRxDropped`, dropped on arrival at the DUT's ingress
  * end (an XDP redirect the AF_XDP socket refused, a backlog full);
  * `outTxDropped`, the DUT's egress end could not hand them to the sink (the
- * sink's backlog full); then the DUT's own counters (nvedge: per socket,
- * summed: `rxDropped` = AF_XDP fill ring empty, `rxRingFull`, `kernelDrops`
- * = AF_PACKET ring full or the two AF_XDP drops, `txFull`, `txErrors`,
- * `unsent`).
+ * sink's backlog full); then the DUT's own counters (nvedge: its sockets',
+ * summed over interfaces: AF_XDP `rxDropped` (no fill entry) and
+ * `rxRingFull`, AF_PACKET `kernelDrops` (ring full), `txFull`, `txErrors`;
+ * the worker's `unsent` and the data plane's `dataPlaneDropped`, frames it
+ * dropped by reason, none expected here).
  */
 export type Drops = Record<string, number>;
 
