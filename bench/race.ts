@@ -66,6 +66,7 @@ import { randomBytes } from "node:crypto";
 import { cpus } from "node:os";
 import { sh, have, sleep, netnsPids, killPids } from "../host/sys/sh.js";
 import { parsePcap } from "../host/pcap/pcap.js";
+import { adminRequest } from "../host/control/admin.js";
 
 export interface RaceTopo {
   gen: string;            // namespace of the hypervisor side (trafgen for encap, counter for decap)
@@ -92,6 +93,11 @@ export interface Dut {
   unavailable?(): string | undefined;
   /** Configures/starts the DUT between trunk and underlay; resolves to its stop function. */
   start(t: RaceTopo): Promise<() => Promise<void>>;
+  /**
+   * The DUT's own drop counters (monotonic), read before and after each
+   * window: where its losses are (nvedge: its sockets' ring counters).
+   */
+  counters?(t: RaceTopo): Promise<Record<string, number>>;
 }
 
 export interface RaceResult {
@@ -103,7 +109,29 @@ export interface RaceResult {
   offeredMpps?: number[];
   /** Paced generator: what the generator offered flat out in the ceiling's windows (its own ceiling). */
   generatorMpps?: number;
+  /**
+   * Where the frames went missing, in the window `mpps` comes from (best
+   * round) and in that round's flat-out window (`dropsFull`): see Drops.
+   */
+  drops?: Drops;
+  dropsFull?: Drops;
+  /** In that round, the paced window at the lowest offered rate not carried (loss >= 1 %): why it failed above `mpps`. */
+  above?: Above;
 }
+
+/**
+ * Frames lost in a window, by where (only the non-zero ones): `genTxDropped`,
+ * the DUT's ingress veth refused them (its NAPI ring full: counted by the
+ * generator's end); `inRxDropped`, dropped on arrival at the DUT's ingress
+ * end (an XDP redirect the AF_XDP socket refused, a backlog full);
+ * `outTxDropped`, the DUT's egress end could not hand them to the sink (the
+ * sink's backlog full); then the DUT's own counters (nvedge: its sockets',
+ * summed over interfaces: AF_XDP `rxDropped` (no fill entry) and
+ * `rxRingFull`, AF_PACKET `kernelDrops` (ring full), `txFull`, `txErrors`;
+ * the worker's `unsent` and the data plane's `dataPlaneDropped`, frames it
+ * dropped by reason, none expected here).
+ */
+export type Drops = Record<string, number>;
 
 const root = fileURLToPath(new URL("../../", import.meta.url));
 
@@ -161,9 +189,10 @@ export const decapFrameConf = (t: RaceTopo): string => decapFrame(t).conf;
 
 // ---- topology ---------------------------------------------------------------
 
-function linkStats(ns: string, dev: string): { rx: { packets: number }; tx: { packets: number; dropped: number } } {
+interface LinkStats { rx: { packets: number; dropped: number }; tx: { packets: number; dropped: number } }
+function linkStats(ns: string, dev: string): LinkStats {
   const r = sh(["ip", "-n", ns, "-s", "-j", "link", "show", "dev", dev]);
-  return (JSON.parse(r.stdout) as { stats64: { rx: { packets: number }; tx: { packets: number; dropped: number } } }[])[0].stats64;
+  return (JSON.parse(r.stdout) as { stats64: LinkStats }[])[0].stats64;
 }
 function rxPackets(ns: string, dev: string): number {
   return linkStats(ns, dev).rx.packets;
@@ -323,6 +352,7 @@ export function nvedgeConfig(t: RaceTopo): object {
 }
 
 export function nvedgeDut(workers: number, io: "afpacket" | "afxdp" = "afpacket"): Dut {
+  const store = `store-${io}-${workers}`;
   return {
     name: io === "afxdp" ? `nvedge-afxdp-w${workers}` : `nvedge-w${workers}`,
     unavailable() {
@@ -336,7 +366,7 @@ export function nvedgeDut(workers: number, io: "afpacket" | "afxdp" = "afpacket"
       writeFileSync(cfg, JSON.stringify(nvedgeConfig(t), null, 2));
       // Its own namespace, so the embedded broker on 127.0.0.1:1883 is its own.
       const child: ChildProcess = spawn("ip", ["netns", "exec", t.dut, process.execPath, `${root}bin/nvedge.js`, "run", "--config", cfg,
-        "--io", io, "--workers", String(workers), "--store", `${t.workDir}/store-${io}-${workers}`], { stdio: ["ignore", "ignore", "pipe"] });
+        "--io", io, "--workers", String(workers), "--store", `${t.workDir}/${store}`], { stdio: ["ignore", "ignore", "pipe"] });
       let stderr = "";
       let exited: number | null | undefined;
       child.stderr!.setEncoding("utf8").on("data", (d) => { if (stderr.length < 65536) stderr += d; });
@@ -356,6 +386,17 @@ export function nvedgeDut(workers: number, io: "afpacket" | "afxdp" = "afpacket"
       }
       await stop();
       throw new Error(`nvedge run did not forward within 20 s: ${stderr.trim().split("\n").slice(-3).join(" / ") || "(no output)"}`);
+    },
+    async counters(t) {
+      // `nvedge show counters` over its admin socket (host/control/admin.ts): the sockets' figures summed over interfaces
+      const c = await adminRequest(`${t.workDir}/${store}/nvedge.sock`, { cmd: "show", what: "counters" }, 2000) as
+        { counters?: { frames?: { dropped?: number } }; io?: Record<string, Record<string, number>>; loop?: Record<string, number> };
+      const keys = io === "afxdp" ? ["rxDropped", "rxRingFull", "txFull", "txErrors"] : ["kernelDrops", "txErrors"];
+      const out: Record<string, number> = {};
+      for (const x of Object.values(c.io ?? {})) for (const k of keys) if (typeof x[k] === "number") out[k] = (out[k] ?? 0) + x[k];
+      if (typeof c.loop?.unsent === "number") out.unsent = c.loop.unsent;
+      if (typeof c.counters?.frames?.dropped === "number") out.dataPlaneDropped = c.counters.frames.dropped;
+      return out;
     },
   };
 }
@@ -477,26 +518,64 @@ function napiOn(t: RaceTopo): void {
   }
 }
 
-interface Window { mpps: number; offeredMpps: number; loss: number; frames: number; seconds: number }
+interface Window { mpps: number; offeredMpps: number; loss: number; frames: number; seconds: number; drops: Drops }
+
+/** One direction of one DUT: where the generator sends, where frames are counted, the DUT's two ends. */
+interface Path {
+  genNs: string; genDev: string; frame: RaceFrame;
+  countNs: string; countDev: string;
+  /** The DUT's ingress and egress veth ends (in its namespace). */
+  inDev: string; outDev: string; dutNs: string;
+  counters?: () => Promise<Record<string, number>>;
+}
+
+/** What grew between two readings of monotonic counters (the non-zero ones). */
+function grew(a: Record<string, number>, b: Record<string, number>): Drops {
+  const d: Drops = {};
+  for (const [k, v] of Object.entries(b)) if (v - (a[k] ?? 0) > 0) d[k] = v - (a[k] ?? 0);
+  return d;
+}
+
+/** The drop counters of a path: the veths' (see Drops) and the DUT's own. */
+async function dropCounters(p: Path): Promise<Record<string, number>> {
+  const g = linkStats(p.genNs, p.genDev), i = linkStats(p.dutNs, p.inDev), o = linkStats(p.dutNs, p.outDev);
+  const own = p.counters ? await p.counters().catch(() => ({})) : {};
+  return { genTxDropped: g.tx.dropped, inRxDropped: i.rx.dropped, outTxDropped: o.tx.dropped, ...own };
+}
 
 /**
  * Frames per second arriving at `countNs/countDev` while `gen` sends from
  * `genNs/genDev` (at `rate` frames/s if given), over `seconds` after a
- * warm-up; with what was offered in the same window and the loss between.
+ * warm-up; with what was offered in the same window. The loss is the
+ * trial's, as RFC 2544 §26.1 counts it: every frame the generator offered
+ * in its whole run (warm-up included) against every frame that arrived by
+ * the time the count stopped moving after it (bounded, 1 s), so frames still
+ * queued in the DUT's rings when the window closed are not lost; `drops`
+ * says where the lost ones went, over the same span.
  */
-async function measure(gen: Generator, genNs: string, genDev: string, f: RaceFrame, countNs: string, countDev: string, seconds: number, dir: string, rate?: number): Promise<Window> {
+async function measure(gen: Generator, p: Path, seconds: number, dir: string, rate?: number): Promise<Window> {
   const warm = 500;
-  const run = gen.run(genNs, genDev, f, dir, warm + seconds * 1000 + 300, rate).then(() => undefined, (e: Error) => e);
+  const s0 = rxPackets(p.countNs, p.countDev), o0 = offeredPackets(p.genNs, p.genDev), d0 = await dropCounters(p);
+  const run = gen.run(p.genNs, p.genDev, p.frame, dir, warm + seconds * 1000 + 300, rate).then(() => undefined, (e: Error) => e);
   await sleep(warm);
-  const a = rxPackets(countNs, countDev), oa = offeredPackets(genNs, genDev), t0 = process.hrtime.bigint();
+  const a = rxPackets(p.countNs, p.countDev), oa = offeredPackets(p.genNs, p.genDev), t0 = process.hrtime.bigint();
   await sleep(seconds * 1000);
-  const b = rxPackets(countNs, countDev), ob = offeredPackets(genNs, genDev), t1 = process.hrtime.bigint();
+  const b = rxPackets(p.countNs, p.countDev), ob = offeredPackets(p.genNs, p.genDev), t1 = process.hrtime.bigint();
   const failed = await run;
   if (failed) throw failed;
+  // what the DUT still held arrives (it stops moving: 2 readings 50 ms apart alike)
+  let s1 = rxPackets(p.countNs, p.countDev);
+  for (let i = 0; i < 20; i++) {
+    await sleep(50);
+    const x = rxPackets(p.countNs, p.countDev);
+    if (x === s1) break;
+    s1 = x;
+  }
+  const o1 = offeredPackets(p.genNs, p.genDev), d1 = await dropCounters(p);
   const secs = Number(t1 - t0) / 1e9;
   const offered = Math.max(ob - oa, 1);
-  return { mpps: round3((b - a) / secs / 1e6), offeredMpps: round3(offered / secs / 1e6), loss: Math.max(0, 1 - (b - a) / offered),
-    frames: b - a, seconds: round3(secs) };
+  return { mpps: round3((b - a) / secs / 1e6), offeredMpps: round3(offered / secs / 1e6), loss: Math.max(0, 1 - (s1 - s0) / Math.max(o1 - o0, 1)),
+    frames: b - a, seconds: round3(secs), drops: grew(d0, d1) };
 }
 
 /** The loss below which an offered rate counts as carried (RFC 2544 §26.1 asks for none; 1 % allows for the veths' own counting). */
@@ -516,9 +595,16 @@ const MAX_LOSS = 0.01;
  * generator that cannot be paced (trafgen), `mpps` is what the DUT
  * delivered at its full rate.
  */
-async function measurePaced(gen: Generator, m: (rate?: number) => Promise<Window>): Promise<{ mpps: number; maxMpps: number; offeredMpps: number; loss: number; windows: number }> {
+interface Paced { mpps: number; maxMpps: number; offeredMpps: number; loss: number; windows: number; drops: Drops; dropsFull: Drops; above?: Above }
+/** The paced window at the lowest offered rate not carried: its rate, loss and drops (why the DUT failed just above its throughput). */
+export interface Above { offeredMpps: number; mpps: number; loss: number; drops: Drops }
+
+async function measurePaced(gen: Generator, m: (rate?: number) => Promise<Window>): Promise<Paced> {
   const full = await m();
-  const at = (w: Window, windows: number) => ({ mpps: w.mpps, maxMpps: full.mpps, offeredMpps: w.offeredMpps, loss: round3(w.loss), windows });
+  const dropsFull = full.drops;
+  let above: Above | undefined;
+  const at = (w: Window, windows: number): Paced => ({ mpps: w.mpps, maxMpps: full.mpps, offeredMpps: w.offeredMpps, loss: round3(w.loss), windows, drops: w.drops, dropsFull,
+    ...(above ? { above } : {}) });
   if (!gen.paced || full.loss < MAX_LOSS) return at(full, 1);
   let lo = 0.01, hi = Math.max(full.offeredMpps, 0.02), best: Window | undefined, windows = 1;
   for (; windows < 7; windows++) {
@@ -530,9 +616,10 @@ async function measurePaced(gen: Generator, m: (rate?: number) => Promise<Window
       lo = rate;
     } else {
       hi = rate;
+      above = { offeredMpps: w.offeredMpps, mpps: w.mpps, loss: round3(w.loss), drops: w.drops };
     }
   }
-  return best ? at(best, windows) : { mpps: 0, maxMpps: full.mpps, offeredMpps: round3(lo), loss: 1, windows };
+  return best ? at(best, windows) : { mpps: 0, maxMpps: full.mpps, offeredMpps: round3(lo), loss: 1, windows, drops: {}, dropsFull, ...(above ? { above } : {}) };
 }
 
 // ---- what the DUT produced ----------------------------------------------------
@@ -595,10 +682,13 @@ export async function runRace(o: RaceOptions = {}): Promise<RaceResult[]> {
   const seconds = o.seconds ?? Number(process.env.RACE_SECONDS ?? 2);
   const rounds = o.rounds ?? Number(process.env.RACE_ROUNDS ?? 3);
   const workers = (process.env.RACE_WORKERS ?? "1").split(",").map(Number).filter((n) => Number.isInteger(n) && n > 0);
-  const duts = o.duts ?? [generatorCeiling, kernelDut, ...(process.env.RACE_KERNEL_NORPS === "0" ? [] : [kernelDutWith({ rps: false })]),
+  const only = process.env.RACE_DUTS?.split(",").map((x) => x.trim()).filter(Boolean);
+  const duts = (o.duts ?? [generatorCeiling, kernelDut, ...(process.env.RACE_KERNEL_NORPS === "0" ? [] : [kernelDutWith({ rps: false })]),
     ...workers.map((w) => nvedgeDut(w)),
     // --io afxdp: one worker (a veth has one queue); RACE_AFXDP=0 leaves it out
-    ...(process.env.RACE_AFXDP === "0" ? [] : [nvedgeDut(1, "afxdp")])];
+    ...(process.env.RACE_AFXDP === "0" ? [] : [nvedgeDut(1, "afxdp")])])
+    // RACE_DUTS=generator-ceiling,nvedge-afxdp-w1: only those (while iterating on one DUT)
+    .filter((d) => !only || only.includes(d.name));
   const out: RaceResult[] = [];
   const emit = (r: RaceResult) => { out.push(r); o.print?.(r); };
   const missing = process.getuid?.() !== 0 ? "root" : ["trafgen", "ip", "tc"].find((c) => !have(c));
@@ -621,7 +711,7 @@ export async function runRace(o: RaceOptions = {}): Promise<RaceResult[]> {
   // the other CPU's backlog (net.core.netdev_max_backlog, 1000 frames by
   // default), which overflows whenever that CPU's softirq waits a few ms for
   // the scheduler, where nvedge's AF_PACKET ring holds 4 MiB (about 30,000
-  // small frames) and its AF_XDP ring 2,048. The sysctl is global (no
+  // small frames) and its AF_XDP ring 16,384. The sysctl is global (no
   // per-namespace copy): raised for the race, put back after it.
   const backlogFile = "/proc/sys/net/core/netdev_max_backlog";
   const backlogWas = existsSync(backlogFile) ? readFileSync(backlogFile, "utf8").trim() : undefined;
@@ -652,6 +742,7 @@ export async function runRace(o: RaceOptions = {}): Promise<RaceResult[]> {
     const maxes = new Map<string, number[]>();
     const offered = new Map<string, number[]>();
     const push = (m: Map<string, number[]>, k: string, x: number) => m.set(k, [...(m.get(k) ?? []), x]);
+    const dropsOf = new Map<string, { drops: Drops; dropsFull: Drops; above?: Above }[]>();
     const errors = new Map<string, string>();
     for (let r = 0; r < rounds; r++) {
       for (let k = 0; k < live.length; k++) {
@@ -661,15 +752,24 @@ export async function runRace(o: RaceOptions = {}): Promise<RaceResult[]> {
           if (errors.has(key)) continue;
           const ceiling = dut === generatorCeiling;
           try {
-            const window = (rate?: number) => dir === "encap"
-              ? measure(gen, t.gen, t.trunk, encapFrame(t), ceiling ? t.dut : t.sink, ceiling ? t.trunk : t.underlay, seconds, t.workDir, rate)
-              : measure(gen, t.sink, t.underlay, decapFrame(t), ceiling ? t.dut : t.gen, ceiling ? t.underlay : t.trunk, seconds, t.workDir, rate);
+            const counters = dut.counters ? () => dut.counters!(t) : undefined;
+            const path: Path = dir === "encap"
+              ? { genNs: t.gen, genDev: t.trunk, frame: encapFrame(t), countNs: ceiling ? t.dut : t.sink, countDev: ceiling ? t.trunk : t.underlay,
+                  dutNs: t.dut, inDev: t.trunk, outDev: t.underlay, counters }
+              : { genNs: t.sink, genDev: t.underlay, frame: decapFrame(t), countNs: ceiling ? t.dut : t.gen, countDev: ceiling ? t.underlay : t.trunk,
+                  dutNs: t.dut, inDev: t.underlay, outDev: t.trunk, counters };
+            const window = (rate?: number) => measure(gen, path, seconds, t.workDir, rate);
             // the ceiling: what the generator and veth deliver flat out (its offered rate: the generator's own)
-            const m = ceiling ? await window().then((w) => ({ ...w, maxMpps: w.mpps, windows: 1 })) : await measurePaced(gen, window);
+            const m = ceiling ? await window().then((w) => ({ ...w, maxMpps: w.mpps, windows: 1, dropsFull: w.drops })) : await measurePaced(gen, window);
             push(got, key, m.mpps);
             push(maxes, key, m.maxMpps);
             push(offered, key, m.offeredMpps);
-            console.error(`race: round ${r + 1}/${rounds} ${key} ${m.mpps} Mpps (offered ${m.offeredMpps}, loss ${round3(m.loss)}, max ${m.maxMpps}, ${m.windows} windows)`);
+            const above = "above" in m ? m.above : undefined;
+            dropsOf.set(key, [...(dropsOf.get(key) ?? []), { drops: m.drops, dropsFull: m.dropsFull, ...(above ? { above } : {}) }]);
+            const show = (d: Drops) => Object.entries(d).map(([k, v]) => `${k} ${v}`).join(", ") || "none";
+            console.error(`race: round ${r + 1}/${rounds} ${key} ${m.mpps} Mpps (offered ${m.offeredMpps}, loss ${round3(m.loss)}, max ${m.maxMpps}, ${m.windows} windows; ` +
+              `drops at that rate: ${show(m.drops)}; ` +
+              (above ? `at ${above.offeredMpps} offered (loss ${above.loss}): ${show(above.drops)}; ` : "") + `flat out: ${show(m.dropsFull)})`);
           } catch (e) {
             errors.set(key, (e as Error).message);
           }
@@ -684,6 +784,8 @@ export async function runRace(o: RaceOptions = {}): Promise<RaceResult[]> {
         const res: RaceResult = { case: `race-${key}`, generator, seconds };
         if (!xs.length) { emit({ ...res, error: errors.get(key) ?? "no round measured" }); continue; }
         res.mpps = Math.max(...xs);
+        const bestRound = dropsOf.get(key)?.[xs.indexOf(res.mpps)];
+        if (bestRound) { res.drops = bestRound.drops; res.dropsFull = bestRound.dropsFull; if (bestRound.above) res.above = bestRound.above; }
         res.medianMpps = round3(median(xs));
         res.roundsMpps = xs;
         if (gen.paced) {

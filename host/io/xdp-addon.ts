@@ -16,8 +16,14 @@ interface XdpAddon {
   recv: PacketAddon["recv"];
   send: PacketAddon["send"];
   poll: PacketAddon["poll"];
-  stats(h: number): SocketStats & { txFull: number; invalidDescs: number };
+  stats(h: number): XdpStats;
 }
+
+/**
+ * A socket's figures: AF_PACKET's, and the kernel's XDP_STATISTICS one by
+ * one (afxdp.c Stats): kernelDrops = rxDropped (no fill entry) + rxRingFull.
+ */
+export type XdpStats = SocketStats & { txFull: number; invalidDescs: number; rxDropped: number; rxRingFull: number; fillRingEmpty: number; txRingEmpty: number };
 
 /** The calls of the worker's loop, over AF_XDP: `queue` is the receive queue each socket binds to (the worker's id). */
 export type PacketIo = Pick<PacketAddon, "close" | "recv" | "send" | "poll" | "stats" | "descFlags"> & {

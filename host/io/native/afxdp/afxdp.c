@@ -66,8 +66,17 @@
 
 #define MAX_HANDLES 256
 #define FRAME 2048u
-#define NFRAMES 4096u          // half for receive (fill ring), half for send
-#define RING 2048u
+// Receive: the UMEM frames in the fill ring, and the fill and RX rings'
+// size. The socket's buffer, as AF_PACKET's ring is (16 MiB, some 100,000
+// small frames): a frame the kernel has for the socket while every receive
+// frame waits in the RX ring is dropped (XDP_STATISTICS rx_dropped, "fill
+// ring empty"). 2,048 (4 MiB) held 1-2 ms at 1-2 Mpps, less than one of the
+// race generator's catch-up bursts (2 ms of frames at once) or a scheduler
+// delay of the worker, and almost every frame the race lost at moderate
+// rates was lost so (issue 11); 16,384 hold 8 ms at 2 Mpps, for 32 MiB of
+// UMEM per socket (pinned, like every UMEM).
+#define RX_FRAMES 16384u
+#define TX_FRAMES 2048u        // send: the UMEM frames free for TX, and the TX and completion rings' size
 
 struct ring {
   uint32_t *producer, *consumer, *flags;
@@ -96,8 +105,9 @@ struct xsk {
   char ifname[IFNAMSIZ];
   uint32_t queue;
   uint8_t *umem;
+  size_t umemLen;
   struct ring fill, comp, rx, tx;
-  uint32_t txFree[NFRAMES / 2];
+  uint32_t txFree[TX_FRAMES];
   uint32_t txFreeN;
   int zeroCopy;
   struct prog *prog;
@@ -117,17 +127,17 @@ static struct xsk *getXsk(napi_env env, napi_value v) {
   return handles[h];
 }
 
-static int mapRing(int fd, struct ring *r, size_t off_prod, size_t off_cons, size_t off_desc, size_t off_flags,
+static int mapRing(int fd, struct ring *r, uint32_t size, size_t off_prod, size_t off_cons, size_t off_desc, size_t off_flags,
                    size_t descSize, uint64_t pgoff) {
-  r->mapLen = off_desc + RING * descSize;
+  r->mapLen = off_desc + size * descSize;
   r->map = mmap(NULL, r->mapLen, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, pgoff);
   if (r->map == MAP_FAILED) { r->map = NULL; return -1; }
   r->producer = (uint32_t *)((uint8_t *)r->map + off_prod);
   r->consumer = (uint32_t *)((uint8_t *)r->map + off_cons);
   r->flags = (uint32_t *)((uint8_t *)r->map + off_flags);
   r->desc = (uint8_t *)r->map + off_desc;
-  r->mask = RING - 1;
-  r->size = RING;
+  r->mask = size - 1;
+  r->size = size;
   return 0;
 }
 
@@ -135,7 +145,7 @@ static void freeXsk(struct xsk *s) {
   struct ring *rs[] = { &s->fill, &s->comp, &s->rx, &s->tx };
   for (int i = 0; i < 4; i++) if (rs[i]->map) munmap(rs[i]->map, rs[i]->mapLen);
   if (s->fd >= 0) close(s->fd);
-  if (s->umem) munmap(s->umem, (size_t)NFRAMES * FRAME);
+  if (s->umem) munmap(s->umem, s->umemLen);
   free(s);
 }
 
@@ -215,32 +225,33 @@ static int setup(struct xsk *s, const char *ifname, uint32_t queue, const char *
   if (!ifindex) { snprintf(msg, n, "interface %s does not exist", ifname); return -1; }
   s->fd = socket(AF_XDP, SOCK_RAW | SOCK_CLOEXEC, 0);
   if (s->fd < 0) { snprintf(msg, n, "interface %s: socket(AF_XDP): %s", ifname, strerror(errno)); return -1; }
-  s->umem = mmap(NULL, (size_t)NFRAMES * FRAME, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+  s->umemLen = (size_t)(RX_FRAMES + TX_FRAMES) * FRAME;
+  s->umem = mmap(NULL, s->umemLen, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
   if (s->umem == MAP_FAILED) { s->umem = NULL; snprintf(msg, n, "UMEM: %s", strerror(errno)); return -1; }
-  struct xdp_umem_reg reg = { .addr = (uint64_t)(uintptr_t)s->umem, .len = (uint64_t)NFRAMES * FRAME, .chunk_size = FRAME, .headroom = 0 };
+  struct xdp_umem_reg reg = { .addr = (uint64_t)(uintptr_t)s->umem, .len = s->umemLen, .chunk_size = FRAME, .headroom = 0 };
   if (setsockopt(s->fd, SOL_XDP, XDP_UMEM_REG, &reg, sizeof reg)) { snprintf(msg, n, "XDP_UMEM_REG: %s", strerror(errno)); return -1; }
-  uint32_t rs = RING;
-  if (setsockopt(s->fd, SOL_XDP, XDP_UMEM_FILL_RING, &rs, sizeof rs) || setsockopt(s->fd, SOL_XDP, XDP_UMEM_COMPLETION_RING, &rs, sizeof rs) ||
-      setsockopt(s->fd, SOL_XDP, XDP_RX_RING, &rs, sizeof rs) || setsockopt(s->fd, SOL_XDP, XDP_TX_RING, &rs, sizeof rs)) {
+  uint32_t rs = RX_FRAMES, ts = TX_FRAMES;
+  if (setsockopt(s->fd, SOL_XDP, XDP_UMEM_FILL_RING, &rs, sizeof rs) || setsockopt(s->fd, SOL_XDP, XDP_UMEM_COMPLETION_RING, &ts, sizeof ts) ||
+      setsockopt(s->fd, SOL_XDP, XDP_RX_RING, &rs, sizeof rs) || setsockopt(s->fd, SOL_XDP, XDP_TX_RING, &ts, sizeof ts)) {
     snprintf(msg, n, "XDP rings: %s", strerror(errno));
     return -1;
   }
   struct xdp_mmap_offsets off;
   socklen_t ol = sizeof off;
   if (getsockopt(s->fd, SOL_XDP, XDP_MMAP_OFFSETS, &off, &ol)) { snprintf(msg, n, "XDP_MMAP_OFFSETS: %s", strerror(errno)); return -1; }
-  if (mapRing(s->fd, &s->fill, off.fr.producer, off.fr.consumer, off.fr.desc, off.fr.flags, sizeof(uint64_t), XDP_UMEM_PGOFF_FILL_RING) ||
-      mapRing(s->fd, &s->comp, off.cr.producer, off.cr.consumer, off.cr.desc, off.cr.flags, sizeof(uint64_t), XDP_UMEM_PGOFF_COMPLETION_RING) ||
-      mapRing(s->fd, &s->rx, off.rx.producer, off.rx.consumer, off.rx.desc, off.rx.flags, sizeof(struct xdp_desc), XDP_PGOFF_RX_RING) ||
-      mapRing(s->fd, &s->tx, off.tx.producer, off.tx.consumer, off.tx.desc, off.tx.flags, sizeof(struct xdp_desc), XDP_PGOFF_TX_RING)) {
+  if (mapRing(s->fd, &s->fill, RX_FRAMES, off.fr.producer, off.fr.consumer, off.fr.desc, off.fr.flags, sizeof(uint64_t), XDP_UMEM_PGOFF_FILL_RING) ||
+      mapRing(s->fd, &s->comp, TX_FRAMES, off.cr.producer, off.cr.consumer, off.cr.desc, off.cr.flags, sizeof(uint64_t), XDP_UMEM_PGOFF_COMPLETION_RING) ||
+      mapRing(s->fd, &s->rx, RX_FRAMES, off.rx.producer, off.rx.consumer, off.rx.desc, off.rx.flags, sizeof(struct xdp_desc), XDP_PGOFF_RX_RING) ||
+      mapRing(s->fd, &s->tx, TX_FRAMES, off.tx.producer, off.tx.consumer, off.tx.desc, off.tx.flags, sizeof(struct xdp_desc), XDP_PGOFF_TX_RING)) {
     snprintf(msg, n, "mapping the XDP rings: %s", strerror(errno));
     return -1;
   }
-  // the receive half of the UMEM goes to the fill ring; the send half is free
+  // the receive frames of the UMEM go to the fill ring; the send frames are free
   uint64_t *fd = s->fill.desc;
-  for (uint32_t i = 0; i < NFRAMES / 2; i++) fd[i & s->fill.mask] = (uint64_t)i * FRAME;
-  __atomic_store_n(s->fill.producer, NFRAMES / 2, __ATOMIC_RELEASE);
-  for (uint32_t i = 0; i < NFRAMES / 2; i++) s->txFree[i] = NFRAMES / 2 + i;
-  s->txFreeN = NFRAMES / 2;
+  for (uint32_t i = 0; i < RX_FRAMES; i++) fd[i & s->fill.mask] = (uint64_t)i * FRAME;
+  __atomic_store_n(s->fill.producer, RX_FRAMES, __ATOMIC_RELEASE);
+  for (uint32_t i = 0; i < TX_FRAMES; i++) s->txFree[i] = RX_FRAMES + i;
+  s->txFreeN = TX_FRAMES;
   struct sockaddr_xdp sa = { .sxdp_family = AF_XDP, .sxdp_ifindex = ifindex, .sxdp_queue_id = queue };
   // zero-copy where the driver supports it, else copy mode (veth: copy)
   int bound = -1;
@@ -583,8 +594,17 @@ static napi_value Stats(napi_env env, napi_callback_info info) {
   setNum(env, o, "txErrors", (double)s->txErrors);
   setNum(env, o, "oversize", (double)s->oversize);
   setNum(env, o, "txFull", (double)s->txFull);
-  // the kernel's own: frames dropped for want of fill entries / rx ring room, bad descriptors
-  setNum(env, o, "kernelDrops", (double)(st.rx_dropped + st.rx_ring_full + st.rx_fill_ring_empty_descs));
+  // the kernel's own (XDP_STATISTICS): frames dropped for want of a fill
+  // entry (rx_dropped, which also counts frames longer than a chunk) or of
+  // RX ring room (rx_ring_full). rx_fill_ring_empty_descs and
+  // tx_ring_empty_descs count the times the kernel found the fill ring, or
+  // the TX ring when asked to send, empty: events, not frames (the first is
+  // most of the time the same event as an rx_dropped).
+  setNum(env, o, "kernelDrops", (double)(st.rx_dropped + st.rx_ring_full));
+  setNum(env, o, "rxDropped", (double)st.rx_dropped);
+  setNum(env, o, "rxRingFull", (double)st.rx_ring_full);
+  setNum(env, o, "fillRingEmpty", (double)st.rx_fill_ring_empty_descs);
+  setNum(env, o, "txRingEmpty", (double)st.tx_ring_empty_descs);
   setNum(env, o, "invalidDescs", (double)(st.rx_invalid_descs + st.tx_invalid_descs));
   setNum(env, o, "csumNotReady", (double)s->csumNotReady);
   // frames of another VLAN (or untagged) on a tagged uplink: the XDP program's count (passed to the kernel) and ours
