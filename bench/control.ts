@@ -110,9 +110,9 @@ async function runPaced(agents: Agent[], jobs: Job[][], rate: number): Promise<{
  * Issue 15 "measure the NVE, not the bench": the NVE's CPU per request means
  * the same on a DPU whatever the agents' process costs the shared cores.
  */
-function cpuSecondsOf(pid: number): { user: number; sys: number } {
+function cpuSecondsOf(pid: number, tid?: number): { user: number; sys: number } {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const stat = readFileSync(tid === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${tid}/stat`, "utf8");
     const f = stat.slice(stat.lastIndexOf(")") + 2).split(" "); // fields from 3 (state) on: comm may hold spaces
     return { user: Number(f[11]) / CLK_TCK, sys: Number(f[12]) / CLK_TCK }; // utime (14), stime (15)
   } catch {
@@ -126,8 +126,11 @@ const CLK_TCK = (() => {
 /** A case measured with the NVE's CPU time (nvePid) and the bench's own (the agents). */
 let brokerPid: number | undefined; // a broker process of its own (Mosquitto): its CPU per request too
 
-async function measured<T extends { lat: number[]; secs: number }>(nvePid: number, run: () => Promise<T>, phase = ""): Promise<T & { nveCpu: number; nveSys: number; benchCpu: number; brokerCpu?: number }> {
-  const n0 = cpuSecondsOf(nvePid), b0 = process.cpuUsage();
+async function measured<T extends { lat: number[]; secs: number }>(nvePid: number, run: () => Promise<T>, phase = ""): Promise<T & { nveCpu: number; nveSys: number; nveMain: number; benchCpu: number; brokerCpu?: number }> {
+  // the NVE's main thread (its tid is its pid) apart from its other threads
+  // (libuv's pool: the log's writes to stderr; V8's: concurrent GC and
+  // compilation; an embedded broker's thread)
+  const n0 = cpuSecondsOf(nvePid), t0m = cpuSecondsOf(nvePid, nvePid), b0 = process.cpuUsage();
   const m0 = brokerPid ? cpuSecondsOf(brokerPid) : undefined;
   const t0 = process.hrtime.bigint();
   const r = await run();
@@ -136,13 +139,13 @@ async function measured<T extends { lat: number[]; secs: number }>(nvePid: numbe
   // profile can be cut to one case.
   if (process.env.NVEDGE_BENCH_NVE_NODE_ARGS) console.error(`control phase ${phase} ${t0 / 1000n} ${process.hrtime.bigint() / 1000n}`);
   const b = process.cpuUsage(b0);
-  const n1 = cpuSecondsOf(nvePid);
+  const n1 = cpuSecondsOf(nvePid), t1m = cpuSecondsOf(nvePid, nvePid);
   const m1 = brokerPid ? cpuSecondsOf(brokerPid) : undefined;
-  return { ...r, nveCpu: n1.user + n1.sys - n0.user - n0.sys, nveSys: n1.sys - n0.sys, benchCpu: (b.user + b.system) / 1e6,
+  return { ...r, nveCpu: n1.user + n1.sys - n0.user - n0.sys, nveSys: n1.sys - n0.sys, nveMain: t1m.user + t1m.sys - t0m.user - t0m.sys, benchCpu: (b.user + b.system) / 1e6,
     ...(m0 && m1 ? { brokerCpu: m1.user + m1.sys - m0.user - m0.sys } : {}) };
 }
 
-function row(broker: string, mode: string, op: string, vnics: number, r: { lat: number[]; errors: number; secs: number; nveCpu?: number; nveSys?: number; benchCpu?: number; brokerCpu?: number }, extra: object = {}) {
+function row(broker: string, mode: string, op: string, vnics: number, r: { lat: number[]; errors: number; secs: number; nveCpu?: number; nveSys?: number; nveMain?: number; benchCpu?: number; brokerCpu?: number }, extra: object = {}) {
   const s = [...r.lat].sort((a, b) => a - b);
   const out = {
     case: `control.${op}`, broker, mode, agents: AGENTS, vnics, ...extra,
@@ -152,6 +155,7 @@ function row(broker: string, mode: string, op: string, vnics: number, r: { lat: 
     ...(r.nveCpu !== undefined ? {
       nve_cpu_us_per_op: Math.round((r.nveCpu * 1e6) / Math.max(1, r.lat.length)), nve_cpu_cores: r2(r.nveCpu / r.secs),
       nve_sys_share: r2((r.nveSys ?? 0) / r.nveCpu),
+      ...(r.nveMain !== undefined && !Number.isNaN(r.nveMain) ? { nve_main_thread_us_per_op: Math.round((r.nveMain * 1e6) / Math.max(1, r.lat.length)) } : {}),
       agents_cpu_us_per_op: Math.round(((r.benchCpu ?? 0) * 1e6) / Math.max(1, r.lat.length)),
       ...(r.brokerCpu !== undefined ? { broker_cpu_us_per_op: Math.round((r.brokerCpu * 1e6) / Math.max(1, r.lat.length)) } : {}),
       nve_cpu_bound_ops_per_s: Math.round(r.lat.length / r.nveCpu), load1: r2(loadavg()[0]),
