@@ -84,11 +84,19 @@ export class Logger {
     this.windowMs = o.windowMs ?? 10_000;
     this.now = o.now ?? (() => performance.now());
     const format = o.format ?? "text";
-    const sink = o.dest ?? pino.destination({ dest: 2, sync: false });
+    // stderr written from this thread, one write(2) per turn of the event loop
+    // (out(): a turn's lines, JSON or text, leave together), as pino's
+    // destination does by default and node's own stderr does: handed to
+    // libuv's thread pool instead (sync: false), each turn's write cost a
+    // futex wake-up, two context switches and an eventfd round trip besides
+    // the write, ~10 µs of the NVE's CPU per attach at 6,000/s (issue 15,
+    // bench/README.md).
+    const sink = o.dest ?? pino.destination({ dest: 2, sync: true });
     this.textId = o.id ? `${o.id} ` : "";
     this.sink = sink;
     if (format === "text") this.text = o.dest ? (l) => sink.write(l) : (l) => this.out(l);
-    const stream: DestinationStream = format === "json" ? sink as DestinationStream : { write: (s: string) => this.text!(textLine(s)) };
+    const stream: DestinationStream = format === "json" ? (o.dest ? sink as DestinationStream : { write: (s: string) => this.out(s) })
+      : { write: (s: string) => this.text!(textLine(s)) };
     this.pino = pino({
       level: o.level ?? "info",
       base: { service: o.service, ...(o.id ? { id: o.id } : {}) },
@@ -103,7 +111,7 @@ export class Logger {
   }
 
   /**
-   * stderr's text lines of one turn of the event loop leave in one write, in
+   * stderr's lines of one turn of the event loop leave in one write, in
    * the loop's check phase (setImmediate): the NVE logs two lines per attach
    * (STANDARDS.md: every state change), and pino's destination (sonic-boom)
    * appending each line to a pending string measures that whole string again
