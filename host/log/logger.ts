@@ -23,7 +23,11 @@ export { LEVELS, isLevel, type Level, type LogFormat };
 
 
 /** Control characters and line/paragraph separators as escapes (text format). */
+// eslint-disable-next-line no-control-regex
+const UNSAFE = /[\x00-\x1f\x7f-\x9f\u2028\u2029]/;
+
 export function escapeText(s: string): string {
+  if (!UNSAFE.test(s)) return s; // the common line: nothing to escape, no new string (issue 15: two lines per attach)
   // eslint-disable-next-line no-control-regex
   return s.replace(/[\x00-\x1f\x7f-\x9f\u2028\u2029]/g, (c) => {
     const n = c.charCodeAt(0);
@@ -175,7 +179,7 @@ export class Logger {
     if (lv !== "info" && lv !== "debug" && lv !== "trace" && lv !== "fatal" && !this.admit(msg, component)) return;
     if (this.text) {
       // the record textLine() would make of pino's JSON, built directly: no JSON out and back per line
-      this.text(escapeText(`${new Date().toISOString()} ${lv.toUpperCase().padEnd(5)} ${this.textId}${component ? `${component}: ` : ""}${msg}`) + "\n");
+      this.text(escapeText(`${isoNow()} ${lv.toUpperCase().padEnd(5)} ${this.textId}${component ? `${component}: ` : ""}${msg}`) + "\n");
       return;
     }
     const rec = component ? { component } : {};
@@ -246,6 +250,17 @@ export class Logger {
     this.release();
     this.pino.flush();
   }
+}
+
+/** The wall clock as ISO 8601, made once per millisecond (the lines of one turn share it; ~0.8 µs each otherwise). */
+let isoAt = 0, isoText = "";
+function isoNow(): string {
+  const t = Date.now();
+  if (t !== isoAt) {
+    isoAt = t;
+    isoText = new Date(t).toISOString();
+  }
+  return isoText;
 }
 
 /** One pino JSON record as a text line: `TIME LEVEL [id] component: msg key=value ...`. */
