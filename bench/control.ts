@@ -8,8 +8,8 @@
 // load spread over the agents), and detach (shutdown) at max.
 //   node dist/bench/control.js            (NVEDGE_BENCH_QUICK=1: 1,000 VNICs; NVEDGE_BENCH_BROKER=core|embedded|embedded-thread|mosquitto: one only (core: no MQTT, benchCore);
 //                                          NVEDGE_BENCH_NVE_ARGS: more `nvedge run` arguments; NVEDGE_BENCH_NVE_NODE_ARGS: node's, e.g. --cpu-prof;
-//                                          NVEDGE_BENCH_NVE_CPU=N: the NVE alone on CPU N; NVEDGE_BENCH_CASES=cold,warm,paced,serial,detach: some only)
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, write, writeFileSync } from "node:fs";
+//                                          NVEDGE_BENCH_NVE_CPU=N: the NVE alone on CPU N; NVEDGE_BENCH_NVE_LOG=FILE: its log and stdout kept; NVEDGE_BENCH_CASES=cold,warm,paced,serial,detach: some only)
+import { closeSync, copyFileSync, mkdtempSync, openSync, readFileSync, rmSync, write, writeFileSync } from "node:fs";
 import { loadavg } from "node:os";
 import { spawn, execFileSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
@@ -216,7 +216,8 @@ async function benchOne(kind: "embedded" | "mosquitto", perAgent: number, thread
   // a pipe, this process (the agents' side) paid for reading ~2 lines per
   // attach, and a slow reader held the NVE's writes back.
   const logFd = openSync(`${dir}/nve.log`, "w");
-  const child = spawn(argv0[0], [...argv0.slice(1), ...nodeArgs, ...args], { stdio: ["ignore", "ignore", logFd], env: { ...process.env, NVEDGE_MQTT_PASSWORD: broker.creds(nve).password ?? "" } });
+  // stdout too (node's --trace-gc and the like write there; nvedge itself does not)
+  const child = spawn(argv0[0], [...argv0.slice(1), ...nodeArgs, ...args], { stdio: ["ignore", logFd, logFd], env: { ...process.env, NVEDGE_MQTT_PASSWORD: broker.creds(nve).password ?? "" } });
   closeSync(logFd);
   const tail = () => { try { return readFileSync(`${dir}/nve.log`, "utf8").slice(-4000); } catch { return ""; } };
   const killChild = () => child.kill("SIGKILL"); // the bench dying must not leave the NVE behind
@@ -276,6 +277,8 @@ async function benchOne(kind: "embedded" | "mosquitto", perAgent: number, thread
     child.kill("SIGTERM");
     await new Promise((r) => (child.exitCode !== null ? r(null) : child.once("exit", r)));
     await broker.close();
+    // NVEDGE_BENCH_NVE_LOG=FILE: the NVE's log (and stdout) kept there
+    if (process.env.NVEDGE_BENCH_NVE_LOG) try { copyFileSync(`${dir}/nve.log`, process.env.NVEDGE_BENCH_NVE_LOG); } catch { /* none */ }
     rmSync(dir, { recursive: true, force: true });
   }
 }
