@@ -3,7 +3,7 @@
 // sends events on …/evt, and keeps a retained status with a fresh bootId and
 // a will (§3). All state logic is in core.ts.
 import { connectWhenReachable as connectRetrying, mqttClientOptions, type BrokerConnection } from "../protocol/mqtt.js";
-import { connectLeanWhenReachable, type MqttLike } from "../protocol/mqtt-lean.js";
+import { connectLeanWhenReachable, LEAN_SCHEMES, type MqttLike } from "../protocol/mqtt-lean.js";
 import { encode, errorResponse, publishOptions } from "../protocol/codec.js";
 import { compileRequestValidators } from "../protocol/schemas.js";
 import { ProtocolError } from "../protocol/errors.js";
@@ -27,10 +27,12 @@ export interface NveServiceOptions extends NveCoreOptions {
 // instead of failing, because the data plane already forwards from the store
 // (issue 4; PROTOCOL.md §3). Anything else (e.g. a refused CONNACK) still fails start.
 // The NVE's own MQTT client (host/protocol/mqtt-lean.ts, issue 15: a quarter
-// of its CPU per attach was MQTT.js's); NVEDGE_MQTT_CLIENT=mqttjs: MQTT.js.
+// of its CPU per attach was MQTT.js's) over TCP and TLS; MQTT.js over
+// WebSockets (ws://, wss://), and always with NVEDGE_MQTT_CLIENT=mqttjs.
 function connectWhenReachable(url: string, log: (l: string) => void, opts: Parameters<typeof connectRetrying>[2]): Promise<MqttLike> {
   const l = (x: string) => log(`${x}; forwarding continues`);
-  return process.env.NVEDGE_MQTT_CLIENT === "mqttjs" ? connectRetrying(url, l, opts) : connectLeanWhenReachable(url, l, opts);
+  const lean = process.env.NVEDGE_MQTT_CLIENT !== "mqttjs" && LEAN_SCHEMES.test(url);
+  return lean ? connectLeanWhenReachable(url, l, opts) : connectRetrying(url, l, opts);
 }
 
 /** The op of a payload the core did not decode, for the metrics only: bounded, no JSON parse. */

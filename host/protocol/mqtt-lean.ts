@@ -105,6 +105,9 @@ function writeVar(buf: Buffer, o: number, n: number): number {
   return o;
 }
 
+/** The URLs this client serves (TCP and TLS); WebSockets stay with MQTT.js. */
+export const LEAN_SCHEMES = /^(mqtts?|tcp|ssl|tls):\/\//;
+
 export class LeanMqttClient extends EventEmitter implements MqttLike {
   connected = false;
   disconnecting = false;
@@ -141,8 +144,7 @@ export class LeanMqttClient extends EventEmitter implements MqttLike {
   constructor(url: string, opts: IClientOptions) {
     super();
     const u = new URL(url);
-    if (!["mqtt:", "mqtts:", "tcp:", "ssl:", "tls:"].includes(u.protocol))
-      throw new Error(`${url}: the NVE's MQTT client speaks mqtt:// and mqtts:// (set NVEDGE_MQTT_CLIENT=mqttjs for other transports)`);
+    if (!LEAN_SCHEMES.test(url)) throw new Error(`${url}: this MQTT client speaks mqtt:// and mqtts:// (WebSockets: MQTT.js)`);
     this.url = u;
     this.pv = opts.protocolVersion === 5 ? 5 : 4;
     this.options = { ...opts, protocolVersion: this.pv };
