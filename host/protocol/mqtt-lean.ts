@@ -194,8 +194,9 @@ export class LeanMqttClient extends EventEmitter implements MqttLike {
   }
 
   private send(buf: Buffer): void {
+    if (!this.stream) return; // gone meanwhile: what matters is sent again after the reconnect (inflight, subscriptions)
     this.sentSinceTick = true;
-    this.stream!.write(buf);
+    this.stream.write(buf);
   }
 
   // ------------------------------------------------------------ reading
@@ -270,7 +271,7 @@ export class LeanMqttClient extends EventEmitter implements MqttLike {
       p += 2;
     }
     const payload = buf.subarray(p, e);
-    this.delivered({ cmd: "publish", topic, payload, qos, retain: (h & 1) === 1, dup: (h & 8) === 8, ...(id !== undefined ? { messageId: id } : {}) });
+    this.delivered({ cmd: "publish", topic, payload, qos, retain: (h & 1) === 1, dup: (h & 8) === 8, messageId: id });
   }
 
   /** A received message to the listeners, then its acknowledgement (as MQTT.js: after the handlers ran). */
