@@ -8,8 +8,8 @@
 // load spread over the agents), and detach (shutdown) at max.
 //   node dist/bench/control.js            (NVEDGE_BENCH_QUICK=1: 1,000 VNICs; NVEDGE_BENCH_BROKER=core|embedded|embedded-thread|mosquitto: one only (core: no MQTT, benchCore);
 //                                          NVEDGE_BENCH_NVE_ARGS: more `nvedge run` arguments; NVEDGE_BENCH_NVE_NODE_ARGS: node's, e.g. --cpu-prof;
-//                                          NVEDGE_BENCH_NVE_CPU=N: the NVE alone on CPU N; NVEDGE_BENCH_CASES=cold,warm,paced,serial,detach: some only)
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, write, writeFileSync } from "node:fs";
+//                                          NVEDGE_BENCH_NVE_CPU=N: the NVE alone on CPU N; NVEDGE_BENCH_NVE_LOG=FILE: its log and stdout kept; NVEDGE_BENCH_CASES=cold,warm,paced,serial,detach: some only)
+import { closeSync, copyFileSync, mkdtempSync, openSync, readFileSync, rmSync, write, writeFileSync } from "node:fs";
 import { loadavg } from "node:os";
 import { spawn, execFileSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
@@ -110,9 +110,9 @@ async function runPaced(agents: Agent[], jobs: Job[][], rate: number): Promise<{
  * Issue 15 "measure the NVE, not the bench": the NVE's CPU per request means
  * the same on a DPU whatever the agents' process costs the shared cores.
  */
-function cpuSecondsOf(pid: number): { user: number; sys: number } {
+function cpuSecondsOf(pid: number, tid?: number): { user: number; sys: number } {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const stat = readFileSync(tid === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${tid}/stat`, "utf8");
     const f = stat.slice(stat.lastIndexOf(")") + 2).split(" "); // fields from 3 (state) on: comm may hold spaces
     return { user: Number(f[11]) / CLK_TCK, sys: Number(f[12]) / CLK_TCK }; // utime (14), stime (15)
   } catch {
@@ -126,8 +126,11 @@ const CLK_TCK = (() => {
 /** A case measured with the NVE's CPU time (nvePid) and the bench's own (the agents). */
 let brokerPid: number | undefined; // a broker process of its own (Mosquitto): its CPU per request too
 
-async function measured<T extends { lat: number[]; secs: number }>(nvePid: number, run: () => Promise<T>, phase = ""): Promise<T & { nveCpu: number; nveSys: number; benchCpu: number; brokerCpu?: number }> {
-  const n0 = cpuSecondsOf(nvePid), b0 = process.cpuUsage();
+async function measured<T extends { lat: number[]; secs: number }>(nvePid: number, run: () => Promise<T>, phase = ""): Promise<T & { nveCpu: number; nveSys: number; nveMain: number; benchCpu: number; brokerCpu?: number }> {
+  // the NVE's main thread (its tid is its pid) apart from its other threads
+  // (libuv's pool: the log's writes to stderr; V8's: concurrent GC and
+  // compilation; an embedded broker's thread)
+  const n0 = cpuSecondsOf(nvePid), t0m = cpuSecondsOf(nvePid, nvePid), b0 = process.cpuUsage();
   const m0 = brokerPid ? cpuSecondsOf(brokerPid) : undefined;
   const t0 = process.hrtime.bigint();
   const r = await run();
@@ -136,13 +139,13 @@ async function measured<T extends { lat: number[]; secs: number }>(nvePid: numbe
   // profile can be cut to one case.
   if (process.env.NVEDGE_BENCH_NVE_NODE_ARGS) console.error(`control phase ${phase} ${t0 / 1000n} ${process.hrtime.bigint() / 1000n}`);
   const b = process.cpuUsage(b0);
-  const n1 = cpuSecondsOf(nvePid);
+  const n1 = cpuSecondsOf(nvePid), t1m = cpuSecondsOf(nvePid, nvePid);
   const m1 = brokerPid ? cpuSecondsOf(brokerPid) : undefined;
-  return { ...r, nveCpu: n1.user + n1.sys - n0.user - n0.sys, nveSys: n1.sys - n0.sys, benchCpu: (b.user + b.system) / 1e6,
+  return { ...r, nveCpu: n1.user + n1.sys - n0.user - n0.sys, nveSys: n1.sys - n0.sys, nveMain: t1m.user + t1m.sys - t0m.user - t0m.sys, benchCpu: (b.user + b.system) / 1e6,
     ...(m0 && m1 ? { brokerCpu: m1.user + m1.sys - m0.user - m0.sys } : {}) };
 }
 
-function row(broker: string, mode: string, op: string, vnics: number, r: { lat: number[]; errors: number; secs: number; nveCpu?: number; nveSys?: number; benchCpu?: number; brokerCpu?: number }, extra: object = {}) {
+function row(broker: string, mode: string, op: string, vnics: number, r: { lat: number[]; errors: number; secs: number; nveCpu?: number; nveSys?: number; nveMain?: number; benchCpu?: number; brokerCpu?: number }, extra: object = {}) {
   const s = [...r.lat].sort((a, b) => a - b);
   const out = {
     case: `control.${op}`, broker, mode, agents: AGENTS, vnics, ...extra,
@@ -152,6 +155,7 @@ function row(broker: string, mode: string, op: string, vnics: number, r: { lat: 
     ...(r.nveCpu !== undefined ? {
       nve_cpu_us_per_op: Math.round((r.nveCpu * 1e6) / Math.max(1, r.lat.length)), nve_cpu_cores: r2(r.nveCpu / r.secs),
       nve_sys_share: r2((r.nveSys ?? 0) / r.nveCpu),
+      ...(r.nveMain !== undefined && !Number.isNaN(r.nveMain) ? { nve_main_thread_us_per_op: Math.round((r.nveMain * 1e6) / Math.max(1, r.lat.length)) } : {}),
       agents_cpu_us_per_op: Math.round(((r.benchCpu ?? 0) * 1e6) / Math.max(1, r.lat.length)),
       ...(r.brokerCpu !== undefined ? { broker_cpu_us_per_op: Math.round((r.brokerCpu * 1e6) / Math.max(1, r.lat.length)) } : {}),
       nve_cpu_bound_ops_per_s: Math.round(r.lat.length / r.nveCpu), load1: r2(loadavg()[0]),
@@ -193,12 +197,13 @@ async function benchOne(kind: "embedded" | "mosquitto", perAgent: number, thread
   brokerPid = broker.pid;
   if (threaded) broker.name += "-thread";
   const port = await freePort();
+  const metricsPort = await freePort();
   const url = broker.url ?? `mqtt://127.0.0.1:${port}`;
   writeFileSync(`${dir}/nve.json`, JSON.stringify(config(nve)));
   const bin = fileURLToPath(new URL("../../bin/nvedge.js", import.meta.url));
   // NVEDGE_BENCH_NVE_ARGS (e.g. "--log-level warn") adds arguments to `nvedge run`.
   const nveArgs = (process.env.NVEDGE_BENCH_NVE_ARGS ?? "").split(" ").filter(Boolean);
-  const args = [bin, "run", ...nveArgs, "--config", `${dir}/nve.json`, "--memory-store", "--store", dir, "--io", "none",
+  const args = [bin, "run", ...nveArgs, "--config", `${dir}/nve.json`, "--memory-store", "--store", dir, "--io", "none", "--metrics", `127.0.0.1:${metricsPort}`,
     ...(broker.url ? ["--broker", broker.url] : ["--listen", `127.0.0.1:${port}`, ...(threaded ? ["--broker-thread"] : [])])];
   // NVEDGE_BENCH_NVE_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/p") profiles the NVE process.
   const nodeArgs = (process.env.NVEDGE_BENCH_NVE_NODE_ARGS ?? "").split(" ").filter(Boolean);
@@ -212,7 +217,8 @@ async function benchOne(kind: "embedded" | "mosquitto", perAgent: number, thread
   // a pipe, this process (the agents' side) paid for reading ~2 lines per
   // attach, and a slow reader held the NVE's writes back.
   const logFd = openSync(`${dir}/nve.log`, "w");
-  const child = spawn(argv0[0], [...argv0.slice(1), ...nodeArgs, ...args], { stdio: ["ignore", "ignore", logFd], env: { ...process.env, NVEDGE_MQTT_PASSWORD: broker.creds(nve).password ?? "" } });
+  // stdout too (node's --trace-gc and the like write there; nvedge itself does not)
+  const child = spawn(argv0[0], [...argv0.slice(1), ...nodeArgs, ...args], { stdio: ["ignore", logFd, logFd], env: { ...process.env, NVEDGE_MQTT_PASSWORD: broker.creds(nve).password ?? "" } });
   closeSync(logFd);
   const tail = () => { try { return readFileSync(`${dir}/nve.log`, "utf8").slice(-4000); } catch { return ""; } };
   const killChild = () => child.kill("SIGKILL"); // the bench dying must not leave the NVE behind
@@ -256,7 +262,9 @@ async function benchOne(kind: "embedded" | "mosquitto", perAgent: number, thread
     }
     if (want("paced")) {
       await measured(child.pid!, () => runMax(agents, detachJobs(1), WINDOW), "detach.max.1");
-      rows.push(row(broker.name, "paced", "attach", vnics, await measured(child.pid!, () => runPaced(agents, attachJobs(1), 2000), "attach.paced"), { offered_per_s: 2000, tables: "warm" }));
+      const h0 = await attachLatencies(metricsPort);
+      const paced = await measured(child.pid!, () => runPaced(agents, attachJobs(1), 2000), "attach.paced");
+      rows.push(row(broker.name, "paced", "attach", vnics, paced, { offered_per_s: 2000, tables: "warm", ...inNve(h0, await attachLatencies(metricsPort)) }));
     }
     if (want("serial")) {
       // the latency floor: one agent, one request at a time
@@ -272,8 +280,45 @@ async function benchOne(kind: "embedded" | "mosquitto", perAgent: number, thread
     child.kill("SIGTERM");
     await new Promise((r) => (child.exitCode !== null ? r(null) : child.once("exit", r)));
     await broker.close();
+    // NVEDGE_BENCH_NVE_LOG=FILE: the NVE's log (and stdout) kept there
+    if (process.env.NVEDGE_BENCH_NVE_LOG) try { copyFileSync(`${dir}/nve.log`, process.env.NVEDGE_BENCH_NVE_LOG); } catch { /* none */ }
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * The NVE's own histogram of vnic.attach latencies (nvedge_control_request_duration_seconds,
+ * host/metrics: from the request's arrival in the NVE to its answer handed
+ * to the MQTT client), cumulative counts per bucket bound in ms.
+ */
+async function attachLatencies(port: number): Promise<Map<number, number> | undefined> {
+  try {
+    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    const m = new Map<number, number>();
+    for (const x of text.matchAll(/^nvedge_control_request_duration_seconds_bucket\{[^}]*le="([^"]+)"[^}]*op="vnic\.attach"[^}]*\} (\d+)|^nvedge_control_request_duration_seconds_bucket\{[^}]*op="vnic\.attach"[^}]*le="([^"]+)"[^}]*\} (\d+)/gm)) {
+      const le = x[1] ?? x[3], n = Number(x[2] ?? x[4]);
+      m.set(le === "+Inf" ? Infinity : Number(le) * 1000, n);
+    }
+    return m.size ? m : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * What of a case's latency is the NVE's (issue 15 "paced p99"): the share of
+ * its attaches the NVE answered within 5 ms of their arrival, and the bucket
+ * bound its 99th percentile falls under, from the histogram's counts before
+ * and after the case. The rest of the bench's p99 is the way there and back:
+ * the agents' process, the broker, the sockets.
+ */
+function inNve(a: Map<number, number> | undefined, b: Map<number, number> | undefined): object {
+  if (!a || !b) return {};
+  const d = [...b].map(([le, n]) => [le, n - (a.get(le) ?? 0)] as const).sort((x, y) => x[0] - y[0]);
+  const total = d.at(-1)?.[1] ?? 0;
+  if (!total) return {};
+  const p99 = d.find(([, n]) => n >= 0.99 * total)?.[0];
+  return { nve_within_5ms_share: r2((d.find(([le]) => le === 5)?.[1] ?? NaN) / total), nve_p99_under_ms: p99 === Infinity ? "inf" : p99 };
 }
 
 /** NVEDGE_BENCH_NVE_CPU: the CPU the NVE gets to itself, if any. */

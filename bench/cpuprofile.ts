@@ -26,6 +26,7 @@ const CATEGORIES: [string, (f: Frame) => boolean][] = [
   ["MQTT parse (mqtt-packet, bl)", (f) => /node_modules\/(mqtt-packet\/parser|bl)\b/.test(f.url)],
   ["MQTT write (writeToStream)", (f) => /node_modules\/mqtt-packet\/(writeToStream|generate)/.test(f.url)],
   ["broker (aedes)", (f) => /node_modules\/(aedes[^/]*|qlobber[^/]*|mqemitter[^/]*|fastparallel|fastfall|fastseries|reusify|hyperid)\/|host\/broker\//.test(f.url)],
+  ["NVE MQTT client (mqtt-lean)", (f) => /host\/protocol\/(mqtt-lean|coalesce)\./.test(f.url)],
   ["NVE MQTT client (mqtt.js)", (f) => /node_modules\/(mqtt|debug|ms|number-allocator|rfdc|worker-timers|help-me)\//.test(f.url)],
   ["streams", (f) => /node:internal\/streams|node_modules\/readable-stream\/|node:net|node:internal\/stream_base_commons/.test(f.url)],
   ["metrics (prom-client)", (f) => /node_modules\/prom-client\//.test(f.url) || (/host\/metrics\//.test(f.url) && f.functionName !== "transaction")],

@@ -2,8 +2,8 @@
 // request topics and its agents' statuses, answers on nvo3/v1/hv/{hv}/rsp,
 // sends events on …/evt, and keeps a retained status with a fresh bootId and
 // a will (§3). All state logic is in core.ts.
-import type { MqttClient } from "mqtt";
 import { connectWhenReachable as connectRetrying, mqttClientOptions, type BrokerConnection } from "../protocol/mqtt.js";
+import { connectLeanWhenReachable, LEAN_SCHEMES, type MqttLike } from "../protocol/mqtt-lean.js";
 import { encode, errorResponse, publishOptions } from "../protocol/codec.js";
 import { compileRequestValidators } from "../protocol/schemas.js";
 import { ProtocolError } from "../protocol/errors.js";
@@ -26,8 +26,13 @@ export interface NveServiceOptions extends NveCoreOptions {
 // Network errors while connecting at start: keep retrying (every reconnectPeriod)
 // instead of failing, because the data plane already forwards from the store
 // (issue 4; PROTOCOL.md §3). Anything else (e.g. a refused CONNACK) still fails start.
-function connectWhenReachable(url: string, log: (l: string) => void, opts: Parameters<typeof connectRetrying>[2]): Promise<MqttClient> {
-  return connectRetrying(url, (l) => log(`${l}; forwarding continues`), opts);
+// The NVE's own MQTT client (host/protocol/mqtt-lean.ts, issue 15: a quarter
+// of its CPU per attach was MQTT.js's) over TCP and TLS; MQTT.js over
+// WebSockets (ws://, wss://), and always with NVEDGE_MQTT_CLIENT=mqttjs.
+function connectWhenReachable(url: string, log: (l: string) => void, opts: Parameters<typeof connectRetrying>[2]): Promise<MqttLike> {
+  const l = (x: string) => log(`${x}; forwarding continues`);
+  const lean = process.env.NVEDGE_MQTT_CLIENT !== "mqttjs" && LEAN_SCHEMES.test(url);
+  return lean ? connectLeanWhenReachable(url, l, opts) : connectRetrying(url, l, opts);
 }
 
 /** The op of a payload the core did not decode, for the metrics only: bounded, no JSON parse. */
@@ -40,7 +45,7 @@ export class NveService {
   /** Told of every answered request (host/metrics): the op, "ok" or the error code, the seconds it took. */
   observe: ((op: string, code: string, seconds: number) => void) | undefined;
 
-  private constructor(readonly core: NveCore, readonly client: MqttClient, private pv: number, private log: (l: string) => void) {}
+  private constructor(readonly core: NveCore, readonly client: MqttLike, private pv: number, private log: (l: string) => void) {}
 
   static async start(o: NveServiceOptions): Promise<NveService> {
     const log = o.log ?? (() => {});
@@ -67,7 +72,7 @@ export class NveService {
       void svc.announce();
     });
     const granted = await client.subscribeAsync([topics.reqAll(nve), topics.hvStatusAll(nve)], { qos: 1 });
-    for (const g of granted) if (g.qos === 128) throw new Error(`the broker refused the subscription ${g.topic} for ${nve} (check its ACL)`);
+    for (const g of granted) if (g.qos >= 128) throw new Error(`the broker refused the subscription ${g.topic} for ${nve} (check its ACL)`);
     await svc.announce();
     log(`mqtt: ${nve} serving nvo3-hv/${PROTOCOL_VERSION} at ${o.broker.url} (MQTT ${pv === 5 ? "5" : "3.1.1"})`);
     return svc;

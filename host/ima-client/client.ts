@@ -36,13 +36,13 @@
 // served VN's flood list; mac.remote + ip for every binding held elsewhere,
 // except where a local binding is active (the NVE's own mac.local wins there);
 // mac.del/ip.del when it goes; `vn` when a served VN's profile or VNI changes.
-import type { MqttClient } from "mqtt";
+import type { MqttLike } from "../protocol/mqtt-lean.js";
 import type { DataPlaneProgrammer, DpOp, VnProfile } from "../dataplane/ops.js";
 import { normIp, normMac } from "../domain/addr-text.js";
 import { encode, publishOptions } from "../protocol/codec.js";
 import { imaMqttOptions, imaTopics, parseImaTopic, IMA_ROOT, type BindRecord, type VnRecord, type VtepRecord, type L3DomainRecord } from "../protocol/ima.js";
 import type { VnRef } from "../protocol/types.js";
-import { connectWhenReachable, tcpNoDelay, type BrokerConnection } from "../protocol/mqtt.js";
+import { connectWhenReachable, type BrokerConnection } from "../protocol/mqtt.js";
 import { realClock, type Clock } from "../domain/clock.js";
 
 /** One local binding as the NVE holds it (its VnicRecord's (VN, MAC, IPs), the VNIC's port and state). */
@@ -61,7 +61,7 @@ export interface ImaClientOptions {
   /** its underlay address (the flood-list entry and every binding's `ip`) */
   ip: string;
   /** share an existing connection (the NVE service's) … */
-  client?: MqttClient;
+  client?: MqttLike;
   /** … or open one */
   broker?: BrokerConnection;
   programmer: DataPlaneProgrammer;
@@ -140,7 +140,7 @@ export class ImaClient {
   /** counters for benches and `nvedge show` */
   readonly stats = { requests: 0, received: 0, dpOps: 0 };
 
-  private constructor(readonly client: MqttClient, private readonly own: boolean, private readonly o: ImaClientOptions) {
+  private constructor(readonly client: MqttLike, private readonly own: boolean, private readonly o: ImaClientOptions) {
     this.nve = o.nve;
     this.ip = normIp(o.ip);
     this.clock = o.clock ?? realClock;
@@ -159,7 +159,7 @@ export class ImaClient {
       client = await connectWhenReachable(o.broker.url, (l) => (o.log ?? (() => {}))(`ima client: ${l}`),
         imaMqttOptions({ username: o.nve, ...o.broker }, `${o.nve}-ima-${Math.random().toString(16).slice(2, 10)}`, true));
     }
-    if (own) tcpNoDelay(client);
+    // (connectWhenReachable set TCP_NODELAY and the per-turn writes on its own client: mqtt.ts tcpNoDelay)
     const c = new ImaClient(client, own, o);
     client.on("message", c.onMessage);
     // Retained messages arrive again after a reconnect with a clean session; the

@@ -8,7 +8,7 @@
 //   - a binding that moved to another NVE is de-associated here and the agent
 //     told (addr.disassociated, reason `moved`; RFC 7432 §15), a profile change
 //     reaches the agents (vn.profile, seed §4.5), a deleted VN is removed.
-import type { MqttClient } from "mqtt";
+import type { MqttLike } from "../protocol/mqtt-lean.js";
 import type { NveConfig, VnConfig } from "../config/types.js";
 import type { DataPlaneProgrammer, DpOp } from "../dataplane/ops.js";
 import type { VnProfile } from "../domain/profile.js";
@@ -51,7 +51,7 @@ export interface NveSide {
 export interface NveImaOptions {
   config: NveConfig;
   core: NveSide;
-  client: MqttClient;
+  client: MqttLike;
   programmer: DataPlaneProgrammer;
   store: Store;
   log: (line: string) => void;

@@ -23,7 +23,11 @@ export { LEVELS, isLevel, type Level, type LogFormat };
 
 
 /** Control characters and line/paragraph separators as escapes (text format). */
+// eslint-disable-next-line no-control-regex
+const UNSAFE = /[\x00-\x1f\x7f-\x9f\u2028\u2029]/;
+
 export function escapeText(s: string): string {
+  if (!UNSAFE.test(s)) return s; // the common line: nothing to escape, no new string (issue 15: two lines per attach)
   // eslint-disable-next-line no-control-regex
   return s.replace(/[\x00-\x1f\x7f-\x9f\u2028\u2029]/g, (c) => {
     const n = c.charCodeAt(0);
@@ -84,11 +88,19 @@ export class Logger {
     this.windowMs = o.windowMs ?? 10_000;
     this.now = o.now ?? (() => performance.now());
     const format = o.format ?? "text";
-    const sink = o.dest ?? pino.destination({ dest: 2, sync: false });
+    // stderr written from this thread, one write(2) per turn of the event loop
+    // (out(): a turn's lines, JSON or text, leave together), as pino's
+    // destination does by default and node's own stderr does: handed to
+    // libuv's thread pool instead (sync: false), each turn's write cost a
+    // futex wake-up, two context switches and an eventfd round trip besides
+    // the write, ~10 µs of the NVE's CPU per attach at 6,000/s (issue 15,
+    // bench/README.md).
+    const sink = o.dest ?? pino.destination({ dest: 2, sync: true });
     this.textId = o.id ? `${o.id} ` : "";
     this.sink = sink;
     if (format === "text") this.text = o.dest ? (l) => sink.write(l) : (l) => this.out(l);
-    const stream: DestinationStream = format === "json" ? sink as DestinationStream : { write: (s: string) => this.text!(textLine(s)) };
+    const stream: DestinationStream = format === "json" ? (o.dest ? sink as DestinationStream : { write: (s: string) => this.out(s) })
+      : { write: (s: string) => this.text!(textLine(s)) };
     this.pino = pino({
       level: o.level ?? "info",
       base: { service: o.service, ...(o.id ? { id: o.id } : {}) },
@@ -103,7 +115,7 @@ export class Logger {
   }
 
   /**
-   * stderr's text lines of one turn of the event loop leave in one write, in
+   * stderr's lines of one turn of the event loop leave in one write, in
    * the loop's check phase (setImmediate): the NVE logs two lines per attach
    * (STANDARDS.md: every state change), and pino's destination (sonic-boom)
    * appending each line to a pending string measures that whole string again
@@ -167,7 +179,7 @@ export class Logger {
     if (lv !== "info" && lv !== "debug" && lv !== "trace" && lv !== "fatal" && !this.admit(msg, component)) return;
     if (this.text) {
       // the record textLine() would make of pino's JSON, built directly: no JSON out and back per line
-      this.text(escapeText(`${new Date().toISOString()} ${lv.toUpperCase().padEnd(5)} ${this.textId}${component ? `${component}: ` : ""}${msg}`) + "\n");
+      this.text(escapeText(`${isoNow()} ${lv.toUpperCase().padEnd(5)} ${this.textId}${component ? `${component}: ` : ""}${msg}`) + "\n");
       return;
     }
     const rec = component ? { component } : {};
@@ -238,6 +250,17 @@ export class Logger {
     this.release();
     this.pino.flush();
   }
+}
+
+/** The wall clock as ISO 8601, made once per millisecond (the lines of one turn share it; ~0.8 µs each otherwise). */
+let isoAt = 0, isoText = "";
+function isoNow(): string {
+  const t = Date.now();
+  if (t !== isoAt) {
+    isoAt = t;
+    isoText = new Date(t).toISOString();
+  }
+  return isoText;
 }
 
 /** One pino JSON record as a text line: `TIME LEVEL [id] component: msg key=value ...`. */

@@ -1,0 +1,232 @@
+// The NVE's own MQTT client (host/protocol/mqtt-lean.ts, issue 15) against a
+// scripted broker on loopback (mqtt-packet on the broker's side): frames cut
+// anywhere by the reads, a QoS 1 publish unacknowledged at a dropped
+// connection sent again with DUP and the same id after the reconnect, the
+// subscriptions made again, a refused CONNACK failing start, a broker not up
+// yet waited for, a malformed frame dropping the connection, keepalive. The
+// whole protocol against aedes and Mosquitto (3.1.1 and 5) is the control
+// suite's (test/control.test.ts) and the broker restart test's.
+import { suite } from "uvu";
+import * as assert from "uvu/assert";
+import { createServer, type Server, type Socket } from "node:net";
+import * as mqttPacket from "mqtt-packet";
+import type { Packet } from "mqtt-packet";
+import { LeanMqttClient, connectLeanWhenReachable, encodePublish4 } from "../host/protocol/mqtt-lean.js";
+import { freePort, until } from "./support/control-harness.js";
+
+/** One broker-side connection: the packets it got, and a way to answer. */
+interface Conn { sock: Socket; got: Packet[]; send(p: Packet | Buffer): void }
+
+/**
+ * A scripted broker: accepts connections, parses what clients send, and
+ * answers CONNACK (with `connack` as return code), SUBACK (granted as asked)
+ * and PINGRESP unless told otherwise; PUBLISHes are acknowledged when `ack`.
+ */
+async function broker(o: { port?: number; connack?: number; ack?: boolean; pingresp?: boolean; pv?: 4 | 5 } = {}) {
+  const conns: Conn[] = [];
+  const pv = o.pv ?? 4;
+  const srv: Server = createServer((sock) => {
+    const parser = mqttPacket.parser({ protocolVersion: pv });
+    const c: Conn = {
+      sock, got: [],
+      send: (p) => { if (!sock.destroyed) sock.write(Buffer.isBuffer(p) ? p : mqttPacket.generate(p, { protocolVersion: pv })); },
+    };
+    conns.push(c);
+    parser.on("packet", (p: Packet) => {
+      c.got.push(p);
+      if (p.cmd === "connect") c.send({ cmd: "connack", sessionPresent: false, ...(pv === 5 ? { reasonCode: o.connack ?? 0 } : { returnCode: o.connack ?? 0 }) });
+      if (p.cmd === "subscribe") c.send({ cmd: "suback", messageId: p.messageId!, granted: p.subscriptions.map((s) => s.qos) });
+      if (p.cmd === "publish" && p.qos === 1 && o.ack !== false) c.send({ cmd: "puback", messageId: p.messageId! });
+      if (p.cmd === "pingreq" && o.pingresp !== false) c.send({ cmd: "pingresp" });
+    });
+    sock.on("data", (d) => parser.parse(d));
+    sock.on("error", () => {});
+  });
+  const port = o.port ?? await freePort();
+  await new Promise<void>((r) => srv.listen(port, "127.0.0.1", r));
+  return {
+    url: `mqtt://127.0.0.1:${port}`, conns, opts: o,
+    last: () => conns[conns.length - 1],
+    close: () => new Promise<void>((r) => { for (const c of conns) c.sock.destroy(); srv.close(() => r()); }),
+  };
+}
+
+const opts = (extra: object = {}) => ({ clientId: "nve-t", protocolVersion: 4 as const, clean: true, reconnectPeriod: 50, connectTimeout: 2000, keepalive: 30, ...extra });
+const tick = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+const s = suite("the NVE's MQTT client (mqtt-lean)");
+
+s("messages whose frames are cut anywhere by the reads arrive whole, in order, each acknowledged", async () => {
+  const b = await broker();
+  const c = await connectLeanWhenReachable(b.url, () => {}, opts());
+  try {
+    const got: { topic: string; payload: string; retain: boolean }[] = [];
+    c.on("message", (topic: string, payload: Buffer, p: { retain: boolean }) => got.push({ topic, payload: payload.toString(), retain: p.retain }));
+    const granted = await c.subscribeAsync(["nvo3/v1/nve/n/req/+"], { qos: 1 });
+    assert.equal(granted, [{ topic: "nvo3/v1/nve/n/req/+", qos: 1 }]);
+    const big = "x".repeat(200_000); // a remaining length of 3 bytes
+    const frames = [
+      encodePublish4("nvo3/v1/nve/n/req/hv-1", Buffer.from('{"id":"a"}'), 1, false, 7),
+      encodePublish4("nvo3/v1/nve/n/req/hv-2", Buffer.from(big), 1, false, 8),
+      encodePublish4("nvo3/v1/nve/n/status/hv-é", Buffer.from("s"), 0, true, 0),
+      encodePublish4("nvo3/v1/nve/n/req/hv-3", Buffer.from('{"id":"b"}'), 1, false, 9),
+    ];
+    const all = Buffer.concat(frames);
+    // pieces of 1, 2, 3 ... bytes for the first 100 bytes (inside the fixed headers and lengths), then large ones; each its own write, a turn apart
+    let o = 0;
+    for (let k = 1; o < all.length; k++) {
+      const n = o < 100 ? k % 4 + 1 : 65_536;
+      b.last().send(all.subarray(o, o + n));
+      o += n;
+      await tick(o < 100 ? 2 : 0);
+    }
+    await until(() => got.length === 4, 5000, "the four messages");
+    assert.equal(got.map((g) => g.topic), ["nvo3/v1/nve/n/req/hv-1", "nvo3/v1/nve/n/req/hv-2", "nvo3/v1/nve/n/status/hv-é", "nvo3/v1/nve/n/req/hv-3"]);
+    assert.is(got[0].payload, '{"id":"a"}');
+    assert.is(got[1].payload, big);
+    assert.is(got[2].retain, true);
+    assert.is(got[3].payload, '{"id":"b"}');
+    await until(() => b.last().got.filter((p) => p.cmd === "puback").length === 3, 5000, "three PUBACKs");
+    assert.equal(b.last().got.filter((p) => p.cmd === "puback").map((p) => p.messageId), [7, 8, 9]);
+  } finally {
+    await c.endAsync(true);
+    await b.close();
+  }
+});
+
+s("a publish unacknowledged when the connection drops is sent again with DUP and its id; subscriptions are made again", async () => {
+  const b = await broker({ ack: false });
+  const c = await connectLeanWhenReachable(b.url, () => {}, opts());
+  const events: string[] = [];
+  c.on("offline", () => events.push("offline"));
+  c.on("connect", () => events.push("connect"));
+  c.on("error", () => {});
+  try {
+    await c.subscribeAsync(["a/+", "b/#"], { qos: 1 });
+    let acked = 0;
+    let err: Error | undefined;
+    c.publish("nvo3/v1/hv/hv-1/rsp", Buffer.from('{"id":"r1","ok":true}'), { qos: 1 }, (e) => { acked++; err = e; });
+    await until(() => b.last().got.some((p) => p.cmd === "publish"), 5000, "the first send");
+    const first = b.last().got.find((p) => p.cmd === "publish") as Packet & { messageId: number; dup: boolean };
+    assert.is(first.dup, false);
+    b.opts.ack = true;
+    b.last().sock.destroy(); // the broker goes away without acknowledging
+    await until(() => b.conns.length === 2 && b.conns[1].got.some((p) => p.cmd === "publish"), 5000, "the reconnect and the second send");
+    const again = b.conns[1].got.find((p) => p.cmd === "publish") as Packet & { messageId: number; dup: boolean; payload: Buffer };
+    assert.is(again.messageId, first.messageId);
+    assert.is(again.dup, true);
+    assert.is(again.payload.toString(), '{"id":"r1","ok":true}');
+    const sub = b.conns[1].got.find((p) => p.cmd === "subscribe") as Packet & { subscriptions: { topic: string; qos: number }[] };
+    assert.equal(sub.subscriptions.map((x) => [x.topic, x.qos]), [["a/+", 1], ["b/#", 1]]);
+    await until(() => acked === 1, 5000, "the publish's callback");
+    assert.is(err, undefined);
+    assert.equal(events, ["offline", "connect"]);
+    assert.ok(c.connected);
+  } finally {
+    await c.endAsync(true);
+    await b.close();
+  }
+});
+
+s("publishes made while offline wait for the connection; an unsubscribed filter is not made again", async () => {
+  const b = await broker();
+  const c = await connectLeanWhenReachable(b.url, () => {}, opts());
+  c.on("error", () => {});
+  try {
+    await c.subscribeAsync(["a/+", "b/#"], { qos: 1 });
+    c.unsubscribe("b/#");
+    await until(() => b.last().got.some((p) => p.cmd === "unsubscribe"), 5000, "the UNSUBSCRIBE");
+    b.last().sock.destroy();
+    await until(() => !c.connected, 5000, "the client to see the drop");
+    const sent = c.publishAsync("x/y", "while offline", { qos: 1 });
+    await sent;
+    const conn = b.conns[1];
+    const p = conn.got.find((x) => x.cmd === "publish") as Packet & { dup: boolean; payload: Buffer };
+    assert.is(p.payload.toString(), "while offline");
+    assert.is(p.dup, false, "never sent before: no DUP");
+    const sub = conn.got.find((x) => x.cmd === "subscribe") as Packet & { subscriptions: { topic: string }[] };
+    assert.equal(sub.subscriptions.map((x) => x.topic), ["a/+"]);
+    assert.ok(conn.got.findIndex((x) => x.cmd === "subscribe") < conn.got.findIndex((x) => x.cmd === "publish"), "subscriptions first");
+  } finally {
+    await c.endAsync(true);
+    await b.close();
+  }
+});
+
+s("a refused CONNACK fails start with the broker's reason; a broker not up yet is waited for", async () => {
+  const refused = await broker({ connack: 5 });
+  try {
+    const e = await connectLeanWhenReachable(refused.url, () => {}, opts()).then(() => undefined, (x: Error & { code?: number }) => x);
+    assert.ok(e, "start fails");
+    assert.is(e!.message, "Connection refused: Not authorized");
+    assert.is(e!.code, 5);
+  } finally {
+    await refused.close();
+  }
+  const port = await freePort();
+  const logs: string[] = [];
+  const starting = connectLeanWhenReachable(`mqtt://127.0.0.1:${port}`, (l) => logs.push(l), opts());
+  let b: Awaited<ReturnType<typeof broker>> | undefined;
+  try {
+    await until(() => logs.some((l) => /ECONNREFUSED.*retrying/.test(l)), 5000, "a logged retry");
+    b = await broker({ port });
+    const c = await starting;
+    assert.ok(c.connected);
+    assert.is((b.last().got[0] as Packet & { clientId: string }).clientId, "nve-t");
+    await c.endAsync();
+    assert.is(b.last().got.at(-1)!.cmd, "disconnect", "a clean stop says DISCONNECT (no will)");
+  } finally {
+    await b?.close();
+  }
+});
+
+s("a malformed frame from the broker drops the connection, reported, and the client connects again", async () => {
+  const b = await broker();
+  const c = await connectLeanWhenReachable(b.url, () => {}, opts());
+  const errors: string[] = [];
+  c.on("error", (e: Error) => errors.push(e.message));
+  try {
+    b.last().send(Buffer.from([0x30, 0xff, 0xff, 0xff, 0xff, 0x01])); // a remaining length of five bytes (3.1.1 §2.2.3 allows four)
+    await until(() => b.conns.length === 2 && c.connected, 5000, "the reconnect");
+    assert.ok(errors.some((m) => /malformed remaining length/.test(m)), errors.join("; "));
+  } finally {
+    await c.endAsync(true);
+    await b.close();
+  }
+});
+
+s("keepalive: PINGREQ when idle; no PINGRESP drops the connection", async () => {
+  const b = await broker({ pingresp: false });
+  const c = await connectLeanWhenReachable(b.url, () => {}, opts({ keepalive: 1 }));
+  const errors: string[] = [];
+  c.on("error", (e: Error) => errors.push(e.message));
+  try {
+    await until(() => b.conns[0].got.some((p) => p.cmd === "pingreq"), 5000, "a PINGREQ");
+    await until(() => b.conns.length >= 2, 5000, "the connection dropped and made again");
+    assert.ok(errors.includes("Keepalive timeout"), errors.join("; "));
+  } finally {
+    await c.endAsync(true);
+    await b.close();
+  }
+});
+
+s("MQTT 5: a PUBACK with an error reason fails the publish; a refused subscription is reported as such", async () => {
+  const b = await broker({ pv: 5, ack: false });
+  const c = new LeanMqttClient(b.url, opts({ protocolVersion: 5 }));
+  c.on("error", () => {});
+  try {
+    await until(() => c.connected, 5000, "connected");
+    const p = c.publishAsync("t/x", "x", { qos: 1, properties: { contentType: "application/json" } });
+    await until(() => b.last().got.some((x) => x.cmd === "publish"), 5000, "the publish");
+    const pub = b.last().got.find((x) => x.cmd === "publish") as Packet & { messageId: number; properties?: { contentType?: string } };
+    assert.is(pub.properties?.contentType, "application/json");
+    b.last().send({ cmd: "puback", messageId: pub.messageId, reasonCode: 0x87 });
+    const e = await p.then(() => undefined, (x: Error) => x);
+    assert.is(e?.message, "Publish error: Not authorized");
+  } finally {
+    await c.endAsync(true);
+    await b.close();
+  }
+});
+
+s.run();
