@@ -112,15 +112,21 @@ function timeCliRestart(cfgFile: string, storeDir: string, stop = false): Promis
  * (a Python AF_PACKET sender) from the spawn on, and tcpdump on the underlay
  * peer waits for its VXLAN copy. `nvedge run --io afpacket`, then SIGKILL.
  */
-/** The start-up phases a process traced (host/sys/phase.ts), each as "[thread N ]name": ms from the process's start. */
-function phasesOf(stderr: string): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (const m of stderr.matchAll(/^startup: (.+) ([\d.]+) ms$/gm)) out[m[1]] = Math.round(Number(m[2]));
-  return out;
+/**
+ * The start-up phases a process traced (host/sys/phase.ts), each as "[thread N ]name": ms from the process's start;
+ * `cpu`: the same phases as [the thread's CPU ms so far, its ms waiting for a CPU so far].
+ */
+function phasesOf(stderr: string): { phases: Record<string, number>; cpu: Record<string, [number, number]> } {
+  const phases: Record<string, number> = {}, cpu: Record<string, [number, number]> = {};
+  for (const m of stderr.matchAll(/^startup: (.+) ([\d.]+) ms(?: \(cpu ([\d.]+) ms, waited ([\d.]+) ms\))?$/gm)) {
+    phases[m[1]] = Math.round(Number(m[2]));
+    if (m[3] !== undefined) cpu[m[1]] = [Math.round(Number(m[3])), Math.round(Number(m[4]))];
+  }
+  return { phases, cpu };
 }
 
 /** firstFrameMs: spawn to the frame's capture timestamp (kernel); seenMs: to the capture's end as this process saw it (the figure before). */
-type FrameRun = { firstFrameMs: number; seenMs: number; forwardingMs: number; image: boolean; phases: Record<string, number> };
+type FrameRun = { firstFrameMs: number; seenMs: number; forwardingMs: number; image: boolean; phases: Record<string, number>; phasesCpu: Record<string, [number, number]> };
 
 export async function timeFirstFrame(cfgFile: string, storeDir: string, ns: ReturnType<typeof tmpNetns>, hvEnd: string, remoteEnd: string): Promise<FrameRun> {
   const { udpFrame } = await import("../test/support/encoder.js");
@@ -148,7 +154,7 @@ export async function timeFirstFrame(cfgFile: string, storeDir: string, ns: Retu
     const [ts] = await cap.stamps;
     // the frame may come before the line is read (the workers forward once restored)
     for (const until = Date.now() + 30_000; !fwd && Date.now() < until;) await new Promise((r) => setTimeout(r, 10));
-    return { firstFrameMs: ts - wall0, seenMs: got.at, forwardingMs: fwd, image: /forwarding: the tables from the image/.test(err), phases: phasesOf(err) };
+    return { firstFrameMs: ts - wall0, seenMs: got.at, forwardingMs: fwd, image: /forwarding: the tables from the image/.test(err), ...(({ phases, cpu }) => ({ phases, phasesCpu: cpu }))(phasesOf(err)) };
   } finally {
     clearInterval(tick);
     sender.kill("SIGKILL");
@@ -287,7 +293,8 @@ function frameRow(name: string, vnics: number, addresses: number, fr: FrameRun[]
   const sorted = [...fr].sort((a, b) => a.firstFrameMs - b.firstFrameMs);
   const mid = sorted[Math.floor(sorted.length / 2)];
   return { case: name, vnics, addresses, io: "afpacket", firstFrameMs: Math.round(mid.firstFrameMs), fastestMs: Math.round(sorted[0].firstFrameMs),
-    runsMs: fr.map((r) => Math.round(r.firstFrameMs)), seenRunsMs: fr.map((r) => Math.round(r.seenMs)), forwardingLineMs: fr.map((r) => Math.round(r.forwardingMs)), aimMs: 500, phases: mid.phases };
+    runsMs: fr.map((r) => Math.round(r.firstFrameMs)), seenRunsMs: fr.map((r) => Math.round(r.seenMs)), forwardingLineMs: fr.map((r) => Math.round(r.forwardingMs)), aimMs: 500, phases: mid.phases,
+    phasesCpu: mid.phasesCpu };
 }
 
 function processRow(name: string, vnics: number, addresses: number, runs: { forwardingMs: number; readyMs: number }[]): object {
