@@ -135,6 +135,26 @@ async function buildHost() {
     sourcemap: "linked",
     logLevel: "warning",
   });
+  // The CLI for `nvedge run` (bin/nvedge.js), for the same reason: its
+  // static imports and the packet I/O start in one file, ahead of the workers'
+  // spawn; what it loads later, as it needs it (the store, the validator, the
+  // control plane), in chunks of their own (code splitting keeps each dynamic
+  // import lazy). Flat in dist/bundle/, two levels below the root as
+  // dist/host/*.js are (host/paths.ts root).
+  await esbuild.build({
+    entryPoints: { main: join(root, "host", "cli", "main.ts") },
+    outdir: join(root, "dist", "bundle"),
+    outExtension: { ".js": ".mjs" },
+    chunkNames: "chunk-[hash]",
+    bundle: true,
+    splitting: true,
+    packages: "external",
+    format: "esm",
+    platform: "node",
+    target: "node20",
+    sourcemap: "linked",
+    logLevel: "warning",
+  });
 }
 
 function buildAddon() {

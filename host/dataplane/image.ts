@@ -33,10 +33,12 @@
 import { crc32 } from "node:zlib";
 import { createHash } from "node:crypto";
 import { closeSync, existsSync, openSync, readFileSync, rmSync, fstatSync, readSync, promises as fsp } from "node:fs";
-import { dirname } from "node:path";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { serialize, deserialize } from "node:v8";
 import { type Exports, SLOT_SIZE, MAX_BATCH, IN_DESC, OUT_DESC, MAX_OUT, HDR_SLOT, NUM_DROPS, MAX_PORTS, PORT_CTR, MAX_VNS, VN_CTR, TRACE_REC } from "./abi.js";
 import { phase } from "../sys/phase.js";
+import { inBundle, root } from "../paths.js";
 
 
 export const IMAGE_VERSION = 2;
@@ -154,14 +156,18 @@ let hostHash: string | undefined;
 /**
  * SHA-256 of the host code that keeps the tables' bookkeeping (this file,
  * dataplane.ts, tables.ts, l3.ts, as built): another build of it may lay
- * that bookkeeping out differently, so its images are not used.
+ * that bookkeeping out differently, so its images are not used. In a
+ * checkout, the files in dist/host/dataplane/ whichever copy of them runs
+ * (dist/host, or the bundles in dist/bundle that scripts/build.mjs makes from
+ * the same sources in the same run): a test process and `nvedge run` must
+ * agree on it.
  */
 export function hostCodeHash(): string {
   if (hostHash) return hostHash;
   const h = createHash("sha256");
-  const files = ["./image.js", "./dataplane.js", "./tables.js", "./l3.js"].map((f) => new URL(f, import.meta.url));
+  const files = ["image.js", "dataplane.js", "tables.js", "l3.js"].map((f) => join(root, "dist", "host", "dataplane", f));
   // in a firmware bundle (firmware/build.mjs) they are all in the one file this code runs from
-  for (const f of files.every((f) => existsSync(f)) ? files : [new URL(import.meta.url)]) h.update(readFileSync(f));
+  for (const f of !inBundle && files.every((f) => existsSync(f)) ? files : [fileURLToPath(import.meta.url)]) h.update(readFileSync(f));
   return (hostHash = h.digest("hex"));
 }
 
@@ -475,7 +481,7 @@ export function keyDifference(have: ImageKey, expect: ImageKey): string | undefi
 
 const KEY_TEXT: Record<string, string> = {
   txnId: "the store's last transaction id", wasm: "the data plane module (SHA-256)", host: "the host's table code (SHA-256)",
-  layout: "the table layout", config: "the configuration's static state (SHA-256)", configFile: "the configuration file (SHA-256)",
+  layout: "the table layout", storeSchema: "the store's schema version", config: "the configuration's static state (SHA-256)", configFile: "the configuration file (SHA-256)",
 };
 
 /**
