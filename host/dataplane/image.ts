@@ -458,9 +458,9 @@ export class ImageEncoder {
 }
 
 /**
- * Where an image is read from: a file (read straight into the instance's
- * memory, page by page: no copy of the whole image, whose pages the process
- * would have to fault in twice) or bytes in memory.
+ * Where an image is read from: a file (read into the instance's own memory,
+ * a stage at a time: no copy of the whole image, whose pages the process
+ * would have to fault in as well) or bytes in memory.
  */
 export type ImageSource = { path: string } | { bytes: Uint8Array };
 
@@ -546,8 +546,9 @@ const KEY_TEXT: Record<string, string> = {
 /**
  * Makes the fresh instance `s` (init() already called with the image's
  * layout) the imaged data plane: memory pages, globals, host bookkeeping.
- * The pages are read straight into memory, the CRC computed as they come;
- * the globals and bookkeeping are set only once it matched. On a refusal
+ * The pages are read into the stage and expanded from there by the module,
+ * the CRC computed as they come; the globals and bookkeeping are set only
+ * once it matched. On a refusal
  * (ImageRefused) the instance holds part of the image: discard it.
  */
 export function restoreImage(s: ImageSubject, img: Image): void {
