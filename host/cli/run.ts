@@ -85,9 +85,8 @@ export async function runCommand(argv: string[]): Promise<number> {
   // ... and, when the image is keyed by this very file, the store's last
   // transaction and this build, they forward from it as soon as restored,
   // before the file is validated (./run-early.ts earlyGo; the whole key is
-  // checked below all the same). The store is opened for it now.
-  // Its directory's lock is taken now, the store itself opened (LMDB loaded)
-  // only once the workers forward.
+  // checked below all the same). The store's directory is locked for it now,
+  // the store itself opened (LMDB loaded) only once the workers forward.
   let earlyLock: import("../store/lmdb-lock.js").StoreLock | undefined;
   let earlyGone = false;
   if (earlyWorkers) {
