@@ -4,10 +4,10 @@
 // taken first and handed to the store (LmdbStoreOptions.lock).
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { mkdtempSync, rmSync, truncateSync, writeFileSync, statSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { lmdbLastTxnId } from "../host/store/lmdb-meta.js";
+import { LMDB_MAGIC, lmdbBootId, lmdbLastTxnId, newestMeta, readLmdbMeta } from "../host/store/lmdb-meta.js";
 import { openLmdbStore, StoreLockedError } from "../host/store/lmdb.js";
 import { lockStoreDir } from "../host/store/lmdb-lock.js";
 
@@ -52,6 +52,29 @@ test("lmdbLastTxnId: undefined for a data.mdb LMDB could not open (empty, not LM
     assert.type(lmdbLastTxnId(dir), "number");
     truncateSync(join(dir, "data.mdb"), statSync(join(dir, "data.mdb")).size - 8192);
     assert.is(lmdbLastTxnId(dir), undefined, "truncated below its last transaction's pages");
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("lmdbLastTxnId: undefined when the newest meta was written in another boot (lmdb-js may open an older snapshot then)", async () => {
+  const dir = tmp();
+  try {
+    const s = await openLmdbStore(dir);
+    await s.transaction((tx) => tx.put("hvs", "hv-1", { hv: "hv-1", online: true, since: 1 }));
+    await s.close();
+    const file = join(dir, "data.mdb");
+    const r = readLmdbMeta(file);
+    assert.ok(r && typeof r !== "string");
+    assert.is(newestMeta(r.metas).boot, lmdbBootId(), "this boot wrote it");
+    assert.type(lmdbLastTxnId(dir), "number");
+    // the boot id of every meta (both pages and the flushed copy) as another boot's
+    const b = readFileSync(file);
+    let m = 0;
+    while (b.readUInt32LE(m) !== LMDB_MAGIC) m += 4;
+    for (const o of [m, r.pageSize + m, r.pageSize / 2 + m]) b.writeBigInt64LE(lmdbBootId() + 1n, o + 136);
+    writeFileSync(file, b);
+    assert.is(lmdbLastTxnId(dir), undefined);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
