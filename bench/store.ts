@@ -149,10 +149,18 @@ export async function timeFirstFrame(cfgFile: string, storeDir: string, ns: Retu
   // --immediate-mode: libpcap hands each frame over at once, not when its ring block times out (up to 1 s late)
   const cap = await capture(ns, remoteEnd, 1, 240_000, ["--immediate-mode", "udp", "port", "4789"]);
   const inj = injector(hvEnd, []);
+  // One frame per line as it comes, and "ready" once its socket is bound: the
+  // sender's own start (ip netns exec, Python: some 0.35 s here, more under
+  // load, on the two cores nvedge starts on) is over before nvedge is
+  // spawned, so the first frame waits for nvedge and not for the sender.
   const sender = spawn("ip", ["netns", "exec", ns.name, "timeout", "300", "python3", "-c",
-    // one frame per line as it comes (unbuffered standard input)
-    inj.script.replace("for l in sys.stdin.read().split():", "import os\nfor l in iter(os.fdopen(0, 'rb', 0).readline, b''):").replace("s.send(bytes.fromhex(l))", "s.send(bytes.fromhex(l.strip().decode()))")],
-  { stdio: ["pipe", "ignore", "ignore"] });
+    inj.script.replace("for l in sys.stdin.read().split():", "print('ready', flush=True)\nfor l in iter(sys.stdin.buffer.readline, b''):").replace("s.send(bytes.fromhex(l))", "s.send(bytes.fromhex(l.strip().decode()))")],
+  { stdio: ["pipe", "pipe", "ignore"] });
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error("the frame sender did not start within 30 s")), 30_000);
+    sender.stdout!.once("data", () => { clearTimeout(timer); resolve(); });
+    sender.once("exit", (c) => { clearTimeout(timer); reject(new Error(`the frame sender exited ${c}`)); });
+  });
   const line = Buffer.from(probe).toString("hex") + "\n";
   const t0 = performance.now(), wall0 = Date.now();
   const child = spawn("ip", ["netns", "exec", ns.name, process.execPath, join(ROOT, "bin", "nvedge.js"), "run", "--config", cfgFile, "--io", "afpacket",
