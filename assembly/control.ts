@@ -333,3 +333,42 @@ export function purgeVn(vn: u32): void {
     }
   }
 }
+
+/**
+ * Expands a table image's pages (host/dataplane/image.ts, format version 3)
+ * staged at [src, src + len) into memory, for a restart (issue 15): the host
+ * reads the image into a transient area (the frame slots) a piece at a time
+ * and hands it here, one call per piece rather than a JS call per run. Each
+ * page record: u32 page number, u32 body bytes, then runs, each a u32 (zero
+ * words to skip in the low 16 bits, data words in the high 16) and its data
+ * words. Returns the bytes of whole records expanded (what follows is the
+ * start of a record the next piece completes), or -1 when a record reaches
+ * outside its page or the memory (corrupt: the host refuses the image).
+ */
+export function imageExpand(src: usize, len: u32, pageBytes: u32): i32 {
+  const end = src + len;
+  const memEnd = <usize>memory.size() << 16;
+  let p = src;
+  while (p + 8 <= end) {
+    const body = <usize>load<u32>(p, 4);
+    if (p + 8 + body > end) break;
+    const base = <usize>load<u32>(p) * pageBytes;
+    const top = base + pageBytes;
+    if (top > memEnd || (body & 3) != 0) return -1;
+    let d = base;
+    let q = p + 8;
+    const qe = q + body;
+    while (q < qe) {
+      const h = load<u32>(q);
+      q += 4;
+      d += <usize>(h & 0xffff) << 2;
+      const n = <usize>(h >>> 16) << 2;
+      if (d + n > top || q + n > qe) return -1;
+      memory.copy(d, q, n);
+      d += n;
+      q += n;
+    }
+    p = qe;
+  }
+  return <i32>(p - src);
+}

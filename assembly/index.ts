@@ -39,6 +39,7 @@ export { setAclRule, setAcl, aclRuleHitsPtr, aclVnPtr } from "./pipeline/acl";
 export { setQos, clockPtr } from "./pipeline/qos";
 export { setGlean, setLearnFull, setMacGleaned, learnPtr, learnCount, learnLost } from "./pipeline/glean";
 export { setPortGso, gsoWhole } from "./pipeline/gso";
+export { imageExpand } from "./control";
 
 /** Inputs taken by the last process() call. */
 export let consumed: u32 = 0;

@@ -2,7 +2,14 @@
 // The nvedge command: dispatches to host/cli (built into dist/ by `npm install`
 // or `npm run build`). A firmware bundle has its own launcher (bin/nvedge in
 // the bundle, firmware/build.mjs), not this file.
-const entry = new URL("../dist/host/cli/main.js", import.meta.url);
+import { existsSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+
+// `nvedge run` from the CLI's bundle (scripts/build.mjs: its start-up is what
+// issue 15 measures; one file loads faster than one per source) when the
+// build made one; every other command from dist/host.
+const bundled = new URL("../dist/bundle/main.mjs", import.meta.url);
+const entry = process.argv[2] === "run" && existsSync(fileURLToPath(bundled)) ? bundled : new URL("../dist/host/cli/main.js", import.meta.url);
 let main;
 try {
   ({ main } = await import(entry.href));

@@ -1,8 +1,10 @@
 // Where the runtime's files are: the one place that knows the two layouts.
 //
 // - A checkout: this file runs as dist/host/paths.js (esbuild, one file per
-//   source); the wasm is in build/, the addon in host/io/native/build/Release/,
-//   the worker entry points next to their sources in dist/host/.
+//   source), or inside dist/bundle/*.mjs (the same depth below the root); the
+//   wasm is in build/, the addon in host/io/native/build/Release/, the packet
+//   I/O worker's entry bundled in dist/bundle/, the broker thread's next to
+//   its source in dist/host/.
 // - A firmware bundle (firmware/build.mjs): every module is bundled into a few
 //   files in <slot>/lib/, which defines NVEDGE_BUNDLE at bundle time; the wasm,
 //   the component and the native addons sit in <slot>/lib/ beside them.
@@ -51,12 +53,18 @@ export function lmdbAddonPath(): string {
   return existsSync(abi) ? abi : join(root, "lib", "native", "lmdb.napi.node");
 }
 
-/** A worker thread's entry point: the packet I/O worker or the broker thread. */
+/**
+ * A worker thread's entry point: the packet I/O worker or the broker thread.
+ * In a checkout the packet I/O worker is dist/bundle/io-worker.mjs, its module
+ * graph in one file (scripts/build.mjs: each worker thread loads it anew, and
+ * one file starts faster than one per source; issue 15), or its one-file-per-
+ * source entry when the build made none.
+ */
 export function workerUrl(which: "io-worker" | "broker-thread"): URL {
-  const file = inBundle
-    ? join(root, "lib", `${which}.mjs`)
-    : join(root, "dist", "host", which === "io-worker" ? "io/worker.js" : "broker/broker-thread.js");
-  return pathToFileURL(file);
+  if (inBundle) return pathToFileURL(join(root, "lib", `${which}.mjs`));
+  const bundled = join(root, "dist", "bundle", `${which}.mjs`);
+  if (which === "io-worker" && existsSync(bundled)) return pathToFileURL(bundled);
+  return pathToFileURL(join(root, "dist", "host", which === "io-worker" ? "io/worker.js" : "broker/broker-thread.js"));
 }
 
 /** The data plane's table image in the store's directory (host/control/dp-image.ts; issue 15). */

@@ -117,6 +117,44 @@ async function buildHost() {
     sourcemap: "inline",
     logLevel: "warning",
   });
+  // The packet I/O worker's entry as one file (issue 15: process start to the
+  // first forwarded frame): each worker thread loads its module graph anew,
+  // and Node's ES module loader pays per module (resolve, read, link: some
+  // 40 ms of each worker's start-up on this 2-core machine against one file of
+  // the same code). Built from the same sources in the same run as dist/host,
+  // so it is never older than them; host/paths.ts workerUrl prefers it.
+  // node_modules stay outside (the worker imports none today).
+  await esbuild.build({
+    entryPoints: [join(root, "host", "io", "worker.ts")],
+    outfile: join(root, "dist", "bundle", "io-worker.mjs"),
+    bundle: true,
+    packages: "external",
+    format: "esm",
+    platform: "node",
+    target: "node20",
+    sourcemap: "linked",
+    logLevel: "warning",
+  });
+  // The CLI for `nvedge run` (bin/nvedge.js), for the same reason: its
+  // static imports and the packet I/O start in one file, ahead of the workers'
+  // spawn; what it loads later, as it needs it (the store, the validator, the
+  // control plane), in chunks of their own (code splitting keeps each dynamic
+  // import lazy). Flat in dist/bundle/, two levels below the root as
+  // dist/host/*.js are (host/paths.ts root).
+  await esbuild.build({
+    entryPoints: { main: join(root, "host", "cli", "main.ts") },
+    outdir: join(root, "dist", "bundle"),
+    outExtension: { ".js": ".mjs" },
+    chunkNames: "chunk-[hash]",
+    bundle: true,
+    splitting: true,
+    packages: "external",
+    format: "esm",
+    platform: "node",
+    target: "node20",
+    sourcemap: "linked",
+    logLevel: "warning",
+  });
 }
 
 function buildAddon() {

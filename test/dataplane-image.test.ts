@@ -7,6 +7,7 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { mkdtempSync, rmSync, writeFileSync, existsSync, readFileSync } from "node:fs";
+import { crc32 } from "node:zlib";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DataPlane } from "../host/dataplane/dataplane.js";
@@ -160,6 +161,56 @@ test("a corrupt, truncated, extended, foreign or other-version image is refused 
   const foreign = img.slice();
   foreign.set(new TextEncoder().encode("SQLite f"), 0);
   await refused(foreign, /bad magic/, "another file");
+});
+
+/** Where an image's page records start (format 3: after the header, meta, globals and bookkeeping). */
+function recordsAt(img: Uint8Array): number {
+  const dv = new DataView(img.buffer, img.byteOffset, img.length);
+  const ml = dv.getUint32(24, true);
+  const meta = JSON.parse(new TextDecoder().decode(img.subarray(32, 32 + ml))) as { globals: unknown[]; hostLen: number };
+  return 32 + ml + 8 * meta.globals.length + meta.hostLen;
+}
+
+/** `img` with its length and CRC made right again (what a buggy writer, not a damaged disk, would give). */
+function resealed(img: Uint8Array): Uint8Array {
+  const b = img.slice();
+  const dv = new DataView(b.buffer);
+  dv.setBigUint64(16, BigInt(b.length), true);
+  dv.setUint32(12, crc32(b.subarray(16)), true);
+  return b;
+}
+
+test("format 3: the pages are runs of non-zero words; restored, the memory is the original's byte for byte", async () => {
+  const a = await DataPlane.create(OPTS);
+  a.apply(F.fixtureOps(6));
+  const img = a.snapshot(keyOf(9));
+  const ml = new DataView(img.buffer, img.byteOffset).getUint32(24, true);
+  const meta = JSON.parse(new TextDecoder().decode(img.subarray(32, 32 + ml))) as { chunks: number; chunk: number };
+  // fewer bytes than the pages they stand for: most of a hash table is empty slots
+  assert.ok(img.length - recordsAt(img) < (meta.chunks * meta.chunk) / 2, `${img.length - recordsAt(img)} bytes of records for ${meta.chunks} pages`);
+  const b = await DataPlane.create({ ...OPTS, image: checkImage({ bytes: img }, keyOf(9)) });
+  // nothing forwarded yet: no counter, slot or trace differs from a fresh instance's zeros
+  assert.is(b.memory.buffer.byteLength, a.memory.buffer.byteLength, "the same memory size");
+  assert.is(Buffer.compare(Buffer.from(b.memory.buffer), Buffer.from(a.memory.buffer)), 0, "the same memory");
+});
+
+test("format 3: a page record that reaches outside its page or the memory, or a file that ends inside one, is refused even when its CRC is right", async () => {
+  const a = await DataPlane.create(OPTS);
+  a.apply(F.fixtureOps(4));
+  const img = a.snapshot(keyOf(3));
+  const at = recordsAt(img);
+  const why = async (b: Uint8Array) => refusal(b, keyOf(3));
+  assert.is(await why(resealed(img)), "", "resealed as it was: used");
+  const pageOut = img.slice();
+  new DataView(pageOut.buffer).setUint32(at, 0x7fffffff, true); // the first record's page number
+  assert.match(await why(resealed(pageOut)), /its pages do not expand/, "a page outside the memory");
+  const runOut = img.slice();
+  new DataView(runOut.buffer).setUint32(at + 8, 0x4000 | (0x4000 << 16), true); // its first run: skip a whole page, then a page of words
+  assert.match(await why(resealed(runOut)), /its pages do not expand/, "a run past its page's end");
+  const bodyOut = img.slice();
+  new DataView(bodyOut.buffer).setUint32(at + 4, 0x40000000, true); // its body longer than the file
+  assert.match(await why(resealed(bodyOut)), /its pages do not expand/, "a body longer than the rest of the file");
+  assert.match(await why(resealed(img.subarray(0, img.length - 2))), /its pages do not expand/, "the file ends inside the last record");
 });
 
 test("image files: written whole through a temporary file and restored from the file", async () => {

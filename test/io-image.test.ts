@@ -18,6 +18,7 @@ import { DataPlane } from "../host/dataplane/dataplane.js";
 import { imageKeyOf } from "../host/dataplane/load.js";
 import { checkImage, writeImageFile, fileHash, type ImageKey } from "../host/dataplane/image.js";
 import { openLmdbStore } from "../host/store/lmdb.js";
+import { STORE_SCHEMA } from "../host/control/dp-image.js";
 import { earlyGo, type EarlyWorkers } from "../host/cli/run-early.js";
 import { tunnelTapName } from "../host/io/tunnel-output.js";
 import { requireRootAnd } from "./support/tools.js";
@@ -215,7 +216,7 @@ if (requireRootAnd([], "the packet I/O workers started from a table image (netwo
         await store.transaction((tx) => tx.put("hvs", "hv-1", { hv: "hv-1", online: true, since: 1 }));
         const dp = await DataPlane.create();
         dp.apply(ops(l.trunk, l.underlay));
-        const key = { ...imageKeyOf({}), txnId: store.lastTxnId!(), config: "static ops", configFile: fileHash(cfgFile) };
+        const key = { ...imageKeyOf({}), txnId: store.lastTxnId!(), storeSchema: STORE_SCHEMA, config: "static ops", configFile: fileHash(cfgFile) };
         await writeImageFile(l.image, dp.snapshot(key));
         const config = { underlay: { port: l.underlay, ...UNDERLAY, udpPort: 4789, genevePort: 6081 }, ports: [{ name: l.trunk, hypervisors: ["hv-1"] }] };
         const early = (): EarlyWorkers => ({ config, io: "afpacket", imagePath: l.image, pool: startAfPacket({
@@ -231,7 +232,7 @@ if (requireRootAnd([], "the packet I/O workers started from a table image (netwo
           const e = early();
           const pool = await e.pool;
           try {
-            assert.is(await earlyGo({ early: e, store, configFile: cfgFile }), go, what);
+            assert.is(await earlyGo({ early: e, storeDir: join(l.dir, "store"), configFile: cfgFile }), go, what);
             if (!go) pool.go(false); // what run.ts does once it has checked the whole key
             const cap = await capture(l.ns, l.peer, 1, go ? 10_000 : 1500, ["udp", "port", "4789"]);
             injectFrames(l.ns, l.hv, [probe(1)]);

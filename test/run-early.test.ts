@@ -20,13 +20,13 @@ test("sameInterfaces: underlay.tunnelGso is part of what the early workers were 
   assert.not.ok(sameInterfaces(cfg({ vlan: 10 }), cfg({})), "the uplink VLAN still counts");
 });
 
-test("startWorkersEarly: an underlay.tunnelGso it cannot act on leaves the start to the ordinary path (no workers)", () => {
+test("startWorkersEarly: an underlay.tunnelGso it cannot act on leaves the start to the ordinary path (no workers)", async () => {
   const dir = mkdtempSync(join(tmpdir(), "nvl-run-early-"));
   try {
     writeFileSync(join(dir, IMAGE_FILE), "not read here");
     const file = join(dir, "nvedge.json");
     writeFileSync(file, JSON.stringify({ underlay: { port: "nvl-none0", tunnelGso: "sometimes" }, ports: [{ name: "nvl-none1" }] }));
-    assert.is(startWorkersEarly({ configFile: file, io: "afpacket", storeDir: dir, memoryStore: false, loader: "core" }), undefined);
+    assert.is(await startWorkersEarly({ configFile: file, io: "afpacket", storeDir: dir, memoryStore: false, loader: "core" }), undefined);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

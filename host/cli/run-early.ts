@@ -13,7 +13,6 @@ import { join } from "node:path";
 import { IMAGE_FILE } from "../paths.js";
 import type { WorkerPool } from "../io/afpacket.js";
 import type { NveConfig } from "../config/types.js";
-import type { Store } from "../store/store.js";
 
 export interface EarlyWorkers {
   pool: Promise<WorkerPool>;
@@ -27,9 +26,12 @@ export interface EarlyWorkers {
  * The workers, started now, held; undefined when there is no image to
  * restore (then nothing is gained), or the start is not a plain one (memory
  * store, component loader, a YAML file, no packet I/O, a file that is not
- * even JSON: the ordinary path reports it).
+ * even JSON: the ordinary path reports it). Resolves once the worker threads
+ * are spawned (not ready): the caller loads the rest of the NVE after that,
+ * so the workers start on the other core as early as they can rather than
+ * after whatever the caller's imports would have put before them.
  */
-export function startWorkersEarly(o: { configFile: string; io?: string; workers?: number; storeDir: string; memoryStore: boolean; loader: string }): EarlyWorkers | undefined {
+export async function startWorkersEarly(o: { configFile: string; io?: string; workers?: number; storeDir: string; memoryStore: boolean; loader: string }): Promise<EarlyWorkers | undefined> {
   if (o.memoryStore || o.loader !== "core" || /\.ya?ml$/i.test(o.configFile)) return undefined;
   const imagePath = join(o.storeDir, IMAGE_FILE);
   if (!existsSync(imagePath)) return undefined;
@@ -44,10 +46,14 @@ export function startWorkersEarly(o: { configFile: string; io?: string; workers?
   if (tunnelGso !== undefined && tunnelGso !== "auto" && tunnelGso !== "off") return undefined;
   if (!ports.every((p) => typeof p?.name === "string")) return undefined;
   const config = { underlay: { port: raw.underlay.port, vlan: raw.underlay.vlan, tunnelGso }, ports: ports.map((p) => ({ name: p.name })) } as Pick<NveConfig, "underlay" | "ports">;
-  const pool = (async () => {
+  let pool: Promise<WorkerPool>;
+  try {
     const [{ startAfPacket }, { thpUsable }] = await Promise.all([import("../io/afpacket.js"), import("../dataplane/memory.js")]);
-    return startAfPacket({ config, workers: o.workers, io, dataplane: { hugePages: thpUsable(), loader: "core", imagePath }, hold: true });
-  })();
+    // startAfPacket spawns the workers before its first await
+    pool = startAfPacket({ config, workers: o.workers, io, dataplane: { hugePages: thpUsable(), loader: "core", imagePath }, hold: true });
+  } catch (e) {
+    pool = Promise.reject(e);
+  }
   pool.catch(() => undefined); // run.ts reports a failure when it awaits the pool (or starts again)
   return { pool, config, io, imagePath };
 }
@@ -60,20 +66,26 @@ export function sameInterfaces(a: Pick<NveConfig, "underlay" | "ports">, b: Pick
 
 /**
  * Releases the early workers to forward from the image they restored, before
- * the configuration is even validated, when the image is keyed by this very
- * configuration file (its SHA-256: dp-image.ts configFileKey), the store's
- * last transaction, this module and host code and the default layout; every
- * worker must have restored it whole. Then run.ts still checks the whole key
- * once the file is validated. False (nothing done; run.ts decides and logs
- * as usual) when anything differs or cannot be read.
+ * the configuration is even validated and before the store is loaded, when
+ * the image is keyed by this very configuration file (its SHA-256:
+ * dp-image.ts configFileKey), the store's last transaction (read from its
+ * data file: host/store/lmdb-meta.ts, without loading LMDB), its schema
+ * version (a store this build would upgrade moves on at open), this module
+ * and host code and the default layout; every worker must have restored it
+ * whole. The caller holds the store directory's lock (lockStoreDir), so no
+ * other NVE writes the store meanwhile. Then run.ts still checks the whole
+ * key once the file is validated and the store open. False (nothing done;
+ * run.ts decides and logs as usual) when anything differs or cannot be read.
  */
-export async function earlyGo(o: { early: EarlyWorkers; store: Store; configFile: string }): Promise<boolean> {
+export async function earlyGo(o: { early: EarlyWorkers; storeDir: string; configFile: string }): Promise<boolean> {
   try {
-    const [{ checkImage, keyDifference, fileHash }, { imageKeyOf }] = await Promise.all([import("../dataplane/image.js"), import("../dataplane/load.js")]);
-    if (!o.store.lastTxnId) return false;
+    const [{ checkImage, keyDifference, fileHash }, { imageKeyOf }, { lmdbLastTxnId }, { STORE_SCHEMA_VERSION }] = await Promise.all([
+      import("../dataplane/image.js"), import("../dataplane/load.js"), import("../store/lmdb-meta.js"), import("../store/store.js")]);
+    const txnId = lmdbLastTxnId(o.storeDir);
+    if (txnId === undefined) return false;
     const img = checkImage({ path: o.early.imagePath });
     const { config: _static, ...have } = img.meta.key;
-    if (!have.configFile || keyDifference(have, { ...imageKeyOf({}), txnId: o.store.lastTxnId(), configFile: fileHash(o.configFile) })) return false;
+    if (!have.configFile || keyDifference(have, { ...imageKeyOf({}), txnId, storeSchema: STORE_SCHEMA_VERSION, configFile: fileHash(o.configFile) })) return false;
     const pool = await o.early.pool;
     if (!pool.images.every((r) => r && "key" in r && !keyDifference(r.key, img.meta.key))) return false;
     pool.go(true);

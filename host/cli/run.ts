@@ -79,23 +79,24 @@ export async function runCommand(argv: string[]): Promise<number> {
   const storeDir = resolve(v.store ?? defaultStore());
   const adminPath = v["admin-socket"] ?? (v.store !== undefined ? join(storeDir, "nvedge.sock") : defaultAdminSocket());
   // With a table image to restore, the packet I/O workers start now (./run-early.ts).
-  let earlyWorkers = startWorkersEarly({ configFile, io: v.io, workers, storeDir, memoryStore: !!v["memory-store"], loader });
+  let earlyWorkers = await startWorkersEarly({ configFile, io: v.io, workers, storeDir, memoryStore: !!v["memory-store"], loader });
   const stopEarlyWorkers = async () => { const e = earlyWorkers; earlyWorkers = undefined; await (await e?.pool.catch(() => undefined))?.stop(); };
   if (earlyWorkers) phase("run: packet I/O workers started");
   // ... and, when the image is keyed by this very file, the store's last
   // transaction and this build, they forward from it as soon as restored,
   // before the file is validated (./run-early.ts earlyGo; the whole key is
-  // checked below all the same). The store is opened for it now.
-  let earlyStore: Store | undefined;
+  // checked below all the same). The store's directory is locked for it now,
+  // the store itself opened (LMDB loaded) only once the workers forward.
+  let earlyLock: import("../store/lmdb-lock.js").StoreLock | undefined;
   let earlyGone = false;
   if (earlyWorkers) {
     try {
       mkdirSync(storeDir, { recursive: true, mode: 0o700 });
-      earlyStore = await (await import("../store/lmdb.js")).openLmdbStore(storeDir);
-      earlyGone = await earlyGo({ early: earlyWorkers, store: earlyStore, configFile });
+      earlyLock = await (await import("../store/lmdb-lock.js")).lockStoreDir(storeDir);
+      earlyGone = await earlyGo({ early: earlyWorkers, storeDir, configFile });
       if (earlyGone) phase("run: workers released early");
     } catch {
-      // opened again below, where a failure is reported
+      // locked by another NVE: the store is opened below, where the failure is reported
     }
   }
   // The file, then the logger: anything refused here stops the early workers.
@@ -108,7 +109,7 @@ export async function runCommand(argv: string[]): Promise<number> {
     const logger = new (await import("../log/logger.js")).Logger({ service: "nve", id: cfg.nve, ...logOpts });
     return { cfg, brokerUrl, logger };
   };
-  const { cfg, brokerUrl, logger } = await fromFile().catch(async (e: Error) => { await stopEarlyWorkers(); await earlyStore?.close(); throw e; });
+  const { cfg, brokerUrl, logger } = await fromFile().catch(async (e: Error) => { await stopEarlyWorkers(); await earlyLock?.release(); throw e; });
   // --io: packet I/O whenever there is something to forward (issue 13: a device
   // started from its config must forward); --io none for control-only use.
   const io = v.io ?? (cfg.ports.length > 0 ? "afpacket" : "none");
@@ -152,7 +153,7 @@ export async function runCommand(argv: string[]): Promise<number> {
     } else {
       mkdirSync(storeDir, { recursive: true, mode: 0o700 });
       const { openLmdbStore } = await import("../store/lmdb.js");
-      store = earlyStore ?? await openLmdbStore(storeDir);
+      store = await openLmdbStore(storeDir, { lock: earlyLock });
     }
     cleanup.push(() => store.close());
     // The first log line (after the store: a store that cannot be opened is the one line of a failed start).
@@ -178,7 +179,7 @@ export async function runCommand(argv: string[]): Promise<number> {
         // (host/io/worker.ts), so it is written while running too: a crash
         // restarts from the last one rather than rebuilding from the records
         path: imageFile, store, log, snapshot: (k) => snapshotDp(k),
-        key: () => ({ ...imageKeyOf({ loader }), config: dpImage.staticHash(currentConfig()), configFile: dpImage.configFileKey(configFile, currentConfig(), parseConfig) }),
+        key: () => ({ ...imageKeyOf({ loader }), storeSchema: dpImage.STORE_SCHEMA, config: dpImage.staticHash(currentConfig()), configFile: dpImage.configFileKey(configFile, currentConfig(), parseConfig) }),
       });
       store = imageWriter.wrapStore(store);
     }

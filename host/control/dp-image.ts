@@ -20,7 +20,7 @@
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import type { NveConfig } from "../config/types.js";
-import { watchWrites, type Store } from "../store/store.js";
+import { STORE_SCHEMA_VERSION, watchWrites, type Store } from "../store/store.js";
 import type { DataPlaneProgrammer } from "../dataplane/ops.js";
 import { existsSync, readFileSync } from "node:fs";
 import { type Image, type ImageKey, checkImage, removeImageFile, writeImageFile, ImageRefused, keyDifference, fileHash } from "../dataplane/image.js";
@@ -46,8 +46,15 @@ export function staticHash(cfg: NveConfig): string {
  */
 export function expectedKey(store: Store, cfg: NveConfig, dp: CreateOptions, configFile?: string): ImageKey | undefined {
   if (!store.lastTxnId || dp.loader === "component") return undefined;
-  return { ...imageKeyOf(dp), txnId: store.lastTxnId(), config: staticHash(cfg), ...(configFile !== undefined ? { configFile: fileHash(configFile) } : {}) };
+  return { ...imageKeyOf(dp), txnId: store.lastTxnId(), storeSchema: STORE_SCHEMA, config: staticHash(cfg), ...(configFile !== undefined ? { configFile: fileHash(configFile) } : {}) };
 }
+
+/**
+ * The store's schema version, in the key: a start releases its workers on the
+ * image before it opens the store (host/cli/run-early.ts earlyGo), and a store
+ * this build upgrades at open moves on from the transaction the image has.
+ */
+export const STORE_SCHEMA = STORE_SCHEMA_VERSION;
 
 /**
  * The configuration file's SHA-256 for an image of the data plane running

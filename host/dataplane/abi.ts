@@ -366,6 +366,8 @@ export interface Exports {
   setPortGso(port: number, caps: number): void;
   /** global u64 */
   readonly gsoWhole: { readonly value: bigint };
+  /** (src: usize, len: u32, pageBytes: u32) => i32 */
+  imageExpand(src: number, len: number, pageBytes: number): number;
   /** global u64 */
   readonly warmSink: { readonly value: bigint };
 }

@@ -19,7 +19,8 @@
 // rebuilds from the records (docs/README.md "The table image").
 //
 // File format (version IMAGE_VERSION, little-endian; version 2: the
-// bookkeeping property by property, see HostValue):
+// bookkeeping property by property, see HostValue; version 3: the pages as
+// runs of non-zero words, see encodePage):
 //   0   8  magic "NVEIMAGE"
 //   8   4  format version
 //   12  4  CRC-32 (zlib) of bytes [16, end)
@@ -29,17 +30,27 @@
 //   32  M  meta JSON: { key, memBytes, chunk, chunks, globals: [name, type][], hostLen }
 //   ..     globals: 8 bytes each (i32 and i64 as i64, f32 and f64 as f64), meta order
 //   ..     host bookkeeping: hostLen bytes (v8.serialize of { object: { property: HostValue } })
-//   ..     chunk index: u32 per chunk (its page number), then the pages, CHUNK bytes each
+//   ..     `chunks` page records, by page number, to the end of the file: u32 page
+//          number (of CHUNK bytes), u32 body bytes B, then B bytes of runs: a u32
+//          (zero words to skip in the low 16 bits, data words that follow in the
+//          high 16) and those words. The tables are hash tables a third full:
+//          at 100k VNICs / 1M addresses 98 of 256 MiB of pages hold anything,
+//          29 MiB of it not zero, in some 513,000 runs; the file is 31 MiB, not
+//          103, and a restart reads and checksums that, the module expanding it
+//          (assembly/control.ts imageExpand: a JS call per run costs more than
+//          the bytes saved).
 import { crc32 } from "node:zlib";
 import { createHash } from "node:crypto";
 import { closeSync, existsSync, openSync, readFileSync, rmSync, fstatSync, readSync, promises as fsp } from "node:fs";
-import { dirname } from "node:path";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { serialize, deserialize } from "node:v8";
 import { type Exports, SLOT_SIZE, MAX_BATCH, IN_DESC, OUT_DESC, MAX_OUT, HDR_SLOT, NUM_DROPS, MAX_PORTS, PORT_CTR, MAX_VNS, VN_CTR, TRACE_REC } from "./abi.js";
 import { phase } from "../sys/phase.js";
+import { inBundle, root } from "../paths.js";
 
 
-export const IMAGE_VERSION = 2;
+export const IMAGE_VERSION = 3;
 const MAGIC = "NVEIMAGE";
 const HEAD = 32;
 /** Memory is imaged in pages of this size: a page all zero is left out. */
@@ -154,14 +165,18 @@ let hostHash: string | undefined;
 /**
  * SHA-256 of the host code that keeps the tables' bookkeeping (this file,
  * dataplane.ts, tables.ts, l3.ts, as built): another build of it may lay
- * that bookkeeping out differently, so its images are not used.
+ * that bookkeeping out differently, so its images are not used. In a
+ * checkout, the files in dist/host/dataplane/ whichever copy of them runs
+ * (dist/host, or the bundles in dist/bundle that scripts/build.mjs makes from
+ * the same sources in the same run): a test process and `nvedge run` must
+ * agree on it.
  */
 export function hostCodeHash(): string {
   if (hostHash) return hostHash;
   const h = createHash("sha256");
-  const files = ["./image.js", "./dataplane.js", "./tables.js", "./l3.js"].map((f) => new URL(f, import.meta.url));
+  const files = ["image.js", "dataplane.js", "tables.js", "l3.js"].map((f) => join(root, "dist", "host", "dataplane", f));
   // in a firmware bundle (firmware/build.mjs) they are all in the one file this code runs from
-  for (const f of files.every((f) => existsSync(f)) ? files : [new URL(import.meta.url)]) h.update(readFileSync(f));
+  for (const f of !inBundle && files.every((f) => existsSync(f)) ? files : [fileURLToPath(import.meta.url)]) h.update(readFileSync(f));
   return (hostHash = h.digest("hex"));
 }
 
@@ -188,6 +203,8 @@ export interface ImageSubject {
   skip: Set<string>;
   /** Left out of the image and zero after a restore. */
   transient: Ranges;
+  /** [start, bytes): a transient area a restore stages the file's pages in for the module to expand (the frame slots). */
+  stage: [number, number];
   /** What the image's user may want to know before restoring it (meta.info): e.g. the remote NVEs. */
   info?: Record<string, unknown>;
 }
@@ -206,6 +223,7 @@ export function imageSubject(ex: Exports, globals: GlobalSpec[] | null, host: Re
   return {
     memory: ex.memory, instance: ex as unknown as Record<string, unknown>, globals, host, info,
     skip: new Set(["ex", "u8", "dv", "host"]),
+    stage: [ex.slotBasePtr(), SLOT_SIZE * MAX_BATCH],
     transient: [
       r(ex.slotBasePtr(), SLOT_SIZE * MAX_BATCH), r(ex.inDescPtr(), IN_DESC * MAX_BATCH), r(ex.outDescPtr(), OUT_DESC * MAX_OUT),
       r(ex.hdrBasePtr(), HDR_SLOT * MAX_OUT), r(ex.globalCtrPtr(), 64), r(ex.dropCtrPtr(), NUM_DROPS * 8),
@@ -288,15 +306,48 @@ export function encodeImage(s: ImageSubject, key: ImageKey): Uint8Array {
   return enc.bytes();
 }
 
+/** Zero words a run keeps inside it rather than end (a run's header is one word). */
+const GAP = 4;
+
+/**
+ * One page record of the file (format 3) into `rec` from the page's words
+ * `w`: [page number, body bytes, runs...]; returns the words used (2: the
+ * page holds only zeros, nothing to write).
+ */
+function encodePage(w: Int32Array, pg: number, rec: Int32Array): number {
+  const n = w.length;
+  let o = 2, i = 0;
+  while (i < n) {
+    let z = i;
+    while (z < n && w[z] === 0) z++;
+    if (z === n) break;
+    let j = z;
+    for (;;) {
+      while (j < n && w[j] !== 0) j++;
+      let k = j;
+      while (k < n && k - j < GAP && w[k] === 0) k++;
+      if (k < n && k - j < GAP) { j = k; continue; } // a short gap, then more data: the same run
+      break;
+    }
+    rec[o++] = (z - i) | ((j - z) << 16);
+    for (let q = z; q < j; q++) rec[o++] = w[q];
+    i = j;
+  }
+  rec[0] = pg;
+  rec[1] = 4 * (o - 2);
+  return o;
+}
+
 /**
  * An image taken a slice at a time (issue 15: a packet I/O worker takes its
  * image between batches, forwarding in between, rather than stopping for the
  * whole table memory). The globals and the host's bookkeeping are taken when
- * it is made; the pages are scanned, then copied and checksummed, a few per
- * step(). The caller must not change the tables until it is done (a worker
- * drops it when an op comes: host/io/worker.ts); what the data plane changes
- * itself as it forwards (counters, policer buckets) is taken as it is when
- * its page is copied. The same bytes as encodeImage for the same tables.
+ * it is made; the pages are scanned, then encoded, then copied and
+ * checksummed, a few per step(). The caller must not change the tables until
+ * it is done (a worker drops it when an op comes: host/io/worker.ts); what the
+ * data plane changes itself as it forwards (counters, policer buckets) is
+ * taken as it is when its page is encoded. The same bytes as encodeImage for
+ * the same tables.
  */
 export class ImageEncoder {
   private readonly mem: Uint8Array;
@@ -305,11 +356,17 @@ export class ImageEncoder {
   private readonly globals: (number | bigint)[];
   private readonly host: Uint8Array;
   private readonly zero = Buffer.alloc(CHUNK);
+  /** One page's words, copied out of memory with the transient ranges zeroed. */
+  private readonly page = new Int32Array(CHUNK / 4);
+  private readonly rec = new Int32Array(2 + 2 * (CHUNK / 4));
+  private readonly parts: Uint8Array[] = [];
+  private partBytes = 0;
   private scanned = 0;
+  private encoded = 0;
   private copied = 0;
   private out: Uint8Array | undefined;
   private dv: DataView | undefined;
-  private pagesAt = 0;
+  private at = 0;
   private crc = 0;
   /** step() calls so far. */
   steps = 0;
@@ -334,20 +391,30 @@ export class ImageEncoder {
       this.scanned++;
       if (performance.now() >= until) return false;
     }
-    if (!this.out) this.layOut();
-    const out = this.out!;
-    while (this.copied < this.keep.length) {
-      const pg = this.keep[this.copied];
-      const at = this.pagesAt + CHUNK * this.copied;
-      out.set(mem.subarray(pg * CHUNK, (pg + 1) * CHUNK), at);
+    const page8 = new Uint8Array(this.page.buffer);
+    while (this.encoded < this.keep.length) {
+      const pg = this.keep[this.encoded++];
+      page8.set(mem.subarray(pg * CHUNK, (pg + 1) * CHUNK));
       // the transient ranges inside a kept page are zero in the image
       for (const [x, y] of s.transient) {
         const a = Math.max(x, pg * CHUNK), e = Math.min(y, (pg + 1) * CHUNK);
-        if (a < e) out.fill(0, at + a - pg * CHUNK, at + e - pg * CHUNK);
+        if (a < e) page8.fill(0, a - pg * CHUNK, e - pg * CHUNK);
       }
-      this.crc = crc32(out.subarray(at, at + CHUNK), this.crc);
-      this.copied++;
-      if (this.copied < this.keep.length && performance.now() >= until) return false;
+      const words = encodePage(this.page, pg, this.rec);
+      if (words > 2) {
+        this.parts.push(new Uint8Array(this.rec.buffer, 0, 4 * words).slice());
+        this.partBytes += 4 * words;
+      }
+      if (performance.now() >= until) return false;
+    }
+    if (!this.out) this.layOut();
+    const out = this.out!;
+    while (this.copied < this.parts.length) {
+      const part = this.parts[this.copied++];
+      out.set(part, this.at);
+      this.crc = crc32(part, this.crc);
+      this.at += part.length;
+      if (this.copied < this.parts.length && performance.now() >= until) return false;
     }
     this.dv!.setUint32(12, this.crc, true);
     return true;
@@ -355,16 +422,16 @@ export class ImageEncoder {
 
   /** The image, once step() returned true. */
   bytes(): Uint8Array {
-    if (!this.out || this.copied < this.keep.length) throw new Error("the image is not taken yet");
+    if (!this.out || this.copied < this.parts.length) throw new Error("the image is not taken yet");
     return this.out;
   }
 
-  /** Everything before the pages, once it is known which pages there are. */
+  /** Everything before the pages, once the pages are encoded. */
   private layOut(): void {
-    const { s, keep, host } = this;
+    const { s, parts, host } = this;
     const memBytes = this.mem.length;
-    const meta = new TextEncoder().encode(JSON.stringify({ key: this.key, info: s.info ?? {}, memBytes, chunk: CHUNK, chunks: keep.length, globals: s.globals.map((g) => [g.name, g.type]), hostLen: host.length }));
-    const total = HEAD + meta.length + 8 * s.globals.length + host.length + 4 * keep.length + CHUNK * keep.length;
+    const meta = new TextEncoder().encode(JSON.stringify({ key: this.key, info: s.info ?? {}, memBytes, chunk: CHUNK, chunks: parts.length, globals: s.globals.map((g) => [g.name, g.type]), hostLen: host.length }));
+    const total = HEAD + meta.length + 8 * s.globals.length + host.length + this.partBytes;
     const out = new Uint8Array(total);
     const dv = new DataView(out.buffer);
     out.set(new TextEncoder().encode(MAGIC), 0);
@@ -383,9 +450,7 @@ export class ImageEncoder {
     });
     out.set(host, at);
     at += host.length;
-    keep.forEach((pg, k) => dv.setUint32(at + 4 * k, pg, true));
-    at += 4 * keep.length;
-    this.pagesAt = at;
+    this.at = at;
     this.crc = crc32(out.subarray(16, at));
     this.out = out;
     this.dv = dv;
@@ -393,9 +458,9 @@ export class ImageEncoder {
 }
 
 /**
- * Where an image is read from: a file (read straight into the instance's
- * memory, page by page: no copy of the whole image, whose pages the process
- * would have to fault in twice) or bytes in memory.
+ * Where an image is read from: a file (read into the instance's own memory,
+ * a stage at a time: no copy of the whole image, whose pages the process
+ * would have to fault in as well) or bytes in memory.
  */
 export type ImageSource = { path: string } | { bytes: Uint8Array };
 
@@ -475,14 +540,15 @@ export function keyDifference(have: ImageKey, expect: ImageKey): string | undefi
 
 const KEY_TEXT: Record<string, string> = {
   txnId: "the store's last transaction id", wasm: "the data plane module (SHA-256)", host: "the host's table code (SHA-256)",
-  layout: "the table layout", config: "the configuration's static state (SHA-256)", configFile: "the configuration file (SHA-256)",
+  layout: "the table layout", storeSchema: "the store's schema version", config: "the configuration's static state (SHA-256)", configFile: "the configuration file (SHA-256)",
 };
 
 /**
  * Makes the fresh instance `s` (init() already called with the image's
  * layout) the imaged data plane: memory pages, globals, host bookkeeping.
- * The pages are read straight into memory, the CRC computed as they come;
- * the globals and bookkeeping are set only once it matched. On a refusal
+ * The pages are read into the stage and expanded from there by the module,
+ * the CRC computed as they come; the globals and bookkeeping are set only
+ * once it matched. On a refusal
  * (ImageRefused) the instance holds part of the image: discard it.
  */
 export function restoreImage(s: ImageSubject, img: Image): void {
@@ -495,26 +561,40 @@ export function restoreImage(s: ImageSubject, img: Image): void {
   const r = reader(img.source);
   try {
     if (r.size !== img.size) throw new ImageRefused(`changed since it was checked: ${r.size} bytes, was ${img.size}`);
-    // globals, bookkeeping and the page index in one read
-    const small = new Uint8Array(8 * s.globals.length + meta.hostLen + 4 * meta.chunks);
-    if (!r.read(small, img.bodyAt)) throw new ImageRefused("truncated");
+    // globals and bookkeeping in one read
+    const small = new Uint8Array(8 * s.globals.length + meta.hostLen);
+    if (img.bodyAt + small.length > img.size || !r.read(small, img.bodyAt)) throw new ImageRefused("truncated");
     let crc = crc32(small, img.crcHead);
     const sdv = new DataView(small.buffer);
-    const idxAt = 8 * s.globals.length + meta.hostLen;
-    if (img.bodyAt + small.length + CHUNK * meta.chunks !== img.size) throw new ImageRefused("its parts do not add up to its length: corrupt");
     if (meta.memBytes > mem0) s.memory.grow((meta.memBytes - mem0) / 65536);
+    // The page records, read a stage at a time into a transient area and
+    // expanded there by the module (assembly/control.ts imageExpand), the CRC
+    // computed over the bytes as read. A record the module refuses (outside
+    // its page: corrupt) stops the expansion; the rest is still read for the
+    // CRC, so a damaged file is named by its checksum.
     const mem = new Uint8Array(s.memory.buffer);
-    let at = img.bodyAt + small.length;
-    for (let k = 0; k < meta.chunks; k++) {
-      const pg = sdv.getUint32(idxAt + 4 * k, true);
-      if ((pg + 1) * CHUNK > mem.length) throw new ImageRefused(`page ${pg} lies outside its memory: corrupt`);
-      const dst = mem.subarray(pg * CHUNK, (pg + 1) * CHUNK);
+    const [st, stLen] = s.stage;
+    const expand = s.instance.imageExpand as (src: number, len: number, pageBytes: number) => number;
+    let at = img.bodyAt + small.length, have = 0, broken = false;
+    while (at < img.size) {
+      const n = Math.min(stLen - have, img.size - at);
+      const dst = mem.subarray(st + have, st + have + n);
       if (!r.read(dst, at)) throw new ImageRefused("truncated");
       crc = crc32(dst, crc);
-      at += CHUNK;
+      at += n;
+      have += n;
+      if (broken) { have = 0; continue; }
+      const used = expand(st, have, CHUNK);
+      // a record longer than the stage cannot be one this build wrote
+      if (used < 0 || (used === 0 && have === stLen)) { broken = true; have = 0; continue; }
+      mem.copyWithin(st, st + used, st + have);
+      have -= used;
     }
+    if (have !== 0) broken = true; // the file ends inside a record
+    mem.fill(0, st, st + stLen);
     phase("image: pages read, CRC checked");
     if (crc !== img.crc) throw new ImageRefused(`checksum mismatch (CRC-32 ${crc.toString(16)}, header ${img.crc.toString(16)}): corrupt`);
+    if (broken) throw new ImageRefused("its pages do not expand (a record reaches outside its page, or the file ends inside one): corrupt");
     at = 0;
     for (const g of s.globals) {
       const gl = s.instance[g.name] as WebAssembly.Global;

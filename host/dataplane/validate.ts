@@ -7,12 +7,9 @@ import { parseMac, parseIp, ip4Value, unicastMacInto, macBytes } from "../domain
 import { compileAcl, compileQos, learnProblems } from "./acl.js";
 import type { Tables } from "./tables.js";
 import { ENCAP } from "./tables.js";
+import { DataPlaneError } from "./error.js";
 
-export class DataPlaneError extends Error {
-  constructor(public index: number, public field: string, message: string) {
-    super(`op ${index}${field ? ` (${field})` : ""}: ${message}`);
-  }
-}
+export { DataPlaneError };
 
 /**
  * What validate() parsed, by op index, for the apply pass to use without

@@ -37,7 +37,7 @@
 // a machine crash loses at most commits that were not yet flushed, and those
 // were never acknowledged.
 import { asBinary, open, type Database, type RootDatabase } from "lmdb";
-import { closeSync, existsSync, openSync, readSync, statSync } from "node:fs";
+import { existsSync, statSync } from "node:fs";
 import { privateDir, withPrivateUmask } from "./private.js";
 import { join } from "node:path";
 import { constants as osConstants } from "node:os";
@@ -46,6 +46,7 @@ import {
   type CollectionName, type Collections, type Store, type StoreWriter,
 } from "./store.js";
 import { lockStoreDir, type StoreLock } from "./lmdb-lock.js";
+import { readLmdbMeta, newestMeta } from "./lmdb-meta.js";
 import { MIGRATIONS, detectLegacyVersion, type Migration } from "./lmdb-migrations.js";
 
 export { StoreLockedError } from "./lmdb-lock.js";
@@ -73,6 +74,8 @@ export interface LmdbStoreOptions {
   /** version N → the step to N+1 (tests pass their own). */
   migrations?: Record<number, Migration>;
   log?: (line: string) => void;
+  /** The directory's lock, already taken (lockStoreDir: `nvedge run` takes it before the store is loaded, issue 15); the store releases it at close. */
+  lock?: StoreLock;
 }
 
 /** LMDB's largest key (lmdb-js keys of the default 4 KiB pages), in UTF-8 bytes. */
@@ -80,7 +83,6 @@ const MAX_KEY_BYTES = 1978;
 const DELETED = Symbol("deleted");
 /** Writes not yet committed to LMDB: msgpack bytes (encoded at put: a copy, and the bytes LMDB stores) or DELETED. */
 type Overlay = Map<CollectionName, Map<string, Buffer | typeof DELETED>>;
-const LMDB_MAGIC = 0xbeefc0de;
 
 /**
  * Refuses a data.mdb that LMDB would misread or crash on: no LMDB magic in its
@@ -89,33 +91,12 @@ const LMDB_MAGIC = 0xbeefc0de;
  * with SIGBUS instead of raising an error).
  */
 function checkDataFile(dir: string, file: string): void {
-  const size = statSync(file).size;
-  if (size === 0) return; // created, never committed: LMDB initialises it
-  const fd = openSync(file, "r");
-  try {
-    const head = Buffer.alloc(Math.min(size, 256));
-    readSync(fd, head, 0, head.length, 0);
-    // The meta struct follows the page header (16 or 24 bytes by LMDB build).
-    let m = -1;
-    for (let o = 0; o + 4 <= Math.min(64, head.length); o += 4) if (head.readUInt32LE(o) === LMDB_MAGIC) { m = o; break; }
-    if (m < 0) throw new StoreCorruptError(dir, `${file} has no LMDB header`);
-    const pageSize = head.readUInt32LE(m + 24); // FREE_DBI's md_pad holds the page size
-    if (pageSize < 512 || pageSize > 65536 || (pageSize & (pageSize - 1)) !== 0)
-      throw new StoreCorruptError(dir, `${file} has an invalid page size ${pageSize}`);
-    if (size < 2 * pageSize) throw new StoreCorruptError(dir, `${file} is truncated (${size} bytes, less than its two meta pages)`);
-    const metas: { last: bigint; txn: bigint }[] = [];
-    for (const page of [0, 1]) {
-      const b = Buffer.alloc(m + 136);
-      readSync(fd, b, 0, b.length, page * pageSize);
-      if (b.readUInt32LE(m) !== LMDB_MAGIC) throw new StoreCorruptError(dir, `${file}: meta page ${page} is damaged`);
-      metas.push({ last: b.readBigUInt64LE(m + 120), txn: b.readBigUInt64LE(m + 128) });
-    }
-    const newest = metas[0].txn >= metas[1].txn ? metas[0] : metas[1];
-    const need = (newest.last + 1n) * BigInt(pageSize);
-    if (BigInt(size) < need) throw new StoreCorruptError(dir, `${file} is truncated (${size} bytes, its last transaction needs ${need})`);
-  } finally {
-    closeSync(fd);
-  }
+  const r = readLmdbMeta(file);
+  if (r === null) return; // created, never committed: LMDB initialises it
+  if (typeof r === "string") throw new StoreCorruptError(dir, r);
+  const newest = newestMeta(r.metas);
+  const need = (newest.last + 1n) * BigInt(r.pageSize);
+  if (BigInt(r.size) < need) throw new StoreCorruptError(dir, `${file} is truncated (${r.size} bytes, its last transaction needs ${need})`);
 }
 
 function wrapNative(dir: string, e: unknown): Error {
@@ -144,7 +125,7 @@ export class LmdbStore implements Store {
     const migrations = opts.migrations ?? MIGRATIONS;
     if (existsSync(dir) && !statSync(dir).isDirectory()) throw new StoreCorruptError(dir, "it is a file, not a directory");
     privateDir(dir); // 0700, its files 0600 (issue 10): every tenant's bindings are in it
-    const lock = await lockStoreDir(dir);
+    const lock = opts.lock ?? await lockStoreDir(dir);
     let root: RootDatabase | undefined;
     try {
       const dataFile = join(dir, "data.mdb");
