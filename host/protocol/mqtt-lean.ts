@@ -28,7 +28,7 @@ import * as mqttPacket from "mqtt-packet";
 import type { IPublishPacket, Packet, Parser } from "mqtt-packet";
 import type { IClientOptions } from "mqtt";
 import { coalescePerTurn } from "./coalesce.js";
-import { retryableConnectError } from "./mqtt.js";
+import { whenConnected } from "./mqtt.js";
 
 /** A received message's packet as the listeners see it (MQTT.js's shape, the fields they read). */
 export interface MessagePacket {
@@ -579,24 +579,11 @@ export function encodePublish4(topic: string, payload: Buffer, qos: 0 | 1, retai
 
 /** connectWhenReachable (mqtt.ts) on LeanMqttClient: resolves once connected; a refused CONNACK or a non-network error rejects. */
 export function connectLeanWhenReachable(url: string, log: (l: string) => void, opts: IClientOptions): Promise<LeanMqttClient> {
-  return new Promise((resolve, reject) => {
-    let client: LeanMqttClient;
-    try {
-      client = new LeanMqttClient(url, opts);
-    } catch (e) {
-      reject(e);
-      return;
-    }
-    const onError = (e: Error & { code?: unknown }) => {
-      if (retryableConnectError(e) && opts.reconnectPeriod !== 0) return log(`mqtt: ${url}: ${e.message}; retrying`);
-      client.off("error", onError);
-      void client.endAsync(true);
-      reject(e);
-    };
-    client.on("error", onError);
-    client.once("connect", () => {
-      client.off("error", onError);
-      resolve(client);
-    });
-  });
+  let client: LeanMqttClient;
+  try {
+    client = new LeanMqttClient(url, opts);
+  } catch (e) {
+    return Promise.reject(e);
+  }
+  return whenConnected(client, url, log, opts, () => void client.endAsync(true));
 }

@@ -110,13 +110,25 @@ export function retryableConnectError(e: unknown): boolean {
 
 /** mqtt.connect that resolves once connected, retrying the errors above while `opts.reconnectPeriod` allows. */
 export function connectWhenReachable(url: string, log: (l: string) => void, opts: IClientOptions): Promise<MqttClient> {
+  const client = mqtt.connect(url, opts);
+  tcpNoDelay(client);
+  return whenConnected(client, url, log, opts, () => client.end(true));
+}
+
+/** The events whenConnected needs: MQTT.js's client and the NVE's own (mqtt-lean.ts) both have them. */
+interface Connecting {
+  on(ev: "error", f: (e: Error & { code?: unknown }) => void): unknown;
+  off(ev: "error", f: (e: Error & { code?: unknown }) => void): unknown;
+  once(ev: "connect", f: () => void): unknown;
+}
+
+/** `client` once it connects; a retryable error (above) is logged while `opts.reconnectPeriod` allows, any other ends it (`end`) and rejects. */
+export function whenConnected<C extends Connecting>(client: C, url: string, log: (l: string) => void, opts: IClientOptions, end: () => void): Promise<C> {
   return new Promise((resolve, reject) => {
-    const client = mqtt.connect(url, opts);
-    tcpNoDelay(client);
     const onError = (e: Error & { code?: unknown }) => {
       if (retryableConnectError(e) && opts.reconnectPeriod !== 0) return log(`mqtt: ${url}: ${e.message}; retrying`);
       client.off("error", onError);
-      client.end(true);
+      end();
       reject(e);
     };
     client.on("error", onError);
