@@ -25,11 +25,11 @@ export { LEVELS, isLevel, type Level, type LogFormat };
 /** Control characters and line/paragraph separators as escapes (text format). */
 // eslint-disable-next-line no-control-regex
 const UNSAFE = /[\x00-\x1f\x7f-\x9f\u2028\u2029]/;
+const UNSAFE_ALL = new RegExp(UNSAFE.source, "g");
 
 export function escapeText(s: string): string {
   if (!UNSAFE.test(s)) return s; // the common line: nothing to escape, no new string (issue 15: two lines per attach)
-  // eslint-disable-next-line no-control-regex
-  return s.replace(/[\x00-\x1f\x7f-\x9f\u2028\u2029]/g, (c) => {
+  return s.replace(UNSAFE_ALL, (c) => {
     const n = c.charCodeAt(0);
     return n <= 0xff ? `\\x${n.toString(16).padStart(2, "0")}` : `\\u${n.toString(16).padStart(4, "0")}`;
   });

@@ -61,6 +61,9 @@ export function readLmdbMeta(file: string): { pageSize: number; size: number; me
   }
 }
 
+/** The bytes data.mdb must hold for `meta`'s transaction: through its last page (a shorter file is truncated; LMDB would fault on it). */
+export const bytesNeeded = (meta: LmdbMeta, pageSize: number): bigint => (meta.last + 1n) * BigInt(pageSize);
+
 /** The meta page LMDB opens at: the one with the larger transaction id. */
 export const newestMeta = (metas: [LmdbMeta, LmdbMeta]): LmdbMeta => (metas[0].txn >= metas[1].txn ? metas[0] : metas[1]);
 
@@ -88,6 +91,6 @@ export function lmdbLastTxnId(dir: string): number | undefined {
   const newest = [r.metas[0], r.metas[1], ...(r.flushed ? [r.flushed] : [])].reduce((a, b) => (b.txn > a.txn ? b : a));
   const boot = lmdbBootId();
   if (boot === 0n || newest.boot !== boot) return undefined;
-  if (BigInt(r.size) < (newest.last + 1n) * BigInt(r.pageSize)) return undefined; // truncated: the ordinary open refuses it
+  if (BigInt(r.size) < bytesNeeded(newest, r.pageSize)) return undefined; // truncated: the ordinary open refuses it
   return Number(newest.txn);
 }

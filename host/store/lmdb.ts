@@ -46,7 +46,7 @@ import {
   type CollectionName, type Collections, type Store, type StoreWriter,
 } from "./store.js";
 import { lockStoreDir, type StoreLock } from "./lmdb-lock.js";
-import { readLmdbMeta, newestMeta } from "./lmdb-meta.js";
+import { bytesNeeded, readLmdbMeta, newestMeta } from "./lmdb-meta.js";
 import { MIGRATIONS, detectLegacyVersion, type Migration } from "./lmdb-migrations.js";
 
 export { StoreLockedError } from "./lmdb-lock.js";
@@ -94,8 +94,7 @@ function checkDataFile(dir: string, file: string): void {
   const r = readLmdbMeta(file);
   if (r === null) return; // created, never committed: LMDB initialises it
   if (typeof r === "string") throw new StoreCorruptError(dir, r);
-  const newest = newestMeta(r.metas);
-  const need = (newest.last + 1n) * BigInt(r.pageSize);
+  const need = bytesNeeded(newestMeta(r.metas), r.pageSize);
   if (BigInt(r.size) < need) throw new StoreCorruptError(dir, `${file} is truncated (${r.size} bytes, its last transaction needs ${need})`);
 }
 
