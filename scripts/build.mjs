@@ -124,16 +124,12 @@ async function buildHost() {
   // the same code). Built from the same sources in the same run as dist/host,
   // so it is never older than them; host/paths.ts workerUrl prefers it.
   // node_modules stay outside (the worker imports none today).
+  // Both bundles below: ESM for Node 20, npm packages left to node_modules.
+  const bundled = { bundle: true, packages: "external", format: "esm", platform: "node", target: "node20", sourcemap: "linked", logLevel: "warning" };
   await esbuild.build({
     entryPoints: [join(root, "host", "io", "worker.ts")],
     outfile: join(root, "dist", "bundle", "io-worker.mjs"),
-    bundle: true,
-    packages: "external",
-    format: "esm",
-    platform: "node",
-    target: "node20",
-    sourcemap: "linked",
-    logLevel: "warning",
+    ...bundled,
   });
   // The CLI for `nvedge run` (bin/nvedge.js), for the same reason: its
   // static imports and the packet I/O start in one file, ahead of the workers'
@@ -146,14 +142,8 @@ async function buildHost() {
     outdir: join(root, "dist", "bundle"),
     outExtension: { ".js": ".mjs" },
     chunkNames: "chunk-[hash]",
-    bundle: true,
     splitting: true,
-    packages: "external",
-    format: "esm",
-    platform: "node",
-    target: "node20",
-    sourcemap: "linked",
-    logLevel: "warning",
+    ...bundled,
   });
 }
 
