@@ -12,6 +12,7 @@
 import { closeSync, copyFileSync, mkdtempSync, openSync, readFileSync, rmSync, write, writeFileSync } from "node:fs";
 import { loadavg } from "node:os";
 import { spawn, execFileSync } from "node:child_process";
+import { cpuSecondsOf } from "./proc-cpu.js";
 import { fileURLToPath } from "node:url";
 import { performance } from "node:perf_hooks";
 import { Agent } from "../host/agent/agent.js";
@@ -104,24 +105,6 @@ async function runPaced(agents: Agent[], jobs: Job[][], rate: number): Promise<{
   return { lat, errors, secs: (performance.now() - t0) / 1000 };
 }
 
-/**
- * CPU seconds (user + system, every thread: the NVE, its broker thread) a
- * process has used, from /proc/PID/stat (utime, stime in clock ticks; proc(5)).
- * Issue 15 "measure the NVE, not the bench": the NVE's CPU per request means
- * the same on a DPU whatever the agents' process costs the shared cores.
- */
-function cpuSecondsOf(pid: number, tid?: number): { user: number; sys: number } {
-  try {
-    const stat = readFileSync(tid === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${tid}/stat`, "utf8");
-    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" "); // fields from 3 (state) on: comm may hold spaces
-    return { user: Number(f[11]) / CLK_TCK, sys: Number(f[12]) / CLK_TCK }; // utime (14), stime (15)
-  } catch {
-    return { user: NaN, sys: NaN };
-  }
-}
-const CLK_TCK = (() => {
-  try { return Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100; } catch { return 100; }
-})();
 
 /** A case measured with the NVE's CPU time (nvePid) and the bench's own (the agents). */
 let brokerPid: number | undefined; // a broker process of its own (Mosquitto): its CPU per request too

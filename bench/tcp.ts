@@ -20,6 +20,7 @@
 // iperf3, clang, libbpf-dev (the tag's tc-BPF on the trunk).
 import { loadavg } from "node:os";
 import { readFileSync, readdirSync } from "node:fs";
+import { cpuSecondsOf } from "./proc-cpu.js";
 import { fileURLToPath } from "node:url";
 import { pairUp, pairDown, pairUnavailable, startNvedge, startKernelNve, iperf, pairStore, type PairTopo, type Dut } from "../host/lab/pair.js";
 import { shAsync } from "../host/sys/sh.js";
@@ -39,17 +40,16 @@ function machineCpu(): { busy: number; total: number } {
   return { busy: total - f[3] - f[4], total };
 }
 
-/** Each thread's CPU time so far (utime + stime, clock ticks) in process pid, by thread id; empty once it is gone. */
+/** Each thread's CPU seconds so far (user + system) in process pid, by thread id; empty once it is gone. */
 function threadCpu(pid: number | undefined): Map<string, number> {
   const m = new Map<string, number>();
   if (!pid) return m;
-  try {
-    for (const tid of readdirSync(`/proc/${pid}/task`)) {
-      const st = readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8");
-      const f = st.slice(st.lastIndexOf(")") + 2).split(" "); // after "pid (comm) ": state is field 3, utime 14, stime 15
-      m.set(tid, Number(f[11]) + Number(f[12]));
-    }
-  } catch { /* the process ended */ }
+  let tids: string[];
+  try { tids = readdirSync(`/proc/${pid}/task`); } catch { return m; } // the process ended
+  for (const tid of tids) {
+    const c = cpuSecondsOf(pid, Number(tid));
+    if (!Number.isNaN(c.user)) m.set(tid, c.user + c.sys);
+  }
   return m;
 }
 
@@ -65,12 +65,11 @@ async function withCpu<T>(pid: number | undefined, run: () => Promise<T>): Promi
   const m0 = machineCpu(), t0 = threadCpu(pid), w0 = Date.now();
   const r = await run();
   const m1 = machineCpu(), t1 = threadCpu(pid), secs = (Date.now() - w0) / 1000;
-  const hz = 100; // USER_HZ, the unit of /proc's tick counts on Linux
   const cpu: CpuShare = { machineBusy: Math.round(((m1.busy - m0.busy) / Math.max(1, m1.total - m0.total)) * 100) / 100 };
   if (pid) {
     const d = [...t1].map(([tid, v]) => v - (t0.get(tid) ?? 0));
-    cpu.nvedgeCores = Math.round((d.reduce((a, b) => a + b, 0) / hz / secs) * 100) / 100;
-    cpu.busiestThreadCores = Math.round((Math.max(0, ...d) / hz / secs) * 100) / 100;
+    cpu.nvedgeCores = Math.round((d.reduce((a, b) => a + b, 0) / secs) * 100) / 100;
+    cpu.busiestThreadCores = Math.round((Math.max(0, ...d) / secs) * 100) / 100;
   }
   return [r, cpu];
 }
