@@ -11,10 +11,11 @@
 // nve_cpu_us_per_op); the profile's sample times are wall time, which on a
 // loaded machine include time the thread waited for a core, so each share
 // is also given as that share of the measured CPU time.
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
+import { SourceMap } from "node:module";
 import { fileURLToPath } from "node:url";
 
-interface Frame { functionName: string; url: string; lineNumber: number }
+interface Frame { functionName: string; url: string; lineNumber: number; columnNumber?: number }
 interface Node { id: number; callFrame: Frame; children?: number[] }
 interface Profile { nodes: Node[]; startTime: number; samples: number[]; timeDeltas: number[] }
 
@@ -43,7 +44,35 @@ const CATEGORIES: [string, (f: Frame) => boolean][] = [
 
 export interface Breakdown { busyUs: number; perRequestUs: number; rows: { category: string; usPerRequest: number; share: number }[]; top: { fn: string; usPerRequest: number; share: number }[] }
 
+/**
+ * The source file and line of a frame in a bundled chunk (dist/bundle/*.mjs,
+ * scripts/build.mjs): `nvedge run` is one esbuild bundle, so every frame's
+ * url is a chunk and the categories (by source path) would match nothing;
+ * the chunk's linked source map gives the original host/… path back.
+ */
+function unbundler(): (f: Frame) => Frame {
+  const maps = new Map<string, SourceMap | null>();
+  const memo = new Map<Frame, Frame>();
+  return (f) => {
+    if (!/\/dist\/bundle\/.*\.mjs$/.test(f.url)) return f;
+    let out = memo.get(f);
+    if (out) return out;
+    let map = maps.get(f.url);
+    if (map === undefined) {
+      const file = `${fileURLToPath(f.url)}.map`;
+      map = existsSync(file) ? new SourceMap(JSON.parse(readFileSync(file, "utf8"))) : null;
+      maps.set(f.url, map);
+    }
+    const e = map?.findEntry(f.lineNumber, f.columnNumber ?? 0) as { originalSource?: string; originalLine?: number } | undefined;
+    out = e?.originalSource ? { ...f, url: e.originalSource.replace(/^.*?\/(host|bench|node_modules)\//, "/$1/"), lineNumber: e.originalLine ?? f.lineNumber } : f;
+    memo.set(f, out);
+    return out;
+  };
+}
+
 export function breakdown(p: Profile, requests: number, from = -Infinity, to = Infinity, topN = 0): Breakdown {
+  const source = unbundler();
+  for (const n of p.nodes) n.callFrame = source(n.callFrame);
   const byId = new Map(p.nodes.map((n) => [n.id, n]));
   const parent = new Map<number, number>();
   for (const n of p.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
