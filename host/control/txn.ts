@@ -7,8 +7,8 @@ import type { DpOp } from "../dataplane/ops.js";
 import { ProtocolError } from "../protocol/errors.js";
 import type { Event } from "../protocol/types.js";
 import type { CollectionName, HvRecord, QuarantineRecord, StoreWriter, TimerRecord, VnicRecord } from "../store/store.js";
-import { keys } from "../store/store.js";
-import { Model, ipKey, isConfigHv, macKey, splitKey, splitVapKey, vapKey } from "./model.js";
+import { copyVnic, keys } from "../store/store.js";
+import { Model, ipKey, isConfigHv, macKey, splitVapKey, vapKey } from "./model.js";
 import { countRanges } from "./ranges.js";
 import type { VnConfig } from "../config/types.js";
 import type { VnCatalog } from "./catalog.js";
@@ -29,15 +29,15 @@ export function replay(tx: StoreWriter, ops: StoreOp[]): void {
 }
 
 export interface Finished {
-  ops: DpOp[];
-  writes: StoreOp[];
+  readonly ops: DpOp[];
+  readonly writes: StoreOp[];
   /** The writes' inverse, last first: built when asked (a refused group only). */
   reverts(): StoreOp[];
   /** Applies the change to the model (after it is stored and programmed, or optimistically inside a group). */
-  commit: () => void;
+  commit(): void;
   /** Puts the model back as it was before commit(). */
-  undo: () => void;
-  empty: boolean;
+  undo(): void;
+  readonly empty: boolean;
 }
 
 /** The stored collections a transaction changes, each change kept once (Txn.finish). */
@@ -157,7 +157,7 @@ export class Txn {
   /** A private deep copy of the post-state record, to modify and put(). */
   edit(id: string): VnicRecord | undefined {
     const r = this.peek(id);
-    return r ? structuredClone(r) : undefined;
+    return r ? copyVnic(r) : undefined;
   }
 
   macOwner(vn: number, mac: string): string | undefined {
@@ -308,15 +308,18 @@ export class Txn {
   }
 
   /** Derives tags, DpOps and store writes. Throws ProtocolError (tag-conflict, tag-exhausted), changing nothing. */
+  // The Txn is its own Finished (commit, undo, reverts are its methods, the
+  // changes its fields): no closures, no context object, no op list that
+  // stays empty, per change (issue 15: the garbage of an attach).
   finish(): Finished {
     this.finished = true;
     const m = this.model;
     const now = this.now;
     if (this.guard) this.checkShares(this.guard);
     // VAPs: Disconnected ⇄ Connected (RFC 8394 §3) when the VNIC count crosses zero.
-    const tagDel: DpOp[] = [];
-    const tagAdd: DpOp[] = [];
-    const toAllocate: string[] = [];
+    let tagDel: DpOp[] | undefined;
+    let tagAdd: DpOp[] | undefined;
+    let toAllocate: string[] | undefined;
     for (const [k, d] of this.countDelta) {
       if (d === 0) continue;
       const pre = m.vapCount.get(k) ?? 0;
@@ -325,12 +328,12 @@ export class Txn {
         const vap = m.vaps.get(k)!;
         const q = this.quarantineMs > 0 ? { port: vap.port, tag: vap.tag, vn: vap.vn, until: now + this.quarantineMs } : undefined;
         (this.freedW ??= new Map()).set(k, { tag: vap.tag, q });
-        tagDel.push({ op: "tag.del", port: vap.port, tag: vap.tag });
+        (tagDel ??= []).push({ op: "tag.del", port: vap.port, tag: vap.tag });
         this.log(`VAP ${vap.port}/VN ${vap.vn}: Connected → Disconnected, tag ${vap.tag} freed${q ? `, quarantined until ${new Date(q.until).toISOString()}` : ""}`);
-      } else if (pre === 0 && post > 0) toAllocate.push(k);
+      } else if (pre === 0 && post > 0) (toAllocate ??= []).push(k);
     }
-    const takenByPort = toAllocate.length ? new Map<string, Set<number>>() : undefined;
-    if (takenByPort) for (const k of toAllocate) {
+    const takenByPort = toAllocate ? new Map<string, Set<number>>() : undefined;
+    if (takenByPort) for (const k of toAllocate!) {
       const [port, vn] = splitVapKey(k);
       const alloc = m.alloc(port);
       let taken = takenByPort.get(port);
@@ -347,32 +350,30 @@ export class Txn {
       if (tag === undefined) throw new ProtocolError("tag-exhausted", `no free tag left on port ${port}`, "vn");
       taken.add(tag);
       (this.allocatedW ??= new Map()).set(k, tag);
-      tagAdd.push({ op: "tag", port, tag, vn });
+      (tagAdd ??= []).push({ op: "tag", port, tag, vn });
       this.log(`VAP ${port}/VN ${vn}: Disconnected → Connected, tag ${tag}`);
     }
     // Bindings: compare pre and post per (VN, MAC) and (VN, IP): unchanged → no op.
-    const macDel: DpOp[] = [];
-    const macSet: DpOp[] = [];
+    let macDel: DpOp[] | undefined;
+    let macSet: DpOp[] | undefined;
     for (const [k, postOwner] of this.macOv) {
       const preOwner = m.macOwner.get(k);
       const pre = preOwner !== undefined ? m.vnics.get(preOwner) : undefined;
       const post = postOwner ? this.peek(postOwner) : undefined;
-      const [vn, mac] = splitKey(k);
       if (!post) {
-        if (pre) macDel.push({ op: "mac.del", vn, mac });
+        if (pre) (macDel ??= []).push({ op: "mac.del", vn: keyVn(k), mac: keyRest(k) });
       } else if (!pre || pre.port !== post.port || pre.state !== post.state || preOwner !== postOwner) {
         // the VNIC too: its MACs share its policer (pipeline/qos.ts)
-        macSet.push({ op: "mac.local", vn, mac, port: post.port, active: post.state === "active", vnic: postOwner ?? undefined });
+        (macSet ??= []).push({ op: "mac.local", vn: keyVn(k), mac: keyRest(k), port: post.port, active: post.state === "active", vnic: postOwner ?? undefined });
       }
     }
-    const ipDel: DpOp[] = [];
-    const ipSet: DpOp[] = [];
+    let ipDel: DpOp[] | undefined;
+    let ipSet: DpOp[] | undefined;
     for (const [k, post] of this.ipOv) {
       const pre = m.ipOwner.get(k);
-      const [vn, ip] = splitKey(k);
       if (!post) {
-        if (pre) ipDel.push({ op: "ip.del", vn, ip });
-      } else if (!pre || pre.mac !== post.mac) ipSet.push({ op: "ip", vn, ip, mac: post.mac });
+        if (pre) (ipDel ??= []).push({ op: "ip.del", vn: keyVn(k), ip: keyRest(k) });
+      } else if (!pre || pre.mac !== post.mac) (ipSet ??= []).push({ op: "ip", vn: keyVn(k), ip: keyRest(k), mac: post.mac });
     }
     for (const [id, r] of this.vnicChanges) {
       const prev = m.vnics.get(id);
@@ -380,92 +381,131 @@ export class Txn {
       if (a !== b || (prev && r && (prev.port !== r.port || prev.hv !== r.hv)))
         this.log(`VNIC ${id}: ${a}${prev ? ` (${prev.hv}@${prev.port})` : ""} → ${b}${r ? ` (${r.hv}@${r.port})` : ""}${r?.hold ? " held for migration" : ""}`);
     }
-    const vnAdd: DpOp[] = [];
-    const vnDel: DpOp[] = [];
-    for (const [vn, c] of this.vnChanges) c.after ? vnAdd.push({ op: "vn", vn, vni: c.after.vni, profile: c.after.profile }) : vnDel.push({ op: "vn.del", vn });
+    let vnAdd: DpOp[] | undefined;
+    let vnDel: DpOp[] | undefined;
+    for (const [vn, c] of this.vnChanges) c.after ? (vnAdd ??= []).push({ op: "vn", vn, vni: c.after.vni, profile: c.after.profile }) : (vnDel ??= []).push({ op: "vn.del", vn });
     // in this order; most changes fill one or two of these lists
-    let ops: DpOp[] = [];
-    for (const l of [vnAdd, ipDel, macDel, tagAdd, macSet, ipSet, tagDel, this.tail, vnDel])
-      if (l.length) ops = ops.length ? ops.concat(l) : l;
-    const empty = this.vnicChanges.size === 0 && this.hvChanges.size === 0 && this.timerChanges.size === 0 && this.vnChanges.size === 0;
+    let ops = NO_OPS;
+    const add = (l: DpOp[] | undefined) => { if (l && l.length) ops = ops.length ? ops.concat(l) : l; };
+    add(vnAdd); add(ipDel); add(macDel); add(tagAdd); add(macSet); add(ipSet); add(tagDel); add(this.tail); add(vnDel);
+    this.ops = ops;
+    this.empty = this.vnicChanges.size === 0 && this.hvChanges.size === 0 && this.timerChanges.size === 0 && this.vnChanges.size === 0 && this.tail.length === 0;
 
     // Every change of a stored collection, once, as (collection, key, before,
     // after) from the pre-state (issue 16 "one commit path"): the store writes,
     // their inverse, the model's commit and its undo are all derived from this
     // list, so a new collection is one more record() and one case in setModel().
-    const changes: Change[] = [];
-    // one key changed twice: first before, last after. Most changes hold a
-    // few records: a scan; a map of them once there are more (a sync, a purge).
-    let at: Map<string, Change> | undefined;
-    const record = (c: ChangedCollection, k: string, before: unknown, after: unknown) => {
-      if (!at && changes.length >= 16) {
-        at = new Map();
-        for (const ch of changes) at.set(`${ch.c}\u0000${ch.k}`, ch);
-      }
-      const prev = at ? at.get(`${c}\u0000${k}`) : changes.find((x) => x.c === c && x.k === k);
-      if (prev) { prev.after = after; return; }
-      const ch: Change = { c, k, before, after };
-      at?.set(`${c}\u0000${k}`, ch);
-      changes.push(ch);
-    };
-    const quarantined = (port: string, tag: number): QuarantineRecord | undefined => {
-      const q = m.alloc(port).quarantine.get(tag);
-      return q ? { port, tag, ...q } : undefined;
-    };
-    for (const [id, r] of this.vnicChanges) record("vnics", id, m.vnics.get(id), r ?? undefined);
+    for (const [id, r] of this.vnicChanges) this.record("vnics", id, m.vnics.get(id), r ?? undefined);
     for (const [k, f] of this.freed) {
-      record("vaps", k, m.vaps.get(k), undefined);
-      if (f.q) record("quarantine", keys.quarantine(f.q.port, f.q.tag), quarantined(f.q.port, f.q.tag), f.q);
+      this.record("vaps", k, m.vaps.get(k), undefined);
+      if (f.q) this.record("quarantine", keys.quarantine(f.q.port, f.q.tag), this.quarantined(f.q.port, f.q.tag), f.q);
     }
     for (const [k, tag] of this.allocated) {
       const [port, vn] = splitVapKey(k);
-      record("vaps", k, m.vaps.get(k), { port, vn, tag });
-      const q = quarantined(port, tag);
-      if (q) record("quarantine", keys.quarantine(port, tag), q, undefined); // taking a tag ends its quarantine
+      this.record("vaps", k, m.vaps.get(k), { port, vn, tag });
+      const q = this.quarantined(port, tag);
+      if (q) this.record("quarantine", keys.quarantine(port, tag), q, undefined); // taking a tag ends its quarantine
     }
-    for (const [k, t] of this.timerChanges) record("timers", k, m.timers.get(k), t ?? undefined);
-    for (const [k, h] of this.hvChanges) record("hvs", k, m.hvs.get(k), h);
+    for (const [k, t] of this.timerChanges) this.record("timers", k, m.timers.get(k), t ?? undefined);
+    for (const [k, h] of this.hvChanges) this.record("hvs", k, m.hvs.get(k), h);
     // The catalog's before, copied: setProfile replaces a VN's profile in place.
+    if (this.vnChanges.size) {
+      const cat = this.catalog;
+      this.vnBefore = new Map([...this.vnChanges.keys()].map((id) => {
+        const v = cat?.get(id);
+        return [id, v ? { ...v } : undefined] as const;
+      }));
+      for (const [id, c] of this.vnChanges) if (c.cache) this.record("vns", String(id), cacheRec(this.vnBefore.get(id)), cacheRec(c.after));
+    }
+    const changes = this.changes;
+    const writes: StoreOp[] = new Array(changes.length);
+    for (let i = 0; i < changes.length; i++) {
+      const ch = changes[i];
+      writes[i] = ch.after !== undefined ? ["put", ch.c, ch.k, ch.after] : ["del", ch.c, ch.k];
+    }
+    this.writes = writes;
+    return this;
+  }
+
+  // What finish() derives (Finished).
+  ops: DpOp[] = NO_OPS;
+  writes: StoreOp[] = [];
+  empty = true;
+  private readonly changes: Change[] = [];
+  /** changes by `${collection}\0${key}`, made once a change holds many (a sync, a purge) */
+  private changeAt: Map<string, Change> | undefined;
+  private vnBefore: Map<number, VnConfig | undefined> | undefined;
+  /** The MAC/IP owners before commit, in the overlays' order (for undo); undefined = not committed. */
+  private preMac: (string | undefined)[] | undefined;
+  private preIp: ({ vnic: string; mac: string } | undefined)[] | undefined;
+
+  /** One key changed twice: first before, last after. Most changes hold a few records: a scan; a map of them once there are more. */
+  private record(c: ChangedCollection, k: string, before: unknown, after: unknown): void {
+    const changes = this.changes;
+    let at = this.changeAt;
+    if (!at && changes.length >= 16) {
+      at = this.changeAt = new Map();
+      for (const ch of changes) at.set(`${ch.c}\u0000${ch.k}`, ch);
+    }
+    let prev: Change | undefined;
+    if (at) prev = at.get(`${c}\u0000${k}`);
+    else for (const x of changes) if (x.c === c && x.k === k) { prev = x; break; }
+    if (prev) { prev.after = after; return; }
+    const ch: Change = { c, k, before, after };
+    at?.set(`${c}\u0000${k}`, ch);
+    changes.push(ch);
+  }
+
+  private quarantined(port: string, tag: number): QuarantineRecord | undefined {
+    const q = this.model.alloc(port).quarantine.get(tag);
+    return q ? { port, tag, ...q } : undefined;
+  }
+
+  /** The writes' inverse, last first (a refused group only). */
+  reverts(): StoreOp[] {
+    return [...this.changes].reverse().map((ch): StoreOp => (ch.before !== undefined ? ["put", ch.c, ch.k, ch.before] : ["del", ch.c, ch.k]));
+  }
+
+  /** Applies the change to the model (Finished.commit). */
+  commit(): void {
+    const m = this.model;
+    // The MAC/IP owner indexes are derived from the VNIC records; the overlay
+    // entries settle any ordering between records, and undo() restores them.
+    const preMac: (string | undefined)[] = [];
+    for (const k of this.macOv.keys()) preMac.push(m.macOwner.get(k));
+    const preIp: ({ vnic: string; mac: string } | undefined)[] = [];
+    const ipIdx = m.ipOwner;
+    for (const k of this.ipOv.keys()) preIp.push(ipIdx.get(k));
+    this.preMac = preMac;
+    this.preIp = preIp;
+    for (const ch of this.changes) setModel(m, ch, ch.after);
     const cat = this.catalog;
-    const vnBefore = this.vnChanges.size === 0 ? none<number, VnConfig | undefined>() : new Map([...this.vnChanges.keys()].map((id) => {
-      const v = cat?.get(id);
-      return [id, v ? { ...v } : undefined] as const;
-    }));
-    const cacheRec = (v: VnConfig | undefined) =>
-      v && { id: v.id, vni: v.vni, profile: v.profile, ...(v.name ? { name: v.name } : {}), ...(v.alias ? { alias: v.alias } : {}) };
-    for (const [id, c] of this.vnChanges) if (c.cache) record("vns", String(id), cacheRec(vnBefore.get(id)), cacheRec(c.after));
+    if (cat && this.vnChangesW) for (const [id, c] of this.vnChangesW) setCatalog(cat, id, c.after);
+    for (const [k, o] of this.macOv) o ? m.macOwner.set(k, o) : m.macOwner.delete(k);
+    for (const [k, o] of this.ipOv) o ? ipIdx.set(k, o) : ipIdx.delete(k);
+  }
 
-    const writes: StoreOp[] = changes.map((ch) => (ch.after !== undefined ? ["put", ch.c, ch.k, ch.after] : ["del", ch.c, ch.k]));
-    const reverts = () => [...changes].reverse().map((ch): StoreOp => (ch.before !== undefined ? ["put", ch.c, ch.k, ch.before] : ["del", ch.c, ch.k]));
-
-    // The MAC/IP owners before commit, in the overlays' order (for undo).
-    let preMac: (string | undefined)[] | undefined;
-    let preIp: ({ vnic: string; mac: string } | undefined)[] | undefined;
-    const macOv = this.macOv, ipOv = this.ipOv, vnChanges = this.vnChanges;
-    const commit = () => {
-      // The MAC/IP owner indexes are derived from the VNIC records; the overlay
-      // entries settle any ordering between records, and undo() restores them.
-      preMac = [];
-      for (const k of macOv.keys()) preMac.push(m.macOwner.get(k));
-      preIp = [];
-      const ipIdx = m.ipOwner;
-      for (const k of ipOv.keys()) preIp.push(ipIdx.get(k));
-      for (const ch of changes) setModel(m, ch, ch.after);
-      if (cat) for (const [id, c] of vnChanges) setCatalog(cat, id, c.after);
-      for (const [k, o] of macOv) o ? m.macOwner.set(k, o) : m.macOwner.delete(k);
-      for (const [k, o] of ipOv) o ? ipIdx.set(k, o) : ipIdx.delete(k);
-    };
-    const undo = () => {
-      if (!preMac || !preIp) return; // not committed
-      for (let i = changes.length - 1; i >= 0; i--) setModel(m, changes[i], changes[i].before);
-      if (cat) for (const [id, v] of vnBefore) setCatalog(cat, id, v);
-      let i = 0;
-      for (const k of macOv.keys()) { const o = preMac[i++]; o !== undefined ? m.macOwner.set(k, o) : m.macOwner.delete(k); }
-      i = 0;
-      const ipIdx = m.ipOwner;
-      for (const k of ipOv.keys()) { const o = preIp[i++]; o !== undefined ? ipIdx.set(k, o) : ipIdx.delete(k); }
-      preMac = preIp = undefined;
-    };
-    return { ops, writes, reverts, commit, undo, empty: empty && this.tail.length === 0 };
+  /** Puts the model back as it was before commit() (Finished.undo). */
+  undo(): void {
+    const { preMac, preIp } = this;
+    if (!preMac || !preIp) return; // not committed
+    const m = this.model, changes = this.changes;
+    for (let i = changes.length - 1; i >= 0; i--) setModel(m, changes[i], changes[i].before);
+    const cat = this.catalog;
+    if (cat && this.vnBefore) for (const [id, v] of this.vnBefore) setCatalog(cat, id, v);
+    let i = 0;
+    for (const k of this.macOv.keys()) { const o = preMac[i++]; o !== undefined ? m.macOwner.set(k, o) : m.macOwner.delete(k); }
+    i = 0;
+    const ipIdx = m.ipOwner;
+    for (const k of this.ipOv.keys()) { const o = preIp[i++]; o !== undefined ? ipIdx.set(k, o) : ipIdx.delete(k); }
+    this.preMac = this.preIp = undefined;
   }
 }
+
+/** The ops of a change that programs nothing: shared, so frozen (nothing appends to a finished change's ops). */
+const NO_OPS = Object.freeze([]) as unknown as DpOp[];
+const cacheRec = (v: VnConfig | undefined) =>
+  v && { id: v.id, vni: v.vni, profile: v.profile, ...(v.name ? { name: v.name } : {}), ...(v.alias ? { alias: v.alias } : {}) };
+/** The VN and the rest of a `${vn}|${x}` key (macKey, ipKey), without splitKey's pair. */
+const keyVn = (k: string) => Number(k.slice(0, k.indexOf("|")));
+const keyRest = (k: string) => k.slice(k.indexOf("|") + 1);

@@ -3,7 +3,7 @@
 import { ProtocolError } from "../protocol/errors.js";
 import { normIp, normMac } from "../domain/addr-text.js";
 import type { Addr } from "../protocol/types.js";
-import type { VnicRecord } from "../store/store.js";
+import { copyVnic, type VnicRecord } from "../store/store.js";
 import type { HandlerCtx } from "./context.js";
 import { isConfigHv } from "./model.js";
 import { parseIp, type Ip } from "../domain/addr.js";
@@ -13,6 +13,16 @@ export type AddrSet = { mac: string; ips: string[] }[];
 
 /** Canonical, merged addresses (one entry per MAC, IPs deduplicated). */
 export function normAddrs(addrs: Addr[]): AddrSet {
+  // One MAC with a few IPs (an attach's usual request): the same result
+  // without a Map and a Set per request (issue 15: garbage per attach).
+  if (addrs.length === 1 && (addrs[0].ips?.length ?? 0) <= 16) {
+    const ips: string[] = [];
+    for (const ip of addrs[0].ips ?? []) {
+      const n = normIp(ip);
+      if (!ips.includes(n)) ips.push(n);
+    }
+    return [{ mac: normMac(addrs[0].mac), ips }];
+  }
   const byMac = new Map<string, Set<string>>();
   for (const a of addrs) {
     const mac = normMac(a.mac);
@@ -44,7 +54,7 @@ export function acquire(ctx: HandlerCtx, id: string,
       return undefined;
     }
   }
-  const r = structuredClone(cur);
+  const r = copyVnic(cur);
   if (r.hv !== ctx.hv) {
     ctx.tx.log(`VNIC ${id}: migration from ${r.hv}@${r.port} to ${ctx.hv}@${ctx.port}`);
     r.hv = ctx.hv;

@@ -26,7 +26,8 @@ export function isIpOrPrefix(s: string): boolean {
 export function normIp(s: string): string {
   const slash = s.indexOf("/");
   const addr = slash < 0 ? s : s.slice(0, slash);
-  if (!isIPv6(addr)) return s;
+  // no ':' is no IPv6 address: an IPv4 one skips isIPv6's long regular expression (issue 15: ~2 µs per attach)
+  if (!addr.includes(":") || !isIPv6(addr)) return s;
   const canon = new URL(`http://[${addr}]`).hostname.slice(1, -1);
   return slash < 0 ? canon : `${canon}${s.slice(slash)}`;
 }

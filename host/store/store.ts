@@ -34,6 +34,26 @@ export interface VnicRecord {
   hold?: { until: number };
 }
 
+/**
+ * A private deep copy of a VNIC record, field by field: the handlers edit a
+ * copy of the post-state record (Txn.edit, acquire), once per attach, and
+ * structuredClone cost several times more CPU and garbage (issue 15: its
+ * serializer per request). Every field of VnicRecord is copied; a record
+ * with a `hold` keeps its own copy of it.
+ */
+export function copyVnic(r: VnicRecord): VnicRecord {
+  const vns = new Array<VnicRecord["vns"][number]>(r.vns.length);
+  for (let i = 0; i < vns.length; i++) {
+    const b = r.vns[i];
+    const addrs = new Array<{ mac: string; ips: string[] }>(b.addrs.length);
+    for (let j = 0; j < addrs.length; j++) addrs[j] = { mac: b.addrs[j].mac, ips: b.addrs[j].ips.slice() };
+    vns[i] = { vn: b.vn, addrs };
+  }
+  const out: VnicRecord = { vnic: r.vnic, hv: r.hv, port: r.port, state: r.state, vns };
+  if (r.hold) out.hold = { until: r.hold.until };
+  return out;
+}
+
 /** A VAP in the Connected state (RFC 8394 §3): (port, VN) → Local_Tag. Key `${port}|${vn}`. */
 export interface VapRecord { port: string; vn: number; tag: number }
 /** A freed tag not reusable before `until` (absolute ms). Key `${port}|${tag}`. */
