@@ -101,6 +101,30 @@ function tableFull(e: unknown): boolean {
   return e instanceof DataPlaneError && /table full|at most \d+ prefix bindings/.test(e.message);
 }
 
+/** A request that passed NveCore.admit's checks, and its {hv}'s port. */
+class Admitted {
+  constructor(readonly req: Request, readonly port: string) {}
+}
+
+/** A handler's context (HandlerCtx): one object per change, its authorize a method, not a closure per request (issue 15: garbage per attach). */
+class Ctx implements HandlerCtx {
+  readonly now: number;
+  readonly catalog: VnCatalog;
+  readonly settings: Settings;
+  readonly syncs: SyncState;
+  constructor(private readonly core: NveCore, readonly hv: string, readonly port: string, readonly tx: Txn, readonly mono: number) {
+    this.now = tx.now;
+    this.catalog = core.catalog;
+    this.settings = core.settings;
+    this.syncs = core.syncState;
+  }
+
+  authorize(v: VnConfig, field: string): void {
+    if (!this.core.mayUse(this.hv, v))
+      throw new ProtocolError("not-authorized", `${this.hv} may not use VN ${v.id}${v.alias ? ` (${v.alias})` : ""} on this NVE`, field);
+  }
+}
+
 export class NveCore {
   readonly model: Model;
   readonly catalog: VnCatalog;
@@ -116,6 +140,8 @@ export class NveCore {
   private readonly hvVns = new Map<string, Set<string>[]>();
   private readonly hvsOnPort = new Map<string, number>();
   private readonly syncs: SyncState = { open: new Map(), finished: new Map(), discarded: new Map() };
+  /** The syncs' state, for the handlers' context (Ctx). */
+  get syncState(): SyncState { return this.syncs; }
   private syncSweep: unknown = undefined;
   /** {hv}s whose session began with hello (PROTOCOL.md §2 Authority); an agent's offline status ends it */
   private readonly sessions = new Set<string>();
@@ -191,13 +217,7 @@ export class NveCore {
   }
 
   private ctxFor(hv: string, port: string, tx: Txn): HandlerCtx {
-    return {
-      hv, port, tx, now: tx.now, mono: monoOf(this.clock), catalog: this.catalog, settings: this.settings, syncs: this.syncs,
-      authorize: (v, field) => {
-        if (!this.mayUse(hv, v))
-          throw new ProtocolError("not-authorized", `${hv} may not use VN ${v.id}${v.alias ? ` (${v.alias})` : ""} on this NVE`, field);
-      },
-    };
+    return new Ctx(this, hv, port, tx, monoOf(this.clock));
   }
 
   /** Logs a refusal once per REFUSAL_LOG_MS per {hv} and code, counting the ones left out. */
@@ -419,8 +439,34 @@ export class NveCore {
    * response to publish. `seen.op` is set to the request's op once it is
    * decoded (the metrics' label; left as it was for what does not decode).
    */
-  async request(hv: string, payload: Uint8Array, seen?: { op: string }): Promise<Record<string, unknown>> {
+  request(hv: string, payload: Uint8Array, seen?: { op: string }): Promise<Record<string, unknown>> {
+    // Not an async function: its promise would wrap the queued one, two more
+    // promises and microtask hops per request (issue 15: garbage per attach).
     if (this.fatal) return new Promise(() => {}); // stopped: answers nothing more (issue 10 item 8)
+    const r = this.admit(hv, payload, seen);
+    if (!(r instanceof Admitted)) return Promise.resolve(r);
+    if (this.ima) return this.resolveThenQueue(hv, r.port, r.req);
+    return this.queueRequest(hv, r.port, r.req);
+  }
+
+  private async resolveThenQueue(hv: string, port: string, req: Request): Promise<Record<string, unknown>> {
+    const no = await this.resolveRefs(hv, req);
+    if (no) return this.refuse(hv, req, no);
+    return this.queueRequest(hv, port, req);
+  }
+
+  private queueRequest(hv: string, port: string, req: Request): Promise<Record<string, unknown>> {
+    return new Promise((resolve) => {
+      this.pending.push({ hv, port, req, resolve });
+      if (!this.batchQueued) {
+        this.batchQueued = true;
+        void this.enqueue(() => this.processBatch());
+      }
+    });
+  }
+
+  /** The checks before a request is queued: its answer if refused, else the decoded request and its {hv}'s port. */
+  private admit(hv: string, payload: Uint8Array, seen?: { op: string }): Record<string, unknown> | Admitted {
     // The rate limit comes before decoding, so a flood costs the NVE no parsing (issue 10 item 4).
     if (this.hvPort.has(hv) && !this.takeToken(hv, payload.length)) {
       const l = this.settings.limits;
@@ -447,17 +493,7 @@ export class NveCore {
     } else if (!this.sessions.has(hv) && !this.helloQueued.get(hv)) {
       return this.refuse(hv, req, helloRequired(hv));
     }
-    if (this.ima) {
-      const no = await this.resolveRefs(hv, req);
-      if (no) return this.refuse(hv, req, no);
-    }
-    return new Promise((resolve) => {
-      this.pending.push({ hv, port, req, resolve });
-      if (!this.batchQueued) {
-        this.batchQueued = true;
-        void this.enqueue(() => this.processBatch());
-      }
-    });
+    return new Admitted(req, port);
   }
 
   /**
@@ -527,12 +563,15 @@ export class NveCore {
    * answers (settle) once the group is durable (PROTOCOL.md §2).
    */
   private async runGroup(batch: Job[], pipelined: boolean): Promise<void> {
-    const restoreSyncs = this.saveSyncs(new Set(batch.filter((b) => b.req?.op === "sync").map((b) => b.hv)));
+    // The sets and the syncs' saved state only when a job needs them (a group of one attach, paced, needs none).
+    let syncHvs: Set<string> | undefined;
+    for (const b of batch) if (b.req?.op === "sync") (syncHvs ??= new Set()).add(b.hv);
+    const restoreSyncs = syncHvs ? this.saveSyncs(syncHvs) : undefined;
     const now = this.clock.now();
     const results: Outcome[] = [];
-    const done: { f: Finished; tx: Txn }[] = [];
-    const imaKeys = new Set<string>();
-    const opened = new Set<string>();
+    const done: Txn[] = [];
+    const imaKeys = this.ima ? new Set<string>() : undefined;
+    let opened: Set<string> | undefined;
     for (const b of batch) {
       // hello comes first on every session (PROTOCOL.md §2 Authority)
       if (b.req && b.req.op !== "hello" && !this.sessions.has(b.hv)) {
@@ -544,26 +583,25 @@ export class NveCore {
       try {
         const reply = b.run(ctx);
         const f = tx.finish();
-        if (this.ima) for (const k of bindingKeys(tx.vnicChanges, this.model.vnics)) imaKeys.add(k);
+        if (imaKeys) for (const k of bindingKeys(tx.vnicChanges, this.model.vnics)) imaKeys.add(k);
         f.commit();
-        done.push({ f, tx });
+        done.push(tx);
         results.push({ ok: true, value: reply() });
         if (b.req?.op === "hello" && !this.sessions.has(b.hv)) {
           this.sessions.add(b.hv);
-          opened.add(b.hv);
+          (opened ??= new Set()).add(b.hv);
         }
       } catch (e) {
         results.push({ ok: false, error: e });
       }
     }
     if (this.syncs.open.size) this.armSyncSweep();
-    const ops = done.flatMap((d) => d.f.ops);
     let durable: Promise<void> | undefined;
     try {
-      ({ durable } = await this.commitGroup(done.map((d) => d.f), pipelined));
+      ({ durable } = await this.commitGroup(done, pipelined));
     } catch (e) {
-      restoreSyncs();
-      for (const hv of opened) this.sessions.delete(hv);
+      restoreSyncs?.();
+      if (opened) for (const hv of opened) this.sessions.delete(hv);
       // the store failed: the group is undone in the model and no request is answered
       if (this.fatal) {
         const err = e instanceof StoreFailure ? e : new StoreFailure((e as Error).message);
@@ -571,7 +609,7 @@ export class NveCore {
         return;
       }
       if (batch.length === 1) {
-        this.log(`data plane or store refused ${ops.length} ops: ${(e as Error).message}`);
+        this.log(`data plane or store refused ${done.reduce((n, f) => n + f.ops.length, 0)} ops: ${(e as Error).message}`);
         const err = tableFull(e)
           ? new ProtocolError("limit-exceeded", `a table of the data plane is full: ${(e as Error).message}`)
           : new ProtocolError("internal", `the change could not be stored or programmed: ${(e as Error).message}`);
@@ -585,8 +623,8 @@ export class NveCore {
       }
       return;
     }
-    for (const d of done) for (const l of d.tx.logs) this.log(l);
-    if (done.some((d) => d.tx.timerChanges.size)) this.armTimer();
+    for (const tx of done) for (const l of tx.logs) this.log(l);
+    if (done.some((tx) => tx.timerChanges.size)) this.armTimer();
     // The IMA hears of a change, and the End Devices of its answer and events, only once it is on disk.
     const answer = () => {
       if (this.fatal) {
@@ -594,7 +632,7 @@ export class NveCore {
         return;
       }
       this.toIma(imaKeys);
-      for (const d of done) for (const ev of d.tx.events) this.onEvent(ev.hv, ev.event);
+      for (const tx of done) for (const ev of tx.events) this.onEvent(ev.hv, ev.event);
       batch.forEach((b, i) => b.settle(results[i]));
     };
     if (!durable) return answer();

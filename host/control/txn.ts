@@ -117,7 +117,9 @@ export class Txn {
   readonly events: { hv: string; event: Event }[] = [];
   /** Ops appended after the derived ones (e.g. vn.del once every VAP of the VN is gone). */
   readonly tail: DpOp[] = [];
-  readonly logs: string[] = [];
+  /** Made on the first line (pushTo): most changes log one or two. */
+  get logs(): readonly string[] { return this.logsW ?? NO_LOGS; }
+  private logsW: string[] | undefined;
   private finished = false;
 
   private hvVnDelta = new Map<string, number>();
@@ -215,16 +217,8 @@ export class Txn {
     const prev = this.peek(id);
     if (prev) this.hvDelta.set(prev.hv, (this.hvDelta.get(prev.hv) ?? 0) - 1);
     if (next) this.hvDelta.set(next.hv, (this.hvDelta.get(next.hv) ?? 0) + 1);
-    for (const [rec, d] of [[prev, -1], [next, 1]] as const) {
-      if (!rec) continue;
-      for (const b of rec.vns) {
-        const hk = `${rec.hv}|${b.vn}`;
-        this.hvVnDelta.set(hk, (this.hvVnDelta.get(hk) ?? 0) + d);
-        let n = 0;
-        for (const a of b.addrs) n += countRanges(a.ips);
-        if (n) (this.rangeDeltaW ??= new Map()).set(rec.hv, (this.rangeDelta.get(rec.hv) ?? 0) + d * n);
-      }
-    }
+    if (prev) this.shareDelta(prev, -1);
+    if (next) this.shareDelta(next, 1);
     if (prev) {
       for (const b of prev.vns) {
         const vk = vapKey(prev.port, b.vn);
@@ -249,6 +243,17 @@ export class Txn {
     this.vnicChanges.set(id, next);
   }
 
+  /** A record's weight in the {hv}'s shares (checkShares): its VNs and its ranges, `d` = +1 or -1. */
+  private shareDelta(rec: VnicRecord, d: number): void {
+    for (const b of rec.vns) {
+      const hk = `${rec.hv}|${b.vn}`;
+      this.hvVnDelta.set(hk, (this.hvVnDelta.get(hk) ?? 0) + d);
+      let n = 0;
+      for (const a of b.addrs) n += countRanges(a.ips);
+      if (n) (this.rangeDeltaW ??= new Map()).set(rec.hv, (this.rangeDelta.get(rec.hv) ?? 0) + d * n);
+    }
+  }
+
   setTimer(kind: TimerRecord["kind"], subject: string, due: number): void {
     (this.timerW ??= new Map()).set(keys.timer(kind, subject), { kind, subject, due });
   }
@@ -267,7 +272,7 @@ export class Txn {
   }
 
   log(line: string): void {
-    this.logs.push(line);
+    this.logsW = pushTo(this.logsW, line);
   }
 
   /**
@@ -328,9 +333,9 @@ export class Txn {
         const vap = m.vaps.get(k)!;
         const q = this.quarantineMs > 0 ? { port: vap.port, tag: vap.tag, vn: vap.vn, until: now + this.quarantineMs } : undefined;
         (this.freedW ??= new Map()).set(k, { tag: vap.tag, q });
-        (tagDel ??= []).push({ op: "tag.del", port: vap.port, tag: vap.tag });
+        tagDel = pushTo(tagDel, { op: "tag.del", port: vap.port, tag: vap.tag });
         this.log(`VAP ${vap.port}/VN ${vap.vn}: Connected → Disconnected, tag ${vap.tag} freed${q ? `, quarantined until ${new Date(q.until).toISOString()}` : ""}`);
-      } else if (pre === 0 && post > 0) (toAllocate ??= []).push(k);
+      } else if (pre === 0 && post > 0) toAllocate = pushTo(toAllocate, k);
     }
     const takenByPort = toAllocate ? new Map<string, Set<number>>() : undefined;
     if (takenByPort) for (const k of toAllocate!) {
@@ -350,7 +355,7 @@ export class Txn {
       if (tag === undefined) throw new ProtocolError("tag-exhausted", `no free tag left on port ${port}`, "vn");
       taken.add(tag);
       (this.allocatedW ??= new Map()).set(k, tag);
-      (tagAdd ??= []).push({ op: "tag", port, tag, vn });
+      tagAdd = pushTo(tagAdd, { op: "tag", port, tag, vn });
       this.log(`VAP ${port}/VN ${vn}: Disconnected → Connected, tag ${tag}`);
     }
     // Bindings: compare pre and post per (VN, MAC) and (VN, IP): unchanged → no op.
@@ -361,10 +366,10 @@ export class Txn {
       const pre = preOwner !== undefined ? m.vnics.get(preOwner) : undefined;
       const post = postOwner ? this.peek(postOwner) : undefined;
       if (!post) {
-        if (pre) (macDel ??= []).push({ op: "mac.del", vn: keyVn(k), mac: keyRest(k) });
+        if (pre) macDel = pushTo(macDel, { op: "mac.del", vn: keyVn(k), mac: keyRest(k) });
       } else if (!pre || pre.port !== post.port || pre.state !== post.state || preOwner !== postOwner) {
         // the VNIC too: its MACs share its policer (pipeline/qos.ts)
-        (macSet ??= []).push({ op: "mac.local", vn: keyVn(k), mac: keyRest(k), port: post.port, active: post.state === "active", vnic: postOwner ?? undefined });
+        macSet = pushTo(macSet, { op: "mac.local", vn: keyVn(k), mac: keyRest(k), port: post.port, active: post.state === "active", vnic: postOwner ?? undefined });
       }
     }
     let ipDel: DpOp[] | undefined;
@@ -372,8 +377,8 @@ export class Txn {
     for (const [k, post] of this.ipOv) {
       const pre = m.ipOwner.get(k);
       if (!post) {
-        if (pre) (ipDel ??= []).push({ op: "ip.del", vn: keyVn(k), ip: keyRest(k) });
-      } else if (!pre || pre.mac !== post.mac) (ipSet ??= []).push({ op: "ip", vn: keyVn(k), ip: keyRest(k), mac: post.mac });
+        if (pre) ipDel = pushTo(ipDel, { op: "ip.del", vn: keyVn(k), ip: keyRest(k) });
+      } else if (!pre || pre.mac !== post.mac) ipSet = pushTo(ipSet, { op: "ip", vn: keyVn(k), ip: keyRest(k), mac: post.mac });
     }
     for (const [id, r] of this.vnicChanges) {
       const prev = m.vnics.get(id);
@@ -383,7 +388,7 @@ export class Txn {
     }
     let vnAdd: DpOp[] | undefined;
     let vnDel: DpOp[] | undefined;
-    for (const [vn, c] of this.vnChanges) c.after ? (vnAdd ??= []).push({ op: "vn", vn, vni: c.after.vni, profile: c.after.profile }) : (vnDel ??= []).push({ op: "vn.del", vn });
+    for (const [vn, c] of this.vnChanges) if (c.after) vnAdd = pushTo(vnAdd, { op: "vn", vn, vni: c.after.vni, profile: c.after.profile }); else vnDel = pushTo(vnDel, { op: "vn.del", vn });
     // in this order; most changes fill one or two of these lists
     let ops = NO_OPS;
     const add = (l: DpOp[] | undefined) => { if (l && l.length) ops = ops.length ? ops.concat(l) : l; };
@@ -471,11 +476,13 @@ export class Txn {
     const m = this.model;
     // The MAC/IP owner indexes are derived from the VNIC records; the overlay
     // entries settle any ordering between records, and undo() restores them.
-    const preMac: (string | undefined)[] = [];
-    for (const k of this.macOv.keys()) preMac.push(m.macOwner.get(k));
-    const preIp: ({ vnic: string; mac: string } | undefined)[] = [];
+    const preMac = new Array<string | undefined>(this.macOv.size);
+    let i = 0;
+    for (const k of this.macOv.keys()) preMac[i++] = m.macOwner.get(k);
+    const preIp = new Array<{ vnic: string; mac: string } | undefined>(this.ipOv.size);
     const ipIdx = m.ipOwner;
-    for (const k of this.ipOv.keys()) preIp.push(ipIdx.get(k));
+    i = 0;
+    for (const k of this.ipOv.keys()) preIp[i++] = ipIdx.get(k);
     this.preMac = preMac;
     this.preIp = preIp;
     for (const ch of this.changes) setModel(m, ch, ch.after);
@@ -502,8 +509,16 @@ export class Txn {
   }
 }
 
+/** Appends to a list made on first use, as a literal of one: its exact size, not the 17 slots a first push() gives an empty array. */
+function pushTo<T>(l: T[] | undefined, x: T): T[] {
+  if (!l) return [x];
+  l.push(x);
+  return l;
+}
+
 /** The ops of a change that programs nothing: shared, so frozen (nothing appends to a finished change's ops). */
 const NO_OPS = Object.freeze([]) as unknown as DpOp[];
+const NO_LOGS: readonly string[] = Object.freeze([]);
 const cacheRec = (v: VnConfig | undefined) =>
   v && { id: v.id, vni: v.vni, profile: v.profile, ...(v.name ? { name: v.name } : {}), ...(v.alias ? { alias: v.alias } : {}) };
 /** The VN and the rest of a `${vn}|${x}` key (macKey, ipKey), without splitKey's pair. */
