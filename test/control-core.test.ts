@@ -166,4 +166,54 @@ test("a profile change or VN removal the data plane refuses changes nothing: cat
   await core.close();
 });
 
+
+// PROTOCOL.md §2 "answer only after the change is durable" with group commit
+// (issue 15): a store that pipelines (Store.commit, as LMDB does) lets the next
+// group be built while one is flushed, but no request of a group may be answered
+// before that group's flush resolves. The flush here is held by the test.
+test("group commit, pipelined: no answer of a group leaves before its group is durable; the next group is built meanwhile", async () => {
+  const inner = await MemoryStore.open({ backing: newMemoryBacking() });
+  const flushes: { release(): void; ids: string[] }[] = [];
+  const store: Store = Object.create(inner);
+  store.commit = async <T>(fn: (tx: StoreWriter) => T) => {
+    const ids: string[] = [];
+    const result = await inner.transaction((tx) => fn({
+      get: (c, k) => tx.get(c, k), list: (c, p) => tx.list(c, p),
+      put: (c, k, v) => { if (c === "vnics") ids.push(k); tx.put(c, k, v); }, del: (c, k) => tx.del(c, k),
+    }));
+    let release!: () => void;
+    const durable = new Promise<void>((r) => { release = r; });
+    flushes.push({ release, ids });
+    return { result, durable };
+  };
+  const core = await NveCore.open({ config: baseConfig(), store, programmer: await RecordingProgrammer.create(), clock: new FakeClock() });
+  const flushAll = () => { for (const f of flushes.splice(0)) f.release(); };
+  const hello = core.request("hv-1", req({ id: "h", op: "hello", agent: "t" }));
+  await new Promise((r) => setTimeout(r, 10));
+  flushAll();
+  assert.is((await hello).ok, true);
+  const answered: string[] = [];
+  const send = (i: number) => core.request("hv-1", req({ id: `a${i}`, op: "vnic.attach", vnic: u(i), vn: { id: 100 }, addrs: [{ mac: m(i) }] }))
+    .then((r) => { answered.push(String(r.id)); return r; });
+  const first = [1, 2, 3].map(send); // one group
+  await new Promise((r) => setTimeout(r, 10));
+  assert.is(flushes.length, 1, "the first group is stored in one commit, its flush held");
+  assert.equal(flushes[0].ids, [u(1), u(2), u(3)]);
+  const second = [4, 5].map(send); // built and stored while the first is still being flushed
+  await new Promise((r) => setTimeout(r, 10));
+  assert.is(flushes.length, 2, "the next group is committed before the first is durable (pipelined)");
+  assert.equal(answered, [], "nothing is answered before its group is durable");
+  // A store's flushes end in order (LMDB: one transaction after the other).
+  flushes[0].release();
+  await Promise.all(first);
+  await new Promise((r) => setTimeout(r, 10));
+  assert.equal([...answered].sort(), ["a1", "a2", "a3"], "the first group's answers, and none of the group still being flushed");
+  flushes[1].release();
+  const rs = await Promise.all([...first, ...second]);
+  assert.ok(rs.every((r) => r.ok), JSON.stringify(rs));
+  assert.equal(answered.slice(3).sort(), ["a4", "a5"]);
+  flushAll();
+  await core.close();
+});
+
 test.run();
