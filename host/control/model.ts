@@ -96,7 +96,13 @@ export class Model {
     for (const [k, t] of store.list("timers")) this.timers.set(k, t);
   }
 
-  index(r: VnicRecord, add: boolean): void {
+  /**
+   * Adds or removes a record and its counts; `owners` false leaves the MAC/IP
+   * owner indexes to the caller (Txn.commit and undo set them from the
+   * change's overlays right after: doing it here too built every key twice
+   * per attach, issue 15).
+   */
+  index(r: VnicRecord, add: boolean, owners = true): void {
     if (add) {
       this.vnics.set(r.vnic, r);
       let hv = this.byHv.get(r.hv);
@@ -135,6 +141,7 @@ export class Model {
       const n = (this.vapCount.get(k) ?? 0) + (add ? 1 : -1);
       if (n > 0) this.vapCount.set(k, n);
       else this.vapCount.delete(k);
+      if (!owners) continue;
       for (const a of b.addrs) {
         const mk = macKey(b.vn, a.mac);
         if (add) this.macOwner.set(mk, r.vnic);

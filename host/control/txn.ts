@@ -53,9 +53,10 @@ interface Change { c: ChangedCollection; k: string; before: unknown; after: unkn
 function setModel(m: Model, ch: Change, value: unknown): void {
   switch (ch.c) {
     case "vnics": {
+      // the MAC/IP owners: commit() and undo() set them from the overlays
       const cur = m.vnics.get(ch.k);
-      if (cur) m.index(cur, false);
-      if (value) m.index(value as VnicRecord, true);
+      if (cur) m.index(cur, false, false);
+      if (value) m.index(value as VnicRecord, true, false);
       return;
     }
     case "vaps": {
