@@ -229,4 +229,10 @@ s("MQTT 5: a PUBACK with an error reason fails the publish; a refused subscripti
   }
 });
 
+s("a PUBLISH of a string payload is the PUBLISH of its UTF-8 bytes, byte for byte (the NVE's answers: issue 15)", () => {
+  for (const text of ['{"id":"a","ok":true}', '{"id":"é€😀","ok":false}', "", "x".repeat(200_000)])
+    for (const [qos, retain, id] of [[1, false, 7], [0, true, 0]] as const)
+      assert.ok(encodePublish4("nvo3/v1/hv/hv-é/rsp", text, qos, retain, id).equals(encodePublish4("nvo3/v1/hv/hv-é/rsp", Buffer.from(text), qos, retain, id)), `${text.slice(0, 20)} qos ${qos}`);
+});
+
 s.run();

@@ -283,7 +283,7 @@ export class LeanMqttClient extends EventEmitter implements MqttLike {
       return this.send(Buffer.from([0x50, 2, p.messageId! >> 8, p.messageId! & 255])); // PUBREC
     }
     this.emit("message", p.topic, p.payload, p);
-    if (p.qos === 1 && this.stream) this.send(Buffer.from([0x40, 2, p.messageId! >> 8, p.messageId! & 255])); // PUBACK
+    if (p.qos === 1 && this.stream) this.send(ack4(0x40, p.messageId!)); // PUBACK
   }
 
   /** The packets mqtt-packet decoded (all but PUBLISH 3.1.1, PUBACK and PINGRESP). */
@@ -478,11 +478,10 @@ export class LeanMqttClient extends EventEmitter implements MqttLike {
       cb?.(new Error("QoS 2 publishes are not supported by the NVE's MQTT client (PROTOCOL.md §1 uses QoS 1)"));
       return this;
     }
-    const body = typeof payload === "string" ? Buffer.from(payload) : payload;
     const id = qos ? this.allocId() : 0;
     const buf = this.pv === 4
-      ? encodePublish4(topic, body, qos, !!opts.retain, id)
-      : mqttPacket.generate({ cmd: "publish", topic, payload: body, qos, retain: !!opts.retain, dup: false, ...(qos ? { messageId: id } : {}),
+      ? encodePublish4(topic, payload, qos, !!opts.retain, id) // a string written straight into the packet
+      : mqttPacket.generate({ cmd: "publish", topic, payload: typeof payload === "string" ? Buffer.from(payload) : payload, qos, retain: !!opts.retain, dup: false, ...(qos ? { messageId: id } : {}),
         ...(opts.properties ? { properties: opts.properties } : {}) }, { protocolVersion: 5 });
     if (qos === 0) {
       if (this.connected) {
@@ -560,9 +559,20 @@ export class LeanMqttClient extends EventEmitter implements MqttLike {
 }
 
 /** An MQTT 3.1.1 PUBLISH (§3.3) in one buffer: fixed header, topic, packet id (QoS > 0), payload. */
-export function encodePublish4(topic: string, payload: Buffer, qos: 0 | 1, retain: boolean, id: number): Buffer {
+/** A 4-byte acknowledgement (PUBACK, PUBREC: type, remaining length 2, packet id), without Buffer.from's array (issue 15: one per request). */
+function ack4(type: number, id: number): Buffer {
+  const b = Buffer.allocUnsafe(4);
+  b[0] = type;
+  b[1] = 2;
+  b[2] = id >> 8;
+  b[3] = id & 255;
+  return b;
+}
+
+export function encodePublish4(topic: string, payload: Buffer | string, qos: 0 | 1, retain: boolean, id: number): Buffer {
   const tl = Buffer.byteLength(topic);
-  const rl = 2 + tl + (qos ? 2 : 0) + payload.length;
+  const pl = typeof payload === "string" ? Buffer.byteLength(payload) : payload.length;
+  const rl = 2 + tl + (qos ? 2 : 0) + pl;
   const buf = Buffer.allocUnsafe(1 + varLen(rl) + rl);
   buf[0] = 0x30 | (qos << 1) | (retain ? 1 : 0);
   let o = writeVar(buf, 1, rl);
@@ -573,7 +583,8 @@ export function encodePublish4(topic: string, payload: Buffer, qos: 0 | 1, retai
     buf[o++] = id >> 8;
     buf[o++] = id & 255;
   }
-  payload.copy(buf, o);
+  if (typeof payload === "string") buf.write(payload, o, "utf8");
+  else payload.copy(buf, o);
   return buf;
 }
 
