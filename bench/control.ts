@@ -8,6 +8,7 @@
 // load spread over the agents), and detach (shutdown) at max.
 //   node dist/bench/control.js            (NVEDGE_BENCH_QUICK=1: 1,000 VNICs; NVEDGE_BENCH_BROKER=core|embedded|embedded-thread|mosquitto: one only (core: no MQTT, benchCore);
 //                                          NVEDGE_BENCH_NVE_ARGS: more `nvedge run` arguments; NVEDGE_BENCH_NVE_NODE_ARGS: node's, e.g. --cpu-prof;
+//                                          NVEDGE_BENCH_HEAP=1 (core): the bytes allocated per request, by V8's sampling heap profiler;
 //                                          NVEDGE_BENCH_NVE_CPU=N: the NVE alone on CPU N; NVEDGE_BENCH_NVE_LOG=FILE: its log and stdout kept; NVEDGE_BENCH_CASES=cold,warm,paced,serial,detach: some only)
 import { closeSync, copyFileSync, mkdtempSync, openSync, readFileSync, rmSync, write, writeFileSync } from "node:fs";
 import { loadavg } from "node:os";
@@ -15,6 +16,7 @@ import { spawn, execFileSync } from "node:child_process";
 import { cpuSecondsOf } from "./proc-cpu.js";
 import { fileURLToPath } from "node:url";
 import { performance } from "node:perf_hooks";
+import { Session } from "node:inspector/promises";
 import { Agent } from "../host/agent/agent.js";
 import { adminRequest } from "../host/control/admin.js";
 import { NveCore } from "../host/control/core.js";
@@ -359,7 +361,7 @@ async function benchCore(perAgent: number): Promise<object[]> {
     const enc = (o: object) => Buffer.from(JSON.stringify(o));
     for (let a = 0; a < AGENTS; a++) await core.request(`hv-${a}`, enc({ id: "h", op: "hello", agent: "bench", capabilities: [] }));
     let seq = 0;
-    const run = async (op: "attach" | "detach", set: number) => {
+    const run = async (op: "attach" | "detach", set: number, started?: () => Promise<void>) => {
       const reqs: [string, Buffer][] = [];
       for (let i = 0; i < perAgent; i++) for (let a = 0; a < AGENTS; a++) {
         const id = `r${seq++}`;
@@ -367,8 +369,10 @@ async function benchCore(perAgent: number): Promise<object[]> {
           ? { id, op: "vnic.attach", vnic: uuid(a, i, set), vn: { id: ((a * perAgent + i) % VNS) + 1 }, addrs: [{ mac: mac(a, i, set), ips: [`10.${set}.${a}.${i % 250 + 1}`] }] }
           : { id, op: "vnic.deactivate", vnic: uuid(a, i, set), reason: "shutdown" })]);
       }
-      const lat: number[] = [];
+      const lat: number[] = new Array(reqs.length);
+      lat.length = 0;
       let errors = 0, next = 0;
+      await started?.(); // the requests are built: the heap profile counts the NVE's allocations, not the bench's
       const c0 = process.cpuUsage(), t0 = performance.now();
       const lane = async () => {
         while (next < reqs.length) {
@@ -398,6 +402,38 @@ async function benchCore(perAgent: number): Promise<object[]> {
     await run("detach", 1);
     out("attach", await run("attach", 1), { tables: "warm" });
     out("detach", await run("detach", 1), {});
+    // The garbage per request (issue 15: GC was a fifth of the NVE's CPU per
+    // attach): one more warm round under V8's sampling heap profiler, every
+    // allocation counted whether it survives or not (the collected objects
+    // included), with the sites that allocate most on stderr. Its own rows:
+    // the profiler slows the round, so its rate and CPU are not the figures.
+    if (process.env.NVEDGE_BENCH_HEAP) {
+      const sampled = async (op: "attach" | "detach") => {
+        const s = new Session();
+        s.connect();
+        const r = await run(op, 1, () => s.post("HeapProfiler.startSampling", { samplingInterval: 256, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true }));
+        const { profile } = await s.post("HeapProfiler.stopSampling");
+        s.disconnect();
+        const n = Math.max(1, r.lat.length + r.errors);
+        const bySite = new Map<string, number>();
+        let total = 0;
+        // a native frame (Map, Array.push) is charged to the JavaScript function that called it
+        const walk = (node: { callFrame: { functionName: string; url: string; lineNumber: number }; selfSize: number; children: typeof node[] }, caller: string) => {
+          const f = node.callFrame;
+          const site = f.url ? `${f.functionName || "(anonymous)"} ${f.url.replace(/^.*\/dist\//, "")}:${f.lineNumber + 1}` : `${f.functionName} <- ${caller}`;
+          total += node.selfSize;
+          if (node.selfSize) bySite.set(site, (bySite.get(site) ?? 0) + node.selfSize);
+          for (const c of node.children) walk(c, f.url ? site : caller);
+        };
+        walk(profile.head as never, "");
+        for (const [site, b] of [...bySite].sort((a, b) => b[1] - a[1]).slice(0, 25)) console.error(`control heap ${op} ${Math.round(b / n)} B/op ${site}`);
+        const o = { case: `control.${op}.heap`, broker: "none (the core in-process)", mode: "max", tables: op === "attach" ? "warm" : undefined, heap_bytes_per_op: Math.round(total / n), load1: r2(loadavg()[0]) };
+        console.log(JSON.stringify(o));
+        rows.push(o);
+      };
+      await sampled("attach");
+      await sampled("detach");
+    }
     await core.close();
     return rows;
   } finally {
