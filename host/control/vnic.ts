@@ -149,7 +149,7 @@ export function associate(ctx: HandlerCtx, r: VnicRecord, vn: number, addrs: Add
         if (!departing(ctx, o.vnic)) throw new ProtocolError("address-conflict", `IP ${ip} is bound to another VNIC in VN ${vn}`, `${field}[${i}].ips[${j}]`);
         takeFrom(ctx, o.vnic, vn, o.mac, ip);
       }
-      checkRange(ctx, r.vnic, vn, ip, !!had?.addrs.some((x) => x.ips.includes(ip)), `${field}[${i}].ips[${j}]`);
+      checkRange(ctx, r.vnic, vn, ip, !!had?.addrs.some((x) => x.ips.includes(ip)), field, i, j);
       // An IP is bound to one MAC (Req-10 "IP-MAC pair" update): drop it from this VNIC's other MACs.
       for (const other of b.addrs) if (other !== entry && other.ips.includes(ip)) other.ips = other.ips.filter((x) => x !== ip);
       if (!entry!.ips.includes(ip)) entry!.ips.push(ip);
@@ -168,7 +168,10 @@ export function associate(ctx: HandlerCtx, r: VnicRecord, vn: number, addrs: Add
  * VN (checked when it came; a sync re-states it), which skips the scan of the
  * VN's addresses.
  */
-function checkRange(ctx: HandlerCtx, vnic: string, vn: number, ip: string, kept: boolean, field: string): void {
+/** The field path of addrs[i].ips[j], built only for a refusal (issue 15: a string per IP of every attach before). */
+const ipField = (addrs: string, i: number, j: number) => `${addrs}[${i}].ips[${j}]`;
+
+function checkRange(ctx: HandlerCtx, vnic: string, vn: number, ip: string, kept: boolean, addrsField: string, i: number, j: number): void {
   const model = ctx.tx.model;
   const p = ip.includes("/") ? parseIp(ip) : null;
   const vnRanges = model.ranges.get(vn);
@@ -179,19 +182,19 @@ function checkRange(ctx: HandlerCtx, vnic: string, vn: number, ip: string, kept:
       if (x.vnic === vnic || !overlaps(h, x.p)) continue;
       const o = ctx.tx.ipOwner(vn, rip);
       if (o && o.vnic !== vnic)
-        throw new ProtocolError("address-conflict", `IP ${ip} lies in range ${rip} of another VNIC in VN ${vn}`, field);
+        throw new ProtocolError("address-conflict", `IP ${ip} lies in range ${rip} of another VNIC in VN ${vn}`, ipField(addrsField, i, j));
     }
     return;
   }
   const min = p.is6 ? ctx.settings.limits.minPrefixLen.ipv6 : ctx.settings.limits.minPrefixLen.ipv4;
   if (p.prefix === 0 || p.prefix < min)
-    throw new ProtocolError("bad-request", `range ${ip} is shorter than /${Math.max(min, 1)} (limits.minPrefixLen)`, field);
+    throw new ProtocolError("bad-request", `range ${ip} is shorter than /${Math.max(min, 1)} (limits.minPrefixLen)`, ipField(addrsField, i, j));
   if (kept) return;
   // Ranges of the VN (in the model, and those this transaction adds), then every address of the VN.
   const check = (other: string, q: Ip | null) => {
     if (other === ip || !q || !overlaps(p, q)) return;
     const o = ctx.tx.ipOwner(vn, other);
-    if (o && o.vnic !== vnic) throw new ProtocolError("address-conflict", `range ${ip} overlaps ${other} of another VNIC in VN ${vn}`, field);
+    if (o && o.vnic !== vnic) throw new ProtocolError("address-conflict", `range ${ip} overlaps ${other} of another VNIC in VN ${vn}`, ipField(addrsField, i, j));
   };
   for (const [rip, x] of vnRanges ?? []) if (x.vnic !== vnic) check(rip, x.p);
   for (const [k, o] of ctx.tx.touchedIps(vn)) if (o.vnic !== vnic) check(k, parseIp(k));
