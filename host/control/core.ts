@@ -443,7 +443,12 @@ export class NveCore {
     // Not an async function: its promise would wrap the queued one, two more
     // promises and microtask hops per request (issue 15: garbage per attach).
     if (this.fatal) return new Promise(() => {}); // stopped: answers nothing more (issue 10 item 8)
-    const r = this.admit(hv, payload, seen);
+    let r: ReturnType<NveCore["admit"]>;
+    try {
+      r = this.admit(hv, payload, seen);
+    } catch (e) {
+      return Promise.reject(e); // as the async function did: the caller's .then sees it, never a throw
+    }
     if (!(r instanceof Admitted)) return Promise.resolve(r);
     if (this.ima) return this.resolveThenQueue(hv, r.port, r.req);
     return this.queueRequest(hv, r.port, r.req);
