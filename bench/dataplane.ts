@@ -629,14 +629,18 @@ const caseOps = (spec: CaseSpec): DpOp[] => [{ op: "vn", vn: VN, vni: VNI, profi
  * (--serve-wasm) whose rounds alternate with the others'. `device`: the
  * runtime the device ships, unflagged (the headline).
  */
-interface WasmRuntime { label: string; node: string; flags: string[]; device: boolean }
+interface WasmRuntime { label: string; node: string; flags: string[]; device: boolean; script: string }
 
 /**
  * NVEDGE_BENCH_RUNTIMES: `;`-separated entries, each `firmware` (the Node
  * the firmware bundle ships, firmware/pins.json: fetched from the npm
  * registry and integrity-checked by firmware/build.mjs, cached in
  * build/bench/runtime) or `host` (this Node, in a child), then V8 flags for
- * that child; `none` for this process alone. Default: `firmware`.
+ * that child; `none` for this process alone. Default: `firmware`. A
+ * `tree=DIR` word runs DIR's build instead of this one (DIR/dist/bench/
+ * dataplane.js with DIR/build/dataplane.wasm: a copy of another commit's
+ * dist/, build/ and host/io/native/build/), for comparing two builds of
+ * assembly/ in one run, their rounds alternating.
  */
 async function wasmRuntimes(): Promise<{ list: WasmRuntime[]; errors: string[] }> {
   const list: WasmRuntime[] = [], errors: string[] = [];
@@ -644,7 +648,11 @@ async function wasmRuntimes(): Promise<{ list: WasmRuntime[]; errors: string[] }
   if (env === "none" || env === "") return { list, errors };
   let fw: { node: string; version: string } | undefined;
   for (const entry of env.split(";").map((x) => x.trim()).filter(Boolean)) {
-    const [kind, ...flags] = entry.split(/\s+/);
+    const [kind, ...words] = entry.split(/\s+/);
+    const tree = words.find((x) => x.startsWith("tree="))?.slice(5);
+    const flags = words.filter((x) => !x.startsWith("tree="));
+    const script = tree ? join(tree, "dist", "bench", "dataplane.js") : fileURLToPath(import.meta.url);
+    const where = tree ? ` [${tree}]` : "";
     if (kind === "firmware") {
       try {
         // the firmware's own fetch and check (npm pack, sha512 of pins.json), so the bench runs the bytes the bundle ships
@@ -654,9 +662,9 @@ async function wasmRuntimes(): Promise<{ list: WasmRuntime[]; errors: string[] }
         errors.push(`the firmware's Node (firmware/pins.json) is not available, the wasm runs under this process's only: ${(e as Error).message}`);
         continue;
       }
-      list.push({ label: `firmware: node v${fw.version}`, node: fw.node, flags, device: flags.length === 0 });
+      list.push({ label: `firmware: node v${fw.version}${where}`, node: fw.node, flags, device: flags.length === 0 && !tree, script });
     } else if (kind === "host") {
-      list.push({ label: `host child: node ${process.version}`, node: process.execPath, flags, device: false });
+      list.push({ label: `host child: node ${process.version}${where}`, node: process.execPath, flags, device: false, script });
     } else errors.push(`NVEDGE_BENCH_RUNTIMES: "${entry}": expected firmware or host, then V8 flags`);
   }
   return { list, errors };
@@ -778,7 +786,7 @@ export async function runDataplaneBench(opts: BenchOptions = {}): Promise<object
         }
         for (const o of others) {
           try {
-            o.runner = new Runner(o.rt.node, [...o.rt.flags, fileURLToPath(import.meta.url), "--serve-wasm", name, String(seed), o.dump, String(runMs), String(warmMs), String(firstWarmMs)]);
+            o.runner = new Runner(o.rt.node, [...o.rt.flags, o.rt.script, "--serve-wasm", name, String(seed), o.dump, String(runMs), String(warmMs), String(firstWarmMs)]);
             o.info = await o.runner.ready();
           } catch (e) {
             o.error = (e as Error).message;
