@@ -23,6 +23,12 @@
 // any path (outputs are a gather list: header slot + a pointer into the input
 // frame, see assembly/pipeline/emit.ts), so the pool is reusable.
 //
+// The runtime: the wasm side runs in this process (the machine's Node) and,
+// alternating with it, under the Node the firmware bundle ships
+// (firmware/pins.json, fetched and checked by firmware/build.mjs) in a
+// child: the row's headline (mpps, ratio) is the device's runtime, every
+// runtime is in row.wasm (NVEDGE_BENCH_RUNTIMES, wasmRuntimes()).
+//
 // Honesty check: both C programs (mirror and native) dump the outputs of the
 // first batch of each case; they must equal the wasm's byte for byte (ports,
 // input index, VN and every byte of every output frame) or the case reports
