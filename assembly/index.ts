@@ -9,7 +9,7 @@ import { layoutFixed, slotBase, inDescBase, outDescBase, hdrBase, scratch, portK
          MAX_REMOTES, MAX_LOCAL_PER_VN } from "./state";
 import { t64Init } from "./tables/hash64";
 import { tipInit } from "./tables/haship";
-import { macTab, ipTab, vniTab, remoteTab, prefixInit, macHomesInit, tableGlobalsInit, frameRec, FR_VN, FR_IP, NO_HOME } from "./tables/index";
+import { macTab, ipTab, vniTab, remoteTab, prefixInit, macHomesInit, tableGlobalsInit, frameRec, FR_VN, FR_IP, FR_P, NO_HOME } from "./tables/index";
 import { controlInit } from "./control";
 import { l3Init } from "./tables/l3";
 import { accessFrame } from "./pipeline/access";
@@ -152,7 +152,9 @@ function offloadFrame(i: u32, fl: u32): bool {
   if (port >= MAX_PORTS) return false;
   if (off + len > SLOT_SIZE) return false;
   if (load<u8>(portKind + port) != PORT_ACCESS) return false;
-  if (!arpAnswerAt(port, slotBase + <usize>i * SLOT_SIZE + off, len, frameRec(i))) return false;
+  // the prefetch pass's address of the frame (FR_P): FR_IP is set only for a frame it parsed
+  const rec = frameRec(i);
+  if (!arpAnswerAt(port, <usize>load<u32>(rec, FR_P), len, rec)) return false;
   const pc = portCtr + (<usize>port * PORT_CTR << 3);
   ctrInc(pc, PC_RX_FRAMES, 1);
   ctrInc(pc, PC_RX_BYTES, len);
@@ -172,11 +174,15 @@ function offloadFrame(i: u32, fl: u32): bool {
   if (port >= MAX_PORTS) return false;
   if (off + len > SLOT_SIZE) return false;
   const kind = load<u8>(portKind + port);
-  const p = slotBase + <usize>i * SLOT_SIZE + off;
+  // The frame's address as the prefetch pass computed it (tables/index.ts
+  // FR_P), loaded, not rebuilt from i and off: the fast paths use it only
+  // for a frame that pass parsed (FR_VN, or the underlay VN at +0).
+  const rec = frameRec(i);
+  const p = <usize>load<u32>(rec, FR_P);
   if (kind == PORT_ACCESS) {
-    if (!accessFast(port, p, len, frameRec(i))) return false;
+    if (!accessFast(port, p, len, rec)) return false;
   } else if (kind == PORT_UNDERLAY) {
-    if (!underlayFast(p, len, frameRec(i))) return false;
+    if (!underlayFast(p, len, rec)) return false;
   } else return false;
   const pc = portCtr + (<usize>port * PORT_CTR << 3);
   ctrInc(pc, PC_RX_FRAMES, 1);
