@@ -201,26 +201,43 @@ export function process(n: u32): u32 {
   let forwarded: u32 = 0;
   let fast: u32 = 0;
   let i: u32 = 0;
-  for (; i < n; i++) {
-    if (outCount + worstFanout > MAX_OUT) break;
-    setCurIn(i); // the input index every output and trace record carries
-    const fl = <u32>load<u16>(inDescBase + (<usize>i << 3), I_FLAGS);
-    const before = outCount;
-    if (fl != 0) {
-      if (offloadFrame(i, fl)) continue;
-      // offloadFix may have rewritten header bytes the prefetch pass judged (a
-      // GSO segment's lengths and checksums; a fuzzed csum_offset landing in
-      // a VXLAN VNI): the frame's whole record is reset (both homes and the
-      // IP home NO_HOME, no fast-path VN), so the fast paths recompute them
-      // or hand the frame to the full path, which parses the fixed frame
-      const rec = frameRec(i);
-      store<u64>(rec, 0xffffffffffffffff);
-      store<u64>(rec, <u64>NO_HOME << 32, FR_VN);
+  // Two loops (issue 18): the inner one runs the fast paths and the ARP
+  // answer frame after frame, with no call on its way but the flood's
+  // copies; a frame they decline, or one with offloads to finish, leaves it
+  // for the outer one, which makes the calls (offloadFrame, slowFrame,
+  // wholeEnd). V8's wasm calls save no register, so with those calls in
+  // the one loop TurboFan kept the loop's values (i, the counts) on the
+  // stack for every frame. The same outputs and counters as one loop: a
+  // frame with offloads never took a fast path (its record is reset).
+  while (true) {
+    for (; i < n; i++) {
+      if (outCount + worstFanout > MAX_OUT) break;
+      if (load<u16>(inDescBase + (<usize>i << 3), I_FLAGS) != 0) break;
+      setCurIn(i); // the input index every output and trace record carries
+      if (fastFrame(i)) fast++;
+      else if (load<u32>(frameRec(i), FR_IP) != NO_HOME && arpFrame(i)) forwarded++;
+      else break; // both declined, having written nothing: the full path
     }
-    if (fastFrame(i)) fast++;
-    else if (load<u32>(frameRec(i), FR_IP) != NO_HOME && arpFrame(i)) forwarded++;
-    else forwarded += slowFrame(i);
-    if ((fl & IF_GSO_WHOLE) != 0) wholeEnd(before, outCount);
+    if (i >= n) break;
+    if (outCount + worstFanout > MAX_OUT) break;
+    setCurIn(i);
+    const fl = <u32>load<u16>(inDescBase + (<usize>i << 3), I_FLAGS);
+    if (fl != 0) {
+      const before = outCount;
+      if (!offloadFrame(i, fl)) {
+        // offloadFix may have rewritten header bytes the prefetch pass judged (a
+        // GSO segment's lengths and checksums; a fuzzed csum_offset landing in
+        // a VXLAN VNI): the frame's whole record is reset (both homes and the
+        // IP home NO_HOME, no fast-path VN), so the fast paths and arpFrame
+        // decline it and the full path parses the fixed frame
+        const rec = frameRec(i);
+        store<u64>(rec, 0xffffffffffffffff);
+        store<u64>(rec, <u64>NO_HOME << 32, FR_VN);
+        forwarded += slowFrame(i);
+        if ((fl & IF_GSO_WHOLE) != 0) wholeEnd(before, outCount);
+      }
+    } else forwarded += slowFrame(i);
+    i++;
   }
   forwarded += fast;
   fastFrames += fast;
