@@ -23,6 +23,12 @@
 // any path (outputs are a gather list: header slot + a pointer into the input
 // frame, see assembly/pipeline/emit.ts), so the pool is reusable.
 //
+// The runtime: the wasm side runs in this process (the machine's Node) and,
+// alternating with it, under the Node the firmware bundle ships
+// (firmware/pins.json, fetched and checked by firmware/build.mjs) in a
+// child: the row's headline (mpps, ratio) is the device's runtime, every
+// runtime is in row.wasm (NVEDGE_BENCH_RUNTIMES, wasmRuntimes()).
+//
 // Honesty check: both C programs (mirror and native) dump the outputs of the
 // first batch of each case; they must equal the wasm's byte for byte (ports,
 // input index, VN and every byte of every output frame) or the case reports
@@ -33,9 +39,9 @@
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { createInterface } from "node:readline";
 import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync, existsSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import { DataPlane } from "../host/dataplane/dataplane.js";
 import { type Exports, IN_DESC, I_OFF, I_LEN, I_PORT, I_FLAGS, ENC_VXLAN, ENC_GENEVE, ENC_NVGRE, VNF_PORTSEC, VNF_ARPSUP,
   VNF_DSCP_FIXED, PORT_ACCESS, PORT_UNDERLAY } from "../host/dataplane/abi.js";
@@ -229,7 +235,7 @@ const MAGIC_BASE = 0x42445631, MAGIC_CASE = 0x43445631;
  */
 const wantHuge = process.env.NVEDGE_BENCH_THP !== "0" && thpUsable();
 
-async function buildWorld(is6: boolean, dir: string): Promise<World> {
+async function buildWorld(is6: boolean, dir: string | null): Promise<World> {
   const dp = await DataPlane.create(wantHuge ? { adviseHuge: adviseHugePages } : {});
   dp.apply(worldOps(is6));
   const I = internals(dp);
@@ -263,8 +269,8 @@ async function buildWorld(is6: boolean, dir: string): Promise<World> {
   const ipEntry = (ip: number[], m: { hi: number; lo: number }) => w.u32(vnIdx + 1).bytes(ip, 16).u64(m.lo, m.hi);
   for (let i = 0; i < 2 * LOCAL_PER_PORT; i++) ipEntry(localIp(i), localMac(i));
   for (let j = 0; j < REMOTE_MACS; j++) ipEntry(remoteIp(j), remoteMac(j));
-  const baseFile = join(dir, `base${is6 ? 6 : 4}.bin`);
-  w.save(baseFile);
+  const baseFile = dir === null ? "" : join(dir, `base${is6 ? 6 : 4}.bin`);
+  if (dir !== null) w.save(baseFile);
   return { dp, is6, vnIdx, ul, a0, a1, baseFile };
 }
 
@@ -437,11 +443,11 @@ function timing(times: Float64Array, n: number, frames: number, outputs: number)
 }
 
 /**
- * The hot loop: batch b of the pool into the slots (untimed), then
- * process(256), timed batch by batch. With `check`, first returns the outputs
- * of the first batch (pool frames 0..255) for the comparison with C.
+ * The wasm side of one case: batch b of the pool into the slots (untimed),
+ * then process(256), timed batch by batch. `first` runs the first batch
+ * (pool frames 0..255) and returns its outputs for the comparison with C.
  */
-function runWasm(wd: World, inPort: number, pool: Uint8Array, stride: number, len: number, runMs: number, warmMs: number, check: boolean): { timing: Timing; first: Out[]; firstConsumed: number } {
+function wasmSide(wd: World, inPort: number, pool: Uint8Array, stride: number, len: number) {
   const { dp } = wd;
   const L = dp.layout;
   const mem = new Uint32Array(dp.memory.buffer);
@@ -463,33 +469,47 @@ function runWasm(wd: World, inPort: number, pool: Uint8Array, stride: number, le
       for (let k = 0; k < words; k++) mem[d + k] = src[s + k];
     }
   };
-  const first: Out[] = [];
-  let firstConsumed = 0;
-  if (check) {
-    fill(0);
-    const k0 = dp.process(BATCH);
-    for (let j = 0; j < k0; j++) {
-      const o = dp.output(j);
-      first.push({ port: o.port, in: o.in, vn: o.vn, frame: o.frame });
-    }
-    firstConsumed = dp.consumed;
-  }
   let b = 1;
   const now = () => process.hrtime.bigint();
-  const warmEnd = now() + BigInt(warmMs) * 1_000_000n;
-  while (now() < warmEnd) { fill(b++); dp.process(BATCH); }
-  const times = new Float64Array(1 << 20);
-  let n = 0, outputs = 0;
-  const end = now() + BigInt(runMs) * 1_000_000n;
-  while (now() < end && n < times.length) {
-    fill(b++);
-    const t0 = now();
-    const k = dp.process(BATCH);
-    times[n++] = Number(now() - t0);
-    if (dp.consumed !== BATCH) throw new Error(`process took ${dp.consumed} of ${BATCH} frames`);
-    outputs += k;
-  }
-  return { timing: timing(times, n, n * BATCH, outputs), first, firstConsumed };
+  const warm = (ms: number) => {
+    const warmEnd = now() + BigInt(ms) * 1_000_000n;
+    while (now() < warmEnd) { fill(b++); dp.process(BATCH); }
+  };
+  return {
+    warm,
+    first(): { first: Out[]; firstConsumed: number } {
+      fill(0);
+      const k0 = dp.process(BATCH);
+      const first: Out[] = [];
+      for (let j = 0; j < k0; j++) {
+        const o = dp.output(j);
+        first.push({ port: o.port, in: o.in, vn: o.vn, frame: o.frame });
+      }
+      return { first, firstConsumed: dp.consumed };
+    },
+    round(runMs: number, warmMs: number): Timing {
+      warm(warmMs);
+      const times = new Float64Array(1 << 20);
+      let n = 0, outputs = 0;
+      const end = now() + BigInt(runMs) * 1_000_000n;
+      while (now() < end && n < times.length) {
+        fill(b++);
+        const t0 = now();
+        const k = dp.process(BATCH);
+        times[n++] = Number(now() - t0);
+        if (dp.consumed !== BATCH) throw new Error(`process took ${dp.consumed} of ${BATCH} frames`);
+        outputs += k;
+      }
+      return timing(times, n, n * BATCH, outputs);
+    },
+  };
+}
+
+/** One round of the wasm in this process; with `check`, the first batch's outputs too. */
+function runWasm(wd: World, inPort: number, pool: Uint8Array, stride: number, len: number, runMs: number, warmMs: number, check: boolean): { timing: Timing; first: Out[]; firstConsumed: number } {
+  const side = wasmSide(wd, inPort, pool, stride, len);
+  const f = check ? side.first() : { first: [], firstConsumed: 0 };
+  return { timing: side.round(runMs, warmMs), ...f };
 }
 
 /** The round with the fastest figure: the least disturbed by whatever else the machine runs. */
@@ -527,9 +547,11 @@ function buildNative(): { bin?: string; reason?: string; cc?: string } {
 /**
  * The C program for one case, kept running between rounds (--serve): it
  * builds its tables once, writes the first batch's outputs to `dump`, then
- * runs one round per request so its rounds alternate with the wasm's.
+ * runs one round per request so its rounds alternate with the wasm's. The
+ * wasm under another Node (a runtime, below) is run the same way: this
+ * file with --serve-wasm under that Node.
  */
-class NativeRunner {
+class Runner {
   private lines: string[] = [];
   private waiter: ((l: string | null) => void) | null = null;
   private stderr = "";
@@ -537,7 +559,7 @@ class NativeRunner {
   private child: ChildProcess;
 
   constructor(bin: string, args: string[]) {
-    this.child = spawn(bin, [...args, "--serve"], { stdio: ["pipe", "pipe", "pipe"],
+    this.child = spawn(bin, args, { stdio: ["pipe", "pipe", "pipe"],
       env: { ...process.env, ...(wantHuge ? { DPBENCH_THP: "1" } : {}) } });
     createInterface({ input: this.child.stdout! }).on("line", (l) => {
       if (this.waiter) { const w = this.waiter; this.waiter = null; w(l); } else this.lines.push(l);
@@ -563,9 +585,11 @@ class NativeRunner {
     });
   }
 
-  async ready(): Promise<void> {
+  async ready(): Promise<Record<string, unknown>> {
     const l = await this.next(120_000);
-    if (!JSON.parse(l).ready) throw new Error(`unexpected first line from the C program: ${l}`);
+    const j = JSON.parse(l);
+    if (!j.ready) throw new Error(`unexpected first line from the C program: ${l}`);
+    return j;
   }
 
   async round(runMs: number, warmMs: number): Promise<Timing> {
@@ -601,6 +625,92 @@ function compareFirst(name: string, wasm: Out[], wasmConsumed: number, dump: str
   return null;
 }
 
+// ------------------------------------------------------------------ runtimes
+
+/** What a case applies to its world before its frames. */
+const caseOps = (spec: CaseSpec): DpOp[] => [{ op: "vn", vn: VN, vni: VNI, profile: spec.profile }, ...(spec.ops ?? [])];
+
+/**
+ * A Node to run the wasm side under besides this process's, in a child
+ * (--serve-wasm) whose rounds alternate with the others'. `device`: the
+ * runtime the device ships, unflagged (the headline).
+ */
+interface WasmRuntime { label: string; node: string; flags: string[]; device: boolean; script: string }
+
+/**
+ * NVEDGE_BENCH_RUNTIMES: `;`-separated entries, each `firmware` (the Node
+ * the firmware bundle ships, firmware/pins.json: fetched from the npm
+ * registry and integrity-checked by firmware/build.mjs, cached in
+ * build/bench/runtime) or `host` (this Node, in a child), then V8 flags for
+ * that child; `none` for this process alone. Default: `firmware`. A
+ * `tree=DIR` word runs DIR's build instead of this one (DIR/dist/bench/
+ * dataplane.js with DIR/build/dataplane.wasm: a copy of another commit's
+ * dist/, build/ and host/io/native/build/), for comparing two builds of
+ * assembly/ in one run, their rounds alternating.
+ */
+async function wasmRuntimes(): Promise<{ list: WasmRuntime[]; errors: string[] }> {
+  const list: WasmRuntime[] = [], errors: string[] = [];
+  const env = (process.env.NVEDGE_BENCH_RUNTIMES ?? "firmware").trim();
+  if (env === "none" || env === "") return { list, errors };
+  let fw: { node: string; version: string } | undefined;
+  for (const entry of env.split(";").map((x) => x.trim()).filter(Boolean)) {
+    const [kind, ...words] = entry.split(/\s+/);
+    const tree = words.find((x) => x.startsWith("tree="))?.slice(5);
+    const flags = words.filter((x) => !x.startsWith("tree="));
+    const script = tree ? join(tree, "dist", "bench", "dataplane.js") : fileURLToPath(import.meta.url);
+    const where = tree ? ` [${tree}]` : "";
+    if (kind === "firmware") {
+      try {
+        // the firmware's own fetch and check (npm pack, sha512 of pins.json), so the bench runs the bytes the bundle ships
+        const m = await import(pathToFileURL(join(root, "firmware", "build.mjs")).href);
+        fw ??= m.pinnedNode(process.arch === "arm64" ? "arm64" : "x64", join(root, "build", "bench", "runtime")) as { node: string; version: string };
+      } catch (e) {
+        errors.push(`the firmware's Node (firmware/pins.json) is not available, the wasm runs under this process's only: ${(e as Error).message}`);
+        continue;
+      }
+      list.push({ label: `firmware: node v${fw.version}${where}`, node: fw.node, flags, device: flags.length === 0 && !tree, script });
+    } else if (kind === "host") {
+      list.push({ label: `host child: node ${process.version}${where}`, node: process.execPath, flags, device: false, script });
+    } else errors.push(`NVEDGE_BENCH_RUNTIMES: "${entry}": expected firmware or host, then V8 flags`);
+  }
+  return { list, errors };
+}
+
+/** The first batch's outputs in the C programs' dump format (compareFirst). */
+function writeDump(file: string, first: Out[], consumed: number): void {
+  const w = new Writer().u32(consumed).u32(first.length);
+  for (const o of first) w.u32(o.port).u32(o.in).u32(o.vn).u32(o.frame.length).bytes(o.frame);
+  w.save(file);
+}
+
+/**
+ * `--serve-wasm CASE SEED DUMP RUN_MS WARM_MS FIRST_WARM_MS`: the wasm side
+ * of one case under this process's Node, served as the C programs serve
+ * theirs (Runner): the same world, pool and first batch as the parent's,
+ * the first batch written to DUMP, the tier-up warm-up, `{"ready":…}`; then
+ * one round per `run` line on stdin.
+ */
+async function serveWasm(args: string[]): Promise<void> {
+  const [name, seedText, dump, runText, warmText, firstWarmText] = args;
+  const spec = CASES.find((c) => c.name === name.replace(/-hot$/, ""));
+  if (!spec) throw new Error(`--serve-wasm: no case ${name}`);
+  hot = name.endsWith("-hot");
+  const wd = await buildWorld(spec.is6, null);
+  wd.dp.apply(caseOps(spec));
+  const { pool, stride } = makePool(spec, Number(seedText));
+  const side = wasmSide(wd, spec.port === "ul" ? wd.ul : wd.a0, pool, stride, spec.len);
+  const f = side.first();
+  writeDump(dump, f.first, f.firstConsumed);
+  side.warm(Number(firstWarmText)); // V8 tiers the module up
+  console.log(JSON.stringify({ ready: true, node: process.version, v8: process.versions.v8, flags: process.execArgv }));
+  const runMs = Number(runText), warmMs = Number(warmText);
+  for await (const line of createInterface({ input: process.stdin })) {
+    if (line.trim() !== "run") continue;
+    const t = side.round(runMs, warmMs);
+    console.log(JSON.stringify(t));
+  }
+}
+
 // ------------------------------------------------------------------ the bench
 
 function memoryFigures(dp: DataPlane) {
@@ -629,6 +739,8 @@ export async function runDataplaneBench(opts: BenchOptions = {}): Promise<object
   const emit = (r: object) => { rows.push(r); console.log(JSON.stringify(r)); };
   const native = buildNative();
   if (native.reason) console.error(`bench/dataplane: no native baseline: ${native.reason}`);
+  const rts = await wasmRuntimes();
+  for (const e of rts.errors) console.error(`bench/dataplane: ${e}`);
   const dir = mkdtempSync(join(tmpdir(), "nvedge-bench-dp-"));
   try {
     let world: World | undefined;
@@ -648,7 +760,7 @@ export async function runDataplaneBench(opts: BenchOptions = {}): Promise<object
       }
       if (spec.ops) world.dirty = true; // the next case starts from a fresh world
       const wd = world;
-      wd.dp.apply([{ op: "vn", vn: VN, vni: VNI, profile: spec.profile }, ...(spec.ops ?? [])]);
+      wd.dp.apply(caseOps(spec));
       const { pool, stride } = makePool(spec, seed);
       const inPort = spec.port === "ul" ? wd.ul : wd.a0;
       const dropsBefore = wd.dp.counters().frames.dropped;
@@ -659,18 +771,32 @@ export async function runDataplaneBench(opts: BenchOptions = {}): Promise<object
       // the two C sides: the same work written natively (the headline), and the mirror of assembly/
       const sides = (["native", "mirror"] as const).map((impl) => ({
         impl, dump: join(dir, `${name}.${impl}.out`), best: undefined as Timing | undefined,
-        diff: null as string | null, error: undefined as string | undefined, runner: undefined as NativeRunner | undefined,
+        diff: null as string | null, error: undefined as string | undefined, runner: undefined as Runner | undefined,
+      }));
+      // the wasm under each other Node (the firmware's first): this file with --serve-wasm, rounds alternating with the rest
+      const others = rts.list.map((rt, k) => ({
+        rt, dump: join(dir, `${name}.wasm${k}.out`), best: undefined as Timing | undefined, info: {} as Record<string, unknown>,
+        diff: null as string | null, error: undefined as string | undefined, runner: undefined as Runner | undefined,
       }));
       try {
         if (native.bin) {
           for (const sd of sides) {
             try {
-              sd.runner = new NativeRunner(native.bin, [wd.baseFile, caseFile, sd.dump, String(runMs), String(warmMs), ...(sd.impl === "native" ? ["--native"] : [])]);
+              sd.runner = new Runner(native.bin, [wd.baseFile, caseFile, sd.dump, String(runMs), String(warmMs), ...(sd.impl === "native" ? ["--native"] : []), "--serve"]);
               await sd.runner.ready();
             } catch (e) {
               sd.error = (e as Error).message;
               console.error(`bench/dataplane: ${name}: the C program (${sd.impl}) failed: ${sd.error}`);
             }
+          }
+        }
+        for (const o of others) {
+          try {
+            o.runner = new Runner(o.rt.node, [...o.rt.flags, o.rt.script, "--serve-wasm", name, String(seed), o.dump, String(runMs), String(warmMs), String(firstWarmMs)]);
+            o.info = await o.runner.ready();
+          } catch (e) {
+            o.error = (e as Error).message;
+            console.error(`bench/dataplane: ${name}: the wasm under ${o.rt.label} failed: ${o.error}`);
           }
         }
         for (let r = 0; r < rounds; r++) {
@@ -679,36 +805,62 @@ export async function runDataplaneBench(opts: BenchOptions = {}): Promise<object
           if (r === 0) {
             first = w.first; firstConsumed = w.firstConsumed;
             for (const sd of sides) if (sd.runner && !sd.error) sd.diff = compareFirst(name, first, firstConsumed, sd.dump);
+            for (const o of others) if (o.runner && !o.error) o.diff = compareFirst(name, first, firstConsumed, o.dump);
           }
           wBest = best(wBest, w.timing);
-          for (const sd of sides) {
+          for (const sd of [...others, ...sides]) {
             if (!sd.runner || sd.error) continue;
             try {
               sd.best = best(sd.best, await sd.runner.round(runMs, warmMs));
             } catch (e) {
               sd.error = (e as Error).message;
-              console.error(`bench/dataplane: ${name}: the C program (${sd.impl}) failed: ${sd.error}`);
+              console.error(`bench/dataplane: ${name}: ${"rt" in sd ? `the wasm under ${sd.rt.label}` : `the C program (${sd.impl})`} failed: ${sd.error}`);
             }
           }
         }
       } finally {
-        for (const sd of sides) sd.runner?.close();
+        for (const sd of [...sides, ...others]) sd.runner?.close();
       }
-      const w = wBest!;
-      const row: Record<string, unknown> = {
-        case: name, mpps: w.mpps, nsPerFrame: w.nsPerFrame, tables: isHot ? "hot (64 entries per set)" : "cold (100,000 bindings)",
-        ...memoryFigures(wd.dp),
-        frameBytes: spec.len, batch: BATCH, outputsPerFrame: round(w.outputs / w.frames, 2), medianNsPerFrame: w.medianNsPerFrame, meanNsPerFrame: w.meanNsPerFrame,
-      };
       // the first batch must do what the case says: no drops, `fanout` outputs per frame
       const bad = firstConsumed !== BATCH || first.length !== BATCH * spec.fanout
         ? `the first batch made ${first.length} outputs from ${firstConsumed} frames, expected ${BATCH * spec.fanout} from ${BATCH}`
         : wd.dp.counters().frames.dropped !== dropsBefore ? `frames were dropped: ${JSON.stringify(nonZero(wd.dp.counters().drops))}` : null;
-      if (bad) { console.error(`bench/dataplane: ${name}: ${bad}`); row.error = bad; }
-      // ratio: against the native implementation (the headline); mirrorRatio: against the mirror
+      if (bad) console.error(`bench/dataplane: ${name}: ${bad}`);
+      // Each wasm side against the two C programs: ratio (the native
+      // implementation, the headline) and mirrorRatio (the mirror).
+      const against = (t: Timing) => {
+        const o: Record<string, unknown> = {};
+        for (const sd of sides) {
+          const key = sd.impl === "native" ? "ratio" : "mirrorRatio";
+          o[key] = sd.best && !sd.diff && !sd.error ? round(t.mpps / sd.best.mpps, 2) : null;
+        }
+        return o;
+      };
+      const wasmRows: Record<string, unknown>[] = [];
+      const w = wBest!;
+      wasmRows.push({ runtime: `host: node ${process.version} (V8 ${process.versions.v8})${process.execArgv.length ? ` ${process.execArgv.join(" ")}` : ""}`,
+        mpps: w.mpps, nsPerFrame: w.nsPerFrame, medianNsPerFrame: w.medianNsPerFrame, meanNsPerFrame: w.meanNsPerFrame, ...against(w) });
+      for (const o of others) {
+        const label = `${o.rt.label}${o.info.v8 ? ` (V8 ${o.info.v8})` : ""}${o.rt.flags.length ? ` ${o.rt.flags.join(" ")}` : ""}`;
+        if (o.error || !o.best) { wasmRows.push({ runtime: label, skipped: o.error ?? "no round" }); continue; }
+        if (o.diff) console.error(`bench/dataplane: the wasm under ${o.rt.label} differs from this process's: ${o.diff}`);
+        const t = o.best;
+        wasmRows.push({ runtime: label, device: o.rt.device, mpps: t.mpps, nsPerFrame: t.nsPerFrame, medianNsPerFrame: t.medianNsPerFrame, meanNsPerFrame: t.meanNsPerFrame,
+          ...(o.diff ? { ratio: null, mirrorRatio: null, check: `mismatch: ${o.diff}` } : { ...against(t), check: `first batch identical to this process's (${first.length} outputs)` }) });
+      }
+      // The headline: the wasm under the runtime the device ships (the
+      // firmware's pinned Node, without flags) when it ran; else this process's.
+      const head = wasmRows.find((x) => x.device && x.mpps !== undefined && x.ratio !== null) ?? wasmRows[0];
+      const row: Record<string, unknown> = {
+        case: name, mpps: head.mpps, nsPerFrame: head.nsPerFrame, wasmRuntime: head.runtime,
+        tables: isHot ? "hot (64 entries per set)" : "cold (100,000 bindings)",
+        ...memoryFigures(wd.dp),
+        frameBytes: spec.len, batch: BATCH, outputsPerFrame: round(w.outputs / w.frames, 2), medianNsPerFrame: head.medianNsPerFrame, meanNsPerFrame: head.meanNsPerFrame,
+      };
+      if (bad) row.error = bad;
+      row.ratio = head.ratio ?? null;
+      row.mirrorRatio = head.mirrorRatio ?? null;
       for (const sd of sides) {
-        const key = sd.impl === "native" ? "ratio" : "mirrorRatio";
-        row[key] = null;
         if (!native.bin) { row[sd.impl] = { skipped: native.reason }; continue; }
         if (sd.error) { row[sd.impl] = { skipped: sd.error }; continue; }
         const n = sd.best!;
@@ -716,15 +868,14 @@ export async function runDataplaneBench(opts: BenchOptions = {}): Promise<object
         if (sd.diff) {
           console.error(`bench/dataplane: the C ${sd.impl} does not do the same work as the wasm: ${sd.diff}`);
           o.check = `mismatch: ${sd.diff}`;
-        } else {
-          o.check = `first batch identical (${first.length} outputs)`;
-          row[key] = round(w.mpps / n.mpps, 2);
-        }
+        } else o.check = `first batch identical (${first.length} outputs)`;
         row[sd.impl] = o;
       }
+      row.wasm = wasmRows;
       emit(row);
     }
-    emit({ case: "dataplane.env", node: process.version, v8: process.versions.v8, cpu: cpuModel(), native: native.cc ?? null, rounds, runMs, warmMs, firstWarmMs, pool: POOL, bindings: BINDINGS });
+    emit({ case: "dataplane.env", node: process.version, v8: process.versions.v8, runtimes: rts.list.map((r) => ({ runtime: r.label, node: r.node, flags: r.flags, device: r.device })),
+      cpu: cpuModel(), native: native.cc ?? null, rounds, runMs, warmMs, firstWarmMs, pool: POOL, bindings: BINDINGS, load: loadavg().map((x) => round(x, 2)) });
   } finally {
     // NVEDGE_BENCH_KEEP=1 keeps the tables and frame pools for running the C program by hand
     if (process.env.NVEDGE_BENCH_KEEP) console.error(`bench/dataplane: inputs kept in ${dir}`);
@@ -744,6 +895,8 @@ function cpuModel(): string {
   } catch { return "unknown"; }
 }
 
-if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1] && process.argv[2] === "--serve-wasm") {
+  serveWasm(process.argv.slice(3)).catch((e) => { console.error(`bench/dataplane --serve-wasm: ${(e as Error).message}`); process.exit(1); });
+} else if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   runDataplaneBench().catch((e) => { console.error(`bench/dataplane: ${(e as Error).message}`); process.exit(1); });
 }

@@ -28,7 +28,7 @@
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, cpSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { FORMAT, MANIFEST, SIGNATURE, fileTable, signBytes } from "./manifest.mjs";
 import { makeKeyPair, publicFromPrivate } from "./keys.mjs";
@@ -71,24 +71,45 @@ function run(cmd, args, opts = {}) {
   return r.stdout;
 }
 
-/** The pinned npm package, unpacked in firmware/.cache/<name>-<version>/package (npm pack + sha512 integrity). */
-function pinned(pin, version) {
-  const cache = join(here, ".cache");
+/**
+ * The pinned npm package, unpacked in <cache>/<name>-<version>/package (npm
+ * pack + the pin's sha512 integrity, checked before anything is unpacked);
+ * firmware/.cache unless `cache` is given. Throws, naming the pin, on a
+ * download that fails or does not match. Exported for the data plane bench
+ * (bench/dataplane.ts), which runs the wasm under the Node this bundle ships.
+ */
+export function fetchPinned(pin, version, cacheDir = join(here, ".cache")) {
+  const cache = resolve(cacheDir); // npm pack runs in it: --pack-destination relative to it
   mkdirSync(cache, { recursive: true });
   const base = `${pin.package.replace(/^@/, "").replace("/", "-")}-${version}`;
   const dir = join(cache, base);
   if (existsSync(join(dir, "package", "package.json"))) return join(dir, "package");
   const tgz = join(cache, `${base}.tgz`);
-  if (!existsSync(tgz)) run("npm", ["pack", `${pin.package}@${version}`, "--pack-destination", cache, "--silent"], { cwd: cache });
+  if (!existsSync(tgz)) {
+    const r = spawnSync("npm", ["pack", `${pin.package}@${version}`, "--pack-destination", cache, "--silent"], { cwd: cache, encoding: "utf8" });
+    if (r.error || r.status !== 0) throw new Error(`npm pack ${pin.package}@${version}: ${r.error?.message ?? (r.stderr || "").trim().split("\n").slice(-2).join(" | ")}`);
+  }
   const got = `sha512-${createHash("sha512").update(readFileSync(tgz)).digest("base64")}`;
   if (got !== pin.integrity) {
     rmSync(tgz, { force: true });
-    fail(`${pin.package}@${version}: integrity ${got} is not the pinned ${pin.integrity} (firmware/pins.json)`);
+    throw new Error(`${pin.package}@${version}: integrity ${got} is not the pinned ${pin.integrity} (firmware/pins.json)`);
   }
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
-  run("tar", ["-xzf", tgz, "-C", dir]);
+  const t = spawnSync("tar", ["-xzf", tgz, "-C", dir], { encoding: "utf8" });
+  if (t.error || t.status !== 0) throw new Error(`tar -xzf ${tgz}: ${t.error?.message ?? t.stderr.trim()}`);
   return join(dir, "package");
+}
+
+/** The pinned Node runtime for `arch` (pins.json `node`): its bin/node and version. */
+export function pinnedNode(arch, cache) {
+  const pin = pins.node[arch];
+  if (!pin) throw new Error(`firmware/pins.json pins no Node runtime for ${arch}`);
+  return { node: join(fetchPinned(pin, pins.node.version, cache), "bin", "node"), version: pins.node.version };
+}
+
+function pinned(pin, version) {
+  try { return fetchPinned(pin, version); } catch (e) { return fail(e.message); }
 }
 
 /** node-gyp, as scripts/build.mjs finds it (the one npm ships with this node). */

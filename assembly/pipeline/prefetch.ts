@@ -12,7 +12,7 @@ import { ETHERTYPE_IPV4, ETHERTYPE_ARP, DOT1Q_HLEN, VID_MASK, dot1qTagged, dot1q
 import { IP4_SRC } from "../proto/ipv4";
 import { raw16 } from "../util";
 import { macKey, macRaw, macHomes, warmList, NO_HOME, macBase, macHome, ip4Home, ipBase, ipWarmList,
-         FR_SIZE, FR_IP } from "../tables/index";
+         FR_SIZE, FR_IP, FR_P } from "../tables/index";
 import { underlayShape, underlayInner } from "./fast";
 
 /** Kept so the warming loads of prefetchBatch are not optimised away (exported by index.ts). */
@@ -94,6 +94,7 @@ export function prefetchBatch(n: u32): void {
     let h0: u32 = NO_HOME;
     let h1: u32 = NO_HOME;
     let fv: u32 = 0;
+    let fp: u32 = 0; // the frame's address (FR_P), once its descriptor passed the checks
     do {
       const d = inDescBase + (<usize>i << 3);
       const off = <u32>load<u16>(d, I_OFF);
@@ -104,6 +105,7 @@ export function prefetchBatch(n: u32): void {
       if (off + len > SLOT_SIZE) break;
       const k = load<u8>(portKind + port);
       const p = slotBase + <usize>i * SLOT_SIZE + off;
+      fp = <u32>p;
       if (k == PORT_ACCESS) {
         if (!dot1qTagged(p)) break;
         const vid = dot1qTci(p) & VID_MASK;
@@ -151,6 +153,7 @@ export function prefetchBatch(n: u32): void {
     const rec = hp + (<usize>i * FR_SIZE);
     store<u64>(rec, <u64>h0 | (<u64>h1 << 32));
     store<u64>(rec, <u64>fv | (<u64>NO_HOME << 32), 8);
+    store<u32>(rec, fp, FR_P);
   }
   w = warmIpSlots(q, w);
   let s0 = i64x2.splat(0), s1 = i64x2.splat(0), s2 = i64x2.splat(0), s3 = i64x2.splat(0);

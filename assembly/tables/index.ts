@@ -108,13 +108,20 @@ export function tableGlobalsInit(): void {
  *       a broadcast ARP request under port security: its sender IP's IP-table home)
  *   +8  FR_VN: an access frame with the fast path's 802.1Q shape: its VN + 1 (0: none)
  *   +12 FR_IP: the IP-table home of the IPv4 source (port security) or the ARP target
+ *   +16 FR_P: the frame's address (slotBase + i * SLOT_SIZE + off), read by
+ *       the fast paths only when +8 (access) or +0 (underlay) says the pass
+ *       parsed the frame. Loaded rather than recomputed: V8's instruction
+ *       selection folded each `p + k` of the fast paths into its own `lea`
+ *       of i, off and slotBase, so those three lived on the stack and the
+ *       address was rebuilt at 15 places (bench/README.md, fifth round).
  * NO_HOME where none was computed.
  */
 export let macHomes: usize = 0;
 export const NO_HOME: u32 = 0xffffffff;
-export const FR_SIZE: u32 = 16;
+export const FR_SIZE: u32 = 32;
 export const FR_VN: u32 = 8;
 export const FR_IP: u32 = 12;
+export const FR_P: u32 = 16;
 /** Frame i's record. */
 @inline export function frameRec(i: u32): usize { return macHomes + <usize>i * FR_SIZE; }
 /** The prefetch pass's list of table slot addresses to load (up to 4 per frame: 2 MAC, 2 IP). */

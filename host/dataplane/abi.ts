@@ -106,9 +106,10 @@ export const ML_TAG_MASK = 0xfff;
 export const MR_TUN_MASK = 0x00ffffff;
 export const IP6_TAG = 0x80000000;
 export const NO_HOME = 0xffffffff;
-export const FR_SIZE = 16;
+export const FR_SIZE = 32;
 export const FR_VN = 8;
 export const FR_IP = 12;
+export const FR_P = 16;
 export const MAX_PREFIXES = 1024;
 
 // assembly/tables/hash64.ts
@@ -209,7 +210,7 @@ export const D_TTL_EXCEEDED = 48;
 export const NUM_DROPS = 49;
 
 /** FNV-1a of the constants above; the AF_PACKET addon reports the one it was compiled with (abi.h). */
-export const ABI_HASH = 0x45a7448d;
+export const ABI_HASH = 0xd2b65f2d;
 
 /** What the module's constants(which) returns, by which (assembly/index.ts). */
 export const REPORTED = [SLOT_SIZE, HEADROOM, MAX_BATCH, IN_DESC, OUT_DESC, HDR_SLOT, MAX_OUT, MAX_PORTS, MAX_VNS, MAX_REMOTES, MAX_LOCAL_PER_VN, NUM_DROPS, TRACE_REC, IF_VNET, IF_GSO_SEG, IF_GSO_LAST, IF_SEG_SHIFT, IF_GSO_WHOLE] as const;

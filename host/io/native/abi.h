@@ -106,9 +106,10 @@
 #define MR_TUN_MASK 0x00ffffffu
 #define IP6_TAG 0x80000000u
 #define NO_HOME 0xffffffffu
-#define FR_SIZE 16u
+#define FR_SIZE 32u
 #define FR_VN 8u
 #define FR_IP 12u
+#define FR_P 16u
 #define MAX_PREFIXES 1024u
 
 /* assembly/tables/hash64.ts */
@@ -209,6 +210,6 @@
 #define NUM_DROPS 49u
 
 /* FNV-1a of the constants above: the addon reports it (abiHash) so the host refuses one built for another data plane. */
-#define NVEDGE_ABI_HASH 0x45a7448du
+#define NVEDGE_ABI_HASH 0xd2b65f2du
 
 #endif
