@@ -462,7 +462,7 @@ export class ImageEncoder {
  * a stage at a time: no copy of the whole image, whose pages the process
  * would have to fault in as well) or bytes in memory.
  */
-export type ImageSource = { path: string } | { bytes: Uint8Array };
+export type ImageSource = { path: string } | { bytes: Uint8Array } | { fd: number };
 
 /** An image whose header and key were checked (checkImage); its body is checked as it is restored. */
 export interface Image { source: ImageSource; size: number; meta: ImageMeta; crcHead: number; crc: number; bodyAt: number }
@@ -478,7 +478,9 @@ function reader(src: ImageSource): Reader {
     const b = src.bytes;
     return { size: b.length, read: (into, pos) => { if (pos + into.length > b.length) return false; into.set(b.subarray(pos, pos + into.length)); return true; }, close: () => {} };
   }
-  const fd = openSync(src.path, "r");
+  // a descriptor the caller owns (several workers read one file by it: host/io/afpacket.ts stagger): positioned reads only, never closed here
+  const own = !("fd" in src);
+  const fd = "fd" in src ? src.fd : openSync(src.path, "r");
   return {
     size: fstatSync(fd).size,
     read: (into, pos) => {
@@ -490,7 +492,7 @@ function reader(src: ImageSource): Reader {
       }
       return true;
     },
-    close: () => closeSync(fd),
+    close: () => { if (own) closeSync(fd); },
   };
 }
 

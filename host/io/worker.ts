@@ -42,6 +42,8 @@ export interface WorkerInit {
      * nothing until `go` says whether to keep it.
      */
     imagePath?: string;
+    /** The same image file open (afpacket.ts stagger): read through this descriptor, which the main thread closes. */
+    imageFd?: number;
   };
   /** Wait for a `go` message after `ready` before taking any frame (with dataplane.imagePath). */
   hold?: boolean;
@@ -124,13 +126,13 @@ async function main(): Promise<void> {
   phase("worker: thread up");
   const post = (m: FromWorker) => parentPort!.postMessage(m);
   const addon = loadAddon();
-  const { hugePages, imagePath, ...dpOptions } = init.dataplane;
+  const { hugePages, imagePath, imageFd, ...dpOptions } = init.dataplane;
   const create = (image?: Image) => DataPlane.create({ ...dpOptions, ...(image ? { image } : {}), ...(hugePages ? { adviseHuge: adviseHugePages } : {}) });
   let dp: DataPlane;
   let restored: NonNullable<Extract<FromWorker, { type: "ready" }>["image"]> | undefined;
   if (imagePath) {
     try {
-      const img = checkImage({ path: imagePath });
+      const img = checkImage(imageFd !== undefined ? { fd: imageFd } : { path: imagePath });
       dp = await create(img);
       restored = { key: img.meta.key, info: img.meta.info };
     } catch (e) {
@@ -171,6 +173,7 @@ async function main(): Promise<void> {
     post({ type: "error", id: init.id, message: (e as Error).message });
     return;
   }
+  phase("worker: sockets open");
   post({ type: "ready", id: init.id, modes, ...(restored ? { image: restored } : {}) });
   const ctl = new Int32Array(init.ctl);
   // held until the main thread has checked the image's key (WorkerPool.go)
