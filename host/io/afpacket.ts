@@ -478,8 +478,8 @@ export async function startAfPacket(opts: AfPacketOptions): Promise<WorkerPool> 
     ports.push(port1);
     wakeFds.push(wakeFd);
   }
-  const spawn = (id: number) => new Worker(workerUrl("io-worker"), { workerData: inits[id], transferList: [ends[id]] });
   const first = imageFd !== undefined ? 1 : n;
+  const spawn = (id: number) => new Worker(workerUrl("io-worker"), { workerData: id >= first ? { ...inits[id], late: true } : inits[id], transferList: [ends[id]] });
   for (let id = 0; id < first; id++) workers.push(spawn(id));
   let fdOpen = imageFd !== undefined;
   const closeImageFd = () => { if (fdOpen) { fdOpen = false; closeSync(imageFd!); } };
