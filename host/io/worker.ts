@@ -15,7 +15,7 @@ import type { DpOp } from "../dataplane/ops.js";
 import { DataPlane, DataPlaneError, type LearnRecord } from "../dataplane/dataplane.js";
 import { checkImage, ImageRefused, type Image, type ImageEncoder, type ImageKey } from "../dataplane/image.js";
 import { IF_VNET, IF_GSO_SEG, IF_GSO_LAST, IF_SEG_SHIFT, IN_DESC, I_OFF, I_LEN, I_PORT, OUT_DESC, O_PORT, O_HDRLEN, O_DATA, O_DATALEN, GSO_CAP_TSO, GSO_CAP_TUNNEL } from "../dataplane/abi.js";
-import { openTunnelOutput } from "./tunnel-output.js";
+import { startTunnelOutput, type TunnelOutput } from "./tunnel-output.js";
 import type { TunTx } from "./tuntx.js";
 import { phase } from "../sys/phase.js";
 
@@ -148,21 +148,28 @@ async function main(): Promise<void> {
       // the in-desc flag bits (a vnetHdr socket needs them first): the host's ABI constants, which layoutOf reports too
       addon.descFlags(IF_VNET, IF_GSO_SEG, IF_GSO_LAST, IF_SEG_SHIFT);
       init.interfaces.forEach((name, i) => handles.push(addon.open(name, { vnetHdr: 1, ...init.ring, fanout: init.fanout[i], vlan: init.vlans?.[i] ?? 0 })));
-      if (tunAt >= 0) {
-        const t = openTunnelOutput(addon, { uplink: init.interfaces[tunAt], handle: handles[tunAt], worker: init.id, mode: init.tunnelTx!.mode,
-                                            vlan: init.vlans?.[tunAt] ?? 0, netns: init.ring.netns });
-        tunTx = t.tx;
-        modes.push(t.mode);
-      }
+      // the tap is made on a thread of the addon's meanwhile (startTunnelOutput), attached by finishTap
+      if (tunAt >= 0) tapFinish = startTunnelOutput(addon, { uplink: init.interfaces[tunAt], handle: handles[tunAt], worker: init.id, mode: init.tunnelTx!.mode,
+                                                             vlan: init.vlans?.[tunAt] ?? 0, netns: init.ring.netns });
       opened = null;
       phase("worker: packet sockets open");
     } catch (e) {
+      finishTap();
       for (const h of handles) addon.close(h);
       handles.length = 0;
       tunTx?.close();
       tunTx = undefined;
       opened = e as Error;
     }
+  };
+  let tapFinish: (() => TunnelOutput) | undefined;
+  /** Waits for the tunnel TX tap being made, if one is, and attaches it (or notes why not). */
+  const finishTap = () => {
+    if (!tapFinish) return;
+    const t = tapFinish();
+    tapFinish = undefined;
+    tunTx = t.tx;
+    modes.push(t.mode);
   };
   // an image's pages faulted in by a second thread meanwhile (hugepages.ts prefaultPages; issue 15)
   const prefault = (m: ArrayBuffer, r: [number, number][]) => { const join = prefaultPages(m, r); if (!init.late) openPacket(); return join; };
@@ -196,8 +203,10 @@ async function main(): Promise<void> {
     } else {
       openPacket();
       if (opened) throw opened;
+      finishTap();
     }
   } catch (e) {
+    finishTap();
     for (const h of handles) pio.close(h);
     tunTx?.close();
     post({ type: "error", id: init.id, message: (e as Error).message });
