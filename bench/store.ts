@@ -186,6 +186,7 @@ export async function timeFirstFrame(cfgFile: string, storeDir: string, ns: Retu
   }
 }
 
+let allPhases = false;
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const r1 = (x: number) => Math.round(x * 10) / 10;
 
@@ -317,7 +318,9 @@ function frameRow(name: string, vnics: number, addresses: number, fr: FrameRun[]
   const mid = sorted[Math.floor(sorted.length / 2)];
   return { case: name, vnics, addresses, io: "afpacket", firstFrameMs: Math.round(mid.firstFrameMs), fastestMs: Math.round(sorted[0].firstFrameMs),
     runsMs: fr.map((r) => Math.round(r.firstFrameMs)), seenRunsMs: fr.map((r) => Math.round(r.seenMs)), forwardingLineMs: fr.map((r) => Math.round(r.forwardingMs)), aimMs: 500, phases: mid.phases,
-    phasesCpu: mid.phasesCpu, extraCaCerts: !!nveEnv().NODE_EXTRA_CA_CERTS };
+    phasesCpu: mid.phasesCpu, extraCaCerts: !!nveEnv().NODE_EXTRA_CA_CERTS,
+    // --all-phases: every run's steps, to compare a slow run with a fast one
+    ...(allPhases ? { everyRun: fr.map((r) => ({ firstFrameMs: Math.round(r.firstFrameMs), phases: r.phases, phasesCpu: r.phasesCpu })) } : {}) };
 }
 
 function processRow(name: string, vnics: number, addresses: number, runs: { forwardingMs: number; readyMs: number }[]): object {
@@ -481,6 +484,7 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   const a = process.argv.slice(2);
   const val = (f: string) => { const i = a.indexOf(f); return i >= 0 ? a[i + 1] : undefined; };
   const quick = a.includes("--quick");
+  allPhases = a.includes("--all-phases");
   const rows = a.includes("--frame")
     ? await frameBench({ quick, runs: Number(val("--runs") ?? 3), keep: val("--keep") })
     : await runStoreBench({ quick });

@@ -182,6 +182,63 @@ class CliNve {
   }
 }
 
+/**
+ * SIGKILLs `nve` while a file named `name` exists in `dir` (being written):
+ * a Python watcher blocked on inotify (IN_CREATE), started now, acts once
+ * armed (the returned function: then at once if the file is there, else the
+ * moment it is created), from its own wake-up and at a real-time priority
+ * when it may (root), so the kill lands while the file is being written.
+ * Bounded: 60 s after arming; fails when no such file was seen.
+ */
+async function killWhileExists(nve: CliNve, dir: string, name: string): Promise<() => Promise<void>> {
+  const py = [
+    "import ctypes, os, select, signal, struct, sys, time",
+    "dir, name, pid = sys.argv[1], sys.argv[2], int(sys.argv[3])",
+    "try: os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(10))",
+    "except OSError: pass",
+    "libc = ctypes.CDLL(None, use_errno=True)",
+    "fd = libc.inotify_init1(os.O_CLOEXEC)",
+    "if fd < 0 or libc.inotify_add_watch(fd, dir.encode(), 0x100) < 0: sys.exit('inotify: ' + os.strerror(ctypes.get_errno()))",
+    "print('ready', flush=True)",
+    "def kill():",
+    "  os.kill(pid, signal.SIGKILL); print('killed', flush=True); sys.exit(0)",
+    "armed, end = False, time.time() + 600",
+    "while time.time() < end:",
+    "  r = select.select([fd, 0], [], [], max(0, end - time.time()))[0]",
+    "  if not r: break",
+    "  if 0 in r and not armed:",
+    "    if not os.read(0, 64): sys.exit('stdin closed')",
+    "    armed, end = True, time.time() + 60",
+    "    if os.path.exists(os.path.join(dir, name)): kill()",
+    "  if fd in r:",
+    "    buf = os.read(fd, 65536); i = 0",
+    "    while i < len(buf):",
+    "      n = struct.unpack_from('iIII', buf, i)[3]",
+    "      if armed and buf[i + 16:i + 16 + n].rstrip(b'\\0') == name.encode(): kill()",
+    "      i += 16 + n",
+    "print('timeout', flush=True); sys.exit(1)",
+  ].join("\n");
+  const w = spawn("python3", ["-c", py, dir, name, String(nve.child.pid)], { stdio: ["pipe", "pipe", "pipe"] });
+  let out = "", err = "";
+  w.stderr!.on("data", (d) => { err += d; });
+  const exit = new Promise<number | null>((r) => w.once("exit", r));
+  // its watch in place before anything that may write the file (bounded: 30 s)
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`the inotify watcher did not start within 30 s: ${err}`)), 30_000);
+    w.stdout!.on("data", (d) => { out += d; if (/ready/.test(out)) { clearTimeout(timer); resolve(); } });
+    void exit.then((c) => { clearTimeout(timer); reject(new Error(`the inotify watcher exited ${c}: ${err}`)); });
+  });
+  return async () => {
+    w.stdin!.write("arm\n");
+    const code = await exit;
+    if (!/killed/.test(out)) {
+      await nve.kill();
+      assert.unreachable(`no ${name} in ${dir} within 60 s (watcher: ${out.trim()} ${err.trim()} exit ${code}); stderr:\n${nve.stderr}`);
+    }
+    await nve.exited;
+  };
+}
+
 /** A hypervisor's raw protocol client (PROTOCOL.md §1/§2): requests with ids, responses by id. */
 class HvClient {
   private pending = new Map<string, (r: Record<string, unknown>) => void>();
@@ -556,19 +613,24 @@ image("a start uses a whole image of the store's last transaction or rebuilds; n
       if (attach && hv === "hv-2") tags.eth3 = r.tag as number;
       expected.set(v.id, attach ? { hv, state: "active", held: false } : undefined);
     };
-    const killWhenWriting = async () => {
-      // the image is written through IMAGE_FILE.tmp: kill as soon as that appears
-      const until = Date.now() + 60_000;
-      while (!existsSync(`${imgFile}.tmp`) && Date.now() < until) await new Promise((r) => setTimeout(r, 2));
-      assert.ok(existsSync(`${imgFile}.tmp`), `no image written within 60 s; stderr:\n${nve!.stderr}`);
-      await nve!.kill();
+    /** Makes the changes, then SIGKILLs the NVE while the image that follows them is written. */
+    const killWhenWriting = async (changes: () => Promise<void>) => {
+      // the image is written through IMAGE_FILE.tmp: killed while that exists, by a watcher process
+      // blocked on inotify, watching before the changes and armed once they are answered (this
+      // process's timers, 2 ms apart, missed the write of a small image under load: it can be open
+      // for less time than this event loop's delays)
+      const killNow = await killWhileExists(nve!, storeDir, `${IMAGE_FILE}.tmp`);
+      await changes();
+      await killNow();
+      assert.ok(existsSync(`${imgFile}.tmp`), `the kill came during the image's write (its temporary file is left); stderr:\n${nve!.stderr}`);
     };
 
     // 1. A fresh store: rebuilt; killed while its first image is written (a torn temporary file).
     await startAndCheck("rebuild", "no image yet");
-    await change(vnics[0], "hv-1", true);
-    await change(vnics[1], "hv-2", true);
-    await killWhenWriting();
+    await killWhenWriting(async () => {
+      await change(vnics[0], "hv-1", true);
+      await change(vnics[1], "hv-2", true);
+    });
     // 2. The torn file is never used: rebuilt. Then a whole image is written, and acknowledged
     //    changes follow it before the kill: that image is stale.
     await startAndCheck("rebuild", "after a kill during the first image's write");
@@ -593,8 +655,7 @@ image("a start uses a whole image of the store's last transaction or rebuilds; n
         await nve.kill();
         await startAndCheck("either", `after a kill during restart ${k}`);
       } else {
-        await change(vnics[3], "hv-2", expected.get(vnics[3].id) === undefined);
-        await killWhenWriting();
+        await killWhenWriting(() => change(vnics[3], "hv-2", expected.get(vnics[3].id) === undefined));
         await startAndCheck("either", `after a kill during write ${k}`);
       }
     }

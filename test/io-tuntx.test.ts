@@ -408,5 +408,20 @@ if (requireRootAnd(["ip", "nstat", "ethtool", "tc", "clang"], "the tunnel super-
       assert.is(sh(["ip", "-n", l.dut.ns, "link", "show", l.dut.txTap], { allowFail: true }).code !== 0, true, "the tap is gone");
     });
   });
+
+  test("openStart makes the tap on a thread of the addon's while the caller goes on: the finish gives a working tap as open() does, or throws what open() would", async () => {
+    await withLab(4, async (l) => {
+      const bad = TunTx.openStart(l.dut.txTap, "nvl-nosuch", { netns: l.dut.nsPath });
+      assert.throws(() => bad(), /uplink nvl-nosuch: No such device/, "the reason at the finish");
+      const finish = TunTx.openStart(l.dut.txTap, l.dut.uplink, { netns: l.dut.nsPath });
+      const tx = finish();
+      assert.is(sh(["ip", "-n", l.dut.ns, "-o", "link", "show", l.dut.txTap], { allowFail: true }).code, 0, "the tap exists");
+      assert.ok(tx.fd >= 0 && tx.stats().mtu > 0, "an open tap with the uplink's MTU");
+      assert.throws(() => TunTx.openStart(l.dut.txTap, l.dut.uplink, { netns: l.dut.nsPath })(), /tap nvl-tx: TUNSETIFF/, "the name is taken");
+      assert.throws(() => finish(), /not finished yet/, "a job is finished once");
+      tx.close();
+      assert.is(sh(["ip", "-n", l.dut.ns, "link", "show", l.dut.txTap], { allowFail: true }).code !== 0, true, "the tap is gone");
+    });
+  });
   test.run();
 }

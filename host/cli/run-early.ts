@@ -13,6 +13,7 @@ import { join } from "node:path";
 import { IMAGE_FILE } from "../paths.js";
 import type { WorkerPool } from "../io/afpacket.js";
 import type { NveConfig } from "../config/types.js";
+import { phase } from "../sys/phase.js";
 
 export interface EarlyWorkers {
   pool: Promise<WorkerPool>;
@@ -50,7 +51,7 @@ export async function startWorkersEarly(o: { configFile: string; io?: string; wo
   try {
     const [{ startAfPacket }, { thpUsable }] = await Promise.all([import("../io/afpacket.js"), import("../dataplane/memory.js")]);
     // startAfPacket spawns the workers before its first await
-    pool = startAfPacket({ config, workers: o.workers, io, dataplane: { hugePages: thpUsable(), loader: "core", imagePath }, hold: true });
+    pool = startAfPacket({ config, workers: o.workers, io, dataplane: { hugePages: thpUsable(), loader: "core", imagePath }, hold: true, stagger: true });
   } catch (e) {
     pool = Promise.reject(e);
   }
@@ -86,8 +87,12 @@ export async function earlyGo(o: { early: EarlyWorkers; storeDir: string; config
     const img = checkImage({ path: o.early.imagePath });
     const { config: _static, ...have } = img.meta.key;
     if (!have.configFile || keyDifference(have, { ...imageKeyOf({}), txnId, storeSchema: STORE_SCHEMA_VERSION, configFile: fileHash(o.configFile) })) return false;
+    phase("run: early key checked");
     const pool = await o.early.pool;
-    if (!pool.images.every((r) => r && "key" in r && !keyDifference(r.key, img.meta.key))) return false;
+    phase("run: every worker restored");
+    // worker 0 alone is up (afpacket.ts stagger); the others restore the same file and must match it to keep it
+    const r = pool.images[0];
+    if (!r || !("key" in r) || keyDifference(r.key, img.meta.key)) return false;
     pool.go(true);
     return true;
   } catch {

@@ -226,11 +226,15 @@ export async function runCommand(argv: string[]): Promise<number> {
       // of them restored it whole, else from empty tables programmed below.
       const held = await earlyWorkers?.pool.catch(() => undefined);
       earlyWorkers = undefined;
+      // every worker's image is known once all are up (afpacket.ts stagger: the first one may forward meanwhile)
+      if (held && !earlyGone) await held.joined.catch(() => undefined);
       if (held && earlyGone) {
         // released before the file was validated: the whole key must hold now (it does unless the code
         // that makes the static state changed without the build's hashes): else no forwarding on it
+        // the workers that are up (afpacket.ts stagger): one still starting must match worker 0's image or the pool fails
         const why = !image ? "its key no longer matches once the configuration is validated"
-          : held.images.map((r) => !r ? "not restored" : "refused" in r ? r.refused : dpImage.keyDifference(r.key, image!.meta.key)).find((w) => w !== undefined);
+          : held.images.filter((r) => r !== undefined).map((r) => "refused" in r ? r.refused : dpImage.keyDifference(r.key, image!.meta.key)).find((w) => w !== undefined)
+            ?? (held.images[0] ? undefined : "not restored");
         if (why) {
           dpImage.refuseImage(imageFile, new dpImage.ImageRefused(why), log);
           await held.stop();

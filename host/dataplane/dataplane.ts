@@ -5,6 +5,7 @@
 // assembly/ (scripts/abi.mjs). Hot path: process(n), one call per batch over
 // frames already in memory.
 import type { DpOp } from "./ops.js";
+import { phase } from "../sys/phase.js";
 import { parseMac, parseIp, macBytes, type Ip } from "../domain/addr.js";
 import { L3State } from "./l3.js";
 import { compileAcl, compileQos, DIR_FROM, DIR_TO } from "./acl.js";
@@ -13,7 +14,7 @@ import {
   VNF_PORTSEC, VNF_ARPSUP, VNF_DSCP_FIXED, MAX_PREFIXES, H64_SLOT, HIP_SLOT, PORT_ACCESS, PORT_UNDERLAY, E_FULL, PUNT_REC, TRACE_REC,
 } from "./abi.js";
 import { type Layout, type CreateOptions, instantiate, checkAbi, layoutOf, dropNamesOf, wasmModule } from "./load.js";
-import { imageSubject, encodeImage, restoreImage, ImageEncoder, type ImageKey } from "./image.js";
+import { imageSubject, encodeImage, restoreImage, touchedOf, ImageEncoder, type ImageKey } from "./image.js";
 import { Tables, ENCAP, type VnState } from "./tables.js";
 import { validate, DataPlaneError, type Parsed } from "./validate.js";
 import { readDrops, readCounters, readTrace, type TraceResult } from "./decode.js";
@@ -33,6 +34,8 @@ export class DataPlane {
   consumed = 0;
   private ex: Exports;
   private hugeBytes = 0;
+  /** Bytes a prefault thread faulted in ahead of the image's restore (CreateOptions.prefault; 0: none). */
+  prefaulted = 0;
   private u8: Uint8Array;
   private dv: DataView;
   /** The tables' bookkeeping and allocators. */
@@ -75,7 +78,16 @@ export class DataPlane {
     const dp = new DataPlane(ex);
     dp.hugeBytes = huge;
     if (o.clock) dp.now = o.clock;
-    if (o.image) restoreImage(dp.imaged(!!o.debug), o.image);
+    if (o.image) {
+      const join = o.prefault?.(ex.memory.buffer, touchedOf(o.image, ex.memory.buffer.byteLength));
+      try {
+        restoreImage(dp.imaged(!!o.debug), o.image);
+      } finally {
+        // the thread writes this memory: joined before it can be dropped (a refused image)
+        dp.prefaulted = join?.() ?? 0;
+        phase("image: prefault joined");
+      }
+    }
     return dp;
   }
 

@@ -430,7 +430,8 @@ export class ImageEncoder {
   private layOut(): void {
     const { s, parts, host } = this;
     const memBytes = this.mem.length;
-    const meta = new TextEncoder().encode(JSON.stringify({ key: this.key, info: s.info ?? {}, memBytes, chunk: CHUNK, chunks: parts.length, globals: s.globals.map((g) => [g.name, g.type]), hostLen: host.length }));
+    const meta = new TextEncoder().encode(JSON.stringify({ key: this.key, info: s.info ?? {}, memBytes, chunk: CHUNK, chunks: parts.length, globals: s.globals.map((g) => [g.name, g.type]), hostLen: host.length,
+      touched: touchedRanges(this.keep) }));
     const total = HEAD + meta.length + 8 * s.globals.length + host.length + this.partBytes;
     const out = new Uint8Array(total);
     const dv = new DataView(out.buffer);
@@ -462,11 +463,41 @@ export class ImageEncoder {
  * a stage at a time: no copy of the whole image, whose pages the process
  * would have to fault in as well) or bytes in memory.
  */
-export type ImageSource = { path: string } | { bytes: Uint8Array };
+export type ImageSource = { path: string } | { bytes: Uint8Array } | { fd: number };
 
 /** An image whose header and key were checked (checkImage); its body is checked as it is restored. */
 export interface Image { source: ImageSource; size: number; meta: ImageMeta; crcHead: number; crc: number; bodyAt: number }
-interface ImageMeta { key: ImageKey; info: Record<string, unknown>; memBytes: number; chunk: number; chunks: number; globals: [string, string][]; hostLen: number }
+interface ImageMeta {
+  key: ImageKey; info: Record<string, unknown>; memBytes: number; chunk: number; chunks: number; globals: [string, string][]; hostLen: number;
+  /**
+   * The memory the pages land in, as [offset, length] pairs (the imaged pages,
+   * gaps under 2 MiB closed): what a restore faults in, so that it can be
+   * faulted in ahead by another thread (DataPlane.create's prefault). Absent
+   * in images written before it; a hint only (the pages are what counts).
+   */
+  touched?: [number, number][];
+}
+
+/** Imaged pages closer than this are one range of `touched` (a 2 MiB huge page is faulted in whole anyway). */
+const TOUCH_GAP = 2 << 20;
+
+/** The memory an image's pages land in (ImageMeta.touched) from its kept page numbers, ascending. */
+function touchedRanges(pages: number[]): [number, number][] {
+  const out: [number, number][] = [];
+  for (const pg of pages) {
+    const a = pg * CHUNK, last = out[out.length - 1];
+    if (last && a - (last[0] + last[1]) < TOUCH_GAP) last[1] = a + CHUNK - last[0];
+    else out.push([a, CHUNK]);
+  }
+  return out;
+}
+
+/** `touched` when it is well formed and inside `memBytes`, else none (it is only a hint). */
+export function touchedOf(img: Image, memBytes: number): [number, number][] {
+  const t = img.meta.touched;
+  if (!Array.isArray(t)) return [];
+  return t.every((r) => Array.isArray(r) && r.length === 2 && Number.isInteger(r[0]) && Number.isInteger(r[1]) && r[0] >= 0 && r[1] > 0 && r[0] + r[1] <= memBytes) ? t : [];
+}
 
 /** Why an image cannot be used, for the log line (the caller rebuilds). */
 export class ImageRefused extends Error {}
@@ -478,7 +509,9 @@ function reader(src: ImageSource): Reader {
     const b = src.bytes;
     return { size: b.length, read: (into, pos) => { if (pos + into.length > b.length) return false; into.set(b.subarray(pos, pos + into.length)); return true; }, close: () => {} };
   }
-  const fd = openSync(src.path, "r");
+  // a descriptor the caller owns (several workers read one file by it: host/io/afpacket.ts stagger): positioned reads only, never closed here
+  const own = !("fd" in src);
+  const fd = "fd" in src ? src.fd : openSync(src.path, "r");
   return {
     size: fstatSync(fd).size,
     read: (into, pos) => {
@@ -490,7 +523,7 @@ function reader(src: ImageSource): Reader {
       }
       return true;
     },
-    close: () => closeSync(fd),
+    close: () => { if (own) closeSync(fd); },
   };
 }
 

@@ -28,6 +28,13 @@ export interface CreateOptions {
    */
   adviseHuge?: (memory: ArrayBuffer) => number;
   /**
+   * With an image: start faulting in the memory its pages land in on another
+   * thread ([offset, length] pairs; host/io/hugepages.ts prefaultPages),
+   * returning the join, called once the image is restored (or refused).
+   * Issue 15: the restore's page faults split over two cores.
+   */
+  prefault?: (memory: ArrayBuffer, ranges: [number, number][]) => () => number;
+  /**
    * core: the AssemblyScript module as it is (default); component: the same
    * core wrapped as a WebAssembly component (wit/dataplane.wit) and run through
    * jco's bindings (./component.ts). The same tables, frames and results.

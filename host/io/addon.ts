@@ -97,9 +97,20 @@ export interface PacketAddon {
   tunnelTx(handle: number, fd: number, udpCsum: number, mtu: number): void;
   /** madvise(MADV_HUGEPAGE) on the whole 2 MiB pages of buf[offset, offset+length); the bytes advised. */
   adviseHuge(buf: ArrayBuffer, offset: number, length: number): number;
+  /**
+   * Faults in buf's [offset, length] ranges (pairs in `ranges`) on a thread of
+   * its own (madvise MADV_POPULATE_WRITE), the last first, each from its end
+   * down; buf must stay alive until prefaultJoin. Issue 15: native/afpacket.c.
+   */
+  prefault(buf: ArrayBuffer, ranges: Float64Array): PrefaultHandle;
+  /** Waits for a prefault thread: the bytes it faulted in (the whole 4 KiB pages covering the ranges); throws with errno's text (MADV_POPULATE_WRITE before Linux 5.14: EINVAL). */
+  prefaultJoin(h: PrefaultHandle): number;
   /** The hash of the data plane ABI (host/io/native/abi.h) the addon was compiled with. */
   readonly abiHash: number;
 }
+
+/** A running prefault thread (an N-API external). */
+export type PrefaultHandle = { readonly __prefault: unique symbol };
 
 export const addonPath = addonFile();
 

@@ -22,6 +22,7 @@
 //   VXLAN/IPv4, 70 IPv6); a frame the kernel refuses is counted in `txErrors`.
 import { Worker, MessageChannel, type MessagePort } from "node:worker_threads";
 import { availableParallelism } from "node:os";
+import { closeSync, openSync } from "node:fs";
 import { loadAddon, type OpenOptions } from "./addon.js";
 import { workerUrl } from "../paths.js";
 import type { DataPlaneProgrammer, DpOp } from "../dataplane/ops.js";
@@ -57,6 +58,17 @@ export interface AfPacketOptions {
   hold?: boolean;
   /** A worker takes an image (snapshot) between batches, this long at a time (default 1 ms; worker.ts). */
   imageSliceMs?: number;
+  /**
+   * With hold and dataplane.imagePath: worker 0 starts alone and startAfPacket
+   * resolves once it is up; the others are spawned then (WorkerPool.spawnRest,
+   * `joined`). Issue 15: on this 2-core machine every worker's start (~65 ms
+   * of Node's thread start, and faulting in ~150 MB of tables and rings, 30 to
+   * 400 ms of CPU) competed for the same cores, so the first frame waited for
+   * all of them; one worker forwards as well (the fanout group sends every
+   * frame to the sockets it has) until the others join it. All read the image
+   * from one descriptor opened here, so they restore the same file.
+   */
+  stagger?: boolean;
 }
 
 /** An error a worker's DataPlane.apply threw, as the same class (DataPlaneError: same index, field, message). */
@@ -88,32 +100,102 @@ export class WorkerPool implements DataPlaneProgrammer {
   private pending = new Map<number, Pending>();
   private exited = 0;
   private stopping = false;
+  /** Workers not spawned yet (AfPacketOptions.stagger): spawned by `spawnRest`, or never once the pool stops. */
+  private unspawned: number;
+  /** What `go` told the workers (undefined: not yet): a worker that joins later must have restored the same image to keep it. */
+  private kept: boolean | undefined;
   /** Resolves when every worker has ended; rejects if one fails while running. */
   readonly closed: Promise<void>;
   private closedResolve!: () => void;
   private closedReject!: (e: Error) => void;
+  /**
+   * Resolves when every worker is up (sockets open, its image restored or
+   * refused: `images`); at once unless the pool was started with `stagger`,
+   * where the first worker alone runs when startAfPacket resolves.
+   */
+  readonly joined: Promise<void>;
+  private joinedResolve!: () => void;
+  private joinedReject!: (e: Error) => void;
+  private readonly workers: (Worker | undefined)[];
 
   constructor(
-    private readonly workers: Worker[],
+    workers: (Worker | undefined)[],
     private readonly ports: MessagePort[],
     private readonly ctl: Int32Array,
     private readonly wakeFds: number[],
     readonly interfaces: string[],
+    /** Spawns worker `id` (one given as undefined above), for `spawnRest`. */
+    private readonly spawn?: (id: number) => Worker,
+    /** Called once every worker has ended or will never be spawned (an image file's descriptor closed). */
+    private readonly onClosed?: () => void,
   ) {
+    this.workers = [...workers];
+    this.unspawned = workers.filter((w) => !w).length;
     this.closed = new Promise((res, rej) => { this.closedResolve = res; this.closedReject = rej; });
     this.closed.catch(() => { /* observed through closed by whoever cares */ });
-    workers.forEach((w, id) => {
-      w.on("message", (m: FromWorker) => this.onMessage(m));
-      w.on("error", (e) => this.fail(new Error(`packet I/O worker ${id}: ${e.message}`)));
-      w.on("exit", (code) => {
-        this.exited++;
-        if (!this.stopping) this.fail(new Error(`packet I/O worker ${id} exited (code ${code})`));
-        if (this.exited === workers.length) {
-          for (const fd of wakeFds) loadAddon().closeFd(fd);
-          this.closedResolve();
-        }
-      });
+    this.joined = new Promise((res, rej) => { this.joinedResolve = res; this.joinedReject = rej; });
+    this.joined.catch(() => { /* observed through joined by whoever cares */ });
+    if (this.unspawned === 0) this.joinedResolve();
+    workers.forEach((w, id) => { if (w) this.wire(w, id); });
+  }
+
+  private wire(w: Worker, id: number): void {
+    w.on("message", (m: FromWorker) => this.onMessage(m));
+    w.on("error", (e) => this.fail(new Error(`packet I/O worker ${id}: ${e.message}`)));
+    w.on("exit", (code) => {
+      this.exited++;
+      if (!this.stopping) this.fail(new Error(`packet I/O worker ${id} exited (code ${code})`));
+      this.closeIfDone();
     });
+  }
+
+  private closeIfDone(): void {
+    const spawned = this.workers.filter((w) => w).length;
+    if (this.exited === spawned && (this.unspawned === 0 || this.stopping)) {
+      this.unspawned = 0;
+      for (const fd of this.wakeFds) loadAddon().closeFd(fd);
+      this.onClosed?.();
+      this.joinedReject(new Error("the packet I/O workers stopped before every one was up"));
+      this.closedResolve();
+    }
+  }
+
+  /**
+   * Spawns the workers held back by `stagger` (issue 15: the first one forwards
+   * while they start): each restores the same image file (the descriptor the
+   * first one read, so an image written meanwhile is not it), is told what
+   * `go` said, and must have restored the image the first one did when that
+   * is kept (else the pool fails: the workers would forward from different
+   * tables). `joined` resolves once every one is up.
+   */
+  spawnRest(): void {
+    if (this.stopping || !this.spawn || this.unspawned === 0) return;
+    const late: Promise<void>[] = [];
+    this.workers.forEach((w, id) => {
+      if (w) return;
+      const nw = this.spawn!(id);
+      this.workers[id] = nw;
+      this.unspawned--;
+      this.wire(nw, id);
+      late.push(new Promise<void>((resolve, reject) => {
+        const on = (m: FromWorker) => {
+          if (m.type === "error") { nw.off("message", on); reject(new Error(m.message)); return; }
+          if (m.type !== "ready") return;
+          nw.off("message", on);
+          if (m.modes?.length) this.modes.push(`worker ${m.id}: ${m.modes.join(", ")}`);
+          this.images[m.id] = m.image;
+          const first = this.images[0], mine = m.image;
+          const same = !first || !mine ? first === mine
+            : "key" in first && "key" in mine ? JSON.stringify(first.key) === JSON.stringify(mine.key) && JSON.stringify(first.info) === JSON.stringify(mine.info)
+            : "refused" in first && "refused" in mine;
+          if (this.kept && !same) reject(new Error(`packet I/O worker ${m.id} did not restore the table image worker 0 forwards from (${mine && "refused" in mine ? mine.refused : "another image"})`));
+          else resolve();
+        };
+        nw.on("message", on);
+        nw.once("exit", () => reject(new Error(`packet I/O worker ${id} exited during start-up`)));
+      }));
+    });
+    Promise.all(late).then(() => this.joinedResolve(), (e: Error) => { this.joinedReject(e); this.fail(e); });
   }
 
   get size(): number {
@@ -138,6 +220,7 @@ export class WorkerPool implements DataPlaneProgrammer {
    * Every worker must be told the same, before any other request.
    */
   go(keep: boolean): void {
+    this.kept = keep;
     this.ports.forEach((port, id) => {
       port.postMessage({ type: "go", keep } satisfies ToWorker);
       Atomics.store(this.ctl, id, 1);
@@ -324,7 +407,8 @@ export class WorkerPool implements DataPlaneProgrammer {
     if (this.stopping) return this.closed.catch(() => undefined);
     this.stopping = true;
     this.post({ type: "stop", seq: ++this.seq });
-    const timer = setTimeout(() => { for (const w of this.workers) void w.terminate(); }, 5000);
+    const timer = setTimeout(() => { for (const w of this.workers) void w?.terminate(); }, 5000);
+    this.closeIfDone(); // workers never spawned (stagger) are not waited for
     await this.closed.catch(() => undefined);
     clearTimeout(timer);
   }
@@ -374,19 +458,34 @@ export async function startAfPacket(opts: AfPacketOptions): Promise<WorkerPool> 
   const vlans = interfaces.map((name) => opts.config && name === opts.config.underlay.port ? opts.config.underlay.vlan ?? 0 : 0);
   // encap TCP super-frames whole through a tunnel TX tap per worker (tunnel-output.ts; underlay.tunnelGso, default auto)
   const tunnelTx = opts.config ? { uplink: opts.config.underlay.port, mode: opts.config.underlay.tunnelGso ?? "auto" } : undefined;
+  // staggered (opts.stagger): one descriptor of the image for every worker, closed once all are up or the pool ends
+  const imagePath = opts.dataplane?.imagePath;
+  let imageFd: number | undefined;
+  if (opts.stagger && opts.hold && imagePath) {
+    try { imageFd = openSync(imagePath, "r"); } catch { /* the workers report it (refused), as without stagger */ }
+  }
+  const dataplane = { ...opts.dataplane, ...(imageFd !== undefined ? { imageFd } : {}) };
+  const inits: WorkerInit[] = [];
+  const ends: MessagePort[] = [];
   for (let id = 0; id < n; id++) {
     const { port1, port2 } = new MessageChannel();
     const wakeFd = addon.eventfd();
-    const init: WorkerInit = {
-      id, io: opts.io ?? "afpacket", interfaces, fanout, vlans, ...(tunnelTx ? { tunnelTx } : {}), ring: opts.ring ?? {}, dataplane: opts.dataplane ?? {}, hold: opts.hold, imageSliceMs: opts.imageSliceMs,
+    inits.push({
+      id, io: opts.io ?? "afpacket", interfaces, fanout, vlans, ...(tunnelTx ? { tunnelTx } : {}), ring: opts.ring ?? {}, dataplane, hold: opts.hold, imageSliceMs: opts.imageSliceMs,
       ctl: ctl.buffer as SharedArrayBuffer, port: port2, wakeFd, idlePollMs: opts.idlePollMs ?? 100,
-    };
-    workers.push(new Worker(workerUrl("io-worker"), { workerData: init, transferList: [port2] }));
+    });
+    ends.push(port2);
     ports.push(port1);
     wakeFds.push(wakeFd);
   }
-  const pool = new WorkerPool(workers, ports, ctl, wakeFds, interfaces);
-  // Every worker reports ready (sockets open) or an error.
+  const first = imageFd !== undefined ? 1 : n;
+  const spawn = (id: number) => new Worker(workerUrl("io-worker"), { workerData: id >= first ? { ...inits[id], late: true } : inits[id], transferList: [ends[id]] });
+  for (let id = 0; id < first; id++) workers.push(spawn(id));
+  let fdOpen = imageFd !== undefined;
+  const closeImageFd = () => { if (fdOpen) { fdOpen = false; closeSync(imageFd!); } };
+  const pool = new WorkerPool([...workers, ...Array<undefined>(n - first).fill(undefined)], ports, ctl, wakeFds, interfaces, spawn, closeImageFd);
+  pool.joined.then(closeImageFd, closeImageFd);
+  // Every worker spawned now reports ready (sockets open) or an error.
   const ready = Promise.all(workers.map((w) => new Promise<void>((resolve, reject) => {
     const on = (m: FromWorker) => {
       if (m.type === "ready") {
@@ -402,6 +501,7 @@ export async function startAfPacket(opts: AfPacketOptions): Promise<WorkerPool> 
   })));
   try {
     await Promise.race([ready, pool.closed.then(() => { throw new Error("the packet I/O workers ended during start-up"); })]);
+    pool.spawnRest();
     if (opts.ops?.length) await pool.apply(opts.ops);
   } catch (e) {
     await pool.stop();

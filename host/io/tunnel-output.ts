@@ -49,21 +49,40 @@ export function tunnelTapName(pid: number, worker: number): string {
 
 /** Opens the worker's tunnel TX tap and attaches it to the uplink's socket, or says why not. */
 export function openTunnelOutput(addon: Pick<PacketAddon, "tunnelTx">, o: TunnelOutputOptions): TunnelOutput {
+  return startTunnelOutput(addon, o)();
+}
+
+/**
+ * The same, the tap made on a thread of the tuntx addon's while the caller
+ * goes on (TunTx.openStart; issue 15: a worker restores its table image
+ * meanwhile); returns the finish, which attaches it (or says why not).
+ * Call the finish exactly once, also on the way out of a failed start: it
+ * owns the tap until then.
+ */
+export function startTunnelOutput(addon: Pick<PacketAddon, "tunnelTx">, o: TunnelOutputOptions): () => TunnelOutput {
   const cut = (why: string) => ({ mode: `${o.uplink}: encap TCP super-frames cut in software (${why})` });
-  if (o.mode === "off") return cut("underlay.tunnelGso is off");
-  let tx: TunTx;
+  if (o.mode === "off") return () => cut("underlay.tunnelGso is off");
   const tap = tunnelTapName(process.pid, o.worker);
+  let finish: () => TunTx;
   try {
     // the outer UDP checksum per segment: IPv6 underlays need it (RFC 8200 section 8.1)
-    tx = TunTx.open(tap, o.uplink, { udpCsum: true, ...(o.netns ? { netns: o.netns } : {}) });
+    finish = TunTx.openStart(tap, o.uplink, { udpCsum: true, ...(o.netns ? { netns: o.netns } : {}) });
   } catch (e) {
-    return cut(`no tunnel TX tap: ${(e as Error).message}`);
+    return () => cut(`no tunnel TX tap: ${(e as Error).message}`);
   }
-  try {
-    addon.tunnelTx(o.handle, tx.fd, 1, tx.stats().mtu);
-  } catch (e) {
-    tx.close();
-    return cut(`no tunnel TX tap: ${(e as Error).message}`);
-  }
-  return { tx, mode: `${o.uplink}: encap TCP super-frames sent whole via tap ${tap} (UDP-tunnel GSO${o.vlan ? `, tagged ${o.vlan}` : ""})` };
+  return () => {
+    let tx: TunTx;
+    try {
+      tx = finish();
+    } catch (e) {
+      return cut(`no tunnel TX tap: ${(e as Error).message}`);
+    }
+    try {
+      addon.tunnelTx(o.handle, tx.fd, 1, tx.stats().mtu);
+    } catch (e) {
+      tx.close();
+      return cut(`no tunnel TX tap: ${(e as Error).message}`);
+    }
+    return { tx, mode: `${o.uplink}: encap TCP super-frames sent whole via tap ${tap} (UDP-tunnel GSO${o.vlan ? `, tagged ${o.vlan}` : ""})` };
+  };
 }

@@ -68,8 +68,13 @@ export interface TunTxOpenOptions {
   udpCsum?: boolean;
 }
 
+/** A tap being made on a thread of the addon's (openStart). */
+type TapJob = { readonly __tapJob: unique symbol };
+
 interface Addon {
   open(tap: string, uplink: string, o?: TunTxOpenOptions): number;
+  openStart(tap: string, uplink: string, o?: TunTxOpenOptions): TapJob;
+  openFinish(job: TapJob): number;
   close(h: number): void;
   send(h: number, mem: ArrayBuffer, descBase: number, count: number): number;
   stats(h: number): TunTxStats;
@@ -134,6 +139,19 @@ export class TunTx {
   static open(tap: string, uplink: string, o: TunTxOpenOptions = {}): TunTx {
     const a = loadTunTxAddon();
     return new TunTx(a, a.open(tap, uplink, o), tap);
+  }
+
+  /**
+   * The same, made on a thread of the addon's while the caller goes on
+   * (issue 15: a packet I/O worker restores its table image meanwhile; the
+   * tap's tcx attaches and TUNSETIFF wait 30-45 ms inside the kernel);
+   * returns the finish, which waits for it and returns the tap or throws as
+   * open() would. Call it exactly once.
+   */
+  static openStart(tap: string, uplink: string, o: TunTxOpenOptions = {}): () => TunTx {
+    const a = loadTunTxAddon();
+    const job = a.openStart(tap, uplink, o);
+    return () => new TunTx(a, a.openFinish(job), tap);
   }
 
   /** Sends descriptors [descBase, descBase + count * TX_DESC) of mem; the frames sent. Each descriptor's status is left in it. */

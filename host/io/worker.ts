@@ -10,12 +10,12 @@
 // thread also writes this worker's eventfd so an idle poll() returns at once.
 import { workerData, parentPort, receiveMessageOnPort, type MessagePort } from "node:worker_threads";
 import { loadAddon, type OpenOptions, type SocketStats } from "./addon.js";
-import { adviseHugePages } from "./hugepages.js";
+import { adviseHugePages, prefaultPages } from "./hugepages.js";
 import type { DpOp } from "../dataplane/ops.js";
 import { DataPlane, DataPlaneError, type LearnRecord } from "../dataplane/dataplane.js";
 import { checkImage, ImageRefused, type Image, type ImageEncoder, type ImageKey } from "../dataplane/image.js";
-import { IN_DESC, I_OFF, I_LEN, I_PORT, OUT_DESC, O_PORT, O_HDRLEN, O_DATA, O_DATALEN, GSO_CAP_TSO, GSO_CAP_TUNNEL } from "../dataplane/abi.js";
-import { openTunnelOutput } from "./tunnel-output.js";
+import { IF_VNET, IF_GSO_SEG, IF_GSO_LAST, IF_SEG_SHIFT, IN_DESC, I_OFF, I_LEN, I_PORT, OUT_DESC, O_PORT, O_HDRLEN, O_DATA, O_DATALEN, GSO_CAP_TSO, GSO_CAP_TUNNEL } from "../dataplane/abi.js";
+import { startTunnelOutput, type TunnelOutput } from "./tunnel-output.js";
 import type { TunTx } from "./tuntx.js";
 import { phase } from "../sys/phase.js";
 
@@ -42,7 +42,15 @@ export interface WorkerInit {
      * nothing until `go` says whether to keep it.
      */
     imagePath?: string;
+    /** The same image file open (afpacket.ts stagger): read through this descriptor, which the main thread closes. */
+    imageFd?: number;
   };
+  /**
+   * Spawned once worker 0 forwards (afpacket.ts stagger): its sockets are
+   * opened only once its tables are restored, as the fanout group hands them
+   * frames from the moment they join it.
+   */
+  late?: boolean;
   /** Wait for a `go` message after `ready` before taking any frame (with dataplane.imagePath). */
   hold?: boolean;
   /**
@@ -124,13 +132,53 @@ async function main(): Promise<void> {
   phase("worker: thread up");
   const post = (m: FromWorker) => parentPort!.postMessage(m);
   const addon = loadAddon();
-  const { hugePages, imagePath, ...dpOptions } = init.dataplane;
-  const create = (image?: Image) => DataPlane.create({ ...dpOptions, ...(image ? { image } : {}), ...(hugePages ? { adviseHuge: adviseHugePages } : {}) });
+  const { hugePages, imagePath, imageFd, ...dpOptions } = init.dataplane;
+  const handles: number[] = [];
+  let pio: Pick<typeof addon, "open" | "close" | "recv" | "send" | "poll" | "stats"> = addon;
+  const modes: string[] = [];
+  let tunTx: TunTx | undefined; // the uplink's tunnel TX tap (tunnel-output.ts), when open
+  const tunAt = init.io !== "afxdp" && init.tunnelTx ? init.interfaces.indexOf(init.tunnelTx.uplink) : -1;
+  // The AF_PACKET sockets and the tunnel TX tap; undefined: not tried yet, else null or why not. With an image to
+  // restore they are opened while the prefault thread faults its pages in (issue 15: their rings' allocation and
+  // the tap's tc attach take 40-130 ms, mostly inside the kernel, which then overlaps the faults), else after.
+  let opened: Error | null | undefined;
+  const openPacket = () => {
+    if (opened !== undefined || init.io === "afxdp") return;
+    try {
+      // the in-desc flag bits (a vnetHdr socket needs them first): the host's ABI constants, which layoutOf reports too
+      addon.descFlags(IF_VNET, IF_GSO_SEG, IF_GSO_LAST, IF_SEG_SHIFT);
+      init.interfaces.forEach((name, i) => handles.push(addon.open(name, { vnetHdr: 1, ...init.ring, fanout: init.fanout[i], vlan: init.vlans?.[i] ?? 0 })));
+      // the tap is made on a thread of the addon's meanwhile (startTunnelOutput), attached by finishTap
+      if (tunAt >= 0) tapFinish = startTunnelOutput(addon, { uplink: init.interfaces[tunAt], handle: handles[tunAt], worker: init.id, mode: init.tunnelTx!.mode,
+                                                             vlan: init.vlans?.[tunAt] ?? 0, netns: init.ring.netns });
+      opened = null;
+      phase("worker: packet sockets open");
+    } catch (e) {
+      finishTap();
+      for (const h of handles) addon.close(h);
+      handles.length = 0;
+      tunTx?.close();
+      tunTx = undefined;
+      opened = e as Error;
+    }
+  };
+  let tapFinish: (() => TunnelOutput) | undefined;
+  /** Waits for the tunnel TX tap being made, if one is, and attaches it (or notes why not). */
+  const finishTap = () => {
+    if (!tapFinish) return;
+    const t = tapFinish();
+    tapFinish = undefined;
+    tunTx = t.tx;
+    modes.push(t.mode);
+  };
+  // an image's pages faulted in by a second thread meanwhile (hugepages.ts prefaultPages; issue 15)
+  const prefault = (m: ArrayBuffer, r: [number, number][]) => { const join = prefaultPages(m, r); if (!init.late) openPacket(); return join; };
+  const create = (image?: Image) => DataPlane.create({ ...dpOptions, ...(image ? { image, prefault } : {}), ...(hugePages ? { adviseHuge: adviseHugePages } : {}) });
   let dp: DataPlane;
   let restored: NonNullable<Extract<FromWorker, { type: "ready" }>["image"]> | undefined;
   if (imagePath) {
     try {
-      const img = checkImage({ path: imagePath });
+      const img = checkImage(imageFd !== undefined ? { fd: imageFd } : { path: imagePath });
       dp = await create(img);
       restored = { key: img.meta.key, info: img.meta.info };
     } catch (e) {
@@ -139,15 +187,11 @@ async function main(): Promise<void> {
     }
   } else dp = await create();
   phase("worker: data plane ready");
-  const handles: number[] = [];
-  let pio: Pick<typeof addon, "open" | "close" | "recv" | "send" | "poll" | "stats"> = addon;
-  const modes: string[] = [];
-  let tunTx: TunTx | undefined; // the uplink's tunnel TX tap (tunnel-output.ts), when open
-  const tunAt = init.io !== "afxdp" && init.tunnelTx ? init.interfaces.indexOf(init.tunnelTx.uplink) : -1;
   try {
     // Offloads (issue 11): each frame's virtio-net header goes to the data
     // plane, which completes partial checksums and the GSO segments the
-    // addon cuts (assembly/pipeline/offload.ts); the flag bits are its own.
+    // addon cuts (assembly/pipeline/offload.ts); the flag bits are its own
+    // (read by recv only: the sockets may be open before).
     const f = dp.layout.descFlags;
     addon.descFlags(f.vnet, f.gsoSeg, f.gsoLast, f.segShift);
     if (init.io === "afxdp") {
@@ -157,20 +201,18 @@ async function main(): Promise<void> {
       pio = x;
       init.interfaces.forEach((name, i) => { handles.push(x.open(name, { ...init.ring, vlan: init.vlans?.[i] ?? 0 })); modes.push(`${name}: ${x.mode(handles[handles.length - 1])}`); });
     } else {
-      init.interfaces.forEach((name, i) => handles.push(addon.open(name, { vnetHdr: 1, ...init.ring, fanout: init.fanout[i], vlan: init.vlans?.[i] ?? 0 })));
-      if (tunAt >= 0) {
-        const t = openTunnelOutput(addon, { uplink: init.interfaces[tunAt], handle: handles[tunAt], worker: init.id, mode: init.tunnelTx!.mode,
-                                            vlan: init.vlans?.[tunAt] ?? 0, netns: init.ring.netns });
-        tunTx = t.tx;
-        modes.push(t.mode);
-      }
+      openPacket();
+      if (opened) throw opened;
+      finishTap();
     }
   } catch (e) {
+    finishTap();
     for (const h of handles) pio.close(h);
     tunTx?.close();
     post({ type: "error", id: init.id, message: (e as Error).message });
     return;
   }
+  phase("worker: sockets open");
   post({ type: "ready", id: init.id, modes, ...(restored ? { image: restored } : {}) });
   const ctl = new Int32Array(init.ctl);
   // held until the main thread has checked the image's key (WorkerPool.go)

@@ -212,17 +212,38 @@ static void freeTap(struct tap *t) {
   free(t);
 }
 
-/** open(tapName, uplink, { netns?, udpCsum? }) -> handle. */
-static napi_value Open(napi_env env, napi_callback_info info) {
+/*
+ * One tap's making: the arguments, then what setupTap gave. open() makes it on
+ * the calling thread; openStart() on a thread of its own, which openFinish()
+ * joins (issue 15: a packet I/O worker restores its table image meanwhile;
+ * the tcx attaches and TUNSETIFF wait 30-45 ms inside the kernel).
+ */
+struct openJob {
+  struct tap *t;
+  char uplink[IFNAMSIZ + 1], netns[256], msg[384];
+  int rc;
+  pthread_t th;
+  int started, finished;
+};
+
+/** Parses open()'s arguments into a new job (NULL: an exception is pending). */
+static struct openJob *parseOpen(napi_env env, napi_callback_info info, const char *what) {
   size_t argc = 3;
   napi_value argv[3];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  char name[IFNAMSIZ + 1], uplink[IFNAMSIZ + 1], netns[256] = "";
+  char name[IFNAMSIZ + 1], uplink[IFNAMSIZ + 1], netns[256] = "", msg[96];
   size_t n1 = 0, n2 = 0;
   if (argc < 2 || napi_get_value_string_utf8(env, argv[0], name, sizeof name, &n1) != napi_ok ||
-      napi_get_value_string_utf8(env, argv[1], uplink, sizeof uplink, &n2) != napi_ok)
-    return throwErr(env, "tuntx open: expects (tapName, uplinkName, options?)");
-  if (n1 == 0 || n1 >= IFNAMSIZ || n2 == 0 || n2 >= IFNAMSIZ) return throwErr(env, "tuntx open: interface names must be 1 to 15 characters");
+      napi_get_value_string_utf8(env, argv[1], uplink, sizeof uplink, &n2) != napi_ok) {
+    snprintf(msg, sizeof msg, "tuntx %s: expects (tapName, uplinkName, options?)", what);
+    throwErr(env, msg);
+    return NULL;
+  }
+  if (n1 == 0 || n1 >= IFNAMSIZ || n2 == 0 || n2 >= IFNAMSIZ) {
+    snprintf(msg, sizeof msg, "tuntx %s: interface names must be 1 to 15 characters", what);
+    throwErr(env, msg);
+    return NULL;
+  }
   bool udpCsum = false;
   if (argc >= 3) {
     napi_valuetype ty;
@@ -234,30 +255,58 @@ static napi_value Open(napi_env env, napi_callback_info info) {
         size_t l;
         napi_get_named_property(env, argv[2], "netns", &v);
         napi_typeof(env, v, &ty);
-        if (ty != napi_undefined && (ty != napi_string || napi_get_value_string_utf8(env, v, netns, sizeof netns, &l) != napi_ok))
-          return throwErr(env, "tuntx open: netns must be a path (string)");
+        if (ty != napi_undefined && (ty != napi_string || napi_get_value_string_utf8(env, v, netns, sizeof netns, &l) != napi_ok)) {
+          snprintf(msg, sizeof msg, "tuntx %s: netns must be a path (string)", what);
+          throwErr(env, msg);
+          return NULL;
+        }
       }
       if (napi_has_named_property(env, argv[2], "udpCsum", &has) == napi_ok && has) {
         napi_get_named_property(env, argv[2], "udpCsum", &v);
         napi_typeof(env, v, &ty);
-        if (ty != napi_undefined && napi_get_value_bool(env, v, &udpCsum) != napi_ok) return throwErr(env, "tuntx open: udpCsum must be a boolean");
+        if (ty != napi_undefined && napi_get_value_bool(env, v, &udpCsum) != napi_ok) {
+          snprintf(msg, sizeof msg, "tuntx %s: udpCsum must be a boolean", what);
+          throwErr(env, msg);
+          return NULL;
+        }
       }
     }
   }
+  struct openJob *j = calloc(1, sizeof *j);
   struct tap *t = calloc(1, sizeof *t);
-  if (!t) return throwErr(env, "tuntx open: out of memory");
+  if (!j || !t) {
+    free(j);
+    free(t);
+    snprintf(msg, sizeof msg, "tuntx %s: out of memory", what);
+    throwErr(env, msg);
+    return NULL;
+  }
   t->fd = t->linkIn = t->linkOut = -1;
   t->udpCsum = udpCsum;
   memcpy(t->name, name, IFNAMSIZ);
-  char msg[384];
-  struct openCtx c = { t, uplink, msg, sizeof msg };
-  int rc;
+  j->t = t;
+  memcpy(j->uplink, uplink, sizeof j->uplink);
+  memcpy(j->netns, netns, sizeof j->netns);
+  return j;
+}
+
+/** Makes the job's tap on this thread: rc 0, or -1 with msg. */
+static void runJob(struct openJob *j) {
+  struct openCtx c = { j->t, j->uplink, j->msg, sizeof j->msg };
   // a tap and an ifindex belong to the namespace of the thread that makes them
-  if (netns[0]) rc = inNetns(netns, name, setupThunk, &c, msg, sizeof msg);
-  else rc = setupTap(&c);
-  if (rc < 0) {
+  if (j->netns[0]) j->rc = inNetns(j->netns, j->t->name, setupThunk, &c, j->msg, sizeof j->msg);
+  else j->rc = setupTap(&c);
+}
+
+static void *runJobThread(void *arg) { runJob(arg); return NULL; }
+
+/** The job's tap as a handle, or throws with why it was not made; the job is spent (its tap owned by the handle or freed). */
+static napi_value finishJob(napi_env env, struct openJob *j) {
+  struct tap *t = j->t;
+  j->t = NULL;
+  if (j->rc < 0) {
     freeTap(t);
-    return throwErr(env, msg);
+    return throwErr(env, j->msg);
   }
   pthread_mutex_lock(&handlesLock);
   int h = -1;
@@ -266,6 +315,55 @@ static napi_value Open(napi_env env, napi_callback_info info) {
   pthread_mutex_unlock(&handlesLock);
   if (h < 0) { freeTap(t); return throwErr(env, "tuntx open: too many open taps"); }
   return num(env, h);
+}
+
+/** open(tapName, uplink, { netns?, udpCsum? }) -> handle. */
+static napi_value Open(napi_env env, napi_callback_info info) {
+  struct openJob *j = parseOpen(env, info, "open");
+  if (!j) return NULL;
+  runJob(j);
+  napi_value h = finishJob(env, j);
+  free(j);
+  return h;
+}
+
+/* A job's finalizer: one never finished is joined and its tap freed (nothing may outlive it half made). */
+static void jobFree(napi_env env, void *d, void *hint) {
+  struct openJob *j = d;
+  if (j->started && !j->finished) pthread_join(j->th, NULL);
+  if (j->t) freeTap(j->t);
+  free(j);
+}
+
+/** openStart(tapName, uplink, options?) -> a job making the tap on a thread of its own; openFinish(job) -> handle. */
+static napi_value OpenStart(napi_env env, napi_callback_info info) {
+  struct openJob *j = parseOpen(env, info, "openStart");
+  if (!j) return NULL;
+  int rc = pthread_create(&j->th, NULL, runJobThread, j);
+  if (rc != 0) {
+    freeTap(j->t);
+    free(j);
+    char msg[96];
+    snprintf(msg, sizeof msg, "tuntx openStart: pthread_create: %s", strerror(rc));
+    return throwErr(env, msg);
+  }
+  j->started = 1;
+  napi_value v;
+  napi_create_external(env, j, jobFree, NULL, &v);
+  return v;
+}
+
+/** openFinish(job): waits for openStart's thread; the tap's handle, or throws as open() would. Once per job. */
+static napi_value OpenFinish(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  struct openJob *j = NULL;
+  if (argc < 1 || napi_get_value_external(env, argv[0], (void **)&j) != napi_ok || !j || j->finished)
+    return throwErr(env, "tuntx openFinish: expects a job from openStart, not finished yet");
+  pthread_join(j->th, NULL);
+  j->finished = 1;
+  return finishJob(env, j);
 }
 
 static struct tap *tapOf(napi_env env, napi_value v) {
@@ -436,6 +534,8 @@ NAPI_MODULE_INIT() {
   setNum(env, consts, "PLAIN", TT_PLAIN);
   napi_property_descriptor d[] = {
     { "open", NULL, Open, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "openStart", NULL, OpenStart, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "openFinish", NULL, OpenFinish, NULL, NULL, NULL, napi_enumerable, NULL },
     { "close", NULL, Close, NULL, NULL, NULL, napi_enumerable, NULL },
     { "send", NULL, Send, NULL, NULL, NULL, napi_enumerable, NULL },
     { "stats", NULL, Stats, NULL, NULL, NULL, napi_enumerable, NULL },
