@@ -6,11 +6,14 @@ import { addonPath as addonFile } from "../paths.js";
 import { ABI_HASH } from "../dataplane/abi.js";
 
 export interface OpenOptions {
-  /** TPACKET_V3 block size in bytes: a power of two, at least one page. */
+  /** The receive ring's block size in bytes: a power of two, at least one page; it holds blockSize / 2048 frames (TPACKET_V2). */
   blockSize?: number;
-  /** TPACKET_V3 blocks (default 64 with vnetHdr, room for a TCP window of 64 KiB super-frames; else 16). */
+  /** The ring's blocks (default 64 with vnetHdr, else 16). */
   blockCount?: number;
-  /** How long the kernel holds a partly filled block before handing it over (latency at low rates). */
+  /**
+   * Ignored: a TPACKET_V3 ring's block timer. The ring is TPACKET_V2 since
+   * issue 11 (session 8), each frame handed over on its own (afpacket.c).
+   */
   blockTimeoutMs?: number;
   /** PACKET_FANOUT (hash) group id 0..65535; omit for a socket of its own. */
   fanout?: number;
@@ -61,6 +64,12 @@ export interface SocketStats {
   /** PACKET_STATISTICS: frames the kernel dropped because the ring was full. */
   kernelDrops: number;
   kernelFreezes: number;
+  /**
+   * Frames longer than a ring frame (2048 bytes: GSO super-frames, jumbo
+   * frames) taken whole from the socket's copy queue (TPACKET_V2 with
+   * PACKET_COPY_THRESH, afpacket.c); one that found the queue full is `oversize`.
+   */
+  copied?: number;
   /** On a tagged uplink (vlan): frames that came untagged or with another VLAN id, dropped. */
   vlanOther: number;
   /**
