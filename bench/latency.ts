@@ -15,7 +15,9 @@
 //        "minMs":…,"rounds":[each round's average],"loadavg":[1,5,15 min]}
 // Knobs: LAT_COUNT (pings per interval and round, default 100 at 20 ms and
 // 25 at 200 ms; --quick 30 and 8), LAT_ROUNDS (default 2; --quick 1),
-// LAT_DUTS (default "kernel,afpacket,afxdp"), LAT_FAMILY (default 4).
+// LAT_DUTS (default "kernel,afpacket,afxdp"; afpacket and afxdp take the
+// workers' scheduling after a dash: afpacket-fifo, afxdp-off, ...: see
+// host/io/worker.ts `sched`), LAT_FAMILY (default 4).
 // Needs root, iperf3 (the pair lab's check), clang, libbpf-dev.
 import { loadavg } from "node:os";
 import { fileURLToPath } from "node:url";
@@ -27,7 +29,9 @@ export interface LatencyRow {
   rounds?: number[]; loadavg?: number[]; skipped?: string; error?: string;
 }
 
-type DutName = "kernel" | "afpacket" | "afxdp";
+/** kernel, or nvedge's I/O with its workers' scheduling after a dash (host/io/worker.ts `sched`; none: the default, fair). */
+type DutName = string;
+const DUT_RE = /^(kernel|(afpacket|afxdp)(?:-(fair|fifo|off))?)$/;
 
 /** The round trips `ping` printed, in ms, in order (one per reply; lost ones are missing). */
 export function parsePing(out: string): { sent: number; rtts: number[] } {
@@ -62,14 +66,16 @@ export async function runLatency(o: { counts?: Record<number, number>; rounds?: 
   const emit = (r: LatencyRow) => { rows.push(r); o.print?.(r); };
   const why = pairUnavailable();
   if (why) { emit({ case: "latency", skipped: why }); return rows; }
-  for (const d of duts) if (!["kernel", "afpacket", "afxdp"].includes(d)) throw new Error(`LAT_DUTS: ${d}: expected kernel, afpacket or afxdp`);
+  for (const d of duts) if (!DUT_RE.test(d)) throw new Error(`LAT_DUTS: ${d}: expected kernel, afpacket or afxdp, the last two optionally with -fair, -fifo or -off`);
 
   const t = await pairUp({ family });
   const got = new Map<string, { sent: number; rtts: number[]; avgs: number[]; load: number[] }>();
   try {
     for (let k = 0; k < rounds; k++) {
       for (const d of duts) {
-        const dut: Dut = d === "kernel" ? await startKernelNve(t) : await startNvedge(t, { io: d });
+        const m = DUT_RE.exec(d)!;
+        const dut: Dut = d === "kernel" ? await startKernelNve(t)
+          : await startNvedge(t, { io: m[2] as "afpacket" | "afxdp", ...(m[3] ? { sched: m[3] as "fair" | "fifo" | "off" } : {}) });
         try {
           // a few pings first: ARP/ND on both sides and the first frames' paths are not what is measured
           await pingRun(t, 20, 5);

@@ -106,6 +106,8 @@ export interface PacketAddon {
   tunnelTx(handle: number, fd: number, udpCsum: number, mtu: number): void;
   /** madvise(MADV_HUGEPAGE) on the whole 2 MiB pages of buf[offset, offset+length); the bytes advised. */
   adviseHuge(buf: ArrayBuffer, offset: number, length: number): number;
+  /** The calling thread's scheduling (afpacket.c SchedSelf): policy 0 SCHED_OTHER at nice with an EEVDF slice, 1 SCHED_FIFO at rtPrio; "" or why not. */
+  schedSelf(policy: 0 | 1, nice: number, sliceUs: number, rtPrio: number): string;
   /** The hash of the data plane ABI (host/io/native/abi.h) the addon was compiled with. */
   readonly abiHash: number;
 }

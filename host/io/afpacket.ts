@@ -49,6 +49,10 @@ export interface AfPacketOptions {
   ops?: DpOp[];
   /** How long an idle worker sleeps in poll() between checks (it is woken early for control messages). */
   idlePollMs?: number;
+  /** How long a worker keeps reading its rings after a batch before it sleeps (default 50 µs; worker.ts). */
+  idleSpinUs?: number;
+  /** The workers' scheduling (worker.ts WorkerInit.sched); default: NVEDGE_IO_SCHED from the environment, else "fair". */
+  sched?: "fair" | "fifo" | "off";
   /**
    * The workers forward nothing until WorkerPool.go (issue 15: started with
    * dataplane.imagePath before the image's key can be computed, they restore
@@ -356,6 +360,13 @@ function fanoutGroup(pool: number, i: number): number {
  * resolves once all of them run. Rejects with the first worker's error (e.g.
  * "interface eth9 does not exist") after stopping the others.
  */
+/** The workers' scheduling: the option, else NVEDGE_IO_SCHED (fair | fifo | off), else fair; anything else is refused. */
+export function ioSched(o?: string): "fair" | "fifo" | "off" {
+  const v = o ?? process.env.NVEDGE_IO_SCHED ?? "fair";
+  if (v !== "fair" && v !== "fifo" && v !== "off") throw new Error(`NVEDGE_IO_SCHED=${v}: expected fair, fifo or off`);
+  return v;
+}
+
 export async function startAfPacket(opts: AfPacketOptions): Promise<WorkerPool> {
   const interfaces = opts.interfaces ?? (opts.config ? [opts.config.underlay.port, ...opts.config.ports.map((p) => p.name)] : []);
   if (interfaces.length === 0) throw new Error("--io afpacket: no interfaces to open");
@@ -380,6 +391,8 @@ export async function startAfPacket(opts: AfPacketOptions): Promise<WorkerPool> 
     const init: WorkerInit = {
       id, io: opts.io ?? "afpacket", interfaces, fanout, vlans, ...(tunnelTx ? { tunnelTx } : {}), ring: opts.ring ?? {}, dataplane: opts.dataplane ?? {}, hold: opts.hold, imageSliceMs: opts.imageSliceMs,
       ctl: ctl.buffer as SharedArrayBuffer, port: port2, wakeFd, idlePollMs: opts.idlePollMs ?? 100,
+      ...(opts.idleSpinUs !== undefined ? { idleSpinUs: opts.idleSpinUs } : {}),
+      sched: ioSched(opts.sched),
     };
     workers.push(new Worker(workerUrl("io-worker"), { workerData: init, transferList: [port2] }));
     ports.push(port1);

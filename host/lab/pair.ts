@@ -175,7 +175,7 @@ export const pairStore = (t: PairTopo) => `${t.workDir}/store`;
  * from which it finds the remote on-link and resolves it by ARP / ND.
  * Resolves once the VM reaches the remote host through it (bounded).
  */
-export async function startNvedge(t: PairTopo, o: { workers?: number; tunnelGso?: "auto" | "off"; io?: "afpacket" | "afxdp" } = {}): Promise<Dut> {
+export async function startNvedge(t: PairTopo, o: { workers?: number; tunnelGso?: "auto" | "off"; io?: "afpacket" | "afxdp"; sched?: "fair" | "fifo" | "off" } = {}): Promise<Dut> {
   const cfg = `${t.workDir}/nve-pair.json`;
   const c = pairNvedgeConfig(t) as { underlay: Record<string, unknown> };
   if (o.tunnelGso) c.underlay.tunnelGso = o.tunnelGso; // the encap super-frame output (host/io/tunnel-output.ts)
@@ -183,7 +183,8 @@ export async function startNvedge(t: PairTopo, o: { workers?: number; tunnelGso?
   sh(["ip", ipf(t), "route", "replace", t.dut.prefix, "dev", t.dut.underlay], { ns: t.dut.ns });
   rmSync(pairStore(t), { recursive: true, force: true });
   const child: ChildProcess = spawn("ip", ["netns", "exec", t.dut.ns, process.execPath, BIN, "run", "--config", cfg, "--io", o.io ?? "afpacket",
-    "--workers", String(o.workers ?? 1), "--store", pairStore(t)], { stdio: ["ignore", "ignore", "pipe"] });
+    "--workers", String(o.workers ?? 1), "--store", pairStore(t)],
+    { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, ...(o.sched ? { NVEDGE_IO_SCHED: o.sched } : {}) } });
   let stderr = "";
   let exited: number | string | null | undefined;
   child.stderr!.setEncoding("utf8").on("data", (d) => { if (stderr.length < 65536) stderr += d; });
