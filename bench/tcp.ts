@@ -116,9 +116,12 @@ export async function runTcp(o: { seconds?: number; rounds?: number; workers?: n
         ...ios.flatMap((io) => workers.map((w) => ({ name: nvName(io, w), start: () => startNvedge(t, { workers: w, io }), nvedge: true }))),
       ];
       const got = new Map<string, { mbps: number[]; retr: number[]; load: number[][]; cpu: CpuShare[]; gso?: TcpRow["gso"]; oversize?: number; csum?: number; kdrops?: number; drops?: Record<string, number> }>();
+      const failed = new Map<string, string>(); // a DUT that failed a test is left out of the rounds after (its row says why)
       for (let k = 0; k < rounds; k++) {
         for (const d of duts) {
-          const dut = await d.start();
+          if (failed.has(d.name)) continue;
+          let dut: Dut;
+          try { dut = await d.start(); } catch (e) { if (!d.nvedge) throw e; failed.set(d.name, (e as Error).message.split("\n")[0]); continue; }
           try {
             for (const dir of ["encap", "decap"] as const) {
               const [r, cpu] = await withCpu(dut.pid, () => iperf(t, dir, seconds));
@@ -147,6 +150,9 @@ export async function runTcp(o: { seconds?: number; rounds?: number; workers?: n
                 g.drops = { ...c.drops };
               }
             }
+          } catch (e) {
+            if (!d.nvedge) throw e; // without the kernel's rows there is nothing to compare with
+            failed.set(d.name, (e as Error).message.split("\n")[0]);
           } finally {
             await dut.stop();
           }
@@ -157,6 +163,8 @@ export async function runTcp(o: { seconds?: number; rounds?: number; workers?: n
         const kmbps = round1(median(kernel.mbps));
         emit({ case: `tcp-kernel-${fam}-${dir}`, mbps: kmbps, rounds: kernel.mbps, retransmits: median(kernel.retr), loadavg: kernel.load.at(-1), cpu: medianCpu(kernel.cpu) });
         for (const [io, w] of ios.flatMap((io) => workers.map((w) => [io, w] as const))) {
+          const why = failed.get(nvName(io, w));
+          if (why) { emit({ case: `tcp-${nvName(io, w)}-${fam}-${dir}`, error: why }); continue; }
           const g = got.get(`${nvName(io, w)} ${dir}`)!;
           const mbps = round1(median(g.mbps));
           emit({ case: `tcp-${nvName(io, w)}-${fam}-${dir}`, mbps, ratio: kmbps > 0 ? Math.round((mbps / kmbps) * 100) / 100 : undefined, rounds: g.mbps,

@@ -6,6 +6,7 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { loadAddon, addonPath } from "../host/io/addon.js";
 import { tmpNetns, injectFrames, capture } from "./support/io-net.js";
 import { requireRootAnd } from "./support/tools.js";
@@ -382,6 +383,49 @@ if (requireRootAnd([], "the AF_PACKET addon tests (network namespaces, CAP_NET_R
     assert.is(st.rxFrames, got);
     assert.is(got + st.kernelDrops, total, `received ${got} + dropped ${st.kernelDrops}`);
   }));
+
+  // worker.ts spins in poll (spinUs) after a batch before it sleeps: a frame
+  // that comes during the spin is found with no sleep and no wake-up; with
+  // timeout 0 the call never sleeps at all, whatever the spin found.
+  test("poll's spin: with timeout 0 it returns 0 after the spin when nothing comes, and finds what is ready", () => withSocket({ blockSize: 1 << 16, blockCount: 2 }, ({ ns, a, h }) => {
+    const fd = addon.eventfd();
+    try {
+      assert.is(addon.poll([h], 0, fd, 2000), 0, "nothing ready: 0 after a 2 ms spin, no sleep");
+      addon.wake(fd);
+      assert.is(addon.poll([h], 0, fd, 1_000_000), 1, "the eventfd, found during the spin");
+      injectFrames(ns, a, [hex(`${DST}${SRC} 88b5 0002 ${"00".repeat(46)}`)]);
+      // bounded: the spin gives up after 1 s, and a frame not there by then fails the test
+      assert.is(addon.poll([h], 0, fd, 1_000_000), 1, "the frame, found during the spin");
+      assert.throws(() => addon.poll([h], 0, fd, -1), /spinUs must be a non-negative integer/);
+    } finally {
+      addon.closeFd(fd);
+    }
+  }));
+
+  // worker.ts: a packet I/O worker asks for nice -10 and a short EEVDF slice
+  // (issue 11, session 8: woken for a lone frame, it must not wait behind
+  // the machine's other tasks). Checked on this thread, then put back.
+  test("schedSelf sets the calling thread's nice and EEVDF slice (the kernel's own view), and refuses bad arguments", () => {
+    const view = () => {
+      const t = readFileSync("/proc/thread-self/sched", "utf8");
+      const f = (k: string) => Number(new RegExp(`^${k.replace(".", "\\.")}\\s*:\\s*(\\d+)`, "m").exec(t)?.[1]);
+      return { prio: f("prio"), slice: f("se.slice"), policy: f("policy") };
+    };
+    const before = view();
+    try {
+      assert.is(addon.schedSelf(0, -5, 200, 0), "");
+      const v = view();
+      assert.is(v.policy, 0, "SCHED_OTHER");
+      assert.is(v.prio, 115, "nice -5 (prio 120 + nice)");
+      assert.is(v.slice, 200_000, "a 200 µs slice, in ns");
+    } finally {
+      addon.schedSelf(0, before.prio - 120, 0, 0);
+    }
+    assert.is(view().prio, before.prio, "put back");
+    assert.throws(() => addon.schedSelf(2 as 0, 0, 0, 0), /schedSelf: expects/);
+    assert.throws(() => addon.schedSelf(1, 0, 0, 0), /schedSelf: expects/, "SCHED_FIFO needs a priority 1..99");
+    assert.throws(() => addon.schedSelf(0, -21, 0, 0), /schedSelf: expects/);
+  });
 
   test("poll returns early when woken through the eventfd", async () => {
     const fd = addon.eventfd();

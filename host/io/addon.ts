@@ -90,7 +90,8 @@ export interface PacketAddon {
   recv(handle: number, mem: ArrayBuffer, slotBase: number, slotSize: number, headroom: number,
        inDescBase: number, first: number, max: number, port: number, timeoutMs: number): number;
   send(handlesByPort: number[], mem: ArrayBuffer, outDescBase: number, hdrBase: number, hdrSlot: number, count: number): number;
-  poll(handles: number[], timeoutMs: number, wakeFd?: number): number;
+  /** spinUs: poll without waiting for up to that long first (worker.ts, after a batch). */
+  poll(handles: number[], timeoutMs: number, wakeFd?: number, spinUs?: number): number;
   /** The in-desc flag bits the data plane uses (DataPlane layout.descFlags), before any open with vnetHdr. */
   descFlags(vnet: number, gsoSeg: number, gsoLast: number, segShift: number): void;
   eventfd(): number;

@@ -18,7 +18,6 @@ import { IN_DESC, I_OFF, I_LEN, I_PORT, OUT_DESC, O_PORT, O_HDRLEN, O_DATA, O_DA
 import { openTunnelOutput } from "./tunnel-output.js";
 import type { TunTx } from "./tuntx.js";
 import { phase } from "../sys/phase.js";
-import { performance } from "node:perf_hooks";
 
 
 export interface WorkerInit {
@@ -129,7 +128,7 @@ export interface LoopStats {
   hostSent: number;
   /** Times the worker slept in poll() (each a wake-up to pay when the next frame comes). */
   sleeps: number;
-  /** Batches found while spinning after a batch (idleSpinUs): each a wake-up saved. */
+  /** Times the spin after a batch (idleSpinUs) found a frame (or a control message): each a wake-up saved. */
   spinHits: number;
 }
 
@@ -402,8 +401,8 @@ async function main(): Promise<void> {
   // after a batch the worker keeps reading the rings for idleSpinUs (NAPI's
   // busy-poll idea) and sleeps in poll() only when nothing came for that long:
   // an idle NVE still sleeps, a flow's next frame mostly finds it awake.
-  const spinMs = (init.idleSpinUs ?? 50) / 1000;
-  let lastBatch = -Infinity;
+  const spinUs = init.idleSpinUs ?? 50;
+  let justBatched = false;
   // The sockets and the tunnel tap are the process's file descriptors, not
   // the thread's: a loop that throws must still close them, or the uplink
   // keeps a fanout member nobody reads and a restarted worker finds its tap's
@@ -425,16 +424,19 @@ async function main(): Promise<void> {
     rot = rot + 1 === S ? 0 : rot + 1;
     if (imaging) imageStep();
     if (n === 0) {
-      if (imaging || performance.now() - lastBatch < spinMs) continue;
+      if (imaging) continue;
+      // the spin, in the addon's poll (io_common.h): found something, or sleep
+      if (justBatched && spinUs > 0) {
+        justBatched = false;
+        if (pio.poll(handles, 0, init.wakeFd, spinUs) > 0) { loop.spinHits++; continue; }
+      }
       loop.sleeps++;
       pio.poll(handles, init.idlePollMs, init.wakeFd);
       continue;
     }
-    // a batch within idleSpinUs of the last one's end: found without sleeping
-    if (performance.now() - lastBatch < spinMs) loop.spinHits++;
+    justBatched = true;
     if (tap) {
       processTapped(n, tap);
-      lastBatch = performance.now();
       continue;
     }
     loop.batches++;
@@ -453,7 +455,6 @@ async function main(): Promise<void> {
       done = dp.consumed;
     }
     if (done === 0) loop.unprocessed += n;
-    lastBatch = performance.now();
   }
   } finally {
     for (const h of handles) pio.close(h);
