@@ -49,7 +49,7 @@ export interface AfPacketOptions {
   ops?: DpOp[];
   /** How long an idle worker sleeps in poll() between checks (it is woken early for control messages). */
   idlePollMs?: number;
-  /** How long a worker keeps reading its rings after a batch before it sleeps (default 50 µs; worker.ts). */
+  /** How long a worker keeps reading its rings after a batch before it sleeps (default: NVEDGE_IO_SPIN_US, else 0: off; worker.ts). */
   idleSpinUs?: number;
   /** The workers' scheduling (worker.ts WorkerInit.sched); default: NVEDGE_IO_SCHED from the environment, else "fair". */
   sched?: "fair" | "fifo" | "off";
@@ -360,6 +360,13 @@ function fanoutGroup(pool: number, i: number): number {
  * resolves once all of them run. Rejects with the first worker's error (e.g.
  * "interface eth9 does not exist") after stopping the others.
  */
+/** How long a worker spins after a batch: the option, else NVEDGE_IO_SPIN_US, else 0 (µs, 0..1000; worker.ts says why off). */
+export function ioSpinUs(o?: number): number {
+  const v = o ?? (process.env.NVEDGE_IO_SPIN_US !== undefined ? Number(process.env.NVEDGE_IO_SPIN_US) : 0);
+  if (!Number.isInteger(v) || v < 0 || v > 1000) throw new Error(`NVEDGE_IO_SPIN_US=${v}: expected an integer 0..1000 (µs)`);
+  return v;
+}
+
 /** The workers' scheduling: the option, else NVEDGE_IO_SCHED (fair | fifo | off), else fair; anything else is refused. */
 export function ioSched(o?: string): "fair" | "fifo" | "off" {
   const v = o ?? process.env.NVEDGE_IO_SCHED ?? "fair";
@@ -391,7 +398,7 @@ export async function startAfPacket(opts: AfPacketOptions): Promise<WorkerPool> 
     const init: WorkerInit = {
       id, io: opts.io ?? "afpacket", interfaces, fanout, vlans, ...(tunnelTx ? { tunnelTx } : {}), ring: opts.ring ?? {}, dataplane: opts.dataplane ?? {}, hold: opts.hold, imageSliceMs: opts.imageSliceMs,
       ctl: ctl.buffer as SharedArrayBuffer, port: port2, wakeFd, idlePollMs: opts.idlePollMs ?? 100,
-      ...(opts.idleSpinUs !== undefined ? { idleSpinUs: opts.idleSpinUs } : {}),
+      idleSpinUs: ioSpinUs(opts.idleSpinUs),
       sched: ioSched(opts.sched),
     };
     workers.push(new Worker(workerUrl("io-worker"), { workerData: init, transferList: [port2] }));
