@@ -15,7 +15,7 @@
 //        "minMs":…,"rounds":[each round's average],"loadavg":[1,5,15 min]}
 // Knobs: LAT_COUNT (pings per interval and round, default 100 at 20 ms and
 // 25 at 200 ms; --quick 30 and 8), LAT_ROUNDS (default 2; --quick 1),
-// LAT_DUTS (default "kernel,afpacket,afxdp"; afpacket and afxdp take the
+// LAT_DUTS (default "kernel,afpacket,afpacket-fifo,afxdp,afxdp-fifo"; afpacket and afxdp take the
 // workers' scheduling after a dash: afpacket-fifo, afxdp-off, ...: see
 // host/io/worker.ts `sched`), LAT_FAMILY (default 4).
 // Needs root, iperf3 (the pair lab's check), clang, libbpf-dev.
@@ -29,7 +29,7 @@ export interface LatencyRow {
   rounds?: number[]; loadavg?: number[]; skipped?: string; error?: string;
 }
 
-/** kernel, or nvedge's I/O with its workers' scheduling after a dash (host/io/worker.ts `sched`; none: the default, fair). */
+/** kernel, or nvedge's I/O with its workers' scheduling after a dash (host/io/worker.ts `sched`; none: the default, off). */
 type DutName = string;
 const DUT_RE = /^(kernel|(afpacket|afxdp)(?:-(fair|fifo|off))?)$/;
 
@@ -58,7 +58,7 @@ async function pingRun(t: PairTopo, intervalMs: number, count: number): Promise<
 
 export async function runLatency(o: { counts?: Record<number, number>; rounds?: number; duts?: DutName[]; family?: 4 | 6; print?: (r: LatencyRow) => void } = {}): Promise<LatencyRow[]> {
   const rounds = o.rounds ?? Number(process.env.LAT_ROUNDS ?? 2);
-  const duts = o.duts ?? ((process.env.LAT_DUTS ?? "kernel,afpacket,afxdp").split(",") as DutName[]);
+  const duts = o.duts ?? ((process.env.LAT_DUTS ?? "kernel,afpacket,afpacket-fifo,afxdp,afxdp-fifo").split(",") as DutName[]);
   const family = o.family ?? (Number(process.env.LAT_FAMILY ?? 4) as 4 | 6);
   const env = process.env.LAT_COUNT ? Number(process.env.LAT_COUNT) : undefined;
   const counts: Record<number, number> = o.counts ?? { 20: env ?? 100, 200: env ?? 25 };

@@ -51,7 +51,7 @@ export interface AfPacketOptions {
   idlePollMs?: number;
   /** How long a worker keeps reading its rings after a batch before it sleeps (default: NVEDGE_IO_SPIN_US, else 0: off; worker.ts). */
   idleSpinUs?: number;
-  /** The workers' scheduling (worker.ts WorkerInit.sched); default: NVEDGE_IO_SCHED from the environment, else "fair". */
+  /** The workers' scheduling (worker.ts WorkerInit.sched); default: NVEDGE_IO_SCHED from the environment, else "off". */
   sched?: "fair" | "fifo" | "off";
   /**
    * The workers forward nothing until WorkerPool.go (issue 15: started with
@@ -367,9 +367,9 @@ export function ioSpinUs(o?: number): number {
   return v;
 }
 
-/** The workers' scheduling: the option, else NVEDGE_IO_SCHED (fair | fifo | off), else fair; anything else is refused. */
+/** The workers' scheduling: the option, else NVEDGE_IO_SCHED (off | fifo | fair), else off; anything else is refused. */
 export function ioSched(o?: string): "fair" | "fifo" | "off" {
-  const v = o ?? process.env.NVEDGE_IO_SCHED ?? "fair";
+  const v = o ?? process.env.NVEDGE_IO_SCHED ?? "off";
   if (v !== "fair" && v !== "fifo" && v !== "off") throw new Error(`NVEDGE_IO_SCHED=${v}: expected fair, fifo or off`);
   return v;
 }

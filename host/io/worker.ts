@@ -61,9 +61,9 @@ export interface WorkerInit {
    */
   idleSpinUs?: number;
   /**
-   * The worker thread's scheduling (afpacket.c schedSelf): "fair" (default)
-   * nice -10 with a 100 µs EEVDF slice, "fifo" SCHED_FIFO priority 10, "off"
-   * as inherited. Why: see SchedSelf.
+   * The worker thread's scheduling (afpacket.c schedSelf): "off" (default)
+   * as inherited, "fifo" SCHED_FIFO priority 10, "fair" nice -10 with a
+   * 100 µs EEVDF slice. Why, and why fifo is not the default: see the loop.
    */
   sched?: "fair" | "fifo" | "off";
 }
@@ -187,8 +187,14 @@ async function main(): Promise<void> {
     return;
   }
   // Latency at low rates (issue 11, session 8): a worker woken for a lone
-  // frame must not wait behind the machine's other tasks (afpacket.c SchedSelf).
-  const sched = init.sched ?? "fair";
+  // frame waits behind the machine's other runnable tasks (afpacket.c
+  // SchedSelf); the kernel's own datapath runs in softirq and never does.
+  // bench/latency at load 5-6 on 2 cores, ping p99 at 20 ms / 200 ms:
+  // afpacket 4.0 / 1.5 ms as inherited, 0.49 / 0.29 with fifo (kernel NVE
+  // 0.12); "fair" (nice -10, 100 µs slice) did not help (4.7 / 0.48). fifo
+  // is opt-in (NVEDGE_IO_SCHED=fifo): a flood then holds the worker's core
+  // as the kernel's softirq would, others keep the 5 % RT throttling leaves.
+  const sched = init.sched ?? "off";
   if (sched !== "off") {
     const why = sched === "fifo" ? addon.schedSelf(1, 0, 0, 10) : addon.schedSelf(0, -10, 100, 0);
     modes.push(why ? `sched ${sched}: not applied (${why})` : `sched ${sched === "fifo" ? "SCHED_FIFO 10" : "nice -10, slice 100 µs"}`);
