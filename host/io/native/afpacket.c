@@ -49,11 +49,11 @@
 // A TCP super-frame (TSO, or a kernel VTEP's tunnel GSO) is first offered
 // whole (open's `whole`, on by default with vnetHdr; assembly/pipeline/gso.ts):
 // only segment 0 goes to its slot, with IF_GSO_WHOLE and a whole record
-// (abi.h IW_*: a token naming it, the payload bytes left), the recv stops
-// there and the frame stays at the head of the ring, its block not handed
-// back. If the data plane promotes segment 0's output (OF_GSO, a GSO record
-// at the end of its header slot), send() gathers [its virtio-net header]
-// [header piece][data piece][the rest of the payload, from the ring] into one
+// (abi.h IW_*: a token naming it, the payload bytes left), and the frame
+// waits in a buffer of the socket's own (big[], see Recv). If the data plane
+// promotes segment 0's output (OF_GSO, a GSO record at the end of its header
+// slot), send() gathers [its virtio-net header]
+// [header piece][data piece][the rest of the payload, from that buffer] into one
 // message: one skb with a TSO request (gsoWholeSent). Otherwise the next recv
 // cuts the rest, segments 1.., as above. stats: gsoWholeSent, gsoWholeStale
 // (a whole output whose super-frame was no longer waiting: not sent),
@@ -114,8 +114,8 @@ struct cut {
 // to be cut (the next recv found it not taken).
 enum { W_PENDING = 1, W_TAKEN, W_CUT };
 // Super-frames offered whole by one recv() (a power of two: a token's low 16
-// bits name the entry). Their ring blocks stay ours until every one of them is
-// sent or cut: at most 16 x 64 KiB of the ring.
+// bits name the entry). Each waits in its buffer big[gen % PEND_MAX] until
+// sent or cut.
 #define PEND_MAX 16
 struct pend { struct cut cut; uint32_t segK, gen; int state; };
 #define CUT_BUF PEND_MAX
@@ -335,10 +335,11 @@ static napi_value Open(napi_env env, napi_callback_info info) {
       if (!optStr(env, argv[1], "netns", netns, sizeof netns)) return throwErr(env, "open: netns must be a path (string)");
     }
   }
-  // With vnetHdr, GSO super-frames of up to 64 KiB arrive whole (and those
-  // offered whole stay in the ring until sent): 64 blocks (16 MiB) hold a TCP
-  // window of them; 16 of them dropped ring-full frames (kernelDrops) and cost
-  // TCP retransmissions in bench/tcp under load. 16 blocks (4 MiB) otherwise.
+  // With vnetHdr, GSO super-frames of up to 64 KiB arrive (through the copy
+  // queue, its receive buffer sized from the ring): 64 blocks (16 MiB, 8192
+  // ring frames) as in the V3 days, when 16 dropped ring-full frames
+  // (kernelDrops) and cost TCP retransmissions in bench/tcp under load.
+  // 16 blocks (4 MiB, 2048 ring frames) otherwise.
   if (blockCount == UINT32_MAX) blockCount = vnetHdr ? 64 : 16; // not given
   long page = sysconf(_SC_PAGESIZE);
   if (blockSize < 4096 || blockSize % page != 0 || (blockSize & (blockSize - 1)) != 0)
