@@ -535,9 +535,11 @@ static napi_value Recv(napi_env env, napi_callback_info info) {
       uint8_t *buf = bigBuf(s, IN_BUF);
       struct iovec iov[2] = { { &vhCopy, sizeof vhCopy }, { buf, BIG_MAX } };
       struct msghdr m = { .msg_iov = s->vnet ? iov : iov + 1, .msg_iovlen = s->vnet ? 2 : 1 };
-      ssize_t r = buf ? recvmsg(s->fd, &m, MSG_DONTWAIT | MSG_TRUNC) : -1;
+      uint8_t none[1];
+      if (!buf) { iov[1] = (struct iovec){ none, sizeof none }; } // out of memory: the skb is still taken off the queue (lost), which stays in step with the ring
+      ssize_t r = recvmsg(s->fd, &m, MSG_DONTWAIT | MSG_TRUNC);
       uint32_t vl = s->vnet ? sizeof vhCopy : 0;
-      if (r < (ssize_t)vl || (uint32_t)r - vl > BIG_MAX || (uint32_t)r - vl != h->tp_len) {
+      if (!buf || r < (ssize_t)vl || (uint32_t)r - vl > BIG_MAX || (uint32_t)r - vl != h->tp_len) {
         lost = 1; // no memory, longer than BIG_MAX, or not the frame this ring frame stands for (cannot happen: a guard)
       } else {
         frame = buf;
