@@ -49,7 +49,7 @@ export interface AfPacketOptions {
   ops?: DpOp[];
   /** How long an idle worker sleeps in poll() between checks (it is woken early for control messages). */
   idlePollMs?: number;
-  /** How long a worker keeps reading its rings after a batch before it sleeps (default: NVEDGE_IO_SPIN_US, else 0: off; worker.ts). */
+  /** How long a worker keeps reading its rings after a batch before it sleeps (after a batch of 2+ frames; default: NVEDGE_IO_SPIN_US, else 0: off; worker.ts). */
   idleSpinUs?: number;
   /** The workers' scheduling (worker.ts WorkerInit.sched); default: NVEDGE_IO_SCHED from the environment, else "off". */
   sched?: "fair" | "fifo" | "off";
@@ -360,7 +360,7 @@ function fanoutGroup(pool: number, i: number): number {
  * resolves once all of them run. Rejects with the first worker's error (e.g.
  * "interface eth9 does not exist") after stopping the others.
  */
-/** How long a worker spins after a batch: the option, else NVEDGE_IO_SPIN_US, else 0 (µs, 0..1000; worker.ts says why off). */
+/** How long a worker spins after a batch of 2+ frames: the option, else NVEDGE_IO_SPIN_US, else the worker's default (µs, 0..1000; worker.ts). */
 export function ioSpinUs(o?: number): number {
   const v = o ?? (process.env.NVEDGE_IO_SPIN_US !== undefined ? Number(process.env.NVEDGE_IO_SPIN_US) : 0);
   if (!Number.isInteger(v) || v < 0 || v > 1000) throw new Error(`NVEDGE_IO_SPIN_US=${v}: expected an integer 0..1000 (µs)`);

@@ -56,8 +56,8 @@ export interface WorkerInit {
   wakeFd: number;
   idlePollMs: number;
   /**
-   * After a batch, keep looking at the rings this long before sleeping in
-   * poll() (default 0: sleep at once). See the loop.
+   * After a batch of 2+ frames, keep looking at the rings this long before
+   * sleeping in poll() (default 0: sleep at once). See the loop.
    */
   idleSpinUs?: number;
   /**
@@ -407,11 +407,15 @@ async function main(): Promise<void> {
   // after a batch the worker can keep reading the rings for idleSpinUs (NAPI's
   // busy-poll idea) and sleep in poll() only when nothing came for that long:
   // an idle NVE still sleeps, a flow's next frame mostly finds it awake.
-  // Off by default: on this 2-core machine a 50 µs spin took CPU from the
-  // TCP endpoints it forwards for (iperf3 through the pair lab, load 3.5:
-  // 5.3 / 5.2 Gbit/s encap / decap with it, 8.5 / 7.5 and 6.2 / 6.7 without),
-  // as it would from a hypervisor's VMs; a ping's round trip is the same
-  // either way (frames 20 ms apart find the worker asleep regardless).
+  // Only after a batch of 2 or more frames (frames that come together come
+  // fast; one alone, a ping or a TCP super-frame every ~50 µs, would only
+  // find the spin empty). Off by default: a spin after every batch took CPU
+  // from the TCP endpoints nvedge forwards for on this 2-core machine
+  // (iperf3 through the pair lab, load 3.5, 50 µs: 5.3 / 5.2 Gbit/s encap /
+  // decap with it, 8.5 / 7.5 and 6.2 / 6.7 without), as it would from a
+  // hypervisor's VMs; and 20 µs after batches of 2+ left bench/io's batches
+  // as small as without (2.5-3.4 frames at 450k frames/s: the worker keeps
+  // up, it is not woken per frame) at the same CPU per frame.
   const spinUs = init.idleSpinUs ?? 0;
   let justBatched = false;
   // The sockets and the tunnel tap are the process's file descriptors, not
@@ -445,7 +449,7 @@ async function main(): Promise<void> {
       pio.poll(handles, init.idlePollMs, init.wakeFd);
       continue;
     }
-    justBatched = true;
+    justBatched = n >= 2;
     if (tap) {
       processTapped(n, tap);
       continue;
