@@ -16,6 +16,7 @@ const MODULES: Module[] = [
   { name: "race", file: "./race.js", fn: "runRaceBench" },
   { name: "xdp-sender", file: "./xdp-sender.js", fn: "runXdpSenderBench" },
   { name: "tcp", file: "./tcp.js", fn: "runTcpBench" },
+  { name: "latency", file: "./latency.js", fn: "runLatencyBench" },
   { name: "tunnel-tx", file: "./tunnel-tx.js", fn: "runTunTxBench" },
   { name: "nexthop", file: "./nexthop.js", fn: "runNexthopBench" },
   { name: "store", file: "./store.js", fn: "runStoreBench" },

@@ -16,7 +16,9 @@
 //        "cpu":{…, "nvedgeCores", "busiestThreadCores": cores used by nvedge and its busiest thread},…}, same for decap.
 // Knobs: TCP_SECONDS (per iperf3 test, default 5; --quick 2), TCP_ROUNDS
 // (default 3; --quick 1), TCP_WORKERS (nvedge workers, default "1"),
-// TCP_FAMILIES (default "4"; "4,6" adds the IPv6 underlay). Needs root,
+// TCP_FAMILIES (default "4"; "4,6" adds the IPv6 underlay), TCP_IO (nvedge's
+// packet I/O, default "afpacket"; "afpacket,afxdp" adds `--io afxdp`, rows
+// tcp-nvedge-afxdp-wN-…, its ratio against the same kernel rounds). Needs root,
 // iperf3, clang, libbpf-dev (the tag's tc-BPF on the trunk).
 import { loadavg } from "node:os";
 import { readFileSync, readdirSync } from "node:fs";
@@ -91,11 +93,15 @@ async function nvedgeCounters(t: PairTopo): Promise<{ io: Record<string, IoCount
   return { io: j.io, drops: Object.fromEntries(Object.entries(j.counters.drops).filter(([, v]) => v > 0)) };
 }
 
-export async function runTcp(o: { seconds?: number; rounds?: number; workers?: number[]; families?: (4 | 6)[]; print?: (r: TcpRow) => void } = {}): Promise<TcpRow[]> {
+export async function runTcp(o: { seconds?: number; rounds?: number; workers?: number[]; families?: (4 | 6)[]; io?: ("afpacket" | "afxdp")[]; print?: (r: TcpRow) => void } = {}): Promise<TcpRow[]> {
   const seconds = o.seconds ?? Number(process.env.TCP_SECONDS ?? 5);
   const rounds = o.rounds ?? Number(process.env.TCP_ROUNDS ?? 3);
   const workers = o.workers ?? (process.env.TCP_WORKERS ?? "1").split(",").map(Number);
   const families = o.families ?? ((process.env.TCP_FAMILIES ?? "4").split(",").map(Number) as (4 | 6)[]);
+  const ios = o.io ?? ((process.env.TCP_IO ?? "afpacket").split(",") as ("afpacket" | "afxdp")[]);
+  for (const x of ios) if (x !== "afpacket" && x !== "afxdp") throw new Error(`TCP_IO: ${x}: expected afpacket or afxdp`);
+  // afpacket keeps its old row names (nvedge-wN); afxdp's say so
+  const nvName = (io: string, w: number) => (io === "afxdp" ? `nvedge-afxdp-w${w}` : `nvedge-w${w}`);
   const rows: TcpRow[] = [];
   const emit = (r: TcpRow) => { rows.push(r); o.print?.(r); };
   const why = pairUnavailable();
@@ -107,12 +113,15 @@ export async function runTcp(o: { seconds?: number; rounds?: number; workers?: n
     try {
       const duts: { name: string; start: () => Promise<Dut>; nvedge: boolean }[] = [
         { name: "kernel", start: () => startKernelNve(t), nvedge: false },
-        ...workers.map((w) => ({ name: `nvedge-w${w}`, start: () => startNvedge(t, { workers: w }), nvedge: true })),
+        ...ios.flatMap((io) => workers.map((w) => ({ name: nvName(io, w), start: () => startNvedge(t, { workers: w, io }), nvedge: true }))),
       ];
       const got = new Map<string, { mbps: number[]; retr: number[]; load: number[][]; cpu: CpuShare[]; gso?: TcpRow["gso"]; oversize?: number; csum?: number; kdrops?: number; drops?: Record<string, number> }>();
+      const failed = new Map<string, string>(); // a DUT that failed a test is left out of the rounds after (its row says why)
       for (let k = 0; k < rounds; k++) {
         for (const d of duts) {
-          const dut = await d.start();
+          if (failed.has(d.name)) continue;
+          let dut: Dut;
+          try { dut = await d.start(); } catch (e) { if (!d.nvedge) throw e; failed.set(d.name, (e as Error).message.split("\n")[0]); continue; }
           try {
             for (const dir of ["encap", "decap"] as const) {
               const [r, cpu] = await withCpu(dut.pid, () => iperf(t, dir, seconds));
@@ -127,7 +136,9 @@ export async function runTcp(o: { seconds?: number; rounds?: number; workers?: n
             if (d.nvedge) {
               // One nvedge process per round (fresh counters): summed over rounds, per direction's interface.
               const c = await nvedgeCounters(t);
-              const trunk = c.io[t.dut.trunk], ul = c.io[t.dut.underlay];
+              // AF_XDP sockets have no GSO or ring-drop figures of AF_PACKET's kind: 0
+              const z = (x: IoCounters | undefined): IoCounters => ({ gsoFrames: 0, gsoSegments: 0, gsoBad: 0, gsoWholeSent: 0, csumNotReady: 0, kernelDrops: 0, oversize: 0, ...x });
+              const trunk = z(c.io[t.dut.trunk]), ul = z(c.io[t.dut.underlay]);
               for (const [dir, io] of [["encap", trunk], ["decap", ul]] as const) {
                 const g = got.get(`${d.name} ${dir}`)!;
                 g.gso = { frames: (g.gso?.frames ?? 0) + io.gsoFrames, segments: (g.gso?.segments ?? 0) + io.gsoSegments, bad: (g.gso?.bad ?? 0) + io.gsoBad,
@@ -139,6 +150,9 @@ export async function runTcp(o: { seconds?: number; rounds?: number; workers?: n
                 g.drops = { ...c.drops };
               }
             }
+          } catch (e) {
+            if (!d.nvedge) throw e; // without the kernel's rows there is nothing to compare with
+            failed.set(d.name, (e as Error).message.split("\n")[0]);
           } finally {
             await dut.stop();
           }
@@ -148,10 +162,12 @@ export async function runTcp(o: { seconds?: number; rounds?: number; workers?: n
         const kernel = got.get(`kernel ${dir}`)!;
         const kmbps = round1(median(kernel.mbps));
         emit({ case: `tcp-kernel-${fam}-${dir}`, mbps: kmbps, rounds: kernel.mbps, retransmits: median(kernel.retr), loadavg: kernel.load.at(-1), cpu: medianCpu(kernel.cpu) });
-        for (const w of workers) {
-          const g = got.get(`nvedge-w${w} ${dir}`)!;
+        for (const [io, w] of ios.flatMap((io) => workers.map((w) => [io, w] as const))) {
+          const why = failed.get(nvName(io, w));
+          if (why) { emit({ case: `tcp-${nvName(io, w)}-${fam}-${dir}`, error: why }); continue; }
+          const g = got.get(`${nvName(io, w)} ${dir}`)!;
           const mbps = round1(median(g.mbps));
-          emit({ case: `tcp-nvedge-w${w}-${fam}-${dir}`, mbps, ratio: kmbps > 0 ? Math.round((mbps / kmbps) * 100) / 100 : undefined, rounds: g.mbps,
+          emit({ case: `tcp-${nvName(io, w)}-${fam}-${dir}`, mbps, ratio: kmbps > 0 ? Math.round((mbps / kmbps) * 100) / 100 : undefined, rounds: g.mbps,
                  retransmits: median(g.retr), loadavg: g.load.at(-1), cpu: medianCpu(g.cpu), gso: g.gso, oversize: g.oversize, csumNotReady: g.csum, kernelDrops: g.kdrops, drops: g.drops });
         }
       }

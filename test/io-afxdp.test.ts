@@ -111,6 +111,37 @@ if (requireRootAnd(["ip", "python3", "tcpdump", "tc", "clang"], "--io afxdp on v
     }
   });
 
+  // A kernel VTEP's VXLAN frame whose INNER TCP checksum was left to offload
+  // (its outer UDP checksum zero here, or counting the inner as completed):
+  // the addon must point the data plane at the inner TCP (afxdp.c
+  // partialL4), as AF_PACKET's virtio-net header does. Before, the remote
+  // VTEP's TCP was dropped as bad-udp-checksum and TCP through --io afxdp in
+  // the pair lab never completed (issue 11, session 8).
+  test("--io afxdp: VXLAN whose inner TCP checksum was left to offload is recognised inside the tunnel, completed and decapsulated", async () => {
+    const ns = tmpNetns("xdt");
+    let pool: WorkerPool | undefined;
+    try {
+      const [a, b] = ns.veth("u");
+      const [c, d] = ns.veth("c");
+      pool = await startAfPacket({ interfaces: [a, c], io: "afxdp", ring: { netns: ns.path }, dataplane: { macLog2: 8, ipLog2: 8 }, idlePollMs: 20, ops: ops(a, c) });
+      const n = 3;
+      const inner = (k: number, partial: boolean, tags?: { vid: number; pcp: number }[]) => E.ethernet({ dst: L.mac, src: R.mac, ...(tags ? { tags } : {}), type: E.ETH_IPV4,
+        payload: E.ipv4Packet({ src: R.ip, dst: L.ip, protocol: E.IPPROTO_TCP, payload: E.tcpSegment(R.ip, L.ip, 1000 + k, 0x18, new Uint8Array(40).fill(k), partial) }) });
+      const frames = Array.from({ length: n }, (_, k) => E.overlayFrame({ srcMac: GW, dstMac: US_MAC, src: REMOTE, dst: US }, { kind: "vxlan", vni: 5000, entropy: 40000 + k }, inner(k, true)));
+      const dec = await capture(ns, d, n, 8000, ["vlan", "10"]);
+      injectFrames(ns, b, frames);
+      const out = await dec.done;
+      assert.is(out.length, n, `${n} frames decapsulated (none dropped as bad-udp-checksum)`);
+      out.forEach((f, k) => assert.is(E.bytesDiff(f, inner(k, false, [{ vid: 10, pcp: 0 }])), "", `frame ${k}: its TCP checksum completed`));
+      const cnt = await pool.counters();
+      assert.is(cnt.io[a].csumNotReady, n, "each recognised as left to offload, inside the tunnel");
+      assert.is((cnt.counters as { drops: Record<string, number> }).drops["bad-udp-checksum"], 0);
+    } finally {
+      await pool?.stop();
+      ns.remove();
+    }
+  });
+
   test("--io afxdp with underlay.vlan: the uplink's frames carry the tag both ways, byte for byte; untagged and other-VLAN frames are left to the kernel and counted", async () => {
     const ns = tmpNetns("xdv");
     let pool: WorkerPool | undefined;

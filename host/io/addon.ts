@@ -6,11 +6,14 @@ import { addonPath as addonFile } from "../paths.js";
 import { ABI_HASH } from "../dataplane/abi.js";
 
 export interface OpenOptions {
-  /** TPACKET_V3 block size in bytes: a power of two, at least one page. */
+  /** The receive ring's block size in bytes: a power of two, at least one page; it holds blockSize / 2048 frames (TPACKET_V2). */
   blockSize?: number;
-  /** TPACKET_V3 blocks (default 64 with vnetHdr, room for a TCP window of 64 KiB super-frames; else 16). */
+  /** The ring's blocks (default 64 with vnetHdr, else 16). */
   blockCount?: number;
-  /** How long the kernel holds a partly filled block before handing it over (latency at low rates). */
+  /**
+   * Ignored: a TPACKET_V3 ring's block timer. The ring is TPACKET_V2 since
+   * issue 11 (session 8), each frame handed over on its own (afpacket.c).
+   */
   blockTimeoutMs?: number;
   /** PACKET_FANOUT (hash) group id 0..65535; omit for a socket of its own. */
   fanout?: number;
@@ -61,6 +64,12 @@ export interface SocketStats {
   /** PACKET_STATISTICS: frames the kernel dropped because the ring was full. */
   kernelDrops: number;
   kernelFreezes: number;
+  /**
+   * Frames longer than a ring frame (2048 bytes: GSO super-frames, jumbo
+   * frames) taken whole from the socket's copy queue (TPACKET_V2 with
+   * PACKET_COPY_THRESH, afpacket.c); one that found the queue full is `oversize`.
+   */
+  copied?: number;
   /** On a tagged uplink (vlan): frames that came untagged or with another VLAN id, dropped. */
   vlanOther: number;
   /**
@@ -81,7 +90,8 @@ export interface PacketAddon {
   recv(handle: number, mem: ArrayBuffer, slotBase: number, slotSize: number, headroom: number,
        inDescBase: number, first: number, max: number, port: number, timeoutMs: number): number;
   send(handlesByPort: number[], mem: ArrayBuffer, outDescBase: number, hdrBase: number, hdrSlot: number, count: number): number;
-  poll(handles: number[], timeoutMs: number, wakeFd?: number): number;
+  /** spinUs: poll without waiting for up to that long first (worker.ts, after a batch). */
+  poll(handles: number[], timeoutMs: number, wakeFd?: number, spinUs?: number): number;
   /** The in-desc flag bits the data plane uses (DataPlane layout.descFlags), before any open with vnetHdr. */
   descFlags(vnet: number, gsoSeg: number, gsoLast: number, segShift: number): void;
   eventfd(): number;
@@ -105,6 +115,8 @@ export interface PacketAddon {
   prefault(buf: ArrayBuffer, ranges: Float64Array): PrefaultHandle;
   /** Waits for a prefault thread: the bytes it faulted in (the whole 4 KiB pages covering the ranges); throws with errno's text (MADV_POPULATE_WRITE before Linux 5.14: EINVAL). */
   prefaultJoin(h: PrefaultHandle): number;
+  /** The calling thread's scheduling (afpacket.c SchedSelf): policy 0 SCHED_OTHER at nice with an EEVDF slice, 1 SCHED_FIFO at rtPrio; "" or why not. */
+  schedSelf(policy: 0 | 1, nice: number, sliceUs: number, rtPrio: number): string;
   /** The hash of the data plane ABI (host/io/native/abi.h) the addon was compiled with. */
   readonly abiHash: number;
 }

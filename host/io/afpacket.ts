@@ -50,6 +50,10 @@ export interface AfPacketOptions {
   ops?: DpOp[];
   /** How long an idle worker sleeps in poll() between checks (it is woken early for control messages). */
   idlePollMs?: number;
+  /** How long a worker keeps reading its rings after a batch before it sleeps (after a batch of 2+ frames; default: NVEDGE_IO_SPIN_US, else 0: off; worker.ts). */
+  idleSpinUs?: number;
+  /** The workers' scheduling (worker.ts WorkerInit.sched); default: NVEDGE_IO_SCHED from the environment, else "off". */
+  sched?: "fair" | "fifo" | "off";
   /**
    * The workers forward nothing until WorkerPool.go (issue 15: started with
    * dataplane.imagePath before the image's key can be computed, they restore
@@ -440,6 +444,20 @@ function fanoutGroup(pool: number, i: number): number {
  * resolves once all of them run. Rejects with the first worker's error (e.g.
  * "interface eth9 does not exist") after stopping the others.
  */
+/** How long a worker spins after a batch of 2+ frames: the option, else NVEDGE_IO_SPIN_US, else the worker's default (µs, 0..1000; worker.ts). */
+export function ioSpinUs(o?: number): number {
+  const v = o ?? (process.env.NVEDGE_IO_SPIN_US !== undefined ? Number(process.env.NVEDGE_IO_SPIN_US) : 0);
+  if (!Number.isInteger(v) || v < 0 || v > 1000) throw new Error(`NVEDGE_IO_SPIN_US=${v}: expected an integer 0..1000 (µs)`);
+  return v;
+}
+
+/** The workers' scheduling: the option, else NVEDGE_IO_SCHED (off | fifo | fair), else off; anything else is refused. */
+export function ioSched(o?: string): "fair" | "fifo" | "off" {
+  const v = o ?? process.env.NVEDGE_IO_SCHED ?? "off";
+  if (v !== "fair" && v !== "fifo" && v !== "off") throw new Error(`NVEDGE_IO_SCHED=${v}: expected fair, fifo or off`);
+  return v;
+}
+
 export async function startAfPacket(opts: AfPacketOptions): Promise<WorkerPool> {
   const interfaces = opts.interfaces ?? (opts.config ? [opts.config.underlay.port, ...opts.config.ports.map((p) => p.name)] : []);
   if (interfaces.length === 0) throw new Error("--io afpacket: no interfaces to open");
@@ -473,6 +491,8 @@ export async function startAfPacket(opts: AfPacketOptions): Promise<WorkerPool> 
     inits.push({
       id, io: opts.io ?? "afpacket", interfaces, fanout, vlans, ...(tunnelTx ? { tunnelTx } : {}), ring: opts.ring ?? {}, dataplane, hold: opts.hold, imageSliceMs: opts.imageSliceMs,
       ctl: ctl.buffer as SharedArrayBuffer, port: port2, wakeFd, idlePollMs: opts.idlePollMs ?? 100,
+      idleSpinUs: ioSpinUs(opts.idleSpinUs),
+      sched: ioSched(opts.sched),
     });
     ends.push(port2);
     ports.push(port1);

@@ -169,21 +169,22 @@ export function pairNvedgeConfig(t: PairTopo): object {
 export const pairStore = (t: PairTopo) => `${t.workDir}/store`;
 
 /**
- * `nvedge run --io afpacket` in the DUT's namespace. The underlay link is
+ * `nvedge run --io afpacket` (or `o.io`) in the DUT's namespace. The underlay link is
  * described to it by a kernel route without an address (the NVE is no IP
  * stack on it: the kernel would answer its VXLAN with ICMP port unreachable),
  * from which it finds the remote on-link and resolves it by ARP / ND.
  * Resolves once the VM reaches the remote host through it (bounded).
  */
-export async function startNvedge(t: PairTopo, o: { workers?: number; tunnelGso?: "auto" | "off" } = {}): Promise<Dut> {
+export async function startNvedge(t: PairTopo, o: { workers?: number; tunnelGso?: "auto" | "off"; io?: "afpacket" | "afxdp"; sched?: "fair" | "fifo" | "off" } = {}): Promise<Dut> {
   const cfg = `${t.workDir}/nve-pair.json`;
   const c = pairNvedgeConfig(t) as { underlay: Record<string, unknown> };
   if (o.tunnelGso) c.underlay.tunnelGso = o.tunnelGso; // the encap super-frame output (host/io/tunnel-output.ts)
   writeFileSync(cfg, JSON.stringify(c, null, 2) + "\n");
   sh(["ip", ipf(t), "route", "replace", t.dut.prefix, "dev", t.dut.underlay], { ns: t.dut.ns });
   rmSync(pairStore(t), { recursive: true, force: true });
-  const child: ChildProcess = spawn("ip", ["netns", "exec", t.dut.ns, process.execPath, BIN, "run", "--config", cfg, "--io", "afpacket",
-    "--workers", String(o.workers ?? 1), "--store", pairStore(t)], { stdio: ["ignore", "ignore", "pipe"] });
+  const child: ChildProcess = spawn("ip", ["netns", "exec", t.dut.ns, process.execPath, BIN, "run", "--config", cfg, "--io", o.io ?? "afpacket",
+    "--workers", String(o.workers ?? 1), "--store", pairStore(t)],
+    { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, ...(o.sched ? { NVEDGE_IO_SCHED: o.sched } : {}) } });
   let stderr = "";
   let exited: number | string | null | undefined;
   child.stderr!.setEncoding("utf8").on("data", (d) => { if (stderr.length < 65536) stderr += d; });

@@ -1,4 +1,4 @@
-// Packet I/O for nvedge: AF_PACKET sockets with a memory-mapped TPACKET_V3
+// Packet I/O for nvedge: AF_PACKET sockets with a memory-mapped TPACKET_V2
 // receive ring, and sendmmsg() with a two-piece gather list per frame. Frames
 // are copied from the ring straight into the WebAssembly memory's slots and
 // sent straight out of it (the in-desc / out-desc ABI of assembly/abi.ts).
@@ -6,7 +6,7 @@
 // host/io/afpacket.ts and worker.ts.
 //
 // Exports:
-//   open(ifname, opts) -> handle        opts: { blockSize, blockCount, blockTimeoutMs,
+//   open(ifname, opts) -> handle        opts: { blockSize, blockCount, blockTimeoutMs (ignored: no V3 blocks),
 //                                               fanout (group id, -1 none), netns (path), qdiscBypass,
 //                                               vnetHdr (1: PACKET_VNET_HDR, needs descFlags first) }
 //   descFlags(vnet, gsoSeg, gsoLast, segShift)  the in-desc flag bits (the data plane's
@@ -16,7 +16,23 @@
 //   poll(handles[], timeoutMs, wakeFd) -> number of ready descriptors (0 on timeout)
 //   eventfd() -> fd; wake(fd)           so another thread can cut a poll() short
 //   stats(handle) -> { rxFrames, rxBytes, txFrames, txBytes, txErrors, oversize, csumNotReady, gsoFrames,
-//                      gsoSegments, gsoBad, kernelDrops, kernelFreezes }
+//                      gsoSegments, gsoBad, kernelDrops, kernelFreezes, copied }
+//
+// Why TPACKET_V2 and not V3 (issue 11, session 8): a V3 ring hands a block
+// to user space only when it is full or when its retire timer fires
+// (tp_retire_blk_tov, 1 ms at the least; one jiffy, 4 ms, before Linux 6.18),
+// and wakes poll() only then (tpacket_rcv calls sk_data_ready per frame for
+// V1/V2 only). A lone frame (a ping, a TCP ACK) never fills a block, so every
+// crossing of the NVE waited for the timer: 1.1-1.7 ms added to each round
+// trip here, and TCP through nvedge bound by its round trip. V2 gives each
+// frame its own status word and wakes the reader per frame.
+// A V2 frame has a fixed size (RING_FRAME, room for a 1500-byte MTU frame
+// and its headers): a longer one (a GSO super-frame, a jumbo frame) is put in
+// its ring frame truncated with TP_STATUS_COPY, and, with PACKET_COPY_THRESH
+// set, a clone of its skb is queued on the socket (tpacket_rcv, under the
+// receive queue's lock, so the queue's order is the ring's order of COPY
+// frames): recv() takes it whole with recvmsg() into a buffer of the socket's
+// own (BIG_MAX), in its place in the ring's order. stats: copied.
 //   abiHash                             NVEDGE_ABI_HASH of the abi.h compiled in (host/io/addon.ts checks it)
 //
 // Offloads (issue 11): with vnetHdr the kernel puts a struct virtio_net_hdr
@@ -33,11 +49,11 @@
 // A TCP super-frame (TSO, or a kernel VTEP's tunnel GSO) is first offered
 // whole (open's `whole`, on by default with vnetHdr; assembly/pipeline/gso.ts):
 // only segment 0 goes to its slot, with IF_GSO_WHOLE and a whole record
-// (abi.h IW_*: a token naming it, the payload bytes left), the recv stops
-// there and the frame stays at the head of the ring, its block not handed
-// back. If the data plane promotes segment 0's output (OF_GSO, a GSO record
-// at the end of its header slot), send() gathers [its virtio-net header]
-// [header piece][data piece][the rest of the payload, from the ring] into one
+// (abi.h IW_*: a token naming it, the payload bytes left), and the frame
+// waits in a buffer of the socket's own (big[], see Recv). If the data plane
+// promotes segment 0's output (OF_GSO, a GSO record at the end of its header
+// slot), send() gathers [its virtio-net header]
+// [header piece][data piece][the rest of the payload, from that buffer] into one
 // message: one skb with a TSO request (gsoWholeSent). Otherwise the next recv
 // cuts the rest, segments 1.., as above. stats: gsoWholeSent, gsoWholeStale
 // (a whole output whose super-frame was no longer waiting: not sent),
@@ -72,6 +88,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 #include <arpa/inet.h>
 
@@ -97,30 +114,42 @@ struct cut {
 // to be cut (the next recv found it not taken).
 enum { W_PENDING = 1, W_TAKEN, W_CUT };
 // Super-frames offered whole by one recv() (a power of two: a token's low 16
-// bits name the entry). Their ring blocks stay ours until every one of them is
-// sent or cut: at most 16 x 64 KiB of the ring.
+// bits name the entry). Each waits in its buffer big[gen % PEND_MAX] until
+// sent or cut.
 #define PEND_MAX 16
 struct pend { struct cut cut; uint32_t segK, gen; int state; };
+#define CUT_BUF PEND_MAX
+#define IN_BUF (PEND_MAX + 1)
+// One V2 ring frame: its header (TPACKET2_HDRLEN, aligned), 16 bytes for the
+// MAC header's alignment, a virtio-net header and a 1500-byte MTU frame with
+// an 802.1Q tag fit (macoff is 66, 76 with vnetHdr).
+#define RING_FRAME 2048
+// The longest frame taken from the copy queue: a 64 KiB GSO super-frame
+// (gso_max_size 65536, IPv4 total length at most 65535) and its MAC header.
+#define BIG_MAX (65536 + 256)
 
 struct sock {
   int fd;
   char ifname[IFNAMSIZ];
   uint8_t *ring;
   size_t ringLen;
-  unsigned blockSize, blockCount;
-  unsigned block;                      // block being read
-  unsigned left;                       // packets still to read in it (0: not started)
-  struct tpacket3_hdr *next;           // next packet in it
+  unsigned frameNr;                    // ring frames of RING_FRAME bytes
+  unsigned head;                       // next ring frame to read
   int vnet;                            // PACKET_VNET_HDR is on
-  uint32_t segK;                       // next segment of the super-frame at `next` (0: none started)
-  struct cut cut;                      // ... that super-frame
+  uint32_t segK;                       // next segment of the super-frame being cut (0: none started)
+  struct cut cut;                      // ... that super-frame (in big[CUT_BUF])
+  // Buffers for frames longer than a ring frame (recvmsg'd from the copy
+  // queue) and for super-frames that outlive their ring frame (cut over
+  // several calls, offered whole): big[g % PEND_MAX] for pend entry g,
+  // big[CUT_BUF] for `cut`, big[IN_BUF] to receive into. Allocated on first use.
+  uint8_t *big[PEND_MAX + 2];
+  uint64_t copied;                     // frames received whole through the copy queue
   uint16_t id;                         // this socket's handle (a whole super-frame's token names it)
   int wholeOn;                         // offer TCP super-frames whole (open's `whole`, default on with vnetHdr)
   struct pend pend[PEND_MAX];          // super-frames offered whole, generations firstGen .. nextGen-1 (entry gen % PEND_MAX)
   uint32_t firstGen, nextGen;
   int lastTaken;                       // the last one resolved was sent whole (then offer every one; else one in 64)
   uint32_t probe;
-  unsigned relBlock, doneBlocks;       // blocks read to the end but held for a pending super-frame: doneBlocks from relBlock
   uint64_t gsoWholeSent, gsoWholeStale, gsoWholeErrors;
   uint64_t rxFrames, rxBytes, txFrames, txBytes, txErrors, oversize, csumNotReady, kernelDrops, kernelFreezes;
   uint64_t gsoFrames, gsoSegments, gsoBad;
@@ -187,18 +216,30 @@ static int setup(struct sock *s, const char *ifname, uint32_t blockSize, uint32_
     }
     s->vnet = 1;
   }
-  v = TPACKET_V3;
+  v = TPACKET_V2;
   if (setsockopt(s->fd, SOL_PACKET, PACKET_VERSION, &v, sizeof v) < 0) {
-    snprintf(msg, msgLen, "interface %s: PACKET_VERSION TPACKET_V3: %s", ifname, strerror(errno));
+    snprintf(msg, msgLen, "interface %s: PACKET_VERSION TPACKET_V2: %s", ifname, strerror(errno));
     return -1;
   }
-  struct tpacket_req3 req;
+  (void)tov; // a V3 ring's block timer: no V2 ring has one
+  // A frame longer than a ring frame is also queued whole on the socket
+  // (TP_STATUS_COPY) while the queue holds less than its receive buffer:
+  // room for a TCP window of 64 KiB super-frames (the kernel doubles it).
+  v = 1;
+  if (setsockopt(s->fd, SOL_PACKET, PACKET_COPY_THRESH, &v, sizeof v) < 0) {
+    snprintf(msg, msgLen, "interface %s: PACKET_COPY_THRESH: %s", ifname, strerror(errno));
+    return -1;
+  }
+  int rcvbuf = (int)((size_t)blockSize * blockCount > (8u << 20) ? (8u << 20) : (size_t)blockSize * blockCount);
+  if (rcvbuf < (1 << 20)) rcvbuf = 1 << 20;
+  if (setsockopt(s->fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof rcvbuf) < 0)
+    setsockopt(s->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf); // without CAP_NET_ADMIN: up to rmem_max
+  struct tpacket_req req;
   memset(&req, 0, sizeof req);
   req.tp_block_size = blockSize;
   req.tp_block_nr = blockCount;
-  req.tp_frame_size = 2048;
-  req.tp_frame_nr = (blockSize / 2048) * blockCount;
-  req.tp_retire_blk_tov = tov;
+  req.tp_frame_size = RING_FRAME;
+  req.tp_frame_nr = (blockSize / RING_FRAME) * blockCount;
   if (setsockopt(s->fd, SOL_PACKET, PACKET_RX_RING, &req, sizeof req) < 0) {
     snprintf(msg, msgLen, "interface %s: PACKET_RX_RING (%u blocks of %u bytes): %s", ifname, blockCount, blockSize, strerror(errno));
     return -1;
@@ -211,8 +252,7 @@ static int setup(struct sock *s, const char *ifname, uint32_t blockSize, uint32_
     snprintf(msg, msgLen, "interface %s: mmap of the receive ring: %s", ifname, strerror(errno));
     return -1;
   }
-  s->blockSize = blockSize;
-  s->blockCount = blockCount;
+  s->frameNr = req.tp_frame_nr; // RING_FRAME divides blockSize: frame i is at i * RING_FRAME
   // What we send must never come back to us through our own tap.
   v = 1;
   if (setsockopt(s->fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &v, sizeof v) < 0) {
@@ -259,6 +299,7 @@ static int setupThunk(void *p) {
 }
 
 static void freeSock(struct sock *s) {
+  for (int i = 0; i < PEND_MAX + 2; i++) free(s->big[i]);
   if (s->ring) munmap(s->ring, s->ringLen);
   if (s->fd >= 0) close(s->fd);
   free(s);
@@ -294,10 +335,11 @@ static napi_value Open(napi_env env, napi_callback_info info) {
       if (!optStr(env, argv[1], "netns", netns, sizeof netns)) return throwErr(env, "open: netns must be a path (string)");
     }
   }
-  // With vnetHdr, GSO super-frames of up to 64 KiB arrive whole (and those
-  // offered whole stay in the ring until sent): 64 blocks (16 MiB) hold a TCP
-  // window of them; 16 of them dropped ring-full frames (kernelDrops) and cost
-  // TCP retransmissions in bench/tcp under load. 16 blocks (4 MiB) otherwise.
+  // With vnetHdr, GSO super-frames of up to 64 KiB arrive (through the copy
+  // queue, its receive buffer sized from the ring): 64 blocks (16 MiB, 8192
+  // ring frames) as in the V3 days, when 16 dropped ring-full frames
+  // (kernelDrops) and cost TCP retransmissions in bench/tcp under load.
+  // 16 blocks (4 MiB, 2048 ring frames) otherwise.
   if (blockCount == UINT32_MAX) blockCount = vnetHdr ? 64 : 16; // not given
   long page = sysconf(_SC_PAGESIZE);
   if (blockSize < 4096 || blockSize % page != 0 || (blockSize & (blockSize - 1)) != 0)
@@ -355,8 +397,21 @@ static napi_value Close(napi_env env, napi_callback_info info) {
 
 // ---- receive --------------------------------------------------------------
 
-static inline struct tpacket_block_desc *blockAt(struct sock *s, unsigned i) {
-  return (struct tpacket_block_desc *)(s->ring + (size_t)i * s->blockSize);
+static inline struct tpacket2_hdr *frameAt(struct sock *s, unsigned i) {
+  return (struct tpacket2_hdr *)(s->ring + (size_t)i * RING_FRAME);
+}
+
+/** big[i], allocated on first use (NULL: out of memory). */
+static uint8_t *bigBuf(struct sock *s, unsigned i) {
+  if (!s->big[i]) s->big[i] = malloc(BIG_MAX);
+  return s->big[i];
+}
+
+/** Swaps big[i] and big[j] (a frame received into one is kept in the other's place). */
+static void swapBig(struct sock *s, unsigned i, unsigned j) {
+  uint8_t *t = s->big[i];
+  s->big[i] = s->big[j];
+  s->big[j] = t;
 }
 
 /*
@@ -393,25 +448,6 @@ static uint32_t putFrame(struct sock *s, uint8_t *mem, uint32_t slotBase, uint32
   s->rxFrames++;
   s->rxBytes += total;
   return off;
-}
-
-/** Hands back to the kernel every block read to the end (none is held for a super-frame offered whole any more). */
-static void releaseHeld(struct sock *s) {
-  while (s->doneBlocks) {
-    __atomic_store_n(&blockAt(s, s->relBlock)->hdr.bh1.block_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
-    s->relBlock = (s->relBlock + 1) % s->blockCount;
-    s->doneBlocks--;
-  }
-}
-
-/** Past frame h: a block read to the end goes back to the kernel, unless a super-frame offered whole may still be in it. */
-static void advance(struct sock *s, struct tpacket3_hdr *h) {
-  s->next = (struct tpacket3_hdr *)((uint8_t *)h + h->tp_next_offset);
-  if (--s->left == 0) {
-    s->block = (s->block + 1) % s->blockCount;
-    s->doneBlocks++;
-    if (s->firstGen == s->nextGen) releaseHeld(s);
-  }
 }
 
 /**
@@ -465,63 +501,74 @@ static napi_value Recv(napi_env env, napi_callback_info info) {
     }
     s->firstGen++;
   }
-  releaseHeld(s);
   while (n < max) {
-    if (s->left == 0) {
-      if (s->doneBlocks >= s->blockCount) break; // every block held (cannot happen with PEND_MAX frames in a ring of 2+ blocks; a guard)
-      struct tpacket_block_desc *b = blockAt(s, s->block);
-      if (!(__atomic_load_n(&b->hdr.bh1.block_status, __ATOMIC_ACQUIRE) & TP_STATUS_USER)) {
-        if (n > 0 || timeout <= 0) break;
-        struct pollfd p = { .fd = s->fd, .events = POLLIN | POLLERR };
-        int r = poll(&p, 1, timeout);
-        timeout = 0; // wait at most once
-        if (r <= 0) break;
-        continue;
-      }
-      s->left = b->hdr.bh1.num_pkts;
-      s->next = (struct tpacket3_hdr *)((uint8_t *)b + b->hdr.bh1.offset_to_first_pkt);
-      if (s->left == 0) { // an empty block retired by the timer: handed back in turn (relBlock + doneBlocks == block)
-        s->block = (s->block + 1) % s->blockCount;
-        s->doneBlocks++;
-        if (s->firstGen == s->nextGen) releaseHeld(s);
-        continue;
-      }
-    }
-    // PEND_MAX super-frames offered whole in this batch: the rest waits for the
-    // next one (cutting the next super-frame instead would send it before
-    // them, and hold more of the ring)
-    if (s->nextGen - s->firstGen >= PEND_MAX) break;
-    struct tpacket3_hdr *h = s->next;
-    // A super-frame whose cut filled the last batch: the rest of its segments.
+    // A super-frame whose cut filled the last batch: the rest of its segments
+    // (its ring frame is long handed back: it is in big[CUT_BUF]).
     if (s->segK) {
       if (!cutRun(s, &s->cut, &s->segK, mem, slotBase, slotSize, headroom, inDescBase, first, max, port, &n)) break; // the batch is full
       s->segK = 0;
       s->gsoFrames++;
-      advance(s, h);
+      continue;
+    }
+    // PEND_MAX super-frames offered whole in this batch: the rest waits for the
+    // next one (cutting the next super-frame instead would send it before them)
+    if (s->nextGen - s->firstGen >= PEND_MAX) break;
+    struct tpacket2_hdr *h = frameAt(s, s->head);
+    uint32_t st = __atomic_load_n(&h->tp_status, __ATOMIC_ACQUIRE);
+    if (!(st & TP_STATUS_USER)) {
+      if (n > 0 || timeout <= 0) break;
+      struct pollfd pf = { .fd = s->fd, .events = POLLIN | POLLERR };
+      int r = poll(&pf, 1, timeout);
+      timeout = 0; // wait at most once
+      if (r <= 0) break;
       continue;
     }
     uint8_t *frame = (uint8_t *)h + h->tp_mac;
     uint32_t len = h->tp_snaplen;
+    // tpacket_rcv puts the virtio-net header right before the MAC header
+    const struct virtio_net_hdr *vh = s->vnet ? (const struct virtio_net_hdr *)(frame - sizeof *vh) : NULL;
+    struct virtio_net_hdr vhCopy;
+    int fromBig = 0, lost = 0;
+    if (st & TP_STATUS_COPY) {
+      // Longer than a ring frame: the whole frame is the next skb on the
+      // socket's queue (see the top of this file), with its own virtio-net header.
+      uint8_t *buf = bigBuf(s, IN_BUF);
+      struct iovec iov[2] = { { &vhCopy, sizeof vhCopy }, { buf, BIG_MAX } };
+      struct msghdr m = { .msg_iov = s->vnet ? iov : iov + 1, .msg_iovlen = s->vnet ? 2 : 1 };
+      uint8_t none[1];
+      if (!buf) { iov[1] = (struct iovec){ none, sizeof none }; } // out of memory: the skb is still taken off the queue (lost), which stays in step with the ring
+      ssize_t r = recvmsg(s->fd, &m, MSG_DONTWAIT | MSG_TRUNC);
+      uint32_t vl = s->vnet ? sizeof vhCopy : 0;
+      if (!buf || r < (ssize_t)vl || (uint32_t)r - vl > BIG_MAX || (uint32_t)r - vl != h->tp_len) {
+        lost = 1; // no memory, longer than BIG_MAX, or not the frame this ring frame stands for (cannot happen: a guard)
+      } else {
+        frame = buf;
+        len = (uint32_t)r - vl;
+        vh = s->vnet ? &vhCopy : NULL;
+        fromBig = 1;
+        s->copied++;
+      }
+    } else if (h->tp_len != h->tp_snaplen) {
+      lost = 1; // truncated and not queued: the copy queue was over its receive buffer
+    }
     // veth and most NICs move the 802.1Q tag into the packet's metadata
     // (PACKET_AUXDATA / tp_vlan_tci); the data plane needs it back in the
     // frame (IEEE 802.1Q: TPID at offset 12, TCI at 14), so write the frame 4
     // bytes earlier in the slot with the tag in front of the EtherType.
     struct tagInfo tag = { 0, 0, 0 };
-    tag.on = (h->tp_status & TP_STATUS_VLAN_VALID) != 0 && len >= 12; // a runt: left to the data plane's `truncated`
+    tag.on = (st & TP_STATUS_VLAN_VALID) != 0 && len >= 12; // a runt: left to the data plane's `truncated`
     if (tag.on) {
-      tag.tpid = (h->tp_status & TP_STATUS_VLAN_TPID_VALID) && h->hv1.tp_vlan_tpid ? h->hv1.tp_vlan_tpid : ETH_P_8021Q;
-      tag.tci = h->hv1.tp_vlan_tci;
+      tag.tpid = (st & TP_STATUS_VLAN_TPID_VALID) && h->tp_vlan_tpid ? h->tp_vlan_tpid : ETH_P_8021Q;
+      tag.tci = h->tp_vlan_tci;
     }
-    // tpacket_rcv puts the virtio-net header right before the MAC header
-    const struct virtio_net_hdr *vh = s->vnet ? (const struct virtio_net_hdr *)(frame - sizeof *vh) : NULL;
     // A tagged uplink (underlay.vlan, INTERFACES.md): the data plane sees the
     // underlay untagged, as on a VLAN device. The tag is taken off here, from
     // the metadata or, when the NIC left it in the frame, by moving the MACs
-    // 4 bytes up in the ring (ours until the block is handed back), the
-    // virtio-net header's offsets following; any other frame is not ours.
+    // 4 bytes up (in the ring frame, ours until handed back, or our buffer),
+    // the virtio-net header's offsets following; any other frame is not ours.
     int notOurVlan = 0;
     struct virtio_net_hdr vhMoved;
-    if (s->vlan) {
+    if (s->vlan && !lost) {
       if (tag.on) {
         notOurVlan = tag.tpid != ETH_P_8021Q || (tag.tci & 0xfff) != s->vlan;
         tag.on = 0;
@@ -539,10 +586,11 @@ static napi_value Recv(napi_env env, napi_callback_info info) {
       }
     }
     uint8_t gsoType = vh ? vh->gso_type & ~VIRTIO_NET_HDR_GSO_ECN : VIRTIO_NET_HDR_GSO_NONE;
-    if (notOurVlan) {
-      s->vlanOther++;
-    } else if (h->tp_len != h->tp_snaplen) {
+    int stop = 0;
+    if (lost) {
       s->oversize++;
+    } else if (notOurVlan) {
+      s->vlanOther++;
     } else if (gsoType != VIRTIO_NET_HDR_GSO_NONE) {
       // Cut the super-frame: headers (to the end of the L4 header) + gso_size
       // bytes of payload per slot.
@@ -551,7 +599,26 @@ static napi_value Recv(napi_env env, napi_callback_info info) {
       else if (cs + 20 <= len) l4h = (uint32_t)(frame[cs + 12] >> 4) * 4;
       uint32_t hl = cs + l4h;
       uint32_t segs = gso && len > hl ? (len - hl + gso - 1) / gso : 0;
-      if (l4h < 8 || hl > len || segs == 0 || hl + gso + 4 > room || segs > (0xffffu >> fSegShift) + 1) {
+      // It outlives its ring frame (handed back below) and big[IN_BUF] (the
+      // next long frame is received there): kept in a buffer of its own.
+      int offer = 0;
+      uint8_t *keep = NULL;
+      if (!(l4h < 8 || hl > len || segs == 0 || hl + gso + 4 > room || segs > (0xffffu >> fSegShift) + 1)) {
+        // Offered whole: every TCP super-frame while they go whole, one in 64
+        // while they do not (a VM's to a remote without a tunnel GSO output):
+        // an untaken one's rest is only cut by the next call, after the frames
+        // read behind it, which reorders its flow, and its batch is cut short.
+        offer = s->wholeOn && segs >= 2 && (gsoType == VIRTIO_NET_HDR_GSO_TCPV4 || gsoType == VIRTIO_NET_HDR_GSO_TCPV6) &&
+                headroom >= 4 + sizeof *vh + IW_SIZE && (s->lastTaken || (++s->probe & 63) == 0);
+        unsigned to = offer ? s->nextGen % PEND_MAX : CUT_BUF;
+        if (fromBig) {
+          swapBig(s, IN_BUF, to);
+          keep = frame; // in big[to] now (4 bytes in when a tag was taken off)
+        } else if (bigBuf(s, to)) {
+          keep = memcpy(s->big[to], frame, len);
+        }
+      }
+      if (!keep) {
         // Not cut: one slot with as much as fits, marked as a segment that is
         // not the last, so the data plane drops it as bad-gso-size (or
         // bad-vnet-header) under its own name.
@@ -560,19 +627,13 @@ static napi_value Recv(napi_env env, napi_callback_info info) {
                  frame, len > room - 4 ? room - 4 : len, NULL, 0, fVnet | fGsoSeg);
         n++;
       } else {
-        struct cut c = { frame, len, hl, gso, segs, *vh, tag };
-        // Offered whole: every TCP super-frame while they go whole, one in 64
-        // while they do not (a VM's to a remote without a tunnel GSO output):
-        // an untaken one's rest is only cut by the next call, after the frames
-        // read behind it, which reorders its flow, and its batch is cut short.
-        int offer = s->wholeOn && segs >= 2 && (gsoType == VIRTIO_NET_HDR_GSO_TCPV4 || gsoType == VIRTIO_NET_HDR_GSO_TCPV6) &&
-                    headroom >= 4 + sizeof *vh + IW_SIZE && (s->lastTaken || (++s->probe & 63) == 0);
+        struct cut c = { keep, len, hl, gso, segs, *vh, tag };
         if (offer) {
-          // Segment 0 alone, the rest left in the ring for the data plane's
-          // verdict (assembly/pipeline/gso.ts): taken whole by send(), or cut
-          // by the next call. Its block is held until then (advance).
-          uint32_t off = putFrame(s, mem, slotBase, slotSize, headroom, inDescBase, first + n, port, vh, &tag, frame, hl,
-                                  frame + hl, gso, fVnet | fGsoSeg | IF_GSO_WHOLE);
+          // Segment 0 alone, the rest kept for the data plane's verdict
+          // (assembly/pipeline/gso.ts): taken whole by send(), or cut by the
+          // next call.
+          uint32_t off = putFrame(s, mem, slotBase, slotSize, headroom, inDescBase, first + n, port, vh, &tag, keep, hl,
+                                  keep + hl, gso, fVnet | fGsoSeg | IF_GSO_WHOLE);
           uint8_t *rec = mem + slotBase + (size_t)(first + n) * slotSize + off - sizeof *vh - IW_SIZE;
           uint32_t g = s->nextGen++;
           *PEND(s, g) = (struct pend){ c, 1, g, W_PENDING };
@@ -581,13 +642,16 @@ static napi_value Recv(napi_env env, napi_callback_info info) {
           memcpy(rec + IW_REST, &rest, 4);
           s->gsoSegments++;
           n++;
-          if (!s->lastTaken) { advance(s, h); break; } // a probe: alone in its batch, its flow kept in order
+          if (!s->lastTaken) stop = 1; // a probe: alone in its batch, its flow kept in order
         } else {
           s->cut = c;
           s->segK = 0;
-          if (!cutRun(s, &s->cut, &s->segK, mem, slotBase, slotSize, headroom, inDescBase, first, max, port, &n)) break; // the rest next call
-          s->segK = 0;
-          s->gsoFrames++;
+          if (cutRun(s, &s->cut, &s->segK, mem, slotBase, slotSize, headroom, inDescBase, first, max, port, &n)) {
+            s->segK = 0;
+            s->gsoFrames++;
+          } else {
+            stop = 1; // the batch is full: the rest next call (segK > 0)
+          }
         }
       }
     } else if (len + (tag.on ? 4 : 0) > room) {
@@ -596,12 +660,15 @@ static napi_value Recv(napi_env env, napi_callback_info info) {
       uint16_t fl = 0;
       // A frame from a local stack with checksum offload carries a partial
       // L4 checksum: the data plane completes it (offload.ts).
-      if (h->tp_status & TP_STATUS_CSUMNOTREADY) s->csumNotReady++;
+      if (st & TP_STATUS_CSUMNOTREADY) s->csumNotReady++;
       if (vh && (vh->flags & VIRTIO_NET_HDR_F_NEEDS_CSUM)) fl = fVnet;
       putFrame(s, mem, slotBase, slotSize, headroom, inDescBase, first + n, port, vh, &tag, frame, len, NULL, 0, fl);
       n++;
     }
-    advance(s, h);
+    // Everything of this ring frame is in a slot or a buffer of ours: back to the kernel.
+    __atomic_store_n(&h->tp_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
+    s->head = s->head + 1 == s->frameNr ? 0 : s->head + 1;
+    if (stop) break;
   }
   return num(env, n);
 }
@@ -880,7 +947,7 @@ static napi_value Stats(napi_env env, napi_callback_info info) {
   struct sock *s = argc ? getSock(env, argv[0]) : NULL;
   if (!s) return throwErr(env, "stats: bad handle");
   // PACKET_STATISTICS resets on every read, so accumulate.
-  struct tpacket_stats_v3 st;
+  struct tpacket_stats_v3 st = { 0 }; // a V2 socket fills its first two fields (struct tpacket_stats)
   socklen_t l = sizeof st;
   if (getsockopt(s->fd, SOL_PACKET, PACKET_STATISTICS, &st, &l) == 0) {
     s->kernelDrops += st.tp_drops;
@@ -903,6 +970,7 @@ static napi_value Stats(napi_env env, napi_callback_info info) {
   setNum(env, o, "gsoWholeErrors", (double)s->gsoWholeErrors);
   setNum(env, o, "kernelDrops", (double)s->kernelDrops);
   setNum(env, o, "kernelFreezes", (double)s->kernelFreezes);
+  setNum(env, o, "copied", (double)s->copied);
   setNum(env, o, "vlanOther", (double)s->vlanOther);
   setNum(env, o, "gsoTunnelSent", (double)s->gsoTunnelSent);
   setNum(env, o, "gsoTunnelErrors", (double)s->gsoTunnelErrors);
@@ -1040,6 +1108,51 @@ static napi_value PrefaultJoin(napi_env env, napi_callback_info info) {
   return num(env, p->bytes);
 }
 
+/*
+ * schedSelf(policy, nice, sliceUs, rtPrio) -> "" or why not: the calling
+ * thread's scheduling (a packet I/O worker's, issue 11 session 8). A worker
+ * sleeping in poll() is woken by the kernel per frame; on a busy machine it
+ * then waited behind other runnable tasks for up to a tick or more (p99 of a
+ * ping 12 ms at load 9 on 2 cores, bench/latency), while the kernel's own
+ * datapath runs in softirq and never waits. policy 0: SCHED_OTHER at `nice`
+ * with an EEVDF slice of sliceUs (Linux 6.12+: a shorter slice preempts on
+ * wake-up sooner; no more CPU share); policy 1: SCHED_FIFO at rtPrio (a
+ * flood can then hold its core; the kernel's RT throttling leaves others 5 %).
+ */
+struct schedAttr { uint32_t size, policy; uint64_t flags; int32_t nice; uint32_t prio; uint64_t runtime, deadline, period; };
+static napi_value SchedSelf(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  uint32_t policy, slice, prio;
+  int32_t nice;
+  if (argc < 4 || !getU32(env, argv[0], &policy) || !getI32(env, argv[1], &nice) || !getU32(env, argv[2], &slice) || !getU32(env, argv[3], &prio) ||
+      policy > 1 || nice < -20 || nice > 19 || (policy == 1 && (prio < 1 || prio > 99)))
+    return throwErr(env, "schedSelf: expects (policy 0|1, nice -20..19, sliceUs, rtPrio 1..99 with policy 1)");
+  struct schedAttr a;
+  memset(&a, 0, sizeof a);
+  a.size = sizeof a;
+  a.policy = policy == 1 ? SCHED_FIFO : SCHED_OTHER;
+  a.nice = nice;
+  a.prio = policy == 1 ? prio : 0;
+  a.runtime = (uint64_t)slice * 1000;
+  char msg[160] = "";
+  if (syscall(SYS_sched_setattr, 0, &a, 0) != 0) {
+    int e = errno;
+    // before Linux 6.12 a fair task's runtime is refused: the nice value alone
+    if (policy == 0 && a.runtime && e == EINVAL) {
+      a.runtime = 0;
+      if (syscall(SYS_sched_setattr, 0, &a, 0) == 0) snprintf(msg, sizeof msg, "no EEVDF slice on this kernel (nice %d only)", nice);
+      else snprintf(msg, sizeof msg, "sched_setattr: %s", strerror(errno));
+    } else {
+      snprintf(msg, sizeof msg, "sched_setattr: %s", strerror(e));
+    }
+  }
+  napi_value r;
+  napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &r);
+  return r;
+}
+
 NAPI_MODULE_INIT() {
   // The hash of the abi.h this was compiled with: the host refuses an addon
   // built for another data plane layout (host/io/addon.ts).
@@ -1061,6 +1174,7 @@ NAPI_MODULE_INIT() {
     { "adviseHuge", NULL, AdviseHuge, NULL, NULL, NULL, napi_enumerable, NULL },
     { "prefault", NULL, Prefault, NULL, NULL, NULL, napi_enumerable, NULL },
     { "prefaultJoin", NULL, PrefaultJoin, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "schedSelf", NULL, SchedSelf, NULL, NULL, NULL, napi_enumerable, NULL },
   };
   napi_define_properties(env, exports, sizeof d / sizeof d[0], d);
   return exports;

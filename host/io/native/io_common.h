@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "napi_common.h" // throwErr, num, setNum, inNetns (shared with tuntx.c)
@@ -202,8 +203,8 @@ static inline int taggedWith(const uint8_t *f, uint32_t len, uint16_t vid) {
  */
 static napi_value pollHandles(napi_env env, napi_callback_info info, short events, int (*fdOf)(napi_env, napi_value),
                               void (*after)(int fd, short revents)) {
-  size_t argc = 3;
-  napi_value argv[3];
+  size_t argc = 4;
+  napi_value argv[4];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   uint32_t n;
   bool isArr;
@@ -220,10 +221,29 @@ static napi_value pollHandles(napi_env env, napi_callback_info info, short event
     p[k++] = (struct pollfd){ .fd = fd, .events = events };
   }
   int32_t timeout, wakeFd = -1;
+  int32_t spinUs = 0;
   if (!getI32(env, argv[1], &timeout)) return throwErr(env, "poll: timeout must be an integer");
   if (argc >= 3) getI32(env, argv[2], &wakeFd);
+  if (argc >= 4 && (!getI32(env, argv[3], &spinUs) || spinUs < 0 || spinUs > 1000000))
+    return throwErr(env, "poll: spinUs must be a non-negative integer, at most 1000000 (1 s)");
   if (wakeFd >= 0) p[k++] = (struct pollfd){ .fd = wakeFd, .events = POLLIN };
-  int r = poll(p, k, timeout);
+  // spinUs: look (poll with no wait) for up to that long before sleeping, so
+  // a frame that comes soon finds the caller awake (worker.ts: after a batch;
+  // a sleeping reader costs the kernel a wake-up per frame). Spinning here,
+  // not in JS: a JS clock read per turn allocates, and the garbage stops the
+  // worker for a scavenge now and then.
+  int r = 0;
+  if (spinUs > 0) {
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+      r = poll(p, k, 0);
+      if (r != 0) break;
+      clock_gettime(CLOCK_MONOTONIC, &t1);
+      if ((t1.tv_sec - t0.tv_sec) * 1000000000L + (t1.tv_nsec - t0.tv_nsec) >= (long)spinUs * 1000) break;
+    }
+  }
+  if (r == 0 && (spinUs == 0 || timeout != 0)) r = poll(p, k, timeout);
   if (r < 0 && errno != EINTR) return throwErr(env, strerror(errno));
   if (after) for (uint32_t i = 0; r > 0 && i < n; i++) after(p[i].fd, p[i].revents);
   if (wakeFd >= 0 && (p[k - 1].revents & POLLIN)) {

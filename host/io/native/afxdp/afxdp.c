@@ -389,8 +389,18 @@ static void reclaim(struct xsk *s) {
  * checksum field equals the folded pseudo-header sum. IPv4 (not a fragment)
  * or IPv6 without extension headers, after at most one 802.1Q/802.1ad tag.
  * Fills the virtio-net csum_start / csum_offset.
+ * A VXLAN (RFC 7348) or Geneve (RFC 8926) frame from a kernel VTEP whose
+ * inner TCP/UDP checksum was left to offload carries it partial INSIDE, with
+ * an outer UDP checksum that is zero or already counts the inner one as
+ * completed (local checksum offload): the inner L4 is the one to complete,
+ * as the virtio-net header of AF_PACKET says for the same frame (its
+ * csum_start is the inner L4's). Without this the data plane dropped the
+ * remote VTEP's TCP as bad-udp-checksum (issue 11, session 8: TCP through
+ * --io afxdp in the pair lab never completed).
  */
-static int partialL4(const uint8_t *f, uint32_t len, uint16_t *start, uint16_t *offset) {
+static int partialL4At(const uint8_t *f, uint32_t len, uint16_t *start, uint16_t *offset, int depth);
+static int partialL4(const uint8_t *f, uint32_t len, uint16_t *start, uint16_t *offset) { return partialL4At(f, len, start, offset, 0); }
+static int partialL4At(const uint8_t *f, uint32_t len, uint16_t *start, uint16_t *offset, int depth) {
   if (len < 14) return 0;
   uint32_t o = 12, et = (uint32_t)(f[12] << 8 | f[13]);
   if ((et == 0x8100 || et == 0x88a8) && len >= 18) { o = 16; et = (uint32_t)(f[16] << 8 | f[17]); }
@@ -421,6 +431,19 @@ static int partialL4(const uint8_t *f, uint32_t len, uint16_t *start, uint16_t *
   if (proto == 17 && l4len >= 8) field = 6;
   else if (proto == 6 && l4len >= 20) field = 16;
   else return 0;
+  if (proto == 17 && depth == 0) {
+    // a tunnel: the inner Ethernet frame after the VXLAN header (8 bytes) or
+    // the Geneve header with its options (8 + 4 x opt len, protocol 0x6558)
+    uint32_t dport = (uint32_t)(f[l4 + 2] << 8 | f[l4 + 3]), in = 0;
+    if (dport == 4789 && l4len >= 16) in = l4 + 16;
+    else if (dport == 6081 && l4len >= 16 && (f[l4 + 10] << 8 | f[l4 + 11]) == 0x6558) in = l4 + 16 + (uint32_t)(f[l4 + 8] & 0x3f) * 4;
+    uint16_t is, io;
+    if (in && in < l4 + l4len && partialL4At(f + in, l4 + l4len - in, &is, &io, 1)) {
+      *start = (uint16_t)(in + is);
+      *offset = io;
+      return 1;
+    }
+  }
   sum += proto + l4len;
   while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
   if ((uint32_t)(f[l4 + field] << 8 | f[l4 + field + 1]) != sum) return 0;
