@@ -173,7 +173,7 @@ function finish({ passed, total, skips, timing, runMs }) {
   const tail = [
     `registered ${total}`,
     checkCount && expected !== undefined ? `expected ≥ ${expected}` : checkCount ? undefined : "partial run: expected count not checked",
-    skipped.length ? `SKIPPED: ${skipped.join(",")}${skipsAllowed ? ` (NVEDGE_TEST_SKIP=${skipsAllowed})` : " (not root, no CI)"}` : "skipped: none",
+    skipped.length ? `SKIPPED: ${skipped.join(",")}${skipsAllowed ? ` (NVEDGE_TEST_SKIP=${skipsAllowed})` : skips.every((s) => s.kernel) ? " (refused by this kernel)" : " (not root, no CI, or refused by this kernel)"}` : "skipped: none",
   ].filter(Boolean).join("; ");
   console.log(`nvedge-test: ${passed} passed, ${failed} failed (${tail})`);
   process.exitCode = failed > 0 || process.exitCode ? 1 : 0;

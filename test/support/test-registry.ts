@@ -19,7 +19,7 @@ export interface Registry {
   file: string;
   suites: SuiteRecord[];
   /** Tools a file needed and was allowed to go without (NVEDGE_TEST_SKIP), per file. */
-  skips: { file: string; tool: string; tests: string }[];
+  skips: { file: string; tool: string; tests: string; kernel?: boolean }[];
   /** Tools a file needed, did not find, and was not allowed to skip. */
   missing: { file: string; tool: string; why: string }[];
   suite(name: string): SuiteRecord;

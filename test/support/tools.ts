@@ -58,3 +58,20 @@ export function requireRootAnd(cmds: string[], tests: string): boolean {
   const miss = cmds.find((c) => !onPath(c));
   return miss === undefined || requireTool(TOOL_OF[miss] ?? miss, false, `${tests} (needs ${miss})`);
 }
+
+/**
+ * For a kernel feature this machine refuses outright (not a missing package a
+ * pre-step could install): false and a skip on record, printed with the
+ * kernel's own answer, when `refusal` is a string; true when it is undefined.
+ * Strict or not, for nothing can be installed to have it; the summary line
+ * names it (SKIPPED: <feature>), so a green run says what it did not test.
+ */
+export function kernelAllows(feature: string, refusal: string | undefined, tests: string): boolean {
+  if (refusal === undefined) return true;
+  const reg = registry();
+  const file = reg.file || "(unknown file)";
+  if (reg.skips.some((r) => r.file === file && r.tool === feature)) return false;
+  reg.skips.push({ file, tool: feature, tests, kernel: true });
+  process.stdout.write(`  SKIPPED ${file}: ${tests} (this kernel refuses ${feature}: ${refusal})\n`);
+  return false;
+}
