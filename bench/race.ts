@@ -504,6 +504,30 @@ export function buildXdpGen(dir: string): Generator | string {
 }
 
 /**
+ * The kernel's answer when it refuses BPF_PROG_RUN in live-frames mode itself:
+ * EPERM on the run with the program loaded, seen on a sandboxed 6.18 whose
+ * root holds every capability but CAP_SYS_RESOURCE. Undefined when a 50 ms
+ * send from `dir`'s xdp-gen (buildXdpGen) into a scratch veth works, or fails
+ * any other way (then whoever runs it says how). The race then falls back to
+ * trafgen, and the generator's tests record a skip (test/bench-xdp-gen).
+ */
+export function xdpGenRefused(dir: string): string | undefined {
+  const ns = `nvl-xgp-${randomBytes(3).toString("hex")}`;
+  try {
+    sh(["ip", "netns", "add", ns]);
+    sh(["ip", "link", "add", "nvl-xgpa", "type", "veth", "peer", "name", "nvl-xgpb"], { ns });
+    for (const d of ["nvl-xgpa", "nvl-xgpb"]) sh(["ip", "link", "set", d, "up"], { ns });
+    sh(["ethtool", "-K", "nvl-xgpb", "gro", "on"], { ns }); // NAPI at the peer (see napiOn)
+    const frame = "ff".repeat(6) + "02".repeat(6) + "0800" + "00".repeat(50);
+    const r = sh([`${dir}/xdp-gen`, "nvl-xgpa", `${dir}/xdp-gen.bpf.o`, frame, "14", "0.05", "64", "0"], { ns, allowFail: true, timeoutMs: 10_000 });
+    const err = r.stderr.trim().split("\n").slice(-1)[0] ?? "";
+    return r.code !== 0 && /BPF_PROG_RUN \(live frames\).*Operation not permitted/.test(err) ? err : undefined;
+  } finally {
+    sh(["ip", "netns", "del", ns], { allowFail: true });
+  }
+}
+
+/**
  * GRO on at the DUT's ends of both links (a veth takes XDP-sent frames only
  * while it runs NAPI). That NAPI polls in softirq on the generator's core,
  * right after each batch the generator flushes to it (as a NIC's interrupt
@@ -703,7 +727,9 @@ export async function runRace(o: RaceOptions = {}): Promise<RaceResult[]> {
   let generator = `trafgen -P 1 (CPU 0)${shim ? ", SO_SNDBUFFORCE 64 MiB (LD_PRELOAD shim)" : `, no send-buffer shim (${noShim})`}`;
   if (process.env.RACE_GEN !== "trafgen") {
     const x = buildXdpGen(shimDir);
+    const refused = typeof x === "string" ? undefined : xdpGenRefused(shimDir);
     if (typeof x === "string") console.error(`race: the XDP generator is not built (${x}); trafgen offers the load`);
+    else if (refused) console.error(`race: this kernel refuses the XDP generator (${refused}); trafgen offers the load`);
     else { gen = x; generator = "xdp-gen (BPF_PROG_RUN live frames, CPU 0, paced; threaded NAPI at the DUT's ends)"; }
   }
   if (gen === trafgenGenerator && noShim && process.env.RACE_SNDBUF !== "0") console.error(`race: the send-buffer shim is not built (${noShim}); trafgen runs without it`);

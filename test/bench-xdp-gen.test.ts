@@ -15,8 +15,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { kernelAllows, requireRootAnd, requireTool } from "./support/tools.js";
 import { tmpNetns, capture } from "./support/io-net.js";
-import { buildXdpGen, encapFrame, decapFrame, type RaceTopo } from "../bench/race.js";
-import { spawnSync } from "node:child_process";
+import { buildXdpGen, encapFrame, decapFrame, xdpGenRefused, type RaceTopo } from "../bench/race.js";
 
 const t: RaceTopo = {
   gen: "g", dut: "d", sink: "s", trunk: "nvl-trunk", underlay: "nvl-ul", vid: 10, vni: 5000,
@@ -24,27 +23,13 @@ const t: RaceTopo = {
   vmMac: "02:00:5e:00:00:01", vmIp: "10.0.0.1", remoteVmMac: "02:00:5e:00:00:02", remoteVmIp: "10.0.0.2", genMac: "02:00:00:00:aa:01", workDir: "/nonexistent",
 };
 
-/**
- * The kernel's answer when it refuses BPF_PROG_RUN in live-frames mode itself
- * (EPERM on the run, with the program loaded: some sandboxed kernels do, even
- * to root); undefined when a 50 ms send works or fails any other way (then
- * the tests run and say how).
- */
+/** bench/race.ts xdpGenRefused, with the generator built in a scratch folder. */
 function liveFramesRefused(): string | undefined {
   const dir = mkdtempSync(join(tmpdir(), "nvl-xg-"));
-  const ns = tmpNetns("xg");
   try {
     const gen = buildXdpGen(dir);
-    if (typeof gen === "string") return undefined;
-    const [a, b] = ns.veth("x");
-    ns.run("ethtool", ["-K", b, "gro", "on"]);
-    const f = encapFrame(t);
-    const r = spawnSync("ip", ["netns", "exec", ns.name, `${dir}/xdp-gen`, a, `${dir}/xdp-gen.bpf.o`, Buffer.from(f.bytes).toString("hex"), String(f.flowOff), "0.05", "64", "0"],
-      { encoding: "utf8", timeout: 10_000 });
-    const err = (r.stderr ?? "").trim().split("\n").slice(-1)[0] ?? "";
-    return r.status !== 0 && /BPF_PROG_RUN \(live frames\).*Operation not permitted/.test(err) ? err : undefined;
+    return typeof gen === "string" ? undefined : xdpGenRefused(dir);
   } finally {
-    ns.remove();
     rmSync(dir, { recursive: true, force: true });
   }
 }
