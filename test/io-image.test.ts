@@ -171,10 +171,14 @@ if (requireRootAnd([], "the packet I/O workers started from a table image (netwo
 
   test("stagger: a worker that joins with other tables than worker 0's kept image fails the pool; stopped before the others are up, every worker ends", async () => {
     await withLab(async (l) => {
+      // made before the pool starts: worker 1 is spawned the moment the pool
+      // resolves, and must find the file rewritten when it reads it (making
+      // this image after that took long enough for it to read the old one)
+      const other = await otherImage(l);
       const pool = await held(l, 2, true);
       try {
         // the same file rewritten in place (not renamed): worker 1 reads other bytes through the shared descriptor
-        writeFileSync(l.image, await otherImage(l));
+        writeFileSync(l.image, other);
         pool.go(true);
         const joined = await pool.joined.then(() => "joined", (e: Error) => e.message);
         assert.match(joined, /packet I\/O worker 1 did not restore the table image worker 0 forwards from/);
