@@ -180,7 +180,7 @@ static struct sock *getSock(napi_env env, napi_value v) {
 
 // Runs the whole socket setup; on failure fills msg and returns -1.
 static int setup(struct sock *s, const char *ifname, uint32_t blockSize, uint32_t blockCount,
-                 uint32_t tov, int32_t fanout, int qdiscBypass, int vnetHdr, char *msg, size_t msgLen) {
+                 int32_t fanout, int qdiscBypass, int vnetHdr, char *msg, size_t msgLen) {
   unsigned ifindex = if_nametoindex(ifname);
   if (ifindex == 0) {
     if (errno == ENODEV || errno == ENXIO) snprintf(msg, msgLen, "interface %s does not exist", ifname);
@@ -221,7 +221,6 @@ static int setup(struct sock *s, const char *ifname, uint32_t blockSize, uint32_
     snprintf(msg, msgLen, "interface %s: PACKET_VERSION TPACKET_V2: %s", ifname, strerror(errno));
     return -1;
   }
-  (void)tov; // a V3 ring's block timer: no V2 ring has one
   // A frame longer than a ring frame is also queued whole on the socket
   // (TP_STATUS_COPY) while the queue holds less than its receive buffer:
   // room for a TCP window of 64 KiB super-frames (the kernel doubles it).
@@ -291,11 +290,11 @@ static int setup(struct sock *s, const char *ifname, uint32_t blockSize, uint32_
 }
 
 struct setupCtx {
-  struct sock *s; const char *ifname; uint32_t blockSize, blockCount, tov; int32_t fanout; int bypass, vnetHdr; char *msg; size_t msgLen;
+  struct sock *s; const char *ifname; uint32_t blockSize, blockCount; int32_t fanout; int bypass, vnetHdr; char *msg; size_t msgLen;
 };
 static int setupThunk(void *p) {
   struct setupCtx *c = p;
-  return setup(c->s, c->ifname, c->blockSize, c->blockCount, c->tov, c->fanout, c->bypass, c->vnetHdr, c->msg, c->msgLen);
+  return setup(c->s, c->ifname, c->blockSize, c->blockCount, c->fanout, c->bypass, c->vnetHdr, c->msg, c->msgLen);
 }
 
 static void freeSock(struct sock *s) {
@@ -314,7 +313,7 @@ static napi_value Open(napi_env env, napi_callback_info info) {
   if (argc < 1 || napi_get_value_string_utf8(env, argv[0], ifname, sizeof ifname, &len) != napi_ok)
     return throwErr(env, "open: interface name must be a string");
   if (len == 0 || len >= IFNAMSIZ) return throwErr(env, "open: interface name must be 1 to 15 characters");
-  uint32_t blockSize = 1 << 18, blockCount = UINT32_MAX, tov = 1, bypass = 0, vnetHdr = 0, vlan = 0, whole = 1;
+  uint32_t blockSize = 1 << 18, blockCount = UINT32_MAX, tov = 1 /* checked, then unused: a V2 ring has no block timer */, bypass = 0, vnetHdr = 0, vlan = 0, whole = 1;
   int32_t fanout = -1;
   char netns[256] = "";
   if (argc >= 2) {
@@ -359,7 +358,7 @@ static napi_value Open(napi_env env, napi_callback_info info) {
   vlanTagBytes(s->vlanTag, (uint16_t)vlan);
   char msg[320];
   int rc;
-  struct setupCtx c = { s, ifname, blockSize, blockCount, tov, fanout, (int)bypass, (int)vnetHdr, msg, sizeof msg };
+  struct setupCtx c = { s, ifname, blockSize, blockCount, fanout, (int)bypass, (int)vnetHdr, msg, sizeof msg };
   if (netns[0]) {
     rc = inNetns(netns, ifname, setupThunk, &c, msg, sizeof msg);
   } else {

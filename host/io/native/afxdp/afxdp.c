@@ -389,6 +389,7 @@ static void reclaim(struct xsk *s) {
  * checksum field equals the folded pseudo-header sum. IPv4 (not a fragment)
  * or IPv6 without extension headers, after at most one 802.1Q/802.1ad tag.
  * Fills the virtio-net csum_start / csum_offset.
+ * depth 0: the frame as received; 1: a tunnel's inner frame (looked into once).
  * A VXLAN (RFC 7348) or Geneve (RFC 8926) frame from a kernel VTEP whose
  * inner TCP/UDP checksum was left to offload carries it partial INSIDE, with
  * an outer UDP checksum that is zero or already counts the inner one as
@@ -398,9 +399,7 @@ static void reclaim(struct xsk *s) {
  * remote VTEP's TCP as bad-udp-checksum (issue 11, session 8: TCP through
  * --io afxdp in the pair lab never completed).
  */
-static int partialL4At(const uint8_t *f, uint32_t len, uint16_t *start, uint16_t *offset, int depth);
-static int partialL4(const uint8_t *f, uint32_t len, uint16_t *start, uint16_t *offset) { return partialL4At(f, len, start, offset, 0); }
-static int partialL4At(const uint8_t *f, uint32_t len, uint16_t *start, uint16_t *offset, int depth) {
+static int partialL4(const uint8_t *f, uint32_t len, uint16_t *start, uint16_t *offset, int depth) {
   if (len < 14) return 0;
   uint32_t o = 12, et = (uint32_t)(f[12] << 8 | f[13]);
   if ((et == 0x8100 || et == 0x88a8) && len >= 18) { o = 16; et = (uint32_t)(f[16] << 8 | f[17]); }
@@ -438,7 +437,7 @@ static int partialL4At(const uint8_t *f, uint32_t len, uint16_t *start, uint16_t
     if (dport == 4789 && l4len >= 16) in = l4 + 16;
     else if (dport == 6081 && l4len >= 16 && (f[l4 + 10] << 8 | f[l4 + 11]) == 0x6558) in = l4 + 16 + (uint32_t)(f[l4 + 8] & 0x3f) * 4;
     uint16_t is, io;
-    if (in && in < l4 + l4len && partialL4At(f + in, l4 + l4len - in, &is, &io, 1)) {
+    if (in && in < l4 + l4len && partialL4(f + in, l4 + l4len - in, &is, &io, 1)) {
       *start = (uint16_t)(in + is);
       *offset = io;
       return 1;
@@ -505,7 +504,7 @@ static napi_value Recv(napi_env env, napi_callback_info info) {
         memcpy(dst, f, len);
       }
       uint16_t flags = 0, cs, co;
-      if (fVnet && a.headroom >= 10 && partialL4(dst, len, &cs, &co)) {
+      if (fVnet && a.headroom >= 10 && partialL4(dst, len, &cs, &co, 0)) {
         // struct virtio_net_hdr, little-endian, in the 10 bytes before the frame: NEEDS_CSUM, no GSO
         uint8_t *vh = dst - 10;
         memset(vh, 0, 10);
