@@ -456,7 +456,7 @@ async function trafgenOnce(ns: string, dev: string, file: string, ms: number, co
   return { code, err };
 }
 
-/** What offers the load: trafgen, or the XDP generator (bench/native/xdp-gen.c). */
+/** What offers the load: trafgen, the XDP generator (bench/native/xdp-gen.c) or the loop generator (bench/native/xdp-loop.c). */
 export interface Generator {
   name: string;
   /** Whether run() keeps to a `rate` (frames/s); trafgen does not here. */
@@ -499,6 +499,51 @@ export function buildXdpGen(dir: string): Generator | string {
       const code = await Promise.race([new Promise<number | null>((r) => child.on("close", (c) => r(c))), sleep(ms + 5000).then(() => { child.kill("SIGKILL"); return -1; })]);
       if (code !== 0) throw new Error(`xdp-gen on ${ns}/${dev} failed (${code}): ${err.trim().split("\n").slice(-1)[0]}`);
       return JSON.parse(out) as { sent: number; seconds: number };
+    },
+  };
+}
+
+/**
+ * Builds the loop generator (bench/native/xdp-loop.c and its programs
+ * bench/bpf/xdp-loop.bpf.c) into `dir`; a Generator, or why not. For kernels
+ * that refuse xdp-gen's BPF_PROG_RUN in live-frames mode (xdpGenRefused): a
+ * few frames circulate between the ends of a veth pair made for each run in
+ * the sender's namespace (removed after it), and each lap hands a copy to
+ * the interface under test. Like xdp-gen, no socket or skb per frame on the
+ * sender's side, and the peer takes the frames only while it runs NAPI
+ * (`napiOn`); unlike it, the loop's own NAPI shares the sender's CPU, so its
+ * ceiling is lower (bench/README.md, the race section).
+ */
+export function buildXdpLoop(dir: string): Generator | string {
+  for (const [c, pkg] of [["cc", "gcc"], ["clang", "clang"], ["ethtool", "ethtool"]]) if (!have(c)) return `${c} not found (Debian package ${pkg})`;
+  if (!existsSync("/usr/include/bpf/libbpf.h")) return "bpf/libbpf.h not found (Debian package libbpf-dev)";
+  const obj = `${dir}/xdp-loop.bpf.o`, bin = `${dir}/xdp-loop`;
+  const a = sh(["clang", "-O2", "-g", "-target", "bpf", ...bpfIncludes(), "-c", `${root}bench/bpf/xdp-loop.bpf.c`, "-o", obj], { allowFail: true, timeoutMs: 60_000 });
+  if (a.code !== 0) return `clang failed: ${a.stderr.trim().split("\n").slice(-1)[0]}`;
+  const b = sh(["cc", "-O2", "-o", bin, `${root}bench/native/xdp-loop.c`, "-lbpf"], { allowFail: true, timeoutMs: 60_000 });
+  if (b.code !== 0) return `cc failed: ${b.stderr.trim().split("\n").slice(-1)[0]}`;
+  return {
+    name: "xdp-loop",
+    paced: true,
+    async run(ns, dev, f, _dir, ms, rate) {
+      const [la, lb] = ["nvl-xloopa", "nvl-xloopb"];
+      sh(["ip", "link", "del", la], { ns, allowFail: true }); // a run killed before its clean-up
+      sh(["ip", "link", "add", la, "type", "veth", "peer", "name", lb], { ns });
+      try {
+        for (const d of [la, lb]) sh(["ip", "link", "set", d, "up"], { ns });
+        const hexFrame = Buffer.from(f.bytes).toString("hex");
+        const child = spawn("ip", ["netns", "exec", ns, bin, la, lb, dev, obj, hexFrame, String(f.flowOff), String(ms / 1000), "128", "0", ...(rate ? [String(Math.round(rate))] : [])],
+          { stdio: ["ignore", "pipe", "pipe"] });
+        let err = "", out = "";
+        child.stderr!.setEncoding("utf8").on("data", (d) => { if (err.length < 4096) err += d; });
+        child.stdout!.setEncoding("utf8").on("data", (d) => { if (out.length < 4096) out += d; });
+        const code = await Promise.race([new Promise<number | null>((r) => child.on("close", (c) => r(c))), sleep(ms + 5000).then(() => { child.kill("SIGKILL"); return -1; })]);
+        if (code !== 0) throw new Error(`xdp-loop on ${ns}/${dev} failed (${code}): ${err.trim().split("\n").slice(-1)[0]}`);
+        const r = JSON.parse(out) as { sent: number; laps: number; seconds: number };
+        return { sent: r.sent, seconds: r.seconds };
+      } finally {
+        sh(["ip", "link", "del", la], { ns, allowFail: true });
+      }
     },
   };
 }
@@ -725,12 +770,21 @@ export async function runRace(o: RaceOptions = {}): Promise<RaceResult[]> {
   // the generator: xdp-gen, paced (the default), or trafgen (RACE_GEN=trafgen, or when xdp-gen cannot be built)
   let gen: Generator = trafgenGenerator;
   let generator = `trafgen -P 1 (CPU 0)${shim ? ", SO_SNDBUFFORCE 64 MiB (LD_PRELOAD shim)" : `, no send-buffer shim (${noShim})`}`;
+  // RACE_GEN=xdp-loop: the loop generator even where xdp-gen runs (to compare the two)
   if (process.env.RACE_GEN !== "trafgen") {
-    const x = buildXdpGen(shimDir);
+    const x = process.env.RACE_GEN === "xdp-loop" ? "RACE_GEN=xdp-loop" : buildXdpGen(shimDir);
     const refused = typeof x === "string" ? undefined : xdpGenRefused(shimDir);
-    if (typeof x === "string") console.error(`race: the XDP generator is not built (${x}); trafgen offers the load`);
-    else if (refused) console.error(`race: this kernel refuses the XDP generator (${refused}); trafgen offers the load`);
-    else { gen = x; generator = "xdp-gen (BPF_PROG_RUN live frames, CPU 0, paced; threaded NAPI at the DUT's ends)"; }
+    if (typeof x !== "string" && !refused) { gen = x; generator = "xdp-gen (BPF_PROG_RUN live frames, CPU 0, paced; threaded NAPI at the DUT's ends)"; }
+    else {
+      const why = typeof x === "string" ? `not used: ${x}` : `refused by this kernel: ${refused}`;
+      const l = buildXdpLoop(shimDir);
+      if (typeof l === "string") console.error(`race: the XDP generator is ${why}, and the loop generator is not built (${l}); trafgen offers the load`);
+      else {
+        console.error(`race: the XDP generator is ${why}; the loop generator offers the load`);
+        gen = l;
+        generator = "xdp-loop (frames circulating on a veth pair, a copy per lap; CPU 0, paced; NAPI at the DUT's ends)";
+      }
+    }
   }
   if (gen === trafgenGenerator && noShim && process.env.RACE_SNDBUF !== "0") console.error(`race: the send-buffer shim is not built (${noShim}); trafgen runs without it`);
   // The kernel's receive queue as deep as nvedge's: RPS hands each frame to

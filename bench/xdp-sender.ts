@@ -7,8 +7,11 @@
 //     sending a batch of 256 prebuilt frames per call from the main thread;
 //   - the XDP generator (bench/native/xdp-gen.c: BPF_PROG_RUN in live-frames
 //     mode, frames recycled in the kernel, no socket and no skb on the send
-//     side), what `RACE_GEN=xdp` feeds the race with.
-// Both in one run, one after the other, on the same pair. Prints one JSON line
+//     side), what feeds the race where the kernel allows it;
+//   - the loop generator (bench/native/xdp-loop.c: frames circulating on a
+//     veth pair, a copy to the sender's veth per lap), the race's generator
+//     where the kernel refuses xdp-gen's live frames.
+// All in one run, one after the other, on the same pair. Prints one JSON line
 // per sender; `node dist/bench/xdp-sender.js` runs it alone. Needs root, and
 // the AF_XDP addon for the second figure. Bounded: DURATION_MS per sender.
 import { spawn } from "node:child_process";
@@ -17,7 +20,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { isRoot, tmpNetns, type Netns } from "../test/support/io-net.js";
-import { buildXdpGen } from "./race.js";
+import { buildXdpGen, buildXdpLoop, xdpGenRefused } from "./race.js";
 
 let DURATION_MS = 3000;
 const FRAME = 60;
@@ -90,13 +93,26 @@ export async function runXdpSenderBench(o: { quick?: boolean } = {}): Promise<ob
     // The XDP generator (bench/native/xdp-gen.c, BPF_PROG_RUN live frames): the
     // receiving end needs NAPI (GRO on) to take XDP-sent frames.
     const xg = buildXdpGen(dir);
-    if (typeof xg === "string") {
-      emit({ case: "xdp-sender", sender: "xdp-gen", skipped: xg });
+    const refused = typeof xg === "string" ? undefined : xdpGenRefused(dir);
+    if (typeof xg === "string" || refused) {
+      emit({ case: "xdp-sender", sender: "xdp-gen", skipped: typeof xg === "string" ? xg : `refused by this kernel: ${refused}` });
     } else {
       ns.run("ethtool", ["-K", sink, "gro", "on"]);
       const f = [...frame(0)];
       const r = await measure(ns, sink, async (until) => { await xg.run(ns.name, gen, { conf: "", bytes: f, flowOff: 39 }, dir, Math.max(100, until - Date.now())); });
       emit({ case: "xdp-sender", sender: "xdp-gen", frameBytes: FRAME, ...r, vsTrafgen: +(r.fps / Math.max(1, tg.fps)).toFixed(2) });
+    }
+    // The loop generator (bench/native/xdp-loop.c): frames circulating on a
+    // veth pair of its own, a copy to `gen` per lap; the race's choice where
+    // the kernel refuses xdp-gen's live frames.
+    const xl = buildXdpLoop(dir);
+    if (typeof xl === "string") {
+      emit({ case: "xdp-sender", sender: "xdp-loop", skipped: xl });
+    } else {
+      ns.run("ethtool", ["-K", sink, "gro", "on"]);
+      const f = [...frame(0)];
+      const r = await measure(ns, sink, async (until) => { await xl.run(ns.name, gen, { conf: "", bytes: f, flowOff: 39 }, dir, Math.max(100, until - Date.now())); });
+      emit({ case: "xdp-sender", sender: "xdp-loop", frameBytes: FRAME, ...r, vsTrafgen: +(r.fps / Math.max(1, tg.fps)).toFixed(2) });
     }
   } finally {
     ns.remove();
