@@ -16,6 +16,7 @@
 // start a forged log line or drive the terminal.
 import { pino, type Logger as Pino, type DestinationStream } from "pino";
 import { VERSION } from "../version.js";
+import { LogSink } from "./sink.js";
 
 // the levels in their own module, so the command line parses --log-level without loading pino (issue 15: start-up time)
 import { LEVELS, isLevel, type Level, type LogFormat } from "./levels.js";
@@ -41,7 +42,7 @@ export interface LoggerOptions {
   /** Who logs: "nve", "agent", "ima"; with `id` (the NVE, hv or IMA identity) in every record. */
   service: string;
   id?: string;
-  /** Where records go (default stderr, buffered; flushed at exit). */
+  /** Where records go (default stderr through LogSink: never blocking, what it drops counted; flushed at exit). */
   dest?: { write(s: string): unknown };
   /** Rate limit of repeated events: at most `burst` lines of one kind per `windowMs` (default 5 per 10 s). */
   burst?: number;
@@ -50,7 +51,7 @@ export interface LoggerOptions {
   now?: () => number;
 }
 
-const COMPONENTS = new Set(["broker", "mqtt", "ima", "admin", "acl", "authorization", "io", "timers", "shutdown", "metrics", "reload", "agent", "relay", "systemd"]);
+const COMPONENTS = new Set(["log", "broker", "mqtt", "ima", "admin", "acl", "authorization", "io", "timers", "shutdown", "metrics", "reload", "agent", "relay", "systemd"]);
 
 /** The level a free-text line is logged at. */
 export function levelOf(line: string): Level {
@@ -95,7 +96,8 @@ export class Logger {
     // futex wake-up, two context switches and an eventfd round trip besides
     // the write, ~10 µs of the NVE's CPU per attach at 6,000/s (issue 15,
     // bench/README.md).
-    const sink = o.dest ?? pino.destination({ dest: 2, sync: true });
+    // stderr through LogSink (host/log/sink.ts): never blocks this thread on a stalled reader; what it had to drop is logged
+    const sink = o.dest ?? new LogSink({ onDropped: (n, ms) => this.line(`log: ${n} lines dropped: stderr's reader took nothing for ${Math.round(ms)} ms`, undefined, "warn") });
     this.textId = o.id ? `${o.id} ` : "";
     this.sink = sink;
     if (format === "text") this.text = o.dest ? (l) => sink.write(l) : (l) => this.out(l);
@@ -109,8 +111,11 @@ export class Logger {
     }, stream);
     const flush = (sink as { flushSync?(): void }).flushSync;
     if (flush) process.once("exit", () => {
-      this.release();
-      try { flush.call(sink); } catch { /* stderr gone */ }
+      // twice: a flush that meets a reader again logs what it had dropped (one more line)
+      for (let i = 0; i < 2; i++) {
+        this.release();
+        try { flush.call(sink); } catch { /* stderr gone */ }
+      }
     });
   }
 
