@@ -18,8 +18,11 @@
 // (default 3; --quick 1), TCP_WORKERS (nvedge workers, default "1"),
 // TCP_FAMILIES (default "4"; "4,6" adds the IPv6 underlay), TCP_IO (nvedge's
 // packet I/O, default "afpacket"; "afpacket,afxdp" adds `--io afxdp`, rows
-// tcp-nvedge-afxdp-wN-…, its ratio against the same kernel rounds). Needs root,
-// iperf3, clang, libbpf-dev (the tag's tc-BPF on the trunk).
+// tcp-nvedge-afxdp-wN-…, its ratio against the same kernel rounds), TCP_ALT (a
+// path to another built checkout, e.g. a worktree of main: its nvedge runs as
+// one more DUT in every round, right after this one's, rows
+// tcp-nvedge-alt-wN-…, so an A/B meets the same load; issue 11, session 9).
+// Needs root, iperf3, clang, libbpf-dev (the tag's tc-BPF on the trunk).
 import { loadavg } from "node:os";
 import { readFileSync, readdirSync } from "node:fs";
 import { cpuSecondsOf } from "./proc-cpu.js";
@@ -93,7 +96,7 @@ async function nvedgeCounters(t: PairTopo): Promise<{ io: Record<string, IoCount
   return { io: j.io, drops: Object.fromEntries(Object.entries(j.counters.drops).filter(([, v]) => v > 0)) };
 }
 
-export async function runTcp(o: { seconds?: number; rounds?: number; workers?: number[]; families?: (4 | 6)[]; io?: ("afpacket" | "afxdp")[]; print?: (r: TcpRow) => void } = {}): Promise<TcpRow[]> {
+export async function runTcp(o: { seconds?: number; rounds?: number; workers?: number[]; families?: (4 | 6)[]; io?: ("afpacket" | "afxdp")[]; alt?: string; print?: (r: TcpRow) => void } = {}): Promise<TcpRow[]> {
   const seconds = o.seconds ?? Number(process.env.TCP_SECONDS ?? 5);
   const rounds = o.rounds ?? Number(process.env.TCP_ROUNDS ?? 3);
   const workers = o.workers ?? (process.env.TCP_WORKERS ?? "1").split(",").map(Number);
@@ -102,6 +105,8 @@ export async function runTcp(o: { seconds?: number; rounds?: number; workers?: n
   for (const x of ios) if (x !== "afpacket" && x !== "afxdp") throw new Error(`TCP_IO: ${x}: expected afpacket or afxdp`);
   // afpacket keeps its old row names (nvedge-wN); afxdp's say so
   const nvName = (io: string, w: number) => (io === "afxdp" ? `nvedge-afxdp-w${w}` : `nvedge-w${w}`);
+  const alt = o.alt ?? process.env.TCP_ALT;
+  const altName = (io: string, w: number) => nvName(io, w).replace(/^nvedge-/, "nvedge-alt-");
   const rows: TcpRow[] = [];
   const emit = (r: TcpRow) => { rows.push(r); o.print?.(r); };
   const why = pairUnavailable();
@@ -113,7 +118,10 @@ export async function runTcp(o: { seconds?: number; rounds?: number; workers?: n
     try {
       const duts: { name: string; start: () => Promise<Dut>; nvedge: boolean }[] = [
         { name: "kernel", start: () => startKernelNve(t), nvedge: false },
-        ...ios.flatMap((io) => workers.map((w) => ({ name: nvName(io, w), start: () => startNvedge(t, { workers: w, io }), nvedge: true }))),
+        ...ios.flatMap((io) => workers.flatMap((w) => [
+          { name: nvName(io, w), start: () => startNvedge(t, { workers: w, io }), nvedge: true },
+          ...(alt ? [{ name: altName(io, w), start: () => startNvedge(t, { workers: w, io, checkout: alt }), nvedge: true }] : []),
+        ])),
       ];
       const got = new Map<string, { mbps: number[]; retr: number[]; load: number[][]; cpu: CpuShare[]; gso?: TcpRow["gso"]; oversize?: number; csum?: number; kdrops?: number; drops?: Record<string, number> }>();
       const failed = new Map<string, string>(); // a DUT that failed a test is left out of the rounds after (its row says why)
@@ -162,12 +170,12 @@ export async function runTcp(o: { seconds?: number; rounds?: number; workers?: n
         const kernel = got.get(`kernel ${dir}`)!;
         const kmbps = round1(median(kernel.mbps));
         emit({ case: `tcp-kernel-${fam}-${dir}`, mbps: kmbps, rounds: kernel.mbps, retransmits: median(kernel.retr), loadavg: kernel.load.at(-1), cpu: medianCpu(kernel.cpu) });
-        for (const [io, w] of ios.flatMap((io) => workers.map((w) => [io, w] as const))) {
-          const why = failed.get(nvName(io, w));
-          if (why) { emit({ case: `tcp-${nvName(io, w)}-${fam}-${dir}`, error: why }); continue; }
-          const g = got.get(`${nvName(io, w)} ${dir}`)!;
+        for (const name of ios.flatMap((io) => workers.flatMap((w) => [nvName(io, w), ...(alt ? [altName(io, w)] : [])]))) {
+          const why = failed.get(name);
+          if (why) { emit({ case: `tcp-${name}-${fam}-${dir}`, error: why }); continue; }
+          const g = got.get(`${name} ${dir}`)!;
           const mbps = round1(median(g.mbps));
-          emit({ case: `tcp-${nvName(io, w)}-${fam}-${dir}`, mbps, ratio: kmbps > 0 ? Math.round((mbps / kmbps) * 100) / 100 : undefined, rounds: g.mbps,
+          emit({ case: `tcp-${name}-${fam}-${dir}`, mbps, ratio: kmbps > 0 ? Math.round((mbps / kmbps) * 100) / 100 : undefined, rounds: g.mbps,
                  retransmits: median(g.retr), loadavg: g.load.at(-1), cpu: medianCpu(g.cpu), gso: g.gso, oversize: g.oversize, csumNotReady: g.csum, kernelDrops: g.kdrops, drops: g.drops });
         }
       }

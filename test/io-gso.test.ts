@@ -23,9 +23,9 @@ const SRC = "10.9.0.1", DST = "10.9.0.2";
 const payload = Uint8Array.from({ length: PAYLOAD }, (_, i) => (i * 7 + 3) & 0xff);
 
 /** The TCP super-frame as a local stack with TSO leaves it: full lengths, the pseudo-header sum in the TCP checksum (partial). */
-function superFrame(): Uint8Array {
+function superFrame(p: Uint8Array = payload): Uint8Array {
   return E.ethernet({ dst: "02:00:00:00:00:02", src: "02:00:00:00:00:01", type: E.ETH_IPV4,
-    payload: E.ipPacket({ src: SRC, dst: DST, protocol: E.IPPROTO_TCP, payload: E.tcpSegment(SRC, DST, 1000, 0x18, payload, true) }) });
+    payload: E.ipPacket({ src: SRC, dst: DST, protocol: E.IPPROTO_TCP, payload: E.tcpSegment(SRC, DST, 1000, 0x18, p, true) }) });
 }
 
 /** struct virtio_net_hdr: NEEDS_CSUM at the TCP checksum, GSO_TCPV4 with gso_size GSO. */
@@ -37,7 +37,8 @@ if (requireRootAnd(["python3"], "the AF_PACKET addon's whole super-frames (netwo
   const addon = loadAddon();
   addon.descFlags(IF_VNET, IF_GSO_SEG, IF_GSO_LAST, IF_SEG_SHIFT);
 
-  interface Rig { mem: WebAssembly.Memory; dv: DataView; u8: Uint8Array; rx: number; tx: number; peer: number; inject: (count?: number) => void }
+  interface Rig { mem: WebAssembly.Memory; dv: DataView; u8: Uint8Array; rx: number; tx: number; peer: number; inject: (count?: number) => void;
+                  /** One super-frame with this payload (PAYLOAD bytes). */ injectPayload: (p: Uint8Array) => void }
   /**
    * Two veth pairs in a fresh namespace: a1 -> b1 carries the injected
    * super-frame to `rx` (vnetHdr, whole on), `tx` sends on a2 and `peer`
@@ -54,7 +55,8 @@ if (requireRootAnd(["python3"], "the AF_PACKET addon's whole super-frames (netwo
       const mem = new WebAssembly.Memory({ initial: 64 });
       const frame = E.concat(vnet(), superFrame());
       await body({ mem, dv: new DataView(mem.buffer), u8: new Uint8Array(mem.buffer), rx: hs[0], tx: hs[1], peer: hs[2],
-                   inject: (count = 1) => injectFrames(ns, a1, Array.from({ length: count }, () => frame), { vnetHdr: true }) });
+                   inject: (count = 1) => injectFrames(ns, a1, Array.from({ length: count }, () => frame), { vnetHdr: true }),
+                   injectPayload: (p) => injectFrames(ns, a1, [E.concat(vnet(), superFrame(p))], { vnetHdr: true }) });
     } finally {
       for (const h of hs) addon.close(h);
       ns.remove();
@@ -170,6 +172,39 @@ if (requireRootAnd(["python3"], "the AF_PACKET addon's whole super-frames (netwo
     r.inject();
     assert.is(recvAll(r, r.rx, 4), 4, "the next super-frame: cut (no probe due)");
     assert.is(addon.stats(r.rx).gsoFrames, 3);
+  }));
+
+  // Issue 11, session 9: a super-frame is copied into a buffer by recvmsg()
+  // and out of it by send(); the buffer taken for the next one is the one the
+  // last send() read (afpacket.c takeBuf/giveBuf), so its lines are still in
+  // the core's cache. Before, a buffer per pending entry (gen % 16) cycled
+  // through 17 of them. Each super-frame here has a payload of its own, so a
+  // buffer handed back too early (sent from after it was reused) shows.
+  test("super-frames taken whole one after another reuse the buffer the last send read: two buffers, every payload byte-identical", () => withRig((r) => {
+    const ROUNDS = 24;
+    for (let i = 0; i < ROUNDS; i++) {
+      const p = Uint8Array.from({ length: PAYLOAD }, (_, k) => (k * 13 + i * 31 + 5) & 0xff);
+      r.injectPayload(p);
+      assert.is(recvAll(r, r.rx, 1), 1, `round ${i}: segment 0`);
+      assert.is(slot(r, 0).flags & IF_GSO_WHOLE, IF_GSO_WHOLE, `round ${i}: offered whole`);
+      promote(r, wholeRecord(r).token);
+      assert.is(addon.send([r.tx], r.mem.buffer, L.outDescBase, L.hdrBase, L.hdrSlot, 1), 1, `round ${i}: sent whole`);
+      assert.is(recvAll(r, r.peer, 4), 4, `round ${i}: crossed the veth`);
+      assert.equal(E.concat(...[0, 1, 2, 3].map((k) => slot(r, k).frame.subarray(HL))), p, `round ${i}: its own payload, every byte`);
+    }
+    assert.is(addon.recv(r.rx, r.mem.buffer, L.slotBase, L.slotSize, L.headroom, L.inDescBase, 0, 16, 0, 50), 0, "nothing left");
+    const st = addon.stats(r.rx);
+    assert.equal([st.gsoWholeSent, st.gsoFrames, st.copied], [ROUNDS, 0, ROUNDS], "each whole, each through the copy queue");
+    assert.ok(st.bigBuffers! >= 1 && st.bigBuffers! <= 2, `the last one read is the next one taken: ${st.bigBuffers} buffers (one per pending entry would be 17)`);
+    // three in one batch hold three buffers at once; cut, they are free again and reused
+    r.inject(3);
+    assert.is(recvAll(r, r.rx, 3), 3);
+    assert.is(recvAll(r, r.rx, 9), 9, "none taken: all three cut");
+    r.inject(1);
+    assert.is(recvAll(r, r.rx, 4), 4, "the next one: cut too (no probe due)");
+    const st2 = addon.stats(r.rx);
+    assert.ok(st2.bigBuffers! <= 4, `three pending and one receiving at most: ${st2.bigBuffers}`);
+    assert.is(st2.gsoFrames, 4);
   }));
 
   test.run();

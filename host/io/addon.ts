@@ -70,6 +70,13 @@ export interface SocketStats {
    * PACKET_COPY_THRESH, afpacket.c); one that found the queue full is `oversize`.
    */
   copied?: number;
+  /**
+   * 64 KiB buffers the socket holds for such frames (afpacket.c takeBuf /
+   * giveBuf): the last one given back is the next one taken, so a stream of
+   * super-frames sent whole one by one uses 1-2 (at most 18: 16 offered whole
+   * in one batch, one being cut, one receiving).
+   */
+  bigBuffers?: number;
   /** On a tagged uplink (vlan): frames that came untagged or with another VLAN id, dropped. */
   vlanOther: number;
   /**

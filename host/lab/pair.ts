@@ -175,14 +175,17 @@ export const pairStore = (t: PairTopo) => `${t.workDir}/store`;
  * from which it finds the remote on-link and resolves it by ARP / ND.
  * Resolves once the VM reaches the remote host through it (bounded).
  */
-export async function startNvedge(t: PairTopo, o: { workers?: number; tunnelGso?: "auto" | "off"; io?: "afpacket" | "afxdp"; sched?: "fair" | "fifo" | "off" } = {}): Promise<Dut> {
+export async function startNvedge(t: PairTopo, o: { workers?: number; tunnelGso?: "auto" | "off"; io?: "afpacket" | "afxdp"; sched?: "fair" | "fifo" | "off";
+                                                    /** Another built checkout to run nvedge from (an A/B in the same rounds, bench/tcp TCP_ALT); default this one. */ checkout?: string } = {}): Promise<Dut> {
   const cfg = `${t.workDir}/nve-pair.json`;
   const c = pairNvedgeConfig(t) as { underlay: Record<string, unknown> };
   if (o.tunnelGso) c.underlay.tunnelGso = o.tunnelGso; // the encap super-frame output (host/io/tunnel-output.ts)
   writeFileSync(cfg, JSON.stringify(c, null, 2) + "\n");
   sh(["ip", ipf(t), "route", "replace", t.dut.prefix, "dev", t.dut.underlay], { ns: t.dut.ns });
   rmSync(pairStore(t), { recursive: true, force: true });
-  const child: ChildProcess = spawn("ip", ["netns", "exec", t.dut.ns, process.execPath, BIN, "run", "--config", cfg, "--io", o.io ?? "afpacket",
+  const bin = o.checkout ? `${o.checkout.replace(/\/$/, "")}/bin/nvedge.js` : BIN;
+  if (!existsSync(bin)) throw new Error(`${bin}: not found (a built checkout expected)`);
+  const child: ChildProcess = spawn("ip", ["netns", "exec", t.dut.ns, process.execPath, bin, "run", "--config", cfg, "--io", o.io ?? "afpacket",
     "--workers", String(o.workers ?? 1), "--store", pairStore(t)],
     { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, ...(o.sched ? { NVEDGE_IO_SCHED: o.sched } : {}) } });
   let stderr = "";

@@ -50,7 +50,7 @@
 // whole (open's `whole`, on by default with vnetHdr; assembly/pipeline/gso.ts):
 // only segment 0 goes to its slot, with IF_GSO_WHOLE and a whole record
 // (abi.h IW_*: a token naming it, the payload bytes left), and the frame
-// waits in a buffer of the socket's own (big[], see Recv). If the data plane
+// waits in a buffer of the socket's own (bufs[], see Recv). If the data plane
 // promotes segment 0's output (OF_GSO, a GSO record at the end of its header
 // slot), send() gathers [its virtio-net header]
 // [header piece][data piece][the rest of the payload, from that buffer] into one
@@ -107,6 +107,7 @@ struct cut {
   uint32_t len, hl, gso, segs;
   struct virtio_net_hdr vh;
   struct tagInfo tag;
+  uint8_t *buf;                        // the socket's buffer the frame is in (given back once sent or cut)
 };
 
 // A super-frame offered whole (IF_GSO_WHOLE, assembly/pipeline/gso.ts): its
@@ -114,12 +115,13 @@ struct cut {
 // to be cut (the next recv found it not taken).
 enum { W_PENDING = 1, W_TAKEN, W_CUT };
 // Super-frames offered whole by one recv() (a power of two: a token's low 16
-// bits name the entry). Each waits in its buffer big[gen % PEND_MAX] until
-// sent or cut.
+// bits name the entry). Each waits in a buffer of the socket's (cut.buf)
+// until sent or cut.
 #define PEND_MAX 16
 struct pend { struct cut cut; uint32_t segK, gen; int state; };
-#define CUT_BUF PEND_MAX
-#define IN_BUF (PEND_MAX + 1)
+// Buffers a socket may hold at once: one per pending super-frame, one for the
+// super-frame being cut, one to receive the next long frame into.
+#define NBUF (PEND_MAX + 2)
 // One V2 ring frame: its header (TPACKET2_HDRLEN, aligned), 16 bytes for the
 // MAC header's alignment, a virtio-net header and a 1500-byte MTU frame with
 // an 802.1Q tag fit (macoff is 66, 76 with vnetHdr).
@@ -137,12 +139,20 @@ struct sock {
   unsigned head;                       // next ring frame to read
   int vnet;                            // PACKET_VNET_HDR is on
   uint32_t segK;                       // next segment of the super-frame being cut (0: none started)
-  struct cut cut;                      // ... that super-frame (in big[CUT_BUF])
-  // Buffers for frames longer than a ring frame (recvmsg'd from the copy
-  // queue) and for super-frames that outlive their ring frame (cut over
-  // several calls, offered whole): big[g % PEND_MAX] for pend entry g,
-  // big[CUT_BUF] for `cut`, big[IN_BUF] to receive into. Allocated on first use.
-  uint8_t *big[PEND_MAX + 2];
+  struct cut cut;                      // ... that super-frame (in cut.buf)
+  // Buffers of BIG_MAX bytes for frames longer than a ring frame (recvmsg'd
+  // from the copy queue) and for super-frames that outlive their ring frame
+  // (cut over several calls, offered whole): allocated on first use (bufs[],
+  // nBufs of them), and those not holding a frame kept on a stack (freeBuf[],
+  // nFree), the last one given back on top. Why a stack (issue 11, session
+  // 9): each super-frame is copied into its buffer by recvmsg() and out of it
+  // by send() moments later; taking the buffer the last send() just read
+  // keeps the copy's destination in this core's cache (one or two buffers in
+  // use while super-frames go whole one by one), where a buffer per pending
+  // entry (gen % 16) cycled through 17 of them, 1.1 MiB, every copy's
+  // destination long evicted. stats: bigBuffers.
+  uint8_t *bufs[NBUF], *freeBuf[NBUF];
+  unsigned nBufs, nFree;
   uint64_t copied;                     // frames received whole through the copy queue
   uint16_t id;                         // this socket's handle (a whole super-frame's token names it)
   int wholeOn;                         // offer TCP super-frames whole (open's `whole`, default on with vnetHdr)
@@ -298,7 +308,7 @@ static int setupThunk(void *p) {
 }
 
 static void freeSock(struct sock *s) {
-  for (int i = 0; i < PEND_MAX + 2; i++) free(s->big[i]);
+  for (unsigned i = 0; i < s->nBufs; i++) free(s->bufs[i]);
   if (s->ring) munmap(s->ring, s->ringLen);
   if (s->fd >= 0) close(s->fd);
   free(s);
@@ -400,17 +410,18 @@ static inline struct tpacket2_hdr *frameAt(struct sock *s, unsigned i) {
   return (struct tpacket2_hdr *)(s->ring + (size_t)i * RING_FRAME);
 }
 
-/** big[i], allocated on first use (NULL: out of memory). */
-static uint8_t *bigBuf(struct sock *s, unsigned i) {
-  if (!s->big[i]) s->big[i] = malloc(BIG_MAX);
-  return s->big[i];
+/** A free BIG_MAX buffer: the one given back last, else a new one (NULL: out of memory). */
+static uint8_t *takeBuf(struct sock *s) {
+  if (s->nFree) return s->freeBuf[--s->nFree];
+  if (s->nBufs == NBUF) return NULL; // cannot happen: at most NBUF are held at once (see NBUF)
+  uint8_t *b = malloc(BIG_MAX);
+  if (b) s->bufs[s->nBufs++] = b;
+  return b;
 }
 
-/** Swaps big[i] and big[j] (a frame received into one is kept in the other's place). */
-static void swapBig(struct sock *s, unsigned i, unsigned j) {
-  uint8_t *t = s->big[i];
-  s->big[i] = s->big[j];
-  s->big[j] = t;
+/** Gives b back (on top of the stack: the next takeBuf's, while its lines are in this core's cache). */
+static void giveBuf(struct sock *s, uint8_t *b) {
+  if (b) s->freeBuf[s->nFree++] = b;
 }
 
 /*
@@ -498,15 +509,19 @@ static napi_value Recv(napi_env env, napi_callback_info info) {
       if (!cutRun(s, &p->cut, &p->segK, mem, slotBase, slotSize, headroom, inDescBase, first, max, port, &n)) return num(env, n);
       s->gsoFrames++;
     }
+    giveBuf(s, p->cut.buf); // sent (send() read it since the last call) or cut: free
+    p->cut.buf = NULL;
     s->firstGen++;
   }
   while (n < max) {
     // A super-frame whose cut filled the last batch: the rest of its segments
-    // (its ring frame is long handed back: it is in big[CUT_BUF]).
+    // (its ring frame is long handed back: it is in cut.buf).
     if (s->segK) {
       if (!cutRun(s, &s->cut, &s->segK, mem, slotBase, slotSize, headroom, inDescBase, first, max, port, &n)) break; // the batch is full
       s->segK = 0;
       s->gsoFrames++;
+      giveBuf(s, s->cut.buf);
+      s->cut.buf = NULL;
       continue;
     }
     // PEND_MAX super-frames offered whole in this batch: the rest waits for the
@@ -528,10 +543,11 @@ static napi_value Recv(napi_env env, napi_callback_info info) {
     const struct virtio_net_hdr *vh = s->vnet ? (const struct virtio_net_hdr *)(frame - sizeof *vh) : NULL;
     struct virtio_net_hdr vhCopy;
     int fromBig = 0, lost = 0;
+    uint8_t *inBuf = NULL; // the buffer a long frame was received into: given back below unless kept
     if (st & TP_STATUS_COPY) {
       // Longer than a ring frame: the whole frame is the next skb on the
       // socket's queue (see the top of this file), with its own virtio-net header.
-      uint8_t *buf = bigBuf(s, IN_BUF);
+      uint8_t *buf = inBuf = takeBuf(s);
       struct iovec iov[2] = { { &vhCopy, sizeof vhCopy }, { buf, BIG_MAX } };
       struct msghdr m = { .msg_iov = s->vnet ? iov : iov + 1, .msg_iovlen = s->vnet ? 2 : 1 };
       uint8_t none[1];
@@ -598,10 +614,10 @@ static napi_value Recv(napi_env env, napi_callback_info info) {
       else if (cs + 20 <= len) l4h = (uint32_t)(frame[cs + 12] >> 4) * 4;
       uint32_t hl = cs + l4h;
       uint32_t segs = gso && len > hl ? (len - hl + gso - 1) / gso : 0;
-      // It outlives its ring frame (handed back below) and big[IN_BUF] (the
-      // next long frame is received there): kept in a buffer of its own.
+      // It outlives its ring frame (handed back below): kept in a buffer of
+      // its own (the one it was received into, if it came from the copy queue).
       int offer = 0;
-      uint8_t *keep = NULL;
+      uint8_t *keep = NULL, *owner = NULL;
       if (!(l4h < 8 || hl > len || segs == 0 || hl + gso + 4 > room || segs > (0xffffu >> fSegShift) + 1)) {
         // Offered whole: every TCP super-frame while they go whole, one in 64
         // while they do not (a VM's to a remote without a tunnel GSO output):
@@ -609,12 +625,12 @@ static napi_value Recv(napi_env env, napi_callback_info info) {
         // read behind it, which reorders its flow, and its batch is cut short.
         offer = s->wholeOn && segs >= 2 && (gsoType == VIRTIO_NET_HDR_GSO_TCPV4 || gsoType == VIRTIO_NET_HDR_GSO_TCPV6) &&
                 headroom >= 4 + sizeof *vh + IW_SIZE && (s->lastTaken || (++s->probe & 63) == 0);
-        unsigned to = offer ? s->nextGen % PEND_MAX : CUT_BUF;
         if (fromBig) {
-          swapBig(s, IN_BUF, to);
-          keep = frame; // in big[to] now (4 bytes in when a tag was taken off)
-        } else if (bigBuf(s, to)) {
-          keep = memcpy(s->big[to], frame, len);
+          keep = frame; // in inBuf (4 bytes in when a tag was taken off), kept
+          owner = inBuf;
+          inBuf = NULL;
+        } else if ((owner = takeBuf(s))) {
+          keep = memcpy(owner, frame, len);
         }
       }
       if (!keep) {
@@ -626,7 +642,7 @@ static napi_value Recv(napi_env env, napi_callback_info info) {
                  frame, len > room - 4 ? room - 4 : len, NULL, 0, fVnet | fGsoSeg);
         n++;
       } else {
-        struct cut c = { keep, len, hl, gso, segs, *vh, tag };
+        struct cut c = { keep, len, hl, gso, segs, *vh, tag, owner };
         if (offer) {
           // Segment 0 alone, the rest kept for the data plane's verdict
           // (assembly/pipeline/gso.ts): taken whole by send(), or cut by the
@@ -648,6 +664,8 @@ static napi_value Recv(napi_env env, napi_callback_info info) {
           if (cutRun(s, &s->cut, &s->segK, mem, slotBase, slotSize, headroom, inDescBase, first, max, port, &n)) {
             s->segK = 0;
             s->gsoFrames++;
+            giveBuf(s, s->cut.buf);
+            s->cut.buf = NULL;
           } else {
             stop = 1; // the batch is full: the rest next call (segK > 0)
           }
@@ -664,6 +682,7 @@ static napi_value Recv(napi_env env, napi_callback_info info) {
       putFrame(s, mem, slotBase, slotSize, headroom, inDescBase, first + n, port, vh, &tag, frame, len, NULL, 0, fl);
       n++;
     }
+    giveBuf(s, inBuf); // a long frame copied to its slot, dropped, or lost: its buffer is free again
     // Everything of this ring frame is in a slot or a buffer of ours: back to the kernel.
     __atomic_store_n(&h->tp_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
     s->head = s->head + 1 == s->frameNr ? 0 : s->head + 1;
@@ -970,6 +989,7 @@ static napi_value Stats(napi_env env, napi_callback_info info) {
   setNum(env, o, "kernelDrops", (double)s->kernelDrops);
   setNum(env, o, "kernelFreezes", (double)s->kernelFreezes);
   setNum(env, o, "copied", (double)s->copied);
+  setNum(env, o, "bigBuffers", (double)s->nBufs);
   setNum(env, o, "vlanOther", (double)s->vlanOther);
   setNum(env, o, "gsoTunnelSent", (double)s->gsoTunnelSent);
   setNum(env, o, "gsoTunnelErrors", (double)s->gsoTunnelErrors);
