@@ -14,7 +14,6 @@ import { controlInit } from "./control";
 import { l3Init } from "./tables/l3";
 import { accessFrame } from "./pipeline/access";
 import { accessFast, underlayFast } from "./pipeline/fast";
-import { arpAnswerAt } from "./pipeline/suppress";
 import { prefetchBatch } from "./pipeline/prefetch";
 import { underlayFrame } from "./pipeline/underlay";
 import { resetOut, setCurIn, outCount } from "./pipeline/emit";
@@ -134,52 +133,29 @@ function offloadFrame(i: u32, fl: u32): bool {
 }
 
 /**
- * An ARP request that suppression answers (suppress.ts arpAnswerAt), without the
- * full path's way there (slowFrame, accessFrame): tried for the frames the
- * prefetch pass found an IP home for (port security or ARP suppression).
- * True when answered, counted on its port as slowFrame would; false, having
- * written nothing, for slowFrame. Inlined into process (issue 18): the call
- * made TurboFan spill the loop's live values around it on every ARP
- * request; hot ARP reply 39.9 → 36.4 ns, cold 55.8 → 52.2 (two A/B pairs
- * in one run under the firmware's Node 22, load 7–11), the other paths
- * within ±0.5 ns (bench/README.md, fifth round).
- */
-@inline function arpFrame(i: u32): bool {
-  const d = inDescBase + (<usize>i << 3);
-  const off = <u32>load<u16>(d, I_OFF);
-  const len = <u32>load<u16>(d, I_LEN);
-  const port = <u32>load<u16>(d, I_PORT);
-  if (port >= MAX_PORTS) return false;
-  if (off + len > SLOT_SIZE) return false;
-  if (load<u8>(portKind + port) != PORT_ACCESS) return false;
-  // the prefetch pass's address of the frame (FR_P): FR_IP is set only for a frame it parsed
-  const rec = frameRec(i);
-  if (!arpAnswerAt(port, <usize>load<u32>(rec, FR_P), len, rec)) return false;
-  const pc = portCtr + (<usize>port * PORT_CTR << 3);
-  ctrInc(pc, PC_RX_FRAMES, 1);
-  ctrInc(pc, PC_RX_BYTES, len);
-  return true;
-}
-
-/**
  * The access side's common cases (fast.ts accessFast) for frame i, from
- * access port `port` (descriptor at d): true when the frame was forwarded,
- * with the same outputs and counters slowFrame would give; false, having
- * written nothing, for slowFrame to take it.
+ * access port `port` (descriptor at d): 1 when the fast path forwarded the
+ * frame, 2 when it was an ARP request suppression answered (suppress.ts
+ * arpAnswerAt, which accessFast calls: fifth round, inlined into process,
+ * hot ARP reply 39.9 -> 36.4 ns; sixth round, called where accessFast has
+ * the EtherType, no longer tried after accessFast declined, 4 % more), with
+ * the same outputs and counters slowFrame would give; 0, having written
+ * nothing, for slowFrame to take it.
  */
-@inline function accessFrameFast(i: u32, d: usize, port: u32): bool {
+@inline function accessFrameFast(i: u32, d: usize, port: u32): u32 {
   const off = <u32>load<u16>(d, I_OFF);
   const len = <u32>load<u16>(d, I_LEN);
-  if (off + len > SLOT_SIZE) return false;
+  if (off + len > SLOT_SIZE) return 0;
   // The frame's address as the prefetch pass computed it (tables/index.ts
   // FR_P), loaded, not rebuilt from i and off: the fast paths use it only
   // for a frame that pass parsed (FR_VN, or the underlay VN at +0).
   const rec = frameRec(i);
-  if (!accessFast(port, <usize>load<u32>(rec, FR_P), len, rec)) return false;
+  const r = accessFast(port, <usize>load<u32>(rec, FR_P), len, rec);
+  if (r == 0) return 0;
   const pc = portCtr + (<usize>port * PORT_CTR << 3);
   ctrInc(pc, PC_RX_FRAMES, 1);
   ctrInc(pc, PC_RX_BYTES, len);
-  return true;
+  return r;
 }
 
 /** The underlay side's common case (fast.ts underlayFast): as accessFrameFast. */
@@ -230,9 +206,10 @@ export function process(n: u32): u32 {
       if (port >= MAX_PORTS) break;
       if (load<u8>(portKind + port) != PORT_ACCESS) break;
       setCurIn(i); // the input index every output and trace record carries
-      if (accessFrameFast(i, d, port)) fast++;
-      else if (load<u32>(frameRec(i), FR_IP) != NO_HOME && arpFrame(i)) forwarded++;
-      else break; // both declined, having written nothing: the full path
+      const r = accessFrameFast(i, d, port);
+      if (r == 1) fast++;
+      else if (r == 2) forwarded++;
+      else break; // declined, having written nothing: the full path
     }
     // underlay frames: the decapsulation's fast path
     const u0 = i;
@@ -261,7 +238,7 @@ export function process(n: u32): u32 {
         // offloadFix may have rewritten header bytes the prefetch pass judged (a
         // GSO segment's lengths and checksums; a fuzzed csum_offset landing in
         // a VXLAN VNI): the frame's whole record is reset (both homes and the
-        // IP home NO_HOME, no fast-path VN), so the fast paths and arpFrame
+        // IP home NO_HOME, no fast-path VN), so the fast paths (the ARP answer too)
         // decline it and the full path parses the fixed frame
         const rec = frameRec(i);
         store<u64>(rec, 0xffffffffffffffff);
