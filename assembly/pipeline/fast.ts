@@ -18,7 +18,7 @@ import { raw16, ld16, ld32, ldMac } from "../util";
 import { vlanMap, vnPtr, tagOf, vnCtr, ctrInc, VN_CTR, VC_RX, VC_ENCAP, VC_DECAP, VN_FLAGS, VN_MTU,
          VNF_PORTSEC, VNF_ARPSUP, vtepAllowed, ENC_VXLAN, ENC_GENEVE, ENC_NVGRE, VC_FLOOD, VN_FLOOD_N,
          VN_FLOOD_PTR, VN_NLOCAL, VN_LOCAL, floodPool, tunPtr } from "../state";
-import { macLookupAt, ip4Lookup, ip4LookupHome, macRaw, macWire, vniFind, vniKeyAt, NO_HOME, remoteFind, MK_KIND, MK_LOCAL, MK_REMOTE, ML_ACTIVE, ML_PORT_SHIFT, ML_PORT_MASK,
+import { macLookupAt, ip4Lookup, ip4LookupHome, ip4LookupAt, macRaw, macWire, vniFind, vniKeyAt, NO_HOME, remoteFind, MK_KIND, MK_LOCAL, MK_REMOTE, ML_ACTIVE, ML_PORT_SHIFT, ML_PORT_MASK,
          MR_TUN_MASK, FR_VN, FR_IP } from "../tables/index";
 import { ETHERTYPE_VLAN, ETHERTYPE_QINQ, ETHERTYPE_QINQ_OLD, ETHERTYPE_IPV4, ETHERTYPE_ARP, ETHERTYPE_TEB, VID_MASK, PCP_SHIFT,
          DOT1Q_HLEN, dot1qTagged, dot1qTci, dot1qTypeRaw, isTagTypeRaw } from "../proto/ethernet";
@@ -105,7 +105,9 @@ import { arpAnswerAt } from "./suppress";
       if (((sv >> ML_PORT_SHIFT) & ML_PORT_MASK) != port) return 0;
       if (len < DOT1Q_HLEN + 20) return 0;
       if (load<u32>(p + DOT1Q_HLEN + 12) != 0) {
-        if (macWire(ip4LookupHome(vn, p + DOT1Q_HLEN + IP4_SRC, load<u32>(hh, FR_IP))) != macRaw(p + 6)) return 0;
+        // the prefetch pass's home: it computes one for every IPv4 frame
+        // of a port-security VN at least this long (prefetch.ts warmIpSlots)
+        if (macWire(ip4LookupAt(vn, p + DOT1Q_HLEN + IP4_SRC, load<u32>(hh, FR_IP))) != macRaw(p + 6)) return 0;
       }
     }
   }
