@@ -4,7 +4,7 @@
 import { SLOT_SIZE, HEADROOM, MAX_BATCH, IN_DESC, OUT_DESC, HDR_SLOT, MAX_OUT, I_OFF, I_LEN, I_PORT, I_FLAGS,
          IF_VNET, IF_GSO_SEG, IF_GSO_LAST, IF_SEG_SHIFT, IF_GSO_WHOLE } from "./abi";
 import { layoutFixed, slotBase, inDescBase, outDescBase, hdrBase, scratch, portKind, portCtr, globalCtr,
-         dropCtr, vnCtr, traceBase, floodPool, floodPoolCap, tunCap, ctrInc, PORT_ACCESS, PORT_NONE, PORT_UNDERLAY,
+         dropCtr, vnCtr, traceBase, floodPool, floodPoolCap, tunCap, ctrInc, ctrInc2, PORT_ACCESS, PORT_NONE, PORT_UNDERLAY,
          PORT_CTR, PC_RX_FRAMES, PC_RX_BYTES, GC_RX, GC_FORWARDED, GC_OUTPUTS, MAX_PORTS, TRACE_REC, MAX_VNS,
          MAX_REMOTES, MAX_LOCAL_PER_VN } from "./state";
 import { t64Init } from "./tables/hash64";
@@ -152,9 +152,7 @@ function offloadFrame(i: u32, fl: u32): bool {
   const rec = frameRec(i);
   const r = accessFast(port, <usize>load<u32>(rec, FR_P), len, rec);
   if (r == 0) return 0;
-  const pc = portCtr + (<usize>port * PORT_CTR << 3);
-  ctrInc(pc, PC_RX_FRAMES, 1);
-  ctrInc(pc, PC_RX_BYTES, len);
+  ctrInc2(portCtr + (<usize>port * PORT_CTR << 3), PC_RX_FRAMES, 1, len); // and PC_RX_BYTES
   return r;
 }
 
@@ -165,9 +163,7 @@ function offloadFrame(i: u32, fl: u32): bool {
   if (off + len > SLOT_SIZE) return false;
   const rec = frameRec(i);
   if (!underlayFast(<usize>load<u32>(rec, FR_P), len, rec)) return false;
-  const pc = portCtr + (<usize>port * PORT_CTR << 3);
-  ctrInc(pc, PC_RX_FRAMES, 1);
-  ctrInc(pc, PC_RX_BYTES, len);
+  ctrInc2(portCtr + (<usize>port * PORT_CTR << 3), PC_RX_FRAMES, 1, len); // and PC_RX_BYTES
   return true;
 }
 
