@@ -130,6 +130,14 @@ export { alloc };
   const p = base + (<usize>idx << 3);
   store<u64>(p, load<u64>(p) + by);
 }
+/**
+ * Two adjacent counters (idx, idx + 1: a port's frames and bytes) added in
+ * one 16-byte read-modify-write (issue 18, sixth round).
+ */
+@inline export function ctrInc2(base: usize, idx: u32, a: u64, b: u64): void {
+  const p = base + (<usize>idx << 3);
+  v128.store(p, i64x2.add(v128.load(p), i64x2.replace_lane(i64x2.splat(a), 1, b)));
+}
 /** The tag VN vn uses on port now (0: the VAP is disconnected). */
 @inline export function tagOf(vn: u32, port: u32): u32 {
   return <u32>load<u16>(vnPortTag + ((<usize>vn * MAX_PORTS + port) << 1));

@@ -55,6 +55,18 @@
   return <u32>s;
 }
 
+/**
+ * csumFold for a sum below 2^32 (u32): two 16-bit folds give the same
+ * result, the first fold of csumFold being the identity there and the
+ * fourth too (the second leaves at most 0x1fffe, the third at most 0xffff).
+ * An encapsulated copy's IPv4 header checksum (encap.ts, floodfast.ts):
+ * seven instructions fewer per copy (issue 18, sixth round).
+ */
+@inline export function csumFold32(s: u32): u32 {
+  s = (s & 0xffff) + (s >> 16);
+  return (s & 0xffff) + (s >> 16);
+}
+
 /** 64-bit mixer (a murmur3/splitmix finaliser) for table hashes and the flow hash. */
 @inline export function mix64(x: u64): u64 {
   x ^= x >> 33;

@@ -72,10 +72,19 @@ export function drop(reason: u32): void {
  * available from it. Stable per flow; different flows spread over the range.
  */
 @inline export function flowHash(macs: usize, etype: u32, l3: usize, l3len: u32): u32 {
+  return flowHashRaw(macs, <u32>bswap<u16>(<u16>etype), l3, l3len);
+}
+
+/**
+ * flowHash with the EtherType as it lies in the frame (raw, little-endian
+ * read), compared with byte-swapped constants: the fast paths read it so
+ * and save the swap (issue 18, sixth round; finding 12).
+ */
+@inline export function flowHashRaw(macs: usize, etypeRaw: u32, l3: usize, l3len: u32): u32 {
   // one `if` per check: `a && b` becomes `a & b` in Binaryen and setcc chains
   // in V8 (bench/README.md finding 16)
   let h: u64 = load<u64>(macs) ^ (<u64>load<u32>(macs, 8) << 21);
-  if (etype == ETHERTYPE_IPV4) {
+  if (etypeRaw == raw16(ETHERTYPE_IPV4)) {
     if (l3len >= 20) {
       h = mix64(h ^ load<u64>(l3, 12));
       const ihl = (<u32>load<u8>(l3) & 0xf) << 2;
@@ -88,7 +97,7 @@ export function drop(reason: u32): void {
         }
       }
     }
-  } else if (etype == ETHERTYPE_IPV6) {
+  } else if (etypeRaw == raw16(ETHERTYPE_IPV6)) {
     if (l3len >= 40) {
       h = mix64(h ^ load<u64>(l3, 8) ^ (load<u64>(l3, 16) << 1) ^ (load<u64>(l3, 24) << 2) ^ (load<u64>(l3, 32) << 3));
       const nh = <u32>load<u8>(l3, 6);

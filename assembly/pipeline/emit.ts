@@ -1,7 +1,7 @@
 // Output: every frame that leaves is an out-desc plus its header slot
 // (assembly/abi.ts). These helpers write both and count the transmit side.
 import { HDR_SLOT, OUT_DESC, O_PORT, O_HDRLEN, O_DATA, O_DATALEN, O_IN, O_VN } from "../abi";
-import { hdrBase, outDescBase, portCtr, vnCtr, ctrInc, PORT_CTR, VN_CTR,
+import { hdrBase, outDescBase, portCtr, vnCtr, ctrInc, ctrInc2, PORT_CTR, VN_CTR,
          PC_TX_FRAMES, PC_TX_BYTES, VC_TX } from "../state";
 import { raw16 } from "../util";
 import { ETHERTYPE_VLAN } from "../proto/ethernet";
@@ -27,9 +27,7 @@ export function setCurIn(i: u32): void { curIn = i; }
   store<u64>(d, <u64>(port & 0xffff) | (<u64>(hdrLen & 0xffff) << 16) | (<u64><u32>data << 32));
   store<u64>(d, <u64>(dataLen & 0xffff) | (<u64>(curIn & 0xffff) << 16) | (<u64>vn << 32), 8);
   outCount++;
-  const pc = portCtr + (<usize>port * PORT_CTR << 3);
-  ctrInc(pc, PC_TX_FRAMES, 1);
-  ctrInc(pc, PC_TX_BYTES, <u64>(hdrLen + dataLen));
+  ctrInc2(portCtr + (<usize>port * PORT_CTR << 3), PC_TX_FRAMES, 1, <u64>(hdrLen + dataLen)); // and PC_TX_BYTES
   ctrInc(vnCtr + (<usize>vn * VN_CTR << 3), VC_TX, 1);
   // GC_OUTPUTS: added once per batch from outCount (index.ts process)
 }

@@ -15,7 +15,7 @@
 import { HDR_SLOT, OUT_DESC } from "../abi";
 import { hdrBase, outDescBase, portCtr, vnCtr, tunPtr, ctrInc, PORT_CTR, VN_CTR, PC_TX_FRAMES, PC_TX_BYTES,
          VC_TX, TUN_HDR } from "../state";
-import { copy64, csumFold } from "../util";
+import { copy64, csumFold32 } from "../util";
 import { outCount, curIn, setOutCount } from "./emit";
 import { TK_NVGRE4 } from "./encap";
 import { nextHopPick } from "./nexthop";
@@ -93,7 +93,7 @@ export function floodEncap4(list: usize, n: u32, p: usize, len: u32, pcp: u32, h
     }
     if (!fixed) store<u8>(h + 15, <u8>tos);
     store<u16>(h + 16, <u16>sw16(tot));
-    const sum = csumFold(<u64>load<u16>(e, 2) + <u64>tot + <u64>tos);
+    const sum = csumFold32(<u32>load<u16>(e, 2) + tot + tos); // below 2^17 (encap.ts emitEncap4)
     store<u16>(h + 24, <u16>sw16(~sum & 0xffff));
     // emit.ts commit: the out-desc (port, header length, data pointer | the rest)
     const port = <u32>load<u16>(e, 10);

@@ -31,10 +31,10 @@ function warmIpSlots(q: usize, w: usize): usize {
     const x = load<u32>(r);
     const i = x & 0xffff;
     const vn = (x >> 16) - 1;
-    const d = inDescBase + (<usize>i << 3);
-    const len = <u32>load<u16>(d, I_LEN);
-    const p = slotBase + <usize>i * SLOT_SIZE + <u32>load<u16>(d, I_OFF);
+    const len = <u32>load<u16>(inDescBase + (<usize>i << 3), I_LEN);
     const rec = macHomes + (<usize>i * FR_SIZE);
+    // the frame's address, as the first loop stored it (a listed frame passed its checks)
+    const p = <usize>load<u32>(rec, FR_P);
     const flags = <u32>load<u8>(vnPtr(vn), VN_FLAGS);
     const et = dot1qTypeRaw(p);
     if (et == raw16(ETHERTYPE_IPV4)) {

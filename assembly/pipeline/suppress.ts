@@ -1,7 +1,7 @@
 // ARP and neighbour-discovery suppression (RFC 9161 §3): the NVE answers for
 // bindings it knows, out of the port and tag the request came from; and ARP
 // suppression's common case (arpAnswerAt: the answered request, port
-// security's checks first), which index.ts arpFrame takes without the full
+// security's checks first), which fast.ts accessFast takes without the full
 // path (access.ts).
 import { ld16, st16, stMac, csumAdd, csumFold, raw16, ldMac } from "../util";
 import { nextHdr, commit } from "./emit";
@@ -62,7 +62,7 @@ export function arpReply(port: u32, tci: u32, p: usize, mac: u64, vn: u32): void
  * false, having written nothing, for the full path. Out of line and outside
  * fast.ts accessFast, which only declines ARP: a call on accessFast's path
  * made its registers spill on every frame (bench/README.md finding 18).
- * Called first thing by access.ts accessFrame; index.ts arpFrame inlines
+ * Called first thing by access.ts accessFrame; fast.ts accessFast (inlined into index.ts process) inlines
  * arpAnswerAt, the reply too (issue 18: three calls deep, the answered
  * request spent a quarter of its time on calls and spills).
  */

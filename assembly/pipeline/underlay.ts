@@ -41,14 +41,19 @@ export function setUlIdentity(mac: u64, is6: bool, a0: u64, a1: u64, vx: u32, gn
   vxlanPortRaw = <u32>bswap<u16>(<u16>vx); genevePortRaw = <u32>bswap<u16>(<u16>gn);
 }
 
-/** The folded ones' complement sum of a 20-byte IPv4 header, straight-line. */
+/**
+ * The folded ones' complement sum of a 20-byte IPv4 header, straight-line,
+ * in the byte order it was loaded (little-endian): its callers only compare
+ * it with 0xffff, its own byte swap (RFC 1071 §2(B): the sum is byte-order
+ * independent), so the swap back is left out (issue 18, sixth round).
+ */
 @inline export function ip4Sum20(ip: usize): u32 {
   let s: u64 = (<u64>load<u32>(ip) + <u64>load<u32>(ip, 4)) + (<u64>load<u32>(ip, 8) + <u64>load<u32>(ip, 12)) + <u64>load<u32>(ip, 16);
   s = (s & 0xffffffff) + (s >> 32);
   s = (s & 0xffff) + (s >> 16);
   s = (s & 0xffff) + (s >> 16);
   s = (s & 0xffff) + (s >> 16);
-  return <u32>bswap<u16>(<u16>s);
+  return <u32>s;
 }
 
 export function underlayFrame(port: u32, p: usize, len: u32): void {

@@ -177,6 +177,19 @@ export function macHomesInit(): void {
   return prefixCount == 0 ? u64.MAX_VALUE : prefixLookup(vn + 1, p, 4);
 }
 
+/**
+ * ip4LookupHome for a home the prefetch pass is known to have computed
+ * (never NO_HOME): port security's source check on the IPv4 fast path
+ * (pipeline/prefetch.ts warmIpSlots computes it for every such frame). The
+ * fallback's hashing (two mix64) and its test leave the fast path, as the
+ * MAC lookups' did (issue 18, sixth round).
+ */
+@inline export function ip4LookupAt(vn: u32, p: usize, home: u32): u64 {
+  const s = tipFindInFrom(ipBase, ipMask, vn + 1, <u64>load<u32>(p), 0, home);
+  if (s != 0) return load<u64>(s, 24);
+  return prefixCount == 0 ? u64.MAX_VALUE : prefixLookup(vn + 1, p, 4);
+}
+
 /** MAC bound to the IPv4 address at p (network order) in vn, or u64.MAX_VALUE. */
 @inline export function ip4Lookup(vn: u32, p: usize): u64 {
   const s = tipFindIn(ipBase, ipMask, vn + 1, <u64>load<u32>(p), 0);
