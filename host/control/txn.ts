@@ -118,8 +118,6 @@ export class Txn {
   /** Made on the first event (emit): most changes send none. */
   get events(): readonly { hv: string; event: Event }[] { return this.eventsW ?? NO_EVENTS; }
   private eventsW: { hv: string; event: Event }[] | undefined;
-  /** Ops appended after the derived ones (e.g. vn.del once every VAP of the VN is gone). */
-  readonly tail: DpOp[] = [];
   /** Made on the first line (pushTo): most changes log one or two. */
   get logs(): readonly string[] { return this.logsW ?? NO_LOGS; }
   private logsW: string[] | undefined;
@@ -395,9 +393,9 @@ export class Txn {
     // in this order; most changes fill one or two of these lists
     let ops = NO_OPS;
     const add = (l: DpOp[] | undefined) => { if (l && l.length) ops = ops.length ? ops.concat(l) : l; };
-    add(vnAdd); add(ipDel); add(macDel); add(tagAdd); add(macSet); add(ipSet); add(tagDel); add(this.tail); add(vnDel);
+    add(vnAdd); add(ipDel); add(macDel); add(tagAdd); add(macSet); add(ipSet); add(tagDel); add(vnDel);
     this.ops = ops;
-    this.empty = this.vnicChanges.size === 0 && this.hvChanges.size === 0 && this.timerChanges.size === 0 && this.vnChanges.size === 0 && this.tail.length === 0;
+    this.empty = this.vnicChanges.size === 0 && this.hvChanges.size === 0 && this.timerChanges.size === 0 && this.vnChanges.size === 0;
 
     // Every change of a stored collection, once, as (collection, key, before,
     // after) from the pre-state (issue 16 "one commit path"): the store writes,
@@ -437,7 +435,7 @@ export class Txn {
 
   // What finish() derives (Finished).
   ops: DpOp[] = NO_OPS;
-  writes: StoreOp[] = [];
+  writes: StoreOp[] = NO_WRITES;
   empty = true;
   /** Made on the first record(), as a literal of one (an empty array's first push gives it 17 slots). */
   private get changes(): readonly Change[] { return this.changesW ?? NO_CHANGES; }
@@ -535,6 +533,7 @@ const NO_OPS = Object.freeze([]) as unknown as DpOp[];
 const NO_LOGS: readonly string[] = Object.freeze([]);
 const NO_EVENTS: readonly { hv: string; event: Event }[] = Object.freeze([]);
 const NO_CHANGES: readonly Change[] = Object.freeze([]);
+const NO_WRITES = Object.freeze([]) as unknown as StoreOp[];
 const cacheRec = (v: VnConfig | undefined) =>
   v && { id: v.id, vni: v.vni, profile: v.profile, ...(v.name ? { name: v.name } : {}), ...(v.alias ? { alias: v.alias } : {}) };
 /** The VN and the rest of a `${vn}|${x}` key (macKey, ipKey), without splitKey's pair. */
