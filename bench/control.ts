@@ -7,9 +7,10 @@
 // tables ("cold") and again after a detach ("warm"), "paced" (a fixed offered
 // load spread over the agents), and detach (shutdown) at max.
 //   node dist/bench/control.js            (NVEDGE_BENCH_QUICK=1: 1,000 VNICs; NVEDGE_BENCH_BROKER=core|embedded|embedded-thread|mosquitto: one only (core: no MQTT, benchCore);
-//                                          NVEDGE_BENCH_NVE_ARGS: more `nvedge run` arguments; NVEDGE_BENCH_NVE_NODE_ARGS: node's, e.g. --cpu-prof;
-//                                          NVEDGE_BENCH_HEAP=1 (core): the bytes allocated per request, by V8's sampling heap profiler;
-//                                          NVEDGE_BENCH_NVE_CPU=N: the NVE alone on CPU N; NVEDGE_BENCH_NVE_LOG=FILE: its log and stdout kept; NVEDGE_BENCH_CASES=cold,warm,paced,serial,detach: some only)
+//                                          NVEDGE_BENCH_NVE_ARGS: more `nvedge run` arguments; NVEDGE_BENCH_NVE_NODE_ARGS: node's, after host/cli/node-flags.ts's, e.g. --cpu-prof;
+//                                          NVEDGE_BENCH_HEAP=1 (core): the bytes allocated per request, by V8's sampling heap profiler (=live: those still alive after the round);
+//                                          NVEDGE_BENCH_NVE_CPU=N: the NVE alone on CPU N; NVEDGE_BENCH_NVE_LOG=FILE: its log and stdout kept; NVEDGE_BENCH_CASES=cold,warm,paced,serial,detach: some only;
+//                                          NVEDGE_BENCH_THREADS=1: the NVE's CPU per request by thread on stderr; NVEDGE_BENCH_PACED_TRACE=FILE: each paced request's start and latency, and this process's GC pauses)
 import { closeSync, copyFileSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, write, writeFileSync } from "node:fs";
 import { loadavg } from "node:os";
 import { spawn, execFileSync } from "node:child_process";

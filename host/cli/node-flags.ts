@@ -10,8 +10,11 @@
 // answer); a scavenge copies what is still alive (the requests in flight, the
 // records the changes keep) and promotes what survived one before. Twice the
 // space: half the scavenges, the in-flight requests copied and promoted half
-// as often, fewer old-generation collections after them. Issue 15 session 9
-// (bench/README.md "control"): the NVE's CPU per warm attach, NVE alone on a
-// core, median 58 -> 51 µs over five alternating pairs; its cost, up to 32 MiB
-// more memory under load (from-space and to-space), given back when idle.
+// as often. Issue 15 session 9 (bench/README.md "control"): the NVE's CPU
+// per warm attach, alone on a core, lower in 5 of 6 alternating pairs
+// (medians 60.5 -> 57 µs at load 5-6; with --min-semi-space-size=32 too, 58
+// -> 51 over five rounds at load 2.4-4.4); 64 was worse (twice the fresh
+// pages a short burst touches, and a first touch is dear on a VM). Its cost:
+// up to 32 MiB more memory under load (from- and to-space), given back when
+// idle.
 export const RUN_NODE_FLAGS: readonly string[] = ["--max-semi-space-size=32"];
