@@ -7,7 +7,7 @@
 // tables ("cold") and again after a detach ("warm"), "paced" (a fixed offered
 // load spread over the agents), and detach (shutdown) at max.
 //   node dist/bench/control.js            (NVEDGE_BENCH_QUICK=1: 1,000 VNICs; NVEDGE_BENCH_BROKER=core|embedded|embedded-thread|mosquitto: one only (core: no MQTT, benchCore);
-//                                          NVEDGE_BENCH_NVE_ARGS: more `nvedge run` arguments; NVEDGE_BENCH_NVE_NODE_ARGS: node's, after host/cli/node-flags.ts's, e.g. --cpu-prof;
+//                                          NVEDGE_BENCH_NVE_ARGS: more `nvedge run` arguments; NVEDGE_BENCH_NVE_NODE_ARGS: node's, e.g. --cpu-prof;
 //                                          NVEDGE_BENCH_HEAP=1 (core): the bytes allocated per request, by V8's sampling heap profiler (=live: those still alive after the round);
 //                                          NVEDGE_BENCH_NVE_CPU=N: the NVE alone on CPU N; NVEDGE_BENCH_NVE_LOG=FILE: its log and stdout kept; NVEDGE_BENCH_CASES=cold,warm,paced,serial,detach: some only;
 //                                          NVEDGE_BENCH_THREADS=1: the NVE's CPU per request by thread on stderr; NVEDGE_BENCH_PACED_TRACE=FILE: each paced request's start and latency, and this process's GC pauses)
@@ -28,7 +28,6 @@ import { Logger } from "../host/log/logger.js";
 import { NveMetrics } from "../host/metrics/metrics.js";
 import { parseConfig } from "../host/config/load.js";
 import { encode } from "../host/protocol/codec.js";
-import { RUN_NODE_FLAGS } from "../host/cli/node-flags.js";
 
 const AGENTS = 100;
 const PORTS = 10;
@@ -246,12 +245,8 @@ async function benchOne(kind: "embedded" | "mosquitto", perAgent: number, thread
   const nveArgs = (process.env.NVEDGE_BENCH_NVE_ARGS ?? "").split(" ").filter(Boolean);
   const args = [bin, "run", ...nveArgs, "--config", `${dir}/nve.json`, "--memory-store", "--store", dir, "--io", "none", "--metrics", `127.0.0.1:${metricsPort}`,
     ...(broker.url ? ["--broker", broker.url] : ["--listen", `127.0.0.1:${port}`, ...(threaded ? ["--broker-thread"] : [])])];
-  // The NVE runs with the V8 options a deployment starts it with
-  // (host/cli/node-flags.ts: the firmware's launcher, the systemd unit), then
-  // NVEDGE_BENCH_NVE_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/p" to
-  // profile it; "--max-semi-space-size=16" for V8's own default: the last
-  // value of a V8 option wins).
-  const nodeArgs = [...RUN_NODE_FLAGS, ...(process.env.NVEDGE_BENCH_NVE_NODE_ARGS ?? "").split(" ").filter(Boolean)];
+  // NVEDGE_BENCH_NVE_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/p") profiles the NVE process.
+  const nodeArgs = (process.env.NVEDGE_BENCH_NVE_NODE_ARGS ?? "").split(" ").filter(Boolean);
   // NVEDGE_BENCH_NVE_CPU=N (issue 15 "measure the NVE, not the bench"): the
   // NVE on CPU N alone (taskset), this process (the agents) and a Mosquitto
   // it starts on every other CPU, so the NVE's rate is what one core of its

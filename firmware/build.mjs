@@ -205,18 +205,7 @@ main(process.argv.slice(2)).then(
   await esbuild.build({ ...common, plugins: [], define: {}, entryPoints: [join(here, "install.mjs")], outfile: join(stage, "lib", "install.mjs") });
 }
 
-// `nvedge run`'s Node/V8 options (host/cli/node-flags.ts, the one list the
-// systemd unit and the control bench use too), read from the TypeScript
-// source through esbuild: V8 sizes its heap before any of nvedge's code runs.
-async function runNodeFlags() {
-  const esbuild = await import("esbuild");
-  const { code } = await esbuild.transform(readFileSync(join(root, "host", "cli", "node-flags.ts"), "utf8"), { loader: "ts", format: "esm" });
-  const { RUN_NODE_FLAGS } = await import(`data:text/javascript,${encodeURIComponent(code)}`);
-  for (const f of RUN_NODE_FLAGS) if (!/^--[a-z0-9-]+(=[A-Za-z0-9._-]+)?$/.test(f)) throw new Error(`node-flags.ts: ${f} is not a plain option`);
-  return RUN_NODE_FLAGS.join(" ");
-}
-
-const LAUNCHER = (script, what, runFlags = "") => `#!/bin/sh
+const LAUNCHER = (script, what) => `#!/bin/sh
 # ${what} (nvedge firmware bundle): runs lib/${script} on the bundled Node
 # (runtime/bin/node) or, in a --no-runtime bundle, on the system's node.
 # NVEDGE_EMULATOR, when set, runs Node through it (e.g. an arm64 slot on x86:
@@ -226,11 +215,8 @@ node="$slot/runtime/bin/node"
 if [ ! -x "$node" ]; then
   node=$(command -v node) || { echo "nvedge: no Node.js runtime in $slot/runtime and no node on PATH" >&2; exit 1; }
 fi
-${runFlags ? `# nvedge run: V8's options (host/cli/node-flags.ts)
-flags=
-[ "$1" = run ] && flags="${runFlags}"
-` : ""}# shellcheck disable=SC2086  # NVEDGE_EMULATOR is a command and its arguments${runFlags ? "; flags are plain options" : ""}
-exec $NVEDGE_EMULATOR "$node" ${runFlags ? "$flags " : ""}"$slot/lib/${script}" "$@"
+# shellcheck disable=SC2086  # NVEDGE_EMULATOR is a command and its arguments
+exec $NVEDGE_EMULATOR "$node" "$slot/lib/${script}" "$@"
 `;
 
 function keyPair(keyFile) {
@@ -288,7 +274,7 @@ export async function buildFirmware(o) {
     chmodSync(join(stage, "runtime", "bin", "node"), 0o755);
     copyFileSync(join(nodePkg, "LICENSE"), join(stage, "runtime", "LICENSE"));
   }
-  writeFileSync(join(stage, "bin", "nvedge"), LAUNCHER("nvedge.mjs", "nvedge", await runNodeFlags()), { mode: 0o755 });
+  writeFileSync(join(stage, "bin", "nvedge"), LAUNCHER("nvedge.mjs", "nvedge"), { mode: 0o755 });
   writeFileSync(join(stage, "bin", "nvedge-install"), LAUNCHER("install.mjs", "nvedge-install"), { mode: 0o755 });
   copyFileSync(join(here, "etc", "nvedge.json"), join(stage, "etc", "nvedge", "nvedge.json"));
   // The systemd units, whatever the checkout has (issue 13 writes them).
