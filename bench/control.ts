@@ -8,11 +8,13 @@
 // load spread over the agents), and detach (shutdown) at max.
 //   node dist/bench/control.js            (NVEDGE_BENCH_QUICK=1: 1,000 VNICs; NVEDGE_BENCH_BROKER=core|embedded|embedded-thread|mosquitto: one only (core: no MQTT, benchCore);
 //                                          NVEDGE_BENCH_NVE_ARGS: more `nvedge run` arguments; NVEDGE_BENCH_NVE_NODE_ARGS: node's, e.g. --cpu-prof;
-//                                          NVEDGE_BENCH_HEAP=1 (core): the bytes allocated per request, by V8's sampling heap profiler;
-//                                          NVEDGE_BENCH_NVE_CPU=N: the NVE alone on CPU N; NVEDGE_BENCH_NVE_LOG=FILE: its log and stdout kept; NVEDGE_BENCH_CASES=cold,warm,paced,serial,detach: some only)
-import { closeSync, copyFileSync, mkdtempSync, openSync, readFileSync, rmSync, write, writeFileSync } from "node:fs";
+//                                          NVEDGE_BENCH_HEAP=1 (core): the bytes allocated per request, by V8's sampling heap profiler (=live: those still alive after the round);
+//                                          NVEDGE_BENCH_NVE_CPU=N: the NVE alone on CPU N; NVEDGE_BENCH_NVE_LOG=FILE: its log and stdout kept; NVEDGE_BENCH_CASES=cold,warm,paced,serial,detach: some only;
+//                                          NVEDGE_BENCH_THREADS=1: the NVE's CPU per request by thread on stderr; NVEDGE_BENCH_PACED_TRACE=FILE: each paced request's start and latency, and this process's GC pauses)
+import { closeSync, copyFileSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, write, writeFileSync } from "node:fs";
 import { loadavg } from "node:os";
 import { spawn, execFileSync } from "node:child_process";
+import { PerformanceObserver } from "node:perf_hooks";
 import { cpuSecondsOf } from "./proc-cpu.js";
 import { fileURLToPath } from "node:url";
 import { performance } from "node:perf_hooks";
@@ -89,6 +91,14 @@ async function runPaced(agents: Agent[], jobs: Job[][], rate: number): Promise<{
   const cursor = jobs.map(() => 0);
   const inflight: Promise<unknown>[] = [];
   let issued = 0, ai = 0;
+  // NVEDGE_BENCH_PACED_TRACE=FILE: each request's start (ms since the epoch)
+  // and latency, one line each, to line the slow ones up with the NVE's
+  // log and GC trace (what the paced p99 waits for)
+  const traceFile = process.env.NVEDGE_BENCH_PACED_TRACE;
+  const trace: string[] | undefined = traceFile ? [] : undefined;
+  // and this process's own GC pauses (the agents' heap), as "gc START MS"
+  const gcObs = trace && new PerformanceObserver((l) => { for (const e of l.getEntries()) trace.push(`gc ${(performance.timeOrigin + e.startTime).toFixed(2)} ${e.duration.toFixed(2)}`); });
+  gcObs?.observe({ entryTypes: ["gc"] });
   const t0 = performance.now();
   while (issued < total) {
     const due = Math.min(total, Math.floor(((performance.now() - t0) / 1000) * rate) + 1);
@@ -99,26 +109,42 @@ async function runPaced(agents: Agent[], jobs: Job[][], rate: number): Promise<{
       ai = (ai + 1) % agents.length;
       issued++;
       const t = performance.now();
-      inflight.push(job(a).then(() => lat.push(performance.now() - t), () => errors++));
+      inflight.push(job(a).then(() => {
+        const ms = performance.now() - t;
+        lat.push(ms);
+        trace?.push(`${(performance.timeOrigin + t).toFixed(2)} ${ms.toFixed(2)}`);
+      }, () => errors++));
     }
     await new Promise((r) => setTimeout(r, 1));
   }
   await Promise.all(inflight);
-  return { lat, errors, secs: (performance.now() - t0) / 1000 };
+  const secs = (performance.now() - t0) / 1000;
+  gcObs?.disconnect();
+  if (traceFile && trace) writeFileSync(traceFile, trace.join("\n") + "\n");
+  return { lat, errors, secs };
 }
 
 
 /** A case measured with the NVE's CPU time (nvePid) and the bench's own (the agents). */
 let brokerPid: number | undefined; // a broker process of its own (Mosquitto): its CPU per request too
 
-async function measured<T extends { lat: number[]; secs: number }>(nvePid: number, run: () => Promise<T>, phase = ""): Promise<T & { nveCpu: number; nveSys: number; nveMain: number; benchCpu: number; brokerCpu?: number }> {
+async function measured<T extends { lat: number[]; secs: number }>(nvePid: number, run: () => Promise<T>, phase = ""): Promise<T & { nveCpu: number; nveSys: number; nveMain: number; benchCpu: number; brokerCpu?: number; runqWait: number[] }> {
   // the NVE's main thread (its tid is its pid) apart from its other threads
   // (libuv's pool: the log's writes to stderr; V8's: concurrent GC and
   // compilation; an embedded broker's thread)
   const n0 = cpuSecondsOf(nvePid), t0m = cpuSecondsOf(nvePid, nvePid), b0 = process.cpuUsage();
   const m0 = brokerPid ? cpuSecondsOf(brokerPid) : undefined;
+  const w0 = [runDelayMs(nvePid, nvePid), brokerPid ? runDelayMs(brokerPid) : NaN, runDelayMs(process.pid, process.pid)];
+  const th0 = process.env.NVEDGE_BENCH_THREADS ? threadCpu(nvePid) : undefined;
   const t0 = process.hrtime.bigint();
   const r = await run();
+  // NVEDGE_BENCH_THREADS=1: the NVE's CPU per request by thread name (V8's GC and compiler helpers, libuv's pool), on stderr
+  if (th0) {
+    const th1 = threadCpu(nvePid), by = new Map<string, number>();
+    for (const [tid, [name, sec]] of th1) by.set(name, (by.get(name) ?? 0) + sec - (th0.get(tid)?.[1] ?? 0));
+    console.error(`control threads ${phase} ${[...by].filter(([, x]) => x > 0).map(([n, x]) => `${n}=${Math.round((x * 1e6) / Math.max(1, r.lat.length))}µs`).join(" ")}`);
+  }
+  const w1 = [runDelayMs(nvePid, nvePid), brokerPid ? runDelayMs(brokerPid) : NaN, runDelayMs(process.pid, process.pid)];
   // With a profiled NVE (NVEDGE_BENCH_NVE_NODE_ARGS), each case's span on the
   // monotonic clock in µs, the clock of the .cpuprofile's sample times: a
   // profile can be cut to one case.
@@ -127,10 +153,37 @@ async function measured<T extends { lat: number[]; secs: number }>(nvePid: numbe
   const n1 = cpuSecondsOf(nvePid), t1m = cpuSecondsOf(nvePid, nvePid);
   const m1 = brokerPid ? cpuSecondsOf(brokerPid) : undefined;
   return { ...r, nveCpu: n1.user + n1.sys - n0.user - n0.sys, nveSys: n1.sys - n0.sys, nveMain: t1m.user + t1m.sys - t0m.user - t0m.sys, benchCpu: (b.user + b.system) / 1e6,
-    ...(m0 && m1 ? { brokerCpu: m1.user + m1.sys - m0.user - m0.sys } : {}) };
+    ...(m0 && m1 ? { brokerCpu: m1.user + m1.sys - m0.user - m0.sys } : {}), runqWait: w1.map((x, i) => x - w0[i]) };
 }
 
-function row(broker: string, mode: string, op: string, vnics: number, r: { lat: number[]; errors: number; secs: number; nveCpu?: number; nveSys?: number; nveMain?: number; benchCpu?: number; brokerCpu?: number }, extra: object = {}) {
+/**
+ * The time a thread was ready to run but waited for a CPU (ms; the kernel's
+ * run_delay, /proc/PID/task/TID/schedstat's second field): what a request
+ * waits for when another process holds the core its handler needs (the
+ * paced p99: issue 15). Without a tid: the process's first thread.
+ */
+/** Each thread's name and CPU seconds (utime + stime) of process `pid`. */
+function threadCpu(pid: number): Map<string, [string, number]> {
+  const m = new Map<string, [string, number]>();
+  try {
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      const name = readFileSync(`/proc/${pid}/task/${tid}/comm`, "utf8").trim();
+      const c = cpuSecondsOf(pid, Number(tid));
+      m.set(tid, [tid === String(pid) ? "main" : name, c.user + c.sys]);
+    }
+  } catch { /* gone */ }
+  return m;
+}
+
+function runDelayMs(pid: number, tid = pid): number {
+  try {
+    return Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, "utf8").split(" ")[1]) / 1e6;
+  } catch {
+    return NaN;
+  }
+}
+
+function row(broker: string, mode: string, op: string, vnics: number, r: { lat: number[]; errors: number; secs: number; nveCpu?: number; nveSys?: number; nveMain?: number; benchCpu?: number; brokerCpu?: number; runqWait?: number[] }, extra: object = {}) {
   const s = [...r.lat].sort((a, b) => a - b);
   const out = {
     case: `control.${op}`, broker, mode, agents: AGENTS, vnics, ...extra,
@@ -144,6 +197,8 @@ function row(broker: string, mode: string, op: string, vnics: number, r: { lat: 
       agents_cpu_us_per_op: Math.round(((r.benchCpu ?? 0) * 1e6) / Math.max(1, r.lat.length)),
       ...(r.brokerCpu !== undefined ? { broker_cpu_us_per_op: Math.round((r.brokerCpu * 1e6) / Math.max(1, r.lat.length)) } : {}),
       nve_cpu_bound_ops_per_s: Math.round(r.lat.length / r.nveCpu), load1: r2(loadavg()[0]),
+      // ms each main thread waited for a CPU while ready during the case: the NVE's, the broker's, the agents'
+      ...(r.runqWait ? { runq_wait_ms: { nve: Math.round(r.runqWait[0]), broker: Number.isNaN(r.runqWait[1]) ? undefined : Math.round(r.runqWait[1]), agents: Math.round(r.runqWait[2]) } } : {}),
       ...(nveCpu() !== undefined ? { nve_pinned_cpu: nveCpu() } : {}),
     } : {}),
   };
@@ -411,7 +466,12 @@ async function benchCore(perAgent: number): Promise<object[]> {
       const sampled = async (op: "attach" | "detach") => {
         const s = new Session();
         s.connect();
-        const r = await run(op, 1, () => s.post("HeapProfiler.startSampling", { samplingInterval: 256, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true }));
+        // NVEDGE_BENCH_HEAP=live: only what is still alive after the round
+        // and a full GC (what each request leaves in the heap: what the
+        // scavenges copy and promote)
+        const live = process.env.NVEDGE_BENCH_HEAP === "live";
+        const r = await run(op, 1, () => s.post("HeapProfiler.startSampling", { samplingInterval: 256, includeObjectsCollectedByMajorGC: !live, includeObjectsCollectedByMinorGC: !live }));
+        if (live) await s.post("HeapProfiler.collectGarbage");
         const { profile } = await s.post("HeapProfiler.stopSampling");
         s.disconnect();
         const n = Math.max(1, r.lat.length + r.errors);
@@ -426,8 +486,8 @@ async function benchCore(perAgent: number): Promise<object[]> {
           for (const c of node.children) walk(c, f.url ? site : caller);
         };
         walk(profile.head as never, "");
-        for (const [site, b] of [...bySite].sort((a, b) => b[1] - a[1]).slice(0, 25)) console.error(`control heap ${op} ${Math.round(b / n)} B/op ${site}`);
-        const o = { case: `control.${op}.heap`, broker: "none (the core in-process)", mode: "max", tables: op === "attach" ? "warm" : undefined, heap_bytes_per_op: Math.round(total / n), load1: r2(loadavg()[0]) };
+        for (const [site, b] of [...bySite].sort((a, b) => b[1] - a[1]).slice(0, 25)) console.error(`control heap${live ? " live" : ""} ${op} ${Math.round(b / n)} B/op ${site}`);
+        const o = { case: `control.${op}.heap${live ? ".live" : ""}`, broker: "none (the core in-process)", mode: "max", tables: op === "attach" ? "warm" : undefined, heap_bytes_per_op: Math.round(total / n), load1: r2(loadavg()[0]) };
         console.log(JSON.stringify(o));
         rows.push(o);
       };

@@ -521,6 +521,7 @@ export function controlSuite(fx: BrokerFixture, storeKind: StoreKind = "memory")
       assert.is(rsp.error.code, code, `${String(payload).slice(0, 100)} → ${rsp.error.message}`);
       assert.type(rsp.error.message, "string");
       if (field !== undefined) assert.is(rsp.error.field, field, rsp.error.message);
+      return rsp.error.message as string;
     };
     await err("{not json", null, "bad-request");
     await err('{"id":"x1","op":"hello"', "x1", "bad-request");
@@ -542,7 +543,11 @@ export function controlSuite(fx: BrokerFixture, storeKind: StoreKind = "memory")
     await err(JSON.stringify({ id: "x12", op: "vnic.attach", vnic: u(2), vn: BLUE, addrs: [{ mac: m(2), ips: ["2001:db8::/129"] }] }), "x12", "bad-request", "addrs[0].ips[0]");
     await err(JSON.stringify({ id: "x13", op: "vnic.attach", vnic: u(2), vn: BLUE, addrs: [{ mac: m(2), ips: ["fe80::1%eth0"] }] }), "x13", "bad-request", "addrs[0].ips[0]");
     await err(JSON.stringify({ id: "x14", op: "vnic.attach", vnic: u(2), vn: { id: "100" }, addrs: [{ mac: m(2) }] }), "x14", "bad-request", "vn");
-    await err(JSON.stringify({ id: "x15", op: "vnic.attach", vnic: u(2), vn: { id: 100, alias: "blue" }, addrs: [{ mac: m(2) }] }), "x15", "bad-request", "vn");
+    // a VN reference that is none of its alternatives is named as a whole (schemas.ts vnRefSchema)
+    for (const [id, vn] of [["x15", { id: 100, alias: "blue" }], ["x15b", {}], ["x15c", { name: "not-a-uuid" }], ["x15d", { alias: "" }]] as const)
+      assert.match(await err(JSON.stringify({ id, op: "vnic.attach", vnic: u(2), vn, addrs: [{ mac: m(2) }] }), id, "bad-request", "vn"), /exactly one of/);
+    assert.match(await err(JSON.stringify({ id: "x15e", op: "sync", syncId: u(9), final: true, vnics: [{ vnic: u(2), state: "active", vns: [{ vn: { id: 0 }, addrs: [] }] }] }),
+      "x15e", "bad-request", "vnics[0].vns[0].vn"), /exactly one of/);
     await err(JSON.stringify({ id: "x16", op: "vnic.attach", vnic: u(2), vn: BLUE, addrs: [] }), "x16", "bad-request", "addrs");
     await err(JSON.stringify({ id: "x17", op: "vnic.attach", vnic: u(2), vn: BLUE, addrs: [{ mac: m(2) }], tag: 4095 }), "x17", "bad-request", "tag");
     await err(JSON.stringify({ id: "x18", op: "vnic.attach", vnic: u(2), vn: BLUE, addrs: [{ mac: m(2) }], tag: "5" }), "x18", "bad-request", "tag");

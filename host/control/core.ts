@@ -101,6 +101,22 @@ function tableFull(e: unknown): boolean {
   return e instanceof DataPlaneError && /table full|at most \d+ prefix bindings/.test(e.message);
 }
 
+/**
+ * A queued request as its own group-commit job (runGroup): run and settle are
+ * its methods, not two closures and a wrapper object per request
+ * (processBatch; issue 15: garbage per attach).
+ */
+class RequestJob implements Job {
+  constructor(private readonly core: NveCore, readonly hv: string, readonly port: string, readonly req: Request,
+    readonly resolve: (r: Record<string, unknown>) => void) {}
+  run(ctx: HandlerCtx): () => unknown {
+    return dispatch(ctx, this.req);
+  }
+  settle(o: Outcome): void {
+    this.core.settleRequest(this, o);
+  }
+}
+
 /** A request that passed NveCore.admit's checks, and its {hv}'s port. */
 class Admitted {
   constructor(readonly req: Request, readonly port: string) {}
@@ -152,7 +168,7 @@ export class NveCore {
   private readonly rateErrors = new Map<string, ProtocolError>();
   private readonly guard: TxnGuard;
   private queue: Promise<unknown> = Promise.resolve();
-  private pending: { hv: string; port: string; req: Request; resolve(r: Record<string, unknown>): void }[] = [];
+  private pending: RequestJob[] = [];
   private batchQueued = false;
   /** The last pipelined store commit's durability (see transact). */
   private durable: Promise<void> = Promise.resolve();
@@ -462,7 +478,7 @@ export class NveCore {
 
   private queueRequest(hv: string, port: string, req: Request): Promise<Record<string, unknown>> {
     return new Promise((resolve) => {
-      this.pending.push({ hv, port, req, resolve });
+      this.pending.push(new RequestJob(this, hv, port, req, resolve));
       if (!this.batchQueued) {
         this.batchQueued = true;
         void this.enqueue(() => this.processBatch());
@@ -544,16 +560,14 @@ export class NveCore {
       for (const b of batch) b.resolve(errorResponse(b.req.id, new ProtocolError("internal", "the NVE is shutting down")) as Record<string, unknown>);
       return;
     }
-    await this.runGroup(batch.map((b) => ({
-      hv: b.hv, port: b.port, req: b.req,
-      run: (ctx) => dispatch(ctx, b.req),
-      // a stopped NVE answers nothing (issue 10 item 8)
-      settle: (o) => {
-        if (this.fatal) return;
-        if (o.ok) b.resolve({ id: b.req.id, ok: true, ...(o.value as Record<string, unknown>) });
-        else b.resolve(o.refused ? errorResponse(b.req.id, o.error as ProtocolError) as Record<string, unknown> : this.failure(b.hv, b.req, o.error));
-      },
-    })), true);
+    await this.runGroup(batch, true);
+  }
+
+  /** A queued request's answer (RequestJob.settle); a stopped NVE answers nothing (issue 10 item 8). */
+  settleRequest(b: RequestJob, o: Outcome): void {
+    if (this.fatal) return;
+    if (o.ok) b.resolve({ id: b.req.id, ok: true, ...(o.value as Record<string, unknown>) });
+    else b.resolve(o.refused ? errorResponse(b.req.id, o.error as ProtocolError) as Record<string, unknown> : this.failure(b.hv, b.req, o.error));
   }
 
   /**

@@ -115,9 +115,9 @@ export class Txn {
   private tagHintsW: Map<string, { tag: number; strict: boolean }> | undefined;
   private allocatedW: Map<string, number> | undefined;
   private freedW: Map<string, { tag: number; q?: QuarantineRecord }> | undefined;
-  readonly events: { hv: string; event: Event }[] = [];
-  /** Ops appended after the derived ones (e.g. vn.del once every VAP of the VN is gone). */
-  readonly tail: DpOp[] = [];
+  /** Made on the first event (emit): most changes send none. */
+  get events(): readonly { hv: string; event: Event }[] { return this.eventsW ?? NO_EVENTS; }
+  private eventsW: { hv: string; event: Event }[] | undefined;
   /** Made on the first line (pushTo): most changes log one or two. */
   get logs(): readonly string[] { return this.logsW ?? NO_LOGS; }
   private logsW: string[] | undefined;
@@ -269,7 +269,7 @@ export class Txn {
   }
 
   emit(hv: string, event: Event): void {
-    this.events.push({ hv, event });
+    this.eventsW = pushTo(this.eventsW, { hv, event });
   }
 
   log(line: string): void {
@@ -294,23 +294,23 @@ export class Txn {
     }
     if (sum > 0 && m.rangeTotal + sum > g.prefixCapacity)
       throw new ProtocolError("limit-exceeded", `the NVE's prefix table holds at most ${g.prefixCapacity} ranges`, "addrs");
-    let grown: Map<string, number> | undefined; // made only when an {hv} enters or leaves a VN
+    // VNs entered (+1) or left (-1) per {hv}: one {hv} (a request's own) in
+    // a pair of scalars, a Map only once a second one appears (a sync, a purge)
+    let oneHv: string | undefined, oneN = 0;
+    let grown: Map<string, number> | undefined;
     for (const [k, d] of this.hvVnDelta) {
       if (d === 0) continue;
       const pre = m.hvVn.get(k) ?? 0;
       const into = pre === 0 && pre + d > 0, out = pre > 0 && pre + d === 0;
       if (!into && !out) continue;
       const hv = k.slice(0, k.lastIndexOf("|"));
-      grown ??= new Map();
-      grown.set(hv, (grown.get(hv) ?? 0) + (into ? 1 : -1));
+      const n = into ? 1 : -1;
+      if (grown) grown.set(hv, (grown.get(hv) ?? 0) + n);
+      else if (oneHv === undefined || oneHv === hv) { oneHv = hv; oneN += n; }
+      else grown = new Map([[oneHv, oneN], [hv, n]]);
     }
-    if (grown) for (const [hv, n] of grown) {
-      if (n <= 0 || isConfigHv(hv)) continue;
-      const share = g.tagShare(hv);
-      const post = (m.hvVnCount.get(hv) ?? 0) + n;
-      if (share !== undefined && post > share)
-        throw new ProtocolError("limit-exceeded", `${hv} would use ${post} VNs on its port, more than its share of the port's tags (${share})`, "vn");
-    }
+    if (grown) for (const [hv, n] of grown) checkTagShare(g, m, hv, n);
+    else if (oneHv !== undefined) checkTagShare(g, m, oneHv, oneN);
   }
 
   /** Derives tags, DpOps and store writes. Throws ProtocolError (tag-conflict, tag-exhausted), changing nothing. */
@@ -393,9 +393,9 @@ export class Txn {
     // in this order; most changes fill one or two of these lists
     let ops = NO_OPS;
     const add = (l: DpOp[] | undefined) => { if (l && l.length) ops = ops.length ? ops.concat(l) : l; };
-    add(vnAdd); add(ipDel); add(macDel); add(tagAdd); add(macSet); add(ipSet); add(tagDel); add(this.tail); add(vnDel);
+    add(vnAdd); add(ipDel); add(macDel); add(tagAdd); add(macSet); add(ipSet); add(tagDel); add(vnDel);
     this.ops = ops;
-    this.empty = this.vnicChanges.size === 0 && this.hvChanges.size === 0 && this.timerChanges.size === 0 && this.vnChanges.size === 0 && this.tail.length === 0;
+    this.empty = this.vnicChanges.size === 0 && this.hvChanges.size === 0 && this.timerChanges.size === 0 && this.vnChanges.size === 0;
 
     // Every change of a stored collection, once, as (collection, key, before,
     // after) from the pre-state (issue 16 "one commit path"): the store writes,
@@ -435,9 +435,11 @@ export class Txn {
 
   // What finish() derives (Finished).
   ops: DpOp[] = NO_OPS;
-  writes: StoreOp[] = [];
+  writes: StoreOp[] = NO_WRITES;
   empty = true;
-  private readonly changes: Change[] = [];
+  /** Made on the first record(), as a literal of one (an empty array's first push gives it 17 slots). */
+  private get changes(): readonly Change[] { return this.changesW ?? NO_CHANGES; }
+  private changesW: Change[] | undefined;
   /** changes by `${collection}\0${key}`, made once a change holds many (a sync, a purge) */
   private changeAt: Map<string, Change> | undefined;
   private vnBefore: Map<number, VnConfig | undefined> | undefined;
@@ -459,7 +461,7 @@ export class Txn {
     if (prev) { prev.after = after; return; }
     const ch: Change = { c, k, before, after };
     at?.set(`${c}\u0000${k}`, ch);
-    changes.push(ch);
+    this.changesW = pushTo(this.changesW, ch);
   }
 
   private quarantined(port: string, tag: number): QuarantineRecord | undefined {
@@ -510,6 +512,15 @@ export class Txn {
   }
 }
 
+/** An {hv} that enters `n` more VNs (net) must stay within its share of its port's tags (Txn.checkShares). */
+function checkTagShare(g: TxnGuard, m: Model, hv: string, n: number): void {
+  if (n <= 0 || isConfigHv(hv)) return;
+  const share = g.tagShare(hv);
+  const post = (m.hvVnCount.get(hv) ?? 0) + n;
+  if (share !== undefined && post > share)
+    throw new ProtocolError("limit-exceeded", `${hv} would use ${post} VNs on its port, more than its share of the port's tags (${share})`, "vn");
+}
+
 /** Appends to a list made on first use, as a literal of one: its exact size, not the 17 slots a first push() gives an empty array. */
 function pushTo<T>(l: T[] | undefined, x: T): T[] {
   if (!l) return [x];
@@ -520,6 +531,9 @@ function pushTo<T>(l: T[] | undefined, x: T): T[] {
 /** The ops of a change that programs nothing: shared, so frozen (nothing appends to a finished change's ops). */
 const NO_OPS = Object.freeze([]) as unknown as DpOp[];
 const NO_LOGS: readonly string[] = Object.freeze([]);
+const NO_EVENTS: readonly { hv: string; event: Event }[] = Object.freeze([]);
+const NO_CHANGES: readonly Change[] = Object.freeze([]);
+const NO_WRITES = Object.freeze([]) as unknown as StoreOp[];
 const cacheRec = (v: VnConfig | undefined) =>
   v && { id: v.id, vni: v.vni, profile: v.profile, ...(v.name ? { name: v.name } : {}), ...(v.alias ? { alias: v.alias } : {}) };
 /** The VN and the rest of a `${vn}|${x}` key (macKey, ipKey), without splitKey's pair. */
