@@ -476,14 +476,41 @@ export const trafgenGenerator: Generator = { name: "trafgen", paced: false, run:
  * sends into a veth reach the peer only while the peer runs NAPI: the race
  * turns GRO on at the DUT's ends (`napiOn`), as a NIC has it.
  */
-export function buildXdpGen(dir: string): Generator | string {
+/**
+ * Builds one of the bench's BPF generators into `dir`: bench/bpf/NAME.bpf.c
+ * (clang) and its loader bench/native/NAME.c (cc, libbpf); their paths, or
+ * why not.
+ */
+function buildBpfGenerator(dir: string, name: string): { obj: string; bin: string } | string {
   for (const [c, pkg] of [["cc", "gcc"], ["clang", "clang"], ["ethtool", "ethtool"]]) if (!have(c)) return `${c} not found (Debian package ${pkg})`;
   if (!existsSync("/usr/include/bpf/libbpf.h")) return "bpf/libbpf.h not found (Debian package libbpf-dev)";
-  const obj = `${dir}/xdp-gen.bpf.o`, bin = `${dir}/xdp-gen`;
-  const a = sh(["clang", "-O2", "-g", "-target", "bpf", ...bpfIncludes(), "-c", `${root}bench/bpf/xdp-gen.bpf.c`, "-o", obj], { allowFail: true, timeoutMs: 60_000 });
+  const obj = `${dir}/${name}.bpf.o`, bin = `${dir}/${name}`;
+  const a = sh(["clang", "-O2", "-g", "-target", "bpf", ...bpfIncludes(), "-c", `${root}bench/bpf/${name}.bpf.c`, "-o", obj], { allowFail: true, timeoutMs: 60_000 });
   if (a.code !== 0) return `clang failed: ${a.stderr.trim().split("\n").slice(-1)[0]}`;
-  const b = sh(["cc", "-O2", "-o", bin, `${root}bench/native/xdp-gen.c`, "-lbpf"], { allowFail: true, timeoutMs: 60_000 });
+  const b = sh(["cc", "-O2", "-o", bin, `${root}bench/native/${name}.c`, "-lbpf"], { allowFail: true, timeoutMs: 60_000 });
   if (b.code !== 0) return `cc failed: ${b.stderr.trim().split("\n").slice(-1)[0]}`;
+  return { obj, bin };
+}
+
+/**
+ * Runs a generator's loader in `ns` (argv after `ip netns exec ns`) for
+ * about `ms`, killed 5 s after; the JSON it prints on stdout at the end.
+ */
+async function runLoader<T>(what: string, ns: string, argv: string[], ms: number): Promise<T> {
+  const child = spawn("ip", ["netns", "exec", ns, ...argv], { stdio: ["ignore", "pipe", "pipe"] });
+  let err = "", out = "";
+  child.stderr!.setEncoding("utf8").on("data", (d) => { if (err.length < 4096) err += d; });
+  child.stdout!.setEncoding("utf8").on("data", (d) => { if (out.length < 4096) out += d; });
+  // "close", not "exit": its count is on stdout, read to the end only then
+  const code = await Promise.race([new Promise<number | null>((r) => child.on("close", (c) => r(c))), sleep(ms + 5000).then(() => { child.kill("SIGKILL"); return -1; })]);
+  if (code !== 0) throw new Error(`${what} failed (${code}): ${err.trim().split("\n").slice(-1)[0]}`);
+  return JSON.parse(out) as T;
+}
+
+export function buildXdpGen(dir: string): Generator | string {
+  const built = buildBpfGenerator(dir, "xdp-gen");
+  if (typeof built === "string") return built;
+  const { obj, bin } = built;
   return {
     name: "xdp-gen",
     paced: true,
@@ -491,14 +518,7 @@ export function buildXdpGen(dir: string): Generator | string {
       const hexFrame = Buffer.from(f.bytes).toString("hex");
       // paced: batches of 64 (a veth's receive ring holds 256); unpaced: 256 per batch, its fastest
       const args = rate ? ["64", "0", String(Math.round(rate))] : ["256", "0"];
-      const child = spawn("ip", ["netns", "exec", ns, bin, dev, obj, hexFrame, String(f.flowOff), String(ms / 1000), ...args], { stdio: ["ignore", "pipe", "pipe"] });
-      let err = "", out = "";
-      child.stderr!.setEncoding("utf8").on("data", (d) => { if (err.length < 4096) err += d; });
-      child.stdout!.setEncoding("utf8").on("data", (d) => { if (out.length < 4096) out += d; });
-      // "close", not "exit": its count is on stdout, read to the end only then
-      const code = await Promise.race([new Promise<number | null>((r) => child.on("close", (c) => r(c))), sleep(ms + 5000).then(() => { child.kill("SIGKILL"); return -1; })]);
-      if (code !== 0) throw new Error(`xdp-gen on ${ns}/${dev} failed (${code}): ${err.trim().split("\n").slice(-1)[0]}`);
-      return JSON.parse(out) as { sent: number; seconds: number };
+      return runLoader<{ sent: number; seconds: number }>(`xdp-gen on ${ns}/${dev}`, ns, [bin, dev, obj, hexFrame, String(f.flowOff), String(ms / 1000), ...args], ms);
     },
   };
 }
@@ -515,13 +535,9 @@ export function buildXdpGen(dir: string): Generator | string {
  * ceiling is lower (bench/README.md, the race section).
  */
 export function buildXdpLoop(dir: string): Generator | string {
-  for (const [c, pkg] of [["cc", "gcc"], ["clang", "clang"], ["ethtool", "ethtool"]]) if (!have(c)) return `${c} not found (Debian package ${pkg})`;
-  if (!existsSync("/usr/include/bpf/libbpf.h")) return "bpf/libbpf.h not found (Debian package libbpf-dev)";
-  const obj = `${dir}/xdp-loop.bpf.o`, bin = `${dir}/xdp-loop`;
-  const a = sh(["clang", "-O2", "-g", "-target", "bpf", ...bpfIncludes(), "-c", `${root}bench/bpf/xdp-loop.bpf.c`, "-o", obj], { allowFail: true, timeoutMs: 60_000 });
-  if (a.code !== 0) return `clang failed: ${a.stderr.trim().split("\n").slice(-1)[0]}`;
-  const b = sh(["cc", "-O2", "-o", bin, `${root}bench/native/xdp-loop.c`, "-lbpf"], { allowFail: true, timeoutMs: 60_000 });
-  if (b.code !== 0) return `cc failed: ${b.stderr.trim().split("\n").slice(-1)[0]}`;
+  const built = buildBpfGenerator(dir, "xdp-loop");
+  if (typeof built === "string") return built;
+  const { obj, bin } = built;
   return {
     name: "xdp-loop",
     paced: true,
@@ -532,14 +548,8 @@ export function buildXdpLoop(dir: string): Generator | string {
       try {
         for (const d of [la, lb]) sh(["ip", "link", "set", d, "up"], { ns });
         const hexFrame = Buffer.from(f.bytes).toString("hex");
-        const child = spawn("ip", ["netns", "exec", ns, bin, la, lb, dev, obj, hexFrame, String(f.flowOff), String(ms / 1000), "128", "0", ...(rate ? [String(Math.round(rate))] : [])],
-          { stdio: ["ignore", "pipe", "pipe"] });
-        let err = "", out = "";
-        child.stderr!.setEncoding("utf8").on("data", (d) => { if (err.length < 4096) err += d; });
-        child.stdout!.setEncoding("utf8").on("data", (d) => { if (out.length < 4096) out += d; });
-        const code = await Promise.race([new Promise<number | null>((r) => child.on("close", (c) => r(c))), sleep(ms + 5000).then(() => { child.kill("SIGKILL"); return -1; })]);
-        if (code !== 0) throw new Error(`xdp-loop on ${ns}/${dev} failed (${code}): ${err.trim().split("\n").slice(-1)[0]}`);
-        const r = JSON.parse(out) as { sent: number; laps: number; seconds: number };
+        const r = await runLoader<{ sent: number; laps: number; seconds: number }>(`xdp-loop on ${ns}/${dev}`, ns,
+          [bin, la, lb, dev, obj, hexFrame, String(f.flowOff), String(ms / 1000), "128", "0", ...(rate ? [String(Math.round(rate))] : [])], ms);
         return { sent: r.sent, seconds: r.seconds };
       } finally {
         sh(["ip", "link", "del", la], { ns, allowFail: true });
