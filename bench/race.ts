@@ -351,21 +351,28 @@ export function nvedgeConfig(t: RaceTopo): object {
   };
 }
 
-export function nvedgeDut(workers: number, io: "afpacket" | "afxdp" = "afpacket"): Dut {
-  const store = `store-${io}-${workers}`;
+/**
+ * nvedge as a DUT: `--io io --workers workers`, from this checkout or from
+ * `checkout` (another built one: RACE_ALT, an A/B in the same rounds, named
+ * `…-alt-…`).
+ */
+export function nvedgeDut(workers: number, io: "afpacket" | "afxdp" = "afpacket", checkout?: string): Dut {
+  const alt = checkout !== undefined;
+  const store = `store-${io}-${workers}${alt ? "-alt" : ""}`;
+  const from = checkout ? (checkout.endsWith("/") ? checkout : `${checkout}/`) : root;
   return {
-    name: io === "afxdp" ? `nvedge-afxdp-w${workers}` : `nvedge-w${workers}`,
+    name: `nvedge-${io === "afxdp" ? "afxdp-" : ""}${alt ? "alt-" : ""}w${workers}`,
     unavailable() {
-      if (!existsSync(`${root}dist/host/cli/run.js`)) return "nvedge run is not built (dist/host/cli/run.js missing)";
-      if (!existsSync(`${root}host/io/native/build/Release/nvedge_afpacket.node`)) return "the AF_PACKET addon is not built (node scripts/build.mjs --addon)";
-      if (io === "afxdp" && !existsSync(`${root}host/io/native/afxdp/build/Release/nvedge_afxdp.node`)) return "the AF_XDP addon is not built (libbpf-dev, clang)";
+      if (!existsSync(`${from}dist/host/cli/run.js`)) return `nvedge run is not built (${from}dist/host/cli/run.js missing)`;
+      if (!existsSync(`${from}host/io/native/build/Release/nvedge_afpacket.node`)) return "the AF_PACKET addon is not built (node scripts/build.mjs --addon)";
+      if (io === "afxdp" && !existsSync(`${from}host/io/native/afxdp/build/Release/nvedge_afxdp.node`)) return "the AF_XDP addon is not built (libbpf-dev, clang)";
       return undefined;
     },
     async start(t) {
       const cfg = `${t.workDir}/nve-race.json`;
       writeFileSync(cfg, JSON.stringify(nvedgeConfig(t), null, 2));
       // Its own namespace, so the embedded broker on 127.0.0.1:1883 is its own.
-      const child: ChildProcess = spawn("ip", ["netns", "exec", t.dut, process.execPath, `${root}bin/nvedge.js`, "run", "--config", cfg,
+      const child: ChildProcess = spawn("ip", ["netns", "exec", t.dut, process.execPath, `${from}bin/nvedge.js`, "run", "--config", cfg,
         "--io", io, "--workers", String(workers), "--store", `${t.workDir}/${store}`], { stdio: ["ignore", "ignore", "pipe"] });
       let stderr = "";
       let exited: number | null | undefined;
@@ -765,7 +772,9 @@ export async function runRace(o: RaceOptions = {}): Promise<RaceResult[]> {
   const duts = (o.duts ?? [generatorCeiling, kernelDut, ...(process.env.RACE_KERNEL_NORPS === "0" ? [] : [kernelDutWith({ rps: false })]),
     ...workers.map((w) => nvedgeDut(w)),
     // --io afxdp: one worker (a veth has one queue); RACE_AFXDP=0 leaves it out
-    ...(process.env.RACE_AFXDP === "0" ? [] : [nvedgeDut(1, "afxdp")])])
+    ...(process.env.RACE_AFXDP === "0" ? [] : [nvedgeDut(1, "afxdp")]),
+    // RACE_ALT=<another built checkout>: its nvedge too, 1 worker, each I/O, in the same rounds (an A/B under the same load)
+    ...(process.env.RACE_ALT ? [nvedgeDut(1, "afpacket", process.env.RACE_ALT), ...(process.env.RACE_AFXDP === "0" ? [] : [nvedgeDut(1, "afxdp", process.env.RACE_ALT)])] : [])])
     // RACE_DUTS=generator-ceiling,nvedge-afxdp-w1: only those (while iterating on one DUT)
     .filter((d) => !only || only.includes(d.name));
   const out: RaceResult[] = [];
