@@ -40,7 +40,7 @@ struct {
 // Set by the loader before load (the object's only .rodata global, at offset 0).
 volatile const struct {
   __u32 flow_off;
-  __u32 len; // the frame's length (the loader's check of the flow byte's offset)
+  __u32 pad;
   __u64 interval_ns; // 0: every lap sends
   __u64 deadline_ns; // after it, every frame is dropped
 } CFG = {};

@@ -52,9 +52,10 @@ int main(int argc, char **argv) {
     fprintf(stderr, "usage: xdp-loop LOOPA LOOPB OUT OBJ FRAMEHEX FLOWOFF SECONDS [INFLIGHT] [CPU] [RATE]\n");
     return 2;
   }
-  unsigned la = if_nametoindex(argv[1]), lb = if_nametoindex(argv[2]), out = if_nametoindex(argv[3]);
-  for (int i = 1; i <= 3; i++)
-    if (!if_nametoindex(argv[i])) { fprintf(stderr, "xdp-loop: interface %s: %s\n", argv[i], strerror(errno)); return 1; }
+  unsigned idx[3];
+  for (int i = 0; i < 3; i++)
+    if (!(idx[i] = if_nametoindex(argv[i + 1]))) { fprintf(stderr, "xdp-loop: interface %s: %s\n", argv[i + 1], strerror(errno)); return 1; }
+  unsigned la = idx[0], lb = idx[1], out = idx[2];
   size_t hl = strlen(argv[5]);
   if (hl % 2 || hl / 2 < 14 || hl / 2 > 256) { fprintf(stderr, "xdp-loop: FRAMEHEX must be 14..256 bytes in hex\n"); return 2; }
   unsigned char frame[256];
@@ -83,17 +84,15 @@ int main(int argc, char **argv) {
   struct bpf_map *ro = bpf_object__find_map_by_name(obj, ".rodata");
   size_t sz;
   const void *iv = ro ? bpf_map__initial_value(ro, &sz) : NULL;
-  // CFG: { u32 flow_off; u32 len; u64 interval_ns; u64 deadline_ns }
+  // CFG: { u32 flow_off; u32 pad; u64 interval_ns; u64 deadline_ns }
   if (!iv || sz < 24 || sz > 4096) { fprintf(stderr, "xdp-loop: %s: unexpected .rodata\n", argv[4]); return 1; }
   unsigned char buf[4096];
-  __u32 l = (__u32)len;
   __u64 interval = rate > 0 ? (__u64)(1e9 / rate + 0.5) : 0;
   double t0 = now(), end = t0 + seconds;
   // a second past the loader's own end: the programs stop even if it never detaches them
   __u64 deadline = (__u64)((end + 1) * 1e9);
   memcpy(buf, iv, sz);
   memcpy(buf, &flowOff, 4);
-  memcpy(buf + 4, &l, 4);
   memcpy(buf + 8, &interval, 8);
   memcpy(buf + 16, &deadline, 8);
   bpf_map__set_initial_value(ro, buf, sz);

@@ -56,9 +56,8 @@ function lines(s: string | Buffer): number {
 export class LogSink {
   /** The descriptor written: our own non-blocking description, or the inherited one. */
   readonly fd: number;
-  /** Whether writes can wait (false: the inherited descriptor, blocking as before). */
+  /** Whether `fd` is the sink's own non-blocking description (false: the inherited descriptor, written as before). */
   readonly nonBlocking: boolean;
-  private readonly own: boolean;
   private queue: Buffer[] = [];
   private queued = 0;
   private dropped = 0;
@@ -78,9 +77,8 @@ export class LogSink {
       const st = fstatSync(fd);
       if (st.isFIFO() || st.isCharacterDevice()) own = openSync(`/proc/self/fd/${fd}`, constants.O_WRONLY | constants.O_NONBLOCK); // libuv adds O_CLOEXEC
     } catch { /* no /proc, a pipe without a reader, a socket: the inherited descriptor, as before */ }
-    this.own = own !== undefined;
+    this.nonBlocking = own !== undefined;
     this.fd = own ?? fd;
-    this.nonBlocking = this.own;
   }
 
   /** Writes `s` now if the reader takes it, else queues it (or drops it, counted). */
@@ -93,18 +91,13 @@ export class LogSink {
       if ((e as NodeJS.ErrnoException).code !== "EAGAIN") return false; // stderr closed: nothing to be done, nothing to wait for
       n = 0;
     }
-    if (n < Buffer.byteLength(s)) {
-      const b = Buffer.from(s).subarray(n);
-      // a line is never cut: the rest of the one written in part is kept, whatever the bound, then whole lines as they fit
-      const nl = n === 0 ? -1 : b.indexOf(10);
-      if (nl >= 0 && nl + 1 < b.length) {
-        this.push(b.subarray(0, nl + 1));
-        return this.enqueue(b.subarray(nl + 1));
-      }
-      if (n > 0) { this.push(b); return true; }
-      return this.enqueue(b);
-    }
-    return true;
+    if (n >= Buffer.byteLength(s)) return true;
+    const b = Buffer.from(s).subarray(n);
+    if (n === 0) return this.enqueue(b);
+    // a line is never cut: the rest of the one written in part is kept, whatever the bound, then whole lines as they fit
+    const end = b.indexOf(10) + 1 || b.length;
+    this.push(b.subarray(0, end));
+    return end < b.length ? this.enqueue(b.subarray(end)) : true;
   }
 
   /** Queues `b` (whole lines) if it fits in maxQueued; else drops it, counting its lines. */
@@ -168,18 +161,8 @@ export class LogSink {
     while (!this.drain() && performance.now() < end) sleepSync(5);
   }
 
-  /** How many lines wait to be counted as dropped (tests). */
-  get droppedLines(): number {
-    return this.dropped;
-  }
-
-  /** Bytes waiting for the reader (tests, `show`). */
-  get queuedBytes(): number {
-    return this.queued;
-  }
-
   close(): void {
     this.flushSync();
-    if (this.own) try { closeSync(this.fd); } catch { /* closed */ }
+    if (this.nonBlocking) try { closeSync(this.fd); } catch { /* closed */ }
   }
 }
