@@ -26,6 +26,7 @@ import { startEmbeddedBroker } from "../host/broker/embedded.js";
 import { ImaService } from "../host/ima/service.js";
 import { ImaClient, type LocalBinding } from "../host/ima-client/client.js";
 import type { DpOp } from "../host/dataplane/ops.js";
+import { quantile } from "./stats.js";
 
 const QUICK = process.env.NVEDGE_BENCH_QUICK === "1";
 const NVES = 50;
@@ -53,10 +54,6 @@ function prng(seed: number): () => number {
     t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
-}
-
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 }
 
 const round = (x: number) => Math.round(x * 100) / 100;
@@ -170,7 +167,7 @@ export async function runImaBench(): Promise<object[]> {
     lat.sort((a, b) => a - b);
     const pin = counts.in - before.in, pout = counts.out - before.out;
     emit({ case: "ima.migration", nves: NVES, vms: VMS, migrations: MIGRATIONS,
-      reachEveryNveMs: { p50: round(percentile(lat, 50)), p99: round(percentile(lat, 99)), max: round(lat[lat.length - 1]) },
+      reachEveryNveMs: { p50: round(quantile(lat, 0.5, true)), p99: round(quantile(lat, 0.99, true)), max: round(lat[lat.length - 1]) },
       migrationsPerSecond: round(MIGRATIONS / (total / 1000)),
       messagesPerMigration: { intoBroker: round(pin / MIGRATIONS), outOfBroker: round(pout / MIGRATIONS), total: round((pin + pout) / MIGRATIONS) },
       imaBatches: ima.stats.batches, imaRequests: ima.stats.requests });

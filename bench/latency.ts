@@ -23,6 +23,7 @@ import { loadavg } from "node:os";
 import { fileURLToPath } from "node:url";
 import { pairUp, pairDown, pairUnavailable, startNvedge, startKernelNve, type PairTopo, type Dut } from "../host/lab/pair.js";
 import { shAsync } from "../host/sys/sh.js";
+import { quantile } from "./stats.js";
 
 export interface LatencyRow {
   case: string; sent?: number; received?: number; avgMs?: number; p50Ms?: number; p99Ms?: number; maxMs?: number; minMs?: number;
@@ -38,13 +39,6 @@ export function parsePing(out: string): { sent: number; rtts: number[] } {
   const rtts = [...out.matchAll(/ time=([0-9.]+) ms/g)].map((m) => Number(m[1]));
   const tx = /(\d+) packets transmitted/.exec(out);
   return { sent: tx ? Number(tx[1]) : 0, rtts };
-}
-
-/** The q-quantile (0..1) of xs by the nearest-rank method. */
-export function quantile(xs: number[], q: number): number {
-  if (!xs.length) return NaN;
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1))];
 }
 
 const r3 = (x: number) => Math.round(x * 1000) / 1000;

@@ -29,6 +29,7 @@ import { Model } from "../host/control/model.js";
 import { NveCore } from "../host/control/core.js";
 import { parseConfig } from "../host/config/load.js";
 import type { NveConfig } from "../host/config/types.js";
+import { median, quantile } from "./stats.js";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const VNS = 100;
@@ -187,7 +188,6 @@ export async function timeFirstFrame(cfgFile: string, storeDir: string, ns: Retu
 }
 
 let allPhases = false;
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const r1 = (x: number) => Math.round(x * 10) / 10;
 
 async function restartBench(quick: boolean): Promise<object[]> {
@@ -417,7 +417,7 @@ export function fsyncBench(quick: boolean): object[] {
     closeSync(fd);
     us.sort((a, b) => a - b);
     const mean = us.reduce((a, b) => a + b, 0) / us.length;
-    const q = (p: number) => Math.round(us[Math.min(us.length - 1, Math.floor(p * us.length))]);
+    const q = (p: number) => Math.round(quantile(us, p, true));
     return [{ case: "store.fsync", syncs: n, p50_us: q(0.5), p99_us: q(0.99), mean_us: Math.round(mean), groupsPerSecLimit: Math.round(1e6 / mean), dir: tmpdir() }];
   } finally {
     rmSync(dir, { recursive: true, force: true });

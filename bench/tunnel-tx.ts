@@ -29,10 +29,10 @@ import { TunTx, putTxDesc, TX_DESC, TX_INNER_UDP, TX_OUTER6 } from "../host/io/t
 import { txLabUp, txLabDown, txLabVmUp, txLabKernelSender, outerHeader, innerUdpHeader, type TxLab } from "../host/lab/tunnel-tx.js";
 import { startRelay, type RelayResult } from "../host/lab/tunnel-tx-relay.js";
 import { sh, shAsync, have, sleep } from "../host/sys/sh.js";
+import { median } from "./stats.js";
 
 export interface TunTxRow { case: string; gbps?: number; mbps?: number; ratio?: number; rounds?: number[]; loadavg?: number[]; skipped?: string; error?: string; [k: string]: unknown }
 
-const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); return s.length % 2 ? s[s.length >> 1] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2; };
 const r1 = (x: number) => Math.round(x * 10) / 10;
 const r2 = (x: number) => Math.round(x * 100) / 100;
 const load = () => loadavg().map(r2);
