@@ -87,14 +87,24 @@ export async function imaCommand(argv: string[]): Promise<number> {
       throw e;
     });
   }
+  return await serveUntilStopped({ configFile, cfg, target: { reconfigure: (x) => ima.reconfigure(x), tlsClients: () => [ima.client] }, logger, log,
+    levelFixed: o["log-level"] !== undefined, ready: "serving", metricsServer, stop: () => ima.stop() });
+}
+
+/**
+ * The IMA's life once started (one instance or one of several, `ha`): ready
+ * to systemd; SIGHUP re-reads the configuration file into `target` (issue 13;
+ * imaReload); SIGINT/SIGTERM stop it cleanly, metrics first.
+ */
+async function serveUntilStopped(o: { configFile: string | undefined; cfg: ImaConfig; target: ImaReloadTarget; logger: Logger; log: (l: string) => void;
+  levelFixed: boolean; ready: string; metricsServer: { close(): Promise<void> } | undefined; stop: () => Promise<void> }): Promise<number> {
+  const { log, logger } = o;
   const notify = (await import("../service/systemd.js")).systemdNotifier(log);
-  notify.ready("serving");
-  // SIGHUP re-reads the configuration file (issue 13); see imaReload.
-  let current = cfg;
+  notify.ready(o.ready);
+  let current = o.cfg;
   process.on("SIGHUP", () => {
     try {
-      current = imaReload({ file: configFile, current, ima: { reconfigure: (x) => ima.reconfigure(x), tlsClients: () => [ima.client] }, logger, log,
-        levelFixed: o["log-level"] !== undefined, why: "SIGHUP" });
+      current = imaReload({ file: o.configFile, current, ima: o.target, logger, log, levelFixed: o.levelFixed, why: "SIGHUP" });
     } catch (e) {
       log(`reload: SIGHUP: refused, the running configuration is kept: ${(e as Error).message}`);
     }
@@ -105,8 +115,8 @@ export async function imaCommand(argv: string[]): Promise<number> {
   });
   log("ima: stopping");
   notify.stopping();
-  await metricsServer?.close();
-  await ima.stop();
+  await o.metricsServer?.close();
+  await o.stop();
   notify.close();
   logger.close();
   return 0;
@@ -239,27 +249,8 @@ async function runHa(cfg: ImaConfig, configFile: string | undefined, url: string
     metricsServer = await serveImaMetrics(metrics, cfg.ima, () => node.service, log, { active: () => node.role === "active" && !!node.service })
       .catch(async (e: Error) => { await node.stop(); throw e; });
   }
-  const notify = (await import("../service/systemd.js")).systemdNotifier(log);
-  notify.ready(`instance ${cfg.ha!.instance}: ${node.role}`);
   // SIGHUP re-reads the file as a single IMA does (imaReload); the settings go to this
   // instance's service now if it is the active one, and to any later take-over.
-  let current = cfg;
-  process.on("SIGHUP", () => {
-    try {
-      current = imaReload({ file: configFile, current, ima: node, logger, log, levelFixed, why: "SIGHUP" });
-    } catch (e) {
-      log(`reload: SIGHUP: refused, the running configuration is kept: ${(e as Error).message}`);
-    }
-  });
-  await new Promise<void>((resolve) => {
-    process.once("SIGINT", resolve);
-    process.once("SIGTERM", resolve);
-  });
-  log("ima: stopping");
-  notify.stopping();
-  await metricsServer?.close();
-  await node.stop();
-  notify.close();
-  logger.close();
-  return 0;
+  return await serveUntilStopped({ configFile, cfg, target: node, logger, log, levelFixed, ready: `instance ${cfg.ha!.instance}: ${node.role}`,
+    metricsServer, stop: () => node.stop() });
 }
