@@ -306,7 +306,8 @@ if (requireRootAnd(["ip", "python3", "tcpdump", "tc", "clang"], "--io afxdp on v
   test("--io afxdp: the worker moves off the CPU its frames arrive on (loop.repins), unless told not to (avoidRxCpu false)", async () => {
     if (cpus.length < 2) { console.log(`  skipped: one CPU allowed (${cpus})`); return; }
     const rx = cpus[cpus.length - 1];
-    const allowedOf = (tid: string) => /Cpus_allowed_list:\s*(\S+)/.exec(readFileSync(`/proc/self/task/${tid}/status`, "utf8"))?.[1];
+    // a thread that ended meanwhile has no status: undefined
+    const allowedOf = (tid: string) => { try { return /Cpus_allowed_list:\s*(\S+)/.exec(readFileSync(`/proc/self/task/${tid}/status`, "utf8"))?.[1]; } catch { return undefined; } };
     // as the kernel lists a CPU set: "0-2,5"
     const listed = (cs: number[]) => cs.reduce<number[][]>((r, c) => { const l = r[r.length - 1]; if (l && l[1] === c - 1) l[1] = c; else r.push([c, c]); return r; }, [])
       .map(([f, t]) => f === t ? `${f}` : `${f}-${t}`).join(",");
