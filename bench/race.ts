@@ -351,12 +351,23 @@ export function nvedgeConfig(t: RaceTopo): object {
   };
 }
 
+/** RACE_ALT_ENV ("NAME=value NAME2=value2"): the environment the alt DUT's nvedge gets on top of the race's; a word that is not NAME=value is refused. */
+export function altEnv(spec = process.env.RACE_ALT_ENV ?? ""): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const w of spec.split(/\s+/).filter(Boolean)) {
+    const m = /^([A-Za-z_][A-Za-z0-9_]*)=(.*)$/.exec(w);
+    if (!m) throw new Error(`RACE_ALT_ENV: "${w}" is not NAME=value`);
+    env[m[1]] = m[2];
+  }
+  return env;
+}
+
 /**
  * nvedge as a DUT: `--io io --workers workers`, from this checkout or from
  * `checkout` (another built one: RACE_ALT, an A/B in the same rounds, named
  * `…-alt-…`).
  */
-export function nvedgeDut(workers: number, io: "afpacket" | "afxdp" = "afpacket", checkout?: string): Dut {
+export function nvedgeDut(workers: number, io: "afpacket" | "afxdp" = "afpacket", checkout?: string, env?: Record<string, string>): Dut {
   const alt = checkout !== undefined;
   const store = `store-${io}-${workers}${alt ? "-alt" : ""}`;
   const from = checkout ? (checkout.endsWith("/") ? checkout : `${checkout}/`) : root;
@@ -373,7 +384,7 @@ export function nvedgeDut(workers: number, io: "afpacket" | "afxdp" = "afpacket"
       writeFileSync(cfg, JSON.stringify(nvedgeConfig(t), null, 2));
       // Its own namespace, so the embedded broker on 127.0.0.1:1883 is its own.
       const child: ChildProcess = spawn("ip", ["netns", "exec", t.dut, process.execPath, `${from}bin/nvedge.js`, "run", "--config", cfg,
-        "--io", io, "--workers", String(workers), "--store", `${t.workDir}/${store}`], { stdio: ["ignore", "ignore", "pipe"] });
+        "--io", io, "--workers", String(workers), "--store", `${t.workDir}/${store}`], { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, ...env } });
       let stderr = "";
       let exited: number | null | undefined;
       child.stderr!.setEncoding("utf8").on("data", (d) => { if (stderr.length < 65536) stderr += d; });
@@ -774,7 +785,8 @@ export async function runRace(o: RaceOptions = {}): Promise<RaceResult[]> {
     // --io afxdp: one worker (a veth has one queue); RACE_AFXDP=0 leaves it out
     ...(process.env.RACE_AFXDP === "0" ? [] : [nvedgeDut(1, "afxdp")]),
     // RACE_ALT=<another built checkout>: its nvedge too, 1 worker, each I/O, in the same rounds (an A/B under the same load)
-    ...(process.env.RACE_ALT ? [nvedgeDut(1, "afpacket", process.env.RACE_ALT), ...(process.env.RACE_AFXDP === "0" ? [] : [nvedgeDut(1, "afxdp", process.env.RACE_ALT)])] : [])])
+    // RACE_ALT_ENV="K=V K2=V2": the alt DUT's nvedge runs with these set too (RACE_ALT=. with it: a runtime knob A/B'd, one checkout)
+    ...(process.env.RACE_ALT ? [nvedgeDut(1, "afpacket", process.env.RACE_ALT, altEnv()), ...(process.env.RACE_AFXDP === "0" ? [] : [nvedgeDut(1, "afxdp", process.env.RACE_ALT, altEnv())])] : [])])
     // RACE_DUTS=generator-ceiling,nvedge-afxdp-w1: only those (while iterating on one DUT)
     .filter((d) => !only || only.includes(d.name));
   const out: RaceResult[] = [];

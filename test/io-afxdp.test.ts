@@ -6,15 +6,15 @@
 // interfaces once the pool stops. Needs root, libbpf and clang (the addon).
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { execFileSync } from "node:child_process";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { root } from "../host/paths.js";
 import { requireRootAnd, requireTool } from "./support/tools.js";
 import { startAfPacket, type WorkerPool } from "../host/io/afpacket.js";
-import { xdpAddonPath, xdpProgramPath, loadXdpIo, type XdpStats } from "../host/io/xdp-addon.js";
-import { tmpNetns, injectFrames, capture } from "./support/io-net.js";
+import { xdpAddonPath, xdpProgramPath, loadXdpIo, xdpAddon, type XdpStats } from "../host/io/xdp-addon.js";
+import { tmpNetns, injectFrames, injector, capture, type Netns } from "./support/io-net.js";
 import type { DpOp } from "../host/dataplane/ops.js";
 import * as E from "./support/encoder.js";
 import { sleep } from "../host/sys/sh.js";
@@ -260,6 +260,84 @@ if (requireRootAnd(["ip", "python3", "tcpdump", "tc", "clang"], "--io afxdp on v
     } finally {
       if (h >= 0) x.close(h);
       ns.remove();
+    }
+  });
+
+  // Frames sent into a veth from a process pinned to `cpu`: the receiving end's NAPI (and XDP program) runs on that CPU.
+  const injectFrom = (ns: Netns, cpu: number, ifname: string, frames: Uint8Array[]) => {
+    const { script, input } = injector(ifname, frames);
+    ns.run("taskset", ["-c", String(cpu), "python3", "-c", script], input);
+  };
+  const toUs = (k: number) => E.udpFrame({ dst: US_MAC, src: R.mac, tag: null, srcIp: R.ip, dstIp: US, srcPort: 1 + k, payloadLen: 18 });
+  const cpus = xdpAddon().cpus();
+
+  test("--io afxdp: the XDP program notes the CPU a queue receives on; avoidRxCpus takes it out of the calling thread's CPUs, frees it when the frames move, and never leaves none", async () => {
+    if (cpus.length < 2) { console.log(`  skipped: one CPU allowed (${cpus})`); return; }
+    const [c0, c1] = cpus;
+    const ns = tmpNetns("xdc");
+    const x = loadXdpIo(0), raw = xdpAddon();
+    let h = -1;
+    try {
+      const [a, b] = ns.veth("u");
+      h = x.open(a, { netns: ns.path });
+      assert.is(x.rxCpu(h), -1, "no frame yet");
+      assert.is(x.avoidRxCpus([h]), 0, "nothing seen: nothing changes");
+      assert.equal(raw.cpus(), cpus);
+      injectFrom(ns, c1, b, [toUs(1), toUs(2)]);
+      assert.is(x.rxCpu(h), c1);
+      assert.is(x.avoidRxCpus([h]), 1);
+      assert.equal(raw.cpus(), cpus.filter((c) => c !== c1));
+      assert.is(x.avoidRxCpus([h]), 0, "the same CPU again: no change");
+      injectFrom(ns, c0, b, [toUs(3)]);
+      assert.is(x.rxCpu(h), c0);
+      assert.is(x.avoidRxCpus([h]), 1);
+      assert.equal(raw.cpus(), cpus.filter((c) => c !== c0), "the first CPU is free again, the new one avoided");
+      // the only CPU allowed is the receiving one: it is kept
+      raw.setCpus([c0]);
+      assert.is(x.avoidRxCpus([h]), 0);
+      assert.equal(raw.cpus(), [c0]);
+    } finally {
+      raw.setCpus(cpus);
+      if (h >= 0) x.close(h);
+      ns.remove();
+    }
+  });
+
+  test("--io afxdp: the worker moves off the CPU its frames arrive on (loop.repins), unless told not to (avoidRxCpu false)", async () => {
+    if (cpus.length < 2) { console.log(`  skipped: one CPU allowed (${cpus})`); return; }
+    const rx = cpus[cpus.length - 1];
+    // a thread that ended meanwhile has no status: undefined
+    const allowedOf = (tid: string) => { try { return /Cpus_allowed_list:\s*(\S+)/.exec(readFileSync(`/proc/self/task/${tid}/status`, "utf8"))?.[1]; } catch { return undefined; } };
+    // as the kernel lists a CPU set: "0-2,5"
+    const listed = (cs: number[]) => cs.reduce<number[][]>((r, c) => { const l = r[r.length - 1]; if (l && l[1] === c - 1) l[1] = c; else r.push([c, c]); return r; }, [])
+      .map(([f, t]) => f === t ? `${f}` : `${f}-${t}`).join(",");
+    for (const avoid of [true, false]) {
+      const ns = tmpNetns("xdw");
+      let pool: WorkerPool | undefined;
+      try {
+        const [a, b] = ns.veth("u");
+        const [c] = ns.veth("c");
+        const tasks = new Set(readdirSync("/proc/self/task"));
+        pool = await startAfPacket({ interfaces: [a, c], io: "afxdp", ring: { netns: ns.path }, dataplane: { macLog2: 8, ipLog2: 8 }, idlePollMs: 5, ops: ops(a, c), avoidRxCpu: avoid });
+        const worker = readdirSync("/proc/self/task").filter((t) => !tasks.has(t));
+        let repins = 0;
+        for (let i = 0; i < 40 && repins === 0; i++) {
+          injectFrom(ns, rx, b, [fromRemote(i)]);
+          await sleep(25);
+          repins = (await pool.counters()).loop.repins;
+        }
+        const narrowed = worker.filter((t) => allowedOf(t) === listed(cpus.filter((x) => x !== rx)));
+        if (avoid) {
+          assert.is(repins, 1, "moved once");
+          assert.is(narrowed.length, 1, "one new thread (the worker) runs on every allowed CPU but the receiving one");
+        } else {
+          assert.is(repins, 0);
+          assert.is(narrowed.length, 0);
+        }
+      } finally {
+        await pool?.stop();
+        ns.remove();
+      }
     }
   });
 

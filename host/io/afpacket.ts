@@ -54,6 +54,8 @@ export interface AfPacketOptions {
   idleSpinUs?: number;
   /** The workers' scheduling (worker.ts WorkerInit.sched); default: NVEDGE_IO_SCHED from the environment, else "off". */
   sched?: "fair" | "fifo" | "off";
+  /** AF_XDP: each worker keeps off the CPUs its frames arrive on (worker.ts avoidRxCpu); default: NVEDGE_IO_AFFINITY (auto | off), else auto. */
+  avoidRxCpu?: boolean;
   /**
    * The workers forward nothing until WorkerPool.go (issue 15: started with
    * dataplane.imagePath before the image's key can be computed, they restore
@@ -458,6 +460,14 @@ export function ioSched(o?: string): "fair" | "fifo" | "off" {
   return v;
 }
 
+/** AF_XDP workers off their frames' receive CPUs: the option, else NVEDGE_IO_AFFINITY (auto | off), else auto; anything else is refused. */
+export function ioAvoidRxCpu(o?: boolean): boolean {
+  if (o !== undefined) return o;
+  const v = process.env.NVEDGE_IO_AFFINITY ?? "auto";
+  if (v !== "auto" && v !== "off") throw new Error(`NVEDGE_IO_AFFINITY=${v}: expected auto or off`);
+  return v === "auto";
+}
+
 export async function startAfPacket(opts: AfPacketOptions): Promise<WorkerPool> {
   const interfaces = opts.interfaces ?? (opts.config ? [opts.config.underlay.port, ...opts.config.ports.map((p) => p.name)] : []);
   if (interfaces.length === 0) throw new Error("--io afpacket: no interfaces to open");
@@ -493,6 +503,7 @@ export async function startAfPacket(opts: AfPacketOptions): Promise<WorkerPool> 
       ctl: ctl.buffer as SharedArrayBuffer, port: port2, wakeFd, idlePollMs: opts.idlePollMs ?? 100,
       idleSpinUs: ioSpinUs(opts.idleSpinUs),
       sched: ioSched(opts.sched),
+      avoidRxCpu: ioAvoidRxCpu(opts.avoidRxCpu),
     });
     ends.push(port2);
     ports.push(port1);

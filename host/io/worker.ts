@@ -74,6 +74,11 @@ export interface WorkerInit {
    * 100 µs EEVDF slice. Why, and why fifo is not the default: see the loop.
    */
   sched?: "fair" | "fifo" | "off";
+  /**
+   * AF_XDP: keep the worker thread off the CPUs its sockets' frames arrive on
+   * (afxdp.c AvoidRxCpus; default true). See the loop.
+   */
+  avoidRxCpu?: boolean;
 }
 
 /**
@@ -138,6 +143,8 @@ export interface LoopStats {
   sleeps: number;
   /** Times the spin after a batch (idleSpinUs) found a frame (or a control message): each a wake-up saved. */
   spinHits: number;
+  /** AF_XDP: times the worker moved its CPU set off the CPUs its frames arrive on (avoidRxCpu). */
+  repins: number;
 }
 
 const UNKNOWN_PORT = 0xffff; // no such port index: the data plane counts the frame as `unknown-port`
@@ -150,6 +157,7 @@ async function main(): Promise<void> {
   const { hugePages, imagePath, imageFd, ...dpOptions } = init.dataplane;
   const handles: number[] = [];
   let pio: Pick<typeof addon, "open" | "close" | "recv" | "send" | "poll" | "stats"> = addon;
+  let xio: import("./xdp-addon.js").PacketIo | undefined;
   const modes: string[] = [];
   let tunTx: TunTx | undefined; // the uplink's tunnel TX tap (tunnel-output.ts), when open
   const tunAt = init.io !== "afxdp" && init.tunnelTx ? init.interfaces.indexOf(init.tunnelTx.uplink) : -1;
@@ -213,7 +221,7 @@ async function main(): Promise<void> {
       const x = (await import("./xdp-addon.js")).loadXdpIo(init.id);
       // partial checksums recognised by the addon reach the data plane as AF_PACKET's do (afxdp.c partialL4)
       x.descFlags(f.vnet, f.gsoSeg, f.gsoLast, f.segShift);
-      pio = x;
+      pio = xio = x;
       init.interfaces.forEach((name, i) => { handles.push(x.open(name, { ...init.ring, vlan: init.vlans?.[i] ?? 0 })); modes.push(`${name}: ${x.mode(handles[handles.length - 1])}`); });
     } else {
       openPacket();
@@ -270,7 +278,7 @@ async function main(): Promise<void> {
   const S = handles.length;
   const portOf = new Array<number>(S).fill(UNKNOWN_PORT);
   let byPort: number[] = [];
-  const loop: LoopStats = { batches: 0, outputs: 0, unsent: 0, partial: 0, unprocessed: 0, hostSent: 0, sleeps: 0, spinHits: 0 };
+  const loop: LoopStats = { batches: 0, outputs: 0, unsent: 0, partial: 0, unprocessed: 0, hostSent: 0, sleeps: 0, spinHits: 0, repins: 0 };
   let running = true;
   let tap: (TapSpec & { sent: number; mac?: Uint8Array; portIdx?: number }) | null = null;
   const dv = new DataView(mem);
@@ -439,6 +447,28 @@ async function main(): Promise<void> {
     if (got.length) post({ type: "tapped", id: init.id, tap: t.id, frames: got });
   };
 
+  // Off the receive softirq's core (AF_XDP; issue 11, session 10). In copy
+  // mode each frame costs the kernel a softirq on the core that receives it
+  // (XDP program, copy into the UMEM; a NIC queue's interrupt core, a veth's
+  // sender's core) and the worker, on its own core, the rest. The scheduler
+  // does not know that: on a busy machine it moved the worker onto the
+  // receiving core (60 % of its samples in the veth race at load 4-7), where
+  // that core's softirq preempts it and, at every local_bh_enable of its
+  // sendto, runs inline in its time: the generator's loop there. So the
+  // worker looks where its frames arrive (the XDP program notes the CPU per
+  // queue) after its first batches and then every few thousand turns, and
+  // takes that CPU out of its set, unless no other is allowed (every 64
+  // turns until it has moved once, then every 4,096: a look is a map read
+  // per socket, a syscall each).
+  const avoid = xio && init.avoidRxCpu !== false ? xio : undefined;
+  let turns = 0, nextLook = 64;
+  const look = () => {
+    const r = avoid!.avoidRxCpus(handles);
+    if (r > 0) loop.repins++;
+    // refused (-errno: EPERM in a locked cpuset, say): not asked again
+    nextLook = r < 0 ? Infinity : turns + (loop.repins === 0 ? 64 : 4096);
+  };
+
   let rot = 0;
   // Spin, then sleep (issue 11, session 8): the rings hand over each frame
   // at once (TPACKET_V2; AF_XDP), and the kernel wakes a sleeping reader per
@@ -479,6 +509,7 @@ async function main(): Promise<void> {
       n += pio.recv(handles[s], mem, L.slotBase, L.slotSize, L.headroom, L.inDescBase, n, L.maxBatch - n, portOf[s], 0);
     }
     rot = rot + 1 === S ? 0 : rot + 1;
+    if (avoid && ++turns >= nextLook) look();
     if (imaging) imageStep();
     if (n === 0) {
       if (imaging) continue;

@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { root } from "../paths.js";
 import type { OpenOptions, PacketAddon, SocketStats } from "./addon.js";
 
-interface XdpAddon {
+export interface XdpAddon {
   open(ifname: string, o: { netns?: string; queue?: number; program: string; zeroCopy?: number; vlan?: number }): number;
   close(h: number): void;
   mode(h: number): { socket: "zero-copy" | "copy"; xdp: "native" | "generic"; vlanMeta: boolean };
@@ -17,6 +17,14 @@ interface XdpAddon {
   send: PacketAddon["send"];
   poll: PacketAddon["poll"];
   stats(h: number): XdpStats;
+  /** The CPU the socket's queue last received on (its XDP program notes it), or -1. */
+  rxCpu(h: number): number;
+  /** The calling thread off the CPUs these sockets receive on (afxdp.c AvoidRxCpus): 1 changed, 0 not, -errno refused. */
+  avoidRxCpus(handles: number[]): number;
+  /** The calling thread's CPUs (sched_getaffinity). */
+  cpus(): number[];
+  /** Sets the calling thread's CPUs (and avoidRxCpus starts from them). */
+  setCpus(cpus: number[]): void;
 }
 
 /**
@@ -30,7 +38,15 @@ export type PacketIo = Pick<PacketAddon, "close" | "recv" | "send" | "poll" | "s
   open(ifname: string, opts: OpenOptions): number;
   /** How a socket runs, for the log ("afxdp: copy mode, native XDP"). */
   mode(h: number): string;
+  rxCpu: XdpAddon["rxCpu"];
+  avoidRxCpus: XdpAddon["avoidRxCpus"];
 };
+
+/** The addon itself (tests: cpus/setCpus around avoidRxCpus, which changes the calling thread's CPUs). */
+export function xdpAddon(): XdpAddon {
+  loadXdpIo(0);
+  return cached!;
+}
 
 const dir = join(root, "host", "io", "native", "afxdp", "build", "Release");
 export const xdpAddonPath = join(dir, "nvedge_afxdp.node");
@@ -49,6 +65,8 @@ export function loadXdpIo(queue: number): PacketIo {
     close: (h) => x.close(h),
     recv: x.recv, send: x.send, poll: x.poll, descFlags: x.descFlags,
     stats: (h) => x.stats(h),
+    rxCpu: (h) => x.rxCpu(h),
+    avoidRxCpus: (hs) => x.avoidRxCpus(hs),
     // vlanMeta false: an 802.1Q tag the driver leaves in the packet's metadata cannot be read (xsk_redirect.bpf.c)
     mode: (h) => { const m = x.mode(h); return `${m.socket} mode, ${m.xdp} XDP${m.vlanMeta ? "" : ", 802.1Q tags in metadata not restored"}`; },
   };

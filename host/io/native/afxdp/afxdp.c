@@ -96,6 +96,7 @@ struct prog {
   struct bpf_object *obj;
   struct bpf_link *link;       // the attachment: destroyed (or the process gone), the program is off the interface
   int mapFd;
+  int rxCpuFd;                 // the program's rxcpu map: per queue, the CPU its frames last arrived on, plus one
   int cfgFd;                   // the program's cfg map: [0] underlay.vlan's VLAN id, [1] frames of other VLANs passed to the kernel
   int vlanMeta;                // the variant that restores a VLAN tag the driver left in the metadata runs
 };
@@ -200,16 +201,18 @@ static struct prog *progFor(unsigned ifindex, uint64_t ino, const char *objPath,
   // the variant that reads the VLAN metadata where the kernel and driver allow it, else the plain one
   int meta = loadProg(objPath, ifindex, 1, &obj, &link, msg, n) == 0;
   if (!meta && loadProg(objPath, ifindex, 0, &obj, &link, msg, n) < 0) return NULL;
-  int mapFd = bpf_object__find_map_fd_by_name(obj, "xsks"), cfgFd = bpf_object__find_map_fd_by_name(obj, "cfg");
-  if (mapFd < 0 || cfgFd < 0) {
-    snprintf(msg, n, "XDP program %s: no xsks / cfg map", objPath);
+  int mapFd = bpf_object__find_map_fd_by_name(obj, "xsks"), cfgFd = bpf_object__find_map_fd_by_name(obj, "cfg"),
+      rxCpuFd = bpf_object__find_map_fd_by_name(obj, "rxcpu");
+  if (mapFd < 0 || cfgFd < 0 || rxCpuFd < 0) {
+    snprintf(msg, n, "XDP program %s: no xsks / cfg / rxcpu map", objPath);
     bpf_link__destroy(link);
     bpf_object__close(obj);
     return NULL;
   }
   __u32 id = 0;
   uint32_t flags = bpf_xdp_query_id((int)ifindex, XDP_FLAGS_DRV_MODE, &id) == 0 && id ? XDP_FLAGS_DRV_MODE : XDP_FLAGS_SKB_MODE;
-  *p = (struct prog){ 1, ifindex, ino, 1, flags, obj, link, mapFd, cfgFd, meta };
+  *p = (struct prog){ .used = 1, .ifindex = ifindex, .netnsIno = ino, .refs = 1, .flags = flags, .obj = obj, .link = link,
+                      .mapFd = mapFd, .rxCpuFd = rxCpuFd, .cfgFd = cfgFd, .vlanMeta = meta };
   return p;
 }
 
@@ -638,6 +641,107 @@ static napi_value Stats(napi_env env, napi_callback_info info) {
   return o;
 }
 
+/** rxCpu(h): the CPU the socket's queue last received a frame on (its XDP program's rxcpu map), or -1 (none yet). */
+static napi_value RxCpu(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  struct xsk *s = argc ? getXsk(env, argv[0]) : NULL;
+  if (!s) return throwErr(env, "rxCpu: bad handle");
+  uint32_t k = s->queue, v = 0;
+  if (bpf_map_lookup_elem(s->prog->rxCpuFd, &k, &v)) v = 0;
+  return num(env, (double)v - 1);
+}
+
+/*
+ * The worker off the CPU its frames arrive on (issue 11, session 10). In copy
+ * mode the receive softirq of each socket's queue runs the XDP program and
+ * copies every frame into the UMEM (on a NIC: the core of the queue's
+ * interrupt; on a veth: the core of whoever sent to it). A worker thread
+ * that the scheduler puts on that core shares it with that softirq, which
+ * runs first (at every interrupt and every local_bh_enable of the worker's
+ * own sendto) and which that core's other networking work joins: in the veth
+ * race under load, 60 % of the worker's samples were on the generator's core,
+ * most of them that core's softirq (bench/README.md, session 10). The
+ * kernel's own datapath is moved off that core by RPS in the same race.
+ *
+ * avoidRxCpus(handles) -> 1 when the calling thread's CPU set changed, 0 when
+ * not, -errno when the kernel refused: the thread's CPUs become those it was
+ * allowed the first time it called (its cpuset, taskset) minus every CPU that
+ * one of `handles` last received on, unless that leaves none (then nothing
+ * changes: one core, or frames arriving on all of them). The set is only
+ * narrowed from the first allowed one, so a queue whose frames move to
+ * another core frees the old one again.
+ */
+static __thread cpu_set_t baseCpus, appliedCpus;
+static __thread int baseKnown, applied;
+
+static napi_value AvoidRxCpus(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  bool isArr;
+  if (argc < 1 || napi_is_array(env, argv[0], &isArr) != napi_ok || !isArr) return throwErr(env, "avoidRxCpus: handles must be an array");
+  uint32_t n;
+  napi_get_array_length(env, argv[0], &n);
+  if (!baseKnown) {
+    if (sched_getaffinity(0, sizeof baseCpus, &baseCpus)) return num(env, -errno);
+    baseKnown = 1;
+  }
+  cpu_set_t want = baseCpus;
+  int seen = 0;
+  for (uint32_t i = 0; i < n; i++) {
+    napi_value v;
+    napi_get_element(env, argv[0], i, &v);
+    struct xsk *s = getXsk(env, v);
+    if (!s) return throwErr(env, "avoidRxCpus: bad handle");
+    uint32_t k = s->queue, c = 0;
+    if (bpf_map_lookup_elem(s->prog->rxCpuFd, &k, &c) || c == 0 || c > CPU_SETSIZE) continue;
+    CPU_CLR(c - 1, &want);
+    seen = 1;
+  }
+  if (!seen || CPU_COUNT(&want) == 0) return num(env, 0);
+  if (applied && CPU_EQUAL(&want, &appliedCpus)) return num(env, 0);
+  if (sched_setaffinity(0, sizeof want, &want)) return num(env, -errno);
+  appliedCpus = want;
+  applied = 1;
+  return num(env, 1);
+}
+
+/** cpus() -> the calling thread's CPUs (sched_getaffinity). */
+static napi_value Cpus(napi_env env, napi_callback_info info) {
+  cpu_set_t set;
+  napi_value a, v;
+  napi_create_array(env, &a);
+  if (sched_getaffinity(0, sizeof set, &set)) return throwErr(env, strerror(errno));
+  uint32_t k = 0;
+  for (int c = 0; c < CPU_SETSIZE; c++) if (CPU_ISSET(c, &set)) { napi_create_uint32(env, (uint32_t)c, &v); napi_set_element(env, a, k++, v); }
+  return a;
+}
+
+/** setCpus(list): the calling thread's CPUs, and avoidRxCpus starts again from them. */
+static napi_value SetCpus(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  bool isArr;
+  if (argc < 1 || napi_is_array(env, argv[0], &isArr) != napi_ok || !isArr) return throwErr(env, "setCpus: expects an array of CPU numbers");
+  uint32_t n;
+  napi_get_array_length(env, argv[0], &n);
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  for (uint32_t i = 0; i < n; i++) {
+    napi_value v;
+    uint32_t c;
+    napi_get_element(env, argv[0], i, &v);
+    if (!getU32(env, v, &c) || c >= CPU_SETSIZE) return throwErr(env, "setCpus: expects an array of CPU numbers");
+    CPU_SET(c, &set);
+  }
+  if (sched_setaffinity(0, sizeof set, &set)) return throwErr(env, strerror(errno));
+  baseKnown = applied = 0;
+  return NULL;
+}
+
 NAPI_MODULE_INIT() {
   napi_property_descriptor d[] = {
     { "open", NULL, Open, NULL, NULL, NULL, napi_enumerable, NULL },
@@ -648,6 +752,10 @@ NAPI_MODULE_INIT() {
     { "send", NULL, Send, NULL, NULL, NULL, napi_enumerable, NULL },
     { "poll", NULL, Poll, NULL, NULL, NULL, napi_enumerable, NULL },
     { "stats", NULL, Stats, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "rxCpu", NULL, RxCpu, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "avoidRxCpus", NULL, AvoidRxCpus, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "cpus", NULL, Cpus, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "setCpus", NULL, SetCpus, NULL, NULL, NULL, napi_enumerable, NULL },
   };
   napi_define_properties(env, exports, sizeof d / sizeof d[0], d);
   return exports;

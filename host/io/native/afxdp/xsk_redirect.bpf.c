@@ -45,6 +45,23 @@ struct {
  * frame passed to the kernel is left as it came (its tag still in the
  * metadata). The plain variant (nvedge_xsk) sees only tags in the frame.
  */
+/*
+ * The CPU each queue's frames last arrived on, plus one (0: none yet),
+ * written only when it changes (read-mostly: no cache line bounced per
+ * frame). The worker reads it (afxdp.c AvoidRxCpus) to keep off that CPU:
+ * the receive softirq that runs this program and copies each frame into the
+ * socket (copy mode) runs there, and a worker on the same core shares it
+ * with that softirq, which preempts it (issue 11, session 10: in the veth
+ * race under load the scheduler put the worker on the generator's core for
+ * 60 % of its samples, where it ran that core's softirq backlog inline).
+ */
+struct {
+  __uint(type, BPF_MAP_TYPE_ARRAY);
+  __uint(max_entries, 64);
+  __type(key, __u32);
+  __type(value, __u32);
+} rxcpu SEC(".maps");
+
 extern int bpf_xdp_metadata_rx_vlan_tag(const struct xdp_md *ctx, __be16 *vlan_proto, __u16 *vlan_tci) __ksym __weak;
 
 static __always_inline int redirect(struct xdp_md *ctx, const int meta) {
@@ -75,6 +92,11 @@ static __always_inline int redirect(struct xdp_md *ctx, const int meta) {
     *(__be16 *)(p + 12) = proto;
     p[14] = tci >> 8;
     p[15] = tci & 0xff;
+  }
+  __u32 *c = bpf_map_lookup_elem(&rxcpu, &q);
+  if (c) {
+    __u32 me = bpf_get_smp_processor_id() + 1;
+    if (*c != me) *c = me;
   }
   return bpf_redirect_map(&xsks, q, XDP_PASS);
 }
