@@ -67,6 +67,7 @@ import { cpus } from "node:os";
 import { sh, have, sleep, netnsPids, killPids } from "../host/sys/sh.js";
 import { parsePcap } from "../host/pcap/pcap.js";
 import { adminRequest } from "../host/control/admin.js";
+import { median } from "./stats.js";
 
 export interface RaceTopo {
   gen: string;            // namespace of the hypervisor side (trafgen for encap, counter for decap)
@@ -773,7 +774,6 @@ async function verify(t: RaceTopo, dir: "encap" | "decap"): Promise<string | und
 export interface RaceOptions { seconds?: number; rounds?: number; duts?: Dut[]; print?: (r: RaceResult) => void }
 
 const round3 = (x: number) => Math.round(x * 1000) / 1000;
-const median = (xs: number[]) => { const a = [...xs].sort((x, y) => x - y); return a.length ? (a.length % 2 ? a[(a.length - 1) >> 1] : (a[a.length / 2 - 1] + a[a.length / 2]) / 2) : NaN; };
 
 export async function runRace(o: RaceOptions = {}): Promise<RaceResult[]> {
   const seconds = o.seconds ?? Number(process.env.RACE_SECONDS ?? 2);

@@ -26,6 +26,7 @@
 import { loadavg } from "node:os";
 import { readFileSync, readdirSync } from "node:fs";
 import { cpuSecondsOf } from "./proc-cpu.js";
+import { median } from "./stats.js";
 import { fileURLToPath } from "node:url";
 import { pairUp, pairDown, pairUnavailable, startNvedge, startKernelNve, iperf, pairStore, type PairTopo, type Dut } from "../host/lab/pair.js";
 import { shAsync } from "../host/sys/sh.js";
@@ -79,7 +80,6 @@ async function withCpu<T>(pid: number | undefined, run: () => Promise<T>): Promi
   return [r, cpu];
 }
 
-const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); return s.length % 2 ? s[s.length >> 1] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2; };
 const round1 = (x: number) => Math.round(x * 10) / 10;
 /** Each CPU figure's median over the rounds. */
 const medianCpu = (xs: CpuShare[]): CpuShare => {
