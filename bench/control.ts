@@ -376,10 +376,13 @@ function inNve(a: Map<number, number> | undefined, b: Map<number, number> | unde
  * old generation's pauses (`major`, `incremental`), count, sum and how many
  * reached 10 ms (the histogram's bound); the event loop's delay p99 and max
  * (monitorEventLoopDelay at 10 ms resolution, reset at every scrape, so the
- * scrape after a case covers that case alone). A pause holds every request
+ * scrape after a case covers that case alone; it records the interval
+ * between its ticks, so 10 ms is taken off: 0 = no turn held it up). A pause holds every request
  * in the NVE at the time, those still in its socket too, which the request
  * histogram (from a request's read to its answer) does not see.
  */
+/** prom-client's monitorEventLoopDelay resolution (collectDefaultMetrics' eventLoopMonitoringPrecision, 10 ms by default). */
+const LOOP_TICK_MS = 10;
 export interface Pauses { gc: Map<string, { n: number; sum: number; over10: number }>; lagP99?: number; lagMax?: number }
 export function parsePauses(text: string): Pauses {
   const gc = new Map<string, { n: number; sum: number; over10: number }>();
@@ -407,7 +410,8 @@ export function pausesIn(a: Pauses | undefined, b: Pauses | undefined): object {
   const minor = d("minor"), major = d("major"), inc = d("incremental");
   return {
     nve_gc: { minor: { n: minor.n, ms: minor.ms, over_10ms: minor.over10ms, mean_ms: minor.n ? r2(minor.ms / minor.n) : 0 }, major: { n: major.n + inc.n, ms: r2(major.ms + inc.ms), over_10ms: major.over10ms + inc.over10ms } },
-    ...(b.lagP99 !== undefined ? { nve_loop_delay_p99_ms: r2(b.lagP99), nve_loop_delay_max_ms: r2(b.lagMax ?? NaN) } : {}),
+    // node's monitor records the interval between its 10 ms ticks: the delay is what exceeds 10 ms
+    ...(b.lagP99 !== undefined ? { nve_loop_delay_p99_ms: r2(Math.max(0, b.lagP99 - LOOP_TICK_MS)), nve_loop_delay_max_ms: r2(Math.max(0, (b.lagMax ?? NaN) - LOOP_TICK_MS)) } : {}),
   };
 }
 
