@@ -7,7 +7,7 @@
 // tables ("cold") and again after a detach ("warm"), "paced" (a fixed offered
 // load spread over the agents), and detach (shutdown) at max.
 //   node dist/bench/control.js            (NVEDGE_BENCH_QUICK=1: 1,000 VNICs; NVEDGE_BENCH_BROKER=core|embedded|embedded-thread|mosquitto: one only (core: no MQTT, benchCore);
-//                                          NVEDGE_BENCH_NVE_ARGS: more `nvedge run` arguments; NVEDGE_BENCH_NVE_NODE_ARGS: node's, e.g. --cpu-prof;
+//                                          NVEDGE_BENCH_NVE_ARGS: more `nvedge run` arguments; NVEDGE_BENCH_NVE_BIN: another build's bin/nvedge.js; NVEDGE_BENCH_NVE_NODE_ARGS: node's, e.g. --cpu-prof;
 //                                          NVEDGE_BENCH_HEAP=1 (core): the bytes allocated per request, by V8's sampling heap profiler (=live: those still alive after the round);
 //                                          NVEDGE_BENCH_NVE_CPU=N|none: the NVE alone on CPU N (default: the last CPU of two or more); NVEDGE_BENCH_NVE_LOG=FILE: its log and stdout kept; NVEDGE_BENCH_CASES=cold,warm,paced,serial,detach: some only;
 //                                          NVEDGE_BENCH_THREADS=1: the NVE's CPU per request by thread on stderr; NVEDGE_BENCH_PACED_TRACE=FILE: each paced request's start and latency, and this process's GC pauses)
@@ -27,7 +27,7 @@ import { DataPlane } from "../host/dataplane/dataplane.js";
 import { Logger } from "../host/log/logger.js";
 import { NveMetrics } from "../host/metrics/metrics.js";
 import { parseConfig } from "../host/config/load.js";
-import { encode } from "../host/protocol/codec.js";
+import { answerText } from "../host/protocol/codec.js";
 
 const AGENTS = 100;
 const PORTS = 10;
@@ -240,7 +240,8 @@ async function benchOne(kind: "embedded" | "mosquitto", perAgent: number, thread
   const metricsPort = await freePort();
   const url = broker.url ?? `mqtt://127.0.0.1:${port}`;
   writeFileSync(`${dir}/nve.json`, JSON.stringify(config(nve)));
-  const bin = fileURLToPath(new URL("../../bin/nvedge.js", import.meta.url));
+  // NVEDGE_BENCH_NVE_BIN=<another built checkout>/bin/nvedge.js: that build's NVE under this bench (an A/B in one run of the same agents and columns)
+  const bin = process.env.NVEDGE_BENCH_NVE_BIN || fileURLToPath(new URL("../../bin/nvedge.js", import.meta.url));
   // NVEDGE_BENCH_NVE_ARGS (e.g. "--log-level warn") adds arguments to `nvedge run`.
   const nveArgs = (process.env.NVEDGE_BENCH_NVE_ARGS ?? "").split(" ").filter(Boolean);
   const args = [bin, "run", ...nveArgs, "--config", `${dir}/nve.json`, "--memory-store", "--store", dir, "--io", "none", "--metrics", `127.0.0.1:${metricsPort}`,
@@ -509,7 +510,7 @@ async function benchCore(perAgent: number): Promise<object[]> {
           const [hv, p] = reqs[next++];
           const t = performance.now(), seen = { op: "" };
           const r = await core.request(hv, p, seen);
-          encode(r);
+          Buffer.from(answerText(r)); // as NveService sends it (its text when it has one)
           metrics.observeRequest(seen.op, r.ok ? "ok" : "other", (performance.now() - t) / 1000);
           if (r.ok) lat.push(performance.now() - t);
           else errors++;
