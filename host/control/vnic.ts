@@ -210,11 +210,11 @@ function checkRange(ctx: HandlerCtx, vnic: string, vn: number, ip: string, kept:
 export function connectResult(ctx: HandlerCtx, port: string, vn: number): () => Record<string, unknown> {
   return () => {
     const v = ctx.catalog.get(vn)!;
-    const tag = ctx.tx.vapTag(port, vn);
-    const out: Record<string, unknown> & { [MEMBERS_TEXT]?: string } = { tag, vn: ctx.catalog.full(vn), vni: v.vni, mtu: v.profile.mtu, profile: v.profile };
+    const tag = ctx.tx.vapTag(port, vn), full = ctx.catalog.full(vn);
+    const out: Record<string, unknown> & { [MEMBERS_TEXT]?: string } = { tag, vn: full, vni: v.vni, mtu: v.profile.mtu, profile: v.profile };
     // its JSON text as JSON.stringify would write it, the VN's part made once
     // per VN (issue 15: these nested objects were the answer's cost)
-    if (typeof tag === "number" && Number.isInteger(tag)) out[MEMBERS_TEXT] = `"tag":${tag},${vnTail(v, ctx.catalog.full(vn))}`;
+    if (typeof tag === "number" && Number.isInteger(tag)) out[MEMBERS_TEXT] = `"tag":${tag},${vnTail(v, full)}`;
     return out;
   };
 }

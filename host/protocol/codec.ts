@@ -79,7 +79,7 @@ export const ANSWER_TEXT: unique symbol = Symbol("nvedge.answerText");
 /**
  * A reply value's members as JSON text, without the braces (what
  * JSON.stringify(value) holds between them): the core puts the answer's
- * `id` and `ok` before them (withAnswerText).
+ * `id` and `ok` before them (okAnswer).
  */
 export const MEMBERS_TEXT: unique symbol = Symbol("nvedge.membersText");
 
