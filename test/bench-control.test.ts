@@ -20,7 +20,7 @@ test("bench control: a case's GC pauses and its event loop's longest delay, from
   await new Promise((res) => setTimeout(res, 40));
   // young-generation garbage (scavenges) and one stall of the event loop
   let keep: unknown[] = [];
-  for (let i = 0; i < 200_000; i++) {
+  for (let i = 0; i < 1_000_000; i++) { // ~50 MB: scavenges even with a grown 16 MiB semi-space
     keep.push({ i, s: `x${i}` });
     if (keep.length > 1000) keep = [];
   }
