@@ -7,9 +7,9 @@
 // tables ("cold") and again after a detach ("warm"), "paced" (a fixed offered
 // load spread over the agents), and detach (shutdown) at max.
 //   node dist/bench/control.js            (NVEDGE_BENCH_QUICK=1: 1,000 VNICs; NVEDGE_BENCH_BROKER=core|embedded|embedded-thread|mosquitto: one only (core: no MQTT, benchCore);
-//                                          NVEDGE_BENCH_NVE_ARGS: more `nvedge run` arguments; NVEDGE_BENCH_NVE_NODE_ARGS: node's, e.g. --cpu-prof;
+//                                          NVEDGE_BENCH_NVE_ARGS: more `nvedge run` arguments; NVEDGE_BENCH_NVE_BIN: another build's bin/nvedge.js; NVEDGE_BENCH_NVE_NODE_ARGS: node's, e.g. --cpu-prof;
 //                                          NVEDGE_BENCH_HEAP=1 (core): the bytes allocated per request, by V8's sampling heap profiler (=live: those still alive after the round);
-//                                          NVEDGE_BENCH_NVE_CPU=N: the NVE alone on CPU N; NVEDGE_BENCH_NVE_LOG=FILE: its log and stdout kept; NVEDGE_BENCH_CASES=cold,warm,paced,serial,detach: some only;
+//                                          NVEDGE_BENCH_NVE_CPU=N|none: the NVE alone on CPU N (default: the last CPU of two or more); NVEDGE_BENCH_NVE_LOG=FILE: its log and stdout kept; NVEDGE_BENCH_CASES=cold,warm,paced,serial,detach: some only;
 //                                          NVEDGE_BENCH_THREADS=1: the NVE's CPU per request by thread on stderr; NVEDGE_BENCH_PACED_TRACE=FILE: each paced request's start and latency, and this process's GC pauses)
 import { closeSync, copyFileSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, write, writeFileSync } from "node:fs";
 import { loadavg } from "node:os";
@@ -27,7 +27,7 @@ import { DataPlane } from "../host/dataplane/dataplane.js";
 import { Logger } from "../host/log/logger.js";
 import { NveMetrics } from "../host/metrics/metrics.js";
 import { parseConfig } from "../host/config/load.js";
-import { encode } from "../host/protocol/codec.js";
+import { answerText } from "../host/protocol/codec.js";
 
 const AGENTS = 100;
 const PORTS = 10;
@@ -240,7 +240,8 @@ async function benchOne(kind: "embedded" | "mosquitto", perAgent: number, thread
   const metricsPort = await freePort();
   const url = broker.url ?? `mqtt://127.0.0.1:${port}`;
   writeFileSync(`${dir}/nve.json`, JSON.stringify(config(nve)));
-  const bin = fileURLToPath(new URL("../../bin/nvedge.js", import.meta.url));
+  // NVEDGE_BENCH_NVE_BIN=<another built checkout>/bin/nvedge.js: that build's NVE under this bench (an A/B in one run of the same agents and columns)
+  const bin = process.env.NVEDGE_BENCH_NVE_BIN || fileURLToPath(new URL("../../bin/nvedge.js", import.meta.url));
   // NVEDGE_BENCH_NVE_ARGS (e.g. "--log-level warn") adds arguments to `nvedge run`.
   const nveArgs = (process.env.NVEDGE_BENCH_NVE_ARGS ?? "").split(" ").filter(Boolean);
   const args = [bin, "run", ...nveArgs, "--config", `${dir}/nve.json`, "--memory-store", "--store", dir, "--io", "none", "--metrics", `127.0.0.1:${metricsPort}`,
@@ -302,9 +303,12 @@ async function benchOne(kind: "embedded" | "mosquitto", perAgent: number, thread
     }
     if (want("paced")) {
       await measured(child.pid!, () => runMax(agents, detachJobs(1), WINDOW), "detach.max.1");
-      const h0 = await attachLatencies(metricsPort);
+      // one scrape before and one after: each scrape resets the NVE's event-loop delay monitor (prom-client)
+      const s0 = await scrape(metricsPort);
       const paced = await measured(child.pid!, () => runPaced(agents, attachJobs(1), 2000), "attach.paced");
-      rows.push(row(broker.name, "paced", "attach", vnics, paced, { offered_per_s: 2000, tables: "warm", ...inNve(h0, await attachLatencies(metricsPort)) }));
+      const s1 = await scrape(metricsPort);
+      rows.push(row(broker.name, "paced", "attach", vnics, paced, { offered_per_s: 2000, tables: "warm", ...inNve(attachLatencies(s0), attachLatencies(s1)),
+        ...pausesIn(s0 === undefined ? undefined : parsePauses(s0), s1 === undefined ? undefined : parsePauses(s1)) }));
     }
     if (want("serial")) {
       // the latency floor: one agent, one request at a time
@@ -331,18 +335,22 @@ async function benchOne(kind: "embedded" | "mosquitto", perAgent: number, thread
  * host/metrics: from the request's arrival in the NVE to its answer handed
  * to the MQTT client), cumulative counts per bucket bound in ms.
  */
-async function attachLatencies(port: number): Promise<Map<number, number> | undefined> {
+async function scrape(port: number): Promise<string | undefined> {
   try {
-    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-    const m = new Map<number, number>();
-    for (const x of text.matchAll(/^nvedge_control_request_duration_seconds_bucket\{[^}]*le="([^"]+)"[^}]*op="vnic\.attach"[^}]*\} (\d+)|^nvedge_control_request_duration_seconds_bucket\{[^}]*op="vnic\.attach"[^}]*le="([^"]+)"[^}]*\} (\d+)/gm)) {
-      const le = x[1] ?? x[3], n = Number(x[2] ?? x[4]);
-      m.set(le === "+Inf" ? Infinity : Number(le) * 1000, n);
-    }
-    return m.size ? m : undefined;
+    return await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
   } catch {
     return undefined;
   }
+}
+
+function attachLatencies(text: string | undefined): Map<number, number> | undefined {
+  if (text === undefined) return undefined;
+  const m = new Map<number, number>();
+  for (const x of text.matchAll(/^nvedge_control_request_duration_seconds_bucket\{[^}]*le="([^"]+)"[^}]*op="vnic\.attach"[^}]*\} (\d+)|^nvedge_control_request_duration_seconds_bucket\{[^}]*op="vnic\.attach"[^}]*le="([^"]+)"[^}]*\} (\d+)/gm)) {
+    const le = x[1] ?? x[3], n = Number(x[2] ?? x[4]);
+    m.set(le === "+Inf" ? Infinity : Number(le) * 1000, n);
+  }
+  return m.size ? m : undefined;
 }
 
 /**
@@ -361,10 +369,63 @@ function inNve(a: Map<number, number> | undefined, b: Map<number, number> | unde
   return { nve_within_5ms_share: r2((d.find(([le]) => le === 5)?.[1] ?? NaN) / total), nve_p99_under_ms: p99 === Infinity ? "inf" : p99 };
 }
 
-/** NVEDGE_BENCH_NVE_CPU: the CPU the NVE gets to itself, if any. */
+/**
+ * What in the NVE itself could hold a paced request (issue 15 "paced p99"):
+ * its GC pauses and its event loop's delays, from node's own monitors that
+ * `--metrics` exports (prom-client's default metrics, prefix
+ * nvedge_process_): the young generation's scavenges (`minor`) and the
+ * old generation's pauses (`major`, `incremental`), count, sum and how many
+ * reached 10 ms (the histogram's bound); the event loop's delay p99 and max
+ * (monitorEventLoopDelay at 10 ms resolution, reset at every scrape, so the
+ * scrape after a case covers that case alone; it records the interval
+ * between its ticks, so 10 ms is taken off: 0 = no turn held it up). A pause holds every request
+ * in the NVE at the time, those still in its socket too, which the request
+ * histogram (from a request's read to its answer) does not see.
+ */
+/** prom-client's monitorEventLoopDelay resolution (collectDefaultMetrics' eventLoopMonitoringPrecision, 10 ms by default). */
+const LOOP_TICK_MS = 10;
+export interface Pauses { gc: Map<string, { n: number; sum: number; over10: number }>; lagP99?: number; lagMax?: number }
+export function parsePauses(text: string): Pauses {
+  const gc = new Map<string, { n: number; sum: number; over10: number }>();
+  const at = (k: string) => gc.get(k) ?? (gc.set(k, { n: 0, sum: 0, over10: 0 }), gc.get(k)!);
+  const le10 = new Map<string, number>();
+  let lagP99: number | undefined, lagMax: number | undefined;
+  for (const line of text.split("\n")) {
+    let m = /^nvedge_process_nodejs_gc_duration_seconds_(count|sum)\{[^}]*kind="(\w+)"[^}]*\} ([\d.e+-]+)/.exec(line);
+    if (m) { if (m[1] === "count") at(m[2]).n = Number(m[3]); else at(m[2]).sum = Number(m[3]) * 1000; continue; }
+    m = /^nvedge_process_nodejs_gc_duration_seconds_bucket\{(?=[^}]*le="0\.01")(?=[^}]*kind="(\w+)")[^}]*\} ([\d.e+-]+)/.exec(line);
+    if (m) { le10.set(m[1], Number(m[2])); continue; }
+    m = /^nvedge_process_nodejs_eventloop_lag_(p99|max)_seconds(?:\{[^}]*\})? ([\d.e+-]+)/.exec(line);
+    if (m) { if (m[1] === "p99") lagP99 = Number(m[2]) * 1000; else lagMax = Number(m[2]) * 1000; }
+  }
+  for (const [k, g] of gc) g.over10 = g.n - (le10.get(k) ?? g.n);
+  return { gc, lagP99, lagMax };
+}
+/** The NVE's pauses during a case: the GC counters' difference, the loop delay as scraped after it. */
+export function pausesIn(a: Pauses | undefined, b: Pauses | undefined): object {
+  if (!a || !b) return {};
+  const d = (k: string) => {
+    const x = b.gc.get(k), y = a.gc.get(k);
+    return { n: (x?.n ?? 0) - (y?.n ?? 0), ms: r2((x?.sum ?? 0) - (y?.sum ?? 0)), over10ms: (x?.over10 ?? 0) - (y?.over10 ?? 0) };
+  };
+  const minor = d("minor"), major = d("major"), inc = d("incremental");
+  return {
+    nve_gc: { minor: { n: minor.n, ms: minor.ms, over_10ms: minor.over10ms, mean_ms: minor.n ? r2(minor.ms / minor.n) : 0 }, major: { n: major.n + inc.n, ms: r2(major.ms + inc.ms), over_10ms: major.over10ms + inc.over10ms } },
+    // node's monitor records the interval between its 10 ms ticks: the delay is what exceeds 10 ms
+    ...(b.lagP99 !== undefined ? { nve_loop_delay_p99_ms: r2(Math.max(0, b.lagP99 - LOOP_TICK_MS)), nve_loop_delay_max_ms: r2(Math.max(0, (b.lagMax ?? NaN) - LOOP_TICK_MS)) } : {}),
+  };
+}
+
+/**
+ * NVEDGE_BENCH_NVE_CPU: the CPU the NVE gets to itself. By default the
+ * machine's last CPU when it has two or more (issue 15: the figures are the
+ * NVE's, not those of the agents and the broker sharing its core, as on a
+ * DPU where they run elsewhere); `none` runs everything unpinned.
+ */
 function nveCpu(): number | undefined {
   const v = process.env.NVEDGE_BENCH_NVE_CPU;
-  if (v === undefined || v === "") return undefined;
+  if (v === "none") return undefined;
+  if (v === undefined || v === "") return defaultCpu();
   const n = Number(v);
   if (!Number.isInteger(n) || n < 0) throw new Error(`NVEDGE_BENCH_NVE_CPU=${v}: a CPU number`);
   return n;
@@ -374,13 +435,28 @@ function nveCpu(): number | undefined {
  * With NVEDGE_BENCH_NVE_CPU, every thread of this process (and so the
  * Mosquitto it starts, which inherits the mask) onto the other CPUs.
  */
-function pinBench(): void {
+let cpus: number | undefined;
+/** The machine's CPUs (nproc --all), asked once. */
+function cpuCount(): number {
+  return (cpus ??= (() => { try { return Number(execFileSync("nproc", ["--all"], { encoding: "utf8" }).trim()); } catch { return 0; } })());
+}
+let tasksetOk: boolean | undefined;
+/** The last CPU of two or more, when taskset is there to pin (nveCpu's default). */
+function defaultCpu(): number | undefined {
+  tasksetOk ??= (() => { try { execFileSync("taskset", ["-V"], { stdio: "ignore" }); return true; } catch { return false; } })();
+  return cpuCount() >= 2 && tasksetOk ? cpuCount() - 1 : undefined;
+}
+
+/** Returns a function that puts this process's CPU mask back (run.js may run other benches after this one). */
+function pinBench(): () => void {
   const cpu = nveCpu();
-  if (cpu === undefined) return;
-  const n = (() => { try { return Number(execFileSync("nproc", ["--all"], { encoding: "utf8" }).trim()); } catch { return 0; } })();
+  if (cpu === undefined) return () => {};
+  const n = cpuCount();
   const others = Array.from({ length: n }, (_, i) => i).filter((i) => i !== cpu);
   if (cpu >= n || !others.length) throw new Error(`NVEDGE_BENCH_NVE_CPU=${cpu}: this machine has ${n} CPUs, and the agents need another`);
+  const before = execFileSync("taskset", ["-cp", String(process.pid)], { encoding: "utf8" }).trim().split(":").pop()!.trim();
   execFileSync("taskset", ["-a", "-cp", others.join(","), String(process.pid)], { stdio: "ignore" });
+  return () => { try { execFileSync("taskset", ["-a", "-cp", before, String(process.pid)], { stdio: "ignore" }); } catch { /* as it is */ } };
 }
 
 /**
@@ -434,7 +510,7 @@ async function benchCore(perAgent: number): Promise<object[]> {
           const [hv, p] = reqs[next++];
           const t = performance.now(), seen = { op: "" };
           const r = await core.request(hv, p, seen);
-          encode(r);
+          Buffer.from(answerText(r)); // as NveService sends it (its text when it has one)
           metrics.observeRequest(seen.op, r.ok ? "ok" : "other", (performance.now() - t) / 1000);
           if (r.ok) lat.push(performance.now() - t);
           else errors++;
@@ -520,7 +596,16 @@ export async function runControlBench(o: { quick?: boolean } = {}): Promise<obje
   const only = process.env.NVEDGE_BENCH_BROKER;
   const want = (k: string) => !only || only === k;
   const rows: object[] = [];
-  pinBench();
+  const unpin = pinBench();
+  try {
+    await runBrokers(perAgent, want, rows);
+  } finally {
+    unpin();
+  }
+  return rows;
+}
+
+async function runBrokers(perAgent: number, want: (k: string) => boolean, rows: object[]): Promise<object[]> {
   if (want("core")) rows.push(...await benchCore(perAgent));
   if (want("embedded")) rows.push(...await benchOne("embedded", perAgent));
   if (want("embedded-thread")) rows.push(...await benchOne("embedded", perAgent, true));

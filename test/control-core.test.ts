@@ -10,6 +10,7 @@ import type { Store, StoreWriter } from "../host/store/store.js";
 import type { DpOp } from "../host/dataplane/ops.js";
 import { RecordingProgrammer, FakeClock, baseConfig } from "./support/control-harness.js";
 import { ConfigError } from "../host/config/load.js";
+import { ANSWER_TEXT, answerText } from "../host/protocol/codec.js";
 
 const u = (n: number) => `00000000-0000-4000-8000-${n.toString(16).padStart(12, "0")}`;
 const m = (n: number) => `02:00:5e:00:00:${n.toString(16).padStart(2, "0")}`;
@@ -163,6 +164,46 @@ test("a profile change or VN removal the data plane refuses changes nothing: cat
   assert.is(core.catalog.get(100), undefined);
   assert.equal(core.viewHv("hv-1").vnics, []);
   assert.equal(events, ["hv-1 vn.profile", "hv-1 vn.disconnected"]);
+  await core.close();
+});
+
+
+// The attach and connect answers carry their JSON text, made with them (issue
+// 15: the NVE sends it instead of stringifying the object); it must be the
+// very bytes JSON.stringify writes of the answer, for VNs with and without a
+// name, a VN whose profile changed since (the cached part follows), and ids
+// that need escaping. Other answers carry none and are stringified as before.
+test("an attach's or connect's answer text is JSON.stringify's of the answer, across VNs and a profile change; other answers have none", async () => {
+  const prog = await RecordingProgrammer.create();
+  const { core } = await open(newMemoryBacking(), prog);
+  const text = (r: Record<string, unknown>) => (r as { [ANSWER_TEXT]?: string })[ANSWER_TEXT];
+  const hello = await core.request("hv-1", req({ id: "h", op: "hello", agent: "t" }));
+  assert.is(text(hello), undefined);
+  assert.is(answerText(hello), JSON.stringify(hello));
+  const seen: string[] = [];
+  const check = (r: Record<string, unknown>) => {
+    assert.is(r.ok, true, JSON.stringify(r));
+    assert.type(text(r), "string");
+    assert.is(text(r), JSON.stringify(r));
+    assert.is(answerText(r), JSON.stringify(r));
+    seen.push(text(r)!);
+  };
+  check(await core.request("hv-1", req({ id: "a\"1\u00e9", op: "vnic.attach", vnic: u(1), vn: { id: 100 }, addrs: [{ mac: m(1) }] })));
+  check(await core.request("hv-1", req({ id: "a2", op: "vnic.attach", vnic: u(2), vn: { alias: "green" }, addrs: [{ mac: m(2), ips: ["10.3.0.2"] }] })));
+  check(await core.request("hv-1", req({ id: "c3", op: "vn.connect", vnic: u(3), vn: { id: 200 }, activate: false })));
+  // the same VN again (its part from the cache), then after a profile change
+  check(await core.request("hv-1", req({ id: "a4", op: "vnic.attach", vnic: u(4), vn: { id: 100 }, addrs: [{ mac: m(4) }] })));
+  const profile = { ...core.catalog.get(100)!.profile, mtu: 1400 };
+  await core.setProfile(100, profile);
+  const after = await core.request("hv-1", req({ id: "a5", op: "vnic.attach", vnic: u(5), vn: { id: 100 }, addrs: [{ mac: m(5) }] }));
+  check(after);
+  assert.is((after.profile as { mtu: number }).mtu, 1400);
+  assert.ok(text(after)!.includes('"mtu":1400'), text(after));
+  // a refused attach: an error answer, no text of its own
+  const refused = await core.request("hv-1", req({ id: "x", op: "vnic.attach", vnic: u(6), vn: { id: 100 }, addrs: [{ mac: m(1) }] }));
+  assert.is(refused.ok, false);
+  assert.is(text(refused), undefined);
+  assert.is(seen.length, 5);
   await core.close();
 });
 

@@ -6,7 +6,7 @@
 import { randomUUID } from "node:crypto";
 import { hvId, type NveConfig, type VnConfig } from "../config/types.js";
 import type { DataPlaneProgrammer, DpOp, VnProfile } from "../dataplane/ops.js";
-import { decodeRequest, errorResponse, sniffId, DEFAULT_MAX_PAYLOAD } from "../protocol/codec.js";
+import { decodeRequest, errorResponse, okAnswer, sniffId, DEFAULT_MAX_PAYLOAD } from "../protocol/codec.js";
 import { ProtocolError } from "../protocol/errors.js";
 import type { Addr, Event, Request, VnRef } from "../protocol/types.js";
 import type { Store, StoreWriter } from "../store/store.js";
@@ -566,7 +566,7 @@ export class NveCore {
   /** A queued request's answer (RequestJob.settle); a stopped NVE answers nothing (issue 10 item 8). */
   settleRequest(b: RequestJob, o: Outcome): void {
     if (this.fatal) return;
-    if (o.ok) b.resolve({ id: b.req.id, ok: true, ...(o.value as Record<string, unknown>) });
+    if (o.ok) b.resolve(okAnswer(b.req.id, o.value as Record<string, unknown>));
     else b.resolve(o.refused ? errorResponse(b.req.id, o.error as ProtocolError) as Record<string, unknown> : this.failure(b.hv, b.req, o.error));
   }
 

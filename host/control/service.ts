@@ -4,7 +4,7 @@
 // a will (§3). All state logic is in core.ts.
 import { connectWhenReachable as connectRetrying, mqttClientOptions, type BrokerConnection } from "../protocol/mqtt.js";
 import { connectLeanWhenReachable, LEAN_SCHEMES, type MqttLike } from "../protocol/mqtt-lean.js";
-import { encode, errorResponse, publishOptions } from "../protocol/codec.js";
+import { answerText, encode, errorResponse, publishOptions } from "../protocol/codec.js";
 import { compileRequestValidators } from "../protocol/schemas.js";
 import { ProtocolError } from "../protocol/errors.js";
 import { parseNveTopic, topics } from "../protocol/topics.js";
@@ -123,7 +123,7 @@ export class NveService {
   // straight into the PUBLISH packet (mqtt-lean encodePublish4), one copy
   // and one Buffer less per answer (issue 15); the same bytes on the wire.
   private bounded(hv: string, rsp: Record<string, unknown>): string {
-    const text = JSON.stringify(rsp);
+    const text = answerText(rsp);
     const max = this.core.settings.maxPayload;
     // at most 3 UTF-8 bytes per UTF-16 unit: only a long answer is measured
     const bytes = text.length * 3 <= max ? 0 : Buffer.byteLength(text);

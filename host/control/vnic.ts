@@ -2,7 +2,10 @@
 // address claims with conflict/move rules, containment (seed §3.1).
 import { ProtocolError } from "../protocol/errors.js";
 import { normIp, normMac } from "../domain/addr-text.js";
-import type { Addr } from "../protocol/types.js";
+import type { Addr, VnFull } from "../protocol/types.js";
+import { MEMBERS_TEXT } from "../protocol/codec.js";
+import type { VnConfig } from "../config/types.js";
+import type { VnProfile } from "../domain/profile.js";
 import { copyVnic, type VnicRecord } from "../store/store.js";
 import type { HandlerCtx } from "./context.js";
 import { isConfigHv } from "./model.js";
@@ -207,8 +210,28 @@ function checkRange(ctx: HandlerCtx, vnic: string, vn: number, ip: string, kept:
 export function connectResult(ctx: HandlerCtx, port: string, vn: number): () => Record<string, unknown> {
   return () => {
     const v = ctx.catalog.get(vn)!;
-    return { tag: ctx.tx.vapTag(port, vn), vn: ctx.catalog.full(vn), vni: v.vni, mtu: v.profile.mtu, profile: v.profile };
+    const tag = ctx.tx.vapTag(port, vn), full = ctx.catalog.full(vn);
+    const out: Record<string, unknown> & { [MEMBERS_TEXT]?: string } = { tag, vn: full, vni: v.vni, mtu: v.profile.mtu, profile: v.profile };
+    // its JSON text as JSON.stringify would write it, the VN's part made once
+    // per VN (issue 15: these nested objects were the answer's cost)
+    if (typeof tag === "number" && Number.isInteger(tag)) out[MEMBERS_TEXT] = `"tag":${tag},${vnTail(v, full)}`;
+    return out;
   };
+}
+
+/**
+ * `"vn":…,"vni":…,"mtu":…,"profile":…` of a VN, as JSON.stringify writes
+ * them (a key whose value is undefined left out), kept per catalog entry
+ * while its references, VNI and profile object stay the same (the catalog
+ * replaces a profile, never edits it: VnCatalog.setProfile).
+ */
+const tails = new WeakMap<VnConfig, { profile: VnProfile; vni: number; name?: string; alias?: string; text: string }>();
+function vnTail(v: VnConfig, full: VnFull): string {
+  const t = tails.get(v);
+  if (t && t.profile === v.profile && t.vni === v.vni && t.name === full.name && t.alias === full.alias) return t.text;
+  const text = JSON.stringify({ vn: full, vni: v.vni, mtu: v.profile.mtu, profile: v.profile }).slice(1, -1);
+  tails.set(v, { profile: v.profile, vni: v.vni, name: full.name, alias: full.alias, text });
+  return text;
 }
 
 /** The NVE's view of one VNIC in the shape of a sync entry (PROTOCOL.md §2 show). */

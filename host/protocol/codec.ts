@@ -65,6 +65,43 @@ export function decodeRequest(payload: Uint8Array, maxPayload = DEFAULT_MAX_PAYL
   return { ok: true, req: o as unknown as Request };
 }
 
+/**
+ * An answer's JSON text, made with it where that is cheaper than
+ * JSON.stringify of the object (the attach and connect answers, issue 15:
+ * stringifying their nested `vn` and `profile` was the largest single item
+ * of the NVE's JavaScript per attach). The object stays the answer; its
+ * text, when present, is exactly JSON.stringify's of it (the service sends
+ * it instead: answerText). A symbol key: JSON.stringify, Object.keys and
+ * deep comparisons do not see it.
+ */
+export const ANSWER_TEXT: unique symbol = Symbol("nvedge.answerText");
+
+/**
+ * A reply value's members as JSON text, without the braces (what
+ * JSON.stringify(value) holds between them): the core puts the answer's
+ * `id` and `ok` before them (okAnswer).
+ */
+export const MEMBERS_TEXT: unique symbol = Symbol("nvedge.membersText");
+
+/**
+ * The success answer `{ id, ok: true, ...value }`, with its text when the
+ * value carries its members' (MEMBERS_TEXT): the same bytes as
+ * JSON.stringify of the answer, the value's own keys after id and ok.
+ */
+export function okAnswer(id: string, value: Record<string, unknown>): Record<string, unknown> {
+  const members = (value as { [MEMBERS_TEXT]?: string })[MEMBERS_TEXT];
+  const rsp: Record<string, unknown> = { id, ok: true, ...value };
+  // the value's keys must not replace id or ok (they would move in the text): none of the replies that carry their text has them
+  if (members !== undefined && !("id" in value) && !("ok" in value))
+    (rsp as { [ANSWER_TEXT]?: string })[ANSWER_TEXT] = `{"id":${JSON.stringify(id)},"ok":true${members ? "," : ""}${members}}`;
+  return rsp;
+}
+
+/** The answer's JSON text: the one made with it, else JSON.stringify's. */
+export function answerText(rsp: Record<string, unknown>): string {
+  return (rsp as { [ANSWER_TEXT]?: string })[ANSWER_TEXT] ?? JSON.stringify(rsp);
+}
+
 export function encode(msg: unknown): Buffer {
   return Buffer.from(JSON.stringify(msg), "utf8");
 }
