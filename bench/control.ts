@@ -28,6 +28,7 @@ import { Logger } from "../host/log/logger.js";
 import { NveMetrics } from "../host/metrics/metrics.js";
 import { parseConfig } from "../host/config/load.js";
 import { answerText } from "../host/protocol/codec.js";
+import { quantile } from "./stats.js";
 
 const AGENTS = 100;
 const PORTS = 10;
@@ -36,10 +37,8 @@ const WINDOW = 4;
 
 interface Broker { name: string; url?: string; pid?: number; creds(id: string): { username: string; password?: string }; close(): Promise<void> }
 
-function pct(sorted: number[], p: number): number {
-  if (!sorted.length) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
-}
+/** The p-th percentile (0..100) of an ascending array (bench/stats quantile: nearest rank). */
+const pct = (sorted: number[], p: number) => quantile(sorted, p / 100, true);
 const r2 = (x: number) => Math.round(x * 100) / 100;
 
 function uuid(a: number, i: number, set: number): string {
