@@ -198,9 +198,12 @@ export function process(n: u32): u32 {
       // compare that loaded it again (issue 18, session 10).
       const dw = load<u64>(inDescBase + (<usize>i << 3));
       if ((dw >> 48) != 0) break; // I_FLAGS
+      // No port-kind test (issue 18, session 10): accessFast takes only a
+      // frame the prefetch pass marked (FR_VN), which it does for an access
+      // port's frame alone, after its own port checks; any other frame is
+      // declined, writing nothing, and the underlay loop or the full path
+      // takes it, as when this loop stopped at its port's kind.
       const port = <u32>(dw >> 32) & 0xffff;
-      if (port >= MAX_PORTS) break;
-      if (load<u8>(portKind + port) != PORT_ACCESS) break;
       setCurIn(i); // the input index every output and trace record carries
       const r = accessFrameFast(i, <u32>dw >> 16, port); // I_LEN
       if (r == 1) fast++;
