@@ -4,7 +4,7 @@
 // counts) in host/dataplane/dataplane.ts; these functions only write tables.
 import { scratch, portKind, vlanMap, vnPortTag, vnPtr, tunPtr, tunCap, vtepBits, MAX_PORTS, MAX_VNS, MAX_REMOTES,
          MAX_LOCAL_PER_VN, VN_VNI, VN_ENCAP, VN_FLAGS, VN_DSCP, VN_NLOCAL, VN_MTU, VN_FLOOD_PTR, VN_FLOOD_N,
-         VN_LOCAL, VNF_DSCP_FIXED, VNF_LIVE, ENC_VXLAN, ENC_GENEVE, ENC_NVGRE, TUN_SIZE, TUN_HDR, alloc } from "./state";
+         VN_LOCAL, VN_SALT, VNF_DSCP_FIXED, VNF_LIVE, ENC_VXLAN, ENC_GENEVE, ENC_NVGRE, TUN_SIZE, TUN_HDR, alloc } from "./state";
 import { t64Put, t64Del, t64Find } from "./tables/hash64";
 import { tipPut, tipDel } from "./tables/haship";
 import { macTab, ipTab, vniTab, remoteTab, vniKey, macKey, macRawOf, macRaw, MK_LOCAL, MK_REMOTE, ML_ACTIVE, ML_PORT_SHIFT,
@@ -13,7 +13,7 @@ import { setUlIdentity } from "./pipeline/underlay";
 import { nextHopInit, nextHopOf, clearNextHops, TN_NH_ONE, TN_NH_NONE } from "./pipeline/nexthop";
 import { noteTunnelRemote } from "./tables/l3";
 import { TK_VXLAN4, TK_VXLAN6, TK_GENEVE4, TK_GENEVE6, TK_NVGRE4, TK_NVGRE6 } from "./pipeline/encap";
-import { st8, st16, st32, ldMac, stMac, csumAdd, csumFold } from "./util";
+import { st8, st16, st32, ldMac, stMac, csumAdd, csumFold, mix64 } from "./util";
 import { ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETHERTYPE_TEB } from "./proto/ethernet";
 import { IPPROTO_UDP, IPPROTO_GRE, IP4_DF } from "./proto/ipv4";
 import { VXLAN_FLAG_I } from "./proto/vxlan";
@@ -71,6 +71,9 @@ export function setVn(vn: u32, vni: u32, encap: u32, mtu: u32, flags: u32, dscp:
   store<u8>(v, <u8>encap, VN_ENCAP);
   store<u8>(v, <u8>dscp, VN_DSCP);
   store<u16>(v, <u16>mtu, VN_MTU);
+  // tipHome's inner mix64 for this VN's tag (vn + 1), once here rather than
+  // per IPv4 lookup on the per-frame paths (tables/index.ts ip4Home)
+  store<u64>(v, mix64(<u64>(vn + 1)), VN_SALT);
   store<u8>(v, <u8>(flags | VNF_LIVE), VN_FLAGS);
   return OK;
 }

@@ -38,6 +38,7 @@ export const VN_PCP: u32 = 10; // qos.pcp + 1; 0 = none (pipeline/qos.ts)
 export const VN_FEAT: u32 = 11; // FEAT_*: the profile parts the fast paths leave to the full path or check (qos.ts, acl.ts, glean.ts)
 export const VN_FLOOD_PTR: u32 = 12;
 export const VN_FLOOD_N: u32 = 16;
+export const VN_SALT: u32 = 24; // u64: mix64(vn + 1), the inner half of the IP table's hash of this VN's addresses (tables/index.ts ip4Home), written by setVn
 export const VN_LOCAL: u32 = 32; // MAX_LOCAL_PER_VN x u32 (port << 16 | tag)
 export const VNF_PORTSEC: u32 = 1;
 export const VNF_ARPSUP: u32 = 2;

@@ -646,7 +646,8 @@ interface WasmRuntime { label: string; node: string; flags: string[]; device: bo
  * `tree=DIR` word runs DIR's build instead of this one (DIR/dist/bench/
  * dataplane.js with DIR/build/dataplane.wasm: a copy of another commit's
  * dist/, build/ and host/io/native/build/), for comparing two builds of
- * assembly/ in one run, their rounds alternating.
+ * assembly/ in one run, their rounds alternating; a `node=PATH` word runs
+ * that Node binary (a candidate runtime against the pinned one, in one run).
  */
 async function wasmRuntimes(): Promise<{ list: WasmRuntime[]; errors: string[] }> {
   const list: WasmRuntime[] = [], errors: string[] = [];
@@ -656,10 +657,16 @@ async function wasmRuntimes(): Promise<{ list: WasmRuntime[]; errors: string[] }
   for (const entry of env.split(";").map((x) => x.trim()).filter(Boolean)) {
     const [kind, ...words] = entry.split(/\s+/);
     const tree = words.find((x) => x.startsWith("tree="))?.slice(5);
-    const flags = words.filter((x) => !x.startsWith("tree="));
+    const nodeBin = words.find((x) => x.startsWith("node="))?.slice(5);
+    const flags = words.filter((x) => !x.startsWith("tree=") && !x.startsWith("node="));
     const script = tree ? join(tree, "dist", "bench", "dataplane.js") : fileURLToPath(import.meta.url);
     const where = tree ? ` [${tree}]` : "";
-    if (kind === "firmware") {
+    if (nodeBin) {
+      // another Node binary (e.g. a candidate for the firmware's pin), whatever kind
+      const r = spawnSync(nodeBin, ["-p", "process.version + ' (V8 ' + process.versions.v8 + ')'"], { encoding: "utf8" });
+      if (r.status !== 0) { errors.push(`NVEDGE_BENCH_RUNTIMES: "${entry}": ${nodeBin} does not run: ${r.error?.message ?? r.stderr.trim()}`); continue; }
+      list.push({ label: `${kind}: node ${r.stdout.trim()} [${nodeBin}]${where}`, node: nodeBin, flags, device: false, script });
+    } else if (kind === "firmware") {
       try {
         // the firmware's own fetch and check (npm pack, sha512 of pins.json), so the bench runs the bytes the bundle ships
         const m = await import(pathToFileURL(join(root, "firmware", "build.mjs")).href);

@@ -15,6 +15,7 @@
 //   lib/native/nvedge_afpacket.node  the AF_PACKET addon, compiled for the arch against the pinned Node's headers
 //   lib/native/nvedge_tuntx.node  the tunnel super-frame TX path (encap TCP whole, Linux 6.17+), from the same build
 //   lib/native/lmdb.abi<N>.node  lmdb's prebuilt binary for the arch and the pinned Node's ABI
+//                            (lmdb.napi.node when lmdb ships none for that ABI)
 //                            (--no-runtime: every ABI lmdb ships, and lmdb.napi.node)
 //   runtime/bin/node         the pinned Node runtime for the arch (firmware/pins.json), unless --no-runtime
 //   etc/nvedge/nvedge.json   the default configuration (installed to /etc/nvedge when that does not exist)
@@ -259,15 +260,16 @@ export async function buildFirmware(o) {
   for (const f of readdirSync(join(root, "build", "component"))) copyFileSync(join(root, "build", "component", f), join(stage, "lib", "component", f));
   const addons = buildAddon(o.arch, nodePkg);
   for (const n of ADDONS) copyFileSync(addons[n], join(stage, "lib", "native", `${n}.node`));
-  // lmdb's build for the pinned Node's ABI (host/paths.ts lmdbAddonPath); a
-  // --no-runtime bundle runs on whatever node the device has: every ABI lmdb
-  // ships a build for, and its N-API build as the last resort.
+  // lmdb's build for the pinned Node's ABI (host/paths.ts lmdbAddonPath), or
+  // its N-API build when lmdb ships none for that ABI (lmdb 3.5.6 ships ABI
+  // 115 and 127, not Node 24's 137; lmdb's own loader makes the same
+  // choice); a --no-runtime bundle runs on whatever node the device has:
+  // every ABI lmdb ships a build for, and its N-API build as the last resort.
   const abi = pins.node.abi;
-  for (const f of readdirSync(lmdbPkg)) {
-    const m = /^node\.(abi\d+|napi)\.glibc\.node$/.exec(f);
-    if (m && (!o.runtime || m[1] === `abi${abi}`)) copyFileSync(join(lmdbPkg, f), join(stage, "lib", "native", `lmdb.${m[1]}.node`));
-  }
-  if (o.runtime && !existsSync(join(stage, "lib", "native", `lmdb.abi${abi}.node`))) fail(`${pins.lmdb[o.arch].package}@${pins.lmdb.version} has no build for Node ABI ${abi}`);
+  const lmdbBuilds = readdirSync(lmdbPkg).map((f) => /^node\.(abi\d+|napi)\.glibc\.node$/.exec(f)?.[1]).filter(Boolean);
+  const wanted = !o.runtime ? lmdbBuilds : lmdbBuilds.includes(`abi${abi}`) ? [`abi${abi}`] : lmdbBuilds.filter((b) => b === "napi");
+  if (wanted.length === 0) fail(`${pins.lmdb[o.arch].package}@${pins.lmdb.version} has no build for Node ABI ${abi} and no N-API build`);
+  for (const b of wanted) copyFileSync(join(lmdbPkg, `node.${b}.glibc.node`), join(stage, "lib", "native", `lmdb.${b}.node`));
   if (o.runtime) {
     mkdirSync(join(stage, "runtime", "bin"), { recursive: true });
     copyFileSync(join(nodePkg, "bin", "node"), join(stage, "runtime", "bin", "node"));

@@ -44,9 +44,12 @@ export function addonPath(): string {
 /**
  * lmdb's native binary in a bundle (from a checkout, lmdb finds its own in
  * node_modules): the build for this Node's ABI, lmdb.abi<N>.node, as lmdb's
- * own loader prefers; lmdb.napi.node only when there is none (lmdb 3.5's
- * N-API build loops forever in getRange under Node 22, found by
- * test/firmware-qemu.test.ts).
+ * own loader prefers; lmdb.napi.node only when there is none (with an
+ * earlier bundling of lmdb, its N-API build looped forever in getRange under
+ * Node 22, found by test/firmware-qemu.test.ts). lmdb 3.5.6 ships no build
+ * for Node 24's ABI 137, so the firmware's runtime (firmware/pins.json)
+ * loads the N-API one; test/firmware-qemu.test.ts restarts the arm64
+ * bundle from its LMDB store on it.
  */
 export function lmdbAddonPath(): string {
   const abi = join(root, "lib", "native", `lmdb.abi${process.versions.modules}.node`);

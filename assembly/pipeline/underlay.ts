@@ -49,11 +49,7 @@ export function setUlIdentity(mac: u64, is6: bool, a0: u64, a1: u64, vx: u32, gn
  */
 @inline export function ip4Sum20(ip: usize): u32 {
   let s: u64 = (<u64>load<u32>(ip) + <u64>load<u32>(ip, 4)) + (<u64>load<u32>(ip, 8) + <u64>load<u32>(ip, 12)) + <u64>load<u32>(ip, 16);
-  s = (s & 0xffffffff) + (s >> 32);
-  s = (s & 0xffff) + (s >> 16);
-  s = (s & 0xffff) + (s >> 16);
-  s = (s & 0xffff) + (s >> 16);
-  return <u32>s;
+  return csumFold(s);
 }
 
 export function underlayFrame(port: u32, p: usize, len: u32): void {

@@ -7,7 +7,8 @@
 import { Table64, t64FindIn } from "./hash64";
 import { TableIp, tipFindIn, tipFindInFrom, tipHome } from "./haship";
 import { fibHome } from "./hash64";
-import { alloc } from "../state";
+import { alloc, vnPtr, VN_SALT } from "../state";
+import { mix64 } from "../util";
 import { MAX_BATCH } from "../abi";
 
 export const macTab = new Table64();
@@ -88,9 +89,15 @@ export function tableGlobalsInit(): void {
   return ipBase + (<usize>ip4Home(vn, p) << 5);
 }
 
-/** The IP-table home of the IPv4 address at p in vn (its slot: ipBase + home * 32). */
+/**
+ * The IP-table home of the IPv4 address at p in vn (its slot: ipBase + home
+ * * 32): tipHome(ipMask, vn + 1, a0, 0) = mix64(a0 ^ mix64(vn + 1)) & mask,
+ * its inner mix64 read from the VN's entry (VN_SALT, control.ts setVn): one
+ * mix64 per lookup where two were (issue 18, session 10). For a live VN only
+ * (the per-frame paths ask for the VNs whose profile checks IP bindings).
+ */
 @inline export function ip4Home(vn: u32, p: usize): u32 {
-  return tipHome(ipMask, vn + 1, <u64>load<u32>(p), 0);
+  return <u32>mix64(<u64>load<u32>(p) ^ load<u64>(vnPtr(vn), VN_SALT)) & ipMask;
 }
 
 /** t64Find on vniTab: the slot of `key` (vniKey/vniKeyAt), or 0. */

@@ -70,6 +70,7 @@ export const VN_PCP = 10; // qos.pcp + 1; 0 = none (pipeline/qos.ts)
 export const VN_FEAT = 11; // FEAT_*: the profile parts the fast paths leave to the full path or check (qos.ts, acl.ts, glean.ts)
 export const VN_FLOOD_PTR = 12;
 export const VN_FLOOD_N = 16;
+export const VN_SALT = 24; // u64: mix64(vn + 1), the inner half of the IP table's hash of this VN's addresses (tables/index.ts ip4Home), written by setVn
 export const VN_LOCAL = 32; // MAX_LOCAL_PER_VN x u32 (port << 16 | tag)
 export const VNF_PORTSEC = 1;
 export const VNF_ARPSUP = 2;
@@ -210,7 +211,7 @@ export const D_TTL_EXCEEDED = 48;
 export const NUM_DROPS = 49;
 
 /** FNV-1a of the constants above; the AF_PACKET addon reports the one it was compiled with (abi.h). */
-export const ABI_HASH = 0xd2b65f2d;
+export const ABI_HASH = 0x6929f7f4;
 
 /** What the module's constants(which) returns, by which (assembly/index.ts). */
 export const REPORTED = [SLOT_SIZE, HEADROOM, MAX_BATCH, IN_DESC, OUT_DESC, HDR_SLOT, MAX_OUT, MAX_PORTS, MAX_VNS, MAX_REMOTES, MAX_LOCAL_PER_VN, NUM_DROPS, TRACE_REC, IF_VNET, IF_GSO_SEG, IF_GSO_LAST, IF_SEG_SHIFT, IF_GSO_WHOLE] as const;

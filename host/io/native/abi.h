@@ -70,6 +70,7 @@
 #define VN_FEAT 11u /* FEAT_*: the profile parts the fast paths leave to the full path or check (qos.ts, acl.ts, glean.ts) */
 #define VN_FLOOD_PTR 12u
 #define VN_FLOOD_N 16u
+#define VN_SALT 24u /* u64: mix64(vn + 1), the inner half of the IP table's hash of this VN's addresses (tables/index.ts ip4Home), written by setVn */
 #define VN_LOCAL 32u /* MAX_LOCAL_PER_VN x u32 (port << 16 | tag) */
 #define VNF_PORTSEC 1u
 #define VNF_ARPSUP 2u
@@ -210,6 +211,6 @@
 #define NUM_DROPS 49u
 
 /* FNV-1a of the constants above: the addon reports it (abiHash) so the host refuses one built for another data plane. */
-#define NVEDGE_ABI_HASH 0xd2b65f2du
+#define NVEDGE_ABI_HASH 0x6929f7f4u
 
 #endif
