@@ -368,6 +368,10 @@ function inNve(a: Map<number, number> | undefined, b: Map<number, number> | unde
   return { nve_within_5ms_share: r2((d.find(([le]) => le === 5)?.[1] ?? NaN) / total), nve_p99_under_ms: p99 === Infinity ? "inf" : p99 };
 }
 
+/** prom-client's monitorEventLoopDelay resolution (collectDefaultMetrics' eventLoopMonitoringPrecision, 10 ms by default). */
+const LOOP_TICK_MS = 10;
+/** The NVE's pause counters as one scrape reads them (parsePauses). */
+export interface Pauses { gc: Map<string, { n: number; sum: number; over10: number }>; lagP99?: number; lagMax?: number }
 /**
  * What in the NVE itself could hold a paced request (issue 15 "paced p99"):
  * its GC pauses and its event loop's delays, from node's own monitors that
@@ -381,9 +385,6 @@ function inNve(a: Map<number, number> | undefined, b: Map<number, number> | unde
  * in the NVE at the time, those still in its socket too, which the request
  * histogram (from a request's read to its answer) does not see.
  */
-/** prom-client's monitorEventLoopDelay resolution (collectDefaultMetrics' eventLoopMonitoringPrecision, 10 ms by default). */
-const LOOP_TICK_MS = 10;
-export interface Pauses { gc: Map<string, { n: number; sum: number; over10: number }>; lagP99?: number; lagMax?: number }
 export function parsePauses(text: string): Pauses {
   const gc = new Map<string, { n: number; sum: number; over10: number }>();
   const at = (k: string) => gc.get(k) ?? (gc.set(k, { n: 0, sum: 0, over10: 0 }), gc.get(k)!);
