@@ -56,6 +56,18 @@ import { arpAnswerAt } from "./suppress";
 }
 
 /**
+ * The frame's TCI as the fast paths use it (accessFast): its PCP and DEI
+ * (its top 4 bits: tci >> PCP_SHIFT, deliverPcp, emitTagged's & 0xf000) are
+ * all they use, so the first byte, shifted, where the whole field took a
+ * 16-bit byte swap (issue 18, sixth round; wasm has no bswap: finding 6).
+ * Loaded where it is used, not once at the top (issue 18, session 11). A wasm load may trap, so
+ * V8 can neither sink nor repeat one: a value loaded early stays live across
+ * the lookups between, which under Turboshaft meant a stack slot written and
+ * read again for every frame; a second load from the frame's line is cheaper.
+ */
+@inline function tciOf(p: usize): u32 { return <u32>load<u8>(p + 14) << 8; }
+
+/**
  * The access side's common case for the frame at p (length len, from access
  * port `port`, its record at hh): 1 when forwarded, 2 when it was an ARP
  * request suppression answered (suppress.ts arpAnswerAt), with the outputs
@@ -69,21 +81,15 @@ import { arpAnswerAt } from "./suppress";
   if (slowOnly) return 0;
   const vn1 = load<u32>(hh, FR_VN);
   if (vn1 == 0) return 0;
-  const e = dot1qTypeRaw(p);
-  // The TCI's PCP and DEI (its top 4 bits: tci >> PCP_SHIFT, deliverPcp,
-  // emitTagged's & 0xf000) are all the fast paths use of it: the first
-  // byte, shifted, where the whole field took a 16-bit byte swap (issue 18,
-  // sixth round; wasm has no bswap: finding 6).
-  const tci = <u32>load<u8>(p + 14) << 8;
   const vn = vn1 - 1;
   const v = vnPtr(vn);
   const flags = <u32>load<u8>(v, VN_FLAGS);
-  const dst = macRaw(p);
   // Port security and ARP suppression for IPv4 and ARP; IPv6 (ND, the
   // link-local rule) and other EtherTypes take the full path. Declined
   // before the source's lookup (issue 18: an ARP request, which
   // arpAnswerAt answers, paid it twice); declined, writing nothing.
   if ((flags & (VNF_PORTSEC | VNF_ARPSUP)) != 0) {
+    const e = dot1qTypeRaw(p);
     if (e != raw16(ETHERTYPE_IPV4)) {
       // An ARP request that suppression answers: 2 (index.ts counts it
       // apart from the fast path's frames). Called from here (issue 18,
@@ -96,9 +102,13 @@ import { arpAnswerAt } from "./suppress";
   }
   const sv = macLookupAt(vn, macRaw(p + 6), load<u32>(hh)); // FR_VN set: both homes are in the record
   if ((sv & (MK_KIND | ML_ACTIVE)) == MK_LOCAL) return 0; // an inactive VNIC: dropped there
-  if ((flags & (VNF_PORTSEC | VNF_ARPSUP)) != 0) {
+  // VN_FLAGS loaded again rather than kept: the value would live across the
+  // source's lookup (below, the same for the frame's EtherType, TCI and
+  // destination).
+  const flags2 = <u32>load<u8>(v, VN_FLAGS);
+  if ((flags2 & (VNF_PORTSEC | VNF_ARPSUP)) != 0) {
     // Suppression does nothing to an IPv4 frame.
-    if ((flags & VNF_PORTSEC) != 0) {
+    if ((flags2 & VNF_PORTSEC) != 0) {
       // seed §5: the source MAC is a VNIC of this VN behind this port, and
       // the source IP is bound to it (0.0.0.0, DHCP discovery, passes)
       if ((sv & MK_KIND) != MK_LOCAL) return 0;
@@ -124,13 +134,14 @@ import { arpAnswerAt } from "./suppress";
   // One call site for the flood (broadcast, multicast, unknown unicast):
   // inlined twice, its loops doubled the code of the function holding every
   // fast path (issue 18).
+  const dst = macRaw(p);
   if ((<u32>dst & 1) == 0) {
     const dv = macLookupAt(vn, dst, load<u32>(hh, 4));
     if ((dv & MK_KIND) == MK_REMOTE) {
       if (load<u8>(tunPtr(dv & MR_TUN_MASK), 9) == TN_NH_NONE) return 0; // access.ts drops it: no-next-hop
       const vc = vnCtr + (<usize>vn * VN_CTR << 3);
       ctrInc(vc, VC_RX, 1);
-      emitEncap(dv & MR_TUN_MASK, p, len, tci >> PCP_SHIFT, flowHashRaw(p, e, p + DOT1Q_HLEN, len - DOT1Q_HLEN), vn);
+      emitEncap(dv & MR_TUN_MASK, p, len, tciOf(p) >> PCP_SHIFT, flowHashRaw(p, dot1qTypeRaw(p), p + DOT1Q_HLEN, len - DOT1Q_HLEN), vn);
       ctrInc(vc, VC_ENCAP, 1);
       return 1;
     }
@@ -142,11 +153,11 @@ import { arpAnswerAt } from "./suppress";
       const dtag = tagOf(vn, dport);
       if (dtag == 0) return 0;
       ctrInc(vnCtr + (<usize>vn * VN_CTR << 3), VC_RX, 1);
-      emitTagged(dport, dtag, deliverPcp(v, tci), p, p + 16, len - 16, vn);
+      emitTagged(dport, dtag, deliverPcp(v, tciOf(p)), p, p + 16, len - 16, vn);
       return 1;
     }
   } else if ((feat & FEAT_ACL_TO) != 0) return 0;
-  return floodFast(port, tci, p, len, vn, v) ? 1 : 0;
+  return floodFast(port, tciOf(p), p, len, vn, v) ? 1 : 0;
 }
 
 /**
@@ -249,6 +260,15 @@ import { arpAnswerAt } from "./suppress";
 }
 
 /**
+ * The inner frame's length (its outer IPv4 total length less the headers
+ * before inner), computed where it is used rather than kept across the
+ * lookup (as accessFast's tciOf; issue 18, session 11).
+ */
+@inline function underlayInnerLen(p: usize, inner: usize): u32 {
+  return ld16(p + 14 + IP4_TOTLEN) + 14 - <u32>(inner - p);
+}
+
+/**
  * The underlay side's common case (underlayShape's, checked by the prefetch
  * pass) to an active local VNIC. Same checks, outputs and counters as
  * underlayFrame (underlay.ts); false before any write.
@@ -260,11 +280,10 @@ import { arpAnswerAt } from "./suppress";
   const vn = load<u32>(hh);
   if (vn == NO_HOME) return false;
   const inner = underlayInner(p);
-  const ilen = ld16(p + 14 + IP4_TOTLEN) + 14 - <u32>(inner - p);
   const v = vnPtr(vn);
   // the ACL's to-VNIC rules (PROTOCOL.md §5): a deny goes to the full path
   if ((<u32>load<u8>(v, VN_FEAT) & FEAT_ACL_TO) != 0) {
-    if (aclEval(vn, DIR_TO, ld16(inner + 12), inner + 14, ilen - 14) != ACL_PASS) return false;
+    if (aclEval(vn, DIR_TO, ld16(inner + 12), inner + 14, underlayInnerLen(p, inner) - 14) != ACL_PASS) return false;
   }
   const dv = macLookupAt(vn, macRaw(inner), load<u32>(hh, 4)); // the VN found: so is the home
   if ((dv & (MK_KIND | ML_ACTIVE)) != (MK_LOCAL | ML_ACTIVE)) return false;
@@ -274,7 +293,7 @@ import { arpAnswerAt } from "./suppress";
   const vc = vnCtr + (<usize>vn * VN_CTR << 3);
   ctrInc(vc, VC_RX, 1);
   // qos.pcp, else the outer DSCP's class (underlay.ts)
-  emitTagged(dport, dtag, deliverPcp(v, (<u32>load<u8>(p + 14 + 1) >> 5) << 13), inner, inner + 12, ilen - 12, vn);
+  emitTagged(dport, dtag, deliverPcp(v, (<u32>load<u8>(p + 14 + 1) >> 5) << 13), inner, inner + 12, underlayInnerLen(p, inner) - 12, vn);
   ctrInc(vc, VC_DECAP, 1);
   return true;
 }

@@ -3,8 +3,12 @@
 // underlay (every tunnel on the list is an IPv4 one). The same outputs and
 // counters as emitEncap4 (encap.ts) once per copy, written for a loop of
 // copies (issue 18, flood-8 was the worst ratio against the native):
-//   - out of line, so process() (which inlines every other fast path) is
-//     smaller and this loop gets its own registers;
+//   - inlined into process() (issue 18, session 11: under the firmware's
+//     Node 24, whose Turboshaft allocates the loop's registers well inside
+//     process(), and whose wasm calls save no register, the call cost more
+//     than the smaller function saved: flood-8 cold 74.0 -> 70.5 ns, hot
+//     70.6 -> 67.0, the other paths unchanged; out of line was the better
+//     choice under V8 11.3's TurboFan, bench/README.md item 24);
 //   - the output cursor and the input index in locals, written back once
 //     (emit.ts keeps them in globals, which V8 loads and stores on every use);
 //   - what is the same for every copy computed once: the byte-swapped UDP
@@ -49,7 +53,7 @@ const inv: usize = memory.data(48, 16);
  * inner PCP `pcp` and flow hash `hash`, on VN vn. A tunnel with no next hop
  * (nexthop.ts) gets no copy, as there.
  */
-export function floodEncap4(list: usize, n: u32, p: usize, len: u32, pcp: u32, hash: u32, vn: u32): void {
+@inline export function floodEncap4(list: usize, n: u32, p: usize, len: u32, pcp: u32, hash: u32, vn: u32): void {
   let o = outCount;
   const o0 = o;
   const innerLen = len - 4;
