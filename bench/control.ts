@@ -255,8 +255,6 @@ async function benchOne(kind: "embedded" | "mosquitto", perAgent: number, thread
   const nveArgs = (process.env.NVEDGE_BENCH_NVE_ARGS ?? "").split(" ").filter(Boolean);
   const args = [bin, "run", ...nveArgs, "--config", `${dir}/nve.json`, "--memory-store", "--store", dir, "--io", "none", "--metrics", `127.0.0.1:${metricsPort}`,
     ...(broker.url ? ["--broker", broker.url] : ["--listen", `127.0.0.1:${port}`, ...(threaded ? ["--broker-thread"] : [])])];
-  // NVEDGE_BENCH_NVE_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/p") profiles the NVE process.
-  const nodeArgs = (process.env.NVEDGE_BENCH_NVE_NODE_ARGS ?? "").split(" ").filter(Boolean);
   // NVEDGE_BENCH_NVE_CPU=N (issue 15 "measure the NVE, not the bench"): the
   // NVE on CPU N alone (taskset), this process (the agents) and a Mosquitto
   // it starts on every other CPU, so the NVE's rate is what one core of its
@@ -264,6 +262,10 @@ async function benchOne(kind: "embedded" | "mosquitto", perAgent: number, thread
   const cpu = nveCpu();
   const nodeBin = await nveNode();
   nveNodeVersion = nodeBin === process.execPath ? process.version : execFileSync(nodeBin, ["-v"], { encoding: "utf8" }).trim();
+  if (nveNodeBin && nodeBin === nveNodeBin.node && nveNodeBin.flags.length) nveNodeVersion += ` ${nveNodeBin.flags.join(" ")}`;
+  // NVEDGE_BENCH_NVE_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/p") profiles the NVE process.
+  // the firmware's Node with the flags its launcher gives it (firmware/build.mjs NODE_FLAGS), as on the device; those asked for after them
+  const nodeArgs = [...(nveNodeBin && nodeBin === nveNodeBin.node ? nveNodeBin.flags : []), ...(process.env.NVEDGE_BENCH_NVE_NODE_ARGS ?? "").split(" ").filter(Boolean)];
   const argv0 = cpu === undefined ? [nodeBin] : ["taskset", "-c", String(cpu), nodeBin];
   // The NVE's log (stderr) into a file, as a journal would take it: through
   // a pipe, this process (the agents' side) paid for reading ~2 lines per
@@ -460,18 +462,19 @@ function agentClient(): "mqttjs" | "lean" {
  * NVEDGE_BENCH_NVE_NODE: the Node binary the NVE runs under. `firmware`: the
  * one the firmware bundle ships (firmware/pins.json, Node 24: fetched from the
  * npm registry and integrity-checked by firmware/build.mjs, cached in
- * build/bench/runtime), the runtime whose figure counts on a DPU; a path:
+ * build/bench/runtime) with the V8 flags its launcher gives it, the runtime
+ * whose figure counts on a DPU; a path:
  * that binary; unset: this process's Node. The agents stay on this one.
  */
-let nveNodeBin: { node: string; version: string } | undefined;
+let nveNodeBin: { node: string; version: string; flags: string[] } | undefined;
 async function nveNode(): Promise<string> {
   const v = process.env.NVEDGE_BENCH_NVE_NODE;
   if (!v) return process.execPath;
   if (v !== "firmware") return v;
   if (!nveNodeBin) {
     const root = fileURLToPath(new URL("../../", import.meta.url));
-    const m = await import(new URL("../../firmware/build.mjs", import.meta.url).href) as { pinnedNode(arch: string, cache: string): { node: string; version: string } };
-    nveNodeBin = m.pinnedNode(process.arch === "arm64" ? "arm64" : "x64", `${root}build/bench/runtime`);
+    const m = await import(new URL("../../firmware/build.mjs", import.meta.url).href) as { pinnedNode(arch: string, cache: string): { node: string; version: string }; NODE_FLAGS: string[] };
+    nveNodeBin = { ...m.pinnedNode(process.arch === "arm64" ? "arm64" : "x64", `${root}build/bench/runtime`), flags: m.NODE_FLAGS };
   }
   return nveNodeBin.node;
 }
