@@ -206,6 +206,19 @@ main(process.argv.slice(2)).then(
   await esbuild.build({ ...common, plugins: [], define: {}, entryPoints: [join(here, "install.mjs")], outfile: join(stage, "lib", "install.mjs") });
 }
 
+/**
+ * V8 flags the launcher gives Node for every nvedge process (issue 15,
+ * bench/README.md "cp17"). --max-semi-space-size=16: Node 24's V8 (13.6)
+ * sizes the young generation from the machine's memory, and on a 24 GB
+ * machine the NVE then scavenged 4-5 times in the control bench's paced 5 s
+ * with pauses of ~16 ms each, every request arriving meanwhile held (paced p99
+ * 11-13 ms); at 16 MiB (Node 20's default) 18-19 scavenges of ~3.5 ms, the same
+ * GC time in all (p99 5.4 / 12.5 ms in the same runs), its CPU per attach at
+ * max within the noise. The bench runs the NVE on the firmware's Node with
+ * these (bench/control.ts NVEDGE_BENCH_NVE_NODE=firmware).
+ */
+export const NODE_FLAGS = ["--max-semi-space-size=16"];
+
 const LAUNCHER = (script, what) => `#!/bin/sh
 # ${what} (nvedge firmware bundle): runs lib/${script} on the bundled Node
 # (runtime/bin/node) or, in a --no-runtime bundle, on the system's node.
@@ -217,7 +230,7 @@ if [ ! -x "$node" ]; then
   node=$(command -v node) || { echo "nvedge: no Node.js runtime in $slot/runtime and no node on PATH" >&2; exit 1; }
 fi
 # shellcheck disable=SC2086  # NVEDGE_EMULATOR is a command and its arguments
-exec $NVEDGE_EMULATOR "$node" "$slot/lib/${script}" "$@"
+exec $NVEDGE_EMULATOR "$node" ${NODE_FLAGS.join(" ")} "$slot/lib/${script}" "$@"
 `;
 
 function keyPair(keyFile) {

@@ -119,12 +119,16 @@ function agentSuite(fx: BrokerFixture): void {
     }
   });
 
-  s("the library reconnects on its own and sends hello + sync; nothing changes at the NVE (PROTOCOL.md §3)", async () => {
+  // both MQTT clients the library can use (AgentOptions.mqttClient: the control bench's agents use the lean one)
+  for (const mqttClient of ["mqttjs", "lean"] as const)
+  s(`the library (${mqttClient} client) reconnects on its own and sends hello + sync; nothing changes at the NVE (PROTOCOL.md §3)`, async () => {
     const nve = nextNve();
     const run = await startNve(b, { config: baseConfig({}, nve) });
-    const a = await startAgent(b, "hv-2", { nve });
+    const a = await startAgent(b, "hv-2", { nve, mqttClient });
     try {
-      await a.attach(V1, { alias: "red" }, [{ mac: "02:00:5e:00:00:01" }]);
+      assert.is(a.client.constructor.name, mqttClient === "lean" && !/^wss?:/.test(b.url) ? "LeanMqttClient" : "MqttClient");
+      const r = await a.attach(V1, { alias: "red" }, [{ mac: "02:00:5e:00:00:01" }]);
+      assert.is(r.tag, 1);
       const mark = run.prog.mark();
       const before = JSON.stringify(run.svc.core.viewHv("hv-2"));
       (a.client as any).stream.destroy(); // connection lost (not a clean disconnect)

@@ -70,6 +70,14 @@ t("the bundle lists and signs every file; the first install verifies it, fills s
     assert.is(readFileSync(join(slot, "keys", "release.pub"), "utf8"), readFileSync(keyPair("k1").pub, "utf8"));
     assert.is(readFileSync(join(root, "etc", "nvedge", "nvedge.json"), "utf8"), readFileSync(join(ROOT, "firmware", "etc", "nvedge.json"), "utf8"));
     assert.match(runs(root), /usage: nvedge/);
+    // The launcher gives Node the bundle's V8 flags (firmware/build.mjs NODE_FLAGS: the young generation's size, issue 15),
+    // before the script: seen through NVEDGE_EMULATOR, which the launcher runs Node through
+    const rec = join(root, "argv.txt"), emu = join(root, "emu.sh");
+    writeFileSync(emu, `#!/bin/sh\nprintf '%s\\n' "$@" > "${rec}"\nexec "$@"\n`, { mode: 0o755 });
+    const e = spawnSync(join(root, "opt", "nvedge", "current", "bin", "nvedge"), ["--help"], { encoding: "utf8", timeout: 60_000, env: { ...process.env, NVEDGE_EMULATOR: emu } });
+    assert.is(e.status, 0, e.stderr);
+    const argv = readFileSync(rec, "utf8").trim().split("\n");
+    assert.equal(argv.slice(1, 3), ["--max-semi-space-size=16", join(slot, "lib", "nvedge.mjs")], argv.join(" "));
     // The bundle's systemd units (etc/systemd/) are installed, running the A/B launcher.
     for (const u of ["nvedge.service", "nvedge-agent@.service", "nvedge-ima.service"]) {
       assert.ok(m.files[`etc/systemd/${u}`], `manifest lists etc/systemd/${u}`);

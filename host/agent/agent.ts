@@ -13,7 +13,8 @@
 import { EventEmitter } from "node:events";
 import { randomUUID } from "node:crypto";
 import { readFileSync, writeFileSync, renameSync, existsSync } from "node:fs";
-import mqtt, { type MqttClient } from "mqtt";
+import mqtt from "mqtt";
+import { LEAN_SCHEMES, LeanMqttClient, type MqttLike } from "../protocol/mqtt-lean.js";
 import { encode, publishOptions } from "../protocol/codec.js";
 import { topics } from "../protocol/topics.js";
 import { eventValidators, validateNveStatus, validateResponse } from "../protocol/schemas.js";
@@ -47,6 +48,13 @@ export interface AgentOptions {
   log?: (line: string) => void;
   /** puts the NVE's tags on the VMs' bridge ports (default: none) */
   driver?: PortDriver;
+  /**
+   * The MQTT client: MQTT.js (default), or the NVE's own (`lean`,
+   * host/protocol/mqtt-lean.ts: the same session, a fraction of the CPU per
+   * request; mqtt:// and mqtts:// only). The control bench's 100 agents use
+   * it so that its figures are the NVE's and not the agents' (issue 15).
+   */
+  mqttClient?: "mqttjs" | "lean";
 }
 
 const sameVn = (a: VnFull | VnRef, b: VnFull | VnRef) => {
@@ -105,7 +113,7 @@ export class Agent extends EventEmitter {
   private readonly driven = new Map<string, number | "unknown">();
   private driveChain: Promise<unknown> = Promise.resolve();
 
-  private constructor(readonly o: AgentOptions, readonly client: MqttClient) {
+  private constructor(readonly o: AgentOptions, readonly client: MqttLike) {
     super();
     this.log = o.log ?? (() => {});
     this.pv = o.broker.protocolVersion ?? 4;
@@ -114,17 +122,17 @@ export class Agent extends EventEmitter {
 
   /** Connects, announces itself (retained online + will), then hello + sync. */
   static async start(o: AgentOptions): Promise<Agent> {
-    const client = mqtt.connect(o.broker.url, {
-      ...mqttClientOptions({ username: o.hv, ...o.broker }, `${o.hv}-agent-${randomUUID().slice(0, 8)}`,
-        { will: { topic: topics.hvStatus(o.nve, o.hv), payload: JSON.stringify({ state: "offline" }) } }),
-      manualConnect: true,
-    });
+    const opts = mqttClientOptions({ username: o.hv, ...o.broker }, `${o.hv}-agent-${randomUUID().slice(0, 8)}`,
+      { will: { topic: topics.hvStatus(o.nve, o.hv), payload: JSON.stringify({ state: "offline" }) } });
+    // the lean client connects as it is made: its events come from the socket, after the listeners below are on
+    const lean = o.mqttClient === "lean" && LEAN_SCHEMES.test(o.broker.url);
+    const client: MqttLike & { once(ev: "connect", l: () => void): unknown } = lean ? new LeanMqttClient(o.broker.url, opts) : mqtt.connect(o.broker.url, { ...opts, manualConnect: true });
     const a = new Agent(o, client);
     a.loadState();
     client.on("message", (topic, payload) => a.onMessage(topic, payload));
     client.on("error", (e) => a.log(`mqtt: ${e.message}`));
     let first = true;
-    tcpNoDelay(client);
+    if (!lean) tcpNoDelay(client as mqtt.MqttClient);
     const connected = new Promise<void>((resolve, reject) => {
       // a broker not up yet is waited for (retried every reconnectPeriod), anything else fails start
       const onError = (e: Error) => {
@@ -139,7 +147,7 @@ export class Agent extends EventEmitter {
         first = false;
       });
     });
-    client.connect();
+    if (!lean) (client as mqtt.MqttClient).connect();
     await connected;
     return a;
   }

@@ -231,9 +231,9 @@ export async function startNve(b: RunningBroker, o: {
   };
 }
 
-export async function startAgent(b: RunningBroker, hv: string, o: { statePath?: string; nve?: string; requestTimeoutMs?: number; retries?: number; log?: (l: string) => void } = {}): Promise<Agent> {
+export async function startAgent(b: RunningBroker, hv: string, o: { statePath?: string; nve?: string; requestTimeoutMs?: number; retries?: number; log?: (l: string) => void; mqttClient?: "mqttjs" | "lean" } = {}): Promise<Agent> {
   return Agent.start({ broker: { url: b.url, protocolVersion: b.protocolVersion, ...b.creds(hv), reconnectPeriodMs: 200 }, hv, nve: o.nve ?? NVE, statePath: o.statePath,
-    requestTimeoutMs: o.requestTimeoutMs ?? 5000, retries: o.retries, log: o.log });
+    requestTimeoutMs: o.requestTimeoutMs ?? 5000, retries: o.retries, log: o.log, mqttClient: o.mqttClient });
 }
 
 /** A bare MQTT client acting as {identity}: sends raw payloads and collects what arrives on its rsp/evt topics. */
