@@ -54,7 +54,10 @@
 // put back after), RACE_SNDBUF=0 (trafgen without the send-buffer shim), RACE_GEN=trafgen
 // (trafgen instead of xdp-gen), RACE_NAPI=threaded (the DUT's ends' NAPI in
 // a kernel thread instead: exposed to the scheduler's latency, which under
-// load overflows the veth's ring at any rate).
+// load overflows the veth's ring at any rate), RACE_SINK (what receives at
+// the counting end: "stack", the default, or "xdp", an XDP drop there;
+// "stack,xdp" measures every DUT behind both in every round, the xdp rows
+// named `…-xdpsink`; see Sink).
 // The generator-ceiling DUT is the generator + veth alone (frames dropped on
 // arrival at the DUT's ends by XDP, bench/bpf/xdp-drop.c), flat out: its
 // `mpps` is what the veth takes in, `generatorMpps` what the generator offered.
@@ -104,6 +107,8 @@ export interface Dut {
 export interface RaceResult {
   case: string; mpps?: number; medianMpps?: number; roundsMpps?: number[]; ceilingMpps?: number; vsCeiling?: number;
   ratio?: number; ratioRps?: number; ratioNoRps?: number; invalid?: string; seconds?: number; error?: string; skipped?: string; generator?: string;
+  /** What received the DUT's output at the counting end (RACE_SINK, see Sink); the ceiling has none. */
+  sink?: Sink;
   /** Paced generator: the most the DUT delivered in any window, overloaded or not. */
   maxMpps?: number;
   /** Paced generator: per round, the offered rate `mpps` was delivered at (the ceiling's: the generator flat out). */
@@ -337,6 +342,46 @@ export const generatorCeiling: Dut = {
     };
   },
 };
+
+/**
+ * The race's sinks (RACE_SINK, issue 11 session 11): what receives the DUT's
+ * output at the counting end (the sink's underlay for encap, the generator's
+ * trunk for decap).
+ * - "stack" (the default, as before): the kernel's receive path there, the
+ *   frames dropped by ip_rcv as PACKET_OTHERHOST (addressed to a MAC not
+ *   the sink's). A veth without NAPI at the receiving end hands each
+ *   frame to the SENDING CPU's backlog and runs that receive path in the
+ *   sender's own softirq, one frame at a time when the sender is AF_XDP copy
+ *   mode (__dev_direct_xmit enables bottom halves after every frame):
+ *   session 10 measured a third of nvedge's worker there.
+ * - "xdp": an XDP program at the counting end drops every frame in that
+ *   veth's NAPI (bench/bpf/xdp-drop.c, the ceiling's program), before any
+ *   skb of its own is built: the peer's veth_xmit puts the frame on the NAPI
+ *   ring (the DUT's end loses TSO, so every skb is eligible) instead of
+ *   running netif_rx and the backlog. The same for every DUT, the kernel
+ *   included, as a NIC would be: the figure is the DUT's, not the sink's.
+ * The count is exact either way: a veth counts in rx_packets every frame its
+ * NAPI took from the ring, passed or dropped by XDP (veth_xdp_rcv), and a
+ * frame the ring refused in the DUT's end's tx_dropped (outTxDropped).
+ * Attached only around a DUT's measurement, so the DUT's start (readiness
+ * by frames at the sink) and `verify` (tcpdump at the sink) see the stack.
+ */
+export type Sink = "stack" | "xdp";
+export function sinksFrom(spec = process.env.RACE_SINK ?? "stack"): Sink[] {
+  const xs = spec.split(",").map((x) => x.trim()).filter(Boolean);
+  for (const x of xs) if (x !== "stack" && x !== "xdp") throw new Error(`RACE_SINK: "${x}" is not stack or xdp`);
+  return xs.length ? [...new Set(xs)] as Sink[] : ["stack"];
+}
+/** A result key's suffix for a sink ("" for the stack: the keys of before). */
+export const sinkSuffix = (s: Sink) => (s === "stack" ? "" : "-xdpsink");
+
+/** Attaches the XDP sink (xdp-drop.o, built into `dir`) at ns/dev; returns its detach. */
+export function attachXdpSink(dir: string, ns: string, dev: string): () => void {
+  const obj = `${dir}/xdp-drop.o`;
+  if (!existsSync(obj)) sh(["clang", "-O2", "-g", "-target", "bpf", ...bpfIncludes(), "-c", `${root}bench/bpf/xdp-drop.c`, "-o", obj], { timeoutMs: 60_000 });
+  sh(["ip", "-n", ns, "link", "set", "dev", dev, "xdp", "obj", obj, "sec", "xdp"]);
+  return () => { sh(["ip", "-n", ns, "link", "set", "dev", dev, "xdp", "off"], { allowFail: true }); };
+}
 
 // ---- the nvedge DUT -----------------------------------------------------------
 
@@ -609,7 +654,7 @@ export function xdpGenRefused(dir: string): string | undefined {
  * batch. Threaded (RACE_NAPI=threaded), the poll waits for the scheduler,
  * and under load the ring overflowed at any offered rate.
  */
-function napiOn(t: RaceTopo): void {
+export function napiOn(t: RaceTopo): void {
   for (const d of [t.trunk, t.underlay]) {
     sh(["ethtool", "-K", d, "gro", "on"], { ns: t.dut });
     if (process.env.RACE_NAPI === "threaded") sh(["tee", `/sys/class/net/${d}/threaded`], { ns: t.dut, input: "1" });
@@ -780,6 +825,8 @@ export async function runRace(o: RaceOptions = {}): Promise<RaceResult[]> {
   const rounds = o.rounds ?? Number(process.env.RACE_ROUNDS ?? 3);
   const workers = (process.env.RACE_WORKERS ?? "1").split(",").map(Number).filter((n) => Number.isInteger(n) && n > 0);
   const only = process.env.RACE_DUTS?.split(",").map((x) => x.trim()).filter(Boolean);
+  // RACE_SINK=stack,xdp: every DUT measured behind each sink in every round (see Sink)
+  const sinks = sinksFrom();
   const duts = (o.duts ?? [generatorCeiling, kernelDut, ...(process.env.RACE_KERNEL_NORPS === "0" ? [] : [kernelDutWith({ rps: false })]),
     ...workers.map((w) => nvedgeDut(w)),
     // --io afxdp: one worker (a veth has one queue); RACE_AFXDP=0 leaves it out
@@ -858,10 +905,11 @@ export async function runRace(o: RaceOptions = {}): Promise<RaceResult[]> {
     for (let r = 0; r < rounds; r++) {
       for (let k = 0; k < live.length; k++) {
         const { dut, t } = live[(k + r) % live.length]; // a different DUT first each round
-        for (const dir of ["encap", "decap"] as const) {
-          const key = `${dut.name}-${dir}`;
+        for (const dir of ["encap", "decap"] as const) for (const sink of dut === generatorCeiling ? ["stack" as const] : sinks) {
+          const key = `${dut.name}-${dir}${sinkSuffix(sink)}`;
           if (errors.has(key)) continue;
           const ceiling = dut === generatorCeiling;
+          let detach: (() => void) | undefined;
           try {
             const counters = dut.counters ? () => dut.counters!(t) : undefined;
             const path: Path = dir === "encap"
@@ -869,6 +917,7 @@ export async function runRace(o: RaceOptions = {}): Promise<RaceResult[]> {
                   dutNs: t.dut, inDev: t.trunk, outDev: t.underlay, counters }
               : { genNs: t.sink, genDev: t.underlay, frame: decapFrame(t), countNs: ceiling ? t.dut : t.gen, countDev: ceiling ? t.underlay : t.trunk,
                   dutNs: t.dut, inDev: t.underlay, outDev: t.trunk, counters };
+            if (sink === "xdp") detach = attachXdpSink(shimDir, path.countNs, path.countDev);
             const window = (rate?: number) => measure(gen, path, seconds, t.workDir, rate);
             // the ceiling: what the generator and veth deliver flat out (its offered rate: the generator's own)
             const m = ceiling ? await window().then((w) => ({ ...w, maxMpps: w.mpps, windows: 1, dropsFull: w.drops })) : await measurePaced(gen, window);
@@ -883,16 +932,20 @@ export async function runRace(o: RaceOptions = {}): Promise<RaceResult[]> {
               (above ? `at ${above.offeredMpps} offered (loss ${above.loss}): ${show(above.drops)}; ` : "") + `flat out: ${show(m.dropsFull)})`);
           } catch (e) {
             errors.set(key, (e as Error).message);
+          } finally {
+            detach?.();
           }
         }
       }
     }
     const best = (key: string) => { const xs = got.get(key); return xs?.length ? Math.max(...xs) : undefined; };
+    const verified = new Map<string, string | undefined>();
     for (const { dut, t } of live) {
-      for (const dir of ["encap", "decap"] as const) {
-        const key = `${dut.name}-${dir}`;
+      for (const dir of ["encap", "decap"] as const) for (const sink of dut === generatorCeiling ? ["stack" as const] : sinks) {
+        const sfx = sinkSuffix(sink);
+        const key = `${dut.name}-${dir}${sfx}`;
         const xs = got.get(key) ?? [];
-        const res: RaceResult = { case: `race-${key}`, generator, seconds };
+        const res: RaceResult = { case: `race-${key}`, generator, seconds, ...(dut === generatorCeiling ? {} : { sink }) };
         if (!xs.length) { emit({ ...res, error: errors.get(key) ?? "no round measured" }); continue; }
         res.mpps = Math.max(...xs);
         const bestRound = dropsOf.get(key)?.[xs.indexOf(res.mpps)];
@@ -908,7 +961,10 @@ export async function runRace(o: RaceOptions = {}): Promise<RaceResult[]> {
         const g = offered.get(`generator-ceiling-${dir}`);
         if (gen.paced && g?.length) res.generatorMpps = Math.max(...g);
         if (dut !== generatorCeiling) {
-          const bad = await verify(t, dir);
+          // once per DUT and direction (the sink detached: tcpdump at the stack), for every sink's row
+          const vk = `${dut.name}-${dir}`;
+          if (!verified.has(vk)) verified.set(vk, await verify(t, dir));
+          const bad = verified.get(vk);
           if (bad) res.invalid = bad;
         }
         if (dut.name.startsWith("nvedge")) {
@@ -916,7 +972,8 @@ export async function runRace(o: RaceOptions = {}): Promise<RaceResult[]> {
           // setups in this run (issue 11: fed by trafgen that is RPS + send
           // buffer; fed by xdp-gen, which does not share its softirq, the
           // kernel without RPS does more); ratioRps / ratioNoRps: each alone
-          const k = best(`kernel-${dir}`), kn = best(`kernel-norps-${dir}`), kb = Math.max(k ?? 0, kn ?? 0);
+          // (with the same sink: a kernel counted behind the XDP sink against nvedge behind it)
+          const k = best(`kernel-${dir}${sfx}`), kn = best(`kernel-norps-${dir}${sfx}`), kb = Math.max(k ?? 0, kn ?? 0);
           if (kb) res.ratio = Math.round((res.mpps / kb) * 100) / 100;
           if (k) res.ratioRps = Math.round((res.mpps / k) * 100) / 100;
           if (kn) res.ratioNoRps = Math.round((res.mpps / kn) * 100) / 100;
