@@ -11,7 +11,13 @@
 //   under load stays what it is while its share of the core shrinks (`waitMs`:
 //   time it was runnable but not run);
 // - nvedge's loop counters in the window (batches, outputs: `batch` is the
-//   mean batch, 256 when saturated).
+//   mean batch, 256 when saturated);
+// - per CPU, the softirq time in the window (/proc/stat, 10 ms ticks) and
+//   its µs per frame: the kernel DUT's work is softirq on the CPU RPS
+//   steers it to (CPU 1; CPU 0 is the generator's), wherever it runs
+//   (ksoftirqd or inline), so that is the kernel's cost per frame, on a
+//   machine with no other network traffic (any other softirq counts too:
+//   on the shared machine of session 11 it was not usable).
 // Settings: RACE_COST_DIRS (default "encap,decap") x RACE_COST_SINKS
 // (default "stack,xdp,stack,xdp": the race's sinks, bench/race.ts Sink,
 // interleaved so load falls on both alike), at RACE_COST_RATE frames/s
@@ -28,7 +34,9 @@ import { adminRequest } from "../host/control/admin.js";
 import { sh, sleep, netnsPids } from "../host/sys/sh.js";
 
 interface ThreadCost { thread: string; comm: string; runMs: number; waitMs: number; usPerFrame: number }
-export interface CostRow { case: string; dir: string; sink: string; rate: number; mpps: number; top: ThreadCost[]; loop?: Record<string, number>; batch?: number; error?: string }
+export interface CostRow { case: string; dir: string; sink: string; rate: number; mpps: number; top: ThreadCost[]; loop?: Record<string, number>; batch?: number;
+  /** Per CPU, the window's softirq time (ms, /proc/stat) and its µs per frame counted: the kernel DUT's cost is its RPS CPU's softirq. */
+  softirq: { cpu: number; ms: number; usPerFrame: number }[]; error?: string }
 
 const rx = (ns: string, dev: string): number =>
   (JSON.parse(sh(["ip", "-n", ns, "-s", "-j", "link", "show", "dev", dev]).stdout) as { stats64: { rx: { packets: number } } }[])[0].stats64.rx.packets;
@@ -54,6 +62,11 @@ function threads(t: RaceTopo): Map<string, { run: number; wait: number; comm: st
   return out;
 }
 
+/** Per CPU, the softirq time so far (ms; /proc/stat's 7th field, in USER_HZ ticks of 10 ms). */
+function softirqMs(): number[] {
+  return readFileSync("/proc/stat", "utf8").split("\n").filter((l) => /^cpu\d/.test(l)).map((l) => Number(l.split(/\s+/)[7]) * 10);
+}
+
 export async function runRaceCost(print: (r: CostRow) => void = (r) => console.log(JSON.stringify(r))): Promise<CostRow[]> {
   const which = process.env.RACE_COST_DUT ?? "afxdp";
   const rate = Number(process.env.RACE_COST_RATE ?? 0), seconds = Number(process.env.RACE_COST_SECONDS ?? 3);
@@ -62,7 +75,7 @@ export async function runRaceCost(print: (r: CostRow) => void = (r) => console.l
   const dut: Dut = which === "kernel" ? kernelDutWith({ rps: true }) : which === "kernel-norps" ? kernelDutWith({ rps: false })
     : which === "afpacket" || which === "afxdp" ? nvedgeDut(1, which) : (() => { throw new Error(`RACE_COST_DUT: "${which}" is not afxdp, afpacket, kernel or kernel-norps`); })();
   const why = dut.unavailable?.();
-  if (why) { const r = { case: `race-cost-${which}`, dir: "", sink: "", rate, mpps: 0, top: [], error: why }; print(r); return [r]; }
+  if (why) { const r = { case: `race-cost-${which}`, dir: "", sink: "", rate, mpps: 0, top: [], softirq: [], error: why }; print(r); return [r]; }
   const t = buildTopo();
   const rows: CostRow[] = [];
   let stop: (() => Promise<void>) | undefined;
@@ -84,9 +97,9 @@ export async function runRaceCost(print: (r: CostRow) => void = (r) => console.l
       try {
         const run = gen.run(p.gns, p.gdev, p.f, t.workDir, 500 + seconds * 1000 + 300, rate || undefined);
         await sleep(500);
-        const l0 = await loop(), a = threads(t), r0 = rx(p.cns, p.cdev), t0 = Date.now();
+        const l0 = await loop(), a = threads(t), r0 = rx(p.cns, p.cdev), s0 = softirqMs(), t0 = Date.now();
         await sleep(seconds * 1000);
-        const l1 = await loop(), b = threads(t), r1 = rx(p.cns, p.cdev), t1 = Date.now();
+        const l1 = await loop(), b = threads(t), r1 = rx(p.cns, p.cdev), s1 = softirqMs(), t1 = Date.now();
         await run;
         const frames = Math.max(r1 - r0, 1);
         const top = [...b.entries()].flatMap(([k, v]) => {
@@ -96,6 +109,7 @@ export async function runRaceCost(print: (r: CostRow) => void = (r) => console.l
         }).sort((x, y) => y.runMs - x.runMs).slice(0, 3);
         const ld = Object.fromEntries(Object.keys(l1).map((k) => [k, l1[k] - (l0[k] ?? 0)]));
         const row: CostRow = { case: `race-cost-${which}-${dir}-${sink}`, dir, sink, rate, mpps: Math.round((frames / ((t1 - t0) / 1e3) / 1e6) * 1000) / 1000, top,
+          softirq: s1.map((x, cpu) => ({ cpu, ms: x - s0[cpu], usPerFrame: Math.round(((x - s0[cpu]) * 1e3 / frames) * 1000) / 1000 })),
           ...(nvedge ? { loop: ld, batch: Math.round((ld.outputs / Math.max(ld.batches, 1)) * 10) / 10 } : {}) };
         rows.push(row);
         print(row);
