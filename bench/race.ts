@@ -359,7 +359,14 @@ export const generatorCeiling: Dut = {
  *   skb of its own is built: the peer's veth_xmit puts the frame on the NAPI
  *   ring (the DUT's end loses TSO, so every skb is eligible) instead of
  *   running netif_rx and the backlog. The same for every DUT, the kernel
- *   included, as a NIC would be: the figure is the DUT's, not the sink's.
+ *   included. Measured (bench/README.md, session 11): it does not take the
+ *   receiver's work off an AF_XDP copy-mode sender, it adds to it (+10-14 %
+ *   of nvedge's worker a frame): veth_xdp_rcv_skb copies every socket skb
+ *   into a page-pool page (skb_pp_cow_data: a kmalloc'd head with 64 bytes
+ *   of headroom, XDP wants 256), still one NAPI poll per frame at
+ *   __dev_direct_xmit's local_bh_enable; the kernel DUT, whose sink runs in
+ *   its own net_rx_action 64 frames a poll, gains from it. So not the
+ *   default; a knob to show both.
  * The count is exact either way: a veth counts in rx_packets every frame its
  * NAPI took from the ring, passed or dropped by XDP (veth_xdp_rcv), and a
  * frame the ring refused in the DUT's end's tx_dropped (outTxDropped).
