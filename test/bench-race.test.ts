@@ -6,7 +6,7 @@
 // compare nothing. No root, no network: the frames only.
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { encapFrame, decapFrame, type RaceTopo } from "../bench/race.js";
+import { encapFrame, decapFrame, PacedSearch, type RaceTopo } from "../bench/race.js";
 import * as E from "./support/encoder.js";
 
 const t: RaceTopo = {
@@ -43,6 +43,43 @@ test("race frames: decap is VXLAN (RFC 7348) remote VTEP -> DUT carrying a 64-by
   assert.is(E.bytesDiff(Uint8Array.from(f.bytes), want), "");
   assert.equal(trafgenBytes(f.conf), f.bytes);
   assert.is(f.flowOff, 14 + 20 + 1);
+});
+
+/** The race's 6 paced windows against a DUT that carries every rate up to `t` Mpps: the highest carried. */
+function searchAgainst(t: number, flatOut: number, offered = 2.3): { found: number; rates: number[] } {
+  const s = new PacedSearch(flatOut, offered);
+  let found = 0;
+  const rates: number[] = [];
+  for (let i = 0; i < 6; i++) {
+    const r = s.next();
+    rates.push(r);
+    assert.ok(r > 0 && r <= offered, `window ${i} offers ${r}`);
+    s.record(r, r <= t);
+    if (r <= t) found = Math.max(found, r);
+  }
+  return { found, rates };
+}
+
+test("race search: a DUT delivering its throughput flat out is found within 3 % in 6 windows (the old bisection: ~9 %)", () => {
+  for (const t of [0.3, 0.957, 1.06, 1.5, 2.2]) {
+    for (const flatOut of [t, t * 1.04]) {
+      const { found, rates } = searchAgainst(t, flatOut);
+      assert.ok(found <= t && found >= t * 0.97, `throughput ${t}, flat out ${flatOut}: found ${found} (${rates.map((r) => r.toFixed(3)).join(", ")})`);
+    }
+  }
+});
+
+test("race search: a DUT that collapses when overloaded (delivers 10 % flat out) or loses a little at its flat-out rate is still found", () => {
+  // collapse: flat out it delivers a tenth of what it carries paced
+  const c = searchAgainst(1.0, 0.1);
+  assert.ok(c.found >= 0.85 && c.found <= 1.0, `collapsing DUT (within ~12 %, as the old bisection): found ${c.found} (${c.rates.join(", ")})`);
+  // bursty: loses > 1 % even at 80 % of what it delivered flat out
+  const b = searchAgainst(0.8, 1.0);
+  assert.ok(b.found >= 0.72 && b.found <= 0.8, `bursty DUT: found ${b.found} (${b.rates.join(", ")})`);
+  // nothing carried: it goes down towards 10,000/s and reports nothing
+  const n = searchAgainst(0, 1.0);
+  assert.is(n.found, 0);
+  assert.ok(Math.min(...n.rates) < 0.1, `it looked low enough: ${n.rates.join(", ")}`);
 });
 
 test.run();
