@@ -32,6 +32,11 @@
 
 static int getU32(napi_env env, napi_value v, uint32_t *out) { return napi_get_value_uint32(env, v, out) == napi_ok; }
 static int getI32(napi_env env, napi_value v, int32_t *out) { return napi_get_value_int32(env, v, out) == napi_ok; }
+/** 1 when v is an array, its length in *n; 0 when not (the caller throws its own message). */
+static int getArray(napi_env env, napi_value v, uint32_t *n) {
+  bool isArr;
+  return napi_is_array(env, v, &isArr) == napi_ok && isArr && napi_get_array_length(env, v, n) == napi_ok;
+}
 
 /** An optional non-negative integer property: 1 when absent (out untouched) or valid. */
 static int optU32(napi_env env, napi_value obj, const char *key, uint32_t *out) {
@@ -132,9 +137,7 @@ static int readSendArgs(napi_env env, napi_callback_info info, struct sendArgs *
   napi_value argv[6];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   if (argc < 6) { throwErr(env, "send: expects 6 arguments"); return 0; }
-  bool isArr;
-  if (napi_is_array(env, argv[0], &isArr) != napi_ok || !isArr) { throwErr(env, "send: handles must be an array"); return 0; }
-  napi_get_array_length(env, argv[0], &a->nports);
+  if (!getArray(env, argv[0], &a->nports)) { throwErr(env, "send: handles must be an array"); return 0; }
   if (a->nports > IO_MAX_BY_PORT) { throwErr(env, "send: too many ports"); return 0; }
   for (uint32_t p = 0; p < a->nports; p++) {
     napi_value v;
@@ -207,9 +210,7 @@ static napi_value pollHandles(napi_env env, napi_callback_info info, short event
   napi_value argv[4];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   uint32_t n;
-  bool isArr;
-  if (argc < 2 || napi_is_array(env, argv[0], &isArr) != napi_ok || !isArr) return throwErr(env, "poll: handles must be an array");
-  napi_get_array_length(env, argv[0], &n);
+  if (argc < 2 || !getArray(env, argv[0], &n)) return throwErr(env, "poll: handles must be an array");
   if (n > IO_MAX_POLL) return throwErr(env, "poll: too many handles");
   struct pollfd p[IO_MAX_POLL + 1];
   uint32_t k = 0;

@@ -687,10 +687,8 @@ static napi_value AvoidRxCpus(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  bool isArr;
-  if (argc < 1 || napi_is_array(env, argv[0], &isArr) != napi_ok || !isArr) return throwErr(env, "avoidRxCpus: handles must be an array");
   uint32_t n;
-  napi_get_array_length(env, argv[0], &n);
+  if (argc < 1 || !getArray(env, argv[0], &n)) return throwErr(env, "avoidRxCpus: handles must be an array");
   if (!baseKnown) {
     if (sched_getaffinity(0, sizeof baseCpus, &baseCpus)) return num(env, -errno);
     baseKnown = 1;
@@ -731,10 +729,8 @@ static napi_value SetCpus(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  bool isArr;
-  if (argc < 1 || napi_is_array(env, argv[0], &isArr) != napi_ok || !isArr) return throwErr(env, "setCpus: expects an array of CPU numbers");
   uint32_t n;
-  napi_get_array_length(env, argv[0], &n);
+  if (argc < 1 || !getArray(env, argv[0], &n)) return throwErr(env, "setCpus: expects an array of CPU numbers");
   cpu_set_t set;
   CPU_ZERO(&set);
   for (uint32_t i = 0; i < n; i++) {
