@@ -29,17 +29,14 @@
 //   node dist/bench/race-cost.js
 import { readFileSync, readdirSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { buildTopo, removeTopo, napiOn, nvedgeDut, kernelDutWith, buildXdpLoop, attachXdpSink, sinksFrom, encapFrame, decapFrame, type Dut, type RaceTopo } from "./race.js";
+import { buildTopo, removeTopo, napiOn, nvedgeDut, kernelDutWith, buildXdpLoop, attachXdpSink, sinksFrom, rxPackets, encapFrame, decapFrame, type Dut, type RaceTopo } from "./race.js";
 import { adminRequest } from "../host/control/admin.js";
-import { sh, sleep, netnsPids } from "../host/sys/sh.js";
+import { sleep, netnsPids } from "../host/sys/sh.js";
 
 interface ThreadCost { thread: string; comm: string; runMs: number; waitMs: number; usPerFrame: number }
 export interface CostRow { case: string; dir: string; sink: string; rate: number; mpps: number; top: ThreadCost[]; loop?: Record<string, number>; batch?: number;
   /** Per CPU, the window's softirq time (ms, /proc/stat) and its µs per frame counted: the kernel DUT's cost is its RPS CPU's softirq. */
   softirq: { cpu: number; ms: number; usPerFrame: number }[]; error?: string }
-
-const rx = (ns: string, dev: string): number =>
-  (JSON.parse(sh(["ip", "-n", ns, "-s", "-j", "link", "show", "dev", dev]).stdout) as { stats64: { rx: { packets: number } } }[])[0].stats64.rx.packets;
 
 /** schedstat (run ns, wait ns) of every thread of the DUT's namespace and of the kernel's softirq threads. */
 function threads(t: RaceTopo): Map<string, { run: number; wait: number; comm: string }> {
@@ -97,9 +94,9 @@ export async function runRaceCost(print: (r: CostRow) => void = (r) => console.l
       try {
         const run = gen.run(p.gns, p.gdev, p.f, t.workDir, 500 + seconds * 1000 + 300, rate || undefined);
         await sleep(500);
-        const l0 = await loop(), a = threads(t), r0 = rx(p.cns, p.cdev), s0 = softirqMs(), t0 = Date.now();
+        const l0 = await loop(), a = threads(t), r0 = rxPackets(p.cns, p.cdev), s0 = softirqMs(), t0 = Date.now();
         await sleep(seconds * 1000);
-        const l1 = await loop(), b = threads(t), r1 = rx(p.cns, p.cdev), s1 = softirqMs(), t1 = Date.now();
+        const l1 = await loop(), b = threads(t), r1 = rxPackets(p.cns, p.cdev), s1 = softirqMs(), t1 = Date.now();
         await run;
         const frames = Math.max(r1 - r0, 1);
         const top = [...b.entries()].flatMap(([k, v]) => {

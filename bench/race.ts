@@ -200,7 +200,7 @@ function linkStats(ns: string, dev: string): LinkStats {
   const r = sh(["ip", "-n", ns, "-s", "-j", "link", "show", "dev", dev]);
   return (JSON.parse(r.stdout) as { stats64: LinkStats }[])[0].stats64;
 }
-function rxPackets(ns: string, dev: string): number {
+export function rxPackets(ns: string, dev: string): number {
   return linkStats(ns, dev).rx.packets;
 }
 /**
