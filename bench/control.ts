@@ -31,6 +31,7 @@ import { NveMetrics } from "../host/metrics/metrics.js";
 import { parseConfig } from "../host/config/load.js";
 import { answerText } from "../host/protocol/codec.js";
 import { quantile } from "./stats.js";
+import { firmwareNode, type FirmwareNode } from "./firmware-node.js";
 
 const AGENTS = 100;
 const PORTS = 10;
@@ -466,16 +467,12 @@ function agentClient(): "mqttjs" | "lean" {
  * whose figure counts on a DPU; a path:
  * that binary; unset: this process's Node. The agents stay on this one.
  */
-let nveNodeBin: { node: string; version: string; flags: string[] } | undefined;
+let nveNodeBin: FirmwareNode | undefined;
 async function nveNode(): Promise<string> {
   const v = process.env.NVEDGE_BENCH_NVE_NODE;
   if (!v) return process.execPath;
   if (v !== "firmware") return v;
-  if (!nveNodeBin) {
-    const root = fileURLToPath(new URL("../../", import.meta.url));
-    const m = await import(new URL("../../firmware/build.mjs", import.meta.url).href) as { pinnedNode(arch: string, cache: string): { node: string; version: string }; NODE_FLAGS: string[] };
-    nveNodeBin = { ...m.pinnedNode(process.arch === "arm64" ? "arm64" : "x64", `${root}build/bench/runtime`), flags: m.NODE_FLAGS };
-  }
+  nveNodeBin = await firmwareNode();
   return nveNodeBin.node;
 }
 

@@ -41,7 +41,7 @@ import { createInterface } from "node:readline";
 import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync, existsSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath, pathToFileURL } from "node:url";
+import { fileURLToPath } from "node:url";
 import { DataPlane } from "../host/dataplane/dataplane.js";
 import { type Exports, IN_DESC, I_OFF, I_LEN, I_PORT, I_FLAGS, ENC_VXLAN, ENC_GENEVE, ENC_NVGRE, VNF_PORTSEC, VNF_ARPSUP,
   VNF_DSCP_FIXED, PORT_ACCESS, PORT_UNDERLAY } from "../host/dataplane/abi.js";
@@ -49,6 +49,7 @@ import { thpUsable, anonHugeBytes } from "../host/dataplane/memory.js";
 import { adviseHugePages } from "../host/io/hugepages.js";
 import type { DpOp, VnProfile } from "../host/dataplane/ops.js";
 import { compileAcl } from "../host/dataplane/acl.js";
+import { firmwareNode } from "./firmware-node.js";
 
 export interface BenchOptions { quick?: boolean }
 
@@ -669,8 +670,7 @@ async function wasmRuntimes(): Promise<{ list: WasmRuntime[]; errors: string[] }
     } else if (kind === "firmware") {
       try {
         // the firmware's own fetch and check (npm pack, sha512 of pins.json), so the bench runs the bytes the bundle ships
-        const m = await import(pathToFileURL(join(root, "firmware", "build.mjs")).href);
-        fw ??= m.pinnedNode(process.arch === "arm64" ? "arm64" : "x64", join(root, "build", "bench", "runtime")) as { node: string; version: string };
+        fw ??= await firmwareNode();
       } catch (e) {
         errors.push(`the firmware's Node (firmware/pins.json) is not available, the wasm runs under this process's only: ${(e as Error).message}`);
         continue;
