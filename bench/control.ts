@@ -12,7 +12,8 @@
 //                                          NVEDGE_BENCH_AUTOGROUP_NICE=N: this session's scheduler weight (the bench's processes before other work on the machine); NVEDGE_BENCH_WARM_ROUNDS=N (default 2); NVEDGE_BENCH_AGENT_CLIENT=lean|mqttjs;
 //                                          NVEDGE_BENCH_NVE_NODE=firmware|PATH: the Node the NVE runs under (firmware: the bundle's pinned Node 24, the device's runtime);
 //                                          NVEDGE_BENCH_NVE_CPU=N|none: the NVE alone on CPU N (default: the last CPU of two or more); NVEDGE_BENCH_NVE_LOG=FILE: its log and stdout kept; NVEDGE_BENCH_CASES=cold,warm,paced,serial,detach: some only;
-//                                          NVEDGE_BENCH_THREADS=1: the NVE's CPU per request by thread on stderr; NVEDGE_BENCH_PACED_TRACE=FILE: each paced request's start and latency, and this process's GC pauses)
+//                                          NVEDGE_BENCH_THREADS=1: the NVE's CPU per request by thread on stderr; NVEDGE_BENCH_PACED_TRACE=FILE: each paced request's start and latency, and this process's GC pauses and stalls;
+//                                          NVEDGE_BENCH_PACED_PCAP=FILE: the paced case's MQTT captured (tcpdump) for bench/mqtt-hops.ts: each request's time per hop)
 import { closeSync, copyFileSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, write, writeFileSync } from "node:fs";
 import { loadavg } from "node:os";
 import { spawn, execFileSync } from "node:child_process";
@@ -38,7 +39,7 @@ const PORTS = 10;
 const VNS = 100;
 const WINDOW = 4;
 
-interface Broker { name: string; url?: string; pid?: number; creds(id: string): { username: string; password?: string }; close(): Promise<void> }
+interface Broker { name: string; url?: string; unixUrl?: string; pid?: number; creds(id: string): { username: string; password?: string }; close(): Promise<void> }
 
 /** The p-th percentile (0..100) of an ascending array (bench/stats quantile: nearest rank). */
 const pct = (sorted: number[], p: number) => quantile(sorted, p / 100, true);
@@ -101,11 +102,16 @@ async function runPaced(agents: Agent[], jobs: Job[][], rate: number): Promise<{
   // log and GC trace (what the paced p99 waits for)
   const traceFile = process.env.NVEDGE_BENCH_PACED_TRACE;
   const trace: string[] | undefined = traceFile ? [] : undefined;
-  // and this process's own GC pauses (the agents' heap), as "gc START MS"
-  const gcObs = trace && new PerformanceObserver((l) => { for (const e of l.getEntries()) trace.push(`gc ${(performance.timeOrigin + e.startTime).toFixed(2)} ${e.duration.toFixed(2)}`); });
+  // and this process's own GC pauses (the agents' heap), as "gc.KIND START MS"
+  const gcObs = trace && new PerformanceObserver((l) => { for (const e of l.getEntries()) trace.push(`gc.${GC_KIND[((e as { detail?: { kind?: number } }).detail)?.kind ?? 0] ?? "other"} ${(performance.timeOrigin + e.startTime).toFixed(2)} ${e.duration.toFixed(2)}`); });
   gcObs?.observe({ entryTypes: ["gc"] });
   const t0 = performance.now();
+  let wakeDue = t0;
   while (issued < total) {
+    // a wake-up of this loop later than its 1 ms timer asked (the agents' own event loop held, or waiting for
+    // CPU 0): "stall START MS" in the trace, where it overlaps the slow requests (bench/mqtt-hops.ts)
+    const now = performance.now();
+    if (trace && now - wakeDue > STALL_MS) trace.push(`stall ${(performance.timeOrigin + wakeDue).toFixed(2)} ${(now - wakeDue).toFixed(2)}`);
     const due = Math.min(total, Math.floor(((performance.now() - t0) / 1000) * rate) + 1);
     while (issued < due) {
       while (cursor[ai] >= jobs[ai].length) ai = (ai + 1) % agents.length;
@@ -122,6 +128,7 @@ async function runPaced(agents: Agent[], jobs: Job[][], rate: number): Promise<{
         trace?.push(`${(performance.timeOrigin + t).toFixed(2)} ${ms.toFixed(2)} ${aj} ${ji}`); // the agent and its job: the VNIC (uuid), to find it in the NVE's log
       }, () => errors++));
     }
+    wakeDue = performance.now() + 1;
     await new Promise((r) => setTimeout(r, 1));
   }
   await Promise.all(inflight);
@@ -132,11 +139,15 @@ async function runPaced(agents: Agent[], jobs: Job[][], rate: number): Promise<{
 }
 
 const PACED_SETTLE_MS = 1000;
+/** perf_hooks' GC entry kinds (NODE_PERFORMANCE_GC_*) as the trace names them. */
+const GC_KIND: Record<number, string> = { 1: "minor", 4: "major", 8: "incremental", 16: "weakcb" };
+/** How much later than asked the pacing loop may wake before the trace calls it a stall (ms; its timer asks for 1). */
+const STALL_MS = 2;
 
 /** A case measured with the NVE's CPU time (nvePid) and the bench's own (the agents). */
 let brokerPid: number | undefined; // a broker process of its own (Mosquitto): its CPU per request too
 
-async function measured<T extends { lat: number[]; secs: number }>(nvePid: number, run: () => Promise<T>, phase = ""): Promise<T & { nveCpu: number; nveSys: number; nveMain: number; benchCpu: number; brokerCpu?: number; runqWait: number[] }> {
+async function measured<T extends { lat: number[]; secs: number }>(nvePid: number, run: () => Promise<T>, phase = ""): Promise<T & { nveCpu: number; nveSys: number; nveMain: number; benchCpu: number; benchSys: number; brokerCpu?: number; brokerSys?: number; runqWait: number[] }> {
   // the NVE's main thread (its tid is its pid) apart from its other threads
   // (libuv's pool: the log's writes to stderr; V8's: concurrent GC and
   // compilation; an embedded broker's thread)
@@ -144,6 +155,7 @@ async function measured<T extends { lat: number[]; secs: number }>(nvePid: numbe
   const m0 = brokerPid ? cpuSecondsOf(brokerPid) : undefined;
   const w0 = [runDelayMs(nvePid, nvePid), brokerPid ? runDelayMs(brokerPid) : NaN, runDelayMs(process.pid, process.pid)];
   const th0 = process.env.NVEDGE_BENCH_THREADS ? threadCpu(nvePid) : undefined;
+  const ta0 = th0 && threadCpu(process.pid);
   const t0 = process.hrtime.bigint();
   const r = await run();
   // NVEDGE_BENCH_THREADS=1: the NVE's CPU per request by thread name (V8's GC and compiler helpers, libuv's pool), on stderr
@@ -151,6 +163,10 @@ async function measured<T extends { lat: number[]; secs: number }>(nvePid: numbe
     const th1 = threadCpu(nvePid), by = new Map<string, number>();
     for (const [tid, [name, sec]] of th1) by.set(name, (by.get(name) ?? 0) + sec - (th0.get(tid)?.[1] ?? 0));
     console.error(`control threads ${phase} ${[...by].filter(([, x]) => x > 0).map(([n, x]) => `${n}=${Math.round((x * 1e6) / Math.max(1, r.lat.length))}µs`).join(" ")}`);
+    // and the agents' (this process's): its main thread against V8's helpers (the GC's parallel tasks share CPU 0 with Mosquitto)
+    const ta1 = threadCpu(process.pid), ba = new Map<string, number>();
+    for (const [tid, [name, sec]] of ta1) ba.set(name, (ba.get(name) ?? 0) + sec - (ta0!.get(tid)?.[1] ?? 0));
+    console.error(`control agents threads ${phase} ${[...ba].filter(([, x]) => x > 0).map(([n, x]) => `${n}=${Math.round((x * 1e6) / Math.max(1, r.lat.length))}µs`).join(" ")}`);
   }
   const w1 = [runDelayMs(nvePid, nvePid), brokerPid ? runDelayMs(brokerPid) : NaN, runDelayMs(process.pid, process.pid)];
   // With a profiled NVE (NVEDGE_BENCH_NVE_NODE_ARGS), each case's span on the
@@ -160,8 +176,8 @@ async function measured<T extends { lat: number[]; secs: number }>(nvePid: numbe
   const b = process.cpuUsage(b0);
   const n1 = cpuSecondsOf(nvePid), t1m = cpuSecondsOf(nvePid, nvePid);
   const m1 = brokerPid ? cpuSecondsOf(brokerPid) : undefined;
-  return { ...r, nveCpu: n1.user + n1.sys - n0.user - n0.sys, nveSys: n1.sys - n0.sys, nveMain: t1m.user + t1m.sys - t0m.user - t0m.sys, benchCpu: (b.user + b.system) / 1e6,
-    ...(m0 && m1 ? { brokerCpu: m1.user + m1.sys - m0.user - m0.sys } : {}), runqWait: w1.map((x, i) => x - w0[i]) };
+  return { ...r, nveCpu: n1.user + n1.sys - n0.user - n0.sys, nveSys: n1.sys - n0.sys, nveMain: t1m.user + t1m.sys - t0m.user - t0m.sys, benchCpu: (b.user + b.system) / 1e6, benchSys: b.system / 1e6,
+    ...(m0 && m1 ? { brokerCpu: m1.user + m1.sys - m0.user - m0.sys, brokerSys: m1.sys - m0.sys } : {}), runqWait: w1.map((x, i) => x - w0[i]) };
 }
 
 /**
@@ -191,7 +207,7 @@ function runDelayMs(pid: number, tid = pid): number {
   }
 }
 
-function row(broker: string, mode: string, op: string, vnics: number, r: { lat: number[]; errors: number; secs: number; nveCpu?: number; nveSys?: number; nveMain?: number; benchCpu?: number; brokerCpu?: number; runqWait?: number[] }, extra: object = {}) {
+function row(broker: string, mode: string, op: string, vnics: number, r: { lat: number[]; errors: number; secs: number; nveCpu?: number; nveSys?: number; nveMain?: number; benchCpu?: number; benchSys?: number; brokerCpu?: number; brokerSys?: number; runqWait?: number[] }, extra: object = {}) {
   const s = [...r.lat].sort((a, b) => a - b);
   const out = {
     case: `control.${op}`, broker, mode, agents: AGENTS, vnics, ...extra,
@@ -203,7 +219,9 @@ function row(broker: string, mode: string, op: string, vnics: number, r: { lat: 
       nve_sys_share: r2((r.nveSys ?? 0) / r.nveCpu),
       ...(r.nveMain !== undefined && !Number.isNaN(r.nveMain) ? { nve_main_thread_us_per_op: Math.round((r.nveMain * 1e6) / Math.max(1, r.lat.length)) } : {}),
       agents_cpu_us_per_op: Math.round(((r.benchCpu ?? 0) * 1e6) / Math.max(1, r.lat.length)),
-      ...(r.brokerCpu !== undefined ? { broker_cpu_us_per_op: Math.round((r.brokerCpu * 1e6) / Math.max(1, r.lat.length)) } : {}),
+      // the kernel's share of it (on loopback a write(2) carries the segment through TCP into the peer's socket)
+      agents_sys_share: r2((r.benchSys ?? 0) / Math.max(1e-9, r.benchCpu ?? 0)),
+      ...(r.brokerCpu !== undefined ? { broker_cpu_us_per_op: Math.round((r.brokerCpu * 1e6) / Math.max(1, r.lat.length)), broker_sys_share: r2((r.brokerSys ?? 0) / Math.max(1e-9, r.brokerCpu)) } : {}),
       nve_cpu_bound_ops_per_s: Math.round(r.lat.length / r.nveCpu), load1: r2(loadavg()[0]),
       // ms each main thread waited for a CPU while ready during the case: the NVE's, the broker's, the agents'
       ...(r.runqWait ? { runq_wait_ms: { nve: Math.round(r.runqWait[0]), broker: Number.isNaN(r.runqWait[1]) ? undefined : Math.round(r.runqWait[1]), agents: Math.round(r.runqWait[2]) } } : {}),
@@ -221,11 +239,11 @@ async function startBroker(kind: "embedded" | "mosquitto", nve: string): Promise
   const { startMosquitto } = await import("../test/support/mosquitto.js");
   const ids = [nve, ...Array.from({ length: AGENTS }, (_, i) => `hv-${i}`)];
   const pw = (id: string) => `bench-${id}`;
-  const m = await startMosquitto({ users: Object.fromEntries(ids.map((i) => [i, pw(i)])), nves: [nve] });
+  const m = await startMosquitto({ users: Object.fromEntries(ids.map((i) => [i, pw(i)])), nves: [nve], unixSocket: benchUnix() !== "none" });
   // its pid, for its CPU per request (broker_cpu_us_per_op): the process whose command line names its directory
   let pid: number | undefined;
   try { pid = Number(execFileSync("pgrep", ["-f", m.dir], { encoding: "utf8" }).trim().split("\n")[0]) || undefined; } catch { /* not counted */ }
-  return { name: "mosquitto-3.1.1", url: m.url, pid, creds: (id) => ({ username: id, password: pw(id) }), close: () => m.close() };
+  return { name: "mosquitto-3.1.1", url: m.url, unixUrl: m.unixUrl, pid, creds: (id) => ({ username: id, password: pw(id) }), close: () => m.close() };
 }
 
 async function freePort(): Promise<number> {
@@ -249,13 +267,17 @@ async function benchOne(kind: "embedded" | "mosquitto", perAgent: number, thread
   const port = await freePort();
   const metricsPort = await freePort();
   const url = broker.url ?? `mqtt://127.0.0.1:${port}`;
+  // NVEDGE_BENCH_UNIX (Mosquitto only): the NVE, or the NVE and the agents, on the broker's Unix socket
+  const unix = broker.unixUrl ? benchUnix() : "none";
+  const nveUrl = unix !== "none" ? broker.unixUrl! : url, agentUrl = unix === "all" ? broker.unixUrl! : url;
+  if (unix !== "none") broker.name += `-unix-${unix}`;
   writeFileSync(`${dir}/nve.json`, JSON.stringify(config(nve)));
   // NVEDGE_BENCH_NVE_BIN=<another built checkout>/bin/nvedge.js: that build's NVE under this bench (an A/B in one run of the same agents and columns)
   const bin = process.env.NVEDGE_BENCH_NVE_BIN || fileURLToPath(new URL("../../bin/nvedge.js", import.meta.url));
   // NVEDGE_BENCH_NVE_ARGS (e.g. "--log-level warn") adds arguments to `nvedge run`.
   const nveArgs = (process.env.NVEDGE_BENCH_NVE_ARGS ?? "").split(" ").filter(Boolean);
   const args = [bin, "run", ...nveArgs, "--config", `${dir}/nve.json`, "--memory-store", "--store", dir, "--io", "none", "--metrics", `127.0.0.1:${metricsPort}`,
-    ...(broker.url ? ["--broker", broker.url] : ["--listen", `127.0.0.1:${port}`, ...(threaded ? ["--broker-thread"] : [])])];
+    ...(broker.url ? ["--broker", nveUrl] : ["--listen", `127.0.0.1:${port}`, ...(threaded ? ["--broker-thread"] : [])])];
   // NVEDGE_BENCH_NVE_CPU=N (issue 15 "measure the NVE, not the bench"): the
   // NVE on CPU N alone (taskset), this process (the agents) and a Mosquitto
   // it starts on every other CPU, so the NVE's rate is what one core of its
@@ -289,7 +311,7 @@ async function benchOne(kind: "embedded" | "mosquitto", perAgent: number, thread
     }
     for (let i = 0; i < AGENTS; i += 20)
       agents.push(...await Promise.all(Array.from({ length: Math.min(20, AGENTS - i) }, (_, k) =>
-        Agent.start({ broker: { url, ...broker.creds(`hv-${i + k}`) }, hv: `hv-${i + k}`, nve, requestTimeoutMs: 5_000, retries: 5, mqttClient: agentClient() }))));
+        Agent.start({ broker: { url: agentUrl, ...broker.creds(`hv-${i + k}`) }, hv: `hv-${i + k}`, nve, requestTimeoutMs: 5_000, retries: 5, mqttClient: agentClient() }))));
     const vnics = AGENTS * perAgent;
     const attachJobs = (set: number) => agents.map((_, a) => Array.from({ length: perAgent }, (_, i): Job =>
       (ag) => ag.attach(uuid(a, i, set), { id: ((a * perAgent + i) % VNS) + 1 }, [{ mac: mac(a, i, set), ips: [`10.${set}.${a}.${i % 250 + 1}`] }])));
@@ -330,7 +352,11 @@ async function benchOne(kind: "embedded" | "mosquitto", perAgent: number, thread
       await measured(child.pid!, () => runMax(agents, detachJobs(1), WINDOW), "detach.max.1");
       // one scrape before and one after: each scrape resets the NVE's event-loop delay monitor (prom-client)
       const s0 = await scrape(metricsPort);
+      const cap = await capture(url);
+      const heap = await agentHeap();
       const paced = await measured(child.pid!, () => runPaced(agents, attachJobs(1), 2000), "attach.paced");
+      await heap?.stop(paced.lat.length);
+      await cap?.stop();
       const s1 = await scrape(metricsPort);
       const st = [...paced.steady].sort((a, b) => a - b);
       rows.push(row(broker.name, "paced", "attach", vnics, paced, { offered_per_s: 2000, tables: "warm",
@@ -356,6 +382,64 @@ async function benchOne(kind: "embedded" | "mosquitto", perAgent: number, thread
     if (process.env.NVEDGE_BENCH_NVE_LOG) try { copyFileSync(`${dir}/nve.log`, process.env.NVEDGE_BENCH_NVE_LOG); } catch { /* none */ }
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * NVEDGE_BENCH_AGENT_HEAP=1: the agents' (this process's) bytes allocated
+ * per paced request, by V8's sampling heap profiler with the collected
+ * objects, and the sites that allocate most, on stderr: the garbage behind
+ * the agents' scavenges, which hold every answer that arrives meanwhile (the
+ * paced p99). The profiler slows the case: its other figures are not.
+ */
+async function agentHeap(): Promise<{ stop(requests: number): Promise<void> } | undefined> {
+  if (!process.env.NVEDGE_BENCH_AGENT_HEAP) return undefined;
+  const s = new Session();
+  s.connect();
+  await s.post("HeapProfiler.startSampling", { samplingInterval: 256, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
+  return { stop: async (requests: number) => {
+    const { profile } = await s.post("HeapProfiler.stopSampling");
+    s.disconnect();
+    const bySite = new Map<string, number>();
+    let total = 0;
+    const walk = (node: { callFrame: { functionName: string; url: string; lineNumber: number }; selfSize: number; children: typeof node[] }, caller: string) => {
+      const f = node.callFrame;
+      const site = f.url ? `${f.functionName || "(anonymous)"} ${f.url.replace(/^.*\/dist\//, "")}:${f.lineNumber + 1}` : `${f.functionName} <- ${caller}`;
+      total += node.selfSize;
+      if (node.selfSize) bySite.set(site, (bySite.get(site) ?? 0) + node.selfSize);
+      for (const c of node.children) walk(c, f.url ? site : caller);
+    };
+    walk(profile.head as never, "");
+    const n = Math.max(1, requests);
+    for (const [site, b] of [...bySite].sort((a, b) => b[1] - a[1]).slice(0, 30)) console.error(`control agents heap ${Math.round(b / n)} B/op ${site}`);
+    console.error(`control agents heap total ${Math.round(total / n)} B/op`);
+  } };
+}
+
+/**
+ * NVEDGE_BENCH_PACED_PCAP=FILE: the paced case's MQTT on the loopback,
+ * captured by tcpdump (root; nanosecond stamps, whole packets) for
+ * bench/mqtt-hops.ts, which puts each request's time on its hops with the
+ * paced trace (NVEDGE_BENCH_PACED_TRACE). tcpdump runs on the agents' CPU
+ * (it inherits this process's mask); the kernel's copy of each packet is
+ * charged to its sender.
+ */
+async function capture(url: string): Promise<{ stop(): Promise<void> } | undefined> {
+  const file = process.env.NVEDGE_BENCH_PACED_PCAP;
+  const port = /^mqtts?:\/\/[^/]*:(\d+)/.exec(url)?.[1];
+  if (!file || !port) return undefined;
+  const p = spawn("tcpdump", ["-i", "lo", "-n", "-s", "0", "-B", "65536", "--time-stamp-precision=nano", "-w", file, "tcp", "port", port], { stdio: ["ignore", "ignore", "pipe"] });
+  let err = "";
+  await new Promise<void>((res, rej) => {
+    const t = setTimeout(() => rej(new Error(`tcpdump did not start: ${err.trim()}`)), 5000);
+    p.stderr!.on("data", (d: Buffer) => { err += d; if (/listening on/.test(err)) { clearTimeout(t); res(); } });
+    p.once("exit", (c) => { clearTimeout(t); rej(new Error(`tcpdump exited (${c}): ${err.trim()}`)); });
+  });
+  console.error(`control pcap ${file} port ${port}`);
+  return { stop: async () => {
+    p.kill("SIGINT");
+    await new Promise((r) => (p.exitCode !== null ? r(null) : p.once("exit", r)));
+    console.error(`control pcap ${err.trim().split("\n").slice(-3).join(" | ")}`);
+  } };
 }
 
 /**
@@ -456,6 +540,20 @@ export function pausesIn(a: Pauses | undefined, b: Pauses | undefined): object {
 function agentClient(): "mqttjs" | "lean" {
   const v = process.env.NVEDGE_BENCH_AGENT_CLIENT ?? "lean";
   if (v !== "mqttjs" && v !== "lean") throw new Error(`NVEDGE_BENCH_AGENT_CLIENT=${v}: mqttjs or lean`);
+  return v;
+}
+
+/**
+ * NVEDGE_BENCH_UNIX=none|nve|all (Mosquitto): who reaches the broker on its
+ * Unix socket (`listener 0 PATH`, mqtt+unix:// in the clients) instead of
+ * the loopback's TCP. `nve`: the NVE, as an NVE next to its broker would;
+ * `all`: the agents too (they stand for hypervisors on other machines: it
+ * takes the loopback's TCP cost off the core they share with the broker).
+ * The capture (NVEDGE_BENCH_PACED_PCAP) sees TCP only.
+ */
+function benchUnix(): "none" | "nve" | "all" {
+  const v = process.env.NVEDGE_BENCH_UNIX ?? "none";
+  if (v !== "none" && v !== "nve" && v !== "all") throw new Error(`NVEDGE_BENCH_UNIX=${v}: none, nve or all`);
   return v;
 }
 

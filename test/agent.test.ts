@@ -10,7 +10,7 @@ import { daemonRequest } from "../host/agent/daemon.js";
 import type { Agent } from "../host/agent/agent.js";
 import { topics } from "../host/protocol/topics.js";
 import {
-  HVS, NVE_POOL, baseConfig, brokerFixtures, nextNve, rawClient, rejects, runNvedge, spawnNvedge, startAgent, startNve, until,
+  HVS, NVE_POOL, baseConfig, brokerFixtures, mosquittoAvailable, mosquittoUnixFixture, nextNve, rawClient, rejects, runNvedge, spawnNvedge, startAgent, startNve, until,
   type BrokerFixture, type RunningBroker,
 } from "./support/control-harness.js";
 
@@ -315,3 +315,5 @@ function agentSuite(fx: BrokerFixture): void {
 }
 
 for (const fx of brokerFixtures()) agentSuite(fx);
+// and through Mosquitto's Unix socket (mqtt+unix://, issue 15: a broker on the same host without TCP), the NVE and every agent on it
+if (mosquittoAvailable() && process.env.NVEDGE_TEST_MOSQUITTO_UNIX !== "1") agentSuite(mosquittoUnixFixture());

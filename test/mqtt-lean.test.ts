@@ -11,7 +11,11 @@ import * as assert from "uvu/assert";
 import { createServer, type Server, type Socket } from "node:net";
 import * as mqttPacket from "mqtt-packet";
 import type { Packet } from "mqtt-packet";
-import { LeanMqttClient, connectLeanWhenReachable, encodePublish4 } from "../host/protocol/mqtt-lean.js";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { LeanMqttClient, connectLeanWhenReachable, encodePublish4, unixSocketPath } from "../host/protocol/mqtt-lean.js";
+import { brokerUrlError } from "../host/protocol/broker-url.js";
 import { freePort, until } from "./support/control-harness.js";
 
 /** One broker-side connection: the packets it got, and a way to answer. */
@@ -22,7 +26,7 @@ interface Conn { sock: Socket; got: Packet[]; send(p: Packet | Buffer): void }
  * answers CONNACK (with `connack` as return code), SUBACK (granted as asked)
  * and PINGRESP unless told otherwise; PUBLISHes are acknowledged when `ack`.
  */
-async function broker(o: { port?: number; connack?: number; ack?: boolean; pingresp?: boolean; pv?: 4 | 5 } = {}) {
+async function broker(o: { port?: number; connack?: number; ack?: boolean; pingresp?: boolean; pv?: 4 | 5; unixPath?: string } = {}) {
   const conns: Conn[] = [];
   const pv = o.pv ?? 4;
   const srv: Server = createServer((sock) => {
@@ -42,10 +46,10 @@ async function broker(o: { port?: number; connack?: number; ack?: boolean; pingr
     sock.on("data", (d) => parser.parse(d));
     sock.on("error", () => {});
   });
-  const port = o.port ?? await freePort();
-  await new Promise<void>((r) => srv.listen(port, "127.0.0.1", r));
+  const port = o.unixPath === undefined ? o.port ?? await freePort() : 0;
+  await new Promise<void>((r) => (o.unixPath !== undefined ? srv.listen(o.unixPath, r) : srv.listen(port, "127.0.0.1", r)));
   return {
-    url: `mqtt://127.0.0.1:${port}`, conns, opts: o,
+    url: o.unixPath !== undefined ? `mqtt+unix://${o.unixPath.split("/").map(encodeURIComponent).join("/")}` : `mqtt://127.0.0.1:${port}`, conns, opts: o,
     last: () => conns[conns.length - 1],
     close: () => new Promise<void>((r) => { for (const c of conns) c.sock.destroy(); srv.close(() => r()); }),
   };
@@ -227,6 +231,52 @@ s("MQTT 5: a PUBACK with an error reason fails the publish; a refused subscripti
     await c.endAsync(true);
     await b.close();
   }
+});
+
+s("over a Unix socket (mqtt+unix:///PATH): messages both ways, and an unacknowledged publish sent again with DUP after a drop", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "nvl-lean-unix "));
+  const b = await broker({ unixPath: join(dir, "b.sock"), ack: false });
+  try {
+    assert.match(b.url, /^mqtt\+unix:\/\/\/.*%20/); // the space in the directory's name, percent-encoded in the URL
+    const c = await connectLeanWhenReachable(b.url, () => {}, opts());
+    c.on("error", () => {});
+    try {
+      assert.is(c.stream!.remoteAddress, undefined, "not a TCP socket");
+      const got: string[] = [];
+      c.on("message", (_t: string, payload: Buffer) => got.push(payload.toString()));
+      await c.subscribeAsync(["nvo3/v1/hv/hv-1/rsp"], { qos: 1 });
+      b.last().send(encodePublish4("nvo3/v1/hv/hv-1/rsp", Buffer.from('{"id":"a"}'), 1, false, 3));
+      await until(() => got.length === 1 && b.last().got.some((p) => p.cmd === "puback"), 5000, "the message and its PUBACK");
+      assert.is(got[0], '{"id":"a"}');
+      let acked = 0;
+      c.publish("nvo3/v1/nve/n/req/hv-1", Buffer.from('{"id":"r1"}'), { qos: 1 }, () => acked++);
+      await until(() => b.last().got.some((p) => p.cmd === "publish"), 5000, "the first send");
+      b.opts.ack = true;
+      b.last().sock.destroy();
+      await until(() => b.conns.length === 2 && acked === 1, 5000, "the reconnect, the second send and its PUBACK");
+      const again = b.conns[1].got.find((p) => p.cmd === "publish") as Packet & { dup: boolean; payload: Buffer };
+      assert.is(again.dup, true);
+      assert.is(again.payload.toString(), '{"id":"r1"}');
+    } finally {
+      await c.endAsync(true);
+    }
+  } finally {
+    await b.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+s("broker URLs: mqtt+unix:// names an absolute path on this host; other schemes are refused with the ones taken", () => {
+  assert.is(unixSocketPath("mqtt+unix:///run/mosquitto/nvedge.sock"), "/run/mosquitto/nvedge.sock");
+  assert.is(unixSocketPath("mqtts+unix:///tmp/a%20b.sock"), "/tmp/a b.sock");
+  assert.is(unixSocketPath("mqtt+unix://localhost/tmp/x.sock"), "/tmp/x.sock");
+  assert.is(unixSocketPath("mqtt://127.0.0.1:1883"), undefined);
+  assert.throws(() => unixSocketPath("mqtt+unix://broker.example/tmp/x.sock"), /on this host/);
+  assert.throws(() => unixSocketPath("mqtt+unix:relative.sock"), /absolute path/);
+  assert.throws(() => new LeanMqttClient("mqtt+unix://", opts()), /absolute path/);
+  for (const ok of ["mqtt://h:1883", "mqtts://h", "ws://h/mqtt", "wss://h/mqtt", "tcp://h:1", "mqtt+unix:///run/x.sock", "mqtts+unix:///run/x.sock"]) assert.is(brokerUrlError(ok), undefined, ok);
+  assert.is(brokerUrlError("http://h:1883"), '--broker "http://h:1883": expected mqtt://, mqtts://, ws://, wss://, tcp:// or mqtt+unix:///PATH');
+  assert.ok(brokerUrlError("unix:///run/x.sock"));
 });
 
 s("a PUBLISH of a string payload is the PUBLISH of its UTF-8 bytes, byte for byte (the NVE's answers: issue 15)", () => {

@@ -4,6 +4,7 @@
 import { UsageError, parseOpts, required } from "./args.js";
 import { daemonRequest } from "../agent/control-client.js";
 import { isIdent } from "../protocol/topics.js";
+import { brokerUrlError } from "../protocol/broker-url.js";
 import { isIpOrPrefix, isUnicastMac } from "../domain/addr-text.js";
 import type { VnRef } from "../protocol/types.js";
 import { PORT_NAME_RE, checkOvsDb } from "../agent/driver.js";
@@ -101,7 +102,8 @@ export async function agentCommand(argv: string[]): Promise<number> {
   switch (sub) {
     case "run": {
       const url = required(v.broker, "--broker", HELP);
-      if (!/^(mqtts?|wss?|tcp):\/\//.test(url)) throw new UsageError(`--broker ${url}: expected mqtt://, mqtts://, ws:// or wss://`);
+      const badUrl = brokerUrlError(url);
+      if (badUrl) throw new UsageError(badUrl);
       const hv = required(v.hv, "--hv", HELP);
       const nve = required(v.nve, "--nve", HELP);
       for (const [k, x] of [["--hv", hv], ["--nve", nve]]) if (!isIdent(x)) throw new UsageError(`${k} ${x}: must match ^[A-Za-z0-9._-]{1,64}$`);

@@ -12,6 +12,7 @@ import { defaultImaConfig, defaultImaStore } from "./paths.js";
 import { existsSync } from "node:fs";
 import { parseListen } from "../metrics/listen.js";
 import { readClientTls, type TlsClientLike } from "../protocol/mqtt.js";
+import { brokerUrlError } from "../protocol/broker-url.js";
 
 const HELP = `usage: nvedge ima run [--config FILE] [--broker URL] [--store DIR] [--password-file FILE]
                       [--metrics HOST:PORT] [--log-level L] [--log-format json|text]
@@ -59,7 +60,8 @@ export async function imaCommand(argv: string[]): Promise<number> {
   const logger = new Logger({ service: "ima", id: cfg.ima, ...logOptions(o, cfg.log) });
   logger.start("ima run", { config: configFile ?? null });
   const url = o.broker ?? cfg.broker ?? "mqtt://127.0.0.1:1883";
-  if (!/^(mqtts?|wss?|tcp):\/\//.test(url)) throw new UsageError(`--broker ${JSON.stringify(url)}: not an mqtt://, mqtts://, ws://, wss:// or tcp:// URL`);
+  const badUrl = brokerUrlError(url);
+  if (badUrl) throw new UsageError(badUrl);
   const log = logger.lines();
   const password = o["password-file"] !== undefined ? readPasswordFile(o["password-file"]) : undefined;
   let ima: ImaService;

@@ -105,7 +105,8 @@ export async function runCommand(argv: string[]): Promise<number> {
     phase("run: configuration read");
     const logOpts = logOptions(v, cfg.log);
     const brokerUrl = v.broker ?? cfg.broker;
-    if (brokerUrl !== undefined && !/^(mqtts?|wss?|tcp):\/\//.test(brokerUrl)) throw new UsageError(`--broker ${brokerUrl}: expected mqtt://, mqtts://, ws:// or wss://`);
+    const badUrl = brokerUrl === undefined ? undefined : (await import("../protocol/broker-url.js")).brokerUrlError(brokerUrl);
+    if (badUrl) throw new UsageError(badUrl);
     const logger = new (await import("../log/logger.js")).Logger({ service: "nve", id: cfg.nve, ...logOpts });
     return { cfg, brokerUrl, logger };
   };

@@ -8,6 +8,7 @@ import { ConfigError, readConfigText } from "../config/load.js";
 import { ID, UUID, profileSchema } from "../config/schema.js";
 import { isUnicastIp, normIp } from "../domain/addr-text.js";
 import type { VnSeed } from "./core.js";
+import { BROKER_URL_PATTERN } from "../protocol/broker-url.js";
 
 export interface ImaConfig {
   ima: string;
@@ -37,7 +38,7 @@ export const imaConfigSchema = {
   type: "object", additionalProperties: false,
   properties: {
     ima: { type: "string", pattern: ID, default: "ima" },
-    broker: { type: "string", pattern: "^(mqtts?|wss?|tcp)://" },
+    broker: { type: "string", pattern: BROKER_URL_PATTERN },
     auth: { type: "object", additionalProperties: false, properties: {
       username: { type: "string", pattern: ID }, password: { type: "string" },
       // the broker's files (INTERFACES.md auth), accepted so one file can serve both

@@ -105,8 +105,29 @@ function writeVar(buf: Buffer, o: number, n: number): number {
   return o;
 }
 
-/** The URLs this client serves (TCP and TLS); WebSockets stay with MQTT.js. */
-export const LEAN_SCHEMES = /^(mqtts?|tcp|ssl|tls):\/\//;
+/**
+ * The URLs this client serves (TCP and TLS, and both over a Unix socket:
+ * `mqtt+unix:///run/mosquitto/nvedge.sock`, MQTT.js's own spelling, so that
+ * every nvedge client takes the same URL); WebSockets stay with MQTT.js.
+ */
+export const LEAN_SCHEMES = /^(mqtts?|tcp|ssl|tls|mqtts?\+unix):\/\//;
+
+/**
+ * The socket path of an `mqtt+unix://` or `mqtts+unix://` URL (its path,
+ * percent-decoded), or undefined for a network URL. A broker on the same
+ * host (an NVE next to its Mosquitto) is reached without TCP: on this
+ * machine a loopback segment costs its sender the whole TCP path, out and
+ * in, at every write (bench/README.md "tail15").
+ */
+export function unixSocketPath(url: string): string | undefined {
+  const m = /^mqtts?\+unix:\/\/([^/?#]*)(\/[^?#]*)/.exec(url);
+  if (!m) {
+    if (/^mqtts?\+unix:/.test(url)) throw new Error(`${url}: a Unix socket URL names an absolute path (mqtt+unix:///run/mosquitto/nvedge.sock)`);
+    return undefined;
+  }
+  if (m[1] !== "" && m[1] !== "localhost") throw new Error(`${url}: a Unix socket is on this host: mqtt+unix:///PATH, with no host name`);
+  return decodeURIComponent(m[2]);
+}
 
 export class LeanMqttClient extends EventEmitter implements MqttLike {
   connected = false;
@@ -117,6 +138,8 @@ export class LeanMqttClient extends EventEmitter implements MqttLike {
   readonly options: IClientOptions & { protocolVersion: 4 | 5 };
   private readonly pv: 4 | 5;
   private readonly url: URL;
+  /** The broker's Unix socket, for an mqtt+unix:// URL. */
+  private readonly unixPath: string | undefined;
   /** QoS 1 publishes not yet acknowledged, in the order they were made (a Map keeps it): retransmitted in that order. */
   private readonly inflight = new Map<number, InFlight>();
   /** QoS 0 publishes made while offline (MQTT.js's queueQoSZero). */
@@ -144,15 +167,16 @@ export class LeanMqttClient extends EventEmitter implements MqttLike {
   constructor(url: string, opts: IClientOptions) {
     super();
     const u = new URL(url);
-    if (!LEAN_SCHEMES.test(url)) throw new Error(`${url}: this MQTT client speaks mqtt:// and mqtts:// (WebSockets: MQTT.js)`);
+    if (!LEAN_SCHEMES.test(url)) throw new Error(`${url}: this MQTT client speaks mqtt://, mqtts:// and mqtt+unix:// (WebSockets: MQTT.js)`);
     this.url = u;
+    this.unixPath = unixSocketPath(url);
     this.pv = opts.protocolVersion === 5 ? 5 : 4;
     this.options = { ...opts, protocolVersion: this.pv };
     this.connect();
   }
 
   private get secure(): boolean {
-    return this.url.protocol === "mqtts:" || this.url.protocol === "ssl:" || this.url.protocol === "tls:";
+    return this.url.protocol === "mqtts:" || this.url.protocol === "ssl:" || this.url.protocol === "tls:" || this.url.protocol === "mqtts+unix:";
   }
 
   private connect(): void {
@@ -160,12 +184,13 @@ export class LeanMqttClient extends EventEmitter implements MqttLike {
     const host = this.url.hostname.replace(/^\[|\]$/g, "");
     const port = Number(this.url.port) || (this.secure ? 8883 : 1883);
     // TLS from this.options at every connect: a reload's new certificate is presented from the next connection (mqtt.ts readClientTls)
+    const path = this.unixPath;
     const s: Socket = this.secure
-      ? tlsConnect({ host, port, ca: o.ca as never, cert: o.cert as never, key: o.key as never, rejectUnauthorized: o.rejectUnauthorized !== false,
-        ...(isIP(host) ? {} : { servername: host }) })
-      : netConnect({ host, port });
+      ? tlsConnect({ ...(path !== undefined ? { path } : { host, port }), ca: o.ca as never, cert: o.cert as never, key: o.key as never, rejectUnauthorized: o.rejectUnauthorized !== false,
+        ...(path !== undefined || isIP(host) ? {} : { servername: host }) })
+      : netConnect(path !== undefined ? { path } : { host, port });
     this.stream = s;
-    s.setNoDelay(true);
+    if (path === undefined) s.setNoDelay(true);
     coalescePerTurn(s);
     this.partial = [];
     this.partialLen = 0;

@@ -64,6 +64,8 @@ export function brokerFixtures(): BrokerFixture[] {
     },
   }];
   if (process.env.NVEDGE_TEST_BROKER_THREAD === "1") out[0] = embeddedThreadFixture();
+  // NVEDGE_TEST_MOSQUITTO_UNIX=1: every suite also through Mosquitto's Unix socket (mqtt+unix://)
+  if (process.env.NVEDGE_TEST_MOSQUITTO_UNIX === "1" && mosquittoAvailable()) out.push(mosquittoUnixFixture());
   if (requireTool("mosquitto", mosquittoAvailable, "the suites over Mosquitto (MQTT 3.1.1 and 5)"))
     for (const pv of [4, 5] as const)
       out.push({
@@ -74,6 +76,21 @@ export function brokerFixtures(): BrokerFixture[] {
         },
       });
   return out;
+}
+
+/**
+ * Mosquitto's Unix socket listener (`listener 0 PATH`), every client on
+ * mqtt+unix:///PATH (the NVE and the lean agents on mqtt-lean.ts, MQTT.js for
+ * the rest): a broker on the NVE's own host without TCP (issue 15).
+ */
+export function mosquittoUnixFixture(): BrokerFixture {
+  return {
+    name: "mosquitto over a Unix socket (MQTT 3.1.1)",
+    async start(ids, nves) {
+      const m = await startMosquitto({ users: Object.fromEntries(ids.map((i) => [i, password(i)])), nves, unixSocket: true });
+      return { name: this.name, url: m.unixUrl!, protocolVersion: 4, creds: (id) => ({ username: id, password: password(id) }), close: () => m.close() };
+    },
+  };
 }
 
 /** The embedded broker as `nvedge run` starts it: on its own worker thread (host/broker/broker-thread.ts). */
