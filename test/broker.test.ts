@@ -675,4 +675,44 @@ test("etc/mosquitto: acl.example is what the generator writes; nvedge.conf runs 
   }
 });
 
+test("mosquitto-conf --unix-socket: a Unix socket listener for local clients (mqtt+unix://), passwords and the ACL as on loopback", async () => {
+  assert.not.ok(mosquittoConfFile().includes("listener 0 "), "not in the default file: the socket's directory is the service manager's");
+  const dir = mkdtempSync(join(tmpdir(), "nvl-mosquitto-unix-"));
+  const clean = new Cleanup();
+  let proc: Awaited<ReturnType<typeof spawnMosquitto>> | undefined;
+  try {
+    const sock = join(dir, "nvedge.sock");
+    const file = mosquittoConfFile({ unixSocket: sock });
+    assert.ok(file.includes(`listener 0 ${sock}\nmax_connections 4096\nuse_username_as_clientid true\n`), file);
+    assert.throws(() => mosquittoConfFile({ unixSocket: "relative.sock" }), /absolute path/);
+    assert.throws(() => mosquittoConfFile({ unixSocket: `/${"x".repeat(110)}` }), /107 bytes/);
+    execFileSync("mosquitto_passwd", ["-c", "-b", join(dir, "passwd"), "nve-a", "pw-nve-a"]);
+    execFileSync("mosquitto_passwd", ["-b", join(dir, "passwd"), "hv-1", "pw-hv-1"]);
+    writeFileSync(join(dir, "acl"), mosquittoAclFile({ nves: ["nve-a"], hypervisors: { "nve-a": ["hv-1"] }, imas: ["ima"], operators: [] }));
+    // the generated file with the TLS listener and persistence taken out (as the shipped-file test does), its paths in the temp dir
+    const plainPort = await freePort();
+    let conf = file.replaceAll("/etc/mosquitto/nvedge/", `${dir}/`).replace("persistence true\n", "persistence false\n").replace("persistence_location /var/lib/mosquitto/\n", "")
+      .replace(/listener 8883\n(?:[^\n]+\n)*?tls_version tlsv1\.2\n/, "").replace("listener 1883 127.0.0.1\n", `listener ${plainPort} 127.0.0.1\n`);
+    conf = `${process.getuid?.() === 0 ? "user root\n" : ""}log_dest stderr\nlog_type all\n${conf}`;
+    writeFileSync(join(dir, "mosquitto.conf"), conf);
+    proc = await spawnMosquitto(join(dir, "mosquitto.conf"), [plainPort], dir);
+    const url = `mqtt+unix://${sock}`;
+    const nve = clean.add(await connectClient(url, { username: "nve-a", password: "pw-nve-a" }));
+    const hv = clean.add(await connectClient(url, { username: "hv-1", password: "pw-hv-1", protocolVersion: 5 }));
+    assert.equal(await subscribe(nve, ["nvo3/v1/nve/nve-a/#"]), [1]);
+    await hv.publishAsync("nvo3/v1/nve/nve-a/req/hv-1", "over the socket", { qos: 1 });
+    const spoof = await hv.publishAsync("nvo3/v1/nve/nve-a/req/hv-2", "as hv-2", { qos: 1 }).then(() => "acked", (e: Error) => e.message);
+    assert.equal((await fence(hv, nve, "nvo3/v1/nve/nve-a/req/hv-1")).map((g) => g.payload), ["over the socket"]);
+    assert.match(spoof, /Not authorized/i, "the ACL applies on the socket");
+    assert.ok(await connectClient(url, { username: "nve-a", password: "nope" }).then(() => false, () => true), "a wrong password is refused");
+  } catch (e) {
+    if (proc) console.error(proc.log().slice(-3000));
+    throw e;
+  } finally {
+    await clean.run();
+    if (proc) await proc.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test.run();

@@ -112,12 +112,27 @@ export class Agent extends EventEmitter {
   /** port → the tag last set on it ("unknown": a set failed or not yet re-asserted since a restart); absent = cleared */
   private readonly driven = new Map<string, number | "unknown">();
   private driveChain: Promise<unknown> = Promise.resolve();
+  /**
+   * The topics and publish options of every request and answer, made once
+   * (issue 15: a hypervisor's agent, and the control bench's 100, paid a
+   * string concatenation per topic and an options object per request).
+   */
+  private readonly reqTopic: string;
+  private readonly rspTopic: string;
+  private readonly evtTopic: string;
+  private readonly nveStatusTopic: string;
+  private readonly reqOpts: ReturnType<typeof publishOptions>;
 
   private constructor(readonly o: AgentOptions, readonly client: MqttLike) {
     super();
     this.log = o.log ?? (() => {});
     this.pv = o.broker.protocolVersion ?? 4;
     this.driver = o.driver ?? noPortDriver;
+    this.reqTopic = topics.req(o.nve, o.hv);
+    this.rspTopic = topics.rsp(o.hv);
+    this.evtTopic = topics.evt(o.hv);
+    this.nveStatusTopic = topics.nveStatus(o.nve);
+    this.reqOpts = publishOptions(this.pv);
   }
 
   /** Connects, announces itself (retained online + will), then hello + sync. */
@@ -170,7 +185,7 @@ export class Agent extends EventEmitter {
     } catch {
       return this.log(`${topic}: not JSON, ignored`);
     }
-    if (topic === topics.rsp(this.o.hv)) {
+    if (topic === this.rspTopic) {
       if (!validateResponse(msg)) return this.log(`response not in the protocol's shape, ignored`);
       const p = typeof msg.id === "string" ? this.pending.get(msg.id) : undefined;
       if (!p) return this.lateAnswer(msg.id);
@@ -181,12 +196,12 @@ export class Agent extends EventEmitter {
         const e = msg.error as { code: string; message: string; field?: string };
         p.reject(new AgentError((ERROR_CODES as readonly string[]).includes(e.code) ? e.code as ErrorCode : "internal", e.message, e.field));
       }
-    } else if (topic === topics.evt(this.o.hv)) {
+    } else if (topic === this.evtTopic) {
       const v = eventValidators[msg.event as string];
       if (!v || !v(msg)) return this.log(`event not in the protocol's shape, ignored: ${payload.toString().slice(0, 200)}`);
       this.applyEvent(msg as unknown as Event);
       this.emit("event", msg);
-    } else if (topic === topics.nveStatus(this.o.nve)) {
+    } else if (topic === this.nveStatusTopic) {
       if (payload.length === 0 || !validateNveStatus(msg)) return;
       this.emit("nve-status", msg);
       if (msg.state === "online" && typeof msg.bootId === "string" && this.nveBootId !== undefined && msg.bootId !== this.nveBootId) {
@@ -255,7 +270,8 @@ export class Agent extends EventEmitter {
     };
     // The NVE lost this session (it restarted, or saw this agent's will):
     // hello + sync, then the request once more (PROTOCOL.md §2 Authority).
-    return once().catch(async (e) => {
+    // Without a resync under way the request goes at once, without once()'s frame (the common case).
+    return (this.resyncing ? once() : this.requestOnce(op, fields, timeoutMs, retries)).catch(async (e) => {
       if (!(e instanceof AgentError) || e.code !== "hello-required" || this.closed) throw e;
       this.log(`${op}: the NVE asks for hello first: hello + sync, then ${op} again`);
       await this.resync();
@@ -266,10 +282,11 @@ export class Agent extends EventEmitter {
   private requestOnce(op: string, fields: Record<string, unknown>, timeoutMs: number, retries: number): Promise<Record<string, unknown>> {
     if (this.closed) return Promise.reject(new AgentError("closed", "the agent is stopped"));
     const id = `${this.o.hv.slice(0, 40)}-${++this.seq}`;
-    const payload = encode({ id, op, ...fields });
+    // the JSON text itself: both clients write a string payload's UTF-8 into the packet (the lean one with no Buffer of its own)
+    const payload = JSON.stringify({ id, op, ...fields });
     return new Promise((resolve, reject) => {
       let left = retries;
-      const send = () => this.client.publish(topics.req(this.o.nve, this.o.hv), payload, publishOptions(this.pv), (e) => {
+      const send = () => this.client.publish(this.reqTopic, payload, this.reqOpts, (e) => {
         const p = this.pending.get(id);
         if (e && p) {
           this.pending.delete(id);

@@ -4,7 +4,7 @@
 // harness (test/support/mosquitto.ts) takes the same lines from here, and
 // test/broker-acl.test.ts checks that the shipped file is what this writes.
 //
-//   node dist/host/cli/mosquitto-conf.js [--max-payload N] > /etc/mosquitto/conf.d/nvedge.conf
+//   node dist/host/cli/mosquitto-conf.js [--max-payload N] [--unix-socket PATH] > /etc/mosquitto/conf.d/nvedge.conf
 import { pathToFileURL } from "node:url";
 import { brokerPacketLimit, DEFAULT_MAX_PAYLOAD } from "../broker/embedded.js";
 import { brokerLimits, BrokerLimitsError, type BrokerLimits } from "../broker/limits.js";
@@ -44,7 +44,28 @@ export function mosquittoListenerLines(limits: BrokerLimits, clientIdIsIdentity 
   return [`max_connections ${limits.maxConnections}`, ...(clientIdIsIdentity ? ["use_username_as_clientid true"] : [])];
 }
 
-export function mosquittoConfFile(o: { maxPayload?: number; limits?: Partial<BrokerLimits> } = {}): string {
+/**
+ * A Unix socket listener for the clients on the broker's host (an NVE or the
+ * IMA next to it: broker URL `mqtt+unix:///PATH`), with passwords as on the
+ * loopback listener. Why (issue 15, bench/README.md "tail15"): Mosquitto's
+ * CPU per request is 80-85 % kernel on loopback TCP, where each write(2)
+ * carries the segment through TCP out and in; on a Unix socket Mosquitto
+ * spent ~25 % less CPU per request. Not in the default file: the socket's
+ * directory must exist and belong to the broker's user (Debian's unit makes
+ * /run/mosquitto, mode 0740: reachable by root, as an NVE runs).
+ */
+export function mosquittoUnixListenerLines(limits: BrokerLimits, path: string): string[] {
+  if (!path.startsWith("/") || /\s/.test(path)) throw new UsageError(`--unix-socket ${JSON.stringify(path)}: an absolute path without spaces`);
+  if (Buffer.byteLength(path) > 107) throw new UsageError(`--unix-socket ${JSON.stringify(path)}: longer than a Unix socket's 107 bytes`);
+  return [
+    "# Local clients may also use the broker's Unix socket (broker URL",
+    `# mqtt+unix://${path}): no TCP on the way, with passwords from password_file.`,
+    `listener 0 ${path}`,
+    ...mosquittoListenerLines(limits),
+  ];
+}
+
+export function mosquittoConfFile(o: { maxPayload?: number; limits?: Partial<BrokerLimits>; unixSocket?: string } = {}): string {
   const limits = brokerLimits(o.limits);
   return [
     "# Mosquitto 2 configuration for nvedge (nvo3-hv/1, PROTOCOL.md §1).",
@@ -89,21 +110,24 @@ export function mosquittoConfFile(o: { maxPayload?: number; limits?: Partial<Bro
     "listener 1883 127.0.0.1",
     ...mosquittoListenerLines(limits),
     "",
+    ...(o.unixSocket !== undefined ? [...mosquittoUnixListenerLines(limits, o.unixSocket), ""] : []),
   ].join("\n");
 }
 
-const HELP = `node dist/host/cli/mosquitto-conf.js [--max-payload N]
+const HELP = `node dist/host/cli/mosquitto-conf.js [--max-payload N] [--unix-socket PATH]
 Prints the Mosquitto 2 configuration for nvedge (etc/mosquitto/nvedge.conf) to
 stdout, with the broker limits of host/broker/limits.ts. --max-payload: the
-NVEs' limits.maxPayload (default ${DEFAULT_MAX_PAYLOAD}).`;
+NVEs' limits.maxPayload (default ${DEFAULT_MAX_PAYLOAD}). --unix-socket: also a
+Unix socket listener at PATH for clients on the broker's host (their broker
+URL mqtt+unix://PATH), e.g. /run/mosquitto/nvedge.sock.`;
 
 export function mosquittoConfCommand(argv: string[]): number {
-  const p = parseOpts(argv, { "max-payload": { type: "string" } }, HELP);
+  const p = parseOpts(argv, { "max-payload": { type: "string" }, "unix-socket": { type: "string" } }, HELP);
   if (!p) return 0;
   const mp = p.values["max-payload"] as string | undefined;
   if (mp !== undefined && !/^[1-9]\d*$/.test(mp)) throw new UsageError(`--max-payload ${JSON.stringify(mp)}: not a positive integer`);
   try {
-    process.stdout.write(mosquittoConfFile({ maxPayload: mp === undefined ? undefined : Number(mp) }));
+    process.stdout.write(mosquittoConfFile({ maxPayload: mp === undefined ? undefined : Number(mp), unixSocket: p.values["unix-socket"] as string | undefined }));
   } catch (e) {
     if (e instanceof BrokerLimitsError) throw new UsageError(e.message);
     throw e;
