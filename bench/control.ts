@@ -243,11 +243,15 @@ async function startBroker(kind: "embedded" | "mosquitto", nve: string): Promise
   const { startMosquitto } = await import("../test/support/mosquitto.js");
   const ids = [nve, ...Array.from({ length: AGENTS }, (_, i) => `hv-${i}`)];
   const pw = (id: string) => `bench-${id}`;
-  const m = await startMosquitto({ users: Object.fromEntries(ids.map((i) => [i, pw(i)])), nves: [nve], unixSocket: benchUnix() !== "none" });
+  // NVEDGE_BENCH_MOSQUITTO_INFLIGHT=N: Mosquitto's max_inflight_messages instead of the shipped configuration's (an A/B)
+  const inflight = process.env.NVEDGE_BENCH_MOSQUITTO_INFLIGHT;
+  if (inflight !== undefined && !/^\d+$/.test(inflight)) throw new Error(`NVEDGE_BENCH_MOSQUITTO_INFLIGHT=${inflight}: a count (0: no limit)`);
+  const m = await startMosquitto({ users: Object.fromEntries(ids.map((i) => [i, pw(i)])), nves: [nve], unixSocket: benchUnix() !== "none",
+    ...(inflight !== undefined ? { maxInflightMessages: Number(inflight) } : {}) });
   // its pid, for its CPU per request (broker_cpu_us_per_op): the process whose command line names its directory
   let pid: number | undefined;
   try { pid = Number(execFileSync("pgrep", ["-f", m.dir], { encoding: "utf8" }).trim().split("\n")[0]) || undefined; } catch { /* not counted */ }
-  return { name: "mosquitto-3.1.1", url: m.url, unixUrl: m.unixUrl, pid, creds: (id) => ({ username: id, password: pw(id) }), close: () => m.close() };
+  return { name: `mosquitto-3.1.1${inflight !== undefined ? `-inflight-${inflight}` : ""}`, url: m.url, unixUrl: m.unixUrl, pid, creds: (id) => ({ username: id, password: pw(id) }), close: () => m.close() };
 }
 
 async function freePort(): Promise<number> {

@@ -8,6 +8,7 @@
 //
 //   issued (trace) ─agent─▶ req PUBLISH agent→broker ─broker─▶ req PUBLISH broker→NVE
 //   ─NVE queue─▶ the NVE's PUBACK of it (sent in the turn that read it: mqtt-lean.ts delivered())
+//   (broker_window: the broker held the request, 20 already unacknowledged by the NVE: BROKER_WINDOW)
 //   ─NVE─▶ rsp PUBLISH NVE→broker ─broker─▶ rsp PUBLISH broker→agent ─agent─▶ answered (trace)
 //
 // "NVE queue" is the request waiting in the NVE's socket (the NVE busy, in a
@@ -83,27 +84,36 @@ export function mqttPackets(pcap: Buffer, port: number): WirePacket[] {
   return out;
 }
 
-export const HOPS = ["agent_send", "broker_in", "nve_queue", "nve", "broker_out", "agent_receive"] as const;
+export const HOPS = ["agent_send", "broker_in", "broker_window", "nve_queue", "nve", "broker_out", "agent_receive"] as const;
+/**
+ * Mosquitto's max_inflight_messages (20, its default, for an MQTT 3.1.1
+ * client): with that many requests delivered to the NVE and not yet
+ * acknowledged, the broker holds the next ones. A request that reached the
+ * broker then waits for the NVE (paused, or waiting for its CPU) in the
+ * broker instead of in the NVE's socket: `broker_window`, not `broker_in`.
+ */
+export const BROKER_WINDOW = 20;
 export type Hop = typeof HOPS[number];
 
 /** Each traced request's hops in ms (those whose four publishes were all captured). */
 export function hopsOf(pk: WirePacket[], trace: { start: number; ms: number; agent: number; job: number }[], hvOf: (agent: number) => string): { req: { start: number; ms: number }; hops: Record<Hop, number> }[] {
   // the request's id is `${hv}-${seq}` (agent.ts requestOnce); the trace names the agent and its job, so
   // requests are matched by the id of each agent's publishes in the order they were issued
-  const byId = new Map<string, { a?: number; b?: number; bConn?: number; bPid?: number; q?: number; c?: number; d?: number }>();
+  const byId = new Map<string, { a?: number; b?: number; q?: number; c?: number; d?: number; full?: boolean }>();
+  const unacked = new Map<number, number>(); // per connection: publishes the broker delivered (QoS 1) and the client has not acknowledged
   const at = (id: string) => byId.get(id) ?? (byId.set(id, {}), byId.get(id)!);
   const ackWait = new Map<string, string>(); // conn:packetId of a request delivered to the NVE → its id
   for (const p of pk) {
     if (p.type === 3 && p.id !== undefined && p.topic) {
       const isReq = p.topic.includes("/req/");
       const e = at(p.id);
-      if (isReq && p.toBroker) e.a ??= p.t;
-      else if (isReq) { e.b ??= p.t; ackWait.set(`${p.conn}:${p.packetId}`, p.id); }
+      if (isReq && p.toBroker) { e.a ??= p.t; e.full ??= [...unacked.values()].some((n) => n >= BROKER_WINDOW); }
+      else if (isReq) { e.b ??= p.t; ackWait.set(`${p.conn}:${p.packetId}`, p.id); unacked.set(p.conn, (unacked.get(p.conn) ?? 0) + 1); }
       else if (p.toBroker) e.c ??= p.t;
       else e.d ??= p.t;
     } else if (p.type === 4 && p.toBroker) {
       const k = `${p.conn}:${p.packetId}`, id = ackWait.get(k);
-      if (id !== undefined) { ackWait.delete(k); at(id).q ??= p.t; }
+      if (id !== undefined) { ackWait.delete(k); at(id).q ??= p.t; unacked.set(p.conn, (unacked.get(p.conn) ?? 1) - 1); }
     }
   }
   // an agent's requests in the order it sent them (the trace's jobs run in order per agent, ids rise with them)
@@ -125,7 +135,7 @@ export function hopsOf(pk: WirePacket[], trace: { start: number; ms: number; age
     for (let k = 0; k < rs.length && k < mine.length; k++) {
       const e = byId.get(mine[k].id)!, r = rs[k];
       if (e.a === undefined || e.b === undefined || e.q === undefined || e.c === undefined || e.d === undefined) continue;
-      res.push({ req: { start: r.start, ms: r.ms }, hops: { agent_send: e.a - r.start, broker_in: e.b - e.a, nve_queue: e.q - e.b, nve: e.c - e.q, broker_out: e.d - e.c, agent_receive: r.start + r.ms - e.d } });
+      res.push({ req: { start: r.start, ms: r.ms }, hops: { agent_send: e.a - r.start, broker_in: e.full ? 0 : e.b - e.a, broker_window: e.full ? e.b - e.a : 0, nve_queue: e.q - e.b, nve: e.c - e.q, broker_out: e.d - e.c, agent_receive: r.start + r.ms - e.d } });
     }
   }
   return res;

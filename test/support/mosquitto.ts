@@ -40,6 +40,8 @@ export interface MosquittoOptions {
    * with `tls`.
    */
   unixSocket?: boolean;
+  /** `max_inflight_messages` instead of the shipped configuration's (a bench's A/B: bench/control.ts). */
+  maxInflightMessages?: number;
 }
 
 export interface RunningMosquitto {
@@ -158,7 +160,8 @@ async function startOnce(o: MosquittoOptions, dir: string, pki: Pki | undefined)
     "connection_messages true",
     // the shipped configuration's global options (host/cli/mosquitto-conf.ts):
     // the packet limit above maxPayload (PROTOCOL.md §1), TCP_NODELAY, the queue caps
-    ...mosquittoGlobalLines(brokerLimits(o.limits), o.maxPayload ?? DEFAULT_MAX_PAYLOAD).filter((l) => l && !l.startsWith("#")),
+    ...mosquittoGlobalLines(brokerLimits(o.limits), o.maxPayload ?? DEFAULT_MAX_PAYLOAD).filter((l) => l && !l.startsWith("#") && (o.maxInflightMessages === undefined || !l.startsWith("max_inflight_messages "))),
+    ...(o.maxInflightMessages !== undefined ? [`max_inflight_messages ${o.maxInflightMessages}`] : []),
     `acl_file ${aclFile}`,
     // the Unix socket first: it exists once the TCP port (what spawnMosquitto waits for) accepts
     ...(unixPath ? [`listener 0 ${unixPath}`, ...mosquittoListenerLines(brokerLimits(o.limits), o.clientIdIsIdentity === true)] : []),
