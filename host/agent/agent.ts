@@ -409,7 +409,8 @@ export class Agent extends EventEmitter {
     mergeAddrs(b.addrs, addrs);
     this.desired.get(vnic)!.state = "active";
     this.saveState();
-    await this.driveAfter("the attach", vnic, b, oldPort !== b.port ? oldPort : undefined);
+    // a binding without a port (most: no driver) skips the call, its promise and the await's turn (issue 15: per request)
+    if (b.port || (oldPort && oldPort !== b.port)) await this.driveAfter("the attach", vnic, b, oldPort !== b.port ? oldPort : undefined);
     return r;
   }
 
@@ -425,7 +426,7 @@ export class Agent extends EventEmitter {
     if (o.activate !== false) this.desired.get(vnic)!.state = "active";
     else if (!existed) this.desired.get(vnic)!.state = "associated";
     this.saveState();
-    await this.driveAfter("the connect", vnic, b, oldPort !== b.port ? oldPort : undefined);
+    if (b.port || (oldPort && oldPort !== b.port)) await this.driveAfter("the connect", vnic, b, oldPort !== b.port ? oldPort : undefined);
     return r;
   }
 
@@ -454,7 +455,8 @@ export class Agent extends EventEmitter {
       this.desired.delete(vnic);
     }
     this.saveState();
-    await this.clearAfter(`the detach of VNIC ${vnic}`, portsOf(gone));
+    const ports = portsOf(gone);
+    if (ports.length) await this.clearAfter(`the detach of VNIC ${vnic}`, ports);
   }
 
   async associate(vnic: string, vn: VnRef, addrs: Addr[]): Promise<void> {
@@ -498,7 +500,8 @@ export class Agent extends EventEmitter {
       if (d) d.state = "associated";
     }
     this.saveState();
-    await this.clearAfter(`the deactivation (${reason}) of VNIC ${vnic}`, portsOf(gone));
+    const ports = portsOf(gone);
+    if (ports.length) await this.clearAfter(`the deactivation (${reason}) of VNIC ${vnic}`, ports);
   }
 
   /** The VM leaves this hypervisor by hot migration (seed §4.4): the NVE holds its bindings for holdMs. */
