@@ -8,7 +8,8 @@
 // suite's (test/control.test.ts) and the broker restart test's.
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
-import { createServer, type Server, type Socket } from "node:net";
+import { connect, createServer, type Server, type Socket } from "node:net";
+import { spawn } from "node:child_process";
 import * as mqttPacket from "mqtt-packet";
 import type { Packet } from "mqtt-packet";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -16,6 +17,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { LeanMqttClient, connectLeanWhenReachable, encodePublish4, unixSocketPath } from "../host/protocol/mqtt-lean.js";
 import { brokerUrlError } from "../host/protocol/broker-url.js";
+import { retryableConnectError } from "../host/protocol/mqtt.js";
 import { freePort, until } from "./support/control-harness.js";
 
 /** One broker-side connection: the packets it got, and a way to answer. */
@@ -262,6 +264,42 @@ s("over a Unix socket (mqtt+unix:///PATH): messages both ways, and an unacknowle
     }
   } finally {
     await b.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+s("over a Unix socket: a broker not up yet (no socket file) and a full listen backlog (EAGAIN) are waited for, not a failed start", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "nvl-lean-unix-"));
+  const path = join(dir, "b.sock");
+  const logs: string[] = [];
+  const starting = connectLeanWhenReachable(`mqtt+unix://${path}`, (l) => logs.push(l), opts());
+  let b: Awaited<ReturnType<typeof broker>> | undefined;
+  // a listener that never accepts, its backlog of 0 taken by one connection: the next connect fails with EAGAIN
+  const full = spawn("python3", ["-c", `import socket,time\ns=socket.socket(socket.AF_UNIX)\ns.bind(${JSON.stringify(join(dir, "full.sock"))})\ns.listen(0)\nprint("ready",flush=True)\ntime.sleep(20)`], { stdio: ["ignore", "pipe", "ignore"] });
+  try {
+    await until(() => logs.some((l) => /ENOENT.*retrying/.test(l)), 5000, "a logged retry while there is no socket");
+    b = await broker({ unixPath: path });
+    const c = await starting;
+    assert.ok(c.connected);
+    await c.endAsync();
+    await new Promise<void>((r) => full.stdout!.once("data", () => r()));
+    const held: Socket[] = [];
+    for (let k = 0; k < 4; k++) { const h = connect(join(dir, "full.sock")); h.on("error", () => {}); held.push(h); }
+    const codes: unknown[] = [];
+    const waiting = new LeanMqttClient(`mqtt+unix://${join(dir, "full.sock")}`, opts());
+    waiting.on("error", (e: Error & { code?: unknown }) => codes.push(e.code));
+    try {
+      await until(() => codes.includes("EAGAIN"), 5000, "EAGAIN");
+      assert.ok(retryableConnectError(Object.assign(new Error("x"), { code: "EAGAIN" })), "retried at start (whenConnected)");
+      assert.ok(retryableConnectError(Object.assign(new Error("x"), { code: "ENOENT" })));
+      assert.ok(!waiting.disconnecting && waiting.reconnecting, "and the client goes on trying");
+    } finally {
+      for (const h of held) h.destroy();
+      await waiting.endAsync(true);
+    }
+  } finally {
+    full.kill("SIGKILL");
+    await b?.close();
     rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -100,7 +100,11 @@ export function tcpNoDelay(client: MqttClient): void {
 // keep retrying (every reconnectPeriod) instead of failing, so an NVE, an agent
 // or the IMA started before its broker comes up by itself (issue 17, a broker
 // down at start). Anything else (e.g. a refused CONNACK) still fails start.
-const RETRYABLE = new Set(["ECONNREFUSED", "ECONNRESET", "EHOSTUNREACH", "ENETUNREACH", "ETIMEDOUT", "EAI_AGAIN", "EPIPE"]);
+// On a Unix socket (mqtt+unix://) a broker not up yet is ENOENT (no socket
+// file) or ECONNREFUSED (one left behind), and a broker whose listen backlog
+// is full refuses at once with EAGAIN where TCP would send its SYN again:
+// 100 agents connecting together through Mosquitto's socket met it (bench).
+const RETRYABLE = new Set(["ECONNREFUSED", "ECONNRESET", "EHOSTUNREACH", "ENETUNREACH", "ETIMEDOUT", "EAI_AGAIN", "EPIPE", "ENOENT", "EAGAIN"]);
 
 /** Whether a connect error means "retry later" (see above). */
 export function retryableConnectError(e: unknown): boolean {
