@@ -297,6 +297,8 @@ function agentSuite(fx: BrokerFixture): void {
     const run = await startNve(b, { config: baseConfig({}, nve) });
     const a = await startAgent(b, "hv-1", { nve });
     try {
+      // the library's default client: the lean one, but over WebSockets (issue 15)
+      assert.is(a.client.constructor.name, /^wss?:/.test(b.url) ? "MqttClient" : "LeanMqttClient");
       // hello goes first; the attach, sent before hello's answer, would reach
       // the NVE between hello and a sync whose snapshot of the desired state
       // (taken at hello's answer) lacks it

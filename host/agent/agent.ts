@@ -49,10 +49,11 @@ export interface AgentOptions {
   /** puts the NVE's tags on the VMs' bridge ports (default: none) */
   driver?: PortDriver;
   /**
-   * The MQTT client: MQTT.js (default), or the NVE's own (`lean`,
-   * host/protocol/mqtt-lean.ts: the same session, a fraction of the CPU per
-   * request; mqtt:// and mqtts:// only). The control bench's 100 agents use
-   * it so that its figures are the NVE's and not the agents' (issue 15).
+   * The MQTT client: the NVE's own (`lean`, host/protocol/mqtt-lean.ts, the
+   * default for mqtt://, mqtts:// and mqtt+unix://: the same session as
+   * MQTT.js, a fraction of its CPU per request: issue 15, a hypervisor's
+   * agent runs beside its VMs), or MQTT.js (`mqttjs`, and always for ws://
+   * and wss://). Unset, NVEDGE_MQTT_CLIENT=mqttjs picks MQTT.js, as for the NVE.
    */
   mqttClient?: "mqttjs" | "lean";
 }
@@ -140,7 +141,7 @@ export class Agent extends EventEmitter {
     const opts = mqttClientOptions({ username: o.hv, ...o.broker }, `${o.hv}-agent-${randomUUID().slice(0, 8)}`,
       { will: { topic: topics.hvStatus(o.nve, o.hv), payload: JSON.stringify({ state: "offline" }) } });
     // the lean client connects as it is made: its events come from the socket, after the listeners below are on
-    const lean = o.mqttClient === "lean" && LEAN_SCHEMES.test(o.broker.url);
+    const lean = (o.mqttClient ?? (process.env.NVEDGE_MQTT_CLIENT === "mqttjs" ? "mqttjs" : "lean")) === "lean" && LEAN_SCHEMES.test(o.broker.url);
     const client: MqttLike & { once(ev: "connect", l: () => void): unknown } = lean ? new LeanMqttClient(o.broker.url, opts) : mqtt.connect(o.broker.url, { ...opts, manualConnect: true });
     const a = new Agent(o, client);
     a.loadState();
