@@ -16,7 +16,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { LeanMqttClient, connectLeanWhenReachable, encodePublish4, unixSocketPath } from "../host/protocol/mqtt-lean.js";
-import { brokerUrlError } from "../host/protocol/broker-url.js";
+import { brokerUrlError } from "../host/domain/broker-url.js";
 import { retryableConnectError } from "../host/protocol/mqtt.js";
 import { freePort, until } from "./support/control-harness.js";
 

@@ -4,7 +4,7 @@
 import { UsageError, parseOpts, required } from "./args.js";
 import { daemonRequest } from "../agent/control-client.js";
 import { isIdent } from "../protocol/topics.js";
-import { brokerUrlError } from "../protocol/broker-url.js";
+import { brokerUrlError } from "../domain/broker-url.js";
 import { isIpOrPrefix, isUnicastMac } from "../domain/addr-text.js";
 import type { VnRef } from "../protocol/types.js";
 import { PORT_NAME_RE, checkOvsDb } from "../agent/driver.js";

@@ -12,7 +12,7 @@ import { defaultImaConfig, defaultImaStore } from "./paths.js";
 import { existsSync } from "node:fs";
 import { parseListen } from "../metrics/listen.js";
 import { readClientTls, type TlsClientLike } from "../protocol/mqtt.js";
-import { brokerUrlError } from "../protocol/broker-url.js";
+import { brokerUrlError } from "../domain/broker-url.js";
 
 const HELP = `usage: nvedge ima run [--config FILE] [--broker URL] [--store DIR] [--password-file FILE]
                       [--metrics HOST:PORT] [--log-level L] [--log-format json|text]

@@ -105,7 +105,7 @@ export async function runCommand(argv: string[]): Promise<number> {
     phase("run: configuration read");
     const logOpts = logOptions(v, cfg.log);
     const brokerUrl = v.broker ?? cfg.broker;
-    const badUrl = brokerUrl === undefined ? undefined : (await import("../protocol/broker-url.js")).brokerUrlError(brokerUrl);
+    const badUrl = brokerUrl === undefined ? undefined : (await import("../domain/broker-url.js")).brokerUrlError(brokerUrl);
     if (badUrl) throw new UsageError(badUrl);
     const logger = new (await import("../log/logger.js")).Logger({ service: "nve", id: cfg.nve, ...logOpts });
     return { cfg, brokerUrl, logger };

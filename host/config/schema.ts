@@ -1,6 +1,6 @@
 // JSON schema of the configuration file (INTERFACES.md), validated with ajv.
 // Formats follow PROTOCOL.md §2: identifiers, MACs, tags 1..4094, VN ids 1..2^24-1.
-import { BROKER_URL_PATTERN } from "../protocol/broker-url.js";
+import { BROKER_URL_PATTERN } from "../domain/broker-url.js";
 export const ID = "^[A-Za-z0-9._-]{1,64}$";
 export const MAC = "^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$";
 export const UUID = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$";

@@ -8,7 +8,7 @@ import { ConfigError, readConfigText } from "../config/load.js";
 import { ID, UUID, profileSchema } from "../config/schema.js";
 import { isUnicastIp, normIp } from "../domain/addr-text.js";
 import type { VnSeed } from "./core.js";
-import { BROKER_URL_PATTERN } from "../protocol/broker-url.js";
+import { BROKER_URL_PATTERN } from "../domain/broker-url.js";
 
 export interface ImaConfig {
   ima: string;

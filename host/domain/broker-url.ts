@@ -6,7 +6,7 @@
  * `broker`, `--broker` of each command): MQTT over TCP or TLS (`tcp://` is
  * MQTT.js's alias of `mqtt://`), WebSockets, and MQTT over a Unix socket
  * (`mqtt+unix:///PATH`, `mqtts+unix:///PATH`: MQTT.js's spelling, served by
- * it and by mqtt-lean.ts) for a broker on the same host. The JSON schemas'
+ * it and by host/protocol/mqtt-lean.ts) for a broker on the same host. The JSON schemas'
  * `pattern` is this one.
  */
 export const BROKER_URL_PATTERN = "^(mqtts?|wss?|tcp|mqtts?\\+unix)://";
