@@ -13,6 +13,7 @@ import {
   HVS, NVE_POOL, baseConfig, brokerFixtures, mosquittoAvailable, mosquittoUnixFixture, nextNve, rawClient, rejects, runNvedge, spawnNvedge, startAgent, startNve, until,
   type BrokerFixture, type RunningBroker,
 } from "./support/control-harness.js";
+import { requireTool } from "./support/tools.js";
 
 const V1 = "0d6c8a8e-2f5b-4a8e-8d2e-5f1a4f0e9b01";
 const V2 = "0d6c8a8e-2f5b-4a8e-8d2e-5f1a4f0e9b02";
@@ -318,4 +319,4 @@ function agentSuite(fx: BrokerFixture): void {
 
 for (const fx of brokerFixtures()) agentSuite(fx);
 // and through Mosquitto's Unix socket (mqtt+unix://, issue 15: a broker on the same host without TCP), the NVE and every agent on it
-if (mosquittoAvailable() && process.env.NVEDGE_TEST_MOSQUITTO_UNIX !== "1") agentSuite(mosquittoUnixFixture());
+if (process.env.NVEDGE_TEST_MOSQUITTO_UNIX !== "1" && requireTool("mosquitto", mosquittoAvailable, "the agent suite through Mosquitto's Unix socket")) agentSuite(mosquittoUnixFixture());

@@ -65,7 +65,7 @@ export function brokerFixtures(): BrokerFixture[] {
   }];
   if (process.env.NVEDGE_TEST_BROKER_THREAD === "1") out[0] = embeddedThreadFixture();
   // NVEDGE_TEST_MOSQUITTO_UNIX=1: every suite also through Mosquitto's Unix socket (mqtt+unix://)
-  if (process.env.NVEDGE_TEST_MOSQUITTO_UNIX === "1" && mosquittoAvailable()) out.push(mosquittoUnixFixture());
+  if (process.env.NVEDGE_TEST_MOSQUITTO_UNIX === "1" && requireTool("mosquitto", mosquittoAvailable, "the suites through Mosquitto's Unix socket")) out.push(mosquittoUnixFixture());
   if (requireTool("mosquitto", mosquittoAvailable, "the suites over Mosquitto (MQTT 3.1.1 and 5)"))
     for (const pv of [4, 5] as const)
       out.push({
