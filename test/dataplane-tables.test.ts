@@ -432,6 +432,31 @@ test("apply: a 1,025th remote on a flood list refuses the whole list with a Data
   assert.is(floodCopies(), 1024, "exactly 1,024 is fine");
 });
 
+test("apply: a refused list leaves nothing behind for the next list's checks (one validation overlay serves every apply)", async () => {
+  // validate() reuses one overlay per data plane (issue 15: its Maps and Sets were garbage per apply, an apply per
+  // request when paced); what a refused list added to it (a VN, a port's tag, MACs counted) must not be seen by the next.
+  const dp = await fixtureDp(4);
+  const { L1 } = F.locals(100);
+  const refused = (ops: DpOp[]): unknown => { try { dp.apply(ops); } catch (e) { return e; } return undefined; };
+  const e1 = refused([
+    { op: "vn", vn: 951, vni: 9510, profile: { encap: "vxlan", mtu: 1500 } },
+    { op: "tag", port: F.ACC1, tag: 951, vn: 951 },
+    { op: "mac.remote", vn: 951, mac: "02:00:5e:09:51:02", nve: "192.0.2.11" },
+    { op: "frobnicate" } as never,
+  ]);
+  assert.instance(e1, DataPlaneError, `the first list is refused at its last op: ${e1}`);
+  const e2 = refused([{ op: "mac.remote", vn: 951, mac: "02:00:5e:09:51:03", nve: "192.0.2.11" }]);
+  assert.instance(e2, DataPlaneError, `VN 951 of the refused list is not seen by the next: ${e2}`);
+  assert.match((e2 as Error).message, /unknown VN 951/);
+  const e3 = refused([{ op: "mac.local", vn: 951, mac: "02:00:5e:09:51:04", port: F.ACC1, active: true }]);
+  assert.instance(e3, DataPlaneError, `the refused list's tag is not seen by the next: ${e3}`);
+  // the same VN made by a list of its own is fine, and the data plane is as before
+  dp.apply([{ op: "vn", vn: 951, vni: 9510, profile: { encap: "vxlan", mtu: 1500 } }, { op: "mac.remote", vn: 951, mac: "02:00:5e:09:51:02", nve: "192.0.2.11" }]);
+  assert.ok(dp.counters().vns["951"], "VN 951 made by the accepted list");
+  const { R1 } = F.remotes(100);
+  assert.equal(F.send(dp, F.ACC1, F.accessFrame(L1, R1)).outs.map((o) => o.port), [F.UPLINK]);
+});
+
 test("apply: more remote NVEs than the remote table holds refuse the whole list with a DataPlaneError", async () => {
   const { L1 } = F.locals(100);
   // More distinct remote NVEs (5,000) than the remote table holds (4,096 in assembly/state.ts), in one list.

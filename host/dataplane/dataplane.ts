@@ -16,7 +16,7 @@ import {
 import { type Layout, type CreateOptions, instantiate, checkAbi, layoutOf, dropNamesOf, wasmModule } from "./load.js";
 import { imageSubject, encodeImage, restoreImage, touchedOf, ImageEncoder, type ImageKey } from "./image.js";
 import { Tables, ENCAP, type VnState } from "./tables.js";
-import { validate, DataPlaneError, type Parsed } from "./validate.js";
+import { validate, validateScratch, DataPlaneError, type Parsed, type ValidateScratch } from "./validate.js";
 import { readDrops, readCounters, readTrace, type TraceResult } from "./decode.js";
 
 export { DataPlaneError, type Layout, type CreateOptions };
@@ -42,6 +42,8 @@ export class DataPlane {
   private t: Tables;
   // What validate() parsed, by op index, for applyOne to use without parsing
   // again (./validate.ts Parsed).
+  /** validate()'s overlay, reused by every apply() (./validate.ts ValidateScratch). */
+  private scratch: ValidateScratch | undefined;
   private parsed: Parsed = { hi: new Int32Array(0), lo: new Int32Array(0), ip4: new Float64Array(0), bulk: new Map() };
   /** The L3 service's domains and their tunnels (./l3.ts). */
   private readonly l3: L3State;
@@ -142,7 +144,7 @@ export class DataPlane {
       p.ip4 = new Float64Array(ops.length);
     }
     try {
-      validate(this.t, ops, p, () => this.stats(), (owner) => this.l3.checker(owner));
+      validate(this.t, ops, p, () => this.stats(), (owner) => this.l3.checker(owner), this.scratch ??= validateScratch(this.t, p));
       for (let i = 0; i < ops.length; i++) this.applyOne(ops[i], i);
       this.t.updateFanout();
     } finally {
