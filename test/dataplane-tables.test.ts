@@ -475,6 +475,38 @@ test("apply: more remote NVEs than the remote table holds refuse the whole list 
   assert.is(F.send(dp2, F.ACC1, F.accessFrame(L1, first)).outs.length, F.REMOTES.length + 1, "none of the refused bindings installed");
 });
 
+test("apply: the worst fanout given to the wasm follows every list, up and down, without a walk over every VN per list", async () => {
+  // Tables.updateFanout keeps it from the VNs a list changed (issue 15: the walk was per request when paced, O(VNs));
+  // it must never stay below the truth (the output area's room check, assembly/index.ts) and should come down when
+  // the worst VN shrinks or goes.
+  const dp = await fixtureDp(4);
+  type V = { flood: Set<number>; locals: number };
+  const t = (dp as unknown as { t: { fanout: number; vns: Map<number, V> } }).t;
+  const truth = () => Math.max(1, ...[...t.vns.values()].map((v) => v.flood.size + v.locals + 1));
+  const vns = [...t.vns.keys()];
+  const a = vns[0], b = vns[1];
+  const nve = (k: number) => `198.51.100.${k + 1}`;
+  const steps: [string, DpOp[]][] = [
+    ["six more remotes on the first VN's flood list", Array.from({ length: 6 }, (_, k) => ({ op: "flood.join" as const, vn: a, nve: nve(k) }))],
+    ["three on the second VN's", Array.from({ length: 3 }, (_, k) => ({ op: "flood.join" as const, vn: b, nve: nve(k) }))],
+    ["a binding only (no fanout change)", [{ op: "mac.remote", vn: b, mac: "02:00:5e:00:0f:01", nve: nve(0) }]],
+    ["the first VN's six leave (the worst shrinks)", Array.from({ length: 6 }, (_, k) => ({ op: "flood.leave" as const, vn: a, nve: nve(k) }))],
+    ["a new VN with a tag on both ports and eight remotes", [{ op: "vn", vn: 977, vni: 9770, profile: { encap: "vxlan", mtu: 1500 } },
+      { op: "tag", port: F.ACC1, tag: 977, vn: 977 }, { op: "tag", port: F.ACC2, tag: 977, vn: 977 },
+      ...Array.from({ length: 8 }, (_, k) => ({ op: "flood.join" as const, vn: 977, nve: nve(10 + k) }))]],
+    ["a tag removed from it", [{ op: "tag.del", port: F.ACC2, tag: 977 }]],
+    ["the worst VN deleted", [...Array.from({ length: 8 }, (_, k) => ({ op: "flood.leave" as const, vn: 977, nve: nve(10 + k) })),
+      { op: "tag.del", port: F.ACC1, tag: 977 }, { op: "vn.del", vn: 977 }]],
+  ];
+  let last = -1;
+  for (const [name, ops] of steps) {
+    dp.apply(ops);
+    assert.is(t.fanout, truth(), `${name}: worst fanout ${t.fanout}, VNs say ${truth()}`);
+    if (name.includes("shrinks") || name.includes("deleted")) assert.ok(t.fanout < last, `${name}: it came down (${last} -> ${t.fanout})`);
+    last = t.fanout;
+  }
+});
+
 test("output area: a batch whose floods overflow maxOut is finished over several process() calls, nothing lost", async () => {
   const dp = await fixtureDp(4);
   const extra = Array.from({ length: 61 }, (_, i) => `198.51.100.${i + 1}`);

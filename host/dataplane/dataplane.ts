@@ -226,6 +226,7 @@ export class DataPlane {
         this.t.prefixes = this.t.prefixes.filter((x) => x.vnIdx !== v.idx);
         this.t.writePrefixes();
         ex.delVn(v.idx);
+        this.t.touchFanout(v);
         this.t.vns.delete(op.vn);
         this.t.vnKeyOwner.delete(`${v.profile.encap}:${v.vni}`);
         this.t.vnById[v.idx] = undefined;
@@ -241,6 +242,7 @@ export class DataPlane {
         if (old === op.vn) break;
         if (old !== undefined) this.t.unmapTag(port, op.tag);
         this.check(ex.setTag(port, op.tag, v.idx + 1), i, "tag");
+        this.t.touchFanout(v);
         v.locals++;
         this.t.tags.set(key, op.vn);
         this.t.portTagOf.set(`${op.vn}:${port}`, op.tag);
@@ -318,6 +320,7 @@ export class DataPlane {
         const r = this.t.remotes.get(parseIp(op.nve, false)!.text);
         if (r && v.flood.has(r.idx)) break;
         const t = this.t.acquireTunnel(v.idx, op.nve);
+        this.t.touchFanout(v);
         v.flood.add(t.r);
         ex.setVtep(v.idx, t.r, 1);
         this.t.writeFlood(v);
@@ -327,6 +330,7 @@ export class DataPlane {
         const v = this.t.vns.get(op.vn)!;
         const r = this.t.remotes.get(parseIp(op.nve, false)!.text);
         if (!r || !v.flood.has(r.idx)) break;
+        this.t.touchFanout(v);
         v.flood.delete(r.idx);
         ex.setVtep(v.idx, r.idx, 0);
         this.t.writeFlood(v);
