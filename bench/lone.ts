@@ -100,11 +100,11 @@ async function main(): Promise<void> {
     for (let k = 0; k < 3; k++) { batchedUs.push(r2(await batched("attach"))); await batched("detach"); }
     const out: Record<string, unknown> = { case: "control.core.lone", vnics: AGENTS * PER_AGENT, lone_attach_cpu_us: loneUs, batched_attach_cpu_us: batchedUs };
     if (process.env.NVEDGE_BENCH_HEAP) {
+      const reqs = requests("attach"); // built before the profile counts: the harness's own garbage stays out
+      const n = reqs.length;
       const s = new Session();
       s.connect();
       await s.post("HeapProfiler.startSampling", { samplingInterval: 256, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
-      const reqs = requests("attach"); // built before the profile counts: the harness's own garbage stays out
-      const n = reqs.length;
       for (const [hv, p] of reqs) { answer("attach", await core.request(hv, p)); await turn(); }
       const { profile } = await s.post("HeapProfiler.stopSampling");
       s.disconnect();
