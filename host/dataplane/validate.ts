@@ -8,6 +8,7 @@ import { compileAcl, compileQos, learnProblems } from "./acl.js";
 import type { Tables } from "./tables.js";
 import { ENCAP } from "./tables.js";
 import { DataPlaneError } from "./error.js";
+import { L3_CHECKED_OPS } from "./l3.js";
 
 export { DataPlaneError };
 
@@ -313,10 +314,12 @@ export function validate(t: Tables, ops: DpOp[], p: Parsed, fill: () => { macs: 
   const o = scratch && scratch.t === t && scratch.p === p ? scratch : new Overlay(t, p);
   o.reset();
   try {
-    const l3check = l3checker?.((key) => o.ownerOf(key));
+    // the L3 checker (its map and closures) made at the first op it checks:
+    // an attach's list has none (issue 15: an apply per request when paced)
+    let l3check: ((op: DpOp, i: number) => void) | undefined;
     ops.forEach((op, i) => {
       if (!op || typeof op !== "object") fail(i, "", "not an object");
-      l3check?.(op, i); // the L3 service's ops and fields (./l3.ts)
+      if (l3checker && L3_CHECKED_OPS.has(op.op)) (l3check ??= l3checker((key) => o.ownerOf(key)))(op, i); // the L3 service's ops and fields (./l3.ts)
       const check = Object.hasOwn(CHECKS, op.op) ? CHECKS[op.op] as Check<DpOp["op"]> : undefined;
       if (!check) fail(i, "op", `unknown op ${JSON.stringify((op as { op: unknown }).op)}`);
       check!(o, op as never, i);
