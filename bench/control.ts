@@ -9,7 +9,7 @@
 //   node dist/bench/control.js            (NVEDGE_BENCH_QUICK=1: 1,000 VNICs; NVEDGE_BENCH_BROKER=core|embedded|embedded-thread|mosquitto: one only (core: no MQTT, benchCore);
 //                                          NVEDGE_BENCH_NVE_ARGS: more `nvedge run` arguments; NVEDGE_BENCH_NVE_BIN: another build's bin/nvedge.js; NVEDGE_BENCH_NVE_NODE_ARGS: node's, e.g. --cpu-prof;
 //                                          NVEDGE_BENCH_HEAP=1 (core): the bytes allocated per request, by V8's sampling heap profiler (=live: those still alive after the round);
-//                                          NVEDGE_BENCH_AUTOGROUP_NICE=N: this session's scheduler weight (the bench's processes before other work on the machine); NVEDGE_BENCH_WARM_ROUNDS=N (default 2); NVEDGE_BENCH_AGENT_CLIENT=lean|mqttjs;
+//                                          NVEDGE_BENCH_AUTOGROUP_NICE=N: this session's scheduler weight (the bench's processes before other work on the machine); NVEDGE_BENCH_WARM_ROUNDS=N (default 2); NVEDGE_BENCH_PACED_ROUNDS=N (default 1); NVEDGE_BENCH_AGENT_CLIENT=lean|mqttjs;
 //                                          NVEDGE_BENCH_NVE_NODE=firmware|PATH: the Node the NVE runs under (firmware: the bundle's pinned Node 24, the device's runtime);
 //                                          NVEDGE_BENCH_NVE_CPU=N|none: the NVE alone on CPU N (default: the last CPU of two or more); NVEDGE_BENCH_NVE_LOG=FILE: its log and stdout kept; NVEDGE_BENCH_CASES=cold,warm,paced,serial,detach: some only;
 //                                          NVEDGE_BENCH_THREADS=1: the NVE's CPU per request by thread on stderr; NVEDGE_BENCH_PACED_TRACE=FILE: each paced request's start and latency, and this process's GC pauses and stalls;
@@ -359,20 +359,30 @@ async function benchOne(kind: "embedded" | "mosquitto", perAgent: number, thread
       }
     }
     if (want("paced")) {
-      await measured(child.pid!, () => runMax(agents, detachJobs(1), WINDOW), "detach.max.1");
-      // one scrape before and one after: each scrape resets the NVE's event-loop delay monitor (prom-client)
-      const s0 = await scrape(metricsPort);
-      const cap = await capture(url);
-      const heap = await agentHeap();
-      const paced = await measured(child.pid!, () => runPaced(agents, attachJobs(1), 2000), "attach.paced");
-      await heap?.stop(paced.lat.length);
-      await cap?.stop();
-      const s1 = await scrape(metricsPort);
-      const st = [...paced.steady].sort((a, b) => a - b);
-      rows.push(row(broker.name, "paced", "attach", vnics, paced, { offered_per_s: 2000, tables: "warm",
-        after_1s: { requests: st.length, p50_ms: r2(pct(st, 50)), p99_ms: r2(pct(st, 99)), max_ms: r2(st[st.length - 1] ?? NaN) },
-        ...inNve(attachLatencies(s0), attachLatencies(s1)),
-        ...pausesIn(s0 === undefined ? undefined : parsePauses(s0), s1 === undefined ? undefined : parsePauses(s1)) }));
+      // NVEDGE_BENCH_PACED_ROUNDS=N (default 1): N paced cases, each after a
+      // detach at max, each its own row (`round`). The rounds at max leave the
+      // per-turn path (a turn per request when paced: the socket's read and
+      // write, the immediates, the streams) colder than the per-request one: the
+      // first paced case tiers it up (--trace-opt: ~50 TurboFan compiles on the
+      // NVE's own CPU during it, bench/README.md "gc15"); the second is what a
+      // paced NVE that has run a while spends.
+      const pacedRounds = Math.max(1, Number(process.env.NVEDGE_BENCH_PACED_ROUNDS ?? 1) || 1);
+      for (let k = 0; k < pacedRounds; k++) {
+        await measured(child.pid!, () => runMax(agents, detachJobs(1), WINDOW), k === 0 ? "detach.max.1" : `detach.max.p${k}`);
+        // one scrape before and one after: each scrape resets the NVE's event-loop delay monitor (prom-client)
+        const s0 = await scrape(metricsPort);
+        const cap = await capture(url);
+        const heap = await agentHeap();
+        const paced = await measured(child.pid!, () => runPaced(agents, attachJobs(1), 2000), "attach.paced");
+        await heap?.stop(paced.lat.length);
+        await cap?.stop();
+        const s1 = await scrape(metricsPort);
+        const st = [...paced.steady].sort((a, b) => a - b);
+        rows.push(row(broker.name, "paced", "attach", vnics, paced, { offered_per_s: 2000, tables: "warm", ...(pacedRounds > 1 ? { round: k + 1 } : {}),
+          after_1s: { requests: st.length, p50_ms: r2(pct(st, 50)), p99_ms: r2(pct(st, 99)), max_ms: r2(st[st.length - 1] ?? NaN) },
+          ...inNve(attachLatencies(s0), attachLatencies(s1)),
+          ...pausesIn(s0 === undefined ? undefined : parsePauses(s0), s1 === undefined ? undefined : parsePauses(s1)) }));
+      }
     }
     if (want("serial")) {
       // the latency floor: one agent, one request at a time

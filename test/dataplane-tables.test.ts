@@ -432,6 +432,31 @@ test("apply: a 1,025th remote on a flood list refuses the whole list with a Data
   assert.is(floodCopies(), 1024, "exactly 1,024 is fine");
 });
 
+test("apply: a refused list leaves nothing behind for the next list's checks (one validation overlay serves every apply)", async () => {
+  // validate() reuses one overlay per data plane (issue 15: its Maps and Sets were garbage per apply, an apply per
+  // request when paced); what a refused list added to it (a VN, a port's tag, MACs counted) must not be seen by the next.
+  const dp = await fixtureDp(4);
+  const { L1 } = F.locals(100);
+  const refused = (ops: DpOp[]): unknown => { try { dp.apply(ops); } catch (e) { return e; } return undefined; };
+  const e1 = refused([
+    { op: "vn", vn: 951, vni: 9510, profile: { encap: "vxlan", mtu: 1500 } },
+    { op: "tag", port: F.ACC1, tag: 951, vn: 951 },
+    { op: "mac.remote", vn: 951, mac: "02:00:5e:09:51:02", nve: "192.0.2.11" },
+    { op: "frobnicate" } as never,
+  ]);
+  assert.instance(e1, DataPlaneError, `the first list is refused at its last op: ${e1}`);
+  const e2 = refused([{ op: "mac.remote", vn: 951, mac: "02:00:5e:09:51:03", nve: "192.0.2.11" }]);
+  assert.instance(e2, DataPlaneError, `VN 951 of the refused list is not seen by the next: ${e2}`);
+  assert.match((e2 as Error).message, /unknown VN 951/);
+  const e3 = refused([{ op: "mac.local", vn: 951, mac: "02:00:5e:09:51:04", port: F.ACC1, active: true }]);
+  assert.instance(e3, DataPlaneError, `the refused list's tag is not seen by the next: ${e3}`);
+  // the same VN made by a list of its own is fine, and the data plane is as before
+  dp.apply([{ op: "vn", vn: 951, vni: 9510, profile: { encap: "vxlan", mtu: 1500 } }, { op: "mac.remote", vn: 951, mac: "02:00:5e:09:51:02", nve: "192.0.2.11" }]);
+  assert.ok(dp.counters().vns["951"], "VN 951 made by the accepted list");
+  const { R1 } = F.remotes(100);
+  assert.equal(F.send(dp, F.ACC1, F.accessFrame(L1, R1)).outs.map((o) => o.port), [F.UPLINK]);
+});
+
 test("apply: more remote NVEs than the remote table holds refuse the whole list with a DataPlaneError", async () => {
   const { L1 } = F.locals(100);
   // More distinct remote NVEs (5,000) than the remote table holds (4,096 in assembly/state.ts), in one list.
@@ -448,6 +473,38 @@ test("apply: more remote NVEs than the remote table holds refuse the whole list 
   assert.instance(err, DataPlaneError, `5000 remote NVEs: ${err}`);
   const first = { mac: E.macText(E.u8(2, 0x44, 0, 0, 0, 5)), ip4: "10.1.9.9", ip6: "2001:db8:1::99" };
   assert.is(F.send(dp2, F.ACC1, F.accessFrame(L1, first)).outs.length, F.REMOTES.length + 1, "none of the refused bindings installed");
+});
+
+test("apply: the worst fanout given to the wasm follows every list, up and down, without a walk over every VN per list", async () => {
+  // Tables.updateFanout keeps it from the VNs a list changed (issue 15: the walk was per request when paced, O(VNs));
+  // it must never stay below the truth (the output area's room check, assembly/index.ts) and should come down when
+  // the worst VN shrinks or goes.
+  const dp = await fixtureDp(4);
+  type V = { flood: Set<number>; locals: number };
+  const t = (dp as unknown as { t: { fanout: number; vns: Map<number, V> } }).t;
+  const truth = () => Math.max(1, ...[...t.vns.values()].map((v) => v.flood.size + v.locals + 1));
+  const vns = [...t.vns.keys()];
+  const a = vns[0], b = vns[1];
+  const nve = (k: number) => `198.51.100.${k + 1}`;
+  const steps: [string, DpOp[]][] = [
+    ["six more remotes on the first VN's flood list", Array.from({ length: 6 }, (_, k) => ({ op: "flood.join" as const, vn: a, nve: nve(k) }))],
+    ["three on the second VN's", Array.from({ length: 3 }, (_, k) => ({ op: "flood.join" as const, vn: b, nve: nve(k) }))],
+    ["a binding only (no fanout change)", [{ op: "mac.remote", vn: b, mac: "02:00:5e:00:0f:01", nve: nve(0) }]],
+    ["the first VN's six leave (the worst shrinks)", Array.from({ length: 6 }, (_, k) => ({ op: "flood.leave" as const, vn: a, nve: nve(k) }))],
+    ["a new VN with a tag on both ports and eight remotes", [{ op: "vn", vn: 977, vni: 9770, profile: { encap: "vxlan", mtu: 1500 } },
+      { op: "tag", port: F.ACC1, tag: 977, vn: 977 }, { op: "tag", port: F.ACC2, tag: 977, vn: 977 },
+      ...Array.from({ length: 8 }, (_, k) => ({ op: "flood.join" as const, vn: 977, nve: nve(10 + k) }))]],
+    ["a tag removed from it", [{ op: "tag.del", port: F.ACC2, tag: 977 }]],
+    ["the worst VN deleted", [...Array.from({ length: 8 }, (_, k) => ({ op: "flood.leave" as const, vn: 977, nve: nve(10 + k) })),
+      { op: "tag.del", port: F.ACC1, tag: 977 }, { op: "vn.del", vn: 977 }]],
+  ];
+  let last = -1;
+  for (const [name, ops] of steps) {
+    dp.apply(ops);
+    assert.is(t.fanout, truth(), `${name}: worst fanout ${t.fanout}, VNs say ${truth()}`);
+    if (name.includes("shrinks") || name.includes("deleted")) assert.ok(t.fanout < last, `${name}: it came down (${last} -> ${t.fanout})`);
+    last = t.fanout;
+  }
 });
 
 test("output area: a batch whose floods overflow maxOut is finished over several process() calls, nothing lost", async () => {

@@ -141,6 +141,18 @@ class Ctx implements HandlerCtx {
   }
 }
 
+const NO_FINISHED: readonly Finished[] = Object.freeze([]);
+
+/** The ops of a group's changes in order, in one array of their total length. */
+function opsOf(group: Finished[]): DpOp[] {
+  let n = 0;
+  for (const f of group) n += f.ops.length;
+  const out = new Array<DpOp>(n);
+  let i = 0;
+  for (const f of group) for (const op of f.ops) out[i++] = op;
+  return out;
+}
+
 export class NveCore {
   readonly model: Model;
   readonly catalog: VnCatalog;
@@ -329,16 +341,26 @@ export class NveCore {
    * §2: answers wait for it).
    */
   private async commitGroup(group: Finished[], pipelined: boolean): Promise<{ durable?: Promise<void> }> {
-    const changed = group.filter((f) => !f.empty);
-    const all = group.flatMap((f) => f.ops);
+    // A group of one (every request when they come one at a time, issue 15)
+    // uses its change's own lists: no filtered copy, no flatMap (a generic
+    // builtin, ~1 % of a paced request's CPU); neither list is written to
+    // (the IMA's overlay copies before it re-points an op).
+    const changed = group.length === 1 ? (group[0].empty ? NO_FINISHED : group) : group.filter((f) => !f.empty);
+    const all = group.length === 1 ? group[0].ops : opsOf(group);
     const ops = this.ima?.overlay?.(all) ?? all; // the IMA client's re-pointed MACs in the same apply (issue 15)
     let durable: Promise<void> | undefined;
     try {
       if (changed.length) {
         const write = (w: StoreWriter) => { for (const f of changed) replay(w, f.writes); };
         const store = this.o.store;
-        if (store.commit && pipelined) durable = (await this.stored(() => store.commit!(write))).durable;
-        else await this.stored(() => store.transaction(write));
+        // stored() inlined: no closure and async wrapper per group
+        try {
+          if (store.commit && pipelined) durable = (await store.commit(write)).durable;
+          else await store.transaction(write);
+        } catch (e) {
+          this.die(e as Error);
+          throw new StoreFailure((e as Error).message);
+        }
       }
       try {
         if (ops.length) await this.o.programmer.apply(ops);

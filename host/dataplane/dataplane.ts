@@ -16,7 +16,7 @@ import {
 import { type Layout, type CreateOptions, instantiate, checkAbi, layoutOf, dropNamesOf, wasmModule } from "./load.js";
 import { imageSubject, encodeImage, restoreImage, touchedOf, ImageEncoder, type ImageKey } from "./image.js";
 import { Tables, ENCAP, type VnState } from "./tables.js";
-import { validate, DataPlaneError, type Parsed } from "./validate.js";
+import { validate, validateScratch, DataPlaneError, type Parsed, type ValidateScratch } from "./validate.js";
 import { readDrops, readCounters, readTrace, type TraceResult } from "./decode.js";
 
 export { DataPlaneError, type Layout, type CreateOptions };
@@ -42,6 +42,8 @@ export class DataPlane {
   private t: Tables;
   // What validate() parsed, by op index, for applyOne to use without parsing
   // again (./validate.ts Parsed).
+  /** validate()'s overlay, reused by every apply() (./validate.ts ValidateScratch). */
+  private scratch: ValidateScratch | undefined;
   private parsed: Parsed = { hi: new Int32Array(0), lo: new Int32Array(0), ip4: new Float64Array(0), bulk: new Map() };
   /** The L3 service's domains and their tunnels (./l3.ts). */
   private readonly l3: L3State;
@@ -142,7 +144,7 @@ export class DataPlane {
       p.ip4 = new Float64Array(ops.length);
     }
     try {
-      validate(this.t, ops, p, () => this.stats(), (owner) => this.l3.checker(owner));
+      validate(this.t, ops, p, () => this.stats(), (owner) => this.l3.checker(owner), this.scratch ??= validateScratch(this.t, p));
       for (let i = 0; i < ops.length; i++) this.applyOne(ops[i], i);
       this.t.updateFanout();
     } finally {
@@ -224,6 +226,7 @@ export class DataPlane {
         this.t.prefixes = this.t.prefixes.filter((x) => x.vnIdx !== v.idx);
         this.t.writePrefixes();
         ex.delVn(v.idx);
+        this.t.touchFanout(v);
         this.t.vns.delete(op.vn);
         this.t.vnKeyOwner.delete(`${v.profile.encap}:${v.vni}`);
         this.t.vnById[v.idx] = undefined;
@@ -239,6 +242,7 @@ export class DataPlane {
         if (old === op.vn) break;
         if (old !== undefined) this.t.unmapTag(port, op.tag);
         this.check(ex.setTag(port, op.tag, v.idx + 1), i, "tag");
+        this.t.touchFanout(v);
         v.locals++;
         this.t.tags.set(key, op.vn);
         this.t.portTagOf.set(`${op.vn}:${port}`, op.tag);
@@ -316,6 +320,7 @@ export class DataPlane {
         const r = this.t.remotes.get(parseIp(op.nve, false)!.text);
         if (r && v.flood.has(r.idx)) break;
         const t = this.t.acquireTunnel(v.idx, op.nve);
+        this.t.touchFanout(v);
         v.flood.add(t.r);
         ex.setVtep(v.idx, t.r, 1);
         this.t.writeFlood(v);
@@ -325,6 +330,7 @@ export class DataPlane {
         const v = this.t.vns.get(op.vn)!;
         const r = this.t.remotes.get(parseIp(op.nve, false)!.text);
         if (!r || !v.flood.has(r.idx)) break;
+        this.t.touchFanout(v);
         v.flood.delete(r.idx);
         ex.setVtep(v.idx, r.idx, 0);
         this.t.writeFlood(v);

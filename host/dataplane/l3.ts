@@ -90,6 +90,13 @@ interface L3Tun { t: number; r: number; nve: string; refs: number }
 export const MAX_DOMAINS = 1024;
 const DOM_MAX_VNS = 120;
 
+/**
+ * The ops L3State.checker's switch looks at (it passes every other op as is):
+ * validate() makes the checker at the first of them in a list, so a list
+ * without one (an attach's) makes none (issue 15). Keep it with the switch.
+ */
+export const L3_CHECKED_OPS: ReadonlySet<string> = new Set<DpOp["op"]>(["l3domain", "l3domain.del", "vn", "flood.join"]);
+
 export class L3State {
   private domains = new Map<number, Domain>();
   private freeD: number[] = [];
