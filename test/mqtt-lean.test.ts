@@ -100,6 +100,69 @@ s("messages whose frames are cut anywhere by the reads arrive whole, in order, e
   }
 });
 
+for (const via of ["tcp", "unix"] as const) {
+  s(`the reused read buffer (${via}): several frames in one read, a frame split across reads with others behind it, and payloads kept after the handler stay intact`, async () => {
+    const dir = via === "unix" ? mkdtempSync(join(tmpdir(), "nvl-lean-read-")) : undefined;
+    const b = await broker(dir ? { unixPath: join(dir, "b.sock") } : {});
+    const c = await connectLeanWhenReachable(b.url, () => {}, opts());
+    try {
+      // the payload Buffers themselves are kept: were they views of the client's read buffer, the reads after them would overwrite them
+      const kept: { topic: string; payload: Buffer }[] = [];
+      c.on("message", (topic: string, payload: Buffer) => kept.push({ topic, payload }));
+      await c.subscribeAsync(["t/#"], { qos: 1 });
+      const msg = (k: number) => encodePublish4(`t/${k}`, Buffer.from(`{"k":${k},"fill":"${String.fromCharCode(97 + (k % 26)).repeat(40 + k)}"}`), 1, false, k + 1);
+      const expect: string[] = [];
+      const frames: Buffer[] = [];
+      for (let k = 0; k < 30; k++) {
+        frames.push(msg(k));
+        expect.push(`{"k":${k},"fill":"${String.fromCharCode(97 + (k % 26)).repeat(40 + k)}"}`);
+      }
+      // read 1: ten whole frames and the first half of the eleventh; read 2: its rest and nine more whole frames and 3 bytes of the 21st
+      const first = Buffer.concat(frames.slice(0, 10));
+      const cut = Math.floor(frames[10].length / 2);
+      b.last().send(Buffer.concat([first, frames[10].subarray(0, cut)]));
+      await until(() => kept.length === 10, 5000, "the first ten messages, from one read");
+      await tick(20);
+      b.last().send(Buffer.concat([frames[10].subarray(cut), ...frames.slice(11, 20), frames[20].subarray(0, 3)]));
+      await until(() => kept.length === 20, 5000, "the next ten");
+      await tick(20);
+      b.last().send(Buffer.concat([frames[20].subarray(3), ...frames.slice(21)]));
+      await until(() => kept.length === 30, 5000, "all thirty");
+      // a last read of other bytes over the whole buffer, before the kept payloads are read
+      b.last().send(encodePublish4("t/z", Buffer.alloc(3000, 0x7a), 0, false, 0));
+      await until(() => kept.length === 31, 5000, "the overwriting message");
+      assert.equal(kept.slice(0, 30).map((m) => m.topic), frames.map((_, k) => `t/${k}`));
+      assert.equal(kept.slice(0, 30).map((m) => m.payload.toString()), expect);
+      await until(() => b.last().got.filter((p) => p.cmd === "puback").length === 30, 5000, "thirty PUBACKs");
+      assert.equal(b.last().got.filter((p) => p.cmd === "puback").map((p) => p.messageId), frames.map((_, k) => k + 1));
+    } finally {
+      await c.endAsync(true);
+      await b.close();
+      if (dir) rmSync(dir, { recursive: true, force: true });
+    }
+  });
+}
+
+s("MQTT 5 (mqtt-packet's path): a payload and correlation data kept after the handler stay intact after later reads", async () => {
+  const b = await broker({ pv: 5 });
+  const c = await connectLeanWhenReachable(b.url, () => {}, opts({ protocolVersion: 5 }));
+  try {
+    const kept: { payload: Buffer; corr: Buffer | undefined }[] = [];
+    c.on("message", (_t: string, payload: Buffer, p: { properties?: { correlationData?: Buffer } }) => kept.push({ payload, corr: p.properties?.correlationData }));
+    await c.subscribeAsync(["t/#"], { qos: 1 });
+    const pub = (k: number) => mqttPacket.generate({ cmd: "publish", topic: `t/${k}`, payload: Buffer.from(`payload-${k}`), qos: 1, messageId: k + 1, retain: false, dup: false,
+      properties: { correlationData: Buffer.from(`corr-${k}`) } }, { protocolVersion: 5 });
+    b.last().send(Buffer.concat([pub(0), pub(1), pub(2)]));
+    await until(() => kept.length === 3, 5000, "three messages from one read");
+    b.last().send(mqttPacket.generate({ cmd: "publish", topic: "t/z", payload: Buffer.alloc(2000, 0x7a), qos: 0, retain: false, dup: false }, { protocolVersion: 5 }));
+    await until(() => kept.length === 4, 5000, "the overwriting message");
+    assert.equal(kept.slice(0, 3).map((m) => [m.payload.toString(), m.corr?.toString()]), [["payload-0", "corr-0"], ["payload-1", "corr-1"], ["payload-2", "corr-2"]]);
+  } finally {
+    await c.endAsync(true);
+    await b.close();
+  }
+});
+
 s("a publish unacknowledged when the connection drops is sent again with DUP and its id; subscriptions are made again", async () => {
   const b = await broker({ ack: false });
   const c = await connectLeanWhenReachable(b.url, () => {}, opts());

@@ -12,15 +12,28 @@
 // object per publish, and writes each packet in pieces through
 // writeToStream: 25-60 µs of the NVE's ~100 µs per warm attach (bench/README.md
 // "Where each microsecond of an attach goes"). Here the frames are cut from
-// each read in place (a PUBLISH's payload is a view of the read, no copy),
+// each read in place (below: the read buffer, what is copied out of it),
 // PUBLISH (3.1.1) and PUBACK (both versions) are decoded and encoded by hand
 // into one buffer each, and every other packet (CONNACK, SUBACK, MQTT 5
 // PUBLISH with its properties, ...) goes through mqtt-packet, MQTT.js's own
 // codec, whole frame at a time. What this client writes in one turn of the
 // event loop leaves in one socket write (coalesce.ts).
 //
-// MQTT.js stays for the agents, the IMA and the CLI; NVEDGE_MQTT_CLIENT=mqttjs
-// puts the NVE back on it (a bench's A/B, an escape hatch).
+// Reading (issue 15, bench/README.md "read15"): over TCP and Unix sockets the
+// socket reads into one buffer of this client's, reused by every read
+// (net.connect's `onread`), and the frames are handled in the read callback:
+// no Buffer per read and no Readable push / 'data' event, ~16 µs of a lone
+// paced request's ~123 on the NVE's main thread (perf, bench/README.md
+// "gc15"). What must outlive the callback is copied out of that buffer: a
+// frame cut by the read's end, and a PUBLISH's payload (listeners may keep
+// it: tests collect them, an async handler may read it after an await). TLS
+// keeps the stream's 'data' path (a TLSSocket's onread is not what its
+// tests cover here), where each read is the client's own and nothing is
+// copied.
+//
+// The agents use it by default too (host/agent); MQTT.js stays for the IMA,
+// the CLI and WebSockets; NVEDGE_MQTT_CLIENT=mqttjs puts the NVE back on it
+// (a bench's A/B, an escape hatch).
 import { EventEmitter } from "node:events";
 import { connect as netConnect, isIP, type Socket } from "node:net";
 import { connect as tlsConnect } from "node:tls";
@@ -155,6 +168,8 @@ export class LeanMqttClient extends EventEmitter implements MqttLike {
   private partial: Buffer[] = [];
   private partialLen = 0;
   private need = 0;
+  /** The buffer every read of a TCP or Unix socket lands in (onread), made at the first connect and kept across reconnects. */
+  private readBuf: Buffer | undefined;
   private parser: Parser | undefined;
   private connackTimer: NodeJS.Timeout | undefined;
   private reconnectTimer: NodeJS.Timeout | undefined;
@@ -188,7 +203,7 @@ export class LeanMqttClient extends EventEmitter implements MqttLike {
     const s: Socket = this.secure
       ? tlsConnect({ ...(path !== undefined ? { path } : { host, port }), ca: o.ca as never, cert: o.cert as never, key: o.key as never, rejectUnauthorized: o.rejectUnauthorized !== false,
         ...(path !== undefined || isIP(host) ? {} : { servername: host }) })
-      : netConnect(path !== undefined ? { path } : { host, port });
+      : path !== undefined ? netConnect({ path, onread: this.onread() }) : netConnect({ host, port, onread: this.onread() });
     this.stream = s;
     if (path === undefined) s.setNoDelay(true);
     coalescePerTurn(s);
@@ -197,7 +212,7 @@ export class LeanMqttClient extends EventEmitter implements MqttLike {
     this.parser = mqttPacket.parser({ protocolVersion: this.pv });
     this.parser.on("packet", (p: Packet) => this.onPacket(p));
     this.parser.on("error", (e: Error) => this.protocolError(`malformed packet from the broker: ${e.message}`));
-    s.on("data", (b: Buffer) => this.onData(b));
+    if (this.secure) s.on("data", (b: Buffer) => this.onData(b, b.length, false)); // TLS: the stream's reads, each the client's own
     s.on("error", (e: Error & { code?: unknown }) => {
       if (s === this.stream && e.code) this.emit("error", e); // as MQTT.js: socket errors with a code are told (connectWhenReachable retries them)
     });
@@ -218,6 +233,11 @@ export class LeanMqttClient extends EventEmitter implements MqttLike {
     }, ms);
   }
 
+  /** Reads into this client's one buffer, handled in the callback (Node's onread: `false` would pause the socket). */
+  private onread(): { buffer: Buffer; callback: (n: number, b: Uint8Array) => boolean } {
+    return { buffer: (this.readBuf ??= Buffer.allocUnsafe(READ_BUFFER)), callback: (n, b) => { this.onData(b as Buffer, n, true); return true; } };
+  }
+
   private send(buf: Buffer): void {
     if (!this.stream) return; // gone meanwhile: what matters is sent again after the reconnect (inflight, subscriptions)
     this.sentSinceTick = true;
@@ -227,23 +247,26 @@ export class LeanMqttClient extends EventEmitter implements MqttLike {
   // ------------------------------------------------------------ reading
 
   /**
-   * Cuts the read into frames (fixed header, remaining length, 3.1.1 §2.2)
-   * and handles each in place. A frame cut by the read's end waits, with the
-   * reads after it, until all of it is here (`need`: its size, or 0 while its
-   * length is itself incomplete), and is joined once.
+   * Cuts the read's first `n` bytes into frames (fixed header, remaining
+   * length, 3.1.1 §2.2) and handles each in place. A frame cut by the read's
+   * end waits, with the reads after it, until all of it is here (`need`: its
+   * size, or 0 while its length is itself incomplete), and is joined once.
+   * `borrowed`: `chunk` is the reused read buffer (onread), overwritten by
+   * the next read, so what is kept past this call is copied out of it.
    */
-  private onData(chunk: Buffer): void {
+  private onData(chunk: Buffer, n: number, borrowed: boolean): void {
     let buf = chunk;
     if (this.partialLen > 0) {
-      this.partial.push(chunk);
-      this.partialLen += chunk.length;
+      this.partial.push(borrowed ? copyOf(chunk, 0, n) : chunk);
+      this.partialLen += n;
       if (this.need > this.partialLen) return;
       buf = Buffer.concat(this.partial, this.partialLen);
+      n = this.partialLen;
+      borrowed = false;
       this.partial = [];
       this.partialLen = 0;
     }
     let o = 0;
-    const n = buf.length;
     while (o < n && this.stream) {
       let i = o + 1, len = 0, mul = 1, b = 128;
       while (b & 128) {
@@ -257,19 +280,19 @@ export class LeanMqttClient extends EventEmitter implements MqttLike {
         this.need = b & 128 ? 0 : i + len - o;
         break;
       }
-      this.onFrame(buf, o, i, i + len);
+      this.onFrame(buf, o, i, i + len, borrowed);
       o = i + len;
     }
     if (o < n && this.stream) {
-      this.partial = [buf.subarray(o)];
+      this.partial = [borrowed ? copyOf(buf, o, n) : buf.subarray(o, n)];
       this.partialLen = n - o;
     }
   }
 
-  private onFrame(buf: Buffer, start: number, s: number, e: number): void {
+  private onFrame(buf: Buffer, start: number, s: number, e: number, borrowed: boolean): void {
     const h = buf[start];
     const type = h >> 4;
-    if (type === 3 && this.pv === 4) return this.onPublish4(h, buf, s, e);
+    if (type === 3 && this.pv === 4) return this.onPublish4(h, buf, s, e, borrowed);
     if (type === 4 && e - s >= 2) { // PUBACK: id, and in MQTT 5 a reason code when longer (5.0 §3.4.2.1)
       const id = (buf[s] << 8) | buf[s + 1];
       return this.acked(id, e - s > 2 ? buf[s + 2] : 0);
@@ -278,11 +301,12 @@ export class LeanMqttClient extends EventEmitter implements MqttLike {
       this.pingTicks = 0;
       return;
     }
-    this.parser!.parse(buf.subarray(start, e)); // one whole frame: mqtt-packet emits it at once
+    // one whole frame: mqtt-packet emits it at once; its packet's buffers (an MQTT 5 payload, correlation data) are views of what it is given
+    this.parser!.parse(borrowed ? copyOf(buf, start, e) : buf.subarray(start, e));
   }
 
-  /** An MQTT 3.1.1 PUBLISH (§3.3): the payload a view of the read. */
-  private onPublish4(h: number, buf: Buffer, s: number, e: number): void {
+  /** An MQTT 3.1.1 PUBLISH (§3.3): the payload a view of the read, or a copy of it when the read's buffer is reused. */
+  private onPublish4(h: number, buf: Buffer, s: number, e: number, borrowed: boolean): void {
     const q = (h >> 1) & 3;
     if (q === 3 || e - s < 2) return this.protocolError("malformed PUBLISH from the broker");
     const tl = (buf[s] << 8) | buf[s + 1];
@@ -295,7 +319,7 @@ export class LeanMqttClient extends EventEmitter implements MqttLike {
       id = (buf[p] << 8) | buf[p + 1];
       p += 2;
     }
-    const payload = buf.subarray(p, e);
+    const payload = borrowed ? copyOf(buf, p, e) : buf.subarray(p, e);
     this.delivered({ cmd: "publish", topic, payload, qos, retain: (h & 1) === 1, dup: (h & 8) === 8, messageId: id });
   }
 
@@ -583,7 +607,19 @@ export class LeanMqttClient extends EventEmitter implements MqttLike {
   }
 }
 
-/** An MQTT 3.1.1 PUBLISH (§3.3) in one buffer: fixed header, topic, packet id (QoS > 0), payload. */
+/**
+ * The size of a client's read buffer: Node's own read size (64 KiB), so that
+ * a read at full load takes as much as before. One per client, allocated once.
+ */
+const READ_BUFFER = 65_536;
+
+/** Bytes s..e of buf in a buffer of their own (Buffer.allocUnsafe: a slice of Node's pool when small, no ArrayBuffer of its own). */
+function copyOf(buf: Buffer, s: number, e: number): Buffer {
+  const c = Buffer.allocUnsafe(e - s);
+  buf.copy(c, 0, s, e);
+  return c;
+}
+
 /** A 4-byte acknowledgement (PUBACK, PUBREC: type, remaining length 2, packet id), without Buffer.from's array (issue 15: one per request). */
 function ack4(type: number, id: number): Buffer {
   const b = Buffer.allocUnsafe(4);
@@ -594,6 +630,7 @@ function ack4(type: number, id: number): Buffer {
   return b;
 }
 
+/** An MQTT 3.1.1 PUBLISH (§3.3) in one buffer: fixed header, topic, packet id (QoS > 0), payload. */
 export function encodePublish4(topic: string, payload: Buffer | string, qos: 0 | 1, retain: boolean, id: number): Buffer {
   const tl = Buffer.byteLength(topic);
   const pl = typeof payload === "string" ? Buffer.byteLength(payload) : payload.length;
