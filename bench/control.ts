@@ -89,7 +89,7 @@ async function runMax(agents: Agent[], jobs: Job[][], window: number): Promise<{
 }
 
 /** Offers `rate` requests per second in total, round-robin over the agents (bounded by the job count). */
-async function runPaced(agents: Agent[], jobs: Job[][], rate: number): Promise<{ lat: number[]; errors: number; secs: number; steady: number[] }> {
+async function runPaced(agents: Agent[], jobs: Job[][], rate: number): Promise<{ lat: number[]; errors: number; secs: number; steady: number[]; agentsGc: AgentsGc }> {
   const lat: number[] = [];
   // the requests issued after the first second (PACED_SETTLE_MS): the steady state at this rate, without the
   // start (the NVE and the agents paying off the garbage of the rounds at max before it: bench/README.md "cp17")
@@ -108,8 +108,16 @@ async function runPaced(agents: Agent[], jobs: Job[][], rate: number): Promise<{
   const traceFile = process.env.NVEDGE_BENCH_PACED_TRACE;
   const trace: string[] | undefined = traceFile ? [] : undefined;
   // and this process's own GC pauses (the agents' heap), as "gc.KIND START MS"
-  const gcObs = trace && new PerformanceObserver((l) => { for (const e of l.getEntries()) trace.push(`gc.${GC_KIND[((e as { detail?: { kind?: number } }).detail)?.kind ?? 0] ?? "other"} ${(performance.timeOrigin + e.startTime).toFixed(2)} ${e.duration.toFixed(2)}`); });
-  gcObs?.observe({ entryTypes: ["gc"] });
+  // and in every case the pauses counted by kind for the row (agents_gc: what run.ts's young generation size is for)
+  const agentsGc: AgentsGc = { minor: { n: 0, ms: 0, max_ms: 0 }, major: { n: 0, ms: 0, max_ms: 0 } };
+  const gcSeen = (e: PerformanceEntry) => {
+    const kind = GC_KIND[((e as { detail?: { kind?: number } }).detail)?.kind ?? 0] ?? "other";
+    const k = kind === "minor" ? agentsGc.minor : kind === "major" || kind === "incremental" ? agentsGc.major : undefined;
+    if (k) { k.n++; k.ms += e.duration; k.max_ms = Math.max(k.max_ms, e.duration); }
+    trace?.push(`gc.${kind} ${(performance.timeOrigin + e.startTime).toFixed(2)} ${e.duration.toFixed(2)}`);
+  };
+  const gcObs = new PerformanceObserver((l) => { for (const e of l.getEntries()) gcSeen(e); });
+  gcObs.observe({ entryTypes: ["gc"] });
   const t0 = performance.now();
   let wakeDue = t0;
   while (issued < total) {
@@ -139,9 +147,20 @@ async function runPaced(agents: Agent[], jobs: Job[][], rate: number): Promise<{
   }
   if (open > 0) await new Promise<void>((r) => (drained = r));
   const secs = (performance.now() - t0) / 1000;
-  gcObs?.disconnect();
+  for (const e of gcObs.takeRecords()) gcSeen(e); // those not yet delivered
+  gcObs.disconnect();
   if (traceFile && trace) writeFileSync(traceFile, trace.join("\n") + "\n");
-  return { lat, errors, secs, steady };
+  return { lat, errors, secs, steady, agentsGc };
+}
+
+/** The agents' (this process's) GC pauses in a paced case, by kind (ms). */
+interface AgentsGc { minor: { n: number; ms: number; max_ms: number }; major: { n: number; ms: number; max_ms: number } }
+
+/** The row's form of it, with the young generation's size this process was started with (bench/run.ts). */
+function agentsGcRow(g: AgentsGc): object {
+  const f = (k: AgentsGc["minor"]) => ({ n: k.n, mean_ms: k.n ? r2(k.ms / k.n) : 0, max_ms: r2(k.max_ms) });
+  const semi = /--max-semi-space-size[= ](\d+)/.exec([...process.execArgv, process.env.NODE_OPTIONS ?? ""].join(" "))?.[1];
+  return { agents_gc: { minor: f(g.minor), major: f(g.major) }, agents_semi_space_mb: semi !== undefined ? Number(semi) : "default" };
 }
 
 const PACED_SETTLE_MS = 1000;
@@ -380,6 +399,7 @@ async function benchOne(kind: "embedded" | "mosquitto", perAgent: number, thread
         const st = [...paced.steady].sort((a, b) => a - b);
         rows.push(row(broker.name, "paced", "attach", vnics, paced, { offered_per_s: 2000, tables: "warm", ...(pacedRounds > 1 ? { round: k + 1 } : {}),
           after_1s: { requests: st.length, p50_ms: r2(pct(st, 50)), p99_ms: r2(pct(st, 99)), max_ms: r2(st[st.length - 1] ?? NaN) },
+          ...agentsGcRow(paced.agentsGc),
           ...inNve(attachLatencies(s0), attachLatencies(s1)),
           ...pausesIn(s0 === undefined ? undefined : parsePauses(s0), s1 === undefined ? undefined : parsePauses(s1)) }));
       }

@@ -5,6 +5,7 @@
 // NAME is one of the module names below. --quick shortens every run (the
 // modules read it from their options and from NVEDGE_BENCH_QUICK=1).
 import { fileURLToPath } from "node:url";
+import { spawnSync } from "node:child_process";
 
 interface Module { name: string; file: string; fn: string }
 
@@ -104,11 +105,43 @@ export async function runAll(o: RunOptions): Promise<object[]> {
   return all;
 }
 
+/**
+ * The control bench's agents are this process (bench/control.ts: its CPU,
+ * its pinning, its heap profile are the agents'), and their scavenges hold
+ * every answer that arrives meanwhile: with V8's default young generation
+ * (16 MiB semi-spaces) 8-11 per paced case of 4-6 ms, against 29-31 of
+ * 1.9-4.0 ms with 4 MiB (bench/README.md "tail15", "read15"). V8 sizes the
+ * young generation before any script runs, so `--only control` starts this
+ * script again under `--max-semi-space-size` when it was not given one (in
+ * the process's flags or NODE_OPTIONS). Only for the control module: the
+ * other modules measure their in-process work under Node's defaults, and
+ * the NVE the control bench starts keeps its own flags (spawned, not
+ * forked: execArgv is not passed on). NVEDGE_BENCH_AGENT_SEMI_SPACE=N
+ * (MiB; 4 by default; 0: V8's default, no second start).
+ * Returns the argv to start again with, or undefined to run here.
+ */
+export function semiSpaceArgs(o: RunOptions, execArgv: string[], env: NodeJS.ProcessEnv): string[] | undefined {
+  if (o.only !== "control") return undefined;
+  const v = env.NVEDGE_BENCH_AGENT_SEMI_SPACE ?? "4";
+  if (!/^\d+$/.test(v)) throw new Error(`NVEDGE_BENCH_AGENT_SEMI_SPACE=${v}: a size in MiB, or 0 for V8's default`);
+  if (v === "0") return undefined;
+  if ([...execArgv, env.NODE_OPTIONS ?? ""].some((a) => /--max-semi-space-size/.test(a))) return undefined;
+  return [...execArgv, `--max-semi-space-size=${v}`];
+}
+
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   let o: RunOptions;
-  try { o = parseArgs(process.argv.slice(2)); } catch (e) {
+  let again: string[] | undefined;
+  try {
+    o = parseArgs(process.argv.slice(2));
+    again = semiSpaceArgs(o, process.execArgv, process.env);
+  } catch (e) {
     console.error(`bench: ${(e as Error).message}`);
     process.exit(2);
+  }
+  if (again) {
+    const r = spawnSync(process.execPath, [...again, process.argv[1], ...process.argv.slice(2)], { stdio: "inherit" });
+    process.exit(r.status ?? (r.signal ? 128 : 1));
   }
   runAll(o).then(() => process.exit(0), (e) => { console.error(`bench: ${(e as Error).message}`); process.exit(1); });
 }
