@@ -15,6 +15,7 @@
 //                                          NVEDGE_BENCH_THREADS=1: the NVE's CPU per request by thread on stderr; NVEDGE_BENCH_PACED_TRACE=FILE: each paced request's start and latency, and this process's GC pauses and stalls;
 //                                          NVEDGE_BENCH_PACED_PCAP=FILE: the paced case's MQTT captured (tcpdump) for bench/mqtt-hops.ts: each request's time per hop;
 //                                          NVEDGE_BENCH_AGENT_HEAP=1: the agents' bytes per paced request; NVEDGE_BENCH_UNIX=nve|all: the NVE (and the agents) on Mosquitto's Unix socket;
+//                                          NVEDGE_BENCH_AGENT_SEMI_SPACE=N: the agents' (this process's) young generation, MiB (run.ts --only control: 8; 0 for V8's default);
 //                                          NVEDGE_BENCH_MOSQUITTO_INFLIGHT=N: Mosquitto's max_inflight_messages)
 import { closeSync, copyFileSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, write, writeFileSync } from "node:fs";
 import { loadavg } from "node:os";

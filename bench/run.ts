@@ -109,20 +109,23 @@ export async function runAll(o: RunOptions): Promise<object[]> {
  * The control bench's agents are this process (bench/control.ts: its CPU,
  * its pinning, its heap profile are the agents'), and their scavenges hold
  * every answer that arrives meanwhile: with V8's default young generation
- * (16 MiB semi-spaces) 8-11 per paced case of 4-6 ms, against 29-31 of
- * 1.9-4.0 ms with 4 MiB (bench/README.md "tail15", "read15"). V8 sizes the
+ * (16 MiB semi-spaces) 5-7 per paced case of 4.3-6.6 ms (up to 10 ms),
+ * with 8 MiB 13-14 of 2.4-2.9 ms (at most 4.6); 4 MiB made them shorter
+ * still but promoted enough to bring mark-compacts of up to 12.6 ms into the
+ * paced cases and cost ~8 µs more per attach at max (bench/README.md
+ * "tail15", "read15"). V8 sizes the
  * young generation before any script runs, so `--only control` starts this
  * script again under `--max-semi-space-size` when it was not given one (in
  * the process's flags or NODE_OPTIONS). Only for the control module: the
  * other modules measure their in-process work under Node's defaults, and
  * the NVE the control bench starts keeps its own flags (spawned, not
  * forked: execArgv is not passed on). NVEDGE_BENCH_AGENT_SEMI_SPACE=N
- * (MiB; 4 by default; 0: V8's default, no second start).
+ * (MiB; 8 by default; 0: V8's default, no second start).
  * Returns the argv to start again with, or undefined to run here.
  */
 export function semiSpaceArgs(o: RunOptions, execArgv: string[], env: NodeJS.ProcessEnv): string[] | undefined {
   if (o.only !== "control") return undefined;
-  const v = env.NVEDGE_BENCH_AGENT_SEMI_SPACE ?? "4";
+  const v = env.NVEDGE_BENCH_AGENT_SEMI_SPACE ?? "8";
   if (!/^\d+$/.test(v)) throw new Error(`NVEDGE_BENCH_AGENT_SEMI_SPACE=${v}: a size in MiB, or 0 for V8's default`);
   if (v === "0") return undefined;
   if ([...execArgv, env.NODE_OPTIONS ?? ""].some((a) => /--max-semi-space-size/.test(a))) return undefined;

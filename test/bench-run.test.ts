@@ -1,5 +1,5 @@
 // bench/run.ts: the control bench's process (its agents) started again
-// under a 4 MiB young generation unless told otherwise (bench/README.md
+// under an 8 MiB young generation (semi-space) unless told otherwise (bench/README.md
 // "read15": shorter scavenges in the agents, which hold the paced answers).
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
@@ -7,9 +7,9 @@ import { parseArgs, semiSpaceArgs } from "../bench/run.js";
 
 const s = suite("bench/run: the agents' young generation");
 
-s("--only control starts again with --max-semi-space-size=4, keeping node's own flags", () => {
-  assert.equal(semiSpaceArgs(parseArgs(["--only", "control"]), ["--enable-source-maps"], {}), ["--enable-source-maps", "--max-semi-space-size=4"]);
-  assert.equal(semiSpaceArgs(parseArgs(["--only=control"]), [], { NVEDGE_BENCH_AGENT_SEMI_SPACE: "8" }), ["--max-semi-space-size=8"]);
+s("--only control starts again with --max-semi-space-size=8, keeping node's own flags; another size when asked", () => {
+  assert.equal(semiSpaceArgs(parseArgs(["--only", "control"]), ["--enable-source-maps"], {}), ["--enable-source-maps", "--max-semi-space-size=8"]);
+  assert.equal(semiSpaceArgs(parseArgs(["--only=control"]), [], { NVEDGE_BENCH_AGENT_SEMI_SPACE: "4" }), ["--max-semi-space-size=4"]);
 });
 
 s("not again: another module or all of them, the size already given (flags or NODE_OPTIONS), or 0", () => {
