@@ -12,13 +12,15 @@ import { connect, createServer, type Server, type Socket } from "node:net";
 import { spawn } from "node:child_process";
 import * as mqttPacket from "mqtt-packet";
 import type { Packet } from "mqtt-packet";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { LeanMqttClient, connectLeanWhenReachable, encodePublish4, unixSocketPath } from "../host/protocol/mqtt-lean.js";
 import { brokerUrlError } from "../host/domain/broker-url.js";
 import { retryableConnectError } from "../host/protocol/mqtt.js";
 import { freePort, until } from "./support/control-harness.js";
+import { createServer as createTlsServer } from "node:tls";
+import { makePki } from "./support/pki.js";
 
 /** One broker-side connection: the packets it got, and a way to answer. */
 interface Conn { sock: Socket; got: Packet[]; send(p: Packet | Buffer): void }
@@ -28,10 +30,10 @@ interface Conn { sock: Socket; got: Packet[]; send(p: Packet | Buffer): void }
  * answers CONNACK (with `connack` as return code), SUBACK (granted as asked)
  * and PINGRESP unless told otherwise; PUBLISHes are acknowledged when `ack`.
  */
-async function broker(o: { port?: number; connack?: number; ack?: boolean; pingresp?: boolean; pv?: 4 | 5; unixPath?: string } = {}) {
+async function broker(o: { port?: number; connack?: number; ack?: boolean; pingresp?: boolean; pv?: 4 | 5; unixPath?: string; tls?: { cert: Buffer; key: Buffer } } = {}) {
   const conns: Conn[] = [];
   const pv = o.pv ?? 4;
-  const srv: Server = createServer((sock) => {
+  const accept = (sock: Socket) => {
     const parser = mqttPacket.parser({ protocolVersion: pv });
     const c: Conn = {
       sock, got: [],
@@ -47,11 +49,12 @@ async function broker(o: { port?: number; connack?: number; ack?: boolean; pingr
     });
     sock.on("data", (d) => parser.parse(d));
     sock.on("error", () => {});
-  });
+  };
+  const srv: Server = o.tls ? createTlsServer(o.tls, accept) : createServer(accept);
   const port = o.unixPath === undefined ? o.port ?? await freePort() : 0;
   await new Promise<void>((r) => (o.unixPath !== undefined ? srv.listen(o.unixPath, r) : srv.listen(port, "127.0.0.1", r)));
   return {
-    url: o.unixPath !== undefined ? `mqtt+unix://${o.unixPath.split("/").map(encodeURIComponent).join("/")}` : `mqtt://127.0.0.1:${port}`, conns, opts: o,
+    url: o.unixPath !== undefined ? `mqtt+unix://${o.unixPath.split("/").map(encodeURIComponent).join("/")}` : `${o.tls ? "mqtts" : "mqtt"}://127.0.0.1:${port}`, conns, opts: o,
     last: () => conns[conns.length - 1],
     close: () => new Promise<void>((r) => { for (const c of conns) c.sock.destroy(); srv.close(() => r()); }),
   };
@@ -100,11 +103,12 @@ s("messages whose frames are cut anywhere by the reads arrive whole, in order, e
   }
 });
 
-for (const via of ["tcp", "unix"] as const) {
+for (const via of ["tcp", "unix", "tls"] as const) {
   s(`the reused read buffer (${via}): several frames in one read, a frame split across reads with others behind it, and payloads kept after the handler stay intact`, async () => {
-    const dir = via === "unix" ? mkdtempSync(join(tmpdir(), "nvl-lean-read-")) : undefined;
-    const b = await broker(dir ? { unixPath: join(dir, "b.sock") } : {});
-    const c = await connectLeanWhenReachable(b.url, () => {}, opts());
+    const dir = via !== "tcp" ? mkdtempSync(join(tmpdir(), "nvl-lean-read-")) : undefined;
+    const pki = via === "tls" ? makePki(join(dir!, "pki"), ["nve-t"]) : undefined;
+    const b = await broker(via === "unix" ? { unixPath: join(dir!, "b.sock") } : pki ? { tls: { cert: readFileSync(pki.serverCert), key: readFileSync(pki.serverKey) } } : {});
+    const c = await connectLeanWhenReachable(b.url, () => {}, opts(pki ? { ca: readFileSync(pki.caFile) } : {}));
     try {
       // the payload Buffers themselves are kept: were they views of the client's read buffer, the reads after them would overwrite them
       const kept: { topic: string; payload: Buffer }[] = [];

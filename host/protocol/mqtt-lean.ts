@@ -26,17 +26,16 @@
 // paced request's ~123 on the NVE's main thread (perf, bench/README.md
 // "gc15"). What must outlive the callback is copied out of that buffer: a
 // frame cut by the read's end, and a PUBLISH's payload (listeners may keep
-// it: tests collect them, an async handler may read it after an await). TLS
-// keeps the stream's 'data' path (a TLSSocket's onread is not what its
-// tests cover here), where each read is the client's own and nothing is
-// copied.
+// it: tests collect them, the NVE decodes it in a later turn). TLS too:
+// tls.connect passes `onread` to its socket (Node 20), and the decrypted
+// bytes land in the same buffer.
 //
 // The agents use it by default too (host/agent); MQTT.js stays for the IMA,
 // the CLI and WebSockets; NVEDGE_MQTT_CLIENT=mqttjs puts the NVE back on it
 // (a bench's A/B, an escape hatch).
 import { EventEmitter } from "node:events";
 import { connect as netConnect, isIP, type Socket } from "node:net";
-import { connect as tlsConnect } from "node:tls";
+import { connect as tlsConnect, type ConnectionOptions as TlsConnectionOptions } from "node:tls";
 import * as mqttPacket from "mqtt-packet";
 import type { IPublishPacket, Packet, Parser } from "mqtt-packet";
 import type { IClientOptions } from "mqtt";
@@ -62,6 +61,9 @@ export interface PublishOptions {
 }
 
 type Cb = (e?: Error) => void;
+
+/** net.connect's (and tls.connect's) `onread`: the buffer every read lands in, and the callback given each read's length. */
+type OnRead = { buffer: Buffer; callback: (n: number, b: Uint8Array) => boolean };
 
 /**
  * What the NVE (host/control/service.ts), its IMA client
@@ -200,9 +202,11 @@ export class LeanMqttClient extends EventEmitter implements MqttLike {
     const port = Number(this.url.port) || (this.secure ? 8883 : 1883);
     // TLS from this.options at every connect: a reload's new certificate is presented from the next connection (mqtt.ts readClientTls)
     const path = this.unixPath;
+    // onread: tls.connect hands it to its net.Socket (Node 20's _tls_wrap.js); @types/node's ConnectionOptions does not list it
+    const tlsOpts = (): TlsConnectionOptions & { onread: OnRead } => ({ ...(path !== undefined ? { path } : { host, port }), ca: o.ca as never, cert: o.cert as never, key: o.key as never,
+      rejectUnauthorized: o.rejectUnauthorized !== false, ...(path !== undefined || isIP(host) ? {} : { servername: host }), onread: this.onread() });
     const s: Socket = this.secure
-      ? tlsConnect({ ...(path !== undefined ? { path } : { host, port }), ca: o.ca as never, cert: o.cert as never, key: o.key as never, rejectUnauthorized: o.rejectUnauthorized !== false,
-        ...(path !== undefined || isIP(host) ? {} : { servername: host }) })
+      ? tlsConnect(tlsOpts())
       : path !== undefined ? netConnect({ path, onread: this.onread() }) : netConnect({ host, port, onread: this.onread() });
     this.stream = s;
     if (path === undefined) s.setNoDelay(true);
@@ -212,7 +216,6 @@ export class LeanMqttClient extends EventEmitter implements MqttLike {
     this.parser = mqttPacket.parser({ protocolVersion: this.pv });
     this.parser.on("packet", (p: Packet) => this.onPacket(p));
     this.parser.on("error", (e: Error) => this.protocolError(`malformed packet from the broker: ${e.message}`));
-    if (this.secure) s.on("data", (b: Buffer) => this.onData(b, b.length, false)); // TLS: the stream's reads, each the client's own
     s.on("error", (e: Error & { code?: unknown }) => {
       if (s === this.stream && e.code) this.emit("error", e); // as MQTT.js: socket errors with a code are told (connectWhenReachable retries them)
     });
@@ -234,8 +237,8 @@ export class LeanMqttClient extends EventEmitter implements MqttLike {
   }
 
   /** Reads into this client's one buffer, handled in the callback (Node's onread: `false` would pause the socket). */
-  private onread(): { buffer: Buffer; callback: (n: number, b: Uint8Array) => boolean } {
-    return { buffer: (this.readBuf ??= Buffer.allocUnsafe(READ_BUFFER)), callback: (n, b) => { this.onData(b as Buffer, n, true); return true; } };
+  private onread(): OnRead {
+    return { buffer: (this.readBuf ??= Buffer.allocUnsafe(READ_BUFFER)), callback: (n, b) => { this.onData(b as Buffer, n); return true; } };
   }
 
   private send(buf: Buffer): void {
@@ -251,11 +254,13 @@ export class LeanMqttClient extends EventEmitter implements MqttLike {
    * length, 3.1.1 §2.2) and handles each in place. A frame cut by the read's
    * end waits, with the reads after it, until all of it is here (`need`: its
    * size, or 0 while its length is itself incomplete), and is joined once.
-   * `borrowed`: `chunk` is the reused read buffer (onread), overwritten by
-   * the next read, so what is kept past this call is copied out of it.
+   * `chunk` is the reused read buffer (onread), overwritten by the next
+   * read, so what is kept past this call is copied out of it (`borrowed`);
+   * a joined frame is this client's own.
    */
-  private onData(chunk: Buffer, n: number, borrowed: boolean): void {
+  private onData(chunk: Buffer, n: number): void {
     let buf = chunk;
+    let borrowed = true;
     if (this.partialLen > 0) {
       this.partial.push(borrowed ? copyOf(chunk, 0, n) : chunk);
       this.partialLen += n;
