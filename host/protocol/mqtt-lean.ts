@@ -19,12 +19,13 @@
 // codec, whole frame at a time. What this client writes in one turn of the
 // event loop leaves in one socket write (coalesce.ts).
 //
-// Reading (issue 15, bench/README.md "read15"): over TCP and Unix sockets the
-// socket reads into one buffer of this client's, reused by every read
-// (net.connect's `onread`), and the frames are handled in the read callback:
-// no Buffer per read and no Readable push / 'data' event, ~16 µs of a lone
-// paced request's ~123 on the NVE's main thread (perf, bench/README.md
-// "gc15"). What must outlive the callback is copied out of that buffer: a
+// Reading (issue 15, bench/README.md "read15"): the socket reads into one
+// buffer of this client's, reused by every read (net.connect's `onread`),
+// and the frames are handled in the read callback: no Buffer and ArrayBuffer
+// per read and no Readable push / 'data' event (~2.5 µs of a lone paced
+// request's ~130 on the NVE's main thread by perf, ~1.2 KB of garbage per
+// paced request in the agents' process; the read(2) itself stays). What
+// must outlive the callback is copied out of that buffer: a
 // frame cut by the read's end, and a PUBLISH's payload (listeners may keep
 // it: tests collect them, the NVE decodes it in a later turn). TLS too:
 // tls.connect passes `onread` to its socket (Node 20), and the decrypted
@@ -170,7 +171,7 @@ export class LeanMqttClient extends EventEmitter implements MqttLike {
   private partial: Buffer[] = [];
   private partialLen = 0;
   private need = 0;
-  /** The buffer every read of a TCP or Unix socket lands in (onread), made at the first connect and kept across reconnects. */
+  /** The buffer every read of the socket lands in (onread), made at the first connect and kept across reconnects. */
   private readBuf: Buffer | undefined;
   private parser: Parser | undefined;
   private connackTimer: NodeJS.Timeout | undefined;
