@@ -5,7 +5,8 @@
 // NAME is one of the module names below. --quick shortens every run (the
 // modules read it from their options and from NVEDGE_BENCH_QUICK=1).
 import { fileURLToPath } from "node:url";
-import { spawnSync } from "node:child_process";
+import { spawn } from "node:child_process";
+import { constants } from "node:os";
 
 interface Module { name: string; file: string; fn: string }
 
@@ -143,8 +144,9 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
     process.exit(2);
   }
   if (again) {
-    const r = spawnSync(process.execPath, [...again, process.argv[1], ...process.argv.slice(2)], { stdio: "inherit" });
-    process.exit(r.status ?? (r.signal ? 128 : 1));
-  }
-  runAll(o).then(() => process.exit(0), (e) => { console.error(`bench: ${(e as Error).message}`); process.exit(1); });
+    // the same script under the flag; a signal to this process goes on to it (its NVE and Mosquitto are its to stop)
+    const child = spawn(process.execPath, [...again, process.argv[1], ...process.argv.slice(2)], { stdio: "inherit" });
+    for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(sig, () => child.kill(sig));
+    child.on("exit", (code, signal) => process.exit(code ?? 128 + (signal ? constants.signals[signal] : 0)));
+  } else runAll(o).then(() => process.exit(0), (e) => { console.error(`bench: ${(e as Error).message}`); process.exit(1); });
 }
