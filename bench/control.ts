@@ -35,6 +35,7 @@ import { NveMetrics } from "../host/metrics/metrics.js";
 import { parseConfig } from "../host/config/load.js";
 import { answerText } from "../host/protocol/codec.js";
 import { quantile } from "./stats.js";
+import { heapSites } from "./heap-sites.js";
 import { firmwareNode, type FirmwareNode } from "./firmware-node.js";
 
 const AGENTS = 100;
@@ -440,18 +441,9 @@ async function agentHeap(): Promise<{ stop(requests: number): Promise<void> } | 
   return { stop: async (requests: number) => {
     const { profile } = await s.post("HeapProfiler.stopSampling");
     s.disconnect();
-    const bySite = new Map<string, number>();
-    let total = 0;
-    const walk = (node: { callFrame: { functionName: string; url: string; lineNumber: number }; selfSize: number; children: typeof node[] }, caller: string) => {
-      const f = node.callFrame;
-      const site = f.url ? `${f.functionName || "(anonymous)"} ${f.url.replace(/^.*\/dist\//, "")}:${f.lineNumber + 1}` : `${f.functionName} <- ${caller}`;
-      total += node.selfSize;
-      if (node.selfSize) bySite.set(site, (bySite.get(site) ?? 0) + node.selfSize);
-      for (const c of node.children) walk(c, f.url ? site : caller);
-    };
-    walk(profile.head as never, "");
+    const { total, sites } = heapSites(profile.head);
     const n = Math.max(1, requests);
-    for (const [site, b] of [...bySite].sort((a, b) => b[1] - a[1]).slice(0, 30)) console.error(`control agents heap ${Math.round(b / n)} B/op ${site}`);
+    for (const [site, b] of sites.slice(0, 30)) console.error(`control agents heap ${Math.round(b / n)} B/op ${site}`);
     console.error(`control agents heap total ${Math.round(total / n)} B/op`);
   } };
 }
@@ -778,18 +770,8 @@ async function benchCore(perAgent: number): Promise<object[]> {
         const { profile } = await s.post("HeapProfiler.stopSampling");
         s.disconnect();
         const n = Math.max(1, r.lat.length + r.errors);
-        const bySite = new Map<string, number>();
-        let total = 0;
-        // a native frame (Map, Array.push) is charged to the JavaScript function that called it
-        const walk = (node: { callFrame: { functionName: string; url: string; lineNumber: number }; selfSize: number; children: typeof node[] }, caller: string) => {
-          const f = node.callFrame;
-          const site = f.url ? `${f.functionName || "(anonymous)"} ${f.url.replace(/^.*\/dist\//, "")}:${f.lineNumber + 1}` : `${f.functionName} <- ${caller}`;
-          total += node.selfSize;
-          if (node.selfSize) bySite.set(site, (bySite.get(site) ?? 0) + node.selfSize);
-          for (const c of node.children) walk(c, f.url ? site : caller);
-        };
-        walk(profile.head as never, "");
-        for (const [site, b] of [...bySite].sort((a, b) => b[1] - a[1]).slice(0, 25)) console.error(`control heap${live ? " live" : ""} ${op} ${Math.round(b / n)} B/op ${site}`);
+        const { total, sites } = heapSites(profile.head);
+        for (const [site, b] of sites.slice(0, 25)) console.error(`control heap${live ? " live" : ""} ${op} ${Math.round(b / n)} B/op ${site}`);
         const o = { case: `control.${op}.heap${live ? ".live" : ""}`, broker: "none (the core in-process)", mode: "max", tables: op === "attach" ? "warm" : undefined, heap_bytes_per_op: Math.round(total / n), load1: r2(loadavg()[0]) };
         console.log(JSON.stringify(o));
         rows.push(o);

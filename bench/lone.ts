@@ -13,6 +13,7 @@
 //   NVEDGE_BENCH_ROOT=/other/checkout node dist/bench/lone.js   # that build's core (an A/B in one harness)
 import { mkdtempSync, openSync, rmSync, writeSync, closeSync } from "node:fs";
 import { Session } from "node:inspector/promises";
+import { heapSites } from "./heap-sites.js";
 import { pathToFileURL } from "node:url";
 import type * as CoreMod from "../host/control/core.js";
 import type * as MemoryMod from "../host/store/memory.js";
@@ -108,18 +109,8 @@ async function main(): Promise<void> {
       for (const [hv, p] of reqs) { answer("attach", await core.request(hv, p)); await turn(); }
       const { profile } = await s.post("HeapProfiler.stopSampling");
       s.disconnect();
-      type Node = { callFrame: { functionName: string; url: string; lineNumber: number }; selfSize: number; children: Node[] };
-      let total = 0;
-      const bySite = new Map<string, number>();
-      const walk = (node: Node, caller: string) => {
-        const f = node.callFrame;
-        const site = f.url ? `${f.functionName || "(anonymous)"} ${f.url.replace(/^.*\/dist\//, "")}:${f.lineNumber + 1}` : `${f.functionName} <- ${caller}`;
-        total += node.selfSize;
-        if (node.selfSize) bySite.set(site, (bySite.get(site) ?? 0) + node.selfSize);
-        for (const c of node.children) walk(c, f.url ? site : caller);
-      };
-      walk(profile.head as unknown as Node, "");
-      for (const [site, b] of [...bySite].sort((a, b) => b[1] - a[1]).slice(0, 25)) console.error(`lone heap ${Math.round(b / n)} B/op ${site}`);
+      const { total, sites } = heapSites(profile.head);
+      for (const [site, b] of sites.slice(0, 25)) console.error(`lone heap ${Math.round(b / n)} B/op ${site}`);
       out.lone_attach_heap_bytes = Math.round(total / n);
     }
     console.log(JSON.stringify(out));
