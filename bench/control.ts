@@ -307,7 +307,12 @@ async function benchOne(kind: "embedded" | "mosquitto", perAgent: number, thread
   const bin = process.env.NVEDGE_BENCH_NVE_BIN || fileURLToPath(new URL("../../bin/nvedge.js", import.meta.url));
   // NVEDGE_BENCH_NVE_ARGS (e.g. "--log-level warn") adds arguments to `nvedge run`.
   const nveArgs = (process.env.NVEDGE_BENCH_NVE_ARGS ?? "").split(" ").filter(Boolean);
-  const args = [bin, "run", ...nveArgs, "--config", `${dir}/nve.json`, "--memory-store", "--store", dir, "--io", "none", "--metrics", `127.0.0.1:${metricsPort}`,
+  // NVEDGE_BENCH_STORE=lmdb: the NVE's LMDB store (as shipped) in a directory
+  // on tmpfs, so that the disk's fsync (the `store` module's figure) stays out
+  // of the control plane's; default the memory store
+  const lmdb = process.env.NVEDGE_BENCH_STORE === "lmdb";
+  const storeDir = lmdb ? mkdtempSync("/dev/shm/nvl-bench-store-") : dir;
+  const args = [bin, "run", ...nveArgs, "--config", `${dir}/nve.json`, ...(lmdb ? [] : ["--memory-store"]), "--store", storeDir, "--io", "none", "--metrics", `127.0.0.1:${metricsPort}`,
     ...(broker.url ? ["--broker", nveUrl] : ["--listen", `127.0.0.1:${port}`, ...(threaded ? ["--broker-thread"] : [])])];
   // NVEDGE_BENCH_NVE_CPU=N (issue 15 "measure the NVE, not the bench"): the
   // NVE on CPU N alone (taskset), this process (the agents) and a Mosquitto
@@ -336,7 +341,7 @@ async function benchOne(kind: "embedded" | "mosquitto", perAgent: number, thread
   try {
     const deadline = Date.now() + 30_000;
     for (;;) {
-      if (await adminRequest(`${dir}/nvedge.sock`, { cmd: "show", what: "vns" }, 1000).then(() => true, () => false)) break;
+      if (await adminRequest(`${storeDir}/nvedge.sock`, { cmd: "show", what: "vns" }, 1000).then(() => true, () => false)) break;
       if (Date.now() > deadline || child.exitCode !== null) throw new Error(`the NVE did not start: ${tail().trim().split("\n").slice(-2).join(" | ")}`);
       await new Promise((r) => setTimeout(r, 100));
     }
@@ -423,6 +428,7 @@ async function benchOne(kind: "embedded" | "mosquitto", perAgent: number, thread
     // NVEDGE_BENCH_NVE_LOG=FILE: the NVE's log (and stdout) kept there
     if (process.env.NVEDGE_BENCH_NVE_LOG) try { copyFileSync(`${dir}/nve.log`, process.env.NVEDGE_BENCH_NVE_LOG); } catch { /* none */ }
     rmSync(dir, { recursive: true, force: true });
+    if (storeDir !== dir) rmSync(storeDir, { recursive: true, force: true });
   }
 }
 
