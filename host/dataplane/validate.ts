@@ -291,27 +291,29 @@ const CHECKS: { [K in DpOp["op"]]: Check<K> } = {
       if (!v || (macBytes(v)[0] & 1)) fail(i, `macs.${k}`, `not a unicast MAC: ${JSON.stringify(m)}`);
     });
   },
-  // the L3 service's ops and fields are checked by the L3 checker (./l3.ts), which validate() runs on every op
+  // the L3 service's ops and fields are checked by the L3 checker (./l3.ts), which validate() runs on the ops of L3_CHECKED_OPS
   l3domain() {},
   "l3domain.del"() {},
 };
 
-/**
- * Checks the whole list before anything is applied; throws the first
- * problem as a DataPlaneError naming the op and field. `fill` is the tables'
- * fill now (DataPlane.stats), for the capacity check.
- */
 /** The reusable state of validate() for one data plane's tables (an Overlay, reset per list). */
 export type ValidateScratch = Overlay;
 export function validateScratch(t: Tables, p: Parsed): ValidateScratch {
   return new Overlay(t, p);
 }
 
+/**
+ * Checks the whole list before anything is applied; throws the first
+ * problem as a DataPlaneError naming the op and field. `fill` is the tables'
+ * fill now (DataPlane.stats), for the capacity check. `scratch`: the
+ * Overlay to check in, reused from list to list (validateScratch).
+ */
 export function validate(t: Tables, ops: DpOp[], p: Parsed, fill: () => { macs: number; macCapacity: number; ips: number; ipCapacity: number },
                          l3checker?: (vniOwner: (key: string) => number | null) => (op: DpOp, i: number) => void,
                          scratch?: ValidateScratch): void {
   // a scratch of other tables would check against the wrong live state
   const o = scratch && scratch.t === t && scratch.p === p ? scratch : new Overlay(t, p);
+  // reset before too: it reads the live tables (the underlay's family), which the last list's ops changed after its check
   o.reset();
   try {
     // the L3 checker (its map and closures) made at the first op it checks:
