@@ -353,13 +353,12 @@ export class NveCore {
       if (changed.length) {
         const write = (w: StoreWriter) => { for (const f of changed) replay(w, f.writes); };
         const store = this.o.store;
-        // stored() inlined: no closure and async wrapper per group
+        // as stored() does, without its closure and async wrapper per group
         try {
           if (store.commit && pipelined) durable = (await store.commit(write)).durable;
           else await store.transaction(write);
         } catch (e) {
-          this.die(e as Error);
-          throw new StoreFailure((e as Error).message);
+          throw this.storeFailed(e);
         }
       }
       try {
@@ -685,9 +684,14 @@ export class NveCore {
     try {
       return await write();
     } catch (e) {
-      this.die(e as Error);
-      throw new StoreFailure((e as Error).message);
+      throw this.storeFailed(e);
     }
+  }
+
+  /** A store write failed: the NVE stops answering (die, below); the error its caller throws. */
+  private storeFailed(e: unknown): StoreFailure {
+    this.die(e as Error);
+    return new StoreFailure((e as Error).message);
   }
 
   /**
