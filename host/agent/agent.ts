@@ -390,13 +390,21 @@ export class Agent extends EventEmitter {
           throw new AgentError("bad-request", `port "${port}" already carries VNIC ${d.vnic} in VN ${JSON.stringify(minimalRef(b.vn))}`, "port");
   }
 
-  /** After the NVE answered: the binding's port takes its tag; a driver failure fails the call (the NVE side stays, the next sync retries). */
-  private async driveAfter(what: string, vnic: string, b: DesiredVn, oldPort: string | undefined): Promise<void> {
-    if (!b.port && !oldPort) return;
-    const errors = await this.driveTags([oldPort, b.port].filter((p): p is string => !!p));
-    const err = (b.port && errors.get(b.port)) || (oldPort && errors.get(oldPort));
-    if (err)
-      throw new AgentError("driver", `${err} (${this.driver.name}); ${what} of VNIC ${vnic} holds at the NVE with tag ${b.tag}, the agent sets the port again at the next sync`, "port");
+  /**
+   * After the NVE answered: the binding's port takes its tag (and a port it
+   * left, `oldPort`, is cleared); a driver failure fails the call (the NVE
+   * side stays, the next sync retries). Undefined when no port is involved
+   * (most bindings: no driver), so that the caller awaits nothing: no
+   * promise and no turn per request (issue 15).
+   */
+  private driveAfter(what: string, vnic: string, b: DesiredVn, oldPort: string | undefined): Promise<void> | undefined {
+    if (oldPort === b.port) oldPort = undefined;
+    if (!b.port && !oldPort) return undefined;
+    return this.driveTags([oldPort, b.port].filter((p): p is string => !!p)).then((errors) => {
+      const err = (b.port && errors.get(b.port)) || (oldPort && errors.get(oldPort));
+      if (err)
+        throw new AgentError("driver", `${err} (${this.driver.name}); ${what} of VNIC ${vnic} holds at the NVE with tag ${b.tag}, the agent sets the port again at the next sync`, "port");
+    });
   }
 
   /** vnic.attach: connect + associate + activate (seed §3.1 Figure 2). `port`: the VM's bridge port, which takes the tag. */
@@ -410,8 +418,8 @@ export class Agent extends EventEmitter {
     mergeAddrs(b.addrs, addrs);
     this.desired.get(vnic)!.state = "active";
     this.saveState();
-    // a binding without a port (most: no driver) skips the call, its promise and the await's turn (issue 15: per request)
-    if (b.port || (oldPort && oldPort !== b.port)) await this.driveAfter("the attach", vnic, b, oldPort !== b.port ? oldPort : undefined);
+    const drive = this.driveAfter("the attach", vnic, b, oldPort);
+    if (drive) await drive;
     return r;
   }
 
@@ -427,16 +435,22 @@ export class Agent extends EventEmitter {
     if (o.activate !== false) this.desired.get(vnic)!.state = "active";
     else if (!existed) this.desired.get(vnic)!.state = "associated";
     this.saveState();
-    if (b.port || (oldPort && oldPort !== b.port)) await this.driveAfter("the connect", vnic, b, oldPort !== b.port ? oldPort : undefined);
+    const drive = this.driveAfter("the connect", vnic, b, oldPort);
+    if (drive) await drive;
     return r;
   }
 
-  /** Clears the ports of bindings that went away; a failure fails the call (the NVE side is done, the next sync retries). */
-  private async clearAfter(what: string, ports: string[]): Promise<void> {
-    if (!ports.length) return;
-    const errors = await this.driveTags(ports);
-    const err = ports.map((p) => errors.get(p)).find((e) => e);
-    if (err) throw new AgentError("driver", `${err} (${this.driver.name}); ${what} is done at the NVE, the agent clears the port again at the next sync`, "port");
+  /**
+   * Clears the ports of bindings that went away; a failure fails the call
+   * (the NVE side is done, the next sync retries). Undefined without a port,
+   * as driveAfter.
+   */
+  private clearAfter(what: string, ports: string[]): Promise<void> | undefined {
+    if (!ports.length) return undefined;
+    return this.driveTags(ports).then((errors) => {
+      const err = ports.map((p) => errors.get(p)).find((e) => e);
+      if (err) throw new AgentError("driver", `${err} (${this.driver.name}); ${what} is done at the NVE, the agent clears the port again at the next sync`, "port");
+    });
   }
 
   /** vn.disconnect of one VN, or of every VN (the VNIC goes back to Init). */
@@ -456,8 +470,8 @@ export class Agent extends EventEmitter {
       this.desired.delete(vnic);
     }
     this.saveState();
-    const ports = portsOf(gone);
-    if (ports.length) await this.clearAfter(`the detach of VNIC ${vnic}`, ports);
+    const clear = this.clearAfter(`the detach of VNIC ${vnic}`, portsOf(gone));
+    if (clear) await clear;
   }
 
   async associate(vnic: string, vn: VnRef, addrs: Addr[]): Promise<void> {
@@ -501,8 +515,8 @@ export class Agent extends EventEmitter {
       if (d) d.state = "associated";
     }
     this.saveState();
-    const ports = portsOf(gone);
-    if (ports.length) await this.clearAfter(`the deactivation (${reason}) of VNIC ${vnic}`, ports);
+    const clear = this.clearAfter(`the deactivation (${reason}) of VNIC ${vnic}`, portsOf(gone));
+    if (clear) await clear;
   }
 
   /** The VM leaves this hypervisor by hot migration (seed §4.4): the NVE holds its bindings for holdMs. */
