@@ -14,6 +14,7 @@ import { existsSync, mkdirSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { inBundle, root } from "../paths.js";
 import { UsageError, parseOpts } from "./args.js";
+import { brokerUrlError } from "../domain/broker-url.js";
 import type { DataPlaneProgrammer } from "../dataplane/ops.js";
 import type { Store } from "../store/store.js";
 import { LOG_HELP, LOG_OPTS, logOptions } from "./log-opts.js";
@@ -105,7 +106,7 @@ export async function runCommand(argv: string[]): Promise<number> {
     phase("run: configuration read");
     const logOpts = logOptions(v, cfg.log);
     const brokerUrl = v.broker ?? cfg.broker;
-    const badUrl = brokerUrl === undefined ? undefined : (await import("../domain/broker-url.js")).brokerUrlError(brokerUrl);
+    const badUrl = brokerUrl === undefined ? undefined : brokerUrlError(brokerUrl);
     if (badUrl) throw new UsageError(badUrl);
     const logger = new (await import("../log/logger.js")).Logger({ service: "nve", id: cfg.nve, ...logOpts });
     return { cfg, brokerUrl, logger };
