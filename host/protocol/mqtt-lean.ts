@@ -263,7 +263,7 @@ export class LeanMqttClient extends EventEmitter implements MqttLike {
     let buf = chunk;
     let borrowed = true;
     if (this.partialLen > 0) {
-      this.partial.push(borrowed ? copyOf(chunk, 0, n) : chunk);
+      this.partial.push(copyOf(chunk, 0, n));
       this.partialLen += n;
       if (this.need > this.partialLen) return;
       buf = Buffer.concat(this.partial, this.partialLen);
