@@ -627,14 +627,36 @@ test("embedded: loopback only without auth, clear errors for bad options, port 0
 
 const repo = join(dirname(fileURLToPath(import.meta.url)), "..", ".."); // dist/test -> repo root
 
+/**
+ * A Mosquitto run from a configuration file this test writes in a temp dir
+ * (`start`: the file's text and the TCP ports to wait for, with the log and
+ * root's user lines put first); its log printed on failure, the clients, the
+ * broker and the dir removed after, even on failure.
+ */
+async function withConfMosquitto(prefix: string, body: (dir: string, clean: Cleanup, start: (conf: string, ports: number[]) => Promise<void>) => Promise<void>): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  const clean = new Cleanup();
+  let proc: Awaited<ReturnType<typeof spawnMosquitto>> | undefined;
+  try {
+    await body(dir, clean, async (conf, ports) => {
+      writeFileSync(join(dir, "mosquitto.conf"), `${process.getuid?.() === 0 ? "user root\n" : ""}log_dest stderr\nlog_type all\n${conf}`);
+      proc = await spawnMosquitto(join(dir, "mosquitto.conf"), ports, dir);
+    });
+  } catch (e) {
+    if (proc) console.error(proc.log().slice(-3000));
+    throw e;
+  } finally {
+    await clean.run();
+    if (proc) await proc.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 test("etc/mosquitto: acl.example is what the generator writes; nvedge.conf runs with a certificate on 8883 and passwords on loopback 1883", async () => {
   const shippedAcl = readFileSync(join(repo, "etc", "mosquitto", "acl.example"), "utf8");
   assert.is(shippedAcl, mosquittoAclFile({ nves: ["nve-a", "nve-b"], hypervisors: { "nve-a": ["hv-1", "hv-2"], "nve-b": ["hv-3"] }, imas: ["ima"], operators: ["admin"] }), "regenerate etc/mosquitto/acl.example");
   assert.is(readFileSync(join(repo, "etc", "mosquitto", "nvedge.conf"), "utf8"), mosquittoConfFile(), "regenerate etc/mosquitto/nvedge.conf (node dist/host/cli/mosquitto-conf.js)");
-  const dir = mkdtempSync(join(tmpdir(), "nvl-mosquitto-shipped-"));
-  const clean = new Cleanup();
-  let proc: Awaited<ReturnType<typeof spawnMosquitto>> | undefined;
-  try {
+  await withConfMosquitto("nvl-mosquitto-shipped-", async (dir, clean, start) => {
     // lay out /etc/mosquitto/nvedge/ as the README says, in a temp dir
     const pki = makePki(join(dir, "pki"), ["hv-1", "nve-a"]);
     copyFileSync(pki.caFile, join(dir, "ca.crt"));
@@ -652,9 +674,7 @@ test("etc/mosquitto: acl.example is what the generator writes; nvedge.conf runs 
       assert.ok(conf.includes(from), `nvedge.conf has ${JSON.stringify(from)}`);
       conf = conf.replaceAll(from, to);
     }
-    conf = `${process.getuid?.() === 0 ? "user root\n" : ""}log_dest stderr\nlog_type all\n${conf}`;
-    writeFileSync(join(dir, "mosquitto.conf"), conf);
-    proc = await spawnMosquitto(join(dir, "mosquitto.conf"), [tlsPort, plainPort], dir);
+    await start(conf, [tlsPort, plainPort]);
     const ca = readFileSync(pki.caFile);
     const hv = clean.add(await connectClient(`mqtts://127.0.0.1:${tlsPort}`, { ca, cert: readFileSync(pki.certFor("hv-1").cert), key: readFileSync(pki.certFor("hv-1").key), protocolVersion: 5 }));
     const nve = clean.add(await connectClient(`mqtt://127.0.0.1:${plainPort}`, { username: "nve-a", password: "pw-nve-a", protocolVersion: 5 }));
@@ -665,22 +685,12 @@ test("etc/mosquitto: acl.example is what the generator writes; nvedge.conf runs 
     assert.equal((await fence(hv, nve, "nvo3/v1/nve/nve-a/req/hv-1")).map((g) => g.payload), ["from hv-1"]);
     assert.ok(await connectClient(`mqtts://127.0.0.1:${tlsPort}`, { ca, protocolVersion: 5 }).then(() => false, () => true), "TLS without a client certificate is refused");
     assert.ok(await connectClient(`mqtt://127.0.0.1:${plainPort}`, { username: "nve-a", password: "nope", protocolVersion: 5 }).then(() => false, () => true), "a wrong password is refused");
-  } catch (e) {
-    if (proc) console.error(proc.log().slice(-3000));
-    throw e;
-  } finally {
-    await clean.run();
-    if (proc) await proc.close();
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test("mosquitto-conf --unix-socket: a Unix socket listener for local clients (mqtt+unix://), passwords and the ACL as on loopback", async () => {
   assert.not.ok(mosquittoConfFile().includes("listener 0 "), "not in the default file: the socket's directory is the service manager's");
-  const dir = mkdtempSync(join(tmpdir(), "nvl-mosquitto-unix-"));
-  const clean = new Cleanup();
-  let proc: Awaited<ReturnType<typeof spawnMosquitto>> | undefined;
-  try {
+  await withConfMosquitto("nvl-mosquitto-unix-", async (dir, clean, start) => {
     const sock = join(dir, "nvedge.sock");
     const file = mosquittoConfFile({ unixSocket: sock });
     assert.ok(file.includes(`listener 0 ${sock}\nmax_connections 4096\nuse_username_as_clientid true\n`), file);
@@ -691,11 +701,8 @@ test("mosquitto-conf --unix-socket: a Unix socket listener for local clients (mq
     writeFileSync(join(dir, "acl"), mosquittoAclFile({ nves: ["nve-a"], hypervisors: { "nve-a": ["hv-1"] }, imas: ["ima"], operators: [] }));
     // the generated file with the TLS listener and persistence taken out (as the shipped-file test does), its paths in the temp dir
     const plainPort = await freePort();
-    let conf = file.replaceAll("/etc/mosquitto/nvedge/", `${dir}/`).replace("persistence true\n", "persistence false\n").replace("persistence_location /var/lib/mosquitto/\n", "")
-      .replace(/listener 8883\n(?:[^\n]+\n)*?tls_version tlsv1\.2\n/, "").replace("listener 1883 127.0.0.1\n", `listener ${plainPort} 127.0.0.1\n`);
-    conf = `${process.getuid?.() === 0 ? "user root\n" : ""}log_dest stderr\nlog_type all\n${conf}`;
-    writeFileSync(join(dir, "mosquitto.conf"), conf);
-    proc = await spawnMosquitto(join(dir, "mosquitto.conf"), [plainPort], dir);
+    await start(file.replaceAll("/etc/mosquitto/nvedge/", `${dir}/`).replace("persistence true\n", "persistence false\n").replace("persistence_location /var/lib/mosquitto/\n", "")
+      .replace(/listener 8883\n(?:[^\n]+\n)*?tls_version tlsv1\.2\n/, "").replace("listener 1883 127.0.0.1\n", `listener ${plainPort} 127.0.0.1\n`), [plainPort]);
     const url = `mqtt+unix://${sock}`;
     const nve = clean.add(await connectClient(url, { username: "nve-a", password: "pw-nve-a" }));
     const hv = clean.add(await connectClient(url, { username: "hv-1", password: "pw-hv-1", protocolVersion: 5 }));
@@ -705,14 +712,7 @@ test("mosquitto-conf --unix-socket: a Unix socket listener for local clients (mq
     assert.equal((await fence(hv, nve, "nvo3/v1/nve/nve-a/req/hv-1")).map((g) => g.payload), ["over the socket"]);
     assert.match(spoof, /Not authorized/i, "the ACL applies on the socket");
     assert.ok(await connectClient(url, { username: "nve-a", password: "nope" }).then(() => false, () => true), "a wrong password is refused");
-  } catch (e) {
-    if (proc) console.error(proc.log().slice(-3000));
-    throw e;
-  } finally {
-    await clean.run();
-    if (proc) await proc.close();
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test.run();
