@@ -160,7 +160,8 @@ async function startOnce(o: MosquittoOptions, dir: string, pki: Pki | undefined)
     "connection_messages true",
     // the shipped configuration's global options (host/cli/mosquitto-conf.ts):
     // the packet limit above maxPayload (PROTOCOL.md §1), TCP_NODELAY, the queue caps
-    ...mosquittoGlobalLines(brokerLimits(o.limits), o.maxPayload ?? DEFAULT_MAX_PAYLOAD).filter((l) => l && !l.startsWith("#") && (o.maxInflightMessages === undefined || !l.startsWith("max_inflight_messages "))),
+    ...mosquittoGlobalLines(brokerLimits(o.limits), o.maxPayload ?? DEFAULT_MAX_PAYLOAD).filter((l) => l && !l.startsWith("#")),
+    // the shipped file leaves max_inflight_messages at Mosquitto's default (20)
     ...(o.maxInflightMessages !== undefined ? [`max_inflight_messages ${o.maxInflightMessages}`] : []),
     `acl_file ${aclFile}`,
     // the Unix socket first: it exists once the TCP port (what spawnMosquitto waits for) accepts
