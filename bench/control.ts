@@ -16,16 +16,21 @@
 //                                          NVEDGE_BENCH_PACED_PCAP=FILE: the paced case's MQTT captured (tcpdump) for bench/mqtt-hops.ts: each request's time per hop;
 //                                          NVEDGE_BENCH_AGENT_HEAP=1: the agents' bytes per paced request; NVEDGE_BENCH_UNIX=nve|all: the NVE (and the agents) on Mosquitto's Unix socket;
 //                                          NVEDGE_BENCH_AGENT_SEMI_SPACE=N: the agents' (this process's) young generation, MiB (run.ts --only control: 8; 0 for V8's default);
-//                                          NVEDGE_BENCH_MOSQUITTO_INFLIGHT=N: Mosquitto's max_inflight_messages)
+//                                          NVEDGE_BENCH_MOSQUITTO_INFLIGHT=N: Mosquitto's max_inflight_messages;
+//                                          NVEDGE_BENCH_LOAD=raw: 100 raw hypervisor connections instead of the agent library (benchLoad: the NVE and broker's capacity, an extra row);
+//                                          NVEDGE_BENCH_SYSCALLS=1: each process's syscalls and context switches per request in the row (perf stat, root), syscalls_per_op)
 import { closeSync, copyFileSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, write, writeFileSync } from "node:fs";
 import { loadavg } from "node:os";
 import { spawn, execFileSync } from "node:child_process";
 import { PerformanceObserver } from "node:perf_hooks";
 import { cpuSecondsOf } from "./proc-cpu.js";
+import { countSyscalls, perOp } from "./syscalls.js";
 import { fileURLToPath } from "node:url";
 import { performance } from "node:perf_hooks";
 import { Session } from "node:inspector/promises";
 import { Agent } from "../host/agent/agent.js";
+import { connectLeanWhenReachable, type LeanMqttClient } from "../host/protocol/mqtt-lean.js";
+import { topics } from "../host/protocol/topics.js";
 import { adminRequest } from "../host/control/admin.js";
 import { NveCore } from "../host/control/core.js";
 import { MemoryStore } from "../host/store/memory.js";
@@ -174,7 +179,10 @@ const STALL_MS = 2;
 /** A case measured with the NVE's CPU time (nvePid) and the bench's own (the agents). */
 let brokerPid: number | undefined; // a broker process of its own (Mosquitto): its CPU per request too
 
-async function measured<T extends { lat: number[]; secs: number }>(nvePid: number, run: () => Promise<T>, phase = ""): Promise<T & { nveCpu: number; nveSys: number; nveMain: number; benchCpu: number; benchSys: number; brokerCpu?: number; brokerSys?: number; runqWait: number[] }> {
+async function measured<T extends { lat: number[]; secs: number }>(nvePid: number, run: () => Promise<T>, phase = ""): Promise<T & { nveCpu: number; nveSys: number; nveMain: number; benchCpu: number; benchSys: number; brokerCpu?: number; brokerSys?: number; runqWait: number[]; syscalls?: Record<string, Record<string, number>> }> {
+  // NVEDGE_BENCH_SYSCALLS=1: each process's syscalls per request (perf stat on the kernel's tracepoints), given time to attach before the case
+  const sc = process.env.NVEDGE_BENCH_SYSCALLS ? countSyscalls({ nve: nvePid, agents: process.pid, ...(brokerPid ? { broker: brokerPid } : {}) }) : undefined;
+  if (sc) await new Promise((r) => setTimeout(r, 500));
   // the NVE's main thread (its tid is its pid) apart from its other threads
   // (libuv's pool: the log's writes to stderr; V8's: concurrent GC and
   // compilation; an embedded broker's thread)
@@ -196,6 +204,8 @@ async function measured<T extends { lat: number[]; secs: number }>(nvePid: numbe
     console.error(`control agents threads ${phase} ${[...ba].filter(([, x]) => x > 0).map(([n, x]) => `${n}=${Math.round((x * 1e6) / Math.max(1, r.lat.length))}µs`).join(" ")}`);
   }
   const w1 = [runDelayMs(nvePid, nvePid), brokerPid ? runDelayMs(brokerPid) : NaN, runDelayMs(process.pid, process.pid)];
+  const syscalls = sc ? perOp(await sc.stop(), r.lat.length) : undefined;
+
   // With a profiled NVE (NVEDGE_BENCH_NVE_NODE_ARGS), each case's span on the
   // monotonic clock in µs, the clock of the .cpuprofile's sample times: a
   // profile can be cut to one case.
@@ -204,7 +214,7 @@ async function measured<T extends { lat: number[]; secs: number }>(nvePid: numbe
   const n1 = cpuSecondsOf(nvePid), t1m = cpuSecondsOf(nvePid, nvePid);
   const m1 = brokerPid ? cpuSecondsOf(brokerPid) : undefined;
   return { ...r, nveCpu: n1.user + n1.sys - n0.user - n0.sys, nveSys: n1.sys - n0.sys, nveMain: t1m.user + t1m.sys - t0m.user - t0m.sys, benchCpu: (b.user + b.system) / 1e6, benchSys: b.system / 1e6,
-    ...(m0 && m1 ? { brokerCpu: m1.user + m1.sys - m0.user - m0.sys, brokerSys: m1.sys - m0.sys } : {}), runqWait: w1.map((x, i) => x - w0[i]) };
+    ...(m0 && m1 ? { brokerCpu: m1.user + m1.sys - m0.user - m0.sys, brokerSys: m1.sys - m0.sys } : {}), runqWait: w1.map((x, i) => x - w0[i]), ...(syscalls ? { syscalls } : {}) };
 }
 
 /**
@@ -234,7 +244,7 @@ function runDelayMs(pid: number, tid = pid): number {
   }
 }
 
-function row(broker: string, mode: string, op: string, vnics: number, r: { lat: number[]; errors: number; secs: number; nveCpu?: number; nveSys?: number; nveMain?: number; benchCpu?: number; benchSys?: number; brokerCpu?: number; brokerSys?: number; runqWait?: number[] }, extra: object = {}) {
+function row(broker: string, mode: string, op: string, vnics: number, r: { lat: number[]; errors: number; secs: number; nveCpu?: number; nveSys?: number; nveMain?: number; benchCpu?: number; benchSys?: number; brokerCpu?: number; brokerSys?: number; runqWait?: number[]; syscalls?: Record<string, Record<string, number>> }, extra: object = {}) {
   const s = [...r.lat].sort((a, b) => a - b);
   const out = {
     case: `control.${op}`, broker, mode, agents: AGENTS, vnics, ...extra,
@@ -256,6 +266,8 @@ function row(broker: string, mode: string, op: string, vnics: number, r: { lat: 
       ...(nveNodeVersion ? { nve_node: nveNodeVersion } : {}),
       ...(autogroupNice !== undefined ? { autogroup_nice: autogroupNice } : {}),
     } : {}),
+    // NVEDGE_BENCH_SYSCALLS=1: each process's syscalls and context switches per request (bench/syscalls.ts)
+    ...(r.syscalls ? { syscalls_per_op: r.syscalls } : {}),
   };
   console.log(JSON.stringify(out));
   return out;
@@ -337,6 +349,7 @@ async function benchOne(kind: "embedded" | "mosquitto", perAgent: number, thread
   const killChild = () => child.kill("SIGKILL"); // the bench dying must not leave the NVE behind
   process.once("exit", killChild);
   const agents: Agent[] = [];
+  const raws: RawHv[] = [];
   const rows: object[] = [];
   try {
     const deadline = Date.now() + 30_000;
@@ -345,6 +358,8 @@ async function benchOne(kind: "embedded" | "mosquitto", perAgent: number, thread
       if (Date.now() > deadline || child.exitCode !== null) throw new Error(`the NVE did not start: ${tail().trim().split("\n").slice(-2).join(" | ")}`);
       await new Promise((r) => setTimeout(r, 100));
     }
+    // NVEDGE_BENCH_LOAD=raw: the NVE and its broker without the agent library's cost (an extra row, not the headline)
+    if (benchLoad() === "raw") return await benchRaw(broker, agentUrl, nve, perAgent, child.pid!, rows, raws);
     for (let i = 0; i < AGENTS; i += 20)
       agents.push(...await Promise.all(Array.from({ length: Math.min(20, AGENTS - i) }, (_, k) =>
         Agent.start({ broker: { url: agentUrl, ...broker.creds(`hv-${i + k}`) }, hv: `hv-${i + k}`, nve, requestTimeoutMs: 5_000, retries: 5, mqttClient: agentClient() }))));
@@ -421,6 +436,7 @@ async function benchOne(kind: "embedded" | "mosquitto", perAgent: number, thread
     return rows;
   } finally {
     await Promise.all(agents.map((a) => a.stop().catch(() => {})));
+    await Promise.all(raws.map((r) => r.client.endAsync(true).catch(() => {})));
     process.off("exit", killChild);
     child.kill("SIGTERM");
     await new Promise((r) => (child.exitCode !== null ? r(null) : child.once("exit", r)));
@@ -430,6 +446,106 @@ async function benchOne(kind: "embedded" | "mosquitto", perAgent: number, thread
     rmSync(dir, { recursive: true, force: true });
     if (storeDir !== dir) rmSync(storeDir, { recursive: true, force: true });
   }
+}
+
+/**
+ * NVEDGE_BENCH_LOAD=agents|raw. `raw` (issue 15, bench/README.md "rate15"):
+ * instead of the 100 agents (host/agent on the lean client), 100 hypervisor
+ * connections with the same credentials speak nvo3-hv/1 directly: each
+ * sends hello, then its requests, whose JSON is made before the round, and
+ * checks each answer (ok, and an attach's tag a VLAN id, 1-4094), as the
+ * data plane's traffic generators stand in for VMs. What the agent library
+ * costs per request (its desired state, promises, validation, the bench's
+ * jobs) is out of CPU 0, so the row measures what the NVE and its broker
+ * sustain. An extra row: the agents' row stays the headline.
+ */
+function benchLoad(): "agents" | "raw" {
+  const v = process.env.NVEDGE_BENCH_LOAD ?? "agents";
+  if (v !== "agents" && v !== "raw") throw new Error(`NVEDGE_BENCH_LOAD=${v}: agents or raw`);
+  return v;
+}
+
+/** One hypervisor's raw connection: its requests' JSON, the next to send, when each left. */
+interface RawHv { hv: string; client: LeanMqttClient; reqTopic: string; jobs: string[]; next: number; sentAt: Float64Array; done: number; onAnswer?: (hv: RawHv, j: number, ok: boolean) => void }
+
+async function startRaw(url: string, creds: { username: string; password?: string }, hv: string, nve: string): Promise<RawHv> {
+  const client = await connectLeanWhenReachable(url, () => {}, { ...creds, clientId: `${hv}-raw`, keepalive: 60, reconnectPeriod: 1000 });
+  const r: RawHv = { hv, client, reqTopic: topics.req(nve, hv), jobs: [], next: 0, sentAt: new Float64Array(0), done: 0 };
+  const helloId = `${hv}-hello`;
+  let hello: ((ok: boolean) => void) | undefined;
+  client.on("message", (_t, payload) => {
+    // "id":"<n>" first (the NVE's answerText puts id first): the job's index without a parse of the whole answer
+    const text = payload.toString("latin1");
+    const m = /^\{"id":"([^"]*)","ok":(true|false)/.exec(text);
+    if (!m) { r.onAnswer?.(r, -1, false); return; }
+    if (m[1] === helloId) { hello?.(m[2] === "true"); return; }
+    const j = Number(m[1]);
+    let ok = m[2] === "true";
+    // an attach's answer names the tag the port carries (PROTOCOL.md §2 ConnectResult): a VLAN id
+    if (ok && r.jobs[j]?.includes('"op":"vnic.attach"')) {
+      const tag = /"tag":(\d+)/.exec(text);
+      ok = !!tag && Number(tag[1]) >= 1 && Number(tag[1]) <= 4094;
+    }
+    r.onAnswer?.(r, j, ok);
+  });
+  await client.subscribeAsync([topics.rsp(hv)], { qos: 1 });
+  const answered = new Promise<boolean>((res) => (hello = res));
+  client.publish(r.reqTopic, JSON.stringify({ id: helloId, op: "hello", agent: "nvedge-bench-raw", capabilities: [] }), { qos: 1 });
+  if (!await answered) throw new Error(`${hv}: the NVE refused hello`);
+  return r;
+}
+
+/** `window` requests outstanding per hypervisor until each has sent its jobs; latencies in ms. */
+function runRaw(raws: RawHv[], jobs: string[][], window: number): Promise<{ lat: number[]; errors: number; secs: number }> {
+  const lat: number[] = [];
+  let errors = 0, left = raws.length;
+  const t0 = performance.now();
+  return new Promise((resolve) => {
+    const send = (r: RawHv) => {
+      const j = r.next++;
+      r.sentAt[j] = performance.now();
+      r.client.publish(r.reqTopic, r.jobs[j], { qos: 1 });
+    };
+    const finish = (r: RawHv) => {
+      if (++r.done === r.jobs.length && --left === 0) resolve({ lat, errors, secs: (performance.now() - t0) / 1000 });
+    };
+    for (const [i, r] of raws.entries()) {
+      r.jobs = jobs[i];
+      r.next = 0;
+      r.done = 0;
+      r.sentAt = new Float64Array(r.jobs.length);
+      r.onAnswer = (hv, j, ok) => {
+        if (j < 0 || j >= hv.next || hv.sentAt[j] < 0) { errors++; return; } // not an answer to an open request of this round
+        lat.push(performance.now() - hv.sentAt[j]);
+        hv.sentAt[j] = -1;
+        if (!ok) errors++;
+        if (hv.next < hv.jobs.length) send(hv);
+        finish(hv);
+      };
+      if (r.jobs.length === 0) { if (--left === 0) resolve({ lat, errors, secs: 0 }); continue; }
+      for (let k = 0; k < Math.min(window, r.jobs.length); k++) send(r);
+    }
+  });
+}
+
+/** The raw load's rounds: cold attach, detach, then warm rounds (NVEDGE_BENCH_WARM_ROUNDS), each warm one a row. */
+async function benchRaw(broker: Broker, url: string, nve: string, perAgent: number, nvePid: number, rows: object[], raws: RawHv[]): Promise<object[]> {
+  for (let i = 0; i < AGENTS; i += 20)
+    raws.push(...await Promise.all(Array.from({ length: Math.min(20, AGENTS - i) }, (_, k) => startRaw(url, broker.creds(`hv-${i + k}`), `hv-${i + k}`, nve))));
+  // ids are the job's index in its round (the answer's id leads to it)
+  const attach = (set: number) => raws.map((_, a) => Array.from({ length: perAgent }, (_, i) => JSON.stringify({ id: String(i), op: "vnic.attach", vnic: uuid(a, i, set),
+    vn: { id: ((a * perAgent + i) % VNS) + 1 }, addrs: [{ mac: mac(a, i, set), ips: [`10.${set}.${a}.${i % 250 + 1}`] }] })));
+  const detach = (set: number) => raws.map((_, a) => Array.from({ length: perAgent }, (_, i) => JSON.stringify({ id: String(i), op: "vnic.deactivate", vnic: uuid(a, i, set), reason: "shutdown" })));
+  const name = `${broker.name}-raw`;
+  const check = (what: string, r: { errors: number }) => { if (r.errors) throw new Error(`raw load: ${r.errors} ${what} answers not ok`); };
+  check("cold attach", await measured(nvePid, () => runRaw(raws, attach(1), WINDOW), "raw.attach.cold"));
+  const rounds = Math.max(1, Number(process.env.NVEDGE_BENCH_WARM_ROUNDS ?? 2) || 1);
+  for (let k = 0; k < rounds; k++) {
+    check("detach", await measured(nvePid, () => runRaw(raws, detach(1), WINDOW), `raw.detach.${k}`));
+    const warm = await measured(nvePid, () => runRaw(raws, attach(1), WINDOW), "raw.attach.max");
+    rows.push(row(name, "max", "attach", AGENTS * perAgent, warm, { load: "raw", window: WINDOW, tables: "warm", ...(rounds > 1 ? { round: k + 1 } : {}) }));
+  }
+  return rows;
 }
 
 /**
