@@ -465,28 +465,33 @@ function benchLoad(): "agents" | "raw" {
   return v;
 }
 
-/** One hypervisor's raw connection: its requests' JSON, the next to send, when each left. */
-interface RawHv { hv: string; client: LeanMqttClient; reqTopic: string; jobs: string[]; next: number; sentAt: Float64Array; done: number; onAnswer?: (hv: RawHv, j: number, ok: boolean) => void }
+/**
+ * An answer's id, status and tag, read from its text without a parse of the
+ * whole: the NVE writes `{"id":..,"ok":..` first (host/protocol/codec.ts
+ * answerText, errorResponse). Undefined for anything else.
+ */
+export function rawAnswer(text: string): { id: string; ok: boolean; tag?: number } | undefined {
+  const m = /^\{"id":"([^"\\]*)","ok":(true|false)[,}]/.exec(text);
+  if (!m) return undefined;
+  const tag = m[2] === "true" ? /"tag":(\d+)[,}]/.exec(text) : null;
+  return { id: m[1], ok: m[2] === "true", ...(tag ? { tag: Number(tag[1]) } : {}) };
+}
 
-async function startRaw(url: string, creds: { username: string; password?: string }, hv: string, nve: string): Promise<RawHv> {
+/** One hypervisor's raw connection: its requests' JSON, the next to send, when each left. */
+export interface RawHv { hv: string; client: LeanMqttClient; reqTopic: string; jobs: string[]; next: number; sentAt: Float64Array; done: number; onAnswer?: (hv: RawHv, j: number, ok: boolean) => void }
+
+export async function startRaw(url: string, creds: { username: string; password?: string }, hv: string, nve: string): Promise<RawHv> {
   const client = await connectLeanWhenReachable(url, () => {}, { ...creds, clientId: `${hv}-raw`, keepalive: 60, reconnectPeriod: 1000 });
   const r: RawHv = { hv, client, reqTopic: topics.req(nve, hv), jobs: [], next: 0, sentAt: new Float64Array(0), done: 0 };
   const helloId = `${hv}-hello`;
   let hello: ((ok: boolean) => void) | undefined;
   client.on("message", (_t, payload) => {
-    // "id":"<n>" first (the NVE's answerText puts id first): the job's index without a parse of the whole answer
-    const text = payload.toString("latin1");
-    const m = /^\{"id":"([^"]*)","ok":(true|false)/.exec(text);
-    if (!m) { r.onAnswer?.(r, -1, false); return; }
-    if (m[1] === helloId) { hello?.(m[2] === "true"); return; }
-    const j = Number(m[1]);
-    let ok = m[2] === "true";
+    const a = rawAnswer(payload.toString("latin1"));
+    if (!a) { r.onAnswer?.(r, -1, false); return; }
+    if (a.id === helloId) { hello?.(a.ok); return; }
+    const j = Number(a.id);
     // an attach's answer names the tag the port carries (PROTOCOL.md §2 ConnectResult): a VLAN id
-    if (ok && r.jobs[j]?.includes('"op":"vnic.attach"')) {
-      const tag = /"tag":(\d+)/.exec(text);
-      ok = !!tag && Number(tag[1]) >= 1 && Number(tag[1]) <= 4094;
-    }
-    r.onAnswer?.(r, j, ok);
+    r.onAnswer?.(r, j, a.ok && (!r.jobs[j]?.includes('"op":"vnic.attach"') || (a.tag !== undefined && a.tag >= 1 && a.tag <= 4094)));
   });
   await client.subscribeAsync([topics.rsp(hv)], { qos: 1 });
   const answered = new Promise<boolean>((res) => (hello = res));
@@ -496,7 +501,7 @@ async function startRaw(url: string, creds: { username: string; password?: strin
 }
 
 /** `window` requests outstanding per hypervisor until each has sent its jobs; latencies in ms. */
-function runRaw(raws: RawHv[], jobs: string[][], window: number): Promise<{ lat: number[]; errors: number; secs: number }> {
+export function runRaw(raws: RawHv[], jobs: string[][], window: number): Promise<{ lat: number[]; errors: number; secs: number }> {
   const lat: number[] = [];
   let errors = 0, left = raws.length;
   const t0 = performance.now();

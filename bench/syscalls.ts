@@ -41,24 +41,33 @@ export function countSyscalls(pids: Record<string, number>): { stop(): Promise<R
       for (const [name, , out] of procs) {
         let text = "";
         try { text = readFileSync(out, "utf8"); } catch { continue; }
-        const by: Record<string, number> = {};
-        let total = 0, switches = 0;
-        for (const line of text.split("\n")) {
-          const f = line.split(",");
-          const n = Number(f[0]), ev = f[2];
-          if (!ev || !Number.isFinite(n)) continue;
-          if (ev === "raw_syscalls:sys_enter") total = n;
-          else if (ev === "context-switches") switches = n;
-          else if (ev.startsWith("syscalls:sys_enter_") && n > 0) by[ev.slice("syscalls:sys_enter_".length)] = n;
-        }
-        const named = Object.values(by).reduce((s, x) => s + x, 0);
-        if (total > named) by.other = total - named;
-        res[name] = { total, switches, by };
+        res[name] = parsePerfStat(text);
       }
       rmSync(dir, { recursive: true, force: true });
       return res;
     },
   };
+}
+
+/**
+ * perf stat's CSV (`-x ,`: count, unit, event, ...; "<not counted>" for an
+ * event that never ran) as totals by syscall name; `other` is what the
+ * named syscalls leave of raw_syscalls:sys_enter.
+ */
+export function parsePerfStat(text: string): SyscallCounts {
+  const by: Record<string, number> = {};
+  let total = 0, switches = 0;
+  for (const line of text.split("\n")) {
+    const f = line.split(",");
+    const n = Number(f[0]), ev = f[2];
+    if (!ev || f[0] === "" || !Number.isFinite(n)) continue;
+    if (ev === "raw_syscalls:sys_enter") total = n;
+    else if (ev === "context-switches") switches = n;
+    else if (ev.startsWith("syscalls:sys_enter_") && n > 0) by[ev.slice("syscalls:sys_enter_".length)] = n;
+  }
+  const named = Object.values(by).reduce((s, x) => s + x, 0);
+  if (total > named) by.other = total - named;
+  return { total, switches, by };
 }
 
 /** Counts per operation (two decimals), each process's total first. */

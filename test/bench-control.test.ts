@@ -7,7 +7,9 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { Registry, collectDefaultMetrics } from "prom-client";
-import { parsePauses, pausesIn } from "../bench/control.js";
+import { parsePauses, pausesIn, rawAnswer, runRaw, startRaw, type RawHv } from "../bench/control.js";
+import { parsePerfStat, perOp } from "../bench/syscalls.js";
+import { baseConfig, brokerFixtures, startNve, VN_BLUE } from "./support/control-harness.js";
 
 test("bench control: a case's GC pauses and its event loop's longest delay, from two scrapes of the default metrics", async () => {
   const r = new Registry();
@@ -63,5 +65,70 @@ test("bench control: pauses over 10 ms counted from the histogram's 10 ms bucket
   assert.is(d.nve_loop_delay_p99_ms, 2.5); // 12.5 ms between the monitor's 10 ms ticks
   assert.is(d.nve_loop_delay_max_ms, 24);
 });
+
+test("bench control: perf stat's CSV read as syscalls by name, the rest as other, and per request", () => {
+  // perf stat -x , as perf 6.1 writes it: count, unit, event, run time, share (and "<not counted>" for an event that never ran)
+  const text = [
+    "# started on Tue Dec  8 02:20:01 2026",
+    "",
+    "40012,,raw_syscalls:sys_enter,1650012345,100.00,,",
+    "1050,,context-switches,1650012345,100.00,,",
+    "14000,,syscalls:sys_enter_read,1650012345,100.00,,",
+    "4010,,syscalls:sys_enter_write,1650012345,100.00,,",
+    "0,,syscalls:sys_enter_writev,1650012345,100.00,,",
+    "15970,,syscalls:sys_enter_epoll_ctl,1650012345,100.00,,",
+    "2000,,syscalls:sys_enter_epoll_wait,1650012345,100.00,,",
+    "<not counted>,,syscalls:sys_enter_futex,0,0.00,,",
+  ].join("\n");
+  const c = parsePerfStat(text);
+  assert.is(c.total, 40012);
+  assert.is(c.switches, 1050);
+  assert.equal(c.by, { read: 14000, write: 4010, epoll_ctl: 15970, epoll_wait: 2000, other: 40012 - 14000 - 4010 - 15970 - 2000 });
+  const p = perOp({ broker: c }, 1000);
+  assert.equal(Object.keys(p.broker).slice(0, 3), ["total", "switches", "epoll_ctl"], "the total first, then by count");
+  assert.is(p.broker.total, 40.01);
+  assert.is(p.broker.read, 14);
+  assert.equal(parsePerfStat(""), { total: 0, switches: 0, by: {} });
+});
+
+test("bench control: the raw load reads an answer's id, status and tag from its text", () => {
+  assert.equal(rawAnswer('{"id":"7","ok":true,"tag":101,"vn":{"id":1},"vni":10000}'), { id: "7", ok: true, tag: 101 });
+  assert.equal(rawAnswer('{"id":"7","ok":false,"error":{"code":"not-found","message":"x"}}'), { id: "7", ok: false });
+  assert.equal(rawAnswer('{"id":"hv-1-hello","ok":true}'), { id: "hv-1-hello", ok: true });
+  assert.is(rawAnswer('{"ok":true,"id":"7"}'), undefined, "not the NVE's order");
+  assert.is(rawAnswer("not json"), undefined);
+});
+
+for (const f of brokerFixtures()) {
+  test(`bench control: the raw load's requests through ${f.name} are answered, attach answers carry a VLAN, refusals are counted`, async () => {
+    const hvs = ["hv-1", "hv-2", "hv-3"];
+    const b = await f.start(["nve-a", ...hvs], ["nve-a"]);
+    const nve = await startNve(b, { config: baseConfig() });
+    const raws: RawHv[] = [];
+    try {
+      for (const hv of hvs) raws.push(await startRaw(b.url, b.creds(hv), hv, "nve-a"));
+      const vnic = (h: number, i: number) => `00000000-0000-4000-8000-${h.toString(16).padStart(4, "0")}${i.toString(16).padStart(8, "0")}`;
+      const attach = (vn: object) => raws.map((_, h) => Array.from({ length: 25 }, (_, i) => JSON.stringify({ id: String(i), op: "vnic.attach", vnic: vnic(h, i), vn,
+        addrs: [{ mac: `02:00:00:00:${h.toString(16).padStart(2, "0")}:${i.toString(16).padStart(2, "0")}` }] })));
+      const ok = await runRaw(raws, attach({ id: VN_BLUE.id }), 4);
+      assert.is(ok.errors, 0);
+      assert.is(ok.lat.length, 75, "every request answered once");
+      // held by the NVE as attached: each VNIC's binding is there
+      assert.is(nve.svc.core.viewHv("hv-2").vnics.length, 25);
+      // a VN this NVE does not serve: every answer is a refusal (ok:false), each counted
+      const refused = await runRaw(raws, attach({ id: 4242 }), 4);
+      assert.is(refused.errors, 75);
+      assert.is(refused.lat.length, 75);
+      // detached again (shutdown): answered ok, nothing left
+      const detach = raws.map((_, h) => Array.from({ length: 25 }, (_, i) => JSON.stringify({ id: String(i), op: "vnic.deactivate", vnic: vnic(h, i), reason: "shutdown" })));
+      assert.is((await runRaw(raws, detach, 4)).errors, 0);
+      assert.is(nve.svc.core.viewHv("hv-2").vnics.length, 0);
+    } finally {
+      await Promise.all(raws.map((r) => r.client.endAsync(true)));
+      await nve.stop();
+      await b.close();
+    }
+  });
+}
 
 test.run();
