@@ -17,6 +17,7 @@
 //                                          NVEDGE_BENCH_AGENT_HEAP=1: the agents' bytes per paced request; NVEDGE_BENCH_UNIX=nve|all: the NVE (and the agents) on Mosquitto's Unix socket;
 //                                          NVEDGE_BENCH_AGENT_SEMI_SPACE=N: the agents' (this process's) young generation, MiB (run.ts --only control: 8; 0 for V8's default);
 //                                          NVEDGE_BENCH_MOSQUITTO_INFLIGHT=N: Mosquitto's max_inflight_messages;
+//                                          NVEDGE_BENCH_SCHED=batch: the bench's processes under SCHED_BATCH (schedBatch);
 //                                          NVEDGE_BENCH_LOAD=raw: 100 raw hypervisor connections instead of the agent library (benchLoad: the NVE and broker's capacity, an extra row);
 //                                          NVEDGE_BENCH_SYSCALLS=1: each process's syscalls and context switches per request in the row (perf stat, root), syscalls_per_op)
 import { closeSync, copyFileSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, write, writeFileSync } from "node:fs";
@@ -265,6 +266,7 @@ function row(broker: string, mode: string, op: string, vnics: number, r: { lat: 
       ...(nveCpu() !== undefined ? { nve_pinned_cpu: nveCpu() } : {}),
       ...(nveNodeVersion ? { nve_node: nveNodeVersion } : {}),
       ...(autogroupNice !== undefined ? { autogroup_nice: autogroupNice } : {}),
+      ...(sched !== undefined ? { sched } : {}),
     } : {}),
     // NVEDGE_BENCH_SYSCALLS=1: each process's syscalls and context switches per request (bench/syscalls.ts)
     ...(r.syscalls ? { syscalls_per_op: r.syscalls } : {}),
@@ -793,6 +795,30 @@ function raiseAutogroup(): () => void {
   };
 }
 
+/**
+ * NVEDGE_BENCH_SCHED=batch: every thread of this process (the agents), and so
+ * the Mosquitto and the NVE it starts, under SCHED_BATCH (sched(7): a woken
+ * batch task does not preempt the running one). On CPU 0 the agents and
+ * Mosquitto otherwise wake each other for a packet or two at a time (1.1
+ * context switches and 2.1 epoll waits per attach in the agents' process);
+ * as batch tasks each runs until it blocks, and the agents' CPU per warm
+ * attach fell from 50-53 to 41-44 µs (bench/README.md "rate15"). The rows
+ * say `"sched":"batch"`. Not the default: the headline is measured as a
+ * deployment runs, and batch tasks wait longer when woken (the paced p99).
+ */
+let sched: string | undefined;
+function schedBatch(): () => void {
+  const v = process.env.NVEDGE_BENCH_SCHED;
+  if (v === undefined || v === "" || v === "other") return () => {};
+  if (v !== "batch") throw new Error(`NVEDGE_BENCH_SCHED=${v}: batch or other`);
+  execFileSync("chrt", ["-a", "-b", "-p", "0", String(process.pid)], { stdio: "ignore" });
+  sched = "batch";
+  return () => {
+    sched = undefined;
+    try { execFileSync("chrt", ["-a", "-o", "-p", "0", String(process.pid)], { stdio: "ignore" }); } catch { /* as it is */ }
+  };
+}
+
 /** Returns a function that puts this process's CPU mask back (run.js may run other benches after this one). */
 function pinBench(): () => void {
   const cpu = nveCpu();
@@ -934,9 +960,11 @@ export async function runControlBench(o: { quick?: boolean } = {}): Promise<obje
   const rows: object[] = [];
   const unpin = pinBench();
   const unnice = raiseAutogroup();
+  const unsched = schedBatch();
   try {
     await runBrokers(perAgent, want, rows);
   } finally {
+    unsched();
     unnice();
     unpin();
   }
