@@ -207,17 +207,23 @@ main(process.argv.slice(2)).then(
 }
 
 /**
- * V8 flags the launcher gives Node for every nvedge process (issue 15,
- * bench/README.md "cp17"). --max-semi-space-size=16: Node 24's V8 (13.6)
- * sizes the young generation from the machine's memory, and on a 24 GB
- * machine the NVE then scavenged 4-5 times in the control bench's paced 5 s
- * with pauses of ~16 ms each, every request arriving meanwhile held (paced p99
- * 11-13 ms); at 16 MiB (Node 20's default) 18-19 scavenges of ~3.5 ms, the same
- * GC time in all (p99 5.4 / 12.5 ms in the same runs), its CPU per attach at
- * max within the noise. The bench runs the NVE on the firmware's Node with
- * these (bench/control.ts NVEDGE_BENCH_NVE_NODE=firmware).
+ * V8 flags the launcher gives Node for every nvedge process (issue 15;
+ * bin/nvedge.js's first line gives the same: test/launcher-flags.test.ts).
+ * --max-semi-space-size=1: a young generation of 1 MiB semi-spaces. A
+ * scavenge's pause is the copying of what survives it, and in the NVE that
+ * is mostly the records just stored (the memory store keeps each attach's
+ * record: ~700 B promoted per request), so the pause grows with the space:
+ * at 16 MiB (Node 20's default; Node 24's V8 sizes it from the machine's
+ * memory, ~16 ms pauses on a 24 GB machine, bench/README.md "cp17") the
+ * control bench's paced case at 2,000 attaches/s saw 11-14 scavenges of
+ * 3.3-7 ms, each holding every request that arrived meanwhile; at 1 MiB
+ * ~200 of 0.6-0.7 ms, none that a 5 ms budget notices, for the same bytes
+ * copied, at a CPU cost per attach at max within the runs' noise
+ * (bench/README.md "pace15"). The bench runs the NVE with these flags
+ * (bench/control.ts: the firmware's with NVEDGE_BENCH_NVE_NODE=firmware,
+ * bin/nvedge.js's otherwise).
  */
-export const NODE_FLAGS = ["--max-semi-space-size=16"];
+export const NODE_FLAGS = ["--max-semi-space-size=1"];
 
 const LAUNCHER = (script, what) => `#!/bin/sh
 # ${what} (nvedge firmware bundle): runs lib/${script} on the bundled Node
