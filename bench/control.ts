@@ -16,12 +16,10 @@
 //                                          NVEDGE_BENCH_PACED_PCAP=FILE: the paced case's MQTT captured (tcpdump) for bench/mqtt-hops.ts: each request's time per hop;
 //                                          NVEDGE_BENCH_AGENT_HEAP=1: the agents' bytes per paced request; NVEDGE_BENCH_UNIX=nve|all: the NVE (and the agents) on Mosquitto's Unix socket;
 //                                          NVEDGE_BENCH_AGENT_SEMI_SPACE=N: the agents' (this process's) young generation, MiB (run.ts --only control: 8; 0 for V8's default);
-//                                          NVEDGE_BENCH_MOSQUITTO_INFLIGHT=N: Mosquitto's max_inflight_messages; NVEDGE_BENCH_AGENT_GC=0: no full GC of the agents' heap before each paced case;
+//                                          NVEDGE_BENCH_MOSQUITTO_INFLIGHT=N: Mosquitto's max_inflight_messages;
 //                                          the NVE gets the Node flags of bin/nvedge.js's first line (launcherFlags), or the firmware's, before NVEDGE_BENCH_NVE_NODE_ARGS)
 import { closeSync, copyFileSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, write, writeFileSync } from "node:fs";
 import { loadavg } from "node:os";
-import { setFlagsFromString } from "node:v8";
-import { runInNewContext } from "node:vm";
 import { spawn, execFileSync } from "node:child_process";
 import { PerformanceObserver } from "node:perf_hooks";
 import { cpuSecondsOf } from "./proc-cpu.js";
@@ -157,21 +155,6 @@ async function runPaced(agents: Agent[], jobs: Job[][], rate: number, round = 0)
   gcObs.disconnect();
   if (traceFile && trace) writeFileSync(traceFile, trace.join("\n") + "\n");
   return { lat, errors, secs, steady, agentsGc };
-}
-
-/**
- * A full collection of the agents' heap (this process's) before each paced
- * case. The 100 agents share this one heap, a bench's arrangement (each
- * {hv} runs its own agent, ~20 requests/s at this offered load), and the
- * rounds at max before the case leave its old generation grown: its
- * mark-compacts then fell inside the paced case, 7-12 ms each, every answer
- * arriving meanwhile held (2 per round-2 case, bench/README.md "pace15").
- * NVEDGE_BENCH_AGENT_GC=0: not (an A/B).
- */
-function collectAgentsHeap(): void {
-  if (process.env.NVEDGE_BENCH_AGENT_GC === "0") return;
-  setFlagsFromString("--expose-gc");
-  (runInNewContext("gc") as () => void)();
 }
 
 /** The agents' (this process's) GC pauses in a paced case, by kind (ms). */
@@ -418,7 +401,6 @@ async function benchOne(kind: "embedded" | "mosquitto", perAgent: number, thread
       const pacedRounds = Math.max(1, Number(process.env.NVEDGE_BENCH_PACED_ROUNDS ?? 1) || 1);
       for (let k = 0; k < pacedRounds; k++) {
         await measured(child.pid!, () => runMax(agents, detachJobs(1), WINDOW), k === 0 ? "detach.max.1" : `detach.max.p${k}`);
-        collectAgentsHeap();
         // one scrape before and one after: each scrape resets the NVE's event-loop delay monitor (prom-client)
         const s0 = await scrape(metricsPort);
         const cap = await capture(url);

@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --max-semi-space-size=1
+#!/usr/bin/env -S node --max-semi-space-size=2
 // The nvedge command: dispatches to host/cli (built into dist/ by `npm install`
 // or `npm run build`). A firmware bundle has its own launcher (bin/nvedge in
 // the bundle, firmware/build.mjs), not this file.

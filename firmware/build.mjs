@@ -209,21 +209,22 @@ main(process.argv.slice(2)).then(
 /**
  * V8 flags the launcher gives Node for every nvedge process (issue 15;
  * bin/nvedge.js's first line gives the same: test/launcher-flags.test.ts).
- * --max-semi-space-size=1: a young generation of 1 MiB semi-spaces. A
- * scavenge's pause is the copying of what survives it, and in the NVE that
- * is mostly the records just stored (the memory store keeps each attach's
- * record: ~700 B promoted per request), so the pause grows with the space:
- * at 16 MiB (Node 20's default; Node 24's V8 sizes it from the machine's
- * memory, ~16 ms pauses on a 24 GB machine, bench/README.md "cp17") the
- * control bench's paced case at 2,000 attaches/s saw 11-14 scavenges of
- * 3.3-7 ms, each holding every request that arrived meanwhile; at 1 MiB
- * ~200 of 0.6-0.7 ms, none that a 5 ms budget notices, for the same bytes
- * copied, at a CPU cost per attach at max within the runs' noise
- * (bench/README.md "pace15"). The bench runs the NVE with these flags
- * (bench/control.ts: the firmware's with NVEDGE_BENCH_NVE_NODE=firmware,
- * bin/nvedge.js's otherwise).
+ * --max-semi-space-size=2: a young generation of 2 MiB semi-spaces. A
+ * scavenge's pause is the copying of what survives it, and in the NVE much
+ * of that is the records just stored (the memory store keeps each attach's
+ * record: ~700 B promoted per request), so the pause grows with the space.
+ * In the control bench's paced case (2,000 attaches/s, bench/README.md
+ * "pace15") at 16 MiB (Node 20's default; Node 24's V8 sizes it from the
+ * machine's memory: ~16 ms pauses on a 24 GB machine, "cp17") the NVE
+ * scavenged 11-14 times per 5 s for 3.3-12 ms each (means per case), every
+ * request arriving meanwhile held; at 2 MiB 94-104 times for 1.0-1.9 ms, at
+ * 1 MiB 186-205 times for 0.6-1.2 ms. 1 MiB cost the NVE ~19 µs more per attach at max over TCP
+ * (82 against 63, the socket's reads filling the small space) and ~25 more
+ * per paced request; 2 MiB 67 (59 against 60 on a Unix socket). The bench
+ * runs the NVE with these flags (bench/control.ts: the firmware's with
+ * NVEDGE_BENCH_NVE_NODE=firmware, bin/nvedge.js's line otherwise).
  */
-export const NODE_FLAGS = ["--max-semi-space-size=1"];
+export const NODE_FLAGS = ["--max-semi-space-size=2"];
 
 const LAUNCHER = (script, what) => `#!/bin/sh
 # ${what} (nvedge firmware bundle): runs lib/${script} on the bundled Node

@@ -34,7 +34,7 @@ test("bin/nvedge.js run as a command: Node gets the firmware launcher's flags be
 });
 
 test("launcherFlags: the flags of an `env -S node` line; none for a plain `env node` line or no #! line", () => {
-  assert.equal(launcherFlags("#!/usr/bin/env -S node --max-semi-space-size=1 --stack-size=2000\nrest\n"), ["--max-semi-space-size=1", "--stack-size=2000"]);
+  assert.equal(launcherFlags("#!/usr/bin/env -S node --max-semi-space-size=2 --stack-size=2000\nrest\n"), ["--max-semi-space-size=2", "--stack-size=2000"]);
   assert.equal(launcherFlags("#!/usr/bin/env -S node\n"), []);
   assert.equal(launcherFlags("#!/usr/bin/env node\n// --max-semi-space-size=1\n"), []);
   assert.equal(launcherFlags("// no launcher line --max-semi-space-size=1\n"), []);
