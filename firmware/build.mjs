@@ -216,9 +216,9 @@ main(process.argv.slice(2)).then(
  * In the control bench's paced case (2,000 attaches/s, bench/README.md
  * "pace15") at 16 MiB (Node 20's default; Node 24's V8 sizes it from the
  * machine's memory: ~16 ms pauses on a 24 GB machine, "cp17") the NVE
- * scavenged 11-14 times per 5 s for 3.3-12 ms each (means per case), every
- * request arriving meanwhile held; at 2 MiB 94-104 times for 1.0-1.9 ms, at
- * 1 MiB 186-205 times for 0.6-1.2 ms. 1 MiB cost the NVE ~19 µs more per attach at max over TCP
+ * scavenged 11-14 times per 5 s for 3.7-11.8 ms each (means per case),
+ * every request arriving meanwhile held; at 2 MiB 94-104 times for 1.0-1.9
+ * ms, at 1 MiB 179-212 times for 0.6-2.1 ms. 1 MiB cost the NVE ~19 µs more per attach at max over TCP
  * (82 against 63, the socket's reads filling the small space) and ~25 more
  * per paced request; 2 MiB 67 (59 against 60 on a Unix socket). The bench
  * runs the NVE with these flags (bench/control.ts: the firmware's with
