@@ -220,7 +220,7 @@ main(process.argv.slice(2)).then(
  * every request arriving meanwhile held; at 2 MiB 94-104 times for 1.0-1.9
  * ms, at 1 MiB 179-212 times for 0.6-2.1 ms. 1 MiB cost the NVE ~19 µs more per attach at max over TCP
  * (82 against 63, the socket's reads filling the small space) and ~25 more
- * per paced request; 2 MiB 67 (59 against 60 on a Unix socket). The bench
+ * per paced request; 2 MiB 69 (64 against 60 on a Unix socket). The bench
  * runs the NVE with these flags (bench/control.ts: the firmware's with
  * NVEDGE_BENCH_NVE_NODE=firmware, bin/nvedge.js's line otherwise).
  */
