@@ -12,14 +12,15 @@
 //                                          NVEDGE_BENCH_AUTOGROUP_NICE=N: this session's scheduler weight (the bench's processes before other work on the machine); NVEDGE_BENCH_WARM_ROUNDS=N (default 2); NVEDGE_BENCH_PACED_ROUNDS=N (default 1); NVEDGE_BENCH_AGENT_CLIENT=lean|mqttjs;
 //                                          NVEDGE_BENCH_NVE_NODE=firmware|PATH: the Node the NVE runs under (firmware: the bundle's pinned Node 24, the device's runtime);
 //                                          NVEDGE_BENCH_NVE_CPU=N|none: the NVE alone on CPU N (default: the last CPU of two or more); NVEDGE_BENCH_NVE_LOG=FILE: its log and stdout kept; NVEDGE_BENCH_CASES=cold,warm,paced,serial,detach: some only;
-//                                          NVEDGE_BENCH_THREADS=1: the NVE's CPU per request by thread on stderr; NVEDGE_BENCH_PACED_TRACE=FILE: each paced request's start and latency, and this process's GC pauses and stalls;
+//                                          NVEDGE_BENCH_THREADS=1: the NVE's CPU per request by thread on stderr; NVEDGE_BENCH_PACED_TRACE=FILE: each paced request's start and latency, and this process's GC pauses and stalls (FILE.k: round k of several);
 //                                          NVEDGE_BENCH_PACED_PCAP=FILE: the paced case's MQTT captured (tcpdump) for bench/mqtt-hops.ts: each request's time per hop;
 //                                          NVEDGE_BENCH_AGENT_HEAP=1: the agents' bytes per paced request; NVEDGE_BENCH_UNIX=nve|all: the NVE (and the agents) on Mosquitto's Unix socket;
 //                                          NVEDGE_BENCH_AGENT_SEMI_SPACE=N: the agents' (this process's) young generation, MiB (run.ts --only control: 8; 0 for V8's default);
 //                                          NVEDGE_BENCH_MOSQUITTO_INFLIGHT=N: Mosquitto's max_inflight_messages;
 //                                          NVEDGE_BENCH_SCHED=batch: the bench's processes under SCHED_BATCH (schedBatch);
 //                                          NVEDGE_BENCH_LOAD=raw: 100 raw hypervisor connections instead of the agent library (benchLoad: the NVE and broker's capacity, an extra row);
-//                                          NVEDGE_BENCH_SYSCALLS=1: each process's syscalls and context switches per request in the row (perf stat, root), syscalls_per_op)
+//                                          NVEDGE_BENCH_SYSCALLS=1: each process's syscalls and context switches per request in the row (perf stat, root), syscalls_per_op;
+//                                          the NVE gets the Node flags of bin/nvedge.js's first line (launcherFlags), or the firmware's, before NVEDGE_BENCH_NVE_NODE_ARGS)
 import { closeSync, copyFileSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, write, writeFileSync } from "node:fs";
 import { loadavg } from "node:os";
 import { spawn, execFileSync } from "node:child_process";
@@ -97,7 +98,7 @@ async function runMax(agents: Agent[], jobs: Job[][], window: number): Promise<{
 }
 
 /** Offers `rate` requests per second in total, round-robin over the agents (bounded by the job count). */
-async function runPaced(agents: Agent[], jobs: Job[][], rate: number): Promise<{ lat: number[]; errors: number; secs: number; steady: number[]; agentsGc: AgentsGc }> {
+async function runPaced(agents: Agent[], jobs: Job[][], rate: number, round = 0): Promise<{ lat: number[]; errors: number; secs: number; steady: number[]; agentsGc: AgentsGc }> {
   const lat: number[] = [];
   // the requests issued after the first second (PACED_SETTLE_MS): the steady state at this rate, without the
   // start (the NVE and the agents paying off the garbage of the rounds at max before it: bench/README.md "cp17")
@@ -113,7 +114,8 @@ async function runPaced(agents: Agent[], jobs: Job[][], rate: number): Promise<{
   // NVEDGE_BENCH_PACED_TRACE=FILE: each request's start (ms since the epoch)
   // and latency, one line each, to line the slow ones up with the NVE's
   // log and GC trace (what the paced p99 waits for)
-  const traceFile = process.env.NVEDGE_BENCH_PACED_TRACE;
+  // (with NVEDGE_BENCH_PACED_ROUNDS > 1, round k's in FILE.k: each case's own)
+  const traceFile = process.env.NVEDGE_BENCH_PACED_TRACE && (round ? `${process.env.NVEDGE_BENCH_PACED_TRACE}.${round}` : process.env.NVEDGE_BENCH_PACED_TRACE);
   const trace: string[] | undefined = traceFile ? [] : undefined;
   // and this process's own GC pauses (the agents' heap), as "gc.KIND START MS"
   // and in every case the pauses counted by kind for the row (agents_gc: what run.ts's young generation size is for)
@@ -338,7 +340,11 @@ async function benchOne(kind: "embedded" | "mosquitto", perAgent: number, thread
   if (nveNodeBin && nodeBin === nveNodeBin.node && nveNodeBin.flags.length) nveNodeVersion += ` ${nveNodeBin.flags.join(" ")}`;
   // NVEDGE_BENCH_NVE_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/p") profiles the NVE process.
   // the firmware's Node with the flags its launcher gives it (firmware/build.mjs NODE_FLAGS), as on the device; those asked for after them
-  const nodeArgs = [...(nveNodeBin && nodeBin === nveNodeBin.node ? nveNodeBin.flags : []), ...(process.env.NVEDGE_BENCH_NVE_NODE_ARGS ?? "").split(" ").filter(Boolean)];
+  // On another Node (the machine's, or NVEDGE_BENCH_NVE_NODE=PATH): the flags bin/nvedge.js's own first line
+  // gives Node when it runs as the `nvedge` command (launcherFlags), as a systemd unit or a shell starts it.
+  const shipped = nveNodeBin && nodeBin === nveNodeBin.node ? nveNodeBin.flags : launcherFlags(readFileSync(bin, "utf8"));
+  if (!(nveNodeBin && nodeBin === nveNodeBin.node) && shipped.length) nveNodeVersion += ` ${shipped.join(" ")}`;
+  const nodeArgs = [...shipped, ...(process.env.NVEDGE_BENCH_NVE_NODE_ARGS ?? "").split(" ").filter(Boolean)];
   const argv0 = cpu === undefined ? [nodeBin] : ["taskset", "-c", String(cpu), nodeBin];
   // The NVE's log (stderr) into a file, as a journal would take it: through
   // a pipe, this process (the agents' side) paid for reading ~2 lines per
@@ -416,7 +422,7 @@ async function benchOne(kind: "embedded" | "mosquitto", perAgent: number, thread
         const s0 = await scrape(metricsPort);
         const cap = await capture(url);
         const heap = await agentHeap();
-        const paced = await measured(child.pid!, () => runPaced(agents, attachJobs(1), 2000), "attach.paced");
+        const paced = await measured(child.pid!, () => runPaced(agents, attachJobs(1), 2000, pacedRounds > 1 ? k + 1 : 0), "attach.paced");
         await heap?.stop(paced.lat.length);
         await cap?.stop();
         const s1 = await scrape(metricsPort);
@@ -728,6 +734,19 @@ function benchUnix(): "none" | "nve" | "all" {
  * that binary; unset: this process's Node. The agents stay on this one.
  */
 let nveNodeBin: FirmwareNode | undefined;
+/**
+ * The Node flags a launcher script's `#!/usr/bin/env -S node FLAGS` line
+ * gives Node (bin/nvedge.js: the young generation's size, issue 15 "paced
+ * p99"), [] for a plain `#!/usr/bin/env node` or none. The bench starts the
+ * NVE as `node bin/nvedge.js` (pinned, with flags of its own after these), so
+ * it passes them itself to measure the NVE as the command runs it.
+ */
+export function launcherFlags(script: string): string[] {
+  const first = script.slice(0, script.indexOf("\n") >>> 0).trim();
+  const m = /^#!\s*\S*\benv\s+-S\s+node(?:\s+(.*))?$/.exec(first);
+  return m?.[1] ? m[1].split(/\s+/).filter(Boolean) : [];
+}
+
 async function nveNode(): Promise<string> {
   const v = process.env.NVEDGE_BENCH_NVE_NODE;
   if (!v) return process.execPath;

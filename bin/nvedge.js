@@ -1,7 +1,14 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=2
 // The nvedge command: dispatches to host/cli (built into dist/ by `npm install`
 // or `npm run build`). A firmware bundle has its own launcher (bin/nvedge in
 // the bundle, firmware/build.mjs), not this file.
+// The first line gives Node the V8 flags the firmware launcher gives it
+// (firmware/build.mjs NODE_FLAGS, why there: the young generation's size,
+// issue 15 "paced p99"; test/launcher-flags.test.ts keeps the two equal).
+// V8 sizes its heap before any script runs, so they cannot be set from here;
+// `env -S` (coreutils 8.30, BusyBox, the BSDs) splits them off the line when
+// the file runs as the command (npm's bin link, a systemd unit's ExecStart).
+// `node bin/nvedge.js` skips the line: give them yourself there.
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 

@@ -207,17 +207,24 @@ main(process.argv.slice(2)).then(
 }
 
 /**
- * V8 flags the launcher gives Node for every nvedge process (issue 15,
- * bench/README.md "cp17"). --max-semi-space-size=16: Node 24's V8 (13.6)
- * sizes the young generation from the machine's memory, and on a 24 GB
- * machine the NVE then scavenged 4-5 times in the control bench's paced 5 s
- * with pauses of ~16 ms each, every request arriving meanwhile held (paced p99
- * 11-13 ms); at 16 MiB (Node 20's default) 18-19 scavenges of ~3.5 ms, the same
- * GC time in all (p99 5.4 / 12.5 ms in the same runs), its CPU per attach at
- * max within the noise. The bench runs the NVE on the firmware's Node with
- * these (bench/control.ts NVEDGE_BENCH_NVE_NODE=firmware).
+ * V8 flags the launcher gives Node for every nvedge process (issue 15;
+ * bin/nvedge.js's first line gives the same: test/launcher-flags.test.ts).
+ * --max-semi-space-size=2: a young generation of 2 MiB semi-spaces. A
+ * scavenge's pause is the copying of what survives it, and in the NVE much
+ * of that is the records just stored (the memory store keeps each attach's
+ * record: ~700 B promoted per request), so the pause grows with the space.
+ * In the control bench's paced case (2,000 attaches/s, bench/README.md
+ * "pace15") at 16 MiB (Node 20's default; Node 24's V8 sizes it from the
+ * machine's memory: ~16 ms pauses on a 24 GB machine, "cp17") the NVE
+ * scavenged 11-14 times per 5 s for 3.7-11.8 ms each (means per case),
+ * every request arriving meanwhile held; at 2 MiB 94-104 times for 1.0-1.9
+ * ms, at 1 MiB 179-212 times for 0.6-2.1 ms. 1 MiB cost the NVE ~19 µs more per attach at max over TCP
+ * (82 against 63, the socket's reads filling the small space) and ~25 more
+ * per paced request; 2 MiB 69 (64 against 60 on a Unix socket). The bench
+ * runs the NVE with these flags (bench/control.ts: the firmware's with
+ * NVEDGE_BENCH_NVE_NODE=firmware, bin/nvedge.js's line otherwise).
  */
-export const NODE_FLAGS = ["--max-semi-space-size=16"];
+export const NODE_FLAGS = ["--max-semi-space-size=2"];
 
 const LAUNCHER = (script, what) => `#!/bin/sh
 # ${what} (nvedge firmware bundle): runs lib/${script} on the bundled Node

@@ -77,7 +77,7 @@ t("the bundle lists and signs every file; the first install verifies it, fills s
     const e = spawnSync(join(root, "opt", "nvedge", "current", "bin", "nvedge"), ["--help"], { encoding: "utf8", timeout: 60_000, env: { ...process.env, NVEDGE_EMULATOR: emu } });
     assert.is(e.status, 0, e.stderr);
     const argv = readFileSync(rec, "utf8").trim().split("\n");
-    assert.equal(argv.slice(1, 3), ["--max-semi-space-size=16", join(slot, "lib", "nvedge.mjs")], argv.join(" "));
+    assert.equal(argv.slice(1, 3), ["--max-semi-space-size=2", join(slot, "lib", "nvedge.mjs")], argv.join(" "));
     // The bundle's systemd units (etc/systemd/) are installed, running the A/B launcher.
     for (const u of ["nvedge.service", "nvedge-agent@.service", "nvedge-ima.service"]) {
       assert.ok(m.files[`etc/systemd/${u}`], `manifest lists etc/systemd/${u}`);
