@@ -39,13 +39,16 @@
 // page, written through its O_DSYNC descriptor), `durable` already resolved.
 // lmdb-js's pipelined commit costs a lone request a libuv pool job and three
 // wake-ups of the event loop (the commit visible, the flush, the job done:
-// 4-5 futex calls, ~4 epoll waits, ~2 context switches per commit, strace and
+// ~5 futex calls, ~4 epoll waits, ~3 context switches per commit: strace and
 // perf stat, bench/README.md "Session 13: lmdb15"); with the NVE on one CPU
 // (a DPU's core; the bench pins it) the write thread and the main thread take
-// turns on it for every request. On a tmpfs store a commit on the main thread
-// costs ~15-20 µs less CPU and no thread hop. It is chosen only (a) when no
-// pipelined commit is outstanding (so commits stay durable in call order) and
-// (b) while the flush is measured cheap: the pipelined path times each
+// turns on it for every request. On a tmpfs store, pinned to one CPU, a lone
+// commit on the main thread costs 50 µs of CPU against 75 µs pipelined, 0.4
+// context switches against 3.3, and its p99 falls from 0.8-1.8 ms to 0.23 ms
+// (a store-only loop at 2,000 commits/s, bench/README.md "Session 13:
+// lmdb15"). It is chosen only (a) when no pipelined commit is outstanding
+// (so commits stay durable in call order) and (b) while the flush is
+// measured cheap: the pipelined path times each
 // commit's flush (visible → flushed), and after SYNC_PROBE commits whose
 // fastest flush took under `syncCommitMaxMs` the store commits on the main
 // thread; a main-thread commit that takes longer than that (a real disk's
