@@ -106,7 +106,11 @@ export interface LmdbStoreOptions {
   syncCommitMaxMs?: number;
 }
 
-/** The default LmdbStoreOptions.syncCommitMaxMs: a commit on tmpfs takes 0.02-0.06 ms, a real disk's fsync 1-16 ms (the `store` bench's store.fsync row). */
+/**
+ * The default LmdbStoreOptions.syncCommitMaxMs: a commit on tmpfs takes 0.02-0.06 ms; a real
+ * disk's fsync 4-16 ms on the bench's virtio disk in session 8 (the `store` bench's store.fsync
+ * row), ~0.5-0.7 ms on it in session 13 (bench/README.md "Session 13: lmdb15").
+ */
 export const SYNC_COMMIT_MAX_MS = 0.5;
 /** Pipelined commits whose fastest flush decides whether commits move to the calling thread. */
 const SYNC_PROBE = 16;
