@@ -348,4 +348,123 @@ e("files 0600 and folders 0700 (issue 10): a new store is created so, an older o
   }
 });
 
+// Commits on the calling thread (host/store/lmdb.ts header, issue 15): chosen
+// while the pipelined commits' flush is measured under syncCommitMaxMs, each
+// durable before commit() returns; the thresholds here (Infinity, 0) make the
+// choice independent of this machine's disk.
+e("commits move onto the calling thread once SYNC_PROBE flushes were under syncCommitMaxMs: each is in LMDB when commit() returns, durable in call order", async () => {
+  const dir = tmp();
+  try {
+    const s = await openLmdbStore(dir, { syncCommitMaxMs: Infinity });
+    assert.is(s.commitsOnThread, false, "a new store starts on the pipeline (its disk's flush is not known yet)");
+    let before = s.lastTxnId();
+    const first = s.commit((tx) => tx.put("hvs", "hv-1", { hv: "hv-1", online: true, since: 0 }));
+    assert.is(s.lastTxnId(), before, "pipelined: nothing is committed to LMDB before the event turn ends");
+    await (await first).durable;
+    for (let i = 1; i < 16; i++) await (await s.commit((tx) => tx.put("hvs", "hv-1", { hv: "hv-1", online: true, since: i }))).durable;
+    assert.is(s.commitsOnThread, true, "16 timed flushes under the bound");
+    before = s.lastTxnId();
+    const c = s.commit((tx) => { tx.put("vnics", U1, rec); tx.put("hvs", "hv-1", { hv: "hv-1", online: false, since: 99 }); return 7; });
+    assert.is(s.lastTxnId(), before + 1, "committed (one LMDB transaction for both collections) before commit() returned");
+    const { result, durable } = await c;
+    assert.is(result, 7);
+    await durable;
+    assert.equal(s.get("vnics", U1), rec);
+    // a throwing callback still writes nothing
+    before = s.lastTxnId();
+    await expectError(s.commit((tx) => { tx.del("vnics", U1); throw new StoreCorruptError(dir, "test"); }), StoreCorruptError);
+    assert.is(s.lastTxnId(), before);
+    assert.equal(s.get("vnics", U1), rec);
+    // transaction() takes the same path
+    await s.transaction((tx) => tx.del("hvs", "hv-1"));
+    assert.is(s.lastTxnId(), before + 1);
+    await s.close();
+    const s2 = await openLmdbStore(dir);
+    assert.equal(s2.get("vnics", U1), rec);
+    assert.is(s2.get("hvs", "hv-1"), undefined);
+    await s2.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+e("syncCommitMaxMs 0 keeps every commit pipelined; a commit on the thread slower than the bound puts commits back on the pipeline", async () => {
+  const dir = tmp();
+  try {
+    const s = await openLmdbStore(dir, { syncCommitMaxMs: 0 });
+    for (let i = 0; i < 20; i++) await (await s.commit((tx) => tx.put("hvs", "hv-1", { hv: "hv-1", online: true, since: i }))).durable;
+    assert.is(s.commitsOnThread, false);
+    const before = s.lastTxnId();
+    const p = s.commit((tx) => tx.put("hvs", "hv-1", { hv: "hv-1", online: true, since: 20 }));
+    assert.is(s.lastTxnId(), before, "still pipelined");
+    await (await p).durable;
+    await s.close();
+    const t = await openLmdbStore(dir, { syncCommitMaxMs: Infinity });
+    for (let i = 0; i < 16; i++) await (await t.commit((tx) => tx.put("hvs", "hv-1", { hv: "hv-1", online: true, since: i }))).durable;
+    assert.is(t.commitsOnThread, true);
+    // The bound lowered under the store (a disk that became slow): the next commit on the thread takes longer than 0 ms.
+    (t as unknown as { syncCommitMaxMs: number }).syncCommitMaxMs = 0;
+    await (await t.commit((tx) => tx.put("hvs", "hv-1", { hv: "hv-1", online: true, since: 100 }))).durable;
+    assert.is(t.commitsOnThread, false, "back on the pipeline");
+    const before2 = t.lastTxnId();
+    const q = t.commit((tx) => tx.put("hvs", "hv-1", { hv: "hv-1", online: true, since: 101 }));
+    assert.is(t.lastTxnId(), before2, "pipelined again");
+    await (await q).durable;
+    assert.equal(t.get("hvs", "hv-1"), { hv: "hv-1", online: true, since: 101 });
+    await t.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+e("syncCommitMaxMs must be a number of milliseconds, 0 or more: refused before the directory is made", async () => {
+  for (const bad of [-1, Number.NaN, "1", Number.NEGATIVE_INFINITY]) {
+    const dir = join(tmp(), "store");
+    try {
+      const err = await expectError(openLmdbStore(dir, { syncCommitMaxMs: bad as number }), RangeError);
+      assert.match(err.message, "syncCommitMaxMs");
+      assert.is(existsSync(dir), false, `nothing made for ${String(bad)}`);
+    } finally {
+      rmSync(dirname(dir), { recursive: true, force: true });
+    }
+  }
+});
+
+e("commits on the thread survive SIGKILL: every commit acknowledged (durable) before the kill is in the store after it", async () => {
+  const dir = tmp();
+  const here = dirname(fileURLToPath(import.meta.url));
+  const lmdbJs = join(here, "..", "host", "store", "lmdb.js");
+  // The child commits one key after another, each acknowledged on stdout once durable, then keeps going until killed.
+  const child = spawn(process.execPath, ["--input-type=module", "-e",
+    `import { openLmdbStore } from ${JSON.stringify(lmdbJs)}; const s = await openLmdbStore(${JSON.stringify(dir)}, { syncCommitMaxMs: Infinity });
+     for (let i = 0; ; i++) { const { durable } = await s.commit((tx) => { tx.put("timers", "t" + i, { i }); tx.put("meta", "last", i); }); await durable; process.stdout.write((s.commitsOnThread ? "T" : "P") + i + "\\n"); }`],
+  { stdio: ["ignore", "pipe", "inherit"] });
+  try {
+    const acked: string[] = [];
+    await new Promise<void>((res, rej) => {
+      const t = setTimeout(() => rej(new Error("child did not commit 200 times on the thread in 20 s")), 20_000);
+      let buf = "";
+      child.stdout!.on("data", (d) => {
+        buf += String(d);
+        const lines = buf.split("\n");
+        buf = lines.pop()!;
+        acked.push(...lines);
+        if (acked.filter((l) => l.startsWith("T")).length >= 200) { clearTimeout(t); child.kill("SIGKILL"); res(); }
+      });
+      child.on("exit", (c, sig) => { if (sig !== "SIGKILL") rej(new Error(`child exited ${c}`)); });
+    });
+    await new Promise((r) => (child.exitCode !== null || child.signalCode !== null ? r(undefined) : child.once("exit", r)));
+    const s = await openLmdbStore(dir);
+    const last = Number(acked[acked.length - 1].slice(1));
+    for (let i = 0; i <= last; i++) assert.equal(s.get("timers", `t${i}`), { i }, `acknowledged commit ${i}`);
+    const stored = s.get("meta", "last") as unknown as number;
+    assert.ok(stored >= last, `the store holds at least the last acknowledged commit: ${stored} vs ${last}`);
+    assert.equal(s.list("timers").length, stored + 1, "each commit all or nothing: its key with its `last`");
+    await s.close();
+  } finally {
+    child.kill("SIGKILL");
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 e.run();

@@ -33,6 +33,28 @@
 // visible, with `durable` for the flush, so the NVE core can start the next
 // request while this one is flushed and still answer each only when durable
 // (host/control/core.ts request()); queued batches share one fsync.
+//
+// Where the flush is cheap, a commit runs on the calling thread instead
+// (transactionSync: LMDB's own durable commit, data fsync'd before the meta
+// page, written through its O_DSYNC descriptor), `durable` already resolved.
+// lmdb-js's pipelined commit costs a lone request a libuv pool job and three
+// wake-ups of the event loop (the commit visible, the flush, the job done:
+// ~5 futex calls, ~4 epoll waits, ~3 context switches per commit: strace and
+// perf stat, bench/README.md "Session 13: lmdb15"); with the NVE on one CPU
+// (a DPU's core; the bench pins it) the write thread and the main thread take
+// turns on it for every request. On a tmpfs store, pinned to one CPU, a lone
+// commit on the main thread costs 50 µs of CPU against 75 µs pipelined, 0.4
+// context switches against 3.3, and its p99 falls from 0.8-1.8 ms to 0.23 ms
+// (a store-only loop at 2,000 commits/s, bench/README.md "Session 13:
+// lmdb15"). It is chosen only (a) when no pipelined commit is outstanding
+// (so commits stay durable in call order) and (b) while the flush is
+// measured cheap: the pipelined path times each
+// commit's flush (visible → flushed), and after SYNC_PROBE commits whose
+// fastest flush took under `syncCommitMaxMs` the store commits on the main
+// thread; a main-thread commit that takes longer than that (a real disk's
+// fsync, 4-16 ms on the bench's virtio disk) puts it back on the pipeline,
+// where the disk's fsync overlaps the next group's work (the durable ratio,
+// bench/README.md "The disk's fsync and the durable attach ratio").
 // A process crash (SIGKILL) loses nothing committed (the kernel holds the pages);
 // a machine crash loses at most commits that were not yet flushed, and those
 // were never acknowledged.
@@ -76,7 +98,23 @@ export interface LmdbStoreOptions {
   log?: (line: string) => void;
   /** The directory's lock, already taken (lockStoreDir: `nvedge run` takes it before the store is loaded, issue 15); the store releases it at close. */
   lock?: StoreLock;
+  /**
+   * A commit runs on the calling thread while the store's flush is measured
+   * under this many milliseconds (see the header); 0: always pipelined.
+   * Default SYNC_COMMIT_MAX_MS.
+   */
+  syncCommitMaxMs?: number;
 }
+
+/**
+ * The default LmdbStoreOptions.syncCommitMaxMs: a commit on tmpfs takes 0.02-0.06 ms; a real
+ * disk's fsync 4-16 ms on the bench's virtio disk in session 8 (the `store` bench's store.fsync
+ * row), ~0.5-0.7 ms on it in session 13 (bench/README.md "Session 13: lmdb15").
+ */
+export const SYNC_COMMIT_MAX_MS = 0.5;
+/** Pipelined commits whose fastest flush decides whether commits move to the calling thread. */
+const SYNC_PROBE = 16;
+const RESOLVED: Promise<void> = Promise.resolve();
 
 /** LMDB's largest key (lmdb-js keys of the default 4 KiB pages), in UTF-8 bytes. */
 const MAX_KEY_BYTES = 1978;
@@ -109,6 +147,13 @@ function wrapNative(dir: string, e: unknown): Error {
 export class LmdbStore implements Store {
   private closed = false;
   private inflight: Overlay[] = [];
+  /** Pipelined commits not yet durable (or failed). */
+  private pipelined = 0;
+  /** Commits run on the calling thread (see the header). */
+  private onThread = false;
+  /** The fastest flush of the pipelined commits timed since the last switch, and how many were timed. */
+  private flushMinMs = Infinity;
+  private flushTimed = 0;
 
   private constructor(
     readonly dir: string,
@@ -116,12 +161,21 @@ export class LmdbStore implements Store {
     private readonly root: RootDatabase,
     private readonly dbs: Map<CollectionName, Database>,
     private readonly lock: StoreLock,
+    private readonly syncCommitMaxMs: number,
   ) {}
+
+  /** Whether the next commit (with none outstanding) runs on the calling thread: see the header. */
+  get commitsOnThread(): boolean {
+    return this.onThread;
+  }
 
   /** Opens (creating when new) the store in `dir`; see the errors above. */
   static async open(dir: string, opts: LmdbStoreOptions = {}): Promise<LmdbStore> {
     const want = opts.schemaVersion ?? STORE_SCHEMA_VERSION;
     const migrations = opts.migrations ?? MIGRATIONS;
+    const syncCommitMaxMs = opts.syncCommitMaxMs ?? SYNC_COMMIT_MAX_MS;
+    if (typeof syncCommitMaxMs !== "number" || Number.isNaN(syncCommitMaxMs) || syncCommitMaxMs < 0)
+      throw new RangeError(`syncCommitMaxMs ${JSON.stringify(syncCommitMaxMs)}: a number of milliseconds, 0 or more (0: every commit pipelined)`);
     if (existsSync(dir) && !statSync(dir).isDirectory()) throw new StoreCorruptError(dir, "it is a file, not a directory");
     privateDir(dir); // 0700, its files 0600 (issue 10): every tenant's bindings are in it
     const lock = opts.lock ?? await lockStoreDir(dir);
@@ -174,7 +228,7 @@ export class LmdbStore implements Store {
       r.transactionSync(() => {
         for (const c of COLLECTIONS) dbs.set(c, r.openDB({ name: c }));
       });
-      const store = new LmdbStore(dir, version, r, dbs, lock);
+      const store = new LmdbStore(dir, version, r, dbs, lock, syncCommitMaxMs);
       store.list("meta"); // every meta record must decode
       return store;
     } catch (e) {
@@ -286,7 +340,8 @@ export class LmdbStore implements Store {
     };
     const result = fn(tx); // throws → the overlay is dropped, nothing queued
     if (result instanceof Promise) throw new Error("transaction callbacks must be synchronous");
-    if (pending.size === 0) return { result, durable: Promise.resolve() };
+    if (pending.size === 0) return { result, durable: RESOLVED };
+    if (this.onThread && this.pipelined === 0) return { result, durable: this.commitOnThread(pending) };
     this.inflight.push(pending);
     let committed: Promise<unknown>;
     let flush: Promise<unknown>;
@@ -307,14 +362,59 @@ export class LmdbStore implements Store {
       this.inflight.splice(this.inflight.indexOf(pending), 1);
       throw e;
     }
+    this.pipelined++;
     const done = committed.finally(() => this.inflight.splice(this.inflight.indexOf(pending), 1));
-    const durable = done.then(() => flush).then(() => undefined, async (e: Error & { commitError?: Promise<unknown> }) => {
+    // Timed (visible → flushed) only while deciding whether to commit on the thread.
+    const flushedAfter = this.syncCommitMaxMs > 0 && !this.onThread
+      ? () => { const t = performance.now(); return flush.then(() => this.flushTook(performance.now() - t)); }
+      : () => flush;
+    const durable = done.then(flushedAfter).then(() => { this.pipelined--; }, async (e: Error & { commitError?: Promise<unknown> }) => {
+      this.pipelined--;
       // lmdb-js rejects with "Commit failed (see commitError for details)": the cause (e.g. ENOSPC) is in commitError
       const cause = e.commitError ? await e.commitError.then(() => e, (x: unknown) => x as Error) : e;
-      throw Object.assign(new Error(`${this.dir}: the store could not commit a transaction: ${cause.message ?? cause}`), { code: errnoName(cause) });
+      throw this.commitFailed(cause);
     });
     durable.catch(() => {}); // the caller awaits it; never an unhandled rejection here
     return { result, durable };
+  }
+
+  /**
+   * A commit on the calling thread (see the header): LMDB's synchronous,
+   * durable commit, nothing outstanding before it. Returns `durable`: resolved,
+   * or rejected as a pipelined commit's is when LMDB refuses (ENOSPC, EIO).
+   */
+  private commitOnThread(pending: Overlay): Promise<void> {
+    const t = performance.now();
+    try {
+      this.root.transactionSync(() => {
+        for (const [c, m] of pending) {
+          const d = this.db(c);
+          for (const [k, v] of m) v === DELETED ? d.removeSync(k) : d.putSync(k, asBinary(v));
+        }
+      });
+    } catch (e) {
+      const failed = Promise.reject(this.commitFailed(e as Error));
+      failed.catch(() => {}); // as a pipelined commit's: the caller awaits it
+      return failed;
+    }
+    if (performance.now() - t > this.syncCommitMaxMs) this.switchTo(false); // a real disk's fsync: back to the pipeline
+    return RESOLVED;
+  }
+
+  /** A pipelined commit's flush took `ms`: SYNC_PROBE of them all under syncCommitMaxMs move commits onto the thread. */
+  private flushTook(ms: number): void {
+    if (ms < this.flushMinMs) this.flushMinMs = ms;
+    if (++this.flushTimed >= SYNC_PROBE && !this.onThread) this.switchTo(this.flushMinMs < this.syncCommitMaxMs);
+  }
+
+  private switchTo(onThread: boolean): void {
+    this.onThread = onThread;
+    this.flushMinMs = Infinity;
+    this.flushTimed = 0;
+  }
+
+  private commitFailed(cause: Error): Error {
+    return Object.assign(new Error(`${this.dir}: the store could not commit a transaction: ${cause?.message ?? cause}`), { code: errnoName(cause) });
   }
 
   /** Bytes the environment uses on disk (data.mdb). */
