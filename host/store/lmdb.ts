@@ -109,9 +109,12 @@ export interface LmdbStoreOptions {
 /**
  * The default LmdbStoreOptions.syncCommitMaxMs: a commit on tmpfs takes 0.02-0.06 ms; a real
  * disk's fsync 4-16 ms on the bench's virtio disk in session 8 (the `store` bench's store.fsync
- * row), ~0.5-0.7 ms on it in session 13 (bench/README.md "Session 13: lmdb15").
+ * row), ~0.5-0.7 ms on it in session 13 (bench/README.md "Session 13: lmdb15"). The bound
+ * sits between the two with a margin each way: at 0.5 a disk whose fastest fsync dips just
+ * under it would move onto the thread, and its next commit (over the bound) back, one blocked
+ * event loop per 17 commits.
  */
-export const SYNC_COMMIT_MAX_MS = 0.5;
+export const SYNC_COMMIT_MAX_MS = 0.25;
 /** Pipelined commits whose fastest flush decides whether commits move to the calling thread. */
 const SYNC_PROBE = 16;
 const RESOLVED: Promise<void> = Promise.resolve();
