@@ -1,6 +1,7 @@
 // The NVE's state in memory, with the indexes the handlers need, mirrored in the
 // Store (host/store/store.ts). Only Txn.commit() changes it, after the change is
 // stored and programmed (PROTOCOL.md §2).
+import { ShardedMap } from "../domain/sharded-map.js";
 import type { DpOp } from "../dataplane/ops.js";
 import type { HvRecord, Store, TimerRecord, VapRecord, VnicRecord } from "../store/store.js";
 import { TagAllocator } from "./tags.js";
@@ -30,11 +31,12 @@ export function splitVapKey(k: string): [string, number] {
 }
 
 export class Model {
-  readonly vnics = new Map<string, VnicRecord>();
+  // per-VNIC and per-address indexes: ShardedMap, so no request pays a whole index's rehash (host/domain/sharded-map.ts)
+  readonly vnics: Map<string, VnicRecord> = new ShardedMap<VnicRecord>();
   readonly vaps = new Map<string, VapRecord>();
   readonly hvs = new Map<string, HvRecord>();
   readonly timers = new Map<string, TimerRecord>();
-  readonly macOwner = new Map<string, string>();
+  readonly macOwner: Map<string, string> = new ShardedMap<string>();
   /**
    * (VN, IP) -> owner, built on first use from `vnics` (then kept in step by
    * index()): a restart with a million addresses programs the data plane from
@@ -66,7 +68,7 @@ export class Model {
 
   get ipOwner(): Map<string, { vnic: string; mac: string }> {
     if (this.ipIdx) return this.ipIdx;
-    const m = new Map<string, { vnic: string; mac: string }>();
+    const m: Map<string, { vnic: string; mac: string }> = new ShardedMap<{ vnic: string; mac: string }>();
     for (const r of this.vnics.values())
       for (const b of r.vns) {
         const pre = `${b.vn}|`;

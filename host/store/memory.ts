@@ -5,11 +5,17 @@ import {
   COLLECTIONS, STORE_SCHEMA_VERSION, StoreSchemaError,
   type CollectionName, type Collections, type Store, type StoreWriter,
 } from "./store.js";
+import { ShardedMap } from "../domain/sharded-map.js";
 
 export type MemoryBacking = Map<CollectionName, Map<string, unknown>>;
 
 export function newMemoryBacking(): MemoryBacking {
-  return new Map(COLLECTIONS.map((c) => [c, new Map()]));
+  return new Map(COLLECTIONS.map((c) => [c, collection(c)]));
+}
+
+/** The VNICs' collection holds one record per VNIC: sharded, so that no commit pays its whole rehash (host/domain/sharded-map.ts). */
+function collection(c: CollectionName): Map<string, unknown> {
+  return c === "vnics" ? new ShardedMap<unknown>() : new Map();
 }
 
 /**
@@ -55,7 +61,7 @@ export class MemoryStore implements Store {
 
   static async open(opts: { backing?: MemoryBacking; schemaVersion?: number } = {}): Promise<MemoryStore> {
     const data = opts.backing ?? newMemoryBacking();
-    for (const c of COLLECTIONS) if (!data.has(c)) data.set(c, new Map());
+    for (const c of COLLECTIONS) if (!data.has(c)) data.set(c, collection(c));
     const want = opts.schemaVersion ?? STORE_SCHEMA_VERSION;
     const meta = data.get("meta")!;
     const found = meta.get("schemaVersion");
