@@ -337,13 +337,12 @@ async function benchOne(kind: "embedded" | "mosquitto", perAgent: number, thread
   const cpu = nveCpu();
   const nodeBin = await nveNode();
   nveNodeVersion = nodeBin === process.execPath ? process.version : execFileSync(nodeBin, ["-v"], { encoding: "utf8" }).trim();
-  if (nveNodeBin && nodeBin === nveNodeBin.node && nveNodeBin.flags.length) nveNodeVersion += ` ${nveNodeBin.flags.join(" ")}`;
   // NVEDGE_BENCH_NVE_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/p") profiles the NVE process.
   // the firmware's Node with the flags its launcher gives it (firmware/build.mjs NODE_FLAGS), as on the device; those asked for after them
   // On another Node (the machine's, or NVEDGE_BENCH_NVE_NODE=PATH): the flags bin/nvedge.js's own first line
   // gives Node when it runs as the `nvedge` command (launcherFlags), as a systemd unit or a shell starts it.
   const shipped = nveNodeBin && nodeBin === nveNodeBin.node ? nveNodeBin.flags : launcherFlags(readFileSync(bin, "utf8"));
-  if (!(nveNodeBin && nodeBin === nveNodeBin.node) && shipped.length) nveNodeVersion += ` ${shipped.join(" ")}`;
+  if (shipped.length) nveNodeVersion += ` ${shipped.join(" ")}`;
   const nodeArgs = [...shipped, ...(process.env.NVEDGE_BENCH_NVE_NODE_ARGS ?? "").split(" ").filter(Boolean)];
   const argv0 = cpu === undefined ? [nodeBin] : ["taskset", "-c", String(cpu), nodeBin];
   // The NVE's log (stderr) into a file, as a journal would take it: through
