@@ -15,11 +15,11 @@ export interface SyscallCounts { total: number; switches: number; by: Record<str
 
 /**
  * Starts counting every syscall of each named process (all its threads);
- * stop() ends the count and returns them by name. Undefined when perf
- * cannot count tracepoints here (not installed: Debian's `linux-perf`; not
- * root; no tracefs).
+ * stop() ends the count and returns them by name. A process perf could not
+ * count (perf not installed: Debian's `linux-perf`; not root; no tracefs)
+ * is missing from what stop() returns.
  */
-export function countSyscalls(pids: Record<string, number>): { stop(): Promise<Record<string, SyscallCounts>> } | undefined {
+export function countSyscalls(pids: Record<string, number>): { stop(): Promise<Record<string, SyscallCounts>> } {
   const dir = mkdtempSync("/tmp/nvl-bench-syscalls-");
   // and the times the process was switched out (context-switches: a wake-up of a peer on the same CPU preempting it shows here)
   const events = ["raw_syscalls:sys_enter", "context-switches", ...NAMED.map((n) => `syscalls:sys_enter_${n}`)];

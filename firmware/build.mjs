@@ -220,7 +220,10 @@ main(process.argv.slice(2)).then(
  * every request arriving meanwhile held; at 2 MiB 94-104 times for 1.0-1.9
  * ms, at 1 MiB 179-212 times for 0.6-2.1 ms. 1 MiB cost the NVE ~19 µs more per attach at max over TCP
  * (82 against 63, the socket's reads filling the small space) and ~25 more
- * per paced request; 2 MiB 69 (64 against 60 on a Unix socket). The bench
+ * per paced request; 2 MiB 69 (64 against 60 on a Unix socket). The paced
+ * p99 itself did not move measurably (idle A/B, 12 cases each: medians 9.8 ms
+ * at 16 MiB, 8.7 at 2; up to 4 mark-compacts in a case against 2, bench/README.md
+ * "Session 13: the lead's idle figures"): 2 MiB is kept for its shorter pauses. The bench
  * runs the NVE with these flags (bench/control.ts: the firmware's with
  * NVEDGE_BENCH_NVE_NODE=firmware, bin/nvedge.js's line otherwise).
  */

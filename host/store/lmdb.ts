@@ -404,7 +404,7 @@ export class LmdbStore implements Store {
     return RESOLVED;
   }
 
-  /** A pipelined commit's flush took `ms`: SYNC_PROBE of them all under syncCommitMaxMs move commits onto the thread. */
+  /** A pipelined commit's flush took `ms`: after SYNC_PROBE of them, commits move onto the thread if the fastest took under syncCommitMaxMs. */
   private flushTook(ms: number): void {
     if (ms < this.flushMinMs) this.flushMinMs = ms;
     if (++this.flushTimed >= SYNC_PROBE && !this.onThread) this.switchTo(this.flushMinMs < this.syncCommitMaxMs);
